@@ -1,0 +1,47 @@
+"""The LLM backend contract shared by every backend (hosted, local, stub, replay)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+EditMode = Literal["diff", "rewrite"]
+
+
+@dataclass(frozen=True)
+class ProposalRequest:
+    """Everything a backend may use to propose a child program.
+
+    Real models read ``messages``; the offline stub reads the structured fields
+    (it mutates ``parent_code`` and borrows from ``inspiration_codes``).
+    """
+
+    messages: list[dict[str, str]]
+    iteration: int
+    seed: int
+    mode: EditMode
+    parent_code: str
+    inspiration_codes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+
+
+class LLMError(Exception):
+    """A proposal that failed after retries (or a malformed/empty reply).
+
+    The message is one line; the loop records it as a failed proposal.
+    """
+
+
+class LLM(Protocol):
+    name: str
+
+    def complete(self, request: ProposalRequest) -> Completion: ...
