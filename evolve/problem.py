@@ -1,0 +1,166 @@
+"""Problem plug-ins: discovery and loading.
+
+A problem is a folder with ``problem.toml``, a seed program, ``baselines/*.py``
+and a context text.  Problems are found in three places, in this order:
+
+1. a path given directly (``evolve run ./my_problem``);
+2. the built-in ``problems/`` folder of this repository;
+3. installed packages that declare an entry point in the group
+   ``evolve.problems``; the entry point loads a module (or package) whose folder
+   holds ``problem.toml``, or a callable returning that folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import problems as builtin_problems
+from evolve.config import ProblemSpec, load_problem_spec
+from evolve.errors import UserError
+from evolve.verifier import Instance, Verifier
+
+ENTRY_POINT_GROUP = "evolve.problems"
+SPLITS = ("quick", "train", "test")
+
+
+@dataclass
+class Problem:
+    spec: ProblemSpec
+    dir: Path
+    origin: str  # "builtin", "path" or "entry point <dist>"
+    sys_path: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def toml_path(self) -> Path:
+        return self.dir / "problem.toml"
+
+    @cached_property
+    def seed_code(self) -> str:
+        return _read(self.dir / self.spec.seed, "seed")
+
+    @cached_property
+    def context(self) -> str:
+        path = self.dir / self.spec.context
+        return _read(path, "context") if path.exists() else ""
+
+    @cached_property
+    def baselines(self) -> dict[str, Path]:
+        folder = self.dir / self.spec.baselines
+        if not folder.is_dir():
+            return {}
+        return {p.stem: p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")}
+
+    @cached_property
+    def verifier(self) -> Verifier:
+        cls = import_entry(self.spec.verifier.entry, self.sys_path, str(self.toml_path))
+        return cls(self.dir, dict(self.spec.verifier.options))
+
+    def instances(self, split: str, instances_file: Path | None = None) -> list[Instance]:
+        if instances_file is not None:
+            if not instances_file.is_file():
+                raise UserError(f"{instances_file}: file not found")
+            found = self.verifier.load_instances(instances_file)
+        elif split not in SPLITS:
+            raise UserError(f"unknown split '{split}' (expected one of: {', '.join(SPLITS)})")
+        else:
+            found = self.verifier.instances(split)
+        if not found:
+            raise UserError(f"problem '{self.name}': split '{split}' has no instances")
+        return found
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the problem's {what} file ({err.strerror})") from None
+
+
+def import_entry(entry: str, extra_path: list[str], source: str) -> Any:
+    """Import ``module:attr``; a failure is a one-line error naming the source."""
+    module_name, _, attr = entry.partition(":")
+    for path in extra_path:
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise UserError(f"{source}: verifier.entry '{entry}': cannot import {module_name} ({err})") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise UserError(f"{source}: verifier.entry '{entry}': {module_name} has no '{attr}'") from None
+
+
+def builtin_dir() -> Path:
+    return Path(builtin_problems.__file__).resolve().parent
+
+
+def _from_dir(folder: Path, origin: str) -> Problem:
+    spec = load_problem_spec(folder / "problem.toml")
+    # Verifiers shipped inside a plug-in folder import from that folder.
+    sys_path = [] if origin == "builtin" else [str(folder), str(folder.parent)]
+    return Problem(spec=spec, dir=folder.resolve(), origin=origin, sys_path=sys_path)
+
+
+def _entry_point_dirs() -> dict[str, tuple[Path, str]]:
+    found: dict[str, tuple[Path, str]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist else "?"
+        try:
+            target = ep.load()
+        except Exception as err:  # a broken plug-in must not break discovery
+            raise UserError(f"entry point '{ep.name}' ({ep.value}, package {dist}): cannot load: {err}") from None
+        if isinstance(target, ModuleType):
+            folder = Path(target.__file__ or "").resolve().parent
+        elif callable(target):
+            folder = Path(target()).resolve()
+        else:
+            folder = Path(target).resolve()
+        found[ep.name] = (folder, f"entry point ({dist})")
+    return found
+
+
+def discover() -> dict[str, Problem]:
+    """Every available problem by name: built-in first, then plug-ins."""
+    problems: dict[str, Problem] = {}
+    for toml in sorted(builtin_dir().glob("*/problem.toml")):
+        problem = _from_dir(toml.parent, "builtin")
+        problems[problem.name] = problem
+    for name, (folder, origin) in _entry_point_dirs().items():
+        if name not in problems:
+            problems[name] = _from_dir(folder, origin)
+    return problems
+
+
+def load_problem(name_or_path: str) -> Problem:
+    """A problem by name, or by the path of its folder or its problem.toml."""
+    path = Path(name_or_path)
+    if path.name == "problem.toml":
+        path = path.parent
+    if (path / "problem.toml").is_file() and (len(path.parts) > 1 or not _is_known(name_or_path)):
+        return _from_dir(path, "path")
+    builtin = builtin_dir() / name_or_path / "problem.toml"
+    if builtin.is_file():
+        return _from_dir(builtin.parent, "builtin")
+    plugins = _entry_point_dirs()
+    if name_or_path in plugins:
+        folder, origin = plugins[name_or_path]
+        return _from_dir(folder, origin)
+    known = sorted({p.parent.name for p in builtin_dir().glob("*/problem.toml")} | set(plugins))
+    raise UserError(f"unknown problem '{name_or_path}' (known: {', '.join(known) or 'none'}; or give a folder with problem.toml)")
+
+
+def _is_known(name: str) -> bool:
+    return (builtin_dir() / name / "problem.toml").is_file()

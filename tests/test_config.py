@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evolve.config import RunSettings, load_problem_spec, resolve_settings
+from evolve.errors import UserError
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "problem.toml"
+    path.write_text(text)
+    return path
+
+
+def test_builtin_smtt_problem_toml_is_valid() -> None:
+    spec = load_problem_spec(Path(__file__).parents[1] / "problems" / "smtt" / "problem.toml")
+    assert spec.name == "smtt" and spec.function.name == "schedule"
+    assert spec.objective.direction == "minimize"
+
+
+def test_unknown_key_names_file_key_and_the_allowed_keys(toy_dir: Path) -> None:
+    toml = toy_dir / "problem.toml"
+    toml.write_text(toml.read_text().replace('direction = "minimize"', 'direction = "minimize"\nsens = 1'))
+    with pytest.raises(UserError) as info:
+        load_problem_spec(toml)
+    message = str(info.value)
+    assert str(toml) in message and "unknown key 'objective.sens'" in message
+    assert "direction" in message and "\n" not in message
+
+
+def test_missing_field_is_named(toy_dir: Path) -> None:
+    toml = toy_dir / "problem.toml"
+    toml.write_text(toml.read_text().replace('title = "Weighted position sum"\n', ""))
+    with pytest.raises(UserError, match=r"problem.toml: missing key 'title'$"):
+        load_problem_spec(toml)
+
+
+def test_wrong_type_is_named_with_the_value(toy_dir: Path) -> None:
+    toml = toy_dir / "problem.toml"
+    toml.write_text(toml.read_text().replace("bins = 4", 'bins = "four"'))
+    with pytest.raises(UserError, match=r"key 'features.0.bins'.*'four'"):
+        load_problem_spec(toml)
+
+
+def test_bad_run_defaults_in_problem_toml_are_caught_at_load(toy_dir: Path) -> None:
+    toml = toy_dir / "problem.toml"
+    toml.write_text(toml.read_text().replace("iterations = 20", "iterations = 20\nmigration = 3"))
+    with pytest.raises(UserError, match=r"unknown key 'run.migration'"):
+        load_problem_spec(toml)
+
+
+def test_invalid_toml_syntax_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="invalid TOML"):
+        load_problem_spec(_write(tmp_path, "name = \n"))
+
+
+def test_settings_layering_cli_over_config_over_problem(tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text("iterations = 7\nworkers = 2\n[sandbox]\ntimeout_s = 3\n")
+    settings = resolve_settings({"iterations": 5, "islands": 3}, config, {"workers": 4, "seed": None})
+    assert (settings.iterations, settings.islands, settings.workers) == (7, 3, 4)
+    assert settings.sandbox.timeout_s == 3.0 and settings.sandbox.memory_mb == RunSettings().sandbox.memory_mb
+
+
+def test_config_file_unknown_key_names_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text("[sandbox]\ntimeout = 3\n")
+    with pytest.raises(UserError, match=r"run.toml: unknown key 'sandbox.timeout' \(expected one of: .*timeout_s"):
+        resolve_settings({}, config, {})
+
+
+def test_negative_iterations_rejected() -> None:
+    with pytest.raises(UserError, match="key 'iterations'"):
+        resolve_settings({}, None, {"iterations": -1})
