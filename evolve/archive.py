@@ -1,0 +1,309 @@
+"""The run archive: one SQLite file (WAL) per run.
+
+Every iteration is an *attempt* (a proposal and what became of it); every
+evaluated child is a *program*.  Both are committed in one transaction as soon
+as the evaluation finishes, so a run killed at any moment resumes with every
+evaluated program.  MAP-Elites cells live in ``elites`` and are updated
+incrementally.  All hot queries are indexed: their cost does not grow with the
+archive.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evolve.errors import UserError
+
+SCHEMA_VERSION = "1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS programs (
+    id INTEGER PRIMARY KEY,
+    code TEXT NOT NULL,
+    code_hash TEXT NOT NULL UNIQUE,
+    parent_id INTEGER REFERENCES programs(id),
+    island INTEGER NOT NULL,
+    iteration INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    model TEXT,
+    status TEXT NOT NULL,
+    score REAL,
+    stage TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    instances TEXT NOT NULL,
+    feedback TEXT NOT NULL,
+    features TEXT,
+    eval_seconds REAL NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS programs_by_score ON programs(score DESC) WHERE score IS NOT NULL;
+CREATE TABLE IF NOT EXISTS attempts (
+    iteration INTEGER PRIMARY KEY,
+    island INTEGER NOT NULL,
+    parent_id INTEGER,
+    mode TEXT NOT NULL,
+    model TEXT,
+    outcome TEXT NOT NULL,
+    error TEXT,
+    program_id INTEGER REFERENCES programs(id),
+    completion TEXT,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    llm_seconds REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS elites (
+    island INTEGER NOT NULL,
+    cell TEXT NOT NULL,
+    program_id INTEGER NOT NULL REFERENCES programs(id),
+    score REAL NOT NULL,
+    PRIMARY KEY (island, cell)
+);
+"""
+
+# Attempt outcomes.
+EVALUATED = "evaluated"
+EDIT_ERROR = "edit_error"
+LLM_ERROR = "llm_error"
+DUPLICATE = "duplicate"
+
+
+@dataclass
+class Program:
+    code: str
+    code_hash: str
+    parent_id: int | None
+    island: int
+    iteration: int
+    generation: int
+    origin: str
+    model: str | None
+    status: str
+    score: float | None
+    stage: str
+    metrics: dict[str, float]
+    instances: list[dict[str, Any]]
+    feedback: str
+    features: list[float] | None
+    eval_seconds: float
+    created_at: float = field(default_factory=time.time)
+    id: int | None = None
+
+
+@dataclass
+class Attempt:
+    iteration: int
+    island: int
+    parent_id: int | None
+    mode: str
+    model: str | None
+    outcome: str
+    error: str | None = None
+    completion: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    llm_seconds: float = 0.0
+    program_id: int | None = None
+    created_at: float = field(default_factory=time.time)
+
+
+_PROGRAM_COLUMNS = (
+    "code, code_hash, parent_id, island, iteration, generation, origin, model, status, score, "
+    "stage, metrics, instances, feedback, features, eval_seconds, created_at"
+)
+
+
+class Archive:
+    """Single-writer store; open one per process (the controller's thread)."""
+
+    def __init__(self, path: Path, *, create: bool = False, readonly: bool = False) -> None:
+        self.path = path
+        if not create and not path.is_file():
+            raise UserError(f"{path}: no archive here (expected a run folder with archive.sqlite)")
+        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        if not readonly:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+            if create:
+                self.set_meta("schema_version", SCHEMA_VERSION)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- meta -------------------------------------------------------------
+    def set_meta(self, key: str, value: Any) -> None:
+        self._db.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, json.dumps(value)),
+        )
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    # --- writes -----------------------------------------------------------
+    def add_program(self, program: Program, attempt: Attempt | None = None) -> int:
+        """Commit a program (and the attempt that made it) atomically."""
+        with self._transaction():
+            cursor = self._db.execute(
+                f"INSERT INTO programs({_PROGRAM_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+                (
+                    program.code, program.code_hash, program.parent_id, program.island,
+                    program.iteration, program.generation, program.origin, program.model,
+                    program.status, program.score, program.stage, json.dumps(program.metrics),
+                    json.dumps(program.instances), program.feedback,
+                    json.dumps(program.features) if program.features is not None else None,
+                    program.eval_seconds, program.created_at,
+                ),
+            )
+            program.id = int(cursor.lastrowid or 0)
+            if attempt is not None:
+                attempt.program_id = program.id
+                self._insert_attempt(attempt)
+        return program.id
+
+    def add_attempt(self, attempt: Attempt) -> None:
+        with self._transaction():
+            self._insert_attempt(attempt)
+
+    def _insert_attempt(self, a: Attempt) -> None:
+        self._db.execute(
+            "INSERT INTO attempts(iteration, island, parent_id, mode, model, outcome, error, program_id,"
+            " completion, prompt_tokens, completion_tokens, cost_usd, llm_seconds, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                a.iteration, a.island, a.parent_id, a.mode, a.model, a.outcome, a.error, a.program_id,
+                a.completion, a.prompt_tokens, a.completion_tokens, a.cost_usd, a.llm_seconds, a.created_at,
+            ),
+        )
+
+    def set_elite(self, island: int, cell: str, program_id: int, score: float) -> None:
+        self._db.execute(
+            "INSERT INTO elites(island, cell, program_id, score) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(island, cell) DO UPDATE SET program_id=excluded.program_id, score=excluded.score",
+            (island, cell, program_id, score),
+        )
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    # --- reads ------------------------------------------------------------
+    def program(self, program_id: int) -> Program:
+        row = self._db.execute(f"SELECT id, {_PROGRAM_COLUMNS} FROM programs WHERE id=?", (program_id,)).fetchone()
+        if row is None:
+            raise UserError(f"{self.path}: no program with id {program_id}")
+        return _program_from_row(row)
+
+    def id_for_hash(self, code_hash: str) -> int | None:
+        row = self._db.execute("SELECT id FROM programs WHERE code_hash=?", (code_hash,)).fetchone()
+        return int(row[0]) if row else None
+
+    def seed(self) -> Program | None:
+        row = self._db.execute(
+            f"SELECT id, {_PROGRAM_COLUMNS} FROM programs WHERE origin='seed' ORDER BY id LIMIT 1"
+        ).fetchone()
+        return _program_from_row(row) if row else None
+
+    def top(self, n: int = 10) -> list[Program]:
+        rows = self._db.execute(
+            f"SELECT id, {_PROGRAM_COLUMNS} FROM programs WHERE score IS NOT NULL"
+            " ORDER BY score DESC, id ASC LIMIT ?",
+            (n,),
+        ).fetchall()
+        return [_program_from_row(r) for r in rows]
+
+    def best(self) -> Program | None:
+        top = self.top(1)
+        return top[0] if top else None
+
+    def elites(self) -> list[tuple[int, str, int, float]]:
+        rows = self._db.execute("SELECT island, cell, program_id, score FROM elites").fetchall()
+        return [(int(r[0]), str(r[1]), int(r[2]), float(r[3])) for r in rows]
+
+    def attempt_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0])
+
+    def max_iteration(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(MAX(iteration), 0) FROM attempts").fetchone()[0])
+
+    def usage(self) -> dict[str, float]:
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0),"
+            " COALESCE(SUM(cost_usd),0) FROM attempts"
+        ).fetchone()
+        return {"prompt_tokens": row[0], "completion_tokens": row[1], "cost_usd": float(row[2])}
+
+    def outcome_counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT outcome, COUNT(*) FROM attempts GROUP BY outcome").fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def status_counts(self) -> dict[str, int]:
+        rows = self._db.execute(
+            "SELECT status, COUNT(*) FROM programs WHERE origin != 'seed' GROUP BY status"
+        ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def program_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM programs").fetchone()[0])
+
+    def lineage(self, program_id: int) -> list[Program]:
+        """The chain from the seed to ``program_id`` (seed first)."""
+        chain: list[Program] = []
+        current: int | None = program_id
+        while current is not None and len(chain) < 10_000:
+            program = self.program(current)
+            chain.append(program)
+            current = program.parent_id
+        return chain[::-1]
+
+    def iter_scores(self) -> Iterator[tuple[int, int, float | None, float]]:
+        """(id, iteration, score, created_at) for every program, oldest first."""
+        for row in self._db.execute("SELECT id, iteration, score, created_at FROM programs ORDER BY id"):
+            yield int(row[0]), int(row[1]), row[2], float(row[3])
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _program_from_row(row: sqlite3.Row) -> Program:
+    return Program(
+        id=int(row["id"]),
+        code=row["code"],
+        code_hash=row["code_hash"],
+        parent_id=row["parent_id"],
+        island=int(row["island"]),
+        iteration=int(row["iteration"]),
+        generation=int(row["generation"]),
+        origin=row["origin"],
+        model=row["model"],
+        status=row["status"],
+        score=row["score"],
+        stage=row["stage"],
+        metrics=json.loads(row["metrics"]),
+        instances=json.loads(row["instances"]),
+        feedback=row["feedback"],
+        features=json.loads(row["features"]) if row["features"] else None,
+        eval_seconds=float(row["eval_seconds"]),
+        created_at=float(row["created_at"]),
+    )

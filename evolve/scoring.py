@@ -1,0 +1,86 @@
+"""Aggregate trusted per-instance results into a score and metrics.
+
+The score is always "higher is better" so the archive can rank any problem the
+same way; which aggregate it is comes from ``problem.toml`` (objective.score).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from statistics import fmean
+
+from evolve.verifier import Direction, InstanceResult
+
+
+def gap_metrics(results: list[InstanceResult]) -> dict[str, float]:
+    """Gap figures the two published ways, overall and per instance group.
+
+    * ``gap_mean_pct``: mean of per-instance gaps over instances with a
+      non-zero reference (the convention of published tables);
+    * ``gap_ratio_pct``: (sum objective - sum reference) / sum reference,
+      robust when references are tiny or zero.
+    """
+    metrics: dict[str, float] = {}
+    groups: dict[str, list[InstanceResult]] = defaultdict(list)
+    for r in results:
+        groups[r.group].append(r)
+    metrics.update(_gaps(results, ""))
+    if len(groups) > 1:
+        for group, members in sorted(groups.items()):
+            metrics.update(_gaps(members, f"[{group}]"))
+    return metrics
+
+
+def _gaps(results: list[InstanceResult], suffix: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    gaps = [r.gap for r in results if r.gap is not None]
+    if gaps:
+        out[f"gap_mean_pct{suffix}"] = 100.0 * fmean(gaps)
+    with_ref = [r for r in results if r.reference is not None and r.objective is not None]
+    ref_sum = sum(abs(r.reference or 0.0) for r in with_ref)
+    if with_ref and ref_sum > 0:
+        diff = sum((r.objective or 0.0) - (r.reference or 0.0) for r in with_ref)
+        out[f"gap_ratio_pct{suffix}"] = 100.0 * diff / ref_sum
+    return out
+
+
+def aggregate(
+    results: list[InstanceResult], direction: Direction, score_kind: str
+) -> tuple[float | None, dict[str, float]]:
+    """(score, metrics) for a fully feasible result set; score None if undefined."""
+    metrics = gap_metrics(results)
+    objectives = [r.objective for r in results if r.objective is not None]
+    metrics["objective_sum"] = float(sum(objectives))
+    metrics["instances"] = float(len(results))
+    metrics["optimal_hits"] = float(
+        sum(
+            1
+            for r in results
+            if r.reference_kind == "optimal"
+            and r.objective is not None
+            and r.reference is not None
+            and math.isclose(r.objective, r.reference, rel_tol=1e-9, abs_tol=1e-9)
+        )
+    )
+    seconds = [r.seconds for r in results if r.seconds is not None]
+    if seconds:
+        metrics["ms_per_instance"] = 1000.0 * fmean(seconds)
+    for key in sorted({k for r in results for k in r.extra}):
+        values = [r.extra[key] for r in results if key in r.extra]
+        metrics[key] = fmean(values)
+
+    sign = -1.0 if direction == "minimize" else 1.0
+    if score_kind == "gap_mean":
+        score = -metrics["gap_mean_pct"] if "gap_mean_pct" in metrics else None
+    elif score_kind == "gap_ratio":
+        score = -metrics["gap_ratio_pct"] if "gap_ratio_pct" in metrics else None
+    else:
+        score = sign * metrics["objective_sum"]
+    return score, metrics
+
+
+def headline_gap(metrics: dict[str, float], score_kind: str) -> float | None:
+    """The gap (in %) a user reads next to the score."""
+    key = "gap_ratio_pct" if score_kind == "gap_ratio" else "gap_mean_pct"
+    return metrics.get(key)

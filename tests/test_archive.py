@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from evolve.archive import DUPLICATE, EVALUATED, Archive, Attempt, Program
+from evolve.errors import UserError
+
+
+def _program(code: str, score: float | None, iteration: int, parent: int | None = None) -> Program:
+    return Program(
+        code=code, code_hash=f"h-{code}", parent_id=parent, island=0, iteration=iteration,
+        generation=0 if parent is None else 1, origin="seed" if parent is None else "llm", model="stub",
+        status="ok" if score is not None else "timeout", score=score, stage="train",
+        metrics={"gap_mean_pct": -(score or 0)}, instances=[{"name": "a"}], feedback="fb",
+        features=[1.0], eval_seconds=0.1,
+    )
+
+
+def test_program_and_attempt_are_committed_at_once_and_visible_to_a_new_connection(tmp_path: Path) -> None:
+    path = tmp_path / "archive.sqlite"
+    archive = Archive(path, create=True)
+    seed_id = archive.add_program(_program("seed", -10.0, 0))
+    child = _program("child", -5.0, 1, parent=seed_id)
+    archive.add_program(child, Attempt(1, 0, seed_id, "diff", "stub", EVALUATED, completion="text"))
+    # A second, independent connection sees both without any close/flush: committed.
+    other = sqlite3.connect(path)
+    assert other.execute("SELECT COUNT(*) FROM programs").fetchone()[0] == 2
+    assert other.execute("SELECT program_id FROM attempts WHERE iteration=1").fetchone()[0] == child.id
+    assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    archive.close()
+
+
+def test_best_lineage_counts_and_usage(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "a.sqlite", create=True)
+    s = archive.add_program(_program("seed", -10.0, 0))
+    c1 = archive.add_program(_program("c1", -4.0, 1, s), Attempt(1, 0, s, "diff", "m", EVALUATED, cost_usd=0.5, prompt_tokens=10))
+    c2 = archive.add_program(_program("c2", None, 2, c1), Attempt(2, 0, c1, "diff", "m", EVALUATED, cost_usd=0.25))
+    archive.add_attempt(Attempt(3, 1, s, "diff", "m", DUPLICATE))
+    assert archive.best().id == c1
+    assert [p.id for p in archive.lineage(c2)] == [s, c1, c2]
+    assert archive.attempt_count() == 3 and archive.max_iteration() == 3
+    assert archive.outcome_counts() == {EVALUATED: 2, DUPLICATE: 1}
+    assert archive.status_counts() == {"ok": 1, "timeout": 1}
+    assert archive.usage()["cost_usd"] == pytest.approx(0.75)
+    assert archive.id_for_hash("h-c1") == c1 and archive.id_for_hash("nope") is None
+
+
+def test_same_code_hash_cannot_be_stored_twice(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "a.sqlite", create=True)
+    archive.add_program(_program("seed", -1.0, 0))
+    with pytest.raises(sqlite3.IntegrityError):
+        archive.add_program(_program("seed", -2.0, 1))
+    # The failed transaction left nothing half-written.
+    assert archive.program_count() == 1 and archive.attempt_count() == 0
+
+
+def test_elites_upsert(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "a.sqlite", create=True)
+    s = archive.add_program(_program("seed", -3.0, 0))
+    archive.set_elite(0, "1,2", s, -3.0)
+    archive.set_elite(0, "1,2", s, -2.0)
+    assert archive.elites() == [(0, "1,2", s, -2.0)]
+
+
+def test_opening_a_missing_archive_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no archive here"):
+        Archive(tmp_path / "none.sqlite")
