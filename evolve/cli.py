@@ -1,0 +1,312 @@
+"""The ``evolve`` command line: parse, call the library, print with rich."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from evolve.display import (
+    RunDisplay,
+    console,
+    err_console,
+    evaluation_table,
+    fmt,
+    json_safe,
+    metrics_table,
+    pct,
+    show_review,
+)
+from evolve.errors import UserError
+
+app = typer.Typer(
+    help="Discover scheduling heuristics with LLMs: evolve programs, scored by trusted verifiers.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+RUNS_ROOT = Path("runs")
+
+
+def user_errors(func: F) -> F:
+    """A user's mistake is one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserError as err:
+            err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def example(*lines: str) -> str:
+    return "[bold]Examples[/]\n\n" + "\n\n".join(f"  $ {line}" for line in lines)
+
+
+@app.command(epilog=example("evolve problems"))
+@user_errors
+def problems() -> None:
+    """List the available problems, their verifiers and baselines."""
+    from rich.table import Table
+
+    from evolve.problem import discover
+
+    table = Table(title="problems", title_justify="left")
+    for column in ("name", "title", "objective", "verifier", "baselines", "from"):
+        table.add_column(column)
+    for name, problem in sorted(discover().items()):
+        spec = problem.spec
+        table.add_row(
+            name, spec.title, f"{spec.objective.name} ({spec.objective.direction})",
+            spec.verifier.entry, ", ".join(problem.baselines) or "-", problem.origin,
+        )
+    console.print(table)
+
+
+@app.command(
+    epilog=example(
+        "evolve run smtt",
+        "evolve run smtt --iterations 500 --workers 2 --seed 7",
+        "evolve run smtt --llm openai/gpt-4.1-mini --budget-usd 2 --record completions.jsonl",
+        "evolve run smtt --llm hosted_vllm/Qwen2.5-Coder-32B --api-base http://localhost:8000/v1",
+        "evolve run smtt --llm replay:completions.jsonl",
+    )
+)
+@user_errors
+def run(
+    problem: Annotated[str, typer.Argument(help="Problem name, or a folder with problem.toml.")],
+    llm: Annotated[str | None, typer.Option(help="Model (litellm string), 'm1:0.8,m2:0.2', 'stub' or 'replay:FILE'.")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Proposals to make (each is one iteration).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed of the run.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel evaluations (sandboxes).")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="LLM proposals in flight.")] = None,
+    budget_usd: Annotated[float | None, typer.Option(help="Stop cleanly once LLM spend reaches this.")] = None,
+    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible server (vLLM, Ollama, ...).")] = None,
+    edit_mode: Annotated[str | None, typer.Option(help="diff, rewrite or mixed.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/PROBLEM/<timestamp>-<id>).")] = None,
+    record: Annotated[Path | None, typer.Option(help="Save every completion to this JSONL file (for replay).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file of run settings.")] = None,
+) -> None:
+    """Evolve a heuristic for PROBLEM. Offline (stub model) unless --llm names a model."""
+    from evolve.archive import Archive
+    from evolve.config import resolve_settings
+    from evolve.problem import load_problem
+    from evolve.runs import ARCHIVE, new_run_dir, prepare_out_dir, save_config
+
+    spec = load_problem(problem)
+    overrides = {
+        "llm": llm, "iterations": iterations, "seed": seed, "workers": workers,
+        "concurrency": concurrency, "budget_usd": budget_usd, "api_base": api_base,
+        "edit_mode": edit_mode, "record": str(record) if record else None,
+    }
+    settings = resolve_settings(spec.spec.run, config, overrides, source="command line")
+    if settings.llm == "stub":
+        console.print("No model configured: using the offline stub mutator (--llm MODEL for a real one).")
+    folder = prepare_out_dir(out) if out else new_run_dir(RUNS_ROOT, spec.name)
+    save_config(folder, spec.name, spec.dir, settings)
+    archive = Archive(folder / ARCHIVE, create=True)
+    archive.set_meta("problem", spec.name)
+    _drive(spec, settings, archive, folder)
+
+
+@app.command(epilog=example("evolve resume runs/smtt/20261121-101500-a1b2c3", "evolve resume RUN_DIR --iterations 400"))
+@user_errors
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder to continue.")],
+    iterations: Annotated[int | None, typer.Option(help="New iteration target (default: the run's).")] = None,
+) -> None:
+    """Continue a stopped run (Ctrl-C or kill -9) up to its iteration target."""
+    from evolve.archive import Archive
+    from evolve.problem import load_problem
+    from evolve.runs import load_run, save_config
+
+    info = load_run(run_dir)
+    problem = load_problem(info.problem_dir if Path(info.problem_dir).is_dir() else info.problem)
+    settings = info.settings
+    if iterations is not None:
+        settings = settings.model_copy(update={"iterations": iterations})
+        save_config(run_dir, info.problem, problem.dir, settings)
+    archive = Archive(info.archive_path)
+    _drive(problem, settings, archive, run_dir)
+
+
+def _drive(problem: Any, settings: Any, archive: Any, folder: Path) -> None:
+    from evolve.llm import make_llm
+    from evolve.loop import Controller
+
+    model = make_llm(
+        settings.llm, api_base=settings.api_base, seed=settings.seed, temperature=settings.temperature,
+        max_tokens=settings.max_tokens, timeout_s=settings.llm_timeout_s, max_retries=settings.llm_retries,
+        record=Path(settings.record) if settings.record else None,
+    )
+    console.print(f"run folder: {folder}")
+    try:
+        with RunDisplay(problem.name) as display:
+            controller = Controller(problem, settings, archive, model, folder, on_progress=display.update)
+            progress = controller.run()
+    except KeyboardInterrupt:
+        console.print(f"\ninterrupted; every evaluated program is saved. Continue with: evolve resume {folder}")
+        sys.stdout.flush()
+        os._exit(130)  # don't wait for in-flight HTTP calls; the archive is committed
+    finally:
+        archive.close()
+    console.print(
+        f"stopped: {progress.stop_reason}. best score {fmt(progress.best_score)} (gap {pct(progress.best_gap)}); "
+        f"best program: {folder / 'best.py'}\nreview it with: evolve review {folder}"
+    )
+
+
+@app.command(
+    name="eval",
+    epilog=example(
+        "evolve eval smtt problems/smtt/seed.py",
+        "evolve eval smtt best.py --split test --json",
+        "evolve eval smtt rule.py --instances my_instances.json --solutions-out solutions.json",
+    ),
+)
+@user_errors
+def eval_(
+    problem: Annotated[str, typer.Argument(help="Problem name or folder.")],
+    program: Annotated[Path, typer.Argument(help="Program file to score.")],
+    split: Annotated[str, typer.Option(help="quick, train or test.")] = "train",
+    instances: Annotated[Path | None, typer.Option(help="Score on instances from this file instead.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON result.")] = False,
+    solutions_out: Annotated[Path | None, typer.Option(help="Write the solutions (JSON) here.")] = None,
+) -> None:
+    """Score one program file with the problem's verifier (exit 1 if it fails)."""
+    from evolve.config import RunSettings
+    from evolve.evaluation import Evaluator
+    from evolve.problem import load_problem
+
+    spec = load_problem(problem)
+    code = _read_program(program)
+    chosen = spec.instances(split, instances)
+    split_name = str(instances) if instances else split
+    with Evaluator(spec, RunSettings.model_validate(spec.spec.run).sandbox) as evaluator:
+        evaluation = evaluator.run_split(code, chosen, split_name)
+    if solutions_out:
+        rows = [{"name": i.name, "solution": s} for i, s in zip(chosen, evaluation.solutions, strict=False)]
+        solutions_out.write_text(json.dumps(json_safe(rows)) + "\n")
+    if as_json:
+        document = {
+            "problem": spec.name, "split": split_name, "status": evaluation.status,
+            "score": evaluation.score, "metrics": evaluation.metrics,
+            "feedback": evaluation.feedback,
+            "instances": [
+                {k: v for k, v in r.to_json().items() if k not in {"extra"}} for r in evaluation.instances
+            ],
+        }
+        print(json.dumps(json_safe(document), indent=2))
+    else:
+        console.print(evaluation_table(f"{program} on {spec.name}/{split_name}", evaluation))
+        console.print(metrics_table([(program.name, evaluation.status, evaluation.score, evaluation.metrics)]))
+        if not evaluation.ok:
+            console.print(f"[red]{evaluation.status}[/]: {evaluation.feedback}", highlight=False)
+    if not evaluation.ok:
+        raise typer.Exit(1)
+
+
+@app.command(epilog=example("evolve baselines smtt", "evolve baselines smtt --split test --json"))
+@user_errors
+def baselines(
+    problem: Annotated[str, typer.Argument(help="Problem name or folder.")],
+    split: Annotated[str, typer.Option(help="quick, train or test.")] = "train",
+    instances: Annotated[Path | None, typer.Option(help="Score on instances from this file instead.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON result.")] = False,
+) -> None:
+    """Score every baseline of PROBLEM through the same sandbox and verifier as evolved programs."""
+    from evolve.config import RunSettings
+    from evolve.evaluation import Evaluator
+    from evolve.problem import load_problem
+
+    spec = load_problem(problem)
+    chosen = spec.instances(split, instances)
+    rows = []
+    with Evaluator(spec, RunSettings.model_validate(spec.spec.run).sandbox) as evaluator:
+        for name, path in [("seed", spec.dir / spec.spec.seed), *spec.baselines.items()]:
+            evaluation = evaluator.run_split(_read_program(path), chosen, split)
+            rows.append((name, evaluation))
+    split_name = str(instances) if instances else split
+    if as_json:
+        document = {
+            "problem": spec.name, "split": split_name,
+            "baselines": [
+                {"name": n, "status": e.status, "score": e.score, "metrics": e.metrics} for n, e in rows
+            ],
+        }
+        print(json.dumps(json_safe(document), indent=2))
+        return
+    table = metrics_table([(n, e.status, e.score, e.metrics) for n, e in rows])
+    table.title = f"baselines on {spec.name}/{split_name} ({len(chosen)} instances)"
+    console.print(table)
+
+
+@app.command(epilog=example("evolve review runs/smtt/20261121-101500-a1b2c3", "evolve review RUN_DIR --json"))
+@user_errors
+def review(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON summary.")] = False,
+    top: Annotated[int, typer.Option(help="Leaderboard length.")] = 10,
+) -> None:
+    """Leaderboard, the best program as a diff against the seed, failure counts, tokens and cost."""
+    from evolve.review import review_run
+
+    result = review_run(run_dir, top=top)
+    if as_json:
+        print(json.dumps(json_safe(result.to_json()), indent=2))
+    else:
+        show_review(result)
+
+
+@app.command(epilog=example("evolve best smtt", "evolve best smtt --json"))
+@user_errors
+def best(
+    problem: Annotated[str, typer.Argument(help="Problem name.")],
+    runs_dir: Annotated[Path, typer.Option(help="Where runs are kept.")] = RUNS_ROOT,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The best program archived for PROBLEM across all runs, with its metrics."""
+    from rich.syntax import Syntax
+
+    from evolve.runs import best_across_runs
+
+    found = best_across_runs(runs_dir, problem)
+    if found is None:
+        raise UserError(f"no evaluated program for '{problem}' under {runs_dir}/{problem}/ (run: evolve run {problem})")
+    folder, program = found
+    if as_json:
+        document = {
+            "problem": problem, "run_dir": str(folder), "id": program.id,
+            "score": program.score, "metrics": program.metrics, "code": program.code,
+        }
+        print(json.dumps(json_safe(document), indent=2))
+        return
+    console.print(f"[bold]best {problem} program[/]: #{program.id} of {folder}, score {fmt(program.score)}")
+    console.print(Syntax(program.code, "python", theme="ansi_dark"))
+    console.print(metrics_table([(f"#{program.id}", program.status, program.score, program.metrics)]))
+
+
+def _read_program(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read program ({err.strerror})") from None
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Judging a program: sandbox (untrusted) -> verifier.score (trusted) -> aggregate.
+
+Evolved programs, the seed and the baselines all go through ``Evaluator``, so
+their numbers are comparable.  A cascade runs the small ``quick`` split first;
+only children that pass it reach the full ``train`` split.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from evolve.config import SandboxSettings
+from evolve.problem import Problem
+from evolve.sandbox import Sandbox, SandboxLimits, SandboxOutcome
+from evolve.scoring import aggregate, headline_gap
+from evolve.verifier import Instance, InstanceResult, infeasible
+
+Status = Literal["ok", "infeasible", "error", "timeout", "memory", "crash", "rejected"]
+FAILURE_KINDS: tuple[str, ...] = ("infeasible", "error", "timeout", "memory", "crash")
+
+
+@dataclass
+class Evaluation:
+    status: Status
+    score: float | None
+    metrics: dict[str, float]
+    instances: list[InstanceResult]
+    feedback: str
+    stage: str
+    seconds: float
+    solutions: list[object] = field(default_factory=list, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.score is not None
+
+
+def limits_from(settings: SandboxSettings) -> SandboxLimits:
+    return SandboxLimits(
+        timeout_s=settings.timeout_s,
+        memory_mb=settings.memory_mb,
+        max_processes=settings.max_processes,
+        file_size_mb=settings.file_size_mb,
+    )
+
+
+class Evaluator:
+    """Thread-safe: each call borrows one of ``slots`` sandboxes (warm workers)."""
+
+    def __init__(self, problem: Problem, settings: SandboxSettings, slots: int = 1) -> None:
+        self.problem = problem
+        self._limits = limits_from(settings)
+        self._free: queue.Queue[int] = queue.Queue()
+        self._sandboxes: dict[int, Sandbox] = {}
+        for slot in range(slots):
+            self._free.put(slot)
+
+    def _sandbox(self, slot: int) -> Sandbox:
+        if slot not in self._sandboxes:
+            self._sandboxes[slot] = Sandbox(
+                self.problem.spec.verifier.entry,
+                self._limits,
+                slot=slot,
+                extra_sys_path=self.problem.sys_path,
+            )
+        return self._sandboxes[slot]
+
+    def close(self) -> None:
+        for sandbox in self._sandboxes.values():
+            sandbox.close()
+        self._sandboxes.clear()
+
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run_split(self, code: str, instances: list[Instance], stage: str) -> Evaluation:
+        started = time.perf_counter()
+        slot = self._free.get()
+        try:
+            outcome = self._sandbox(slot).run(code, self.problem.spec.function.name, instances)
+        finally:
+            self._free.put(slot)
+        evaluation = self._judge(outcome, instances, stage)
+        evaluation.seconds = time.perf_counter() - started
+        return evaluation
+
+    def evaluate(
+        self,
+        code: str,
+        quick: list[Instance],
+        train: list[Instance],
+        parent_quick_score: float | None,
+        tolerance: float,
+        cascade: bool = True,
+    ) -> Evaluation:
+        """Cascade: quick split first, then train if the child is promising."""
+        started = time.perf_counter()
+        quick_score: float | None = None
+        if cascade and quick:
+            first = self.run_split(code, quick, "quick")
+            if not first.ok:
+                return first
+            quick_score = first.score
+            floor = cascade_floor(parent_quick_score, tolerance)
+            if floor is not None and quick_score is not None and quick_score < floor:
+                first.status = "rejected"
+                first.feedback = (
+                    f"stopped after the quick split: score {quick_score:.4g} is below the "
+                    f"cascade threshold {floor:.4g} (parent {parent_quick_score:.4g}).\n" + first.feedback
+                )
+                return first
+        full = self.run_split(code, train, "train")
+        if quick_score is not None:
+            full.metrics["quick_score"] = quick_score
+        full.seconds = time.perf_counter() - started
+        return full
+
+    def _judge(self, outcome: SandboxOutcome, instances: list[Instance], stage: str) -> Evaluation:
+        spec = self.problem.spec
+        if outcome.status != "ok":
+            feedback = outcome.error or outcome.status
+            if outcome.stderr_tail.strip():
+                feedback += "\nstderr (tail):\n" + outcome.stderr_tail.strip()[-1500:]
+            # runs is partial here: the instances that finished before the failure.
+            partial = [self._score_one(i, r) for i, r in zip(instances, outcome.runs, strict=False)]
+            return Evaluation(outcome.status, None, {}, partial, feedback, stage, 0.0)
+        if len(outcome.runs) != len(instances):
+            reason = f"the program returned {len(outcome.runs)} results for {len(instances)} instances"
+            return Evaluation("crash", None, {}, [], reason, stage, 0.0)
+        results = [self._score_one(i, r) for i, r in zip(instances, outcome.runs, strict=True)]
+        solutions = [run.solution for run in outcome.runs]
+        failed = [r for r in results if not r.feasible]
+        if failed:
+            raised = any(r.error and r.error.startswith("raised ") for r in failed)
+            lines = [f"{len(failed)} of {len(results)} instances failed:"]
+            lines += [f"- {r.name}: {r.error}" for r in failed[:5]]
+            return Evaluation(
+                "error" if raised else "infeasible", None, {}, results, "\n".join(lines), stage, 0.0, solutions
+            )
+        verifier = self.problem.verifier
+        custom = getattr(verifier, "aggregate", None)
+        if callable(custom):
+            score, metrics = custom(results)
+        else:
+            score, metrics = aggregate(results, spec.objective.direction, spec.objective.score)
+        status: Status = "ok" if score is not None else "infeasible"
+        feedback = describe(results, metrics, spec.objective.score)
+        return Evaluation(status, score, metrics, results, feedback, stage, 0.0, solutions)
+
+    def _score_one(self, instance: Instance, run: object) -> InstanceResult:
+        error = getattr(run, "error", None)
+        if error:
+            result = infeasible(instance, f"raised {error}")
+        else:
+            try:
+                result = self.problem.verifier.score(instance, getattr(run, "solution", None))
+            except Exception as err:  # hostile output must not break the trusted side
+                result = infeasible(instance, f"solution could not be scored: {type(err).__name__}: {err}")
+        result.seconds = getattr(run, "seconds", None)
+        return result
+
+
+def cascade_floor(parent_quick_score: float | None, tolerance: float) -> float | None:
+    if parent_quick_score is None:
+        return None
+    return parent_quick_score - tolerance * max(1.0, abs(parent_quick_score))
+
+
+def describe(results: list[InstanceResult], metrics: dict[str, float], score_kind: str) -> str:
+    """Verifier feedback for the next prompt: headline, per group, worst instances."""
+    lines = []
+    gap = headline_gap(metrics, score_kind)
+    if gap is not None:
+        lines.append(f"gap to reference: {gap:.3f}% over {len(results)} instances")
+    groups = sorted(k for k in metrics if k.startswith("gap_mean_pct["))
+    if groups:
+        lines.append("per group: " + ", ".join(f"{k[13:-1]} {metrics[k]:.2f}%" for k in groups))
+    worst = sorted((r for r in results if r.gap is not None), key=lambda r: r.gap or 0.0, reverse=True)[:3]
+    if worst:
+        lines.append(
+            "worst instances: "
+            + "; ".join(
+                f"{r.name} gap {100 * (r.gap or 0):.2f}% ({r.objective:g} vs {r.reference_kind} {r.reference:g})"
+                for r in worst
+            )
+        )
+    return "\n".join(lines)
