@@ -42,7 +42,7 @@ class RunSettings(Strict):
     seed: int = 0
     llm: str = "stub"
     api_base: str | None = None
-    temperature: float = Field(default=0.8, ge=0)
+    temperature: float = Field(default=0.8, ge=0, le=2)
     max_tokens: int = Field(default=4096, ge=1)
     llm_timeout_s: float = Field(default=120.0, gt=0)
     llm_retries: int = Field(default=4, ge=0)

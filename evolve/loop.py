@@ -21,6 +21,7 @@ from evolve.edits import EditError, apply_edit, block_text, code_hash
 from evolve.errors import UserError
 from evolve.evaluation import FAILURE_KINDS, Evaluation, Evaluator
 from evolve.llm.base import LLM, Completion, LLMError, ProposalRequest
+from evolve.llm.retry import LLMConfigError
 from evolve.population import Elite, Population, cell_key, feature_values
 from evolve.problem import Problem
 from evolve.prompts import PromptProgram, render_messages
@@ -223,6 +224,9 @@ class Controller:
         result = future.result()
         if isinstance(result, LLMError):
             self._record_failure(task, LLM_ERROR, str(result), None)
+            if isinstance(result, LLMConfigError) and self.progress.stop_reason is None:
+                # A wrong key or model fails every later call the same way.
+                self.progress.stop_reason = f"LLM configuration error: {result}"
             return None
         task.completion = result
         self._count_usage(result)

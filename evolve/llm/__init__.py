@@ -1,0 +1,168 @@
+"""LLM backends and the ``make_llm`` factory that turns a spec string into one.
+
+Spec forms (see docs/llm.md):
+
+* ``stub`` -- the offline stub (no network, deterministic);
+* ``replay:FILE`` -- serve completions recorded earlier with ``record=FILE``;
+* a litellm model string -- ``openai/gpt-4.1-mini``, ``anthropic/claude-...``,
+  ``ollama/qwen2.5-coder:7b``, ``hosted_vllm/...``;
+* a weighted ensemble -- ``openai/gpt-4.1-mini:0.8,openai/o4-mini:0.2``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from evolve.errors import UserError
+from evolve.llm.base import LLM, Completion, LLMError, ProposalRequest
+from evolve.llm.ensemble import EnsembleLLM
+from evolve.llm.record import RecordingLLM, ReplayLLM
+from evolve.llm.retry import LLMConfigError, RetryPolicy
+
+__all__ = [
+    "LLM",
+    "Completion",
+    "LLMConfigError",
+    "LLMError",
+    "ProposalRequest",
+    "Backend",
+    "Member",
+    "make_llm",
+    "parse_spec",
+]
+
+Backend = Literal["auto", "openai", "litellm"]
+
+_SPEC_HELP = ("expected 'stub', 'replay:FILE', a model like 'openai/gpt-4.1-mini', or a "
+              "weighted ensemble like 'openai/gpt-4.1-mini:0.8,openai/o4-mini:0.2'")
+# A weight is a plain decimal number. Anything else after the last colon is part
+# of the model name, so "ollama/qwen2.5-coder:7b" keeps its tag.
+_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+
+
+@dataclass(frozen=True)
+class Member:
+    model: str
+    weight: float = 1.0
+
+
+def _parse_member(part: str, spec: str) -> Member:
+    name, sep, tail = part.rpartition(":")
+    if sep and _NUMBER.match(tail):
+        weight = float(tail)
+        if not (weight > 0 and math.isfinite(weight)):
+            raise UserError(f"LLM spec {spec!r}: weight {tail!r} of {name!r} must be a positive "
+                            f"number; {_SPEC_HELP}")
+        if not name:
+            raise UserError(f"LLM spec {spec!r}: weight {tail!r} has no model name; {_SPEC_HELP}")
+    else:
+        name, weight = part, 1.0
+    if any(ch.isspace() for ch in name):
+        raise UserError(f"LLM spec {spec!r}: model name {name!r} contains whitespace; "
+                        f"{_SPEC_HELP}")
+    if name.startswith("replay:"):
+        raise UserError(f"LLM spec {spec!r}: 'replay:FILE' cannot be part of an ensemble; "
+                        "use it alone")
+    return Member(name, weight)
+
+
+def parse_spec(spec: str) -> list[Member]:
+    """Model members of a (possibly weighted) spec; ``stub``/``replay:`` are handled by make_llm.
+
+    Weights default to 1.0 and need not sum to 1 (they are relative).
+    """
+    text = spec.strip()
+    if not text:
+        raise UserError(f"LLM spec {spec!r} is empty; {_SPEC_HELP}")
+    parts = [p.strip() for p in text.split(",")]
+    if any(not p for p in parts):
+        raise UserError(f"LLM spec {spec!r} has an empty entry between commas; {_SPEC_HELP}")
+    return [_parse_member(p, spec) for p in parts]
+
+
+def _check_settings(api_base: str | None, temperature: float, max_tokens: int,
+                    timeout_s: float, max_retries: int, retry_base_delay_s: float,
+                    backend: str) -> None:
+    if api_base is not None and not re.match(r"^https?://\S+$", api_base):
+        raise UserError(f"api base {api_base!r} is not a URL; expected e.g. "
+                        "'http://localhost:8000/v1'")
+    if not (0.0 <= temperature <= 2.0):
+        raise UserError(f"temperature {temperature!r} is out of range; expected 0.0 to 2.0")
+    if max_tokens < 1:
+        raise UserError(f"max_tokens {max_tokens!r} must be a positive integer")
+    if not (timeout_s > 0):
+        raise UserError(f"timeout {timeout_s!r} must be positive seconds")
+    if max_retries < 0:
+        raise UserError(f"max_retries {max_retries!r} must be 0 or more")
+    if retry_base_delay_s < 0:
+        raise UserError(f"retry base delay {retry_base_delay_s!r} must be 0 or more seconds")
+    if backend not in ("auto", "openai", "litellm"):
+        raise UserError(f"backend {backend!r} is unknown; expected 'auto', 'openai' or 'litellm'")
+
+
+def _make_stub(seed: int) -> LLM:
+    # Lazy: the stub lives in its own module and must not be a hard dependency here.
+    from evolve.llm.stub import StubLLM
+
+    return StubLLM(seed=seed)
+
+
+def make_llm(
+    spec: str,
+    *,
+    api_base: str | None = None,
+    seed: int = 0,
+    temperature: float = 0.8,
+    max_tokens: int = 4096,
+    timeout_s: float = 120.0,
+    max_retries: int = 4,
+    record: Path | None = None,
+    backend: Backend = "auto",
+    retry_base_delay_s: float = 1.0,
+) -> LLM:
+    """Build the backend for ``spec``; bad input raises a one-line ``UserError``.
+
+    ``backend="auto"`` uses the OpenAI-compatible client when ``api_base`` is
+    given and litellm otherwise; ``"openai"``/``"litellm"`` force one.
+    ``record`` appends every completion to a JSONL file (see ``record.py``).
+    """
+    _check_settings(api_base, temperature, max_tokens, timeout_s, max_retries,
+                    retry_base_delay_s, backend)
+    text = spec.strip()
+    policy = RetryPolicy(max_retries=max_retries, base_delay_s=retry_base_delay_s)
+
+    def one(model: str) -> LLM:
+        if model == "stub":
+            return _make_stub(seed)
+        use_openai = backend == "openai" or (backend == "auto" and api_base is not None)
+        if use_openai:
+            from evolve.llm.openai_compat import OpenAICompatLLM
+
+            return OpenAICompatLLM(model, api_base=api_base, seed=seed, temperature=temperature,
+                                   max_tokens=max_tokens, timeout_s=timeout_s, retry=policy)
+        from evolve.llm.litellm_backend import LiteLLMBackend
+
+        return LiteLLMBackend(model, api_base=api_base, seed=seed, temperature=temperature,
+                              max_tokens=max_tokens, timeout_s=timeout_s, retry=policy)
+
+    llm: LLM
+    if text.startswith("replay:"):
+        file = text[len("replay:"):].strip()
+        if not file:
+            raise UserError(f"LLM spec {spec!r} names no file; expected 'replay:FILE'")
+        path = Path(file)
+        if record is not None and record.resolve() == path.resolve():
+            raise UserError(f"record file {record} is the replay file; expected a different path")
+        llm = ReplayLLM(path)
+    else:
+        members = parse_spec(text)
+        if len(members) == 1:
+            llm = one(members[0].model)
+        else:
+            llm = EnsembleLLM([one(m.model) for m in members], [m.weight for m in members],
+                              seed=seed)
+    return RecordingLLM(llm, record) if record is not None else llm

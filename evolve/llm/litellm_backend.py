@@ -1,0 +1,101 @@
+"""Backend for hosted providers through ``litellm.completion``.
+
+litellm maps ``anthropic/...``, ``gemini/...``, ``ollama/...`` etc. to each
+provider's API and reads each provider's key from its usual environment
+variable (``ANTHROPIC_API_KEY``, ...); we never pass or store keys ourselves,
+except the placeholder an OpenAI-compatible local server needs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from evolve.llm.base import Completion, ProposalRequest
+from evolve.llm.openai_compat import OPENAI_COMPATIBLE_PREFIXES, PLACEHOLDER_KEY
+from evolve.llm.reply import extract_reply
+from evolve.llm.retry import RetryPolicy, call_with_retries
+
+
+def import_litellm() -> ModuleType:
+    """Import litellm (slow: ~3 s) only when a litellm model is actually used."""
+    # Without this, importing litellm fetches its price table from GitHub: a
+    # network call at import time, and a hang on offline machines.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    # Otherwise litellm prints "Give Feedback / Get Help" banners on every error.
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+@dataclass
+class LiteLLMBackend:
+    model: str  # a litellm model string, e.g. "anthropic/claude-sonnet-4-5"
+    api_base: str | None = None
+    seed: int = 0
+    temperature: float = 0.8
+    max_tokens: int = 4096
+    timeout_s: float = 120.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    name: str = ""
+    _litellm: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.model
+
+    def _kwargs(self, request: ProposalRequest) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": request.messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": request.seed,
+            "timeout": self.timeout_s,
+            # Ours are the only retries: litellm's wrapper and the openai client
+            # it drives would otherwise multiply them.
+            "num_retries": 0,
+            "max_retries": 0,
+            # e.g. o-series models reject temperature/seed; drop, don't fail.
+            "drop_params": True,
+        }
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+            provider = self.model.partition("/")[0]
+            if provider in OPENAI_COMPATIBLE_PREFIXES and not os.environ.get("OPENAI_API_KEY"):
+                kwargs["api_key"] = PLACEHOLDER_KEY
+        return kwargs
+
+    def _cost(self, response: Any) -> float:
+        try:
+            cost = self._litellm.completion_cost(completion_response=response)
+        except Exception:  # litellm raises for models missing from its price map
+            return 0.0
+        return float(cost) if isinstance(cost, (int, float)) and cost > 0 else 0.0
+
+    def complete(self, request: ProposalRequest) -> Completion:
+        if self._litellm is None:
+            self._litellm = import_litellm()
+        start = time.monotonic()
+        rng = random.Random(f"backoff:{self.seed}:{request.iteration}")
+        kwargs = self._kwargs(request)
+        response = call_with_retries(
+            lambda: self._litellm.completion(**kwargs),
+            model=self.model,
+            policy=self.retry,
+            timeout_s=self.timeout_s,
+            rng=rng,
+        )
+        reply = extract_reply(response, self.model)
+        return Completion(
+            text=reply.text,
+            model=self.model,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            cost_usd=self._cost(response),
+            seconds=time.monotonic() - start,
+        )

@@ -1,0 +1,126 @@
+"""Backend for any OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio, OpenAI).
+
+Used when the user passes ``--api-base``: talking to ``/v1/chat/completions``
+directly with the ``openai`` client avoids litellm's multi-second import and its
+provider routing, which a local server does not need.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from evolve.llm.base import Completion, LLMError, ProposalRequest
+from evolve.llm.pricing import cost_usd
+from evolve.llm.reply import extract_reply
+from evolve.llm.retry import RetryPolicy, call_with_retries
+
+# litellm-style prefixes that mean "an OpenAI-compatible endpoint"; the server
+# itself knows the model by the remaining name (``hosted_vllm/Qwen/Qwen2.5-7B``
+# is served as ``Qwen/Qwen2.5-7B``). Any other first path component is part of
+# the served name and is kept.
+OPENAI_COMPATIBLE_PREFIXES = frozenset(
+    {"openai", "hosted_vllm", "vllm", "ollama", "ollama_chat", "lm_studio", "llamafile",
+     "openai_like", "custom_openai"}
+)
+
+# Local servers ignore the key but the openai client refuses to start without one.
+PLACEHOLDER_KEY = "EMPTY"
+
+
+def split_provider(model: str) -> tuple[str | None, str]:
+    """``"hosted_vllm/Qwen/Q"`` -> ``("hosted_vllm", "Qwen/Q")``; unknown prefix -> ``(None, model)``."""
+    head, sep, rest = model.partition("/")
+    if sep and rest and head in OPENAI_COMPATIBLE_PREFIXES:
+        return head, rest
+    return None, model
+
+
+@dataclass
+class OpenAICompatLLM:
+    """One model behind an OpenAI-compatible ``/chat/completions`` endpoint."""
+
+    model: str  # the spec as the user wrote it, e.g. "openai/gpt-4.1-mini"
+    api_base: str | None = None
+    seed: int = 0
+    temperature: float = 0.8
+    max_tokens: int = 4096
+    timeout_s: float = 120.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    name: str = ""
+    provider: str | None = field(default=None, init=False)  # "openai", "hosted_vllm", ...
+    served_model: str = field(default="", init=False)  # the name the server knows
+    # repr=False: the client holds the API key; keep it out of reprs and logs.
+    _client: Any = field(default=None, init=False, repr=False)
+    # The loop proposes from a thread pool: build the client once, not per thread.
+    _client_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.model
+        self.provider, self.served_model = split_provider(self.model)
+
+    def _get_client(self) -> Any:
+        # Built on first use so constructing a backend (e.g. while validating a
+        # config) neither imports openai nor reads the key.
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._build_client()
+            return self._client
+
+    def _build_client(self) -> Any:
+        import openai
+
+        client = openai.OpenAI(
+            api_key=os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY,
+            base_url=self.api_base,
+            timeout=self.timeout_s,
+            max_retries=0,  # ours are the only retries (see retry.py)
+        )
+        _ = client.chat.completions  # resources are built lazily too; do it now
+        return client
+
+    def _attempt(self, request: ProposalRequest) -> Any:
+        import openai
+
+        try:
+            return self._get_client().chat.completions.create(
+                model=self.served_model,
+                messages=request.messages,  # type: ignore[arg-type]
+                temperature=self.temperature,
+                max_tokens=self.max_tokens,
+                seed=request.seed,
+            )
+        except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
+            # 200 with a body that is not valid JSON / not a completion object.
+            raise LLMError(
+                f"{self.model}: empty completion (malformed reply: {type(exc).__name__})"
+            ) from None
+
+    def complete(self, request: ProposalRequest) -> Completion:
+        # Client set-up (importing openai, ~2 s once) is not the model's latency.
+        self._get_client()
+        start = time.monotonic()
+        # Seeded per (seed, iteration): a resumed run backs off identically.
+        rng = random.Random(f"backoff:{self.seed}:{request.iteration}")
+        response = call_with_retries(
+            lambda: self._attempt(request),
+            model=self.model,
+            policy=self.retry,
+            timeout_s=self.timeout_s,
+            rng=rng,
+        )
+        reply = extract_reply(response, self.model)
+        return Completion(
+            text=reply.text,
+            model=self.model,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            cost_usd=cost_usd(self.provider, self.served_model, reply.prompt_tokens,
+                              reply.completion_tokens),
+            seconds=time.monotonic() - start,
+        )
