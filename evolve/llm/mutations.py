@@ -104,6 +104,7 @@ class Site:
     kinds: frozenset[str]  # const, binop, compare, minmax, numeric, prune
     scope: tuple[str, ...]  # numeric names readable at this point, sorted
     func: str  # innermost enclosing function ("" at module level)
+    root_size: int  # AST nodes of the statement expression the site lies in
 
 
 @dataclass
@@ -116,6 +117,7 @@ class Analysis:
     excluded: set[str]  # names that are never numeric terms
     module_numeric: set[str]
     sites: list[Site] = field(default_factory=list)
+    size: int = 0  # AST nodes of all statement expressions in the blocks
 
     @property
     def numpy_alias(self) -> str | None:
@@ -171,6 +173,10 @@ def analyse(code: str) -> Analysis:
     analysis = Analysis(code, tree, aliases, excluded, module_numeric)
     _SiteFinder(analysis, evolve_blocks(code)).run()
     return analysis
+
+
+def node_count(node: ast.AST) -> int:
+    return sum(1 for _ in ast.walk(node))
 
 
 def _is_number_literal(node: ast.AST) -> bool:
@@ -229,6 +235,7 @@ class _SiteFinder:
         self.bound: dict[int, list[tuple[int, str]]] = {}
         self.line = 0
         self.lambda_params: frozenset[str] = frozenset()
+        self.root_size = 0
         self.receivers: set[int] = set()  # id() of methods whose first parameter is self/cls
 
     def run(self) -> None:
@@ -256,7 +263,7 @@ class _SiteFinder:
 
     def add(self, node: ast.AST, *kinds: str) -> None:
         func = self.funcs[-1].name if self.funcs else ""
-        self.a.sites.append(Site(node, frozenset(kinds), self.scope(), func))
+        self.a.sites.append(Site(node, frozenset(kinds), self.scope(), func, self.root_size))
 
     # -- statements ----------------------------------------------------------
 
@@ -293,6 +300,9 @@ class _SiteFinder:
         if not self._in_block(node):
             return
         self.line = node.lineno
+        root = getattr(node, "test", None) or getattr(node, "value", None)
+        self.root_size = node_count(root) if isinstance(root, ast.AST) else 0
+        self.a.size += self.root_size
         if isinstance(node, (ast.Return, ast.Assign, ast.AnnAssign)):
             if node.value is not None:
                 self.expr(node.value, numeric=True)
@@ -516,8 +526,8 @@ OPERATOR_WEIGHTS: dict[str, float] = {
     "swap_binop": 0.10,
     "swap_compare": 0.08,
     "swap_minmax": 0.05,
-    "grow": 0.20,
-    "wrap": 0.15,
+    "grow": 0.18,
+    "wrap": 0.18,
     "crossover": 0.15,
     "prune": 0.10,
 }
@@ -532,8 +542,12 @@ _SITE_KIND = {
     "prune": "prune",
 }
 _CONST_PALETTE = (0.5, 2.0, 0.25, 1.5, 0.1, 3.0)
-# Editable text of this many characters halves growth and quadruples pruning.
-_BLOAT_CHARS = 2000
+# Bloat control.  A statement expression may not grow past _ROOT_CAP AST
+# nodes (`np.maximum(d, t + p)` is 8); and as the blocks' expressions
+# approach _BLOAT_NODES in total, growing operators fade and pruning rises.
+_ROOT_CAP = 40
+_BLOAT_NODES = 150
+_GROWING = frozenset(["grow", "wrap", "crossover"])
 
 
 @dataclass(frozen=True)
@@ -544,6 +558,7 @@ class Donor:
     names: frozenset[str]  # free variables it reads
     modules: frozenset[tuple[str, str]]  # (alias, module) it uses
     func: str
+    size: int  # AST nodes
 
 
 @dataclass(frozen=True)
@@ -584,7 +599,7 @@ def _term(scope: tuple[str, ...], avoid: set[str], rng: random.Random) -> ast.ex
     # what makes a rule depend on new information (e.g. t and p in EDD).
     weighted = [(1.0 if n in avoid else 2.0, n) for n in scope]
     names = list(iter_weighted(rng, weighted))
-    form = rng.choices(["scaled", "name", "pair", "const"], weights=[0.3, 0.25, 0.3, 0.15])[0]
+    form = rng.choices(["scaled", "name", "pair", "const"], weights=[0.3, 0.2, 0.35, 0.15])[0]
     fresh = [n for n in names if n not in avoid]
     if form in ("scaled", "name") and fresh:
         # A lone name the expression already uses mostly gives a no-op
@@ -603,6 +618,19 @@ def _term(scope: tuple[str, ...], avoid: set[str], rng: random.Random) -> ast.ex
 _Result = tuple[ast.AST, str] | None
 
 
+def _new_term(site: Site, rng: random.Random) -> ast.expr | None:
+    for _ in range(3):
+        term = _term(site.scope, _free_names(site.node), rng)
+        # max(e, e), e - e and constant-with-constant (np.minimum(2.9, 3.0))
+        # are no-ops or junk, not search.
+        if ast.dump(term) == ast.dump(site.node):
+            continue
+        if _is_number_literal(term) and _is_number_literal(site.node):
+            continue
+        return term
+    return None
+
+
 def _perturb(a: Analysis, site: Site, rng: random.Random, donors: list[Donor]) -> _Result:
     old = ast.literal_eval(site.node)  # type: ignore[arg-type]
     if isinstance(old, int):
@@ -615,7 +643,7 @@ def _perturb(a: Analysis, site: Site, rng: random.Random, donors: list[Donor]) -
         new = float(f"{old * rng.uniform(0.5, 1.5):.3g}")
     if new == old:
         return None
-    return _num(new), f"change the constant {old!r} to {new!r}"
+    return _num(new), "change a constant"
 
 
 def _swap_binop(a: Analysis, site: Site, rng: random.Random, donors: list[Donor]) -> _Result:
@@ -660,13 +688,17 @@ def _swap_minmax(a: Analysis, site: Site, rng: random.Random, donors: list[Donor
 
 
 def _grow(a: Analysis, site: Site, rng: random.Random, donors: list[Donor]) -> _Result:
-    term = _term(site.scope, _free_names(site.node), rng)
+    term = _new_term(site, rng)
+    if term is None:
+        return None
     op = rng.choice([ast.Add, ast.Sub, ast.Mult])()
     return ast.BinOp(site.node, op, term), "add a term"  # type: ignore[arg-type]
 
 
 def _wrap(a: Analysis, site: Site, rng: random.Random, donors: list[Donor]) -> _Result:
-    term = _term(site.scope, _free_names(site.node), rng)
+    term = _new_term(site, rng)
+    if term is None:
+        return None
     which = rng.choice(["maximum", "minimum"])
     alias = a.numpy_alias
     # Without numpy the operands are taken to be scalars: builtin max/min.
@@ -688,8 +720,10 @@ def _crossover(a: Analysis, site: Site, rng: random.Random, donors: list[Donor])
     options = _compatible(a, site, donors)
     if not options:
         return None
-    # Material from the function of the same name is the most likely to fit.
-    donor = next(iter_weighted(rng, [(3.0 if d.func == site.func else 1.0, d) for d in options]))
+    # Material from the function of the same name is the most likely to fit;
+    # small pieces are preferred so that crossover does not import bloat.
+    weighted = [((3.0 if d.func == site.func else 1.0) / (1 + d.size / 10), d) for d in options]
+    donor = next(iter_weighted(rng, weighted))
     assert isinstance(donor, Donor)
     return ast.parse(donor.src, mode="eval").body, "borrow from an inspiration"
 
@@ -747,7 +781,8 @@ def collect_donors(codes: list[str]) -> list[Donor]:
                     elif n.id not in BUILTIN_NAMES:
                         names.add(n.id)
             src = ast.unparse(node)
-            donors.setdefault(src, Donor(src, frozenset(names), frozenset(modules), site.func))
+            donor = Donor(src, frozenset(names), frozenset(modules), site.func, node_count(node))
+            donors.setdefault(src, donor)
     return list(donors.values())
 
 
@@ -758,8 +793,9 @@ def _short(text: str, limit: int = 60) -> str:
 def mutate_once(code: str, rng: random.Random, donors: list[Donor]) -> Mutation | None:
     """One mutation of ``code``; None if no operator finds a valid change."""
     a = analyse(code)
-    bloat = min(1.0, sum(len(x) for x in _block_lines(code)) / _BLOAT_CHARS)
-    factor = {"prune": 1 + 3 * bloat, "grow": 1 - 0.5 * bloat, "wrap": 1 - 0.5 * bloat}
+    bloat = min(1.0, a.size / _BLOAT_NODES)
+    factor = {op: 1 - 0.7 * bloat for op in _GROWING}
+    factor["prune"] = 1 + 3 * bloat
     by_op: dict[str, list[Site]] = {}
     for op, kind in _SITE_KIND.items():
         sites = [s for s in a.sites if kind in s.kinds]
@@ -778,6 +814,9 @@ def mutate_once(code: str, rng: random.Random, donors: list[Donor]) -> Mutation 
             new_node, what = result
             if ast.dump(new_node) == ast.dump(site.node):
                 continue  # e.g. a swap that lands on the same operator
+            growth = node_count(new_node) - node_count(site.node)
+            if growth > 0 and site.root_size + growth > _ROOT_CAP:
+                continue
             sp = splice(a, site.node, new_node)
             if sp is None:
                 continue
@@ -786,8 +825,3 @@ def mutate_once(code: str, rng: random.Random, donors: list[Donor]) -> Mutation 
             desc = f"{what}{where}: `{_short(old_src)}` -> `{_short(new_src)}`"
             return Mutation(op, desc, sp)
     return None
-
-
-def _block_lines(code: str) -> list[str]:
-    lines = code.split("\n")
-    return [line for s, e in evolve_blocks(code) for line in lines[s:e]]

@@ -25,7 +25,7 @@ __all__ = ["StubLLM"]
 
 # How many mutations one completion carries: mostly one, so that a single
 # good idea is not diluted, sometimes two or three to jump further.
-_N_MUTATIONS = ((1, 0.6), (2, 0.3), (3, 0.1))
+_N_MUTATIONS = ((1, 0.7), (2, 0.25), (3, 0.05))
 _ATTEMPTS = 20
 
 
