@@ -25,7 +25,7 @@ class Strict(BaseModel):
 
 class SandboxSettings(Strict):
     timeout_s: float = Field(default=20.0, gt=0)
-    memory_mb: int = Field(default=2048, ge=64)
+    memory_mb: int = Field(default=2048, ge=256)  # the warm worker alone maps ~150 MiB
     max_processes: int = Field(default=16, ge=1)
     file_size_mb: int = Field(default=16, ge=1)
 

@@ -7,16 +7,21 @@ only children that pass it reach the full ``train`` split.
 
 from __future__ import annotations
 
+import logging
 import queue
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from evolve.config import SandboxSettings
+from evolve.errors import UserError
 from evolve.problem import Problem
 from evolve.sandbox import Sandbox, SandboxLimits, SandboxOutcome
 from evolve.scoring import aggregate, headline_gap
 from evolve.verifier import Instance, InstanceResult, infeasible
+
+log = logging.getLogger(__name__)
 
 Status = Literal["ok", "infeasible", "error", "timeout", "memory", "crash", "rejected"]
 FAILURE_KINDS: tuple[str, ...] = ("infeasible", "error", "timeout", "memory", "crash")
@@ -50,8 +55,13 @@ def limits_from(settings: SandboxSettings) -> SandboxLimits:
 class Evaluator:
     """Thread-safe: each call borrows one of ``slots`` sandboxes (warm workers)."""
 
-    def __init__(self, problem: Problem, settings: SandboxSettings, slots: int = 1) -> None:
+    def __init__(
+        self, problem: Problem, settings: SandboxSettings, slots: int = 1, hide: list[Path] | None = None
+    ) -> None:
         self.problem = problem
+        # Candidates must not read the problem's data (references, certificates)
+        # or the run's archive: hidden where the sandbox can (root + mount ns).
+        self._hide = [str(p) for p in [problem.dir, *(hide or [])] if p.exists()]
         self._limits = limits_from(settings)
         self._free: queue.Queue[int] = queue.Queue()
         self._sandboxes: dict[int, Sandbox] = {}
@@ -60,12 +70,16 @@ class Evaluator:
 
     def _sandbox(self, slot: int) -> Sandbox:
         if slot not in self._sandboxes:
-            self._sandboxes[slot] = Sandbox(
-                self.problem.spec.verifier.entry,
-                self._limits,
-                slot=slot,
-                extra_sys_path=self.problem.sys_path,
-            )
+            entry, path = self.problem.spec.verifier.entry, self.problem.sys_path
+            try:
+                sandbox = Sandbox(entry, self._limits, slot=slot, extra_sys_path=path, hide_paths=self._hide)
+            except UserError as err:
+                if not self._hide or "hide" not in str(err):
+                    raise
+                log.warning("sandbox cannot hide %s here (%s); candidates can read them", self._hide, err)
+                self._hide = []
+                sandbox = Sandbox(entry, self._limits, slot=slot, extra_sys_path=path)
+            self._sandboxes[slot] = sandbox
         return self._sandboxes[slot]
 
     def close(self) -> None:

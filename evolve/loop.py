@@ -133,7 +133,7 @@ class Controller:
     def run(self) -> Progress:
         quick, train = self._load_instances()
         settings = self.settings
-        evaluator = Evaluator(self.problem, settings.sandbox, slots=settings.workers)
+        evaluator = Evaluator(self.problem, settings.sandbox, slots=settings.workers, hide=[self.run_dir])
         proposers = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="propose")
         evaluators = ThreadPoolExecutor(settings.workers, thread_name_prefix="evaluate")
         in_flight: dict[Future, _Task] = {}

@@ -1,0 +1,117 @@
+"""What isolation costs per candidate: the sandbox next to the obvious alternatives.
+
+    PYTHONPATH=. python bench/isolation.py [--runs 200]
+
+Rows: a trivial candidate through ``Sandbox.run`` (controller round trip, and
+the zygote's fork-to-exit part of it), a fresh ``python -c "import numpy"``
+(what a sandbox without a warm worker pays), and a bare ``os.fork()`` of a warm
+numpy process (the floor of any fork-based design).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy
+
+from evolve.sandbox import Sandbox, SandboxLimits
+from evolve.verifier import Instance
+
+VERIFIER = '''
+class Echo:
+    @staticmethod
+    def solve(heuristic, instance):
+        return heuristic(instance.data["x"])
+'''
+TRIVIAL = "def f(x):\n    return x\n"
+
+
+def timed(fn: Callable[[], object], runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def row(name: str, seconds: list[float]) -> str:
+    s = sorted(seconds)
+    p95 = s[min(len(s) - 1, round(0.95 * (len(s) - 1)))]
+    return f"{name:<52} {len(s):>5} {statistics.median(s) * 1e3:>9.2f} {p95 * 1e3:>9.2f}"
+
+
+def bare_fork() -> None:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def machine() -> list[str]:
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        f"machine: {os.cpu_count()} CPUs (nproc), {model}, Linux {platform.release()}, load avg {load}",
+        f"python {platform.python_version()}, numpy {numpy.__version__}, euid {os.geteuid()}",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--fresh-runs", type=int, default=20)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "bench_verifier.py").write_text(VERIFIER)
+        os.chmod(tmp, 0o755)
+        starts = []
+        for _ in range(3):
+            t = time.perf_counter()
+            Sandbox("bench_verifier:Echo", SandboxLimits(timeout_s=5), slot=0, extra_sys_path=[tmp]).close()
+            starts.append(time.perf_counter() - t)
+        instances = [Instance(f"i{k}", "bench", {"x": k}) for k in range(3)]
+        with Sandbox("bench_verifier:Echo", SandboxLimits(timeout_s=5), slot=0, extra_sys_path=[tmp]) as sb:
+            isolation = sb.isolation
+            for _ in range(10):  # warm-up: instances sent, caches hot
+                sb.run(TRIVIAL, "f", instances)
+            inner: list[float] = []
+
+            def one() -> None:
+                outcome = sb.run(TRIVIAL, "f", instances)
+                assert outcome.status == "ok", outcome
+                inner.append(outcome.wall_seconds)
+
+            sandbox_times = timed(one, args.runs)
+
+    fresh = timed(lambda: subprocess.run([sys.executable, "-c", "import numpy"], check=True), args.fresh_runs)
+    forks = timed(bare_fork, args.runs)
+
+    print("\n".join(machine()))
+    print("sandbox isolation: " + "; ".join(isolation))
+    print()
+    print(f"{'per candidate':<52} {'runs':>5} {'median ms':>9} {'p95 ms':>9}")
+    print(row("evolve Sandbox.run, trivial candidate, 3 instances", sandbox_times))
+    print(row("  of which zygote fork -> child exit", inner))
+    print(row('fresh interpreter: python -c "import numpy"', fresh))
+    print(row("bare os.fork()+_exit+waitpid of a warm numpy process", forks))
+    print(row("one-off: Sandbox() start-up (zygote, numpy, probe)", starts))
+
+
+if __name__ == "__main__":
+    main()

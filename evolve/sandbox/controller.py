@@ -1,0 +1,256 @@
+"""``Sandbox``: the trusted side.  Owns one zygote and turns its reports into outcomes.
+
+The controller never forks (it is large and holds API keys): the zygote is a
+fresh interpreter started with a scrubbed environment.  See docs/sandbox.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from collections import OrderedDict
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from evolve.errors import UserError
+from evolve.sandbox import frames, oslevel
+from evolve.sandbox.frames import WorkerLost
+from evolve.sandbox.outcome import build_outcome
+from evolve.sandbox.types import SandboxError, SandboxLimits, SandboxOutcome
+
+START_TIMEOUT_S = 120.0  # importing numpy on a cold disk can be slow
+GRACE_S = 15.0  # beyond the candidate's timeout before the zygote itself counts as hung
+MAX_SETS = 8  # instance sets kept in the zygote
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # makes `-m evolve...` importable
+
+
+def scrubbed_env(home: str) -> dict[str, str]:
+    """The zygote's whole environment: no API keys, no PYTHONPATH, nothing inherited by name."""
+    env = {
+        "PATH": os.environ.get("PATH") or os.defpath,
+        "HOME": home,
+        "TMPDIR": home,
+        "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0"),
+        # One thread each, so the zygote stays single-threaded and fork is safe.
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    for key in ("LANG", "LC_ALL"):
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    env.setdefault("LANG", "C.UTF-8")
+    return env
+
+
+def strip_reference(instance: Any) -> Any:
+    """What the sandbox receives: no reference value a candidate could aim at."""
+    from evolve.verifier import Reference
+
+    try:
+        return replace(instance, reference=Reference.missing())
+    except (TypeError, ValueError):  # not an Instance dataclass
+        return instance
+
+
+class _Resources:
+    """What must be released even if the Sandbox is never closed (weakref.finalize)."""
+
+    def __init__(self, base: str, lock_fd: int | None) -> None:
+        self.base, self.lock_fd = base, lock_fd
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def stop_worker(self, graceful: bool = True) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        assert proc.stdin is not None and proc.stdout is not None
+        if graceful:  # the zygote kills every process of its uid on the way out
+            with contextlib.suppress(WorkerLost):
+                frames.send_request(proc.stdin.fileno(), {"op": "exit"})
+        else:  # hung or broken: no clean-up of its own (the next zygote sweeps its uid)
+            self._kill(proc)
+        for stream in (proc.stdin, proc.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+        try:
+            proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            self._kill(proc)
+            proc.wait()
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session; its child dies by PDEATHSIG
+
+    def release(self) -> None:
+        self.stop_worker()
+        shutil.rmtree(self.base, ignore_errors=True)
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
+
+class Sandbox:
+    """Runs candidate programs in forks of a warm, isolated worker ("zygote").
+
+    Use from one thread at a time; one per evaluation worker (``slot``).
+    ``hide_paths`` (root only) are covered by empty mounts in every candidate.
+    """
+
+    def __init__(
+        self,
+        verifier_entry: str,
+        limits: SandboxLimits | None = None,
+        slot: int = 0,
+        extra_sys_path: list[str] | None = None,
+        *,
+        hide_paths: list[str] | None = None,
+    ) -> None:
+        module, sep, cls = verifier_entry.partition(":")
+        if not (sep and module and cls.isidentifier()):
+            raise UserError(f"verifier entry {verifier_entry!r}: expected 'package.module:ClassName'")
+        self.entry = verifier_entry
+        self.limits = limits or SandboxLimits()
+        self.slot = slot
+        self.uid: int | None = None  # what candidates run as; None = the controller's uid
+        self.isolation: list[str] = []  # what the probe found to work, for logs and docs
+        self.worker_pid: int | None = None
+        self._sys_path = [os.path.abspath(p or ".") for p in [*sys.path, *(extra_sys_path or [])]]
+        self._hide = [os.path.realpath(p) for p in hide_paths or []]
+        self._sets: OrderedDict[tuple[int, ...], tuple[int, list[Any]]] = OrderedDict()
+        self._next_set = 0
+        self._closed = False
+        uid, lock_fd = None, None
+        if os.geteuid() == 0:
+            try:
+                uid, lock_fd = oslevel.claim_uid(slot)
+            except OSError as exc:
+                raise SandboxError(f"no sandbox uid available: {exc}") from None
+        else:
+            # Candidates share our uid: without this they could read our
+            # /proc/<pid>/environ (API keys), memory and fds, or ptrace us.
+            oslevel.make_non_dumpable()
+        self._uid_wanted = uid
+        base = tempfile.mkdtemp(prefix=f"evolve-sandbox-{slot}-")
+        os.chmod(base, 0o711)  # the candidate uid may enter its own run dir, not list others
+        self._res = _Resources(base, lock_fd)
+        self._finalizer = weakref.finalize(self, self._res.release)
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the zygote (and anything of its uid), remove the temp dirs.  Idempotent."""
+        self._closed = True
+        self._finalizer()
+
+    # -- running --------------------------------------------------------------
+
+    def run(self, source: str, function: str, instances: list[Any]) -> SandboxOutcome:
+        if self._closed:
+            raise SandboxError("run() on a closed Sandbox")
+        if not function.isidentifier():
+            raise ValueError(f"function name {function!r} is not an identifier")
+        start = time.monotonic()
+        try:
+            if self._res.proc is None:
+                self._start()
+            set_id = self._ensure_loaded(instances)
+            self._send({"op": "run", "set": set_id, "source": source, "function": function})
+            deadline = time.monotonic() + self.limits.timeout_s + GRACE_S
+            header, blob = self._recv(deadline, (self.limits.max_output_mb << 20) + 1)
+        except WorkerLost as exc:
+            self._res.stop_worker(graceful=False)
+            self._start()  # once; SandboxError if it cannot come back
+            return SandboxOutcome("crash", [], f"sandbox worker failed ({exc}); it was restarted",
+                                  "", time.monotonic() - start)
+        if not header.get("ok"):
+            raise SandboxError(f"sandbox worker refused the run: {header.get('error')}")
+        return build_outcome(header, blob, instances, self.limits)
+
+    def _ensure_loaded(self, instances: list[Any]) -> int:
+        """Send an instance list once; later runs name it by id."""
+        key = tuple(map(id, instances))
+        hit = self._sets.get(key)
+        if hit is not None:
+            self._sets.move_to_end(key)
+            return hit[0]
+        set_id, self._next_set = self._next_set, self._next_set + 1
+        self._send({"op": "load", "set": set_id, "instances": [strip_reference(i) for i in instances]})
+        reply, _ = self._recv(time.monotonic() + START_TIMEOUT_S, 0)
+        if not reply.get("ok"):
+            raise SandboxError(f"instances could not be loaded in the sandbox: {reply.get('error')}")
+        # Holding the objects keeps their ids from being reused by other lists.
+        self._sets[key] = (set_id, list(instances))
+        while len(self._sets) > MAX_SETS:
+            _, (old, _) = self._sets.popitem(last=False)
+            self._send({"op": "drop", "set": old})
+        return set_id
+
+    # -- the zygote -------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._sets.clear()
+        base = self._res.base
+        os.makedirs(base, mode=0o711, exist_ok=True)  # a zygote that lost us removes it
+        log = os.open(os.path.join(base, "zygote.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            self._res.proc = subprocess.Popen(
+                [sys.executable, "-m", "evolve.sandbox.zygote"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                env=scrubbed_env(base), cwd=_PACKAGE_ROOT, start_new_session=True,
+            )
+        finally:
+            os.close(log)
+        init = {"sys_path": self._sys_path, "verifier": self.entry, "base": base,
+                "limits": self.limits, "uid": self._uid_wanted, "hide_paths": self._hide}
+        try:
+            self._send(init)
+            reply, _ = self._recv(time.monotonic() + START_TIMEOUT_S, 0)
+        except WorkerLost as exc:
+            self._res.stop_worker(graceful=False)
+            raise SandboxError(f"sandbox worker did not start ({exc}): {self._log_tail()}") from None
+        if not reply.get("ok"):
+            self._res.stop_worker()
+            if reply.get("kind") == "verifier":
+                raise UserError(f"verifier {self.entry!r} cannot be loaded in the sandbox: {reply.get('error')}")
+            raise UserError(f"sandbox: {reply.get('error')}")
+        self.uid, self.isolation, self.worker_pid = reply["uid"], reply["isolation"], reply["pid"]
+
+    def _send(self, obj: dict[str, Any]) -> None:
+        proc = self._res.proc
+        if proc is None or proc.stdin is None:
+            raise WorkerLost("no worker")
+        frames.send_request(proc.stdin.fileno(), obj)
+
+    def _recv(self, deadline: float, max_blob: int) -> tuple[dict[str, Any], bytes]:
+        proc = self._res.proc
+        if proc is None or proc.stdout is None:
+            raise WorkerLost("no worker")
+        return frames.recv_reply(proc.stdout.fileno(), deadline, max_blob)
+
+    def _log_tail(self) -> str:
+        try:
+            with open(os.path.join(self._res.base, "zygote.log"), "rb") as f:
+                text = f.read()[-600:].decode("utf-8", "replace")
+        except OSError:
+            return "no log"
+        return " | ".join(line for line in text.splitlines() if line.strip()) or "no log"

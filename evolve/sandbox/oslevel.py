@@ -1,0 +1,157 @@
+"""Linux calls the standard library does not expose (prctl, unshare, mount), and uid slots.
+
+Everything here is best effort at the call site: callers decide whether a
+failure weakens isolation (and report it) or must fail closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import os
+import pwd
+import signal
+import stat
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+
+SYS_CLOSE_RANGE = 436  # same number on x86_64 and aarch64 (Linux >= 5.9)
+
+# Candidate uids: 61000+slot first.  Stay below systemd's DynamicUser range (61184-65519).
+UID_BASE = 61000
+UID_COUNT = 184
+UID_LOCK_DIR = "/run/evolve-sandbox"
+
+_libc: ctypes.CDLL | None = None
+
+
+def _c() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def prctl(option: int, arg: int = 0) -> None:
+    c_ul = ctypes.c_ulong
+    _check(_c().prctl(ctypes.c_int(option), c_ul(arg), c_ul(0), c_ul(0), c_ul(0)), f"prctl({option})")
+
+
+def unshare(flags: int) -> None:
+    _check(_c().unshare(ctypes.c_int(flags)), "unshare")
+
+
+def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    enc = os.fsencode
+    rc = _c().mount(
+        enc(source),
+        enc(target),
+        enc(fstype) if fstype else None,
+        ctypes.c_ulong(flags),
+        enc(data) if data else None,
+    )
+    _check(rc, f"mount {target}")
+
+
+def close_fds_from(low: int) -> None:
+    """Close every fd >= low: one close_range(2) call instead of a loop over RLIMIT_NOFILE."""
+    try:
+        _check(_c().syscall(ctypes.c_long(SYS_CLOSE_RANGE), ctypes.c_uint(low),
+                            ctypes.c_uint(0xFFFFFFFF), ctypes.c_uint(0)), "close_range")
+    except OSError:
+        os.closerange(low, max(os.sysconf("SC_OPEN_MAX"), 4096))
+
+
+def make_non_dumpable() -> bool:
+    """Make this process's /proc/<pid>/{environ,mem,fd} unreadable to same-uid processes.
+
+    It also refuses ptrace from them (and core dumps).  False if prctl failed.
+    """
+    try:
+        prctl(PR_SET_DUMPABLE, 0)
+    except OSError:
+        return False
+    return True
+
+
+def children_of_self() -> list[int]:
+    """Pids of this (single-threaded) process's live children."""
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    kids = []  # kernel without CONFIG_PROC_CHILDREN: scan /proc
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == me:
+                kids.append(int(name))
+    return kids
+
+
+def kill_quietly(pid: int, group: bool = False) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        (os.killpg if group else os.kill)(pid, signal.SIGKILL)
+
+
+def claim_uid(slot: int) -> tuple[int, int | None]:
+    """Pick an unprivileged uid for a root sandbox and hold a lock on it.
+
+    The zygote kills *every* process of that uid, so two sandboxes (in this or
+    another evolve run on the machine) must never share one.  Returns the uid
+    and the lock's fd (None when the lock directory is unusable: then the uid
+    is just UID_BASE+slot).
+    """
+    preferred = UID_BASE + (slot % UID_COUNT)
+    try:
+        os.makedirs(UID_LOCK_DIR, mode=0o700, exist_ok=True)
+        st = os.lstat(UID_LOCK_DIR)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+            return preferred, None
+    except OSError:
+        return preferred, None
+    for uid in [preferred, *range(UID_BASE, UID_BASE + UID_COUNT)]:
+        try:
+            pwd.getpwuid(uid)
+            continue  # a real account: never ours to kill
+        except KeyError:
+            pass
+        fd = os.open(f"{UID_LOCK_DIR}/uid-{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return uid, fd
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+    raise OSError(errno.EBUSY, f"all {UID_COUNT} sandbox uids from {UID_BASE} are in use")

@@ -1,0 +1,122 @@
+"""Turn the zygote's facts and the child's raw result lines into a ``SandboxOutcome``.
+
+Runs in the controller.  The lines come from candidate-controlled memory, so
+they are parsed only with ``json.loads`` (no NaN, bounded ints and nesting) and
+every field is type-checked; a forged line can only spoil the candidate's own result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+from typing import Any
+
+from evolve.sandbox.types import InstanceRun, SandboxLimits, SandboxOutcome
+
+MAX_ERROR_CHARS = 1000
+TAIL_CHARS = 2048
+MEMORY_SIGN = 0.9  # a peak this close to the limit means the limit was hit
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse(line: bytes) -> Any:
+    try:
+        return json.loads(line, parse_constant=_no_constants)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None
+
+
+def parse_lines(blob: bytes, count: int) -> tuple[bool, list[InstanceRun], dict[str, Any] | None]:
+    """(loaded, runs, fatal) from the complete lines of ``blob``."""
+    loaded, runs, fatal = False, [], None
+    for line in blob.split(b"\n")[:-1]:  # the last piece is unterminated (or empty)
+        obj = _parse(line)
+        if not isinstance(obj, dict):
+            if loaded and len(runs) < count:
+                runs.append(InstanceRun(None, "malformed result line from the sandbox", 0.0))
+            continue
+        if "fatal" in obj:
+            fatal = obj
+            break
+        if obj.get("event") == "loaded":
+            loaded = True
+        elif loaded and len(runs) < count:
+            runs.append(_instance_run(obj))
+    return loaded, runs, fatal
+
+
+def _instance_run(obj: dict[str, Any]) -> InstanceRun:
+    error = obj.get("error")
+    if error is not None:
+        error = " ".join(str(error).split())[:MAX_ERROR_CHARS] or "error"
+    seconds = obj.get("seconds")
+    ok_seconds = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+    seconds = float(seconds) if ok_seconds and math.isfinite(seconds) and seconds >= 0 else 0.0
+    return InstanceRun(None if error else obj.get("solution"), error, seconds)
+
+
+def _where(loaded: bool, done: int, instances: list[Any]) -> str:
+    if not loaded:
+        return "while loading the program"
+    if done >= len(instances):
+        return "after the last instance"
+    name = getattr(instances[done], "name", str(done))
+    return f"on instance {name!r} (instance {done + 1} of {len(instances)})"
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+    desc = signal.strsignal(signum)
+    return f"{name} ({desc})" if desc else name
+
+
+def build_outcome(
+    facts: dict[str, Any], blob: bytes, instances: list[Any], limits: SandboxLimits
+) -> SandboxOutcome:
+    loaded, runs, fatal = parse_lines(blob, len(instances))
+    where = _where(loaded, len(runs), instances)
+    tail = str(facts.get("stderr_tail") or "")[-TAIL_CHARS:]
+    wall = float(facts.get("wall") or 0.0)
+    mem_kb = limits.memory_mb * 1024
+    killed, sig, code = facts.get("killed"), facts.get("signal"), facts.get("exit_code")
+    near_limit = (facts.get("vm_peak_kb") or 0) >= MEMORY_SIGN * mem_kb
+    high_rss = (facts.get("maxrss_kb") or 0) >= MEMORY_SIGN * mem_kb
+
+    def out(status: str, error: str | None) -> SandboxOutcome:
+        return SandboxOutcome(status, runs, error, tail, wall)  # type: ignore[arg-type]
+
+    if killed == "timeout":
+        if near_limit:  # it caught MemoryError and kept going at the limit
+            return out("memory", f"memory limit {limits.memory_mb} MiB reached, then timed out "
+                                 f"after {limits.timeout_s:.1f} s {where}")
+        return out("timeout", f"timed out after {limits.timeout_s:.1f} s {where}")
+    if killed == "output":
+        return out("crash", f"killed: output limit {limits.max_output_mb} MiB exceeded {where}")
+    if killed:
+        return out("crash", f"run aborted ({killed}) {where}")
+    if fatal is not None:
+        kind, message = fatal.get("fatal"), " ".join(str(fatal.get("message")).split())
+        if kind == "error":
+            return out("error", message[:MAX_ERROR_CHARS])
+        if kind == "memory":
+            return out("memory", f"memory limit {limits.memory_mb} MiB exceeded (MemoryError) {where}")
+        return out("crash", message[:MAX_ERROR_CHARS])
+    if sig is not None:
+        if sig == signal.SIGXCPU:
+            return out("timeout", f"CPU time limit of {limits.timeout_s:.1f} s exceeded {where}")
+        if high_rss and sig in (signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT):
+            return out("memory", f"killed: memory limit {limits.memory_mb} MiB exceeded "
+                                 f"({_signal_name(sig)}) {where}")
+        return out("crash", f"killed by {_signal_name(sig)} {where}")
+    if code:
+        return out("crash", f"exited with status {code} {where}")
+    if not loaded or len(runs) < len(instances):
+        return out("crash", f"exited before finishing {where}")
+    return out("ok", None)

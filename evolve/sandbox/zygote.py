@@ -1,0 +1,328 @@
+"""The warm worker: imports numpy and the verifier once, then forks one child per candidate.
+
+Started by ``Sandbox`` as ``python -m evolve.sandbox.zygote`` with a scrubbed
+environment, it speaks ``frames`` on its stdin/stdout.  It stays single-threaded
+(BLAS threads are pinned to 1 by the environment) so that fork is safe.  It is
+a child subreaper, so every process a candidate leaves behind ends up as its
+child and is killed after the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import json
+import math
+import os
+import pickle
+import select
+import shutil
+import sys
+import time
+from typing import Any
+
+from evolve.sandbox import isolation, oslevel
+from evolve.sandbox.child import ChildSpec, run_child
+from evolve.sandbox.frames import WorkerLost, read_frame, recv_request, send_reply
+from evolve.sandbox.types import SandboxLimits
+
+# Imported once here, so candidates get them for free (and can use them after
+# dropping to a uid that cannot read the Python installation).
+PRELOAD = (
+    "numpy", "numpy.random", "numpy.linalg", "numpy.fft", "math", "cmath", "random",
+    "itertools", "functools", "heapq", "bisect", "collections", "collections.abc", "operator",
+    "statistics", "copy", "dataclasses", "typing", "fractions", "decimal", "re", "array",
+    "json", "enum", "string", "numbers", "struct", "contextlib", "time", "datetime",
+    "traceback", "tempfile", "io", "abc", "warnings", "weakref", "queue", "textwrap",
+    "encodings.idna", "glob", "fnmatch", "pathlib", "shutil", "signal", "socket", "pickle",
+    "hashlib", "csv",
+)
+PROBE_SOURCE = "def probe(x):\n    return x\n"
+TAIL_BYTES = 2048
+MIN_HEADROOM_KB = 64 * 1024  # address space a candidate gets beyond what the zygote maps
+
+
+class Zygote:
+    def __init__(self, fin: int, fout: int, init: dict[str, Any]) -> None:
+        self.fin, self.fout = fin, fout
+        self.pid = os.getpid()
+        self.entry: str = init["verifier"]
+        self.base: str = init["base"]
+        self.limits: SandboxLimits = init["limits"]
+        self.uid: int | None = init["uid"]
+        self.hide_paths: tuple[str, ...] = tuple(init.get("hide_paths") or ())
+        self.private_dirs: tuple[str, ...] = ()
+        self.sets: dict[int, list[Any]] = {}
+        self.counter = 0
+        self.solve: Any = None
+        self.orphaned = False
+        # Kept open so the dir can be removed even once a private /tmp hides it.
+        self.controller_base = self.base
+        self.base_parent_fd = os.open(os.path.dirname(self.base), os.O_RDONLY | os.O_DIRECTORY)
+        sys.path[:] = init["sys_path"]
+
+    # -- start-up -----------------------------------------------------------
+
+    def setup(self) -> dict[str, Any]:
+        notes: list[str] = []
+        oslevel.prctl(oslevel.PR_SET_CHILD_SUBREAPER, 1)
+        # Imports first: hide_paths may cover the verifier's own directory.
+        for name in PRELOAD:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
+        try:
+            module_name, _, class_name = self.entry.partition(":")
+            cls = getattr(importlib.import_module(module_name), class_name)
+            self.solve = cls.solve
+            if not callable(self.solve):
+                raise TypeError(f"{class_name}.solve is not callable")
+        except Exception as exc:
+            return {"ok": False, "kind": "verifier", "error": f"{type(exc).__name__}: {exc}"}
+        if self.uid is None:
+            # Same uid as the candidates: refuse them ptrace and /proc/<pid>/{mem,fd,environ}.
+            oslevel.make_non_dumpable()
+        else:
+            self.private_dirs, problem = isolation.enter_namespaces(
+                self.limits.file_size_mb, self.hide_paths, notes)  # once: children pay nothing
+            if problem:
+                return {"ok": False, "kind": "isolation", "error": problem}
+            if "/tmp" in self.private_dirs:  # the controller's base dir is now out of sight
+                self.base = "/tmp/evolve-runs"
+                os.mkdir(self.base, 0o711)
+        if self.hide_paths and not self.private_dirs:
+            return {"ok": False, "kind": "isolation",
+                    "error": "hide_paths needs root with mount namespaces (CAP_SYS_ADMIN)"}
+        vm_kb = _vm_kb(self.pid, "VmSize") or 0
+        if self.limits.memory_mb * 1024 < vm_kb + MIN_HEADROOM_KB:
+            return {"ok": False, "kind": "config",
+                    "error": f"memory_mb={self.limits.memory_mb} is too small: the warm interpreter "
+                             f"alone maps {vm_kb // 1024} MiB; use at least "
+                             f"{(vm_kb + MIN_HEADROOM_KB) // 1024 + 1}"}
+        problem = self._probe_uid(notes)
+        if problem:
+            return {"ok": False, "kind": "isolation", "error": problem}
+        if self.uid is not None:
+            isolation.kill_uid(self.uid)  # leftovers of a predecessor that died
+        gc.collect()
+        gc.freeze()  # keeps the collector from touching (and copying) shared pages in children
+        return {"ok": True, "pid": self.pid, "uid": self.uid, "isolation": notes}
+
+    def _probe_uid(self, notes: list[str]) -> str | None:
+        """Fork one trivial candidate.  As root, failing to drop privileges is fatal:
+        hostile code never runs as root."""
+        facts, blob = self.execute(PROBE_SOURCE, "probe", [])
+        if facts["exit_code"] != 0 or not blob.startswith(b'{"event": "loaded"}'):
+            return "cannot start a sandboxed process: " + (_fatal_message(blob) or f"probe failed: {facts}")
+        if self.uid is not None:
+            notes.append(f"uid {self.uid}")
+        else:
+            notes.append("same uid as the controller (controller and zygote non-dumpable)")
+        return None
+
+    # -- requests -------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Answer requests until told to exit or the controller is gone."""
+        while True:
+            try:
+                frame = read_frame(self.fin)
+            except WorkerLost:
+                self.orphaned = True
+                return
+            if os.getpid() != self.pid:  # never in a child, whatever a candidate did
+                os._exit(99)
+            try:
+                req = pickle.loads(frame)  # from the controller: trusted
+                del frame
+                op = req.get("op")
+                if op == "exit":
+                    return
+                if op == "drop":
+                    self.sets.pop(req["set"], None)
+                elif op == "load":
+                    self.sets[req["set"]] = req["instances"]
+                    del req
+                    gc.freeze()
+                    send_reply(self.fout, {"ok": True})
+                elif op == "run":
+                    facts, blob = self.execute(req["source"], req["function"], self.sets[req["set"]])
+                    send_reply(self.fout, {"ok": True, **facts}, blob)
+                    if facts["killed"] == "controller":
+                        self.orphaned = True
+                        return
+                else:
+                    send_reply(self.fout, {"ok": False, "error": f"unknown op {op!r}"})
+            except WorkerLost:
+                self.orphaned = True
+                return
+            except Exception as exc:
+                send_reply(self.fout, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+
+    def shutdown(self) -> None:
+        isolation.sweep(None, self.uid)
+        if self.uid is not None and self.solve is not None:
+            isolation.kill_uid(self.uid)
+        if self.orphaned:  # the controller died without cleaning up: its temp dir goes too
+            with contextlib.suppress(OSError):
+                shutil.rmtree(os.path.basename(self.controller_base), dir_fd=self.base_parent_fd)
+
+    # -- one candidate ------------------------------------------------------------
+
+    def execute(self, source: str, function: str, instances: list[Any]) -> tuple[dict[str, Any], bytes]:
+        self.counter += 1
+        workdir = os.path.join(self.base, f"run-{self.counter}")
+        out_path = workdir + ".out"
+        os.mkdir(workdir, 0o700)
+        out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        rfd, wfd = os.pipe()
+        spec = ChildSpec(
+            source=source, function=function, instances=instances, solve=self.solve,
+            limits=self.limits, workdir=workdir, out_fd=out_fd, result_fd=wfd,
+            zygote_pid=self.pid, uid=self.uid,
+        )
+        sys.stderr.flush()
+        exit_ = os._exit
+        pid = os.fork()
+        if pid == 0:
+            try:
+                self.sets.clear()  # other splits' instances are none of this candidate's business
+                run_child(spec)
+            finally:
+                exit_(72)
+        os.close(wfd)
+        os.close(out_fd)
+        with contextlib.suppress(OSError):  # also done by the child; whoever is first wins
+            os.setpgid(pid, pid)
+        try:
+            facts, blob = self._supervise(pid, rfd)
+        finally:
+            os.close(rfd)
+            escaped = isolation.sweep(pid, self.uid)
+            tail = _tail(out_path)
+            with contextlib.suppress(OSError):
+                os.unlink(out_path)
+            isolation.remove_tree(workdir)
+            isolation.scrub_shared(self.private_dirs, self.base, self.uid)
+        facts.update(escaped=escaped, stderr_tail=tail)
+        return facts, blob
+
+    def _supervise(self, pid: int, rfd: int) -> tuple[dict[str, Any], bytes]:
+        """Collect the child's output until it exits, the deadline passes or output overflows."""
+        start = time.monotonic()
+        deadline = start + self.limits.timeout_s
+        max_bytes = self.limits.max_output_mb << 20
+        chunks: list[bytes] = []
+        total = 0
+        killed: str | None = None
+        vm_peak = None
+        try:
+            pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            pidfd = None  # old kernel: poll waitid every few ms instead
+        poller = select.poll()
+        poller.register(rfd, select.POLLIN)
+        poller.register(self.fin, 0)  # reports only POLLHUP: the controller is gone
+        if pidfd is not None:
+            poller.register(pidfd, select.POLLIN)
+        exited = False
+        try:
+            while not exited and killed is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    killed = "timeout"
+                    break
+                wait_ms = math.ceil(left * 1000) if pidfd is not None else min(5, math.ceil(left * 1000))
+                for fd, _ in poller.poll(wait_ms):
+                    if fd == rfd:
+                        data = os.read(rfd, 1 << 16)
+                        if not data:
+                            poller.unregister(rfd)
+                        total += len(data)
+                        chunks.append(data)
+                        if total > max_bytes:
+                            killed = "output"
+                    elif fd == self.fin:
+                        killed = "controller"
+                    else:
+                        exited = True
+                if pidfd is None and not exited:
+                    exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+            if killed is None:  # exited: take what it wrote; descendants may hold the pipe open
+                os.set_blocking(rfd, False)
+                with contextlib.suppress(BlockingIOError):
+                    while total <= max_bytes and (data := os.read(rfd, 1 << 16)):
+                        total += len(data)
+                        chunks.append(data)
+                if total > max_bytes:
+                    killed = "output"
+            else:
+                vm_peak = _vm_kb(pid, "VmPeak")
+        finally:
+            oslevel.kill_quietly(pid, group=True)
+            oslevel.kill_quietly(pid)
+            _, status, usage = os.wait4(pid, 0)
+            if pidfd is not None:
+                os.close(pidfd)
+        facts: dict[str, Any] = {
+            "killed": killed,
+            "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            "maxrss_kb": usage.ru_maxrss,
+            "vm_peak_kb": vm_peak,
+            "wall": time.monotonic() - start,
+        }
+        return facts, b"".join(chunks)[: max_bytes + 1]
+
+def _fatal_message(blob: bytes) -> str | None:
+    for line in blob.splitlines():
+        with contextlib.suppress(ValueError):
+            obj = json.loads(line)
+            if isinstance(obj, dict) and "fatal" in obj:
+                return str(obj.get("message"))
+    return None
+
+
+def _vm_kb(pid: int, field: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _tail(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - TAIL_BYTES))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def main() -> None:
+    # The channel moves to private fds; stray prints go to the log, never into a frame.
+    fin, fout = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(2, 1)
+    os.close(null)
+    zygote = Zygote(fin, fout, recv_request(fin))
+    try:
+        try:
+            reply = zygote.setup()
+        except Exception as exc:  # reported as one line rather than a dead channel
+            reply = {"ok": False, "kind": "internal", "error": f"{type(exc).__name__}: {exc}"}
+        send_reply(fout, reply)
+        if reply["ok"]:
+            zygote.serve()
+    finally:
+        zygote.shutdown()
+
+
+if __name__ == "__main__":
+    main()

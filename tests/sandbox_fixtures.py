@@ -1,0 +1,14 @@
+"""A tiny verifier for tests/test_sandbox.py: solve() just calls the heuristic on data["x"]."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+class EchoVerifier:
+    direction = "minimize"
+
+    @staticmethod
+    def solve(heuristic: Callable[..., Any], instance: Any) -> Any:
+        return heuristic(instance.data["x"])
