@@ -144,6 +144,7 @@ def resume(
 def _drive(problem: Any, settings: Any, archive: Any, folder: Path) -> None:
     from evolve.llm import make_llm
     from evolve.loop import Controller
+    from evolve.scoring import headline_gap
 
     model = make_llm(
         settings.llm, api_base=settings.api_base, seed=settings.seed, temperature=settings.temperature,
@@ -155,14 +156,17 @@ def _drive(problem: Any, settings: Any, archive: Any, folder: Path) -> None:
         with RunDisplay(problem.name) as display:
             controller = Controller(problem, settings, archive, model, folder, on_progress=display.update)
             progress = controller.run()
+        seed = archive.seed()
     except KeyboardInterrupt:
         console.print(f"\ninterrupted; every evaluated program is saved. Continue with: evolve resume {folder}")
         sys.stdout.flush()
         os._exit(130)  # don't wait for in-flight HTTP calls; the archive is committed
     finally:
         archive.close()
+    seed_gap = headline_gap(seed.metrics, problem.spec.objective.score) if seed else None
     console.print(
-        f"stopped: {progress.stop_reason}. best score {fmt(progress.best_score)} (gap {pct(progress.best_gap)}); "
+        f"stopped: {progress.stop_reason}. best score {fmt(progress.best_score)} "
+        f"(gap {pct(progress.best_gap)}; seed {pct(seed_gap)}) on the train split\n"
         f"best program: {folder / 'best.py'}\nreview it with: evolve review {folder}"
     )
 

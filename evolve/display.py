@@ -14,12 +14,12 @@ from evolve.evaluation import Evaluation
 from evolve.loop import Progress as RunProgress
 from evolve.review import RunReview
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # paths and commands stay copy-pasteable
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}g}"
+    return "-" if value is None else f"{value + 0.0:.{digits}g}"  # + 0.0 turns -0.0 into 0
 
 
 def pct(value: float | None) -> str:

@@ -1,0 +1,111 @@
+"""The CLI as users type it (real subprocesses, real SMTT verifier)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = REPO / "problems" / "smtt" / "seed.py"
+
+
+def evolve(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "evolve.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
+
+
+def test_problems_lists_smtt_with_baselines() -> None:
+    result = evolve("problems")
+    assert result.returncode == 0, result.stderr
+    assert "smtt" in result.stdout and "mdd" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["run", "resume", "eval", "baselines", "review", "best", "problems"])
+def test_every_command_help_shows_an_example(command: str) -> None:
+    result = evolve(command, "--help")
+    assert result.returncode == 0 and "Examples" in result.stdout and "$ evolve" in result.stdout
+
+
+def test_eval_json_follows_the_documented_contract() -> None:
+    result = evolve("eval", "smtt", str(SEED), "--split", "quick", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert {"problem", "split", "score", "metrics", "instances"} <= set(doc)
+    assert doc["problem"] == "smtt" and doc["split"] == "quick"
+    row = doc["instances"][0]
+    assert {"name", "objective", "reference", "reference_kind", "gap", "feasible", "error"} <= set(row)
+    assert row["reference_kind"] in {"optimal", "best_known", "bound", "none"}
+    assert doc["score"] == pytest.approx(-doc["metrics"]["gap_mean_pct"])
+
+
+def test_eval_of_an_infeasible_program_exits_1_with_the_reason(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("def schedule(p, d):\n    return [0] * len(p)\n")
+    result = evolve("eval", "smtt", str(bad), "--split", "quick")
+    assert result.returncode == 1
+    assert "infeasible" in result.stdout and "twice" in result.stdout
+
+
+def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> None:
+    instances = tmp_path / "inst.json"
+    instances.write_text(json.dumps({"instances": [{"name": "tiny", "p": [3, 2, 4], "d": [2, 6, 5], "optimum": 3}]}))
+    solutions = tmp_path / "sol.json"
+    result = evolve("eval", "smtt", str(SEED), "--instances", str(instances), "--json", "--solutions-out", str(solutions))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["instances"][0]["reference"] == 3 and doc["instances"][0]["reference_kind"] == "optimal"
+    assert json.loads(solutions.read_text())[0]["name"] == "tiny"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("eval", "smtt", "missing.py"), "missing.py: cannot read program"),
+        (("run", "nope"), "unknown problem 'nope'"),
+        (("eval", "smtt", str(SEED), "--split", "valid"), "unknown split 'valid'"),
+        (("review", "no/such/run"), "not a run folder"),
+        (("run", "smtt", "--edit-mode", "patch"), "key 'edit_mode'"),
+    ],
+)
+def test_user_mistakes_are_one_line_errors_with_exit_2(args: tuple[str, ...], message: str) -> None:
+    result = evolve(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_baselines_json_scores_every_baseline_and_the_seed() -> None:
+    result = evolve("baselines", "smtt", "--split", "quick", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    rows = {row["name"]: row for row in doc["baselines"]}
+    assert {"seed", "edd", "spt", "mdd", "eddc", "mddc", "mddc_augmented"} <= set(rows)
+    assert all(row["status"] == "ok" for row in rows.values())
+    assert rows["mdd"]["score"] > rows["edd"]["score"]  # MDD beats EDD on tardiness
+
+
+def test_run_then_review_then_best(tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "smtt" / "r1"
+    result = evolve("run", "smtt", "--iterations", "6", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "offline stub" in result.stdout
+    assert (out / "archive.sqlite").is_file() and (out / "best.py").is_file()
+
+    review = evolve("review", str(out), "--json")
+    assert review.returncode == 0, review.stderr
+    doc = json.loads(review.stdout)
+    assert {"problem", "iterations", "programs", "seed", "best"} <= set(doc)
+    assert doc["iterations"] == 6 and doc["seed"]["id"] is not None
+    assert {"id", "score", "metrics"} <= set(doc["best"])
+
+    text = evolve("review", str(out))
+    assert text.returncode == 0 and "leaderboard" in text.stdout
+
+    best = evolve("best", "smtt", "--json", cwd=tmp_path)
+    assert best.returncode == 0, best.stderr
+    assert json.loads(best.stdout)["score"] == doc["best"]["score"]

@@ -1,0 +1,107 @@
+"""Runs killed at any moment resume without losing an evaluated program."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from evolve.archive import Archive
+from evolve.config import resolve_settings
+from evolve.llm import make_llm
+from evolve.loop import Controller
+from evolve.problem import load_problem
+
+
+def _slow_toy(toy_dir: Path, delay_s: float) -> None:
+    toml = toy_dir / "problem.toml"
+    toml.write_text(toml.read_text().replace("delay_s = 0.0", f"delay_s = {delay_s}"))
+
+
+def _evolve(*args: str, **kwargs: object) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "evolve.cli", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs,
+    )
+
+
+def _programs(archive: Path) -> set[tuple[int, str]]:
+    db = sqlite3.connect(archive)
+    try:
+        return {(int(i), str(h)) for i, h in db.execute("SELECT id, code_hash FROM programs")}
+    finally:
+        db.close()
+
+
+def _wait_for_programs(archive: Path, count: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        if archive.exists():
+            try:
+                if len(_programs(archive)) >= count:
+                    return
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} programs after {timeout}s")
+
+
+def test_offline_run_archives_every_iteration_and_keeps_the_best(toy_dir: Path, tmp_path: Path) -> None:
+    problem = load_problem(str(toy_dir))
+    settings = resolve_settings(problem.spec.run, None, {"iterations": 15})
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    progress = Controller(problem, settings, archive, make_llm("stub"), tmp_path).run()
+    assert progress.stop_reason == "iterations" and archive.attempt_count() == 15
+    seed, best = archive.seed(), archive.best()
+    assert seed is not None and best is not None and best.score >= seed.score
+    assert (tmp_path / "best.py").read_text() == best.code
+
+
+def test_kill_9_then_resume_loses_no_evaluated_program_and_stops_at_target(toy_dir: Path, tmp_path: Path) -> None:
+    _slow_toy(toy_dir, 0.03)
+    out = tmp_path / "run"
+    proc = _evolve("run", str(toy_dir), "--iterations", "30", "--out", str(out))
+    _wait_for_programs(out / "archive.sqlite", 6, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    before = _programs(out / "archive.sqlite")
+    assert len(before) >= 6
+
+    resumed = _evolve("resume", str(out))
+    stdout, stderr = resumed.communicate(timeout=180)
+    assert resumed.returncode == 0, stderr
+    after = _programs(out / "archive.sqlite")
+    assert before <= after  # every program evaluated before the kill is still there
+    archive = Archive(out / "archive.sqlite", readonly=True)
+    assert archive.attempt_count() == 30  # and the run stopped at its target
+    assert archive.program_count() == len(after)
+    archive.close()
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(toy_dir: Path, tmp_path: Path) -> None:
+    _slow_toy(toy_dir, 0.03)
+    out = tmp_path / "run"
+    proc = _evolve("run", str(toy_dir), "--iterations", "40", "--out", str(out))
+    _wait_for_programs(out / "archive.sqlite", 4, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert f"evolve resume {out}" in stdout
+    assert len(_programs(out / "archive.sqlite")) >= 4
+
+
+@pytest.mark.parametrize("target", [3])
+def test_resume_with_a_new_target_extends_the_run(toy_dir: Path, tmp_path: Path, target: int) -> None:
+    out = tmp_path / "run"
+    assert _evolve("run", str(toy_dir), "--iterations", str(target), "--out", str(out)).wait(120) == 0
+    assert _evolve("resume", str(out), "--iterations", str(target + 4)).wait(120) == 0
+    archive = Archive(out / "archive.sqlite", readonly=True)
+    assert archive.attempt_count() == target + 4
+    archive.close()
