@@ -19,7 +19,8 @@ import random
 
 from evolve.edits import EditError, apply_edit, evolve_blocks
 from evolve.llm.base import Completion, LLMError, ProposalRequest
-from evolve.llm.mutations import Donor, Mutation, Splice, collect_donors, mutate_once
+from evolve.llm.mutations import Donor, Mutation, collect_donors, mutate_once
+from evolve.llm.stub_splice import Splice
 
 __all__ = ["StubLLM"]
 
