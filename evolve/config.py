@@ -24,7 +24,9 @@ class Strict(BaseModel):
 
 
 class SandboxSettings(Strict):
-    timeout_s: float = Field(default=20.0, gt=0)
+    # Wall clock per instance: a run over N instances gets 2 s + N times this in
+    # total (so eval on a large test split is not cut short by a train-sized limit).
+    instance_timeout_s: float = Field(default=1.0, gt=0)
     memory_mb: int = Field(default=2048, ge=256)  # the warm worker alone maps ~150 MiB
     max_processes: int = Field(default=16, ge=1)
     file_size_mb: int = Field(default=16, ge=1)

@@ -45,7 +45,7 @@ class Evaluation:
 
 def limits_from(settings: SandboxSettings) -> SandboxLimits:
     return SandboxLimits(
-        timeout_s=settings.timeout_s,
+        timeout_s=run_timeout(settings.instance_timeout_s, 1),
         memory_mb=settings.memory_mb,
         max_processes=settings.max_processes,
         file_size_mb=settings.file_size_mb,
@@ -63,6 +63,7 @@ class Evaluator:
         # or the run's archive: hidden where the sandbox can (root + mount ns).
         self._hide = [str(p) for p in [problem.dir, *(hide or [])] if p.exists()]
         self._limits = limits_from(settings)
+        self._instance_timeout_s = settings.instance_timeout_s
         self._free: queue.Queue[int] = queue.Queue()
         self._sandboxes: dict[int, Sandbox] = {}
         for slot in range(slots):
@@ -97,7 +98,8 @@ class Evaluator:
         started = time.perf_counter()
         slot = self._free.get()
         try:
-            outcome = self._sandbox(slot).run(code, self.problem.spec.function.name, instances)
+            timeout = run_timeout(self._instance_timeout_s, len(instances))
+            outcome = self._sandbox(slot).run(code, self.problem.spec.function.name, instances, timeout)
         finally:
             self._free.put(slot)
         evaluation = self._judge(outcome, instances, stage)
@@ -178,6 +180,10 @@ class Evaluator:
                 result = infeasible(instance, f"solution could not be scored: {type(err).__name__}: {err}")
         result.seconds = getattr(run, "seconds", None)
         return result
+
+
+def run_timeout(instance_timeout_s: float, instances: int) -> float:
+    return 2.0 + instance_timeout_s * instances
 
 
 def cascade_floor(parent_quick_score: float | None, tolerance: float) -> float | None:

@@ -58,16 +58,16 @@ def test_invalid_toml_syntax_is_one_line(tmp_path: Path) -> None:
 
 def test_settings_layering_cli_over_config_over_problem(tmp_path: Path) -> None:
     config = tmp_path / "run.toml"
-    config.write_text("iterations = 7\nworkers = 2\n[sandbox]\ntimeout_s = 3\n")
+    config.write_text("iterations = 7\nworkers = 2\n[sandbox]\ninstance_timeout_s = 3\n")
     settings = resolve_settings({"iterations": 5, "islands": 3}, config, {"workers": 4, "seed": None})
     assert (settings.iterations, settings.islands, settings.workers) == (7, 3, 4)
-    assert settings.sandbox.timeout_s == 3.0 and settings.sandbox.memory_mb == RunSettings().sandbox.memory_mb
+    assert settings.sandbox.instance_timeout_s == 3.0 and settings.sandbox.memory_mb == RunSettings().sandbox.memory_mb
 
 
 def test_config_file_unknown_key_names_the_file(tmp_path: Path) -> None:
     config = tmp_path / "run.toml"
     config.write_text("[sandbox]\ntimeout = 3\n")
-    with pytest.raises(UserError, match=r"run.toml: unknown key 'sandbox.timeout' \(expected one of: .*timeout_s"):
+    with pytest.raises(UserError, match=r"run.toml: unknown key 'sandbox.timeout' \(expected one of: .*instance_timeout_s"):
         resolve_settings({}, config, {})
 
 

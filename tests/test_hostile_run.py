@@ -85,7 +85,7 @@ def test_each_hostile_candidate_is_contained_and_the_run_goes_on(
         problem.spec.run,
         None,
         {"iterations": len(HOSTILE) + 1, "edit_mode": "rewrite", "islands": 1,
-         "sandbox": {"timeout_s": 3.0, "memory_mb": 1024}},
+         "sandbox": {"instance_timeout_s": 0.2, "memory_mb": 1024}},
     )
     archive = Archive(tmp_path / "archive.sqlite", create=True)
     progress = Controller(problem, settings, archive, make_llm(f"replay:{replay_file}"), tmp_path).run()

@@ -127,6 +127,14 @@ def test_infinite_loop_times_out_naming_the_instance_and_keeps_earlier_results(s
     assert [r.solution for r in outcome.runs] == [1, 2]  # trusted partial result
 
 
+def test_a_run_can_get_its_own_wall_clock_limit(sandbox: Sandbox) -> None:
+    source = "def f(x):\n    while x == 3:\n        pass\n    return x\n"
+    outcome = sandbox.run(source, "f", INSTANCES, timeout_s=0.4)
+    assert outcome.status == "timeout"
+    assert outcome.error == "timed out after 0.4 s on instance 'n3' (instance 3 of 3)"
+    assert sandbox.run("def f(x):\n    return x\n", "f", INSTANCES).status == "ok"  # back to the default
+
+
 def test_loop_at_import_time_times_out_while_loading(sandbox: Sandbox) -> None:
     outcome = hostile(sandbox, "while True:\n    pass\ndef f(x):\n    return x\n")
     assert outcome.status == "timeout" and outcome.error is not None

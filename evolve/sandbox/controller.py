@@ -164,7 +164,12 @@ class Sandbox:
 
     # -- running --------------------------------------------------------------
 
-    def run(self, source: str, function: str, instances: list[Any]) -> SandboxOutcome:
+    def run(
+        self, source: str, function: str, instances: list[Any], timeout_s: float | None = None
+    ) -> SandboxOutcome:
+        """Run ``function`` of ``source`` on every instance; ``timeout_s`` overrides the
+        limits' wall clock for this run (e.g. scaled to the number of instances)."""
+        limits = self.limits if timeout_s is None else replace(self.limits, timeout_s=timeout_s)
         if self._closed:
             raise SandboxError("run() on a closed Sandbox")
         if not function.isidentifier():
@@ -174,9 +179,10 @@ class Sandbox:
             if self._res.proc is None:
                 self._start()
             set_id = self._ensure_loaded(instances)
-            self._send({"op": "run", "set": set_id, "source": source, "function": function})
-            deadline = time.monotonic() + self.limits.timeout_s + GRACE_S
-            header, blob = self._recv(deadline, (self.limits.max_output_mb << 20) + 1)
+            self._send({"op": "run", "set": set_id, "source": source, "function": function,
+                        "timeout_s": limits.timeout_s})
+            deadline = time.monotonic() + limits.timeout_s + GRACE_S
+            header, blob = self._recv(deadline, (limits.max_output_mb << 20) + 1)
         except WorkerLost as exc:
             self._res.stop_worker(graceful=False)
             self._start()  # once; SandboxError if it cannot come back
@@ -184,7 +190,7 @@ class Sandbox:
                                   "", time.monotonic() - start)
         if not header.get("ok"):
             raise SandboxError(f"sandbox worker refused the run: {header.get('error')}")
-        return build_outcome(header, blob, instances, self.limits)
+        return build_outcome(header, blob, instances, limits)
 
     def _ensure_loaded(self, instances: list[Any]) -> int:
         """Send an instance list once; later runs name it by id."""

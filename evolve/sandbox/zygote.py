@@ -10,6 +10,7 @@ child and is killed after the run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import importlib
 import json
@@ -111,7 +112,7 @@ class Zygote:
     def _probe_uid(self, notes: list[str]) -> str | None:
         """Fork one trivial candidate.  As root, failing to drop privileges is fatal:
         hostile code never runs as root."""
-        facts, blob = self.execute(PROBE_SOURCE, "probe", [])
+        facts, blob = self.execute(PROBE_SOURCE, "probe", [], self.limits)
         if facts["exit_code"] != 0 or not blob.startswith(b'{"event": "loaded"}'):
             return "cannot start a sandboxed process: " + (_fatal_message(blob) or f"probe failed: {facts}")
         if self.uid is not None:
@@ -146,7 +147,10 @@ class Zygote:
                     gc.freeze()
                     send_reply(self.fout, {"ok": True})
                 elif op == "run":
-                    facts, blob = self.execute(req["source"], req["function"], self.sets[req["set"]])
+                    limits = self.limits
+                    if req.get("timeout_s"):
+                        limits = dataclasses.replace(limits, timeout_s=float(req["timeout_s"]))
+                    facts, blob = self.execute(req["source"], req["function"], self.sets[req["set"]], limits)
                     send_reply(self.fout, {"ok": True, **facts}, blob)
                     if facts["killed"] == "controller":
                         self.orphaned = True
@@ -169,7 +173,9 @@ class Zygote:
 
     # -- one candidate ------------------------------------------------------------
 
-    def execute(self, source: str, function: str, instances: list[Any]) -> tuple[dict[str, Any], bytes]:
+    def execute(
+        self, source: str, function: str, instances: list[Any], limits: SandboxLimits
+    ) -> tuple[dict[str, Any], bytes]:
         self.counter += 1
         workdir = os.path.join(self.base, f"run-{self.counter}")
         out_path = workdir + ".out"
@@ -178,7 +184,7 @@ class Zygote:
         rfd, wfd = os.pipe()
         spec = ChildSpec(
             source=source, function=function, instances=instances, solve=self.solve,
-            limits=self.limits, workdir=workdir, out_fd=out_fd, result_fd=wfd,
+            limits=limits, workdir=workdir, out_fd=out_fd, result_fd=wfd,
             zygote_pid=self.pid, uid=self.uid,
         )
         sys.stderr.flush()
@@ -195,7 +201,7 @@ class Zygote:
         with contextlib.suppress(OSError):  # also done by the child; whoever is first wins
             os.setpgid(pid, pid)
         try:
-            facts, blob = self._supervise(pid, rfd)
+            facts, blob = self._supervise(pid, rfd, limits)
         finally:
             os.close(rfd)
             escaped = isolation.sweep(pid, self.uid)
@@ -207,11 +213,11 @@ class Zygote:
         facts.update(escaped=escaped, stderr_tail=tail)
         return facts, blob
 
-    def _supervise(self, pid: int, rfd: int) -> tuple[dict[str, Any], bytes]:
+    def _supervise(self, pid: int, rfd: int, limits: SandboxLimits) -> tuple[dict[str, Any], bytes]:
         """Collect the child's output until it exits, the deadline passes or output overflows."""
         start = time.monotonic()
-        deadline = start + self.limits.timeout_s
-        max_bytes = self.limits.max_output_mb << 20
+        deadline = start + limits.timeout_s
+        max_bytes = limits.max_output_mb << 20
         chunks: list[bytes] = []
         total = 0
         killed: str | None = None
