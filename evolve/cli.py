@@ -35,6 +35,26 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 RUNS_ROOT = Path("runs")
 
+# Options several commands share.
+OptionFlag = Annotated[
+    list[str] | None,
+    typer.Option("--option", help="Verifier option KEY=VALUE (repeatable), e.g. scheme=active."),
+]
+SchemeFlag = Annotated[str | None, typer.Option(help="Construction scheme, where the problem has one (= --option scheme=...).")]
+InstanceFlag = Annotated[list[str] | None, typer.Option("--instance", help="Only this instance (repeatable).")]
+InstancesFlag = Annotated[
+    Path | None, typer.Option("--instances", "--trace", help="Score on instances (or a trace) from this file.")
+]
+
+
+def _verifier_options(option: list[str] | None, scheme: str | None) -> dict[str, Any]:
+    from evolve.problem import parse_options
+
+    options = parse_options(option or [])
+    if scheme is not None:
+        options["scheme"] = scheme
+    return options
+
 
 def user_errors(func: F) -> F:
     """A user's mistake is one line on stderr and exit code 2, never a traceback."""
@@ -97,6 +117,8 @@ def run(
     out: Annotated[Path | None, typer.Option(help="Run folder (default runs/PROBLEM/<timestamp>-<id>).")] = None,
     record: Annotated[Path | None, typer.Option(help="Save every completion to this JSONL file (for replay).")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file of run settings.")] = None,
+    option: OptionFlag = None,
+    scheme: SchemeFlag = None,
 ) -> None:
     """Evolve a heuristic for PROBLEM. Offline (stub model) unless --llm names a model."""
     from evolve.archive import Archive
@@ -109,8 +131,10 @@ def run(
         "llm": llm, "iterations": iterations, "seed": seed, "workers": workers,
         "concurrency": concurrency, "budget_usd": budget_usd, "api_base": api_base,
         "edit_mode": edit_mode, "record": str(record) if record else None,
+        "verifier_options": _verifier_options(option, scheme) or None,
     }
     settings = resolve_settings(spec.spec.run, config, overrides, source="command line")
+    spec = spec.with_options(settings.verifier_options)
     if settings.llm == "stub":
         console.print("No model configured: using the offline stub mutator (--llm MODEL for a real one).")
     folder = prepare_out_dir(out) if out else new_run_dir(RUNS_ROOT, spec.name)
@@ -134,6 +158,7 @@ def resume(
     info = load_run(run_dir)
     problem = load_problem(info.problem_dir if Path(info.problem_dir).is_dir() else info.problem)
     settings = info.settings
+    problem = problem.with_options(settings.verifier_options)
     if iterations is not None:
         settings = settings.model_copy(update={"iterations": iterations})
         save_config(run_dir, info.problem, problem.dir, settings)
@@ -184,24 +209,39 @@ def eval_(
     problem: Annotated[str, typer.Argument(help="Problem name or folder.")],
     program: Annotated[Path, typer.Argument(help="Program file to score.")],
     split: Annotated[str, typer.Option(help="quick, train or test.")] = "train",
-    instances: Annotated[Path | None, typer.Option(help="Score on instances from this file instead.")] = None,
+    instances: InstancesFlag = None,
+    instance: InstanceFlag = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON result.")] = False,
     solutions_out: Annotated[Path | None, typer.Option(help="Write the solutions (JSON) here.")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", "--gantt", "--heatmap", help="Draw the problem's picture of the solutions (PNG/SVG)."),
+    ] = None,
+    option: OptionFlag = None,
+    scheme: SchemeFlag = None,
 ) -> None:
     """Score one program file with the problem's verifier (exit 1 if it fails)."""
     from evolve.config import RunSettings
     from evolve.evaluation import Evaluator
     from evolve.problem import load_problem
 
-    spec = load_problem(problem)
+    spec = load_problem(problem).with_options(_verifier_options(option, scheme))
     code = _read_program(program)
-    chosen = spec.instances(split, instances)
+    chosen = spec.instances(split, instances, instance)
     split_name = str(instances) if instances else split
     with Evaluator(spec, RunSettings.model_validate(spec.spec.run).sandbox) as evaluator:
         evaluation = evaluator.run_split(code, chosen, split_name)
     if solutions_out:
         rows = [{"name": i.name, "solution": s} for i, s in zip(chosen, evaluation.solutions, strict=False)]
         solutions_out.write_text(json.dumps(json_safe(rows)) + "\n")
+    if plot:
+        draw = getattr(spec.verifier, "picture", None)
+        if draw is None:
+            raise UserError(f"problem '{spec.name}' has no picture of its solutions (--plot)")
+        if not evaluation.ok:
+            raise UserError(f"{program}: nothing to draw, the program failed ({evaluation.status})")
+        draw(chosen, evaluation.instances, evaluation.solutions, plot)
+        err_console.print(f"picture written to {plot}")
     if as_json:
         document = {
             "problem": spec.name, "split": split_name, "status": evaluation.status,
@@ -226,16 +266,19 @@ def eval_(
 def baselines(
     problem: Annotated[str, typer.Argument(help="Problem name or folder.")],
     split: Annotated[str, typer.Option(help="quick, train or test.")] = "train",
-    instances: Annotated[Path | None, typer.Option(help="Score on instances from this file instead.")] = None,
+    instances: InstancesFlag = None,
+    instance: InstanceFlag = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON result.")] = False,
+    option: OptionFlag = None,
+    scheme: SchemeFlag = None,
 ) -> None:
     """Score every baseline of PROBLEM through the same sandbox and verifier as evolved programs."""
     from evolve.config import RunSettings
     from evolve.evaluation import Evaluator
     from evolve.problem import load_problem
 
-    spec = load_problem(problem)
-    chosen = spec.instances(split, instances)
+    spec = load_problem(problem).with_options(_verifier_options(option, scheme))
+    chosen = spec.instances(split, instances, instance)
     rows = []
     with Evaluator(spec, RunSettings.model_validate(spec.spec.run).sandbox) as evaluator:
         for name, path in [("seed", spec.dir / spec.spec.seed), *spec.baselines.items()]:

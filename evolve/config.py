@@ -60,6 +60,8 @@ class RunSettings(Strict):
     edit_mode: Literal["diff", "rewrite", "mixed"] = "diff"
     rewrite_fraction: float = Field(default=0.1, ge=0, le=1)
     record: str | None = None
+    # Overrides of the problem's [verifier.options] (``--option KEY=VALUE``).
+    verifier_options: dict[str, Any] = {}
     sandbox: SandboxSettings = SandboxSettings()
     cascade: CascadeSettings = CascadeSettings()
 

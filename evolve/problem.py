@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib.metadata import entry_points
@@ -28,6 +29,21 @@ from evolve.verifier import Instance, Verifier
 
 ENTRY_POINT_GROUP = "evolve.problems"
 SPLITS = ("quick", "train", "test")
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` flags; VALUE is read as a TOML value when it is one, else a string."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--option {pair!r}: expected KEY=VALUE, e.g. --option scheme=active")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        options[key.strip()] = value
+    return options
 
 
 @dataclass
@@ -66,7 +82,18 @@ class Problem:
         cls = import_entry(self.spec.verifier.entry, self.sys_path, str(self.toml_path))
         return cls(self.dir, dict(self.spec.verifier.options))
 
-    def instances(self, split: str, instances_file: Path | None = None) -> list[Instance]:
+    def with_options(self, overrides: dict[str, Any]) -> Problem:
+        """The same problem with ``[verifier.options]`` overridden (``--option``)."""
+        if not overrides:
+            return self
+        options = {**self.spec.verifier.options, **overrides}
+        verifier = self.spec.verifier.model_copy(update={"options": options})
+        spec = self.spec.model_copy(update={"verifier": verifier})
+        return Problem(spec=spec, dir=self.dir, origin=self.origin, sys_path=list(self.sys_path))
+
+    def instances(
+        self, split: str, instances_file: Path | None = None, names: list[str] | None = None
+    ) -> list[Instance]:
         if instances_file is not None:
             if not instances_file.is_file():
                 raise UserError(f"{instances_file}: file not found")
@@ -77,6 +104,13 @@ class Problem:
             found = self.verifier.instances(split)
         if not found:
             raise UserError(f"problem '{self.name}': split '{split}' has no instances")
+        if names:
+            by_name = {i.name: i for i in found}
+            missing = [n for n in names if n not in by_name]
+            if missing:
+                sample = ", ".join(list(by_name)[:8])
+                raise UserError(f"no instance named '{missing[0]}' in {instances_file or split} (e.g. {sample})")
+            found = [by_name[n] for n in names]
         return found
 
 

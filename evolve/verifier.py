@@ -150,7 +150,12 @@ class Verifier(Protocol):
     ``options`` is the ``[verifier.options]`` table of ``problem.toml``; the
     verifier validates it and raises ``UserError`` naming a bad key.
     Optionally a verifier defines ``aggregate(results) -> (score, metrics)``;
-    otherwise the engine aggregates gaps (``evolve.scoring``).
+    otherwise the engine aggregates gaps (``evolve.scoring``).  It may also define
+    ``picture(instances, results, solutions, path)`` to draw the problem's own
+    picture of solutions (a Gantt chart, a load heatmap, latency CDFs) into
+    ``path`` (PNG or SVG by suffix): ``evolve eval --plot FILE`` calls it.
+    Everything ``solve`` needs (options such as a construction scheme) must be
+    in ``instance.data``: ``solve`` runs in the sandbox without the verifier.
     """
 
     direction: Direction

@@ -43,6 +43,13 @@ def test_eval_json_follows_the_documented_contract() -> None:
     assert doc["score"] == pytest.approx(-doc["metrics"]["gap_mean_pct"])
 
 
+def test_eval_can_pick_single_instances_by_name() -> None:
+    names = [row["name"] for row in json.loads(evolve("eval", "smtt", str(SEED), "--split", "quick", "--json").stdout)["instances"]]
+    result = evolve("eval", "smtt", str(SEED), "--split", "quick", "--instance", names[1], "--json")
+    assert result.returncode == 0, result.stderr
+    assert [row["name"] for row in json.loads(result.stdout)["instances"]] == [names[1]]
+
+
 def test_eval_of_an_infeasible_program_exits_1_with_the_reason(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("def schedule(p, d):\n    return [0] * len(p)\n")
@@ -70,6 +77,10 @@ def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> No
         (("eval", "smtt", str(SEED), "--split", "valid"), "unknown split 'valid'"),
         (("review", "no/such/run"), "not a run folder"),
         (("run", "smtt", "--edit-mode", "patch"), "key 'edit_mode'"),
+        (("eval", "smtt", str(SEED), "--split", "quick", "--instance", "nope"), "no instance named 'nope'"),
+        (("eval", "smtt", str(SEED), "--option", "noequals"), "expected KEY=VALUE"),
+        (("eval", "smtt", str(SEED), "--split", "quick", "--option", "colour=3"), "colour"),
+        (("eval", "smtt", str(SEED), "--split", "quick", "--plot", "x.png"), "no picture"),
     ],
 )
 def test_user_mistakes_are_one_line_errors_with_exit_2(args: tuple[str, ...], message: str) -> None:
