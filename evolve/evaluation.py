@@ -171,7 +171,9 @@ class Evaluator:
 
     def _score_one(self, instance: Instance, run: object) -> InstanceResult:
         error = getattr(run, "error", None)
-        if error:
+        if error and error.startswith("solution "):
+            result = infeasible(instance, f"invalid solution: {error}")
+        elif error:
             result = infeasible(instance, f"raised {error}")
         else:
             try:

@@ -206,7 +206,9 @@ def _encode(solution: Any, error: str | None, seconds: float) -> bytes:
     except MemoryError:
         raise
     except BaseException as exc:
-        record = {"solution": None, "error": f"solution is not JSON-serialisable: {describe(exc)}",
+        # NaN/inf never cross the boundary (strict JSON); say so in plain words.
+        why = "it contains NaN or infinity" if "Out of range float" in str(exc) else describe(exc)
+        record = {"solution": None, "error": f"solution is not JSON-serialisable: {why}",
                   "seconds": seconds}
         text = json.dumps(record)
     return text.encode()
