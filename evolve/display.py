@@ -13,6 +13,7 @@ from rich.table import Table
 from evolve.evaluation import Evaluation
 from evolve.loop import Progress as RunProgress
 from evolve.review import RunReview
+from evolve.scoring import natural_key
 
 console = Console(soft_wrap=True)  # paths and commands stay copy-pasteable
 err_console = Console(stderr=True, soft_wrap=True)
@@ -85,7 +86,7 @@ def evaluation_table(title: str, evaluation: Evaluation) -> Table:
 
 def metrics_table(rows: list[tuple[str, str, float | None, dict[str, float]]]) -> Table:
     """One row per program: name, status, score, key metrics (incl. per-group gaps)."""
-    groups = sorted({k for _, _, _, m in rows for k in m if k.startswith("gap_mean_pct[")})
+    groups = sorted({k for _, _, _, m in rows for k in m if k.startswith("gap_mean_pct[")}, key=natural_key)
     table = Table(title_justify="left")
     for column in ("program", "status", "score", "gap mean", "gap ratio", *[g[13:-1] for g in groups]):
         table.add_column(column, justify="left" if column in {"program", "status"} else "right")

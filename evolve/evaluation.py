@@ -18,7 +18,7 @@ from evolve.config import SandboxSettings
 from evolve.errors import UserError
 from evolve.problem import Problem
 from evolve.sandbox import Sandbox, SandboxLimits, SandboxOutcome
-from evolve.scoring import aggregate, headline_gap
+from evolve.scoring import aggregate, headline_gap, natural_key
 from evolve.verifier import Instance, InstanceResult, infeasible
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ def describe(results: list[InstanceResult], metrics: dict[str, float], score_kin
     gap = headline_gap(metrics, score_kind)
     if gap is not None:
         lines.append(f"gap to reference: {gap:.3f}% over {len(results)} instances")
-    groups = sorted(k for k in metrics if k.startswith("gap_mean_pct["))
+    groups = sorted((k for k in metrics if k.startswith("gap_mean_pct[")), key=natural_key)
     if groups:
         lines.append("per group: " + ", ".join(f"{k[13:-1]} {metrics[k]:.2f}%" for k in groups))
     worst = sorted((r for r in results if r.gap is not None), key=lambda r: r.gap or 0.0, reverse=True)[:3]

@@ -7,10 +7,16 @@ same way; which aggregate it is comes from ``problem.toml`` (objective.score).
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from statistics import fmean
 
 from evolve.verifier import Direction, InstanceResult
+
+
+def natural_key(text: str) -> list[object]:
+    """'n=20' before 'n=100': numbers inside names compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def gap_metrics(results: list[InstanceResult]) -> dict[str, float]:
