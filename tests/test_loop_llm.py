@@ -1,0 +1,92 @@
+"""The loop with a real model path: an OpenAI-compatible server on 127.0.0.1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, LLM_ERROR, Archive
+from evolve.config import resolve_settings
+from evolve.llm import make_llm
+from evolve.loop import Controller
+from evolve.problem import load_problem
+from tests.llm_server import FakeLLMServer, empty, http_error, malformed, ok
+
+GOOD_EDIT = """The best numbers should go first.
+<<<<<<< SEARCH
+    return x * 1.0
+=======
+    return -x
+>>>>>>> REPLACE
+"""
+BAD_EDIT = """<<<<<<< SEARCH
+    return something_else
+=======
+    return -x
+>>>>>>> REPLACE
+"""
+
+
+def _run(toy_dir: Path, tmp_path: Path, llm_spec: str, api_base: str | None = None, **overrides: object):
+    problem = load_problem(str(toy_dir))
+    settings = resolve_settings(problem.spec.run, None, {"llm_retries": 1, **overrides})
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    llm = make_llm(llm_spec, api_base=api_base, timeout_s=2.0, max_retries=settings.llm_retries,
+                   record=Path(settings.record) if settings.record else None)
+    progress = Controller(problem, settings, archive, llm, tmp_path).run()
+    return progress, archive
+
+
+def test_failed_proposals_are_recorded_and_the_run_reaches_its_target(toy_dir: Path, tmp_path: Path) -> None:
+    with FakeLLMServer(default=ok(GOOD_EDIT)) as server:
+        server.enqueue(
+            malformed(),                         # iteration 1: malformed body (not retried) -> failed proposal
+            ok(BAD_EDIT, prompt_tokens=100, completion_tokens=20),  # iteration 2: edit does not apply
+            empty(),                             # iteration 3: empty completion
+            http_error(500), ok(GOOD_EDIT),      # iteration 4: retried, then a good edit
+        )
+        progress, archive = _run(toy_dir, tmp_path, "openai/toy-model", server.base_url,
+                                 iterations=6, concurrency=1, islands=1)
+        requests = server.chat_requests()
+    assert progress.stop_reason == "iterations" and archive.attempt_count() == 6
+    outcomes = archive.outcome_counts()
+    assert outcomes[LLM_ERROR] == 2 and outcomes[EDIT_ERROR] == 1
+    assert outcomes[EVALUATED] == 1 and outcomes[DUPLICATE] == 2  # the same good edit again
+    best = archive.best()
+    assert best.model == "openai/toy-model" and best.score == 0.0  # -x is optimal
+    assert archive.usage()["prompt_tokens"] >= 100
+    # The edit failure went back into the next prompt of that island.
+    assert "edit 1" in requests[2].body["messages"][1]["content"]
+    assert "edit 1" not in requests[1].body["messages"][1]["content"]
+
+
+def test_budget_stops_the_run_cleanly(toy_dir: Path, tmp_path: Path) -> None:
+    replay = tmp_path / "costly.jsonl"
+    lines = [
+        f'{{"iteration": {i}, "model": "m", "text": {GOOD_EDIT!r}, "prompt_tokens": 1, "completion_tokens": 1, "cost_usd": 0.4}}'
+        for i in range(1, 11)
+    ]
+    replay.write_text("\n".join(line.replace("'", '"').replace("\n", "\\n") for line in lines) + "\n")
+    progress, archive = _run(toy_dir, tmp_path, f"replay:{replay}", iterations=10, budget_usd=1.0)
+    assert progress.stop_reason == "budget $1 reached"
+    assert archive.attempt_count() == 3 and archive.usage()["cost_usd"] == pytest.approx(1.2)
+
+
+def test_a_recorded_run_replays_to_the_same_programs(toy_dir: Path, tmp_path: Path) -> None:
+    record = tmp_path / "record.jsonl"
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    _, first = _run(toy_dir, first_dir, "stub", iterations=12, record=str(record))
+    _, second = _run(toy_dir, second_dir, f"replay:{record}", iterations=12)
+    codes = lambda a: [a.program(i).code for i in range(1, a.program_count() + 1)]  # noqa: E731
+    assert codes(first) == codes(second)
+    assert first.outcome_counts() == second.outcome_counts()
+
+
+def test_a_wrong_key_stops_the_run_at_once(toy_dir: Path, tmp_path: Path) -> None:
+    with FakeLLMServer(default=http_error(401, message="bad key")) as server:
+        progress, archive = _run(toy_dir, tmp_path, "openai/toy-model", server.base_url, iterations=20)
+    assert progress.stop_reason.startswith("LLM configuration error")
+    assert archive.attempt_count() == 1
