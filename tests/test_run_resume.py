@@ -105,3 +105,13 @@ def test_resume_with_a_new_target_extends_the_run(toy_dir: Path, tmp_path: Path,
     archive = Archive(out / "archive.sqlite", readonly=True)
     assert archive.attempt_count() == target + 4
     archive.close()
+
+
+def test_parallel_evaluations_and_proposals_complete_every_iteration(toy_dir: Path, tmp_path: Path) -> None:
+    problem = load_problem(str(toy_dir))
+    settings = resolve_settings(problem.spec.run, None, {"iterations": 24, "workers": 2, "concurrency": 4})
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    progress = Controller(problem, settings, archive, make_llm("stub"), tmp_path).run()
+    assert progress.stop_reason == "iterations" and archive.attempt_count() == 24
+    iterations = [p.iteration for p in (archive.program(i) for i in range(1, archive.program_count() + 1))]
+    assert len(iterations) == len(set(iterations))  # one program per iteration at most
