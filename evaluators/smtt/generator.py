@@ -1,0 +1,73 @@
+"""Potts & Van Wassenhove (1982/1985) SMTT instances and the built-in splits.
+
+p_j ~ U{1..100}; d_j ~ U{ceil(P(1 - TF - RDD/2)) .. floor(P(1 - TF + RDD/2))}
+with P = sum p, then clipped at 0 (for TF + RDD/2 > 1 the interval reaches
+below zero; those jobs are due at time 0, i.e. tardy from their start).
+TF (tardiness factor) and RDD (relative range of due dates) take the values
+0.2, 0.4, ..., 1.0; they are kept in tenths so the bounds are exact integers.
+
+Every instance draws from its own numpy Generator seeded with
+(BASE_SEED, split id, n, index), so instances are reproducible across numpy
+versions that keep the PCG64 stream and the splits never share a stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BASE_SEED = 20250611
+TENTHS = (2, 4, 6, 8, 10)
+GRID: tuple[tuple[int, int], ...] = tuple((tf, rdd) for tf in TENTHS for rdd in TENTHS)
+SPLIT_IDS = {"quick": 1, "train": 2, "test": 3}
+SIZES = (20, 50, 100, 200, 500)
+TRAIN_PER_SIZE = 8
+# quick: small and all with non-zero tardiness, so every gap is defined.
+QUICK = ((20, 6, 2), (20, 8, 4), (20, 4, 6), (50, 6, 2), (50, 8, 4), (50, 4, 6))
+
+
+@dataclass(frozen=True)
+class GeneratedInstance:
+    name: str
+    group: str
+    p: np.ndarray
+    d: np.ndarray
+
+
+def generate(n: int, tf_tenths: int, rdd_tenths: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One instance: int64 processing times and due dates."""
+    p = rng.integers(1, 100, size=n, endpoint=True, dtype=np.int64)
+    total = int(p.sum())
+    # P(1 - TF -/+ RDD/2) = P(20 - 2 TF10 -/+ RDD10) / 20, in integers.
+    low_num = total * (20 - 2 * tf_tenths - rdd_tenths)
+    high_num = total * (20 - 2 * tf_tenths + rdd_tenths)
+    low = -(-low_num // 20)
+    high = high_num // 20
+    d = rng.integers(low, high, size=n, endpoint=True, dtype=np.int64)
+    return p, np.maximum(d, 0)
+
+
+def _make(split: str, n: int, index: int, tf: int, rdd: int) -> GeneratedInstance:
+    rng = np.random.default_rng([BASE_SEED, SPLIT_IDS[split], n, index])
+    p, d = generate(n, tf, rdd, rng)
+    name = f"{split}-n{n}-tf{tf / 10:.1f}-rdd{rdd / 10:.1f}-{index}"
+    return GeneratedInstance(name=name, group=f"n={n}", p=p, d=d)
+
+
+def split_instances(split: str) -> list[GeneratedInstance]:
+    """The instances of a built-in split (KeyError for an unknown split)."""
+    if split == "quick":
+        return [_make("quick", n, k, tf, rdd) for k, (n, tf, rdd) in enumerate(QUICK)]
+    if split == "train":
+        # TF/RDD cycle through the grid across sizes, so each size sees 8
+        # different combinations and the 40 instances cover the grid.
+        out = []
+        for s, n in enumerate(SIZES):
+            for k in range(TRAIN_PER_SIZE):
+                tf, rdd = GRID[(s * TRAIN_PER_SIZE + k) % len(GRID)]
+                out.append(_make("train", n, k, tf, rdd))
+        return out
+    if split == "test":
+        return [_make("test", n, k, tf, rdd) for n in SIZES for k, (tf, rdd) in enumerate(GRID)]
+    raise KeyError(split)

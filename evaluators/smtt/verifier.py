@@ -1,0 +1,145 @@
+"""The SMTT verifier: instances with references, sandboxed solve, trusted scoring."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluators.smtt.generator import SPLIT_IDS, split_instances
+from evaluators.smtt.instance_file import parse_instance_file
+from evaluators.smtt.local_search import load_baseline
+from evaluators.smtt.objective import content_hash, sequence_violation, total_tardiness
+from evaluators.smtt.references import (
+    Budget,
+    ReferenceRecord,
+    cached_reference,
+    compute_reference,
+    load_shipped,
+    store_cached,
+)
+from evolve.errors import UserError
+from evolve.verifier import Direction, Instance, InstanceResult, Reference, feasible, infeasible
+
+log = logging.getLogger(__name__)
+
+OPTION_KEYS = ("reference_time_limit_s", "reference_workers")
+REGENERATE = "python -m evaluators.smtt.references --split {split}"
+
+
+def _parse_options(options: Mapping[str, Any] | None) -> Budget:
+    options = dict(options or {})
+    where = "problem.toml: verifier.options"
+    for key in options:
+        if key not in OPTION_KEYS:
+            raise UserError(f"{where}: unknown key {key!r} (expected one of {', '.join(OPTION_KEYS)})")
+    limit = options.get("reference_time_limit_s", Budget.time_limit_s)
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit < 1e6:
+        raise UserError(f"{where}.reference_time_limit_s: expected a positive number of seconds, got {limit!r}")
+    workers = options.get("reference_workers", Budget.workers)
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256:
+        raise UserError(f"{where}.reference_workers: expected an integer from 1 to 256, got {workers!r}")
+    return Budget(time_limit_s=float(limit), workers=workers)
+
+
+class SmttVerifier:
+    """Single-machine total tardiness (1||sum T_j): minimise total tardiness.
+
+    A solution is a processing order, a list with every job index 0..n-1
+    exactly once; jobs run back to back from time 0.
+    """
+
+    direction: Direction = "minimize"
+
+    def __init__(self, problem_dir: Path, options: Mapping[str, Any] | None = None) -> None:
+        self.problem_dir = Path(problem_dir)
+        self.budget = _parse_options(options)
+        self.shipped_path = self.problem_dir / "data" / "references.json"
+        self._shipped: dict[str, ReferenceRecord] | None = None
+
+    # -- instances (trusted) ---------------------------------------------------------
+
+    def _shipped_references(self) -> dict[str, ReferenceRecord]:
+        if self._shipped is None:
+            try:
+                self._shipped = load_shipped(self.shipped_path)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise UserError(f"{self.shipped_path}: unreadable references file ({exc})") from None
+        return self._shipped
+
+    def instances(self, split: str) -> list[Instance]:
+        if split not in SPLIT_IDS:
+            raise UserError(f"unknown split {split!r} for smtt (expected one of {', '.join(SPLIT_IDS)})")
+        shipped = self._shipped_references()
+        out = []
+        for gen in split_instances(split):
+            record = shipped.get(content_hash(gen.p, gen.d))
+            if record is None:
+                # Never computed silently: a fresh clone must not spend minutes here.
+                raise UserError(
+                    f"{self.shipped_path}: no reference for instance {gen.name}; "
+                    f"regenerate with `{REGENERATE.format(split=split)}`"
+                )
+            out.append(Instance(gen.name, gen.group, {"p": gen.p, "d": gen.d}, record.to_reference()))
+        return out
+
+    def load_instances(self, path: Path) -> list[Instance]:
+        path = Path(path)
+        specs = parse_instance_file(path)
+        shipped = self._shipped_references()
+        out = []
+        for i, spec in enumerate(specs):
+            p, d = spec.p, spec.d
+            if spec.optimum is not None:
+                self._check_optimum(f"{path}: instances[{i}].optimum", spec.optimum, p, d)
+                reference = Reference(float(spec.optimum), "optimal", "file", float(spec.optimum))
+            else:
+                record = shipped.get(content_hash(p, d)) or cached_reference(p, d)
+                if record is None:
+                    log.info("computing the reference of %s (n=%d, up to %gs)", spec.name, len(p),
+                             self.budget.time_limit_s)
+                    record = compute_reference(spec.name, p, d, self.budget)
+                    store_cached(p, d, record)
+                reference = record.to_reference()
+            out.append(Instance(spec.name, f"n={len(p)}", {"p": p, "d": d}, reference))
+        return out
+
+    @staticmethod
+    def _check_optimum(where: str, optimum: int, p: np.ndarray, d: np.ndarray) -> None:
+        """Reject a claimed optimum that a simple rule already beats."""
+        for name in ("edd", "mdd"):
+            value = total_tardiness(p, d, load_baseline(name)(p.copy(), d.copy()))
+            if value < optimum:
+                raise UserError(f"{where}: {optimum} cannot be optimal, the {name.upper()} "
+                                f"sequence has total tardiness {value}")
+
+    # -- solve (inside the sandbox) --------------------------------------------------
+
+    @staticmethod
+    def solve(heuristic: Callable[..., Any], instance: Instance) -> Any:
+        """Run the candidate; return its answer as plain JSON-able data, unvalidated."""
+        p = instance.data["p"]
+        d = instance.data["d"]
+        result = heuristic(p.copy(), d.copy())
+        if isinstance(result, np.ndarray):
+            return result.tolist()
+        if isinstance(result, str | Mapping) or not isinstance(result, Iterable):
+            return result  # score() says what it is
+        # numpy scalars -> Python scalars (same value), so the list pickles/JSONs.
+        return [x.item() if isinstance(x, np.generic) else x for x in result]
+
+    # -- score (trusted) ---------------------------------------------------------------
+
+    def score(self, instance: Instance, solution: Any) -> InstanceResult:
+        p = instance.data["p"]
+        d = instance.data["d"]
+        reason, seq = sequence_violation(solution, len(p))
+        if reason is not None or seq is None:
+            return infeasible(instance, reason or "invalid sequence")
+        completion = np.cumsum(p[seq])
+        tardiness = np.maximum(completion - d[seq], 0)
+        return feasible(instance, float(tardiness.sum()), self.direction,
+                        tardy_jobs=float(np.count_nonzero(tardiness)))

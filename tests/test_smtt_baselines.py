@@ -1,0 +1,93 @@
+"""SMTT baselines: valid permutations, hand-computed cases, quality ordering."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evaluators.smtt.exact import dp_optimum
+from evaluators.smtt.generator import generate
+from evaluators.smtt.local_search import BASELINE_NAMES, BASELINES_DIR, load_baseline
+from evaluators.smtt.objective import total_tardiness
+
+
+@pytest.mark.parametrize("name", BASELINE_NAMES)
+def test_returns_a_permutation_of_python_ints(name: str) -> None:
+    schedule = load_baseline(name)
+    rng = np.random.default_rng(0)
+    cases = [([5], [0]), ([2, 2, 2], [1, 1, 1]), ([3, 1, 2], [0, 0, 0])]
+    for n in (2, 20, 120):
+        p, d = generate(n, 6, 4, rng)
+        cases.append((p, d))
+    for p, d in cases:
+        seq = schedule(np.asarray(p), np.asarray(d))
+        assert isinstance(seq, list) and all(type(j) is int for j in seq)
+        assert sorted(seq) == list(range(len(p)))
+        assert schedule(list(p), list(d)) == seq  # lists work too
+
+
+@pytest.mark.parametrize("name", BASELINE_NAMES)
+def test_standalone_numpy_and_stdlib_only(name: str) -> None:
+    tree = ast.parse(Path(BASELINES_DIR / f"{name}.py").read_text())
+    assert ast.get_docstring(tree)
+    imported = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported <= {"numpy", "math", "itertools", "heapq", "functools"}
+
+
+def test_edd_by_hand() -> None:
+    edd = load_baseline("edd")
+    assert edd(np.array([3, 1, 2]), np.array([4, 2, 2])) == [1, 2, 0]  # tie d=2: shorter first
+    assert edd(np.array([1, 1]), np.array([5, 5])) == [0, 1]  # full tie: index
+
+
+def test_spt_by_hand() -> None:
+    spt = load_baseline("spt")
+    assert spt(np.array([3, 1, 1, 2]), np.array([0, 5, 3, 1])) == [2, 1, 3, 0]  # tie p=1: earlier due
+
+
+def test_mdd_by_hand() -> None:
+    mdd = load_baseline("mdd")
+    # t=0: max(d, t+p) = (6, 5) -> job 1; EDD would start with job 0.
+    p, d = np.array([6, 1]), np.array([4, 5])
+    assert mdd(p, d) == [1, 0] and total_tardiness(p, d, [1, 0]) == 3 < total_tardiness(p, d, [0, 1])
+    # t=0: (5, 3, 6) -> job 1; t=1: (5, 6) -> job 0; then job 2.
+    assert mdd(np.array([4, 1, 3]), np.array([5, 3, 6])) == [1, 0, 2]
+    # t=0: (2, 2, 1) -> job 2; t=1: (3, 3) tie, same d and p -> index.
+    assert mdd(np.array([2, 2, 1]), np.array([1, 1, 1])) == [2, 0, 1]
+
+
+def test_eddc_by_hand() -> None:
+    # SPT gives 0,1,2; job 1 walks past job 0 (d 5 > 1 = time before job 1);
+    # job 2 walks past job 0 (5 > 3) but not past job 1 (1 <= 2).
+    assert load_baseline("eddc")(np.array([1, 2, 3]), np.array([5, 1, 0])) == [1, 2, 0]
+
+
+def test_mddc_weighs_long_jobs_back() -> None:
+    # At t=0 MDD ties (both max(d, p) = 10) and takes the earlier due date;
+    # MDDC's surcharges on the long job make it take the short one first.
+    p, d = np.array([10, 2]), np.array([9, 10])
+    assert load_baseline("mdd")(p, d) == [0, 1]
+    assert load_baseline("mddc")(p, d) == [1, 0]
+
+
+def test_dispatch_rules_beat_edd_on_dp_solved_instances() -> None:
+    rng = np.random.default_rng(11)
+    instances = [generate(20, tf, rdd, rng) for tf, rdd in [(6, 2), (8, 2), (6, 4), (8, 4), (10, 2), (4, 2)]]
+    gaps: dict[str, list[float]] = {name: [] for name in ("edd", "mdd", "mddc", "mddc_augmented")}
+    for p, d in instances:
+        optimum, _ = dp_optimum(p, d)
+        assert optimum > 0
+        for name in gaps:
+            value = total_tardiness(p, d, load_baseline(name)(p, d))
+            assert value >= optimum
+            gaps[name].append((value - optimum) / optimum)
+    mean = {name: float(np.mean(g)) for name, g in gaps.items()}
+    assert mean["edd"] > 0.15
+    for name in ("mdd", "mddc", "mddc_augmented"):
+        assert mean[name] < 0.2 * mean["edd"], mean
+    assert mean["mddc_augmented"] <= mean["mddc"]

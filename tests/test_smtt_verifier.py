@@ -1,0 +1,291 @@
+"""SMTT verifier: splits, instance files, solve and the trusted score."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evaluators.smtt import SmttVerifier
+from evaluators.smtt.generator import GRID, SIZES, split_instances
+from evaluators.smtt.objective import content_hash, total_tardiness
+from evaluators.smtt.references import load_shipped
+from evolve.errors import UserError
+from evolve.verifier import Instance, Reference, Verifier
+
+PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "smtt"
+
+
+@pytest.fixture(scope="module")
+def verifier() -> SmttVerifier:
+    return SmttVerifier(PROBLEM_DIR, {})
+
+
+def make_instance(p: list[int], d: list[int], ref: float | None = None) -> Instance:
+    reference = Reference(ref, "optimal", "test") if ref is not None else Reference.missing()
+    data = {"p": np.asarray(p, dtype=np.int64), "d": np.asarray(d, dtype=np.int64)}
+    return Instance("t", f"n={len(p)}", data, reference)
+
+
+def test_protocol_and_direction(verifier: SmttVerifier) -> None:
+    assert isinstance(verifier, Verifier)
+    assert verifier.direction == "minimize"
+
+
+# -- options ----------------------------------------------------------------------------
+
+
+def test_options_accepted() -> None:
+    v = SmttVerifier(PROBLEM_DIR, {"reference_time_limit_s": 2.5, "reference_workers": 2})
+    assert v.budget.time_limit_s == 2.5 and v.budget.workers == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"x": 1}, "problem.toml: verifier.options: unknown key 'x' (expected one of "),
+        ({"reference_time_limit_s": "10"}, "verifier.options.reference_time_limit_s"),
+        ({"reference_time_limit_s": 0}, "verifier.options.reference_time_limit_s"),
+        ({"reference_workers": True}, "verifier.options.reference_workers"),
+        ({"reference_workers": 1.5}, "verifier.options.reference_workers"),
+    ],
+)
+def test_bad_options(options: dict, message: str) -> None:
+    with pytest.raises(UserError, match=None) as info:
+        SmttVerifier(PROBLEM_DIR, options)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+# -- built-in splits ----------------------------------------------------------------------
+
+
+def test_split_sizes_and_names() -> None:
+    quick, train, test = (split_instances(s) for s in ("quick", "train", "test"))
+    assert len(quick) == 6 and {len(g.p) for g in quick} == {20, 50}
+    assert len(train) == 40 and len(test) == 125
+    for split in (train, test):
+        assert sorted({len(g.p) for g in split}) == list(SIZES)
+    assert {g.name for g in test if len(g.p) == 50} == {
+        f"test-n50-tf{tf / 10:.1f}-rdd{rdd / 10:.1f}-{k}" for k, (tf, rdd) in enumerate(GRID)
+    }
+    assert train[3].name == "train-n20-tf0.2-rdd0.8-3" and train[3].group == "n=20"
+
+
+def test_generator_is_reproducible_and_in_range() -> None:
+    a, b = split_instances("train"), split_instances("train")
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x.p, y.p) and np.array_equal(x.d, y.d)
+        assert x.p.dtype == np.int64 and x.d.dtype == np.int64
+        assert x.p.min() >= 1 and x.p.max() <= 100 and x.d.min() >= 0
+        match = re.fullmatch(r"train-n\d+-tf([\d.]+)-rdd([\d.]+)-\d+", x.name)
+        assert match is not None
+        tf_v, rdd_v = float(match[1]), float(match[2])
+        total = int(x.p.sum())
+        assert x.d.max() <= total * (1 - tf_v + rdd_v / 2) + 1e-9
+        assert x.d.min() >= max(0, math.ceil(total * (1 - tf_v - rdd_v / 2) - 1e-9))
+
+
+def test_splits_share_no_instance_content() -> None:
+    seen: dict[str, str] = {}
+    for split in ("quick", "train", "test"):
+        for g in split_instances(split):
+            h = content_hash(g.p, g.d)
+            assert h not in seen, f"{g.name} repeats {seen[h]}"
+            seen[h] = g.name
+    # Nor do they share job lists: no p vector is reused across splits.
+    ps = {split: {g.p.tobytes() for g in split_instances(split)} for split in ("quick", "train", "test")}
+    assert not (ps["quick"] & ps["train"]) and not (ps["quick"] & ps["test"]) and not (ps["train"] & ps["test"])
+
+
+@pytest.mark.parametrize("split", ["quick", "train", "test"])
+def test_instances_carry_shipped_references(verifier: SmttVerifier, split: str) -> None:
+    instances = verifier.instances(split)
+    assert len(instances) == len(split_instances(split))
+    shipped = load_shipped(verifier.shipped_path)
+    for inst in instances:
+        ref = inst.reference
+        assert ref.kind in ("optimal", "best_known") and ref.value is not None
+        record = shipped[content_hash(inst.data["p"], inst.data["d"])]
+        # The shipped sequence attains the shipped value: the number is honest.
+        assert total_tardiness(inst.data["p"], inst.data["d"], record.sequence) == ref.value
+        assert ref.bound is not None and ref.bound <= ref.value
+        if len(inst.data["p"]) <= 20:
+            assert ref.kind == "optimal" and ref.source == "dp"
+
+
+def test_unknown_split(verifier: SmttVerifier) -> None:
+    with pytest.raises(UserError, match="unknown split 'dev'"):
+        verifier.instances("dev")
+
+
+def test_missing_shipped_reference_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    with pytest.raises(UserError, match="no reference for instance quick-n20.*--split quick"):
+        SmttVerifier(tmp_path, {}).instances("quick")
+
+
+# -- instance files -------------------------------------------------------------------------
+
+
+def write(tmp_path: Path, payload: object) -> Path:
+    path = tmp_path / "instances.json"
+    path.write_text(payload if isinstance(payload, str) else json.dumps(payload))
+    return path
+
+
+def test_load_instances_with_optimum_and_computed(verifier: SmttVerifier, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rows = [
+        {"name": "given", "p": [3, 2, 4], "d": [2, 2, 9], "optimum": 3},
+        {"name": "small", "p": [5, 1, 3, 2], "d": [3, 1, 4, 9]},
+    ]
+    instances = verifier.load_instances(write(tmp_path, {"instances": rows}))
+    assert [i.name for i in instances] == ["given", "small"]
+    assert instances[0].reference == Reference(3.0, "optimal", "file", 3.0)
+    ref = instances[1].reference
+    assert ref.kind == "optimal" and ref.source == "dp" and ref.value == 8  # e.g. 1, 2, 3, 0
+    assert list((tmp_path / "cache" / "evolve" / "smtt").glob("*.json"))  # cached
+    assert instances[1].group == "n=4" and instances[1].data["p"].dtype == np.int64
+
+
+def test_claimed_optimum_beaten_by_edd_is_rejected(verifier: SmttVerifier, tmp_path: Path) -> None:
+    rows = [{"name": "a", "p": [1, 1], "d": [1, 2], "optimum": 5}]
+    with pytest.raises(UserError, match=r"instances\[0\]\.optimum: 5 cannot be optimal"):
+        verifier.load_instances(write(tmp_path, {"instances": rows}))
+
+
+GOOD = {"name": "a", "p": [1, 2], "d": [0, 3]}
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("{not json", "instances.json: invalid JSON at line 1"),
+        ([], "expected a JSON object"),
+        ({"instances": []}, "instances: expected a non-empty list"),
+        ({"instances": [GOOD], "extra": 1}, "unknown key 'extra'"),
+        ({"instances": [GOOD, 3]}, "instances[1]: expected an object"),
+        ({"instances": [{"name": "a", "p": [1]}]}, "instances[0]: missing key 'd'"),
+        ({"instances": [{**GOOD, "due": [1]}]}, "instances[0]: unknown key 'due'"),
+        ({"instances": [{**GOOD, "name": ""}]}, "instances[0].name: expected a non-empty string"),
+        ({"instances": [GOOD, GOOD]}, "instances[1].name: duplicate name 'a' (also instances[0])"),
+        ({"instances": [{**GOOD, "p": []}]}, "instances[0].p: expected a non-empty list"),
+        ({"instances": [{**GOOD, "p": "12"}]}, "instances[0].p: expected a list"),
+        ({"instances": [{**GOOD, "p": [1, -2]}]}, "instances[0].p[1]: expected a non-negative integer, got -2"),
+        ({"instances": [{**GOOD, "p": [1, 2.5]}]}, "instances[0].p[1]: expected a non-negative integer, got 2.5"),
+        ({"instances": [{**GOOD, "p": [1, 2.0]}]}, "instances[0].p[1]: expected a non-negative integer, got 2.0"),
+        ({"instances": [{**GOOD, "d": [1, True]}]}, "instances[0].d[1]: expected a non-negative integer, got true"),
+        ({"instances": [{**GOOD, "d": [1, None]}]}, "instances[0].d[1]: expected a non-negative integer, got null"),
+        ({"instances": [{**GOOD, "d": [1, 2, 3]}]}, "instances[0].d: has 3 entries, expected 2"),
+        ({"instances": [{**GOOD, "p": [1, 10**10]}]}, "at most 1000000000, got 10000000000"),
+        ({"instances": [{**GOOD, "optimum": -1}]}, "instances[0].optimum: expected a non-negative integer"),
+    ],
+)
+def test_malformed_instance_files(verifier: SmttVerifier, tmp_path: Path, payload: object, message: str) -> None:
+    path = write(tmp_path, payload)
+    with pytest.raises(UserError) as info:
+        verifier.load_instances(path)
+    text = str(info.value)
+    assert text.startswith(str(path)) and message in text and "\n" not in text
+
+
+def test_missing_file(verifier: SmttVerifier, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="cannot read instance file"):
+        verifier.load_instances(tmp_path / "nope.json")
+
+
+# -- solve ------------------------------------------------------------------------------------
+
+
+def test_solve_converts_without_validating() -> None:
+    inst = make_instance([1, 2, 3], [0, 0, 0])
+    seen = {}
+
+    def heuristic(p: np.ndarray, d: np.ndarray) -> object:
+        seen["args"] = (p, d)
+        p[0] = 99  # must not leak into the instance
+        return np.array([2, 0, 1])
+
+    assert SmttVerifier.solve(heuristic, inst) == [2, 0, 1]
+    assert inst.data["p"][0] == 1 and seen["args"][0] is not inst.data["p"]
+    assert SmttVerifier.solve(lambda p, d: (2, 0, 1), inst) == [2, 0, 1]
+    assert SmttVerifier.solve(lambda p, d: iter([2.5, "x", float("nan")]), inst)[:2] == [2.5, "x"]
+    out = SmttVerifier.solve(lambda p, d: [np.int64(1), np.float64(2.0), True], inst)
+    assert out == [1, 2.0, True] and type(out[0]) is int and type(out[1]) is float
+    assert SmttVerifier.solve(lambda p, d: None, inst) is None
+    assert SmttVerifier.solve(lambda p, d: 7, inst) == 7
+    assert SmttVerifier.solve(lambda p, d: "012", inst) == "012"
+    json.dumps(SmttVerifier.solve(lambda p, d: np.arange(3), inst))
+
+
+# -- score ------------------------------------------------------------------------------------
+
+
+def test_score_computes_total_tardiness(verifier: SmttVerifier) -> None:
+    inst = make_instance([3, 2, 4], [2, 2, 9], ref=3)
+    r = verifier.score(inst, [1, 0, 2])  # C = 2, 5, 9 -> T = 0, 3, 0
+    assert r.feasible and r.objective == 3 and r.gap == 0.0 and r.extra["tardy_jobs"] == 1
+    r = verifier.score(inst, [0, 1, 2])  # C = 3, 5, 9 -> T = 1, 3, 0
+    assert r.objective == 4 and r.gap == pytest.approx(1 / 3)
+    assert verifier.score(inst, [2, 1, 0]).objective == 0 + 4 + 7  # C = 4, 6, 9
+    # Integral floats, numpy integers and arrays are accepted.
+    assert verifier.score(inst, [1.0, np.int32(0), 2]).objective == 3
+    assert verifier.score(inst, np.array([1, 0, 2])).objective == 3
+
+
+@pytest.mark.parametrize(
+    ("solution", "reason"),
+    [
+        (None, "solution is a NoneType, expected a list of job indices"),
+        ("012", "solution is a str"),
+        ({"a": 1}, "solution is a dict"),
+        ([0, 1], "sequence has 2 entries, expected 3"),
+        ([0, 1, 2, 3], "sequence has 4 entries, expected 3"),
+        ([0, 2.5, 1], "element at position 1 is 2.5, not a job index"),
+        ([0, 1, float("nan")], "element at position 2 is nan, not a job index"),
+        ([True, 0, 1], "element at position 0 is True, not a job index"),
+        ([0, "1", 2], "element at position 1 is '1', not a job index"),
+        ([0, 1, 3], "element at position 2 is 3, out of range 0..2"),
+        ([0, -1, 2], "element at position 1 is -1, out of range 0..2"),
+        ([0, 10**30, 2], "element at position 1 is 1000000000000000000000000000000, out of range"),
+        ([0, 1e300, 2], "element at position 1 is 1e+300, out of range 0..2"),
+        ([1, 1, 1], "job 1 appears twice (positions 0 and 1)"),
+        ([2, 0, 0], "job 0 appears twice (positions 1 and 2)"),
+        ([0, 2.0, 2], "job 2 appears twice (positions 1 and 2)"),
+    ],
+)
+def test_score_rejects(verifier: SmttVerifier, solution: object, reason: str) -> None:
+    r = verifier.score(make_instance([3, 2, 4], [2, 2, 9], ref=3), solution)
+    assert not r.feasible and r.objective is None and r.gap is None
+    assert r.error is not None and r.error.startswith(reason)
+    assert r.reference == 3 and r.reference_kind == "optimal"
+
+
+def test_score_first_violation_in_position_order(verifier: SmttVerifier) -> None:
+    inst = make_instance(list(range(1, 11)), [0] * 10)
+    r = verifier.score(inst, [0, 5, 3, 5, 3, 1, 2, 4, 6, 9])
+    assert r.error == "job 5 appears twice (positions 1 and 3)"
+    r = verifier.score(inst, [0, 5, 3, 5, 3, 1, 2, 4, 6, 99])
+    assert r.error == "element at position 9 is 99, out of range 0..9"
+
+
+def test_score_zero_reference_has_no_gap(verifier: SmttVerifier) -> None:
+    r = verifier.score(make_instance([1, 1], [5, 5], ref=0), [0, 1])
+    assert r.feasible and r.objective == 0 and r.gap is None
+
+
+def test_score_is_fast(verifier: SmttVerifier) -> None:
+    rng = np.random.default_rng(0)
+    instances = [make_instance(list(rng.integers(1, 100, 500)), list(rng.integers(0, 20000, 500)), 1.0)
+                 for _ in range(100)]
+    solutions = [rng.permutation(500).tolist() for _ in range(100)]
+    started = time.perf_counter()
+    for inst, sol in zip(instances, solutions, strict=True):
+        assert verifier.score(inst, sol).feasible
+    assert time.perf_counter() - started < 1.0
