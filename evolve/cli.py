@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from evolve.display import (
     RunDisplay,
@@ -64,7 +65,8 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except UserError as err:
-            err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+            # escape: messages quote user input and brackets ('.[ray]') that are not markup
+            err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -101,6 +103,7 @@ def problems() -> None:
         "evolve run smtt --llm openai/gpt-4.1-mini --budget-usd 2 --record completions.jsonl",
         "evolve run smtt --llm hosted_vllm/Qwen2.5-Coder-32B --api-base http://localhost:8000/v1",
         "evolve run smtt --llm replay:completions.jsonl",
+        "evolve run smtt --executor ray --workers 8 --ray-address ray://head:10001",
     )
 )
 @user_errors
@@ -119,6 +122,8 @@ def run(
     config: Annotated[Path | None, typer.Option(help="TOML file of run settings.")] = None,
     option: OptionFlag = None,
     scheme: SchemeFlag = None,
+    executor: Annotated[str | None, typer.Option(help="local (sandboxes here) or ray.")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster, e.g. ray://head:10001.")] = None,
 ) -> None:
     """Evolve a heuristic for PROBLEM. Offline (stub model) unless --llm names a model."""
     from evolve.archive import Archive
@@ -132,9 +137,14 @@ def run(
         "concurrency": concurrency, "budget_usd": budget_usd, "api_base": api_base,
         "edit_mode": edit_mode, "record": str(record) if record else None,
         "verifier_options": _verifier_options(option, scheme) or None,
+        "executor": executor, "ray_address": ray_address,
     }
     settings = resolve_settings(spec.spec.run, config, overrides, source="command line")
     spec = spec.with_options(settings.verifier_options)
+    if settings.executor == "ray":
+        from evolve.executors import import_ray
+
+        import_ray()  # a missing install is a one-line error before the run folder exists
     if settings.llm == "stub":
         console.print("No model configured: using the offline stub mutator (--llm MODEL for a real one).")
     folder = prepare_out_dir(out) if out else new_run_dir(RUNS_ROOT, spec.name)
@@ -256,7 +266,7 @@ def eval_(
         console.print(evaluation_table(f"{program} on {spec.name}/{split_name}", evaluation))
         console.print(metrics_table([(program.name, evaluation.status, evaluation.score, evaluation.metrics)]))
         if not evaluation.ok:
-            console.print(f"[red]{evaluation.status}[/]: {evaluation.feedback}", highlight=False)
+            console.print(f"[red]{evaluation.status}[/]: {escape(evaluation.feedback)}", highlight=False)
     if not evaluation.ok:
         raise typer.Exit(1)
 

@@ -50,6 +50,8 @@ class RunSettings(Strict):
     llm_retries: int = Field(default=4, ge=0)
     concurrency: int = Field(default=1, ge=1)
     workers: int = Field(default=1, ge=1)
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None  # an existing cluster; None starts a local Ray
     budget_usd: float | None = Field(default=None, ge=0)
     islands: int = Field(default=4, ge=1)
     migration_interval: int = Field(default=25, ge=1)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from evolve.evaluation import Evaluation
 from evolve.loop import Progress as RunProgress
 from evolve.review import RunReview
 from evolve.scoring import natural_key
+
+if TYPE_CHECKING:  # numpy-free import of the CLI
+    from evolve.compare import Comparison
+    from evolve.holdout import Holdout
 
 console = Console(soft_wrap=True)  # paths and commands stay copy-pasteable
 err_console = Console(stderr=True, soft_wrap=True)
@@ -79,7 +85,7 @@ def evaluation_table(title: str, evaluation: Evaluation) -> Table:
         table.add_row(
             r.name, r.group, fmt(r.objective, 8), fmt(r.reference, 8), r.reference_kind,
             pct(100 * r.gap) if r.gap is not None else "-",
-            "ok" if r.feasible else f"[red]{r.error}[/]",
+            "ok" if r.feasible else f"[red]{escape(r.error or '')}[/]",  # candidate text: no markup
         )
     return table
 
@@ -107,16 +113,11 @@ def show_review(review: RunReview, show_diff: bool = True) -> None:
         f"best  #{best.id if best else '-'}: score {fmt(best.score if best else None)}  gap {pct(review.gap(best))}"
     )
     console.print(Panel(header, title="run", expand=False))
-    board = Table(title="leaderboard", title_justify="left")
-    for column in ("#", "id", "score", "gap", "iteration", "island", "parent", "model"):
-        board.add_column(column)
-    for rank, p in enumerate(review.leaderboard, 1):
-        board.add_row(
-            str(rank), str(p.id), fmt(p.score), pct(review.gap(p)), str(p.iteration), str(p.island),
-            str(p.parent_id if p.parent_id is not None else "-"), p.model or "seed",
-        )
-    console.print(board)
-    console.print(_counts_table(review))
+    console.print(_leaderboard(review))
+    if review.lineage:
+        console.print(_lineage_table(review))
+    console.print(_failure_table(review))
+    console.print(_usage_lines(review))
     diff = review.diff()
     if show_diff and diff:
         console.print(Panel(Syntax(diff, "diff", theme="ansi_dark"), title="best vs seed", expand=False))
@@ -124,15 +125,135 @@ def show_review(review: RunReview, show_diff: bool = True) -> None:
         console.print("[dim]best is the seed: no diff[/]")
 
 
-def _counts_table(review: RunReview) -> Group:
-    a, s, u = review.attempts, review.statuses, review.usage
+def _leaderboard(review: RunReview) -> Table:
+    board = Table(title="leaderboard (train split)", title_justify="left")
+    extra = [k for k in (review.key_metrics(review.leaderboard[0]) if review.leaderboard else {}) if k != "gap_pct"]
+    labels = {"gap_ratio_pct": "gap ratio", "ms_per_instance": "ms/inst"}
+    for column in ("#", "id", "score", "gap", *[labels.get(k, k) for k in extra], "iter", "island", "parent", "model"):
+        board.add_column(column, justify="right" if column not in {"model"} else "left")
+    for rank, p in enumerate(review.leaderboard, 1):
+        metrics = review.key_metrics(p)
+        board.add_row(
+            str(rank), str(p.id), fmt(p.score), pct(metrics["gap_pct"]),
+            *[pct(metrics[k]) if k.endswith("_pct") else fmt(metrics[k], 3) for k in extra],
+            str(p.iteration), str(p.island), str(p.parent_id if p.parent_id is not None else "-"), p.model or "seed",
+        )
+    return board
+
+
+def _lineage_table(review: RunReview) -> Table:
+    table = Table(title=f"lineage of the best (#{review.lineage[-1].id}): seed first", title_justify="left")
+    for column in ("gen", "id", "iter", "model", "score", "change", "edit"):
+        table.add_column(column, justify="left" if column in {"model", "edit"} else "right")
+    for step in review.lineage:
+        delta = "" if step.delta is None else f"{step.delta:+.4g}"
+        colour = "green" if (step.delta or 0) > 0 else "red" if (step.delta or 0) < 0 else "dim"
+        table.add_row(
+            str(step.generation), str(step.id), str(step.iteration), step.model or "seed", fmt(step.score),
+            f"[{colour}]{delta}[/]", Text(step.summary),
+        )
+    return table
+
+
+def _failure_table(review: RunReview) -> Table | str:
+    total = sum(review.attempts.values())
+    if not review.failures:
+        return f"failures: none in {total} proposals"
+    table = Table(title=f"failures by kind ({total} proposals)", title_justify="left")
+    for column in ("kind", "count", "share", "most frequent reason"):
+        table.add_column(column, justify="right" if column in {"count", "share"} else "left")
+    for failure in review.failures:
+        reason = failure.reasons[0][0] if failure.reasons else ""
+        if len(failure.reasons) > 1:
+            reason += f"  (+{len(failure.reasons) - 1} other reasons)"
+        share = f"{100 * failure.count / total:.0f}%" if total else "-"
+        table.add_row(failure.label, str(failure.count), share, Text(reason))
+    return table
+
+
+def _usage_lines(review: RunReview) -> Group:
+    a, u = review.attempts, review.usage
     lines = [
         f"proposals {sum(a.values())}: evaluated {a.get('evaluated', 0)}, edit failures {a.get('edit_error', 0)}, "
         f"LLM errors {a.get('llm_error', 0)}, duplicates {a.get('duplicate', 0)}",
-        "evaluations: " + ", ".join(f"{k} {v}" for k, v in sorted(s.items())) if s else "evaluations: none",
         f"tokens {int(u['prompt_tokens'])} in / {int(u['completion_tokens'])} out, cost ${u['cost_usd']:.4f}",
     ]
+    if len(review.usage_by_model) > 1:
+        lines += [
+            f"  {m.model}: {m.proposals} proposals, {m.prompt_tokens} in / {m.completion_tokens} out, ${m.cost_usd:.4f}"
+            for m in review.usage_by_model
+        ]
     return Group(*lines)
+
+
+VERDICT_STYLE = {"better": "green", "worse": "red", "not significant": "yellow", "identical": "dim"}
+GENERALISATION_STYLE = {
+    "generalises": "green", "inconclusive": "yellow", "overfit": "bold red", "fails on test": "bold red",
+    "no improvement": "dim",
+}
+
+
+def p_value(p: float) -> str:
+    return "<0.0001" if p < 1e-4 else f"{p:.2g}"
+
+
+def comparison_table(comparisons: list[Comparison], title: str) -> Table:
+    """One section per opponent: the whole split first, then each instance group."""
+    table = Table(title=title, title_justify="left")
+    a = comparisons[0].a if comparisons else "A"
+    for column in ("vs", "group", f"{a} gap", "their gap", "Δ pp", "W/T/L", "p", "verdict"):
+        table.add_column(column, justify="left" if column in {"vs", "group", "verdict"} else "right")
+    for c in comparisons:
+        for k, g in enumerate([c.overall, *c.groups]):
+            failed = f" ({g.failed_a}/{g.failed_b} failed)" if g.failed_a or g.failed_b else ""
+            table.add_row(
+                c.b if k == 0 else "", g.group, pct(g.gap_a_pct), pct(g.gap_b_pct),
+                "-" if g.mean_diff_pct is None else f"{g.mean_diff_pct:+.2f}",
+                f"{g.wins}/{g.ties}/{g.losses}{failed}", p_value(g.test.p_value),
+                f"[{VERDICT_STYLE[g.verdict]}]{g.verdict}[/]",
+                style="bold" if k == 0 else None,
+                end_section=k == len(c.groups),
+            )
+    return table
+
+
+def show_holdout(holdout: Holdout) -> None:
+    rows = [(n, e.status, e.score, e.metrics) for n, e in holdout.evaluations.items()]
+    table = metrics_table(rows)
+    table.title = f"{holdout.split} split: {holdout.instances} held-out instances, never seen by the search"
+    console.print(table)
+    console.print(comparison_table(
+        holdout.comparisons,
+        f"{holdout.best} against each program, paired per instance (Wilcoxon signed-rank, two-sided)",
+    ))
+    console.print(
+        "[dim]W/T/L: instances where the best is better / equal / worse. Δ pp: mean per-instance "
+        "gap difference (positive: the best is better). verdict at p < 0.05, per row (not corrected "
+        "for multiple groups).[/]"
+    )
+    strongest = holdout.strongest_baseline()
+    versus = holdout.comparison(strongest) if strongest else None
+    if versus is not None:
+        g = versus.overall
+        console.print(
+            f"best vs the strongest baseline on {holdout.split} ([bold]{strongest}[/]): gap {pct(g.gap_a_pct)} vs "
+            f"{pct(g.gap_b_pct)}, {g.wins} wins / {g.ties} ties / {g.losses} losses, p = {p_value(g.test.p_value)}: "
+            f"[{VERDICT_STYLE[g.verdict]}]{g.verdict}[/]"
+        )
+    gen = holdout.generalisation
+    console.print(f"generalisation: [{GENERALISATION_STYLE[gen.verdict]}]{gen.verdict.upper()}[/]: {gen.message}")
+
+
+def show_comparison(comparison: Comparison, split: str, objective: str) -> None:
+    console.print(comparison_table(
+        [comparison], f"{comparison.a} vs {comparison.b} on {split}, paired per instance ({objective})"
+    ))
+    g = comparison.overall
+    console.print(
+        f"{comparison.a} is [{VERDICT_STYLE[g.verdict]}]{g.verdict}[/] than {comparison.b}"
+        if g.verdict in ("better", "worse") else f"verdict: [{VERDICT_STYLE[g.verdict]}]{g.verdict}[/]",
+        f"({g.wins} wins / {g.ties} ties / {g.losses} losses, p = {p_value(g.test.p_value)}, {g.test.method} test)",
+    )
 
 
 def json_safe(value: Any) -> Any:

@@ -19,7 +19,8 @@ from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, LLM_ERROR, Archive,
 from evolve.config import RunSettings
 from evolve.edits import EditError, apply_edit, block_text, code_hash
 from evolve.errors import UserError
-from evolve.evaluation import FAILURE_KINDS, Evaluation, Evaluator
+from evolve.evaluation import FAILURE_KINDS, Evaluation
+from evolve.executors import Executor, make_executor
 from evolve.llm.base import LLM, Completion, LLMError, ProposalRequest
 from evolve.llm.retry import LLMConfigError
 from evolve.population import Elite, Population, cell_key, feature_values
@@ -42,6 +43,9 @@ class Progress:
     cost_usd: float
     started: float
     stop_reason: str | None = None
+    # Time the controller thread spent on its own work (sampling, prompts,
+    # edits, archive writes), i.e. everything but waiting for models/sandboxes.
+    engine_seconds: float = 0.0
 
     @property
     def evals_per_s(self) -> float:
@@ -103,12 +107,12 @@ class Controller:
         # The test split is never loaded here: held-out instances stay unseen.
         return self.problem.instances("quick"), self.problem.instances("train")
 
-    def _ensure_seed(self, evaluator: Evaluator, quick: list[Instance], train: list[Instance]) -> None:
+    def _ensure_seed(self, executor: Executor) -> None:
         if self.archive.seed() is not None:
             return
         code = self.problem.seed_code
-        first = evaluator.run_split(code, quick, "quick")
-        full = evaluator.run_split(code, train, "train") if first.ok else first
+        first = executor.run_split(code, "quick")
+        full = executor.run_split(code, "train") if first.ok else first
         if not full.ok:
             raise UserError(
                 f"{self.problem.dir / self.problem.spec.seed}: the seed program fails on the "
@@ -133,16 +137,17 @@ class Controller:
     def run(self) -> Progress:
         quick, train = self._load_instances()
         settings = self.settings
-        evaluator = Evaluator(self.problem, settings.sandbox, slots=settings.workers, hide=[self.run_dir])
+        executor = make_executor(self.problem, settings, {"quick": quick, "train": train}, [self.run_dir])
         proposers = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="propose")
         evaluators = ThreadPoolExecutor(settings.workers, thread_name_prefix="evaluate")
         in_flight: dict[Future, _Task] = {}
         try:
             self._restore_population()
-            self._ensure_seed(evaluator, quick, train)
+            self._ensure_seed(executor)
             next_iteration = self.archive.max_iteration() + 1
             self.on_progress(self.progress)
             while True:
+                busy_since = time.perf_counter()
                 proposing = sum(1 for t in in_flight.values() if t.kind == "propose")
                 while (
                     self.progress.stop_reason is None
@@ -155,16 +160,19 @@ class Controller:
                     proposing += 1
                 if not in_flight:
                     break
+                self.progress.engine_seconds += time.perf_counter() - busy_since
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                busy_since = time.perf_counter()
                 for future in finished:
                     task = in_flight.pop(future)
                     if task.kind == "propose":
-                        follow = self._after_proposal(task, future, evaluator, evaluators, quick, train)
+                        follow = self._after_proposal(task, future, executor, evaluators)
                         if follow is not None:
                             in_flight[follow[0]] = follow[1]
                     else:
                         self._after_evaluation(task, future)
                     self.on_progress(self.progress)
+                self.progress.engine_seconds += time.perf_counter() - busy_since
             if self.progress.stop_reason is None:
                 self.progress.stop_reason = "iterations"
             self.on_progress(self.progress)
@@ -172,7 +180,7 @@ class Controller:
         finally:
             proposers.shutdown(wait=False, cancel_futures=True)
             evaluators.shutdown(wait=False, cancel_futures=True)
-            evaluator.close()
+            executor.close()
 
     def _launch(self, iteration: int, pool: ThreadPoolExecutor) -> tuple[Future, _Task]:
         s = self.settings
@@ -216,10 +224,8 @@ class Controller:
         self,
         task: _Task,
         future: Future,
-        evaluator: Evaluator,
+        executor: Executor,
         pool: ThreadPoolExecutor,
-        quick: list[Instance],
-        train: list[Instance],
     ) -> tuple[Future, _Task] | None:
         result = future.result()
         if isinstance(result, LLMError):
@@ -245,10 +251,8 @@ class Controller:
         cascade = self.settings.cascade
         future = pool.submit(
             _safe_evaluate,
-            evaluator,
+            executor,
             task.child,
-            quick,
-            train,
             task.parent.metrics.get("quick_score"),
             cascade.tolerance,
             cascade.enabled,
@@ -347,10 +351,12 @@ class Controller:
             self.archive.set_elite(island, elite.cell, elite.program_id, elite.score)
 
 
-def _safe_evaluate(evaluator: Evaluator, code: str, *args: object) -> Evaluation:
+def _safe_evaluate(
+    executor: Executor, code: str, parent_quick_score: float | None, tolerance: float, cascade: bool
+) -> Evaluation:
     """An engine fault while judging one child becomes that child's failure."""
     try:
-        return evaluator.evaluate(code, *args)  # type: ignore[arg-type]
+        return executor.evaluate(code, parent_quick_score, tolerance, cascade)
     except Exception as err:
         return Evaluation("crash", None, {}, [], f"evaluation failed: {type(err).__name__}: {err}", "quick", 0.0)
 

@@ -23,7 +23,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -95,9 +95,19 @@ class RecordedRequest:
 class FakeLLMServer:
     """Background ThreadingHTTPServer on 127.0.0.1:<free port>; a context manager."""
 
-    def __init__(self, default: Behaviour | None = None, model_echo: bool = True) -> None:
+    def __init__(
+        self,
+        default: Behaviour | None = None,
+        model_echo: bool = True,
+        responder: Callable[[dict[str, Any]], Behaviour] | None = None,
+        keep_requests: bool = True,
+    ) -> None:
         self.default = default if default is not None else ok("hello from the fake server")
         self.model_echo = model_echo
+        # Answers computed from the request body (e.g. an edit of the prompt's
+        # program) when the queue is empty; benchmarks turn off request keeping.
+        self.responder = responder
+        self.keep_requests = keep_requests
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Behaviour] = deque()
         self._lock = threading.Lock()
@@ -124,8 +134,12 @@ class FakeLLMServer:
 
     def _next(self, request: RecordedRequest) -> Behaviour:
         with self._lock:
-            self.requests.append(request)
-            return self._queue.popleft() if self._queue else self.default
+            if self.keep_requests:
+                self.requests.append(request)
+            if self._queue:
+                return self._queue.popleft()
+            responder, default = self.responder, self.default
+        return responder(request.body) if responder is not None else default
 
     # -- lifecycle ---------------------------------------------------------
     @property

@@ -58,6 +58,15 @@ def test_eval_of_an_infeasible_program_exits_1_with_the_reason(tmp_path: Path) -
     assert "infeasible" in result.stdout and "twice" in result.stdout
 
 
+def test_candidate_text_with_brackets_is_printed_verbatim(tmp_path: Path) -> None:
+    """Error text comes from the candidate: it must never be read as rich markup."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("def schedule(p, d):\n    raise ValueError('[bold]x[/] [/oops]')\n")
+    result = evolve("eval", "smtt", str(bad), "--split", "quick")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "[/oops]" in result.stdout
+
+
 def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> None:
     instances = tmp_path / "inst.json"
     instances.write_text(json.dumps({"instances": [{"name": "tiny", "p": [3, 2, 4], "d": [2, 6, 5], "optimum": 3}]}))

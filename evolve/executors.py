@@ -1,0 +1,160 @@
+"""Where evaluations run: local sandboxes, or Ray actors that each own one.
+
+Either way a candidate runs inside the sandbox (on the Ray worker's machine
+for Ray); the controller and the SQLite archive stay with the driver, so
+resume works the same.  Only the child's code and a few numbers travel per
+evaluation: instance sets are shipped to each worker once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+from pathlib import Path
+from typing import Any, Protocol
+
+from evolve.config import RunSettings, SandboxSettings
+from evolve.errors import UserError
+from evolve.evaluation import Evaluation, Evaluator
+from evolve.problem import Problem, load_problem
+from evolve.verifier import Instance
+
+RAY_INSTALL_HINT = "--executor ray needs Ray: pip install -e '.[ray]'"
+
+
+class Executor(Protocol):
+    def evaluate(
+        self, code: str, parent_quick_score: float | None, tolerance: float, cascade: bool
+    ) -> Evaluation: ...
+
+    def run_split(self, code: str, split: str) -> Evaluation: ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """``workers`` warm sandboxes on this machine."""
+
+    def __init__(
+        self, problem: Problem, settings: SandboxSettings, workers: int,
+        splits: dict[str, list[Instance]], hide: list[Path] | None = None,
+    ) -> None:
+        self._evaluator = Evaluator(problem, settings, slots=workers, hide=hide)
+        self._splits = splits
+
+    def evaluate(
+        self, code: str, parent_quick_score: float | None, tolerance: float, cascade: bool
+    ) -> Evaluation:
+        splits = self._splits
+        return self._evaluator.evaluate(
+            code, splits["quick"], splits["train"], parent_quick_score, tolerance, cascade
+        )
+
+    def run_split(self, code: str, split: str) -> Evaluation:
+        return self._evaluator.run_split(code, self._splits[split], split)
+
+    def close(self) -> None:
+        self._evaluator.close()
+
+
+class _EvaluatorActor:
+    """Lives in a Ray worker process: one warm sandbox, the instance sets kept."""
+
+    def __init__(
+        self, problem_ref: str, options: dict[str, Any], sandbox: dict[str, Any],
+        quick: list[Instance], train: list[Instance], hide: list[str],
+    ) -> None:
+        problem = load_problem(problem_ref).with_options(options)
+        settings = SandboxSettings.model_validate(sandbox)
+        self._local = LocalExecutor(problem, settings, 1, {"quick": quick, "train": train},
+                                    [Path(p) for p in hide])
+
+    def evaluate(
+        self, code: str, parent_quick_score: float | None, tolerance: float, cascade: bool
+    ) -> Evaluation:
+        return self._local.evaluate(code, parent_quick_score, tolerance, cascade)
+
+    def run_split(self, code: str, split: str) -> Evaluation:
+        return self._local.run_split(code, split)
+
+    def node(self) -> str:
+        return f"{os.uname().nodename}:{os.getpid()}"
+
+    def close(self) -> None:
+        self._local.close()
+
+
+class RayExecutor:
+    """``workers`` Ray actors (one CPU each), used one evaluation at a time."""
+
+    def __init__(
+        self, problem: Problem, settings: RunSettings, splits: dict[str, list[Instance]],
+        address: str | None, hide: list[Path] | None = None,
+    ) -> None:
+        ray = import_ray()
+        self._ray = ray
+        self._started_here = not ray.is_initialized()
+        if self._started_here:
+            ray.init(
+                address=address, ignore_reinit_error=True, include_dashboard=False,
+                log_to_driver=False, logging_level="ERROR",
+            )
+        # Built-in and plug-in problems load by name on the workers; a problem
+        # given as a folder must exist at the same path there (shared storage).
+        reference = problem.name if problem.origin != "path" else str(problem.dir)
+        actor_class = ray.remote(num_cpus=1)(_EvaluatorActor)
+        quick, train = ray.put(splits["quick"]), ray.put(splits["train"])
+        self._actors = [
+            actor_class.remote(
+                reference, dict(problem.spec.verifier.options), settings.sandbox.model_dump(),
+                quick, train, [str(p) for p in hide or []],
+            )
+            for _ in range(settings.workers)
+        ]
+        self._free: queue.Queue[Any] = queue.Queue()
+        for actor in self._actors:
+            self._free.put(actor)
+
+    def _call(self, method: str, *args: Any) -> Evaluation:
+        actor = self._free.get()
+        try:
+            return self._ray.get(getattr(actor, method).remote(*args))
+        finally:
+            self._free.put(actor)
+
+    def evaluate(
+        self, code: str, parent_quick_score: float | None, tolerance: float, cascade: bool
+    ) -> Evaluation:
+        return self._call("evaluate", code, parent_quick_score, tolerance, cascade)
+
+    def run_split(self, code: str, split: str) -> Evaluation:
+        return self._call("run_split", code, split)
+
+    def nodes(self) -> list[str]:
+        return list(self._ray.get([actor.node.remote() for actor in self._actors]))
+
+    def close(self) -> None:
+        for actor in self._actors:
+            with contextlib.suppress(Exception):  # a dead actor has nothing left to close
+                self._ray.get(actor.close.remote(), timeout=30)
+            self._ray.kill(actor)
+        self._actors = []
+        if self._started_here:
+            self._ray.shutdown()
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UserError(RAY_INSTALL_HINT) from None
+    return ray
+
+
+def make_executor(
+    problem: Problem, settings: RunSettings, splits: dict[str, list[Instance]], hide: list[Path]
+) -> Executor:
+    if settings.executor == "ray":
+        return RayExecutor(problem, settings, splits, settings.ray_address, hide)
+    return LocalExecutor(problem, settings.sandbox, settings.workers, splits, hide)
