@@ -90,3 +90,12 @@ def test_a_wrong_key_stops_the_run_at_once(toy_dir: Path, tmp_path: Path) -> Non
         progress, archive = _run(toy_dir, tmp_path, "openai/toy-model", server.base_url, iterations=20)
     assert progress.stop_reason.startswith("LLM configuration error")
     assert archive.attempt_count() == 1
+
+
+def test_concurrent_proposals_are_in_flight_together(toy_dir: Path, tmp_path: Path) -> None:
+    """--concurrency N keeps N model calls open at once (a slow model never serialises the loop)."""
+    with FakeLLMServer(default=ok(GOOD_EDIT, delay_s=1.0)) as server:
+        _run(toy_dir, tmp_path, "openai/toy-model", server.base_url, iterations=4, concurrency=4)
+        arrivals = sorted(r.at for r in server.chat_requests())
+    assert len(arrivals) == 4
+    assert arrivals[-1] - arrivals[0] < 0.9  # all four sent before the first answer came back
