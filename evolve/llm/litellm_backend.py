@@ -9,16 +9,13 @@ except the placeholder an OpenAI-compatible local server needs.
 from __future__ import annotations
 
 import os
-import random
-import time
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 from evolve.llm.base import Completion, ProposalRequest
 from evolve.llm.openai_compat import OPENAI_COMPATIBLE_PREFIXES, PLACEHOLDER_KEY
-from evolve.llm.reply import extract_reply
-from evolve.llm.retry import RetryPolicy, call_with_retries
+from evolve.llm.retry import RetryPolicy, complete_with_retries
 
 
 def import_litellm() -> ModuleType:
@@ -80,22 +77,10 @@ class LiteLLMBackend:
     def complete(self, request: ProposalRequest) -> Completion:
         if self._litellm is None:
             self._litellm = import_litellm()
-        start = time.monotonic()
-        rng = random.Random(f"backoff:{self.seed}:{request.iteration}")
         kwargs = self._kwargs(request)
-        response = call_with_retries(
+        return complete_with_retries(
             lambda: self._litellm.completion(**kwargs),
-            model=self.model,
-            policy=self.retry,
-            timeout_s=self.timeout_s,
-            rng=rng,
-        )
-        reply = extract_reply(response, self.model)
-        return Completion(
-            text=reply.text,
-            model=self.model,
-            prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens,
-            cost_usd=self._cost(response),
-            seconds=time.monotonic() - start,
+            model=self.model, policy=self.retry, timeout_s=self.timeout_s,
+            seed=self.seed, iteration=request.iteration,
+            cost=lambda response, _in, _out: self._cost(response),
         )

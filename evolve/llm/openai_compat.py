@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from evolve.llm.base import Completion, LLMError, ProposalRequest
 from evolve.llm.pricing import cost_usd
-from evolve.llm.reply import extract_reply
-from evolve.llm.retry import RetryPolicy, call_with_retries
+from evolve.llm.retry import RetryPolicy, complete_with_retries
 
 # litellm-style prefixes that mean "an OpenAI-compatible endpoint"; the server
 # itself knows the model by the remaining name (``hosted_vllm/Qwen/Qwen2.5-7B``
@@ -104,23 +101,11 @@ class OpenAICompatLLM:
     def complete(self, request: ProposalRequest) -> Completion:
         # Client set-up (importing openai, ~2 s once) is not the model's latency.
         self._get_client()
-        start = time.monotonic()
-        # Seeded per (seed, iteration): a resumed run backs off identically.
-        rng = random.Random(f"backoff:{self.seed}:{request.iteration}")
-        response = call_with_retries(
+        return complete_with_retries(
             lambda: self._attempt(request),
-            model=self.model,
-            policy=self.retry,
-            timeout_s=self.timeout_s,
-            rng=rng,
-        )
-        reply = extract_reply(response, self.model)
-        return Completion(
-            text=reply.text,
-            model=self.model,
-            prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens,
-            cost_usd=cost_usd(self.provider, self.served_model, reply.prompt_tokens,
-                              reply.completion_tokens),
-            seconds=time.monotonic() - start,
+            model=self.model, policy=self.retry, timeout_s=self.timeout_s,
+            seed=self.seed, iteration=request.iteration,
+            cost=lambda _response, tokens_in, tokens_out: cost_usd(
+                self.provider, self.served_model, tokens_in, tokens_out
+            ),
         )

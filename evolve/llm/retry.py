@@ -14,9 +14,9 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from evolve.llm.base import LLMError
+from evolve.llm.base import Completion, LLMError
 
 T = TypeVar("T")
 
@@ -201,3 +201,34 @@ def call_with_retries(
     assert last is not None
     plural = "s" if attempts != 1 else ""
     raise LLMError(f"{model}: failed after {attempts} attempt{plural}; last error: {last.summary}")
+
+
+def complete_with_retries(
+    call: Callable[[], Any],
+    *,
+    model: str,
+    policy: RetryPolicy,
+    timeout_s: float,
+    seed: int,
+    iteration: int,
+    cost: Callable[[Any, int, int], float],
+) -> Completion:
+    """One proposal: the call under our retry policy, parsed into a Completion.
+
+    Backoff is seeded per (seed, iteration), so a resumed run backs off the
+    same way; ``cost(response, prompt_tokens, completion_tokens)`` prices it.
+    """
+    from evolve.llm.reply import extract_reply
+
+    start = time.monotonic()
+    rng = random.Random(f"backoff:{seed}:{iteration}")
+    response = call_with_retries(call, model=model, policy=policy, timeout_s=timeout_s, rng=rng)
+    reply = extract_reply(response, model)
+    return Completion(
+        text=reply.text,
+        model=model,
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
+        cost_usd=cost(response, reply.prompt_tokens, reply.completion_tokens),
+        seconds=time.monotonic() - start,
+    )
