@@ -43,8 +43,8 @@ class Progress:
     cost_usd: float
     started: float
     stop_reason: str | None = None
-    # Time the controller thread spent on its own work (sampling, prompts,
-    # edits, archive writes), i.e. everything but waiting for models/sandboxes.
+    # CPU time of the controller thread's own work (sampling, prompts, edits,
+    # archive writes): thread time, so a loaded machine does not inflate it.
     engine_seconds: float = 0.0
 
     @property
@@ -147,7 +147,7 @@ class Controller:
             next_iteration = self.archive.max_iteration() + 1
             self.on_progress(self.progress)
             while True:
-                busy_since = time.perf_counter()
+                busy_since = time.thread_time()
                 proposing = sum(1 for t in in_flight.values() if t.kind == "propose")
                 while (
                     self.progress.stop_reason is None
@@ -160,9 +160,9 @@ class Controller:
                     proposing += 1
                 if not in_flight:
                     break
-                self.progress.engine_seconds += time.perf_counter() - busy_since
+                self.progress.engine_seconds += time.thread_time() - busy_since
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                busy_since = time.perf_counter()
+                busy_since = time.thread_time()
                 for future in finished:
                     task = in_flight.pop(future)
                     if task.kind == "propose":
@@ -172,7 +172,7 @@ class Controller:
                     else:
                         self._after_evaluation(task, future)
                     self.on_progress(self.progress)
-                self.progress.engine_seconds += time.perf_counter() - busy_since
+                self.progress.engine_seconds += time.thread_time() - busy_since
             if self.progress.stop_reason is None:
                 self.progress.stop_reason = "iterations"
             self.on_progress(self.progress)
