@@ -5,7 +5,7 @@ problem's delay_s option); the model answers instantly. Prints iterations per
 second per executor and worker count. Ray starts locally with as many logical
 CPUs as the largest worker count (sleeping evaluations need no real core).
 
-    python bench/ray_throughput.py [--iterations 40] [--eval-ms 200] [--workers 1 2 4]
+    python bench/ray_throughput.py [--iterations 100] [--eval-ms 200] [--workers 1 2 4]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from loop_overhead import machine_line, run_loop
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--eval-ms", type=float, default=200.0)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     args = parser.parse_args()
