@@ -25,7 +25,7 @@ def main() -> None:
     print(f"{'concurrency':>11} {'seconds':>8} {'it/s':>7} {'speed-up':>9}")
     base = None
     for level in args.levels:
-        progress, seconds, _, _ = run_loop(args.iterations, args.latency_ms, concurrency=level, window=10**9)
+        progress, seconds, _, _, _ = run_loop(args.iterations, args.latency_ms, concurrency=level, window=10**9)
         rate = progress.done / seconds
         base = base or rate
         print(f"{level:>11} {seconds:>8.1f} {rate:>7.2f} {rate / base:>8.1f}x")

@@ -36,6 +36,8 @@ from evolve.problem import load_problem  # noqa: E402
 from tests.llm_server import FakeLLMServer, ok  # noqa: E402
 
 CONSTANT = re.compile(r"^(\s*)return x \* (\S+)$", re.M)
+# Both frameworks head the parent's code "Current Program" (ours "## Current program").
+CURRENT = re.compile(r"#+ Current Program\s*\n", re.I)
 
 
 class EditResponder:
@@ -48,8 +50,8 @@ class EditResponder:
 
     def __call__(self, body: dict) -> object:
         prompt = body["messages"][-1]["content"]
-        current = prompt.split("## Current program", 1)[1]
-        match = CONSTANT.search(current)
+        heads = list(CURRENT.finditer(prompt))
+        match = CONSTANT.search(prompt, heads[-1].end() if heads else 0)
         with self._lock:
             k = next(self._counter)
         if match is None:
@@ -76,10 +78,11 @@ def machine_line() -> str:
 def run_loop(
     iterations: int, latency_ms: float = 0.0, concurrency: int = 1, workers: int = 1,
     window: int = 100, extra: dict | None = None, options: dict | None = None,
-) -> tuple[Progress, float, int, list[tuple[int, int, float, float, float]]]:
+    keep_arrivals: bool = False,
+) -> tuple[Progress, float, int, list[tuple[int, int, float, float, float]], list[float]]:
     """One run of the loop on the tiny problem against a local model server.
 
-    Returns (progress, wall seconds, programs archived, per-window rows)."""
+    Returns (progress, wall seconds, programs archived, per-window rows, request arrivals)."""
     problem = load_problem(str(REPO / "bench" / "tiny_problem")).with_options(options or {})
     overrides = {"iterations": iterations, "concurrency": concurrency, "workers": workers, **(extra or {})}
     settings = resolve_settings(problem.spec.run, None, overrides)
@@ -97,7 +100,7 @@ def run_loop(
         mark.update(t=now, engine=p.engine_seconds, done=p.done)
 
     with tempfile.TemporaryDirectory() as tmp, FakeLLMServer(
-        responder=EditResponder(latency_ms / 1000), keep_requests=False
+        responder=EditResponder(latency_ms / 1000), keep_requests=keep_arrivals
     ) as server:
         archive = holder["archive"] = Archive(Path(tmp) / "archive.sqlite", create=True)
         llm = make_llm("openai/bench", api_base=server.base_url, timeout_s=30)
@@ -106,7 +109,75 @@ def run_loop(
         total = time.perf_counter() - started
         programs = archive.program_count()
         archive.close()
-    return progress, total, programs, rows
+        arrivals = sorted(r.at for r in server.chat_requests())
+    return progress, total, programs, rows, arrivals
+
+
+def arrival_windows(arrivals: list[float], window: int) -> list[tuple[int, float]]:
+    """(iterations so far, wall ms per iteration) from model-request arrival times."""
+    out = []
+    for end in range(window, len(arrivals), window):
+        out.append((end, 1000 * (arrivals[end] - arrivals[end - window]) / window))
+    return out
+
+
+EVALUATOR = """
+import importlib.util
+
+
+def evaluate(program_path):
+    spec = importlib.util.spec_from_file_location("candidate", program_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {"combined_score": -abs(float(module.f(1.0)) - 7.0)}
+"""
+
+OPENEVOLVE_CONFIG = """
+max_iterations: {iterations}
+log_level: WARNING
+random_seed: 0
+llm:
+  api_base: "{api_base}"
+  api_key: "EMPTY"
+  models:
+    - name: "bench"
+      weight: 1.0
+  timeout: 30
+  retries: 1
+  retry_delay: 1
+database:
+  population_size: {iterations}
+  num_islands: 4
+evaluator:
+  timeout: 30
+  cascade_evaluation: false
+  parallel_evaluations: 1
+"""
+
+
+def run_openevolve(iterations: int, latency_ms: float) -> tuple[float, list[float]]:
+    """OpenEvolve on the same tiny problem against the same kind of server.
+
+    Returns (wall seconds, arrival times of its model requests)."""
+    import logging
+
+    from openevolve.api import run_evolution
+
+    logging.disable(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp, FakeLLMServer(responder=EditResponder(latency_ms / 1000)) as server:
+        folder = Path(tmp)
+        (folder / "evaluator.py").write_text(EVALUATOR)
+        config = folder / "config.yaml"
+        config.write_text(OPENEVOLVE_CONFIG.format(iterations=iterations, api_base=server.base_url))
+        started = time.perf_counter()
+        run_evolution(
+            initial_program=str(REPO / "bench" / "tiny_problem" / "seed.py"),
+            evaluator=str(folder / "evaluator.py"), config=str(config), iterations=iterations,
+            output_dir=str(folder / "out"),
+        )
+        total = time.perf_counter() - started
+        arrivals = sorted(r.at for r in server.chat_requests())
+    return total, arrivals
 
 
 def main() -> None:
@@ -119,7 +190,7 @@ def main() -> None:
     args = parser.parse_args()
 
     print(machine_line())
-    progress, total, programs, rows = run_loop(
+    progress, total, programs, rows, _ = run_loop(
         args.iterations, args.latency_ms, args.concurrency, args.workers, args.window
     )
     print(f"\nevolve: {progress.done} iterations in {total:.1f} s, {programs} programs archived, "
@@ -128,11 +199,25 @@ def main() -> None:
     for done, count, wall, engine, rss in rows:
         print(f"{done:>10} {count:>9} {wall:>11.2f} {engine:>13.3f} {rss:>8.1f}")
     try:
-        import openevolve  # noqa: F401
-    except ImportError:
+        from importlib.metadata import version as dist_version
+
+        oe_version = dist_version("openevolve")
+    except Exception:
         print("\nOpenEvolve: skipped (not installed; pip install openevolve to compare on the same server)")
-    else:
-        print("\nOpenEvolve: installed, but the side-by-side driver is not written yet (see bench/RESULTS.md)")
+        return
+    # Side by side, measured the same way for both: wall time between model
+    # requests, per window (each framework makes one request per iteration).
+    ours = run_loop(args.iterations, args.latency_ms, window=10**9, keep_arrivals=True)
+    theirs_seconds, theirs = run_openevolve(args.iterations, args.latency_ms)
+    ours_rows = dict(arrival_windows(ours[4], args.window))
+    print(f"\nside by side (openevolve {oe_version}), wall ms per iteration from model-request arrivals; "
+          f"openevolve total {theirs_seconds:.1f} s for {len(theirs)} requests")
+    print(f"{'iterations':>10} {'evolve':>9} {'openevolve':>11} {'ratio':>7}")
+    for end, theirs_ms in arrival_windows(theirs, args.window):
+        ours_ms = ours_rows.get(end)
+        if ours_ms is None:
+            continue
+        print(f"{end:>10} {ours_ms:>9.2f} {theirs_ms:>11.2f} {theirs_ms / ours_ms:>6.1f}x")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def main() -> None:
     print(f"{'executor':>9} {'workers':>8} {'seconds':>8} {'it/s':>7}")
     for executor in ("local", "ray"):
         for workers in args.workers:
-            progress, seconds, _, _ = run_loop(
+            progress, seconds, _, _, _ = run_loop(
                 args.iterations, concurrency=2 * workers, workers=workers, window=10**9,
                 extra={"executor": executor}, options={"delay_s": args.eval_ms / 1000},
             )

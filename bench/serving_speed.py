@@ -1,0 +1,68 @@
+"""Speed of the serving simulator: 10,000 requests on one core.
+
+    python bench/serving_speed.py [--requests 10000] [--repeat 3]
+
+Times the sandbox-side simulation driven by a policy (FCFS, one Python call per
+step with a decision) and the trusted replay of its decisions, on synthetic
+conversation traces at a realistic load (0.9 of nominal capacity) and in
+overload (1.3), and prints a markdown table with the machine and versions.
+Target: FCFS on 10,000 requests at a realistic load in under 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from evaluators.serving.engine import Trace
+from evaluators.serving.policy import fcfs_priority, simulate
+from evaluators.serving.verifier import ServingVerifier
+from evaluators.serving.workload import WorkloadSpec, generate
+
+PROBLEM = Path(__file__).resolve().parents[1] / "problems" / "serving"
+
+
+def best_of(repeat: int, func):  # noqa: ANN001, ANN201
+    times, result = [], None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = func()
+        times.append(time.perf_counter() - started)
+    return min(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    verifier = ServingVerifier(PROBLEM, {})
+    print(f"machine: {platform.machine()}, {platform.processor() or platform.platform()}, "
+          f"{os.cpu_count()} cores; Python {platform.python_version()}, numpy {np.__version__}")
+    print(f"engine: {verifier.opts.describe()}\n")
+    print("| workload | requests | steps | policy calls | simulate s | req/s | steps/s | replay s | "
+          "solution KiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for kind, arrivals, load in (("conversation", "poisson", 0.9), ("conversation", "poisson", 1.3),
+                                 ("mixed", "bursty", 1.0)):
+        spec = WorkloadSpec(kind, arrivals, load, args.requests, 7)
+        trace: Trace = generate(spec, verifier.opts.engine, verifier.opts.predictor_noise)
+        instance = verifier.make_instance(spec.name, kind, trace, "bench")
+        sim_s, solution = best_of(args.repeat, lambda: simulate(fcfs_priority, instance.data))  # noqa: B023
+        solution = json.loads(json.dumps(solution))
+        replay_s, result = best_of(args.repeat, lambda: verifier.score(instance, solution))  # noqa: B023
+        assert result.feasible, result.error
+        steps = solution["steps"]
+        size = len(json.dumps(solution)) / 1024
+        print(f"| {kind} {arrivals} load {load} | {args.requests} | {steps} | {solution['policy_calls']} | "
+              f"{sim_s:.2f} | {args.requests / sim_s:,.0f} | {steps / sim_s:,.0f} | {replay_s:.2f} | {size:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
