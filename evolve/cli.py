@@ -1,18 +1,32 @@
-"""The ``evolve`` command line: parse, call the library, print with rich."""
+"""The ``evolve`` command line: parse, call the library, print with rich.
+
+Core commands live here (problems, run, resume, eval, baselines); the ones
+that look back at runs are in ``evolve.cli_review``.
+"""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
+from evolve.cli_common import (
+    RUNS_ROOT,
+    InstanceFlag,
+    InstancesFlag,
+    OptionFlag,
+    SchemeFlag,
+    _read_program,
+    _verifier_options,
+    app,
+    example,
+    user_errors,
+)
 from evolve.display import (
     RunDisplay,
     console,
@@ -22,58 +36,8 @@ from evolve.display import (
     json_safe,
     metrics_table,
     pct,
-    show_review,
 )
 from evolve.errors import UserError
-
-app = typer.Typer(
-    help="Discover scheduling heuristics with LLMs: evolve programs, scored by trusted verifiers.",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    pretty_exceptions_show_locals=False,
-)
-
-F = TypeVar("F", bound=Callable[..., Any])
-RUNS_ROOT = Path("runs")
-
-# Options several commands share.
-OptionFlag = Annotated[
-    list[str] | None,
-    typer.Option("--option", help="Verifier option KEY=VALUE (repeatable), e.g. scheme=active."),
-]
-SchemeFlag = Annotated[str | None, typer.Option(help="Construction scheme, where the problem has one (= --option scheme=...).")]
-InstanceFlag = Annotated[list[str] | None, typer.Option("--instance", help="Only this instance (repeatable).")]
-InstancesFlag = Annotated[
-    Path | None, typer.Option("--instances", "--trace", help="Score on instances (or a trace) from this file.")
-]
-
-
-def _verifier_options(option: list[str] | None, scheme: str | None) -> dict[str, Any]:
-    from evolve.problem import parse_options
-
-    options = parse_options(option or [])
-    if scheme is not None:
-        options["scheme"] = scheme
-    return options
-
-
-def user_errors(func: F) -> F:
-    """A user's mistake is one line on stderr and exit code 2, never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except UserError as err:
-            # escape: messages quote user input and brackets ('.[ray]') that are not markup
-            err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def example(*lines: str) -> str:
-    return "[bold]Examples[/]\n\n" + "\n\n".join(f"  $ {line}" for line in lines)
 
 
 @app.command(epilog=example("evolve problems"))
@@ -309,56 +273,8 @@ def baselines(
     console.print(table)
 
 
-@app.command(epilog=example("evolve review runs/smtt/20261121-101500-a1b2c3", "evolve review RUN_DIR --json"))
-@user_errors
-def review(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON summary.")] = False,
-    top: Annotated[int, typer.Option(help="Leaderboard length.")] = 10,
-) -> None:
-    """Leaderboard, the best program as a diff against the seed, failure counts, tokens and cost."""
-    from evolve.review import review_run
-
-    result = review_run(run_dir, top=top)
-    if as_json:
-        print(json.dumps(json_safe(result.to_json()), indent=2))
-    else:
-        show_review(result)
-
-
-@app.command(epilog=example("evolve best smtt", "evolve best smtt --json"))
-@user_errors
-def best(
-    problem: Annotated[str, typer.Argument(help="Problem name.")],
-    runs_dir: Annotated[Path, typer.Option(help="Where runs are kept.")] = RUNS_ROOT,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """The best program archived for PROBLEM across all runs, with its metrics."""
-    from rich.syntax import Syntax
-
-    from evolve.runs import best_across_runs
-
-    found = best_across_runs(runs_dir, problem)
-    if found is None:
-        raise UserError(f"no evaluated program for '{problem}' under {runs_dir}/{problem}/ (run: evolve run {problem})")
-    folder, program = found
-    if as_json:
-        document = {
-            "problem": problem, "run_dir": str(folder), "id": program.id,
-            "score": program.score, "metrics": program.metrics, "code": program.code,
-        }
-        print(json.dumps(json_safe(document), indent=2))
-        return
-    console.print(f"[bold]best {problem} program[/]: #{program.id} of {folder}, score {fmt(program.score)}")
-    console.print(Syntax(program.code, "python", theme="ansi_dark"))
-    console.print(metrics_table([(f"#{program.id}", program.status, program.score, program.metrics)]))
-
-
-def _read_program(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError as err:
-        raise UserError(f"{path}: cannot read program ({err.strerror})") from None
+# Registered after the core commands so that --help lists those first.
+from evolve import cli_review  # noqa: E402, F401
 
 
 def main() -> None:

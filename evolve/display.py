@@ -197,6 +197,10 @@ def p_value(p: float) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.2g}"
 
 
+def p_phrase(p: float) -> str:
+    return "p < 0.0001" if p < 1e-4 else f"p = {p:.2g}"
+
+
 def comparison_table(comparisons: list[Comparison], title: str) -> Table:
     """One section per opponent: the whole split first, then each instance group."""
     table = Table(title=title, title_justify="left")
@@ -210,7 +214,7 @@ def comparison_table(comparisons: list[Comparison], title: str) -> Table:
                 c.b if k == 0 else "", g.group, pct(g.gap_a_pct), pct(g.gap_b_pct),
                 "-" if g.mean_diff_pct is None else f"{g.mean_diff_pct:+.2f}",
                 f"{g.wins}/{g.ties}/{g.losses}{failed}", p_value(g.test.p_value),
-                f"[{VERDICT_STYLE[g.verdict]}]{g.verdict}[/]",
+                f"[{VERDICT_STYLE[g.verdict]}]{g.verdict_text}[/]",
                 style="bold" if k == 0 else None,
                 end_section=k == len(c.groups),
             )
@@ -237,7 +241,7 @@ def show_holdout(holdout: Holdout) -> None:
         g = versus.overall
         console.print(
             f"best vs the strongest baseline on {holdout.split} ([bold]{strongest}[/]): gap {pct(g.gap_a_pct)} vs "
-            f"{pct(g.gap_b_pct)}, {g.wins} wins / {g.ties} ties / {g.losses} losses, p = {p_value(g.test.p_value)}: "
+            f"{pct(g.gap_b_pct)}, {g.wins} wins / {g.ties} ties / {g.losses} losses, {p_phrase(g.test.p_value)}: "
             f"[{VERDICT_STYLE[g.verdict]}]{g.verdict}[/]"
         )
     gen = holdout.generalisation
@@ -252,7 +256,7 @@ def show_comparison(comparison: Comparison, split: str, objective: str) -> None:
     console.print(
         f"{comparison.a} is [{VERDICT_STYLE[g.verdict]}]{g.verdict}[/] than {comparison.b}"
         if g.verdict in ("better", "worse") else f"verdict: [{VERDICT_STYLE[g.verdict]}]{g.verdict}[/]",
-        f"({g.wins} wins / {g.ties} ties / {g.losses} losses, p = {p_value(g.test.p_value)}, {g.test.method} test)",
+        f"({g.wins} wins / {g.ties} ties / {g.losses} losses, {p_phrase(g.test.p_value)}, {g.test.method} test)",
     )
 
 

@@ -1,15 +1,63 @@
-"""What a run found: leaderboard, best-vs-seed diff, failure counts, usage."""
+"""What a run found: leaderboard, best-vs-seed diff, lineage, failures, usage."""
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evolve.archive import Archive, Program
-from evolve.runs import load_run
+from evolve.history import FailureKind, History, ModelUsage
+from evolve.runs import RunInfo, load_run
 from evolve.scoring import headline_gap
+
+
+def unified_diff(old: str, new: str, old_name: str, new_name: str) -> str:
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile=old_name, tofile=new_name
+        )
+    )
+
+
+def diff_summary(diff: str, width: int = 70) -> str:
+    """One line for a lineage table: the edit itself when it is a line or two, else line counts."""
+    removed = [line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    if not removed and not added:
+        return "(no change)"
+    if len(removed) <= 1 and len(added) <= 1:
+        text = f"{removed[0] if removed else '∅'}  →  {added[0] if added else '∅'}"
+        return text if len(text) <= width else text[: width - 1] + "…"
+    return f"+{len(added)} / -{len(removed)} lines"
+
+
+@dataclass(frozen=True)
+class LineageStep:
+    """One program on the chain from the seed to the best, and the edit that made it."""
+
+    id: int
+    iteration: int
+    island: int
+    generation: int
+    origin: str
+    model: str | None
+    score: float | None
+    delta: float | None  # score change from its parent
+    gap_pct: float | None
+    diff: str  # unified diff against its parent ("" for the seed)
+
+    @property
+    def summary(self) -> str:
+        return "seed" if self.origin == "seed" else diff_summary(self.diff)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "iteration": self.iteration, "island": self.island,
+            "generation": self.generation, "origin": self.origin, "model": self.model,
+            "score": self.score, "delta": self.delta, "gap_pct": self.gap_pct, "edit": self.summary,
+        }
 
 
 @dataclass
@@ -26,24 +74,29 @@ class RunReview:
     statuses: dict[str, int]
     usage: dict[str, float]
     score_kind: str
+    lineage: list[LineageStep] = field(default_factory=list)
+    failures: list[FailureKind] = field(default_factory=list)
+    usage_by_model: list[ModelUsage] = field(default_factory=list)
+    feature_names: list[str] = field(default_factory=list)
 
     def diff(self) -> str:
         if self.seed is None or self.best is None:
             return ""
-        return "".join(
-            difflib.unified_diff(
-                self.seed.code.splitlines(keepends=True),
-                self.best.code.splitlines(keepends=True),
-                fromfile=f"seed (#{self.seed.id})",
-                tofile=f"best (#{self.best.id})",
-            )
-        )
+        return unified_diff(self.seed.code, self.best.code, f"seed (#{self.seed.id})", f"best (#{self.best.id})")
 
     def gap(self, program: Program | None) -> float | None:
         return headline_gap(program.metrics, self.score_kind) if program else None
 
+    def key_metrics(self, program: Program) -> dict[str, float | None]:
+        """Headline gap, gap ratio, speed and the MAP-Elites feature metrics."""
+        names = ["gap_ratio_pct", "ms_per_instance", *[f for f in self.feature_names if f != "code_length"]]
+        out: dict[str, float | None] = {"gap_pct": self.gap(program)}
+        for name in dict.fromkeys(names):
+            out[name] = program.metrics.get(name)
+        return out
+
     def to_json(self) -> dict[str, Any]:
-        """The stable ``evolve review --json`` contract (see README)."""
+        """The stable ``evolve review --json`` contract (see README and docs/review.md)."""
 
         def brief(p: Program | None) -> dict[str, Any] | None:
             if p is None:
@@ -62,38 +115,89 @@ class RunReview:
                 {
                     "id": p.id, "score": p.score, "gap_pct": self.gap(p), "iteration": p.iteration,
                     "island": p.island, "parent_id": p.parent_id, "model": p.model,
+                    "metrics": self.key_metrics(p),
                 }
                 for p in self.leaderboard
             ],
             "attempts": self.attempts,
             "statuses": self.statuses,
             "usage": self.usage,
+            "lineage": [step.to_json() for step in self.lineage],
+            "failures": {
+                f.kind: {"count": f.count, "reasons": [{"reason": r, "count": c} for r, c in f.reasons]}
+                for f in self.failures
+            },
+            "usage_by_model": [
+                {
+                    "model": u.model, "proposals": u.proposals, "prompt_tokens": u.prompt_tokens,
+                    "completion_tokens": u.completion_tokens, "cost_usd": u.cost_usd,
+                }
+                for u in self.usage_by_model
+            ],
+            "diff": self.diff(),
         }
+
+
+def lineage_steps(archive: Archive, best: Program | None, score_kind: str) -> list[LineageStep]:
+    if best is None or best.id is None:
+        return []
+    chain = archive.lineage(best.id)
+    steps = []
+    for parent, program in zip([None, *chain[:-1]], chain, strict=True):
+        assert program.id is not None
+        delta = None
+        if parent is not None and parent.score is not None and program.score is not None:
+            delta = program.score - parent.score
+        diff = "" if parent is None else unified_diff(
+            parent.code, program.code, f"#{parent.id}", f"#{program.id}"
+        )
+        steps.append(
+            LineageStep(
+                id=program.id, iteration=program.iteration, island=program.island,
+                generation=program.generation, origin=program.origin, model=program.model,
+                score=program.score, delta=delta, gap_pct=headline_gap(program.metrics, score_kind), diff=diff,
+            )
+        )
+    return steps
+
+
+def problem_of(info: RunInfo) -> Any:
+    """The run's problem with the run's verifier options (folder first, then name)."""
+    from evolve.problem import load_problem
+
+    source = info.problem_dir if Path(info.problem_dir).is_dir() else info.problem
+    return load_problem(source).with_options(info.settings.verifier_options)
 
 
 def review_run(folder: Path, top: int = 10) -> RunReview:
     info = load_run(folder)
-    from evolve.problem import load_problem  # lazy: review works on archives alone when possible
-
     try:
-        score_kind = load_problem(info.problem_dir).spec.objective.score
-    except Exception:
-        score_kind = "gap_mean"
+        spec = problem_of(info).spec
+        score_kind, features = spec.objective.score, [f.name for f in spec.features]
+    except Exception:  # review works on archives alone when the problem is gone
+        score_kind, features = "gap_mean", []
     archive = Archive(info.archive_path, readonly=True)
     try:
-        return RunReview(
+        best = archive.best()
+        review = RunReview(
             problem=info.problem,
             run_dir=folder,
             iterations=archive.attempt_count(),
             target=info.settings.iterations,
             programs=archive.program_count(),
             seed=archive.seed(),
-            best=archive.best(),
+            best=best,
             leaderboard=archive.top(top),
             attempts=archive.outcome_counts(),
             statuses=archive.status_counts(),
             usage=archive.usage(),
             score_kind=score_kind,
+            lineage=lineage_steps(archive, best, score_kind),
+            feature_names=features,
         )
     finally:
         archive.close()
+    with History(info.archive_path) as history:
+        review.failures = history.failures()
+        review.usage_by_model = history.usage_by_model()
+    return review

@@ -1,0 +1,219 @@
+"""Commands that look back at runs: review, best, compare, export, report, new-problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evolve.cli_common import (
+    RUNS_ROOT,
+    InstanceFlag,
+    InstancesFlag,
+    OptionFlag,
+    SchemeFlag,
+    _read_program,
+    _verifier_options,
+    app,
+    example,
+    user_errors,
+)
+from evolve.display import (
+    console,
+    err_console,
+    fmt,
+    json_safe,
+    metrics_table,
+    show_comparison,
+    show_holdout,
+    show_review,
+)
+from evolve.errors import UserError
+
+
+@app.command(
+    epilog=example(
+        "evolve review runs/smtt/20261121-101500-a1b2c3",
+        "evolve review RUN_DIR --test",
+        "evolve review RUN_DIR --test --json",
+    )
+)
+@user_errors
+def review(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON summary.")] = False,
+    top: Annotated[int, typer.Option(help="Leaderboard length.")] = 10,
+    test: Annotated[
+        bool, typer.Option("--test", help="Evaluate the best, the seed and every baseline on the held-out test split.")
+    ] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Parallel evaluations for --test.")] = 1,
+) -> None:
+    """Leaderboard, the best program's diff and lineage, failures by kind, tokens and cost;
+    with --test, paired per-instance comparisons on held-out instances and an overfitting check."""
+    from evolve.review import review_run
+
+    result = review_run(run_dir, top=top)
+    holdout = None
+    if test:
+        from evolve.holdout import evaluate_holdout
+
+        err_console.print("evaluating the best program, the seed and every baseline on the test split ...")
+        holdout = evaluate_holdout(run_dir, "test", workers)
+    if as_json:
+        document = result.to_json()
+        if holdout is not None:
+            document["test"] = holdout.to_json()
+        print(json.dumps(json_safe(document), indent=2))
+        return
+    show_review(result)
+    if holdout is not None:
+        show_holdout(holdout)
+
+
+@app.command(epilog=example("evolve best smtt", "evolve best smtt --json"))
+@user_errors
+def best(
+    problem: Annotated[str, typer.Argument(help="Problem name.")],
+    runs_dir: Annotated[Path, typer.Option(help="Where runs are kept.")] = RUNS_ROOT,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The best program archived for PROBLEM across all runs, with its metrics."""
+    from rich.syntax import Syntax
+
+    from evolve.runs import best_across_runs
+
+    found = best_across_runs(runs_dir, problem)
+    if found is None:
+        raise UserError(f"no evaluated program for '{problem}' under {runs_dir}/{problem}/ (run: evolve run {problem})")
+    folder, program = found
+    if as_json:
+        document = {
+            "problem": problem, "run_dir": str(folder), "id": program.id,
+            "score": program.score, "metrics": program.metrics, "code": program.code,
+        }
+        print(json.dumps(json_safe(document), indent=2))
+        return
+    console.print(f"[bold]best {problem} program[/]: #{program.id} of {folder}, score {fmt(program.score)}")
+    console.print(Syntax(program.code, "python", theme="ansi_dark"))
+    console.print(metrics_table([(f"#{program.id}", program.status, program.score, program.metrics)]))
+
+
+@app.command(
+    epilog=example(
+        "evolve compare runs/smtt/RUN/best.py problems/smtt/baselines/mdd.py --problem smtt",
+        "evolve compare a.py b.py --problem smtt --split train --json",
+    )
+)
+@user_errors
+def compare(
+    a: Annotated[Path, typer.Argument(help="Program A.")],
+    b: Annotated[Path, typer.Argument(help="Program B.")],
+    problem: Annotated[str, typer.Option(help="Problem name or folder.")],
+    split: Annotated[str, typer.Option(help="quick, train or test.")] = "test",
+    instances: InstancesFlag = None,
+    instance: InstanceFlag = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON result.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Parallel evaluations.")] = 1,
+    option: OptionFlag = None,
+    scheme: SchemeFlag = None,
+) -> None:
+    """Compare two programs instance by instance: gaps per group, wins/ties/losses, Wilcoxon test."""
+    from evolve.compare import compare as compare_programs
+    from evolve.compare import evaluate_programs
+    from evolve.config import RunSettings
+    from evolve.problem import load_problem
+
+    spec = load_problem(problem).with_options(_verifier_options(option, scheme))
+    name_a, name_b = (a.name, b.name) if a.name != b.name else (str(a), str(b))
+    programs = [(name_a, _read_program(a)), (name_b, _read_program(b))]
+    chosen = spec.instances(split, instances, instance)
+    split_name = str(instances) if instances else split
+    sandbox = RunSettings.model_validate(spec.spec.run).sandbox
+    evaluations = evaluate_programs(spec, sandbox, programs, chosen, split_name, workers)
+    direction = spec.spec.objective.direction
+    result = compare_programs(name_a, evaluations[name_a], name_b, evaluations[name_b], chosen, direction)
+    if as_json:
+        document = {
+            "problem": spec.name, "split": split_name, "objective": spec.spec.objective.name,
+            "direction": direction,
+            "programs": [
+                {"name": n, "status": e.status, "score": e.score, "metrics": e.metrics} for n, e in evaluations.items()
+            ],
+            "comparison": result.to_json(),
+        }
+        print(json.dumps(json_safe(document), indent=2))
+        return
+    table = metrics_table([(n, e.status, e.score, e.metrics) for n, e in evaluations.items()])
+    table.title = f"{spec.name}/{split_name} ({len(chosen)} instances)"
+    console.print(table)
+    show_comparison(result, split_name, f"{spec.spec.objective.name}, {direction}")
+
+
+@app.command(
+    epilog=example(
+        "evolve export runs/smtt/20261121-101500-a1b2c3 -o rule.py",
+        "evolve export RUN_DIR --id 42 -o rule42.py",
+    )
+)
+@user_errors
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    program_id: Annotated[int | None, typer.Option("--id", help="Program id (default: the best).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here (default: print).")] = None,
+) -> None:
+    """A program as a standalone module (no evolve import) with a header: problem, scores, run, lineage."""
+    from evolve.export import export_program, write_export
+
+    text = export_program(run_dir, program_id, output.name if output else "rule.py")
+    if output is None:
+        print(text, end="")
+        return
+    write_export(text, output)
+    err_console.print(f"written to {output}")
+
+
+@app.command(
+    epilog=example(
+        "evolve report runs/smtt/20261121-101500-a1b2c3 -o report.html",
+        "evolve report RUN_DIR --split quick -o quick-report.html",
+    )
+)
+@user_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file (default RUN_DIR/report.html).")] = None,
+    split: Annotated[str, typer.Option(help="Split of the comparison table and the pictures.")] = "test",
+    workers: Annotated[int, typer.Option(min=1, help="Parallel evaluations.")] = 1,
+) -> None:
+    """One self-contained HTML report: progress, islands, MAP-Elites grid, lineage, test comparison, code, picture."""
+    from evolve.report import build_report
+
+    target = output or run_dir / "report.html"
+    err_console.print(f"evaluating the best program, the seed and every baseline on the {split} split ...")
+    seconds = build_report(run_dir, target, split=split, workers=workers)
+    console.print(f"report written to {target} ({target.stat().st_size / 1e6:.2f} MB, {seconds:.1f} s)")
+
+
+@app.command(
+    name="new-problem",
+    epilog=example("evolve new-problem packing", "evolve new-problem my-shop --dir problems_wip/my-shop"),
+)
+@user_errors
+def new_problem(
+    name: Annotated[str, typer.Argument(help="Problem name: lowercase letters, digits, '-' and '_'.")],
+    folder: Annotated[Path | None, typer.Option("--dir", help="Folder to create (default ./NAME).")] = None,
+) -> None:
+    """Scaffold a working problem: problem.toml, seed, baseline, verifier, context and a test."""
+    from evolve.scaffold import scaffold
+
+    target = folder or Path(name)
+    created = scaffold(name, target)
+    for path in created:
+        console.print(f"  created {path}")
+    console.print(
+        f"next:\n  pytest -q {target / 'tests'}\n  evolve baselines {target}\n"
+        f"  evolve run {target} --llm stub --iterations 50\n"
+        "then replace the example's instances, solve and score with yours (docs/add-a-problem.md)."
+    )

@@ -1,0 +1,127 @@
+"""A program of a run as a standalone module to paste into a real scheduler.
+
+The code is kept verbatim (it is what the verifier scored); a comment header
+states the problem and its function contract, the scores, the run and the
+lineage, and which third-party modules the code imports.  The module must not
+import evolve: it has to work where evolve is not installed.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+import textwrap
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from evolve.archive import Archive, Program
+from evolve.errors import UserError
+from evolve.review import lineage_steps, problem_of
+from evolve.runs import load_run
+from evolve.scoring import headline_gap, natural_key
+
+FRAMEWORK_MODULES = {"evolve", "evaluators", "problems"}
+RULE = "# " + "-" * 76
+
+
+def imported_modules(code: str, where: str) -> set[str]:
+    """Top-level names of every module the code imports."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as err:
+        raise UserError(f"{where}: the program does not parse (line {err.lineno}: {err.msg})") from None
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def export_program(run_dir: Path, program_id: int | None = None, filename: str = "rule.py") -> str:
+    """The standalone module text of program ``program_id`` (default: the best)."""
+    info = load_run(run_dir)
+    archive = Archive(info.archive_path, readonly=True)
+    try:
+        program = archive.program(program_id) if program_id is not None else archive.best()
+        if program is None or program.id is None:
+            raise UserError(f"{run_dir}: the run has no evaluated program yet")
+        try:
+            spec = problem_of(info).spec
+            score_kind = spec.objective.score
+        except UserError:
+            spec, score_kind = None, "gap_mean"
+        steps = lineage_steps(archive, program, score_kind)
+    finally:
+        archive.close()
+    where = f"{run_dir} program #{program.id}"
+    modules = imported_modules(program.code, where)
+    internal = sorted(modules & FRAMEWORK_MODULES)
+    if internal:
+        raise UserError(f"{where}: imports {', '.join(internal)}: it would not run without evolve")
+    third_party = sorted(m for m in modules if m not in sys.stdlib_module_names)
+
+    lines = [RULE, f"# Exported by evolve {_version()} on {time.strftime('%Y-%m-%d %H:%M')}"]
+    lines.append(f"# run:       {run_dir.resolve()}")
+    if spec is not None:
+        lines.append(f"# problem:   {info.problem}: {spec.title}")
+        lines.append(f"# function:  {spec.function.signature}")
+        lines += _wrapped("contract:  ", " ".join(spec.function.contract.split()))
+        lines.append(f"# objective: {spec.objective.name} ({spec.objective.direction})")
+    else:
+        lines.append(f"# problem:   {info.problem}")
+    lines.append(
+        f"# program:   #{program.id}, iteration {program.iteration}, island {program.island}, "
+        f"generation {program.generation}, {program.origin}" + (f" ({program.model})" if program.model else "")
+    )
+    lines += _score_lines(program, score_kind)
+    lines.append("# lineage (seed first; score change; the edit):")
+    for step in steps:
+        change = "" if step.delta is None else f" ({step.delta:+.4g})"
+        lines.append(f"#   #{step.id} {step.model or 'seed'}: score {_num(step.score)}{change}  {step.summary}")
+    lines.append(f"# requires:  {', '.join(third_party) or 'the Python standard library only'} (does not import evolve)")
+    lines.append(f"# check it on held-out data: evolve eval {info.problem} {filename} --split test")
+    lines.append(RULE)
+    return "\n".join(lines) + "\n\n" + program.code.rstrip("\n") + "\n"
+
+
+def write_export(text: str, output: Path) -> None:
+    compile(text, str(output), "exec")  # the header must not break the module
+    try:
+        output.write_text(text)
+    except OSError as err:
+        raise UserError(f"{output}: cannot write ({err.strerror})") from None
+
+
+def _score_lines(program: Program, score_kind: str) -> list[str]:
+    if program.score is None:
+        return [f"# score:     none: this program failed ({program.status}) on the {program.stage} split"]
+    gap = headline_gap(program.metrics, score_kind)
+    lines = [
+        f"# score:     {_num(program.score)} on the {program.stage} split "
+        f"(higher is better; objective.score = {score_kind})"
+        + (f", gap to the references {gap:.3f}%" if gap is not None else "")
+    ]
+    groups = sorted((k for k in program.metrics if k.startswith("gap_mean_pct[")), key=natural_key)
+    if groups:
+        per_group = ", ".join(f"{k[13:-1]} {program.metrics[k]:.2f}%" for k in groups)
+        lines += _wrapped("per group: ", per_group)
+    return lines
+
+
+def _wrapped(label: str, text: str) -> list[str]:
+    body = textwrap.wrap(text, 96 - len(label)) or [""]
+    return [f"# {label}{body[0]}", *[f"# {' ' * len(label)}{line}" for line in body[1:]]]
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def _version() -> str:
+    try:
+        return version("evolve")
+    except PackageNotFoundError:
+        return "(development tree)"

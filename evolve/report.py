@@ -1,0 +1,201 @@
+"""``evolve report``: one self-contained HTML file about a run.
+
+Figures are inline PNG data URIs and the CSS is inline, so the file opens
+anywhere without a network.  The test comparison is computed now, on the
+held-out split, through the same evaluation path as ``review --test``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import DiffLexer, PythonLexer
+
+from evolve import report_plots as plots
+from evolve.archive import Archive
+from evolve.errors import UserError
+from evolve.evaluation import Evaluation
+from evolve.history import History
+from evolve.holdout import Holdout, evaluate_holdout
+from evolve.problem import Problem
+from evolve.review import RunReview, problem_of, review_run
+from evolve.runs import load_run
+from evolve.scoring import natural_key
+from evolve.verifier import Instance
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+PICTURE_INSTANCES = 2  # one from the first instance group, one from the middle one
+
+
+@dataclass(frozen=True)
+class Figure:
+    id: str
+    title: str
+    uri: str | None
+    caption: str = ""
+
+
+def build_report(run_dir: Path, output: Path, split: str = "test", workers: int = 1) -> float:
+    """Write the report; returns the seconds it took."""
+    started = time.perf_counter()
+    review = review_run(run_dir, top=10)
+    info = load_run(run_dir)
+    problem = problem_of(info)
+    holdout = evaluate_holdout(run_dir, split, workers)
+    archive = Archive(info.archive_path, readonly=True)
+    try:
+        elites = archive.elites()
+    finally:
+        archive.close()
+    with History(info.archive_path) as history:
+        points = history.programs()
+        run_started = history.started_at() or 0.0
+    seed_score = review.seed.score if review.seed else None
+    best_id = review.best.id if review.best else None
+    figures = [
+        Figure("progress", "Best score over iterations and over time", plots.progress_figure(points, run_started, seed_score),
+               "Dots: every evaluated program with a score (train split), coloured by island. Line: the best so far."),
+        Figure("islands", "Score distribution per island", plots.islands_figure(points, seed_score)),
+        Figure("grid", "MAP-Elites grid", plots.grid_figure(elites, list(problem.spec.features), best_id),
+               "Best score in each feature cell over all islands. Empty cells were never reached."),
+        Figure("lineage", "Lineage of the best program",
+               plots.lineage_figure(points, [s.id for s in review.lineage], seed_score)),
+    ]
+    strongest = holdout.strongest_baseline() or "seed"
+    best_eval, other_eval = holdout.evaluations[holdout.best], holdout.evaluations[strongest]
+    scatter = plots.instance_scatter(best_eval.instances, other_eval.instances, holdout.best, strongest)
+    picture = _picture(problem, holdout, strongest)
+    context = {
+        "title": f"{review.problem}: evolve run report",
+        "problem": problem.spec,
+        "review": review,
+        "holdout": holdout,
+        "strongest": strongest,
+        "glance": _glance(review, holdout, strongest),
+        "figures": figures,
+        "scatter": Figure("scatter", f"{holdout.best} against {strongest}, per instance", scatter),
+        "picture": picture,
+        "lineage_rows": _lineage_rows(review),
+        "programs_table": _programs_table(holdout),
+        "best_code": highlight(review.best.code if review.best else "", PythonLexer(), HtmlFormatter(noclasses=True)),
+        "best_diff": highlight(review.diff() or "(the best program is the seed)", DiffLexer(), HtmlFormatter(noclasses=True)),
+        "generated": time.strftime("%Y-%m-%d %H:%M"),
+        "run_dir": str(run_dir.resolve()),
+    }
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True,
+    )
+    environment.filters.update(pct=_pct, num=_num, pval=_pval, p_phrase=_p_phrase)
+    page = environment.get_template("report.html.jinja").render(**context, seconds=time.perf_counter() - started)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(page)
+    except OSError as err:
+        raise UserError(f"{output}: cannot write the report ({err.strerror})") from None
+    return time.perf_counter() - started
+
+
+def _glance(review: RunReview, holdout: Holdout, strongest: str) -> dict[str, Any]:
+    """The few numbers a reader needs first."""
+    best = holdout.evaluations[holdout.best]
+    seed = holdout.evaluations["seed"]
+    versus = holdout.comparison(strongest)
+    return {
+        "train_seed": review.gap(review.seed), "train_best": review.gap(review.best),
+        "test_best": best.metrics.get("gap_mean_pct"), "test_seed": seed.metrics.get("gap_mean_pct"),
+        "test_strongest": holdout.evaluations[strongest].metrics.get("gap_mean_pct"),
+        "versus": versus.overall if versus else None,
+        "best_status": best.status,
+    }
+
+
+def _lineage_rows(review: RunReview) -> list[dict[str, Any]]:
+    return [
+        {
+            "step": step, "diff_html": highlight(step.diff, DiffLexer(), HtmlFormatter(noclasses=True)) if step.diff else "",
+        }
+        for step in review.lineage
+    ]
+
+
+def _programs_table(holdout: Holdout) -> dict[str, Any]:
+    groups = sorted({k[13:-1] for e in holdout.evaluations.values() for k in e.metrics if k.startswith("gap_mean_pct[")},
+                    key=natural_key)
+    rows = [
+        {
+            "name": name, "status": e.status, "score": e.score, "gap": e.metrics.get("gap_mean_pct"),
+            "ratio": e.metrics.get("gap_ratio_pct"), "groups": [e.metrics.get(f"gap_mean_pct[{g}]") for g in groups],
+            "is_best": name == holdout.best,
+        }
+        for name, e in holdout.evaluations.items()
+    ]
+    return {"groups": groups, "rows": rows}
+
+
+def picture_indices(instances: list[Instance], evaluation: Evaluation, count: int = PICTURE_INSTANCES) -> list[int]:
+    """Solved instances from the first and the middle instance group (readable sizes)."""
+    solved = {r.name for r in evaluation.instances if r.feasible}
+    groups = sorted({i.group for i in instances}, key=natural_key)
+    wanted = list(dict.fromkeys(groups[k] for k in (0, len(groups) // 2)))[:count] if groups else []
+    chosen = []
+    for group in wanted:
+        index = next((k for k, i in enumerate(instances) if i.group == group and i.name in solved), None)
+        if index is not None:
+            chosen.append(index)
+    return chosen
+
+
+def _picture(problem: Problem, holdout: Holdout, strongest: str) -> Figure:
+    """The problem's own picture of the best solutions, else a generic gap chart."""
+    best = holdout.evaluations[holdout.best]
+    other = holdout.evaluations[strongest]
+    indices = picture_indices(holdout.instance_list, best)
+    names = ", ".join(holdout.instance_list[k].name for k in indices)
+    title = f"The problem's picture of the best program's solutions ({names})" if names else "Picture"
+    draw = getattr(problem.verifier, "picture", None)
+    if callable(draw) and indices and best.solutions:
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "picture.png"
+                draw([holdout.instance_list[k] for k in indices], [best.instances[k] for k in indices],
+                     [best.solutions[k] for k in indices], path)
+                return Figure("picture", title, plots.png_uri(path.read_bytes()), "Drawn by the verifier's picture().")
+        except Exception as err:  # a broken picture must not cost the whole report
+            caption = f"the verifier's picture() failed: {type(err).__name__}: {err}"
+            return Figure("picture", title, _generic(holdout, strongest), caption + "; showing the gap per instance")
+    if problem.name == "smtt" and indices and best.solutions:
+        others = [other.solutions[k] if k < len(other.solutions) else None for k in indices]
+        uri = plots.smtt_tardiness([holdout.instance_list[k] for k in indices], [best.solutions[k] for k in indices],
+                                   others, holdout.best, strongest)
+        return Figure("picture", title, uri, f"Per-job tardiness; the black line is {strongest}'s sequence.")
+    return Figure("picture", f"Gap per {holdout.split} instance", _generic(holdout, strongest),
+                  "The problem's verifier has no picture(): the gap of every instance instead.")
+
+
+def _generic(holdout: Holdout, strongest: str) -> str | None:
+    return plots.instance_gap_bars(holdout.evaluations[holdout.best].instances,
+                                   holdout.evaluations[strongest].instances, holdout.best, strongest)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}%"
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value + 0.0:.{digits}g}"
+
+
+def _pval(value: float) -> str:
+    return "<0.0001" if value < 1e-4 else f"{value:.2g}"
+
+
+def _p_phrase(value: float) -> str:
+    return "p < 0.0001" if value < 1e-4 else f"p = {value:.2g}"

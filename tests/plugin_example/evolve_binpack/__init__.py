@@ -1,0 +1,1 @@
+"""Online bin packing for evolve: this package's folder holds problem.toml."""

@@ -1,0 +1,131 @@
+"""review, review --test, compare and export as users type them (real runs, real sandbox)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+SMTT_BASELINES = REPO / "problems" / "smtt" / "baselines"
+
+
+def evolve(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "160"}
+    return subprocess.run([sys.executable, "-m", "evolve.cli", *args], capture_output=True, text=True,
+                          cwd=cwd or REPO, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("review")
+    problem = root / "toy_problem"
+    shutil.copytree(TESTS / "toy_problem", problem, ignore=shutil.ignore_patterns("__pycache__"))
+    out = root / "run"
+    result = evolve("run", str(problem), "--iterations", "16", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.mark.parametrize("command", ["compare", "export", "report", "new-problem"])
+def test_new_commands_show_examples_in_their_help(command: str) -> None:
+    result = evolve(command, "--help")
+    assert result.returncode == 0 and "Examples" in result.stdout and "$ evolve" in result.stdout
+
+
+def test_review_shows_lineage_failures_and_usage(toy_run: Path) -> None:
+    result = evolve("review", str(toy_run))
+    assert result.returncode == 0, result.stderr
+    for text in ("leaderboard", "lineage of the best", "tokens", "best vs seed"):
+        assert text in result.stdout
+
+
+def test_review_json_keeps_its_keys_and_adds_lineage_and_failures(toy_run: Path) -> None:
+    document = json.loads(evolve("review", str(toy_run), "--json").stdout)
+    assert {"problem", "run_dir", "iterations", "target_iterations", "programs", "seed", "best", "leaderboard",
+            "attempts", "statuses", "usage"} <= set(document)
+    assert {"lineage", "failures", "usage_by_model", "diff"} <= set(document)
+    lineage = document["lineage"]
+    assert lineage[0]["origin"] == "seed" and lineage[-1]["id"] == document["best"]["id"]
+    # Score changes along the chain add up to the best's improvement over the seed.
+    total = sum(step["delta"] for step in lineage[1:])
+    assert total == pytest.approx(document["best"]["score"] - document["seed"]["score"])
+    assert all(isinstance(f["count"], int) for f in document["failures"].values())
+
+
+def test_review_test_compares_on_held_out_instances(toy_run: Path) -> None:
+    result = evolve("review", str(toy_run), "--test", "--json")
+    assert result.returncode == 0, result.stderr
+    test = json.loads(result.stdout)["test"]
+    assert test["split"] == "test" and test["instances"] == 3
+    names = [p["name"] for p in test["programs"]]
+    assert names[0].startswith("best #") and names[1:] == ["seed", "descending"]
+    versus = {c["b"]: c for c in test["comparisons"]}
+    overall = versus["seed"]["overall"]
+    assert overall["wins"] + overall["ties"] + overall["losses"] == 3
+    assert {g["group"] for g in versus["seed"]["groups"]} == {"n=7", "n=9", "n=30"}
+    # 3 instances can never be significant (the smallest two-sided p is 2/8): the rule says so.
+    assert test["generalisation"]["verdict"] in {"inconclusive", "no improvement"}
+    text = evolve("review", str(toy_run), "--test")
+    assert "paired per instance" in text.stdout and "generalisation" in text.stdout
+
+
+def test_compare_agrees_with_an_independent_count(tmp_path: Path) -> None:
+    mdd, edd = SMTT_BASELINES / "mdd.py", SMTT_BASELINES / "edd.py"
+    result = evolve("compare", str(mdd), str(edd), "--problem", "smtt", "--split", "train", "--json")
+    assert result.returncode == 0, result.stderr
+    overall = json.loads(result.stdout)["comparison"]["overall"]
+    # Recount outside the sandbox with the baselines' own code and the tardiness formula.
+    from evolve.problem import load_problem
+
+    instances = load_problem("smtt").instances("train")
+    rules = []
+    for path in (mdd, edd):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        rules.append(module.schedule)
+    wins = ties = losses = 0
+    for instance in instances:
+        p, d = instance.data["p"], instance.data["d"]
+        values = []
+        for rule in rules:
+            order = rule(p.copy(), d.copy())
+            values.append(sum(max(0, int(c) - int(dd)) for c, dd in zip(p[order].cumsum(), d[order], strict=True)))
+        wins += values[0] < values[1]
+        ties += values[0] == values[1]
+        losses += values[0] > values[1]
+    assert (overall["wins"], overall["ties"], overall["losses"]) == (wins, ties, losses)
+    assert overall["verdict"] == "better" and overall["p_value"] < 0.05
+
+
+def test_export_writes_a_standalone_module_with_a_header(toy_run: Path, tmp_path: Path) -> None:
+    target = tmp_path / "rule.py"
+    result = evolve("export", str(toy_run), "-o", str(target))
+    assert result.returncode == 0, result.stderr
+    text = target.read_text()
+    best = json.loads(evolve("review", str(toy_run), "--json").stdout)["best"]
+    assert f"# program:   #{best['id']}" in text and "# problem:   toy" in text and "# lineage" in text
+    assert "# requires:  numpy" in text
+    # It runs on its own and imports nothing of evolve (isolated mode, from another folder).
+    check = (
+        "import runpy, sys; m = runpy.run_path('rule.py'); "
+        "assert not {k.split('.')[0] for k in sys.modules} & {'evolve', 'evaluators', 'problems'}; "
+        "print(m['order']([3, 1, 2]))"
+    )
+    run = subprocess.run([sys.executable, "-I", "-c", check], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert sorted(json.loads(run.stdout)) == [0, 1, 2]
+
+
+def test_export_of_an_unknown_id_is_a_one_line_error(toy_run: Path) -> None:
+    result = evolve("export", str(toy_run), "--id", "9999")
+    assert result.returncode == 2 and "no program with id 9999" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,86 @@
+"""evolve new-problem: the scaffold passes its own tests and evolves at once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evolve.errors import UserError
+from evolve.scaffold import identifiers, scaffold
+
+
+def evolve(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evolve.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def problem_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("scaffold")
+    result = evolve("new-problem", "night-shift", "--dir", "problems_wip/night-shift", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root / "problems_wip" / "night-shift"
+
+
+def test_scaffold_creates_every_part_of_a_problem(problem_dir: Path) -> None:
+    files = {str(p.relative_to(problem_dir)) for p in problem_dir.rglob("*") if p.is_file()}
+    assert {"problem.toml", "seed.py", "context.md", "README.md", "baselines/wspt.py",
+            "night_shift_verifier.py", "tests/test_night_shift.py"} <= files
+    toml = (problem_dir / "problem.toml").read_text()
+    assert 'name = "night-shift"' in toml and 'entry = "night_shift_verifier:NightShiftVerifier"' in toml
+    assert "__" not in toml.replace("__init__", "")  # every placeholder was filled
+
+
+def test_generated_tests_pass_under_pytest(problem_dir: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                            capture_output=True, text=True, cwd=problem_dir, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+def test_scaffold_runs_offline_and_improves_on_its_seed(problem_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = evolve("run", str(problem_dir), "--llm", "stub", "--iterations", "40", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr + result.stdout
+    review = json.loads(evolve("review", str(out), "--json", cwd=tmp_path).stdout)
+    assert review["problem"] == "night-shift" and review["iterations"] == 40
+    assert review["best"]["score"] > review["seed"]["score"]  # SPT ignores the weights: the stub finds better
+
+
+def test_scaffold_verifier_rejects_unknown_options(problem_dir: Path) -> None:
+    result = evolve("eval", str(problem_dir), str(problem_dir / "seed.py"), "--split", "quick",
+                    "--option", "colour=3", cwd=problem_dir)
+    assert result.returncode == 2 and "unknown key 'colour'" in result.stderr
+
+
+def test_baselines_of_the_scaffold_reach_the_optimum(problem_dir: Path) -> None:
+    result = evolve("baselines", str(problem_dir), "--split", "test", "--json", cwd=problem_dir)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)["baselines"]}
+    assert rows["wspt"]["metrics"]["gap_mean_pct"] == pytest.approx(0.0, abs=1e-9)  # Smith's rule is optimal
+    assert rows["seed"]["metrics"]["gap_mean_pct"] > 1.0
+
+
+@pytest.mark.parametrize("name", ["Night", "-x", "a b", "ü", ""])
+def test_invalid_names_are_refused(name: str) -> None:
+    with pytest.raises(UserError, match="lowercase letters"):
+        identifiers(name)
+
+
+def test_names_become_python_identifiers() -> None:
+    assert identifiers("2-stage")["__MODULE__"] == "p_2_stage_verifier"
+    assert identifiers("2-stage")["__CLASS__"] == "P2StageVerifier"
+
+
+def test_an_existing_folder_is_never_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not an empty folder"):
+        scaffold("taken", tmp_path / "taken")
+    result = evolve("new-problem", "taken", cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
