@@ -77,7 +77,7 @@ def run(
     iterations: Annotated[int | None, typer.Option(help="Proposals to make (each is one iteration).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the run.")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel evaluations (sandboxes).")] = None,
-    concurrency: Annotated[int | None, typer.Option(help="LLM proposals in flight.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Iterations in flight (model call or evaluation), at least --workers.")] = None,
     budget_usd: Annotated[float | None, typer.Option(help="Stop cleanly once LLM spend reaches this.")] = None,
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible server (vLLM, Ollama, ...).")] = None,
     edit_mode: Annotated[str | None, typer.Option(help="diff, rewrite or mixed.")] = None,

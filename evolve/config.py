@@ -48,6 +48,8 @@ class RunSettings(Strict):
     max_tokens: int = Field(default=4096, ge=1)
     llm_timeout_s: float = Field(default=120.0, gt=0)
     llm_retries: int = Field(default=4, ge=0)
+    # Iterations in flight (model call or evaluation); at least ``workers``.
+    # 1 (with workers = 1) makes a run exactly reproducible from its seed.
     concurrency: int = Field(default=1, ge=1)
     workers: int = Field(default=1, ge=1)
     executor: Literal["local", "ray"] = "local"

@@ -141,6 +141,9 @@ class Controller:
         proposers = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="propose")
         evaluators = ThreadPoolExecutor(settings.workers, thread_name_prefix="evaluate")
         in_flight: dict[Future, _Task] = {}
+        # Iterations in flight (proposing or evaluating). With 1, each parent is
+        # sampled after the previous child is archived: a run repeats exactly.
+        in_flight_limit = max(settings.concurrency, settings.workers)
         try:
             self._restore_population()
             self._ensure_seed(executor)
@@ -148,16 +151,14 @@ class Controller:
             self.on_progress(self.progress)
             while True:
                 busy_since = time.thread_time()
-                proposing = sum(1 for t in in_flight.values() if t.kind == "propose")
                 while (
                     self.progress.stop_reason is None
                     and self.progress.done + len(in_flight) < settings.iterations
-                    and proposing < settings.concurrency
+                    and len(in_flight) < in_flight_limit
                 ):
                     task = self._launch(next_iteration, proposers)
                     in_flight[task[0]] = task[1]
                     next_iteration += 1
-                    proposing += 1
                 if not in_flight:
                     break
                 self.progress.engine_seconds += time.thread_time() - busy_since

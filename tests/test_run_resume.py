@@ -115,3 +115,17 @@ def test_parallel_evaluations_and_proposals_complete_every_iteration(toy_dir: Pa
     assert progress.stop_reason == "iterations" and archive.attempt_count() == 24
     iterations = [p.iteration for p in (archive.program(i) for i in range(1, archive.program_count() + 1))]
     assert len(iterations) == len(set(iterations))  # one program per iteration at most
+
+
+def test_a_run_repeats_exactly_from_its_seed(toy_dir: Path, tmp_path: Path) -> None:
+    """Default concurrency: each parent is sampled after the previous child is archived."""
+    problem = load_problem(str(toy_dir))
+    settings = resolve_settings(problem.spec.run, None, {"iterations": 25, "seed": 3})
+    archives = []
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        folder.mkdir()
+        archive = Archive(folder / "archive.sqlite", create=True)
+        Controller(problem, settings, archive, make_llm("stub", seed=3), folder).run()
+        archives.append([(p.code_hash, p.parent_id, p.score) for p in map(archive.program, range(1, archive.program_count() + 1))])
+    assert archives[0] == archives[1] and len(archives[0]) > 10
