@@ -33,6 +33,7 @@ from evolve.display import (
     err_console,
     evaluation_table,
     fmt,
+    headline_of,
     json_safe,
     metrics_table,
     pct,
@@ -228,7 +229,9 @@ def eval_(
         print(json.dumps(json_safe(document), indent=2))
     else:
         console.print(evaluation_table(f"{program} on {spec.name}/{split_name}", evaluation))
-        console.print(metrics_table([(program.name, evaluation.status, evaluation.score, evaluation.metrics)]))
+        console.print(metrics_table(
+            [(program.name, evaluation.status, evaluation.score, evaluation.metrics)], headline_of(spec.verifier)
+        ))
         if not evaluation.ok:
             console.print(f"[red]{evaluation.status}[/]: {escape(evaluation.feedback)}", highlight=False)
     if not evaluation.ok:
@@ -268,7 +271,7 @@ def baselines(
         }
         print(json.dumps(json_safe(document), indent=2))
         return
-    table = metrics_table([(n, e.status, e.score, e.metrics) for n, e in rows])
+    table = metrics_table([(n, e.status, e.score, e.metrics) for n, e in rows], headline_of(spec.verifier))
     table.title = f"baselines on {spec.name}/{split_name} ({len(chosen)} instances)"
     console.print(table)
 

@@ -90,18 +90,27 @@ def evaluation_table(title: str, evaluation: Evaluation) -> Table:
     return table
 
 
-def metrics_table(rows: list[tuple[str, str, float | None, dict[str, float]]]) -> Table:
-    """One row per program: name, status, score, key metrics (incl. per-group gaps)."""
+def metrics_table(
+    rows: list[tuple[str, str, float | None, dict[str, float]]], headline: tuple[str, ...] = ()
+) -> Table:
+    """One row per program: name, status, score, the problem's headline metrics
+    (its verifier's ``headline_metrics``), gaps overall and per instance group."""
     groups = sorted({k for _, _, _, m in rows for k in m if k.startswith("gap_mean_pct[")}, key=natural_key)
     table = Table(title_justify="left")
-    for column in ("program", "status", "score", "gap mean", "gap ratio", *[g[13:-1] for g in groups]):
+    columns = ("program", "status", "score", *headline, "gap mean", "gap ratio", *[g[13:-1] for g in groups])
+    for column in columns:
         table.add_column(column, justify="left" if column in {"program", "status"} else "right")
     for name, status, score, m in rows:
         table.add_row(
             name, status if status == "ok" else f"[red]{status}[/]", fmt(score),
+            *[fmt(m.get(h)) for h in headline],
             pct(m.get("gap_mean_pct")), pct(m.get("gap_ratio_pct")), *[pct(m.get(g)) for g in groups],
         )
     return table
+
+
+def headline_of(verifier: object) -> tuple[str, ...]:
+    return tuple(getattr(verifier, "headline_metrics", ()) or ())
 
 
 def show_review(review: RunReview, show_diff: bool = True) -> None:

@@ -19,7 +19,7 @@ def natural_key(text: str) -> list[object]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
-def gap_metrics(results: list[InstanceResult]) -> dict[str, float]:
+def gap_metrics(results: list[InstanceResult], direction: Direction = "minimize") -> dict[str, float]:
     """Gap figures the two published ways, overall and per instance group.
 
     * ``gap_mean_pct``: mean of per-instance gaps over instances with a
@@ -31,14 +31,14 @@ def gap_metrics(results: list[InstanceResult]) -> dict[str, float]:
     groups: dict[str, list[InstanceResult]] = defaultdict(list)
     for r in results:
         groups[r.group].append(r)
-    metrics.update(_gaps(results, ""))
+    metrics.update(_gaps(results, "", direction))
     if len(groups) > 1:
         for group, members in sorted(groups.items()):
-            metrics.update(_gaps(members, f"[{group}]"))
+            metrics.update(_gaps(members, f"[{group}]", direction))
     return metrics
 
 
-def _gaps(results: list[InstanceResult], suffix: str) -> dict[str, float]:
+def _gaps(results: list[InstanceResult], suffix: str, direction: Direction) -> dict[str, float]:
     out: dict[str, float] = {}
     gaps = [r.gap for r in results if r.gap is not None]
     if gaps:
@@ -47,6 +47,8 @@ def _gaps(results: list[InstanceResult], suffix: str) -> dict[str, float]:
     ref_sum = sum(abs(r.reference or 0.0) for r in with_ref)
     if with_ref and ref_sum > 0:
         diff = sum((r.objective or 0.0) - (r.reference or 0.0) for r in with_ref)
+        if direction == "maximize":  # worse = below the reference
+            diff = -diff
         out[f"gap_ratio_pct{suffix}"] = 100.0 * diff / ref_sum
     return out
 
@@ -55,7 +57,7 @@ def aggregate(
     results: list[InstanceResult], direction: Direction, score_kind: str
 ) -> tuple[float | None, dict[str, float]]:
     """(score, metrics) for a fully feasible result set; score None if undefined."""
-    metrics = gap_metrics(results)
+    metrics = gap_metrics(results, direction)
     objectives = [r.objective for r in results if r.objective is not None]
     metrics["objective_sum"] = float(sum(objectives))
     metrics["instances"] = float(len(results))

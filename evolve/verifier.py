@@ -154,6 +154,8 @@ class Verifier(Protocol):
     ``picture(instances, results, solutions, path)`` to draw the problem's own
     picture of solutions (a Gantt chart, a load heatmap, latency CDFs) into
     ``path`` (PNG or SVG by suffix): ``evolve eval --plot FILE`` calls it.
+    A tuple attribute ``headline_metrics`` names metrics that tables show next to
+    the score (e.g. balancedness and runtime).
     Everything ``solve`` needs (options such as a construction scheme) must be
     in ``instance.data``: ``solve`` runs in the sandbox without the verifier.
     """

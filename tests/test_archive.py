@@ -68,3 +68,4 @@ def test_elites_upsert(tmp_path: Path) -> None:
 def test_opening_a_missing_archive_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no archive here"):
         Archive(tmp_path / "none.sqlite")
+

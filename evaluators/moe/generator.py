@@ -1,0 +1,141 @@
+"""Seeded synthetic expert-load traces and the built-in splits.
+
+No public expert-load trace can be downloaded here, so workloads come from a
+documented generative model (docs/moe.md).  Per layer, an expert's routing
+logit is the sum of
+
+* a heavy-tailed base popularity: log-normal with ``skew_sigma``;
+* a boost ``log(hot_boost)`` for a few hot experts (``hot_experts``);
+* a group effect shared by the experts of a group (``group_sigma``), which
+  also drifts, so experts of one group rise and fall together;
+* a deviation that drifts between windows as an AR(1) process (persistence
+  ``rho``, innovation ``drift_sigma``): consecutive windows are correlated.
+
+At each window a *shift* happens with probability ``shift_prob`` (one event
+for all layers, like a change of traffic mix): in every layer a fraction
+``shift_fraction`` of the hot set moves to other experts.  A window routes
+``tokens x top_k`` token-expert assignments per layer, drawn multinomially
+from the softmax of the logits, so loads are realistic integer token counts.
+
+Every workload draws from its own numpy Generator seeded with
+(BASE_SEED, split id, index); train and test also differ in drift settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from evaluators.moe.configs import QWEN, SMALL, TINY, V3, EpConfig
+
+BASE_SEED = 20251023
+SPLIT_IDS = {"quick": 1, "train": 2, "test": 3}
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Parameters of the generative model (see the module docstring)."""
+
+    skew_sigma: float
+    hot_experts: int
+    hot_boost: float
+    group_sigma: float
+    rho: float
+    drift_sigma: float
+    group_drift_sigma: float
+    shift_prob: float
+    shift_fraction: float
+    tokens: tuple[int, int]  # tokens per window, uniform in [low, high]
+    top_k: int
+
+
+# Search splits (quick, train) and the held-out test split differ in drift:
+# test drifts faster, shifts its hot set more often and is more skewed.
+TRAIN_DRIFT = Drift(skew_sigma=0.6, hot_experts=4, hot_boost=3.0, group_sigma=0.25, rho=0.85,
+                    drift_sigma=0.25, group_drift_sigma=0.1, shift_prob=0.2, shift_fraction=0.5,
+                    tokens=(100_000, 400_000), top_k=8)
+TEST_DRIFT = Drift(skew_sigma=0.7, hot_experts=6, hot_boost=2.5, group_sigma=0.3, rho=0.75,
+                   drift_sigma=0.35, group_drift_sigma=0.15, shift_prob=0.3, shift_fraction=0.5,
+                   tokens=(50_000, 500_000), top_k=8)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A generated trace: ``windows`` is int64 [windows, layers, experts]."""
+
+    name: str
+    config: EpConfig
+    windows: np.ndarray
+
+
+def _hot_count(config: EpConfig, drift: Drift) -> int:
+    """``hot_experts`` is per 256 experts; smaller models get proportionally fewer."""
+    return max(1, round(drift.hot_experts * config.experts / 256))
+
+
+def generate(config: EpConfig, layers: int, windows: int, drift: Drift,
+             rng: np.random.Generator) -> np.ndarray:
+    """Token counts [windows, layers, experts] (int64) for one workload."""
+    e, g = config.experts, config.groups
+    group_of = np.arange(e) // (e // g)
+    hot = min(_hot_count(config, drift), e)
+    base = rng.normal(0.0, drift.skew_sigma, size=(layers, e))
+    hot_set = np.stack([rng.choice(e, size=hot, replace=False) for _ in range(layers)])
+    group_base = rng.normal(0.0, drift.group_sigma, size=(layers, g))
+    dev = rng.normal(0.0, drift.drift_sigma, size=(layers, e))
+    group_dev = rng.normal(0.0, drift.group_drift_sigma, size=(layers, g))
+    out = np.empty((windows, layers, e), dtype=np.int64)
+    rows = np.arange(layers)[:, None]
+    for w in range(windows):
+        if w > 0:
+            dev = drift.rho * dev + rng.normal(0.0, drift.drift_sigma, size=dev.shape)
+            group_dev = drift.rho * group_dev + rng.normal(0.0, drift.group_drift_sigma, size=group_dev.shape)
+            if rng.random() < drift.shift_prob:
+                moved = max(1, round(drift.shift_fraction * hot))
+                for layer in range(layers):
+                    cold = np.setdiff1d(np.arange(e), hot_set[layer])
+                    slots = rng.choice(hot, size=moved, replace=False)
+                    hot_set[layer, slots] = rng.choice(cold, size=moved, replace=False)
+        boost = np.zeros((layers, e))
+        boost[rows, hot_set] = np.log(drift.hot_boost)
+        logits = base + boost + (group_base + group_dev)[:, group_of] + dev
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        assignments = int(rng.integers(drift.tokens[0], drift.tokens[1], endpoint=True)) * drift.top_k
+        for layer in range(layers):
+            out[w, layer] = rng.multinomial(assignments, probs[layer])
+    return out
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    config: EpConfig
+    layers: int
+    windows: int
+    count: int
+
+
+# (deployment, MoE layers, windows per workload, workloads).  V3 has 58 MoE layers
+# (61 minus 3 dense), the Qwen3-like model 48.
+SPLITS: dict[str, tuple[WorkloadSpec, ...]] = {
+    "quick": (WorkloadSpec(SMALL, 4, 4, 1), WorkloadSpec(V3, 58, 3, 1)),
+    "train": (WorkloadSpec(TINY, 2, 5, 2), WorkloadSpec(SMALL, 4, 5, 3), WorkloadSpec(V3, 58, 4, 2),
+              WorkloadSpec(QWEN, 48, 4, 1)),
+    "test": (WorkloadSpec(TINY, 2, 5, 2), WorkloadSpec(SMALL, 4, 5, 4), WorkloadSpec(V3, 58, 4, 3),
+             WorkloadSpec(QWEN, 48, 4, 2)),
+}
+
+
+def split_workloads(split: str) -> list[Workload]:
+    """The workloads of a built-in split (KeyError for an unknown split)."""
+    drift = TEST_DRIFT if split == "test" else TRAIN_DRIFT
+    out = []
+    index = 0
+    for spec in SPLITS[split]:
+        for k in range(spec.count):
+            rng = np.random.default_rng([BASE_SEED, SPLIT_IDS[split], index])
+            index += 1
+            windows = generate(spec.config, spec.layers, spec.windows, drift, rng)
+            out.append(Workload(f"{split}-{spec.config.name}-{k}", spec.config, windows))
+    return out

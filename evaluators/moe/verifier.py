@@ -1,0 +1,158 @@
+"""The MoE expert-placement verifier: predictive balance on the next window, and runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluators.moe.configs import EpConfig
+from evaluators.moe.generator import SPLIT_IDS, Workload, split_workloads
+from evaluators.moe.harness import read_timing, run_workload
+from evaluators.moe.options import MoeOptions, parse_options
+from evaluators.moe.placement import check_placement, loads, parse_placement
+from evaluators.moe.references import (
+    compute_reference,
+    content_hash,
+    ilp_tractable,
+    load_shipped,
+    trivial_reference,
+)
+from evaluators.moe.scoring import combine
+from evaluators.moe.traces import load_trace_file
+from evolve.errors import UserError
+from evolve.verifier import Direction, Instance, InstanceResult, Reference, feasible, infeasible
+
+REGENERATE = "python -m evaluators.moe.references --split {split}"
+
+
+def config_of(instance: Instance) -> EpConfig:
+    d = instance.data
+    return EpConfig(instance.group, d["experts"], d["replicas"], d["groups"], d["nodes"], d["gpus"])
+
+
+class MoeVerifier:
+    """Expert-parallel load balancing (EPLB): ``rebalance_experts`` places replicas on GPUs.
+
+    Each placement computed from window k is judged on window k+1:
+    balancedness = sum over layers of mean GPU load / sum over layers of max
+    GPU load (1.0 is perfect).  The harness also times every call.
+    """
+
+    # Shown next to the score in eval/baselines tables.
+    headline_metrics = ("balancedness", "runtime_ms")
+    direction: Direction = "maximize"
+
+    def __init__(self, problem_dir: Path, options: Mapping[str, Any] | None = None) -> None:
+        self.problem_dir = Path(problem_dir)
+        self.options: MoeOptions = parse_options(options)
+        self.shipped_path = self.problem_dir / "data" / "references.json"
+
+    # -- instances (trusted) ---------------------------------------------------------
+
+    def _instance(self, workload: Workload, reference: Reference) -> Instance:
+        c = workload.config
+        data = {
+            "windows": workload.windows, "experts": c.experts, "replicas": c.replicas, "groups": c.groups,
+            "nodes": c.nodes, "gpus": c.gpus,
+            "warmup": self.options.warmup_calls, "repeats": self.options.timing_repeats,
+        }
+        return Instance(workload.name, c.name, data, reference)
+
+    def instances(self, split: str) -> list[Instance]:
+        if split not in SPLIT_IDS:
+            raise UserError(f"unknown split {split!r} for moe (expected one of {', '.join(SPLIT_IDS)})")
+        try:
+            shipped = load_shipped(self.shipped_path)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{self.shipped_path}: unreadable references file ({exc})") from None
+        out = []
+        for workload in split_workloads(split):
+            if ilp_tractable(workload.config):
+                record = shipped.get(content_hash(workload.config, workload.windows))
+                if record is None:  # never computed silently: minutes of CP-SAT
+                    raise UserError(f"{self.shipped_path}: no reference for {workload.name}; "
+                                    f"regenerate with `{REGENERATE.format(split=split)}`")
+                reference = record.to_reference()
+            else:
+                reference = trivial_reference(workload.config, workload.windows)
+            out.append(self._instance(workload, reference))
+        return out
+
+    def load_instances(self, path: Path) -> list[Instance]:
+        out = []
+        for workload in load_trace_file(Path(path), self.options):
+            if self.options.trace_bound == "ilp" and ilp_tractable(workload.config):
+                record = compute_reference(workload.name, workload.config, workload.windows,
+                                           self.options.ilp_time_limit_s)
+                reference = record.to_reference()
+            else:
+                reference = trivial_reference(workload.config, workload.windows)
+            out.append(self._instance(workload, reference))
+        return out
+
+    # -- solve (inside the sandbox) --------------------------------------------------
+
+    @staticmethod
+    def solve(heuristic: Callable[..., Any], instance: Instance) -> Any:
+        d = instance.data
+        args = (d["replicas"], d["groups"], d["nodes"], d["gpus"])
+        return run_workload(heuristic, d["windows"], args, d["warmup"], d["repeats"])
+
+    # -- score (trusted) ---------------------------------------------------------------
+
+    def score(self, instance: Instance, solution: Any) -> InstanceResult:
+        windows: np.ndarray = instance.data["windows"]
+        config = config_of(instance)
+        transitions = windows.shape[0] - 1
+        if not isinstance(solution, dict) or not isinstance(solution.get("placements"), list):
+            return infeasible(instance, "harness: no placements in the solution")
+        placements = solution["placements"]
+        if len(placements) != transitions:
+            return infeasible(instance, f"harness: {len(placements)} placements for {transitions} windows")
+        mean_sum = max_sum = slot_mean = slot_max = 0.0
+        layer_balance = []
+        for k, raw in enumerate(placements):
+            if isinstance(raw, dict) and "returned" in raw:
+                kind = str(raw["returned"])[:40]
+                return infeasible(instance, f"window {k}: shapes: rebalance_experts returned a {kind}, "
+                                            "expected (phy2log, log2phy, logcnt)")
+            placement, why = parse_placement(raw, config, windows.shape[1])
+            if placement is None or why is not None:
+                return infeasible(instance, f"window {k}: {why}")
+            why = check_placement(placement, config, windows[k + 1])
+            if why is not None:
+                return infeasible(instance, f"window {k}: {why}")
+            balance = loads(placement, config, windows[k + 1])
+            mean_sum += balance.mean_sum
+            max_sum += balance.max_sum
+            slot_mean += balance.slot_mean_sum
+            slot_max += balance.slot_max_sum
+            layer_balance.append(balance.layer)
+        timing, why = read_timing(solution, transitions + int(instance.data["repeats"]))
+        if timing is None or why is not None:
+            return infeasible(instance, why or "timing: missing")
+        per_layer = np.concatenate(layer_balance)
+        return feasible(
+            instance, 1.0 if max_sum <= 0 else mean_sum / max_sum, self.direction,
+            balancedness_layer_min=float(per_layer.min()),
+            balancedness_layer_mean=float(per_layer.mean()),
+            balancedness_slot=1.0 if slot_max <= 0 else slot_mean / slot_max,
+            runtime_ms=timing.cpu_ms if self.options.runtime_clock == "cpu" else timing.wall_ms,
+            wall_ms=timing.wall_ms,
+            cpu_ms=timing.cpu_ms,
+        )
+
+    def aggregate(self, results: list[InstanceResult]) -> tuple[float | None, dict[str, float]]:
+        return combine(results, self.options)
+
+    def picture(self, instances: list[Instance], results: list[InstanceResult], solutions: list[Any],
+                path: Path) -> None:
+        from evaluators.moe.picture import draw
+
+        try:
+            draw(instances, results, solutions, Path(path), config_of)
+        except ValueError as exc:
+            raise UserError(f"{path}: {exc}") from None
