@@ -187,6 +187,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--skip-openevolve", action="store_true", help="do not run the side-by-side")
     args = parser.parse_args()
 
     print(machine_line())
@@ -198,6 +199,8 @@ def main() -> None:
     print(f"{'iterations':>10} {'programs':>9} {'wall ms/it':>11} {'engine ms/it':>13} {'RSS MiB':>8}")
     for done, count, wall, engine, rss in rows:
         print(f"{done:>10} {count:>9} {wall:>11.2f} {engine:>13.3f} {rss:>8.1f}")
+    if args.skip_openevolve:
+        return
     try:
         from importlib.metadata import version as dist_version
 
