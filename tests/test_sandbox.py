@@ -462,7 +462,7 @@ def test_hidden_paths_are_out_of_candidates_sight(tmp_path: Path) -> None:
         outcome = hostile(sb, source, INSTANCES[:1])
     seen_secret, seen_tests = outcome.runs[0].solution
     assert seen_secret in ([], "FileNotFoundError")  # under /tmp it is behind the private tmpfs too
-    assert seen_tests == []
+    assert seen_tests in ([], "FileNotFoundError")  # likewise when the checkout is under /tmp
 
 
 def test_bad_verifier_entry_and_too_little_memory_are_user_errors() -> None:

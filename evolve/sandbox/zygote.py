@@ -17,6 +17,7 @@ import json
 import math
 import os
 import pickle
+import pkgutil
 import select
 import shutil
 import sys
@@ -42,6 +43,24 @@ PRELOAD = (
 PROBE_SOURCE = "def probe(x):\n    return x\n"
 TAIL_BYTES = 2048
 MIN_HEADROOM_KB = 64 * 1024  # address space a candidate gets beyond what the zygote maps
+
+
+def import_siblings(module_name: str) -> None:
+    """Import the record types and every module of the verifier's package now.
+
+    After isolation a private /tmp (and hide_paths) may cover the checkout, e.g.
+    a clone under /tmp: anything imported later, such as a class needed to
+    unpickle instance data, would no longer be found.
+    """
+    importlib.import_module("evolve.verifier")
+    package_name = module_name.rpartition(".")[0]
+    if not package_name:
+        return
+    package = importlib.import_module(package_name)
+    for info in pkgutil.walk_packages(getattr(package, "__path__", []), prefix=package_name + "."):
+        if not info.name.endswith("__main__"):
+            with contextlib.suppress(Exception):  # an optional module may need extras
+                importlib.import_module(info.name)
 
 
 class Zygote:
@@ -78,6 +97,7 @@ class Zygote:
             self.solve = cls.solve
             if not callable(self.solve):
                 raise TypeError(f"{class_name}.solve is not callable")
+            import_siblings(module_name)
         except Exception as exc:
             return {"ok": False, "kind": "verifier", "error": f"{type(exc).__name__}: {exc}"}
         if self.uid is None:
