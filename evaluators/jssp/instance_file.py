@@ -14,7 +14,6 @@ Accepted, told apart by content:
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from evaluators.jssp.model import MAX_DURATION, MAX_OPERATIONS, JobShop
 from evolve.errors import UserError
+from evolve.instance_files import json_instance_rows, render
 
 JSON_KEYS = ("name", "jobs", "optimum", "upper_bound", "lower_bound")
 MAX_MACHINES = 10_000
@@ -36,14 +36,11 @@ class FileInstance:
     where: str = ""  # "FILE: instances[3]" or "FILE: line 12": for later messages
 
 
-def _render(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, str | int | float | bool | None) else type(value).__name__
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _nonneg_int(where: str, value: Any, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UserError(f"{where}: expected a non-negative integer, got {_render(value)}")
+        raise UserError(f"{where}: expected a non-negative integer, got {render(value)}")
     if maximum is not None and value > maximum:
         raise UserError(f"{where}: expected at most {maximum}, got {value}")
     return value
@@ -77,24 +74,13 @@ def parse_instance_file(path: Path) -> list[FileInstance]:
 
 
 def _parse_json(label: str, text: str) -> list[FileInstance]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{label}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    if not isinstance(data, dict) or "instances" not in data:
-        raise UserError(f'{label}: expected a JSON object {{"instances": [...]}}, got {_render(data)}')
-    extra = sorted(set(data) - {"instances"})
-    if extra:
-        raise UserError(f"{label}: unknown key {extra[0]!r} (expected only 'instances')")
-    rows = data["instances"]
-    if not isinstance(rows, list) or not rows:
-        raise UserError(f"{label}: instances: expected a non-empty list of instances")
+    rows = json_instance_rows(label, text)
     return [_json_instance(f"{label}: instances[{i}]", row) for i, row in enumerate(rows)]
 
 
 def _json_instance(where: str, row: Any) -> FileInstance:
     if not isinstance(row, dict):
-        raise UserError(f"{where}: expected an object with keys name, jobs, got {_render(row)}")
+        raise UserError(f"{where}: expected an object with keys name, jobs, got {render(row)}")
     unknown = sorted(set(row) - set(JSON_KEYS))
     if unknown:
         raise UserError(f"{where}: unknown key {unknown[0]!r} (expected one of {', '.join(JSON_KEYS)})")
@@ -103,19 +89,19 @@ def _json_instance(where: str, row: Any) -> FileInstance:
             raise UserError(f"{where}: missing key {key!r}")
     name = row["name"]
     if not isinstance(name, str) or not name.strip():
-        raise UserError(f"{where}.name: expected a non-empty string, got {_render(name)}")
+        raise UserError(f"{where}.name: expected a non-empty string, got {render(name)}")
     jobs_raw = row["jobs"]
     if not isinstance(jobs_raw, list) or not jobs_raw:
-        raise UserError(f"{where}.jobs: expected a non-empty list of jobs, got {_render(jobs_raw)}")
+        raise UserError(f"{where}.jobs: expected a non-empty list of jobs, got {render(jobs_raw)}")
     jobs: list[list[tuple[int, int]]] = []
     for j, job in enumerate(jobs_raw):
         at = f"{where}.jobs[{j}]"
         if not isinstance(job, list) or not job:
-            raise UserError(f"{at}: expected a non-empty list of [machine, duration] pairs, got {_render(job)}")
+            raise UserError(f"{at}: expected a non-empty list of [machine, duration] pairs, got {render(job)}")
         ops = []
         for k, op in enumerate(job):
             if not isinstance(op, list) or len(op) != 2:
-                raise UserError(f"{at}[{k}]: expected a pair [machine, duration], got {_render(op)}")
+                raise UserError(f"{at}[{k}]: expected a pair [machine, duration], got {render(op)}")
             machine = _nonneg_int(f"{at}[{k}] machine", op[0], MAX_MACHINES - 1)
             duration = _nonneg_int(f"{at}[{k}] duration", op[1], MAX_DURATION)
             ops.append((machine, duration))
@@ -132,7 +118,7 @@ def _ints(label: str, number: int, line: str, what: str) -> list[int]:
     try:
         return [int(x) for x in line.split()]
     except ValueError:
-        raise UserError(f"{label}: line {number}: expected {what} (integers), got {_render(line.strip())}") from None
+        raise UserError(f"{label}: line {number}: expected {what} (integers), got {render(line.strip())}") from None
 
 
 def _is_int_line(line: str) -> bool:
@@ -152,7 +138,7 @@ def _parse_standard(label: str, stem: str, text: str) -> list[FileInstance]:
         elif _is_int_line(line):
             values = [int(x) for x in line.split()]
             if len(values) != 2:
-                raise UserError(f"{label}: line {i + 1}: expected the header 'jobs machines', got {_render(line.strip())}")
+                raise UserError(f"{label}: line {i + 1}: expected the header 'jobs machines', got {render(line.strip())}")
             where = f"{label}: line {i + 1}"
             shop_name = name or (stem if not out else f"{stem}-{len(out)}")
             shop, i = _standard_jobs(label, lines, i + 1, values[0], values[1], shop_name)

@@ -9,7 +9,6 @@ Format::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from evolve.errors import UserError
+from evolve.instance_files import json_instance_rows, render
 
 # Keeps sum(p) and every cumulative sum far inside int64 and CP-SAT's domains.
 MAX_VALUE = 10**9
@@ -35,22 +35,19 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _render(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, str | int | float | bool | None) else type(value).__name__
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _int_field(where: str, value: Any, maximum: int | None = MAX_VALUE) -> int:
     if not _is_int(value) or value < 0 or (maximum is not None and value > maximum):
         too_big = _is_int(value) and value > 0
         limit = f" at most {maximum}" if too_big else ""
-        raise UserError(f"{where}: expected a non-negative integer{limit}, got {_render(value)}")
+        raise UserError(f"{where}: expected a non-negative integer{limit}, got {render(value)}")
     return value
 
 
 def _int_list(where: str, value: Any, length: int | None) -> np.ndarray:
     if not isinstance(value, list):
-        raise UserError(f"{where}: expected a list of non-negative integers, got {_render(value)}")
+        raise UserError(f"{where}: expected a list of non-negative integers, got {render(value)}")
     if not value:
         raise UserError(f"{where}: expected a non-empty list")
     if length is not None and len(value) != length:
@@ -67,24 +64,13 @@ def parse_instance_file(path: Path) -> list[InstanceSpec]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{label}: cannot read instance file ({exc.__class__.__name__}: {exc})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{label}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    if not isinstance(data, dict) or "instances" not in data:
-        raise UserError(f'{label}: expected a JSON object {{"instances": [...]}}, got {_render(data)}')
-    extra = sorted(set(data) - {"instances"})
-    if extra:
-        raise UserError(f"{label}: unknown key {extra[0]!r} (expected only 'instances')")
-    rows = data["instances"]
-    if not isinstance(rows, list) or not rows:
-        raise UserError(f"{label}: instances: expected a non-empty list of instances")
+    rows = json_instance_rows(label, text)
     out: list[InstanceSpec] = []
     seen: dict[str, int] = {}
     for i, row in enumerate(rows):
         where = f"{label}: instances[{i}]"
         if not isinstance(row, dict):
-            raise UserError(f"{where}: expected an object with keys name, p, d, got {_render(row)}")
+            raise UserError(f"{where}: expected an object with keys name, p, d, got {render(row)}")
         unknown = sorted(set(row) - set(INSTANCE_KEYS))
         if unknown:
             raise UserError(f"{where}: unknown key {unknown[0]!r} (expected one of {', '.join(INSTANCE_KEYS)})")
@@ -93,7 +79,7 @@ def parse_instance_file(path: Path) -> list[InstanceSpec]:
                 raise UserError(f"{where}: missing key {key!r}")
         name = row["name"]
         if not isinstance(name, str) or not name.strip():
-            raise UserError(f"{where}.name: expected a non-empty string, got {_render(name)}")
+            raise UserError(f"{where}.name: expected a non-empty string, got {render(name)}")
         if name in seen:
             raise UserError(f"{where}.name: duplicate name {name!r} (also instances[{seen[name]}])")
         seen[name] = i

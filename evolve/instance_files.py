@@ -1,0 +1,35 @@
+"""Shared plumbing for verifiers that read ``--instances FILE``.
+
+The common JSON envelope is ``{"instances": [ {...}, ... ]}``; each verifier
+checks the rows' own fields. Errors are one line naming the file and where.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from evolve.errors import UserError
+
+
+def render(value: Any) -> str:
+    """A short, safe rendering of a bad value for an error message."""
+    text = json.dumps(value) if isinstance(value, str | int | float | bool | None) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def json_instance_rows(label: str, text: str) -> list[Any]:
+    """The rows of a ``{"instances": [...]}`` document (not yet validated)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{label}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(data, dict) or "instances" not in data:
+        raise UserError(f'{label}: expected a JSON object {{"instances": [...]}}, got {render(data)}')
+    extra = sorted(set(data) - {"instances"})
+    if extra:
+        raise UserError(f"{label}: unknown key {extra[0]!r} (expected only 'instances')")
+    rows = data["instances"]
+    if not isinstance(rows, list) or not rows:
+        raise UserError(f"{label}: instances: expected a non-empty list of instances")
+    return rows
