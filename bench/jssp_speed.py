@@ -13,13 +13,12 @@ Targets from the issue: under 10 ms for 15x15 (ta01), under 100 ms for 100x20 (t
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
+from machine import cpu_model  # bench/machine.py (the script folder is on sys.path)
 
 from evaluators.jssp.benchmarks import load_benchmarks
 from evaluators.jssp.builder import build_schedule, schedule_solution
@@ -43,15 +42,6 @@ def best_time(func: Callable[[], object]) -> tuple[float, object, float]:
         wall = min(wall, time.perf_counter() - started)
     return best * 1000.0, value, wall * 1000.0
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def job_shop_lib_timer() -> tuple[str, Callable[[str], tuple[float, int]] | None]:

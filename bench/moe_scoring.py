@@ -16,6 +16,7 @@ import types
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model  # bench/machine.py (the script folder is on sys.path)
 
 from evaluators.moe import MoeVerifier
 from evaluators.moe.configs import V3
@@ -27,15 +28,6 @@ from evolve.verifier import Instance, Reference
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = 30
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed_ms(fn: types.FunctionType) -> tuple[float, float]:

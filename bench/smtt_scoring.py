@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model  # bench/machine.py (the script folder is on sys.path)
 
 from evaluators.smtt import SmttVerifier
 from evaluators.smtt.generator import generate
@@ -35,15 +36,6 @@ def bench(verifier: SmttVerifier, instances: list[Instance], solutions: list[lis
         best = min(best, time.perf_counter() - started)
     return best
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
