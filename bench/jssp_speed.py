@@ -20,9 +20,9 @@ from collections.abc import Callable
 import numpy as np
 from machine import cpu_model  # bench/machine.py (the script folder is on sys.path)
 
-from evaluators.jssp.benchmarks import load_benchmarks
-from evaluators.jssp.builder import build_schedule, schedule_solution
-from evaluators.jssp.check import check_schedule
+from evolve.evaluators.jssp.benchmarks import load_benchmarks
+from evolve.evaluators.jssp.builder import build_schedule, schedule_solution
+from evolve.evaluators.jssp.check import check_schedule
 
 INSTANCES = ("ft06", "la01", "ta01", "ta21", "ta41", "ta51", "ta61", "ta71")
 REPEATS = 7

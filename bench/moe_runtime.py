@@ -26,16 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluators.moe.configs import V3
-from evaluators.moe.generator import TRAIN_DRIFT, generate
-from evaluators.moe.harness import run_workload
+from evolve.evaluators.moe.configs import V3
+from evolve.evaluators.moe.generator import TRAIN_DRIFT, generate
+from evolve.evaluators.moe.harness import run_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ROOT / "problems" / "moe" / "baselines"
 RUNNER = """
 import sys, numpy as np
-from evaluators.moe.configs import V3
-from evaluators.moe.generator import TRAIN_DRIFT, generate
+from evolve.evaluators.moe.configs import V3
+from evolve.evaluators.moe.generator import TRAIN_DRIFT, generate
 windows = generate(V3, 58, 2, TRAIN_DRIFT, np.random.default_rng(1))
 namespace = {}
 exec(compile(open(sys.argv[1]).read(), sys.argv[1], "exec"), namespace)

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from machine import cpu_model  # bench/machine.py (the script folder is on sys.path)
 
-from evaluators.moe import MoeVerifier
-from evaluators.moe.configs import V3
-from evaluators.moe.generator import TRAIN_DRIFT, generate
-from evaluators.moe.harness import run_workload
-from evaluators.moe.placement import check_placement, loads, parse_placement
+from evolve.evaluators.moe import MoeVerifier
+from evolve.evaluators.moe.configs import V3
+from evolve.evaluators.moe.generator import TRAIN_DRIFT, generate
+from evolve.evaluators.moe.harness import run_workload
+from evolve.evaluators.moe.placement import check_placement, loads, parse_placement
 from evolve.verifier import Instance, Reference
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluators.serving.engine import Trace
-from evaluators.serving.policy import fcfs_priority, simulate
-from evaluators.serving.verifier import ServingVerifier
-from evaluators.serving.workload import WorkloadSpec, generate
+from evolve.evaluators.serving.engine import Trace
+from evolve.evaluators.serving.policy import fcfs_priority, simulate
+from evolve.evaluators.serving.verifier import ServingVerifier
+from evolve.evaluators.serving.workload import WorkloadSpec, generate
 
 PROBLEM = Path(__file__).resolve().parents[1] / "problems" / "serving"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from machine import cpu_model  # bench/machine.py (the script folder is on sys.path)
 
-from evaluators.smtt import SmttVerifier
-from evaluators.smtt.generator import generate
+from evolve.evaluators.smtt import SmttVerifier
+from evolve.evaluators.smtt.generator import generate
 from evolve.verifier import Instance, Reference
 
 SIZES = (20, 100, 500, 2000)

@@ -25,7 +25,7 @@ from evolve.llm.base import LLM, Completion, LLMError, ProposalRequest
 from evolve.llm.retry import LLMConfigError
 from evolve.population import Elite, Population, cell_key, feature_values
 from evolve.problem import Problem
-from evolve.prompts import PromptProgram, render_messages
+from evolve.prompting import PromptProgram, render_messages
 from evolve.scoring import headline_gap
 from evolve.verifier import Instance
 

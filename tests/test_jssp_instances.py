@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.jssp import JsspVerifier
-from evaluators.jssp.benchmarks import load_benchmarks
-from evaluators.jssp.generator import SIZES, generated_split
-from evaluators.jssp.instance_file import parse_instance_file
 from evolve.errors import UserError
+from evolve.evaluators.jssp import JsspVerifier
+from evolve.evaluators.jssp.benchmarks import load_benchmarks
+from evolve.evaluators.jssp.generator import SIZES, generated_split
+from evolve.evaluators.jssp.instance_file import parse_instance_file
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "jssp"
 FT06 = load_benchmarks()["ft06"].shop

@@ -8,12 +8,12 @@ from functools import cache
 import numpy as np
 import pytest
 
-from evaluators.jssp.benchmarks import load_benchmarks
-from evaluators.jssp.check import check_schedule
-from evaluators.jssp.cpsat import solve_cpsat
-from evaluators.jssp.generator import generated_split, taillard_like
-from evaluators.jssp.model import JobShop
-from evaluators.jssp.references import COMMAND, SHIPPED_PATH, load_shipped
+from evolve.evaluators.jssp.benchmarks import load_benchmarks
+from evolve.evaluators.jssp.check import check_schedule
+from evolve.evaluators.jssp.cpsat import solve_cpsat
+from evolve.evaluators.jssp.generator import generated_split, taillard_like
+from evolve.evaluators.jssp.model import JobShop
+from evolve.evaluators.jssp.references import COMMAND, SHIPPED_PATH, load_shipped
 
 
 def makespan_of(shop: JobShop, start: np.ndarray) -> int:
@@ -87,8 +87,8 @@ def test_shipped_references_are_attained_and_labelled() -> None:
 
 
 def test_a_tampered_reference_is_refused(tmp_path, monkeypatch) -> None:
-    from evaluators.jssp import JsspVerifier
     from evolve.errors import UserError
+    from evolve.evaluators.jssp import JsspVerifier
 
     document = json.loads(SHIPPED_PATH.read_text())
     key, row = next(iter(document["instances"].items()))

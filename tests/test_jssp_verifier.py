@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluators.jssp import JsspVerifier
-from evaluators.jssp.benchmarks import load_benchmarks
-from evaluators.jssp.builder import FEATURES, build_schedule, schedule_solution
-from evaluators.jssp.check import check_schedule
-from evaluators.jssp.generator import taillard_like
-from evaluators.jssp.model import JobShop
 from evolve.errors import UserError
+from evolve.evaluators.jssp import JsspVerifier
+from evolve.evaluators.jssp.benchmarks import load_benchmarks
+from evolve.evaluators.jssp.builder import FEATURES, build_schedule, schedule_solution
+from evolve.evaluators.jssp.check import check_schedule
+from evolve.evaluators.jssp.generator import taillard_like
+from evolve.evaluators.jssp.model import JobShop
 from evolve.verifier import Instance, Reference, Verifier
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "jssp"
@@ -50,7 +50,7 @@ def verifier() -> JsspVerifier:
 TINY = JobShop.from_jobs("tiny", [[(0, 3), (1, 2)], [(0, 2), (1, 4)], [(1, 1), (0, 5)]])
 
 
-# -- brute force, independent of evaluators.jssp.check ---------------------------------------
+# -- brute force, independent of evolve.evaluators.jssp.check ---------------------------------------
 
 
 def brute_violation(shop: JobShop, start: list[list[int]], scheme: str | None) -> str | None:

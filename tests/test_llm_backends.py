@@ -12,14 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from evolve.errors import UserError
-from evolve.llm import LLMConfigError, LLMError, ProposalRequest, make_llm, parse_spec
-from evolve.llm.ensemble import EnsembleLLM
-from evolve.llm.openai_compat import OpenAICompatLLM
-from evolve.llm.record import RECORD_KEYS
-from evolve.llm.retry import RetryPolicy, call_with_retries, redact
-from tests.llm_server import (
+from llm_server import (
     FakeLLMServer,
     hang,
     http_error,
@@ -29,7 +22,14 @@ from tests.llm_server import (
     ok,
     serve,
 )
-from tests.llm_server import empty as empty_reply
+from llm_server import empty as empty_reply
+
+from evolve.errors import UserError
+from evolve.llm import LLMConfigError, LLMError, ProposalRequest, make_llm, parse_spec
+from evolve.llm.ensemble import EnsembleLLM
+from evolve.llm.openai_compat import OpenAICompatLLM
+from evolve.llm.record import RECORD_KEYS
+from evolve.llm.retry import RetryPolicy, call_with_retries, redact
 
 KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"
 MODEL = "openai/gpt-4.1-mini"
@@ -329,7 +329,7 @@ import sys
 from evolve.llm import make_llm
 from evolve.llm.litellm_backend import LiteLLMBackend
 from evolve.llm.openai_compat import OpenAICompatLLM
-from tests.test_llm_backends import request
+from test_llm_backends import request
 assert isinstance(make_llm("anthropic/claude-x"), LiteLLMBackend)
 assert isinstance(make_llm("openai/x", api_base="http://h/v1", backend="litellm"), LiteLLMBackend)
 assert isinstance(make_llm("openai/x", backend="openai"), OpenAICompatLLM)
@@ -339,7 +339,7 @@ assert "litellm" not in sys.modules, "litellm imported eagerly"
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=60, env={"PATH": "/usr/bin:/bin",
-                                                       "PYTHONPATH": str(ROOT)})
+                                                       "PYTHONPATH": str(ROOT / "tests")})
     assert result.returncode == 0, result.stderr[-2000:]
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from llm_server import FakeLLMServer, empty, http_error, malformed, ok
 
 from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, LLM_ERROR, Archive
 from evolve.config import resolve_settings
 from evolve.llm import make_llm
 from evolve.loop import Controller
 from evolve.problem import load_problem
-from tests.llm_server import FakeLLMServer, empty, http_error, malformed, ok
 
 GOOD_EDIT = """The best numbers should go first.
 <<<<<<< SEARCH

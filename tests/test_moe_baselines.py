@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evaluators.moe.configs import QWEN, SMALL, TINY, V3, EpConfig
-from evaluators.moe.generator import TRAIN_DRIFT, generate
-from evaluators.moe.placement import check_placement, loads, parse_placement
 from evolve.config import RunSettings
 from evolve.evaluation import Evaluator
+from evolve.evaluators.moe.configs import QWEN, SMALL, TINY, V3, EpConfig
+from evolve.evaluators.moe.generator import TRAIN_DRIFT, generate
+from evolve.evaluators.moe.placement import check_placement, loads, parse_placement
 from evolve.problem import load_problem
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "moe"
@@ -169,7 +169,7 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
 """
 TAMPER = CHEATS["cache"].replace("_cache = {}\n", "") + """
 import sys
-_h = sys.modules["evaluators.moe.harness"]
+_h = sys.modules["evolve.evaluators.moe.harness"]
 _h._WALL_NS = _h._CPU_NS = _h._THREAD_NS = lambda: 0
 """ + CHEAT_BODY
 

@@ -9,13 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluators.moe import MoeVerifier
-from evaluators.moe.bounds import greedy_placement, trivial_lower_bound
-from evaluators.moe.configs import EpConfig
-from evaluators.moe.generator import SPLITS, split_workloads
-from evaluators.moe.ilp import min_max_load
-from evaluators.moe.references import compute_reference, content_hash, ilp_tractable, load_shipped
 from evolve.errors import UserError
+from evolve.evaluators.moe import MoeVerifier
+from evolve.evaluators.moe.bounds import greedy_placement, trivial_lower_bound
+from evolve.evaluators.moe.configs import EpConfig
+from evolve.evaluators.moe.generator import SPLITS, split_workloads
+from evolve.evaluators.moe.ilp import min_max_load
+from evolve.evaluators.moe.references import (
+    compute_reference,
+    content_hash,
+    ilp_tractable,
+    load_shipped,
+)
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "moe"
 
@@ -127,5 +132,5 @@ def test_missing_shipped_reference_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
         MoeVerifier(tmp_path, {}).instances("quick")
     message = str(info.value)
-    assert "no reference for quick-small64-0" in message and "python -m evaluators.moe.references" in message
+    assert "no reference for quick-small64-0" in message and "python -m evolve.evaluators.moe.references" in message
     assert "\n" not in message

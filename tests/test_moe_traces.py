@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluators.moe import MoeVerifier
 from evolve.errors import UserError
+from evolve.evaluators.moe import MoeVerifier
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "moe"
 

@@ -9,14 +9,20 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evaluators.moe import MoeVerifier
-from evaluators.moe.configs import V3, EpConfig
-from evaluators.moe.generator import SPLITS, TEST_DRIFT, TRAIN_DRIFT, generate, split_workloads
-from evaluators.moe.harness import run_workload
-from evaluators.moe.options import parse_options
-from evaluators.moe.placement import check_placement, loads, parse_placement
-from evaluators.moe.scoring import combine
 from evolve.errors import UserError
+from evolve.evaluators.moe import MoeVerifier
+from evolve.evaluators.moe.configs import V3, EpConfig
+from evolve.evaluators.moe.generator import (
+    SPLITS,
+    TEST_DRIFT,
+    TRAIN_DRIFT,
+    generate,
+    split_workloads,
+)
+from evolve.evaluators.moe.harness import run_workload
+from evolve.evaluators.moe.options import parse_options
+from evolve.evaluators.moe.placement import check_placement, loads, parse_placement
+from evolve.evaluators.moe.scoring import combine
 from evolve.verifier import Instance, Reference, Verifier
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "moe"

@@ -5,11 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluators.serving.engine import DONE, Engine, EngineConfig, EngineError, Trace, run_engine
-from evaluators.serving.metrics import engine_table, isolated_latency
-from evaluators.serving.policy import PolicyDecider, fcfs_priority
-from evaluators.serving.profiles import PROFILES
-from evaluators.serving.workload import WorkloadSpec, generate
+from evolve.evaluators.serving.engine import (
+    DONE,
+    Engine,
+    EngineConfig,
+    EngineError,
+    Trace,
+    run_engine,
+)
+from evolve.evaluators.serving.metrics import engine_table, isolated_latency
+from evolve.evaluators.serving.policy import PolicyDecider, fcfs_priority
+from evolve.evaluators.serving.profiles import PROFILES
+from evolve.evaluators.serving.workload import WorkloadSpec, generate
 
 B0, B1, B2, _ = PROFILES["h100-llama3.1-8b"].seconds()
 

@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evaluators.serving import RouterVerifier
-from evaluators.serving.engine import Trace, run_engine
-from evaluators.serving.policy import PolicyDecider, fcfs_priority
-from evaluators.serving.router import round_robin, run_router
-from evaluators.serving.workload import WorkloadSpec, generate
 from evolve.errors import UserError
+from evolve.evaluators.serving import RouterVerifier
+from evolve.evaluators.serving.engine import Trace, run_engine
+from evolve.evaluators.serving.policy import PolicyDecider, fcfs_priority
+from evolve.evaluators.serving.router import round_robin, run_router
+from evolve.evaluators.serving.workload import WorkloadSpec, generate
 from evolve.verifier import Instance
 
 PROBLEM = Path(__file__).resolve().parents[1] / "problems" / "serving_router"

@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evaluators.serving import ServingVerifier
-from evaluators.serving.engine import Trace
-from evaluators.serving.metrics import engine_table
-from evaluators.serving.policy import fcfs_priority
-from evaluators.serving.traces import read_trace
-from evaluators.serving.workload import WorkloadSpec, generate
 from evolve.errors import UserError
+from evolve.evaluators.serving import ServingVerifier
+from evolve.evaluators.serving.engine import Trace
+from evolve.evaluators.serving.metrics import engine_table
+from evolve.evaluators.serving.policy import fcfs_priority
+from evolve.evaluators.serving.traces import read_trace
+from evolve.evaluators.serving.workload import WorkloadSpec, generate
 from evolve.verifier import Instance, Verifier
 
 PROBLEM = Path(__file__).resolve().parents[1] / "problems" / "serving"

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluators.smtt.exact import dp_optimum
-from evaluators.smtt.generator import generate
-from evaluators.smtt.local_search import BASELINE_NAMES, BASELINES_DIR, load_baseline
-from evaluators.smtt.objective import total_tardiness
+from evolve.evaluators.smtt.exact import dp_optimum
+from evolve.evaluators.smtt.generator import generate
+from evolve.evaluators.smtt.local_search import BASELINE_NAMES, BASELINES_DIR, load_baseline
+from evolve.evaluators.smtt.objective import total_tardiness
 
 
 @pytest.mark.parametrize("name", BASELINE_NAMES)

@@ -12,17 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluators.smtt import cpsat, references
-from evaluators.smtt.exact import DP_MAX_N, dp_optimum, matching_lower_bound
-from evaluators.smtt.generator import generate
-from evaluators.smtt.local_search import (
+from evolve.evaluators.smtt import cpsat, references
+from evolve.evaluators.smtt.exact import DP_MAX_N, dp_optimum, matching_lower_bound
+from evolve.evaluators.smtt.generator import generate
+from evolve.evaluators.smtt.local_search import (
     _insertion_deltas,
     insertion_descent,
     iterated_descent,
     warm_start,
 )
-from evaluators.smtt.objective import total_tardiness
-from evaluators.smtt.references import Budget, ReferenceRecord
+from evolve.evaluators.smtt.objective import total_tardiness
+from evolve.evaluators.smtt.references import Budget, ReferenceRecord
 
 
 def brute_force(p: np.ndarray, d: np.ndarray) -> int:

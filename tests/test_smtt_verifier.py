@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluators.smtt import SmttVerifier
-from evaluators.smtt.generator import GRID, SIZES, split_instances
-from evaluators.smtt.objective import content_hash, total_tardiness
-from evaluators.smtt.references import load_shipped
 from evolve.errors import UserError
+from evolve.evaluators.smtt import SmttVerifier
+from evolve.evaluators.smtt.generator import GRID, SIZES, split_instances
+from evolve.evaluators.smtt.objective import content_hash, total_tardiness
+from evolve.evaluators.smtt.references import load_shipped
 from evolve.verifier import Instance, Reference, Verifier
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "smtt"

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from evaluators.jssp.verifier import JsspVerifier
+    from evolve.evaluators.jssp.verifier import JsspVerifier
 
 __all__ = ["JsspVerifier"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so `python -m evaluators.jssp.references` does not import its
+    # Lazy, so `python -m evolve.evaluators.jssp.references` does not import its
     # module twice (once via the package, once as __main__).
     if name == "JsspVerifier":
-        from evaluators.jssp.verifier import JsspVerifier
+        from evolve.evaluators.jssp.verifier import JsspVerifier
 
         return JsspVerifier
-    raise AttributeError(f"module 'evaluators.jssp' has no attribute {name!r}")
+    raise AttributeError(f"module 'evolve.evaluators.jssp' has no attribute {name!r}")

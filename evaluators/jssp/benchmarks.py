@@ -18,8 +18,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from evaluators.jssp.model import JobShop
 from evolve.errors import UserError
+from evolve.evaluators.jssp.model import JobShop
 from evolve.verifier import Reference
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "problems" / "jssp" / "data"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.jssp.model import JobShop
+from evolve.evaluators.jssp.model import JobShop
 
 MAX_TIME = 2**53  # beyond this float64 stops being exact for integers
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
-from evaluators.jssp.model import JobShop
+from evolve.evaluators.jssp.model import JobShop
 
 
 @dataclass(frozen=True)

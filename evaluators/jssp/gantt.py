@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from evaluators.jssp.model import shop_from_payload
+from evolve.evaluators.jssp.model import shop_from_payload
 from evolve.verifier import Instance, InstanceResult
 
 MAX_CHARTS = 4  # one panel per instance; more would be unreadable

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluators.jssp.model import JobShop
+from evolve.evaluators.jssp.model import JobShop
 
 SIZES: dict[str, tuple[tuple[int, int], ...]] = {
     "quick": ((6, 6), (10, 10), (15, 15), (20, 15), (20, 20), (30, 20)),

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluators.jssp.model import MAX_DURATION, MAX_OPERATIONS, JobShop
 from evolve.errors import UserError
+from evolve.evaluators.jssp.model import MAX_DURATION, MAX_OPERATIONS, JobShop
 from evolve.instance_files import json_instance_rows, render
 
 JSON_KEYS = ("name", "jobs", "optimum", "upper_bound", "lower_bound")

@@ -3,7 +3,7 @@
 The ``quick`` and ``train`` splits ship their references in
 problems/jssp/data/references.json, computed once by::
 
-    taskset -c 0 python -m evaluators.jssp.references --time-limit 45 --workers 8
+    taskset -c 0 python -m evolve.evaluators.jssp.references --time-limit 45 --workers 8
 
 (under 15 minutes on one core: the limit scales with the instance size, 45 s
 at 600 operations; CP-SAT starts from the best of a few dispatching-rule
@@ -28,14 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.jssp.check import check_schedule
-from evaluators.jssp.generator import generated_split
-from evaluators.jssp.model import JobShop
+from evolve.evaluators.jssp.check import check_schedule
+from evolve.evaluators.jssp.generator import generated_split
+from evolve.evaluators.jssp.model import JobShop
 from evolve.verifier import Reference
 
 SHIPPED_PATH = Path(__file__).resolve().parents[2] / "problems" / "jssp" / "data" / "references.json"
 FORMAT = "evolve-jssp-references-v1"
-COMMAND = "taskset -c 0 python -m evaluators.jssp.references --time-limit 45 --workers 8"
+COMMAND = "taskset -c 0 python -m evolve.evaluators.jssp.references --time-limit 45 --workers 8"
 FULL_BUDGET_OPS = 600  # instances this large get the whole --time-limit; smaller ones a share
 
 
@@ -66,7 +66,7 @@ class ReferenceRecord:
 
 def rule_schedule_hint(shop: JobShop) -> np.ndarray:
     """The best of MWKR and MWKR/p, non-delay and active: a warm start for CP-SAT."""
-    from evaluators.jssp.builder import build_schedule
+    from evolve.evaluators.jssp.builder import build_schedule
 
     rules = (lambda job_work_left, **_: job_work_left,
              lambda job_work_left, proc_time, **_: job_work_left / np.maximum(proc_time, 1))
@@ -84,7 +84,7 @@ def rule_schedule_hint(shop: JobShop) -> np.ndarray:
 def compute_reference(shop: JobShop, time_limit_s: float, workers: int = 1) -> ReferenceRecord:
     from ortools import __version__ as ortools_version
 
-    from evaluators.jssp.cpsat import solve_cpsat
+    from evolve.evaluators.jssp.cpsat import solve_cpsat
 
     result = solve_cpsat(shop, time_limit_s=time_limit_s, workers=workers, hint=rule_schedule_hint(shop))
     if result.makespan is None or result.start is None:
@@ -141,7 +141,7 @@ def store_cached(shop: JobShop, record: ReferenceRecord) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluators.jssp.references", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m evolve.evaluators.jssp.references", description=__doc__.split("\n")[0])
     parser.add_argument("--time-limit", type=float, default=45.0,
                         help=f"CP-SAT seconds for an instance of {FULL_BUDGET_OPS}+ operations (smaller: a share, at least 5)")
     parser.add_argument("--workers", type=int, default=8, help="CP-SAT workers (threads)")

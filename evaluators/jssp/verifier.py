@@ -11,13 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.jssp.benchmarks import by_content, test_split_benchmarks
-from evaluators.jssp.builder import build_schedule, schedule_solution
-from evaluators.jssp.check import check_schedule
-from evaluators.jssp.generator import generated_split
-from evaluators.jssp.instance_file import FileInstance, parse_instance_file
-from evaluators.jssp.model import SCHEMES, JobShop, shop_from_payload
-from evaluators.jssp.references import (
+from evolve.errors import UserError
+from evolve.evaluators.jssp.benchmarks import by_content, test_split_benchmarks
+from evolve.evaluators.jssp.builder import build_schedule, schedule_solution
+from evolve.evaluators.jssp.check import check_schedule
+from evolve.evaluators.jssp.generator import generated_split
+from evolve.evaluators.jssp.instance_file import FileInstance, parse_instance_file
+from evolve.evaluators.jssp.model import SCHEMES, JobShop, shop_from_payload
+from evolve.evaluators.jssp.references import (
     COMMAND,
     SHIPPED_PATH,
     ReferenceRecord,
@@ -26,7 +27,6 @@ from evaluators.jssp.references import (
     load_shipped,
     store_cached,
 )
-from evolve.errors import UserError
 from evolve.scoring import aggregate as default_aggregate
 from evolve.verifier import Direction, Instance, InstanceResult, Reference, feasible, infeasible
 
@@ -195,7 +195,7 @@ class JsspVerifier:
 
     def picture(self, instances: list[Instance], results: list[InstanceResult],
                 solutions: list[Any], path: Path) -> None:
-        from evaluators.jssp.gantt import draw_gantt  # matplotlib only when asked
+        from evolve.evaluators.jssp.gantt import draw_gantt  # matplotlib only when asked
 
         draw_gantt(instances, results, solutions, Path(path))
 

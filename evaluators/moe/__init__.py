@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from evaluators.moe.verifier import MoeVerifier
+    from evolve.evaluators.moe.verifier import MoeVerifier
 
 __all__ = ["MoeVerifier"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so `python -m evaluators.moe.references` does not import that
+    # Lazy, so `python -m evolve.evaluators.moe.references` does not import that
     # module twice (once via the package, once as __main__).
     if name == "MoeVerifier":
-        from evaluators.moe.verifier import MoeVerifier
+        from evolve.evaluators.moe.verifier import MoeVerifier
 
         return MoeVerifier
-    raise AttributeError(f"module 'evaluators.moe' has no attribute {name!r}")
+    raise AttributeError(f"module 'evolve.evaluators.moe' has no attribute {name!r}")

@@ -4,7 +4,7 @@ For a window's load ``l`` [experts] on G GPUs of S slots (R = G * S slots),
 every placement has max GPU load >= max(sum(l) / G, max_e l_e / (R - n + 1)),
 n the number of experts with load: the mean, and the hottest expert split
 over every slot the other loaded experts leave free.  This *trivial* bound is
-cheap, so it is used for large deployments; ``evaluators.moe.ilp`` proves the
+cheap, so it is used for large deployments; ``evolve.evaluators.moe.ilp`` proves the
 exact minimum for small ones.  A feasible greedy placement (LPT) gives the
 upper bound that seeds CP-SAT.
 """

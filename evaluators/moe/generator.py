@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evaluators.moe.configs import QWEN, SMALL, TINY, V3, EpConfig
+from evolve.evaluators.moe.configs import QWEN, SMALL, TINY, V3, EpConfig
 
 BASE_SEED = 20251023
 SPLIT_IDS = {"quick": 1, "train": 2, "test": 3}

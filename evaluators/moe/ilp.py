@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evaluators.moe.bounds import GreedyPlacement, greedy_placement, trivial_lower_bound
+from evolve.evaluators.moe.bounds import GreedyPlacement, greedy_placement, trivial_lower_bound
 
 MAX_SCALED = 2**60  # keeps every CP-SAT sum far from int64 overflow
 

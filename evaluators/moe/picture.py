@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.moe.configs import EpConfig
-from evaluators.moe.placement import check_placement, loads, parse_placement
+from evolve.evaluators.moe.configs import EpConfig
+from evolve.evaluators.moe.placement import check_placement, loads, parse_placement
 from evolve.verifier import Instance, InstanceResult
 
 MAX_PANELS = 4

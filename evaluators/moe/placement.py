@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.moe.configs import EpConfig
+from evolve.evaluators.moe.configs import EpConfig
 
 INT64_MAX = np.iinfo(np.int64).max
 

@@ -3,7 +3,7 @@
 A placement computed from window k is judged on window k+1, so the best it
 could possibly do is what a placement computed *knowing* window k+1 achieves:
 the oracle.  For small deployments CP-SAT minimises the max GPU load of every
-(window, layer) pair of windows 1..W-1 (``evaluators.moe.ilp``):
+(window, layer) pair of windows 1..W-1 (``evolve.evaluators.moe.ilp``):
 
 * ``value`` = sum of mean GPU loads / sum of the best max loads found: a
   balancedness some placement achieves on those windows (the oracle's);
@@ -14,7 +14,7 @@ the oracle.  For small deployments CP-SAT minimises the max GPU load of every
 Large deployments get the trivial bound (kind ``bound``, ``bounds.py``).
 The built-in splits ship their CP-SAT references in
 problems/moe/data/references.json, produced by
-``python -m evaluators.moe.references --split all``.
+``python -m evolve.evaluators.moe.references --split all``.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.moe.bounds import BalanceBound, trivial_balance_bound
-from evaluators.moe.configs import EpConfig
+from evolve.evaluators.moe.bounds import BalanceBound, trivial_balance_bound
+from evolve.evaluators.moe.configs import EpConfig
 from evolve.verifier import Reference
 
 SHIPPED_PATH = Path(__file__).resolve().parents[2] / "problems" / "moe" / "data" / "references.json"
@@ -70,7 +70,7 @@ class ReferenceRecord:
 
 
 def ilp_tractable(config: EpConfig) -> bool:
-    from evaluators.moe.ilp import model_size
+    from evolve.evaluators.moe.ilp import model_size
 
     return model_size(config.experts, config.replicas, config.gpus) <= ILP_MAX_VARS
 
@@ -83,7 +83,7 @@ def trivial_reference(config: EpConfig, windows: np.ndarray) -> Reference:
 def compute_reference(name: str, config: EpConfig, windows: np.ndarray, time_limit_s: float,
                       workers: int = 1) -> ReferenceRecord:
     """CP-SAT on every (window, layer) of windows 1..W-1."""
-    from evaluators.moe.ilp import min_max_load
+    from evolve.evaluators.moe.ilp import min_max_load
 
     started = time.monotonic()
     mean_sum = best_sum = bound_sum = 0.0
@@ -130,10 +130,10 @@ def _machine() -> dict[str, Any]:
 
 
 def regenerate(splits: list[str], time_limit_s: float, workers: int, path: Path, force: bool) -> None:
-    from evaluators.moe.generator import split_workloads
+    from evolve.evaluators.moe.generator import split_workloads
 
     records = {} if force else load_shipped(path)
-    meta = {"command": f"python -m evaluators.moe.references --split {','.join(splits)} "
+    meta = {"command": f"python -m evolve.evaluators.moe.references --split {','.join(splits)} "
                        f"--time-limit {time_limit_s:g} --workers {workers}", **_machine()}
     todo = [w for s in splits for w in split_workloads(s) if ilp_tractable(w.config)]
     for k, workload in enumerate(todo, 1):
@@ -148,7 +148,7 @@ def regenerate(splits: list[str], time_limit_s: float, workers: int, path: Path,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluators.moe.references",
+    parser = argparse.ArgumentParser(prog="python -m evolve.evaluators.moe.references",
                                      description="Compute the CP-SAT oracle references of the built-in splits.")
     parser.add_argument("--split", default="all", help="quick, train, test, a comma list, or all")
     parser.add_argument("--time-limit", type=float, default=5.0, help="seconds per (window, layer)")

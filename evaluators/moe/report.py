@@ -1,6 +1,6 @@
 """Baseline table for a split: balancedness, gap to the reference and runtime, per deployment.
 
-    python -m evaluators.moe.report --split test [--program best.py ...]
+    python -m evolve.evaluators.moe.report --split test [--program best.py ...]
 
 Every program runs through the same sandbox, harness and verifier as
 ``evolve eval`` (``Evaluator.run_split``), so the figures are those a run sees.
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from evolve.evaluation import Evaluator
     from evolve.problem import load_problem
 
-    parser = argparse.ArgumentParser(prog="python -m evaluators.moe.report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m evolve.evaluators.moe.report", description=__doc__.split("\n")[0])
     parser.add_argument("--split", default="test", choices=["quick", "train", "test"])
     parser.add_argument("--program", type=Path, action="append", default=[], help="also score this program")
     args = parser.parse_args(argv)

@@ -16,7 +16,7 @@ import math
 from collections import defaultdict
 from statistics import fmean
 
-from evaluators.moe.options import MoeOptions
+from evolve.evaluators.moe.options import MoeOptions
 from evolve.scoring import aggregate as gap_aggregate
 from evolve.verifier import InstanceResult
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.moe.configs import EpConfig, auto_config
-from evaluators.moe.generator import Workload
-from evaluators.moe.options import MoeOptions
 from evolve.errors import UserError
+from evolve.evaluators.moe.configs import EpConfig, auto_config
+from evolve.evaluators.moe.generator import Workload
+from evolve.evaluators.moe.options import MoeOptions
 
 MAX_LOAD = 10**15  # token counts beyond this are not token counts
 

@@ -8,24 +8,24 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.moe.configs import EpConfig
-from evaluators.moe.generator import SPLIT_IDS, Workload, split_workloads
-from evaluators.moe.harness import read_timing, run_workload
-from evaluators.moe.options import MoeOptions, parse_options
-from evaluators.moe.placement import check_placement, loads, parse_placement
-from evaluators.moe.references import (
+from evolve.errors import UserError
+from evolve.evaluators.moe.configs import EpConfig
+from evolve.evaluators.moe.generator import SPLIT_IDS, Workload, split_workloads
+from evolve.evaluators.moe.harness import read_timing, run_workload
+from evolve.evaluators.moe.options import MoeOptions, parse_options
+from evolve.evaluators.moe.placement import check_placement, loads, parse_placement
+from evolve.evaluators.moe.references import (
     compute_reference,
     content_hash,
     ilp_tractable,
     load_shipped,
     trivial_reference,
 )
-from evaluators.moe.scoring import combine
-from evaluators.moe.traces import load_trace_file
-from evolve.errors import UserError
+from evolve.evaluators.moe.scoring import combine
+from evolve.evaluators.moe.traces import load_trace_file
 from evolve.verifier import Direction, Instance, InstanceResult, Reference, feasible, infeasible
 
-REGENERATE = "python -m evaluators.moe.references --split {split}"
+REGENERATE = "python -m evolve.evaluators.moe.references --split {split}"
 
 
 def config_of(instance: Instance) -> EpConfig:
@@ -150,7 +150,7 @@ class MoeVerifier:
 
     def picture(self, instances: list[Instance], results: list[InstanceResult], solutions: list[Any],
                 path: Path) -> None:
-        from evaluators.moe.picture import draw
+        from evolve.evaluators.moe.picture import draw
 
         try:
             draw(instances, results, solutions, Path(path), config_of)

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from evaluators.serving.router import RouterVerifier
-from evaluators.serving.verifier import ServingVerifier
+from evolve.evaluators.serving.router import RouterVerifier
+from evolve.evaluators.serving.verifier import ServingVerifier
 
 __all__ = ["RouterVerifier", "ServingVerifier"]

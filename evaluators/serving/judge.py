@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.serving.metrics import RequestTable, Slo, summary
+from evolve.evaluators.serving.metrics import RequestTable, Slo, summary
 from evolve.scoring import gap_metrics
 from evolve.verifier import Instance, InstanceResult, Reference, feasible, infeasible
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from evaluators.serving.engine import Engine, EngineConfig, Trace
+    from evolve.evaluators.serving.engine import Engine, EngineConfig, Trace
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluators.serving.engine import EngineConfig
-from evaluators.serving.metrics import Slo
-from evaluators.serving.profiles import Profile, load_profile
 from evolve.errors import UserError
+from evolve.evaluators.serving.engine import EngineConfig
+from evolve.evaluators.serving.metrics import Slo
+from evolve.evaluators.serving.profiles import Profile, load_profile
 
 WHERE = "problem.toml: verifier.options"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluators.serving.metrics import RequestTable, Slo
+from evolve.evaluators.serving.metrics import RequestTable, Slo
 
 MAX_PANELS = 8
 Panel = tuple[str, RequestTable, RequestTable, float, float]  # name, mine, reference, goodputs

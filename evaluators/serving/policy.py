@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.serving.engine import Engine, EngineConfig, Trace, run_engine
-from evaluators.serving.metrics import engine_table
+from evolve.evaluators.serving.engine import Engine, EngineConfig, Trace, run_engine
+from evolve.evaluators.serving.metrics import engine_table
 
 FEATURES = ("now", "arrival", "waited", "prompt_len", "computed", "generated", "predicted_len",
             "blocks_held", "blocks_needed", "running", "preemptions", "client_tokens",

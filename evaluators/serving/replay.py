@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.serving.engine import WAITING, Engine, EngineConfig, EngineError, Trace, run_engine
+from evolve.evaluators.serving.engine import (
+    WAITING,
+    Engine,
+    EngineConfig,
+    EngineError,
+    Trace,
+    run_engine,
+)
 
 MAX_DECISIONS = 10**7
 _WHY = {

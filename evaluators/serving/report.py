@@ -1,6 +1,6 @@
 """Baseline (and program) figures on a built-in split, as a markdown table.
 
-    python -m evaluators.serving.report --split test [--router] [--option K=V] [PROGRAM.py ...]
+    python -m evolve.evaluators.serving.report --split test [--router] [--option K=V] [PROGRAM.py ...]
 
 Runs the seed, every baseline and the given programs in-process (they are
 trusted files here, not sandboxed candidates) through the same solve and
@@ -18,9 +18,9 @@ import linecache
 from pathlib import Path
 from typing import Any
 
-from evaluators.serving.router import RouterVerifier
-from evaluators.serving.verifier import ServingVerifier
 from evolve.config import read_toml
+from evolve.evaluators.serving.router import RouterVerifier
+from evolve.evaluators.serving.verifier import ServingVerifier
 from evolve.problem import parse_options
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,7 +59,7 @@ def evaluate(verifier: Any, instances: list[Any], fn: Any) -> tuple[float | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluators.serving.report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m evolve.evaluators.serving.report", description=__doc__.split("\n")[0])
     parser.add_argument("--split", default="test", choices=["quick", "train", "test"])
     parser.add_argument("--router", action="store_true", help="the serving_router problem")
     parser.add_argument("--option", action="append", default=[], help="verifier option KEY=VALUE")

@@ -19,22 +19,27 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.serving import judge
-from evaluators.serving.engine import Engine, EngineConfig, EngineError, Trace
-from evaluators.serving.metrics import RequestTable, engine_stats, isolated_latency, request_table
-from evaluators.serving.options import parse_options
-from evaluators.serving.picture import draw_cdfs
-from evaluators.serving.policy import PolicyDecider, fcfs_priority
-from evaluators.serving.replay import SolutionError, reported
-from evaluators.serving.verifier import STEP_LIMIT_FACTOR, engine_for, trace_from_csv
-from evaluators.serving.workload import (
+from evolve.errors import UserError
+from evolve.evaluators.serving import judge
+from evolve.evaluators.serving.engine import Engine, EngineConfig, EngineError, Trace
+from evolve.evaluators.serving.metrics import (
+    RequestTable,
+    engine_stats,
+    isolated_latency,
+    request_table,
+)
+from evolve.evaluators.serving.options import parse_options
+from evolve.evaluators.serving.picture import draw_cdfs
+from evolve.evaluators.serving.policy import PolicyDecider, fcfs_priority
+from evolve.evaluators.serving.replay import SolutionError, reported
+from evolve.evaluators.serving.verifier import STEP_LIMIT_FACTOR, engine_for, trace_from_csv
+from evolve.evaluators.serving.workload import (
     SPLITS,
     WorkloadSpec,
     generate,
     nominal_capacity,
     nominal_means,
 )
-from evolve.errors import UserError
 from evolve.verifier import Direction, Instance, InstanceResult, infeasible
 
 Chooser = Callable[[list[Engine], int], int]

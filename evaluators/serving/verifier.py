@@ -10,16 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.serving import judge
-from evaluators.serving.engine import EngineConfig, EngineError, Trace, run_engine
-from evaluators.serving.metrics import engine_stats, engine_table
-from evaluators.serving.options import ServingOptions, parse_options
-from evaluators.serving.picture import draw_cdfs
-from evaluators.serving.policy import PolicyDecider, fcfs_priority, simulate
-from evaluators.serving.replay import SolutionError, replay, reported
-from evaluators.serving.traces import read_trace
-from evaluators.serving.workload import SPLITS, generate, predict
 from evolve.errors import UserError
+from evolve.evaluators.serving import judge
+from evolve.evaluators.serving.engine import EngineConfig, EngineError, Trace, run_engine
+from evolve.evaluators.serving.metrics import engine_stats, engine_table
+from evolve.evaluators.serving.options import ServingOptions, parse_options
+from evolve.evaluators.serving.picture import draw_cdfs
+from evolve.evaluators.serving.policy import PolicyDecider, fcfs_priority, simulate
+from evolve.evaluators.serving.replay import SolutionError, replay, reported
+from evolve.evaluators.serving.traces import read_trace
+from evolve.evaluators.serving.workload import SPLITS, generate, predict
 from evolve.verifier import Direction, Instance, InstanceResult, infeasible
 
 log = logging.getLogger(__name__)

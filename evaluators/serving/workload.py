@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evaluators.serving.engine import EngineConfig, Trace
+from evolve.evaluators.serving.engine import EngineConfig, Trace
 
 PROMPT_CLIP = (16, 8192)
 OUTPUT_CLIP = (1, 2048)

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from ortools.sat.python import cp_model
 
-from evaluators.smtt.exact import matching_lower_bound
-from evaluators.smtt.objective import total_tardiness
+from evolve.evaluators.smtt.exact import matching_lower_bound
+from evolve.evaluators.smtt.objective import total_tardiness
 
 POSITIONAL_MAX_N = 60
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluators.smtt.objective import total_tardiness
+from evolve.evaluators.smtt.objective import total_tardiness
 
 DP_MAX_N = 20
 # Larger than any reachable objective, small enough that INF + tardiness

@@ -18,7 +18,7 @@ from types import ModuleType
 
 import numpy as np
 
-from evaluators.smtt.objective import total_tardiness
+from evolve.evaluators.smtt.objective import total_tardiness
 
 BASELINES_DIR = Path(__file__).resolve().parents[2] / "problems" / "smtt" / "baselines"
 BASELINE_NAMES = ("edd", "spt", "mdd", "eddc", "mddc", "mddc_augmented")

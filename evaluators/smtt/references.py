@@ -8,7 +8,7 @@
   value, or the value is 0); otherwise "best_known" with the solver's bound.
 
 The built-in splits ship their references in problems/smtt/data/references.json,
-produced by ``python -m evaluators.smtt.references --split all``; custom
+produced by ``python -m evolve.evaluators.smtt.references --split all``; custom
 instances are cached per content hash under $XDG_CACHE_HOME/evolve/smtt/.
 """
 
@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.smtt.exact import DP_MAX_N, dp_optimum, matching_lower_bound
-from evaluators.smtt.generator import SPLIT_IDS, split_instances
-from evaluators.smtt.local_search import iterated_descent, warm_start
-from evaluators.smtt.objective import content_hash, total_tardiness
+from evolve.evaluators.smtt.exact import DP_MAX_N, dp_optimum, matching_lower_bound
+from evolve.evaluators.smtt.generator import SPLIT_IDS, split_instances
+from evolve.evaluators.smtt.local_search import iterated_descent, warm_start
+from evolve.evaluators.smtt.objective import content_hash, total_tardiness
 from evolve.verifier import Reference
 
 SHIPPED_PATH = Path(__file__).resolve().parents[2] / "problems" / "smtt" / "data" / "references.json"
@@ -69,7 +69,7 @@ class ReferenceRecord:
 
 def compute_reference(name: str, p: np.ndarray, d: np.ndarray, budget: Budget) -> ReferenceRecord:
     """The best reference we can get for one instance within ``budget``."""
-    from evaluators.smtt import cpsat  # ortools only here: the sandbox imports this package
+    from evolve.evaluators.smtt import cpsat  # ortools only here: the sandbox imports this package
 
     started = time.monotonic()
     n = len(p)
@@ -183,7 +183,7 @@ def _machine() -> dict[str, Any]:
 def regenerate(splits: list[str], budget: Budget, path: Path, force: bool) -> None:
     """Compute missing references (all with ``force``), saving after each instance."""
     records = {} if force else load_shipped(path)
-    command = f"python -m evaluators.smtt.references --split {','.join(splits)} " \
+    command = f"python -m evolve.evaluators.smtt.references --split {','.join(splits)} " \
               f"--time-limit {budget.time_limit_s:g} --workers {budget.workers}"
     # The header describes the run that computed entries; a run that only
     # raises bounds keeps it (each entry's source names its own budget).
@@ -210,7 +210,7 @@ def regenerate(splits: list[str], budget: Budget, path: Path, force: bool) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluators.smtt.references", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m evolve.evaluators.smtt.references", description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--split", help="quick, train, test, a comma list, or all")
     source.add_argument("--instances", type=Path, help="a custom instance JSON file (results are cached)")
@@ -221,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     budget = Budget(time_limit_s=args.time_limit, workers=args.workers)
     if args.instances is not None:
-        from evaluators.smtt.verifier import SmttVerifier
         from evolve.errors import UserError
+        from evolve.evaluators.smtt.verifier import SmttVerifier
 
         options = {"reference_time_limit_s": args.time_limit, "reference_workers": args.workers}
         try:

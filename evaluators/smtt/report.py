@@ -1,6 +1,6 @@
 """Baseline gaps and reference statistics for a built-in split, as markdown tables.
 
-    python -m evaluators.smtt.report --split test
+    python -m evolve.evaluators.smtt.report --split test
 
 Gap of an instance = (objective - reference) / reference, in percent, averaged
 over the instances of a size whose reference is non-zero (the gap is
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluators.smtt.generator import SPLIT_IDS
-from evaluators.smtt.local_search import BASELINE_NAMES, load_baseline
-from evaluators.smtt.objective import total_tardiness
-from evaluators.smtt.references import SHIPPED_PATH, load_shipped
-from evaluators.smtt.verifier import SmttVerifier
+from evolve.evaluators.smtt.generator import SPLIT_IDS
+from evolve.evaluators.smtt.local_search import BASELINE_NAMES, load_baseline
+from evolve.evaluators.smtt.objective import total_tardiness
+from evolve.evaluators.smtt.references import SHIPPED_PATH, load_shipped
+from evolve.evaluators.smtt.verifier import SmttVerifier
 from evolve.verifier import Instance
 
 
@@ -81,7 +81,7 @@ def baseline_table(instances: list[Instance], names: tuple[str, ...] = BASELINE_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluators.smtt.report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m evolve.evaluators.smtt.report", description=__doc__.split("\n")[0])
     parser.add_argument("--split", default="test", choices=list(SPLIT_IDS))
     args = parser.parse_args(argv)
     verifier = SmttVerifier(Path(SHIPPED_PATH).parents[1], {})

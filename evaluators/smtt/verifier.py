@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.smtt.generator import SPLIT_IDS, split_instances
-from evaluators.smtt.instance_file import parse_instance_file
-from evaluators.smtt.local_search import load_baseline
-from evaluators.smtt.objective import content_hash, sequence_violation, total_tardiness
-from evaluators.smtt.references import (
+from evolve.errors import UserError
+from evolve.evaluators.smtt.generator import SPLIT_IDS, split_instances
+from evolve.evaluators.smtt.instance_file import parse_instance_file
+from evolve.evaluators.smtt.local_search import load_baseline
+from evolve.evaluators.smtt.objective import content_hash, sequence_violation, total_tardiness
+from evolve.evaluators.smtt.references import (
     Budget,
     ReferenceRecord,
     cached_reference,
@@ -21,13 +22,12 @@ from evaluators.smtt.references import (
     load_shipped,
     store_cached,
 )
-from evolve.errors import UserError
 from evolve.verifier import Direction, Instance, InstanceResult, Reference, feasible, infeasible
 
 log = logging.getLogger(__name__)
 
 OPTION_KEYS = ("reference_time_limit_s", "reference_workers")
-REGENERATE = "python -m evaluators.smtt.references --split {split}"
+REGENERATE = "python -m evolve.evaluators.smtt.references --split {split}"
 
 
 def _parse_options(options: Mapping[str, Any] | None) -> Budget:

@@ -1,4 +1,4 @@
-"""Chat messages from the jinja2 templates in ``prompts/``."""
+"""Chat messages from the jinja2 templates in ``prompts/`` (installed as ``evolve.prompts``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jinja2
 
-import prompts as prompt_package
+from evolve import prompts as prompt_package
 from evolve.problem import Problem
 
 # Metrics worth showing a model: the headline figures and per-group gaps.
