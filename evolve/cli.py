@@ -19,6 +19,7 @@ from evolve.cli_common import (
     RUNS_ROOT,
     InstanceFlag,
     InstancesFlag,
+    NoPreflightFlag,
     OptionFlag,
     SchemeFlag,
     _read_program,
@@ -89,8 +90,14 @@ def run(
     scheme: SchemeFlag = None,
     executor: Annotated[str | None, typer.Option(help="local (sandboxes here) or ray.")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster, e.g. ray://head:10001.")] = None,
+    no_preflight: NoPreflightFlag = False,
 ) -> None:
-    """Evolve a heuristic for PROBLEM. Offline (stub model) unless --llm names a model."""
+    """Evolve a heuristic for PROBLEM. Offline (stub model) unless --llm names a model.
+
+    Exit codes: 0 done (iterations or budget), 2 bad input or failed model check, 3 every model
+    call failed the same way (key, model, endpoint), 4 every model call failed for
+    llm_outage_minutes, 130 interrupted.
+    """
     from evolve.archive import Archive
     from evolve.config import resolve_settings
     from evolve.problem import load_problem
@@ -112,11 +119,12 @@ def run(
         import_ray()  # a missing install is a one-line error before the run folder exists
     if settings.llm == "stub":
         console.print("No model configured: using the offline stub mutator (--llm MODEL for a real one).")
+    model = _checked_model(settings, preflight=not no_preflight)  # before the run folder exists
     folder = prepare_out_dir(out) if out else new_run_dir(RUNS_ROOT, spec.name)
     save_config(folder, spec.name, spec.dir, settings)
     archive = Archive(folder / ARCHIVE, create=True)
     archive.set_meta("problem", spec.name)
-    _drive(spec, settings, archive, folder)
+    _drive(spec, settings, archive, folder, model)
 
 
 @app.command(epilog=example("evolve resume runs/smtt/20261121-101500-a1b2c3", "evolve resume RUN_DIR --iterations 400"))
@@ -124,6 +132,7 @@ def run(
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="The run folder to continue.")],
     iterations: Annotated[int | None, typer.Option(help="New iteration target (default: the run's).")] = None,
+    no_preflight: NoPreflightFlag = False,
 ) -> None:
     """Continue a stopped run (Ctrl-C or kill -9) up to its iteration target."""
     from evolve.archive import Archive
@@ -137,20 +146,33 @@ def resume(
     if iterations is not None:
         settings = settings.model_copy(update={"iterations": iterations})
         save_config(run_dir, info.problem, problem.dir, settings)
+    model = _checked_model(settings, preflight=not no_preflight)
     archive = Archive(info.archive_path)
-    _drive(problem, settings, archive, run_dir)
+    _drive(problem, settings, archive, run_dir, model)
 
 
-def _drive(problem: Any, settings: Any, archive: Any, folder: Path) -> None:
+def _checked_model(settings: Any, preflight: bool) -> Any:
+    """The run's model, built and checked (provider, key, one request): bad ones exit 2 here."""
     from evolve.llm import make_llm
-    from evolve.loop import Controller
-    from evolve.scoring import headline_gap
+    from evolve.llm.preflight import preflight as check
 
     model = make_llm(
         settings.llm, api_base=settings.api_base, seed=settings.seed, temperature=settings.temperature,
         max_tokens=settings.max_tokens, timeout_s=settings.llm_timeout_s, max_retries=settings.llm_retries,
         record=Path(settings.record) if settings.record else None,
     )
+    for checked in check(model, timeout_s=settings.llm_preflight_timeout_s, request=preflight):
+        answered = "request skipped (--no-preflight)" if checked.seconds is None else (
+            f"answered in {checked.seconds:.1f} s")
+        console.print(f"model check: {checked.model}: credentials present, {answered}")
+    return model
+
+
+def _drive(problem: Any, settings: Any, archive: Any, folder: Path, model: Any) -> None:
+    from evolve.loop import Controller
+    from evolve.scoring import headline_gap
+    from evolve.stop import EXIT_OK, StopKind
+
     console.print(f"run folder: {folder}")
     try:
         with RunDisplay(problem.name) as display:
@@ -164,11 +186,25 @@ def _drive(problem: Any, settings: Any, archive: Any, folder: Path) -> None:
     finally:
         archive.close()
     seed_gap = headline_gap(seed.metrics, problem.spec.objective.score) if seed else None
+    stop = progress.stop
+    code = stop.exit_code if stop is not None else EXIT_OK
+    if code != EXIT_OK:
+        err_console.print(f"[red]error:[/] run stopped: {escape(progress.stop_reason or '')} "
+                          f"(exit {code})", highlight=False)
     console.print(
         f"stopped: {progress.stop_reason}. best score {fmt(progress.best_score)} "
         f"(gap {pct(progress.best_gap)}; seed {pct(seed_gap)}) on the train split\n"
         f"best program: {folder / 'best.py'}\nreview it with: evolve review {folder}"
+        + (f"\nonce fixed, continue with: evolve resume {folder}" if code != EXIT_OK else "")
     )
+    if stop is not None and stop.kind in (StopKind.MODEL_CONFIG, StopKind.MODEL_OUTAGE):
+        # Abandoned model calls may sit in their threads until their timeout:
+        # the archive is committed and closed, so do not wait for them.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if code != EXIT_OK:
+        raise typer.Exit(code)
 
 
 @app.command(
