@@ -200,3 +200,21 @@ def test_transient_errors_cost_an_iteration_not_the_run(toy_dir: Path, tmp_path:
         calls = len(server.chat_requests())
     assert result.returncode == 0, result.stdout + result.stderr
     assert calls == 2 + 6 - 1  # the failed proposal made two calls; the run went on to its target
+
+
+# -- the same rules through the Python API ------------------------------------------------------
+
+def test_the_api_raises_the_preflight_line_and_reports_a_model_stop(toy_dir: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import evolve
+    from evolve.errors import UserError
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789")
+    with FakeLLMServer(default=http_error(403)) as server:
+        with pytest.raises(UserError, match="refused the key"):
+            evolve.run(toy_dir, llm="openai/m", api_base=server.base_url, out=tmp_path / "a")
+        assert not (tmp_path / "a").exists()
+        run = evolve.run(toy_dir, llm="openai/m", api_base=server.base_url, out=tmp_path / "b",
+                         preflight=False, iterations=10)
+    assert run.stop is not None and run.stop.kind == StopKind.MODEL_CONFIG and run.stop.exit_code == 3
+    assert evolve.open_run(tmp_path / "b").stop == run.stop  # kept in the archive
