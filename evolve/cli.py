@@ -74,7 +74,7 @@ def problems() -> None:
 @user_errors
 def run(
     problem: Annotated[str, typer.Argument(help="Problem name, or a folder with problem.toml.")],
-    llm: Annotated[str | None, typer.Option(help="Model (litellm string), 'm1:0.8,m2:0.2', 'stub' or 'replay:FILE'.")] = None,
+    llm: Annotated[str | None, typer.Option(help="Model (litellm string), 'm1:0.8,m2:0.2', 'gp' (offline search, the default), 'mutate' (alias 'stub') or 'replay:FILE'.")] = None,
     iterations: Annotated[int | None, typer.Option(help="Proposals to make (each is one iteration).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the run.")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel evaluations (sandboxes).")] = None,
@@ -90,9 +90,9 @@ def run(
     executor: Annotated[str | None, typer.Option(help="local (sandboxes here) or ray.")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster, e.g. ray://head:10001.")] = None,
 ) -> None:
-    """Evolve a heuristic for PROBLEM. Offline (stub model) unless --llm names a model."""
+    """Evolve a heuristic for PROBLEM. Offline (GP over the rule's inputs) unless --llm names a model."""
     from evolve.archive import Archive
-    from evolve.config import resolve_settings
+    from evolve.config import offline_default, resolve_settings
     from evolve.problem import load_problem
     from evolve.runs import ARCHIVE, new_run_dir, prepare_out_dir, save_config
 
@@ -110,8 +110,11 @@ def run(
         from evolve.executors import import_ray
 
         import_ray()  # a missing install is a one-line error before the run folder exists
-    if settings.llm == "stub":
-        console.print("No model configured: using the offline stub mutator (--llm MODEL for a real one).")
+    if settings.llm == "auto":
+        settings = settings.model_copy(update={"llm": offline_default(bool(spec.spec.rule))})
+        what = ("the offline search: GP over the rule's inputs" if settings.llm == "gp"
+                else "the offline mutator (the problem declares no [rule] for the GP)")
+        console.print(f"No model configured: using {what} (--llm MODEL for a real one).")
     folder = prepare_out_dir(out) if out else new_run_dir(RUNS_ROOT, spec.name)
     save_config(folder, spec.name, spec.dir, settings)
     archive = Archive(folder / ARCHIVE, create=True)
@@ -150,6 +153,7 @@ def _drive(problem: Any, settings: Any, archive: Any, folder: Path) -> None:
         settings.llm, api_base=settings.api_base, seed=settings.seed, temperature=settings.temperature,
         max_tokens=settings.max_tokens, timeout_s=settings.llm_timeout_s, max_retries=settings.llm_retries,
         record=Path(settings.record) if settings.record else None,
+        rules=problem.spec.rule, gp=settings.gp,
     )
     console.print(f"run folder: {folder}")
     try:
