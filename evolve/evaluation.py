@@ -12,7 +12,7 @@ import queue
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from evolve.config import SandboxSettings
 from evolve.errors import UserError
@@ -20,6 +20,9 @@ from evolve.problem import Problem
 from evolve.sandbox import Sandbox, SandboxLimits, SandboxOutcome
 from evolve.scoring import aggregate, headline_gap, natural_key
 from evolve.verifier import Instance, InstanceResult, infeasible
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,22 @@ class Evaluation:
     @property
     def ok(self) -> bool:
         return self.status == "ok" and self.score is not None
+
+    def to_json(self, problem: str, split: str) -> dict[str, Any]:
+        """The stable ``evolve eval --json`` document."""
+        return {
+            "problem": problem, "split": split, "status": self.status, "score": self.score,
+            "metrics": self.metrics, "feedback": self.feedback,
+            "instances": [{k: v for k, v in r.to_json().items() if k != "extra"} for r in self.instances],
+        }
+
+    def frame(self) -> pd.DataFrame:
+        """Per-instance results as a pandas DataFrame: name, group, objective, reference,
+        reference_kind, gap, feasible, error, seconds, and the verifier's extra metrics."""
+        import pandas as pd
+
+        return pd.DataFrame([{**{k: v for k, v in r.to_json().items() if k != "extra"}, **r.extra}
+                             for r in self.instances])
 
 
 def limits_from(settings: SandboxSettings) -> SandboxLimits:
