@@ -65,6 +65,13 @@ class RunSettings(Strict):
     max_tokens: int = Field(default=4096, ge=1)
     llm_timeout_s: float = Field(default=120.0, gt=0)
     llm_retries: int = Field(default=4, ge=0)
+    # Stop after this many consecutive model calls that failed in a way that
+    # repeats for every call (wrong key, unknown model, nothing listening).
+    llm_fail_fast: int = Field(default=3, ge=1)
+    # Stop when every model call has failed for this long (outage, stalled server).
+    llm_outage_minutes: float = Field(default=10.0, gt=0)
+    # The one-request check of every model before the run starts (--no-preflight skips it).
+    llm_preflight_timeout_s: float = Field(default=15.0, gt=0)
     # Iterations in flight (model call or evaluation); at least ``workers``.
     # 1 (with workers = 1) makes a run exactly reproducible from its seed.
     concurrency: int = Field(default=1, ge=1)

@@ -8,6 +8,7 @@ else happens, which is what makes ``resume`` lossless.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -24,13 +25,22 @@ from evolve.executors import Executor, make_executor
 from evolve.gp.islands import EPOCHS_META, IslandPolicy
 from evolve.gp.semantics import BehaviourKeys
 from evolve.llm import OFFLINE
-from evolve.llm.base import LLM, Completion, LLMError, ProposalRequest
-from evolve.llm.retry import LLMConfigError
+from evolve.llm.base import LLM, Completion, LLMConfigError, LLMError, ProposalRequest
 from evolve.population import Elite, Population, cell_key, feature_values
 from evolve.problem import Problem
 from evolve.prompting import PromptProgram, render_messages
 from evolve.scoring import headline_gap
+from evolve.stop import Stop, StopKind
 from evolve.verifier import Instance
+
+# Failure kinds as the display and the log count them.
+MODEL, EDIT, EVALUATION = "model", "edit", "evaluation"
+# A model reply longer than this is stored (and applied) truncated, with a note:
+# no real edit is that long, and a runaway reply must not bloat the archive.
+MAX_REPLY_CHARS = 1 << 20
+# How often the loop wakes up while waiting, to check the outage rule and let
+# the display refresh (ETA, the plain log line) even when nothing finishes.
+TICK_S = 1.0
 
 
 @dataclass
@@ -45,17 +55,36 @@ class Progress:
     completion_tokens: int
     cost_usd: float
     started: float
-    stop_reason: str | None = None
+    stop_reason: str | None = None  # the stop's one-line message ("iterations" when complete)
+    stop: Stop | None = None
     # CPU time of the controller thread's own work (sampling, prompts, edits,
     # archive writes): thread time, so a loaded machine does not inflate it.
     engine_seconds: float = 0.0
     # Duplicates an offline backend proposed and was asked again for (no iteration spent).
     duplicates_skipped: int = 0
+    # Failures by kind (model, edit, evaluation; duplicates are not failures)
+    # and the last reason of each kind, as "iteration N: reason".
+    failures_by_kind: dict[str, int] = field(
+        default_factory=lambda: {MODEL: 0, EDIT: 0, EVALUATION: 0})
+    last_failure: dict[str, str] = field(default_factory=dict)
+    duplicates: int = 0
+    # Iterations finished by this process (a resumed run starts at 0) since the
+    # loop started (after the seed's evaluation): the ETA's pace.
+    session_done: int = 0
+    loop_started: float | None = None
 
     @property
     def evals_per_s(self) -> float:
         elapsed = time.time() - self.started
         return self.evaluations / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds to the iteration target at this session's pace (None before the first)."""
+        elapsed = time.time() - (self.loop_started or self.started)
+        if self.session_done <= 0 or elapsed <= 0:
+            return None
+        return max(0, self.target - self.done) * elapsed / self.session_done
 
 
 @dataclass
@@ -101,21 +130,32 @@ class Controller:
         self._keys = BehaviourKeys(problem.spec.rule) if problem.spec.rule else None
         self._seen_keys: dict[str, int | None] = {}
         self._iteration = 0
+        # Fail fast: permanent model failures in a row; outage: time of the last
+        # model call that succeeded (or of the start) and failures since then.
+        self._permanent_in_row = 0
+        self._model_ok_at = time.monotonic()
+        self._model_failures_since_ok = 0
         usage = archive.usage()
         counts = archive.outcome_counts()
         statuses = archive.status_counts()
+        by_kind = {
+            MODEL: counts.get(LLM_ERROR, 0),
+            EDIT: counts.get(EDIT_ERROR, 0),
+            EVALUATION: sum(statuses.get(k, 0) for k in FAILURE_KINDS),
+        }
         self.progress = Progress(
             done=archive.attempt_count(),
             target=settings.iterations,
             best_score=None,
             best_gap=None,
-            failures=counts.get(EDIT_ERROR, 0) + counts.get(LLM_ERROR, 0)
-            + sum(statuses.get(k, 0) for k in FAILURE_KINDS),
+            failures=sum(by_kind.values()),
             evaluations=0,
             prompt_tokens=int(usage["prompt_tokens"]),
             completion_tokens=int(usage["completion_tokens"]),
             cost_usd=usage["cost_usd"],
             started=time.time(),
+            failures_by_kind=by_kind,
+            duplicates=counts.get(DUPLICATE, 0),
         )
 
     # --- set-up -------------------------------------------------------------
@@ -175,11 +215,12 @@ class Controller:
             self._restore_population()
             self._ensure_seed(executor)
             next_iteration = self.archive.max_iteration() + 1
+            self.progress.loop_started = time.time()
             self.on_progress(self.progress)
             while True:
                 busy_since = time.thread_time()
                 while (
-                    self.progress.stop_reason is None
+                    self.progress.stop is None
                     and self.progress.done + len(in_flight) < settings.iterations
                     and len(in_flight) < in_flight_limit
                 ):
@@ -189,8 +230,12 @@ class Controller:
                 if not in_flight:
                     break
                 self.progress.engine_seconds += time.thread_time() - busy_since
-                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                finished, _ = wait(in_flight, timeout=TICK_S, return_when=FIRST_COMPLETED)
                 busy_since = time.thread_time()
+                if not finished:  # a tick: nothing finished, but time passed
+                    self._check_outage()
+                    self._abandon_proposals_if_stopped(in_flight)
+                    self.on_progress(self.progress)
                 for future in finished:
                     task = in_flight.pop(future)
                     if task.kind == "propose":
@@ -200,9 +245,10 @@ class Controller:
                     else:
                         self._after_evaluation(task, future)
                     self.on_progress(self.progress)
+                self._abandon_proposals_if_stopped(in_flight)
                 self.progress.engine_seconds += time.thread_time() - busy_since
-            if self.progress.stop_reason is None:
-                self.progress.stop_reason = "iterations"
+            if self.progress.stop is None:
+                self._stop(StopKind.COMPLETED, "iterations")
             self.on_progress(self.progress)
             return self.progress
         finally:
@@ -253,6 +299,54 @@ class Controller:
         task = _Task("propose", iteration, island, parent, mode, retry=retry)
         return pool.submit(self._propose, request), task
 
+    def _stop(self, kind: StopKind, message: str) -> None:
+        """Record the first stop reason; later ones do not replace it."""
+        if self.progress.stop is None:
+            self.progress.stop = Stop(kind, message)
+            self.progress.stop_reason = message
+
+    def _abandon_proposals_if_stopped(self, in_flight: dict[Future, _Task]) -> None:
+        """After a model stop, stop waiting for model calls still in flight.
+
+        They would only fail the same way (or hang until their timeout); their
+        threads finish in the background and their results are dropped.
+        Evaluations in flight are still awaited: their programs are committed.
+        """
+        stop = self.progress.stop
+        if stop is None or stop.kind not in (StopKind.MODEL_CONFIG, StopKind.MODEL_OUTAGE):
+            return
+        for future in [f for f, t in in_flight.items() if t.kind == "propose"]:
+            future.cancel()
+            del in_flight[future]
+
+    def _check_outage(self) -> None:
+        """Stop when every model call has failed for ``llm_outage_minutes``."""
+        if self._model_failures_since_ok == 0:
+            return  # waiting is not failing (a slow model, or a person answering files:DIR)
+        minutes = self.settings.llm_outage_minutes
+        if time.monotonic() - self._model_ok_at >= 60 * minutes:
+            last = self.progress.last_failure.get(MODEL, "")
+            self._stop(StopKind.MODEL_OUTAGE,
+                       f"every model call failed for {minutes:g} min "
+                       f"({self._model_failures_since_ok} failed); last: {last}")
+
+    def _model_failed(self, error: LLMError) -> None:
+        self._model_failures_since_ok += 1
+        if isinstance(error, LLMConfigError):
+            self._permanent_in_row += 1
+            if self._permanent_in_row >= self.settings.llm_fail_fast:
+                n = self._permanent_in_row
+                calls = "call" if n == 1 else f"{n} calls in a row"
+                self._stop(StopKind.MODEL_CONFIG, f"{error} ({calls} failed this way)")
+        else:
+            self._permanent_in_row = 0
+        self._check_outage()
+
+    def _model_answered(self) -> None:
+        self._permanent_in_row = 0
+        self._model_failures_since_ok = 0
+        self._model_ok_at = time.monotonic()
+
     def _propose(self, request: ProposalRequest) -> Completion | LLMError:
         try:
             return self.llm.complete(request)
@@ -272,10 +366,10 @@ class Controller:
         result = future.result()
         if isinstance(result, LLMError):
             self._record_failure(task, LLM_ERROR, str(result), None)
-            if isinstance(result, LLMConfigError) and self.progress.stop_reason is None:
-                # A wrong key or model fails every later call the same way.
-                self.progress.stop_reason = f"LLM configuration error: {result}"
+            self._model_failed(result)
             return None
+        self._model_answered()
+        result = _capped(result)
         task.completion = result
         self._count_usage(result)
         try:
@@ -354,8 +448,11 @@ class Controller:
             self._policy.note(program)
         self.progress.done += 1
         self.progress.evaluations += 1
+        self.progress.session_done += 1
         if program.score is None:
-            self.progress.failures += int(evaluation.status in FAILURE_KINDS)
+            if evaluation.status in FAILURE_KINDS:
+                self._count_failure(EVALUATION, task.iteration,
+                                    f"{evaluation.status}: {_first_line(evaluation.feedback)}")
         else:
             self._offer(task.island, program)
         self._maybe_migrate()
@@ -390,9 +487,18 @@ class Controller:
     def _record_failure(self, task: _Task, outcome: str, error: str, completion: Completion | None) -> None:
         self.archive.add_attempt(self._attempt(task, outcome, error, completion))
         self.progress.done += 1
-        if outcome != DUPLICATE:
-            self.progress.failures += 1
+        self.progress.session_done += 1
+        if outcome == DUPLICATE:
+            self.progress.duplicates += 1
+        else:
+            self._count_failure(MODEL if outcome == LLM_ERROR else EDIT, task.iteration, error)
         self._maybe_migrate()
+
+    def _count_failure(self, kind: str, iteration: int, reason: str) -> None:
+        p = self.progress
+        p.failures += 1
+        p.failures_by_kind[kind] = p.failures_by_kind.get(kind, 0) + 1
+        p.last_failure[kind] = f"iteration {iteration}: {_first_line(reason)}"
 
     def _count_usage(self, completion: Completion) -> None:
         p = self.progress
@@ -400,8 +506,8 @@ class Controller:
         p.completion_tokens += completion.completion_tokens
         p.cost_usd += completion.cost_usd
         budget = self.settings.budget_usd
-        if budget is not None and p.cost_usd >= budget and p.stop_reason is None:
-            p.stop_reason = f"budget ${budget:g} reached"
+        if budget is not None and p.cost_usd >= budget:
+            self._stop(StopKind.BUDGET, f"budget ${budget:g} reached")
 
     def _offer(self, island: int, program: Program) -> None:
         assert program.id is not None and program.score is not None and program.features is not None
@@ -435,6 +541,19 @@ def _safe_evaluate(
         return executor.evaluate(code, parent_quick_score, tolerance, cascade)
     except Exception as err:
         return Evaluation("crash", None, {}, [], f"evaluation failed: {type(err).__name__}: {err}", "quick", 0.0)
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _capped(completion: Completion) -> Completion:
+    """The completion, cut to MAX_REPLY_CHARS with a note saying so if it was longer."""
+    text = completion.text
+    if len(text) <= MAX_REPLY_CHARS:
+        return completion
+    note = f"\n[evolve: reply truncated from {len(text)} to {MAX_REPLY_CHARS} characters]\n"
+    return dataclasses.replace(completion, text=text[:MAX_REPLY_CHARS] + note)
 
 
 def _prompt_program(program: Program) -> PromptProgram:
