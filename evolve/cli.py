@@ -69,7 +69,7 @@ def problems() -> None:
 @user_errors
 def run(
     problem: Annotated[str, typer.Argument(help="Problem name, or a folder with problem.toml.")],
-    llm: Annotated[str | None, typer.Option(help="Model (litellm string), 'm1:0.8,m2:0.2', 'stub' or 'replay:FILE'.")] = None,
+    llm: Annotated[str | None, typer.Option(help="Model (litellm string), 'm1:0.8,m2:0.2', 'gp' (offline search, the default), 'mutate' (alias 'stub') or 'replay:FILE'.")] = None,
     iterations: Annotated[int | None, typer.Option(help="Proposals to make (each is one iteration).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the run.")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel evaluations (sandboxes).")] = None,
@@ -86,7 +86,7 @@ def run(
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster, e.g. ray://head:10001.")] = None,
     no_preflight: NoPreflightFlag = False,
 ) -> None:
-    """Evolve a heuristic for PROBLEM. Offline (stub model) unless --llm names a model.
+    """Evolve a heuristic for PROBLEM. Offline (GP over the rule's inputs) unless --llm names a model.
 
     Exit codes: 0 done (iterations or budget), 2 bad input or failed model check, 3 every model
     call failed the same way (key, model, endpoint), 4 every model call failed for

@@ -22,6 +22,9 @@ from evolve.edits import EditError, apply_edit, block_text, code_hash
 from evolve.errors import UserError
 from evolve.evaluation import FAILURE_KINDS, Evaluation
 from evolve.executors import Executor, make_executor
+from evolve.gp.islands import EPOCHS_META, IslandPolicy
+from evolve.gp.semantics import BehaviourKeys
+from evolve.llm import OFFLINE
 from evolve.llm.base import LLM, Completion, LLMConfigError, LLMError, ProposalRequest
 from evolve.population import Elite, Population, cell_key, feature_values
 from evolve.problem import Problem
@@ -57,6 +60,8 @@ class Progress:
     # CPU time of the controller thread's own work (sampling, prompts, edits,
     # archive writes): thread time, so a loaded machine does not inflate it.
     engine_seconds: float = 0.0
+    # Duplicates an offline backend proposed and was asked again for (no iteration spent).
+    duplicates_skipped: int = 0
     # Failures by kind (model, edit, evaluation; duplicates are not failures)
     # and the last reason of each kind, as "iteration N: reason".
     failures_by_kind: dict[str, int] = field(
@@ -92,6 +97,8 @@ class _Task:
     completion: Completion | None = None
     child: str = ""
     child_hash: str = ""
+    child_key: str | None = None  # behaviour key (evolve.gp.semantics), when the problem has rules
+    retry: int = 0
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -114,6 +121,15 @@ class Controller:
         self.population = Population(settings.islands)
         self._edit_errors: dict[int, str] = {}
         self._in_flight_hashes: set[str] = set()
+        backend = getattr(llm, "name", "")
+        # Offline proposals cost nothing: a duplicate is asked for again instead of spending
+        # the iteration. The GP also plans its islands (random start, broods, restarts).
+        self._offline = backend in OFFLINE
+        self._policy = IslandPolicy(settings.gp, settings.islands) if backend == "gp" else None
+        # Programs that order every candidate alike are duplicates (problems with [rule]).
+        self._keys = BehaviourKeys(problem.spec.rule) if problem.spec.rule else None
+        self._seen_keys: dict[str, int | None] = {}
+        self._iteration = 0
         # Fail fast: permanent model failures in a row; outage: time of the last
         # model call that succeeded (or of the start) and failures since then.
         self._permanent_in_row = 0
@@ -164,6 +180,7 @@ class Controller:
         assert program.id is not None
         for island in range(self.settings.islands):
             self._offer(island, program)
+        self._remember_key(code, program.id)
 
     def _restore_population(self) -> None:
         for island, cell, program_id, score in self.archive.elites():
@@ -172,6 +189,16 @@ class Controller:
         best = self.archive.best()
         if best is not None:
             self._note_best(best)
+        if self._policy is not None:
+            self._policy.restore(self.archive)
+        for program_id, code in self.archive.codes():
+            self._remember_key(code, program_id)
+
+    def _remember_key(self, code: str, program_id: int | None) -> None:
+        if self._keys is not None:
+            key = self._keys.key(code)
+            if key is not None:
+                self._seen_keys.setdefault(key, program_id)
 
     # --- the loop -----------------------------------------------------------
     def run(self) -> Progress:
@@ -212,7 +239,7 @@ class Controller:
                 for future in finished:
                     task = in_flight.pop(future)
                     if task.kind == "propose":
-                        follow = self._after_proposal(task, future, executor, evaluators)
+                        follow = self._after_proposal(task, future, executor, evaluators, proposers)
                         if follow is not None:
                             in_flight[follow[0]] = follow[1]
                     else:
@@ -229,11 +256,21 @@ class Controller:
             evaluators.shutdown(wait=False, cancel_futures=True)
             executor.close()
 
-    def _launch(self, iteration: int, pool: ThreadPoolExecutor) -> tuple[Future, _Task]:
+    def _launch(self, iteration: int, pool: ThreadPoolExecutor, retry: int = 0) -> tuple[Future, _Task]:
         s = self.settings
-        rng = random.Random(f"{s.seed}:{iteration}")
+        rng = random.Random(f"{s.seed}:{iteration}" if not retry else f"{s.seed}:{iteration}:{retry}")
         island = (iteration - 1) % s.islands
-        parent_id = self.population.sample_parent(island, rng, s.exploitation, s.exploration, s.tournament)
+        self._iteration = max(self._iteration, iteration)
+        fresh, parent_id = False, None
+        if self._policy is not None:
+            plan = self._policy.plan(island, iteration, self.archive)
+            if plan.restart:
+                self._restart_island(island, iteration)
+            fresh, parent_id = plan.fresh, plan.parent_id
+        if parent_id is None:
+            parent_id = self.population.sample_parent(island, rng, s.exploitation, s.exploration, s.tournament)
+        if self._policy is not None:
+            self._policy.launched(iteration, parent_id)
         parent = self.archive.program(parent_id)
         inspirations = [
             self.archive.program(i)
@@ -256,8 +293,11 @@ class Controller:
             mode=mode,  # type: ignore[arg-type]
             parent_code=parent.code,
             inspiration_codes=[p.code for p in inspirations],
+            retry=retry,
+            fresh=fresh,
         )
-        return pool.submit(self._propose, request), _Task("propose", iteration, island, parent, mode)
+        task = _Task("propose", iteration, island, parent, mode, retry=retry)
+        return pool.submit(self._propose, request), task
 
     def _stop(self, kind: StopKind, message: str) -> None:
         """Record the first stop reason; later ones do not replace it."""
@@ -321,6 +361,7 @@ class Controller:
         future: Future,
         executor: Executor,
         pool: ThreadPoolExecutor,
+        proposers: ThreadPoolExecutor,
     ) -> tuple[Future, _Task] | None:
         result = future.result()
         if isinstance(result, LLMError):
@@ -338,10 +379,17 @@ class Controller:
             self._record_failure(task, EDIT_ERROR, str(err), result)
             return None
         task.child_hash = code_hash(task.child)
-        if task.child_hash in self._in_flight_hashes or self.archive.id_for_hash(task.child_hash) is not None:
-            self._record_failure(task, DUPLICATE, "same program as one already in the archive", result)
+        task.child_key = self._keys.key(task.child) if self._keys is not None else None
+        duplicate = self._duplicate_reason(task)
+        if duplicate is not None:
+            if self._offline and task.retry < self.settings.duplicate_retries:
+                self.progress.duplicates_skipped += 1
+                return self._launch(task.iteration, proposers, task.retry + 1)
+            self._record_failure(task, DUPLICATE, duplicate, result)
             return None
         self._in_flight_hashes.add(task.child_hash)
+        if task.child_key is not None:
+            self._seen_keys.setdefault(task.child_key, None)
         task.kind = "evaluate"
         cascade = self.settings.cascade
         future = pool.submit(
@@ -353,6 +401,28 @@ class Controller:
             cascade.enabled,
         )
         return future, task
+
+    def _duplicate_reason(self, task: _Task) -> str | None:
+        if task.child_hash in self._in_flight_hashes or self.archive.id_for_hash(task.child_hash) is not None:
+            return "same program as one already in the archive"
+        if task.child_key is not None and task.child_key in self._seen_keys:
+            twin = self._seen_keys[task.child_key]
+            where = f"program #{twin}" if twin is not None else "a program being evaluated"
+            return f"its rule orders every candidate exactly as {where} does (same behaviour)"
+        return None
+
+    def _restart_island(self, island: int, iteration: int) -> None:
+        """A stalled island starts a new epoch from the seed alone (the GP then starts afresh)."""
+        assert self._policy is not None
+        epochs = self._policy.restarted(island, iteration)
+        self.population.reset(island)
+        keep = []
+        seed = self.archive.seed()
+        if seed is not None and seed.id is not None and seed.score is not None and seed.features is not None:
+            cell = cell_key(self.problem.spec.features, seed.features)
+            self.population.offer(island, Elite(seed.id, seed.score, cell))
+            keep.append((cell, seed.id, seed.score))
+        self.archive.reset_island(island, keep, {EPOCHS_META: epochs})
 
     def _after_evaluation(self, task: _Task, future: Future) -> None:
         evaluation: Evaluation = future.result()
@@ -372,6 +442,10 @@ class Controller:
         )
         attempt = self._attempt(task, EVALUATED, None, completion)
         self.archive.add_program(program, attempt)
+        if task.child_key is not None:
+            self._seen_keys[task.child_key] = program.id
+        if self._policy is not None:
+            self._policy.note(program)
         self.progress.done += 1
         self.progress.evaluations += 1
         self.progress.session_done += 1
@@ -454,7 +528,8 @@ class Controller:
     def _maybe_migrate(self) -> None:
         if self.progress.done % self.settings.migration_interval:
             return
-        for island, elite in self.population.migrate():
+        settling = self._policy.settling(self._iteration) if self._policy is not None else set()
+        for island, elite in self.population.migrate(skip=settling):
             self.archive.set_elite(island, elite.cell, elite.program_id, elite.score)
 
 

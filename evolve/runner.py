@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evolve.archive import Archive
-from evolve.config import RunSettings, resolve_settings
+from evolve.config import RunSettings, offline_default, resolve_settings
 from evolve.errors import UserError
 from evolve.files import check_output
 from evolve.llm import LLM, make_llm
@@ -87,16 +87,23 @@ def _plan(base: Problem, settings: RunSettings, options_source: str, request: bo
         from evolve.executors import import_ray
 
         import_ray()
-    llm = build_llm(settings)
+    if settings.llm == "auto":  # saved resolved: a resumed run keeps the search it started with
+        settings = settings.model_copy(update={"llm": offline_default(bool(configured.spec.rule))})
+    if settings.llm == "gp" and configured.spec.rule:
+        from evolve.gp import check_rules
+
+        check_rules(configured.seed_code, configured.spec.rule, str(configured.toml_path))
+    llm = build_llm(settings, configured)
     checked = preflight(llm, timeout_s=settings.llm_preflight_timeout_s, request=request)
     return Plan(configured, settings, llm, checked)
 
 
-def build_llm(settings: RunSettings) -> LLM:
+def build_llm(settings: RunSettings, problem: Problem | None = None) -> LLM:
     return make_llm(
         settings.llm, api_base=settings.api_base, seed=settings.seed, temperature=settings.temperature,
         max_tokens=settings.max_tokens, timeout_s=settings.llm_timeout_s, max_retries=settings.llm_retries,
         record=Path(settings.record) if settings.record else None,
+        rules=problem.spec.rule if problem is not None else None, gp=settings.gp,
     )
 
 
@@ -200,8 +207,10 @@ def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: 
     from evolve.display import RunDisplay, console
 
     if show:
-        if plan.settings.llm == "stub":
-            console.print("No model configured: using the offline stub mutator (--llm MODEL for a real one).")
+        if plan.settings.llm in ("gp", "mutate", "stub"):
+            what = ("the offline search: GP over the rule's inputs" if plan.settings.llm == "gp"
+                    else "the offline mutator")
+            console.print(f"No model configured: using {what} (--llm MODEL for a real one).")
         for checked in plan.checked:
             answered = "request skipped (--no-preflight)" if checked.seconds is None else (
                 f"answered in {checked.seconds:.1f} s")

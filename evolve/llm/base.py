@@ -22,6 +22,11 @@ class ProposalRequest:
     mode: EditMode
     parent_code: str
     inspiration_codes: list[str] = field(default_factory=list)
+    # Asked again for the same iteration after a duplicate (offline backends only): an
+    # answer that depends only on the fields above must change with it.
+    retry: int = 0
+    # Start afresh rather than from the parent (an island's initial population or restart).
+    fresh: bool = False
 
 
 @dataclass(frozen=True)
