@@ -58,6 +58,15 @@ def test_report_states_the_held_out_comparison_and_the_overfitting_verdict(repor
     assert "3 held-out instances" in page
 
 
+def test_report_plots_gaps_against_every_baseline_and_collapses_long_tables(report: Path) -> None:
+    page = report.read_text()
+    assert "the train gap over iterations" in page and "the seed and every baseline on the same split" in page
+    assert "Binned over the values the run reached: code_length" in page  # not problem.toml's fixed bins
+    assert "against the seed and every baseline, per instance" in page
+    sections = re.findall(r'<details class="section"><summary><b>vs ([^<]+)</b>', page)
+    assert sections == ["seed", "descending"]  # one collapsed per-group section per opponent
+
+
 def test_plots_render_in_headless_chromium(report: Path, tmp_path: Path) -> None:
     common = [chromium(), *CHROMIUM_FLAGS, "--virtual-time-budget=5000"]
     dom = dump_dom(report.as_uri(), tmp_path / "profile-dom")
