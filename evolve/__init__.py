@@ -25,6 +25,7 @@ _EXPORTS = {
     "evaluate": "evolve.api",
     "baselines": "evolve.api",
     "compare_programs": "evolve.api",
+    "tune": "evolve.api",
     "load": "evolve.api",
     "Run": "evolve.handle",
     "ScoredProgram": "evolve.handle",
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs
     from evolve.api import open_run as open_run
     from evolve.api import resume as resume
     from evolve.api import run as run
+    from evolve.api import tune as tune
     from evolve.config import RunSettings as RunSettings
     from evolve.errors import UserError as UserError
     from evolve.evaluation import Evaluation as Evaluation

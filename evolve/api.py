@@ -17,6 +17,7 @@ message; nothing is printed unless ``progress=True``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from evolve.runner import (
     plan_run,
     start,
 )
+from evolve.tuning import Trial, TuneResult
 
 RUNS_DIR = Path("runs")
 
@@ -176,6 +178,43 @@ def evaluate(
             raise UserError(f"{_label(program)}: nothing to draw, the program failed ({evaluation.status})")
         draw(chosen, evaluation.instances, evaluation.solutions, picture)  # type: ignore[misc]
     return evaluation
+
+
+def tune(
+    problem: str | Path | Problem,
+    program: str | Path,
+    *,
+    split: str = "train",
+    budget: int = 40,
+    seed: int = 0,
+    workers: int = 1,
+    options: dict[str, Any] | None = None,
+    scheme: str | None = None,
+    on_trial: Callable[[Trial], None] | None = None,
+    options_source: str = "options",
+) -> TuneResult:
+    """Fit the numeric literals inside the program's EVOLVE-BLOCK on ``split`` (``evolve tune``).
+
+    CMA-ES over the constants (``evolve/tuning.py``); every trial is scored through the
+    sandbox and the trusted verifier, ``workers`` at a time; ``budget`` counts the programs
+    evaluated, the original included.  The result's ``code`` is the best program found
+    (the original when nothing beat it) and ``constants``/``values`` say what changed.
+    """
+    from evolve.evaluation import Evaluator
+    from evolve.tuning import tune_code
+
+    if budget < 1:
+        raise UserError(f"budget {budget}: expected at least 1 evaluation")
+    spec = load(problem, _with_scheme(options, scheme), options_source)
+    code = program_code(program)
+    chosen, split_name = _instances(spec, split, None, None)
+    with Evaluator(spec, _sandbox(spec), slots=workers) as evaluator:
+
+        def score(candidate: str) -> float | None:
+            evaluation = evaluator.run_split(candidate, chosen, split_name)
+            return evaluation.score if evaluation.ok else None
+
+        return tune_code(code, score, budget, seed=seed, parallel=workers, on_trial=on_trial)
 
 
 def baselines(

@@ -85,6 +85,8 @@ def run(
     executor: Annotated[str | None, typer.Option(help="local (sandboxes here) or ray.")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster, e.g. ray://head:10001.")] = None,
     no_preflight: NoPreflightFlag = False,
+    tune_every: Annotated[int | None, typer.Option(help="Tune the constants of each new best every N iterations (0: never).")] = None,
+    tune_budget: Annotated[int | None, typer.Option(help="Programs evaluated per tuning.")] = None,
 ) -> None:
     """Evolve a heuristic for PROBLEM. Offline (GP over the rule's inputs) unless --llm names a model.
 
@@ -100,6 +102,7 @@ def run(
             budget_usd=budget_usd, api_base=api_base, edit_mode=edit_mode, out=out, record=record, config=config,
             options=verifier_options(option, None), scheme=scheme, executor=executor, ray_address=ray_address,
             runs_dir=RUNS_ROOT, progress=True, options_source="--option", preflight=not no_preflight,
+            tune_every=tune_every, tune_budget=tune_budget,
         )
     _summary(result)
 
@@ -238,7 +241,7 @@ def baselines(
 
 
 # Registered after the core commands so that --help lists those first.
-from evolve import cli_review  # noqa: E402, F401
+from evolve import cli_review, cli_search  # noqa: E402, F401
 
 
 def main() -> None:
