@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -215,6 +216,37 @@ def report(
         run.report(target, split=split, workers=workers, progress=shown)
     seconds = time.perf_counter() - started
     console.print(f"report written to {target} ({target.stat().st_size / 1e6:.2f} MB, {seconds:.1f} s)")
+
+
+@app.command(
+    epilog=example(
+        "evolve watch runs/smtt/20261121-101500-a1b2c3",
+        "evolve watch RUN_DIR --port 0     # any free port",
+    )
+)
+@user_errors
+def watch(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (running or not).")],
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0: any free port).")] = 8765,
+    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between the page's checks for news.")] = 1.5,
+) -> None:
+    """Serve a live view of a run on 127.0.0.1 (gap over time, recent proposals, failures,
+    islands, MAP-Elites), refreshed as the run writes; read-only, from the archive."""
+    from evolve.watch import LiveView, make_server
+
+    view = LiveView(run_dir, poll_ms=int(interval * 1000))
+    try:
+        server = make_server(view, port)
+    except OSError as err:
+        raise UserError(f"port {port} on 127.0.0.1: cannot listen ({err.strerror}); try --port 0") from None
+    console.print(f"watching {run_dir} at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C to stop)")
+    sys.stdout.flush()
+    try:
+        server.serve_forever(poll_interval=0.25)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @app.command(
