@@ -53,7 +53,10 @@ class LineageStep:
 
     @property
     def summary(self) -> str:
-        return "seed" if self.origin == "seed" else diff_summary(self.diff)
+        if self.origin == "seed":
+            return "seed"
+        # A tuned step changed constants only: say so, the numbers follow.
+        return ("constants tuned: " if self.origin == "tuned" else "") + diff_summary(self.diff)
 
     def to_json(self) -> dict[str, Any]:
         return {
