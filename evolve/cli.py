@@ -70,7 +70,7 @@ def problems() -> None:
 @user_errors
 def run(
     problem: Annotated[str, typer.Argument(help="Problem name, or a folder with problem.toml.")],
-    llm: Annotated[str | None, typer.Option(help="Model (litellm string), 'm1:0.8,m2:0.2', 'gp' (offline search, the default), 'mutate' (alias 'stub') or 'replay:FILE'.")] = None,
+    llm: Annotated[str | None, typer.Option(help="Model (litellm string), 'm1:0.8,m2:0.2', 'gp' (offline search, the default), 'mutate' (alias 'stub'), 'replay:FILE' or 'files:DIR' (you answer prompts in files).")] = None,
     iterations: Annotated[int | None, typer.Option(help="Proposals to make (each is one iteration).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the run.")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel evaluations (sandboxes).")] = None,

@@ -212,6 +212,9 @@ def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: 
                     else "the offline mutator")
             console.print(f"No model configured: using {what} (--llm MODEL for a real one).")
         for checked in plan.checked:
+            if checked.note:
+                console.print(f"model: {checked.model}: {checked.note}")
+                continue
             answered = "request skipped (--no-preflight)" if checked.seconds is None else (
                 f"answered in {checked.seconds:.1f} s")
             console.print(f"model check: {checked.model}: provider and credentials ok, {answered}")
