@@ -24,11 +24,11 @@ from evolve.llm.base import Completion, LLMError, ProposalRequest
 CHARS_PER_TOKEN = 4
 
 
-def prompt_text(request: ProposalRequest) -> str:
-    """The prompt file: a one-line instruction, then every message under its role."""
+def prompt_text(request: ProposalRequest, header: str | None = None) -> str:
+    """The prompt file: a one-line instruction (or ``header``), then every message under its role."""
     reply = reply_name(request.iteration)
-    parts = [f"<!-- evolve iteration {request.iteration}: write the answer to {reply} in this "
-             "folder; the whole file is the reply. -->"]
+    parts = [header or f"<!-- evolve iteration {request.iteration}: write the answer to {reply} in "
+                       "this folder; the whole file is the reply. -->"]
     for message in request.messages:
         parts.append(f"# {message['role'].capitalize()}\n\n{message['content'].strip()}")
     return "\n\n".join(parts) + "\n"
