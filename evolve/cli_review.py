@@ -66,25 +66,21 @@ def review(
     with step_progress("evaluating the best, the seed and every baseline on the test split",
                        quiet=not test) as shown:
         result = run.review(test=test, top=top, workers=workers, progress=shown)
-    noise = None
     if repeats:
         from evolve.noise import noise_check
 
         with step_progress(f"re-evaluating the top programs {repeats} times") as shown:
-            noise = noise_check(run_dir, repeats=repeats, workers=workers, progress=shown)
+            result.noise = noise_check(run_dir, repeats=repeats, workers=workers, progress=shown)
     if as_json:
-        document = result.to_json()
-        if noise is not None:
-            document["noise"] = noise.to_json()
-        print(json.dumps(json_safe(document), indent=2))
+        print(json.dumps(json_safe(result.to_json()), indent=2))
         return
     show_review(result)
     if result.test is not None:
         show_holdout(result.test)
-    if noise is not None:
+    if result.noise is not None:
         from evolve.cli_search import show_noise
 
-        show_noise(noise)
+        show_noise(result.noise)
 
 
 @app.command(epilog=example("evolve best smtt", "evolve best smtt --json"))
