@@ -66,25 +66,21 @@ def review(
     with step_progress("evaluating the best, the seed and every baseline on the test split",
                        quiet=not test) as shown:
         result = run.review(test=test, top=top, workers=workers, progress=shown)
-    noise = None
     if repeats:
         from evolve.noise import noise_check
 
         with step_progress(f"re-evaluating the top programs {repeats} times") as shown:
-            noise = noise_check(run_dir, repeats=repeats, workers=workers, progress=shown)
+            result.noise = noise_check(run_dir, repeats=repeats, workers=workers, progress=shown)
     if as_json:
-        document = result.to_json()
-        if noise is not None:
-            document["noise"] = noise.to_json()
-        print(json.dumps(json_safe(document), indent=2))
+        print(json.dumps(json_safe(result.to_json()), indent=2))
         return
     show_review(result)
     if result.test is not None:
         show_holdout(result.test)
-    if noise is not None:
+    if result.noise is not None:
         from evolve.cli_search import show_noise
 
-        show_noise(noise)
+        show_noise(result.noise)
 
 
 @app.command(epilog=example("evolve best smtt", "evolve best smtt --json"))
@@ -229,12 +225,15 @@ def watch(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (running or not).")],
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0: any free port).")] = 8765,
     interval: Annotated[float, typer.Option(min=0.2, help="Seconds between the page's checks for news.")] = 1.5,
+    render_every: Annotated[
+        float, typer.Option(min=0.0, help="Re-render the page (plots) at most this often, in seconds: its CPU cost.")
+    ] = 5.0,
 ) -> None:
     """Serve a live view of a run on 127.0.0.1 (gap over time, recent proposals, failures,
     islands, MAP-Elites), refreshed as the run writes; read-only, from the archive."""
     from evolve.watch import LiveView, make_server
 
-    view = LiveView(run_dir, poll_ms=int(interval * 1000))
+    view = LiveView(run_dir, min_interval=render_every, poll_ms=int(interval * 1000))
     try:
         server = make_server(view, port)
     except OSError as err:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -110,8 +112,15 @@ def run_seeds(problem: str, seeds: str, workers: int | None, out: Path | None, *
             state[seed] = progress
             live.update(table())
 
-        folder = api.run_study(problem, chosen, parallel=workers or 1, out=out, runs_dir=RUNS_ROOT,
-                               on_progress=update, **run_kwargs)
+        try:
+            folder = api.run_study(problem, chosen, parallel=workers or 1, out=out, runs_dir=RUNS_ROOT,
+                                   on_progress=update, **run_kwargs)
+        except KeyboardInterrupt:
+            # The seeds run in threads that would be awaited: leave now, everything is committed.
+            console.print("\ninterrupted; every evaluated program of every seed is saved. Continue a "
+                          "seed with: evolve resume STUDY/seed-N")
+            sys.stdout.flush()
+            os._exit(130)
     console.print(f"study folder: {folder}\nreview it with: evolve review {folder} --test")
 
 

@@ -74,3 +74,4 @@ def test_review_repeats_re_evaluates_the_top_programs_and_flags_ties(toy_dir: Pa
                              capture_output=True, text=True, timeout=600)
     assert printed.returncode == 0, printed.stderr
     assert json.loads(printed.stdout)["noise"]["repeats"] == 1
+    assert run.review(repeats=1).noise is not None  # the API: RunReview.noise
