@@ -86,7 +86,7 @@ def _plan(base: Problem, settings: RunSettings, options_source: str, request: bo
     if settings.executor == "ray":
         from evolve.executors import import_ray
 
-        import_ray()
+        import_ray(settings.ray_address)
     if settings.llm == "auto":  # saved resolved: a resumed run keeps the search it started with
         settings = settings.model_copy(update={"llm": offline_default(bool(configured.spec.rule))})
     if settings.llm == "gp" and configured.spec.rule:
