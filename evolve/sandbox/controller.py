@@ -125,6 +125,8 @@ class Sandbox:
         self.slot = slot
         self.uid: int | None = None  # what candidates run as; None = the controller's uid
         self.isolation: list[str] = []  # what the probe found to work, for logs and docs
+        # filesystem, pid namespace, network, uid, seccomp, cgroup limits -> (in force, how or why not)
+        self.facts: dict[str, tuple[bool, str]] = {}
         self.worker_pid: int | None = None
         self._sys_path = [os.path.abspath(p or ".") for p in [*sys.path, *(extra_sys_path or [])]]
         self._hide = [os.path.realpath(p) for p in hide_paths or []]
@@ -270,6 +272,7 @@ class Sandbox:
             raise UserError(f"sandbox: {reply.get('error')}")
         self.uid, self.isolation, self.worker_pid = reply["uid"], reply["isolation"], reply["pid"]
         self.interactive = bool(reply.get("interactive"))
+        self.facts = {name: (bool(ok), str(detail)) for name, (ok, detail) in reply.get("facts", {}).items()}
 
     def _channel(self) -> socket.socket:
         if self._res.sock is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import pickle
 import select
 import socket
@@ -248,8 +249,7 @@ class SandboxSession:
         header, _ = sb._recv(start + OPEN_TIMEOUT_S, 0)
         if not header.get("ok"):
             raise SandboxError(f"sandbox worker refused the session: {header.get('error')}")
-        self._sock = _receive_socket(sb._channel(), start + OPEN_TIMEOUT_S)
-        pid = int(header["pid"])
+        self._sock, pid = _receive_socket(sb._channel(), start + OPEN_TIMEOUT_S)
         self._clock = ((~pid) << 3) | _CPUCLOCK_SCHED
         self._deadline = start + self.limits.timeout_s + GRACE_S
         self._poll.register(self._sock.fileno(), select.POLLIN)
@@ -291,18 +291,25 @@ class SandboxSession:
         return f"after call {self.calls}" if self.calls else "before the first call"
 
 
-def _receive_socket(chan: socket.socket, deadline: float) -> socket.socket:
-    """The child's channel, passed by the zygote as one byte with SCM_RIGHTS."""
+def _receive_socket(chan: socket.socket, deadline: float) -> tuple[socket.socket, int]:
+    """The child's channel and a pidfd of the child, passed by the zygote as one byte
+    with SCM_RIGHTS; returns the channel and the child's pid as we see it."""
     left = deadline - time.monotonic()
     if left <= 0 or not select.select([chan], [], [], left)[0]:
         raise WorkerLost("no session channel in time")
-    msg, fds, _, _ = socket.recv_fds(chan, 1, 1)
-    if msg != b"S" or len(fds) != 1:
+    msg, fds, _, _ = socket.recv_fds(chan, 1, 2)
+    try:
+        if msg != b"S" or len(fds) != 2:
+            raise WorkerLost("malformed session hand-over")
+        with open(f"/proc/self/fdinfo/{fds[1]}") as f:  # a pidfd's "Pid:" is in our namespace
+            pid = next(int(line.split()[1]) for line in f if line.startswith("Pid:"))
+    except BaseException:
         for fd in fds:
             with contextlib.suppress(OSError):
-                socket.close(fd)
-        raise WorkerLost("malformed session hand-over")
-    return socket.socket(fileno=fds[0])
+                os.close(fd)
+        raise
+    os.close(fds[1])
+    return socket.socket(fileno=fds[0]), pid
 
 
 def _fatal(meta: bytes) -> dict[str, Any]:
