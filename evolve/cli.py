@@ -32,6 +32,7 @@ from evolve.cli_common import (
     verifier_options,
 )
 from evolve.display import console, err_console
+from evolve.errors import UserError
 from evolve.formats import fmt, json_safe, pct
 from evolve.render import evaluation_table, headline_of, print_metrics
 
@@ -87,6 +88,7 @@ def run(
     no_preflight: NoPreflightFlag = False,
     tune_every: Annotated[int | None, typer.Option(help="Tune the constants of each new best every N iterations (0: never).")] = None,
     tune_budget: Annotated[int | None, typer.Option(help="Programs evaluated per tuning.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Several seeds as one study, e.g. 0-4 (--workers of them at a time).")] = None,
 ) -> None:
     """Evolve a heuristic for PROBLEM. Offline (GP over the rule's inputs) unless --llm names a model.
 
@@ -96,6 +98,18 @@ def run(
     """
     from evolve import api
 
+    if seeds is not None:
+        from evolve.cli_search import run_seeds
+
+        if seed is not None:
+            raise UserError("--seed and --seeds: give one of them")
+        with _interruptible():
+            run_seeds(problem, seeds, workers, out, llm=llm, iterations=iterations, concurrency=concurrency,
+                      budget_usd=budget_usd, api_base=api_base, edit_mode=edit_mode, record=record, config=config,
+                      options=verifier_options(option, None), scheme=scheme, executor=executor,
+                      ray_address=ray_address, options_source="--option", preflight=not no_preflight,
+                      tune_every=tune_every, tune_budget=tune_budget)
+        return
     with _interruptible():
         result = api.run(
             problem, llm=llm, iterations=iterations, seed=seed, workers=workers, concurrency=concurrency,
