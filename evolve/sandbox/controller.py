@@ -211,10 +211,10 @@ class Sandbox:
         limits = self.limits if timeout_s is None else replace(self.limits, timeout_s=timeout_s)
         return SandboxSession(self, source, function, limits)
 
-    def _check_usable(self) -> None:
+    def _check_usable(self, opening: SandboxSession | None = None) -> None:
         if self._closed:
             raise SandboxError("the Sandbox is closed")
-        if self._session is not None and not self._session.closed:
+        if self._session is not None and self._session is not opening and not self._session.closed:
             raise SandboxError("a session is open on this Sandbox; close it first")
 
     def _ensure_loaded(self, instances: list[Any]) -> int:

@@ -228,7 +228,6 @@ class SandboxSession:
     def _open(self) -> None:
         self._started = True
         sb = self._sandbox
-        sb._session = self
         start = time.monotonic()
         try:
             self._connect(start)
@@ -242,6 +241,8 @@ class SandboxSession:
 
     def _connect(self, start: float) -> None:
         sb = self._sandbox
+        sb._check_usable(opening=self)
+        sb._session = self
         if sb._res.proc is None:
             sb._start()
         sb._send({"op": "session", "source": self._source, "function": self._function,
@@ -267,6 +268,9 @@ class SandboxSession:
             sb._send({"op": "end"})  # ignored if the child already ended
             facts, _ = sb._recv(time.monotonic() + GRACE_S + 5.0, 0)
         except WorkerLost as exc:
+            if sb._closed:  # Sandbox.close() ended the session with the worker
+                self.outcome = SandboxOutcome("crash", [], "the sandbox was closed during the session")
+                return
             sb._restart_worker()
             self.outcome = SandboxOutcome("crash", [], f"sandbox worker failed ({exc}); it was restarted")
             return

@@ -85,6 +85,7 @@ class Zygote:
         self.cgroup: cgroups.CandidateCgroup | None = None
         self.pid_namespace = False
         self.orphaned = False
+        self.exit_requested = False
         # Kept open so the dir can be removed even once a private /tmp hides it.
         self.controller_base = self.base
         self.base_parent_fd = os.open(os.path.dirname(self.base), os.O_RDONLY | os.O_DIRECTORY)
@@ -186,6 +187,8 @@ class Zygote:
                     continue
                 if op == "session":
                     self.session(req)
+                    if self.exit_requested:
+                        return
                 elif op == "drop":
                     self.sets.pop(req["set"], None)
                 elif op == "load":
@@ -257,9 +260,10 @@ class Zygote:
         finally:
             zsock.close()
             facts.update(self._clean_up(pid, workdir, out_path))
-        send_reply(self.fout, {"ok": True, **facts})
         if facts["killed"] == "controller":
             raise WorkerLost("controller gone during a session")
+        if not self.exit_requested:
+            send_reply(self.fout, {"ok": True, **facts})
 
     def _fork_child(self, limits: SandboxLimits) -> tuple[int, socket.socket, str, str]:
         """A locked-down child waiting for its work order on a fresh seqpacket socket.
@@ -399,7 +403,9 @@ class Zygote:
             req = pickle.loads(read_frame(self.fin))
         except WorkerLost:
             return "controller"
-        return "ended" if req.get("op") == "end" else None
+        if req.get("op") == "exit":  # Sandbox.close() with the session still open
+            self.exit_requested = True
+        return "ended" if req.get("op") in ("end", "exit") else None
 
 def _fatal_message(blob: bytes) -> str | None:
     for line in blob.splitlines():
