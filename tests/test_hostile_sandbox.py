@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from evolve.sandbox import Sandbox, SandboxLimits, SandboxOutcome
+from evolve.sandbox import Sandbox, SandboxError, SandboxLimits, SandboxOutcome
 from evolve.sandbox.doctor import weaknesses
 from evolve.sandbox.view import plan
 from evolve.verifier import Instance
@@ -440,3 +440,19 @@ def test_a_run_without_the_view_says_so_in_one_line_before_it_starts() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == ["sandbox: candidates can read the checkout, problems/*/data and runs/ "
                                         "(no filesystem view) on this machine; see `evolve doctor`"]
+
+
+def test_instance_data_needing_a_module_imported_only_after_isolation_is_a_clear_error(tmp_path: Path) -> None:
+    module = tmp_path / "late_module.py"
+    module.write_text("class Late:\n    pass\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import late_module
+
+        with Sandbox("sandbox_fixtures:EchoVerifier", LIMITS, slot=23, extra_sys_path=[str(TESTS), str(tmp_path)]) as sb:
+            needs(sb, "filesystem")
+            with pytest.raises(SandboxError, match="name this module in the verifier's sandbox_modules"):
+                sb.run("def f(x):\n    return 1\n", "f", [Instance("a", "g", {"x": late_module.Late()})])
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("late_module", None)

@@ -228,7 +228,11 @@ class Sandbox:
         self._send({"op": "load", "set": set_id, "instances": [strip_reference(i) for i in instances]})
         reply, _ = self._recv(time.monotonic() + START_TIMEOUT_S, 0)
         if not reply.get("ok"):
-            raise SandboxError(f"instances could not be loaded in the sandbox: {reply.get('error')}")
+            error = str(reply.get("error"))
+            if error.startswith("ModuleNotFoundError"):  # imported only after isolation: too late
+                error += ("; the worker imports only the verifier's module before it isolates itself: "
+                          "name this module in the verifier's sandbox_modules")
+            raise SandboxError(f"instances could not be loaded in the sandbox: {error}")
         # Holding the objects keeps their ids from being reused by other lists.
         self._sets[key] = (set_id, list(instances))
         while len(self._sets) > MAX_SETS:
