@@ -96,13 +96,15 @@ def build_positional(p: np.ndarray, d: np.ndarray, dominance: bool = True) -> Sm
     sorted_p = np.sort(p)
     low, high = np.cumsum(sorted_p), np.cumsum(sorted_p[::-1])
     completion = [model.new_int_var(int(low[k]), int(high[k]), f"C_k{k}") for k in range(n)]
+    # Due dates may be negative (public sets): a job can be later than P.
+    max_tardiness = max(0, total - int(d.min()))
     tardiness = []
     for k in range(n):
         proc_k = sum(int(p[j]) * assign[j][k] for j in range(n))
         due_k = sum(int(d[j]) * assign[j][k] for j in range(n))
         previous = completion[k - 1] if k else 0
         model.add(completion[k] == previous + proc_k)
-        tard_k = model.new_int_var(0, total, f"T_k{k}")
+        tard_k = model.new_int_var(0, max_tardiness, f"T_k{k}")
         model.add(tard_k >= completion[k] - due_k)
         tardiness.append(tard_k)
     if dominance:

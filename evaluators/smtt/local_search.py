@@ -21,7 +21,7 @@ import numpy as np
 from evolve.evaluators.smtt.objective import total_tardiness
 
 BASELINES_DIR = Path(__file__).resolve().parents[2] / "problems" / "smtt" / "baselines"
-BASELINE_NAMES = ("edd", "spt", "mdd", "eddc", "mddc", "mddc_augmented")
+BASELINE_NAMES = ("edd", "edd_spt_ties", "spt", "mdd", "eddc", "mddc", "mddc_augmented")
 
 Schedule = Callable[[np.ndarray, np.ndarray], list[int]]
 
