@@ -16,7 +16,7 @@ from typing import Literal
 
 from evolve.config import SandboxSettings
 from evolve.errors import UserError
-from evolve.problem import Problem
+from evolve.problem import Problem, builtin_dir
 from evolve.sandbox import Sandbox, SandboxLimits, SandboxOutcome
 from evolve.scoring import aggregate, headline_gap, natural_key
 from evolve.verifier import Instance, InstanceResult, infeasible
@@ -61,7 +61,7 @@ class Evaluator:
         self.problem = problem
         # Candidates must not read the problem's data (references, certificates)
         # or the run's archive: hidden where the sandbox can (root + mount ns).
-        self._hide = [str(p) for p in [problem.dir, *(hide or [])] if p.exists()]
+        self._hide = hidden_paths([problem.dir, *(hide or [])])
         self._limits = limits_from(settings)
         self._instance_timeout_s = settings.instance_timeout_s
         self._free: queue.Queue[int] = queue.Queue()
@@ -182,6 +182,18 @@ class Evaluator:
                 result = infeasible(instance, f"solution could not be scored: {type(err).__name__}: {err}")
         result.seconds = getattr(run, "seconds", None)
         return result
+
+
+def hidden_paths(paths: list[Path]) -> list[str]:
+    """What candidates must not see: ``paths`` and every built-in problem's folder.
+
+    Built-in problems can share instances (``smtt`` and ``smtt_rule`` share
+    their references file), so a candidate of one must not read another's data.
+    A path inside another one is dropped: hiding the outer one covers it.
+    """
+    found = [p.resolve() for p in [*paths, builtin_dir()] if p.exists()]
+    outer = [p for p in found if not any(q != p and p.is_relative_to(q) for q in found)]
+    return [str(p) for p in dict.fromkeys(outer)]
 
 
 def run_timeout(instance_timeout_s: float, instances: int) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from evolve.evaluators.smtt.references import (
     load_shipped,
     store_cached,
 )
+from evolve.evaluators.smtt.solve import solve_rule, solve_schedule
 from evolve.verifier import Direction, Instance, InstanceResult, feasible, infeasible
 
 log = logging.getLogger(__name__)
@@ -111,20 +112,9 @@ class SmttVerifier:
             log.warning(refuted_summary(str(path), refuted, claimed))
         return out
 
-    # -- solve (inside the sandbox) --------------------------------------------------
+    # -- solve (inside the sandbox): evaluators/smtt/solve.py --------------------------
 
-    @staticmethod
-    def solve(heuristic: Callable[..., Any], instance: Instance) -> Any:
-        """Run the candidate; return its answer as plain JSON-able data, unvalidated."""
-        p = instance.data["p"]
-        d = instance.data["d"]
-        result = heuristic(p.copy(), d.copy())
-        if isinstance(result, np.ndarray):
-            return result.tolist()
-        if isinstance(result, str | Mapping) or not isinstance(result, Iterable):
-            return result  # score() says what it is
-        # numpy scalars -> Python scalars (same value), so the list pickles/JSONs.
-        return [x.item() if isinstance(x, np.generic) else x for x in result]
+    solve = staticmethod(solve_schedule)
 
     # -- score (trusted) ---------------------------------------------------------------
 
@@ -138,3 +128,14 @@ class SmttVerifier:
         tardiness = np.maximum(completion - d[seq], 0)
         return feasible(instance, float(tardiness.sum()), self.direction,
                         tardy_jobs=float(np.count_nonzero(tardiness)))
+
+
+class SmttRuleVerifier(SmttVerifier):
+    """``smtt_rule``: the candidate writes only the priority; the verifier dispatches.
+
+    Same instances, references and trusted score as ``smtt``; in the sandbox
+    the forward dispatcher (``dispatch.py``) asks the candidate's ``priority``
+    for every decision, so its gaps compare with EDD, MDD and MDDC.
+    """
+
+    solve = staticmethod(solve_rule)
