@@ -95,18 +95,32 @@ def metrics_table(
 ) -> Table:
     """One row per program: name, status, score, the problem's headline metrics
     (its verifier's ``headline_metrics``), gaps overall and per instance group."""
-    groups = sorted({k for _, _, _, m in rows for k in m if k.startswith("gap_mean_pct[")}, key=natural_key)
+    groups = sorted({k[13:-1] for _, _, _, m in rows for k in m if k.startswith("gap_mean_pct[")}, key=natural_key)
+    timed = "ms_per_instance" not in headline and any("ms_per_instance" in m for _, _, _, m in rows)
     table = Table(title_justify="left")
-    columns = ("program", "status", "score", *headline, "gap mean", "gap ratio", *[g[13:-1] for g in groups])
+    columns = ("program", "status", "score", *headline, "gap mean", *(["ms/inst"] if timed else []), "gap ratio",
+               *groups)
     for column in columns:
         table.add_column(column, justify="left" if column in {"program", "status"} else "right")
     for name, status, score, m in rows:
         table.add_row(
             name, status if status == "ok" else f"[red]{status}[/]", fmt(score),
             *[fmt(m.get(h)) for h in headline],
-            pct(m.get("gap_mean_pct")), pct(m.get("gap_ratio_pct")), *[pct(m.get(g)) for g in groups],
+            pct(m.get("gap_mean_pct")), *([ms(m.get("ms_per_instance"))] if timed else []),
+            pct(m.get("gap_ratio_pct")), *[gap_and_time(m, g) for g in groups],
         )
     return table
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g} ms"
+
+
+def gap_and_time(metrics: dict[str, float], group: str) -> str:
+    """A group's mean gap, with its time per instance next to it when it was measured."""
+    gap = pct(metrics.get(f"gap_mean_pct[{group}]"))
+    time = metrics.get(f"ms_per_instance[{group}]")
+    return gap if time is None else f"{gap} · {ms(time)}"
 
 
 def headline_of(verifier: object) -> tuple[str, ...]:

@@ -77,6 +77,7 @@ def test_report_states_the_held_out_comparison_and_the_overfitting_verdict(repor
     page = report.read_text()
     assert "Generalisation:" in page and "descending" in page and "Wilcoxon" in page
     assert "3 held-out instances" in page
+    assert "<th>ms/inst</th>" in page  # time per instance next to the gaps
 
 
 def test_plots_render_in_headless_chromium(report: Path, tmp_path: Path) -> None:
