@@ -11,7 +11,7 @@ def test_ratio_gap_counts_falling_short_of_a_maximisation_reference_as_positive(
 
 
 def test_time_per_instance_is_reported_overall_and_per_group_next_to_the_gaps() -> None:
-    from evolve.display import gap_and_time, metrics_table
+    from evolve.render import gap_and_time, metrics_table
     from evolve.scoring import aggregate
 
     results = [InstanceResult(f"i{k}", g, True, 110.0, 100.0, "optimal", 0.1, seconds=s)
