@@ -19,7 +19,7 @@ from evolve.errors import UserError
 from evolve.problem import Problem, builtin_dir
 from evolve.sandbox import InstanceRun, Sandbox, SandboxLimits, SandboxOutcome, SessionEnded
 from evolve.scoring import aggregate, headline_gap, natural_key
-from evolve.verifier import Instance, InstanceResult, infeasible
+from evolve.verifier import CandidateError, Instance, InstanceResult, infeasible
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -144,6 +144,8 @@ class Evaluator:
                         solution, error = interact(instance, session), None
                     except SessionEnded:
                         raise
+                    except CandidateError as err:  # reported as the candidate's own error
+                        solution, error = None, str(err)
                     except Exception as err:  # the verifier's own verdict on a bad reply, or a bug
                         solution, error = None, f"solution could not be obtained: {type(err).__name__}: {err}"
                     runs.append(InstanceRun(solution, error, session.cpu_seconds - cpu))

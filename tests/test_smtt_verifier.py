@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from evolve.errors import UserError
-from evolve.evaluators.smtt import SmttVerifier
+from evolve.evaluators.smtt import SmttRuleVerifier, SmttVerifier
 from evolve.evaluators.smtt.generator import GRID, SIZES, split_instances
 from evolve.evaluators.smtt.objective import content_hash, total_tardiness
 from evolve.evaluators.smtt.references import load_shipped
@@ -218,3 +218,18 @@ def test_score_is_fast(verifier: SmttVerifier) -> None:
     for inst, sol in zip(instances, solutions, strict=True):
         assert verifier.score(inst, sol).feasible
     assert time.perf_counter() - started < 1.0
+
+
+def test_respond_sends_plain_numbers_as_arrays_and_anything_else_as_it_is(verifier: SmttVerifier) -> None:
+    payload = {"p": np.array([1, 2, 3]), "d": np.array([0, 0, 0])}
+    sent = SmttVerifier.respond(lambda p, d: [2, 0, 1], payload)
+    assert isinstance(sent, np.ndarray) and sent.dtype == np.int64 and sent.tolist() == [2, 0, 1]
+    nan = SmttVerifier.respond(lambda p, d: [2.0, float("nan"), 1], payload)
+    assert nan.dtype == np.float64  # NaN travels as raw bytes; the trusted check names it
+    inst = make_instance([1, 2, 3], [0, 0, 0], ref=1)
+    assert verifier.score(inst, nan).error == "element at position 1 is nan, not a job index"
+    assert SmttVerifier.respond(lambda p, d: [True, 0, 1], payload) == [True, 0, 1]  # bools stay bools
+    assert SmttVerifier.respond(lambda p, d: [0, 2**70, 1], payload) == [0, 2**70, 1]
+    assert SmttVerifier.respond(lambda p, d: None, payload) is None
+    rule = SmttRuleVerifier.respond(lambda d: d, payload)
+    assert rule.dtype == np.int64 and rule.tolist() == [0, 1, 2]

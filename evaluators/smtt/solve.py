@@ -25,12 +25,35 @@ def plain(result: Any) -> Any:
     return [x.item() if isinstance(x, np.generic) else x for x in result]
 
 
-def solve_schedule(heuristic: Callable[..., Any], instance: Any) -> Any:
+def wire(answer: Any) -> Any:
+    """A session reply: a list of plain numbers goes as a numpy array (raw bytes, NaN kept,
+    so the trusted check can name the bad element); anything else as it is (JSON)."""
+    if isinstance(answer, list) and answer:
+        kinds = {type(x) for x in answer}
+        try:
+            if kinds == {int}:
+                return np.asarray(answer, dtype=np.int64)
+            if kinds <= {int, float}:
+                return np.asarray(answer, dtype=np.float64)
+        except OverflowError:  # an int beyond int64: JSON keeps it, the check names it
+            pass
+    return answer
+
+
+def respond_schedule(heuristic: Callable[..., Any], payload: dict[str, np.ndarray]) -> Any:
     """``smtt``: the candidate's ``schedule(p, d)`` returns the whole sequence."""
-    p, d = instance.data["p"], instance.data["d"]
-    return plain(heuristic(p.copy(), d.copy()))
+    return wire(plain(heuristic(payload["p"].copy(), payload["d"].copy())))
+
+
+def respond_rule(heuristic: Callable[..., Any], payload: dict[str, np.ndarray]) -> Any:
+    """``smtt_rule``: the candidate's ``priority`` only ranks; the dispatcher builds the sequence."""
+    return wire(dispatch(heuristic, payload["p"], payload["d"]))
+
+
+# A batch run (Sandbox.run) hands over whole instances and sends answers as JSON.
+def solve_schedule(heuristic: Callable[..., Any], instance: Any) -> Any:
+    return plain(heuristic(instance.data["p"].copy(), instance.data["d"].copy()))
 
 
 def solve_rule(heuristic: Callable[..., Any], instance: Any) -> Any:
-    """``smtt_rule``: the candidate's ``priority`` only ranks; the dispatcher builds the sequence."""
     return dispatch(heuristic, instance.data["p"], instance.data["d"])

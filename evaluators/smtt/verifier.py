@@ -22,12 +22,28 @@ from evolve.evaluators.smtt.references import (
     load_shipped,
     store_cached,
 )
-from evolve.evaluators.smtt.solve import solve_rule, solve_schedule
-from evolve.verifier import Direction, Instance, InstanceResult, feasible, infeasible
+from evolve.evaluators.smtt.solve import respond_rule, respond_schedule, solve_rule, solve_schedule
+from evolve.verifier import (
+    CandidateError,
+    Direction,
+    Instance,
+    InstanceResult,
+    feasible,
+    infeasible,
+)
 
 log = logging.getLogger(__name__)
 
 OPTION_KEYS = ("reference_time_limit_s", "reference_workers")
+# The candidate's CPU budget per instance (both tracks), stated in problem.toml's contract.
+CPU_BUDGET_BASE_S = 0.1
+CPU_BUDGET_PER_JOB_S = 0.002
+BUDGET_TEXT = "0.1 s + 2 ms per job"
+
+
+def cpu_budget_s(n: int) -> float:
+    """CPU seconds a candidate may spend on an instance of n jobs (n = 500: 1.1 s)."""
+    return CPU_BUDGET_BASE_S + CPU_BUDGET_PER_JOB_S * n
 REGENERATE = "python -m evolve.evaluators.smtt.references --split {split}"
 
 
@@ -115,6 +131,26 @@ class SmttVerifier:
     # -- solve (inside the sandbox): evaluators/smtt/solve.py --------------------------
 
     solve = staticmethod(solve_schedule)
+    respond = staticmethod(respond_schedule)
+
+    # -- interact (trusted): one session call per instance, timed by the kernel ----------
+
+    @staticmethod
+    def interact(instance: Instance, session: Any) -> Any:
+        """The candidate's answer for one instance, within its CPU budget.
+
+        The payload is the instance's p and d only (never its reference); the
+        reply's CPU time is the kernel's count for the candidate's process.
+        """
+        p, d = instance.data["p"], instance.data["d"]
+        reply = session.call({"p": p, "d": d})
+        if reply.error is not None:  # the candidate raised, or answered with something unsendable
+            raise CandidateError(reply.error.replace("reply is not", "solution is not", 1))
+        allowed = cpu_budget_s(len(p))
+        if reply.cpu_seconds > allowed:
+            raise CandidateError(f"CPU budget exceeded: {reply.cpu_seconds:.3f} s of CPU for n = {len(p)}, "
+                                 f"{allowed:.3f} s allowed ({BUDGET_TEXT})")
+        return reply.value
 
     # -- score (trusted) ---------------------------------------------------------------
 
@@ -139,3 +175,4 @@ class SmttRuleVerifier(SmttVerifier):
     """
 
     solve = staticmethod(solve_rule)
+    respond = staticmethod(respond_rule)
