@@ -166,9 +166,15 @@ class SolveOutcome:
     wall_s: float
 
 
-def solve(built: SmttModel, time_limit_s: float, workers: int = 1, seed: int = 0) -> tuple[cp_model.CpSolver, int]:
+def solve(built: SmttModel, time_limit_s: float, workers: int = 1, seed: int = 0,
+          deterministic_time: float | None = None) -> tuple[cp_model.CpSolver, int]:
+    """Solve within ``time_limit_s`` wall seconds, or, with ``deterministic_time``, within
+    that many of CP-SAT's deterministic time units (the same result on a busy machine and
+    an idle one, with one worker; ``time_limit_s`` is then only a safety cap)."""
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = float(time_limit_s)
+    if deterministic_time is not None:
+        solver.parameters.max_deterministic_time = float(deterministic_time)
     solver.parameters.num_workers = int(workers)
     solver.parameters.random_seed = int(seed)
     # Run CP-SAT's portfolio (LNS, bound-improving subsolvers, ...) interleaved
