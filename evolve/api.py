@@ -62,6 +62,7 @@ def run(
     runs_dir: Path | str = RUNS_DIR,
     progress: bool | ProgressCallback = False,
     options_source: str = "options",
+    preflight: bool = True,
     **settings: Any,
 ) -> Run:
     """Evolve a heuristic for ``problem`` and return the finished run.
@@ -73,9 +74,12 @@ def run(
     (a TOML file) < keywords.  The run folder is ``out``, or
     ``runs_dir/<problem>/<timestamp>-<id>``.  ``progress=True`` shows the
     live rich display; a callable receives ``evolve.loop.Progress`` after every
-    iteration.  Every input is checked before the folder is created; a run that
-    fails before archiving anything leaves no folder behind.  Ctrl-C raises
-    ``KeyboardInterrupt``; every evaluated program is kept (``evolve.resume``).
+    iteration.  Every input is checked before the folder is created, the model
+    too (provider, credentials and one minimal request; ``preflight=False``
+    skips the request); a run that fails before archiving anything leaves no
+    folder behind.  Ctrl-C raises ``KeyboardInterrupt``; every evaluated
+    program is kept (``evolve.resume``).  A run its model stopped (wrong key,
+    outage) returns normally: ``run.stop`` says why, with its exit code.
     """
     unknown = sorted(set(settings) - set(RunSettings.model_fields))
     if unknown:
@@ -88,7 +92,8 @@ def run(
         "executor": executor, "ray_address": ray_address,
     }
     plan = plan_run(problem, overrides, Path(config) if config is not None else None, options_source,
-                    source="command line" if options_source.startswith("--") else "run settings")
+                    source="command line" if options_source.startswith("--") else "run settings",
+                    request=preflight)
     folder, created = new_folder(Path(out) if out is not None else None, Path(runs_dir), plan.problem.name)
     with owned(folder, created):
         plan = start(plan, folder)
@@ -98,6 +103,7 @@ def run(
 
 def resume(
     run_dir: Path | str, *, iterations: int | None = None, progress: bool | ProgressCallback = False,
+    preflight: bool = True,
 ) -> Run:
     """Continue a stopped run (Ctrl-C, ``kill -9``, a budget) up to its iteration target
     (or a new one); nothing evaluated is redone.  One process at a time owns a run folder:
@@ -105,7 +111,7 @@ def resume(
     from evolve.runs import save_config
 
     folder = Path(run_dir)
-    plan, changed = plan_resume(folder, iterations)
+    plan, changed = plan_resume(folder, iterations, request=preflight)
     with owned(folder, created=False):
         if changed:
             save_config(folder, plan.problem.name, plan.problem.dir, plan.settings)

@@ -199,6 +199,16 @@ class Archive:
             (island, cell, program_id, score),
         )
 
+    def reset_island(self, island: int, keep: list[tuple[str, int, float]], meta: dict[str, Any]) -> None:
+        """Replace an island's MAP-Elites grid by ``keep`` (cell, program id, score), with ``meta``,
+        in one transaction (an island restart must not be half-persisted)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM elites WHERE island=?", (island,))
+            for cell, program_id, score in keep:
+                self.set_elite(island, cell, program_id, score)
+            for key, value in meta.items():
+                self.set_meta(key, value)
+
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
@@ -234,6 +244,23 @@ class Archive:
     def elites(self) -> list[tuple[int, str, int, float]]:
         rows = self._db.execute("SELECT island, cell, program_id, score FROM elites").fetchall()
         return [(int(r[0]), str(r[1]), int(r[2]), float(r[3])) for r in rows]
+
+    def scored_children(self) -> list[tuple[int, int, float]]:
+        """(island, iteration, score) of every evaluated non-seed program, oldest first."""
+        rows = self._db.execute(
+            "SELECT island, iteration, score FROM programs WHERE score IS NOT NULL AND origin != 'seed'"
+            " ORDER BY id"
+        ).fetchall()
+        return [(int(r[0]), int(r[1]), float(r[2])) for r in rows]
+
+    def attempt_parent(self, iteration: int) -> int | None:
+        row = self._db.execute("SELECT parent_id FROM attempts WHERE iteration=?", (iteration,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    def codes(self) -> Iterator[tuple[int, str]]:
+        """(id, code) of every program, oldest first."""
+        for row in self._db.execute("SELECT id, code FROM programs ORDER BY id"):
+            yield int(row[0]), str(row[1])
 
     def attempt_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0])

@@ -21,6 +21,7 @@ from evolve.cli_common import (
     RUNS_ROOT,
     InstanceFlag,
     InstancesFlag,
+    NoPreflightFlag,
     OptionFlag,
     SchemeFlag,
     app,
@@ -68,7 +69,7 @@ def problems() -> None:
 @user_errors
 def run(
     problem: Annotated[str, typer.Argument(help="Problem name, or a folder with problem.toml.")],
-    llm: Annotated[str | None, typer.Option(help="Model (litellm string), 'm1:0.8,m2:0.2', 'stub' or 'replay:FILE'.")] = None,
+    llm: Annotated[str | None, typer.Option(help="Model (litellm string), 'm1:0.8,m2:0.2', 'gp' (offline search, the default), 'mutate' (alias 'stub') or 'replay:FILE'.")] = None,
     iterations: Annotated[int | None, typer.Option(help="Proposals to make (each is one iteration).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the run.")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel evaluations (sandboxes).")] = None,
@@ -83,8 +84,14 @@ def run(
     scheme: SchemeFlag = None,
     executor: Annotated[str | None, typer.Option(help="local (sandboxes here) or ray.")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster, e.g. ray://head:10001.")] = None,
+    no_preflight: NoPreflightFlag = False,
 ) -> None:
-    """Evolve a heuristic for PROBLEM. Offline (stub model) unless --llm names a model."""
+    """Evolve a heuristic for PROBLEM. Offline (GP over the rule's inputs) unless --llm names a model.
+
+    Exit codes: 0 done (iterations or budget), 2 bad input or failed model check, 3 every model
+    call failed the same way (key, model, endpoint), 4 every model call failed for
+    llm_outage_minutes, 130 interrupted.
+    """
     from evolve import api
 
     with _interruptible():
@@ -92,7 +99,7 @@ def run(
             problem, llm=llm, iterations=iterations, seed=seed, workers=workers, concurrency=concurrency,
             budget_usd=budget_usd, api_base=api_base, edit_mode=edit_mode, out=out, record=record, config=config,
             options=verifier_options(option, None), scheme=scheme, executor=executor, ray_address=ray_address,
-            runs_dir=RUNS_ROOT, progress=True, options_source="--option",
+            runs_dir=RUNS_ROOT, progress=True, options_source="--option", preflight=not no_preflight,
         )
     _summary(result)
 
@@ -102,12 +109,13 @@ def run(
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="The run folder to continue.")],
     iterations: Annotated[int | None, typer.Option(help="New iteration target (default: the run's).")] = None,
+    no_preflight: NoPreflightFlag = False,
 ) -> None:
     """Continue a stopped run (Ctrl-C or kill -9) up to its iteration target."""
     from evolve import api
 
     with _interruptible():
-        result = api.resume(run_dir, iterations=iterations, progress=True)
+        result = api.resume(run_dir, iterations=iterations, progress=True, preflight=not no_preflight)
     _summary(result)
 
 
@@ -128,13 +136,30 @@ def _interruptible() -> Iterator[None]:
 
 
 def _summary(result: Any) -> None:
+    """The closing lines; a run stopped by its model exits with the stop's code (evolve/stop.py)."""
+    from evolve.stop import EXIT_OK, StopKind
+
     progress = result.last_progress
     best, seed = result.best, result.seed
+    stop = progress.stop if progress else None
+    code = stop.exit_code if stop is not None else EXIT_OK
+    if code != EXIT_OK:
+        err_console.print(f"[red]error:[/] run stopped: {escape(progress.stop_reason or '')} "
+                          f"(exit {code})", highlight=False)
     console.print(
         f"stopped: {progress.stop_reason if progress else result.stop_reason}. best score {fmt(best.score)} "
         f"(gap {pct(best.gap_pct)}; seed {pct(seed.gap_pct)}) on the train split\n"
         f"best program: {result.dir / 'best.py'}\nreview it with: evolve review {result.dir}"
+        + (f"\nonce fixed, continue with: evolve resume {result.dir}" if code != EXIT_OK else "")
     )
+    if stop is not None and stop.kind in (StopKind.MODEL_CONFIG, StopKind.MODEL_OUTAGE):
+        # Abandoned model calls may sit in their threads until their timeout:
+        # the archive is committed and closed, so do not wait for them.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if code != EXIT_OK:
+        raise typer.Exit(code)
 
 
 @app.command(

@@ -17,6 +17,7 @@ from evolve.compare import StepProgress
 from evolve.errors import UserError
 from evolve.runs import RunInfo, load_run
 from evolve.scoring import headline_gap
+from evolve.stop import Stop, StopKind
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -120,6 +121,19 @@ class Run:
             return archive.get_meta("stop_reason")
         finally:
             archive.close()
+
+    @property
+    def stop(self) -> Stop | None:
+        """Why the search last stopped, with its exit code (``evolve.stop``); None if it is
+        still running or was killed."""
+        if self.last_progress is not None and self.last_progress.stop is not None:
+            return self.last_progress.stop
+        archive = self._archive()
+        try:
+            kind, reason = archive.get_meta("stop_kind"), archive.get_meta("stop_reason")
+        finally:
+            archive.close()
+        return Stop(StopKind(kind), reason or "") if kind in set(StopKind) else None
 
     def review(
         self, test: bool = False, top: int = 10, workers: int = 1, progress: StepProgress | None = None,

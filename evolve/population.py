@@ -70,6 +70,10 @@ class Population:
     def offer(self, island: int, elite: Elite) -> bool:
         return self.islands[island].offer(elite)
 
+    def reset(self, island: int) -> None:
+        """Forget an island's grid (an island restart)."""
+        self.islands[island] = Island()
+
     def global_best(self) -> Elite | None:
         bests = [i.best for i in self.islands if i.best is not None]
         return max(bests, key=lambda e: e.score) if bests else None
@@ -109,8 +113,8 @@ class Population:
                 chosen.append(pick)
         return chosen[:count]
 
-    def migrate(self) -> list[tuple[int, Elite]]:
-        """Ring migration: each island's best is offered to the next island.
+    def migrate(self, skip: set[int] | None = None) -> list[tuple[int, Elite]]:
+        """Ring migration: each island's best is offered to the next island (except to ``skip``).
 
         Returns the (island, elite) pairs that were accepted, for persisting."""
         accepted = []
@@ -119,6 +123,8 @@ class Population:
             if best is None or len(self.islands) == 1:
                 continue
             target = (index + 1) % len(self.islands)
+            if skip and target in skip:
+                continue
             if self.islands[target].offer(best):
                 accepted.append((target, best))
         return accepted

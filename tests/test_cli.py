@@ -132,7 +132,7 @@ def test_run_then_review_then_best(tmp_path: Path) -> None:
     out = tmp_path / "runs" / "smtt" / "r1"
     result = evolve("run", "smtt", "--iterations", "6", "--out", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "offline stub" in result.stdout
+    assert "offline search: GP" in result.stdout
     assert (out / "archive.sqlite").is_file() and (out / "best.py").is_file()
 
     review = evolve("review", str(out), "--json")

@@ -12,6 +12,7 @@ from evolve.config import resolve_settings
 from evolve.llm import make_llm
 from evolve.loop import Controller
 from evolve.problem import load_problem
+from evolve.stop import StopKind
 
 GOOD_EDIT = """The best numbers should go first.
 <<<<<<< SEARCH
@@ -28,12 +29,14 @@ BAD_EDIT = """<<<<<<< SEARCH
 """
 
 
-def _run(toy_dir: Path, tmp_path: Path, llm_spec: str, api_base: str | None = None, **overrides: object):
+def _run(toy_dir: Path, tmp_path: Path, llm_spec: str, api_base: str | None = None,
+         retry_base_delay_s: float = 1.0, **overrides: object):
     problem = load_problem(str(toy_dir))
     settings = resolve_settings(problem.spec.run, None, {"llm_retries": 1, **overrides})
     archive = Archive(tmp_path / "archive.sqlite", create=True)
     llm = make_llm(llm_spec, api_base=api_base, timeout_s=2.0, max_retries=settings.llm_retries,
-                   record=Path(settings.record) if settings.record else None)
+                   record=Path(settings.record) if settings.record else None,
+                   retry_base_delay_s=retry_base_delay_s)
     progress = Controller(problem, settings, archive, llm, tmp_path).run()
     return progress, archive
 
@@ -91,11 +94,34 @@ def test_a_child_already_in_the_archive_is_not_evaluated_again(toy_dir: Path, tm
     assert archive.outcome_counts() == {DUPLICATE: 3} and archive.program_count() == 1
 
 
-def test_a_wrong_key_stops_the_run_at_once(toy_dir: Path, tmp_path: Path) -> None:
+def test_a_wrong_key_stops_the_run_after_llm_fail_fast_calls(toy_dir: Path, tmp_path: Path) -> None:
     with FakeLLMServer(default=http_error(401, message="bad key")) as server:
         progress, archive = _run(toy_dir, tmp_path, "openai/toy-model", server.base_url, iterations=20)
-    assert progress.stop_reason.startswith("LLM configuration error")
-    assert archive.attempt_count() == 1
+    assert progress.stop.kind == StopKind.MODEL_CONFIG and progress.stop.exit_code == 3
+    assert progress.stop_reason.startswith("openai/toy-model: HTTP 401 authentication failed")
+    assert archive.attempt_count() == 3 and archive.outcome_counts() == {LLM_ERROR: 3}
+
+
+def test_a_permanent_failure_among_successes_does_not_stop_the_run(toy_dir: Path, tmp_path: Path) -> None:
+    """Only failures *in a row* count: a success in between resets the count."""
+    with FakeLLMServer(default=ok(GOOD_EDIT)) as server:
+        server.enqueue(http_error(404), http_error(404), ok(BAD_EDIT), http_error(404), http_error(404))
+        progress, archive = _run(toy_dir, tmp_path, "openai/toy-model", server.base_url,
+                                 iterations=8, concurrency=1)
+    assert progress.stop.kind == StopKind.COMPLETED and archive.attempt_count() == 8
+    assert progress.failures_by_kind["model"] == 4
+    assert progress.last_failure["model"].startswith("iteration 5: openai/toy-model: HTTP 404")
+
+
+def test_failures_are_counted_by_kind_with_the_last_reason(toy_dir: Path, tmp_path: Path) -> None:
+    with FakeLLMServer(default=ok(GOOD_EDIT)) as server:
+        server.enqueue(http_error(503), http_error(503), ok(BAD_EDIT))
+        progress, _ = _run(toy_dir, tmp_path, "openai/toy-model", server.base_url, iterations=3,
+                           concurrency=1, islands=1, retry_base_delay_s=0)
+    assert progress.failures_by_kind == {"model": 1, "edit": 1, "evaluation": 0}
+    assert "failed after 2 attempts; last error: HTTP 503" in progress.last_failure["model"]
+    assert progress.last_failure["edit"].startswith("iteration 2: edit 1: its SEARCH text")
+    assert progress.eta_s == 0
 
 
 def test_concurrent_proposals_are_in_flight_together(toy_dir: Path, tmp_path: Path) -> None:
