@@ -219,3 +219,14 @@ def priority(d):
     if "hide" in evaluation.feedback:  # pragma: no cover - no mount namespaces here
         pytest.skip(evaluation.feedback)
     assert "seen ['FileNotFoundError', 'FileNotFoundError']" in error, error
+
+
+@pytest.mark.parametrize("name", ["smtt", "smtt_rule"])
+def test_both_tracks_declare_the_dispatchers_inputs_for_the_offline_search(name: str) -> None:
+    from evolve.gp.rules import check_rules
+
+    problem = load_problem(name)
+    (rule,) = problem.spec.rule
+    assert rule.function == "priority" and rule.returns == "array"
+    assert {i.name: i.kind for i in rule.inputs} == {k: "array" if k in ("p", "d") else "scalar" for k in RULE_INPUTS}
+    check_rules(problem.seed_code, problem.spec.rule, name)  # the seed takes exactly these inputs
