@@ -254,11 +254,6 @@ def cascade_floor(parent_quick_score: float | None, tolerance: float) -> float |
     return parent_quick_score - tolerance * max(1.0, abs(parent_quick_score))
 
 
-def _group_line(metrics: dict[str, float], group: str) -> str:
-    time = metrics.get(f"ms_per_instance[{group}]")
-    return f"{group} {metrics[f'gap_mean_pct[{group}]']:.2f}%" + ("" if time is None else f" ({time:.3g} ms/instance)")
-
-
 def describe(results: list[InstanceResult], metrics: dict[str, float], score_kind: str) -> str:
     """Verifier feedback for the next prompt: headline, per group, worst instances."""
     lines = []
@@ -267,7 +262,7 @@ def describe(results: list[InstanceResult], metrics: dict[str, float], score_kin
         lines.append(f"gap to reference: {gap:.3f}% over {len(results)} instances")
     groups = sorted((k[13:-1] for k in metrics if k.startswith("gap_mean_pct[")), key=natural_key)
     if groups:
-        lines.append("per group: " + ", ".join(_group_line(metrics, g) for g in groups))
+        lines.append("per group: " + ", ".join(f"{g} {metrics[f'gap_mean_pct[{g}]']:.2f}%" for g in groups))
     worst = sorted((r for r in results if r.gap is not None), key=lambda r: r.gap or 0.0, reverse=True)[:3]
     if worst:
         lines.append(
