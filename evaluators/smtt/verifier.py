@@ -150,7 +150,8 @@ class SmttVerifier:
         if reply.cpu_seconds > allowed:
             raise CandidateError(f"CPU budget exceeded: {reply.cpu_seconds:.3f} s of CPU for n = {len(p)}, "
                                  f"{allowed:.3f} s allowed ({BUDGET_TEXT})")
-        return reply.value
+        # A solution is plain data (JSON for --solutions-out, lists for pictures).
+        return reply.value.tolist() if isinstance(reply.value, np.ndarray) else reply.value
 
     # -- score (trusted) ---------------------------------------------------------------
 
