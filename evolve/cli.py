@@ -32,6 +32,7 @@ from evolve.cli_common import (
     verifier_options,
 )
 from evolve.display import console, err_console
+from evolve.errors import UserError
 from evolve.formats import fmt, json_safe, pct
 from evolve.render import evaluation_table, headline_of, print_metrics
 
@@ -85,6 +86,9 @@ def run(
     executor: Annotated[str | None, typer.Option(help="local (sandboxes here) or ray.")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster, e.g. ray://head:10001.")] = None,
     no_preflight: NoPreflightFlag = False,
+    tune_every: Annotated[int | None, typer.Option(help="Tune the constants of each new best every N iterations (0: never).")] = None,
+    tune_budget: Annotated[int | None, typer.Option(help="Programs evaluated per tuning.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Several seeds as one study, e.g. 0-4 (--workers of them at a time).")] = None,
 ) -> None:
     """Evolve a heuristic for PROBLEM. Offline (GP over the rule's inputs) unless --llm names a model.
 
@@ -94,12 +98,25 @@ def run(
     """
     from evolve import api
 
+    if seeds is not None:
+        from evolve.cli_search import run_seeds
+
+        if seed is not None:
+            raise UserError("--seed and --seeds: give one of them")
+        with _interruptible():
+            run_seeds(problem, seeds, workers, out, llm=llm, iterations=iterations, concurrency=concurrency,
+                      budget_usd=budget_usd, api_base=api_base, edit_mode=edit_mode, record=record, config=config,
+                      options=verifier_options(option, None), scheme=scheme, executor=executor,
+                      ray_address=ray_address, options_source="--option", preflight=not no_preflight,
+                      tune_every=tune_every, tune_budget=tune_budget)
+        return
     with _interruptible():
         result = api.run(
             problem, llm=llm, iterations=iterations, seed=seed, workers=workers, concurrency=concurrency,
             budget_usd=budget_usd, api_base=api_base, edit_mode=edit_mode, out=out, record=record, config=config,
             options=verifier_options(option, None), scheme=scheme, executor=executor, ray_address=ray_address,
             runs_dir=RUNS_ROOT, progress=True, options_source="--option", preflight=not no_preflight,
+            tune_every=tune_every, tune_budget=tune_budget,
         )
     _summary(result)
 
@@ -206,6 +223,26 @@ def eval_(
         raise typer.Exit(1)
 
 
+@app.command(epilog=example("evolve doctor"))
+@user_errors
+def doctor() -> None:
+    """Show which isolation the sandbox gives candidates on this machine."""
+    from rich.table import Table
+
+    from evolve.sandbox.doctor import isolation_facts, weaknesses
+
+    facts = isolation_facts()
+    table = Table(title="sandbox isolation on this machine", title_justify="left")
+    for column in ("aspect", "in force", "how, or why not"):
+        table.add_column(column)
+    for aspect, (ok, detail) in facts.items():
+        table.add_row(aspect, "[green]yes[/green]" if ok else "[red]no[/red]", escape(detail))
+    console.print(table)
+    line = weaknesses(facts)
+    if line:
+        console.print(escape(line.removesuffix("; see `evolve doctor`")))
+
+
 @app.command(epilog=example("evolve baselines smtt", "evolve baselines smtt --split test --json"))
 @user_errors
 def baselines(
@@ -238,7 +275,7 @@ def baselines(
 
 
 # Registered after the core commands so that --help lists those first.
-from evolve import cli_review  # noqa: E402, F401
+from evolve import cli_review, cli_search  # noqa: E402, F401
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ class SandboxSettings(Strict):
     # total (so eval on a large test split is not cut short by a train-sized limit).
     instance_timeout_s: float = Field(default=1.0, gt=0)
     memory_mb: int = Field(default=2048, ge=256)  # the warm worker alone maps ~150 MiB
-    max_processes: int = Field(default=16, ge=1)
+    max_processes: int = Field(default=1, ge=1)  # 1: a candidate may not fork (nor start threads)
     file_size_mb: int = Field(default=16, ge=1)
 
 
@@ -92,6 +92,10 @@ class RunSettings(Strict):
     # a program already in the archive, at most this many times; a model's duplicate costs
     # its iteration.
     duplicate_retries: int = Field(default=50, ge=0)
+    # Every tune_every iterations, a new best program with constants in its EVOLVE-BLOCK is
+    # tuned (CMA-ES, tune_budget programs evaluated on train); 0: never (evolve/autotune.py).
+    tune_every: int = Field(default=0, ge=0)
+    tune_budget: int = Field(default=30, ge=2)
     # Overrides of the problem's [verifier.options] (``--option KEY=VALUE``).
     verifier_options: dict[str, Any] = {}
     sandbox: SandboxSettings = SandboxSettings()

@@ -137,12 +137,15 @@ class Run:
 
     def review(
         self, test: bool = False, top: int = 10, workers: int = 1, progress: StepProgress | None = None,
+        repeats: int = 0,
     ) -> RunReview:
-        """What ``evolve review [--test] --json`` prints, as objects: ``to_json()`` gives that JSON.
+        """What ``evolve review [--test] [--repeats R] --json`` prints, as objects: ``to_json()``
+        gives that JSON.
 
         With ``test=True`` the best, the seed and every baseline are evaluated on the
         held-out split (``.test``: per-instance comparisons and the overfitting verdict);
-        results are cached in the run's archive.
+        results are cached in the run's archive.  With ``repeats=R`` the top three programs
+        are re-evaluated R times on train (``.noise``: is the best within noise?).
         """
         from evolve.holdout import evaluate_holdout
         from evolve.review import review_run
@@ -150,6 +153,10 @@ class Run:
         result = review_run(self.dir, top=top)
         if test:
             result.test = evaluate_holdout(self.dir, "test", workers, progress)
+        if repeats:
+            from evolve.noise import noise_check
+
+            result.noise = noise_check(self.dir, repeats=repeats, workers=workers, progress=progress)
         return result
 
     def report(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, LLM_ERROR, Archive, Attempt, Program
+from evolve.autotune import TUNED, AutoTuner, Tuned
 from evolve.config import RunSettings
 from evolve.edits import EditError, apply_edit, block_text, code_hash
 from evolve.errors import UserError
@@ -130,6 +131,9 @@ class Controller:
         self._keys = BehaviourKeys(problem.spec.rule) if problem.spec.rule else None
         self._seen_keys: dict[str, int | None] = {}
         self._iteration = 0
+        # Constant tuning of each new best every tune_every iterations (evolve/autotune.py).
+        self._tuner = (AutoTuner(settings.tune_every, settings.tune_budget, settings.seed, archive)
+                       if settings.tune_every else None)
         # Fail fast: permanent model failures in a row; outage: time of the last
         # model call that succeeded (or of the start) and failures since then.
         self._permanent_in_row = 0
@@ -224,6 +228,11 @@ class Controller:
                     and self.progress.done + len(in_flight) < settings.iterations
                     and len(in_flight) < in_flight_limit
                 ):
+                    due = self._tuner.due(next_iteration, self.archive) if self._tuner else None
+                    if due is not None and self._tuner is not None:
+                        future = evaluators.submit(self._tuner.tune, due, executor)
+                        in_flight[future] = _Task("tune", next_iteration - 1, due.island, due, "tune")
+                        continue
                     task = self._launch(next_iteration, proposers)
                     in_flight[task[0]] = task[1]
                     next_iteration += 1
@@ -242,6 +251,8 @@ class Controller:
                         follow = self._after_proposal(task, future, executor, evaluators, proposers)
                         if follow is not None:
                             in_flight[follow[0]] = follow[1]
+                    elif task.kind == "tune":
+                        self._after_tune(task, future)
                     else:
                         self._after_evaluation(task, future)
                     self.on_progress(self.progress)
@@ -423,6 +434,28 @@ class Controller:
             self.population.offer(island, Elite(seed.id, seed.score, cell))
             keep.append((cell, seed.id, seed.score))
         self.archive.reset_island(island, keep, {EPOCHS_META: epochs})
+
+    def _after_tune(self, task: _Task, future: Future) -> None:
+        """Archive a tuned program that beat its parent, as the parent's child (origin 'tuned')."""
+        parent = task.parent
+        assert parent.id is not None and self._tuner is not None
+        try:
+            tuned: Tuned = future.result()
+        except Exception as err:  # an engine fault while tuning costs the tuning, not the run
+            self._count_failure(EVALUATION, task.iteration, f"tuning #{parent.id} failed: {type(err).__name__}: {err}")
+            tuned = Tuned(parent, None, None, 0, [])
+        if tuned.code is not None and tuned.evaluation is not None:
+            digest = code_hash(tuned.code)
+            if self.archive.id_for_hash(digest) is None:
+                program = self._program(tuned.code, digest, parent.id, parent.island, task.iteration,
+                                        parent.generation + 1, TUNED, "cmaes", tuned.evaluation)
+                changed = ", ".join(f"{a:g} -> {b:g}" for a, b in tuned.changes)
+                program.feedback = f"constants tuned ({tuned.trials} trials): {changed}\n{program.feedback}"
+                self.archive.add_program(program)
+                self._remember_key(program.code, program.id)
+                if program.score is not None:
+                    self._offer(parent.island, program)
+        self._tuner.finished(parent.id, self.archive)
 
     def _after_evaluation(self, task: _Task, future: Future) -> None:
         evaluation: Evaluation = future.result()

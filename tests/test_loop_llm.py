@@ -131,3 +131,27 @@ def test_concurrent_proposals_are_in_flight_together(toy_dir: Path, tmp_path: Pa
         arrivals = sorted(r.at for r in server.chat_requests())
     assert len(arrivals) == 4
     assert arrivals[-1] - arrivals[0] < 0.9  # all four sent before the first answer came back
+
+
+def test_thinking_is_archived_but_never_sent_back(toy_dir: Path, tmp_path: Path) -> None:
+    secret = "PRIVATE-REASONING-7f3a"
+    thinking = f"<think>\n{secret}: maybe <<<<<<< SEARCH\n    return x * 1.0\n=======\n    return x\n"
+    with FakeLLMServer(default=ok(thinking + "</think>\n" + GOOD_EDIT)) as server:
+        _, archive = _run(toy_dir, tmp_path, "openai/toy-model", server.base_url, iterations=4,
+                          concurrency=1, islands=1)
+        requests = server.chat_requests()
+    stored = archive._db.execute("SELECT completion FROM attempts ORDER BY iteration").fetchall()
+    assert all(secret in row[0] for row in stored)
+    assert all(secret not in m["content"] for r in requests for m in r.body["messages"])
+    assert archive.best().code.count("return -x") == 1  # the answer's edit, not the draft's
+
+
+def test_a_runaway_reply_is_stored_truncated_with_a_note(toy_dir: Path, tmp_path: Path) -> None:
+    huge = GOOD_EDIT + "\n" + "x" * (3 << 19)  # 1.5 MiB
+    with FakeLLMServer(default=ok(huge)) as server:
+        _, archive = _run(toy_dir, tmp_path, "openai/toy-model", server.base_url, iterations=1,
+                          concurrency=1)
+    (stored,) = archive._db.execute("SELECT completion FROM attempts").fetchone()
+    assert len(stored) < (1 << 20) + 200
+    assert stored.endswith(f"[evolve: reply truncated from {len(huge)} to 1048576 characters]\n")
+    assert archive.best().code.count("return -x") == 1  # the edit at its head still applies
