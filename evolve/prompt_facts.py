@@ -28,9 +28,10 @@ _KEY_METRICS = ("goodput_pct", "starved_pct", "e2e_gap_pct", "balancedness", "ru
 # prompts, so the islands do not all start with the same request.
 GENERIC_DIRECTIONS = (
     "refine the rule itself: use inputs it ignores, normalise their scales, fit its constants",
-    "change the shape of the decision: look ahead one step, break ties, switch rules by situation",
-    "add a cheap improvement step on top of the rule (a local search or repair), well within "
-    "the time limit",
+    "change the form of the rule: another family of formulas (ratios, exponentials, max/min of "
+    "terms)",
+    "switch between rules by situation (how loaded, how late, how far along), or break near-ties "
+    "with a second criterion",
     "adapt the rule to the instance: derive its weights from statistics of the whole instance "
     "(how tight, how varied, how large)",
 )
@@ -86,9 +87,11 @@ def evaluation_setup(problem: Problem, settings: RunSettings, quick: list[Instan
         lines.append(f"Screening: each new program first runs on {len(quick)} quick instances; one "
                      f"that scores more than {cascade.tolerance:g} x |parent score| below its parent "
                      "there is not run on the train split.")
-    lines.append(f"Limits: every instance must finish within {sandbox.instance_timeout_s:g} s of wall "
-                 f"time and {sandbox.memory_mb} MiB of memory, or the program fails. A program that "
-                 "searches must stop on its own well before the limit (the machine may be busy).")
+    lines.append(f"Limits: the sandbox stops an instance after {sandbox.instance_timeout_s:g} s of wall "
+                 f"time or {sandbox.memory_mb} MiB of memory, and the program fails (the contract "
+                 "above may set a tighter budget). A program that searches must stop on its own well "
+                 "before, on CPU time (time.process_time()), so that its result does not depend on how "
+                 "busy the machine is.")
     if seed is not None and seed.score is not None:
         lines.append(f"The seed program, where the run started, scores {seed.score:.6g} on the train "
                      f"split{_gap_phrase(seed.metrics, problem)}.")

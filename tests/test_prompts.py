@@ -57,7 +57,7 @@ def test_the_setup_states_score_split_sizes_limits_and_the_held_out_split() -> N
     assert "40 instances, 8 in each of 5 groups (n=20, n=50, n=100, n=200, n=500)" in text
     assert "With as few as 8 instances in a group" in text
     assert "held-out test split, never shown to the search" in text
-    assert f"within {settings.sandbox.instance_timeout_s:g} s of wall time" in text
+    assert f"stops an instance after {settings.sandbox.instance_timeout_s:g} s of wall time" in text
     assert "first runs on 6 quick instances" in text
 
 
