@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=200)
     args = parser.parse_args()
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores; evolve run smtt --iterations {args.iterations}")
-    print("| run | watched | wall | run CPU | polls / page renders fetched | load |")
+    print("| run | watched | wall | run CPU | /version polls / /fragment fetches | load |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for pair in range(args.pairs):

@@ -225,12 +225,15 @@ def watch(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (running or not).")],
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0: any free port).")] = 8765,
     interval: Annotated[float, typer.Option(min=0.2, help="Seconds between the page's checks for news.")] = 1.5,
+    render_every: Annotated[
+        float, typer.Option(min=0.0, help="Re-render the page (plots) at most this often, in seconds: its CPU cost.")
+    ] = 5.0,
 ) -> None:
     """Serve a live view of a run on 127.0.0.1 (gap over time, recent proposals, failures,
     islands, MAP-Elites), refreshed as the run writes; read-only, from the archive."""
     from evolve.watch import LiveView, make_server
 
-    view = LiveView(run_dir, poll_ms=int(interval * 1000))
+    view = LiveView(run_dir, min_interval=render_every, poll_ms=int(interval * 1000))
     try:
         server = make_server(view, port)
     except OSError as err:

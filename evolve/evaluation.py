@@ -96,10 +96,11 @@ class Evaluator:
             except UserError as err:
                 if not self._hide or "hide" not in str(err):
                     raise
-                log.warning("sandbox cannot hide %s here (%s); candidates can read them", self._hide, err)
+                log.info("sandbox cannot hide %s here (%s)", self._hide, err)  # the one-line warning below says more
                 self._hide = []
                 sandbox = Sandbox(entry, self._limits, slot=slot, extra_sys_path=path)
             self._sandboxes[slot] = sandbox
+            _warn_once(sandbox)
         return self._sandboxes[slot]
 
     def close(self) -> None:
@@ -228,6 +229,19 @@ class Evaluator:
                 result = infeasible(instance, f"solution could not be scored: {type(err).__name__}: {err}")
         result.seconds = getattr(run, "seconds", None)
         return result
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(sandbox: Sandbox) -> None:
+    """Say once per process, before the first candidate runs, what the sandbox cannot hide here."""
+    from evolve.sandbox.doctor import weaknesses
+
+    line = weaknesses(sandbox.facts)
+    if line and line not in _warned:
+        _warned.add(line)
+        log.warning(line)
 
 
 def run_timeout(instance_timeout_s: float, instances: int) -> float:

@@ -158,6 +158,11 @@ class Verifier(Protocol):
     the score (e.g. balancedness and runtime).
     Everything ``solve`` needs (options such as a construction scheme) must be
     in ``instance.data``: ``solve`` runs in the sandbox without the verifier.
+    The sandbox's worker imports the verifier's module (and what it imports)
+    before it isolates itself; a tuple attribute ``sandbox_modules`` names
+    further modules ``solve``/``respond`` or the instance data need (imports
+    done lazily), and ``sandbox_packages`` names installed packages besides
+    numpy that candidates may import (their files are put in the view).
 
     Interactive verifiers keep the truth on the trusted side and ask the
     candidate one question at a time.  They define both

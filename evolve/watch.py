@@ -42,7 +42,7 @@ RECENT = 15
 class LiveView:
     """Renders the live page of one run folder from its archive."""
 
-    def __init__(self, run_dir: Path, recent: int = RECENT, min_interval: float = 2.0, poll_ms: int = 1500) -> None:
+    def __init__(self, run_dir: Path, recent: int = RECENT, min_interval: float = 5.0, poll_ms: int = 1500) -> None:
         self.run_dir = run_dir
         self.info = load_run(run_dir)
         check_archive(self.info.archive_path)

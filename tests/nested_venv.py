@@ -33,11 +33,18 @@ def require_wheel_building() -> None:
         pytest.skip("building wheels offline needs setuptools>=70.1 or wheel: pip install -e '.[test]'")
 
 
-def build_wheel(source: Path, ignore: list[str], root: Path) -> Path:
-    """A wheel of ``source``, built from a copy (an in-tree build leaves build/ and *.egg-info)."""
+def build_wheel(source: Path, top_level_ignore: list[str], root: Path) -> Path:
+    """A wheel of ``source``, built from a copy (an in-tree build leaves build/ and *.egg-info);
+    ``top_level_ignore`` names folders of ``source`` itself to leave out of the copy."""
     require_wheel_building()
     copy = root / "src"
-    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", *ignore))
+    anywhere = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = set(anywhere(folder, names))
+        return skipped | (set(names) & set(top_level_ignore)) if Path(folder) == source else skipped
+
+    shutil.copytree(source, copy, ignore=ignore)
     dist = root / "dist"
     built = run(Path(sys.executable), "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                 "--no-index", "--disable-pip-version-check", "--wheel-dir", str(dist), str(copy), cwd=root)

@@ -68,7 +68,8 @@ def live_run(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen]]:
 @pytest.fixture
 def server(live_run: tuple[Path, subprocess.Popen]) -> Iterator[str]:
     out, _ = live_run
-    watch = subprocess.Popen([sys.executable, "-m", "evolve.cli", "watch", str(out), "--port", "0", "--interval", "0.3"],
+    watch = subprocess.Popen([sys.executable, "-m", "evolve.cli", "watch", str(out), "--port", "0", "--interval", "0.3",
+                              "--render-every", "0.5"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = watch.stdout.readline() if watch.stdout else ""
@@ -89,7 +90,7 @@ def test_watch_follows_the_archive_over_http_and_only_reads(live_run: tuple[Path
     wait_for(lambda: json.loads(get(server + "version"))["programs"] > first["programs"], what="new programs")
     later = json.loads(get(server + "version"))
     assert later["version"] != first["version"] and later["attempts"] >= first["attempts"]
-    # The page is re-rendered at most every 2 s however often it is asked: it catches up.
+    # The page is re-rendered at most every --render-every seconds however often it is asked: it catches up.
     shown = lambda: int(re.search(r'class="glance" data-programs="(\d+)"', get(server + "fragment")).group(1))  # noqa: E731
     wait_for(lambda: shown() >= later["programs"], timeout=30, what="the rendered page to catch up")
     request = urllib.request.Request(server, data=b"x", method="POST")

@@ -10,7 +10,7 @@ import pytest
 from nested_venv import build_wheel, fresh_venv, install, run, see_this_environment, site_packages
 
 REPO = Path(__file__).resolve().parents[1]
-NOT_SHIPPED = [".git", "runs", ".pytest_cache", ".ruff_cache", "tests", "bench", "docs", ".ci"]
+NOT_SHIPPED = [".git", "runs", ".pytest_cache", ".ruff_cache", "tests", "bench", "docs", ".ci", ".venv", "venv", ".tox"]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,8 @@ def test_the_wheel_holds_only_the_evolve_package_with_its_data(wheel: Path) -> N
     assert {name.split("/")[0] for name in names} == {"evolve", wheel.name.split("-py")[0] + ".dist-info"}
     for needed in ("evolve/problems/smtt/problem.toml", "evolve/problems/smtt/seed.py",
                    "evolve/evaluators/smtt/verifier.py", "evolve/prompts/system.jinja",
-                   "evolve/templates/report.html.jinja", "evolve/templates/watch.html.jinja"):
+                   "evolve/templates/report.html.jinja", "evolve/templates/watch.html.jinja",
+                   "evolve/templates/new_problem/tests/test_problem.py.tmpl"):
         assert needed in names, needed
     assert any(n.startswith("evolve/problems/smtt/data/") for n in names)
     assert not any("__pycache__" in n for n in names)
