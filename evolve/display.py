@@ -277,4 +277,6 @@ def json_safe(value: Any) -> Any:
         return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
+    if type(value).__name__ == "ndarray":  # numpy, without importing it here
+        return json_safe(value.tolist())
     return value
