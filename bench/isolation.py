@@ -3,7 +3,8 @@
     PYTHONPATH=. python bench/isolation.py [--runs 200]
 
 Rows: a trivial candidate through ``Sandbox.run`` (controller round trip, and
-the zygote's fork-to-exit part of it), a fresh ``python -c "import numpy"``
+the zygote's fork-to-exit part of it), one trivial call in an open session
+(``SandboxSession.call`` round trip), a fresh ``python -c "import numpy"``
 (what a sandbox without a warm worker pays), and a bare ``os.fork()`` of a warm
 numpy process (the floor of any fork-based design).
 """
@@ -31,6 +32,10 @@ class Echo:
     @staticmethod
     def solve(heuristic, instance):
         return heuristic(instance.data["x"])
+
+    @staticmethod
+    def respond(heuristic, payload):
+        return heuristic(payload)
 '''
 TRIVIAL = "def f(x):\n    return x\n"
 
@@ -44,10 +49,10 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
     return out
 
 
-def row(name: str, seconds: list[float]) -> str:
+def row(name: str, seconds: list[float], digits: int = 2) -> str:
     s = sorted(seconds)
     p95 = s[min(len(s) - 1, round(0.95 * (len(s) - 1)))]
-    return f"{name:<52} {len(s):>5} {statistics.median(s) * 1e3:>9.2f} {p95 * 1e3:>9.2f}"
+    return f"{name:<52} {len(s):>6} {statistics.median(s) * 1e3:>9.{digits}f} {p95 * 1e3:>9.{digits}f}"
 
 
 def bare_fork() -> None:
@@ -75,6 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--fresh-runs", type=int, default=20)
+    parser.add_argument("--calls", type=int, default=20000, help="session calls timed")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,6 +104,10 @@ def main() -> None:
                 inner.append(outcome.wall_seconds)
 
             sandbox_times = timed(one, args.runs)
+            with sb.session(TRIVIAL, "f") as session:
+                for k in range(100):  # warm-up
+                    session.call(k)
+                calls = timed(lambda: session.call(1), args.calls)
 
     fresh = timed(lambda: subprocess.run([sys.executable, "-c", "import numpy"], check=True), args.fresh_runs)
     forks = timed(bare_fork, args.runs)
@@ -105,9 +115,10 @@ def main() -> None:
     print("\n".join(machine()))
     print("sandbox isolation: " + "; ".join(isolation))
     print()
-    print(f"{'per candidate':<52} {'runs':>5} {'median ms':>9} {'p95 ms':>9}")
+    print(f"{'per candidate':<52} {'runs':>6} {'median ms':>9} {'p95 ms':>9}")
     print(row("evolve Sandbox.run, trivial candidate, 3 instances", sandbox_times))
     print(row("  of which zygote fork -> child exit", inner))
+    print(row("session call round trip, trivial candidate", calls, 4))
     print(row('fresh interpreter: python -c "import numpy"', fresh))
     print(row("bare os.fork()+_exit+waitpid of a warm numpy process", forks))
     print(row("one-off: Sandbox() start-up (zygote, numpy, probe)", starts))

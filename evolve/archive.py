@@ -130,6 +130,8 @@ class Archive:
         self.path = path
         if not create and not path.is_file():
             raise UserError(f"{path}: no archive here (expected a run folder with archive.sqlite)")
+        if not create:
+            check_archive(path)
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -269,10 +271,39 @@ class Archive:
             current = program.parent_id
         return chain[::-1]
 
+    def program_rows(self) -> Iterator[tuple[Any, ...]]:
+        """Every program without its code and per-instance results (metrics decoded), oldest first."""
+        for row in self._db.execute(
+            "SELECT id, parent_id, island, iteration, generation, origin, model, status, score, stage, metrics,"
+            " eval_seconds, created_at FROM programs ORDER BY id"
+        ):
+            yield (*tuple(row)[:10], json.loads(row[10]), float(row[11]), float(row[12]))
+
     def iter_scores(self) -> Iterator[tuple[int, int, float | None, float]]:
         """(id, iteration, score, created_at) for every program, oldest first."""
         for row in self._db.execute("SELECT id, iteration, score, created_at FROM programs ORDER BY id"):
             yield int(row[0]), int(row[1]), row[2], float(row[3])
+
+
+def check_archive(path: Path) -> None:
+    """An existing archive must be an evolve archive: a zero-byte or corrupt file is a
+    one-line error naming it, never a silent fresh start (SQLite would happily treat
+    an empty file as an empty database)."""
+    size = path.stat().st_size
+    if size == 0:
+        raise UserError(f"{path}: empty file (0 bytes), not an evolve archive; the run cannot be read or resumed")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            db.execute("SELECT id FROM programs LIMIT 1").fetchone()
+            db.execute("SELECT iteration FROM attempts LIMIT 1").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as err:
+        raise UserError(f"{path}: not a readable evolve archive ({err})") from None
+    if row is None:
+        raise UserError(f"{path}: not an evolve archive (no schema version)")
 
 
 class _Transaction:

@@ -1,4 +1,4 @@
-"""The ``evolve`` command line: parse, call the library, print with rich.
+"""The ``evolve`` command line: parse, call the library (``evolve.api``), print with rich.
 
 Core commands live here (problems, run, resume, eval, baselines); the ones
 that look back at runs are in ``evolve.cli_review``.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,24 +23,16 @@ from evolve.cli_common import (
     InstancesFlag,
     OptionFlag,
     SchemeFlag,
-    _read_program,
-    _verifier_options,
     app,
     example,
+    run_cli,
+    step_progress,
     user_errors,
+    verifier_options,
 )
-from evolve.display import (
-    RunDisplay,
-    console,
-    err_console,
-    evaluation_table,
-    fmt,
-    headline_of,
-    json_safe,
-    metrics_table,
-    pct,
-)
-from evolve.errors import UserError
+from evolve.display import console, err_console
+from evolve.formats import fmt, json_safe, pct
+from evolve.render import evaluation_table, headline_of, print_metrics
 
 
 @app.command(epilog=example("evolve problems"))
@@ -91,32 +85,16 @@ def run(
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster, e.g. ray://head:10001.")] = None,
 ) -> None:
     """Evolve a heuristic for PROBLEM. Offline (stub model) unless --llm names a model."""
-    from evolve.archive import Archive
-    from evolve.config import resolve_settings
-    from evolve.problem import load_problem
-    from evolve.runs import ARCHIVE, new_run_dir, prepare_out_dir, save_config
+    from evolve import api
 
-    spec = load_problem(problem)
-    overrides = {
-        "llm": llm, "iterations": iterations, "seed": seed, "workers": workers,
-        "concurrency": concurrency, "budget_usd": budget_usd, "api_base": api_base,
-        "edit_mode": edit_mode, "record": str(record) if record else None,
-        "verifier_options": _verifier_options(option, scheme) or None,
-        "executor": executor, "ray_address": ray_address,
-    }
-    settings = resolve_settings(spec.spec.run, config, overrides, source="command line")
-    spec = spec.with_options(settings.verifier_options)
-    if settings.executor == "ray":
-        from evolve.executors import import_ray
-
-        import_ray()  # a missing install is a one-line error before the run folder exists
-    if settings.llm == "stub":
-        console.print("No model configured: using the offline stub mutator (--llm MODEL for a real one).")
-    folder = prepare_out_dir(out) if out else new_run_dir(RUNS_ROOT, spec.name)
-    save_config(folder, spec.name, spec.dir, settings)
-    archive = Archive(folder / ARCHIVE, create=True)
-    archive.set_meta("problem", spec.name)
-    _drive(spec, settings, archive, folder)
+    with _interruptible():
+        result = api.run(
+            problem, llm=llm, iterations=iterations, seed=seed, workers=workers, concurrency=concurrency,
+            budget_usd=budget_usd, api_base=api_base, edit_mode=edit_mode, out=out, record=record, config=config,
+            options=verifier_options(option, None), scheme=scheme, executor=executor, ray_address=ray_address,
+            runs_dir=RUNS_ROOT, progress=True, options_source="--option",
+        )
+    _summary(result)
 
 
 @app.command(epilog=example("evolve resume runs/smtt/20261121-101500-a1b2c3", "evolve resume RUN_DIR --iterations 400"))
@@ -126,48 +104,36 @@ def resume(
     iterations: Annotated[int | None, typer.Option(help="New iteration target (default: the run's).")] = None,
 ) -> None:
     """Continue a stopped run (Ctrl-C or kill -9) up to its iteration target."""
-    from evolve.archive import Archive
-    from evolve.problem import load_problem
-    from evolve.runs import load_run, save_config
+    from evolve import api
 
-    info = load_run(run_dir)
-    problem = load_problem(info.problem_dir if Path(info.problem_dir).is_dir() else info.problem)
-    settings = info.settings
-    problem = problem.with_options(settings.verifier_options)
-    if iterations is not None:
-        settings = settings.model_copy(update={"iterations": iterations})
-        save_config(run_dir, info.problem, problem.dir, settings)
-    archive = Archive(info.archive_path)
-    _drive(problem, settings, archive, run_dir)
+    with _interruptible():
+        result = api.resume(run_dir, iterations=iterations, progress=True)
+    _summary(result)
 
 
-def _drive(problem: Any, settings: Any, archive: Any, folder: Path) -> None:
-    from evolve.llm import make_llm
-    from evolve.loop import Controller
-    from evolve.scoring import headline_gap
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C: say how to continue and exit 130 at once (in-flight model calls are not awaited)."""
+    from evolve.runner import RunInterrupted
 
-    model = make_llm(
-        settings.llm, api_base=settings.api_base, seed=settings.seed, temperature=settings.temperature,
-        max_tokens=settings.max_tokens, timeout_s=settings.llm_timeout_s, max_retries=settings.llm_retries,
-        record=Path(settings.record) if settings.record else None,
-    )
-    console.print(f"run folder: {folder}")
     try:
-        with RunDisplay(problem.name) as display:
-            controller = Controller(problem, settings, archive, model, folder, on_progress=display.update)
-            progress = controller.run()
-        seed = archive.seed()
-    except KeyboardInterrupt:
-        console.print(f"\ninterrupted; every evaluated program is saved. Continue with: evolve resume {folder}")
+        yield
+    except RunInterrupted as stop:
+        if stop.kept:
+            console.print(f"\ninterrupted; every evaluated program is saved. Continue with: evolve resume {stop.run_dir}")
+        else:
+            console.print("\ninterrupted before anything was evaluated; no run folder kept")
         sys.stdout.flush()
         os._exit(130)  # don't wait for in-flight HTTP calls; the archive is committed
-    finally:
-        archive.close()
-    seed_gap = headline_gap(seed.metrics, problem.spec.objective.score) if seed else None
+
+
+def _summary(result: Any) -> None:
+    progress = result.last_progress
+    best, seed = result.best, result.seed
     console.print(
-        f"stopped: {progress.stop_reason}. best score {fmt(progress.best_score)} "
-        f"(gap {pct(progress.best_gap)}; seed {pct(seed_gap)}) on the train split\n"
-        f"best program: {folder / 'best.py'}\nreview it with: evolve review {folder}"
+        f"stopped: {progress.stop_reason if progress else result.stop_reason}. best score {fmt(best.score)} "
+        f"(gap {pct(best.gap_pct)}; seed {pct(seed.gap_pct)}) on the train split\n"
+        f"best program: {result.dir / 'best.py'}\nreview it with: evolve review {result.dir}"
     )
 
 
@@ -196,42 +162,19 @@ def eval_(
     scheme: SchemeFlag = None,
 ) -> None:
     """Score one program file with the problem's verifier (exit 1 if it fails)."""
-    from evolve.config import RunSettings
-    from evolve.evaluation import Evaluator
-    from evolve.problem import load_problem
+    from evolve import api
 
-    spec = load_problem(problem).with_options(_verifier_options(option, scheme))
-    code = _read_program(program)
-    chosen = spec.instances(split, instances, instance)
-    split_name = str(instances) if instances else split
-    with Evaluator(spec, RunSettings.model_validate(spec.spec.run).sandbox) as evaluator:
-        evaluation = evaluator.run_split(code, chosen, split_name)
-    if solutions_out:
-        rows = [{"name": i.name, "solution": s} for i, s in zip(chosen, evaluation.solutions, strict=False)]
-        solutions_out.write_text(json.dumps(json_safe(rows)) + "\n")
+    spec = api.load(problem, verifier_options(option, scheme), "--option")
+    evaluation = api.evaluate(spec, program, split=split, instances=instances, instance=instance,
+                              solutions_out=solutions_out, plot=plot)
     if plot:
-        draw = getattr(spec.verifier, "picture", None)
-        if draw is None:
-            raise UserError(f"problem '{spec.name}' has no picture of its solutions (--plot)")
-        if not evaluation.ok:
-            raise UserError(f"{program}: nothing to draw, the program failed ({evaluation.status})")
-        draw(chosen, evaluation.instances, evaluation.solutions, plot)
         err_console.print(f"picture written to {plot}")
+    split_name = str(instances) if instances else split
     if as_json:
-        document = {
-            "problem": spec.name, "split": split_name, "status": evaluation.status,
-            "score": evaluation.score, "metrics": evaluation.metrics,
-            "feedback": evaluation.feedback,
-            "instances": [
-                {k: v for k, v in r.to_json().items() if k not in {"extra"}} for r in evaluation.instances
-            ],
-        }
-        print(json.dumps(json_safe(document), indent=2))
+        print(json.dumps(json_safe(evaluation.to_json(spec.name, split_name)), indent=2))
     else:
         console.print(evaluation_table(f"{program} on {spec.name}/{split_name}", evaluation))
-        console.print(metrics_table(
-            [(program.name, evaluation.status, evaluation.score, evaluation.metrics)], headline_of(spec.verifier)
-        ))
+        print_metrics([(program.name, evaluation.status, evaluation.score, evaluation.metrics)], headline_of(spec.verifier))
         if not evaluation.ok:
             console.print(f"[red]{evaluation.status}[/]: {escape(evaluation.feedback)}", highlight=False)
     if not evaluation.ok:
@@ -246,34 +189,27 @@ def baselines(
     instances: InstancesFlag = None,
     instance: InstanceFlag = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON result.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Parallel evaluations.")] = 1,
     option: OptionFlag = None,
     scheme: SchemeFlag = None,
 ) -> None:
     """Score every baseline of PROBLEM through the same sandbox and verifier as evolved programs."""
-    from evolve.config import RunSettings
-    from evolve.evaluation import Evaluator
-    from evolve.problem import load_problem
+    from evolve import api
 
-    spec = load_problem(problem).with_options(_verifier_options(option, scheme))
-    chosen = spec.instances(split, instances, instance)
-    rows = []
-    with Evaluator(spec, RunSettings.model_validate(spec.spec.run).sandbox) as evaluator:
-        for name, path in [("seed", spec.dir / spec.spec.seed), *spec.baselines.items()]:
-            evaluation = evaluator.run_split(_read_program(path), chosen, split)
-            rows.append((name, evaluation))
+    spec = api.load(problem, verifier_options(option, scheme), "--option")
     split_name = str(instances) if instances else split
+    with step_progress(f"scoring the seed and {len(spec.baselines)} baselines on {spec.name}/{split_name}") as shown:
+        rows = api.baselines(spec, split=split, instances=instances, instance=instance, workers=workers, progress=shown)
     if as_json:
         document = {
             "problem": spec.name, "split": split_name,
-            "baselines": [
-                {"name": n, "status": e.status, "score": e.score, "metrics": e.metrics} for n, e in rows
-            ],
+            "baselines": [{"name": n, "status": e.status, "score": e.score, "metrics": e.metrics} for n, e in rows.items()],
         }
         print(json.dumps(json_safe(document), indent=2))
         return
-    table = metrics_table([(n, e.status, e.score, e.metrics) for n, e in rows], headline_of(spec.verifier))
-    table.title = f"baselines on {spec.name}/{split_name} ({len(chosen)} instances)"
-    console.print(table)
+    count = len(next(iter(rows.values())).instances) if rows else 0
+    print_metrics([(n, e.status, e.score, e.metrics) for n, e in rows.items()], headline_of(spec.verifier),
+                  f"baselines on {spec.name}/{split_name} ({count} instances)")
 
 
 # Registered after the core commands so that --help lists those first.
@@ -281,7 +217,7 @@ from evolve import cli_review  # noqa: E402, F401
 
 
 def main() -> None:
-    app()
+    run_cli()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -35,7 +37,8 @@ InstancesFlag = Annotated[
 ]
 
 
-def _verifier_options(option: list[str] | None, scheme: str | None) -> dict[str, Any]:
+def verifier_options(option: list[str] | None, scheme: str | None) -> dict[str, Any]:
+    """``--option KEY=VALUE`` flags (and ``--scheme``) as a dict."""
     from evolve.problem import parse_options
 
     options = parse_options(option or [])
@@ -63,8 +66,49 @@ def example(*lines: str) -> str:
     return "[bold]Examples[/]\n\n" + "\n\n".join(f"  $ {line}" for line in lines)
 
 
-def _read_program(path: Path) -> str:
+@contextmanager
+def step_progress(what: str, quiet: bool = False) -> Iterator[Callable[[int, int, str], None]]:
+    """A progress bar on stderr for a long step (evaluating programs on a split):
+    stdout stays clean for ``--json``.  Yields the ``(done, total, name)`` callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn(f"{escape(what)}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
+                   TimeElapsedColumn(), console=err_console, transient=True, disable=quiet)
+    task = bar.add_task(what, total=None, last="")
+
+    def update(done: int, total: int, name: str) -> None:
+        bar.update(task, completed=done, total=total, last=escape(f"{name} done") if name else "")
+
+    with bar:
+        yield update
+
+
+def _click_errors() -> Any:
+    try:  # typer >= 0.20 ships its own copy of click
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+def run_cli() -> None:
+    """Run the app; click's own usage errors (unknown flag, missing argument, a bad
+    value) are one line on stderr and exit 2, like every other input mistake."""
+    errors = _click_errors()
+    no_args = getattr(errors, "NoArgsIsHelpError", ())
     try:
-        return path.read_text()
-    except OSError as err:
-        raise UserError(f"{path}: cannot read program ({err.strerror})") from None
+        code = app(standalone_mode=False)
+    except no_args as err:  # `evolve` alone, or a group without a command: its help
+        print(err.ctx.get_help() if err.ctx else "", flush=True)
+        sys.exit(0)
+    except errors.UsageError as err:
+        where = f" (see: {err.ctx.command_path} --help)" if err.ctx else ""
+        message = " ".join(err.format_message().split())
+        err_console.print(f"[red]error:[/] {escape(message)}{escape(where)}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except errors.ClickException as err:
+        err_console.print(f"[red]error:[/] {escape(' '.join(err.format_message().split()))}", highlight=False)
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -14,23 +14,16 @@ from evolve.cli_common import (
     InstancesFlag,
     OptionFlag,
     SchemeFlag,
-    _read_program,
-    _verifier_options,
     app,
     example,
+    step_progress,
     user_errors,
+    verifier_options,
 )
-from evolve.display import (
-    console,
-    err_console,
-    fmt,
-    json_safe,
-    metrics_table,
-    show_comparison,
-    show_holdout,
-    show_review,
-)
+from evolve.display import console, err_console
 from evolve.errors import UserError
+from evolve.formats import fmt, json_safe
+from evolve.render import metrics_table, print_metrics, show_comparison, show_holdout, show_review
 
 
 @app.command(
@@ -52,24 +45,18 @@ def review(
 ) -> None:
     """Leaderboard, the best program's diff and lineage, failures by kind, tokens and cost;
     with --test, paired per-instance comparisons on held-out instances and an overfitting check."""
-    from evolve.review import review_run
+    from evolve import api
 
-    result = review_run(run_dir, top=top)
-    holdout = None
-    if test:
-        from evolve.holdout import evaluate_holdout
-
-        err_console.print("evaluating the best program, the seed and every baseline on the test split ...")
-        holdout = evaluate_holdout(run_dir, "test", workers)
+    run = api.open_run(run_dir)
+    with step_progress("evaluating the best, the seed and every baseline on the test split",
+                       quiet=not test) as shown:
+        result = run.review(test=test, top=top, workers=workers, progress=shown)
     if as_json:
-        document = result.to_json()
-        if holdout is not None:
-            document["test"] = holdout.to_json()
-        print(json.dumps(json_safe(document), indent=2))
+        print(json.dumps(json_safe(result.to_json()), indent=2))
         return
     show_review(result)
-    if holdout is not None:
-        show_holdout(holdout)
+    if result.test is not None:
+        show_holdout(result.test)
 
 
 @app.command(epilog=example("evolve best smtt", "evolve best smtt --json"))
@@ -120,20 +107,14 @@ def compare(
     scheme: SchemeFlag = None,
 ) -> None:
     """Compare two programs instance by instance: gaps per group, wins/ties/losses, Wilcoxon test."""
-    from evolve.compare import compare as compare_programs
-    from evolve.compare import evaluate_programs
-    from evolve.config import RunSettings
-    from evolve.problem import load_problem
+    from evolve import api
 
-    spec = load_problem(problem).with_options(_verifier_options(option, scheme))
-    name_a, name_b = (a.name, b.name) if a.name != b.name else (str(a), str(b))
-    programs = [(name_a, _read_program(a)), (name_b, _read_program(b))]
-    chosen = spec.instances(split, instances, instance)
+    spec = api.load(problem, verifier_options(option, scheme), "--option")
     split_name = str(instances) if instances else split
-    sandbox = RunSettings.model_validate(spec.spec.run).sandbox
-    evaluations = evaluate_programs(spec, sandbox, programs, chosen, split_name, workers)
+    with step_progress(f"evaluating 2 programs on {spec.name}/{split_name}") as shown:
+        evaluations, result = api.compare_programs(a, b, spec, split=split, instances=instances, instance=instance,
+                                                   workers=workers, progress=shown)
     direction = spec.spec.objective.direction
-    result = compare_programs(name_a, evaluations[name_a], name_b, evaluations[name_b], chosen, direction)
     if as_json:
         document = {
             "problem": spec.name, "split": split_name, "objective": spec.spec.objective.name,
@@ -145,9 +126,9 @@ def compare(
         }
         print(json.dumps(json_safe(document), indent=2))
         return
-    table = metrics_table([(n, e.status, e.score, e.metrics) for n, e in evaluations.items()])
-    table.title = f"{spec.name}/{split_name} ({len(chosen)} instances)"
-    console.print(table)
+    count = len(next(iter(evaluations.values())).instances)
+    print_metrics([(n, e.status, e.score, e.metrics) for n, e in evaluations.items()], (),
+                  f"{spec.name}/{split_name} ({count} instances)")
     show_comparison(result, split_name, f"{spec.spec.objective.name}, {direction}")
 
 
@@ -164,13 +145,15 @@ def export(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here (default: print).")] = None,
 ) -> None:
     """A program as a standalone module (no evolve import) with a header: problem, scores, run, lineage."""
-    from evolve.export import export_program, write_export
+    from evolve import api
+    from evolve.files import check_output
 
-    text = export_program(run_dir, program_id, output.name if output else "rule.py")
+    if output is not None:
+        check_output(output, "module file")
+    text = api.open_run(run_dir).export(output, program_id)
     if output is None:
         print(text, end="")
         return
-    write_export(text, output)
     err_console.print(f"written to {output}")
 
 
@@ -188,11 +171,22 @@ def report(
     workers: Annotated[int, typer.Option(min=1, help="Parallel evaluations.")] = 1,
 ) -> None:
     """One self-contained HTML report: progress, islands, MAP-Elites grid, lineage, test comparison, code, picture."""
-    from evolve.report import build_report
+    import time
 
+    from evolve import api
+
+    run = api.open_run(run_dir)
     target = output or run_dir / "report.html"
-    err_console.print(f"evaluating the best program, the seed and every baseline on the {split} split ...")
-    seconds = build_report(run_dir, target, split=split, workers=workers)
+    if target.is_dir():
+        raise UserError(f"{target}: is a folder, expected an HTML file path")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{target.parent}: cannot create the report's folder ({err.strerror})") from None
+    started = time.perf_counter()
+    with step_progress(f"evaluating the best, the seed and every baseline on the {split} split") as shown:
+        run.report(target, split=split, workers=workers, progress=shown)
+    seconds = time.perf_counter() - started
     console.print(f"report written to {target} ({target.stat().st_size / 1e6:.2f} MB, {seconds:.1f} s)")
 
 

@@ -16,14 +16,15 @@ possible difference against the failing side; both failing is a tie.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 from evolve.config import SandboxSettings
+from evolve.evalcache import EvalCache
 from evolve.evaluation import Evaluation, Evaluator
 from evolve.problem import Problem
 from evolve.scoring import natural_key
@@ -219,6 +220,9 @@ def _mean_gap(by_name: dict[str, InstanceResult], members: list[Instance]) -> fl
 # --- evaluating several programs on one split ----------------------------------------
 
 
+StepProgress = Callable[[int, int, str], None]  # (done, total, what just finished)
+
+
 def evaluate_programs(
     problem: Problem,
     sandbox: SandboxSettings,
@@ -226,9 +230,31 @@ def evaluate_programs(
     instances: list[Instance],
     split: str,
     workers: int = 1,
+    cache: EvalCache | None = None,
+    progress: StepProgress | None = None,
 ) -> dict[str, Evaluation]:
     """Evaluate (name, code) pairs through ``Evaluator.run_split``, the one path
-    the seed, the baselines and evolved programs all take."""
-    with Evaluator(problem, sandbox, slots=workers) as evaluator, ThreadPoolExecutor(workers) as pool:
-        futures = {name: pool.submit(evaluator.run_split, code, instances, split) for name, code in programs}
-        return {name: future.result() for name, future in futures.items()}
+    the seed, the baselines and evolved programs all take; results found in
+    ``cache`` are reused and new ones stored there."""
+    results: dict[str, Evaluation] = {}
+    todo = []
+    for name, code in programs:
+        cached = cache.get(code) if cache is not None else None
+        if cached is not None:
+            results[name] = cached
+        else:
+            todo.append((name, code))
+    total = len(programs)
+    if progress:
+        progress(len(results), total, "cached" if results else "")
+    if todo:
+        with Evaluator(problem, sandbox, slots=workers) as evaluator, ThreadPoolExecutor(workers) as pool:
+            futures = {pool.submit(evaluator.run_split, code, instances, split): (name, code) for name, code in todo}
+            for future in as_completed(futures):
+                name, code = futures[future]
+                results[name] = future.result()
+                if cache is not None:
+                    cache.put(name, code, results[name])
+                if progress:
+                    progress(len(results), total, name)
+    return {name: results[name] for name, _ in programs}

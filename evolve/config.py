@@ -92,6 +92,9 @@ class ObjectiveSpec(Strict):
 class VerifierSpec(Strict):
     entry: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     options: dict[str, Any] = {}
+    # A folder put on sys.path to import ``entry`` (absolute, or relative to the
+    # problem folder): where a problem defined in Python keeps its verifier module.
+    path: str | None = None
 
 
 class FeatureSpec(Strict):
@@ -163,11 +166,10 @@ def validate(model: type[Strict], data: dict[str, Any], source: str, prefix: str
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    from evolve.files import read_text
+
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
+        return tomllib.loads(read_text(path, "TOML file"))
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"{path}: invalid TOML: {err}") from None
 

@@ -12,14 +12,17 @@ import queue
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from evolve.config import SandboxSettings
 from evolve.errors import UserError
 from evolve.problem import Problem
-from evolve.sandbox import Sandbox, SandboxLimits, SandboxOutcome
+from evolve.sandbox import InstanceRun, Sandbox, SandboxLimits, SandboxOutcome, SessionEnded
 from evolve.scoring import aggregate, headline_gap, natural_key
 from evolve.verifier import Instance, InstanceResult, infeasible
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,22 @@ class Evaluation:
     @property
     def ok(self) -> bool:
         return self.status == "ok" and self.score is not None
+
+    def to_json(self, problem: str, split: str) -> dict[str, Any]:
+        """The stable ``evolve eval --json`` document."""
+        return {
+            "problem": problem, "split": split, "status": self.status, "score": self.score,
+            "metrics": self.metrics, "feedback": self.feedback,
+            "instances": [{k: v for k, v in r.to_json().items() if k != "extra"} for r in self.instances],
+        }
+
+    def frame(self) -> pd.DataFrame:
+        """Per-instance results as a pandas DataFrame: name, group, objective, reference,
+        reference_kind, gap, feasible, error, seconds, and the verifier's extra metrics."""
+        import pandas as pd
+
+        return pd.DataFrame([{**{k: v for k, v in r.to_json().items() if k != "extra"}, **r.extra}
+                             for r in self.instances])
 
 
 def limits_from(settings: SandboxSettings) -> SandboxLimits:
@@ -99,12 +118,39 @@ class Evaluator:
         slot = self._free.get()
         try:
             timeout = run_timeout(self._instance_timeout_s, len(instances))
-            outcome = self._sandbox(slot).run(code, self.problem.spec.function.name, instances, timeout)
+            function = self.problem.spec.function.name
+            interact = getattr(self.problem.verifier, "interact", None)
+            if callable(interact):
+                outcome = self._interact(self._sandbox(slot), code, function, instances, timeout)
+            else:
+                outcome = self._sandbox(slot).run(code, function, instances, timeout)
         finally:
             self._free.put(slot)
         evaluation = self._judge(outcome, instances, stage)
         evaluation.seconds = time.perf_counter() - started
         return evaluation
+
+    def _interact(
+        self, sandbox: Sandbox, code: str, function: str, instances: list[Instance], timeout: float
+    ) -> SandboxOutcome:
+        """One session for the split; the trusted ``interact`` drives each instance."""
+        interact = self.problem.verifier.interact
+        runs: list[InstanceRun] = []
+        with sandbox.session(code, function, timeout_s=timeout) as session:
+            try:
+                for instance in instances:
+                    cpu = session.cpu_seconds
+                    try:
+                        solution, error = interact(instance, session), None
+                    except SessionEnded:
+                        raise
+                    except Exception as err:  # the verifier's own verdict on a bad reply, or a bug
+                        solution, error = None, f"solution could not be obtained: {type(err).__name__}: {err}"
+                    runs.append(InstanceRun(solution, error, session.cpu_seconds - cpu))
+            except SessionEnded:
+                pass  # the outcome says why; the instances finished before keep their results
+        end = session.close()
+        return SandboxOutcome(end.status, runs, end.error, end.stderr_tail, end.wall_seconds)
 
     def evaluate(
         self,

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evolve.archive import Archive
-from evolve.compare import Comparison, compare, evaluate_programs
+from evolve.compare import Comparison, StepProgress, compare, evaluate_programs
 from evolve.errors import UserError
+from evolve.evalcache import EvalCache
 from evolve.evaluation import Evaluation
 from evolve.review import problem_of
 from evolve.runs import load_run
@@ -132,8 +133,11 @@ def _p(p: float) -> str:
     return "p < 0.0001" if p < 1e-4 else f"p = {p:.2g}"
 
 
-def evaluate_holdout(folder: Path, split: str = "test", workers: int = 1) -> Holdout:
-    """Evaluate the run's best, its seed and the problem's baselines on ``split``."""
+def evaluate_holdout(
+    folder: Path, split: str = "test", workers: int = 1, progress: StepProgress | None = None, cache: bool = True,
+) -> Holdout:
+    """Evaluate the run's best, its seed and the problem's baselines on ``split``
+    (results cached in the run's archive unless ``cache`` is false)."""
     info = load_run(folder)
     problem = problem_of(info)
     archive = Archive(info.archive_path, readonly=True)
@@ -146,14 +150,12 @@ def evaluate_holdout(folder: Path, split: str = "test", workers: int = 1) -> Hol
     instances = problem.instances(split)
     best_name = f"best #{best.id}"
     programs = [(best_name, best.code), ("seed", seed.code)]
-    for name, path in problem.baselines.items():
+    for name, code in problem.baseline_programs():
         if name in (best_name, "seed"):  # a baseline file called seed.py must not replace the seed
             name = f"{name} (baseline)"
-        try:
-            programs.append((name, path.read_text()))
-        except OSError as err:
-            raise UserError(f"{path}: cannot read baseline ({err.strerror})") from None
-    evaluations = evaluate_programs(problem, info.settings.sandbox, programs, instances, split, workers)
+        programs.append((name, code))
+    store = EvalCache(info.archive_path, problem, info.settings.sandbox, split, instances) if cache else None
+    evaluations = evaluate_programs(problem, info.settings.sandbox, programs, instances, split, workers, store, progress)
     direction = problem.spec.objective.direction
     comparisons = [
         compare(best_name, evaluations[best_name], name, evaluation, instances, direction)

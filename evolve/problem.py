@@ -25,6 +25,7 @@ from typing import Any
 from evolve import problems as builtin_problems
 from evolve.config import ProblemSpec, load_problem_spec
 from evolve.errors import UserError
+from evolve.files import read_text
 from evolve.verifier import Instance, Verifier
 
 ENTRY_POINT_GROUP = "evolve.problems"
@@ -82,6 +83,10 @@ class Problem:
         cls = import_entry(self.spec.verifier.entry, self.sys_path, str(self.toml_path))
         return cls(self.dir, dict(self.spec.verifier.options))
 
+    def baseline_programs(self) -> list[tuple[str, str]]:
+        """(name, code) of every baseline, in name order."""
+        return [(name, read_text(path, "baseline program")) for name, path in self.baselines.items()]
+
     def with_options(self, overrides: dict[str, Any]) -> Problem:
         """The same problem with ``[verifier.options]`` overridden (``--option``)."""
         if not overrides:
@@ -90,6 +95,19 @@ class Problem:
         verifier = self.spec.verifier.model_copy(update={"options": options})
         spec = self.spec.model_copy(update={"verifier": verifier})
         return Problem(spec=spec, dir=self.dir, origin=self.origin, sys_path=list(self.sys_path))
+
+    def configured(self, overrides: dict[str, Any], source: str = "--option") -> Problem:
+        """``with_options`` checked now: the verifier is built, so a bad ``problem.toml``
+        option names that file and a bad override names ``source``, before any work."""
+        self.verifier  # noqa: B018 - building it validates [verifier.options]
+        if not overrides:
+            return self
+        problem = self.with_options(overrides)
+        try:
+            problem.verifier  # noqa: B018
+        except UserError as err:
+            raise UserError(as_override_error(str(err), source)) from None
+        return problem
 
     def instances(
         self, split: str, instances_file: Path | None = None, names: list[str] | None = None
@@ -115,10 +133,19 @@ class Problem:
 
 
 def _read(path: Path, what: str) -> str:
-    try:
-        return path.read_text()
-    except OSError as err:
-        raise UserError(f"{path}: cannot read the problem's {what} file ({err.strerror})") from None
+    return read_text(path, f"the problem's {what} file")
+
+
+OPTIONS_SOURCE = "problem.toml: verifier.options"
+
+
+def as_override_error(message: str, source: str) -> str:
+    """A verifier's option error, re-aimed at where the override came from (``--option``)."""
+    if message.startswith(OPTIONS_SOURCE + "."):
+        return f"{source} {message[len(OPTIONS_SOURCE) + 1:]}"
+    if message.startswith(OPTIONS_SOURCE):
+        return source + message[len(OPTIONS_SOURCE):]
+    return f"{source}: {message}"
 
 
 def import_entry(entry: str, extra_path: list[str], source: str) -> Any:
@@ -145,6 +172,8 @@ def _from_dir(folder: Path, origin: str) -> Problem:
     spec = load_problem_spec(folder / "problem.toml")
     # Verifiers shipped inside a plug-in folder import from that folder.
     sys_path = [] if origin == "builtin" else [str(folder), str(folder.parent)]
+    if spec.verifier.path:
+        sys_path.insert(0, str((folder / spec.verifier.path).resolve()))
     return Problem(spec=spec, dir=folder.resolve(), origin=origin, sys_path=sys_path)
 
 

@@ -20,6 +20,7 @@ from pygments.lexers import DiffLexer, PythonLexer
 
 from evolve import report_plots as plots
 from evolve.archive import Archive
+from evolve.compare import StepProgress
 from evolve.errors import UserError
 from evolve.evaluation import Evaluation
 from evolve.history import History
@@ -42,13 +43,15 @@ class Figure:
     caption: str = ""
 
 
-def build_report(run_dir: Path, output: Path, split: str = "test", workers: int = 1) -> float:
+def build_report(
+    run_dir: Path, output: Path, split: str = "test", workers: int = 1, progress: StepProgress | None = None,
+) -> float:
     """Write the report; returns the seconds it took."""
     started = time.perf_counter()
     review = review_run(run_dir, top=10)
     info = load_run(run_dir)
     problem = problem_of(info)
-    holdout = evaluate_holdout(run_dir, split, workers)
+    holdout = evaluate_holdout(run_dir, split, workers, progress)
     archive = Archive(info.archive_path, readonly=True)
     try:
         elites = archive.elites()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evolve.archive import Archive, Program
 from evolve.history import FailureKind, History, ModelUsage
 from evolve.runs import RunInfo, load_run
 from evolve.scoring import headline_gap
+
+if TYPE_CHECKING:  # holdout imports this module
+    from evolve.holdout import Holdout
 
 
 def unified_diff(old: str, new: str, old_name: str, new_name: str) -> str:
@@ -78,6 +81,8 @@ class RunReview:
     failures: list[FailureKind] = field(default_factory=list)
     usage_by_model: list[ModelUsage] = field(default_factory=list)
     feature_names: list[str] = field(default_factory=list)
+    # The held-out comparison (``review --test``), when it was asked for.
+    test: Holdout | None = None
 
     def diff(self) -> str:
         if self.seed is None or self.best is None:
@@ -135,6 +140,7 @@ class RunReview:
                 for u in self.usage_by_model
             ],
             "diff": self.diff(),
+            **({"test": self.test.to_json()} if self.test is not None else {}),
         }
 
 
@@ -161,12 +167,16 @@ def lineage_steps(archive: Archive, best: Program | None, score_kind: str) -> li
     return steps
 
 
+def problem_source(info: RunInfo) -> str:
+    """Where the run's problem loads from: its folder if it still exists, else its name."""
+    return info.problem_dir if (Path(info.problem_dir) / "problem.toml").is_file() else info.problem
+
+
 def problem_of(info: RunInfo) -> Any:
     """The run's problem with the run's verifier options (folder first, then name)."""
     from evolve.problem import load_problem
 
-    source = info.problem_dir if Path(info.problem_dir).is_dir() else info.problem
-    return load_problem(source).with_options(info.settings.verifier_options)
+    return load_problem(problem_source(info)).with_options(info.settings.verifier_options)
 
 
 def review_run(folder: Path, top: int = 10) -> RunReview:

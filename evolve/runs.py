@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -15,6 +18,7 @@ from evolve.errors import UserError
 
 ARCHIVE = "archive.sqlite"
 CONFIG = "config.json"
+LOCK = "run.lock"
 
 
 @dataclass
@@ -87,3 +91,39 @@ def best_across_runs(root: Path, problem: str) -> tuple[Path, Program] | None:
         if best is None or program.score > (best[1].score or float("-inf")):
             best = (folder, program)
     return best
+
+
+class RunLock:
+    """A run folder is driven by one process at a time (``run``, ``resume``).
+
+    ``flock`` on ``RUN/run.lock``: the kernel releases it when the process dies,
+    even by ``kill -9``, so a stale file never blocks a resume.  Readers
+    (review, report, watch) take no lock.  The archive file itself is not
+    locked: SQLite's own POSIX locks would be dropped by closing another
+    descriptor of it.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
+            self.release()
+            raise UserError(f"{folder}: in use by another evolve process (pid {holder}); "
+                            "wait for it to finish or stop it, then resume") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

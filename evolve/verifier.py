@@ -158,6 +158,18 @@ class Verifier(Protocol):
     the score (e.g. balancedness and runtime).
     Everything ``solve`` needs (options such as a construction scheme) must be
     in ``instance.data``: ``solve`` runs in the sandbox without the verifier.
+
+    Interactive verifiers keep the truth on the trusted side and ask the
+    candidate one question at a time.  They define both
+    ``@staticmethod respond(heuristic, payload) -> reply``, which runs *inside
+    the sandbox* (it calls the candidate on one payload; the reply must be
+    JSON-serialisable or a numpy array), and ``interact(instance, session) ->
+    solution``, which runs in the trusted process: it calls
+    ``session.call(payload)`` as often as it likes (each ``Reply`` has
+    ``value``, ``error``, and ``cpu_seconds`` measured from outside the
+    candidate) and returns the solution that ``score`` then judges.  The engine
+    opens one session per split and lets ``SessionEnded`` propagate; see
+    docs/sandbox.md.
     """
 
     direction: Direction

@@ -12,3 +12,11 @@ class EchoVerifier:
     @staticmethod
     def solve(heuristic: Callable[..., Any], instance: Any) -> Any:
         return heuristic(instance.data["x"])
+
+
+class InteractiveVerifier(EchoVerifier):
+    """Batch runs as EchoVerifier; in a session each call is ``heuristic(payload)``."""
+
+    @staticmethod
+    def respond(heuristic: Callable[..., Any], payload: Any) -> Any:
+        return heuristic(payload)

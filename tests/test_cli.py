@@ -81,7 +81,7 @@ def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("eval", "smtt", "missing.py"), "missing.py: cannot read program"),
+        (("eval", "smtt", "missing.py"), "missing.py: program not found"),
         (("run", "nope"), "unknown problem 'nope'"),
         (("eval", "smtt", str(SEED), "--split", "valid"), "unknown split 'valid'"),
         (("review", "no/such/run"), "not a run folder"),
@@ -90,13 +90,32 @@ def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> No
         (("eval", "smtt", str(SEED), "--option", "noequals"), "expected KEY=VALUE"),
         (("eval", "smtt", str(SEED), "--split", "quick", "--option", "colour=3"), "colour"),
         (("eval", "smtt", str(SEED), "--split", "quick", "--plot", "x.png"), "no picture"),
+        # click's own usage errors are one line too
+        (("run", "smtt", "--iterationz", "3"), "No such option: --iterationz"),
+        (("run",), "Missing argument"),
+        (("run", "smtt", "--iterations", "many"), "Invalid value for '--iterations'"),
+        (("frobnicate",), "No such command 'frobnicate'"),
+        # files that are not what they should be, found before any work
+        (("run", "smtt", "--config", "{tmp}"), "is a folder, expected a TOML file"),
+        (("run", "smtt", "--config", "{tmp}/latin1.toml"), "latin1.toml: TOML file is not UTF-8 text"),
+        (("eval", "smtt", "{tmp}/latin1.py"), "latin1.py: program is not UTF-8 text"),
+        (("eval", "smtt", str(SEED), "--solutions-out", "{tmp}/missing/s.json"), "folder {tmp}/missing does not exist"),
+        (("run", "smtt", "--option", "colour=3"), "--option: unknown key 'colour'"),
+        (("run", "jssp", "--scheme", "sideways"), "--option scheme: expected one of"),
     ],
 )
-def test_user_mistakes_are_one_line_errors_with_exit_2(args: tuple[str, ...], message: str) -> None:
-    result = evolve(*args)
-    assert result.returncode == 2
+def test_user_mistakes_are_one_line_errors_with_exit_2(
+    args: tuple[str, ...], message: str, tmp_path: Path
+) -> None:
+    (tmp_path / "latin1.toml").write_bytes("iterations = 3 # caf\xe9".encode("latin-1"))
+    (tmp_path / "latin1.py").write_bytes("# caf\xe9\ndef schedule(p, d):\n    return list(range(len(p)))\n".encode("latin-1"))
+    args = tuple(a.replace("{tmp}", str(tmp_path)) for a in args)
+    message = message.replace("{tmp}", str(tmp_path))
+    result = evolve(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists(), "a failed run must not leave a run folder"
 
 
 def test_baselines_json_scores_every_baseline_and_the_seed() -> None:

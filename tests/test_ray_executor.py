@@ -55,6 +55,18 @@ def test_ray_actors_run_candidates_in_their_own_processes_and_sandboxes(local_ra
         executor.close()
 
 
+def test_interactive_verifier_runs_its_sessions_on_ray_actors(local_ray: None) -> None:
+    problem = load_problem(str(Path(__file__).resolve().parent / "toy_interactive"))
+    settings = resolve_settings(problem.spec.run, None, {"workers": 1, "executor": "ray"})
+    splits = {"quick": problem.instances("quick"), "train": problem.instances("train")}
+    executor = RayExecutor(problem, settings, splits, address=None)
+    try:
+        best = executor.run_split("def pick(r):\n    return int(r.argmax())\n", "train")
+        assert best.ok and best.score == 0.0 and len(best.instances) == 4
+    finally:
+        executor.close()
+
+
 def test_executor_ray_without_ray_installed_is_a_one_line_error(tmp_path: Path, toy_dir: Path) -> None:
     # A child interpreter where importing ray fails, as on a machine without the extra.
     blocker = tmp_path / "noray"

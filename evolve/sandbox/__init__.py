@@ -4,6 +4,7 @@ See docs/sandbox.md for the design and for what it does not defend against.
 """
 
 from evolve.sandbox.controller import Sandbox
+from evolve.sandbox.session import Reply, SandboxSession, SessionEnded
 from evolve.sandbox.types import (
     InstanceRun,
     SandboxError,
@@ -14,9 +15,12 @@ from evolve.sandbox.types import (
 
 __all__ = [
     "InstanceRun",
+    "Reply",
     "Sandbox",
     "SandboxError",
     "SandboxLimits",
     "SandboxOutcome",
+    "SandboxSession",
+    "SessionEnded",
     "Status",
 ]

@@ -1,14 +1,19 @@
-"""The forked candidate process: lock down, load the candidate, run every instance.
+"""The forked candidate process: lock down, take its work order, load the candidate, run it.
 
-Runs in a fresh fork of the zygote and writes one JSON line per event to fd 3:
+Runs in a fresh fork of the zygote.  Its only link is fd 3, a seqpacket socket
+(``channel``).  It locks itself down first and only then reads its work order
+from the socket, so a child could be forked and locked down before its work is
+known.  Then, for a batch run, it writes one JSON line per event:
 
 * ``{"event": "loaded"}`` -- the program compiled and defines the function;
 * ``{"solution": ..., "error": ..., "seconds": ...}`` -- one per instance, in order;
 * ``{"fatal": "error"|"memory"|"sandbox", "message": ...}`` -- and nothing more.
 
+For a session it answers one message per call instead (``session_child``).
+
 The candidate shares this process, so it can tamper with anything here; that
 spoils only its own result.  The zygote (another process) only counts and
-forwards these bytes; the controller parses them as untrusted JSON.
+forwards batch bytes; the controller parses everything as untrusted data.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import linecache
 import math
 import mmap
 import os
+import pickle
 import resource
 import signal
 import sys
@@ -30,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from evolve.sandbox import oslevel
+from evolve.sandbox import channel, oslevel
 from evolve.sandbox.types import SandboxLimits
 
 try:
@@ -45,20 +51,33 @@ RESERVE_BYTES = 8 << 20  # address space handed back to report a MemoryError
 MAX_OPEN_FILES = 256
 
 _result_fd = -1  # where lines go; fd 3 once the descriptors are wired
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep  # our frames: not the candidate's business
 
 
 @dataclass
 class ChildSpec:
-    source: str
-    function: str
-    instances: list[Any]
+    """What the zygote knows when it forks: enough to lock the child down."""
+
+    sets: dict[int, list[Any]]  # the zygote's instance sets; the child keeps only its own
     solve: Callable[[Callable[..., Any], Any], Any]
+    respond: Callable[[Callable[..., Any], Any], Any] | None
     limits: SandboxLimits
     workdir: str  # fresh and empty: the candidate's cwd, HOME and TMPDIR
     out_fd: int  # the candidate's stdout+stderr file
-    result_fd: int  # write end of the result pipe
+    channel_fd: int  # this child's end of its seqpacket socket
     zygote_pid: int
     uid: int | None = None  # drop to this uid (root only)
+
+
+@dataclass
+class Work:
+    """The work order, read from the channel after lock-down."""
+
+    mode: str  # "batch" or "session"
+    source: str
+    function: str
+    timeout_s: float
+    set_id: int | None = None  # batch: which instance set
 
 
 def run_child(spec: ChildSpec) -> NoReturn:
@@ -67,22 +86,52 @@ def run_child(spec: ChildSpec) -> NoReturn:
     exit_ = os._exit  # bound before the candidate can replace os._exit
     code = 0
     try:
-        _result_fd = spec.result_fd
+        _result_fd = spec.channel_fd
         try:
             lock_down(spec)
+            failure = None
         except BaseException as exc:
+            failure = f"sandbox setup failed: {describe(exc)}"
+        work = _read_work()
+        if work is None:
             code = 70
-            _emit({"fatal": "sandbox", "message": f"sandbox setup failed: {describe(exc)}"})
+        elif failure is not None:
+            code = 70
+            _fatal(work, "sandbox", failure)
         else:
+            instances = spec.sets.get(work.set_id, []) if work.set_id is not None else []
+            spec.sets.clear()  # other splits' instances are none of this candidate's business
             try:
-                run_candidate(spec)
+                _set_cpu_limit(work.timeout_s)
+                if work.mode == "session":
+                    from evolve.sandbox.session_child import run_session
+
+                    run_session(spec, work, load_candidate)
+                else:
+                    run_candidate(spec, work, instances)
             except BaseException as exc:  # our own code failed (candidate errors are caught inside)
                 code = 71
-                _emit({"fatal": "sandbox", "message": f"sandbox failed: {describe(exc)}"})
+                _fatal(work, "sandbox", f"sandbox failed: {describe(exc)}")
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
     finally:
         exit_(code)
+
+
+def _read_work() -> Work | None:
+    got = channel.recv_trusted(_result_fd)
+    if got is None or got[0] != channel.PAYLOAD:
+        return None
+    work = pickle.loads(got[3])  # from the zygote: trusted
+    return work if isinstance(work, Work) else None
+
+
+def _fatal(work: Work, kind: str, message: str) -> None:
+    if work.mode == "session":
+        meta = json.dumps({"fatal": kind, "message": message}).encode()[: channel.MAX_META]
+        channel.send(_result_fd, channel.FATAL, 0, meta)
+    else:
+        _emit({"fatal": kind, "message": message})
 
 
 def lock_down(spec: ChildSpec) -> None:
@@ -117,83 +166,97 @@ def lock_down(spec: ChildSpec) -> None:
 
 
 def _wire_fds(spec: ChildSpec) -> None:
-    # fds 0-2 of the zygote are taken, so the sources are >= 3 and result_fd
+    # fds 0-2 of the zygote are taken, so the sources are >= 3 and channel_fd
     # (moved last) cannot be overwritten before it is copied.
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(spec.out_fd, 1)
     os.dup2(spec.out_fd, 2)
-    os.dup2(spec.result_fd, RESULT_FD)
+    os.dup2(spec.channel_fd, RESULT_FD)
     oslevel.close_fds_from(RESULT_FD + 1)  # null and the zygote's channel among them
     # sys.stdin/stdout/stderr keep their objects, which now write to the new fds 0-2.
 
 
 def _set_limits(limits: SandboxLimits) -> None:
-    cpu = math.ceil(limits.timeout_s) + 1  # SIGXCPU at cpu s, SIGKILL one second later
     mb = 1 << 20
     for res, soft, hard in (
         (resource.RLIMIT_AS, limits.memory_mb * mb, limits.memory_mb * mb),
-        (resource.RLIMIT_CPU, cpu, cpu + 1),
         (resource.RLIMIT_NPROC, limits.max_processes, limits.max_processes),
         (resource.RLIMIT_FSIZE, limits.file_size_mb * mb, limits.file_size_mb * mb),
         (resource.RLIMIT_NOFILE, MAX_OPEN_FILES, MAX_OPEN_FILES),
         (resource.RLIMIT_CORE, 0, 0),
         (resource.RLIMIT_MSGQUEUE, 0, 0),  # no POSIX message queues: they outlive the process
     ):
-        cur_hard = resource.getrlimit(res)[1]
-        if cur_hard != resource.RLIM_INFINITY:  # lowering only: we may lack CAP_SYS_RESOURCE
-            soft, hard = min(soft, cur_hard), min(hard, cur_hard)
-        resource.setrlimit(res, (soft, hard))
+        _lower(res, soft, hard)
 
 
-def run_candidate(spec: ChildSpec) -> None:
-    # Untouched address space (no page faults, unlike a bytearray) to give back on MemoryError.
-    reserve = [mmap.mmap(-1, RESERVE_BYTES)]
+def _set_cpu_limit(timeout_s: float) -> None:
+    """Set once the work is known (a child may be locked down before): lowering needs no privilege."""
+    cpu = math.ceil(timeout_s) + 1  # SIGXCPU at cpu s, SIGKILL one second later
+    _lower(resource.RLIMIT_CPU, cpu, cpu + 1)
+
+
+def _lower(res: int, soft: int, hard: int) -> None:
+    cur_hard = resource.getrlimit(res)[1]
+    if cur_hard != resource.RLIM_INFINITY:  # lowering only: we may lack CAP_SYS_RESOURCE
+        soft, hard = min(soft, cur_hard), min(hard, cur_hard)
+    resource.setrlimit(res, (soft, hard))
+
+
+def load_candidate(source: str, function: str) -> tuple[Callable[..., Any] | None, dict[str, str] | None]:
+    """Compile and run the program as module ``candidate``; (function, None) or (None, fatal)."""
     module = types.ModuleType("candidate")
     module.__file__ = CANDIDATE_FILE
     sys.modules["candidate"] = module
     # Lets tracebacks in the stderr tail show the candidate's own lines.
-    linecache.cache[CANDIDATE_FILE] = (len(spec.source), None, spec.source.splitlines(True), CANDIDATE_FILE)
+    linecache.cache[CANDIDATE_FILE] = (len(source), None, source.splitlines(True), CANDIDATE_FILE)
     try:
-        exec(compile(spec.source, CANDIDATE_FILE, "exec"), module.__dict__)
-        fn = module.__dict__.get(spec.function)
+        exec(compile(source, CANDIDATE_FILE, "exec"), module.__dict__)
+        fn = module.__dict__.get(function)
     except MemoryError:
-        _release(reserve)
-        _emit({"fatal": "memory", "message": "MemoryError"})
-        return
+        return None, {"fatal": "memory", "message": "MemoryError"}
     except BaseException as exc:
-        _show(exc)
-        _emit({"fatal": "error", "message": describe(exc)})
-        return
+        show_traceback(exc)
+        return None, {"fatal": "error", "message": describe(exc)}
     if fn is None or not callable(fn):
-        what = "" if fn is None else f" ({spec.function!r} is a {type(fn).__name__})"
-        _emit({"fatal": "error", "message": f"program does not define a function {spec.function!r}{what}"})
+        what = "" if fn is None else f" ({function!r} is a {type(fn).__name__})"
+        return None, {"fatal": "error", "message": f"program does not define a function {function!r}{what}"}
+    return fn, None
+
+
+def run_candidate(spec: ChildSpec, work: Work, instances: list[Any]) -> None:
+    # Untouched address space (no page faults, unlike a bytearray) to give back on MemoryError.
+    reserve = [mmap.mmap(-1, RESERVE_BYTES)]
+    fn, fatal = load_candidate(work.source, work.function)
+    if fatal is not None:
+        release(reserve)
+        _emit(fatal)
         return
     _emit({"event": "loaded"})
     shown = False
-    for instance in spec.instances:
+    for instance in instances:
         start = time.perf_counter()
         try:
             solution, error = spec.solve(fn, instance), None
         except MemoryError:
-            _release(reserve)
+            release(reserve)
             _emit({"fatal": "memory", "message": "MemoryError"})
             return
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too
             solution, error = None, describe(exc)
             if not shown:  # one traceback is enough feedback
-                shown = _show(exc)
+                shown = show_traceback(exc)
         seconds = time.perf_counter() - start
         try:
             line = _encode(solution, error, seconds)
         except MemoryError:
-            _release(reserve)
+            release(reserve)
             _emit({"fatal": "memory", "message": "MemoryError while encoding the solution"})
             return
         _write(line)
 
 
-def _release(reserve: list[mmap.mmap]) -> None:
+def release(reserve: list[mmap.mmap]) -> None:
     for block in reserve:
         block.close()
     reserve.clear()
@@ -202,7 +265,7 @@ def _release(reserve: list[mmap.mmap]) -> None:
 def _encode(solution: Any, error: str | None, seconds: float) -> bytes:
     record = {"solution": solution, "error": error, "seconds": seconds}
     try:
-        text = json.dumps(record, default=_plain, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(record, default=plain, allow_nan=False, separators=(",", ":"))
     except MemoryError:
         raise
     except BaseException as exc:
@@ -214,7 +277,7 @@ def _encode(solution: Any, error: str | None, seconds: float) -> bytes:
     return text.encode()
 
 
-def _plain(obj: Any) -> Any:
+def plain(obj: Any) -> Any:
     """numpy values -> Python values; anything else is not part of a solution."""
     if np is not None:
         if isinstance(obj, np.ndarray):
@@ -247,11 +310,11 @@ def describe(exc: BaseException) -> str:
         return "exception (unprintable)"
 
 
-def _show(exc: BaseException) -> bool:
+def show_traceback(exc: BaseException) -> bool:
     """Traceback into the candidate's stderr (feedback), without our own frame."""
     with contextlib.suppress(BaseException):
         tb = exc.__traceback__
-        if tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_OWN_DIR):
             tb = tb.tb_next
         traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
     return True
@@ -262,6 +325,4 @@ def _emit(obj: dict[str, Any]) -> None:
 
 
 def _write(line: bytes) -> None:
-    view = memoryview(line + b"\n")
-    while view:
-        view = view[os.write(_result_fd, view) :]
+    channel.write_stream(_result_fd, line + b"\n")

@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from evolve.errors import UserError
 from evolve.sandbox import frames, oslevel
 from evolve.sandbox.frames import WorkerLost
 from evolve.sandbox.outcome import build_outcome
+from evolve.sandbox.session import SandboxSession
 from evolve.sandbox.types import SandboxError, SandboxLimits, SandboxOutcome
 
 START_TIMEOUT_S = 120.0  # importing numpy on a cold disk can be slow
@@ -67,20 +69,19 @@ class _Resources:
     def __init__(self, base: str, lock_fd: int | None) -> None:
         self.base, self.lock_fd = base, lock_fd
         self.proc: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None  # our end of the zygote's channel
 
     def stop_worker(self, graceful: bool = True) -> None:
         proc, self.proc = self.proc, None
-        if proc is None:
+        sock, self.sock = self.sock, None
+        if proc is None or sock is None:
             return
-        assert proc.stdin is not None and proc.stdout is not None
         if graceful:  # the zygote kills every process of its uid on the way out
             with contextlib.suppress(WorkerLost):
-                frames.send_request(proc.stdin.fileno(), {"op": "exit"})
+                frames.send_request(sock.fileno(), {"op": "exit"})
         else:  # hung or broken: no clean-up of its own (the next zygote sweeps its uid)
             self._kill(proc)
-        for stream in (proc.stdin, proc.stdout):
-            with contextlib.suppress(OSError):
-                stream.close()
+        sock.close()
         try:
             proc.wait(timeout=5.0)
         except subprocess.TimeoutExpired:
@@ -130,6 +131,8 @@ class Sandbox:
         self._sets: OrderedDict[tuple[int, ...], tuple[int, list[Any]]] = OrderedDict()
         self._next_set = 0
         self._closed = False
+        self._session: SandboxSession | None = None
+        self.interactive = False  # the verifier defines respond(): sessions are possible
         uid, lock_fd = None, None
         if os.geteuid() == 0:
             try:
@@ -170,8 +173,7 @@ class Sandbox:
         """Run ``function`` of ``source`` on every instance; ``timeout_s`` overrides the
         limits' wall clock for this run (e.g. scaled to the number of instances)."""
         limits = self.limits if timeout_s is None else replace(self.limits, timeout_s=timeout_s)
-        if self._closed:
-            raise SandboxError("run() on a closed Sandbox")
+        self._check_usable()
         if not function.isidentifier():
             raise ValueError(f"function name {function!r} is not an identifier")
         start = time.monotonic()
@@ -184,13 +186,34 @@ class Sandbox:
             deadline = time.monotonic() + limits.timeout_s + GRACE_S
             header, blob = self._recv(deadline, (limits.max_output_mb << 20) + 1)
         except WorkerLost as exc:
-            self._res.stop_worker(graceful=False)
-            self._start()  # once; SandboxError if it cannot come back
+            self._restart_worker()  # once; SandboxError if it cannot come back
             return SandboxOutcome("crash", [], f"sandbox worker failed ({exc}); it was restarted",
                                   "", time.monotonic() - start)
         if not header.get("ok"):
             raise SandboxError(f"sandbox worker refused the run: {header.get('error')}")
         return build_outcome(header, blob, instances, limits)
+
+    def session(self, source: str, function: str, timeout_s: float | None = None) -> SandboxSession:
+        """Load ``source`` once in a fresh child and answer calls one at a time.
+
+        Use as ``with sandbox.session(src, "f", timeout_s=60) as s: s.call(payload)``;
+        ``timeout_s`` (default: the limits') is the wall clock of the whole session.
+        The verifier must define ``respond(heuristic, payload)``.  See docs/sandbox.md.
+        """
+        self._check_usable()
+        if not function.isidentifier():
+            raise ValueError(f"function name {function!r} is not an identifier")
+        if not self.interactive:
+            raise UserError(f"verifier {self.entry!r} defines no respond(heuristic, payload): "
+                            "it cannot answer calls in a session")
+        limits = self.limits if timeout_s is None else replace(self.limits, timeout_s=timeout_s)
+        return SandboxSession(self, source, function, limits)
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise SandboxError("the Sandbox is closed")
+        if self._session is not None and not self._session.closed:
+            raise SandboxError("a session is open on this Sandbox; close it first")
 
     def _ensure_loaded(self, instances: list[Any]) -> int:
         """Send an instance list once; later runs name it by id."""
@@ -218,13 +241,19 @@ class Sandbox:
         base = self._res.base
         os.makedirs(base, mode=0o711, exist_ok=True)  # a zygote that lost us removes it
         log = os.open(os.path.join(base, "zygote.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._res.proc = subprocess.Popen(
-                [sys.executable, "-m", "evolve.sandbox.zygote"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                [sys.executable, "-m", "evolve.sandbox.zygote", str(theirs.fileno())],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(theirs.fileno(),),
                 env=scrubbed_env(base), cwd=_PACKAGE_ROOT, start_new_session=True,
             )
+            self._res.sock = ours
+        except BaseException:
+            ours.close()
+            raise
         finally:
+            theirs.close()
             os.close(log)
         init = {"sys_path": self._sys_path, "verifier": self.entry, "base": base,
                 "limits": self.limits, "uid": self._uid_wanted, "hide_paths": self._hide}
@@ -240,18 +269,23 @@ class Sandbox:
                 raise UserError(f"verifier {self.entry!r} cannot be loaded in the sandbox: {reply.get('error')}")
             raise UserError(f"sandbox: {reply.get('error')}")
         self.uid, self.isolation, self.worker_pid = reply["uid"], reply["isolation"], reply["pid"]
+        self.interactive = bool(reply.get("interactive"))
+
+    def _channel(self) -> socket.socket:
+        if self._res.sock is None:
+            raise WorkerLost("no worker")
+        return self._res.sock
 
     def _send(self, obj: dict[str, Any]) -> None:
-        proc = self._res.proc
-        if proc is None or proc.stdin is None:
-            raise WorkerLost("no worker")
-        frames.send_request(proc.stdin.fileno(), obj)
+        frames.send_request(self._channel().fileno(), obj)
 
     def _recv(self, deadline: float, max_blob: int) -> tuple[dict[str, Any], bytes]:
-        proc = self._res.proc
-        if proc is None or proc.stdout is None:
-            raise WorkerLost("no worker")
-        return frames.recv_reply(proc.stdout.fileno(), deadline, max_blob)
+        return frames.recv_reply(self._channel().fileno(), deadline, max_blob)
+
+    def _restart_worker(self) -> None:
+        """After the zygote died or hung: a fresh one (SandboxError if it cannot come back)."""
+        self._res.stop_worker(graceful=False)
+        self._start()
 
     def _log_tail(self) -> str:
         try:

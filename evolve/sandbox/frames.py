@@ -1,4 +1,4 @@
-"""Length-prefixed frames between the controller and its zygote.
+"""Length-prefixed frames between the controller and its zygote (a unix stream socket).
 
 Requests (controller -> zygote) are pickles: the zygote trusts its controller.
 Replies (zygote -> controller) are JSON headers plus raw byte blobs, so the
@@ -55,7 +55,10 @@ def _read_exact(fd: int, size: int, deadline: float | None) -> bytes:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 raise WorkerLost("no reply in time")
-        chunk = os.read(fd, min(size - len(buf), 1 << 20))
+        try:
+            chunk = os.read(fd, min(size - len(buf), 1 << 20))
+        except OSError as exc:  # ECONNRESET from a socket whose other end died
+            raise WorkerLost(f"read failed: {exc}") from None
         if not chunk:
             raise WorkerLost("channel closed")
         buf += chunk

@@ -80,8 +80,18 @@ def _signal_name(signum: int) -> str:
 def build_outcome(
     facts: dict[str, Any], blob: bytes, instances: list[Any], limits: SandboxLimits
 ) -> SandboxOutcome:
+    """A batch run's outcome from the zygote's facts and the child's result lines."""
     loaded, runs, fatal = parse_lines(blob, len(instances))
-    where = _where(loaded, len(runs), instances)
+    done = loaded and len(runs) >= len(instances)
+    return classify(facts, fatal, _where(loaded, len(runs), instances), done, limits, runs)
+
+
+def classify(
+    facts: dict[str, Any], fatal: dict[str, Any] | None, where: str, done: bool,
+    limits: SandboxLimits, runs: list[InstanceRun] | None = None,
+) -> SandboxOutcome:
+    """Status and one-line reason.  ``done``: the child got through all its work."""
+    runs = runs if runs is not None else []
     tail = str(facts.get("stderr_tail") or "")[-TAIL_CHARS:]
     wall = float(facts.get("wall") or 0.0)
     mem_kb = limits.memory_mb * 1024
@@ -99,8 +109,6 @@ def build_outcome(
         return out("timeout", f"timed out after {limits.timeout_s:.1f} s {where}")
     if killed == "output":
         return out("crash", f"killed: output limit {limits.max_output_mb} MiB exceeded {where}")
-    if killed:
-        return out("crash", f"run aborted ({killed}) {where}")
     if fatal is not None:
         kind, message = fatal.get("fatal"), " ".join(str(fatal.get("message")).split())
         if kind == "error":
@@ -108,6 +116,12 @@ def build_outcome(
         if kind == "memory":
             return out("memory", f"memory limit {limits.memory_mb} MiB exceeded (MemoryError) {where}")
         return out("crash", message[:MAX_ERROR_CHARS])
+    if killed == "ended":  # a session closed by the controller
+        return out("ok", None)
+    if killed == "hangup":
+        return out("crash", f"stopped answering (closed its channel) {where}")
+    if killed:
+        return out("crash", f"run aborted ({killed}) {where}")
     if sig is not None:
         if sig == signal.SIGXCPU:
             return out("timeout", f"CPU time limit of {limits.timeout_s:.1f} s exceeded {where}")
@@ -117,6 +131,6 @@ def build_outcome(
         return out("crash", f"killed by {_signal_name(sig)} {where}")
     if code:
         return out("crash", f"exited with status {code} {where}")
-    if not loaded or len(runs) < len(instances):
+    if not done:
         return out("crash", f"exited before finishing {where}")
     return out("ok", None)

@@ -1,7 +1,8 @@
 """The warm worker: imports numpy and the verifier once, then forks one child per candidate.
 
-Started by ``Sandbox`` as ``python -m evolve.sandbox.zygote`` with a scrubbed
-environment, it speaks ``frames`` on its stdin/stdout.  It stays single-threaded
+Started by ``Sandbox`` as ``python -m evolve.sandbox.zygote FD`` with a scrubbed
+environment, it speaks ``frames`` on the unix socket FD (a socket, so that it can
+hand a session's channel to the controller with SCM_RIGHTS).  It stays single-threaded
 (BLAS threads are pinned to 1 by the environment) so that fork is safe.  It is
 a child subreaper, so every process a candidate leaves behind ends up as its
 child and is killed after the run.
@@ -20,12 +21,14 @@ import pickle
 import pkgutil
 import select
 import shutil
+import signal
+import socket
 import sys
 import time
 from typing import Any
 
-from evolve.sandbox import isolation, oslevel
-from evolve.sandbox.child import ChildSpec, run_child
+from evolve.sandbox import channel, isolation, oslevel, session_child  # noqa: F401 (imported before isolation)
+from evolve.sandbox.child import ChildSpec, Work, run_child
 from evolve.sandbox.frames import WorkerLost, read_frame, recv_request, send_reply
 from evolve.sandbox.types import SandboxLimits
 
@@ -64,8 +67,9 @@ def import_siblings(module_name: str) -> None:
 
 
 class Zygote:
-    def __init__(self, fin: int, fout: int, init: dict[str, Any]) -> None:
-        self.fin, self.fout = fin, fout
+    def __init__(self, chan: socket.socket, init: dict[str, Any]) -> None:
+        self.chan = chan
+        self.fin = self.fout = chan.fileno()
         self.pid = os.getpid()
         self.entry: str = init["verifier"]
         self.base: str = init["base"]
@@ -76,6 +80,7 @@ class Zygote:
         self.sets: dict[int, list[Any]] = {}
         self.counter = 0
         self.solve: Any = None
+        self.respond: Any = None
         self.orphaned = False
         # Kept open so the dir can be removed even once a private /tmp hides it.
         self.controller_base = self.base
@@ -97,6 +102,9 @@ class Zygote:
             self.solve = cls.solve
             if not callable(self.solve):
                 raise TypeError(f"{class_name}.solve is not callable")
+            self.respond = getattr(cls, "respond", None)
+            if self.respond is not None and not callable(self.respond):
+                raise TypeError(f"{class_name}.respond is not callable")
             import_siblings(module_name)
         except Exception as exc:
             return {"ok": False, "kind": "verifier", "error": f"{type(exc).__name__}: {exc}"}
@@ -127,12 +135,13 @@ class Zygote:
             isolation.kill_uid(self.uid)  # leftovers of a predecessor that died
         gc.collect()
         gc.freeze()  # keeps the collector from touching (and copying) shared pages in children
-        return {"ok": True, "pid": self.pid, "uid": self.uid, "isolation": notes}
+        return {"ok": True, "pid": self.pid, "uid": self.uid, "isolation": notes,
+                "interactive": self.respond is not None}
 
     def _probe_uid(self, notes: list[str]) -> str | None:
         """Fork one trivial candidate.  As root, failing to drop privileges is fatal:
         hostile code never runs as root."""
-        facts, blob = self.execute(PROBE_SOURCE, "probe", [], self.limits)
+        facts, blob = self.execute(PROBE_SOURCE, "probe", None, self.limits)
         if facts["exit_code"] != 0 or not blob.startswith(b'{"event": "loaded"}'):
             return "cannot start a sandboxed process: " + (_fatal_message(blob) or f"probe failed: {facts}")
         if self.uid is not None:
@@ -159,7 +168,11 @@ class Zygote:
                 op = req.get("op")
                 if op == "exit":
                     return
-                if op == "drop":
+                if op == "end":  # a session that already ended by itself: nothing to do
+                    continue
+                if op == "session":
+                    self.session(req)
+                elif op == "drop":
                     self.sets.pop(req["set"], None)
                 elif op == "load":
                     self.sets[req["set"]] = req["instances"]
@@ -170,7 +183,7 @@ class Zygote:
                     limits = self.limits
                     if req.get("timeout_s"):
                         limits = dataclasses.replace(limits, timeout_s=float(req["timeout_s"]))
-                    facts, blob = self.execute(req["source"], req["function"], self.sets[req["set"]], limits)
+                    facts, blob = self.execute(req["source"], req["function"], req["set"], limits)
                     send_reply(self.fout, {"ok": True, **facts}, blob)
                     if facts["killed"] == "controller":
                         self.orphaned = True
@@ -194,47 +207,86 @@ class Zygote:
     # -- one candidate ------------------------------------------------------------
 
     def execute(
-        self, source: str, function: str, instances: list[Any], limits: SandboxLimits
+        self, source: str, function: str, set_id: int | None, limits: SandboxLimits
     ) -> tuple[dict[str, Any], bytes]:
+        """A batch run: the child's result stream comes back through us."""
+        pid, zsock, workdir, out_path = self._fork_child(limits)
+        facts: dict[str, Any] = {}
+        try:
+            self._order(zsock, Work("batch", source, function, limits.timeout_s, set_id))
+            facts, blob = self._supervise(pid, zsock.fileno(), limits)
+        finally:
+            zsock.close()
+            facts.update(self._clean_up(pid, workdir, out_path))
+        return facts, blob
+
+    def session(self, req: dict[str, Any]) -> None:
+        """Fork a child, hand its channel to the controller, supervise it until it ends."""
+        limits = dataclasses.replace(self.limits, timeout_s=float(req["timeout_s"]))
+        if self.respond is None:
+            send_reply(self.fout, {"ok": False, "error": "the verifier defines no respond()"})
+            return
+        pid, zsock, workdir, out_path = self._fork_child(limits)
+        facts: dict[str, Any] = {}
+        try:
+            self._order(zsock, Work("session", req["source"], req["function"], limits.timeout_s))
+            send_reply(self.fout, {"ok": True, "pid": pid})
+            socket.send_fds(self.chan, [b"S"], [zsock.fileno()])
+            zsock.close()  # from now on only the controller and the child hold the pair
+            facts, _ = self._supervise(pid, None, limits)
+        finally:
+            zsock.close()
+            facts.update(self._clean_up(pid, workdir, out_path))
+        send_reply(self.fout, {"ok": True, **facts})
+        if facts["killed"] == "controller":
+            raise WorkerLost("controller gone during a session")
+
+    def _fork_child(self, limits: SandboxLimits) -> tuple[int, socket.socket, str, str]:
+        """A locked-down child waiting for its work order on a fresh seqpacket socket.
+
+        Nothing here depends on the work, so children could be forked ahead of time.
+        """
         self.counter += 1
         workdir = os.path.join(self.base, f"run-{self.counter}")
         out_path = workdir + ".out"
         os.mkdir(workdir, 0o700)
         out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        rfd, wfd = os.pipe()
+        zsock, csock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         spec = ChildSpec(
-            source=source, function=function, instances=instances, solve=self.solve,
-            limits=limits, workdir=workdir, out_fd=out_fd, result_fd=wfd,
-            zygote_pid=self.pid, uid=self.uid,
+            sets=self.sets, solve=self.solve, respond=self.respond, limits=limits,
+            workdir=workdir, out_fd=out_fd, channel_fd=csock.fileno(), zygote_pid=self.pid, uid=self.uid,
         )
         sys.stderr.flush()
         exit_ = os._exit
         pid = os.fork()
         if pid == 0:
             try:
-                self.sets.clear()  # other splits' instances are none of this candidate's business
                 run_child(spec)
             finally:
                 exit_(72)
-        os.close(wfd)
+        csock.close()
         os.close(out_fd)
         with contextlib.suppress(OSError):  # also done by the child; whoever is first wins
             os.setpgid(pid, pid)
-        try:
-            facts, blob = self._supervise(pid, rfd, limits)
-        finally:
-            os.close(rfd)
-            escaped = isolation.sweep(pid, self.uid)
-            tail = _tail(out_path)
-            with contextlib.suppress(OSError):
-                os.unlink(out_path)
-            isolation.remove_tree(workdir)
-            isolation.scrub_shared(self.private_dirs, self.base, self.uid)
-        facts.update(escaped=escaped, stderr_tail=tail)
-        return facts, blob
+        return pid, zsock, workdir, out_path
 
-    def _supervise(self, pid: int, rfd: int, limits: SandboxLimits) -> tuple[dict[str, Any], bytes]:
-        """Collect the child's output until it exits, the deadline passes or output overflows."""
+    @staticmethod
+    def _order(zsock: socket.socket, work: Work) -> None:
+        with contextlib.suppress(OSError):  # a child that died at once: supervision tells
+            channel.send(zsock.fileno(), channel.PAYLOAD, 0, blob=pickle.dumps(work))
+
+    def _clean_up(self, pid: int, workdir: str, out_path: str) -> dict[str, Any]:
+        escaped = isolation.sweep(pid, self.uid)
+        tail = _tail(out_path)
+        with contextlib.suppress(OSError):
+            os.unlink(out_path)
+        isolation.remove_tree(workdir)
+        isolation.scrub_shared(self.private_dirs, self.base, self.uid)
+        return {"escaped": escaped, "stderr_tail": tail}
+
+    def _supervise(self, pid: int, rfd: int | None, limits: SandboxLimits) -> tuple[dict[str, Any], bytes]:
+        """Until the child exits, the deadline passes or output overflows, collect its
+        batch output (``rfd``); in a session (no ``rfd``) also until the controller ends it."""
         start = time.monotonic()
         deadline = start + limits.timeout_s
         max_bytes = limits.max_output_mb << 20
@@ -247,8 +299,10 @@ class Zygote:
         except (AttributeError, OSError):
             pidfd = None  # old kernel: poll waitid every few ms instead
         poller = select.poll()
-        poller.register(rfd, select.POLLIN)
-        poller.register(self.fin, 0)  # reports only POLLHUP: the controller is gone
+        if rfd is not None:
+            poller.register(rfd, select.POLLIN)
+        # In a batch run only POLLHUP (the controller is gone); in a session also "end".
+        poller.register(self.fin, select.POLLIN if rfd is None else 0)
         if pidfd is not None:
             poller.register(pidfd, select.POLLIN)
         exited = False
@@ -259,35 +313,37 @@ class Zygote:
                     killed = "timeout"
                     break
                 wait_ms = math.ceil(left * 1000) if pidfd is not None else min(5, math.ceil(left * 1000))
-                for fd, _ in poller.poll(wait_ms):
+                for fd, ev in poller.poll(wait_ms):
                     if fd == rfd:
-                        data = os.read(rfd, 1 << 16)
-                        if not data:
+                        data = os.read(rfd, channel.READ_SIZE)
+                        if not data and ev & (select.POLLHUP | select.POLLERR):
                             poller.unregister(rfd)
                         total += len(data)
                         chunks.append(data)
                         if total > max_bytes:
                             killed = "output"
                     elif fd == self.fin:
-                        killed = "controller"
+                        killed = self._controller_says(ev, rfd is None)
                     else:
                         exited = True
                 if pidfd is None and not exited:
                     exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-            if killed is None:  # exited: take what it wrote; descendants may hold the pipe open
+            if killed is None and rfd is not None:  # exited: take what it wrote; descendants may hold the socket
                 os.set_blocking(rfd, False)
                 with contextlib.suppress(BlockingIOError):
-                    while total <= max_bytes and (data := os.read(rfd, 1 << 16)):
+                    while total <= max_bytes and (data := os.read(rfd, channel.READ_SIZE)):
                         total += len(data)
                         chunks.append(data)
                 if total > max_bytes:
                     killed = "output"
-            else:
+            elif killed is not None:
                 vm_peak = _vm_kb(pid, "VmPeak")
         finally:
             oslevel.kill_quietly(pid, group=True)
             oslevel.kill_quietly(pid)
             _, status, usage = os.wait4(pid, 0)
+            if killed == "ended" and not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
+                killed = None  # it was already exiting by itself: its own status says how
             if pidfd is not None:
                 os.close(pidfd)
         facts: dict[str, Any] = {
@@ -299,6 +355,16 @@ class Zygote:
             "wall": time.monotonic() - start,
         }
         return facts, b"".join(chunks)[: max_bytes + 1]
+
+    def _controller_says(self, events: int, in_session: bool) -> str | None:
+        """Why to stop, given activity on the controller's channel during a run."""
+        if not in_session or not events & select.POLLIN:
+            return "controller"  # hung up
+        try:
+            req = pickle.loads(read_frame(self.fin))
+        except WorkerLost:
+            return "controller"
+        return "ended" if req.get("op") == "end" else None
 
 def _fatal_message(blob: bytes) -> str | None:
     for line in blob.splitlines():
@@ -331,19 +397,19 @@ def _tail(path: str) -> str:
 
 
 def main() -> None:
-    # The channel moves to private fds; stray prints go to the log, never into a frame.
-    fin, fout = os.dup(0), os.dup(1)
+    # The channel is the socket fd in argv; stray prints go to the log, never into a frame.
+    chan = socket.socket(fileno=int(sys.argv[1]))
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(2, 1)
     os.close(null)
-    zygote = Zygote(fin, fout, recv_request(fin))
+    zygote = Zygote(chan, recv_request(chan.fileno()))
     try:
         try:
             reply = zygote.setup()
         except Exception as exc:  # reported as one line rather than a dead channel
             reply = {"ok": False, "kind": "internal", "error": f"{type(exc).__name__}: {exc}"}
-        send_reply(fout, reply)
+        send_reply(zygote.fout, reply)
         if reply["ok"]:
             zygote.serve()
     finally:

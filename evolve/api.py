@@ -1,0 +1,253 @@
+"""The Python API: what the ``evolve`` command does, as functions (the CLI is a layer over these).
+
+    import evolve
+    run = evolve.run("smtt", iterations=200, seed=0, out="runs/smtt/mine")
+    run.best.code, run.best.score, run.best.metrics
+    run.review(test=True)       # the data of `evolve review --test --json`, as objects
+    run.report("report.html")
+    run.programs()              # a pandas DataFrame
+    evolve.evaluate("smtt", "rule.py", split="test")
+    run = evolve.resume("runs/smtt/<run>")
+
+A problem is a name (``"smtt"``), a folder with ``problem.toml``, or a
+``Problem`` (``evolve.define_problem`` builds one from a verifier class and a
+seed string).  Mistakes in input raise ``evolve.UserError`` with a one-line
+message; nothing is printed unless ``progress=True``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from evolve.compare import Comparison, StepProgress
+from evolve.config import RunSettings
+from evolve.errors import UserError
+from evolve.evaluation import Evaluation
+from evolve.files import check_output, read_program
+from evolve.handle import Run
+from evolve.problem import Problem
+from evolve.runner import (
+    ProgressCallback,
+    as_problem,
+    drive,
+    new_folder,
+    owned,
+    plan_resume,
+    plan_run,
+    start,
+)
+
+RUNS_DIR = Path("runs")
+
+
+def run(
+    problem: str | Path | Problem,
+    *,
+    iterations: int | None = None,
+    seed: int | None = None,
+    llm: str | None = None,
+    workers: int | None = None,
+    concurrency: int | None = None,
+    budget_usd: float | None = None,
+    api_base: str | None = None,
+    edit_mode: str | None = None,
+    out: Path | str | None = None,
+    record: Path | str | None = None,
+    config: Path | str | None = None,
+    options: dict[str, Any] | None = None,
+    scheme: str | None = None,
+    executor: str | None = None,
+    ray_address: str | None = None,
+    runs_dir: Path | str = RUNS_DIR,
+    progress: bool | ProgressCallback = False,
+    options_source: str = "options",
+    **settings: Any,
+) -> Run:
+    """Evolve a heuristic for ``problem`` and return the finished run.
+
+    Every ``evolve run`` flag is a keyword (``options`` is ``--option``, a dict);
+    any other run setting (``temperature``, ``islands``, ``sandbox={...}``,
+    ``cascade={...}``; see ``evolve.config.RunSettings``) can be given too.
+    Settings resolve as defaults < the problem's ``[run]`` table < ``config``
+    (a TOML file) < keywords.  The run folder is ``out``, or
+    ``runs_dir/<problem>/<timestamp>-<id>``.  ``progress=True`` shows the
+    live rich display; a callable receives ``evolve.loop.Progress`` after every
+    iteration.  Every input is checked before the folder is created; a run that
+    fails before archiving anything leaves no folder behind.  Ctrl-C raises
+    ``KeyboardInterrupt``; every evaluated program is kept (``evolve.resume``).
+    """
+    unknown = sorted(set(settings) - set(RunSettings.model_fields))
+    if unknown:
+        raise UserError(f"unknown run setting '{unknown[0]}' (expected one of: {', '.join(RunSettings.model_fields)})")
+    verifier_options = {**(options or {}), **({"scheme": scheme} if scheme is not None else {})}
+    overrides = {
+        **settings, "llm": llm, "iterations": iterations, "seed": seed, "workers": workers,
+        "concurrency": concurrency, "budget_usd": budget_usd, "api_base": api_base, "edit_mode": edit_mode,
+        "record": str(record) if record is not None else None, "verifier_options": verifier_options or None,
+        "executor": executor, "ray_address": ray_address,
+    }
+    plan = plan_run(problem, overrides, Path(config) if config is not None else None, options_source,
+                    source="command line" if options_source.startswith("--") else "run settings")
+    folder, created = new_folder(Path(out) if out is not None else None, Path(runs_dir), plan.problem.name)
+    with owned(folder, created):
+        plan = start(plan, folder)
+        final = drive(plan, folder, None if isinstance(progress, bool) else progress, progress is True)
+    return Run(folder, final)
+
+
+def resume(
+    run_dir: Path | str, *, iterations: int | None = None, progress: bool | ProgressCallback = False,
+) -> Run:
+    """Continue a stopped run (Ctrl-C, ``kill -9``, a budget) up to its iteration target
+    (or a new one); nothing evaluated is redone.  One process at a time owns a run folder:
+    a second ``resume`` (or a ``run`` still going) is a ``UserError``."""
+    from evolve.runs import save_config
+
+    folder = Path(run_dir)
+    plan, changed = plan_resume(folder, iterations)
+    with owned(folder, created=False):
+        if changed:
+            save_config(folder, plan.problem.name, plan.problem.dir, plan.settings)
+        final = drive(plan, folder, None if isinstance(progress, bool) else progress, progress is True)
+    return Run(folder, final)
+
+
+def open_run(run_dir: Path | str) -> Run:
+    """An existing run folder (finished, stopped or still running), read-only."""
+    return Run(run_dir)
+
+
+def load(problem: str | Path | Problem, options: dict[str, Any] | None = None,
+         options_source: str = "options") -> Problem:
+    """A problem by name, folder or ``Problem``, with ``options`` overriding its
+    ``[verifier.options]``; the verifier is built now, so bad options fail here."""
+    return as_problem(problem).configured(dict(options or {}), source=options_source)
+
+
+def evaluate(
+    problem: str | Path | Problem,
+    program: str | Path,
+    *,
+    split: str = "train",
+    instances: Path | str | None = None,
+    instance: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+    scheme: str | None = None,
+    solutions_out: Path | str | None = None,
+    plot: Path | str | None = None,
+    options_source: str = "options",
+) -> Evaluation:
+    """Score one program with the problem's verifier, as ``evolve eval`` does.
+
+    ``program`` is a file path or the source code itself (a string with a
+    newline).  ``split`` is ``quick``, ``train`` or ``test``; ``instances`` a
+    file of instances (or a trace) instead; ``instance`` a list of instance
+    names to keep.  ``solutions_out`` writes the solutions as JSON, ``plot``
+    draws the problem's picture of them.  A failing program is a returned
+    ``Evaluation`` with ``ok == False``, not an exception.
+    """
+    import json
+
+    from evolve.evaluation import Evaluator
+    from evolve.formats import json_safe
+
+    spec = load(problem, _with_scheme(options, scheme), options_source)
+    code = program_code(program)
+    out = check_output(Path(solutions_out), "solutions file") if solutions_out is not None else None
+    picture = check_output(Path(plot), "picture file") if plot is not None else None
+    draw = getattr(spec.verifier, "picture", None)
+    if picture is not None and draw is None:
+        raise UserError(f"problem '{spec.name}' has no picture of its solutions (--plot)")
+    chosen, split_name = _instances(spec, split, instances, instance)
+    with Evaluator(spec, _sandbox(spec)) as evaluator:
+        evaluation = evaluator.run_split(code, chosen, split_name)
+    if out is not None:
+        rows = [{"name": i.name, "solution": s} for i, s in zip(chosen, evaluation.solutions, strict=False)]
+        out.write_text(json.dumps(json_safe(rows)) + "\n")
+    if picture is not None:
+        if not evaluation.ok:
+            raise UserError(f"{_label(program)}: nothing to draw, the program failed ({evaluation.status})")
+        draw(chosen, evaluation.instances, evaluation.solutions, picture)  # type: ignore[misc]
+    return evaluation
+
+
+def baselines(
+    problem: str | Path | Problem,
+    *,
+    split: str = "train",
+    instances: Path | str | None = None,
+    instance: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+    scheme: str | None = None,
+    workers: int = 1,
+    progress: StepProgress | None = None,
+    options_source: str = "options",
+) -> dict[str, Evaluation]:
+    """The seed and every baseline scored through the same sandbox and verifier as
+    evolved programs (``evolve baselines``): ``{"seed": ..., "<baseline>": ...}``."""
+    from evolve.compare import evaluate_programs
+
+    spec = load(problem, _with_scheme(options, scheme), options_source)
+    programs = [("seed", spec.seed_code), *spec.baseline_programs()]
+    chosen, split_name = _instances(spec, split, instances, instance)
+    return evaluate_programs(spec, _sandbox(spec), programs, chosen, split_name, workers, progress=progress)
+
+
+def compare_programs(
+    a: str | Path,
+    b: str | Path,
+    problem: str | Path | Problem,
+    *,
+    split: str = "test",
+    instances: Path | str | None = None,
+    instance: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+    scheme: str | None = None,
+    workers: int = 1,
+    progress: StepProgress | None = None,
+    options_source: str = "options",
+) -> tuple[dict[str, Evaluation], Comparison]:
+    """Two programs instance by instance (``evolve compare``): their evaluations by name,
+    and the paired comparison (wins/ties/losses per group, Wilcoxon signed-rank test)."""
+    from evolve.compare import compare as paired
+    from evolve.compare import evaluate_programs
+
+    spec = load(problem, _with_scheme(options, scheme), options_source)
+    name_a, name_b = _label(a), _label(b)
+    if name_a == name_b:
+        name_a, name_b = str(a), str(b)
+    programs = [(name_a, program_code(a)), (name_b, program_code(b))]
+    chosen, split_name = _instances(spec, split, instances, instance)
+    evaluations = evaluate_programs(spec, _sandbox(spec), programs, chosen, split_name, workers, progress=progress)
+    direction = spec.spec.objective.direction
+    return evaluations, paired(name_a, evaluations[name_a], name_b, evaluations[name_b], chosen, direction)
+
+
+def program_code(program: str | Path) -> str:
+    """Source code from a path, or the string itself when it holds code (a newline)."""
+    if isinstance(program, str) and "\n" in program:
+        return program
+    return read_program(Path(program))
+
+
+def _label(program: str | Path) -> str:
+    return "program" if isinstance(program, str) and "\n" in program else Path(program).name
+
+
+def _with_scheme(options: dict[str, Any] | None, scheme: str | None) -> dict[str, Any]:
+    return {**(options or {}), **({"scheme": scheme} if scheme is not None else {})}
+
+
+def _instances(
+    spec: Problem, split: str, instances: Path | str | None, names: list[str] | None
+) -> tuple[list[Any], str]:
+    """The chosen instances and the name the output gives their set."""
+    if instances is not None:
+        return spec.instances(split, Path(instances), names), str(instances)
+    return spec.instances(split, None, names), split
+
+
+def _sandbox(spec: Problem) -> Any:
+    """The problem's sandbox limits (its ``[run.sandbox]`` table over the defaults)."""
+    return RunSettings.model_validate(spec.spec.run).sandbox

@@ -1,0 +1,126 @@
+"""Split evaluations of a run's programs, cached in the run's archive.
+
+``review --test`` and ``report`` evaluate the best program, the seed and every
+baseline on the held-out split; JSSP's 162 test instances take ~40 s, so the
+results are kept in the archive (table ``split_evaluations``) and reused.
+
+The key covers everything a result depends on: the program's code, the
+problem's spec (with its verifier options), the split and a digest of its
+instances (data and references), the sandbox limits, and the source of the
+verifier's package and of the engine's scoring path.  Change any of them and
+the entry is simply not found; nothing is ever invalidated by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import pickle
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from evolve.config import SandboxSettings
+from evolve.evaluation import Evaluation
+from evolve.formats import json_safe
+from evolve.problem import Problem
+from evolve.verifier import Instance, InstanceResult
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """CREATE TABLE IF NOT EXISTS split_evaluations (
+    key TEXT PRIMARY KEY, name TEXT NOT NULL, split TEXT NOT NULL,
+    evaluation TEXT NOT NULL, created_at REAL NOT NULL)"""
+ENGINE_MODULES = ("evolve.evaluation", "evolve.scoring", "evolve.verifier")
+
+
+def source_digest(problem: Problem) -> str:
+    """The verifier package's and the scoring path's source files, hashed."""
+    digest = hashlib.sha256()
+    module = problem.spec.verifier.entry.partition(":")[0]
+    files: list[Path] = []
+    for name in (module, *ENGINE_MODULES):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.origin:
+            origin = Path(spec.origin)
+            files += sorted(origin.parent.glob("*.py")) if name == module else [origin]
+    for file in files:
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def instances_digest(instances: list[Instance]) -> str:
+    digest = hashlib.sha256()
+    for instance in instances:
+        digest.update(pickle.dumps((instance.name, instance.group, instance.reference, instance.data), protocol=4))
+    return digest.hexdigest()
+
+
+class EvalCache:
+    """Cached evaluations for one (problem, sandbox, split, instances) combination."""
+
+    def __init__(
+        self, archive: Path, problem: Problem, sandbox: SandboxSettings, split: str, instances: list[Instance]
+    ) -> None:
+        self.archive = archive
+        self.split = split
+        base = hashlib.sha256()
+        for part in (problem.spec.model_dump_json(), sandbox.model_dump_json(), split,
+                     instances_digest(instances), source_digest(problem)):
+            base.update(part.encode())
+            base.update(b"\0")
+        self._base = base.hexdigest()
+
+    def key(self, code: str) -> str:
+        return hashlib.sha256(f"{self._base}\0{code}".encode()).hexdigest()
+
+    def get(self, code: str) -> Evaluation | None:
+        try:
+            db = sqlite3.connect(f"file:{self.archive}?mode=ro", uri=True)
+            try:
+                row = db.execute("SELECT evaluation FROM split_evaluations WHERE key=?", (self.key(code),)).fetchone()
+            finally:
+                db.close()
+        except sqlite3.OperationalError:  # no such table yet
+            return None
+        return from_json(json.loads(row[0])) if row else None
+
+    def put(self, name: str, code: str, evaluation: Evaluation) -> None:
+        if evaluation.status in ("timeout", "crash", "memory"):
+            return  # may be the machine's fault (load): measure again next time
+        text = json.dumps(json_safe(to_json(evaluation)))
+        try:
+            db = sqlite3.connect(self.archive, timeout=30)
+            try:
+                with db:
+                    db.execute(SCHEMA)
+                    db.execute("INSERT OR REPLACE INTO split_evaluations VALUES (?, ?, ?, ?, ?)",
+                               (self.key(code), name, self.split, text, time.time()))
+            finally:
+                db.close()
+        except sqlite3.OperationalError as err:  # a read-only run folder: no cache, same results
+            log.info("cannot cache the evaluation in %s: %s", self.archive, err)
+
+
+def to_json(evaluation: Evaluation) -> dict[str, Any]:
+    return {
+        "status": evaluation.status, "score": evaluation.score, "metrics": evaluation.metrics,
+        "instances": [r.to_json() for r in evaluation.instances], "feedback": evaluation.feedback,
+        "stage": evaluation.stage, "seconds": evaluation.seconds, "solutions": evaluation.solutions,
+    }
+
+
+def from_json(document: dict[str, Any]) -> Evaluation:
+    return Evaluation(
+        status=document["status"], score=document["score"], metrics=document["metrics"],
+        instances=[InstanceResult.from_json(r) for r in document["instances"]],
+        feedback=document["feedback"], stage=document["stage"], seconds=document["seconds"],
+        solutions=document["solutions"],
+    )

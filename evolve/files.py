@@ -1,0 +1,35 @@
+"""Reading and writing users' files with one-line errors, checked before any work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evolve.errors import UserError
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """The UTF-8 text of ``path``; a missing, unreadable or binary file is a ``UserError``."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, expected a {what}") from None
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} not found") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read {what} ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: {what} is not UTF-8 text (byte {err.start})") from None
+
+
+def read_program(path: Path) -> str:
+    return read_text(path, "program")
+
+
+def check_output(path: Path, what: str = "output file") -> Path:
+    """Fail now, not after the work, if ``path`` cannot be written: its folder must exist."""
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, expected a {what} path")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UserError(f"{path}: folder {parent} does not exist (create it first)")
+    return path

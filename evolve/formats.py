@@ -1,0 +1,26 @@
+"""Number formatting and JSON safety shared by the CLI, the report and the library."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value + 0.0:.{digits}g}"  # + 0.0 turns -0.0 into 0
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}%"
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf are not JSON: map them to None for the stable --json contract."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if type(value).__name__ == "ndarray":  # numpy arrays in solutions, without importing numpy here
+        return json_safe(value.tolist())
+    return value

@@ -1,0 +1,214 @@
+"""Starting and continuing runs: check everything first, then own the run folder and search.
+
+Order matters for users: every mistake in the input (problem, settings, a
+config file, verifier options, the model spec, a replay or record file, a
+missing Ray) is found before a run folder exists.  The folder is then locked
+for this process; a failure before anything was archived removes what this
+call created, so ``runs/`` never fills with empty folders.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evolve.archive import Archive
+from evolve.config import RunSettings, resolve_settings
+from evolve.errors import UserError
+from evolve.files import check_output
+from evolve.llm import LLM, make_llm
+from evolve.loop import Controller, Progress
+from evolve.problem import Problem, _from_dir, load_problem
+from evolve.runs import ARCHIVE, CONFIG, LOCK, RunLock, load_run, new_run_dir, save_config
+
+ProgressCallback = Callable[[Progress], None]
+PROBLEM_COPY = "problem"  # where a run keeps a copy of a problem defined in Python
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; ``kept`` says whether the folder holds anything to resume."""
+
+    def __init__(self, run_dir: Path, kept: bool) -> None:
+        super().__init__(f"interrupted: {run_dir}")
+        self.run_dir, self.kept = run_dir, kept
+
+
+@dataclass
+class Plan:
+    """A run that passed every check and has not touched the disk yet."""
+
+    problem: Problem
+    settings: RunSettings
+    llm: LLM
+
+
+def as_problem(problem: str | Path | Problem) -> Problem:
+    """A ``Problem`` as given, or by name or folder path."""
+    if isinstance(problem, Problem):
+        return problem
+    if isinstance(problem, str | Path):
+        return load_problem(str(problem))
+    raise UserError(f"problem: expected a name, a folder path or a Problem, got {type(problem).__name__}")
+
+
+def plan_run(
+    problem: str | Path | Problem,
+    overrides: dict[str, Any],
+    config: Path | None = None,
+    options_source: str = "options",
+    source: str = "run settings",
+) -> Plan:
+    """Resolve and check everything a new run needs, without creating anything."""
+    if config is not None and config.is_dir():
+        raise UserError(f"{config}: is a folder, expected a TOML file of run settings")
+    base = as_problem(problem)
+    settings = resolve_settings(base.spec.run, config, overrides, source=source)
+    return _plan(base, settings, options_source)
+
+
+def _plan(base: Problem, settings: RunSettings, options_source: str) -> Plan:
+    configured = base.configured(settings.verifier_options, source=options_source)
+    configured.seed_code  # noqa: B018 - a missing or binary seed file fails now
+    if settings.record:
+        check_output(Path(settings.record), "record file")
+    if settings.executor == "ray":
+        from evolve.executors import import_ray
+
+        import_ray()
+    return Plan(configured, settings, build_llm(settings))
+
+
+def build_llm(settings: RunSettings) -> LLM:
+    return make_llm(
+        settings.llm, api_base=settings.api_base, seed=settings.seed, temperature=settings.temperature,
+        max_tokens=settings.max_tokens, timeout_s=settings.llm_timeout_s, max_retries=settings.llm_retries,
+        record=Path(settings.record) if settings.record else None,
+    )
+
+
+def plan_resume(run_dir: Path, iterations: int | None = None) -> tuple[Plan, bool]:
+    """The plan of an existing run (and whether its settings changed)."""
+    from evolve.archive import check_archive
+    from evolve.review import problem_source
+
+    info = load_run(run_dir)
+    check_archive(info.archive_path)
+    settings = info.settings
+    changed = iterations is not None and iterations != settings.iterations
+    if changed:
+        settings = settings.model_copy(update={"iterations": iterations})
+    base = load_problem(problem_source(info))
+    return _plan(base, settings, f"{run_dir / CONFIG}: settings.verifier_options"), changed
+
+
+def new_folder(out: Path | None, runs_dir: Path, problem: str) -> tuple[Path, bool]:
+    """The run folder (and whether this call created it); nothing is written in it yet."""
+    if out is None:
+        return new_run_dir(runs_dir, problem), True
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if (out / ARCHIVE).exists():
+        raise UserError(f"{out}: already holds a run (use 'evolve resume {out}' to continue it)")
+    existed = out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{out}: cannot create the run folder ({err.strerror})") from None
+    return out, not existed
+
+
+@contextmanager
+def owned(folder: Path, created: bool) -> Iterator[RunLock]:
+    """Hold the folder's lock; if the body fails before anything was archived,
+    remove what this run put there (the whole folder if this call created it).
+    Ctrl-C becomes ``RunInterrupted``, which says whether there is a run to resume."""
+    lock = RunLock(folder)
+    try:
+        yield lock
+    except BaseException as err:
+        kept = _has_work(folder / ARCHIVE)
+        if not kept:
+            lock.release()
+            _remove_traces(folder, created)
+        if isinstance(err, KeyboardInterrupt) and not isinstance(err, RunInterrupted):
+            raise RunInterrupted(folder, kept) from err
+        raise
+    finally:
+        lock.release()
+
+
+def _has_work(archive: Path) -> bool:
+    if not archive.is_file() or archive.stat().st_size == 0:
+        return False
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(f"file:{archive}?mode=ro", uri=True)
+        try:
+            programs = db.execute("SELECT COUNT(*) FROM programs").fetchone()[0]
+            attempts = db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return True  # unreadable: keep it for a human to look at
+    return bool(programs or attempts)
+
+
+def _remove_traces(folder: Path, created: bool) -> None:
+    if created:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for name in (ARCHIVE, f"{ARCHIVE}-wal", f"{ARCHIVE}-shm", CONFIG, LOCK, "best.py", PROBLEM_COPY):
+        target = folder / name
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+
+
+def start(plan: Plan, folder: Path) -> Plan:
+    """Write the run's config and archive; a problem defined in Python is copied in."""
+    problem = plan.problem
+    if problem.origin == "python":
+        shutil.copytree(problem.dir, folder / PROBLEM_COPY, ignore=shutil.ignore_patterns("__pycache__"))
+        problem = _from_dir(folder / PROBLEM_COPY, "path").with_options(plan.settings.verifier_options)
+    save_config(folder, problem.name, problem.dir, plan.settings)
+    archive = Archive(folder / ARCHIVE, create=True)
+    try:
+        archive.set_meta("problem", problem.name)
+    finally:
+        archive.close()
+    return Plan(problem, plan.settings, plan.llm)
+
+
+def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: bool) -> Progress:
+    """Run the controller to its stop; the stop reason is kept in the archive."""
+    from evolve.display import RunDisplay, console
+
+    if show:
+        if plan.settings.llm == "stub":
+            console.print("No model configured: using the offline stub mutator (--llm MODEL for a real one).")
+        console.print(f"run folder: {folder}")
+    archive = Archive(folder / ARCHIVE)
+    callbacks = [on_progress] if on_progress else []
+
+    def report(progress: Progress) -> None:
+        for callback in callbacks:
+            callback(progress)
+
+    try:
+        with RunDisplay(plan.problem.name) if show else nullcontext() as display:
+            if display is not None:
+                callbacks.append(display.update)
+            controller = Controller(plan.problem, plan.settings, archive, plan.llm, folder, on_progress=report)
+            progress = controller.run()
+        archive.set_meta("stop_reason", progress.stop_reason)
+        archive.set_meta("stopped_at", time.time())
+    finally:
+        archive.close()
+    return progress

@@ -1,0 +1,91 @@
+"""A run folder belongs to one process, a damaged archive is named, and a run that fails
+before archiving anything leaves no folder behind (real subprocesses, real SQLite files)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evolve.runs import RunLock
+
+TESTS = Path(__file__).resolve().parent
+
+
+def evolve(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evolve.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def one_line_error(result: subprocess.CompletedProcess, *parts: str) -> None:
+    assert result.returncode == 2, result.stderr + result.stdout
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for part in parts:
+        assert part in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("folder")
+    shutil.copytree(TESTS / "toy_problem", root / "toy", ignore=shutil.ignore_patterns("__pycache__"))
+    out = root / "run"
+    made = evolve("run", str(root / "toy"), "--iterations", "4", "--out", str(out))
+    assert made.returncode == 0, made.stderr
+    return out
+
+
+def test_a_second_process_cannot_drive_a_run_folder_in_use(finished_run: Path) -> None:
+    with RunLock(finished_run):  # as a running `evolve run` or `evolve resume` holds it
+        one_line_error(evolve("resume", str(finished_run), "--iterations", "6"),
+                       str(finished_run), "in use by another evolve process")
+    resumed = evolve("resume", str(finished_run), "--iterations", "5")  # released: free again
+    assert resumed.returncode == 0, resumed.stderr
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage", "foreign"])
+def test_a_damaged_archive_is_a_one_line_error_naming_the_file(finished_run: Path, tmp_path: Path, damage: str) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    archive = copy / "archive.sqlite"
+    for extra in ("archive.sqlite-wal", "archive.sqlite-shm"):
+        (copy / extra).unlink(missing_ok=True)
+    if damage == "empty":
+        archive.write_bytes(b"")
+    elif damage == "garbage":
+        archive.write_bytes(b"not a database at all" * 100)
+    else:
+        archive.unlink()
+        sqlite3.connect(archive).execute("CREATE TABLE t (x)").connection.close()
+    for command in (("resume", str(copy)), ("review", str(copy)), ("report", str(copy))):
+        one_line_error(evolve(*command), str(archive))
+    assert archive.stat().st_size == (0 if damage == "empty" else archive.stat().st_size)  # not "repaired"
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--llm", "replay:{tmp}/no-such-recording.jsonl"),
+        ("--record", "{tmp}/no/such/folder/c.jsonl"),
+        ("--option", "delay_s=x", "--option", "colour=1"),
+    ],
+)
+def test_a_run_that_fails_before_its_first_program_leaves_no_folder(tmp_path: Path, flags: tuple[str, ...]) -> None:
+    problem = tmp_path / "toy"
+    shutil.copytree(TESTS / "toy_problem", problem, ignore=shutil.ignore_patterns("__pycache__"))
+    args = [f.replace("{tmp}", str(tmp_path)) for f in flags]
+    result = evolve("run", str(problem), *args, cwd=tmp_path)
+    one_line_error(result)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_seed_that_fails_removes_the_folder_it_created(tmp_path: Path) -> None:
+    problem = tmp_path / "toy"
+    shutil.copytree(TESTS / "toy_problem", problem, ignore=shutil.ignore_patterns("__pycache__"))
+    (problem / "seed.py").write_text("def order(x):\n    return [0] * len(x)\n")  # infeasible
+    out = tmp_path / "new" / "run"
+    one_line_error(evolve("run", str(problem), "--out", str(out)), "the seed program fails")
+    assert not out.exists()
