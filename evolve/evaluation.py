@@ -117,7 +117,7 @@ class Evaluator:
         started = time.perf_counter()
         slot = self._free.get()
         try:
-            timeout = run_timeout(self._instance_timeout_s, len(instances))
+            timeout = run_timeout(self._instance_timeout_s, self._time_units(instances))
             function = self.problem.spec.function.name
             interact = getattr(self.problem.verifier, "interact", None)
             if callable(interact):
@@ -129,6 +129,14 @@ class Evaluator:
         evaluation = self._judge(outcome, instances, stage)
         evaluation.seconds = time.perf_counter() - started
         return evaluation
+
+    def _time_units(self, instances: list[Instance]) -> float:
+        """Instance time limits the split gets: one each, or what the verifier's
+        optional ``time_weight(instance)`` says (e.g. scaled to a trace's size)."""
+        weigh = getattr(self.problem.verifier, "time_weight", None)
+        if not callable(weigh):
+            return float(len(instances))
+        return sum(max(1.0, float(weigh(instance))) for instance in instances)
 
     def _interact(
         self, sandbox: Sandbox, code: str, function: str, instances: list[Instance], timeout: float
@@ -230,7 +238,7 @@ class Evaluator:
         return result
 
 
-def run_timeout(instance_timeout_s: float, instances: int) -> float:
+def run_timeout(instance_timeout_s: float, instances: float) -> float:
     return 2.0 + instance_timeout_s * instances
 
 

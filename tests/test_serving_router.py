@@ -11,6 +11,7 @@ import pytest
 
 from evolve.errors import UserError
 from evolve.evaluators.serving import RouterVerifier
+from evolve.evaluators.serving.candidate_side import ROUTER_ARRAYS, ROUTER_SCALARS, features
 from evolve.evaluators.serving.engine import Trace, run_engine
 from evolve.evaluators.serving.policy import PolicyDecider, fcfs_ask
 from evolve.evaluators.serving.router import ROUTER_FEATURES, round_robin, run_router
@@ -115,7 +116,8 @@ def test_answers_are_validated_on_the_trusted_side(verifier: RouterVerifier, ins
 
 def test_the_router_sees_the_request_and_the_replicas_only(verifier: RouterVerifier, instance: Instance) -> None:
     seen: list[dict[str, Any]] = []
-    verifier.simulate(instance, lambda obs: seen.append(obs) or obs["outstanding"])
+    verifier.simulate(instance, lambda obs: seen.append(features(obs, ROUTER_ARRAYS, ROUTER_SCALARS))
+                      or seen[-1]["outstanding"])
     true = instance.data["trace"]["output"]
     assert len(seen) == len(true) and all(set(obs) == set(ROUTER_FEATURES) for obs in seen)
     assert not any(obs["predicted_len"] == true[i] for i, obs in enumerate(seen))

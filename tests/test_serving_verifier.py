@@ -15,6 +15,7 @@ import pytest
 
 from evolve.errors import UserError
 from evolve.evaluators.serving import ServingVerifier
+from evolve.evaluators.serving.candidate_side import ARRAY_FEATURES, SCALAR_FEATURES, features
 from evolve.evaluators.serving.engine import EngineConfig, Trace, run_engine
 from evolve.evaluators.serving.load import offered_load
 from evolve.evaluators.serving.policy import FEATURES, PolicyDecider, fcfs_ask, fcfs_priority
@@ -50,6 +51,11 @@ def instance(small: ServingVerifier) -> Instance:
 
 def srpt(predicted_len: np.ndarray, generated: np.ndarray, **_: Any) -> np.ndarray:
     return predicted_len - generated
+
+
+def view(payload: Any) -> dict[str, Any]:
+    """An observation as the policy receives it (keyword arguments)."""
+    return features(payload, ARRAY_FEATURES, SCALAR_FEATURES)
 
 
 def run(verifier: ServingVerifier, instance: Instance, fn: Any, source: str | None = None) -> dict[str, Any]:
@@ -283,7 +289,7 @@ def test_junk_records_are_infeasible_never_an_exception(small: ServingVerifier, 
 
 def test_a_stuck_policy_fails_naming_the_request(small: ServingVerifier, instance: Instance) -> None:
     stuck = {**instance.data, "max_steps": 50}
-    result = small.score(instance, small.simulate(Instance("s", "g", stuck), lambda obs: obs["arrival"]))
+    result = small.score(instance, small.simulate(Instance("s", "g", stuck), lambda obs: view(obs)["arrival"]))
     assert not result.feasible and "never finished" in (result.error or "")
 
 
@@ -293,9 +299,9 @@ def test_a_stuck_policy_fails_naming_the_request(small: ServingVerifier, instanc
 def test_observations_hold_only_what_a_scheduler_knows(small: ServingVerifier, instance: Instance) -> None:
     seen: list[dict[str, Any]] = []
 
-    def spy(obs: dict[str, Any]) -> np.ndarray:
-        seen.append(obs)
-        return obs["arrival"]
+    def spy(payload: Any) -> np.ndarray:
+        seen.append(view(payload))
+        return seen[-1]["arrival"]
 
     small.simulate(instance, spy)
     assert seen and all(set(obs) == set(FEATURES) for obs in seen)

@@ -19,14 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from evolve.evaluators.serving.candidate_side import ARRAY_FEATURES, SCALAR_FEATURES, Payload
 from evolve.evaluators.serving.engine import Engine
 
-# The policy's keyword arguments, in this order (problem.toml and context.md document them).
-FEATURES = ("now", "arrival", "waited", "prompt_len", "computed", "generated", "predicted_len",
-            "blocks_held", "blocks_needed", "running", "preemptions", "client_tokens",
-            "free_blocks", "total_blocks", "queue_len", "num_running", "ttft_slo", "tpot_slo")
+FEATURES = SCALAR_FEATURES + ARRAY_FEATURES  # the policy's keyword arguments
+_ROW = {name: k for k, name in enumerate(ARRAY_FEATURES)}
 
-Observation = dict[str, Any]
+Observation = Payload  # (matrix of array features, tuple of scalars): candidate_side.features
 Ask = Callable[[Engine], np.ndarray]  # priorities of concat(waiting, running) at this step
 
 
@@ -35,33 +34,27 @@ class PolicyError(Exception):
 
 
 def observe(eng: Engine, predicted: np.ndarray, slo: tuple[float, float]) -> Observation:
-    """What the policy sees: one entry per waiting, then running, request, and the totals."""
+    """What the policy sees: one column per waiting, then running, request, and the totals."""
     waiting, running = eng.waiting, eng.running
     ids, computed, generated, held = eng.active_state()
-    known = eng.prompt[ids] + generated
-    flag = np.zeros(ids.size)
-    flag[waiting.size:] = 1.0
     arrival = eng.arrival[ids]
-    return {
-        "now": eng.now,
-        "arrival": arrival,
-        "waited": eng.now - arrival,
-        "prompt_len": eng.prompt[ids].astype(float),
-        "computed": computed.astype(float),
-        "generated": generated.astype(float),
-        "predicted_len": predicted[ids],
-        "blocks_held": held.astype(float),
-        "blocks_needed": (-(-known // eng.cfg.block_size) - held).astype(float),
-        "running": flag,
-        "preemptions": eng.preemptions[ids].astype(float),
-        "client_tokens": eng.client_tokens[eng.trace.client[ids]],
-        "free_blocks": float(eng.free),
-        "total_blocks": float(eng.cfg.kv_blocks),
-        "queue_len": float(waiting.size),
-        "num_running": float(running.size),
-        "ttft_slo": slo[0],
-        "tpot_slo": slo[1],
-    }
+    rows = np.empty((len(ARRAY_FEATURES), ids.size))
+    row = _ROW
+    rows[row["arrival"]] = arrival
+    rows[row["waited"]] = eng.now - arrival
+    rows[row["prompt_len"]] = eng.prompt[ids]
+    rows[row["computed"]] = computed
+    rows[row["generated"]] = generated
+    rows[row["predicted_len"]] = predicted[ids]
+    rows[row["blocks_held"]] = held
+    rows[row["blocks_needed"]] = -(-(eng.prompt[ids] + generated) // eng.cfg.block_size) - held
+    rows[row["running"]] = 1.0
+    rows[row["running"], :waiting.size] = 0.0
+    rows[row["preemptions"]] = eng.preemptions[ids]
+    rows[row["client_tokens"]] = eng.client_tokens[eng.trace.client[ids]]
+    scalars = (eng.now, float(eng.free), float(eng.cfg.kv_blocks), float(waiting.size), float(running.size),
+               slo[0], slo[1])
+    return rows, scalars
 
 
 def checked_priorities(value: Any, size: int, step: int) -> np.ndarray:
@@ -90,7 +83,7 @@ def policy_ask(decide: Callable[[Observation], Any], predicted: np.ndarray,
             value = decide(observation)
         except PolicyError as err:
             raise PolicyError(f"{err}, at step {eng.steps}") from None
-        return checked_priorities(value, observation["arrival"].size, eng.steps)
+        return checked_priorities(value, observation[0].shape[1], eng.steps)
 
     return ask
 

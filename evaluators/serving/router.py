@@ -20,7 +20,7 @@ import numpy as np
 
 from evolve.errors import UserError
 from evolve.evaluators.serving import judge
-from evolve.evaluators.serving.candidate_side import respond_route
+from evolve.evaluators.serving.candidate_side import ROUTER_ARRAYS, ROUTER_SCALARS, respond_route
 from evolve.evaluators.serving.engine import Engine, EngineConfig, EngineError, Trace
 from evolve.evaluators.serving.load import offered_load
 from evolve.evaluators.serving.metrics import (
@@ -46,9 +46,7 @@ from evolve.evaluators.serving.workload import SPLITS, WorkloadSpec, generate, n
 from evolve.verifier import Direction, Instance, InstanceResult, infeasible
 
 Chooser = Callable[[list[Engine], int], int]
-ROUTER_FEATURES = ("now", "prompt_len", "predicted_len", "arrival_index", "outstanding", "waiting",
-                   "running", "free_blocks", "total_blocks", "queued_tokens", "predicted_work",
-                   "step_time", "prefill_time", "decode_time")
+ROUTER_FEATURES = ROUTER_SCALARS + ROUTER_ARRAYS  # the router's keyword arguments
 
 
 def _advance(engine: Engine, until: float, local: PolicyDecider, max_steps: int, event_driven: bool) -> None:
@@ -96,27 +94,28 @@ def replica_times(engines: list[Engine], route: np.ndarray, n: int) -> tuple[np.
     return first, finish
 
 
-def replica_features(engines: list[Engine], predicted: np.ndarray) -> dict[str, np.ndarray]:
-    n = len(engines)
-    cols = {k: np.zeros(n) for k in ROUTER_FEATURES[5:]}
+def replica_features(engines: list[Engine], predicted: np.ndarray) -> np.ndarray:
+    """One row per feature of ``ROUTER_ARRAYS``, one column per replica."""
+    cols = np.zeros((len(ROUTER_ARRAYS), len(engines)))
+    row = {name: k for k, name in enumerate(ROUTER_ARRAYS)}
     for r, e in enumerate(engines):
-        cols["step_time"][r], cols["prefill_time"][r], cols["decode_time"][r] = e.cfg.b0, e.cfg.b1, e.cfg.b2
         w = e.waiting
-        cols["waiting"][r], cols["running"][r] = w.size, e.running.size
-        cols["free_blocks"][r], cols["total_blocks"][r] = e.free, e.cfg.kv_blocks
-        cols["queued_tokens"][r] = float((e.prompt[w] + e.generated[w]).sum()
-                                         + (e.r_prompt + e.r_generated - e.r_computed).sum())
-        cols["predicted_work"][r] = float(np.maximum(predicted[w] - e.generated[w], 0).sum()
-                                          + np.maximum(predicted[e.running] - e.r_generated, 0).sum())
-    cols["outstanding"] = cols["waiting"] + cols["running"]
+        cols[row["step_time"], r], cols[row["prefill_time"], r], cols[row["decode_time"], r] = (
+            e.cfg.b0, e.cfg.b1, e.cfg.b2)
+        cols[row["waiting"], r], cols[row["running"], r] = w.size, e.running.size
+        cols[row["outstanding"], r] = w.size + e.running.size
+        cols[row["free_blocks"], r], cols[row["total_blocks"], r] = e.free, e.cfg.kv_blocks
+        cols[row["queued_tokens"], r] = float((e.prompt[w] + e.generated[w]).sum()
+                                              + (e.r_prompt + e.r_generated - e.r_computed).sum())
+        cols[row["predicted_work"], r] = float(np.maximum(predicted[w] - e.generated[w], 0).sum()
+                                               + np.maximum(predicted[e.running] - e.r_generated, 0).sum())
     return cols
 
 
 def router_observation(engines: list[Engine], trace: Trace, i: int) -> Observation:
     """What the router knows when request ``i`` arrives (its own lengths are the prompt and the prediction)."""
-    return {"now": float(trace.arrival[i]), "prompt_len": float(trace.prompt[i]),
-            "predicted_len": float(trace.predicted[i]), "arrival_index": float(i),
-            **replica_features(engines, trace.predicted)}
+    request = (float(trace.arrival[i]), float(trace.prompt[i]), float(trace.predicted[i]), float(i))
+    return replica_features(engines, trace.predicted), request
 
 
 def policy_chooser(decide: Callable[[Observation], Any], trace: Trace) -> tuple[Chooser, list[int]]:

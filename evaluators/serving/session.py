@@ -21,6 +21,10 @@ class Reply(Protocol):
 
 
 class Session(Protocol):
+    @property
+    def source(self) -> str:
+        """The program text, as the trusted side sent it to the sandbox."""
+
     def call(self, payload: Any) -> Reply: ...
 
 
@@ -34,11 +38,6 @@ def session_decide(session: Session, what: str) -> Callable[[Observation], Any]:
         return reply.value
 
     return decide
-
-
-def session_source(session: Session) -> str | None:
-    """The program text the session runs, as the trusted side holds it."""
-    return getattr(session, "source", None)
 
 
 def local_decide(respond: Callable[[Callable[..., Any], Any], Any],

@@ -39,7 +39,7 @@ from evolve.evaluators.serving.policy import (
     policy_ask,
 )
 from evolve.evaluators.serving.reference import ReferenceRun, cached, trace_key
-from evolve.evaluators.serving.session import Session, session_decide, session_source
+from evolve.evaluators.serving.session import Session, session_decide
 from evolve.evaluators.serving.traces import read_trace
 from evolve.evaluators.serving.workload import SPLITS, generate, predict
 from evolve.verifier import Direction, Instance, InstanceResult, infeasible
@@ -200,7 +200,7 @@ class ServingVerifier:
         raise NotImplementedError("serving is interactive: the trusted side runs the engine (interact)")
 
     def interact(self, instance: Instance, session: Session) -> dict[str, Any]:
-        oracle = is_oracle(session_source(session), self.digests)
+        oracle = is_oracle(session.source, self.digests)
         return self.simulate(instance, session_decide(session, "policy"), oracle)
 
     def simulate(self, instance: Instance, decide: Callable[[Observation], Any],
