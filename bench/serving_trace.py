@@ -12,9 +12,9 @@ trusted simulation and scoring), the candidate's CPU seconds (the child's, as
 the kernel counts them), the number of policy calls and their round trip.
 
 ``--step-by-step`` also times the trusted FCFS run with event-driven time
-advance turned off (one Python iteration per engine step), the engine as it was
-before issue 11; the figures of the code before it (main at 8b45062) are printed
-as recorded, with how they were measured.
+advance turned off (one Python iteration per engine step).  The figures of the
+code before issue 11 (main at 8b45062) are printed as recorded by
+``bench/serving_trace_before.py``, which says how to rerun them.
 """
 
 from __future__ import annotations
@@ -34,15 +34,17 @@ from azure_like import write_trace  # bench/ is on sys.path when this script run
 from machine import cpu_model
 
 from evolve.config import RunSettings
-from evolve.evaluation import Evaluator
+from evolve.evaluation import Evaluator, limits_from
 from evolve.evaluators.serving.engine import EngineConfig, Trace, run_engine
 from evolve.evaluators.serving.policy import PolicyDecider, fcfs_ask
 from evolve.problem import load_problem, parse_options
+from evolve.sandbox import Sandbox
 
 POLICIES = ("fcfs", "shortest_prompt", "sjf_predicted")
-BEFORE = ("before (main at 8b45062, same trace generator, in-process, load 3.8): FCFS reference 14.5 s + "
-          "candidate simulation in the sandbox 13.2 s + trusted replay 12.8 s = 40.5 s CPU per policy "
-          "(535,260 engine steps, three times); `evolve eval serving fcfs.py --trace` timed out after 8.0 s")
+BEFORE = ("before (main at 8b45062, bench/serving_trace_before.py on the same trace, load 9-10): 32.5-42.7 s "
+          "CPU per policy: FCFS reference 11-15 s + candidate simulation in the sandbox 10-13 s + trusted "
+          "replay 11-14 s (535,260 engine steps, three times); `evolve eval serving fcfs.py --trace` timed out "
+          "after 8.0 s")
 
 
 class TimedSession:
@@ -88,7 +90,9 @@ def main() -> None:
           "round trip us (median) | candidate CPU us/call |")
     print("|---|---|---|---|---|---|---|---|")
     settings = RunSettings.model_validate(problem.spec.run).sandbox
-    with Evaluator(problem, settings) as evaluator:
+    sandbox = Sandbox(problem.spec.verifier.entry, limits_from(settings), extra_sys_path=problem.sys_path)
+    with Evaluator(problem, settings) as evaluator, sandbox:
+        evaluator.run_split(problem.baselines["fcfs"].read_text(), problem.instances("quick"), "quick")  # warm-up
         for name in args.policy or POLICIES:
             code = problem.baselines[name].read_text()
             c0, w0 = time.process_time(), time.perf_counter()
@@ -96,7 +100,7 @@ def main() -> None:
             cpu, wall = time.process_time() - c0, time.perf_counter() - w0
             (result,) = evaluation.instances
             calls = int(evaluation.solutions[0].get("policy_calls", 0)) if evaluation.solutions else 0
-            timed = per_call(evaluator, problem, code, instance)
+            timed = per_call(sandbox, problem, code, instance)
             print(f"| {name} | {evaluation.status} | {wall:.2f} | {cpu:.2f} | {result.seconds or 0:.2f} | "
                   f"{calls:,} | {timed[0]:.0f} | {timed[1]:.0f} |", flush=True)
     if args.step_by_step:
@@ -112,9 +116,8 @@ def main() -> None:
     print(f"\n{BEFORE}")
 
 
-def per_call(evaluator: Evaluator, problem: Any, code: str, instance: Any) -> tuple[float, float]:
+def per_call(sandbox: Sandbox, problem: Any, code: str, instance: Any) -> tuple[float, float]:
     """(median round trip us, median candidate CPU us) of the policy calls, from one more run."""
-    sandbox = evaluator._sandbox(0)
     with sandbox.session(code, problem.spec.function.name, timeout_s=600) as session:
         timed = TimedSession(session)
         problem.verifier.interact(instance, timed)

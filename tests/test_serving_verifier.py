@@ -206,7 +206,8 @@ def test_target_load_sets_the_time_scale_from_capacity(tmp_path: Path, capsys: p
     assert "offered load 0.90" in capsys.readouterr().err
     (slow,) = ServingVerifier(PROBLEM, {}).load_instances(path)
     assert np.allclose(trace.arrival, slow.data["trace"]["arrival"] * (trace.arrival[-1] / slow.data["trace"]["arrival"][-1]))
-    assert inst.data["reference_decisions"] > 0
+    (busy,) = ServingVerifier(PROBLEM, {"target_load": 2.0}).load_instances(path)
+    assert busy.data["reference_decisions"] > 0  # queues form: the order matters
 
 
 def test_splits_are_reproducible_and_disjoint(verifier: ServingVerifier) -> None:
@@ -233,7 +234,7 @@ def test_the_quick_split_sits_where_policies_differ(verifier: ServingVerifier) -
     for name, fn in (("fcfs", fcfs_priority), ("shortest_prompt", shortest_prompt), ("sjf", sjf_predicted)):
         results = [verifier.score(i, run(verifier, i, fn)) for i in instances]
         scores[name] = verifier.aggregate(results)[0]
-    assert all(i.data["reference_decisions"] > 50 for i in instances)  # FCFS had choices to make
+    assert all(i.data["reference_decisions"] > 20 for i in instances)  # FCFS had choices to make
     assert scores["shortest_prompt"] > scores["fcfs"] + 5 and scores["sjf"] > scores["fcfs"] + 5
     assert abs(scores["shortest_prompt"] - scores["sjf"]) > 1
 
@@ -367,3 +368,18 @@ def test_trace_instances_are_deterministic(tmp_path: Path) -> None:
     (a,), (b,) = v.load_instances(path), v.load_instances(path)
     assert np.array_equal(a.data["trace"]["predicted"], b.data["trace"]["predicted"])
     assert isinstance(Trace.from_data(a.data["trace"]), Trace)
+
+
+def test_the_time_limit_grows_with_the_trace(tmp_path: Path) -> None:
+    from evolve.config import RunSettings
+    from evolve.evaluation import Evaluator, run_timeout
+    from evolve.problem import load_problem
+
+    problem = load_problem("serving")
+    small = problem.instances("quick")
+    (big,) = problem.instances("train", poisson_csv(tmp_path / "big.csv", 10_000, 20.0))
+    assert problem.verifier.time_weight(small[0]) == 1.0 and problem.verifier.time_weight(big) == 4.0
+    settings = RunSettings.model_validate(problem.spec.run).sandbox
+    evaluator = Evaluator(problem, settings)  # no sandbox is started until a run
+    assert evaluator._time_units(small) == 2.0 and evaluator._time_units([big]) == 4.0
+    assert run_timeout(settings.instance_timeout_s, 4.0) == 2.0 + 4 * 6.0

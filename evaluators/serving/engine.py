@@ -244,6 +244,19 @@ class Engine:
         k = m if fits.all() else int(np.argmin(fits))
         return k, tokens[:k], blocks[:k]
 
+    def order_matters(self, waiting: np.ndarray) -> bool:
+        """Would admitting ``waiting`` in another order admit other requests (or other chunks)?
+
+        Not when they all fit together (slots, whole prompts in the budget, KV), nor when
+        none fits alone.
+        """
+        slots, budget, free = self.admission_room()
+        need = self.prompt[waiting] + self.generated[waiting]
+        if (waiting.size <= slots and int(need.sum()) <= budget
+                and int((-(-need // self.cfg.block_size)).sum()) <= free):
+            return False
+        return bool(self.fits_alone(waiting, budget, free).any())
+
     def fits_alone(self, ids: np.ndarray, budget: int, free: int) -> np.ndarray:
         """Which of the waiting ``ids`` could be admitted first, with this budget and free KV."""
         need = self.prompt[ids] + self.generated[ids]

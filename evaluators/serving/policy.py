@@ -1,8 +1,8 @@
 """The trusted side of a scheduling policy: what it is shown, and what is done with its answer.
 
-The engine runs in the trusted process.  At a step with a real choice (two or
-more waiting requests of which one could be admitted, or two or more running
-requests of which some must be preempted), ``observe`` builds what a real
+The engine runs in the trusted process.  At a step where the order changes the
+outcome (waiting requests that do not all fit together while one does, or two or
+more running requests of which some must be preempted), ``observe`` builds what a real
 scheduler knows at that moment, nothing more: arrivals, prompt lengths,
 predicted output lengths, tokens computed and generated so far, KV blocks,
 preemptions, the clients' service counters and the engine's totals.  The
@@ -102,8 +102,9 @@ def fcfs_priority(arrival: np.ndarray, **_: Any) -> np.ndarray:
 class PolicyDecider:
     """Makes the engine's two choices with the policy's priorities, asking at most once a step.
 
-    A choice with a single possible outcome (one waiting request, nothing that
-    fits, one running request to preempt) is taken without asking.
+    The policy decides who is admitted and who is preempted; a choice whose outcome no
+    order can change (one waiting request, all of them fitting together, none fitting
+    alone, one running request to preempt) is taken without asking, in arrival order.
     """
 
     def __init__(self, ask: Ask) -> None:
@@ -133,9 +134,9 @@ class PolicyDecider:
 
     def admit(self, eng: Engine) -> None:
         waiting = eng.waiting
-        if waiting.size > 1 and eng.fits_alone(waiting, *eng.admission_room()[1:]).any():
+        if waiting.size > 1 and eng.order_matters(waiting):
             order = waiting[np.argsort(self.priorities(eng)[:waiting.size], kind="stable")]
-        else:  # every order admits the same
+        else:  # every order admits the same requests with the same chunks: arrival order
             order = waiting
         k, tokens, blocks = eng.fit_prefix(order)
         eng.admit(order[:k], tokens, blocks)

@@ -28,7 +28,7 @@ class ReferenceRun:
     first_token: np.ndarray
     finish: np.ndarray
     steps: int
-    decisions: int  # steps at which the reference policy had a real choice to make
+    decisions: int  # steps at which the reference policy's order could change the outcome
 
 
 _CACHE: OrderedDict[str, ReferenceRun] = OrderedDict()

@@ -2,7 +2,7 @@
 
 The engine and the trace (with its true output lengths) stay in the trusted
 process.  ``interact`` simulates the trace here and asks the sandboxed policy
-for priorities at each step with a real choice (``policy.py`` says what it is
+for priorities at each step where its order matters (``policy.py`` says what it is
 shown); the record it returns is this process's own, and ``score`` turns it
 into metrics.  Nothing the candidate returns besides its priorities is used.
 """
