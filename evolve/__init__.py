@@ -25,6 +25,9 @@ _EXPORTS = {
     "evaluate": "evolve.api",
     "baselines": "evolve.api",
     "compare_programs": "evolve.api",
+    "tune": "evolve.api",
+    "run_study": "evolve.api",
+    "review_study": "evolve.api",
     "load": "evolve.api",
     "Run": "evolve.handle",
     "ScoredProgram": "evolve.handle",
@@ -45,7 +48,10 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs
     from evolve.api import load as load
     from evolve.api import open_run as open_run
     from evolve.api import resume as resume
+    from evolve.api import review_study as review_study
     from evolve.api import run as run
+    from evolve.api import run_study as run_study
+    from evolve.api import tune as tune
     from evolve.config import RunSettings as RunSettings
     from evolve.errors import UserError as UserError
     from evolve.evaluation import Evaluation as Evaluation

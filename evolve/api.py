@@ -17,6 +17,8 @@ message; nothing is printed unless ``progress=True``.
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from evolve.runner import (
     plan_run,
     start,
 )
+from evolve.tuning import Trial, TuneResult
 
 RUNS_DIR = Path("runs")
 
@@ -62,6 +65,7 @@ def run(
     runs_dir: Path | str = RUNS_DIR,
     progress: bool | ProgressCallback = False,
     options_source: str = "options",
+    preflight: bool = True,
     **settings: Any,
 ) -> Run:
     """Evolve a heuristic for ``problem`` and return the finished run.
@@ -73,9 +77,12 @@ def run(
     (a TOML file) < keywords.  The run folder is ``out``, or
     ``runs_dir/<problem>/<timestamp>-<id>``.  ``progress=True`` shows the
     live rich display; a callable receives ``evolve.loop.Progress`` after every
-    iteration.  Every input is checked before the folder is created; a run that
-    fails before archiving anything leaves no folder behind.  Ctrl-C raises
-    ``KeyboardInterrupt``; every evaluated program is kept (``evolve.resume``).
+    iteration.  Every input is checked before the folder is created, the model
+    too (provider, credentials and one minimal request; ``preflight=False``
+    skips the request); a run that fails before archiving anything leaves no
+    folder behind.  Ctrl-C raises ``KeyboardInterrupt``; every evaluated
+    program is kept (``evolve.resume``).  A run its model stopped (wrong key,
+    outage) returns normally: ``run.stop`` says why, with its exit code.
     """
     unknown = sorted(set(settings) - set(RunSettings.model_fields))
     if unknown:
@@ -88,7 +95,8 @@ def run(
         "executor": executor, "ray_address": ray_address,
     }
     plan = plan_run(problem, overrides, Path(config) if config is not None else None, options_source,
-                    source="command line" if options_source.startswith("--") else "run settings")
+                    source="command line" if options_source.startswith("--") else "run settings",
+                    request=preflight)
     folder, created = new_folder(Path(out) if out is not None else None, Path(runs_dir), plan.problem.name)
     with owned(folder, created):
         plan = start(plan, folder)
@@ -96,8 +104,67 @@ def run(
     return Run(folder, final)
 
 
+def run_study(
+    problem: str | Path | Problem,
+    seeds: list[int] | str,
+    *,
+    parallel: int = 1,
+    out: Path | str | None = None,
+    runs_dir: Path | str = RUNS_DIR,
+    on_progress: Callable[[int, Any], None] | None = None,
+    **run_settings: Any,
+) -> Path:
+    """One run per seed into one study folder (``evolve run P --seeds 0-4``); returns the folder.
+
+    ``seeds`` is a list or a text like ``"0-4"``; ``parallel`` seeds run at once, each with one
+    worker unless ``workers`` is given; every other keyword is an ``evolve.run`` keyword.
+    Each seed's run is an ordinary run folder ``STUDY/seed-<s>/``; ``review_study`` (or
+    ``evolve review STUDY``) reports the median and spread over the seeds.
+    ``on_progress(seed, progress)`` receives each run's progress.
+    """
+    import secrets
+    import time
+
+    from evolve.study import parse_seeds
+    from evolve.study import run_study as run_all
+
+    chosen = parse_seeds(seeds) if isinstance(seeds, str) else [int(s) for s in seeds]
+    if not chosen:
+        raise UserError("seeds: expected at least one seed")
+    if parallel < 1:
+        raise UserError(f"parallel {parallel}: expected at least 1")
+    base = load(problem)  # fails now, before any folder exists
+    folder = Path(out) if out is not None else (
+        Path(runs_dir) / base.name / f"study-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}")
+    run_settings.setdefault("workers", 1)
+
+    def one(seed: int, sub: Path) -> Run:
+        report = (lambda p: on_progress(seed, p)) if on_progress is not None else False
+        return run(base, seed=seed, out=sub, progress=report, **run_settings)
+
+    created = not folder.exists()
+    try:
+        run_all(base, chosen, folder, parallel, one)
+    except BaseException:
+        if created and not any(folder.glob("seed-*/archive.sqlite")):
+            shutil.rmtree(folder, ignore_errors=True)  # a mistake in the input leaves no folder
+        raise
+    return folder
+
+
+def review_study(study_dir: Path | str, *, test: bool = False, workers: int = 1,
+                 progress: StepProgress | None = None) -> Any:
+    """Median and spread over a study's seeds (``evolve review STUDY [--test]``): a
+    ``evolve.study.StudyReview``; with ``test``, every seed's best and the baselines are
+    evaluated on the held-out split."""
+    from evolve.study import review_study as review_all
+
+    return review_all(Path(study_dir), test=test, workers=workers, progress=progress)
+
+
 def resume(
     run_dir: Path | str, *, iterations: int | None = None, progress: bool | ProgressCallback = False,
+    preflight: bool = True,
 ) -> Run:
     """Continue a stopped run (Ctrl-C, ``kill -9``, a budget) up to its iteration target
     (or a new one); nothing evaluated is redone.  One process at a time owns a run folder:
@@ -105,7 +172,7 @@ def resume(
     from evolve.runs import save_config
 
     folder = Path(run_dir)
-    plan, changed = plan_resume(folder, iterations)
+    plan, changed = plan_resume(folder, iterations, request=preflight)
     with owned(folder, created=False):
         if changed:
             save_config(folder, plan.problem.name, plan.problem.dir, plan.settings)
@@ -170,6 +237,43 @@ def evaluate(
             raise UserError(f"{_label(program)}: nothing to draw, the program failed ({evaluation.status})")
         draw(chosen, evaluation.instances, evaluation.solutions, picture)  # type: ignore[misc]
     return evaluation
+
+
+def tune(
+    problem: str | Path | Problem,
+    program: str | Path,
+    *,
+    split: str = "train",
+    budget: int = 40,
+    seed: int = 0,
+    workers: int = 1,
+    options: dict[str, Any] | None = None,
+    scheme: str | None = None,
+    on_trial: Callable[[Trial], None] | None = None,
+    options_source: str = "options",
+) -> TuneResult:
+    """Fit the numeric literals inside the program's EVOLVE-BLOCK on ``split`` (``evolve tune``).
+
+    CMA-ES over the constants (``evolve/tuning.py``); every trial is scored through the
+    sandbox and the trusted verifier, ``workers`` at a time; ``budget`` counts the programs
+    evaluated, the original included.  The result's ``code`` is the best program found
+    (the original when nothing beat it) and ``constants``/``values`` say what changed.
+    """
+    from evolve.evaluation import Evaluator
+    from evolve.tuning import tune_code
+
+    if budget < 1:
+        raise UserError(f"budget {budget}: expected at least 1 evaluation")
+    spec = load(problem, _with_scheme(options, scheme), options_source)
+    code = program_code(program)
+    chosen, split_name = _instances(spec, split, None, None)
+    with Evaluator(spec, _sandbox(spec), slots=workers) as evaluator:
+
+        def score(candidate: str) -> float | None:
+            evaluation = evaluator.run_split(candidate, chosen, split_name)
+            return evaluation.score if evaluation.ok else None
+
+        return tune_code(code, score, budget, seed=seed, parallel=workers, on_trial=on_trial)
 
 
 def baselines(

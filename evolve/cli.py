@@ -21,6 +21,7 @@ from evolve.cli_common import (
     RUNS_ROOT,
     InstanceFlag,
     InstancesFlag,
+    NoPreflightFlag,
     OptionFlag,
     SchemeFlag,
     app,
@@ -31,6 +32,7 @@ from evolve.cli_common import (
     verifier_options,
 )
 from evolve.display import console, err_console
+from evolve.errors import UserError
 from evolve.formats import fmt, json_safe, pct
 from evolve.render import evaluation_table, headline_of, print_metrics
 
@@ -68,7 +70,7 @@ def problems() -> None:
 @user_errors
 def run(
     problem: Annotated[str, typer.Argument(help="Problem name, or a folder with problem.toml.")],
-    llm: Annotated[str | None, typer.Option(help="Model (litellm string), 'm1:0.8,m2:0.2', 'stub' or 'replay:FILE'.")] = None,
+    llm: Annotated[str | None, typer.Option(help="Model (litellm string), 'm1:0.8,m2:0.2', 'gp' (offline search, the default), 'mutate' (alias 'stub'), 'replay:FILE' or 'files:DIR' (you answer prompts in files).")] = None,
     iterations: Annotated[int | None, typer.Option(help="Proposals to make (each is one iteration).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the run.")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel evaluations (sandboxes).")] = None,
@@ -83,16 +85,38 @@ def run(
     scheme: SchemeFlag = None,
     executor: Annotated[str | None, typer.Option(help="local (sandboxes here) or ray.")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster, e.g. ray://head:10001.")] = None,
+    no_preflight: NoPreflightFlag = False,
+    tune_every: Annotated[int | None, typer.Option(help="Tune the constants of each new best every N iterations (0: never).")] = None,
+    tune_budget: Annotated[int | None, typer.Option(help="Programs evaluated per tuning.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Several seeds as one study, e.g. 0-4 (--workers of them at a time).")] = None,
 ) -> None:
-    """Evolve a heuristic for PROBLEM. Offline (stub model) unless --llm names a model."""
+    """Evolve a heuristic for PROBLEM. Offline (GP over the rule's inputs) unless --llm names a model.
+
+    Exit codes: 0 done (iterations or budget), 2 bad input or failed model check, 3 every model
+    call failed the same way (key, model, endpoint), 4 every model call failed for
+    llm_outage_minutes, 130 interrupted.
+    """
     from evolve import api
 
+    if seeds is not None:
+        from evolve.cli_search import run_seeds
+
+        if seed is not None:
+            raise UserError("--seed and --seeds: give one of them")
+        with _interruptible():
+            run_seeds(problem, seeds, workers, out, llm=llm, iterations=iterations, concurrency=concurrency,
+                      budget_usd=budget_usd, api_base=api_base, edit_mode=edit_mode, record=record, config=config,
+                      options=verifier_options(option, None), scheme=scheme, executor=executor,
+                      ray_address=ray_address, options_source="--option", preflight=not no_preflight,
+                      tune_every=tune_every, tune_budget=tune_budget)
+        return
     with _interruptible():
         result = api.run(
             problem, llm=llm, iterations=iterations, seed=seed, workers=workers, concurrency=concurrency,
             budget_usd=budget_usd, api_base=api_base, edit_mode=edit_mode, out=out, record=record, config=config,
             options=verifier_options(option, None), scheme=scheme, executor=executor, ray_address=ray_address,
-            runs_dir=RUNS_ROOT, progress=True, options_source="--option",
+            runs_dir=RUNS_ROOT, progress=True, options_source="--option", preflight=not no_preflight,
+            tune_every=tune_every, tune_budget=tune_budget,
         )
     _summary(result)
 
@@ -102,12 +126,13 @@ def run(
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="The run folder to continue.")],
     iterations: Annotated[int | None, typer.Option(help="New iteration target (default: the run's).")] = None,
+    no_preflight: NoPreflightFlag = False,
 ) -> None:
     """Continue a stopped run (Ctrl-C or kill -9) up to its iteration target."""
     from evolve import api
 
     with _interruptible():
-        result = api.resume(run_dir, iterations=iterations, progress=True)
+        result = api.resume(run_dir, iterations=iterations, progress=True, preflight=not no_preflight)
     _summary(result)
 
 
@@ -128,13 +153,30 @@ def _interruptible() -> Iterator[None]:
 
 
 def _summary(result: Any) -> None:
+    """The closing lines; a run stopped by its model exits with the stop's code (evolve/stop.py)."""
+    from evolve.stop import EXIT_OK, StopKind
+
     progress = result.last_progress
     best, seed = result.best, result.seed
+    stop = progress.stop if progress else None
+    code = stop.exit_code if stop is not None else EXIT_OK
+    if code != EXIT_OK:
+        err_console.print(f"[red]error:[/] run stopped: {escape(progress.stop_reason or '')} "
+                          f"(exit {code})", highlight=False)
     console.print(
         f"stopped: {progress.stop_reason if progress else result.stop_reason}. best score {fmt(best.score)} "
         f"(gap {pct(best.gap_pct)}; seed {pct(seed.gap_pct)}) on the train split\n"
         f"best program: {result.dir / 'best.py'}\nreview it with: evolve review {result.dir}"
+        + (f"\nonce fixed, continue with: evolve resume {result.dir}" if code != EXIT_OK else "")
     )
+    if stop is not None and stop.kind in (StopKind.MODEL_CONFIG, StopKind.MODEL_OUTAGE):
+        # Abandoned model calls may sit in their threads until their timeout:
+        # the archive is committed and closed, so do not wait for them.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if code != EXIT_OK:
+        raise typer.Exit(code)
 
 
 @app.command(
@@ -181,6 +223,26 @@ def eval_(
         raise typer.Exit(1)
 
 
+@app.command(epilog=example("evolve doctor"))
+@user_errors
+def doctor() -> None:
+    """Show which isolation the sandbox gives candidates on this machine."""
+    from rich.table import Table
+
+    from evolve.sandbox.doctor import isolation_facts, weaknesses
+
+    facts = isolation_facts()
+    table = Table(title="sandbox isolation on this machine", title_justify="left")
+    for column in ("aspect", "in force", "how, or why not"):
+        table.add_column(column)
+    for aspect, (ok, detail) in facts.items():
+        table.add_row(aspect, "[green]yes[/green]" if ok else "[red]no[/red]", escape(detail))
+    console.print(table)
+    line = weaknesses(facts)
+    if line:
+        console.print(escape(line.removesuffix("; see `evolve doctor`")))
+
+
 @app.command(epilog=example("evolve baselines smtt", "evolve baselines smtt --split test --json"))
 @user_errors
 def baselines(
@@ -212,8 +274,37 @@ def baselines(
                   f"baselines on {spec.name}/{split_name} ({count} instances)")
 
 
+@app.command(
+    name="prompt",
+    epilog=example("evolve prompt smtt", "evolve prompt smtt --edit-mode rewrite",
+                   "evolve prompt --run runs/smtt/20261121-101500-a1b2c3 --json"),
+)
+@user_errors
+def prompt_(
+    problem: Annotated[str | None, typer.Argument(help="Problem name or folder (or give --run).")] = None,
+    run: Annotated[Path | None, typer.Option(help="A run folder: its next prompt.")] = None,
+    edit_mode: Annotated[str | None, typer.Option(help="diff, rewrite or mixed (new runs).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file of run settings (new runs).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The messages as JSON.")] = False,
+) -> None:
+    """Print exactly what a model would be sent next: read it before paying for it.
+
+    Without --run: the first prompt of a new run (the seed is evaluated, as a run starts).
+    """
+    from evolve.config import read_toml
+    from evolve.preview import as_text, next_prompt
+
+    overrides = {**(read_toml(config) if config else {}), **({"edit_mode": edit_mode} if edit_mode else {})}
+    request = next_prompt(problem, run, overrides)
+    if as_json:
+        print(json.dumps({"iteration": request.iteration, "mode": request.mode,
+                          "messages": request.messages}, indent=2, ensure_ascii=False))
+    else:
+        print(as_text(request), end="")
+
+
 # Registered after the core commands so that --help lists those first.
-from evolve import cli_review  # noqa: E402, F401
+from evolve import cli_review, cli_search  # noqa: E402, F401
 
 
 def main() -> None:

@@ -31,6 +31,11 @@ OptionFlag = Annotated[
     typer.Option("--option", help="Verifier option KEY=VALUE (repeatable), e.g. scheme=active."),
 ]
 SchemeFlag = Annotated[str | None, typer.Option(help="Construction scheme, where the problem has one (= --option scheme=...).")]
+NoPreflightFlag = Annotated[
+    bool,
+    typer.Option("--no-preflight", help="Skip the one-request check of each model before the run "
+                 "(provider and credentials are still checked)."),
+]
 InstanceFlag = Annotated[list[str] | None, typer.Option("--instance", help="Only this instance (repeatable).")]
 InstancesFlag = Annotated[
     Path | None, typer.Option("--instances", "--trace", help="Score on instances (or a trace) from this file.")

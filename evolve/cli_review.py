@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -35,28 +36,51 @@ from evolve.render import metrics_table, print_metrics, show_comparison, show_ho
 )
 @user_errors
 def review(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run folder, or a study folder (evolve run --seeds).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON summary.")] = False,
     top: Annotated[int, typer.Option(help="Leaderboard length.")] = 10,
     test: Annotated[
         bool, typer.Option("--test", help="Evaluate the best, the seed and every baseline on the held-out test split.")
     ] = False,
     workers: Annotated[int, typer.Option(min=1, help="Parallel evaluations for --test.")] = 1,
+    repeats: Annotated[int, typer.Option(min=0, help="Re-evaluate the top 3 programs this many times and flag a best within noise of the runner-up.")] = 0,
 ) -> None:
     """Leaderboard, the best program's diff and lineage, failures by kind, tokens and cost;
-    with --test, paired per-instance comparisons on held-out instances and an overfitting check."""
+    with --test, paired per-instance comparisons on held-out instances and an overfitting check;
+    with --repeats R, the top programs' spread over R re-evaluations."""
     from evolve import api
+    from evolve.study import is_study
 
+    if is_study(run_dir):  # evolve run --seeds: median and spread over the seeds
+        from evolve.cli_search import show_study
+
+        with step_progress("evaluating every seed's best and every baseline on the test split",
+                           quiet=not test) as shown:
+            study = api.review_study(run_dir, test=test, workers=workers, progress=shown)
+        if as_json:
+            print(json.dumps(json_safe(study.to_json()), indent=2))
+        else:
+            show_study(study)
+        return
     run = api.open_run(run_dir)
     with step_progress("evaluating the best, the seed and every baseline on the test split",
                        quiet=not test) as shown:
         result = run.review(test=test, top=top, workers=workers, progress=shown)
+    if repeats:
+        from evolve.noise import noise_check
+
+        with step_progress(f"re-evaluating the top programs {repeats} times") as shown:
+            result.noise = noise_check(run_dir, repeats=repeats, workers=workers, progress=shown)
     if as_json:
         print(json.dumps(json_safe(result.to_json()), indent=2))
         return
     show_review(result)
     if result.test is not None:
         show_holdout(result.test)
+    if result.noise is not None:
+        from evolve.cli_search import show_noise
+
+        show_noise(result.noise)
 
 
 @app.command(epilog=example("evolve best smtt", "evolve best smtt --json"))
@@ -188,6 +212,40 @@ def report(
         run.report(target, split=split, workers=workers, progress=shown)
     seconds = time.perf_counter() - started
     console.print(f"report written to {target} ({target.stat().st_size / 1e6:.2f} MB, {seconds:.1f} s)")
+
+
+@app.command(
+    epilog=example(
+        "evolve watch runs/smtt/20261121-101500-a1b2c3",
+        "evolve watch RUN_DIR --port 0     # any free port",
+    )
+)
+@user_errors
+def watch(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (running or not).")],
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0: any free port).")] = 8765,
+    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between the page's checks for news.")] = 1.5,
+    render_every: Annotated[
+        float, typer.Option(min=0.0, help="Re-render the page (plots) at most this often, in seconds: its CPU cost.")
+    ] = 5.0,
+) -> None:
+    """Serve a live view of a run on 127.0.0.1 (gap over time, recent proposals, failures,
+    islands, MAP-Elites), refreshed as the run writes; read-only, from the archive."""
+    from evolve.watch import LiveView, make_server
+
+    view = LiveView(run_dir, min_interval=render_every, poll_ms=int(interval * 1000))
+    try:
+        server = make_server(view, port)
+    except OSError as err:
+        raise UserError(f"port {port} on 127.0.0.1: cannot listen ({err.strerror}); try --port 0") from None
+    console.print(f"watching {run_dir} at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C to stop)")
+    sys.stdout.flush()
+    try:
+        server.serve_forever(poll_interval=0.25)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @app.command(

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evolve.errors import UserError
 
@@ -28,7 +28,7 @@ class SandboxSettings(Strict):
     # total (so eval on a large test split is not cut short by a train-sized limit).
     instance_timeout_s: float = Field(default=1.0, gt=0)
     memory_mb: int = Field(default=2048, ge=256)  # the warm worker alone maps ~150 MiB
-    max_processes: int = Field(default=16, ge=1)
+    max_processes: int = Field(default=1, ge=1)  # 1: a candidate may not fork (nor start threads)
     file_size_mb: int = Field(default=16, ge=1)
 
 
@@ -39,15 +39,39 @@ class CascadeSettings(Strict):
     tolerance: float = Field(default=0.5, ge=0)
 
 
+class GPSettings(Strict):
+    """The offline search (``llm = "gp"``): typed expression-tree GP on the islands."""
+
+    # Attempts per island that start from a random tree: the initial population, and
+    # again after a restart.
+    init: int = Field(default=24, ge=0)
+    # Children made from one tournament winner before the island draws a new parent.
+    children: int = Field(default=3, ge=1)
+    # An island whose best has not improved for this many of its attempts starts over
+    # (0: never). Migration skips an island for the first half of that after its restart.
+    restart_after: int = Field(default=150, ge=0)
+    max_depth: int = Field(default=7, ge=1, le=20)
+    max_size: int = Field(default=40, ge=3, le=400)
+    init_depth: int = Field(default=4, ge=1, le=10)
+
+
 class RunSettings(Strict):
     iterations: int = Field(default=200, ge=0)
     seed: int = 0
-    llm: str = "stub"
+    # "auto": the GP for problems with a [rule] table, else the blind mutator ("mutate").
+    llm: str = "auto"
     api_base: str | None = None
     temperature: float = Field(default=0.8, ge=0, le=2)
     max_tokens: int = Field(default=4096, ge=1)
     llm_timeout_s: float = Field(default=120.0, gt=0)
     llm_retries: int = Field(default=4, ge=0)
+    # Stop after this many consecutive model calls that failed in a way that
+    # repeats for every call (wrong key, unknown model, nothing listening).
+    llm_fail_fast: int = Field(default=3, ge=1)
+    # Stop when every model call has failed for this long (outage, stalled server).
+    llm_outage_minutes: float = Field(default=10.0, gt=0)
+    # The one-request check of every model before the run starts (--no-preflight skips it).
+    llm_preflight_timeout_s: float = Field(default=15.0, gt=0)
     # Iterations in flight (model call or evaluation); at least ``workers``.
     # 1 (with workers = 1) makes a run exactly reproducible from its seed.
     concurrency: int = Field(default=1, ge=1)
@@ -64,17 +88,29 @@ class RunSettings(Strict):
     edit_mode: Literal["diff", "rewrite", "mixed"] = "diff"
     rewrite_fraction: float = Field(default=0.1, ge=0, le=1)
     record: str | None = None
+    # Offline backends (gp, mutate) are asked again, for the same iteration, when they propose
+    # a program already in the archive, at most this many times; a model's duplicate costs
+    # its iteration.
+    duplicate_retries: int = Field(default=50, ge=0)
+    # Every tune_every iterations, a new best program with constants in its EVOLVE-BLOCK is
+    # tuned (CMA-ES, tune_budget programs evaluated on train); 0: never (evolve/autotune.py).
+    tune_every: int = Field(default=0, ge=0)
+    tune_budget: int = Field(default=30, ge=2)
     # Overrides of the problem's [verifier.options] (``--option KEY=VALUE``).
     verifier_options: dict[str, Any] = {}
     sandbox: SandboxSettings = SandboxSettings()
     cascade: CascadeSettings = CascadeSettings()
+    gp: GPSettings = GPSettings()
 
 
 # --- problem.toml -----------------------------------------------------------
 
 
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
 class FunctionSpec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    name: str = Field(pattern=IDENTIFIER)
     signature: str
     contract: str
 
@@ -106,6 +142,58 @@ class FeatureSpec(Strict):
     max: float
 
 
+def _first_repeated(names: list[str]) -> str | None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
+class RuleInput(Strict):
+    """One argument of a rule: its name, whether it is per candidate or per decision, its meaning."""
+
+    name: str = Field(pattern=IDENTIFIER)
+    # array: one value per candidate (the rule's last axis); scalar: one value per decision
+    # (a number, or a column that broadcasts against the arrays, e.g. [layers, 1]).
+    kind: Literal["array", "scalar"]
+    doc: str = Field(min_length=1, pattern=r"^[^\n]+$")  # one line
+
+
+class RuleSpec(Strict):
+    """A function inside the EVOLVE-BLOCK whose body the offline search (GP) writes.
+
+    The rule maps its inputs to one value per candidate (``returns = "array"``)
+    and only the order of those values matters to the frame that calls it.
+    """
+
+    function: str = Field(pattern=IDENTIFIER)
+    returns: Literal["array", "scalar"] = "array"
+    doc: str = Field(default="", pattern=r"^[^\n]*$")
+    inputs: list[RuleInput] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_inputs(self) -> RuleSpec:
+        repeated = _first_repeated([i.name for i in self.inputs])
+        if repeated:
+            raise ValueError(f"input '{repeated}' is declared twice")
+        if self.returns == "array" and not any(i.kind == "array" for i in self.inputs):
+            raise ValueError("returns one value per candidate but has no input of kind 'array'")
+        return self
+
+
+class PromptSpec(Strict):
+    """``[prompt]`` in problem.toml: what the model's prompt says beyond the defaults."""
+
+    # How the score is computed, when the verifier's own aggregate defines it
+    # (the default text covers gap_mean, gap_ratio and objective sums).
+    score: str = ""
+    # One direction per island for its first prompts (from the seed), so islands
+    # start on different ideas; the defaults are generic.
+    directions: list[str] = []
+
+
 class ProblemSpec(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     title: str
@@ -117,7 +205,22 @@ class ProblemSpec(Strict):
     objective: ObjectiveSpec
     verifier: VerifierSpec
     features: list[FeatureSpec] = Field(min_length=1, max_length=3)
+    # [rule] (one table) or [[rule]] (several): what the offline search evolves; optional.
+    rule: list[RuleSpec] = []
+    prompt: PromptSpec = PromptSpec()
     run: dict[str, Any] = {}
+
+    @field_validator("rule", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _distinct_rules(self) -> ProblemSpec:
+        repeated = _first_repeated([r.function for r in self.rule])
+        if repeated:
+            raise ValueError(f"rule function '{repeated}' is declared twice")
+        return self
 
 
 # --- loading and error messages --------------------------------------------
@@ -154,6 +257,9 @@ def describe_error(source: str, model: type[BaseModel], err: ValidationError, pr
         return f"{source}: unknown key '{key}'{hint}"
     if kind == "missing":
         return f"{source}: missing key '{key}'"
+    if kind == "value_error":  # our own cross-field checks: the message says it all
+        where = f"key '{key}'" if key else "top level"
+        return f"{source}: {where}: {first['msg'].removeprefix('Value error, ')}"
     got = first.get("input")
     return f"{source}: key '{key}': {first['msg'].rstrip('.')} (got {got!r})"
 
@@ -179,6 +285,11 @@ def load_problem_spec(path: Path) -> ProblemSpec:
     # The [run] table holds default run settings: check it now, naming the file.
     validate(RunSettings, spec.run, str(path), prefix="run.")
     return spec
+
+
+def offline_default(has_rules: bool) -> str:
+    """What ``llm = "auto"`` means for a problem: the GP when it declares rules."""
+    return "gp" if has_rules else "mutate"
 
 
 def resolve_settings(

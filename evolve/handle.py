@@ -17,6 +17,7 @@ from evolve.compare import StepProgress
 from evolve.errors import UserError
 from evolve.runs import RunInfo, load_run
 from evolve.scoring import headline_gap
+from evolve.stop import Stop, StopKind
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,14 +122,30 @@ class Run:
         finally:
             archive.close()
 
+    @property
+    def stop(self) -> Stop | None:
+        """Why the search last stopped, with its exit code (``evolve.stop``); None if it is
+        still running or was killed."""
+        if self.last_progress is not None and self.last_progress.stop is not None:
+            return self.last_progress.stop
+        archive = self._archive()
+        try:
+            kind, reason = archive.get_meta("stop_kind"), archive.get_meta("stop_reason")
+        finally:
+            archive.close()
+        return Stop(StopKind(kind), reason or "") if kind in set(StopKind) else None
+
     def review(
         self, test: bool = False, top: int = 10, workers: int = 1, progress: StepProgress | None = None,
+        repeats: int = 0,
     ) -> RunReview:
-        """What ``evolve review [--test] --json`` prints, as objects: ``to_json()`` gives that JSON.
+        """What ``evolve review [--test] [--repeats R] --json`` prints, as objects: ``to_json()``
+        gives that JSON.
 
         With ``test=True`` the best, the seed and every baseline are evaluated on the
         held-out split (``.test``: per-instance comparisons and the overfitting verdict);
-        results are cached in the run's archive.
+        results are cached in the run's archive.  With ``repeats=R`` the top three programs
+        are re-evaluated R times on train (``.noise``: is the best within noise?).
         """
         from evolve.holdout import evaluate_holdout
         from evolve.review import review_run
@@ -136,6 +153,10 @@ class Run:
         result = review_run(self.dir, top=top)
         if test:
             result.test = evaluate_holdout(self.dir, "test", workers, progress)
+        if repeats:
+            from evolve.noise import noise_check
+
+            result.noise = noise_check(self.dir, repeats=repeats, workers=workers, progress=progress)
         return result
 
     def report(

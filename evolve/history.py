@@ -14,6 +14,7 @@ import sqlite3
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 # Proposal outcomes and evaluation statuses that are failures, in display order.
@@ -46,6 +47,7 @@ class ProgramPoint:
     score: float | None
     features: list[float] | None
     created_at: float
+    gap: float | None = None  # the headline gap in %, when the problem's score is a gap
 
 
 @dataclass(frozen=True)
@@ -82,18 +84,46 @@ class History:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def programs(self) -> list[ProgramPoint]:
+    def programs(self, gap_key: str = "gap_mean_pct") -> list[ProgramPoint]:
+        """Every program, oldest first, with the metric ``gap_key`` as its gap."""
         rows = self._db.execute(
-            "SELECT id, parent_id, island, iteration, origin, model, status, score, features, created_at"
-            " FROM programs ORDER BY id"
+            "SELECT id, parent_id, island, iteration, origin, model, status, score, features, created_at,"
+            " json_extract(metrics, ?) FROM programs ORDER BY id",
+            (f"$.{json.dumps(gap_key)}",),
         )
         return [
             ProgramPoint(
                 int(r[0]), r[1], int(r[2]), int(r[3]), r[4], r[5], r[6], r[7],
-                json.loads(r[8]) if r[8] else None, float(r[9]),
+                json.loads(r[8]) if r[8] else None, float(r[9]), r[10] if r[7] is not None else None,
             )
             for r in rows
         ]
+
+    def recent_attempts(self, count: int = 20) -> list[dict[str, Any]]:
+        """The last ``count`` proposals with what became of them (newest first)."""
+        rows = self._db.execute(
+            "SELECT a.iteration, a.island, a.parent_id, a.mode, a.model, a.outcome, a.error, a.created_at,"
+            " p.id, p.status, p.score, p.feedback, p.code, q.code, q.score"
+            " FROM attempts a LEFT JOIN programs p ON p.id = a.program_id"
+            " LEFT JOIN programs q ON q.id = a.parent_id ORDER BY a.iteration DESC LIMIT ?",
+            (count,),
+        ).fetchall()
+        keys = ("iteration", "island", "parent_id", "mode", "model", "outcome", "error", "created_at",
+                "program_id", "status", "score", "feedback", "code", "parent_code", "parent_score")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def meta(self, key: str) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def counts(self) -> tuple[int, int, float]:
+        """(programs, attempts, newest write time): changes whenever the run writes."""
+        row = self._db.execute(
+            "SELECT (SELECT COUNT(*) FROM programs), (SELECT COUNT(*) FROM attempts),"
+            " MAX(COALESCE((SELECT MAX(created_at) FROM programs), 0),"
+            " COALESCE((SELECT MAX(created_at) FROM attempts), 0))"
+        ).fetchone()
+        return int(row[0]), int(row[1]), float(row[2])
 
     def started_at(self) -> float | None:
         row = self._db.execute(

@@ -8,6 +8,7 @@ else happens, which is what makes ``resume`` lossless.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -16,18 +17,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, LLM_ERROR, Archive, Attempt, Program
+from evolve.autotune import TUNED, AutoTuner, Tuned
 from evolve.config import RunSettings
 from evolve.edits import EditError, apply_edit, block_text, code_hash
 from evolve.errors import UserError
 from evolve.evaluation import FAILURE_KINDS, Evaluation
 from evolve.executors import Executor, make_executor
-from evolve.llm.base import LLM, Completion, LLMError, ProposalRequest
-from evolve.llm.retry import LLMConfigError
+from evolve.gp.islands import EPOCHS_META, IslandPolicy
+from evolve.gp.semantics import BehaviourKeys
+from evolve.llm import OFFLINE
+from evolve.llm.base import LLM, Completion, LLMConfigError, LLMError, ProposalRequest
 from evolve.population import Elite, Population, cell_key, feature_values
 from evolve.problem import Problem
-from evolve.prompting import PromptProgram, render_messages
+from evolve.prompting import PromptBuilder
 from evolve.scoring import headline_gap
+from evolve.stop import Stop, StopKind
 from evolve.verifier import Instance
+
+# Failure kinds as the display and the log count them.
+MODEL, EDIT, EVALUATION = "model", "edit", "evaluation"
+# A model reply longer than this is stored (and applied) truncated, with a note:
+# no real edit is that long, and a runaway reply must not bloat the archive.
+MAX_REPLY_CHARS = 1 << 20
+# How often the loop wakes up while waiting, to check the outage rule and let
+# the display refresh (ETA, the plain log line) even when nothing finishes.
+TICK_S = 1.0
 
 
 @dataclass
@@ -42,15 +56,36 @@ class Progress:
     completion_tokens: int
     cost_usd: float
     started: float
-    stop_reason: str | None = None
+    stop_reason: str | None = None  # the stop's one-line message ("iterations" when complete)
+    stop: Stop | None = None
     # CPU time of the controller thread's own work (sampling, prompts, edits,
     # archive writes): thread time, so a loaded machine does not inflate it.
     engine_seconds: float = 0.0
+    # Duplicates an offline backend proposed and was asked again for (no iteration spent).
+    duplicates_skipped: int = 0
+    # Failures by kind (model, edit, evaluation; duplicates are not failures)
+    # and the last reason of each kind, as "iteration N: reason".
+    failures_by_kind: dict[str, int] = field(
+        default_factory=lambda: {MODEL: 0, EDIT: 0, EVALUATION: 0})
+    last_failure: dict[str, str] = field(default_factory=dict)
+    duplicates: int = 0
+    # Iterations finished by this process (a resumed run starts at 0) since the
+    # loop started (after the seed's evaluation): the ETA's pace.
+    session_done: int = 0
+    loop_started: float | None = None
 
     @property
     def evals_per_s(self) -> float:
         elapsed = time.time() - self.started
         return self.evaluations / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds to the iteration target at this session's pace (None before the first)."""
+        elapsed = time.time() - (self.loop_started or self.started)
+        if self.session_done <= 0 or elapsed <= 0:
+            return None
+        return max(0, self.target - self.done) * elapsed / self.session_done
 
 
 @dataclass
@@ -63,6 +98,8 @@ class _Task:
     completion: Completion | None = None
     child: str = ""
     child_hash: str = ""
+    child_key: str | None = None  # behaviour key (evolve.gp.semantics), when the problem has rules
+    retry: int = 0
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -83,23 +120,46 @@ class Controller:
         self.run_dir = run_dir
         self.on_progress = on_progress or (lambda _p: None)
         self.population = Population(settings.islands)
-        self._edit_errors: dict[int, str] = {}
+        self.prompts = PromptBuilder(problem, settings, archive)
         self._in_flight_hashes: set[str] = set()
+        backend = getattr(llm, "name", "")
+        # Offline proposals cost nothing: a duplicate is asked for again instead of spending
+        # the iteration. The GP also plans its islands (random start, broods, restarts).
+        self._offline = backend in OFFLINE
+        self._policy = IslandPolicy(settings.gp, settings.islands) if backend == "gp" else None
+        # Programs that order every candidate alike are duplicates (problems with [rule]).
+        self._keys = BehaviourKeys(problem.spec.rule) if problem.spec.rule else None
+        self._seen_keys: dict[str, int | None] = {}
+        self._iteration = 0
+        # Constant tuning of each new best every tune_every iterations (evolve/autotune.py).
+        self._tuner = (AutoTuner(settings.tune_every, settings.tune_budget, settings.seed, archive)
+                       if settings.tune_every else None)
+        # Fail fast: permanent model failures in a row; outage: time of the last
+        # model call that succeeded (or of the start) and failures since then.
+        self._permanent_in_row = 0
+        self._model_ok_at = time.monotonic()
+        self._model_failures_since_ok = 0
         usage = archive.usage()
         counts = archive.outcome_counts()
         statuses = archive.status_counts()
+        by_kind = {
+            MODEL: counts.get(LLM_ERROR, 0),
+            EDIT: counts.get(EDIT_ERROR, 0),
+            EVALUATION: sum(statuses.get(k, 0) for k in FAILURE_KINDS),
+        }
         self.progress = Progress(
             done=archive.attempt_count(),
             target=settings.iterations,
             best_score=None,
             best_gap=None,
-            failures=counts.get(EDIT_ERROR, 0) + counts.get(LLM_ERROR, 0)
-            + sum(statuses.get(k, 0) for k in FAILURE_KINDS),
+            failures=sum(by_kind.values()),
             evaluations=0,
             prompt_tokens=int(usage["prompt_tokens"]),
             completion_tokens=int(usage["completion_tokens"]),
             cost_usd=usage["cost_usd"],
             started=time.time(),
+            failures_by_kind=by_kind,
+            duplicates=counts.get(DUPLICATE, 0),
         )
 
     # --- set-up -------------------------------------------------------------
@@ -124,6 +184,7 @@ class Controller:
         assert program.id is not None
         for island in range(self.settings.islands):
             self._offer(island, program)
+        self._remember_key(code, program.id)
 
     def _restore_population(self) -> None:
         for island, cell, program_id, score in self.archive.elites():
@@ -132,6 +193,16 @@ class Controller:
         best = self.archive.best()
         if best is not None:
             self._note_best(best)
+        if self._policy is not None:
+            self._policy.restore(self.archive)
+        for program_id, code in self.archive.codes():
+            self._remember_key(code, program_id)
+
+    def _remember_key(self, code: str, program_id: int | None) -> None:
+        if self._keys is not None:
+            key = self._keys.key(code)
+            if key is not None:
+                self._seen_keys.setdefault(key, program_id)
 
     # --- the loop -----------------------------------------------------------
     def run(self) -> Progress:
@@ -147,35 +218,49 @@ class Controller:
         try:
             self._restore_population()
             self._ensure_seed(executor)
+            self.prompts.prepare(quick, train)
             next_iteration = self.archive.max_iteration() + 1
+            self.progress.loop_started = time.time()
             self.on_progress(self.progress)
             while True:
                 busy_since = time.thread_time()
                 while (
-                    self.progress.stop_reason is None
+                    self.progress.stop is None
                     and self.progress.done + len(in_flight) < settings.iterations
                     and len(in_flight) < in_flight_limit
                 ):
+                    due = self._tuner.due(next_iteration, self.archive) if self._tuner else None
+                    if due is not None and self._tuner is not None:
+                        future = evaluators.submit(self._tuner.tune, due, executor)
+                        in_flight[future] = _Task("tune", next_iteration - 1, due.island, due, "tune")
+                        continue
                     task = self._launch(next_iteration, proposers)
                     in_flight[task[0]] = task[1]
                     next_iteration += 1
                 if not in_flight:
                     break
                 self.progress.engine_seconds += time.thread_time() - busy_since
-                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                finished, _ = wait(in_flight, timeout=TICK_S, return_when=FIRST_COMPLETED)
                 busy_since = time.thread_time()
+                if not finished:  # a tick: nothing finished, but time passed
+                    self._check_outage()
+                    self._abandon_proposals_if_stopped(in_flight)
+                    self.on_progress(self.progress)
                 for future in finished:
                     task = in_flight.pop(future)
                     if task.kind == "propose":
-                        follow = self._after_proposal(task, future, executor, evaluators)
+                        follow = self._after_proposal(task, future, executor, evaluators, proposers)
                         if follow is not None:
                             in_flight[follow[0]] = follow[1]
+                    elif task.kind == "tune":
+                        self._after_tune(task, future)
                     else:
                         self._after_evaluation(task, future)
                     self.on_progress(self.progress)
+                self._abandon_proposals_if_stopped(in_flight)
                 self.progress.engine_seconds += time.thread_time() - busy_since
-            if self.progress.stop_reason is None:
-                self.progress.stop_reason = "iterations"
+            if self.progress.stop is None:
+                self._stop(StopKind.COMPLETED, "iterations")
             self.on_progress(self.progress)
             return self.progress
         finally:
@@ -183,26 +268,58 @@ class Controller:
             evaluators.shutdown(wait=False, cancel_futures=True)
             executor.close()
 
-    def _launch(self, iteration: int, pool: ThreadPoolExecutor) -> tuple[Future, _Task]:
+    def preview(self, executor: Executor | None = None) -> ProposalRequest:
+        """The request a model would be sent next, without running anything.
+
+        With ``executor`` the seed is evaluated first if the archive has none
+        (a fresh run). Offline backends' own choices (the GP's island plan) are
+        not consulted: this is what a model would get.
+        """
+        quick, train = self._load_instances()
+        self._restore_population()
+        if executor is not None:
+            self._ensure_seed(executor)
+        self.prompts.prepare(quick, train)
+        self._policy, self._offline = None, False
+        request, _task = self.next_request(self.archive.max_iteration() + 1)
+        return request
+
+    def _launch(self, iteration: int, pool: ThreadPoolExecutor, retry: int = 0) -> tuple[Future, _Task]:
+        request, task = self.next_request(iteration, retry)
+        return pool.submit(self._propose, request), task
+
+    def next_request(self, iteration: int, retry: int = 0) -> tuple[ProposalRequest, _Task]:
+        """The request of ``iteration``: parent, inspirations, mode and the prompt.
+
+        Depends only on the archive, the settings and the population restored
+        from it, so ``evolve prompt --run`` rebuilds exactly what a model gets.
+        """
         s = self.settings
-        rng = random.Random(f"{s.seed}:{iteration}")
+        rng = random.Random(f"{s.seed}:{iteration}" if not retry else f"{s.seed}:{iteration}:{retry}")
         island = (iteration - 1) % s.islands
-        parent_id = self.population.sample_parent(island, rng, s.exploitation, s.exploration, s.tournament)
+        self._iteration = max(self._iteration, iteration)
+        fresh, parent_id = False, None
+        if self._policy is not None:
+            plan = self._policy.plan(island, iteration, self.archive)
+            if plan.restart:
+                self._restart_island(island, iteration)
+            fresh, parent_id = plan.fresh, plan.parent_id
+        if parent_id is None:
+            parent_id = self.population.sample_parent(island, rng, s.exploitation, s.exploration, s.tournament)
+        if self._policy is not None:
+            self._policy.launched(iteration, parent_id)
         parent = self.archive.program(parent_id)
-        inspirations = [
-            self.archive.program(i)
-            for i in self.population.inspirations(island, parent_id, rng, s.inspirations)
-        ]
+        if self._offline:  # the GP crosses over with the island's elites
+            chosen = self.population.inspirations(island, parent_id, rng, s.inspirations)
+        else:  # a model reads them: the run's best first, never the seed again
+            seed = self.archive.seed()
+            avoid = {seed.id} if seed is not None and seed.id is not None else set()
+            chosen = self.population.prompt_inspirations(island, parent_id, rng, s.inspirations, avoid)
+        inspirations = [self.archive.program(i) for i in chosen]
         mode = s.edit_mode
         if mode == "mixed":
             mode = "rewrite" if rng.random() < s.rewrite_fraction else "diff"
-        messages = render_messages(
-            self.problem,
-            mode,
-            _prompt_program(parent),
-            [_prompt_program(p) for p in inspirations],
-            self._edit_errors.pop(island, None),
-        )
+        messages = self.prompts.messages(mode, island, parent, inspirations)
         request = ProposalRequest(
             messages=messages,
             iteration=iteration,
@@ -210,8 +327,58 @@ class Controller:
             mode=mode,  # type: ignore[arg-type]
             parent_code=parent.code,
             inspiration_codes=[p.code for p in inspirations],
+            retry=retry,
+            fresh=fresh,
         )
-        return pool.submit(self._propose, request), _Task("propose", iteration, island, parent, mode)
+        return request, _Task("propose", iteration, island, parent, mode, retry=retry)
+
+    def _stop(self, kind: StopKind, message: str) -> None:
+        """Record the first stop reason; later ones do not replace it."""
+        if self.progress.stop is None:
+            self.progress.stop = Stop(kind, message)
+            self.progress.stop_reason = message
+
+    def _abandon_proposals_if_stopped(self, in_flight: dict[Future, _Task]) -> None:
+        """After a model stop, stop waiting for model calls still in flight.
+
+        They would only fail the same way (or hang until their timeout); their
+        threads finish in the background and their results are dropped.
+        Evaluations in flight are still awaited: their programs are committed.
+        """
+        stop = self.progress.stop
+        if stop is None or stop.kind not in (StopKind.MODEL_CONFIG, StopKind.MODEL_OUTAGE):
+            return
+        for future in [f for f, t in in_flight.items() if t.kind == "propose"]:
+            future.cancel()
+            del in_flight[future]
+
+    def _check_outage(self) -> None:
+        """Stop when every model call has failed for ``llm_outage_minutes``."""
+        if self._model_failures_since_ok == 0:
+            return  # waiting is not failing (a slow model, or a person answering files:DIR)
+        minutes = self.settings.llm_outage_minutes
+        if time.monotonic() - self._model_ok_at >= 60 * minutes:
+            last = self.progress.last_failure.get(MODEL, "")
+            self._stop(StopKind.MODEL_OUTAGE,
+                       f"every model call failed for {minutes:g} min "
+                       f"({self._model_failures_since_ok} failed); last: {last}")
+
+    def _model_failed(self, error: LLMError) -> None:
+        self._model_failures_since_ok += 1
+        if isinstance(error, LLMConfigError):
+            self._permanent_in_row += 1
+            if self._permanent_in_row >= self.settings.llm_fail_fast:
+                n = self._permanent_in_row
+                calls = "call" if n == 1 else f"{n} calls in a row"
+                self._stop(StopKind.MODEL_CONFIG, f"{error} ({calls} failed this way)")
+        else:
+            self._permanent_in_row = 0
+        self._check_outage()
+
+    def _model_answered(self) -> None:
+        self._permanent_in_row = 0
+        self._model_failures_since_ok = 0
+        self._model_ok_at = time.monotonic()
 
     def _propose(self, request: ProposalRequest) -> Completion | LLMError:
         try:
@@ -227,27 +394,34 @@ class Controller:
         future: Future,
         executor: Executor,
         pool: ThreadPoolExecutor,
+        proposers: ThreadPoolExecutor,
     ) -> tuple[Future, _Task] | None:
         result = future.result()
         if isinstance(result, LLMError):
             self._record_failure(task, LLM_ERROR, str(result), None)
-            if isinstance(result, LLMConfigError) and self.progress.stop_reason is None:
-                # A wrong key or model fails every later call the same way.
-                self.progress.stop_reason = f"LLM configuration error: {result}"
+            self._model_failed(result)
             return None
+        self._model_answered()
+        result = _capped(result)
         task.completion = result
         self._count_usage(result)
         try:
             task.child = apply_edit(task.parent.code, result.text, task.mode)  # type: ignore[arg-type]
         except EditError as err:
-            self._edit_errors[task.island] = str(err)
             self._record_failure(task, EDIT_ERROR, str(err), result)
             return None
         task.child_hash = code_hash(task.child)
-        if task.child_hash in self._in_flight_hashes or self.archive.id_for_hash(task.child_hash) is not None:
-            self._record_failure(task, DUPLICATE, "same program as one already in the archive", result)
+        task.child_key = self._keys.key(task.child) if self._keys is not None else None
+        duplicate = self._duplicate_reason(task)
+        if duplicate is not None:
+            if self._offline and task.retry < self.settings.duplicate_retries:
+                self.progress.duplicates_skipped += 1
+                return self._launch(task.iteration, proposers, task.retry + 1)
+            self._record_failure(task, DUPLICATE, duplicate, result)
             return None
         self._in_flight_hashes.add(task.child_hash)
+        if task.child_key is not None:
+            self._seen_keys.setdefault(task.child_key, None)
         task.kind = "evaluate"
         cascade = self.settings.cascade
         future = pool.submit(
@@ -259,6 +433,50 @@ class Controller:
             cascade.enabled,
         )
         return future, task
+
+    def _duplicate_reason(self, task: _Task) -> str | None:
+        if task.child_hash in self._in_flight_hashes or self.archive.id_for_hash(task.child_hash) is not None:
+            return "same program as one already in the archive"
+        if task.child_key is not None and task.child_key in self._seen_keys:
+            twin = self._seen_keys[task.child_key]
+            where = f"program #{twin}" if twin is not None else "a program being evaluated"
+            return f"its rule orders every candidate exactly as {where} does (same behaviour)"
+        return None
+
+    def _restart_island(self, island: int, iteration: int) -> None:
+        """A stalled island starts a new epoch from the seed alone (the GP then starts afresh)."""
+        assert self._policy is not None
+        epochs = self._policy.restarted(island, iteration)
+        self.population.reset(island)
+        keep = []
+        seed = self.archive.seed()
+        if seed is not None and seed.id is not None and seed.score is not None and seed.features is not None:
+            cell = cell_key(self.problem.spec.features, seed.features)
+            self.population.offer(island, Elite(seed.id, seed.score, cell))
+            keep.append((cell, seed.id, seed.score))
+        self.archive.reset_island(island, keep, {EPOCHS_META: epochs})
+
+    def _after_tune(self, task: _Task, future: Future) -> None:
+        """Archive a tuned program that beat its parent, as the parent's child (origin 'tuned')."""
+        parent = task.parent
+        assert parent.id is not None and self._tuner is not None
+        try:
+            tuned: Tuned = future.result()
+        except Exception as err:  # an engine fault while tuning costs the tuning, not the run
+            self._count_failure(EVALUATION, task.iteration, f"tuning #{parent.id} failed: {type(err).__name__}: {err}")
+            tuned = Tuned(parent, None, None, 0, [])
+        if tuned.code is not None and tuned.evaluation is not None:
+            digest = code_hash(tuned.code)
+            if self.archive.id_for_hash(digest) is None:
+                program = self._program(tuned.code, digest, parent.id, parent.island, task.iteration,
+                                        parent.generation + 1, TUNED, "cmaes", tuned.evaluation)
+                changed = ", ".join(f"{a:g} -> {b:g}" for a, b in tuned.changes)
+                program.feedback = f"constants tuned ({tuned.trials} trials): {changed}\n{program.feedback}"
+                self.archive.add_program(program)
+                self._remember_key(program.code, program.id)
+                if program.score is not None:
+                    self._offer(parent.island, program)
+        self._tuner.finished(parent.id, self.archive)
 
     def _after_evaluation(self, task: _Task, future: Future) -> None:
         evaluation: Evaluation = future.result()
@@ -278,10 +496,17 @@ class Controller:
         )
         attempt = self._attempt(task, EVALUATED, None, completion)
         self.archive.add_program(program, attempt)
+        if task.child_key is not None:
+            self._seen_keys[task.child_key] = program.id
+        if self._policy is not None:
+            self._policy.note(program)
         self.progress.done += 1
         self.progress.evaluations += 1
+        self.progress.session_done += 1
         if program.score is None:
-            self.progress.failures += int(evaluation.status in FAILURE_KINDS)
+            if evaluation.status in FAILURE_KINDS:
+                self._count_failure(EVALUATION, task.iteration,
+                                    f"{evaluation.status}: {_first_line(evaluation.feedback)}")
         else:
             self._offer(task.island, program)
         self._maybe_migrate()
@@ -316,9 +541,18 @@ class Controller:
     def _record_failure(self, task: _Task, outcome: str, error: str, completion: Completion | None) -> None:
         self.archive.add_attempt(self._attempt(task, outcome, error, completion))
         self.progress.done += 1
-        if outcome != DUPLICATE:
-            self.progress.failures += 1
+        self.progress.session_done += 1
+        if outcome == DUPLICATE:
+            self.progress.duplicates += 1
+        else:
+            self._count_failure(MODEL if outcome == LLM_ERROR else EDIT, task.iteration, error)
         self._maybe_migrate()
+
+    def _count_failure(self, kind: str, iteration: int, reason: str) -> None:
+        p = self.progress
+        p.failures += 1
+        p.failures_by_kind[kind] = p.failures_by_kind.get(kind, 0) + 1
+        p.last_failure[kind] = f"iteration {iteration}: {_first_line(reason)}"
 
     def _count_usage(self, completion: Completion) -> None:
         p = self.progress
@@ -326,8 +560,8 @@ class Controller:
         p.completion_tokens += completion.completion_tokens
         p.cost_usd += completion.cost_usd
         budget = self.settings.budget_usd
-        if budget is not None and p.cost_usd >= budget and p.stop_reason is None:
-            p.stop_reason = f"budget ${budget:g} reached"
+        if budget is not None and p.cost_usd >= budget:
+            self._stop(StopKind.BUDGET, f"budget ${budget:g} reached")
 
     def _offer(self, island: int, program: Program) -> None:
         assert program.id is not None and program.score is not None and program.features is not None
@@ -348,7 +582,8 @@ class Controller:
     def _maybe_migrate(self) -> None:
         if self.progress.done % self.settings.migration_interval:
             return
-        for island, elite in self.population.migrate():
+        settling = self._policy.settling(self._iteration) if self._policy is not None else set()
+        for island, elite in self.population.migrate(skip=settling):
             self.archive.set_elite(island, elite.cell, elite.program_id, elite.score)
 
 
@@ -362,12 +597,17 @@ def _safe_evaluate(
         return Evaluation("crash", None, {}, [], f"evaluation failed: {type(err).__name__}: {err}", "quick", 0.0)
 
 
-def _prompt_program(program: Program) -> PromptProgram:
-    assert program.id is not None
-    return PromptProgram(
-        id=program.id, code=program.code, block=block_text(program.code), score=program.score,
-        feedback=program.feedback, metrics=program.metrics,
-    )
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _capped(completion: Completion) -> Completion:
+    """The completion, cut to MAX_REPLY_CHARS with a note saying so if it was longer."""
+    text = completion.text
+    if len(text) <= MAX_REPLY_CHARS:
+        return completion
+    note = f"\n[evolve: reply truncated from {len(text)} to {MAX_REPLY_CHARS} characters]\n"
+    return dataclasses.replace(completion, text=text[:MAX_REPLY_CHARS] + note)
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -70,6 +70,10 @@ class Population:
     def offer(self, island: int, elite: Elite) -> bool:
         return self.islands[island].offer(elite)
 
+    def reset(self, island: int) -> None:
+        """Forget an island's grid (an island restart)."""
+        self.islands[island] = Island()
+
     def global_best(self) -> Elite | None:
         bests = [i.best for i in self.islands if i.best is not None]
         return max(bests, key=lambda e: e.score) if bests else None
@@ -109,8 +113,35 @@ class Population:
                 chosen.append(pick)
         return chosen[:count]
 
-    def migrate(self) -> list[tuple[int, Elite]]:
-        """Ring migration: each island's best is offered to the next island.
+    def prompt_inspirations(
+        self, island: int, parent_id: int, rng: random.Random, count: int, avoid: set[int]
+    ) -> list[int]:
+        """Inspirations worth a model's reading: the best program of the whole run, the
+        island's best, then other cells of the island, then other islands' bests -- never
+        the parent, never a program in ``avoid`` (the seed, which every prompt already shows
+        through the parent's lineage)."""
+        chosen: list[int] = []
+
+        def take(elite: Elite | None) -> None:
+            if elite is not None and elite.program_id != parent_id and elite.program_id not in avoid \
+                    and elite.program_id not in chosen and len(chosen) < count:
+                chosen.append(elite.program_id)
+
+        take(self.global_best())
+        grid = self.islands[island]
+        take(grid.best)
+        for _ in range(4 * count):
+            if len(chosen) >= count or not len(grid):
+                break
+            take(grid.random_elite(rng))
+        others = sorted((i.best for k, i in enumerate(self.islands) if k != island and i.best),
+                        key=lambda e: -e.score)
+        for elite in others:
+            take(elite)
+        return chosen
+
+    def migrate(self, skip: set[int] | None = None) -> list[tuple[int, Elite]]:
+        """Ring migration: each island's best is offered to the next island (except to ``skip``).
 
         Returns the (island, elite) pairs that were accepted, for persisting."""
         accepted = []
@@ -119,6 +150,8 @@ class Population:
             if best is None or len(self.islands) == 1:
                 continue
             target = (index + 1) % len(self.islands)
+            if skip and target in skip:
+                continue
             if self.islands[target].offer(best):
                 accepted.append((target, best))
         return accepted

@@ -113,9 +113,14 @@ class Problem:
         self, split: str, instances_file: Path | None = None, names: list[str] | None = None
     ) -> list[Instance]:
         if instances_file is not None:
+            if instances_file.is_dir():
+                raise UserError(f"{instances_file}: is a folder, expected a file of instances")
             if not instances_file.is_file():
                 raise UserError(f"{instances_file}: file not found")
-            found = self.verifier.load_instances(instances_file)
+            try:
+                found = self.verifier.load_instances(instances_file)
+            except UnicodeDecodeError as err:  # whichever reader the verifier uses
+                raise UserError(f"{instances_file}: not UTF-8 text (byte {err.start})") from None
         elif split not in SPLITS:
             raise UserError(f"unknown split '{split}' (expected one of: {', '.join(SPLITS)})")
         else:

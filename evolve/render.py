@@ -80,7 +80,7 @@ def metrics_tables(
 
 
 def _groups(rows: list[tuple[str, str, float | None, dict[str, float]]]) -> list[str]:
-    return sorted({k for _, _, _, m in rows for k in m if k.startswith("gap_mean_pct[")}, key=natural_key)
+    return sorted({k[13:-1] for _, _, _, m in rows for k in m if k.startswith("gap_mean_pct[")}, key=natural_key)
 
 
 def _metrics_table(
@@ -90,18 +90,33 @@ def _metrics_table(
     with_summary: bool,
 ) -> Table:
     table = Table(title_justify="left")
-    summary = ("status", "score", *headline, "gap mean", "gap ratio") if with_summary else ()
-    for column in ("program", *summary, *[g[13:-1] for g in groups]):
+    timed = "ms_per_instance" not in headline and any("ms_per_instance" in m for _, _, _, m in rows)
+    summary = ("status", "score", *headline, "gap mean", *(["ms/inst"] if timed else []), "gap ratio") \
+        if with_summary else ()
+    for column in ("program", *summary, *groups):
         table.add_column(column, justify="left" if column in {"program", "status"} else "right")
     for name, status, score, m in rows:
         cells = [status if status == "ok" else f"[red]{status}[/]", fmt(score), *[fmt(m.get(h)) for h in headline],
-                 pct(m.get("gap_mean_pct")), pct(m.get("gap_ratio_pct"))] if with_summary else []
-        table.add_row(name, *cells, *[pct(m.get(g)) for g in groups])
+                 pct(m.get("gap_mean_pct")), *([ms(m.get("ms_per_instance"))] if timed else []),
+                 pct(m.get("gap_ratio_pct"))] if with_summary else []
+        table.add_row(name, *cells, *[gap_and_time(m, g) for g in groups])
     return table
 
 
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g} ms"
+
+
+def gap_and_time(metrics: dict[str, float], group: str) -> str:
+    """A group's mean gap, with its time per instance next to it when it was measured."""
+    gap = pct(metrics.get(f"gap_mean_pct[{group}]"))
+    time = metrics.get(f"ms_per_instance[{group}]")
+    return gap if time is None else f"{gap} · {ms(time)}"
+
+
 def _width(table: Table) -> int:
-    return Measurement.get(console, console.options, table).maximum
+    """The width the table needs to show every cell unwrapped (not capped at the console's)."""
+    return Measurement.get(console, console.options.update(max_width=10_000), table).maximum
 
 
 def print_metrics(
@@ -124,7 +139,8 @@ def show_review(review: RunReview, show_diff: bool = True) -> None:
         f"best  #{best.id if best else '-'}: score {fmt(best.score if best else None)}  gap {pct(review.gap(best))}"
     )
     console.print(Panel(header, title="run", expand=False))
-    console.print(_leaderboard(review))
+    for table in _leaderboard(review):
+        console.print(table)
     if review.lineage:
         console.print(_lineage_table(review))
     console.print(_failure_table(review))
@@ -136,19 +152,31 @@ def show_review(review: RunReview, show_diff: bool = True) -> None:
         console.print("[dim]best is the seed: no diff[/]")
 
 
-def _leaderboard(review: RunReview) -> Table:
-    board = Table(title="leaderboard (train split)", title_justify="left")
+def _leaderboard(review: RunReview) -> list[Table]:
+    """The leaderboard; its key-metric columns go to a second table when the terminal is narrow."""
     extra = [k for k in (review.key_metrics(review.leaderboard[0]) if review.leaderboard else {}) if k != "gap_pct"]
+    whole = _leaderboard_table(review, extra, with_run=True)
+    if not extra or _width(whole) <= console.width:
+        return [whole]
+    metrics = _leaderboard_table(review, extra, with_run=False)
+    metrics.title = "leaderboard: key metrics"
+    return [_leaderboard_table(review, [], with_run=True), metrics]
+
+
+def _leaderboard_table(review: RunReview, extra: list[str], with_run: bool) -> Table:
+    board = Table(title="leaderboard (train split)", title_justify="left")
     labels = {"gap_ratio_pct": "gap ratio", "ms_per_instance": "ms/inst"}
-    for column in ("#", "id", "score", "gap", *[labels.get(k, k) for k in extra], "iter", "island", "parent", "model"):
+    run_columns = ("score", "gap", "iter", "island", "parent", "model") if with_run else ()
+    for column in ("#", "id", *run_columns[:2], *[labels.get(k, k) for k in extra], *run_columns[2:]):
         board.add_column(column, justify="right" if column not in {"model"} else "left")
     for rank, p in enumerate(review.leaderboard, 1):
         metrics = review.key_metrics(p)
-        board.add_row(
-            str(rank), str(p.id), fmt(p.score), pct(metrics["gap_pct"]),
-            *[pct(metrics[k]) if k.endswith("_pct") else fmt(metrics[k], 3) for k in extra],
-            str(p.iteration), str(p.island), str(p.parent_id if p.parent_id is not None else "-"), p.model or "seed",
-        )
+        cells = [pct(metrics[k]) if k.endswith("_pct") else fmt(metrics[k], 3) for k in extra]
+        if with_run:
+            board.add_row(str(rank), str(p.id), fmt(p.score), pct(metrics["gap_pct"]), *cells, str(p.iteration),
+                          str(p.island), str(p.parent_id if p.parent_id is not None else "-"), p.model or "seed")
+        else:
+            board.add_row(str(rank), str(p.id), *cells)
     return board
 
 

@@ -18,17 +18,18 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer, PythonLexer
 
+from evolve import instance_plots
 from evolve import report_plots as plots
-from evolve.archive import Archive
-from evolve.compare import StepProgress
+from evolve.compare import StepProgress, evaluate_programs
 from evolve.errors import UserError
+from evolve.evalcache import EvalCache
 from evolve.evaluation import Evaluation
 from evolve.history import History
 from evolve.holdout import Holdout, evaluate_holdout
 from evolve.problem import Problem
 from evolve.review import RunReview, problem_of, review_run
-from evolve.runs import load_run
-from evolve.scoring import natural_key
+from evolve.runs import RunInfo, load_run
+from evolve.scoring import headline_gap, natural_key
 from evolve.verifier import Instance
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -52,28 +53,28 @@ def build_report(
     info = load_run(run_dir)
     problem = problem_of(info)
     holdout = evaluate_holdout(run_dir, split, workers, progress)
-    archive = Archive(info.archive_path, readonly=True)
-    try:
-        elites = archive.elites()
-    finally:
-        archive.close()
+    score_kind = problem.spec.objective.score
     with History(info.archive_path) as history:
-        points = history.programs()
+        points = history.programs("gap_ratio_pct" if score_kind == "gap_ratio" else "gap_mean_pct")
         run_started = history.started_at() or 0.0
     seed_score = review.seed.score if review.seed else None
     best_id = review.best.id if review.best else None
+    references = _train_references(run_dir, problem, info, score_kind, progress)
+    grid_uri, grid_caption = plots.grid_figure(points, list(problem.spec.features), best_id)
     figures = [
-        Figure("progress", "Best score over iterations and over time", plots.progress_figure(points, run_started, seed_score),
-               "Dots: every evaluated program with a score (train split), coloured by island. Line: the best so far."),
+        Figure("progress", "Progress: the train gap over iterations and over time",
+               plots.progress_figure(points, run_started, seed_score, references, review.gap(review.seed)),
+               "Dots: every evaluated program (train split), coloured by island. Black: the best so far. "
+               "Horizontal lines: the seed and every baseline on the same split."),
         Figure("islands", "Score distribution per island", plots.islands_figure(points, seed_score)),
-        Figure("grid", "MAP-Elites grid", plots.grid_figure(elites, list(problem.spec.features), best_id),
-               "Best score in each feature cell over all islands. Empty cells were never reached."),
+        Figure("grid", "MAP-Elites feature space", grid_uri, grid_caption),
         Figure("lineage", "Lineage of the best program",
                plots.lineage_figure(points, [s.id for s in review.lineage], seed_score)),
     ]
     strongest = holdout.strongest_baseline() or "seed"
-    best_eval, other_eval = holdout.evaluations[holdout.best], holdout.evaluations[strongest]
-    scatter = plots.instance_scatter(best_eval.instances, other_eval.instances, holdout.best, strongest)
+    best_eval = holdout.evaluations[holdout.best]
+    opponents = {name: e.instances for name, e in holdout.evaluations.items() if name != holdout.best}
+    scatter = instance_plots.instance_scatters(best_eval.instances, opponents, holdout.best)
     picture = _picture(problem, holdout, strongest)
     context = {
         "title": f"{review.problem}: evolve run report",
@@ -83,7 +84,7 @@ def build_report(
         "strongest": strongest,
         "glance": _glance(review, holdout, strongest),
         "figures": figures,
-        "scatter": Figure("scatter", f"{holdout.best} against {strongest}, per instance", scatter),
+        "scatter": Figure("scatter", f"{holdout.best} against the seed and every baseline, per instance", scatter),
         "picture": picture,
         "lineage_rows": _lineage_rows(review),
         "programs_table": _programs_table(holdout),
@@ -104,6 +105,26 @@ def build_report(
     except OSError as err:
         raise UserError(f"{output}: cannot write the report ({err.strerror})") from None
     return time.perf_counter() - started
+
+
+def _train_references(
+    run_dir: Path, problem: Problem, info: RunInfo, score_kind: str, progress: StepProgress | None,
+) -> dict[str, float]:
+    """Every baseline's headline gap (or score) on the train split, for the progress plot:
+    evaluated through the same path as the run's programs, cached in the run's archive."""
+    if not problem.baselines:
+        return {}
+    instances = problem.instances("train")
+    cache = EvalCache(info.archive_path, problem, info.settings.sandbox, "train", instances)
+    evaluations = evaluate_programs(problem, info.settings.sandbox, problem.baseline_programs(), instances, "train",
+                                    1, cache, progress)
+    values = {}
+    for name, evaluation in evaluations.items():
+        gap = headline_gap(evaluation.metrics, score_kind)
+        value = gap if gap is not None else evaluation.score
+        if evaluation.ok and value is not None:
+            values[name] = value
+    return values
 
 
 def _glance(review: RunReview, holdout: Holdout, strongest: str) -> dict[str, Any]:
@@ -136,6 +157,7 @@ def _programs_table(holdout: Holdout) -> dict[str, Any]:
         {
             "name": name, "status": e.status, "score": e.score, "gap": e.metrics.get("gap_mean_pct"),
             "ratio": e.metrics.get("gap_ratio_pct"), "groups": [e.metrics.get(f"gap_mean_pct[{g}]") for g in groups],
+            "ms": e.metrics.get("ms_per_instance"), "group_ms": [e.metrics.get(f"ms_per_instance[{g}]") for g in groups],
             "is_best": name == holdout.best,
         }
         for name, e in holdout.evaluations.items()
@@ -176,7 +198,7 @@ def _picture(problem: Problem, holdout: Holdout, strongest: str) -> Figure:
             return Figure("picture", title, _generic(holdout, strongest), caption + "; showing the gap per instance")
     if problem.name == "smtt" and indices and best.solutions:
         others = [other.solutions[k] if k < len(other.solutions) else None for k in indices]
-        uri = plots.smtt_tardiness([holdout.instance_list[k] for k in indices], [best.solutions[k] for k in indices],
+        uri = instance_plots.smtt_tardiness([holdout.instance_list[k] for k in indices], [best.solutions[k] for k in indices],
                                    others, holdout.best, strongest)
         return Figure("picture", title, uri, f"Per-job tardiness; the black line is {strongest}'s sequence.")
     return Figure("picture", f"Gap per {holdout.split} instance", _generic(holdout, strongest),
@@ -184,7 +206,7 @@ def _picture(problem: Problem, holdout: Holdout, strongest: str) -> Figure:
 
 
 def _generic(holdout: Holdout, strongest: str) -> str | None:
-    return plots.instance_gap_bars(holdout.evaluations[holdout.best].instances,
+    return instance_plots.instance_gap_bars(holdout.evaluations[holdout.best].instances,
                                    holdout.evaluations[strongest].instances, holdout.best, strongest)
 
 

@@ -12,8 +12,9 @@ from evolve.history import FailureKind, History, ModelUsage
 from evolve.runs import RunInfo, load_run
 from evolve.scoring import headline_gap
 
-if TYPE_CHECKING:  # holdout imports this module
+if TYPE_CHECKING:  # holdout and noise import this module
     from evolve.holdout import Holdout
+    from evolve.noise import NoiseCheck
 
 
 def unified_diff(old: str, new: str, old_name: str, new_name: str) -> str:
@@ -53,7 +54,10 @@ class LineageStep:
 
     @property
     def summary(self) -> str:
-        return "seed" if self.origin == "seed" else diff_summary(self.diff)
+        if self.origin == "seed":
+            return "seed"
+        # A tuned step changed constants only: say so, the numbers follow.
+        return ("constants tuned: " if self.origin == "tuned" else "") + diff_summary(self.diff)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +87,8 @@ class RunReview:
     feature_names: list[str] = field(default_factory=list)
     # The held-out comparison (``review --test``), when it was asked for.
     test: Holdout | None = None
+    # The top programs re-evaluated (``review --repeats R``): is the best within noise?
+    noise: NoiseCheck | None = None
 
     def diff(self) -> str:
         if self.seed is None or self.best is None:
@@ -141,6 +147,7 @@ class RunReview:
             ],
             "diff": self.diff(),
             **({"test": self.test.to_json()} if self.test is not None else {}),
+            **({"noise": self.noise.to_json()} if self.noise is not None else {}),
         }
 
 

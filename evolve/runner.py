@@ -13,15 +13,16 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evolve.archive import Archive
-from evolve.config import RunSettings, resolve_settings
+from evolve.config import RunSettings, offline_default, resolve_settings
 from evolve.errors import UserError
 from evolve.files import check_output
 from evolve.llm import LLM, make_llm
+from evolve.llm.preflight import Checked, preflight
 from evolve.loop import Controller, Progress
 from evolve.problem import Problem, _from_dir, load_problem
 from evolve.runs import ARCHIVE, CONFIG, LOCK, RunLock, load_run, new_run_dir, save_config
@@ -45,6 +46,7 @@ class Plan:
     problem: Problem
     settings: RunSettings
     llm: LLM
+    checked: list[Checked] = field(default_factory=list)  # the models' preflight
 
 
 def as_problem(problem: str | Path | Problem) -> Problem:
@@ -62,16 +64,21 @@ def plan_run(
     config: Path | None = None,
     options_source: str = "options",
     source: str = "run settings",
+    request: bool = True,
 ) -> Plan:
-    """Resolve and check everything a new run needs, without creating anything."""
+    """Resolve and check everything a new run needs, without creating anything.
+
+    The model is checked last (``evolve.llm.preflight``): provider, credentials
+    and, if ``request``, one minimal request to each endpoint.
+    """
     if config is not None and config.is_dir():
         raise UserError(f"{config}: is a folder, expected a TOML file of run settings")
     base = as_problem(problem)
     settings = resolve_settings(base.spec.run, config, overrides, source=source)
-    return _plan(base, settings, options_source)
+    return _plan(base, settings, options_source, request)
 
 
-def _plan(base: Problem, settings: RunSettings, options_source: str) -> Plan:
+def _plan(base: Problem, settings: RunSettings, options_source: str, request: bool) -> Plan:
     configured = base.configured(settings.verifier_options, source=options_source)
     configured.seed_code  # noqa: B018 - a missing or binary seed file fails now
     if settings.record:
@@ -79,19 +86,28 @@ def _plan(base: Problem, settings: RunSettings, options_source: str) -> Plan:
     if settings.executor == "ray":
         from evolve.executors import import_ray
 
-        import_ray()
-    return Plan(configured, settings, build_llm(settings))
+        import_ray(settings.ray_address)
+    if settings.llm == "auto":  # saved resolved: a resumed run keeps the search it started with
+        settings = settings.model_copy(update={"llm": offline_default(bool(configured.spec.rule))})
+    if settings.llm == "gp" and configured.spec.rule:
+        from evolve.gp import check_rules
+
+        check_rules(configured.seed_code, configured.spec.rule, str(configured.toml_path))
+    llm = build_llm(settings, configured)
+    checked = preflight(llm, timeout_s=settings.llm_preflight_timeout_s, request=request)
+    return Plan(configured, settings, llm, checked)
 
 
-def build_llm(settings: RunSettings) -> LLM:
+def build_llm(settings: RunSettings, problem: Problem | None = None) -> LLM:
     return make_llm(
         settings.llm, api_base=settings.api_base, seed=settings.seed, temperature=settings.temperature,
         max_tokens=settings.max_tokens, timeout_s=settings.llm_timeout_s, max_retries=settings.llm_retries,
         record=Path(settings.record) if settings.record else None,
+        rules=problem.spec.rule if problem is not None else None, gp=settings.gp,
     )
 
 
-def plan_resume(run_dir: Path, iterations: int | None = None) -> tuple[Plan, bool]:
+def plan_resume(run_dir: Path, iterations: int | None = None, request: bool = True) -> tuple[Plan, bool]:
     """The plan of an existing run (and whether its settings changed)."""
     from evolve.archive import check_archive
     from evolve.review import problem_source
@@ -103,7 +119,7 @@ def plan_resume(run_dir: Path, iterations: int | None = None) -> tuple[Plan, boo
     if changed:
         settings = settings.model_copy(update={"iterations": iterations})
     base = load_problem(problem_source(info))
-    return _plan(base, settings, f"{run_dir / CONFIG}: settings.verifier_options"), changed
+    return _plan(base, settings, f"{run_dir / CONFIG}: settings.verifier_options", request), changed
 
 
 def new_folder(out: Path | None, runs_dir: Path, problem: str) -> tuple[Path, bool]:
@@ -183,7 +199,7 @@ def start(plan: Plan, folder: Path) -> Plan:
         archive.set_meta("problem", problem.name)
     finally:
         archive.close()
-    return Plan(problem, plan.settings, plan.llm)
+    return Plan(problem, plan.settings, plan.llm, plan.checked)
 
 
 def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: bool) -> Progress:
@@ -191,8 +207,17 @@ def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: 
     from evolve.display import RunDisplay, console
 
     if show:
-        if plan.settings.llm == "stub":
-            console.print("No model configured: using the offline stub mutator (--llm MODEL for a real one).")
+        if plan.settings.llm in ("gp", "mutate", "stub"):
+            what = ("the offline search: GP over the rule's inputs" if plan.settings.llm == "gp"
+                    else "the offline mutator")
+            console.print(f"No model configured: using {what} (--llm MODEL for a real one).")
+        for checked in plan.checked:
+            if checked.note:
+                console.print(f"model: {checked.model}: {checked.note}")
+                continue
+            answered = "request skipped (--no-preflight)" if checked.seconds is None else (
+                f"answered in {checked.seconds:.1f} s")
+            console.print(f"model check: {checked.model}: provider and credentials ok, {answered}")
         console.print(f"run folder: {folder}")
     archive = Archive(folder / ARCHIVE)
     callbacks = [on_progress] if on_progress else []
@@ -208,6 +233,7 @@ def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: 
             controller = Controller(plan.problem, plan.settings, archive, plan.llm, folder, on_progress=report)
             progress = controller.run()
         archive.set_meta("stop_reason", progress.stop_reason)
+        archive.set_meta("stop_kind", progress.stop.kind.value if progress.stop else None)
         archive.set_meta("stopped_at", time.time())
     finally:
         archive.close()

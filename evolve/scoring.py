@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from statistics import fmean
+from statistics import fmean, median
 
 from evolve.verifier import Direction, InstanceResult
 
@@ -24,6 +24,7 @@ def gap_metrics(results: list[InstanceResult], direction: Direction = "minimize"
 
     * ``gap_mean_pct``: mean of per-instance gaps over instances with a
       non-zero reference (the convention of published tables);
+    * ``gap_median_pct``: their median;
     * ``gap_ratio_pct``: (sum objective - sum reference) / sum reference,
       robust when references are tiny or zero.
     """
@@ -43,6 +44,8 @@ def _gaps(results: list[InstanceResult], suffix: str, direction: Direction) -> d
     gaps = [r.gap for r in results if r.gap is not None]
     if gaps:
         out[f"gap_mean_pct{suffix}"] = 100.0 * fmean(gaps)
+        # The median is not carried by a few instances with tiny references, as the mean is.
+        out[f"gap_median_pct{suffix}"] = 100.0 * median(gaps)
     with_ref = [r for r in results if r.reference is not None and r.objective is not None]
     ref_sum = sum(abs(r.reference or 0.0) for r in with_ref)
     if with_ref and ref_sum > 0:
@@ -50,6 +53,27 @@ def _gaps(results: list[InstanceResult], suffix: str, direction: Direction) -> d
         if direction == "maximize":  # worse = below the reference
             diff = -diff
         out[f"gap_ratio_pct{suffix}"] = 100.0 * diff / ref_sum
+    return out
+
+
+def time_metrics(results: list[InstanceResult]) -> dict[str, float]:
+    """Mean time per instance in ms, overall and per group (shown next to the gaps).
+
+    What ``seconds`` is depends on how the instance ran: the kernel's count of
+    the candidate's CPU time in a session, the candidate's own wall clock in a
+    batch run.
+    """
+    out: dict[str, float] = {}
+    groups: dict[str, list[float]] = defaultdict(list)
+    for r in results:
+        if r.seconds is not None:
+            groups[r.group].append(r.seconds)
+    every = [s for values in groups.values() for s in values]
+    if every:
+        out["ms_per_instance"] = 1000.0 * fmean(every)
+    if len(groups) > 1:
+        for group, values in sorted(groups.items()):
+            out[f"ms_per_instance[{group}]"] = 1000.0 * fmean(values)
     return out
 
 
@@ -71,9 +95,7 @@ def aggregate(
             and math.isclose(r.objective, r.reference, rel_tol=1e-9, abs_tol=1e-9)
         )
     )
-    seconds = [r.seconds for r in results if r.seconds is not None]
-    if seconds:
-        metrics["ms_per_instance"] = 1000.0 * fmean(seconds)
+    metrics.update(time_metrics(results))
     for key in sorted({k for r in results for k in r.extra}):
         values = [r.extra[key] for r in results if key in r.extra]
         metrics[key] = fmean(values)

@@ -15,6 +15,8 @@ Usage::
 
 Each request pops the next scripted behaviour; when the queue is empty the
 default behaviour answers. Every request is recorded (path, headers, JSON body).
+With ``models=[...]`` the server knows only those models, as vLLM or Ollama do:
+``GET /v1/models`` lists them and a request for any other model gets HTTP 404.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-BehaviourKind = Literal["ok", "error", "malformed", "no_choices", "no_content"]
+BehaviourKind = Literal["ok", "error", "malformed", "no_choices", "no_content", "drop"]
 
 CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 
@@ -74,6 +76,11 @@ def empty(text: str = "") -> Behaviour:
     return ok(text, completion_tokens=0)
 
 
+def drop() -> Behaviour:
+    """Close the connection without answering (a proxy or server restarting)."""
+    return Behaviour("drop")
+
+
 def no_choices() -> Behaviour:
     return Behaviour("no_choices")
 
@@ -101,8 +108,10 @@ class FakeLLMServer:
         model_echo: bool = True,
         responder: Callable[[dict[str, Any]], Behaviour] | None = None,
         keep_requests: bool = True,
+        models: list[str] | None = None,
     ) -> None:
         self.default = default if default is not None else ok("hello from the fake server")
+        self.models = models
         self.model_echo = model_echo
         # Answers computed from the request body (e.g. an edit of the prompt's
         # program) when the queue is empty; benchmarks turn off request keeping.
@@ -223,7 +232,9 @@ def _make_handler(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802
             if self.path.rstrip("/") in ("/v1/models", "/models"):
-                self._send(200, json.dumps({"object": "list", "data": []}))
+                data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
+                        for m in server.models or []]
+                self._send(200, json.dumps({"object": "list", "data": data}))
             else:
                 self._send(404, json.dumps({"error": {"message": "not found"}}))
 
@@ -239,11 +250,22 @@ def _make_handler(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 self._send(404, json.dumps({"error": {"message": f"no route {path}"}}))
                 return
             headers = {k.lower(): v for k, v in self.headers.items()}
+            model = body.get("model") if isinstance(body, dict) else None
+            if server.models is not None and model not in server.models:
+                with server._lock:
+                    server.requests.append(RecordedRequest(path, headers, body, time.monotonic()))
+                err = {"error": {"message": f"The model `{model}` does not exist.",
+                                 "type": "NotFoundError", "code": 404}}
+                self._send(404, json.dumps(err))
+                return
             behaviour = server._next(RecordedRequest(path, headers, body, time.monotonic()))
             if behaviour.delay_s > 0:
                 server._sleep(behaviour.delay_s)
                 if server._stopping.is_set():
                     return
+            if behaviour.kind == "drop":
+                self.close_connection = True
+                return
             if behaviour.kind == "error":
                 err = {"error": {"message": behaviour.body, "type": "scripted",
                                  "code": behaviour.status}}

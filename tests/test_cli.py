@@ -100,6 +100,9 @@ def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> No
         (("run", "smtt", "--config", "{tmp}/latin1.toml"), "latin1.toml: TOML file is not UTF-8 text"),
         (("eval", "smtt", "{tmp}/latin1.py"), "latin1.py: program is not UTF-8 text"),
         (("eval", "smtt", str(SEED), "--solutions-out", "{tmp}/missing/s.json"), "folder {tmp}/missing does not exist"),
+        (("eval", "serving", str(REPO / "problems" / "serving" / "seed.py"), "--trace", "{tmp}/latin1.csv"),
+         "latin1.csv: not UTF-8 text"),
+        (("eval", "smtt", str(SEED), "--instances", "{tmp}"), "is a folder, expected a file of instances"),
         (("run", "smtt", "--option", "colour=3"), "--option: unknown key 'colour'"),
         (("run", "jssp", "--scheme", "sideways"), "--option scheme: expected one of"),
     ],
@@ -108,6 +111,7 @@ def test_user_mistakes_are_one_line_errors_with_exit_2(
     args: tuple[str, ...], message: str, tmp_path: Path
 ) -> None:
     (tmp_path / "latin1.toml").write_bytes("iterations = 3 # caf\xe9".encode("latin-1"))
+    (tmp_path / "latin1.csv").write_bytes("arrived_at,num_prefill_tokens,num_decode_tokens\n0,1\xe9,2\n".encode("latin-1"))
     (tmp_path / "latin1.py").write_bytes("# caf\xe9\ndef schedule(p, d):\n    return list(range(len(p)))\n".encode("latin-1"))
     args = tuple(a.replace("{tmp}", str(tmp_path)) for a in args)
     message = message.replace("{tmp}", str(tmp_path))
@@ -132,7 +136,7 @@ def test_run_then_review_then_best(tmp_path: Path) -> None:
     out = tmp_path / "runs" / "smtt" / "r1"
     result = evolve("run", "smtt", "--iterations", "6", "--out", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "offline stub" in result.stdout
+    assert "offline search: GP" in result.stdout
     assert (out / "archive.sqlite").is_file() and (out / "best.py").is_file()
 
     review = evolve("review", str(out), "--json")

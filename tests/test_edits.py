@@ -11,6 +11,7 @@ from evolve.edits import (
     apply_rewrite,
     block_text,
     code_hash,
+    edit_child,
     evolve_blocks,
     normalize_code,
     parse_diff,
@@ -161,20 +162,52 @@ def test_adding_a_marker_is_rejected() -> None:
 
 def test_missing_search_names_the_edit_and_the_closest_line() -> None:
     completion = diff(
-        ("    slack = d - t", "    slack = d - 2 * t"),
+        ("    slak = d - t", "    slack = d - 2 * t"),
         ("    return slak  # EDD-like", "    return slack"),
     )
     with pytest.raises(EditError) as err:
         apply_diff(PARENT, completion)
     msg = str(err.value)
-    assert msg.startswith("edit 2: its SEARCH text was not found")
-    assert "'return slak  # EDD-like'" in msg
-    assert "closest line in the program is line 12: 'return slack  # EDD-like'" in msg
+    assert msg.startswith("edit 1: its SEARCH text was not found")
+    assert "'slak = d - t'" in msg
+    assert "closest line in the program is line 11: 'slack = d - t'" in msg
+
+
+def test_a_block_that_matches_nowhere_is_skipped_when_the_others_stand_alone() -> None:
+    completion = diff(
+        ("    slack = d - t", "    slack = d - 2 * t"),
+        ("    return slak  # EDD-like", "    return slack"),  # a typo: matches nowhere
+    )
+    edit = edit_child(PARENT, completion, "diff")
+    assert "    slack = d - 2 * t\n" in edit.code
+    assert edit.notes == ["edit 2: its SEARCH text was not found in the program (its first line "
+                          "is 'return slak  # EDD-like'); skipped, the other edits were applied"]
+
+
+def test_a_block_that_matches_nowhere_rejects_the_answer_when_another_needs_it() -> None:
+    completion = diff(
+        ("    slack = d - t", "    slack = urgency(d, t)"),
+        ("def improve(sequence, p, d):\n    return sequence",  # not the parent's text
+         "def urgency(d, t):\n    return d - t\n\n\ndef improve(sequence, p, d):\n    return sequence"),
+    )
+    completion = completion.replace("def improve(sequence, p, d):\n    return sequence\n=======",
+                                    "def improve(seq, p, d):\n    return seq\n=======")
+    with pytest.raises(EditError, match="The other edits use 'urgency', which this one defines"):
+        apply_diff(PARENT, completion)
+
+
+def test_a_block_repeated_in_the_same_answer_is_skipped() -> None:
+    edit = edit_child(PARENT, diff(("    return sequence", "    return sequence[::-1]"),
+                                   ("    return sequence", "    return sequence[::-1]")), "diff")
+    assert edit.code.count("sequence[::-1]") == 1
+    assert edit.notes == ["edit 2 repeats a change already made; skipped"]
 
 
 def test_completion_without_diff_blocks_is_rejected() -> None:
-    with pytest.raises(EditError, match="no SEARCH/REPLACE block found; answer with"):
+    with pytest.raises(EditError, match="no SEARCH/REPLACE block found"):
         apply_diff(PARENT, "I would use the MDD rule instead.")
+    with pytest.raises(EditError, match="no SEARCH/REPLACE block and no ```python code block"):
+        apply_edit(PARENT, "I would use the MDD rule instead.", "diff")
 
 
 def test_edit_that_changes_nothing_is_rejected() -> None:

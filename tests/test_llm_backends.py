@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from llm_server import (
     FakeLLMServer,
+    drop,
     hang,
     http_error,
     malformed,
@@ -177,14 +178,46 @@ def test_timeouts_exhausted(server):
         llm_for(server, timeout_s=0.2, max_retries=1).complete(request())
 
 
-def test_connection_refused_is_retried_then_reported():
+def test_connection_refused_fails_at_once_as_permanent():
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    llm = make_llm(MODEL, api_base=f"http://127.0.0.1:{port}/v1", max_retries=1,
-                   retry_base_delay_s=0.01)
-    with pytest.raises(LLMError, match=r"failed after 2 attempts; last error: connection error"):
+    llm = make_llm(MODEL, api_base=f"http://127.0.0.1:{port}/v1", max_retries=3,
+                   retry_base_delay_s=1.0)
+    start = time.monotonic()
+    with pytest.raises(LLMConfigError) as info:
         llm.complete(request())
+    assert time.monotonic() - start < 1.0  # no backoff: it would refuse every retry too
+    assert str(info.value) == (f"{MODEL}: connection refused (nothing listens there: start the "
+                               "server or fix --api-base)")
+    assert info.value.kind == "connection_refused"
+
+
+def test_unresolvable_host_fails_at_once_as_permanent():
+    llm = make_llm(MODEL, api_base="http://no-such-host.invalid/v1", max_retries=3)
+    with pytest.raises(LLMConfigError, match="DNS lookup failed") as info:
+        llm.complete(request())
+    assert info.value.kind == "dns"
+
+
+def test_a_dropped_connection_is_transient_and_retried(server):
+    server.enqueue(drop(), ok("after the drop"))
+    assert llm_for(server).complete(request()).text == "after the drop"
+    assert len(server.requests) == 2
+
+
+def test_litellm_without_a_key_is_a_permanent_credentials_failure(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    llm = make_llm("openai/gpt-4o-mini", max_retries=3)
+    with pytest.raises(LLMConfigError, match="missing credentials") as info:
+        llm.complete(request())  # litellm raises this as an HTTP 500 before any network
+    assert info.value.kind == "credentials"  # permanent: never retried (see the 401 test)
+
+
+def test_litellm_unknown_provider_is_a_permanent_failure():
+    with pytest.raises(LLMConfigError, match="unknown provider") as info:
+        make_llm("foo/bar", max_retries=3).complete(request())
+    assert info.value.kind == "provider"
 
 
 def test_backoff_is_seeded_exponential_with_jitter():

@@ -1,51 +1,26 @@
 """A problem shipped as an installed package is found through the ``evolve.problems``
-entry-point group: build and install tests/plugin_example (online bin packing) into a
-fresh virtual environment and drive it through the CLI of that environment."""
+entry-point group: build tests/plugin_example (online bin packing) into a wheel, install it
+into a fresh virtual environment and drive it through the CLI of that environment."""
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from nested_venv import build_wheel, fresh_venv, install, run, see_this_environment
 
 EXAMPLE = Path(__file__).resolve().parent / "plugin_example"
 
 
-def run(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([str(python), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=240)
-
-
-def can_build_wheels() -> bool:
-    """setuptools builds wheels itself from 70.1 on; before that it needs the wheel package."""
-    major, minor = (int(x) for x in importlib.metadata.version("setuptools").split(".")[:2])
-    return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
-
-
 @pytest.fixture(scope="module")
 def venv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not can_build_wheels():
-        pytest.skip("building the example package offline needs setuptools>=70.1 or wheel (the [test] extra)")
     root = tmp_path_factory.mktemp("plugin")
-    source = root / "src"
-    # Build from a copy: an in-tree build would leave build/ and *.egg-info in the repository.
-    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    env_dir = root / "venv"
-    # --system-site-packages: evolve, numpy, setuptools and wheel come from this
-    # interpreter's environment, and this pip installs into the new one: no download.
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(env_dir)],
-                   check=True, timeout=120)
-    python = env_dir / "bin" / "python"
-    install = run(Path(sys.executable), "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
-                  "--no-build-isolation", "--no-index", "--disable-pip-version-check", str(source), cwd=root)
-    assert install.returncode == 0, install.stderr
+    wheel = build_wheel(EXAMPLE, [], root)
+    python = fresh_venv(root / "venv")
+    see_this_environment(python)  # evolve and its dependencies come from the test's environment
+    install(python, wheel, root)
     return python
 
 

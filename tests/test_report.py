@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import re
 import shutil
 import subprocess
@@ -11,37 +10,17 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import matplotlib.image
 import numpy as np
 import pytest
+from browser import CHROMIUM_FLAGS, chromium, dump_dom, is_drawn, pixels
 
-from evolve import report_plots
+from evolve import instance_plots
 from evolve.evaluation import Evaluation
 from evolve.problem import load_problem
 from evolve.report import _picture, picture_indices
 
 TESTS = Path(__file__).resolve().parent
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-]
 SECTIONS = ("glance", "progress", "islands", "grid", "lineage", "test", "code", "picture", "failures")
-
-
-def chromium() -> str | None:
-    return next((found for name in ("chromium", "chromium-browser") if (found := shutil.which(name))), None)
-
-
-def pixels(png: bytes) -> np.ndarray:
-    return matplotlib.image.imread(io.BytesIO(png), format="png")
-
-
-def is_drawn(image: np.ndarray) -> bool:
-    """Not blank: a real share of the pixels differs from the background."""
-    rgb = image[..., :3]
-    background = np.median(rgb.reshape(-1, 3), axis=0)
-    changed = np.abs(rgb - background).sum(axis=-1) > 0.1
-    return changed.mean() > 0.01 and len(np.unique(rgb.reshape(-1, 3), axis=0)) > 20
 
 
 @pytest.fixture(scope="module")
@@ -77,17 +56,22 @@ def test_report_states_the_held_out_comparison_and_the_overfitting_verdict(repor
     page = report.read_text()
     assert "Generalisation:" in page and "descending" in page and "Wilcoxon" in page
     assert "3 held-out instances" in page
+    assert "<th>ms/inst</th>" in page  # time per instance next to the gaps
+
+
+def test_report_plots_gaps_against_every_baseline_and_collapses_long_tables(report: Path) -> None:
+    page = report.read_text()
+    assert "the train gap over iterations" in page and "the seed and every baseline on the same split" in page
+    assert "Binned over the values the run reached: code_length" in page  # not problem.toml's fixed bins
+    assert "against the seed and every baseline, per instance" in page
+    sections = re.findall(r'<details class="section"><summary><b>vs ([^<]+)</b>', page)
+    assert sections == ["seed", "descending"]  # one collapsed per-group section per opponent
 
 
 def test_plots_render_in_headless_chromium(report: Path, tmp_path: Path) -> None:
-    browser = chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium); CI installs it")
-    common = [browser, *CHROMIUM_FLAGS, "--virtual-time-budget=5000"]
-    dom = subprocess.run([*common, f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom", report.as_uri()],
-                         capture_output=True, text=True, timeout=120)
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    loaded = re.search(r'data-plots="(\d+)/(\d+)"', dom.stdout)
+    common = [chromium(), *CHROMIUM_FLAGS, "--virtual-time-budget=5000"]
+    dom = dump_dom(report.as_uri(), tmp_path / "profile-dom")
+    loaded = re.search(r'data-plots="(\d+)/(\d+)"', dom)
     assert loaded, "the page's load script did not run"
     assert loaded.group(1) == loaded.group(2) and int(loaded.group(2)) >= 6, "some plots did not decode"
     shot = tmp_path / "report.png"
@@ -106,7 +90,7 @@ def test_smtt_picture_shows_per_job_tardiness_of_real_sequences() -> None:
     p, d = instance.data["p"], instance.data["d"]
     edd = [int(j) for j in np.argsort(d, kind="stable")]
     spt = [int(j) for j in np.argsort(p, kind="stable")]
-    uri = report_plots.smtt_tardiness([instance], [edd], [spt], "edd", "spt")
+    uri = instance_plots.smtt_tardiness([instance], [edd], [spt], "edd", "spt")
     assert uri is not None and is_drawn(pixels(base64.b64decode(uri.split(",", 1)[1])))
 
 

@@ -129,3 +129,21 @@ def test_export_of_an_unknown_id_is_a_one_line_error(toy_run: Path) -> None:
     result = evolve("export", str(toy_run), "--id", "9999")
     assert result.returncode == 2 and "no program with id 9999" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_wide_metric_tables_are_cut_to_the_terminal_width() -> None:
+    from rich.console import Console
+
+    from evolve.render import _width, metrics_tables
+    from evolve.scoring import natural_key
+
+    groups = [f"ta {n}x{m}" for n in (15, 20, 30, 50, 100) for m in (15, 20)] + ["la", "ft", "abz", "orb", "swv", "yn"]
+    metrics = {"gap_mean_pct": 12.5, "gap_ratio_pct": 11.0, **{f"gap_mean_pct[{g}]": 10.0 + k for k, g in enumerate(groups)}}
+    rows = [(name, "ok", -12.5, metrics) for name in ("seed", "mwkr", "fdd_mwkr", "best #182")]
+    tables = metrics_tables(rows, (), "baselines on jssp/test", width=80)
+    assert len(tables) > 2 and all(_width(t) <= 80 for t in tables)
+    shown = [c.header for t in tables[1:] for c in t.columns[1:]]
+    assert shown == sorted(groups, key=natural_key)  # every group once, in order, each with the program column
+    assert all(t.columns[0].header == "program" for t in tables)
+    wide = metrics_tables(rows, (), "", width=400)
+    assert len(wide) == 1 and Console(width=400).measure(wide[0]).maximum <= 400

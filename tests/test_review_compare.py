@@ -56,7 +56,7 @@ def test_a_failure_outranks_every_finite_difference() -> None:
 
 @pytest.mark.parametrize("n", [5, 12, 30, 50, 51, 90])
 def test_p_values_match_scipy(n: int) -> None:
-    stats = pytest.importorskip("scipy.stats")
+    stats = pytest.importorskip("scipy.stats", reason="scipy (the [test] extra) cross-checks our Wilcoxon test")
     rng = np.random.default_rng(n)
     for shift in (0.0, 0.4):
         d = rng.normal(shift, 1.0, n)
@@ -65,7 +65,7 @@ def test_p_values_match_scipy(n: int) -> None:
 
 
 def test_p_values_with_ties_match_scipy_normal_approximation() -> None:
-    stats = pytest.importorskip("scipy.stats")
+    stats = pytest.importorskip("scipy.stats", reason="scipy (the [test] extra) cross-checks our Wilcoxon test")
     d = np.round(np.random.default_rng(3).normal(0.3, 1, 40), 1)
     d[:4] = 0
     test = wilcoxon(d)

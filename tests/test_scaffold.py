@@ -51,6 +51,16 @@ def test_scaffold_runs_offline_and_improves_on_its_seed(problem_dir: Path, tmp_p
     assert review["best"]["score"] > review["seed"]["score"]  # SPT ignores the weights: the stub finds better
 
 
+def test_scaffold_gp_run_finds_the_optimal_rule(problem_dir: Path, tmp_path: Path) -> None:
+    """Without --llm the scaffold's [rule] table makes the run a GP search; WSPT (p / w) is optimal."""
+    out = tmp_path / "gp-run"
+    result = evolve("run", str(problem_dir), "--iterations", "60", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "GP" in result.stdout
+    review = json.loads(evolve("review", str(out), "--json", cwd=tmp_path).stdout)
+    assert review["iterations"] == 60 and review["best"]["gap_pct"] == pytest.approx(0.0, abs=1e-9)
+
+
 def test_scaffold_verifier_rejects_unknown_options(problem_dir: Path) -> None:
     result = evolve("eval", str(problem_dir), str(problem_dir / "seed.py"), "--split", "quick",
                     "--option", "colour=3", cwd=problem_dir)

@@ -23,6 +23,7 @@ The trusted verifier re-checks whatever this returns; nothing here is trusted.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +43,30 @@ FEATURES = (
     "op_index",           # position of the operation in its job (0-based)
     "n_jobs",             # scalar
     "n_machines",         # scalar
+    # Aggregates a dispatching rule uses (GP hyper-heuristics' NPT, WINQ, bottleneck):
+    "next_proc_time",         # processing time of the job's next operation (0 if this is its last)
+    "next_machine_work_left", # unscheduled work on the machine of that next operation (0 if none)
+    "total_work_left",        # unscheduled work of the whole shop (scalar)
+    "max_machine_work_left",  # unscheduled work of the busiest machine: the bottleneck (scalar)
+    "jobs_left",              # number of unfinished jobs (scalar)
 )
+
+
+def accepted_features(rule: Callable[..., Any]) -> tuple[str, ...]:
+    """The features ``rule`` takes: all of them with ``**kwargs``, else only those it names.
+
+    Rules written before a feature was added keep working; the features are only
+    ever passed by keyword.
+    """
+    try:
+        params = inspect.signature(rule).parameters.values()
+    except (TypeError, ValueError):  # a builtin or an odd callable: offer everything
+        return FEATURES
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return FEATURES
+    named = {p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                    inspect.Parameter.KEYWORD_ONLY)}
+    return tuple(f for f in FEATURES if f in named)
 
 
 class RuleOutputError(ValueError):
@@ -97,17 +121,27 @@ def build_schedule(
     proc[:, :width] = durations
     mach = np.zeros((n, width + 1), dtype=np.int64)
     mach[:, :width] = np.maximum(machines, 0)
-    # Job features by (job, position), stacked so one fancy index fetches all four:
-    # work left (suffix sums), work done (prefix sums), operations left, position.
+    # Job features by (job, position), stacked so one fancy index fetches them all:
+    # work left (suffix sums), work done (prefix sums), operations left, position,
+    # the next operation's processing time and machine (-1: none).
     positions = np.arange(width + 1, dtype=np.float64)
+    next_machine = np.full((n, width + 1), -1.0)
+    next_machine[:, : width - 1] = np.where(machines[:, 1:] >= 0, machines[:, 1:], -1)
+    next_proc = np.zeros((n, width + 1))
+    next_proc[:, :width] = proc[:, 1:]
     job_table = np.stack([
         np.cumsum(proc[:, ::-1], axis=1)[:, ::-1],
         np.cumsum(proc, axis=1) - proc,
         lengths[:, None] - positions[None, :],
         np.broadcast_to(positions, (n, width + 1)),
+        next_proc,
+        next_machine,
     ], axis=2)
     valid = machines >= 0
     machine_left = np.bincount(machines[valid], weights=durations[valid], minlength=n_machines).astype(float)
+    total_left = float(machine_left.sum())
+    wanted = set(accepted_features(rule))
+    every_feature = len(wanted) == len(FEATURES)
 
     nxt = np.zeros(n, dtype=np.int64)
     job_ready = np.zeros(n)
@@ -117,14 +151,16 @@ def build_schedule(
     start = np.full((n, width), -1.0)
     n_jobs, n_mach = float(n), float(n_machines)
     remaining = int(lengths.sum())
+    jobs_left = int((lengths > 0).sum())
 
     def advance(j: int) -> None:
         """Move job j to its next operation, running zero-duration ones at once."""
-        nonlocal remaining
+        nonlocal remaining, jobs_left
         while True:
             k = int(nxt[j])
             if k >= lengths[j]:
                 job_ready[j] = np.inf  # finished: never a candidate again
+                jobs_left -= int(lengths[j] > 0)
                 return
             if proc[j, k] > 0:
                 cur_m[j] = mach[j, k]
@@ -155,21 +191,33 @@ def build_schedule(
             cm = cur_m[cand]
             cand_est = est[cand]
             jobs = job_table[cand, nxt[cand]]
-            answer = rule(
-                proc_time=cur_p[cand],
-                job_work_left=jobs[:, 0],
-                job_ops_left=jobs[:, 2],
-                job_work_done=jobs[:, 1],
-                job_ready=job_ready[cand],
-                machine_ready=machine_ready[cm],
-                earliest_start=cand_est,
-                now=float(cand_est.min() if active else now),
-                machine_work_left=machine_left[cm],
-                op_index=jobs[:, 3],
-                n_jobs=n_jobs,
-                n_machines=n_mach,
-            )
-            j = int(cand[_choose(answer, cand.size)])
+            features = {
+                "proc_time": cur_p[cand],
+                "job_work_left": jobs[:, 0],
+                "job_ops_left": jobs[:, 2],
+                "job_work_done": jobs[:, 1],
+                "job_ready": job_ready[cand],
+                "machine_ready": machine_ready[cm],
+                "earliest_start": cand_est,
+                "now": float(cand_est.min() if active else now),
+                "machine_work_left": machine_left[cm],
+                "op_index": jobs[:, 3],
+                "n_jobs": n_jobs,
+                "n_machines": n_mach,
+                "next_proc_time": jobs[:, 4],
+            }
+            if "next_machine_work_left" in wanted:
+                later = jobs[:, 5].astype(np.int64)
+                features["next_machine_work_left"] = np.where(later >= 0, machine_left[later], 0.0)
+            if "total_work_left" in wanted:
+                features["total_work_left"] = total_left
+            if "max_machine_work_left" in wanted:
+                features["max_machine_work_left"] = float(machine_left.max())
+            if "jobs_left" in wanted:
+                features["jobs_left"] = float(jobs_left)
+            if not every_feature:
+                features = {k: v for k, v in features.items() if k in wanted}
+            j = int(cand[_choose(rule(**features), cand.size)])
         k_j = int(nxt[j])
         m_j = int(cur_m[j])
         s = float(est[j])
@@ -177,6 +225,7 @@ def build_schedule(
         start[j, k_j] = s
         machine_ready[m_j] = end
         machine_left[m_j] -= cur_p[j]
+        total_left -= cur_p[j]
         job_ready[j] = end
         nxt[j] = k_j + 1
         remaining -= 1

@@ -2,8 +2,12 @@
 
 Spec forms (see docs/llm.md):
 
-* ``stub`` -- the offline stub (no network, deterministic);
+* ``gp`` -- the offline search: typed expression-tree GP over the problem's
+  ``[rule]`` inputs (``evolve.gp``; needs ``rules``);
+* ``mutate`` (alias ``stub``) -- the blind offline AST mutator;
 * ``replay:FILE`` -- serve completions recorded earlier with ``record=FILE``;
+* ``files:DIR`` -- a person or an agent is the model: prompts to ``DIR/prompt_NNN.md``,
+  replies from ``DIR/reply_NNN.md``;
 * a litellm model string -- ``openai/gpt-4.1-mini``, ``anthropic/claude-...``,
   ``ollama/qwen2.5-coder:7b``, ``hosted_vllm/...``;
 * a weighted ensemble -- ``openai/gpt-4.1-mini:0.8,openai/o4-mini:0.2``.
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from evolve.config import GPSettings, RuleSpec
 from evolve.errors import UserError
 from evolve.llm.base import LLM, Completion, LLMError, ProposalRequest
 from evolve.llm.ensemble import EnsembleLLM
@@ -31,13 +36,15 @@ __all__ = [
     "ProposalRequest",
     "Backend",
     "Member",
+    "OFFLINE",
     "make_llm",
     "parse_spec",
 ]
 
 Backend = Literal["auto", "openai", "litellm"]
 
-_SPEC_HELP = ("expected 'stub', 'replay:FILE', a model like 'openai/gpt-4.1-mini', or a "
+_SPEC_HELP = ("expected 'gp', 'mutate' (or 'stub'), 'replay:FILE', 'files:DIR', a model like "
+              "'openai/gpt-4.1-mini', or a "
               "weighted ensemble like 'openai/gpt-4.1-mini:0.8,openai/o4-mini:0.2'")
 # A weight is a plain decimal number. Anything else after the last colon is part
 # of the model name, so "ollama/qwen2.5-coder:7b" keeps its tag.
@@ -64,9 +71,10 @@ def _parse_member(part: str, spec: str) -> Member:
     if any(ch.isspace() for ch in name):
         raise UserError(f"LLM spec {spec!r}: model name {name!r} contains whitespace; "
                         f"{_SPEC_HELP}")
-    if name.startswith("replay:"):
-        raise UserError(f"LLM spec {spec!r}: 'replay:FILE' cannot be part of an ensemble; "
-                        "use it alone")
+    for prefix in ("replay:", "files:"):
+        if name.startswith(prefix):
+            raise UserError(f"LLM spec {spec!r}: '{prefix}...' cannot be part of an ensemble; "
+                            "use it alone")
     return Member(name, weight)
 
 
@@ -104,6 +112,18 @@ def _check_settings(api_base: str | None, temperature: float, max_tokens: int,
         raise UserError(f"backend {backend!r} is unknown; expected 'auto', 'openai' or 'litellm'")
 
 
+OFFLINE = ("gp", "mutate", "stub")  # backends that cost nothing per proposal
+
+
+def _make_gp(seed: int, rules: list[RuleSpec] | None, gp: GPSettings | None) -> LLM:
+    if not rules:
+        raise UserError("--llm gp needs the problem's [rule] table (the function the search writes "
+                        "and its inputs; docs/add-a-problem.md); use --llm mutate for a problem without one")
+    from evolve.gp import GPBackend
+
+    return GPBackend(rules, seed=seed, settings=gp)
+
+
 def _make_stub(seed: int) -> LLM:
     # Lazy: the stub lives in its own module and must not be a hard dependency here.
     from evolve.llm.stub import StubLLM
@@ -123,21 +143,28 @@ def make_llm(
     record: Path | None = None,
     backend: Backend = "auto",
     retry_base_delay_s: float = 1.0,
+    rules: list[RuleSpec] | None = None,
+    gp: GPSettings | None = None,
 ) -> LLM:
     """Build the backend for ``spec``; bad input raises a one-line ``UserError``.
 
     ``backend="auto"`` uses the OpenAI-compatible client when ``api_base`` is
     given and litellm otherwise; ``"openai"``/``"litellm"`` force one.
     ``record`` appends every completion to a JSONL file (see ``record.py``).
+    ``rules`` (the problem's ``[rule]`` tables) and ``gp`` configure ``gp``.
     """
     _check_settings(api_base, temperature, max_tokens, timeout_s, max_retries,
                     retry_base_delay_s, backend)
     text = spec.strip()
+    if text == "auto":  # the run settings' default: the GP when the problem declares rules
+        text = "gp" if rules else "mutate"
     policy = RetryPolicy(max_retries=max_retries, base_delay_s=retry_base_delay_s)
 
     def one(model: str) -> LLM:
-        if model == "stub":
+        if model in ("stub", "mutate"):
             return _make_stub(seed)
+        if model == "gp":
+            return _make_gp(seed, rules, gp)
         use_openai = backend == "openai" or (backend == "auto" and api_base is not None)
         if use_openai:
             from evolve.llm.openai_compat import OpenAICompatLLM
@@ -158,6 +185,13 @@ def make_llm(
         if record is not None and record.resolve() == path.resolve():
             raise UserError(f"record file {record} is the replay file; expected a different path")
         llm = ReplayLLM(path)
+    elif text.startswith("files:"):
+        folder = text[len("files:"):].strip()
+        if not folder:
+            raise UserError(f"LLM spec {spec!r} names no folder; expected 'files:DIR'")
+        from evolve.llm.files import FilesLLM
+
+        llm = FilesLLM(Path(folder))
     else:
         members = parse_spec(text)
         if len(members) == 1:

@@ -22,6 +22,11 @@ class ProposalRequest:
     mode: EditMode
     parent_code: str
     inspiration_codes: list[str] = field(default_factory=list)
+    # Asked again for the same iteration after a duplicate (offline backends only): an
+    # answer that depends only on the fields above must change with it.
+    retry: int = 0
+    # Start afresh rather than from the parent (an island's initial population or restart).
+    fresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,22 @@ class LLMError(Exception):
     """A proposal that failed after retries (or a malformed/empty reply).
 
     The message is one line; the loop records it as a failed proposal.
+    ``kind`` names the failure for counting and display (``"timeout"``,
+    ``"http_503"``, ``"empty"``, ...); ``"other"`` when nothing better is known.
+    """
+
+    def __init__(self, message: str, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class LLMConfigError(LLMError):
+    """A failure that will repeat the same way for every call: no retry can fix it.
+
+    Wrong or missing key (HTTP 401/403, missing credentials), unknown model or
+    provider (HTTP 404), an endpoint that refuses connections or whose name does
+    not resolve. Still an ``LLMError`` (the loop records a failed proposal), but
+    the loop stops the run after a few consecutive ones (``llm_fail_fast``).
     """
 
 

@@ -14,7 +14,12 @@ from types import ModuleType
 from typing import Any
 
 from evolve.llm.base import Completion, ProposalRequest
-from evolve.llm.openai_compat import OPENAI_COMPATIBLE_PREFIXES, PLACEHOLDER_KEY
+from evolve.llm.openai_compat import (
+    OPENAI_COMPATIBLE_PREFIXES,
+    PLACEHOLDER_KEY,
+    PROBE_MAX_TOKENS,
+    PROBE_MESSAGES,
+)
 from evolve.llm.retry import RetryPolicy, complete_with_retries
 
 
@@ -73,6 +78,21 @@ class LiteLLMBackend:
         except Exception:  # litellm raises for models missing from its price map
             return 0.0
         return float(cost) if isinstance(cost, (int, float)) and cost > 0 else 0.0
+
+    def litellm(self) -> Any:
+        if self._litellm is None:
+            self._litellm = import_litellm()
+        return self._litellm
+
+    def probe(self, timeout_s: float) -> Any:
+        """One minimal request (preflight): raises litellm's exception on failure."""
+        probe = ProposalRequest(messages=PROBE_MESSAGES, iteration=0, seed=0, mode="diff",
+                                parent_code="")
+        kwargs = self._kwargs(probe)
+        kwargs.update(max_tokens=PROBE_MAX_TOKENS, timeout=timeout_s)
+        for key in ("temperature", "seed"):
+            kwargs.pop(key)
+        return self.litellm().completion(**kwargs)
 
     def complete(self, request: ProposalRequest) -> Completion:
         if self._litellm is None:

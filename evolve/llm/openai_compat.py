@@ -29,6 +29,10 @@ OPENAI_COMPATIBLE_PREFIXES = frozenset(
 # Local servers ignore the key but the openai client refuses to start without one.
 PLACEHOLDER_KEY = "EMPTY"
 
+# The preflight request: as small as a chat request gets, and cheap to answer.
+PROBE_MESSAGES = [{"role": "user", "content": "Reply with the single word OK."}]
+PROBE_MAX_TOKENS = 16
+
 
 def split_provider(model: str) -> tuple[str | None, str]:
     """``"hosted_vllm/Qwen/Q"`` -> ``("hosted_vllm", "Qwen/Q")``; unknown prefix -> ``(None, model)``."""
@@ -97,6 +101,21 @@ class OpenAICompatLLM:
             raise LLMError(
                 f"{self.model}: empty completion (malformed reply: {type(exc).__name__})"
             ) from None
+
+    def probe(self, timeout_s: float) -> Any:
+        """One minimal request (preflight): raises the client's exception on failure."""
+        return self._get_client().chat.completions.create(
+            model=self.served_model, messages=PROBE_MESSAGES,  # type: ignore[arg-type]
+            max_tokens=PROBE_MAX_TOKENS, timeout=timeout_s,
+        )
+
+    def list_models(self, timeout_s: float) -> list[str]:
+        """Names the server says it serves (``GET /models``); [] if it cannot say."""
+        try:
+            page = self._get_client().models.list(timeout=timeout_s)
+            return sorted(str(m.id) for m in page.data)
+        except Exception:  # any failure: the caller falls back to a generic hint
+            return []
 
     def complete(self, request: ProposalRequest) -> Completion:
         # Client set-up (importing openai, ~2 s once) is not the model's latency.

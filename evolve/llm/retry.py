@@ -11,22 +11,18 @@ import email.utils
 import os
 import random
 import re
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from evolve.llm.base import Completion, LLMError
+from evolve.llm.base import Completion, LLMConfigError, LLMError
+
+__all__ = ["LLMConfigError", "RetryPolicy", "Failure", "classify", "call_with_retries",
+           "complete_with_retries", "redact", "parse_retry_after"]
 
 T = TypeVar("T")
-
-
-class LLMConfigError(LLMError):
-    """A failure no retry or later iteration can fix (HTTP 401/403/404): wrong key or model.
-
-    Still an ``LLMError`` (the loop records a failed proposal), but a loop may
-    choose to stop early instead of failing every remaining iteration the same way.
-    """
 
 
 @dataclass(frozen=True)
@@ -51,6 +47,10 @@ class Failure:
     summary: str  # one line, already redacted
     retry_after_s: float | None = None
     status: int | None = None
+    # Will fail the same way on every call (wrong key, unknown model, nothing
+    # listening): not retried, and the loop stops after a few in a row.
+    permanent: bool = False
+    kind: str = "other"
 
 
 _RETRYABLE_STATUS = {408, 409, 429}
@@ -132,21 +132,76 @@ def _error_detail(exc: BaseException) -> str:
     return getattr(exc, "message", None) or str(exc)
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and its causes: litellm wraps openai, which wraps httpx, which wraps OSError."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(seen) < 16 and all(current is not s for s in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+# Texts that identify a failure when a library dropped the exception chain.
+_REFUSED_TEXT = re.compile(r"connection refused|errno 111\b|errno 61\b", re.I)
+_DNS_TEXT = re.compile(r"name or service not known|nodename nor servname|temporary failure in name "
+                       r"resolution|getaddrinfo failed|no address associated", re.I)
+_CREDENTIALS_TEXT = re.compile(r"missing credentials|api_key client option must be set|"
+                               r"no api key|api key (?:is )?(?:not set|missing|required)", re.I)
+_PROVIDER_TEXT = re.compile(r"LLM Provider NOT provided", re.I)
+
+PERMANENT_HINTS = {
+    "connection_refused": "nothing listens there: start the server or fix --api-base",
+    "dns": "the host name does not resolve: check --api-base or the network",
+    "credentials": "set the provider's API key in the environment",
+    "provider": "prefix the model with a litellm provider, e.g. openai/, anthropic/, gemini/, "
+                "ollama/, or give --api-base for an OpenAI-compatible server",
+    "auth": "check the API key in the environment",
+    "not_found": "check the model name (and --api-base)",
+}
+
+
+def _permanent_cause(exc: BaseException) -> tuple[str, str] | None:
+    """(kind, summary) when the failure cannot go away by retrying, else None."""
+    chain = _chain(exc)
+    for link in chain:
+        if isinstance(link, ConnectionRefusedError):
+            return "connection_refused", "connection refused"
+        if isinstance(link, socket.gaierror):
+            return "dns", "DNS lookup failed (host name does not resolve)"
+    text = " ".join(str(link) for link in chain)
+    if _PROVIDER_TEXT.search(text):
+        return "provider", "unknown provider (litellm cannot route this model name)"
+    if _CREDENTIALS_TEXT.search(text):
+        return "credentials", "missing credentials"
+    if _REFUSED_TEXT.search(text):
+        return "connection_refused", "connection refused"
+    if _DNS_TEXT.search(text):
+        return "dns", "DNS lookup failed (host name does not resolve)"
+    return None
+
+
 def classify(exc: BaseException, timeout_s: float) -> Failure:
-    """Map an openai/litellm/httpx exception to retryable-or-not plus a safe summary.
+    """Map an openai/litellm/httpx exception to retryable, final or permanent, with a safe summary.
 
     litellm's exceptions subclass openai's, so one mapping serves both backends.
+    Permanent causes are looked for first: litellm reports a refused connection
+    or a missing key as an HTTP 500, which alone would look transient.
     """
     import openai  # cheap, and always present: litellm depends on it too
 
     if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
-        return Failure(True, f"timeout after {timeout_s:g}s")
+        return Failure(True, f"timeout after {timeout_s:g}s", kind="timeout")
+    permanent = _permanent_cause(exc)
+    if permanent is not None:
+        kind, summary = permanent
+        return Failure(False, f"{summary} ({PERMANENT_HINTS[kind]})", permanent=True, kind=kind)
     status = getattr(exc, "status_code", None)
     if isinstance(exc, openai.APIConnectionError) and not (
         isinstance(status, int) and status < 500
     ):
         cause = type(exc.__cause__).__name__ if exc.__cause__ else type(exc).__name__
-        return Failure(True, f"connection error ({cause})")
+        return Failure(True, f"connection error ({cause})", kind="connection")
     if isinstance(status, int):
         response = getattr(exc, "response", None)
         headers = getattr(exc, "litellm_response_headers", None) or getattr(response, "headers", None)
@@ -159,7 +214,9 @@ def classify(exc: BaseException, timeout_s: float) -> Failure:
             if detail:
                 summary += f": {detail}"
         retry_after = parse_retry_after(headers) if retryable else None
-        return Failure(retryable, summary, retry_after, status)
+        kind = {401: "auth", 403: "auth", 404: "not_found"}.get(status, f"http_{status}")
+        return Failure(retryable, summary, retry_after, status,
+                       permanent=status in (401, 403, 404), kind=kind)
     return Failure(False, redact(f"{type(exc).__name__}: {exc}"))
 
 
@@ -188,10 +245,10 @@ def call_with_retries(
         except Exception as exc:  # any client error becomes one safe line
             last = classify(exc, timeout_s)
         if not last.retryable:
-            # 400 is not a config error: e.g. one over-long prompt; later ones may fit.
-            error = LLMConfigError if last.status in (401, 403, 404) else LLMError
+            # 400 is not permanent: e.g. one over-long prompt; later ones may fit.
+            error = LLMConfigError if last.permanent else LLMError
             # ``from None``: the client exception carries request headers (the key).
-            raise error(f"{model}: {last.summary}") from None
+            raise error(f"{model}: {last.summary}", kind=last.kind) from None
         if attempt + 1 < attempts:
             if last.retry_after_s is not None:
                 delay = min(last.retry_after_s, policy.retry_after_cap_s)
@@ -200,7 +257,8 @@ def call_with_retries(
             sleep(delay)
     assert last is not None
     plural = "s" if attempts != 1 else ""
-    raise LLMError(f"{model}: failed after {attempts} attempt{plural}; last error: {last.summary}")
+    raise LLMError(f"{model}: failed after {attempts} attempt{plural}; last error: {last.summary}",
+                   kind=last.kind)
 
 
 def complete_with_retries(

@@ -1,0 +1,199 @@
+"""Commands of the search without a model: ``evolve tune``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evolve.cli_common import OptionFlag, SchemeFlag, app, example, user_errors, verifier_options
+from evolve.display import console, err_console
+from evolve.formats import fmt, json_safe, pct
+
+
+@app.command(
+    epilog=example(
+        "evolve tune runs/jssp/RUN/best.py --problem jssp",
+        "evolve tune rule.py --problem smtt --budget 80 --workers 2 -o rule.tuned.py",
+        "evolve tune rule.py --problem moe --json",
+    )
+)
+@user_errors
+def tune(
+    program: Annotated[Path, typer.Argument(help="Program whose EVOLVE-BLOCK constants to fit.")],
+    problem: Annotated[str, typer.Option(help="Problem name or folder.")],
+    split: Annotated[str, typer.Option(help="Split to fit on (quick or train; never test).")] = "train",
+    budget: Annotated[int, typer.Option(min=1, help="Programs to evaluate, the original included.")] = 40,
+    seed: Annotated[int, typer.Option(help="Seed of the optimiser.")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="Parallel evaluations.")] = 1,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the tuned program here (default PROGRAM.tuned.py).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON result.")] = False,
+    option: OptionFlag = None,
+    scheme: SchemeFlag = None,
+) -> None:
+    """Fit the numeric literals inside PROGRAM's EVOLVE-BLOCK with CMA-ES; every trial runs
+    in the sandbox and is scored by the trusted verifier."""
+    from evolve import api
+    from evolve.errors import UserError
+    from evolve.files import check_output
+    from evolve.tuning import Trial
+
+    if split == "test":
+        raise UserError("--split test: constants are fitted on quick or train; the test split stays held out")
+    target = check_output(output or program.with_suffix(".tuned.py"), "tuned program file")
+    spec = api.load(problem, verifier_options(option, scheme), "--option")
+    count = 0
+
+    def show(trial: Trial) -> None:
+        nonlocal count
+        count += 1
+        if not as_json:
+            err_console.print(f"trial {count}: score {fmt(trial.score)}", highlight=False)
+
+    result = api.tune(spec, program, split=split, budget=budget, seed=seed, workers=workers, on_trial=show)
+    target.write_text(result.code)
+    changes = [
+        {"line": c.line + 1, "before": c.value, "after": v}
+        for c, v in zip(result.constants, result.values, strict=True) if v != c.value
+    ]
+    if as_json:
+        document = {
+            "problem": spec.name, "split": split, "program": str(program), "output": str(target),
+            "constants": len(result.constants), "trials": len(result.trials),
+            "start_score": result.start_score, "score": result.score, "improved": result.improved,
+            "changes": changes,
+        }
+        print(json.dumps(json_safe(document), indent=2))
+        return
+    if not result.constants:
+        console.print(f"{program}: no numeric literal to fit inside the EVOLVE-BLOCK; copied unchanged to {target}")
+        return
+    console.print(f"{len(result.constants)} constants, {len(result.trials)} trials on {spec.name}/{split}: "
+                  f"score {fmt(result.start_score)} -> {fmt(result.score)}"
+                  f"{'' if result.improved else ' (no trial beat the original)'}")
+    for change in changes:
+        console.print(f"  line {change['line']}: {change['before']:g} -> {change['after']:g}")
+    console.print(f"written to {target}")
+
+
+# --- studies: several seeds as one -------------------------------------------------------
+
+
+def run_seeds(problem: str, seeds: str, workers: int | None, out: Path | None, **run_kwargs: object) -> None:
+    """``evolve run P --seeds 0-4``: the seeds run ``--workers`` at a time, one worker each."""
+    from rich.live import Live
+    from rich.table import Table
+
+    from evolve import api
+    from evolve.cli_common import RUNS_ROOT
+    from evolve.study import parse_seeds
+
+    chosen = parse_seeds(seeds)
+    state: dict[int, object] = {}
+
+    def table() -> Table:
+        view = Table(title=f"{problem}: {len(chosen)} seeds, {workers or 1} at a time", title_justify="left")
+        for column in ("seed", "iterations", "best gap (train)", "stop"):
+            view.add_column(column, justify="right")
+        for seed in chosen:
+            p = state.get(seed)
+            if p is None:
+                view.add_row(str(seed), "-", "-", "waiting")
+                continue
+            view.add_row(str(seed), f"{p.done}/{p.target}", pct(p.best_gap), p.stop_reason or "running")  # type: ignore[attr-defined]
+        return view
+
+    with Live(table(), console=console, refresh_per_second=2, transient=False) as live:
+        def update(seed: int, progress: object) -> None:
+            state[seed] = progress
+            live.update(table())
+
+        try:
+            folder = api.run_study(problem, chosen, parallel=workers or 1, out=out, runs_dir=RUNS_ROOT,
+                                   on_progress=update, **run_kwargs)
+        except KeyboardInterrupt:
+            # The seeds run in threads that would be awaited: leave now, everything is committed.
+            console.print("\ninterrupted; every evaluated program of every seed is saved. Continue a "
+                          "seed with: evolve resume STUDY/seed-N")
+            sys.stdout.flush()
+            os._exit(130)
+    console.print(f"study folder: {folder}\nreview it with: evolve review {folder} --test")
+
+
+def show_study(review: object) -> None:
+    """The study's seeds, their median and spread, the baselines, per group."""
+    from rich.table import Table
+
+    from evolve.study import StudyReview
+
+    assert isinstance(review, StudyReview)
+    tested = any(r.test for r in review.runs)
+    groups = review.groups
+    title = f"study {review.dir}: {review.problem}, {len(review.runs)} seeds (gap %, lower is better)"
+    view = Table(title=title, title_justify="left")
+    columns = ["", "iters", "train mean", "train median"]
+    if tested:
+        columns += ["test mean", "test median", *groups, f"vs {review.strongest} W/T/L"]
+    for column in columns:
+        view.add_column(column, justify="left" if column == "" else "right")
+
+    def gaps(metrics: dict[str, float] | None) -> list[str]:
+        if not metrics:
+            return ["-"] * (2 + len(groups))
+        keys = ["gap_mean_pct", "gap_median_pct", *[f"gap_mean_pct[{g}]" for g in groups]]
+        return [_num(metrics.get(k)) for k in keys]
+
+    for run in review.runs:
+        row = [f"seed {run.seed}", str(run.iterations), _num(run.train.get("gap_mean_pct")),
+               _num(run.train.get("gap_median_pct"))]
+        if tested:
+            versus = run.versus or {}
+            wtl = f"{versus.get('wins', '-')}/{versus.get('ties', '-')}/{versus.get('losses', '-')}"
+            row += [*gaps(run.test), wtl if run.test_ok else "failed"]
+        view.add_row(*row)
+    for label, pick in (("median", lambda s: s.median), ("min-max", None)):
+        keys = ["gap_mean_pct", "gap_median_pct"]
+        row = [label, ""]
+        for split, names in (("train", keys), *((("test", keys + [f"gap_mean_pct[{g}]" for g in groups]),) if tested else ())):
+            for key in names:
+                found = review.figure(split, key)
+                if found is None:
+                    row.append("-")
+                elif pick is not None:
+                    row.append(_num(pick(found)))
+                else:
+                    row.append(f"{min(found.values):.2f}-{max(found.values):.2f}")
+        if tested:
+            row.append("")
+        view.add_row(*row, style="bold")
+    if tested:
+        for name, metrics in review.baselines.items():
+            view.add_row(name + (" (strongest)" if name == review.strongest else ""), "", "", "",
+                         *gaps(metrics), "", style="dim")
+    console.print(view)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def show_noise(check: object) -> None:
+    """The top programs' scores over re-evaluations; a best within noise is flagged."""
+    from rich.table import Table
+
+    from evolve.noise import NoiseCheck
+
+    assert isinstance(check, NoiseCheck)
+    view = Table(title=f"re-evaluated {check.repeats} times on {check.split}", title_justify="left")
+    for column in ("program", "archived", "re-evaluations", "range"):
+        view.add_column(column, justify="left" if column in ("program", "re-evaluations") else "right")
+    for row in check.programs:
+        view.add_row(f"#{row.program_id}", fmt(row.archived), ", ".join(fmt(s) for s in row.scores),
+                     f"{fmt(row.low)} .. {fmt(row.high)}")
+    console.print(view)
+    colour = "yellow" if check.within_noise else "green"
+    console.print(f"[{colour}]{check.message}[/]", highlight=False)

@@ -1,0 +1,160 @@
+"""EVOLVE-BLOCK regions, the edit error, and what every child must satisfy."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+
+START_MARKER = "# EVOLVE-BLOCK-START"
+END_MARKER = "# EVOLVE-BLOCK-END"
+
+MARKER_RE = re.compile(r"^\s*#\s*EVOLVE-BLOCK-(START|END)\b")
+
+# Lines by which a model says "the rest stays as it was" instead of writing it:
+# a bare '...', a comment that is only '...', a comment with '...' and a word
+# of that kind, or "rest of the function". Plain comments never match.
+_ELISION_RES = [
+    re.compile(r"^\s*(?:#\s*)?(?:\.\.\.|…)\s*$"),
+    re.compile(r"^\s*#.*(?:\.\.\.|…).*\b(?:same|unchanged|existing|before|previous|rest|remaining|"
+               r"omitted|above|as is|original)\b", re.I),
+    re.compile(r"^\s*#.*\b(?:same|unchanged|existing|before|previous|rest|remaining|omitted|above|"
+               r"original)\b.*(?:\.\.\.|…)", re.I),
+    re.compile(r"^\s*#.*\b(?:rest|remainder) of (?:the )?(?:code|function|file|body|loop|program)\b",
+               re.I),
+]
+
+
+def is_elision(line: str) -> bool:
+    return any(pattern.match(line) for pattern in _ELISION_RES)
+
+
+class EditError(Exception):
+    """A completion that cannot be turned into a valid child.
+
+    ``str(e)`` is a self-contained paragraph that goes back into the next
+    prompt, so it says what was wrong and what to do instead -- without
+    prescribing an answer format (the next prompt states that itself).
+    """
+
+
+def evolve_blocks(code: str) -> list[tuple[int, int]]:
+    """0-based ``[start, end)`` line ranges of the editable lines.
+
+    ``start`` is the line after a START marker, ``end`` the END marker's own
+    line, so ``code.split("\\n")[start:end]`` are the editable lines.  A
+    program without markers has no blocks (an empty list); unbalanced or
+    nested markers raise :class:`EditError`.
+    """
+    blocks: list[tuple[int, int]] = []
+    open_at: int | None = None
+    for i, line in enumerate(code.split("\n")):
+        m = MARKER_RE.match(line)
+        if not m:
+            continue
+        if m.group(1) == "START":
+            if open_at is not None:
+                raise EditError(
+                    f"line {i + 1} opens an EVOLVE-BLOCK inside the one opened at line "
+                    f"{open_at}; blocks cannot nest, close each with '{END_MARKER}' first"
+                )
+            open_at = i + 1  # 1-based marker line == 0-based first editable line
+        else:
+            if open_at is None:
+                raise EditError(
+                    f"line {i + 1} has '{END_MARKER}' without a matching '{START_MARKER}' "
+                    "before it; the markers must come in START/END pairs"
+                )
+            blocks.append((open_at, i))
+            open_at = None
+    if open_at is not None:
+        raise EditError(
+            f"the EVOLVE-BLOCK opened at line {open_at} is never closed; "
+            f"add '{END_MARKER}' after its last line"
+        )
+    return blocks
+
+
+def describe_blocks(blocks: list[tuple[int, int]]) -> str:
+    spans = ", ".join(f"lines {s + 1}-{e}" for s, e in blocks)
+    return f"the EVOLVE-BLOCK{'s' if len(blocks) > 1 else ''} ({spans})"
+
+
+def block_text(code: str) -> str:
+    """The editable lines only, blocks joined by a newline ("" if no blocks)."""
+    lines = code.split("\n")
+    return "\n".join("\n".join(lines[s:e]) for s, e in evolve_blocks(code))
+
+
+def frame(code: str) -> list[str]:
+    """The fixed lines (markers and everything outside the blocks)."""
+    lines = code.split("\n")
+    inside: set[int] = set()
+    for s, e in evolve_blocks(code):
+        inside.update(range(s, e))
+    return [line for i, line in enumerate(lines) if i not in inside]
+
+
+def inside(blocks: list[tuple[int, int]], start: int, end: int) -> bool:
+    return any(s <= start and end <= e for s, e in blocks)
+
+
+# --------------------------------------------------------------------------
+# duplicate detection
+
+
+def normalize_code(code: str) -> str:
+    """Canonical text: equal for programs differing only in layout/comments.
+
+    Uses ``ast.unparse`` (which drops comments and normalises spacing and
+    quotes); unparsable code falls back to its stripped, non-blank,
+    non-comment lines.
+    """
+    try:
+        return ast.unparse(ast.parse(code))
+    except (SyntaxError, ValueError):
+        kept = (line.strip() for line in code.splitlines())
+        return "\n".join(s for s in kept if s and not s.startswith("#"))
+
+
+def code_hash(code: str) -> str:
+    """sha256 hex digest of :func:`normalize_code`."""
+    return hashlib.sha256(normalize_code(code).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------
+# the child
+
+
+def syntax_error(code: str) -> str | None:
+    """Why ``code`` does not parse, naming the line; None if it does."""
+    try:
+        ast.parse(code)
+    except SyntaxError as e:
+        lines = code.split("\n")
+        where = ""
+        if e.lineno is not None and 0 < e.lineno <= len(lines):
+            where = f" at line {e.lineno}: {lines[e.lineno - 1].strip()!r}"
+        return f"{e.msg}{where}"
+    return None
+
+
+def check_child(parent: str, child: str) -> str:
+    """The child, if it differs from the parent, parses, and keeps the parent's frame."""
+    if child == parent:
+        raise EditError(
+            "the edit does not change the program; propose a change to the code inside "
+            "the EVOLVE-BLOCK"
+        )
+    error = syntax_error(child)
+    if error is not None:
+        raise EditError(
+            f"the edited program does not parse: {error}; check brackets, colons and "
+            "indentation of the new lines"
+        )
+    if frame(child) != frame(parent):  # defensive: construction should ensure it
+        raise EditError(
+            "the edit changes code outside the EVOLVE-BLOCK; only code between the markers "
+            "may change"
+        )
+    return child

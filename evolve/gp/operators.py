@@ -1,0 +1,167 @@
+"""Variation: how a child tree is made from a parent tree and its inspirations.
+
+Subtree crossover takes a same-kind subtree from an inspiration (the island's
+best and other elites), so good building blocks spread; the mutations grow,
+replace, perturb and shrink.  Every child is checked against the depth and
+size limits and the type rules, and simplified before it is written out, so
+bloat never reaches the archive (parsimony pressure by construction).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from evolve.gp.tree import (
+    OPS,
+    Signature,
+    Tree,
+    depth,
+    get,
+    kind,
+    paths,
+    random_constant,
+    random_tree,
+    replace,
+    simplify,
+    size,
+    well_typed,
+)
+
+# Operator weights; crossover needs an inspiration with a tree for the same rule.
+WEIGHTS: dict[str, float] = {
+    "crossover": 0.42, "subtree": 0.16, "point": 0.12, "constant": 0.12, "hoist": 0.04, "wrap": 0.14,
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_depth: int = 7
+    max_size: int = 40
+    init_depth: int = 4
+
+
+@dataclass(frozen=True)
+class Child:
+    tree: Tree
+    operator: str
+    description: str
+
+
+def _pick_node(tree: Tree, rng: random.Random, want_internal: float = 0.9) -> tuple[int, ...]:
+    """Koza's bias: an internal node 90 % of the time when there is one."""
+    all_paths = list(paths(tree))
+    internal = [p for p in all_paths if get(tree, p)[0] not in ("x", "c")]
+    if internal and rng.random() < want_internal:
+        return rng.choice(internal)
+    return rng.choice(all_paths)
+
+
+def ramped(sig: Signature, rng: random.Random, limits: Limits) -> Tree:
+    """Ramped half-and-half: depth 1..init_depth, full or grow alike."""
+    return random_tree(sig, rng, rng.randint(1, limits.init_depth), full=rng.random() < 0.5)
+
+
+def crossover(parent: Tree, donors: list[Tree], sig: Signature, rng: random.Random) -> Child | None:
+    at = _pick_node(parent, rng)
+    want = kind(get(parent, at), sig)
+    donor = rng.choice(donors)
+    options = [p for p in paths(donor) if kind(get(donor, p), sig) == want]
+    if not options:
+        return None
+    internal = [p for p in options if get(donor, p)[0] not in ("x", "c")]
+    pick = rng.choice(internal) if internal and rng.random() < 0.9 else rng.choice(options)
+    part = get(donor, pick)
+    return Child(replace(parent, at, part), "crossover", f"crossover: took a subtree of size {size(part)} from an inspiration")
+
+
+def subtree_mutation(parent: Tree, sig: Signature, rng: random.Random) -> Child:
+    at = _pick_node(parent, rng, 0.6)
+    want = kind(get(parent, at), sig)
+    new = random_tree(sig, rng, rng.randint(0, 3), full=False, want=want)
+    return Child(replace(parent, at, new), "subtree", f"subtree mutation: a new subtree of size {size(new)}")
+
+
+def point_mutation(parent: Tree, sig: Signature, rng: random.Random) -> Child | None:
+    at = _pick_node(parent, rng, 0.5)
+    node = get(parent, at)
+    if node[0] == "x":
+        same = [n for n in sig.names(kind(node, sig)) if n != node[1]]
+        if not same:
+            return None
+        return Child(replace(parent, at, ("x", rng.choice(same))), "point", f"point mutation: {node[1]} -> another input")
+    if node[0] == "c":
+        return Child(replace(parent, at, random_constant(rng)), "point", "point mutation: a new constant")
+    op = OPS[node[0]]
+    peers = [n for n, o in OPS.items() if o.arity == op.arity and o.reduce == op.reduce and n != op.name]
+    if not peers:
+        return None
+    new_op = rng.choice(peers)
+    return Child(replace(parent, at, (new_op, *node[1:])), "point", f"point mutation: {op.name} -> {new_op}")
+
+
+def constant_mutation(parent: Tree, rng: random.Random) -> Child | None:
+    constants = [p for p in paths(parent) if get(parent, p)[0] == "c"]
+    if not constants:
+        return None
+    at = rng.choice(constants)
+    old = get(parent, at)[1]
+    if rng.random() < 0.7:
+        new = old * math.exp(rng.gauss(0.0, 0.35))
+    else:
+        new = old + rng.gauss(0.0, 0.5 * abs(old) + 0.1)
+    new = float(f"{new:.3g}")
+    return Child(replace(parent, at, ("c", new)), "constant", f"constant mutation: {old:g} -> {new:g}")
+
+
+def hoist(parent: Tree, sig: Signature, rng: random.Random) -> Child | None:
+    options = [p for p in paths(parent) if p and kind(get(parent, p), sig) == sig.returns]
+    if not options:
+        return None
+    part = get(parent, rng.choice(options))
+    return Child(part, "hoist", f"hoist: kept a subtree of size {size(part)} (shrinks the rule)")
+
+
+_WRAP_OPS = {"add": 1.0, "sub": 1.0, "mul": 1.0, "div": 1.0, "max": 1.5, "min": 1.0}
+
+
+def wrap(parent: Tree, sig: Signature, rng: random.Random) -> Child:
+    """A subtree (the whole rule half of the time) combined with a small new term:
+    e OP term, one step of growth that keeps what the parent computes inside the child
+    (the step from EDD's d to MDD's max(d, t + p))."""
+    at = () if rng.random() < 0.5 else _pick_node(parent, rng, 0.5)
+    node = get(parent, at)
+    want = "array" if rng.random() < 0.7 else "scalar"
+    term = random_tree(sig, rng, rng.randint(0, 2), full=False, want=want)
+    op = rng.choices(list(_WRAP_OPS), list(_WRAP_OPS.values()))[0]
+    return Child(replace(parent, at, (op, node, term)), "wrap", f"wrap: {op} with a new term of size {size(term)}")
+
+
+def vary(parent: Tree | None, donors: list[Tree], sig: Signature, rng: random.Random, limits: Limits,
+         fresh: bool, attempts: int = 50) -> Child | None:
+    """A valid, simplified child different from the parent, or None after ``attempts`` tries."""
+    base = simplify(parent) if parent is not None else None
+    for _ in range(attempts):
+        if fresh or parent is None:
+            child: Child | None = Child(ramped(sig, rng, limits), "random", "a new random rule (initial population)")
+        else:
+            names = [n for n in WEIGHTS if n != "crossover" or donors]
+            operator = rng.choices(names, [WEIGHTS[n] for n in names])[0]
+            child = {
+                "crossover": lambda: crossover(parent, donors, sig, rng),
+                "subtree": lambda: subtree_mutation(parent, sig, rng),
+                "point": lambda: point_mutation(parent, sig, rng),
+                "constant": lambda: constant_mutation(parent, rng),
+                "hoist": lambda: hoist(parent, sig, rng),
+                "wrap": lambda: wrap(parent, sig, rng),
+            }[operator]()
+        if child is None:
+            continue
+        tree = simplify(child.tree)
+        if tree == base or not well_typed(tree, sig):
+            continue
+        if depth(tree) > limits.max_depth or size(tree) > limits.max_size:
+            continue
+        return Child(tree, child.operator, child.description)
+    return None

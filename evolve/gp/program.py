@@ -1,0 +1,71 @@
+"""Reading a rule's tree out of a program, and writing a new tree into it.
+
+Only the body of the rule function changes (its ``def`` line and docstring
+stay), so a child differs from its parent exactly where the search changed
+something, and review's diffs and lineage read like a model's edits.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from evolve.config import RuleSpec
+from evolve.edits import evolve_blocks
+from evolve.gp.codegen import DIV_HELPER, HELPER_SOURCE, NotATree, emit, parse, uses_division
+from evolve.gp.rules import find_rule
+from evolve.gp.tree import Signature, Tree, well_typed
+
+
+def signature_of(rule: RuleSpec) -> Signature:
+    return Signature(tuple((i.name, i.kind) for i in rule.inputs), rule.returns)
+
+
+def return_expression(code: str, rule: RuleSpec, tree: ast.Module | None = None) -> str | None:
+    """The source of ``return EXPR`` when that is the rule's whole body (after its docstring)."""
+    site = find_rule(code, rule.function, tree)
+    if site is None:
+        return None
+    body = site.node.body[1:] if site.docstring is not None else site.node.body
+    if len(body) != 1 or not isinstance(body[0], ast.Return) or body[0].value is None:
+        return None
+    return ast.unparse(body[0].value)
+
+
+def rule_tree(code: str, rule: RuleSpec, tree: ast.Module | None = None) -> Tree | None:
+    """The rule as a well-typed tree, or None when its body is anything else."""
+    source = return_expression(code, rule, tree)
+    if source is None:
+        return None
+    sig = signature_of(rule)
+    try:
+        parsed = parse(source, {n for n, _ in sig.inputs})
+    except NotATree:
+        return None
+    return parsed if well_typed(parsed, sig) else None
+
+
+def with_rule(code: str, rule: RuleSpec, tree: Tree) -> str:
+    """``code`` with the rule's body replaced by ``return <tree>`` (and the division helper)."""
+    site = find_rule(code, rule.function)
+    if site is None:
+        raise ValueError(f"no rule function '{rule.function}' in the EVOLVE-BLOCK")
+    lines = code.split("\n")
+    indent = " " * (site.node.col_offset + 4)
+    body = [f"{indent}return {emit(tree)}"]
+    new = lines[: site.body_first] + body + lines[site.last + 1:]
+    if uses_division(tree) and not _defines(code, DIV_HELPER):
+        new = new[: site.first] + HELPER_SOURCE.rstrip("\n").split("\n") + ["", ""] + new[site.first:]
+    return "\n".join(new)
+
+
+def _defines(code: str, name: str) -> bool:
+    try:
+        module = ast.parse(code)
+    except SyntaxError:
+        return False
+    blocks = evolve_blocks(code)
+    return any(
+        isinstance(node, ast.FunctionDef) and node.name == name
+        and any(s <= node.lineno - 1 < e for s, e in blocks)
+        for node in module.body
+    )

@@ -1,0 +1,214 @@
+"""Several seeds as one study: run them into one folder, and review them together.
+
+A researcher should never report one lucky seed.  ``evolve run P --seeds 0-4``
+runs one ordinary run per seed into ``STUDY/seed-<s>/`` (each resumable and
+reviewable on its own), ``workers`` of them at a time, and ``evolve review
+STUDY`` reports the median and the spread of the seeds' train gaps and, with
+``--test``, of their held-out gaps, per group, with each seed's
+wins/ties/losses against the strongest baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evolve.errors import UserError
+
+STUDY = "study.json"
+_SEEDS = re.compile(r"^\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?$")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-4"``, ``"1,3,7"`` or ``"0-2,9"``: distinct seeds in the order given."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        m = _SEEDS.match(part)
+        if not m:
+            raise UserError(f"--seeds {text!r}: expected seeds like '0-4' or '1,3,7'")
+        low, high = int(m.group(1)), int(m.group(2) if m.group(2) is not None else m.group(1))
+        if high < low or high - low >= 1000:
+            raise UserError(f"--seeds {text!r}: '{part.strip()}' is not an increasing range of at most 1000 seeds")
+        seeds += [s for s in range(low, high + 1) if s not in seeds]
+    return seeds
+
+
+def is_study(folder: Path) -> bool:
+    return (folder / STUDY).is_file()
+
+
+def seed_dir(folder: Path, seed: int) -> Path:
+    return folder / f"seed-{seed}"
+
+
+def read_study(folder: Path) -> dict[str, Any]:
+    try:
+        document = json.loads((folder / STUDY).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"{folder / STUDY}: cannot read the study ({err})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("seeds"), list):
+        raise UserError(f"{folder / STUDY}: expected an object with a list of 'seeds'")
+    return document
+
+
+def run_study(
+    problem: Any,
+    seeds: list[int],
+    folder: Path,
+    parallel: int,
+    run_one: Callable[[int, Path], Any],
+) -> list[Any]:
+    """Run ``run_one(seed, seed_folder)`` for every seed, ``parallel`` at a time."""
+    if (folder / STUDY).exists():
+        raise UserError(f"{folder}: already holds a study (review it with 'evolve review {folder}')")
+    folder.mkdir(parents=True, exist_ok=True)
+    name = getattr(problem, "name", str(problem))
+    document = {"problem": name, "seeds": seeds, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "runs": [seed_dir(folder, s).name for s in seeds]}
+    (folder / STUDY).write_text(json.dumps(document, indent=2) + "\n")
+    with ThreadPoolExecutor(max(1, min(parallel, len(seeds)))) as pool:
+        return list(pool.map(lambda s: run_one(s, seed_dir(folder, s)), seeds))
+
+
+# --- review -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median and spread of one figure over the seeds."""
+
+    values: list[float]
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.values))
+
+    def to_json(self) -> dict[str, Any]:
+        v = np.asarray(self.values)
+        return {"median": self.median, "mean": float(v.mean()), "min": float(v.min()), "max": float(v.max()),
+                "q25": float(np.percentile(v, 25)), "q75": float(np.percentile(v, 75)), "n": len(self.values)}
+
+
+def spread(values: list[float | None]) -> Spread | None:
+    kept = [float(v) for v in values if v is not None]
+    return Spread(kept) if kept else None
+
+
+@dataclass
+class SeedRun:
+    seed: int
+    run_dir: Path
+    iterations: int
+    best_id: int | None
+    train: dict[str, float]  # the best program's train metrics
+    test: dict[str, float] | None = None  # its test metrics (with --test)
+    test_ok: bool = True
+    versus: dict[str, Any] | None = None  # wins/ties/losses against the strongest baseline
+
+
+@dataclass
+class StudyReview:
+    problem: str
+    dir: Path
+    runs: list[SeedRun]
+    groups: list[str] = field(default_factory=list)
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # test metrics by name
+    strongest: str | None = None
+
+    def figure(self, split: str, key: str) -> Spread | None:
+        rows = [r.train if split == "train" else r.test for r in self.runs]
+        return spread([row.get(key) if row else None for row in rows])
+
+    def to_json(self) -> dict[str, Any]:
+        keys = ["gap_mean_pct", "gap_median_pct", *[f"gap_mean_pct[{g}]" for g in self.groups]]
+
+        def figures(split: str) -> dict[str, Any]:
+            out = {}
+            for key in keys:
+                found = self.figure(split, key)
+                if found is not None:
+                    out[key] = found.to_json()
+            return out
+
+        return {
+            "problem": self.problem, "study_dir": str(self.dir), "seeds": [r.seed for r in self.runs],
+            "runs": [
+                {"seed": r.seed, "run_dir": str(r.run_dir), "iterations": r.iterations, "best_id": r.best_id,
+                 "train": r.train, "test": r.test, "test_ok": r.test_ok, "versus_strongest": r.versus}
+                for r in self.runs
+            ],
+            "train": figures("train"),
+            "test": figures("test") if any(r.test for r in self.runs) else None,
+            "baselines": self.baselines, "strongest_baseline": self.strongest,
+        }
+
+
+def review_study(folder: Path, test: bool = False, workers: int = 1, progress: Any = None) -> StudyReview:
+    """Each seed's best (from its archive) and, with ``test``, all of them and the baselines
+    evaluated on the held-out split through the usual sandbox and verifier."""
+    from evolve.archive import Archive
+    from evolve.compare import compare, evaluate_programs
+    from evolve.review import problem_of
+    from evolve.runs import load_run
+    from evolve.scoring import natural_key
+
+    document = read_study(folder)
+    runs: list[SeedRun] = []
+    codes: dict[int, str] = {}
+    info = None
+    for seed in document["seeds"]:
+        sub = seed_dir(folder, int(seed))
+        if not (sub / "archive.sqlite").is_file():
+            continue  # not started yet
+        info = load_run(sub)
+        archive = Archive(info.archive_path, readonly=True)
+        try:
+            best = archive.best()
+            runs.append(SeedRun(int(seed), sub, archive.attempt_count(), best.id if best else None,
+                                dict(best.metrics) if best else {}))
+            if best is not None:
+                codes[int(seed)] = best.code
+        finally:
+            archive.close()
+    if info is None:
+        raise UserError(f"{folder}: no seed of the study has started (run it with evolve run --seeds)")
+    groups = sorted({k[len("gap_mean_pct["):-1] for r in runs for k in r.train if k.startswith("gap_mean_pct[")},
+                    key=natural_key)
+    review = StudyReview(str(document.get("problem", info.problem)), folder, runs, groups)
+    if not test:
+        return review
+    problem = problem_of(info)
+    instances = problem.instances("test")
+    programs = [(f"seed-{s}", code) for s, code in codes.items()]
+    programs += [("seed program", problem.seed_code), *problem.baseline_programs()]
+    evaluations = evaluate_programs(problem, info.settings.sandbox, programs, instances, "test", workers,
+                                    progress=progress)
+    baselines = {n: e for n, e in evaluations.items() if not n.startswith("seed-")}
+    review.baselines = {n: e.metrics for n, e in baselines.items() if e.ok}
+    scored = [(e.score, n) for n, e in baselines.items() if n != "seed program" and e.ok and e.score is not None]
+    review.strongest = max(scored)[1] if scored else None
+    review.groups = sorted({k[len("gap_mean_pct["):-1] for e in evaluations.values() for k in e.metrics
+                            if k.startswith("gap_mean_pct[")}, key=natural_key)
+    direction = problem.spec.objective.direction
+    for run in runs:
+        evaluation = evaluations.get(f"seed-{run.seed}")
+        if evaluation is None:
+            continue
+        run.test, run.test_ok = dict(evaluation.metrics), evaluation.ok
+        if review.strongest is not None:
+            versus = compare(f"seed-{run.seed}", evaluation, review.strongest, baselines[review.strongest],
+                             instances, direction)
+            o = versus.overall
+            run.versus = {"baseline": review.strongest, "wins": o.wins, "ties": o.ties, "losses": o.losses,
+                          "p_value": o.test.p_value, "verdict": o.verdict,
+                          "groups": {g.group: {"wins": g.wins, "ties": g.ties, "losses": g.losses}
+                                     for g in versus.groups}}
+    return review

@@ -1,0 +1,229 @@
+"""The offline search: typed trees, the code they become, behaviour keys, the backend."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evolve.config import RuleSpec, load_problem_spec
+from evolve.edits import apply_edit
+from evolve.errors import UserError
+from evolve.gp import BehaviourKeys, GPBackend, check_rules
+from evolve.gp.codegen import HELPER_SOURCE, emit, parse
+from evolve.gp.operators import Limits, vary
+from evolve.gp.program import rule_tree, with_rule
+from evolve.gp.semantics import sample_inputs
+from evolve.gp.tree import Signature, depth, evaluate, kind, random_tree, simplify, size, well_typed
+from evolve.llm import make_llm
+from evolve.llm.base import ProposalRequest
+from evolve.problem import load_problem
+
+SIG = Signature((("t", "scalar"), ("p", "array"), ("d", "array")), "array")
+RULES_PROBLEMS = [name for name in ("smtt", "jssp", "moe") if load_problem(name).spec.rule]
+
+
+def _exec_emitted(tree, env):
+    """Run the emitted expression as Python, independently of tree.evaluate."""
+    namespace: dict = {"np": np}
+    exec(HELPER_SOURCE, namespace)
+    return eval(emit(tree), namespace, dict(env))
+
+
+def _env(rows=5, cands=7, seed=1):
+    rng = np.random.default_rng(seed)
+    env = {"t": rng.random((rows, 1)) * 100, "p": np.floor(rng.random((rows, cands)) * 10),
+           "d": rng.random((rows, cands)) * 300}
+    return env
+
+
+def _trees(seed: int, count: int = 300, max_depth: int = 4):
+    rng = random.Random(seed)
+    for _ in range(count):
+        yield random_tree(SIG, rng, rng.randint(0, max_depth), full=rng.random() < 0.5)
+
+
+def test_random_trees_are_well_typed_within_the_depth_limit() -> None:
+    for tree in _trees(0, max_depth=5):
+        assert well_typed(tree, SIG) and kind(tree, SIG) == "array"
+        assert depth(tree) <= 5
+
+
+def test_emitted_code_computes_exactly_what_the_tree_evaluates_to() -> None:
+    env = _env()
+    with np.errstate(all="ignore"):
+        for tree in _trees(1):
+            expected = np.broadcast_to(evaluate(tree, env), (5, 7))
+            got = np.broadcast_to(_exec_emitted(tree, env), (5, 7))
+            np.testing.assert_array_equal(np.isnan(expected), np.isnan(got))
+            np.testing.assert_allclose(got, expected, rtol=1e-3, equal_nan=True)  # constants print to 4 digits
+
+
+def test_parse_reads_back_what_emit_writes() -> None:
+    names = {"t", "p", "d"}
+    for tree in _trees(2):
+        again = parse(emit(tree), names)
+        assert emit(again) == emit(tree)
+
+
+def test_parse_accepts_what_people_write_and_refuses_the_rest() -> None:
+    names = {"t", "p", "d"}
+    assert parse("np.maximum(d, t + p)", names) == ("max", ("x", "d"), ("add", ("x", "t"), ("x", "p")))
+    assert parse("d / p - p ** 2", names) == ("sub", ("div", ("x", "d"), ("x", "p")), ("square", ("x", "p")))
+    for bad in ("sorted(p)", "p[0]", "q + 1", "np.exp(p)", "p if t else d", "np.max(p)"):
+        with pytest.raises(ValueError):
+            parse(bad, names)
+
+
+def test_simplify_keeps_the_values_and_removes_identities() -> None:
+    env = _env()
+    with np.errstate(all="ignore"):
+        for tree in _trees(3):
+            a = np.broadcast_to(evaluate(tree, env), (5, 7))
+            b = np.broadcast_to(evaluate(simplify(tree), env), (5, 7))
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9, equal_nan=True)
+    p, d = ("x", "p"), ("x", "d")
+    assert simplify(("add", ("mul", p, ("c", 1.0)), ("c", 0.0))) == p
+    assert simplify(("sub", d, d)) == ("c", 0.0)
+    assert simplify(("add", ("c", 2.0), ("c", 3.0))) == ("c", 5.0)
+    assert simplify(("ifpos", ("c", 2.0), p, d)) == p
+    assert size(simplify(("max", ("neg", ("neg", p)), p))) == 1
+
+
+def _rule(name: str, inputs: list[tuple[str, str]]) -> RuleSpec:
+    return RuleSpec(function=name, inputs=[{"name": n, "kind": k, "doc": n} for n, k in inputs])
+
+
+SMTT_LIKE = _rule("priority", [("t", "scalar"), ("p", "array"), ("d", "array")])
+PROGRAM = '''import numpy as np
+
+
+# EVOLVE-BLOCK-START
+def priority(t, p, d):
+    """Lowest goes next."""
+    return d
+
+
+def improve(sequence, p, d):
+    return sequence
+# EVOLVE-BLOCK-END
+
+
+def schedule(p, d):
+    return list(np.argsort(priority(0.0, np.asarray(p, float), np.asarray(d, float))))
+'''
+
+
+def test_behaviour_keys_equal_for_rules_that_order_alike() -> None:
+    keys = BehaviourKeys([SMTT_LIKE])
+
+    def program(expr: str) -> str:
+        return PROGRAM.replace("    return d\n", f"    return {expr}\n")
+
+    same = ["d", "2 * d + 5", "d + 0 * p", "(d - 3) / 0.5", "np.sqrt(np.abs(d))"]
+    assert len({keys.key(program(e)) for e in same}) == 1
+    different = ["d", "p", "np.maximum(d, t + p)", "d - p", "-d"]
+    assert len({keys.key(program(e)) for e in different}) == len(different)
+    assert keys.key(program("np.maximum(d, t + p)")) == keys.key(program("np.maximum(p + t, d)"))
+    # The rest of the block counts: another improve() is another program.
+    other = program("d").replace("return sequence", "return sequence[::-1]")
+    assert keys.key(other) != keys.key(program("d"))
+
+
+def test_with_rule_rewrites_only_the_body_and_adds_the_helper_once() -> None:
+    tree = ("div", ("x", "d"), ("x", "p"))
+    child = with_rule(PROGRAM, SMTT_LIKE, tree)
+    assert child.count("def protected_div") == 1 and "return protected_div(d, p)" in child
+    assert '"""Lowest goes next."""' in child and "def improve" in child
+    again = with_rule(child, SMTT_LIKE, ("div", ("x", "p"), ("x", "d")))
+    assert again.count("def protected_div") == 1
+    assert rule_tree(again, SMTT_LIKE) == ("div", ("x", "p"), ("x", "d"))
+    namespace: dict = {}
+    exec(again, namespace)
+    assert namespace["schedule"]([3, 1], [1, 5]) in ([1, 0], [0, 1])
+
+
+@pytest.mark.parametrize("name", RULES_PROBLEMS)
+def test_shipped_rule_tables_match_their_seeds_and_the_seeds_parse(name: str) -> None:
+    problem = load_problem(name)
+    check_rules(problem.seed_code, problem.spec.rule, str(problem.toml_path))
+    for rule in problem.spec.rule:
+        assert rule_tree(problem.seed_code, rule) is not None
+
+
+@pytest.mark.parametrize("name", RULES_PROBLEMS)
+@pytest.mark.parametrize("mode", ["diff", "rewrite"])
+def test_backend_answers_apply_cleanly_and_chain(name: str, mode: str) -> None:
+    problem = load_problem(name)
+    gp = GPBackend(problem.spec.rule, seed=1)
+    code = problem.seed_code
+    archive = [code]
+    for iteration in range(1, 41):
+        request = ProposalRequest([], iteration, 0, mode, code, archive[-3:], fresh=iteration <= 8)  # type: ignore[arg-type]
+        completion = gp.complete(request)
+        child = apply_edit(code, completion.text, mode)  # type: ignore[arg-type]
+        assert child != code and completion.model == "gp"
+        for rule in problem.spec.rule:
+            tree = rule_tree(child, rule)
+            assert tree is not None and depth(tree) <= 7 and size(tree) <= 40
+        archive.append(child)
+        code = child
+    compile(code, "child.py", "exec")
+
+
+def test_backend_is_deterministic_and_retries_differ() -> None:
+    gp = GPBackend([SMTT_LIKE], seed=4)
+    request = ProposalRequest([], 7, 0, "diff", PROGRAM, [])
+    assert gp.complete(request).text == gp.complete(request).text
+    texts = {gp.complete(ProposalRequest([], 7, 0, "diff", PROGRAM, [], retry=r)).text for r in range(6)}
+    assert len(texts) > 3
+
+
+def test_crossover_takes_material_from_inspirations() -> None:
+    parent = ("add", ("x", "d"), ("x", "p"))
+    donor = ("max", ("x", "d"), ("add", ("x", "t"), ("mul", ("c", 3.5), ("x", "p"))))
+    rng = random.Random(0)
+    borrowed = 0
+    for _ in range(200):
+        child = vary(parent, [donor], SIG, rng, Limits(), fresh=False)
+        assert child is not None
+        borrowed += child.operator == "crossover" and "3.5" in emit(child.tree)
+    assert borrowed > 10
+
+
+def test_gp_spec_needs_rules_and_auto_picks_gp_only_with_rules() -> None:
+    with pytest.raises(UserError, match=r"\[rule\]"):
+        make_llm("gp")
+    assert make_llm("auto", rules=[SMTT_LIKE]).name == "gp"
+    assert make_llm("auto").name == "stub"
+    assert make_llm("mutate").name == "stub"
+
+
+def test_sample_inputs_are_fixed_and_shaped_by_kind() -> None:
+    first, second = sample_inputs(SMTT_LIKE), sample_inputs(SMTT_LIKE)
+    assert all(np.array_equal(first[k], second[k]) for k in first)
+    assert first["t"].shape[1] == 1 and first["p"].shape[1] > 1
+
+
+def test_check_rules_names_the_mismatch(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"parameters \['d'\] are not declared"):
+        check_rules(PROGRAM, [_rule("priority", [("t", "scalar"), ("p", "array"), ("q", "array")])], "x.toml")
+    with pytest.raises(UserError, match="not a top-level function"):
+        check_rules(PROGRAM, [_rule("schedule", [("p", "array"), ("d", "array")])], "x.toml")
+
+
+@pytest.mark.parametrize(("inputs", "message"), [
+    ('[{ name = "p", kind = "array", doc = "a" }, { name = "p", kind = "array", doc = "b" }]', "declared twice"),
+    ('[{ name = "p", kind = "vector", doc = "a" }]', "kind"),
+    ('[{ name = "t", kind = "scalar", doc = "a" }]', "no input of kind 'array'"),
+    ('[{ name = "p", kind = "array" }]', "missing key 'rule.0.inputs.0.doc'"),
+    ('[{ name = "p", kind = "array", doc = "a", unit = "s" }]', "unknown key 'rule.0.inputs.0.unit'"),
+])
+def test_rule_tables_are_validated_strictly(toy_dir: Path, inputs: str, message: str) -> None:
+    toml = toy_dir / "problem.toml"
+    toml.write_text(toml.read_text() + f'\n[rule]\nfunction = "priority"\ninputs = {inputs}\n')
+    with pytest.raises(UserError, match=message) as info:
+        load_problem_spec(toml)
+    assert "\n" not in str(info.value) and str(toml) in str(info.value)

@@ -1,0 +1,77 @@
+"""Several seeds as one study: the folder, parallel seeds, median and spread in review."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import evolve
+from evolve.errors import UserError
+from evolve.runs import load_run
+from evolve.study import STUDY, parse_seeds, review_study
+
+
+def test_seed_lists_and_ranges_parse_and_bad_ones_are_one_line() -> None:
+    assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
+    assert parse_seeds("3, 1,1 ,7-8") == [3, 1, 7, 8]
+    for bad in ("", "a", "4-2", "1-", "0-5000"):
+        with pytest.raises(UserError, match="--seeds"):
+            parse_seeds(bad)
+
+
+def test_a_study_runs_every_seed_into_one_folder_and_reviews_their_spread(toy_dir: Path, tmp_path: Path) -> None:
+    folder = evolve.run_study(str(toy_dir), "0-2", parallel=2, out=tmp_path / "study", iterations=8)
+    assert json.loads((folder / STUDY).read_text())["seeds"] == [0, 1, 2]
+    seeds = sorted(load_run(sub).settings.seed for sub in folder.glob("seed-*"))
+    assert seeds == [0, 1, 2]
+    review = review_study(folder, test=True, workers=2)
+    assert [r.seed for r in review.runs] == [0, 1, 2] and all(r.iterations == 8 for r in review.runs)
+    train = review.figure("train", "gap_mean_pct")
+    assert train is not None and len(train.values) == 3 and min(train.values) <= train.median <= max(train.values)
+    assert review.strongest in review.baselines
+    for run in review.runs:
+        assert run.test is not None and "gap_mean_pct" in run.test
+        versus = run.versus
+        assert versus is not None and versus["wins"] + versus["ties"] + versus["losses"] == run.test["instances"]
+    document = review.to_json()
+    assert document["test"]["gap_mean_pct"]["n"] == 3 and document["strongest_baseline"] == review.strongest
+
+
+def test_run_with_seeds_on_the_command_line_then_review_json(toy_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    cli = [sys.executable, "-m", "evolve.cli"]
+    done = subprocess.run([*cli, "run", str(toy_dir), "--seeds", "1,2", "--workers", "2", "--iterations", "5",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    printed = subprocess.run([*cli, "review", str(out), "--json"], capture_output=True, text=True, timeout=600)
+    assert printed.returncode == 0, printed.stderr
+    document = json.loads(printed.stdout)
+    assert document["seeds"] == [1, 2] and document["train"]["gap_mean_pct"]["n"] == 2
+    both = subprocess.run([*cli, "run", str(toy_dir), "--seeds", "1", "--seed", "3"], capture_output=True,
+                          text=True, timeout=600)
+    assert both.returncode == 2 and "--seeds" in both.stderr
+
+
+def test_review_repeats_re_evaluates_the_top_programs_and_flags_ties(toy_dir: Path, tmp_path: Path) -> None:
+    from evolve.noise import NoiseCheck, Repeated, noise_check
+
+    run = evolve.run(str(toy_dir), iterations=10, out=tmp_path / "r")
+    check = noise_check(run.dir, repeats=2, top=3)
+    assert len(check.programs) >= 2 and all(len(p.scores) == 2 for p in check.programs)
+    best = check.programs[0]
+    assert best.program_id == run.best.id and all(s == pytest.approx(best.archived) for s in best.scores)
+    # The toy is deterministic: the flag follows the ranges alone.
+    assert check.within_noise == (best.low <= check.programs[1].high)
+    close = NoiseCheck("train", 2, [Repeated(1, -1.0, [-1.3, -1.1]), Repeated(2, -1.2, [-1.05, -1.2])])
+    apart = NoiseCheck("train", 2, [Repeated(1, -1.0, [-1.0, -1.01]), Repeated(2, -1.2, [-1.2, -1.25])])
+    assert close.within_noise and "within noise" in close.message
+    assert not apart.within_noise and "stays ahead" in apart.message
+    printed = subprocess.run([sys.executable, "-m", "evolve.cli", "review", str(run.dir), "--repeats", "1", "--json"],
+                             capture_output=True, text=True, timeout=600)
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout)["noise"]["repeats"] == 1
+    assert run.review(repeats=1).noise is not None  # the API: RunReview.noise
