@@ -1,9 +1,9 @@
-"""A step-level simulator of a vLLM-like continuous-batching engine.
+"""A step-level simulator of a vLLM-like continuous-batching engine (trusted side only).
 
-The same code runs twice: inside the sandbox, driven by the candidate policy
-(``policy.PolicyDecider``), and on the trusted side, driven by the recorded
-decisions (``replay.ReplayDecider``), which it validates.  Every rule of the
-engine lives here so the two runs cannot disagree.
+It runs in the trusted process; its two open choices (who is admitted, who is
+preempted) are made by a ``Decider``: ``policy.PolicyDecider`` asks the
+sandboxed policy for priorities, or computes FCFS directly for the reference.
+Decode-only stretches run in one computation (``stretch.py``).
 
 One step (``Engine.step``), in vLLM V1's order:
 
@@ -41,7 +41,7 @@ WAITING, RUNNING, DONE = 1, 2, 3
 
 
 class EngineError(Exception):
-    """A recorded decision that the engine's rules do not allow (trusted replay).
+    """The engine cannot go on: a request never finishes, or a decider broke a rule.
 
     ``located`` errors already name their step; others get the current one.
     """
@@ -94,7 +94,7 @@ class Trace:
 
 
 class Decider(Protocol):
-    """Makes (or replays) the two choices the engine leaves open."""
+    """Makes the two choices the engine leaves open."""
 
     def preempt(self, engine: Engine) -> None:
         """Called when running requests are short of blocks: call ``engine.preempt`` until
