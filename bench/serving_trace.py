@@ -41,9 +41,9 @@ from evolve.problem import load_problem, parse_options
 from evolve.sandbox import Sandbox
 
 POLICIES = ("fcfs", "shortest_prompt", "sjf_predicted")
-BEFORE = ("before (main at 8b45062, bench/serving_trace_before.py on the same trace, load 9-10): 32.5-42.7 s "
-          "CPU per policy: FCFS reference 11-15 s + candidate simulation in the sandbox 10-13 s + trusted "
-          "replay 11-14 s (535,260 engine steps, three times); `evolve eval serving fcfs.py --trace` timed out "
+BEFORE = ("before (main at 8b45062, bench/serving_trace_before.py on the same trace, load 5.6): 35.2-36.9 s "
+          "CPU per policy: FCFS reference 12-13 s + candidate simulation in the sandbox 11-12 s + trusted "
+          "replay 11-13 s (535,260 engine steps, three times); `evolve eval serving fcfs.py --trace` timed out "
           "after 8.0 s")
 
 
