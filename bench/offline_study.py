@@ -145,7 +145,7 @@ def _groups(document: dict, key: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--problems", nargs="+", default=["smtt", "jssp", "moe"])
+    parser.add_argument("--problems", nargs="+", default=["smtt", "smtt_rule", "jssp", "moe"])
     parser.add_argument("--seeds", default="0-4")
     parser.add_argument("--parallel", type=int, default=2, help="seeds at a time (one worker each)")
     parser.add_argument("--iterations", type=int, help="override every problem's iterations")
