@@ -43,8 +43,8 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {
-    "smtt": Target(1500, "gap_mean_pct", True, ("mdd", "mddc"), "below MDD at every n"),
-    "smtt_rule": Target(1500, "gap_mean_pct", True, ("mdd", "mddc"), "below MDDC at n >= 100"),
+    "smtt": Target(1000, "gap_mean_pct", True, ("mdd", "mddc"), "below MDD at every n"),
+    "smtt_rule": Target(1000, "gap_mean_pct", True, ("mdd", "mddc"), "below MDDC at n >= 100"),
     "jssp": Target(800, "gap_mean_pct", True, ("fdd_mwkr", "mwkr"), "below FDD/MWKR in every group (non-delay)"),
     "moe": Target(100, "balancedness", False, ("lpt", "deepseek_eplb"), "above LPT's balancedness"),
     "serving": Target(150, "score", False, ("shortest_prompt", "fcfs"), "above shortest-prompt-first"),
