@@ -2,8 +2,10 @@
 
     PYTHONPATH=. python bench/isolation.py [--runs 200]
 
-Rows: a trivial candidate through ``Sandbox.run`` (controller round trip, and
-the zygote's fork-to-exit part of it), one trivial call in an open session
+Rows: a trivial candidate through ``Sandbox.run`` (controller round trip, the
+zygote's fork-to-exit part of it, and the CPU time it takes: the controller's
+thread, the zygote and the reaped child, which stays meaningful on a busy
+machine), one trivial call in an open session
 (``SandboxSession.call`` round trip), a fresh ``python -c "import numpy"``
 (what a sandbox without a warm worker pays), and a bare ``os.fork()`` of a warm
 numpy process (the floor of any fork-based design).
@@ -55,6 +57,13 @@ def row(name: str, seconds: list[float], digits: int = 2) -> str:
     return f"{name:<52} {len(s):>6} {statistics.median(s) * 1e3:>9.{digits}f} {p95 * 1e3:>9.{digits}f}"
 
 
+def cpu_of(pid: int) -> float:
+    """CPU seconds of a process and of its reaped children (the candidates), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def bare_fork() -> None:
     pid = os.fork()
     if pid == 0:
@@ -103,11 +112,16 @@ def main() -> None:
                 assert outcome.status == "ok", outcome
                 inner.append(outcome.wall_seconds)
 
+            assert sb.worker_pid is not None
+            cpu0 = cpu_of(sb.worker_pid) + time.thread_time()
             sandbox_times = timed(one, args.runs)
-            with sb.session(TRIVIAL, "f") as session:
-                for k in range(100):  # warm-up
-                    session.call(k)
-                calls = timed(lambda: session.call(1), args.calls)
+            cpu = [(cpu_of(sb.worker_pid) + time.thread_time() - cpu0) / args.runs]
+            calls: list[float] = []
+            if hasattr(sb, "session"):  # sessions exist from the commit "Sandbox sessions" on
+                with sb.session(TRIVIAL, "f") as session:
+                    for k in range(100):  # warm-up
+                        session.call(k)
+                    calls = timed(lambda: session.call(1), args.calls)
 
     fresh = timed(lambda: subprocess.run([sys.executable, "-c", "import numpy"], check=True), args.fresh_runs)
     forks = timed(bare_fork, args.runs)
@@ -118,7 +132,9 @@ def main() -> None:
     print(f"{'per candidate':<52} {'runs':>6} {'median ms':>9} {'p95 ms':>9}")
     print(row("evolve Sandbox.run, trivial candidate, 3 instances", sandbox_times))
     print(row("  of which zygote fork -> child exit", inner))
-    print(row("session call round trip, trivial candidate", calls, 4))
+    print(row("  CPU: controller thread + zygote + child, mean", cpu))
+    if calls:
+        print(row("session call round trip, trivial candidate", calls, 4))
     print(row('fresh interpreter: python -c "import numpy"', fresh))
     print(row("bare os.fork()+_exit+waitpid of a warm numpy process", forks))
     print(row("one-off: Sandbox() start-up (zygote, numpy, probe)", starts))

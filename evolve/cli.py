@@ -223,6 +223,26 @@ def eval_(
         raise typer.Exit(1)
 
 
+@app.command(epilog=example("evolve doctor"))
+@user_errors
+def doctor() -> None:
+    """Show which isolation the sandbox gives candidates on this machine."""
+    from rich.table import Table
+
+    from evolve.sandbox.doctor import isolation_facts, weaknesses
+
+    facts = isolation_facts()
+    table = Table(title="sandbox isolation on this machine", title_justify="left")
+    for column in ("aspect", "in force", "how, or why not"):
+        table.add_column(column)
+    for aspect, (ok, detail) in facts.items():
+        table.add_row(aspect, "[green]yes[/green]" if ok else "[red]no[/red]", escape(detail))
+    console.print(table)
+    line = weaknesses(facts)
+    if line:
+        console.print(escape(line.removesuffix("; see `evolve doctor`")))
+
+
 @app.command(epilog=example("evolve baselines smtt", "evolve baselines smtt --split test --json"))
 @user_errors
 def baselines(

@@ -28,7 +28,7 @@ class SandboxSettings(Strict):
     # total (so eval on a large test split is not cut short by a train-sized limit).
     instance_timeout_s: float = Field(default=1.0, gt=0)
     memory_mb: int = Field(default=2048, ge=256)  # the warm worker alone maps ~150 MiB
-    max_processes: int = Field(default=16, ge=1)
+    max_processes: int = Field(default=1, ge=1)  # 1: a candidate may not fork (nor start threads)
     file_size_mb: int = Field(default=16, ge=1)
 
 

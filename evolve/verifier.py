@@ -97,6 +97,15 @@ class InstanceResult:
         )
 
 
+class CandidateError(Exception):
+    """Raised by a verifier's ``interact`` when the candidate's call failed or broke a limit
+    the verifier enforces (e.g. a CPU budget per instance).
+
+    The instance fails with ``str(err)`` as its reason, exactly as when the candidate
+    raises in a batch run: pass on ``reply.error`` ("Type: message (line N)") unchanged.
+    """
+
+
 def relative_gap(objective: float, reference: Reference, direction: Direction) -> float | None:
     """Gap of ``objective`` to ``reference`` as a fraction (0.05 = 5 % worse).
 
@@ -158,6 +167,11 @@ class Verifier(Protocol):
     the score (e.g. balancedness and runtime).
     Everything ``solve`` needs (options such as a construction scheme) must be
     in ``instance.data``: ``solve`` runs in the sandbox without the verifier.
+    The sandbox's worker imports the verifier's module (and what it imports)
+    before it isolates itself; a tuple attribute ``sandbox_modules`` names
+    further modules ``solve``/``respond`` or the instance data need (imports
+    done lazily), and ``sandbox_packages`` names installed packages besides
+    numpy that candidates may import (their files are put in the view).
 
     Interactive verifiers keep the truth on the trusted side and ask the
     candidate one question at a time.  They define both

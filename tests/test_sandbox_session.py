@@ -7,6 +7,7 @@ still run batch candidates correctly afterwards.
 from __future__ import annotations
 
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,6 +202,21 @@ def test_batch_runs_refuse_to_interleave_with_an_open_session(sandbox: Sandbox) 
             sandbox.run(ECHO, "f", INSTANCES)
         assert session.call(5).value == 5
     assert [r.solution for r in sandbox.run(ECHO, "f", INSTANCES).runs] == [1, 2, 3]
+
+
+def test_closing_the_sandbox_with_a_session_open_ends_both_at_once() -> None:
+    sb = Sandbox("sandbox_fixtures:InteractiveVerifier", LIMITS, slot=22, extra_sys_path=[str(TESTS)])
+    session = sb.session(ECHO, "f", timeout_s=60.0)
+    session.__enter__()
+    assert session.call(4).value == 4
+    zygote = sb.worker_pid
+    start = time.monotonic()
+    sb.close()
+    assert time.monotonic() - start < 3.0  # not the session's 60 s, nor the 5 s grace
+    assert not Path(f"/proc/{zygote}").exists() or "Z" in Path(f"/proc/{zygote}/stat").read_text().split()[2]
+    session.__exit__(None, None, None)  # the with-block ends afterwards: no new worker is started
+    assert session.outcome is not None and session.outcome.error == "the sandbox was closed during the session"
+    assert sb._res.proc is None
 
 
 def test_a_verifier_without_respond_cannot_open_sessions() -> None:

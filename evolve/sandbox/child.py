@@ -36,7 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from evolve.sandbox import channel, oslevel
+from evolve.sandbox import channel, oslevel, syscalls
+from evolve.sandbox.cgroups import CandidateCgroup
 from evolve.sandbox.types import SandboxLimits
 
 try:
@@ -67,6 +68,9 @@ class ChildSpec:
     channel_fd: int  # this child's end of its seqpacket socket
     zygote_pid: int
     uid: int | None = None  # drop to this uid (root only)
+    seccomp: bytes | None = None  # BPF program to install (syscalls.build)
+    cgroup: CandidateCgroup | None = None  # joined before dropping privileges
+    drop_capabilities: bool = False  # in the zygote's user namespace: give up its capabilities
 
 
 @dataclass
@@ -137,13 +141,12 @@ def _fatal(work: Work, kind: str, message: str) -> None:
 def lock_down(spec: ChildSpec) -> None:
     global _result_fd
     os.setpgid(0, 0)  # own process group: the zygote kills it as a whole
-    _wire_fds(spec)
+    with contextlib.suppress(OSError):  # if the machine runs out of memory, candidates go first
+        oslevel.write_proc("self/oom_score_adj", "1000")
+    if spec.cgroup is not None:
+        spec.cgroup.join()
+    _wire_fds(spec)  # from here on only fds 0-3 are open
     _result_fd = RESULT_FD
-    try:  # if the machine runs out of memory, the kernel kills candidates first
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write("1000")
-    except OSError:
-        pass
     workdir = spec.workdir
     if spec.uid is not None:
         os.chown(workdir, spec.uid, spec.uid)
@@ -160,9 +163,13 @@ def lock_down(spec: ChildSpec) -> None:
         os.setresuid(uid, uid, uid)
         if os.getresuid() != (uid, uid, uid) or os.getresgid() != (uid, uid, uid):
             raise RuntimeError(f"could not drop to uid {uid}")
+    if spec.drop_capabilities:
+        oslevel.drop_capabilities()
     oslevel.prctl(oslevel.PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
-    if os.getppid() != spec.zygote_pid:
+    if os.getppid() not in (spec.zygote_pid, 0):  # 0: the zygote is outside our pid namespace
         raise RuntimeError("the zygote exited")
+    if spec.seccomp is not None:
+        syscalls.install(spec.seccomp)  # last: nothing after it needs a refused call
 
 
 def _wire_fds(spec: ChildSpec) -> None:

@@ -125,6 +125,8 @@ class Sandbox:
         self.slot = slot
         self.uid: int | None = None  # what candidates run as; None = the controller's uid
         self.isolation: list[str] = []  # what the probe found to work, for logs and docs
+        # filesystem, pid namespace, network, uid, seccomp, cgroup limits -> (in force, how or why not)
+        self.facts: dict[str, tuple[bool, str]] = {}
         self.worker_pid: int | None = None
         self._sys_path = [os.path.abspath(p or ".") for p in [*sys.path, *(extra_sys_path or [])]]
         self._hide = [os.path.realpath(p) for p in hide_paths or []]
@@ -209,10 +211,10 @@ class Sandbox:
         limits = self.limits if timeout_s is None else replace(self.limits, timeout_s=timeout_s)
         return SandboxSession(self, source, function, limits)
 
-    def _check_usable(self) -> None:
+    def _check_usable(self, opening: SandboxSession | None = None) -> None:
         if self._closed:
             raise SandboxError("the Sandbox is closed")
-        if self._session is not None and not self._session.closed:
+        if self._session is not None and self._session is not opening and not self._session.closed:
             raise SandboxError("a session is open on this Sandbox; close it first")
 
     def _ensure_loaded(self, instances: list[Any]) -> int:
@@ -226,7 +228,11 @@ class Sandbox:
         self._send({"op": "load", "set": set_id, "instances": [strip_reference(i) for i in instances]})
         reply, _ = self._recv(time.monotonic() + START_TIMEOUT_S, 0)
         if not reply.get("ok"):
-            raise SandboxError(f"instances could not be loaded in the sandbox: {reply.get('error')}")
+            error = str(reply.get("error"))
+            if error.startswith("ModuleNotFoundError"):  # imported only after isolation: too late
+                error += ("; the worker imports only the verifier's module before it isolates itself: "
+                          "name this module in the verifier's sandbox_modules")
+            raise SandboxError(f"instances could not be loaded in the sandbox: {error}")
         # Holding the objects keeps their ids from being reused by other lists.
         self._sets[key] = (set_id, list(instances))
         while len(self._sets) > MAX_SETS:
@@ -270,6 +276,7 @@ class Sandbox:
             raise UserError(f"sandbox: {reply.get('error')}")
         self.uid, self.isolation, self.worker_pid = reply["uid"], reply["isolation"], reply["pid"]
         self.interactive = bool(reply.get("interactive"))
+        self.facts = {name: (bool(ok), str(detail)) for name, (ok, detail) in reply.get("facts", {}).items()}
 
     def _channel(self) -> socket.socket:
         if self._res.sock is None:

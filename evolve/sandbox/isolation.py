@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from evolve.sandbox import oslevel
+from evolve.sandbox import oslevel, view
 
 # World-writable places a candidate could use to leave state for later candidates.
 SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
@@ -21,32 +21,111 @@ SWEEP_LIMIT_S = 5.0
 IPC_RMID = 0
 
 
-def enter_namespaces(file_size_mb: int, hide_paths: tuple[str, ...],
-                     isolation: list[str]) -> tuple[tuple[str, ...], str | None]:
-    """No network; own /proc, SysV IPC and a fresh tmpfs on every world-writable dir;
-    ``hide_paths`` covered.  Called once by the zygote, so children pay nothing.
+Report = dict[str, tuple[bool, str]]  # what is in force: name -> (yes/no, how or why not)
 
-    Returns (private dirs, why a requested path could not be hidden).
+
+def enter_namespaces(file_size_mb: int, hide_paths: tuple[str, ...], packages: tuple[str, ...],
+                     scratch: str, report: Report) -> tuple[tuple[str, ...], str | None]:
+    """Own network, IPC and mount namespaces (as root, or in a fresh user namespace),
+    then the allow-list filesystem view.  Called once by the zygote, so children pay
+    nothing.  Returns (private writable dirs, why a requested path could not be hidden).
     """
+    flags = oslevel.CLONE_NEWNS | oslevel.CLONE_NEWIPC
+    own_proc = False
+    if os.geteuid() != 0:
+        uid, gid = os.getuid(), os.getgid()
+        try:
+            oslevel.unshare(oslevel.CLONE_NEWUSER | oslevel.CLONE_NEWNET | oslevel.CLONE_NEWPID | flags)
+            oslevel.write_proc("self/setgroups", "deny")
+            oslevel.write_proc("self/uid_map", f"{uid} {uid} 1")
+            oslevel.write_proc("self/gid_map", f"{gid} {gid} 1")
+            _become_pid_one()
+            own_proc = True
+        except OSError as exc:
+            why = f"no user namespace here ({exc.strerror})"
+            report["filesystem"] = (False, f"NOT isolated: {why}; candidates can read what you can")
+            report["network"] = (False, f"NOT isolated: {why}")
+            report["pid namespace"] = (False, f"NOT isolated: {why}")
+            return (), None
+        report["network"] = (True, "empty network namespace (no network, not even loopback)")
+    else:
+        try:
+            oslevel.unshare(oslevel.CLONE_NEWNET)
+            report["network"] = (True, "empty network namespace (no network, not even loopback)")
+        except OSError as exc:
+            report["network"] = (False, f"NOT isolated ({exc.strerror})")
+        try:
+            oslevel.unshare(flags)
+        except OSError as exc:
+            report["filesystem"] = (False, f"NOT isolated: no mount namespace ({exc.strerror}); "
+                                           "candidates can read every world-readable file")
+            report["pid namespace"] = (False, f"NOT isolated ({exc.strerror})")
+            return (), None
+    # Without this, the mounts below would propagate back into the host's namespace.
+    oslevel.mount("none", "/", None, oslevel.MS_REC | oslevel.MS_PRIVATE, None)
+    if own_proc:  # our pids are those of our own pid namespace: a /proc of it, outside the view
+        proc = os.path.join(scratch, "proc")
+        os.mkdir(proc, 0o700)
+        oslevel.mount("proc", proc, "proc", oslevel.MS_NOSUID | oslevel.MS_NODEV | oslevel.MS_NOEXEC, None)
+        oslevel.keep_proc(proc)
+    else:
+        oslevel.keep_proc()
+    report["pid namespace"] = _probe_pid_namespace()
     try:
-        oslevel.unshare(oslevel.CLONE_NEWNET)
-        isolation.append("no network (empty network namespace)")
+        private = view.enter_view(scratch, file_size_mb, packages, hide_paths)
     except OSError as exc:
-        isolation.append(f"network NOT isolated ({exc.strerror})")
+        report["filesystem"] = (False, f"NOT isolated: the view could not be built ({exc.strerror}); "
+                                       "candidates can read every world-readable file")
+        return _fallback_mounts(file_size_mb, hide_paths, report)
+    report["filesystem"] = (True, "allow-list view: system libraries, the Python runtime, "
+                                  + ", ".join(packages) + "; private /tmp, /var/tmp, /dev/shm; no /proc")
+    return private, None
+
+
+def _become_pid_one() -> None:
+    """After unshare(CLONE_NEWPID) in a user namespace: go on as pid 1 of the new pid
+    namespace (whose owner may create the per-candidate ones).  The original process
+    only waits and passes the exit status on; killing it kills us (PDEATHSIG)."""
+    exit_ = os._exit
+    pid = os.fork()
+    if pid:
+        code = 1
+        try:
+            code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) & 0xFF
+        finally:
+            exit_(code)
+    oslevel.prctl(oslevel.PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _probe_pid_namespace() -> tuple[bool, str]:
     try:
-        oslevel.unshare(oslevel.CLONE_NEWNS | oslevel.CLONE_NEWIPC)
-        # Without this, the mounts below would propagate back into the host's namespace.
-        oslevel.mount("none", "/", None, oslevel.MS_REC | oslevel.MS_PRIVATE, None)
+        fresh_pid_namespace()
+        restore_pid_namespace()
     except OSError as exc:
-        isolation.append(f"shared /tmp, /dev/shm and SysV IPC ({exc.strerror}); what the "
-                         "candidate uid leaves there is deleted after each run")
-        return (), None
+        return False, f"NOT isolated ({exc.strerror})"
+    return True, "own pid namespace per candidate (it sees and signals only its own processes)"
+
+
+_own_pid_ns = -1
+
+
+def fresh_pid_namespace() -> None:
+    """The next fork starts a new pid namespace (its pid 1).  Undo with restore_pid_namespace."""
+    global _own_pid_ns
+    if _own_pid_ns < 0:
+        _own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    oslevel.unshare(oslevel.CLONE_NEWPID)
+
+
+def restore_pid_namespace() -> None:
+    """Later forks (helpers) are in our own pid namespace again."""
+    oslevel.setns(_own_pid_ns, oslevel.CLONE_NEWPID)
+
+
+def _fallback_mounts(file_size_mb: int, hide_paths: tuple[str, ...],
+                     report: Report) -> tuple[tuple[str, ...], str | None]:
+    """No view: at least a private /tmp and friends, and empty mounts over ``hide_paths``."""
     flags = oslevel.MS_NOSUID | oslevel.MS_NODEV
-    try:
-        oslevel.mount("proc", "/proc", "proc", flags | oslevel.MS_NOEXEC, "hidepid=2")
-        isolation.append("/proc shows candidates only their own processes")
-    except OSError as exc:
-        isolation.append(f"/proc lists all processes ({exc.strerror})")
     for p in hide_paths:  # before the tmpfs mounts, which may cover some of them
         try:
             if os.path.isdir(p):
@@ -62,8 +141,6 @@ def enter_namespaces(file_size_mb: int, hide_paths: tuple[str, ...],
         with contextlib.suppress(OSError):
             oslevel.mount("tmpfs", d, "tmpfs", flags, f"size={size}m,nr_inodes=4096,mode=1777")
             private.append(d)
-    isolation.append("private " + ", ".join(private) + " and SysV IPC")
-    isolation.extend(f"hidden {p}" for p in hide_paths)
     return tuple(private), None
 
 
@@ -154,8 +231,7 @@ def shared_dirs() -> list[str]:
 
 def _ipc_in_use(kind: str) -> bool:
     try:
-        with open(f"/proc/sysvipc/{kind}") as f:
-            return len(f.readlines()) > 1  # a header line, then one line per object
+        return len(oslevel.read_proc(f"sysvipc/{kind}").splitlines()) > 1  # a header, then one line each
     except OSError:
         return False
 
@@ -168,8 +244,7 @@ def _remove_ipc_of(uid: int) -> None:
     found = []
     for kind in ("shm", "sem", "msg"):
         try:
-            with open(f"/proc/sysvipc/{kind}") as f:
-                header, *rows = [line.split() for line in f]
+            header, *rows = [line.split() for line in oslevel.read_proc(f"sysvipc/{kind}").splitlines()]
         except (OSError, ValueError):
             continue
         col = {name: k for k, name in enumerate(header)}

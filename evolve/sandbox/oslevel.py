@@ -11,6 +11,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import platform
 import pwd
 import signal
 import stat
@@ -22,7 +23,10 @@ PR_SET_NO_NEW_PRIVS = 38
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+MNT_DETACH = 2
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -34,6 +38,7 @@ MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 
 SYS_CLOSE_RANGE = 436  # same number on x86_64 and aarch64 (Linux >= 5.9)
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(platform.machine())
 
 # Candidate uids: 61000+slot first.  Stay below systemd's DynamicUser range (61184-65519).
 UID_BASE = 61000
@@ -77,6 +82,67 @@ def mount(source: str, target: str, fstype: str | None, flags: int, data: str | 
     _check(rc, f"mount {target}")
 
 
+def setns(fd: int, nstype: int) -> None:
+    _check(_c().setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def umount_detach(target: str) -> None:
+    _check(_c().umount2(os.fsencode(target), ctypes.c_int(MNT_DETACH)), f"umount {target}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    if SYS_PIVOT_ROOT is None:
+        raise OSError(errno.ENOSYS, f"pivot_root: unknown syscall number on {platform.machine()}")
+    enc = os.fsencode
+    _check(_c().syscall(ctypes.c_long(SYS_PIVOT_ROOT), enc(new_root), enc(put_old)), "pivot_root")
+
+
+SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(platform.machine())
+
+
+def drop_capabilities() -> None:
+    """Empty effective, permitted and inheritable sets (e.g. in our own user namespace)."""
+    if SYS_CAPSET is None:
+        raise OSError(errno.ENOSYS, f"capset: unknown syscall number on {platform.machine()}")
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()  # two {effective, permitted, inheritable}, all zero
+    _check(_c().syscall(ctypes.c_long(SYS_CAPSET), header, data), "capset")
+
+
+_proc_fd = -1  # the host's /proc, kept open by the zygote: its view has no /proc
+
+
+def keep_proc(path: str = "/proc") -> None:
+    global _proc_fd
+    if _proc_fd >= 0:
+        os.close(_proc_fd)
+    _proc_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def read_proc(relative: str) -> str:
+    """``/proc/<relative>`` through the kept fd (or the path, before keep_proc)."""
+    if _proc_fd < 0:
+        with open(f"/proc/{relative}") as f:
+            return f.read()
+    fd = os.open(relative, os.O_RDONLY, dir_fd=_proc_fd)
+    try:
+        return os.read(fd, 1 << 20).decode()
+    finally:
+        os.close(fd)
+
+
+def write_proc(relative: str, text: str) -> None:
+    if _proc_fd < 0:
+        with open(f"/proc/{relative}", "w") as f:
+            f.write(text)
+        return
+    fd = os.open(relative, os.O_WRONLY, dir_fd=_proc_fd)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
 def close_fds_from(low: int) -> None:
     """Close every fd >= low: one close_range(2) call instead of a loop over RLIMIT_NOFILE."""
     try:
@@ -102,16 +168,14 @@ def children_of_self() -> list[int]:
     """Pids of this (single-threaded) process's live children."""
     me = os.getpid()
     try:
-        with open(f"/proc/{me}/task/{me}/children") as f:
-            return [int(p) for p in f.read().split()]
+        return [int(p) for p in read_proc("thread-self/children").split()]
     except OSError:
         pass
     kids = []  # kernel without CONFIG_PROC_CHILDREN: scan /proc
-    for name in os.listdir("/proc"):
+    for name in os.listdir("/proc" if _proc_fd < 0 else _proc_fd):
         if name.isdigit():
             try:
-                with open(f"/proc/{name}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                ppid = int(read_proc(f"{name}/stat").rsplit(")", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
                 continue
             if ppid == me:

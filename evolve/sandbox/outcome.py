@@ -102,6 +102,9 @@ def classify(
     def out(status: str, error: str | None) -> SandboxOutcome:
         return SandboxOutcome(status, runs, error, tail, wall)  # type: ignore[arg-type]
 
+    if facts.get("oom_kills"):  # the cgroup's limit: all of the candidate's processes together
+        return out("memory", f"killed: memory limit {limits.memory_mb} MiB exceeded by the candidate's "
+                             f"processes together {where}")
     if killed == "timeout":
         if near_limit:  # it caught MemoryError and kept going at the limit
             return out("memory", f"memory limit {limits.memory_mb} MiB reached, then timed out "
@@ -123,7 +126,8 @@ def classify(
     if killed:
         return out("crash", f"run aborted ({killed}) {where}")
     if sig is not None:
-        if sig == signal.SIGXCPU:
+        # As pid 1 of its namespace the child ignores SIGXCPU and dies at the hard limit.
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and (facts.get("cpu") or 0) >= limits.timeout_s):
             return out("timeout", f"CPU time limit of {limits.timeout_s:.1f} s exceeded {where}")
         if high_rss and sig in (signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT):
             return out("memory", f"killed: memory limit {limits.memory_mb} MiB exceeded "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import pickle
 import select
 import socket
@@ -227,7 +228,6 @@ class SandboxSession:
     def _open(self) -> None:
         self._started = True
         sb = self._sandbox
-        sb._session = self
         start = time.monotonic()
         try:
             self._connect(start)
@@ -241,6 +241,8 @@ class SandboxSession:
 
     def _connect(self, start: float) -> None:
         sb = self._sandbox
+        sb._check_usable(opening=self)
+        sb._session = self
         if sb._res.proc is None:
             sb._start()
         sb._send({"op": "session", "source": self._source, "function": self._function,
@@ -248,8 +250,7 @@ class SandboxSession:
         header, _ = sb._recv(start + OPEN_TIMEOUT_S, 0)
         if not header.get("ok"):
             raise SandboxError(f"sandbox worker refused the session: {header.get('error')}")
-        self._sock = _receive_socket(sb._channel(), start + OPEN_TIMEOUT_S)
-        pid = int(header["pid"])
+        self._sock, pid = _receive_socket(sb._channel(), start + OPEN_TIMEOUT_S)
         self._clock = ((~pid) << 3) | _CPUCLOCK_SCHED
         self._deadline = start + self.limits.timeout_s + GRACE_S
         self._poll.register(self._sock.fileno(), select.POLLIN)
@@ -267,6 +268,9 @@ class SandboxSession:
             sb._send({"op": "end"})  # ignored if the child already ended
             facts, _ = sb._recv(time.monotonic() + GRACE_S + 5.0, 0)
         except WorkerLost as exc:
+            if sb._closed:  # Sandbox.close() ended the session with the worker
+                self.outcome = SandboxOutcome("crash", [], "the sandbox was closed during the session")
+                return
             sb._restart_worker()
             self.outcome = SandboxOutcome("crash", [], f"sandbox worker failed ({exc}); it was restarted")
             return
@@ -291,18 +295,25 @@ class SandboxSession:
         return f"after call {self.calls}" if self.calls else "before the first call"
 
 
-def _receive_socket(chan: socket.socket, deadline: float) -> socket.socket:
-    """The child's channel, passed by the zygote as one byte with SCM_RIGHTS."""
+def _receive_socket(chan: socket.socket, deadline: float) -> tuple[socket.socket, int]:
+    """The child's channel and a pidfd of the child, passed by the zygote as one byte
+    with SCM_RIGHTS; returns the channel and the child's pid as we see it."""
     left = deadline - time.monotonic()
     if left <= 0 or not select.select([chan], [], [], left)[0]:
         raise WorkerLost("no session channel in time")
-    msg, fds, _, _ = socket.recv_fds(chan, 1, 1)
-    if msg != b"S" or len(fds) != 1:
+    msg, fds, _, _ = socket.recv_fds(chan, 1, 2)
+    try:
+        if msg != b"S" or len(fds) != 2:
+            raise WorkerLost("malformed session hand-over")
+        with open(f"/proc/self/fdinfo/{fds[1]}") as f:  # a pidfd's "Pid:" is in our namespace
+            pid = next(int(line.split()[1]) for line in f if line.startswith("Pid:"))
+    except BaseException:
         for fd in fds:
             with contextlib.suppress(OSError):
-                socket.close(fd)
-        raise WorkerLost("malformed session hand-over")
-    return socket.socket(fileno=fds[0])
+                os.close(fd)
+        raise
+    os.close(fds[1])
+    return socket.socket(fileno=fds[0]), pid
 
 
 def _fatal(meta: bytes) -> dict[str, Any]:

@@ -18,8 +18,8 @@ class SandboxError(RuntimeError):
 @dataclass(frozen=True)
 class SandboxLimits:
     timeout_s: float = 30.0  # wall clock for the whole candidate run (all instances)
-    memory_mb: int = 2048  # RLIMIT_AS of the candidate process
-    max_processes: int = 16  # RLIMIT_NPROC
+    memory_mb: int = 2048  # RLIMIT_AS of each process; with cgroups also all processes together
+    max_processes: int = 1  # tasks (processes and threads) in all: 1 = no forking, no threads
     file_size_mb: int = 16  # RLIMIT_FSIZE
     max_output_mb: int = 64  # bytes read back from the candidate, beyond that -> failure
 

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import pickle
-import pkgutil
 import select
 import shutil
 import signal
@@ -27,7 +26,15 @@ import sys
 import time
 from typing import Any
 
-from evolve.sandbox import channel, isolation, oslevel, session_child  # noqa: F401 (imported before isolation)
+from evolve.sandbox import (  # noqa: F401 (session_child: imported before isolation)
+    cgroups,
+    channel,
+    isolation,
+    oslevel,
+    session_child,
+    syscalls,
+    view,
+)
 from evolve.sandbox.child import ChildSpec, Work, run_child
 from evolve.sandbox.frames import WorkerLost, read_frame, recv_request, send_reply
 from evolve.sandbox.types import SandboxLimits
@@ -48,22 +55,15 @@ TAIL_BYTES = 2048
 MIN_HEADROOM_KB = 64 * 1024  # address space a candidate gets beyond what the zygote maps
 
 
-def import_siblings(module_name: str) -> None:
-    """Import the record types and every module of the verifier's package now.
-
-    After isolation a private /tmp (and hide_paths) may cover the checkout, e.g.
-    a clone under /tmp: anything imported later, such as a class needed to
-    unpickle instance data, would no longer be found.
+def import_for_sandbox(cls: type) -> None:
+    """What ``solve``/``respond`` may need beyond the verifier's own module (already
+    imported): the record types, and the modules the class lists in ``sandbox_modules``
+    (for imports done lazily inside ``solve``).  Nothing else of the verifier's package
+    enters the candidate's process: no references, reports or solvers.
     """
     importlib.import_module("evolve.verifier")
-    package_name = module_name.rpartition(".")[0]
-    if not package_name:
-        return
-    package = importlib.import_module(package_name)
-    for info in pkgutil.walk_packages(getattr(package, "__path__", []), prefix=package_name + "."):
-        if not info.name.endswith("__main__"):
-            with contextlib.suppress(Exception):  # an optional module may need extras
-                importlib.import_module(info.name)
+    for name in getattr(cls, "sandbox_modules", ()):
+        importlib.import_module(name)
 
 
 class Zygote:
@@ -81,7 +81,11 @@ class Zygote:
         self.counter = 0
         self.solve: Any = None
         self.respond: Any = None
+        self.seccomp: bytes | None = None
+        self.cgroup: cgroups.CandidateCgroup | None = None
+        self.pid_namespace = False
         self.orphaned = False
+        self.exit_requested = False
         # Kept open so the dir can be removed even once a private /tmp hides it.
         self.controller_base = self.base
         self.base_parent_fd = os.open(os.path.dirname(self.base), os.O_RDONLY | os.O_DIRECTORY)
@@ -90,9 +94,9 @@ class Zygote:
     # -- start-up -----------------------------------------------------------
 
     def setup(self) -> dict[str, Any]:
-        notes: list[str] = []
+        report: isolation.Report = {}
         oslevel.prctl(oslevel.PR_SET_CHILD_SUBREAPER, 1)
-        # Imports first: hide_paths may cover the verifier's own directory.
+        # Imports first: after isolation the checkout and site-packages are out of sight.
         for name in PRELOAD:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
@@ -105,49 +109,60 @@ class Zygote:
             self.respond = getattr(cls, "respond", None)
             if self.respond is not None and not callable(self.respond):
                 raise TypeError(f"{class_name}.respond is not callable")
-            import_siblings(module_name)
+            import_for_sandbox(cls)
         except Exception as exc:
             return {"ok": False, "kind": "verifier", "error": f"{type(exc).__name__}: {exc}"}
+        packages = (*view.DEFAULT_PACKAGES, *getattr(cls, "sandbox_packages", ()))
+        self.seccomp, note = syscalls.build()
+        report["seccomp"] = (self.seccomp is not None, note)
+        self.cgroup, note = cgroups.create(self.limits.memory_mb, self.limits.max_processes)
+        report["cgroup limits"] = (self.cgroup is not None, note)
+        self.private_dirs, problem = isolation.enter_namespaces(
+            self.limits.file_size_mb, self.hide_paths, packages, self.base, report)  # once for all
         if self.uid is None:
             # Same uid as the candidates: refuse them ptrace and /proc/<pid>/{mem,fd,environ}.
+            # (After the user namespace's id maps: they are written through /proc/self.)
             oslevel.make_non_dumpable()
-        else:
-            self.private_dirs, problem = isolation.enter_namespaces(
-                self.limits.file_size_mb, self.hide_paths, notes)  # once: children pay nothing
-            if problem:
-                return {"ok": False, "kind": "isolation", "error": problem}
-            if "/tmp" in self.private_dirs:  # the controller's base dir is now out of sight
-                self.base = "/tmp/evolve-runs"
-                os.mkdir(self.base, 0o711)
+        if problem:
+            return {"ok": False, "kind": "isolation", "error": problem}
+        self.pid_namespace = report.get("pid namespace", (False, ""))[0]
+        self.pid = os.getpid()  # 1 where the zygote went on in its own pid namespace
+        if "/tmp" in self.private_dirs:  # the controller's base dir is now out of sight
+            self.base = "/tmp/evolve-runs"
+            os.mkdir(self.base, 0o711)
         if self.hide_paths and not self.private_dirs:
             return {"ok": False, "kind": "isolation",
-                    "error": "hide_paths needs root with mount namespaces (CAP_SYS_ADMIN)"}
-        vm_kb = _vm_kb(self.pid, "VmSize") or 0
+                    "error": "hide_paths needs mount namespaces (root with CAP_SYS_ADMIN, or user namespaces)"}
+        vm_kb = _vm_kb("self", "VmSize") or 0
         if self.limits.memory_mb * 1024 < vm_kb + MIN_HEADROOM_KB:
             return {"ok": False, "kind": "config",
                     "error": f"memory_mb={self.limits.memory_mb} is too small: the warm interpreter "
                              f"alone maps {vm_kb // 1024} MiB; use at least "
                              f"{(vm_kb + MIN_HEADROOM_KB) // 1024 + 1}"}
-        problem = self._probe_uid(notes)
+        problem = self._probe_uid(report)
         if problem:
             return {"ok": False, "kind": "isolation", "error": problem}
         if self.uid is not None:
             isolation.kill_uid(self.uid)  # leftovers of a predecessor that died
         gc.collect()
         gc.freeze()  # keeps the collector from touching (and copying) shared pages in children
-        return {"ok": True, "pid": self.pid, "uid": self.uid, "isolation": notes,
+        order = ("filesystem", "pid namespace", "network", "uid", "seccomp", "cgroup limits")
+        facts = {name: report[name] for name in order if name in report}
+        return {"ok": True, "pid": self.pid, "uid": self.uid, "facts": facts,
+                "isolation": [detail for _, detail in facts.values()],
                 "interactive": self.respond is not None}
 
-    def _probe_uid(self, notes: list[str]) -> str | None:
+    def _probe_uid(self, report: isolation.Report) -> str | None:
         """Fork one trivial candidate.  As root, failing to drop privileges is fatal:
         hostile code never runs as root."""
         facts, blob = self.execute(PROBE_SOURCE, "probe", None, self.limits)
         if facts["exit_code"] != 0 or not blob.startswith(b'{"event": "loaded"}'):
             return "cannot start a sandboxed process: " + (_fatal_message(blob) or f"probe failed: {facts}")
         if self.uid is not None:
-            notes.append(f"uid {self.uid}")
+            report["uid"] = (True, f"uid {self.uid} (unprivileged, no capabilities)")
         else:
-            notes.append("same uid as the controller (controller and zygote non-dumpable)")
+            report["uid"] = (False, "same uid as the controller (controller and zygote non-dumpable"
+                             + (", capabilities dropped)" if self.pid_namespace else ")"))
         return None
 
     # -- requests -------------------------------------------------------------
@@ -172,6 +187,8 @@ class Zygote:
                     continue
                 if op == "session":
                     self.session(req)
+                    if self.exit_requested:
+                        return
                 elif op == "drop":
                     self.sets.pop(req["set"], None)
                 elif op == "load":
@@ -200,6 +217,8 @@ class Zygote:
         isolation.sweep(None, self.uid)
         if self.uid is not None and self.solve is not None:
             isolation.kill_uid(self.uid)
+        if self.cgroup is not None:
+            self.cgroup.remove()
         if self.orphaned:  # the controller died without cleaning up: its temp dir goes too
             with contextlib.suppress(OSError):
                 shutil.rmtree(os.path.basename(self.controller_base), dir_fd=self.base_parent_fd)
@@ -230,16 +249,21 @@ class Zygote:
         facts: dict[str, Any] = {}
         try:
             self._order(zsock, Work("session", req["source"], req["function"], limits.timeout_s))
-            send_reply(self.fout, {"ok": True, "pid": pid})
-            socket.send_fds(self.chan, [b"S"], [zsock.fileno()])
+            send_reply(self.fout, {"ok": True})
+            pidfd = os.pidfd_open(pid)  # the controller learns the child's pid in its own namespace
+            try:
+                socket.send_fds(self.chan, [b"S"], [zsock.fileno(), pidfd])
+            finally:
+                os.close(pidfd)
             zsock.close()  # from now on only the controller and the child hold the pair
             facts, _ = self._supervise(pid, None, limits)
         finally:
             zsock.close()
             facts.update(self._clean_up(pid, workdir, out_path))
-        send_reply(self.fout, {"ok": True, **facts})
         if facts["killed"] == "controller":
             raise WorkerLost("controller gone during a session")
+        if not self.exit_requested:
+            send_reply(self.fout, {"ok": True, **facts})
 
     def _fork_child(self, limits: SandboxLimits) -> tuple[int, socket.socket, str, str]:
         """A locked-down child waiting for its work order on a fresh seqpacket socket.
@@ -255,15 +279,25 @@ class Zygote:
         spec = ChildSpec(
             sets=self.sets, solve=self.solve, respond=self.respond, limits=limits,
             workdir=workdir, out_fd=out_fd, channel_fd=csock.fileno(), zygote_pid=self.pid, uid=self.uid,
+            seccomp=self.seccomp, cgroup=self.cgroup, drop_capabilities=self.uid is None and self.pid_namespace,
         )
         sys.stderr.flush()
         exit_ = os._exit
-        pid = os.fork()
+        if self.pid_namespace:  # the child is pid 1 of its own namespace: all it starts dies with it
+            isolation.fresh_pid_namespace()
+        try:
+            pid = os.fork()
+        except BaseException:
+            if self.pid_namespace:
+                isolation.restore_pid_namespace()
+            raise
         if pid == 0:
             try:
                 run_child(spec)
             finally:
                 exit_(72)
+        if self.pid_namespace:
+            isolation.restore_pid_namespace()
         csock.close()
         os.close(out_fd)
         with contextlib.suppress(OSError):  # also done by the child; whoever is first wins
@@ -277,12 +311,13 @@ class Zygote:
 
     def _clean_up(self, pid: int, workdir: str, out_path: str) -> dict[str, Any]:
         escaped = isolation.sweep(pid, self.uid)
+        oom_kills = self.cgroup.oom_kills() if self.cgroup is not None else 0
         tail = _tail(out_path)
         with contextlib.suppress(OSError):
             os.unlink(out_path)
         isolation.remove_tree(workdir)
         isolation.scrub_shared(self.private_dirs, self.base, self.uid)
-        return {"escaped": escaped, "stderr_tail": tail}
+        return {"escaped": escaped, "stderr_tail": tail, "oom_kills": oom_kills}
 
     def _supervise(self, pid: int, rfd: int | None, limits: SandboxLimits) -> tuple[dict[str, Any], bytes]:
         """Until the child exits, the deadline passes or output overflows, collect its
@@ -315,7 +350,10 @@ class Zygote:
                 wait_ms = math.ceil(left * 1000) if pidfd is not None else min(5, math.ceil(left * 1000))
                 for fd, ev in poller.poll(wait_ms):
                     if fd == rfd:
-                        data = os.read(rfd, channel.READ_SIZE)
+                        try:
+                            data = os.read(rfd, channel.READ_SIZE)
+                        except ConnectionResetError:  # it died with our work order unread
+                            data, ev = b"", select.POLLHUP
                         if not data and ev & (select.POLLHUP | select.POLLERR):
                             poller.unregister(rfd)
                         total += len(data)
@@ -330,7 +368,7 @@ class Zygote:
                     exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
             if killed is None and rfd is not None:  # exited: take what it wrote; descendants may hold the socket
                 os.set_blocking(rfd, False)
-                with contextlib.suppress(BlockingIOError):
+                with contextlib.suppress(BlockingIOError, ConnectionResetError):
                     while total <= max_bytes and (data := os.read(rfd, channel.READ_SIZE)):
                         total += len(data)
                         chunks.append(data)
@@ -351,6 +389,7 @@ class Zygote:
             "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
             "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
             "maxrss_kb": usage.ru_maxrss,
+            "cpu": usage.ru_utime + usage.ru_stime,
             "vm_peak_kb": vm_peak,
             "wall": time.monotonic() - start,
         }
@@ -364,7 +403,9 @@ class Zygote:
             req = pickle.loads(read_frame(self.fin))
         except WorkerLost:
             return "controller"
-        return "ended" if req.get("op") == "end" else None
+        if req.get("op") == "exit":  # Sandbox.close() with the session still open
+            self.exit_requested = True
+        return "ended" if req.get("op") in ("end", "exit") else None
 
 def _fatal_message(blob: bytes) -> str | None:
     for line in blob.splitlines():
@@ -375,12 +416,11 @@ def _fatal_message(blob: bytes) -> str | None:
     return None
 
 
-def _vm_kb(pid: int, field: str) -> int | None:
+def _vm_kb(pid: int | str, field: str) -> int | None:
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
+        for line in oslevel.read_proc(f"{pid}/status").splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
     except (OSError, ValueError, IndexError):
         pass
     return None

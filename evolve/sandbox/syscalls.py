@@ -1,0 +1,97 @@
+"""The seccomp filter: system calls no heuristic needs are refused with EPERM.
+
+Built once in the zygote with libseccomp (through ``pyseccomp``, a ctypes
+binding with the API of libseccomp's own Python module): the library knows
+every architecture's syscall numbers and writes a filter that also kills
+calls made through a foreign ABI (32-bit ``int 0x80``, x32).  The zygote
+exports it as raw BPF; each child installs those bytes with one ``prctl``
+after dropping privileges, before its work order is read.
+
+Refused: new namespaces (``unshare``, ``setns``, ``clone`` with a namespace
+flag; ``clone3`` answers ENOSYS so libc falls back to ``clone``), mounts and
+root changes, ``ptrace`` and cross-process memory access, keyrings, ``bpf``,
+perf events, ``userfaultfd``, ``io_uring``, modules, ``kexec``, reboot, swap,
+clock and host name changes, ``execve``/``execveat`` (a heuristic never starts
+a program: no shell, no ``git``), file handles, and ``kill(-1)``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from typing import Any
+
+DENIED = (
+    "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "mount_setattr", "move_mount",
+    "open_tree", "fsopen", "fsconfig", "fsmount", "fspick",
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+    "keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd",
+    "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
+    "reboot", "swapon", "swapoff", "syslog", "acct", "quotactl", "vhangup", "lookup_dcookie",
+    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "sethostname", "setdomainname",
+    "iopl", "ioperm", "modify_ldt", "open_by_handle_at", "name_to_handle_at", "fanotify_init",
+    "execve", "execveat", "uselib", "nfsservctl",
+)
+NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
+                   0x40000000, 0x00000080)  # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def build() -> tuple[bytes | None, str]:
+    """(BPF program, what it is) or (None, why there is none)."""
+    try:
+        import pyseccomp as sc
+    except (ImportError, OSError) as exc:  # the module, or libseccomp.so.2 under it
+        return None, f"no seccomp filter: {exc} (install libseccomp2 and pyseccomp)"
+    try:
+        filt = sc.SyscallFilter(sc.ALLOW)
+        eperm = sc.ERRNO(errno.EPERM)
+        refused = 0
+        for name in DENIED:
+            refused += _rule(sc, filt, eperm, name)
+        for flag in NAMESPACE_FLAGS:
+            _rule(sc, filt, eperm, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
+        _rule(sc, filt, sc.ERRNO(errno.ENOSYS), "clone3")  # its flags are behind a pointer
+        low32 = 0xFFFFFFFF  # kill(-1): every process we may signal
+        for name in ("kill", "pidfd_send_signal"):
+            _rule(sc, filt, eperm, name, sc.Arg(0, sc.MASKED_EQ, low32, low32))
+        fd = os.memfd_create("seccomp-bpf")
+        try:
+            with os.fdopen(os.dup(fd), "wb") as f:
+                filt.export_bpf(f)
+            program = os.pread(fd, 1 << 20, 0)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return None, f"no seccomp filter: libseccomp failed ({exc})"
+    return program, f"seccomp filter (libseccomp): {refused} system calls refused, no namespaces, no exec"
+
+
+def _rule(sc: Any, filt: Any, action: int, name: str, *args: Any) -> int:
+    try:
+        filt.add_rule(action, name, *args)
+    except (OSError, ValueError):  # a call this architecture does not have
+        return 0
+    return 1
+
+
+def install(program: bytes) -> None:
+    """Load the filter into this process (after PR_SET_NO_NEW_PRIVS); it is inherited."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    rc = ctypes.CDLL(None, use_errno=True).prctl(
+        ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(prog),
+        ctypes.c_ulong(0), ctypes.c_ulong(0))
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"seccomp: {os.strerror(err)}")
+
+
+

@@ -1,0 +1,164 @@
+"""The candidate's filesystem: an allow-list, built once by the zygote after its imports.
+
+A fresh tmpfs becomes the root (``pivot_root``); into it go, read-only, the
+system library dirs, the Python runtime (its stdlib), the packages a candidate
+may import (numpy by default) and a few ``/etc`` files the loader reads, plus
+a minimal ``/dev`` and private writable ``/tmp``, ``/var/tmp`` and ``/dev/shm``.
+Every ``site-packages``/``dist-packages`` dir inside those trees is covered by
+an empty tmpfs (so an installed ``evolve`` with ``problems/*/data``, or any
+other package, is not there) and only the allowed packages are bound back.
+There is no ``/proc``, ``/sys``, home, checkout, ``.git`` or run folder: what is
+not listed does not exist.  Everything the child needs from our own code was
+imported before, so it needs none of it on disk.
+
+Called in a private mount namespace by a process that may mount (root, or the
+owner of a fresh user namespace).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import importlib.util
+import os
+import site
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+from evolve.sandbox import oslevel
+
+SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin")
+ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime")
+DEVICES = ("null", "zero", "full", "random", "urandom")
+WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
+DEFAULT_PACKAGES = ("numpy",)
+
+_FLAGS = oslevel.MS_NOSUID | oslevel.MS_NODEV
+_ST_TO_MS = ((os.ST_NOSUID, oslevel.MS_NOSUID), (os.ST_NODEV, oslevel.MS_NODEV),
+             (os.ST_NOEXEC, oslevel.MS_NOEXEC), (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048),
+             (os.ST_RELATIME, 1 << 21))
+
+
+def package_roots(names: tuple[str, ...]) -> list[str]:
+    """The top-level files and dirs of each installed distribution (numpy, numpy.libs, ...)."""
+    roots: set[str] = set()
+    for name in names:
+        try:
+            dist = importlib.metadata.distribution(name)
+            tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
+            roots.update(str(dist.locate_file(top)) for top in tops if not top.endswith(".dist-info"))
+        except importlib.metadata.PackageNotFoundError:
+            spec = importlib.util.find_spec(name)
+            if spec is not None and spec.submodule_search_locations:
+                roots.update(spec.submodule_search_locations)
+            elif spec is not None and spec.origin:
+                roots.add(spec.origin)
+    return sorted(os.path.abspath(r) for r in roots if os.path.exists(r))
+
+
+def runtime_paths() -> list[str]:
+    """The interpreter's stdlib (with lib-dynload) and its shared library."""
+    paths = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib")}
+    libdir, ldlib = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("LDLIBRARY")
+    if libdir and ldlib and sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        paths.add(os.path.join(libdir, ldlib))
+    return sorted(os.path.abspath(p) for p in paths if p and os.path.exists(p))
+
+
+def masked_dirs(extra: tuple[str, ...]) -> list[str]:
+    """Dirs that must look empty wherever they fall inside an allowed tree."""
+    dirs = set(site.getsitepackages()) | {site.getusersitepackages()}
+    dirs |= {p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")}
+    import evolve
+
+    package = Path(evolve.__file__).resolve().parent
+    dirs |= {str(package), str(package.parent)}  # an editable checkout under /usr, say
+    dirs |= set(extra)
+    return sorted(os.path.abspath(d) for d in dirs if d and os.path.exists(d))
+
+
+def _within(path: str, tree: str) -> bool:
+    return path == tree or path.startswith(tree.rstrip("/") + "/")
+
+
+def plan(binds: list[str], masks: list[str]) -> list[tuple[str, str]]:
+    """(path, "bind"|"mask") in mounting order; masks only inside binds, binds only where
+    they add something (inside a mask, or outside every bind)."""
+    ops: list[tuple[str, str]] = []
+    for path, kind in sorted([(b, "bind") for b in set(binds)] + [(m, "mask") for m in set(masks)],
+                             key=lambda op: (op[0].count("/"), op[0])):
+        enclosing = [op for op in ops if _within(path, op[0]) and op[0] != path]
+        nearest = max(enclosing, key=lambda op: len(op[0]))[1] if enclosing else None
+        if (kind == "mask" and nearest == "bind") or (kind == "bind" and nearest in (None, "mask")):
+            ops.append((path, kind))
+    return ops
+
+
+def enter_view(scratch: str, file_size_mb: int, packages: tuple[str, ...],
+               hide: tuple[str, ...]) -> tuple[str, ...]:
+    """Build the view under ``scratch`` and pivot into it; returns the writable dirs."""
+    root = tempfile.mkdtemp(prefix="view-", dir=scratch)
+    oslevel.mount("tmpfs", root, "tmpfs", _FLAGS, "size=1m,nr_inodes=4096,mode=755")
+    binds = [d for d in SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+    binds += runtime_paths() + package_roots(packages) + [f for f in ETC_FILES if os.path.exists(f)]
+    ops = plan(binds, masked_dirs(hide))
+    for d in SYSTEM_DIRS:  # merged /usr: /lib -> usr/lib and so on
+        if os.path.islink(d):
+            os.symlink(os.readlink(d), root + d)
+    masks = []
+    for path, kind in ops:
+        target = root + path
+        if kind == "mask" and not os.path.isdir(path):  # a file: an empty one in its place
+            _bind_readonly("/dev/null", target)
+        elif kind == "mask":
+            oslevel.mount("tmpfs", target, "tmpfs", _FLAGS, "size=64k,nr_inodes=1024,mode=755")
+            masks.append(target)
+        else:
+            _bind_readonly(path, target)
+    _make_dev(root, file_size_mb)
+    size = max(64, 4 * file_size_mb)
+    for d in ("/tmp", "/var/tmp"):
+        os.makedirs(root + d, 0o755, exist_ok=True)
+        oslevel.mount("tmpfs", root + d, "tmpfs", _FLAGS, f"size={size}m,nr_inodes=4096,mode=1777")
+    for target in [*masks, root]:  # nothing of the skeleton is writable
+        oslevel.mount("none", target, None, oslevel.MS_REMOUNT | oslevel.MS_RDONLY | _FLAGS, None)
+    os.chdir(root)
+    oslevel.pivot_root(".", ".")  # the old root is stacked on the new one...
+    oslevel.umount_detach(".")  # ...and goes
+    os.chdir("/")
+    return WRITABLE
+
+
+def _bind_readonly(source: str, target: str, device: bool = False) -> None:
+    if os.path.isdir(source):
+        os.makedirs(target, 0o755, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), 0o755, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o444))
+    oslevel.mount(source, target, None, oslevel.MS_BIND | oslevel.MS_REC, None)
+    # Read-only takes a remount; keep the flags the kernel locks in a user namespace.
+    locked = os.statvfs(target).f_flag
+    flags = oslevel.MS_REMOUNT | oslevel.MS_BIND | oslevel.MS_RDONLY | oslevel.MS_NOSUID
+    flags |= 0 if device else oslevel.MS_NODEV
+    flags |= sum(ms for st, ms in _ST_TO_MS if locked & st)
+    oslevel.mount("none", target, None, flags, None)
+
+
+def _make_dev(root: str, file_size_mb: int) -> None:
+    dev = root + "/dev"
+    os.makedirs(dev, 0o755)
+    oslevel.mount("tmpfs", dev, "tmpfs", oslevel.MS_NOSUID | oslevel.MS_NOEXEC, "size=64k,nr_inodes=64,mode=755")
+    for name in DEVICES:
+        if os.path.exists(f"/dev/{name}"):
+            _bind_readonly(f"/dev/{name}", f"{dev}/{name}", device=True)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{dev}/{name}")
+    os.mkdir(dev + "/shm")
+    size = max(64, 4 * file_size_mb)
+    oslevel.mount("tmpfs", dev + "/shm", "tmpfs", _FLAGS, f"size={size}m,nr_inodes=4096,mode=1777")
+    oslevel.mount("none", dev, None, oslevel.MS_REMOUNT | oslevel.MS_RDONLY | oslevel.MS_NOSUID
+                  | oslevel.MS_NOEXEC, None)

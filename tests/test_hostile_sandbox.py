@@ -1,0 +1,458 @@
+"""Hostile candidates against the sandbox itself: each attack ends as a failure or gains nothing.
+
+Every attack is a real program run in a real sandbox, written as a model that
+optimises against the verifier would write it: it knows where the checkout,
+the references and the run folders are, and tries every way there.  Where the
+machine lacks a defence (no root, no cgroups, no libseccomp) the test says so
+and checks the fallback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evolve.sandbox import Sandbox, SandboxError, SandboxLimits, SandboxOutcome
+from evolve.sandbox.doctor import weaknesses
+from evolve.sandbox.view import plan
+from evolve.verifier import Instance
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+REFERENCES = REPO / "problems" / "smtt" / "data" / "references.json"
+KEY = "sk-test-HOSTILE-0123456789abcdef"
+LIMITS = SandboxLimits(timeout_s=5.0, memory_mb=512, file_size_mb=4, max_output_mb=1)
+
+
+@pytest.fixture(scope="module")
+def other_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another run's folder with an archive a candidate would love to copy from."""
+    run = tmp_path_factory.mktemp("runs") / "smtt" / "20261205-000000-abcdef"
+    run.mkdir(parents=True)
+    (run / "archive.sqlite").write_bytes(b"SQLite format 3\0" + b"best sequence 3 1 2" * 50)
+    run.chmod(0o755)
+    (run / "archive.sqlite").chmod(0o644)
+    return run
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    os.environ["OPENAI_API_KEY"] = KEY  # the controller holds a key, as in a real run
+    try:
+        with Sandbox("sandbox_fixtures:EchoVerifier", LIMITS, slot=16, extra_sys_path=[str(TESTS)]) as sb:
+            yield sb
+    finally:
+        del os.environ["OPENAI_API_KEY"]
+
+
+def attack(sb: Sandbox, source: str, hints: dict[str, object] | None = None) -> SandboxOutcome:
+    """Run ``f(hints)``; the key must appear nowhere in what comes back, and the
+    sandbox must still run a good candidate afterwards."""
+    outcome = sb.run(textwrap.dedent(source), "f", [Instance("attack", "g", {"x": hints or {}})])
+    assert KEY not in json.dumps([r.solution for r in outcome.runs]) + str(outcome.error) + outcome.stderr_tail
+    good = sb.run("def f(x):\n    return 7\n", "f", [Instance("good", "g", {"x": 0})])
+    assert good.status == "ok" and good.runs[0].solution == 7, good
+    return outcome
+
+
+def found(outcome: SandboxOutcome) -> object:
+    assert outcome.status == "ok" and outcome.runs[0].error is None, outcome
+    return outcome.runs[0].solution
+
+
+def needs(sb: Sandbox, aspect: str) -> None:
+    if not sb.facts[aspect][0]:
+        pytest.skip(f"{aspect} not in force here: {sb.facts[aspect][1]}")
+
+
+# -- the answers: references, the checkout, .git, other runs ------------------------------
+
+
+def test_git_packs_of_the_checkout_cannot_be_found_or_read(sandbox: Sandbox) -> None:
+    needs(sandbox, "filesystem")
+    source = """
+    import os, zlib, glob
+    def f(hints):
+        seen = {"git dirs": [], "packs": [], "objects": 0, "hits": 0}
+        for top in ("/", hints["repo"], hints["git"]):
+            for root, dirs, files in os.walk(top):
+                if ".git" in dirs or os.path.basename(root) == ".git":
+                    seen["git dirs"].append(root)
+                for name in files:
+                    if name.endswith(".pack"):
+                        seen["packs"].append(os.path.join(root, name))
+        for pack in seen["packs"] + glob.glob(hints["git"] + "/objects/pack/*.pack"):
+            data = open(pack, "rb").read()
+            for start in range(12, len(data) - 2):
+                try:
+                    text = zlib.decompressobj().decompress(data[start:start + 65536])
+                except zlib.error:
+                    continue
+                seen["objects"] += 1
+                seen["hits"] += b"best_known" in text or b"sequence" in text
+        return seen
+    """
+    git = os.path.realpath(REPO / ".git")
+    if os.path.isfile(git):  # a worktree: .git names the real git dir
+        git = Path(git).read_text().split(":", 1)[1].strip().rsplit("/worktrees/", 1)[0]
+    seen = found(attack(sandbox, source, {"repo": str(REPO), "git": git}))
+    assert seen == {"git dirs": [], "packs": [], "objects": 0, "hits": 0}
+
+
+def test_git_itself_cannot_be_run(sandbox: Sandbox) -> None:
+    source = """
+    import subprocess
+    def f(hints):
+        return subprocess.run(["git", "-C", hints["repo"], "cat-file", "-p", "HEAD:problems/smtt/data/references.json"],
+                              capture_output=True).stdout.decode()
+    """
+    outcome = attack(sandbox, source, {"repo": str(REPO)})
+    error = outcome.runs[0].error or ""
+    # No fork allowed (max_processes 1); with more processes execve itself is refused.
+    assert error.startswith(("BlockingIOError", "PermissionError: [Errno 1] Operation not permitted")), error
+
+
+def test_references_checkout_home_and_other_runs_are_not_there(sandbox: Sandbox, other_run: Path) -> None:
+    needs(sandbox, "filesystem")
+    assert REFERENCES.exists()
+    import evolve
+
+    targets = [str(REFERENCES), str(REPO / "pyproject.toml"), str(REPO / ".git"), str(other_run / "archive.sqlite"),
+               str(Path(evolve.__file__).parent / "problems"), os.path.expanduser("~"), "/root", "/home",
+               str(Path(sys.prefix) / "lib"), "/proc/1/environ", "/sys/fs/cgroup", "/etc/passwd", "/etc/shadow"]
+    source = """
+    import os
+    def f(hints):
+        out = {}
+        for path in hints["targets"]:
+            try:
+                if os.path.isdir(path):
+                    out[path] = sorted(os.listdir(path))
+                else:
+                    out[path] = open(path, "rb").read(64).decode("latin-1")
+            except OSError as exc:
+                out[path] = type(exc).__name__
+        return out
+    """
+    seen = found(attack(sandbox, source, {"targets": targets}))
+    readable = {path: what for path, what in seen.items() if what not in ("FileNotFoundError", "PermissionError")}
+    # Only skeleton dirs on the way to the runtime remain (pyenv under /root, a venv's lib/).
+    skeleton = {".pyenv", f"python{sys.version_info.major}.{sys.version_info.minor}"}
+    assert all(isinstance(what, list) and set(what) <= skeleton for what in readable.values()), readable
+
+
+def test_site_packages_shows_only_the_allowed_packages(sandbox: Sandbox) -> None:
+    needs(sandbox, "filesystem")
+    source = """
+    import os, site, sys
+    def f(hints):
+        dirs = set(site.getsitepackages()) | {p for p in sys.path if p.endswith(("site-packages", "dist-packages"))}
+        return sorted({name for d in dirs if os.path.isdir(d) for name in os.listdir(d)})
+    """
+    names = found(attack(sandbox, source))
+    assert names and all(n.startswith("numpy") for n in names), names
+
+
+def test_the_view_is_read_only(sandbox: Sandbox) -> None:
+    needs(sandbox, "filesystem")
+    source = """
+    import os, numpy
+    def f(hints):
+        out = []
+        for path in ("/usr/lib/evil.so", os.path.join(os.path.dirname(numpy.__file__), "evil.py"), "/evil", "/etc/evil"):
+            try:
+                open(path, "w").write("x")
+                out.append("written")
+            except OSError as exc:
+                out.append(type(exc).__name__)
+        return out
+    """
+    assert "written" not in found(attack(sandbox, source))
+
+
+# -- keys, other processes, the kernel --------------------------------------------------------
+
+
+def test_key_hunting_in_proc_finds_nothing(sandbox: Sandbox) -> None:
+    source = f"""
+    import glob, os
+    def f(hints):
+        out = [repr(dict(os.environ))]
+        for path in glob.glob("/proc/*/environ") + glob.glob("/proc/*/cmdline") + ["/proc/{os.getpid()}/environ"]:
+            try:
+                out.append(open(path, "rb").read().decode("latin-1"))
+            except OSError as exc:
+                out.append(type(exc).__name__)
+        return out
+    """
+    found(attack(sandbox, source))  # attack() asserts the key is nowhere in the result
+
+
+def test_walking_modules_and_the_heap_finds_no_secret(sandbox: Sandbox) -> None:
+    other = [Instance("other-split", "g", {"x": "SECRET-OF-ANOTHER-SPLIT"})]
+    assert sandbox.run("def f(x):\n    return 0\n", "f", other).status == "ok"  # now cached in the zygote
+    # The secrets are searched for in fragments, so that the search itself holds none of them.
+    source = """
+    import gc, sys
+    OURS = ("evolve.sandbox", "evolve.verifier", "evolve.errors", "sandbox_fixtures")
+    def f(hints):
+        gc.unfreeze()
+        modules = sorted(m for m in sys.modules if m.startswith("evolve.") and not m.startswith(OURS))
+        fragments = [["sk-test-", "HOSTILE"], ["SECRET-OF-", "ANOTHER-SPLIT"], ["OPENAI_", "API_KEY"]]
+        hits = []
+        for obj in gc.get_objects():
+            if not isinstance(obj, (dict, list, tuple)) or obj is fragments:
+                continue
+            try:
+                text = repr(obj)
+            except Exception:
+                continue
+            for k in range(3):
+                if fragments[k][0] + fragments[k][1] in text and k not in hits:
+                    hits.append(k)
+        return {"modules": modules, "hits": hits}
+    """
+    assert found(attack(sandbox, source)) == {"modules": [], "hits": []}
+
+
+def test_new_namespaces_are_refused(sandbox: Sandbox) -> None:
+    needs(sandbox, "seccomp")
+    source = """
+    import ctypes, os
+    def f(hints):
+        libc = ctypes.CDLL(None, use_errno=True)
+        out = {}
+        for name, flag in (("user", 0x10000000), ("mount", 0x00020000), ("pid", 0x20000000), ("net", 0x40000000)):
+            out[name] = (libc.unshare(flag), os.strerror(ctypes.get_errno()))
+        out["setns"] = (libc.setns(0, 0), os.strerror(ctypes.get_errno()))
+        out["clone3"] = (libc.syscall(435, 0, 0), os.strerror(ctypes.get_errno()))
+        return out
+    """
+    out = found(attack(sandbox, source))
+    refused = [-1, "Operation not permitted"]
+    assert out == {"user": refused, "mount": refused, "pid": refused, "net": refused, "setns": refused,
+                   "clone3": [-1, "Function not implemented"]}
+
+
+def test_ptrace_mount_keyrings_bpf_and_io_uring_are_refused(sandbox: Sandbox) -> None:
+    needs(sandbox, "seccomp")
+    source = """
+    import ctypes, os
+    def f(hints):
+        libc = ctypes.CDLL(None, use_errno=True)
+        calls = {
+            "ptrace attach": lambda: libc.ptrace(16, os.getppid() or 1, 0, 0),
+            "ptrace traceme": lambda: libc.ptrace(0, 0, 0, 0),
+            "process_vm_readv": lambda: libc.syscall(310, 1, 0, 0, 0, 0, 0),
+            "mount": lambda: libc.mount(b"none", b"/tmp", b"tmpfs", 0, None),
+            "keyctl": lambda: libc.syscall(250, 0, 0, 0, 0, 0),
+            "bpf": lambda: libc.syscall(321, 0, 0, 0),
+            "io_uring_setup": lambda: libc.syscall(425, 1, 0),
+            "perf_event_open": lambda: libc.syscall(298, 0, 0, -1, -1, 0),
+        }
+        return {name: (call(), os.strerror(ctypes.get_errno())) for name, call in calls.items()}
+    """
+    out = found(attack(sandbox, source))
+    assert all(result == [-1, "Operation not permitted"] for result in out.values()), out
+
+
+def test_kill_minus_one_and_pid_sweeps_hurt_nobody_else(sandbox: Sandbox) -> None:
+    zygote = sandbox.worker_pid
+    source = f"""
+    import os, signal
+    def f(hints):
+        hit = 0
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+        for pid in list(range(2, 400)) + [{os.getpid()}, {zygote}]:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                hit += 1
+            except OSError:
+                pass
+        return hit
+    """
+    outcome = attack(sandbox, source)
+    assert outcome.status == "ok" and outcome.runs[0].solution == 0  # nothing to hit: alone in its namespace
+    assert sandbox.worker_pid == zygote and os.getpid() > 0  # we are alive, the zygote too
+
+
+# -- limits for the candidate as a whole ------------------------------------------------------
+
+
+def test_forking_is_refused_by_default(sandbox: Sandbox) -> None:
+    source = """
+    import os, threading
+    def f(hints):
+        out = []
+        try:
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            out.append("forked")
+        except OSError as exc:
+            out.append(type(exc).__name__)
+        try:
+            threading.Thread(target=lambda: None).start()
+            out.append("thread")
+        except RuntimeError:
+            out.append("no thread")
+        return out
+    """
+    assert found(attack(sandbox, source)) == ["BlockingIOError", "no thread"]
+
+
+FORK_MEMORY = """
+import os, time
+def f(hints):
+    for _ in range(6):
+        if os.fork() == 0:
+            block = bytearray(300 * 1024 ** 2)  # under the per-process limit...
+            for k in range(0, len(block), 4096):
+                block[k] = 1  # ...but really resident
+            time.sleep(3)
+            os._exit(0)
+    total = 0
+    for _ in range(6):
+        total += os.wait()[1] == 0
+    return total
+"""
+
+
+def test_forking_to_exceed_memory_as_a_whole_is_a_memory_failure() -> None:
+    limits = SandboxLimits(timeout_s=8.0, memory_mb=512, max_processes=8)
+    with Sandbox("sandbox_fixtures:EchoVerifier", limits, slot=17, extra_sys_path=[str(TESTS)]) as sb:
+        outcome = sb.run(FORK_MEMORY, "f", [Instance("a", "g", {"x": 0})])
+        if not sb.facts["cgroup limits"][0]:
+            pytest.skip(f"no cgroup here ({sb.facts['cgroup limits'][1]}); forking is refused by default")
+    assert outcome.status == "memory", outcome
+    assert (outcome.error or "").startswith("killed: memory limit 512 MiB exceeded by the candidate's processes")
+
+
+def test_fork_bomb_is_held_to_max_processes_and_leaves_nothing() -> None:
+    limits = SandboxLimits(timeout_s=2.0, memory_mb=512, max_processes=8)
+    source = """
+    import os
+    def f(hints):
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+    """
+    with Sandbox("sandbox_fixtures:EchoVerifier", limits, slot=18, extra_sys_path=[str(TESTS)]) as sb:
+        outcome = sb.run(textwrap.dedent(source), "f", [Instance("a", "g", {"x": 0})])
+        assert outcome.status == "timeout", outcome
+        children = Path(f"/proc/{sb.worker_pid}/task/{sb.worker_pid}/children").read_text().split()
+        assert children == []
+        assert sb.run("def f(x):\n    return 1\n", "f", [Instance("b", "g", {"x": 0})]).status == "ok"
+
+
+# -- what the machine gives, said up front -------------------------------------------------
+
+
+def test_doctor_names_every_aspect_and_whether_it_is_in_force() -> None:
+    done = subprocess.run([sys.executable, "-m", "evolve.cli", "doctor"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "COLUMNS": "250"})
+    assert done.returncode == 0, done.stderr
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in done.stdout.splitlines() if line.count("│") == 4}
+    aspects = ("filesystem", "pid namespace", "network", "uid", "seccomp", "cgroup limits")
+    assert set(aspects) <= set(rows) and all(rows[a] in ("yes", "no") for a in aspects)
+
+
+def test_missing_isolation_is_one_line_naming_what_candidates_can_reach() -> None:
+    full = {a: (True, "") for a in ("filesystem", "pid namespace", "network", "uid", "seccomp", "cgroup limits")}
+    assert weaknesses(full) is None
+    no_root = {**full, "filesystem": (False, "x"), "pid namespace": (False, "x"), "uid": (False, "same uid")}
+    line = weaknesses(no_root)
+    assert line is not None and "\n" not in line
+    assert "read the checkout, problems/*/data and runs/" in line and "signal your other processes" in line
+    assert "signal" not in (weaknesses({**full, "filesystem": (False, "x")}) or "")
+
+
+def test_view_masks_every_site_packages_and_binds_back_only_allowed_packages() -> None:
+    """A wheel install: evolve (with problems/*/data) sits in site-packages next to numpy."""
+    site = "/usr/local/lib/python3.11/site-packages"
+    ops = plan(["/usr", "/usr/local/lib/python3.11", f"{site}/numpy", f"{site}/numpy.libs", "/opt/py/lib/python3.11"],
+               [site, f"{site}/evolve", "/home/me/checkout", "/opt/py/lib/python3.11/site-packages"])
+    # /usr/local/lib/python3.11 is already in /usr; evolve is inside a mask; the checkout is not in the view.
+    assert ops == [("/usr", "bind"), ("/opt/py/lib/python3.11", "bind"),
+                   ("/opt/py/lib/python3.11/site-packages", "mask"), (site, "mask"),
+                   (f"{site}/numpy", "bind"), (f"{site}/numpy.libs", "bind")]
+
+
+WHEEL_SPY = """
+import os
+TARGETS = {targets!r}
+def schedule(p, d):
+    seen = []
+    for path in TARGETS:
+        try:
+            seen.append(sorted(os.listdir(path)) if os.path.isdir(path) else open(path).read(200))
+        except OSError as exc:
+            seen.append(type(exc).__name__)
+    raise RuntimeError("seen: " + repr(seen))
+"""
+
+
+def test_a_wheel_install_shows_candidates_nothing_of_evolve(tmp_path: Path) -> None:
+    """Installed from a wheel, problems/*/data lies in site-packages next to numpy: masked."""
+    from nested_venv import build_wheel, fresh_venv, install, see_this_environment, site_packages
+
+    with Sandbox("sandbox_fixtures:EchoVerifier", LIMITS, slot=19, extra_sys_path=[str(TESTS)]) as probe:
+        needs(probe, "filesystem")
+    wheel = build_wheel(REPO, [".git", "runs", "tests", "bench", "docs", ".ci"], tmp_path / "wheel")
+    python = fresh_venv(tmp_path / "venv")
+    install(python, wheel, tmp_path)
+    see_this_environment(python)
+    packages = site_packages(python)
+    refs = packages / "evolve" / "problems" / "smtt" / "data" / "references.json"
+    assert refs.exists()
+    spy = tmp_path / "spy.py"
+    spy.write_text(WHEEL_SPY.format(targets=[str(refs), str(packages / "evolve"), str(packages)]))
+    done = subprocess.run([str(python.parent / "evolve"), "eval", "smtt", str(spy), "--split", "quick", "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    feedback = json.loads(done.stdout)["feedback"]
+    # numpy comes from the outer environment here, so this site-packages is not in the view at all;
+    # where numpy lies next to evolve, the dir is masked and only numpy's files are bound back
+    # (test_site_packages_shows_only_the_allowed_packages).
+    assert "seen: ['FileNotFoundError', 'FileNotFoundError', 'FileNotFoundError']" in feedback, feedback
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_a_run_without_the_view_says_so_in_one_line_before_it_starts() -> None:
+    """Root without CAP_SYS_ADMIN (Docker's default): no namespaces, hence no view."""
+    seed = REPO / "problems" / "smtt" / "seed.py"
+    done = subprocess.run(["setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin", sys.executable,
+                           "-m", "evolve.cli", "eval", "smtt", str(seed), "--split", "quick", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["sandbox: candidates can read the checkout, problems/*/data and runs/ "
+                                        "(no filesystem view) on this machine; see `evolve doctor`"]
+
+
+def test_instance_data_needing_a_module_imported_only_after_isolation_is_a_clear_error(tmp_path: Path) -> None:
+    module = tmp_path / "late_module.py"
+    module.write_text("class Late:\n    pass\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import late_module
+
+        with Sandbox("sandbox_fixtures:EchoVerifier", LIMITS, slot=23, extra_sys_path=[str(TESTS), str(tmp_path)]) as sb:
+            needs(sb, "filesystem")
+            with pytest.raises(SandboxError, match="name this module in the verifier's sandbox_modules"):
+                sb.run("def f(x):\n    return 1\n", "f", [Instance("a", "g", {"x": late_module.Late()})])
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("late_module", None)
