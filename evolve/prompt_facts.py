@@ -21,8 +21,9 @@ from evolve.scoring import headline_gap, natural_key
 from evolve.verifier import Instance
 
 # Metrics shown next to a program's score when the problem has them (beyond the
-# feedback's gap lines): what its score is made of.
-_KEY_METRICS = ("goodput_pct", "starved_pct", "e2e_gap_pct", "balancedness", "runtime_ms")
+# feedback's gap lines): what its score is made of, how robust it is, what it costs.
+_KEY_METRICS = ("gap_median_pct", "optimal_hits", "ms_per_instance", "goodput_pct", "starved_pct",
+                "e2e_gap_pct", "balancedness", "runtime_ms")
 
 # Used when a problem names no [prompt] directions: one per island for its first
 # prompts, so the islands do not all start with the same request.
@@ -125,14 +126,25 @@ def program_view(program: Program, problem: Problem, parent: Program | None = No
     block = block_text(program.code)
     if parent is not None:
         block = without_repeated_docstrings(block, block_text(parent.code))
-    extra = [f"{k} {program.metrics[k]:.4g}" for k in
-             (*_KEY_METRICS, *getattr(problem.verifier, "headline_metrics", ()))
-             if k in program.metrics]
+    metrics = program.metrics
+    keys = (*_KEY_METRICS, *getattr(problem.verifier, "headline_metrics", ()))
+    extra = [_metric(k, metrics) for k in keys if k in metrics]
     score = f"score {program.score:.6g}" if program.score is not None else f"status {program.status}"
     headline = score + _gap_phrase(program.metrics, problem) + (
         "; " + ", ".join(dict.fromkeys(extra)) if extra else "")
     return ProgramView(program.id, program.code, block, program.score, headline,
                        program.feedback.strip())
+
+
+def _metric(key: str, metrics: dict[str, float]) -> str:
+    value = metrics[key]
+    if key == "gap_median_pct":
+        return f"median gap {value:.2f}%"
+    if key == "optimal_hits":
+        return f"optimal on {value:.0f} of {metrics.get('instances', 0):.0f}"
+    if key == "ms_per_instance":
+        return f"{value:.3g} ms per instance"
+    return f"{key} {value:.4g}"
 
 
 def _docstrings(source: str) -> dict[str, tuple[int, int, str]]:
@@ -207,7 +219,8 @@ def _change(before: str, after: str | None, limit: int = 200) -> str:
                                      lineterm="", n=0))
     added = [d[1:].strip() for d in diff if d.startswith("+") and not d.startswith("+++")]
     removed = [d[1:].strip() for d in diff if d.startswith("-") and not d.startswith("---")]
-    shown = [a for a in added if a and not a.startswith("#")] or [f"removed: {r}" for r in removed if r]
+    code = [a for a in added if a and not a.startswith(("#", '"""', "'''"))]
+    shown = code or [f"removed: {r}" for r in removed if r]
     text = " / ".join(shown)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
