@@ -11,6 +11,7 @@ import ast
 import difflib
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, LLM_ERROR, Archive, Attempt, Program
 from evolve.config import RunSettings
@@ -147,14 +148,17 @@ def _metric(key: str, metrics: dict[str, float]) -> str:
     return f"{key} {value:.4g}"
 
 
+@lru_cache(maxsize=2048)
 def _docstrings(source: str) -> dict[str, tuple[int, int, str]]:
-    """Function name -> (first line, last line, text) of its docstring (0-based lines)."""
+    """Function name -> (first line, last line, text) of its docstring (0-based lines), for the
+    top-level functions and classes and their methods (cached: programs never change)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return {}
     found = {}
-    for node in ast.walk(tree):
+    nodes = [*tree.body, *(n for c in tree.body if isinstance(c, ast.ClassDef) for n in c.body)]
+    for node in nodes:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
             first = node.body[0]
             if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
@@ -205,16 +209,24 @@ def tried_on(archive: Archive, parent: Program, problem: Problem, limit: int = 6
 def _replay_edit(parent: Program, attempt: Attempt) -> str | None:
     if attempt.outcome != DUPLICATE or not attempt.completion:
         return None
+    return _edited(parent.code, attempt.completion, attempt.mode)
+
+
+@lru_cache(maxsize=1024)
+def _edited(parent: str, completion: str, mode: str) -> str | None:
     try:
-        return edit_child(parent.code, attempt.completion, attempt.mode).code  # type: ignore[arg-type]
+        return edit_child(parent, completion, mode).code  # type: ignore[arg-type]
     except EditError:
         return None
 
 
-def _change(before: str, after: str | None, limit: int = 200) -> str:
+def _change(before: str, after: str | None) -> str:
+    return _change_text(before, after) if after is not None else ""
+
+
+@lru_cache(maxsize=4096)
+def _change_text(before: str, after: str, limit: int = 200) -> str:
     """The edit's new lines in the block (or what it removed), on one line."""
-    if after is None:
-        return ""
     diff = list(difflib.unified_diff(block_text(before).split("\n"), block_text(after).split("\n"),
                                      lineterm="", n=0))
     added = [d[1:].strip() for d in diff if d.startswith("+") and not d.startswith("+++")]
