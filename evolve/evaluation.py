@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from evolve.config import SandboxSettings
 from evolve.errors import UserError
-from evolve.problem import Problem
+from evolve.problem import Problem, builtin_dir
 from evolve.sandbox import InstanceRun, Sandbox, SandboxLimits, SandboxOutcome, SessionEnded
 from evolve.scoring import aggregate, headline_gap, natural_key
-from evolve.verifier import Instance, InstanceResult, infeasible
+from evolve.verifier import CandidateError, Instance, InstanceResult, infeasible
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,7 +80,7 @@ class Evaluator:
         self.problem = problem
         # Candidates must not read the problem's data (references, certificates)
         # or the run's archive: hidden where the sandbox can (root + mount ns).
-        self._hide = [str(p) for p in [problem.dir, *(hide or [])] if p.exists()]
+        self._hide = hidden_paths([problem.dir, *(hide or [])])
         self._limits = limits_from(settings)
         self._instance_timeout_s = settings.instance_timeout_s
         self._free: queue.Queue[int] = queue.Queue()
@@ -145,6 +145,8 @@ class Evaluator:
                         solution, error = interact(instance, session), None
                     except SessionEnded:
                         raise
+                    except CandidateError as err:  # reported as the candidate's own error
+                        solution, error = None, str(err)
                     except Exception as err:  # the verifier's own verdict on a bad reply, or a bug
                         solution, error = None, f"solution could not be obtained: {type(err).__name__}: {err}"
                     runs.append(InstanceRun(solution, error, session.cpu_seconds - cpu))
@@ -231,6 +233,18 @@ class Evaluator:
         return result
 
 
+def hidden_paths(paths: list[Path]) -> list[str]:
+    """What candidates must not see: ``paths`` and every built-in problem's folder.
+
+    Built-in problems can share instances (``smtt`` and ``smtt_rule`` share
+    their references file), so a candidate of one must not read another's data.
+    A path inside another one is dropped: hiding the outer one covers it.
+    """
+    found = [p.resolve() for p in [*paths, builtin_dir()] if p.exists()]
+    outer = [p for p in found if not any(q != p and p.is_relative_to(q) for q in found)]
+    return [str(p) for p in dict.fromkeys(outer)]
+
+
 _warned: set[str] = set()
 
 
@@ -260,9 +274,9 @@ def describe(results: list[InstanceResult], metrics: dict[str, float], score_kin
     gap = headline_gap(metrics, score_kind)
     if gap is not None:
         lines.append(f"gap to reference: {gap:.3f}% over {len(results)} instances")
-    groups = sorted((k for k in metrics if k.startswith("gap_mean_pct[")), key=natural_key)
+    groups = sorted((k[13:-1] for k in metrics if k.startswith("gap_mean_pct[")), key=natural_key)
     if groups:
-        lines.append("per group: " + ", ".join(f"{k[13:-1]} {metrics[k]:.2f}%" for k in groups))
+        lines.append("per group: " + ", ".join(f"{g} {metrics[f'gap_mean_pct[{g}]']:.2f}%" for g in groups))
     worst = sorted((r for r in results if r.gap is not None), key=lambda r: r.gap or 0.0, reverse=True)[:3]
     if worst:
         lines.append(

@@ -80,7 +80,7 @@ def metrics_tables(
 
 
 def _groups(rows: list[tuple[str, str, float | None, dict[str, float]]]) -> list[str]:
-    return sorted({k for _, _, _, m in rows for k in m if k.startswith("gap_mean_pct[")}, key=natural_key)
+    return sorted({k[13:-1] for _, _, _, m in rows for k in m if k.startswith("gap_mean_pct[")}, key=natural_key)
 
 
 def _metrics_table(
@@ -90,14 +90,28 @@ def _metrics_table(
     with_summary: bool,
 ) -> Table:
     table = Table(title_justify="left")
-    summary = ("status", "score", *headline, "gap mean", "gap ratio") if with_summary else ()
-    for column in ("program", *summary, *[g[13:-1] for g in groups]):
+    timed = "ms_per_instance" not in headline and any("ms_per_instance" in m for _, _, _, m in rows)
+    summary = ("status", "score", *headline, "gap mean", *(["ms/inst"] if timed else []), "gap ratio") \
+        if with_summary else ()
+    for column in ("program", *summary, *groups):
         table.add_column(column, justify="left" if column in {"program", "status"} else "right")
     for name, status, score, m in rows:
         cells = [status if status == "ok" else f"[red]{status}[/]", fmt(score), *[fmt(m.get(h)) for h in headline],
-                 pct(m.get("gap_mean_pct")), pct(m.get("gap_ratio_pct"))] if with_summary else []
-        table.add_row(name, *cells, *[pct(m.get(g)) for g in groups])
+                 pct(m.get("gap_mean_pct")), *([ms(m.get("ms_per_instance"))] if timed else []),
+                 pct(m.get("gap_ratio_pct"))] if with_summary else []
+        table.add_row(name, *cells, *[gap_and_time(m, g) for g in groups])
     return table
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g} ms"
+
+
+def gap_and_time(metrics: dict[str, float], group: str) -> str:
+    """A group's mean gap, with its time per instance next to it when it was measured."""
+    gap = pct(metrics.get(f"gap_mean_pct[{group}]"))
+    time = metrics.get(f"ms_per_instance[{group}]")
+    return gap if time is None else f"{gap} · {ms(time)}"
 
 
 def _width(table: Table) -> int:

@@ -157,6 +157,7 @@ def _programs_table(holdout: Holdout) -> dict[str, Any]:
         {
             "name": name, "status": e.status, "score": e.score, "gap": e.metrics.get("gap_mean_pct"),
             "ratio": e.metrics.get("gap_ratio_pct"), "groups": [e.metrics.get(f"gap_mean_pct[{g}]") for g in groups],
+            "ms": e.metrics.get("ms_per_instance"), "group_ms": [e.metrics.get(f"ms_per_instance[{g}]") for g in groups],
             "is_best": name == holdout.best,
         }
         for name, e in holdout.evaluations.items()

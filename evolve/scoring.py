@@ -56,6 +56,27 @@ def _gaps(results: list[InstanceResult], suffix: str, direction: Direction) -> d
     return out
 
 
+def time_metrics(results: list[InstanceResult]) -> dict[str, float]:
+    """Mean time per instance in ms, overall and per group (shown next to the gaps).
+
+    What ``seconds`` is depends on how the instance ran: the kernel's count of
+    the candidate's CPU time in a session, the candidate's own wall clock in a
+    batch run.
+    """
+    out: dict[str, float] = {}
+    groups: dict[str, list[float]] = defaultdict(list)
+    for r in results:
+        if r.seconds is not None:
+            groups[r.group].append(r.seconds)
+    every = [s for values in groups.values() for s in values]
+    if every:
+        out["ms_per_instance"] = 1000.0 * fmean(every)
+    if len(groups) > 1:
+        for group, values in sorted(groups.items()):
+            out[f"ms_per_instance[{group}]"] = 1000.0 * fmean(values)
+    return out
+
+
 def aggregate(
     results: list[InstanceResult], direction: Direction, score_kind: str
 ) -> tuple[float | None, dict[str, float]]:
@@ -74,9 +95,7 @@ def aggregate(
             and math.isclose(r.objective, r.reference, rel_tol=1e-9, abs_tol=1e-9)
         )
     )
-    seconds = [r.seconds for r in results if r.seconds is not None]
-    if seconds:
-        metrics["ms_per_instance"] = 1000.0 * fmean(seconds)
+    metrics.update(time_metrics(results))
     for key in sorted({k for r in results for k in r.extra}):
         values = [r.extra[key] for r in results if key in r.extra]
         metrics[key] = fmean(values)

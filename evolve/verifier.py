@@ -97,6 +97,15 @@ class InstanceResult:
         )
 
 
+class CandidateError(Exception):
+    """Raised by a verifier's ``interact`` when the candidate's call failed or broke a limit
+    the verifier enforces (e.g. a CPU budget per instance).
+
+    The instance fails with ``str(err)`` as its reason, exactly as when the candidate
+    raises in a batch run: pass on ``reply.error`` ("Type: message (line N)") unchanged.
+    """
+
+
 def relative_gap(objective: float, reference: Reference, direction: Direction) -> float | None:
     """Gap of ``objective`` to ``reference`` as a fraction (0.05 = 5 % worse).
 

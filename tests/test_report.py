@@ -56,6 +56,7 @@ def test_report_states_the_held_out_comparison_and_the_overfitting_verdict(repor
     page = report.read_text()
     assert "Generalisation:" in page and "descending" in page and "Wilcoxon" in page
     assert "3 held-out instances" in page
+    assert "<th>ms/inst</th>" in page  # time per instance next to the gaps
 
 
 def test_report_plots_gaps_against_every_baseline_and_collapses_long_tables(report: Path) -> None:

@@ -8,3 +8,21 @@ def test_ratio_gap_counts_falling_short_of_a_maximisation_reference_as_positive(
     result = InstanceResult("a", "g", True, 80.0, 100.0, "bound", 0.2)
     assert gap_metrics([result], "maximize")["gap_ratio_pct"] == 20.0
     assert gap_metrics([result], "minimize")["gap_ratio_pct"] == -20.0
+
+
+def test_time_per_instance_is_reported_overall_and_per_group_next_to_the_gaps() -> None:
+    from evolve.render import gap_and_time, metrics_table
+    from evolve.scoring import aggregate
+
+    results = [InstanceResult(f"i{k}", g, True, 110.0, 100.0, "optimal", 0.1, seconds=s)
+               for k, (g, s) in enumerate([("n=20", 0.001), ("n=20", 0.003), ("n=100", 0.010)])]
+    _, metrics = aggregate(results, "minimize", "gap_mean")
+    assert metrics["ms_per_instance"] == (1 + 3 + 10) / 3
+    assert metrics["ms_per_instance[n=20]"] == 2.0 and metrics["ms_per_instance[n=100]"] == 10.0
+    assert gap_and_time(metrics, "n=20") == "10.00% · 2 ms"
+    assert gap_and_time({"gap_mean_pct[x]": 1.0}, "x") == "1.00%"  # not timed: the gap alone
+    table = metrics_table([("a", "ok", -10.0, metrics)])
+    assert [c.header for c in table.columns] == ["program", "status", "score", "gap mean", "ms/inst", "gap ratio",
+                                                  "n=20", "n=100"]
+    one_group = aggregate(results[:2], "minimize", "gap_mean")[1]
+    assert "ms_per_instance[n=20]" not in one_group  # a single group repeats the overall figure

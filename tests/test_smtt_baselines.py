@@ -39,10 +39,22 @@ def test_standalone_numpy_and_stdlib_only(name: str) -> None:
     assert imported <= {"numpy", "math", "itertools", "heapq", "functools"}
 
 
-def test_edd_by_hand() -> None:
+def test_edd_as_published_keeps_input_order_on_ties() -> None:
     edd = load_baseline("edd")
-    assert edd(np.array([3, 1, 2]), np.array([4, 2, 2])) == [1, 2, 0]  # tie d=2: shorter first
-    assert edd(np.array([1, 1]), np.array([5, 5])) == [0, 1]  # full tie: index
+    assert edd(np.array([3, 2, 1]), np.array([4, 2, 2])) == [1, 2, 0]  # tie d=2: input order, not p
+    assert edd(np.array([1, 1]), np.array([5, 5])) == [0, 1]
+    rng = np.random.default_rng(5)
+    for n in (5, 50, 300):  # repeated due dates: a stable sort of d, whatever p says
+        d = rng.integers(-20, 20, size=n)
+        p = rng.integers(1, 100, size=n)
+        assert edd(p, d) == np.argsort(d, kind="stable").tolist()
+        assert edd(p, d) == sorted(range(n), key=lambda j: (d[j], j))
+
+
+def test_edd_spt_ties_breaks_ties_by_processing_time() -> None:
+    variant = load_baseline("edd_spt_ties")
+    assert variant(np.array([3, 2, 1]), np.array([4, 2, 2])) == [2, 1, 0]  # tie d=2: shorter first
+    assert variant(np.array([1, 1]), np.array([5, 5])) == [0, 1]  # full tie: index
 
 
 def test_spt_by_hand() -> None:

@@ -120,7 +120,8 @@ def test_cpsat_time_limited_reports_bound_and_best_known() -> None:
     model = cpsat.build_disjunctive(p, d)
     _, warm, _ = warm_start(p, d, budget_s=0.5)
     cpsat.add_hint(model, p, d, cpsat.respect_dominance(p, d, warm))
-    solver, status = cpsat.solve(model, time_limit_s=0.5, workers=1)
+    # Deterministic time, as the pipeline uses: a 0.5 s wall limit found nothing at load 11.
+    solver, status = cpsat.solve(model, time_limit_s=60, workers=1, deterministic_time=0.25)
     outcome = cpsat.report(model, solver, status, p, d)
     assert outcome.objective is not None and 0 <= outcome.bound <= outcome.objective
     assert outcome.objective <= total_tardiness(p, d, warm)
@@ -197,3 +198,19 @@ def test_cache_roundtrip_and_tamper_check(tmp_path: Path, monkeypatch: pytest.Mo
     assert references.cached_reference(p, d) is None
     path.write_text("{broken")
     assert references.cached_reference(p, d) is None
+
+
+def test_cpsat_on_deterministic_time_repeats_exactly() -> None:
+    # What makes shipped references independent of the machine's load: one worker and a
+    # deterministic-time limit give the same solution and bound on every run.
+    p, d = random_instances(1, (120, 120), seed=12)[0]
+    _, warm, _ = warm_start(p, d, budget_s=0.2)
+    outcomes = []
+    for _ in range(2):
+        model = cpsat.build_disjunctive(p, d)
+        cpsat.add_hint(model, p, d, cpsat.respect_dominance(p, d, warm))
+        solver, status = cpsat.solve(model, time_limit_s=120, workers=1, deterministic_time=0.3)
+        assert solver.deterministic_time <= 0.3 + 0.05
+        outcomes.append(cpsat.report(model, solver, status, p, d))
+    (a, b) = outcomes
+    assert (a.objective, a.bound, a.sequence) == (b.objective, b.bound, b.sequence)

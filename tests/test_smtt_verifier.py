@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from evolve.errors import UserError
-from evolve.evaluators.smtt import SmttVerifier
+from evolve.evaluators.smtt import SmttRuleVerifier, SmttVerifier
 from evolve.evaluators.smtt.generator import GRID, SIZES, split_instances
 from evolve.evaluators.smtt.objective import content_hash, total_tardiness
 from evolve.evaluators.smtt.references import load_shipped
@@ -129,77 +129,6 @@ def test_missing_shipped_reference_is_an_error(tmp_path: Path) -> None:
         SmttVerifier(tmp_path, {}).instances("quick")
 
 
-# -- instance files -------------------------------------------------------------------------
-
-
-def write(tmp_path: Path, payload: object) -> Path:
-    path = tmp_path / "instances.json"
-    path.write_text(payload if isinstance(payload, str) else json.dumps(payload))
-    return path
-
-
-def test_load_instances_with_optimum_and_computed(verifier: SmttVerifier, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    rows = [
-        {"name": "given", "p": [3, 2, 4], "d": [2, 2, 9], "optimum": 3},
-        {"name": "small", "p": [5, 1, 3, 2], "d": [3, 1, 4, 9]},
-    ]
-    instances = verifier.load_instances(write(tmp_path, {"instances": rows}))
-    assert [i.name for i in instances] == ["given", "small"]
-    assert instances[0].reference == Reference(3.0, "optimal", "file", 3.0)
-    ref = instances[1].reference
-    assert ref.kind == "optimal" and ref.source == "dp" and ref.value == 8  # e.g. 1, 2, 3, 0
-    assert list((tmp_path / "cache" / "evolve" / "smtt").glob("*.json"))  # cached
-    assert instances[1].group == "n=4" and instances[1].data["p"].dtype == np.int64
-
-
-def test_claimed_optimum_beaten_by_edd_is_rejected(verifier: SmttVerifier, tmp_path: Path) -> None:
-    rows = [{"name": "a", "p": [1, 1], "d": [1, 2], "optimum": 5}]
-    with pytest.raises(UserError, match=r"instances\[0\]\.optimum: 5 cannot be optimal"):
-        verifier.load_instances(write(tmp_path, {"instances": rows}))
-
-
-GOOD = {"name": "a", "p": [1, 2], "d": [0, 3]}
-
-
-@pytest.mark.parametrize(
-    ("payload", "message"),
-    [
-        ("{not json", "instances.json: invalid JSON at line 1"),
-        ([], "expected a JSON object"),
-        ({"instances": []}, "instances: expected a non-empty list"),
-        ({"instances": [GOOD], "extra": 1}, "unknown key 'extra'"),
-        ({"instances": [GOOD, 3]}, "instances[1]: expected an object"),
-        ({"instances": [{"name": "a", "p": [1]}]}, "instances[0]: missing key 'd'"),
-        ({"instances": [{**GOOD, "due": [1]}]}, "instances[0]: unknown key 'due'"),
-        ({"instances": [{**GOOD, "name": ""}]}, "instances[0].name: expected a non-empty string"),
-        ({"instances": [GOOD, GOOD]}, "instances[1].name: duplicate name 'a' (also instances[0])"),
-        ({"instances": [{**GOOD, "p": []}]}, "instances[0].p: expected a non-empty list"),
-        ({"instances": [{**GOOD, "p": "12"}]}, "instances[0].p: expected a list"),
-        ({"instances": [{**GOOD, "p": [1, -2]}]}, "instances[0].p[1]: expected a non-negative integer, got -2"),
-        ({"instances": [{**GOOD, "p": [1, 2.5]}]}, "instances[0].p[1]: expected a non-negative integer, got 2.5"),
-        ({"instances": [{**GOOD, "p": [1, 2.0]}]}, "instances[0].p[1]: expected a non-negative integer, got 2.0"),
-        ({"instances": [{**GOOD, "d": [1, True]}]}, "instances[0].d[1]: expected a non-negative integer, got true"),
-        ({"instances": [{**GOOD, "d": [1, None]}]}, "instances[0].d[1]: expected a non-negative integer, got null"),
-        ({"instances": [{**GOOD, "d": [1, 2, 3]}]}, "instances[0].d: has 3 entries, expected 2"),
-        ({"instances": [{**GOOD, "p": [1, 10**10]}]}, "at most 1000000000, got 10000000000"),
-        ({"instances": [{**GOOD, "optimum": -1}]}, "instances[0].optimum: expected a non-negative integer"),
-    ],
-)
-def test_malformed_instance_files(verifier: SmttVerifier, tmp_path: Path, payload: object, message: str) -> None:
-    path = write(tmp_path, payload)
-    with pytest.raises(UserError) as info:
-        verifier.load_instances(path)
-    text = str(info.value)
-    assert text.startswith(str(path)) and message in text and "\n" not in text
-
-
-def test_missing_file(verifier: SmttVerifier, tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="cannot read instance file"):
-        verifier.load_instances(tmp_path / "nope.json")
-
-
 # -- solve ------------------------------------------------------------------------------------
 
 
@@ -289,3 +218,18 @@ def test_score_is_fast(verifier: SmttVerifier) -> None:
     for inst, sol in zip(instances, solutions, strict=True):
         assert verifier.score(inst, sol).feasible
     assert time.perf_counter() - started < 1.0
+
+
+def test_respond_sends_plain_numbers_as_arrays_and_anything_else_as_it_is(verifier: SmttVerifier) -> None:
+    payload = {"p": np.array([1, 2, 3]), "d": np.array([0, 0, 0])}
+    sent = SmttVerifier.respond(lambda p, d: [2, 0, 1], payload)
+    assert isinstance(sent, np.ndarray) and sent.dtype == np.int64 and sent.tolist() == [2, 0, 1]
+    nan = SmttVerifier.respond(lambda p, d: [2.0, float("nan"), 1], payload)
+    assert nan.dtype == np.float64  # NaN travels as raw bytes; the trusted check names it
+    inst = make_instance([1, 2, 3], [0, 0, 0], ref=1)
+    assert verifier.score(inst, nan).error == "element at position 1 is nan, not a job index"
+    assert SmttVerifier.respond(lambda p, d: [True, 0, 1], payload) == [True, 0, 1]  # bools stay bools
+    assert SmttVerifier.respond(lambda p, d: [0, 2**70, 1], payload) == [0, 2**70, 1]
+    assert SmttVerifier.respond(lambda p, d: None, payload) is None
+    rule = SmttRuleVerifier.respond(lambda d: d, payload)
+    assert rule.dtype == np.int64 and rule.tolist() == [0, 1, 2]

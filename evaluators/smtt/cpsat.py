@@ -96,13 +96,15 @@ def build_positional(p: np.ndarray, d: np.ndarray, dominance: bool = True) -> Sm
     sorted_p = np.sort(p)
     low, high = np.cumsum(sorted_p), np.cumsum(sorted_p[::-1])
     completion = [model.new_int_var(int(low[k]), int(high[k]), f"C_k{k}") for k in range(n)]
+    # Due dates may be negative (public sets): a job can be later than P.
+    max_tardiness = max(0, total - int(d.min()))
     tardiness = []
     for k in range(n):
         proc_k = sum(int(p[j]) * assign[j][k] for j in range(n))
         due_k = sum(int(d[j]) * assign[j][k] for j in range(n))
         previous = completion[k - 1] if k else 0
         model.add(completion[k] == previous + proc_k)
-        tard_k = model.new_int_var(0, total, f"T_k{k}")
+        tard_k = model.new_int_var(0, max_tardiness, f"T_k{k}")
         model.add(tard_k >= completion[k] - due_k)
         tardiness.append(tard_k)
     if dominance:
@@ -164,9 +166,15 @@ class SolveOutcome:
     wall_s: float
 
 
-def solve(built: SmttModel, time_limit_s: float, workers: int = 1, seed: int = 0) -> tuple[cp_model.CpSolver, int]:
+def solve(built: SmttModel, time_limit_s: float, workers: int = 1, seed: int = 0,
+          deterministic_time: float | None = None) -> tuple[cp_model.CpSolver, int]:
+    """Solve within ``time_limit_s`` wall seconds, or, with ``deterministic_time``, within
+    that many of CP-SAT's deterministic time units (the same result on a busy machine and
+    an idle one, with one worker; ``time_limit_s`` is then only a safety cap)."""
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = float(time_limit_s)
+    if deterministic_time is not None:
+        solver.parameters.max_deterministic_time = float(deterministic_time)
     solver.parameters.num_workers = int(workers)
     solver.parameters.random_seed = int(seed)
     # Run CP-SAT's portfolio (LNS, bound-improving subsolvers, ...) interleaved

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from evolve.errors import UserError
+from evolve.evaluators.smtt.claims import refuted_summary, stated_reference, with_file_bound
 from evolve.evaluators.smtt.generator import SPLIT_IDS, split_instances
 from evolve.evaluators.smtt.instance_file import parse_instance_file
-from evolve.evaluators.smtt.local_search import load_baseline
-from evolve.evaluators.smtt.objective import content_hash, sequence_violation, total_tardiness
+from evolve.evaluators.smtt.objective import content_hash, sequence_violation
 from evolve.evaluators.smtt.references import (
     Budget,
     ReferenceRecord,
@@ -22,11 +22,28 @@ from evolve.evaluators.smtt.references import (
     load_shipped,
     store_cached,
 )
-from evolve.verifier import Direction, Instance, InstanceResult, Reference, feasible, infeasible
+from evolve.evaluators.smtt.solve import respond_rule, respond_schedule, solve_rule, solve_schedule
+from evolve.verifier import (
+    CandidateError,
+    Direction,
+    Instance,
+    InstanceResult,
+    feasible,
+    infeasible,
+)
 
 log = logging.getLogger(__name__)
 
 OPTION_KEYS = ("reference_time_limit_s", "reference_workers")
+# The candidate's CPU budget per instance (both tracks), stated in problem.toml's contract.
+CPU_BUDGET_BASE_S = 0.1
+CPU_BUDGET_PER_JOB_S = 0.002
+BUDGET_TEXT = "0.1 s + 2 ms per job"
+
+
+def cpu_budget_s(n: int) -> float:
+    """CPU seconds a candidate may spend on an instance of n jobs (n = 500: 1.1 s)."""
+    return CPU_BUDGET_BASE_S + CPU_BUDGET_PER_JOB_S * n
 REGENERATE = "python -m evolve.evaluators.smtt.references --split {split}"
 
 
@@ -87,49 +104,54 @@ class SmttVerifier:
         return out
 
     def load_instances(self, path: Path) -> list[Instance]:
+        """Instances of a user file; a stated reference is checked, else ours is used or computed."""
         path = Path(path)
         specs = parse_instance_file(path)
         shipped = self._shipped_references()
-        out = []
-        for i, spec in enumerate(specs):
+        out, refuted = [], []
+        for spec in specs:
             p, d = spec.p, spec.d
-            if spec.optimum is not None:
-                self._check_optimum(f"{path}: instances[{i}].optimum", spec.optimum, p, d)
-                reference = Reference(float(spec.optimum), "optimal", "file", float(spec.optimum))
+            known = shipped.get(content_hash(p, d)) or cached_reference(p, d)
+            if spec.claim is not None:
+                reference, beaten = stated_reference(spec, known)
+                refuted += [beaten] if beaten else []
             else:
-                record = shipped.get(content_hash(p, d)) or cached_reference(p, d)
-                if record is None:
+                if known is None:
                     log.info("computing the reference of %s (n=%d, up to %gs)", spec.name, len(p),
                              self.budget.time_limit_s)
-                    record = compute_reference(spec.name, p, d, self.budget)
-                    store_cached(p, d, record)
-                reference = record.to_reference()
+                    known = compute_reference(spec.name, p, d, self.budget)
+                    store_cached(p, d, known)
+                reference = with_file_bound(known.to_reference(), spec)
             out.append(Instance(spec.name, f"n={len(p)}", {"p": p, "d": d}, reference))
+        if refuted:
+            claimed = sum(1 for s in specs if s.claim == "optimum")
+            log.warning(refuted_summary(str(path), refuted, claimed))
         return out
 
-    @staticmethod
-    def _check_optimum(where: str, optimum: int, p: np.ndarray, d: np.ndarray) -> None:
-        """Reject a claimed optimum that a simple rule already beats."""
-        for name in ("edd", "mdd"):
-            value = total_tardiness(p, d, load_baseline(name)(p.copy(), d.copy()))
-            if value < optimum:
-                raise UserError(f"{where}: {optimum} cannot be optimal, the {name.upper()} "
-                                f"sequence has total tardiness {value}")
+    # -- solve (inside the sandbox): evaluators/smtt/solve.py --------------------------
 
-    # -- solve (inside the sandbox) --------------------------------------------------
+    solve = staticmethod(solve_schedule)
+    respond = staticmethod(respond_schedule)
+
+    # -- interact (trusted): one session call per instance, timed by the kernel ----------
 
     @staticmethod
-    def solve(heuristic: Callable[..., Any], instance: Instance) -> Any:
-        """Run the candidate; return its answer as plain JSON-able data, unvalidated."""
-        p = instance.data["p"]
-        d = instance.data["d"]
-        result = heuristic(p.copy(), d.copy())
-        if isinstance(result, np.ndarray):
-            return result.tolist()
-        if isinstance(result, str | Mapping) or not isinstance(result, Iterable):
-            return result  # score() says what it is
-        # numpy scalars -> Python scalars (same value), so the list pickles/JSONs.
-        return [x.item() if isinstance(x, np.generic) else x for x in result]
+    def interact(instance: Instance, session: Any) -> Any:
+        """The candidate's answer for one instance, within its CPU budget.
+
+        The payload is the instance's p and d only (never its reference); the
+        reply's CPU time is the kernel's count for the candidate's process.
+        """
+        p, d = instance.data["p"], instance.data["d"]
+        reply = session.call({"p": p, "d": d})
+        if reply.error is not None:  # the candidate raised, or answered with something unsendable
+            raise CandidateError(reply.error.replace("reply is not", "solution is not", 1))
+        allowed = cpu_budget_s(len(p))
+        if reply.cpu_seconds > allowed:
+            raise CandidateError(f"CPU budget exceeded: {reply.cpu_seconds:.3f} s of CPU for n = {len(p)}, "
+                                 f"{allowed:.3f} s allowed ({BUDGET_TEXT})")
+        # A solution is plain data (JSON for --solutions-out, lists for pictures).
+        return reply.value.tolist() if isinstance(reply.value, np.ndarray) else reply.value
 
     # -- score (trusted) ---------------------------------------------------------------
 
@@ -143,3 +165,15 @@ class SmttVerifier:
         tardiness = np.maximum(completion - d[seq], 0)
         return feasible(instance, float(tardiness.sum()), self.direction,
                         tardy_jobs=float(np.count_nonzero(tardiness)))
+
+
+class SmttRuleVerifier(SmttVerifier):
+    """``smtt_rule``: the candidate writes only the priority; the verifier dispatches.
+
+    Same instances, references and trusted score as ``smtt``; in the sandbox
+    the forward dispatcher (``dispatch.py``) asks the candidate's ``priority``
+    for every decision, so its gaps compare with EDD, MDD and MDDC.
+    """
+
+    solve = staticmethod(solve_rule)
+    respond = staticmethod(respond_rule)

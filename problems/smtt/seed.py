@@ -1,19 +1,25 @@
 """Seed heuristic for single-machine total tardiness: earliest due date (EDD).
 
 Written as a dispatcher so that evolution can make the priority depend on the
-current time t (EDD is static; MDD-like rules are not).  ``improve`` is a hook
-for a local-improvement pass over the finished sequence.
+state (EDD is static; MDD-like rules are not): whenever the machine becomes
+free, ``priority`` ranks the unscheduled jobs and the lowest runs next.
+``improve`` is a hook for a local-improvement pass over the finished sequence.
+Budget: 0.1 s + 2 ms per job of CPU time per instance (time.process_time()).
 """
+
+import inspect
 
 import numpy as np
 
 
 # EVOLVE-BLOCK-START
-def priority(t, p, d):
+def priority(t, p, d, remaining_work, jobs_left, n, p_max, p_mean, p_min, d_min, d_mean, d_max):
     """Priority of every unscheduled job when the machine becomes free at time t.
 
-    t: current time (float); p, d: processing times and due dates of the
-    unscheduled jobs (float arrays, same order).  Lowest value goes next.
+    Arrays, one entry per unscheduled job (input order): p (processing time),
+    d (due date, may be negative).  Floats: t, remaining_work (sum of p),
+    jobs_left (len(p)), n (jobs in the instance), p_max / p_mean / p_min and
+    d_min / d_mean / d_max over the unscheduled jobs.  Lowest value goes next.
     """
     return d
 
@@ -28,11 +34,22 @@ def schedule(p, d):
     """Return a processing order: a permutation of range(len(p))."""
     p = np.asarray(p, dtype=float)
     d = np.asarray(d, dtype=float)
-    unscheduled = np.arange(len(p))
-    t = 0.0
+    n = len(p)
+    # priority() gets, by keyword, the state it names (all of it with **kwargs).
+    params = inspect.signature(priority).parameters.values()
+    everything = any(v.kind is v.VAR_KEYWORD for v in params)
+    names = {v.name for v in params}
+    unscheduled = np.arange(n)
+    t, total = 0.0, float(p.sum())
     sequence = []
     while unscheduled.size:
-        k = int(np.argmin(priority(t, p[unscheduled], d[unscheduled])))
+        pu, du = p[unscheduled], d[unscheduled]
+        state = {"t": t, "p": pu, "d": du, "remaining_work": total - t, "jobs_left": float(pu.size),
+                 "n": float(n), "p_max": float(pu.max()), "p_mean": float(pu.mean()),
+                 "p_min": float(pu.min()), "d_min": float(du.min()), "d_mean": float(du.mean()),
+                 "d_max": float(du.max())}
+        ranks = priority(**{k: v for k, v in state.items() if everything or k in names})
+        k = int(np.argmin(ranks))
         job = int(unscheduled[k])
         sequence.append(job)
         t += p[job]

@@ -1,7 +1,9 @@
-"""Earliest due date (EDD): jobs in non-decreasing due date.
+"""Earliest due date (EDD), as published: jobs in non-decreasing due date.
 
 Jackson (1955); optimal for maximum lateness, a classical (weak) baseline for
-total tardiness.  Ties: shorter processing time first, then job index.
+total tardiness.  Ties keep the input order (a stable sort of d), the
+definition the published SMTT figures use; edd_spt_ties.py breaks them by
+processing time instead.
 """
 
 import numpy as np
@@ -9,7 +11,4 @@ import numpy as np
 
 def schedule(p, d):
     """Return a processing order: a permutation of range(len(p))."""
-    p = np.asarray(p)
-    d = np.asarray(d)
-    # lexsort sorts by the last key first, and is stable (index breaks ties).
-    return [int(j) for j in np.lexsort((p, d))]
+    return [int(j) for j in np.argsort(np.asarray(d), kind="stable")]

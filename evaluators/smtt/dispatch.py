@@ -1,0 +1,133 @@
+"""Forward dispatching around a priority rule: the ``smtt_rule`` track's schedule builder.
+
+Sandbox side (numpy only; nothing here is trusted, the verifier re-scores the
+sequence from the instance alone).  The machine is free at time t; every
+unscheduled job gets a priority from the rule; the lowest goes next and t
+advances by its processing time.  The rule sees the unscheduled jobs in input
+order plus the aggregates a dispatching rule uses (RULE_INPUTS), passed by
+keyword: only those its signature names, or all of them with ``**kwargs``.
+
+It returns one number per job, or a tuple of such arrays compared
+lexicographically (``return np.maximum(d, t + p), d, p`` is MDD with ties by
+due date, then processing time); remaining ties go to the job first in input
+order.  NaN is an error; infinities order as usual.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+# name -> meaning; arrays have one entry per unscheduled job (input order), the rest are floats.
+RULE_INPUTS: dict[str, str] = {
+    "p": "processing times of the unscheduled jobs (array)",
+    "d": "due dates of the unscheduled jobs (array; may be negative)",
+    "t": "current time: the machine is free from t (the scheduled jobs' total processing time)",
+    "remaining_work": "total processing time of the unscheduled jobs",
+    "jobs_left": "number of unscheduled jobs",
+    "n": "number of jobs in the instance",
+    "p_max": "largest processing time among the unscheduled jobs",
+    "p_mean": "mean processing time of the unscheduled jobs",
+    "p_min": "smallest processing time among the unscheduled jobs",
+    "d_min": "earliest due date among the unscheduled jobs",
+    "d_mean": "mean due date of the unscheduled jobs",
+    "d_max": "latest due date among the unscheduled jobs",
+}
+
+
+class RuleOutputError(ValueError):
+    """The rule's answer cannot be used as one priority per unscheduled job."""
+
+
+def accepted_inputs(rule: Callable[..., Any]) -> tuple[str, ...]:
+    """The inputs ``rule`` takes: all with ``**kwargs``, else only those it names."""
+    try:
+        params = inspect.signature(rule).parameters.values()
+    except (TypeError, ValueError):  # a builtin or an odd callable: offer everything
+        return tuple(RULE_INPUTS)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return tuple(RULE_INPUTS)
+    named = {p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                   inspect.Parameter.KEYWORD_ONLY)}
+    return tuple(name for name in RULE_INPUTS if name in named)
+
+
+def _key(value: Any, m: int, which: str) -> np.ndarray:
+    if value is None:  # np.asarray would read it as NaN
+        raise RuleOutputError(f"priority returned None{which}, expected numbers")
+    try:
+        key = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise RuleOutputError(f"priority returned {type(value).__name__}{which}, expected numbers") from None
+    if key.ndim == 0:
+        return np.full(m, float(key))
+    if key.shape != (m,):
+        raise RuleOutputError(f"priority returned shape {key.shape}{which} for {m} unscheduled jobs, "
+                              f"expected ({m},)")
+    return key
+
+
+def choose(answer: Any, m: int) -> int:
+    """Position (among the m unscheduled jobs) of the lowest priority; lexicographic for tuples."""
+    if type(answer) is np.ndarray and answer.dtype == np.float64 and answer.shape == (m,):
+        k = int(answer.argmin())  # the common case, fast: the first minimum (or the first NaN)
+        if answer[k] != answer[k]:
+            raise RuleOutputError(f"priority returned NaN for job position {k}")
+        return k
+    keys = answer if isinstance(answer, tuple) else (answer,)  # a list is one key per job
+    if not keys:
+        raise RuleOutputError("priority returned an empty tuple")
+    first = _key(keys[0], m, "" if len(keys) == 1 else " (key 0)")
+    k = int(np.argmin(first))  # the first NaN if there is one
+    if np.isnan(first[k]):
+        raise RuleOutputError(f"priority returned NaN for job position {k}")
+    if len(keys) == 1:
+        return k
+    tied = np.flatnonzero(first == first[k])
+    for level, value in enumerate(keys[1:], 1):
+        if tied.size == 1:
+            break
+        key = _key(value, m, f" (key {level})")[tied]
+        low = int(np.argmin(key))
+        if np.isnan(key[low]):
+            raise RuleOutputError(f"priority returned NaN (key {level}) for job position {int(tied[low])}")
+        tied = tied[key == key[low]]
+    return int(tied[0])
+
+
+def dispatch(rule: Callable[..., Any], p: np.ndarray, d: np.ndarray) -> list[int]:
+    """The sequence the rule builds: n decisions, each over the unscheduled jobs."""
+    n = len(p)
+    wanted = accepted_inputs(rule)
+    work = np.asarray(p, dtype=np.int64)  # t and remaining_work stay exact integers
+    # Rows: job index, p, d of the unscheduled jobs in input order; one deletion per step.
+    table = np.stack([np.arange(n, dtype=np.float64), work.astype(np.float64), np.asarray(d, dtype=np.float64)])
+    t, remaining = 0, int(work.sum())
+    scalars = {"t", "remaining_work", "jobs_left", "n"}
+    reductions = {"p_max": (1, np.max), "p_min": (1, np.min), "p_mean": (1, np.mean),
+                  "d_min": (2, np.min), "d_max": (2, np.max), "d_mean": (2, np.mean)}
+    sequence: list[int] = []
+    for step in range(n):
+        m = n - step
+        pf, df = table[1], table[2]
+        inputs: dict[str, Any] = {}
+        for name in wanted:
+            if name == "p":
+                inputs[name] = pf
+            elif name == "d":
+                inputs[name] = df
+            elif name in scalars:
+                inputs[name] = float({"t": t, "remaining_work": remaining, "jobs_left": m, "n": n}[name])
+            else:
+                row, reduce = reductions[name]
+                inputs[name] = float(reduce(table[row]))
+        k = choose(rule(**inputs), m)
+        job = int(table[0, k])
+        sequence.append(job)
+        t += int(work[job])
+        remaining -= int(work[job])
+        table = np.concatenate((table[:, :k], table[:, k + 1:]), axis=1)
+    return sequence

@@ -1,0 +1,110 @@
+"""SMTT's CPU budget per instance: measured by the kernel outside the candidate, stated in the
+prompt, enforced on both tracks, and blind to the wall clock and to rebound clocks."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from evolve.config import RunSettings
+from evolve.evaluation import Evaluation, Evaluator
+from evolve.evaluators.smtt.verifier import BUDGET_TEXT, cpu_budget_s
+from evolve.problem import load_problem
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def smtt_run():  # noqa: ANN201
+    """Runs a source on one n = 20 quick instance (budget 0.14 s) through the Evaluator."""
+    problem = load_problem("smtt")
+    instance = [i for i in problem.instances("quick") if len(i.data["p"]) == 20][:1]
+    evaluator = Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox)
+
+    def run(source: str) -> Evaluation:
+        return evaluator.run_split(textwrap.dedent(source), instance, "quick")
+
+    yield run
+    evaluator.close()
+
+
+def test_the_budget_is_stated_where_the_candidate_reads_it() -> None:
+    assert cpu_budget_s(20) == pytest.approx(0.14) and cpu_budget_s(500) == pytest.approx(1.1)
+    for name in ("smtt", "smtt_rule"):
+        problem = load_problem(name)
+        assert BUDGET_TEXT in " ".join(problem.spec.function.contract.split())
+        assert BUDGET_TEXT in problem.context
+        assert problem.spec.run["sandbox"]["max_processes"] == 1
+
+
+def test_cpu_over_the_budget_fails_the_instance(smtt_run) -> None:  # noqa: ANN001
+    evaluation = smtt_run("""
+        import time
+        def schedule(p, d):
+            start = time.process_time()
+            while time.process_time() - start < 0.3:
+                pass
+            return list(range(len(p)))
+    """)
+    assert not evaluation.ok
+    error = evaluation.instances[0].error or ""
+    assert error.startswith("raised CPU budget exceeded: 0.") and "for n = 20, 0.140 s allowed" in error, error
+    assert f"({BUDGET_TEXT})" in error
+
+
+def test_waiting_costs_no_budget(smtt_run) -> None:  # noqa: ANN001
+    evaluation = smtt_run("""
+        import time
+        def schedule(p, d):
+            time.sleep(0.3)  # wall clock, no CPU: a busy machine is not the candidate's fault
+            return list(range(len(p)))
+    """)
+    assert evaluation.ok, evaluation.feedback
+    assert evaluation.instances[0].seconds is not None and evaluation.instances[0].seconds < 0.1
+
+
+def test_rebinding_the_clocks_changes_nothing(smtt_run) -> None:  # noqa: ANN001
+    evaluation = smtt_run("""
+        import os, resource, time
+        def schedule(p, d):
+            for name in ("time", "perf_counter", "process_time", "monotonic", "thread_time"):
+                setattr(time, name, lambda: 0.0)
+            os.times = lambda: os.times_result((0.0,) * 5)
+            resource.getrusage = lambda who: None
+            x = 0
+            for k in range(3_000_000):  # ~0.1-0.3 s of CPU, more than 0.14 s on most machines
+                x += k
+            return list(range(len(p)))
+    """)
+    seconds = evaluation.instances[0].seconds
+    assert seconds is not None and seconds > 0.05  # the kernel counted the loop
+    if seconds > cpu_budget_s(20):
+        assert "CPU budget exceeded" in (evaluation.instances[0].error or "")
+
+
+def test_a_candidate_cannot_hide_cpu_in_a_forked_helper(smtt_run) -> None:  # noqa: ANN001
+    evaluation = smtt_run("""
+        import os
+        def schedule(p, d):
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                raise RuntimeError(f"no fork: {type(exc).__name__}")
+            if pid == 0:
+                os._exit(0)
+            return list(range(len(p)))
+    """)
+    assert (evaluation.instances[0].error or "").startswith("raised RuntimeError: no fork: BlockingIOError")
+
+
+def test_a_rule_that_raises_fails_as_in_a_batch_run() -> None:
+    problem = load_problem("smtt_rule")
+    source = "def priority(p, d):\n    return d / 0 if len(p) < 5 else d\n"
+    with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
+        evaluation = evaluator.run_split("import numpy as np\n" + source.replace("d / 0", "1 // 0"),
+                                         problem.instances("quick"), "quick")
+    assert evaluation.status == "error"
+    assert all((r.error or "").startswith("raised ZeroDivisionError: integer division or modulo by zero (line 3)")
+               for r in evaluation.instances), [r.error for r in evaluation.instances]

@@ -1,0 +1,227 @@
+"""SMTT ``--instances`` files as public sets publish them: negative due dates, stated references
+of three kinds with an optional lower bound, refuted optima kept as best-known values."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evolve.errors import UserError
+from evolve.evaluators.smtt import SmttVerifier, cpsat, references
+from evolve.evaluators.smtt.exact import dp_optimum, matching_lower_bound
+from evolve.evaluators.smtt.generator import generate
+from evolve.evaluators.smtt.local_search import load_baseline
+from evolve.evaluators.smtt.objective import total_tardiness
+from evolve.evaluators.smtt.references import Budget
+from evolve.verifier import Reference
+
+PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "smtt"
+
+
+@pytest.fixture(scope="module")
+def verifier() -> SmttVerifier:
+    return SmttVerifier(PROBLEM_DIR, {})
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def write(tmp_path: Path, payload: object) -> Path:
+    path = tmp_path / "instances.json"
+    path.write_text(payload if isinstance(payload, str) else json.dumps(payload))
+    return path
+
+
+def brute_force(p: np.ndarray, d: np.ndarray) -> int:
+    return min(total_tardiness(p, d, list(s)) for s in itertools.permutations(range(len(p))))
+
+
+def unclipped(n: int, tf: int, rdd: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A Potts & Van Wassenhove instance whose due-date interval reaches below 0, not clipped
+    (as in the public n = 20 set, which has instances with negative due dates)."""
+    p = rng.integers(1, 100, size=n, endpoint=True)
+    total = int(p.sum())
+    low, high = -(-total * (20 - 2 * tf - rdd) // 20), total * (20 - 2 * tf + rdd) // 20
+    d = rng.integers(low, high, size=n, endpoint=True)
+    assert d.min() < 0
+    return p.astype(np.int64), d.astype(np.int64)
+
+
+def rows_of(instances: list[tuple[np.ndarray, np.ndarray]], **extra: object) -> list[dict]:
+    return [{"name": f"i{k}", "p": p.tolist(), "d": d.tolist(), **extra} for k, (p, d) in enumerate(instances)]
+
+
+# -- negative due dates ---------------------------------------------------------------------
+
+
+def test_negative_due_dates_are_read_and_get_exact_references(verifier: SmttVerifier, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    tiny = [unclipped(6, 8, 10, rng) for _ in range(4)]
+    instances = verifier.load_instances(write(tmp_path, {"instances": rows_of(tiny)}))
+    for inst, (p, d) in zip(instances, tiny, strict=True):
+        assert inst.data["d"].dtype == np.int64 and inst.data["d"].min() < 0
+        assert inst.reference.kind == "optimal" and inst.reference.source == "dp"
+        assert inst.reference.value == brute_force(p, d)  # independent of the DP
+        assert 0 <= matching_lower_bound(p, d) <= inst.reference.value
+
+
+@pytest.mark.parametrize("model", ["positional", "disjunctive"])
+def test_negative_due_dates_through_cpsat_prove_the_dp_optimum(model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # n = 12 pushed past the DP so local search + CP-SAT run; a job due at -500
+    # is later than P, which the positional model's tardiness domain must allow.
+    monkeypatch.setattr(references, "DP_MAX_N", 8)
+    monkeypatch.setattr(cpsat, "POSITIONAL_MAX_N", 60 if model == "positional" else 5)
+    rng = np.random.default_rng(2)
+    for k in range(3):
+        p, d = unclipped(12, 8, 10, rng)
+        d[0] = -500
+        rec = references.compute_reference(f"neg{k}", p, d, Budget(time_limit_s=10, ils_share=0.05))
+        assert rec.kind == "optimal" and rec.value == dp_optimum(p, d)[0] == rec.bound
+        assert total_tardiness(p, d, rec.sequence) == rec.value
+
+
+def test_score_with_negative_due_dates(verifier: SmttVerifier, tmp_path: Path) -> None:
+    rows = [{"name": "a", "p": [2, 3], "d": [-4, 1], "optimum": 10}]
+    (inst,) = verifier.load_instances(write(tmp_path, {"instances": rows}))
+    # [0, 1]: C = 2, 5 -> T = 6, 4; [1, 0]: C = 3, 5 -> T = 2, 9.
+    assert verifier.score(inst, [0, 1]).objective == 10
+    assert verifier.score(inst, [1, 0]).gap == pytest.approx(0.1)
+
+
+# -- stated references -----------------------------------------------------------------------
+
+
+def test_reference_kinds_from_the_file(verifier: SmttVerifier, tmp_path: Path) -> None:
+    p, d = [5, 1, 3, 2], [3, 1, 4, 9]  # optimum 8 (brute force), matching bound 4
+    assert brute_force(np.array(p), np.array(d)) == 8 and matching_lower_bound(np.array(p), np.array(d)) == 4
+    rows = [
+        {"name": "opt", "p": p, "d": d, "optimum": 8},
+        {"name": "bk", "p": p, "d": d, "best_known": 9, "lower_bound": 6},
+        {"name": "ub", "p": p, "d": d, "upper_bound": 9, "lower_bound": 3},
+        {"name": "closed", "p": p, "d": d, "upper_bound": 8, "lower_bound": 8},
+        {"name": "lb only", "p": p, "d": d, "lower_bound": 8},
+    ]
+    got = {i.name: i.reference for i in verifier.load_instances(write(tmp_path, {"instances": rows}))}
+    assert got["opt"] == Reference(8.0, "optimal", "file (optimum)", 8.0)
+    # The bound is the better of the stated one and the matching bound (4, free).
+    assert got["bk"] == Reference(9.0, "best_known", "file (best_known)", 6.0)
+    assert got["ub"] == Reference(9.0, "best_known", "file (upper_bound)", 4.0)
+    assert got["closed"] == Reference(8.0, "optimal", "file (upper_bound)", 8.0)
+    assert got["lb only"] == Reference(8.0, "optimal", "dp", 8.0)  # computed, the file's bound agrees
+
+
+def test_file_lower_bound_raises_a_computed_best_known_bound(verifier: SmttVerifier, tmp_path: Path) -> None:
+    p, d = generate(30, 6, 4, np.random.default_rng(3))
+    order = list(range(30))
+    # A weak cached reference (bound 0), so the file's lower bound is the better one.
+    rec = references.ReferenceRecord("x", 30, total_tardiness(p, d, order), "best_known", "test", 0, 0.0, order)
+    references.store_cached(p, d, rec)
+    row = {"name": "x", "p": p.tolist(), "d": d.tolist(), "lower_bound": 5}
+    (inst,) = verifier.load_instances(write(tmp_path, {"instances": [row]}))
+    assert inst.reference == Reference(float(rec.value), "best_known", "test", 5.0)
+    row["lower_bound"] = rec.value + 1
+    with pytest.raises(UserError, match=rf"instances\[0\]\.lower_bound: {rec.value + 1} exceeds {rec.value}, "):
+        verifier.load_instances(write(tmp_path, {"instances": [row]}))
+
+
+def test_refuted_optima_warn_once_and_become_best_known(verifier: SmttVerifier, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(4)
+    mdd = load_baseline("mdd")
+    good, rows = [], []
+    for k in range(6):
+        p, d = unclipped(8, 8, 10, rng)
+        optimum, mdd_value = brute_force(p, d), total_tardiness(p, d, mdd(p, d))
+        # Two "optima" that MDD beats (the published n = 500 set has 63 of 200), the rest true.
+        claimed = optimum if k >= 2 else mdd_value + 7
+        rows.append({"name": f"i{k}", "p": p.tolist(), "d": d.tolist(), "optimum": claimed})
+        good.append((optimum, mdd_value))
+    with caplog.at_level(logging.WARNING):
+        instances = verifier.load_instances(write(tmp_path, {"instances": rows}))
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert "2 of 6 claimed optima are beaten" in message and "instances[0] ('i0')" in message
+    assert f"optimum {good[0][1] + 7}" in message and "\n" not in message
+    for k, inst in enumerate(instances):
+        if k < 2:
+            assert inst.reference.kind == "best_known" and inst.reference.value == good[k][1] + 7
+            assert "claimed optimum" in inst.reference.source
+            p, d = inst.data["p"], inst.data["d"]
+            result = verifier.score(inst, mdd(p, d))
+            assert result.gap is not None and result.gap < 0  # negative gaps are allowed
+        else:
+            assert inst.reference == Reference(float(good[k][0]), "optimal", "file (optimum)", float(good[k][0]))
+
+
+def test_a_value_below_a_proven_bound_is_refused(verifier: SmttVerifier, tmp_path: Path) -> None:
+    p, d = [5, 5, 5], [0, 0, 0]  # every sequence: 5 + 10 + 15 = 30, the matching bound
+    for key in ("optimum", "best_known", "upper_bound"):
+        path = write(tmp_path, {"instances": [{"name": "a", "p": p, "d": d, key: 29}]})
+        with pytest.raises(UserError) as info:
+            verifier.load_instances(path)
+        assert str(info.value) == (f"{path}: instances[0].{key}: 29 is below 30, a proven lower bound of this "
+                                   "instance (shortest-first completion times matched to sorted due dates)")
+
+
+GOOD = {"name": "a", "p": [1, 2], "d": [0, 3]}
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("{not json", "instances.json: invalid JSON at line 1"),
+        ([], "expected a JSON object"),
+        ({"instances": []}, "instances: expected a non-empty list"),
+        ({"instances": [GOOD], "extra": 1}, "unknown key 'extra'"),
+        ({"instances": [GOOD, 3]}, "instances[1]: expected an object"),
+        ({"instances": [{"name": "a", "p": [1]}]}, "instances[0]: missing key 'd'"),
+        ({"instances": [{**GOOD, "due": [1]}]}, "instances[0]: unknown key 'due'"),
+        ({"instances": [{**GOOD, "name": ""}]}, "instances[0].name: expected a non-empty string"),
+        ({"instances": [GOOD, GOOD]}, "instances[1].name: duplicate name 'a' (also instances[0])"),
+        ({"instances": [{**GOOD, "p": []}]}, "instances[0].p: expected a non-empty list"),
+        ({"instances": [{**GOOD, "p": "12"}]}, "instances[0].p: expected a list of non-negative integers"),
+        ({"instances": [{**GOOD, "p": [1, -2]}]}, "instances[0].p[1]: expected a non-negative integer, got -2"),
+        ({"instances": [{**GOOD, "p": [1, 2.5]}]}, "instances[0].p[1]: expected a non-negative integer, got 2.5"),
+        ({"instances": [{**GOOD, "p": [1, 2.0]}]}, "instances[0].p[1]: expected a non-negative integer, got 2.0"),
+        ({"instances": [{**GOOD, "d": "12"}]}, "instances[0].d: expected a list of integers, got"),
+        ({"instances": [{**GOOD, "d": [1, True]}]}, "instances[0].d[1]: expected an integer, got true"),
+        ({"instances": [{**GOOD, "d": [1, None]}]}, "instances[0].d[1]: expected an integer, got null"),
+        ({"instances": [{**GOOD, "d": [1, 0.5]}]}, "instances[0].d[1]: expected an integer, got 0.5"),
+        ({"instances": [{**GOOD, "d": [1, -(10**10)]}]}, "d[1]: expected an integer at least -1000000000, got"),
+        ({"instances": [{**GOOD, "d": [1, 2, 3]}]}, "instances[0].d: has 3 entries, expected 2"),
+        ({"instances": [{**GOOD, "p": [1, 10**10]}]}, "at most 1000000000, got 10000000000"),
+        ({"instances": [{**GOOD, "optimum": -1}]}, "instances[0].optimum: expected a non-negative integer"),
+        ({"instances": [{**GOOD, "best_known": 1.5}]}, "instances[0].best_known: expected a non-negative integer"),
+        ({"instances": [{**GOOD, "lower_bound": "3"}]}, "instances[0].lower_bound: expected a non-negative integer"),
+        ({"instances": [{**GOOD, "optimum": 3, "upper_bound": 3}]},
+         "instances[0]: both 'optimum' and 'upper_bound' given (expected at most one of optimum, best_known, "),
+        ({"instances": [{**GOOD, "best_known": 3, "lower_bound": 4}]},
+         "instances[0].lower_bound: 4 exceeds best_known 3"),
+    ],
+)
+def test_malformed_instance_files(verifier: SmttVerifier, tmp_path: Path, payload: object, message: str) -> None:
+    path = write(tmp_path, payload)
+    with pytest.raises(UserError) as info:
+        verifier.load_instances(path)
+    text = str(info.value)
+    assert text.startswith(str(path)) and message in text and "\n" not in text
+
+
+def test_missing_file(verifier: SmttVerifier, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="cannot read instance file"):
+        verifier.load_instances(tmp_path / "nope.json")
+
+
+def test_computed_references_are_cached(verifier: SmttVerifier, tmp_path: Path) -> None:
+    rows = [{"name": "small", "p": [5, 1, 3, 2], "d": [3, 1, 4, 9]}]
+    (inst,) = verifier.load_instances(write(tmp_path, {"instances": rows}))
+    assert inst.reference == Reference(8.0, "optimal", "dp", 8.0) and inst.group == "n=4"
+    assert list((tmp_path / "cache" / "evolve" / "smtt").glob("*.json"))
