@@ -425,6 +425,9 @@ def test_a_spare_child_that_died_is_replaced_before_it_gets_work(sandbox: Sandbo
     if spare is None or sandbox.uid is None:
         pytest.skip("needs root (the spare's pid as the zygote sees it is ours)")
     os.kill(spare, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while alive(spare) and time.monotonic() < deadline:  # dead (a zombie) before the run takes it
+        time.sleep(0.01)
     outcome = sandbox.run(GOOD, "f", INSTANCES)
     assert outcome.status == "ok" and [r.solution for r in outcome.runs] == [2, 4, 6]
     assert sandbox.settle() != spare
