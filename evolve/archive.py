@@ -61,6 +61,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     llm_seconds REAL NOT NULL DEFAULT 0,
     created_at REAL NOT NULL
 );
+-- "What was already tried on this parent" for every prompt: bounded by the index.
+CREATE INDEX IF NOT EXISTS attempts_by_parent ON attempts(parent_id, iteration);
 CREATE TABLE IF NOT EXISTS elites (
     island INTEGER NOT NULL,
     cell TEXT NOT NULL,
@@ -262,6 +264,28 @@ class Archive:
         for row in self._db.execute("SELECT id, code FROM programs ORDER BY id"):
             yield int(row[0]), str(row[1])
 
+    def attempts_on(self, parent_id: int, limit: int) -> list[tuple[Attempt, Program | None]]:
+        """The latest ``limit`` attempts made from ``parent_id``, newest first, each with
+        the program it produced (None for an edit error, a duplicate or a model error)."""
+        rows = self._db.execute(
+            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE parent_id=? ORDER BY iteration DESC LIMIT ?",
+            (parent_id, limit),
+        ).fetchall()
+        found = []
+        for row in rows:
+            attempt = _attempt_from_row(row)
+            program = self.program(attempt.program_id) if attempt.program_id is not None else None
+            found.append((attempt, program))
+        return found
+
+    def last_attempt(self, island: int) -> Attempt | None:
+        """The island's most recent attempt (its next prompt reports an edit that failed)."""
+        row = self._db.execute(
+            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE island=? ORDER BY iteration DESC LIMIT 1",
+            (island,),
+        ).fetchone()
+        return _attempt_from_row(row) if row else None
+
     def attempt_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0])
 
@@ -342,6 +366,19 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+_ATTEMPT_COLUMNS = (
+    "iteration, island, parent_id, mode, model, outcome, error, completion, prompt_tokens, "
+    "completion_tokens, cost_usd, llm_seconds, program_id, created_at"
+)
+
+
+_ATTEMPT_FIELDS = tuple(name.strip() for name in _ATTEMPT_COLUMNS.split(","))
+
+
+def _attempt_from_row(row: sqlite3.Row) -> Attempt:
+    return Attempt(**{name: row[name] for name in _ATTEMPT_FIELDS})
 
 
 def _program_from_row(row: sqlite3.Row) -> Program:

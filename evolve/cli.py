@@ -70,7 +70,7 @@ def problems() -> None:
 @user_errors
 def run(
     problem: Annotated[str, typer.Argument(help="Problem name, or a folder with problem.toml.")],
-    llm: Annotated[str | None, typer.Option(help="Model (litellm string), 'm1:0.8,m2:0.2', 'gp' (offline search, the default), 'mutate' (alias 'stub') or 'replay:FILE'.")] = None,
+    llm: Annotated[str | None, typer.Option(help="Model (litellm string), 'm1:0.8,m2:0.2', 'gp' (offline search, the default), 'mutate' (alias 'stub'), 'replay:FILE' or 'files:DIR' (you answer prompts in files).")] = None,
     iterations: Annotated[int | None, typer.Option(help="Proposals to make (each is one iteration).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the run.")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel evaluations (sandboxes).")] = None,
@@ -272,6 +272,35 @@ def baselines(
     count = len(next(iter(rows.values())).instances) if rows else 0
     print_metrics([(n, e.status, e.score, e.metrics) for n, e in rows.items()], headline_of(spec.verifier),
                   f"baselines on {spec.name}/{split_name} ({count} instances)")
+
+
+@app.command(
+    name="prompt",
+    epilog=example("evolve prompt smtt", "evolve prompt smtt --edit-mode rewrite",
+                   "evolve prompt --run runs/smtt/20261121-101500-a1b2c3 --json"),
+)
+@user_errors
+def prompt_(
+    problem: Annotated[str | None, typer.Argument(help="Problem name or folder (or give --run).")] = None,
+    run: Annotated[Path | None, typer.Option(help="A run folder: its next prompt.")] = None,
+    edit_mode: Annotated[str | None, typer.Option(help="diff, rewrite or mixed (new runs).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file of run settings (new runs).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The messages as JSON.")] = False,
+) -> None:
+    """Print exactly what a model would be sent next: read it before paying for it.
+
+    Without --run: the first prompt of a new run (the seed is evaluated, as a run starts).
+    """
+    from evolve.config import read_toml
+    from evolve.preview import as_text, next_prompt
+
+    overrides = {**(read_toml(config) if config else {}), **({"edit_mode": edit_mode} if edit_mode else {})}
+    request = next_prompt(problem, run, overrides)
+    if as_json:
+        print(json.dumps({"iteration": request.iteration, "mode": request.mode,
+                          "messages": request.messages}, indent=2, ensure_ascii=False))
+    else:
+        print(as_text(request), end="")
 
 
 # Registered after the core commands so that --help lists those first.

@@ -183,6 +183,17 @@ class RuleSpec(Strict):
         return self
 
 
+class PromptSpec(Strict):
+    """``[prompt]`` in problem.toml: what the model's prompt says beyond the defaults."""
+
+    # How the score is computed, when the verifier's own aggregate defines it
+    # (the default text covers gap_mean, gap_ratio and objective sums).
+    score: str = ""
+    # One direction per island for its first prompts (from the seed), so islands
+    # start on different ideas; the defaults are generic.
+    directions: list[str] = []
+
+
 class ProblemSpec(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     title: str
@@ -196,6 +207,7 @@ class ProblemSpec(Strict):
     features: list[FeatureSpec] = Field(min_length=1, max_length=3)
     # [rule] (one table) or [[rule]] (several): what the offline search evolves; optional.
     rule: list[RuleSpec] = []
+    prompt: PromptSpec = PromptSpec()
     run: dict[str, Any] = {}
 
     @field_validator("rule", mode="before")

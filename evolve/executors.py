@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import warnings
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -92,14 +93,22 @@ class RayExecutor:
         self, problem: Problem, settings: RunSettings, splits: dict[str, list[Instance]],
         address: str | None, hide: list[Path] | None = None,
     ) -> None:
-        ray = import_ray()
+        ray = import_ray(address)
         self._ray = ray
         self._started_here = not ray.is_initialized()
         if self._started_here:
-            ray.init(
-                address=address, ignore_reinit_error=True, include_dashboard=False,
-                log_to_driver=False, logging_level="ERROR",
-            )
+            try:
+                with warnings.catch_warnings():  # the failure is reported below, in one line
+                    warnings.simplefilter("ignore")
+                    ray.init(
+                        address=address, ignore_reinit_error=True, include_dashboard=False,
+                        log_to_driver=False, logging_level="ERROR",
+                    )
+            except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
+                hint = (" (a cluster with token authentication needs its token here: "
+                        "RAY_AUTH_TOKEN or ~/.ray/auth_token)" if address else "")
+                raise UserError(f"Ray at {address or 'a new local cluster'} cannot be used: "
+                                f"{' '.join(str(err).split())[:200]}{hint}") from None
         # Built-in and plug-in problems load by name on the workers; a problem
         # given as a folder must exist at the same path there (shared storage).
         reference = problem.name if problem.origin != "path" else str(problem.dir)
@@ -144,12 +153,36 @@ class RayExecutor:
             self._ray.shutdown()
 
 
-def import_ray() -> Any:
+def import_ray(address: str | None = None) -> Any:
+    """Ray, and for a ``ray://`` address its client (grpc) and token authentication set up."""
+    client = bool(address and address.startswith("ray://"))
+    if client:
+        _client_token_auth()  # before Ray is imported: it reads the mode once
     try:
         import ray
     except ImportError:
         raise UserError(RAY_INSTALL_HINT) from None
+    if client:
+        try:
+            import grpc  # noqa: F401  (what ray[client] adds to plain ray)
+        except ImportError:
+            raise UserError(f"--ray-address {address} needs Ray's client: pip install -e '.[ray]' "
+                            "(it installs ray[client])") from None
     return ray
+
+
+def _client_token_auth() -> None:
+    """Send the cluster's token when one is at hand, as Ray's own processes do.
+
+    Since Ray 2.52 a cluster started where a token file exists enforces token
+    authentication, but a Ray client enables it only when RAY_AUTH_MODE says
+    so: without this, connecting to such a cluster times out after ~40 s.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def make_executor(

@@ -29,7 +29,7 @@ from evolve.llm import OFFLINE
 from evolve.llm.base import LLM, Completion, LLMConfigError, LLMError, ProposalRequest
 from evolve.population import Elite, Population, cell_key, feature_values
 from evolve.problem import Problem
-from evolve.prompting import PromptProgram, render_messages
+from evolve.prompting import PromptBuilder
 from evolve.scoring import headline_gap
 from evolve.stop import Stop, StopKind
 from evolve.verifier import Instance
@@ -120,7 +120,7 @@ class Controller:
         self.run_dir = run_dir
         self.on_progress = on_progress or (lambda _p: None)
         self.population = Population(settings.islands)
-        self._edit_errors: dict[int, str] = {}
+        self.prompts = PromptBuilder(problem, settings, archive)
         self._in_flight_hashes: set[str] = set()
         backend = getattr(llm, "name", "")
         # Offline proposals cost nothing: a duplicate is asked for again instead of spending
@@ -218,6 +218,7 @@ class Controller:
         try:
             self._restore_population()
             self._ensure_seed(executor)
+            self.prompts.prepare(quick, train)
             next_iteration = self.archive.max_iteration() + 1
             self.progress.loop_started = time.time()
             self.on_progress(self.progress)
@@ -267,7 +268,32 @@ class Controller:
             evaluators.shutdown(wait=False, cancel_futures=True)
             executor.close()
 
+    def preview(self, executor: Executor | None = None) -> ProposalRequest:
+        """The request a model would be sent next, without running anything.
+
+        With ``executor`` the seed is evaluated first if the archive has none
+        (a fresh run). Offline backends' own choices (the GP's island plan) are
+        not consulted: this is what a model would get.
+        """
+        quick, train = self._load_instances()
+        self._restore_population()
+        if executor is not None:
+            self._ensure_seed(executor)
+        self.prompts.prepare(quick, train)
+        self._policy, self._offline = None, False
+        request, _task = self.next_request(self.archive.max_iteration() + 1)
+        return request
+
     def _launch(self, iteration: int, pool: ThreadPoolExecutor, retry: int = 0) -> tuple[Future, _Task]:
+        request, task = self.next_request(iteration, retry)
+        return pool.submit(self._propose, request), task
+
+    def next_request(self, iteration: int, retry: int = 0) -> tuple[ProposalRequest, _Task]:
+        """The request of ``iteration``: parent, inspirations, mode and the prompt.
+
+        Depends only on the archive, the settings and the population restored
+        from it, so ``evolve prompt --run`` rebuilds exactly what a model gets.
+        """
         s = self.settings
         rng = random.Random(f"{s.seed}:{iteration}" if not retry else f"{s.seed}:{iteration}:{retry}")
         island = (iteration - 1) % s.islands
@@ -283,20 +309,17 @@ class Controller:
         if self._policy is not None:
             self._policy.launched(iteration, parent_id)
         parent = self.archive.program(parent_id)
-        inspirations = [
-            self.archive.program(i)
-            for i in self.population.inspirations(island, parent_id, rng, s.inspirations)
-        ]
+        if self._offline:  # the GP crosses over with the island's elites
+            chosen = self.population.inspirations(island, parent_id, rng, s.inspirations)
+        else:  # a model reads them: the run's best first, never the seed again
+            seed = self.archive.seed()
+            avoid = {seed.id} if seed is not None and seed.id is not None else set()
+            chosen = self.population.prompt_inspirations(island, parent_id, rng, s.inspirations, avoid)
+        inspirations = [self.archive.program(i) for i in chosen]
         mode = s.edit_mode
         if mode == "mixed":
             mode = "rewrite" if rng.random() < s.rewrite_fraction else "diff"
-        messages = render_messages(
-            self.problem,
-            mode,
-            _prompt_program(parent),
-            [_prompt_program(p) for p in inspirations],
-            self._edit_errors.pop(island, None),
-        )
+        messages = self.prompts.messages(mode, island, parent, inspirations)
         request = ProposalRequest(
             messages=messages,
             iteration=iteration,
@@ -307,8 +330,7 @@ class Controller:
             retry=retry,
             fresh=fresh,
         )
-        task = _Task("propose", iteration, island, parent, mode, retry=retry)
-        return pool.submit(self._propose, request), task
+        return request, _Task("propose", iteration, island, parent, mode, retry=retry)
 
     def _stop(self, kind: StopKind, message: str) -> None:
         """Record the first stop reason; later ones do not replace it."""
@@ -386,7 +408,6 @@ class Controller:
         try:
             task.child = apply_edit(task.parent.code, result.text, task.mode)  # type: ignore[arg-type]
         except EditError as err:
-            self._edit_errors[task.island] = str(err)
             self._record_failure(task, EDIT_ERROR, str(err), result)
             return None
         task.child_hash = code_hash(task.child)
@@ -587,14 +608,6 @@ def _capped(completion: Completion) -> Completion:
         return completion
     note = f"\n[evolve: reply truncated from {len(text)} to {MAX_REPLY_CHARS} characters]\n"
     return dataclasses.replace(completion, text=text[:MAX_REPLY_CHARS] + note)
-
-
-def _prompt_program(program: Program) -> PromptProgram:
-    assert program.id is not None
-    return PromptProgram(
-        id=program.id, code=program.code, block=block_text(program.code), score=program.score,
-        feedback=program.feedback, metrics=program.metrics,
-    )
 
 
 def _write_atomic(path: Path, text: str) -> None:

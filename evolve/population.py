@@ -113,6 +113,33 @@ class Population:
                 chosen.append(pick)
         return chosen[:count]
 
+    def prompt_inspirations(
+        self, island: int, parent_id: int, rng: random.Random, count: int, avoid: set[int]
+    ) -> list[int]:
+        """Inspirations worth a model's reading: the best program of the whole run, the
+        island's best, then other cells of the island, then other islands' bests -- never
+        the parent, never a program in ``avoid`` (the seed, which every prompt already shows
+        through the parent's lineage)."""
+        chosen: list[int] = []
+
+        def take(elite: Elite | None) -> None:
+            if elite is not None and elite.program_id != parent_id and elite.program_id not in avoid \
+                    and elite.program_id not in chosen and len(chosen) < count:
+                chosen.append(elite.program_id)
+
+        take(self.global_best())
+        grid = self.islands[island]
+        take(grid.best)
+        for _ in range(4 * count):
+            if len(chosen) >= count or not len(grid):
+                break
+            take(grid.random_elite(rng))
+        others = sorted((i.best for k, i in enumerate(self.islands) if k != island and i.best),
+                        key=lambda e: -e.score)
+        for elite in others:
+            take(elite)
+        return chosen
+
     def migrate(self, skip: set[int] | None = None) -> list[tuple[int, Elite]]:
         """Ring migration: each island's best is offered to the next island (except to ``skip``).
 

@@ -86,7 +86,7 @@ def _plan(base: Problem, settings: RunSettings, options_source: str, request: bo
     if settings.executor == "ray":
         from evolve.executors import import_ray
 
-        import_ray()
+        import_ray(settings.ray_address)
     if settings.llm == "auto":  # saved resolved: a resumed run keeps the search it started with
         settings = settings.model_copy(update={"llm": offline_default(bool(configured.spec.rule))})
     if settings.llm == "gp" and configured.spec.rule:
@@ -212,6 +212,9 @@ def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: 
                     else "the offline mutator")
             console.print(f"No model configured: using {what} (--llm MODEL for a real one).")
         for checked in plan.checked:
+            if checked.note:
+                console.print(f"model: {checked.model}: {checked.note}")
+                continue
             answered = "request skipped (--no-preflight)" if checked.seconds is None else (
                 f"answered in {checked.seconds:.1f} s")
             console.print(f"model check: {checked.model}: provider and credentials ok, {answered}")

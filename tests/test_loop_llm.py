@@ -12,6 +12,7 @@ from evolve.config import resolve_settings
 from evolve.llm import make_llm
 from evolve.loop import Controller
 from evolve.problem import load_problem
+from evolve.runs import save_config
 from evolve.stop import StopKind
 
 GOOD_EDIT = """The best numbers should go first.
@@ -155,3 +156,43 @@ def test_a_runaway_reply_is_stored_truncated_with_a_note(toy_dir: Path, tmp_path
     assert len(stored) < (1 << 20) + 200
     assert stored.endswith(f"[evolve: reply truncated from {len(huge)} to 1048576 characters]\n")
     assert archive.best().code.count("return -x") == 1  # the edit at its head still applies
+
+
+def test_evolve_prompt_shows_exactly_the_next_request(toy_dir: Path, tmp_path: Path) -> None:
+    from evolve.preview import next_prompt
+
+    run = tmp_path / "run"
+    run.mkdir()
+    replies = [ok(GOOD_EDIT), ok(BAD_EDIT), ok("Idea: same again.\n" + GOOD_EDIT)]
+    with FakeLLMServer(default=ok(GOOD_EDIT.replace("return -x", "return -2 * x"))) as server:
+        server.enqueue(*replies)
+        problem = load_problem(str(toy_dir))
+        settings = resolve_settings(problem.spec.run, None, {"iterations": 5, "islands": 2,
+                                                             "llm_retries": 1})
+        save_config(run, problem.name, problem.dir, settings)
+        archive = Archive(run / "archive.sqlite", create=True)
+        llm = make_llm("openai/toy-model", api_base=server.base_url)
+        Controller(problem, settings, archive, llm, run).run()
+        archive.close()
+        preview = next_prompt(run=run)
+        settings = settings.model_copy(update={"iterations": 6})
+        archive = Archive(run / "archive.sqlite")
+        Controller(problem, settings, archive, llm, run).run()
+        sent = server.chat_requests()[-1].body["messages"]
+    assert preview.iteration == 6 and preview.messages == sent
+
+
+def test_prompts_report_what_was_tried_and_give_islands_different_directions(
+        toy_dir: Path, tmp_path: Path) -> None:
+    with FakeLLMServer(default=ok("Idea: flip the sign.\n" + GOOD_EDIT)) as server:
+        _run(toy_dir, tmp_path, "openai/toy-model", server.base_url, iterations=4, islands=2,
+             concurrency=1)
+        first, second, third, fourth = (r.body["messages"][1]["content"] for r in server.chat_requests())
+    # Both islands start from the seed, each with its own direction.
+    assert "# Direction for this island" in first and "# Direction for this island" in second
+    assert first.split("# Direction")[1] != second.split("# Direction")[1]
+    # Island 1 starts from the seed too: the attempt island 0 made from it is reported.
+    assert "# Already tried" not in first
+    tried = second.split("# Already tried on this program")[1].split("\n# ")[0]
+    assert "iteration 1: flip the sign." in tried
+    assert "change: return -x; result: score 0 (gap 0.00%) (better by" in tried

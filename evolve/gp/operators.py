@@ -31,7 +31,7 @@ from evolve.gp.tree import (
 
 # Operator weights; crossover needs an inspiration with a tree for the same rule.
 WEIGHTS: dict[str, float] = {
-    "crossover": 0.50, "subtree": 0.18, "point": 0.12, "constant": 0.12, "hoist": 0.04, "wrap": 0.04,
+    "crossover": 0.42, "subtree": 0.16, "point": 0.12, "constant": 0.12, "hoist": 0.04, "wrap": 0.14,
 }
 
 
@@ -123,11 +123,19 @@ def hoist(parent: Tree, sig: Signature, rng: random.Random) -> Child | None:
     return Child(part, "hoist", f"hoist: kept a subtree of size {size(part)} (shrinks the rule)")
 
 
+_WRAP_OPS = {"add": 1.0, "sub": 1.0, "mul": 1.0, "div": 1.0, "max": 1.5, "min": 1.0}
+
+
 def wrap(parent: Tree, sig: Signature, rng: random.Random) -> Child:
-    """The parent combined with a small new term: e OP term (grows one step)."""
-    term = random_tree(sig, rng, rng.randint(0, 2), full=False, want="array" if rng.random() < 0.7 else "scalar")
-    op = rng.choice(["add", "sub", "mul", "div", "max", "min"])
-    return Child((op, parent, term), "wrap", f"wrap: parent {op} a new term of size {size(term)}")
+    """A subtree (the whole rule half of the time) combined with a small new term:
+    e OP term, one step of growth that keeps what the parent computes inside the child
+    (the step from EDD's d to MDD's max(d, t + p))."""
+    at = () if rng.random() < 0.5 else _pick_node(parent, rng, 0.5)
+    node = get(parent, at)
+    want = "array" if rng.random() < 0.7 else "scalar"
+    term = random_tree(sig, rng, rng.randint(0, 2), full=False, want=want)
+    op = rng.choices(list(_WRAP_OPS), list(_WRAP_OPS.values()))[0]
+    return Child(replace(parent, at, (op, node, term)), "wrap", f"wrap: {op} with a new term of size {size(term)}")
 
 
 def vary(parent: Tree | None, donors: list[Tree], sig: Signature, rng: random.Random, limits: Limits,

@@ -6,6 +6,8 @@ Spec forms (see docs/llm.md):
   ``[rule]`` inputs (``evolve.gp``; needs ``rules``);
 * ``mutate`` (alias ``stub``) -- the blind offline AST mutator;
 * ``replay:FILE`` -- serve completions recorded earlier with ``record=FILE``;
+* ``files:DIR`` -- a person or an agent is the model: prompts to ``DIR/prompt_NNN.md``,
+  replies from ``DIR/reply_NNN.md``;
 * a litellm model string -- ``openai/gpt-4.1-mini``, ``anthropic/claude-...``,
   ``ollama/qwen2.5-coder:7b``, ``hosted_vllm/...``;
 * a weighted ensemble -- ``openai/gpt-4.1-mini:0.8,openai/o4-mini:0.2``.
@@ -41,7 +43,8 @@ __all__ = [
 
 Backend = Literal["auto", "openai", "litellm"]
 
-_SPEC_HELP = ("expected 'gp', 'mutate' (or 'stub'), 'replay:FILE', a model like 'openai/gpt-4.1-mini', or a "
+_SPEC_HELP = ("expected 'gp', 'mutate' (or 'stub'), 'replay:FILE', 'files:DIR', a model like "
+              "'openai/gpt-4.1-mini', or a "
               "weighted ensemble like 'openai/gpt-4.1-mini:0.8,openai/o4-mini:0.2'")
 # A weight is a plain decimal number. Anything else after the last colon is part
 # of the model name, so "ollama/qwen2.5-coder:7b" keeps its tag.
@@ -68,9 +71,10 @@ def _parse_member(part: str, spec: str) -> Member:
     if any(ch.isspace() for ch in name):
         raise UserError(f"LLM spec {spec!r}: model name {name!r} contains whitespace; "
                         f"{_SPEC_HELP}")
-    if name.startswith("replay:"):
-        raise UserError(f"LLM spec {spec!r}: 'replay:FILE' cannot be part of an ensemble; "
-                        "use it alone")
+    for prefix in ("replay:", "files:"):
+        if name.startswith(prefix):
+            raise UserError(f"LLM spec {spec!r}: '{prefix}...' cannot be part of an ensemble; "
+                            "use it alone")
     return Member(name, weight)
 
 
@@ -181,6 +185,13 @@ def make_llm(
         if record is not None and record.resolve() == path.resolve():
             raise UserError(f"record file {record} is the replay file; expected a different path")
         llm = ReplayLLM(path)
+    elif text.startswith("files:"):
+        folder = text[len("files:"):].strip()
+        if not folder:
+            raise UserError(f"LLM spec {spec!r} names no folder; expected 'files:DIR'")
+        from evolve.llm.files import FilesLLM
+
+        llm = FilesLLM(Path(folder))
     else:
         members = parse_spec(text)
         if len(members) == 1:

@@ -40,6 +40,7 @@ class PreflightError(UserError):
 class Checked:
     model: str
     seconds: float | None  # the probe's round trip; None when no request was made
+    note: str = ""  # what a backend without a network wants the user to know (files:DIR)
 
 
 def members(llm: LLM) -> Iterator[LLM]:
@@ -71,6 +72,7 @@ def preflight(llm: LLM, *, timeout_s: float = 15.0, request: bool = True) -> lis
     from evolve.llm.openai_compat import OpenAICompatLLM
 
     backends = list(members(llm))
+    checked = []
     for backend in backends:
         if isinstance(backend, LiteLLMBackend):
             _check_litellm_static(backend)
@@ -78,9 +80,9 @@ def preflight(llm: LLM, *, timeout_s: float = 15.0, request: bool = True) -> lis
             _check_openai_static(backend)
         else:
             check = getattr(backend, "preflight", None)  # e.g. files:DIR checks its folder
-            if callable(check):
-                check()
-    checked = []
+            note = check() if callable(check) else None
+            if isinstance(note, str) and note:
+                checked.append(Checked(backend.name, None, note))
     for backend in backends:
         if not isinstance(backend, (LiteLLMBackend, OpenAICompatLLM)):
             continue

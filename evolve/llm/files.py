@@ -1,0 +1,109 @@
+"""``files:DIR``: any model a person can reach -- a chat window, a coding agent, a colleague.
+
+Each request is written to ``DIR/prompt_NNN.md`` (NNN = the iteration); the
+backend then waits for ``DIR/reply_NNN.md`` and takes the whole file as the
+reply, once it has stopped changing (so a reply saved in several writes is not
+read half-way). Everything else is as with any model: the same archive, edits,
+record and replay; tokens are estimated (4 characters a token) and cost 0.
+
+A resumed run finds the prompts it already wrote: a reply written for the same
+prompt is used as it is; a reply left from a different prompt (another run in
+the same folder) is set aside as ``reply_NNN.stale-<time>.md``, never used.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from evolve.errors import UserError
+from evolve.llm.base import Completion, LLMError, ProposalRequest
+
+CHARS_PER_TOKEN = 4
+
+
+def prompt_text(request: ProposalRequest, header: str | None = None) -> str:
+    """The prompt file: a one-line instruction (or ``header``), then every message under its role."""
+    reply = reply_name(request.iteration)
+    parts = [header or f"<!-- evolve iteration {request.iteration}: write the answer to {reply} in "
+                       "this folder; the whole file is the reply. -->"]
+    for message in request.messages:
+        parts.append(f"# {message['role'].capitalize()}\n\n{message['content'].strip()}")
+    return "\n\n".join(parts) + "\n"
+
+
+def prompt_name(iteration: int) -> str:
+    return f"prompt_{iteration:03d}.md"
+
+
+def reply_name(iteration: int) -> str:
+    return f"reply_{iteration:03d}.md"
+
+
+@dataclass
+class FilesLLM:
+    """Writes prompts to files and waits for the replies, however long that takes."""
+
+    directory: Path
+    poll_s: float = 0.5
+    settle_s: float = 1.0  # a reply is read once its size and mtime held still this long
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"files:{self.directory}"
+
+    def preflight(self) -> str:
+        """The folder exists and is writable (no request to make): a note for the user."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            probe = self.directory / ".evolve-write-check"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as err:
+            raise UserError(f"{self.name}: cannot write prompts to {self.directory} "
+                            f"({err.strerror}); expected a writable folder") from None
+        return (f"prompts go to {self.directory}/prompt_NNN.md; write each answer to "
+                f"{self.directory}/reply_NNN.md")
+
+    def complete(self, request: ProposalRequest) -> Completion:
+        start = time.monotonic()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        prompt = prompt_text(request)
+        prompt_path = self.directory / prompt_name(request.iteration)
+        reply_path = self.directory / reply_name(request.iteration)
+        same_prompt = prompt_path.is_file() and prompt_path.read_text(encoding="utf-8") == prompt
+        if reply_path.exists() and not same_prompt:
+            stale = reply_path.with_name(f"{reply_path.stem}.stale-{time.strftime('%Y%m%d-%H%M%S')}.md")
+            reply_path.rename(stale)
+        if not same_prompt:
+            tmp = prompt_path.with_suffix(".md.tmp")
+            tmp.write_text(prompt, encoding="utf-8")
+            os.replace(tmp, prompt_path)
+        text = self._wait_for(reply_path)
+        if not text.strip():
+            raise LLMError(f"{self.name}: {reply_path.name} is empty", kind="empty")
+        return Completion(
+            text=text, model=self.name, prompt_tokens=len(prompt) // CHARS_PER_TOKEN,
+            completion_tokens=len(text) // CHARS_PER_TOKEN, cost_usd=0.0,
+            seconds=time.monotonic() - start,
+        )
+
+    def _wait_for(self, path: Path) -> str:
+        last: tuple[int, int] | None = None
+        still_since = 0.0
+        while True:
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                last = None
+                time.sleep(self.poll_s)
+                continue
+            signature = (stat.st_size, stat.st_mtime_ns)
+            now = time.monotonic()
+            if signature != last:
+                last, still_since = signature, now
+            elif now - still_since >= self.settle_s and stat.st_size > 0:
+                return path.read_bytes().decode("utf-8", errors="replace")
+            time.sleep(self.poll_s)

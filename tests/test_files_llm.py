@@ -1,0 +1,148 @@
+"""`--llm files:DIR`: a person (here a thread playing one) answers prompts written to files."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from evolve.archive import EDIT_ERROR, EVALUATED, Archive
+from evolve.config import resolve_settings
+from evolve.errors import UserError
+from evolve.llm import make_llm
+from evolve.llm.base import ProposalRequest
+from evolve.llm.files import FilesLLM, prompt_text
+from evolve.llm.preflight import preflight
+from evolve.loop import Controller
+from evolve.problem import load_problem
+
+GOOD_EDIT = """Idea: bigger numbers first.
+<<<<<<< SEARCH
+    return x * 1.0
+=======
+    return -x
+>>>>>>> REPLACE
+"""
+
+
+@contextmanager
+def person(folder: Path, answer: Callable[[int, str], str | None], chunks: int = 1) -> Iterator[list[int]]:
+    """Answers every prompt_NNN.md in ``folder`` by writing reply_NNN.md (in ``chunks`` writes)."""
+    answered: list[int] = []
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            for prompt in sorted(folder.glob("prompt_*.md")):
+                n = int(prompt.stem.split("_")[1])
+                reply = folder / f"reply_{n:03d}.md"
+                if n in answered or reply.exists():
+                    continue
+                text = answer(n, prompt.read_text())
+                if text is None:
+                    continue
+                answered.append(n)
+                step = max(1, len(text) // chunks)
+                with reply.open("w") as handle:  # a slow writer: the backend must wait for the end
+                    for i in range(0, len(text), step):
+                        handle.write(text[i:i + step])
+                        handle.flush()
+                        time.sleep(0.1 if chunks > 1 else 0)
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        yield answered
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def files_run(toy_dir: Path, run_dir: Path, folder: Path, settle_s: float = 0.2, **overrides: object):
+    problem = load_problem(str(toy_dir))
+    settings = resolve_settings(problem.spec.run, None, {"llm": f"files:{folder}", **overrides})
+    archive = Archive(run_dir / "archive.sqlite", create=True)
+    llm = make_llm(settings.llm, record=Path(settings.record) if settings.record else None)
+    if isinstance(llm, FilesLLM):
+        llm.poll_s, llm.settle_s = 0.05, settle_s
+    return Controller(problem, settings, archive, llm, run_dir).run(), archive
+
+
+def test_prompts_are_written_and_replies_read_with_the_same_archive_and_zero_cost(
+        toy_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "exchange"
+    with person(folder, lambda n, _: GOOD_EDIT if n != 2 else "I am not sure what to do.") as answered:
+        progress, archive = files_run(toy_dir, tmp_path, folder, iterations=3, islands=1,
+                                      record=str(tmp_path / "record.jsonl"))
+    assert answered == [1, 2, 3]
+    assert progress.stop_reason == "iterations" and progress.cost_usd == 0.0
+    # iteration 3 quotes the seed, but its parent is now the child of iteration 1
+    assert archive.outcome_counts() == {EVALUATED: 1, EDIT_ERROR: 2}
+    prompt = (folder / "prompt_001.md").read_text()
+    assert prompt.startswith("<!-- evolve iteration 1: write the answer to reply_001.md")
+    assert "# System\n\n" in prompt and "# User\n\n" in prompt and "return x * 1.0" in prompt
+    usage = archive.usage()
+    assert usage["prompt_tokens"] > 100 and usage["completion_tokens"] > 10
+    # The edit failure of iteration 2 reached the prompt of iteration 3, as with any model.
+    assert "holds no SEARCH/REPLACE block" in (folder / "prompt_003.md").read_text()
+
+
+def test_a_reply_written_in_several_parts_is_read_only_when_complete(toy_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "exchange"
+    with person(folder, lambda n, _: GOOD_EDIT, chunks=4):  # 0.1 s between parts
+        _, archive = files_run(toy_dir, tmp_path, folder, settle_s=0.8, iterations=1, islands=1)
+    assert archive.outcome_counts() == {EVALUATED: 1}
+
+
+def test_a_recorded_files_run_replays_without_anyone_answering(toy_dir: Path, tmp_path: Path) -> None:
+    folder, record = tmp_path / "exchange", tmp_path / "record.jsonl"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with person(folder, lambda n, _: GOOD_EDIT):
+        _, first = files_run(toy_dir, tmp_path / "a", folder, iterations=2, islands=1, record=str(record))
+    problem = load_problem(str(toy_dir))
+    settings = resolve_settings(problem.spec.run, None, {"iterations": 2, "islands": 1})
+    second = Archive(tmp_path / "b" / "archive.sqlite", create=True)
+    Controller(problem, settings, second, make_llm(f"replay:{record}"), tmp_path / "b").run()
+    assert first.outcome_counts() == second.outcome_counts()
+    assert first.best().code == second.best().code
+
+
+def request(iteration: int, text: str = "improve it") -> ProposalRequest:
+    return ProposalRequest(messages=[{"role": "system", "content": "sys"}, {"role": "user", "content": text}],
+                           iteration=iteration, seed=0, mode="diff", parent_code="")
+
+
+def test_a_resumed_run_reuses_the_reply_to_the_same_prompt_and_sets_aside_a_stale_one(tmp_path: Path) -> None:
+    llm = FilesLLM(tmp_path, poll_s=0.01, settle_s=0.05)
+    (tmp_path / "prompt_004.md").write_text(prompt_text(request(4)))
+    (tmp_path / "reply_004.md").write_text("the answer written before the restart")
+    assert llm.complete(request(4)).text == "the answer written before the restart"
+
+    (tmp_path / "reply_005.md").write_text("an answer to some other prompt")
+    with person(tmp_path, lambda n, _: "fresh answer" if n == 5 else None):
+        assert llm.complete(request(5, "a different prompt")).text == "fresh answer"
+    (stale,) = tmp_path.glob("reply_005.stale-*.md")
+    assert stale.read_text() == "an answer to some other prompt"
+
+
+def test_preflight_checks_the_folder_and_says_where_to_answer(tmp_path: Path) -> None:
+    checked = preflight(make_llm(f"files:{tmp_path / 'new'}"))
+    assert (tmp_path / "new").is_dir()
+    assert checked[0].note.endswith("write each answer to " + str(tmp_path / "new") + "/reply_NNN.md")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="cannot write prompts to"):
+        preflight(make_llm(f"files:{blocker / 'sub'}"))
+
+
+@pytest.mark.parametrize("spec, fragment", [("files:", "names no folder"),
+                                            ("openai/a,files:x", "cannot be part of an ensemble")])
+def test_bad_files_specs_are_one_line_errors(spec: str, fragment: str) -> None:
+    with pytest.raises(UserError, match=fragment):
+        make_llm(spec)
