@@ -125,13 +125,16 @@ def test_a_failed_call_does_not_leave_its_connection_for_the_next(server: FakeLL
 
 def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
     """A server that closes each connection after one reply without saying so (an idle
-    keep-alive timeout): the next call must open a new connection, not fail."""
+    keep-alive timeout): the next call must open a new connection, not fail. (A close
+    that races the next request fails that request as a retryable connection error, as
+    with the openai client.)"""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     body = b'{"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}'
     reply = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
              + str(len(body)).encode() + b"\r\n\r\n" + body)
     served: list[int] = []
+    closed = threading.Semaphore(0)
 
     def serve_three() -> None:
         for _ in range(3):
@@ -147,7 +150,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
                     rest += conn.recv(65536)
                 conn.sendall(reply)
                 served.append(1)
-            # closed here, after a reply that promised keep-alive
+            closed.release()  # closed, after a reply that promised keep-alive
 
     thread = threading.Thread(target=serve_three, daemon=True)
     thread.start()
@@ -155,6 +158,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
     try:
         for _ in range(3):
             assert endpoint.post({"model": "m", "messages": []}, timeout_s=5)["choices"][0]["message"]["content"] == "hi"
+            assert closed.acquire(timeout=5)  # the pooled connection is dead before the next call
     finally:
         endpoint.close()
         listener.close()
