@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import socket
 import warnings
 from pathlib import Path
 from typing import Any, Protocol
@@ -186,7 +187,25 @@ def import_ray(address: str | None = None) -> Any:
         except ImportError:
             raise UserError(f"--ray-address {address} needs Ray's client: pip install -e '.[ray]' "
                             "(it installs ray[client])") from None
+        _check_reachable(str(address))
     return ray
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A ray:// address that nothing answers is an error now, not after the client's ~30 s of
+    retries (and before the run folder exists)."""
+    host, _, port = address[len("ray://"):].partition("/")[0].rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--ray-address {address}: expected ray://HOST:PORT (the head's client "
+                        "server, 10001 by default)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        reason = "host name does not resolve" if isinstance(err, socket.gaierror) else (
+            err.strerror or type(err).__name__).lower()
+        raise UserError(f"--ray-address {address}: nothing answers there ({reason}); start the head "
+                        "with 'ray start --head' (its client server listens on 10001) or fix the "
+                        "address") from None
 
 
 def _client_token_auth() -> None:
