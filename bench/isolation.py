@@ -2,10 +2,12 @@
 
     PYTHONPATH=. python bench/isolation.py [--runs 200]
 
-Rows: a trivial candidate through ``Sandbox.run`` (controller round trip, the
-zygote's fork-to-exit part of it, and the CPU time it takes: the controller's
-thread, the zygote and the reaped child, which stays meaningful on a busy
-machine), one trivial call in an open session
+Rows: a trivial candidate through ``Sandbox.run`` with a pause of --gap-ms
+between runs (what a search loop leaves while it scores, writes its archive and
+waits for its model: the zygote cleans up and forks the next child then) and
+back to back, the zygote's part of it (work order to reply), and the CPU time it
+takes: the controller's thread, the zygote and the reaped child, which stays
+meaningful on a busy machine), one trivial call in an open session
 (``SandboxSession.call`` round trip), a fresh ``python -c "import numpy"``
 (what a sandbox without a warm worker pays), and a bare ``os.fork()`` of a warm
 numpy process (the floor of any fork-based design).
@@ -42,9 +44,11 @@ class Echo:
 TRIVIAL = "def f(x):\n    return x\n"
 
 
-def timed(fn: Callable[[], object], runs: int) -> list[float]:
+def timed(fn: Callable[[], object], runs: int, gap_s: float = 0.0) -> list[float]:
     out = []
     for _ in range(runs):
+        if gap_s:
+            time.sleep(gap_s)
         start = time.perf_counter()
         fn()
         out.append(time.perf_counter() - start)
@@ -90,6 +94,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--fresh-runs", type=int, default=20)
     parser.add_argument("--calls", type=int, default=20000, help="session calls timed")
+    parser.add_argument("--gap-ms", type=float, default=2.0, help="pause between timed runs")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,9 +118,12 @@ def main() -> None:
                 inner.append(outcome.wall_seconds)
 
             assert sb.worker_pid is not None
+            sb.settle()
             cpu0 = cpu_of(sb.worker_pid) + time.thread_time()
-            sandbox_times = timed(one, args.runs)
+            sandbox_times = timed(one, args.runs, args.gap_ms / 1000)
+            sb.settle()
             cpu = [(cpu_of(sb.worker_pid) + time.thread_time() - cpu0) / args.runs]
+            back_to_back = timed(one, args.runs)
             calls: list[float] = []
             if hasattr(sb, "session"):  # sessions exist from the commit "Sandbox sessions" on
                 with sb.session(TRIVIAL, "f") as session:
@@ -130,8 +138,9 @@ def main() -> None:
     print("sandbox isolation: " + "; ".join(isolation))
     print()
     print(f"{'per candidate':<52} {'runs':>6} {'median ms':>9} {'p95 ms':>9}")
-    print(row("evolve Sandbox.run, trivial candidate, 3 instances", sandbox_times))
-    print(row("  of which zygote fork -> child exit", inner))
+    print(row(f"evolve Sandbox.run, trivial candidate, 3 instances, {args.gap_ms:g} ms apart", sandbox_times))
+    print(row("  of which zygote: work order -> last result line", inner[: args.runs]))
+    print(row("  the same back to back (clean-up and fork in the way)", back_to_back))
     print(row("  CPU: controller thread + zygote + child, mean", cpu))
     if calls:
         print(row("session call round trip, trivial candidate", calls, 4))

@@ -1,32 +1,51 @@
-"""Engine overhead per iteration as the archive grows (issue: flat loop overhead).
+"""Per-iteration overhead as the population grows: evolve next to OpenEvolve on one mock model.
 
-Starts an OpenAI-compatible server on 127.0.0.1 that answers instantly (or after
---latency-ms) with a valid SEARCH/REPLACE edit of the tiny benchmark problem
-(bench/tiny_problem, ~0.05 ms evaluation), runs the evolve loop on it through
-the real OpenAI-compatible backend, and prints per window of 100 iterations:
-the archive size, wall milliseconds per iteration, the controller's own
-milliseconds per iteration (sampling, prompts, edits, archive writes: all but
-waiting for the model and the sandbox) and the process's resident memory.
+The mock model is an OpenAI-compatible server in its own process (as a real
+model server is) that answers at once, or after --latency-ms, with a
+SEARCH/REPLACE edit of bench/tiny_problem (evaluation ~0.05 ms): it moves the
+parent's constant by a random Gaussian step (sd --step, seeded). Like a real
+model's proposals, a child is sometimes better and more often worse than its
+parent, so a framework that keeps its population (OpenEvolve, up to its
+population_size) sees it grow. (An earlier mock answered every prompt with a
+constant closer to the target than all before it: every child beat every
+program, OpenEvolve deleted each program it displaced, and its population never
+grew.)
 
-    python bench/loop_overhead.py [--iterations 5000] [--latency-ms 0] [--concurrency 1]
+evolve runs through its real OpenAI-compatible backend with full sandbox
+isolation. Printed per window of --window iterations: wall milliseconds per
+iteration (from the arrival times of the model requests, so both frameworks are
+measured the same way), the population (evolve: programs in the archive, which
+keeps all; OpenEvolve: programs in its database), evolve's engine CPU per
+iteration (the controller thread's own work) and resident memory. Then the
+ratio at ~100, ~1,000 and ~3,000 programs.
+
+    python bench/loop_overhead.py [--iterations 3200] [--window 100] [--latency-ms 0]
+                                  [--openevolve-config ours|default] [--skip-openevolve]
+
+OpenEvolve 0.4.0 is not a dependency: pip install openevolve==0.4.0 to compare.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
+import multiprocessing
 import os
 import platform
+import random
 import re
 import sys
 import tempfile
 import threading
 import time
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from machine import cpu_model  # noqa: E402
 
 from evolve.archive import Archive  # noqa: E402
 from evolve.config import resolve_settings  # noqa: E402
@@ -36,32 +55,76 @@ from evolve.problem import load_problem  # noqa: E402
 from tests.llm_server import FakeLLMServer, ok  # noqa: E402
 
 CONSTANT = re.compile(r"^(\s*)return x \* (\S+)$", re.M)
-# Both frameworks head the parent's code "Current Program" (ours "## Current program").
-CURRENT = re.compile(r"#+ Current Program\s*\n", re.I)
+# Both frameworks head the parent's code "Current program" (ours "# Current program (#N): ...").
+CURRENT = re.compile(r"^#+ Current Program\b.*$", re.I | re.M)
+MARKS = (100, 1000, 3000)  # populations at which the ratio is reported
 
 
-class EditResponder:
-    """Answers every prompt with a fresh constant, so each child is a new program."""
+class MockModel:
+    """Answers a prompt with a random step of the current program's constant."""
 
-    def __init__(self, latency_s: float) -> None:
-        self._counter = itertools.count(2)
+    pattern = CONSTANT  # what it edits in the current program
+
+    def __init__(self, latency_s: float, step: float, seed: int) -> None:
+        self.latency_s, self.step = latency_s, step
+        self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self.latency_s = latency_s
+        self.arrivals: list[float] = []
 
     def __call__(self, body: dict) -> object:
+        arrived = time.monotonic()
         prompt = body["messages"][-1]["content"]
         heads = list(CURRENT.finditer(prompt))
-        match = CONSTANT.search(prompt, heads[-1].end() if heads else 0)
+        match = self.pattern.search(prompt, heads[-1].end() if heads else 0)
         with self._lock:
-            k = next(self._counter)
+            self.arrivals.append(arrived)
+            draw = self.draw(self._rng)
         if match is None:
             return ok("no idea", delay_s=self.latency_s)
+        return ok(self.reply(match, draw), prompt_tokens=len(prompt) // 4, completion_tokens=30,
+                  delay_s=self.latency_s)
+
+    def draw(self, rng: random.Random) -> Any:
+        return rng.gauss(0.0, self.step)
+
+    def reply(self, match: re.Match[str], step: float) -> str:
         indent, old = match.groups()
-        text = (
-            f"Try another constant.\n<<<<<<< SEARCH\n{indent}return x * {old}\n=======\n"
-            f"{indent}return x * {k / 1000:.3f}\n>>>>>>> REPLACE\n"
-        )
-        return ok(text, prompt_tokens=len(prompt) // 4, completion_tokens=30, delay_s=self.latency_s)
+        try:
+            new = float(old) + step
+        except ValueError:
+            new = 1.0 + step
+        return (f"Idea: try another constant.\n<<<<<<< SEARCH\n{indent}return x * {old}\n=======\n"
+                f"{indent}return x * {new:.6f}\n>>>>>>> REPLACE\n")
+
+
+def _serve(model_class: type, args: tuple[Any, ...], conn: Any) -> None:
+    model = model_class(*args)
+    with FakeLLMServer(responder=model, keep_requests=False) as server:
+        conn.send(server.base_url)
+        conn.recv()  # until told to stop
+        conn.send(model.arrivals)
+
+
+class MockServer:
+    """A mock model (``model_class(*args)``, answering request bodies and keeping their
+    ``arrivals``) in a process of its own; ``arrivals`` (monotonic times) after the block."""
+
+    def __init__(self, latency_ms: float = 0.0, step: float = 0.5, seed: int = 0,
+                 model_class: type = MockModel) -> None:
+        self._model = (model_class, (latency_ms / 1000, step, seed))
+        self.arrivals: list[float] = []
+
+    def __enter__(self) -> str:
+        context = multiprocessing.get_context("spawn")
+        self._conn, theirs = context.Pipe()
+        self._proc = context.Process(target=_serve, args=(*self._model, theirs), daemon=True)
+        self._proc.start()
+        return str(self._conn.recv())
+
+    def __exit__(self, *exc: object) -> None:
+        self._conn.send("stop")
+        self.arrivals = sorted(self._conn.recv())
+        self._proc.join(10)
 
 
 def rss_mib() -> float:
@@ -69,20 +132,28 @@ def rss_mib() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def machine_line() -> str:
-    return (f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-            f"Linux {platform.release()}, load {os.getloadavg()[0]:.2f}\n"
-            f"python {platform.python_version()}, evolve {version('evolve')}, openai {version('openai')}")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"machine: {os.cpu_count()} CPUs, {cpu_model()}, Linux {platform.release()}, load avg {load}\n"
+            f"python {platform.python_version()}, evolve {_version('evolve')}, openai {_version('openai')}, "
+            f"openevolve {_version('openevolve')}")
 
 
 def run_loop(
     iterations: int, latency_ms: float = 0.0, concurrency: int = 1, workers: int = 1,
-    window: int = 100, extra: dict | None = None, options: dict | None = None,
-    keep_arrivals: bool = False,
+    window: int = 100, extra: dict | None = None, options: dict | None = None, step: float = 0.5,
 ) -> tuple[Progress, float, int, list[tuple[int, int, float, float, float]], list[float]]:
-    """One run of the loop on the tiny problem against a local model server.
+    """One run of the loop on the tiny problem against the mock model.
 
-    Returns (progress, wall seconds, programs archived, per-window rows, request arrivals)."""
+    Returns (progress, wall seconds, programs archived, per-window rows of
+    (iterations, programs, wall ms/it, engine ms/it, RSS MiB), model-request arrivals)."""
     problem = load_problem(str(REPO / "bench" / "tiny_problem")).with_options(options or {})
     overrides = {"iterations": iterations, "concurrency": concurrency, "workers": workers, **(extra or {})}
     settings = resolve_settings(problem.spec.run, None, overrides)
@@ -99,26 +170,22 @@ def run_loop(
         rows.append((p.done, holder["archive"].program_count(), wall, engine, rss_mib()))
         mark.update(t=now, engine=p.engine_seconds, done=p.done)
 
-    with tempfile.TemporaryDirectory() as tmp, FakeLLMServer(
-        responder=EditResponder(latency_ms / 1000), keep_requests=keep_arrivals
-    ) as server:
+    server = MockServer(latency_ms, step)
+    with tempfile.TemporaryDirectory() as tmp, server as base_url:
         archive = holder["archive"] = Archive(Path(tmp) / "archive.sqlite", create=True)
-        llm = make_llm("openai/bench", api_base=server.base_url, timeout_s=30)
+        llm = make_llm("openai/bench", api_base=base_url, timeout_s=30)
         started = time.perf_counter()
         progress = Controller(problem, settings, archive, llm, Path(tmp), on_progress=on_progress).run()
         total = time.perf_counter() - started
         programs = archive.program_count()
         archive.close()
-        arrivals = sorted(r.at for r in server.chat_requests())
-    return progress, total, programs, rows, arrivals
+    return progress, total, programs, rows, server.arrivals
 
 
 def arrival_windows(arrivals: list[float], window: int) -> list[tuple[int, float]]:
     """(iterations so far, wall ms per iteration) from model-request arrival times."""
-    out = []
-    for end in range(window, len(arrivals), window):
-        out.append((end, 1000 * (arrivals[end] - arrivals[end - window]) / window))
-    return out
+    return [(end, 1000 * (arrivals[end] - arrivals[end - window]) / window)
+            for end in range(window, len(arrivals), window)]
 
 
 EVALUATOR = """
@@ -132,10 +199,10 @@ def evaluate(program_path):
     return {"combined_score": -abs(float(module.f(1.0)) - 7.0)}
 """
 
-OPENEVOLVE_CONFIG = """
+# What both configurations need to reach the mock model.
+OPENEVOLVE_LLM = """
 max_iterations: {iterations}
 log_level: WARNING
-random_seed: 0
 llm:
   api_base: "{api_base}"
   api_key: "EMPTY"
@@ -145,6 +212,11 @@ llm:
   timeout: 30
   retries: 1
   retry_delay: 1
+"""
+# "ours": the population may hold every program of the run (as evolve's archive does), 4 islands
+# (as the tiny problem), no cascade, one evaluation at a time (as --workers 1).
+OPENEVOLVE_CONFIGS = {
+    "ours": OPENEVOLVE_LLM + """random_seed: 0
 database:
   population_size: {iterations}
   num_islands: 4
@@ -152,75 +224,118 @@ evaluator:
   timeout: 30
   cascade_evaluation: false
   parallel_evaluations: 1
-"""
+""",
+    "default": OPENEVOLVE_LLM,  # OpenEvolve's own defaults: population_size 1000, 5 islands, cascade on
+}
 
 
-def run_openevolve(iterations: int, latency_ms: float) -> tuple[float, list[float]]:
-    """OpenEvolve on the same tiny problem against the same kind of server.
+def run_openevolve(
+    iterations: int, latency_ms: float, config: str = "ours", step: float = 0.5,
+) -> tuple[float, list[float], list[tuple[float, int]]]:
+    """OpenEvolve on the same tiny problem against the same mock model.
 
-    Returns (wall seconds, arrival times of its model requests)."""
+    Returns (wall seconds, model-request arrivals, (time, population) before each iteration)."""
     import logging
 
     from openevolve.api import run_evolution
+    from openevolve.process_parallel import ProcessParallelController
 
     logging.disable(logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp, FakeLLMServer(responder=EditResponder(latency_ms / 1000)) as server:
-        folder = Path(tmp)
-        (folder / "evaluator.py").write_text(EVALUATOR)
-        config = folder / "config.yaml"
-        config.write_text(OPENEVOLVE_CONFIG.format(iterations=iterations, api_base=server.base_url))
-        started = time.perf_counter()
-        run_evolution(
-            initial_program=str(REPO / "bench" / "tiny_problem" / "seed.py"),
-            evaluator=str(folder / "evaluator.py"), config=str(config), iterations=iterations,
-            output_dir=str(folder / "out"),
-        )
-        total = time.perf_counter() - started
-        arrivals = sorted(r.at for r in server.chat_requests())
-    return total, arrivals
+    population: list[tuple[float, int]] = []
+    original = ProcessParallelController._create_database_snapshot
+
+    def observed(self: Any) -> dict:  # read-only: how many programs it holds, once per iteration
+        population.append((time.monotonic(), len(self.database.programs)))
+        return original(self)
+
+    ProcessParallelController._create_database_snapshot = observed  # type: ignore[method-assign]
+    server = MockServer(latency_ms, step)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, server as base_url:
+            folder = Path(tmp)
+            (folder / "evaluator.py").write_text(EVALUATOR)
+            path = folder / "config.yaml"
+            path.write_text(OPENEVOLVE_CONFIGS[config].format(iterations=iterations, api_base=base_url))
+            started = time.perf_counter()
+            run_evolution(
+                initial_program=str(REPO / "bench" / "tiny_problem" / "seed.py"),
+                evaluator=str(folder / "evaluator.py"), config=str(path), iterations=iterations,
+                output_dir=str(folder / "out"),
+            )
+            total = time.perf_counter() - started
+    finally:
+        ProcessParallelController._create_database_snapshot = original  # type: ignore[method-assign]
+    return total, server.arrivals, population
+
+
+def population_at(samples: list[tuple[float, int]], when: float) -> int:
+    last = 0
+    for t, n in samples:
+        if t > when:
+            break
+        last = n
+    return last
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--iterations", type=int, default=5000)
+    parser.add_argument("--iterations", type=int, default=3200)
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--step", type=float, default=0.5, help="sd of the mock model's random step")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--skip-openevolve", action="store_true", help="do not run the side-by-side")
+    parser.add_argument("--openevolve-config", choices=sorted(OPENEVOLVE_CONFIGS), default="ours")
+    parser.add_argument("--skip-openevolve", action="store_true", help="evolve alone (e.g. to 10,000 programs)")
     args = parser.parse_args()
 
     print(machine_line())
-    progress, total, programs, rows, _ = run_loop(
-        args.iterations, args.latency_ms, args.concurrency, args.workers, args.window
+    progress, total, programs, rows, arrivals = run_loop(
+        args.iterations, args.latency_ms, args.concurrency, args.workers, args.window, step=args.step
     )
     print(f"\nevolve: {progress.done} iterations in {total:.1f} s, {programs} programs archived, "
-          f"model latency {args.latency_ms:g} ms, concurrency {args.concurrency}, workers {args.workers}")
+          f"model latency {args.latency_ms:g} ms, concurrency {args.concurrency}, workers {args.workers}, "
+          f"load after {os.getloadavg()[0]:.2f}")
+    by_model = dict(arrival_windows(arrivals, args.window))
     print(f"{'iterations':>10} {'programs':>9} {'wall ms/it':>11} {'engine ms/it':>13} {'RSS MiB':>8}")
     for done, count, wall, engine, rss in rows:
+        wall = by_model.get(done, wall)  # from model requests where the window has them
         print(f"{done:>10} {count:>9} {wall:>11.2f} {engine:>13.3f} {rss:>8.1f}")
     if args.skip_openevolve:
         return
-    try:
-        from importlib.metadata import version as dist_version
-
-        oe_version = dist_version("openevolve")
-    except Exception:
-        print("\nOpenEvolve: skipped (not installed; pip install openevolve to compare on the same server)")
+    if _version("openevolve") == "not installed":
+        print("\nOpenEvolve: skipped (pip install openevolve==0.4.0 to compare on the same mock model)")
         return
-    # Side by side, measured the same way for both: wall time between model
-    # requests, per window (each framework makes one request per iteration).
-    ours = run_loop(args.iterations, args.latency_ms, window=10**9, keep_arrivals=True)
-    theirs_seconds, theirs = run_openevolve(args.iterations, args.latency_ms)
-    ours_rows = dict(arrival_windows(ours[4], args.window))
-    print(f"\nside by side (openevolve {oe_version}), wall ms per iteration from model-request arrivals; "
-          f"openevolve total {theirs_seconds:.1f} s for {len(theirs)} requests")
-    print(f"{'iterations':>10} {'evolve':>9} {'openevolve':>11} {'ratio':>7}")
+    theirs_seconds, theirs, population = run_openevolve(
+        args.iterations, args.latency_ms, args.openevolve_config, args.step)
+    ours_programs = {done: count for done, count, *_ in rows}
+    print(f"\nOpenEvolve {_version('openevolve')}, config '{args.openevolve_config}': {len(theirs)} requests "
+          f"in {theirs_seconds:.1f} s, load after {os.getloadavg()[0]:.2f}; its configuration beyond the defaults:")
+    shown = OPENEVOLVE_CONFIGS[args.openevolve_config].format(iterations=args.iterations, api_base="<mock>")
+    print("    " + shown.strip().replace("\n", "\n    "))
+    print(f"\n{'iterations':>10} {'evolve ms':>10} {'programs':>9} {'OpenEvolve ms':>14} {'population':>11} "
+          f"{'ratio':>7}")
+    side = []
     for end, theirs_ms in arrival_windows(theirs, args.window):
-        ours_ms = ours_rows.get(end)
+        ours_ms = by_model.get(end)
         if ours_ms is None:
             continue
-        print(f"{end:>10} {ours_ms:>9.2f} {theirs_ms:>11.2f} {theirs_ms / ours_ms:>6.1f}x")
+        held = population_at(population, theirs[end])
+        side.append((end, ours_ms, theirs_ms, held))
+        print(f"{end:>10} {ours_ms:>10.2f} {ours_programs.get(end, 0):>9} {theirs_ms:>14.2f} {held:>11} "
+              f"{theirs_ms / ours_ms:>6.1f}x")
+    print()
+    for mark in MARKS:
+        near = [row for row in side if abs(row[3] - mark) <= 0.25 * mark]
+        if not near:
+            print(f"at ~{mark} programs: OpenEvolve's population was never near it in this run")
+            continue
+        end, ours_ms, theirs_ms, held = min(near, key=lambda row: abs(row[3] - mark))
+        print(f"at ~{mark} programs (iteration {end}, OpenEvolve holds {held}): evolve {ours_ms:.2f} ms, "
+              f"OpenEvolve {theirs_ms:.2f} ms per iteration: {theirs_ms / ours_ms:.1f}x")
+    best = min(side, key=lambda row: row[2])
+    print(f"OpenEvolve's best window (iteration {best[0]}, {best[3]} programs): {best[2]:.2f} ms; "
+          f"evolve's median window: {sorted(r[1] for r in side)[len(side) // 2]:.2f} ms")
 
 
 if __name__ == "__main__":

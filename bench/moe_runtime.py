@@ -1,14 +1,14 @@
 """Runtime of MoE balancers on the V3-like deployment, measured two ways in one run.
 
-    PYTHONPATH=. python bench/moe_runtime.py [--program runs/x/best.py ...] [--calls 20]
+    python bench/moe_runtime.py [--program runs/x/best.py ...] [--calls 20]
 
-1. the harness the verifier uses (``run_workload``, inside this process):
-   median wall and process CPU time per call;
-2. out of process, by the kernel: a fresh interpreter runs the program N times
-   and then 0 times; the per-call CPU time is the difference of the child's
-   rusage (user + system, read by this process with ``os.wait4``) divided by
-   N.  The child cannot forge it, so this cross-checks the harness figure for a
-   program one does not trust (see docs/moe.md).
+1. the verifier's own measurement: the trusted harness (``run_workload``) calls
+   the program in a real sandbox session and reads each call's CPU time from the
+   kernel's clock of the candidate's process, and its round-trip wall time;
+2. a fresh interpreter runs the program N times and then 0 times; the per-call
+   CPU time is the difference of the child's rusage (user + system, read by
+   this process with ``os.wait4``) divided by N: the same program timed by
+   another route, without the sandbox (see docs/moe.md).
 
 Speed-ups are ratios to DeepSeek's EPLB measured in the same run.
 """
@@ -21,14 +21,14 @@ import platform
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 
 from evolve.evaluators.moe.configs import V3
 from evolve.evaluators.moe.generator import TRAIN_DRIFT, generate
-from evolve.evaluators.moe.harness import run_workload
+from evolve.evaluators.moe.harness import run_workload, session_call
+from evolve.sandbox import Sandbox, SandboxLimits
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ROOT / "problems" / "moe" / "baselines"
@@ -59,12 +59,12 @@ def kernel_cpu(path: Path, calls: int) -> tuple[float, float]:
     return usage.ru_utime + usage.ru_stime, wall
 
 
-def harness(path: Path, calls: int) -> tuple[float, float]:
-    module = types.ModuleType(path.stem)
-    exec(compile(path.read_text(), str(path), "exec"), module.__dict__)
+def harness(sandbox: Sandbox, path: Path, calls: int) -> tuple[float, float]:
+    """(median wall ms, median CPU ms) per call, as the verifier measures them."""
     windows = generate(V3, 58, 2, TRAIN_DRIFT, np.random.default_rng(1))
-    out = run_workload(module.rebalance_experts, windows, V3.args(), warmup=1, repeats=calls)
-    return float(np.median(out["wall_ns"])) / 1e6, float(np.median(out["cpu_ns"])) / 1e6
+    with sandbox.session(path.read_text(), "rebalance_experts", timeout_s=600) as session:
+        out = run_workload(session_call(session), windows, V3.args(), warmup=1, repeats=calls)
+    return 1e3 * float(np.median(out["wall_s"])), 1e3 * float(np.median(out["cpu_s"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,17 +78,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}, "
           f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}; V3-like deployment (58 layers, 256 experts, "
           f"288 slots, 32 GPUs); {args.calls} calls")
-    print(f"{'program':<28} {'harness wall ms':>15} {'harness CPU ms':>15} {'kernel CPU ms':>14} "
-          f"{'speed-up (kernel CPU)':>22}")
+    print(f"{'program':<28} {'session wall ms':>15} {'session CPU ms':>15} {'fresh CPU ms':>14} "
+          f"{'speed-up (session CPU)':>22}")
     base = None
+    sandbox = Sandbox("evolve.evaluators.moe:MoeVerifier", SandboxLimits(timeout_s=600, max_processes=1))
     for name, path in programs:
-        wall_ms, cpu_ms = harness(path, args.calls)
+        wall_ms, cpu_ms = harness(sandbox, path, args.calls)
         with_calls, _ = kernel_cpu(path, args.calls)
         without, _ = kernel_cpu(path, 0)
         kernel_ms = max(0.0, with_calls - without) / args.calls * 1e3
-        base = kernel_ms if base is None else base
-        speedup = base / kernel_ms if kernel_ms > 0 else float("inf")
+        base = cpu_ms if base is None else base
+        speedup = base / cpu_ms if cpu_ms > 0 else float("inf")
         print(f"{name:<28} {wall_ms:15.2f} {cpu_ms:15.2f} {kernel_ms:14.2f} {speedup:21.2f}x")
+    sandbox.close()
     return 0
 
 

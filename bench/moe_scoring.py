@@ -2,13 +2,13 @@
 
 For the DeepSeek-V3-like deployment (58 layers, 256 experts, 288 slots, 32
 GPUs), times one placement's checks and loads from numpy arrays, and the full
-``MoeVerifier.score`` of a 3-window instance from JSON-decoded lists (what the
-sandbox sends back), and prints a table with the machine, its load and versions.
+``MoeVerifier.score`` of a 3-window instance from the record the trusted
+harness builds (each placement unpacked from the sandbox's int64 reply into
+flat lists), and prints a table with the machine, its load and versions.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -21,7 +21,7 @@ from machine import cpu_model  # bench/machine.py (the script folder is on sys.p
 from evolve.evaluators.moe import MoeVerifier
 from evolve.evaluators.moe.configs import V3
 from evolve.evaluators.moe.generator import TRAIN_DRIFT, generate
-from evolve.evaluators.moe.harness import run_workload
+from evolve.evaluators.moe.harness import local_call, run_workload
 from evolve.evaluators.moe.placement import check_placement, loads, parse_placement
 from evolve.verifier import Instance, Reference
 
@@ -45,8 +45,7 @@ def main() -> None:
     module = types.ModuleType("eplb")
     exec((ROOT / "problems/moe/baselines/deepseek_eplb.py").read_text(), module.__dict__)
     windows = generate(V3, 58, 4, TRAIN_DRIFT, np.random.default_rng(0))
-    raw = run_workload(module.rebalance_experts, windows, V3.args(), warmup=0, repeats=0)
-    solution = json.loads(json.dumps(raw))  # exactly what the trusted side receives
+    solution = run_workload(local_call(module.rebalance_experts), windows, V3.args(), warmup=0, repeats=0)
     arrays = [np.asarray(x) for x in module.rebalance_experts(windows[0], *V3.args())]
     verifier = MoeVerifier(ROOT / "problems" / "moe", {"timing_repeats": 0})
     data = {"windows": windows, "experts": 256, "replicas": 288, "groups": 8, "nodes": 4, "gpus": 32,
@@ -69,7 +68,7 @@ def main() -> None:
     print(f"deployment: V3-like, 58 layers x 256 experts, 288 slots on 32 GPUs (log2phy width {width})")
     print(f"{'what':<56} {'median CPU ms':>14} {'best wall ms':>13}")
     rows = [("one placement from arrays: checks + GPU loads", placement),
-            ("score(): 3 placements from JSON + timing checks", score),
+            ("score(): 3 placements from the harness's record", score),
             ("  per placement", (score[0] / 3, score[1] / 3))]
     for what, (cpu, wall) in rows:
         print(f"{what:<56} {cpu:14.2f} {wall:13.2f}")

@@ -43,8 +43,8 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {
-    "smtt": Target(1500, "gap_mean_pct", True, ("mdd", "mddc"), "below MDD at every n"),
-    "smtt_rule": Target(1500, "gap_mean_pct", True, ("mdd", "mddc"), "below MDDC at n >= 100"),
+    "smtt": Target(1000, "gap_mean_pct", True, ("mdd", "mddc"), "below MDD at every n"),
+    "smtt_rule": Target(1000, "gap_mean_pct", True, ("mdd", "mddc"), "below MDDC at n >= 100"),
     "jssp": Target(800, "gap_mean_pct", True, ("fdd_mwkr", "mwkr"), "below FDD/MWKR in every group (non-delay)"),
     "moe": Target(100, "balancedness", False, ("lpt", "deepseek_eplb"), "above LPT's balancedness"),
     "serving": Target(150, "score", False, ("shortest_prompt", "fcfs"), "above shortest-prompt-first"),
@@ -145,7 +145,7 @@ def _groups(document: dict, key: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--problems", nargs="+", default=["smtt", "jssp", "moe"])
+    parser.add_argument("--problems", nargs="+", default=["smtt", "smtt_rule", "jssp", "moe"])
     parser.add_argument("--seeds", default="0-4")
     parser.add_argument("--parallel", type=int, default=2, help="seeds at a time (one worker each)")
     parser.add_argument("--iterations", type=int, help="override every problem's iterations")

@@ -123,6 +123,8 @@ _PROGRAM_COLUMNS = (
     "code, code_hash, parent_id, island, iteration, generation, origin, model, status, score, "
     "stage, metrics, instances, feedback, features, eval_seconds, created_at"
 )
+# The same without the per-instance results (the largest column), for summaries.
+_LIGHT_PROGRAM_COLUMNS = _PROGRAM_COLUMNS.replace("instances,", "'[]' AS instances,")
 
 
 class Archive:
@@ -274,7 +276,11 @@ class Archive:
         found = []
         for row in rows:
             attempt = _attempt_from_row(row)
-            program = self.program(attempt.program_id) if attempt.program_id is not None else None
+            program = None
+            if attempt.program_id is not None:  # without per-instance results: not needed here
+                light = self._db.execute(f"SELECT id, {_LIGHT_PROGRAM_COLUMNS} FROM programs WHERE id=?",
+                                         (attempt.program_id,)).fetchone()
+                program = _program_from_row(light) if light else None
             found.append((attempt, program))
         return found
 

@@ -72,10 +72,15 @@ def limits_from(settings: SandboxSettings) -> SandboxLimits:
 
 
 class Evaluator:
-    """Thread-safe: each call borrows one of ``slots`` sandboxes (warm workers)."""
+    """Thread-safe: each call borrows one of ``slots`` sandboxes (warm workers).
+
+    Sandboxes start on first use, or all at once with ``start()``; their slot
+    numbers (which pick the candidate uid) begin at ``first_slot``.
+    """
 
     def __init__(
-        self, problem: Problem, settings: SandboxSettings, slots: int = 1, hide: list[Path] | None = None
+        self, problem: Problem, settings: SandboxSettings, slots: int = 1, hide: list[Path] | None = None,
+        first_slot: int = 0,
     ) -> None:
         self.problem = problem
         # Candidates must not read the problem's data (references, certificates)
@@ -85,8 +90,13 @@ class Evaluator:
         self._instance_timeout_s = settings.instance_timeout_s
         self._free: queue.Queue[int] = queue.Queue()
         self._sandboxes: dict[int, Sandbox] = {}
-        for slot in range(slots):
+        self._slots = range(first_slot, first_slot + slots)
+        for slot in self._slots:
             self._free.put(slot)
+
+    def start(self) -> dict[str, tuple[bool, str]]:
+        """Start every slot's sandbox now (not at its first candidate); the isolation facts."""
+        return {name: fact for slot in self._slots for name, fact in self._sandbox(slot).facts.items()}
 
     def _sandbox(self, slot: int) -> Sandbox:
         if slot not in self._sandboxes:
@@ -100,7 +110,7 @@ class Evaluator:
                 self._hide = []
                 sandbox = Sandbox(entry, self._limits, slot=slot, extra_sys_path=path)
             self._sandboxes[slot] = sandbox
-            _warn_once(sandbox)
+            warn_once(sandbox.facts)
         return self._sandboxes[slot]
 
     def close(self) -> None:
@@ -118,7 +128,7 @@ class Evaluator:
         started = time.perf_counter()
         slot = self._free.get()
         try:
-            timeout = run_timeout(self._instance_timeout_s, len(instances))
+            timeout = run_timeout(self._instance_timeout_s, self._time_units(instances))
             function = self.problem.spec.function.name
             interact = getattr(self.problem.verifier, "interact", None)
             if callable(interact):
@@ -130,6 +140,14 @@ class Evaluator:
         evaluation = self._judge(outcome, instances, stage)
         evaluation.seconds = time.perf_counter() - started
         return evaluation
+
+    def _time_units(self, instances: list[Instance]) -> float:
+        """Instance time limits the split gets: one each, or what the verifier's
+        optional ``time_weight(instance)`` says (e.g. scaled to a trace's size)."""
+        weigh = getattr(self.problem.verifier, "time_weight", None)
+        if not callable(weigh):
+            return float(len(instances))
+        return sum(max(1.0, float(weigh(instance))) for instance in instances)
 
     def _interact(
         self, sandbox: Sandbox, code: str, function: str, instances: list[Instance], timeout: float
@@ -248,17 +266,17 @@ def hidden_paths(paths: list[Path]) -> list[str]:
 _warned: set[str] = set()
 
 
-def _warn_once(sandbox: Sandbox) -> None:
+def warn_once(facts: dict[str, tuple[bool, str]]) -> None:
     """Say once per process, before the first candidate runs, what the sandbox cannot hide here."""
     from evolve.sandbox.doctor import weaknesses
 
-    line = weaknesses(sandbox.facts)
+    line = weaknesses(facts)
     if line and line not in _warned:
         _warned.add(line)
         log.warning(line)
 
 
-def run_timeout(instance_timeout_s: float, instances: int) -> float:
+def run_timeout(instance_timeout_s: float, instances: float) -> float:
     return 2.0 + instance_timeout_s * instances
 
 

@@ -1,4 +1,5 @@
-"""Where evaluations run: local sandboxes, or Ray actors that each own one.
+"""Where evaluations run: local sandboxes (in worker processes when there are several), or Ray
+actors that each own one.
 
 Either way a candidate runs inside the sandbox (on the Ray worker's machine
 for Ray); the controller and the SQLite archive stay with the driver, so
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import socket
 import warnings
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +26,12 @@ from evolve.verifier import Instance
 RAY_INSTALL_HINT = "--executor ray needs Ray: pip install -e '.[ray]'"
 
 
+def problem_reference(problem: Problem) -> str:
+    """How another process loads the same problem: built-in and plug-in problems by
+    name; a problem given as a folder by its path (which must exist there)."""
+    return problem.name if problem.origin != "path" else str(problem.dir)
+
+
 class Executor(Protocol):
     def evaluate(
         self, code: str, parent_quick_score: float | None, tolerance: float, cascade: bool
@@ -34,15 +42,34 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+class SlotCalls:
+    """``evaluate`` and ``run_split`` as a call by name on a free slot (a Ray actor, a worker process)."""
+
+    def _call(self, method: str, *args: Any) -> Evaluation:
+        raise NotImplementedError
+
+    def evaluate(
+        self, code: str, parent_quick_score: float | None, tolerance: float, cascade: bool
+    ) -> Evaluation:
+        return self._call("evaluate", code, parent_quick_score, tolerance, cascade)
+
+    def run_split(self, code: str, split: str) -> Evaluation:
+        return self._call("run_split", code, split)
+
+
 class LocalExecutor:
-    """``workers`` warm sandboxes on this machine."""
+    """``workers`` warm sandboxes on this machine, driven from this process."""
 
     def __init__(
         self, problem: Problem, settings: SandboxSettings, workers: int,
-        splits: dict[str, list[Instance]], hide: list[Path] | None = None,
+        splits: dict[str, list[Instance]], hide: list[Path] | None = None, first_slot: int = 0,
     ) -> None:
-        self._evaluator = Evaluator(problem, settings, slots=workers, hide=hide)
+        self._evaluator = Evaluator(problem, settings, slots=workers, hide=hide, first_slot=first_slot)
         self._splits = splits
+
+    def start(self) -> dict[str, tuple[bool, str]]:
+        """Start the sandboxes now rather than at their first candidate; the isolation facts."""
+        return self._evaluator.start()
 
     def evaluate(
         self, code: str, parent_quick_score: float | None, tolerance: float, cascade: bool
@@ -86,7 +113,7 @@ class _EvaluatorActor:
         self._local.close()
 
 
-class RayExecutor:
+class RayExecutor(SlotCalls):
     """``workers`` Ray actors (one CPU each), used one evaluation at a time."""
 
     def __init__(
@@ -111,7 +138,7 @@ class RayExecutor:
                                 f"{' '.join(str(err).split())[:200]}{hint}") from None
         # Built-in and plug-in problems load by name on the workers; a problem
         # given as a folder must exist at the same path there (shared storage).
-        reference = problem.name if problem.origin != "path" else str(problem.dir)
+        reference = problem_reference(problem)
         actor_class = ray.remote(num_cpus=1)(_EvaluatorActor)
         quick, train = ray.put(splits["quick"]), ray.put(splits["train"])
         self._actors = [
@@ -131,14 +158,6 @@ class RayExecutor:
             return self._ray.get(getattr(actor, method).remote(*args))
         finally:
             self._free.put(actor)
-
-    def evaluate(
-        self, code: str, parent_quick_score: float | None, tolerance: float, cascade: bool
-    ) -> Evaluation:
-        return self._call("evaluate", code, parent_quick_score, tolerance, cascade)
-
-    def run_split(self, code: str, split: str) -> Evaluation:
-        return self._call("run_split", code, split)
 
     def nodes(self) -> list[str]:
         return list(self._ray.get([actor.node.remote() for actor in self._actors]))
@@ -168,7 +187,25 @@ def import_ray(address: str | None = None) -> Any:
         except ImportError:
             raise UserError(f"--ray-address {address} needs Ray's client: pip install -e '.[ray]' "
                             "(it installs ray[client])") from None
+        _check_reachable(str(address))
     return ray
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A ray:// address that nothing answers is an error now, not after the client's ~30 s of
+    retries (and before the run folder exists)."""
+    host, _, port = address[len("ray://"):].partition("/")[0].rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--ray-address {address}: expected ray://HOST:PORT (the head's client "
+                        "server, 10001 by default)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        reason = "host name does not resolve" if isinstance(err, socket.gaierror) else (
+            err.strerror or type(err).__name__).lower()
+        raise UserError(f"--ray-address {address}: nothing answers there ({reason}); start the head "
+                        "with 'ray start --head' (its client server listens on 10001) or fix the "
+                        "address") from None
 
 
 def _client_token_auth() -> None:
@@ -188,6 +225,19 @@ def _client_token_auth() -> None:
 def make_executor(
     problem: Problem, settings: RunSettings, splits: dict[str, list[Instance]], hide: list[Path]
 ) -> Executor:
+    """Ray actors; or, on this machine, one trusted worker process per slot when there are
+    several (scoring runs off the controller's GIL, evolve/workers.py), else the one sandbox
+    driven from this process. Every sandbox starts here, not at its first candidate."""
     if settings.executor == "ray":
         return RayExecutor(problem, settings, splits, settings.ray_address, hide)
-    return LocalExecutor(problem, settings.sandbox, settings.workers, splits, hide)
+    if settings.workers > 1:
+        from evolve.workers import WorkerProcesses
+
+        return WorkerProcesses(problem, settings.sandbox, settings.workers, splits, hide)
+    local = LocalExecutor(problem, settings.sandbox, settings.workers, splits, hide)
+    try:
+        local.start()
+    except BaseException:
+        local.close()
+        raise
+    return local

@@ -21,4 +21,6 @@ def json_safe(value: Any) -> Any:
         return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
+    if type(value).__name__ == "ndarray":  # numpy arrays in solutions, without importing numpy here
+        return json_safe(value.tolist())
     return value

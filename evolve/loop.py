@@ -319,7 +319,8 @@ class Controller:
         mode = s.edit_mode
         if mode == "mixed":
             mode = "rewrite" if rng.random() < s.rewrite_fraction else "diff"
-        messages = self.prompts.messages(mode, island, parent, inspirations)
+        # Offline backends read the structured fields, never a prompt: none is rendered for them.
+        messages = [] if self._offline else self.prompts.messages(mode, island, parent, inspirations)
         request = ProposalRequest(
             messages=messages,
             iteration=iteration,

@@ -11,6 +11,7 @@ import ast
 import difflib
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, LLM_ERROR, Archive, Attempt, Program
 from evolve.config import RunSettings
@@ -21,8 +22,9 @@ from evolve.scoring import headline_gap, natural_key
 from evolve.verifier import Instance
 
 # Metrics shown next to a program's score when the problem has them (beyond the
-# feedback's gap lines): what its score is made of.
-_KEY_METRICS = ("goodput_pct", "starved_pct", "e2e_gap_pct", "balancedness", "runtime_ms")
+# feedback's gap lines): what its score is made of, how robust it is, what it costs.
+_KEY_METRICS = ("gap_median_pct", "optimal_hits", "ms_per_instance", "goodput_pct", "starved_pct",
+                "e2e_gap_pct", "balancedness", "runtime_ms")
 
 # Used when a problem names no [prompt] directions: one per island for its first
 # prompts, so the islands do not all start with the same request.
@@ -125,9 +127,9 @@ def program_view(program: Program, problem: Problem, parent: Program | None = No
     block = block_text(program.code)
     if parent is not None:
         block = without_repeated_docstrings(block, block_text(parent.code))
-    extra = [f"{k} {program.metrics[k]:.4g}" for k in
-             (*_KEY_METRICS, *getattr(problem.verifier, "headline_metrics", ()))
-             if k in program.metrics]
+    metrics = program.metrics
+    keys = (*_KEY_METRICS, *getattr(problem.verifier, "headline_metrics", ()))
+    extra = [_metric(k, metrics) for k in keys if k in metrics]
     score = f"score {program.score:.6g}" if program.score is not None else f"status {program.status}"
     headline = score + _gap_phrase(program.metrics, problem) + (
         "; " + ", ".join(dict.fromkeys(extra)) if extra else "")
@@ -135,14 +137,28 @@ def program_view(program: Program, problem: Problem, parent: Program | None = No
                        program.feedback.strip())
 
 
+def _metric(key: str, metrics: dict[str, float]) -> str:
+    value = metrics[key]
+    if key == "gap_median_pct":
+        return f"median gap {value:.2f}%"
+    if key == "optimal_hits":
+        return f"optimal on {value:.0f} of {metrics.get('instances', 0):.0f}"
+    if key == "ms_per_instance":
+        return f"{value:.3g} ms per instance"
+    return f"{key} {value:.4g}"
+
+
+@lru_cache(maxsize=2048)
 def _docstrings(source: str) -> dict[str, tuple[int, int, str]]:
-    """Function name -> (first line, last line, text) of its docstring (0-based lines)."""
+    """Function name -> (first line, last line, text) of its docstring (0-based lines), for the
+    top-level functions and classes and their methods (cached: programs never change)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return {}
     found = {}
-    for node in ast.walk(tree):
+    nodes = [*tree.body, *(n for c in tree.body if isinstance(c, ast.ClassDef) for n in c.body)]
+    for node in nodes:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
             first = node.body[0]
             if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
@@ -193,21 +209,30 @@ def tried_on(archive: Archive, parent: Program, problem: Problem, limit: int = 6
 def _replay_edit(parent: Program, attempt: Attempt) -> str | None:
     if attempt.outcome != DUPLICATE or not attempt.completion:
         return None
+    return _edited(parent.code, attempt.completion, attempt.mode)
+
+
+@lru_cache(maxsize=1024)
+def _edited(parent: str, completion: str, mode: str) -> str | None:
     try:
-        return edit_child(parent.code, attempt.completion, attempt.mode).code  # type: ignore[arg-type]
+        return edit_child(parent, completion, mode).code  # type: ignore[arg-type]
     except EditError:
         return None
 
 
-def _change(before: str, after: str | None, limit: int = 200) -> str:
+def _change(before: str, after: str | None) -> str:
+    return _change_text(before, after) if after is not None else ""
+
+
+@lru_cache(maxsize=4096)
+def _change_text(before: str, after: str, limit: int = 200) -> str:
     """The edit's new lines in the block (or what it removed), on one line."""
-    if after is None:
-        return ""
     diff = list(difflib.unified_diff(block_text(before).split("\n"), block_text(after).split("\n"),
                                      lineterm="", n=0))
     added = [d[1:].strip() for d in diff if d.startswith("+") and not d.startswith("+++")]
     removed = [d[1:].strip() for d in diff if d.startswith("-") and not d.startswith("---")]
-    shown = [a for a in added if a and not a.startswith("#")] or [f"removed: {r}" for r in removed if r]
+    code = [a for a in added if a and not a.startswith(("#", '"""', "'''"))]
+    shown = code or [f"removed: {r}" for r in removed if r]
     text = " / ".join(shown)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -183,7 +183,9 @@ class Verifier(Protocol):
     ``value``, ``error``, and ``cpu_seconds`` measured from outside the
     candidate) and returns the solution that ``score`` then judges.  The engine
     opens one session per split and lets ``SessionEnded`` propagate; see
-    docs/sandbox.md.
+    docs/sandbox.md.  ``session.source`` is the program's text as the trusted
+    side holds it.  An optional ``time_weight(instance) -> float`` (>= 1) says
+    how many instance time limits an instance gets (e.g. a long trace).
     """
 
     direction: Direction

@@ -97,6 +97,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: Any  # the parsed JSON body, or the raw text if it did not parse
     at: float  # time.monotonic() on arrival
+    client: tuple[str, int] = ("", 0)  # the client's address and port: one per connection
 
 
 class FakeLLMServer:
@@ -253,12 +254,13 @@ def _make_handler(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             model = body.get("model") if isinstance(body, dict) else None
             if server.models is not None and model not in server.models:
                 with server._lock:
-                    server.requests.append(RecordedRequest(path, headers, body, time.monotonic()))
+                    server.requests.append(RecordedRequest(path, headers, body, time.monotonic(),
+                                                           self.client_address))
                 err = {"error": {"message": f"The model `{model}` does not exist.",
                                  "type": "NotFoundError", "code": 404}}
                 self._send(404, json.dumps(err))
                 return
-            behaviour = server._next(RecordedRequest(path, headers, body, time.monotonic()))
+            behaviour = server._next(RecordedRequest(path, headers, body, time.monotonic(), self.client_address))
             if behaviour.delay_s > 0:
                 server._sleep(behaviour.delay_s)
                 if server._stopping.is_set():

@@ -22,7 +22,8 @@ from evolve.llm.base import ProposalRequest
 from evolve.problem import load_problem
 
 SIG = Signature((("t", "scalar"), ("p", "array"), ("d", "array")), "array")
-RULES_PROBLEMS = [name for name in ("smtt", "jssp", "moe") if load_problem(name).spec.rule]
+RULES_PROBLEMS = [name for name in ("smtt", "smtt_rule", "jssp", "moe", "serving", "serving_router")
+                  if load_problem(name).spec.rule]
 
 
 def _exec_emitted(tree, env):

@@ -404,3 +404,27 @@ def test_litellm_backend_over_http(server):
     retrying = llm_for(server, "openai/local-coder", backend="litellm", max_retries=1)
     assert retrying.complete(request()).text == "after 429"
     assert server.requests[-1].at - server.requests[-2].at >= 0.9
+
+
+# -- preflight --------------------------------------------------------------------------------
+
+def test_preflight_checks_every_member_of_an_ensemble_and_names_the_one_that_fails():
+    from evolve.llm.preflight import PreflightError, preflight
+
+    with FakeLLMServer(default=ok("OK"), models=["cheap"]) as server:
+        llm = make_llm("openai/cheap:0.8,openai/strong:0.2", api_base=server.base_url)
+        with pytest.raises(PreflightError) as info:
+            preflight(llm, timeout_s=5)
+        good = preflight(make_llm("openai/cheap", api_base=server.base_url), timeout_s=5)
+        requests = [r.body for r in server.chat_requests()]
+    assert str(info.value).startswith("openai/strong: ") and "does not serve model 'strong'" in str(info.value)
+    assert "it serves: cheap" in str(info.value)
+    assert [c.model for c in good] == ["openai/cheap"] and good[0].seconds is not None
+    assert all(body["max_tokens"] == 16 for body in requests)  # the probe is a tiny request
+
+
+def test_preflight_without_the_request_makes_no_call(server):
+    from evolve.llm.preflight import preflight
+
+    checked = preflight(llm_for(server), request=False)
+    assert [(c.model, c.seconds) for c in checked] == [(MODEL, None)] and not server.requests

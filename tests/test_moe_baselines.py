@@ -13,12 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evolve.config import RunSettings
-from evolve.evaluation import Evaluator
 from evolve.evaluators.moe.configs import QWEN, SMALL, TINY, V3, EpConfig
 from evolve.evaluators.moe.generator import TRAIN_DRIFT, generate
 from evolve.evaluators.moe.placement import check_placement, loads, parse_placement
-from evolve.problem import load_problem
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "moe"
 PROGRAMS = ["seed", "deepseek_eplb", "lpt", "round_robin"]
@@ -126,77 +123,6 @@ def test_seed_frame_survives_degenerate_priorities(body: str) -> None:
     assert check_placement(place(module, SMALL, windows[0]), SMALL, windows[1]) is None
 
 
-# -- through the sandbox ------------------------------------------------------------------------------
-
-BURN = """
-import time
-import numpy as np
-
-_clock = time.thread_time
-
-def burn(seconds):
-    end = _clock() + seconds
-    while _clock() < end:
-        pass
-"""
-
-CHEATS = {
-    # Patches every clock of the time module to a constant before the harness times anything.
-    "patched_time": BURN + """
-for _name in ("perf_counter", "perf_counter_ns", "process_time", "process_time_ns",
-              "thread_time", "thread_time_ns", "monotonic", "monotonic_ns", "time", "time_ns"):
-    setattr(time, _name, lambda: 0)
-""",
-    # Remembers answers: only a repeated identical input would be fast.
-    "cache": BURN + "_cache = {}\n",
-}
-CHEAT_BODY = """
-def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
-    key = weight.tobytes()
-    if key in globals().get("_cache", {}):
-        return _cache[key]
-    burn(0.03)
-    layers, experts = weight.shape
-    phy2log = np.tile(np.arange(num_replicas) % experts, (layers, 1))
-    logcnt = np.tile(np.bincount(phy2log[0], minlength=experts), (layers, 1))
-    log2phy = np.full((layers, experts, int(logcnt.max())), -1)
-    for s in range(num_replicas):
-        log2phy[:, s % experts, s // experts] = s
-    out = (phy2log, log2phy, logcnt)
-    if "_cache" in globals():
-        _cache[key] = out
-    return out
-"""
-TAMPER = CHEATS["cache"].replace("_cache = {}\n", "") + """
-import sys
-_h = sys.modules["evolve.evaluators.moe.harness"]
-_h._WALL_NS = _h._CPU_NS = _h._THREAD_NS = lambda: 0
-""" + CHEAT_BODY
-
-
-@pytest.fixture(scope="module")
-def sandbox_eval() -> Any:
-    problem = load_problem("moe").with_options({"timing_repeats": 2, "warmup_calls": 1})
-    chosen = problem.instances("quick", names=["quick-small64-0"])
-    with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
-        yield lambda code: evaluator.run_split(code, chosen, "quick")
-
-
-@pytest.mark.parametrize("cheat", sorted(CHEATS))
-def test_timing_cannot_be_dodged_by_patching_time_or_caching(sandbox_eval: Any, cheat: str) -> None:
-    evaluation = sandbox_eval(CHEATS[cheat] + CHEAT_BODY)
-    assert evaluation.ok, evaluation.feedback
-    (result,) = evaluation.instances
-    # Every timed call burns 30 ms of CPU; the harness sees it whatever the candidate did.
-    assert result.extra["cpu_ms"] >= 25 and result.extra["wall_ms"] >= 25
-
-
-def test_tampering_with_the_harness_clocks_is_caught(sandbox_eval: Any) -> None:
-    evaluation = sandbox_eval(TAMPER)
-    assert evaluation.status == "infeasible"
-    assert "timing: a call took 0 ns of wall time" in evaluation.feedback
-
-
 def evolve_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "evolve.cli", *args], capture_output=True, text=True,
                           timeout=300, cwd=PROBLEM_DIR.parents[1])
@@ -220,4 +146,4 @@ def test_cli_eval_json_heatmap_and_solutions(tmp_path: Path) -> None:
     assert [r["name"] for r in rows] == ["quick-small64-0", "quick-v3-0"]
     first = rows[0]["solution"]["placements"][0]
     phy2log = np.reshape(first["phy2log"]["values"], first["phy2log"]["shape"])
-    assert phy2log.shape == (4, 72) and len(rows[0]["solution"]["wall_ns"]) == 3 + 1
+    assert phy2log.shape == (4, 72) and len(rows[0]["solution"]["wall_s"]) == 3 + 1  # timed calls

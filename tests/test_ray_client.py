@@ -78,7 +78,7 @@ def test_a_run_through_the_ray_client_archives_every_iteration(
         archive.close()
 
 
-def test_an_unreachable_ray_address_is_one_line_and_leaves_no_run_folder(toy_dir: Path, tmp_path: Path) -> None:
+def test_an_unreachable_ray_address_is_one_line_at_once_and_leaves_no_run_folder(toy_dir: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "evolve.cli", "run", str(toy_dir), "--llm", "mutate", "--iterations", "2",
          "--executor", "ray", "--ray-address", f"ray://127.0.0.1:{free_port()}", "--out", str(tmp_path / "run")],
@@ -86,5 +86,6 @@ def test_an_unreachable_ray_address_is_one_line_and_leaves_no_run_folder(toy_dir
     )
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: Ray at ray://127.0.0.1:")
+    assert len(lines) == 1 and lines[0].startswith("error: --ray-address ray://127.0.0.1:")
+    assert "nothing answers there (connection refused)" in lines[0]
     assert not (tmp_path / "run").exists()

@@ -75,11 +75,16 @@ def alive(pid: int) -> bool:
 
 
 def assert_nothing_left(sb: Sandbox) -> None:
+    """Nothing of the last candidate survives: the zygote's only child is the fresh
+    spare forked for the next candidate after the clean-up."""
     assert sb.worker_pid is not None
-    children = Path(f"/proc/{sb.worker_pid}/task/{sb.worker_pid}/children").read_text().split()
-    assert children == []
-    if sb.uid is not None:
-        assert processes_of(sb.uid) == []
+    spare = sb.settle()
+    children = [int(p) for p in Path(f"/proc/{sb.worker_pid}/task/{sb.worker_pid}/children").read_text().split()]
+    if sb.uid is not None:  # root: the zygote shares our pid namespace, so pids compare
+        assert children == ([spare] if spare else [])
+        assert processes_of(sb.uid) == ([spare] if spare else [])
+    else:
+        assert len(children) == (1 if spare else 0)
 
 
 # -- the normal case ------------------------------------------------------------------
@@ -360,6 +365,7 @@ def test_files_a_candidate_leaves_are_gone_for_the_next_one(sandbox: Sandbox) ->
     outcome = sandbox.run(textwrap.dedent(writer), "f", INSTANCES[:1])
     cwd = outcome.runs[0].solution
     assert outcome.status == "ok" and os.path.isabs(cwd)
+    sandbox.settle()  # the clean-up follows the reply
     assert not Path(f"/proc/{sandbox.worker_pid}/root{cwd}").exists()  # the zygote's view
     reader = """
     import os
@@ -412,6 +418,39 @@ def test_zygote_death_is_one_crash_then_the_sandbox_recovers(sandbox: Sandbox) -
     outcome = sandbox.run(GOOD, "f", INSTANCES)
     assert outcome.status == "crash" and "sandbox worker failed" in (outcome.error or "")
     assert sandbox.run(GOOD, "f", INSTANCES).status == "ok" and sandbox.worker_pid != old
+
+
+def test_a_spare_child_that_died_is_replaced_before_it_gets_work(sandbox: Sandbox) -> None:
+    spare = sandbox.settle()
+    if spare is None or sandbox.uid is None:
+        pytest.skip("needs root (the spare's pid as the zygote sees it is ours)")
+    os.kill(spare, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while alive(spare) and time.monotonic() < deadline:  # dead (a zombie) before the run takes it
+        time.sleep(0.01)
+    outcome = sandbox.run(GOOD, "f", INSTANCES)
+    assert outcome.status == "ok" and [r.solution for r in outcome.runs] == [2, 4, 6]
+    assert sandbox.settle() != spare
+
+
+def test_instances_loaded_after_the_spare_was_forked_reach_the_candidate(sandbox: Sandbox) -> None:
+    sandbox.settle()  # the spare exists and predates this list
+    fresh = [Instance(f"late{x}", "g", {"x": x}) for x in (10, 20)]
+    outcome = sandbox.run(GOOD, "f", fresh)
+    assert outcome.status == "ok" and [r.solution for r in outcome.runs] == [20, 40]
+
+
+def test_forged_lines_only_end_the_forgers_own_run_early(sandbox: Sandbox) -> None:
+    """The zygote answers once a batch's lines are in: lines written to fd 3 before the
+    load report count, and the run fails with nothing (never someone else's result)."""
+    outcome = hostile(sandbox, """
+    import os
+    os.write(3, b"junk\\n" * 10)
+    def f(x):
+        return x
+    """)
+    assert outcome.status == "crash" and outcome.runs == []
+    assert_nothing_left(sandbox)
 
 
 def test_close_kills_the_zygote_and_removes_its_files() -> None:

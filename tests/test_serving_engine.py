@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from evolve.evaluators.serving.candidate_side import respond_priority
 from evolve.evaluators.serving.engine import (
     DONE,
     Engine,
@@ -14,7 +15,7 @@ from evolve.evaluators.serving.engine import (
     run_engine,
 )
 from evolve.evaluators.serving.metrics import engine_table, isolated_latency
-from evolve.evaluators.serving.policy import PolicyDecider, fcfs_priority
+from evolve.evaluators.serving.policy import PolicyDecider, fcfs_priority, policy_ask
 from evolve.evaluators.serving.profiles import PROFILES
 from evolve.evaluators.serving.workload import WorkloadSpec, generate
 
@@ -37,9 +38,15 @@ def random_trace(n: int, seed: int, rate: float, prompt_max: int = 3000, out_max
     return Trace(arrival, prompt, output, predicted, rng.integers(0, 3, n))
 
 
-def run(cfg: EngineConfig, trace: Trace, fn=fcfs_priority, predicted: np.ndarray | None = None) -> Engine:  # noqa: ANN001
-    decider = PolicyDecider(fn, trace.predicted if predicted is None else predicted)
-    return run_engine(cfg, trace, decider, 10**7)
+def decider(fn, predicted: np.ndarray) -> PolicyDecider:  # noqa: ANN001
+    """The trusted decider asking ``fn`` in-process, through the same respond as the sandbox."""
+    return PolicyDecider(policy_ask(lambda obs: respond_priority(fn, obs), predicted, (2.0, 0.2)))
+
+
+def run(cfg: EngineConfig, trace: Trace, fn=fcfs_priority, predicted: np.ndarray | None = None,  # noqa: ANN001
+        event_driven: bool = True) -> Engine:
+    return run_engine(cfg, trace, decider(fn, trace.predicted if predicted is None else predicted), 10**7,
+                      event_driven)
 
 
 def srpt(predicted_len: np.ndarray, generated: np.ndarray, **_: object) -> np.ndarray:
@@ -118,8 +125,8 @@ def test_tokens_are_computed_once_per_computation_and_kv_stays_in_capacity(
     trace = random_trace(400, seed=2, rate=60.0)
     # a small KV cache forces preemptions by recompute
     cfg = config(kv_blocks=600, max_num_seqs=64, chunked_prefill=chunked)
-    audit = Audit(monkeypatch)
-    engine = run(cfg, trace, srpt)
+    audit = Audit(monkeypatch)  # checks every step: step by step (stretches are checked against it)
+    engine = run(cfg, trace, srpt, event_driven=False)
     assert engine.preempted_total > 10
     assert (engine.state == DONE).all() and np.array_equal(engine.generated, trace.output)
     # every prompt token and every output token but the last is computed once, plus what
@@ -194,6 +201,5 @@ def test_victims_follow_the_policy_and_default_to_the_latest_admitted() -> None:
 
 def test_a_stuck_policy_is_reported_with_the_request() -> None:
     trace = random_trace(20, seed=7, rate=10.0)
-    decider = PolicyDecider(fcfs_priority, trace.predicted)
     with pytest.raises(EngineError, match=r"request \d+ never finished: still .* after the step limit of 5"):
-        run_engine(config(), trace, decider, 5)
+        run_engine(config(), trace, decider(fcfs_priority, trace.predicted), 5)

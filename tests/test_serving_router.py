@@ -1,9 +1,8 @@
-"""Router variant: cluster simulation, equivalence with one replica, hostile routes."""
+"""Router variant: cluster simulation, equivalence with one replica, the router's answers."""
 
 from __future__ import annotations
 
-import copy
-import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,11 @@ import pytest
 
 from evolve.errors import UserError
 from evolve.evaluators.serving import RouterVerifier
+from evolve.evaluators.serving.candidate_side import ROUTER_ARRAYS, ROUTER_SCALARS, features
 from evolve.evaluators.serving.engine import Trace, run_engine
-from evolve.evaluators.serving.policy import PolicyDecider, fcfs_priority
-from evolve.evaluators.serving.router import round_robin, run_router
+from evolve.evaluators.serving.policy import PolicyDecider, fcfs_ask
+from evolve.evaluators.serving.router import ROUTER_FEATURES, round_robin, run_router
+from evolve.evaluators.serving.session import local_decide
 from evolve.evaluators.serving.workload import WorkloadSpec, generate
 from evolve.verifier import Instance
 
@@ -36,11 +37,16 @@ def least_outstanding(outstanding: np.ndarray, **_: Any) -> np.ndarray:
     return outstanding
 
 
+def route(verifier: RouterVerifier, instance: Instance, fn: Any) -> dict[str, Any]:
+    """The trusted cluster simulation, the router answering in-process through the sandbox's respond()."""
+    return verifier.simulate(instance, local_decide(RouterVerifier.respond, fn))
+
+
 def test_one_replica_is_the_single_engine() -> None:
     v = RouterVerifier(PROBLEM, {"replicas": 1})
     trace: Trace = generate(WorkloadSpec("conversation", "bursty", 1.2, 400, 3), v.opts.engine, 0.85)
     (replica,), route = run_router([v.opts.engine], trace, round_robin, 10**7)
-    single = run_engine(v.opts.engine, trace, PolicyDecider(fcfs_priority, trace.predicted), 10**7)
+    single = run_engine(v.opts.engine, trace, PolicyDecider(fcfs_ask), 10**7)
     assert (route == 0).all()
     assert np.array_equal(replica.first_token, single.first_token)
     assert np.array_equal(replica.finish, single.finish)
@@ -48,7 +54,7 @@ def test_one_replica_is_the_single_engine() -> None:
 
 
 def test_round_robin_is_the_reference(verifier: RouterVerifier, instance: Instance) -> None:
-    solution = json.loads(json.dumps(verifier.solve(round_robin_route, instance)))
+    solution = route(verifier, instance, round_robin_route)
     assert solution["route"][:6] == [0, 1, 2, 0, 1, 2]
     result = verifier.score(instance, solution)
     assert result.feasible and result.gap == pytest.approx(0.0)
@@ -60,47 +66,61 @@ def round_robin_route(arrival_index: float, outstanding: np.ndarray, **_: Any) -
 
 
 def test_every_request_lands_where_it_was_routed(verifier: RouterVerifier, instance: Instance) -> None:
-    solution = json.loads(json.dumps(verifier.solve(least_outstanding, instance)))
-    engines, table = verifier.replay(instance, solution)
-    route = np.array(solution["route"])
+    solution = route(verifier, instance, least_outstanding)
+    trace = Trace.from_data(instance.data["trace"])
+    engines, routed = run_router([e for e in verifier.opts.replica_engines], trace,
+                                 lambda _, i: solution["route"][i], 10**7)
     for r, engine in enumerate(engines):
-        assert np.isfinite(engine.finish[route == r]).all()
-        assert np.isnan(engine.finish[route != r]).all()
-    assert np.allclose(table.e2e, solution["e2e"], atol=2e-6)
+        assert np.isfinite(engine.finish[routed == r]).all()
+        assert np.isnan(engine.finish[routed != r]).all()
+    assert np.allclose(verifier.table(instance, solution).e2e, engine_e2e(engines, routed, trace))
     assert verifier.score(instance, solution).feasible
+
+
+def engine_e2e(engines: list[Any], routed: np.ndarray, trace: Trace) -> np.ndarray:
+    finish = np.empty(len(trace))
+    for r, engine in enumerate(engines):
+        finish[routed == r] = engine.finish[routed == r]
+    return finish - trace.arrival
 
 
 def test_sending_everything_to_one_replica_is_valid_and_worse(verifier: RouterVerifier,
                                                                 instance: Instance) -> None:
-    solution = json.loads(json.dumps(verifier.solve(lambda outstanding, **_: np.arange(outstanding.size), instance)))
+    solution = route(verifier, instance, lambda outstanding, **_: np.arange(outstanding.size))
     assert set(solution["route"]) == {0}
     result = verifier.score(instance, solution)
     assert result.feasible and result.gap > 0.5 and result.extra["starved_pct"] > 10
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("fn", "message"),
     [
-        (lambda s: {**s, "route": s["route"][:-1]}, "'route' must be a list of 450 replica indices"),
-        (lambda s: {**s, "route": [3] + s["route"][1:]}, r"request 0: replica 3 does not exist \(expected 0..2\)"),
-        (lambda s: {**s, "route": [True] + s["route"][1:]}, "request 0: replica True does not exist"),
-        (lambda s: {**s, "route": s["route"][:5] + [1.0] + s["route"][6:]}, "request 5: replica 1.0"),
-        # replicas are identical, so a relabelling is harmless; a different split is not
-        (lambda s: {**s, "route": [0] * 60 + s["route"][60:]}, "differs from the replayed"),
-        (lambda s: [], "the solution must be an object"),
+        (lambda **_: np.zeros(5), r"^raised ValueError: the router returned shape \(5,\); expected \(3,\), at request 0$"),
+        (lambda outstanding, **_: outstanding * np.nan, r"^raised ValueError: the router returned NaN .*, at request 0$"),
+        (lambda now, **_: [1, 2, 3][int(now) + 7], r"^raised IndexError: .*, at request 0$"),
     ],
 )
-def test_hostile_routes_fail_naming_the_request(verifier: RouterVerifier, instance: Instance,
-                                                change: Any, message: str) -> None:
-    solution = json.loads(json.dumps(verifier.solve(least_outstanding, instance)))
-    result = verifier.score(instance, change(copy.deepcopy(solution)))
-    assert not result.feasible and result.error
-    assert __import__("re").search(message, result.error), result.error
+def test_a_failing_router_makes_the_instance_fail_naming_the_request(verifier: RouterVerifier, instance: Instance,
+                                                                     fn: Any, message: str) -> None:
+    result = verifier.score(instance, route(verifier, instance, fn))
+    assert not result.feasible and re.search(message, result.error or ""), result.error
 
 
-def test_router_output_is_validated(verifier: RouterVerifier, instance: Instance) -> None:
-    with pytest.raises(ValueError, match=r"request 0: the router returned shape \(5,\)"):
-        verifier.solve(lambda **_: np.zeros(5), instance)
+def test_answers_are_validated_on_the_trusted_side(verifier: RouterVerifier, instance: Instance) -> None:
+    for answer, message in ((np.zeros(2), r"request 0: the router returned shape \(2,\)"),
+                            ("fast", "request 0: the router returned str, not numbers"),
+                            (np.array([0.0, np.inf, 1.0]), "request 0: the router returned NaN or infinity")):
+        result = verifier.score(instance, verifier.simulate(instance, lambda obs, a=answer: a))
+        assert not result.feasible and re.search(message, result.error or ""), result.error
+
+
+def test_the_router_sees_the_request_and_the_replicas_only(verifier: RouterVerifier, instance: Instance) -> None:
+    seen: list[dict[str, Any]] = []
+    verifier.simulate(instance, lambda obs: seen.append(features(obs, ROUTER_ARRAYS, ROUTER_SCALARS))
+                      or seen[-1]["outstanding"])
+    true = instance.data["trace"]["output"]
+    assert len(seen) == len(true) and all(set(obs) == set(ROUTER_FEATURES) for obs in seen)
+    assert not any(obs["predicted_len"] == true[i] for i, obs in enumerate(seen))
 
 
 def test_replicas_option_is_strict() -> None:
@@ -124,13 +144,13 @@ def test_a_mixed_fleet_rewards_load_aware_routing() -> None:
 
     trace = generate(WorkloadSpec("conversation", "poisson", 1.0, 500, 8), fleet.opts.engine, 0.85)
     instance = fleet.make_instance("fleet", "conversation", trace, "test")
-    result = fleet.score(instance, json.loads(json.dumps(fleet.solve(least_prefill_time, instance))))
+    result = fleet.score(instance, route(fleet, instance, least_prefill_time))
     assert seen[0][1] > 2 * seen[0][0]  # the A100 is slower per prefill token
     assert result.feasible and result.gap < -0.2  # round robin overloads the A100
 
 
 def test_picture(verifier: RouterVerifier, instance: Instance, tmp_path: Path) -> None:
-    solution = json.loads(json.dumps(verifier.solve(least_outstanding, instance)))
+    solution = route(verifier, instance, least_outstanding)
     out = tmp_path / "router.png"
     verifier.picture([instance], [verifier.score(instance, solution)], [solution], out)
     assert out.stat().st_size > 10_000

@@ -1,11 +1,12 @@
-"""Serving verifier: options, traces, trusted replay of hostile solutions, score, picture."""
+"""Serving verifier: options, traces and load, the trusted simulation and what the policy sees, score.
+
+The policy answers in-process here (through the same ``respond`` the sandbox runs);
+tests/test_serving_attacks.py drives the same verifier through the real sandbox.
+"""
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
-import linecache
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,14 @@ import pytest
 
 from evolve.errors import UserError
 from evolve.evaluators.serving import ServingVerifier
-from evolve.evaluators.serving.engine import Trace
-from evolve.evaluators.serving.metrics import engine_table
-from evolve.evaluators.serving.policy import fcfs_priority
+from evolve.evaluators.serving.candidate_side import ARRAY_FEATURES, SCALAR_FEATURES, features
+from evolve.evaluators.serving.engine import EngineConfig, Trace, run_engine
+from evolve.evaluators.serving.load import offered_load
+from evolve.evaluators.serving.policy import FEATURES, PolicyDecider, fcfs_ask, fcfs_priority
+from evolve.evaluators.serving.profiles import PROFILES
+from evolve.evaluators.serving.session import local_decide
 from evolve.evaluators.serving.traces import read_trace
+from evolve.evaluators.serving.verifier import is_oracle, table_of
 from evolve.evaluators.serving.workload import WorkloadSpec, generate
 from evolve.verifier import Instance, Verifier
 
@@ -48,14 +53,25 @@ def srpt(predicted_len: np.ndarray, generated: np.ndarray, **_: Any) -> np.ndarr
     return predicted_len - generated
 
 
+def view(payload: Any) -> dict[str, Any]:
+    """An observation as the policy receives it (keyword arguments)."""
+    return features(payload, ARRAY_FEATURES, SCALAR_FEATURES)
+
+
+def run(verifier: ServingVerifier, instance: Instance, fn: Any, source: str | None = None) -> dict[str, Any]:
+    """The trusted simulation, the policy answering in-process through the sandbox's respond()."""
+    return verifier.simulate(instance, local_decide(ServingVerifier.respond, fn), is_oracle(source, verifier.digests))
+
+
 @pytest.fixture(scope="module")
 def solution(small: ServingVerifier, instance: Instance) -> dict[str, Any]:
-    return json.loads(json.dumps(small.solve(srpt, instance)))
+    return run(small, instance, srpt)
 
 
 def test_protocol(verifier: ServingVerifier) -> None:
     assert isinstance(verifier, Verifier)
     assert verifier.direction == "minimize"
+    assert callable(verifier.interact) and callable(ServingVerifier.respond)
 
 
 # -- options --------------------------------------------------------------------------
@@ -73,6 +89,8 @@ def test_protocol(verifier: ServingVerifier) -> None:
         ({"max_num_seqs": True}, "verifier.options.max_num_seqs"),
         ({"max_num_batched_tokens": 100, "max_num_seqs": 200}, "smaller than max_num_seqs"),
         ({"profile": "tpu-v9"}, "unknown profile 'tpu-v9'"),
+        ({"target_load": 0}, "verifier.options.target_load: expected a number from 0.001"),
+        ({"target_load": 0.9, "time_scale": 2.0}, "give time_scale or target_load, not both"),
     ],
 )
 def test_bad_options_name_the_key(options: dict[str, Any], message: str) -> None:
@@ -86,12 +104,26 @@ def test_user_profile_from_toml(tmp_path: Path) -> None:
                     'kv_blocks = 5000\nsource = "my fit"\n')
     v = ServingVerifier(PROBLEM, {"profile": str(path)})
     assert v.opts.engine.b0 == pytest.approx(0.009) and v.opts.engine.kv_blocks == 5000
+    assert v.opts.engine.b3 == 0.0  # optional in a user's profile
     path.write_text("step_base_us = 9000\nkv_blocks = 5000\nwarp = 1\n")
     with pytest.raises(UserError, match=r"l4.toml: unknown key 'warp'"):
         ServingVerifier(PROBLEM, {"profile": str(path)})
 
 
-# -- traces -----------------------------------------------------------------------------
+def test_shipped_profiles_charge_decodes_for_reading_the_kv_cache() -> None:
+    # Llama-3.1-8B: 2 x 32 layers x 8 KV heads x 128 x 2 bytes = 128 KiB per token
+    h100, a100 = PROFILES["h100-llama3.1-8b"], PROFILES["a100-80gb-llama3.1-8b"]
+    assert h100.kv_read_us_per_token == pytest.approx(131072 / 3.35e12 * 1e6)
+    assert a100.kv_read_us_per_token == pytest.approx(131072 / 2.039e12 * 1e6)
+    cfg = ServingVerifier(PROBLEM, {}).opts.engine
+    one = Trace(np.array([0.0]), np.array([4000]), np.array([3]), np.array([3.0]), np.array([0]))
+    engine = run_engine(cfg, one, PolicyDecider(fcfs_ask), 100)
+    # two decodes read 4000 and 4001 cached tokens
+    expected = cfg.b0 + cfg.b1 * 4000 + 2 * (cfg.b0 + cfg.b2) + cfg.b3 * (4000 + 4001)
+    assert engine.finish[0] == pytest.approx(expected, rel=1e-12)
+
+
+# -- traces and load -----------------------------------------------------------------------
 
 
 def test_both_public_trace_formats_load(tmp_path: Path) -> None:
@@ -142,6 +174,42 @@ def test_time_scale_stretches_arrivals(tmp_path: Path) -> None:
     assert inst.data["trace"]["arrival"].tolist() == [0.0, 1.0]
 
 
+def poisson_csv(path: Path, n: int, rate: float, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    rows = "\n".join(f"{t:.4f},{p},{o}" for t, p, o in zip(np.cumsum(rng.exponential(1 / rate, n)),
+                                                           rng.integers(100, 2000, n), rng.integers(10, 400, n),
+                                                           strict=True))
+    path.write_text("arrived_at,num_prefill_tokens,num_decode_tokens\n" + rows + "\n")
+    return path
+
+
+def test_a_trace_reports_its_load_and_warns_when_policies_must_tie(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = poisson_csv(tmp_path / "slow.csv", 200, 0.5)
+    (inst,) = ServingVerifier(PROBLEM, {}).load_instances(path)
+    err = capsys.readouterr().err
+    report = offered_load(EngineConfig.from_data(inst.data["engine"]), Trace.from_data(inst.data["trace"]))
+    assert report.load < 0.05 and f"offered load {report.load:.2f} of the engine's capacity" in err
+    assert "warning" in err and "target_load" in err
+    # at that load FCFS never has two requests to order: every policy gives the same latencies
+    assert inst.data["reference_decisions"] == 0
+    assert run(ServingVerifier(PROBLEM, {}), inst, srpt)["e2e"] == run(ServingVerifier(PROBLEM, {}), inst,
+                                                                        fcfs_priority)["e2e"]
+
+
+def test_target_load_sets_the_time_scale_from_capacity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = poisson_csv(tmp_path / "slow.csv", 300, 0.5)
+    (inst,) = ServingVerifier(PROBLEM, {"target_load": 0.9}).load_instances(path)
+    trace = Trace.from_data(inst.data["trace"])
+    report = offered_load(EngineConfig.from_data(inst.data["engine"]), trace)
+    assert report.load == pytest.approx(0.9)
+    assert "offered load 0.90" in capsys.readouterr().err
+    (slow,) = ServingVerifier(PROBLEM, {}).load_instances(path)
+    assert np.allclose(trace.arrival, slow.data["trace"]["arrival"] * (trace.arrival[-1] / slow.data["trace"]["arrival"][-1]))
+    (busy,) = ServingVerifier(PROBLEM, {"target_load": 2.0}).load_instances(path)
+    assert busy.data["reference_decisions"] > 0  # queues form: the order matters
+
+
 def test_splits_are_reproducible_and_disjoint(verifier: ServingVerifier) -> None:
     train = verifier.instances("train")
     again = verifier.instances("train")
@@ -152,96 +220,119 @@ def test_splits_are_reproducible_and_disjoint(verifier: ServingVerifier) -> None
     assert all(i.reference.kind == "none" and "FCFS" in i.reference.source for i in train)
 
 
-# -- solve and trusted score ------------------------------------------------------------
+def shortest_prompt(prompt_len: np.ndarray, running: np.ndarray, arrival: np.ndarray, **_: Any) -> np.ndarray:
+    return np.where(running > 0, arrival, prompt_len)
 
 
-def test_replay_reproduces_the_sandbox_run(small: ServingVerifier, instance: Instance,
-                                           solution: dict[str, Any]) -> None:
-    assert solution["victims"] and solution["blocked"], "the fixture must exercise every decision kind"
+def sjf_predicted(predicted_len: np.ndarray, generated: np.ndarray, **_: Any) -> np.ndarray:
+    return np.maximum(predicted_len - generated, 1.0)
+
+
+def test_the_quick_split_sits_where_policies_differ(verifier: ServingVerifier) -> None:
+    instances = verifier.instances("quick")
+    scores = {}
+    for name, fn in (("fcfs", fcfs_priority), ("shortest_prompt", shortest_prompt), ("sjf", sjf_predicted)):
+        results = [verifier.score(i, run(verifier, i, fn)) for i in instances]
+        scores[name] = verifier.aggregate(results)[0]
+    assert all(i.data["reference_decisions"] > 20 for i in instances)  # FCFS had choices to make
+    assert scores["shortest_prompt"] > scores["fcfs"] + 5 and scores["sjf"] > scores["fcfs"] + 5
+    assert abs(scores["shortest_prompt"] - scores["sjf"]) > 1
+
+
+# -- the trusted simulation and its record -----------------------------------------------
+
+
+def test_the_record_is_the_trusted_engine_run(small: ServingVerifier, instance: Instance,
+                                              solution: dict[str, Any]) -> None:
+    assert solution["preemptions"] > 0 and solution["policy_calls"] > 0
     result = small.score(instance, solution)
     assert result.feasible, result.error
-    engine = small.replay(instance, solution)
-    table = engine_table(engine)
-    assert np.allclose(table.e2e, solution["e2e"], atol=2e-6)
-    assert result.objective == pytest.approx(table.e2e.mean())
+    assert result.objective == pytest.approx(np.mean(solution["e2e"]))
     assert result.gap == pytest.approx(result.objective / instance.reference.value - 1)
     # the reference is FCFS itself: FCFS scores a zero gap
-    fcfs = small.score(instance, json.loads(json.dumps(small.solve(fcfs_priority, instance))))
+    fcfs = small.score(instance, run(small, instance, fcfs_priority))
     assert fcfs.gap == pytest.approx(0.0) and fcfs.extra["starved_pct"] == 0.0
 
 
-def tampered(solution: dict[str, Any], key: str, change: Any) -> dict[str, Any]:
-    bad = copy.deepcopy(solution)
-    bad[key] = change(bad[key]) if callable(change) else change
-    return bad
-
-
 @pytest.mark.parametrize(
-    ("key", "change", "message"),
+    ("policy", "message"),
     [
-        ("admit", "all", "'admit' must be a list of integers"),
-        ("admit", lambda xs: xs + [1], "even length"),
-        ("admit", lambda xs: xs[:-2] + [xs[-2], 1.5], "integers only, found 1.5"),
-        ("admit", lambda xs: xs[:-1] + [10**9], "names a request outside"),
-        ("admit", lambda xs: [xs[2], xs[3], xs[0], xs[1]] + xs[4:] if xs[2] > xs[0] else xs[:-2],
-         "non-decreasing|admission stopped|recorded at step"),
-        ("admit", lambda xs: xs[:-2], r"step \d+: admission stopped with 1 requests waiting"),
-        ("admit", lambda xs: [0, 249] + xs, r"step 0: request 249 cannot be admitted: it is not waiting"),
-        ("victims", lambda xs: [0, 0] + xs, r"^a preemption of request 0 is recorded at step 0, but the engine had no such choice then$"),
-        ("victims", lambda xs: xs[:2] + [xs[0], 10**4 % 250] + xs[2:],
-         r"^step \d+: request \d+ (cannot be preempted: it is not running|was preempted, but the running)"),
-        ("victims", lambda xs: xs[2:], r"step \d+: .*preempt|recorded at step"),
-        ("victims", [], r"more KV blocks than are free after the recorded preemptions"),
-        ("blocked", [], r"admission stopped with \d+ requests waiting"),
-        ("e2e", lambda xs: xs[:-1] + [xs[-1] - 1.0], "the reported E2E .* differs from the replayed"),
-        ("ttft", lambda xs: xs[:3], "'ttft' must be a list of 250 numbers"),
-        ("ttft", lambda xs: [float("nan")] + xs[1:], "finite numbers only"),
+        (lambda arrival, **_: arrival * np.nan, r"^raised ValueError: the policy returned NaN or infinity.*, at step \d+$"),
+        (lambda **_: np.zeros(2), r"^raised ValueError: the policy returned shape \(2,\); expected \(\d+,\).*at step"),
+        (lambda **_: 1 / 0, r"^raised ZeroDivisionError: division by zero.*, at step \d+$"),
     ],
 )
-def test_hostile_solutions_fail_naming_the_rule(small: ServingVerifier, instance: Instance,
-                                                solution: dict[str, Any], key: str, change: Any,
-                                                message: str) -> None:
-    result = small.score(instance, tampered(solution, key, change))
-    assert not result.feasible
-    assert result.error and __import__("re").search(message, result.error), result.error
+def test_a_failing_policy_makes_the_instance_fail_naming_the_step(small: ServingVerifier, instance: Instance,
+                                                                  policy: Any, message: str) -> None:
+    record = run(small, instance, policy)
+    result = small.score(instance, record)
+    assert not result.feasible and re.search(message, result.error or ""), result.error
 
 
-@pytest.mark.parametrize("junk", [None, [], "x", 3, {"admit": []}, {"admit": [0, 0], "blocked": [], "victims": []}])
-def test_junk_is_infeasible_never_an_exception(small: ServingVerifier, instance: Instance, junk: Any) -> None:
+def test_answers_are_validated_on_the_trusted_side(small: ServingVerifier, instance: Instance) -> None:
+    # What a subverted sandbox could send back instead of priorities.
+    for answer, message in ((np.zeros(3), r"step \d+: the policy returned shape \(3,\)"),
+                            ("fast", "the policy returned str, not numbers"),
+                            ({"a": 1}, "the policy returned dict, not numbers"),
+                            (np.array(np.inf), "NaN or infinity")):
+        result = small.score(instance, small.simulate(instance, lambda obs, a=answer: a))
+        assert not result.feasible and re.search(message, result.error or ""), result.error
+    scalar = small.simulate(instance, lambda obs: 1.0)  # one scalar for all: FCFS order by ties
+    assert small.score(instance, scalar).feasible
+
+
+@pytest.mark.parametrize("junk", [None, [], "x", 3, {"admit": []}, {"error": "boom"}])
+def test_junk_records_are_infeasible_never_an_exception(small: ServingVerifier, instance: Instance,
+                                                        junk: Any) -> None:
     result = small.score(instance, junk)
     assert not result.feasible and result.error
 
 
-def test_policy_output_is_validated_in_the_sandbox(small: ServingVerifier, instance: Instance) -> None:
-    with pytest.raises(ValueError, match="NaN or infinity"):
-        small.solve(lambda arrival, **_: arrival * np.nan, instance)
-    with pytest.raises(ValueError, match=r"returned shape \(2,\); expected"):
-        small.solve(lambda **_: np.zeros(2), instance)
-    scalar = small.solve(lambda **_: 1.0, instance)  # one scalar for all: FCFS order by ties
-    assert small.score(instance, json.loads(json.dumps(scalar))).feasible
+def test_a_stuck_policy_fails_naming_the_request(small: ServingVerifier, instance: Instance) -> None:
+    stuck = {**instance.data, "max_steps": 50}
+    result = small.score(instance, small.simulate(Instance("s", "g", stuck), lambda obs: view(obs)["arrival"]))
+    assert not result.feasible and "never finished" in (result.error or "")
 
 
-def candidate(source: str, name: str) -> Any:
-    """A function compiled from ``source`` the way the sandbox does (source in linecache)."""
-    filename = f"<candidate {hashlib.sha1(source.encode()).hexdigest()}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict[str, Any] = {}
-    exec(compile(source, filename, "exec"), namespace)
-    return namespace[name]
+# -- what the policy is shown -------------------------------------------------------------
 
 
-def test_only_the_shipped_oracle_sees_true_lengths(small: ServingVerifier, instance: Instance) -> None:
-    shipped = (PROBLEM / "baselines" / "srpt_oracle.py").read_text()
-    assert small.solve(candidate(shipped, "priority"), instance)["oracle"] is True
-    impostor = shipped.replace("ORACLE reference", "ORACLE reference (copy)")
-    seen: list[np.ndarray] = []
-    spy = impostor.replace("def priority(predicted_len, generated, **_):",
-                           "def priority(predicted_len, generated, **_):\n    SEEN.append(predicted_len)")
-    fn = candidate(spy, "priority")
-    fn.__globals__["SEEN"] = seen
-    solution = small.solve(fn, instance)
-    assert solution["oracle"] is False
+def test_observations_hold_only_what_a_scheduler_knows(small: ServingVerifier, instance: Instance) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def spy(payload: Any) -> np.ndarray:
+        seen.append(view(payload))
+        return seen[-1]["arrival"]
+
+    small.simulate(instance, spy)
+    assert seen and all(set(obs) == set(FEATURES) for obs in seen)
     true = instance.data["trace"]["output"].astype(float)
+    arrival = instance.data["trace"]["arrival"]
+    for obs in seen:
+        ids = np.searchsorted(arrival, obs["arrival"])  # arrivals are distinct here
+        assert np.array_equal(arrival[ids], obs["arrival"])
+        assert (obs["arrival"] <= obs["now"]).all()  # nobody from the future
+        assert not np.array_equal(obs["predicted_len"], true[ids])  # predictions, not the truth
+        assert (obs["generated"] < true[ids]).all()  # unfinished requests only
+
+
+def test_only_the_shipped_oracle_text_sees_true_lengths(small: ServingVerifier, instance: Instance) -> None:
+    shipped = (PROBLEM / "baselines" / "srpt_oracle.py").read_text()
+    assert is_oracle(shipped, small.digests)
+    seen: list[np.ndarray] = []
+
+    def spy(predicted_len: np.ndarray, generated: np.ndarray, **_: Any) -> np.ndarray:
+        seen.append(predicted_len)
+        return predicted_len - generated
+
+    oracle = run(small, instance, spy, shipped)
+    assert oracle["oracle"] is True and small.score(instance, oracle).extra["oracle"] == 1.0
+    true = instance.data["trace"]["output"].astype(float)
+    assert all(np.isin(s, true).all() for s in seen)
+    seen.clear()
+    for impostor in (shipped.replace("ORACLE reference", "ORACLE reference (copy)"), shipped + "\n", None):
+        record = run(small, instance, spy, impostor)
+        assert record["oracle"] is False and small.score(instance, record).extra["oracle"] == 0.0
     assert not any(np.isin(s, true).all() for s in seen if s.size > 3)
 
 
@@ -256,7 +347,7 @@ def test_score_is_goodput_minus_starved_minus_weighted_gap(small: ServingVerifie
     assert score == pytest.approx(expected)
     assert metrics["gap_mean_pct"] == pytest.approx(100 * result.gap)
     good = (np.array(solution["ttft"]) <= 2.0)
-    tpot_ok = engine_table(small.replay(instance, solution)).tpot <= 0.2
+    tpot_ok = table_of(Trace.from_data(instance.data["trace"]), small.opts.engine, solution).tpot <= 0.2
     assert result.extra["goodput_pct"] == pytest.approx(100 * np.mean(good & tpot_ok), abs=0.5)
 
 
@@ -277,3 +368,18 @@ def test_trace_instances_are_deterministic(tmp_path: Path) -> None:
     (a,), (b,) = v.load_instances(path), v.load_instances(path)
     assert np.array_equal(a.data["trace"]["predicted"], b.data["trace"]["predicted"])
     assert isinstance(Trace.from_data(a.data["trace"]), Trace)
+
+
+def test_the_time_limit_grows_with_the_trace(tmp_path: Path) -> None:
+    from evolve.config import RunSettings
+    from evolve.evaluation import Evaluator, run_timeout
+    from evolve.problem import load_problem
+
+    problem = load_problem("serving")
+    small = problem.instances("quick")
+    (big,) = problem.instances("train", poisson_csv(tmp_path / "big.csv", 10_000, 20.0))
+    assert problem.verifier.time_weight(small[0]) == 1.0 and problem.verifier.time_weight(big) == 4.0
+    settings = RunSettings.model_validate(problem.spec.run).sandbox
+    evaluator = Evaluator(problem, settings)  # no sandbox is started until a run
+    assert evaluator._time_units(small) == 2.0 and evaluator._time_units([big]) == 4.0
+    assert run_timeout(settings.instance_timeout_s, 4.0) == 2.0 + 4 * 6.0

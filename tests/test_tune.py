@@ -59,6 +59,7 @@ def test_cma_es_approaches_a_known_optimum_within_its_budget() -> None:
 # One constant inside the rule of every shipped problem (the seeds have none).
 WITH_CONSTANT = {
     "smtt": ("    return d\n", "    return d + 0.2 * p\n"),
+    "smtt_rule": ("    return d\n", "    return d + 0.2 * p\n"),
     "jssp": ("    return job_work_left\n", "    return job_work_left - 0.3 * proc_time\n"),
     "moe": ("    return -expert\n", "    return 0.5 * item_load - expert\n"),
     "serving": ("    return arrival\n", "    return arrival + 0.001 * prompt_len\n"),

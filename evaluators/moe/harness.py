@@ -1,26 +1,24 @@
-"""The timing harness: runs the candidate in the sandbox, and checks its report in the trusted process.
+"""The timing harness, on the trusted side: send windows, time each call from outside.
 
-Inside the sandbox (``run_workload``), for a workload of W windows:
+For a workload of W windows, ``run_workload`` makes:
 
 1. ``warmup`` untimed calls on perturbed copies of the windows;
 2. one timed call per window 0..W-2: its placement is scored on the next window;
 3. ``repeats`` more timed calls on fresh perturbed copies (outputs discarded).
 
-Every timed call gets its own copy of its input, and the perturbations come
-from ``os.urandom``, so caching results across calls does not pay.  The timed
-region covers the call *and* the conversion of its outputs to arrays, so lazy
-results are timed too.  The clocks are bound when this module is imported,
-before any candidate code exists, so patching ``time`` does not fool them.
-Three clocks are read: wall time, the process's CPU time (all its threads)
-and the calling thread's CPU time, nested so that the thread's CPU interval
-lies inside the wall interval: thread CPU time above wall time can only mean
-tampering.  The score uses CPU time by default: on a shared machine it
-excludes the time the OS gives to other processes (see docs/moe.md).  What this does not stop is a candidate that deliberately
-rebinds this module's objects; docs/moe.md says what to do about that.
+Every call sends its own input, and the perturbations come from ``os.urandom``
+in this process, so caching results across calls does not pay.  The candidate
+runs in the sandbox behind ``candidate_side.respond``; the time of a call is
+what the session measures outside the candidate: the CPU time the kernel
+counts for the child's process (read here from its per-process CPU clock) and
+the wall time of the round trip.  Nothing the candidate does to the clocks in
+its own process (``time``, ``os.times``, ``resource``, this package's modules)
+can change either figure.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -29,43 +27,74 @@ from typing import Any
 
 import numpy as np
 
-_WALL_NS = time.perf_counter_ns
-_CPU_NS = time.process_time_ns  # all threads of the process
-_THREAD_NS = time.thread_time_ns
-_URANDOM = os.urandom
-_MEDIAN = np.median
+from evolve.evaluators.moe.candidate_side import NAMES
 
 PERTURBATION_SIGMA = 0.05  # log-normal noise on each expert's load in timing-only calls
-CPU_SLACK_NS = 100_000  # clock-read granularity when comparing CPU with wall time
-MAX_CALL_NS = 10**12  # 1000 s: beyond any sandbox limit
+NDIMS = (2, 3, 2)
+MAX_VALUES = 10**9
 
 
-def _outputs(result: Any) -> Any:
-    """The triple as numpy arrays (inside the timed region), or a note of what came back."""
-    if not isinstance(result, tuple | list) or len(result) != 3:
-        return {"returned": type(result).__name__[:40]}
-    return [np.asarray(part) for part in result]
+class CallFailed(Exception):
+    """The candidate raised in a call (the message is the sandbox's one-line description)."""
 
 
-def _plain(converted: Any) -> Any:
-    """JSON-able: each array as its shape and flat row-major values (a flat list converts back
-    to an array ten times faster than a nested one); other dtypes as a note for score()."""
-    if isinstance(converted, dict):
-        return converted
-    names = ("phy2log", "log2phy", "logcnt")
-    out: dict[str, Any] = {}
-    for name, arr in zip(names, converted, strict=True):
-        if arr.dtype.kind in "iub":
-            out[name] = {"shape": list(arr.shape), "values": arr.ravel().tolist()}
-        else:
-            out[name] = {"dtype": arr.dtype.name if arr.dtype.kind in "fc" else "object"}
+@dataclass(frozen=True)
+class Answer:
+    value: Any  # what respond() returned: the packed int64 array, or a JSON note
+    cpu_seconds: float
+    wall_seconds: float
+
+
+Call = Callable[[np.ndarray, tuple[int, int, int, int]], Answer]
+
+
+def unpack(value: Any) -> dict[str, Any]:
+    """A reply as a placement record for ``score``; the reply is hostile input.
+
+    Returns ``{name: {"shape": [...], "values": [...]}}`` for the three arrays,
+    ``{"returned": type}`` when the result was not a triple, or ``{"error": why}``.
+    """
+    if isinstance(value, dict):
+        if "returned" in value:
+            return {"returned": str(value["returned"])[:40]}
+        for name, ndim in zip(NAMES, NDIMS, strict=True):
+            note = value.get(name)
+            if isinstance(note, dict):
+                dtype = str(note.get("dtype"))[:20]
+                if dtype == "object":
+                    return {"error": f"shapes: {name}: not a rectangular {ndim}-d array of integers "
+                                     "(ragged or mixed values)"}
+                return {"error": f"shapes: {name}: expected integers, got {dtype} values"}
+        return {"returned": "malformed reply"}
+    if not isinstance(value, np.ndarray) or value.dtype != np.int64 or value.ndim != 1 or not value.size:
+        return {"returned": "malformed reply"}
+    head = value[:16].tolist()
+    if head[0] != 3:
+        return {"returned": "malformed reply"}
+    at, shapes = 1, []
+    for name, ndim in zip(NAMES, NDIMS, strict=True):
+        given = head[at] if at < len(head) else -1
+        shape = head[at + 1:at + 1 + given] if 0 <= given <= 4 else []
+        if len(shape) != given or any(not 0 <= n <= MAX_VALUES for n in shape):
+            return {"returned": "malformed reply"}
+        if given != ndim:
+            return {"error": f"shapes: {name}: expected {ndim} dimensions, got {given} (shape {shape})"}
+        shapes.append(shape)
+        at += 1 + ndim
+    sizes = [math.prod(shape) for shape in shapes]
+    if at + sum(sizes) != value.size:
+        return {"returned": "malformed reply"}
+    out = {}
+    for name, shape, size in zip(NAMES, shapes, sizes, strict=True):
+        out[name] = {"shape": shape, "values": value[at:at + size]}  # flat int64 (JSON: a list)
+        at += size
     return out
 
 
-def run_workload(heuristic: Callable[..., Any], windows: np.ndarray, args: tuple[int, int, int, int],
-                 warmup: int, repeats: int) -> dict[str, Any]:
-    """Placements for windows 0..W-2 and per-call timings (see the module docstring)."""
-    rng = np.random.default_rng(int.from_bytes(_URANDOM(8), "little"))
+def run_workload(call: Call, windows: np.ndarray, args: tuple[int, int, int, int], warmup: int,
+                 repeats: int) -> dict[str, Any]:
+    """Placements for windows 0..W-2 and the outside timing of each timed call (seconds)."""
+    rng = np.random.default_rng(int.from_bytes(os.urandom(8), "little"))
     transitions = windows.shape[0] - 1
 
     def variant(k: int) -> np.ndarray:
@@ -74,54 +103,55 @@ def run_workload(heuristic: Callable[..., Any], windows: np.ndarray, args: tuple
         return np.rint(noisy).astype(np.int64)
 
     for k in range(warmup):
-        heuristic(variant(k), *args)
+        call(variant(k), args)
     inputs = [windows[k].copy() for k in range(transitions)] + [variant(k) for k in range(repeats)]
-    placements: list[Any] = []
-    wall: list[int] = []
-    cpu: list[int] = []
-    thread: list[int] = []
+    placements: list[dict[str, Any]] = []
+    cpu: list[float] = []
+    wall: list[float] = []
     for k, weight in enumerate(inputs):
-        w0 = _WALL_NS()
-        c0 = _CPU_NS()
-        t0 = _THREAD_NS()
-        converted = _outputs(heuristic(weight, *args))
-        t1 = _THREAD_NS()
-        c1 = _CPU_NS()
-        w1 = _WALL_NS()
-        wall.append(w1 - w0)
-        cpu.append(c1 - c0)
-        thread.append(t1 - t0)
+        answer = call(weight, args)
+        cpu.append(answer.cpu_seconds)
+        wall.append(answer.wall_seconds)
         if k < transitions:
-            placements.append(_plain(converted))
-    return {"placements": placements, "wall_ns": wall, "cpu_ns": cpu, "thread_ns": thread}
+            placements.append(unpack(answer.value))
+    return {"placements": placements, "cpu_s": cpu, "wall_s": wall}
 
 
-# -- trusted side ------------------------------------------------------------------------
+def session_call(session: Any) -> Call:
+    """A ``Call`` answered by the candidate in a sandbox session."""
+
+    def call(weight: np.ndarray, args: tuple[int, int, int, int]) -> Answer:
+        reply = session.call((weight, args))
+        if reply.error:
+            raise CallFailed(reply.error)
+        return Answer(reply.value, reply.cpu_seconds, reply.wall_seconds)
+
+    return call
+
+
+def local_call(heuristic: Callable[..., Any]) -> Call:
+    """A ``Call`` answered in this process (tests and benchmarks of the verifier itself).
+
+    Its timing is this process's own CPU clock, which the heuristic could rebind:
+    never use it for a candidate (candidates go through ``session_call``).
+    """
+    from evolve.evaluators.moe.candidate_side import respond
+
+    def call(weight: np.ndarray, args: tuple[int, int, int, int]) -> Answer:
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        value = respond(heuristic, (weight, args))
+        return Answer(value, time.process_time() - cpu0, time.perf_counter() - wall0)
+
+    return call
 
 
 @dataclass(frozen=True)
 class Timing:
-    wall_ms: float  # median wall time per call
-    cpu_ms: float  # median process CPU time per call
+    wall_ms: float  # median wall time per call (the round trip through the session)
+    cpu_ms: float  # median CPU time per call of the candidate's process
     calls: int
 
 
-def read_timing(solution: dict[str, Any], expected_calls: int) -> tuple[Timing | None, str | None]:
-    """The harness's timings, checked for shape and plausibility."""
-    series = {}
-    for key in ("wall_ns", "cpu_ns", "thread_ns"):
-        values = solution.get(key)
-        if not isinstance(values, list) or len(values) != expected_calls:
-            return None, f"timing: {key} should list {expected_calls} calls"
-        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_CALL_NS for v in values):
-            return None, f"timing: {key} holds a value that is not a plausible number of nanoseconds"
-        series[key] = np.asarray(values, dtype=np.int64)
-    wall, cpu, thread = series["wall_ns"], series["cpu_ns"], series["thread_ns"]
-    if (wall <= 0).any():
-        return None, "timing: a call took 0 ns of wall time (the harness clock was tampered with)"
-    over = np.flatnonzero((thread > wall + CPU_SLACK_NS) | (thread > cpu + CPU_SLACK_NS))
-    if over.size:
-        k = int(over[0])
-        return None, (f"timing: call {k} used {thread[k]} ns of thread CPU time in {wall[k]} ns of wall "
-                      f"time and {cpu[k]} ns of process CPU time (the harness clocks were tampered with)")
-    return Timing(float(_MEDIAN(wall)) / 1e6, float(_MEDIAN(cpu)) / 1e6, expected_calls), None
+def read_timing(record: dict[str, Any]) -> Timing:
+    cpu, wall = record["cpu_s"], record["wall_s"]
+    return Timing(1e3 * float(np.median(wall)), 1e3 * float(np.median(cpu)), len(cpu))

@@ -74,7 +74,13 @@ def int_array(value: Any, name: str, ndim: int) -> tuple[np.ndarray | None, str 
 
 def _flat_array(value: dict[str, Any], name: str, ndim: int) -> tuple[np.ndarray | None, str | None]:
     shape, values = value.get("shape"), value.get("values")
-    if not (isinstance(shape, list) and len(shape) == ndim and isinstance(values, list)
+    if isinstance(values, np.ndarray) and values.ndim == 1:  # the trusted harness's record
+        values = values if values.dtype.kind in "iu" else values.tolist()
+    elif isinstance(values, list):
+        pass
+    else:
+        values = None
+    if not (isinstance(shape, list) and len(shape) == ndim and values is not None
             and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 10**7 for n in shape)):
         return None, f"{name}: expected a {ndim}-d array as {{'shape': [...], 'values': [...]}}"
     if math.prod(shape) != len(values):

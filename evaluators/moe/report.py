@@ -54,7 +54,7 @@ def tables(rows: list[tuple[str, Evaluation]]) -> str:
     for name, e in rows:
         cells = []
         for g in groups:
-            wall = [r.extra["runtime_ms"] for r in e.instances if r.group == g and "runtime_ms" in r.extra]
+            wall = [r.extra["wall_ms"] for r in e.instances if r.group == g and "wall_ms" in r.extra]
             cpu = [r.extra["cpu_ms"] for r in e.instances if r.group == g and "cpu_ms" in r.extra]
             cells.append(f"{_cell(wall, '.2f')} / {_cell(cpu, '.2f')}")
         out.append(f"| {name} | " + " | ".join(cells) + " |")

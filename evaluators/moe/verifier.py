@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from evolve.errors import UserError
+from evolve.evaluators.moe.candidate_side import respond
 from evolve.evaluators.moe.configs import EpConfig
 from evolve.evaluators.moe.generator import SPLIT_IDS, Workload, split_workloads
-from evolve.evaluators.moe.harness import read_timing, run_workload
+from evolve.evaluators.moe.harness import Call, CallFailed, read_timing, run_workload, session_call
 from evolve.evaluators.moe.options import MoeOptions, parse_options
 from evolve.evaluators.moe.placement import check_placement, loads, parse_placement
 from evolve.evaluators.moe.references import (
@@ -38,7 +39,8 @@ class MoeVerifier:
 
     Each placement computed from window k is judged on window k+1:
     balancedness = sum over layers of mean GPU load / sum over layers of max
-    GPU load (1.0 is perfect).  The harness also times every call.
+    GPU load (1.0 is perfect).  The trusted harness also times every call from
+    outside the candidate's process (``harness.py``).
     """
 
     # Shown next to the score in eval/baselines tables.
@@ -93,32 +95,47 @@ class MoeVerifier:
             out.append(self._instance(workload, reference))
         return out
 
-    # -- solve (inside the sandbox) --------------------------------------------------
+    # -- the candidate's calls: answered in the sandbox, timed from outside ----------
+
+    respond = staticmethod(respond)  # runs in the sandbox: one rebalance_experts call per message
 
     @staticmethod
     def solve(heuristic: Callable[..., Any], instance: Instance) -> Any:
+        raise NotImplementedError("moe is interactive: the trusted side calls the candidate (interact)")
+
+    def interact(self, instance: Instance, session: Any) -> dict[str, Any]:
+        return self.run(instance, session_call(session))
+
+    def run(self, instance: Instance, call: Call) -> dict[str, Any]:
+        """Every call of the protocol through ``call``; the record ``score`` reads."""
         d = instance.data
         args = (d["replicas"], d["groups"], d["nodes"], d["gpus"])
-        return run_workload(heuristic, d["windows"], args, d["warmup"], d["repeats"])
+        try:
+            return run_workload(call, d["windows"], args, d["warmup"], d["repeats"])
+        except CallFailed as err:
+            return {"error": f"raised {err}"}
 
     # -- score (trusted) ---------------------------------------------------------------
 
-    def score(self, instance: Instance, solution: Any) -> InstanceResult:
+    def score(self, instance: Instance, record: Any) -> InstanceResult:
         windows: np.ndarray = instance.data["windows"]
         config = config_of(instance)
         transitions = windows.shape[0] - 1
-        if not isinstance(solution, dict) or not isinstance(solution.get("placements"), list):
-            return infeasible(instance, "harness: no placements in the solution")
-        placements = solution["placements"]
+        if isinstance(record, dict) and "error" in record:
+            return infeasible(instance, str(record["error"]))
+        if not isinstance(record, dict) or not isinstance(record.get("placements"), list):
+            return infeasible(instance, "harness: no placements in the record")
+        placements = record["placements"]
         if len(placements) != transitions:
             return infeasible(instance, f"harness: {len(placements)} placements for {transitions} windows")
         mean_sum = max_sum = slot_mean = slot_max = 0.0
         layer_balance = []
         for k, raw in enumerate(placements):
-            if isinstance(raw, dict) and "returned" in raw:
-                kind = str(raw["returned"])[:40]
-                return infeasible(instance, f"window {k}: shapes: rebalance_experts returned a {kind}, "
+            if "returned" in raw:
+                return infeasible(instance, f"window {k}: shapes: rebalance_experts returned a {raw['returned']}, "
                                             "expected (phy2log, log2phy, logcnt)")
+            if "error" in raw:
+                return infeasible(instance, f"window {k}: {raw['error']}")
             placement, why = parse_placement(raw, config, windows.shape[1])
             if placement is None or why is not None:
                 return infeasible(instance, f"window {k}: {why}")
@@ -131,9 +148,7 @@ class MoeVerifier:
             slot_mean += balance.slot_mean_sum
             slot_max += balance.slot_max_sum
             layer_balance.append(balance.layer)
-        timing, why = read_timing(solution, transitions + int(instance.data["repeats"]))
-        if timing is None or why is not None:
-            return infeasible(instance, why or "timing: missing")
+        timing = read_timing(record)
         per_layer = np.concatenate(layer_balance)
         return feasible(
             instance, 1.0 if max_sum <= 0 else mean_sum / max_sum, self.direction,

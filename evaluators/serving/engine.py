@@ -1,9 +1,9 @@
-"""A step-level simulator of a vLLM-like continuous-batching engine.
+"""A step-level simulator of a vLLM-like continuous-batching engine (trusted side only).
 
-The same code runs twice: inside the sandbox, driven by the candidate policy
-(``policy.PolicyDecider``), and on the trusted side, driven by the recorded
-decisions (``replay.ReplayDecider``), which it validates.  Every rule of the
-engine lives here so the two runs cannot disagree.
+It runs in the trusted process; its two open choices (who is admitted, who is
+preempted) are made by a ``Decider``: ``policy.PolicyDecider`` asks the
+sandboxed policy for priorities, or computes FCFS directly for the reference.
+Decode-only stretches run in one computation (``stretch.py``).
 
 One step (``Engine.step``), in vLLM V1's order:
 
@@ -29,18 +29,19 @@ can be admitted, decodes every running request.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import numpy.ma  # noqa: F401  numpy loads it lazily (np.percentile, set ops); the sandbox cannot
+
+from evolve.evaluators.serving.stretch import decode_stretch
 
 WAITING, RUNNING, DONE = 1, 2, 3
-STOP_REASONS = ("all", "slots", "budget", "kv", "unchunked")
 
 
 class EngineError(Exception):
-    """A recorded decision that the engine's rules do not allow (trusted replay).
+    """The engine cannot go on: a request never finishes, or a decider broke a rule.
 
     ``located`` errors already name their step; others get the current one.
     """
@@ -93,7 +94,7 @@ class Trace:
 
 
 class Decider(Protocol):
-    """Makes (or replays) the two choices the engine leaves open."""
+    """Makes the two choices the engine leaves open."""
 
     def preempt(self, engine: Engine) -> None:
         """Called when running requests are short of blocks: call ``engine.preempt`` until
@@ -136,6 +137,7 @@ class Engine:
         self.steps = 0
         self.finished = 0
         self._seq = 0
+        self.decoding_only = True  # no running request has prefill left (stretch.py relies on it)
         # statistics
         self.busy_s = 0.0
         self.kv_block_s = 0.0  # integral of used blocks over busy time
@@ -212,15 +214,21 @@ class Engine:
         return (self.cfg.max_num_seqs - self.running.size, self._budget - self._plan_token_sum,
                 self.free - self._plan_block_sum)
 
-    def fit_prefix(self, order: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, str]:
+    def fit_prefix(self, order: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         """How many of ``order`` (waiting ids) the engine admits, in that order.
 
-        Returns (k, tokens, blocks, reason): the first k are admitted with those
-        prefill tokens and blocks; ``reason`` says why candidate k was not
-        ("all" when every candidate was admitted).
+        Returns (k, tokens, blocks): the first k are admitted with those prefill
+        tokens and blocks; admission stops at the first one that does not fit.
         """
         slots, budget, free = self.admission_room()
         m = min(order.size, max(slots, 0))
+        bs = self.cfg.block_size
+        if m == 1:  # the common case at low load, in plain integers
+            need = int(self.prompt[order[0]] + self.generated[order[0]])
+            tokens = min(need, budget) if self.cfg.chunked_prefill else need
+            fits = (budget > 0 if self.cfg.chunked_prefill else need <= budget) and -(-tokens // bs) <= free
+            one = np.array([tokens], np.int64)
+            return (1, one, -(-one // bs)) if fits else (0, _EMPTY, _EMPTY)
         cand = order[:m]
         need = self.prompt[cand] + self.generated[cand]  # waiting requests hold no KV
         cum = np.cumsum(need)
@@ -231,19 +239,32 @@ class Engine:
         else:
             tokens = need
             fits_budget = cum <= budget
-        blocks = -(-np.maximum(tokens, 0) // self.cfg.block_size)
+        blocks = -(-np.maximum(tokens, 0) // bs)
         fits = fits_budget & (np.cumsum(blocks) <= free)
         k = m if fits.all() else int(np.argmin(fits))
-        if k < m:
-            if before[k] >= budget:
-                reason = "budget"
-            elif not fits_budget[k]:
-                reason = "unchunked"
-            else:
-                reason = "kv"
+        return k, tokens[:k], blocks[:k]
+
+    def order_matters(self, waiting: np.ndarray) -> bool:
+        """Would admitting ``waiting`` in another order admit other requests (or other chunks)?
+
+        Not when they all fit together (slots, whole prompts in the budget, KV), nor when
+        none fits alone.
+        """
+        slots, budget, free = self.admission_room()
+        need = self.prompt[waiting] + self.generated[waiting]
+        if (waiting.size <= slots and int(need.sum()) <= budget
+                and int((-(-need // self.cfg.block_size)).sum()) <= free):
+            return False
+        return bool(self.fits_alone(waiting, budget, free).any())
+
+    def fits_alone(self, ids: np.ndarray, budget: int, free: int) -> np.ndarray:
+        """Which of the waiting ``ids`` could be admitted first, with this budget and free KV."""
+        need = self.prompt[ids] + self.generated[ids]
+        if self.cfg.chunked_prefill:
+            tokens, fits_budget = np.minimum(need, budget), budget > 0
         else:
-            reason = "all" if m == order.size else "slots"
-        return k, tokens[:k], blocks[:k], reason
+            tokens, fits_budget = need, need <= budget
+        return fits_budget & (-(-tokens // self.cfg.block_size) <= free)
 
     def admit(self, ids: np.ndarray, tokens: np.ndarray, blocks: np.ndarray) -> None:
         """Admit ``ids`` (validated by ``fit_prefix``) with their first prefill chunks."""
@@ -331,20 +352,29 @@ class Engine:
         computed = computed + tokens
         self.r_computed = computed
         sampled = computed == known
+        self.decoding_only = bool(sampled.all())  # every running request now decodes one token a step
         generated = self.r_generated + sampled
         self.r_generated = generated
         first = sampled & (generated == 1)
         if first.any():
             self.first_token[self.running[first]] = self.now
-        done = sampled & (generated >= self.r_output)
+        self.finish_done()
+
+    def finish_done(self) -> None:
+        """Running requests that have generated their whole output finish now."""
+        done = self.r_generated >= self.r_output
         if done.any():
-            ids = self.running[done]
-            self.finish[ids] = self.now
-            self.state[ids] = DONE
-            self.generated[ids] = generated[done]
+            self.finish[self.running[done]] = self.now
             self.free += int(self.r_blocks[done].sum())
-            self.finished += ids.size
-            self._keep_running(~done)
+            self.retire(done)
+
+    def retire(self, done: np.ndarray) -> None:
+        """Finished running requests (a mask of the running set) leave it; their blocks are already free."""
+        ids = self.running[done]
+        self.state[ids] = DONE
+        self.generated[ids] = self.r_generated[done]
+        self.finished += ids.size
+        self._keep_running(~done)
 
     # -- views for policies ---------------------------------------------------------
 
@@ -360,10 +390,16 @@ class Engine:
 _EMPTY = np.empty(0, np.int64)
 
 
-def run_engine(cfg: EngineConfig, trace: Trace, decider: Decider, max_steps: int) -> Engine:
-    """Simulate a whole trace on one replica; EngineError if a request never finishes."""
+def run_engine(cfg: EngineConfig, trace: Trace, decider: Decider, max_steps: int,
+               event_driven: bool = True) -> Engine:
+    """Simulate a whole trace on one replica; EngineError if a request never finishes.
+
+    ``event_driven`` runs stretches of decode-only steps in one computation
+    (``stretch.py``); the result is the same, bit for bit, as step by step.
+    """
     engine = Engine(cfg, trace)
     arrival = trace.arrival
+    times = arrival.tolist()
     n = len(trace)
     pointer = 0
     while engine.finished < n:
@@ -372,12 +408,17 @@ def run_engine(cfg: EngineConfig, trace: Trace, decider: Decider, max_steps: int
             raise EngineError(f"request {stuck} never finished: still "
                               f"{'waiting' if engine.state[stuck] == WAITING else 'running'} "
                               f"after the step limit of {max_steps} steps", located=True)
-        if pointer < n and arrival[pointer] <= engine.now:
+        arrived = pointer < n and times[pointer] <= engine.now
+        if arrived:
             upto = int(np.searchsorted(arrival, engine.now, side="right"))
             engine.receive(np.arange(pointer, upto, dtype=np.int64))
             pointer = upto
         if engine.idle:
-            engine.now = float(arrival[pointer])
+            engine.now = times[pointer]
+            continue
+        # Right after arrivals the next step is usually an admission: no stretch to look for.
+        if event_driven and not arrived and decode_stretch(engine, times[pointer] if pointer < n else math.inf,
+                                                           max_steps):
             continue
         try:
             engine.step(decider)

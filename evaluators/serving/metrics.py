@@ -1,4 +1,4 @@
-"""Per-request latencies and their summaries (trusted: computed from the replayed engine).
+"""Per-request latencies and their summaries (trusted: computed from the trusted engine run).
 
 * TTFT: first token time - arrival;
 * TPOT: (finish - first token) / (output tokens - 1), 0 for one-token outputs;

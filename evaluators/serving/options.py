@@ -23,6 +23,7 @@ class ServingOptions:
     predictor_noise: float
     latency_weight: float
     time_scale: float
+    target_load: float | None  # traces: rescale arrivals to this offered load (see load.py)
     replicas: int
     budget_given: bool  # prefill-first without an explicit budget: as vLLM, budget >= longest request
     replica_engines: tuple[EngineConfig, ...] = ()  # router: one engine per replica
@@ -52,6 +53,7 @@ _SPEC: dict[str, tuple[type, Any, float, float]] = {
     "predictor_noise": (float, 0.85, 0.0, 10.0),
     "latency_weight": (float, 0.2, 0.0, 1e6),
     "time_scale": (float, 1.0, 1e-6, 1e6),
+    "target_load": (float, None, 1e-3, 100.0),
     "replicas": (int, 4, 1, 256),
     "replica_profiles": (list, [], 1, 256),
 }
@@ -88,6 +90,9 @@ def parse_options(options: Mapping[str, Any] | None, problem_dir: Path, router: 
         if key not in allowed:
             raise UserError(f"{WHERE}: unknown key {key!r} (expected one of {', '.join(allowed)})")
     values = {key: _value(key, given[key]) if key in given else _SPEC[key][1] for key in allowed}
+    if "time_scale" in given and "target_load" in given:
+        raise UserError(f"{WHERE}: give time_scale or target_load, not both (target_load sets the time scale "
+                        "from the engine's capacity)")
     profile = load_profile(values["profile"], problem_dir)
     engine = _engine(profile, values)
     names = list(values.get("replica_profiles") or [])
@@ -104,6 +109,7 @@ def parse_options(options: Mapping[str, Any] | None, problem_dir: Path, router: 
         predictor_noise=values["predictor_noise"],
         latency_weight=values["latency_weight"],
         time_scale=values["time_scale"],
+        target_load=values["target_load"],
         replicas=replicas,
         budget_given="max_num_batched_tokens" in given,
         replica_engines=tuple(_engine(p, values) for p in profiles),

@@ -8,7 +8,11 @@ decoding request), whose decoding requests hold ``K`` KV tokens in total, takes
 This linear form is the one Vidur and Sarathi-Serve use for a first-order
 model of an iteration: a fixed cost (weights streamed once per step), a
 per-token compute cost and a per-token memory cost for attention over the KV
-cache.  ``b3`` is 0 in the shipped profiles (the fits folded it into ``b2``).
+cache.  ``b3`` is the time to stream one token's K and V from HBM at the GPU's
+peak bandwidth: Llama-3.1-8B keeps 2 (K, V) x 32 layers x 8 KV heads x 128
+dims x 2 bytes (bf16) = 128 KiB per token; at 3.35 TB/s (H100 SXM) that is
+0.0391 us, at 2.039 TB/s (A100 80GB SXM) 0.0643 us (docs/serving.md compares
+the resulting step times with published measurements).
 """
 
 from __future__ import annotations
@@ -44,10 +48,20 @@ class Profile:
 _FIT_SOURCE = ("coefficients fitted to vLLM step traces of Llama-3.1-8B-Instruct, tensor parallel 1, "
                "as given in evolve issue #5; ~29,200 KV blocks of 16 tokens (80 GB GPU, bf16 KV)")
 
+KV_BYTES_PER_TOKEN = 2 * 32 * 8 * 128 * 2  # Llama-3.1-8B, bf16: K and V, 32 layers, 8 KV heads of 128
+
+
+def kv_read_us(bandwidth_tb_s: float) -> float:
+    """Microseconds to read one token's KV cache at this HBM bandwidth."""
+    return KV_BYTES_PER_TOKEN / (bandwidth_tb_s * 1e12) * 1e6
+
+
 PROFILES: dict[str, Profile] = {
-    "h100-llama3.1-8b": Profile("h100-llama3.1-8b", 5752.7, 17.25, 6.00, 0.0, 29200, "H100 80GB: " + _FIT_SOURCE),
+    "h100-llama3.1-8b": Profile("h100-llama3.1-8b", 5752.7, 17.25, 6.00, kv_read_us(3.35), 29200,
+                                "H100 80GB SXM (3.35 TB/s): " + _FIT_SOURCE),
     "a100-80gb-llama3.1-8b": Profile(
-        "a100-80gb-llama3.1-8b", 16441.5, 47.84, 18.21, 0.0, 29200, "A100 80GB: " + _FIT_SOURCE, 2048, 256
+        "a100-80gb-llama3.1-8b", 16441.5, 47.84, 18.21, kv_read_us(2.039), 29200,
+        "A100 80GB SXM (2.039 TB/s): " + _FIT_SOURCE, 2048, 256
     ),
 }
 PROFILE_FIELDS = ("step_base_us", "prefill_us_per_token", "decode_us_per_token", "kv_read_us_per_token",

@@ -1,9 +1,17 @@
-"""The serving verifier: evolve the request-scheduling policy of one vLLM-like replica."""
+"""The serving verifier: evolve the request-scheduling policy of one vLLM-like replica.
+
+The engine and the trace (with its true output lengths) stay in the trusted
+process.  ``interact`` simulates the trace here and asks the sandboxed policy
+for priorities at each step where its order matters (``policy.py`` says what it is
+shown); the record it returns is this process's own, and ``score`` turns it
+into metrics.  Nothing the candidate returns besides its priorities is used.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -12,12 +20,26 @@ import numpy as np
 
 from evolve.errors import UserError
 from evolve.evaluators.serving import judge
+from evolve.evaluators.serving.candidate_side import respond_priority
 from evolve.evaluators.serving.engine import EngineConfig, EngineError, Trace, run_engine
-from evolve.evaluators.serving.metrics import engine_stats, engine_table
+from evolve.evaluators.serving.load import TIE_LOAD, offered_load
+from evolve.evaluators.serving.metrics import (
+    RequestTable,
+    engine_stats,
+    engine_table,
+    request_table,
+)
 from evolve.evaluators.serving.options import ServingOptions, parse_options
 from evolve.evaluators.serving.picture import draw_cdfs
-from evolve.evaluators.serving.policy import PolicyDecider, fcfs_priority, simulate
-from evolve.evaluators.serving.replay import SolutionError, replay, reported
+from evolve.evaluators.serving.policy import (
+    Observation,
+    PolicyDecider,
+    PolicyError,
+    fcfs_ask,
+    policy_ask,
+)
+from evolve.evaluators.serving.reference import ReferenceRun, cached, trace_key
+from evolve.evaluators.serving.session import Session, session_decide
 from evolve.evaluators.serving.traces import read_trace
 from evolve.evaluators.serving.workload import SPLITS, generate, predict
 from evolve.verifier import Direction, Instance, InstanceResult, infeasible
@@ -25,6 +47,7 @@ from evolve.verifier import Direction, Instance, InstanceResult, infeasible
 log = logging.getLogger(__name__)
 
 STEP_LIMIT_FACTOR = 20  # a policy may take 20x FCFS's steps (+1000) before it counts as stuck
+NOMINAL_REQUESTS = 2500  # instance_timeout_s is for a trace this long (the test split's)
 
 
 def oracle_digests(problem_dir: Path) -> tuple[str, ...]:
@@ -37,6 +60,11 @@ def oracle_digests(problem_dir: Path) -> tuple[str, ...]:
     return tuple(found)
 
 
+def is_oracle(source: str | None, digests: tuple[str, ...]) -> bool:
+    """True for the exact text of a shipped oracle baseline (decided here, from the program text)."""
+    return bool(source) and hashlib.sha256(str(source).encode()).hexdigest() in digests
+
+
 def trace_from_arrays(arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray, client: np.ndarray,
                       noise: float, seed: int) -> Trace:
     _, dense = np.unique(client, return_inverse=True)  # tenant ids -> 0..k-1
@@ -45,11 +73,23 @@ def trace_from_arrays(arrival: np.ndarray, prompt: np.ndarray, output: np.ndarra
                  dense.astype(np.int64).reshape(-1))
 
 
-def trace_from_csv(path: Path, opts: ServingOptions) -> Trace:
-    """A CSV trace; predictions are seeded by the file's content (same file, same predictions)."""
+def trace_from_csv(path: Path, opts: ServingOptions, capacity_of: Callable[[Trace], float]) -> Trace:
+    """A CSV trace; predictions are seeded by the file's content (same file, same predictions).
+
+    With ``target_load`` the arrivals are rescaled so that the offered load is that
+    fraction of ``capacity_of(trace)``; otherwise they are multiplied by ``time_scale``.
+    """
     arrival, prompt, output, client = read_trace(path)
     seed = int.from_bytes(hashlib.sha256(path.read_bytes()).digest()[:8], "little")
-    return trace_from_arrays(arrival * opts.time_scale, prompt, output, client, opts.predictor_noise, seed)
+    trace = trace_from_arrays(arrival, prompt, output, client, opts.predictor_noise, seed)
+    scale = opts.time_scale
+    if opts.target_load is not None:
+        span = float(arrival[-1] - arrival[0])
+        if len(trace) < 2 or span <= 0:
+            raise UserError(f"{path}: target_load needs at least two requests at different times")
+        scale = ((len(trace) - 1) / span) / capacity_of(trace) / opts.target_load
+    trace.arrival = trace.arrival * scale
+    return trace
 
 
 def engine_for(opts: ServingOptions, trace: Trace, where: str) -> EngineConfig:
@@ -71,15 +111,29 @@ def engine_for(opts: ServingOptions, trace: Trace, where: str) -> EngineConfig:
     return cfg
 
 
-class ServingVerifier:
-    """Scheduling policy of a continuous-batching LLM engine (see docs/serving.md).
+def say_load(where: str, report_line: str, load: float, decisions: int, requests: int, knob: str) -> None:
+    """What ``--trace`` prints about the load: one line, and a warning when policies must tie."""
+    print(f"{where}: {report_line}", file=sys.stderr)
+    if decisions == 0:
+        print(f"warning: {where}: at this load every policy ties exactly (FCFS never had two requests to "
+              f"order); set {knob} (e.g. --option target_load=0.9)", file=sys.stderr)
+    elif load < TIE_LOAD:
+        print(f"warning: {where}: offered load {load:.2f} is low: FCFS had a choice at only {decisions} steps "
+              f"for {requests:,} requests, so policies differ little; set {knob} (e.g. "
+              "--option target_load=0.9)", file=sys.stderr)
 
-    The solution is the record of decisions the sandboxed simulation took; the
-    trusted ``score`` replays them, validates each against the engine's rules
-    and computes every metric itself.
-    """
+
+def table_of(trace: Trace, cfg: EngineConfig, record: dict[str, Any]) -> RequestTable:
+    """Per-request latencies of a record (trusted: written by ``simulate``)."""
+    ttft, e2e = np.asarray(record["ttft"], dtype=float), np.asarray(record["e2e"], dtype=float)
+    return request_table(cfg, trace, trace.arrival + ttft, trace.arrival + e2e)
+
+
+class ServingVerifier:
+    """Scheduling policy of a continuous-batching LLM engine (see docs/serving.md)."""
 
     direction: Direction = "minimize"
+    respond = staticmethod(respond_priority)  # the sandbox side: one call per decision
 
     def __init__(self, problem_dir: Path, options: Mapping[str, Any] | None = None) -> None:
         self.problem_dir = Path(problem_dir)
@@ -102,47 +156,84 @@ class ServingVerifier:
         if path.suffix.lower() != ".csv":
             raise UserError(f"{path}: expected a .csv trace (arrived_at,num_prefill_tokens,"
                             "num_decode_tokens or TIMESTAMP,ContextTokens,GeneratedTokens)")
-        return [self.make_instance(path.stem, "trace", trace_from_csv(path, self.opts), str(path))]
+        trace = trace_from_csv(path, self.opts,
+                               lambda t: offered_load(engine_for(self.opts, t, str(path)), t).capacity)
+        instance = self.make_instance(path.stem, "trace", trace, str(path))
+        report = offered_load(EngineConfig.from_data(instance.data["engine"]), trace)
+        say_load(str(path), report.describe(), report.load, instance.data["reference_decisions"], len(trace),
+                 "target_load")
+        return [instance]
 
     def make_instance(self, name: str, group: str, trace: Trace, where: str) -> Instance:
         cfg = engine_for(self.opts, trace, where)
-        engine = run_engine(cfg, trace, PolicyDecider(fcfs_priority, trace.predicted), 10**9)
-        figures = judge.reference_figures(engine_table(engine), trace.arrival, trace.output,
-                                          self.opts.slo, engine_stats([engine]))
+        ref = self.reference(cfg, trace)
         data = {
             "trace": trace.to_data(),
             "engine": cfg.to_data(),
-            "max_steps": STEP_LIMIT_FACTOR * engine.steps + 1000,
-            "oracle_digests": self.digests,
+            "max_steps": STEP_LIMIT_FACTOR * ref.steps + 1000,
             "slo": (self.opts.slo.ttft_s, self.opts.slo.tpot_s),
-            "reference": figures,
+            "reference": ref.figures,
+            "reference_decisions": ref.decisions,
         }
-        return Instance(name, group, data, judge.make_reference(figures, "FCFS"))
+        return Instance(name, group, data, judge.make_reference(ref.figures, "FCFS"))
 
-    # -- solve (inside the sandbox) --------------------------------------------------
+    def reference(self, cfg: EngineConfig, trace: Trace) -> ReferenceRun:
+        """FCFS on this trace and engine (cached: the same trace is never simulated twice)."""
+
+        def compute() -> ReferenceRun:
+            decider = PolicyDecider(fcfs_ask)
+            engine = run_engine(cfg, trace, decider, 10**9)
+            figures = judge.reference_figures(engine_table(engine), trace.arrival, trace.output,
+                                              self.opts.slo, engine_stats([engine]))
+            return ReferenceRun(figures, engine.first_token, engine.finish, engine.steps, decider.calls)
+
+        return cached(trace_key(trace, [cfg], ("fcfs", self.opts.slo)), compute)
+
+    def time_weight(self, instance: Instance) -> float:
+        """How many instance time limits this instance gets: one per 2,500 requests (at least one)."""
+        return max(1.0, len(instance.data["trace"]["arrival"]) / NOMINAL_REQUESTS)
+
+    # -- the policy's run (trusted; the policy answers from the sandbox) -------------
 
     @staticmethod
     def solve(heuristic: Callable[..., Any], instance: Instance) -> Any:
-        return simulate(heuristic, instance.data)
+        raise NotImplementedError("serving is interactive: the trusted side runs the engine (interact)")
+
+    def interact(self, instance: Instance, session: Session) -> dict[str, Any]:
+        oracle = is_oracle(session.source, self.digests)
+        return self.simulate(instance, session_decide(session, "policy"), oracle)
+
+    def simulate(self, instance: Instance, decide: Callable[[Observation], Any],
+                 oracle: bool = False) -> dict[str, Any]:
+        """Run the trace here, asking ``decide`` for priorities; the record ``score`` reads."""
+        data = instance.data
+        trace = Trace.from_data(data["trace"])
+        predicted = trace.output.astype(float) if oracle else trace.predicted
+        decider = PolicyDecider(policy_ask(decide, predicted, tuple(data["slo"])))
+        try:
+            engine = run_engine(EngineConfig.from_data(data["engine"]), trace, decider, int(data["max_steps"]))
+        except (PolicyError, EngineError) as err:
+            return {"error": str(err), "policy_calls": decider.calls}
+        table = engine_table(engine)
+        return {
+            "ttft": table.ttft.tolist(),
+            "e2e": table.e2e.tolist(),
+            **engine_stats([engine]),
+            "policy_calls": decider.calls,
+            "oracle": oracle,
+        }
 
     # -- score (trusted) ---------------------------------------------------------------
 
-    def replay(self, instance: Instance, solution: Any) -> Any:
+    def score(self, instance: Instance, record: Any) -> InstanceResult:
+        if not isinstance(record, dict) or "error" in record or "e2e" not in record:
+            why = record.get("error") if isinstance(record, dict) else None
+            return infeasible(instance, str(why or "no simulation record"))
         data = instance.data
-        return replay(EngineConfig.from_data(data["engine"]), Trace.from_data(data["trace"]),
-                      solution, int(data["max_steps"]))
-
-    def score(self, instance: Instance, solution: Any) -> InstanceResult:
-        try:
-            engine = self.replay(instance, solution)
-            table = engine_table(engine)
-            wrong = judge.check_reported(solution, table, reported)
-        except (SolutionError, EngineError) as err:
-            return infeasible(instance, str(err))
-        if wrong:
-            return infeasible(instance, wrong)
-        return judge.verdict(instance, table, engine_stats([engine]), self.opts.slo,
-                             solution.get("oracle") is True)
+        trace = Trace.from_data(data["trace"])
+        table = table_of(trace, EngineConfig.from_data(data["engine"]), record)
+        stats = {k: float(record[k]) for k in ("preemptions", "kv_util_pct", "steps", "busy_s")}
+        return judge.verdict(instance, table, stats, self.opts.slo, record.get("oracle") is True)
 
     def aggregate(self, results: list[InstanceResult]) -> tuple[float | None, dict[str, float]]:
         return judge.aggregate(results, self.opts.latency_weight)
@@ -152,15 +243,14 @@ class ServingVerifier:
     def picture(self, instances: list[Instance], results: list[InstanceResult],
                 solutions: list[Any], path: Path) -> None:
         panels = []
-        for instance, result, solution in zip(instances, results, solutions, strict=False):
+        for instance, result, record in zip(instances, results, solutions, strict=False):
             if not result.feasible:
                 continue
             data = instance.data
             trace = Trace.from_data(data["trace"])
             cfg = EngineConfig.from_data(data["engine"])
-            mine = engine_table(self.replay(instance, solution))
-            fcfs = engine_table(run_engine(cfg, trace, PolicyDecider(fcfs_priority, trace.predicted), 10**9))
-            panels.append((instance.name, mine, fcfs, result.extra.get("goodput_pct", float("nan")),
-                           data["reference"]["goodput_pct"]))
+            ref = self.reference(cfg, trace)
+            fcfs = request_table(cfg, trace, ref.first_token, ref.finish)
+            panels.append((instance.name, table_of(trace, cfg, record), fcfs,
+                           result.extra.get("goodput_pct", float("nan")), data["reference"]["goodput_pct"]))
         draw_cdfs(Path(path), panels, "policy", "FCFS", self.opts.slo)
-

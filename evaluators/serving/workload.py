@@ -12,18 +12,20 @@ Lengths are log-normal, fitted to published median and mean token counts
 Prompts are clipped to [16, 8192] and outputs to [1, 2048] tokens.  Arrivals
 are Poisson (exponential gaps) or bursty (gamma gaps, coefficient of variation
 ``cv``).  The arrival rate is ``load`` times the engine's nominal capacity for
-the mix (``nominal_capacity``), so the same load means the same pressure on
-any profile.
+the mix (``nominal_capacity``, see ``load.py``), so the same load means the
+same pressure on any profile.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from evolve.evaluators.serving.engine import EngineConfig, Trace
+from evolve.evaluators.serving.load import capacity
 
 PROMPT_CLIP = (16, 8192)
 OUTPUT_CLIP = (1, 2048)
@@ -70,24 +72,20 @@ class WorkloadSpec:
         return f"{self.kind}-{self.arrivals}-load{self.load:.2f}-n{self.requests}-s{self.seed}"
 
 
-def nominal_means(kind: str) -> tuple[float, float]:
+@functools.cache
+def reference_lengths(kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed sample of a kind's lengths, on which its nominal capacity is computed."""
+    rng = np.random.default_rng(12345)
     if kind == "mixed":
-        a, b = LENGTHS["conversation"], LENGTHS["code"]
-        return (a.prompt_mean + b.prompt_mean) / 2, (a.output_mean + b.output_mean) / 2
-    model = LENGTHS[kind]
-    return model.prompt_mean, model.output_mean
+        a_prompt, a_out = LENGTHS["conversation"].sample(rng, 100_000)
+        b_prompt, b_out = LENGTHS["code"].sample(rng, 100_000)
+        return np.concatenate((a_prompt, b_prompt)), np.concatenate((a_out, b_out))
+    return LENGTHS[kind].sample(rng, 200_000)
 
 
-def nominal_capacity(cfg: EngineConfig, prompt_mean: float, output_mean: float) -> float:
-    """Requests per second a saturated engine sustains (a nominal figure for load levels).
-
-    Saturated, each step is either full (``max_num_batched_tokens`` tokens) or
-    has ``max_num_seqs`` requests decoding; a request pays its own token costs
-    plus its share of step overheads under whichever limit binds.
-    """
-    share = max((prompt_mean + output_mean) / cfg.max_num_batched_tokens, output_mean / cfg.max_num_seqs)
-    per_request = share * cfg.b0 + cfg.b1 * prompt_mean + cfg.b2 * output_mean
-    return 1.0 / per_request
+def nominal_capacity(cfg: EngineConfig, kind: str) -> float:
+    """Requests per second a saturated engine sustains for this kind of requests (``load.capacity``)."""
+    return capacity(cfg, *reference_lengths(kind))
 
 
 def predict(output: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
@@ -108,7 +106,7 @@ def clients(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def generate(spec: WorkloadSpec, cfg: EngineConfig, predictor_noise: float,
-             capacity: float | None = None) -> Trace:
+             fleet_capacity: float | None = None) -> Trace:
     """A seeded trace at ``spec.load`` times ``capacity`` (default: one engine's nominal capacity)."""
     rng = np.random.default_rng(spec.seed)
     n = spec.requests
@@ -119,7 +117,7 @@ def generate(spec: WorkloadSpec, cfg: EngineConfig, predictor_noise: float,
         prompt, output = np.where(pick, a_prompt, b_prompt), np.where(pick, a_out, b_out)
     else:
         prompt, output = LENGTHS[spec.kind].sample(rng, n)
-    rate = spec.load * (capacity or nominal_capacity(cfg, *nominal_means(spec.kind)))
+    rate = spec.load * (fleet_capacity or nominal_capacity(cfg, spec.kind))
     if spec.arrivals == "poisson":
         gaps = rng.exponential(1.0 / rate, n)
     else:
@@ -140,9 +138,9 @@ def _specs(rows: list[tuple[str, str, float, int]], requests: int) -> list[Workl
 SPLITS: dict[str, list[WorkloadSpec]] = {
     "quick": _specs([("conversation", "bursty", 1.4, 101), ("code", "poisson", 1.4, 102)], 400),
     "train": _specs([
-        ("conversation", "poisson", 1.1, 201), ("conversation", "bursty", 0.9, 202),
-        ("code", "poisson", 1.0, 203), ("code", "bursty", 1.2, 204),
-        ("mixed", "poisson", 1.2, 205), ("mixed", "bursty", 1.0, 206),
+        ("conversation", "poisson", 1.3, 201), ("conversation", "bursty", 1.1, 202),
+        ("code", "poisson", 1.2, 203), ("code", "bursty", 1.3, 204),
+        ("mixed", "poisson", 1.3, 205), ("mixed", "bursty", 1.2, 206),
     ], 1200),
     "test": _specs([
         ("conversation", "poisson", 0.8, 301), ("conversation", "poisson", 1.2, 302),

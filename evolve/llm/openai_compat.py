@@ -1,8 +1,12 @@
 """Backend for any OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio, OpenAI).
 
 Used when the user passes ``--api-base``: talking to ``/v1/chat/completions``
-directly with the ``openai`` client avoids litellm's multi-second import and its
-provider routing, which a local server does not need.
+directly avoids litellm's multi-second import and its provider routing, which a
+local server does not need. Completions go through a plain keep-alive HTTP
+client (``http_chat``, ~0.2 ms of CPU per call against the openai client's ~1.6)
+unless a proxy is configured for the endpoint; the preflight probe and the model
+list use the ``openai`` client. Either way our retry policy, error
+classification and pricing apply unchanged.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evolve.llm.base import Completion, LLMError, ProposalRequest
+from evolve.llm.http_chat import ChatEndpoint, usable
 from evolve.llm.pricing import cost_usd
 from evolve.llm.retry import RetryPolicy, complete_with_retries
 
@@ -54,12 +59,17 @@ class OpenAICompatLLM:
     timeout_s: float = 120.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     name: str = ""
+    # Completions through the plain keep-alive client where it can reach api_base;
+    # False: always the openai client (tests compare the two).
+    plain_http: bool = True
     provider: str | None = field(default=None, init=False)  # "openai", "hosted_vllm", ...
     served_model: str = field(default="", init=False)  # the name the server knows
     # repr=False: the client holds the API key; keep it out of reprs and logs.
     _client: Any = field(default=None, init=False, repr=False)
     # The loop proposes from a thread pool: build the client once, not per thread.
     _client_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    # The plain client for completions (None: use the openai client); also holds the key.
+    _endpoint: ChatEndpoint | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.name = self.name or self.model
@@ -85,7 +95,22 @@ class OpenAICompatLLM:
         _ = client.chat.completions  # resources are built lazily too; do it now
         return client
 
+    def _plain(self) -> ChatEndpoint | None:
+        """The keep-alive client, where it reaches the endpoint as the openai client would."""
+        with self._client_lock:
+            if self._endpoint is None and self.plain_http and self.api_base is not None and usable(self.api_base):
+                self._endpoint = ChatEndpoint(self.api_base, os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY)
+            return self._endpoint
+
     def _attempt(self, request: ProposalRequest) -> Any:
+        endpoint = self._plain()
+        if endpoint is not None:
+            body = {"model": self.served_model, "messages": request.messages, "temperature": self.temperature,
+                    "max_tokens": self.max_tokens, "seed": request.seed}
+            try:
+                return endpoint.post(body, self.timeout_s)
+            except json.JSONDecodeError as exc:  # 200 with a body that is not JSON
+                raise LLMError(f"{self.model}: empty completion (malformed reply: {type(exc).__name__})") from None
         import openai
 
         try:
@@ -119,7 +144,8 @@ class OpenAICompatLLM:
 
     def complete(self, request: ProposalRequest) -> Completion:
         # Client set-up (importing openai, ~2 s once) is not the model's latency.
-        self._get_client()
+        if self._plain() is None:
+            self._get_client()
         return complete_with_retries(
             lambda: self._attempt(request),
             model=self.model, policy=self.retry, timeout_s=self.timeout_s,

@@ -30,6 +30,14 @@ _KEYS_ELSEWHERE = frozenset({
     "custom_openai",
 })
 _SKIP_HINT = "or skip this check with --no-preflight"
+# The key variables of the most used providers, checked before litellm is imported (seconds of
+# CPU): a missing key, the most common mistake, is then reported at once. Any other provider,
+# or a key that is present, goes through litellm's own check.
+_WELL_KNOWN_KEYS = {
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+}
 
 
 class PreflightError(UserError):
@@ -100,8 +108,14 @@ def _check_openai_static(backend: Any) -> None:
 
 
 def _check_litellm_static(backend: Any) -> None:
-    litellm = backend.litellm()
     model = backend.model
+    prefix = model.split("/", 1)[0] if "/" in model else ""
+    needed = _WELL_KNOWN_KEYS.get(prefix, ())
+    if needed and backend.api_base is None and not any(os.environ.get(v) for v in needed):
+        raise PreflightError(
+            f"{model}: no credentials in the environment (litellm needs {' or '.join(needed)}); "
+            f"export {needed[0]}=... and run again (keys are read from the environment only)")
+    litellm = backend.litellm()
     try:
         _, provider, _, _ = litellm.get_llm_provider(model, api_base=backend.api_base)
     except Exception:

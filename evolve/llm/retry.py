@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from evolve.llm.base import Completion, LLMConfigError, LLMError
+from evolve.llm.http_chat import EndpointConnectionError
 
 __all__ = ["LLMConfigError", "RetryPolicy", "Failure", "classify", "call_with_retries",
            "complete_with_retries", "redact", "parse_retry_after"]
@@ -184,7 +185,8 @@ def _permanent_cause(exc: BaseException) -> tuple[str, str] | None:
 def classify(exc: BaseException, timeout_s: float) -> Failure:
     """Map an openai/litellm/httpx exception to retryable, final or permanent, with a safe summary.
 
-    litellm's exceptions subclass openai's, so one mapping serves both backends.
+    litellm's exceptions subclass openai's, so one mapping serves both backends;
+    the plain client (``http_chat``) raises exceptions with the same attributes.
     Permanent causes are looked for first: litellm reports a refused connection
     or a missing key as an HTTP 500, which alone would look transient.
     """
@@ -197,7 +199,7 @@ def classify(exc: BaseException, timeout_s: float) -> Failure:
         kind, summary = permanent
         return Failure(False, f"{summary} ({PERMANENT_HINTS[kind]})", permanent=True, kind=kind)
     status = getattr(exc, "status_code", None)
-    if isinstance(exc, openai.APIConnectionError) and not (
+    if isinstance(exc, (openai.APIConnectionError, EndpointConnectionError)) and not (
         isinstance(status, int) and status < 500
     ):
         cause = type(exc.__cause__).__name__ if exc.__cause__ else type(exc).__name__

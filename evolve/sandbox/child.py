@@ -260,7 +260,14 @@ def run_candidate(spec: ChildSpec, work: Work, instances: list[Any]) -> None:
             release(reserve)
             _emit({"fatal": "memory", "message": "MemoryError while encoding the solution"})
             return
+        _flush_output()  # the zygote may reply as soon as the last line is in: its printout first
         _write(line)
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):  # the candidate's own streams: its own problem
+            stream.flush()
 
 
 def release(reserve: list[mmap.mmap]) -> None:

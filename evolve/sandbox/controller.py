@@ -195,6 +195,22 @@ class Sandbox:
             raise SandboxError(f"sandbox worker refused the run: {header.get('error')}")
         return build_outcome(header, blob, instances, limits)
 
+    def settle(self) -> int | None:
+        """Wait until the zygote has cleaned up after the last candidate and forked the
+        next child; that child's pid as the zygote sees it (None: no spare).
+
+        ``run`` replies before the clean-up, which then overlaps the caller's own work.
+        """
+        self._check_usable()
+        try:
+            self._send({"op": "settle"})
+            reply, _ = self._recv(time.monotonic() + START_TIMEOUT_S, 0)
+        except WorkerLost as exc:
+            self._restart_worker()
+            raise SandboxError(f"sandbox worker failed ({exc}); it was restarted") from None
+        spare = reply.get("spare")
+        return spare if isinstance(spare, int) else None
+
     def session(self, source: str, function: str, timeout_s: float | None = None) -> SandboxSession:
         """Load ``source`` once in a fresh child and answer calls one at a time.
 

@@ -85,6 +85,12 @@ class SandboxSession:
         self._budget = 0
 
     @property
+    def source(self) -> str:
+        """The program text this session runs, as the trusted side sent it (verifiers may
+        recognise shipped programs by it; the candidate cannot change it)."""
+        return self._source
+
+    @property
     def closed(self) -> bool:
         return self.outcome is not None
 

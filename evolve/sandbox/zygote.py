@@ -15,15 +15,12 @@ import dataclasses
 import gc
 import importlib
 import json
-import math
 import os
 import pickle
 import select
 import shutil
-import signal
 import socket
 import sys
-import time
 from typing import Any
 
 from evolve.sandbox import (  # noqa: F401 (session_child: imported before isolation)
@@ -37,6 +34,7 @@ from evolve.sandbox import (  # noqa: F401 (session_child: imported before isola
 )
 from evolve.sandbox.child import ChildSpec, Work, run_child
 from evolve.sandbox.frames import WorkerLost, read_frame, recv_request, send_reply
+from evolve.sandbox.supervise import reap, supervise, tail, vm_kb
 from evolve.sandbox.types import SandboxLimits
 
 # Imported once here, so candidates get them for free (and can use them after
@@ -51,7 +49,6 @@ PRELOAD = (
     "hashlib", "csv",
 )
 PROBE_SOURCE = "def probe(x):\n    return x\n"
-TAIL_BYTES = 2048
 MIN_HEADROOM_KB = 64 * 1024  # address space a candidate gets beyond what the zygote maps
 
 
@@ -78,6 +75,9 @@ class Zygote:
         self.hide_paths: tuple[str, ...] = tuple(init.get("hide_paths") or ())
         self.private_dirs: tuple[str, ...] = ()
         self.sets: dict[int, list[Any]] = {}
+        self.sets_version = 0  # bumped by every load: a spare forked before lacks the new set
+        self.spare: Child | None = None  # forked and locked down, waiting for its work order
+        self.pending: Child | None = None  # ended, its clean-up not done yet
         self.counter = 0
         self.solve: Any = None
         self.respond: Any = None
@@ -133,13 +133,14 @@ class Zygote:
         if self.hide_paths and not self.private_dirs:
             return {"ok": False, "kind": "isolation",
                     "error": "hide_paths needs mount namespaces (root with CAP_SYS_ADMIN, or user namespaces)"}
-        vm_kb = _vm_kb("self", "VmSize") or 0
-        if self.limits.memory_mb * 1024 < vm_kb + MIN_HEADROOM_KB:
+        mapped_kb = vm_kb("self", "VmSize") or 0
+        if self.limits.memory_mb * 1024 < mapped_kb + MIN_HEADROOM_KB:
             return {"ok": False, "kind": "config",
                     "error": f"memory_mb={self.limits.memory_mb} is too small: the warm interpreter "
-                             f"alone maps {vm_kb // 1024} MiB; use at least "
-                             f"{(vm_kb + MIN_HEADROOM_KB) // 1024 + 1}"}
+                             f"alone maps {mapped_kb // 1024} MiB; use at least "
+                             f"{(mapped_kb + MIN_HEADROOM_KB) // 1024 + 1}"}
         problem = self._probe_uid(report)
+        self.finish_clean_up()
         if problem:
             return {"ok": False, "kind": "isolation", "error": problem}
         if self.uid is not None:
@@ -156,7 +157,8 @@ class Zygote:
         """Fork one trivial candidate.  As root, failing to drop privileges is fatal:
         hostile code never runs as root."""
         facts, blob = self.execute(PROBE_SOURCE, "probe", None, self.limits)
-        if facts["exit_code"] != 0 or not blob.startswith(b'{"event": "loaded"}'):
+        ended_badly = facts["reaped"] and facts["exit_code"] != 0  # not reaped: its output was complete
+        if ended_badly or not blob.startswith(b'{"event": "loaded"}'):
             return "cannot start a sandboxed process: " + (_fatal_message(blob) or f"probe failed: {facts}")
         if self.uid is not None:
             report["uid"] = (True, f"uid {self.uid} (unprivileged, no capabilities)")
@@ -171,6 +173,7 @@ class Zygote:
         """Answer requests until told to exit or the controller is gone."""
         while True:
             try:
+                self.prepare_spare()
                 frame = read_frame(self.fin)
             except WorkerLost:
                 self.orphaned = True
@@ -189,10 +192,13 @@ class Zygote:
                     self.session(req)
                     if self.exit_requested:
                         return
+                elif op == "settle":  # the loop's top has cleaned up and forked the spare
+                    send_reply(self.fout, {"ok": True, "spare": self.spare.pid if self.spare else None})
                 elif op == "drop":
                     self.sets.pop(req["set"], None)
                 elif op == "load":
                     self.sets[req["set"]] = req["instances"]
+                    self.sets_version += 1
                     del req
                     gc.freeze()
                     send_reply(self.fout, {"ok": True})
@@ -214,6 +220,11 @@ class Zygote:
                 send_reply(self.fout, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
 
     def shutdown(self) -> None:
+        with contextlib.suppress(Exception):  # the sweep below kills what this leaves
+            self.finish_clean_up()
+        if self.spare is not None:
+            self._discard(self.spare)
+            self.spare = None
         isolation.sweep(None, self.uid)
         if self.uid is not None and self.solve is not None:
             isolation.kill_uid(self.uid)
@@ -224,51 +235,82 @@ class Zygote:
                 shutil.rmtree(os.path.basename(self.controller_base), dir_fd=self.base_parent_fd)
 
     # -- one candidate ------------------------------------------------------------
+    #
+    # A child locks itself down before it reads its work order, so the next one is
+    # forked ahead of time (``spare``) while the controller scores, prompts and
+    # waits for its model; the last one's clean-up also waits until after the reply.
 
     def execute(
         self, source: str, function: str, set_id: int | None, limits: SandboxLimits
     ) -> tuple[dict[str, Any], bytes]:
         """A batch run: the child's result stream comes back through us."""
-        pid, zsock, workdir, out_path = self._fork_child(limits)
-        facts: dict[str, Any] = {}
+        child = self._take_child()
+        lines = 1 + len(self.sets.get(set_id, ())) if set_id is not None else 1  # "loaded", then one per instance
+        facts: dict[str, Any] = {"reaped": True}
         try:
-            self._order(zsock, Work("batch", source, function, limits.timeout_s, set_id))
-            facts, blob = self._supervise(pid, zsock.fileno(), limits)
+            self._order(child.sock, Work("batch", source, function, limits.timeout_s, set_id))
+            facts, blob = supervise(child.pid, child.sock.fileno(), self.fin, limits, self._controller_says, lines)
         finally:
-            zsock.close()
-            facts.update(self._clean_up(pid, workdir, out_path))
+            child.sock.close()
+            child.reaped = facts["reaped"]
+            self.pending = child
+            facts.update(self._report(child))
         return facts, blob
 
     def session(self, req: dict[str, Any]) -> None:
-        """Fork a child, hand its channel to the controller, supervise it until it ends."""
+        """Take a child, hand its channel to the controller, supervise it until it ends."""
         limits = dataclasses.replace(self.limits, timeout_s=float(req["timeout_s"]))
         if self.respond is None:
             send_reply(self.fout, {"ok": False, "error": "the verifier defines no respond()"})
             return
-        pid, zsock, workdir, out_path = self._fork_child(limits)
+        child = self._take_child()
+        child.reaped = True  # supervise waits for a session child's end
         facts: dict[str, Any] = {}
         try:
-            self._order(zsock, Work("session", req["source"], req["function"], limits.timeout_s))
+            self._order(child.sock, Work("session", req["source"], req["function"], limits.timeout_s))
             send_reply(self.fout, {"ok": True})
-            pidfd = os.pidfd_open(pid)  # the controller learns the child's pid in its own namespace
+            pidfd = os.pidfd_open(child.pid)  # the controller learns the child's pid in its own namespace
             try:
-                socket.send_fds(self.chan, [b"S"], [zsock.fileno(), pidfd])
+                socket.send_fds(self.chan, [b"S"], [child.sock.fileno(), pidfd])
             finally:
                 os.close(pidfd)
-            zsock.close()  # from now on only the controller and the child hold the pair
-            facts, _ = self._supervise(pid, None, limits)
+            child.sock.close()  # from now on only the controller and the child hold the pair
+            facts, _ = supervise(child.pid, None, self.fin, limits, self._controller_says)
         finally:
-            zsock.close()
-            facts.update(self._clean_up(pid, workdir, out_path))
+            child.sock.close()
+            self.pending = child
+            facts.update(self._report(child))
         if facts["killed"] == "controller":
             raise WorkerLost("controller gone during a session")
         if not self.exit_requested:
             send_reply(self.fout, {"ok": True, **facts})
 
-    def _fork_child(self, limits: SandboxLimits) -> tuple[int, socket.socket, str, str]:
+    def _take_child(self) -> Child:
+        """The spare if it is still good (alive, forked after the last instance load), else a fresh fork."""
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            if spare.sets_version == self.sets_version and _alive(spare.pid):
+                return spare
+            self._discard(spare)
+        return self._fork_child()
+
+    def prepare_spare(self) -> None:
+        """Finish the last child's clean-up, then fork and lock down the next one (idle time)."""
+        self.finish_clean_up()
+        if self.spare is not None and self.spare.sets_version != self.sets_version:
+            self._discard(self.spare)
+            self.spare = None
+        if self.spare is None:
+            try:
+                self.spare = self._fork_child()
+            except OSError as exc:  # the next run forks for itself and reports what fails
+                print(f"zygote: could not fork a spare child: {exc}", file=sys.stderr)
+
+    def _fork_child(self) -> Child:
         """A locked-down child waiting for its work order on a fresh seqpacket socket.
 
-        Nothing here depends on the work, so children could be forked ahead of time.
+        Nothing here depends on the work (run limits only lower the CPU limit,
+        which the child sets after reading its order).
         """
         self.counter += 1
         workdir = os.path.join(self.base, f"run-{self.counter}")
@@ -277,7 +319,7 @@ class Zygote:
         out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         zsock, csock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         spec = ChildSpec(
-            sets=self.sets, solve=self.solve, respond=self.respond, limits=limits,
+            sets=self.sets, solve=self.solve, respond=self.respond, limits=self.limits,
             workdir=workdir, out_fd=out_fd, channel_fd=csock.fileno(), zygote_pid=self.pid, uid=self.uid,
             seccomp=self.seccomp, cgroup=self.cgroup, drop_capabilities=self.uid is None and self.pid_namespace,
         )
@@ -290,6 +332,9 @@ class Zygote:
         except BaseException:
             if self.pid_namespace:
                 isolation.restore_pid_namespace()
+            zsock.close()
+            csock.close()
+            os.close(out_fd)
             raise
         if pid == 0:
             try:
@@ -302,98 +347,43 @@ class Zygote:
         os.close(out_fd)
         with contextlib.suppress(OSError):  # also done by the child; whoever is first wins
             os.setpgid(pid, pid)
-        return pid, zsock, workdir, out_path
+        return Child(pid, zsock, workdir, out_path, self.sets_version)
 
     @staticmethod
     def _order(zsock: socket.socket, work: Work) -> None:
         with contextlib.suppress(OSError):  # a child that died at once: supervision tells
             channel.send(zsock.fileno(), channel.PAYLOAD, 0, blob=pickle.dumps(work))
 
-    def _clean_up(self, pid: int, workdir: str, out_path: str) -> dict[str, Any]:
-        escaped = isolation.sweep(pid, self.uid)
+    def _report(self, child: Child) -> dict[str, Any]:
+        """What the reply needs from the ended child; the rest of its clean-up comes after."""
         oom_kills = self.cgroup.oom_kills() if self.cgroup is not None else 0
-        tail = _tail(out_path)
-        with contextlib.suppress(OSError):
-            os.unlink(out_path)
-        isolation.remove_tree(workdir)
-        isolation.scrub_shared(self.private_dirs, self.base, self.uid)
-        return {"escaped": escaped, "stderr_tail": tail, "oom_kills": oom_kills}
+        return {"stderr_tail": tail(child.out_path), "oom_kills": oom_kills}
 
-    def _supervise(self, pid: int, rfd: int | None, limits: SandboxLimits) -> tuple[dict[str, Any], bytes]:
-        """Until the child exits, the deadline passes or output overflows, collect its
-        batch output (``rfd``); in a session (no ``rfd``) also until the controller ends it."""
-        start = time.monotonic()
-        deadline = start + limits.timeout_s
-        max_bytes = limits.max_output_mb << 20
-        chunks: list[bytes] = []
-        total = 0
-        killed: str | None = None
-        vm_peak = None
-        try:
-            pidfd: int | None = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            pidfd = None  # old kernel: poll waitid every few ms instead
-        poller = select.poll()
-        if rfd is not None:
-            poller.register(rfd, select.POLLIN)
-        # In a batch run only POLLHUP (the controller is gone); in a session also "end".
-        poller.register(self.fin, select.POLLIN if rfd is None else 0)
-        if pidfd is not None:
-            poller.register(pidfd, select.POLLIN)
-        exited = False
-        try:
-            while not exited and killed is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    killed = "timeout"
-                    break
-                wait_ms = math.ceil(left * 1000) if pidfd is not None else min(5, math.ceil(left * 1000))
-                for fd, ev in poller.poll(wait_ms):
-                    if fd == rfd:
-                        try:
-                            data = os.read(rfd, channel.READ_SIZE)
-                        except ConnectionResetError:  # it died with our work order unread
-                            data, ev = b"", select.POLLHUP
-                        if not data and ev & (select.POLLHUP | select.POLLERR):
-                            poller.unregister(rfd)
-                        total += len(data)
-                        chunks.append(data)
-                        if total > max_bytes:
-                            killed = "output"
-                    elif fd == self.fin:
-                        killed = self._controller_says(ev, rfd is None)
-                    else:
-                        exited = True
-                if pidfd is None and not exited:
-                    exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-            if killed is None and rfd is not None:  # exited: take what it wrote; descendants may hold the socket
-                os.set_blocking(rfd, False)
-                with contextlib.suppress(BlockingIOError, ConnectionResetError):
-                    while total <= max_bytes and (data := os.read(rfd, channel.READ_SIZE)):
-                        total += len(data)
-                        chunks.append(data)
-                if total > max_bytes:
-                    killed = "output"
-            elif killed is not None:
-                vm_peak = _vm_kb(pid, "VmPeak")
-        finally:
-            oslevel.kill_quietly(pid, group=True)
-            oslevel.kill_quietly(pid)
-            _, status, usage = os.wait4(pid, 0)
-            if killed == "ended" and not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
-                killed = None  # it was already exiting by itself: its own status says how
-            if pidfd is not None:
-                os.close(pidfd)
-        facts: dict[str, Any] = {
-            "killed": killed,
-            "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-            "maxrss_kb": usage.ru_maxrss,
-            "cpu": usage.ru_utime + usage.ru_stime,
-            "vm_peak_kb": vm_peak,
-            "wall": time.monotonic() - start,
-        }
-        return facts, b"".join(chunks)[: max_bytes + 1]
+    def finish_clean_up(self) -> None:
+        """After the reply: kill what the last child left, remove its files, scrub the shared dirs."""
+        child, self.pending = self.pending, None
+        if child is None:
+            return
+        if not child.reaped:  # its output was complete: it ends now, after the reply
+            reap(child.pid)
+        isolation.sweep(child.pid, self.uid)
+        with contextlib.suppress(OSError):
+            os.unlink(child.out_path)
+        isolation.remove_tree(child.workdir)
+        isolation.scrub_shared(self.private_dirs, self.base, self.uid)
+        if self.cgroup is not None:
+            self.cgroup.oom_kills()  # OOM kills of its leftovers are not the next candidate's
+
+    def _discard(self, child: Child) -> None:
+        """End a spare that never received work (it ran only our code)."""
+        oslevel.kill_quietly(child.pid, group=True)
+        oslevel.kill_quietly(child.pid)
+        child.sock.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(child.pid, 0)
+        with contextlib.suppress(OSError):
+            os.unlink(child.out_path)
+        isolation.remove_tree(child.workdir)
 
     def _controller_says(self, events: int, in_session: bool) -> str | None:
         """Why to stop, given activity on the controller's channel during a run."""
@@ -407,6 +397,23 @@ class Zygote:
             self.exit_requested = True
         return "ended" if req.get("op") in ("end", "exit") else None
 
+
+@dataclasses.dataclass
+class Child:
+    """A forked, locked-down child; ``sets_version`` says which instance loads it has."""
+
+    pid: int
+    sock: socket.socket  # the zygote's end of the child's seqpacket socket
+    workdir: str
+    out_path: str
+    sets_version: int
+    reaped: bool = False  # supervise waited for its exit
+
+
+def _alive(pid: int) -> bool:
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+
+
 def _fatal_message(blob: bytes) -> str | None:
     for line in blob.splitlines():
         with contextlib.suppress(ValueError):
@@ -414,26 +421,6 @@ def _fatal_message(blob: bytes) -> str | None:
             if isinstance(obj, dict) and "fatal" in obj:
                 return str(obj.get("message"))
     return None
-
-
-def _vm_kb(pid: int | str, field: str) -> int | None:
-    try:
-        for line in oslevel.read_proc(f"{pid}/status").splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _tail(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - TAIL_BYTES))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 def main() -> None:

@@ -1,0 +1,153 @@
+"""Watching one candidate child until it is done: its output, deadline, exit, and the controller.
+
+Runs in the zygote.  ``supervise`` polls the child's socket (batch output), a
+pidfd of the child and the controller's channel, kills the child's process
+group at the end and reaps it; what it returns is plain data for the reply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from evolve.sandbox import channel, oslevel
+from evolve.sandbox.types import SandboxLimits
+
+TAIL_BYTES = 2048
+
+
+def supervise(
+    pid: int, rfd: int | None, fin: int, limits: SandboxLimits,
+    controller_says: Callable[[int, bool], str | None], lines: int | None = None,
+) -> tuple[dict[str, Any], bytes]:
+    """Until the child exits, the deadline passes or output overflows, collect its
+    batch output (``rfd``); in a session (no ``rfd``) also until the controller ends it.
+
+    ``controller_says(events, in_session)`` tells why to stop on activity of the
+    controller's channel ``fin`` (None: go on).  With ``lines``, the batch is
+    complete once that many lines have arrived (the load report and one per
+    instance, after which our child code only exits): the child is then left
+    running, ``facts["reaped"]`` is False, and the caller must ``reap`` it, so
+    that its exit (a millisecond of page-table and namespace teardown) follows
+    the reply instead of preceding it.  Extra lines a candidate forges only
+    complete its own batch early, with what it wrote.
+    """
+    start = time.monotonic()
+    deadline = start + limits.timeout_s
+    max_bytes = limits.max_output_mb << 20
+    chunks: list[bytes] = []
+    total = 0
+    killed: str | None = None
+    vm_peak = None
+    try:
+        pidfd: int | None = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None  # old kernel: poll waitid every few ms instead
+    poller = select.poll()
+    if rfd is not None:
+        poller.register(rfd, select.POLLIN)
+    # In a batch run only POLLHUP (the controller is gone); in a session also "end".
+    poller.register(fin, select.POLLIN if rfd is None else 0)
+    if pidfd is not None:
+        poller.register(pidfd, select.POLLIN)
+    exited = complete = False
+    newlines = 0
+    try:
+        while not exited and not complete and killed is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                killed = "timeout"
+                break
+            wait_ms = math.ceil(left * 1000) if pidfd is not None else min(5, math.ceil(left * 1000))
+            for fd, ev in poller.poll(wait_ms):
+                if fd == rfd:
+                    try:
+                        data = os.read(rfd, channel.READ_SIZE)
+                    except ConnectionResetError:  # it died with our work order unread
+                        data, ev = b"", select.POLLHUP
+                    if not data and ev & (select.POLLHUP | select.POLLERR):
+                        poller.unregister(rfd)
+                    total += len(data)
+                    chunks.append(data)
+                    if total > max_bytes:
+                        killed = "output"
+                    elif lines is not None:
+                        newlines += data.count(b"\n")
+                        complete = newlines >= lines
+                elif fd == fin:
+                    killed = controller_says(ev, rfd is None)
+                else:
+                    exited = True
+            if pidfd is None and not exited:
+                exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        if complete and killed is None:
+            return _complete(start), b"".join(chunks)
+        if killed is None and rfd is not None:  # exited: take what it wrote; descendants may hold the socket
+            os.set_blocking(rfd, False)
+            with contextlib.suppress(BlockingIOError, ConnectionResetError):
+                while total <= max_bytes and (data := os.read(rfd, channel.READ_SIZE)):
+                    total += len(data)
+                    chunks.append(data)
+            if total > max_bytes:
+                killed = "output"
+        elif killed is not None:
+            vm_peak = vm_kb(pid, "VmPeak")
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+        if not (complete and killed is None):
+            status, usage = reap(pid)
+    if killed == "ended" and not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
+        killed = None  # it was already exiting by itself: its own status says how
+    facts: dict[str, Any] = {
+        "killed": killed,
+        "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        "maxrss_kb": usage.ru_maxrss,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "vm_peak_kb": vm_peak,
+        "wall": time.monotonic() - start,
+        "reaped": True,
+    }
+    return facts, b"".join(chunks)[: max_bytes + 1]
+
+
+def _complete(start: float) -> dict[str, Any]:
+    """Facts of a batch whose every line arrived: exit status and usage are not known yet."""
+    return {"killed": None, "exit_code": None, "signal": None, "maxrss_kb": None, "cpu": None,
+            "vm_peak_kb": None, "wall": time.monotonic() - start, "reaped": False}
+
+
+def reap(pid: int) -> tuple[int, Any]:
+    """Kill the child's process group and the child; wait for it: (status, rusage)."""
+    oslevel.kill_quietly(pid, group=True)
+    oslevel.kill_quietly(pid)
+    _, status, usage = os.wait4(pid, 0)
+    return status, usage
+
+
+def vm_kb(pid: int | str, field: str) -> int | None:
+    try:
+        for line in oslevel.read_proc(f"{pid}/status").splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def tail(path: str) -> str:
+    """The last ``TAIL_BYTES`` of the candidate's stdout+stderr file."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - TAIL_BYTES))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""

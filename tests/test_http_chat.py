@@ -1,0 +1,187 @@
+"""The plain keep-alive client for OpenAI-compatible servers, over real HTTP on 127.0.0.1.
+
+It must behave exactly as the openai client does under our retry policy (same
+results, same exception types, messages and kinds), and keep one connection
+alive across calls.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from llm_server import (
+    Behaviour,
+    FakeLLMServer,
+    drop,
+    hang,
+    http_error,
+    malformed,
+    no_choices,
+    no_content,
+    ok,
+)
+from llm_server import empty as empty_reply
+from test_llm_backends import KEY, MODEL, api_key, request  # noqa: F401 (api_key: autouse fixture)
+
+from evolve.llm import LLMError
+from evolve.llm.http_chat import ChatEndpoint, usable
+from evolve.llm.openai_compat import OpenAICompatLLM
+from evolve.llm.retry import RetryPolicy
+
+
+@pytest.fixture
+def server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def backend(server: FakeLLMServer, plain: bool, **kw: object) -> OpenAICompatLLM:
+    return OpenAICompatLLM(MODEL, api_base=server.base_url, timeout_s=0.5, plain_http=plain,
+                           retry=RetryPolicy(max_retries=1, base_delay_s=0.01), **kw)  # type: ignore[arg-type]
+
+
+def outcome(llm: OpenAICompatLLM) -> tuple[object, ...]:
+    """What a caller can observe of one completion: its fields, or the error's type, text and kind."""
+    try:
+        c = llm.complete(request())
+    except LLMError as exc:
+        return (type(exc).__name__, str(exc), exc.kind)
+    return (c.text, c.model, c.prompt_tokens, c.completion_tokens, c.cost_usd)
+
+
+SCRIPTS: dict[str, list[Behaviour]] = {
+    "ok": [ok("def f(): return 1", prompt_tokens=100, completion_tokens=20)],
+    "401 echoing the key": [http_error(401, message=f"Incorrect API key provided: {KEY}")],
+    "403": [http_error(403)],
+    "404 unknown model": [http_error(404, message="The model `x` does not exist.")],
+    "400 echoing the key": [http_error(400, message=f"too long (key {KEY})")],
+    "422": [http_error(422, message="unprocessable")],
+    "429 then ok": [http_error(429, retry_after="0"), ok("after 429")],
+    "503 twice": [http_error(503, message=f"overloaded, key={KEY}"), http_error(503)],
+    "500 then ok": [http_error(500), ok("recovered")],
+    "malformed": [malformed()],
+    "JSON but not an object": [malformed('"a string"')],
+    "no choices": [no_choices()],
+    "no content": [no_content()],
+    "empty": [empty_reply(" \n")],
+    "dropped twice": [drop(), drop()],
+    "dropped then ok": [drop(), ok("after the drop")],
+    "timeout twice": [hang(2.0), hang(2.0)],
+}
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_plain_client_and_openai_client_give_the_same_result(server: FakeLLMServer, script: str) -> None:
+    seen = []
+    for plain in (True, False):
+        server.enqueue(*SCRIPTS[script])
+        seen.append(outcome(backend(server, plain)))
+        assert server.pending() == 0, "both clients make the same number of requests"
+    if seen[0][-1] == "connection":  # the low-level cause is each client's own exception
+        seen = [(kind, re.sub(r"connection error \(\w+\)", "connection error", text), k)
+                for kind, text, k in seen]
+    assert seen[0] == seen[1]
+    assert KEY not in str(seen[0])
+
+
+def test_plain_client_sends_what_the_openai_client_sends(server: FakeLLMServer) -> None:
+    for plain in (True, False):
+        backend(server, plain, temperature=0.3, max_tokens=256).complete(request())
+    mine, theirs = server.requests
+    assert mine.path == theirs.path == "/v1/chat/completions"
+    assert mine.body == theirs.body
+    assert mine.headers["authorization"] == theirs.headers["authorization"] == f"Bearer {KEY}"
+    assert mine.headers["content-type"] == "application/json"
+
+
+def test_plain_client_keeps_one_connection_alive_across_calls(server: FakeLLMServer) -> None:
+    llm = backend(server, True)
+    for i in range(5):
+        llm.complete(request(i))
+    assert len({r.client for r in server.requests}) == 1
+
+
+def test_a_failed_call_does_not_leave_its_connection_for_the_next(server: FakeLLMServer) -> None:
+    server.enqueue(hang(1.0, "late reply"), ok("fresh"))
+    llm = OpenAICompatLLM(MODEL, api_base=server.base_url, timeout_s=0.3,
+                          retry=RetryPolicy(max_retries=0))
+    with pytest.raises(LLMError, match="timeout after 0.3s"):
+        llm.complete(request())
+    # The late reply to the first call must never be read as the second one's.
+    assert llm.complete(request(1)).text == "fresh"
+    first, second = server.requests
+    assert first.client != second.client
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
+    """A server that closes each connection after one reply without saying so (an idle
+    keep-alive timeout): the next call must open a new connection, not fail. (A close
+    that races the next request fails that request as a retryable connection error, as
+    with the openai client.)"""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    body = b'{"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}'
+    reply = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+             + str(len(body)).encode() + b"\r\n\r\n" + body)
+    served: list[int] = []
+    closed = threading.Semaphore(0)
+
+    def serve_three() -> None:
+        for _ in range(3):
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, rest = data.split(b"\r\n\r\n", 1)
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                conn.sendall(reply)
+                served.append(1)
+            closed.release()  # closed, after a reply that promised keep-alive
+
+    thread = threading.Thread(target=serve_three, daemon=True)
+    thread.start()
+    endpoint = ChatEndpoint(f"http://127.0.0.1:{port}/v1", "EMPTY")
+    try:
+        for _ in range(3):
+            assert endpoint.post({"model": "m", "messages": []}, timeout_s=5)["choices"][0]["message"]["content"] == "hi"
+            assert closed.acquire(timeout=5)  # the pooled connection is dead before the next call
+    finally:
+        endpoint.close()
+        listener.close()
+    thread.join(5)
+    assert len(served) == 3
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("http://127.0.0.1:8000/v1", True),
+    ("https://api.example.com/v1", True),
+    ("http://h/v1?api-version=1", False),  # the openai client merges queries: leave it to it
+    ("ftp://h/v1", False),
+])
+def test_the_plain_client_is_used_only_where_it_reaches_the_server_as_openai_would(
+    url: str, expected: bool
+) -> None:
+    assert usable(url) is expected
+
+
+def test_a_proxy_in_the_environment_leaves_completions_to_the_openai_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    assert not usable("https://api.example.com/v1")
+    monkeypatch.setenv("no_proxy", "api.example.com")
+    assert usable("https://api.example.com/v1")

@@ -1,0 +1,143 @@
+"""MoE runtime through the real sandbox: measured from outside, whatever the candidate does to clocks.
+
+Every attack below spends 30 ms of CPU per call and tries to make the verifier
+see less.  The time of a call is read by the trusted side from the kernel's CPU
+clock of the candidate's process (the sandbox session), so each must still be
+timed at 30 ms, like the same rule that does not cheat.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from evolve.config import RunSettings
+from evolve.evaluation import Evaluator
+from evolve.problem import load_problem
+
+BURN = """
+import os
+import sys
+import time
+import numpy as np
+
+_tick = time.thread_time
+
+def burn(seconds):
+    end = _tick() + seconds
+    while _tick() < end:
+        pass
+"""
+BODY = """
+def place(weight, num_replicas, num_gpus):
+    layers, experts = weight.shape
+    phy2log = np.tile(np.arange(num_replicas) % experts, (layers, 1))
+    logcnt = np.tile(np.bincount(phy2log[0], minlength=experts), (layers, 1))
+    log2phy = np.full((layers, experts, int(logcnt.max())), -1)
+    for s in range(num_replicas):
+        log2phy[:, s % experts, s // experts] = s
+    return phy2log, log2phy, logcnt
+
+def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
+    key = weight.tobytes()
+    if key in _CACHE:
+        return _CACHE[key]
+    burn(0.03)
+    out = place(weight, num_replicas, num_gpus)
+    _CACHE[key] = out
+    return out
+"""
+HONEST = BURN + "_CACHE = {}\n" + BODY
+
+CHEATS = {
+    # Every clock of the time module stopped before anything is timed.
+    "patched_time": """
+for _name in ("perf_counter", "perf_counter_ns", "process_time", "process_time_ns", "thread_time",
+              "thread_time_ns", "monotonic", "monotonic_ns", "time", "time_ns", "clock_gettime",
+              "clock_gettime_ns"):
+    setattr(time, _name, lambda *args: 0)
+""",
+    # The old harness's clocks, and any clock-like name in any module of the process.
+    "rebound_clocks": """
+import resource
+os.times = lambda: os.times_result((0.0,) * 5)
+resource.getrusage = lambda who: None
+for _module in list(sys.modules.values()):
+    for _name in list(vars(_module)) if _module is not None else []:
+        if _name.startswith("_") and not _name.startswith("__") and any(k in _name.upper() for k in ("NS", "CLOCK", "TIME")):
+            try:
+                setattr(_module, _name, lambda *args: 0)
+            except Exception:
+                pass
+try:
+    import evolve.evaluators.moe.harness as _h
+    _h._WALL_NS = _h._CPU_NS = _h._THREAD_NS = lambda: 0
+    _h.run_workload = lambda *args, **kwargs: {"placements": [], "cpu_s": [0.0], "wall_s": [0.0]}
+except ImportError:
+    pass
+""",
+}
+
+
+@pytest.fixture(scope="module")
+def moe() -> Any:
+    problem = load_problem("moe").with_options({"timing_repeats": 2, "warmup_calls": 1})
+    chosen = problem.instances("quick", names=["quick-small64-0"])
+    with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
+        yield lambda code: evaluator.run_split(code, chosen, "quick")
+
+
+@pytest.fixture(scope="module")
+def honest(moe: Any) -> Any:
+    evaluation = moe(HONEST)
+    assert evaluation.ok, evaluation.feedback
+    (result,) = evaluation.instances
+    assert result.extra["cpu_ms"] >= 25 and result.extra["wall_ms"] >= 25  # caching across calls does not pay
+    return result
+
+
+@pytest.mark.parametrize("cheat", sorted(CHEATS))
+def test_rebinding_clocks_in_the_candidate_changes_nothing(moe: Any, honest: Any, cheat: str) -> None:
+    evaluation = moe(BURN + CHEATS[cheat] + "_CACHE = {}\n" + BODY)
+    assert evaluation.ok, evaluation.feedback
+    (result,) = evaluation.instances
+    assert result.extra["cpu_ms"] >= 25 and result.extra["wall_ms"] >= 25, result.extra
+    assert result.extra["runtime_ms"] == result.extra["cpu_ms"]
+    assert result.objective == honest.objective  # the same placements, judged the same
+
+
+HAND_OFFS = {
+    # CPU time of a forked helper is not the candidate's process's: it would escape the clock.
+    "fork": """
+_burn = burn
+
+def burn(seconds):
+    pid = os.fork()
+    if pid == 0:
+        _burn(seconds)
+        os._exit(0)
+    os.waitpid(pid, 0)
+""",
+    # Threads count in the process's clock; they are refused all the same (they are tasks too).
+    "thread": """
+import threading
+
+_burn = burn
+
+def burn(seconds):
+    worker = threading.Thread(target=_burn, args=(seconds,))
+    worker.start()
+    worker.join()
+""",
+}
+
+
+@pytest.mark.parametrize("hand_off", sorted(HAND_OFFS))
+def test_work_handed_to_another_task_is_refused(moe: Any, hand_off: str) -> None:
+    # The moe problem runs candidates with max_processes = 1: the fork (or thread) fails,
+    # and the program with it.
+    evaluation = moe(BURN + HAND_OFFS[hand_off] + "_CACHE = {}\n" + BODY)
+    assert evaluation.status == "error", evaluation.feedback
+    assert any(why in evaluation.feedback for why in ("BlockingIOError", "can't start new thread")), \
+        evaluation.feedback
