@@ -153,6 +153,15 @@ class SmttVerifier:
         # A solution is plain data (JSON for --solutions-out, lists for pictures).
         return reply.value.tolist() if isinstance(reply.value, np.ndarray) else reply.value
 
+    @staticmethod
+    def time_weight(instance: Instance) -> float:
+        """Instance time limits (wall) an instance gets: its CPU budget, in units of n = 500's.
+
+        The shipped sizes get one each; a 2,000-job instance of a user file gets
+        four, so its 4.1 s of budget is not cut short by the wall clock.
+        """
+        return max(1.0, cpu_budget_s(len(instance.data["p"])) / cpu_budget_s(500))
+
     # -- score (trusted) ---------------------------------------------------------------
 
     def score(self, instance: Instance, solution: Any) -> InstanceResult:
