@@ -53,6 +53,9 @@ class GPSettings(Strict):
     max_depth: int = Field(default=7, ge=1, le=20)
     max_size: int = Field(default=40, ge=3, le=400)
     init_depth: int = Field(default=4, ge=1, le=10)
+    # Children made per proposal when the problem's verifier can screen trees in-process
+    # (gp_screen): the best on train goes to the sandbox (evolve/gp/screen.py); 1: no screen.
+    brood: int = Field(default=32, ge=1, le=1000)
 
 
 class RunSettings(Strict):
@@ -172,6 +175,9 @@ class RuleSpec(Strict):
     returns: Literal["array", "scalar"] = "array"
     doc: str = Field(default="", pattern=r"^[^\n]*$")
     inputs: list[RuleInput] = Field(min_length=1)
+    # Known rules as expressions over the inputs (``np.maximum(d, t + p)``): the GP's fresh
+    # starts try them next to random trees (checked against the inputs by ``check_rules``).
+    starts: list[str] = []
 
     @model_validator(mode="after")
     def _check_inputs(self) -> RuleSpec:

@@ -104,7 +104,20 @@ def build_llm(settings: RunSettings, problem: Problem | None = None) -> LLM:
         max_tokens=settings.max_tokens, timeout_s=settings.llm_timeout_s, max_retries=settings.llm_retries,
         record=Path(settings.record) if settings.record else None,
         rules=problem.spec.rule if problem is not None else None, gp=settings.gp,
+        screen=_screen_factory(problem),
     )
+
+
+def _screen_factory(problem: Problem | None) -> Callable[[], Any] | None:
+    """The GP's brood screen on train, built only if the GP is the backend (evolve/gp/screen.py)."""
+    if problem is None:
+        return None
+
+    def build() -> Any:
+        from evolve.gp.screen import screen_for
+
+        return screen_for(problem)
+    return build
 
 
 def plan_resume(run_dir: Path, iterations: int | None = None, request: bool = True) -> tuple[Plan, bool]:

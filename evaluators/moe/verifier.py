@@ -115,6 +115,13 @@ class MoeVerifier:
         except CallFailed as err:
             return {"error": f"raised {err}"}
 
+    @staticmethod
+    def gp_screen(instances: list[Instance], score: Any) -> Any:
+        """The GP's in-process screen of its own rule trees (evolve/gp/screen.py)."""
+        from evolve.evaluators.moe.screen import MoeScreen
+
+        return MoeScreen(instances, score)
+
     # -- score (trusted) ---------------------------------------------------------------
 
     def score(self, instance: Instance, record: Any) -> InstanceResult:

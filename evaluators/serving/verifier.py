@@ -223,6 +223,12 @@ class ServingVerifier:
             "oracle": oracle,
         }
 
+    def gp_screen(self, instances: list[Instance], score: Any) -> Any:
+        """The GP's in-process screen of its own priority trees (evolve/gp/screen.py)."""
+        from evolve.evaluators.serving.screen import ServingScreen
+
+        return ServingScreen(self, instances)
+
     # -- score (trusted) ---------------------------------------------------------------
 
     def score(self, instance: Instance, record: Any) -> InstanceResult:

@@ -162,6 +162,13 @@ class SmttVerifier:
         """
         return max(1.0, cpu_budget_s(len(instance.data["p"])) / cpu_budget_s(500))
 
+    @staticmethod
+    def gp_screen(instances: list[Instance], score: Any) -> Any:
+        """The GP's in-process screen of its own priority trees (evolve/gp/screen.py)."""
+        from evolve.evaluators.smtt.screen import screen
+
+        return screen(instances, score)
+
     # -- score (trusted) ---------------------------------------------------------------
 
     def score(self, instance: Instance, solution: Any) -> InstanceResult:

@@ -18,9 +18,12 @@ import random
 
 from evolve.config import GPSettings, RuleSpec
 from evolve.edits import EditError, apply_edit
-from evolve.gp.operators import Limits, vary
+from evolve.gp.codegen import parse
+from evolve.gp.operators import Child, Limits, vary
 from evolve.gp.program import rule_tree, signature_of, with_rule
 from evolve.gp.rules import find_rule
+from evolve.gp.screen import Screen
+from evolve.gp.tree import Tree, simplify, size
 from evolve.llm.base import Completion, LLMError, ProposalRequest
 
 __all__ = ["GPBackend"]
@@ -32,32 +35,45 @@ def _rng(*parts: object) -> random.Random:
 
 
 class GPBackend:
-    """Typed expression-tree GP implementing :class:`evolve.llm.base.LLM`."""
+    """Typed expression-tree GP implementing :class:`evolve.llm.base.LLM`.
+
+    With a ``screen`` (the verifier's in-process scorer of trees, ``screen.py``), each
+    proposal makes a brood of ``settings.brood`` children, scores them on train and
+    answers with the best; asked again after a duplicate (``retry``), it answers with the
+    next best of the same brood.  Fresh starts also try the rule's ``starts``.
+    """
 
     name = "gp"
 
-    def __init__(self, rules: list[RuleSpec], seed: int = 0, settings: GPSettings | None = None) -> None:
+    def __init__(self, rules: list[RuleSpec], seed: int = 0, settings: GPSettings | None = None,
+                 screen: Screen | None = None) -> None:
         if not rules:
             raise ValueError("the GP needs at least one [rule]")
         settings = settings or GPSettings()
         self.rules = rules
         self.seed = seed
         self.limits = Limits(settings.max_depth, settings.max_size, settings.init_depth)
+        self.brood = settings.brood if screen is not None else 1
+        self.screen = screen
+        self.starts = {r.function: [parse(s, {i.name for i in r.inputs}) for s in r.starts] for r in rules}
 
     def complete(self, request: ProposalRequest) -> Completion:
         parent = request.parent_code
-        rng = _rng(self.seed, request.seed, request.iteration, request.retry, request.fresh,
+        # Without a screen each retry is a new draw; with one, the brood is the same and
+        # the retry picks further down its ranking.
+        retry = request.retry if self.screen is None else 0
+        rng = _rng(self.seed, request.seed, request.iteration, retry, request.fresh,
                    parent, *request.inspiration_codes)
         rules = [r for r in self.rules if find_rule(parent, r.function) is not None]
         if not rules:
             raise LLMError("gp: the parent defines none of the problem's [rule] functions in its EVOLVE-BLOCK")
         rule = rng.choice(rules)
-        sig = signature_of(rule)
         parent_tree = rule_tree(parent, rule)
         donors = [t for t in (rule_tree(code, rule) for code in request.inspiration_codes) if t is not None]
-        child = vary(parent_tree, donors, sig, rng, self.limits, fresh=request.fresh)
-        if child is None:
+        children = self._brood(parent, rule, parent_tree, donors, rng, request.fresh)
+        if not children:
             raise LLMError(f"gp: no valid child of rule '{rule.function}' within the limits")
+        child = children[request.retry % len(children)] if self.screen is not None else children[0]
         code = with_rule(parent, rule, child.tree)
         origin = "" if parent_tree is not None or request.fresh else " (the parent's rule is not a single expression)"
         rationale = f"Rationale: {rule.function}: {child.description}{origin}."
@@ -70,6 +86,40 @@ class GPBackend:
         prompt_chars = sum(len(m.get("content", "")) for m in request.messages)
         return Completion(text=text, model="gp", prompt_tokens=prompt_chars // 4,
                           completion_tokens=len(text) // 4, cost_usd=0.0, seconds=0.0)
+
+    def _brood(self, parent: str, rule: RuleSpec, parent_tree: Tree | None, donors: list[Tree],
+               rng: random.Random, fresh: bool) -> list[Child]:
+        """Children to answer with, best first (one unscreened child without a screen)."""
+        sig = signature_of(rule)
+        made: dict[Tree, Child] = {}
+        if fresh or parent_tree is None:
+            starts = [simplify(t) for t in self.starts[rule.function]]
+            starts = [t for t in starts if parent_tree is None or t != simplify(parent_tree)]
+            if self.screen is None and starts and rng.random() < 0.5:
+                # Unscreened: half the fresh starts are a known rule (a duplicate is asked again).
+                return [Child(rng.choice(starts), "start", "a known rule from [rule] starts")]
+            for start in starts if self.screen is not None else []:
+                made.setdefault(start, Child(start, "start", "a known rule from [rule] starts"))
+        for _ in range(self.brood):
+            child = vary(parent_tree, donors, sig, rng, self.limits, fresh=fresh)
+            if child is not None:
+                made.setdefault(child.tree, child)
+        if parent_tree is not None:  # a start may be the parent itself
+            made.pop(simplify(parent_tree), None)
+        children = list(made.values())
+        if self.screen is None or len(children) <= 1:
+            return children
+        others = {r.function: rule_tree(parent, r) for r in self.rules if r is not rule
+                  and find_rule(parent, r.function) is not None}
+        if any(tree is None for tree in others.values()):
+            return children  # another rule is not a tree: the screen cannot run this program
+        values = self.screen.rank([{**others, rule.function: c.tree} for c in children])  # type: ignore[dict-item]
+        scored = [(value is None, -(value or 0.0), pre is None, -(pre or 0.0), size(child.tree), order, child, value)
+                  for order, (child, (value, pre)) in enumerate(zip(children, values, strict=True))]
+        scored.sort(key=lambda row: row[:6])
+        return [Child(c.tree, c.operator, f"{c.description}; best of a brood of {len(children)} on train"
+                      + (f" (train score {v:.4g})" if v is not None else ""))
+                for *_, c, v in scored]
 
 
 def _rewrite(rationale: str, code: str) -> str:

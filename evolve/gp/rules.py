@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from evolve.config import RuleSpec
 from evolve.edits import EditError, evolve_blocks
 from evolve.errors import UserError
+from evolve.gp.codegen import NotATree, parse
+from evolve.gp.tree import Signature, well_typed
 
 
 @dataclass(frozen=True)
@@ -69,3 +71,13 @@ def check_rules(seed_code: str, rules: list[RuleSpec], source: str) -> None:
                     else f"declared inputs {extra} are not parameters of the seed's function")
             raise UserError(f"{source}: [rule] function '{rule.function}': {what}; the inputs must "
                             f"be exactly its parameters ({', '.join(site.params)})")
+        sig = Signature(tuple((i.name, i.kind) for i in rule.inputs), rule.returns)
+        for k, start in enumerate(rule.starts):
+            try:
+                tree = parse(start, set(declared))
+            except NotATree as err:
+                raise UserError(f"{source}: [rule] '{rule.function}' starts[{k}] = {start!r}: {err}; "
+                                "expected an expression of the GP's operators over the inputs") from None
+            if not well_typed(tree, sig):
+                raise UserError(f"{source}: [rule] '{rule.function}' starts[{k}] = {start!r}: must give "
+                                f"one value per candidate ({rule.returns})")

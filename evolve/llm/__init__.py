@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from evolve.config import GPSettings, RuleSpec
 from evolve.errors import UserError
@@ -115,13 +116,15 @@ def _check_settings(api_base: str | None, temperature: float, max_tokens: int,
 OFFLINE = ("gp", "mutate", "stub")  # backends that cost nothing per proposal
 
 
-def _make_gp(seed: int, rules: list[RuleSpec] | None, gp: GPSettings | None) -> LLM:
+def _make_gp(seed: int, rules: list[RuleSpec] | None, gp: GPSettings | None,
+             screen: Callable[[], Any] | None = None) -> LLM:
     if not rules:
         raise UserError("--llm gp needs the problem's [rule] table (the function the search writes "
                         "and its inputs; docs/add-a-problem.md); use --llm mutate for a problem without one")
     from evolve.gp import GPBackend
 
-    return GPBackend(rules, seed=seed, settings=gp)
+    brood = (gp or GPSettings()).brood
+    return GPBackend(rules, seed=seed, settings=gp, screen=screen() if screen is not None and brood > 1 else None)
 
 
 def _make_stub(seed: int) -> LLM:
@@ -145,13 +148,15 @@ def make_llm(
     retry_base_delay_s: float = 1.0,
     rules: list[RuleSpec] | None = None,
     gp: GPSettings | None = None,
+    screen: Callable[[], Any] | None = None,
 ) -> LLM:
     """Build the backend for ``spec``; bad input raises a one-line ``UserError``.
 
     ``backend="auto"`` uses the OpenAI-compatible client when ``api_base`` is
     given and litellm otherwise; ``"openai"``/``"litellm"`` force one.
     ``record`` appends every completion to a JSONL file (see ``record.py``).
-    ``rules`` (the problem's ``[rule]`` tables) and ``gp`` configure ``gp``.
+    ``rules`` (the problem's ``[rule]`` tables) and ``gp`` configure ``gp``; ``screen`` builds
+    its brood screen (``evolve/gp/screen.py``), called only when ``gp`` is used.
     """
     _check_settings(api_base, temperature, max_tokens, timeout_s, max_retries,
                     retry_base_delay_s, backend)
@@ -164,7 +169,7 @@ def make_llm(
         if model in ("stub", "mutate"):
             return _make_stub(seed)
         if model == "gp":
-            return _make_gp(seed, rules, gp)
+            return _make_gp(seed, rules, gp, screen)
         use_openai = backend == "openai" or (backend == "auto" and api_base is not None)
         if use_openai:
             from evolve.llm.openai_compat import OpenAICompatLLM
