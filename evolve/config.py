@@ -56,6 +56,9 @@ class GPSettings(Strict):
     # Children made per proposal when the problem's verifier can screen trees in-process
     # (gp_screen): the best on train goes to the sandbox (evolve/gp/screen.py); 1: no screen.
     brood: int = Field(default=32, ge=1, le=1000)
+    # With a screen, further broods made from the best child while they improve on it (at
+    # most this many): one proposal is then a short hill-climb on train.
+    climb: int = Field(default=0, ge=0, le=50)
 
 
 class RunSettings(Strict):

@@ -192,7 +192,7 @@ def review_study(folder: Path, test: bool = False, workers: int = 1, progress: A
     evaluations = evaluate_programs(problem, info.settings.sandbox, programs, instances, "test", workers,
                                     progress=progress)
     baselines = {n: e for n, e in evaluations.items() if not n.startswith("seed-")}
-    review.baselines = {n: e.metrics for n, e in baselines.items() if e.ok}
+    review.baselines = {n: _with_score(e) for n, e in baselines.items() if e.ok}
     scored = [(e.score, n) for n, e in baselines.items() if n != "seed program" and e.ok and e.score is not None]
     review.strongest = max(scored)[1] if scored else None
     review.groups = sorted({k[len("gap_mean_pct["):-1] for e in evaluations.values() for k in e.metrics
@@ -202,7 +202,7 @@ def review_study(folder: Path, test: bool = False, workers: int = 1, progress: A
         evaluation = evaluations.get(f"seed-{run.seed}")
         if evaluation is None:
             continue
-        run.test, run.test_ok = dict(evaluation.metrics), evaluation.ok
+        run.test, run.test_ok = _with_score(evaluation), evaluation.ok
         if review.strongest is not None:
             versus = compare(f"seed-{run.seed}", evaluation, review.strongest, baselines[review.strongest],
                              instances, direction)
@@ -212,3 +212,11 @@ def review_study(folder: Path, test: bool = False, workers: int = 1, progress: A
                           "groups": {g.group: {"wins": g.wins, "ties": g.ties, "losses": g.losses}
                                      for g in versus.groups}}
     return review
+
+
+def _with_score(evaluation: Any) -> dict[str, float]:
+    """The test metrics and, as ``score``, the run's score on test (what serving's target reads)."""
+    metrics = dict(evaluation.metrics)
+    if evaluation.score is not None:
+        metrics["score"] = float(evaluation.score)
+    return metrics

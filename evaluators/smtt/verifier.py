@@ -167,7 +167,7 @@ class SmttVerifier:
         """The GP's in-process screen of its own priority trees (evolve/gp/screen.py)."""
         from evolve.evaluators.smtt.screen import screen
 
-        return screen(instances, score)
+        return screen(instances)
 
     # -- score (trusted) ---------------------------------------------------------------
 

@@ -54,6 +54,7 @@ class GPBackend:
         self.seed = seed
         self.limits = Limits(settings.max_depth, settings.max_size, settings.init_depth)
         self.brood = settings.brood if screen is not None else 1
+        self.climb = settings.climb if screen is not None else 0
         self.screen = screen
         self.starts = {r.function: [parse(s, {i.name for i in r.inputs}) for s in r.starts] for r in rules}
 
@@ -113,13 +114,37 @@ class GPBackend:
                   and find_rule(parent, r.function) is not None}
         if any(tree is None for tree in others.values()):
             return children  # another rule is not a tree: the screen cannot run this program
+        ranked = self._ranked(children, others, rule)
+        best, value = ranked[0]
+        if value is None:
+            return [c for c, _ in ranked]
+        steps = 0
+        for _ in range(self.climb):  # hill-climb: a brood of the best child, while it improves
+            seen = {c.tree for c, _ in ranked}
+            kids: dict[Tree, Child] = {}
+            for _ in range(self.brood):
+                child = vary(best.tree, donors, sig, rng, self.limits, fresh=False)
+                if child is not None and child.tree not in seen:
+                    kids.setdefault(child.tree, child)
+            top = self._ranked(list(kids.values()), others, rule) if kids else []
+            if not top or top[0][1] is None or top[0][1] <= value:
+                break
+            steps += 1
+            best, value = Child(top[0][0].tree, best.operator, f"{best.description}, then {top[0][0].operator}"), top[0][1]
+        note = f"; best of a brood of {len(children)} on train" + (f", improved {steps} more rounds" if steps else "")
+        rest = [(c, v) for c, v in ranked if c.tree != best.tree]
+        return [Child(c.tree, c.operator, c.description + note + (f" (train score {v:.4g})" if v is not None else ""))
+                for c, v in [(best, value), *rest]]
+
+    def _ranked(self, children: list[Child], others: dict[str, Tree | None],
+                rule: RuleSpec) -> list[tuple[Child, float | None]]:
+        """Children with their train scores, best first (unscreened or failing last)."""
+        assert self.screen is not None
         values = self.screen.rank([{**others, rule.function: c.tree} for c in children])  # type: ignore[dict-item]
         scored = [(value is None, -(value or 0.0), pre is None, -(pre or 0.0), size(child.tree), order, child, value)
                   for order, (child, (value, pre)) in enumerate(zip(children, values, strict=True))]
         scored.sort(key=lambda row: row[:6])
-        return [Child(c.tree, c.operator, f"{c.description}; best of a brood of {len(children)} on train"
-                      + (f" (train score {v:.4g})" if v is not None else ""))
-                for *_, c, v in scored]
+        return [(c, v) for *_, c, v in scored]
 
 
 def _rewrite(rationale: str, code: str) -> str:

@@ -1,0 +1,115 @@
+"""Brood screening: the in-process screen of GP trees agrees with the sandboxed verifier."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import evolve
+from evolve.config import GPSettings
+from evolve.errors import UserError
+from evolve.evaluators.smtt.dispatch import dispatch
+from evolve.evaluators.smtt.screen import dispatch_batch
+from evolve.gp import GPBackend, check_rules
+from evolve.gp.codegen import parse
+from evolve.gp.program import rule_tree, with_rule
+from evolve.gp.screen import Screen
+from evolve.gp.tree import evaluate, reads
+from evolve.llm.base import ProposalRequest
+from evolve.problem import load_problem
+
+SMTT_INPUTS = {"t", "p", "d", "remaining_work", "jobs_left", "n", "p_max", "p_mean", "p_min", "d_min",
+               "d_mean", "d_max"}
+
+
+def _program(problem, trees: dict[str, str]) -> str:
+    code = problem.seed_code
+    for rule in problem.spec.rule:
+        if rule.function in trees:
+            code = with_rule(code, rule, parse(trees[rule.function], {i.name for i in rule.inputs}))
+    return code
+
+
+def _trees(problem, trees: dict[str, str]) -> dict:
+    code = _program(problem, trees)
+    return {r.function: rule_tree(code, r) for r in problem.spec.rule}
+
+
+@pytest.mark.parametrize("expression", [
+    "np.maximum(d, t + p)",
+    "np.log1p(np.abs(p)) + np.maximum(d - p - t, 0) / (2 * p_mean)",
+    "protected_div(d - t, p) + np.mean(p, axis=-1, keepdims=True) * jobs_left / n",
+])
+def test_batched_dispatch_builds_the_sequences_the_verifiers_dispatcher_builds(expression: str) -> None:
+    tree = parse(expression, SMTT_INPUTS)
+    rng = np.random.default_rng(5)
+    p = rng.integers(1, 30, size=(6, 25))
+    d = rng.integers(-20, 300, size=(6, 25))
+    batch = dispatch_batch(lambda env: evaluate(tree, env), reads(tree), p, d)
+    assert batch is not None
+
+    def rule(**kw):  # the sandbox dispatcher calls the rule with 1-d arrays and floats
+        return np.broadcast_to(np.asarray(evaluate(tree, kw), dtype=float), kw["p"].shape)
+    rule.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in sorted(SMTT_INPUTS)])
+    for row in range(6):
+        assert batch[row].tolist() == dispatch(rule, p[row], d[row])
+
+
+def test_a_rule_answering_nan_screens_as_undefined() -> None:
+    p = np.array([[3, 4, 5]])
+    assert dispatch_batch(lambda env: np.full(env["p"].shape, np.nan), set(), p, p) is None
+
+
+@pytest.mark.parametrize("name, trees", [
+    ("smtt_rule", {"priority": "np.maximum(d, t + 1.1 * p)"}),
+    ("smtt", {"priority": "np.log1p(np.abs(p)) + np.maximum(d - p - t, 0) / (2 * p_mean)"}),
+    ("moe", {"item_order": "item_load", "gpu_cost": "gpu_load + 0.5 * item_load"}),
+    ("serving", {"rule": "prompt_len + generated - computed"}),
+])
+def test_the_screen_gives_the_score_the_sandboxed_verifier_gives(name: str, trees: dict[str, str]) -> None:
+    problem = load_problem(name)
+    screen = Screen(problem, split="quick")
+    evaluation = evolve.evaluate(name, _program(problem, trees), split="quick")
+    assert evaluation.ok
+    screened = screen(_trees(problem, trees))
+    if name == "moe":  # the screen times nothing: its figure is 100 x balancedness
+        assert screened == pytest.approx(100 * evaluation.metrics["balancedness"], abs=1e-9)
+    else:
+        assert screened == pytest.approx(evaluation.score, abs=1e-9)
+
+
+def _request(code: str, fresh: bool, retry: int = 0) -> ProposalRequest:
+    return ProposalRequest(messages=[], iteration=3, seed=0, mode="diff", parent_code=code, retry=retry, fresh=fresh)
+
+
+def test_a_screened_brood_answers_with_its_best_child_and_the_next_best_when_asked_again() -> None:
+    problem = load_problem("smtt_rule")
+    screen = Screen(problem, split="quick")
+    (rule,) = problem.spec.rule
+    gp = GPBackend(problem.spec.rule, seed=0, settings=GPSettings(brood=12), screen=screen)
+    code = problem.seed_code
+    answers = []
+    for retry in range(3):
+        child = evolve.edits.apply_edit(code, gp.complete(_request(code, fresh=True, retry=retry)).text, "diff")
+        answers.append(screen({"priority": rule_tree(child, rule)}))
+    assert answers == sorted(answers, reverse=True) and len(set(answers)) == 3
+    # The starts are in a fresh brood: MDD, ATC or something better than both comes first.
+    best_start = max(screen({"priority": parse(s, SMTT_INPUTS)}) for s in rule.starts)
+    assert answers[0] >= best_start
+    # Deterministic: the same request gives the same answer, from a new backend too.
+    fresh_gp = GPBackend(problem.spec.rule, seed=0, settings=GPSettings(brood=12), screen=screen)
+    assert fresh_gp.complete(_request(code, fresh=True)).text == gp.complete(_request(code, fresh=True)).text
+
+
+def test_a_start_that_is_not_an_expression_over_the_inputs_is_a_one_line_error() -> None:
+    problem = load_problem("smtt_rule")
+    (rule,) = problem.spec.rule
+    bad = rule.model_copy(update={"starts": ["np.maximum(d, due + p)"]})
+    with pytest.raises(UserError, match=r"starts\[0\] = 'np.maximum\(d, due \+ p\)'.*'due' is not an input"):
+        check_rules(problem.seed_code, [bad], "problem.toml")
+    scalar = rule.model_copy(update={"starts": ["t + 1"]})
+    with pytest.raises(UserError, match="one value per candidate"):
+        check_rules(problem.seed_code, [scalar], "problem.toml")
