@@ -384,13 +384,14 @@ class Zygote:
         if not child.reaped:  # its output was complete: it ends now, after the reply
             reap(child.pid)
         spare = self.spare
-        isolation.sweep(child.pid, self.uid, keep=spare.pid if spare is not None else None)
+        escaped = isolation.sweep(child.pid, self.uid, keep=spare.pid if spare is not None else None)
         with contextlib.suppress(OSError):
             os.unlink(child.out_path)
         isolation.remove_tree(child.workdir)
         if spare is not None:
-            if not _alive(spare.pid):  # the sweep reaped it (killed with the slot uid's processes)
-                self._discard(spare, reaped=True)
+            reaped = not _is_child(spare.pid)  # the sweep reaped it
+            if reaped or (escaped and self.uid is not None):  # killed with the slot uid's processes
+                self._discard(spare, reaped=reaped)  # perhaps still dying: waited for
                 self.spare = spare = None
             else:
                 isolation.empty_dir(spare.workdir)  # what leftovers may have written there
@@ -444,6 +445,15 @@ def _alive(pid: int) -> bool:
         return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
     except ChildProcessError:
         return False
+
+
+def _is_child(pid: int) -> bool:
+    """Still ours to wait for (running or a zombie): not reaped, so its pid is not reused."""
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
 
 
 def _fatal_message(blob: bytes) -> str | None:
