@@ -113,3 +113,30 @@ def test_a_start_that_is_not_an_expression_over_the_inputs_is_a_one_line_error()
     scalar = rule.model_copy(update={"starts": ["t + 1"]})
     with pytest.raises(UserError, match="one value per candidate"):
         check_rules(problem.seed_code, [scalar], "problem.toml")
+
+
+def test_a_climb_answers_with_a_child_no_worse_than_the_best_of_its_first_brood() -> None:
+    problem = load_problem("smtt_rule")
+    screen = Screen(problem, split="quick")
+    (rule,) = problem.spec.rule
+    code = with_rule(problem.seed_code, rule, parse("np.maximum(d, t + p)", SMTT_INPUTS))
+    plain = GPBackend(problem.spec.rule, seed=2, settings=GPSettings(brood=10), screen=screen)
+    climbing = GPBackend(problem.spec.rule, seed=2, settings=GPSettings(brood=10, climb=3), screen=screen)
+    for iteration in range(4):
+        request = ProposalRequest(messages=[], iteration=iteration, seed=0, mode="diff", parent_code=code)
+        first = evolve.edits.apply_edit(code, plain.complete(request).text, "diff")
+        climbed = evolve.edits.apply_edit(code, climbing.complete(request).text, "diff")
+        assert screen({"priority": rule_tree(climbed, rule)}) >= screen({"priority": rule_tree(first, rule)})
+
+
+def test_without_a_screen_fresh_starts_are_sometimes_a_known_rule() -> None:
+    problem = load_problem("serving")
+    (rule,) = problem.spec.rule
+    gp = GPBackend(problem.spec.rule, seed=0)
+    names = {i.name for i in rule.inputs}
+    starts = {parse(s, names) for s in rule.starts} - {parse("arrival", names)}  # the seed's own rule
+    trees = [rule_tree(evolve.edits.apply_edit(problem.seed_code, gp.complete(
+        ProposalRequest(messages=[], iteration=k, seed=0, mode="diff", parent_code=problem.seed_code, fresh=True)
+    ).text, "diff"), rule) for k in range(12)]
+    known = [t for t in trees if t in starts]
+    assert 0 < len(known) < len(trees)

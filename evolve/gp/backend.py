@@ -120,7 +120,7 @@ class GPBackend:
             return [c for c, _ in ranked]
         steps = 0
         for _ in range(self.climb):  # hill-climb: a brood of the best child, while it improves
-            seen = {c.tree for c, _ in ranked}
+            seen = {c.tree for c, _ in ranked} | ({simplify(parent_tree)} if parent_tree is not None else set())
             kids: dict[Tree, Child] = {}
             for _ in range(self.brood):
                 child = vary(best.tree, donors, sig, rng, self.limits, fresh=False)
