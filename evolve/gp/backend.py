@@ -68,6 +68,9 @@ class GPBackend:
         rules = [r for r in self.rules if find_rule(parent, r.function) is not None]
         if not rules:
             raise LLMError("gp: the parent defines none of the problem's [rule] functions in its EVOLVE-BLOCK")
+        if request.fresh:  # a fresh start tries a rule with a known start not yet in the parent first
+            known = [r for r in rules if self._new_starts(parent, r)]
+            rules = known or rules
         rule = rng.choice(rules)
         parent_tree = rule_tree(parent, rule)
         donors = [t for t in (rule_tree(code, rule) for code in request.inspiration_codes) if t is not None]
@@ -87,6 +90,11 @@ class GPBackend:
         prompt_chars = sum(len(m.get("content", "")) for m in request.messages)
         return Completion(text=text, model="gp", prompt_tokens=prompt_chars // 4,
                           completion_tokens=len(text) // 4, cost_usd=0.0, seconds=0.0)
+
+    def _new_starts(self, parent: str, rule: RuleSpec) -> bool:
+        tree = rule_tree(parent, rule)
+        own = simplify(tree) if tree is not None else None
+        return any(simplify(t) != own for t in self.starts[rule.function])
 
     def _brood(self, parent: str, rule: RuleSpec, parent_tree: Tree | None, donors: list[Tree],
                rng: random.Random, fresh: bool) -> list[Child]:
