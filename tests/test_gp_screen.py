@@ -140,3 +140,12 @@ def test_without_a_screen_fresh_starts_are_sometimes_a_known_rule() -> None:
     ).text, "diff"), rule) for k in range(12)]
     known = [t for t in trees if t in starts]
     assert 0 < len(known) < len(trees)
+
+
+def test_a_fresh_start_changes_a_rule_whose_known_start_the_parent_lacks() -> None:
+    problem = load_problem("moe")  # only item_order has a start (LPT) that the seed does not use
+    gp = GPBackend(problem.spec.rule, seed=3)
+    for k in range(6):
+        text = gp.complete(ProposalRequest(messages=[], iteration=k, seed=0, mode="diff",
+                                           parent_code=problem.seed_code, fresh=True)).text
+        assert text.startswith("Rationale: item_order:")
