@@ -134,7 +134,7 @@ def test_baselines_json_scores_every_baseline_and_the_seed() -> None:
 
 def test_run_then_review_then_best(tmp_path: Path) -> None:
     out = tmp_path / "runs" / "smtt" / "r1"
-    result = evolve("run", "smtt", "--iterations", "6", "--out", str(out), cwd=tmp_path)
+    result = evolve("run", "smtt", "--iterations", "4", "--out", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "offline search: GP" in result.stdout
     assert (out / "archive.sqlite").is_file() and (out / "best.py").is_file()
@@ -143,7 +143,7 @@ def test_run_then_review_then_best(tmp_path: Path) -> None:
     assert review.returncode == 0, review.stderr
     doc = json.loads(review.stdout)
     assert {"problem", "iterations", "programs", "seed", "best"} <= set(doc)
-    assert doc["iterations"] == 6 and doc["seed"]["id"] is not None
+    assert doc["iterations"] == 4 and doc["seed"]["id"] is not None
     assert {"id", "score", "metrics"} <= set(doc["best"])
 
     text = evolve("review", str(out))
