@@ -76,14 +76,14 @@ def test_options_defaults_and_overrides() -> None:
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"x": 1}, "verifier.options: unknown key 'x'"),
-    ({"runtime_weight": "1"}, "verifier.options.runtime_weight: expected a number"),
-    ({"timing_repeats": 2.5}, "verifier.options.timing_repeats: expected an integer"),
-    ({"warmup_calls": True}, "verifier.options.warmup_calls: expected an integer"),
-    ({"runtime_scale_ms": 0}, "verifier.options.runtime_scale_ms: expected a value from"),
-    ({"runtime_weight": math.nan}, "verifier.options.runtime_weight: expected a value from"),
-    ({"runtime_clock": "gpu"}, "verifier.options.runtime_clock: expected one of cpu, wall"),
-    ({"trace_bound": "exact"}, "verifier.options.trace_bound: expected one of trivial, ilp"),
+    ({"x": 1}, "[verifier.options] x: unknown key (expected one of balance_weight, "),
+    ({"runtime_weight": "1"}, "[verifier.options] runtime_weight: Input should be a valid number (got '1')"),
+    ({"timing_repeats": 2.5}, "[verifier.options] timing_repeats: Input should be a valid integer"),
+    ({"warmup_calls": True}, "[verifier.options] warmup_calls: Input should be a valid integer"),
+    ({"runtime_scale_ms": 0}, "[verifier.options] runtime_scale_ms: Input should be greater than or equal to 1e-06"),
+    ({"runtime_weight": math.nan}, "[verifier.options] runtime_weight: Input should be a finite number"),
+    ({"runtime_clock": "gpu"}, "[verifier.options] runtime_clock: Input should be 'cpu' or 'wall'"),
+    ({"trace_bound": "exact"}, "[verifier.options] trace_bound: Input should be 'trivial' or 'ilp'"),
 ])
 def test_bad_options_name_the_key(options: dict, message: str) -> None:
     with pytest.raises(UserError) as info:

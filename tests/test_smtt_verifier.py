@@ -47,11 +47,11 @@ def test_options_accepted() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"x": 1}, "problem.toml: verifier.options: unknown key 'x' (expected one of "),
-        ({"reference_time_limit_s": "10"}, "verifier.options.reference_time_limit_s"),
-        ({"reference_time_limit_s": 0}, "verifier.options.reference_time_limit_s"),
-        ({"reference_workers": True}, "verifier.options.reference_workers"),
-        ({"reference_workers": 1.5}, "verifier.options.reference_workers"),
+        ({"x": 1}, "problem.toml [verifier.options] x: unknown key (expected one of reference_time_limit_s, "),
+        ({"reference_time_limit_s": "10"}, "[verifier.options] reference_time_limit_s: Input should be a valid number"),
+        ({"reference_time_limit_s": 0}, "[verifier.options] reference_time_limit_s: Input should be greater than 0"),
+        ({"reference_workers": True}, "[verifier.options] reference_workers: Input should be a valid integer"),
+        ({"reference_workers": 1.5}, "[verifier.options] reference_workers: Input should be a valid integer"),
     ],
 )
 def test_bad_options(options: dict, message: str) -> None:

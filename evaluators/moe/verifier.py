@@ -13,7 +13,7 @@ from evolve.evaluators.moe.candidate_side import respond
 from evolve.evaluators.moe.configs import EpConfig
 from evolve.evaluators.moe.generator import SPLIT_IDS, Workload, split_workloads
 from evolve.evaluators.moe.harness import Call, CallFailed, read_timing, run_workload, session_call
-from evolve.evaluators.moe.options import MoeOptions, parse_options
+from evolve.evaluators.moe.options import MoeOptions
 from evolve.evaluators.moe.placement import check_placement, loads, parse_placement
 from evolve.evaluators.moe.references import (
     compute_reference,
@@ -23,6 +23,7 @@ from evolve.evaluators.moe.references import (
 )
 from evolve.evaluators.moe.scoring import combine
 from evolve.evaluators.moe.traces import load_trace_file
+from evolve.options import read_options
 from evolve.references import ReferenceStore, ReferenceTask, StoredReference
 from evolve.verifier import Direction, Instance, InstanceResult, Reference, feasible, infeasible
 
@@ -47,7 +48,7 @@ class MoeVerifier:
 
     def __init__(self, problem_dir: Path, options: Mapping[str, Any] | None = None) -> None:
         self.problem_dir = Path(problem_dir)
-        self.options: MoeOptions = parse_options(options)
+        self.options = read_options(MoeOptions, options)
         self.references = ReferenceStore(self.problem_dir, "moe")
 
     # -- instances (trusted) ---------------------------------------------------------

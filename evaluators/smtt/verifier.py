@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from evolve.errors import UserError
 from evolve.evaluators.smtt.claims import refuted_summary, stated_reference, with_file_bound
@@ -17,6 +18,7 @@ from evolve.evaluators.smtt.instance_file import parse_instance_file
 from evolve.evaluators.smtt.objective import content_hash, sequence_violation
 from evolve.evaluators.smtt.references import Budget, attains, compute_reference, refresh_bound
 from evolve.evaluators.smtt.solve import respond_rule, respond_schedule, solve_rule, solve_schedule
+from evolve.options import VerifierOptions, read_options
 from evolve.references import ReferenceStore, ReferenceTask, StoredReference
 from evolve.verifier import (
     CandidateError,
@@ -29,7 +31,6 @@ from evolve.verifier import (
 
 log = logging.getLogger(__name__)
 
-OPTION_KEYS = ("reference_time_limit_s", "reference_workers")
 # The candidate's CPU budget per instance (both tracks), stated in problem.toml's contract.
 CPU_BUDGET_BASE_S = 0.1
 CPU_BUDGET_PER_JOB_S = 0.002
@@ -41,19 +42,12 @@ def cpu_budget_s(n: int) -> float:
     return CPU_BUDGET_BASE_S + CPU_BUDGET_PER_JOB_S * n
 
 
-def _parse_options(options: Mapping[str, Any] | None) -> Budget:
-    options = dict(options or {})
-    where = "problem.toml: verifier.options"
-    for key in options:
-        if key not in OPTION_KEYS:
-            raise UserError(f"{where}: unknown key {key!r} (expected one of {', '.join(OPTION_KEYS)})")
-    limit = options.get("reference_time_limit_s", Budget.time_limit_s)
-    if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit < 1e6:
-        raise UserError(f"{where}.reference_time_limit_s: expected a positive number of seconds, got {limit!r}")
-    workers = options.get("reference_workers", Budget.workers)
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256:
-        raise UserError(f"{where}.reference_workers: expected an integer from 1 to 256, got {workers!r}")
-    return Budget(time_limit_s=float(limit), workers=workers)
+class SmttOptions(VerifierOptions):
+    """Budget of the references computed for instances of users' files (and the default of
+    ``evolve references smtt``); the shipped ones state their own."""
+
+    reference_time_limit_s: float = Field(Budget.time_limit_s, gt=0, lt=1e6)  # CPU seconds per instance, n > 20
+    reference_workers: int = Field(Budget.workers, ge=1, le=256)  # CP-SAT worker threads
 
 
 class SmttVerifier:
@@ -67,7 +61,8 @@ class SmttVerifier:
 
     def __init__(self, problem_dir: Path, options: Mapping[str, Any] | None = None) -> None:
         self.problem_dir = Path(problem_dir)
-        self.budget = _parse_options(options)
+        opts = read_options(SmttOptions, options)
+        self.budget = Budget(time_limit_s=opts.reference_time_limit_s, workers=opts.reference_workers)
         self.references = ReferenceStore(self.problem_dir, "smtt")
 
     # -- instances and their references (trusted) ----------------------------------------
