@@ -128,7 +128,7 @@ def test_replicas_option_is_strict() -> None:
         RouterVerifier(PROBLEM, {"replicas": 0})
     with pytest.raises(UserError, match="replicas: 3 does not match the 2 entries of replica_profiles"):
         RouterVerifier(PROBLEM, {"replicas": 3, "replica_profiles": ["h100-llama3.1-8b"] * 2})
-    with pytest.raises(UserError, match="replica_profiles: expected a list"):
+    with pytest.raises(UserError, match=r"replica_profiles: Input should be a valid list \(got .h100-llama3.1-8b.\)"):
         RouterVerifier(PROBLEM, {"replica_profiles": "h100-llama3.1-8b"})
 
 
