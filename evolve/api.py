@@ -192,7 +192,7 @@ def load(problem: str | Path | Problem, options: dict[str, Any] | None = None,
     return as_problem(problem).configured(dict(options or {}), source=options_source)
 
 
-def references(
+def compute_references(
     problem: str | Path | Problem,
     *,
     split: str = "all",

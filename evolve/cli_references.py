@@ -57,7 +57,7 @@ def references(
                               f"(bound {bound}; {escape(record.source)}; {record.seconds:.1f} s)", highlight=False)
 
     try:
-        outcome = api.references(problem, split=split, time_limit_s=time_limit, force=force, jobs=jobs,
+        outcome = api.compute_references(problem, split=split, time_limit_s=time_limit, force=force, jobs=jobs,
                                  options=verifier_options(option, None), options_source="--option",
                                  progress=shown)
     finally:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evolve import api
+import evolve
 from evolve.errors import UserError
 from evolve.evaluators.smtt.exact import dp_optimum
 from evolve.evaluators.smtt.generator import GeneratedInstance, generate
@@ -132,7 +132,7 @@ def test_refresh_in_parallel_keeps_renames_fills_and_prunes(smtt_copy: Path, mon
     path = smtt_copy / "data" / "references.json"
     write_file(path, {"command": "c"}, old)
     seen: list[tuple[int, int]] = []
-    outcome = api.references(smtt_copy, jobs=2, progress=lambda done, total, _: seen.append((done, total)))
+    outcome = evolve.compute_references(smtt_copy, jobs=2, progress=lambda done, total, _: seen.append((done, total)))
     assert (outcome.computed, outcome.kept, outcome.refreshed, outcome.dropped) == (8, 1, 1, 1)
     assert seen[0] == (0, 8) and sorted(seen[1:]) == [(k, 8) for k in range(1, 9)]
     header, got = read_file(path)
