@@ -27,7 +27,7 @@ from evolve.config import ProblemSpec, load_problem_spec
 from evolve.errors import UserError
 from evolve.files import read_text
 from evolve.options import OptionError
-from evolve.verifier import Instance, Verifier
+from evolve.verifier import Instance, LoadsInstances, Verifier
 
 ENTRY_POINT_GROUP = "evolve.problems"
 SPLITS = ("quick", "train", "test")
@@ -86,11 +86,20 @@ class Problem:
     def verifier(self) -> Verifier:
         """The verifier, built; a bad option is one line naming where it came from."""
         cls = import_entry(self.spec.verifier.entry, self.sys_path, str(self.toml_path))
+        direction = self.spec.objective.direction  # the one source; a class may only agree
+        declared = getattr(cls, "direction", None)
+        if declared is not None and declared != direction:
+            raise UserError(f"{self.toml_path}: objective.direction is '{direction}' but verifier "
+                            f"{self.spec.verifier.entry} declares direction = '{declared}'; make them agree "
+                            "(a mismatch would invert every gap)")
         try:
-            return cls(self.dir, dict(self.spec.verifier.options))
+            verifier = cls(self.dir, dict(self.spec.verifier.options))
         except OptionError as err:
             overridden = any(key in self.overrides for key in err.keys)
             raise err.at(self.override_source if overridden else f"{self.toml_path} [verifier.options]") from None
+        if declared is None:
+            verifier.direction = direction
+        return verifier
 
     def baseline_programs(self) -> list[tuple[str, str]]:
         """(name, code) of every baseline, in name order."""
@@ -129,6 +138,9 @@ class Problem:
                 raise UserError(f"{instances_file}: is a folder, expected a file of instances")
             if not instances_file.is_file():
                 raise UserError(f"{instances_file}: file not found")
+            if not isinstance(self.verifier, LoadsInstances):
+                raise UserError(f"{instances_file}: problem '{self.name}' reads no instance files "
+                                "(its verifier defines no load_instances)")
             try:
                 found = self.verifier.load_instances(instances_file)
             except UnicodeDecodeError as err:  # whichever reader the verifier uses

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +14,11 @@ from evolve.evaluators.jssp.cpsat import solve_cpsat
 from evolve.evaluators.jssp.generator import generated_split, taillard_like
 from evolve.evaluators.jssp.model import JobShop
 from evolve.evaluators.jssp.references import attained_by_schedule
+from evolve.problem import builtin_dir
 from evolve.references import FORMAT, read_file
 
-SHIPPED_PATH = Path(__file__).resolve().parents[1] / "problems" / "jssp" / "data" / "references.json"
+JSSP_DATA = builtin_dir() / "jssp" / "data"
+SHIPPED_PATH = JSSP_DATA / "references.json"
 
 
 def makespan_of(shop: JobShop, start: np.ndarray) -> int:
@@ -30,7 +31,7 @@ def makespan_of(shop: JobShop, start: np.ndarray) -> int:
 
 @pytest.mark.parametrize(("name", "optimum"), [("ft06", 55), ("la01", 666)])
 def test_cp_sat_proves_the_small_optima(name: str, optimum: int) -> None:
-    shop = load_benchmarks()[name].shop
+    shop = load_benchmarks(JSSP_DATA)[name].shop
     result = solve_cpsat(shop, time_limit_s=30, workers=1)
     assert (result.status, result.makespan, result.bound) == ("optimal", optimum, optimum)
     assert makespan_of(shop, result.start) == optimum

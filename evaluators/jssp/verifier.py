@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,7 +13,8 @@ from pydantic import Field
 
 from evolve.errors import UserError
 from evolve.evaluators.jssp.benchmarks import by_content, test_split_benchmarks
-from evolve.evaluators.jssp.builder import build_schedule, schedule_solution
+from evolve.evaluators.jssp.builder import build_schedule
+from evolve.evaluators.jssp.candidate_side import solve
 from evolve.evaluators.jssp.check import check_schedule
 from evolve.evaluators.jssp.generator import generated_split
 from evolve.evaluators.jssp.instance_file import FileInstance, parse_instance_file
@@ -89,7 +90,7 @@ class JsspVerifier:
 
     def instances(self, split: str) -> list[Instance]:
         if split == "test":
-            return [self._instance(b.shop, b.group, b.reference()) for b in test_split_benchmarks()]
+            return [self._instance(b.shop, b.group, b.reference()) for b in test_split_benchmarks(self.problem_dir / "data")]
         out = []
         for task in self.reference_tasks(split):
             shop: JobShop = task.data
@@ -98,7 +99,7 @@ class JsspVerifier:
         return out
 
     def load_instances(self, path: Path) -> list[Instance]:
-        known = by_content()
+        known = by_content(self.problem_dir / "data")
         shipped = self.references.shipped
         out = []
         for item in parse_instance_file(Path(path)):
@@ -139,12 +140,7 @@ class JsspVerifier:
 
     # -- solve (inside the sandbox) ------------------------------------------------------
 
-    @staticmethod
-    def solve(heuristic: Callable[..., Any], instance: Instance) -> Any:
-        data = instance.data
-        start = build_schedule(heuristic, data["machines"], data["durations"], data["lengths"],
-                               int(data["n_machines"]), data["scheme"])
-        return schedule_solution(start, data["durations"], data["lengths"], data["scheme"])
+    solve = staticmethod(solve)  # evaluators/jssp/candidate_side.py: all the worker imports of jssp
 
     # -- score (trusted) -------------------------------------------------------------------
 

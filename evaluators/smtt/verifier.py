@@ -12,12 +12,17 @@ import numpy as np
 from pydantic import Field
 
 from evolve.errors import UserError
+from evolve.evaluators.smtt.candidate_side import (
+    respond_rule,
+    respond_schedule,
+    solve_rule,
+    solve_schedule,
+)
 from evolve.evaluators.smtt.claims import refuted_summary, stated_reference, with_file_bound
 from evolve.evaluators.smtt.generator import SPLIT_IDS, split_instances
 from evolve.evaluators.smtt.instance_file import parse_instance_file
 from evolve.evaluators.smtt.objective import content_hash, sequence_violation
 from evolve.evaluators.smtt.references import Budget, attains, compute_reference, refresh_bound
-from evolve.evaluators.smtt.solve import respond_rule, respond_schedule, solve_rule, solve_schedule
 from evolve.options import VerifierOptions, read_options
 from evolve.references import ReferenceStore, ReferenceTask, StoredReference
 from evolve.verifier import (
@@ -116,7 +121,7 @@ class SmttVerifier:
             log.warning(refuted_summary(str(path), refuted, claimed))
         return out
 
-    # -- solve (inside the sandbox): evaluators/smtt/solve.py --------------------------
+    # -- solve (inside the sandbox): evaluators/smtt/candidate_side.py --------------------------
 
     solve = staticmethod(solve_schedule)
     respond = staticmethod(respond_schedule)
