@@ -13,6 +13,7 @@ import contextlib
 import os
 import queue
 import socket
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Protocol
@@ -124,18 +125,7 @@ class RayExecutor(SlotCalls):
         self._ray = ray
         self._started_here = not ray.is_initialized()
         if self._started_here:
-            try:
-                with warnings.catch_warnings():  # the failure is reported below, in one line
-                    warnings.simplefilter("ignore")
-                    ray.init(
-                        address=address, ignore_reinit_error=True, include_dashboard=False,
-                        log_to_driver=False, logging_level="ERROR",
-                    )
-            except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
-                hint = (" (a cluster with token authentication needs its token here: "
-                        "RAY_AUTH_TOKEN or ~/.ray/auth_token)" if address else "")
-                raise UserError(f"Ray at {address or 'a new local cluster'} cannot be used: "
-                                f"{' '.join(str(err).split())[:200]}{hint}") from None
+            _connect(ray, address)
         # Built-in and plug-in problems load by name on the workers; a problem
         # given as a folder must exist at the same path there (shared storage).
         reference = problem_reference(problem)
@@ -208,6 +198,37 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
                         "address") from None
 
 
+def _connect(ray: Any, address: str | None, attempts: int = 2) -> None:
+    """``ray.init``; a client whose per-client server failed to start tries once more.
+
+    A Ray client head starts one server per client connection on the first port of its
+    range that it finds free; two heads on one machine can race for the same port, and the
+    loser's server exits at once ("Initialization failure from server"). The next attempt
+    gets the next port.
+    """
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # the failure is reported below, in one line
+                warnings.simplefilter("ignore")
+                ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
+                         log_to_driver=False, logging_level="ERROR")
+            return
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
+            text = " ".join(str(err).split())
+            if "Initialization failure from server" in text and attempt + 1 < attempts:
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+                time.sleep(2.0)
+                continue
+            # A server-side traceback says what went wrong in its last line, not its first.
+            lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+            reason = " ".join(lines[-1].split()) if len(lines) > 1 else text
+            hint = (" (a cluster with token authentication needs its token here: RAY_AUTH_TOKEN, "
+                    "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)" if address else "")
+            raise UserError(f"Ray at {address or 'a new local cluster'} cannot be used"
+                            f"{f' after {attempts} attempts' if attempt else ''}: {reason[:300]}{hint}") from None
+
+
 def _client_token_auth() -> None:
     """Send the cluster's token when one is at hand, as Ray's own processes do.
 
@@ -220,24 +241,3 @@ def _client_token_auth() -> None:
     token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
     if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
         os.environ["RAY_AUTH_MODE"] = "token"
-
-
-def make_executor(
-    problem: Problem, settings: RunSettings, splits: dict[str, list[Instance]], hide: list[Path]
-) -> Executor:
-    """Ray actors; or, on this machine, one trusted worker process per slot when there are
-    several (scoring runs off the controller's GIL, evolve/workers.py), else the one sandbox
-    driven from this process. Every sandbox starts here, not at its first candidate."""
-    if settings.executor == "ray":
-        return RayExecutor(problem, settings, splits, settings.ray_address, hide)
-    if settings.workers > 1:
-        from evolve.workers import WorkerProcesses
-
-        return WorkerProcesses(problem, settings.sandbox, settings.workers, splits, hide)
-    local = LocalExecutor(problem, settings.sandbox, settings.workers, splits, hide)
-    try:
-        local.start()
-    except BaseException:
-        local.close()
-        raise
-    return local

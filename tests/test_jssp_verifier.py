@@ -20,7 +20,10 @@ from evolve.evaluators.jssp.builder import FEATURES, build_schedule, schedule_so
 from evolve.evaluators.jssp.check import check_schedule
 from evolve.evaluators.jssp.generator import taillard_like
 from evolve.evaluators.jssp.model import JobShop
+from evolve.problem import builtin_dir
 from evolve.verifier import Instance, Reference, Verifier
+
+JSSP_DATA = builtin_dir() / "jssp" / "data"
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "jssp"
 
@@ -105,11 +108,11 @@ def test_verifier_follows_the_protocol(verifier: JsspVerifier) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"schema": "active"}, "verifier.options: unknown key 'schema'"),
-        ({"scheme": "nondelay"}, "verifier.options.scheme: expected one of 'non_delay', 'active'"),
-        ({"scheme": 1}, "verifier.options.scheme"),
-        ({"reference_time_limit_s": "5"}, "verifier.options.reference_time_limit_s"),
-        ({"reference_workers": 0}, "verifier.options.reference_workers"),
+        ({"schema": "active"}, "[verifier.options] schema: unknown key (expected one of scheme, "),
+        ({"scheme": "nondelay"}, "[verifier.options] scheme: Input should be 'non_delay' or 'active' (got 'nondelay')"),
+        ({"scheme": 1}, "[verifier.options] scheme: "),
+        ({"reference_time_limit_s": "5"}, "[verifier.options] reference_time_limit_s: Input should be a valid number"),
+        ({"reference_workers": 0}, "[verifier.options] reference_workers: Input should be greater than or equal to 1"),
     ],
 )
 def test_bad_options_name_the_key(options: dict, message: str) -> None:
@@ -217,7 +220,7 @@ def test_every_benchmark_builds_into_a_valid_schedule_under_both_schemes(verifie
 
 
 def test_zero_duration_operation_of_orb07_takes_no_machine_time(verifier: JsspVerifier) -> None:
-    shop = load_benchmarks()["orb07"].shop
+    shop = load_benchmarks(JSSP_DATA)["orb07"].shop
     j, k = (int(x) for x in np.argwhere((shop.durations == 0) & (shop.machines >= 0))[0])
     solution = solved(shop)
     release = solution["end"][j][k - 1] if k else 0
