@@ -196,7 +196,7 @@ def _picture(problem: Problem, holdout: Holdout, strongest: str) -> Figure:
         except Exception as err:  # a broken picture must not cost the whole report
             caption = f"the verifier's picture() failed: {type(err).__name__}: {err}"
             return Figure("picture", title, _generic(holdout, strongest), caption + "; showing the gap per instance")
-    if problem.name == "smtt" and indices and best.solutions:
+    if problem.spec.verifier.entry.startswith("evolve.evaluators.smtt:") and indices and best.solutions:  # both tracks
         others = [other.solutions[k] if k < len(other.solutions) else None for k in indices]
         uri = instance_plots.smtt_tardiness([holdout.instance_list[k] for k in indices], [best.solutions[k] for k in indices],
                                    others, holdout.best, strongest)

@@ -144,9 +144,16 @@ def test_references_checkout_home_and_other_runs_are_not_there(sandbox: Sandbox,
     """
     seen = found(attack(sandbox, source, {"targets": targets}))
     readable = {path: what for path, what in seen.items() if what not in ("FileNotFoundError", "PermissionError")}
-    # Only skeleton dirs on the way to the runtime remain (pyenv under /root, a venv's lib/).
-    skeleton = {".pyenv", f"python{sys.version_info.major}.{sys.version_info.minor}"}
-    assert all(isinstance(what, list) and set(what) <= skeleton for what in readable.values()), readable
+    # Only the runtime remains: skeleton dirs on the way to it (pyenv under /root, a
+    # venv's lib/) and, for an interpreter outside a venv, the libpython it links.
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    skeleton = {".pyenv", f"python{version}"}
+
+    def runtime_only(what: object) -> bool:
+        return isinstance(what, list) and all(
+            name in skeleton or name.startswith(f"libpython{version}") for name in what)
+
+    assert all(runtime_only(what) for what in readable.values()), readable
 
 
 def test_site_packages_shows_only_the_allowed_packages(sandbox: Sandbox) -> None:

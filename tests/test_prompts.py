@@ -55,8 +55,11 @@ def test_the_setup_states_score_split_sizes_limits_and_the_held_out_split() -> N
                              None)
     text = "\n".join(lines)
     assert text.startswith("Score: minus the mean, over the instances, of the relative gap")
-    assert "40 instances, 8 in each of 5 groups (n=20, n=50, n=100, n=200, n=500)" in text
-    assert "With as few as 8 instances in a group" in text
+    assert "275 instances, by group: n=20 75, n=50 75, n=100 75, n=200 25, n=500 25" in text
+    assert "With as few as" not in text  # 25 or more per group
+    small = "\n".join(evaluation_setup(problem, settings, [], problem.instances("quick"), None))
+    assert "6 instances, 3 in each of 2 groups (n=20, n=50)" in small
+    assert "With as few as 3 instances in a group" in small
     assert "held-out test split, never shown to the search" in text
     assert f"2 s + {settings.sandbox.instance_timeout_s:g} s per instance of wall time" in text
     assert "first runs on 6 quick instances" in text

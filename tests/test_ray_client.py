@@ -3,11 +3,19 @@
 The head is started with `ray start --head --block` in its own session and its
 own temp dir and ports, and stopped by signalling that one process (it stops
 what it started), so other Ray sessions on the machine are never touched.
+
+It uses token authentication as Ray documents it (RAY_AUTH_MODE=token on the
+head, a token file): since Ray 2.52 any local `ray.init()` writes
+~/.ray/auth_token, and a head started without RAY_AUTH_MODE beside such a file
+enforces tokens on the client proxy but starts its per-client servers without
+them, so no client can connect. The client side gets only the token's path,
+as a user would export it; the run must turn token mode on by itself.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -33,15 +41,19 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A local head with its client server; yields the ray:// address."""
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A local head with its client server; yields the ray:// address and its token file."""
     folder = tmp_path_factory.mktemp("ray-head")
+    token = folder / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    env.pop("RAY_AUTH_TOKEN", None)
     client_port = free_port()
     head = subprocess.Popen(
         [str(RAY), "start", "--head", f"--port={free_port()}", f"--ray-client-server-port={client_port}",
          f"--dashboard-port={free_port()}", "--include-dashboard=false", "--num-cpus=2",
          f"--temp-dir={folder}", "--disable-usage-stats", "--block"],
-        stdout=(folder / "head.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=(folder / "head.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True, env=env,
     )
     try:
         deadline = time.monotonic() + 120
@@ -53,7 +65,7 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 if head.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"the Ray head did not start: {(folder / 'head.log').read_text()[-2000:]}")
                 time.sleep(0.5)
-        yield f"ray://127.0.0.1:{client_port}"
+        yield f"ray://127.0.0.1:{client_port}", token
     finally:
         head.send_signal(signal.SIGTERM)  # `ray start --block` stops what it started
         try:
@@ -63,11 +75,13 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_a_run_through_the_ray_client_archives_every_iteration(
-        ray_head: str, toy_dir: Path, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # as a user would run it
+        ray_head: tuple[str, Path], toy_dir: Path, tmp_path: Path) -> None:
+    address, token = ray_head
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    env["RAY_AUTH_TOKEN_PATH"] = str(token)  # as a user would run it: the token, not the mode
     result = subprocess.run(
         [sys.executable, "-m", "evolve.cli", "run", str(toy_dir), "--llm", "mutate", "--iterations", "6",
-         "--executor", "ray", "--ray-address", ray_head, "--out", str(tmp_path / "run")],
+         "--executor", "ray", "--ray-address", address, "--out", str(tmp_path / "run")],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -117,3 +117,17 @@ def test_a_rule_that_raises_fails_as_in_a_batch_run() -> None:
     assert evaluation.status == "error"
     assert all((r.error or "").startswith("raised ZeroDivisionError: integer division or modulo by zero (line 3)")
                for r in evaluation.instances), [r.error for r in evaluation.instances]
+
+
+def test_large_instances_get_wall_time_in_proportion_to_their_budget() -> None:
+    from evolve.evaluators.smtt import SmttRuleVerifier, SmttVerifier
+    from evolve.verifier import Instance
+
+    def sized(n: int) -> Instance:
+        import numpy as np
+
+        return Instance("x", f"n={n}", {"p": np.ones(n, dtype=np.int64), "d": np.zeros(n, dtype=np.int64)})
+
+    for cls in (SmttVerifier, SmttRuleVerifier):
+        assert cls.time_weight(sized(20)) == cls.time_weight(sized(500)) == 1.0
+        assert cls.time_weight(sized(2000)) == pytest.approx(cpu_budget_s(2000) / cpu_budget_s(500))

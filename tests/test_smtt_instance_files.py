@@ -225,3 +225,25 @@ def test_computed_references_are_cached(verifier: SmttVerifier, tmp_path: Path) 
     (inst,) = verifier.load_instances(write(tmp_path, {"instances": rows}))
     assert inst.reference == Reference(8.0, "optimal", "dp", 8.0) and inst.group == "n=4"
     assert list((tmp_path / "cache" / "evolve" / "smtt").glob("*.json"))
+
+
+def test_a_public_style_file_through_the_cli_on_the_rule_track(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(5)
+    p, d = unclipped(9, 8, 10, rng)
+    mdd = load_baseline("mdd")
+    mdd_value = total_tardiness(p, d, mdd(p, d))
+    rows = [{"name": "beaten", "p": p.tolist(), "d": d.tolist(), "optimum": mdd_value + 5},
+            {"name": "true", "p": p.tolist(), "d": (d + 1).tolist(), "optimum": brute_force(p, d + 1)}]
+    path = write(tmp_path, {"instances": rows})
+    baseline = Path(__file__).resolve().parents[1] / "problems" / "smtt_rule" / "baselines" / "mdd.py"
+    done = subprocess.run([sys.executable, "-m", "evolve.cli", "eval", "smtt_rule", str(baseline), "--instances",
+                           str(path), "--json"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("claimed optima are beaten") == 1 and "1 of 2 claimed optima" in done.stderr
+    got = {r["name"]: r for r in json.loads(done.stdout)["instances"]}
+    assert got["beaten"]["reference_kind"] == "best_known" and got["beaten"]["objective"] == mdd_value
+    assert got["beaten"]["gap"] == pytest.approx(-5 / (mdd_value + 5))
+    assert got["true"]["reference_kind"] == "optimal" and got["true"]["gap"] >= 0

@@ -214,3 +214,27 @@ def test_cpsat_on_deterministic_time_repeats_exactly() -> None:
         outcomes.append(cpsat.report(model, solver, status, p, d))
     (a, b) = outcomes
     assert (a.objective, a.bound, a.sequence) == (b.objective, b.bound, b.sequence)
+
+
+def test_regenerate_in_parallel_keeps_fills_and_prunes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evolve.evaluators.smtt.generator import GeneratedInstance
+    from evolve.evaluators.smtt.objective import content_hash
+
+    made = {s: [GeneratedInstance(f"{s}-{k}", "n=6", *generate(6, 6, 4, np.random.default_rng([k, ord(s[1])])))
+                for k in range(3)] for s in ("quick", "train", "test")}
+    monkeypatch.setattr(references, "split_instances", lambda s: made[s])
+    path = tmp_path / "references.json"
+    kept = made["test"][0]
+    value, seq = dp_optimum(kept.p, kept.d)
+    old = {content_hash(kept.p, kept.d): ReferenceRecord("old name", 6, value, "optimal", "dp", value, 9.0, seq),
+           "stale": ReferenceRecord("gone", 2, 0, "optimal", "dp", 0, 0.0, [0, 1])}
+    references.write_shipped(old, {"command": "c"}, path)
+    references.regenerate(["quick", "train", "test"], Budget(), path, force=False, jobs=2)
+    got = references.load_shipped(path)
+    assert "stale" not in got and len(got) == 9
+    assert got[content_hash(kept.p, kept.d)].seconds == 9.0  # kept, not recomputed
+    assert got[content_hash(kept.p, kept.d)].name == "test-0"  # renamed to the split's name
+    for split in made.values():
+        for g in split:
+            rec = got[content_hash(g.p, g.d)]
+            assert rec.value == dp_optimum(g.p, g.d)[0] and total_tardiness(g.p, g.d, rec.sequence) == rec.value

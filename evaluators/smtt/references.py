@@ -20,6 +20,8 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -193,8 +195,13 @@ def _machine() -> dict[str, Any]:
             "cpus": os.cpu_count()}
 
 
-def regenerate(splits: list[str], budget: Budget, path: Path, force: bool) -> None:
-    """Compute missing references (all with ``force``), saving after each instance."""
+def regenerate(splits: list[str], budget: Budget, path: Path, force: bool, jobs: int = 1) -> None:
+    """Compute missing references (all with ``force``), saving after each instance.
+
+    ``jobs`` processes compute in parallel; CP-SAT runs on deterministic time, so
+    the values do not depend on how many share the machine.  Computing every
+    split drops entries of instances no split has any more.
+    """
     records = {} if force else load_shipped(path)
     command = f"python -m evolve.evaluators.smtt.references --split {','.join(splits)} " \
               f"--time-limit {budget.time_limit_s:g} --workers {budget.workers}"
@@ -204,22 +211,35 @@ def regenerate(splits: list[str], budget: Budget, path: Path, force: bool) -> No
     if records:
         previous = json.loads(path.read_text())
         meta = {k: v for k, v in previous.items() if k not in ("format", "references")}
-    todo = [g for s in splits for g in split_instances(s)]
-    started = time.monotonic()
-    for k, inst in enumerate(todo, 1):
-        h = content_hash(inst.p, inst.d)
-        if h in records:  # kept; only its bound may be raised (cheap)
-            fresh = refresh_bound(records[h], inst.p, inst.d)
+    wanted = {content_hash(g.p, g.d): g for s in splits for g in split_instances(s)}
+    if set(splits) == set(SPLIT_IDS):
+        stale = [h for h in records if h not in wanted]
+        for h in stale:
+            del records[h]
+        if stale:
+            print(f"dropped {len(stale)} entries of instances no split has", flush=True)
+            write_shipped(records, meta, path)
+    for h, inst in wanted.items():
+        if h in records:  # kept; only its name may change and its bound be raised (cheap)
+            fresh = replace(refresh_bound(records[h], inst.p, inst.d), name=inst.name)
             if fresh != records[h]:
                 records[h] = fresh
                 write_shipped(records, meta, path)
-            continue
-        rec = compute_reference(inst.name, inst.p, inst.d, budget)
-        records[h] = rec
-        meta = {"command": command, "budget": asdict(budget), **_machine()}
-        write_shipped(records, meta, path)
-        print(f"[{k}/{len(todo)}] {inst.name}: {rec.value} {rec.kind} bound={rec.bound} "
-              f"({rec.source}, {rec.seconds:.1f}s; total {time.monotonic() - started:.0f}s)", flush=True)
+    todo = [(h, g) for h, g in wanted.items() if h not in records]
+    started = time.monotonic()
+    with ProcessPoolExecutor(jobs) as pool:
+        if jobs > 1:
+            running = {pool.submit(compute_reference, g.name, g.p, g.d, budget): h for h, g in todo}
+            results: Iterator[tuple[str, ReferenceRecord]] = (
+                (running[f], f.result()) for f in as_completed(running))
+        else:  # in this process, one at a time (the pool stays idle)
+            results = ((h, compute_reference(g.name, g.p, g.d, budget)) for h, g in todo)
+        for k, (h, rec) in enumerate(results, 1):
+            records[h] = rec
+            meta = {"command": command, "budget": asdict(budget), **_machine()}
+            write_shipped(records, meta, path)
+            print(f"[{k}/{len(todo)}] {rec.name}: {rec.value} {rec.kind} bound={rec.bound} "
+                  f"({rec.source}, {rec.seconds:.1f}s cpu; total {time.monotonic() - started:.0f}s)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=Budget.workers, help="CP-SAT worker threads")
     parser.add_argument("--output", type=Path, default=SHIPPED_PATH, help="shipped references file")
     parser.add_argument("--force", action="store_true", help="recompute entries already present")
+    parser.add_argument("--jobs", type=int, default=1, help="instances computed in parallel (processes)")
     args = parser.parse_args(argv)
     budget = Budget(time_limit_s=args.time_limit, workers=args.workers)
     if args.instances is not None:
@@ -251,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in names if s not in SPLIT_IDS]
     if unknown:
         parser.error(f"unknown split {unknown[0]!r} (expected {', '.join(SPLIT_IDS)} or all)")
-    regenerate(names, budget, args.output, args.force)
+    regenerate(names, budget, args.output, args.force, max(1, args.jobs))
     return 0
 
 

@@ -35,6 +35,7 @@ from evolve.verifier import (
 log = logging.getLogger(__name__)
 
 OPTION_KEYS = ("reference_time_limit_s", "reference_workers")
+REGENERATE = "python -m evolve.evaluators.smtt.references --split {split}"
 # The candidate's CPU budget per instance (both tracks), stated in problem.toml's contract.
 CPU_BUDGET_BASE_S = 0.1
 CPU_BUDGET_PER_JOB_S = 0.002
@@ -44,7 +45,6 @@ BUDGET_TEXT = "0.1 s + 2 ms per job"
 def cpu_budget_s(n: int) -> float:
     """CPU seconds a candidate may spend on an instance of n jobs (n = 500: 1.1 s)."""
     return CPU_BUDGET_BASE_S + CPU_BUDGET_PER_JOB_S * n
-REGENERATE = "python -m evolve.evaluators.smtt.references --split {split}"
 
 
 def _parse_options(options: Mapping[str, Any] | None) -> Budget:
@@ -160,6 +160,15 @@ class SmttVerifier:
                                  f"{allowed:.3f} s allowed ({BUDGET_TEXT})")
         # A solution is plain data (JSON for --solutions-out, lists for pictures).
         return reply.value.tolist() if isinstance(reply.value, np.ndarray) else reply.value
+
+    @staticmethod
+    def time_weight(instance: Instance) -> float:
+        """Instance time limits (wall) an instance gets: its CPU budget, in units of n = 500's.
+
+        The shipped sizes get one each; a 2,000-job instance of a user file gets
+        four, so its 4.1 s of budget is not cut short by the wall clock.
+        """
+        return max(1.0, cpu_budget_s(len(instance.data["p"])) / cpu_budget_s(500))
 
     # -- score (trusted) ---------------------------------------------------------------
 
