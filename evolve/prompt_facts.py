@@ -9,6 +9,7 @@ message says about programs and attempts lives in ``prompt_programs`` and
 
 from __future__ import annotations
 
+import ast
 from collections import Counter, defaultdict
 
 from evolve.archive import Program
@@ -69,33 +70,24 @@ def _groups(instances: list[Instance]) -> str:
     return ", by group: " + ", ".join(f"{g} {counts[g]}" for g in sorted(counts, key=natural_key))
 
 
-def references_line(instances: list[Instance], direction: str) -> str | None:
+def references_line(instances: list[Instance]) -> str | None:
     """What each group's gaps are measured against: how many references are optimal, best known
-    or a bound only, and how far below (above, when maximising) a best-known value the optimum
-    can be at most, as proven by a bound. None when no instance has a reference kind."""
+    or a bound only. None when no instance has a reference kind. (How far a best-known value may
+    lie from the optimum is left out: the shipped bounds are often too weak to say anything.)"""
     if all(i.reference.kind not in _KIND_WORDS for i in instances):
         return None
-    by_group: dict[str, list[Instance]] = defaultdict(list)
+    by_group: dict[str, Counter[str]] = defaultdict(Counter)
     for instance in instances:
-        by_group[instance.group].append(instance)
+        by_group[instance.group][instance.reference.kind] += 1
     kinds = [k for k in _KIND_WORDS if any(i.reference.kind == k for i in instances)]
-    parts = []
-    for group in sorted(by_group, key=natural_key):
-        members = by_group[group]
-        counts = Counter(i.reference.kind for i in members)
-        text = "/".join(str(counts[k]) for k in kinds)
-        open_gaps = [abs(i.reference.value - i.reference.bound) / abs(i.reference.value)
-                     for i in members if i.reference.kind == "best_known" and i.reference.bound is not None
-                     and i.reference.value]
-        if open_gaps:
-            text += f" ({100 * max(open_gaps):.2g}%)"
-        parts.append(f"{group} {text}" if len(by_group) > 1 else text)
-    side, bound = ("below", "lower") if direction == "minimize" else ("above", "upper")
-    bounds = (f"; in brackets, the most the optimum can lie {side} the group's best-known values "
-              f"(proven by {bound} bounds)" if "best_known" in kinds else "")
-    return (f"References by group, as {' / '.join(_KIND_WORDS[k] for k in kinds)} counts{bounds}: "
-            + "; ".join(parts) + "."
-            + (" A best-known value can be beaten (a negative gap)." if "best_known" in kinds else ""))
+    groups = sorted(by_group, key=natural_key)
+    parts = [(f"{g} " if len(groups) > 1 else "") + "/".join(str(by_group[g][k]) for k in kinds) for g in groups]
+    notes = {"best_known": " A best-known value is the best solution found so far, not a proven optimum: "
+                           "it can be beaten (a negative gap).",
+             "bound": " Against a bound only, a gap overstates the distance to the optimum."}
+    return (f"References (what the gaps are measured against), by group as "
+            f"{' / '.join(_KIND_WORDS[k] for k in kinds)} counts: " + "; ".join(parts) + "."
+            + "".join(notes[k] for k in kinds if k in notes))
 
 
 SEARCH_ADVICE = ("A search should stop on time.process_time() (the same clock; measure from the "
@@ -110,25 +102,27 @@ def time_line(problem: Problem, settings: RunSettings, instances: list[Instance]
     sandbox = settings.sandbox
     session = callable(getattr(verifier, "interact", None))
     budget = getattr(verifier, "time_budget_s", None)
-    weighted = callable(getattr(verifier, "time_weight", None))
+    weight = getattr(verifier, "time_weight", None)
+    weighted = callable(weight) and any(weight(i) > 1 for i in instances)
     text = ("Time: each split runs in one sandboxed process, "
-            + ("forked from a worker that has already imported Python and numpy (not counted); it loads "
-               "the program once, then the verifier calls it instance after instance"
-               if session else "which has already imported Python and numpy; it loads the program once "
-               "and solves the instances one after another")
+            + ("forked from a worker that has already imported numpy (not counted); it loads the "
+               "program once, then the verifier sends it the instances one after another"
+               if session else "which has already imported numpy; it loads the program once and "
+               "solves the instances one after another")
             + ", so module-level state persists from one call to the next.")
+    if sandbox.max_processes == 1:
+        text += " It may not start threads or other processes: one core is all a program has."
     if session and callable(budget) and instances:
         per_group: dict[str, float] = {}
         for instance in instances:
             per_group[instance.group] = max(per_group.get(instance.group, 0.0), float(budget(instance)))
         figures = ", ".join(f"{g} {per_group[g]:.3g} s" for g in sorted(per_group, key=natural_key))
         rule = getattr(verifier, "time_budget_text", "")
-        text += (" An instance's time is the CPU time the kernel counts for that process (all its "
-                 "threads) from when the instance is sent until its answer is back; the first instance "
-                 "also pays for loading the program. Budget per instance: "
-                 + (f"{rule} of CPU time ({figures})" if rule else f"{figures} of CPU time")
-                 + "; an instance over it fails the program. "
-                 + getattr(verifier, "time_budget_note", SEARCH_ADVICE))
+        text += (" Budget per instance: " + (f"{rule} of CPU time ({figures})" if rule else
+                                             f"{figures} of CPU time")
+                 + ", counted by the kernel from when the instance is sent until the answer is back "
+                 "(the first instance also pays for loading the program); an instance over it fails "
+                 "the program. " + getattr(verifier, "time_budget_note", SEARCH_ADVICE))
     per = f"{sandbox.instance_timeout_s:g} s per instance" + (
         " (long instances count as several)" if weighted else "")
     text += (f" The sandbox's safety net: the split may take at most {SPLIT_GRACE_S:g} s + {per} of "
@@ -150,7 +144,7 @@ def evaluation_setup(problem: Problem, settings: RunSettings, quick: list[Instan
         + "A held-out test split, never shown to the search, decides the final comparison: prefer "
           "changes that help on any instance of this kind over ones that fit these instances.",
     ]
-    references = references_line(train, problem.spec.objective.direction)
+    references = references_line(train)
     if references:
         lines.append(references)
     facts = getattr(problem.verifier, "prompt_facts", None)
@@ -177,12 +171,25 @@ def fixed_code(code: str) -> str | None:
     if not blocks:
         return None
     lines = code.split("\n")
-    out, last = [], 0
+    out, last = [], _after_module_docstring(code)
     for start, end in blocks:
         out += [*lines[last:start], FIXED_PLACEHOLDER]
         last = end
     out += lines[last:]
     return "\n".join(out).strip()
+
+
+def _after_module_docstring(code: str) -> int:
+    """The first line after the module's docstring (0 without one): the seed's docstring
+    describes the seed, not the programs the model will read, so it is left out."""
+    try:
+        body = ast.parse(code).body
+    except SyntaxError:
+        return 0
+    first = body[0] if body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        return first.end_lineno or 0
+    return 0
 
 
 def direction(problem: Problem, island: int) -> str:

@@ -23,7 +23,7 @@ from evolve.prompt_programs import changed_functions
 
 TRIED_ON_PARENT = 6  # attempts on the current program, newest first
 LATEST = 4  # the run's latest attempts on other programs
-IDEA_CHARS = 200  # of an attempt's idea line (the current program's own: ORIGIN_CHARS)
+IDEA_CHARS = 160  # of an attempt's idea line (the current program's own: ORIGIN_CHARS)
 ORIGIN_CHARS = 300
 
 
@@ -71,7 +71,8 @@ def latest_elsewhere(archive: Archive, parent: Program, problem: Problem, in_fli
     for attempt, child in archive.latest_attempts(3 * limit):
         if len(out) >= limit:
             break
-        if attempt.outcome == LLM_ERROR or attempt.parent_id == parent.id or attempt.parent_id is None:
+        if (attempt.outcome == LLM_ERROR or attempt.parent_id in (parent.id, None)
+                or attempt.program_id == parent.id):  # its idea is the current program's "Made at"
             continue
         if attempt.parent_id not in parents:
             parents[attempt.parent_id] = archive.program(attempt.parent_id, results=False)
@@ -133,17 +134,20 @@ def _result(attempt: Attempt, child: Program | None, parent: Program, problem: P
     return text
 
 
-def origin_of(archive: Archive, program: Program) -> str:
-    """How a program came about: "iteration 6, from #3: <its idea>" ("" for the seed)."""
+def origin_of(archive: Archive, program: Program, listed: frozenset[int] = frozenset()) -> str:
+    """How a program came about: "iteration 6, from #3: <its idea>" ("" for the seed); for an
+    iteration in ``listed`` (the prompt's history shows its idea already) a pointer instead."""
     if program.parent_id is None:
         return ""
+    how = f"iteration {program.iteration}, from #{program.parent_id}"
+    if program.origin not in ("llm", "seed"):
+        how += f" ({program.origin})"
+    if program.iteration in listed:
+        return how + " (its idea is listed above)"
     attempt = archive.attempt(program.iteration)
     idea = ""
     if attempt is not None and attempt.program_id == program.id:
         idea = idea_of(split_thinking(attempt.completion or "").answer, ORIGIN_CHARS)
-    how = f"iteration {program.iteration}, from #{program.parent_id}"
-    if program.origin not in ("llm", "seed"):
-        how += f" ({program.origin})"
     return how + (f": {idea}" if idea else "")
 
 

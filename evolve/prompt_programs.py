@@ -28,6 +28,7 @@ _KEY_METRICS = ("gap_median_pct", "optimal_hits", "ms_per_instance", "goodput_pc
 # An instance this close to its time budget is one a slower moment could push over it.
 NEAR_BUDGET = 0.9
 CHANGE_CHARS = 100  # a longer list of changed functions is given as counts
+WORST = "worst instances:"  # the feedback line an inspiration leaves out (the current program's says it)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class ProgramView:
     score: float | None
     headline: str  # "score -1.93 (gap 1.93%); median gap 0.00%, 12 ms per instance"
     results: str  # per group, worst instances, time against the budget (no repeated headline)
+    summary: str  # the results without the worst instances: what an inspiration shows
     block: str  # its EVOLVE-BLOCK(s)
     lines: int  # of the block
 
@@ -57,8 +59,9 @@ def program_view(program: Program, problem: Problem, budgets: dict[str, float]) 
     if timing:
         lines.append(timing)
     block = block_text(program.code)
-    return ProgramView(program.id, program.island, program.score, headline, "\n".join(lines), block,
-                       block.count("\n") + 1)
+    summary = [line for line in lines if not line.startswith(WORST)]
+    return ProgramView(program.id, program.island, program.score, headline, "\n".join(lines),
+                       "\n".join(summary), block, block.count("\n") + 1)
 
 
 def _metric(key: str, metrics: dict[str, float]) -> str:
@@ -73,8 +76,8 @@ def _metric(key: str, metrics: dict[str, float]) -> str:
 
 
 def time_against_budget(program: Program, budgets: dict[str, float]) -> str:
-    """Per group: mean and largest time per instance against the budget, and how many came
-    within 10 % of it ("" when the problem has no budget per instance)."""
+    """Per group: mean and largest CPU time per instance against the budget, in ms, and how many
+    came within 10 % of it ("" when the problem has no budget per instance)."""
     if not budgets:
         return ""
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -89,12 +92,18 @@ def time_against_budget(program: Program, budgets: dict[str, float]) -> str:
         runs = groups[group]
         near = sum(1 for s, b in runs if s >= NEAR_BUDGET * b)
         budget = max(b for _, b in runs)
-        text = (f"{group} {fmean(s for s, _ in runs):.2f}/{max(s for s, _ in runs):.2f}/{budget:.2f}"
+        text = (f"{group} {_ms(fmean(s for s, _ in runs))}/{_ms(max(s for s, _ in runs))}/{_ms(budget)}"
                 if all(b == budget for _, b in runs) else
                 f"{group} {100 * fmean(s / b for s, b in runs):.0f}%/{100 * max(s / b for s, b in runs):.0f}%"
                 " of the budget")
         parts.append(text + (f" ({near} of {len(runs)} over {NEAR_BUDGET:.0%})" if near else ""))
-    return "CPU s per instance, mean/max/budget: " + ", ".join(parts)
+    return "CPU ms per instance, mean/max/budget: " + ", ".join(parts)
+
+
+def _ms(seconds: float) -> str:
+    """Milliseconds, to three digits at most: 0.84, 41.2, 1100."""
+    ms = 1000 * seconds
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
 
 
 @dataclass(frozen=True)

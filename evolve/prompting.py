@@ -43,12 +43,12 @@ from evolve.verifier import Instance
 
 # A prompt's size, whatever the archive's: TEXT_CHARS of text (both messages, all but program
 # code) and CODE_CHARS of program code (the current block, always whole, and inspirations' code).
-TEXT_CHARS = 14_000
-CODE_CHARS = 10_000
+TEXT_CHARS = 11_000
+CODE_CHARS = 8_000
 # Inspirations' code gets what the current block leaves of CODE_CHARS, and at least this.
 INSPIRATION_CODE = 2_500
 # Text the history lists leave for inspirations' headers, and how short the lists may get for it.
-INSPIRATION_TEXT = 3_000
+INSPIRATION_TEXT = 2_000
 MIN_LISTED = 2
 # What an inspiration's header takes beyond its own text (markdown, labels).
 _HEADER_SLACK = 120
@@ -129,21 +129,25 @@ class PromptBuilder:
                                                   or len(context["tried"]) > MIN_LISTED):
             longer = "latest" if len(context["latest"]) >= len(context["tried"]) else "tried"
             context[longer] = context[longer][:-1]
-        chosen = self._fit(others, view, text_room(), max(INSPIRATION_CODE, CODE_CHARS - len(view.block)))
+        ideas_listed = frozenset(t.iteration for t in [*context["tried"], *context["latest"]])
+        chosen = self._fit(others, view, text_room(), max(INSPIRATION_CODE, CODE_CHARS - len(view.block)),
+                           ideas_listed)
         user = render(chosen)
         while chosen and len(self._system) + len(user) > TEXT_CHARS + _code_chars(view, chosen):
             chosen = chosen[:-1]  # the estimate was short: the last inspiration goes
             user = render(chosen)
         return [{"role": "system", "content": self._system}, {"role": "user", "content": user}]
 
-    def _fit(self, others: list[ProgramView], parent: ProgramView, text: int, code: int) -> list[Inspiration]:
+    def _fit(self, others: list[ProgramView], parent: ProgramView, text: int, code: int,
+             ideas_listed: frozenset[int]) -> list[Inspiration]:
         """Inspirations in order while their text fits in ``text`` characters, each with its
         code in the shortest form if it fits in ``code`` characters, else named without it."""
         chosen: list[Inspiration] = []
         bases: list[tuple[str, ProgramView]] = [("the current program", parent)]
         for view in others:
-            origin = origin_of(self.archive, self.archive.program(view.id, results=False))
-            header = len(view.headline) + len(view.results) + len(origin) + _HEADER_SLACK
+            origin = origin_of(self.archive, self.archive.program(view.id, results=False),
+                               ideas_listed)
+            header = len(view.headline) + len(view.summary) + len(origin) + _HEADER_SLACK
             shown: Shown | None = shortest_form(view, bases)
             names = defined_names(view.block)
             listed = ", ".join(names[:NAMES]) + (f" and {len(names) - NAMES} more" if len(names) > NAMES else "")

@@ -117,9 +117,10 @@ def test_the_runs_latest_attempts_are_reported_whatever_the_parent(smtt: Problem
     assert tried.strip() == "- iteration 3: an insertion search in improve(). -> still being evaluated"
     latest = user.split("# Latest attempts on other programs of the run (newest first)")[1].split("\n# ")[0]
     assert "- iteration 4 (island 3, on #2) -> waiting for the model" in latest
-    assert ("- iteration 2 (island 1, on #2): break MDD's ties by SPT. [changed priority] -> #3 score -2.4 "
-            "(gap 2.40%), better than #2 by 0.1") in latest
-    assert "iteration 1 (island 0, on #1): MDD instead of EDD." in latest
+    assert ("- iteration 1 (island 0, on #1): MDD instead of EDD. [changed priority] -> #2 score -2.5 "
+            "(gap 2.50%), better than #1 by 57.5") in latest
+    # The attempt that made the current program is its "Made at" line, not listed again.
+    assert "iteration 2 " not in latest
     # The program's own origin, and why it is the parent.
     assert "Made at iteration 2, from #2: break MDD's ties by SPT." in user
     assert "Why this program: chosen for island 0; it is the run's best so far." in user
@@ -146,19 +147,24 @@ def test_cpu_time_per_group_is_shown_against_the_budget(smtt: Problem, tmp_path:
     archive = Archive(tmp_path / "archive.sqlite", create=True)
     seed = add(archive, smtt, smtt.seed_code, None, 0, -60.0)  # n=500 instances take 1 s each
     user = builder(smtt, archive).messages("diff", 0, archive.program(seed), [])[1]["content"]
-    line = next(x for x in user.splitlines() if x.startswith("CPU s per instance"))
-    assert line.startswith("CPU s per instance, mean/max/budget: n=20 0.04/0.04/0.14,")
-    assert line.endswith("n=500 1.00/1.00/1.10 (8 of 8 over 90%)")
+    line = next(x for x in user.splitlines() if x.startswith("CPU ms per instance"))
+    assert line.startswith("CPU ms per instance, mean/max/budget: n=20 40/40/140,")
+    large = sum(1 for i in smtt.instances("train") if i.group == "n=500")
+    assert line.endswith(f"n=500 1000/1000/1100 ({large} of {large} over 90%)")
 
 
 def test_the_system_message_states_references_time_and_the_fixed_code_once(smtt: Problem) -> None:
     settings = resolve_settings(smtt.spec.run, None, {})
     lines = evaluation_setup(smtt, settings, smtt.instances("quick"), smtt.instances("train"), None)
-    references = next(x for x in lines if x.startswith("References by group"))
-    assert "n=20 8/0;" in references and "A best-known value can be beaten" in references
+    references = next(x for x in lines if x.startswith("References (what the gaps are measured against)"))
+    counts = {kind: sum(1 for i in smtt.instances("train") if i.group == "n=20" and i.reference.kind == kind)
+              for kind in ("optimal", "best_known")}
+    assert f"optimal / best known counts: n=20 {counts['optimal']}/{counts['best_known']};" in references
+    assert "it can be beaten (a negative gap)" in references
     time = next(x for x in lines if x.startswith("Time: "))
-    assert "forked from a worker that has already imported Python and numpy (not counted)" in time
+    assert "forked from a worker that has already imported numpy (not counted)" in time
     assert "module-level state persists" in time and "n=500 1.1 s" in time
+    assert "It may not start threads or other processes: one core is all a program has." in time
     jssp = load_problem("jssp")
     jssp_lines = evaluation_setup(jssp, resolve_settings(jssp.spec.run, None, {}), [], jssp.instances("train"),
                                   None)
