@@ -16,10 +16,12 @@ from functools import lru_cache
 from statistics import fmean
 
 from evolve.archive import Program
+from evolve.config import RunSettings
 from evolve.edits import block_text, evolve_blocks
 from evolve.problem import Problem
 from evolve.prompt_facts import gap_phrase
 from evolve.scoring import natural_key
+from evolve.verifier import Instance
 
 # Metrics shown next to a program's score when the problem has them (beyond the
 # feedback's gap lines): what its score is made of, how robust it is, what it costs.
@@ -29,6 +31,15 @@ _KEY_METRICS = ("gap_median_pct", "optimal_hits", "ms_per_instance", "goodput_pc
 NEAR_BUDGET = 0.9
 CHANGE_CHARS = 100  # a longer list of changed functions is given as counts
 WORST = "worst instances:"  # the feedback line an inspiration leaves out (the current program's says it)
+
+
+@dataclass(frozen=True)
+class TimeLimits:
+    """Each instance's time limit, by instance name, and on which clock: "CPU" (a budget the
+    verifier enforces per instance) or "wall" (the instance's share of the sandbox's limit)."""
+
+    clock: str
+    seconds: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,19 @@ class ProgramView:
     lines: int  # of the block
 
 
-def program_view(program: Program, problem: Problem, budgets: dict[str, float]) -> ProgramView:
+def time_limits(problem: Problem, settings: RunSettings, instances: list[Instance]) -> TimeLimits:
+    """Each instance's limit as the Time line states it: the verifier's CPU budget where it has
+    one, else the instance's share of the sandbox's wall-time limit (its weight where it has one)."""
+    verifier = problem.verifier
+    budget = getattr(verifier, "time_budget_s", None)
+    if callable(budget):
+        return TimeLimits("CPU", {i.name: float(budget(i)) for i in instances})
+    weight = getattr(verifier, "time_weight", None)
+    per = settings.sandbox.instance_timeout_s
+    return TimeLimits("wall", {i.name: per * (float(weight(i)) if callable(weight) else 1.0) for i in instances})
+
+
+def program_view(program: Program, problem: Problem, limits: TimeLimits) -> ProgramView:
     assert program.id is not None
     metrics = program.metrics
     keys = (*_KEY_METRICS, *getattr(problem.verifier, "headline_metrics", ()))
@@ -55,7 +78,7 @@ def program_view(program: Program, problem: Problem, budgets: dict[str, float]) 
         "; " + ", ".join(dict.fromkeys(extra)) if extra else "")
     lines = [line for line in program.feedback.strip().splitlines()
              if not line.startswith("gap to reference:")]  # the headline says it
-    timing = time_against_budget(program, budgets)
+    timing = time_against_limits(program, limits)
     if timing:
         lines.append(timing)
     block = block_text(program.code)
@@ -75,29 +98,28 @@ def _metric(key: str, metrics: dict[str, float]) -> str:
     return f"{key} {value:.4g}"
 
 
-def time_against_budget(program: Program, budgets: dict[str, float]) -> str:
-    """Per group: mean and largest CPU time per instance against the budget, in ms, and how many
-    came within 10 % of it ("" when the problem has no budget per instance)."""
-    if not budgets:
-        return ""
+def time_against_limits(program: Program, limits: TimeLimits) -> str:
+    """Per group: mean and largest time per instance against its limit, in ms, and how many
+    came within 10 % of it ("" when no instance has a time)."""
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for row in program.instances:
-        seconds, budget = row.get("seconds"), budgets.get(row.get("name", ""))
-        if seconds is not None and budget:
-            groups[row.get("group", "")].append((float(seconds), budget))
+        seconds, limit = row.get("seconds"), limits.seconds.get(row.get("name", ""))
+        if seconds is not None and limit:
+            groups[row.get("group", "")].append((float(seconds), limit))
     if not groups:
         return ""
     parts = []
     for group in sorted(groups, key=natural_key):
         runs = groups[group]
         near = sum(1 for s, b in runs if s >= NEAR_BUDGET * b)
-        budget = max(b for _, b in runs)
-        text = (f"{group} {_ms(fmean(s for s, _ in runs))}/{_ms(max(s for s, _ in runs))}/{_ms(budget)}"
-                if all(b == budget for _, b in runs) else
+        limit = max(b for _, b in runs)
+        text = (f"{group} {_ms(fmean(s for s, _ in runs))}/{_ms(max(s for s, _ in runs))}/{_ms(limit)}"
+                if all(b == limit for _, b in runs) else
                 f"{group} {100 * fmean(s / b for s, b in runs):.0f}%/{100 * max(s / b for s, b in runs):.0f}%"
-                " of the budget")
+                " of the limit")
         parts.append(text + (f" ({near} of {len(runs)} over {NEAR_BUDGET:.0%})" if near else ""))
-    return "CPU ms per instance, mean/max/budget: " + ", ".join(parts)
+    what = "budget" if limits.clock == "CPU" else "limit"
+    return f"{limits.clock} ms per instance, mean/max/{what}: " + ", ".join(parts)
 
 
 def _ms(seconds: float) -> str:

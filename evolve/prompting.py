@@ -38,7 +38,15 @@ from evolve.prompt_history import (
     tried_on,
     why_parent,
 )
-from evolve.prompt_programs import ProgramView, Shown, defined_names, program_view, shortest_form
+from evolve.prompt_programs import (
+    ProgramView,
+    Shown,
+    TimeLimits,
+    defined_names,
+    program_view,
+    shortest_form,
+    time_limits,
+)
 from evolve.verifier import Instance
 
 # A prompt's size, whatever the archive's: TEXT_CHARS of text (both messages, all but program
@@ -83,7 +91,7 @@ class PromptBuilder:
         self.settings = settings
         self.archive = archive
         self._system: str | None = None
-        self._budgets: dict[str, float] = {}
+        self._limits = TimeLimits("CPU", {})
 
     def prepare(self, quick: list[Instance], train: list[Instance]) -> None:
         """Render the system message once the seed is archived (its figures are part of it)."""
@@ -95,17 +103,16 @@ class PromptBuilder:
             context=self.problem.context, setup=setup,
             fixed=fixed_code(seed.code) if seed is not None else None,
         ).strip()
-        budget = getattr(self.problem.verifier, "time_budget_s", None)
-        self._budgets = ({i.name: float(budget(i)) for i in [*quick, *train]} if callable(budget) else {})
+        self._limits = time_limits(self.problem, self.settings, [*quick, *train])
 
     def messages(self, mode: str, island: int, parent: Program, inspirations: list[Program], *,
                  choice: ParentChoice | None = None,
                  in_flight: Sequence[InFlight] = ()) -> list[dict[str, str]]:
         assert self._system is not None, "prepare() first"
         problem, archive = self.problem, self.archive
-        view = program_view(parent, problem, self._budgets)
+        view = program_view(parent, problem, self._limits)
         best = archive.best()
-        others = [program_view(p, problem, self._budgets) for p in inspirations]
+        others = [program_view(p, problem, self._limits) for p in inspirations]
         context = {
             "parent": view,
             "origin": origin_of(archive, parent),

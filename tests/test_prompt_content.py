@@ -18,6 +18,7 @@ from evolve.prompt_facts import evaluation_setup
 from evolve.prompt_history import InFlight
 from evolve.prompt_programs import changed_functions
 from evolve.prompting import CODE_CHARS, INSPIRATION_CODE, TEXT_CHARS, PromptBuilder
+from evolve.scoring import natural_key
 
 MARK_START, MARK_END = "# EVOLVE-BLOCK-START\n", "# EVOLVE-BLOCK-END\n"
 LONG_IDEA = "Idea: " + "a long explanation of the change and of why it should help at n=500 " * 9
@@ -181,3 +182,21 @@ def test_an_edit_is_summed_up_by_the_functions_it_changed() -> None:
     assert changed_functions(before, after) == "changed f; added h, module-level code"
     assert changed_functions(before, before.replace("return y", "return y  # same")) == \
         "comments or layout only"
+
+
+def test_without_a_cpu_budget_wall_time_per_group_is_shown_against_the_sandbox_limit(tmp_path: Path) -> None:
+    jssp = load_problem("jssp")
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    rows = [{"name": i.name, "group": i.group, "objective": 1.0, "reference": 1.0, "reference_kind": "optimal",
+             "gap": 0.0, "feasible": True, "error": None, "seconds": 0.012, "extra": {}}
+            for i in jssp.instances("train")]
+    seed = Program(code=jssp.seed_code, code_hash=code_hash(jssp.seed_code), parent_id=None, island=0,
+                   iteration=0, generation=0, origin="seed", model=None, status="ok", score=-14.0, stage="train",
+                   metrics={"gap_mean_pct": 14.0}, instances=rows, feedback="per group: ...", features=None,
+                   eval_seconds=1.0)
+    program = archive.program(archive.add_program(seed, None))
+    user = builder(jssp, archive).messages("diff", 0, program, [])[1]["content"]
+    line = next(x for x in user.splitlines() if x.startswith("wall ms per instance"))
+    limit = resolve_settings(jssp.spec.run, None, {}).sandbox.instance_timeout_s
+    first = sorted({i.group for i in jssp.instances("train")}, key=natural_key)[0]
+    assert line.startswith(f"wall ms per instance, mean/max/limit: {first} 12/12/{1000 * limit:.0f},")
