@@ -167,6 +167,8 @@ def why_parent(choice: ParentChoice | None, parent: Program, best: Program | Non
     else:
         how = f"island {island} holds no program yet, so it starts from the run's best"
     if best is None or best.id == parent.id:
+        if choice is not None and choice.how in ("best", "empty"):
+            return f"Why this program: {how}."  # it says the run's best already
         where = "it is the run's best so far"
     else:
         gap = gap_phrase(best.metrics, problem).strip(" ()")

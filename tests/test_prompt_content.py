@@ -142,6 +142,10 @@ def test_the_parent_choice_and_the_runs_best_are_explained(smtt: Problem, tmp_pa
     inspiration = user.split("## Program #2 (island 1)")[1]
     assert "as a diff against the current program" in inspiration and "```diff" in inspiration
     assert "-    return d\n+    return d - p" in inspiration
+    # The run's best as the parent is said once.
+    user = prompts.messages("diff", 2, archive.program(best), [], choice=ParentChoice(best, "best", 2, 3))[1]
+    assert ("Why this program: the run's best program, which every island takes as its parent now and "
+            "then.\n") in user["content"]
 
 
 def test_cpu_time_per_group_is_shown_against_the_budget(smtt: Problem, tmp_path: Path) -> None:
