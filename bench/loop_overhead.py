@@ -45,8 +45,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from cpu_clocks import Observed, ThreadClock, proc_cpu  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
+from evolve import loop as loop_module  # noqa: E402
 from evolve.archive import Archive  # noqa: E402
 from evolve.config import resolve_settings  # noqa: E402
 from evolve.llm import make_llm  # noqa: E402
@@ -58,6 +60,14 @@ CONSTANT = re.compile(r"^(\s*)return x \* (\S+)$", re.M)
 # Both frameworks head the parent's code "Current program" (ours "# Current program (#N): ...").
 CURRENT = re.compile(r"^#+ Current Program\b.*$", re.I | re.M)
 MARKS = (100, 1000, 3000)  # populations at which the ratio is reported
+CPU_PARTS = (  # (key, what it is): CPU per iteration, from the kernel's clocks
+    ("engine", "controller thread: sampling, prompt, edit, duplicate check, archive commit"),
+    ("client", "model calls: the HTTP client, in the proposal threads"),
+    ("evaluation", "evaluation thread: driving the sandbox, trusted scoring"),
+    ("controller", "controller process in all (the three above, other threads, GC)"),
+    ("sandboxes", "sandbox: zygote and candidate children"),
+    ("server", "the mock model server's process (not evolve's)"),
+)
 
 
 class MockModel:
@@ -121,6 +131,10 @@ class MockServer:
         self._proc.start()
         return str(self._conn.recv())
 
+    def cpu_seconds(self) -> float:
+        """CPU the server process has used so far."""
+        return proc_cpu(self._proc.pid) if self._proc.pid else 0.0
+
     def __exit__(self, *exc: object) -> None:
         self._conn.send("stop")
         self.arrivals = sorted(self._conn.recv())
@@ -149,11 +163,14 @@ def machine_line() -> str:
 def run_loop(
     iterations: int, latency_ms: float = 0.0, concurrency: int = 1, workers: int = 1,
     window: int = 100, extra: dict | None = None, options: dict | None = None, step: float = 0.5,
+    cpu: dict[str, float] | None = None,
 ) -> tuple[Progress, float, int, list[tuple[int, int, float, float, float]], list[float]]:
     """One run of the loop on the tiny problem against the mock model.
 
     Returns (progress, wall seconds, programs archived, per-window rows of
-    (iterations, programs, wall ms/it, engine ms/it, RSS MiB), model-request arrivals)."""
+    (iterations, programs, wall ms/it, engine ms/it, RSS MiB), model-request arrivals).
+    ``cpu``, if given, receives CPU seconds per iteration by part (see ``CPU_PARTS``),
+    counted from the loop's start (after start-up and the seed's evaluation)."""
     problem = load_problem(str(REPO / "bench" / "tiny_problem")).with_options(options or {})
     overrides = {"iterations": iterations, "concurrency": concurrency, "workers": workers, **(extra or {})}
     settings = resolve_settings(problem.spec.run, None, overrides)
@@ -161,7 +178,21 @@ def run_loop(
     mark = {"t": time.perf_counter(), "engine": 0.0, "done": 0}
     holder: dict[str, Archive] = {}
 
+    observed, client = Observed(), ThreadClock()
+    server = MockServer(latency_ms, step)
+    start: dict[str, float] = {}
+
+    def clocks(p: Progress) -> dict[str, float]:
+        return {"engine": p.engine_seconds, "client": client.seconds, "evaluation": observed.evaluate.seconds,
+                "controller": time.process_time(), "server": server.cpu_seconds()}
+
     def on_progress(p: Progress) -> None:
+        if not start and p.loop_started is not None:  # the seed is in: the loop starts
+            start.update(clocks(p), done=p.done)
+            observed.loop_starts()
+        if cpu is not None and p.done == iterations:
+            start["n"] = max(1, p.done - start.get("done", 0))
+            cpu.update({k: (v - start.get(k, 0.0)) / start["n"] for k, v in clocks(p).items()})
         if p.done == mark["done"] or p.done % window:
             return
         now, n = time.perf_counter(), p.done - mark["done"]
@@ -170,15 +201,21 @@ def run_loop(
         rows.append((p.done, holder["archive"].program_count(), wall, engine, rss_mib()))
         mark.update(t=now, engine=p.engine_seconds, done=p.done)
 
-    server = MockServer(latency_ms, step)
-    with tempfile.TemporaryDirectory() as tmp, server as base_url:
-        archive = holder["archive"] = Archive(Path(tmp) / "archive.sqlite", create=True)
-        llm = make_llm("openai/bench", api_base=base_url, timeout_s=30)
-        started = time.perf_counter()
-        progress = Controller(problem, settings, archive, llm, Path(tmp), on_progress=on_progress).run()
-        total = time.perf_counter() - started
-        programs = archive.program_count()
-        archive.close()
+    loop_module.make_executor = observed  # the loop imported the name
+    try:
+        with tempfile.TemporaryDirectory() as tmp, server as base_url:
+            archive = holder["archive"] = Archive(Path(tmp) / "archive.sqlite", create=True)
+            llm = make_llm("openai/bench", api_base=base_url, timeout_s=30)
+            llm.complete = client.wrap(llm.complete)  # type: ignore[method-assign]
+            started = time.perf_counter()
+            progress = Controller(problem, settings, archive, llm, Path(tmp), on_progress=on_progress).run()
+            total = time.perf_counter() - started
+            programs = archive.program_count()
+            archive.close()
+    finally:
+        loop_module.make_executor = observed.make
+    if cpu is not None and "n" in start:
+        cpu["sandboxes"] = (observed.sandbox_cpu + observed.workers_cpu) / start["n"]
     return progress, total, programs, rows, server.arrivals
 
 
@@ -290,8 +327,9 @@ def main() -> None:
     args = parser.parse_args()
 
     print(machine_line())
+    cpu: dict[str, float] = {}
     progress, total, programs, rows, arrivals = run_loop(
-        args.iterations, args.latency_ms, args.concurrency, args.workers, args.window, step=args.step
+        args.iterations, args.latency_ms, args.concurrency, args.workers, args.window, step=args.step, cpu=cpu
     )
     print(f"\nevolve: {progress.done} iterations in {total:.1f} s, {programs} programs archived, "
           f"model latency {args.latency_ms:g} ms, concurrency {args.concurrency}, workers {args.workers}, "
@@ -301,6 +339,11 @@ def main() -> None:
     for done, count, wall, engine, rss in rows:
         wall = by_model.get(done, wall)  # from model requests where the window has them
         print(f"{done:>10} {count:>9} {wall:>11.2f} {engine:>13.3f} {rss:>8.1f}")
+    print("\nevolve's CPU per iteration (ms), whole run after start-up:")
+    for key, label in CPU_PARTS:
+        print(f"  {1000 * cpu.get(key, 0.0):6.2f}  {label}")
+    print(f"  {1000 * (cpu.get('controller', 0.0) + cpu.get('sandboxes', 0.0)):6.2f}  evolve in all "
+          "(controller process + sandbox)")
     if args.skip_openevolve:
         return
     if _version("openevolve") == "not installed":

@@ -38,7 +38,6 @@ import random
 import re
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from cpu_clocks import Observed, ThreadClock  # noqa: E402
 from loop_overhead import MockModel, MockServer, machine_line  # noqa: E402
 
 from evolve import executors  # noqa: E402
@@ -56,7 +56,6 @@ from evolve.llm import make_llm  # noqa: E402
 from evolve.loop import Controller  # noqa: E402
 from evolve.problem import load_problem  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
 RETURN = re.compile(r"^(\s*)return (.+)$", re.M)
 MAX_EXPRESSION = 160
 
@@ -79,82 +78,6 @@ class RuleModel(MockModel):
         new = expression if len(expression) <= MAX_EXPRESSION else base
         return (f"Idea: weigh in {name}.\n<<<<<<< SEARCH\n{indent}return {expression}\n=======\n"
                 f"{indent}return {new} + {weight:.6f} * {name}\n>>>>>>> REPLACE\n")
-
-
-def proc_cpu(pid: int, children: bool = True) -> float:
-    """CPU seconds of a process (and of its reaped children) from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(x) for x in fields[11 : 15 if children else 13]) / TICK
-
-
-def child_pids(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
-class ThreadClock:
-    """Thread CPU spent inside a wrapped call, summed over the threads that make it."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._lock = threading.Lock()
-
-    def wrap(self, fn: Any) -> Any:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.thread_time()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                with self._lock:
-                    self.seconds += time.thread_time() - start
-        return timed
-
-
-class Observed:
-    """make_executor, wrapped: times the controller's evaluation threads, samples the
-    CPU of worker processes and sandboxes just before they are closed."""
-
-    def __init__(self) -> None:
-        self.evaluate = ThreadClock()
-        self.workers_cpu = 0.0
-        self.sandbox_cpu = 0.0
-        self._make = executors.make_executor
-        self._executor: Any = None
-        self._baseline = (0.0, 0.0)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        executor = self._executor = self._make(*args, **kwargs)
-        executor.evaluate = self.evaluate.wrap(executor.evaluate)
-        close = executor.close
-
-        def observed_close() -> None:
-            workers, sandboxes = _cpu_of(executor)
-            self.workers_cpu, self.sandbox_cpu = workers - self._baseline[0], sandboxes - self._baseline[1]
-            close()
-        executor.close = observed_close
-        return executor
-
-    def loop_starts(self) -> None:
-        """After start-up and the seed's evaluation: what the processes spent so far is not the loop's."""
-        self._baseline = _cpu_of(self._executor)
-        self.evaluate.seconds = 0.0
-
-
-def _cpu_of(executor: Any) -> tuple[float, float]:
-    """(worker processes' own CPU, zygotes' CPU with their reaped candidates)."""
-    if hasattr(executor, "_workers"):  # WorkerProcesses
-        workers = [w.proc.pid for w in executor._workers]
-        zygotes = [z for w in workers for z in child_pids(w)]
-        return sum(proc_cpu(w, children=False) for w in workers), sum(proc_cpu(z) for z in zygotes)
-    sandboxes = executor._evaluator._sandboxes.values()  # LocalExecutor: the zygotes are ours
-    return 0.0, sum(proc_cpu(sb.worker_pid) for sb in sandboxes if sb.worker_pid)
 
 
 def run(problem_name: str, iterations: int, workers: int, llm_spec: str, seed: int) -> dict[str, float]:

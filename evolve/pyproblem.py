@@ -29,7 +29,6 @@ from evolve.problem import Problem, _from_dir
 
 _TEMP_DIRS: list[str] = []
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-DEFAULT_FEATURES = ({"name": "code_length", "bins": 8, "min": 0, "max": 4000},)
 
 
 def define_problem(
@@ -78,9 +77,10 @@ def define_problem(
         "function": {"name": fn_name, "signature": signature or fn_signature, "contract": contract},
         "objective": {"name": objective, "direction": direction, "score": score},
         "verifier": {"entry": entry, "options": dict(options or {}), "path": module_root},
-        "features": [dict(f) for f in (features or DEFAULT_FEATURES)],
         "run": dict(run or {}),
     }
+    if features:  # else the default: code length (ProblemSpec.features)
+        document["features"] = [dict(f) for f in features]
     from evolve.config import ProblemSpec
 
     validate(ProblemSpec, document, f"problem '{name}'")  # a bad argument fails here, named

@@ -68,7 +68,7 @@ class ChildSpec:
     channel_fd: int  # this child's end of its seqpacket socket
     zygote_pid: int
     uid: int | None = None  # drop to this uid (root only)
-    seccomp: bytes | None = None  # BPF program to install (syscalls.build)
+    seccomp: syscalls.Filter | None = None  # the BPF program to install (syscalls.build)
     cgroup: CandidateCgroup | None = None  # joined before dropping privileges
     drop_capabilities: bool = False  # in the zygote's user namespace: give up its capabilities
 
@@ -169,7 +169,7 @@ def lock_down(spec: ChildSpec) -> None:
     if os.getppid() not in (spec.zygote_pid, 0):  # 0: the zygote is outside our pid namespace
         raise RuntimeError("the zygote exited")
     if spec.seccomp is not None:
-        syscalls.install(spec.seccomp)  # last: nothing after it needs a refused call
+        spec.seccomp.install()  # last: nothing after it needs a refused call
 
 
 def _wire_fds(spec: ChildSpec) -> None:

@@ -144,8 +144,11 @@ def _fallback_mounts(file_size_mb: int, hide_paths: tuple[str, ...],
     return tuple(private), None
 
 
-def scrub_shared(private_dirs: tuple[str, ...], keep: str, uid: int | None) -> None:
-    """Nothing a candidate leaves in shared places may reach the next candidate."""
+def scrub_shared(private_dirs: tuple[str, ...], keep: str, uid: int | None) -> bool:
+    """Nothing a candidate leaves in shared places may reach the next candidate.
+
+    True if the IPC namespace was replaced: a child forked before is still in the old one.
+    """
     if private_dirs:  # our own tmpfs mounts: everything in them but ``keep`` goes
         for d in private_dirs:
             with os.scandir(d) as entries:
@@ -154,6 +157,7 @@ def scrub_shared(private_dirs: tuple[str, ...], keep: str, uid: int | None) -> N
                         _remove_entry(entry)
         if any(_ipc_in_use(kind) for kind in ("shm", "sem", "msg")):
             oslevel.unshare(oslevel.CLONE_NEWIPC)  # the old namespace dies with its objects
+            return True
     elif uid is not None:  # the host's dirs and IPC: only what the candidate uid owns
         for d in shared_dirs():
             with contextlib.suppress(OSError), os.scandir(d) as entries:
@@ -162,11 +166,19 @@ def scrub_shared(private_dirs: tuple[str, ...], keep: str, uid: int | None) -> N
                         if entry.stat(follow_symlinks=False).st_uid == uid:
                             _remove_entry(entry)
         _remove_ipc_of(uid)
+    return False
 
 
-def sweep(pgid: int | None, uid: int | None) -> int:
-    """Kill and reap every child left (the caller is a subreaper, so that is every
-    descendant); returns how many had left the candidate's process group."""
+def empty_dir(path: str) -> None:
+    """Remove everything inside ``path`` (a spare's work dir, once the last candidate is dead)."""
+    with contextlib.suppress(OSError), os.scandir(path) as entries:
+        for entry in entries:
+            _remove_entry(entry)
+
+
+def sweep(pgid: int | None, uid: int | None, keep: int | None = None) -> int:
+    """Kill and reap every child left but ``keep`` (the caller is a subreaper, so that is
+    every descendant); returns how many had left the candidate's process group."""
     if pgid is not None:
         oslevel.kill_quietly(pgid, group=True)
     escaped: set[int] = set()
@@ -174,11 +186,13 @@ def sweep(pgid: int | None, uid: int | None) -> int:
     end = time.monotonic() + SWEEP_LIMIT_S
     while True:
         try:
-            if os.waitpid(-1, os.WNOHANG)[0]:
+            if os.waitpid(-1, os.WNOHANG)[0]:  # a dead ``keep`` is reaped too: its owner sees it gone
                 continue
         except ChildProcessError:
             return len(escaped)  # no children at all: nothing survived
-        kids = oslevel.children_of_self()
+        kids = [kid for kid in oslevel.children_of_self() if kid != keep]
+        if not kids:
+            return len(escaped)
         for kid in kids:
             with contextlib.suppress(OSError):
                 if os.getpgid(kid) != pgid:
@@ -276,6 +290,9 @@ def _remove_entry(entry: os.DirEntry[str]) -> None:
 
 
 def remove_tree(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(path)  # most work dirs are empty: no tree walk
+        return
     shutil.rmtree(path, ignore_errors=True)
     if os.path.lexists(path) and os.geteuid() != 0:
         # Same-uid candidates can chmod their dirs to 000; give ourselves access

@@ -34,6 +34,7 @@ from evolve.sandbox import (  # noqa: F401 (session_child: imported before isola
 )
 from evolve.sandbox.child import ChildSpec, Work, run_child
 from evolve.sandbox.frames import WorkerLost, read_frame, recv_request, send_reply
+from evolve.sandbox.side import SandboxSide, load_side
 from evolve.sandbox.supervise import reap, supervise, tail, vm_kb
 from evolve.sandbox.types import SandboxLimits
 
@@ -52,23 +53,12 @@ PROBE_SOURCE = "def probe(x):\n    return x\n"
 MIN_HEADROOM_KB = 64 * 1024  # address space a candidate gets beyond what the zygote maps
 
 
-def import_for_sandbox(cls: type) -> None:
-    """What ``solve``/``respond`` may need beyond the verifier's own module (already
-    imported): the record types, and the modules the class lists in ``sandbox_modules``
-    (for imports done lazily inside ``solve``).  Nothing else of the verifier's package
-    enters the candidate's process: no references, reports or solvers.
-    """
-    importlib.import_module("evolve.verifier")
-    for name in getattr(cls, "sandbox_modules", ()):
-        importlib.import_module(name)
-
-
 class Zygote:
     def __init__(self, chan: socket.socket, init: dict[str, Any]) -> None:
         self.chan = chan
         self.fin = self.fout = chan.fileno()
         self.pid = os.getpid()
-        self.entry: str = init["verifier"]
+        self.side: SandboxSide = init["side"]
         self.base: str = init["base"]
         self.limits: SandboxLimits = init["limits"]
         self.uid: int | None = init["uid"]
@@ -81,7 +71,7 @@ class Zygote:
         self.counter = 0
         self.solve: Any = None
         self.respond: Any = None
-        self.seccomp: bytes | None = None
+        self.seccomp: syscalls.Filter | None = None
         self.cgroup: cgroups.CandidateCgroup | None = None
         self.pid_namespace = False
         self.orphaned = False
@@ -100,20 +90,13 @@ class Zygote:
         for name in PRELOAD:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
-        try:
-            module_name, _, class_name = self.entry.partition(":")
-            cls = getattr(importlib.import_module(module_name), class_name)
-            self.solve = cls.solve
-            if not callable(self.solve):
-                raise TypeError(f"{class_name}.solve is not callable")
-            self.respond = getattr(cls, "respond", None)
-            if self.respond is not None and not callable(self.respond):
-                raise TypeError(f"{class_name}.respond is not callable")
-            import_for_sandbox(cls)
+        try:  # the verifier's sandbox side only: never its references, reports or solvers
+            self.solve, self.respond = load_side(self.side)
         except Exception as exc:
             return {"ok": False, "kind": "verifier", "error": f"{type(exc).__name__}: {exc}"}
-        packages = (*view.DEFAULT_PACKAGES, *getattr(cls, "sandbox_packages", ()))
-        self.seccomp, note = syscalls.build()
+        packages = (*view.DEFAULT_PACKAGES, *self.side.packages)
+        program, note = syscalls.build()
+        self.seccomp = syscalls.Filter(program) if program is not None else None
         report["seccomp"] = (self.seccomp is not None, note)
         self.cgroup, note = cgroups.create(self.limits.memory_mb, self.limits.max_processes)
         report["cgroup limits"] = (self.cgroup is not None, note)
@@ -151,7 +134,8 @@ class Zygote:
         facts = {name: report[name] for name in order if name in report}
         return {"ok": True, "pid": self.pid, "uid": self.uid, "facts": facts,
                 "isolation": [detail for _, detail in facts.values()],
-                "interactive": self.respond is not None}
+                "interactive": self.respond is not None, "modules": sorted(sys.modules),
+                "rss_kb": vm_kb("self", "VmRSS")}
 
     def _probe_uid(self, report: isolation.Report) -> str | None:
         """Fork one trivial candidate.  As root, failing to drop privileges is fatal:
@@ -295,8 +279,24 @@ class Zygote:
         return self._fork_child()
 
     def prepare_spare(self) -> None:
-        """Finish the last child's clean-up, then fork and lock down the next one (idle time)."""
+        """Finish the last child's clean-up and fork and lock down the next one (idle time).
+
+        With a pid namespace per child, a child whose output was complete is killed and
+        the spare forked while its exit (a millisecond of page-table and namespace
+        teardown) runs on the other core; it is then reaped and swept, and the spare's
+        work dir emptied, before the spare can get any work. Leftovers of the last
+        candidate cannot name the spare (another pid namespace), and the IPC namespace,
+        if it had to be replaced, is not the spare's: then it is forked again.
+        """
+        child = self.pending
+        if child is not None and not child.reaped and self.pid_namespace:
+            oslevel.kill_quietly(child.pid, group=True)
+            oslevel.kill_quietly(child.pid)
+            self._refresh_spare()
         self.finish_clean_up()
+        self._refresh_spare()
+
+    def _refresh_spare(self) -> None:
         if self.spare is not None and self.spare.sets_version != self.sets_version:
             self._discard(self.spare)
             self.spare = None
@@ -366,21 +366,33 @@ class Zygote:
             return
         if not child.reaped:  # its output was complete: it ends now, after the reply
             reap(child.pid)
-        isolation.sweep(child.pid, self.uid)
+        spare = self.spare
+        escaped = isolation.sweep(child.pid, self.uid, keep=spare.pid if spare is not None else None)
         with contextlib.suppress(OSError):
             os.unlink(child.out_path)
         isolation.remove_tree(child.workdir)
-        isolation.scrub_shared(self.private_dirs, self.base, self.uid)
+        if spare is not None:
+            reaped = not _is_child(spare.pid)  # the sweep reaped it
+            if reaped or (escaped and self.uid is not None):  # killed with the slot uid's processes
+                self._discard(spare, reaped=reaped)  # perhaps still dying: waited for
+                self.spare = spare = None
+            else:
+                isolation.empty_dir(spare.workdir)  # what leftovers may have written there
+        if isolation.scrub_shared(self.private_dirs, self.base, self.uid) and spare is not None:
+            self._discard(spare)  # forked into the IPC namespace just replaced
+            self.spare = None
         if self.cgroup is not None:
             self.cgroup.oom_kills()  # OOM kills of its leftovers are not the next candidate's
 
-    def _discard(self, child: Child) -> None:
-        """End a spare that never received work (it ran only our code)."""
-        oslevel.kill_quietly(child.pid, group=True)
-        oslevel.kill_quietly(child.pid)
+    def _discard(self, child: Child, reaped: bool = False) -> None:
+        """End a spare that never received work (it ran only our code); ``reaped``: it is
+        gone already, and its pid may be another process's now."""
         child.sock.close()
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(child.pid, 0)
+        if not reaped:
+            oslevel.kill_quietly(child.pid, group=True)
+            oslevel.kill_quietly(child.pid)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(child.pid, 0)
         with contextlib.suppress(OSError):
             os.unlink(child.out_path)
         isolation.remove_tree(child.workdir)
@@ -411,7 +423,20 @@ class Child:
 
 
 def _alive(pid: int) -> bool:
-    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+    """A child of ours that has not exited (False also once it was reaped)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+    except ChildProcessError:
+        return False
+
+
+def _is_child(pid: int) -> bool:
+    """Still ours to wait for (running or a zombie): not reaped, so its pid is not reused."""
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
 
 
 def _fatal_message(blob: bytes) -> str | None:

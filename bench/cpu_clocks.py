@@ -1,0 +1,93 @@
+"""CPU clocks for the bench scripts: kernel-counted, so they stay meaningful on a busy machine.
+
+``Observed`` wraps ``make_executor``: it times the controller's evaluation threads and
+samples the CPU of worker processes and sandboxes (zygotes with their reaped
+candidates) just before they are closed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from evolve import executors
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int, children: bool = True) -> float:
+    """CPU seconds of a process (and of its reaped children) from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11 : 15 if children else 13]) / TICK
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+class ThreadClock:
+    """Thread CPU spent inside a wrapped call, summed over the threads that make it."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+
+    def wrap(self, fn: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.seconds += time.thread_time() - start
+        return timed
+
+
+class Observed:
+    """make_executor, wrapped: times the controller's evaluation threads, samples the
+    CPU of worker processes and sandboxes just before they are closed."""
+
+    def __init__(self) -> None:
+        self.evaluate = ThreadClock()
+        self.workers_cpu = 0.0
+        self.sandbox_cpu = 0.0
+        self.make = executors.make_executor
+        self._executor: Any = None
+        self._baseline = (0.0, 0.0)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        executor = self._executor = self.make(*args, **kwargs)
+        executor.evaluate = self.evaluate.wrap(executor.evaluate)
+        close = executor.close
+
+        def observed_close() -> None:
+            workers, sandboxes = _cpu_of(executor)
+            self.workers_cpu, self.sandbox_cpu = workers - self._baseline[0], sandboxes - self._baseline[1]
+            close()
+        executor.close = observed_close
+        return executor
+
+    def loop_starts(self) -> None:
+        """After start-up and the seed's evaluation: what the processes spent so far is not the loop's."""
+        self._baseline = _cpu_of(self._executor)
+        self.evaluate.seconds = 0.0
+
+
+def _cpu_of(executor: Any) -> tuple[float, float]:
+    """(worker processes' own CPU, zygotes' CPU with their reaped candidates)."""
+    if hasattr(executor, "_workers"):  # WorkerProcesses
+        workers = [w.proc.pid for w in executor._workers]
+        zygotes = [z for w in workers for z in child_pids(w)]
+        return sum(proc_cpu(w, children=False) for w in workers), sum(proc_cpu(z) for z in zygotes)
+    sandboxes = executor._evaluator._sandboxes.values()  # LocalExecutor: the zygotes are ours
+    return 0.0, sum(proc_cpu(sb.worker_pid) for sb in sandboxes if sb.worker_pid)

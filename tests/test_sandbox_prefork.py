@@ -1,0 +1,142 @@
+"""The next candidate's child is forked and locked down ahead of time: it serves one
+candidate only, and nothing of the candidate before reaches it.
+
+Real sandboxes, real forks.  A candidate that wants to pass state on tries the ways a
+hostile one would: its own process memory (if its child were reused), shared
+directories, SysV IPC, an abstract unix socket, and a leftover that keeps writing into
+the next child's work dir after its reply, while that child is already forked.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_sandbox import alive, assert_nothing_left, make
+
+from evolve.sandbox import Sandbox
+from evolve.verifier import Instance
+
+ONE = [Instance("n1", "g", {"x": 1})]
+MARK = "prefork-7f3a"
+
+LEAVE_STATE = f"""
+import builtins, ctypes, os, socket, sys, types
+import numpy
+def f(x):
+    builtins.{MARK.replace("-", "_")} = 1
+    numpy.{MARK.replace("-", "_")} = 1
+    os.environ["{MARK}"] = "1"
+    sys.modules["{MARK}"] = types.ModuleType("{MARK}")
+    for d in (".", "/tmp", "/dev/shm"):
+        try:
+            with open(os.path.join(d, "{MARK}"), "w") as fh:
+                fh.write("state")
+        except OSError:
+            pass
+    shm = ctypes.CDLL(None).shmget(0x7F3A, 4096, 0o1666) >= 0
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind("\\0{MARK}")
+    sock.listen()
+    builtins.keep = sock
+    return shm
+"""
+FIND_STATE = f"""
+import builtins, ctypes, os, socket, sys
+import numpy
+def f(x):
+    found = []
+    if hasattr(builtins, "{MARK.replace("-", "_")}"):
+        found.append("builtins")
+    if hasattr(numpy, "{MARK.replace("-", "_")}"):
+        found.append("numpy")
+    if "{MARK}" in os.environ:
+        found.append("environ")
+    if "{MARK}" in sys.modules:
+        found.append("sys.modules")
+    found += [d for d in (".", "/tmp", "/dev/shm") if os.path.exists(os.path.join(d, "{MARK}"))]
+    if ctypes.CDLL(None).shmget(0x7F3A, 4096, 0o666) >= 0:
+        found.append("shm")
+    try:
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect("\\0{MARK}")
+        found.append("socket")
+    except OSError:
+        pass
+    return found
+"""
+# Answers, then lingers: the run's last flush blocks while a thread keeps writing into
+# the shared dirs and into the work dirs the next children will get (run-N+1, ...).
+LINGER = f"""
+import os, sys, threading, time
+class Stalling:
+    calls = 0
+    def write(self, text):
+        return len(text)
+    def flush(self):
+        Stalling.calls += 1
+        if Stalling.calls > 1:  # after the last result line: hold the child here
+            time.sleep(30)
+def scribble():
+    here = os.getcwd()
+    base, name = os.path.split(here)
+    n = int(name.rsplit("-", 1)[1])
+    targets = ["/tmp", "/dev/shm"] + [os.path.join(base, f"run-{{n + k}}") for k in range(1, 4)]
+    while True:
+        for d in targets:
+            try:
+                with open(os.path.join(d, "{MARK}"), "w") as fh:
+                    fh.write("late")
+            except OSError:
+                pass
+def f(x):
+    threading.Thread(target=scribble, daemon=True).start()
+    time.sleep(0.02)
+    sys.stdout = Stalling()
+    return os.getcwd()
+"""
+FIND_FILES = f"""
+import os
+def f(x):
+    return [d for d in (".", "/tmp", "/dev/shm") if os.path.exists(os.path.join(d, "{MARK}"))]
+"""
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with make(slot=21) as sb:
+        yield sb
+
+
+def run(sb: Sandbox, source: str) -> object:
+    outcome = sb.run(textwrap.dedent(source), "f", ONE)
+    assert outcome.status == "ok", outcome
+    return outcome.runs[0].solution
+
+
+def test_each_candidate_gets_a_fresh_child_that_serves_it_alone(sandbox: Sandbox) -> None:
+    spares = [sandbox.settle()]
+    for _ in range(3):
+        assert run(sandbox, "def f(x):\n    return x\n") == 1
+        spares.append(sandbox.settle())
+    if sandbox.uid is None or None in spares:
+        pytest.skip("needs root and a spare (the zygote's pids are ours to compare)")
+    assert len(set(spares)) == len(spares)  # a new child for every candidate
+    assert not any(alive(pid) for pid in spares[:-1])  # the ones that served are gone
+
+
+def test_nothing_a_candidate_leaves_reaches_the_next_ones_child(sandbox: Sandbox) -> None:
+    for _ in range(2):  # the second round's child was forked while the first one's was ending
+        run(sandbox, LEAVE_STATE)
+        assert run(sandbox, FIND_STATE) == []
+    assert_nothing_left(sandbox)
+
+
+def test_a_candidate_lingering_after_its_reply_cannot_write_into_later_children(sandbox: Sandbox) -> None:
+    for _ in range(3):
+        cwd = run(sandbox, LINGER)
+        assert isinstance(cwd, str) and Path(cwd).name.startswith("run-")
+        assert run(sandbox, FIND_FILES) == []
+        assert run(sandbox, FIND_FILES) == []
+    assert_nothing_left(sandbox)
