@@ -40,6 +40,7 @@ def define_problem(
     signature: str | None = None,
     contract: str = "",
     objective: str = "objective",
+    direction: str | None = None,
     score: str = "gap_mean",
     title: str | None = None,
     description: str = "",
@@ -60,15 +61,21 @@ def define_problem(
     ``signature`` defaults to that function's ``def`` line.  ``baselines`` maps
     names to source code; ``features`` are MAP-Elites dimensions as in
     ``problem.toml`` (default: code length); ``run`` holds default run
-    settings; ``score`` is ``gap_mean``, ``gap_ratio`` or ``objective``.
+    settings; ``score`` is ``gap_mean``, ``gap_ratio`` or ``objective``.  ``direction``
+    (``minimize`` or ``maximize``) defaults to the class attribute of that name; given
+    both, they must agree.
     The problem is written to ``folder`` (default: a temporary folder removed
     at exit); pass a folder to keep it.
     """
     entry, module_root = verifier_entry(verifier)
-    direction = getattr(verifier, "direction", None)
+    declared = getattr(verifier, "direction", None)
+    if direction is not None and declared is not None and direction != declared:
+        raise UserError(f"define_problem: direction={direction!r} but verifier {verifier.__qualname__} "
+                        f"declares direction = {declared!r}; make them agree")
+    direction = direction or declared
     if direction not in ("minimize", "maximize"):
-        raise UserError(f"verifier {verifier.__qualname__}: class attribute 'direction' must be "
-                        f"'minimize' or 'maximize', got {direction!r}")
+        raise UserError(f"verifier {verifier.__qualname__}: give direction='minimize' or 'maximize' "
+                        f"(or declare it on the class), got {direction!r}")
     fn_name, fn_signature = _function_of(seed, function)
     document: dict[str, Any] = {
         "name": name,

@@ -12,7 +12,7 @@ import pytest
 
 from evolve.problem import discover, load_problem
 from evolve.sandbox import Sandbox, SandboxLimits
-from evolve.sandbox.side import side_of
+from evolve.sandbox.side import side_of, whole_module_warning
 from evolve.verifier import Instance
 
 # What of evolve.evaluators each problem's worker may hold: its sandbox side.
@@ -95,3 +95,13 @@ def test_a_verifier_whose_solve_sits_in_its_own_module_still_works() -> None:
         assert "sandbox_fixtures" in sb.worker_modules
         outcome = sb.run("def f(x):\n    return x + 1\n", "f", [Instance("a", "g", {"x": 1})])
     assert outcome.runs[0].solution == 2
+
+
+def test_a_verifier_without_a_sandbox_side_of_its_own_is_named_in_one_warning_line() -> None:
+    with Sandbox("sandbox_fixtures:EchoVerifier", LIMITS, slot=33) as sb:
+        line = whole_module_warning("sandbox_fixtures:EchoVerifier", sb.side)
+    assert line is not None and "\n" not in line and "all of sandbox_fixtures" in line
+    for name in SANDBOX_SIDES:
+        problem = load_problem(name)
+        entry = problem.spec.verifier.entry
+        assert whole_module_warning(entry, side_of(type(problem.verifier))) is None, name

@@ -28,6 +28,7 @@ class SandboxSide:
     respond: str | None
     modules: tuple[str, ...]  # imported before isolation, in this order
     packages: tuple[str, ...]  # installed packages besides numpy that candidates may import
+    verifier_module: str = ""  # where the verifier class is defined (trusted, unless solve is there too)
 
 
 def side_of(cls: type) -> SandboxSide:
@@ -40,7 +41,8 @@ def side_of(cls: type) -> SandboxSide:
         if entry is not None and entry.partition(":")[0] not in modules:
             modules.append(entry.partition(":")[0])
     extra = tuple(getattr(cls, "sandbox_modules", ()))
-    return SandboxSide(solve, respond, (*modules, *extra), tuple(getattr(cls, "sandbox_packages", ())))
+    packages = tuple(getattr(cls, "sandbox_packages", ()))
+    return SandboxSide(solve, respond, (*modules, *extra), packages, cls.__module__)
 
 
 def _entry(cls: type, name: str) -> str | None:
@@ -75,3 +77,14 @@ def _resolve(entry: str | None) -> Any:
     if not callable(target):
         raise TypeError(f"{entry} is not callable")
     return target
+
+
+def whole_module_warning(entry: str, side: SandboxSide) -> str | None:
+    """One line when the sandbox side is the verifier's own module (``solve`` written in the
+    class): that module and all it imports then sit in every candidate's process."""
+    module = side.verifier_module
+    if not module or module not in (e.partition(":")[0] for e in (side.solve, side.respond) if e is not None):
+        return None
+    return (f"sandbox: verifier {entry} defines solve/respond in its own module, so all of {module} (and what "
+            "it imports: references, solvers) is in every candidate's process; move them to a module of "
+            "their own (docs/add-a-problem.md)")
