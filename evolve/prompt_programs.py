@@ -35,10 +35,13 @@ WORST = "worst instances:"  # the feedback line an inspiration leaves out (the c
 
 @dataclass(frozen=True)
 class TimeLimits:
-    """Each instance's time limit, by instance name, and on which clock: "CPU" (a budget the
-    verifier enforces per instance) or "wall" (the instance's share of the sandbox's limit)."""
+    """Each instance's time limit, by instance name. ``clock`` is how an instance's time is
+    measured: "CPU" (the kernel's count for a session verifier's call) or "wall" (inside the
+    sandbox otherwise); ``kind`` is the limit's: "budget" (CPU, enforced per instance by the
+    verifier) or "wall limit" (the instance's share of the sandbox's limit)."""
 
     clock: str
+    kind: str
     seconds: dict[str, float]
 
 
@@ -61,11 +64,13 @@ def time_limits(problem: Problem, settings: RunSettings, instances: list[Instanc
     one, else the instance's share of the sandbox's wall-time limit (its weight where it has one)."""
     verifier = problem.verifier
     budget = getattr(verifier, "time_budget_s", None)
+    clock = "CPU" if callable(getattr(verifier, "interact", None)) else "wall"
     if callable(budget):
-        return TimeLimits("CPU", {i.name: float(budget(i)) for i in instances})
+        return TimeLimits(clock, "budget", {i.name: float(budget(i)) for i in instances})
     weight = getattr(verifier, "time_weight", None)
     per = settings.sandbox.instance_timeout_s
-    return TimeLimits("wall", {i.name: per * (float(weight(i)) if callable(weight) else 1.0) for i in instances})
+    return TimeLimits(clock, "wall limit",
+                      {i.name: per * (float(weight(i)) if callable(weight) else 1.0) for i in instances})
 
 
 def program_view(program: Program, problem: Problem, limits: TimeLimits) -> ProgramView:
@@ -116,10 +121,9 @@ def time_against_limits(program: Program, limits: TimeLimits) -> str:
         text = (f"{group} {_ms(fmean(s for s, _ in runs))}/{_ms(max(s for s, _ in runs))}/{_ms(limit)}"
                 if all(b == limit for _, b in runs) else
                 f"{group} {100 * fmean(s / b for s, b in runs):.0f}%/{100 * max(s / b for s, b in runs):.0f}%"
-                " of the limit")
+                f" of the {limits.kind}")
         parts.append(text + (f" ({near} of {len(runs)} over {NEAR_BUDGET:.0%})" if near else ""))
-    what = "budget" if limits.clock == "CPU" else "limit"
-    return f"{limits.clock} ms per instance, mean/max/{what}: " + ", ".join(parts)
+    return f"{limits.clock} ms per instance, mean/max/{limits.kind}: " + ", ".join(parts)
 
 
 def _ms(seconds: float) -> str:

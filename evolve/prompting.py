@@ -91,7 +91,7 @@ class PromptBuilder:
         self.settings = settings
         self.archive = archive
         self._system: str | None = None
-        self._limits = TimeLimits("CPU", {})
+        self._limits = TimeLimits("CPU", "budget", {})
 
     def prepare(self, quick: list[Instance], train: list[Instance]) -> None:
         """Render the system message once the seed is archived (its figures are part of it)."""

@@ -200,7 +200,7 @@ def test_without_a_cpu_budget_wall_time_per_group_is_shown_against_the_sandbox_l
                    eval_seconds=1.0)
     program = archive.program(archive.add_program(seed, None))
     user = builder(jssp, archive).messages("diff", 0, program, [])[1]["content"]
-    line = next(x for x in user.splitlines() if x.startswith("wall ms per instance"))
+    line = next(x for x in user.splitlines() if x.startswith("wall ms per instance, mean/max/wall limit"))
     limit = resolve_settings(jssp.spec.run, None, {}).sandbox.instance_timeout_s
     first = sorted({i.group for i in jssp.instances("train")}, key=natural_key)[0]
-    assert line.startswith(f"wall ms per instance, mean/max/limit: {first} 12/12/{1000 * limit:.0f},")
+    assert line.startswith(f"wall ms per instance, mean/max/wall limit: {first} 12/12/{1000 * limit:.0f},")
