@@ -33,8 +33,8 @@ from evolve.scoring import natural_key
 
 # What each problem is measured on. "key" is a test metric (with [group] for each group),
 # "lower" whether lower is better, "baselines" the published rules the target names.
-# Iterations are sized for about five minutes of one core per run (one worker); on this shared
-# machine the wall time is longer: the table states it and the load.
+# Iterations are sized for about five minutes per run with a core to itself (one worker), an
+# estimate from the CPU cost of one proposal; the table states the wall time and the load.
 @dataclass(frozen=True)
 class Target:
     iterations: int
