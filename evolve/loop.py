@@ -22,7 +22,7 @@ from evolve.config import RunSettings
 from evolve.edits import EditError, apply_edit, block_text, code_hash
 from evolve.errors import UserError
 from evolve.evaluation import FAILURE_KINDS, Evaluation
-from evolve.executors import Executor, make_executor
+from evolve.executors import Executor
 from evolve.gp.islands import EPOCHS_META, IslandPolicy
 from evolve.gp.semantics import BehaviourKeys
 from evolve.llm import OFFLINE
@@ -33,6 +33,7 @@ from evolve.prompting import PromptBuilder
 from evolve.scoring import headline_gap
 from evolve.stop import Stop, StopKind
 from evolve.verifier import Instance
+from evolve.workers import make_executor
 
 # Failure kinds as the display and the log count them.
 MODEL, EDIT, EVALUATION = "model", "edit", "evaluation"
