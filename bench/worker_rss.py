@@ -1,35 +1,42 @@
-"""Resident memory of each shipped problem's warm sandbox worker (the zygote candidates fork from).
+"""Resident memory and modules of each shipped problem's warm sandbox worker (the zygote candidates fork from).
 
-    PYTHONPATH=. python bench/worker_rss.py
+    python bench/worker_rss.py [--rounds N]
 
 What the worker holds is what every candidate's process starts with: numpy, the
-common stdlib, and the verifier's module with whatever it imports.
+common stdlib, and the verifier's sandbox side (the module defining its
+``solve``/``respond``, with what that imports).  Prints the median RSS over the
+rounds (each round starts every worker afresh), the number of modules, and the
+modules of ``evolve.evaluators`` the worker holds.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import statistics
 
 from evolve.problem import discover
 from evolve.sandbox import Sandbox, SandboxLimits
 
 
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-    return kb / 1024
-
-
 def main() -> None:
-    print(f"{'problem':<16} {'verifier':<44} {'worker RSS MiB':>14}")
-    for name, problem in sorted(discover().items()):
-        if problem.origin != "builtin":
-            continue
-        entry = problem.spec.verifier.entry
-        with Sandbox(entry, SandboxLimits(timeout_s=10), extra_sys_path=problem.sys_path) as sb:
-            assert sb.worker_pid is not None
-            print(f"{name:<16} {entry:<44} {rss_mib(sb.worker_pid):>14.1f}")
-    print(f"load avg {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    rounds = parser.parse_args().rounds
+    problems = {name: p for name, p in sorted(discover().items()) if p.origin == "builtin"}
+    rss: dict[str, list[float]] = {name: [] for name in problems}
+    held: dict[str, frozenset[str]] = {}
+    for _ in range(rounds):
+        for name, problem in problems.items():
+            with Sandbox(problem.spec.verifier.entry, SandboxLimits(timeout_s=10),
+                         extra_sys_path=problem.sys_path) as sb:
+                rss[name].append((sb.worker_rss_kb or 0) / 1024)
+                held[name] = sb.worker_modules
+    print(f"{'problem':<16} {'RSS MiB (median)':>16} {'modules':>8}  evolve.evaluators modules held")
+    for name in problems:
+        ours = sorted(m.removeprefix("evolve.evaluators.") for m in held[name] if m.startswith("evolve.evaluators."))
+        print(f"{name:<16} {statistics.median(rss[name]):>16.1f} {len(held[name]):>8}  {', '.join(ours)}")
+    print(f"{rounds} rounds; load avg {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -133,6 +133,9 @@ class VerifierSpec(Strict):
     path: str | None = None
 
 
+DEFAULT_FEATURE: dict[str, Any] = {"name": "code_length", "bins": 8, "min": 0, "max": 4000}
+
+
 class FeatureSpec(Strict):
     """A MAP-Elites dimension: ``code_length`` or any evaluation metric name."""
 
@@ -204,7 +207,8 @@ class ProblemSpec(Strict):
     function: FunctionSpec
     objective: ObjectiveSpec
     verifier: VerifierSpec
-    features: list[FeatureSpec] = Field(min_length=1, max_length=3)
+    # MAP-Elites dimensions; without [[features]], one: the length of the evolved code.
+    features: list[FeatureSpec] = Field(default_factory=lambda: [FeatureSpec(**DEFAULT_FEATURE)], min_length=1, max_length=3)
     # [rule] (one table) or [[rule]] (several): what the offline search evolves; optional.
     rule: list[RuleSpec] = []
     prompt: PromptSpec = PromptSpec()

@@ -18,6 +18,7 @@ from evolve.config import SandboxSettings
 from evolve.errors import UserError
 from evolve.problem import Problem, builtin_dir
 from evolve.sandbox import InstanceRun, Sandbox, SandboxLimits, SandboxOutcome, SessionEnded
+from evolve.sandbox.side import whole_module_warning
 from evolve.scoring import aggregate, headline_gap, natural_key
 from evolve.verifier import CandidateError, Instance, InstanceResult, infeasible
 
@@ -110,7 +111,7 @@ class Evaluator:
                 self._hide = []
                 sandbox = Sandbox(entry, self._limits, slot=slot, extra_sys_path=path)
             self._sandboxes[slot] = sandbox
-            warn_once(sandbox.facts)
+            warn_once(sandbox.facts, whole_module_warning(entry, sandbox.side))
         return self._sandboxes[slot]
 
     def close(self) -> None:
@@ -266,14 +267,15 @@ def hidden_paths(paths: list[Path]) -> list[str]:
 _warned: set[str] = set()
 
 
-def warn_once(facts: dict[str, tuple[bool, str]]) -> None:
-    """Say once per process, before the first candidate runs, what the sandbox cannot hide here."""
+def warn_once(facts: dict[str, tuple[bool, str]], *more: str | None) -> None:
+    """Say once per process, before the first candidate runs, what the sandbox cannot hide here
+    (and ``more`` such lines, e.g. a verifier without a sandbox side of its own)."""
     from evolve.sandbox.doctor import weaknesses
 
-    line = weaknesses(facts)
-    if line and line not in _warned:
-        _warned.add(line)
-        log.warning(line)
+    for line in (weaknesses(facts), *more):
+        if line and line not in _warned:
+            _warned.add(line)
+            log.warning(line)
 
 
 def run_timeout(instance_timeout_s: float, instances: float) -> float:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import queue
 import socket
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Protocol
@@ -124,18 +125,7 @@ class RayExecutor(SlotCalls):
         self._ray = ray
         self._started_here = not ray.is_initialized()
         if self._started_here:
-            try:
-                with warnings.catch_warnings():  # the failure is reported below, in one line
-                    warnings.simplefilter("ignore")
-                    ray.init(
-                        address=address, ignore_reinit_error=True, include_dashboard=False,
-                        log_to_driver=False, logging_level="ERROR",
-                    )
-            except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
-                hint = (" (a cluster with token authentication needs its token here: "
-                        "RAY_AUTH_TOKEN or ~/.ray/auth_token)" if address else "")
-                raise UserError(f"Ray at {address or 'a new local cluster'} cannot be used: "
-                                f"{' '.join(str(err).split())[:200]}{hint}") from None
+            _connect(ray, address)
         # Built-in and plug-in problems load by name on the workers; a problem
         # given as a folder must exist at the same path there (shared storage).
         reference = problem_reference(problem)
@@ -206,6 +196,37 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
         raise UserError(f"--ray-address {address}: nothing answers there ({reason}); start the head "
                         "with 'ray start --head' (its client server listens on 10001) or fix the "
                         "address") from None
+
+
+def _connect(ray: Any, address: str | None, attempts: int = 2) -> None:
+    """``ray.init``; a client whose per-client server failed to start tries once more.
+
+    A Ray client head starts one server per client connection on the first port of its
+    range that it finds free; two heads on one machine can race for the same port, and the
+    loser's server exits at once ("Initialization failure from server"). The next attempt
+    gets the next port.
+    """
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # the failure is reported below, in one line
+                warnings.simplefilter("ignore")
+                ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
+                         log_to_driver=False, logging_level="ERROR")
+            return
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
+            text = " ".join(str(err).split())
+            if "Initialization failure from server" in text and attempt + 1 < attempts:
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+                time.sleep(2.0)
+                continue
+            # A server-side traceback says what went wrong in its last line, not its first.
+            lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+            reason = " ".join(lines[-1].split()) if len(lines) > 1 else text
+            hint = (" (a cluster with token authentication needs its token here: RAY_AUTH_TOKEN, "
+                    "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)" if address else "")
+            raise UserError(f"Ray at {address or 'a new local cluster'} cannot be used"
+                            f"{f' after {attempts} attempts' if attempt else ''}: {reason[:300]}{hint}") from None
 
 
 def _client_token_auth() -> None:

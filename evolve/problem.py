@@ -26,7 +26,7 @@ from evolve import problems as builtin_problems
 from evolve.config import ProblemSpec, load_problem_spec
 from evolve.errors import UserError
 from evolve.files import read_text
-from evolve.verifier import Instance, Verifier
+from evolve.verifier import Instance, LoadsInstances, Verifier
 
 ENTRY_POINT_GROUP = "evolve.problems"
 SPLITS = ("quick", "train", "test")
@@ -81,7 +81,16 @@ class Problem:
     @cached_property
     def verifier(self) -> Verifier:
         cls = import_entry(self.spec.verifier.entry, self.sys_path, str(self.toml_path))
-        return cls(self.dir, dict(self.spec.verifier.options))
+        direction = self.spec.objective.direction  # the one source; a class may only agree
+        declared = getattr(cls, "direction", None)
+        if declared is not None and declared != direction:
+            raise UserError(f"{self.toml_path}: objective.direction is '{direction}' but verifier "
+                            f"{self.spec.verifier.entry} declares direction = '{declared}'; make them agree "
+                            "(a mismatch would invert every gap)")
+        verifier = cls(self.dir, dict(self.spec.verifier.options))
+        if declared is None:
+            verifier.direction = direction
+        return verifier
 
     def baseline_programs(self) -> list[tuple[str, str]]:
         """(name, code) of every baseline, in name order."""
@@ -117,6 +126,9 @@ class Problem:
                 raise UserError(f"{instances_file}: is a folder, expected a file of instances")
             if not instances_file.is_file():
                 raise UserError(f"{instances_file}: file not found")
+            if not isinstance(self.verifier, LoadsInstances):
+                raise UserError(f"{instances_file}: problem '{self.name}' reads no instance files "
+                                "(its verifier defines no load_instances)")
             try:
                 found = self.verifier.load_instances(instances_file)
             except UnicodeDecodeError as err:  # whichever reader the verifier uses

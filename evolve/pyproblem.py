@@ -29,7 +29,6 @@ from evolve.problem import Problem, _from_dir
 
 _TEMP_DIRS: list[str] = []
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-DEFAULT_FEATURES = ({"name": "code_length", "bins": 8, "min": 0, "max": 4000},)
 
 
 def define_problem(
@@ -41,6 +40,7 @@ def define_problem(
     signature: str | None = None,
     contract: str = "",
     objective: str = "objective",
+    direction: str | None = None,
     score: str = "gap_mean",
     title: str | None = None,
     description: str = "",
@@ -61,15 +61,21 @@ def define_problem(
     ``signature`` defaults to that function's ``def`` line.  ``baselines`` maps
     names to source code; ``features`` are MAP-Elites dimensions as in
     ``problem.toml`` (default: code length); ``run`` holds default run
-    settings; ``score`` is ``gap_mean``, ``gap_ratio`` or ``objective``.
+    settings; ``score`` is ``gap_mean``, ``gap_ratio`` or ``objective``.  ``direction``
+    (``minimize`` or ``maximize``) defaults to the class attribute of that name; given
+    both, they must agree.
     The problem is written to ``folder`` (default: a temporary folder removed
     at exit); pass a folder to keep it.
     """
     entry, module_root = verifier_entry(verifier)
-    direction = getattr(verifier, "direction", None)
+    declared = getattr(verifier, "direction", None)
+    if direction is not None and declared is not None and direction != declared:
+        raise UserError(f"define_problem: direction={direction!r} but verifier {verifier.__qualname__} "
+                        f"declares direction = {declared!r}; make them agree")
+    direction = direction or declared
     if direction not in ("minimize", "maximize"):
-        raise UserError(f"verifier {verifier.__qualname__}: class attribute 'direction' must be "
-                        f"'minimize' or 'maximize', got {direction!r}")
+        raise UserError(f"verifier {verifier.__qualname__}: give direction='minimize' or 'maximize' "
+                        f"(or declare it on the class), got {direction!r}")
     fn_name, fn_signature = _function_of(seed, function)
     document: dict[str, Any] = {
         "name": name,
@@ -78,9 +84,10 @@ def define_problem(
         "function": {"name": fn_name, "signature": signature or fn_signature, "contract": contract},
         "objective": {"name": objective, "direction": direction, "score": score},
         "verifier": {"entry": entry, "options": dict(options or {}), "path": module_root},
-        "features": [dict(f) for f in (features or DEFAULT_FEATURES)],
         "run": dict(run or {}),
     }
+    if features:  # else the default: code length (ProblemSpec.features)
+        document["features"] = [dict(f) for f in features]
     from evolve.config import ProblemSpec
 
     validate(ProblemSpec, document, f"problem '{name}'")  # a bad argument fails here, named

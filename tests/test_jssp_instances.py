@@ -12,9 +12,12 @@ from evolve.evaluators.jssp import JsspVerifier
 from evolve.evaluators.jssp.benchmarks import load_benchmarks
 from evolve.evaluators.jssp.generator import SIZES, generated_split
 from evolve.evaluators.jssp.instance_file import parse_instance_file
+from evolve.problem import builtin_dir
+
+JSSP_DATA = builtin_dir() / "jssp" / "data"
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "jssp"
-FT06 = load_benchmarks()["ft06"].shop
+FT06 = load_benchmarks(JSSP_DATA)["ft06"].shop
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,7 @@ def taillard_text(shop, upper: int, lower: int) -> str:
 
 
 def test_all_162_benchmarks_load_by_name_with_bounds_in_order() -> None:
-    every = load_benchmarks()
+    every = load_benchmarks(JSSP_DATA)
     assert len(every) == 162
     assert {b.family for b in every.values()} == {"ta", "la", "ft", "abz", "orb", "swv", "yn"}
     for b in every.values():
@@ -58,7 +61,7 @@ def test_all_162_benchmarks_load_by_name_with_bounds_in_order() -> None:
 
 
 def test_newer_upper_bounds_replace_the_packaged_ones_with_their_source() -> None:
-    every = load_benchmarks()
+    every = load_benchmarks(JSSP_DATA)
     expected = {"ta32": 1783, "ta44": 1978, "ta45": 1997, "ta46": 2002, "ta49": 1960}
     for name, upper in expected.items():
         ref = every[name].reference()
@@ -79,7 +82,7 @@ def test_test_split_is_taillard_by_size_then_the_other_families(verifier: JsspVe
 
 
 def test_generated_splits_are_seeded_sized_and_never_benchmarks() -> None:
-    benchmark_hashes = {b.shop.content_hash() for b in load_benchmarks().values()}
+    benchmark_hashes = {b.shop.content_hash() for b in load_benchmarks(JSSP_DATA).values()}
     for split in ("quick", "train"):
         shops = generated_split(split)
         assert [s.content_hash() for s in shops] == [s.content_hash() for s in generated_split(split)]

@@ -14,6 +14,9 @@ from evolve.evaluators.jssp.cpsat import solve_cpsat
 from evolve.evaluators.jssp.generator import generated_split, taillard_like
 from evolve.evaluators.jssp.model import JobShop
 from evolve.evaluators.jssp.references import COMMAND, SHIPPED_PATH, load_shipped
+from evolve.problem import builtin_dir
+
+JSSP_DATA = builtin_dir() / "jssp" / "data"
 
 
 def makespan_of(shop: JobShop, start: np.ndarray) -> int:
@@ -26,7 +29,7 @@ def makespan_of(shop: JobShop, start: np.ndarray) -> int:
 
 @pytest.mark.parametrize(("name", "optimum"), [("ft06", 55), ("la01", 666)])
 def test_cp_sat_proves_the_small_optima(name: str, optimum: int) -> None:
-    shop = load_benchmarks()[name].shop
+    shop = load_benchmarks(JSSP_DATA)[name].shop
     result = solve_cpsat(shop, time_limit_s=30, workers=1)
     assert (result.status, result.makespan, result.bound) == ("optimal", optimum, optimum)
     assert makespan_of(shop, result.start) == optimum

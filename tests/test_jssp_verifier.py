@@ -20,7 +20,10 @@ from evolve.evaluators.jssp.builder import FEATURES, build_schedule, schedule_so
 from evolve.evaluators.jssp.check import check_schedule
 from evolve.evaluators.jssp.generator import taillard_like
 from evolve.evaluators.jssp.model import JobShop
+from evolve.problem import builtin_dir
 from evolve.verifier import Instance, Reference, Verifier
+
+JSSP_DATA = builtin_dir() / "jssp" / "data"
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "jssp"
 
@@ -217,7 +220,7 @@ def test_every_benchmark_builds_into_a_valid_schedule_under_both_schemes(verifie
 
 
 def test_zero_duration_operation_of_orb07_takes_no_machine_time(verifier: JsspVerifier) -> None:
-    shop = load_benchmarks()["orb07"].shop
+    shop = load_benchmarks(JSSP_DATA)["orb07"].shop
     j, k = (int(x) for x in np.argwhere((shop.durations == 0) & (shop.machines >= 0))[0])
     solution = solved(shop)
     release = solution["end"][j][k - 1] if k else 0

@@ -5,11 +5,10 @@ own temp dir and ports, and stopped by signalling that one process (it stops
 what it started), so other Ray sessions on the machine are never touched.
 
 It uses token authentication as Ray documents it (RAY_AUTH_MODE=token on the
-head, a token file): since Ray 2.52 any local `ray.init()` writes
-~/.ray/auth_token, and a head started without RAY_AUTH_MODE beside such a file
-enforces tokens on the client proxy but starts its per-client servers without
-them, so no client can connect. The client side gets only the token's path,
-as a user would export it; the run must turn token mode on by itself.
+head, a token file of its own), so the test does not depend on whether
+~/.ray/auth_token exists (since Ray 2.52 any local `ray.init()` writes one, and
+a head started beside it enforces tokens). The client side gets only the
+token's path, as a user would export it; the run must turn token mode on by itself.
 """
 
 from __future__ import annotations

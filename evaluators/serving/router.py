@@ -216,10 +216,6 @@ class RouterVerifier:
         """Instance time limits for this instance: one per 2,500 requests (at least one)."""
         return max(1.0, len(instance.data["trace"]["arrival"]) / NOMINAL_REQUESTS)
 
-    @staticmethod
-    def solve(heuristic: Callable[..., Any], instance: Instance) -> Any:
-        raise NotImplementedError("serving_router is interactive: the trusted side runs the replicas (interact)")
-
     def interact(self, instance: Instance, session: Session) -> dict[str, Any]:
         return self.simulate(instance, session_decide(session, "router"))
 

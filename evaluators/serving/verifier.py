@@ -195,10 +195,6 @@ class ServingVerifier:
 
     # -- the policy's run (trusted; the policy answers from the sandbox) -------------
 
-    @staticmethod
-    def solve(heuristic: Callable[..., Any], instance: Instance) -> Any:
-        raise NotImplementedError("serving is interactive: the trusted side runs the engine (interact)")
-
     def interact(self, instance: Instance, session: Session) -> dict[str, Any]:
         oracle = is_oracle(session.source, self.digests)
         return self.simulate(instance, session_decide(session, "policy"), oracle)

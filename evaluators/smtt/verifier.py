@@ -10,6 +10,12 @@ from typing import Any
 import numpy as np
 
 from evolve.errors import UserError
+from evolve.evaluators.smtt.candidate_side import (
+    respond_rule,
+    respond_schedule,
+    solve_rule,
+    solve_schedule,
+)
 from evolve.evaluators.smtt.claims import refuted_summary, stated_reference, with_file_bound
 from evolve.evaluators.smtt.generator import SPLIT_IDS, split_instances
 from evolve.evaluators.smtt.instance_file import parse_instance_file
@@ -22,7 +28,6 @@ from evolve.evaluators.smtt.references import (
     load_shipped,
     store_cached,
 )
-from evolve.evaluators.smtt.solve import respond_rule, respond_schedule, solve_rule, solve_schedule
 from evolve.verifier import (
     CandidateError,
     Direction,
@@ -128,7 +133,7 @@ class SmttVerifier:
             log.warning(refuted_summary(str(path), refuted, claimed))
         return out
 
-    # -- solve (inside the sandbox): evaluators/smtt/solve.py --------------------------
+    # -- solve (inside the sandbox): evaluators/smtt/candidate_side.py --------------------------
 
     solve = staticmethod(solve_schedule)
     respond = staticmethod(respond_schedule)

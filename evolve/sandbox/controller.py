@@ -7,6 +7,7 @@ fresh interpreter started with a scrubbed environment.  See docs/sandbox.md.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ from evolve.sandbox import frames, oslevel
 from evolve.sandbox.frames import WorkerLost
 from evolve.sandbox.outcome import build_outcome
 from evolve.sandbox.session import SandboxSession
+from evolve.sandbox.side import SandboxSide, side_of
 from evolve.sandbox.types import SandboxError, SandboxLimits, SandboxOutcome
 
 START_TIMEOUT_S = 120.0  # importing numpy on a cold disk can be slow
@@ -51,6 +53,20 @@ def scrubbed_env(home: str) -> dict[str, str]:
             env[key] = os.environ[key]
     env.setdefault("LANG", "C.UTF-8")
     return env
+
+
+def _side(entry: str, sys_path: list[str]) -> SandboxSide:
+    """The verifier's sandbox side, read off its class here in the trusted process."""
+    module_name, _, class_name = entry.partition(":")
+    added = [p for p in sys_path if p not in sys.path]
+    sys.path.extend(added)  # after ours, as the worker sees them
+    try:
+        return side_of(getattr(importlib.import_module(module_name), class_name))
+    except Exception as exc:
+        raise UserError(f"verifier {entry!r} cannot be loaded in the sandbox: {type(exc).__name__}: {exc}") from None
+    finally:
+        for p in added:
+            sys.path.remove(p)
 
 
 def strip_reference(instance: Any) -> Any:
@@ -121,6 +137,8 @@ class Sandbox:
         if not (sep and module and cls.isidentifier()):
             raise UserError(f"verifier entry {verifier_entry!r}: expected 'package.module:ClassName'")
         self.entry = verifier_entry
+        self._sys_path = [os.path.abspath(p or ".") for p in [*sys.path, *(extra_sys_path or [])]]
+        self.side = _side(verifier_entry, self._sys_path)
         self.limits = limits or SandboxLimits()
         self.slot = slot
         self.uid: int | None = None  # what candidates run as; None = the controller's uid
@@ -128,7 +146,8 @@ class Sandbox:
         # filesystem, pid namespace, network, uid, seccomp, cgroup limits -> (in force, how or why not)
         self.facts: dict[str, tuple[bool, str]] = {}
         self.worker_pid: int | None = None
-        self._sys_path = [os.path.abspath(p or ".") for p in [*sys.path, *(extra_sys_path or [])]]
+        self.worker_modules: frozenset[str] = frozenset()  # what every candidate's process starts with
+        self.worker_rss_kb: int | None = None  # the warm worker's resident size after its imports
         self._hide = [os.path.realpath(p) for p in hide_paths or []]
         self._sets: OrderedDict[tuple[int, ...], tuple[int, list[Any]]] = OrderedDict()
         self._next_set = 0
@@ -277,7 +296,7 @@ class Sandbox:
         finally:
             theirs.close()
             os.close(log)
-        init = {"sys_path": self._sys_path, "verifier": self.entry, "base": base,
+        init = {"sys_path": self._sys_path, "side": self.side, "base": base,
                 "limits": self.limits, "uid": self._uid_wanted, "hide_paths": self._hide}
         try:
             self._send(init)
@@ -292,6 +311,8 @@ class Sandbox:
             raise UserError(f"sandbox: {reply.get('error')}")
         self.uid, self.isolation, self.worker_pid = reply["uid"], reply["isolation"], reply["pid"]
         self.interactive = bool(reply.get("interactive"))
+        self.worker_modules = frozenset(reply.get("modules", ()))
+        self.worker_rss_kb = reply.get("rss_kb")
         self.facts = {name: (bool(ok), str(detail)) for name, (ok, detail) in reply.get("facts", {}).items()}
 
     def _channel(self) -> socket.socket:

@@ -107,6 +107,12 @@ def enter_view(scratch: str, file_size_mb: int, packages: tuple[str, ...],
     for d in SYSTEM_DIRS:  # merged /usr: /lib -> usr/lib and so on
         if os.path.islink(d):
             os.symlink(os.readlink(d), root + d)
+    # The private /tmp goes in first: a runtime or package under /tmp (a venv made there)
+    # is then bound on top of it, not buried beneath it.
+    size = max(64, 4 * file_size_mb)
+    for d in ("/tmp", "/var/tmp"):
+        os.makedirs(root + d, 0o755, exist_ok=True)
+        oslevel.mount("tmpfs", root + d, "tmpfs", _FLAGS, f"size={size}m,nr_inodes=4096,mode=1777")
     masks = []
     for path, kind in ops:
         target = root + path
@@ -118,10 +124,6 @@ def enter_view(scratch: str, file_size_mb: int, packages: tuple[str, ...],
         else:
             _bind_readonly(path, target)
     _make_dev(root, file_size_mb)
-    size = max(64, 4 * file_size_mb)
-    for d in ("/tmp", "/var/tmp"):
-        os.makedirs(root + d, 0o755, exist_ok=True)
-        oslevel.mount("tmpfs", root + d, "tmpfs", _FLAGS, f"size={size}m,nr_inodes=4096,mode=1777")
     for target in [*masks, root]:  # nothing of the skeleton is writable
         oslevel.mount("none", target, None, oslevel.MS_REMOUNT | oslevel.MS_RDONLY | _FLAGS, None)
     os.chdir(root)

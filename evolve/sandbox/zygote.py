@@ -34,6 +34,7 @@ from evolve.sandbox import (  # noqa: F401 (session_child: imported before isola
 )
 from evolve.sandbox.child import ChildSpec, Work, run_child
 from evolve.sandbox.frames import WorkerLost, read_frame, recv_request, send_reply
+from evolve.sandbox.side import SandboxSide, load_side
 from evolve.sandbox.supervise import reap, supervise, tail, vm_kb
 from evolve.sandbox.types import SandboxLimits
 
@@ -52,23 +53,12 @@ PROBE_SOURCE = "def probe(x):\n    return x\n"
 MIN_HEADROOM_KB = 64 * 1024  # address space a candidate gets beyond what the zygote maps
 
 
-def import_for_sandbox(cls: type) -> None:
-    """What ``solve``/``respond`` may need beyond the verifier's own module (already
-    imported): the record types, and the modules the class lists in ``sandbox_modules``
-    (for imports done lazily inside ``solve``).  Nothing else of the verifier's package
-    enters the candidate's process: no references, reports or solvers.
-    """
-    importlib.import_module("evolve.verifier")
-    for name in getattr(cls, "sandbox_modules", ()):
-        importlib.import_module(name)
-
-
 class Zygote:
     def __init__(self, chan: socket.socket, init: dict[str, Any]) -> None:
         self.chan = chan
         self.fin = self.fout = chan.fileno()
         self.pid = os.getpid()
-        self.entry: str = init["verifier"]
+        self.side: SandboxSide = init["side"]
         self.base: str = init["base"]
         self.limits: SandboxLimits = init["limits"]
         self.uid: int | None = init["uid"]
@@ -100,19 +90,11 @@ class Zygote:
         for name in PRELOAD:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
-        try:
-            module_name, _, class_name = self.entry.partition(":")
-            cls = getattr(importlib.import_module(module_name), class_name)
-            self.solve = cls.solve
-            if not callable(self.solve):
-                raise TypeError(f"{class_name}.solve is not callable")
-            self.respond = getattr(cls, "respond", None)
-            if self.respond is not None and not callable(self.respond):
-                raise TypeError(f"{class_name}.respond is not callable")
-            import_for_sandbox(cls)
+        try:  # the verifier's sandbox side only: never its references, reports or solvers
+            self.solve, self.respond = load_side(self.side)
         except Exception as exc:
             return {"ok": False, "kind": "verifier", "error": f"{type(exc).__name__}: {exc}"}
-        packages = (*view.DEFAULT_PACKAGES, *getattr(cls, "sandbox_packages", ()))
+        packages = (*view.DEFAULT_PACKAGES, *self.side.packages)
         program, note = syscalls.build()
         self.seccomp = syscalls.Filter(program) if program is not None else None
         report["seccomp"] = (self.seccomp is not None, note)
@@ -152,7 +134,8 @@ class Zygote:
         facts = {name: report[name] for name in order if name in report}
         return {"ok": True, "pid": self.pid, "uid": self.uid, "facts": facts,
                 "isolation": [detail for _, detail in facts.values()],
-                "interactive": self.respond is not None}
+                "interactive": self.respond is not None, "modules": sorted(sys.modules),
+                "rss_kb": vm_kb("self", "VmRSS")}
 
     def _probe_uid(self, report: isolation.Report) -> str | None:
         """Fork one trivial candidate.  As root, failing to drop privileges is fatal:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from toy_side import solve
 
 from evolve.errors import UserError
 from evolve.verifier import Instance, InstanceResult, Reference, feasible, infeasible
@@ -36,12 +36,7 @@ class ToyVerifier:
     def load_instances(self, path: Path) -> list[Instance]:
         raise UserError(f"{path}: the toy problem has no instance files")
 
-    @staticmethod
-    def solve(heuristic: Any, instance: Instance) -> Any:
-        if instance.data["delay_s"]:
-            time.sleep(instance.data["delay_s"])
-        result = heuristic(instance.data["x"].copy())
-        return result.tolist() if hasattr(result, "tolist") else list(result)
+    solve = staticmethod(solve)  # toy_side.py
 
     def score(self, instance: Instance, solution: Any) -> InstanceResult:
         x = instance.data["x"]

@@ -1,4 +1,7 @@
-"""Online bin packing verifier: seeded instances, sandboxed solve, trusted scoring.
+"""Online bin packing verifier, the trusted side: seeded instances and scoring.
+
+``solve`` (the sandbox side) is in candidate_side.py; this module never enters
+a candidate's process.  The direction is problem.toml's.
 
 Instances follow the OR-Library "u" classes (Falkenauer 1996): capacity 150,
 sizes uniform in [20, 100].  The reference is the L1 lower bound
@@ -9,7 +12,6 @@ the (unknown) optimum.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import numpy as np
 
 from evolve.errors import UserError
 from evolve.verifier import Direction, Instance, InstanceResult, Reference, feasible, infeasible
+from evolve_binpack.candidate_side import solve
 
 CAPACITY = 150
 SPLITS = {"quick": (0, 2), "train": (100, 6), "test": (200, 10)}
@@ -24,7 +27,7 @@ SIZES = (60, 120)
 
 
 class BinPackVerifier:
-    direction: Direction = "minimize"
+    direction: Direction  # from problem.toml
 
     def __init__(self, problem_dir: Path, options: dict[str, Any]) -> None:
         if options:
@@ -43,17 +46,7 @@ class BinPackVerifier:
             out.append(Instance(f"{split}-u{n}-{k}", f"n={n}", {"items": items, "capacity": CAPACITY}, reference))
         return out
 
-    def load_instances(self, path: Path) -> list[Instance]:
-        raise UserError(f"{path}: the binpack example reads no instance files")
-
-    @staticmethod
-    def solve(heuristic: Callable[..., Any], instance: Instance) -> Any:
-        result = heuristic(instance.data["items"].copy(), int(instance.data["capacity"]))
-        if isinstance(result, np.ndarray):
-            return result.tolist()
-        if isinstance(result, list | tuple):
-            return [x.item() if isinstance(x, np.generic) else x for x in result]
-        return result
+    solve = staticmethod(solve)
 
     def score(self, instance: Instance, solution: Any) -> InstanceResult:
         items, capacity = instance.data["items"], int(instance.data["capacity"])

@@ -1,0 +1,90 @@
+"""A verifier's sandbox side: what of it the warm worker imports, named by where solve/respond live.
+
+The rule (stated in the Verifier Protocol, evolve/verifier.py): the sandbox side
+of a verifier is the module that defines its ``solve`` (and ``respond``), plus
+what that module imports, plus any ``sandbox_modules``.  The trusted process
+reads this off the class (``solve = staticmethod(candidate_side.solve)`` names
+``candidate_side``); the worker imports only those modules, never the verifier's
+own module unless ``solve`` is defined in it.  Whatever the worker has not
+imported before it isolates itself does not exist for a candidate: the view
+holds none of our code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+RECORDS = "evolve.verifier"  # Instance and Reference: how instance sets reach the worker
+
+
+@dataclass(frozen=True)
+class SandboxSide:
+    """What the worker imports and calls; ``module:qualname`` entries, picklable."""
+
+    solve: str | None
+    respond: str | None
+    modules: tuple[str, ...]  # imported before isolation, in this order
+    packages: tuple[str, ...]  # installed packages besides numpy that candidates may import
+    verifier_module: str = ""  # where the verifier class is defined (trusted, unless solve is there too)
+
+
+def side_of(cls: type) -> SandboxSide:
+    """The sandbox side the verifier class declares by where its solve/respond are defined."""
+    solve, respond = (_entry(cls, name) for name in ("solve", "respond"))
+    if solve is None and respond is None:
+        raise TypeError(f"{cls.__qualname__} defines neither solve() nor respond()")
+    modules = [RECORDS]
+    for entry in (solve, respond):
+        if entry is not None and entry.partition(":")[0] not in modules:
+            modules.append(entry.partition(":")[0])
+    extra = tuple(getattr(cls, "sandbox_modules", ()))
+    packages = tuple(getattr(cls, "sandbox_packages", ()))
+    return SandboxSide(solve, respond, (*modules, *extra), packages, cls.__module__)
+
+
+def _entry(cls: type, name: str) -> str | None:
+    """``module:qualname`` of ``cls.<name>``: its own definition if it can be imported by that
+    name (a module-level function, or a method of a module-level class), else via the class."""
+    fn = inspect.getattr_static(cls, name, None)
+    if fn is None:
+        return None
+    fn = getattr(cls, name)
+    if not callable(fn):
+        raise TypeError(f"{cls.__qualname__}.{name} is not callable")
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if module and module != "__main__" and qualname and "<" not in qualname:
+        return f"{module}:{qualname}"
+    return f"{cls.__module__}:{cls.__qualname__}.{name}"
+
+
+def load_side(side: SandboxSide) -> tuple[Any, Any]:
+    """In the worker, before isolation: import the side's modules; its (solve, respond)."""
+    for name in side.modules:
+        importlib.import_module(name)
+    return _resolve(side.solve), _resolve(side.respond)
+
+
+def _resolve(entry: str | None) -> Any:
+    if entry is None:
+        return None
+    module, _, qualname = entry.partition(":")
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    if not callable(target):
+        raise TypeError(f"{entry} is not callable")
+    return target
+
+
+def whole_module_warning(entry: str, side: SandboxSide) -> str | None:
+    """One line when the sandbox side is the verifier's own module (``solve`` written in the
+    class): that module and all it imports then sit in every candidate's process."""
+    module = side.verifier_module
+    if not module or module not in (e.partition(":")[0] for e in (side.solve, side.respond) if e is not None):
+        return None
+    return (f"sandbox: verifier {entry} defines solve/respond in its own module, so all of {module} (and what "
+            "it imports: references, solvers) is in every candidate's process; move them to a module of "
+            "their own (docs/add-a-problem.md)")
