@@ -15,9 +15,11 @@ evolve runs through its real OpenAI-compatible backend with full sandbox
 isolation. Printed per window of --window iterations: wall milliseconds per
 iteration (from the arrival times of the model requests, so both frameworks are
 measured the same way), the population (evolve: programs in the archive, which
-keeps all; OpenEvolve: programs in its database), evolve's engine CPU per
-iteration (the controller thread's own work) and resident memory. Then the
-ratio at ~100, ~1,000 and ~3,000 programs.
+keeps all; OpenEvolve: programs in its database), CPU milliseconds per iteration
+of each framework's own processes (kernel clocks, not the model server's: they
+stay meaningful on a busy machine), evolve's engine CPU per iteration (the
+controller thread's own work) and resident memory; then evolve's CPU per
+iteration by part, and both ratios at ~100, ~1,000 and ~3,000 programs.
 
     python bench/loop_overhead.py [--iterations 3200] [--window 100] [--latency-ms 0]
                                   [--openevolve-config ours|default] [--skip-openevolve]
