@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from evolve import executors
+from evolve import workers as worker_processes
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -58,7 +58,7 @@ class Observed:
         self.evaluate = ThreadClock()
         self.workers_cpu = 0.0
         self.sandbox_cpu = 0.0
-        self.make = executors.make_executor
+        self.make = worker_processes.make_executor
         self._executor: Any = None
         self._baseline = (0.0, 0.0)
 

@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from cpu_clocks import Observed, ThreadClock  # noqa: E402
 from loop_overhead import MockModel, MockServer, machine_line  # noqa: E402
 
-from evolve import executors  # noqa: E402
+from evolve import workers as worker_processes  # noqa: E402
 from evolve.archive import Archive  # noqa: E402
 from evolve.config import resolve_settings  # noqa: E402
 from evolve.llm import make_llm  # noqa: E402
@@ -88,7 +88,7 @@ def run(problem_name: str, iterations: int, workers: int, llm_spec: str, seed: i
     observed = Observed()
     proposals = ThreadClock()
     server = MockServer(seed=seed, step=1.0, model_class=RuleModel) if llm_spec == "mock" else None
-    executors.make_executor, original = observed, executors.make_executor
+    worker_processes.make_executor, original = observed, worker_processes.make_executor
     import evolve.loop as loop_module
 
     loop_module.make_executor = observed  # the loop imported the name
@@ -115,7 +115,7 @@ def run(problem_name: str, iterations: int, workers: int, llm_spec: str, seed: i
             process_cpu = time.process_time() - mark["cpu"]
             archive.close()
     finally:
-        executors.make_executor = original
+        worker_processes.make_executor = original
         loop_module.make_executor = original
     loop_wall = total - (mark["t"] - started)
     n = max(1, progress.done)

@@ -29,6 +29,7 @@ _EXPORTS = {
     "run_study": "evolve.api",
     "review_study": "evolve.api",
     "load": "evolve.api",
+    "compute_references": "evolve.api",
     "Run": "evolve.handle",
     "ScoredProgram": "evolve.handle",
     "Problem": "evolve.problem",
@@ -44,6 +45,7 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs
     from evolve.api import baselines as baselines
     from evolve.api import compare_programs as compare_programs
+    from evolve.api import compute_references as compute_references
     from evolve.api import evaluate as evaluate
     from evolve.api import load as load
     from evolve.api import open_run as open_run

@@ -192,6 +192,31 @@ def load(problem: str | Path | Problem, options: dict[str, Any] | None = None,
     return as_problem(problem).configured(dict(options or {}), source=options_source)
 
 
+def compute_references(
+    problem: str | Path | Problem,
+    *,
+    split: str = "all",
+    time_limit_s: float | None = None,
+    force: bool = False,
+    jobs: int = 1,
+    options: dict[str, Any] | None = None,
+    options_source: str = "options",
+    progress: Callable[[int, int, Any], None] | None = None,
+) -> Any:
+    """Compute the missing references of ``split`` (``all``, a name or a comma list) into the
+    problem's ``data/references.json`` and return what was done (``RefreshOutcome``).
+    ``time_limit_s`` is the solver budget per instance as the verifier defines it (None: its
+    default); ``progress(done, total, record)`` is called before the first and after each."""
+    from evolve.reference_refresh import parse_splits, refresh_command, refresh_references
+
+    spec = load(problem, options, options_source)
+    splits = parse_splits(split)
+    if time_limit_s is not None and not 0 < time_limit_s < 1e6:
+        raise UserError(f"--time-limit {time_limit_s:g}: expected a positive number of seconds")
+    command = refresh_command(spec.name, splits, time_limit_s, dict(options or {}))
+    return refresh_references(spec, splits, time_limit_s, command, force=force, jobs=jobs, progress=progress)
+
+
 def evaluate(
     problem: str | Path | Problem,
     program: str | Path,

@@ -304,7 +304,7 @@ def prompt_(
 
 
 # Registered after the core commands so that --help lists those first.
-from evolve import cli_review, cli_search  # noqa: E402, F401
+from evolve import cli_references, cli_review, cli_search  # noqa: E402, F401
 
 
 def main() -> None:

@@ -241,24 +241,3 @@ def _client_token_auth() -> None:
     token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
     if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
         os.environ["RAY_AUTH_MODE"] = "token"
-
-
-def make_executor(
-    problem: Problem, settings: RunSettings, splits: dict[str, list[Instance]], hide: list[Path]
-) -> Executor:
-    """Ray actors; or, on this machine, one trusted worker process per slot when there are
-    several (scoring runs off the controller's GIL, evolve/workers.py), else the one sandbox
-    driven from this process. Every sandbox starts here, not at its first candidate."""
-    if settings.executor == "ray":
-        return RayExecutor(problem, settings, splits, settings.ray_address, hide)
-    if settings.workers > 1:
-        from evolve.workers import WorkerProcesses
-
-        return WorkerProcesses(problem, settings.sandbox, settings.workers, splits, hide)
-    local = LocalExecutor(problem, settings.sandbox, settings.workers, splits, hide)
-    try:
-        local.start()
-    except BaseException:
-        local.close()
-        raise
-    return local

@@ -26,6 +26,7 @@ from evolve import problems as builtin_problems
 from evolve.config import ProblemSpec, load_problem_spec
 from evolve.errors import UserError
 from evolve.files import read_text
+from evolve.options import OptionError
 from evolve.verifier import Instance, LoadsInstances, Verifier
 
 ENTRY_POINT_GROUP = "evolve.problems"
@@ -53,6 +54,9 @@ class Problem:
     dir: Path
     origin: str  # "builtin", "path" or "entry point <dist>"
     sys_path: list[str] = field(default_factory=list)
+    # Keys of spec.verifier.options that override problem.toml, and who gave them ("--option").
+    overrides: dict[str, Any] = field(default_factory=dict)
+    override_source: str = "--option"
 
     @property
     def name(self) -> str:
@@ -80,6 +84,7 @@ class Problem:
 
     @cached_property
     def verifier(self) -> Verifier:
+        """The verifier, built; a bad option is one line naming where it came from."""
         cls = import_entry(self.spec.verifier.entry, self.sys_path, str(self.toml_path))
         direction = self.spec.objective.direction  # the one source; a class may only agree
         declared = getattr(cls, "direction", None)
@@ -87,7 +92,11 @@ class Problem:
             raise UserError(f"{self.toml_path}: objective.direction is '{direction}' but verifier "
                             f"{self.spec.verifier.entry} declares direction = '{declared}'; make them agree "
                             "(a mismatch would invert every gap)")
-        verifier = cls(self.dir, dict(self.spec.verifier.options))
+        try:
+            verifier = cls(self.dir, dict(self.spec.verifier.options))
+        except OptionError as err:
+            overridden = any(key in self.overrides for key in err.keys)
+            raise err.at(self.override_source if overridden else f"{self.toml_path} [verifier.options]") from None
         if declared is None:
             verifier.direction = direction
         return verifier
@@ -96,14 +105,15 @@ class Problem:
         """(name, code) of every baseline, in name order."""
         return [(name, read_text(path, "baseline program")) for name, path in self.baselines.items()]
 
-    def with_options(self, overrides: dict[str, Any]) -> Problem:
-        """The same problem with ``[verifier.options]`` overridden (``--option``)."""
+    def with_options(self, overrides: dict[str, Any], source: str = "--option") -> Problem:
+        """The same problem with ``[verifier.options]`` overridden by ``source`` (``--option``)."""
         if not overrides:
             return self
         options = {**self.spec.verifier.options, **overrides}
         verifier = self.spec.verifier.model_copy(update={"options": options})
         spec = self.spec.model_copy(update={"verifier": verifier})
-        return Problem(spec=spec, dir=self.dir, origin=self.origin, sys_path=list(self.sys_path))
+        return Problem(spec=spec, dir=self.dir, origin=self.origin, sys_path=list(self.sys_path),
+                       overrides={**self.overrides, **overrides}, override_source=source)
 
     def configured(self, overrides: dict[str, Any], source: str = "--option") -> Problem:
         """``with_options`` checked now: the verifier is built, so a bad ``problem.toml``
@@ -111,10 +121,12 @@ class Problem:
         self.verifier  # noqa: B018 - building it validates [verifier.options]
         if not overrides:
             return self
-        problem = self.with_options(overrides)
+        problem = self.with_options(overrides, source)
         try:
             problem.verifier  # noqa: B018
-        except UserError as err:
+        except OptionError:
+            raise  # located already
+        except UserError as err:  # a verifier that checks its options by hand
             raise UserError(as_override_error(str(err), source)) from None
         return problem
 
@@ -157,7 +169,8 @@ OPTIONS_SOURCE = "problem.toml: verifier.options"
 
 
 def as_override_error(message: str, source: str) -> str:
-    """A verifier's option error, re-aimed at where the override came from (``--option``)."""
+    """A hand-written option error (``OPTIONS_SOURCE...``: verifiers that do not use
+    ``evolve.options``), re-aimed at where the override came from (``--option``)."""
     if message.startswith(OPTIONS_SOURCE + "."):
         return f"{source} {message[len(OPTIONS_SOURCE) + 1:]}"
     if message.startswith(OPTIONS_SOURCE):

@@ -32,10 +32,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from evolve.config import SandboxSettings
+from evolve.config import RunSettings, SandboxSettings
 from evolve.errors import UserError
 from evolve.evaluation import Evaluation, warn_once
-from evolve.executors import LocalExecutor, SlotCalls, problem_reference
+from evolve.executors import Executor, LocalExecutor, RayExecutor, SlotCalls, problem_reference
 from evolve.problem import Problem
 from evolve.verifier import Instance
 
@@ -184,6 +184,25 @@ class WorkerProcesses(SlotCalls):
             with contextlib.suppress(Exception):
                 worker.close()
         self._workers = []
+
+
+def make_executor(
+    problem: Problem, settings: RunSettings, splits: dict[str, list[Instance]], hide: list[Path]
+) -> Executor:
+    """Ray actors; or, on this machine, one trusted worker process per slot when there are
+    several (scoring runs off the controller's GIL), else the one sandbox
+    driven from this process. Every sandbox starts here, not at its first candidate."""
+    if settings.executor == "ray":
+        return RayExecutor(problem, settings, splits, settings.ray_address, hide)
+    if settings.workers > 1:
+        return WorkerProcesses(problem, settings.sandbox, settings.workers, splits, hide)
+    local = LocalExecutor(problem, settings.sandbox, settings.workers, splits, hide)
+    try:
+        local.start()
+    except BaseException:
+        local.close()
+        raise
+    return local
 
 
 def _with_slot(spec: WorkerSpec, slot: int) -> WorkerSpec:

@@ -103,8 +103,8 @@ def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> No
         (("eval", "serving", str(REPO / "problems" / "serving" / "seed.py"), "--trace", "{tmp}/latin1.csv"),
          "latin1.csv: not UTF-8 text"),
         (("eval", "smtt", str(SEED), "--instances", "{tmp}"), "is a folder, expected a file of instances"),
-        (("run", "smtt", "--option", "colour=3"), "--option: unknown key 'colour'"),
-        (("run", "jssp", "--scheme", "sideways"), "--option scheme: expected one of"),
+        (("run", "smtt", "--option", "colour=3"), "--option colour: unknown key (expected one of "),
+        (("run", "jssp", "--scheme", "sideways"), "--option scheme: Input should be 'non_delay' or 'active'"),
     ],
 )
 def test_user_mistakes_are_one_line_errors_with_exit_2(

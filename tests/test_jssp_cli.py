@@ -53,4 +53,4 @@ def test_baselines_run_through_the_sandbox_and_bad_scheme_is_one_line() -> None:
     assert rows["seed"]["score"] == rows["mwkr"]["score"]
     bad = evolve("eval", "jssp", str(SEED), "--split", "quick", "--scheme", "delay")
     assert bad.returncode == 2
-    assert bad.stderr.strip().count("\n") == 0 and "--option scheme: expected one of" in bad.stderr
+    assert bad.stderr.strip().count("\n") == 0 and "--option scheme: Input should be 'non_delay' or 'active' (got 'delay')" in bad.stderr

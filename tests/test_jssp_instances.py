@@ -125,7 +125,7 @@ def test_json_file_without_bounds_gets_a_cp_sat_reference(tmp_path: Path, verifi
     path = write(tmp_path, "i.json", json.dumps(doc))
     [inst] = verifier.load_instances(path)
     assert inst.reference.kind == "optimal" and inst.reference.source.startswith("CP-SAT")
-    assert list((tmp_path / "cache" / "evolve" / "jssp").glob("*.json"))  # cached for next time
+    assert list((tmp_path / "cache" / "evolve" / "references" / "jssp").glob("*.json"))  # cached for next time
     assert verifier.load_instances(path)[0].reference == inst.reference
 
 

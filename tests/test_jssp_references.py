@@ -13,10 +13,12 @@ from evolve.evaluators.jssp.check import check_schedule
 from evolve.evaluators.jssp.cpsat import solve_cpsat
 from evolve.evaluators.jssp.generator import generated_split, taillard_like
 from evolve.evaluators.jssp.model import JobShop
-from evolve.evaluators.jssp.references import COMMAND, SHIPPED_PATH, load_shipped
+from evolve.evaluators.jssp.references import attained_by_schedule
 from evolve.problem import builtin_dir
+from evolve.references import FORMAT, read_file
 
 JSSP_DATA = builtin_dir() / "jssp" / "data"
+SHIPPED_PATH = JSSP_DATA / "references.json"
 
 
 def makespan_of(shop: JobShop, start: np.ndarray) -> int:
@@ -71,17 +73,17 @@ def test_cp_sat_optimum_equals_exhaustive_enumeration_on_tiny_instances() -> Non
 
 
 def test_shipped_references_are_attained_and_labelled() -> None:
-    document = json.loads(SHIPPED_PATH.read_text())
-    assert document["generated_by"]["command"] == COMMAND
-    shipped = load_shipped()
+    header, shipped = read_file(SHIPPED_PATH)
+    assert header["command"].startswith("taskset -c 0 evolve references jssp --split quick,train --time-limit 45")
     shops = {s.content_hash(): s for split in ("quick", "train") for s in generated_split(split)}
     assert set(shipped) == set(shops)
     kinds = set()
     for key, record in shipped.items():
         shop = shops[key]
-        assert record.name == shop.name and record.size == shop.size
+        assert record.name == shop.name and record.details == {"size": shop.size}
         assert makespan_of(shop, np.array([row + [-1] * (shop.durations.shape[1] - len(row))
-                                           for row in record.start])) == record.value
+                                           for row in record.witness])) == record.value
+        assert attained_by_schedule(record, shop)
         assert shop.trivial_lower_bound() <= record.bound <= record.value
         assert (record.kind == "optimal") == (record.bound == record.value)
         assert record.source.startswith("CP-SAT (ortools ")
@@ -94,9 +96,10 @@ def test_a_tampered_reference_is_refused(tmp_path, monkeypatch) -> None:
     from evolve.evaluators.jssp import JsspVerifier
 
     document = json.loads(SHIPPED_PATH.read_text())
-    key, row = next(iter(document["instances"].items()))
+    assert document["format"] == FORMAT
+    row = next(r for r in document["references"].values() if r["name"] == "quick-6x6-0")
     row["value"] -= 1  # a better value than its own schedule attains
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / SHIPPED_PATH.name).write_text(json.dumps(document))
-    with pytest.raises(UserError, match="a reference its schedule does not attain for instance quick-6x6-0"):
+    with pytest.raises(UserError, match="a reference its witness does not attain for instance quick-6x6-0"):
         JsspVerifier(tmp_path, {}).instances("quick")

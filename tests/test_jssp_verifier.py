@@ -108,11 +108,11 @@ def test_verifier_follows_the_protocol(verifier: JsspVerifier) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"schema": "active"}, "verifier.options: unknown key 'schema'"),
-        ({"scheme": "nondelay"}, "verifier.options.scheme: expected one of 'non_delay', 'active'"),
-        ({"scheme": 1}, "verifier.options.scheme"),
-        ({"reference_time_limit_s": "5"}, "verifier.options.reference_time_limit_s"),
-        ({"reference_workers": 0}, "verifier.options.reference_workers"),
+        ({"schema": "active"}, "[verifier.options] schema: unknown key (expected one of scheme, "),
+        ({"scheme": "nondelay"}, "[verifier.options] scheme: Input should be 'non_delay' or 'active' (got 'nondelay')"),
+        ({"scheme": 1}, "[verifier.options] scheme: "),
+        ({"reference_time_limit_s": "5"}, "[verifier.options] reference_time_limit_s: Input should be a valid number"),
+        ({"reference_workers": 0}, "[verifier.options] reference_workers: Input should be greater than or equal to 1"),
     ],
 )
 def test_bad_options_name_the_key(options: dict, message: str) -> None:

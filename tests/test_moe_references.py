@@ -15,12 +15,8 @@ from evolve.evaluators.moe.bounds import greedy_placement, trivial_lower_bound
 from evolve.evaluators.moe.configs import EpConfig
 from evolve.evaluators.moe.generator import SPLITS, split_workloads
 from evolve.evaluators.moe.ilp import min_max_load
-from evolve.evaluators.moe.references import (
-    compute_reference,
-    content_hash,
-    ilp_tractable,
-    load_shipped,
-)
+from evolve.evaluators.moe.references import compute_reference, content_hash, ilp_tractable
+from evolve.references import read_file
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "moe"
 
@@ -94,14 +90,14 @@ def test_compute_reference_on_a_proven_workload() -> None:
     windows = np.array([[[1, 1, 1]], [[10, 6, 2]], [[4, 4, 0]]])
     record = compute_reference("hand", config, windows, time_limit_s=10)
     # Windows 1 and 2 are judged: (9 + 4) / (10 + 4); (4, 4, 0) splits perfectly.
-    assert record.kind == "optimal" and record.proven == record.pairs == 2
+    assert record.kind == "optimal" and record.details["proven"] == record.details["pairs"] == 2
     assert record.value == pytest.approx(13 / 14) and record.bound == pytest.approx(13 / 14)
     ref = record.to_reference()
     assert ref.kind == "optimal" and "2/2 layer-windows proven" in ref.source
 
 
 def test_shipped_references_cover_the_small_workloads_and_are_consistent() -> None:
-    shipped = load_shipped()
+    shipped = read_file(PROBLEM_DIR / "data" / "references.json")[1]
     for split in SPLITS:
         for workload in split_workloads(split):
             if not ilp_tractable(workload.config):
@@ -110,7 +106,7 @@ def test_shipped_references_cover_the_small_workloads_and_are_consistent() -> No
             assert record is not None, f"{workload.name} has no shipped reference"
             assert record.name == workload.name
             assert 0 < record.value <= record.bound <= 1.0
-            assert record.kind in ("optimal", "best_known") and record.pairs == (
+            assert record.kind in ("optimal", "best_known") and record.details["pairs"] == (
                 (workload.windows.shape[0] - 1) * workload.windows.shape[1])
     # Recheck one record against an independent heuristic: the shipped oracle is a placement at
     # least as good as greedy replication + LPT on every judged window.
@@ -132,5 +128,6 @@ def test_missing_shipped_reference_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
         MoeVerifier(tmp_path, {}).instances("quick")
     message = str(info.value)
-    assert "no reference for quick-small64-0" in message and "python -m evolve.evaluators.moe.references" in message
+    assert "no reference for instance quick-small64-0" in message
+    assert f"compute it with `evolve references {tmp_path} --split quick`" in message
     assert "\n" not in message

@@ -21,9 +21,10 @@ from evolve.evaluators.moe.generator import (
     split_workloads,
 )
 from evolve.evaluators.moe.harness import local_call, run_workload, unpack
-from evolve.evaluators.moe.options import parse_options
+from evolve.evaluators.moe.options import MoeOptions
 from evolve.evaluators.moe.placement import check_placement, loads, parse_placement
 from evolve.evaluators.moe.scoring import combine
+from evolve.options import read_options
 from evolve.verifier import Instance, Reference, Verifier
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "moe"
@@ -70,20 +71,20 @@ def test_protocol_and_direction(verifier: MoeVerifier) -> None:
 
 
 def test_options_defaults_and_overrides() -> None:
-    opts = parse_options({"runtime_weight": 2, "timing_repeats": 3, "runtime_clock": "wall"})
+    opts = read_options(MoeOptions, {"runtime_weight": 2, "timing_repeats": 3, "runtime_clock": "wall"})
     assert opts.runtime_weight == 2.0 and isinstance(opts.runtime_weight, float)
     assert opts.timing_repeats == 3 and opts.runtime_clock == "wall" and opts.balance_weight == 100.0
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"x": 1}, "verifier.options: unknown key 'x'"),
-    ({"runtime_weight": "1"}, "verifier.options.runtime_weight: expected a number"),
-    ({"timing_repeats": 2.5}, "verifier.options.timing_repeats: expected an integer"),
-    ({"warmup_calls": True}, "verifier.options.warmup_calls: expected an integer"),
-    ({"runtime_scale_ms": 0}, "verifier.options.runtime_scale_ms: expected a value from"),
-    ({"runtime_weight": math.nan}, "verifier.options.runtime_weight: expected a value from"),
-    ({"runtime_clock": "gpu"}, "verifier.options.runtime_clock: expected one of cpu, wall"),
-    ({"trace_bound": "exact"}, "verifier.options.trace_bound: expected one of trivial, ilp"),
+    ({"x": 1}, "[verifier.options] x: unknown key (expected one of balance_weight, "),
+    ({"runtime_weight": "1"}, "[verifier.options] runtime_weight: Input should be a valid number (got '1')"),
+    ({"timing_repeats": 2.5}, "[verifier.options] timing_repeats: Input should be a valid integer"),
+    ({"warmup_calls": True}, "[verifier.options] warmup_calls: Input should be a valid integer"),
+    ({"runtime_scale_ms": 0}, "[verifier.options] runtime_scale_ms: Input should be greater than or equal to 0.000001 (got 0)"),
+    ({"runtime_weight": math.nan}, "[verifier.options] runtime_weight: Input should be a finite number"),
+    ({"runtime_clock": "gpu"}, "[verifier.options] runtime_clock: Input should be 'cpu' or 'wall'"),
+    ({"trace_bound": "exact"}, "[verifier.options] trace_bound: Input should be 'trivial' or 'ilp'"),
 ])
 def test_bad_options_name_the_key(options: dict, message: str) -> None:
     with pytest.raises(UserError) as info:
@@ -351,7 +352,7 @@ def test_combined_score_formula(verifier: MoeVerifier) -> None:
     assert score == pytest.approx(expected)
     assert metrics["balancedness"] == pytest.approx(b)
     assert metrics["gap_ratio_pct"] == pytest.approx(100 * (1 - b))  # maximising: reference minus objective
-    heavy = combine([r1, r2], parse_options({"runtime_weight": 10, "runtime_scale_ms": 1}))[0]
+    heavy = combine([r1, r2], read_options(MoeOptions, {"runtime_weight": 10, "runtime_scale_ms": 1}))[0]
     assert heavy == pytest.approx(100 * b - 10 * (1 + math.log2(31)) / 2)
 
 

@@ -124,11 +124,11 @@ def test_the_router_sees_the_request_and_the_replicas_only(verifier: RouterVerif
 
 
 def test_replicas_option_is_strict() -> None:
-    with pytest.raises(UserError, match="verifier.options.replicas: expected an integer from 1 to 256"):
+    with pytest.raises(UserError, match=r"\[verifier.options\] replicas: Input should be greater than or equal to 1 \(got 0\)"):
         RouterVerifier(PROBLEM, {"replicas": 0})
     with pytest.raises(UserError, match="replicas: 3 does not match the 2 entries of replica_profiles"):
         RouterVerifier(PROBLEM, {"replicas": 3, "replica_profiles": ["h100-llama3.1-8b"] * 2})
-    with pytest.raises(UserError, match="replica_profiles: expected a list"):
+    with pytest.raises(UserError, match=r"replica_profiles: Input should be a valid list \(got .h100-llama3.1-8b.\)"):
         RouterVerifier(PROBLEM, {"replica_profiles": "h100-llama3.1-8b"})
 
 

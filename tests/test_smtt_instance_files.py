@@ -16,8 +16,9 @@ from evolve.evaluators.smtt import SmttVerifier, cpsat, references
 from evolve.evaluators.smtt.exact import dp_optimum, matching_lower_bound
 from evolve.evaluators.smtt.generator import generate
 from evolve.evaluators.smtt.local_search import load_baseline
-from evolve.evaluators.smtt.objective import total_tardiness
+from evolve.evaluators.smtt.objective import content_hash, total_tardiness
 from evolve.evaluators.smtt.references import Budget
+from evolve.references import StoredReference
 from evolve.verifier import Reference
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "smtt"
@@ -84,7 +85,7 @@ def test_negative_due_dates_through_cpsat_prove_the_dp_optimum(model: str, monke
         d[0] = -500
         rec = references.compute_reference(f"neg{k}", p, d, Budget(time_limit_s=10, ils_share=0.05))
         assert rec.kind == "optimal" and rec.value == dp_optimum(p, d)[0] == rec.bound
-        assert total_tardiness(p, d, rec.sequence) == rec.value
+        assert total_tardiness(p, d, rec.witness) == rec.value
 
 
 def test_score_with_negative_due_dates(verifier: SmttVerifier, tmp_path: Path) -> None:
@@ -121,8 +122,8 @@ def test_file_lower_bound_raises_a_computed_best_known_bound(verifier: SmttVerif
     p, d = generate(30, 6, 4, np.random.default_rng(3))
     order = list(range(30))
     # A weak cached reference (bound 0), so the file's lower bound is the better one.
-    rec = references.ReferenceRecord("x", 30, total_tardiness(p, d, order), "best_known", "test", 0, 0.0, order)
-    references.store_cached(p, d, rec)
+    rec = StoredReference("x", total_tardiness(p, d, order), "best_known", 0, "test", 0.0, order)
+    verifier.references.remember(content_hash(p, d), rec)
     row = {"name": "x", "p": p.tolist(), "d": d.tolist(), "lower_bound": 5}
     (inst,) = verifier.load_instances(write(tmp_path, {"instances": [row]}))
     assert inst.reference == Reference(float(rec.value), "best_known", "test", 5.0)
@@ -224,7 +225,7 @@ def test_computed_references_are_cached(verifier: SmttVerifier, tmp_path: Path) 
     rows = [{"name": "small", "p": [5, 1, 3, 2], "d": [3, 1, 4, 9]}]
     (inst,) = verifier.load_instances(write(tmp_path, {"instances": rows}))
     assert inst.reference == Reference(8.0, "optimal", "dp", 8.0) and inst.group == "n=4"
-    assert list((tmp_path / "cache" / "evolve" / "smtt").glob("*.json"))
+    assert list((tmp_path / "cache" / "evolve" / "references" / "smtt").glob("*.json"))
 
 
 def test_a_public_style_file_through_the_cli_on_the_rule_track(tmp_path: Path) -> None:

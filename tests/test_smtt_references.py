@@ -1,4 +1,4 @@
-"""SMTT references: exact DP, CP-SAT models, dominance, local search, caches.
+"""SMTT references: exact DP, CP-SAT models, dominance, local search (the store: test_references.py).
 
 Real OR-Tools solves, kept small: the whole file runs in well under 30 s.
 """
@@ -6,8 +6,6 @@ Real OR-Tools solves, kept small: the whole file runs in well under 30 s.
 from __future__ import annotations
 
 import itertools
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +20,8 @@ from evolve.evaluators.smtt.local_search import (
     warm_start,
 )
 from evolve.evaluators.smtt.objective import total_tardiness
-from evolve.evaluators.smtt.references import Budget, ReferenceRecord
+from evolve.evaluators.smtt.references import Budget
+from evolve.references import StoredReference
 
 
 def brute_force(p: np.ndarray, d: np.ndarray) -> int:
@@ -66,10 +65,10 @@ def test_matching_bound_is_a_lower_bound() -> None:
 
 def test_refresh_bound_only_raises() -> None:
     p, d = np.array([5, 5, 5]), np.array([0, 0, 0])  # bound = 5 + 10 + 15 = optimum
-    rec = ReferenceRecord("x", 3, 30, "best_known", "ils", 3, 1.0, [0, 1, 2])
+    rec = StoredReference("x", 30, "best_known", 3, "ils", 1.0, [0, 1, 2], {"n": 3})
     fresh = references.refresh_bound(rec, p, d)
     assert fresh.bound == 30 and fresh.kind == "optimal" and fresh.value == 30
-    better = ReferenceRecord("x", 3, 30, "optimal", "dp", 30, 1.0, [0, 1, 2])
+    better = StoredReference("x", 30, "optimal", 30, "dp", 1.0, [0, 1, 2], {"n": 3})
     assert references.refresh_bound(better, p, d) is better
 
 
@@ -140,7 +139,7 @@ def test_compute_reference_paths(monkeypatch: pytest.MonkeyPatch) -> None:
             p, d = generate(12, tf, rdd, rng)
             rec = references.compute_reference(f"i{k}", p, d, budget)
             assert rec.kind == "optimal" and rec.value == dp_optimum(p, d)[0] == rec.bound
-            assert total_tardiness(p, d, rec.sequence) == rec.value
+            assert total_tardiness(p, d, rec.witness) == rec.value
             sources.append(rec.source)
         assert any(f"cp-sat {model}" in s for s in sources), sources
     rec = references.compute_reference("dp", *random_instances(1, (6, 6), seed=9)[0], budget)
@@ -174,32 +173,6 @@ def test_local_search_improves_and_stays_a_permutation() -> None:
         assert total_tardiness(p, d, iterated) <= total_tardiness(p, d, polished) <= total_tardiness(p, d, start)
 
 
-# -- shipped file and cache --------------------------------------------------------------------------
-
-
-def test_shipped_file_roundtrip(tmp_path: Path) -> None:
-    rec = ReferenceRecord("x", 2, 3, "best_known", "ils", 1, 0.5, [1, 0])
-    path = tmp_path / "references.json"
-    references.write_shipped({"abc": rec}, {"command": "c"}, path)
-    assert references.load_shipped(path) == {"abc": rec}
-    assert json.loads(path.read_text())["command"] == "c"
-    assert rec.to_reference().kind == "best_known" and rec.to_reference().bound == 1.0
-
-
-def test_cache_roundtrip_and_tamper_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    p, d = np.array([3, 2, 4]), np.array([2, 2, 9])
-    assert references.cached_reference(p, d) is None
-    rec = ReferenceRecord("x", 3, 3, "optimal", "dp", 3, 0.0, [1, 0, 2])
-    references.store_cached(p, d, rec)
-    assert references.cached_reference(p, d) == rec
-    (path,) = (tmp_path / "evolve" / "smtt").glob("*.json")
-    path.write_text(json.dumps({**json.loads(path.read_text()), "value": 1}))  # a lie
-    assert references.cached_reference(p, d) is None
-    path.write_text("{broken")
-    assert references.cached_reference(p, d) is None
-
-
 def test_cpsat_on_deterministic_time_repeats_exactly() -> None:
     # What makes shipped references independent of the machine's load: one worker and a
     # deterministic-time limit give the same solution and bound on every run.
@@ -214,27 +187,3 @@ def test_cpsat_on_deterministic_time_repeats_exactly() -> None:
         outcomes.append(cpsat.report(model, solver, status, p, d))
     (a, b) = outcomes
     assert (a.objective, a.bound, a.sequence) == (b.objective, b.bound, b.sequence)
-
-
-def test_regenerate_in_parallel_keeps_fills_and_prunes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from evolve.evaluators.smtt.generator import GeneratedInstance
-    from evolve.evaluators.smtt.objective import content_hash
-
-    made = {s: [GeneratedInstance(f"{s}-{k}", "n=6", *generate(6, 6, 4, np.random.default_rng([k, ord(s[1])])))
-                for k in range(3)] for s in ("quick", "train", "test")}
-    monkeypatch.setattr(references, "split_instances", lambda s: made[s])
-    path = tmp_path / "references.json"
-    kept = made["test"][0]
-    value, seq = dp_optimum(kept.p, kept.d)
-    old = {content_hash(kept.p, kept.d): ReferenceRecord("old name", 6, value, "optimal", "dp", value, 9.0, seq),
-           "stale": ReferenceRecord("gone", 2, 0, "optimal", "dp", 0, 0.0, [0, 1])}
-    references.write_shipped(old, {"command": "c"}, path)
-    references.regenerate(["quick", "train", "test"], Budget(), path, force=False, jobs=2)
-    got = references.load_shipped(path)
-    assert "stale" not in got and len(got) == 9
-    assert got[content_hash(kept.p, kept.d)].seconds == 9.0  # kept, not recomputed
-    assert got[content_hash(kept.p, kept.d)].name == "test-0"  # renamed to the split's name
-    for split in made.values():
-        for g in split:
-            rec = got[content_hash(g.p, g.d)]
-            assert rec.value == dp_optimum(g.p, g.d)[0] and total_tardiness(g.p, g.d, rec.sequence) == rec.value

@@ -15,7 +15,6 @@ from evolve.errors import UserError
 from evolve.evaluators.smtt import SmttRuleVerifier, SmttVerifier
 from evolve.evaluators.smtt.generator import GRID, SIZES, split_instances
 from evolve.evaluators.smtt.objective import content_hash, total_tardiness
-from evolve.evaluators.smtt.references import load_shipped
 from evolve.verifier import Instance, Reference, Verifier
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "smtt"
@@ -48,11 +47,11 @@ def test_options_accepted() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"x": 1}, "problem.toml: verifier.options: unknown key 'x' (expected one of "),
-        ({"reference_time_limit_s": "10"}, "verifier.options.reference_time_limit_s"),
-        ({"reference_time_limit_s": 0}, "verifier.options.reference_time_limit_s"),
-        ({"reference_workers": True}, "verifier.options.reference_workers"),
-        ({"reference_workers": 1.5}, "verifier.options.reference_workers"),
+        ({"x": 1}, "problem.toml [verifier.options] x: unknown key (expected one of reference_time_limit_s, "),
+        ({"reference_time_limit_s": "10"}, "[verifier.options] reference_time_limit_s: Input should be a valid number"),
+        ({"reference_time_limit_s": 0}, "[verifier.options] reference_time_limit_s: Input should be greater than 0"),
+        ({"reference_workers": True}, "[verifier.options] reference_workers: Input should be a valid integer"),
+        ({"reference_workers": 1.5}, "[verifier.options] reference_workers: Input should be a valid integer"),
     ],
 )
 def test_bad_options(options: dict, message: str) -> None:
@@ -112,13 +111,13 @@ def test_splits_share_no_instance_content() -> None:
 def test_instances_carry_shipped_references(verifier: SmttVerifier, split: str) -> None:
     instances = verifier.instances(split)
     assert len(instances) == len(split_instances(split))
-    shipped = load_shipped(verifier.shipped_path)
+    shipped = verifier.references.shipped
     for inst in instances:
         ref = inst.reference
         assert ref.kind in ("optimal", "best_known") and ref.value is not None
         record = shipped[content_hash(inst.data["p"], inst.data["d"])]
         # The shipped sequence attains the shipped value: the number is honest.
-        assert total_tardiness(inst.data["p"], inst.data["d"], record.sequence) == ref.value
+        assert total_tardiness(inst.data["p"], inst.data["d"], record.witness) == ref.value
         assert ref.bound is not None and ref.bound <= ref.value
         if len(inst.data["p"]) <= 20:
             assert ref.kind == "optimal" and ref.source == "dp"

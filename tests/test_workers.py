@@ -15,9 +15,9 @@ import pytest
 from evolve.config import SandboxSettings, resolve_settings
 from evolve.errors import UserError
 from evolve.evaluation import Evaluator
-from evolve.executors import LocalExecutor, make_executor
+from evolve.executors import LocalExecutor
 from evolve.problem import load_problem
-from evolve.workers import WorkerProcesses
+from evolve.workers import WorkerProcesses, make_executor
 
 PID_VERIFIER = '''
 import os

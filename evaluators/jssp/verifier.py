@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from evolve.errors import UserError
 from evolve.evaluators.jssp.benchmarks import by_content, test_split_benchmarks
@@ -18,48 +18,36 @@ from evolve.evaluators.jssp.candidate_side import solve
 from evolve.evaluators.jssp.check import check_schedule
 from evolve.evaluators.jssp.generator import generated_split
 from evolve.evaluators.jssp.instance_file import FileInstance, parse_instance_file
-from evolve.evaluators.jssp.model import SCHEMES, JobShop, shop_from_payload
+from evolve.evaluators.jssp.model import JobShop, shop_from_payload
 from evolve.evaluators.jssp.references import (
-    COMMAND,
-    SHIPPED_PATH,
-    ReferenceRecord,
-    cached_reference,
+    attained_by_schedule,
     compute_reference,
-    load_shipped,
-    store_cached,
+    scaled_time_limit,
 )
+from evolve.options import VerifierOptions, read_options
+from evolve.references import ReferenceStore, ReferenceTask, StoredReference
 from evolve.scoring import aggregate as default_aggregate
 from evolve.verifier import Direction, Instance, InstanceResult, Reference, feasible, infeasible
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("quick", "train", "test")
-WHERE = "problem.toml: verifier.options"
+# What a model is told about the schedule builder of its run (prompt_facts).
+SCHEME_FACTS = {
+    "non_delay": "non-delay: a machine never idles while an operation waits for it, so every "
+                 "candidate of a call can start at `now` (earliest_start == now)",
+    "active": "active (Giffler-Thompson): a candidate may start later than `now` (earliest_start > "
+              "now); choosing it keeps the machine idle on purpose, which can pay off when that "
+              "operation is on the critical path",
+}
 
 
-@dataclass(frozen=True)
-class Options:
-    scheme: str = "non_delay"
-    reference_time_limit_s: float = 10.0
-    reference_workers: int = 1
-
-
-def parse_options(options: Mapping[str, Any] | None) -> Options:
-    given = dict(options or {})
-    keys = tuple(Options.__dataclass_fields__)
-    for key in given:
-        if key not in keys:
-            raise UserError(f"{WHERE}: unknown key {key!r} (expected one of {', '.join(keys)})")
-    scheme = given.get("scheme", Options.scheme)
-    if scheme not in SCHEMES:
-        raise UserError(f"{WHERE}.scheme: expected one of {', '.join(map(repr, SCHEMES))}, got {scheme!r}")
-    limit = given.get("reference_time_limit_s", Options.reference_time_limit_s)
-    if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit < 1e6:
-        raise UserError(f"{WHERE}.reference_time_limit_s: expected a positive number of seconds, got {limit!r}")
-    workers = given.get("reference_workers", Options.reference_workers)
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256:
-        raise UserError(f"{WHERE}.reference_workers: expected an integer from 1 to 256, got {workers!r}")
-    return Options(scheme=scheme, reference_time_limit_s=float(limit), reference_workers=workers)
+class JsspOptions(VerifierOptions):
+    scheme: Literal["non_delay", "active"] = "non_delay"  # how schedules are built around the rule
+    # Budget of CP-SAT references for users' instances without bounds (and the default
+    # of `evolve references jssp`): seconds at 600+ operations, a share below.
+    reference_time_limit_s: float = Field(10.0, gt=0, lt=1e6)
+    reference_workers: int = Field(1, ge=1, le=256)
 
 
 class JsspVerifier:
@@ -75,12 +63,10 @@ class JsspVerifier:
 
     def __init__(self, problem_dir: Path, options: Mapping[str, Any] | None = None) -> None:
         self.problem_dir = Path(problem_dir)
-        self.options = parse_options(options)
+        self.options = read_options(JsspOptions, options)
         self.scheme = self.options.scheme
-        self.shipped_path = self.problem_dir / "data" / SHIPPED_PATH.name
-        self._shipped: dict[str, ReferenceRecord] | None = None
+        self.references = ReferenceStore(self.problem_dir, "jssp")
         # aggregate() replaces the engine's, so it must honour objective.score itself.
-        # (Imported here: the sandbox's warm worker imports this module and needs no pydantic.)
         from evolve.config import load_problem_spec
 
         toml = self.problem_dir / "problem.toml"
@@ -95,32 +81,34 @@ class JsspVerifier:
     def _instance(self, shop: JobShop, label: str, reference: Reference) -> Instance:
         return Instance(shop.name, self._group(label), shop.payload(self.scheme), reference)
 
-    def _shipped_references(self) -> dict[str, ReferenceRecord]:
-        if self._shipped is None:
-            try:
-                self._shipped = load_shipped(self.shipped_path)
-            except (ValueError, KeyError, TypeError) as exc:
-                raise UserError(f"{self.shipped_path}: unreadable references file ({exc})") from None
-        return self._shipped
-
-    def instances(self, split: str) -> list[Instance]:
+    def reference_tasks(self, split: str) -> list[ReferenceTask]:
+        """The generated splits' instances; the test split's benchmarks have curated bounds."""
         if split not in SPLITS:
             raise UserError(f"unknown split {split!r} for jssp (expected one of {', '.join(SPLITS)})")
         if split == "test":
+            return []
+        return [ReferenceTask(shop.content_hash(), shop.name, shop) for shop in generated_split(split)]
+
+    def compute_reference(self, task: ReferenceTask, time_limit_s: float | None) -> StoredReference:
+        """CP-SAT for ``time_limit_s`` seconds at 600+ operations, a share (at least 5 s) below;
+        default: option reference_time_limit_s."""
+        limit = self.options.reference_time_limit_s if time_limit_s is None else time_limit_s
+        shop: JobShop = task.data
+        return compute_reference(shop, scaled_time_limit(shop, limit), self.options.reference_workers)
+
+    def instances(self, split: str) -> list[Instance]:
+        if split == "test":
             return [self._instance(b.shop, b.group, b.reference()) for b in test_split_benchmarks(self.problem_dir / "data")]
-        shipped = self._shipped_references()
         out = []
-        for shop in generated_split(split):
-            record = shipped.get(shop.content_hash())
-            if record is None or not record.attained_by_schedule(shop):
-                problem = "no reference" if record is None else "a reference its schedule does not attain"
-                raise UserError(f"{self.shipped_path}: {problem} for instance {shop.name}; regenerate with `{COMMAND}`")
+        for task in self.reference_tasks(split):
+            shop: JobShop = task.data
+            record = self.references.shipped_reference(task, split, lambda r: attained_by_schedule(r, shop))  # noqa: B023
             out.append(self._instance(shop, shop.size, record.to_reference()))
         return out
 
     def load_instances(self, path: Path) -> list[Instance]:
         known = by_content(self.problem_dir / "data")
-        shipped = self._shipped_references()
+        shipped = self.references.shipped
         out = []
         for item in parse_instance_file(Path(path)):
             shop, key = item.shop, item.shop.content_hash()
@@ -146,15 +134,22 @@ class JsspVerifier:
             lower = item.lower_bound
             kind = "optimal" if lower is not None and lower >= item.upper_bound else "best_known"
             return Reference(float(item.upper_bound), kind, source, None if lower is None else float(lower))
-        record = cached_reference(shop)
+        key = shop.content_hash()
+        record = self.references.cached(key, lambda r: attained_by_schedule(r, shop))
         if record is None:
+            task = ReferenceTask(key, shop.name, shop)
             log.info("%s: computing a CP-SAT reference for %s (%s, up to %gs)", where, shop.name, shop.size,
-                     self.options.reference_time_limit_s)
-            record = compute_reference(shop, self.options.reference_time_limit_s, self.options.reference_workers)
-            store_cached(shop, record)
+                     scaled_time_limit(shop, self.options.reference_time_limit_s))
+            record = self.compute_reference(task, None)
+            self.references.remember(key, record)
         if item.lower_bound is not None and item.lower_bound > record.value:
             raise UserError(f"{_field(item, 'lower_bound')}: {item.lower_bound} exceeds a schedule of makespan {record.value}")
         return record.to_reference()
+
+    def prompt_facts(self) -> list[str]:
+        """What a model must know about this configuration: the schedule builder."""
+        return [f"Schedule builder: {SCHEME_FACTS[self.scheme]}. Every split of this run is built "
+                "this way: quick, train and the held-out test split."]
 
     # -- solve (inside the sandbox) ------------------------------------------------------
 

@@ -13,20 +13,19 @@ from evolve.evaluators.moe.candidate_side import respond
 from evolve.evaluators.moe.configs import EpConfig
 from evolve.evaluators.moe.generator import SPLIT_IDS, Workload, split_workloads
 from evolve.evaluators.moe.harness import Call, CallFailed, read_timing, run_workload, session_call
-from evolve.evaluators.moe.options import MoeOptions, parse_options
+from evolve.evaluators.moe.options import MoeOptions
 from evolve.evaluators.moe.placement import check_placement, loads, parse_placement
 from evolve.evaluators.moe.references import (
     compute_reference,
     content_hash,
     ilp_tractable,
-    load_shipped,
     trivial_reference,
 )
 from evolve.evaluators.moe.scoring import combine
 from evolve.evaluators.moe.traces import load_trace_file
+from evolve.options import read_options
+from evolve.references import ReferenceStore, ReferenceTask, StoredReference
 from evolve.verifier import Direction, Instance, InstanceResult, Reference, feasible, infeasible
-
-REGENERATE = "python -m evolve.evaluators.moe.references --split {split}"
 
 
 def config_of(instance: Instance) -> EpConfig:
@@ -49,8 +48,8 @@ class MoeVerifier:
 
     def __init__(self, problem_dir: Path, options: Mapping[str, Any] | None = None) -> None:
         self.problem_dir = Path(problem_dir)
-        self.options: MoeOptions = parse_options(options)
-        self.shipped_path = self.problem_dir / "data" / "references.json"
+        self.options = read_options(MoeOptions, options)
+        self.references = ReferenceStore(self.problem_dir, "moe")
 
     # -- instances (trusted) ---------------------------------------------------------
 
@@ -63,21 +62,30 @@ class MoeVerifier:
         }
         return Instance(workload.name, c.name, data, reference)
 
-    def instances(self, split: str) -> list[Instance]:
+    def _workloads(self, split: str) -> list[Workload]:
         if split not in SPLIT_IDS:
             raise UserError(f"unknown split {split!r} for moe (expected one of {', '.join(SPLIT_IDS)})")
-        try:
-            shipped = load_shipped(self.shipped_path)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UserError(f"{self.shipped_path}: unreadable references file ({exc})") from None
+        return split_workloads(split)
+
+    @staticmethod
+    def _task(workload: Workload) -> ReferenceTask:
+        return ReferenceTask(content_hash(workload.config, workload.windows), workload.name, workload)
+
+    def reference_tasks(self, split: str) -> list[ReferenceTask]:
+        """The small deployments (CP-SAT tractable); large ones get the trivial bound."""
+        return [self._task(w) for w in self._workloads(split) if ilp_tractable(w.config)]
+
+    def compute_reference(self, task: ReferenceTask, time_limit_s: float | None) -> StoredReference:
+        """The CP-SAT oracle, ``time_limit_s`` per (window, layer) (default: option ilp_time_limit_s)."""
+        workload: Workload = task.data
+        limit = self.options.ilp_time_limit_s if time_limit_s is None else time_limit_s
+        return compute_reference(workload.name, workload.config, workload.windows, limit)
+
+    def instances(self, split: str) -> list[Instance]:
         out = []
-        for workload in split_workloads(split):
-            if ilp_tractable(workload.config):
-                record = shipped.get(content_hash(workload.config, workload.windows))
-                if record is None:  # never computed silently: minutes of CP-SAT
-                    raise UserError(f"{self.shipped_path}: no reference for {workload.name}; "
-                                    f"regenerate with `{REGENERATE.format(split=split)}`")
-                reference = record.to_reference()
+        for workload in self._workloads(split):
+            if ilp_tractable(workload.config):  # never computed silently: minutes of CP-SAT
+                reference = self.references.shipped_reference(self._task(workload), split).to_reference()
             else:
                 reference = trivial_reference(workload.config, workload.windows)
             out.append(self._instance(workload, reference))
@@ -87,8 +95,11 @@ class MoeVerifier:
         out = []
         for workload in load_trace_file(Path(path), self.options):
             if self.options.trace_bound == "ilp" and ilp_tractable(workload.config):
-                record = compute_reference(workload.name, workload.config, workload.windows,
-                                           self.options.ilp_time_limit_s)
+                task = self._task(workload)
+                record = self.references.cached(task.key)
+                if record is None:
+                    record = self.compute_reference(task, None)
+                    self.references.remember(task.key, record)
                 reference = record.to_reference()
             else:
                 reference = trivial_reference(workload.config, workload.windows)

@@ -23,7 +23,7 @@ from evolve.evaluators.smtt.exact import matching_lower_bound
 from evolve.evaluators.smtt.instance_file import InstanceSpec
 from evolve.evaluators.smtt.local_search import load_baseline
 from evolve.evaluators.smtt.objective import total_tardiness
-from evolve.evaluators.smtt.references import ReferenceRecord
+from evolve.references import StoredReference
 from evolve.verifier import Reference
 
 # Rules a claimed optimum is checked against: O(n log n) to O(n^2), milliseconds at n = 500.
@@ -47,7 +47,7 @@ def best_rule(p: np.ndarray, d: np.ndarray) -> tuple[int, str]:
     return min(values)
 
 
-def stated_reference(spec: InstanceSpec, known: ReferenceRecord | None) -> tuple[Reference, Refuted | None]:
+def stated_reference(spec: InstanceSpec, known: StoredReference | None) -> tuple[Reference, Refuted | None]:
     """The reference a file states for ``spec`` (which must state one), after the checks.
 
     ``known`` is our own reference for the same content, if we have one: its

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
 from evolve.evaluators.smtt.generator import SPLIT_IDS
-from evolve.evaluators.smtt.references import SHIPPED_PATH, load_shipped
-from evolve.evaluators.smtt.verifier import SmttVerifier
 from evolve.verifier import Instance
 
 
@@ -89,10 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracks", default="smtt,smtt_rule", help="baseline tables for these problems")
     parser.add_argument("--no-references", action="store_true", help="skip the reference table")
     args = parser.parse_args(argv)
-    verifier = SmttVerifier(Path(SHIPPED_PATH).parents[1], {})
     if not args.no_references:
+        from evolve.problem import load_problem
+
+        verifier = load_problem("smtt").verifier
         instances = verifier.instances(args.split)
-        seconds = {r.name: r.seconds for r in load_shipped(verifier.shipped_path).values()}
+        seconds = {r.name: r.seconds for r in verifier.references.shipped.values()}  # type: ignore[attr-defined]
         print(f"## references ({args.split})\n\n{reference_table(instances, seconds)}\n")
     for track in filter(None, args.tracks.split(",")):
         print(f"## {track}: baseline mean gap to the reference, % · CPU ms per instance ({args.split})\n")

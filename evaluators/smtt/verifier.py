@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from evolve.errors import UserError
 from evolve.evaluators.smtt.candidate_side import (
@@ -20,14 +22,9 @@ from evolve.evaluators.smtt.claims import refuted_summary, stated_reference, wit
 from evolve.evaluators.smtt.generator import SPLIT_IDS, split_instances
 from evolve.evaluators.smtt.instance_file import parse_instance_file
 from evolve.evaluators.smtt.objective import content_hash, sequence_violation
-from evolve.evaluators.smtt.references import (
-    Budget,
-    ReferenceRecord,
-    cached_reference,
-    compute_reference,
-    load_shipped,
-    store_cached,
-)
+from evolve.evaluators.smtt.references import Budget, attains, compute_reference, refresh_bound
+from evolve.options import VerifierOptions, read_options
+from evolve.references import ReferenceStore, ReferenceTask, StoredReference
 from evolve.verifier import (
     CandidateError,
     Direction,
@@ -39,8 +36,6 @@ from evolve.verifier import (
 
 log = logging.getLogger(__name__)
 
-OPTION_KEYS = ("reference_time_limit_s", "reference_workers")
-REGENERATE = "python -m evolve.evaluators.smtt.references --split {split}"
 # The candidate's CPU budget per instance (both tracks), stated in problem.toml's contract.
 CPU_BUDGET_BASE_S = 0.1
 CPU_BUDGET_PER_JOB_S = 0.002
@@ -52,19 +47,12 @@ def cpu_budget_s(n: int) -> float:
     return CPU_BUDGET_BASE_S + CPU_BUDGET_PER_JOB_S * n
 
 
-def _parse_options(options: Mapping[str, Any] | None) -> Budget:
-    options = dict(options or {})
-    where = "problem.toml: verifier.options"
-    for key in options:
-        if key not in OPTION_KEYS:
-            raise UserError(f"{where}: unknown key {key!r} (expected one of {', '.join(OPTION_KEYS)})")
-    limit = options.get("reference_time_limit_s", Budget.time_limit_s)
-    if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit < 1e6:
-        raise UserError(f"{where}.reference_time_limit_s: expected a positive number of seconds, got {limit!r}")
-    workers = options.get("reference_workers", Budget.workers)
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256:
-        raise UserError(f"{where}.reference_workers: expected an integer from 1 to 256, got {workers!r}")
-    return Budget(time_limit_s=float(limit), workers=workers)
+class SmttOptions(VerifierOptions):
+    """Budget of the references computed for instances of users' files (and the default of
+    ``evolve references smtt``); the shipped ones state their own."""
+
+    reference_time_limit_s: float = Field(Budget.time_limit_s, gt=0, lt=1e6)  # CPU seconds per instance, n > 20
+    reference_workers: int = Field(Budget.workers, ge=1, le=256)  # CP-SAT worker threads
 
 
 class SmttVerifier:
@@ -78,45 +66,45 @@ class SmttVerifier:
 
     def __init__(self, problem_dir: Path, options: Mapping[str, Any] | None = None) -> None:
         self.problem_dir = Path(problem_dir)
-        self.budget = _parse_options(options)
-        self.shipped_path = self.problem_dir / "data" / "references.json"
-        self._shipped: dict[str, ReferenceRecord] | None = None
+        opts = read_options(SmttOptions, options)
+        self.budget = Budget(time_limit_s=opts.reference_time_limit_s, workers=opts.reference_workers)
+        self.references = ReferenceStore(self.problem_dir, "smtt")
 
-    # -- instances (trusted) ---------------------------------------------------------
+    # -- instances and their references (trusted) ----------------------------------------
 
-    def _shipped_references(self) -> dict[str, ReferenceRecord]:
-        if self._shipped is None:
-            try:
-                self._shipped = load_shipped(self.shipped_path)
-            except (ValueError, KeyError, TypeError) as exc:
-                raise UserError(f"{self.shipped_path}: unreadable references file ({exc})") from None
-        return self._shipped
-
-    def instances(self, split: str) -> list[Instance]:
+    def reference_tasks(self, split: str) -> list[ReferenceTask]:
         if split not in SPLIT_IDS:
             raise UserError(f"unknown split {split!r} for smtt (expected one of {', '.join(SPLIT_IDS)})")
-        shipped = self._shipped_references()
+        return [ReferenceTask(content_hash(g.p, g.d), g.name, {"p": g.p, "d": g.d, "group": g.group})
+                for g in split_instances(split)]
+
+    def compute_reference(self, task: ReferenceTask, time_limit_s: float | None) -> StoredReference:
+        """Subset DP up to 20 jobs, else local search + CP-SAT within ``time_limit_s`` CPU
+        seconds (default: option reference_time_limit_s); references.py says how."""
+        budget = self.budget if time_limit_s is None else replace(self.budget, time_limit_s=time_limit_s)
+        return compute_reference(task.name, task.data["p"], task.data["d"], budget)
+
+    @staticmethod
+    def refresh_reference(task: ReferenceTask, record: StoredReference) -> StoredReference:
+        return replace(refresh_bound(record, task.data["p"], task.data["d"]), name=task.name)
+
+    def instances(self, split: str) -> list[Instance]:
         out = []
-        for gen in split_instances(split):
-            record = shipped.get(content_hash(gen.p, gen.d))
-            if record is None:
-                # Never computed silently: a fresh clone must not spend minutes here.
-                raise UserError(
-                    f"{self.shipped_path}: no reference for instance {gen.name}; "
-                    f"regenerate with `{REGENERATE.format(split=split)}`"
-                )
-            out.append(Instance(gen.name, gen.group, {"p": gen.p, "d": gen.d}, record.to_reference()))
+        for task in self.reference_tasks(split):
+            p, d = task.data["p"], task.data["d"]
+            record = self.references.shipped_reference(task, split, lambda r: attains(r, p, d))  # noqa: B023
+            out.append(Instance(task.name, task.data["group"], {"p": p, "d": d}, record.to_reference()))
         return out
 
     def load_instances(self, path: Path) -> list[Instance]:
         """Instances of a user file; a stated reference is checked, else ours is used or computed."""
         path = Path(path)
         specs = parse_instance_file(path)
-        shipped = self._shipped_references()
         out, refuted = [], []
         for spec in specs:
             p, d = spec.p, spec.d
-            known = shipped.get(content_hash(p, d)) or cached_reference(p, d)
+            key = content_hash(p, d)
+            known = self.references.known(key, lambda r: attains(r, p, d))  # noqa: B023 - called at once
             if spec.claim is not None:
                 reference, beaten = stated_reference(spec, known)
                 refuted += [beaten] if beaten else []
@@ -125,7 +113,7 @@ class SmttVerifier:
                     log.info("computing the reference of %s (n=%d, up to %gs)", spec.name, len(p),
                              self.budget.time_limit_s)
                     known = compute_reference(spec.name, p, d, self.budget)
-                    store_cached(p, d, known)
+                    self.references.remember(key, known)
                 reference = with_file_bound(known.to_reference(), spec)
             out.append(Instance(spec.name, f"n={len(p)}", {"p": p, "d": d}, reference))
         if refuted:
@@ -139,6 +127,14 @@ class SmttVerifier:
     respond = staticmethod(respond_schedule)
 
     # -- interact (trusted): one session call per instance, timed by the kernel ----------
+
+    time_budget_text = BUDGET_TEXT  # the budget's rule, as prompts state it
+
+    @staticmethod
+    def time_budget_s(instance: Instance) -> float:
+        """CPU seconds the candidate may spend on ``instance`` (``interact`` enforces it;
+        prompts show each program's time per group against it)."""
+        return cpu_budget_s(len(instance.data["p"]))
 
     @staticmethod
     def interact(instance: Instance, session: Any) -> Any:
@@ -191,3 +187,5 @@ class SmttRuleVerifier(SmttVerifier):
 
     solve = staticmethod(solve_rule)
     respond = staticmethod(respond_rule)
+    time_budget_note = ("The verifier's dispatcher runs in that process and counts too: the rule is "
+                        "called once per job, so the budget leaves it about 2 ms per call.")

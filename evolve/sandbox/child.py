@@ -84,8 +84,15 @@ class Work:
     set_id: int | None = None  # batch: which instance set
 
 
-def run_child(spec: ChildSpec) -> NoReturn:
-    """Never returns: whatever happens ends in ``os._exit``."""
+SessionLoop = Callable[[ChildSpec, Work, Callable[[str, str], Any]], None]
+
+
+def run_child(spec: ChildSpec, run_session: SessionLoop) -> NoReturn:
+    """Never returns: whatever happens ends in ``os._exit``.
+
+    ``run_session`` is ``session_child.run_session``, handed in by the zygote:
+    that module uses this one's helpers, so the two must not import each other.
+    """
     global _result_fd
     exit_ = os._exit  # bound before the candidate can replace os._exit
     code = 0
@@ -108,8 +115,6 @@ def run_child(spec: ChildSpec) -> NoReturn:
             try:
                 _set_cpu_limit(work.timeout_s)
                 if work.mode == "session":
-                    from evolve.sandbox.session_child import run_session
-
                     run_session(spec, work, load_candidate)
                 else:
                     run_candidate(spec, work, instances)

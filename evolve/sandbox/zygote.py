@@ -338,7 +338,7 @@ class Zygote:
             raise
         if pid == 0:
             try:
-                run_child(spec)
+                run_child(spec, session_child.run_session)
             finally:
                 exit_(72)
         if self.pid_namespace:
