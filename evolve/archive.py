@@ -217,8 +217,10 @@ class Archive:
         return _Transaction(self._db)
 
     # --- reads ------------------------------------------------------------
-    def program(self, program_id: int) -> Program:
-        row = self._db.execute(f"SELECT id, {_PROGRAM_COLUMNS} FROM programs WHERE id=?", (program_id,)).fetchone()
+    def program(self, program_id: int, *, results: bool = True) -> Program:
+        """A program; ``results=False`` leaves out its per-instance results (the largest column)."""
+        columns = _PROGRAM_COLUMNS if results else _LIGHT_PROGRAM_COLUMNS
+        row = self._db.execute(f"SELECT id, {columns} FROM programs WHERE id=?", (program_id,)).fetchone()
         if row is None:
             raise UserError(f"{self.path}: no program with id {program_id}")
         return _program_from_row(row)
@@ -269,18 +271,29 @@ class Archive:
     def attempts_on(self, parent_id: int, limit: int) -> list[tuple[Attempt, Program | None]]:
         """The latest ``limit`` attempts made from ``parent_id``, newest first, each with
         the program it produced (None for an edit error, a duplicate or a model error)."""
+        return self._attempts_with_children("WHERE parent_id=?", (parent_id,), limit)
+
+    def latest_attempts(self, limit: int) -> list[tuple[Attempt, Program | None]]:
+        """The run's latest ``limit`` attempts, from any parent, newest first (as attempts_on)."""
+        return self._attempts_with_children("", (), limit)
+
+    def attempt(self, iteration: int) -> Attempt | None:
+        row = self._db.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE iteration=?",
+                               (iteration,)).fetchone()
+        return _attempt_from_row(row) if row else None
+
+    def _attempts_with_children(self, where: str, args: tuple[Any, ...],
+                                limit: int) -> list[tuple[Attempt, Program | None]]:
         rows = self._db.execute(
-            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE parent_id=? ORDER BY iteration DESC LIMIT ?",
-            (parent_id, limit),
+            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts {where} ORDER BY iteration DESC LIMIT ?",
+            (*args, limit),
         ).fetchall()
         found = []
         for row in rows:
             attempt = _attempt_from_row(row)
             program = None
             if attempt.program_id is not None:  # without per-instance results: not needed here
-                light = self._db.execute(f"SELECT id, {_LIGHT_PROGRAM_COLUMNS} FROM programs WHERE id=?",
-                                         (attempt.program_id,)).fetchone()
-                program = _program_from_row(light) if light else None
+                program = self.program(attempt.program_id, results=False)
             found.append((attempt, program))
         return found
 

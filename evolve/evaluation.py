@@ -278,14 +278,20 @@ def warn_once(facts: dict[str, tuple[bool, str]], *more: str | None) -> None:
             log.warning(line)
 
 
+SPLIT_GRACE_S = 2.0  # wall time a split gets beyond its instances' (start-up, loading the program)
+
+
 def run_timeout(instance_timeout_s: float, instances: float) -> float:
-    return 2.0 + instance_timeout_s * instances
+    return SPLIT_GRACE_S + instance_timeout_s * instances
 
 
 def cascade_floor(parent_quick_score: float | None, tolerance: float) -> float | None:
     if parent_quick_score is None:
         return None
     return parent_quick_score - tolerance * max(1.0, abs(parent_quick_score))
+
+
+_REFERENCE_WORDS = {"best_known": "best known", "bound": "bound", "none": "reference"}
 
 
 def describe(results: list[InstanceResult], metrics: dict[str, float], score_kind: str) -> str:
@@ -302,7 +308,8 @@ def describe(results: list[InstanceResult], metrics: dict[str, float], score_kin
         lines.append(
             "worst instances: "
             + "; ".join(
-                f"{r.name} gap {100 * (r.gap or 0):.2f}% ({r.objective:g} vs {r.reference_kind} {r.reference:g})"
+                f"{r.name} gap {100 * (r.gap or 0):.2f}% ({r.objective:g} vs "
+                f"{_REFERENCE_WORDS.get(r.reference_kind, r.reference_kind)} {r.reference:g})"
                 for r in worst
             )
         )

@@ -29,6 +29,7 @@ from evolve.llm import OFFLINE
 from evolve.llm.base import LLM, Completion, LLMConfigError, LLMError, ProposalRequest
 from evolve.population import Elite, Population, cell_key, feature_values
 from evolve.problem import Problem
+from evolve.prompt_history import InFlight
 from evolve.prompting import PromptBuilder
 from evolve.scoring import headline_gap
 from evolve.stop import Stop, StopKind
@@ -132,6 +133,7 @@ class Controller:
         self._keys = BehaviourKeys(problem.spec.rule) if problem.spec.rule else None
         self._seen_keys: dict[str, int | None] = {}
         self._iteration = 0
+        self._in_flight: dict[Future, _Task] = {}
         # Constant tuning of each new best every tune_every iterations (evolve/autotune.py).
         self._tuner = (AutoTuner(settings.tune_every, settings.tune_budget, settings.seed, archive)
                        if settings.tune_every else None)
@@ -213,6 +215,7 @@ class Controller:
         proposers = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="propose")
         evaluators = ThreadPoolExecutor(settings.workers, thread_name_prefix="evaluate")
         in_flight: dict[Future, _Task] = {}
+        self._in_flight = in_flight  # the prompts report the iterations still in flight
         # Iterations in flight (proposing or evaluating). With 1, each parent is
         # sampled after the previous child is archived: a run repeats exactly.
         in_flight_limit = max(settings.concurrency, settings.workers)
@@ -299,14 +302,15 @@ class Controller:
         rng = random.Random(f"{s.seed}:{iteration}" if not retry else f"{s.seed}:{iteration}:{retry}")
         island = (iteration - 1) % s.islands
         self._iteration = max(self._iteration, iteration)
-        fresh, parent_id = False, None
+        fresh, parent_id, choice = False, None, None
         if self._policy is not None:
             plan = self._policy.plan(island, iteration, self.archive)
             if plan.restart:
                 self._restart_island(island, iteration)
             fresh, parent_id = plan.fresh, plan.parent_id
         if parent_id is None:
-            parent_id = self.population.sample_parent(island, rng, s.exploitation, s.exploration, s.tournament)
+            choice = self.population.choose_parent(island, rng, s.exploitation, s.exploration, s.tournament)
+            parent_id = choice.program_id
         if self._policy is not None:
             self._policy.launched(iteration, parent_id)
         parent = self.archive.program(parent_id)
@@ -321,7 +325,8 @@ class Controller:
         if mode == "mixed":
             mode = "rewrite" if rng.random() < s.rewrite_fraction else "diff"
         # Offline backends read the structured fields, never a prompt: none is rendered for them.
-        messages = [] if self._offline else self.prompts.messages(mode, island, parent, inspirations)
+        messages = [] if self._offline else self.prompts.messages(
+            mode, island, parent, inspirations, choice=choice, in_flight=self._pending())
         request = ProposalRequest(
             messages=messages,
             iteration=iteration,
@@ -333,6 +338,11 @@ class Controller:
             fresh=fresh,
         )
         return request, _Task("propose", iteration, island, parent, mode, retry=retry)
+
+    def _pending(self) -> list[InFlight]:
+        """Iterations proposed or being evaluated now (none with one at a time, the default)."""
+        return [InFlight(t.iteration, t.island, t.parent.id, t.completion.text if t.completion else None)
+                for t in self._in_flight.values() if t.kind in ("propose", "evaluate")]
 
     def _stop(self, kind: StopKind, message: str) -> None:
         """Record the first stop reason; later ones do not replace it."""

@@ -22,6 +22,18 @@ class Elite:
     cell: str
 
 
+@dataclass(frozen=True)
+class ParentChoice:
+    """A sampled parent and how it was chosen: ``how`` is "tournament" (the best of
+    ``tournament`` draws from the island's ``elites``), "random" (one draw: exploration),
+    "best" (the run's best program) or "empty" (the island had none: the run's best)."""
+
+    program_id: int
+    how: str
+    elites: int
+    tournament: int
+
+
 class Island:
     def __init__(self) -> None:
         self.cells: dict[str, Elite] = {}
@@ -83,21 +95,28 @@ class Population:
     ) -> int:
         """Exploit (tournament among the island's elites), explore (any elite of
         the island) or, for the remaining probability, take the best overall."""
+        return self.choose_parent(island, rng, exploitation, exploration, tournament).program_id
+
+    def choose_parent(
+        self, island: int, rng: random.Random, exploitation: float, exploration: float, tournament: int
+    ) -> ParentChoice:
+        """``sample_parent`` with how the parent was chosen (a prompt says why)."""
         grid = self.islands[island]
         if not len(grid):
             best = self.global_best()
             if best is None:
                 raise RuntimeError("population is empty: the seed must be added first")
-            return best.program_id
+            return ParentChoice(best.program_id, "empty", 0, tournament)
         roll = rng.random()
         if roll < exploitation:
             contenders = [grid.random_elite(rng) for _ in range(tournament)]
-            return max(contenders, key=lambda e: e.score).program_id
+            winner = max(contenders, key=lambda e: e.score).program_id
+            return ParentChoice(winner, "tournament", len(grid), tournament)
         if roll < exploitation + exploration:
-            return grid.random_elite(rng).program_id
+            return ParentChoice(grid.random_elite(rng).program_id, "random", len(grid), tournament)
         best = self.global_best()
         assert best is not None
-        return best.program_id
+        return ParentChoice(best.program_id, "best", len(grid), tournament)
 
     def inspirations(self, island: int, parent_id: int, rng: random.Random, count: int) -> list[int]:
         """The island's best plus elites of other cells (diversity), never the parent."""

@@ -1,30 +1,24 @@
-"""What a prompt tells the model, gathered from the problem, the settings and the archive.
+"""What the system message tells the model: how a program is judged, and the fixed code.
 
-Everything here is derived from data that is persisted (the archive, the run's
-settings, the problem), never from the loop's memory, so the prompt of the
-next iteration can be rebuilt exactly by ``evolve prompt --run RUN``.
+Everything here is derived from data that is persisted or configured (the
+problem, the run's settings, the instances, the archived seed), never from the
+loop's memory, so ``evolve prompt --run RUN`` rebuilds it exactly. What the user
+message says about programs and attempts lives in ``prompt_programs`` and
+``prompt_history``.
 """
 
 from __future__ import annotations
 
 import ast
-import difflib
-from collections import Counter
-from dataclasses import dataclass
-from functools import lru_cache
+from collections import Counter, defaultdict
 
-from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, LLM_ERROR, Archive, Attempt, Program
+from evolve.archive import Program
 from evolve.config import RunSettings
-from evolve.edits import EditError, block_text, edit_child
-from evolve.edits.reply import idea_of, split_thinking
+from evolve.edits import evolve_blocks
+from evolve.evaluation import SPLIT_GRACE_S
 from evolve.problem import Problem
 from evolve.scoring import headline_gap, natural_key
 from evolve.verifier import Instance
-
-# Metrics shown next to a program's score when the problem has them (beyond the
-# feedback's gap lines): what its score is made of, how robust it is, what it costs.
-_KEY_METRICS = ("gap_median_pct", "optimal_hits", "ms_per_instance", "goodput_pct", "starved_pct",
-                "e2e_gap_pct", "balancedness", "runtime_ms")
 
 # Used when a problem names no [prompt] directions: one per island for its first
 # prompts, so the islands do not all start with the same request.
@@ -40,13 +34,13 @@ GENERIC_DIRECTIONS = (
 
 _SCORE_TEXT = {
     "gap_mean": "minus the mean, over the instances, of the relative gap (objective - reference) / "
-                "reference in % (the reference is an instance's optimum, best known value or bound): "
-                "0 means every instance matches its reference, higher is better. Each instance weighs "
-                "the same, so on an instance with a small reference a small absolute difference is a "
-                "large gap",
+                "reference in %: 0 means every instance matches its reference, higher is better. Each "
+                "instance weighs the same, so on an instance with a small reference a small absolute "
+                "difference is a large gap",
     "gap_ratio": "minus (sum of objectives - sum of references) / sum of references, in %: higher is "
                  "better, and large instances weigh the most",
 }
+_KIND_WORDS = {"optimal": "optimal", "best_known": "best known", "bound": "bound only"}
 
 
 def score_text(problem: Problem) -> str:
@@ -60,6 +54,11 @@ def score_text(problem: Problem) -> str:
     return f"{sign}the sum of the {spec.objective.name} over the instances: higher is better"
 
 
+def gap_phrase(metrics: dict[str, float], problem: Problem) -> str:
+    gap = headline_gap(metrics, problem.spec.objective.score)
+    return f" (gap {gap:.2f}%)" if gap is not None else ""
+
+
 def _groups(instances: list[Instance]) -> str:
     counts = Counter(i.group for i in instances)
     if len(counts) <= 1:
@@ -71,10 +70,70 @@ def _groups(instances: list[Instance]) -> str:
     return ", by group: " + ", ".join(f"{g} {counts[g]}" for g in sorted(counts, key=natural_key))
 
 
+def references_line(instances: list[Instance]) -> str | None:
+    """What each group's gaps are measured against: how many references are optimal, best known
+    or a bound only. None when no instance has a reference kind. (How far a best-known value may
+    lie from the optimum is left out: the shipped bounds are often too weak to say anything.)"""
+    if all(i.reference.kind not in _KIND_WORDS for i in instances):
+        return None
+    by_group: dict[str, Counter[str]] = defaultdict(Counter)
+    for instance in instances:
+        by_group[instance.group][instance.reference.kind] += 1
+    kinds = [k for k in _KIND_WORDS if any(i.reference.kind == k for i in instances)]
+    groups = sorted(by_group, key=natural_key)
+    parts = [(f"{g} " if len(groups) > 1 else "") + "/".join(str(by_group[g][k]) for k in kinds) for g in groups]
+    notes = {"best_known": " A best-known value is the best solution found so far, not a proven optimum: "
+                           "it can be beaten (a negative gap).",
+             "bound": " Against a bound only, a gap overstates the distance to the optimum."}
+    return (f"References (what the gaps are measured against), by group as "
+            f"{' / '.join(_KIND_WORDS[k] for k in kinds)} counts: " + "; ".join(parts) + "."
+            + "".join(notes[k] for k in kinds if k in notes))
+
+
+SEARCH_ADVICE = ("A search should stop on time.process_time() (the same clock; measure from the "
+                 "function's entry) with a margin, never on the wall clock, so that its result does not "
+                 "depend on how busy the machine is.")
+
+
+def time_line(problem: Problem, settings: RunSettings, instances: list[Instance]) -> str:
+    """How a program's time is measured and limited: once, exactly as the sandbox and the
+    verifier do it (one process per split; a session verifier's calls are timed by the kernel)."""
+    verifier = problem.verifier
+    sandbox = settings.sandbox
+    session = callable(getattr(verifier, "interact", None))
+    budget = getattr(verifier, "time_budget_s", None)
+    weight = getattr(verifier, "time_weight", None)
+    weighted = callable(weight) and any(weight(i) > 1 for i in instances)
+    text = ("Time: each split runs in one sandboxed process, "
+            + ("forked from a worker that has already imported numpy (not counted); it loads the "
+               "program once, then the verifier sends it the instances one after another"
+               if session else "which has already imported numpy; it loads the program once and "
+               "solves the instances one after another")
+            + ", so module-level state persists from one call to the next.")
+    if sandbox.max_processes == 1:
+        text += " It may not start threads or other processes: one core is all a program has."
+    if session and callable(budget) and instances:
+        per_group: dict[str, float] = {}
+        for instance in instances:
+            per_group[instance.group] = max(per_group.get(instance.group, 0.0), float(budget(instance)))
+        figures = ", ".join(f"{g} {per_group[g]:.3g} s" for g in sorted(per_group, key=natural_key))
+        rule = getattr(verifier, "time_budget_text", "")
+        text += (" Budget per instance: " + (f"{rule} of CPU time ({figures})" if rule else
+                                             f"{figures} of CPU time")
+                 + ", counted by the kernel from when the instance is sent until the answer is back "
+                 "(the first instance also pays for loading the program); an instance over it fails "
+                 "the program. " + getattr(verifier, "time_budget_note", SEARCH_ADVICE))
+    per = f"{sandbox.instance_timeout_s:g} s per instance" + (
+        " (long instances count as several)" if weighted else "")
+    text += (f" The sandbox's safety net: the split may take at most {SPLIT_GRACE_S:g} s + {per} of "
+             f"wall time and {sandbox.memory_mb} MiB of memory, or the program fails.")
+    return text
+
+
 def evaluation_setup(problem: Problem, settings: RunSettings, quick: list[Instance],
                      train: list[Instance], seed: Program | None) -> list[str]:
     """The lines of the system prompt that say how a program is judged."""
-    sandbox, cascade = settings.sandbox, settings.cascade
+    cascade = settings.cascade
     smallest = min(Counter(i.group for i in train).values()) if train else 0
     lines = [
         f"Score: {score_text(problem)}.",
@@ -85,181 +144,52 @@ def evaluation_setup(problem: Problem, settings: RunSettings, quick: list[Instan
         + "A held-out test split, never shown to the search, decides the final comparison: prefer "
           "changes that help on any instance of this kind over ones that fit these instances.",
     ]
+    references = references_line(train)
+    if references:
+        lines.append(references)
+    facts = getattr(problem.verifier, "prompt_facts", None)
+    if callable(facts):
+        lines.extend(facts())
     if cascade.enabled and quick:
         lines.append(f"Screening: each new program first runs on {len(quick)} quick instances; one "
                      f"that scores more than {cascade.tolerance:g} x |parent score| below its parent "
                      "there is not run on the train split.")
-    lines.append(f"Limits: the sandbox stops an instance after {sandbox.instance_timeout_s:g} s of wall "
-                 f"time or {sandbox.memory_mb} MiB of memory, and the program fails (the contract "
-                 "above may set a tighter budget). A program that searches must stop on its own well "
-                 "before, on CPU time (time.process_time()), so that its result does not depend on how "
-                 "busy the machine is.")
+    lines.append(time_line(problem, settings, [*quick, *train]))
     if seed is not None and seed.score is not None:
         lines.append(f"The seed program, where the run started, scores {seed.score:.6g} on the train "
-                     f"split{_gap_phrase(seed.metrics, problem)}.")
+                     f"split{gap_phrase(seed.metrics, problem)}.")
     return lines
 
 
-def _gap_phrase(metrics: dict[str, float], problem: Problem) -> str:
-    gap = headline_gap(metrics, problem.spec.objective.score)
-    return f" (gap {gap:.2f}%)" if gap is not None else ""
+FIXED_PLACEHOLDER = "# (the evolving code: the current program's is shown in the request)"
 
 
-def _one_line(text: str) -> str:
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+def fixed_code(code: str) -> str | None:
+    """The program without its EVOLVE-BLOCK's contents: the code every program of the run
+    shares (edits may not change it), shown once. None for a program with no block."""
+    blocks = evolve_blocks(code)
+    if not blocks:
+        return None
+    lines = code.split("\n")
+    out, last = [], _after_module_docstring(code)
+    for start, end in blocks:
+        out += [*lines[last:start], FIXED_PLACEHOLDER]
+        last = end
+    out += lines[last:]
+    return "\n".join(out).strip()
 
 
-@dataclass(frozen=True)
-class ProgramView:
-    """A program as a prompt shows it."""
-
-    id: int
-    code: str
-    block: str
-    score: float | None
-    headline: str  # "score -1.93 (gap 1.93%); goodput_pct 97.1"
-    results: str  # the verifier's feedback: gap lines, per group, worst instances
-
-
-def program_view(program: Program, problem: Problem, parent: Program | None = None) -> ProgramView:
-    """``parent`` given: the block without docstrings it repeats verbatim from the parent."""
-    assert program.id is not None
-    block = block_text(program.code)
-    if parent is not None:
-        block = without_repeated_docstrings(block, block_text(parent.code))
-    metrics = program.metrics
-    keys = (*_KEY_METRICS, *getattr(problem.verifier, "headline_metrics", ()))
-    extra = [_metric(k, metrics) for k in keys if k in metrics]
-    score = f"score {program.score:.6g}" if program.score is not None else f"status {program.status}"
-    headline = score + _gap_phrase(program.metrics, problem) + (
-        "; " + ", ".join(dict.fromkeys(extra)) if extra else "")
-    return ProgramView(program.id, program.code, block, program.score, headline,
-                       program.feedback.strip())
-
-
-def _metric(key: str, metrics: dict[str, float]) -> str:
-    value = metrics[key]
-    if key == "gap_median_pct":
-        return f"median gap {value:.2f}%"
-    if key == "optimal_hits":
-        return f"optimal on {value:.0f} of {metrics.get('instances', 0):.0f}"
-    if key == "ms_per_instance":
-        return f"{value:.3g} ms per instance"
-    return f"{key} {value:.4g}"
-
-
-@lru_cache(maxsize=2048)
-def _docstrings(source: str) -> dict[str, tuple[int, int, str]]:
-    """Function name -> (first line, last line, text) of its docstring (0-based lines), for the
-    top-level functions and classes and their methods (cached: programs never change)."""
+def _after_module_docstring(code: str) -> int:
+    """The first line after the module's docstring (0 without one): the seed's docstring
+    describes the seed, not the programs the model will read, so it is left out."""
     try:
-        tree = ast.parse(source)
+        body = ast.parse(code).body
     except SyntaxError:
-        return {}
-    found = {}
-    nodes = [*tree.body, *(n for c in tree.body if isinstance(c, ast.ClassDef) for n in c.body)]
-    for node in nodes:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
-                    and isinstance(first.value.value, str) and len(node.body) > 1:
-                found[node.name] = (first.lineno - 1, (first.end_lineno or first.lineno) - 1,
-                                    first.value.value)
-    return found
-
-
-def without_repeated_docstrings(block: str, parent_block: str) -> str:
-    """Drop docstrings the parent shows already: the same text under the same function."""
-    mine, theirs = _docstrings(block), _docstrings(parent_block)
-    lines = block.split("\n")
-    for name, (start, end, text) in sorted(mine.items(), key=lambda kv: -kv[1][0]):
-        if name in theirs and theirs[name][2] == text:
-            del lines[start: end + 1]
-    return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Tried:
-    """One earlier attempt on the same parent, as the next prompt reports it."""
-
-    iteration: int
-    idea: str
-    change: str
-    result: str
-
-
-def tried_on(archive: Archive, parent: Program, problem: Problem, limit: int = 6) -> list[Tried]:
-    """What was already tried from ``parent`` and what came of it, newest first.
-
-    The change is the edit's effect on the block (its new lines), never the
-    model's text: thinking sections are never sent back.
-    """
-    assert parent.id is not None
-    tried = []
-    for attempt, child in archive.attempts_on(parent.id, limit):
-        if attempt.outcome == LLM_ERROR:
-            continue
-        answer = split_thinking(attempt.completion or "").answer
-        code = child.code if child is not None else _replay_edit(parent, attempt)
-        tried.append(Tried(attempt.iteration, idea_of(answer), _change(parent.code, code),
-                           _result(attempt, child, parent, problem)))
-    return tried
-
-
-def _replay_edit(parent: Program, attempt: Attempt) -> str | None:
-    if attempt.outcome != DUPLICATE or not attempt.completion:
-        return None
-    return _edited(parent.code, attempt.completion, attempt.mode)
-
-
-@lru_cache(maxsize=1024)
-def _edited(parent: str, completion: str, mode: str) -> str | None:
-    try:
-        return edit_child(parent, completion, mode).code  # type: ignore[arg-type]
-    except EditError:
-        return None
-
-
-def _change(before: str, after: str | None) -> str:
-    return _change_text(before, after) if after is not None else ""
-
-
-@lru_cache(maxsize=4096)
-def _change_text(before: str, after: str, limit: int = 200) -> str:
-    """The edit's new lines in the block (or what it removed), on one line."""
-    diff = list(difflib.unified_diff(block_text(before).split("\n"), block_text(after).split("\n"),
-                                     lineterm="", n=0))
-    added = [d[1:].strip() for d in diff if d.startswith("+") and not d.startswith("+++")]
-    removed = [d[1:].strip() for d in diff if d.startswith("-") and not d.startswith("---")]
-    code = [a for a in added if a and not a.startswith(("#", '"""', "'''"))]
-    shown = code or [f"removed: {r}" for r in removed if r]
-    text = " / ".join(shown)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _result(attempt: Attempt, child: Program | None, parent: Program, problem: Problem) -> str:
-    if attempt.outcome == EDIT_ERROR:
-        return "not applied: " + (attempt.error or "").split(";")[0].split(". ")[0]
-    if attempt.outcome == DUPLICATE:
-        return "not evaluated: " + (attempt.error or "a program already in the archive")
-    if attempt.outcome != EVALUATED or child is None:
-        return attempt.outcome
-    if child.score is None:
-        first = next((line.strip() for line in child.feedback.splitlines() if line.strip()), "")
-        first = first if len(first) <= 160 else first[:157] + "..."
-        return f"failed ({child.status}): {first}"
-    text = f"score {child.score:.6g}" + _gap_phrase(child.metrics, problem)
-    if parent.score is not None:
-        delta = child.score - parent.score
-        text += (" (better" if delta > 0 else " (worse" if delta < 0 else " (the same") + (
-            f" by {abs(delta):.4g})" if delta else ")")
-    return text
-
-
-def last_edit_error(archive: Archive, island: int) -> str | None:
-    """The reason the island's latest answer could not be used, if it could not."""
-    last = archive.last_attempt(island)
-    return last.error if last is not None and last.outcome == EDIT_ERROR else None
+        return 0
+    first = body[0] if body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        return first.end_lineno or 0
+    return 0
 
 
 def direction(problem: Problem, island: int) -> str:

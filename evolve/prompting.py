@@ -1,14 +1,24 @@
 """Chat messages from the jinja2 templates in ``prompts/`` (installed as ``evolve.prompts``).
 
 The system message is the same for every request of a run (the problem, how a
-program is judged, the background), so providers can cache it; the user
-message carries the current program, what was already tried on it, the last
-edit failure of its island, a direction for an island's first prompts, and
-inspirations. Its first line states the answer format, its last the details.
+program is judged, the fixed code every program shares, the background), so
+providers can cache it; the user message carries the current program's
+EVOLVE-BLOCK and results, why it was chosen, what was already tried on it, the
+run's latest attempts elsewhere, the last edit failure of its island, a
+direction for an island's first prompts, and inspirations. Its first line
+states the answer format, its last the details.
+
+Size, whatever the archive's: at most ``TEXT_CHARS`` characters of text and
+``CODE_CHARS`` of program code (the current program's block is always shown
+whole). The history lists are bounded and give way first; inspirations get what
+is left, each as the shortest of its block and its diffs, and code that does not
+fit is named, not shown.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,15 +27,40 @@ import jinja2
 from evolve import prompts as prompt_package
 from evolve.archive import Archive, Program
 from evolve.config import RunSettings
+from evolve.population import ParentChoice
 from evolve.problem import Problem
-from evolve.prompt_facts import (
-    direction,
-    evaluation_setup,
+from evolve.prompt_facts import direction, evaluation_setup, fixed_code
+from evolve.prompt_history import (
+    InFlight,
     last_edit_error,
-    program_view,
+    latest_elsewhere,
+    origin_of,
     tried_on,
+    why_parent,
+)
+from evolve.prompt_programs import (
+    ProgramView,
+    Shown,
+    TimeLimits,
+    defined_names,
+    program_view,
+    shortest_form,
+    time_limits,
 )
 from evolve.verifier import Instance
+
+# A prompt's size, whatever the archive's: TEXT_CHARS of text (both messages, all but program
+# code) and CODE_CHARS of program code (the current block, always whole, and inspirations' code).
+TEXT_CHARS = 11_000
+CODE_CHARS = 8_000
+# Inspirations' code gets what the current block leaves of CODE_CHARS, and at least this.
+INSPIRATION_CODE = 2_500
+# Text the history lists leave for inspirations' headers, and how short the lists may get for it.
+INSPIRATION_TEXT = 2_000
+MIN_LISTED = 2
+# What an inspiration's header takes beyond its own text (markdown, labels).
+_HEADER_SLACK = 120
+NAMES = 8  # functions named for an inspiration whose code is not shown
 
 
 @lru_cache(maxsize=1)
@@ -40,32 +75,102 @@ def environment() -> jinja2.Environment:
     )
 
 
+@dataclass(frozen=True)
+class Inspiration:
+    view: ProgramView
+    origin: str  # how it came about
+    shown: Shown | None  # its code, or None when it did not fit
+    note: str  # what stands for the code when it is not shown
+
+
 class PromptBuilder:
-    """Renders the messages of a request from the archive's state (nothing kept in memory)."""
+    """Renders the messages of a request from the archive's state (and the iterations in flight)."""
 
     def __init__(self, problem: Problem, settings: RunSettings, archive: Archive) -> None:
         self.problem = problem
         self.settings = settings
         self.archive = archive
         self._system: str | None = None
+        self._limits = TimeLimits("CPU", "budget", {})
 
     def prepare(self, quick: list[Instance], train: list[Instance]) -> None:
         """Render the system message once the seed is archived (its figures are part of it)."""
         spec = self.problem.spec
-        setup = evaluation_setup(self.problem, self.settings, quick, train, self.archive.seed())
+        seed = self.archive.seed()
+        setup = evaluation_setup(self.problem, self.settings, quick, train, seed)
         self._system = environment().get_template("system.jinja").render(
             problem=spec, function=spec.function, objective=spec.objective,
             context=self.problem.context, setup=setup,
+            fixed=fixed_code(seed.code) if seed is not None else None,
         ).strip()
+        self._limits = time_limits(self.problem, self.settings, [*quick, *train])
 
-    def messages(self, mode: str, island: int, parent: Program,
-                 inspirations: list[Program]) -> list[dict[str, str]]:
+    def messages(self, mode: str, island: int, parent: Program, inspirations: list[Program], *,
+                 choice: ParentChoice | None = None,
+                 in_flight: Sequence[InFlight] = ()) -> list[dict[str, str]]:
         assert self._system is not None, "prepare() first"
-        user = environment().get_template(f"{mode}.jinja").render(
-            parent=program_view(parent, self.problem),
-            tried=tried_on(self.archive, parent, self.problem),
-            edit_error=last_edit_error(self.archive, island),
-            direction=direction(self.problem, island) if parent.origin == "seed" else None,
-            inspirations=[program_view(p, self.problem, parent) for p in inspirations],
-        )
-        return [{"role": "system", "content": self._system}, {"role": "user", "content": user.strip()}]
+        problem, archive = self.problem, self.archive
+        view = program_view(parent, problem, self._limits)
+        best = archive.best()
+        others = [program_view(p, problem, self._limits) for p in inspirations]
+        context = {
+            "parent": view,
+            "origin": origin_of(archive, parent),
+            "tried": tried_on(archive, parent, problem, list(in_flight)),
+            "latest": latest_elsewhere(archive, parent, problem, list(in_flight)),
+            "edit_error": last_edit_error(archive, island),
+            "direction": direction(problem, island) if parent.origin == "seed" else None,
+        }
+        template = environment().get_template(f"{mode}.jinja")
+
+        def render(shown: list[Inspiration]) -> str:
+            ids = {i.view.id for i in shown}
+            why = why_parent(choice, parent, best, island, problem, ids)
+            return template.render(**context, why=why, inspirations=shown).strip()
+
+        def text_room() -> int:
+            return TEXT_CHARS - len(self._system or "") - (len(render([])) - len(view.block))
+
+        # The history gives way (oldest first) until inspirations have room for their headers.
+        while text_room() < INSPIRATION_TEXT and (len(context["latest"]) > MIN_LISTED
+                                                  or len(context["tried"]) > MIN_LISTED):
+            longer = "latest" if len(context["latest"]) >= len(context["tried"]) else "tried"
+            context[longer] = context[longer][:-1]
+        ideas_listed = frozenset(t.iteration for t in [*context["tried"], *context["latest"]])
+        chosen = self._fit(others, view, text_room(), max(INSPIRATION_CODE, CODE_CHARS - len(view.block)),
+                           ideas_listed)
+        user = render(chosen)
+        while chosen and len(self._system) + len(user) > TEXT_CHARS + _code_chars(view, chosen):
+            chosen = chosen[:-1]  # the estimate was short: the last inspiration goes
+            user = render(chosen)
+        return [{"role": "system", "content": self._system}, {"role": "user", "content": user}]
+
+    def _fit(self, others: list[ProgramView], parent: ProgramView, text: int, code: int,
+             ideas_listed: frozenset[int]) -> list[Inspiration]:
+        """Inspirations in order while their text fits in ``text`` characters, each with its
+        code in the shortest form if it fits in ``code`` characters, else named without it."""
+        chosen: list[Inspiration] = []
+        bases: list[tuple[str, ProgramView]] = [("the current program", parent)]
+        for view in others:
+            origin = origin_of(self.archive, self.archive.program(view.id, results=False),
+                               ideas_listed)
+            header = len(view.headline) + len(view.summary) + len(origin) + _HEADER_SLACK
+            shown: Shown | None = shortest_form(view, bases)
+            names = defined_names(view.block)
+            listed = ", ".join(names[:NAMES]) + (f" and {len(names) - NAMES} more" if len(names) > NAMES else "")
+            note = (f"Its code ({view.lines} lines) does not fit in this prompt"
+                    + (f"; it defines {listed}" if names else "") + ".")
+            if len(shown.code) > code:
+                shown, header = None, header + len(note)
+            if header + (len(shown.how) if shown else 0) > text:
+                break
+            chosen.append(Inspiration(view, origin, shown, note))
+            bases.append((f"#{view.id}", view))
+            text -= header + (len(shown.how) if shown else 0)
+            code -= len(shown.code) if shown else 0
+        return chosen
+
+
+def _code_chars(parent: ProgramView, shown: list[Inspiration]) -> int:
+    """The program code a prompt shows: the current block and the inspirations' code."""
+    return len(parent.block) + sum(len(i.shown.code) for i in shown if i.shown)

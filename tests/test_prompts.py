@@ -11,7 +11,8 @@ from pathlib import Path
 from evolve.config import resolve_settings
 from evolve.population import Elite, Population
 from evolve.problem import load_problem
-from evolve.prompt_facts import direction, evaluation_setup, without_repeated_docstrings
+from evolve.prompt_facts import direction, evaluation_setup
+from evolve.prompt_programs import without_repeated_docstrings
 
 
 def evolve(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -28,7 +29,7 @@ def test_evolve_prompt_prints_a_new_runs_first_request_and_leaves_nothing_behind
     system, user = out.split("# System\n\n")[1].split("\n\n# User\n\n")
     assert "# How a program is judged" in system and "held-out test split" in system
     assert user.startswith('Answer with one line "Idea: ..."')  # the format comes first
-    assert "# Direction for this island" in user and user.rstrip().endswith("EVOLVE-BLOCK markers.")
+    assert "# Direction for this island" in user and user.rstrip().endswith("exactly, including indentation.")
     assert list(tmp_path.iterdir()) == [toy_dir]  # no run folder, no archive
 
 
@@ -60,7 +61,7 @@ def test_the_setup_states_score_split_sizes_limits_and_the_held_out_split() -> N
     assert "6 instances, 3 in each of 2 groups (n=20, n=50)" in small
     assert "With as few as 3 instances in a group" in small
     assert "held-out test split, never shown to the search" in text
-    assert f"stops an instance after {settings.sandbox.instance_timeout_s:g} s of wall time" in text
+    assert f"2 s + {settings.sandbox.instance_timeout_s:g} s per instance of wall time" in text
     assert "first runs on 6 quick instances" in text
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from evolve.config import RunSettings
+from evolve.config import RunSettings, resolve_settings
 from evolve.evaluation import Evaluation, Evaluator
 from evolve.evaluators.smtt.verifier import BUDGET_TEXT, cpu_budget_s
 from evolve.problem import load_problem
+from evolve.prompt_facts import evaluation_setup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,8 +36,16 @@ def test_the_budget_is_stated_where_the_candidate_reads_it() -> None:
     for name in ("smtt", "smtt_rule"):
         problem = load_problem(name)
         assert BUDGET_TEXT in " ".join(problem.spec.function.contract.split())
-        assert BUDGET_TEXT in problem.context
         assert problem.spec.run["sandbox"]["max_processes"] == 1
+        # How it is measured and what a search should do is said once, by the prompt's time line.
+        settings = resolve_settings(problem.spec.run, None, {})
+        quick, train = problem.instances("quick"), problem.instances("train")
+        system = "\n".join(evaluation_setup(problem, settings, quick, train, None))
+        # A search is advised to stop on CPU time; a rule (one call per job) is told its share.
+        assert system.count("time.process_time()") == (1 if name == "smtt" else 0)
+        assert "process_time" not in problem.context
+        assert f"{BUDGET_TEXT} of CPU time (n=20 0.14 s, n=50 0.2 s" in system
+        assert "the first instance also pays for loading the program" in system
 
 
 def test_cpu_over_the_budget_fails_the_instance(smtt_run) -> None:  # noqa: ANN001

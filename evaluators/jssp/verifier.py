@@ -32,6 +32,14 @@ from evolve.verifier import Direction, Instance, InstanceResult, Reference, feas
 log = logging.getLogger(__name__)
 
 SPLITS = ("quick", "train", "test")
+# What a model is told about the schedule builder of its run (prompt_facts).
+SCHEME_FACTS = {
+    "non_delay": "non-delay: a machine never idles while an operation waits for it, so every "
+                 "candidate of a call can start at `now` (earliest_start == now)",
+    "active": "active (Giffler-Thompson): a candidate may start later than `now` (earliest_start > "
+              "now); choosing it keeps the machine idle on purpose, which can pay off when that "
+              "operation is on the critical path",
+}
 
 
 class JsspOptions(VerifierOptions):
@@ -137,6 +145,11 @@ class JsspVerifier:
         if item.lower_bound is not None and item.lower_bound > record.value:
             raise UserError(f"{_field(item, 'lower_bound')}: {item.lower_bound} exceeds a schedule of makespan {record.value}")
         return record.to_reference()
+
+    def prompt_facts(self) -> list[str]:
+        """What a model must know about this configuration: the schedule builder."""
+        return [f"Schedule builder: {SCHEME_FACTS[self.scheme]}. Every split of this run is built "
+                "this way: quick, train and the held-out test split."]
 
     # -- solve (inside the sandbox) ------------------------------------------------------
 

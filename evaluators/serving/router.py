@@ -212,6 +212,13 @@ class RouterVerifier:
 
         return cached(trace_key(trace, cfgs, ("round robin", self.opts.slo)), compute)
 
+    def prompt_facts(self) -> list[str]:
+        """The fleet, SLOs and predictor of this run, as a model's prompt states them."""
+        return [f"Fleet of this run, on every split: {self.opts.describe(router=True)}; SLOs: time to "
+                f"first token <= {self.opts.slo.ttft_s:g} s, time per output token <= "
+                f"{self.opts.slo.tpot_s:g} s; predicted_len has log-normal noise of sigma "
+                f"{self.opts.predictor_noise:g}."]
+
     def time_weight(self, instance: Instance) -> float:
         """Instance time limits for this instance: one per 2,500 requests (at least one)."""
         return max(1.0, len(instance.data["trace"]["arrival"]) / NOMINAL_REQUESTS)

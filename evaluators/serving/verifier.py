@@ -189,6 +189,12 @@ class ServingVerifier:
 
         return cached(trace_key(trace, [cfg], ("fcfs", self.opts.slo)), compute)
 
+    def prompt_facts(self) -> list[str]:
+        """The engine, SLOs and predictor of this run, as a model's prompt states them."""
+        return [f"Engine of this run, on every split: {self.opts.describe()}; SLOs: time to first token "
+                f"<= {self.opts.slo.ttft_s:g} s, time per output token <= {self.opts.slo.tpot_s:g} s; "
+                f"predicted_len has log-normal noise of sigma {self.opts.predictor_noise:g}."]
+
     def time_weight(self, instance: Instance) -> float:
         """How many instance time limits this instance gets: one per 2,500 requests (at least one)."""
         return max(1.0, len(instance.data["trace"]["arrival"]) / NOMINAL_REQUESTS)

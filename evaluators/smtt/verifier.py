@@ -128,6 +128,14 @@ class SmttVerifier:
 
     # -- interact (trusted): one session call per instance, timed by the kernel ----------
 
+    time_budget_text = BUDGET_TEXT  # the budget's rule, as prompts state it
+
+    @staticmethod
+    def time_budget_s(instance: Instance) -> float:
+        """CPU seconds the candidate may spend on ``instance`` (``interact`` enforces it;
+        prompts show each program's time per group against it)."""
+        return cpu_budget_s(len(instance.data["p"]))
+
     @staticmethod
     def interact(instance: Instance, session: Any) -> Any:
         """The candidate's answer for one instance, within its CPU budget.
@@ -179,3 +187,5 @@ class SmttRuleVerifier(SmttVerifier):
 
     solve = staticmethod(solve_rule)
     respond = staticmethod(respond_rule)
+    time_budget_note = ("The verifier's dispatcher runs in that process and counts too: the rule is "
+                        "called once per job, so the budget leaves it about 2 ms per call.")

@@ -4,7 +4,6 @@ Written as a dispatcher so that evolution can make the priority depend on the
 state (EDD is static; MDD-like rules are not): whenever the machine becomes
 free, ``priority`` ranks the unscheduled jobs and the lowest runs next.
 ``improve`` is a hook for a local-improvement pass over the finished sequence.
-Budget: 0.1 s + 2 ms per job of CPU time per instance (time.process_time()).
 """
 
 import inspect

@@ -1,0 +1,183 @@
+"""What a prompt says about the run's history: attempts on the current program, the run's
+latest attempts from any program, attempts still in flight, and why this parent.
+
+Attempts come from the archive; the ones in flight from the controller (with one
+proposal at a time, the default, there are none, and ``evolve prompt --run`` of a
+stopped run has none either). An attempt is reported by the reply's own idea line,
+the names of the functions its edit changed and what came of it -- never the reply's
+text itself: thinking sections are never sent back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, LLM_ERROR, Archive, Attempt, Program
+from evolve.edits import EditError, edit_child
+from evolve.edits.reply import idea_of, split_thinking
+from evolve.population import ParentChoice
+from evolve.problem import Problem
+from evolve.prompt_facts import gap_phrase
+from evolve.prompt_programs import changed_functions
+
+TRIED_ON_PARENT = 6  # attempts on the current program, newest first
+LATEST = 4  # the run's latest attempts on other programs
+IDEA_CHARS = 160  # of an attempt's idea line (the current program's own: ORIGIN_CHARS)
+ORIGIN_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Tried:
+    """One earlier attempt, as a prompt reports it."""
+
+    iteration: int
+    where: str  # "" on the current program; "island 2, on #7" elsewhere
+    idea: str
+    change: str  # "changed improve; added _tt"
+    result: str
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """An iteration proposed or being evaluated while this prompt is built."""
+
+    iteration: int
+    island: int
+    parent_id: int | None
+    completion: str | None  # None while the model has not answered
+
+
+def tried_on(archive: Archive, parent: Program, problem: Problem, in_flight: list[InFlight],
+             limit: int = TRIED_ON_PARENT) -> list[Tried]:
+    """What was already tried from ``parent`` and what came of it, newest first (those still
+    in flight first)."""
+    assert parent.id is not None
+    out = [_pending(job, "") for job in sorted(in_flight, key=lambda j: -j.iteration)
+           if job.parent_id == parent.id][:limit]
+    out += [_tried(attempt, child, parent, problem, "")
+            for attempt, child in archive.attempts_on(parent.id, limit)
+            if attempt.outcome != LLM_ERROR]
+    return out[:limit]
+
+
+def latest_elsewhere(archive: Archive, parent: Program, problem: Problem, in_flight: list[InFlight],
+                     limit: int = LATEST) -> list[Tried]:
+    """The run's latest attempts on programs other than ``parent`` (the ones on it are listed
+    apart), with those still in flight first, newest first."""
+    out = [_pending(job, _where(job.island, job.parent_id))
+           for job in sorted(in_flight, key=lambda j: -j.iteration) if job.parent_id != parent.id][:limit]
+    parents: dict[int, Program] = {}
+    for attempt, child in archive.latest_attempts(3 * limit):
+        if len(out) >= limit:
+            break
+        if (attempt.outcome == LLM_ERROR or attempt.parent_id in (parent.id, None)
+                or attempt.program_id == parent.id):  # its idea is the current program's "Made at"
+            continue
+        if attempt.parent_id not in parents:
+            parents[attempt.parent_id] = archive.program(attempt.parent_id, results=False)
+        out.append(_tried(attempt, child, parents[attempt.parent_id], problem,
+                          _where(attempt.island, attempt.parent_id)))
+    return out
+
+
+def _pending(job: InFlight, where: str) -> Tried:
+    idea = idea_of(split_thinking(job.completion).answer, IDEA_CHARS) if job.completion else ""
+    state = "still being evaluated" if job.completion is not None else "waiting for the model"
+    return Tried(job.iteration, where, idea, "", state)
+
+
+def _where(island: int, parent_id: int | None) -> str:
+    return f"island {island}" + (f", on #{parent_id}" if parent_id is not None else "")
+
+
+def _tried(attempt: Attempt, child: Program | None, parent: Program, problem: Problem, where: str) -> Tried:
+    answer = split_thinking(attempt.completion or "").answer
+    code = child.code if child is not None else _replay_edit(parent, attempt)
+    change = changed_functions(parent.code, code) if code is not None else ""
+    return Tried(attempt.iteration, where, idea_of(answer, IDEA_CHARS), change,
+                 _result(attempt, child, parent, problem, bool(where)))
+
+
+def _replay_edit(parent: Program, attempt: Attempt) -> str | None:
+    if attempt.outcome != DUPLICATE or not attempt.completion:
+        return None
+    return _edited(parent.code, attempt.completion, attempt.mode)
+
+
+@lru_cache(maxsize=1024)
+def _edited(parent: str, completion: str, mode: str) -> str | None:
+    try:
+        return edit_child(parent, completion, mode).code  # type: ignore[arg-type]
+    except EditError:
+        return None
+
+
+def _result(attempt: Attempt, child: Program | None, parent: Program, problem: Problem,
+            name_parent: bool) -> str:
+    if attempt.outcome == EDIT_ERROR:
+        return "not applied: " + (attempt.error or "").split(";")[0].split(". ")[0]
+    if attempt.outcome == DUPLICATE:
+        return "not evaluated: " + (attempt.error or "a program already in the archive")
+    if attempt.outcome != EVALUATED or child is None:
+        return attempt.outcome
+    if child.score is None:
+        first = next((line.strip() for line in child.feedback.splitlines() if line.strip()), "")
+        first = first if len(first) <= 160 else first[:157] + "..."
+        return f"#{child.id} failed ({child.status}): {first}"
+    text = f"#{child.id} score {child.score:.6g}" + gap_phrase(child.metrics, problem)
+    if parent.score is not None:
+        delta = child.score - parent.score
+        than = f" than #{parent.id}" if name_parent else ""
+        text += (f", better{than} by {delta:.4g}" if delta > 0 else f", worse{than} by {-delta:.4g}"
+                 if delta < 0 else f", the same as #{parent.id}")
+    return text
+
+
+def origin_of(archive: Archive, program: Program, listed: frozenset[int] = frozenset()) -> str:
+    """How a program came about: "iteration 6, from #3: <its idea>" ("" for the seed); for an
+    iteration in ``listed`` (the prompt's history shows its idea already) a pointer instead."""
+    if program.parent_id is None:
+        return ""
+    how = f"iteration {program.iteration}, from #{program.parent_id}"
+    if program.origin not in ("llm", "seed"):
+        how += f" ({program.origin})"
+    if program.iteration in listed:
+        return how + " (its idea is listed above)"
+    attempt = archive.attempt(program.iteration)
+    idea = ""
+    if attempt is not None and attempt.program_id == program.id:
+        idea = idea_of(split_thinking(attempt.completion or "").answer, ORIGIN_CHARS)
+    return how + (f": {idea}" if idea else "")
+
+
+def why_parent(choice: ParentChoice | None, parent: Program, best: Program | None,
+               island: int, problem: Problem, shown: set[int]) -> str:
+    """Why this program is the one to improve, and where the run's best is."""
+    if choice is None:
+        how = f"chosen for island {island}"
+    elif choice.how in ("tournament", "random") and choice.elites <= 1:
+        how = f"the only program of island {island} so far"
+    elif choice.how == "tournament":
+        how = f"the best of {choice.tournament} draws from island {island}'s {choice.elites} programs"
+    elif choice.how == "random":
+        how = f"drawn at random from island {island}'s {choice.elites} programs, to explore"
+    elif choice.how == "best":
+        how = "the run's best program, which every island takes as its parent now and then"
+    else:
+        how = f"island {island} holds no program yet, so it starts from the run's best"
+    if best is None or best.id == parent.id:
+        if choice is not None and choice.how in ("best", "empty"):
+            return f"Why this program: {how}."  # it says the run's best already
+        where = "it is the run's best so far"
+    else:
+        gap = gap_phrase(best.metrics, problem).strip(" ()")
+        where = (f"the run's best so far is #{best.id} (island {best.island}, score {best.score:.6g}"
+                 + (f", {gap}" if gap else "") + ")" + (", shown below" if best.id in shown else ""))
+    return f"Why this program: {how}; {where}."
+
+
+def last_edit_error(archive: Archive, island: int) -> str | None:
+    """The reason the island's latest answer could not be used, if it could not."""
+    last = archive.last_attempt(island)
+    return last.error if last is not None and last.outcome == EDIT_ERROR else None

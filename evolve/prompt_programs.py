@@ -1,0 +1,235 @@
+"""Programs as a prompt shows them: headline, results, time against the budget, and code.
+
+The current program's EVOLVE-BLOCK is shown once, in full; an inspiration's
+code is the shortest of its block and its diff against the current program or
+an inspiration shown before it, so near-identical programs cost a few lines.
+Programs never change once archived, so the text work here is cached.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+from statistics import fmean
+
+from evolve.archive import Program
+from evolve.config import RunSettings
+from evolve.edits import block_text, evolve_blocks
+from evolve.problem import Problem
+from evolve.prompt_facts import gap_phrase
+from evolve.scoring import natural_key
+from evolve.verifier import Instance
+
+# Metrics shown next to a program's score when the problem has them (beyond the
+# feedback's gap lines): what its score is made of, how robust it is, what it costs.
+_KEY_METRICS = ("gap_median_pct", "optimal_hits", "ms_per_instance", "goodput_pct", "starved_pct",
+                "e2e_gap_pct", "balancedness", "runtime_ms")
+# An instance this close to its time budget is one a slower moment could push over it.
+NEAR_BUDGET = 0.9
+CHANGE_CHARS = 100  # a longer list of changed functions is given as counts
+WORST = "worst instances:"  # the feedback line an inspiration leaves out (the current program's says it)
+
+
+@dataclass(frozen=True)
+class TimeLimits:
+    """Each instance's time limit, by instance name. ``clock`` is how an instance's time is
+    measured: "CPU" (the kernel's count for a session verifier's call) or "wall" (inside the
+    sandbox otherwise); ``kind`` is the limit's: "budget" (CPU, enforced per instance by the
+    verifier) or "wall limit" (the instance's share of the sandbox's limit)."""
+
+    clock: str
+    kind: str
+    seconds: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ProgramView:
+    """A program as a prompt shows it."""
+
+    id: int
+    island: int
+    score: float | None
+    headline: str  # "score -1.93 (gap 1.93%); median gap 0.00%, 12 ms per instance"
+    results: str  # per group, worst instances, time against the budget (no repeated headline)
+    summary: str  # the results without the worst instances: what an inspiration shows
+    block: str  # its EVOLVE-BLOCK(s)
+    lines: int  # of the block
+
+
+def time_limits(problem: Problem, settings: RunSettings, instances: list[Instance]) -> TimeLimits:
+    """Each instance's limit as the Time line states it: the verifier's CPU budget where it has
+    one, else the instance's share of the sandbox's wall-time limit (its weight where it has one)."""
+    verifier = problem.verifier
+    budget = getattr(verifier, "time_budget_s", None)
+    clock = "CPU" if callable(getattr(verifier, "interact", None)) else "wall"
+    if callable(budget):
+        return TimeLimits(clock, "budget", {i.name: float(budget(i)) for i in instances})
+    weight = getattr(verifier, "time_weight", None)
+    per = settings.sandbox.instance_timeout_s
+    return TimeLimits(clock, "wall limit",
+                      {i.name: per * (float(weight(i)) if callable(weight) else 1.0) for i in instances})
+
+
+def program_view(program: Program, problem: Problem, limits: TimeLimits) -> ProgramView:
+    assert program.id is not None
+    metrics = program.metrics
+    keys = (*_KEY_METRICS, *getattr(problem.verifier, "headline_metrics", ()))
+    extra = [_metric(k, metrics) for k in keys if k in metrics]
+    score = f"score {program.score:.6g}" if program.score is not None else f"status {program.status}"
+    headline = score + gap_phrase(metrics, problem) + (
+        "; " + ", ".join(dict.fromkeys(extra)) if extra else "")
+    lines = [line for line in program.feedback.strip().splitlines()
+             if not line.startswith("gap to reference:")]  # the headline says it
+    timing = time_against_limits(program, limits)
+    if timing:
+        lines.append(timing)
+    block = block_text(program.code)
+    summary = [line for line in lines if not line.startswith(WORST)]
+    return ProgramView(program.id, program.island, program.score, headline, "\n".join(lines),
+                       "\n".join(summary), block, block.count("\n") + 1)
+
+
+def _metric(key: str, metrics: dict[str, float]) -> str:
+    value = metrics[key]
+    if key == "gap_median_pct":
+        return f"median gap {value:.2f}%"
+    if key == "optimal_hits":
+        return f"optimal on {value:.0f} of {metrics.get('instances', 0):.0f}"
+    if key == "ms_per_instance":
+        return f"{value:.3g} ms per instance"
+    return f"{key} {value:.4g}"
+
+
+def time_against_limits(program: Program, limits: TimeLimits) -> str:
+    """Per group: mean and largest time per instance against its limit, in ms, and how many
+    came within 10 % of it ("" when no instance has a time)."""
+    groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for row in program.instances:
+        seconds, limit = row.get("seconds"), limits.seconds.get(row.get("name", ""))
+        if seconds is not None and limit:
+            groups[row.get("group", "")].append((float(seconds), limit))
+    if not groups:
+        return ""
+    parts = []
+    for group in sorted(groups, key=natural_key):
+        runs = groups[group]
+        near = sum(1 for s, b in runs if s >= NEAR_BUDGET * b)
+        limit = max(b for _, b in runs)
+        text = (f"{group} {_ms(fmean(s for s, _ in runs))}/{_ms(max(s for s, _ in runs))}/{_ms(limit)}"
+                if all(b == limit for _, b in runs) else
+                f"{group} {100 * fmean(s / b for s, b in runs):.0f}%/{100 * max(s / b for s, b in runs):.0f}%"
+                f" of the {limits.kind}")
+        parts.append(text + (f" ({near} of {len(runs)} over {NEAR_BUDGET:.0%})" if near else ""))
+    return f"{limits.clock} ms per instance, mean/max/{limits.kind}: " + ", ".join(parts)
+
+
+def _ms(seconds: float) -> str:
+    """Milliseconds, to three digits at most: 0.84, 41.2, 1100."""
+    ms = 1000 * seconds
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """An inspiration's code as shown: ``how`` says what ``code`` is."""
+
+    how: str  # "Its EVOLVE-BLOCK" or "Its EVOLVE-BLOCK as a diff against ..."
+    code: str
+    language: str  # the code fence's
+
+
+def shortest_form(view: ProgramView, bases: list[tuple[str, ProgramView]]) -> Shown:
+    """The block without docstrings the first base shows already, or its diff against one of
+    ``bases`` (label, program), whichever is shortest."""
+    best = Shown("Its EVOLVE-BLOCK", without_repeated_docstrings(view.block, bases[0][1].block)
+                 if bases else view.block, "python")
+    for label, base in bases:
+        diff = block_diff(base.block, view.block)
+        if len(diff) < len(best.code):
+            best = Shown(f"Its EVOLVE-BLOCK as a diff against {label} (- lines are {label}'s, + lines "
+                         "its own)", diff, "diff")
+    return best
+
+
+@lru_cache(maxsize=1024)
+def block_diff(before: str, after: str) -> str:
+    """A unified diff of two blocks with two lines of context, without the file header."""
+    lines = difflib.unified_diff(before.split("\n"), after.split("\n"), lineterm="", n=2)
+    return "\n".join(line for line in lines if not line.startswith(("---", "+++")))
+
+
+@lru_cache(maxsize=2048)
+def _docstrings(source: str) -> dict[str, tuple[int, int, str]]:
+    """Function name -> (first line, last line, text) of its docstring (0-based lines), for the
+    top-level functions and classes and their methods (cached: programs never change)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    found = {}
+    nodes = [*tree.body, *(n for c in tree.body if isinstance(c, ast.ClassDef) for n in c.body)]
+    for node in nodes:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str) and len(node.body) > 1:
+                found[node.name] = (first.lineno - 1, (first.end_lineno or first.lineno) - 1,
+                                    first.value.value)
+    return found
+
+
+def without_repeated_docstrings(block: str, parent_block: str) -> str:
+    """Drop docstrings the parent shows already: the same text under the same function."""
+    mine, theirs = _docstrings(block), _docstrings(parent_block)
+    lines = block.split("\n")
+    for name, (start, end, text) in sorted(mine.items(), key=lambda kv: -kv[1][0]):
+        if name in theirs and theirs[name][2] == text:
+            del lines[start: end + 1]
+    return "\n".join(lines)
+
+
+def defined_names(code: str) -> list[str]:
+    """The functions and classes a block defines, in order."""
+    return [name for name, _ in _units(block_text(code) if evolve_blocks(code) else code) if name]
+
+
+@lru_cache(maxsize=4096)
+def _units(block: str) -> tuple[tuple[str, str], ...]:
+    """(name, AST dump) of every top-level definition of a block; other top-level statements
+    together as one unit named "" (imports, constants)."""
+    try:
+        tree = ast.parse(block)
+    except SyntaxError:
+        return ()
+    units, other = [], []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            units.append((node.name, ast.dump(node)))
+        else:
+            other.append(ast.dump(node))
+    if other:
+        units.append(("", "\n".join(other)))
+    return tuple(units)
+
+
+@lru_cache(maxsize=4096)
+def changed_functions(before: str, after: str) -> str:
+    """What an edit changed, by name: "changed improve; added _tt" ("" when unknown)."""
+    old, new = dict(_units(block_text(before))), dict(_units(block_text(after)))
+    if not old or not new:
+        return ""
+
+    def names(keys: list[str]) -> str:
+        return ", ".join(k or "module-level code" for k in keys)
+
+    parts = (("changed", [k for k in new if k in old and new[k] != old[k]]),
+             ("added", [k for k in new if k not in old]),
+             ("removed", [k for k in old if k not in new]))
+    text = "; ".join(f"{verb} {names(keys)}" for verb, keys in parts if keys)
+    if len(text) > CHANGE_CHARS:  # a rewrite: counts say more than a long list
+        text = "; ".join(f"{verb} {len(keys)} function{'s' if len(keys) > 1 else ''}"
+                         for verb, keys in parts if keys)
+    return text or "comments or layout only"

@@ -1,0 +1,206 @@
+"""What a model reads, on a real SQLite archive of SMTT programs: a bounded size at any archive
+size, the run's latest attempts whatever the parent, why this parent, inspirations as diffs,
+time against the budget per group, references per group, the JSSP schedule builder."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, Archive, Attempt, Program
+from evolve.config import resolve_settings
+from evolve.edits import code_hash
+from evolve.population import ParentChoice
+from evolve.problem import Problem, load_problem
+from evolve.prompt_facts import evaluation_setup
+from evolve.prompt_history import InFlight
+from evolve.prompt_programs import changed_functions
+from evolve.prompting import CODE_CHARS, INSPIRATION_CODE, TEXT_CHARS, PromptBuilder
+from evolve.scoring import natural_key
+
+MARK_START, MARK_END = "# EVOLVE-BLOCK-START\n", "# EVOLVE-BLOCK-END\n"
+LONG_IDEA = "Idea: " + "a long explanation of the change and of why it should help at n=500 " * 9
+
+
+@pytest.fixture(scope="module")
+def smtt() -> Problem:
+    return load_problem("smtt")
+
+
+def helper(name: str, constant: int) -> str:
+    """A 12-line helper function; ``constant`` tells variants apart."""
+    body = "\n".join(f"    x{k} = float(np.sum(p[seq] * {constant + k})) - d[seq].mean() * {k}"
+                     for k in range(10))
+    return f"def {name}(seq, p, d):\n{body}\n    return x0 + x9\n"
+
+
+def program_code(seed: str, helpers: list[tuple[str, int]]) -> str:
+    """The seed with a block of helpers (about 13 lines each) before priority and improve."""
+    head, rest = seed.split(MARK_START)
+    block, tail = rest.split(MARK_END)
+    new_block = "\n\n".join(helper(name, c) for name, c in helpers) + "\n\n" + block
+    return head + MARK_START + new_block + MARK_END + tail
+
+
+def instance_rows(problem: Problem, seconds: float) -> list[dict]:
+    return [{"name": i.name, "group": i.group, "objective": 1.0, "reference": 1.0, "reference_kind": "optimal",
+             "gap": 0.0, "feasible": True, "error": None, "seconds": seconds * len(i.data["p"]) / 500,
+             "extra": {}} for i in problem.instances("train")]
+
+
+def add(archive: Archive, problem: Problem, code: str, parent: int | None, iteration: int, score: float,
+        island: int = 0, completion: str = LONG_IDEA) -> int:
+    program = Program(code=code, code_hash=code_hash(code), parent_id=parent, island=island,
+                      iteration=iteration, generation=0 if parent is None else 1,
+                      origin="seed" if parent is None else "llm", model=None, status="ok", score=score,
+                      stage="train", metrics={"gap_mean_pct": -score, "ms_per_instance": 300.0},
+                      instances=instance_rows(problem, 1.0),
+                      feedback="gap to reference: 1%\nper group: n=20 0.00%, n=500 0.55%\n"
+                               "worst instances: a gap 1.43% (975208 vs best_known 961452)",
+                      features=None, eval_seconds=1.0)
+    attempt = None if parent is None else Attempt(iteration, island, parent, "diff", "m", EVALUATED,
+                                                  completion=completion + "\n<<<<<<< SEARCH ...")
+    return archive.add_program(program, attempt)
+
+
+def builder(problem: Problem, archive: Archive) -> PromptBuilder:
+    settings = resolve_settings(problem.spec.run, None, {})
+    prompts = PromptBuilder(problem, settings, archive)
+    prompts.prepare(problem.instances("quick"), problem.instances("train"))
+    return prompts
+
+
+def code_in(text: str) -> int:
+    return sum(len(m.group(1)) for m in re.finditer(r"^```[a-z]*\n(.*?)^```", text, re.M | re.S))
+
+
+def test_a_prompt_stays_within_its_size_budget_at_any_archive_size(smtt: Problem, tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    seed = add(archive, smtt, smtt.seed_code, None, 0, -60.0)
+    ids = []
+    for i in range(1, 61):  # 60 programs of ~250 lines, variants of each other, with long ideas
+        helpers = [(f"_helper_{k}", k + (i if k == i % 18 else 0)) for k in range(18)]
+        ids.append(add(archive, smtt, program_code(smtt.seed_code, helpers), ids[-1] if ids else seed,
+                       i, -1.0 / i, island=i % 4))
+        if i % 3 == 0:  # failed edits and duplicates on the same parents
+            archive.add_attempt(Attempt(1000 + i, i % 4, ids[-1], "diff", "m", EDIT_ERROR,
+                                        error="edit 1: its SEARCH text was not found", completion=LONG_IDEA))
+            archive.add_attempt(Attempt(2000 + i, i % 4, ids[-1], "diff", "m", DUPLICATE,
+                                        error="same program", completion=LONG_IDEA))
+    prompts = builder(smtt, archive)
+    parent = archive.program(ids[30])
+    others = [archive.program(i) for i in (ids[-1], ids[-2], ids[10])]
+    system, user = (m["content"] for m in prompts.messages(
+        "diff", 2, parent, others, choice=ParentChoice(parent.id or 0, "tournament", 9, 3)))
+    block = parent.code.split(MARK_START)[1].split(MARK_END)[0].strip()
+    assert block in user and len(block) > 8_000  # the current program: whole, once
+    code = code_in(user)
+    assert len(system) + len(user) - code <= TEXT_CHARS
+    assert code <= max(CODE_CHARS, len(block) + INSPIRATION_CODE)
+    # The near-identical inspirations come as diffs, never as a second copy of the same code.
+    assert user.count("def _helper_3(seq, p, d):") <= 2 and "```diff" in user
+    assert user.count("\n- iteration ") <= 10
+
+
+def test_the_runs_latest_attempts_are_reported_whatever_the_parent(smtt: Problem, tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    seed = add(archive, smtt, smtt.seed_code, None, 0, -60.0)
+    mdd = smtt.seed_code.replace("    return d\n", "    return np.maximum(d, t + p)\n")
+    a = add(archive, smtt, mdd, seed, 1, -2.5, island=0, completion="Idea: MDD instead of EDD.")
+    b = add(archive, smtt, mdd.replace("t + p)\n", "t + p) + 1e-6 * p\n"), a, 2, -2.4, island=1,
+            completion="Idea: break MDD's ties by SPT.")
+    prompts = builder(smtt, archive)
+    in_flight = [InFlight(3, 2, b, "Idea: an insertion search in improve()."), InFlight(4, 3, a, None)]
+    user = prompts.messages("diff", 0, archive.program(b), [], in_flight=in_flight)[1]["content"]
+    tried = user.split("# Already tried on this program (newest first)")[1].split("\n# ")[0]
+    assert tried.strip() == "- iteration 3: an insertion search in improve(). -> still being evaluated"
+    latest = user.split("# Latest attempts on other programs of the run (newest first)")[1].split("\n# ")[0]
+    assert "- iteration 4 (island 3, on #2) -> waiting for the model" in latest
+    assert ("- iteration 1 (island 0, on #1): MDD instead of EDD. [changed priority] -> #2 score -2.5 "
+            "(gap 2.50%), better than #1 by 57.5") in latest
+    # The attempt that made the current program is its "Made at" line, not listed again.
+    assert "iteration 2 " not in latest
+    # The program's own origin, and why it is the parent.
+    assert "Made at iteration 2, from #2: break MDD's ties by SPT." in user
+    assert "Why this program: chosen for island 0; it is the run's best so far." in user
+
+
+def test_the_parent_choice_and_the_runs_best_are_explained(smtt: Problem, tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    seed = add(archive, smtt, smtt.seed_code, None, 0, -60.0)
+    best = add(archive, smtt, smtt.seed_code.replace("return d\n", "return d - p\n"), seed, 1, -5.0, island=1)
+    prompts = builder(smtt, archive)
+    user = prompts.messages("diff", 2, archive.program(seed), [archive.program(best)],
+                            choice=ParentChoice(seed, "random", 2, 3))[1]["content"]
+    assert ("Why this program: drawn at random from island 2's 2 programs, to explore; the run's best "
+            "so far is #2 (island 1, score -5, gap 5.00%), shown below.") in user
+    assert "Porting their ideas into the current program is welcome." in user
+    assert "It is a suggestion: where another change would clearly help more" in user
+    # A one-line change is shown as a diff against the current program, not as a second copy.
+    inspiration = user.split("## Program #2 (island 1)")[1]
+    assert "as a diff against the current program" in inspiration and "```diff" in inspiration
+    assert "-    return d\n+    return d - p" in inspiration
+    # The run's best as the parent is said once.
+    user = prompts.messages("diff", 2, archive.program(best), [], choice=ParentChoice(best, "best", 2, 3))[1]
+    assert ("Why this program: the run's best program, which every island takes as its parent now and "
+            "then.\n") in user["content"]
+
+
+def test_cpu_time_per_group_is_shown_against_the_budget(smtt: Problem, tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    seed = add(archive, smtt, smtt.seed_code, None, 0, -60.0)  # n=500 instances take 1 s each
+    user = builder(smtt, archive).messages("diff", 0, archive.program(seed), [])[1]["content"]
+    line = next(x for x in user.splitlines() if x.startswith("CPU ms per instance"))
+    assert line.startswith("CPU ms per instance, mean/max/budget: n=20 40/40/140,")
+    large = sum(1 for i in smtt.instances("train") if i.group == "n=500")
+    assert line.endswith(f"n=500 1000/1000/1100 ({large} of {large} over 90%)")
+
+
+def test_the_system_message_states_references_time_and_the_fixed_code_once(smtt: Problem) -> None:
+    settings = resolve_settings(smtt.spec.run, None, {})
+    lines = evaluation_setup(smtt, settings, smtt.instances("quick"), smtt.instances("train"), None)
+    references = next(x for x in lines if x.startswith("References (what the gaps are measured against)"))
+    counts = {kind: sum(1 for i in smtt.instances("train") if i.group == "n=20" and i.reference.kind == kind)
+              for kind in ("optimal", "best_known")}
+    assert f"optimal / best known counts: n=20 {counts['optimal']}/{counts['best_known']};" in references
+    assert "it can be beaten (a negative gap)" in references
+    time = next(x for x in lines if x.startswith("Time: "))
+    assert "forked from a worker that has already imported numpy (not counted)" in time
+    assert "module-level state persists" in time and "n=500 1.1 s" in time
+    assert "It may not start threads or other processes: one core is all a program has." in time
+    jssp = load_problem("jssp")
+    jssp_lines = evaluation_setup(jssp, resolve_settings(jssp.spec.run, None, {}), [], jssp.instances("train"),
+                                  None)
+    assert any(x.startswith("Schedule builder: non-delay") and "held-out test split" in x for x in jssp_lines)
+    active = jssp.configured({"scheme": "active"})
+    assert any(x.startswith("Schedule builder: active (Giffler-Thompson)")
+               for x in evaluation_setup(active, settings, [], [], None))
+
+
+def test_an_edit_is_summed_up_by_the_functions_it_changed() -> None:
+    before = "# EVOLVE-BLOCK-START\ndef f(x):\n    return x\n\n\ndef g(y):\n    return y\n# EVOLVE-BLOCK-END\n"
+    after = before.replace("return x\n", "return -x\n").replace("def g", "import math\n\n\ndef h(z):\n"
+                                                                 "    return z\n\n\ndef g")
+    assert changed_functions(before, after) == "changed f; added h, module-level code"
+    assert changed_functions(before, before.replace("return y", "return y  # same")) == \
+        "comments or layout only"
+
+
+def test_without_a_cpu_budget_wall_time_per_group_is_shown_against_the_sandbox_limit(tmp_path: Path) -> None:
+    jssp = load_problem("jssp")
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    rows = [{"name": i.name, "group": i.group, "objective": 1.0, "reference": 1.0, "reference_kind": "optimal",
+             "gap": 0.0, "feasible": True, "error": None, "seconds": 0.012, "extra": {}}
+            for i in jssp.instances("train")]
+    seed = Program(code=jssp.seed_code, code_hash=code_hash(jssp.seed_code), parent_id=None, island=0,
+                   iteration=0, generation=0, origin="seed", model=None, status="ok", score=-14.0, stage="train",
+                   metrics={"gap_mean_pct": 14.0}, instances=rows, feedback="per group: ...", features=None,
+                   eval_seconds=1.0)
+    program = archive.program(archive.add_program(seed, None))
+    user = builder(jssp, archive).messages("diff", 0, program, [])[1]["content"]
+    line = next(x for x in user.splitlines() if x.startswith("wall ms per instance, mean/max/wall limit"))
+    limit = resolve_settings(jssp.spec.run, None, {}).sandbox.instance_timeout_s
+    first = sorted({i.group for i in jssp.instances("train")}, key=natural_key)[0]
+    assert line.startswith(f"wall ms per instance, mean/max/wall limit: {first} 12/12/{1000 * limit:.0f},")
