@@ -171,7 +171,8 @@ class Verifier(Protocol):
     Besides these, a verifier is either *batch* (``BatchVerifier``: ``solve``)
     or *interactive* (``InteractiveVerifier``: ``respond`` and ``interact``),
     and may add any of the optional parts below (``LoadsInstances``,
-    ``Aggregates``, ``Pictures``, ``HeadlineMetrics``, ``TimeWeighted``);
+    ``Aggregates``, ``Pictures``, ``HeadlineMetrics``, ``TimeWeighted``,
+    ``PromptFacts``, ``TimeBudget``);
     the engine checks for each and works without it (docs/add-a-problem.md
     says what each adds).
 
@@ -265,3 +266,21 @@ class TimeWeighted(Protocol):
     """How many instance time limits an instance gets (>= 1; e.g. a long trace)."""
 
     def time_weight(self, instance: Instance) -> float: ...
+
+
+@runtime_checkable
+class PromptFacts(Protocol):
+    """What a model must know about this configuration (a schedule builder, a fleet, SLOs):
+    one sentence each, stated in the run's system prompt."""
+
+    def prompt_facts(self) -> list[str]: ...
+
+
+@runtime_checkable
+class TimeBudget(Protocol):
+    """A CPU-time budget per instance that ``interact`` enforces (``CandidateError``); prompts
+    show each program's time against it.  ``time_budget_text`` states its rule in words."""
+
+    time_budget_text: str
+
+    def time_budget_s(self, instance: Instance) -> float: ...

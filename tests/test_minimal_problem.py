@@ -146,3 +146,14 @@ def test_every_shipped_verifier_agrees_with_its_problem_toml() -> None:
     for name in ("jssp", "moe", "serving", "serving_router", "smtt", "smtt_rule"):
         problem = load_problem(name)
         assert problem.verifier.direction == problem.spec.objective.direction, name
+
+
+def test_the_shipped_verifiers_optional_parts_match_their_protocols() -> None:
+    """What each shipped verifier adds is typed: the Protocols see exactly those parts."""
+    from evolve.verifier import Aggregates, InteractiveVerifier, PromptFacts, TimeBudget
+
+    smtt = load_problem("smtt").verifier
+    assert isinstance(smtt, InteractiveVerifier) and isinstance(smtt, LoadsInstances) and isinstance(smtt, TimeBudget)
+    jssp = load_problem("jssp").verifier
+    assert isinstance(jssp, BatchVerifier) and isinstance(jssp, Aggregates) and isinstance(jssp, PromptFacts)
+    assert not isinstance(jssp, InteractiveVerifier)

@@ -20,9 +20,12 @@ from types import ModuleType
 
 import numpy as np
 
+from evolve import problems as builtin_problems
 from evolve.evaluators.smtt.objective import total_tardiness
 
-BASELINES_DIR = Path(__file__).resolve().parents[2] / "problems" / "smtt" / "baselines"
+# The smtt problem's shipped schedules, whichever problem asks (smtt_rule's own baselines are
+# priority rules): named through the installed package, not this file's place in the checkout.
+BASELINES_DIR = Path(builtin_problems.__file__).resolve().parent / "smtt" / "baselines"
 BASELINE_NAMES = ("edd", "edd_spt_ties", "spt", "mdd", "eddc", "mddc", "mddc_augmented")
 
 Schedule = Callable[[np.ndarray, np.ndarray], list[int]]

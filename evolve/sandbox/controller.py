@@ -265,8 +265,8 @@ class Sandbox:
         if not reply.get("ok"):
             error = str(reply.get("error"))
             if error.startswith("ModuleNotFoundError"):  # imported only after isolation: too late
-                error += ("; the worker imports only the verifier's module before it isolates itself: "
-                          "name this module in the verifier's sandbox_modules")
+                error += ("; the worker imports only the verifier's sandbox side (the module defining solve) "
+                          "before it isolates itself: name this module in the verifier's sandbox_modules")
             raise SandboxError(f"instances could not be loaded in the sandbox: {error}")
         # Holding the objects keeps their ids from being reused by other lists.
         self._sets[key] = (set_id, list(instances))

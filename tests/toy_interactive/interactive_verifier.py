@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from toy_problem.toy_verifier import ToyVerifier
+from toy_verifier import ToyVerifier
 
 from evolve.verifier import Instance
 
