@@ -28,11 +28,8 @@ def proc_cpu(pid: int, children: bool = True) -> float:
 
 
 def child_pids(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
+    """Children started by the process's main thread."""
+    return child_pids_of_task(pid, pid)
 
 
 class ThreadClock:
@@ -91,3 +88,20 @@ def _cpu_of(executor: Any) -> tuple[float, float]:
         return sum(proc_cpu(w, children=False) for w in workers), sum(proc_cpu(z) for z in zygotes)
     sandboxes = executor._evaluator._sandboxes.values()  # LocalExecutor: the zygotes are ours
     return 0.0, sum(proc_cpu(sb.worker_pid) for sb in sandboxes if sb.worker_pid)
+
+
+def process_tree_cpu(exclude: int | None = None) -> float:
+    """CPU seconds of this process and its child processes (each with its reaped
+    children), whichever thread started them; ``exclude``: a child not to count."""
+    kids: set[int] = set()
+    for tid in os.listdir("/proc/self/task"):
+        kids.update(child_pids_of_task(os.getpid(), int(tid)))
+    return time.process_time() + sum(proc_cpu(pid) for pid in kids if pid != exclude)
+
+
+def child_pids_of_task(pid: int, tid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []

@@ -15,9 +15,11 @@ evolve runs through its real OpenAI-compatible backend with full sandbox
 isolation. Printed per window of --window iterations: wall milliseconds per
 iteration (from the arrival times of the model requests, so both frameworks are
 measured the same way), the population (evolve: programs in the archive, which
-keeps all; OpenEvolve: programs in its database), evolve's engine CPU per
-iteration (the controller thread's own work) and resident memory. Then the
-ratio at ~100, ~1,000 and ~3,000 programs.
+keeps all; OpenEvolve: programs in its database), CPU milliseconds per iteration
+of each framework's own processes (kernel clocks, not the model server's: they
+stay meaningful on a busy machine), evolve's engine CPU per iteration (the
+controller thread's own work) and resident memory; then evolve's CPU per
+iteration by part, and both ratios at ~100, ~1,000 and ~3,000 programs.
 
     python bench/loop_overhead.py [--iterations 3200] [--window 100] [--latency-ms 0]
                                   [--openevolve-config ours|default] [--skip-openevolve]
@@ -45,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from cpu_clocks import Observed, ThreadClock, proc_cpu  # noqa: E402
+from cpu_clocks import Observed, ThreadClock, proc_cpu, process_tree_cpu  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
 from evolve import loop as loop_module  # noqa: E402
@@ -131,9 +133,13 @@ class MockServer:
         self._proc.start()
         return str(self._conn.recv())
 
+    @property
+    def pid(self) -> int | None:
+        return getattr(self, "_proc", None) and self._proc.pid
+
     def cpu_seconds(self) -> float:
         """CPU the server process has used so far."""
-        return proc_cpu(self._proc.pid) if self._proc.pid else 0.0
+        return proc_cpu(self.pid) if self.pid else 0.0
 
     def __exit__(self, *exc: object) -> None:
         self._conn.send("stop")
@@ -163,19 +169,21 @@ def machine_line() -> str:
 def run_loop(
     iterations: int, latency_ms: float = 0.0, concurrency: int = 1, workers: int = 1,
     window: int = 100, extra: dict | None = None, options: dict | None = None, step: float = 0.5,
-    cpu: dict[str, float] | None = None,
+    cpu: dict[str, float] | None = None, window_cpu: dict[int, float] | None = None,
 ) -> tuple[Progress, float, int, list[tuple[int, int, float, float, float]], list[float]]:
     """One run of the loop on the tiny problem against the mock model.
 
     Returns (progress, wall seconds, programs archived, per-window rows of
     (iterations, programs, wall ms/it, engine ms/it, RSS MiB), model-request arrivals).
     ``cpu``, if given, receives CPU seconds per iteration by part (see ``CPU_PARTS``),
-    counted from the loop's start (after start-up and the seed's evaluation)."""
+    counted from the loop's start (after start-up and the seed's evaluation); ``window_cpu``
+    the CPU milliseconds per iteration of each window (controller and sandbox processes,
+    not the model server), keyed by iterations done."""
     problem = load_problem(str(REPO / "bench" / "tiny_problem")).with_options(options or {})
     overrides = {"iterations": iterations, "concurrency": concurrency, "workers": workers, **(extra or {})}
     settings = resolve_settings(problem.spec.run, None, overrides)
     rows: list[tuple[int, int, float, float, float]] = []
-    mark = {"t": time.perf_counter(), "engine": 0.0, "done": 0}
+    mark = {"t": time.perf_counter(), "engine": 0.0, "done": 0, "cpu": 0.0}
     holder: dict[str, Archive] = {}
 
     observed, client = Observed(), ThreadClock()
@@ -189,6 +197,7 @@ def run_loop(
     def on_progress(p: Progress) -> None:
         if not start and p.loop_started is not None:  # the seed is in: the loop starts
             start.update(clocks(p), done=p.done)
+            mark["cpu"] = process_tree_cpu(exclude=server.pid)
             observed.loop_starts()
         if cpu is not None and p.done == iterations:
             start["n"] = max(1, p.done - start.get("done", 0))
@@ -199,7 +208,10 @@ def run_loop(
         wall = 1000 * (now - mark["t"]) / n
         engine = 1000 * (p.engine_seconds - mark["engine"]) / n
         rows.append((p.done, holder["archive"].program_count(), wall, engine, rss_mib()))
-        mark.update(t=now, engine=p.engine_seconds, done=p.done)
+        used = process_tree_cpu(exclude=server.pid)
+        if window_cpu is not None:
+            window_cpu[p.done] = 1000 * (used - mark["cpu"]) / n
+        mark.update(t=now, engine=p.engine_seconds, done=p.done, cpu=used)
 
     loop_module.make_executor = observed  # the loop imported the name
     try:
@@ -267,11 +279,14 @@ evaluator:
 
 
 def run_openevolve(
-    iterations: int, latency_ms: float, config: str = "ours", step: float = 0.5,
+    iterations: int, latency_ms: float, config: str = "ours", step: float = 0.5, window: int = 0,
+    cpu: list[float] | None = None,
 ) -> tuple[float, list[float], list[tuple[float, int]]]:
     """OpenEvolve on the same tiny problem against the same mock model.
 
-    Returns (wall seconds, model-request arrivals, (time, population) before each iteration)."""
+    Returns (wall seconds, model-request arrivals, (time, population) before each iteration);
+    ``cpu`` receives its processes' CPU seconds before every ``window``-th iteration."""
+    cpu = cpu if cpu is not None else []
     import logging
 
     from openevolve.api import run_evolution
@@ -280,13 +295,15 @@ def run_openevolve(
     logging.disable(logging.WARNING)
     population: list[tuple[float, int]] = []
     original = ProcessParallelController._create_database_snapshot
+    server = MockServer(latency_ms, step)
 
     def observed(self: Any) -> dict:  # read-only: how many programs it holds, once per iteration
+        if window and len(population) % window == 0:  # and its CPU (with its workers'), once per window
+            cpu.append(process_tree_cpu(exclude=server.pid))
         population.append((time.monotonic(), len(self.database.programs)))
         return original(self)
 
     ProcessParallelController._create_database_snapshot = observed  # type: ignore[method-assign]
-    server = MockServer(latency_ms, step)
     try:
         with tempfile.TemporaryDirectory() as tmp, server as base_url:
             folder = Path(tmp)
@@ -328,17 +345,19 @@ def main() -> None:
 
     print(machine_line())
     cpu: dict[str, float] = {}
+    ours_cpu: dict[int, float] = {}
     progress, total, programs, rows, arrivals = run_loop(
-        args.iterations, args.latency_ms, args.concurrency, args.workers, args.window, step=args.step, cpu=cpu
-    )
+        args.iterations, args.latency_ms, args.concurrency, args.workers, args.window, step=args.step, cpu=cpu,
+        window_cpu=ours_cpu)
     print(f"\nevolve: {progress.done} iterations in {total:.1f} s, {programs} programs archived, "
           f"model latency {args.latency_ms:g} ms, concurrency {args.concurrency}, workers {args.workers}, "
           f"load after {os.getloadavg()[0]:.2f}")
     by_model = dict(arrival_windows(arrivals, args.window))
-    print(f"{'iterations':>10} {'programs':>9} {'wall ms/it':>11} {'engine ms/it':>13} {'RSS MiB':>8}")
+    print(f"{'iterations':>10} {'programs':>9} {'wall ms/it':>11} {'CPU ms/it':>10} {'engine ms/it':>13} {'RSS MiB':>8}")
     for done, count, wall, engine, rss in rows:
         wall = by_model.get(done, wall)  # from model requests where the window has them
-        print(f"{done:>10} {count:>9} {wall:>11.2f} {engine:>13.3f} {rss:>8.1f}")
+        print(f"{done:>10} {count:>9} {wall:>11.2f} {ours_cpu.get(done, float('nan')):>10.2f} {engine:>13.3f} "
+              f"{rss:>8.1f}")
     print("\nevolve's CPU per iteration (ms), whole run after start-up:")
     for key, label in CPU_PARTS:
         print(f"  {1000 * cpu.get(key, 0.0):6.2f}  {label}")
@@ -349,33 +368,40 @@ def main() -> None:
     if _version("openevolve") == "not installed":
         print("\nOpenEvolve: skipped (pip install openevolve==0.4.0 to compare on the same mock model)")
         return
+    theirs_cpu: list[float] = []
     theirs_seconds, theirs, population = run_openevolve(
-        args.iterations, args.latency_ms, args.openevolve_config, args.step)
+        args.iterations, args.latency_ms, args.openevolve_config, args.step, args.window, theirs_cpu)
     ours_programs = {done: count for done, count, *_ in rows}
     print(f"\nOpenEvolve {_version('openevolve')}, config '{args.openevolve_config}': {len(theirs)} requests "
           f"in {theirs_seconds:.1f} s, load after {os.getloadavg()[0]:.2f}; its configuration beyond the defaults:")
     shown = OPENEVOLVE_CONFIGS[args.openevolve_config].format(iterations=args.iterations, api_base="<mock>")
     print("    " + shown.strip().replace("\n", "\n    "))
-    print(f"\n{'iterations':>10} {'evolve ms':>10} {'programs':>9} {'OpenEvolve ms':>14} {'population':>11} "
-          f"{'ratio':>7}")
+    print("\nwall and CPU (ms per iteration; CPU: each framework's processes, not the model server's)")
+    print(f"{'iterations':>10} {'evolve ms':>10} {'CPU':>6} {'programs':>9} {'OpenEvolve ms':>14} {'CPU':>7} "
+          f"{'population':>11} {'ratio':>6} {'CPU ratio':>9}")
     side = []
     for end, theirs_ms in arrival_windows(theirs, args.window):
         ours_ms = by_model.get(end)
         if ours_ms is None:
             continue
         held = population_at(population, theirs[end])
-        side.append((end, ours_ms, theirs_ms, held))
-        print(f"{end:>10} {ours_ms:>10.2f} {ours_programs.get(end, 0):>9} {theirs_ms:>14.2f} {held:>11} "
-              f"{theirs_ms / ours_ms:>6.1f}x")
+        k = end // args.window
+        theirs_cpu_ms = (1000 * (theirs_cpu[k] - theirs_cpu[k - 1]) / args.window if k < len(theirs_cpu)
+                         else float("nan"))
+        ours_cpu_ms = ours_cpu.get(end, float("nan"))
+        side.append((end, ours_ms, theirs_ms, held, ours_cpu_ms, theirs_cpu_ms))
+        print(f"{end:>10} {ours_ms:>10.2f} {ours_cpu_ms:>6.2f} {ours_programs.get(end, 0):>9} {theirs_ms:>14.2f} "
+              f"{theirs_cpu_ms:>7.2f} {held:>11} {theirs_ms / ours_ms:>5.1f}x {theirs_cpu_ms / ours_cpu_ms:>8.1f}x")
     print()
     for mark in MARKS:
         near = [row for row in side if abs(row[3] - mark) <= 0.25 * mark]
         if not near:
             print(f"at ~{mark} programs: OpenEvolve's population was never near it in this run")
             continue
-        end, ours_ms, theirs_ms, held = min(near, key=lambda row: abs(row[3] - mark))
-        print(f"at ~{mark} programs (iteration {end}, OpenEvolve holds {held}): evolve {ours_ms:.2f} ms, "
-              f"OpenEvolve {theirs_ms:.2f} ms per iteration: {theirs_ms / ours_ms:.1f}x")
+        end, ours_ms, theirs_ms, held, ours_cpu_ms, theirs_cpu_ms = min(near, key=lambda row: abs(row[3] - mark))
+        print(f"at ~{mark} programs (iteration {end}, OpenEvolve holds {held}): evolve {ours_ms:.2f} ms "
+              f"({ours_cpu_ms:.2f} CPU), OpenEvolve {theirs_ms:.2f} ms ({theirs_cpu_ms:.2f} CPU) per iteration: "
+              f"{theirs_ms / ours_ms:.1f}x wall, {theirs_cpu_ms / ours_cpu_ms:.1f}x CPU")
     best = min(side, key=lambda row: row[2])
     print(f"OpenEvolve's best window (iteration {best[0]}, {best[3]} programs): {best[2]:.2f} ms; "
           f"evolve's median window: {sorted(r[1] for r in side)[len(side) // 2]:.2f} ms")
