@@ -11,8 +11,8 @@ __all__ = ["JsspVerifier"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so `python -m evolve.evaluators.jssp.references` does not import its
-    # module twice (once via the package, once as __main__).
+    # Lazy, so that the sandbox's worker, importing candidate_side.py through this
+    # package, does not import the verifier and its trusted side (references, solvers).
     if name == "JsspVerifier":
         from evolve.evaluators.jssp.verifier import JsspVerifier
 

@@ -11,8 +11,8 @@ __all__ = ["MoeVerifier"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so `python -m evolve.evaluators.moe.references` does not import that
-    # module twice (once via the package, once as __main__).
+    # Lazy, so that the sandbox's worker, importing candidate_side.py through this
+    # package, does not import the verifier and its trusted side (references, solvers).
     if name == "MoeVerifier":
         from evolve.evaluators.moe.verifier import MoeVerifier
 
