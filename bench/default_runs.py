@@ -1,6 +1,6 @@
 """How long each shipped problem's default run takes: `python bench/default_runs.py [PROBLEM ...]`.
 
-Runs `evolve run PROBLEM` (the problem's own [run] defaults, offline stub model) in a
+Runs `evolve run PROBLEM` (the problem's own [run] defaults, no model: the offline search) in a
 subprocess for each problem, one after the other, in a temporary folder, and prints a
 table: wall-clock time, CPU time of the run and everything it started (sandboxes), the
 iterations, and the load average before and after. The README's run times come from here.
