@@ -69,7 +69,7 @@ class ChildSpec:
     channel_fd: int  # this child's end of its seqpacket socket
     zygote_pid: int
     uid: int | None = None  # drop to this uid (root only)
-    seccomp: syscalls.Filter | None = None  # the BPF program to install (syscalls.build)
+    seccomp: syscalls.Filter | None = None  # the BPF program to add to the zygote's (syscalls.build)
     cgroup: CandidateCgroup | None = None  # joined before dropping privileges
     drop_capabilities: bool = False  # in the zygote's user namespace: give up its capabilities
 
