@@ -25,7 +25,7 @@ from evolve.errors import UserError
 SCHEMA_VERSION = "1"
 # Decoded programs and attempts kept per Archive: every prompt reads its parent, the run's
 # best, inspirations and the latest attempts with their children (a few dozen rows).
-CACHED_ROWS = 2048
+CACHED_ROWS = 512
 K = TypeVar("K")
 V = TypeVar("V")
 
