@@ -68,6 +68,7 @@ def test_a_rule_answering_nan_screens_as_undefined() -> None:
     ("smtt_rule", {"priority": "np.maximum(d, t + 1.1 * p)"}),
     ("smtt", {"priority": "np.log1p(np.abs(p)) + np.maximum(d - p - t, 0) / (2 * p_mean)"}),
     ("moe", {"item_order": "item_load", "gpu_cost": "gpu_load + 0.5 * item_load"}),
+    ("moe", {"item_order": "item_load", "gpu_cost": "gpu_load + 0.5 * group_load"}),
     ("serving", {"rule": "prompt_len + generated - computed"}),
 ])
 def test_the_screen_gives_the_score_the_sandboxed_verifier_gives(name: str, trees: dict[str, str]) -> None:
@@ -144,12 +145,16 @@ def test_without_a_screen_fresh_starts_are_sometimes_a_known_rule() -> None:
 
 
 def test_a_fresh_start_changes_a_rule_whose_known_start_the_parent_lacks() -> None:
-    problem = load_problem("moe")  # only item_order has a start (LPT) that the seed does not use
+    # item_order (LPT) and gpu_cost (group anti-affinity) have starts the seed does not use;
+    # replica_priority's only start (EPLB's load / count) is the seed's own rule.
+    problem = load_problem("moe")
     gp = GPBackend(problem.spec.rule, seed=3)
-    for k in range(6):
+    changed = set()
+    for k in range(12):
         text = gp.complete(ProposalRequest(messages=[], iteration=k, seed=0, mode="diff",
                                            parent_code=problem.seed_code, fresh=True)).text
-        assert text.startswith("Rationale: item_order:")
+        changed.add(text.split(":")[1].strip())
+    assert changed == {"item_order", "gpu_cost"}
 
 
 def test_fitting_constants_moves_each_one_towards_the_best_value_and_keeps_the_structure() -> None:

@@ -28,7 +28,8 @@ def _call(rules: Rules, name: str, shape: tuple[int, int], **env: Any) -> np.nda
     return np.broadcast_to(value, shape)
 
 
-def place(rules: Rules, weight: np.ndarray, num_replicas: int, num_gpus: int) -> tuple[np.ndarray, ...]:
+def place(rules: Rules, weight: np.ndarray, num_replicas: int, num_gpus: int,
+          num_groups: int = 1) -> tuple[np.ndarray, ...]:
     """(phy2log, log2phy, logcnt) as the seed's frame builds them with these rules."""
     load = np.asarray(weight, dtype=np.float64)
     layers, experts = load.shape
@@ -36,6 +37,7 @@ def place(rules: Rules, weight: np.ndarray, num_replicas: int, num_gpus: int) ->
     rows = np.arange(layers)
     mean_load = load.mean(axis=1, keepdims=True)
     max_load = load.max(axis=1, keepdims=True)
+    group_of = np.arange(experts) // max(experts // max(int(num_groups), 1), 1)
     count = np.ones((layers, experts), dtype=np.int64)
     for given in range(num_replicas - experts):
         score = _call(rules, "replica_priority", (layers, experts), load=load, count=count, mean_load=mean_load,
@@ -49,6 +51,7 @@ def place(rules: Rules, weight: np.ndarray, num_replicas: int, num_gpus: int) ->
                 mean_load=mean_load, count=item_count, expert_load=item_expert_load)
     order = np.argsort(-key, axis=1, kind="stable")
     gpu_load = np.zeros((layers, num_gpus))
+    gpu_group_load = np.zeros((layers, num_gpus, int(group_of[-1]) + 1))
     gpu_free = np.full((layers, num_gpus), per_gpu)
     mean_gpu_load = load.sum(axis=1, keepdims=True) / num_gpus
     phy2log = np.empty((layers, num_replicas), dtype=np.int64)
@@ -57,14 +60,17 @@ def place(rules: Rules, weight: np.ndarray, num_replicas: int, num_gpus: int) ->
     for j in range(num_replicas):
         item = order[:, j]
         size = item_load[rows, item][:, None]
+        group = group_of[items[rows, item]]
         cost = _call(rules, "gpu_cost", gpu_load.shape, gpu_load=gpu_load, gpu_free=gpu_free, item_load=size,
-                     mean_gpu_load=mean_gpu_load, max_gpu_load=max_gpu_load, items_left=float(num_replicas - j - 1))
+                     mean_gpu_load=mean_gpu_load, max_gpu_load=max_gpu_load, items_left=float(num_replicas - j - 1),
+                     group_load=gpu_group_load[rows, :, group])
         cost = np.nan_to_num(cost, nan=big, posinf=big, neginf=-big)
         cost = np.where(gpu_free > 0, cost, np.inf)
         gpu = np.argmin(cost, axis=1)
         slot = gpu * per_gpu + per_gpu - gpu_free[rows, gpu]
         phy2log[rows, slot] = items[rows, item]
         gpu_load[rows, gpu] += size[:, 0]
+        gpu_group_load[rows, gpu, group] += size[:, 0]
         gpu_free[rows, gpu] -= 1
         max_gpu_load = np.maximum(max_gpu_load, gpu_load[rows, gpu][:, None])
     width = int(count.max())
@@ -92,7 +98,7 @@ class MoeScreen:
             for inst in self.instances:
                 d = inst.data
                 windows = d["windows"]
-                placements = [unpack(pack(place(rules, windows[k], d["replicas"], d["gpus"])))
+                placements = [unpack(pack(place(rules, windows[k], d["replicas"], d["gpus"], d["groups"])))
                               for k in range(windows.shape[0] - 1)]
                 zeros = [0.0] * len(placements)
                 out.append(self.score(inst, {"placements": placements, "cpu_s": zeros, "wall_s": zeros}))

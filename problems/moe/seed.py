@@ -34,13 +34,15 @@ def item_order(item_load, expert, mean_load, count, expert_load):
     return -expert
 
 
-def gpu_cost(gpu_load, gpu_free, item_load, mean_gpu_load, max_gpu_load, items_left):
+def gpu_cost(gpu_load, gpu_free, item_load, mean_gpu_load, max_gpu_load, items_left, group_load):
     """Cost of putting the next replica on each GPU; the cheapest GPU with a free slot wins.
 
     gpu_load, gpu_free: [layers, gpus] load so far and free slots;
     item_load: [layers, 1] the replica's load; mean_gpu_load: [layers, 1] the final mean
     GPU load; max_gpu_load: [layers, 1] the most loaded GPU so far; items_left: replicas
-    still to pack after this one (number).
+    still to pack after this one (number); group_load: [layers, gpus] the part of gpu_load
+    that experts of the replica's expert group put there (the group's experts drift together;
+    with one group it is gpu_load).
     """
     return gpu_load
 # EVOLVE-BLOCK-END
@@ -54,6 +56,7 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
     rows = np.arange(layers)
     mean_load = load.mean(axis=1, keepdims=True)
     max_load = load.max(axis=1, keepdims=True)
+    group_of = np.arange(experts) // max(experts // max(int(num_groups), 1), 1)
 
     # 1. replication: every expert starts with one replica.
     count = np.ones((layers, experts), dtype=np.int64)
@@ -71,6 +74,7 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
     key = np.broadcast_to(np.asarray(key, dtype=np.float64), (layers, num_replicas))
     order = np.argsort(-key, axis=1, kind="stable")
     gpu_load = np.zeros((layers, num_gpus))
+    gpu_group_load = np.zeros((layers, num_gpus, int(group_of[-1]) + 1))
     gpu_free = np.full((layers, num_gpus), per_gpu)
     mean_gpu_load = load.sum(axis=1, keepdims=True) / num_gpus
     phy2log = np.empty((layers, num_replicas), dtype=np.int64)
@@ -79,7 +83,9 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
     for j in range(num_replicas):
         item = order[:, j]
         size = item_load[rows, item][:, None]
-        cost = gpu_cost(gpu_load, gpu_free, size, mean_gpu_load, max_gpu_load, float(num_replicas - j - 1))
+        group = group_of[items[rows, item]]
+        cost = gpu_cost(gpu_load, gpu_free, size, mean_gpu_load, max_gpu_load, float(num_replicas - j - 1),
+                        gpu_group_load[rows, :, group])
         cost = np.asarray(cost, dtype=np.float64)
         cost = np.nan_to_num(np.broadcast_to(cost, gpu_load.shape), nan=big, posinf=big, neginf=-big)
         cost = np.where(gpu_free > 0, cost, np.inf)  # full GPUs are never chosen
@@ -87,6 +93,7 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
         slot = gpu * per_gpu + per_gpu - gpu_free[rows, gpu]
         phy2log[rows, slot] = items[rows, item]
         gpu_load[rows, gpu] += size[:, 0]
+        gpu_group_load[rows, gpu, group] += size[:, 0]
         gpu_free[rows, gpu] -= 1
         max_gpu_load = np.maximum(max_gpu_load, gpu_load[rows, gpu][:, None])
 

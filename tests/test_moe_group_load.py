@@ -1,0 +1,44 @@
+"""gpu_cost's group_load input: the load the replica's expert group already has on each GPU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from evolve.evaluators.moe.screen import place
+
+
+def _recording(calls: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    def gpu_cost(env: dict[str, Any]) -> np.ndarray:
+        calls.append({k: np.array(env[k], dtype=float) for k in ("gpu_load", "group_load", "item_load")})
+        return env["gpu_load"]
+
+    return {"replica_priority": (lambda env: env["load"] / env["count"], set()),
+            "item_order": (lambda env: env["item_load"], set()),
+            "gpu_cost": (gpu_cost, set())}
+
+
+def test_group_load_counts_only_the_placed_replicas_of_the_items_own_group() -> None:
+    # Experts 0, 1 form group 0 and experts 2, 3 group 1; 2 GPUs x 2 slots, LPT order 8, 4, 2, 1:
+    # 8 -> GPU 0; 4 -> GPU 1 (group 0 has 8 on GPU 0); 2 -> GPU 1 (group 1 has nothing yet);
+    # 1 -> GPU 0, the only one with a free slot (group 1 has 2 on GPU 1).
+    calls: list[dict[str, np.ndarray]] = []
+    phy2log, _, count = place(_recording(calls), np.array([[8, 4, 2, 1]]), 4, 2, num_groups=2)
+    assert [c["group_load"][0].tolist() for c in calls] == [[0, 0], [8, 0], [0, 0], [0, 2]]
+    assert [c["gpu_load"][0].tolist() for c in calls] == [[0, 0], [8, 0], [8, 4], [8, 6]]
+    assert phy2log.tolist() == [[0, 3, 1, 2]] and count.tolist() == [[1, 1, 1, 1]]
+
+
+def test_with_one_group_group_load_is_gpu_load_and_with_one_expert_a_group_its_own_load() -> None:
+    weight = np.random.default_rng(3).integers(1, 1000, size=(3, 12))
+    for groups, same_as_gpu_load in ((1, True), (12, False)):
+        calls: list[dict[str, np.ndarray]] = []
+        place(_recording(calls), weight, 16, 4, num_groups=groups)
+        assert len(calls) == 16
+        for c in calls:
+            if same_as_gpu_load:
+                assert np.array_equal(c["group_load"], c["gpu_load"])
+            else:  # only replicas of the item's own expert (each of load item_load) count
+                ratio = c["group_load"] / c["item_load"]
+                assert np.allclose(ratio, np.rint(ratio)) and (c["group_load"] <= c["gpu_load"]).all()
