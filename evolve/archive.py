@@ -5,7 +5,8 @@ evaluated child is a *program*.  Both are committed in one transaction as soon
 as the evaluation finishes, so a run killed at any moment resumes with every
 evaluated program.  MAP-Elites cells live in ``elites`` and are updated
 incrementally.  All hot queries are indexed: their cost does not grow with the
-archive.
+archive.  Programs and attempts are never changed once written, so the ones a
+prompt reads again and again are kept decoded (a bounded cache per ``Archive``).
 """
 
 from __future__ import annotations
@@ -13,14 +14,20 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from evolve.errors import UserError
 
 SCHEMA_VERSION = "1"
+# Decoded programs and attempts kept per Archive: every prompt reads its parent, the run's
+# best, inspirations and the latest attempts with their children (a few dozen rows).
+CACHED_ROWS = 512
+K = TypeVar("K")
+V = TypeVar("V")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -139,6 +146,9 @@ class Archive:
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
+        # Rows never change once written: decoded copies, keyed by (id, with results) / iteration.
+        self._programs: _Cache[tuple[int, bool], Program] = _Cache(CACHED_ROWS)
+        self._attempts: _Cache[int, Attempt] = _Cache(CACHED_ROWS)
         if not readonly:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -218,12 +228,18 @@ class Archive:
 
     # --- reads ------------------------------------------------------------
     def program(self, program_id: int, *, results: bool = True) -> Program:
-        """A program; ``results=False`` leaves out its per-instance results (the largest column)."""
-        columns = _PROGRAM_COLUMNS if results else _LIGHT_PROGRAM_COLUMNS
-        row = self._db.execute(f"SELECT id, {columns} FROM programs WHERE id=?", (program_id,)).fetchone()
-        if row is None:
-            raise UserError(f"{self.path}: no program with id {program_id}")
-        return _program_from_row(row)
+        """A program; ``results=False`` leaves out its per-instance results (the largest column).
+
+        A copy of the cached record: callers may change its fields, not its containers."""
+        key = (program_id, results)
+        program = self._programs.get(key)
+        if program is None:
+            columns = _PROGRAM_COLUMNS if results else _LIGHT_PROGRAM_COLUMNS
+            row = self._db.execute(f"SELECT id, {columns} FROM programs WHERE id=?", (program_id,)).fetchone()
+            if row is None:
+                raise UserError(f"{self.path}: no program with id {program_id}")
+            program = self._programs.put(key, _program_from_row(row))
+        return _clone(program)
 
     def id_for_hash(self, code_hash: str) -> int | None:
         row = self._db.execute("SELECT id FROM programs WHERE code_hash=?", (code_hash,)).fetchone()
@@ -244,8 +260,9 @@ class Archive:
         return [_program_from_row(r) for r in rows]
 
     def best(self) -> Program | None:
-        top = self.top(1)
-        return top[0] if top else None
+        row = self._db.execute(
+            "SELECT id FROM programs WHERE score IS NOT NULL ORDER BY score DESC, id ASC LIMIT 1").fetchone()
+        return self.program(int(row[0])) if row else None
 
     def elites(self) -> list[tuple[int, str, int, float]]:
         rows = self._db.execute("SELECT island, cell, program_id, score FROM elites").fetchall()
@@ -278,19 +295,25 @@ class Archive:
         return self._attempts_with_children("", (), limit)
 
     def attempt(self, iteration: int) -> Attempt | None:
-        row = self._db.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE iteration=?",
-                               (iteration,)).fetchone()
-        return _attempt_from_row(row) if row else None
+        attempt = self._attempts.get(iteration)
+        if attempt is None:
+            row = self._db.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE iteration=?",
+                                   (iteration,)).fetchone()
+            if row is None:  # not cached: it may come later
+                return None
+            attempt = self._attempts.put(iteration, _attempt_from_row(row))
+        return _clone(attempt)
 
     def _attempts_with_children(self, where: str, args: tuple[Any, ...],
                                 limit: int) -> list[tuple[Attempt, Program | None]]:
         rows = self._db.execute(
-            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts {where} ORDER BY iteration DESC LIMIT ?",
-            (*args, limit),
+            f"SELECT iteration FROM attempts {where} ORDER BY iteration DESC LIMIT ?", (*args, limit),
         ).fetchall()
         found = []
         for row in rows:
-            attempt = _attempt_from_row(row)
+            attempt = self.attempt(int(row[0]))
+            if attempt is None:  # gone between the two reads: cannot happen to an append-only table
+                continue
             program = None
             if attempt.program_id is not None:  # without per-instance results: not needed here
                 program = self.program(attempt.program_id, results=False)
@@ -374,6 +397,33 @@ def check_archive(path: Path) -> None:
         raise UserError(f"{path}: not a readable evolve archive ({err})") from None
     if row is None:
         raise UserError(f"{path}: not an evolve archive (no schema version)")
+
+
+def _clone(record: V) -> V:
+    """A shallow copy of a cached dataclass record (a tenth of ``copy.copy``'s time)."""
+    new = object.__new__(type(record))
+    new.__dict__.update(record.__dict__)
+    return new
+
+
+class _Cache(Generic[K, V]):
+    """At most ``size`` entries; the least recently used goes first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> V:
+        self._items[key] = value
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return value
 
 
 class _Transaction:

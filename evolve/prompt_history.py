@@ -82,7 +82,7 @@ def latest_elsewhere(archive: Archive, parent: Program, problem: Problem, in_fli
 
 
 def _pending(job: InFlight, where: str) -> Tried:
-    idea = idea_of(split_thinking(job.completion).answer, IDEA_CHARS) if job.completion else ""
+    idea = _idea(job.completion, IDEA_CHARS) if job.completion else ""
     state = "still being evaluated" if job.completion is not None else "waiting for the model"
     return Tried(job.iteration, where, idea, "", state)
 
@@ -92,11 +92,23 @@ def _where(island: int, parent_id: int | None) -> str:
 
 
 def _tried(attempt: Attempt, child: Program | None, parent: Program, problem: Problem, where: str) -> Tried:
-    answer = split_thinking(attempt.completion or "").answer
     code = child.code if child is not None else _replay_edit(parent, attempt)
-    change = changed_functions(parent.code, code) if code is not None else ""
-    return Tried(attempt.iteration, where, idea_of(answer, IDEA_CHARS), change,
+    change = _change(parent.code, code) if code is not None else ""
+    return Tried(attempt.iteration, where, _idea(attempt.completion or "", IDEA_CHARS), change,
                  _result(attempt, child, parent, problem, bool(where)))
+
+
+# The same attempts are listed by prompt after prompt (the run's latest, those on a popular
+# parent): their idea lines and changes are worked out once. The archive's cache hands back
+# the same strings, so their hashes are computed once too.
+@lru_cache(maxsize=4096)
+def _idea(completion: str, chars: int) -> str:
+    return idea_of(split_thinking(completion).answer, chars)
+
+
+@lru_cache(maxsize=4096)
+def _change(parent_code: str, code: str) -> str:
+    return changed_functions(parent_code, code)
 
 
 def _replay_edit(parent: Program, attempt: Attempt) -> str | None:
@@ -147,7 +159,7 @@ def origin_of(archive: Archive, program: Program, listed: frozenset[int] = froze
     attempt = archive.attempt(program.iteration)
     idea = ""
     if attempt is not None and attempt.program_id == program.id:
-        idea = idea_of(split_thinking(attempt.completion or "").answer, ORIGIN_CHARS)
+        idea = _idea(attempt.completion or "", ORIGIN_CHARS)
     return how + (f": {idea}" if idea else "")
 
 

@@ -132,12 +132,14 @@ class PromptBuilder:
             return TEXT_CHARS - len(self._system or "") - (len(render([])) - len(view.block))
 
         # The history gives way (oldest first) until inspirations have room for their headers.
-        while text_room() < INSPIRATION_TEXT and (len(context["latest"]) > MIN_LISTED
-                                                  or len(context["tried"]) > MIN_LISTED):
+        room = text_room()
+        while room < INSPIRATION_TEXT and (len(context["latest"]) > MIN_LISTED
+                                           or len(context["tried"]) > MIN_LISTED):
             longer = "latest" if len(context["latest"]) >= len(context["tried"]) else "tried"
             context[longer] = context[longer][:-1]
+            room = text_room()
         ideas_listed = frozenset(t.iteration for t in [*context["tried"], *context["latest"]])
-        chosen = self._fit(others, view, text_room(), max(INSPIRATION_CODE, CODE_CHARS - len(view.block)),
+        chosen = self._fit(others, view, room, max(INSPIRATION_CODE, CODE_CHARS - len(view.block)),
                            ideas_listed)
         user = render(chosen)
         while chosen and len(self._system) + len(user) > TEXT_CHARS + _code_chars(view, chosen):

@@ -69,3 +69,29 @@ def test_opening_a_missing_archive_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no archive here"):
         Archive(tmp_path / "none.sqlite")
 
+
+
+def test_cached_reads_hand_back_copies_and_see_later_writes(tmp_path: Path) -> None:
+    """Programs and attempts are cached decoded (they never change once written): a caller
+    that changes what it got does not change the archive's answer, an attempt asked for
+    before it exists is found once written, and the best follows new programs."""
+    archive = Archive(tmp_path / "a.sqlite", create=True)
+    s = archive.add_program(_program("seed", -10.0, 0))
+    first = archive.program(s)
+    first.score, first.feedback = 99.0, "changed by a caller"
+    again = archive.program(s)
+    assert (again.score, again.feedback) == (-10.0, "fb") and again is not first
+    assert archive.program(s, results=False).instances == [] and archive.program(s).instances == [{"name": "a"}]
+    assert archive.attempt(1) is None
+    c1 = archive.add_program(_program("c1", -4.0, 1, s), Attempt(1, 0, s, "diff", "m", EVALUATED, completion="x"))
+    assert archive.attempt(1).program_id == c1
+    assert archive.best().id == c1
+    c2 = archive.add_program(_program("c2", -1.0, 2, c1), Attempt(2, 0, c1, "diff", "m", EVALUATED))
+    assert archive.best().id == c2
+    assert [a.iteration for a, _ in archive.latest_attempts(5)] == [2, 1]
+    assert [(a.iteration, p.id) for a, p in archive.attempts_on(s, 5)] == [(1, c1)]
+    # A reader on its own connection (as `evolve watch` on a live run) sees the same.
+    reader = Archive(tmp_path / "a.sqlite", readonly=True)
+    assert reader.best().id == c2 and reader.program(c1).code == "c1"
+    reader.close()
+    archive.close()

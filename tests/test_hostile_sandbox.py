@@ -249,6 +249,23 @@ def test_new_namespaces_are_refused(sandbox: Sandbox) -> None:
                    "clone3": [-1, "Function not implemented"]}
 
 
+def test_the_zygote_runs_under_most_of_the_filter_and_each_child_adds_the_rest(sandbox: Sandbox) -> None:
+    """Stacked filters: the zygote loads all but what it still calls (unshare, setns,
+    kill(-1) as a candidate's uid) once; a child loads only that rest (the whole set is
+    refused to candidates: the tests around this one)."""
+    needs(sandbox, "seccomp")
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{sandbox.worker_pid}/status").read_text().splitlines())
+    assert status["Seccomp"].strip() == "2" and status["Seccomp_filters"].strip() == "1"
+    assert sandbox.run("def f(hints):\n    return 1\n", "f", [Instance("a", "g", {})]).status == "ok"
+    source = """
+    import ctypes, os
+    def f(hints):
+        libc = ctypes.CDLL(None, use_errno=True)
+        return [libc.mount(b"none", b"/tmp", b"tmpfs", 0, None), libc.unshare(0x08000000), libc.kill(-1, 0)]
+    """
+    assert found(attack(sandbox, source)) == [-1, -1, -1]
+
+
 def test_ptrace_mount_keyrings_bpf_and_io_uring_are_refused(sandbox: Sandbox) -> None:
     needs(sandbox, "seccomp")
     source = """

@@ -140,3 +140,21 @@ def test_a_candidate_lingering_after_its_reply_cannot_write_into_later_children(
         assert run(sandbox, FIND_FILES) == []
         assert run(sandbox, FIND_FILES) == []
     assert_nothing_left(sandbox)
+
+
+# The spare rehearses our own path on a fixed probe program before its work order comes.
+FIND_REHEARSAL = """
+import gc, linecache, sys
+def f(x):
+    mine = sys.modules["candidate"]
+    others = [o for o in gc.get_objects() if type(o).__name__ == "module" and o.__name__ == "candidate"
+              and o is not mine]
+    funcs = [o.__name__ for o in gc.get_objects() if type(o).__name__ == "function"
+             and o.__code__.co_filename == "<candidate>" and o.__globals__ is not mine.__dict__]
+    return [len(others), funcs, linecache.getline("<candidate>", 2).strip()]
+"""
+
+
+def test_the_spares_rehearsal_leaves_nothing_the_candidate_sees(sandbox: Sandbox) -> None:
+    for _ in range(2):
+        assert run(sandbox, FIND_REHEARSAL) == [0, [], "import gc, linecache, sys"]

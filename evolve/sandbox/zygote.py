@@ -95,9 +95,8 @@ class Zygote:
         except Exception as exc:
             return {"ok": False, "kind": "verifier", "error": f"{type(exc).__name__}: {exc}"}
         packages = (*view.DEFAULT_PACKAGES, *self.side.packages)
-        program, note = syscalls.build()
-        self.seccomp = syscalls.Filter(program) if program is not None else None
-        report["seccomp"] = (self.seccomp is not None, note)
+        programs, note = syscalls.build()
+        report["seccomp"] = (programs is not None, note)
         self.cgroup, note = cgroups.create(self.limits.memory_mb, self.limits.max_processes)
         report["cgroup limits"] = (self.cgroup is not None, note)
         self.private_dirs, problem = isolation.enter_namespaces(
@@ -122,6 +121,8 @@ class Zygote:
                     "error": f"memory_mb={self.limits.memory_mb} is too small: the warm interpreter "
                              f"alone maps {mapped_kb // 1024} MiB; use at least "
                              f"{(mapped_kb + MIN_HEADROOM_KB) // 1024 + 1}"}
+        if programs is not None:
+            self.seccomp = _filter_self(programs)
         problem = self._probe_uid(report)
         self.finish_clean_up()
         if problem:
@@ -420,6 +421,19 @@ class Child:
     out_path: str
     sets_version: int
     reaped: bool = False  # supervise waited for its exit
+
+
+def _filter_self(programs: syscalls.Programs) -> syscalls.Filter:
+    """Load the zygote's part of the seccomp filter into the zygote (it needs none of those
+    calls after its set-up); the filter each child then adds: the rest, or all of it if
+    that failed."""
+    try:
+        oslevel.prctl(oslevel.PR_SET_NO_NEW_PRIVS, 1)  # needed without CAP_SYS_ADMIN; we never exec
+        syscalls.Filter(programs.zygote).install()
+    except OSError as exc:
+        print(f"zygote: no seccomp filter of its own ({exc}); each child loads the whole one", file=sys.stderr)
+        return syscalls.Filter(programs.whole)
+    return syscalls.Filter(programs.child)
 
 
 def _alive(pid: int) -> bool:
