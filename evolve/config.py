@@ -59,6 +59,9 @@ class GPSettings(Strict):
     # With a screen, further broods made from the best child while they improve on it (at
     # most this many): one proposal is then a short hill-climb on train.
     climb: int = Field(default=0, ge=0, le=50)
+    # With a screen, sweeps of a coordinate search over the answered child's constants on
+    # train (evolve/gp/constants.py; 0: none).
+    fit_constants: int = Field(default=0, ge=0, le=20)
 
 
 class RunSettings(Strict):
@@ -126,9 +129,11 @@ class ObjectiveSpec(Strict):
     direction: Literal["minimize", "maximize"]
     # What the archive ranks by (higher score is better):
     # gap_mean  = -(mean per-instance gap to the reference, in %)
+    # gap_group_mean = -(mean over instance groups of each group's mean gap, in %): every
+    #             group weighs the same, whatever its number of instances
     # gap_ratio = -(ratio-of-sums gap, in %)
     # objective = -/+ sum of objectives (minimize/maximize)
-    score: Literal["gap_mean", "gap_ratio", "objective"] = "gap_mean"
+    score: Literal["gap_mean", "gap_group_mean", "gap_ratio", "objective"] = "gap_mean"
 
 
 class VerifierSpec(Strict):

@@ -37,6 +37,10 @@ _SCORE_TEXT = {
                 "reference in %: 0 means every instance matches its reference, higher is better. Each "
                 "instance weighs the same, so on an instance with a small reference a small absolute "
                 "difference is a large gap",
+    "gap_group_mean": "minus the mean, over the instance groups, of each group's mean relative gap "
+                      "(objective - reference) / reference in %: every group weighs the same, and "
+                      "within a group every instance; 0 means every instance matches its reference, "
+                      "higher is better",
     "gap_ratio": "minus (sum of objectives - sum of references) / sum of references, in %: higher is "
                  "better, and large instances weigh the most",
 }

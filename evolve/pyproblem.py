@@ -61,7 +61,7 @@ def define_problem(
     ``signature`` defaults to that function's ``def`` line.  ``baselines`` maps
     names to source code; ``features`` are MAP-Elites dimensions as in
     ``problem.toml`` (default: code length); ``run`` holds default run
-    settings; ``score`` is ``gap_mean``, ``gap_ratio`` or ``objective``.  ``direction``
+    settings; ``score`` is ``gap_mean``, ``gap_group_mean``, ``gap_ratio`` or ``objective``.  ``direction``
     (``minimize`` or ``maximize``) defaults to the class attribute of that name; given
     both, they must agree.
     The problem is written to ``folder`` (default: a temporary folder removed

@@ -26,7 +26,10 @@ def gap_metrics(results: list[InstanceResult], direction: Direction = "minimize"
       non-zero reference (the convention of published tables);
     * ``gap_median_pct``: their median;
     * ``gap_ratio_pct``: (sum objective - sum reference) / sum reference,
-      robust when references are tiny or zero.
+      robust when references are tiny or zero;
+    * ``gap_group_mean_pct`` (with several groups): the mean of the groups'
+      ``gap_mean_pct``, every group weighing the same however many instances
+      it has (the figure a table with one column per group averages).
     """
     metrics: dict[str, float] = {}
     groups: dict[str, list[InstanceResult]] = defaultdict(list)
@@ -36,6 +39,9 @@ def gap_metrics(results: list[InstanceResult], direction: Direction = "minimize"
     if len(groups) > 1:
         for group, members in sorted(groups.items()):
             metrics.update(_gaps(members, f"[{group}]", direction))
+        means = [metrics[f"gap_mean_pct[{g}]"] for g in sorted(groups) if f"gap_mean_pct[{g}]" in metrics]
+        if means:
+            metrics["gap_group_mean_pct"] = fmean(means)
     return metrics
 
 
@@ -103,6 +109,9 @@ def aggregate(
     sign = -1.0 if direction == "minimize" else 1.0
     if score_kind == "gap_mean":
         score = -metrics["gap_mean_pct"] if "gap_mean_pct" in metrics else None
+    elif score_kind == "gap_group_mean":  # one group: its mean gap
+        key = "gap_group_mean_pct" if "gap_group_mean_pct" in metrics else "gap_mean_pct"
+        score = -metrics[key] if key in metrics else None
     elif score_kind == "gap_ratio":
         score = -metrics["gap_ratio_pct"] if "gap_ratio_pct" in metrics else None
     else:
@@ -112,5 +121,7 @@ def aggregate(
 
 def headline_gap(metrics: dict[str, float], score_kind: str) -> float | None:
     """The gap (in %) a user reads next to the score."""
+    if score_kind == "gap_group_mean" and "gap_group_mean_pct" in metrics:
+        return metrics["gap_group_mean_pct"]
     key = "gap_ratio_pct" if score_kind == "gap_ratio" else "gap_mean_pct"
     return metrics.get(key)

@@ -14,9 +14,10 @@ from evolve.evaluators.smtt.dispatch import dispatch
 from evolve.evaluators.smtt.screen import dispatch_batch
 from evolve.gp import GPBackend, check_rules
 from evolve.gp.codegen import parse
+from evolve.gp.constants import constant_paths, fit_constants
 from evolve.gp.program import rule_tree, with_rule
 from evolve.gp.screen import Screen
-from evolve.gp.tree import evaluate, reads
+from evolve.gp.tree import evaluate, get, reads, simplify, size
 from evolve.llm.base import ProposalRequest
 from evolve.problem import load_problem
 
@@ -154,3 +155,48 @@ def test_a_fresh_start_changes_a_rule_whose_known_start_the_parent_lacks() -> No
                                            parent_code=problem.seed_code, fresh=True)).text
         changed.add(text.split(":")[1].strip())
     assert changed == {"item_order", "gpu_cost"}
+
+
+def test_fitting_constants_moves_each_one_towards_the_best_value_and_keeps_the_structure() -> None:
+    tree = parse("np.maximum(d, t + 2.4 * p) + 7.0", SMTT_INPUTS)
+    calls = []
+
+    def score(candidate):  # best at (1.1, 0.5): a smooth bowl over the two constants
+        calls.append(candidate)
+        a, b = (get(candidate, at)[1] for at in constant_paths(candidate))
+        return -((a - 1.1) ** 2) - (b - 0.5) ** 2
+
+    fitted, value, scored = fit_constants(tree, score, score(tree), sweeps=12)
+    a, b = (get(fitted, at)[1] for at in constant_paths(fitted))
+    assert abs(a - 1.1) < 0.06 and abs(b - 0.5) < 0.1 and value == score(fitted)
+    assert scored == len(calls) - 2 and size(fitted) == size(tree)
+    assert fitted == simplify(fitted)
+
+
+def test_a_fit_never_answers_a_worse_tree_nor_one_whose_constant_folded_away() -> None:
+    tree = parse("np.maximum(d, t + 1.05 * p)", SMTT_INPUTS)
+    # Every change scores worse: the tree comes back as it was.
+    same, value, _ = fit_constants(tree, lambda t: -1.0 if t != tree else 0.0, 0.0, sweeps=3)
+    assert same == tree and value == 0.0
+    # A multiplier that rounds to 1 would fold away (t + p): refused even where it scores best.
+    folded = parse("np.maximum(d, t + p)", SMTT_INPUTS)
+    kept, _, _ = fit_constants(tree, lambda t: 1.0 if t == folded else 0.0, 0.0, sweeps=3)
+    assert kept == tree
+
+
+def test_a_screened_answer_with_fitted_constants_screens_no_worse_and_says_so() -> None:
+    problem = load_problem("smtt_rule")
+    screen = Screen(problem, split="quick")
+    (rule,) = problem.spec.rule
+    code = with_rule(problem.seed_code, rule, parse("np.maximum(d, t + 1.3 * p)", SMTT_INPUTS))
+    plain = GPBackend(problem.spec.rule, seed=1, settings=GPSettings(brood=10), screen=screen)
+    fitting = GPBackend(problem.spec.rule, seed=1, settings=GPSettings(brood=10, fit_constants=2), screen=screen)
+    notes = 0
+    for iteration in range(4):
+        request = ProposalRequest(messages=[], iteration=iteration, seed=0, mode="diff", parent_code=code)
+        first = evolve.edits.apply_edit(code, plain.complete(request).text, "diff")
+        answer = fitting.complete(request).text
+        fitted = evolve.edits.apply_edit(code, answer, "diff")
+        assert screen({"priority": rule_tree(fitted, rule)}) >= screen({"priority": rule_tree(first, rule)})
+        notes += "constants fitted" in answer
+    assert notes > 0

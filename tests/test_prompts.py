@@ -54,8 +54,8 @@ def test_the_setup_states_score_split_sizes_limits_and_the_held_out_split() -> N
     lines = evaluation_setup(problem, settings, problem.instances("quick"), problem.instances("train"),
                              None)
     text = "\n".join(lines)
-    assert text.startswith("Score: minus the mean, over the instances, of the relative gap")
-    assert "275 instances, by group: n=20 75, n=50 75, n=100 75, n=200 25, n=500 25" in text
+    assert text.startswith("Score: minus the mean, over the instance groups, of each group's mean relative gap")
+    assert "500 instances, by group: n=20 300, n=50 75, n=100 75, n=200 25, n=500 25" in text
     assert "With as few as" not in text  # 25 or more per group
     small = "\n".join(evaluation_setup(problem, settings, [], problem.instances("quick"), None))
     assert "6 instances, 3 in each of 2 groups (n=20, n=50)" in small

@@ -26,3 +26,19 @@ def test_time_per_instance_is_reported_overall_and_per_group_next_to_the_gaps() 
                                                   "n=20", "n=100"]
     one_group = aggregate(results[:2], "minimize", "gap_mean")[1]
     assert "ms_per_instance[n=20]" not in one_group  # a single group repeats the overall figure
+
+
+def test_the_group_mean_score_weighs_every_group_the_same_whatever_its_size() -> None:
+    from evolve.scoring import aggregate, headline_gap
+
+    # Three instances at 10 % in group a, one at 40 % in group b: the plain mean is 17.5 %,
+    # the mean of the groups' means 25 %.
+    results = [InstanceResult(f"a{k}", "a", True, 110.0, 100.0, "optimal", 0.1) for k in range(3)]
+    results.append(InstanceResult("b", "b", True, 140.0, 100.0, "optimal", 0.4))
+    score, metrics = aggregate(results, "minimize", "gap_group_mean")
+    assert abs(metrics["gap_mean_pct"] - 17.5) < 1e-9 and abs(metrics["gap_group_mean_pct"] - 25.0) < 1e-9
+    assert score == -metrics["gap_group_mean_pct"] and headline_gap(metrics, "gap_group_mean") == metrics["gap_group_mean_pct"]
+    assert aggregate(results, "minimize", "gap_mean")[0] == -metrics["gap_mean_pct"]
+    # One group: the score is its mean gap.
+    alone, metrics = aggregate(results[:3], "minimize", "gap_group_mean")
+    assert "gap_group_mean_pct" not in metrics and abs(alone + 10.0) < 1e-9

@@ -66,12 +66,12 @@ def test_bad_options(options: dict, message: str) -> None:
 def test_split_sizes_and_names() -> None:
     quick, train, test = (split_instances(s) for s in ("quick", "train", "test"))
     assert len(quick) == 6 and {len(g.p) for g in quick} == {20, 50}
-    assert len(train) == 275 and len(test) == 125
-    # Train: the whole TF/RDD grid at every size, three times at n <= 100.
+    assert len(train) == 500 and len(test) == 125
+    # Train: the whole TF/RDD grid at every size, twelve times at n = 20, three at 50 and 100.
     for n in SIZES:
         names = [g.name for g in train if len(g.p) == n]
         points = [re.search(r"tf([\d.]+)-rdd([\d.]+)", name).groups() for name in names]  # type: ignore[union-attr]
-        assert len(points) == 25 * (3 if n <= 100 else 1) and len(set(points)) == 25
+        assert len(points) == 25 * {20: 12, 50: 3, 100: 3}.get(n, 1) and len(set(points)) == 25
         assert len(set(names)) == len(names)
     for split in (train, test):
         assert sorted({len(g.p) for g in split}) == list(SIZES)

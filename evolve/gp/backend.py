@@ -19,6 +19,7 @@ import random
 from evolve.config import GPSettings, RuleSpec
 from evolve.edits import EditError, apply_edit
 from evolve.gp.codegen import parse
+from evolve.gp.constants import fit_constants
 from evolve.gp.operators import Child, Limits, vary
 from evolve.gp.program import rule_tree, signature_of, with_rule
 from evolve.gp.rules import find_rule
@@ -55,6 +56,7 @@ class GPBackend:
         self.limits = Limits(settings.max_depth, settings.max_size, settings.init_depth)
         self.brood = settings.brood if screen is not None else 1
         self.climb = settings.climb if screen is not None else 0
+        self.fit_sweeps = settings.fit_constants if screen is not None else 0
         self.screen = screen
         self.starts = {r.function: [parse(s, {i.name for i in r.inputs}) for s in r.starts] for r in rules}
 
@@ -140,6 +142,13 @@ class GPBackend:
             steps += 1
             best, value = Child(top[0][0].tree, best.operator, f"{best.description}, then {top[0][0].operator}"), top[0][1]
         note = f"; best of a brood of {len(children)} on train" + (f", improved {steps} more rounds" if steps else "")
+        if self.fit_sweeps:
+            tuned, tuned_value, _ = fit_constants(
+                best.tree, lambda tree: self.screen({**others, rule.function: tree}),  # type: ignore[misc, dict-item]
+                value, self.fit_sweeps)
+            if tuned_value > value:
+                note += f", constants fitted ({value:.4g} -> {tuned_value:.4g})"
+                best, value = Child(tuned, best.operator, best.description), tuned_value
         rest = [(c, v) for c, v in ranked if c.tree != best.tree]
         return [Child(c.tree, c.operator, c.description + note + (f" (train score {v:.4g})" if v is not None else ""))
                 for c, v in [(best, value), *rest]]

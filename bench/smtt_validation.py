@@ -1,0 +1,120 @@
+"""SMTT rules on a large fresh set of our own generator: `python bench/smtt_validation.py [RUN ...]`.
+
+Not the test split, and not train: REPLICATES instances per TF/RDD point and size (default 4:
+100 per size, 500 in all) from a seed stream no split uses. It is where the offline search's
+design was checked (docs/smtt.md "Train split and score for a GP"), because a per-size mean of
+relative gaps over the test split's 25 instances, or train's 75, is carried by one or two
+instances with tiny optima.
+
+References are proxies, the same for every rule: the DP optimum for n <= 20, otherwise the
+best shipped baseline polished by an insertion descent and an iterated descent (CPU-bounded).
+They are computed once into --cache. Prints each rule's mean gap per size and the mean over
+sizes: the published rules through the rule track's dispatcher (ties as published), and the
+best program of every run folder given (e.g. the seeds of `bench/offline_study.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from evolve import problems as builtin_problems
+from evolve.evaluators.smtt.dispatch import dispatch
+from evolve.evaluators.smtt.exact import dp_optimum
+from evolve.evaluators.smtt.generator import GRID, SIZES, generate
+from evolve.evaluators.smtt.local_search import iterated_descent, warm_start
+from evolve.evaluators.smtt.objective import total_tardiness
+from evolve.gp.codegen import parse
+from evolve.gp.program import rule_tree
+from evolve.gp.tree import evaluate
+from evolve.problem import load_problem
+
+VALIDATION_SEED = 86420  # never used by the shipped splits (generator.py) nor bench/smtt_train_split.py
+BASELINES = ("mdd", "mddc", "eddc")
+
+
+def instances(replicates: int, cache: Path) -> list[tuple[int, np.ndarray, np.ndarray, float]]:
+    if cache.is_file():
+        saved = np.load(cache)
+        if int(saved["replicates"]) == replicates:
+            return [(int(n), p, d, float(r)) for n, p, d, r in
+                    zip(saved["n"], np.split(saved["p"], saved["cut"]), np.split(saved["d"], saved["cut"]),
+                        saved["ref"], strict=True)]
+    out = []
+    for n in SIZES:
+        started = time.process_time()
+        for index in range(replicates * len(GRID)):
+            tf, rdd = GRID[index % len(GRID)]
+            p, d = generate(n, tf, rdd, np.random.default_rng([VALIDATION_SEED, n, index]))
+            if n <= 20:
+                ref = dp_optimum(p, d)[0]
+            else:
+                _, seq, _ = warm_start(p, d, budget_s=0.5)
+                ref = total_tardiness(p, d, iterated_descent(p, d, seq, budget_s=0.3 if n <= 100 else 0.5))
+            out.append((n, p, d, float(ref)))
+        print(f"references n={n}: {time.process_time() - started:.0f} s CPU", file=sys.stderr, flush=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, replicates=replicates, n=[c[0] for c in out], p=np.concatenate([c[1] for c in out]),
+             d=np.concatenate([c[2] for c in out]), ref=[c[3] for c in out],
+             cut=np.cumsum([c[0] for c in out])[:-1])
+    return out
+
+
+def baseline(name: str):
+    path = Path(builtin_problems.__file__).resolve().parent / "smtt_rule" / "baselines" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_validation_{name}", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.priority
+
+
+def tree_rule(tree):
+    def priority(**kw):
+        return np.broadcast_to(np.asarray(evaluate(tree, kw), dtype=float), kw["p"].shape)
+    return priority
+
+
+def gaps(rule, cases) -> dict[int, float]:
+    by_size: dict[int, list[float]] = {}
+    for n, p, d, ref in cases:
+        if ref > 0:
+            value = total_tardiness(p, d, dispatch(rule, p.astype(float), d.astype(float)))
+            by_size.setdefault(n, []).append(100.0 * (value - ref) / ref)
+    return {n: statistics.fmean(v) for n, v in sorted(by_size.items())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="*", type=Path, help="run folders (or studies) whose best programs to score")
+    parser.add_argument("--rule", action="append", default=[], metavar="EXPR",
+                        help="a rule as a GP expression over the inputs, e.g. 'np.maximum(d, t + (p + 5.83))'")
+    parser.add_argument("--replicates", type=int, default=4)
+    parser.add_argument("--cache", type=Path, default=Path("runs/smtt-validation.npz"))
+    args = parser.parse_args()
+    cases = instances(args.replicates, args.cache)
+    rule_spec = load_problem("smtt_rule").spec.rule[0]
+    rows = [(name, baseline(name)) for name in BASELINES]
+    names = {i.name for i in rule_spec.inputs}
+    rows += [(f"`{expr}`", tree_rule(parse(expr, names))) for expr in args.rule]
+    for folder in args.runs:
+        for best in sorted(folder.glob("**/best.py")):
+            tree = rule_tree(best.read_text(), rule_spec)
+            if tree is not None:
+                rows.append((str(best.parent), tree_rule(tree)))
+    print(f"mean gap % on {len(cases)} fresh instances ({args.replicates} per TF/RDD point and size)")
+    print("| rule | " + " | ".join(f"n={n}" for n in SIZES) + " | mean over sizes |")
+    print("|---" * (len(SIZES) + 2) + "|")
+    for name, rule in rows:
+        by_size = gaps(rule, cases)
+        print(f"| {name} | " + " | ".join(f"{by_size[n]:.2f}" for n in SIZES)
+              + f" | {statistics.fmean(by_size.values()):.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Fitting a screened child's constants on train: a coordinate search inside the brood.
+
+Mutation alone finds structure but places constants badly: ``t + p * 2.37`` is
+found long before ``t + p * 1.1``, and a better structure with a poor constant
+screens worse than its parent and is culled.  So, where the verifier has a
+screen, the brood's best child has its constants fitted before it is answered:
+each constant in turn is scaled by a few factors (sign flips included), the best
+change that improves the screen's train score is kept, and sweeps repeat while
+one improves.  Constants are kept to three significant digits, as mutation
+writes them; the structure never changes (the tree is simplified again, and a
+fold that would change the structure is refused).
+
+Deterministic (no randomness), and it only evaluates trees on the trusted screen:
+candidate code never runs here.  The tuned child is still scored for real by the
+sandbox and the verifier, like every proposal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from evolve.gp.tree import Tree, get, paths, replace, simplify, size
+
+# Multipliers tried on each constant per sweep: coarse and fine steps both ways, and a sign flip.
+FACTORS = (0.5, 0.8, 0.9, 0.95, 1.05, 1.1, 1.25, 2.0, -1.0)
+
+
+def constant_paths(tree: Tree) -> list[tuple[int, ...]]:
+    return [p for p in paths(tree) if get(tree, p)[0] == "c"]
+
+
+def fit_constants(tree: Tree, score: Callable[[Tree], float | None], value: float,
+                  sweeps: int) -> tuple[Tree, float, int]:
+    """(tree, its score, trees scored): the best found from ``tree`` (score ``value``, higher is
+    better) by at most ``sweeps`` sweeps of coordinate search over its constants."""
+    scored = 0
+    for _ in range(sweeps):
+        improved = False
+        for at in constant_paths(tree):
+            if at not in constant_paths(tree):
+                continue  # an earlier change in this sweep folded this constant away
+            old = get(tree, at)[1]
+            best: tuple[float, Tree] | None = None
+            for factor in FACTORS:
+                new = float(f"{old * factor:.3g}")
+                if new == old or new == 0.0:
+                    continue
+                trial = simplify(replace(tree, at, ("c", new)))
+                if size(trial) != size(tree):
+                    continue  # the constant folded into an identity: a different structure
+                scored += 1
+                result = score(trial)
+                if result is not None and result > value and (best is None or result > best[0]):
+                    best = (result, trial)
+            if best is not None:
+                value, tree = best
+                improved = True
+        if not improved:
+            break
+    return tree, value, scored
