@@ -10,7 +10,6 @@ type it, so the figures cannot drift from what the commands do.
     python bench/offline_study.py --problems jssp --seeds 0-1 --iterations 100   # a quick look
     python bench/offline_study.py --review-only            # table from the studies already run
                                                            # (their saved review.json)
-    python bench/offline_study.py --problems smtt_rule --processes   # each seed its own process
 
 Never tune the search on a split you report: the runs see quick/train only; test is read once,
 here, by review. Timings depend on the machine's load: the table states it.
@@ -68,22 +67,6 @@ def run_study(problem: str, out: Path, seeds: str, parallel: int, iterations: in
     done = cli(*command)
     if done.returncode != 0:
         raise SystemExit(f"evolve run {problem} failed:\n{done.stderr[-3000:]}")
-
-
-def run_study_processes(problem: str, out: Path, seeds: str, parallel: int, iterations: int) -> None:
-    """The same study, each seed its own ``evolve run P --seed S`` process (the default run, one
-    worker), ``parallel`` at a time: ``--seeds`` runs the seeds as threads of one process, where
-    the GP's in-process screen of every seed shares one core."""
-    from evolve.study import parse_seeds, run_study
-
-    def one(seed: int, folder: Path) -> None:
-        command = ["run", problem, "--seed", str(seed), "--iterations", str(iterations), "--out", str(folder)]
-        print("$ evolve " + " ".join(command), flush=True)
-        done = cli(*command)
-        if done.returncode != 0:
-            raise SystemExit(f"evolve run {problem} --seed {seed} failed:\n{done.stderr[-3000:]}")
-
-    run_study(problem, parse_seeds(seeds), out, parallel, one)
 
 
 def review(out: Path, workers: int) -> dict:
@@ -175,10 +158,6 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, help="override every problem's iterations")
     parser.add_argument("--out", type=Path, default=Path("runs/offline-study"))
     parser.add_argument("--review-only", action="store_true")
-    parser.add_argument("--processes", action="store_true",
-                        help="one `evolve run P --seed S` process per seed (--parallel at a time) instead of "
-                             "one `evolve run P --seeds ...` process: the seeds' in-process GP screens then "
-                             "use every core")
     args = parser.parse_args()
     load = os.getloadavg()
     started = time.time()
@@ -190,7 +169,7 @@ def main() -> None:
         iterations = args.iterations or target.iterations
         out = args.out / problem
         if not args.review_only:
-            (run_study_processes if args.processes else run_study)(problem, out, args.seeds, args.parallel, iterations)
+            run_study(problem, out, args.seeds, args.parallel, iterations)
         saved = out / "review.json"
         if args.review_only and saved.is_file():  # the review of this study, already run
             document = json.loads(saved.read_text())
@@ -199,10 +178,8 @@ def main() -> None:
             saved.write_text(json.dumps(document))
         rows, holds = table(problem, document, target)
         times = [wall_seconds(Path(r["run_dir"])) for r in document["runs"]]
-        how = (f"`evolve run {problem} --seed S --iterations {iterations}` for S in {args.seeds}, one process each"
-               if args.processes else f"`evolve run {problem} --seeds {args.seeds} --workers {args.parallel} "
-               f"--iterations {iterations}`")
-        report += ["", f"{how}, then `evolve review {out} --test`; wall time per run "
+        report += ["", f"`evolve run {problem} --seeds {args.seeds} --workers {args.parallel} "
+                   f"--iterations {iterations}`, then `evolve review {out} --test`; wall time per run "
                    f"{min(times):.0f}-{max(times):.0f} s ({args.parallel} runs at a time).", "", *rows]
         verdicts.append(f"- {problem}: target '{target.claim}': "
                         + "; ".join(f"{'holds' if ok else 'does NOT hold'} ({claim}, median of seeds)"
