@@ -172,7 +172,7 @@ def run_study(
 
             outcomes = run_in_turn(chosen, folder, one, on_done)
         else:
-            outcomes = run_in_processes(base, chosen, folder, min(parallel, len(chosen)), run_settings,
+            outcomes = run_in_processes(run, base, chosen, folder, min(parallel, len(chosen)), run_settings,
                                         on_progress, on_done)
         if not all(o.ok for o in outcomes):
             raise SeedsFailed(folder, outcomes)

@@ -41,8 +41,10 @@ EXIT_INTERRUPTED = 130
 
 @dataclass(frozen=True)
 class SeedJob:
-    """What a seed's process runs: ``evolve.run(problem, seed=seed, out=folder, **settings)``."""
+    """What a seed's process runs: ``run(problem, seed=seed, out=folder, progress=..., **settings)``,
+    ``run`` being ``evolve.run`` (a module-level function: pickled by its name)."""
 
+    run: Callable[..., Any]
     problem: Problem
     seed: int
     folder: Path
@@ -79,6 +81,7 @@ class _SeedProcess:
 
 
 def run_in_processes(
+    run: Callable[..., Any],
     problem: Problem,
     seeds: list[int],
     folder: Path,
@@ -87,7 +90,8 @@ def run_in_processes(
     on_progress: Callable[[int, Any], None] | None = None,
     on_done: Callable[[SeedOutcome], None] | None = None,
 ) -> list[SeedOutcome]:
-    """Run every seed in a process of its own, ``parallel`` at a time, and return how each ended.
+    """``run(problem, seed=s, out=STUDY/seed-<s>, progress=..., **settings)`` for every seed in a
+    process of its own, ``parallel`` at a time; how each ended, in the order of ``seeds``.
 
     ``on_progress(seed, progress)`` and ``on_done(outcome)`` are called in this thread.  A seed
     that fails is an outcome (the others go on); Ctrl-C (and SIGTERM, in the main thread) stops
@@ -102,7 +106,7 @@ def run_in_processes(
             while waiting or running:
                 while waiting and len(running) < parallel:
                     seed = waiting.pop(0)
-                    child = _SeedProcess(SeedJob(portable, seed, seed_dir(folder, seed), settings, sys_path))
+                    child = _SeedProcess(SeedJob(run, portable, seed, seed_dir(folder, seed), settings, sys_path))
                     running[child.conn] = child
                 for conn in wait(list(running), timeout=1.0):
                     child = running[conn]  # type: ignore[index]
@@ -164,8 +168,6 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def _serve(conn: Connection) -> int:
     """Run the job received on ``conn``; report each progress and the end.  The exit status."""
-    from evolve.api import run
-
     job: SeedJob = conn.recv()
     sys.path[:] = job.sys_path
 
@@ -174,7 +176,7 @@ def _serve(conn: Connection) -> int:
             conn.send(("progress", progress))
 
     try:
-        run(job.problem, seed=job.seed, out=job.folder, progress=report, **job.settings)
+        job.run(job.problem, seed=job.seed, out=job.folder, progress=report, **job.settings)
         outcome = SeedOutcome(job.seed)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED  # every evaluated program is committed; evolve resume continues

@@ -30,6 +30,16 @@ def _programs(run_dir: Path) -> list[tuple[str, float | None, str]]:
         db.close()
 
 
+def _committed(run_dir: Path) -> int:
+    """Programs in a run's archive so far (0 while the run is still creating it)."""
+    if not (run_dir / "archive.sqlite").is_file():
+        return 0
+    try:
+        return len(_programs(run_dir))
+    except sqlite3.OperationalError:  # the file exists, its tables not yet
+        return 0
+
+
 def _attempts(run_dir: Path) -> int:
     archive = Archive(run_dir / "archive.sqlite", readonly=True)
     try:
@@ -142,8 +152,7 @@ def test_interrupting_a_parallel_study_stops_every_seed_and_leaves_them_resumabl
     seen: dict[tuple[int, str], str] = {}
     try:
         deadline = time.monotonic() + 120
-        while not all((out / f"seed-{s}" / "archive.sqlite").is_file() and len(_programs(out / f"seed-{s}")) >= 3
-                      for s in (0, 1)):
+        while not all(_committed(out / f"seed-{s}") >= 3 for s in (0, 1)):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
             seen.update(_descendants(proc.pid))
             time.sleep(0.2)
