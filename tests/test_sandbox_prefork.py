@@ -158,3 +158,35 @@ def f(x):
 def test_the_spares_rehearsal_leaves_nothing_the_candidate_sees(sandbox: Sandbox) -> None:
     for _ in range(2):
         assert run(sandbox, FIND_REHEARSAL) == [0, [], "import gc, linecache, sys"]
+
+
+# Children are forked without CPython's after-fork hooks (oslevel.light_fork): the
+# zygote has one thread, so they would only repair state that is already right; the
+# one a candidate could notice, random's fresh seed, is redone.
+DRAW = """
+import random
+def f(x):
+    return [random.random(), random.gauss(0, 1)]
+"""
+THREADS = """
+import os, threading
+def f(x):
+    out = []
+    worker = threading.Thread(target=lambda: out.append((threading.get_native_id(), os.getpid(), threading.active_count())))
+    worker.start()
+    worker.join()
+    main = threading.main_thread()
+    return [threading.current_thread() is main, out[0][2], threading.active_count(), len(out),
+            out[0][0] != threading.get_native_id(), out[0][1] == os.getpid()]
+"""
+
+
+def test_every_child_draws_fresh_random_numbers(sandbox: Sandbox) -> None:
+    draws = [tuple(run(sandbox, DRAW)) for _ in range(4)]  # type: ignore[arg-type]
+    assert len(set(draws)) == len(draws)
+
+
+def test_a_candidate_can_start_and_join_a_thread_in_its_child(sandbox: Sandbox) -> None:
+    assert sandbox.limits.max_processes > 1
+    for _ in range(2):
+        assert run(sandbox, THREADS) == [True, 2, 1, 1, True, True]

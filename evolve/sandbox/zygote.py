@@ -329,7 +329,7 @@ class Zygote:
         if self.pid_namespace:  # the child is pid 1 of its own namespace: all it starts dies with it
             isolation.fresh_pid_namespace()
         try:
-            pid = os.fork()
+            pid = oslevel.light_fork()
         except BaseException:
             if self.pid_namespace:
                 isolation.restore_pid_namespace()
