@@ -97,12 +97,13 @@ def zygote_cpu(pid: int) -> float:
 
 
 def process_tree_cpu(exclude: int | None = None) -> float:
-    """CPU seconds of this process and its child processes (each with its reaped
-    children), whichever thread started them; ``exclude``: a child not to count."""
+    """CPU seconds of this process and its child processes (each with its reaped children
+    and its live ones: a zygote's forker and spare), whichever thread started them;
+    ``exclude``: a child not to count."""
     kids: set[int] = set()
     for tid in os.listdir("/proc/self/task"):
         kids.update(child_pids_of_task(os.getpid(), int(tid)))
-    return time.process_time() + sum(proc_cpu(pid) for pid in kids if pid != exclude)
+    return time.process_time() + sum(zygote_cpu(pid) for pid in kids if pid != exclude)
 
 
 def child_pids_of_task(pid: int, tid: int) -> list[int]:
