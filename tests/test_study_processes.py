@@ -141,7 +141,7 @@ def test_a_seed_process_that_dies_is_reported_and_the_other_seeds_finish(toy_dir
     assert resumed.last_progress is not None and resumed.last_progress.done == 60
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "study killed"])
 def test_interrupting_a_parallel_study_stops_every_seed_and_leaves_them_resumable(
     toy_dir: Path, tmp_path: Path, how: str
 ) -> None:
@@ -159,18 +159,29 @@ def test_interrupting_a_parallel_study_stops_every_seed_and_leaves_them_resumabl
         seen.update(_descendants(proc.pid))
         if how == "ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole foreground group
-        else:
+        elif how == "sigterm":
             os.kill(proc.pid, signal.SIGTERM)  # the study's process only
+        else:
+            os.kill(proc.pid, signal.SIGKILL)  # no clean-up of its own: its seeds stop on their parent's death
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 130, stderr
-    assert "interrupted; every evaluated program of every seed is saved" in stdout
-    assert "Traceback" not in stderr
+    try:
+        _assert_all_gone(seen)
+    finally:  # even when that failed: leave nothing of ours running
+        for pid, start in seen:
+            if _start_time(pid) == start:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    if how == "study killed":
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 130, stderr
+        assert "interrupted; every evaluated program of every seed is saved" in stdout
+        assert "Traceback" not in stderr
     assert sum("evolve.study_processes" in c for c in seen.values()) == 2
-    _assert_all_gone(seen)
     for seed in (0, 1):
         run_dir = out / f"seed-{seed}"
         kept = _attempts(run_dir)
