@@ -55,6 +55,16 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
+def _uid(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def _descendants(root: int) -> dict[tuple[int, str], str]:
     """Every process below ``root`` now: its command line by (pid, start time), so that a
     reused pid is not mistaken for it."""
@@ -95,12 +105,19 @@ def test_parallel_seeds_run_in_processes_of_their_own_and_match_the_seeds_run_in
     ended: list[SeedOutcome] = []
     seen: dict[tuple[int, str], str] = {}
 
+    sandbox_uids: dict[int, set[int]] = {0: set(), 1: set()}  # what each seed's sandbox runs as
+
     def progress(seed: int, p: object) -> None:
         reports.setdefault(seed, []).append(p.done)  # type: ignore[attr-defined]
         seen.update(_descendants(os.getpid()))
+        with contextlib.suppress(OSError, ValueError):  # the seed's run.lock holds its process's pid
+            below = _descendants(int((tmp_path / "b" / f"seed-{seed}" / "run.lock").read_text()))
+            sandbox_uids[seed] |= {uid for pid, _ in below if (uid := _uid(pid)) not in (None, 0)}
 
     both = evolve.run_study(str(toy_dir), [0, 1], parallel=2, out=tmp_path / "b", iterations=10,
                             on_progress=progress, on_done=ended.append)
+    if os.geteuid() == 0:  # as root candidates run as claimed uids; never two seeds on one
+        assert sandbox_uids[0] and sandbox_uids[1] and not sandbox_uids[0] & sandbox_uids[1]
     for seed in (0, 1):
         alone, parallel = in_turn / f"seed-{seed}", both / f"seed-{seed}"
         assert _programs(parallel) == _programs(alone) and len(_programs(alone)) > 3
