@@ -81,22 +81,29 @@ class Observed:
 
 
 def _cpu_of(executor: Any) -> tuple[float, float]:
-    """(worker processes' own CPU, zygotes' CPU with their reaped candidates)."""
+    """(worker processes' own CPU, zygotes' CPU with their candidates and forkers)."""
     if hasattr(executor, "_workers"):  # WorkerProcesses
         workers = [w.proc.pid for w in executor._workers]
         zygotes = [z for w in workers for z in child_pids(w)]
-        return sum(proc_cpu(w, children=False) for w in workers), sum(proc_cpu(z) for z in zygotes)
+        return sum(proc_cpu(w, children=False) for w in workers), sum(zygote_cpu(z) for z in zygotes)
     sandboxes = executor._evaluator._sandboxes.values()  # LocalExecutor: the zygotes are ours
-    return 0.0, sum(proc_cpu(sb.worker_pid) for sb in sandboxes if sb.worker_pid)
+    return 0.0, sum(zygote_cpu(sb.worker_pid) for sb in sandboxes if sb.worker_pid)
+
+
+def zygote_cpu(pid: int) -> float:
+    """CPU seconds of a zygote, its reaped candidates, and its live children: the forker
+    (which lives as long as the zygote, so it is never among the reaped) and the spare."""
+    return proc_cpu(pid) + sum(proc_cpu(kid) for kid in child_pids(pid))
 
 
 def process_tree_cpu(exclude: int | None = None) -> float:
-    """CPU seconds of this process and its child processes (each with its reaped
-    children), whichever thread started them; ``exclude``: a child not to count."""
+    """CPU seconds of this process and its child processes (each with its reaped children
+    and its live ones: a zygote's forker and spare), whichever thread started them;
+    ``exclude``: a child not to count."""
     kids: set[int] = set()
     for tid in os.listdir("/proc/self/task"):
         kids.update(child_pids_of_task(os.getpid(), int(tid)))
-    return time.process_time() + sum(proc_cpu(pid) for pid in kids if pid != exclude)
+    return time.process_time() + sum(zygote_cpu(pid) for pid in kids if pid != exclude)
 
 
 def child_pids_of_task(pid: int, tid: int) -> list[int]:

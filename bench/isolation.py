@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu_clocks import zygote_cpu  # noqa: E402
+
 from evolve.sandbox import Sandbox, SandboxLimits
 from evolve.verifier import Instance
 
@@ -62,10 +65,9 @@ def row(name: str, seconds: list[float], digits: int = 2) -> str:
 
 
 def cpu_of(pid: int) -> float:
-    """CPU seconds of a process and of its reaped children (the candidates), from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of a zygote, of its reaped children (the candidates) and of its live ones
+    (the forker, which lives as long as the zygote, and the spare), from /proc."""
+    return zygote_cpu(pid)
 
 
 def bare_fork() -> None:

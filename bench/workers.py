@@ -26,16 +26,26 @@ the start of the loop (after start-up and the seed's evaluation), and stay
 meaningful on a busy machine; wall-clock speed-ups need an otherwise idle one
 with at least as many cores as workers.
 
+Then the machine's own ceiling: the same CPU-bound work as a candidate's (the
+problem's sandbox-side solve with its seed program over the train instances, in
+plain processes, no sandbox, no engine) in 1 process alone and in N independent
+processes at once, in interleaved rounds. Its speed-up bounds what any --workers N
+can reach here: on a shared VM two busy cores each run slower than one (the
+hypervisor, shared caches, other tenants), whatever the program does.
+
     python bench/workers.py [--problem jssp] [--iterations 120] [--workers 1 2 4] [--llm mock|mutate|gp]
+                            [--ceiling-passes 15] [--ceiling-rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import os
 import random
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -129,6 +139,68 @@ def run(problem_name: str, iterations: int, workers: int, llm_spec: str, seed: i
     }
 
 
+def _ceiling_worker(problem_name: str, passes: int, start: Any, conn: Any) -> None:
+    """``passes`` times the candidate side's work on the train split, after a warm-up pass:
+    sends (wall seconds, CPU seconds)."""
+    problem = load_problem(problem_name)
+    solve = type(problem.verifier).solve
+    instances = problem.instances("train")
+    namespace: dict[str, Any] = {}
+    exec(compile(problem.seed_code, "seed", "exec"), namespace)
+    rule = namespace[problem.spec.function.name]
+    for instance in instances:
+        solve(rule, instance)
+    start.wait()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(passes):
+        for instance in instances:
+            solve(rule, instance)
+    conn.send((time.perf_counter() - wall, time.process_time() - cpu))
+
+
+def run_together(problem_name: str, passes: int, processes: int) -> list[tuple[float, float]]:
+    """(wall, CPU) of each of ``processes`` independent processes doing the same work at once."""
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(processes + 1)
+    pipes, procs = [], []
+    for _ in range(processes):
+        ours, theirs = context.Pipe()
+        proc = context.Process(target=_ceiling_worker, args=(problem_name, passes, start, theirs))
+        proc.start()
+        pipes.append(ours)
+        procs.append(proc)
+    start.wait()  # every process has loaded and warmed up: they start together
+    results = [pipe.recv() for pipe in pipes]
+    for proc in procs:
+        proc.join()
+    return results
+
+
+def machine_ceiling(problem_name: str, passes: int, rounds: int, most: int) -> None:
+    """Print the machine's own speed-up for ``most`` processes (1 alone, then ``most`` at once,
+    interleaved ``rounds`` times): what fraction of the ideal the cores allow."""
+    print(f"\nthis machine's ceiling: {passes} passes of the candidate side's work ({problem_name} seed rule "
+          f"over the train split) in plain processes, 1 alone then {most} at once, {rounds} interleaved rounds")
+    print(f"{'round':>5} {'load':>5} {'1: wall s':>10} {'CPU s':>6} {f'{most}: wall s':>10} {'CPU s':>6} "
+          f"{'speed-up':>9} {'CPU vs alone':>13}")
+    speedups, slowdowns = [], []
+    for k in range(1, rounds + 1):
+        load = os.getloadavg()[0]
+        (alone_wall, alone_cpu), = run_together(problem_name, passes, 1)
+        together = run_together(problem_name, passes, most)
+        wall = max(w for w, _ in together)
+        cpu = statistics.mean(c for _, c in together)
+        speedup = most * alone_wall / wall
+        speedups.append(speedup)
+        slowdowns.append(cpu / alone_cpu)
+        print(f"{k:>5} {load:>5.2f} {alone_wall:>10.2f} {alone_cpu:>6.2f} {wall:>10.2f} {cpu:>6.2f} "
+              f"{speedup:>8.2f}x {100 * (cpu / alone_cpu - 1):>+12.1f}%")
+    print(f"median: {statistics.median(speedups):.2f}x of the ideal {most}x "
+          f"({100 * statistics.median(speedups) / most:.0f} %); each process's CPU per pass "
+          f"{100 * (statistics.median(slowdowns) - 1):+.1f} % when {most} run at once (same work: the cores, "
+          "not the program, are slower)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problem", default="jssp")
@@ -137,6 +209,9 @@ def main() -> None:
     parser.add_argument("--llm", default="mock", help="'mock' (an instant model in its own process that "
                         "edits the rule's returned expression) or any --llm spec, e.g. mutate, gp")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ceiling-passes", type=int, default=15,
+                        help="passes over the train split per process in the machine's ceiling (0: skip it)")
+    parser.add_argument("--ceiling-rounds", type=int, default=3)
     args = parser.parse_args()
     print(machine_line())
     print(f"\n{args.problem}, {args.iterations} iterations, --llm {args.llm}, concurrency = workers, "
@@ -168,6 +243,9 @@ def main() -> None:
         ceiling = 1 / (share + (1 - share) / r["workers"]) if total else 0.0
         print(f"workers {r['workers']}: serial {1000 * serial:.2f} of {1000 * total:.2f} ms CPU per iteration "
               f"({100 * share:.1f} %): at most {ceiling:.2f}x with {r['workers']} cores (Amdahl)")
+    most = max(args.workers)
+    if args.ceiling_passes > 0 and most > 1:
+        machine_ceiling(args.problem, args.ceiling_passes, args.ceiling_rounds, most)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """The next candidate's child is forked and locked down ahead of time: it serves one
-candidate only, and nothing of the candidate before reaches it.
+candidate only, and nothing of the candidate before reaches it. The forker
+(evolve/sandbox/forker.py) forks every child with clone(CLONE_PARENT): each is the
+zygote's own, and nothing of the forker reaches a candidate.
 
 Real sandboxes, real forks.  A candidate that wants to pass state on tries the ways a
 hostile one would: its own process memory (if its child were reused), shared
@@ -9,12 +11,15 @@ the next child's work dir after its reply, while that child is already forked.
 
 from __future__ import annotations
 
+import os
+import signal
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_sandbox import alive, assert_nothing_left, make
+from test_sandbox import ROOT, alive, assert_nothing_left, make
 
 from evolve.sandbox import Sandbox
 from evolve.verifier import Instance
@@ -109,8 +114,8 @@ def sandbox() -> Iterator[Sandbox]:
         yield sb
 
 
-def run(sb: Sandbox, source: str) -> object:
-    outcome = sb.run(textwrap.dedent(source), "f", ONE)
+def run(sb: Sandbox, source: str, instances: list[Instance] = ONE) -> object:
+    outcome = sb.run(textwrap.dedent(source), "f", instances)
     assert outcome.status == "ok", outcome
     return outcome.runs[0].solution
 
@@ -158,3 +163,112 @@ def f(x):
 def test_the_spares_rehearsal_leaves_nothing_the_candidate_sees(sandbox: Sandbox) -> None:
     for _ in range(2):
         assert run(sandbox, FIND_REHEARSAL) == [0, [], "import gc, linecache, sys"]
+
+
+# Children are forked without CPython's after-fork hooks (oslevel.light_fork): the
+# zygote has one thread, so they would only repair state that is already right; the
+# one a candidate could notice, random's fresh seed, is redone.
+DRAW = """
+import random
+def f(x):
+    return [random.random(), random.gauss(0, 1)]
+"""
+THREADS = """
+import os, threading
+def f(x):
+    out = []
+    worker = threading.Thread(target=lambda: out.append((threading.get_native_id(), os.getpid(), threading.active_count())))
+    worker.start()
+    worker.join()
+    main = threading.main_thread()
+    return [threading.current_thread() is main, out[0][2], threading.active_count(), len(out),
+            out[0][0] != threading.get_native_id(), out[0][1] == os.getpid()]
+"""
+
+
+def test_every_child_draws_fresh_random_numbers(sandbox: Sandbox) -> None:
+    draws = [tuple(run(sandbox, DRAW)) for _ in range(4)]  # type: ignore[arg-type]
+    assert len(set(draws)) == len(draws)
+
+
+def test_a_candidate_can_start_and_join_a_thread_in_its_child(sandbox: Sandbox) -> None:
+    assert sandbox.limits.max_processes > 1
+    for _ in range(2):
+        assert run(sandbox, THREADS) == [True, 2, 1, 1, True, True]
+
+
+# -- the forker ---------------------------------------------------------------------
+
+OPEN_FDS = """
+import os
+def f(x):
+    found = []
+    for fd in range(1024):
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue
+        found.append(fd)
+    return [found, os.getppid()]
+"""
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_candidate_holds_only_its_own_four_fds_never_the_forkers_socket(sandbox: Sandbox) -> None:
+    for _ in range(3):
+        fds, parent = run(sandbox, OPEN_FDS)  # type: ignore[misc]
+        assert fds == [0, 1, 2, 3]
+        assert parent == 0  # pid 1 of its own namespace: its parent (the zygote) is outside
+
+
+@pytest.mark.skipif(not ROOT, reason="pids compare only when the zygote shares our pid namespace")
+def test_children_are_the_zygotes_own_not_the_forkers(sandbox: Sandbox) -> None:
+    run(sandbox, "def f(x):\n    return x\n")
+    spare = sandbox.settle()
+    forker = sandbox.forker_pid
+    assert spare is not None and forker is not None and spare != forker
+    assert parent_of(forker) == sandbox.worker_pid
+    assert parent_of(spare) == sandbox.worker_pid
+    assert_nothing_left(sandbox)
+
+
+@pytest.mark.skipif(not ROOT, reason="pids compare only when the zygote shares our pid namespace")
+def test_a_new_instance_set_gets_a_new_forker_that_has_it(sandbox: Sandbox) -> None:
+    run(sandbox, "def f(x):\n    return x\n")
+    sandbox.settle()
+    before = sandbox.forker_pid
+    fresh = [Instance("m", "g", {"x": 41})]  # loaded now: the old forker's copy lacks it
+    assert run(sandbox, "def f(x):\n    return x + 1\n", fresh) == 42
+    sandbox.settle()
+    assert sandbox.forker_pid not in (None, before)
+    assert before is not None and not alive(before)
+
+
+@pytest.mark.skipif(not ROOT, reason="pids compare only when the zygote shares our pid namespace")
+def test_a_killed_forker_costs_nothing_and_is_replaced(sandbox: Sandbox) -> None:
+    run(sandbox, "def f(x):\n    return x\n")
+    sandbox.settle()
+    forker = sandbox.forker_pid
+    assert forker is not None
+    os.kill(forker, signal.SIGKILL)
+    for k in range(3):
+        assert run(sandbox, f"def f(x):\n    return x + {k}\n") == 1 + k
+    sandbox.settle()
+    assert sandbox.forker_pid not in (None, forker)
+    assert_nothing_left(sandbox)
+
+
+@pytest.mark.skipif(not ROOT, reason="pids compare only when the zygote shares our pid namespace")
+def test_the_forker_ends_with_its_sandbox() -> None:
+    with make(slot=24) as sb:
+        run(sb, "def f(x):\n    return x\n")
+        sb.settle()
+        forker = sb.forker_pid
+        assert forker is not None and alive(forker)
+    deadline = time.monotonic() + 5
+    while alive(forker) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not alive(forker)

@@ -146,6 +146,7 @@ class Sandbox:
         # filesystem, pid namespace, network, uid, seccomp, cgroup limits -> (in force, how or why not)
         self.facts: dict[str, tuple[bool, str]] = {}
         self.worker_pid: int | None = None
+        self.forker_pid: int | None = None  # the zygote's forker as of the last settle() (zygote's view)
         self.worker_modules: frozenset[str] = frozenset()  # what every candidate's process starts with
         self.worker_rss_kb: int | None = None  # the warm worker's resident size after its imports
         self._hide = [os.path.realpath(p) for p in hide_paths or []]
@@ -227,6 +228,8 @@ class Sandbox:
         except WorkerLost as exc:
             self._restart_worker()
             raise SandboxError(f"sandbox worker failed ({exc}); it was restarted") from None
+        forker = reply.get("forker")
+        self.forker_pid = forker if isinstance(forker, int) else None
         spare = reply.get("spare")
         return spare if isinstance(spare, int) else None
 

@@ -11,7 +11,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from evolve.sandbox import oslevel, view
 
@@ -176,9 +176,9 @@ def empty_dir(path: str) -> None:
             _remove_entry(entry)
 
 
-def sweep(pgid: int | None, uid: int | None, keep: int | None = None) -> int:
-    """Kill and reap every child left but ``keep`` (the caller is a subreaper, so that is
-    every descendant); returns how many had left the candidate's process group."""
+def sweep(pgid: int | None, uid: int | None, keep: Collection[int] = ()) -> int:
+    """Kill and reap every child left but those in ``keep`` (the caller is a subreaper, so
+    that is every descendant); returns how many had left the candidate's process group."""
     if pgid is not None:
         oslevel.kill_quietly(pgid, group=True)
     escaped: set[int] = set()
@@ -186,11 +186,11 @@ def sweep(pgid: int | None, uid: int | None, keep: int | None = None) -> int:
     end = time.monotonic() + SWEEP_LIMIT_S
     while True:
         try:
-            if os.waitpid(-1, os.WNOHANG)[0]:  # a dead ``keep`` is reaped too: its owner sees it gone
+            if os.waitpid(-1, os.WNOHANG)[0]:  # a dead one of ``keep`` is reaped too: its owner sees it gone
                 continue
         except ChildProcessError:
             return len(escaped)  # no children at all: nothing survived
-        kids = [kid for kid in oslevel.children_of_self() if kid != keep]
+        kids = [kid for kid in oslevel.children_of_self() if kid not in keep]
         if not kids:
             return len(escaped)
         for kid in kids:

@@ -33,6 +33,7 @@ from evolve.sandbox import (  # noqa: F401 (session_child: imported before isola
     view,
 )
 from evolve.sandbox.child import ChildSpec, Work, run_child
+from evolve.sandbox.forker import Forker
 from evolve.sandbox.frames import WorkerLost, read_frame, recv_request, send_reply
 from evolve.sandbox.side import SandboxSide, load_side
 from evolve.sandbox.supervise import reap, supervise, tail, vm_kb
@@ -68,6 +69,8 @@ class Zygote:
         self.sets_version = 0  # bumped by every load: a spare forked before lacks the new set
         self.spare: Child | None = None  # forked and locked down, waiting for its work order
         self.pending: Child | None = None  # ended, its clean-up not done yet
+        self.forker: Forker | None = None  # forks the children once set-up is done (forker.py)
+        self.use_forker = False
         self.counter = 0
         self.solve: Any = None
         self.respond: Any = None
@@ -131,6 +134,7 @@ class Zygote:
             isolation.kill_uid(self.uid)  # leftovers of a predecessor that died
         gc.collect()
         gc.freeze()  # keeps the collector from touching (and copying) shared pages in children
+        self.use_forker = True  # from now on (the probe above forked for itself)
         order = ("filesystem", "pid namespace", "network", "uid", "seccomp", "cgroup limits")
         facts = {name: report[name] for name in order if name in report}
         return {"ok": True, "pid": self.pid, "uid": self.uid, "facts": facts,
@@ -178,7 +182,8 @@ class Zygote:
                     if self.exit_requested:
                         return
                 elif op == "settle":  # the loop's top has cleaned up and forked the spare
-                    send_reply(self.fout, {"ok": True, "spare": self.spare.pid if self.spare else None})
+                    send_reply(self.fout, {"ok": True, "spare": self.spare.pid if self.spare else None,
+                                           "forker": self.forker.pid if self.forker else None})
                 elif op == "drop":
                     self.sets.pop(req["set"], None)
                 elif op == "load":
@@ -210,6 +215,7 @@ class Zygote:
         if self.spare is not None:
             self._discard(self.spare)
             self.spare = None
+        self._drop_forker()
         isolation.sweep(None, self.uid)
         if self.uid is not None and self.solve is not None:
             isolation.kill_uid(self.uid)
@@ -319,23 +325,66 @@ class Zygote:
         os.mkdir(workdir, 0o700)
         out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         zsock, csock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        spec = ChildSpec(
+        try:
+            pid = self._spawn(workdir, out_fd, csock.fileno())
+        except BaseException:
+            zsock.close()
+            csock.close()
+            os.close(out_fd)
+            raise
+        csock.close()
+        os.close(out_fd)
+        with contextlib.suppress(OSError):  # also done by the child; whoever is first wins
+            os.setpgid(pid, pid)
+        return Child(pid, zsock, workdir, out_path, self.sets_version)
+
+    def _spec(self, workdir: str, out_fd: int, channel_fd: int) -> ChildSpec:
+        return ChildSpec(
             sets=self.sets, solve=self.solve, respond=self.respond, limits=self.limits,
-            workdir=workdir, out_fd=out_fd, channel_fd=csock.fileno(), zygote_pid=self.pid, uid=self.uid,
+            workdir=workdir, out_fd=out_fd, channel_fd=channel_fd, zygote_pid=self.pid, uid=self.uid,
             seccomp=self.seccomp, cgroup=self.cgroup, drop_capabilities=self.uid is None and self.pid_namespace,
         )
+
+    def _spawn(self, workdir: str, out_fd: int, channel_fd: int) -> int:
+        """The child's pid: forked by the forker (made or remade as needed), else by us."""
+        forker = self._current_forker()
+        if forker is not None:
+            try:
+                return forker.fork(workdir, out_fd, channel_fd)
+            except OSError as exc:
+                print(f"zygote: {exc}; forking for myself", file=sys.stderr)
+                self._drop_forker()
+        return self._fork_here(self._spec(workdir, out_fd, channel_fd))
+
+    def _current_forker(self) -> Forker | None:
+        """The forker if it has the current instance sets (else a new one); None before set-up ends."""
+        forker = self.forker
+        if forker is not None and forker.sets_version != self.sets_version:
+            self._drop_forker()
+            forker = None
+        if forker is None and self.use_forker:
+            try:
+                close = [self.chan] + [c.sock for c in (self.spare, self.pending) if c is not None]
+                forker = self.forker = Forker.start(self._spec, self.pid_namespace, self.sets_version, close)
+            except OSError as exc:
+                print(f"zygote: no forker ({exc}); forking for myself", file=sys.stderr)
+        return forker
+
+    def _drop_forker(self) -> None:
+        forker, self.forker = self.forker, None
+        if forker is not None:
+            forker.stop(alive=_is_child(forker.pid))
+
+    def _fork_here(self, spec: ChildSpec) -> int:
         sys.stderr.flush()
         exit_ = os._exit
         if self.pid_namespace:  # the child is pid 1 of its own namespace: all it starts dies with it
             isolation.fresh_pid_namespace()
         try:
-            pid = os.fork()
+            pid = oslevel.light_fork()
         except BaseException:
             if self.pid_namespace:
                 isolation.restore_pid_namespace()
-            zsock.close()
-            csock.close()
-            os.close(out_fd)
             raise
         if pid == 0:
             try:
@@ -344,11 +393,7 @@ class Zygote:
                 exit_(72)
         if self.pid_namespace:
             isolation.restore_pid_namespace()
-        csock.close()
-        os.close(out_fd)
-        with contextlib.suppress(OSError):  # also done by the child; whoever is first wins
-            os.setpgid(pid, pid)
-        return Child(pid, zsock, workdir, out_path, self.sets_version)
+        return pid
 
     @staticmethod
     def _order(zsock: socket.socket, work: Work) -> None:
@@ -367,8 +412,12 @@ class Zygote:
             return
         if not child.reaped:  # its output was complete: it ends now, after the reply
             reap(child.pid)
-        spare = self.spare
-        escaped = isolation.sweep(child.pid, self.uid, keep=spare.pid if spare is not None else None)
+        spare, forker = self.spare, self.forker
+        keep = {c.pid for c in (spare, forker) if c is not None}
+        escaped = isolation.sweep(child.pid, self.uid, keep=keep)
+        if forker is not None and not _is_child(forker.pid):  # it died and the sweep reaped it
+            forker.stop(alive=False)
+            self.forker = None
         with contextlib.suppress(OSError):
             os.unlink(child.out_path)
         isolation.remove_tree(child.workdir)
@@ -379,9 +428,11 @@ class Zygote:
                 self.spare = spare = None
             else:
                 isolation.empty_dir(spare.workdir)  # what leftovers may have written there
-        if isolation.scrub_shared(self.private_dirs, self.base, self.uid) and spare is not None:
-            self._discard(spare)  # forked into the IPC namespace just replaced
-            self.spare = None
+        if isolation.scrub_shared(self.private_dirs, self.base, self.uid):
+            self._drop_forker()  # it and all it forked are in the IPC namespace just replaced
+            if spare is not None:
+                self._discard(spare)
+                self.spare = None
         if self.cgroup is not None:
             self.cgroup.oom_kills()  # OOM kills of its leftovers are not the next candidate's
 

@@ -1,0 +1,138 @@
+"""The forker: a fork-only copy of the zygote that forks the candidate children for it.
+
+Every page the zygote writes while a child shares it is copied first (a copy-on-write
+fault): the zygote runs Python for every candidate (the work order, supervision, the
+reply, the clean-up), about 370 faults per candidate while the running child and the
+spare shared its pages. The forker is a copy of the zygote, made once (and again after
+an instance load or a new IPC namespace), that does nothing but fork: the zygote's pages
+are then shared with the forker alone (each copied once), and the forker's short loop
+touches few pages.
+
+It forks with clone(CLONE_PARENT), so every child is the zygote's own child, exactly as
+if the zygote had forked it: the zygote waits for it, reaps it (exit status, rusage),
+sweeps what it leaves, and the child's PDEATHSIG and parent check name the zygote. The
+forker's socket reaches a child as an fd above 3, which the child closes with all the
+others (``child._wire_fds``) before it reads its work order: no candidate code can
+ever talk to the forker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import socket
+import struct
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from evolve.sandbox import isolation, oslevel, session_child
+from evolve.sandbox.child import ChildSpec, run_child
+
+SpecMaker = Callable[[str, int, int], ChildSpec]  # (work dir, output fd, channel fd) -> spec
+_PID = struct.Struct("i")
+
+
+class Forker:
+    """The zygote's handle on its forker process."""
+
+    def __init__(self, pid: int, sock: socket.socket, sets_version: int) -> None:
+        self.pid, self.sock, self.sets_version = pid, sock, sets_version
+
+    @classmethod
+    def start(cls, make_spec: SpecMaker, pid_namespace: bool, sets_version: int,
+              close: list[socket.socket]) -> Forker:
+        """Fork the forker from the zygote; ``close``: sockets of the zygote it must not hold."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent = os.getpid()
+        sys.stderr.flush()
+        exit_ = os._exit
+        try:
+            pid = oslevel.light_fork()
+        except BaseException:
+            ours.close()
+            theirs.close()
+            raise
+        if pid == 0:
+            try:
+                ours.close()
+                for sock in close:
+                    sock.close()
+                _serve(theirs, make_spec, pid_namespace, parent)
+            finally:
+                exit_(0)
+        theirs.close()
+        return cls(pid, ours, sets_version)
+
+    def fork(self, workdir: str, out_fd: int, channel_fd: int) -> int:
+        """A new child (the zygote's) locked down for ``workdir``; OSError if there is none."""
+        try:
+            socket.send_fds(self.sock, [workdir.encode()], [out_fd, channel_fd])
+            reply = self.sock.recv(_PID.size)
+        except OSError as exc:
+            raise OSError(errno.EPIPE, f"the forker is gone ({exc})") from None
+        if len(reply) != _PID.size:
+            raise OSError(errno.EPIPE, "the forker is gone")
+        (pid,) = _PID.unpack(reply)
+        if pid <= 0:
+            raise OSError(-pid, f"the forker could not fork: {os.strerror(-pid)}")
+        return pid
+
+    def stop(self, alive: bool) -> None:
+        """Close its socket (it exits); ``alive``: still our child (not reaped), so kill and reap it."""
+        self.sock.close()
+        if alive:
+            oslevel.kill_quietly(self.pid)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+
+
+def _serve(sock: socket.socket, make_spec: SpecMaker, pid_namespace: bool, zygote: int) -> None:
+    """The forker's whole life: one child per request, until the zygote closes the socket."""
+    oslevel.prctl(oslevel.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != zygote:  # the zygote died before the line above
+        return
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, 4096, 2)
+        except OSError:
+            return
+        if not msg or len(fds) != 2:
+            return
+        out_fd, channel_fd = fds
+        spec = make_spec(msg.decode(), out_fd, channel_fd)
+        try:
+            pid = _clone(pid_namespace)
+        except OSError as exc:
+            pid = -(exc.errno or errno.EAGAIN)
+        if pid == 0:
+            _be_the_child(spec)
+        os.close(out_fd)
+        os.close(channel_fd)
+        del spec
+        try:
+            sock.send(_PID.pack(pid))
+        except OSError:
+            return
+
+
+def _clone(pid_namespace: bool) -> int:
+    if pid_namespace:  # the child is pid 1 of its own namespace: all it starts dies with it
+        isolation.fresh_pid_namespace()
+    pid = -1
+    try:
+        pid = oslevel.clone_parent()
+    finally:
+        if pid_namespace and pid != 0:  # the child stays in its new namespace
+            isolation.restore_pid_namespace()
+    return pid
+
+
+def _be_the_child(spec: ChildSpec) -> NoReturn:
+    exit_ = os._exit
+    try:
+        run_child(spec, session_child.run_session)
+    finally:
+        exit_(72)
