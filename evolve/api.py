@@ -30,6 +30,7 @@ from evolve.files import check_output, read_program
 from evolve.handle import Run
 from evolve.problem import Problem
 from evolve.runner import (
+    Plan,
     ProgressCallback,
     as_problem,
     drive,
@@ -84,24 +85,35 @@ def run(
     program is kept (``evolve.resume``).  A run its model stopped (wrong key,
     outage) returns normally: ``run.stop`` says why, with its exit code.
     """
-    unknown = sorted(set(settings) - set(RunSettings.model_fields))
-    if unknown:
-        raise UserError(f"unknown run setting '{unknown[0]}' (expected one of: {', '.join(RunSettings.model_fields)})")
-    verifier_options = {**(options or {}), **({"scheme": scheme} if scheme is not None else {})}
-    overrides = {
-        **settings, "llm": llm, "iterations": iterations, "seed": seed, "workers": workers,
-        "concurrency": concurrency, "budget_usd": budget_usd, "api_base": api_base, "edit_mode": edit_mode,
-        "record": str(record) if record is not None else None, "verifier_options": verifier_options or None,
-        "executor": executor, "ray_address": ray_address,
-    }
-    plan = plan_run(problem, overrides, Path(config) if config is not None else None, options_source,
-                    source="command line" if options_source.startswith("--") else "run settings",
-                    request=preflight)
+    plan = _plan_of(problem, dict(
+        iterations=iterations, seed=seed, llm=llm, workers=workers, concurrency=concurrency,
+        budget_usd=budget_usd, api_base=api_base, edit_mode=edit_mode, record=record, config=config,
+        options=options, scheme=scheme, executor=executor, ray_address=ray_address,
+        options_source=options_source, preflight=preflight, **settings))
     folder, created = new_folder(Path(out) if out is not None else None, Path(runs_dir), plan.problem.name)
     with owned(folder, created):
         plan = start(plan, folder)
         final = drive(plan, folder, None if isinstance(progress, bool) else progress, progress is True)
     return Run(folder, final)
+
+
+def _plan_of(problem: str | Path | Problem, keywords: dict[str, Any]) -> Plan:
+    """Every check ``run`` makes before it creates anything, for ``run``'s keywords
+    (``out``, ``runs_dir`` and ``progress`` excepted): the plan, or a ``UserError``."""
+    given = dict(keywords)
+    config = given.pop("config", None)
+    options_source = given.pop("options_source", "options")
+    preflight = given.pop("preflight", True)
+    options, scheme, record = given.pop("options", None), given.pop("scheme", None), given.pop("record", None)
+    unknown = sorted(set(given) - set(RunSettings.model_fields))
+    if unknown:
+        raise UserError(f"unknown run setting '{unknown[0]}' (expected one of: {', '.join(RunSettings.model_fields)})")
+    verifier_options = {**(options or {}), **({"scheme": scheme} if scheme is not None else {})}
+    overrides = {**given, "record": str(record) if record is not None else None,
+                 "verifier_options": verifier_options or None}
+    return plan_run(problem, overrides, Path(config) if config is not None else None, options_source,
+                    source="command line" if options_source.startswith("--") else "run settings",
+                    request=preflight)
 
 
 def run_study(
@@ -112,42 +124,61 @@ def run_study(
     out: Path | str | None = None,
     runs_dir: Path | str = RUNS_DIR,
     on_progress: Callable[[int, Any], None] | None = None,
+    on_done: Callable[[Any], None] | None = None,
     **run_settings: Any,
 ) -> Path:
     """One run per seed into one study folder (``evolve run P --seeds 0-4``); returns the folder.
 
-    ``seeds`` is a list or a text like ``"0-4"``; ``parallel`` seeds run at once, each with one
-    worker unless ``workers`` is given; every other keyword is an ``evolve.run`` keyword.
-    Each seed's run is an ordinary run folder ``STUDY/seed-<s>/``; ``review_study`` (or
-    ``evolve review STUDY``) reports the median and spread over the seeds.
-    ``on_progress(seed, progress)`` receives each run's progress.
+    ``seeds`` is a list or a text like ``"0-4"``; every other keyword is an ``evolve.run``
+    keyword, checked once before anything starts (a mistake is a ``UserError`` and leaves no
+    folder).  ``parallel`` seeds run at once, each in an OS process of its own (so N seeds use
+    N cores; ``parallel=1`` runs them in turn in this process), each with one evaluation worker
+    unless ``workers`` is given.  Each seed's run is an ordinary run folder ``STUDY/seed-<s>/``,
+    the same whichever way it ran; ``review_study`` (``evolve review STUDY``) reports the median
+    and spread over the seeds.  ``on_progress(seed, progress)`` receives each run's
+    ``evolve.loop.Progress`` and ``on_done(outcome)`` each seed's ``evolve.study.SeedOutcome``,
+    in the calling thread.  A seed that fails does not stop the others: once they are done,
+    ``evolve.study.SeedsFailed`` names each failed seed and its error.  Ctrl-C (or SIGTERM)
+    stops every seed and raises ``KeyboardInterrupt``; each seed keeps every evaluated program
+    (``evolve.resume(STUDY/seed-<s>)``).
     """
     import secrets
     import time
 
-    from evolve.study import parse_seeds
-    from evolve.study import run_study as run_all
+    from evolve.study import SeedsFailed, open_study, parse_seeds, run_in_turn
+    from evolve.study_processes import run_in_processes
 
     chosen = parse_seeds(seeds) if isinstance(seeds, str) else [int(s) for s in seeds]
     if not chosen:
         raise UserError("seeds: expected at least one seed")
     if parallel < 1:
         raise UserError(f"parallel {parallel}: expected at least 1")
-    base = load(problem)  # fails now, before any folder exists
+    for key in ("seed", "progress"):
+        if key in run_settings:
+            raise UserError(f"run_study: '{key}' is set per seed; give seeds (and on_progress) instead")
+    run_settings.setdefault("workers", 1)
+    base = load(problem)
+    _plan_of(base, {**run_settings, "seed": chosen[0]})  # every check, before any folder or process
+    run_settings["preflight"] = False  # the model was just checked: not once more per seed
     folder = Path(out) if out is not None else (
         Path(runs_dir) / base.name / f"study-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}")
-    run_settings.setdefault("workers", 1)
-
-    def one(seed: int, sub: Path) -> Run:
-        report = (lambda p: on_progress(seed, p)) if on_progress is not None else False
-        return run(base, seed=seed, out=sub, progress=report, **run_settings)
-
     created = not folder.exists()
     try:
-        run_all(base, chosen, folder, parallel, one)
+        open_study(base, chosen, folder)
+        if parallel == 1 or len(chosen) == 1:
+            def one(seed: int, sub: Path) -> Run:
+                report = (lambda p: on_progress(seed, p)) if on_progress is not None else False
+                return run(base, seed=seed, out=sub, progress=report, **run_settings)
+
+            outcomes = run_in_turn(chosen, folder, one, on_done)
+        else:
+            outcomes = run_in_processes(run, base, chosen, folder, min(parallel, len(chosen)), run_settings,
+                                        on_progress, on_done)
+        if not all(o.ok for o in outcomes):
+            raise SeedsFailed(folder, outcomes)
     except BaseException:
         if created and not any(folder.glob("seed-*/archive.sqlite")):
-            shutil.rmtree(folder, ignore_errors=True)  # a mistake in the input leaves no folder
+            shutil.rmtree(folder, ignore_errors=True)  # nothing to keep: no folder left behind
         raise
     return folder
 

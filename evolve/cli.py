@@ -88,7 +88,7 @@ def run(
     no_preflight: NoPreflightFlag = False,
     tune_every: Annotated[int | None, typer.Option(help="Tune the constants of each new best every N iterations (0: never).")] = None,
     tune_budget: Annotated[int | None, typer.Option(help="Programs evaluated per tuning.")] = None,
-    seeds: Annotated[str | None, typer.Option(help="Several seeds as one study, e.g. 0-4 (--workers of them at a time).")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Several seeds as one study, e.g. 0-4: --workers of them at a time, each in a process of its own.")] = None,
 ) -> None:
     """Evolve a heuristic for PROBLEM. Offline (GP over the rule's inputs) unless --llm names a model.
 

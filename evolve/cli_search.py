@@ -84,44 +84,79 @@ def tune(
 
 
 def run_seeds(problem: str, seeds: str, workers: int | None, out: Path | None, **run_kwargs: object) -> None:
-    """``evolve run P --seeds 0-4``: the seeds run ``--workers`` at a time, one worker each."""
+    """``evolve run P --seeds 0-4``: the seeds run ``--workers`` at a time, each in a process of
+    its own with one evaluation worker; a live table shows them all."""
     from rich.live import Live
+    from rich.markup import escape
     from rich.table import Table
 
     from evolve import api
     from evolve.cli_common import RUNS_ROOT
-    from evolve.study import parse_seeds
+    from evolve.study import SeedOutcome, SeedsFailed, parse_seeds
 
     chosen = parse_seeds(seeds)
     state: dict[int, object] = {}
+    failed: dict[int, str] = {}
+    at_once = min(workers or 1, len(chosen))
 
     def table() -> Table:
-        view = Table(title=f"{problem}: {len(chosen)} seeds, {workers or 1} at a time", title_justify="left")
+        how = "one process each" if at_once > 1 else "in this process"
+        view = Table(title=f"{problem}: {len(chosen)} seeds, {at_once} at a time ({how})", title_justify="left")
         for column in ("seed", "iterations", "best gap (train)", "stop"):
             view.add_column(column, justify="right")
         for seed in chosen:
             p = state.get(seed)
+            stop = "failed" if seed in failed else None
             if p is None:
-                view.add_row(str(seed), "-", "-", "waiting")
+                view.add_row(str(seed), "-", "-", stop or "waiting")
                 continue
-            view.add_row(str(seed), f"{p.done}/{p.target}", pct(p.best_gap), p.stop_reason or "running")  # type: ignore[attr-defined]
+            view.add_row(str(seed), f"{p.done}/{p.target}", pct(p.best_gap),  # type: ignore[attr-defined]
+                         stop or p.stop_reason or "running")  # type: ignore[attr-defined]
         return view
 
-    with Live(table(), console=console, refresh_per_second=2, transient=False) as live:
-        def update(seed: int, progress: object) -> None:
-            state[seed] = progress
-            live.update(table())
+    folder: Path | None = None
+    error: SeedsFailed | None = None
+    # Shown from the first report on: a mistake in the input is its one line, with no table.
+    live = Live(table(), console=console, refresh_per_second=2, transient=False, auto_refresh=True)
 
-        try:
-            folder = api.run_study(problem, chosen, parallel=workers or 1, out=out, runs_dir=RUNS_ROOT,
-                                   on_progress=update, **run_kwargs)
-        except KeyboardInterrupt:
-            # The seeds run in threads that would be awaited: leave now, everything is committed.
-            console.print("\ninterrupted; every evaluated program of every seed is saved. Continue a "
-                          "seed with: evolve resume STUDY/seed-N")
-            sys.stdout.flush()
-            os._exit(130)
+    def show() -> None:
+        if not live.is_started:
+            live.start()
+        live.update(table())
+
+    def update(seed: int, progress: object) -> None:
+        state[seed] = progress
+        show()
+
+    def done(outcome: SeedOutcome) -> None:
+        if outcome.error is not None:
+            failed[outcome.seed] = outcome.error
+        show()
+
+    try:
+        folder = api.run_study(problem, chosen, parallel=workers or 1, out=out, runs_dir=RUNS_ROOT,
+                               on_progress=update, on_done=done, **run_kwargs)
+    except SeedsFailed as err:
+        error, folder = err, err.folder
+    except KeyboardInterrupt:
+        live.stop()
+        # Every seed is stopped (threads of a seed run in this process are not awaited).
+        console.print("\ninterrupted; every evaluated program of every seed is saved. Continue a "
+                      "seed with: evolve resume STUDY/seed-N")
+        sys.stdout.flush()
+        os._exit(130)
+    finally:
+        live.stop()
+    if error is not None:
+        for outcome in error.failed:
+            if outcome.detail:
+                err_console.print(escape(outcome.detail.rstrip()), highlight=False)
+            err_console.print(f"[red]error:[/] seed {outcome.seed}: {escape(outcome.error or '')}", highlight=False)
+        if not folder.exists():
+            raise typer.Exit(1)
     console.print(f"study folder: {folder}\nreview it with: evolve review {folder} --test")
+    if error is not None:
+        raise typer.Exit(1)
 
 
 def show_study(review: object) -> None:

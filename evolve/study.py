@@ -2,7 +2,8 @@
 
 A researcher should never report one lucky seed.  ``evolve run P --seeds 0-4``
 runs one ordinary run per seed into ``STUDY/seed-<s>/`` (each resumable and
-reviewable on its own), ``workers`` of them at a time, and ``evolve review
+reviewable on its own), ``workers`` of them at a time, each in an OS process of its own
+(``evolve/study_processes.py``; one at a time runs in this process), and ``evolve review
 STUDY`` reports the median and the spread of the seeds' train gaps and, with
 ``--test``, of their held-out gaps, per group, with each seed's
 wins/ties/losses against the strongest baseline.
@@ -14,7 +15,6 @@ import json
 import re
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,14 +59,32 @@ def read_study(folder: Path) -> dict[str, Any]:
     return document
 
 
-def run_study(
-    problem: Any,
-    seeds: list[int],
-    folder: Path,
-    parallel: int,
-    run_one: Callable[[int, Path], Any],
-) -> list[Any]:
-    """Run ``run_one(seed, seed_folder)`` for every seed, ``parallel`` at a time."""
+@dataclass
+class SeedOutcome:
+    """How one seed's run ended: ``error`` is None, or one line saying why it failed
+    (``detail``: the traceback of a crash, when there is one)."""
+
+    seed: int
+    error: str | None = None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class SeedsFailed(RuntimeError):
+    """Some seeds of a study failed; the others ran to their end (``outcomes`` has them all)."""
+
+    def __init__(self, folder: Path, outcomes: list[SeedOutcome]) -> None:
+        self.folder, self.outcomes = folder, outcomes
+        self.failed = [o for o in outcomes if not o.ok]
+        lines = "; ".join(f"seed {o.seed}: {o.error}" for o in self.failed)
+        super().__init__(f"{len(self.failed)} of {len(outcomes)} seeds failed ({lines})")
+
+
+def open_study(problem: Any, seeds: list[int], folder: Path) -> None:
+    """Create the study folder and its ``study.json`` (the seeds' runs go in ``seed-<s>/``)."""
     if (folder / STUDY).exists():
         raise UserError(f"{folder}: already holds a study (review it with 'evolve review {folder}')")
     folder.mkdir(parents=True, exist_ok=True)
@@ -74,8 +92,32 @@ def run_study(
     document = {"problem": name, "seeds": seeds, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "runs": [seed_dir(folder, s).name for s in seeds]}
     (folder / STUDY).write_text(json.dumps(document, indent=2) + "\n")
-    with ThreadPoolExecutor(max(1, min(parallel, len(seeds)))) as pool:
-        return list(pool.map(lambda s: run_one(s, seed_dir(folder, s)), seeds))
+
+
+def run_in_turn(seeds: list[int], folder: Path, run_one: Callable[[int, Path], Any],
+                on_done: Callable[[SeedOutcome], None] | None = None) -> list[SeedOutcome]:
+    """Run ``run_one(seed, seed_folder)`` for every seed in this process, one after the other;
+    a seed that fails is recorded and the next one runs (Ctrl-C stops them all)."""
+    outcomes = []
+    for seed in seeds:
+        try:
+            run_one(seed, seed_dir(folder, seed))
+            outcome = SeedOutcome(seed)
+        except Exception as err:  # a seed's crash is its own: the others still run
+            outcome = failure(seed, err)
+        outcomes.append(outcome)
+        if on_done is not None:
+            on_done(outcome)
+    return outcomes
+
+
+def failure(seed: int, err: Exception) -> SeedOutcome:
+    """A seed's failure: a user mistake is its message; a crash, its type and message and traceback."""
+    if isinstance(err, UserError):
+        return SeedOutcome(seed, str(err))
+    import traceback
+
+    return SeedOutcome(seed, f"{type(err).__name__}: {err}", "".join(traceback.format_exception(err)))
 
 
 # --- review -------------------------------------------------------------------------------

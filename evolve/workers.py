@@ -61,24 +61,30 @@ class WorkerSpec:
     sys_path: list[str] = field(default_factory=list)
 
 
+def start_module(module: str, *args: str, new_session: bool = False) -> tuple[subprocess.Popen[bytes], Connection]:
+    """``python -m MODULE FD *args`` with this checkout importable, and our end of the
+    socket pair whose other end is its FD (pickles between trusted processes)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        path = os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, str(theirs.fileno()), *args], pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path}, start_new_session=new_session,
+        )
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return proc, Connection(ours.detach())
+
+
 class _Worker:
     """The controller's handle on one worker process."""
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            path = os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "evolve.workers", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path},
-            )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self.conn = Connection(ours.detach())
+        self.proc, self.conn = start_module("evolve.workers")
         self.conn.send(spec)
 
     def ready(self, deadline: float) -> dict[str, tuple[bool, str]]:

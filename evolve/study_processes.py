@@ -1,0 +1,209 @@
+"""The seeds of a study in parallel, one OS process each, so N seeds use N cores.
+
+The offline search scores its screens in the controller's process (trusted code), so seeds run
+as threads of one process would queue behind one GIL.  Here every seed is ``python -m
+evolve.study_processes FD PARENT`` (like the evaluation workers: no ``multiprocessing``, which
+would re-import the user's ``__main__``): it receives a ``SeedJob`` on the socket FD, runs the
+ordinary ``evolve.run`` into ``STUDY/seed-<s>/`` (the code path of a study run in turn, so the
+folder is the same), and sends back every ``Progress`` and how it ended.  Everything on the
+socket is a pickle between trusted processes of one user; candidates never see it.
+
+Stopping: each seed runs in a session of its own, so a terminal's Ctrl-C reaches only this
+process, which passes SIGINT on to every seed's process group (the run stops as a Ctrl-C'd
+``evolve run`` does: every evaluated program committed, its sandboxes closed), waits
+``STOP_GRACE_S``, then SIGKILLs the groups that are left (their zygotes clean up once their
+controller's channel closes).  A seed whose parent dies gets SIGINT (``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from evolve.problem import Problem
+from evolve.study import SeedOutcome, failure, seed_dir
+from evolve.workers import start_module
+
+STOP_GRACE_S = 20.0  # a stopped seed closes its sandboxes and archive; then it is killed
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class SeedJob:
+    """What a seed's process runs: ``run(problem, seed=seed, out=folder, progress=..., **settings)``,
+    ``run`` being ``evolve.run`` (a module-level function: pickled by its name)."""
+
+    run: Callable[..., Any]
+    problem: Problem
+    seed: int
+    folder: Path
+    settings: dict[str, Any]
+    sys_path: list[str]
+
+
+class _SeedProcess:
+    """The parent's handle on one seed's process."""
+
+    def __init__(self, job: SeedJob) -> None:
+        self.seed, self.folder = job.seed, job.folder
+        self.outcome: SeedOutcome | None = None  # from its last message
+        # A session of its own: a terminal's Ctrl-C reaches the study, which stops the seeds.
+        self.proc, self.conn = start_module("evolve.study_processes", str(os.getpid()), new_session=True)
+        with contextlib.suppress(OSError):  # it died at once: its exit status says how
+            self.conn.send(job)
+
+    def signal(self, number: int) -> None:
+        """``number`` to the seed's whole process group (its evaluation workers too)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, number)
+
+    def ended(self) -> SeedOutcome:
+        """Once its channel closed: reap it, and say how it ended."""
+        code = self.proc.wait()
+        self.conn.close()
+        if self.outcome is not None:
+            return self.outcome
+        if code == EXIT_INTERRUPTED:
+            return SeedOutcome(self.seed, f"interrupted; continue it with: evolve resume {self.folder}")
+        how = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        return SeedOutcome(self.seed, f"its process {how} before reporting an end")
+
+
+def run_in_processes(
+    run: Callable[..., Any],
+    problem: Problem,
+    seeds: list[int],
+    folder: Path,
+    parallel: int,
+    settings: dict[str, Any],
+    on_progress: Callable[[int, Any], None] | None = None,
+    on_done: Callable[[SeedOutcome], None] | None = None,
+) -> list[SeedOutcome]:
+    """``run(problem, seed=s, out=STUDY/seed-<s>, progress=..., **settings)`` for every seed in a
+    process of its own, ``parallel`` at a time; how each ended, in the order of ``seeds``.
+
+    ``on_progress(seed, progress)`` and ``on_done(outcome)`` are called in this thread.  A seed
+    that fails is an outcome (the others go on); Ctrl-C (and SIGTERM, in the main thread) stops
+    every seed, then raises ``KeyboardInterrupt``."""
+    portable = dataclasses.replace(problem)  # the definition only, not its built verifier
+    sys_path = [os.path.abspath(p or ".") for p in sys.path]
+    waiting = list(seeds)
+    running: dict[Connection, _SeedProcess] = {}
+    outcomes: dict[int, SeedOutcome] = {}
+    try:
+        with _sigterm_as_interrupt():
+            while waiting or running:
+                while waiting and len(running) < parallel:
+                    seed = waiting.pop(0)
+                    child = _SeedProcess(SeedJob(run, portable, seed, seed_dir(folder, seed), settings, sys_path))
+                    running[child.conn] = child
+                for conn in wait(list(running), timeout=1.0):
+                    child = running[conn]  # type: ignore[index]
+                    try:
+                        kind, value = conn.recv()  # type: ignore[union-attr]
+                    except (EOFError, OSError):
+                        del running[conn]  # type: ignore[arg-type]
+                        outcomes[child.seed] = child.ended()
+                        if on_done is not None:
+                            on_done(outcomes[child.seed])
+                        continue
+                    if kind == "progress":
+                        if on_progress is not None:
+                            on_progress(child.seed, value)
+                    else:  # "end": its SeedOutcome; the channel closes next
+                        child.outcome = value
+    except BaseException:
+        stop_all(list(running.values()))
+        raise
+    return [outcomes[s] for s in seeds]
+
+
+def stop_all(children: list[_SeedProcess], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGINT to every seed's group, then SIGKILL to what is left after ``grace_s``; all reaped."""
+    for child in children:
+        child.conn.close()  # its progress reports now fail quietly instead of filling a buffer
+        child.signal(signal.SIGINT)
+    deadline = time.monotonic() + grace_s
+    try:
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(max(0.0, deadline - time.monotonic()))
+    finally:  # a second Ctrl-C while waiting: kill at once
+        for child in children:
+            if child.proc.poll() is None:
+                child.signal(signal.SIGKILL)
+            child.proc.wait()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the study as Ctrl-C does (only the main thread can install a handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# --- the seed's side ----------------------------------------------------------------------
+
+
+def _serve(conn: Connection) -> int:
+    """Run the job received on ``conn``; report each progress and the end.  The exit status."""
+    job: SeedJob = conn.recv()
+    sys.path[:] = job.sys_path
+
+    def report(progress: Any) -> None:
+        with contextlib.suppress(OSError):  # the parent is stopping us: nobody is listening
+            conn.send(("progress", progress))
+
+    try:
+        job.run(job.problem, seed=job.seed, out=job.folder, progress=report, **job.settings)
+        outcome = SeedOutcome(job.seed)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED  # every evaluated program is committed; evolve resume continues
+    except Exception as err:
+        outcome = failure(job.seed, err)
+    with contextlib.suppress(OSError):
+        conn.send(("end", outcome))
+    return 0 if outcome.ok else 1
+
+
+def main() -> None:
+    from evolve.sandbox import oslevel
+
+    conn, parent = Connection(int(sys.argv[1])), int(sys.argv[2])
+    with contextlib.suppress(OSError):
+        oslevel.prctl(oslevel.PR_SET_PDEATHSIG, signal.SIGINT)  # the study is gone: stop as on Ctrl-C
+    if os.getppid() != parent:
+        sys.exit(EXIT_INTERRUPTED)  # it was gone before the line above
+    # Stopping is SIGINT, even when the study itself was started with SIGINT ignored (nohup, &).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        status = _serve(conn)
+    except KeyboardInterrupt:
+        status = EXIT_INTERRUPTED
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""Parallel seeds of a study run as OS processes: the same runs as in turn, live progress,
+a failed seed reported while the others finish, Ctrl-C and SIGTERM stop everything, and
+nothing (seed processes, zygotes, candidates) is left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import evolve
+from evolve.archive import Archive
+from evolve.study import SeedOutcome, SeedsFailed
+
+CLI = [sys.executable, "-m", "evolve.cli"]
+
+
+def _programs(run_dir: Path) -> list[tuple[str, float | None, str]]:
+    db = sqlite3.connect(f"file:{run_dir / 'archive.sqlite'}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT code_hash, score, status FROM programs ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+def _committed(run_dir: Path) -> int:
+    """Programs in a run's archive so far (0 while the run is still creating it)."""
+    if not (run_dir / "archive.sqlite").is_file():
+        return 0
+    try:
+        return len(_programs(run_dir))
+    except sqlite3.OperationalError:  # the file exists, its tables not yet
+        return 0
+
+
+def _attempts(run_dir: Path) -> int:
+    archive = Archive(run_dir / "archive.sqlite", readonly=True)
+    try:
+        return archive.attempt_count()
+    finally:
+        archive.close()
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _descendants(root: int) -> dict[tuple[int, str], str]:
+    """Every process below ``root`` now: its command line by (pid, start time), so that a
+    reused pid is not mistaken for it."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append((int(name), fields[19]))
+    found: dict[tuple[int, str], str] = {}
+    stack = [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            with contextlib.suppress(OSError):
+                found[child] = Path(f"/proc/{child[0]}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stack.append(child[0])
+    return found
+
+
+def _assert_all_gone(processes: dict[tuple[int, str], str], within_s: float = 15.0) -> None:
+    """None of ``processes`` is alive or a zombie (a zombie keeps its /proc entry)."""
+    deadline = time.monotonic() + within_s
+    left = set(processes)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = {(pid, start) for pid, start in left if _start_time(pid) == start}
+    assert not left, f"left behind: {[processes[p] for p in left]}"
+
+
+def test_parallel_seeds_run_in_processes_of_their_own_and_match_the_seeds_run_in_turn(
+    toy_dir: Path, tmp_path: Path
+) -> None:
+    in_turn = evolve.run_study(str(toy_dir), [0, 1], parallel=1, out=tmp_path / "a", iterations=10)
+    reports: dict[int, list[int]] = {}
+    ended: list[SeedOutcome] = []
+    seen: dict[tuple[int, str], str] = {}
+
+    def progress(seed: int, p: object) -> None:
+        reports.setdefault(seed, []).append(p.done)  # type: ignore[attr-defined]
+        seen.update(_descendants(os.getpid()))
+
+    both = evolve.run_study(str(toy_dir), [0, 1], parallel=2, out=tmp_path / "b", iterations=10,
+                            on_progress=progress, on_done=ended.append)
+    for seed in (0, 1):
+        alone, parallel = in_turn / f"seed-{seed}", both / f"seed-{seed}"
+        assert _programs(parallel) == _programs(alone) and len(_programs(alone)) > 3
+        assert evolve.open_run(parallel).best.code == evolve.open_run(alone).best.code
+        assert evolve.open_run(parallel).best.score == evolve.open_run(alone).best.score
+    # Each seed ran in a process of its own (run.lock holds the pid of the run's process).
+    pids = {int((both / f"seed-{s}" / "run.lock").read_text()) for s in (0, 1)}
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert sorted(reports) == [0, 1] and reports[0][-1] == reports[1][-1] == 10  # live, across processes
+    assert sorted((o.seed, o.ok) for o in ended) == [(0, True), (1, True)]
+    assert pids <= {pid for pid, _ in seen}  # children of this process, gone now like their zygotes
+    assert any("evolve.sandbox.zygote" in c for c in seen.values())
+    _assert_all_gone(seen)
+
+
+def test_a_seed_process_that_dies_is_reported_and_the_other_seeds_finish(toy_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    killed: list[int] = []
+    seen: dict[tuple[int, str], str] = {}
+
+    def progress(seed: int, p: object) -> None:
+        seen.update(_descendants(os.getpid()))
+        if seed == 1 and not killed and p.done >= 2:  # type: ignore[attr-defined]
+            pid = int((out / "seed-1" / "run.lock").read_text())
+            os.kill(pid, signal.SIGKILL)  # as the OOM killer would
+            killed.append(pid)
+
+    with pytest.raises(SeedsFailed) as caught:
+        evolve.run_study(str(toy_dir), [0, 1, 2], parallel=2, out=out, iterations=60, on_progress=progress)
+    failed = caught.value.failed
+    assert [o.seed for o in failed] == [1] and "killed by signal 9" in (failed[0].error or "")
+    assert "seed 1: its process killed by signal 9" in str(caught.value)
+    assert _attempts(out / "seed-0") == _attempts(out / "seed-2") == 60
+    kept = _attempts(out / "seed-1")
+    assert 2 <= kept < 60  # every program evaluated before the kill is committed
+    _assert_all_gone(seen)  # its sandbox went once its controller's channel closed
+    resumed = evolve.resume(out / "seed-1")
+    assert resumed.last_progress is not None and resumed.last_progress.done == 60
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupting_a_parallel_study_stops_every_seed_and_leaves_them_resumable(
+    toy_dir: Path, tmp_path: Path, how: str
+) -> None:
+    out = tmp_path / "s"
+    proc = subprocess.Popen([*CLI, "run", str(toy_dir), "--seeds", "0-1", "--workers", "2", "--iterations",
+                             "100000", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    seen: dict[tuple[int, str], str] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while not all(_committed(out / f"seed-{s}") >= 3 for s in (0, 1)):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            seen.update(_descendants(proc.pid))
+            time.sleep(0.2)
+        seen.update(_descendants(proc.pid))
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole foreground group
+        else:
+            os.kill(proc.pid, signal.SIGTERM)  # the study's process only
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "interrupted; every evaluated program of every seed is saved" in stdout
+    assert "Traceback" not in stderr
+    assert sum("evolve.study_processes" in c for c in seen.values()) == 2
+    _assert_all_gone(seen)
+    for seed in (0, 1):
+        run_dir = out / f"seed-{seed}"
+        kept = _attempts(run_dir)
+        assert kept >= 2
+        resumed = subprocess.run([*CLI, "resume", str(run_dir), "--iterations", str(kept + 3)],
+                                 capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+        assert _attempts(run_dir) == kept + 3
+
+
+def test_study_mistakes_are_one_line_before_any_process_and_a_failed_seed_names_itself(
+    toy_dir: Path, tmp_path: Path
+) -> None:
+    bad = subprocess.run([*CLI, "run", str(toy_dir), "--seeds", "0-1", "--workers", "2", "--edit-mode", "nonsense",
+                          "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "edit_mode" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert bad.stdout == "" and not (tmp_path / "bad").exists()  # no table, no folder: nothing started
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "seed-1").write_text("in the way")
+    done = subprocess.run([*CLI, "run", str(toy_dir), "--seeds", "0-2", "--workers", "2", "--iterations", "4",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert f"seed 1: {out / 'seed-1'}: exists and is not a folder" in done.stderr
+    assert _attempts(out / "seed-0") == _attempts(out / "seed-2") == 4
+    assert f"review it with: evolve review {out}" in done.stdout
