@@ -154,7 +154,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problems", nargs="+", default=list(TARGETS))
     parser.add_argument("--seeds", default="0-4")
-    parser.add_argument("--parallel", type=int, default=2, help="seeds at a time (one worker each)")
+    parser.add_argument("--parallel", type=int, default=2, help="seeds at a time (each an OS process with one worker: evolve run --seeds --workers)")
     parser.add_argument("--iterations", type=int, help="override every problem's iterations")
     parser.add_argument("--out", type=Path, default=Path("runs/offline-study"))
     parser.add_argument("--review-only", action="store_true")

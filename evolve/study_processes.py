@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import signal
 import subprocess
@@ -202,7 +203,12 @@ def main() -> None:
         status = _serve(conn)
     except KeyboardInterrupt:
         status = EXIT_INTERRUPTED
-    sys.exit(status)
+    # The run is over and its archive closed: do not wait for abandoned model calls in their
+    # threads (as the CLI does not), which would keep the study waiting for this process.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,16 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
+def _uid(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def _descendants(root: int) -> dict[tuple[int, str], str]:
     """Every process below ``root`` now: its command line by (pid, start time), so that a
     reused pid is not mistaken for it."""
@@ -95,12 +105,19 @@ def test_parallel_seeds_run_in_processes_of_their_own_and_match_the_seeds_run_in
     ended: list[SeedOutcome] = []
     seen: dict[tuple[int, str], str] = {}
 
+    sandbox_uids: dict[int, set[int]] = {0: set(), 1: set()}  # what each seed's sandbox runs as
+
     def progress(seed: int, p: object) -> None:
         reports.setdefault(seed, []).append(p.done)  # type: ignore[attr-defined]
         seen.update(_descendants(os.getpid()))
+        with contextlib.suppress(OSError, ValueError):  # the seed's run.lock holds its process's pid
+            below = _descendants(int((tmp_path / "b" / f"seed-{seed}" / "run.lock").read_text()))
+            sandbox_uids[seed] |= {uid for pid, _ in below if (uid := _uid(pid)) not in (None, 0)}
 
     both = evolve.run_study(str(toy_dir), [0, 1], parallel=2, out=tmp_path / "b", iterations=10,
                             on_progress=progress, on_done=ended.append)
+    if os.geteuid() == 0:  # as root candidates run as claimed uids; never two seeds on one
+        assert sandbox_uids[0] and sandbox_uids[1] and not sandbox_uids[0] & sandbox_uids[1]
     for seed in (0, 1):
         alone, parallel = in_turn / f"seed-{seed}", both / f"seed-{seed}"
         assert _programs(parallel) == _programs(alone) and len(_programs(alone)) > 3
@@ -141,7 +158,7 @@ def test_a_seed_process_that_dies_is_reported_and_the_other_seeds_finish(toy_dir
     assert resumed.last_progress is not None and resumed.last_progress.done == 60
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "study killed"])
 def test_interrupting_a_parallel_study_stops_every_seed_and_leaves_them_resumable(
     toy_dir: Path, tmp_path: Path, how: str
 ) -> None:
@@ -159,18 +176,29 @@ def test_interrupting_a_parallel_study_stops_every_seed_and_leaves_them_resumabl
         seen.update(_descendants(proc.pid))
         if how == "ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole foreground group
-        else:
+        elif how == "sigterm":
             os.kill(proc.pid, signal.SIGTERM)  # the study's process only
+        else:
+            os.kill(proc.pid, signal.SIGKILL)  # no clean-up of its own: its seeds stop on their parent's death
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 130, stderr
-    assert "interrupted; every evaluated program of every seed is saved" in stdout
-    assert "Traceback" not in stderr
+    try:
+        _assert_all_gone(seen)
+    finally:  # even when that failed: leave nothing of ours running
+        for pid, start in seen:
+            if _start_time(pid) == start:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    if how == "study killed":
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 130, stderr
+        assert "interrupted; every evaluated program of every seed is saved" in stdout
+        assert "Traceback" not in stderr
     assert sum("evolve.study_processes" in c for c in seen.values()) == 2
-    _assert_all_gone(seen)
     for seed in (0, 1):
         run_dir = out / f"seed-{seed}"
         kept = _attempts(run_dir)
