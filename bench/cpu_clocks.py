@@ -90,6 +90,21 @@ def _cpu_of(executor: Any) -> tuple[float, float]:
     return 0.0, sum(zygote_cpu(sb.worker_pid) for sb in sandboxes if sb.worker_pid)
 
 
+def proc_faults(pid: int) -> int:
+    """Minor (copy-on-write and first-touch) page faults of a process and its reaped children."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[7]) + int(fields[8])
+
+
+def zygote_faults(pid: int) -> int:
+    """``proc_faults`` of a zygote and of its live children (forker, spare), as ``zygote_cpu``."""
+    return proc_faults(pid) + sum(proc_faults(kid) for kid in child_pids(pid))
+
+
 def zygote_cpu(pid: int) -> float:
     """CPU seconds of a zygote, its reaped candidates, and its live children: the forker
     (which lives as long as the zygote, so it is never among the reaped) and the spare."""

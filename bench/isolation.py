@@ -6,8 +6,9 @@ Rows: a trivial candidate through ``Sandbox.run`` with a pause of --gap-ms
 between runs (what a search loop leaves while it scores, writes its archive and
 waits for its model: the zygote cleans up and forks the next child then) and
 back to back, the zygote's part of it (work order to reply), and the CPU time it
-takes: the controller's thread, the zygote and the reaped child, which stays
-meaningful on a busy machine), one trivial call in an open session
+takes (the controller's thread, the zygote, its forker and the reaped child, which
+stays meaningful on a busy machine) and their page faults (copy-on-write above all:
+a count, not a time, so the load does not move it), one trivial call in an open session
 (``SandboxSession.call`` round trip), a fresh ``python -c "import numpy"``
 (what a sandbox without a warm worker pays), and a bare ``os.fork()`` of a warm
 numpy process (the floor of any fork-based design).
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_clocks import zygote_cpu  # noqa: E402
+from cpu_clocks import zygote_cpu, zygote_faults  # noqa: E402
 
 from evolve.sandbox import Sandbox, SandboxLimits
 from evolve.verifier import Instance
@@ -122,9 +123,11 @@ def main() -> None:
             assert sb.worker_pid is not None
             sb.settle()
             cpu0 = cpu_of(sb.worker_pid) + time.thread_time()
+            faults0 = zygote_faults(sb.worker_pid)
             sandbox_times = timed(one, args.runs, args.gap_ms / 1000)
             sb.settle()
             cpu = [(cpu_of(sb.worker_pid) + time.thread_time() - cpu0) / args.runs]
+            faults = (zygote_faults(sb.worker_pid) - faults0) / args.runs
             back_to_back = timed(one, args.runs)
             calls: list[float] = []
             if hasattr(sb, "session"):  # sessions exist from the commit "Sandbox sessions" on
@@ -144,6 +147,7 @@ def main() -> None:
     print(row("  of which zygote: work order -> last result line", inner[: args.runs]))
     print(row("  the same back to back (clean-up and fork in the way)", back_to_back))
     print(row("  CPU: controller thread + zygote + child, mean", cpu))
+    print(f"{'  page faults of zygote, forker and child, mean':<52} {args.runs:>6} {faults:>9.0f}")
     if calls:
         print(row("session call round trip, trivial candidate", calls, 4))
     print(row('fresh interpreter: python -c "import numpy"', fresh))

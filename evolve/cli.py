@@ -73,7 +73,7 @@ def run(
     llm: Annotated[str | None, typer.Option(help="Model (litellm string), 'm1:0.8,m2:0.2', 'gp' (offline search, the default), 'mutate' (alias 'stub'), 'replay:FILE' or 'files:DIR' (you answer prompts in files).")] = None,
     iterations: Annotated[int | None, typer.Option(help="Proposals to make (each is one iteration).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the run.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Parallel evaluations (sandboxes).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel evaluations (sandboxes); with --seeds, seeds at a time (a process each).")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Iterations in flight (model call or evaluation), at least --workers.")] = None,
     budget_usd: Annotated[float | None, typer.Option(help="Stop cleanly once LLM spend reaches this.")] = None,
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible server (vLLM, Ollama, ...).")] = None,

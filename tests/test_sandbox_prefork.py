@@ -272,3 +272,13 @@ def test_the_forker_ends_with_its_sandbox() -> None:
     while alive(forker) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not alive(forker)
+
+
+@pytest.mark.skipif(not ROOT, reason="pids compare only when the zygote shares our pid namespace")
+def test_children_inherit_the_forkers_oom_score_adj_of_1000(sandbox: Sandbox) -> None:
+    run(sandbox, "def f(x):\n    return x\n")
+    spare = sandbox.settle()
+    assert spare is not None and sandbox.forker_pid is not None
+    for pid in (sandbox.forker_pid, spare):
+        assert Path(f"/proc/{pid}/oom_score_adj").read_text().strip() == "1000"
+    assert Path(f"/proc/{sandbox.worker_pid}/oom_score_adj").read_text().strip() != "1000"

@@ -225,3 +225,15 @@ def test_study_mistakes_are_one_line_before_any_process_and_a_failed_seed_names_
     assert f"seed 1: {out / 'seed-1'}: exists and is not a folder" in done.stderr
     assert _attempts(out / "seed-0") == _attempts(out / "seed-2") == 4
     assert f"review it with: evolve review {out}" in done.stdout
+
+
+def test_a_problem_defined_in_python_runs_as_a_parallel_study(tmp_path: Path) -> None:
+    # py_problem is importable from tests/ only: the seeds' processes get this one's sys.path.
+    from py_problem import SEED, CompletionVerifier
+
+    problem = evolve.define_problem("weights", CompletionVerifier, SEED, options={"jobs": 10}, run={"islands": 2})
+    folder = evolve.run_study(problem, [0, 1], parallel=2, out=tmp_path / "s", iterations=4)
+    for seed in (0, 1):
+        run_dir = folder / f"seed-{seed}"
+        assert (run_dir / "problem" / "problem.toml").is_file()  # kept as a run of it alone keeps it
+        assert _attempts(run_dir) == 4

@@ -50,6 +50,7 @@ CANDIDATE_FILE = "<candidate>"
 MAX_MESSAGE = 500
 RESERVE_BYTES = 8 << 20  # address space handed back to report a MemoryError
 MAX_OPEN_FILES = 256
+OOM_SCORE_ADJ = "1000"  # if the machine runs out of memory, candidates go first
 REHEARSAL = "def f(x):\n    return [x, int(x), None]\n"  # what ``rehearse`` runs: our code only
 
 _result_fd = -1  # where lines go; fd 3 once the descriptors are wired
@@ -72,6 +73,7 @@ class ChildSpec:
     seccomp: syscalls.Filter | None = None  # the BPF program to add to the zygote's (syscalls.build)
     cgroup: CandidateCgroup | None = None  # joined before dropping privileges
     drop_capabilities: bool = False  # in the zygote's user namespace: give up its capabilities
+    set_oom_score: bool = True  # False: inherited (the forker set its own oom_score_adj to 1000)
 
 
 @dataclass
@@ -172,8 +174,9 @@ def _fatal(work: Work, kind: str, message: str) -> None:
 def lock_down(spec: ChildSpec) -> None:
     global _result_fd
     os.setpgid(0, 0)  # own process group: the zygote kills it as a whole
-    with contextlib.suppress(OSError):  # if the machine runs out of memory, candidates go first
-        oslevel.write_proc("self/oom_score_adj", "1000")
+    if spec.set_oom_score:
+        with contextlib.suppress(OSError):  # if the machine runs out of memory, candidates go first
+            oslevel.write_proc("self/oom_score_adj", OOM_SCORE_ADJ)
     if spec.cgroup is not None:
         spec.cgroup.join()
     _wire_fds(spec)  # from here on only fds 0-3 are open

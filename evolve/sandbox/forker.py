@@ -10,7 +10,10 @@ touches few pages.
 
 It forks with clone(CLONE_PARENT), so every child is the zygote's own child, exactly as
 if the zygote had forked it: the zygote waits for it, reaps it (exit status, rusage),
-sweeps what it leaves, and the child's PDEATHSIG and parent check name the zygote. The
+sweeps what it leaves, and the child's PDEATHSIG and parent check name the zygote. Its
+``oom_score_adj`` of 1000 (candidates die first if the machine runs out of memory) is
+set once in the forker, whose children inherit it; a forker the OOM killer picks is
+replaced like any dead one. The
 forker's socket reaches a child as an fd above 3, which the child closes with all the
 others (``child._wire_fds``) before it reads its work order: no candidate code can
 ever talk to the forker.
@@ -29,7 +32,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from evolve.sandbox import isolation, oslevel, session_child
-from evolve.sandbox.child import ChildSpec, run_child
+from evolve.sandbox.child import OOM_SCORE_ADJ, ChildSpec, run_child
 
 SpecMaker = Callable[[str, int, int], ChildSpec]  # (work dir, output fd, channel fd) -> spec
 _PID = struct.Struct("i")
@@ -94,6 +97,11 @@ def _serve(sock: socket.socket, make_spec: SpecMaker, pid_namespace: bool, zygot
     oslevel.prctl(oslevel.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != zygote:  # the zygote died before the line above
         return
+    try:  # inherited by every child, which then need not write it (~60 us each)
+        oslevel.write_proc("self/oom_score_adj", OOM_SCORE_ADJ)
+        inherited = True
+    except OSError:
+        inherited = False
     while True:
         try:
             msg, fds, _, _ = socket.recv_fds(sock, 4096, 2)
@@ -103,6 +111,7 @@ def _serve(sock: socket.socket, make_spec: SpecMaker, pid_namespace: bool, zygot
             return
         out_fd, channel_fd = fds
         spec = make_spec(msg.decode(), out_fd, channel_fd)
+        spec.set_oom_score = not inherited
         try:
             pid = _clone(pid_namespace)
         except OSError as exc:
