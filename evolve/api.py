@@ -145,7 +145,7 @@ def run_study(
     import secrets
     import time
 
-    from evolve.study import SeedsFailed, open_study, parse_seeds, run_in_turn
+    from evolve.study import SeedsFailed, open_study, parse_seeds, run_in_turn, seed_settings
     from evolve.study_processes import run_in_processes
 
     chosen = parse_seeds(seeds) if isinstance(seeds, str) else [int(s) for s in seeds]
@@ -168,7 +168,7 @@ def run_study(
         if parallel == 1 or len(chosen) == 1:
             def one(seed: int, sub: Path) -> Run:
                 report = (lambda p: on_progress(seed, p)) if on_progress is not None else False
-                return run(base, seed=seed, out=sub, progress=report, **run_settings)
+                return run(base, seed=seed, out=sub, progress=report, **seed_settings(run_settings, seed))
 
             outcomes = run_in_turn(chosen, folder, one, on_done)
         else:

@@ -79,7 +79,7 @@ def run(
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible server (vLLM, Ollama, ...).")] = None,
     edit_mode: Annotated[str | None, typer.Option(help="diff, rewrite or mixed.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (default runs/PROBLEM/<timestamp>-<id>).")] = None,
-    record: Annotated[Path | None, typer.Option(help="Save every completion to this JSONL file (for replay).")] = None,
+    record: Annotated[Path | None, typer.Option(help="Save every completion to this JSONL file (for replay; with --seeds one file per seed, FILE.seed-N.jsonl).")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file of run settings.")] = None,
     option: OptionFlag = None,
     scheme: SchemeFlag = None,

@@ -49,6 +49,17 @@ def seed_dir(folder: Path, seed: int) -> Path:
     return folder / f"seed-{seed}"
 
 
+def seed_settings(settings: dict[str, Any], seed: int) -> dict[str, Any]:
+    """One seed's run settings: a ``record`` file becomes one file per seed
+    (``completions.jsonl`` -> ``completions.seed-3.jsonl``), because a replay file holds
+    one run's completions and parallel seeds would interleave their lines in one."""
+    record = settings.get("record")
+    if record is None:
+        return settings
+    path = Path(record)
+    return {**settings, "record": str(path.with_name(f"{path.stem}.seed-{seed}{path.suffix}"))}
+
+
 def read_study(folder: Path) -> dict[str, Any]:
     try:
         document = json.loads((folder / STUDY).read_text())

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from evolve.problem import Problem
-from evolve.study import SeedOutcome, failure, seed_dir
+from evolve.study import SeedOutcome, failure, seed_dir, seed_settings
 from evolve.workers import start_module
 
 STOP_GRACE_S = 20.0  # a stopped seed closes its sandboxes and archive; then it is killed
@@ -107,7 +107,8 @@ def run_in_processes(
             while waiting or running:
                 while waiting and len(running) < parallel:
                     seed = waiting.pop(0)
-                    child = _SeedProcess(SeedJob(run, portable, seed, seed_dir(folder, seed), settings, sys_path))
+                    child = _SeedProcess(SeedJob(run, portable, seed, seed_dir(folder, seed), seed_settings(settings, seed),
+                                                 sys_path))
                     running[child.conn] = child
                 for conn in wait(list(running), timeout=1.0):
                     child = running[conn]  # type: ignore[index]

@@ -237,3 +237,15 @@ def test_a_problem_defined_in_python_runs_as_a_parallel_study(tmp_path: Path) ->
         run_dir = folder / f"seed-{seed}"
         assert (run_dir / "problem" / "problem.toml").is_file()  # kept as a run of it alone keeps it
         assert _attempts(run_dir) == 4
+
+
+def test_a_parallel_study_records_one_replayable_file_per_seed(toy_dir: Path, tmp_path: Path) -> None:
+    record = tmp_path / "completions.jsonl"
+    study = evolve.run_study(str(toy_dir), [0, 1], parallel=2, out=tmp_path / "s", iterations=4,
+                             llm="mutate", record=record)
+    assert not record.exists()  # parallel seeds would interleave their lines in one file
+    for seed in (0, 1):
+        mine = tmp_path / f"completions.seed-{seed}.jsonl"
+        assert len(mine.read_text().splitlines()) >= 3
+        again = evolve.run(str(toy_dir), seed=seed, iterations=4, llm=f"replay:{mine}", out=tmp_path / f"r{seed}")
+        assert _programs(again.dir) == _programs(study / f"seed-{seed}")
