@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evolve.config import RuleSpec, load_problem_spec
+from evolve.config import RuleSpec, load_problem_spec, resolve_settings
 from evolve.edits import apply_edit
 from evolve.errors import UserError
 from evolve.gp import BehaviourKeys, GPBackend, check_rules
@@ -158,7 +158,9 @@ def test_shipped_rule_tables_match_their_seeds_and_the_seeds_parse(name: str) ->
 @pytest.mark.parametrize("mode", ["diff", "rewrite"])
 def test_backend_answers_apply_cleanly_and_chain(name: str, mode: str) -> None:
     problem = load_problem(name)
-    gp = GPBackend(problem.spec.rule, seed=1)
+    # The problem's own limits: smtt_rule raises them, its MDDC start is deeper than the defaults.
+    limits = resolve_settings(problem.spec.run, None, {}).gp
+    gp = GPBackend(problem.spec.rule, seed=1, settings=limits)
     code = problem.seed_code
     archive = [code]
     for iteration in range(1, 41):
@@ -168,7 +170,7 @@ def test_backend_answers_apply_cleanly_and_chain(name: str, mode: str) -> None:
         assert child != code and completion.model == "gp"
         for rule in problem.spec.rule:
             tree = rule_tree(child, rule)
-            assert tree is not None and depth(tree) <= 7 and size(tree) <= 40
+            assert tree is not None and depth(tree) <= limits.max_depth and size(tree) <= limits.max_size
         archive.append(child)
         code = child
     compile(code, "child.py", "exec")

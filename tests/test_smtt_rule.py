@@ -233,6 +233,23 @@ def test_both_tracks_declare_the_dispatchers_inputs_for_the_offline_search(name:
     check_rules(problem.seed_code, problem.spec.rule, name)  # the seed takes exactly these inputs
 
 
+def test_the_mddc_start_of_the_offline_search_is_the_published_mddc() -> None:
+    """smtt_rule's GP starts from MDDC (one of its targets): the start computes MDDC's first key
+    exactly, so its sequences are the baseline's but for ties (input order, not d then p)."""
+    from evolve.gp.codegen import parse
+    from evolve.gp.tree import evaluate
+
+    (rule,) = load_problem("smtt_rule").spec.rule
+    mddc = load_function(RULE_BASELINES / "mddc.py", "priority")
+    (start,) = [s for s in rule.starts if "p_max" in s]
+    tree = parse(start, {i.name for i in rule.inputs})
+    for p, d in mixed_instances(30, 11):
+        p, d = p.astype(float), d.astype(float)
+        t = float(np.random.default_rng(len(p)).integers(0, 500))
+        env = {"t": t, "p": p, "d": d, "p_max": p.max(), "p_mean": p.mean()}
+        np.testing.assert_allclose(evaluate(tree, env), mddc(**env)[0], rtol=1e-12)
+
+
 def test_the_docs_baseline_table_runs_every_baseline_through_the_sandbox() -> None:
     from evolve.evaluators.smtt.report import baseline_table
 
