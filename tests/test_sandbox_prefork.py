@@ -282,3 +282,23 @@ def test_children_inherit_the_forkers_oom_score_adj_of_1000(sandbox: Sandbox) ->
     for pid in (sandbox.forker_pid, spare):
         assert Path(f"/proc/{pid}/oom_score_adj").read_text().strip() == "1000"
     assert Path(f"/proc/{sandbox.worker_pid}/oom_score_adj").read_text().strip() != "1000"
+
+
+# clone() skips glibc's fork bookkeeping, its cached thread id included: a signal a candidate
+# raises on itself must still reach it (glibc >= 2.34 asks the kernel for the thread id). As pid
+# 1 of its namespace a candidate gets only signals it handles, so it handles them here.
+SIGNALS_ITSELF = """
+import signal, threading
+def f(x):
+    got = []
+    signal.signal(signal.SIGUSR1, lambda *a: got.append("raise"))
+    signal.signal(signal.SIGUSR2, lambda *a: got.append("pthread_kill"))
+    signal.raise_signal(signal.SIGUSR1)
+    signal.pthread_kill(threading.get_ident(), signal.SIGUSR2)
+    return got
+"""
+
+
+def test_a_signal_a_candidate_raises_on_itself_reaches_it(sandbox: Sandbox) -> None:
+    for _ in range(2):
+        assert run(sandbox, SIGNALS_ITSELF) == ["raise", "pthread_kill"]
