@@ -6,6 +6,7 @@ still run batch candidates correctly afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 import time
 from collections.abc import Iterator
@@ -256,3 +257,25 @@ def test_a_reply_the_verifier_rejects_makes_that_instance_infeasible(evaluator: 
     evaluation = evaluator.run_split("def pick(r):\n    return 99\n", evaluator.problem.instances("quick"), "quick")
     assert evaluation.status == "infeasible"
     assert "pick returned 99, expected an index below 5" in evaluation.feedback
+
+
+NONBLOCKING = """
+import os
+def f(x):
+    os.set_blocking(3, False)  # the channel's file description: the child's own reads now fail
+    return x
+"""
+
+
+def test_a_candidate_that_makes_its_channel_non_blocking_spoils_only_its_own_session(sandbox: Sandbox) -> None:
+    """The flag lives on the file description the candidate's process holds: our child-side code
+    may then fail a read, which ends this session as a failure of this candidate (whether a
+    read fails is a race). Every reply that comes back is right, and the sandbox goes on
+    serving the next candidate."""
+    replies = []
+    with sandbox.session(textwrap.dedent(NONBLOCKING), "f", timeout_s=3.0) as session, \
+            contextlib.suppress(SessionEnded):
+        for k in range(50):
+            replies.append(session.call(k))
+    assert all(r.value == k for k, r in enumerate(replies) if r.error is None)
+    assert sandbox.run(ECHO, "f", INSTANCES).status == "ok"
