@@ -302,3 +302,15 @@ def f(x):
 def test_a_signal_a_candidate_raises_on_itself_reaches_it(sandbox: Sandbox) -> None:
     for _ in range(2):
         assert run(sandbox, SIGNALS_ITSELF) == ["raise", "pthread_kill"]
+
+
+@pytest.mark.parametrize(("libc", "safe"), [
+    (("glibc", "2.36"), True), (("glibc", "2.34"), True), (("glibc", "2.31"), False),
+    (("", ""), False), (("glibc", "unknown"), False),
+])
+def test_the_forker_is_used_only_where_raw_clone_is_safe(libc: tuple[str, str], safe: bool) -> None:
+    """Older glibc (and other libcs) keep a thread id that raw clone leaves stale: there the
+    zygote forks its children itself."""
+    from evolve.sandbox import oslevel
+
+    assert oslevel.clone_parent_is_safe(libc) is (safe and oslevel.SYS_CLONE is not None)

@@ -200,6 +200,20 @@ def clone_parent() -> int:
                    "clone")
 
 
+def clone_parent_is_safe(libc: tuple[str, str] | None = None) -> bool:
+    """Whether ``clone_parent`` may be used here: a known syscall number, and glibc >= 2.34
+    (older glibc signals the calling thread by the tid it cached at fork, which raw clone
+    leaves stale). Elsewhere (musl, older glibc) the zygote forks its children itself."""
+    name, version = libc if libc is not None else platform.libc_ver()
+    if SYS_CLONE is None or name != "glibc":
+        return False
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (2, 34)
+
+
 def _forked(pid: int, what: str) -> int:
     if pid < 0:
         err = ctypes.get_errno()

@@ -134,7 +134,7 @@ class Zygote:
             isolation.kill_uid(self.uid)  # leftovers of a predecessor that died
         gc.collect()
         gc.freeze()  # keeps the collector from touching (and copying) shared pages in children
-        self.use_forker = True  # from now on (the probe above forked for itself)
+        self.use_forker = oslevel.clone_parent_is_safe()  # from now on (the probe above forked for itself)
         order = ("filesystem", "pid namespace", "network", "uid", "seccomp", "cgroup limits")
         facts = {name: report[name] for name in order if name in report}
         return {"ok": True, "pid": self.pid, "uid": self.uid, "facts": facts,
