@@ -8,9 +8,11 @@ instances with tiny optima.
 
 References are proxies, the same for every rule: the DP optimum for n <= 20, otherwise the
 best shipped baseline polished by an insertion descent and an iterated descent (CPU-bounded).
-They are computed once into --cache. Prints each rule's mean gap per size and the mean over
-sizes: the published rules through the rule track's dispatcher (ties as published), and the
-best program of every run folder given (e.g. the seeds of `bench/offline_study.py`).
+They are computed once into --cache. `--on train` (or `smtt-train`) scores the same rules on a
+shipped train split instead, against its shipped references: what the search sees. Prints
+each rule's mean gap per size and the mean over sizes: the published rules through the rule
+track's dispatcher (ties as published), and the best program of every run folder given (e.g.
+the seeds of `bench/offline_study.py`).
 """
 
 from __future__ import annotations
@@ -96,8 +98,17 @@ def main() -> None:
                         help="a rule as a GP expression over the inputs, e.g. 'np.maximum(d, t + (p + 5.83))'")
     parser.add_argument("--replicates", type=int, default=4)
     parser.add_argument("--cache", type=Path, default=Path("runs/smtt-validation.npz"))
+    parser.add_argument("--on", choices=("fresh", "train", "smtt-train"), default="fresh",
+                        help="the fresh set (default), or a shipped train split with its references: "
+                             "smtt_rule's (train) or smtt's (smtt-train), to see what the search sees")
     args = parser.parse_args()
-    cases = instances(args.replicates, args.cache)
+    if args.on == "fresh":
+        cases = instances(args.replicates, args.cache)
+        where = f"{len(cases)} fresh instances ({args.replicates} per TF/RDD point and size)"
+    else:
+        shipped = load_problem("smtt_rule" if args.on == "train" else "smtt").instances("train")
+        cases = [(len(i.data["p"]), i.data["p"], i.data["d"], float(i.reference.value)) for i in shipped]
+        where = f"the {len(cases)} instances of {'smtt_rule' if args.on == 'train' else 'smtt'}'s train split"
     rule_spec = load_problem("smtt_rule").spec.rule[0]
     rows = [(name, baseline(name)) for name in BASELINES]
     names = {i.name for i in rule_spec.inputs}
@@ -107,7 +118,7 @@ def main() -> None:
             tree = rule_tree(best.read_text(), rule_spec)
             if tree is not None:
                 rows.append((str(best.parent), tree_rule(tree)))
-    print(f"mean gap % on {len(cases)} fresh instances ({args.replicates} per TF/RDD point and size)")
+    print(f"mean gap % on {where}")
     print("| rule | " + " | ".join(f"n={n}" for n in SIZES) + " | mean over sizes |")
     print("|---" * (len(SIZES) + 2) + "|")
     for name, rule in rows:

@@ -13,8 +13,9 @@ import pytest
 
 from evolve.errors import UserError
 from evolve.evaluators.smtt import SmttRuleVerifier, SmttVerifier
-from evolve.evaluators.smtt.generator import GRID, SIZES, split_instances
+from evolve.evaluators.smtt.generator import GRID, RULE_TRAIN_REPLICATES, SIZES, split_instances
 from evolve.evaluators.smtt.objective import content_hash, total_tardiness
+from evolve.problem import load_problem
 from evolve.verifier import Instance, Reference, Verifier
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "smtt"
@@ -81,6 +82,20 @@ def test_split_sizes_and_names() -> None:
     assert train[3].name == "train-n20-tf0.2-rdd0.8-3" and train[3].group == "n=20"
 
 
+def test_the_rule_tracks_train_is_smtts_with_more_instances_at_n_100_and_above() -> None:
+    """smtt_rule's train repeats the grid 6, 3 and 2 times at n = 100, 200, 500: smtt's
+    instances first, then new ones from the same streams, none of them in test."""
+    smtt, rule = split_instances("train"), split_instances("train", RULE_TRAIN_REPLICATES)
+    counts = {n: sum(1 for g in rule if len(g.p) == n) for n in SIZES}
+    assert counts == {20: 300, 50: 75, 100: 150, 200: 75, 500: 50}
+    by_name = {g.name: g for g in rule}
+    for g in smtt:
+        assert np.array_equal(by_name[g.name].p, g.p) and np.array_equal(by_name[g.name].d, g.d)
+    test = {content_hash(g.p, g.d) for g in split_instances("test")}
+    assert not test & {content_hash(g.p, g.d) for g in rule}
+    assert "train-n500-tf1.0-rdd1.0-49" in by_name and len(by_name) == len(rule)
+
+
 def test_generator_is_reproducible_and_in_range() -> None:
     a, b = split_instances("train"), split_instances("train")
     for x, y in zip(a, b, strict=True):
@@ -107,10 +122,12 @@ def test_splits_share_no_instance_content() -> None:
     assert not (ps["quick"] & ps["train"]) and not (ps["quick"] & ps["test"]) and not (ps["train"] & ps["test"])
 
 
+@pytest.mark.parametrize("track", ["smtt", "smtt_rule"])
 @pytest.mark.parametrize("split", ["quick", "train", "test"])
-def test_instances_carry_shipped_references(verifier: SmttVerifier, split: str) -> None:
+def test_instances_carry_shipped_references(track: str, split: str) -> None:
+    verifier = load_problem(track).verifier
     instances = verifier.instances(split)
-    assert len(instances) == len(split_instances(split))
+    assert len(instances) == len(split_instances(split, verifier.train))
     shipped = verifier.references.shipped
     for inst in instances:
         ref = inst.reference

@@ -19,7 +19,7 @@ from evolve.evaluators.smtt.candidate_side import (
     solve_schedule,
 )
 from evolve.evaluators.smtt.claims import refuted_summary, stated_reference, with_file_bound
-from evolve.evaluators.smtt.generator import SPLIT_IDS, split_instances
+from evolve.evaluators.smtt.generator import RULE_TRAIN_REPLICATES, SPLIT_IDS, split_instances
 from evolve.evaluators.smtt.instance_file import parse_instance_file
 from evolve.evaluators.smtt.objective import content_hash, sequence_violation
 from evolve.evaluators.smtt.references import Budget, attains, compute_reference, refresh_bound
@@ -63,6 +63,7 @@ class SmttVerifier:
     """
 
     direction: Direction = "minimize"
+    train: dict[int, int] | None = None  # the train split's grid repeats per size (None: generator's)
 
     def __init__(self, problem_dir: Path, options: Mapping[str, Any] | None = None) -> None:
         self.problem_dir = Path(problem_dir)
@@ -76,7 +77,7 @@ class SmttVerifier:
         if split not in SPLIT_IDS:
             raise UserError(f"unknown split {split!r} for smtt (expected one of {', '.join(SPLIT_IDS)})")
         return [ReferenceTask(content_hash(g.p, g.d), g.name, {"p": g.p, "d": g.d, "group": g.group})
-                for g in split_instances(split)]
+                for g in (split_instances(split, self.train) if self.train else split_instances(split))]
 
     def compute_reference(self, task: ReferenceTask, time_limit_s: float | None) -> StoredReference:
         """Subset DP up to 20 jobs, else local search + CP-SAT within ``time_limit_s`` CPU
@@ -187,12 +188,14 @@ class SmttVerifier:
 class SmttRuleVerifier(SmttVerifier):
     """``smtt_rule``: the candidate writes only the priority; the verifier dispatches.
 
-    Same instances, references and trusted score as ``smtt``; in the sandbox
+    Same instances (its train adds some at n >= 100), references and trusted score as
+    ``smtt``; in the sandbox
     the forward dispatcher (``dispatch.py``) asks the candidate's ``priority``
     for every decision, so its gaps compare with EDD, MDD and MDDC.
     """
 
     solve = staticmethod(solve_rule)
     respond = staticmethod(respond_rule)
+    train = RULE_TRAIN_REPLICATES  # more instances at n >= 100 (generator.py says why)
     time_budget_note = ("The verifier's dispatcher runs in that process and counts too: the rule is "
                         "called once per job, so the budget leaves it about 2 ms per call.")
