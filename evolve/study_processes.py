@@ -6,7 +6,9 @@ evolve.study_processes FD PARENT`` (like the evaluation workers: no ``multiproce
 would re-import the user's ``__main__``): it receives a ``SeedJob`` on the socket FD, runs the
 ordinary ``evolve.run`` into ``STUDY/seed-<s>/`` (the code path of a study run in turn, so the
 folder is the same), and sends back every ``Progress`` and how it ended.  Everything on the
-socket is a pickle between trusted processes of one user; candidates never see it.
+socket is a pickle between trusted processes of one user; candidates never see it.  Its stdout
+and stderr are a pipe to the study, which shows each distinct message once, labelled with the
+seeds that printed it (``evolve/study_output.py``).
 
 Stopping: each seed runs in a session of its own, so a terminal's Ctrl-C reaches only this
 process, which passes SIGINT on to every seed's process group (the run stops as a Ctrl-C'd
@@ -34,6 +36,7 @@ from typing import Any
 
 from evolve.problem import Problem
 from evolve.study import SeedOutcome, failure, seed_dir, seed_settings
+from evolve.study_output import SeedOutput, print_once
 from evolve.workers import start_module
 
 STOP_GRACE_S = 20.0  # a stopped seed closes its sandboxes and archive; then it is killed
@@ -60,9 +63,36 @@ class _SeedProcess:
         self.seed, self.folder = job.seed, job.folder
         self.outcome: SeedOutcome | None = None  # from its last message
         # A session of its own: a terminal's Ctrl-C reaches the study, which stops the seeds.
-        self.proc, self.conn = start_module("evolve.study_processes", str(os.getpid()), new_session=True)
+        self.proc, self.conn = start_module("evolve.study_processes", str(os.getpid()), new_session=True,
+                                            piped=True)
+        assert self.proc.stdout is not None
+        self.pipe: Any = self.proc.stdout  # its stdout and stderr; None once closed
+        os.set_blocking(self.pipe.fileno(), False)
+        self._output = SeedOutput()
         with contextlib.suppress(OSError):  # it died at once: its exit status says how
             self.conn.send(job)
+
+    def read(self) -> list[str]:
+        """The messages its pipe holds now (all that is left, once the pipe closed)."""
+        messages: list[str] = []
+        while self.pipe is not None:
+            try:
+                data = os.read(self.pipe.fileno(), 65536)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                messages += self._output.close()
+                self.close_pipe()
+                break
+            messages += self._output.feed(data)
+        return messages
+
+    def close_pipe(self) -> None:
+        if self.pipe is not None:
+            self.pipe.close()
+            self.pipe = None
 
     def signal(self, number: int) -> None:
         """``number`` to the seed's whole process group (its evaluation workers too)."""
@@ -90,15 +120,18 @@ def run_in_processes(
     settings: dict[str, Any],
     on_progress: Callable[[int, Any], None] | None = None,
     on_done: Callable[[SeedOutcome], None] | None = None,
+    on_message: Callable[[int, str], None] | None = None,
 ) -> list[SeedOutcome]:
     """``run(problem, seed=s, out=STUDY/seed-<s>, progress=..., **settings)`` for every seed in a
     process of its own, ``parallel`` at a time; how each ended, in the order of ``seeds``.
 
-    ``on_progress(seed, progress)`` and ``on_done(outcome)`` are called in this thread.  A seed
-    that fails is an outcome (the others go on); Ctrl-C (and SIGTERM, in the main thread) stops
-    every seed, then raises ``KeyboardInterrupt``."""
+    ``on_progress(seed, progress)``, ``on_done(outcome)`` and ``on_message(seed, text)`` (each
+    message a seed's process printed; by default each distinct one once on stderr) are called
+    in this thread.  A seed that fails is an outcome (the others go on); Ctrl-C (and SIGTERM,
+    in the main thread) stops every seed, then raises ``KeyboardInterrupt``."""
     portable = dataclasses.replace(problem)  # the definition only, not its built verifier
     sys_path = [os.path.abspath(p or ".") for p in sys.path]
+    say = on_message or print_once()
     waiting = list(seeds)
     running: dict[Connection, _SeedProcess] = {}
     outcomes: dict[int, SeedOutcome] = {}
@@ -107,16 +140,24 @@ def run_in_processes(
             while waiting or running:
                 while waiting and len(running) < parallel:
                     seed = waiting.pop(0)
-                    child = _SeedProcess(SeedJob(run, portable, seed, seed_dir(folder, seed), seed_settings(settings, seed),
-                                                 sys_path))
+                    job = SeedJob(run, portable, seed, seed_dir(folder, seed), seed_settings(settings, seed), sys_path)
+                    child = _SeedProcess(job)
                     running[child.conn] = child
-                for conn in wait(list(running), timeout=1.0):
-                    child = running[conn]  # type: ignore[index]
+                pipes = {c.pipe: c for c in running.values() if c.pipe is not None}
+                for ready in wait([*running, *pipes], timeout=1.0):
+                    if ready in pipes:
+                        for text in pipes[ready].read():
+                            say(pipes[ready].seed, text)
+                        continue
+                    child = running[ready]  # type: ignore[index]
                     try:
-                        kind, value = conn.recv()  # type: ignore[union-attr]
+                        kind, value = ready.recv()  # type: ignore[union-attr]
                     except (EOFError, OSError):
-                        del running[conn]  # type: ignore[arg-type]
+                        del running[ready]  # type: ignore[arg-type]
                         outcomes[child.seed] = child.ended()
+                        for text in child.read():
+                            say(child.seed, text)
+                        child.close_pipe()  # a process it started may hold it open: not awaited
                         if on_done is not None:
                             on_done(outcomes[child.seed])
                         continue
@@ -126,17 +167,22 @@ def run_in_processes(
                     else:  # "end": its SeedOutcome; the channel closes next
                         child.outcome = value
     except BaseException:
-        stop_all(list(running.values()))
+        for seed in stop_all(list(running.values())):
+            say(seed, f"did not stop within {STOP_GRACE_S:g} s: killed (every program it committed is kept: "
+                      f"evolve resume {seed_dir(folder, seed)})")
         raise
     return [outcomes[s] for s in seeds]
 
 
-def stop_all(children: list[_SeedProcess], grace_s: float = STOP_GRACE_S) -> None:
-    """SIGINT to every seed's group, then SIGKILL to what is left after ``grace_s``; all reaped."""
+def stop_all(children: list[_SeedProcess], grace_s: float = STOP_GRACE_S) -> list[int]:
+    """SIGINT to every seed's group, then SIGKILL to what is left after ``grace_s``; all reaped.
+    The seeds that had to be killed."""
     for child in children:
         child.conn.close()  # its progress reports now fail quietly instead of filling a buffer
+        child.close_pipe()  # so do its messages, instead of blocking on a full pipe
         child.signal(signal.SIGINT)
     deadline = time.monotonic() + grace_s
+    killed = []
     try:
         for child in children:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -145,7 +191,9 @@ def stop_all(children: list[_SeedProcess], grace_s: float = STOP_GRACE_S) -> Non
         for child in children:
             if child.proc.poll() is None:
                 child.signal(signal.SIGKILL)
+                killed.append(child.seed)
             child.proc.wait()
+    return killed
 
 
 @contextlib.contextmanager
@@ -200,15 +248,17 @@ def main() -> None:
     # Stopping is SIGINT, even when the study itself was started with SIGINT ignored (nohup, &).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # a pipe: each line as it comes
     try:
         status = _serve(conn)
     except KeyboardInterrupt:
         status = EXIT_INTERRUPTED
     # The run is over and its archive closed: do not wait for abandoned model calls in their
     # threads (as the CLI does not), which would keep the study waiting for this process.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    with contextlib.suppress(OSError):  # the study closed our pipe: it is stopping us
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
     os._exit(status)
 
 
