@@ -15,6 +15,9 @@ process, which passes SIGINT on to every seed's process group (the run stops as 
 ``evolve run`` does: every evaluated program committed, its sandboxes closed), waits
 ``STOP_GRACE_S``, then SIGKILLs the groups that are left (their zygotes clean up once their
 controller's channel closes).  A seed whose parent dies gets SIGINT (``PR_SET_PDEATHSIG``).
+No seed escapes a stop that comes while it starts: SIGINT and SIGTERM wait while the study
+starts a seed's process and registers it, and the seed is sent its job only once it says it
+handles SIGINT (a stop before that closes its channel, and it exits without running).
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ from evolve.workers import start_module
 
 STOP_GRACE_S = 20.0  # a stopped seed closes its sandboxes and archive; then it is killed
 EXIT_INTERRUPTED = 130
+# For tests: called with a seed's pid after its process started and before the study registered
+# it, the window in which a stop used to miss that seed.
+after_spawn: Callable[[int], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ class _SeedProcess:
     """The parent's handle on one seed's process."""
 
     def __init__(self, job: SeedJob) -> None:
-        self.seed, self.folder = job.seed, job.folder
+        self.seed, self.folder, self.job = job.seed, job.folder, job
         self.outcome: SeedOutcome | None = None  # from its last message
         # A session of its own: a terminal's Ctrl-C reaches the study, which stops the seeds.
         self.proc, self.conn = start_module("evolve.study_processes", str(os.getpid()), new_session=True,
@@ -69,8 +75,11 @@ class _SeedProcess:
         self.pipe: Any = self.proc.stdout  # its stdout and stderr; None once closed
         os.set_blocking(self.pipe.fileno(), False)
         self._output = SeedOutput()
+
+    def start(self) -> None:
+        """It handles SIGINT now: send it its job."""
         with contextlib.suppress(OSError):  # it died at once: its exit status says how
-            self.conn.send(job)
+            self.conn.send(self.job)
 
     def read(self) -> list[str]:
         """The messages its pipe holds now (all that is left, once the pipe closed)."""
@@ -141,8 +150,11 @@ def run_in_processes(
                 while waiting and len(running) < parallel:
                     seed = waiting.pop(0)
                     job = SeedJob(run, portable, seed, seed_dir(folder, seed), seed_settings(settings, seed), sys_path)
-                    child = _SeedProcess(job)
-                    running[child.conn] = child
+                    with _signals_deferred():  # a stop now would miss a process not yet in `running`
+                        child = _SeedProcess(job)
+                        if after_spawn is not None:
+                            after_spawn(child.proc.pid)
+                        running[child.conn] = child
                 pipes = {c.pipe: c for c in running.values() if c.pipe is not None}
                 for ready in wait([*running, *pipes], timeout=1.0):
                     if ready in pipes:
@@ -161,7 +173,9 @@ def run_in_processes(
                         if on_done is not None:
                             on_done(outcomes[child.seed])
                         continue
-                    if kind == "progress":
+                    if kind == "ready":
+                        child.start()
+                    elif kind == "progress":
                         if on_progress is not None:
                             on_progress(child.seed, value)
                     else:  # "end": its SeedOutcome; the channel closes next
@@ -197,6 +211,29 @@ def stop_all(children: list[_SeedProcess], grace_s: float = STOP_GRACE_S) -> lis
 
 
 @contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM wait for the end of the body, then act as they would have (only the
+    main thread has handlers to swap; elsewhere no signal interrupts the body anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous: dict[int, Callable[[int, Any], Any]] = {}
+    for number in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(number)
+        if callable(handler):  # an ignored or default disposition stays as it is
+            previous[number] = handler
+            signal.signal(number, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if caught:
+            previous[caught[0]](caught[0], None)
+
+
+@contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM stops the study as Ctrl-C does (only the main thread can install a handler)."""
     if threading.current_thread() is not threading.main_thread():
@@ -218,7 +255,11 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def _serve(conn: Connection) -> int:
     """Run the job received on ``conn``; report each progress and the end.  The exit status."""
-    job: SeedJob = conn.recv()
+    try:
+        conn.send(("ready", None))  # SIGINT stops us from here on: only now may the job come
+        job: SeedJob = conn.recv()
+    except (EOFError, OSError):
+        return EXIT_INTERRUPTED  # the study stopped before it sent the job
     sys.path[:] = job.sys_path
 
     def report(progress: Any) -> None:
