@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -49,10 +50,14 @@ def descendants(root: int) -> dict[tuple[int, str], str]:
 
 
 def assert_all_gone(processes: dict[tuple[int, str], str], within_s: float = 15.0) -> None:
-    """None of ``processes`` is alive or a zombie (a zombie keeps its /proc entry)."""
+    """None of ``processes`` is alive or a zombie (a zombie keeps its /proc entry); those that
+    are get SIGKILL before the assertion fails, so that a failed test leaves nothing running."""
     deadline = time.monotonic() + within_s
     left = set(processes)
     while left and time.monotonic() < deadline:
         time.sleep(0.1)
         left = {(pid, start) for pid, start in left if start_time(pid) == start}
+    for pid, _ in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     assert not left, f"left behind: {[processes[p] for p in left]}"
