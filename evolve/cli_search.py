@@ -83,6 +83,9 @@ def tune(
 # --- studies: several seeds as one -------------------------------------------------------
 
 
+LIVE_MESSAGES = 8  # the seeds' latest messages shown above the live table; older ones scroll above it
+
+
 def run_seeds(problem: str, seeds: str, workers: int | None, out: Path | None, **run_kwargs: object) -> None:
     """``evolve run P --seeds 0-4``: the seeds run ``--workers`` at a time, each in a process of
     its own with one evaluation worker; a live table shows them all, and above it each distinct
@@ -150,7 +153,9 @@ def run_seeds(problem: str, seeds: str, workers: int | None, out: Path | None, *
                     console.print(line, markup=False, highlight=False)
 
     def said(seed: int, text: str) -> None:
-        messages.add(seed, text)
+        if messages.add(seed, text) and console.is_terminal:  # the live area stays short:
+            for line in messages.retire(LIVE_MESSAGES):  # older messages go above it, for good
+                console.print(Text(line, style="yellow"), highlight=False)
         show()
 
     try:

@@ -67,10 +67,14 @@ def _messages(lines: list[str]) -> list[str]:
 
 
 class SeedMessages:
-    """Each distinct message once, in the order first seen, with the seeds that printed it."""
+    """Each distinct message once, in the order first seen, with the seeds that printed it.
+
+    A live view shows the latest few (``lines``) and prints the older ones for good once
+    (``retire``): a seed that prints a retired message later is noted, not shown again."""
 
     def __init__(self) -> None:
         self._seeds: dict[str, list[int]] = {}
+        self._retired: set[str] = set()
 
     def add(self, seed: int, text: str) -> bool:
         """Note that ``seed`` printed ``text``; True the first time any seed printed it."""
@@ -84,7 +88,16 @@ class SeedMessages:
         return list(self._seeds.get(text, []))
 
     def lines(self) -> list[str]:
-        return [f"{seeds_label(seeds)}: {text}" for text, seeds in self._seeds.items()]
+        """``seeds 0-4: text`` for each message not retired, oldest first."""
+        return [f"{seeds_label(seeds)}: {text}" for text, seeds in self._seeds.items()
+                if text not in self._retired]
+
+    def retire(self, keep: int) -> list[str]:
+        """Retire all but the latest ``keep`` messages not yet retired; their lines."""
+        live = [text for text in self._seeds if text not in self._retired]
+        old = live[: max(0, len(live) - keep)]
+        self._retired.update(old)
+        return [f"{seeds_label(self._seeds[text])}: {text}" for text in old]
 
 
 def print_once() -> Callable[[int, str], None]:

@@ -94,3 +94,13 @@ def test_messages_are_kept_once_in_order_with_the_seeds_that_printed_them() -> N
     assert messages.lines() == ["seeds 0-2: shared", "seed 3: mine"]
     assert [seeds_label(s) for s in ([4], [1, 0], [0, 1, 2, 3, 4], [0, 1, 2, 7, 9, 10])] == [
         "seed 4", "seeds 0, 1", "seeds 0-4", "seeds 0-2, 7, 9, 10"]
+
+
+def test_older_messages_are_retired_once_and_a_retired_message_is_not_shown_again() -> None:
+    messages = SeedMessages()
+    for k in range(5):
+        messages.add(0, f"notice {k}")
+    assert messages.retire(3) == ["seed 0: notice 0", "seed 0: notice 1"]
+    assert messages.lines() == ["seed 0: notice 2", "seed 0: notice 3", "seed 0: notice 4"]
+    assert not messages.add(1, "notice 0") and messages.seeds("notice 0") == [0, 1]  # noted, not shown again
+    assert messages.retire(3) == [] and len(messages.lines()) == 3
