@@ -125,6 +125,7 @@ def run_study(
     runs_dir: Path | str = RUNS_DIR,
     on_progress: Callable[[int, Any], None] | None = None,
     on_done: Callable[[Any], None] | None = None,
+    on_message: Callable[[int, str], None] | None = None,
     **run_settings: Any,
 ) -> Path:
     """One run per seed into one study folder (``evolve run P --seeds 0-4``); returns the folder.
@@ -136,8 +137,10 @@ def run_study(
     unless ``workers`` is given.  Each seed's run is an ordinary run folder ``STUDY/seed-<s>/``,
     the same whichever way it ran; ``review_study`` (``evolve review STUDY``) reports the median
     and spread over the seeds.  ``on_progress(seed, progress)`` receives each run's
-    ``evolve.loop.Progress`` and ``on_done(outcome)`` each seed's ``evolve.study.SeedOutcome``,
-    in the calling thread.  A seed that fails does not stop the others: once they are done,
+    ``evolve.loop.Progress``, ``on_done(outcome)`` each seed's ``evolve.study.SeedOutcome`` and
+    ``on_message(seed, text)`` each message a parallel seed's process prints (by default, each
+    distinct one is printed once on stderr, labelled ``seed N:``; seeds in turn print in this
+    process), in the calling thread.  A seed that fails does not stop the others: once they are done,
     ``evolve.study.SeedsFailed`` names each failed seed and its error.  Ctrl-C (or SIGTERM)
     stops every seed and raises ``KeyboardInterrupt``; each seed keeps every evaluated program
     (``evolve.resume(STUDY/seed-<s>)``).
@@ -173,7 +176,7 @@ def run_study(
             outcomes = run_in_turn(chosen, folder, one, on_done)
         else:
             outcomes = run_in_processes(run, base, chosen, folder, min(parallel, len(chosen)), run_settings,
-                                        on_progress, on_done)
+                                        on_progress, on_done, on_message)
         if not all(o.ok for o in outcomes):
             raise SeedsFailed(folder, outcomes)
     except BaseException:

@@ -83,23 +83,31 @@ def tune(
 # --- studies: several seeds as one -------------------------------------------------------
 
 
+LIVE_MESSAGES = 8  # the seeds' latest messages shown above the live table; older ones scroll above it
+
+
 def run_seeds(problem: str, seeds: str, workers: int | None, out: Path | None, **run_kwargs: object) -> None:
     """``evolve run P --seeds 0-4``: the seeds run ``--workers`` at a time, each in a process of
-    its own with one evaluation worker; a live table shows them all."""
+    its own with one evaluation worker; a live table shows them all, and above it each distinct
+    message their processes print, once, with the seeds that printed it."""
+    from rich.console import Group
     from rich.live import Live
     from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     from evolve import api
     from evolve.cli_common import RUNS_ROOT
     from evolve.study import SeedOutcome, SeedsFailed, parse_seeds
+    from evolve.study_output import SeedMessages
 
     chosen = parse_seeds(seeds)
+    messages = SeedMessages()
     state: dict[int, object] = {}
     failed: dict[int, str] = {}
     at_once = min(workers or 1, len(chosen))
 
-    def table() -> Table:
+    def table() -> Group:
         how = "one process each" if at_once > 1 else "in this process"
         view = Table(title=f"{problem}: {len(chosen)} seeds, {at_once} at a time ({how})", title_justify="left")
         for column in ("seed", "iterations", "best gap (train)", "stop"):
@@ -112,7 +120,10 @@ def run_seeds(problem: str, seeds: str, workers: int | None, out: Path | None, *
                 continue
             view.add_row(str(seed), f"{p.done}/{p.target}", pct(p.best_gap),  # type: ignore[attr-defined]
                          stop or p.stop_reason or "running")  # type: ignore[attr-defined]
-        return view
+        if not console.is_terminal:  # drawn once, at the end: the messages follow, unwrapped
+            return Group(view)
+        # Folded to the terminal's width: the live area is redrawn in place, line by line.
+        return Group(*(Text(line, style="yellow", no_wrap=False, overflow="fold") for line in messages.lines()), view)
 
     folder: Path | None = None
     error: SeedsFailed | None = None
@@ -133,20 +144,34 @@ def run_seeds(problem: str, seeds: str, workers: int | None, out: Path | None, *
             failed[outcome.seed] = outcome.error
         show()
 
+    def stop() -> None:
+        if live.is_started:
+            live.stop()
+            if not console.is_terminal:  # the last table was written without its line end
+                console.line()
+                for line in messages.lines():
+                    console.print(line, markup=False, highlight=False)
+
+    def said(seed: int, text: str) -> None:
+        if messages.add(seed, text) and console.is_terminal:  # the live area stays short:
+            for line in messages.retire(LIVE_MESSAGES):  # older messages go above it, for good
+                console.print(Text(line, style="yellow"), highlight=False)
+        show()
+
     try:
         folder = api.run_study(problem, chosen, parallel=workers or 1, out=out, runs_dir=RUNS_ROOT,
-                               on_progress=update, on_done=done, **run_kwargs)
+                               on_progress=update, on_done=done, on_message=said, **run_kwargs)
     except SeedsFailed as err:
         error, folder = err, err.folder
     except KeyboardInterrupt:
-        live.stop()
+        stop()
         # Every seed is stopped (threads of a seed run in this process are not awaited).
-        console.print("\ninterrupted; every evaluated program of every seed is saved. Continue a "
+        console.print("interrupted; every evaluated program of every seed is saved. Continue a "
                       "seed with: evolve resume STUDY/seed-N")
         sys.stdout.flush()
         os._exit(130)
     finally:
-        live.stop()
+        stop()
     if error is not None:
         for outcome in error.failed:
             if outcome.detail:

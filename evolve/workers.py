@@ -61,15 +61,18 @@ class WorkerSpec:
     sys_path: list[str] = field(default_factory=list)
 
 
-def start_module(module: str, *args: str, new_session: bool = False) -> tuple[subprocess.Popen[bytes], Connection]:
+def start_module(module: str, *args: str, new_session: bool = False,
+                 piped: bool = False) -> tuple[subprocess.Popen[bytes], Connection]:
     """``python -m MODULE FD *args`` with this checkout importable, and our end of the
-    socket pair whose other end is its FD (pickles between trusted processes)."""
+    socket pair whose other end is its FD (pickles between trusted processes).  ``piped``:
+    its stdout and stderr are one pipe, ``proc.stdout`` (unbuffered), instead of ours."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         path = os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
         proc = subprocess.Popen(
             [sys.executable, "-m", module, str(theirs.fileno()), *args], pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path}, start_new_session=new_session,
+            stdout=subprocess.PIPE if piped else None, stderr=subprocess.STDOUT if piped else None, bufsize=0,
         )
     except BaseException:
         ours.close()

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from process_tree import assert_all_gone, descendants, uid_of
 
 import evolve
 from evolve.archive import Archive
@@ -48,55 +49,6 @@ def _attempts(run_dir: Path) -> int:
         archive.close()
 
 
-def _start_time(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _uid(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("Uid:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _descendants(root: int) -> dict[tuple[int, str], str]:
-    """Every process below ``root`` now: its command line by (pid, start time), so that a
-    reused pid is not mistaken for it."""
-    children: dict[int, list[tuple[int, str]]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append((int(name), fields[19]))
-    found: dict[tuple[int, str], str] = {}
-    stack = [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            with contextlib.suppress(OSError):
-                found[child] = Path(f"/proc/{child[0]}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            stack.append(child[0])
-    return found
-
-
-def _assert_all_gone(processes: dict[tuple[int, str], str], within_s: float = 15.0) -> None:
-    """None of ``processes`` is alive or a zombie (a zombie keeps its /proc entry)."""
-    deadline = time.monotonic() + within_s
-    left = set(processes)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = {(pid, start) for pid, start in left if _start_time(pid) == start}
-    assert not left, f"left behind: {[processes[p] for p in left]}"
-
-
 def test_parallel_seeds_run_in_processes_of_their_own_and_match_the_seeds_run_in_turn(
     toy_dir: Path, tmp_path: Path
 ) -> None:
@@ -109,10 +61,10 @@ def test_parallel_seeds_run_in_processes_of_their_own_and_match_the_seeds_run_in
 
     def progress(seed: int, p: object) -> None:
         reports.setdefault(seed, []).append(p.done)  # type: ignore[attr-defined]
-        seen.update(_descendants(os.getpid()))
+        seen.update(descendants(os.getpid()))
         with contextlib.suppress(OSError, ValueError):  # the seed's run.lock holds its process's pid
-            below = _descendants(int((tmp_path / "b" / f"seed-{seed}" / "run.lock").read_text()))
-            sandbox_uids[seed] |= {uid for pid, _ in below if (uid := _uid(pid)) not in (None, 0)}
+            below = descendants(int((tmp_path / "b" / f"seed-{seed}" / "run.lock").read_text()))
+            sandbox_uids[seed] |= {uid for pid, _ in below if (uid := uid_of(pid)) not in (None, 0)}
 
     both = evolve.run_study(str(toy_dir), [0, 1], parallel=2, out=tmp_path / "b", iterations=10,
                             on_progress=progress, on_done=ended.append)
@@ -130,7 +82,7 @@ def test_parallel_seeds_run_in_processes_of_their_own_and_match_the_seeds_run_in
     assert sorted((o.seed, o.ok) for o in ended) == [(0, True), (1, True)]
     assert pids <= {pid for pid, _ in seen}  # children of this process, gone now like their zygotes
     assert any("evolve.sandbox.zygote" in c for c in seen.values())
-    _assert_all_gone(seen)
+    assert_all_gone(seen)
 
 
 def test_a_seed_process_that_dies_is_reported_and_the_other_seeds_finish(toy_dir: Path, tmp_path: Path) -> None:
@@ -139,7 +91,7 @@ def test_a_seed_process_that_dies_is_reported_and_the_other_seeds_finish(toy_dir
     seen: dict[tuple[int, str], str] = {}
 
     def progress(seed: int, p: object) -> None:
-        seen.update(_descendants(os.getpid()))
+        seen.update(descendants(os.getpid()))
         if seed == 1 and not killed and p.done >= 2:  # type: ignore[attr-defined]
             pid = int((out / "seed-1" / "run.lock").read_text())
             os.kill(pid, signal.SIGKILL)  # as the OOM killer would
@@ -153,7 +105,7 @@ def test_a_seed_process_that_dies_is_reported_and_the_other_seeds_finish(toy_dir
     assert _attempts(out / "seed-0") == _attempts(out / "seed-2") == 60
     kept = _attempts(out / "seed-1")
     assert 2 <= kept < 60  # every program evaluated before the kill is committed
-    _assert_all_gone(seen)  # its sandbox went once its controller's channel closed
+    assert_all_gone(seen)  # its sandbox went once its controller's channel closed
     resumed = evolve.resume(out / "seed-1")
     assert resumed.last_progress is not None and resumed.last_progress.done == 60
 
@@ -171,9 +123,9 @@ def test_interrupting_a_parallel_study_stops_every_seed_and_leaves_them_resumabl
         deadline = time.monotonic() + 120
         while not all(_committed(out / f"seed-{s}") >= 3 for s in (0, 1)):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
-            seen.update(_descendants(proc.pid))
+            seen.update(descendants(proc.pid))
             time.sleep(0.2)
-        seen.update(_descendants(proc.pid))
+        seen.update(descendants(proc.pid))
         if how == "ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole foreground group
         elif how == "sigterm":
@@ -185,13 +137,7 @@ def test_interrupting_a_parallel_study_stops_every_seed_and_leaves_them_resumabl
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    try:
-        _assert_all_gone(seen)
-    finally:  # even when that failed: leave nothing of ours running
-        for pid, start in seen:
-            if _start_time(pid) == start:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+    assert_all_gone(seen)
     if how == "study killed":
         assert proc.returncode == -signal.SIGKILL
     else:

@@ -181,9 +181,7 @@ def lock_down(spec: ChildSpec) -> None:
         spec.cgroup.join()
     _wire_fds(spec)  # from here on only fds 0-3 are open
     _result_fd = RESULT_FD
-    workdir = spec.workdir
-    if spec.uid is not None:
-        os.chown(workdir, spec.uid, spec.uid)
+    workdir = spec.workdir  # the zygote made it ours (the candidate uid's)
     os.chdir(workdir)
     os.umask(0o077)
     os.environ["HOME"] = os.environ["TMPDIR"] = workdir

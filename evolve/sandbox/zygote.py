@@ -32,11 +32,12 @@ from evolve.sandbox import (  # noqa: F401 (session_child: imported before isola
     syscalls,
     view,
 )
-from evolve.sandbox.child import ChildSpec, Work, run_child
+from evolve.sandbox.child import Work
+from evolve.sandbox.children import Child, ChildKeeper
 from evolve.sandbox.forker import Forker
 from evolve.sandbox.frames import WorkerLost, read_frame, recv_request, send_reply
 from evolve.sandbox.side import SandboxSide, load_side
-from evolve.sandbox.supervise import reap, supervise, tail, vm_kb
+from evolve.sandbox.supervise import supervise, vm_kb
 from evolve.sandbox.types import SandboxLimits
 
 # Imported once here, so candidates get them for free (and can use them after
@@ -54,7 +55,7 @@ PROBE_SOURCE = "def probe(x):\n    return x\n"
 MIN_HEADROOM_KB = 64 * 1024  # address space a candidate gets beyond what the zygote maps
 
 
-class Zygote:
+class Zygote(ChildKeeper):
     def __init__(self, chan: socket.socket, init: dict[str, Any]) -> None:
         self.chan = chan
         self.fin = self.fout = chan.fileno()
@@ -227,9 +228,8 @@ class Zygote:
 
     # -- one candidate ------------------------------------------------------------
     #
-    # A child locks itself down before it reads its work order, so the next one is
-    # forked ahead of time (``spare``) while the controller scores, prompts and
-    # waits for its model; the last one's clean-up also waits until after the reply.
+    # The child comes from ``ChildKeeper`` (children.py): the spare forked ahead of
+    # time if it is still good; the last one's clean-up waits until after the reply.
 
     def execute(
         self, source: str, function: str, set_id: int | None, limits: SandboxLimits
@@ -276,178 +276,10 @@ class Zygote:
         if not self.exit_requested:
             send_reply(self.fout, {"ok": True, **facts})
 
-    def _take_child(self) -> Child:
-        """The spare if it is still good (alive, forked after the last instance load), else a fresh fork."""
-        spare, self.spare = self.spare, None
-        if spare is not None:
-            if spare.sets_version == self.sets_version and _alive(spare.pid):
-                return spare
-            self._discard(spare)
-        return self._fork_child()
-
-    def prepare_spare(self) -> None:
-        """Finish the last child's clean-up and fork and lock down the next one (idle time).
-
-        With a pid namespace per child, a child whose output was complete is killed and
-        the spare forked while its exit (a millisecond of page-table and namespace
-        teardown) runs on the other core; it is then reaped and swept, and the spare's
-        work dir emptied, before the spare can get any work. Leftovers of the last
-        candidate cannot name the spare (another pid namespace), and the IPC namespace,
-        if it had to be replaced, is not the spare's: then it is forked again.
-        """
-        child = self.pending
-        if child is not None and not child.reaped and self.pid_namespace:
-            oslevel.kill_quietly(child.pid, group=True)
-            oslevel.kill_quietly(child.pid)
-            self._refresh_spare()
-        self.finish_clean_up()
-        self._refresh_spare()
-
-    def _refresh_spare(self) -> None:
-        if self.spare is not None and self.spare.sets_version != self.sets_version:
-            self._discard(self.spare)
-            self.spare = None
-        if self.spare is None:
-            try:
-                self.spare = self._fork_child()
-            except OSError as exc:  # the next run forks for itself and reports what fails
-                print(f"zygote: could not fork a spare child: {exc}", file=sys.stderr)
-
-    def _fork_child(self) -> Child:
-        """A locked-down child waiting for its work order on a fresh seqpacket socket.
-
-        Nothing here depends on the work (run limits only lower the CPU limit,
-        which the child sets after reading its order).
-        """
-        self.counter += 1
-        workdir = os.path.join(self.base, f"run-{self.counter}")
-        out_path = workdir + ".out"
-        os.mkdir(workdir, 0o700)
-        out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        zsock, csock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            pid = self._spawn(workdir, out_fd, csock.fileno())
-        except BaseException:
-            zsock.close()
-            csock.close()
-            os.close(out_fd)
-            raise
-        csock.close()
-        os.close(out_fd)
-        with contextlib.suppress(OSError):  # also done by the child; whoever is first wins
-            os.setpgid(pid, pid)
-        return Child(pid, zsock, workdir, out_path, self.sets_version)
-
-    def _spec(self, workdir: str, out_fd: int, channel_fd: int) -> ChildSpec:
-        return ChildSpec(
-            sets=self.sets, solve=self.solve, respond=self.respond, limits=self.limits,
-            workdir=workdir, out_fd=out_fd, channel_fd=channel_fd, zygote_pid=self.pid, uid=self.uid,
-            seccomp=self.seccomp, cgroup=self.cgroup, drop_capabilities=self.uid is None and self.pid_namespace,
-        )
-
-    def _spawn(self, workdir: str, out_fd: int, channel_fd: int) -> int:
-        """The child's pid: forked by the forker (made or remade as needed), else by us."""
-        forker = self._current_forker()
-        if forker is not None:
-            try:
-                return forker.fork(workdir, out_fd, channel_fd)
-            except OSError as exc:
-                print(f"zygote: {exc}; forking for myself", file=sys.stderr)
-                self._drop_forker()
-        return self._fork_here(self._spec(workdir, out_fd, channel_fd))
-
-    def _current_forker(self) -> Forker | None:
-        """The forker if it has the current instance sets (else a new one); None before set-up ends."""
-        forker = self.forker
-        if forker is not None and forker.sets_version != self.sets_version:
-            self._drop_forker()
-            forker = None
-        if forker is None and self.use_forker:
-            try:
-                close = [self.chan] + [c.sock for c in (self.spare, self.pending) if c is not None]
-                forker = self.forker = Forker.start(self._spec, self.pid_namespace, self.sets_version, close)
-            except OSError as exc:
-                print(f"zygote: no forker ({exc}); forking for myself", file=sys.stderr)
-        return forker
-
-    def _drop_forker(self) -> None:
-        forker, self.forker = self.forker, None
-        if forker is not None:
-            forker.stop(alive=_is_child(forker.pid))
-
-    def _fork_here(self, spec: ChildSpec) -> int:
-        sys.stderr.flush()
-        exit_ = os._exit
-        if self.pid_namespace:  # the child is pid 1 of its own namespace: all it starts dies with it
-            isolation.fresh_pid_namespace()
-        try:
-            pid = oslevel.light_fork()
-        except BaseException:
-            if self.pid_namespace:
-                isolation.restore_pid_namespace()
-            raise
-        if pid == 0:
-            try:
-                run_child(spec, session_child.run_session)
-            finally:
-                exit_(72)
-        if self.pid_namespace:
-            isolation.restore_pid_namespace()
-        return pid
-
     @staticmethod
     def _order(zsock: socket.socket, work: Work) -> None:
         with contextlib.suppress(OSError):  # a child that died at once: supervision tells
             channel.send(zsock.fileno(), channel.PAYLOAD, 0, blob=pickle.dumps(work))
-
-    def _report(self, child: Child) -> dict[str, Any]:
-        """What the reply needs from the ended child; the rest of its clean-up comes after."""
-        oom_kills = self.cgroup.oom_kills() if self.cgroup is not None else 0
-        return {"stderr_tail": tail(child.out_path), "oom_kills": oom_kills}
-
-    def finish_clean_up(self) -> None:
-        """After the reply: kill what the last child left, remove its files, scrub the shared dirs."""
-        child, self.pending = self.pending, None
-        if child is None:
-            return
-        if not child.reaped:  # its output was complete: it ends now, after the reply
-            reap(child.pid)
-        spare, forker = self.spare, self.forker
-        keep = {c.pid for c in (spare, forker) if c is not None}
-        escaped = isolation.sweep(child.pid, self.uid, keep=keep)
-        if forker is not None and not _is_child(forker.pid):  # it died and the sweep reaped it
-            forker.stop(alive=False)
-            self.forker = None
-        with contextlib.suppress(OSError):
-            os.unlink(child.out_path)
-        isolation.remove_tree(child.workdir)
-        if spare is not None:
-            reaped = not _is_child(spare.pid)  # the sweep reaped it
-            if reaped or (escaped and self.uid is not None):  # killed with the slot uid's processes
-                self._discard(spare, reaped=reaped)  # perhaps still dying: waited for
-                self.spare = spare = None
-            else:
-                isolation.empty_dir(spare.workdir)  # what leftovers may have written there
-        if isolation.scrub_shared(self.private_dirs, self.base, self.uid):
-            self._drop_forker()  # it and all it forked are in the IPC namespace just replaced
-            if spare is not None:
-                self._discard(spare)
-                self.spare = None
-        if self.cgroup is not None:
-            self.cgroup.oom_kills()  # OOM kills of its leftovers are not the next candidate's
-
-    def _discard(self, child: Child, reaped: bool = False) -> None:
-        """End a spare that never received work (it ran only our code); ``reaped``: it is
-        gone already, and its pid may be another process's now."""
-        child.sock.close()
-        if not reaped:
-            oslevel.kill_quietly(child.pid, group=True)
-            oslevel.kill_quietly(child.pid)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(child.pid, 0)
-        with contextlib.suppress(OSError):
-            os.unlink(child.out_path)
-        isolation.remove_tree(child.workdir)
 
     def _controller_says(self, events: int, in_session: bool) -> str | None:
         """Why to stop, given activity on the controller's channel during a run."""
@@ -462,18 +294,6 @@ class Zygote:
         return "ended" if req.get("op") in ("end", "exit") else None
 
 
-@dataclasses.dataclass
-class Child:
-    """A forked, locked-down child; ``sets_version`` says which instance loads it has."""
-
-    pid: int
-    sock: socket.socket  # the zygote's end of the child's seqpacket socket
-    workdir: str
-    out_path: str
-    sets_version: int
-    reaped: bool = False  # supervise waited for its exit
-
-
 def _filter_self(programs: syscalls.Programs) -> syscalls.Filter:
     """Load the zygote's part of the seccomp filter into the zygote (it needs none of those
     calls after its set-up); the filter each child then adds: the rest, or all of it if
@@ -485,23 +305,6 @@ def _filter_self(programs: syscalls.Programs) -> syscalls.Filter:
         print(f"zygote: no seccomp filter of its own ({exc}); each child loads the whole one", file=sys.stderr)
         return syscalls.Filter(programs.whole)
     return syscalls.Filter(programs.child)
-
-
-def _alive(pid: int) -> bool:
-    """A child of ours that has not exited (False also once it was reaped)."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
-    except ChildProcessError:
-        return False
-
-
-def _is_child(pid: int) -> bool:
-    """Still ours to wait for (running or a zombie): not reaped, so its pid is not reused."""
-    try:
-        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return False
-    return True
 
 
 def _fatal_message(blob: bytes) -> str | None:
