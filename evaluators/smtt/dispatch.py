@@ -133,7 +133,7 @@ def dispatch(rule: Callable[..., Any], p: np.ndarray, d: np.ndarray) -> list[int
     for step in range(n):
         m = n - step
         # Only the inputs the rule names, each computed only then: this loop is the sandbox's
-        # inner loop (34,750 decisions per train evaluation).
+        # inner loop (52,250 decisions per evaluation on smtt_rule's train).
         inputs: dict[str, Any] = {}
         if "p" in wanted:
             inputs["p"] = table[1]

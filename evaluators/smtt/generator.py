@@ -29,8 +29,8 @@ SIZES = (20, 50, 100, 200, 500)
 # 75 instances and lost badly on fresh ones (docs/smtt.md); exact references cost ~0.3 s each.
 TRAIN_REPLICATES = {20: 12, 50: 3, 100: 3, 200: 1, 500: 1}
 # smtt_rule's train adds instances at n >= 100 (the first ones are smtt's, in the same streams):
-# there train's 75 and 25 instances could not tell MDD from MDDC (n = 100: 1.63 against 1.60,
-# one instance with optimum 76 is 0.13 points of it), where a fresh set of 100 (1.42 against
+# there train's 75 and 25 instances could not tell MDD from MDDC (n = 100: 1.66 against 1.60,
+# one instance with optimum 76 is 0.13 points of it; bench/smtt_validation.py --on smtt-train), where a fresh set of 100 (1.42 against
 # 1.26) and the test split can (docs/smtt.md, "A larger train split at n >= 100").
 RULE_TRAIN_REPLICATES = {**TRAIN_REPLICATES, 100: 6, 200: 3, 500: 2}
 # quick: small and all with non-zero tardiness, so every gap is defined.
