@@ -35,7 +35,7 @@ _EXPORTS = {
     "Problem": "evolve.problem",
     "define_problem": "evolve.pyproblem",
     "Evaluation": "evolve.evaluation",
-    "Progress": "evolve.loop",
+    "Progress": "evolve.progress",
     "RunSettings": "evolve.config",
     "UserError": "evolve.errors",
 }
@@ -59,8 +59,8 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs
     from evolve.evaluation import Evaluation as Evaluation
     from evolve.handle import Run as Run
     from evolve.handle import ScoredProgram as ScoredProgram
-    from evolve.loop import Progress as Progress
     from evolve.problem import Problem as Problem
+    from evolve.progress import Progress as Progress
     from evolve.pyproblem import define_problem as define_problem
 
 

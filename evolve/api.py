@@ -77,7 +77,7 @@ def run(
     Settings resolve as defaults < the problem's ``[run]`` table < ``config``
     (a TOML file) < keywords.  The run folder is ``out``, or
     ``runs_dir/<problem>/<timestamp>-<id>``.  ``progress=True`` shows the
-    live rich display; a callable receives ``evolve.loop.Progress`` after every
+    live rich display; a callable receives ``evolve.progress.Progress`` after every
     iteration.  Every input is checked before the folder is created, the model
     too (provider, credentials and one minimal request; ``preflight=False``
     skips the request); a run that fails before archiving anything leaves no
@@ -137,7 +137,7 @@ def run_study(
     unless ``workers`` is given.  Each seed's run is an ordinary run folder ``STUDY/seed-<s>/``,
     the same whichever way it ran; ``review_study`` (``evolve review STUDY``) reports the median
     and spread over the seeds.  ``on_progress(seed, progress)`` receives each run's
-    ``evolve.loop.Progress``, ``on_done(outcome)`` each seed's ``evolve.study.SeedOutcome`` and
+    ``evolve.progress.Progress``, ``on_done(outcome)`` each seed's ``evolve.study.SeedOutcome`` and
     ``on_message(seed, text)`` each message a parallel seed's process prints (by default, each
     distinct one is printed once on stderr, labelled ``seed N:``; seeds in turn print in this
     process), in the calling thread.  A seed that fails does not stop the others: once they are done,

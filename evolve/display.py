@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from evolve.formats import fmt, pct
-from evolve.loop import Progress as RunProgress
+from evolve.progress import Progress as RunProgress
 
 console = Console(soft_wrap=True)  # paths and commands stay copy-pasteable
 err_console = Console(stderr=True, soft_wrap=True)

@@ -22,7 +22,7 @@ from evolve.stop import Stop, StopKind
 if TYPE_CHECKING:
     import pandas as pd
 
-    from evolve.loop import Progress
+    from evolve.progress import Progress
     from evolve.review import RunReview
 
 

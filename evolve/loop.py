@@ -8,7 +8,6 @@ else happens, which is what makes ``resume`` lossless.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -16,78 +15,32 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, LLM_ERROR, Archive, Attempt, Program
+from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, LLM_ERROR, Archive, Program
 from evolve.autotune import TUNED, AutoTuner, Tuned
 from evolve.config import RunSettings
-from evolve.edits import EditError, apply_edit, block_text, code_hash
+from evolve.edits import EditError, apply_edit, code_hash
 from evolve.errors import UserError
 from evolve.evaluation import FAILURE_KINDS, Evaluation
 from evolve.executors import Executor
 from evolve.gp.islands import EPOCHS_META, IslandPolicy
 from evolve.gp.semantics import BehaviourKeys
 from evolve.llm import OFFLINE
-from evolve.llm.base import LLM, Completion, LLMConfigError, LLMError, ProposalRequest
-from evolve.population import Elite, Population, cell_key, feature_values
+from evolve.llm.base import LLM, Completion, LLMError, ProposalRequest
+from evolve.model_health import ModelHealth
+from evolve.population import Elite, Population, cell_key
 from evolve.problem import Problem
+from evolve.progress import EDIT, EVALUATION, MODEL, Progress, first_line
 from evolve.prompt_history import InFlight
 from evolve.prompting import PromptBuilder
+from evolve.records import attempt_record, capped, program_record, safe_evaluate
 from evolve.scoring import headline_gap
 from evolve.stop import Stop, StopKind
 from evolve.verifier import Instance
 from evolve.workers import make_executor
 
-# Failure kinds as the display and the log count them.
-MODEL, EDIT, EVALUATION = "model", "edit", "evaluation"
-# A model reply longer than this is stored (and applied) truncated, with a note:
-# no real edit is that long, and a runaway reply must not bloat the archive.
-MAX_REPLY_CHARS = 1 << 20
 # How often the loop wakes up while waiting, to check the outage rule and let
 # the display refresh (ETA, the plain log line) even when nothing finishes.
 TICK_S = 1.0
-
-
-@dataclass
-class Progress:
-    done: int
-    target: int
-    best_score: float | None
-    best_gap: float | None
-    failures: int
-    evaluations: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    started: float
-    stop_reason: str | None = None  # the stop's one-line message ("iterations" when complete)
-    stop: Stop | None = None
-    # CPU time of the controller thread's own work (sampling, prompts, edits,
-    # archive writes): thread time, so a loaded machine does not inflate it.
-    engine_seconds: float = 0.0
-    # Duplicates an offline backend proposed and was asked again for (no iteration spent).
-    duplicates_skipped: int = 0
-    # Failures by kind (model, edit, evaluation; duplicates are not failures)
-    # and the last reason of each kind, as "iteration N: reason".
-    failures_by_kind: dict[str, int] = field(
-        default_factory=lambda: {MODEL: 0, EDIT: 0, EVALUATION: 0})
-    last_failure: dict[str, str] = field(default_factory=dict)
-    duplicates: int = 0
-    # Iterations finished by this process (a resumed run starts at 0) since the
-    # loop started (after the seed's evaluation): the ETA's pace.
-    session_done: int = 0
-    loop_started: float | None = None
-
-    @property
-    def evals_per_s(self) -> float:
-        elapsed = time.time() - self.started
-        return self.evaluations / elapsed if elapsed > 0 else 0.0
-
-    @property
-    def eta_s(self) -> float | None:
-        """Seconds to the iteration target at this session's pace (None before the first)."""
-        elapsed = time.time() - (self.loop_started or self.started)
-        if self.session_done <= 0 or elapsed <= 0:
-            return None
-        return max(0, self.target - self.done) * elapsed / self.session_done
 
 
 @dataclass
@@ -139,9 +92,7 @@ class Controller:
                        if settings.tune_every else None)
         # Fail fast: permanent model failures in a row; outage: time of the last
         # model call that succeeded (or of the start) and failures since then.
-        self._permanent_in_row = 0
-        self._model_ok_at = time.monotonic()
-        self._model_failures_since_ok = 0
+        self._model_health = ModelHealth(settings.llm_fail_fast, settings.llm_outage_minutes)
         usage = archive.usage()
         counts = archive.outcome_counts()
         statuses = archive.status_counts()
@@ -182,7 +133,7 @@ class Controller:
                 f"{full.stage} split ({full.status}): {full.feedback.splitlines()[0] if full.feedback else ''}"
             )
         full.metrics["quick_score"] = first.score if first.score is not None else 0.0
-        program = self._program(code, code_hash(code), None, 0, 0, 0, "seed", None, full)
+        program = program_record(self.problem, code, code_hash(code), None, 0, 0, 0, "seed", None, full)
         self.archive.add_program(program)
         assert program.id is not None
         for island in range(self.settings.islands):
@@ -247,7 +198,7 @@ class Controller:
                 finished, _ = wait(in_flight, timeout=TICK_S, return_when=FIRST_COMPLETED)
                 busy_since = time.thread_time()
                 if not finished:  # a tick: nothing finished, but time passed
-                    self._check_outage()
+                    self._check_model_health()
                     self._abandon_proposals_if_stopped(in_flight)
                     self.on_progress(self.progress)
                 for future in finished:
@@ -364,33 +315,10 @@ class Controller:
             future.cancel()
             del in_flight[future]
 
-    def _check_outage(self) -> None:
-        """Stop when every model call has failed for ``llm_outage_minutes``."""
-        if self._model_failures_since_ok == 0:
-            return  # waiting is not failing (a slow model, or a person answering files:DIR)
-        minutes = self.settings.llm_outage_minutes
-        if time.monotonic() - self._model_ok_at >= 60 * minutes:
-            last = self.progress.last_failure.get(MODEL, "")
-            self._stop(StopKind.MODEL_OUTAGE,
-                       f"every model call failed for {minutes:g} min "
-                       f"({self._model_failures_since_ok} failed); last: {last}")
-
-    def _model_failed(self, error: LLMError) -> None:
-        self._model_failures_since_ok += 1
-        if isinstance(error, LLMConfigError):
-            self._permanent_in_row += 1
-            if self._permanent_in_row >= self.settings.llm_fail_fast:
-                n = self._permanent_in_row
-                calls = "call" if n == 1 else f"{n} calls in a row"
-                self._stop(StopKind.MODEL_CONFIG, f"{error} ({calls} failed this way)")
-        else:
-            self._permanent_in_row = 0
-        self._check_outage()
-
-    def _model_answered(self) -> None:
-        self._permanent_in_row = 0
-        self._model_failures_since_ok = 0
-        self._model_ok_at = time.monotonic()
+    def _check_model_health(self) -> None:
+        stop = self._model_health.stop(self.progress.last_failure.get(MODEL, ""))
+        if stop is not None:
+            self._stop(stop.kind, stop.message)
 
     def _propose(self, request: ProposalRequest) -> Completion | LLMError:
         try:
@@ -411,10 +339,11 @@ class Controller:
         result = future.result()
         if isinstance(result, LLMError):
             self._record_failure(task, LLM_ERROR, str(result), None)
-            self._model_failed(result)
+            self._model_health.failed(result)
+            self._check_model_health()
             return None
-        self._model_answered()
-        result = _capped(result)
+        self._model_health.answered()
+        result = capped(result)
         task.completion = result
         self._count_usage(result)
         try:
@@ -437,7 +366,7 @@ class Controller:
         task.kind = "evaluate"
         cascade = self.settings.cascade
         future = pool.submit(
-            _safe_evaluate,
+            safe_evaluate,
             executor,
             task.child,
             task.parent.metrics.get("quick_score"),
@@ -480,7 +409,7 @@ class Controller:
         if tuned.code is not None and tuned.evaluation is not None:
             digest = code_hash(tuned.code)
             if self.archive.id_for_hash(digest) is None:
-                program = self._program(tuned.code, digest, parent.id, parent.island, task.iteration,
+                program = program_record(self.problem, tuned.code, digest, parent.id, parent.island, task.iteration,
                                         parent.generation + 1, TUNED, "cmaes", tuned.evaluation)
                 changed = ", ".join(f"{a:g} -> {b:g}" for a, b in tuned.changes)
                 program.feedback = f"constants tuned ({tuned.trials} trials): {changed}\n{program.feedback}"
@@ -495,7 +424,8 @@ class Controller:
         self._in_flight_hashes.discard(task.child_hash)
         completion = task.completion
         assert completion is not None
-        program = self._program(
+        program = program_record(
+            self.problem,
             task.child,
             task.child_hash,
             task.parent.id,
@@ -506,7 +436,7 @@ class Controller:
             completion.model,
             evaluation,
         )
-        attempt = self._attempt(task, EVALUATED, None, completion)
+        attempt = attempt_record(task, EVALUATED, None, completion)
         self.archive.add_program(program, attempt)
         if task.child_key is not None:
             self._seen_keys[task.child_key] = program.id
@@ -518,40 +448,14 @@ class Controller:
         if program.score is None:
             if evaluation.status in FAILURE_KINDS:
                 self._count_failure(EVALUATION, task.iteration,
-                                    f"{evaluation.status}: {_first_line(evaluation.feedback)}")
+                                    f"{evaluation.status}: {first_line(evaluation.feedback)}")
         else:
             self._offer(task.island, program)
         self._maybe_migrate()
 
     # --- bookkeeping --------------------------------------------------------
-    def _program(
-        self, code: str, digest: str, parent_id: int | None, island: int, iteration: int,
-        generation: int, origin: str, model: str | None, evaluation: Evaluation,
-    ) -> Program:
-        features = None
-        if evaluation.ok:
-            features = feature_values(self.problem.spec.features, len(block_text(code)), evaluation.metrics)
-        return Program(
-            code=code, code_hash=digest, parent_id=parent_id, island=island, iteration=iteration,
-            generation=generation, origin=origin, model=model, status=evaluation.status,
-            score=evaluation.score if evaluation.ok else None, stage=evaluation.stage,
-            metrics=evaluation.metrics, instances=[r.to_json() for r in evaluation.instances],
-            feedback=evaluation.feedback, features=features, eval_seconds=evaluation.seconds,
-        )
-
-    def _attempt(self, task: _Task, outcome: str, error: str | None, completion: Completion | None) -> Attempt:
-        return Attempt(
-            iteration=task.iteration, island=task.island, parent_id=task.parent.id, mode=task.mode,
-            model=completion.model if completion else None, outcome=outcome, error=error,
-            completion=completion.text if completion else None,
-            prompt_tokens=completion.prompt_tokens if completion else 0,
-            completion_tokens=completion.completion_tokens if completion else 0,
-            cost_usd=completion.cost_usd if completion else 0.0,
-            llm_seconds=completion.seconds if completion else 0.0,
-        )
-
     def _record_failure(self, task: _Task, outcome: str, error: str, completion: Completion | None) -> None:
-        self.archive.add_attempt(self._attempt(task, outcome, error, completion))
+        self.archive.add_attempt(attempt_record(task, outcome, error, completion))
         self.progress.done += 1
         self.progress.session_done += 1
         if outcome == DUPLICATE:
@@ -564,7 +468,7 @@ class Controller:
         p = self.progress
         p.failures += 1
         p.failures_by_kind[kind] = p.failures_by_kind.get(kind, 0) + 1
-        p.last_failure[kind] = f"iteration {iteration}: {_first_line(reason)}"
+        p.last_failure[kind] = f"iteration {iteration}: {first_line(reason)}"
 
     def _count_usage(self, completion: Completion) -> None:
         p = self.progress
@@ -597,29 +501,6 @@ class Controller:
         settling = self._policy.settling(self._iteration) if self._policy is not None else set()
         for island, elite in self.population.migrate(skip=settling):
             self.archive.set_elite(island, elite.cell, elite.program_id, elite.score)
-
-
-def _safe_evaluate(
-    executor: Executor, code: str, parent_quick_score: float | None, tolerance: float, cascade: bool
-) -> Evaluation:
-    """An engine fault while judging one child becomes that child's failure."""
-    try:
-        return executor.evaluate(code, parent_quick_score, tolerance, cascade)
-    except Exception as err:
-        return Evaluation("crash", None, {}, [], f"evaluation failed: {type(err).__name__}: {err}", "quick", 0.0)
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
-
-
-def _capped(completion: Completion) -> Completion:
-    """The completion, cut to MAX_REPLY_CHARS with a note saying so if it was longer."""
-    text = completion.text
-    if len(text) <= MAX_REPLY_CHARS:
-        return completion
-    note = f"\n[evolve: reply truncated from {len(text)} to {MAX_REPLY_CHARS} characters]\n"
-    return dataclasses.replace(completion, text=text[:MAX_REPLY_CHARS] + note)
 
 
 def _write_atomic(path: Path, text: str) -> None:

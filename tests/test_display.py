@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from evolve.display import RunDisplay
-from evolve.loop import Progress
+from evolve.progress import Progress
 from evolve.stop import Stop, StopKind
 
 
