@@ -16,7 +16,17 @@ from evolve.gp.codegen import HELPER_SOURCE, emit, parse
 from evolve.gp.operators import Limits, vary
 from evolve.gp.program import rule_tree, with_rule
 from evolve.gp.semantics import sample_inputs
-from evolve.gp.tree import Signature, depth, evaluate, kind, random_tree, simplify, size, well_typed
+from evolve.gp.tree import (
+    Signature,
+    compile_tree,
+    depth,
+    evaluate,
+    kind,
+    random_tree,
+    simplify,
+    size,
+    well_typed,
+)
 from evolve.llm import make_llm
 from evolve.llm.base import ProposalRequest
 from evolve.problem import load_problem
@@ -60,6 +70,27 @@ def test_emitted_code_computes_exactly_what_the_tree_evaluates_to() -> None:
             got = np.broadcast_to(_exec_emitted(tree, env), (5, 7))
             np.testing.assert_array_equal(np.isnan(expected), np.isnan(got))
             np.testing.assert_allclose(got, expected, rtol=1e-3, equal_nan=True)  # constants print to 4 digits
+
+
+def test_a_compiled_tree_gives_bit_identical_values_to_evaluate() -> None:
+    # The GP's screen runs compiled trees; a run's archive must not depend on which form ran.
+    env = _env()
+    env["p"][0, :3] = 0.0  # zero divisors: the protected division's masked branch
+    with np.errstate(all="ignore"):
+        for tree in _trees(2, max_depth=5):
+            expected = np.broadcast_to(evaluate(tree, env), (5, 7))
+            got = np.broadcast_to(compile_tree(tree)(env), (5, 7))
+            assert expected.tobytes() == got.tobytes(), tree
+
+
+def test_protected_division_without_zero_divisors_equals_its_masked_form() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(4, 9)) * 1e3, rng.normal(size=(4, 9))
+    masked = np.where(b == 0.0, a, a / np.where(b == 0.0, 1.0, b))
+    assert evaluate(("div", ("x", "a"), ("x", "b")), {"a": a, "b": b}).tobytes() == masked.tobytes()
+    b[1, 2] = 0.0
+    got = evaluate(("div", ("x", "a"), ("x", "b")), {"a": a, "b": b})
+    assert got[1, 2] == a[1, 2] and got.tobytes() == np.where(b == 0.0, a, a / np.where(b == 0.0, 1.0, b)).tobytes()
 
 
 def test_parse_reads_back_what_emit_writes() -> None:

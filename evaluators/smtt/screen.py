@@ -33,15 +33,21 @@ def dispatch_batch(rule: Rule, reads: set[str], p: np.ndarray, d: np.ndarray) ->
     """Sequences [instances, n] the rule builds on instances p, d [instances, n]; None on NaN."""
     count, n = p.shape
     rows = np.arange(count)
-    index = np.broadcast_to(np.arange(n), (count, n)).copy()
-    pf, df = p.astype(np.float64), d.astype(np.float64)
+    # p, d and the job index of the unscheduled jobs (input order) as one [3, instances, jobs]
+    # table, compacted by one boolean selection per step rather than three (half the time at
+    # n = 500; the index is exact as a float).  The mask is reused: cleared at the chosen
+    # jobs, then set again.
+    table = np.stack([p.astype(np.float64), d.astype(np.float64),
+                      np.broadcast_to(np.arange(n, dtype=np.float64), (count, n))])
+    keep = np.ones((3, count, n), dtype=bool)
     t = np.zeros((count, 1))
-    remaining = pf.sum(axis=1, keepdims=True)
+    remaining = table[0].sum(axis=1, keepdims=True)
     sequence = np.empty((count, n), dtype=np.int64)
     with np.errstate(all="ignore"):
         for step in range(n):
             m = n - step
-            env: dict[str, Any] = {"p": pf, "d": df, "t": t, "remaining_work": remaining,
+            pf = table[0]
+            env: dict[str, Any] = {"p": pf, "d": table[1], "t": t, "remaining_work": remaining,
                                    "jobs_left": float(m), "n": float(n)}
             for name in reads & _AGGREGATES.keys():
                 source, reduce = _AGGREGATES[name]
@@ -50,13 +56,14 @@ def dispatch_batch(rule: Rule, reads: set[str], p: np.ndarray, d: np.ndarray) ->
             k = values.argmin(axis=1)
             if np.isnan(values[rows, k]).any():
                 return None
-            sequence[:, step] = index[rows, k]
+            sequence[:, step] = table[2, rows, k]
             work = pf[rows, k][:, None]
             t = t + work
             remaining = remaining - work
-            keep = np.ones((count, m), dtype=bool)
-            keep[rows, k] = False
-            pf, df, index = (a[keep].reshape(count, m - 1) for a in (pf, df, index))
+            mask = keep[:, :, :m]
+            mask[:, rows, k] = False
+            table = table[mask].reshape(3, count, m - 1)
+            mask[:, rows, k] = True
     return sequence
 
 

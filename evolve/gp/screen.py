@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from evolve.gp.tree import Tree, evaluate, reads
+from evolve.gp.tree import Tree, compile_tree, reads
 from evolve.scoring import aggregate
 from evolve.verifier import Instance, InstanceResult
 
@@ -77,7 +77,7 @@ class Screen:
         return self._memo[key]
 
     def _score(self, inner: ProblemScreen, trees: Mapping[str, Tree]) -> float | None:
-        rules = {name: (_compiled(tree), reads(tree)) for name, tree in trees.items()}
+        rules = {name: (compile_tree(tree), reads(tree)) for name, tree in trees.items()}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             results = inner.results(rules)
@@ -85,10 +85,6 @@ class Screen:
             return None
         score, _ = self._aggregate(results)
         return None if score is None else float(score)
-
-
-def _compiled(tree: Tree) -> Any:
-    return lambda env: evaluate(tree, env)
 
 
 def screen_for(problem: Any) -> Screen | None:
