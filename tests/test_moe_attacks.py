@@ -142,3 +142,60 @@ def test_work_handed_to_another_task_is_refused(moe: Any, hand_off: str) -> None
     assert evaluation.status == "error", evaluation.feedback
     assert any(why in evaluation.feedback for why in ("BlockingIOError", "can't start new thread")), \
         evaluation.feedback
+
+
+# A balancer that hunts for the window it will be judged on: every integer array that any
+# container in the process holds (numpy arrays are not tracked by gc, their holders are) and every
+# local of every caller (frames). The placement from window k is scored on window k + 1, so that
+# window must not be in the candidate's process. The probe first checks that it sees what it
+# should (its own window, in its caller's frame), and a leak planted on purpose is caught (the
+# second test), so a probe that finds nothing because it is broken fails instead of passing.
+PEEK = """
+import gc
+import sys
+import numpy as np
+
+_SEEN = []
+_PLANTED = []
+
+def _held(value, depth=0):
+    if isinstance(value, np.ndarray):
+        yield value
+    elif isinstance(value, (tuple, list)) and depth < 3:
+        for item in value:
+            yield from _held(item, depth + 1)
+    elif isinstance(value, dict) and depth < 3:
+        for item in list(value.values()):
+            yield from _held(item, depth + 1)
+
+def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
+    _PLANT_HERE
+    in_frames, frame = [], sys._getframe(1)
+    while frame is not None:
+        in_frames += list(_held(frame.f_locals))
+        frame = frame.f_back
+    if not any(a.shape == weight.shape and np.array_equal(a, weight) for a in in_frames):
+        raise RuntimeError("probe broken: its own window is not in its callers' frames")
+    in_containers = [a for o in gc.get_objects() if isinstance(o, (dict, list, tuple))
+                     for a in _held(o, 2)]
+    others = [a for a in in_frames + in_containers
+              if a.shape == weight.shape and a.dtype.kind in "iu" and not np.array_equal(a, weight)
+              and not any(np.array_equal(a, s) for s in _SEEN)]
+    if others:
+        raise RuntimeError(f"found {len(others)} load arrays besides this window's")
+    _SEEN.append(weight.copy())
+    return place(weight, num_replicas, num_gpus)
+""" + BODY.split("def rebalance_experts")[0]
+
+
+def test_the_judged_window_is_not_in_the_candidates_process(moe: Any) -> None:
+    evaluation = moe("import numpy as np\n" + PEEK.replace("_PLANT_HERE", "pass"))
+    assert evaluation.ok, evaluation.feedback
+    (result,) = evaluation.instances
+    assert result.feasible
+
+
+def test_the_window_probe_finds_a_planted_window(moe: Any) -> None:
+    evaluation = moe("import numpy as np\n" + PEEK.replace("_PLANT_HERE", "_PLANTED.append(weight + 1)"))
+    assert evaluation.status == "error"
+    assert "found 1 load arrays besides this window's" in evaluation.feedback, evaluation.feedback
