@@ -83,6 +83,20 @@ def test_a_compiled_tree_gives_bit_identical_values_to_evaluate() -> None:
             assert expected.tobytes() == got.tobytes(), tree
 
 
+def test_a_tree_deeper_than_the_parser_nests_still_compiles_to_the_same_values() -> None:
+    # A program a model wrote can parse into a chain of 300 additions: its compiled form would
+    # nest 300 calls, past CPython's parser limit, and must not fail in the trusted screen.
+    tree = parse("+".join(["p"] * 300), {"p"})
+    env = {"p": np.arange(4.0)}
+    assert compile_tree(tree)(env).tobytes() == evaluate(tree, env).tobytes()
+
+
+def test_a_compiled_tree_quotes_names_and_never_runs_them() -> None:
+    # Names reach the compiled source only through repr, as a key of env.
+    name = "p'] or __import__('os').getpid() or env['p"
+    assert compile_tree(("x", name))({"p": 1.0, name: 5.0}) == 5.0
+
+
 def test_protected_division_without_zero_divisors_equals_its_masked_form() -> None:
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(4, 9)) * 1e3, rng.normal(size=(4, 9))

@@ -229,8 +229,13 @@ def compile_tree(tree: Tree) -> Callable[[dict[str, Any]], Any]:
             return f"_c[{len(constants) - 1}]"
         return f"_f[{t[0]!r}]({', '.join(source(c) for c in t[1:])})"
 
-    body = source(tree)
-    return eval(f"lambda env: {body}", {"_f": _NUMPY, "_c": constants})  # noqa: S307 (built above)
+    try:
+        body = source(tree)
+        return eval(f"lambda env: {body}", {"_f": _NUMPY, "_c": constants})  # noqa: S307 (built above)
+    except (SyntaxError, RecursionError, MemoryError):
+        # Deeper than CPython's parser nests (about 200 calls): a tree parsed from a program,
+        # not one the GP grew. It runs node by node instead, with the same values.
+        return lambda env: evaluate(tree, env)
 
 
 # --- simplification -------------------------------------------------------------
