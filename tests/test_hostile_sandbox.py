@@ -186,6 +186,30 @@ def test_the_view_is_read_only(sandbox: Sandbox) -> None:
     assert "written" not in found(attack(sandbox, source))
 
 
+def test_the_next_candidates_work_dir_cannot_be_planted(sandbox: Sandbox) -> None:
+    # The zygote creates each candidate's work dir, already owned by the candidate's uid, next to
+    # the others: a candidate that made (or symlinked) the next one first would own the next
+    # candidate's files, or point its writes anywhere.
+    needs(sandbox, "filesystem")
+    source = """
+    import os
+    def f(hints):
+        here = os.getcwd()
+        parent, number = os.path.dirname(here), int(here.rsplit("-", 1)[1])
+        out = []
+        for k in (number + 1, number + 2, 0):
+            target = os.path.join(parent, f"run-{k}")
+            for make in (os.mkdir, lambda path: os.symlink("/", path)):
+                try:
+                    make(target)
+                    out.append("planted")
+                except OSError as exc:
+                    out.append(type(exc).__name__)
+        return out
+    """
+    assert found(attack(sandbox, source)) == ["PermissionError"] * 6
+
+
 # -- keys, other processes, the kernel --------------------------------------------------------
 
 
