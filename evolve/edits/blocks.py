@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
+from functools import lru_cache
 
 START_MARKER = "# EVOLVE-BLOCK-START"
 END_MARKER = "# EVOLVE-BLOCK-END"
@@ -111,7 +112,7 @@ def normalize_code(code: str) -> str:
     non-comment lines.
     """
     try:
-        return ast.unparse(ast.parse(code))
+        return ast.unparse(_parsed(code))
     except (SyntaxError, ValueError):
         kept = (line.strip() for line in code.splitlines())
         return "\n".join(s for s in kept if s and not s.startswith("#"))
@@ -126,10 +127,18 @@ def code_hash(code: str) -> str:
 # the child
 
 
+@lru_cache(maxsize=16)
+def _parsed(code: str) -> ast.Module:
+    """``ast.parse(code)``, kept for the few codes in hand: a child is checked after its edit
+    is applied, checked again as a child, then hashed (one parse instead of three). The tree
+    is only read (``ast.unparse`` does not change it); a code that does not parse is not kept."""
+    return ast.parse(code)
+
+
 def syntax_error(code: str) -> str | None:
     """Why ``code`` does not parse, naming the line; None if it does."""
     try:
-        ast.parse(code)
+        _parsed(code)
     except SyntaxError as e:
         lines = code.split("\n")
         where = ""
