@@ -47,6 +47,14 @@ def evolve_blocks(code: str) -> list[tuple[int, int]]:
     program without markers has no blocks (an empty list); unbalanced or
     nested markers raise :class:`EditError`.
     """
+    return list(_blocks(code))
+
+
+@lru_cache(maxsize=64)
+def _blocks(code: str) -> tuple[tuple[int, int], ...]:
+    """:func:`evolve_blocks`, kept for the codes in hand: an iteration asks for the blocks of its
+    parent and its child a dozen times (edit, checks, features, prompt); a code whose markers
+    are wrong raises every time (an exception is never kept)."""
     blocks: list[tuple[int, int]] = []
     open_at: int | None = None
     for i, line in enumerate(code.split("\n")):
@@ -73,7 +81,7 @@ def evolve_blocks(code: str) -> list[tuple[int, int]]:
             f"the EVOLVE-BLOCK opened at line {open_at} is never closed; "
             f"add '{END_MARKER}' after its last line"
         )
-    return blocks
+    return tuple(blocks)
 
 
 def describe_blocks(blocks: list[tuple[int, int]]) -> str:
