@@ -11,6 +11,7 @@ import logging
 import queue
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -172,7 +173,43 @@ class Evaluator:
             except SessionEnded:
                 pass  # the outcome says why; the instances finished before keep their results
         end = session.close()
+        if end.status == "ok" and callable(getattr(self.problem.verifier, "audit", None)) \
+                and code not in self._baseline_texts:
+            runs = self._audit(sandbox, code, function, instances, runs, timeout)
         return SandboxOutcome(end.status, runs, end.error, end.stderr_tail, end.wall_seconds)
+
+    @cached_property
+    def _baseline_texts(self) -> frozenset[str]:
+        """The problem's own baselines: trusted files, exempt from the audit because some are
+        knowingly not what the track asks for (smtt_rule's EDDC plans its whole sequence at
+        the first call) and run only to be compared with.  A candidate that copies one byte for
+        byte is that baseline, and scores as it does."""
+        return frozenset(code for _, code in self.problem.baseline_programs())
+
+    def _audit(self, sandbox: Sandbox, code: str, function: str, instances: list[Instance],
+               runs: list[InstanceRun], timeout: float) -> list[InstanceRun]:
+        """The verifier's ``audit`` of each solution, in a fresh session: a process that kept
+        nothing of the run.  A failed audit, or a session that ends, fails the instance."""
+        audit = self.problem.verifier.audit
+        out = list(runs)
+        ended: str | None = None
+        with sandbox.session(code, function, timeout_s=timeout) as session:
+            for i, (instance, run) in enumerate(zip(instances, runs, strict=False)):
+                if run.error is not None:
+                    continue
+                reason = ended
+                if reason is None:
+                    try:
+                        reason = audit(instance, run.solution, session)
+                    except SessionEnded as err:
+                        ended = reason = f"the re-check session ended: {err.outcome.error or err.outcome.status}"
+                    except CandidateError as err:
+                        reason = str(err)
+                    except Exception as err:  # a hostile reply the audit did not foresee, or a bug
+                        reason = f"could not be re-checked: {type(err).__name__}: {err}"
+                if reason is not None:
+                    out[i] = InstanceRun(None, f"solution rejected on re-check: {reason}", run.seconds)
+        return out
 
     def evaluate(
         self,

@@ -277,6 +277,19 @@ class PromptFacts(Protocol):
 
 
 @runtime_checkable
+class Audits(Protocol):
+    """Re-checks how an interactive verifier's solutions came about, in a *fresh* session.
+
+    The candidate's process answered the split and may have kept state or replaced the
+    sandbox side's code; after a split that ended ``ok`` the engine opens a new session (a
+    new process) and calls ``audit`` per instance with a solution: None, or the reason it
+    fails (``smtt_rule``: its rule, asked again at a few decisions, must pick the same jobs).
+    The problem's own baselines are not audited.  ``SessionEnded`` fails the rest."""
+
+    def audit(self, instance: Instance, solution: Any, session: Any) -> str | None: ...
+
+
+@runtime_checkable
 class TimeBudget(Protocol):
     """A CPU-time budget per instance that ``interact`` enforces (``CandidateError``); prompts
     show each program's time against it.  ``time_budget_text`` states its rule in words."""

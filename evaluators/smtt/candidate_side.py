@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from evolve.evaluators.smtt.dispatch import dispatch
+from evolve.evaluators.smtt.dispatch import choice_at, dispatch
 
 
 def plain(result: Any) -> Any:
@@ -46,7 +46,12 @@ def respond_schedule(heuristic: Callable[..., Any], payload: dict[str, np.ndarra
 
 
 def respond_rule(heuristic: Callable[..., Any], payload: dict[str, np.ndarray]) -> Any:
-    """``smtt_rule``: the candidate's ``priority`` only ranks; the dispatcher builds the sequence."""
+    """``smtt_rule``: the candidate's ``priority`` only ranks; the dispatcher builds the sequence.
+
+    A payload with ``t`` is one decision of the trusted replay (``audit.py``, in a fresh
+    process): the rule's choice there, as a position among the unscheduled jobs."""
+    if "t" in payload:
+        return choice_at(heuristic, payload)
     return wire(dispatch(heuristic, payload["p"], payload["d"]))
 
 
