@@ -278,15 +278,17 @@ class PromptFacts(Protocol):
 
 @runtime_checkable
 class Audits(Protocol):
-    """Re-checks how an interactive verifier's solutions came about, in a *fresh* session.
+    """Re-checks how a split's solutions came about, in a *fresh* session.
 
-    The candidate's process answered the split and may have kept state or replaced the
-    sandbox side's code; after a split that ended ``ok`` the engine opens a new session (a
-    new process) and calls ``audit`` per instance with a solution: None, or the reason it
-    fails (``smtt_rule``: its rule, asked again at a few decisions, must pick the same jobs).
-    The problem's own baselines are not audited.  ``SessionEnded`` fails the rest."""
+    The candidate's process built them and may have kept state or replaced the sandbox
+    side's code; after a split that ended ``ok`` the engine opens a new session (a new
+    process; the verifier needs ``respond``) and calls ``audit`` once with every instance and
+    its solution (None where the run failed): one verdict per instance, None or the reason it
+    fails (``smtt_rule`` and ``jssp``: the rule, asked again at a few decisions, must make
+    the same choices).  The problem's own baselines are not audited.  ``SessionEnded`` fails
+    them all."""
 
-    def audit(self, instance: Instance, solution: Any, session: Any) -> str | None: ...
+    def audit(self, instances: list[Instance], solutions: list[Any], session: Any) -> list[str | None]: ...
 
 
 @runtime_checkable

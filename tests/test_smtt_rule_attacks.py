@@ -11,15 +11,16 @@ and the shipped baselines pass.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
+from replay_attacks import assert_pays_then_refused, problem_evaluator
 
-from evolve.config import RunSettings
-from evolve.evaluation import Evaluation, Evaluator
+from evolve.evaluation import Evaluator
 from evolve.evaluators.smtt.audit import Replay
-from evolve.evaluators.smtt.dispatch import RULE_INPUTS, choice_at, dispatch, inputs_at, integral
+from evolve.evaluators.smtt.dispatch import RULE_INPUTS, choices_at, dispatch, inputs_at, integral
 from evolve.evaluators.smtt.generator import generate
 from evolve.problem import load_problem
 from evolve.verifier import Instance, Reference
@@ -98,37 +99,22 @@ MDD = "import numpy as np\n\ndef priority(p, d, t):\n    return np.maximum(d, t 
 
 
 @pytest.fixture(scope="module")
-def evaluator() -> Any:
-    problem = load_problem("smtt_rule")
-    with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as ev:
-        yield ev
+def evaluator() -> Iterator[Evaluator]:
+    yield from problem_evaluator("smtt_rule")
 
 
 @pytest.fixture(scope="module")
 def quick() -> list[Instance]:
-    return load_problem("smtt_rule").instances("quick")
-
-
-def without_audit(evaluator: Evaluator, source: str, instances: list[Instance],
-                  monkeypatch: pytest.MonkeyPatch) -> Evaluation:
-    with monkeypatch.context() as patch:
-        patch.setattr(evaluator.problem.verifier, "audit", None)
-        return evaluator.run_split(source, instances, "quick")
+    """quick's six, and forty of train's n = 100 (where the planner leaves MDD's sequence
+    at many decisions, so that a replay of four per instance cannot miss them all)."""
+    problem = load_problem("smtt_rule")
+    return problem.instances("quick") + [i for i in problem.instances("train") if i.group == "n=100"][:40]
 
 
 @pytest.mark.parametrize("attack", [KEEPS_STATE, OWN_DISPATCHER], ids=["keeps_state", "own_dispatcher"])
 def test_a_planner_passed_off_as_a_rule_would_pay_and_is_refused(
         attack: str, evaluator: Evaluator, quick: list[Instance], monkeypatch: pytest.MonkeyPatch) -> None:
-    mdd = evaluator.run_split(MDD, quick, "quick")
-    paid = without_audit(evaluator, attack, quick, monkeypatch)
-    assert mdd.ok and paid.ok
-    assert paid.score is not None and mdd.score is not None and paid.score > mdd.score  # the control
-    caught = evaluator.run_split(attack, quick, "quick")
-    assert not caught.ok and caught.score is None
-    # Caught where its sequence is not the rule's (the replaced dispatcher's planner matches
-    # MDD on some instances: those pass, as MDD would).
-    flagged = [r.error or "" for r in caught.instances if not r.feasible]
-    assert flagged and all("asked again in a fresh process" in e for e in flagged), caught.feedback
+    assert_pays_then_refused(evaluator, attack, MDD, quick, monkeypatch)
 
 
 @pytest.mark.parametrize("name", ["edd", "mdd", "mddc", "edd_spt_ties", "eddc", "mddc_augmented"])
@@ -141,31 +127,39 @@ def test_honest_rules_pass_the_replay_and_the_shipped_planners_are_exempt(
         assert not evaluator.run_split(source + "\n# edited\n", quick, "quick").ok
 
 
-def test_each_call_of_the_replay_shows_only_the_state_it_asks_about() -> None:
-    """One decision per call, in the run's order, never the first: no call reveals the
-    instance's scheduled jobs, and no two reveal which job ran at a decision asked about."""
-    p, d = generate(40, 6, 4, np.random.default_rng(3))
-    instance = Instance("x", "n=40", {"p": p, "d": d}, Reference(None, "none", "", None))
+def test_each_call_of_the_replay_shows_only_the_states_it_asks_about() -> None:
+    """One decision of each instance per call, in the run's order, never the first: no call
+    shows an instance's scheduled jobs, or which job ran at a decision it asks about."""
+    rng = np.random.default_rng(3)
+    cases = [generate(n, 6, 4, rng) for n in (3, 12, 40)]
+    instances = [Instance(f"x{k}", "g", {"p": p, "d": d}, Reference(None, "none", "", None))
+                 for k, (p, d) in enumerate(cases)]
     rule = eval("lambda p, d, t: np.maximum(d, t + p)", {"np": np})  # noqa: S307
-    sequence = dispatch(rule, p, d)
-    sent: list[dict[str, Any]] = []
+    sequences = [dispatch(rule, p, d) for p, d in cases]
+    sent: list[list[dict[str, Any]]] = []
 
     class Session:
         def call(self, payload: dict[str, Any]) -> Any:
-            sent.append(payload)
-            return type("Reply", (), {"value": choice_at(rule, payload), "error": None, "cpu_seconds": 0.0})
+            sent.append(payload["states"])
+            value = np.asarray(choices_at(rule, payload["states"]), dtype=np.int64)
+            return type("Reply", (), {"value": value, "error": None, "cpu_seconds": 0.0})
 
-    for _ in range(20):
-        assert Replay(lambda n: 0.1 + 0.002 * n).check(instance, sequence, Session()) is None
-    sizes = [len(s["p"]) for s in sent]
-    assert set(sent[0]) == {"p", "d", "t", "n", "integral_due"}
-    assert max(sizes) <= 39 and min(sizes) >= 2  # never the first decision's whole instance
-    for k in range(0, len(sent), 8):
-        assert sizes[k:k + 8] == sorted(sizes[k:k + 8], reverse=True) and len(set(sizes[k:k + 8])) == 8
-    # A control: a sequence the rule does not build is named.
-    swapped = sequence[:5] + [sequence[6], sequence[5]] + sequence[7:]
-    reasons = {Replay(lambda n: 1.0, states=38).check(instance, swapped, Session())}
-    assert any("priority() picks job" in (r or "") for r in reasons), reasons
+    assert Replay(lambda n: 0.1 + 0.002 * n).audit(instances, sequences, Session()) == [None] * 3
+    assert [len(call) for call in sent] == [3, 2, 2, 2]  # n = 3 has one decision to replay
+    assert set(sent[0][0]) == {"p", "d", "t", "n", "integral_due"}
+    for k, (p, _) in enumerate(cases):
+        sizes = [len(call[k - (3 - len(call))]["p"]) for call in sent if len(call) > k - (3 - len(call)) >= 0
+                 and call[k - (3 - len(call))]["n"] == len(p)]
+        assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)  # forward in time
+        assert all(2 <= size < len(p) for size in sizes)  # never the whole instance, never one job
+    # A control: a sequence the rule does not build is named, the others are not.
+    swapped = list(sequences)
+    swapped[2] = sequences[2][:5] + [sequences[2][6], sequences[2][5]] + sequences[2][7:]
+    verdicts = Replay(lambda n: 1.0, states=38).audit(instances, swapped, Session())
+    assert verdicts[:2] == [None, None] and "priority() picks job" in (verdicts[2] or ""), verdicts
+    # Solutions the run did not return, and non-permutations (score() names them), are not asked about.
+    sent.clear()
+    assert Replay(lambda n: 1.0).audit(instances, [None, [0, 0], None], Session()) == [None] * 3 and not sent
 
 
 def test_a_decision_asked_again_gets_the_same_inputs_as_in_the_run() -> None:

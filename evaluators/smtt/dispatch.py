@@ -212,10 +212,14 @@ def inputs_at(wanted: set[str], p: np.ndarray, d: np.ndarray, t: int, n: int, in
     return {name: every[name]() for name in RULE_INPUTS if name in wanted}
 
 
-def choice_at(rule: Callable[..., Any], state: dict[str, Any]) -> int:
+def choices_at(rule: Callable[..., Any], states: list[dict[str, Any]]) -> list[int]:
     """Sandbox side of the trusted replay (``audit.py``): the rule's choice (a position among
-    the unscheduled jobs) at one state, asked as ``dispatch`` would have asked it there."""
-    p = np.asarray(state["p"], dtype=np.int64)
-    inputs = inputs_at(set(accepted_inputs(rule)), p, np.array(state["d"], dtype=np.float64), int(state["t"]),
-                       int(state["n"]), bool(state["integral_due"]))
-    return choose(rule(**inputs), len(p))
+    the unscheduled jobs) at each state, each asked as ``dispatch`` would have asked it there."""
+    wanted = set(accepted_inputs(rule))
+    out = []
+    for state in states:
+        p = np.asarray(state["p"], dtype=np.int64)
+        inputs = inputs_at(wanted, p, np.array(state["d"], dtype=np.float64), int(state["t"]), int(state["n"]),
+                           bool(state["integral_due"]))
+        out.append(choose(rule(**inputs), len(p)))
+    return out

@@ -205,7 +205,7 @@ class SmttRuleVerifier(SmttVerifier):
         super().__init__(problem_dir, options)
         self.replay = Replay(cpu_budget_s)
 
-    def audit(self, instance: Instance, solution: Any, session: Any) -> str | None:
-        """(trusted) A few of the instance's decisions asked again in a fresh session: a rule
+    def audit(self, instances: list[Instance], solutions: list[Any], session: Any) -> list[str | None]:
+        """(trusted) A few decisions of each instance asked again in a fresh session: a rule
         that kept state or replaced the dispatcher fails here (``audit.py``)."""
-        return self.replay.check(instance, solution, session)
+        return self.replay.audit(instances, solutions, session)
