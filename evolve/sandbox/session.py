@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from evolve.sandbox import channel
 from evolve.sandbox.frames import WorkerLost
-from evolve.sandbox.outcome import MAX_ERROR_CHARS, classify
+from evolve.sandbox.outcome import MAX_ERROR_CHARS, classify, one_line
 from evolve.sandbox.types import SandboxError, SandboxLimits, SandboxOutcome
 
 if TYPE_CHECKING:
@@ -343,7 +343,7 @@ def _decode(kind: int, meta: bytes, blob: bytearray) -> tuple[Any, str | None]:
             return json.loads(blob, parse_constant=_reject_constant), None
         if kind == channel.ERROR:
             error = json.loads(meta, parse_constant=_reject_constant)["error"]
-            return None, " ".join(str(error).split())[:MAX_ERROR_CHARS] or "error"
+            return None, one_line(error) or "error"
         if kind == channel.ARRAY:
             return _array(json.loads(meta, parse_constant=_reject_constant), blob), None
     except (ValueError, TypeError, KeyError, RecursionError, UnicodeDecodeError):
