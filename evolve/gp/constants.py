@@ -53,7 +53,7 @@ def fit_constants(tree: Tree, score: Callable[[Tree], float | None], value: floa
                     continue
                 trial = simplify(replace(tree, at, ("c", new)))
                 if size(trial) != size(tree) or trial in trials:
-                    continue  # the constant folded into an identity: a different structure
+                    continue  # folded into an identity (a different structure), or made already
                 trials.append(trial)
             if pre is not None and race and len(trials) > race:
                 first = [pre(trial) for trial in trials]
