@@ -149,6 +149,7 @@ class Archive:
         # Rows never change once written: decoded copies, keyed by (id, with results) / iteration.
         self._programs: _Cache[tuple[int, bool], Program] = _Cache(CACHED_ROWS)
         self._attempts: _Cache[int, Attempt] = _Cache(CACHED_ROWS)
+        self._seed_id: int | None = None
         if not readonly:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -231,6 +232,10 @@ class Archive:
         """A program; ``results=False`` leaves out its per-instance results (the largest column).
 
         A copy of the cached record: callers may change its fields, not its containers."""
+        return _clone(self._program(program_id, results))
+
+    def _program(self, program_id: int, results: bool) -> Program:
+        """The cached record itself (shared: read it, never change it)."""
         key = (program_id, results)
         program = self._programs.get(key)
         if program is None:
@@ -239,17 +244,21 @@ class Archive:
             if row is None:
                 raise UserError(f"{self.path}: no program with id {program_id}")
             program = self._programs.put(key, _program_from_row(row))
-        return _clone(program)
+        return program
 
     def id_for_hash(self, code_hash: str) -> int | None:
         row = self._db.execute("SELECT id FROM programs WHERE code_hash=?", (code_hash,)).fetchone()
         return int(row[0]) if row else None
 
     def seed(self) -> Program | None:
-        row = self._db.execute(
-            f"SELECT id, {_PROGRAM_COLUMNS} FROM programs WHERE origin='seed' ORDER BY id LIMIT 1"
-        ).fetchone()
-        return _program_from_row(row) if row else None
+        """The run's seed (the first program of origin 'seed'); read once it exists (every
+        prompt asks for it, and once written it never changes)."""
+        if self._seed_id is None:
+            row = self._db.execute("SELECT id FROM programs WHERE origin='seed' ORDER BY id LIMIT 1").fetchone()
+            if row is None:
+                return None
+            self._seed_id = int(row[0])
+        return self.program(self._seed_id)
 
     def top(self, n: int = 10) -> list[Program]:
         rows = self._db.execute(
@@ -287,7 +296,10 @@ class Archive:
 
     def attempts_on(self, parent_id: int, limit: int) -> list[tuple[Attempt, Program | None]]:
         """The latest ``limit`` attempts made from ``parent_id``, newest first, each with
-        the program it produced (None for an edit error, a duplicate or a model error)."""
+        the program it produced (None for an edit error, a duplicate or a model error).
+
+        The records are the archive's cached ones, not copies (every prompt reads a dozen):
+        read them, never change them."""
         return self._attempts_with_children("WHERE parent_id=?", (parent_id,), limit)
 
     def latest_attempts(self, limit: int) -> list[tuple[Attempt, Program | None]]:
@@ -295,6 +307,11 @@ class Archive:
         return self._attempts_with_children("", (), limit)
 
     def attempt(self, iteration: int) -> Attempt | None:
+        attempt = self._attempt(iteration)
+        return _clone(attempt) if attempt is not None else None
+
+    def _attempt(self, iteration: int) -> Attempt | None:
+        """The cached record itself (shared: read it, never change it)."""
         attempt = self._attempts.get(iteration)
         if attempt is None:
             row = self._db.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE iteration=?",
@@ -302,7 +319,7 @@ class Archive:
             if row is None:  # not cached: it may come later
                 return None
             attempt = self._attempts.put(iteration, _attempt_from_row(row))
-        return _clone(attempt)
+        return attempt
 
     def _attempts_with_children(self, where: str, args: tuple[Any, ...],
                                 limit: int) -> list[tuple[Attempt, Program | None]]:
@@ -311,12 +328,12 @@ class Archive:
         ).fetchall()
         found = []
         for row in rows:
-            attempt = self.attempt(int(row[0]))
+            attempt = self._attempt(int(row[0]))
             if attempt is None:  # gone between the two reads: cannot happen to an append-only table
                 continue
             program = None
             if attempt.program_id is not None:  # without per-instance results: not needed here
-                program = self.program(attempt.program_id, results=False)
+                program = self._program(attempt.program_id, False)
             found.append((attempt, program))
         return found
 

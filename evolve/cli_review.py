@@ -25,6 +25,7 @@ from evolve.display import console, err_console
 from evolve.errors import UserError
 from evolve.formats import fmt, json_safe
 from evolve.render import metrics_table, print_metrics, show_comparison, show_holdout, show_review
+from evolve.sandbox.outcome import printable
 
 
 @app.command(
@@ -107,7 +108,7 @@ def best(
         print(json.dumps(json_safe(document), indent=2))
         return
     console.print(f"[bold]best {problem} program[/]: #{program.id} of {folder}, score {fmt(program.score)}")
-    console.print(Syntax(program.code, "python", theme="ansi_dark"))
+    console.print(Syntax(printable(program.code), "python", theme="ansi_dark"))  # the model's text
     console.print(metrics_table([(f"#{program.id}", program.status, program.score, program.metrics)]))
 
 

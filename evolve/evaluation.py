@@ -11,12 +11,14 @@ import logging
 import queue
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from evolve.config import SandboxSettings
 from evolve.errors import UserError
 from evolve.problem import Problem, builtin_dir
+from evolve.pure_rule import is_pure_rule
 from evolve.sandbox import InstanceRun, Sandbox, SandboxLimits, SandboxOutcome, SessionEnded
 from evolve.sandbox.side import whole_module_warning
 from evolve.scoring import aggregate, headline_gap, natural_key
@@ -132,10 +134,13 @@ class Evaluator:
             timeout = run_timeout(self._instance_timeout_s, self._time_units(instances))
             function = self.problem.spec.function.name
             interact = getattr(self.problem.verifier, "interact", None)
+            sandbox = self._sandbox(slot)
             if callable(interact):
-                outcome = self._interact(self._sandbox(slot), code, function, instances, timeout)
+                outcome = self._interact(sandbox, code, function, instances, timeout)
             else:
-                outcome = self._sandbox(slot).run(code, function, instances, timeout)
+                outcome = sandbox.run(code, function, instances, timeout)
+            if outcome.status == "ok" and self._audited(code, function):
+                outcome.runs = self._audit(sandbox, code, function, instances, outcome.runs, timeout)
         finally:
             self._free.put(slot)
         evaluation = self._judge(outcome, instances, stage)
@@ -173,6 +178,40 @@ class Evaluator:
                 pass  # the outcome says why; the instances finished before keep their results
         end = session.close()
         return SandboxOutcome(end.status, runs, end.error, end.stderr_tail, end.wall_seconds)
+
+    @cached_property
+    def _baseline_texts(self) -> frozenset[str]:
+        return frozenset(code for _, code in self.problem.baseline_programs())
+
+    def _audited(self, code: str, function: str) -> bool:
+        """Whether the verifier's ``audit`` re-checks this program: not when the verifier has
+        none, not for the problem's own baselines (trusted files, some knowingly outside the
+        contract, such as smtt_rule's EDDC that plans at its first call, run only to be
+        compared with; a candidate that copies one byte for byte is that baseline), and not for
+        a program that is provably one pure expression (``pure_rule.py``: every GP program)."""
+        return (callable(getattr(self.problem.verifier, "audit", None)) and code not in self._baseline_texts
+                and not is_pure_rule(code, function))
+
+    def _audit(self, sandbox: Sandbox, code: str, function: str, instances: list[Instance],
+               runs: list[InstanceRun], timeout: float) -> list[InstanceRun]:
+        """The verifier's ``audit`` of the split's solutions, in a fresh session: a process that
+        kept nothing of the run.  A failed audit, or a session that ends, fails the instance."""
+        solutions = [run.solution if run.error is None else None for run in runs]
+        with sandbox.session(code, function, timeout_s=timeout) as session:
+            try:
+                reasons = list(self.problem.verifier.audit(instances[:len(runs)], solutions, session))
+                if len(reasons) != len(runs):
+                    raise ValueError(f"audit() gave {len(reasons)} verdicts for {len(runs)} instances")
+            except SessionEnded as err:
+                why = f"the re-check session ended: {err.outcome.error or err.outcome.status}"
+                reasons = [why] * len(runs)
+            except CandidateError as err:
+                reasons = [str(err)] * len(runs)
+            except Exception as err:  # a hostile reply the audit did not foresee, or a bug: fail closed
+                reasons = [f"could not be re-checked: {type(err).__name__}: {err}"] * len(runs)
+        return [run if reason is None or solution is None
+                else InstanceRun(None, f"solution rejected on re-check: {reason}", run.seconds)
+                for run, solution, reason in zip(runs, solutions, reasons, strict=True)]
 
     def evaluate(
         self,

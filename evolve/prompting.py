@@ -61,6 +61,7 @@ MIN_LISTED = 2
 # What an inspiration's header takes beyond its own text (markdown, labels).
 _HEADER_SLACK = 120
 NAMES = 8  # functions named for an inspiration whose code is not shown
+CACHED_VIEWS = 1024  # programs' views kept (parents and inspirations recur from prompt to prompt)
 
 
 @lru_cache(maxsize=1)
@@ -72,6 +73,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # installed package files: no stat() of the template at every prompt
     )
 
 
@@ -92,6 +94,8 @@ class PromptBuilder:
         self.archive = archive
         self._system: str | None = None
         self._limits = TimeLimits("CPU", "budget", {})
+        # Programs never change once archived: each one's view is worked out once per run.
+        self._views: dict[tuple[int, int], ProgramView] = {}
 
     def prepare(self, quick: list[Instance], train: list[Instance]) -> None:
         """Render the system message once the seed is archived (its figures are part of it)."""
@@ -104,15 +108,16 @@ class PromptBuilder:
             fixed=fixed_code(seed.code) if seed is not None else None,
         ).strip()
         self._limits = time_limits(self.problem, self.settings, [*quick, *train])
+        self._views.clear()
 
     def messages(self, mode: str, island: int, parent: Program, inspirations: list[Program], *,
                  choice: ParentChoice | None = None,
                  in_flight: Sequence[InFlight] = ()) -> list[dict[str, str]]:
         assert self._system is not None, "prepare() first"
         problem, archive = self.problem, self.archive
-        view = program_view(parent, problem, self._limits)
+        view = self._view(parent)
         best = archive.best()
-        others = [program_view(p, problem, self._limits) for p in inspirations]
+        others = [self._view(p) for p in inspirations]
         context = {
             "parent": view,
             "origin": origin_of(archive, parent),
@@ -146,6 +151,16 @@ class PromptBuilder:
             chosen = chosen[:-1]  # the estimate was short: the last inspiration goes
             user = render(chosen)
         return [{"role": "system", "content": self._system}, {"role": "user", "content": user}]
+
+    def _view(self, program: Program) -> ProgramView:
+        assert program.id is not None
+        key = (program.id, len(program.instances))  # with its results or without
+        view = self._views.get(key)
+        if view is None:
+            if len(self._views) >= CACHED_VIEWS:
+                self._views.clear()
+            view = self._views[key] = program_view(program, self.problem, self._limits)
+        return view
 
     def _fit(self, others: list[ProgramView], parent: ProgramView, text: int, code: int,
              ideas_listed: frozenset[int]) -> list[Inspiration]:

@@ -277,6 +277,21 @@ class PromptFacts(Protocol):
 
 
 @runtime_checkable
+class Audits(Protocol):
+    """Re-checks how a split's solutions came about, in a *fresh* session.
+
+    The candidate's process built them and may have kept state or replaced the sandbox
+    side's code; after a split that ended ``ok`` the engine opens a new session (a new
+    process; the verifier needs ``respond``) and calls ``audit`` once with every instance and
+    its solution (None where the run failed): one verdict per instance, None or the reason it
+    fails (``smtt_rule`` and ``jssp``: the rule, asked again at a few decisions, must make
+    the same choices).  The problem's own baselines are not audited.  ``SessionEnded`` fails
+    them all."""
+
+    def audit(self, instances: list[Instance], solutions: list[Any], session: Any) -> list[str | None]: ...
+
+
+@runtime_checkable
 class TimeBudget(Protocol):
     """A CPU-time budget per instance that ``interact`` enforces (``CandidateError``); prompts
     show each program's time against it.  ``time_budget_text`` states its rule in words."""

@@ -95,3 +95,19 @@ def test_cached_reads_hand_back_copies_and_see_later_writes(tmp_path: Path) -> N
     assert reader.best().id == c2 and reader.program(c1).code == "c1"
     reader.close()
     archive.close()
+
+
+def test_the_seed_is_found_once_written_and_a_caller_changing_it_changes_nothing(tmp_path: Path) -> None:
+    """The seed is read once it exists (every prompt asks for it) and handed out as a copy."""
+    archive = Archive(tmp_path / "a.sqlite", create=True)
+    assert archive.seed() is None  # asked before it exists: found once written
+    s = archive.add_program(_program("seed", -10.0, 0))
+    archive.add_program(_program("c1", -4.0, 1, s), Attempt(1, 0, s, "diff", "m", EVALUATED))
+    seed = archive.seed()
+    assert seed is not None and (seed.id, seed.code, seed.instances) == (s, "seed", [{"name": "a"}])
+    seed.score, seed.code = 0.0, "changed by a caller"
+    assert (archive.seed().score, archive.seed().code) == (-10.0, "seed")
+    reader = Archive(tmp_path / "a.sqlite", readonly=True)
+    assert reader.seed().id == s
+    reader.close()
+    archive.close()

@@ -388,6 +388,22 @@ def test_forking_to_exceed_memory_as_a_whole_is_a_memory_failure() -> None:
     assert (outcome.error or "").startswith("killed: memory limit 512 MiB exceeded by the candidate's processes")
 
 
+def test_every_candidate_forking_past_the_memory_limit_is_a_memory_failure_and_only_that_one() -> None:
+    """The cgroup's OOM count is read afresh after every candidate (its file is kept open and
+    read again from its start): a second OOM kill in a row is seen, and the next candidate's
+    run is not charged with either."""
+    limits = SandboxLimits(timeout_s=8.0, memory_mb=512, max_processes=8)
+    with Sandbox("sandbox_fixtures:EchoVerifier", limits, slot=17, extra_sys_path=[str(TESTS)]) as sb:
+        if not sb.facts["cgroup limits"][0]:
+            pytest.skip(f"no cgroup here ({sb.facts['cgroup limits'][1]})")
+        first, second = (sb.run(FORK_MEMORY, "f", [Instance("a", "g", {"x": 0})]) for _ in range(2))
+        after = sb.run("def f(hints):\n    return 1\n", "f", [Instance("a", "g", {"x": 0})])
+    for outcome in (first, second):
+        assert outcome.status == "memory", outcome
+        assert (outcome.error or "").startswith("killed: memory limit 512 MiB exceeded by the candidate's processes")
+    assert after.status == "ok" and after.runs[0].solution == 1, after
+
+
 def test_fork_bomb_is_held_to_max_processes_and_leaves_nothing() -> None:
     limits = SandboxLimits(timeout_s=2.0, memory_mb=512, max_processes=8)
     source = """

@@ -102,6 +102,14 @@ def _choose(priorities: Any, count: int) -> int:
     return best
 
 
+def ask(rule: Callable[..., Any], features: dict[str, Any], wanted: set[str] | tuple[str, ...], count: int) -> int:
+    """The candidate the rule dispatches (its position among the ``count`` candidates), given
+    every feature of the decision; the rule gets those it takes."""
+    if len(wanted) != len(FEATURES):
+        features = {k: v for k, v in features.items() if k in wanted}
+    return _choose(rule(**features), count)
+
+
 def build_schedule(
     rule: Callable[..., Any],
     machines: np.ndarray,
@@ -109,8 +117,13 @@ def build_schedule(
     lengths: np.ndarray,
     n_machines: int,
     scheme: str,
+    observe: Callable[[np.ndarray], None] | None = None,
 ) -> np.ndarray:
-    """Start time of every operation, shape (n_jobs, max_ops) (padding: -1)."""
+    """Start time of every operation, shape (n_jobs, max_ops) (padding: -1).
+
+    ``observe(jobs)`` (trusted replays only, ``audit.py``) is told the candidates' job
+    indices before the rule is asked about them.
+    """
     if scheme not in ("non_delay", "active"):
         raise ValueError(f"unknown scheme {scheme!r}")
     active = scheme == "active"
@@ -141,7 +154,6 @@ def build_schedule(
     machine_left = np.bincount(machines[valid], weights=durations[valid], minlength=n_machines).astype(float)
     total_left = float(machine_left.sum())
     wanted = set(accepted_features(rule))
-    every_feature = len(wanted) == len(FEATURES)
 
     nxt = np.zeros(n, dtype=np.int64)
     job_ready = np.zeros(n)
@@ -215,9 +227,9 @@ def build_schedule(
                 features["max_machine_work_left"] = float(machine_left.max())
             if "jobs_left" in wanted:
                 features["jobs_left"] = float(jobs_left)
-            if not every_feature:
-                features = {k: v for k, v in features.items() if k in wanted}
-            j = int(cand[_choose(rule(**features), cand.size)])
+            if observe is not None:
+                observe(cand)
+            j = int(cand[ask(rule, features, wanted, cand.size)])
         k_j = int(nxt[j])
         m_j = int(cur_m[j])
         s = float(est[j])

@@ -12,9 +12,10 @@ import numpy as np
 from pydantic import Field
 
 from evolve.errors import UserError
+from evolve.evaluators.jssp.audit import Replay
 from evolve.evaluators.jssp.benchmarks import by_content, test_split_benchmarks
 from evolve.evaluators.jssp.builder import build_schedule
-from evolve.evaluators.jssp.candidate_side import solve
+from evolve.evaluators.jssp.candidate_side import respond, solve
 from evolve.evaluators.jssp.check import check_schedule
 from evolve.evaluators.jssp.generator import generated_split
 from evolve.evaluators.jssp.instance_file import FileInstance, parse_instance_file
@@ -66,6 +67,7 @@ class JsspVerifier:
         self.options = read_options(JsspOptions, options)
         self.scheme = self.options.scheme
         self.references = ReferenceStore(self.problem_dir, "jssp")
+        self.replay = Replay()
         # aggregate() replaces the engine's, so it must honour objective.score itself.
         from evolve.config import load_problem_spec
 
@@ -154,6 +156,12 @@ class JsspVerifier:
     # -- solve (inside the sandbox) ------------------------------------------------------
 
     solve = staticmethod(solve)  # evaluators/jssp/candidate_side.py: all the worker imports of jssp
+    respond = staticmethod(respond)  # one decision, for the replay below (runs stay batch runs)
+
+    def audit(self, instances: list[Instance], solutions: list[Any], session: Any) -> list[str | None]:
+        """(trusted) A few decisions of each schedule asked again in a fresh session: a program
+        that built its schedules some other way fails here (``audit.py``)."""
+        return self.replay.audit(instances, solutions, session)
 
     # -- score (trusted) -------------------------------------------------------------------
 

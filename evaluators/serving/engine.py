@@ -3,7 +3,9 @@
 It runs in the trusted process; its two open choices (who is admitted, who is
 preempted) are made by a ``Decider``: ``policy.PolicyDecider`` asks the
 sandboxed policy for priorities, or computes FCFS directly for the reference.
-Decode-only stretches run in one computation (``stretch.py``).
+Decode-only stretches run in one computation (``stretch.py``); who fits into a
+step is ``admission.py``'s arithmetic; the configuration and the trace are
+``records.py``.
 
 One step (``Engine.step``), in vLLM V1's order:
 
@@ -30,12 +32,16 @@ can be admitted, decodes every running request.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
+from evolve.evaluators.serving import admission
+from evolve.evaluators.serving.admission import NONE, Room
+from evolve.evaluators.serving.records import EngineConfig, Trace
 from evolve.evaluators.serving.stretch import decode_stretch
+
+__all__ = ["DONE", "RUNNING", "WAITING", "Decider", "Engine", "EngineConfig", "EngineError", "Trace", "run_engine"]
 
 WAITING, RUNNING, DONE = 1, 2, 3
 
@@ -49,48 +55,6 @@ class EngineError(Exception):
     def __init__(self, message: str, located: bool = False) -> None:
         super().__init__(message)
         self.located = located
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    max_num_batched_tokens: int
-    max_num_seqs: int
-    kv_blocks: int
-    block_size: int
-    chunked_prefill: bool
-    b0: float  # seconds per step
-    b1: float  # seconds per prefill token
-    b2: float  # seconds per decode token
-    b3: float  # seconds per KV token read by a decode
-
-    def to_data(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @staticmethod
-    def from_data(data: dict[str, Any]) -> EngineConfig:
-        return EngineConfig(**data)
-
-
-@dataclass
-class Trace:
-    """Requests sorted by arrival (request id = position)."""
-
-    arrival: np.ndarray  # seconds, float64, non-decreasing
-    prompt: np.ndarray  # prompt tokens, int64 >= 1
-    output: np.ndarray  # true output tokens, int64 >= 1 (hidden from the policy)
-    predicted: np.ndarray  # predicted output tokens, float64 > 0
-    client: np.ndarray  # client id, int64 >= 0
-
-    def __len__(self) -> int:
-        return int(self.arrival.size)
-
-    def to_data(self) -> dict[str, np.ndarray]:
-        return {"arrival": self.arrival, "prompt": self.prompt, "output": self.output,
-                "predicted": self.predicted, "client": self.client}
-
-    @staticmethod
-    def from_data(data: dict[str, Any]) -> Trace:
-        return Trace(data["arrival"], data["prompt"], data["output"], data["predicted"], data["client"])
 
 
 class Decider(Protocol):
@@ -209,62 +173,23 @@ class Engine:
 
     # -- the admission phase ---------------------------------------------------------
 
-    def admission_room(self) -> tuple[int, int, int]:
+    def admission_room(self) -> Room:
         """(sequence slots, token budget, free blocks) left for admissions this step."""
         return (self.cfg.max_num_seqs - self.running.size, self._budget - self._plan_token_sum,
                 self.free - self._plan_block_sum)
 
     def fit_prefix(self, order: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-        """How many of ``order`` (waiting ids) the engine admits, in that order.
-
-        Returns (k, tokens, blocks): the first k are admitted with those prefill
-        tokens and blocks; admission stops at the first one that does not fit.
-        """
-        slots, budget, free = self.admission_room()
-        m = min(order.size, max(slots, 0))
-        bs = self.cfg.block_size
-        if m == 1:  # the common case at low load, in plain integers
-            need = int(self.prompt[order[0]] + self.generated[order[0]])
-            tokens = min(need, budget) if self.cfg.chunked_prefill else need
-            fits = (budget > 0 if self.cfg.chunked_prefill else need <= budget) and -(-tokens // bs) <= free
-            one = np.array([tokens], np.int64)
-            return (1, one, -(-one // bs)) if fits else (0, _EMPTY, _EMPTY)
-        cand = order[:m]
-        need = self.prompt[cand] + self.generated[cand]  # waiting requests hold no KV
-        cum = np.cumsum(need)
-        before = cum - need
-        if self.cfg.chunked_prefill:
-            tokens = np.minimum(need, budget - before)
-            fits_budget = before < budget
-        else:
-            tokens = need
-            fits_budget = cum <= budget
-        blocks = -(-np.maximum(tokens, 0) // bs)
-        fits = fits_budget & (np.cumsum(blocks) <= free)
-        k = m if fits.all() else int(np.argmin(fits))
-        return k, tokens[:k], blocks[:k]
+        """How many of ``order`` (waiting ids) the engine admits, with which chunks (``admission.py``)."""
+        return admission.fit_prefix(self.cfg, self.prompt, self.generated, order, self.admission_room())
 
     def order_matters(self, waiting: np.ndarray) -> bool:
-        """Would admitting ``waiting`` in another order admit other requests (or other chunks)?
-
-        Not when they all fit together (slots, whole prompts in the budget, KV), nor when
-        none fits alone.
-        """
-        slots, budget, free = self.admission_room()
+        """Would admitting ``waiting`` in another order admit other requests (or other chunks)?"""
         need = self.prompt[waiting] + self.generated[waiting]
-        if (waiting.size <= slots and int(need.sum()) <= budget
-                and int((-(-need // self.cfg.block_size)).sum()) <= free):
-            return False
-        return bool(self.fits_alone(waiting, budget, free).any())
+        return admission.order_matters(self.cfg, need, self.admission_room())
 
     def fits_alone(self, ids: np.ndarray, budget: int, free: int) -> np.ndarray:
         """Which of the waiting ``ids`` could be admitted first, with this budget and free KV."""
-        need = self.prompt[ids] + self.generated[ids]
-        if self.cfg.chunked_prefill:
-            tokens, fits_budget = np.minimum(need, budget), budget > 0
-        else:
-            tokens, fits_budget = need, need <= budget
-        return fits_budget & (-(-tokens // self.cfg.block_size) <= free)
+        return admission.fits_alone(self.cfg, self.prompt[ids] + self.generated[ids], budget, free)
 
     def admit(self, ids: np.ndarray, tokens: np.ndarray, blocks: np.ndarray) -> None:
         """Admit ``ids`` (validated by ``fit_prefix``) with their first prefill chunks."""
@@ -280,7 +205,7 @@ class Engine:
     def step(self, decider: Decider) -> None:
         """Run one engine iteration; ``now`` advances by its duration."""
         self._preempted_now = False
-        self._admitted = self._admit_tokens = self._admit_blocks = _EMPTY
+        self._admitted = self._admit_tokens = self._admit_blocks = NONE
         self._budget = self.cfg.max_num_batched_tokens
         if self.cfg.chunked_prefill:
             self._plan()
@@ -386,8 +311,6 @@ class Engine:
                 np.concatenate((self.generated[w], self.r_generated)),
                 np.concatenate((zeros, self.r_blocks)))
 
-
-_EMPTY = np.empty(0, np.int64)
 
 
 def run_engine(cfg: EngineConfig, trace: Trace, decider: Decider, max_steps: int,

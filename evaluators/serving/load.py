@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evolve.evaluators.serving.engine import EngineConfig, Trace
+from evolve.evaluators.serving.records import EngineConfig, Trace
 
 TIE_LOAD = 0.5  # below this offered load, policies (nearly) tie: say so
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from evolve.evaluators.serving.engine import Engine, EngineConfig, Trace
+    from evolve.evaluators.serving.engine import Engine
+    from evolve.evaluators.serving.records import EngineConfig, Trace
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from evolve.evaluators.serving.engine import EngineConfig
 from evolve.evaluators.serving.metrics import Slo
 from evolve.evaluators.serving.profiles import Profile, load_profile
+from evolve.evaluators.serving.records import EngineConfig
 from evolve.options import OptionError, VerifierOptions, read_options
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evolve.evaluators.serving.engine import EngineConfig, Trace
+from evolve.evaluators.serving.records import EngineConfig, Trace
 
 KEEP = 32  # reference runs kept per process (each holds two floats per request)
 

@@ -21,7 +21,7 @@ import numpy as np
 from evolve.errors import UserError
 from evolve.evaluators.serving import judge
 from evolve.evaluators.serving.candidate_side import ROUTER_ARRAYS, ROUTER_SCALARS, respond_route
-from evolve.evaluators.serving.engine import Engine, EngineConfig, EngineError, Trace
+from evolve.evaluators.serving.engine import Engine, EngineError
 from evolve.evaluators.serving.load import offered_load
 from evolve.evaluators.serving.metrics import (
     RequestTable,
@@ -32,6 +32,7 @@ from evolve.evaluators.serving.metrics import (
 from evolve.evaluators.serving.options import parse_options
 from evolve.evaluators.serving.picture import draw_cdfs
 from evolve.evaluators.serving.policy import Observation, PolicyDecider, PolicyError, fcfs_ask
+from evolve.evaluators.serving.records import EngineConfig, Trace
 from evolve.evaluators.serving.reference import ReferenceRun, cached, trace_key
 from evolve.evaluators.serving.session import Session, session_decide
 from evolve.evaluators.serving.stretch import decode_stretch

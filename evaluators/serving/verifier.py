@@ -21,7 +21,7 @@ import numpy as np
 from evolve.errors import UserError
 from evolve.evaluators.serving import judge
 from evolve.evaluators.serving.candidate_side import respond_priority
-from evolve.evaluators.serving.engine import EngineConfig, EngineError, Trace, run_engine
+from evolve.evaluators.serving.engine import EngineError, run_engine
 from evolve.evaluators.serving.load import TIE_LOAD, offered_load
 from evolve.evaluators.serving.metrics import (
     RequestTable,
@@ -38,6 +38,7 @@ from evolve.evaluators.serving.policy import (
     fcfs_ask,
     policy_ask,
 )
+from evolve.evaluators.serving.records import EngineConfig, Trace
 from evolve.evaluators.serving.reference import ReferenceRun, cached, trace_key
 from evolve.evaluators.serving.session import Session, session_decide
 from evolve.evaluators.serving.traces import read_trace

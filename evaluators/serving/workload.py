@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evolve.evaluators.serving.engine import EngineConfig, Trace
 from evolve.evaluators.serving.load import capacity
+from evolve.evaluators.serving.records import EngineConfig, Trace
 
 PROMPT_CLIP = (16, 8192)
 OUTPUT_CLIP = (1, 2048)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from evolve.evaluators.smtt.dispatch import dispatch
+from evolve.evaluators.smtt.dispatch import choices_at, dispatch
 
 
 def plain(result: Any) -> Any:
@@ -46,7 +46,12 @@ def respond_schedule(heuristic: Callable[..., Any], payload: dict[str, np.ndarra
 
 
 def respond_rule(heuristic: Callable[..., Any], payload: dict[str, np.ndarray]) -> Any:
-    """``smtt_rule``: the candidate's ``priority`` only ranks; the dispatcher builds the sequence."""
+    """``smtt_rule``: the candidate's ``priority`` only ranks; the dispatcher builds the sequence.
+
+    A payload with ``states`` is one round of the trusted replay (``audit.py``, in a fresh
+    process): the rule's choice at each, as positions among the unscheduled jobs."""
+    if "states" in payload:
+        return np.asarray(choices_at(heuristic, payload["states"]), dtype=np.int64)
     return wire(dispatch(heuristic, payload["p"], payload["d"]))
 
 

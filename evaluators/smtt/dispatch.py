@@ -10,7 +10,8 @@ keyword: only those its signature names, or all of them with ``**kwargs``.
 It returns one number per job, or a tuple of such arrays compared
 lexicographically (``return np.maximum(d, t + p), d, p`` is MDD with ties by
 due date, then processing time); remaining ties go to the job first in input
-order.  NaN is an error; infinities order as usual.
+order.  NaN is an error; infinities order as usual.  ``p`` and ``d`` are read-only views of
+the dispatcher's table (changed in place, they would carry state into later calls).
 """
 
 from __future__ import annotations
@@ -114,6 +115,11 @@ class _Extremes:
         del self.values[bisect.bisect_left(self.values, value)]
 
 
+def integral(due: np.ndarray) -> bool:
+    """Whether due dates are integers whose sums float64 holds exactly (d_mean from an int sum)."""
+    return bool(np.all(due == np.round(due))) and float(np.abs(due).sum()) < 2.0 ** 53
+
+
 def dispatch(rule: Callable[..., Any], p: np.ndarray, d: np.ndarray) -> list[int]:
     """The sequence the rule builds: n decisions, each over the unscheduled jobs."""
     n = len(p)
@@ -122,10 +128,11 @@ def dispatch(rule: Callable[..., Any], p: np.ndarray, d: np.ndarray) -> list[int
     due = np.asarray(d, dtype=np.float64)
     # Rows: job index, p, d of the unscheduled jobs in input order; one deletion per step.
     table = np.stack([np.arange(n, dtype=np.float64), work.astype(np.float64), due])
+    table.flags.writeable = False  # the rule gets views of it: an in-place change would outlive the call
     t, remaining = 0, int(work.sum())
     # Means from running sums: exact for integers below 2**53, so equal to np.mean's (its
     # partial sums are exact too); due dates that are not such integers use np.mean.
-    integral_due = bool(np.all(due == np.round(due))) and float(np.abs(due).sum()) < 2.0 ** 53
+    integral_due = integral(due)
     due_left = int(due.sum()) if integral_due else 0
     p_range = _Extremes(table[1]) if wanted & {"p_max", "p_min"} else None
     d_range = _Extremes(table[2]) if wanted & {"d_max", "d_min"} else None
@@ -171,4 +178,48 @@ def dispatch(rule: Callable[..., Any], p: np.ndarray, d: np.ndarray) -> list[int
         if d_range is not None:
             d_range.remove(float(due[job]))
         table = np.concatenate((table[:, :k], table[:, k + 1:]), axis=1)
+        table.flags.writeable = False
     return sequence
+
+
+def inputs_at(wanted: set[str], p: np.ndarray, d: np.ndarray, t: int, n: int, integral_due: bool) -> dict[str, Any]:
+    """The inputs ``dispatch`` passes the rule at a state, computed from the state alone.
+
+    ``p`` (int64) and ``d`` (float64) are the unscheduled jobs in input order, ``t`` the
+    scheduled jobs' total processing time, ``integral_due`` whether ``dispatch`` took the
+    whole instance's due dates as exact integers.  The values are the same floats dispatch
+    computes incrementally (a test checks every step), so a rule that is a function of its
+    inputs makes the same choice here as it made there.
+    """
+    m = len(p)
+    remaining = int(p.sum())
+    pf = p.astype(np.float64)
+    pf.flags.writeable = d.flags.writeable = False  # as dispatch's
+    every = {
+        "p": lambda: pf,
+        "d": lambda: d,
+        "t": lambda: float(t),
+        "remaining_work": lambda: float(remaining),
+        "jobs_left": lambda: float(m),
+        "n": lambda: float(n),
+        "p_mean": lambda: remaining / m,
+        "d_mean": lambda: int(d.sum()) / m if integral_due else float(np.mean(d)),
+        "p_min": lambda: float(pf.min()),
+        "p_max": lambda: float(pf.max()),
+        "d_min": lambda: float(d.min()),
+        "d_max": lambda: float(d.max()),
+    }
+    return {name: every[name]() for name in RULE_INPUTS if name in wanted}
+
+
+def choices_at(rule: Callable[..., Any], states: list[dict[str, Any]]) -> list[int]:
+    """Sandbox side of the trusted replay (``audit.py``): the rule's choice (a position among
+    the unscheduled jobs) at each state, each asked as ``dispatch`` would have asked it there."""
+    wanted = set(accepted_inputs(rule))
+    out = []
+    for state in states:
+        p = np.asarray(state["p"], dtype=np.int64)
+        inputs = inputs_at(wanted, p, np.array(state["d"], dtype=np.float64), int(state["t"]), int(state["n"]),
+                           bool(state["integral_due"]))
+        out.append(choose(rule(**inputs), len(p)))
+    return out

@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from evolve.errors import UserError
+from evolve.evaluators.smtt.audit import Replay
 from evolve.evaluators.smtt.candidate_side import (
     respond_rule,
     respond_schedule,
@@ -199,3 +200,12 @@ class SmttRuleVerifier(SmttVerifier):
     train = RULE_TRAIN_REPLICATES  # more instances at n >= 100 (generator.py says why)
     time_budget_note = ("The verifier's dispatcher runs in that process and counts too: the rule is "
                         "called once per job, so the budget leaves it about 2 ms per call.")
+
+    def __init__(self, problem_dir: Path, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(problem_dir, options)
+        self.replay = Replay(cpu_budget_s)
+
+    def audit(self, instances: list[Instance], solutions: list[Any], session: Any) -> list[str | None]:
+        """(trusted) A few decisions of each instance asked again in a fresh session: a rule
+        that kept state or replaced the dispatcher fails here (``audit.py``)."""
+        return self.replay.audit(instances, solutions, session)

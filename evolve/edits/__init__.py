@@ -34,7 +34,8 @@ from evolve.edits.blocks import (
     normalize_code,
 )
 from evolve.edits.code import has_markers, merge_definitions, splice_program
-from evolve.edits.diff import apply_pairs, parse_diff, parse_unified
+from evolve.edits.diff import apply_pairs
+from evolve.edits.diff_parse import parse_diff, parse_unified
 from evolve.edits.reply import normalise_newlines, python_blocks, split_thinking
 
 __all__ = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
+from functools import lru_cache
 
 START_MARKER = "# EVOLVE-BLOCK-START"
 END_MARKER = "# EVOLVE-BLOCK-END"
@@ -46,6 +47,14 @@ def evolve_blocks(code: str) -> list[tuple[int, int]]:
     program without markers has no blocks (an empty list); unbalanced or
     nested markers raise :class:`EditError`.
     """
+    return list(_blocks(code))
+
+
+@lru_cache(maxsize=64)
+def _blocks(code: str) -> tuple[tuple[int, int], ...]:
+    """:func:`evolve_blocks`, kept for the codes in hand: an iteration asks for the blocks of its
+    parent and its child a dozen times (edit, checks, features, prompt); a code whose markers
+    are wrong raises every time (an exception is never kept)."""
     blocks: list[tuple[int, int]] = []
     open_at: int | None = None
     for i, line in enumerate(code.split("\n")):
@@ -72,7 +81,7 @@ def evolve_blocks(code: str) -> list[tuple[int, int]]:
             f"the EVOLVE-BLOCK opened at line {open_at} is never closed; "
             f"add '{END_MARKER}' after its last line"
         )
-    return blocks
+    return tuple(blocks)
 
 
 def describe_blocks(blocks: list[tuple[int, int]]) -> str:
@@ -111,7 +120,7 @@ def normalize_code(code: str) -> str:
     non-comment lines.
     """
     try:
-        return ast.unparse(ast.parse(code))
+        return ast.unparse(_parsed(code))
     except (SyntaxError, ValueError):
         kept = (line.strip() for line in code.splitlines())
         return "\n".join(s for s in kept if s and not s.startswith("#"))
@@ -126,10 +135,18 @@ def code_hash(code: str) -> str:
 # the child
 
 
+@lru_cache(maxsize=16)
+def _parsed(code: str) -> ast.Module:
+    """``ast.parse(code)``, kept for the few codes in hand: a child is checked after its edit
+    is applied, checked again as a child, then hashed (one parse instead of three). The tree
+    is only read (``ast.unparse`` does not change it); a code that does not parse is not kept."""
+    return ast.parse(code)
+
+
 def syntax_error(code: str) -> str | None:
     """Why ``code`` does not parse, naming the line; None if it does."""
     try:
-        ast.parse(code)
+        _parsed(code)
     except SyntaxError as e:
         lines = code.split("\n")
         where = ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 # (opening, closing) tag patterns, case-insensitive.
 _THINK_PAIRS = [
@@ -41,8 +42,10 @@ def normalise_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+@lru_cache(maxsize=64)
 def split_thinking(text: str) -> Reply:
-    """Separate the thinking sections from the answer."""
+    """Separate the thinking sections from the answer (kept for the replies in hand: the edit
+    reads one, then the prompts its idea line)."""
     text = normalise_newlines(text)
     thoughts: list[str] = []
     for opening, closing in _THINK_PAIRS:

@@ -32,6 +32,7 @@ class CandidateCgroup:
     dirs: list[str]  # one per hierarchy (v1: memory, pids; v2: one)
     fds: list[int] = field(default_factory=list)  # kept open: usable after the view hides /sys
     _kills: int = 0
+    _events: int = -1  # the OOM count's file, kept open and read again from its start
 
     def join(self) -> None:
         """Called by the child (still privileged): itself and all it starts are counted here."""
@@ -41,10 +42,10 @@ class CandidateCgroup:
     def oom_kills(self) -> int:
         """OOM kills inside this cgroup since the last call."""
         try:
-            if self.version == 2:
-                text = _read_at(self.fds[0], "memory.events")
-            else:
-                text = _read_at(self.fds[0], "memory.oom_control")
+            if self._events < 0:
+                name = "memory.events" if self.version == 2 else "memory.oom_control"
+                self._events = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.fds[0])
+            text = os.pread(self._events, 1 << 16, 0).decode()  # a cgroup file is made afresh at offset 0
             total = next((int(line.split()[1]) for line in text.splitlines()
                           if line.startswith("oom_kill ")), 0)
         except (OSError, ValueError, IndexError, StopIteration):
@@ -53,10 +54,10 @@ class CandidateCgroup:
         return new
 
     def remove(self) -> None:
-        for fd in self.fds:
+        for fd in [*self.fds, self._events]:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self.fds = []
+        self.fds, self._events = [], -1
         for d in self.dirs:
             with contextlib.suppress(OSError):
                 os.rmdir(d)

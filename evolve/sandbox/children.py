@@ -33,7 +33,13 @@ class Child:
     workdir: str
     out_path: str
     sets_version: int
+    out_fd: int  # the zygote's own read-only fd of out_path, for the reply's output tail
     reaped: bool = False  # supervise waited for its exit
+
+    def close(self) -> None:
+        self.sock.close()
+        with contextlib.suppress(OSError):
+            os.close(self.out_fd)
 
 
 
@@ -122,7 +128,9 @@ class ChildKeeper:
         os.close(out_fd)
         with contextlib.suppress(OSError):  # also done by the child; whoever is first wins
             os.setpgid(pid, pid)
-        return Child(pid, zsock, workdir, out_path, self.sets_version)
+        # Opened after the fork, so the child never holds it (it holds only fds 0-3 anyway).
+        read_fd = os.open(out_path, os.O_RDONLY | os.O_CLOEXEC)
+        return Child(pid, zsock, workdir, out_path, self.sets_version, read_fd)
 
     def _spec(self, workdir: str, out_fd: int, channel_fd: int) -> ChildSpec:
         return ChildSpec(
@@ -185,7 +193,7 @@ class ChildKeeper:
     def _report(self, child: Child) -> dict[str, Any]:
         """What the reply needs from the ended child; the rest of its clean-up comes after."""
         oom_kills = self.cgroup.oom_kills() if self.cgroup is not None else 0
-        return {"stderr_tail": tail(child.out_path), "oom_kills": oom_kills}
+        return {"stderr_tail": tail(child.out_fd), "oom_kills": oom_kills}
 
     def finish_clean_up(self) -> None:
         """After the reply: kill what the last child left, remove its files, scrub the shared dirs."""
@@ -194,6 +202,7 @@ class ChildKeeper:
             return
         if not child.reaped:  # its output was complete: it ends now, after the reply
             reap(child.pid)
+        child.close()
         spare, forker = self.spare, self.forker
         keep = {c.pid for c in (spare, forker) if c is not None}
         escaped = isolation.sweep(child.pid, self.uid, keep=keep)
@@ -221,7 +230,7 @@ class ChildKeeper:
     def _discard(self, child: Child, reaped: bool = False) -> None:
         """End a spare that never received work (it ran only our code); ``reaped``: it is
         gone already, and its pid may be another process's now."""
-        child.sock.close()
+        child.close()
         if not reaped:
             oslevel.kill_quietly(child.pid, group=True)
             oslevel.kill_quietly(child.pid)

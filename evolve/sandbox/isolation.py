@@ -157,6 +157,7 @@ def scrub_shared(private_dirs: tuple[str, ...], keep: str, uid: int | None) -> b
                         _remove_entry(entry)
         if any(_ipc_in_use(kind) for kind in ("shm", "sem", "msg")):
             oslevel.unshare(oslevel.CLONE_NEWIPC)  # the old namespace dies with its objects
+            _forget_ipc_files()  # they show the namespace they were opened in
             return True
     elif uid is not None:  # the host's dirs and IPC: only what the candidate uid owns
         for d in shared_dirs():
@@ -243,11 +244,26 @@ def shared_dirs() -> list[str]:
     return dirs
 
 
+# /proc/sysvipc/{shm,sem,msg} of our IPC namespace, kept open: read again from offset 0 after
+# every candidate, each is made afresh (three opens fewer per candidate).
+_ipc_files: dict[str, int] = {}
+
+
 def _ipc_in_use(kind: str) -> bool:
     try:
-        return len(oslevel.read_proc(f"sysvipc/{kind}").splitlines()) > 1  # a header, then one line each
+        fd = _ipc_files.get(kind)
+        if fd is None:
+            fd = _ipc_files[kind] = oslevel.open_proc(f"sysvipc/{kind}")
+        return len(os.pread(fd, 1 << 20, 0).splitlines()) > 1  # a header, then one line each
     except OSError:
         return False
+
+
+def _forget_ipc_files() -> None:
+    for fd in _ipc_files.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _ipc_files.clear()
 
 
 def _remove_ipc_of(uid: int) -> None:

@@ -134,6 +134,13 @@ def read_proc(relative: str) -> str:
         os.close(fd)
 
 
+def open_proc(relative: str) -> int:
+    """A read-only fd of ``/proc/<relative>`` (through the kept fd, or the path before keep_proc)."""
+    if _proc_fd < 0:
+        return os.open(f"/proc/{relative}", os.O_RDONLY | os.O_CLOEXEC)
+    return os.open(relative, os.O_RDONLY | os.O_CLOEXEC, dir_fd=_proc_fd)
+
+
 def write_proc(relative: str, text: str) -> None:
     if _proc_fd < 0:
         with open(f"/proc/{relative}", "w") as f:
@@ -243,11 +250,22 @@ def make_non_dumpable() -> bool:
     return True
 
 
+# This process's /proc/thread-self/children, kept open (the zygote reads it after every
+# candidate); keyed by pid and /proc fd, so a fork or a new /proc opens it afresh.
+_children_file: tuple[int, int, int] | None = None  # (pid, _proc_fd, fd)
+
+
 def children_of_self() -> list[int]:
     """Pids of this (single-threaded) process's live children."""
+    global _children_file
     me = os.getpid()
     try:
-        return [int(p) for p in read_proc("thread-self/children").split()]
+        if _children_file is None or _children_file[:2] != (me, _proc_fd):
+            if _children_file is not None and _children_file[0] == me:
+                with contextlib.suppress(OSError):
+                    os.close(_children_file[2])
+            _children_file = (me, _proc_fd, open_proc("thread-self/children"))
+        return [int(p) for p in os.pread(_children_file[2], 1 << 20, 0).split()]  # made afresh at offset 0
     except OSError:
         pass
     kids = []  # kernel without CONFIG_PROC_CHILDREN: scan /proc

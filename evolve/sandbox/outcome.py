@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 from typing import Any
 
@@ -17,6 +18,21 @@ from evolve.sandbox.types import InstanceRun, SandboxLimits, SandboxOutcome
 MAX_ERROR_CHARS = 1000
 TAIL_CHARS = 2048
 MEMORY_SIGN = 0.9  # a peak this close to the limit means the limit was hit
+
+
+# Control characters (but tab and newline) and bidirectional overrides: candidate text reaches
+# terminals (an ESC sequence could clear the screen and print a fake result) and pages.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written out (ESC as ``\\x1b``)."""
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def one_line(text: Any) -> str:
+    """Candidate text as one printable line of at most MAX_ERROR_CHARS."""
+    return printable(" ".join(str(text).split()))[:MAX_ERROR_CHARS]
 
 
 def _no_constants(name: str) -> Any:
@@ -52,7 +68,7 @@ def parse_lines(blob: bytes, count: int) -> tuple[bool, list[InstanceRun], dict[
 def _instance_run(obj: dict[str, Any]) -> InstanceRun:
     error = obj.get("error")
     if error is not None:
-        error = " ".join(str(error).split())[:MAX_ERROR_CHARS] or "error"
+        error = one_line(error) or "error"
     seconds = obj.get("seconds")
     ok_seconds = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
     seconds = float(seconds) if ok_seconds and math.isfinite(seconds) and seconds >= 0 else 0.0
@@ -92,7 +108,7 @@ def classify(
 ) -> SandboxOutcome:
     """Status and one-line reason.  ``done``: the child got through all its work."""
     runs = runs if runs is not None else []
-    tail = str(facts.get("stderr_tail") or "")[-TAIL_CHARS:]
+    tail = printable(str(facts.get("stderr_tail") or "")[-TAIL_CHARS:])
     wall = float(facts.get("wall") or 0.0)
     mem_kb = limits.memory_mb * 1024
     killed, sig, code = facts.get("killed"), facts.get("signal"), facts.get("exit_code")
@@ -113,12 +129,12 @@ def classify(
     if killed == "output":
         return out("crash", f"killed: output limit {limits.max_output_mb} MiB exceeded {where}")
     if fatal is not None:
-        kind, message = fatal.get("fatal"), " ".join(str(fatal.get("message")).split())
+        kind, message = fatal.get("fatal"), one_line(fatal.get("message"))
         if kind == "error":
-            return out("error", message[:MAX_ERROR_CHARS])
+            return out("error", message)
         if kind == "memory":
             return out("memory", f"memory limit {limits.memory_mb} MiB exceeded (MemoryError) {where}")
-        return out("crash", message[:MAX_ERROR_CHARS])
+        return out("crash", message)
     if killed == "ended":  # a session closed by the controller
         return out("ok", None)
     if killed == "hangup":

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from evolve.sandbox import channel
 from evolve.sandbox.frames import WorkerLost
-from evolve.sandbox.outcome import MAX_ERROR_CHARS, classify
+from evolve.sandbox.outcome import MAX_ERROR_CHARS, classify, one_line
 from evolve.sandbox.types import SandboxError, SandboxLimits, SandboxOutcome
 
 if TYPE_CHECKING:
@@ -80,6 +80,7 @@ class SandboxSession:
         self._loaded = False
         self._in_call = False
         self._clock = 0
+        self._reply_end_ns: int | None = None  # the child's CPU clock when the last reply was in
         self._deadline = 0.0
         self._started = False
         self._budget = 0
@@ -129,7 +130,9 @@ class SandboxSession:
         seq = self.calls
         self._in_call = True
         try:
-            cpu0 = self._cpu_ns()
+            # From the end of the last reply: a child is idle between calls, but a timer's
+            # signal handler runs while it waits, and its work must count somewhere.
+            cpu0 = self._cpu_ns() if self._reply_end_ns is None else self._reply_end_ns
             start = time.perf_counter()
             try:
                 channel.send(self._sock.fileno(), channel.PAYLOAD, seq, b"", data)
@@ -137,7 +140,8 @@ class SandboxSession:
                 raise _Ended(None) from None
             reply = self._read_reply(seq)
             wall = time.perf_counter() - start
-            cpu = max(0, self._cpu_ns() - cpu0) / 1e9
+            self._reply_end_ns = self._cpu_ns()
+            cpu = max(0, self._reply_end_ns - cpu0) / 1e9
         except _Ended as end:
             self._finish(end.why, end.fatal)
             assert self.outcome is not None
@@ -339,7 +343,7 @@ def _decode(kind: int, meta: bytes, blob: bytearray) -> tuple[Any, str | None]:
             return json.loads(blob, parse_constant=_reject_constant), None
         if kind == channel.ERROR:
             error = json.loads(meta, parse_constant=_reject_constant)["error"]
-            return None, " ".join(str(error).split())[:MAX_ERROR_CHARS] or "error"
+            return None, one_line(error) or "error"
         if kind == channel.ARRAY:
             return _array(json.loads(meta, parse_constant=_reject_constant), blob), None
     except (ValueError, TypeError, KeyError, RecursionError, UnicodeDecodeError):

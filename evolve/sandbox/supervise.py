@@ -142,12 +142,11 @@ def vm_kb(pid: int | str, field: str) -> int | None:
     return None
 
 
-def tail(path: str) -> str:
-    """The last ``TAIL_BYTES`` of the candidate's stdout+stderr file."""
+def tail(fd: int) -> str:
+    """The last ``TAIL_BYTES`` of the candidate's stdout+stderr file, read through the zygote's
+    own fd of it (opened while the child was a spare: no open on the way to the reply)."""
     try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - TAIL_BYTES))
-            return f.read().decode("utf-8", "replace")
+        size = os.fstat(fd).st_size
+        return os.pread(fd, TAIL_BYTES, max(0, size - TAIL_BYTES)).decode("utf-8", "replace")
     except OSError:
         return ""

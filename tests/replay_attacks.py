@@ -1,0 +1,35 @@
+"""Shared by the replay attack tests (smtt_rule, jssp): an attack must pay, then be refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from evolve.config import RunSettings
+from evolve.evaluation import Evaluator
+from evolve.problem import load_problem
+from evolve.verifier import Instance
+
+
+def problem_evaluator(name: str) -> Iterator[Evaluator]:
+    problem = load_problem(name)
+    with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as ev:
+        yield ev
+
+
+def assert_pays_then_refused(evaluator: Evaluator, attack: str, honest: str, instances: list[Instance],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the audit the attack beats the honest rule (the control: it is worth stopping);
+    with it the evaluation fails, each failed instance named as asked again."""
+    fair = evaluator.run_split(honest, instances, "quick")
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluator.problem.verifier, "audit", None)
+        paid = evaluator.run_split(attack, instances, "quick")
+    assert fair.ok and paid.ok, paid.feedback
+    assert paid.score is not None and fair.score is not None and paid.score > fair.score
+    caught = evaluator.run_split(attack, instances, "quick")
+    assert not caught.ok and caught.score is None
+    # Caught where its choices are not the rule's (elsewhere an attack may match the honest rule).
+    flagged = [r.error or "" for r in caught.instances if not r.feasible]
+    assert flagged and all("asked again in a fresh process" in e for e in flagged), caught.feedback

@@ -1,0 +1,52 @@
+"""A candidate's text reaches the researcher's browser as text, never as markup.
+
+Program code, its error and its printout are the candidate's own words, and the report
+(``evolve report``) shows all three.  A program written to inject a script into that page
+(in a comment of the best program, in an exception message, on stderr) must appear escaped;
+a control checks the words did reach the page.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+INJECTED = ("<script>document.title='pwned-code'</script>", "<img src=x onerror=alert('pwned-error')>",
+            "<script>alert('pwned-print')</script>")
+SEED_BLOCK = re.compile(r"# EVOLVE-BLOCK-START\n.*?# EVOLVE-BLOCK-END", re.S)
+
+
+def reply(seed: str, block: str) -> str:
+    return "```python\n" + SEED_BLOCK.sub(lambda _m: "# EVOLVE-BLOCK-START\n" + block + "# EVOLVE-BLOCK-END", seed) + "```\n"
+
+
+def test_code_errors_and_printouts_are_escaped_in_the_report(tmp_path: Path) -> None:
+    problem = tmp_path / "toy_problem"
+    shutil.copytree(TESTS / "toy_problem", problem, ignore=shutil.ignore_patterns("__pycache__"))
+    seed = (problem / "seed.py").read_text()
+    blocks = [
+        f"def priority(x):\n    print({INJECTED[2]!r})\n    raise RuntimeError({INJECTED[1]!r})\n",
+        f"# {INJECTED[0]}\ndef priority(x):\n    return -x * 1.0\n",  # better than the seed: the best
+    ]
+    replies = tmp_path / "replies.jsonl"
+    replies.write_text("".join(json.dumps({"iteration": k, "model": "replayed", "text": reply(seed, b),
+                                           "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}) + "\n"
+                               for k, b in enumerate(blocks, start=1)))
+    run, page_path = tmp_path / "run", tmp_path / "report.html"
+    cli = [sys.executable, "-m", "evolve.cli"]
+    made = subprocess.run([*cli, "run", str(problem), "--llm", f"replay:{replies}", "--edit-mode", "rewrite",
+                           "--iterations", "2", "--out", str(run)], capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    built = subprocess.run([*cli, "report", str(run), "-o", str(page_path)], capture_output=True, text=True,
+                           timeout=300)
+    assert built.returncode == 0, built.stderr
+    page = page_path.read_text()
+    for text in INJECTED:
+        assert text not in page
+    for word in ("pwned-code", "pwned-error"):  # the control: the candidate's words are on the page
+        assert word in page, word

@@ -1,0 +1,154 @@
+"""Attacks on jssp's promise that a program is a priority rule, and the replay that stops them.
+
+The schedule builder runs in the candidate's process: a program can replace it (randomised
+restarts of MWKR, keeping the best schedule) or keep state, and what comes back is still a
+valid schedule of the scheme's class, which ``check_schedule`` accepts.  The engine's audit
+(``evaluators/jssp/audit.py``) rebuilds each schedule's decisions on the trusted side and asks
+the rule again in a fresh process.  Each attack is shown to pay without the audit and to fail
+with it; honest rules and the shipped baselines pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from replay_attacks import assert_pays_then_refused, problem_evaluator
+
+from evolve.evaluation import Evaluator
+from evolve.evaluators.jssp.audit import decisions
+from evolve.evaluators.jssp.builder import FEATURES, ask, build_schedule
+from evolve.evaluators.jssp.generator import taillard_like
+from evolve.problem import load_problem
+from evolve.verifier import Instance
+
+# The best of 25 noisy MWKR schedules, built by replacing the builder at import.
+OWN_BUILDER = '''
+import sys
+
+import numpy as np
+
+_side = sys.modules["evolve.evaluators.jssp.candidate_side"]
+_build = _side.build_schedule
+
+
+def _restarts(rule, machines, durations, lengths, n_machines, scheme):
+    rng = np.random.default_rng(0)
+    best, best_makespan = None, None
+    for k in range(25):
+        noise = 0.0 if k == 0 else 0.3
+        start = _build(lambda job_work_left, **_: job_work_left * (1 + noise * rng.random(job_work_left.shape)),
+                       machines, durations, lengths, n_machines, scheme)
+        makespan = np.where(start >= 0, start + durations, 0).max()
+        if best is None or makespan < best_makespan:
+            best, best_makespan = start, makespan
+    return best
+
+
+_side.build_schedule = _restarts
+
+
+def priority(job_work_left, **_):
+    return job_work_left
+'''
+
+# The same restarts planned at the rule's first call of each instance, with the instance
+# read from the builder's frame; later calls dispatch what the plan starts first.
+KEEPS_STATE = '''
+import sys
+
+import numpy as np
+
+_plan = {}
+
+
+def priority(op_index, **_):
+    frame = sys._getframe(1)
+    while "cand" not in frame.f_locals:
+        frame = frame.f_back
+    here = frame.f_locals
+    if _plan.get("machines") is not here["machines"]:
+        build = sys.modules["evolve.evaluators.jssp.builder"].build_schedule
+        rng = np.random.default_rng(0)
+        best = None
+        for k in range(25):
+            noise = 0.0 if k == 0 else 0.3
+            start = build(lambda job_work_left, **_: job_work_left * (1 + noise * rng.random(job_work_left.shape)),
+                          here["machines"], here["durations"], here["lengths"], here["n_machines"], here["scheme"])
+            makespan = np.where(start >= 0, start + here["durations"], 0).max()
+            if best is None or makespan < best[0]:
+                best = (makespan, start)
+        _plan.update(machines=here["machines"], start=best[1])
+    return -_plan["start"][here["cand"], op_index.astype(int)]
+'''
+
+MWKR = "def priority(job_work_left, **_):\n    return job_work_left\n"
+
+
+@pytest.fixture(scope="module")
+def evaluator() -> Iterator[Evaluator]:
+    yield from problem_evaluator("jssp")
+
+
+@pytest.fixture(scope="module")
+def instances() -> list[Instance]:
+    """quick, and train's instances up to 15x15 (where restarts leave MWKR's choice often)."""
+    problem = load_problem("jssp")
+    small = [i for i in problem.instances("train") if int(i.group.split("/")[1].split("x")[0]) <= 15]
+    return problem.instances("quick") + small[:12]
+
+
+@pytest.mark.parametrize("attack", [OWN_BUILDER, KEEPS_STATE], ids=["own_builder", "keeps_state"])
+def test_restarts_passed_off_as_a_rule_would_pay_and_are_refused(
+        attack: str, evaluator: Evaluator, instances: list[Instance], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert_pays_then_refused(evaluator, attack, MWKR, instances, monkeypatch)
+
+
+@pytest.mark.parametrize("name", ["mwkr", "spt", "fdd_mwkr", "random"])
+def test_the_shipped_rules_pass_the_replay_as_candidates(name: str, evaluator: Evaluator,
+                                                         instances: list[Instance]) -> None:
+    """Not as baselines (exempt): as candidates, one comment line added.  The random baseline
+    seeds itself from the decision, so it is a function of its features too."""
+    source = evaluator.problem.baselines[name].read_text() + "\n# a candidate now\n"
+    evaluation = evaluator.run_split(source, instances, "quick")
+    assert evaluation.ok, evaluation.feedback
+
+
+def test_a_rule_that_draws_fresh_random_numbers_is_refused(evaluator: Evaluator, instances: list[Instance]) -> None:
+    source = "import numpy as np\n\ndef priority(proc_time, **_):\n    return np.random.random(len(proc_time))\n"
+    evaluation = evaluator.run_split(source, instances, "quick")
+    assert not evaluation.ok and "asked again in a fresh process" in evaluation.feedback
+
+
+RULES = {
+    "mwkr": lambda job_work_left, **_: job_work_left,
+    "spt": lambda proc_time: -proc_time,
+    "mixed": lambda proc_time, next_machine_work_left, machine_ready, op_index, jobs_left, **_:
+        next_machine_work_left / (1 + proc_time) - 0.1 * machine_ready + op_index * jobs_left,
+    "one_number": lambda now: 1.0,
+}
+
+
+@pytest.mark.parametrize("scheme", ["non_delay", "active"])
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_every_schedule_the_builder_makes_is_rebuilt_with_the_rules_own_decisions(scheme: str, rule: str) -> None:
+    """The trusted rebuild follows the schedule exactly and records, at every decision, the
+    features the rule was given and the candidate it chose."""
+    fn = RULES[rule]
+    for k, (n, m) in enumerate([(3, 3), (6, 6), (10, 5), (15, 15)]):
+        shop = taillard_like(f"t{k}", n, m, 100 + k)
+        start = build_schedule(fn, shop.machines, shop.durations, shop.lengths, shop.n_machines, scheme)
+        made = decisions(shop, start.astype(np.int64), scheme)
+        assert made is not None
+        for features, chosen in made:
+            assert set(features) == set(FEATURES)
+            assert ask(fn, features, set(RULES[rule].__code__.co_varnames) if rule != "mwkr" else FEATURES,
+                       len(features["proc_time"])) == chosen
+
+
+def test_a_schedule_the_scheme_does_not_build_is_not_rebuilt() -> None:
+    shop = taillard_like("t", 6, 6, 7)
+    start = build_schedule(RULES["mwkr"], shop.machines, shop.durations, shop.lengths, shop.n_machines, "non_delay")
+    late = start.astype(np.int64) + 1  # every start one later: not what the builder makes
+    assert decisions(shop, late, "non_delay") is None

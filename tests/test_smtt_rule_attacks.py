@@ -1,0 +1,203 @@
+"""Attacks on smtt_rule's promise that a program is a dispatching rule, and the replay that stops them.
+
+The dispatcher runs in the candidate's process, so a program can plan a whole sequence by
+local search at its first call and then hand out ranks, or replace the dispatcher; either way
+a permutation comes back, and its gap (below every published rule's) would be read as a
+rule's.  The engine's audit (``evaluators/smtt/audit.py``) asks the rule again in a fresh
+process at a few decisions of each instance.  Each attack is shown to pay without the audit
+(so the tests cannot pass by the attack being harmless) and to fail with it; honest rules
+and the shipped baselines pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from replay_attacks import assert_pays_then_refused, problem_evaluator
+
+from evolve.evaluation import Evaluator
+from evolve.evaluators.smtt.audit import Replay
+from evolve.evaluators.smtt.dispatch import RULE_INPUTS, choices_at, dispatch, inputs_at, integral
+from evolve.evaluators.smtt.generator import generate
+from evolve.problem import load_problem
+from evolve.verifier import Instance, Reference
+
+# A local search (the best of three rules' sequences, then adjacent interchanges to a local
+# optimum) planned at the first call; later calls return the plan's next job.
+PLANNER = '''
+import numpy as np
+
+
+def _dispatch(p, d, key):
+    left, t, seq = np.ones(len(p), bool), 0.0, []
+    for _ in range(len(p)):
+        idx = np.flatnonzero(left)
+        j = int(idx[np.argmin(key(p[idx], d[idx], t))])
+        seq.append(j)
+        left[j] = False
+        t += p[j]
+    return seq
+
+
+def _interchange(p, d, seq):
+    for _ in range(100):
+        moved, c = False, 0.0
+        for i in range(len(seq) - 1):
+            a, b = seq[i], seq[i + 1]
+            if max(c + p[b] - d[b], 0) + max(c + p[a] + p[b] - d[a], 0) < \\
+                    max(c + p[a] - d[a], 0) + max(c + p[a] + p[b] - d[b], 0):
+                seq[i], seq[i + 1], moved = b, a, True
+            c += p[seq[i]]
+        if not moved:
+            return seq
+    return seq
+
+
+def plan(p, d):
+    best = None
+    for key in (lambda p, d, t: np.maximum(d, t + p), lambda p, d, t: d,
+                lambda p, d, t: -np.exp(-np.maximum(d - p - t, 0) / (2 * p.mean())) / p):
+        seq = _interchange(p, d, _dispatch(p, d, key))
+        cost = np.maximum(np.cumsum(p[seq]) - d[seq], 0).sum()
+        if best is None or cost < best[0]:
+            best = (cost, seq)
+    return best[1]
+'''
+
+KEEPS_STATE = PLANNER + '''
+_order = []
+
+
+def priority(p, d, jobs_left, n):
+    global _order
+    if jobs_left == n:
+        _order = plan(p.copy(), d.copy())
+    step = int(n - jobs_left)
+    job = _order[step]
+    done = set(_order[:step])
+    out = np.ones(len(p))
+    out[sum(1 for i in range(job) if i not in done)] = 0.0  # its position among the unscheduled
+    return out
+'''
+
+# Looks like MDD; the dispatcher it is called by is replaced at import by the planner.
+OWN_DISPATCHER = PLANNER + '''
+import sys
+
+sys.modules["evolve.evaluators.smtt.candidate_side"].dispatch = lambda rule, p, d: plan(
+    np.asarray(p, float), np.asarray(d, float))
+
+
+def priority(p, d, t):
+    return np.maximum(d, t + p)
+'''
+
+MDD = "import numpy as np\n\ndef priority(p, d, t):\n    return np.maximum(d, t + p)\n"
+
+
+@pytest.fixture(scope="module")
+def evaluator() -> Iterator[Evaluator]:
+    yield from problem_evaluator("smtt_rule")
+
+
+@pytest.fixture(scope="module")
+def quick() -> list[Instance]:
+    """quick's six, and forty of train's n = 100 (where the planner leaves MDD's sequence
+    at many decisions, so that a replay of four per instance cannot miss them all)."""
+    problem = load_problem("smtt_rule")
+    return problem.instances("quick") + [i for i in problem.instances("train") if i.group == "n=100"][:40]
+
+
+@pytest.mark.parametrize("attack", [KEEPS_STATE, OWN_DISPATCHER], ids=["keeps_state", "own_dispatcher"])
+def test_a_planner_passed_off_as_a_rule_would_pay_and_is_refused(
+        attack: str, evaluator: Evaluator, quick: list[Instance], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert_pays_then_refused(evaluator, attack, MDD, quick, monkeypatch)
+
+
+@pytest.mark.parametrize("name", ["edd", "mdd", "mddc", "edd_spt_ties", "eddc", "mddc_augmented"])
+def test_honest_rules_pass_the_replay_and_the_shipped_planners_are_exempt(
+        name: str, evaluator: Evaluator, quick: list[Instance]) -> None:
+    """EDDC and augmented MDDC keep state and say so: trusted files run only to compare."""
+    source = evaluator.problem.baselines[name].read_text()
+    assert evaluator.run_split(source, quick, "quick").ok
+    if name in ("eddc", "mddc_augmented"):  # the same text with one more line is a candidate
+        assert not evaluator.run_split(source + "\n# edited\n", quick, "quick").ok
+
+
+def test_each_call_of_the_replay_shows_only_the_states_it_asks_about() -> None:
+    """One decision of each instance per call, in the run's order, never the first: no call
+    shows an instance's scheduled jobs, or which job ran at a decision it asks about."""
+    rng = np.random.default_rng(3)
+    cases = [generate(n, 6, 4, rng) for n in (3, 12, 40)]
+    instances = [Instance(f"x{k}", "g", {"p": p, "d": d}, Reference(None, "none", "", None))
+                 for k, (p, d) in enumerate(cases)]
+    rule = eval("lambda p, d, t: np.maximum(d, t + p)", {"np": np})  # noqa: S307
+    sequences = [dispatch(rule, p, d) for p, d in cases]
+    sent: list[list[dict[str, Any]]] = []
+
+    class Session:
+        def call(self, payload: dict[str, Any]) -> Any:
+            sent.append(payload["states"])
+            value = np.asarray(choices_at(rule, payload["states"]), dtype=np.int64)
+            return type("Reply", (), {"value": value, "error": None, "cpu_seconds": 0.0})
+
+    assert Replay(lambda n: 0.1 + 0.002 * n).audit(instances, sequences, Session()) == [None] * 3
+    assert [len(call) for call in sent] == [3, 2, 2, 2]  # n = 3 has one decision to replay
+    assert set(sent[0][0]) == {"p", "d", "t", "n", "integral_due"}
+    for k, (p, _) in enumerate(cases):
+        sizes = [len(call[k - (3 - len(call))]["p"]) for call in sent if len(call) > k - (3 - len(call)) >= 0
+                 and call[k - (3 - len(call))]["n"] == len(p)]
+        assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)  # forward in time
+        assert all(2 <= size < len(p) for size in sizes)  # never the whole instance, never one job
+    # A control: a sequence the rule does not build is named, the others are not.
+    swapped = list(sequences)
+    swapped[2] = sequences[2][:5] + [sequences[2][6], sequences[2][5]] + sequences[2][7:]
+    verdicts = Replay(lambda n: 1.0, states=38).audit(instances, swapped, Session())
+    assert verdicts[:2] == [None, None] and "priority() picks job" in (verdicts[2] or ""), verdicts
+    # Solutions the run did not return, and non-permutations (score() names them), are not asked about.
+    sent.clear()
+    assert Replay(lambda n: 1.0).audit(instances, [None, [0, 0], None], Session()) == [None] * 3 and not sent
+
+
+def test_a_decision_asked_again_gets_the_same_inputs_as_in_the_run() -> None:
+    """``inputs_at`` (from the state alone) equals what ``dispatch`` passed at every step,
+    float for float, also for negative and non-integral due dates."""
+    rng = np.random.default_rng(8)
+    cases = []
+    for k in range(12):
+        p, d = generate(int(rng.integers(3, 60)), (2, 6, 10)[k % 3], (2, 6, 10)[k // 3 % 3], rng)
+        if k % 3 == 1:
+            d = d - int(p.sum()) // 3
+        if k % 3 == 2:
+            d = d.astype(float) + rng.random(len(d)) * 1e-3 - 1e12
+        cases.append((p, d))
+    for p, d in cases:
+        seen: list[dict[str, Any]] = []
+
+        def spy(seen: list[dict[str, Any]] = seen, **inputs: Any) -> np.ndarray:
+            seen.append({k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in inputs.items()})
+            return np.maximum(inputs["d"], inputs["t"] + inputs["p"]) + inputs["p_mean"] * 1e-9
+
+        sequence = dispatch(spy, p, d)
+        due = np.asarray(d, dtype=np.float64)
+        for step, got in enumerate(seen):
+            left = np.ones(len(p), bool)
+            left[sequence[:step]] = False
+            again = inputs_at(set(RULE_INPUTS), np.asarray(p, np.int64)[left], due[left],
+                              int(p[~left].sum()), len(p), integral(due))
+            assert again.keys() == got.keys()
+            for key, value in got.items():
+                assert np.array_equal(again[key], value) and type(again[key]) is type(value), (step, key)
+
+
+def test_a_rule_that_changes_its_inputs_in_place_is_told_so() -> None:
+    """In place, the change would outlive the call (state kept through the dispatcher's table)."""
+    def shifts(d, t):  # noqa: ANN001, ANN202
+        d -= t
+        return d
+    p, d = generate(10, 6, 4, np.random.default_rng(1))
+    with pytest.raises(ValueError, match="read-only"):
+        dispatch(shifts, p, d)
