@@ -53,7 +53,7 @@ def main() -> None:
     for kind, arrivals, load in (("conversation", "poisson", 0.9), ("conversation", "poisson", 1.3),
                                  ("mixed", "bursty", 1.0)):
         spec = WorkloadSpec(kind, arrivals, load, args.requests, 7)
-        trace: Trace = generate(spec, verifier.opts.engine, verifier.opts.predictor_noise)
+        trace: Trace = generate(spec, verifier.opts.engine, verifier.opts.predictor_noise, verifier.secret)
         instance = verifier.make_instance(spec.name, kind, trace, "bench")
         decide = local_decide(ServingVerifier.respond, fcfs_priority)
         sim_s, record = best_of(args.repeat, lambda: verifier.simulate(instance, decide))  # noqa: B023

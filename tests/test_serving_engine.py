@@ -19,6 +19,8 @@ from evolve.evaluators.serving.policy import PolicyDecider, fcfs_priority, polic
 from evolve.evaluators.serving.profiles import PROFILES
 from evolve.evaluators.serving.workload import WorkloadSpec, generate
 
+PUBLIC = bytes(16)  # the secret of the tests' own traces (only built-in splits need a real one)
+
 B0, B1, B2, _ = PROFILES["h100-llama3.1-8b"].seconds()
 
 
@@ -153,7 +155,7 @@ def test_no_request_beats_its_isolated_latency_or_the_capacity() -> None:
 
 def test_srpt_oracle_beats_fcfs_on_mean_latency_under_load() -> None:
     cfg = config()
-    trace = generate(WorkloadSpec("mixed", "poisson", 1.3, 800, 5), cfg, 0.85)
+    trace = generate(WorkloadSpec("mixed", "poisson", 1.3, 800, 5), cfg, 0.85, PUBLIC)
     fcfs = engine_table(run(cfg, trace)).e2e.mean()
     oracle = engine_table(run(cfg, trace, srpt, trace.output.astype(float))).e2e.mean()
     assert oracle < 0.95 * fcfs

@@ -34,6 +34,7 @@ from evolve.evaluators.serving.picture import draw_cdfs
 from evolve.evaluators.serving.policy import Observation, PolicyDecider, PolicyError, fcfs_ask
 from evolve.evaluators.serving.records import EngineConfig, Trace
 from evolve.evaluators.serving.reference import ReferenceRun, cached, trace_key
+from evolve.evaluators.serving.secret import load_secret
 from evolve.evaluators.serving.session import Session, session_decide
 from evolve.evaluators.serving.stretch import decode_stretch
 from evolve.evaluators.serving.verifier import (
@@ -160,6 +161,7 @@ class RouterVerifier:
     def __init__(self, problem_dir: Path, options: Mapping[str, Any] | None = None) -> None:
         self.problem_dir = Path(problem_dir)
         self.opts = parse_options(options, self.problem_dir, router=True)
+        self.secret = load_secret(self.problem_dir)  # trusted: the seeds of every trace
 
     def instances(self, split: str) -> list[Instance]:
         if split not in SPLITS:
@@ -170,7 +172,7 @@ class RouterVerifier:
             # the same mixes and load levels, relative to the whole cluster's nominal capacity
             fleet = sum(nominal_capacity(cfg, spec.kind) for cfg in engines)
             scaled = WorkloadSpec(spec.kind, spec.arrivals, spec.load, spec.requests * 2, spec.seed + 1000, spec.cv)
-            trace = generate(scaled, engines[0], self.opts.predictor_noise, fleet)
+            trace = generate(scaled, engines[0], self.opts.predictor_noise, self.secret, fleet)
             name = f"{spec.kind}-{spec.arrivals}-load{spec.load:.2f}-r{len(engines)}-n{scaled.requests}-s{scaled.seed}"
             out.append(self.make_instance(name, spec.kind, trace, spec.name))
         return out
@@ -183,7 +185,7 @@ class RouterVerifier:
         path = Path(path)
         if path.suffix.lower() != ".csv":
             raise UserError(f"{path}: expected a .csv trace")
-        trace = trace_from_csv(path, self.opts, lambda t: self.fleet_capacity(t, str(path)))
+        trace = trace_from_csv(path, self.opts, lambda t: self.fleet_capacity(t, str(path)), self.secret)
         instance = self.make_instance(path.stem, "trace", trace, str(path))
         report = offered_load(self.opts.engine, trace)
         fleet = self.fleet_capacity(trace, str(path))
@@ -218,7 +220,7 @@ class RouterVerifier:
         return [f"Fleet of this run, on every split: {self.opts.describe(router=True)}; SLOs: time to "
                 f"first token <= {self.opts.slo.ttft_s:g} s, time per output token <= "
                 f"{self.opts.slo.tpot_s:g} s; predicted_len has log-normal noise of sigma "
-                f"{self.opts.predictor_noise:g}."]
+                f"{self.opts.predictor_noise:g}, in whole tokens."]
 
     def time_weight(self, instance: Instance) -> float:
         """Instance time limits for this instance: one per 2,500 requests (at least one)."""

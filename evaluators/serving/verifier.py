@@ -40,6 +40,7 @@ from evolve.evaluators.serving.policy import (
 )
 from evolve.evaluators.serving.records import EngineConfig, Trace
 from evolve.evaluators.serving.reference import ReferenceRun, cached, trace_key
+from evolve.evaluators.serving.secret import file_label, load_secret, streams
 from evolve.evaluators.serving.session import Session, session_decide
 from evolve.evaluators.serving.traces import read_trace
 from evolve.evaluators.serving.workload import SPLITS, generate, predict
@@ -67,22 +68,24 @@ def is_oracle(source: str | None, digests: tuple[str, ...]) -> bool:
 
 
 def trace_from_arrays(arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray, client: np.ndarray,
-                      noise: float, seed: int) -> Trace:
+                      noise: float, rng: np.random.Generator) -> Trace:
     _, dense = np.unique(client, return_inverse=True)  # tenant ids -> 0..k-1
-    predicted = predict(output, noise, np.random.default_rng(seed))
+    predicted = predict(output, noise, rng)
     return Trace(arrival.astype(float), prompt.astype(np.int64), output.astype(np.int64), predicted,
                  dense.astype(np.int64).reshape(-1))
 
 
-def trace_from_csv(path: Path, opts: ServingOptions, capacity_of: Callable[[Trace], float]) -> Trace:
-    """A CSV trace; predictions are seeded by the file's content (same file, same predictions).
+def trace_from_csv(path: Path, opts: ServingOptions, capacity_of: Callable[[Trace], float],
+                   secret: bytes) -> Trace:
+    """A CSV trace; predictions are seeded by the secret and the whole file's content (same file,
+    same predictions; a policy that knows the file's name or its arrivals cannot know its seed).
 
     With ``target_load`` the arrivals are rescaled so that the offered load is that
     fraction of ``capacity_of(trace)``; otherwise they are multiplied by ``time_scale``.
     """
     arrival, prompt, output, client = read_trace(path)
-    seed = int.from_bytes(hashlib.sha256(path.read_bytes()).digest()[:8], "little")
-    trace = trace_from_arrays(arrival, prompt, output, client, opts.predictor_noise, seed)
+    (rng,) = streams(secret, file_label(path), 1)
+    trace = trace_from_arrays(arrival, prompt, output, client, opts.predictor_noise, rng)
     scale = opts.time_scale
     if opts.target_load is not None:
         span = float(arrival[-1] - arrival[0])
@@ -140,6 +143,7 @@ class ServingVerifier:
         self.problem_dir = Path(problem_dir)
         self.opts = parse_options(options, self.problem_dir)
         self.digests = oracle_digests(self.problem_dir)
+        self.secret = load_secret(self.problem_dir)  # trusted: the seeds of every trace
 
     # -- instances (trusted) -------------------------------------------------------
 
@@ -148,7 +152,7 @@ class ServingVerifier:
             raise UserError(f"unknown split {split!r} for serving (expected one of {', '.join(SPLITS)})")
         out = []
         for spec in SPLITS[split]:
-            trace = generate(spec, self.opts.engine, self.opts.predictor_noise)
+            trace = generate(spec, self.opts.engine, self.opts.predictor_noise, self.secret)
             out.append(self.make_instance(spec.name, spec.kind, trace, spec.name))
         return out
 
@@ -158,7 +162,8 @@ class ServingVerifier:
             raise UserError(f"{path}: expected a .csv trace (arrived_at,num_prefill_tokens,"
                             "num_decode_tokens or TIMESTAMP,ContextTokens,GeneratedTokens)")
         trace = trace_from_csv(path, self.opts,
-                               lambda t: offered_load(engine_for(self.opts, t, str(path)), t).capacity)
+                               lambda t: offered_load(engine_for(self.opts, t, str(path)), t).capacity,
+                               self.secret)
         instance = self.make_instance(path.stem, "trace", trace, str(path))
         report = offered_load(EngineConfig.from_data(instance.data["engine"]), trace)
         say_load(str(path), report.describe(), report.load, instance.data["reference_decisions"], len(trace),
@@ -194,7 +199,7 @@ class ServingVerifier:
         """The engine, SLOs and predictor of this run, as a model's prompt states them."""
         return [f"Engine of this run, on every split: {self.opts.describe()}; SLOs: time to first token "
                 f"<= {self.opts.slo.ttft_s:g} s, time per output token <= {self.opts.slo.tpot_s:g} s; "
-                f"predicted_len has log-normal noise of sigma {self.opts.predictor_noise:g}."]
+                f"predicted_len has log-normal noise of sigma {self.opts.predictor_noise:g}, in whole tokens."]
 
     def time_weight(self, instance: Instance) -> float:
         """How many instance time limits this instance gets: one per 2,500 requests (at least one)."""

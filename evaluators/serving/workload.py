@@ -14,6 +14,10 @@ are Poisson (exponential gaps) or bursty (gamma gaps, coefficient of variation
 ``cv``).  The arrival rate is ``load`` times the engine's nominal capacity for
 the mix (``nominal_capacity``, see ``load.py``), so the same load means the
 same pressure on any profile.
+
+Every random stream of a built-in trace (lengths and arrivals, the predictor's
+noise, the clients) comes from the problem's secret (``secret.py``): the
+seeds in ``SPLITS`` only tell traces apart, they do not make them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 
 from evolve.evaluators.serving.load import capacity
 from evolve.evaluators.serving.records import EngineConfig, Trace
+from evolve.evaluators.serving.secret import streams
 
 PROMPT_CLIP = (16, 8192)
 OUTPUT_CLIP = (1, 2048)
@@ -89,15 +94,17 @@ def nominal_capacity(cfg: EngineConfig, kind: str) -> float:
 
 
 def predict(output: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """Noisy output-length predictions: ``output * exp(noise * N(0, 1))``.
+    """Noisy output-length predictions: ``output * exp(noise * N(0, 1))`` in whole tokens (>= 1).
 
     Log-normal multiplicative error keeps the ranking quality of a learned
     predictor: with ``noise = 0.85`` the Kendall tau between prediction and
     truth is about 0.55 on conversation lengths, the range Fu et al. report
     for their learned ranker ("Efficient LLM Scheduling by Learning to Rank",
-    NeurIPS 2024).  ``noise = 0`` is a perfect predictor.
+    NeurIPS 2024).  ``noise = 0`` is a perfect predictor.  Rounded as a real
+    predictor's token count is: an unrounded value would carry the exact
+    noise factor, which a policy that guessed the noise could divide out.
     """
-    return output * np.exp(noise * rng.standard_normal(output.size))
+    return np.maximum(np.rint(output * np.exp(noise * rng.standard_normal(output.size))), 1.0)
 
 
 def clients(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -105,10 +112,11 @@ def clients(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.choice(CLIENTS, size=n, p=weights / weights.sum()).astype(np.int64)
 
 
-def generate(spec: WorkloadSpec, cfg: EngineConfig, predictor_noise: float,
+def generate(spec: WorkloadSpec, cfg: EngineConfig, predictor_noise: float, secret: bytes,
              fleet_capacity: float | None = None) -> Trace:
-    """A seeded trace at ``spec.load`` times ``capacity`` (default: one engine's nominal capacity)."""
-    rng = np.random.default_rng(spec.seed)
+    """The trace of ``spec`` under ``secret``, at ``spec.load`` times ``capacity`` (default: one
+    engine's nominal capacity)."""
+    rng, predictor_rng, client_rng = streams(secret, f"trace {spec.seed}", 3)
     n = spec.requests
     if spec.kind == "mixed":
         a_prompt, a_out = LENGTHS["conversation"].sample(rng, n)
@@ -124,8 +132,8 @@ def generate(spec: WorkloadSpec, cfg: EngineConfig, predictor_noise: float,
         shape = 1.0 / spec.cv**2
         gaps = rng.gamma(shape, 1.0 / (rate * shape), n)
     arrival = np.cumsum(gaps) - gaps[0]
-    predicted = predict(output, predictor_noise, np.random.default_rng([spec.seed, 1]))
-    return Trace(arrival, prompt, output, predicted, clients(np.random.default_rng([spec.seed, 2]), n))
+    predicted = predict(output, predictor_noise, predictor_rng)
+    return Trace(arrival, prompt, output, predicted, clients(client_rng, n))
 
 
 def _specs(rows: list[tuple[str, str, float, int]], requests: int) -> list[WorkloadSpec]:
