@@ -62,6 +62,13 @@ class GPSettings(Strict):
     # With a screen, sweeps of a coordinate search over the answered child's constants on
     # train (evolve/gp/constants.py; 0: none).
     fit_constants: int = Field(default=0, ge=0, le=20)
+    # With a screen that has a cheaper first cut (SMTT: the train instances up to n = 50), the
+    # trials of each constant are ranked on it and only the best this many are screened on all
+    # of train (racing; 0: every trial on all of train).
+    fit_race: int = Field(default=0, ge=0, le=20)
+    # Weight of insertion mutation next to the other operators' (evolve/gp/operators.py, WEIGHTS
+    # sum to 1; 0: off): T -> T * (1 + c * g) or T + c * g, with g a small new term and c small.
+    insert: float = Field(default=0.0, ge=0.0, le=10.0)
 
 
 class RunSettings(Strict):

@@ -13,7 +13,7 @@ from evolve.edits import apply_edit
 from evolve.errors import UserError
 from evolve.gp import BehaviourKeys, GPBackend, check_rules
 from evolve.gp.codegen import HELPER_SOURCE, emit, parse
-from evolve.gp.operators import Limits, vary
+from evolve.gp.operators import WEIGHTS, Limits, insert, vary
 from evolve.gp.program import rule_tree, with_rule
 from evolve.gp.semantics import sample_inputs
 from evolve.gp.tree import (
@@ -239,6 +239,61 @@ def test_crossover_takes_material_from_inspirations() -> None:
         assert child is not None
         borrowed += child.operator == "crossover" and "3.5" in emit(child.tree)
     assert borrowed > 10
+
+
+def test_insertion_keeps_the_parent_whole_inside_a_small_scaled_term() -> None:
+    parent = ("max", ("x", "d"), ("add", ("x", "t"), ("x", "p")))
+    rng = random.Random(3)
+    forms = set()
+    for _ in range(300):
+        child = insert(parent, SIG, rng)
+        assert child.operator == "insert" and well_typed(child.tree, SIG)
+        # Somewhere in the child a subtree T of the parent became T * (1 + c g) or T + c g.
+        found = False
+        for path_tree in _subtrees(child.tree):
+            if path_tree[0] == "mul" and path_tree[2][:2] == ("add", ("c", 1.0)) and path_tree[2][2][0] == "mul":
+                scale, t_tree = path_tree[2][2][1], path_tree[1]
+                form = "mul"
+            elif path_tree[0] == "add" and path_tree[2][0] == "mul" and path_tree[2][1][0] == "c":
+                scale, t_tree = path_tree[2][1], path_tree[1]
+                form = "add"
+            else:
+                continue
+            if t_tree in set(_subtrees(parent)) and 0.03 <= abs(scale[1]) <= 1.0:
+                found = True
+                forms.add((form, t_tree == parent))
+        assert found, child.tree
+    assert forms == {("mul", True), ("add", True), ("mul", False), ("add", False)}
+
+
+def _subtrees(tree):
+    yield tree
+    if tree[0] not in ("x", "c"):
+        for kid in tree[1:]:
+            yield from _subtrees(kid)
+
+
+def test_insertion_is_drawn_only_when_the_run_weighs_it() -> None:
+    parent = ("max", ("x", "d"), ("add", ("x", "t"), ("x", "p")))
+    plain = [vary(parent, [], SIG, random.Random(s), Limits(), fresh=False) for s in range(200)]
+    assert all(c is not None and c.operator != "insert" for c in plain)
+    same = [vary(parent, [], SIG, random.Random(s), Limits(), fresh=False, weights=dict(WEIGHTS)) for s in range(200)]
+    assert same == plain  # the default weights draw exactly as before
+    weighted = {**WEIGHTS, "insert": 0.5}
+    made = [vary(parent, [], SIG, random.Random(s), Limits(), fresh=False, weights=weighted) for s in range(200)]
+    share = sum(c is not None and c.operator == "insert" for c in made) / len(made)
+    assert 0.3 < share < 0.6  # without inspirations (no crossover) 0.5 / 1.08 of the draws
+
+
+def test_gp_settings_take_racing_and_insertion_and_refuse_bad_values(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text("[gp]\nfit_race = 2\ninsert = 0.2\n")
+    settings = resolve_settings({}, good, {})
+    assert (settings.gp.fit_race, settings.gp.insert) == (2, 0.2)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gp]\ninsert = -1\n")
+    with pytest.raises(UserError, match="insert"):
+        resolve_settings({}, bad, {})
 
 
 def test_gp_spec_needs_rules_and_auto_picks_gp_only_with_rules() -> None:

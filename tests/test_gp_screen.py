@@ -173,6 +173,31 @@ def test_fitting_constants_moves_each_one_towards_the_best_value_and_keeps_the_s
     assert fitted == simplify(fitted)
 
 
+def test_racing_scores_only_the_best_trials_of_the_cheaper_screen_and_fits_as_well_on_a_bowl() -> None:
+    tree = parse("np.maximum(d, t + 2.4 * p) + 7.0", SMTT_INPUTS)
+    calls: list = []
+
+    def bowl(candidate):
+        a, b = (get(candidate, at)[1] for at in constant_paths(candidate))
+        return -((a - 1.1) ** 2) - (b - 0.5) ** 2
+
+    def score(candidate):
+        calls.append(candidate)
+        return bowl(candidate)
+
+    exhaustive, best, every = fit_constants(tree, bowl, bowl(tree), sweeps=12)
+    raced, value, scored = fit_constants(tree, score, score(tree), sweeps=12, pre=bowl, race=2)
+    assert raced == exhaustive and value == best  # a cheaper screen that ranks alike loses nothing
+    assert scored == len(calls) - 1 and scored < every / 3
+    # Per constant and sweep at most two trials reach the full score.
+    assert scored <= 2 * 2 * 12
+    # A misleading cheaper screen costs improvements, never the full score's word: the answer
+    # is never worse than the start.
+    start = score(tree)
+    misled, misled_value, _ = fit_constants(tree, score, start, sweeps=3, pre=lambda t: -bowl(t), race=2)
+    assert misled_value >= start and misled_value == bowl(misled)
+
+
 def test_a_fit_never_answers_a_worse_tree_nor_one_whose_constant_folded_away() -> None:
     tree = parse("np.maximum(d, t + 1.05 * p)", SMTT_INPUTS)
     # Every change scores worse: the tree comes back as it was.
@@ -184,13 +209,15 @@ def test_a_fit_never_answers_a_worse_tree_nor_one_whose_constant_folded_away() -
     assert kept == tree
 
 
-def test_a_screened_answer_with_fitted_constants_screens_no_worse_and_says_so() -> None:
+@pytest.mark.parametrize("race", [0, 2])
+def test_a_screened_answer_with_fitted_constants_screens_no_worse_and_says_so(race: int) -> None:
     problem = load_problem("smtt_rule")
     screen = Screen(problem, split="quick")
     (rule,) = problem.spec.rule
     code = with_rule(problem.seed_code, rule, parse("np.maximum(d, t + 1.3 * p)", SMTT_INPUTS))
     plain = GPBackend(problem.spec.rule, seed=1, settings=GPSettings(brood=10), screen=screen)
-    fitting = GPBackend(problem.spec.rule, seed=1, settings=GPSettings(brood=10, fit_constants=2), screen=screen)
+    fitting = GPBackend(problem.spec.rule, seed=1, settings=GPSettings(brood=10, fit_constants=2, fit_race=race),
+                        screen=screen)
     notes = 0
     for iteration in range(4):
         request = ProposalRequest(messages=[], iteration=iteration, seed=0, mode="diff", parent_code=code)

@@ -19,7 +19,9 @@ from replay_attacks import assert_pays_then_refused, problem_evaluator
 from evolve.evaluation import Evaluator
 from evolve.evaluators.jssp.audit import decisions
 from evolve.evaluators.jssp.builder import FEATURES, ask, build_schedule
+from evolve.evaluators.jssp.check import check_schedule
 from evolve.evaluators.jssp.generator import taillard_like
+from evolve.evaluators.jssp.model import JobShop
 from evolve.problem import load_problem
 from evolve.verifier import Instance
 
@@ -152,3 +154,17 @@ def test_a_schedule_the_scheme_does_not_build_is_not_rebuilt() -> None:
     start = build_schedule(RULES["mwkr"], shop.machines, shop.durations, shop.lengths, shop.n_machines, "non_delay")
     late = start.astype(np.int64) + 1  # every start one later: not what the builder makes
     assert decisions(shop, late, "non_delay") is None
+
+
+def test_a_zero_duration_operation_held_back_to_open_a_gap_is_refused() -> None:
+    """Job 0's middle operation takes no time; placed at 6 instead of 5 it would let its
+    successor wait on an idle machine and still pass the non-delay check."""
+    shop = JobShop("zero", np.array([[0, 1, 1], [1, 0, -1]]), np.array([[5, 0, 3], [4, 2, 0]]),
+                   np.array([3, 2]), 2)
+    built = {"scheme": "non_delay", "start": [[0, 5, 5], [0, 5]], "end": [[5, 5, 8], [4, 7]]}
+    late = {"scheme": "non_delay", "start": [[0, 6, 6], [0, 5]], "end": [[5, 6, 9], [4, 7]]}
+    assert check_schedule(shop, built, "non_delay")[0] is None  # what the builder makes passes
+    assert check_schedule(shop, late, None)[0] is None  # the control: feasible, and not what the scheme builds
+    assert decisions(shop, np.array([[0, 6, 6], [0, 5, -1]]), "non_delay") is None
+    reason, _ = check_schedule(shop, late, "non_delay")
+    assert reason == "operation 1 of job 0 takes no time and runs when its job reaches it, at 5, not at 6"

@@ -6,7 +6,8 @@ overlap on any machine, and that the schedule belongs to the class its scheme
 generates (non-delay, or active), and returns the first violation as a
 sentence.  The makespan is computed here from the validated start times.
 
-Zero-duration operations take part in precedence only: they occupy no machine.
+Zero-duration operations take part in precedence only: they occupy no machine, and in a
+scheme's schedule they run when their job reaches them.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def check_schedule(shop: JobShop, solution: Any, scheme: str | None) -> tuple[st
     reason = (
         _durations(shop, start, end, valid)
         or _precedence(shop, start, valid)
+        or (_instant(shop, start, valid) if scheme is not None else None)
         or _machines(shop, start, valid, scheme)
     )
     if reason:
@@ -108,6 +110,21 @@ def _precedence(shop: JobShop, start: np.ndarray, valid: np.ndarray) -> str | No
         j, k = int(bad[0][0]), int(bad[0][1]) + 1
         return (f"precedence: {_op(j, k)} starts at {start[j, k]} before {_op(j, k - 1)} "
                 f"ends at {prev_end[j, k - 1]}")
+    return None
+
+
+def _instant(shop: JobShop, start: np.ndarray, valid: np.ndarray) -> str | None:
+    """A zero-duration operation runs when its job reaches it, as the schemes run it.
+
+    Later, it would hold back the job's next operation with no machine busy, and the class
+    checks below would take that idle time for a wait: a schedule outside the class would pass.
+    """
+    release = _releases(shop, start)
+    bad = np.argwhere(valid & (shop.durations == 0) & (start != release))
+    if bad.size:
+        j, k = (int(x) for x in bad[0])
+        return (f"{_op(j, k)} takes no time and runs when its job reaches it, at {release[j, k]}, "
+                f"not at {start[j, k]}")
     return None
 
 

@@ -20,7 +20,7 @@ from evolve.config import GPSettings, RuleSpec
 from evolve.edits import EditError, apply_edit
 from evolve.gp.codegen import parse
 from evolve.gp.constants import fit_constants
-from evolve.gp.operators import Child, Limits, vary
+from evolve.gp.operators import WEIGHTS, Child, Limits, vary
 from evolve.gp.program import rule_tree, signature_of, with_rule
 from evolve.gp.rules import find_rule
 from evolve.gp.screen import Screen
@@ -57,6 +57,8 @@ class GPBackend:
         self.brood = settings.brood if screen is not None else 1
         self.climb = settings.climb if screen is not None else 0
         self.fit_sweeps = settings.fit_constants if screen is not None else 0
+        self.fit_race = settings.fit_race
+        self.weights = {**WEIGHTS, "insert": settings.insert} if settings.insert > 0 else WEIGHTS
         self.screen = screen
         self.starts = {r.function: [parse(s, {i.name for i in r.inputs}) for s in r.starts] for r in rules}
 
@@ -112,7 +114,7 @@ class GPBackend:
             for start in starts if self.screen is not None else []:
                 made.setdefault(start, Child(start, "start", "a known rule from [rule] starts"))
         for _ in range(self.brood):
-            child = vary(parent_tree, donors, sig, rng, self.limits, fresh=fresh)
+            child = vary(parent_tree, donors, sig, rng, self.limits, fresh=fresh, weights=self.weights)
             if child is not None:
                 made.setdefault(child.tree, child)
         if parent_tree is not None:  # a start may be the parent itself
@@ -133,7 +135,7 @@ class GPBackend:
             seen = {c.tree for c, _ in ranked} | ({simplify(parent_tree)} if parent_tree is not None else set())
             kids: dict[Tree, Child] = {}
             for _ in range(self.brood):
-                child = vary(best.tree, donors, sig, rng, self.limits, fresh=False)
+                child = vary(best.tree, donors, sig, rng, self.limits, fresh=False, weights=self.weights)
                 if child is not None and child.tree not in seen:
                     kids.setdefault(child.tree, child)
             top = self._ranked(list(kids.values()), others, rule) if kids else []
@@ -143,9 +145,13 @@ class GPBackend:
             best, value = Child(top[0][0].tree, best.operator, f"{best.description}, then {top[0][0].operator}"), top[0][1]
         note = f"; best of a brood of {len(children)} on train" + (f", improved {steps} more rounds" if steps else "")
         if self.fit_sweeps:
+            screen = self.screen
+            race = self.fit_race if screen.has_pre else 0
             tuned, tuned_value, _ = fit_constants(
-                best.tree, lambda tree: self.screen({**others, rule.function: tree}),  # type: ignore[misc, dict-item]
-                value, self.fit_sweeps)
+                best.tree, lambda tree: screen({**others, rule.function: tree}),  # type: ignore[dict-item]
+                value, self.fit_sweeps,
+                pre=lambda tree: screen.pre_score({**others, rule.function: tree}),  # type: ignore[dict-item]
+                race=race)
             if tuned_value > value:
                 note += f", constants fitted ({value:.4g} -> {tuned_value:.4g})"
                 best, value = Child(tuned, best.operator, best.description), tuned_value

@@ -30,9 +30,14 @@ def constant_paths(tree: Tree) -> list[tuple[int, ...]]:
 
 
 def fit_constants(tree: Tree, score: Callable[[Tree], float | None], value: float,
-                  sweeps: int) -> tuple[Tree, float, int]:
+                  sweeps: int, pre: Callable[[Tree], float | None] | None = None,
+                  race: int = 0) -> tuple[Tree, float, int]:
     """(tree, its score, trees scored): the best found from ``tree`` (score ``value``, higher is
-    better) by at most ``sweeps`` sweeps of coordinate search over its constants."""
+    better) by at most ``sweeps`` sweeps of coordinate search over its constants.
+
+    With ``pre`` (a cheaper score that ranks like ``score``) and ``race`` > 0, the trials of
+    each constant are ranked by ``pre`` first and only the best ``race`` are scored (racing:
+    a constant is still changed only where ``score`` improves)."""
     scored = 0
     for _ in range(sweeps):
         improved = False
@@ -41,13 +46,20 @@ def fit_constants(tree: Tree, score: Callable[[Tree], float | None], value: floa
                 continue  # an earlier change in this sweep folded this constant away
             old = get(tree, at)[1]
             best: tuple[float, Tree] | None = None
+            trials: list[Tree] = []
             for factor in FACTORS:
                 new = float(f"{old * factor:.3g}")
                 if new == old or new == 0.0:
                     continue
                 trial = simplify(replace(tree, at, ("c", new)))
-                if size(trial) != size(tree):
-                    continue  # the constant folded into an identity: a different structure
+                if size(trial) != size(tree) or trial in trials:
+                    continue  # folded into an identity (a different structure), or made already
+                trials.append(trial)
+            if pre is not None and race and len(trials) > race:
+                first = [pre(trial) for trial in trials]
+                order = sorted((i for i, v in enumerate(first) if v is not None), key=lambda i: -first[i])  # type: ignore[operator]
+                trials = [trials[i] for i in sorted(order[:race])]
+            for trial in trials:
                 scored += 1
                 result = score(trial)
                 if result is not None and result > value and (best is None or result > best[0]):

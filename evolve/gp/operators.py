@@ -138,16 +138,34 @@ def wrap(parent: Tree, sig: Signature, rng: random.Random) -> Child:
     return Child(replace(parent, at, (op, node, term)), "wrap", f"wrap: {op} with a new term of size {size(term)}")
 
 
+def insert(parent: Tree, sig: Signature, rng: random.Random) -> Child:
+    """A subtree T (the whole rule half of the time) becomes T * (1 + c * g) or T + c * g, with g
+    a small new term and c small (0.03-1, either sign): a child that ranks nearly as its parent
+    does, so the brood keeps it, and whose c the constant fit then grows where g pays. Wrapping
+    with a bare new term rarely survives: the term is as large as T and breaks what T ranks well
+    (a surcharge on long jobs early in the schedule is T * (1 + c * p / (t + p_max)))."""
+    at = () if rng.random() < 0.5 else _pick_node(parent, rng, 0.5)
+    node = get(parent, at)
+    term = random_tree(sig, rng, rng.randint(0, 2), full=False, want="array" if rng.random() < 0.7 else "scalar")
+    c = ("c", float(f"{rng.choice((-1, 1)) * 10 ** rng.uniform(-1.5, 0.0):.3g}"))
+    if rng.random() < 0.5:
+        new, how = ("mul", node, ("add", ("c", 1.0), ("mul", c, term))), "T * (1 + c * g)"
+    else:
+        new, how = ("add", node, ("mul", c, term)), "T + c * g"
+    return Child(replace(parent, at, new), "insert", f"insertion: {how} with a new term g of size {size(term)}")
+
+
 def vary(parent: Tree | None, donors: list[Tree], sig: Signature, rng: random.Random, limits: Limits,
-         fresh: bool, attempts: int = 50) -> Child | None:
-    """A valid, simplified child different from the parent, or None after ``attempts`` tries."""
+         fresh: bool, attempts: int = 50, weights: dict[str, float] = WEIGHTS) -> Child | None:
+    """A valid, simplified child different from the parent, or None after ``attempts`` tries.
+    ``weights``: the operators' (WEIGHTS, and ``insert`` where the run enables it)."""
     base = simplify(parent) if parent is not None else None
     for _ in range(attempts):
         if fresh or parent is None:
             child: Child | None = Child(ramped(sig, rng, limits), "random", "a new random rule (initial population)")
         else:
-            names = [n for n in WEIGHTS if n != "crossover" or donors]
-            operator = rng.choices(names, [WEIGHTS[n] for n in names])[0]
+            names = [n for n in weights if n != "crossover" or donors]
+            operator = rng.choices(names, [weights[n] for n in names])[0]
             child = {
                 "crossover": lambda: crossover(parent, donors, sig, rng),
                 "subtree": lambda: subtree_mutation(parent, sig, rng),
@@ -155,6 +173,7 @@ def vary(parent: Tree | None, donors: list[Tree], sig: Signature, rng: random.Ra
                 "constant": lambda: constant_mutation(parent, rng),
                 "hoist": lambda: hoist(parent, sig, rng),
                 "wrap": lambda: wrap(parent, sig, rng),
+                "insert": lambda: insert(parent, sig, rng),
             }[operator]()
         if child is None:
             continue

@@ -58,6 +58,15 @@ class Screen:
     def __call__(self, trees: Mapping[str, Tree]) -> float | None:
         return self._cached(self.inner, trees)
 
+    @property
+    def has_pre(self) -> bool:
+        return getattr(self.inner, "pre", None) is not None
+
+    def pre_score(self, trees: Mapping[str, Tree]) -> float | None:
+        """The cheaper screen's score (``pre``); the whole screen's where there is none."""
+        pre = getattr(self.inner, "pre", None)
+        return self(trees) if pre is None else self._cached(pre, trees)
+
     def rank(self, broods: list[Mapping[str, Tree]]) -> list[tuple[float | None, float | None]]:
         """(train score, cheaper screen's score) of every member, None where it fails or is not
         run: only the best ``FINALISTS`` on the cheaper screen (``pre``) run on all of train."""
