@@ -24,10 +24,12 @@ from evolve.evaluators.moe.harness import local_call, run_workload, unpack
 from evolve.evaluators.moe.options import MoeOptions
 from evolve.evaluators.moe.placement import check_placement, loads, parse_placement
 from evolve.evaluators.moe.scoring import combine
+from evolve.evaluators.secret_seeds import load_secret
 from evolve.options import read_options
 from evolve.verifier import Instance, Reference, Verifier
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "moe"
+SECRET = load_secret(PROBLEM_DIR, "moe")
 # 4 experts, 6 slots on 2 GPUs (3 per GPU), 2 groups on 1 node; 2 layers, 2 windows.
 SMALL = EpConfig("t", experts=4, replicas=6, groups=2, nodes=1, gpus=2)
 WINDOWS = np.array([[[8, 4, 2, 2], [1, 1, 1, 9]],
@@ -116,11 +118,11 @@ def test_splits_are_disjoint_and_test_drifts_differently() -> None:
     assert TRAIN_DRIFT != TEST_DRIFT
     seen: dict[bytes, str] = {}
     for split in SPLITS:
-        for w in split_workloads(split):
+        for w in split_workloads(split, SECRET):
             key = w.windows.tobytes()
             assert key not in seen, f"{w.name} repeats {seen.get(key)}"
             seen[key] = w.name
-    names = [w.name for w in split_workloads("test")]
+    names = [w.name for w in split_workloads("test", SECRET)]
     assert len(names) == len(set(names)) and {"tiny16", "small64", "v3", "qwen"} == {n.split("-")[1] for n in names}
 
 

@@ -17,8 +17,11 @@ for all layers, like a change of traffic mix): in every layer a fraction
 ``tokens x top_k`` token-expert assignments per layer, drawn multinomially
 from the softmax of the logits, so loads are realistic integer token counts.
 
-Every workload draws from its own numpy Generator seeded with
-(BASE_SEED, split id, index); train and test also differ in drift settings.
+Every workload draws from its own numpy Generator keyed by the problem's
+secret (``evolve.evaluators.secret_seeds``: HMAC-SHA-256 of the entropy in
+problems/moe/data/seeds.json and the label "workload <split> <index>"), so a
+balancer carrying a copy of ``generate`` cannot rebuild the windows it is
+judged on; train and test also differ in drift settings.  Trusted side only.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from evolve.evaluators.moe.configs import QWEN, SMALL, TINY, V3, EpConfig
+from evolve.evaluators.secret_seeds import streams
 
-BASE_SEED = 20251023
 SPLIT_IDS = {"quick": 1, "train": 2, "test": 3}
 
 
@@ -132,15 +135,20 @@ SPLITS: dict[str, tuple[WorkloadSpec, ...]] = {
 }
 
 
-def split_workloads(split: str) -> list[Workload]:
-    """The workloads of a built-in split (KeyError for an unknown split)."""
+def workload_label(split: str, index: int) -> str:
+    """What a built-in workload's key is made from, with the secret."""
+    return f"workload {split} {index}"
+
+
+def split_workloads(split: str, secret: bytes) -> list[Workload]:
+    """The workloads of a built-in split, seeded by ``secret`` (KeyError for an unknown split)."""
     drift = TEST_DRIFT if split == "test" else TRAIN_DRIFT
     out = []
     index = 0
     per_config: dict[str, int] = {}  # names count on across rows of one deployment
     for spec in SPLITS[split]:
         for _ in range(spec.count):
-            rng = np.random.default_rng([BASE_SEED, SPLIT_IDS[split], index])
+            (rng,) = streams(secret, workload_label(split, index), 1)
             index += 1
             windows = generate(spec.config, spec.layers, spec.windows, drift, rng)
             k = per_config.get(spec.config.name, 0)

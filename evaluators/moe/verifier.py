@@ -23,6 +23,7 @@ from evolve.evaluators.moe.references import (
 )
 from evolve.evaluators.moe.scoring import combine
 from evolve.evaluators.moe.traces import load_trace_file
+from evolve.evaluators.secret_seeds import load_secret
 from evolve.options import read_options
 from evolve.references import ReferenceStore, ReferenceTask, StoredReference
 from evolve.verifier import Direction, Instance, InstanceResult, Reference, feasible, infeasible
@@ -50,6 +51,7 @@ class MoeVerifier:
         self.problem_dir = Path(problem_dir)
         self.options = read_options(MoeOptions, options)
         self.references = ReferenceStore(self.problem_dir, "moe")
+        self.secret = load_secret(self.problem_dir, "the moe verifier seeds its built-in workloads")
 
     # -- instances (trusted) ---------------------------------------------------------
 
@@ -65,7 +67,7 @@ class MoeVerifier:
     def _workloads(self, split: str) -> list[Workload]:
         if split not in SPLIT_IDS:
             raise UserError(f"unknown split {split!r} for moe (expected one of {', '.join(SPLIT_IDS)})")
-        return split_workloads(split)
+        return split_workloads(split, self.secret)
 
     @staticmethod
     def _task(workload: Workload) -> ReferenceTask:

@@ -1,60 +1,19 @@
-"""The serving verifiers' secret: where every built-in trace's randomness comes from.
+"""The serving verifiers' secret: the shared trusted module (``evolve.evaluators.secret_seeds``).
 
-A candidate that knew a trace's seed could rebuild the trace (future arrivals
-and true output lengths included) or invert the predictor's noise, so the
-seeds are not in the code: each trace's random streams derive from 128 bits of
-entropy committed in ``<problem>/data/seeds.json``, which is outside the
-sandbox's filesystem view and read only here, in the trusted process (this
-module is never imported into the candidate's worker: tests/test_sandbox_sides.py).
-The file is committed, so figures are the same on every installation.
-
-Each trace gets its own key, HMAC-SHA-256(secret, label), so knowing the
-random streams of one trace (the quick and train ones are seen by the search)
-tells nothing about another's (the test split's).  Trusted side only.
+Every built-in trace's streams derive from ``problems/serving*/data/seeds.json``
+(docs/serving.md, "the seeds").  Trusted side only.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 from pathlib import Path
 
-import numpy as np
+from evolve.evaluators.secret_seeds import SEEDS_FILE, file_label, streams
+from evolve.evaluators.secret_seeds import load_secret as _load
 
-from evolve.errors import UserError
-
-SEEDS_FILE = Path("data") / "seeds.json"
-MAKE_ONE = "python -c \"import json, secrets; print(json.dumps({'entropy': secrets.token_hex(16)}))\" > "
+__all__ = ["SEEDS_FILE", "file_label", "load_secret", "streams"]
 
 
 def load_secret(problem_dir: Path) -> bytes:
-    """The 16 bytes of ``problem_dir/data/seeds.json`` (field ``entropy``: 32 hex digits)."""
-    path = Path(problem_dir) / SEEDS_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing; the serving verifier seeds its built-in traces from a secret "
-                        f"there, make one with: {MAKE_ONE}{path}") from None
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot read the seeds file ({err})") from None
-    entropy = data.get("entropy") if isinstance(data, dict) else None
-    try:
-        secret = bytes.fromhex(entropy) if isinstance(entropy, str) else b""
-    except ValueError:
-        secret = b""
-    if len(secret) < 16:
-        raise UserError(f"{path}: field 'entropy': expected at least 32 hex digits (128 bits), got {entropy!r}")
-    return secret
-
-
-def streams(secret: bytes, label: str, count: int) -> list[np.random.Generator]:
-    """``count`` independent generators for the trace called ``label``, keyed by the secret."""
-    key = hmac.new(secret, label.encode(), hashlib.sha256).digest()[:16]
-    root = np.random.SeedSequence(int.from_bytes(key, "little"))
-    return [np.random.default_rng(child) for child in root.spawn(count)]
-
-
-def file_label(path: Path) -> str:
-    """A CSV trace's label: the digest of the whole file, true output lengths included."""
-    return "file " + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """The serving problem's secret (one-line UserError for a missing or bad seeds file)."""
+    return _load(problem_dir, "the serving verifier seeds its built-in traces")
