@@ -127,6 +127,8 @@ def test_shipped_references_cover_the_small_workloads_and_are_consistent() -> No
 
 def test_missing_shipped_reference_is_a_one_line_error(tmp_path: Path) -> None:
     shutil.copy(PROBLEM_DIR / "problem.toml", tmp_path / "problem.toml")
+    (tmp_path / "data").mkdir()
+    shutil.copy(PROBLEM_DIR / "data" / "seeds.json", tmp_path / "data" / "seeds.json")  # references.json missing
     with pytest.raises(UserError) as info:
         MoeVerifier(tmp_path, {}).instances("quick")
     message = str(info.value)
