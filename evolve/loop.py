@@ -20,6 +20,7 @@ from evolve.autotune import TUNED, AutoTuner, Tuned
 from evolve.config import RunSettings
 from evolve.edits import EditError, apply_edit, code_hash
 from evolve.errors import UserError
+from evolve.evalcache import instances_digest
 from evolve.evaluation import FAILURE_KINDS, Evaluation
 from evolve.executors import Executor
 from evolve.gp.islands import EPOCHS_META, IslandPolicy
@@ -37,6 +38,8 @@ from evolve.scoring import headline_gap
 from evolve.stop import Stop, StopKind
 from evolve.verifier import Instance
 from evolve.workers import make_executor
+
+INSTANCES_META = "search_instances"  # digest of the quick and train instances a run is scored on
 
 # How often the loop wakes up while waiting, to check the outage rule and let
 # the display refresh (ETA, the plain log line) even when nothing finishes.
@@ -121,6 +124,20 @@ class Controller:
         # The test split is never loaded here: held-out instances stay unseen.
         return self.problem.instances("quick"), self.problem.instances("train")
 
+    def _check_instances(self, quick: list[Instance], train: list[Instance]) -> None:
+        """Pin the search's instances to the run: a resumed run whose quick or train
+        instances changed (new data, a new generator, new seeds) would rank programs scored
+        on different instances against each other, so it is refused."""
+        digest = f"{instances_digest(quick)}:{instances_digest(train)}"
+        pinned = self.archive.get_meta(INSTANCES_META)
+        if pinned is None:  # a new run, or one archived before runs were pinned
+            self.archive.set_meta(INSTANCES_META, digest)
+        elif pinned != digest:
+            raise UserError(
+                f"{self.run_dir}: problem '{self.problem.name}' has different quick/train instances "
+                "from those this run was scored on (its data, generator or seeds changed); "
+                "its scores would not compare: start a new run")
+
     def _ensure_seed(self, executor: Executor) -> None:
         if self.archive.seed() is not None:
             return
@@ -161,6 +178,7 @@ class Controller:
     # --- the loop -----------------------------------------------------------
     def run(self) -> Progress:
         quick, train = self._load_instances()
+        self._check_instances(quick, train)
         settings = self.settings
         executor = make_executor(self.problem, settings, {"quick": quick, "train": train}, [self.run_dir])
         proposers = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="propose")

@@ -129,3 +129,19 @@ def test_a_run_repeats_exactly_from_its_seed(toy_dir: Path, tmp_path: Path) -> N
         Controller(problem, settings, archive, make_llm("stub", seed=3), folder).run()
         archives.append([(p.code_hash, p.parent_id, p.score) for p in map(archive.program, range(1, archive.program_count() + 1))])
     assert archives[0] == archives[1] and len(archives[0]) > 10
+
+
+def test_resume_refuses_a_run_whose_search_instances_changed(toy_dir: Path, tmp_path: Path) -> None:
+    """Programs scored on other instances would be ranked against the old ones: one line, exit 2."""
+    out = tmp_path / "run"
+    assert _evolve("run", str(toy_dir), "--iterations", "3", "--out", str(out)).wait(120) == 0
+    verifier = toy_dir / "toy_verifier.py"
+    verifier.write_text(verifier.read_text().replace('"train": 100', '"train": 150'))  # new train seeds
+    resumed = _evolve("resume", str(out), "--iterations", "6")
+    stdout, stderr = resumed.communicate(timeout=120)
+    assert resumed.returncode == 2, stdout + stderr
+    error = [line for line in stderr.splitlines() if line.strip()]
+    assert len(error) == 1 and "different quick/train instances" in error[0], stderr
+    archive = Archive(out / "archive.sqlite", readonly=True)
+    assert archive.attempt_count() == 3  # nothing was added on the new instances
+    archive.close()
