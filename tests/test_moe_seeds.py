@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from shipped_evaluator import shipped_evaluator
 from test_serving_seeds import LOOK_FOR_SEEDS
 
 from evolve.config import RunSettings
@@ -95,9 +96,8 @@ def probe_source() -> str:
 
 @pytest.fixture(scope="module")
 def moe() -> Any:
-    problem = load_problem("moe")
-    with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
-        yield problem, evaluator
+    with shipped_evaluator("moe") as pair:
+        yield pair
 
 
 def balancedness(moe: Any, instances: list[Instance]) -> dict[str, Evaluation]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from shipped_evaluator import shipped_evaluator
 
 from evolve.config import RunSettings
 from evolve.errors import UserError
@@ -82,9 +83,8 @@ def priority(predicted_len, generated, **_):
 
 @pytest.fixture(scope="module")
 def serving() -> Any:
-    problem = load_problem("serving")
-    with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
-        yield problem, evaluator
+    with shipped_evaluator("serving") as pair:
+        yield pair
 
 
 def scores(serving: Any, instances: list[Instance]) -> dict[str, Evaluation]:
