@@ -6,9 +6,16 @@ below zero; those jobs are due at time 0, i.e. tardy from their start).
 TF (tardiness factor) and RDD (relative range of due dates) take the values
 0.2, 0.4, ..., 1.0; they are kept in tenths so the bounds are exact integers.
 
-Every instance draws from its own numpy Generator seeded with
-(BASE_SEED, split id, n, index), so instances are reproducible across numpy
-versions that keep the PCG64 stream and the splits never share a stream.
+Every instance draws from its own numpy Generator, so instances are reproducible across numpy
+versions that keep the PCG64 stream and the splits never share a stream.  By default (``smtt``,
+where the candidate plans freely and nothing is audited, and every problem's test split) it is
+seeded with (BASE_SEED, split id, n, index): public.  ``smtt_rule``'s quick and train instances
+(the ones its search sees) are seeded by a secret instead (``secret`` below,
+``evolve.evaluators.secret_seeds``: HMAC-SHA-256 of the entropy in
+problems/smtt_rule/data/seeds.json and the label "instance <split> n<n> <index>"): with public
+seeds a "rule" carrying this generator recognised its instance from three (p, d) pairs and
+dispatched a plan made on the whole of it, and the replay audit could not tell
+(tests/test_smtt_rule_seeds.py).
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from evolve.evaluators.secret_seeds import streams
 
 BASE_SEED = 20250611
 TENTHS = (2, 4, 6, 8, 10)
@@ -58,21 +67,31 @@ def generate(n: int, tf_tenths: int, rdd_tenths: int, rng: np.random.Generator) 
     return p, np.maximum(d, 0)
 
 
-def _make(split: str, n: int, index: int, tf: int, rdd: int) -> GeneratedInstance:
-    rng = np.random.default_rng([BASE_SEED, SPLIT_IDS[split], n, index])
+def instance_label(split: str, n: int, index: int) -> str:
+    """What a secret-seeded instance's key is made from, with the secret."""
+    return f"instance {split} n{n} {index}"
+
+
+def _make(split: str, n: int, index: int, tf: int, rdd: int, secret: bytes | None = None) -> GeneratedInstance:
+    if secret is None:
+        rng = np.random.default_rng([BASE_SEED, SPLIT_IDS[split], n, index])
+    else:
+        (rng,) = streams(secret, instance_label(split, n, index), 1)
     p, d = generate(n, tf, rdd, rng)
     name = f"{split}-n{n}-tf{tf / 10:.1f}-rdd{rdd / 10:.1f}-{index}"
     return GeneratedInstance(name=name, group=f"n={n}", p=p, d=d)
 
 
-def split_instances(split: str, train: dict[int, int] | None = None) -> list[GeneratedInstance]:
+def split_instances(split: str, train: dict[int, int] | None = None,
+                    secret: bytes | None = None) -> list[GeneratedInstance]:
     """The instances of a built-in split (KeyError for an unknown split); ``train`` says how
-    many times the grid repeats at each size in the train split (default: smtt's)."""
+    many times the grid repeats at each size in the train split (default: smtt's); ``secret``
+    seeds every split but test (None: the public seeding)."""
     if split == "quick":
-        return [_make("quick", n, k, tf, rdd) for k, (n, tf, rdd) in enumerate(QUICK)]
+        return [_make("quick", n, k, tf, rdd, secret) for k, (n, tf, rdd) in enumerate(QUICK)]
     if split == "train":
         replicates = train or TRAIN_REPLICATES
-        return [_make("train", n, rep * len(GRID) + k, tf, rdd)
+        return [_make("train", n, rep * len(GRID) + k, tf, rdd, secret)
                 for n in SIZES for rep in range(replicates[n]) for k, (tf, rdd) in enumerate(GRID)]
     if split == "test":
         return [_make("test", n, k, tf, rdd) for n in SIZES for k, (tf, rdd) in enumerate(GRID)]

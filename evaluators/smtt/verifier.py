@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from evolve.errors import UserError
+from evolve.evaluators.secret_seeds import load_secret
 from evolve.evaluators.smtt.audit import Replay
 from evolve.evaluators.smtt.candidate_side import (
     respond_rule,
@@ -65,6 +67,7 @@ class SmttVerifier:
 
     direction: Direction = "minimize"
     train: dict[int, int] | None = None  # the train split's grid repeats per size (None: generator's)
+    secret_seeded = False  # whether the splits the search sees draw from data/seeds.json (generator.py)
 
     def __init__(self, problem_dir: Path, options: Mapping[str, Any] | None = None) -> None:
         self.problem_dir = Path(problem_dir)
@@ -77,8 +80,15 @@ class SmttVerifier:
     def reference_tasks(self, split: str) -> list[ReferenceTask]:
         if split not in SPLIT_IDS:
             raise UserError(f"unknown split {split!r} for smtt (expected one of {', '.join(SPLIT_IDS)})")
+        secret = self.secret if self.secret_seeded and split != "test" else None
         return [ReferenceTask(content_hash(g.p, g.d), g.name, {"p": g.p, "d": g.d, "group": g.group})
-                for g in (split_instances(split, self.train) if self.train else split_instances(split))]
+                for g in split_instances(split, self.train, secret)]
+
+    @cached_property
+    def secret(self) -> bytes:
+        """The seed of the splits the search sees (read when they are first asked for: the test
+        split and users' files need none)."""
+        return load_secret(self.problem_dir, "the smtt_rule verifier seeds its quick and train instances")
 
     def compute_reference(self, task: ReferenceTask, time_limit_s: float | None) -> StoredReference:
         """Subset DP up to 20 jobs, else local search + CP-SAT within ``time_limit_s`` CPU
@@ -198,6 +208,7 @@ class SmttRuleVerifier(SmttVerifier):
     solve = staticmethod(solve_rule)
     respond = staticmethod(respond_rule)
     train = RULE_TRAIN_REPLICATES  # more instances at n >= 100 (generator.py says why)
+    secret_seeded = True  # a rule that recognised a public-seeded instance passed the audit (generator.py)
     time_budget_note = ("The verifier's dispatcher runs in that process and counts too: the rule is "
                         "called once per job, so the budget leaves it about 2 ms per call.")
 

@@ -1,0 +1,221 @@
+"""smtt_rule's quick and train instances' seeds are out of a candidate's reach (docs/smtt.md, "Seeds").
+
+Found by attacking the replay audit (2026-12-06, commit 5ebc301): every quick and train instance
+drew from ``default_rng([20250611, split id, n, index])`` and the generator is public, so a
+"rule" carrying a copy (about 20 lines) recognised its instance from three (p, d) pairs of the
+unscheduled jobs, planned on the whole instance (MDD, then pairwise interchanges for n <= 50)
+and returned each job's position in the plan.  It is a function of its inputs with the
+instance as hidden data, so the audit's replay in a fresh process recognises and plans again
+and agrees: it passed the audit at 0.72 % mean gap on train against MDD's 1.54 % (quick: 0.14 %
+against 1.01 %).
+
+The probe runs here through the real sandbox, audit included: on the shipped instances it
+recognises nothing and dispatches exactly as MDD; handed the old public seeding's quick split
+(which ``smtt`` still ships: there the candidate plans freely anyway) it passes the audit and
+beats MDD, so the test cannot pass blind.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from shipped_evaluator import shipped_evaluator
+from test_serving_seeds import LOOK_FOR_SEEDS
+
+from evolve.errors import UserError
+from evolve.evaluation import Evaluation
+from evolve.evaluators.secret_seeds import SEEDS_FILE, load_secret
+from evolve.evaluators.smtt.generator import BASE_SEED, SPLIT_IDS, generate, split_instances
+from evolve.evaluators.smtt.verifier import SmttRuleVerifier
+from evolve.problem import load_problem
+from evolve.verifier import Instance
+
+MDD = "import numpy as np\n\n\ndef priority(t, p, d):\n    return np.maximum(d, t + p)\n"
+
+# The attack: the generator with the old public seeds, recognition from three (p, d) pairs, a plan
+# on the whole instance, and MDD wherever the instance is not known.
+PROBE = """
+import numpy as np
+
+# A copy of evaluators/smtt/generator.py's old public seeding (quick and smtt_rule's train).
+_BASE, _IDS = 20250611, {"quick": 1, "train": 2}
+_T = (2, 4, 6, 8, 10)
+_GRID = [(tf, rdd) for tf in _T for rdd in _T]
+_QUICK = ((20, 6, 2), (20, 8, 4), (20, 4, 6), (50, 6, 2), (50, 8, 4), (50, 4, 6))
+_TRAIN = {20: 12, 50: 3, 100: 6, 200: 3, 500: 2}
+_index = {}   # (n, p of job 0..2, d of job 0..2) prefix pairs -> instance key
+_known = {}   # instance key -> (p, d)
+_plans = {}   # instance key -> position of each job in the plan
+
+
+def _gen(split, n, index, tf, rdd):
+    rng = np.random.default_rng([_BASE, _IDS[split], n, index])
+    p = rng.integers(1, 100, size=n, endpoint=True, dtype=np.int64)
+    total = int(p.sum())
+    low = -(-(total * (20 - 2 * tf - rdd)) // 20)
+    high = total * (20 - 2 * tf + rdd) // 20
+    d = np.maximum(rng.integers(low, high, size=n, endpoint=True, dtype=np.int64), 0)
+    return p, d
+
+
+def _build(n, split):
+    if split == "quick":
+        made = [("quick", m, k, tf, rdd) for k, (m, tf, rdd) in enumerate(_QUICK) if m == n]
+    else:
+        made = [("train", n, rep * 25 + k, tf, rdd) for rep in range(_TRAIN.get(n, 0)) for k, (tf, rdd) in enumerate(_GRID)]
+    for key in made:
+        p, d = _gen(*key)
+        _known[key] = (p, d)
+        for pair in zip(p.tolist(), d.tolist()):
+            _index.setdefault((n, *pair), []).append(key)
+
+
+_built = set()
+
+
+def _recognise(p, d, n):
+    for split in ("quick", "train"):  # the cheap set first
+        if (n, split) not in _built:
+            _built.add((n, split))
+            _build(n, split)
+        keys = None
+        for j in range(min(3, len(p))):
+            found = set(_index.get((n, int(p[j]), int(d[j])), ()))
+            keys = found if keys is None else keys & found
+            if len(keys) <= 1:
+                break
+        if keys and len(keys) == 1:
+            return next(iter(keys))
+    return None
+
+
+def _tardiness(p, d, seq):
+    return np.maximum(np.cumsum(p[seq]) - d[seq], 0).sum()
+
+
+def _plan(p, d):
+    # MDD, then adjacent interchanges while one improves (a plan of the whole instance).
+    n, t, left, seq = len(p), 0, np.ones(len(p), bool), []
+    for _ in range(n):
+        idx = np.flatnonzero(left)
+        j = idx[np.argmin(np.maximum(d[idx], t + p[idx]))]
+        seq.append(j)
+        left[j] = False
+        t += p[j]
+    seq = np.array(seq)
+    if n <= 50:  # every pairwise interchange, best first, while one improves
+        i, j = np.triu_indices(n, 1)
+        rows = np.arange(len(i))
+        for _ in range(4 * n):
+            cand = np.broadcast_to(seq, (len(i), n)).copy()
+            cand[rows, i], cand[rows, j] = seq[j], seq[i]
+            cost = np.maximum(np.cumsum(p[cand], axis=1) - d[cand], 0).sum(axis=1)
+            k = int(cost.argmin())
+            if cost[k] >= _tardiness(p, d, seq):
+                break
+            seq = cand[k].copy()
+    pos = np.empty(n, np.int64)
+    pos[seq] = np.arange(n)
+    return pos
+
+
+def priority(t, p, d, n, jobs_left):
+    n = int(n)
+    key = _recognise(p, d, n)
+    if key is not None:
+        full_p, full_d = _known[key]
+        if key not in _plans:
+            _plans[key] = _plan(full_p, full_d.astype(np.float64))
+        pos = _plans[key]
+        done = n - int(jobs_left)
+        remaining = np.sort(np.flatnonzero(pos >= done))
+        if len(remaining) == len(p) and np.array_equal(full_p[remaining], p.astype(np.int64)):
+            return pos[remaining].astype(np.float64)
+    return np.maximum(d, t + p)  # MDD wherever the instance is not known
+"""
+
+
+@pytest.fixture(scope="module")
+def smtt_rule() -> Any:
+    with shipped_evaluator("smtt_rule") as pair:
+        yield pair
+
+
+def tardiness(smtt_rule: Any, instances: list[Instance]) -> dict[str, Evaluation]:
+    _, evaluator = smtt_rule
+    out = {name: evaluator.run_split(code, instances, "quick") for name, code in (("probe", PROBE), ("mdd", MDD))}
+    for name, evaluation in out.items():
+        assert evaluation.ok, (name, evaluation.feedback)  # the probe passes the audit either way
+    return out
+
+
+def objectives(evaluation: Evaluation) -> list[float]:
+    return [float(r.objective) for r in evaluation.instances if r.objective is not None]
+
+
+def test_the_recognising_planner_finds_nothing_on_the_shipped_instances(smtt_rule: Any) -> None:
+    problem, _ = smtt_rule
+    instances = problem.instances("quick")
+    found = tardiness(smtt_rule, instances)
+    assert objectives(found["probe"]) == objectives(found["mdd"])  # MDD's sequences, instance by instance
+    assert len(objectives(found["probe"])) == len(instances) == 6
+
+
+def test_under_the_old_public_seeding_it_passed_the_audit_and_beat_mdd(smtt_rule: Any) -> None:
+    # smtt keeps the public seeding, so its quick split is smtt_rule's quick before the fix.
+    old = load_problem("smtt").instances("quick")
+    assert [i.data["p"].tolist() for i in old] == [g.p.tolist() for g in split_instances("quick")]
+    found = tardiness(smtt_rule, old)
+    planned, mdd = objectives(found["probe"]), objectives(found["mdd"])
+    assert len(planned) == len(mdd) == 6
+    assert all(a <= b for a, b in zip(planned, mdd, strict=True))
+    assert sum(planned) < 0.99 * sum(mdd)  # a plan, not a rule
+    assert found["probe"].metrics["gap_mean_pct"] < 0.5 * found["mdd"].metrics["gap_mean_pct"]
+
+
+def test_every_secret_seeded_instance_depends_on_the_secret_and_its_label() -> None:
+    secret = load_secret(load_problem("smtt_rule").dir, "smtt_rule")
+    quick = split_instances("quick", secret=secret)
+    assert [g.p.tolist() for g in quick] == [g.p.tolist() for g in split_instances("quick", secret=secret)]
+    other = split_instances("quick", secret=bytes(16))
+    assert all(not np.array_equal(a.p, b.p) for a, b in zip(quick, other, strict=True))
+    train = split_instances("train", secret=secret)
+    public = {tuple(g.p) for s in ("quick", "train", "test") for g in split_instances(s)}
+    assert not public & {tuple(g.p) for g in quick + train}
+    # The old public stream of quick's first instance, as the probe rebuilds it, is smtt's.
+    rng = np.random.default_rng([BASE_SEED, SPLIT_IDS["quick"], 20, 0])
+    assert generate(20, 6, 2, rng)[0].tolist() == split_instances("quick")[0].p.tolist()
+
+
+def test_smtt_rule_draws_its_search_splits_from_the_secret_and_keeps_the_public_test(tmp_path: Any) -> None:
+    rule = load_problem("smtt_rule").verifier
+    smtt = load_problem("smtt").verifier
+    for split in ("quick", "train"):
+        assert not {t.key for t in rule.reference_tasks(split)} & {t.key for t in smtt.reference_tasks(split)}
+    assert [t.key for t in rule.reference_tasks("test")] == [t.key for t in smtt.reference_tasks("test")]
+    assert [t.key for t in SmttRuleVerifier(tmp_path, {}).reference_tasks("test")] == [
+        t.key for t in smtt.reference_tasks("test")]  # the test split needs no seeds file
+
+
+def test_the_trusted_side_reads_the_smtt_rule_seeds_and_the_candidate_cannot(smtt_rule: Any) -> None:
+    problem, evaluator = smtt_rule
+    path = problem.dir / SEEDS_FILE
+    assert len(load_secret(problem.dir, "smtt_rule")) == 16 and json.loads(path.read_text())["entropy"]
+    sandbox_side = '("evolve.evaluators.smtt.candidate_side", "evolve.evaluators.smtt.dispatch")'
+    source = (f"PATHS = {[str(path), str(path.parent)]!r}\n"
+              + LOOK_FOR_SEEDS.replace('m != "evolve.evaluators.serving.candidate_side"', f"m not in {sandbox_side}")
+              .replace("serving", "smtt").replace("FUNCTION(**_)", "priority(**_)"))
+    if not evaluator._sandbox(0).facts["filesystem"][0]:
+        pytest.skip("no filesystem view here")
+    evaluation = evaluator.run_split(source, problem.instances("quick")[:1], "quick")
+    assert not evaluation.ok
+    assert "seen: ['FileNotFoundError', 'FileNotFoundError']" in evaluation.feedback, evaluation.feedback
+
+
+def test_a_missing_smtt_rule_seeds_file_is_one_line(tmp_path: Any) -> None:
+    with pytest.raises(UserError, match="missing; the smtt_rule verifier seeds its quick and train") as info:
+        SmttRuleVerifier(tmp_path, {}).reference_tasks("train")
+    assert "\n" not in str(info.value) and str(tmp_path / SEEDS_FILE) in str(info.value)
