@@ -132,3 +132,22 @@ def test_a_problem_without_a_validation_split_fails_before_the_search(tmp_path: 
     assert done.exit_code == 2 and "unknown split 'valid'" in done.output and "Traceback" not in done.output
     assert not (tmp_path / "r" / "archive.sqlite").exists() or Archive(
         tmp_path / "r" / "archive.sqlite", readonly=True).program_count() == 0
+
+
+def test_a_study_reports_each_seeds_chosen_best_and_the_split_that_chose_it(toy_dir: Path, tmp_path: Path) -> None:
+    replies = _replay(tmp_path / "replies.jsonl", [FITS_TRAIN, HONEST])
+    study = evolve.run_study(str(toy_dir), "0-1", out=tmp_path / "study", iterations=2, islands=1,
+                             llm=f"replay:{replies}", edit_mode="rewrite", select_on="valid", select_among=3)
+    review = evolve.review_study(study)
+    document = review.to_json()
+    for seed_run in document["runs"]:
+        archive = Archive(Path(seed_run["run_dir"]) / "archive.sqlite", readonly=True)
+        try:
+            selection = selection_of(archive)
+            assert selection is not None and seed_run["best_id"] == selection.program_id
+            assert HONEST in archive.program(selection.program_id).code
+        finally:
+            archive.close()
+        assert seed_run["best_chosen_on"] == "valid"
+    shown = CliRunner().invoke(app, ["review", str(study)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "every seed: the best was chosen on the valid split" in shown.output
