@@ -7,131 +7,45 @@ evaluated program.  MAP-Elites cells live in ``elites`` and are updated
 incrementally.  All hot queries are indexed: their cost does not grow with the
 archive.  Programs and attempts are never changed once written, so the ones a
 prompt reads again and again are kept decoded (a bounded cache per ``Archive``).
+
+``Archive`` is the store's reads and writes; the records and their rows are in
+``archive_records.py``, the schema and the file check in ``archive_schema.py``, the
+cache in ``record_cache.py``.  Every name this module had is still importable from it.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import time
-from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
+from evolve.archive_records import (
+    ATTEMPT_COLUMNS,
+    DUPLICATE,
+    EDIT_ERROR,
+    EVALUATED,
+    LIGHT_PROGRAM_COLUMNS,
+    LLM_ERROR,
+    PROGRAM_COLUMNS,
+    Attempt,
+    Program,
+    attempt_from_row,
+    program_from_row,
+)
+from evolve.archive_schema import SCHEMA, SCHEMA_VERSION, check_archive
 from evolve.errors import UserError
+from evolve.record_cache import RecordCache, clone
 
-SCHEMA_VERSION = "1"
+__all__ = [
+    "CACHED_ROWS", "DUPLICATE", "EDIT_ERROR", "EVALUATED", "LLM_ERROR", "SCHEMA", "SCHEMA_VERSION",
+    "Archive", "Attempt", "Program", "check_archive",
+]
+
 # Decoded programs and attempts kept per Archive: every prompt reads its parent, the run's
 # best, inspirations and the latest attempts with their children (a few dozen rows).
 CACHED_ROWS = 512
-K = TypeVar("K")
-V = TypeVar("V")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS programs (
-    id INTEGER PRIMARY KEY,
-    code TEXT NOT NULL,
-    code_hash TEXT NOT NULL UNIQUE,
-    parent_id INTEGER REFERENCES programs(id),
-    island INTEGER NOT NULL,
-    iteration INTEGER NOT NULL,
-    generation INTEGER NOT NULL,
-    origin TEXT NOT NULL,
-    model TEXT,
-    status TEXT NOT NULL,
-    score REAL,
-    stage TEXT NOT NULL,
-    metrics TEXT NOT NULL,
-    instances TEXT NOT NULL,
-    feedback TEXT NOT NULL,
-    features TEXT,
-    eval_seconds REAL NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS programs_by_score ON programs(score DESC) WHERE score IS NOT NULL;
-CREATE TABLE IF NOT EXISTS attempts (
-    iteration INTEGER PRIMARY KEY,
-    island INTEGER NOT NULL,
-    parent_id INTEGER,
-    mode TEXT NOT NULL,
-    model TEXT,
-    outcome TEXT NOT NULL,
-    error TEXT,
-    program_id INTEGER REFERENCES programs(id),
-    completion TEXT,
-    prompt_tokens INTEGER NOT NULL DEFAULT 0,
-    completion_tokens INTEGER NOT NULL DEFAULT 0,
-    cost_usd REAL NOT NULL DEFAULT 0,
-    llm_seconds REAL NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL
-);
--- "What was already tried on this parent" for every prompt: bounded by the index.
-CREATE INDEX IF NOT EXISTS attempts_by_parent ON attempts(parent_id, iteration);
-CREATE TABLE IF NOT EXISTS elites (
-    island INTEGER NOT NULL,
-    cell TEXT NOT NULL,
-    program_id INTEGER NOT NULL REFERENCES programs(id),
-    score REAL NOT NULL,
-    PRIMARY KEY (island, cell)
-);
-"""
-
-# Attempt outcomes.
-EVALUATED = "evaluated"
-EDIT_ERROR = "edit_error"
-LLM_ERROR = "llm_error"
-DUPLICATE = "duplicate"
-
-
-@dataclass
-class Program:
-    code: str
-    code_hash: str
-    parent_id: int | None
-    island: int
-    iteration: int
-    generation: int
-    origin: str
-    model: str | None
-    status: str
-    score: float | None
-    stage: str
-    metrics: dict[str, float]
-    instances: list[dict[str, Any]]
-    feedback: str
-    features: list[float] | None
-    eval_seconds: float
-    created_at: float = field(default_factory=time.time)
-    id: int | None = None
-
-
-@dataclass
-class Attempt:
-    iteration: int
-    island: int
-    parent_id: int | None
-    mode: str
-    model: str | None
-    outcome: str
-    error: str | None = None
-    completion: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    llm_seconds: float = 0.0
-    program_id: int | None = None
-    created_at: float = field(default_factory=time.time)
-
-
-_PROGRAM_COLUMNS = (
-    "code, code_hash, parent_id, island, iteration, generation, origin, model, status, score, "
-    "stage, metrics, instances, feedback, features, eval_seconds, created_at"
-)
-# The same without the per-instance results (the largest column), for summaries.
-_LIGHT_PROGRAM_COLUMNS = _PROGRAM_COLUMNS.replace("instances,", "'[]' AS instances,")
 
 
 class Archive:
@@ -147,8 +61,8 @@ class Archive:
         self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         # Rows never change once written: decoded copies, keyed by (id, with results) / iteration.
-        self._programs: _Cache[tuple[int, bool], Program] = _Cache(CACHED_ROWS)
-        self._attempts: _Cache[int, Attempt] = _Cache(CACHED_ROWS)
+        self._programs: RecordCache[tuple[int, bool], Program] = RecordCache(CACHED_ROWS)
+        self._attempts: RecordCache[int, Attempt] = RecordCache(CACHED_ROWS)
         self._seed_id: int | None = None
         if not readonly:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -176,7 +90,7 @@ class Archive:
         """Commit a program (and the attempt that made it) atomically."""
         with self._transaction():
             cursor = self._db.execute(
-                f"INSERT INTO programs({_PROGRAM_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+                f"INSERT INTO programs({PROGRAM_COLUMNS}) VALUES ({', '.join('?' * 17)})",
                 (
                     program.code, program.code_hash, program.parent_id, program.island,
                     program.iteration, program.generation, program.origin, program.model,
@@ -232,18 +146,18 @@ class Archive:
         """A program; ``results=False`` leaves out its per-instance results (the largest column).
 
         A copy of the cached record: callers may change its fields, not its containers."""
-        return _clone(self._program(program_id, results))
+        return clone(self._program(program_id, results))
 
     def _program(self, program_id: int, results: bool) -> Program:
         """The cached record itself (shared: read it, never change it)."""
         key = (program_id, results)
         program = self._programs.get(key)
         if program is None:
-            columns = _PROGRAM_COLUMNS if results else _LIGHT_PROGRAM_COLUMNS
+            columns = PROGRAM_COLUMNS if results else LIGHT_PROGRAM_COLUMNS
             row = self._db.execute(f"SELECT id, {columns} FROM programs WHERE id=?", (program_id,)).fetchone()
             if row is None:
                 raise UserError(f"{self.path}: no program with id {program_id}")
-            program = self._programs.put(key, _program_from_row(row))
+            program = self._programs.put(key, program_from_row(row))
         return program
 
     def id_for_hash(self, code_hash: str) -> int | None:
@@ -262,11 +176,11 @@ class Archive:
 
     def top(self, n: int = 10) -> list[Program]:
         rows = self._db.execute(
-            f"SELECT id, {_PROGRAM_COLUMNS} FROM programs WHERE score IS NOT NULL"
+            f"SELECT id, {PROGRAM_COLUMNS} FROM programs WHERE score IS NOT NULL"
             " ORDER BY score DESC, id ASC LIMIT ?",
             (n,),
         ).fetchall()
-        return [_program_from_row(r) for r in rows]
+        return [program_from_row(r) for r in rows]
 
     def best(self) -> Program | None:
         row = self._db.execute(
@@ -308,17 +222,17 @@ class Archive:
 
     def attempt(self, iteration: int) -> Attempt | None:
         attempt = self._attempt(iteration)
-        return _clone(attempt) if attempt is not None else None
+        return clone(attempt) if attempt is not None else None
 
     def _attempt(self, iteration: int) -> Attempt | None:
         """The cached record itself (shared: read it, never change it)."""
         attempt = self._attempts.get(iteration)
         if attempt is None:
-            row = self._db.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE iteration=?",
+            row = self._db.execute(f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE iteration=?",
                                    (iteration,)).fetchone()
             if row is None:  # not cached: it may come later
                 return None
-            attempt = self._attempts.put(iteration, _attempt_from_row(row))
+            attempt = self._attempts.put(iteration, attempt_from_row(row))
         return attempt
 
     def _attempts_with_children(self, where: str, args: tuple[Any, ...],
@@ -340,10 +254,10 @@ class Archive:
     def last_attempt(self, island: int) -> Attempt | None:
         """The island's most recent attempt (its next prompt reports an edit that failed)."""
         row = self._db.execute(
-            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE island=? ORDER BY iteration DESC LIMIT 1",
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE island=? ORDER BY iteration DESC LIMIT 1",
             (island,),
         ).fetchone()
-        return _attempt_from_row(row) if row else None
+        return attempt_from_row(row) if row else None
 
     def attempt_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0])
@@ -395,54 +309,6 @@ class Archive:
             yield int(row[0]), int(row[1]), row[2], float(row[3])
 
 
-def check_archive(path: Path) -> None:
-    """An existing archive must be an evolve archive: a zero-byte or corrupt file is a
-    one-line error naming it, never a silent fresh start (SQLite would happily treat
-    an empty file as an empty database)."""
-    size = path.stat().st_size
-    if size == 0:
-        raise UserError(f"{path}: empty file (0 bytes), not an evolve archive; the run cannot be read or resumed")
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            db.execute("SELECT id FROM programs LIMIT 1").fetchone()
-            db.execute("SELECT iteration FROM attempts LIMIT 1").fetchone()
-        finally:
-            db.close()
-    except sqlite3.DatabaseError as err:
-        raise UserError(f"{path}: not a readable evolve archive ({err})") from None
-    if row is None:
-        raise UserError(f"{path}: not an evolve archive (no schema version)")
-
-
-def _clone(record: V) -> V:
-    """A shallow copy of a cached dataclass record (a tenth of ``copy.copy``'s time)."""
-    new = object.__new__(type(record))
-    new.__dict__.update(record.__dict__)
-    return new
-
-
-class _Cache(Generic[K, V]):
-    """At most ``size`` entries; the least recently used goes first."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> V:
-        self._items[key] = value
-        if len(self._items) > self.size:
-            self._items.popitem(last=False)
-        return value
-
-
 class _Transaction:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
@@ -452,39 +318,3 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
-_ATTEMPT_COLUMNS = (
-    "iteration, island, parent_id, mode, model, outcome, error, completion, prompt_tokens, "
-    "completion_tokens, cost_usd, llm_seconds, program_id, created_at"
-)
-
-
-_ATTEMPT_FIELDS = tuple(name.strip() for name in _ATTEMPT_COLUMNS.split(","))
-
-
-def _attempt_from_row(row: sqlite3.Row) -> Attempt:
-    return Attempt(**{name: row[name] for name in _ATTEMPT_FIELDS})
-
-
-def _program_from_row(row: sqlite3.Row) -> Program:
-    return Program(
-        id=int(row["id"]),
-        code=row["code"],
-        code_hash=row["code_hash"],
-        parent_id=row["parent_id"],
-        island=int(row["island"]),
-        iteration=int(row["iteration"]),
-        generation=int(row["generation"]),
-        origin=row["origin"],
-        model=row["model"],
-        status=row["status"],
-        score=row["score"],
-        stage=row["stage"],
-        metrics=json.loads(row["metrics"]),
-        instances=json.loads(row["instances"]),
-        feedback=row["feedback"],
-        features=json.loads(row["features"]) if row["features"] else None,
-        eval_seconds=float(row["eval_seconds"]),
-        created_at=float(row["created_at"]),
-    )

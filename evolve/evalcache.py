@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 SCHEMA = """CREATE TABLE IF NOT EXISTS split_evaluations (
     key TEXT PRIMARY KEY, name TEXT NOT NULL, split TEXT NOT NULL,
     evaluation TEXT NOT NULL, created_at REAL NOT NULL)"""
-ENGINE_MODULES = ("evolve.evaluation", "evolve.scoring", "evolve.verifier", "evolve.pure_rule")
+# pure_rule decides which programs skip the audit, with the GP's parser (gp.codegen).
+ENGINE_MODULES = ("evolve.evaluation", "evolve.scoring", "evolve.verifier", "evolve.pure_rule", "evolve.gp.codegen")
 
 
 def source_digest(problem: Problem) -> str:

@@ -91,6 +91,14 @@ def _excluded_nodes(tree: ast.Module) -> set[int]:
     return skip
 
 
+def _finite(value: float) -> bool:
+    """Whether the literal is a finite float (an integer of hundreds of digits is not one)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def tunable_constants(code: str) -> list[Constant]:
     """Numeric literals inside the EVOLVE-BLOCK that act as weights (not 0, indices, axes, ...).
 
@@ -116,7 +124,7 @@ def tunable_constants(code: str) -> list[Constant]:
         else:
             continue
         value = candidate.value
-        if id(candidate) in skip or type(value) not in (int, float) or value == 0 or not math.isfinite(value):
+        if id(candidate) in skip or type(value) not in (int, float) or value == 0 or not _finite(value):
             continue
         line = span.lineno - 1  # type: ignore[attr-defined]
         if line != (span.end_lineno or 0) - 1 or not any(s <= line < e for s, e in blocks):  # type: ignore[attr-defined]

@@ -1,12 +1,20 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
+
+# A suite started in the background by a shell without job control (`sh -c 'pytest &'`, `nohup
+# pytest &` in a script, some CI runners) starts with SIGINT ignored, and so does every process
+# its tests start: the tests that stop a study with Ctrl-C then never stopped it (one waited for
+# 100,000 iterations, with no summary). Tests run as in a terminal, where Ctrl-C interrupts.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -12,9 +12,11 @@ from evolve.evaluators.jssp import JsspVerifier
 from evolve.evaluators.jssp.benchmarks import load_benchmarks
 from evolve.evaluators.jssp.generator import SIZES, generated_split
 from evolve.evaluators.jssp.instance_file import parse_instance_file
+from evolve.evaluators.secret_seeds import load_secret
 from evolve.problem import builtin_dir
 
 JSSP_DATA = builtin_dir() / "jssp" / "data"
+SECRET = load_secret(JSSP_DATA.parent, "jssp")
 
 PROBLEM_DIR = Path(__file__).resolve().parents[1] / "problems" / "jssp"
 FT06 = load_benchmarks(JSSP_DATA)["ft06"].shop
@@ -84,14 +86,14 @@ def test_test_split_is_taillard_by_size_then_the_other_families(verifier: JsspVe
 def test_generated_splits_are_seeded_sized_and_never_benchmarks() -> None:
     benchmark_hashes = {b.shop.content_hash() for b in load_benchmarks(JSSP_DATA).values()}
     for split in ("quick", "train"):
-        shops = generated_split(split)
-        assert [s.content_hash() for s in shops] == [s.content_hash() for s in generated_split(split)]
+        shops = generated_split(split, SECRET)
+        assert [s.content_hash() for s in shops] == [s.content_hash() for s in generated_split(split, SECRET)]
         assert {(s.n_jobs, s.n_machines) for s in shops} == set(SIZES[split])
         assert not benchmark_hashes & {s.content_hash() for s in shops}
         for s in shops:
             assert s.durations.min() >= 1 and s.durations.max() <= 99
             assert all(sorted(row) == list(range(s.n_machines)) for row in s.machines.tolist())
-    assert not {s.content_hash() for s in generated_split("quick")} & {s.content_hash() for s in generated_split("train")}
+    assert not {s.content_hash() for s in generated_split("quick", SECRET)} & {s.content_hash() for s in generated_split("train", SECRET)}
 
 
 def test_generated_splits_carry_shipped_cp_sat_references(verifier: JsspVerifier) -> None:
@@ -141,7 +143,7 @@ def test_known_instance_in_any_format_gets_the_curated_bound(tmp_path: Path, ver
 
 
 def test_taillard_format_reads_one_based_machines_and_header_bounds(tmp_path: Path) -> None:
-    shop = generated_split("quick")[0]
+    shop = generated_split("quick", SECRET)[0]
     text = taillard_text(shop, 600, 500) + "\n" + taillard_text(shop, 610, 490)
     first, second = parse_instance_file(write(tmp_path, "t.txt", text))
     assert first.shop.jobs() == shop.jobs()

@@ -14,10 +14,12 @@ from evolve.evaluators.jssp.cpsat import solve_cpsat
 from evolve.evaluators.jssp.generator import generated_split, taillard_like
 from evolve.evaluators.jssp.model import JobShop
 from evolve.evaluators.jssp.references import attained_by_schedule
+from evolve.evaluators.secret_seeds import load_secret
 from evolve.problem import builtin_dir
 from evolve.references import FORMAT, read_file
 
 JSSP_DATA = builtin_dir() / "jssp" / "data"
+SECRET = load_secret(JSSP_DATA.parent, "jssp")
 SHIPPED_PATH = JSSP_DATA / "references.json"
 
 
@@ -75,7 +77,7 @@ def test_cp_sat_optimum_equals_exhaustive_enumeration_on_tiny_instances() -> Non
 def test_shipped_references_are_attained_and_labelled() -> None:
     header, shipped = read_file(SHIPPED_PATH)
     assert header["command"].startswith("taskset -c 0 evolve references jssp --split quick,train --time-limit 45")
-    shops = {s.content_hash(): s for split in ("quick", "train") for s in generated_split(split)}
+    shops = {s.content_hash(): s for split in ("quick", "train") for s in generated_split(split, SECRET)}
     assert set(shipped) == set(shops)
     kinds = set()
     for key, record in shipped.items():
@@ -101,5 +103,6 @@ def test_a_tampered_reference_is_refused(tmp_path, monkeypatch) -> None:
     row["value"] -= 1  # a better value than its own schedule attains
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / SHIPPED_PATH.name).write_text(json.dumps(document))
+    (tmp_path / "data" / "seeds.json").write_text((JSSP_DATA / "seeds.json").read_text())  # the same instances
     with pytest.raises(UserError, match="a reference its witness does not attain for instance quick-6x6-0"):
         JsspVerifier(tmp_path, {}).instances("quick")

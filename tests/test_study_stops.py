@@ -127,3 +127,23 @@ def test_a_seed_whose_model_calls_hang_stops_at_once_and_keeps_every_committed_p
     for seed in (0, 1):
         assert committed[seed], f"seed {seed} committed nothing before the stop"
         assert _programs(out / f"seed-{seed}")[: len(committed[seed])] == committed[seed]
+
+
+def test_the_suite_hears_ctrl_c_as_a_terminal_would() -> None:
+    """However the suite was started, Ctrl-C interrupts it and the processes its tests start
+    (the Ctrl-C tests above and in test_study_processes.py rely on it)."""
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    child = subprocess.run([sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT))"],
+                           capture_output=True, text=True, timeout=60)
+    assert child.stdout.strip() == str(signal.default_int_handler)
+
+
+def test_a_suite_started_in_the_background_by_a_script_still_hears_ctrl_c() -> None:
+    # `cmd &` in a shell without job control (a script, `sh -c`, CI) starts cmd with SIGINT
+    # ignored, and nohup does not undo it: the suite so started never stopped the studies its
+    # Ctrl-C tests start, and one of them waited for 100,000 iterations.
+    test = f"{Path(__file__)}::test_the_suite_hears_ctrl_c_as_a_terminal_would"
+    done = subprocess.run(["sh", "-c", '"$0" -m pytest -q -p no:cacheprovider "$1" </dev/null & wait $!',
+                           sys.executable, test], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ from evolve.evaluators.jssp.references import (
     compute_reference,
     scaled_time_limit,
 )
+from evolve.evaluators.secret_seeds import load_secret
 from evolve.options import VerifierOptions, read_options
 from evolve.references import ReferenceStore, ReferenceTask, StoredReference
 from evolve.scoring import aggregate as default_aggregate
@@ -89,7 +91,13 @@ class JsspVerifier:
             raise UserError(f"unknown split {split!r} for jssp (expected one of {', '.join(SPLITS)})")
         if split == "test":
             return []
-        return [ReferenceTask(shop.content_hash(), shop.name, shop) for shop in generated_split(split)]
+        return [ReferenceTask(shop.content_hash(), shop.name, shop) for shop in generated_split(split, self.secret)]
+
+    @cached_property
+    def secret(self) -> bytes:
+        """The generated splits' seed (read when they are first asked for: the test split and
+        users' files need none)."""
+        return load_secret(self.problem_dir, "the jssp verifier seeds its generated quick and train instances")
 
     def compute_reference(self, task: ReferenceTask, time_limit_s: float | None) -> StoredReference:
         """CP-SAT for ``time_limit_s`` seconds at 600+ operations, a share (at least 5 s) below;

@@ -26,6 +26,7 @@ from typing import Literal
 from evolve.edits.blocks import (
     END_MARKER,
     START_MARKER,
+    TOO_DEEP,
     EditError,
     block_text,
     check_child,
@@ -135,6 +136,8 @@ def edit_child(parent: str, completion: str, mode: Literal["diff", "rewrite"]) -
             return Edit(check_child(parent, child), form, notes, reply.thinking)
         except EditError as err:
             first_error = first_error or err
+        except (RecursionError, MemoryError):  # the answer's code is deeper than the parser goes
+            first_error = first_error or EditError(TOO_DEEP)
     if first_error is not None:
         raise first_error
     if not reply.answer.strip() and reply.thinking:

@@ -143,17 +143,38 @@ def _parsed(code: str) -> ast.Module:
     return ast.parse(code)
 
 
+# Levels of nesting a child may have (expressions inside expressions, blocks inside blocks).
+# The engine reads every child in the trusted process with recursive readers (ast.unparse for
+# its hash, the GP's parser for its behaviour key and pure_rule), which fail at ~330 levels:
+# a sum of 500 terms took a whole run down.  Real programs stay under ~30.
+MAX_NESTING = 100
+TOO_DEEP = (f"the program nests expressions or blocks more than {MAX_NESTING} levels deep (a sum of "
+            "hundreds of terms, a long elif chain); write it with loops, arrays or helper functions")
+
+
+def nesting(tree: ast.AST) -> int:
+    """The depth of ``tree`` (a module with one statement is 2), without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
 def syntax_error(code: str) -> str | None:
-    """Why ``code`` does not parse, naming the line; None if it does."""
+    """Why ``code`` does not parse, naming the line, or nests too deeply; None if neither."""
     try:
-        _parsed(code)
+        tree = _parsed(code)
+    except (RecursionError, MemoryError):  # deeper than Python's own parser goes
+        return TOO_DEEP
     except SyntaxError as e:
         lines = code.split("\n")
         where = ""
         if e.lineno is not None and 0 < e.lineno <= len(lines):
             where = f" at line {e.lineno}: {lines[e.lineno - 1].strip()!r}"
         return f"{e.msg}{where}"
-    return None
+    return TOO_DEEP if nesting(tree) > MAX_NESTING else None
 
 
 def check_child(parent: str, child: str) -> str:
@@ -164,6 +185,8 @@ def check_child(parent: str, child: str) -> str:
             "the EVOLVE-BLOCK"
         )
     error = syntax_error(child)
+    if error == TOO_DEEP:
+        raise EditError(error)
     if error is not None:
         raise EditError(
             f"the edited program does not parse: {error}; check brackets, colons and "

@@ -100,7 +100,10 @@ def _np_attr(node: ast.expr) -> str | None:
 
 def _number(node: ast.expr) -> float | None:
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return float(node.value)
+        try:
+            return float(node.value)
+        except OverflowError:  # an integer literal of hundreds of digits: a model can write one
+            raise NotATree("an integer constant too large for a float") from None
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         inner = _number(node.operand)
         if inner is not None:

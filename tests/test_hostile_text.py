@@ -1,0 +1,84 @@
+"""A model's program text that the engine's own readers choke on costs one candidate, never the run.
+
+The controller reads every child before any sandbox sees it: it hashes it (``ast.unparse``),
+keys its behaviour (the GP's parser, ``evolve/gp/semantics.py``) and, for audited problems, asks
+whether it is one pure expression (``evolve/pure_rule.py``).  Two texts a model can write broke
+those readers, and with them the whole run: an integer literal too large for a float (400
+digits: ``float()`` raises ``OverflowError``) and an expression nested a few hundred levels
+deep (a sum of 500 terms: ``RecursionError`` in ``ast.unparse``; of 5,000: in ``ast.parse``).
+The constant tuner read the same literal with ``math.isfinite`` (``OverflowError`` again).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from evolve.archive import Archive
+from evolve.config import resolve_settings
+from evolve.edits import EditError, apply_edit
+from evolve.gp.semantics import BehaviourKeys
+from evolve.llm import make_llm
+from evolve.loop import Controller
+from evolve.problem import load_problem
+from evolve.pure_rule import is_pure_rule
+from evolve.tuning import tunable_constants
+
+BLOCK_RE = re.compile(r"# EVOLVE-BLOCK-START\n.*?# EVOLVE-BLOCK-END", re.S)
+
+HUGE_LITERAL = "d + 0 * " + "9" * 400  # the value of d: a legal rule, audited
+SUM_500 = " + ".join(["d"] * 500)
+SUM_5000 = " + ".join(["d"] * 5000)
+GOOD = "np.maximum(d, t + p)"
+
+
+def _program(expression: str) -> str:
+    seed = load_problem("smtt_rule").seed_code
+    block = f"# EVOLVE-BLOCK-START\ndef priority(t, p, d):\n    return {expression}\n# EVOLVE-BLOCK-END"
+    return BLOCK_RE.sub(lambda _m: block, seed)
+
+
+def _reply(expression: str) -> str:
+    return "Here is the program.\n```python\n" + _program(expression) + "```\n"
+
+
+def test_a_constant_too_large_for_a_float_is_simply_not_pure_and_keyed_as_code() -> None:
+    code = _program(HUGE_LITERAL)
+    assert not is_pure_rule(code, "priority")
+    keys = BehaviourKeys(load_problem("smtt_rule").spec.rule)
+    key = keys.key(code)  # read as code, not as a tree: a key all the same
+    assert key is not None and key != keys.key(_program("d"))
+    assert tunable_constants(code) == []  # no weight to fit (0 is none either)
+
+
+@pytest.mark.parametrize("expression", [SUM_500, SUM_5000])
+def test_a_program_nested_too_deeply_is_an_edit_error_naming_the_depth(expression: str) -> None:
+    seed = load_problem("smtt_rule").seed_code
+    with pytest.raises(EditError, match="nest"):
+        apply_edit(seed, _reply(expression), "rewrite")
+
+
+def test_texts_the_engine_cannot_read_cost_one_candidate_and_the_run_goes_on(tmp_path: Path) -> None:
+    problem = load_problem("smtt_rule")
+    texts = [_reply(e) for e in (HUGE_LITERAL, SUM_500, SUM_5000, GOOD)]
+    replies = tmp_path / "completions.jsonl"
+    replies.write_text("".join(json.dumps({"iteration": i, "model": "replayed", "text": text, "prompt_tokens": 0,
+                                           "completion_tokens": 0, "cost_usd": 0.0}) + "\n"
+                               for i, text in enumerate(texts, start=1)))
+    settings = resolve_settings(problem.spec.run, None, {"iterations": len(texts), "edit_mode": "rewrite",
+                                                         "islands": 1, "cascade": {"enabled": False}})
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    progress = Controller(problem, settings, archive, make_llm(f"replay:{replies}"), tmp_path).run()
+    assert progress.stop_reason == "iterations"
+    huge, sum500, sum5000, good = (archive.attempt(i) for i in range(1, len(texts) + 1))
+    assert huge is not None and huge.program_id is not None
+    seed = archive.seed()
+    assert seed is not None and archive.program(huge.program_id).score == seed.score  # d + 0: EDD, audited
+    for deep in (sum500, sum5000):
+        assert deep is not None and deep.program_id is None and "nest" in (deep.error or ""), deep
+    assert good is not None and good.program_id is not None
+    best = archive.best()
+    assert best is not None and best.id == good.program_id
