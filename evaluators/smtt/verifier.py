@@ -148,7 +148,7 @@ class SmttVerifier:
         p, d = instance.data["p"], instance.data["d"]
         reply = session.call({"p": p, "d": d})
         if reply.error is not None:  # the candidate raised, or answered with something unsendable
-            raise CandidateError(reply.error.replace("reply is not", "solution is not", 1))
+            raise CandidateError(reply.error.replace("reply is ", "solution is ", 1))
         allowed = cpu_budget_s(len(p))
         if reply.cpu_seconds > allowed:
             raise CandidateError(f"CPU budget exceeded: {reply.cpu_seconds:.3f} s of CPU for n = {len(p)}, "

@@ -16,6 +16,11 @@ from typing import Any
 from evolve.sandbox.types import InstanceRun, SandboxLimits, SandboxOutcome
 
 MAX_ERROR_CHARS = 1000
+# Levels of lists and objects a solution or reply may nest (jssp's, the deepest shipped: 3).
+# json.loads reads up to ~1,000, but the trusted side walks solutions recursively (json_safe
+# for --solutions-out and the review cache, json.dumps): 900 levels raised RecursionError there.
+MAX_NESTING = 64
+TOO_DEEP = f"solution is nested more than {MAX_NESTING} levels deep (lists in lists)"
 TAIL_CHARS = 2048
 MEMORY_SIGN = 0.9  # a peak this close to the limit means the limit was hit
 
@@ -33,6 +38,18 @@ def printable(text: str) -> str:
 def one_line(text: Any) -> str:
     """Candidate text as one printable line of at most MAX_ERROR_CHARS."""
     return printable(" ".join(str(text).split()))[:MAX_ERROR_CHARS]
+
+
+def too_deep(value: Any) -> bool:
+    """Whether a JSON value nests lists and objects more than MAX_NESTING levels (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list | dict):
+            if depth > MAX_NESTING:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def _no_constants(name: str) -> Any:
@@ -72,7 +89,10 @@ def _instance_run(obj: dict[str, Any]) -> InstanceRun:
     seconds = obj.get("seconds")
     ok_seconds = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
     seconds = float(seconds) if ok_seconds and math.isfinite(seconds) and seconds >= 0 else 0.0
-    return InstanceRun(None if error else obj.get("solution"), error, seconds)
+    solution = None if error else obj.get("solution")
+    if too_deep(solution):
+        return InstanceRun(None, TOO_DEEP, seconds)
+    return InstanceRun(solution, error, seconds)
 
 
 def _where(loaded: bool, done: int, instances: list[Any]) -> str:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from evolve.sandbox import channel
 from evolve.sandbox.frames import WorkerLost
-from evolve.sandbox.outcome import MAX_ERROR_CHARS, classify, one_line
+from evolve.sandbox.outcome import MAX_ERROR_CHARS, MAX_NESTING, classify, one_line, too_deep
 from evolve.sandbox.types import SandboxError, SandboxLimits, SandboxOutcome
 
 if TYPE_CHECKING:
@@ -340,7 +340,10 @@ def _decode(kind: int, meta: bytes, blob: bytearray) -> tuple[Any, str | None]:
     """(value, error) from one reply; whatever does not validate is that reply's error."""
     try:
         if kind == channel.JSON:
-            return json.loads(blob, parse_constant=_reject_constant), None
+            value = json.loads(blob, parse_constant=_reject_constant)
+            if too_deep(value):
+                return None, f"reply is nested more than {MAX_NESTING} levels deep (lists in lists)"
+            return value, None
         if kind == channel.ERROR:
             error = json.loads(meta, parse_constant=_reject_constant)["error"]
             return None, one_line(error) or "error"
