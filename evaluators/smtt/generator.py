@@ -20,7 +20,7 @@ import numpy as np
 BASE_SEED = 20250611
 TENTHS = (2, 4, 6, 8, 10)
 GRID: tuple[tuple[int, int], ...] = tuple((tf, rdd) for tf in TENTHS for rdd in TENTHS)
-SPLIT_IDS = {"quick": 1, "train": 2, "test": 3}
+SPLIT_IDS = {"quick": 1, "train": 2, "test": 3, "valid": 4}
 SIZES = (20, 50, 100, 200, 500)
 # Train: the whole TF/RDD grid at every size, three times over where instances are cheap and
 # small optima frequent (bench/smtt_train_split.py: the design whose best rule was best on a
@@ -33,6 +33,11 @@ TRAIN_REPLICATES = {20: 12, 50: 3, 100: 3, 200: 1, 500: 1}
 # one instance with optimum 76 is 0.13 points of it; bench/smtt_validation.py --on smtt-train), where a fresh set of 100 (1.42 against
 # 1.26) and the test split can (docs/smtt.md, "A larger train split at n >= 100").
 RULE_TRAIN_REPLICATES = {**TRAIN_REPLICATES, 100: 6, 200: 3, 500: 2}
+# valid: drawn like train from the generator's own stream (split id 4), disjoint from train and
+# test; a run may choose its reported best on it (``select_on``, evolve/selection.py), so the
+# search's fitness (train) is not also the judge of which program it reports. Smaller than train:
+# it ranks a run's few top programs, it does not steer the search.
+VALID_REPLICATES = {20: 4, 50: 2, 100: 2, 200: 2, 500: 1}
 # quick: small and all with non-zero tardiness, so every gap is defined.
 QUICK = ((20, 6, 2), (20, 8, 4), (20, 4, 6), (50, 6, 2), (50, 8, 4), (50, 4, 6))
 
@@ -74,6 +79,9 @@ def split_instances(split: str, train: dict[int, int] | None = None) -> list[Gen
         replicates = train or TRAIN_REPLICATES
         return [_make("train", n, rep * len(GRID) + k, tf, rdd)
                 for n in SIZES for rep in range(replicates[n]) for k, (tf, rdd) in enumerate(GRID)]
+    if split == "valid":
+        return [_make("valid", n, rep * len(GRID) + k, tf, rdd)
+                for n in SIZES for rep in range(VALID_REPLICATES[n]) for k, (tf, rdd) in enumerate(GRID)]
     if split == "test":
         return [_make("test", n, k, tf, rdd) for n in SIZES for k, (tf, rdd) in enumerate(GRID)]
     raise KeyError(split)

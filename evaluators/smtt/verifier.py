@@ -65,6 +65,7 @@ class SmttVerifier:
 
     direction: Direction = "minimize"
     train: dict[int, int] | None = None  # the train split's grid repeats per size (None: generator's)
+    validation = False  # whether the generator's validation split ("valid") is offered
 
     def __init__(self, problem_dir: Path, options: Mapping[str, Any] | None = None) -> None:
         self.problem_dir = Path(problem_dir)
@@ -75,8 +76,9 @@ class SmttVerifier:
     # -- instances and their references (trusted) ----------------------------------------
 
     def reference_tasks(self, split: str) -> list[ReferenceTask]:
-        if split not in SPLIT_IDS:
-            raise UserError(f"unknown split {split!r} for smtt (expected one of {', '.join(SPLIT_IDS)})")
+        splits = [s for s in SPLIT_IDS if s != "valid" or self.validation]
+        if split not in splits:
+            raise UserError(f"unknown split {split!r} for smtt (expected one of {', '.join(splits)})")
         return [ReferenceTask(content_hash(g.p, g.d), g.name, {"p": g.p, "d": g.d, "group": g.group})
                 for g in (split_instances(split, self.train) if self.train else split_instances(split))]
 
@@ -198,6 +200,7 @@ class SmttRuleVerifier(SmttVerifier):
     solve = staticmethod(solve_rule)
     respond = staticmethod(respond_rule)
     train = RULE_TRAIN_REPLICATES  # more instances at n >= 100 (generator.py says why)
+    validation = True  # a run may choose its reported best on it (select_on, evolve/selection.py)
     time_budget_note = ("The verifier's dispatcher runs in that process and counts too: the rule is "
                         "called once per job, so the budget leaves it about 2 ms per call.")
 
