@@ -33,20 +33,23 @@ def child_pids(pid: int) -> list[int]:
 
 
 class ThreadClock:
-    """Thread CPU spent inside a wrapped call, summed over the threads that make it."""
+    """Thread CPU (``seconds``) and wall time (``wall``) spent inside a wrapped call, summed
+    over the threads that make it."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.wall = 0.0
         self._lock = threading.Lock()
 
     def wrap(self, fn: Any) -> Any:
         def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.thread_time()
+            start, began = time.thread_time(), time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
                 with self._lock:
                     self.seconds += time.thread_time() - start
+                    self.wall += time.perf_counter() - began
         return timed
 
 
@@ -77,7 +80,7 @@ class Observed:
     def loop_starts(self) -> None:
         """After start-up and the seed's evaluation: what the processes spent so far is not the loop's."""
         self._baseline = _cpu_of(self._executor)
-        self.evaluate.seconds = 0.0
+        self.evaluate.seconds = self.evaluate.wall = 0.0
 
 
 def _cpu_of(executor: Any) -> tuple[float, float]:

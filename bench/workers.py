@@ -134,6 +134,7 @@ def run(problem_name: str, iterations: int, workers: int, llm_spec: str, seed: i
         "engine": (progress.engine_seconds - mark["engine"]) / n,
         "proposals": (proposals.seconds - mark["proposals"]) / n,
         "evaluate_threads": observed.evaluate.seconds / n,
+        "evaluate_wall": observed.evaluate.wall / n,
         "controller": process_cpu / n, "worker_processes": observed.workers_cpu / n,
         "sandboxes": observed.sandbox_cpu / n,
     }
@@ -201,6 +202,30 @@ def machine_ceiling(problem_name: str, passes: int, rounds: int, most: int) -> N
           "not the program, are slower)")
 
 
+def speedup_parts(rows: list[dict[str, float]]) -> None:
+    """Split each speed-up over the first row into its factors, exactly:
+    N x (slots busy, against the first row's) x (wall of one evaluation, the first row's over this
+    one's), and the latter into the candidate side's CPU for the same work (the cores'
+    speed, or contention in the program) and the share of an evaluation's wall it is on a
+    core (the rest: waiting for a core, a lock, a pipe)."""
+    print("\nwhere the speed-up goes: N x slots busy x one evaluation's wall (CPU x on-core share)")
+    print(f"{'workers':>7} {'slots busy':>11} {'eval wall ms/it':>16} {'eval CPU ms/it':>15} {'CPU/wall':>9}")
+    parts = []
+    for r in rows:
+        busy = r["evaluate_wall"] * r["iterations"] / (r["loop_wall"] * r["workers"])
+        cpu = r["evaluate_threads"] + r["worker_processes"] + r["sandboxes"]  # the candidate side, all of it
+        parts.append((busy, r["evaluate_wall"], cpu))
+        print(f"{r['workers']:>7} {100 * busy:>10.1f}% {1000 * r['evaluate_wall']:>16.2f} {1000 * cpu:>15.2f} "
+              f"{cpu / r['evaluate_wall']:>9.2f}")
+    busy0, wall0, cpu0 = parts[0]
+    for r, (busy, wall, cpu) in zip(rows[1:], parts[1:], strict=True):
+        n = r["workers"] / rows[0]["workers"]
+        on_core = (cpu / wall) / (cpu0 / wall0)
+        print(f"workers {r['workers']}: {n:.0f} x {busy / busy0:.3f} (slots busy) x {wall0 / wall:.3f} (one "
+              f"evaluation's wall: CPU {cpu0 / cpu:.3f}, i.e. {100 * (cpu / cpu0 - 1):+.1f} % CPU for the same "
+              f"work, x on-core share {on_core:.3f}) = {n * busy / busy0 * wall0 / wall:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problem", default="jssp")
@@ -243,6 +268,7 @@ def main() -> None:
         ceiling = 1 / (share + (1 - share) / r["workers"]) if total else 0.0
         print(f"workers {r['workers']}: serial {1000 * serial:.2f} of {1000 * total:.2f} ms CPU per iteration "
               f"({100 * share:.1f} %): at most {ceiling:.2f}x with {r['workers']} cores (Amdahl)")
+    speedup_parts(rows)
     most = max(args.workers)
     if args.ceiling_passes > 0 and most > 1:
         machine_ceiling(args.problem, args.ceiling_passes, args.ceiling_rounds, most)

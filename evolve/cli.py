@@ -191,7 +191,7 @@ def _summary(result: Any) -> None:
 def eval_(
     problem: Annotated[str, typer.Argument(help="Problem name or folder.")],
     program: Annotated[Path, typer.Argument(help="Program file to score.")],
-    split: Annotated[str, typer.Option(help="quick, train or test.")] = "train",
+    split: Annotated[str, typer.Option(help="quick, train or test (or valid, where the problem has a validation split).")] = "train",
     instances: InstancesFlag = None,
     instance: InstanceFlag = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON result.")] = False,
@@ -247,7 +247,7 @@ def doctor() -> None:
 @user_errors
 def baselines(
     problem: Annotated[str, typer.Argument(help="Problem name or folder.")],
-    split: Annotated[str, typer.Option(help="quick, train or test.")] = "train",
+    split: Annotated[str, typer.Option(help="quick, train or test (or valid, where the problem has a validation split).")] = "train",
     instances: InstancesFlag = None,
     instance: InstanceFlag = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON result.")] = False,

@@ -235,6 +235,11 @@ def show_study(review: object) -> None:
             view.add_row(name + (" (strongest)" if name == review.strongest else ""), "", "", "",
                          *gaps(metrics), "", style="dim")
     console.print(view)
+    chosen = [r for r in review.runs if r.chosen_on != "train"]
+    if chosen:
+        who = "every seed" if len(chosen) == len(review.runs) else "seeds " + ", ".join(str(r.seed) for r in chosen)
+        console.print(f"{who}: the best was chosen on the {chosen[0].chosen_on} split among the seed's best on "
+                      "train (select_on); train ranked everything inside the search")
 
 
 def _num(value: float | None) -> str:

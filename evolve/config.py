@@ -112,6 +112,11 @@ class RunSettings(Strict):
     # tuned (CMA-ES, tune_budget programs evaluated on train); 0: never (evolve/autotune.py).
     tune_every: int = Field(default=0, ge=0)
     tune_budget: int = Field(default=30, ge=2)
+    # The reported best (best.py, review, studies) chosen at the end of a run among the
+    # select_among best on train by their score on this split, which the search never scores
+    # (None: the best on train). Only a problem's validation split, never test (evolve/selection.py).
+    select_on: Literal["valid"] | None = None
+    select_among: int = Field(default=8, ge=2)
     # Overrides of the problem's [verifier.options] (``--option KEY=VALUE``).
     verifier_options: dict[str, Any] = {}
     sandbox: SandboxSettings = SandboxSettings()

@@ -20,6 +20,7 @@ from evolve.errors import UserError
 from evolve.review import lineage_steps, problem_of
 from evolve.runs import load_run
 from evolve.scoring import headline_gap, natural_key
+from evolve.selection import reported_best
 
 FRAMEWORK_MODULES = {"evolve", "evaluators", "problems"}
 RULE = "# " + "-" * 76
@@ -45,7 +46,7 @@ def export_program(run_dir: Path, program_id: int | None = None, filename: str =
     info = load_run(run_dir)
     archive = Archive(info.archive_path, readonly=True)
     try:
-        program = archive.program(program_id) if program_id is not None else archive.best()
+        program = archive.program(program_id) if program_id is not None else reported_best(archive)
         if program is None or program.id is None:
             raise UserError(f"{run_dir}: the run has no evaluated program yet")
         try:

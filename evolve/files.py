@@ -21,6 +21,13 @@ def read_text(path: Path, what: str = "file") -> str:
         raise UserError(f"{path}: {what} is not UTF-8 text (byte {err.start})") from None
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """``text`` into ``path`` by a rename, so a reader never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def read_program(path: Path) -> str:
     return read_text(path, "program")
 

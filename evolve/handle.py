@@ -17,6 +17,7 @@ from evolve.compare import StepProgress
 from evolve.errors import UserError
 from evolve.runs import RunInfo, load_run
 from evolve.scoring import headline_gap
+from evolve.selection import reported_best
 from evolve.stop import Stop, StopKind
 
 if TYPE_CHECKING:
@@ -89,10 +90,11 @@ class Run:
 
     @property
     def best(self) -> ScoredProgram:
-        """The highest-scoring program so far (train split)."""
+        """The run's reported best: the highest-scoring program on train, or the one its
+        validation split chose (``select_on``, evolve/selection.py)."""
         archive = self._archive()
         try:
-            return self._scored(archive.best(), "program")
+            return self._scored(reported_best(archive), "program")
         finally:
             archive.close()
 

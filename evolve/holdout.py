@@ -30,6 +30,7 @@ from evolve.evalcache import EvalCache
 from evolve.evaluation import Evaluation
 from evolve.review import problem_of
 from evolve.runs import load_run
+from evolve.selection import reported_best
 from evolve.verifier import Instance
 
 MIN_RETENTION = 0.5
@@ -142,7 +143,7 @@ def evaluate_holdout(
     problem = problem_of(info)
     archive = Archive(info.archive_path, readonly=True)
     try:
-        best, seed = archive.best(), archive.seed()
+        best, seed = reported_best(archive), archive.seed()
     finally:
         archive.close()
     if best is None or seed is None:

@@ -12,10 +12,11 @@ before the first iteration (instances pinned, seed, population restored) and
 
 from __future__ import annotations
 
+import queue
 import random
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from evolve.archive import Archive
@@ -94,6 +95,11 @@ class Controller(LoopOutcomes, RunSetup):
         evaluators = ThreadPoolExecutor(settings.workers, thread_name_prefix="evaluate")
         in_flight: dict[Future, Task] = {}
         self._in_flight = in_flight  # the prompts report the iterations still in flight
+        done: queue.SimpleQueue[Future] = queue.SimpleQueue()  # futures as they finish
+
+        def track(future: Future, task: Task) -> None:
+            in_flight[future] = task
+            future.add_done_callback(done.put)
         # Iterations in flight (proposing or evaluating). With 1, each parent is
         # sampled after the previous child is archived: a run repeats exactly.
         in_flight_limit = max(settings.concurrency, settings.workers)
@@ -114,15 +120,14 @@ class Controller(LoopOutcomes, RunSetup):
                     due = self._tuner.due(next_iteration, self.archive) if self._tuner else None
                     if due is not None and self._tuner is not None:
                         future = evaluators.submit(self._tuner.tune, due, executor)
-                        in_flight[future] = Task("tune", next_iteration - 1, due.island, due, "tune")
+                        track(future, Task("tune", next_iteration - 1, due.island, due, "tune"))
                         continue
-                    task = self._launch(next_iteration, proposers)
-                    in_flight[task[0]] = task[1]
+                    track(*self._launch(next_iteration, proposers))
                     next_iteration += 1
                 if not in_flight:
                     break
                 self.progress.engine_seconds += time.thread_time() - busy_since
-                finished, _ = wait(in_flight, timeout=TICK_S, return_when=FIRST_COMPLETED)
+                finished = _finished(done, in_flight, TICK_S)
                 busy_since = time.thread_time()
                 if not finished:  # a tick: nothing finished, but time passed
                     self._check_model_health()
@@ -133,7 +138,7 @@ class Controller(LoopOutcomes, RunSetup):
                     if task.kind == "propose":
                         follow = self._after_proposal(task, future, executor, evaluators, proposers)
                         if follow is not None:
-                            in_flight[follow[0]] = follow[1]
+                            track(*follow)
                     elif task.kind == "tune":
                         self._after_tune(task, future)
                     else:
@@ -269,3 +274,22 @@ class Controller(LoopOutcomes, RunSetup):
             keep.append((cell, seed.id, seed.score))
         self.archive.reset_island(island, keep, {EPOCHS_META: epochs})
 
+
+def _finished(done: queue.SimpleQueue[Future], in_flight: dict[Future, Task], timeout: float) -> list[Future]:
+    """The futures in flight that have finished, in the order they did: waits up to
+    ``timeout`` for the first, then takes all that finished meanwhile. Abandoned ones
+    (no longer in flight) are dropped.
+
+    A queue fed by each future's done-callback, rather than ``concurrent.futures.wait``,
+    whose waiters (installed on every future in flight and removed again, each call)
+    cost the controller's thread about as much CPU again as the hand-off itself.
+    """
+    try:
+        finished = [done.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            finished.append(done.get_nowait())
+        except queue.Empty:
+            return [future for future in finished if future in in_flight]

@@ -16,6 +16,7 @@ from evolve.config import RunSettings
 from evolve.edits import EditError, apply_edit, code_hash
 from evolve.evaluation import FAILURE_KINDS, Evaluation
 from evolve.executors import Executor
+from evolve.files import write_atomic
 from evolve.gp.islands import IslandPolicy
 from evolve.gp.semantics import BehaviourKeys
 from evolve.llm.base import Completion, LLMError
@@ -212,7 +213,7 @@ class LoopOutcomes:
         if self.progress.best_score is None or program.score > self.progress.best_score:
             self.progress.best_score = program.score
             self.progress.best_gap = headline_gap(program.metrics, self.problem.spec.objective.score)
-            _write_atomic(self.run_dir / "best.py", program.code)
+            write_atomic(self.run_dir / "best.py", program.code)
 
     def _maybe_migrate(self) -> None:
         if self.progress.done % self.settings.migration_interval:
@@ -220,9 +221,3 @@ class LoopOutcomes:
         settling = self._policy.settling(self._iteration) if self._policy is not None else set()
         for island, elite in self.population.migrate(skip=settling):
             self.archive.set_elite(island, elite.cell, elite.program_id, elite.score)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

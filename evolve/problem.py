@@ -31,6 +31,9 @@ from evolve.verifier import Instance, LoadsInstances, Verifier
 
 ENTRY_POINT_GROUP = "evolve.problems"
 SPLITS = ("quick", "train", "test")
+# A split a verifier may add: instances drawn like train, disjoint from train and test, on which a
+# run can choose its reported best (``select_on``, evolve/selection.py); the search never scores it.
+VALID = "valid"
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -145,8 +148,9 @@ class Problem:
                 found = self.verifier.load_instances(instances_file)
             except UnicodeDecodeError as err:  # whichever reader the verifier uses
                 raise UserError(f"{instances_file}: not UTF-8 text (byte {err.start})") from None
-        elif split not in SPLITS:
-            raise UserError(f"unknown split '{split}' (expected one of: {', '.join(SPLITS)})")
+        elif split not in (*SPLITS, VALID):
+            raise UserError(f"unknown split '{split}' (expected one of: {', '.join(SPLITS)}, or {VALID} "
+                            "where the problem has one)")
         else:
             found = self.verifier.instances(split)
         if not found:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from evolve.errors import UserError
-from evolve.problem import SPLITS, Problem, load_problem
+from evolve.problem import SPLITS, VALID, Problem, load_problem
 from evolve.references import (
     ComputesReferences,
     ReferenceTask,
@@ -43,11 +43,12 @@ class RefreshOutcome:
 
 
 def parse_splits(text: str) -> list[str]:
-    """``all`` or a comma list of split names; UserError naming a bad one."""
+    """``all`` or a comma list of split names (``valid`` too, where the verifier has one);
+    UserError naming a bad one."""
     names = list(SPLITS) if text == "all" else [s.strip() for s in text.split(",") if s.strip()]
-    bad = [s for s in names if s not in SPLITS] or ([] if names else [text])
+    bad = [s for s in names if s not in (*SPLITS, VALID)] or ([] if names else [text])
     if bad:
-        raise UserError(f"--split {bad[0]!r}: expected one of {', '.join(SPLITS)}, a comma list, or all")
+        raise UserError(f"--split {bad[0]!r}: expected one of {', '.join((*SPLITS, VALID))}, a comma list, or all")
     return names
 
 
@@ -72,8 +73,9 @@ def refresh_references(problem: Problem, splits: list[str], time_limit_s: float 
     for split in splits:
         wanted.update((t.key, t) for t in verifier.reference_tasks(split))
     dropped = 0
-    if set(splits) == set(SPLITS):
-        stale = [key for key in records if key not in wanted]
+    if set(SPLITS) <= set(splits):  # every split: drop what none has (a validation split's are kept)
+        keep = set(wanted) | {t.key for t in _valid_tasks(verifier)}
+        stale = [key for key in records if key not in keep]
         for key in stale:
             del records[key]
         dropped = len(stale)
@@ -96,6 +98,13 @@ def refresh_references(problem: Problem, splits: list[str], time_limit_s: float 
         if progress is not None:
             progress(done, len(todo), record)
     return RefreshOutcome(path, len(todo), kept, refreshed, dropped)
+
+
+def _valid_tasks(verifier: ComputesReferences) -> list[ReferenceTask]:
+    try:
+        return verifier.reference_tasks(VALID)
+    except (UserError, KeyError):  # the verifier has no validation split
+        return []
 
 
 def _computed(problem: Problem, verifier: ComputesReferences, todo: list[ReferenceTask],

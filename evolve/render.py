@@ -137,6 +137,7 @@ def show_review(review: RunReview, show_diff: bool = True) -> None:
         f"iterations {review.iterations}/{review.target}, programs {review.programs}\n"
         f"seed  #{seed.id if seed else '-'}: score {fmt(seed.score if seed else None)}  gap {pct(review.gap(seed))}\n"
         f"best  #{best.id if best else '-'}: score {fmt(best.score if best else None)}  gap {pct(review.gap(best))}"
+        + (f"\n      {escape(review.selection.describe())}" if review.selection is not None else "")
     )
     console.print(Panel(header, title="run", expand=False))
     for table in _leaderboard(review):

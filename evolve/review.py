@@ -11,6 +11,7 @@ from evolve.archive import Archive, Program
 from evolve.history import FailureKind, History, ModelUsage
 from evolve.runs import RunInfo, load_run
 from evolve.scoring import headline_gap
+from evolve.selection import Selection, reported_best, selection_of
 
 if TYPE_CHECKING:  # holdout and noise import this module
     from evolve.holdout import Holdout
@@ -89,6 +90,13 @@ class RunReview:
     test: Holdout | None = None
     # The top programs re-evaluated (``review --repeats R``): is the best within noise?
     noise: NoiseCheck | None = None
+    # How the reported best was chosen, when a validation split chose it (``select_on``).
+    selection: Selection | None = None
+
+    @property
+    def chosen_on(self) -> str:
+        """The split that chose the reported best: train, or the run's validation split."""
+        return self.selection.split if self.selection is not None else "train"
 
     def diff(self) -> str:
         if self.seed is None or self.best is None:
@@ -122,6 +130,8 @@ class RunReview:
             "programs": self.programs,
             "seed": brief(self.seed),
             "best": brief(self.best),
+            "best_chosen_on": self.chosen_on,
+            "selection": self.selection.to_json() if self.selection is not None else None,
             "leaderboard": [
                 {
                     "id": p.id, "score": p.score, "gap_pct": self.gap(p), "iteration": p.iteration,
@@ -195,7 +205,7 @@ def review_run(folder: Path, top: int = 10) -> RunReview:
         score_kind, features = "gap_mean", []
     archive = Archive(info.archive_path, readonly=True)
     try:
-        best = archive.best()
+        best = reported_best(archive)
         review = RunReview(
             problem=info.problem,
             run_dir=folder,
@@ -211,6 +221,7 @@ def review_run(folder: Path, top: int = 10) -> RunReview:
             score_kind=score_kind,
             lineage=lineage_steps(archive, best, score_kind),
             feature_names=features,
+            selection=selection_of(archive),
         )
     finally:
         archive.close()

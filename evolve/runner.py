@@ -20,12 +20,14 @@ from typing import Any
 from evolve.archive import Archive
 from evolve.config import RunSettings, offline_default, resolve_settings
 from evolve.errors import UserError
-from evolve.files import check_output
+from evolve.files import check_output, write_atomic
 from evolve.llm import LLM, make_llm
 from evolve.llm.preflight import Checked, preflight
 from evolve.loop import Controller, Progress
 from evolve.problem import Problem, _from_dir, load_problem
 from evolve.runs import ARCHIVE, CONFIG, LOCK, RunLock, load_run, new_run_dir, save_config
+from evolve.selection import clear_selection, select_best
+from evolve.stop import StopKind
 
 ProgressCallback = Callable[[Progress], None]
 PROBLEM_COPY = "problem"  # where a run keeps a copy of a problem defined in Python
@@ -232,6 +234,8 @@ def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: 
                 f"answered in {checked.seconds:.1f} s")
             console.print(f"model check: {checked.model}: provider and credentials ok, {answered}")
         console.print(f"run folder: {folder}")
+    if plan.settings.select_on:  # a validation split that cannot load fails now, not after the search
+        plan.problem.instances(plan.settings.select_on)
     archive = Archive(folder / ARCHIVE)
     callbacks = [on_progress] if on_progress else []
 
@@ -244,10 +248,21 @@ def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: 
             if display is not None:
                 callbacks.append(display.update)
             controller = Controller(plan.problem, plan.settings, archive, plan.llm, folder, on_progress=report)
+            clear_selection(archive)
             progress = controller.run()
         archive.set_meta("stop_reason", progress.stop_reason)
         archive.set_meta("stop_kind", progress.stop.kind.value if progress.stop else None)
         archive.set_meta("stopped_at", time.time())
+        if plan.settings.select_on and progress.stop is not None and progress.stop.kind in (
+                StopKind.COMPLETED, StopKind.BUDGET):
+            if show:
+                console.print(f"choosing the reported best on the {plan.settings.select_on} split among the "
+                              f"{plan.settings.select_among} best on train")
+            selection = select_best(plan.problem, plan.settings, archive)
+            if selection is not None:
+                write_atomic(folder / "best.py", archive.program(selection.program_id).code)
+                if show:
+                    console.print(f"best: {selection.describe()}", highlight=False)
     finally:
         archive.close()
     return progress

@@ -78,12 +78,15 @@ def find_runs(root: Path, problem: str) -> list[Path]:
 
 
 def best_across_runs(root: Path, problem: str) -> tuple[Path, Program] | None:
-    """The best program archived for ``problem`` in any run under ``root``."""
+    """The best program archived for ``problem`` in any run under ``root`` (each run's reported
+    best: the one its validation split chose, where it has one)."""
+    from evolve.selection import reported_best  # the evaluation path: only when asked
+
     best: tuple[Path, Program] | None = None
     for folder in find_runs(root, problem):
         archive = Archive(folder / ARCHIVE, readonly=True)
         try:
-            program = archive.best()
+            program = reported_best(archive)
         finally:
             archive.close()
         if program is None or program.score is None:

@@ -165,6 +165,7 @@ class SeedRun:
     test: dict[str, float] | None = None  # its test metrics (with --test)
     test_ok: bool = True
     versus: dict[str, Any] | None = None  # wins/ties/losses against the strongest baseline
+    chosen_on: str = "train"  # the split that chose the best: train, or the validation split
 
 
 @dataclass
@@ -195,7 +196,8 @@ class StudyReview:
             "problem": self.problem, "study_dir": str(self.dir), "seeds": [r.seed for r in self.runs],
             "runs": [
                 {"seed": r.seed, "run_dir": str(r.run_dir), "iterations": r.iterations, "best_id": r.best_id,
-                 "train": r.train, "test": r.test, "test_ok": r.test_ok, "versus_strongest": r.versus}
+                 "best_chosen_on": r.chosen_on, "train": r.train, "test": r.test, "test_ok": r.test_ok,
+                 "versus_strongest": r.versus}
                 for r in self.runs
             ],
             "train": figures("train"),
@@ -212,6 +214,7 @@ def review_study(folder: Path, test: bool = False, workers: int = 1, progress: A
     from evolve.review import problem_of
     from evolve.runs import load_run
     from evolve.scoring import natural_key
+    from evolve.selection import reported_best, selection_of
 
     document = read_study(folder)
     runs: list[SeedRun] = []
@@ -224,9 +227,11 @@ def review_study(folder: Path, test: bool = False, workers: int = 1, progress: A
         info = load_run(sub)
         archive = Archive(info.archive_path, readonly=True)
         try:
-            best = archive.best()
+            best = reported_best(archive)
+            selection = selection_of(archive)
             runs.append(SeedRun(int(seed), sub, archive.attempt_count(), best.id if best else None,
-                                dict(best.metrics) if best else {}))
+                                dict(best.metrics) if best else {},
+                                chosen_on=selection.split if selection is not None else "train"))
             if best is not None:
                 codes[int(seed)] = best.code
         finally:

@@ -2,9 +2,13 @@
 
 Every case runs the real CLI in a subprocess against a real HTTP server on
 127.0.0.1 (or a port where nothing listens) and asserts the exit code, the
-time to stop and the one-line message. Preflight cases stop before a run
-folder exists (exit 2); with ``--no-preflight`` the loop's own rules stop the
-run (exit 3 for failures that repeat on every call, 4 for an outage).
+one-line message and what shows the stop came early: preflight cases stop
+before a run folder exists (exit 2); with ``--no-preflight`` the loop's own
+rules stop the run (exit 3 for failures that repeat on every call, 4 for an
+outage), counted in calls and iterations. No case asserts an upper bound on
+wall time (at load 14-18 Python and litellm alone took over 30 s to start):
+a run that failed to stop would end with exit 0 after its iterations, or
+reach the subprocess timeout.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def free_port() -> int:
 
 
 def evolve_run(toy_dir: Path, tmp_path: Path, *args: str, key: str | None = "sk-test-0123456789",
-               timeout: float = 120, **config: float) -> tuple[subprocess.CompletedProcess, float]:
+               timeout: float = 600, **config: float) -> tuple[subprocess.CompletedProcess, float]:
     """``evolve run`` of the toy problem; ``config`` overrides run settings (a --config file)."""
     values = {"iterations": 6, "llm_retries": 1, "llm_timeout_s": 5.0, **config}
     settings = tmp_path / "settings.toml"
@@ -63,57 +67,55 @@ def error_line(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def assert_preflight_stop(result: subprocess.CompletedProcess, seconds: float, tmp_path: Path,
-                          *fragments: str, within_s: float = 30) -> None:
+def assert_preflight_stop(result: subprocess.CompletedProcess, tmp_path: Path,
+                          *fragments: str) -> None:
     assert result.returncode == EXIT_USAGE, result.stdout + result.stderr
     line = error_line(result)
     for fragment in fragments:
         assert fragment in line, line
-    assert seconds < within_s
     assert not (tmp_path / "run").exists()  # stopped before the run folder was made
 
 
 # -- preflight: exit 2, before any run folder ---------------------------------------------------
 
 def test_missing_key_stops_before_the_run_naming_the_variable(toy_dir: Path, tmp_path: Path) -> None:
-    result, seconds = evolve_run(toy_dir, tmp_path, "--llm", "openai/gpt-4o-mini", key=None)
-    assert_preflight_stop(result, seconds, tmp_path, "openai/gpt-4o-mini", "OPENAI_API_KEY", "export")
+    result, _ = evolve_run(toy_dir, tmp_path, "--llm", "openai/gpt-4o-mini", key=None)
+    assert_preflight_stop(result, tmp_path, "openai/gpt-4o-mini", "OPENAI_API_KEY", "export")
 
 
 def test_unknown_provider_stops_before_the_run(toy_dir: Path, tmp_path: Path) -> None:
-    result, seconds = evolve_run(toy_dir, tmp_path, "--llm", "foo/bar")
-    assert_preflight_stop(result, seconds, tmp_path, "foo/bar", "provider 'foo'")
+    result, _ = evolve_run(toy_dir, tmp_path, "--llm", "foo/bar")
+    assert_preflight_stop(result, tmp_path, "foo/bar", "provider 'foo'")
 
 
 def test_refused_connection_stops_before_the_run(toy_dir: Path, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
-    result, seconds = evolve_run(toy_dir, tmp_path, "--llm", "openai/m", "--api-base", url)
-    assert_preflight_stop(result, seconds, tmp_path, "openai/m", f"nothing listens at {url}",
-                          within_s=15)
+    result, _ = evolve_run(toy_dir, tmp_path, "--llm", "openai/m", "--api-base", url)
+    assert_preflight_stop(result, tmp_path, "openai/m", f"nothing listens at {url}")
 
 
 def test_unresolvable_host_stops_before_the_run(toy_dir: Path, tmp_path: Path) -> None:
-    result, seconds = evolve_run(toy_dir, tmp_path, "--llm", "openai/m",
+    result, _ = evolve_run(toy_dir, tmp_path, "--llm", "openai/m",
                                  "--api-base", "http://no-such-host.invalid/v1")
-    assert_preflight_stop(result, seconds, tmp_path, "does not resolve", "--api-base", within_s=15)
+    assert_preflight_stop(result, tmp_path, "does not resolve", "--api-base")
 
 
 def test_unknown_model_stops_before_the_run_listing_what_the_server_serves(
         toy_dir: Path, tmp_path: Path) -> None:
     with FakeLLMServer(default=ok(GOOD_EDIT), models=["qwen2.5-coder:7b"]) as server:
-        result, seconds = evolve_run(toy_dir, tmp_path, "--llm", "openai/qwen-typo",
+        result, _ = evolve_run(toy_dir, tmp_path, "--llm", "openai/qwen-typo",
                                      "--api-base", server.base_url)
-    assert_preflight_stop(result, seconds, tmp_path, "does not serve model 'qwen-typo'",
-                          "it serves: qwen2.5-coder:7b", within_s=15)
+    assert_preflight_stop(result, tmp_path, "does not serve model 'qwen-typo'",
+                          "it serves: qwen2.5-coder:7b")
 
 
 def test_wrong_key_stops_before_the_run_without_echoing_it(toy_dir: Path, tmp_path: Path) -> None:
     with FakeLLMServer(default=http_error(401, message="bad key sk-test-0123456789")) as server:
-        result, seconds = evolve_run(toy_dir, tmp_path, "--llm", "openai/m", "--api-base",
+        result, _ = evolve_run(toy_dir, tmp_path, "--llm", "openai/m", "--api-base",
                                      server.base_url)
         assert len(server.chat_requests()) == 1
-    assert_preflight_stop(result, seconds, tmp_path, "refused the key", "HTTP 401",
-                          "OPENAI_API_KEY (set)", within_s=15)
+    assert_preflight_stop(result, tmp_path, "refused the key", "HTTP 401",
+                          "OPENAI_API_KEY (set)")
     assert "sk-test" not in result.stderr + result.stdout
 
 
@@ -121,8 +123,8 @@ def test_stalled_server_stops_the_preflight_at_its_timeout(toy_dir: Path, tmp_pa
     with FakeLLMServer(default=hang(60)) as server:
         result, seconds = evolve_run(toy_dir, tmp_path, "--llm", "openai/m", "--api-base",
                                      server.base_url, llm_preflight_timeout_s=2.0)
-    assert_preflight_stop(result, seconds, tmp_path, "no answer from", "within 2 s",
-                          "--no-preflight", within_s=15)
+    assert_preflight_stop(result, tmp_path, "no answer from", "within 2 s",
+                          "--no-preflight")
     assert seconds >= 2
 
 
@@ -130,65 +132,63 @@ def test_rate_limit_then_success_runs_to_the_end(toy_dir: Path, tmp_path: Path) 
     with FakeLLMServer(default=ok(GOOD_EDIT)) as server:
         # The preflight meets a 429 (the key works: go on), the first proposal another (retried).
         server.enqueue(http_error(429, retry_after="1"), http_error(429, retry_after="1"))
-        result, seconds = evolve_run(toy_dir, tmp_path, "--llm", "openai/m", "--api-base",
+        result, _ = evolve_run(toy_dir, tmp_path, "--llm", "openai/m", "--api-base",
                                      server.base_url)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "stopped: iterations" in result.stdout
-    assert seconds < 60
     assert (tmp_path / "run" / "best.py").read_text().count("return -x") == 1
 
 
 # -- during the run (--no-preflight): exit 3 or 4 -----------------------------------------------
 
-def assert_run_stop(result: subprocess.CompletedProcess, seconds: float, code: int,
-                    *fragments: str, within_s: float = 30) -> str:
+def assert_run_stop(result: subprocess.CompletedProcess, code: int,
+                    *fragments: str) -> str:
     assert result.returncode == code, result.stdout + result.stderr
     line = error_line(result)
     for fragment in fragments:
         assert fragment in line, line
     assert f"(exit {code})" in line
-    assert seconds < within_s
     assert "evolve resume" in result.stdout
     return line
 
 
 def test_wrong_key_during_the_run_stops_after_a_few_calls(toy_dir: Path, tmp_path: Path) -> None:
     with FakeLLMServer(default=http_error(401)) as server:
-        result, seconds = evolve_run(toy_dir, tmp_path, "--llm", "openai/m", "--api-base",
+        result, _ = evolve_run(toy_dir, tmp_path, "--llm", "openai/m", "--api-base",
                                      server.base_url, "--no-preflight", iterations=50)
         calls = len(server.chat_requests())
-    assert_run_stop(result, seconds, EXIT_CONFIG, "HTTP 401", "3 calls in a row")
+    assert_run_stop(result, EXIT_CONFIG, "HTTP 401", "3 calls in a row")
     assert calls == 3  # no retries of a 401, and no call after the third
 
 
 def test_refused_connection_during_the_run_stops_after_a_few_calls(toy_dir: Path, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
-    result, seconds = evolve_run(toy_dir, tmp_path, "--llm", "openai/m", "--api-base", url,
+    result, _ = evolve_run(toy_dir, tmp_path, "--llm", "openai/m", "--api-base", url,
                                  "--no-preflight", iterations=50)
-    assert_run_stop(result, seconds, EXIT_CONFIG, "connection refused", "3 calls in a row")
+    assert_run_stop(result, EXIT_CONFIG, "connection refused", "3 calls in a row")
 
 
 def test_unknown_model_during_the_run_stops_after_a_few_calls(toy_dir: Path, tmp_path: Path) -> None:
     with FakeLLMServer(default=ok(GOOD_EDIT), models=["served"]) as server:
-        result, seconds = evolve_run(toy_dir, tmp_path, "--llm", "openai/other", "--api-base",
+        result, _ = evolve_run(toy_dir, tmp_path, "--llm", "openai/other", "--api-base",
                                      server.base_url, "--no-preflight", iterations=50)
-    assert_run_stop(result, seconds, EXIT_CONFIG, "HTTP 404", "does not exist")
+    assert_run_stop(result, EXIT_CONFIG, "HTTP 404", "does not exist")
 
 
 def test_missing_key_without_preflight_is_still_found_before_the_run(toy_dir: Path, tmp_path: Path) -> None:
     # --no-preflight skips the request only: provider and credentials cost nothing to check.
-    result, seconds = evolve_run(toy_dir, tmp_path, "--llm", "openai/gpt-4o-mini", "--no-preflight",
+    result, _ = evolve_run(toy_dir, tmp_path, "--llm", "openai/gpt-4o-mini", "--no-preflight",
                                  key=None)
-    assert_preflight_stop(result, seconds, tmp_path, "OPENAI_API_KEY")
+    assert_preflight_stop(result, tmp_path, "OPENAI_API_KEY")
 
 
 def test_a_server_that_stalls_during_the_run_stops_it_as_an_outage(toy_dir: Path, tmp_path: Path) -> None:
     with FakeLLMServer(default=hang(60)) as server:
-        result, seconds = evolve_run(
+        result, _ = evolve_run(
             toy_dir, tmp_path, "--llm", "openai/m", "--api-base", server.base_url, "--no-preflight",
             iterations=50, llm_timeout_s=0.5, llm_retries=0, llm_outage_minutes=0.05)
-    assert_run_stop(result, seconds, EXIT_OUTAGE, "every model call failed for 0.05 min",
-                    "timeout after 0.5s", within_s=20)
+    assert_run_stop(result, EXIT_OUTAGE, "every model call failed for 0.05 min",
+                    "timeout after 0.5s")
 
 
 @pytest.mark.parametrize("status", [500, 503])

@@ -268,7 +268,7 @@ def test_the_forker_ends_with_its_sandbox() -> None:
         sb.settle()
         forker = sb.forker_pid
         assert forker is not None and alive(forker)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60  # liveness, not speed: ends as soon as the forker is gone
     while alive(forker) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not alive(forker)

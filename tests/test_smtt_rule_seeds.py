@@ -216,6 +216,6 @@ def test_the_trusted_side_reads_the_smtt_rule_seeds_and_the_candidate_cannot(smt
 
 
 def test_a_missing_smtt_rule_seeds_file_is_one_line(tmp_path: Any) -> None:
-    with pytest.raises(UserError, match="missing; the smtt_rule verifier seeds its quick and train") as info:
+    with pytest.raises(UserError, match="missing; the smtt_rule verifier seeds its quick, train and valid") as info:
         SmttRuleVerifier(tmp_path, {}).reference_tasks("train")
     assert "\n" not in str(info.value) and str(tmp_path / SEEDS_FILE) in str(info.value)

@@ -9,8 +9,8 @@ TF (tardiness factor) and RDD (relative range of due dates) take the values
 Every instance draws from its own numpy Generator, so instances are reproducible across numpy
 versions that keep the PCG64 stream and the splits never share a stream.  By default (``smtt``,
 where the candidate plans freely and nothing is audited, and every problem's test split) it is
-seeded with (BASE_SEED, split id, n, index): public.  ``smtt_rule``'s quick and train instances
-(the ones its search sees) are seeded by a secret instead (``secret`` below,
+seeded with (BASE_SEED, split id, n, index): public.  ``smtt_rule``'s quick, train and valid
+instances (the ones its search sees) are seeded by a secret instead (``secret`` below,
 ``evolve.evaluators.secret_seeds``: HMAC-SHA-256 of the entropy in
 problems/smtt_rule/data/seeds.json and the label "instance <split> n<n> <index>"): with public
 seeds a "rule" carrying this generator recognised its instance from three (p, d) pairs and
@@ -29,7 +29,7 @@ from evolve.evaluators.secret_seeds import streams
 BASE_SEED = 20250611
 TENTHS = (2, 4, 6, 8, 10)
 GRID: tuple[tuple[int, int], ...] = tuple((tf, rdd) for tf in TENTHS for rdd in TENTHS)
-SPLIT_IDS = {"quick": 1, "train": 2, "test": 3}
+SPLIT_IDS = {"quick": 1, "train": 2, "test": 3, "valid": 4}
 SIZES = (20, 50, 100, 200, 500)
 # Train: the whole TF/RDD grid at every size, three times over where instances are cheap and
 # small optima frequent (bench/smtt_train_split.py: the design whose best rule was best on a
@@ -42,6 +42,11 @@ TRAIN_REPLICATES = {20: 12, 50: 3, 100: 3, 200: 1, 500: 1}
 # one instance with optimum 76 is 0.13 points of it; bench/smtt_validation.py --on smtt-train), where a fresh set of 100 (1.42 against
 # 1.26) and the test split can (docs/smtt.md, "A larger train split at n >= 100").
 RULE_TRAIN_REPLICATES = {**TRAIN_REPLICATES, 100: 6, 200: 3, 500: 2}
+# valid: drawn like train from the generator's own stream (split id 4), disjoint from train and
+# test; a run may choose its reported best on it (``select_on``, evolve/selection.py), so the
+# search's fitness (train) is not also the judge of which program it reports. Smaller than train:
+# it ranks a run's few top programs, it does not steer the search.
+VALID_REPLICATES = {20: 4, 50: 2, 100: 2, 200: 2, 500: 1}
 # quick: small and all with non-zero tardiness, so every gap is defined.
 QUICK = ((20, 6, 2), (20, 8, 4), (20, 4, 6), (50, 6, 2), (50, 8, 4), (50, 4, 6))
 
@@ -93,6 +98,9 @@ def split_instances(split: str, train: dict[int, int] | None = None,
         replicates = train or TRAIN_REPLICATES
         return [_make("train", n, rep * len(GRID) + k, tf, rdd, secret)
                 for n in SIZES for rep in range(replicates[n]) for k, (tf, rdd) in enumerate(GRID)]
+    if split == "valid":
+        return [_make("valid", n, rep * len(GRID) + k, tf, rdd, secret)
+                for n in SIZES for rep in range(VALID_REPLICATES[n]) for k, (tf, rdd) in enumerate(GRID)]
     if split == "test":
         return [_make("test", n, k, tf, rdd) for n in SIZES for k, (tf, rdd) in enumerate(GRID)]
     raise KeyError(split)

@@ -67,7 +67,8 @@ class SmttVerifier:
 
     direction: Direction = "minimize"
     train: dict[int, int] | None = None  # the train split's grid repeats per size (None: generator's)
-    secret_seeded = False  # whether the splits the search sees draw from data/seeds.json (generator.py)
+    validation = False  # whether the generator's validation split ("valid") is offered
+    secret_seeded = False  # whether every split but test draws from data/seeds.json (generator.py)
 
     def __init__(self, problem_dir: Path, options: Mapping[str, Any] | None = None) -> None:
         self.problem_dir = Path(problem_dir)
@@ -78,8 +79,9 @@ class SmttVerifier:
     # -- instances and their references (trusted) ----------------------------------------
 
     def reference_tasks(self, split: str) -> list[ReferenceTask]:
-        if split not in SPLIT_IDS:
-            raise UserError(f"unknown split {split!r} for smtt (expected one of {', '.join(SPLIT_IDS)})")
+        splits = [s for s in SPLIT_IDS if s != "valid" or self.validation]
+        if split not in splits:
+            raise UserError(f"unknown split {split!r} for smtt (expected one of {', '.join(splits)})")
         secret = self.secret if self.secret_seeded and split != "test" else None
         return [ReferenceTask(content_hash(g.p, g.d), g.name, {"p": g.p, "d": g.d, "group": g.group})
                 for g in split_instances(split, self.train, secret)]
@@ -88,7 +90,7 @@ class SmttVerifier:
     def secret(self) -> bytes:
         """The seed of the splits the search sees (read when they are first asked for: the test
         split and users' files need none)."""
-        return load_secret(self.problem_dir, "the smtt_rule verifier seeds its quick and train instances")
+        return load_secret(self.problem_dir, "the smtt_rule verifier seeds its quick, train and valid instances")
 
     def compute_reference(self, task: ReferenceTask, time_limit_s: float | None) -> StoredReference:
         """Subset DP up to 20 jobs, else local search + CP-SAT within ``time_limit_s`` CPU
@@ -208,6 +210,7 @@ class SmttRuleVerifier(SmttVerifier):
     solve = staticmethod(solve_rule)
     respond = staticmethod(respond_rule)
     train = RULE_TRAIN_REPLICATES  # more instances at n >= 100 (generator.py says why)
+    validation = True  # a run may choose its reported best on it (select_on, evolve/selection.py)
     secret_seeded = True  # a rule that recognised a public-seeded instance passed the audit (generator.py)
     time_budget_note = ("The verifier's dispatcher runs in that process and counts too: the rule is "
                         "called once per job, so the budget leaves it about 2 ms per call.")

@@ -11,7 +11,8 @@ from toy_side import solve
 from evolve.errors import UserError
 from evolve.verifier import Instance, InstanceResult, Reference, feasible, infeasible
 
-SIZES = {"quick": [5, 8], "train": [6, 10, 12, 20], "test": [7, 9, 30]}
+# valid: a validation split (evolve/selection.py), drawn like train from a stream of its own.
+SIZES = {"quick": [5, 8], "train": [6, 10, 12, 20], "test": [7, 9, 30], "valid": [9, 15, 25]}
 
 
 class ToyVerifier:
@@ -24,7 +25,7 @@ class ToyVerifier:
         self.delay_s = float(options.get("delay_s", 0.0))
 
     def instances(self, split: str) -> list[Instance]:
-        offset = {"quick": 0, "train": 100, "test": 200}[split]
+        offset = {"quick": 0, "train": 100, "test": 200, "valid": 300}[split]
         out = []
         for k, n in enumerate(SIZES[split]):
             x = np.random.default_rng(offset + k).integers(1, 50, size=n)
