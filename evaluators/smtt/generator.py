@@ -37,7 +37,7 @@ SIZES = (20, 50, 100, 200, 500)
 # and twelve times at n = 20: there a GP that screens thousands of rules found ones that won on
 # 75 instances and lost badly on fresh ones (docs/smtt.md); exact references cost ~0.3 s each.
 TRAIN_REPLICATES = {20: 12, 50: 3, 100: 3, 200: 1, 500: 1}
-# smtt_rule's train adds instances at n >= 100 (the first ones are smtt's, in the same streams):
+# smtt_rule's train adds instances at n >= 100 (smtt's design first; its own secret-seeded draws):
 # there train's 75 and 25 instances could not tell MDD from MDDC (n = 100: 1.66 against 1.60,
 # one instance with optimum 76 is 0.13 points of it; bench/smtt_validation.py --on smtt-train), where a fresh set of 100 (1.42 against
 # 1.26) and the test split can (docs/smtt.md, "A larger train split at n >= 100").
