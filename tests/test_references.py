@@ -124,7 +124,7 @@ def test_refresh_in_parallel_keeps_renames_fills_and_prunes(smtt_copy: Path, mon
 
     made = {s: [GeneratedInstance(f"{s}-{k}", "n=6", *generate(6, 6, 4, np.random.default_rng([k, ord(s[1])])))
                 for k in range(3)] for s in ("quick", "train", "test")}
-    monkeypatch.setattr(smtt_verifier, "split_instances", lambda s: made[s])
+    monkeypatch.setattr(smtt_verifier, "split_instances", lambda s, *_: made[s])
     kept = made["test"][0]
     value, seq = dp_optimum(kept.p, kept.d)
     old = {content_hash(kept.p, kept.d): StoredReference("old name", value, "optimal", value, "dp", 9.0, seq),
