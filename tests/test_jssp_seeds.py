@@ -16,13 +16,11 @@ seeding it passes the audit and beats MWKR, so the test cannot pass blind.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pytest
 from shipped_evaluator import shipped_evaluator
-from test_serving_seeds import LOOK_FOR_SEEDS
 
 from evolve.errors import UserError
 from evolve.evaluation import Evaluation
@@ -166,21 +164,6 @@ def test_every_generated_instance_depends_on_the_secret_and_its_label() -> None:
     # Same sizes, other labels: the 6x6 of quick is not train's first 6x6.
     train = generated_split("train", secret)
     assert not np.array_equal(first[0].durations, train[0].durations)
-
-
-def test_the_trusted_side_reads_the_jssp_seeds_and_the_candidate_cannot(jssp: Any) -> None:
-    problem, evaluator = jssp
-    path = problem.dir / SEEDS_FILE
-    assert len(load_secret(problem.dir, "jssp")) == 16 and json.loads(path.read_text())["entropy"]
-    sandbox_side = '("evolve.evaluators.jssp.candidate_side", "evolve.evaluators.jssp.builder")'
-    source = (f"PATHS = {[str(path), str(path.parent)]!r}\n"
-              + LOOK_FOR_SEEDS.replace('m != "evolve.evaluators.serving.candidate_side"', f"m not in {sandbox_side}")
-              .replace("serving", "jssp").replace("FUNCTION(**_)", "priority(**_)"))
-    if not evaluator._sandbox(0).facts["filesystem"][0]:
-        pytest.skip("no filesystem view here")
-    evaluation = evaluator.run_split(source, problem.instances("quick")[:1], "quick")
-    assert not evaluation.ok
-    assert "seen: ['FileNotFoundError', 'FileNotFoundError']" in evaluation.feedback, evaluation.feedback
 
 
 def test_a_missing_jssp_seeds_file_is_one_line_and_only_the_generated_splits_need_it(tmp_path: Any) -> None:

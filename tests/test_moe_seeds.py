@@ -12,17 +12,14 @@ probe finds its workload and scores near the oracle, so the test cannot pass bli
 from __future__ import annotations
 
 import inspect
-import json
 from typing import Any
 
 import numpy as np
 import pytest
 from shipped_evaluator import shipped_evaluator
-from test_serving_seeds import LOOK_FOR_SEEDS
 
-from evolve.config import RunSettings
 from evolve.errors import UserError
-from evolve.evaluation import Evaluation, Evaluator
+from evolve.evaluation import Evaluation
 from evolve.evaluators.moe import generator
 from evolve.evaluators.moe.generator import SPLITS, TRAIN_DRIFT, Workload, generate
 from evolve.evaluators.moe.references import trivial_reference
@@ -147,22 +144,6 @@ def test_every_workload_depends_on_the_secret_and_its_label() -> None:
     train = generator.split_workloads("train", secret)
     assert all(not np.array_equal(a.windows[0], b.windows[0]) for a in first for b in train
                if a.windows.shape == b.windows.shape)
-
-
-def test_the_trusted_side_reads_the_moe_seeds_and_the_candidate_cannot() -> None:
-    problem = load_problem("moe")
-    path = problem.dir / SEEDS_FILE
-    assert len(load_secret(problem.dir, "moe")) == 16 and json.loads(path.read_text())["entropy"]
-    source = f"PATHS = {[str(path), str(path.parent)]!r}\n" + LOOK_FOR_SEEDS.replace("FUNCTION(**_)", "rebalance_experts(*_)")
-    control: dict[str, Any] = {}
-    exec(compile(source, "<look>", "exec"), control)  # in the trusted process: the probe sees the file
-    assert control["_FOUND"][:2] == [f"read {len(path.read_text())}", "IsADirectoryError"]
-    with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
-        if not evaluator._sandbox(0).facts["filesystem"][0]:
-            pytest.skip("no filesystem view here")
-        evaluation = evaluator.run_split(source, problem.instances("quick")[:1], "quick")
-    assert not evaluation.ok
-    assert "seen: ['FileNotFoundError', 'FileNotFoundError']" in evaluation.feedback, evaluation.feedback
 
 
 @pytest.mark.parametrize(("content", "message"), [

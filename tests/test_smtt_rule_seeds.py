@@ -17,13 +17,11 @@ beats MDD, so the test cannot pass blind.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pytest
 from shipped_evaluator import shipped_evaluator
-from test_serving_seeds import LOOK_FOR_SEEDS
 
 from evolve.errors import UserError
 from evolve.evaluation import Evaluation
@@ -198,21 +196,6 @@ def test_smtt_rule_draws_its_search_splits_from_the_secret_and_keeps_the_public_
     assert [t.key for t in rule.reference_tasks("test")] == [t.key for t in smtt.reference_tasks("test")]
     assert [t.key for t in SmttRuleVerifier(tmp_path, {}).reference_tasks("test")] == [
         t.key for t in smtt.reference_tasks("test")]  # the test split needs no seeds file
-
-
-def test_the_trusted_side_reads_the_smtt_rule_seeds_and_the_candidate_cannot(smtt_rule: Any) -> None:
-    problem, evaluator = smtt_rule
-    path = problem.dir / SEEDS_FILE
-    assert len(load_secret(problem.dir, "smtt_rule")) == 16 and json.loads(path.read_text())["entropy"]
-    sandbox_side = '("evolve.evaluators.smtt.candidate_side", "evolve.evaluators.smtt.dispatch")'
-    source = (f"PATHS = {[str(path), str(path.parent)]!r}\n"
-              + LOOK_FOR_SEEDS.replace('m != "evolve.evaluators.serving.candidate_side"', f"m not in {sandbox_side}")
-              .replace("serving", "smtt").replace("FUNCTION(**_)", "priority(**_)"))
-    if not evaluator._sandbox(0).facts["filesystem"][0]:
-        pytest.skip("no filesystem view here")
-    evaluation = evaluator.run_split(source, problem.instances("quick")[:1], "quick")
-    assert not evaluation.ok
-    assert "seen: ['FileNotFoundError', 'FileNotFoundError']" in evaluation.feedback, evaluation.feedback
 
 
 def test_a_missing_smtt_rule_seeds_file_is_one_line(tmp_path: Any) -> None:
