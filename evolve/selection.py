@@ -17,6 +17,7 @@ train best until it is resumed to its end.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -118,8 +119,6 @@ def reported_best(archive: Archive) -> Program | None:
     """The program a run reports: the one its selection chose, else the best on train."""
     selection = selection_of(archive)
     if selection is not None:
-        try:
+        with contextlib.suppress(UserError):  # an archive edited by hand: the search's own ranking
             return archive.program(selection.program_id)
-        except UserError:  # an archive edited by hand: fall back to the search's own ranking
-            pass
     return archive.best()

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from shipped_evaluator import shipped_evaluator
+from shipped_evaluator import objectives, run_each, shipped_evaluator
 
 from evolve.errors import UserError
 from evolve.evaluation import Evaluation
@@ -119,14 +119,7 @@ def jssp() -> Any:
 def makespans(jssp: Any, instances: list[Instance]) -> dict[str, Evaluation]:
     problem, evaluator = jssp
     codes = {"probe": PROBE, "mwkr": problem.baselines["mwkr"].read_text()}
-    out = {name: evaluator.run_split(code, instances, "quick") for name, code in codes.items()}
-    for name, evaluation in out.items():
-        assert evaluation.ok, (name, evaluation.feedback)  # the probe passes the audit either way
-    return out
-
-
-def objectives(evaluation: Evaluation) -> list[float]:
-    return [float(r.objective) for r in evaluation.instances if r.objective is not None]
+    return run_each(evaluator, codes, instances)
 
 
 def publicly_seeded(problem: Any) -> list[Instance]:

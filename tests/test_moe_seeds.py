@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from shipped_evaluator import shipped_evaluator
+from shipped_evaluator import run_each, shipped_evaluator
 
 from evolve.errors import UserError
 from evolve.evaluation import Evaluation
@@ -100,10 +100,7 @@ def moe() -> Any:
 def balancedness(moe: Any, instances: list[Instance]) -> dict[str, Evaluation]:
     problem, evaluator = moe
     codes = {"probe": probe_source(), "lpt": problem.baselines["lpt"].read_text()}
-    out = {name: evaluator.run_split(code, instances, "quick") for name, code in codes.items()}
-    for name, evaluation in out.items():
-        assert evaluation.ok, (name, evaluation.feedback)
-    return out
+    return run_each(evaluator, codes, instances)
 
 
 def publicly_seeded(problem: Any) -> list[Instance]:

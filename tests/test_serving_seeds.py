@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from shipped_evaluator import shipped_evaluator
+from shipped_evaluator import run_each, shipped_evaluator
 
 from evolve.errors import UserError
 from evolve.evaluation import Evaluation
@@ -90,10 +90,7 @@ def scores(serving: Any, instances: list[Instance]) -> dict[str, Evaluation]:
     problem, evaluator = serving
     codes = {"probe": SEED_SEARCH, **{name: problem.baselines[name].read_text()
                                       for name in ("sjf_predicted", "srpt_oracle")}}
-    out = {name: evaluator.run_split(code, instances, "quick") for name, code in codes.items()}
-    for name, evaluation in out.items():
-        assert evaluation.ok, (name, evaluation.feedback)
-    return out
+    return run_each(evaluator, codes, instances)
 
 
 def publicly_seeded(problem: Any, instance: Instance, seed: int) -> Instance:

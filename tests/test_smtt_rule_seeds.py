@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from shipped_evaluator import shipped_evaluator
+from shipped_evaluator import objectives, run_each, shipped_evaluator
 
 from evolve.errors import UserError
 from evolve.evaluation import Evaluation
@@ -144,14 +144,7 @@ def smtt_rule() -> Any:
 
 def tardiness(smtt_rule: Any, instances: list[Instance]) -> dict[str, Evaluation]:
     _, evaluator = smtt_rule
-    out = {name: evaluator.run_split(code, instances, "quick") for name, code in (("probe", PROBE), ("mdd", MDD))}
-    for name, evaluation in out.items():
-        assert evaluation.ok, (name, evaluation.feedback)  # the probe passes the audit either way
-    return out
-
-
-def objectives(evaluation: Evaluation) -> list[float]:
-    return [float(r.objective) for r in evaluation.instances if r.objective is not None]
+    return run_each(evaluator, {"probe": PROBE, "mdd": MDD}, instances)
 
 
 def test_the_recognising_planner_finds_nothing_on_the_shipped_instances(smtt_rule: Any) -> None:
