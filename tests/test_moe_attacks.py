@@ -8,6 +8,7 @@ timed at 30 ms, like the same rule that does not cheat.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -199,3 +200,37 @@ def test_the_window_probe_finds_a_planted_window(moe: Any) -> None:
     evaluation = moe("import numpy as np\n" + PEEK.replace("_PLANT_HERE", "_PLANTED.append(weight + 1)"))
     assert evaluation.status == "error"
     assert "found 1 load arrays besides this window's" in evaluation.feedback, evaluation.feedback
+
+
+# A balancer that remembers what the untimed warm-up calls showed it.  Until 2026-12-06 the k-th
+# warm-up call sent a noisy copy of window k, so with warmup_calls >= 2 (the option allows 100)
+# the candidate saw copies of the windows its placements are judged on before the timed calls:
+# at each timed call it finds the copy of its own window among those it was shown and balances
+# (LPT) on the copy that followed it.  On train with warmup_calls = 4 that scored 0.890
+# balancedness against LPT's 0.846.  Warm-up calls now copy window 0 only (the first timed
+# call's input), so it has nothing to find.
+LPT = (Path(__file__).parents[1] / "problems" / "moe" / "baselines" / "lpt.py").read_text()
+WARMUP_MEMORY = LPT.replace("def rebalance_experts(", "def _lpt(") + """
+
+_SEEN = []
+
+
+def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
+    w = np.asarray(weight, dtype=np.float64)
+    target, best = w, 0.2
+    for old, following in zip(_SEEN, _SEEN[1:]):
+        distance = np.abs(old - w).sum() / max(w.sum(), 1.0)
+        if old.shape == w.shape == following.shape and 0 < distance < best:
+            target, best = following, distance  # the copy shown after this window's copy
+    _SEEN.append(w.copy())
+    return _lpt(target, num_replicas, num_groups, num_nodes, num_gpus)
+"""
+
+
+def test_warm_up_calls_show_no_window_a_placement_is_judged_on() -> None:
+    problem = load_problem("moe").with_options({"timing_repeats": 0, "warmup_calls": 3})
+    chosen = problem.instances("train", names=["train-small64-0", "train-small64-1"])
+    with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
+        honest, memory = (evaluator.run_split(code, chosen, "train") for code in (LPT, WARMUP_MEMORY))
+    assert honest.ok and memory.ok, (honest.feedback, memory.feedback)
+    assert memory.metrics["balancedness"] <= honest.metrics["balancedness"], (memory.metrics, honest.metrics)

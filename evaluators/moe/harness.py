@@ -2,7 +2,9 @@
 
 For a workload of W windows, ``run_workload`` makes:
 
-1. ``warmup`` untimed calls on perturbed copies of the windows;
+1. ``warmup`` untimed calls on perturbed copies of window 0 (the first timed call's input:
+   a copy of any later window would show the candidate, ahead of time, a window one of its
+   placements is judged on);
 2. one timed call per window 0..W-2: its placement is scored on the next window;
 3. ``repeats`` more timed calls on fresh perturbed copies (outputs discarded).
 
@@ -102,8 +104,8 @@ def run_workload(call: Call, windows: np.ndarray, args: tuple[int, int, int, int
         noisy = base * np.exp(rng.normal(0.0, PERTURBATION_SIGMA, size=base.shape))
         return np.rint(noisy).astype(np.int64)
 
-    for k in range(warmup):
-        call(variant(k), args)
+    for _ in range(warmup):
+        call(variant(0), args)
     inputs = [windows[k].copy() for k in range(transitions)] + [variant(k) for k in range(repeats)]
     placements: list[dict[str, Any]] = []
     cpu: list[float] = []
