@@ -115,7 +115,7 @@ class RunReview:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        """The stable ``evolve review --json`` contract (see README and docs/review.md)."""
+        """The stable ``evolve review --json`` contract (see docs/api.md and docs/review.md)."""
 
         def brief(p: Program | None) -> dict[str, Any] | None:
             if p is None:

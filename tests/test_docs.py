@@ -20,6 +20,8 @@ COMMAND = re.compile(r"^\s*(?:\$ )?evolve ([a-z][a-z-]*)", re.M)
 # Files of the folder `evolve new-problem` creates, named relative to it (docs/add-a-problem.md).
 SCAFFOLDED = {"tests/test_night_shift.py"}
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+HEADING = re.compile(r"^#+ (.*)$", re.M)
 
 
 def text(doc: Path) -> str:
@@ -51,3 +53,22 @@ def test_commands_shown_in_docs_exist() -> None:
     blocks = [block for doc in DOCS for block in FENCE.findall(text(doc))]
     shown = {command for block in blocks for command in COMMAND.findall(block)}
     assert known and shown and shown <= known, f"commands in docs that evolve does not have: {shown - known}"
+
+
+def anchors(doc: Path) -> set[str]:
+    """A document's heading anchors as GitHub makes them: lower case, punctuation dropped, spaces as hyphens."""
+    headings = HEADING.findall(FENCE.sub("", text(doc)))
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("doc", [*DOCS, REPO / "bench" / "RESULTS.md"], ids=lambda p: p.name)
+def test_links_between_docs_resolve(doc: Path) -> None:
+    broken = []
+    for target in LINK.findall(text(doc)):
+        if re.match(r"[a-z]+:", target):
+            continue
+        file, _, anchor = target.partition("#")
+        dest = doc.parent / file if file else doc
+        if not dest.exists() or (anchor and dest.suffix == ".md" and anchor not in anchors(dest)):
+            broken.append(target)
+    assert not broken, f"{doc.name} links to files or headings that do not exist: {broken}"
