@@ -21,6 +21,14 @@ MAX_ERROR_CHARS = 1000
 # for --solutions-out and the review cache, json.dumps): 900 levels raised RecursionError there.
 MAX_NESTING = 64
 TOO_DEEP = f"solution is nested more than {MAX_NESTING} levels deep (lists in lists)"
+# JSON values a solution or reply may hold, counted on the raw bytes before parsing (commas,
+# lists, objects: an upper bound).  json.loads makes a Python object of every value: 64 MiB of
+# "[]," became 22 million lists, 1.5 GiB and 9 s of the controller's CPU with the GIL held, and
+# a candidate forging such a reply to every call of a session ran the controller to 3 GiB and its
+# worker into a restart.  Two million values are at most ~160 MiB and under a second;
+# the largest shipped solution (a jssp schedule) holds ~4,000.
+MAX_VALUES = 2_000_000
+TOO_MANY = f"solution holds more than {MAX_VALUES:,} JSON values (items, lists and objects)"
 TAIL_CHARS = 2048
 MEMORY_SIGN = 0.9  # a peak this close to the limit means the limit was hit
 
@@ -52,6 +60,11 @@ def too_deep(value: Any) -> bool:
     return False
 
 
+def too_many_values(blob: bytes | bytearray) -> bool:
+    """Whether raw JSON text may hold more than MAX_VALUES values (a bound, before parsing)."""
+    return blob.count(b",") + blob.count(b"[") + blob.count(b"{") > MAX_VALUES
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -67,6 +80,10 @@ def parse_lines(blob: bytes, count: int) -> tuple[bool, list[InstanceRun], dict[
     """(loaded, runs, fatal) from the complete lines of ``blob``."""
     loaded, runs, fatal = False, [], None
     for line in blob.split(b"\n")[:-1]:  # the last piece is unterminated (or empty)
+        if too_many_values(line):  # never our own lines (the load report, a fatal line)
+            if loaded and len(runs) < count:
+                runs.append(InstanceRun(None, TOO_MANY, 0.0))
+            continue
         obj = _parse(line)
         if not isinstance(obj, dict):
             if loaded and len(runs) < count:

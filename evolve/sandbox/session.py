@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 from evolve.sandbox import channel
 from evolve.sandbox.frames import WorkerLost
-from evolve.sandbox.outcome import MAX_ERROR_CHARS, MAX_NESTING, classify, one_line, too_deep
+from evolve.sandbox.outcome import (
+    MAX_ERROR_CHARS,
+    MAX_NESTING,
+    MAX_VALUES,
+    classify,
+    one_line,
+    too_deep,
+    too_many_values,
+)
 from evolve.sandbox.types import SandboxError, SandboxLimits, SandboxOutcome
 
 if TYPE_CHECKING:
@@ -340,6 +348,8 @@ def _decode(kind: int, meta: bytes, blob: bytearray) -> tuple[Any, str | None]:
     """(value, error) from one reply; whatever does not validate is that reply's error."""
     try:
         if kind == channel.JSON:
+            if too_many_values(blob):
+                return None, f"reply holds more than {MAX_VALUES:,} JSON values (items, lists and objects)"
             value = json.loads(blob, parse_constant=_reject_constant)
             if too_deep(value):
                 return None, f"reply is nested more than {MAX_NESTING} levels deep (lists in lists)"
