@@ -581,6 +581,49 @@ def test_non_root_mode_contains_candidates_too(tmp_path: Path) -> None:
     assert loop[0] == "timeout" and spied[0] == "ok" and good == ["ok", None, [2]]
 
 
+# Without root the candidates share the zygote's uid, so they own the work dirs' parent
+# (/tmp/evolve-runs in the view), which the shared-dir scrub keeps whole.  Until 2026-12-06 a
+# file left there reached every later candidate (a channel: a serving policy could hand the true
+# output lengths it saw at each request's end to the next program); a chmod 000 of it left later
+# candidates without their HOME; a symlink in its place made the sandbox refuse every later run
+# (SandboxError: the work dirs were made through it and scrubbed away).
+PLANT_IN_BASE = """
+import os
+def f(x):
+    with open("/tmp/evolve-runs/plant-c0ffee", "w") as fh:
+        fh.write("true lengths")
+    os.chmod("/tmp/evolve-runs", 0)
+    return True
+"""
+FIND_IN_BASE = """
+import os
+def f(x):
+    return [os.path.exists("/tmp/evolve-runs/plant-c0ffee"), os.access(os.environ["HOME"], os.W_OK)]
+"""
+SWAP_BASE = """
+import os
+def f(x):
+    os.rename("/tmp/evolve-runs", "/tmp/moved")
+    os.makedirs("/dev/shm/elsewhere")
+    os.symlink("/dev/shm/elsewhere", "/tmp/evolve-runs")
+    return True
+"""
+HOME_IS_THERE = "import os\ndef f(x):\n    return os.path.isdir(os.environ['HOME'])\n"
+
+
+@pytest.mark.skipif(not SETPRIV or not os.access("/usr/bin/python3", os.X_OK),
+                    reason="needs root, setpriv and a world-readable /usr/bin/python3")
+def test_a_candidate_of_the_zygotes_uid_cannot_plant_in_or_break_the_work_dirs_parent(tmp_path: Path) -> None:
+    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    uid, isolation, *runs = controller_elsewhere(
+        prefix, "/usr/bin/python3", [PLANT_IN_BASE, FIND_IN_BASE, SWAP_BASE, HOME_IS_THERE, HOME_IS_THERE], tmp_path)
+    if not any(line.startswith("allow-list view") for line in isolation):
+        pytest.skip("no user namespaces here: no view, so no private work dirs' parent")
+    assert uid is None
+    assert runs == [["ok", None, [True]], ["ok", None, [[False, True]]], ["ok", None, [True]],
+                    ["ok", None, [True]], ["ok", None, [True]]]
+
+
 @pytest.mark.skipif(not SETPRIV, reason="needs root and setpriv")
 def test_root_without_cap_sys_admin_still_drops_uid_and_cleans_up(tmp_path: Path) -> None:
     """Docker's default profile: no namespaces, but the uid drop and the clean-up work."""

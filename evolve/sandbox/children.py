@@ -23,6 +23,8 @@ from evolve.sandbox.forker import Forker
 from evolve.sandbox.supervise import reap, tail
 from evolve.sandbox.types import SandboxLimits
 
+BASE_MODE = 0o711  # the private work dirs' parent: candidates may enter it, not list or change it
+
 
 @dataclasses.dataclass
 class Child:
@@ -34,7 +36,15 @@ class Child:
     out_path: str
     sets_version: int
     out_fd: int  # the zygote's own read-only fd of out_path, for the reply's output tail
+    workdir_ino: int = 0  # the work dir the child was forked in (a path can be made to name another)
     reaped: bool = False  # supervise waited for its exit
+
+    def workdir_moved(self) -> bool:
+        """Whether ``workdir`` no longer names the dir the child was forked in."""
+        try:
+            return os.lstat(self.workdir).st_ino != self.workdir_ino
+        except OSError:
+            return True
 
     def close(self) -> None:
         self.sock.close()
@@ -62,6 +72,7 @@ class ChildKeeper:
     private_dirs: tuple[str, ...]
     use_forker: bool
     counter: int
+    base_ino: int
     spare: Child | None  # forked and locked down, waiting for its work order
     pending: Child | None  # ended, its clean-up not done yet
     forker: Forker | None  # forks the children once set-up is done (forker.py)
@@ -110,9 +121,12 @@ class ChildKeeper:
         which the child sets after reading its order).
         """
         self.counter += 1
+        if "/tmp" in self.private_dirs:  # ours, but a candidate of the zygote's uid could change it
+            self.base_ino = isolation.keep_dir(self.base, BASE_MODE, self.base_ino)
         workdir = os.path.join(self.base, f"run-{self.counter}")
         out_path = workdir + ".out"
         os.mkdir(workdir, 0o700)
+        workdir_ino = os.lstat(workdir).st_ino
         if self.uid is not None:  # the candidate's from the start: here its Python costs no copy-on-write faults
             os.chown(workdir, self.uid, self.uid)
         out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -130,7 +144,7 @@ class ChildKeeper:
             os.setpgid(pid, pid)
         # Opened after the fork, so the child never holds it (it holds only fds 0-3 anyway).
         read_fd = os.open(out_path, os.O_RDONLY | os.O_CLOEXEC)
-        return Child(pid, zsock, workdir, out_path, self.sets_version, read_fd)
+        return Child(pid, zsock, workdir, out_path, self.sets_version, read_fd, workdir_ino)
 
     def _spec(self, workdir: str, out_fd: int, channel_fd: int) -> ChildSpec:
         return ChildSpec(
@@ -214,11 +228,16 @@ class ChildKeeper:
         isolation.remove_tree(child.workdir)
         if spare is not None:
             reaped = not _is_child(spare.pid)  # the sweep reaped it
-            if reaped or (escaped and self.uid is not None):  # killed with the slot uid's processes
+            # Killed with the slot uid's processes, or its work dir renamed away (with its
+            # contents: emptying the path would miss them) by a candidate of the zygote's uid.
+            if reaped or (escaped and self.uid is not None) or spare.workdir_moved():
                 self._discard(spare, reaped=reaped)  # perhaps still dying: waited for
                 self.spare = spare = None
             else:
                 isolation.empty_dir(spare.workdir)  # what leftovers may have written there
+        if "/tmp" in self.private_dirs:  # the work dirs' parent is ours: only the spare's files stay
+            kept = () if spare is None else (spare.workdir, spare.out_path)
+            isolation.tidy_base(self.base, {os.path.basename(path) for path in kept})
         if isolation.scrub_shared(self.private_dirs, self.base, self.uid):
             self._drop_forker()  # it and all it forked are in the IPC namespace just replaced
             if spare is not None:

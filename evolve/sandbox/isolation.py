@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Collection
+from stat import S_IMODE, S_ISDIR
 
 from evolve.sandbox import oslevel, view
 
@@ -168,6 +169,41 @@ def scrub_shared(private_dirs: tuple[str, ...], keep: str, uid: int | None) -> b
                             _remove_entry(entry)
         _remove_ipc_of(uid)
     return False
+
+
+def keep_dir(path: str, mode: int, ino: int) -> int:
+    """``path`` as the dir of inode ``ino`` with ``mode``, else a fresh one; its inode.
+
+    For the work dirs' parent: a candidate of the zygote's own uid (user namespaces) could
+    chmod it to 000 (later candidates' HOME unreachable) or put a symlink in its place (later
+    work dirs made elsewhere and scrubbed away: the sandbox refused every later run).
+    """
+    try:
+        st = os.lstat(path)
+    except OSError:
+        st = None
+    if st is not None and st.st_ino == ino and S_ISDIR(st.st_mode):
+        if S_IMODE(st.st_mode) != mode:
+            os.chmod(path, mode)
+        return ino
+    if st is not None and S_ISDIR(st.st_mode):
+        remove_tree(path)
+    elif st is not None:
+        os.unlink(path)
+    os.mkdir(path, mode)
+    return os.lstat(path).st_ino
+
+
+def tidy_base(base: str, keep: Collection[str]) -> None:
+    """Remove every entry of the work dirs' parent but the names in ``keep``.
+
+    The shared-dir scrub keeps that dir whole.  A candidate of the zygote's own uid (user
+    namespaces) may write into it, and a file it left there reached every later candidate.
+    """
+    with contextlib.suppress(OSError), os.scandir(base) as entries:
+        for entry in entries:
+            if entry.name not in keep:
+                _remove_entry(entry)
 
 
 def empty_dir(path: str) -> None:

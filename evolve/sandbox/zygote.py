@@ -33,7 +33,7 @@ from evolve.sandbox import (  # noqa: F401 (session_child: imported before isola
     view,
 )
 from evolve.sandbox.child import Work
-from evolve.sandbox.children import Child, ChildKeeper
+from evolve.sandbox.children import BASE_MODE, Child, ChildKeeper
 from evolve.sandbox.forker import Forker
 from evolve.sandbox.frames import WorkerLost, read_frame, recv_request, send_reply
 from evolve.sandbox.side import SandboxSide, load_side
@@ -73,6 +73,7 @@ class Zygote(ChildKeeper):
         self.forker: Forker | None = None  # forks the children once set-up is done (forker.py)
         self.use_forker = False
         self.counter = 0
+        self.base_ino = 0  # the inode of the private work dirs' parent, once it exists
         self.solve: Any = None
         self.respond: Any = None
         self.seccomp: syscalls.Filter | None = None
@@ -115,7 +116,8 @@ class Zygote(ChildKeeper):
         self.pid = os.getpid()  # 1 where the zygote went on in its own pid namespace
         if "/tmp" in self.private_dirs:  # the controller's base dir is now out of sight
             self.base = "/tmp/evolve-runs"
-            os.mkdir(self.base, 0o711)
+            os.mkdir(self.base, BASE_MODE)
+            self.base_ino = os.lstat(self.base).st_ino
         if self.hide_paths and not self.private_dirs:
             return {"ok": False, "kind": "isolation",
                     "error": "hide_paths needs mount namespaces (root with CAP_SYS_ADMIN, or user namespaces)"}
