@@ -234,3 +234,33 @@ def test_warm_up_calls_show_no_window_a_placement_is_judged_on() -> None:
         honest, memory = (evaluator.run_split(code, chosen, "train") for code in (LPT, WARMUP_MEMORY))
     assert honest.ok and memory.ok, (honest.feedback, memory.feedback)
     assert memory.metrics["balancedness"] <= honest.metrics["balancedness"], (memory.metrics, honest.metrics)
+
+
+# A balancer that spends its time only where it is judged.  The repeats (timed, not scored) are
+# noisy copies of windows it has just seen, so it knows them and answers from a cache: until
+# 2026-12-06 runtime_ms was the median over all timed calls, and with five repeats to three
+# judged calls that median was a cached answer (quick: 0.7 ms against LPT's 8.4 while it burnt
+# 100 ms per judged call).  The judged calls' median is now a floor.
+CHEAP_REPEATS = BURN + BODY.split("def rebalance_experts")[0] + """
+_ANSWERS = []
+
+def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
+    w = np.asarray(weight, dtype=np.float64)
+    for old, answer in _ANSWERS:
+        if old.shape == w.shape and np.abs(old - w).sum() < 0.08 * max(w.sum(), 1.0):
+            return answer  # a noisy copy of a window seen before
+    burn(0.03)
+    answer = place(weight, num_replicas, num_gpus)
+    _ANSWERS.append((w, answer))
+    return answer
+"""
+
+
+def test_time_spent_only_on_the_judged_calls_is_counted() -> None:
+    problem = load_problem("moe").with_options({"timing_repeats": 5, "warmup_calls": 1})
+    chosen = problem.instances("quick", names=["quick-small64-0"])
+    with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
+        evaluation = evaluator.run_split(CHEAP_REPEATS, chosen, "quick")
+    assert evaluation.ok, evaluation.feedback
+    (result,) = evaluation.instances
+    assert result.extra["runtime_ms"] == result.extra["cpu_ms"] >= 25, result.extra
