@@ -313,6 +313,41 @@ def test_ptrace_mount_keyrings_bpf_and_io_uring_are_refused(sandbox: Sandbox) ->
     assert all(result == [-1, "Operation not permitted"] for result in out.values()), out
 
 
+def test_locks_and_notifications_on_the_views_files_are_refused(sandbox: Sandbox) -> None:
+    """Every sandbox shows the same files under /usr: a lock one candidate takes on one, or an
+    inotify/dnotify event when it opens or reads one, is seen by a candidate of another
+    sandbox running at the same time (a flock held in one ``evolve eval`` was seen from
+    another: a channel between concurrent candidates, e.g. for true output lengths)."""
+    needs(sandbox, "seccomp")
+    source = """
+    import ctypes, fcntl, os, struct
+    def f(hints):
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open("/usr/lib/os-release", os.O_RDONLY)
+        lock = struct.pack("hhqqi", fcntl.F_RDLCK, 0, 0, 0, 0)
+        def errno_of(call):
+            try:
+                call()
+                return 0
+            except OSError as exc:
+                return exc.errno
+        return {
+            "flock": errno_of(lambda: fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)),
+            "F_SETLK": errno_of(lambda: fcntl.fcntl(fd, fcntl.F_SETLK, lock)),
+            "F_GETLK": errno_of(lambda: fcntl.fcntl(fd, fcntl.F_GETLK, lock)),
+            "F_OFD_SETLK": errno_of(lambda: fcntl.fcntl(fd, fcntl.F_OFD_SETLK, lock)),
+            "F_NOTIFY": errno_of(lambda: fcntl.fcntl(os.open("/usr", os.O_RDONLY), fcntl.F_NOTIFY,
+                                                     fcntl.DN_ACCESS | fcntl.DN_MULTISHOT)),
+            "inotify_init1": libc.inotify_init1(0) == -1 and ctypes.get_errno(),
+            "inotify_add_watch": libc.inotify_add_watch(3, b"/usr", 1) == -1 and ctypes.get_errno(),
+            "F_GETFD still works": fcntl.fcntl(fd, fcntl.F_GETFD) >= 0,
+        }
+    """
+    out = found(attack(sandbox, source))
+    assert out.pop("F_GETFD still works") is True
+    assert out == dict.fromkeys(out, 1), out  # EPERM
+
+
 def test_kill_minus_one_and_pid_sweeps_hurt_nobody_else(sandbox: Sandbox) -> None:
     zygote = sandbox.worker_pid
     source = f"""

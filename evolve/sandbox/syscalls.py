@@ -12,7 +12,8 @@ flag; ``clone3`` answers ENOSYS so libc falls back to ``clone``), mounts and
 root changes, ``ptrace`` and cross-process memory access, keyrings, ``bpf``,
 perf events, ``userfaultfd``, ``io_uring``, modules, ``kexec``, reboot, swap,
 clock and host name changes, ``execve``/``execveat`` (a heuristic never starts
-a program: no shell, no ``git``), file handles, and ``kill(-1)``.
+a program: no shell, no ``git``), file handles, file locks and inotify/dnotify (channels
+between candidates through the shared files of the view), and ``kill(-1)``.
 
 Two stacked filters make that set: all but ``ZYGOTE_NEEDS`` is installed once in
 the zygote itself after its set-up (it needs none of it again, and children
@@ -40,7 +41,14 @@ DENIED = (
     "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "sethostname", "setdomainname",
     "iopl", "ioperm", "modify_ldt", "open_by_handle_at", "name_to_handle_at", "fanotify_init",
     "execve", "execveat", "uselib", "nfsservctl",
+    # Channels between candidates through the view's shared files: a lock one holds on a file
+    # in /usr, or an inotify event when one opens or reads a file there, is seen by another
+    # candidate running at the same time in another sandbox (tested with flock).
+    "flock", "inotify_init", "inotify_init1", "inotify_add_watch",
 )
+# fcntl commands refused for the same reason: F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK,
+# F_OFD_SETLK, F_OFD_SETLKW (record locks) and F_NOTIFY (dnotify: DN_ACCESS reports reads).
+LOCK_FCNTL = (5, 6, 7, 36, 37, 38, 1026)
 NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
                    0x40000000, 0x00000080)  # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME
 # What the zygote itself still calls after its set-up: a pid namespace per candidate
@@ -94,6 +102,8 @@ def _program(sc: Any, denied: tuple[str, ...], minus_one: tuple[str, ...], names
         for flag in NAMESPACE_FLAGS:
             _rule(sc, filt, eperm, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
         _rule(sc, filt, sc.ERRNO(errno.ENOSYS), "clone3")  # its flags are behind a pointer
+        for cmd in LOCK_FCNTL:
+            _rule(sc, filt, eperm, "fcntl", sc.Arg(1, sc.EQ, cmd))
     low32 = 0xFFFFFFFF  # kill(-1): every process we may signal
     for name in minus_one:
         _rule(sc, filt, eperm, name, sc.Arg(0, sc.MASKED_EQ, low32, low32))
