@@ -265,8 +265,13 @@ def new_problem(
     created = scaffold(name, target)
     for path in created:
         console.print(f"  created {path}")
+    # `python -m pytest`: a bare `pytest` may be another interpreter's, without evolve
+    # (`pip install -e .` does not install pytest; `.[test]` does).
+    import importlib.util
+
+    missing = "" if importlib.util.find_spec("pytest") else "   (first: pip install pytest)"
     console.print(
-        f"next:\n  pytest -q {target / 'tests'}\n  evolve baselines {target}\n"
-        f"  evolve run {target} --llm stub --iterations 50\n"
+        f"next:\n  python -m pytest -q {target / 'tests'}{missing}\n  evolve baselines {target}\n"
+        f"  evolve run {target} --iterations 100\n"
         "then replace the example's instances, solve and score with yours (docs/add-a-problem.md)."
     )

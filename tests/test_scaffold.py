@@ -94,3 +94,23 @@ def test_an_existing_folder_is_never_overwritten(tmp_path: Path) -> None:
     result = evolve("new-problem", "taken", cwd=tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
+
+
+def test_scaffold_next_steps_run_as_printed(tmp_path: Path) -> None:
+    """The 'next:' commands new-problem prints work when typed as printed: pytest through
+    this interpreter (a bare `pytest` may be another Python's, without evolve) and the
+    default offline run, not the blind mutator."""
+    made = evolve("new-problem", "late-jobs", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    lines = made.stdout.split("next:\n", 1)[1].split("\nthen ", 1)[0].splitlines()
+    commands = [line.split("   (first:")[0].split() for line in lines]
+    assert [c[:3] for c in commands] == [["python", "-m", "pytest"], ["evolve", "baselines", "late-jobs"],
+                                         ["evolve", "run", "late-jobs"]]
+    assert "--llm" not in commands[2]
+    for command in commands:
+        argv = [sys.executable, *command[1:]] if command[0] == "python" else [sys.executable, "-m", "evolve.cli",
+                                                                                *command[1:]]
+        if command[1] == "run":
+            argv += ["--iterations", "4", "--out", str(tmp_path / "run")]
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, f"{' '.join(command)}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
