@@ -27,6 +27,7 @@ from evolve.config import ProblemSpec, load_problem_spec
 from evolve.errors import UserError
 from evolve.files import read_text
 from evolve.options import OptionError
+from evolve.user_code import plugin_code, where_raised
 from evolve.verifier import Instance, LoadsInstances, Verifier
 
 ENTRY_POINT_GROUP = "evolve.problems"
@@ -66,6 +67,11 @@ class Problem:
         return self.spec.name
 
     @property
+    def plugin(self) -> bool:
+        """A problem folder or an installed plug-in: its own code failing is the user's error."""
+        return self.origin != "builtin"
+
+    @property
     def toml_path(self) -> Path:
         return self.dir / "problem.toml"
 
@@ -96,7 +102,8 @@ class Problem:
                             f"{self.spec.verifier.entry} declares direction = '{declared}'; make them agree "
                             "(a mismatch would invert every gap)")
         try:
-            verifier = cls(self.dir, dict(self.spec.verifier.options))
+            with plugin_code(f"{self.toml_path}: building verifier {self.spec.verifier.entry}", self.plugin):
+                verifier = cls(self.dir, dict(self.spec.verifier.options))
         except OptionError as err:
             overridden = any(key in self.overrides for key in err.keys)
             raise err.at(self.override_source if overridden else f"{self.toml_path} [verifier.options]") from None
@@ -145,14 +152,16 @@ class Problem:
                 raise UserError(f"{instances_file}: problem '{self.name}' reads no instance files "
                                 "(its verifier defines no load_instances)")
             try:
-                found = self.verifier.load_instances(instances_file)
+                with plugin_code(f"{instances_file}: the verifier's load_instances", self.plugin):
+                    found = self.verifier.load_instances(instances_file)
             except UnicodeDecodeError as err:  # whichever reader the verifier uses
                 raise UserError(f"{instances_file}: not UTF-8 text (byte {err.start})") from None
         elif split not in (*SPLITS, VALID):
             raise UserError(f"unknown split '{split}' (expected one of: {', '.join(SPLITS)}, or {VALID} "
                             "where the problem has one)")
         else:
-            found = self.verifier.instances(split)
+            with plugin_code(f"problem '{self.name}': the verifier's instances('{split}')", self.plugin):
+                found = self.verifier.instances(split)
         if not found:
             raise UserError(f"problem '{self.name}': split '{split}' has no instances")
         if names:
@@ -192,6 +201,9 @@ def import_entry(entry: str, extra_path: list[str], source: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as err:
         raise UserError(f"{source}: verifier.entry '{entry}': cannot import {module_name} ({err})") from None
+    except Exception as err:  # noqa: BLE001 - a syntax error or a failing statement of the module
+        raise UserError(f"{source}: verifier.entry '{entry}': importing {module_name} raised "
+                        f"{where_raised(err)}") from None
     try:
         return getattr(module, attr)
     except AttributeError:

@@ -1,0 +1,68 @@
+"""A plug-in problem whose own code is broken (seed, verifier module, constructor,
+instances) stops `evolve` with one line naming the file and line, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evolve.scaffold import scaffold
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("plugin") / "late-jobs"
+    scaffold("late-jobs", folder)
+    return folder
+
+
+def broken(template: Path, tmp_path: Path, file: str, old: str, new: str) -> Path:
+    folder = tmp_path / "late-jobs"
+    shutil.copytree(template, folder)
+    path = folder / file
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    return folder
+
+
+def run_cli(folder: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evolve.cli", "run", str(folder), "--iterations", "2", "--out",
+                           str(tmp_path / "run")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+
+
+VERIFIER = "late_jobs_verifier.py"
+CASES = {
+    "verifier_syntax_error": (VERIFIER, "import json\n", "import json\ndef oops(:\n",
+                              r"importing late_jobs_verifier raised SyntaxError: .* \(at .*late_jobs_verifier\.py:\d+\)"),
+    "verifier_fails_at_import": (VERIFIER, "import json\n", "import json\n1 / 0\n",
+                                 r"importing late_jobs_verifier raised ZeroDivisionError: division by zero "
+                                 r"\(at .*late_jobs_verifier\.py:\d+, in <module>\)"),
+    "constructor_raises": (VERIFIER, 'self.max_weight = int(options.get("max_weight", 10))',
+                           'self.max_weight = int(options["weight_cap"])',
+                           r"building verifier late_jobs_verifier:LateJobsVerifier raised KeyError: 'weight_cap' "
+                           r"\(at .*late_jobs_verifier\.py:\d+, in __init__\)"),
+    "instances_raises": (VERIFIER, "first, count = SPLITS[split]", "first, count = SPLITS[split]; 1 / 0",
+                         r"the verifier's instances\('quick'\) raised ZeroDivisionError: division by zero "
+                         r"\(at .*late_jobs_verifier\.py:\d+, in instances\)"),
+    "seed_does_not_parse": ("seed.py", "    return", "    retrun",
+                            r"seed\.py:\d+: the seed program does not parse: invalid syntax"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_broken_plugin_code_is_one_line_naming_file_and_line(template: Path, tmp_path: Path, case: str) -> None:
+    file, old, new, expected = CASES[case]
+    folder = broken(template, tmp_path, file, old, new)
+    result = run_cli(folder, tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: "), result.stderr
+    assert re.search(expected, errors[0]), errors[0]
+    assert not (tmp_path / "run").exists()  # a run that cannot start leaves no folder
