@@ -53,7 +53,7 @@ def review(
     from evolve.study import is_study
 
     if is_study(run_dir):  # evolve run --seeds: median and spread over the seeds
-        from evolve.cli_search import show_study
+        from evolve.study_table import show_study
 
         with step_progress("evaluating every seed's best and every baseline on the test split",
                            quiet=not test) as shown:

@@ -184,68 +184,6 @@ def run_seeds(problem: str, seeds: str, workers: int | None, out: Path | None, *
         raise typer.Exit(1)
 
 
-def show_study(review: object) -> None:
-    """The study's seeds, their median and spread, the baselines, per group."""
-    from rich.table import Table
-
-    from evolve.study import StudyReview
-
-    assert isinstance(review, StudyReview)
-    tested = any(r.test for r in review.runs)
-    groups = review.groups
-    title = f"study {review.dir}: {review.problem}, {len(review.runs)} seeds (gap %, lower is better)"
-    view = Table(title=title, title_justify="left")
-    columns = ["", "iters", "train mean", "train median"]
-    if tested:
-        columns += ["test mean", "test median", *groups, f"vs {review.strongest} W/T/L"]
-    for column in columns:
-        view.add_column(column, justify="left" if column == "" else "right")
-
-    def gaps(metrics: dict[str, float] | None) -> list[str]:
-        if not metrics:
-            return ["-"] * (2 + len(groups))
-        keys = ["gap_mean_pct", "gap_median_pct", *[f"gap_mean_pct[{g}]" for g in groups]]
-        return [_num(metrics.get(k)) for k in keys]
-
-    for run in review.runs:
-        row = [f"seed {run.seed}", str(run.iterations), _num(run.train.get("gap_mean_pct")),
-               _num(run.train.get("gap_median_pct"))]
-        if tested:
-            versus = run.versus or {}
-            wtl = f"{versus.get('wins', '-')}/{versus.get('ties', '-')}/{versus.get('losses', '-')}"
-            row += [*gaps(run.test), wtl if run.test_ok else "failed"]
-        view.add_row(*row)
-    for label, pick in (("median", lambda s: s.median), ("min-max", None)):
-        keys = ["gap_mean_pct", "gap_median_pct"]
-        row = [label, ""]
-        for split, names in (("train", keys), *((("test", keys + [f"gap_mean_pct[{g}]" for g in groups]),) if tested else ())):
-            for key in names:
-                found = review.figure(split, key)
-                if found is None:
-                    row.append("-")
-                elif pick is not None:
-                    row.append(_num(pick(found)))
-                else:
-                    row.append(f"{min(found.values):.2f}-{max(found.values):.2f}")
-        if tested:
-            row.append("")
-        view.add_row(*row, style="bold")
-    if tested:
-        for name, metrics in review.baselines.items():
-            view.add_row(name + (" (strongest)" if name == review.strongest else ""), "", "", "",
-                         *gaps(metrics), "", style="dim")
-    console.print(view)
-    chosen = [r for r in review.runs if r.chosen_on != "train"]
-    if chosen:
-        who = "every seed" if len(chosen) == len(review.runs) else "seeds " + ", ".join(str(r.seed) for r in chosen)
-        console.print(f"{who}: the best was chosen on the {chosen[0].chosen_on} split among the seed's best on "
-                      "train (select_on); train ranked everything inside the search")
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
 def show_noise(check: object) -> None:
     """The top programs' scores over re-evaluations; a best within noise is flagged."""
     from rich.table import Table

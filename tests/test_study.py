@@ -75,3 +75,25 @@ def test_review_repeats_re_evaluates_the_top_programs_and_flags_ties(toy_dir: Pa
     assert printed.returncode == 0, printed.stderr
     assert json.loads(printed.stdout)["noise"]["repeats"] == 1
     assert run.review(repeats=1).noise is not None  # the API: RunReview.noise
+
+
+def test_study_review_fits_an_80_column_terminal(toy_dir: Path, tmp_path: Path) -> None:
+    """Every figure of `review STUDY --test` is readable at 80 columns (piped output is 80
+    wide): the table splits into parts instead of cutting each number to '1.…'."""
+    import os
+
+    folder = evolve.run_study(str(toy_dir), "0-1", parallel=2, out=tmp_path / "study", iterations=3)
+    env = {**os.environ, "COLUMNS": "80"}
+    cli = [sys.executable, "-m", "evolve.cli", "review", str(folder), "--test"]
+    shown = subprocess.run(cli, capture_output=True, text=True, timeout=600, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert str(folder) in shown.stdout  # the title line keeps the whole path
+    tables = [line for line in shown.stdout.splitlines() if line[:1] in "┏┃┡│└"]
+    assert "…" not in shown.stdout and max(len(line) for line in tables) <= 80
+    document = json.loads(subprocess.run([*cli, "--json"], capture_output=True, text=True, timeout=600).stdout)
+    for run in document["runs"]:
+        assert f"{run['test']['gap_mean_pct']:.2f}" in shown.stdout
+        versus = run["versus_strongest"]
+        assert f"{versus['wins']}/{versus['ties']}/{versus['losses']}" in shown.stdout
+    for key, figure in document["test"].items():
+        assert f"{figure['median']:.2f}" in shown.stdout, key
