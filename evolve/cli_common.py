@@ -78,7 +78,10 @@ def step_progress(what: str, quiet: bool = False) -> Iterator[Callable[[int, int
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(TextColumn(f"{escape(what)}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
-                   TimeElapsedColumn(), console=err_console, transient=True, disable=quiet)
+                   TimeElapsedColumn(), console=err_console, transient=True,
+                   # Outside a terminal a transient bar shows nothing and leaves a blank line on
+                   # stderr (before a one-line error, too).
+                   disable=quiet or not err_console.is_terminal)
     task = bar.add_task(what, total=None, last="")
 
     def update(done: int, total: int, name: str) -> None:

@@ -105,6 +105,9 @@ def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> No
         (("eval", "smtt", str(SEED), "--instances", "{tmp}"), "is a folder, expected a file of instances"),
         (("run", "smtt", "--option", "colour=3"), "--option colour: unknown key (expected one of "),
         (("run", "jssp", "--scheme", "sideways"), "--option scheme: Input should be 'non_delay' or 'active'"),
+        # commands with a progress bar on stderr: no blank line left before the error
+        (("baselines", "smtt", "--split", "nope"), "unknown split 'nope'"),
+        (("compare", "{tmp}/a.py", str(SEED), "--problem", "smtt"), "a.py: program not found"),
     ],
 )
 def test_user_mistakes_are_one_line_errors_with_exit_2(
@@ -118,7 +121,7 @@ def test_user_mistakes_are_one_line_errors_with_exit_2(
     result = evolve(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, repr(result.stderr)
     assert not (tmp_path / "runs").exists(), "a failed run must not leave a run folder"
 
 
