@@ -267,6 +267,9 @@ def load_problem(name_or_path: str) -> Problem:
     if name_or_path in plugins:
         folder, origin = plugins[name_or_path]
         return _from_dir(folder, origin)
+    if path.is_dir():  # a folder that is not a problem's (names were tried first)
+        raise UserError(f"{path}: no problem.toml in this folder (a problem folder holds problem.toml, seed.py, "
+                        "...; evolve new-problem NAME makes one)")
     known = sorted({p.parent.name for p in builtin_dir().glob("*/problem.toml")} | set(plugins))
     raise UserError(f"unknown problem '{name_or_path}' (known: {', '.join(known) or 'none'}; or give a folder with problem.toml)")
 

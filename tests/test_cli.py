@@ -105,6 +105,7 @@ def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> No
         (("eval", "smtt", str(SEED), "--instances", "{tmp}"), "is a folder, expected a file of instances"),
         (("run", "smtt", "--option", "colour=3"), "--option colour: unknown key (expected one of "),
         (("run", "jssp", "--scheme", "sideways"), "--option scheme: Input should be 'non_delay' or 'active'"),
+        (("run", "{tmp}/empty", "--iterations", "2"), "{tmp}/empty: no problem.toml in this folder"),
         # commands with a progress bar on stderr: no blank line left before the error
         (("baselines", "smtt", "--split", "nope"), "unknown split 'nope'"),
         (("compare", "{tmp}/a.py", str(SEED), "--problem", "smtt"), "a.py: program not found"),
@@ -113,6 +114,7 @@ def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> No
 def test_user_mistakes_are_one_line_errors_with_exit_2(
     args: tuple[str, ...], message: str, tmp_path: Path
 ) -> None:
+    (tmp_path / "empty").mkdir()
     (tmp_path / "latin1.toml").write_bytes("iterations = 3 # caf\xe9".encode("latin-1"))
     (tmp_path / "latin1.csv").write_bytes("arrived_at,num_prefill_tokens,num_decode_tokens\n0,1\xe9,2\n".encode("latin-1"))
     (tmp_path / "latin1.py").write_bytes("# caf\xe9\ndef schedule(p, d):\n    return list(range(len(p)))\n".encode("latin-1"))
