@@ -214,6 +214,9 @@ def eval_(
     split_name = str(instances) if instances else split
     if as_json:
         print(json.dumps(json_safe(evaluation.to_json(spec.name, split_name)), indent=2))
+    elif not evaluation.instances:  # it failed before any instance (it does not load): no empty tables
+        console.print(f"{escape(str(program))} on {spec.name}/{split_name}: no instance was run", highlight=False)
+        console.print(f"[red]{evaluation.status}[/]: {escape(evaluation.feedback)}", highlight=False)
     else:
         console.print(evaluation_table(f"{program} on {spec.name}/{split_name}", evaluation))
         print_metrics([(program.name, evaluation.status, evaluation.score, evaluation.metrics)], headline_of(spec.verifier))

@@ -58,6 +58,15 @@ def test_eval_of_an_infeasible_program_exits_1_with_the_reason(tmp_path: Path) -
     assert "infeasible" in result.stdout and "twice" in result.stdout
 
 
+def test_eval_of_a_program_that_does_not_parse_shows_the_error_not_empty_tables(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.py"
+    bad.write_text("def schedule(p, d) return\n")
+    result = evolve("eval", "smtt", str(bad), "--split", "quick")
+    assert result.returncode == 1
+    assert "no instance was run" in result.stdout and "SyntaxError: expected ':' (line 1)" in result.stdout
+    assert "┏" not in result.stdout  # no table of zero instances, no table of dashes
+
+
 def test_candidate_text_with_brackets_is_printed_verbatim(tmp_path: Path) -> None:
     """Error text comes from the candidate: it must never be read as rich markup."""
     bad = tmp_path / "bad.py"
