@@ -12,13 +12,18 @@ They are computed once into --cache. `--on train` (or `smtt-train`) scores the s
 shipped train split instead, against its shipped references: what the search sees. Prints
 each rule's mean gap per size and the mean over sizes: the published rules through the rule
 track's dispatcher (ties as published), and the best program of every run folder given (e.g.
-the seeds of `bench/offline_study.py`).
+the seeds of `bench/offline_study.py`), or with `--top K` its K best programs on train, with
+the one its run reported marked. `--on valid` scores on smtt_rule's validation split. A `--rule`
+may be a tuple, `'np.maximum(d, t + p), d, p'`: compared lexicographically (ties by d, then p).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
+import json
+import sqlite3
 import statistics
 import sys
 import time
@@ -76,10 +81,43 @@ def baseline(name: str):
     return module.priority
 
 
-def tree_rule(tree):
+def tree_rule(tree, ties: tuple = ()):
+    """The tree as a priority; with ``ties`` (trees too), a tuple compared lexicographically."""
+    def value(t, kw):
+        return np.broadcast_to(np.asarray(evaluate(t, kw), dtype=float), kw["p"].shape)
+
     def priority(**kw):
-        return np.broadcast_to(np.asarray(evaluate(tree, kw), dtype=float), kw["p"].shape)
+        return (value(tree, kw), *(value(t, kw) for t in ties)) if ties else value(tree, kw)
     return priority
+
+
+def expression_rule(expr: str, names: set[str]):
+    """``--rule EXPR``: one GP expression, or a tuple of them (compared lexicographically)."""
+    try:
+        body = ast.parse(expr, mode="eval").body
+    except SyntaxError:
+        body = None
+    parts = [ast.unparse(e) for e in body.elts] if isinstance(body, ast.Tuple) else [expr]
+    trees = [parse(part, names) for part in parts]
+    return tree_rule(trees[0], tuple(trees[1:]))
+
+
+def archive_rows(folder: Path, rule_spec, top: int):
+    """The ``top`` best programs on train of every run under ``folder`` (* marks the reported one)."""
+    rows = []
+    for db_path in sorted(folder.glob("**/archive.sqlite")):
+        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        saved = db.execute("SELECT value FROM meta WHERE key = 'best_selection'").fetchone()
+        chosen = json.loads(saved[0]).get("program_id") if saved and saved[0] != "null" else None
+        programs = db.execute("SELECT id, score, code FROM programs WHERE score IS NOT NULL "
+                              "ORDER BY score DESC, id LIMIT ?", (top,)).fetchall()
+        db.close()
+        for pid, score, code in programs:
+            tree = rule_tree(code, rule_spec)
+            if tree is not None:
+                mark = "*" if pid == chosen else ""
+                rows.append((f"{db_path.parent.name} {mark}#{pid} (train {score:.4f})", tree_rule(tree)))
+    return rows
 
 
 def gaps(rule, cases) -> dict[int, float]:
@@ -98,22 +136,28 @@ def main() -> None:
                         help="a rule as a GP expression over the inputs, e.g. 'np.maximum(d, t + (p + 5.83))'")
     parser.add_argument("--replicates", type=int, default=4)
     parser.add_argument("--cache", type=Path, default=Path("runs/smtt-validation.npz"))
-    parser.add_argument("--on", choices=("fresh", "train", "smtt-train"), default="fresh",
-                        help="the fresh set (default), or a shipped train split with its references: "
-                             "smtt_rule's (train) or smtt's (smtt-train), to see what the search sees")
+    parser.add_argument("--on", choices=("fresh", "train", "valid", "smtt-train"), default="fresh",
+                        help="the fresh set (default), or a shipped split with its references: "
+                             "smtt_rule's train or valid, or smtt's train (smtt-train)")
+    parser.add_argument("--top", type=int, default=0, metavar="K",
+                        help="score each run's K best programs on train instead of its reported best")
     args = parser.parse_args()
     if args.on == "fresh":
         cases = instances(args.replicates, args.cache)
         where = f"{len(cases)} fresh instances ({args.replicates} per TF/RDD point and size)"
     else:
-        shipped = load_problem("smtt_rule" if args.on == "train" else "smtt").instances("train")
+        problem, split = ("smtt", "train") if args.on == "smtt-train" else ("smtt_rule", args.on)
+        shipped = load_problem(problem).instances(split)
         cases = [(len(i.data["p"]), i.data["p"], i.data["d"], float(i.reference.value)) for i in shipped]
-        where = f"the {len(cases)} instances of {'smtt_rule' if args.on == 'train' else 'smtt'}'s train split"
+        where = f"the {len(cases)} instances of {problem}'s {split} split"
     rule_spec = load_problem("smtt_rule").spec.rule[0]
     rows = [(name, baseline(name)) for name in BASELINES]
     names = {i.name for i in rule_spec.inputs}
-    rows += [(f"`{expr}`", tree_rule(parse(expr, names))) for expr in args.rule]
+    rows += [(f"`{expr}`", expression_rule(expr, names)) for expr in args.rule]
     for folder in args.runs:
+        if args.top:
+            rows += archive_rows(folder, rule_spec, args.top)
+            continue
         for best in sorted(folder.glob("**/best.py")):
             tree = rule_tree(best.read_text(), rule_spec)
             if tree is not None:

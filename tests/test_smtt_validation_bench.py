@@ -1,0 +1,37 @@
+"""bench/smtt_validation.py: tuple rules (tie-breaks), the valid split, and an archive's top programs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "bench" / "smtt_validation.py"
+
+
+def _table(*args: str) -> dict[str, list[str]]:
+    done = subprocess.run([sys.executable, str(SCRIPT), "--on", "valid", *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert done.returncode == 0, done.stderr
+    rows = [line.strip("|").split("|") for line in done.stdout.splitlines() if line.startswith("| ")]
+    return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
+
+
+def test_a_tuple_rule_breaks_ties_lexicographically_as_the_published_mdd_does() -> None:
+    table = _table("--rule", "np.maximum(d, t + p), d, p", "--rule", "np.maximum(d, t + p)")
+    assert table["`np.maximum(d, t + p), d, p`"] == table["mdd"]  # MDD as published: ties by d, then p
+    assert len(table["mdd"]) == 6  # five sizes and the mean over them
+    assert table["`np.maximum(d, t + p)`"] != table["mdd"]  # ties in input order: another sequence
+
+
+def test_top_scores_an_archives_best_programs_on_train_and_marks_the_reported_one(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    made = subprocess.run([sys.executable, "-m", "evolve.cli", "run", "smtt_rule", "--iterations", "3",
+                           "--out", str(run)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=900)
+    assert made.returncode == 0, made.stderr
+    table = _table(str(tmp_path), "--top", "3")
+    ours = [name for name in table if name.startswith("run ")]
+    assert len(ours) == 3 and all("(train -" in name for name in ours)
+    assert sum("*#" in name for name in ours) == 1  # the program the run reports (chosen on valid)
