@@ -14,8 +14,10 @@ from rich.text import Text
 from evolve.formats import fmt, pct
 from evolve.progress import Progress as RunProgress
 
-console = Console(soft_wrap=True)  # paths and commands stay copy-pasteable
-err_console = Console(stderr=True, soft_wrap=True)
+# soft_wrap: paths and commands stay copy-pasteable. emoji=False: user and candidate text
+# ("rule:x:.py", a model "o4-mini:x") is printed as written, never as an emoji.
+console = Console(soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
 
 
 FAILURE_KINDS_SHOWN = ("model", "edit", "evaluation")

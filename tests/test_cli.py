@@ -115,6 +115,7 @@ def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> No
         (("run", "smtt", "--option", "colour=3"), "--option colour: unknown key (expected one of "),
         (("run", "jssp", "--scheme", "sideways"), "--option scheme: Input should be 'non_delay' or 'active'"),
         (("run", "{tmp}/empty", "--iterations", "2"), "{tmp}/empty: no problem.toml in this folder"),
+        (("eval", "smtt", "{tmp}/rule:x:.py"), "{tmp}/rule:x:.py: program not found"),  # as written, no emoji
         # commands with a progress bar on stderr: no blank line left before the error
         (("baselines", "smtt", "--split", "nope"), "unknown split 'nope'"),
         (("compare", "{tmp}/a.py", str(SEED), "--problem", "smtt"), "a.py: program not found"),
