@@ -92,6 +92,12 @@ class RunSettings(Strict):
     # 1 (with workers = 1) makes a run exactly reproducible from its seed.
     concurrency: int = Field(default=1, ge=1)
     workers: int = Field(default=1, ge=1)
+    # One more request built and sent while every slot evaluates, so that a slot that frees
+    # finds its next child ready. With concurrency 1 and workers 1 the request sees the
+    # child being evaluated as in flight (not its result), in a fixed order: a run still
+    # repeats exactly from its seed. Not with the GP backend or tune_every; false: a request
+    # waits for a free slot (evolve/loop.py).
+    lookahead: bool = True
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None  # an existing cluster; None starts a local Ray
     budget_usd: float | None = Field(default=None, ge=0)

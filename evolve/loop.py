@@ -100,9 +100,14 @@ class Controller(LoopOutcomes, RunSetup):
         def track(future: Future, task: Task) -> None:
             in_flight[future] = task
             future.add_done_callback(done.put)
-        # Iterations in flight (proposing or evaluating). With 1, each parent is
-        # sampled after the previous child is archived: a run repeats exactly.
+        # Iterations in flight (proposing or evaluating), and with lookahead one more proposal
+        # while all of them are evaluations. With 1, each request is built after the previous
+        # child is archived, or (lookahead) while it is evaluated, its answer then held until
+        # that child is archived: either way in a fixed order, so a run repeats exactly.
         in_flight_limit = max(settings.concurrency, settings.workers)
+        lookahead = self._lookahead()
+        hold = lookahead and in_flight_limit == 1
+        held: list[tuple[Future, Task]] = []  # proposals that finished before the evaluation ahead
         try:
             self._restore_population()
             self._ensure_seed(executor)
@@ -114,8 +119,8 @@ class Controller(LoopOutcomes, RunSetup):
                 busy_since = time.thread_time()
                 while (
                     self.progress.stop is None
-                    and self.progress.done + len(in_flight) < settings.iterations
-                    and len(in_flight) < in_flight_limit
+                    and self.progress.done + len(in_flight) + len(held) < settings.iterations
+                    and (len(in_flight) < in_flight_limit or (lookahead and _may_look_ahead(in_flight, held, in_flight_limit)))
                 ):
                     due = self._tuner.due(next_iteration, self.archive) if self._tuner else None
                     if due is not None and self._tuner is not None:
@@ -124,27 +129,34 @@ class Controller(LoopOutcomes, RunSetup):
                         continue
                     track(*self._launch(next_iteration, proposers))
                     next_iteration += 1
-                if not in_flight:
+                if not in_flight and not held:
                     break
                 self.progress.engine_seconds += time.thread_time() - busy_since
                 finished = _finished(done, in_flight, TICK_S)
                 busy_since = time.thread_time()
                 if not finished:  # a tick: nothing finished, but time passed
                     self._check_model_health()
-                    self._abandon_proposals_if_stopped(in_flight)
+                    self._abandon_proposals_if_stopped(in_flight, held)
                     self.on_progress(self.progress)
                 for future in finished:
                     task = in_flight.pop(future)
-                    if task.kind == "propose":
-                        follow = self._after_proposal(task, future, executor, evaluators, proposers)
-                        if follow is not None:
-                            track(*follow)
-                    elif task.kind == "tune":
-                        self._after_tune(task, future)
-                    else:
-                        self._after_evaluation(task, future)
-                    self.on_progress(self.progress)
-                self._abandon_proposals_if_stopped(in_flight)
+                    if task.kind == "propose" and hold and _evaluating(in_flight):
+                        held.append((future, task))  # its edit comes after the evaluation ahead is archived
+                        continue
+                    ready = [(future, task)] + (held if task.kind == "evaluate" else [])
+                    if task.kind == "evaluate":
+                        held = []
+                    for future, task in ready:
+                        if task.kind == "propose":
+                            follow = self._after_proposal(task, future, executor, evaluators, proposers)
+                            if follow is not None:
+                                track(*follow)
+                        elif task.kind == "tune":
+                            self._after_tune(task, future)
+                        else:
+                            self._after_evaluation(task, future)
+                        self.on_progress(self.progress)
+                self._abandon_proposals_if_stopped(in_flight, held)
                 self.progress.engine_seconds += time.thread_time() - busy_since
             if self.progress.stop is None:
                 self._stop(StopKind.COMPLETED, "iterations")
@@ -233,19 +245,26 @@ class Controller(LoopOutcomes, RunSetup):
             self.progress.stop = Stop(kind, message)
             self.progress.stop_reason = message
 
-    def _abandon_proposals_if_stopped(self, in_flight: dict[Future, Task]) -> None:
+    def _abandon_proposals_if_stopped(self, in_flight: dict[Future, Task], held: list[tuple[Future, Task]]) -> None:
         """After a model stop, stop waiting for model calls still in flight.
 
         They would only fail the same way (or hang until their timeout); their
-        threads finish in the background and their results are dropped.
+        threads finish in the background and their results are dropped, as are
+        answers held for an evaluation ahead (``held``).
         Evaluations in flight are still awaited: their programs are committed.
         """
         stop = self.progress.stop
         if stop is None or stop.kind not in (StopKind.MODEL_CONFIG, StopKind.MODEL_OUTAGE):
             return
+        held.clear()
         for future in [f for f, t in in_flight.items() if t.kind == "propose"]:
             future.cancel()
             del in_flight[future]
+
+    def _lookahead(self) -> bool:
+        """Build and send the next request while every slot evaluates (the GP plans its
+        islands and the tuner its tunings without it)."""
+        return self.settings.lookahead and self._policy is None and self._tuner is None
 
     def _check_model_health(self) -> None:
         stop = self._model_health.stop(self.progress.last_failure.get(MODEL, ""))
@@ -273,6 +292,16 @@ class Controller(LoopOutcomes, RunSetup):
             self.population.offer(island, Elite(seed.id, seed.score, cell))
             keep.append((cell, seed.id, seed.score))
         self.archive.reset_island(island, keep, {EPOCHS_META: epochs})
+
+
+def _evaluating(in_flight: dict[Future, Task]) -> bool:
+    return any(task.kind == "evaluate" for task in in_flight.values())
+
+
+def _may_look_ahead(in_flight: dict[Future, Task], held: list[tuple[Future, Task]], limit: int) -> bool:
+    """One request ahead: only while all ``limit`` iterations in flight are evaluations and
+    no answer is already waiting for one of them."""
+    return not held and len(in_flight) == limit and all(task.kind == "evaluate" for task in in_flight.values())
 
 
 def _finished(done: queue.SimpleQueue[Future], in_flight: dict[Future, Task], timeout: float) -> list[Future]:

@@ -185,8 +185,9 @@ def test_evolve_prompt_shows_exactly_the_next_request(toy_dir: Path, tmp_path: P
 def test_prompts_report_what_was_tried_and_give_islands_different_directions(
         toy_dir: Path, tmp_path: Path) -> None:
     with FakeLLMServer(default=ok("Idea: flip the sign.\n" + GOOD_EDIT)) as server:
+        # lookahead off: each request is built after the previous child's result is in
         _run(toy_dir, tmp_path, "openai/toy-model", server.base_url, iterations=4, islands=2,
-             concurrency=1)
+             concurrency=1, lookahead=False)
         first, second, third, fourth = (r.body["messages"][1]["content"] for r in server.chat_requests())
     # Both islands start from the seed, each with its own direction.
     assert "# Direction for this island" in first and "# Direction for this island" in second
