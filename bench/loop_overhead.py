@@ -22,7 +22,7 @@ controller thread's own work) and resident memory; then evolve's CPU per
 iteration by part, and both ratios at ~100, ~1,000 and ~3,000 programs.
 
     python bench/loop_overhead.py [--iterations 3200] [--window 100] [--latency-ms 0]
-                                  [--openevolve-config ours|default] [--skip-openevolve]
+                                  [--openevolve-config ours|default] [--skip-openevolve] [--no-lookahead]
 
 OpenEvolve 0.4.0 is not a dependency: pip install openevolve==0.4.0 to compare.
 """
@@ -341,6 +341,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--openevolve-config", choices=sorted(OPENEVOLVE_CONFIGS), default="ours")
     parser.add_argument("--skip-openevolve", action="store_true", help="evolve alone (e.g. to 10,000 programs)")
+    parser.add_argument("--no-lookahead", action="store_true",
+                        help="evolve waits for each child's result before the next request (the loop before lookahead)")
     args = parser.parse_args()
 
     print(machine_line())
@@ -348,9 +350,10 @@ def main() -> None:
     ours_cpu: dict[int, float] = {}
     progress, total, programs, rows, arrivals = run_loop(
         args.iterations, args.latency_ms, args.concurrency, args.workers, args.window, step=args.step, cpu=cpu,
-        window_cpu=ours_cpu)
+        window_cpu=ours_cpu, extra={"lookahead": not args.no_lookahead})
     print(f"\nevolve: {progress.done} iterations in {total:.1f} s, {programs} programs archived, "
           f"model latency {args.latency_ms:g} ms, concurrency {args.concurrency}, workers {args.workers}, "
+          f"lookahead {'off' if args.no_lookahead else 'on'}, "
           f"load after {os.getloadavg()[0]:.2f}")
     by_model = dict(arrival_windows(arrivals, args.window))
     print(f"{'iterations':>10} {'programs':>9} {'wall ms/it':>11} {'CPU ms/it':>10} {'engine ms/it':>13} {'RSS MiB':>8}")

@@ -34,7 +34,7 @@ can reach here: on a shared VM two busy cores each run slower than one (the
 hypervisor, shared caches, other tenants), whatever the program does.
 
     python bench/workers.py [--problem jssp] [--iterations 120] [--workers 1 2 4] [--llm mock|mutate|gp]
-                            [--ceiling-passes 15] [--ceiling-rounds 3]
+                            [--ceiling-passes 15] [--ceiling-rounds 3] [--no-lookahead]
 """
 
 from __future__ import annotations
@@ -90,11 +90,12 @@ class RuleModel(MockModel):
                 f"{indent}return {new} + {weight:.6f} * {name}\n>>>>>>> REPLACE\n")
 
 
-def run(problem_name: str, iterations: int, workers: int, llm_spec: str, seed: int) -> dict[str, float]:
+def run(problem_name: str, iterations: int, workers: int, llm_spec: str, seed: int,
+        lookahead: bool = True) -> dict[str, float]:
     problem = load_problem(problem_name)
     settings = resolve_settings(problem.spec.run, None, {
         "iterations": iterations, "workers": workers, "concurrency": workers, "seed": seed,
-        "tune_every": 0})
+        "tune_every": 0, "lookahead": lookahead})
     observed = Observed()
     proposals = ThreadClock()
     server = MockServer(seed=seed, step=1.0, model_class=RuleModel) if llm_spec == "mock" else None
@@ -237,13 +238,16 @@ def main() -> None:
     parser.add_argument("--ceiling-passes", type=int, default=15,
                         help="passes over the train split per process in the machine's ceiling (0: skip it)")
     parser.add_argument("--ceiling-rounds", type=int, default=3)
+    parser.add_argument("--no-lookahead", action="store_true",
+                        help="no request sent ahead while every slot evaluates (the loop before lookahead)")
     args = parser.parse_args()
     print(machine_line())
     print(f"\n{args.problem}, {args.iterations} iterations, --llm {args.llm}, concurrency = workers, "
-          "no constant tuning; the loop's time excludes the seed's evaluation and start-up")
+          f"lookahead {'off' if args.no_lookahead else 'on'}, no constant tuning; the loop's time excludes "
+          "the seed's evaluation and start-up")
     rows = []
     for workers in args.workers:
-        rows.append(run(args.problem, args.iterations, workers, args.llm, args.seed))
+        rows.append(run(args.problem, args.iterations, workers, args.llm, args.seed, not args.no_lookahead))
         print(f"  workers {workers}: done, load {os.getloadavg()[0]:.2f}", flush=True)
     base = rows[0]["iterations"] / rows[0]["loop_wall"]
     print(f"\n{'workers':>7} {'wall s':>7} {'loop s':>7} {'it/s':>6} {'speed-up':>9}")
@@ -270,7 +274,7 @@ def main() -> None:
               f"({100 * share:.1f} %): at most {ceiling:.2f}x with {r['workers']} cores (Amdahl)")
     speedup_parts(rows)
     most = max(args.workers)
-    if args.ceiling_passes > 0 and most > 1:
+    if args.ceiling_passes > 0 and args.ceiling_rounds > 0 and most > 1:
         machine_ceiling(args.problem, args.ceiling_passes, args.ceiling_rounds, most)
 
 

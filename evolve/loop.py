@@ -127,6 +127,8 @@ class Controller(LoopOutcomes, RunSetup):
                         future = evaluators.submit(self._tuner.tune, due, executor)
                         track(future, Task("tune", next_iteration - 1, due.island, due, "tune"))
                         continue
+                    if hold and in_flight:  # the look-ahead: the child's run gets going first
+                        _wait_dispatched(in_flight)
                     track(*self._launch(next_iteration, proposers))
                     next_iteration += 1
                 if not in_flight and not held:
@@ -302,6 +304,15 @@ def _may_look_ahead(in_flight: dict[Future, Task], held: list[tuple[Future, Task
     """One request ahead: only while all ``limit`` iterations in flight are evaluations and
     no answer is already waiting for one of them."""
     return not held and len(in_flight) == limit and all(task.kind == "evaluate" for task in in_flight.values())
+
+
+def _wait_dispatched(in_flight: dict[Future, Task]) -> None:
+    """Let the evaluation thread take its child up (and send it to the sandbox, which it does
+    holding the GIL) before this thread builds the next prompt under the GIL; waited for at
+    most a tick, never for the evaluation itself. Nothing is archived meanwhile, so the prompt
+    is the same whenever it starts."""
+    for task in in_flight.values():
+        task.dispatched.wait(TICK_S)
 
 
 def _finished(done: queue.SimpleQueue[Future], in_flight: dict[Future, Task], timeout: float) -> list[Future]:

@@ -6,6 +6,7 @@ run's progress and offered to the population.  ``LoopOutcomes`` is mixed into ``
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -92,7 +93,8 @@ class LoopOutcomes:
         task.kind = "evaluate"
         cascade = self.settings.cascade
         future = pool.submit(
-            safe_evaluate,
+            _dispatched,
+            task.dispatched,
             executor,
             task.child,
             task.parent.metrics.get("quick_score"),
@@ -221,3 +223,10 @@ class LoopOutcomes:
         settling = self._policy.settling(self._iteration) if self._policy is not None else set()
         for island, elite in self.population.migrate(skip=settling):
             self.archive.set_elite(island, elite.cell, elite.program_id, elite.score)
+
+
+def _dispatched(dispatched: threading.Event, executor: Executor, code: str, parent_quick: float | None,
+                tolerance: float, cascade: bool) -> Evaluation:
+    """``safe_evaluate`` in the evaluation thread, saying first that it has taken the child up."""
+    dispatched.set()
+    return safe_evaluate(executor, code, parent_quick, tolerance, cascade)

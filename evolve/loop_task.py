@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -24,3 +25,5 @@ class Task:
     child_key: str | None = None  # behaviour key (evolve.gp.semantics), when the problem has rules
     retry: int = 0
     started: float = field(default_factory=time.perf_counter)
+    # Set by the evaluation thread as it takes the child up (lookahead waits for it: loop.py).
+    dispatched: threading.Event = field(default_factory=threading.Event, repr=False)

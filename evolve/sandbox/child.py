@@ -26,6 +26,7 @@ import mmap
 import os
 import pickle
 import resource
+import select
 import signal
 import sys
 import tempfile
@@ -108,7 +109,7 @@ def run_child(spec: ChildSpec, run_session: SessionLoop) -> NoReturn:
             failure = None
         except BaseException as exc:
             failure = f"sandbox setup failed: {describe(exc)}"
-        if failure is None:
+        if failure is None and not _order_waiting():
             rehearse()
         work = _read_work()
         if work is None:
@@ -136,7 +137,7 @@ def run_child(spec: ChildSpec, run_session: SessionLoop) -> NoReturn:
 
 def rehearse() -> None:
     """Go once through our own path (work order, compile, run, encode) with a fixed trivial
-    program, before the work order can arrive.
+    program, before the work order arrives (skipped if it is already waiting: `_order_waiting`).
 
     A child is forked ahead of its work, so the copy-on-write faults these first touches
     of the zygote's pages cost (a few hundred, a fraction of a millisecond) fall in idle
@@ -153,6 +154,15 @@ def rehearse() -> None:
     if module is not None:
         module.__dict__.clear()  # breaks the function <-> globals cycle: freed now, not at a collection
     linecache.cache.pop(CANDIDATE_FILE, None)
+
+
+def _order_waiting() -> bool:
+    """The work order is already here (it came while we locked down): no idle time is left to
+    rehearse in, and the rehearsal would only stand between the candidate and its results."""
+    try:
+        return bool(select.select([_result_fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
 
 
 def _read_work() -> Work | None:
