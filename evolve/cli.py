@@ -166,7 +166,8 @@ def _summary(result: Any) -> None:
     console.print(
         f"stopped: {progress.stop_reason if progress else result.stop_reason}. best score {fmt(best.score)} "
         f"(gap {pct(best.gap_pct)}; seed {pct(seed.gap_pct)}) on the train split\n"
-        f"best program: {result.dir / 'best.py'}\nreview it with: evolve review {result.dir}"
+        f"best program: {result.dir / 'best.py'}\nreview it with: evolve review {result.dir}\n"
+        f"against the baselines on held-out instances: evolve review {result.dir} --test"
         + (f"\nonce fixed, continue with: evolve resume {result.dir}" if code != EXIT_OK else "")
     )
     if stop is not None and stop.kind in (StopKind.MODEL_CONFIG, StopKind.MODEL_OUTAGE):

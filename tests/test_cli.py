@@ -153,6 +153,8 @@ def test_run_then_review_then_best(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "offline search: GP" in result.stdout
     assert (out / "archive.sqlite").is_file() and (out / "best.py").is_file()
+    # the end of a run points at the held-out comparison, the question a user has next
+    assert result.stdout.rstrip().endswith(f"against the baselines on held-out instances: evolve review {out} --test")
 
     review = evolve("review", str(out), "--json")
     assert review.returncode == 0, review.stderr
