@@ -131,6 +131,15 @@ def plan_resume(run_dir: Path, iterations: int | None = None, request: bool = Tr
     info = load_run(run_dir)
     check_archive(info.archive_path)
     settings = info.settings
+    if iterations is not None:
+        archive = Archive(info.archive_path, readonly=True)
+        try:
+            done = archive.max_iteration()
+        finally:
+            archive.close()
+        if iterations < done:  # "--iterations 5" read as "5 more" would silently do nothing
+            raise UserError(f"--iterations {iterations} is the run's new target (not a number more), and {run_dir} "
+                            f"has already done {done} iterations; for {iterations} more: --iterations {done + iterations}")
     changed = iterations is not None and iterations != settings.iterations
     if changed:
         settings = settings.model_copy(update={"iterations": iterations})

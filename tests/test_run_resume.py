@@ -107,6 +107,21 @@ def test_resume_with_a_new_target_extends_the_run(toy_dir: Path, tmp_path: Path,
     archive.close()
 
 
+def test_resume_with_a_target_below_what_is_done_says_it_is_a_target(toy_dir: Path, tmp_path: Path) -> None:
+    """'--iterations 2' meant as '2 more' used to do nothing and exit 0; it is one line naming both numbers."""
+    out = tmp_path / "run"
+    assert _evolve("run", str(toy_dir), "--iterations", "4", "--out", str(out)).wait(120) == 0
+    proc = _evolve("resume", str(out), "--iterations", "2")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert stderr == (f"error: --iterations 2 is the run's new target (not a number more), and {out} has already "
+                      "done 4 iterations; for 2 more: --iterations 6\n")
+    assert _evolve("resume", str(out), "--iterations", "6").wait(120) == 0  # as the message says
+    archive = Archive(out / "archive.sqlite", readonly=True)
+    assert archive.attempt_count() == 6
+    archive.close()
+
+
 def test_parallel_evaluations_and_proposals_complete_every_iteration(toy_dir: Path, tmp_path: Path) -> None:
     problem = load_problem(str(toy_dir))
     settings = resolve_settings(problem.spec.run, None, {"iterations": 24, "workers": 2, "concurrency": 4})
