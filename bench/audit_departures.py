@@ -1,10 +1,10 @@
 """What a planner that departs from its rule at one decision per instance could gain past the replay.
 
-    PYTHONPATH=. python bench/audit_departures.py [--max-n 100] [--first 0]
+    PYTHONPATH=. python bench/audit_departures.py [--max-n 100] [--first 0] [--states 4]
 
-smtt_rule's replay (evaluators/smtt/audit.py) asks the rule again at 4 of the decisions
+smtt_rule's replay (evaluators/smtt/audit.py) asks the rule again at --states of the decisions
 1 .. n-2 of each instance, drawn at random per evaluation; a sequence that departs from the
-rule at one decision is caught with probability 4 / (n - 2), and one caught instance fails
+rule at one decision is caught with probability states / (n - 2), and one caught instance fails
 the whole evaluation.  For every train instance (n <= --max-n) this takes MDD's sequence,
 tries the 3 next-best jobs by MDD's key at each decision 1 .. n-2 (or the first --first of
 them), lets MDD finish, and keeps the best single departure; then it departs greedily where
@@ -21,9 +21,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from evolve.evaluators.smtt.audit import STATES_PER_INSTANCE
 from evolve.problem import load_problem
-
-STATES = 4  # evaluators/smtt/audit.py STATES_PER_INSTANCE
 
 
 def mdd_from(p: np.ndarray, d: np.ndarray, left: list[int], t: int) -> tuple[list[int], int]:
@@ -74,6 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--max-n", type=int, default=100)
     parser.add_argument("--first", type=int, default=0, help="departures only at decisions 1..FIRST (0: all)")
+    parser.add_argument("--states", type=int, default=STATES_PER_INSTANCE, help="decisions the replay asks")
     args = parser.parse_args()
     instances = load_problem("smtt_rule").instances("train")
     started = time.process_time()
@@ -90,8 +90,9 @@ def main() -> None:
     for n, pairs in sorted(by_n.items()):
         print(f"n = {n}: MDD {np.mean([b for b, _ in pairs]):.2f} %, best single departure "
               f"{np.mean([x for _, x in pairs]):.2f} %, pays on {sum(x < b for b, x in pairs)} of {len(pairs)}; "
-              f"caught with probability {STATES / (n - 2):.3f} per departing instance")
-    risky = sorted(((base - best, -math.log(1 - STATES / (n - 2))) for n, base, best in rows if best < base),
+              f"caught with probability {min(1.0, args.states / (n - 2)):.3f} per departing instance")
+    risky = sorted(((base - best, -math.log(max(1e-12, 1 - args.states / (n - 2)))) for n, base, best in rows
+                    if best < base),
                    key=lambda item: -item[0] / item[1])
     risk = gain = 0.0
     targets = [0.5, 0.2, 0.1, 0.01]

@@ -14,7 +14,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from replay_attacks import assert_pays_then_refused, problem_evaluator
+from replay_attacks import (
+    assert_pays_then_refused,
+    assert_refused_wherever_it_departs,
+    problem_evaluator,
+)
 
 from evolve.evaluation import Evaluator
 from evolve.evaluators.jssp.audit import decisions
@@ -242,13 +246,4 @@ def test_a_rule_departing_at_one_decision_per_instance_is_refused_wherever_it_de
         evaluator: Evaluator, monkeypatch: pytest.MonkeyPatch) -> None:
     problem = load_problem("jssp")
     large = [i for i in problem.instances("train") if i.group in ("non_delay/30x15", "non_delay/30x20")][::2]
-    fair = evaluator.run_split(MWKR, large, "quick")
-    with monkeypatch.context() as patch:
-        patch.setattr(evaluator.problem.verifier, "audit", None)
-        paid = evaluator.run_split(ONE_DEPARTURE, large, "quick")
-    assert fair.ok and paid.ok, paid.feedback
-    departed = {f.name for f, p in zip(fair.instances, paid.instances, strict=True) if p.objective != f.objective}
-    assert departed and paid.score is not None and fair.score is not None and paid.score > fair.score
-    caught = evaluator.run_split(ONE_DEPARTURE, large, "quick")
-    refused = {r.name for r in caught.instances if not r.feasible and "asked again in a fresh process" in (r.error or "")}
-    assert refused == departed, caught.feedback
+    assert_refused_wherever_it_departs(evaluator, ONE_DEPARTURE, MWKR, large, monkeypatch)
