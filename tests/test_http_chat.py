@@ -45,8 +45,10 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def backend(server: FakeLLMServer, plain: bool, **kw: object) -> OpenAICompatLLM:
-    return OpenAICompatLLM(MODEL, api_base=server.base_url, timeout_s=0.5, plain_http=plain,
+def backend(server: FakeLLMServer, plain: bool, timeout_s: float = 10.0, **kw: object) -> OpenAICompatLLM:
+    # A generous timeout except where the script is about timeouts: on a loaded machine a
+    # client's first call can take more than half a second, which would read as a timeout.
+    return OpenAICompatLLM(MODEL, api_base=server.base_url, timeout_s=timeout_s, plain_http=plain,
                            retry=RetryPolicy(max_retries=1, base_delay_s=0.01), **kw)  # type: ignore[arg-type]
 
 
@@ -85,7 +87,7 @@ def test_plain_client_and_openai_client_give_the_same_result(server: FakeLLMServ
     seen = []
     for plain in (True, False):
         server.enqueue(*SCRIPTS[script])
-        seen.append(outcome(backend(server, plain)))
+        seen.append(outcome(backend(server, plain, timeout_s=0.5 if script.startswith("timeout") else 10.0)))
         assert server.pending() == 0, "both clients make the same number of requests"
     if seen[0][-1] == "connection":  # the low-level cause is each client's own exception
         seen = [(kind, re.sub(r"connection error \(\w+\)", "connection error", text), k)
