@@ -173,6 +173,17 @@ def test_missing_search_names_the_edit_and_the_closest_line() -> None:
     assert "closest line in the program is line 11: 'slack = d - t'" in msg
 
 
+def test_an_answer_whose_only_search_matches_nowhere_says_so_even_if_its_replace_is_there() -> None:
+    """SEARCH 'return slak' (a typo) with REPLACE 'return slack' (already the program's line):
+    the reason is the SEARCH, not only "the edit does not change the program"."""
+    with pytest.raises(EditError) as err:
+        apply_diff(PARENT, diff(("    return slak  # EDD-like", "    return slack  # EDD-like")))
+    msg = str(err.value)
+    assert msg.startswith("edit 1: its SEARCH text was not found in the program (its first line is "
+                          "'return slak  # EDD-like')")
+    assert msg.endswith("Its REPLACE lines are already in the program, so the answer changes nothing.")
+
+
 def test_a_block_that_matches_nowhere_is_skipped_when_the_others_stand_alone() -> None:
     completion = diff(
         ("    slack = d - t", "    slack = d - 2 * t"),

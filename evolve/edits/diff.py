@@ -179,6 +179,7 @@ def _apply_pairs(parent: str, pairs: list[tuple[str, str]], rescale: bool) -> tu
     lines = parent.split("\n")
     applied: list[str] = []
     skipped: list[tuple[SearchNotFound, str]] = []
+    repeated: list[SearchNotFound] = []
     notes: list[str] = []
     for number, (search, replace) in enumerate(pairs, start=1):
         try:
@@ -187,10 +188,14 @@ def _apply_pairs(parent: str, pairs: list[tuple[str, str]], rescale: bool) -> tu
         except SearchNotFound as err:
             if _already_applied(lines, _split_lines(replace)):
                 notes.append(f"edit {number} repeats a change already made; skipped")
+                repeated.append(err)
             else:
                 skipped.append((err, replace))
     if skipped and not applied:
         raise skipped[0][0]
+    if repeated and not applied:  # say why nothing changed: the SEARCH, not "no change" alone
+        raise EditError(f"{repeated[0]} Its REPLACE lines are already in the program, so the answer "
+                        "changes nothing.")
     parent_text = "\n".join(parent.split("\n"))
     for err, replace in skipped:
         needed = {n for n in _defined(replace) if n not in _defined(parent_text)}
