@@ -39,12 +39,12 @@ from evolve.sandbox.outcome import printable
 def review(
     run_dir: Annotated[Path, typer.Argument(help="A run folder, or a study folder (evolve run --seeds).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON summary.")] = False,
-    top: Annotated[int, typer.Option(help="Leaderboard length.")] = 10,
+    top: Annotated[int, typer.Option(min=1, help="Leaderboard length.")] = 10,
     test: Annotated[
         bool, typer.Option("--test", help="Evaluate the best, the seed and every baseline on the held-out test split.")
     ] = False,
     workers: Annotated[int, typer.Option(min=1, help="Parallel evaluations for --test.")] = 1,
-    repeats: Annotated[int, typer.Option(min=0, help="Re-evaluate the top 3 programs this many times and flag a best within noise of the runner-up.")] = 0,
+    repeats: Annotated[int | None, typer.Option(min=1, help="Re-evaluate the top 3 programs this many times and flag a best within noise of the runner-up (default: no re-evaluation).")] = None,
 ) -> None:
     """Leaderboard, the best program's diff and lineage, failures by kind, tokens and cost;
     with --test, paired per-instance comparisons on held-out instances and an overfitting check;

@@ -131,6 +131,14 @@ def test_export_of_an_unknown_id_is_a_one_line_error(toy_run: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("flag", ["--top", "--repeats"])
+def test_review_top_or_repeats_zero_is_a_one_line_error_naming_the_flag(toy_run: Path, flag: str) -> None:
+    result = evolve("review", str(toy_run), flag, "0")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"'{flag}'" in lines[0] and "greater than or equal to 1" in lines[0]
+
+
 def test_wide_metric_tables_are_cut_to_the_terminal_width() -> None:
     from rich.console import Console
 
