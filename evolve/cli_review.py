@@ -171,10 +171,9 @@ def export(
 ) -> None:
     """A program as a standalone module (no evolve import) with a header: problem, scores, run, lineage."""
     from evolve import api
-    from evolve.files import check_output
 
-    if output is not None:
-        check_output(output, "module file")
+    if output is not None and output.is_dir():  # checked before the work; a missing folder is created
+        raise UserError(f"{output}: is a folder, expected a module file path")
     text = api.open_run(run_dir).export(output, program_id)
     if output is None:
         print(text, end="")

@@ -90,7 +90,10 @@ def export_program(run_dir: Path, program_id: int | None = None, filename: str =
 
 def write_export(text: str, output: Path) -> None:
     compile(text, str(output), "exec")  # the header must not break the module
+    if output.is_dir():
+        raise UserError(f"{output}: is a folder, expected a module file path")
     try:
+        output.parent.mkdir(parents=True, exist_ok=True)  # as report -o does
         output.write_text(text)
     except OSError as err:
         raise UserError(f"{output}: cannot write ({err.strerror})") from None

@@ -125,6 +125,21 @@ def test_export_writes_a_standalone_module_with_a_header(toy_run: Path, tmp_path
     assert sorted(json.loads(run.stdout)) == [0, 1, 2]
 
 
+def test_export_and_report_both_create_a_missing_output_folder(toy_run: Path, tmp_path: Path) -> None:
+    module = tmp_path / "new" / "deeper" / "rule.py"
+    result = evolve("export", str(toy_run), "-o", str(module))
+    assert result.returncode == 0, result.stderr
+    assert module.read_text().startswith("#") and "# problem:   toy" in module.read_text()
+    page = tmp_path / "pages" / "report.html"
+    result = evolve("report", str(toy_run), "--split", "train", "-o", str(page))
+    assert result.returncode == 0, result.stderr
+    assert page.read_text().lstrip().lower().startswith("<!doctype html")
+    # A folder given as the file is still a one-line error, before any work.
+    result = evolve("export", str(toy_run), "-o", str(tmp_path / "new"))
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'new'}: is a folder, expected a module file path"]
+
+
 def test_export_of_an_unknown_id_is_a_one_line_error(toy_run: Path) -> None:
     result = evolve("export", str(toy_run), "--id", "9999")
     assert result.returncode == 2 and "no program with id 9999" in result.stderr
