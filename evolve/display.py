@@ -59,8 +59,11 @@ class RunDisplay:
     show progress while the run goes on.
     """
 
-    def __init__(self, problem: str, out: Console | None = None, interval_s: float = 30.0) -> None:
+    def __init__(self, problem: str, out: Console | None = None, interval_s: float = 30.0,
+                 model: bool = True) -> None:
         self._problem = problem
+        # No model (the offline search): its estimated "tokens" and $0 would read as model use.
+        self._model = model
         self._out = out or console
         self._live = self._out.is_terminal
         self._interval_s = interval_s
@@ -75,8 +78,7 @@ class RunDisplay:
             TextColumn("{task.fields[rate]} eval/s"),
             TextColumn("best [bold green]{task.fields[best]}[/] (gap {task.fields[gap]})"),
             TextColumn("fail {task.fields[failures]}"),
-            TextColumn("tok {task.fields[tokens]}"),
-            TextColumn("${task.fields[cost]}"),
+            *([TextColumn("tok {task.fields[tokens]}"), TextColumn("${task.fields[cost]}")] if model else []),
             TimeElapsedColumn(),
             TextColumn("eta {task.fields[eta]}"),
             console=self._out,
@@ -134,8 +136,8 @@ class RunDisplay:
             f"[{time.strftime('%H:%M:%S')}] {self._problem} {p.done}/{p.target}{share} | "
             f"best {fmt(p.best_score)} (gap {pct(p.best_gap)}) | failures {failure_counts(p)}"
             f" | duplicates {p.duplicates} | {p.evals_per_s:.1f} eval/s | "
-            f"tok {_tokens(p.prompt_tokens + p.completion_tokens)} ${p.cost_usd:.2f} | "
-            f"elapsed {duration(time.time() - p.started)} eta {duration(p.eta_s)}"
+            + (f"tok {_tokens(p.prompt_tokens + p.completion_tokens)} ${p.cost_usd:.2f} | " if self._model else "")
+            + f"elapsed {duration(time.time() - p.started)} eta {duration(p.eta_s)}"
         )
         self._out.print(line, markup=False, highlight=False, soft_wrap=True)
         for kind in FAILURE_KINDS_SHOWN:

@@ -19,6 +19,7 @@ from rich.text import Text
 from evolve.display import console
 from evolve.evaluation import Evaluation
 from evolve.formats import fmt, pct
+from evolve.llm import OFFLINE
 from evolve.review import RunReview
 from evolve.scoring import natural_key
 
@@ -218,6 +219,10 @@ def _usage_lines(review: RunReview) -> Group:
         f"LLM errors {a.get('llm_error', 0)}, duplicates {a.get('duplicate', 0)}",
         f"tokens {int(u['prompt_tokens'])} in / {int(u['completion_tokens'])} out, cost ${u['cost_usd']:.4f}",
     ]
+    if review.usage_by_model and all(m.model in OFFLINE for m in review.usage_by_model):
+        # The offline search's token figures are its code's size estimated, not model use (the
+        # archive and --json keep them as recorded).
+        lines[1] = "tokens: none, no model used (offline search), cost $0"
     if len(review.usage_by_model) > 1:
         lines += [
             f"  {m.model}: {m.proposals} proposals, {m.prompt_tokens} in / {m.completion_tokens} out, ${m.cost_usd:.4f}"

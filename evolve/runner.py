@@ -21,7 +21,7 @@ from evolve.archive import Archive
 from evolve.config import RunSettings, offline_default, resolve_settings
 from evolve.errors import UserError
 from evolve.files import check_output, write_atomic
-from evolve.llm import LLM, make_llm
+from evolve.llm import LLM, OFFLINE, make_llm
 from evolve.llm.preflight import Checked, preflight
 from evolve.loop import Controller, Progress
 from evolve.problem import Problem, _from_dir, load_problem
@@ -254,7 +254,8 @@ def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: 
             callback(progress)
 
     try:
-        with RunDisplay(plan.problem.name) if show else nullcontext() as display:
+        model = getattr(plan.llm, "name", "") not in OFFLINE
+        with RunDisplay(plan.problem.name, model=model) if show else nullcontext() as display:
             if display is not None:
                 callbacks.append(display.update)
             controller = Controller(plan.problem, plan.settings, archive, plan.llm, folder, on_progress=report)

@@ -83,3 +83,16 @@ def test_a_run_piped_to_a_file_logs_progress_lines(toy_dir: Path, tmp_path: Path
     lines = [line for line in result.stdout.splitlines() if " toy " in line]
     assert [line.split(" toy ")[1].split(" ")[0] for line in lines] == ["0/20", "10/20", "20/20"]
     assert "\x1b[" not in result.stdout  # no terminal control codes in a log
+
+
+def test_a_run_without_a_model_shows_no_token_or_cost_figures() -> None:
+    for terminal in (True, False):
+        buf = io.StringIO()
+        with RunDisplay("smtt", out=Console(file=buf, force_terminal=terminal, width=200), model=False) as shown:
+            shown.update(progress(5, target=20))
+        out = buf.getvalue()
+        assert "eval/s" in out and "-1.5" in out and "tok " not in out and "$" not in out
+        buf = io.StringIO()
+        with RunDisplay("smtt", out=Console(file=buf, force_terminal=terminal, width=200)) as shown:
+            shown.update(progress(5, target=20))
+        assert "tok 1.2k" in buf.getvalue() and "$0.01" in buf.getvalue()

@@ -31,6 +31,7 @@ def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = root / "run"
     result = evolve("run", str(problem), "--iterations", "16", "--out", str(out))
     assert result.returncode == 0, result.stderr
+    (root / "run-output.txt").write_text(result.stdout)  # what the run printed (a pipe: plain lines)
     return out
 
 
@@ -45,6 +46,15 @@ def test_review_shows_lineage_failures_and_usage(toy_run: Path) -> None:
     assert result.returncode == 0, result.stderr
     for text in ("leaderboard", "lineage of the best", "tokens", "best vs seed"):
         assert text in result.stdout
+
+
+def test_an_offline_run_shows_no_model_tokens_but_keeps_the_recorded_figures(toy_run: Path) -> None:
+    result = evolve("review", str(toy_run))
+    assert "tokens: none, no model used (offline search)" in result.stdout and " in / " not in result.stdout
+    document = json.loads(evolve("review", str(toy_run), "--json").stdout)
+    assert document["usage"]["completion_tokens"] > 0  # the archive's records are unchanged
+    printed = [line for line in (toy_run.parent / "run-output.txt").read_text().splitlines() if " toy " in line]
+    assert printed and all("eval/s" in line and "tok " not in line and "$" not in line for line in printed)
 
 
 def test_review_json_keeps_its_keys_and_adds_lineage_and_failures(toy_run: Path) -> None:
