@@ -229,6 +229,15 @@ class PromptSpec(Strict):
     directions: list[str] = []
 
 
+class ExportSpec(Strict):
+    """``[export]`` in problem.toml: what ``evolve export`` appends after the program."""
+
+    # Numpy-only sources, in order: an importable module (the trusted dispatcher itself, by
+    # name) or a .py file beside problem.toml (e.g. a ``schedule`` entry point calling it),
+    # so that a rule-only problem's export schedules without evolve (evolve/export_sources.py).
+    append: list[str] = []
+
+
 class ProblemSpec(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     title: str
@@ -244,6 +253,7 @@ class ProblemSpec(Strict):
     # [rule] (one table) or [[rule]] (several): what the offline search evolves; optional.
     rule: list[RuleSpec] = []
     prompt: PromptSpec = PromptSpec()
+    export: ExportSpec = ExportSpec()
     run: dict[str, Any] = {}
 
     @field_validator("rule", mode="before")

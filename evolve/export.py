@@ -8,7 +8,6 @@ import evolve: it has to work where evolve is not installed.
 
 from __future__ import annotations
 
-import ast
 import sys
 import textwrap
 import time
@@ -17,28 +16,19 @@ from pathlib import Path
 
 from evolve.archive import Archive, Program
 from evolve.errors import UserError
+from evolve.export_sources import (
+    FRAMEWORK_MODULES,
+    Appended,
+    appended_sources,
+    clashes,
+    imported_modules,
+)
 from evolve.review import lineage_steps, problem_of
 from evolve.runs import load_run
 from evolve.scoring import headline_gap, natural_key
 from evolve.selection import reported_best
 
-FRAMEWORK_MODULES = {"evolve", "evaluators", "problems"}
 RULE = "# " + "-" * 76
-
-
-def imported_modules(code: str, where: str) -> set[str]:
-    """Top-level names of every module the code imports."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError as err:
-        raise UserError(f"{where}: the program does not parse (line {err.lineno}: {err.msg})") from None
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
 
 
 def export_program(run_dir: Path, program_id: int | None = None, filename: str = "rule.py") -> str:
@@ -50,10 +40,10 @@ def export_program(run_dir: Path, program_id: int | None = None, filename: str =
         if program is None or program.id is None:
             raise UserError(f"{run_dir}: the run has no evaluated program yet")
         try:
-            spec = problem_of(info).spec
-            score_kind = spec.objective.score
+            problem = problem_of(info)
+            spec, score_kind = problem.spec, problem.spec.objective.score
         except UserError:
-            spec, score_kind = None, "gap_mean"
+            problem, spec, score_kind = None, None, "gap_mean"
         steps = lineage_steps(archive, program, score_kind)
     finally:
         archive.close()
@@ -62,6 +52,11 @@ def export_program(run_dir: Path, program_id: int | None = None, filename: str =
     internal = sorted(modules & FRAMEWORK_MODULES)
     if internal:
         raise UserError(f"{where}: imports {', '.join(internal)}: it would not run without evolve")
+    appended = appended_sources(problem) if problem is not None else []
+    clash = clashes(program.code, appended)
+    if clash:
+        appended = []
+    modules |= {m for a in appended for m in imported_modules(a.text, a.label)}
     third_party = sorted(m for m in modules if m not in sys.stdlib_module_names)
 
     lines = [RULE, f"# Exported by evolve {_version()} on {time.strftime('%Y-%m-%d %H:%M')}"]
@@ -71,6 +66,9 @@ def export_program(run_dir: Path, program_id: int | None = None, filename: str =
         lines.append(f"# function:  {spec.function.signature}")
         lines += _wrapped("contract:  ", " ".join(spec.function.contract.split()))
         lines.append(f"# objective: {spec.objective.name} ({spec.objective.direction})")
+    if info.settings.verifier_options:  # what the run changed; the appended dispatcher defaults to problem.toml's
+        lines += _wrapped("options:   ", "the run's verifier options: "
+                          + ", ".join(f"{k} = {v!r}" for k, v in sorted(info.settings.verifier_options.items())))
     else:
         lines.append(f"# problem:   {info.problem}")
     lines.append(
@@ -82,10 +80,21 @@ def export_program(run_dir: Path, program_id: int | None = None, filename: str =
     for step in steps:
         change = "" if step.delta is None else f" ({step.delta:+.4g})"
         lines.append(f"#   #{step.id} {step.model or 'seed'}: score {_num(step.score)}{change}  {step.summary}")
+    if appended:
+        lines += _wrapped("appended:  ", "after the program, verbatim: " + ", ".join(a.label for a in appended)
+                          + " (the problem's [export] append: what the verifier runs around the rule)")
+    elif clash:
+        lines += _wrapped("appended:  ", "nothing: the program defines " + ", ".join(clash)
+                          + ", which the problem's [export] append sources define too")
     lines.append(f"# requires:  {', '.join(third_party) or 'the Python standard library only'} (does not import evolve)")
     lines.append(f"# check it on held-out data: evolve eval {info.problem} {filename} --split test")
     lines.append(RULE)
-    return "\n".join(lines) + "\n\n" + program.code.rstrip("\n") + "\n"
+    text = "\n".join(lines) + "\n\n" + program.code.rstrip("\n") + "\n"
+    return text + "".join(_section(a) for a in appended)
+
+
+def _section(source: Appended) -> str:
+    return f"\n\n{RULE}\n# appended by evolve export from {source.label} ([export] append)\n{RULE}\n\n{source.text}"
 
 
 def write_export(text: str, output: Path) -> None:

@@ -1,0 +1,133 @@
+"""`evolve export` of a rule-only problem appends the verifier's own dispatcher ([export] append):
+the exported module, run by an interpreter that cannot import evolve (only numpy on its path),
+builds schedules whose objective equals the verifier's for the same program (real runs, real
+sandbox, real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import evolve
+from evolve.errors import UserError
+from evolve.problem import load_problem
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Loads the exported module from the current folder with numpy as the only package on the path.
+CHECK = """
+import importlib.util, json, sys
+sys.path.insert(0, sys.argv[1])
+try:
+    import evolve
+except ImportError:
+    pass
+else:
+    raise SystemExit("evolve is importable")
+spec = importlib.util.spec_from_file_location("rule", "rule.py")
+rule = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(rule)
+out = {}
+for case in json.load(open("instances.json")):
+    if "p" in case:
+        out[case["name"]] = rule.total_tardiness(case["p"], case["d"], rule.schedule(case["p"], case["d"]))
+    else:
+        out[case["name"]] = rule.schedule(case["jobs"], scheme=case["scheme"])[1]
+assert not {k.split(".")[0] for k in sys.modules} & {"evolve", "evaluators", "problems"}
+print(json.dumps(out))
+"""
+
+
+def evolve_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evolve.cli", *args], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, "COLUMNS": "160"}, timeout=300)
+
+
+def numpy_only(folder: Path) -> Path:
+    """A folder holding numpy (and its bundled libraries) and nothing else."""
+    site = Path(np.__file__).resolve().parent.parent
+    folder.mkdir()
+    for name in ("numpy", "numpy.libs"):
+        if (site / name).exists():
+            (folder / name).symlink_to(site / name)
+    return folder
+
+
+def exported(problem: str, tmp_path: Path, *run_args: str) -> Path:
+    run = tmp_path / "run"
+    result = evolve_cli("run", problem, "--iterations", "1", "--out", str(run), *run_args)
+    assert result.returncode == 0, result.stderr
+    result = evolve_cli("export", str(run), "-o", str(tmp_path / "rule.py"))
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "rule.py"
+
+
+def standalone(tmp_path: Path, cases: list[dict]) -> dict[str, float]:
+    (tmp_path / "instances.json").write_text(json.dumps(cases))
+    site = numpy_only(tmp_path / "site")
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", CHECK, str(site)], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def verified(problem: str, rule: Path, **options: str) -> dict[str, float]:
+    evaluation = evolve.evaluate(problem, rule, split="quick", **options)
+    assert evaluation.ok, evaluation.feedback
+    return {r.name: r.objective for r in evaluation.instances}
+
+
+def test_an_exported_smtt_rule_schedules_as_the_verifier_does(tmp_path: Path) -> None:
+    rule = exported("smtt_rule", tmp_path)
+    text = rule.read_text()
+    assert "# appended:  after the program, verbatim: evolve.evaluators.smtt.dispatch, export_schedule.py" in text
+    assert "def dispatch(rule" in text and "def schedule(p, d)" in text
+    cases = [{"name": i.name, "p": i.data["p"].tolist(), "d": i.data["d"].tolist()}
+             for i in load_problem("smtt_rule").instances("quick")]
+    assert len(cases) >= 3
+    assert standalone(tmp_path, cases) == verified("smtt_rule", rule)
+    # `python rule.py` alone runs a demo instance.
+    demo = subprocess.run([sys.executable, "-I", "rule.py"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert demo.returncode == 0, demo.stderr
+    assert sorted(json.loads(demo.stdout)["sequence"]) == list(range(20))
+
+
+@pytest.mark.parametrize("scheme", ["non_delay", "active"])
+def test_an_exported_jssp_rule_schedules_as_the_verifier_does(tmp_path: Path, scheme: str) -> None:
+    rule = exported("jssp", tmp_path, "--scheme", scheme)
+    text = rule.read_text()
+    assert "evolve.evaluators.jssp.builder, export_schedule.py" in text and "def build_schedule(" in text
+    if scheme == "active":
+        assert "# options:   the run's verifier options: scheme = 'active'" in text
+    cases = []
+    for instance in load_problem("jssp").instances("quick"):
+        shop = instance.data
+        jobs = [[[int(shop["machines"][j, k]), int(shop["durations"][j, k])] for k in range(int(length))]
+                for j, length in enumerate(shop["lengths"])]
+        cases.append({"name": instance.name, "jobs": jobs, "scheme": scheme})
+    assert len(cases) >= 3
+    assert standalone(tmp_path, cases) == verified("jssp", rule, scheme=scheme)
+
+
+def test_a_program_defining_a_dispatcher_name_is_exported_without_the_dispatcher(tmp_path: Path) -> None:
+    from evolve.export_sources import appended_sources, clashes
+
+    sources = appended_sources(load_problem("smtt_rule"))
+    code = "import numpy as np\n\ndef choose(x):\n    return x\n\ndef priority(t, p, d):\n    return choose(d)\n"
+    assert clashes(code, sources) == ["choose"]
+    assert clashes("import numpy as np\nfrom typing import Any\n\ndef priority(p):\n    return p\n", sources) == []
+
+
+def test_an_unknown_export_source_is_a_one_line_error(tmp_path: Path) -> None:
+    from evolve.export_sources import appended_sources
+
+    problem = load_problem("smtt_rule")
+    spec = problem.spec.model_copy(update={"export": problem.spec.export.model_copy(update={"append": ["nope.py"]})})
+    with pytest.raises(UserError, match=r"problem.toml \[export\] append: 'nope.py': no such file"):
+        appended_sources(type(problem)(spec=spec, dir=problem.dir, origin="builtin"))
