@@ -63,6 +63,8 @@ class Controller(LoopOutcomes, RunSetup):
         self.settings = settings
         self.archive = archive
         self.llm = llm
+        # files:DIR wants to know what came of each reply (unwrapped from --record's wrapper).
+        self._model_outcome = getattr(getattr(llm, "inner", llm), "outcome", None)
         self.run_dir = run_dir
         self.on_progress = on_progress or (lambda _p: None)
         self.population = Population(settings.islands)

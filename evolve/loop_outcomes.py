@@ -18,8 +18,10 @@ from evolve.edits import EditError, apply_edit, code_hash
 from evolve.evaluation import FAILURE_KINDS, Evaluation
 from evolve.executors import Executor
 from evolve.files import write_atomic
+from evolve.formats import fmt, pct
 from evolve.gp.islands import IslandPolicy
 from evolve.gp.semantics import BehaviourKeys
+from evolve.history import first_reason
 from evolve.llm.base import Completion, LLMError
 from evolve.loop_task import Task
 from evolve.model_health import ModelHealth
@@ -50,6 +52,8 @@ class LoopOutcomes:
     _tuner: AutoTuner | None
     _model_health: ModelHealth
     _iteration: int
+    # The backend's ``outcome(iteration, summary, details)`` (files:DIR tells the person answering).
+    _model_outcome: Callable[[int, str, str], None] | None
     # Defined by Controller:
     _launch: Callable[..., tuple[Future, Task]]
     _stop: Callable[[StopKind, str], None]
@@ -66,6 +70,7 @@ class LoopOutcomes:
         result = future.result()
         if isinstance(result, LLMError):
             self._record_failure(task, LLM_ERROR, str(result), None)
+            self._tell(task, f"model error: {first_line(str(result))}", str(result))
             self._model_health.failed(result)
             self._check_model_health()
             return None
@@ -77,6 +82,7 @@ class LoopOutcomes:
             task.child = apply_edit(task.parent.code, result.text, task.mode)  # type: ignore[arg-type]
         except EditError as err:
             self._record_failure(task, EDIT_ERROR, str(err), result)
+            self._tell(task, f"edit error: {first_line(str(err))}", str(err))
             return None
         task.child_hash = code_hash(task.child)
         task.child_key = self._keys.key(task.child) if self._keys is not None else None
@@ -86,6 +92,7 @@ class LoopOutcomes:
                 self.progress.duplicates_skipped += 1
                 return self._launch(task.iteration, proposers, task.retry + 1)
             self._record_failure(task, DUPLICATE, duplicate, result)
+            self._tell(task, f"not evaluated, a duplicate: {duplicate}")
             return None
         self._in_flight_hashes.add(task.child_hash)
         if task.child_key is not None:
@@ -173,7 +180,13 @@ class LoopOutcomes:
                                     f"{evaluation.status}: {first_line(evaluation.feedback)}")
         else:
             self._offer(task.island, program)
+        self._tell(task, _judged(program, evaluation, self.problem.spec.objective.score, self.progress),
+                   program.feedback or "")
         self._maybe_migrate()
+
+    def _tell(self, task: Task, summary: str, details: str = "") -> None:
+        if self._model_outcome is not None:
+            self._model_outcome(task.iteration, summary, details)
 
     # --- bookkeeping --------------------------------------------------------
     def _record_failure(self, task: Task, outcome: str, error: str, completion: Completion | None) -> None:
@@ -223,6 +236,18 @@ class LoopOutcomes:
         settling = self._policy.settling(self._iteration) if self._policy is not None else set()
         for island, elite in self.population.migrate(skip=settling):
             self.archive.set_elite(island, elite.cell, elite.program_id, elite.score)
+
+
+def _judged(program: Program, evaluation: Evaluation, score_kind: str, progress: Progress) -> str:
+    """One line on an evaluated child: its score, or why it has none."""
+    if program.score is None:
+        what = "sandbox failure" if evaluation.status in FAILURE_KINDS else "not scored"
+        head, reason = first_line(evaluation.feedback), first_reason(evaluation.feedback, 300)
+        return f"applied, {what}: {evaluation.status}: {head}" + (f" {reason}" if reason != head else "")
+    gap = headline_gap(program.metrics, score_kind)
+    best = progress.best_score
+    return (f"applied and scored {fmt(program.score)}" + (f" (gap {pct(gap)})" if gap is not None else "")
+            + f" as program #{program.id}" + (f"; best so far {fmt(best)}" if best is not None else ""))
 
 
 def _dispatched(dispatched: threading.Event, executor: Executor, code: str, parent_quick: float | None,

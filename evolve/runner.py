@@ -255,6 +255,9 @@ def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: 
 
     try:
         model = getattr(plan.llm, "name", "") not in OFFLINE
+        backend = getattr(plan.llm, "inner", plan.llm)  # files:DIR says when it waits, what came of a reply
+        if show and hasattr(backend, "notify"):
+            backend.notify = lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)
         with RunDisplay(plan.problem.name, model=model) if show else nullcontext() as display:
             if display is not None:
                 callbacks.append(display.update)

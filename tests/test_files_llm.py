@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -63,13 +65,15 @@ def person(folder: Path, answer: Callable[[int, str], str | None], chunks: int =
         thread.join(timeout=5)
 
 
-def files_run(toy_dir: Path, run_dir: Path, folder: Path, settle_s: float = 0.2, **overrides: object):
+def files_run(toy_dir: Path, run_dir: Path, folder: Path, settle_s: float = 0.2,
+              said: list[str] | None = None, **overrides: object):
     problem = load_problem(str(toy_dir))
     settings = resolve_settings(problem.spec.run, None, {"llm": f"files:{folder}", **overrides})
     archive = Archive(run_dir / "archive.sqlite", create=True)
     llm = make_llm(settings.llm, record=Path(settings.record) if settings.record else None)
     if isinstance(llm, FilesLLM):
         llm.poll_s, llm.settle_s = 0.05, settle_s
+        llm.notify = said.append if said is not None else None
     return Controller(problem, settings, archive, llm, run_dir).run(), archive
 
 
@@ -146,3 +150,50 @@ def test_preflight_checks_the_folder_and_says_where_to_answer(tmp_path: Path) ->
 def test_bad_files_specs_are_one_line_errors(spec: str, fragment: str) -> None:
     with pytest.raises(UserError, match=fragment):
         make_llm(spec)
+
+
+def test_the_cli_says_when_it_waits_and_what_came_of_each_reply_with_an_outcome_file(
+        toy_dir: Path, tmp_path: Path) -> None:
+    """Through a pipe (no terminal): one line per prompt waited on, one per reply's outcome;
+    the person here reads outcome_001.md before answering prompt 2, as an agent would."""
+    folder, log = tmp_path / "exchange", tmp_path / "stdout.txt"
+    read_first: list[str] = []
+
+    def answer(n: int, _: str) -> str | None:
+        if n == 1:
+            return GOOD_EDIT
+        outcome = folder / "outcome_001.md"
+        if not outcome.exists():
+            return None  # wait for the verdict on reply 1 before writing reply 2
+        read_first.append(outcome.read_text())
+        return GOOD_EDIT.replace("return x * 1.0", "return x * 2.0")  # matches nothing now
+
+    with log.open("w") as out, person(folder, answer):
+        run = subprocess.run([sys.executable, "-m", "evolve.cli", "run", str(toy_dir), "--llm", f"files:{folder}",
+                              "--iterations", "2", "--out", str(tmp_path / "run")],
+                             stdout=out, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = log.read_text().splitlines()
+    said = [line.removeprefix("files: ") for line in lines if line.startswith("files: ")]
+    assert said.count(f"waiting for {folder / 'reply_001.md'}") == 1
+    assert said.count(f"waiting for {folder / 'reply_002.md'}") == 1
+    (first,) = [line for line in said if line.startswith("reply_001.md: ")]
+    assert first.startswith("reply_001.md: applied and scored ") and "as program #" in first
+    (second,) = [line for line in said if line.startswith("reply_002.md: ")]
+    assert second.startswith("reply_002.md: edit error: ")
+    assert len(said) == 4  # nothing else, however long the person took
+    assert read_first and read_first[0].splitlines()[2] == first.removeprefix("reply_001.md: ")
+    outcome = (folder / "outcome_002.md").read_text()
+    assert outcome.splitlines()[2] == second.removeprefix("reply_002.md: ")
+    assert "SEARCH text was not found" in outcome and outcome.count("SEARCH text was not found") == 1
+
+
+def test_a_reply_whose_program_fails_in_the_sandbox_is_told_so_once(toy_dir: Path, tmp_path: Path) -> None:
+    folder, said = tmp_path / "exchange", []
+    crash = GOOD_EDIT.replace("    return -x", "    raise RuntimeError('boom')")
+    with person(folder, lambda n, _: crash):
+        _, archive = files_run(toy_dir, tmp_path, folder, said=said, iterations=1, islands=1)
+    assert said[0] == f"files: waiting for {folder / 'reply_001.md'}" and len(said) == 2
+    assert said[1].startswith("files: reply_001.md: applied, sandbox failure: error: ") and "boom" in said[1]
+    outcome = (folder / "outcome_001.md").read_text()
+    assert said[1].removeprefix("files: reply_001.md: ") in outcome and "RuntimeError" in outcome

@@ -6,6 +6,12 @@ reply, once it has stopped changing (so a reply saved in several writes is not
 read half-way). Everything else is as with any model: the same archive, edits,
 record and replay; tokens are estimated (4 characters a token) and cost 0.
 
+The person answering is told what happens, one line each: when the run starts
+waiting for ``reply_NNN.md`` and what came of each reply (``notify``, the run's
+console), and the same outcome with its details is written to
+``DIR/outcome_NNN.md`` (``outcome``, called by the loop) for an agent to read
+before its next reply.
+
 A resumed run finds the prompts it already wrote: a reply written for the same
 prompt is used as it is; a reply left from a different prompt (another run in
 the same folder) is set aside as ``reply_NNN.stale-<time>.md``, never used.
@@ -15,7 +21,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from evolve.errors import UserError
@@ -42,6 +49,10 @@ def reply_name(iteration: int) -> str:
     return f"reply_{iteration:03d}.md"
 
 
+def outcome_name(iteration: int) -> str:
+    return f"outcome_{iteration:03d}.md"
+
+
 @dataclass
 class FilesLLM:
     """Writes prompts to files and waits for the replies, however long that takes."""
@@ -50,6 +61,9 @@ class FilesLLM:
     poll_s: float = 0.5
     settle_s: float = 1.0  # a reply is read once its size and mtime held still this long
     name: str = ""
+    # Where the one-line news goes (the run's console); None: nowhere (the files still say it).
+    notify: Callable[[str], None] | None = field(default=None, repr=False)
+    _asked: set[int] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.name = self.name or f"files:{self.directory}"
@@ -78,9 +92,13 @@ class FilesLLM:
             stale = reply_path.with_name(f"{reply_path.stem}.stale-{time.strftime('%Y%m%d-%H%M%S')}.md")
             reply_path.rename(stale)
         if not same_prompt:
+            (self.directory / outcome_name(request.iteration)).unlink(missing_ok=True)  # another prompt's
             tmp = prompt_path.with_suffix(".md.tmp")
             tmp.write_text(prompt, encoding="utf-8")
             os.replace(tmp, prompt_path)
+        self._asked.add(request.iteration)
+        if not reply_path.exists():
+            self._say(f"waiting for {reply_path}")
         text = self._wait_for(reply_path)
         if not text.strip():
             raise LLMError(f"{self.name}: {reply_path.name} is empty", kind="empty")
@@ -89,6 +107,28 @@ class FilesLLM:
             completion_tokens=len(text) // CHARS_PER_TOKEN, cost_usd=0.0,
             seconds=time.monotonic() - start,
         )
+
+    def outcome(self, iteration: int, summary: str, details: str = "") -> None:
+        """What came of the reply to ``iteration``: one line on the console, and
+        ``outcome_NNN.md`` (the summary, then the details) next to the reply."""
+        if iteration not in self._asked:
+            return
+        self._asked.discard(iteration)
+        self._say(f"{reply_name(iteration)}: {summary}")
+        path = self.directory / outcome_name(iteration)
+        text = f"<!-- evolve iteration {iteration}: what came of {reply_name(iteration)} -->\n\n{summary}\n"
+        if details.strip() and details.strip() not in summary:  # a one-line error is said once
+            text += f"\n{details.strip()}\n"
+        try:
+            tmp = path.with_suffix(".md.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as err:  # the folder went away: the console line has said it
+            self._say(f"cannot write {path} ({err.strerror})")
+
+    def _say(self, line: str) -> None:
+        if self.notify is not None:
+            self.notify(f"files: {line}")  # the folder is in the line (or was, at the start)
 
     def _wait_for(self, path: Path) -> str:
         last: tuple[int, int] | None = None
