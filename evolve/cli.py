@@ -93,7 +93,7 @@ def run(
     """Evolve a heuristic for PROBLEM. Offline (GP over the rule's inputs) unless --llm names a model.
 
     Exit codes: 0 done (iterations or budget), 2 bad input or failed model check, 3 every model
-    call failed the same way (key, model, endpoint), 4 every model call failed for
+    call failed the same way (key, model, endpoint) or a replay: recording ended, 4 every model call failed for
     llm_outage_minutes, 130 interrupted.
     """
     from evolve import api

@@ -1,7 +1,8 @@
 """When a run stops for its model: fail fast on a wrong setup, stop on a long outage.
 
 A wrong key, model name or endpoint fails the same way on every call
-(``LLMConfigError``): ``llm_fail_fast`` such calls in a row stop the run at once.
+(``LLMConfigError``): ``llm_fail_fast`` such calls in a row stop the run at once, and the
+first request past a ``replay:`` recording's end stops it at once.
 Transient errors are retried by the client; only when every call has failed for
 ``llm_outage_minutes`` does the run stop. Waiting is not failing: a slow model,
 or a person answering ``files:DIR``, never trips the outage rule.
@@ -28,7 +29,9 @@ class ModelHealth:
         self.failures_since_ok += 1
         if isinstance(error, LLMConfigError):
             self.permanent_in_row += 1
-            if self.permanent_in_row >= self.fail_fast:
+            if error.kind == "replay_end":  # a recording has nothing after its end: stop now
+                self._config_error = str(error)
+            elif self.permanent_in_row >= self.fail_fast:
                 n = self.permanent_in_row
                 calls = "call" if n == 1 else f"{n} calls in a row"
                 self._config_error = f"{error} ({calls} failed this way)"

@@ -37,7 +37,8 @@ EXIT_MEANINGS: dict[int, str] = {
     0: "the run reached its iteration target or its --budget-usd",
     1: "an unexpected error (a bug: please report the traceback)",
     2: "bad input or a failed model preflight; nothing was run",
-    3: "stopped: every model call failed the same way (key, model, provider, endpoint)",
+    3: "stopped: every model call failed the same way (key, model, provider, endpoint), or a "
+       "replay: recording ended",
     4: "stopped: every model call failed for llm_outage_minutes (provider outage, stalled server)",
     130: "interrupted (Ctrl-C); `evolve resume RUN_DIR` continues it",
 }

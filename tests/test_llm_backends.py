@@ -29,7 +29,7 @@ from evolve.errors import UserError
 from evolve.llm import LLMConfigError, LLMError, ProposalRequest, make_llm, parse_spec
 from evolve.llm.ensemble import EnsembleLLM
 from evolve.llm.openai_compat import OpenAICompatLLM
-from evolve.llm.record import RECORD_KEYS
+from evolve.llm.record import RECORD_KEYS, ReplayEnded
 from evolve.llm.retry import RetryPolicy, call_with_retries, redact
 
 KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"
@@ -287,10 +287,24 @@ def test_record_then_replay_round_trip(server, tmp_path):
     for orig, rep in zip(originals, again, strict=True):
         assert (rep.text, rep.model, rep.prompt_tokens, rep.completion_tokens, rep.cost_usd) == (
             orig.text, orig.model, orig.prompt_tokens, orig.completion_tokens, orig.cost_usd)
-    with pytest.raises(LLMError, match=rf"replay {log} has no completion for iteration 2$"):
-        replay.complete(request(2))
     with pytest.raises(LLMError, match="has no completion for iteration 1"):
         replay.complete(request(1))
+    # Past the recording's last iteration every request fails the same way: the loop stops.
+    with pytest.raises(ReplayEnded, match=rf"replay {log} ends at iteration 1 .* asked for "
+                       r"iteration 2; replay with --iterations 1 or fewer$") as ended:
+        replay.complete(request(2))
+    assert ended.value.kind == "replay_end"
+
+
+def test_a_replay_iteration_missing_inside_the_recording_is_an_ordinary_failure(tmp_path):
+    log = tmp_path / "gap.jsonl"  # iteration 2's call failed in the original run: not recorded
+    log.write_text("".join(json.dumps({"iteration": i, "model": "m", "text": f"T{i}"}) + "\n"
+                           for i in (1, 3)))
+    replay = make_llm(f"replay:{log}")
+    with pytest.raises(LLMError, match=rf"replay {log} has no completion for iteration 2$") as info:
+        replay.complete(request(2))
+    assert not isinstance(info.value, ReplayEnded)
+    assert replay.complete(request(3)).text == "T3"
 
 
 @pytest.mark.parametrize("content, fragment", [

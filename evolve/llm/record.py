@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from evolve.errors import UserError
-from evolve.llm.base import LLM, Completion, LLMError, ProposalRequest
+from evolve.llm.base import LLM, Completion, LLMConfigError, LLMError, ProposalRequest
 
 RECORD_KEYS = ("iteration", "model", "text", "prompt_tokens", "completion_tokens", "cost_usd")
 
@@ -111,6 +111,17 @@ def load_records(path: Path) -> dict[int, list[dict[str, Any]]]:
     return dict(by_iteration)
 
 
+class ReplayEnded(LLMConfigError):
+    """A request past the recording's last iteration: every later one fails the same way.
+
+    The loop stops the run at the first one (``ModelHealth``, exit 3) instead of failing
+    proposal after proposal and reporting a finished run.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="replay_end")
+
+
 @dataclass
 class ReplayLLM:
     """Serves recorded completions by ``request.iteration``, in recorded order."""
@@ -129,6 +140,12 @@ class ReplayLLM:
 
     def complete(self, request: ProposalRequest) -> Completion:
         with self._lock:
+            last = max(self._records)
+            if request.iteration > last:
+                raise ReplayEnded(
+                    f"replay {self.path} ends at iteration {last} (its last recorded completion) "
+                    f"and the run asked for iteration {request.iteration}; replay with --iterations "
+                    f"{last} or fewer")
             recs = self._records.get(request.iteration, [])
             index = self._used[request.iteration]
             if index >= len(recs):
