@@ -27,6 +27,7 @@ from evolve.gp.islands import EPOCHS_META, IslandPolicy
 from evolve.gp.semantics import BehaviourKeys
 from evolve.llm import OFFLINE
 from evolve.llm.base import LLM, Completion, LLMError, ProposalRequest
+from evolve.llm.preflight import members
 from evolve.loop_outcomes import LoopOutcomes
 from evolve.loop_setup import INSTANCES_META, RunSetup, resumed_progress
 from evolve.loop_task import Task
@@ -63,8 +64,8 @@ class Controller(LoopOutcomes, RunSetup):
         self.settings = settings
         self.archive = archive
         self.llm = llm
-        # files:DIR wants to know what came of each reply (unwrapped from --record's wrapper).
-        self._model_outcome = getattr(getattr(llm, "inner", llm), "outcome", None)
+        # files:DIR wants to know what came of each reply (alone, in an ensemble, behind --record).
+        self._model_outcome = _outcome_listener(llm)
         self.run_dir = run_dir
         self.on_progress = on_progress or (lambda _p: None)
         self.population = Population(settings.islands)
@@ -335,3 +336,17 @@ def _finished(done: queue.SimpleQueue[Future], in_flight: dict[Future, Task], ti
             finished.append(done.get_nowait())
         except queue.Empty:
             return [future for future in finished if future in in_flight]
+
+
+def _outcome_listener(llm: LLM) -> Callable[[int, str, str], None] | None:
+    """Tell every backend that wants it what came of a reply (each ignores iterations it did not
+    answer, so a ``files:`` member of an ensemble hears only of its own)."""
+    listeners = [hook for backend in members(llm)
+                 if callable(hook := getattr(backend, "outcome", None))]
+    if not listeners:
+        return None
+
+    def tell(iteration: int, summary: str, details: str = "") -> None:
+        for listener in listeners:
+            listener(iteration, summary, details)
+    return tell

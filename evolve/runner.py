@@ -22,7 +22,7 @@ from evolve.config import RunSettings, offline_default, resolve_settings
 from evolve.errors import UserError
 from evolve.files import check_output, write_atomic
 from evolve.llm import LLM, OFFLINE, make_llm
-from evolve.llm.preflight import Checked, preflight
+from evolve.llm.preflight import Checked, members, preflight
 from evolve.loop import Controller, Progress
 from evolve.problem import Problem, _from_dir, load_problem
 from evolve.runs import ARCHIVE, CONFIG, LOCK, RunLock, load_run, new_run_dir, save_config
@@ -255,9 +255,9 @@ def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: 
 
     try:
         model = getattr(plan.llm, "name", "") not in OFFLINE
-        backend = getattr(plan.llm, "inner", plan.llm)  # files:DIR says when it waits, what came of a reply
-        if show and hasattr(backend, "notify"):
-            backend.notify = lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)
+        for backend in members(plan.llm):  # files:DIR says when it waits, what came of a reply
+            if show and hasattr(backend, "notify"):
+                backend.notify = lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)
         with RunDisplay(plan.problem.name, model=model) if show else nullcontext() as display:
             if display is not None:
                 callbacks.append(display.update)

@@ -17,6 +17,7 @@ from evolve.config import resolve_settings
 from evolve.errors import UserError
 from evolve.llm import make_llm
 from evolve.llm.base import ProposalRequest
+from evolve.llm.ensemble import EnsembleLLM
 from evolve.llm.files import FilesLLM, prompt_text
 from evolve.llm.preflight import preflight
 from evolve.loop import Controller
@@ -146,10 +147,42 @@ def test_preflight_checks_the_folder_and_says_where_to_answer(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("spec, fragment", [("files:", "names no folder"),
-                                            ("openai/a,files:x", "cannot be part of an ensemble")])
+                                            ("openai/a:1,files:", "names no folder"),
+                                            ("files:x,replay:r.jsonl", "cannot be part of an ensemble")])
 def test_bad_files_specs_are_one_line_errors(spec: str, fragment: str) -> None:
     with pytest.raises(UserError, match=fragment):
         make_llm(spec)
+
+
+def test_files_is_a_member_of_an_ensemble_in_either_place(tmp_path: Path) -> None:
+    for spec in (f"files:{tmp_path}:0.25,mutate:0.75", f"mutate:0.75,files:{tmp_path}:0.25"):
+        llm = make_llm(spec)
+        assert isinstance(llm, EnsembleLLM) and llm.weights in ([0.25, 0.75], [0.75, 0.25])
+        assert {m.name for m in llm.members} == {"stub", f"files:{tmp_path}"}
+
+
+def test_a_files_member_of_an_ensemble_hears_what_came_of_its_own_replies(
+        toy_dir: Path, tmp_path: Path) -> None:
+    """The person answers the prompts the ensemble gives files:, the offline mutator the rest;
+    the console lines and outcome_NNN.md are there for exactly the person's iterations."""
+    folder, log = tmp_path / "exchange", tmp_path / "stdout.txt"
+    with log.open("w") as out, person(folder, lambda n, _: GOOD_EDIT if n % 2 else "Idea: none\nno edit"):
+        run = subprocess.run([sys.executable, "-m", "evolve.cli", "run", str(toy_dir), "--llm",
+                              f"mutate:1,files:{folder}:1", "--iterations", "8", "--out", str(tmp_path / "run")],
+                             stdout=out, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    said = [line.removeprefix("files: ") for line in log.read_text().splitlines() if line.startswith("files: ")]
+    asked = sorted(int(p.stem.split("_")[1]) for p in folder.glob("prompt_*.md"))
+    assert 0 < len(asked) < 8  # the mutator answered the others
+    archive = Archive(tmp_path / "run" / "archive.sqlite")
+    models = {i: archive.attempt(i).model for i in range(1, 9)}
+    assert sorted(i for i, model in models.items() if model == f"files:{folder}") == asked
+    assert sorted(int(p.stem.split("_")[1]) for p in folder.glob("outcome_*.md")) == asked
+    for n in asked:
+        assert said.count(f"waiting for {folder / f'reply_{n:03d}.md'}") == 1
+        (verdict,) = [line for line in said if line.startswith(f"reply_{n:03d}.md: ")]
+        assert (folder / f"outcome_{n:03d}.md").read_text().splitlines()[2] == verdict.split(": ", 1)[1]
+    assert len(said) == 2 * len(asked)
 
 
 def test_the_cli_says_when_it_waits_and_what_came_of_each_reply_with_an_outcome_file(

@@ -334,6 +334,11 @@ def test_spec_parsing_keeps_model_tags_and_reads_weights():
         ("openai/gpt-4.1-mini", 0.8), ("ollama/qwen2.5-coder:7b", 0.2),
         ("hosted_vllm/Qwen/Q", 0.1)]
     assert [m.weight for m in parse_spec("a,b")] == [1.0, 1.0]
+    # Without any weight in the spec a tag is a tag; a member without a colon defaults to 1.
+    assert [(m.model, m.weight) for m in parse_spec("ollama/qwen2.5-coder:7b,openai/b")] == [
+        ("ollama/qwen2.5-coder:7b", 1.0), ("openai/b", 1.0)]
+    assert [(m.model, m.weight) for m in parse_spec("openai/a,openai/b:3")] == [
+        ("openai/a", 1.0), ("openai/b", 3.0)]
 
 
 @pytest.mark.parametrize("spec, fragment", [
@@ -348,6 +353,10 @@ def test_spec_parsing_keeps_model_tags_and_reads_weights():
     ("replay:", "names no file"),
     ("replay:/definitely/not/here.jsonl", "does not exist"),
     ("openai/a,replay:x.jsonl", "cannot be part of an ensemble"),
+    ("replay:x.jsonl,openai/a", "cannot be part of an ensemble"),
+    ("model-a:x,model-b:2", "'x' after the last colon of 'model-a:x' is not a weight; expected a "
+                            r"positive number \(model-a:0.5\)"),
+    ("ollama/qwen2.5-coder:7b,openai/b:2", r"explicit weight after it \(ollama/qwen2.5-coder:7b:1\)"),
 ])
 def test_bad_specs_are_one_line_user_errors(spec, fragment):
     with pytest.raises(UserError, match=fragment) as info:

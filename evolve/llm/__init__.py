@@ -58,25 +58,48 @@ class Member:
     weight: float = 1.0
 
 
-def _parse_member(part: str, spec: str) -> Member:
+def _split_weight(part: str) -> tuple[str, str | None]:
+    """``(name, weight text)``: the weight is the text after the last colon if it is a number."""
     name, sep, tail = part.rpartition(":")
     if sep and _NUMBER.match(tail):
+        return name, tail
+    return part, None
+
+
+def _parse_member(part: str, spec: str) -> Member:
+    name, tail = _split_weight(part)
+    weight = 1.0
+    if tail is not None:
         weight = float(tail)
         if not (weight > 0 and math.isfinite(weight)):
             raise UserError(f"LLM spec {spec!r}: weight {tail!r} of {name!r} must be a positive "
                             f"number; {_SPEC_HELP}")
         if not name:
             raise UserError(f"LLM spec {spec!r}: weight {tail!r} has no model name; {_SPEC_HELP}")
-    else:
-        name, weight = part, 1.0
     if any(ch.isspace() for ch in name):
         raise UserError(f"LLM spec {spec!r}: model name {name!r} contains whitespace; "
                         f"{_SPEC_HELP}")
-    for prefix in ("replay:", "files:"):
-        if name.startswith(prefix):
-            raise UserError(f"LLM spec {spec!r}: '{prefix}...' cannot be part of an ensemble; "
-                            "use it alone")
     return Member(name, weight)
+
+
+def _check_ensemble(parts: list[str], spec: str) -> None:
+    """Members that cannot mix, and a weight that is not a number where others have one."""
+    for part in parts:
+        if part.startswith("replay:"):
+            raise UserError(f"LLM spec {spec!r}: 'replay:...' cannot be part of an ensemble (it "
+                            "answers every iteration as recorded); use it alone")
+    if not any(_split_weight(part)[1] is not None for part in parts):
+        return  # no weights at all: 'a,b' is an even split, and a tag is a tag
+    for part in parts:
+        name, tail = _split_weight(part)
+        body = name.removeprefix("files:")  # files:DIR's colon is its prefix, not a tag
+        if tail is None and ":" in body:
+            model, _, text = body.rpartition(":")
+            raise UserError(
+                f"LLM spec {spec!r}: {text!r} after the last colon of {part!r} is not a weight; "
+                f"expected a positive number ({model}:0.5), or, if {text!r} is a model tag, an "
+                f"explicit weight after it ({body}:1), since other members of this ensemble "
+                "have weights")
 
 
 def parse_spec(spec: str) -> list[Member]:
@@ -90,6 +113,8 @@ def parse_spec(spec: str) -> list[Member]:
     parts = [p.strip() for p in text.split(",")]
     if any(not p for p in parts):
         raise UserError(f"LLM spec {spec!r} has an empty entry between commas; {_SPEC_HELP}")
+    if len(parts) > 1:
+        _check_ensemble(parts, spec)
     return [_parse_member(p, spec) for p in parts]
 
 
@@ -134,6 +159,14 @@ def _make_stub(seed: int) -> LLM:
     return StubLLM(seed=seed)
 
 
+def _make_files(folder: str, spec: str) -> LLM:
+    if not folder:
+        raise UserError(f"LLM spec {spec!r} names no folder; expected 'files:DIR'")
+    from evolve.llm.files import FilesLLM
+
+    return FilesLLM(Path(folder))
+
+
 def make_llm(
     spec: str,
     *,
@@ -166,6 +199,8 @@ def make_llm(
     policy = RetryPolicy(max_retries=max_retries, base_delay_s=retry_base_delay_s)
 
     def one(model: str) -> LLM:
+        if model.startswith("files:"):  # a person answers this member's share of the prompts
+            return _make_files(model[len("files:"):].strip(), spec)
         if model in ("stub", "mutate"):
             return _make_stub(seed)
         if model == "gp":
@@ -182,21 +217,16 @@ def make_llm(
                               max_tokens=max_tokens, timeout_s=timeout_s, retry=policy)
 
     llm: LLM
-    if text.startswith("replay:"):
-        file = text[len("replay:"):].strip()
-        if not file:
+    rest = text.partition(":")[2].strip()
+    if text.startswith("replay:") and ("," not in text or Path(rest).exists()):
+        if not rest:
             raise UserError(f"LLM spec {spec!r} names no file; expected 'replay:FILE'")
-        path = Path(file)
+        path = Path(rest)
         if record is not None and record.resolve() == path.resolve():
             raise UserError(f"record file {record} is the replay file; expected a different path")
         llm = ReplayLLM(path)
-    elif text.startswith("files:"):
-        folder = text[len("files:"):].strip()
-        if not folder:
-            raise UserError(f"LLM spec {spec!r} names no folder; expected 'files:DIR'")
-        from evolve.llm.files import FilesLLM
-
-        llm = FilesLLM(Path(folder))
+    elif text.startswith("files:") and "," not in text:
+        llm = _make_files(rest, spec)
     else:
         members = parse_spec(text)
         if len(members) == 1:
