@@ -30,7 +30,7 @@ def tune(
     budget: Annotated[int, typer.Option(min=1, help="Programs to evaluate, the original included.")] = 40,
     seed: Annotated[int, typer.Option(help="Seed of the optimiser.")] = 0,
     workers: Annotated[int, typer.Option(min=1, help="Parallel evaluations.")] = 1,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the tuned program here (default PROGRAM.tuned.py).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the tuned program here (default PROGRAM.tuned.py); written only if it scores better.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON result.")] = False,
     option: OptionFlag = None,
     scheme: SchemeFlag = None,
@@ -55,14 +55,19 @@ def tune(
             err_console.print(f"trial {count}: score {fmt(trial.score)}", highlight=False)
 
     result = api.tune(spec, program, split=split, budget=budget, seed=seed, workers=workers, on_trial=show)
-    target.write_text(result.code)
+    # Only a better program is written: a copy of the original under a "tuned" name would read
+    # as a result (and overwrite an earlier, better one).
+    written = bool(result.constants) and result.improved
+    if written:
+        target.write_text(result.code)
     changes = [
         {"line": c.line + 1, "before": c.value, "after": v}
         for c, v in zip(result.constants, result.values, strict=True) if v != c.value
-    ]
+    ] if written else []
     if as_json:
         document = {
-            "problem": spec.name, "split": split, "program": str(program), "output": str(target),
+            "problem": spec.name, "split": split, "program": str(program),
+            "output": str(target) if written else None,
             "constants": len(result.constants), "trials": len(result.trials),
             "start_score": result.start_score, "score": result.score, "improved": result.improved,
             "changes": changes,
@@ -70,14 +75,15 @@ def tune(
         print(json.dumps(json_safe(document), indent=2))
         return
     if not result.constants:
-        console.print(f"{program}: no numeric literal to fit inside the EVOLVE-BLOCK; copied unchanged to {target}")
+        console.print(f"{program}: no numeric literal to fit inside the EVOLVE-BLOCK; nothing written")
         return
     console.print(f"{len(result.constants)} constants, {len(result.trials)} trials on {spec.name}/{split}: "
                   f"score {fmt(result.start_score)} -> {fmt(result.score)}"
-                  f"{'' if result.improved else ' (no trial beat the original)'}")
+                  f"{'' if written else ' (no trial beat the original)'}")
     for change in changes:
         console.print(f"  line {change['line']}: {change['before']:g} -> {change['after']:g}")
-    console.print(f"written to {target}")
+    console.print(f"written to {target}" if written else
+                  f"nothing written: {program} keeps its constants ({target} not created or changed)")
 
 
 # --- studies: several seeds as one -------------------------------------------------------

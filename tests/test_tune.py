@@ -86,18 +86,32 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           cwd=cwd, timeout=600)
 
 
-def test_tune_command_writes_the_tuned_program_and_refuses_the_test_split(tmp_path: Path) -> None:
+def test_tune_command_writes_the_tuned_program_and_refuses_the_test_split(toy_dir: Path, tmp_path: Path) -> None:
     program = tmp_path / "rule.py"
-    program.write_text(load_problem("jssp").seed_code.replace(*WITH_CONSTANT["jssp"]))
-    result = _cli("tune", str(program), "--problem", "jssp", "--split", "quick", "--budget", "4", "--json",
-                  cwd=tmp_path)
+    program.write_text((toy_dir / "seed.py").read_text().replace("return x * 1.0", "return np.abs(x - 20.0)"))
+    result = _cli("tune", str(program), "--problem", str(toy_dir), "--budget", "10", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert document["constants"] == 1 and document["trials"] <= 3
-    assert document["score"] >= document["start_score"]
-    assert Path(document["output"]) == tmp_path / "rule.tuned.py" and (tmp_path / "rule.tuned.py").is_file()
+    assert document["constants"] == 1 and document["trials"] <= 9 and document["improved"]
+    assert document["score"] > document["start_score"] and document["changes"][0]["before"] == 20.0
+    assert Path(document["output"]) == tmp_path / "rule.tuned.py"
+    assert (tmp_path / "rule.tuned.py").read_text() != program.read_text()
     refused = _cli("tune", str(program), "--problem", "jssp", "--split", "test", cwd=tmp_path)
     assert refused.returncode == 2 and "held out" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_tune_writes_nothing_when_no_trial_beats_the_original(toy_dir: Path, tmp_path: Path) -> None:
+    program = tmp_path / "rule.py"  # -2x already sorts the toy's instances optimally
+    program.write_text((toy_dir / "seed.py").read_text().replace("return x * 1.0", "return -2.0 * x"))
+    said = _cli("tune", "rule.py", "--problem", str(toy_dir), "--budget", "6", cwd=tmp_path)
+    assert said.returncode == 0, said.stderr
+    assert said.stdout.splitlines()[-2:] == [
+        "1 constants, 5 trials on toy/train: score 0 -> 0 (no trial beat the original)",
+        "nothing written: rule.py keeps its constants (rule.tuned.py not created or changed)"]
+    document = json.loads(_cli("tune", str(program), "--problem", str(toy_dir), "--budget", "6", "--json",
+                               cwd=tmp_path).stdout)
+    assert document["output"] is None and not document["improved"] and document["changes"] == []
+    assert not (tmp_path / "rule.tuned.py").exists()
 
 
 def test_a_run_tunes_its_new_best_and_the_lineage_keeps_both(toy_dir: Path, tmp_path: Path) -> None:
