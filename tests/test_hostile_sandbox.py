@@ -169,6 +169,32 @@ def test_site_packages_shows_only_the_allowed_packages(sandbox: Sandbox) -> None
     assert names and all(n.startswith("numpy") for n in names), names
 
 
+def test_the_base_interpreters_site_packages_is_empty_when_run_from_a_venv(sandbox: Sandbox) -> None:
+    """From a venv the stdlib shown is the base interpreter's, with its own site-packages
+    inside: every package installed there (here scipy, ortools, evolve's editable finder)
+    was listed and importable after a ``sys.path.append``."""
+    needs(sandbox, "filesystem")
+    source = """
+    import importlib, os, sys
+    def f(hints):
+        d = os.path.join(os.path.dirname(os.__file__), "site-packages")
+        names = sorted(os.listdir(d)) if os.path.isdir(d) else []
+        sys.path.append(d)
+        imported = []
+        for name in names:
+            if name.isidentifier() and name not in sys.modules:
+                try:
+                    importlib.import_module(name)
+                    imported.append(name)
+                    break  # one is enough
+                except BaseException:
+                    pass
+        return names[:20], imported
+    """
+    names, imported = found(attack(sandbox, source))
+    assert names == [] and imported == [], (names, imported)
+
+
 def test_the_view_is_read_only(sandbox: Sandbox) -> None:
     needs(sandbox, "filesystem")
     source = """

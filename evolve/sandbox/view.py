@@ -70,6 +70,10 @@ def runtime_paths() -> list[str]:
 def masked_dirs(extra: tuple[str, ...]) -> list[str]:
     """Dirs that must look empty wherever they fall inside an allowed tree."""
     dirs = set(site.getsitepackages()) | {site.getusersitepackages()}
+    # Run from a venv, the base interpreter's own site-packages lies inside its stdlib, which
+    # is shown: it held every package installed there (scipy, ortools, torch, evolve's
+    # editable finder), importable after a ``sys.path.append``.
+    dirs |= set(site.getsitepackages([sys.base_prefix, sys.base_exec_prefix]))
     dirs |= {p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")}
     import evolve
 
