@@ -81,7 +81,15 @@ class Problem:
 
     @cached_property
     def context(self) -> str:
+        """The context file's text; "" if the default context.md is absent (it is optional).
+
+        A ``context`` that problem.toml names and that does not exist is a mistake, not an
+        empty context."""
         path = self.dir / self.spec.context
+        if not path.exists() and "context" in self.spec.model_fields_set:
+            raise UserError(f"{self.toml_path}: context = {self.spec.context!r}: {path} does not exist; "
+                            "expected a Markdown file beside problem.toml (or leave the key out: "
+                            "context.md is optional)")
         return _read(path, "context") if path.exists() else ""
 
     @cached_property

@@ -84,6 +84,7 @@ def plan_run(
 def _plan(base: Problem, settings: RunSettings, options_source: str, request: bool) -> Plan:
     configured = base.configured(settings.verifier_options, source=options_source)
     check_seed_parses(configured.seed_code, configured.dir / configured.spec.seed)  # missing, binary, broken
+    _ = configured.context  # a context file problem.toml names but that is missing: one line, now
     if settings.record:
         check_output(Path(settings.record), "record file")
     if settings.executor == "ray":
@@ -227,6 +228,11 @@ def start(plan: Plan, folder: Path) -> Plan:
     return Plan(problem, plan.settings, plan.llm, plan.checked)
 
 
+def model_reads_prompts(llm: str) -> bool:
+    """Whether the run's proposals come from prompts (a model, files:, replay:), not the offline search."""
+    return llm not in ("gp", "mutate", "stub", "auto")
+
+
 def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: bool) -> Progress:
     """Run the controller to its stop; the stop reason is kept in the archive."""
     from evolve.display import RunDisplay, console
@@ -243,6 +249,10 @@ def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: 
             answered = "request skipped (--no-preflight)" if checked.seconds is None else (
                 f"answered in {checked.seconds:.1f} s")
             console.print(f"model check: {checked.model}: provider and credentials ok, {answered}")
+        if model_reads_prompts(plan.settings.llm) and not plan.problem.context.strip():
+            console.print(f"note: {plan.problem.dir / plan.problem.spec.context} is missing or empty: the model "
+                          "reads only problem.toml's description and function contract (docs/add-a-problem.md)",
+                          markup=False, highlight=False, soft_wrap=True)
         console.print(f"run folder: {folder}")
     if plan.settings.select_on:  # a validation split that cannot load fails now, not after the search
         plan.problem.instances(plan.settings.select_on)
