@@ -22,6 +22,7 @@ from evolve.export_sources import (
     appended_sources,
     clashes,
     imported_modules,
+    with_future,
 )
 from evolve.review import lineage_steps, problem_of
 from evolve.runs import load_run
@@ -89,7 +90,10 @@ def export_program(run_dir: Path, program_id: int | None = None, filename: str =
     lines.append(f"# requires:  {', '.join(third_party) or 'the Python standard library only'} (does not import evolve)")
     lines.append(f"# check it on held-out data: evolve eval {info.problem} {filename} --split test")
     lines.append(RULE)
-    text = "\n".join(lines) + "\n\n" + program.code.rstrip("\n") + "\n"
+    # The appended sources' `from __future__` imports (annotations naming their own classes) must
+    # be the module's first statement: stated once, before the program's code.
+    code = with_future(program.code, {f for a in appended for f in a.future})
+    text = "\n".join(lines) + "\n\n" + code.rstrip("\n") + "\n"
     return text + "".join(_section(a) for a in appended)
 
 

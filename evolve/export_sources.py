@@ -5,7 +5,9 @@ turns it into a schedule.  ``append`` names numpy-only sources (the trusted
 dispatcher module itself, by import name, and a small entry-point file beside
 problem.toml) whose text follows the program in the export, so the module
 schedules on its own.  They are appended verbatim except for ``from __future__``
-imports, which are legal only at a module's top.
+imports, which are legal only at a module's top: the export states them once, as its
+first statement (``with_future``), so a source whose annotations name its own classes
+(``from __future__ import annotations``) still defines them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ FRAMEWORK_MODULES = {"evolve", "evaluators", "problems"}
 @dataclass(frozen=True)
 class Appended:
     label: str  # the problem.toml entry: a module name or a file beside problem.toml
-    text: str
+    text: str  # without its ``from __future__`` imports
+    future: frozenset[str] = frozenset()  # the features those imported
 
 
 def appended_sources(problem: Any) -> list[Appended]:
@@ -41,7 +44,8 @@ def appended_sources(problem: Any) -> list[Appended]:
         internal = sorted(imported_modules(source, f"{where}: '{entry}'") & FRAMEWORK_MODULES)
         if internal:
             raise UserError(f"{where}: '{entry}' imports {', '.join(internal)}: the export would not run without evolve")
-        out.append(Appended(entry, _without_future(source, ast.parse(source))))
+        tree = ast.parse(source)
+        out.append(Appended(entry, _without_future(source, tree), future_features(tree)))
     return out
 
 
@@ -89,6 +93,29 @@ def imported_modules(code: str, where: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
     return names
+
+
+def future_features(tree: ast.Module) -> frozenset[str]:
+    return frozenset(alias.name for node in tree.body
+                     if isinstance(node, ast.ImportFrom) and node.module == "__future__" for alias in node.names)
+
+
+def with_future(code: str, features: set[str]) -> str:
+    """``code`` with every ``from __future__`` import in ``features`` (and its own) stated once,
+    where Python requires it: first, after the module docstring if there is one."""
+    tree = ast.parse(code)
+    wanted = set(features) | future_features(tree)
+    if not wanted:
+        return code
+    rest = _without_future(code, tree) if future_features(tree) else code
+    lines = rest.splitlines()
+    body = ast.parse(rest).body
+    first = body[0] if body else None
+    docstring = (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                 and isinstance(first.value.value, str))
+    at = first.end_lineno if docstring and first is not None and first.end_lineno else 0
+    lines.insert(at, f"from __future__ import {', '.join(sorted(wanted))}")
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _without_future(source: str, tree: ast.Module) -> str:

@@ -5,6 +5,7 @@ sandbox, real subprocesses)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -32,6 +33,7 @@ else:
     raise SystemExit("evolve is importable")
 spec = importlib.util.spec_from_file_location("rule", "rule.py")
 rule = importlib.util.module_from_spec(spec)
+sys.modules["rule"] = rule  # as `import rule` does (dataclasses look their module up there)
 spec.loader.exec_module(rule)
 out = {}
 for case in json.load(open("instances.json")):
@@ -131,3 +133,41 @@ def test_an_unknown_export_source_is_a_one_line_error(tmp_path: Path) -> None:
     spec = problem.spec.model_copy(update={"export": problem.spec.export.model_copy(update={"append": ["nope.py"]})})
     with pytest.raises(UserError, match=r"problem.toml \[export\] append: 'nope.py': no such file"):
         appended_sources(type(problem)(spec=spec, dir=problem.dir, origin="builtin"))
+
+
+def test_an_appended_source_needing_future_annotations_runs_in_the_export(tmp_path: Path) -> None:
+    """evaluators/jssp/model.py annotates methods with its own class (``-> JobShop``), legal only
+    under ``from __future__ import annotations``: the export states that import first."""
+    import shutil
+
+    folder = tmp_path / "jssp_model"
+    shutil.copytree(REPO / "problems" / "jssp", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    toml = folder / "problem.toml"
+    toml.write_text(toml.read_text().replace('append = ["evolve.evaluators.jssp.builder"',
+                                             'append = ["evolve.evaluators.jssp.model", "evolve.evaluators.jssp.builder"'))
+    assert "evolve.evaluators.jssp.model" in toml.read_text()
+    rule = exported(str(folder), tmp_path)
+    text = rule.read_text()
+    assert "class JobShop" in text and text.count("from __future__ import annotations") == 1
+    body = ast.parse(text).body
+    assert isinstance(body[0], ast.Expr) and isinstance(body[0].value.value, str)  # the seed's docstring
+    assert isinstance(body[1], ast.ImportFrom) and body[1].module == "__future__"
+    cases = []
+    for instance in load_problem(str(folder)).instances("quick"):
+        shop = instance.data
+        jobs = [[[int(shop["machines"][j, k]), int(shop["durations"][j, k])] for k in range(int(length))]
+                for j, length in enumerate(shop["lengths"])]
+        cases.append({"name": instance.name, "jobs": jobs, "scheme": "non_delay"})
+    assert standalone(tmp_path, cases) == verified(str(folder), rule)
+
+
+def test_future_imports_go_first_after_the_docstring_once() -> None:
+    from evolve.export_sources import with_future
+
+    code = '"""Doc."""\nimport numpy as np\n\ndef priority(x):\n    return x\n'
+    assert with_future(code, set()) == code
+    merged = with_future('"""Doc."""\nfrom __future__ import annotations\nimport numpy as np\n', {"annotations"})
+    assert merged == '"""Doc."""\nfrom __future__ import annotations\nimport numpy as np\n'
+    plain = with_future("import numpy as np\n", {"annotations"})
+    assert plain.splitlines()[0] == "from __future__ import annotations"
+    compile(plain, "x", "exec")
