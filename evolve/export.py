@@ -64,14 +64,14 @@ def export_program(run_dir: Path, program_id: int | None = None, filename: str =
     lines.append(f"# run:       {run_dir.resolve()}")
     if spec is not None:
         lines.append(f"# problem:   {info.problem}: {spec.title}")
-        lines.append(f"# function:  {spec.function.signature}")
+        lines += _wrapped("function:  ", " ".join(spec.function.signature.split()))  # may span lines
         lines += _wrapped("contract:  ", " ".join(spec.function.contract.split()))
         lines.append(f"# objective: {spec.objective.name} ({spec.objective.direction})")
+    else:
+        lines.append(f"# problem:   {info.problem}")
     if info.settings.verifier_options:  # what the run changed; the appended dispatcher defaults to problem.toml's
         lines += _wrapped("options:   ", "the run's verifier options: "
                           + ", ".join(f"{k} = {v!r}" for k, v in sorted(info.settings.verifier_options.items())))
-    else:
-        lines.append(f"# problem:   {info.problem}")
     lines.append(
         f"# program:   #{program.id}, iteration {program.iteration}, island {program.island}, "
         f"generation {program.generation}, {program.origin}" + (f" ({program.model})" if program.model else "")

@@ -22,7 +22,7 @@ from evolve.problem import load_problem
 REPO = Path(__file__).resolve().parent.parent
 
 # Loads the exported module from the current folder with numpy as the only package on the path.
-CHECK = """
+LOAD = """
 import importlib.util, json, sys
 sys.path.insert(0, sys.argv[1])
 try:
@@ -35,6 +35,9 @@ spec = importlib.util.spec_from_file_location("rule", "rule.py")
 rule = importlib.util.module_from_spec(spec)
 sys.modules["rule"] = rule  # as `import rule` does (dataclasses look their module up there)
 spec.loader.exec_module(rule)
+assert not {k.split(".")[0] for k in sys.modules} & {"evolve", "evaluators", "problems"}
+"""
+CHECK = LOAD + """
 out = {}
 for case in json.load(open("instances.json")):
     if "p" in case:
