@@ -284,6 +284,47 @@ def test_children_inherit_the_forkers_oom_score_adj_of_1000(sandbox: Sandbox) ->
     assert Path(f"/proc/{sandbox.worker_pid}/oom_score_adj").read_text().strip() != "1000"
 
 
+# Part of the lock-down is the same for every child (umask, no supplementary groups, the
+# rlimits but RLIMIT_NPROC), and the forker sets the next child's HOME, TMPDIR and tempfile dir
+# right after the last fork: children of the forker inherit all of it, a child the zygote forks
+# itself (before the forker exists, or after it died) does it all.
+LOCKED_DOWN = """
+import os, resource, tempfile
+def f(x):
+    names = ("RLIMIT_AS", "RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CORE", "RLIMIT_MSGQUEUE")
+    limits = [list(resource.getrlimit(getattr(resource, name))) for name in names]
+    umask = os.umask(0o077)
+    here = os.getcwd()
+    return [limits, umask, os.getgroups(), [os.environ["HOME"], os.environ["TMPDIR"], tempfile.gettempdir()], here]
+"""
+
+
+def test_every_child_is_locked_down_alike_whoever_forked_it(sandbox: Sandbox) -> None:
+    mib, limits = 1 << 20, sandbox.limits
+    want = [[limits.memory_mb * mib] * 2, [limits.max_processes] * 2, [limits.file_size_mb * mib] * 2,
+            [256, 256], [0, 0], [0, 0]]
+    seen = []
+
+    def check(instances: list[Instance] = ONE) -> None:
+        got_limits, umask, groups, dirs, here = run(sandbox, LOCKED_DOWN, instances)  # type: ignore[misc]
+        assert got_limits == want
+        assert umask == 0o077
+        if sandbox.uid is not None:
+            assert groups == []
+        assert dirs == [here, here, here] and here not in seen
+        seen.append(here)
+
+    for _ in range(3):  # forked by the forker: inherited, set up ahead for the next work dir
+        check()
+    check([Instance("m", "g", {"x": 5})])  # a new instance set: a new forker, nothing set up ahead
+    if ROOT:  # the zygote shares our pid namespace: the forker is ours to kill
+        sandbox.settle()
+        assert sandbox.forker_pid is not None
+        os.kill(sandbox.forker_pid, signal.SIGKILL)
+        for _ in range(3):  # the spare forked before, one the zygote forks itself, a new forker's first
+            check()
+
+
 # clone() skips glibc's fork bookkeeping, its cached thread id included: a signal a candidate
 # raises on itself must still reach it (glibc >= 2.34 asks the kernel for the thread id). As pid
 # 1 of its namespace a candidate gets only signals it handles, so it handles them here.

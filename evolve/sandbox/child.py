@@ -75,6 +75,8 @@ class ChildSpec:
     cgroup: CandidateCgroup | None = None  # joined before dropping privileges
     drop_capabilities: bool = False  # in the zygote's user namespace: give up its capabilities
     set_oom_score: bool = True  # False: inherited (the forker set its own oom_score_adj to 1000)
+    shared_done: bool = False  # True: inherited (the forker did ``shared_lock_down`` on itself)
+    env_done: bool = False  # True: inherited (the forker did ``set_workdir_env(workdir)`` on itself)
 
 
 @dataclass
@@ -193,14 +195,15 @@ def lock_down(spec: ChildSpec) -> None:
     _result_fd = RESULT_FD
     workdir = spec.workdir  # the zygote made it ours (the candidate uid's)
     os.chdir(workdir)
-    os.umask(0o077)
-    os.environ["HOME"] = os.environ["TMPDIR"] = workdir
-    tempfile.tempdir = workdir
-    _set_limits(spec.limits)
+    if not spec.env_done:
+        set_workdir_env(workdir)
+    if not spec.shared_done:
+        shared_lock_down(spec)
+    n = spec.limits.max_processes
+    _lower(resource.RLIMIT_NPROC, n, n)  # per child: it counts the uid's processes, the forker's too
     oslevel.prctl(oslevel.PR_SET_NO_NEW_PRIVS, 1)  # no privilege gain via setuid binaries
     if spec.uid is not None:
         uid = spec.uid
-        os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
         if os.getresuid() != (uid, uid, uid) or os.getresgid() != (uid, uid, uid):
@@ -212,6 +215,35 @@ def lock_down(spec: ChildSpec) -> None:
         raise RuntimeError("the zygote exited")
     if spec.seccomp is not None:
         spec.seccomp.install()  # last: nothing after it needs a refused call
+
+
+def set_workdir_env(workdir: str) -> None:
+    """The work dir as the candidate's ``HOME``, ``TMPDIR`` and ``tempfile`` dir.
+
+    The forker sets it for the next child right after forking the last one (it knows the
+    next work dir's name ahead), so that child inherits it instead of writing ~50 shared
+    pages between its fork and its work order.
+    """
+    os.environ["HOME"] = os.environ["TMPDIR"] = workdir
+    tempfile.tempdir = workdir
+
+
+def shared_lock_down(spec: ChildSpec) -> None:
+    """The part of the lock-down that is the same for every child: the file mode mask, no
+    supplementary groups (as root) and every rlimit but RLIMIT_NPROC and RLIMIT_CPU.
+
+    The forker does it once on itself and its children inherit it (``spec.shared_done``),
+    ~60 us and ~15 copy-on-write faults less per child. It can: it never opens a file
+    (umask), never needs a group, holds a few fds (RLIMIT_NOFILE 256), writes nothing
+    (RLIMIT_FSIZE, RLIMIT_CORE, RLIMIT_MSGQUEUE) and maps no more than the zygote it was
+    forked from, which ``memory_mb`` must already exceed by 64 MiB (RLIMIT_AS; its
+    children start at the same size either way). RLIMIT_NPROC stays per child: it limits
+    forks of a process whose uid already has that many, and the forker must fork.
+    """
+    os.umask(0o077)
+    if spec.uid is not None:
+        os.setgroups([])
+    _set_limits(spec.limits)
 
 
 def _wire_fds(spec: ChildSpec) -> None:
@@ -230,7 +262,6 @@ def _set_limits(limits: SandboxLimits) -> None:
     mb = 1 << 20
     for res, soft, hard in (
         (resource.RLIMIT_AS, limits.memory_mb * mb, limits.memory_mb * mb),
-        (resource.RLIMIT_NPROC, limits.max_processes, limits.max_processes),
         (resource.RLIMIT_FSIZE, limits.file_size_mb * mb, limits.file_size_mb * mb),
         (resource.RLIMIT_NOFILE, MAX_OPEN_FILES, MAX_OPEN_FILES),
         (resource.RLIMIT_CORE, 0, 0),

@@ -158,7 +158,10 @@ class ChildKeeper:
         forker = self._current_forker()
         if forker is not None:
             try:
-                return forker.fork(workdir, out_fd, channel_fd)
+                # The next child's work dir, if nothing else is forked before it: the forker
+                # sets its environment up after this fork, off the way to the next candidate.
+                upcoming = os.path.join(self.base, f"run-{self.counter + 1}")
+                return forker.fork(workdir, out_fd, channel_fd, upcoming)
             except OSError as exc:
                 print(f"zygote: {exc}; forking for myself", file=sys.stderr)
                 self._drop_forker()

@@ -32,7 +32,13 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from evolve.sandbox import isolation, oslevel, session_child
-from evolve.sandbox.child import OOM_SCORE_ADJ, ChildSpec, run_child
+from evolve.sandbox.child import (
+    OOM_SCORE_ADJ,
+    ChildSpec,
+    run_child,
+    set_workdir_env,
+    shared_lock_down,
+)
 
 SpecMaker = Callable[[str, int, int], ChildSpec]  # (work dir, output fd, channel fd) -> spec
 _PID = struct.Struct("i")
@@ -72,10 +78,11 @@ class Forker:
         theirs.close()
         return cls(pid, ours, sets_version)
 
-    def fork(self, workdir: str, out_fd: int, channel_fd: int) -> int:
-        """A new child (the zygote's) locked down for ``workdir``; OSError if there is none."""
+    def fork(self, workdir: str, out_fd: int, channel_fd: int, upcoming: str = "") -> int:
+        """A new child (the zygote's) locked down for ``workdir``; OSError if there is none.
+        ``upcoming``: the work dir the next request will most likely name."""
         try:
-            socket.send_fds(self.sock, [workdir.encode()], [out_fd, channel_fd])
+            socket.send_fds(self.sock, [workdir.encode() + b"\0" + upcoming.encode()], [out_fd, channel_fd])
             reply = self.sock.recv(_PID.size)
         except OSError as exc:
             raise OSError(errno.EPIPE, f"the forker is gone ({exc})") from None
@@ -109,6 +116,12 @@ def _serve(sock: socket.socket, make_spec: SpecMaker, pid_namespace: bool, zygot
     # a fresh one per child would write more of the pages the last child still shares.
     spec = make_spec("", -1, -1)
     spec.set_oom_score = not inherited
+    spec.env_done = True  # set_workdir_env for spec.workdir, before each clone
+    try:  # inherited too (child.shared_lock_down); if it fails, each child does it itself
+        shared_lock_down(spec)
+        spec.shared_done = True
+    except OSError:
+        spec.shared_done = False
     while True:
         try:  # recvmsg, not socket.recv_fds: fewer objects, fewer pages written per child
             msg, ancillary, _, _ = sock.recvmsg(4096, _FDS_SPACE)
@@ -117,7 +130,10 @@ def _serve(sock: socket.socket, make_spec: SpecMaker, pid_namespace: bool, zygot
         if not msg or len(ancillary) != 1 or ancillary[0][:2] != _RIGHTS or len(ancillary[0][2]) != _FDS.size:
             return
         out_fd, channel_fd = _FDS.unpack(ancillary[0][2])
-        spec.workdir, spec.out_fd, spec.channel_fd = msg.decode(), out_fd, channel_fd
+        workdir, _, upcoming = msg.decode().partition("\0")
+        if workdir != spec.workdir:  # not the one foreseen: set it up now
+            set_workdir_env(workdir)
+        spec.workdir, spec.out_fd, spec.channel_fd = workdir, out_fd, channel_fd
         try:
             pid = _clone(pid_namespace)
         except OSError as exc:
@@ -130,6 +146,11 @@ def _serve(sock: socket.socket, make_spec: SpecMaker, pid_namespace: bool, zygot
             sock.send(_PID.pack(pid))
         except OSError:
             return
+        # Set up here for the next child, after the reply: off its way to its candidate.
+        oslevel.reseed_random()  # its fresh seed
+        if upcoming:
+            set_workdir_env(upcoming)  # HOME, TMPDIR, tempfile's dir (copy-on-write faults: ours)
+            spec.workdir = upcoming
 
 
 def _clone(pid_namespace: bool) -> int:
@@ -137,7 +158,7 @@ def _clone(pid_namespace: bool) -> int:
         isolation.fresh_pid_namespace()
     pid = -1
     try:
-        pid = oslevel.clone_parent()
+        pid = oslevel.clone_parent(reseed=False)  # its seed was drawn after the last clone
     finally:
         if pid_namespace and pid != 0:  # the child stays in its new namespace
             isolation.restore_pid_namespace()

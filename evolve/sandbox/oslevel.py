@@ -191,20 +191,22 @@ def light_fork() -> int:
     return _forked(_py_libc().fork(), "fork")
 
 
-def clone_parent() -> int:
+def clone_parent(reseed: bool = True) -> int:
     """``light_fork``, but the child is our parent's child (clone with CLONE_PARENT).
 
     For the forker (``forker.py``): the candidate child it makes is the zygote's own.
     Raw clone skips glibc's fork bookkeeping too; in a single-threaded process all
     of it is already right except the thread id glibc caches, which glibc >= 2.34
     no longer uses to signal the calling thread (raise and abort ask the kernel).
+    ``reseed=False``: the child keeps the caller's ``random`` state, which the caller
+    reseeds itself (``reseed_random``) before it clones again.
     """
     if SYS_CLONE is None:
         raise OSError(errno.ENOSYS, f"clone: unknown syscall number on {platform.machine()}")
     flags = CLONE_PARENT | signal.SIGCHLD
     zero = ctypes.c_long(0)
     return _forked(_py_libc().syscall(ctypes.c_long(SYS_CLONE), ctypes.c_long(flags), zero, zero, zero, zero),
-                   "clone")
+                   "clone", reseed)
 
 
 def clone_parent_is_safe(libc: tuple[str, str] | None = None) -> bool:
@@ -221,16 +223,16 @@ def clone_parent_is_safe(libc: tuple[str, str] | None = None) -> bool:
     return (major, minor) >= (2, 34)
 
 
-def _forked(pid: int, what: str) -> int:
+def _forked(pid: int, what: str, reseed: bool = True) -> int:
     if pid < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
-    if pid == 0:
-        _reseed_random()
+    if pid == 0 and reseed:
+        reseed_random()
     return pid
 
 
-def _reseed_random() -> None:
+def reseed_random() -> None:
     """What ``random``'s own after-fork hook does: ``Random.seed(None)`` on the shared instance."""
     module = sys.modules.get("random")
     if module is not None:
