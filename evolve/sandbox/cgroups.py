@@ -1,8 +1,11 @@
 """Memory and process limits for a candidate as a whole: one cgroup per sandbox.
 
-Each child joins its sandbox's cgroup before it drops privileges, so every
-process and thread it starts is counted together: ``memory_mb`` for all of
-them (swap included), ``max_processes`` tasks in all.  The cgroup outlives the
+The forker (forker.py) joins its sandbox's cgroup once, so that every child is
+born in it and every process and thread a candidate starts is counted together:
+``memory_mb`` for all of them (swap included), ``max_processes`` tasks in all
+(``pids.max`` counts the forker too, so the zygote sets it to ``max_processes``
++ 1 while the forker is in; ``ChildKeeper._limit_tasks``). A child the zygote
+forks itself joins the cgroup before it drops privileges.  The cgroup outlives the
 candidates (one at a time per sandbox) and is removed with the zygote.  Names
 carry the zygote's pid and a random part, so concurrent sandboxes (other
 workers, other runs, other users' test runs) never share one.
@@ -35,9 +38,14 @@ class CandidateCgroup:
     _events: int = -1  # the OOM count's file, kept open and read again from its start
 
     def join(self) -> None:
-        """Called by the child (still privileged): itself and all it starts are counted here."""
+        """Called by the forker once, or by a child the zygote forks itself (still privileged):
+        itself and all it starts are counted here."""
         for fd in self.fds:
             _write_at(fd, "cgroup.procs", "0")
+
+    def limit_tasks(self, count: int) -> None:
+        """``pids.max``: tasks in the cgroup at once (forks beyond it fail with EAGAIN)."""
+        _write_at(self.fds[-1], "pids.max", str(count))  # v1: [memory, pids]; v2: the one dir
 
     def oom_kills(self) -> int:
         """OOM kills inside this cgroup since the last call."""

@@ -76,6 +76,8 @@ class ChildKeeper:
     spare: Child | None  # forked and locked down, waiting for its work order
     pending: Child | None  # ended, its clean-up not done yet
     forker: Forker | None  # forks the children once set-up is done (forker.py)
+    overlap: bool  # a spare is being forked while the last child may still count in the cgroup
+    tasks_limit: int  # pids.max as last written (0: not yet)
 
     def _take_child(self) -> Child:
         """The spare if it is still good (alive, forked after the last instance load), else a fresh fork."""
@@ -100,9 +102,13 @@ class ChildKeeper:
         if child is not None and not child.reaped and self.pid_namespace:
             oslevel.kill_quietly(child.pid, group=True)
             oslevel.kill_quietly(child.pid)
+            self.overlap = True  # its tasks count until they are reaped
+            self._limit_tasks()
             self._refresh_spare()
         self.finish_clean_up()
+        self.overlap = False
         self._refresh_spare()
+        self._limit_tasks()
 
     def _refresh_spare(self) -> None:
         if self.spare is not None and self.spare.sets_version != self.sets_version:
@@ -179,12 +185,29 @@ class ChildKeeper:
                 forker = self.forker = Forker.start(self._spec, self.pid_namespace, self.sets_version, close)
             except OSError as exc:
                 print(f"zygote: no forker ({exc}); forking for myself", file=sys.stderr)
+            self._limit_tasks()  # before its first fork: it joins the cgroup first thing
         return forker
 
     def _drop_forker(self) -> None:
         forker, self.forker = self.forker, None
         if forker is not None:
             forker.stop(alive=_is_child(forker.pid))
+            self._limit_tasks()
+
+    def _limit_tasks(self) -> None:
+        """The cgroup's ``pids.max``: ``max_processes`` for the candidate, one more while the
+        forker is in the cgroup (it joins it once, so that children are born there), and one
+        more while a spare is forked before the last child's tasks are reaped (killed: none
+        of them can fork). Lowered again before any work order is read."""
+        if self.cgroup is None:
+            return
+        count = self.limits.max_processes + (self.forker is not None) + (self.forker is not None and self.overlap)
+        if count != self.tasks_limit:
+            try:
+                self.cgroup.limit_tasks(count)
+                self.tasks_limit = count
+            except OSError as exc:  # not lowered: no spare may get work
+                raise OSError(exc.errno, f"could not set the cgroup's task limit to {count}: {exc}") from None
 
     def _fork_here(self, spec: ChildSpec) -> int:
         sys.stderr.flush()
@@ -226,6 +249,7 @@ class ChildKeeper:
         if forker is not None and not _is_child(forker.pid):  # it died and the sweep reaped it
             forker.stop(alive=False)
             self.forker = None
+            self._limit_tasks()
         with contextlib.suppress(OSError):
             os.unlink(child.out_path)
         isolation.remove_tree(child.workdir)

@@ -107,15 +107,21 @@ def _serve(sock: socket.socket, make_spec: SpecMaker, pid_namespace: bool, zygot
     oslevel.prctl(oslevel.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != zygote:  # the zygote died before the line above
         return
-    try:  # inherited by every child, which then need not write it (~60 us each)
-        oslevel.write_proc("self/oom_score_adj", OOM_SCORE_ADJ)
-        inherited = True
-    except OSError:
-        inherited = False
     # One spec, its three per-child fields set for each request (the child gets a copy):
     # a fresh one per child would write more of the pages the last child still shares.
     spec = make_spec("", -1, -1)
-    spec.set_oom_score = not inherited
+    joined = spec.cgroup is not None
+    if joined:
+        # Once for all: every child is born in the cgroup. A child that moved there itself
+        # took the kernel's cgroup lock for writing, which waits for an RCU grace period
+        # whenever no move came within the last one (10 % of children over 1 ms, up to
+        # 67 ms, at load 9). Without it the zygote forks for itself (its children move).
+        try:
+            spec.cgroup.join()
+        except OSError:
+            return
+        spec.cgroup = None
+    spec.set_oom_score = not _own_oom_score(joined)
     spec.env_done = True  # set_workdir_env for spec.workdir, before each clone
     try:  # inherited too (child.shared_lock_down); if it fails, each child does it itself
         shared_lock_down(spec)
@@ -151,6 +157,24 @@ def _serve(sock: socket.socket, make_spec: SpecMaker, pid_namespace: bool, zygot
         if upcoming:
             set_workdir_env(upcoming)  # HOME, TMPDIR, tempfile's dir (copy-on-write faults: ours)
             spec.workdir = upcoming
+
+
+def _own_oom_score(joined: bool) -> bool:
+    """Set the forker's ``oom_score_adj``; True if its children inherit the candidates' 1000.
+
+    In the candidates' cgroup (``joined``) it asks never to be the OOM killer's choice
+    (-1000, as root): a candidate's excess must end the candidate, and a forker killed in
+    its place would free a task of ``pids.max``. Its children then write their own 1000.
+    """
+    if joined:
+        with contextlib.suppress(OSError):
+            oslevel.write_proc("self/oom_score_adj", "-1000")
+            return False
+    try:  # inherited by every child, which then need not write it (~60 us each)
+        oslevel.write_proc("self/oom_score_adj", OOM_SCORE_ADJ)
+    except OSError:
+        return False
+    return True
 
 
 def _clone(pid_namespace: bool) -> int:

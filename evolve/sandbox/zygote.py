@@ -71,6 +71,8 @@ class Zygote(ChildKeeper):
         self.spare: Child | None = None  # forked and locked down, waiting for its work order
         self.pending: Child | None = None  # ended, its clean-up not done yet
         self.forker: Forker | None = None  # forks the children once set-up is done (forker.py)
+        self.overlap = False  # a spare is being forked while the last child may still count in the cgroup
+        self.tasks_limit = 0  # the cgroup's pids.max as last written (0: as created)
         self.use_forker = False
         self.counter = 0
         self.base_ino = 0  # the inode of the private work dirs' parent, once it exists
@@ -218,7 +220,8 @@ class Zygote(ChildKeeper):
         if self.spare is not None:
             self._discard(self.spare)
             self.spare = None
-        self._drop_forker()
+        with contextlib.suppress(OSError):  # the cgroup's task limit: it is removed below
+            self._drop_forker()
         isolation.sweep(None, self.uid)
         if self.uid is not None and self.solve is not None:
             isolation.kill_uid(self.uid)
