@@ -349,7 +349,7 @@ def test_locks_and_notifications_on_the_views_files_are_refused(sandbox: Sandbox
     import ctypes, fcntl, os, struct
     def f(hints):
         libc = ctypes.CDLL(None, use_errno=True)
-        fd = os.open("/usr/lib/os-release", os.O_RDONLY)
+        fd = os.open(os.__file__, os.O_RDONLY)
         lock = struct.pack("hhqqi", fcntl.F_RDLCK, 0, 0, 0, 0)
         def errno_of(call):
             try:
@@ -362,7 +362,7 @@ def test_locks_and_notifications_on_the_views_files_are_refused(sandbox: Sandbox
             "F_SETLK": errno_of(lambda: fcntl.fcntl(fd, fcntl.F_SETLK, lock)),
             "F_GETLK": errno_of(lambda: fcntl.fcntl(fd, fcntl.F_GETLK, lock)),
             "F_OFD_SETLK": errno_of(lambda: fcntl.fcntl(fd, fcntl.F_OFD_SETLK, lock)),
-            "F_NOTIFY": errno_of(lambda: fcntl.fcntl(os.open("/usr", os.O_RDONLY), fcntl.F_NOTIFY,
+            "F_NOTIFY": errno_of(lambda: fcntl.fcntl(os.open("/usr/lib", os.O_RDONLY), fcntl.F_NOTIFY,
                                                      fcntl.DN_ACCESS | fcntl.DN_MULTISHOT)),
             "inotify_init1": libc.inotify_init1(0) == -1 and ctypes.get_errno(),
             "inotify_add_watch": libc.inotify_add_watch(3, b"/usr", 1) == -1 and ctypes.get_errno(),

@@ -1,9 +1,11 @@
 """The candidate's filesystem: an allow-list, built once by the zygote after its imports.
 
 A fresh tmpfs becomes the root (``pivot_root``); into it go, read-only, the
-system library dirs, the Python runtime (its stdlib), the packages a candidate
-may import (numpy by default) and a few ``/etc`` files the loader reads, plus
-a minimal ``/dev`` and private writable ``/tmp``, ``/var/tmp`` and ``/dev/shm``.
+Python runtime (its stdlib), the packages a candidate may import (numpy by
+default), the system libraries their extension modules need and a few ``/etc``
+files the loader reads, all as private copies on a tmpfs (``viewcopy.py``: the
+host's page cache and dentries were a channel between candidates), plus a
+minimal ``/dev`` and private writable ``/tmp``, ``/var/tmp`` and ``/dev/shm``.
 Every ``site-packages``/``dist-packages`` dir inside those trees is covered by
 an empty tmpfs (so an installed ``evolve`` with ``problems/*/data``, or any
 other package, is not there) and only the allowed packages are bound back.
@@ -27,7 +29,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-from evolve.sandbox import oslevel
+from evolve.sandbox import oslevel, viewcopy
 
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin")
 ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime")
@@ -105,9 +107,11 @@ def enter_view(scratch: str, file_size_mb: int, packages: tuple[str, ...],
     """Build the view under ``scratch`` and pivot into it; returns the writable dirs."""
     root = tempfile.mkdtemp(prefix="view-", dir=scratch)
     oslevel.mount("tmpfs", root, "tmpfs", _FLAGS, "size=1m,nr_inodes=4096,mode=755")
-    binds = [d for d in SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)]
-    binds += runtime_paths() + package_roots(packages) + [f for f in ETC_FILES if os.path.exists(f)]
-    ops = plan(binds, masked_dirs(hide))
+    trees = runtime_paths() + package_roots(packages) + [f for f in ETC_FILES if os.path.exists(f)]
+    binds = [d for d in SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)] + trees
+    hidden = masked_dirs(hide)
+    ops = plan(binds, hidden)
+    store = _copy_of(scratch, trees, hidden)
     for d in SYSTEM_DIRS:  # merged /usr: /lib -> usr/lib and so on
         if os.path.islink(d):
             os.symlink(os.readlink(d), root + d)
@@ -125,8 +129,8 @@ def enter_view(scratch: str, file_size_mb: int, packages: tuple[str, ...],
         elif kind == "mask":
             oslevel.mount("tmpfs", target, "tmpfs", _FLAGS, "size=64k,nr_inodes=1024,mode=755")
             masks.append(target)
-        else:
-            _bind_readonly(path, target)
+        elif os.path.lexists(store + path):  # not there: nothing of it is needed (or it is mapped)
+            _bind_readonly(store + path, target)
     _make_dev(root, file_size_mb)
     for target in [*masks, root]:  # nothing of the skeleton is writable
         oslevel.mount("none", target, None, oslevel.MS_REMOUNT | oslevel.MS_RDONLY | _FLAGS, None)
@@ -135,6 +139,18 @@ def enter_view(scratch: str, file_size_mb: int, packages: tuple[str, ...],
     oslevel.umount_detach(".")  # ...and goes
     os.chdir("/")
     return WRITABLE
+
+
+def _copy_of(scratch: str, trees: list[str], masks: list[str]) -> str:
+    """A tmpfs holding private copies of what the view shows, at their own paths (viewcopy.py)."""
+    store = tempfile.mkdtemp(prefix="files-", dir=scratch)
+    oslevel.mount("tmpfs", store, "tmpfs", _FLAGS, "mode=755")
+    copier = viewcopy.Copier(store, masks)
+    for tree in trees:
+        copier.tree(tree)
+    copier.libraries()
+    viewcopy.populate_mappings()
+    return store
 
 
 def _bind_readonly(source: str, target: str, device: bool = False) -> None:
