@@ -193,7 +193,8 @@ def _broken(kind: str) -> Any:
     ("log2phy duplicate", "window 0: log2phy: layer 0 lists slot 4 2 times"),
     ("log2phy padding", "window 0: log2phy: layer 0 expert 2 entry 1 is 3, expected -1"),
     ("log2phy too narrow", "window 0: log2phy: has room for 1 replicas but layer 0 expert 0 has 2"),
-    ("coverage", "window 0: coverage: layer 0 expert 2 has load 3 in the next window but no replica"),
+    ("coverage", "window 0: coverage: layer 0 expert 2 has no replica (every expert keeps at least one; "
+                 "load 3 in the next window)"),
 ])
 def test_each_check_names_itself(verifier: MoeVerifier, kind: str, reason: str) -> None:
     result = verifier.score(make_instance(), solution(_broken(kind)))
@@ -201,10 +202,19 @@ def test_each_check_names_itself(verifier: MoeVerifier, kind: str, reason: str) 
     assert result.error is not None and result.error.startswith(reason), result.error
 
 
-def test_expert_without_next_load_may_lose_its_replica(verifier: MoeVerifier) -> None:
-    # Layer 1 has no load on expert 0 in window 1: it may have no replica.
-    placement = triple([GOOD[0], [3, 2, 1, 3, 2, 3]], 4)
-    assert verifier.score(make_instance(), solution(placement)).feasible
+def test_an_expert_idle_in_both_windows_still_needs_a_replica(verifier: MoeVerifier) -> None:
+    """The gamble the old coverage check allowed: expert 3 of layer 0 had no load in the last
+    window nor in the next, so its slot went to the hottest expert (three replicas of expert
+    0).  That placement balanced better (scored as feasible) though the contract says every
+    expert keeps a replica; now it is infeasible."""
+    windows = np.array([[[9, 3, 3, 0], [1, 1, 1, 9]],
+                        [[9, 3, 3, 0], [0, 2, 2, 8]]], dtype=np.int64)
+    gamble = triple([[0, 1, 0, 2, 0, 1], GOOD[1]], 4)
+    result = verifier.score(make_instance(windows), solution(gamble))
+    assert not result.feasible
+    assert result.error is not None and result.error.startswith(
+        "window 0: coverage: layer 0 expert 3 has no replica (every expert keeps at least one; "
+        "load 0 in the next window)"), result.error
 
 
 @pytest.mark.parametrize(("sol", "reason"), [

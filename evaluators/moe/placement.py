@@ -143,11 +143,14 @@ def check_placement(p: Placement, config: EpConfig, next_load: np.ndarray) -> st
     why = _check_log2phy(p, R)
     if why is not None:
         return why
-    bad = np.argwhere((next_load > 0) & (p.logcnt < 1))
+    # Every expert, as the contract says: until 2026-12-06 only those with load in the next
+    # window, so dropping an expert idle in the last window for another replica of a hot one
+    # was a gamble that paid whenever it stayed idle (the router may send it tokens any time).
+    bad = np.argwhere(p.logcnt < 1)
     if bad.size:
         layer, expert = bad[0]
-        return (f"coverage: layer {layer} expert {expert} has load {next_load[layer, expert]} "
-                f"in the next window but no replica")
+        return (f"coverage: layer {layer} expert {expert} has no replica "
+                f"(every expert keeps at least one; load {next_load[layer, expert]} in the next window)")
     return None
 
 
