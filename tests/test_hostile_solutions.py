@@ -97,3 +97,31 @@ def test_a_result_line_of_millions_of_values_fails_only_its_instance() -> None:
     assert loaded and fatal is None
     assert runs[0].solution is None and runs[0].error is not None and "more than 2,000,000" in runs[0].error
     assert runs[1].solution == [1, 0] and runs[1].error is None
+
+
+HUGE_SEQUENCE = """
+import numpy as np
+
+def schedule(p, d):
+    return np.arange(8_000_000)  # 61 MiB of int64: under the 64 MiB a reply may hold
+"""
+
+
+def test_a_sequence_of_millions_is_refused_by_its_length_before_a_list_is_made() -> None:
+    """smtt's ``interact`` made a Python list of a reply's array before ``score`` checked its
+    length: 8 million numbers cost the controller ~300 MiB and a second per instance."""
+    import numpy as np
+
+    from evolve.evaluators.smtt.verifier import SmttVerifier
+    from evolve.sandbox import Sandbox, SandboxLimits
+    from evolve.verifier import CandidateError, Instance
+
+    instance = Instance("n500", "n=500", {"p": np.arange(1, 501), "d": np.arange(500)})  # a CPU budget of ~1 s
+    with Sandbox("evolve.evaluators.smtt:SmttVerifier", SandboxLimits(timeout_s=60)) as sandbox, \
+            sandbox.session(HUGE_SEQUENCE, "schedule", timeout_s=60) as session:
+        try:
+            got: object = SmttVerifier.interact(instance, session)
+        except CandidateError as err:
+            got = err
+    assert isinstance(got, CandidateError), type(got)  # not a list of 8 million
+    assert str(got) == "sequence has 8000000 entries, expected 500"

@@ -198,6 +198,8 @@ def test_score_computes_total_tardiness(verifier: SmttVerifier) -> None:
         ({"a": 1}, "solution is a dict"),
         ([0, 1], "sequence has 2 entries, expected 3"),
         ([0, 1, 2, 3], "sequence has 4 entries, expected 3"),
+        (np.arange(4), "sequence has 4 entries, expected 3"),
+        (np.zeros((3, 1), dtype=int), "solution is an array of shape [3, 1], expected 3 job indices"),
         ([0, 2.5, 1], "element at position 1 is 2.5, not a job index"),
         ([0, 1, float("nan")], "element at position 2 is nan, not a job index"),
         ([True, 0, 1], "element at position 0 is True, not a job index"),

@@ -59,6 +59,12 @@ def _as_job_index(value: Any) -> int | None:
     return None
 
 
+def array_shape_violation(solution: np.ndarray, n: int) -> str | None:
+    if solution.ndim != 1:
+        return f"solution is an array of shape {list(solution.shape)}, expected {n} job indices"
+    return f"sequence has {solution.size} entries, expected {n}" if solution.size != n else None
+
+
 def sequence_violation(solution: Any, n: int) -> tuple[str | None, np.ndarray | None]:
     """Check that ``solution`` is a permutation of range(n).
 
@@ -66,6 +72,9 @@ def sequence_violation(solution: Any, n: int) -> tuple[str | None, np.ndarray | 
     (None, the sequence as an int64 array).
     """
     if isinstance(solution, np.ndarray):  # solve() returns lists; be lenient anyway
+        why = array_shape_violation(solution, n)  # before a list is made of it
+        if why is not None:
+            return why, None
         solution = solution.tolist()
     if not isinstance(solution, list | tuple):
         return f"solution is a {type(solution).__name__}, expected a list of job indices", None

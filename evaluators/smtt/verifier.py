@@ -24,7 +24,7 @@ from evolve.evaluators.smtt.candidate_side import (
 from evolve.evaluators.smtt.claims import refuted_summary, stated_reference, with_file_bound
 from evolve.evaluators.smtt.generator import RULE_TRAIN_REPLICATES, SPLIT_IDS, split_instances
 from evolve.evaluators.smtt.instance_file import parse_instance_file
-from evolve.evaluators.smtt.objective import content_hash, sequence_violation
+from evolve.evaluators.smtt.objective import array_shape_violation, content_hash, sequence_violation
 from evolve.evaluators.smtt.references import Budget, attains, compute_reference, refresh_bound
 from evolve.options import VerifierOptions, read_options
 from evolve.references import ReferenceStore, ReferenceTask, StoredReference
@@ -165,8 +165,14 @@ class SmttVerifier:
         if reply.cpu_seconds > allowed:
             raise CandidateError(f"CPU budget exceeded: {reply.cpu_seconds:.3f} s of CPU for n = {len(p)}, "
                                  f"{allowed:.3f} s allowed ({BUDGET_TEXT})")
-        # A solution is plain data (JSON for --solutions-out, lists for pictures).
-        return reply.value.tolist() if isinstance(reply.value, np.ndarray) else reply.value
+        # A solution is plain data (JSON for --solutions-out, lists for pictures), made only of a
+        # sequence of the right length: a reply may hold 8 million numbers (max_output_mb), and
+        # a list of them cost the controller ~300 MiB and a second before score() saw the length.
+        value = reply.value
+        why = array_shape_violation(value, len(p)) if isinstance(value, np.ndarray) else None
+        if why is not None:
+            raise CandidateError(why)
+        return value.tolist() if isinstance(value, np.ndarray) else value
 
     @staticmethod
     def time_weight(instance: Instance) -> float:
