@@ -78,8 +78,9 @@ def enter_namespaces(file_size_mb: int, hide_paths: tuple[str, ...], packages: t
         report["filesystem"] = (False, f"NOT isolated: the view could not be built ({exc.strerror}); "
                                        "candidates can read every world-readable file")
         return _fallback_mounts(file_size_mb, hide_paths, report)
-    report["filesystem"] = (True, "allow-list view: system libraries, the Python runtime, "
-                                  + ", ".join(packages) + "; private /tmp, /var/tmp, /dev/shm; no /proc")
+    report["filesystem"] = (True, "allow-list view, private copies in memory: the Python runtime, "
+                                  + ", ".join(packages) + ", the system libraries they need; "
+                                  "private /tmp, /var/tmp, /dev/shm; no /proc")
     return private, None
 
 

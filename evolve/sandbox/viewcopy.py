@@ -26,11 +26,18 @@ import sys
 from collections.abc import Iterable
 from stat import S_IMODE, S_ISDIR, S_ISLNK, S_ISREG
 
-# Never needed by a heuristic, and large: test suites, IDLE, tkinter (it pulls in X11), the
-# static libpython and its build files, pip's bundled wheels.
+# Never needed by a heuristic, and large: test suites, IDLE, tkinter, the static libpython
+# and its build files, pip's bundled wheels.
 SKIP_DIRS = frozenset({"test", "tests", "idle_test", "idlelib", "tkinter", "turtledemo", "lib2to3",
-                       "ensurepip", "__phello__"})
-SKIP_PREFIXES = ("config-3", "_tkinter.")
+                       "ensurepip", "__phello__", "pydoc_data"})
+SKIP_PREFIXES = ("config-3",)
+# Extension modules for networking, databases and terminals, whose system libraries (OpenSSL,
+# Kerberos, SQLite, ncurses) would be most of what is copied from /usr; hashlib falls back to
+# its built-in hashes without _hashlib.
+SKIP_EXTENSIONS = ("_tkinter", "_ssl", "_hashlib", "_sqlite3", "readline", "_curses", "_curses_panel",
+                   "_dbm", "_gdbm", "nis", "_crypt")
+# Build-time files of packages: stubs, headers, sources, static libraries.
+SKIP_SUFFIXES = (".pyi", ".h", ".c", ".pxd", ".pyx", ".a")
 LIB_DIRS = ("/lib64", "/usr/lib64", "/lib", "/usr/lib")
 MADV_POPULATE_READ = 22  # Linux 5.14
 
@@ -72,7 +79,9 @@ def _wanted(name: str, is_dir: bool) -> bool:
         return name not in SKIP_DIRS and not name.startswith(SKIP_PREFIXES)
     if name.endswith(".pyc"):  # only this interpreter's plain bytecode
         return name.endswith(f".{sys.implementation.cache_tag}.pyc")
-    return not name.startswith(SKIP_PREFIXES)
+    if name.endswith(".so") and (name.split(".")[0] in SKIP_EXTENSIONS or name.startswith(("_test", "_simd."))):
+        return False  # and CPython's and numpy's test helpers
+    return not name.startswith(SKIP_PREFIXES) and not name.endswith(SKIP_SUFFIXES)
 
 
 class Copier:
