@@ -195,6 +195,30 @@ def test_the_base_interpreters_site_packages_is_empty_when_run_from_a_venv(sandb
     assert names == [] and imported == [], (names, imported)
 
 
+def test_the_view_is_copies_of_what_imports_need_and_nothing_else_of_usr(sandbox: Sandbox) -> None:
+    """The view's files are private copies (page cache and dentries of the host's files were a
+    channel, tests/test_page_cache_attacks.py): every extension module of the stdlib that is
+    shown and not yet imported still finds the system libraries it needs (copied by their
+    DT_NEEDED entries: libuuid for _uuid here), and nothing else of /usr is there."""
+    needs(sandbox, "filesystem")
+    source = """
+    import importlib, os, sys, sysconfig
+    def f(hints):
+        dynload = os.path.join(sysconfig.get_paths()["stdlib"], "lib-dynload")
+        names = sorted({name.split(".")[0] for name in os.listdir(dynload) if name.endswith(".so")})
+        failed = {}
+        for name in names:
+            if name not in sys.modules:
+                try:
+                    importlib.import_module(name)
+                except Exception as exc:
+                    failed[name] = repr(exc)
+        there = [p for p in ("/usr/share", "/usr/bin", "/usr/lib/os-release", "/etc/passwd") if os.path.lexists(p)]
+        return {"imported": len(names) > 20, "failed": failed, "there": there}
+    """
+    assert found(attack(sandbox, source)) == {"imported": True, "failed": {}, "there": []}
+
+
 def test_the_view_is_read_only(sandbox: Sandbox) -> None:
     needs(sandbox, "filesystem")
     source = """

@@ -115,15 +115,20 @@ class Copier:
         if top in self.masks or os.path.basename(top) in ("site-packages", "dist-packages"):
             # shown empty; an allowed package inside is a tree of its own
             return
-        with os.scandir(top) as entries:
-            for entry in entries:
-                with contextlib.suppress(OSError):
-                    sub = entry.stat(follow_symlinks=False)
-                    if S_ISDIR(sub.st_mode):
-                        if _wanted(entry.name, True):
-                            self._walk(entry.path, sub)
-                    elif _wanted(entry.name, False):
-                        self._entry(entry.path, sub)
+        try:
+            entries = list(os.scandir(top))
+        except OSError:  # unreadable to us (without root): not shown, as a bind would not show it
+            return
+        for entry in entries:
+            try:
+                sub = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if S_ISDIR(sub.st_mode):
+                if _wanted(entry.name, True):
+                    self._walk(entry.path, sub)
+            elif _wanted(entry.name, False):
+                self._entry(entry.path, sub)
 
     def _entry(self, path: str, st: os.stat_result) -> None:
         target = self.store + path
@@ -135,7 +140,10 @@ class Copier:
             self._copy(path, target, st)
 
     def _copy(self, source: str, target: str, st: os.stat_result) -> None:
-        fin = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fin = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # unreadable to us (without root): left out
+            return
         try:
             head = os.pread(fin, 4, 0)
             fout = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
