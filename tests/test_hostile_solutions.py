@@ -116,7 +116,7 @@ def test_a_sequence_of_millions_is_refused_by_its_length_before_a_list_is_made()
     from evolve.sandbox import Sandbox, SandboxLimits
     from evolve.verifier import CandidateError, Instance
 
-    instance = Instance("n500", "n=500", {"p": np.arange(1, 501), "d": np.arange(500)})  # a CPU budget of ~1 s
+    instance = Instance("n5000", "n=5000", {"p": np.arange(1, 5001), "d": np.arange(5000)})  # 10 s of CPU allowed
     with Sandbox("evolve.evaluators.smtt:SmttVerifier", SandboxLimits(timeout_s=60)) as sandbox, \
             sandbox.session(HUGE_SEQUENCE, "schedule", timeout_s=60) as session:
         try:
@@ -124,4 +124,4 @@ def test_a_sequence_of_millions_is_refused_by_its_length_before_a_list_is_made()
         except CandidateError as err:
             got = err
     assert isinstance(got, CandidateError), type(got)  # not a list of 8 million
-    assert str(got) == "sequence has 8000000 entries, expected 500"
+    assert str(got) == "sequence has 8000000 entries, expected 5000"
