@@ -131,6 +131,8 @@ def enter_view(scratch: str, file_size_mb: int, packages: tuple[str, ...],
             masks.append(target)
         elif os.path.lexists(store + path):  # not there: nothing of it is needed (or it is mapped)
             _bind_readonly(store + path, target)
+    oslevel.umount_detach(store)  # the binds keep its files; the dir must not stay a mount point
+    os.rmdir(store)  # (the zygote removes the controller's temp dir it lies in)
     _make_dev(root, file_size_mb)
     for target in [*masks, root]:  # nothing of the skeleton is writable
         oslevel.mount("none", target, None, oslevel.MS_REMOUNT | oslevel.MS_RDONLY | _FLAGS, None)
