@@ -49,6 +49,22 @@ FIGURES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] = {
     "gap over max(ref, mean p)": lambda t, r, p: float(np.mean(100.0 * (t - r) / np.maximum(r, p.mean(axis=1)))),
     "gap over max(ref, 5 % of total p)": lambda t, r, p: float(np.mean(100.0 * (t - r) / np.maximum(r, 0.05 * p.sum(axis=1)))),
 }
+# Denominator floors in tardiness units (p ~ U{1..100}: 50 is about one mean job), and relative to
+# the size's mean reference; a cap on each gap; trimming and winsorising each size's largest gaps.
+for _floor in (25, 50, 100, 200):
+    FIGURES[f"gap over max(ref, {_floor})"] = (
+        lambda t, r, p, c=_floor: float(np.mean(100.0 * (t - r)[r > 0] / np.maximum(r[r > 0], c))))
+for _share in (0.01, 0.05, 0.2):
+    FIGURES[f"gap over max(ref, {_share:g} x the size's mean ref)"] = (
+        lambda t, r, p, c=_share: float(np.mean(100.0 * (t - r)[r > 0] / np.maximum(r[r > 0], c * r.mean()))))
+FIGURES["gap capped at 50 %"] = lambda t, r, p: float(np.mean(np.minimum(_gaps(t, r), 50.0)))
+FIGURES["mean gap without the top 10 %"] = lambda t, r, p: float(np.mean(np.sort(_gaps(t, r))[: int(round(0.9 * (r > 0).sum()))]))
+FIGURES["gap winsorised at the 90 % quantile"] = (
+    lambda t, r, p: float(np.mean(np.minimum(_gaps(t, r), np.quantile(_gaps(t, r), 0.9)))))
+# The blends objective.median_weight gives the search (evolve/scoring.py).
+for _w in (0.25, 0.5, 0.75):
+    FIGURES[f"{1 - _w:g} x mean + {_w:g} x median (median_weight = {_w:g})"] = (
+        lambda t, r, p, w=_w: float((1 - w) * np.mean(_gaps(t, r)) + w * np.median(_gaps(t, r))))
 
 
 def batches(cases: list[tuple[int, np.ndarray, np.ndarray, float]]) -> Batches:

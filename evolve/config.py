@@ -152,6 +152,18 @@ class ObjectiveSpec(Strict):
     # gap_ratio = -(ratio-of-sums gap, in %)
     # objective = -/+ sum of objectives (minimize/maximize)
     score: Literal["gap_mean", "gap_group_mean", "gap_ratio", "objective"] = "gap_mean"
+    # The search's fitness only (the archive's score, the GP's screen, the choice on a validation
+    # split), never a reported gap: with gap_mean or gap_group_mean, each group's mean gap is
+    # blended with its median gap, (1 - median_weight) * mean + median_weight * median (0: the
+    # mean alone), so a few instances with tiny references carry the score less.
+    median_weight: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _blend_needs_mean_gaps(self) -> ObjectiveSpec:
+        if self.median_weight and self.score not in ("gap_mean", "gap_group_mean"):
+            raise ValueError(f"median_weight blends mean gaps with medians; score '{self.score}' has none "
+                             "(use gap_mean or gap_group_mean, or remove median_weight)")
+        return self
 
 
 class VerifierSpec(Strict):

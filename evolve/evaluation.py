@@ -271,7 +271,8 @@ class Evaluator:
         if callable(custom):
             score, metrics = custom(results)
         else:
-            score, metrics = aggregate(results, spec.objective.direction, spec.objective.score)
+            score, metrics = aggregate(results, spec.objective.direction, spec.objective.score,
+                                       spec.objective.median_weight)
         status: Status = "ok" if score is not None else "infeasible"
         feedback = describe(results, metrics, spec.objective.score)
         return Evaluation(status, score, metrics, results, feedback, stage, 0.0, solutions)

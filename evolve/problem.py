@@ -109,6 +109,10 @@ class Problem:
             raise UserError(f"{self.toml_path}: objective.direction is '{direction}' but verifier "
                             f"{self.spec.verifier.entry} declares direction = '{declared}'; make them agree "
                             "(a mismatch would invert every gap)")
+        if self.spec.objective.median_weight and callable(getattr(cls, "aggregate", None)):
+            raise UserError(f"{self.toml_path}: objective.median_weight = {self.spec.objective.median_weight:g}, but "
+                            f"verifier {self.spec.verifier.entry} computes its own score (aggregate), "
+                            "which the blend would not reach; remove median_weight")
         try:
             with plugin_code(f"{self.toml_path}: building verifier {self.spec.verifier.entry}", self.plugin):
                 verifier = cls(self.dir, dict(self.spec.verifier.options))

@@ -53,7 +53,13 @@ def score_text(problem: Problem) -> str:
     if own:
         return own
     if spec.objective.score in _SCORE_TEXT:
-        return _SCORE_TEXT[spec.objective.score]
+        text = _SCORE_TEXT[spec.objective.score]
+        weight = spec.objective.median_weight
+        if weight and spec.objective.score in ("gap_mean", "gap_group_mean"):
+            text += (f"; each mean gap in this score is blended with the median gap, {1 - weight:g} x mean + "
+                     f"{weight:g} x median, so a few instances with tiny references weigh less (the gaps "
+                     "reported stay the plain means)")
+        return text
     sign = "minus " if spec.objective.direction == "minimize" else ""
     return f"{sign}the sum of the {spec.objective.name} over the instances: higher is better"
 

@@ -84,9 +84,14 @@ def time_metrics(results: list[InstanceResult]) -> dict[str, float]:
 
 
 def aggregate(
-    results: list[InstanceResult], direction: Direction, score_kind: str
+    results: list[InstanceResult], direction: Direction, score_kind: str, median_weight: float = 0.0
 ) -> tuple[float | None, dict[str, float]]:
-    """(score, metrics) for a fully feasible result set; score None if undefined."""
+    """(score, metrics) for a fully feasible result set; score None if undefined.
+
+    ``median_weight`` (objective.median_weight) changes only the score of ``gap_mean`` and
+    ``gap_group_mean``: each group's mean gap is blended with its median gap; the metrics
+    (every reported gap) stay the published means.
+    """
     metrics = gap_metrics(results, direction)
     objectives = [r.objective for r in results if r.objective is not None]
     metrics["objective_sum"] = float(sum(objectives))
@@ -108,15 +113,28 @@ def aggregate(
 
     sign = -1.0 if direction == "minimize" else 1.0
     if score_kind == "gap_mean":
-        score = -metrics["gap_mean_pct"] if "gap_mean_pct" in metrics else None
+        score = -_blend(metrics, "", median_weight) if "gap_mean_pct" in metrics else None
     elif score_kind == "gap_group_mean":  # one group: its mean gap
-        key = "gap_group_mean_pct" if "gap_group_mean_pct" in metrics else "gap_mean_pct"
-        score = -metrics[key] if key in metrics else None
+        groups = [k[len("gap_mean_pct"):] for k in metrics if k.startswith("gap_mean_pct[")]
+        if "gap_group_mean_pct" in metrics and not median_weight:
+            score = -metrics["gap_group_mean_pct"]
+        elif "gap_group_mean_pct" in metrics:
+            score = -fmean(_blend(metrics, g, median_weight) for g in groups)
+        else:
+            score = -_blend(metrics, "", median_weight) if "gap_mean_pct" in metrics else None
     elif score_kind == "gap_ratio":
         score = -metrics["gap_ratio_pct"] if "gap_ratio_pct" in metrics else None
     else:
         score = sign * metrics["objective_sum"]
     return score, metrics
+
+
+def _blend(metrics: dict[str, float], suffix: str, median_weight: float) -> float:
+    """A group's figure for the score: its mean gap, blended with its median by ``median_weight``."""
+    mean = metrics[f"gap_mean_pct{suffix}"]
+    if not median_weight:
+        return mean
+    return (1.0 - median_weight) * mean + median_weight * metrics[f"gap_median_pct{suffix}"]
 
 
 def headline_gap(metrics: dict[str, float], score_kind: str) -> float | None:

@@ -74,3 +74,32 @@ def test_config_file_unknown_key_names_the_file(tmp_path: Path) -> None:
 def test_negative_iterations_rejected() -> None:
     with pytest.raises(UserError, match="key 'iterations'"):
         resolve_settings({}, None, {"iterations": -1})
+
+
+def test_median_weight_is_checked_and_named(toy_dir: Path) -> None:
+    toml = toy_dir / "problem.toml"
+    text = toml.read_text()
+    toml.write_text(text.replace('direction = "minimize"', 'direction = "minimize"\nmedian_weight = 0.5'))
+    assert load_problem_spec(toml).objective.median_weight == 0.5
+    toml.write_text(text.replace('direction = "minimize"', 'direction = "minimize"\nmedian_weight = 1.5'))
+    with pytest.raises(UserError, match=r"key 'objective.median_weight'.*1.5"):
+        load_problem_spec(toml)
+    toml.write_text(text.replace('direction = "minimize"', 'direction = "minimize"\nmedian_weigth = 0.5'))
+    with pytest.raises(UserError, match=r"unknown key 'objective.median_weigth'"):
+        load_problem_spec(toml)
+    toml.write_text(text.replace('direction = "minimize"', 'direction = "minimize"\nscore = "gap_ratio"\nmedian_weight = 0.5'))
+    with pytest.raises(UserError, match=r"median_weight blends mean gaps with medians; score 'gap_ratio' has none"):
+        load_problem_spec(toml)
+
+
+def test_median_weight_on_a_verifier_with_its_own_score_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    from evolve.problem import load_problem
+
+    folder = tmp_path / "jssp"
+    shutil.copytree(load_problem("jssp").dir, folder)
+    toml = folder / "problem.toml"
+    toml.write_text(toml.read_text().replace('score = "gap_mean"', 'score = "gap_mean"\nmedian_weight = 0.5'))
+    with pytest.raises(UserError, match=r"objective.median_weight = 0.5, but verifier .* computes its own score"):
+        assert load_problem(str(folder)).verifier is None  # never reached: building it raises

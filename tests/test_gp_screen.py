@@ -227,3 +227,22 @@ def test_a_screened_answer_with_fitted_constants_screens_no_worse_and_says_so(ra
         assert screen({"priority": rule_tree(fitted, rule)}) >= screen({"priority": rule_tree(first, rule)})
         notes += "constants fitted" in answer
     assert notes > 0
+
+
+def test_a_median_blend_in_the_objective_is_the_score_of_the_screen_and_of_the_sandbox(tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "smtt_rule"
+    shutil.copytree(load_problem("smtt_rule").dir, folder)
+    toml = folder / "problem.toml"
+    toml.write_text(toml.read_text().replace('score = "gap_group_mean"\n', 'score = "gap_group_mean"\nmedian_weight = 0.5\n'))
+    problem = load_problem(str(folder))
+    assert problem.spec.objective.median_weight == 0.5
+    trees = {"priority": "np.maximum(d, t + 1.1 * p)"}
+    evaluation = evolve.evaluate(str(folder), _program(problem, trees), split="quick")
+    metrics = evaluation.metrics
+    groups = ("[n=20]", "[n=50]")
+    blend = sum(0.5 * metrics[f"gap_mean_pct{g}"] + 0.5 * metrics[f"gap_median_pct{g}"] for g in groups) / 2
+    assert evaluation.score == pytest.approx(-blend, abs=1e-9)
+    assert evaluation.score != pytest.approx(-metrics["gap_group_mean_pct"], abs=1e-6)  # the blend is not the mean
+    assert Screen(problem, split="quick")(_trees(problem, trees)) == pytest.approx(evaluation.score, abs=1e-9)

@@ -91,3 +91,14 @@ def test_prompt_inspirations_prefer_the_runs_best_and_never_show_the_seed_or_par
     chosen = population.prompt_inspirations(0, parent.program_id, random.Random(0), 3, avoid={1})
     assert chosen[0] == best.program_id  # the run's best, from another island
     assert mine.program_id in chosen and seed.program_id not in chosen and parent.program_id not in chosen
+
+
+def test_the_score_line_states_a_median_blend_when_the_problem_sets_one(toy_dir: Path) -> None:
+    from evolve.prompt_facts import score_text
+
+    assert "median" not in score_text(load_problem(toy_dir))
+    toml = toy_dir / "problem.toml"
+    toml.write_text(toml.read_text().replace('direction = "minimize"', 'direction = "minimize"\nmedian_weight = 0.25'))
+    text = score_text(load_problem(toy_dir))
+    assert text.startswith("minus the mean, over the instances, of the relative gap")
+    assert "blended with the median gap, 0.75 x mean + 0.25 x median" in text

@@ -42,3 +42,23 @@ def test_the_group_mean_score_weighs_every_group_the_same_whatever_its_size() ->
     # One group: the score is its mean gap.
     alone, metrics = aggregate(results[:3], "minimize", "gap_group_mean")
     assert "gap_group_mean_pct" not in metrics and abs(alone + 10.0) < 1e-9
+
+
+def test_median_weight_blends_each_groups_mean_with_its_median_in_the_score_only() -> None:
+    from evolve.scoring import aggregate, headline_gap
+
+    # Group a: gaps 0, 0, 90 % (mean 30, median 0); group b: 10 %, 20 % (mean and median 15).
+    results = [InstanceResult(f"a{k}", "a", True, 100.0 + g, 100.0, "optimal", g / 100)
+               for k, g in enumerate((0.0, 0.0, 90.0))]
+    results += [InstanceResult(f"b{k}", "b", True, 100.0 + g, 100.0, "optimal", g / 100)
+                for k, g in enumerate((10.0, 20.0))]
+    plain, metrics = aggregate(results, "minimize", "gap_group_mean")
+    blended, blended_metrics = aggregate(results, "minimize", "gap_group_mean", median_weight=0.5)
+    assert abs(plain + (30 + 15) / 2) < 1e-9
+    assert abs(blended + ((0.5 * 30 + 0.5 * 0) + 15) / 2) < 1e-9
+    # The reported gaps do not change: they stay the published means.
+    assert blended_metrics == metrics and headline_gap(blended_metrics, "gap_group_mean") == 22.5
+    median_only = aggregate(results, "minimize", "gap_mean", median_weight=1.0)[0]
+    assert median_only == -metrics["gap_median_pct"] == -10.0
+    # One group: its own blend.
+    assert abs(aggregate(results[:3], "minimize", "gap_group_mean", median_weight=0.5)[0] + 15.0) < 1e-9

@@ -51,7 +51,7 @@ class Screen:
         custom = getattr(verifier, "aggregate", None)
         objective = problem.spec.objective
         self._aggregate = custom if callable(custom) else (
-            lambda results: aggregate(results, objective.direction, objective.score))
+            lambda results: aggregate(results, objective.direction, objective.score, objective.median_weight))
         self._memo: dict[tuple[Any, ...], float | None] = {}
         self.calls = 0
 
