@@ -23,6 +23,8 @@ from pathlib import Path
 
 from evolve.sandbox.outcome import MAX_NESTING, MAX_VALUES, parse_lines, too_many_values
 
+REPO = Path(__file__).resolve().parents[1]
+
 DEEP_SCHEDULE = """
 def schedule(p, d):
     first = 0
@@ -109,19 +111,18 @@ def schedule(p, d):
 
 def test_a_sequence_of_millions_is_refused_by_its_length_before_a_list_is_made() -> None:
     """smtt's ``interact`` made a Python list of a reply's array before ``score`` checked its
-    length: 8 million numbers cost the controller ~300 MiB and a second per instance."""
+    length: 8 million numbers cost the controller ~300 MiB and a second per instance.  Now
+    the array stays one and ``score`` names its length (infeasible, as any wrong length)."""
     import numpy as np
 
     from evolve.evaluators.smtt.verifier import SmttVerifier
     from evolve.sandbox import Sandbox, SandboxLimits
-    from evolve.verifier import CandidateError, Instance
+    from evolve.verifier import Instance
 
     instance = Instance("n5000", "n=5000", {"p": np.arange(1, 5001), "d": np.arange(5000)})  # 10 s of CPU allowed
     with Sandbox("evolve.evaluators.smtt:SmttVerifier", SandboxLimits(timeout_s=60)) as sandbox, \
             sandbox.session(HUGE_SEQUENCE, "schedule", timeout_s=60) as session:
-        try:
-            got: object = SmttVerifier.interact(instance, session)
-        except CandidateError as err:
-            got = err
-    assert isinstance(got, CandidateError), type(got)  # not a list of 8 million
-    assert str(got) == "sequence has 8000000 entries, expected 5000"
+        got = SmttVerifier.interact(instance, session)
+    assert isinstance(got, np.ndarray), type(got)  # not a list of 8 million
+    result = SmttVerifier(REPO / "problems" / "smtt", {}).score(instance, got)
+    assert not result.feasible and result.error == "sequence has 8000000 entries, expected 5000", result.error
