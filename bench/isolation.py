@@ -9,7 +9,9 @@ back to back, the zygote's part of it (work order to reply), and the CPU time it
 takes (the controller's thread, the zygote, its forker and the reaped child, which
 stays meaningful on a busy machine) and their page faults (copy-on-write above all:
 a count, not a time, so the load does not move it), one trivial call in an open session
-(``SandboxSession.call`` round trip), a fresh ``python -c "import numpy"``
+(``SandboxSession.call`` round trip), the child's own CPU and page faults from its fork to the
+first line of the candidate's function (what the child costs before the candidate runs:
+lock-down, rehearsal if it had the time, work order, load), a fresh ``python -c "import numpy"``
 (what a sandbox without a warm worker pays), and a bare ``os.fork()`` of a warm
 numpy process (the floor of any fork-based design).
 """
@@ -46,6 +48,10 @@ class Echo:
         return heuristic(payload)
 '''
 TRIVIAL = "def f(x):\n    return x\n"
+# What the child spent before the candidate's own code runs (fork, lock-down, rehearsal if
+# any, work order, load): its own counters, read first thing by the candidate's function.
+OWN_COUNTERS = ("import resource, time\ndef f(x):\n    usage = resource.getrusage(resource.RUSAGE_SELF)\n"
+                "    return [usage.ru_minflt, time.process_time()]\n")
 
 
 def timed(fn: Callable[[], object], runs: int, gap_s: float = 0.0) -> list[float]:
@@ -129,6 +135,12 @@ def main() -> None:
             cpu = [(cpu_of(sb.worker_pid) + time.thread_time() - cpu0) / args.runs]
             faults = (zygote_faults(sb.worker_pid) - faults0) / args.runs
             back_to_back = timed(one, args.runs)
+            counters = []
+            for _ in range(args.runs):
+                time.sleep(args.gap_ms / 1000)
+                outcome = sb.run(OWN_COUNTERS, "f", instances[:1])
+                assert outcome.status == "ok", outcome
+                counters.append(outcome.runs[0].solution)
             calls: list[float] = []
             if hasattr(sb, "session"):  # sessions exist from the commit "Sandbox sessions" on
                 with sb.session(TRIVIAL, "f") as session:
@@ -148,6 +160,9 @@ def main() -> None:
     print(row("  the same back to back (clean-up and fork in the way)", back_to_back))
     print(row("  CPU: controller thread + zygote + child, mean", cpu))
     print(f"{'  page faults of zygote, forker and child, mean':<52} {args.runs:>6} {faults:>9.0f}")
+    print(row("  the child's CPU before the candidate's code runs", [c[1] for c in counters]))
+    label = "  the child's page faults before it, median"
+    print(f"{label:<52} {args.runs:>6} {statistics.median(c[0] for c in counters):>9.0f}")
     if calls:
         print(row("session call round trip, trivial candidate", calls, 4))
     print(row('fresh interpreter: python -c "import numpy"', fresh))
