@@ -263,6 +263,37 @@ def test_the_next_candidates_work_dir_cannot_be_planted(sandbox: Sandbox) -> Non
 # -- keys, other processes, the kernel --------------------------------------------------------
 
 
+def test_inode_numbers_in_the_writable_dirs_carry_nothing_to_the_next_candidate(sandbox: Sandbox) -> None:
+    """A tmpfs numbers its inodes from a counter that only grows, and the worker's /tmp was one
+    tmpfs for all its candidates: one made and deleted files until the next number was its
+    message (12 bits crossed exactly), the next read it off its work dir's inode.  Now every
+    child has fresh writable dirs of its own: the numbers are the same whatever ran before."""
+    needs(sandbox, "filesystem")
+    reader = """
+    import os
+    def f(hints):
+        numbers = [os.stat(os.environ["HOME"]).st_ino]
+        for d in ("/tmp", "/var/tmp", "/dev/shm", os.environ["HOME"]):
+            fd = os.open(os.path.join(d, "probe"), os.O_CREAT | os.O_WRONLY, 0o600)
+            numbers.append(os.fstat(fd).st_ino)
+            os.close(fd)
+        return numbers
+    """
+    writer = """
+    import os
+    def f(hints):
+        for d in ("/tmp", "/var/tmp", "/dev/shm", os.environ["HOME"]):
+            for k in range(1000):
+                path = os.path.join(d, f"bump-{k}")
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+                os.unlink(path)
+        return "bumped"
+    """
+    before = found(attack(sandbox, reader))
+    assert found(attack(sandbox, writer)) == "bumped"
+    assert found(attack(sandbox, reader)) == before
+
+
 def test_key_hunting_in_proc_finds_nothing(sandbox: Sandbox) -> None:
     source = f"""
     import glob, os

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from evolve.sandbox import channel, oslevel, syscalls
+from evolve.sandbox import channel, oslevel, syscalls, view
 from evolve.sandbox.cgroups import CandidateCgroup
 from evolve.sandbox.types import SandboxLimits
 
@@ -77,6 +77,7 @@ class ChildSpec:
     set_oom_score: bool = True  # False: inherited (the forker set its own oom_score_adj to 1000)
     shared_done: bool = False  # True: inherited (the forker did ``shared_lock_down`` on itself)
     env_done: bool = False  # True: inherited (the forker did ``set_workdir_env(workdir)`` on itself)
+    fresh_dirs: tuple[str, ...] = ()  # the zygote's private writable dirs: fresh ones of our own
 
 
 @dataclass
@@ -194,6 +195,8 @@ def lock_down(spec: ChildSpec) -> None:
     _wire_fds(spec)  # from here on only fds 0-3 are open
     _result_fd = RESULT_FD
     workdir = spec.workdir  # the zygote made it ours (the candidate uid's)
+    if spec.fresh_dirs:
+        view.fresh_writable_dirs(spec.fresh_dirs, spec.limits.file_size_mb, workdir, spec.uid)
     os.chdir(workdir)
     if not spec.env_done:
         set_workdir_env(workdir)

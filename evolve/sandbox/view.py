@@ -36,6 +36,7 @@ ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime")
 DEVICES = ("null", "zero", "full", "random", "urandom")
 WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
 DEFAULT_PACKAGES = ("numpy",)
+NESTED: list[str] = []  # the view's mounts inside a writable dir (a runtime in a venv under /tmp)
 
 _FLAGS = oslevel.MS_NOSUID | oslevel.MS_NODEV
 _ST_TO_MS = ((os.ST_NOSUID, oslevel.MS_NOSUID), (os.ST_NODEV, oslevel.MS_NODEV),
@@ -111,6 +112,7 @@ def enter_view(scratch: str, file_size_mb: int, packages: tuple[str, ...],
     binds = [d for d in SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)] + trees
     hidden = masked_dirs(hide)
     ops = plan(binds, hidden)
+    NESTED[:] = [path for path, _ in ops if any(_within(path, d) for d in WRITABLE)]
     store = _copy_of(scratch, trees, hidden)
     for d in SYSTEM_DIRS:  # merged /usr: /lib -> usr/lib and so on
         if os.path.islink(d):
@@ -141,6 +143,34 @@ def enter_view(scratch: str, file_size_mb: int, packages: tuple[str, ...],
     oslevel.umount_detach(".")  # ...and goes
     os.chdir("/")
     return WRITABLE
+
+
+def renewable(dirs: tuple[str, ...]) -> tuple[str, ...]:
+    """The writable dirs a child may cover with fresh ones: those holding none of the view
+    (a runtime or package in a venv under /tmp stays where it is, and so does that /tmp)."""
+    return tuple(d for d in dirs if not any(_within(path, d) for path in NESTED))
+
+
+def fresh_writable_dirs(dirs: tuple[str, ...], file_size_mb: int, workdir: str, uid: int | None) -> None:
+    """In a child, before it drops privileges: a mount namespace of its own with a fresh tmpfs
+    on each of the worker's writable ``dirs`` and its work dir made again inside.
+
+    They were one tmpfs each for all the worker's candidates, emptied after each, and a tmpfs
+    numbers inodes from a counter that only grows: a candidate made files until the next
+    number was its message, the next one read it off its work dir's inode.  The zygote's own
+    work dir stays as it was (empty); the child's files go with its mount namespace.
+    """
+    oslevel.unshare(oslevel.CLONE_NEWNS)
+    size = max(64, 4 * file_size_mb)
+    for d in dirs:
+        oslevel.mount("tmpfs", d, "tmpfs", _FLAGS, f"size={size}m,nr_inodes=4096,mode=1777")
+    parent = os.path.dirname(workdir)
+    if any(_within(parent, d) for d in dirs):
+        os.makedirs(parent, 0o711, exist_ok=True)
+        os.chmod(parent, 0o711)  # the umask may have taken bits
+        os.mkdir(workdir, 0o700)
+        if uid is not None:
+            os.chown(workdir, uid, uid)
 
 
 def _copy_of(scratch: str, trees: list[str], masks: list[str]) -> str:
