@@ -1,6 +1,7 @@
 # The entry point of an exported jssp program (problem.toml [export] append): the schedule
-# builder above is the verifier's own (evolve/evaluators/jssp/builder.py, verbatim).
-# Needs only numpy. np, priority and the dispatcher are the export's, defined above:
+# instance model and builder above are the verifier's own (evolve/evaluators/jssp/model.py and
+# builder.py, verbatim). Needs only numpy. np, priority, JobShop and the dispatcher are the
+# export's, defined above:
 # ruff: noqa: F821
 #
 #   from rule import schedule
@@ -11,23 +12,14 @@
 #   python rule.py                       # a random 10x5 instance
 
 
-# (The arrays are built as evolve.evaluators.jssp.model.JobShop.from_jobs builds them; this
-# module may not import it.)
 def schedule(jobs, scheme: str = "non_delay") -> tuple[list[list[int]], int]:
     """Start times (per job, per operation) and the makespan of the schedule the verifier
     builds with ``priority`` (same features, same tie-breaking: the highest priority is
     dispatched, ties to the lowest job index).  ``scheme``: "non_delay" or "active", as the
     verifier option of that name (use the one of the run that found the rule)."""
-    n = len(jobs)
-    width = max((len(job) for job in jobs), default=0)
-    machines = np.full((n, width), -1, dtype=np.int64)
-    durations = np.zeros((n, width), dtype=np.int64)
-    for j, job in enumerate(jobs):
-        for k, (machine, duration) in enumerate(job):
-            machines[j, k], durations[j, k] = machine, duration
-    lengths = np.array([len(job) for job in jobs], dtype=np.int64)
-    n_machines = int(machines.max()) + 1 if machines.size else 0
-    start = build_schedule(priority, machines, durations, lengths, n_machines, scheme)
+    shop = JobShop.from_jobs("exported", [[(int(m), int(p)) for m, p in job] for job in jobs])
+    machines, durations, lengths, n = shop.machines, shop.durations, shop.lengths, len(jobs)
+    start = build_schedule(priority, machines, durations, lengths, shop.n_machines, scheme)
     starts = [start[j, :lengths[j]].astype(np.int64).tolist() for j in range(n)]
     makespan = max((s + int(durations[j, k]) for j, row in enumerate(starts) for k, s in enumerate(row)), default=0)
     return starts, int(makespan)
