@@ -145,12 +145,6 @@ def enter_view(scratch: str, file_size_mb: int, packages: tuple[str, ...],
     return WRITABLE
 
 
-def renewable(dirs: tuple[str, ...]) -> tuple[str, ...]:
-    """The writable dirs a child may cover with fresh ones: those holding none of the view
-    (a runtime or package in a venv under /tmp stays where it is, and so does that /tmp)."""
-    return tuple(d for d in dirs if not any(_within(path, d) for path in NESTED))
-
-
 def fresh_writable_dirs(dirs: tuple[str, ...], file_size_mb: int, workdir: str, uid: int | None) -> None:
     """In a child, before it drops privileges: a mount namespace of its own with a fresh tmpfs
     on each of the worker's writable ``dirs`` and its work dir made again inside.
@@ -158,12 +152,28 @@ def fresh_writable_dirs(dirs: tuple[str, ...], file_size_mb: int, workdir: str, 
     They were one tmpfs each for all the worker's candidates, emptied after each, and a tmpfs
     numbers inodes from a counter that only grows: a candidate made files until the next
     number was its message, the next one read it off its work dir's inode.  The zygote's own
-    work dir stays as it was (empty); the child's files go with its mount namespace.
+    work dir stays as it was (empty); the child's files go with its mount namespace.  The
+    view's mounts inside such a dir (a runtime or package in a venv under /tmp) are moved
+    aside while it gets its fresh tmpfs and then back, so that dir is renewed too.
     """
     oslevel.unshare(oslevel.CLONE_NEWNS)
     size = max(64, 4 * file_size_mb)
-    for d in dirs:
+    tops = [p for p in NESTED if not any(_within(p, q) and p != q for q in NESTED)]
+    holding = [d for d in dirs if not any(_within(p, d) for p in tops)]
+    for d in sorted(dirs, key=lambda d: d not in holding):  # the dirs that can hold mounts first
+        inside = [p for p in tops if _within(p, d)]
+        if inside and not holding:
+            continue  # nowhere to hold them: this dir stays the worker's (docs/sandbox.md)
+        held = [_hold(p, f"{holding[0]}/.held-{k}") for k, p in enumerate(inside)]
         oslevel.mount("tmpfs", d, "tmpfs", _FLAGS, f"size={size}m,nr_inodes=4096,mode=1777")
+        umask = os.umask(0o022)  # the forker's umask would make the way to them root's alone
+        try:
+            for spot, path in zip(held, inside, strict=True):
+                _make_spot(path, os.path.isdir(spot))
+                oslevel.mount(spot, path, None, oslevel.MS_MOVE, None)
+                (os.rmdir if os.path.isdir(spot) else os.unlink)(spot)
+        finally:
+            os.umask(umask)
     parent = os.path.dirname(workdir)
     if any(_within(parent, d) for d in dirs):
         os.makedirs(parent, 0o711, exist_ok=True)
@@ -171,6 +181,23 @@ def fresh_writable_dirs(dirs: tuple[str, ...], file_size_mb: int, workdir: str, 
         os.mkdir(workdir, 0o700)
         if uid is not None:
             os.chown(workdir, uid, uid)
+
+
+def _make_spot(path: str, is_dir: bool) -> None:
+    """An empty dir or file at ``path`` (a mount point), its parents made as the view makes them."""
+    if is_dir:
+        os.makedirs(path, 0o755, exist_ok=True)
+        return
+    os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o444))
+
+
+def _hold(path: str, spot: str) -> str:
+    """Move the mount at ``path`` (with the mounts under it) to ``spot``, made for it."""
+    _make_spot(spot, os.path.isdir(path))
+    oslevel.mount(path, spot, None, oslevel.MS_MOVE, None)
+    return spot
 
 
 def _copy_of(scratch: str, trees: list[str], masks: list[str]) -> str:
