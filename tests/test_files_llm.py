@@ -161,6 +161,14 @@ def test_files_is_a_member_of_an_ensemble_in_either_place(tmp_path: Path) -> Non
         assert {m.name for m in llm.members} == {"stub", f"files:{tmp_path}"}
 
 
+def test_an_existing_folder_whose_name_has_a_comma_is_one_files_model(tmp_path: Path) -> None:
+    """As replay: does for a file: a folder that exists is read whole, not split at its comma."""
+    folder = tmp_path / "answers,v2"
+    folder.mkdir()
+    llm = make_llm(f"files:{folder}")
+    assert isinstance(llm, FilesLLM) and llm.name == f"files:{folder}"
+
+
 def test_a_files_member_of_an_ensemble_hears_what_came_of_its_own_replies(
         toy_dir: Path, tmp_path: Path) -> None:
     """The person answers the prompts the ensemble gives files:, the offline mutator the rest;

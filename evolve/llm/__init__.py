@@ -225,7 +225,7 @@ def make_llm(
         if record is not None and record.resolve() == path.resolve():
             raise UserError(f"record file {record} is the replay file; expected a different path")
         llm = ReplayLLM(path)
-    elif text.startswith("files:") and "," not in text:
+    elif text.startswith("files:") and ("," not in text or Path(rest).is_dir()):  # a folder named a,b
         llm = _make_files(rest, spec)
     else:
         members = parse_spec(text)
