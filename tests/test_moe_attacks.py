@@ -233,7 +233,9 @@ def test_warm_up_calls_show_no_window_a_placement_is_judged_on() -> None:
     with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
         honest, memory = (evaluator.run_split(code, chosen, "train") for code in (LPT, WARMUP_MEMORY))
     assert honest.ok and memory.ok, (honest.feedback, memory.feedback)
-    assert memory.metrics["balancedness"] <= honest.metrics["balancedness"], (memory.metrics, honest.metrics)
+    # Balancing on a noisy copy of window 0 is LPT on slightly other loads: by chance a hair
+    # better or worse (-0.007 to +0.001 over 26 secret seeds); before the fix the memory won by 0.020.
+    assert memory.metrics["balancedness"] <= honest.metrics["balancedness"] + 0.01, (memory.metrics, honest.metrics)
 
 
 # A balancer that spends its time only where it is judged.  The repeats (timed, not scored) are
