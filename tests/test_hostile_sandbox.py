@@ -169,10 +169,12 @@ def test_site_packages_shows_only_the_allowed_packages(sandbox: Sandbox) -> None
     assert names and all(n.startswith("numpy") for n in names), names
 
 
-def test_the_base_interpreters_site_packages_is_empty_when_run_from_a_venv(sandbox: Sandbox) -> None:
+def test_the_base_interpreters_site_packages_shows_only_the_allowed_packages(sandbox: Sandbox) -> None:
     """From a venv the stdlib shown is the base interpreter's, with its own site-packages
     inside: every package installed there (here scipy, ortools, evolve's editable finder)
-    was listed and importable after a ``sys.path.append``."""
+    was listed and importable after a ``sys.path.append``. From a venv that dir is empty; run
+    without one (as CI installs into the machine's own interpreter) it is the dir numpy comes
+    from, and shows numpy alone."""
     needs(sandbox, "filesystem")
     source = """
     import importlib, os, sys
@@ -192,7 +194,10 @@ def test_the_base_interpreters_site_packages_is_empty_when_run_from_a_venv(sandb
         return names[:20], imported
     """
     names, imported = found(attack(sandbox, source))
-    assert names == [] and imported == [], (names, imported)
+    allowed = [n for n in names if n.startswith("numpy")]
+    if sys.prefix != sys.base_prefix:
+        assert allowed == [], names
+    assert names == allowed and all(n.startswith("numpy") for n in imported), (names, imported)
 
 
 def test_the_view_is_copies_of_what_imports_need_and_nothing_else_of_usr(sandbox: Sandbox) -> None:
