@@ -434,6 +434,38 @@ def test_locks_and_notifications_on_the_views_files_are_refused(sandbox: Sandbox
     assert out == dict.fromkeys(out, 1), out  # EPERM
 
 
+def test_the_machines_memory_and_load_are_not_shown(sandbox: Sandbox) -> None:
+    """sysinfo() gives every process the machine's free and shared memory and load averages: a
+    candidate that filled its private /dev/shm with 45 MiB or not per 0.1 s slot moved
+    ``sharedram`` for a candidate of another worker running at the same time, which read 68 of 80
+    bits right at load 9 (docs/sandbox.md). Refused; /proc/meminfo and /proc/loadavg are not in
+    the view, so glibc's readers of them fail too."""
+    needs(sandbox, "seccomp")
+    source = """
+    import ctypes, os
+    def f(hints):
+        libc = ctypes.CDLL(None, use_errno=True)
+        buf = ctypes.create_string_buffer(256)
+        def errno_of(call):
+            try:
+                call()
+                return 0
+            except OSError as exc:
+                return exc.errno or -1
+        return {
+            "sysinfo": libc.sysinfo(buf) == -1 and ctypes.get_errno(),
+            "buffer untouched": buf.raw == bytes(256),
+            "getloadavg": errno_of(os.getloadavg) != 0,
+            "pages": os.sysconf("SC_PHYS_PAGES"), "free pages": os.sysconf("SC_AVPHYS_PAGES"),
+        }
+    """
+    out = found(attack(sandbox, source))
+    assert {k: out.pop(k) for k in ("sysinfo", "buffer untouched", "getloadavg")} == {
+        "sysinfo": 1, "buffer untouched": True, "getloadavg": True}  # EPERM
+    # glibc asks sysinfo() for these and ignores its failure: what it returns is not the machine's
+    assert out["pages"] != os.sysconf("SC_PHYS_PAGES"), out
+
+
 def test_kill_minus_one_and_pid_sweeps_hurt_nobody_else(sandbox: Sandbox) -> None:
     zygote = sandbox.worker_pid
     source = f"""

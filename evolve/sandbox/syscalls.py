@@ -13,7 +13,8 @@ root changes, ``ptrace`` and cross-process memory access, keyrings, ``bpf``,
 perf events, ``userfaultfd``, ``io_uring``, modules, ``kexec``, reboot, swap,
 clock and host name changes, ``execve``/``execveat`` (a heuristic never starts
 a program: no shell, no ``git``), file handles, file locks and inotify/dnotify (channels
-between candidates through the shared files of the view), and ``kill(-1)``.
+between candidates through the shared files of the view), ``sysinfo`` (the machine's free and
+shared memory and load: a channel between concurrent candidates), and ``kill(-1)``.
 
 Two stacked filters make that set: all but ``ZYGOTE_NEEDS`` is installed once in
 the zygote itself after its set-up (it needs none of it again, and children
@@ -45,6 +46,11 @@ DENIED = (
     # in /usr, or an inotify event when one opens or reads a file there, is seen by another
     # candidate running at the same time in another sandbox (tested with flock).
     "flock", "inotify_init", "inotify_init1", "inotify_add_watch",
+    # The machine's memory and load as numbers between concurrent candidates: one that filled its
+    # private /dev/shm (a tmpfs) with 45 MiB or not per 0.1 s slot moved sysinfo()'s sharedram for
+    # a candidate of another worker, which read 68 of 80 bits right at load 9 (freeram and the
+    # load averages carry the same, more noisily). There is no /proc/meminfo or /proc/loadavg.
+    "sysinfo",
 )
 # fcntl commands refused for the same reason: F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK,
 # F_OFD_SETLK, F_OFD_SETLKW (record locks) and F_NOTIFY (dnotify: DN_ACCESS reports reads).
