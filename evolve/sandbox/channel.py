@@ -27,7 +27,7 @@ READ_SIZE = CHUNK + MAX_META + 64  # large enough for any message our own code s
 HEAD = struct.Struct("<BQIQ")
 
 # kinds
-PAYLOAD = 1  # peer -> child: pickle (trusted side to sandbox only)
+PAYLOAD = 1  # peer -> child: a work order (marshal) or a call (pickle); trusted side to sandbox only
 LOADED = 2  # child: the program compiled and defines the function
 JSON = 3  # child: the reply is JSON text
 ARRAY = 4  # child: the reply is raw array bytes; meta {"dtype", "shape"}

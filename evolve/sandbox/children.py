@@ -17,7 +17,7 @@ import socket
 import sys
 from typing import Any
 
-from evolve.sandbox import cgroups, isolation, oslevel, session_child, syscalls
+from evolve.sandbox import cgroups, isolation, oslevel, session_child, syscalls, view
 from evolve.sandbox.child import ChildSpec, run_child
 from evolve.sandbox.forker import Forker
 from evolve.sandbox.supervise import reap, tail
@@ -70,6 +70,7 @@ class ChildKeeper:
     cgroup: cgroups.CandidateCgroup | None
     pid_namespace: bool
     private_dirs: tuple[str, ...]
+    renewal: view.Renewal | None  # how each child renews the private writable dirs
     use_forker: bool
     counter: int
     base_ino: int
@@ -157,7 +158,7 @@ class ChildKeeper:
             sets=self.sets, solve=self.solve, respond=self.respond, limits=self.limits,
             workdir=workdir, out_fd=out_fd, channel_fd=channel_fd, zygote_pid=self.pid, uid=self.uid,
             seccomp=self.seccomp, cgroup=self.cgroup, drop_capabilities=self.uid is None and self.pid_namespace,
-            fresh_dirs=self.private_dirs if "/tmp" in self.private_dirs else (),
+            renewal=self.renewal,
         )
 
     def _spawn(self, workdir: str, out_fd: int, channel_fd: int) -> int:

@@ -74,7 +74,8 @@ def unshare(flags: int) -> None:
     _check(_c().unshare(ctypes.c_int(flags)), "unshare")
 
 
-def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+def mount(source: str | bytes, target: str | bytes, fstype: str | bytes | None, flags: int,
+          data: str | bytes | None) -> None:
     enc = os.fsencode
     rc = _c().mount(
         enc(source),
@@ -83,7 +84,7 @@ def mount(source: str, target: str, fstype: str | None, flags: int, data: str | 
         ctypes.c_ulong(flags),
         enc(data) if data else None,
     )
-    _check(rc, f"mount {target}")
+    _check(rc, f"mount {os.fsdecode(target)}")
 
 
 def setns(fd: int, nstype: int) -> None:

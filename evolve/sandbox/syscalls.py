@@ -60,7 +60,7 @@ NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0
 # What the zygote itself still calls after its set-up: a pid namespace per candidate
 # (unshare, setns back), a fresh IPC namespace when one was used, kill(-1) as a
 # candidate's uid (isolation.kill_uid); what a child does before its own filter: a mount
-# namespace with fresh writable dirs (unshare, mount; view.fresh_writable_dirs). Refused to
+# namespace with fresh writable dirs (unshare, mount; view.renew). Refused to
 # children by their own filter.
 ZYGOTE_NEEDS = ("unshare", "setns", "mount")  # mount: each child's fresh writable dirs (view.py)
 MINUS_ONE = ("kill", "pidfd_send_signal")  # refused with pid -1 only

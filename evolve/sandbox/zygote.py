@@ -66,6 +66,7 @@ class Zygote(ChildKeeper):
         self.uid: int | None = init["uid"]
         self.hide_paths: tuple[str, ...] = tuple(init.get("hide_paths") or ())
         self.private_dirs: tuple[str, ...] = ()
+        self.renewal: view.Renewal | None = None
         self.sets: dict[int, list[Any]] = {}
         self.sets_version = 0  # bumped by every load: a spare forked before lacks the new set
         self.spare: Child | None = None  # forked and locked down, waiting for its work order
@@ -120,6 +121,7 @@ class Zygote(ChildKeeper):
             self.base = "/tmp/evolve-runs"
             os.mkdir(self.base, BASE_MODE)
             self.base_ino = os.lstat(self.base).st_ino
+            self.renewal = view.renewal(self.private_dirs, self.limits.file_size_mb, self.base)
         if self.hide_paths and not self.private_dirs:
             return {"ok": False, "kind": "isolation",
                     "error": "hide_paths needs mount namespaces (root with CAP_SYS_ADMIN, or user namespaces)"}
@@ -284,7 +286,7 @@ class Zygote(ChildKeeper):
     @staticmethod
     def _order(zsock: socket.socket, work: Work) -> None:
         with contextlib.suppress(OSError):  # a child that died at once: supervision tells
-            channel.send(zsock.fileno(), channel.PAYLOAD, 0, blob=pickle.dumps(work))
+            channel.send(zsock.fileno(), channel.PAYLOAD, 0, blob=work.encode())
 
     def _controller_says(self, events: int, in_session: bool) -> str | None:
         """Why to stop, given activity on the controller's channel during a run."""
