@@ -161,6 +161,47 @@ for _name in ("perf_counter", "perf_counter_ns", "process_time", "process_time_n
               "monotonic_ns", "time", "time_ns", "thread_time", "thread_time_ns"):
     setattr(time, _name, lambda: 0)
 """,
+    # One session serves the whole split: remember every request seen (arrival, prompt, prediction)
+    # and the most it generated before it was gone, and use that for a request of a later trace
+    # that is the same one again. The traces are independent draws: none repeats.
+    "remembers_across_instances": """
+import numpy as np
+
+_seen = {}      # (arrival, prompt, prediction) -> tokens generated when last seen, this trace
+_learned = {}   # the same keys, of earlier traces: a floor of the true length
+_last_now = [float("inf")]
+
+def priority(now, arrival, prompt_len, predicted_len, generated, **_):
+    if now < _last_now[0]:  # a new trace: what the last one showed becomes knowledge
+        _learned.update(_seen)
+        _seen.clear()
+    _last_now[0] = now
+    keys = list(zip(arrival.tolist(), prompt_len.tolist(), predicted_len.tolist()))
+    for key, g in zip(keys, generated.tolist()):
+        _seen[key] = max(_seen.get(key, 0.0), g)
+    known = np.array([_learned.get(key, np.nan) for key in keys])
+    if np.isnan(known).all():
+        return np.maximum(predicted_len - generated, 1.0)
+    return np.where(np.isnan(known), predicted_len, known + 1.0) - generated
+""",
+    # What an ndarray subclass claims about itself (length, items, equality, list) is not what
+    # is sent: the sandbox side sends the array's own float64 bytes.
+    "lying_array": HONEST.replace("def priority", "def _honest") + """
+class _Lie(np.ndarray):
+    def __len__(self):
+        return 1
+    def __iter__(self):
+        return iter([0.0])
+    def __eq__(self, other):
+        return True
+    def tolist(self):
+        return [0.0]
+    def __array__(self, *args, **kwargs):
+        return np.zeros(1)
+
+def priority(**features):
+    return _honest(**features).view(_Lie)
+""",
 }
 
 
@@ -264,6 +305,20 @@ def test_the_router_holds_no_trace_either() -> None:
         honest = evaluator.run_split("def route(outstanding, **_):\n    return outstanding\n", instances, "quick")
     assert attack.ok, attack.feedback
     assert attack.score == honest.score
+
+
+def test_remembering_across_instances_acts_where_a_trace_repeats(serving: Any) -> None:
+    """The same program given the same trace twice in one process decides otherwise the second
+    time (it uses what the first showed): through the sandbox it decides as the honest rule only
+    because no request of the split repeats."""
+    problem, instances, _ = serving
+    verifier, instance = problem.verifier, instances[1]
+    namespace: dict[str, Any] = {}
+    exec(compile(ATTACKS["remembers_across_instances"], "<remembers>", "exec"), namespace)
+    decide = local_decide(verifier.respond, namespace["priority"])
+    first = verifier.score(instance, verifier.simulate(instance, decide))
+    again = verifier.score(instance, verifier.simulate(instance, decide))
+    assert first.feasible and again.feasible and again.objective != first.objective
 
 
 @pytest.mark.parametrize("attack", ["frame_walk", "gc_walk"])
