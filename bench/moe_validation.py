@@ -52,7 +52,9 @@ FAST_DRIFT = dataclasses.replace(TRAIN_DRIFT, skew_sigma=0.8, hot_experts=8, hot
 LPT = "load / count;item_load;gpu_load"
 
 
-def workloads(drift: Drift, offset: int) -> list[Workload]:
+def workloads(drift: Drift, offset: int, forecasts: list[np.ndarray] | None = None) -> list[Workload]:
+    """The validation set; ``forecasts``, when given, receives each workload's clairvoyant
+    forecast of its next windows (``generate(expected=...)``, for bench/moe_headroom.py)."""
     out = []
     for split_id in VALIDATION_IDS:
         index = 0
@@ -60,8 +62,11 @@ def workloads(drift: Drift, offset: int) -> list[Workload]:
             for k in range(spec.count):
                 rng = np.random.default_rng([BASE_SEED, split_id + offset, index])
                 index += 1
+                expected = None if forecasts is None else np.empty((spec.windows, spec.layers, spec.config.experts))
                 out.append(Workload(f"val{split_id}-{spec.config.name}-{k}", spec.config,
-                                    generate(spec.config, spec.layers, spec.windows, drift, rng)))
+                                    generate(spec.config, spec.layers, spec.windows, drift, rng, expected=expected)))
+                if forecasts is not None and expected is not None:
+                    forecasts.append(expected)
     return out
 
 

@@ -77,8 +77,9 @@ def test_the_screen_gives_the_score_the_sandboxed_verifier_gives(name: str, tree
     evaluation = evolve.evaluate(name, _program(problem, trees), split="quick")
     assert evaluation.ok
     screened = screen(_trees(problem, trees))
-    if name == "moe":  # the screen times nothing: its figure is 100 x balancedness
-        assert screened == pytest.approx(100 * evaluation.metrics["balancedness"], abs=1e-9)
+    if name == "moe":  # the screen times nothing: its figure is 100 x balancedness, less the LPT guard
+        metrics = evaluation.metrics
+        assert screened == pytest.approx(100 * (metrics["balancedness"] - 2 * metrics["lpt_shortfall"]), abs=1e-9)
     else:
         assert screened == pytest.approx(evaluation.score, abs=1e-9)
 

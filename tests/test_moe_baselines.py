@@ -139,7 +139,9 @@ def test_cli_eval_json_heatmap_and_solutions(tmp_path: Path) -> None:
     for key in ("balancedness", "runtime_ms", "wall_ms", "cpu_ms", "gap_mean_pct", "balancedness[v3]",
                 "runtime_ms[v3]", "balancedness_slot", "balancedness_layer_min"):
         assert key in metrics, key
-    expected = 100 * metrics["balancedness"] - metrics["runtime_penalty"]
+    # The problem's lpt_guard (2): the seed is below LPT on quick, and pays twice its shortfall.
+    assert metrics["lpt_shortfall"] > 0
+    expected = 100 * (metrics["balancedness"] - 2 * metrics["lpt_shortfall"]) - metrics["runtime_penalty"]
     assert document["score"] == pytest.approx(expected)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     rows = json.loads(sols.read_text())

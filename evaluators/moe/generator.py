@@ -78,8 +78,14 @@ def _hot_count(config: EpConfig, drift: Drift) -> int:
 
 
 def generate(config: EpConfig, layers: int, windows: int, drift: Drift,
-             rng: np.random.Generator) -> np.ndarray:
-    """Token counts [windows, layers, experts] (int64) for one workload."""
+             rng: np.random.Generator, expected: np.ndarray | None = None) -> np.ndarray:
+    """Token counts [windows, layers, experts] (int64) for one workload.
+
+    ``expected`` (float [windows, layers, experts]), when given, receives for each window the
+    loads the next window has in expectation given the model's hidden state (base, hot set,
+    AR(1) deviations: a clairvoyant forecast no balancer has, for bench/moe_headroom.py), at
+    this window's token count. It draws nothing: the windows are the same with or without it.
+    """
     e, g = config.experts, config.groups
     group_of = np.arange(e) // (e // g)
     hot = min(_hot_count(config, drift), e)
@@ -108,7 +114,26 @@ def generate(config: EpConfig, layers: int, windows: int, drift: Drift,
         assignments = int(rng.integers(drift.tokens[0], drift.tokens[1], endpoint=True)) * drift.top_k
         for layer in range(layers):
             out[w, layer] = rng.multinomial(assignments, probs[layer])
+        if expected is not None:
+            expected[w] = _forecast(base, hot_set, group_base + drift.rho * group_dev, group_of,
+                                    drift.rho * dev, drift) * assignments
     return out
+
+
+def _forecast(base: np.ndarray, hot_set: np.ndarray, group: np.ndarray, group_of: np.ndarray,
+              dev: np.ndarray, drift: Drift) -> np.ndarray:
+    """Expected routing probabilities of the next window from the state (innovations averaged out
+    up to their common factor; a shift moves a hot expert's boost with its probability)."""
+    layers, experts = base.shape
+    hot = hot_set.shape[1]
+    moved = max(1, round(drift.shift_fraction * hot))
+    leave = drift.shift_prob * moved / hot  # a hot expert loses its boost
+    arrive = drift.shift_prob * moved / max(experts - hot, 1)  # a cold one gains it
+    boost = np.full((layers, experts), 1.0 + arrive * (drift.hot_boost - 1.0))
+    boost[np.arange(layers)[:, None], hot_set] = (1.0 - leave) * drift.hot_boost + leave
+    logits = base + group[:, group_of] + dev
+    weight = np.exp(logits - logits.max(axis=1, keepdims=True)) * boost
+    return weight / weight.sum(axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ class MoeOptions(VerifierOptions):
     balance_weight: float = Field(100.0, ge=0, le=1e6)
     runtime_weight: float = Field(1.0, ge=0, le=1e6)
     runtime_scale_ms: float = Field(10.0, ge=1e-6, le=1e9)
+    # The guard: balancedness counts minus lpt_guard x the shortfall to LPT (LPT's balancedness
+    # minus the program's, where positive), summed over deployments (0: off; docs/moe.md, "Score").
+    lpt_guard: float = Field(0.0, ge=0, le=1e6)
     # Which clock runtime_ms (and the score) uses: process CPU time or wall time per call.
     runtime_clock: Literal["cpu", "wall"] = "cpu"
     # The harness: untimed warm-up calls, then one timed call per window and this many more.

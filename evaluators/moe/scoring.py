@@ -1,13 +1,18 @@
 """The moe score: balancedness against the balancer's own runtime.
 
-    score = balance_weight * B - runtime_weight * P
+    score = balance_weight * (B - lpt_guard * S) - runtime_weight * P
     B = mean over instances of balancedness (0..1)
+    S = sum over deployments of max(0, LPT's mean balancedness there - the program's)
     P = mean over instances of log2(1 + runtime_ms / runtime_scale_ms)
 
 With the defaults (100, 1, 10 ms) a point of score is one percentage point of
 balancedness, and above ~10 ms every halving of the runtime is worth about one
 point; below the scale runtime hardly counts, so timing noise on a fast
-balancer cannot outweigh a real change in balance.
+balancer cannot outweigh a real change in balance. The guard S (off with
+lpt_guard = 0; the problem's default is 2) makes a loss to LPT in one
+deployment cost more than the same gain on the mean brings, so the search does
+not trade one deployment for another; a program at or above LPT in every
+deployment scores as without it.
 """
 
 from __future__ import annotations
@@ -44,6 +49,11 @@ def combine(results: list[InstanceResult], options: MoeOptions) -> tuple[float |
         for group, members in sorted(groups.items()):
             metrics[f"balancedness[{group}]"] = fmean(r.objective or 0.0 for r in members)
             metrics[f"runtime_ms[{group}]"] = fmean(r.extra["runtime_ms"] for r in members)
+    if options.lpt_guard > 0 and all("lpt_balancedness" in r.extra for r in scored):
+        shortfall = sum(max(0.0, fmean(r.extra["lpt_balancedness"] - (r.objective or 0.0) for r in members))
+                        for members in groups.values())
+        metrics["lpt_shortfall"] = shortfall
+        balance -= options.lpt_guard * shortfall
     score = options.balance_weight * balance - options.runtime_weight * penalty
     return score, metrics
 

@@ -12,6 +12,7 @@ from evolve.errors import UserError
 from evolve.evaluators.moe.candidate_side import respond
 from evolve.evaluators.moe.configs import EpConfig
 from evolve.evaluators.moe.generator import SPLIT_IDS, Workload, split_workloads
+from evolve.evaluators.moe.guard import lpt_balancedness
 from evolve.evaluators.moe.harness import Call, CallFailed, read_timing, run_workload, session_call
 from evolve.evaluators.moe.options import MoeOptions
 from evolve.evaluators.moe.placement import check_placement, loads, parse_placement
@@ -52,6 +53,7 @@ class MoeVerifier:
         self.options = read_options(MoeOptions, options)
         self.references = ReferenceStore(self.problem_dir, "moe")
         self.secret = load_secret(self.problem_dir, "the moe verifier seeds its built-in workloads")
+        self._lpt: dict[str, float] = {}  # LPT's balancedness per workload content, for the guard
 
     # -- instances (trusted) ---------------------------------------------------------
 
@@ -166,6 +168,7 @@ class MoeVerifier:
             layer_balance.append(balance.layer)
         timing = read_timing(record)
         per_layer = np.concatenate(layer_balance)
+        guard = {"lpt_balancedness": self._lpt_of(config, windows)} if self.options.lpt_guard > 0 else {}
         return feasible(
             instance, 1.0 if max_sum <= 0 else mean_sum / max_sum, self.direction,
             balancedness_layer_min=float(per_layer.min()),
@@ -174,7 +177,14 @@ class MoeVerifier:
             runtime_ms=timing.cpu_ms if self.options.runtime_clock == "cpu" else timing.wall_ms,
             wall_ms=timing.wall_ms,
             cpu_ms=timing.cpu_ms,
+            **guard,
         )
+
+    def _lpt_of(self, config: EpConfig, windows: np.ndarray) -> float:
+        key = content_hash(config, windows)
+        if key not in self._lpt:
+            self._lpt[key] = lpt_balancedness(config, windows)
+        return self._lpt[key]
 
     def aggregate(self, results: list[InstanceResult]) -> tuple[float | None, dict[str, float]]:
         return combine(results, self.options)
