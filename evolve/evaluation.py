@@ -137,6 +137,8 @@ class Evaluator:
             sandbox = self._sandbox(slot)
             if callable(interact):
                 outcome = self._interact(sandbox, code, function, instances, timeout)
+            elif self._driven(code, function):
+                outcome = self._drive(sandbox, code, function, instances, timeout)
             else:
                 outcome = sandbox.run(code, function, instances, timeout)
             if outcome.status == "ok" and self._audited(code, function):
@@ -179,18 +181,44 @@ class Evaluator:
         end = session.close()
         return SandboxOutcome(end.status, runs, end.error, end.stderr_tail, end.wall_seconds)
 
+    def _drive(
+        self, sandbox: Sandbox, code: str, function: str, instances: list[Instance], timeout: float
+    ) -> SandboxOutcome:
+        """One session for the split; the trusted ``drive`` builds every instance, asking the
+        candidate one decision at a time (``Drives``).  The session's CPU is shared out evenly:
+        the instances are built in lockstep."""
+        runs: list[InstanceRun] = []
+        with sandbox.session(code, function, timeout_s=timeout) as session:
+            try:
+                built = list(self.problem.verifier.drive(instances, session))
+                if len(built) != len(instances):
+                    raise ValueError(f"drive() gave {len(built)} results for {len(instances)} instances")
+                share = session.cpu_seconds / max(1, len(instances))
+                runs = [InstanceRun(solution, error, share) for solution, error in built]
+            except SessionEnded:
+                pass  # the outcome says why
+        end = session.close()
+        return SandboxOutcome(end.status, runs, end.error, end.stderr_tail, end.wall_seconds)
+
     @cached_property
     def _baseline_texts(self) -> frozenset[str]:
         return frozenset(code for _, code in self.problem.baseline_programs())
 
+    def _exempt(self, code: str, function: str) -> bool:
+        """Programs run as a batch in the sandbox with no re-check (``audit``) and no trusted
+        builder (``drive``): the problem's own baselines (trusted files, some knowingly outside
+        the contract, such as smtt_rule's EDDC that plans at its first call, run only to be
+        compared with; a candidate that copies one byte for byte is that baseline), and a
+        program that is provably one pure expression (``pure_rule.py``: every GP program)."""
+        return code in self._baseline_texts or is_pure_rule(code, function)
+
     def _audited(self, code: str, function: str) -> bool:
-        """Whether the verifier's ``audit`` re-checks this program: not when the verifier has
-        none, not for the problem's own baselines (trusted files, some knowingly outside the
-        contract, such as smtt_rule's EDDC that plans at its first call, run only to be
-        compared with; a candidate that copies one byte for byte is that baseline), and not for
-        a program that is provably one pure expression (``pure_rule.py``: every GP program)."""
-        return (callable(getattr(self.problem.verifier, "audit", None)) and code not in self._baseline_texts
-                and not is_pure_rule(code, function))
+        """Whether the verifier's ``audit`` re-checks this program (not an exempt one)."""
+        return callable(getattr(self.problem.verifier, "audit", None)) and not self._exempt(code, function)
+
+    def _driven(self, code: str, function: str) -> bool:
+        """Whether the verifier's ``drive`` builds this program's solutions (not an exempt one)."""
+        return callable(getattr(self.problem.verifier, "drive", None)) and not self._exempt(code, function)
 
     def _audit(self, sandbox: Sandbox, code: str, function: str, instances: list[Instance],
                runs: list[InstanceRun], timeout: float) -> list[InstanceRun]:

@@ -277,6 +277,19 @@ class PromptFacts(Protocol):
 
 
 @runtime_checkable
+class Drives(Protocol):
+    """Builds a split's solutions on the trusted side, asking the candidate one question at a
+    time, for programs that are neither the problem's baselines nor provably one pure
+    expression (``pure_rule.py``); those still run ``solve`` in the sandbox.  The engine opens
+    one session (the verifier needs ``respond``) and calls ``drive`` once with every instance:
+    one ``(solution, None)`` or ``(None, why it failed)`` per instance; ``SessionEnded``
+    propagates.  jssp: the builder asks the rule per decision, so the rule never holds an
+    instance to plan on (``evaluators/jssp/drive.py``)."""
+
+    def drive(self, instances: list[Instance], session: Any) -> list[tuple[Any, str | None]]: ...
+
+
+@runtime_checkable
 class Audits(Protocol):
     """Re-checks how a split's solutions came about, in a *fresh* session.
 
@@ -284,8 +297,8 @@ class Audits(Protocol):
     side's code; after a split that ended ``ok`` the engine opens a new session (a new
     process; the verifier needs ``respond``) and calls ``audit`` once with every instance and
     its solution (None where the run failed): one verdict per instance, None or the reason it
-    fails (``smtt_rule`` and ``jssp``: the rule, asked again at a few decisions, must make
-    the same choices).  The problem's own baselines are not audited.  ``SessionEnded`` fails
+    fails (``smtt_rule``: the rule, asked again at a few decisions, must make the same
+    choices).  The problem's own baselines are not audited.  ``SessionEnded`` fails
     them all."""
 
     def audit(self, instances: list[Instance], solutions: list[Any], session: Any) -> list[str | None]: ...

@@ -1,11 +1,14 @@
-"""Attacks on jssp's promise that a program is a priority rule, and the replay that stops them.
+"""Attacks on jssp's promise that a program is a priority rule, and the trusted builder that
+stops them.
 
-The schedule builder runs in the candidate's process: a program can replace it (randomised
-restarts of MWKR, keeping the best schedule) or keep state, and what comes back is still a
-valid schedule of the scheme's class, which ``check_schedule`` accepts.  The engine's audit
-(``evaluators/jssp/audit.py``) rebuilds each schedule's decisions on the trusted side and asks
-the rule again in a fresh process.  Each attack is shown to pay without the audit and to fail
-with it; honest rules and the shipped baselines pass.
+Run in the candidate's process, the schedule builder is at a program's mercy: it can replace it
+(randomised restarts of MWKR, keeping the best schedule), read the whole instance from its
+caller's frames and plan, or keep state, and what comes back is still a valid schedule of the
+scheme's class, which ``check_schedule`` accepts.  So for every program that is not provably
+one pure expression the engine has the trusted side build the schedules
+(``evaluators/jssp/drive.py``), asking the rule one decision at a time.  Each attack is shown to
+pay when the builder runs in its process and to gain nothing when it does not; honest rules and
+the shipped baselines build the same schedules either way.
 """
 
 from __future__ import annotations
@@ -14,16 +17,13 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from replay_attacks import (
-    assert_pays_then_refused,
-    assert_refused_wherever_it_departs,
-    problem_evaluator,
-)
+from replay_attacks import problem_evaluator
 
-from evolve.evaluation import Evaluator
-from evolve.evaluators.jssp.audit import decisions
-from evolve.evaluators.jssp.builder import FEATURES, ask, build_schedule
+from evolve.evaluation import Evaluation, Evaluator
+from evolve.evaluators.jssp.builder import build_schedule, schedule_solution
+from evolve.evaluators.jssp.candidate_side import respond
 from evolve.evaluators.jssp.check import check_schedule
+from evolve.evaluators.jssp.drive import drive
 from evolve.evaluators.jssp.generator import taillard_like
 from evolve.evaluators.jssp.model import JobShop
 from evolve.problem import load_problem
@@ -71,9 +71,9 @@ _plan = {}
 
 def priority(op_index, **_):
     frame = sys._getframe(1)
-    while "cand" not in frame.f_locals:
+    while "steps" not in frame.f_locals:
         frame = frame.f_back
-    here = frame.f_locals
+    here = frame.f_locals["steps"].gi_frame.f_locals
     if _plan.get("machines") is not here["machines"]:
         build = sys.modules["evolve.evaluators.jssp.builder"].build_schedule
         rng = np.random.default_rng(0)
@@ -93,10 +93,9 @@ MWKR = "def priority(job_work_left, **_):\n    return job_work_left\n"
 
 # MWKR that departs at one decision per large instance: the best of the 3 next candidates at each
 # of the first 40 decisions, found by rebuilding the instance (read from the builder's frame) with
-# the builder in its process.  In the replay's fresh process no instance is in reach and it is
-# plain MWKR, so a sample of 8 decisions caught an instance only when it held the departure
-# (~0.04 here): on train it escaped 4 times in 4 at 11.23 % against MWKR's 12.06 %.  Every
-# decision is asked again now.
+# the builder in its process.  Against the old replay audit, in whose fresh process no instance
+# was in reach, a sample of 8 decisions caught an instance only when it held the departure
+# (~0.04 here): on train it escaped 4 times in 4 at 11.23 % against MWKR's 12.06 %.
 ONE_DEPARTURE = '''
 import sys
 
@@ -173,26 +172,81 @@ def instances() -> list[Instance]:
     return problem.instances("quick") + small[:12]
 
 
+def _in_its_own_process(evaluator: Evaluator, attack: str, instances: list[Instance],
+                        monkeypatch: pytest.MonkeyPatch) -> Evaluation:
+    """The attack with the builder in the candidate's process (as before the trusted builder)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluator.problem.verifier, "drive", None)
+        return evaluator.run_split(attack, instances, "quick")
+
+
+def assert_pays_then_gains_nothing(evaluator: Evaluator, attack: str, instances: list[Instance],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the builder in its process the attack beats MWKR (the control: it is worth
+    stopping); built by the trusted side, each instance gets MWKR's schedule or fails."""
+    fair = evaluator.run_split(MWKR, instances, "quick")
+    paid = _in_its_own_process(evaluator, attack, instances, monkeypatch)
+    assert fair.ok and paid.ok, paid.feedback
+    assert paid.score is not None and fair.score is not None and paid.score > fair.score
+    driven = evaluator.run_split(attack, instances, "quick")
+    for honest, got, result in zip(fair.solutions, driven.solutions, driven.instances, strict=True):
+        assert got == honest or (got is None and not result.feasible), result
+    assert driven.score is None or driven.score <= fair.score
+
+
 @pytest.mark.parametrize("attack", [OWN_BUILDER, KEEPS_STATE], ids=["own_builder", "keeps_state"])
-def test_restarts_passed_off_as_a_rule_would_pay_and_are_refused(
+def test_restarts_passed_off_as_a_rule_pay_in_its_own_process_and_gain_nothing_when_driven(
         attack: str, evaluator: Evaluator, instances: list[Instance], monkeypatch: pytest.MonkeyPatch) -> None:
-    assert_pays_then_refused(evaluator, attack, MWKR, instances, monkeypatch)
+    assert_pays_then_gains_nothing(evaluator, attack, instances, monkeypatch)
+
+
+def test_a_rule_departing_at_one_decision_per_instance_gains_nothing_when_driven(
+        evaluator: Evaluator, monkeypatch: pytest.MonkeyPatch) -> None:
+    problem = load_problem("jssp")
+    large = [i for i in problem.instances("train") if i.group in ("non_delay/30x15", "non_delay/30x20")][::2]
+    assert_pays_then_gains_nothing(evaluator, ONE_DEPARTURE, large, monkeypatch)
 
 
 @pytest.mark.parametrize("name", ["mwkr", "spt", "fdd_mwkr", "random"])
-def test_the_shipped_rules_pass_the_replay_as_candidates(name: str, evaluator: Evaluator,
-                                                         instances: list[Instance]) -> None:
-    """Not as baselines (exempt): as candidates, one comment line added.  The random baseline
-    seeds itself from the decision, so it is a function of its features too."""
-    source = evaluator.problem.baselines[name].read_text() + "\n# a candidate now\n"
+def test_the_shipped_rules_build_the_same_schedules_driven_as_in_the_sandbox(
+        name: str, evaluator: Evaluator, instances: list[Instance]) -> None:
+    """As baselines (batch, in the sandbox) and as candidates that are not one pure expression
+    (an import added: built by the trusted side), every schedule is the same."""
+    baseline = evaluator.problem.baselines[name].read_text()
+    assert evaluator._exempt(baseline, "priority") and not evaluator._driven(baseline, "priority")
+    candidate = "import sys  # a candidate now\n" + baseline
+    assert evaluator._driven(candidate, "priority")
+    batch, driven = evaluator.run_split(baseline, instances, "quick"), evaluator.run_split(candidate, instances, "quick")
+    assert batch.ok and driven.ok, driven.feedback
+    assert driven.solutions == batch.solutions and driven.score == batch.score
+
+
+def test_a_rule_that_fails_at_some_decisions_fails_those_instances_only(
+        evaluator: Evaluator, instances: list[Instance]) -> None:
+    """NaN on the 6x6 instances, a raise on those with 10 jobs: the others are built and scored."""
+    source = ("import numpy as np\n\ndef priority(job_work_left, n_jobs, **_):\n"
+              "    if n_jobs == 6:\n        return np.full(len(job_work_left), np.nan)\n"
+              "    if n_jobs == 10:\n        raise ValueError('ten')\n"
+              "    return job_work_left\n")
     evaluation = evaluator.run_split(source, instances, "quick")
-    assert evaluation.ok, evaluation.feedback
+    sizes = {r.name: int(i.data["durations"].shape[0]) for r, i in zip(evaluation.instances, instances, strict=True)}
+    for result in evaluation.instances:
+        if sizes[result.name] == 6:
+            assert not result.feasible and "NaN" in (result.error or ""), result
+        elif sizes[result.name] == 10:
+            assert not result.feasible and "ValueError: ten" in (result.error or ""), result
+        else:
+            assert result.feasible, result
+    assert {6, 10} & set(sizes.values()) and set(sizes.values()) - {6, 10}
 
 
-def test_a_rule_that_draws_fresh_random_numbers_is_refused(evaluator: Evaluator, instances: list[Instance]) -> None:
+def test_a_rule_that_draws_fresh_random_numbers_is_scored_on_what_it_built(
+        evaluator: Evaluator, instances: list[Instance]) -> None:
+    """Built by the trusted side, a rule may keep state or draw random numbers (an online rule):
+    its schedules are valid and scored as what it built."""
     source = "import numpy as np\n\ndef priority(proc_time, **_):\n    return np.random.random(len(proc_time))\n"
     evaluation = evaluator.run_split(source, instances, "quick")
-    assert not evaluation.ok and "asked again in a fresh process" in evaluation.feedback
+    assert evaluation.ok and all(r.feasible for r in evaluation.instances), evaluation.feedback
 
 
 RULES = {
@@ -204,28 +258,48 @@ RULES = {
 }
 
 
+class _Reply:
+    def __init__(self, value: object, error: str | None = None) -> None:
+        self.value, self.error = value, error
+
+
+class _InProcess:
+    """The session's contract (``call(payload) -> reply``) with the rule in this process."""
+
+    def __init__(self, rule: object) -> None:
+        self.rule, self.calls = rule, 0
+
+    def call(self, payload: dict) -> _Reply:
+        self.calls += 1
+        return _Reply(respond(self.rule, payload))  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("scheme", ["non_delay", "active"])
 @pytest.mark.parametrize("rule", sorted(RULES))
-def test_every_schedule_the_builder_makes_is_rebuilt_with_the_rules_own_decisions(scheme: str, rule: str) -> None:
-    """The trusted rebuild follows the schedule exactly and records, at every decision, the
-    features the rule was given and the candidate it chose."""
-    fn = RULES[rule]
-    for k, (n, m) in enumerate([(3, 3), (6, 6), (10, 5), (15, 15)]):
-        shop = taillard_like(f"t{k}", n, m, 100 + k)
-        start = build_schedule(fn, shop.machines, shop.durations, shop.lengths, shop.n_machines, scheme)
-        made = decisions(shop, start.astype(np.int64), scheme)
-        assert made is not None
-        for features, chosen in made:
-            assert set(features) == set(FEATURES)
-            assert ask(fn, features, set(RULES[rule].__code__.co_varnames) if rule != "mwkr" else FEATURES,
-                       len(features["proc_time"])) == chosen
+def test_the_trusted_builder_makes_the_schedule_the_rule_makes_in_one_process(scheme: str, rule: str) -> None:
+    """Lockstep over the instances, one call per round: the schedules are the builder's own,
+    and the calls are as many as the longest instance's decisions, not their sum."""
+    shops = [taillard_like(f"t{k}", n, m, 100 + k) for k, (n, m) in enumerate([(3, 3), (6, 6), (10, 5), (15, 15)])]
+    instances = [Instance(s.name, s.size, s.payload(scheme)) for s in shops]
+    session = _InProcess(RULES[rule])
+    built = drive(instances, session)
+    for shop, (solution, error) in zip(shops, built, strict=True):
+        start = build_schedule(RULES[rule], shop.machines, shop.durations, shop.lengths, shop.n_machines, scheme)
+        assert error is None and solution == schedule_solution(start, shop.durations, shop.lengths, scheme)
+    assert session.calls <= max(int(s.lengths.sum()) for s in shops)
 
 
-def test_a_schedule_the_scheme_does_not_build_is_not_rebuilt() -> None:
+@pytest.mark.parametrize("reply", [np.array([0.0]), [True], [-1], [99], [1.5], {"0": 0}, ["x" * 5000]])
+def test_a_hostile_reply_fails_the_instance_it_answers(reply: object) -> None:
     shop = taillard_like("t", 6, 6, 7)
-    start = build_schedule(RULES["mwkr"], shop.machines, shop.durations, shop.lengths, shop.n_machines, "non_delay")
-    late = start.astype(np.int64) + 1  # every start one later: not what the builder makes
-    assert decisions(shop, late, "non_delay") is None
+    instance = Instance(shop.name, shop.size, shop.payload("non_delay"))
+
+    class Hostile:
+        def call(self, payload: dict) -> _Reply:
+            return _Reply(reply)
+
+    [(solution, error)] = drive([instance], Hostile())
+    assert solution is None and error and len(error) < 400
 
 
 def test_a_zero_duration_operation_held_back_to_open_a_gap_is_refused() -> None:
@@ -237,13 +311,5 @@ def test_a_zero_duration_operation_held_back_to_open_a_gap_is_refused() -> None:
     late = {"scheme": "non_delay", "start": [[0, 6, 6], [0, 5]], "end": [[5, 6, 9], [4, 7]]}
     assert check_schedule(shop, built, "non_delay")[0] is None  # what the builder makes passes
     assert check_schedule(shop, late, None)[0] is None  # the control: feasible, and not what the scheme builds
-    assert decisions(shop, np.array([[0, 6, 6], [0, 5, -1]]), "non_delay") is None
     reason, _ = check_schedule(shop, late, "non_delay")
     assert reason == "operation 1 of job 0 takes no time and runs when its job reaches it, at 5, not at 6"
-
-
-def test_a_rule_departing_at_one_decision_per_instance_is_refused_wherever_it_departs(
-        evaluator: Evaluator, monkeypatch: pytest.MonkeyPatch) -> None:
-    problem = load_problem("jssp")
-    large = [i for i in problem.instances("train") if i.group in ("non_delay/30x15", "non_delay/30x20")][::2]
-    assert_refused_wherever_it_departs(evaluator, ONE_DEPARTURE, MWKR, large, monkeypatch)

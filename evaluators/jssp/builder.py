@@ -24,7 +24,7 @@ The trusted verifier re-checks whatever this returns; nothing here is trusted.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
@@ -117,13 +117,30 @@ def build_schedule(
     lengths: np.ndarray,
     n_machines: int,
     scheme: str,
-    observe: Callable[[np.ndarray], None] | None = None,
 ) -> np.ndarray:
-    """Start time of every operation, shape (n_jobs, max_ops) (padding: -1).
+    """Start time of every operation, shape (n_jobs, max_ops) (padding: -1)."""
+    wanted = set(accepted_features(rule))
+    steps = build_steps(machines, durations, lengths, n_machines, scheme, wanted)
+    try:
+        features = next(steps)
+        while True:
+            features = steps.send(ask(rule, features, wanted, len(features["proc_time"])))
+    except StopIteration as done:
+        return done.value
 
-    ``observe(jobs)`` (trusted replays only, ``audit.py``) is told the candidates' job
-    indices before the rule is asked about them.
-    """
+
+def build_steps(
+    machines: np.ndarray,
+    durations: np.ndarray,
+    lengths: np.ndarray,
+    n_machines: int,
+    scheme: str,
+    wanted: set[str] | tuple[str, ...] = FEATURES,
+) -> Generator[dict[str, Any], int, np.ndarray]:
+    """The builder as a generator: yields each decision's features (those in ``wanted`` and
+    the twelve every rule gets), is sent the position of the candidate dispatched, and
+    returns the start times.  ``build_schedule`` drives it with a rule in one process; the
+    trusted side drives it with a rule asked in the sandbox (``drive.py``)."""
     if scheme not in ("non_delay", "active"):
         raise ValueError(f"unknown scheme {scheme!r}")
     active = scheme == "active"
@@ -153,7 +170,6 @@ def build_schedule(
     valid = machines >= 0
     machine_left = np.bincount(machines[valid], weights=durations[valid], minlength=n_machines).astype(float)
     total_left = float(machine_left.sum())
-    wanted = set(accepted_features(rule))
 
     nxt = np.zeros(n, dtype=np.int64)
     job_ready = np.zeros(n)
@@ -227,9 +243,7 @@ def build_schedule(
                 features["max_machine_work_left"] = float(machine_left.max())
             if "jobs_left" in wanted:
                 features["jobs_left"] = float(jobs_left)
-            if observe is not None:
-                observe(cand)
-            j = int(cand[ask(rule, features, wanted, cand.size)])
+            j = int(cand[(yield features)])
         k_j = int(nxt[j])
         m_j = int(cur_m[j])
         s = float(est[j])

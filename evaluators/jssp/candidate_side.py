@@ -11,9 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from evolve.evaluators.jssp.builder import accepted_features, ask, build_schedule, schedule_solution
+from evolve.evaluators.jssp.builder import (
+    RuleOutputError,
+    accepted_features,
+    ask,
+    build_schedule,
+    schedule_solution,
+)
 from evolve.verifier import Instance
 
 
@@ -24,9 +28,17 @@ def solve(heuristic: Callable[..., Any], instance: Instance) -> Any:
     return schedule_solution(start, data["durations"], data["lengths"], data["scheme"])
 
 
-def respond(heuristic: Callable[..., Any], payload: dict[str, Any]) -> np.ndarray:
-    """One round of the trusted replay (``audit.py``, in a fresh process): the candidate the
-    rule dispatches at each decision, as the builder would have asked it there."""
+def respond(heuristic: Callable[..., Any], payload: dict[str, Any]) -> list[int | str]:
+    """One round of the trusted builder (``drive.py``): the candidate the rule dispatches at
+    each decision asked (one per unfinished instance), or why the rule gave no usable answer
+    there (that instance fails, the others go on, as in a batch run)."""
     wanted = set(accepted_features(heuristic))
-    return np.asarray([ask(heuristic, features, wanted, len(features["proc_time"]))
-                       for features in payload["decisions"]], dtype=np.int64)
+    out: list[int | str] = []
+    for features in payload["decisions"]:
+        try:
+            out.append(ask(heuristic, features, wanted, len(features["proc_time"])))
+        except RuleOutputError as err:  # NaN, a wrong shape: that instance's verdict
+            out.append(str(err))
+        except Exception as err:  # the rule's own error: that instance's verdict
+            out.append(f"priority() raised {type(err).__name__}: {err}")
+    return out

@@ -13,11 +13,11 @@ import numpy as np
 from pydantic import Field
 
 from evolve.errors import UserError
-from evolve.evaluators.jssp.audit import Replay
 from evolve.evaluators.jssp.benchmarks import by_content, test_split_benchmarks
 from evolve.evaluators.jssp.builder import build_schedule
 from evolve.evaluators.jssp.candidate_side import respond, solve
 from evolve.evaluators.jssp.check import check_schedule
+from evolve.evaluators.jssp.drive import drive
 from evolve.evaluators.jssp.generator import generated_split
 from evolve.evaluators.jssp.instance_file import FileInstance, parse_instance_file
 from evolve.evaluators.jssp.model import JobShop, shop_from_payload
@@ -56,8 +56,9 @@ class JsspOptions(VerifierOptions):
 class JsspVerifier:
     """Job shop, makespan.  A solution is the start and end of every operation.
 
-    The schedule is built in the sandbox by the named scheme around the
-    candidate's priority rule; here it is re-validated from scratch (durations,
+    The schedule is built by the named scheme around the candidate's priority rule: in the
+    sandbox for a provably pure rule (every GP program), here with the rule asked per decision
+    for any other program (``drive``); either way it is re-validated from scratch (durations,
     precedence, machine overlap, and membership in the scheme's class of
     schedules) and the makespan is computed from the validated start times.
     """
@@ -69,7 +70,6 @@ class JsspVerifier:
         self.options = read_options(JsspOptions, options)
         self.scheme = self.options.scheme
         self.references = ReferenceStore(self.problem_dir, "jssp")
-        self.replay = Replay()
         # aggregate() replaces the engine's, so it must honour objective.score itself.
         from evolve.config import load_problem_spec
 
@@ -164,12 +164,13 @@ class JsspVerifier:
     # -- solve (inside the sandbox) ------------------------------------------------------
 
     solve = staticmethod(solve)  # evaluators/jssp/candidate_side.py: all the worker imports of jssp
-    respond = staticmethod(respond)  # one decision, for the replay below (runs stay batch runs)
+    respond = staticmethod(respond)  # one decision of each instance, for drive() below
 
-    def audit(self, instances: list[Instance], solutions: list[Any], session: Any) -> list[str | None]:
-        """(trusted) A few decisions of each schedule asked again in a fresh session: a program
-        that built its schedules some other way fails here (``audit.py``)."""
-        return self.replay.audit(instances, solutions, session)
+    @staticmethod
+    def drive(instances: list[Instance], session: Any) -> list[tuple[Any, str | None]]:
+        """(trusted) Builds every instance here, asking the rule in the session one decision
+        at a time, for programs that are not provably a pure rule (``drive.py``)."""
+        return drive(instances, session)
 
     # -- score (trusted) -------------------------------------------------------------------
 
