@@ -6,7 +6,8 @@ code.  ``place`` is the frame of ``problems/moe/seed.py`` (greedy replication by
 ``gpu_cost`` with a free slot) with the rules passed in; a test checks that a
 screen gives the balancedness the sandboxed seed gets.  The placements are scored
 by the verifier's own ``score``; nothing is timed, so the screen's figure is the
-balancedness part of the score (runtime counts only in the real evaluation).
+balancedness part of the score, with the guard against LPT when ``lpt_guard`` is on (runtime
+counts only in the real evaluation).
 """
 
 from __future__ import annotations
