@@ -20,6 +20,7 @@ from evolve.errors import UserError
 from evolve.problem import Problem, builtin_dir
 from evolve.pure_rule import is_pure_rule
 from evolve.sandbox import InstanceRun, Sandbox, SandboxLimits, SandboxOutcome, SessionEnded
+from evolve.sandbox.outcome import printable
 from evolve.sandbox.side import whole_module_warning
 from evolve.scoring import aggregate, headline_gap, natural_key
 from evolve.verifier import CandidateError, Instance, InstanceResult, infeasible
@@ -194,7 +195,10 @@ class Evaluator:
                 if len(built) != len(instances):
                     raise ValueError(f"drive() gave {len(built)} results for {len(instances)} instances")
                 share = session.cpu_seconds / max(1, len(instances))
-                runs = [InstanceRun(solution, error, share) for solution, error in built]
+                # A reason may quote the rule's own words (its exception, sent as a value, not as
+                # the call's error): written out like every candidate text that reaches a terminal.
+                runs = [InstanceRun(solution, None if error is None else printable(str(error)), share)
+                        for solution, error in built]
             except SessionEnded:
                 pass  # the outcome says why
         end = session.close()
