@@ -227,15 +227,26 @@ def lock_down(spec: ChildSpec) -> None:
         spec.seccomp.install()  # last: nothing after it needs a refused call
 
 
-def set_workdir_env(workdir: str) -> None:
-    """The work dir as the candidate's ``HOME``, ``TMPDIR`` and ``tempfile`` dir.
+def _workdir_env_setter() -> Callable[[str], None]:
+    environb, tempfile_module = os.environb, tempfile  # os.environ's own dict (and putenv)
+    encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
-    The forker sets it for the next child right after forking the last one (it knows the
-    next work dir's name ahead), so that child inherits it instead of writing ~50 shared
-    pages between its fork and its work order.
-    """
-    os.environ["HOME"] = os.environ["TMPDIR"] = workdir
-    tempfile.tempdir = workdir
+    def set_workdir_env(workdir: str) -> None:
+        """The work dir as the candidate's ``HOME``, ``TMPDIR`` and ``tempfile`` dir.
+
+        The forker sets it for the next child right after forking the last one (it knows the
+        next work dir's name ahead), so that child inherits it instead of writing ~50 shared
+        pages between its fork and its work order. What it needs is bound once (the forker
+        writes a page of its own for every object it touches after a clone).
+        """
+        value = workdir.encode(encoding, errors)  # os.fsencode, without its Python
+        environb[b"HOME"] = environb[b"TMPDIR"] = value
+        tempfile_module.tempdir = workdir
+
+    return set_workdir_env
+
+
+set_workdir_env = _workdir_env_setter()
 
 
 def shared_lock_down(spec: ChildSpec) -> None:

@@ -128,32 +128,39 @@ def _serve(sock: socket.socket, make_spec: SpecMaker, pid_namespace: bool, zygot
         spec.shared_done = True
     except OSError:
         spec.shared_done = False
+    # Bound once: every page the loop writes after a clone is a copy-on-write fault (the new
+    # child shares it), so it makes as few objects and runs as little Python as it can.
+    recvmsg, send, close, unpack, pack = sock.recvmsg, sock.send, os.close, _FDS.unpack, _PID.pack
+    try:
+        clone, reseed = _cloner(pid_namespace), oslevel.reseeder()
+    except OSError:
+        return  # the zygote forks for itself once we are gone
     while True:
         try:  # recvmsg, not socket.recv_fds: fewer objects, fewer pages written per child
-            msg, ancillary, _, _ = sock.recvmsg(4096, _FDS_SPACE)
+            msg, ancillary, _, _ = recvmsg(4096, _FDS_SPACE)
         except OSError:
             return
         if not msg or len(ancillary) != 1 or ancillary[0][:2] != _RIGHTS or len(ancillary[0][2]) != _FDS.size:
             return
-        out_fd, channel_fd = _FDS.unpack(ancillary[0][2])
+        out_fd, channel_fd = unpack(ancillary[0][2])
         workdir, _, upcoming = msg.decode().partition("\0")
         if workdir != spec.workdir:  # not the one foreseen: set it up now
             set_workdir_env(workdir)
         spec.workdir, spec.out_fd, spec.channel_fd = workdir, out_fd, channel_fd
         try:
-            pid = _clone(pid_namespace)
+            pid = clone()
         except OSError as exc:
             pid = -(exc.errno or errno.EAGAIN)
         if pid == 0:
             _be_the_child(spec)
-        os.close(out_fd)
-        os.close(channel_fd)
+        close(out_fd)
+        close(channel_fd)
         try:
-            sock.send(_PID.pack(pid))
+            send(pack(pid))
         except OSError:
             return
         # Set up here for the next child, after the reply: off its way to its candidate.
-        oslevel.reseed_random()  # its fresh seed
+        reseed()  # its fresh seed
         if upcoming:
             set_workdir_env(upcoming)  # HOME, TMPDIR, tempfile's dir (copy-on-write faults: ours)
             spec.workdir = upcoming
@@ -177,16 +184,25 @@ def _own_oom_score(joined: bool) -> bool:
     return True
 
 
-def _clone(pid_namespace: bool) -> int:
-    if pid_namespace:  # the child is pid 1 of its own namespace: all it starts dies with it
-        isolation.fresh_pid_namespace()
-    pid = -1
-    try:
-        pid = oslevel.clone_parent(reseed=False)  # its seed was drawn after the last clone
-    finally:
-        if pid_namespace and pid != 0:  # the child stays in its new namespace
-            isolation.restore_pid_namespace()
-    return pid
+def _cloner(pid_namespace: bool) -> Callable[[], int]:
+    """The forker's clone: the child is the zygote's, and with ``pid_namespace`` pid 1 of a
+    namespace of its own (all it starts dies with it). Its seed was drawn after the last clone."""
+    clone = oslevel.clone_parent_call()
+    if not pid_namespace:
+        return clone
+    enter, leave = isolation.pid_namespace_calls()
+
+    def clone_alone() -> int:
+        enter()
+        pid = -1
+        try:
+            pid = clone()
+        finally:
+            if pid != 0:  # the child stays in its new namespace
+                leave()
+        return pid
+
+    return clone_alone
 
 
 def _be_the_child(spec: ChildSpec) -> NoReturn:

@@ -124,6 +124,14 @@ def restore_pid_namespace() -> None:
     oslevel.setns(_own_pid_ns, oslevel.CLONE_NEWPID)
 
 
+def pid_namespace_calls() -> tuple[Callable[[], None], Callable[[], None]]:
+    """``fresh_pid_namespace`` and ``restore_pid_namespace`` with their arguments made once."""
+    global _own_pid_ns
+    if _own_pid_ns < 0:
+        _own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    return oslevel.namespace_calls(oslevel.CLONE_NEWPID, _own_pid_ns)
+
+
 def _fallback_mounts(file_size_mb: int, hide_paths: tuple[str, ...],
                      report: Report) -> tuple[tuple[str, ...], str | None]:
     """No view: at least a private /tmp and friends, and empty mounts over ``hide_paths``."""

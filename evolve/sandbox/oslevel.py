@@ -17,6 +17,7 @@ import pwd
 import signal
 import stat
 import sys
+from collections.abc import Callable
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
@@ -211,6 +212,48 @@ def clone_parent(reseed: bool = True) -> int:
                    "clone", reseed)
 
 
+def clone_parent_call() -> Callable[[], int]:
+    """``clone_parent(reseed=False)`` with its arguments made once, for the forker's loop.
+
+    Every page the forker writes after a clone is a copy-on-write fault (the new child shares
+    it), and each call of ``clone_parent`` made four ctypes objects (pages of their pools
+    written) and ran more of our Python."""
+    if SYS_CLONE is None:
+        raise OSError(errno.ENOSYS, f"clone: unknown syscall number on {platform.machine()}")
+    syscall, get_errno = _py_libc().syscall, ctypes.get_errno
+    zero = ctypes.c_long(0)
+    args = (ctypes.c_long(SYS_CLONE), ctypes.c_long(CLONE_PARENT | signal.SIGCHLD), zero, zero, zero, zero)
+
+    def clone() -> int:
+        pid: int = syscall(*args)
+        if pid < 0:
+            err = get_errno()
+            raise OSError(err, f"clone: {os.strerror(err)}")
+        return pid
+
+    return clone
+
+
+def namespace_calls(flags: int, back_fd: int) -> tuple[Callable[[], None], Callable[[], None]]:
+    """``unshare(flags)`` and ``setns(back_fd, flags)`` with their arguments made once (the
+    forker's pair around each clone, as ``clone_parent_call``)."""
+    libc, get_errno = _c(), ctypes.get_errno
+    c_unshare, c_setns = libc.unshare, libc.setns
+    kind, back = ctypes.c_int(flags), ctypes.c_int(back_fd)
+
+    def enter() -> None:
+        if c_unshare(kind) != 0:
+            err = get_errno()
+            raise OSError(err, f"unshare: {os.strerror(err)}")
+
+    def leave() -> None:
+        if c_setns(back, kind) != 0:
+            err = get_errno()
+            raise OSError(err, f"setns: {os.strerror(err)}")
+
+    return enter, leave
+
+
 def clone_parent_is_safe(libc: tuple[str, str] | None = None) -> bool:
     """Whether ``clone_parent`` may be used here: a known syscall number, and glibc >= 2.34
     (older glibc signals the calling thread by the tid it cached at fork, which raw clone
@@ -240,6 +283,20 @@ def reseed_random() -> None:
     if module is not None:
         _random.Random.seed(module._inst, None)  # the C seed from os.urandom, as Random.seed(None)
         module._inst.gauss_next = None
+
+
+def reseeder() -> Callable[[], None]:
+    """``reseed_random`` with the instance and its method bound once (for the forker's loop)."""
+    module = sys.modules.get("random")
+    if module is None:
+        return lambda: None
+    seed, instance = _random.Random.seed, module._inst
+
+    def reseed() -> None:
+        seed(instance, None)
+        instance.gauss_next = None
+
+    return reseed
 
 
 def make_non_dumpable() -> bool:
