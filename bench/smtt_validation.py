@@ -13,7 +13,8 @@ shipped train split instead, against its shipped references: what the search see
 each rule's mean gap per size and the mean over sizes: the published rules through the rule
 track's dispatcher (ties as published), and the best program of every run folder given (e.g.
 the seeds of `bench/offline_study.py`), or with `--top K` its K best programs on train, with
-the one its run reported marked. `--on valid` scores on smtt_rule's validation split. A `--rule`
+the one its run reported marked. `--on valid` scores on smtt_rule's validation split;
+`--min-reference R` leaves out the instances whose reference is below R. A `--rule`
 may be a tuple, `'np.maximum(d, t + p), d, p'`: compared lexicographically (ties by d, then p).
 """
 
@@ -120,10 +121,10 @@ def archive_rows(folder: Path, rule_spec, top: int):
     return rows
 
 
-def gaps(rule, cases) -> dict[int, float]:
+def gaps(rule, cases, min_reference: float = 0.0) -> dict[int, float]:
     by_size: dict[int, list[float]] = {}
     for n, p, d, ref in cases:
-        if ref > 0:
+        if ref > 0 and ref >= min_reference:
             value = total_tardiness(p, d, dispatch(rule, p.astype(float), d.astype(float)))
             by_size.setdefault(n, []).append(100.0 * (value - ref) / ref)
     return {n: statistics.fmean(v) for n, v in sorted(by_size.items())}
@@ -139,6 +140,9 @@ def main() -> None:
     parser.add_argument("--on", choices=("fresh", "train", "valid", "smtt-train"), default="fresh",
                         help="the fresh set (default), or a shipped split with its references: "
                              "smtt_rule's train or valid, or smtt's train (smtt-train)")
+    parser.add_argument("--min-reference", type=float, default=0.0, metavar="R",
+                        help="leave out the instances whose reference is below R (what the few instances "
+                             "with tiny optima do to each mean; docs/smtt.md, tenth round)")
     parser.add_argument("--top", type=int, default=0, metavar="K",
                         help="score each run's K best programs on train instead of its reported best")
     args = parser.parse_args()
@@ -162,11 +166,13 @@ def main() -> None:
             tree = rule_tree(best.read_text(), rule_spec)
             if tree is not None:
                 rows.append((str(best.parent), tree_rule(tree)))
+    if args.min_reference:
+        where += f", those with a reference below {args.min_reference:g} left out"
     print(f"mean gap % on {where}")
     print("| rule | " + " | ".join(f"n={n}" for n in SIZES) + " | mean over sizes |")
     print("|---" * (len(SIZES) + 2) + "|")
     for name, rule in rows:
-        by_size = gaps(rule, cases)
+        by_size = gaps(rule, cases, args.min_reference)
         print(f"| {name} | " + " | ".join(f"{by_size[n]:.2f}" for n in SIZES)
               + f" | {statistics.fmean(by_size.values()):.2f} |", flush=True)
 

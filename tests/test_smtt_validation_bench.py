@@ -35,3 +35,13 @@ def test_top_scores_an_archives_best_programs_on_train_and_marks_the_reported_on
     ours = [name for name in table if name.startswith("run ")]
     assert len(ours) == 3 and all("(train -" in name for name in ours)
     assert sum("*#" in name for name in ours) == 1  # the program the run reports (chosen on valid)
+
+
+def test_min_reference_leaves_out_the_instances_with_tiny_references() -> None:
+    every = _table()
+    big = _table("--min-reference", "100")
+    # valid n = 50 and 100: one instance each (optimum 4 and 2) that MDD schedules optimally and MDDC
+    # one or two units late carries more than a point of MDDC's mean; without it MDDC's falls.
+    for size in (1, 2):
+        assert float(big["mddc"][size]) < float(every["mddc"][size]) - 0.5
+    assert big["mdd"] != every["mdd"] and len(big["mdd"]) == 6
