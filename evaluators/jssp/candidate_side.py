@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 from evolve.evaluators.jssp.builder import (
-    RuleOutputError,
     accepted_features,
     ask,
     build_schedule,
@@ -37,8 +36,6 @@ def respond(heuristic: Callable[..., Any], payload: dict[str, Any]) -> list[int 
     for features in payload["decisions"]:
         try:
             out.append(ask(heuristic, features, wanted, len(features["proc_time"])))
-        except RuleOutputError as err:  # NaN, a wrong shape: that instance's verdict
-            out.append(str(err))
-        except Exception as err:  # the rule's own error: that instance's verdict
-            out.append(f"priority() raised {type(err).__name__}: {err}")
+        except Exception as err:  # the rule's own error, or NaN, a wrong shape: that instance's verdict
+            out.append(f"{type(err).__name__}: {err}")
     return out

@@ -44,8 +44,8 @@ def drive(instances: list[Instance], session: Any) -> list[tuple[Any, str | None
         for (k, (steps, features)), answer in zip(asked, answers, strict=True):
             if isinstance(answer, str):
                 del pending[k]
-                results[k] = (None, f"at a decision at time {features['now']:g} with "
-                                    f"{len(features['proc_time'])} candidates, {answer}")
+                results[k] = (None, f"{answer} (asked at a decision at time {features['now']:g} with "
+                                    f"{len(features['proc_time'])} candidates)")
             else:
                 _advance(k, steps, answer, pending, results, instances, shops)
     return results
@@ -63,14 +63,16 @@ def _advance(k: int, steps: Steps, pick: int | None, pending: dict[int, tuple[St
 
 def _answers(reply: Any, counts: list[int]) -> list[int | str]:
     """One choice (a candidate's position) or one reason per decision asked; the reply comes
-    from the candidate's process, so nothing in it is taken on trust."""
+    from the candidate's process, so nothing in it is taken on trust.  A reason is the rule's
+    error (the engine reports it as raised) or, for a reply that is not an answer, starts with
+    "solution" (reported as an invalid solution)."""
     if reply.error is not None:
-        return [f"priority() raised {str(reply.error)[:MAX_REASON]}"] * len(counts)
+        return [str(reply.error)[:MAX_REASON]] * len(counts)
     value = reply.value
     if isinstance(value, np.ndarray) and value.dtype == np.int64 and value.shape == (len(counts),):
         value = value.tolist()
     if type(value) is not list or len(value) != len(counts):
-        return ["the reply was not one answer per decision asked"] * len(counts)
+        return ["solution not built: the reply was not one answer per decision asked"] * len(counts)
     out: list[int | str] = []
     for answer, count in zip(value, counts, strict=True):
         if type(answer) is int and 0 <= answer < count:
@@ -78,5 +80,5 @@ def _answers(reply: Any, counts: list[int]) -> list[int | str]:
         elif type(answer) is str:
             out.append(answer[:MAX_REASON])
         else:
-            out.append(f"the reply named no candidate of {count} ({type(answer).__name__})")
+            out.append(f"solution not built: the reply named no candidate of {count} ({type(answer).__name__})")
     return out
