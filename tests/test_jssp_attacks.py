@@ -313,3 +313,42 @@ def test_a_zero_duration_operation_held_back_to_open_a_gap_is_refused() -> None:
     assert check_schedule(shop, late, None)[0] is None  # the control: feasible, and not what the scheme builds
     reason, _ = check_schedule(shop, late, "non_delay")
     assert reason == "operation 1 of job 0 takes no time and runs when its job reaches it, at 5, not at 6"
+
+
+# A driven rule looking through its whole process for the instance: every frame's locals, every
+# object the collector tracks, every module's globals.  It raises if it finds an instance's
+# arrays (a dict with "durations" or "machines", an Instance, a JobShop).
+SEARCHES_ITS_PROCESS = '''
+import gc
+import sys
+
+
+def _holds_instance(value):
+    if isinstance(value, dict) and ("durations" in value or "machines" in value):
+        return True
+    return type(value).__name__ in ("Instance", "JobShop")
+
+
+def priority(job_work_left, **_):
+    frame = sys._getframe()
+    while frame is not None:
+        if any(_holds_instance(v) for v in frame.f_locals.values()):
+            raise ValueError("found in a frame: " + frame.f_code.co_name)
+        frame = frame.f_back
+    if any(_holds_instance(o) for o in gc.get_objects()):
+        raise ValueError("found among the tracked objects")
+    for module in list(sys.modules.values()):
+        if any(_holds_instance(v) for v in list(getattr(module, "__dict__", {}).values())):
+            raise ValueError("found in module " + module.__name__)
+    return job_work_left
+'''
+
+
+def test_a_driven_rule_finds_no_instance_anywhere_in_its_process(evaluator: Evaluator,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    quick = load_problem("jssp").instances("quick")
+    paid = _in_its_own_process(evaluator, SEARCHES_ITS_PROCESS, quick, monkeypatch)
+    assert not paid.ok and "found in a frame" in paid.feedback  # the control: the batch run holds it
+    driven = evaluator.run_split(SEARCHES_ITS_PROCESS, quick, "quick")
+    assert driven.ok, driven.feedback
+    assert driven.solutions == evaluator.run_split(MWKR, quick, "quick").solutions
