@@ -497,6 +497,26 @@ def test_controller_killed_mid_run_leaves_nothing_behind() -> None:
         assert processes_of(uid) == []
 
 
+def test_controller_killed_after_telling_the_zygote_to_exit_leaves_no_temp_dir() -> None:
+    """The window close() had: the zygote told to exit (so not orphaned: it left the temp dir to
+    the controller), then the controller killed before its own clean-up.  The zygote removes
+    the dir on every way out now."""
+    script = textwrap.dedent(f"""
+        import json, os
+        from evolve.sandbox import Sandbox, SandboxLimits
+        sb = Sandbox({ENTRY!r}, SandboxLimits(timeout_s=60, memory_mb=512), slot=14,
+                     extra_sys_path=[{str(TESTS)!r}])
+        print(json.dumps([sb.worker_pid, sb._res.base]), flush=True)
+        sb._res.stop_worker()  # what close() does first
+        os._exit(0)  # killed before close() removes the dir
+    """)
+    env = {**os.environ, "PYTHONPATH": str(TESTS.parent)}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    zygote, base = json.loads(proc.stdout.splitlines()[0])
+    assert proc.returncode == 0 and not alive(zygote)
+    assert not os.path.exists(base)
+
+
 def test_hidden_paths_are_out_of_candidates_sight(tmp_path: Path) -> None:
     secret = tmp_path / "solutions"
     secret.mkdir()

@@ -82,7 +82,6 @@ class Zygote(ChildKeeper):
         self.seccomp: syscalls.Filter | None = None
         self.cgroup: cgroups.CandidateCgroup | None = None
         self.pid_namespace = False
-        self.orphaned = False
         self.exit_requested = False
         # Kept open so the dir can be removed even once a private /tmp hides it.
         self.controller_base = self.base
@@ -172,7 +171,6 @@ class Zygote(ChildKeeper):
                 self.prepare_spare()
                 frame = read_frame(self.fin)
             except WorkerLost:
-                self.orphaned = True
                 return
             if os.getpid() != self.pid:  # never in a child, whatever a candidate did
                 os._exit(99)
@@ -206,12 +204,10 @@ class Zygote(ChildKeeper):
                     facts, blob = self.execute(req["source"], req["function"], req["set"], limits)
                     send_reply(self.fout, {"ok": True, **facts}, blob)
                     if facts["killed"] == "controller":
-                        self.orphaned = True
                         return
                 else:
                     send_reply(self.fout, {"ok": False, "error": f"unknown op {op!r}"})
             except WorkerLost:
-                self.orphaned = True
                 return
             except Exception as exc:
                 send_reply(self.fout, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
@@ -229,9 +225,10 @@ class Zygote(ChildKeeper):
             isolation.kill_uid(self.uid)
         if self.cgroup is not None:
             self.cgroup.remove()
-        if self.orphaned:  # the controller died without cleaning up: its temp dir goes too
-            with contextlib.suppress(OSError):
-                shutil.rmtree(os.path.basename(self.controller_base), dir_fd=self.base_parent_fd)
+        # The controller's temp dir goes too: if it died (orphaned), or if it asked us to exit and
+        # is killed before its own clean-up (its rmtree after ours finds nothing, harmlessly).
+        with contextlib.suppress(OSError):
+            shutil.rmtree(os.path.basename(self.controller_base), dir_fd=self.base_parent_fd)
 
     # -- one candidate ------------------------------------------------------------
     #
