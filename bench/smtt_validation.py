@@ -47,10 +47,12 @@ VALIDATION_SEED = 86420  # never used by the shipped splits (generator.py) nor b
 BASELINES = ("mdd", "mddc", "eddc")
 
 
-def instances(replicates: int, cache: Path) -> list[tuple[int, np.ndarray, np.ndarray, float]]:
+def instances(replicates: int, cache: Path, stream: int = 0) -> list[tuple[int, np.ndarray, np.ndarray, float]]:
+    """The fresh set: `stream` 0 is the one the docs' tables use; another stream is an independent
+    set of the same design (a second opinion on a decision made on the first)."""
     if cache.is_file():
         saved = np.load(cache)
-        if int(saved["replicates"]) == replicates:
+        if int(saved["replicates"]) == replicates and int(saved["stream"] if "stream" in saved.files else 0) == stream:
             return [(int(n), p, d, float(r)) for n, p, d, r in
                     zip(saved["n"], np.split(saved["p"], saved["cut"]), np.split(saved["d"], saved["cut"]),
                         saved["ref"], strict=True)]
@@ -59,7 +61,8 @@ def instances(replicates: int, cache: Path) -> list[tuple[int, np.ndarray, np.nd
         started = time.process_time()
         for index in range(replicates * len(GRID)):
             tf, rdd = GRID[index % len(GRID)]
-            p, d = generate(n, tf, rdd, np.random.default_rng([VALIDATION_SEED, n, index]))
+            key = [VALIDATION_SEED, n, index] if not stream else [VALIDATION_SEED, stream, n, index]
+            p, d = generate(n, tf, rdd, np.random.default_rng(key))
             if n <= 20:
                 ref = dp_optimum(p, d)[0]
             else:
@@ -68,7 +71,7 @@ def instances(replicates: int, cache: Path) -> list[tuple[int, np.ndarray, np.nd
             out.append((n, p, d, float(ref)))
         print(f"references n={n}: {time.process_time() - started:.0f} s CPU", file=sys.stderr, flush=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, replicates=replicates, n=[c[0] for c in out], p=np.concatenate([c[1] for c in out]),
+    np.savez(cache, replicates=replicates, stream=stream, n=[c[0] for c in out], p=np.concatenate([c[1] for c in out]),
              d=np.concatenate([c[2] for c in out]), ref=[c[3] for c in out],
              cut=np.cumsum([c[0] for c in out])[:-1])
     return out
@@ -136,7 +139,11 @@ def main() -> None:
     parser.add_argument("--rule", action="append", default=[], metavar="EXPR",
                         help="a rule as a GP expression over the inputs, e.g. 'np.maximum(d, t + (p + 5.83))'")
     parser.add_argument("--replicates", type=int, default=4)
-    parser.add_argument("--cache", type=Path, default=Path("runs/smtt-validation.npz"))
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="where the fresh set's references are kept (default runs/smtt-validation.npz, "
+                             "runs/smtt-validation-sK.npz for --stream K)")
+    parser.add_argument("--stream", type=int, default=0, metavar="K",
+                        help="another fresh set of the same design from its own seed stream (K >= 1)")
     parser.add_argument("--on", choices=("fresh", "train", "valid", "smtt-train"), default="fresh",
                         help="the fresh set (default), or a shipped split with its references: "
                              "smtt_rule's train or valid, or smtt's train (smtt-train)")
@@ -146,9 +153,12 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=0, metavar="K",
                         help="score each run's K best programs on train instead of its reported best")
     args = parser.parse_args()
+    if args.cache is None:
+        args.cache = Path("runs/smtt-validation.npz" if not args.stream else f"runs/smtt-validation-s{args.stream}.npz")
     if args.on == "fresh":
-        cases = instances(args.replicates, args.cache)
-        where = f"{len(cases)} fresh instances ({args.replicates} per TF/RDD point and size)"
+        cases = instances(args.replicates, args.cache, args.stream)
+        where = f"{len(cases)} fresh instances ({args.replicates} per TF/RDD point and size"
+        where += f", stream {args.stream})" if args.stream else ")"
     else:
         problem, split = ("smtt", "train") if args.on == "smtt-train" else ("smtt_rule", args.on)
         shipped = load_problem(problem).instances(split)

@@ -7,6 +7,7 @@ the key instead of being silently ignored.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -157,12 +158,22 @@ class ObjectiveSpec(Strict):
     # blended with its median gap, (1 - median_weight) * mean + median_weight * median (0: the
     # mean alone), so a few instances with tiny references carry the score less.
     median_weight: float = Field(default=0.0, ge=0.0, le=1.0)
+    # The search's fitness only, as median_weight: instance group -> floor. In a group named here an
+    # instance's gap is measured against max(|reference|, floor) instead of its reference, so an
+    # instance whose reference is tiny (a few units of tardiness) cannot carry its group's mean.
+    reference_floor: dict[str, float] = {}
 
     @model_validator(mode="after")
     def _blend_needs_mean_gaps(self) -> ObjectiveSpec:
         if self.median_weight and self.score not in ("gap_mean", "gap_group_mean"):
             raise ValueError(f"median_weight blends mean gaps with medians; score '{self.score}' has none "
                              "(use gap_mean or gap_group_mean, or remove median_weight)")
+        if self.reference_floor and self.score not in ("gap_mean", "gap_group_mean"):
+            raise ValueError(f"reference_floor changes the gaps of mean-gap scores; score '{self.score}' has none "
+                             "(use gap_mean or gap_group_mean, or remove reference_floor)")
+        for group, floor in self.reference_floor.items():
+            if not (math.isfinite(floor) and floor > 0):
+                raise ValueError(f"reference_floor['{group}'] = {floor:g}: a floor must be a positive number")
         return self
 
 

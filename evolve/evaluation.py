@@ -304,7 +304,7 @@ class Evaluator:
             score, metrics = custom(results)
         else:
             score, metrics = aggregate(results, spec.objective.direction, spec.objective.score,
-                                       spec.objective.median_weight)
+                                       spec.objective.median_weight, spec.objective.reference_floor)
         status: Status = "ok" if score is not None else "infeasible"
         feedback = describe(results, metrics, spec.objective.score)
         return Evaluation(status, score, metrics, results, feedback, stage, 0.0, solutions)

@@ -21,6 +21,7 @@ from evolve.population import Elite, Population
 from evolve.problem import Problem
 from evolve.progress import EDIT, EVALUATION, MODEL, Progress
 from evolve.records import program_record
+from evolve.scoring import natural_key
 from evolve.verifier import Instance
 
 INSTANCES_META = "search_instances"  # digest of the quick and train instances a run is scored on
@@ -75,6 +76,11 @@ class RunSetup:
         """Pin the search's instances to the run: a resumed run whose quick or train
         instances changed (new data, a new generator, new seeds) would rank programs scored
         on different instances against each other, so it is refused."""
+        groups = sorted({i.group for i in train}, key=natural_key)
+        unknown = [g for g in self.problem.spec.objective.reference_floor if g not in groups]
+        if unknown:
+            raise UserError(f"{self.problem.toml_path}: objective.reference_floor names group '{unknown[0]}', which no "
+                            f"train instance has (its groups: {', '.join(groups)})")
         digest = f"{instances_digest(quick)}:{instances_digest(train)}"
         pinned = self.archive.get_meta(INSTANCES_META)
         if pinned is None:  # a new run, or one archived before runs were pinned

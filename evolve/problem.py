@@ -113,6 +113,10 @@ class Problem:
             raise UserError(f"{self.toml_path}: objective.median_weight = {self.spec.objective.median_weight:g}, but "
                             f"verifier {self.spec.verifier.entry} computes its own score (aggregate), "
                             "which the blend would not reach; remove median_weight")
+        if self.spec.objective.reference_floor and callable(getattr(cls, "aggregate", None)):
+            raise UserError(f"{self.toml_path}: objective.reference_floor is set, but verifier "
+                            f"{self.spec.verifier.entry} computes its own score (aggregate), "
+                            "which the floor would not reach; remove reference_floor")
         try:
             with plugin_code(f"{self.toml_path}: building verifier {self.spec.verifier.entry}", self.plugin):
                 verifier = cls(self.dir, dict(self.spec.verifier.options))

@@ -59,6 +59,12 @@ def score_text(problem: Problem) -> str:
             text += (f"; each mean gap in this score is blended with the median gap, {1 - weight:g} x mean + "
                      f"{weight:g} x median, so a few instances with tiny references weigh less (the gaps "
                      "reported stay the plain means)")
+        floors = spec.objective.reference_floor
+        if floors and spec.objective.score in ("gap_mean", "gap_group_mean"):
+            named = ", ".join(f"{g}: {f:g}" for g, f in floors.items())
+            text += (f"; in this score an instance's gap is measured against max(reference, a floor) in the groups "
+                     f"{named}, so instances with tiny references weigh less (the gaps reported are to the "
+                     "references)")
         return text
     sign = "minus " if spec.objective.direction == "minimize" else ""
     return f"{sign}the sum of the {spec.objective.name} over the instances: higher is better"

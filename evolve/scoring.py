@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import replace
 from statistics import fmean, median
 
 from evolve.verifier import Direction, InstanceResult
@@ -84,15 +86,21 @@ def time_metrics(results: list[InstanceResult]) -> dict[str, float]:
 
 
 def aggregate(
-    results: list[InstanceResult], direction: Direction, score_kind: str, median_weight: float = 0.0
+    results: list[InstanceResult], direction: Direction, score_kind: str, median_weight: float = 0.0,
+    reference_floor: Mapping[str, float] | None = None,
 ) -> tuple[float | None, dict[str, float]]:
     """(score, metrics) for a fully feasible result set; score None if undefined.
 
     ``median_weight`` (objective.median_weight) changes only the score of ``gap_mean`` and
     ``gap_group_mean``: each group's mean gap is blended with its median gap; the metrics
-    (every reported gap) stay the published means.
+    (every reported gap) stay the published means. ``reference_floor`` (objective.reference_floor)
+    likewise changes only those scores: an instance of a group it names has its gap measured
+    against max(|reference|, the group's floor) instead of the reference.
     """
     metrics = gap_metrics(results, direction)
+    fitness = metrics
+    if reference_floor and score_kind in ("gap_mean", "gap_group_mean"):
+        fitness = gap_metrics(floored(results, reference_floor), direction)
     objectives = [r.objective for r in results if r.objective is not None]
     metrics["objective_sum"] = float(sum(objectives))
     metrics["instances"] = float(len(results))
@@ -113,20 +121,33 @@ def aggregate(
 
     sign = -1.0 if direction == "minimize" else 1.0
     if score_kind == "gap_mean":
-        score = -_blend(metrics, "", median_weight) if "gap_mean_pct" in metrics else None
+        score = -_blend(fitness, "", median_weight) if "gap_mean_pct" in fitness else None
     elif score_kind == "gap_group_mean":  # one group: its mean gap
-        groups = [k[len("gap_mean_pct"):] for k in metrics if k.startswith("gap_mean_pct[")]
-        if "gap_group_mean_pct" in metrics and not median_weight:
-            score = -metrics["gap_group_mean_pct"]
-        elif "gap_group_mean_pct" in metrics:
-            score = -fmean(_blend(metrics, g, median_weight) for g in groups)
+        groups = [k[len("gap_mean_pct"):] for k in fitness if k.startswith("gap_mean_pct[")]
+        if "gap_group_mean_pct" in fitness and not median_weight:
+            score = -fitness["gap_group_mean_pct"]
+        elif "gap_group_mean_pct" in fitness:
+            score = -fmean(_blend(fitness, g, median_weight) for g in groups)
         else:
-            score = -_blend(metrics, "", median_weight) if "gap_mean_pct" in metrics else None
+            score = -_blend(fitness, "", median_weight) if "gap_mean_pct" in fitness else None
     elif score_kind == "gap_ratio":
         score = -metrics["gap_ratio_pct"] if "gap_ratio_pct" in metrics else None
     else:
         score = sign * metrics["objective_sum"]
     return score, metrics
+
+
+def floored(results: list[InstanceResult], reference_floor: Mapping[str, float]) -> list[InstanceResult]:
+    """The results with each gap of a group in ``reference_floor`` measured against
+    max(|reference|, floor): the same difference to the reference, over a denominator that is
+    never below the floor, so an instance with a tiny reference cannot carry its group's mean."""
+    out = []
+    for r in results:
+        floor = reference_floor.get(r.group)
+        if floor is not None and r.gap is not None and r.reference is not None:
+            r = replace(r, gap=r.gap * abs(r.reference) / max(abs(r.reference), floor))
+        out.append(r)
+    return out
 
 
 def _blend(metrics: dict[str, float], suffix: str, median_weight: float) -> float:

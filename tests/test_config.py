@@ -92,7 +92,32 @@ def test_median_weight_is_checked_and_named(toy_dir: Path) -> None:
         load_problem_spec(toml)
 
 
-def test_median_weight_on_a_verifier_with_its_own_score_is_refused(tmp_path: Path) -> None:
+def test_reference_floor_is_checked_and_named(toy_dir: Path) -> None:
+    toml = toy_dir / "problem.toml"
+    text = toml.read_text()
+
+    def write(line: str) -> None:
+        toml.write_text(text.replace('direction = "minimize"', 'direction = "minimize"\n' + line))
+
+    write('reference_floor = { "n=100" = 250, "n=500" = 1250.5 }')
+    assert load_problem_spec(toml).objective.reference_floor == {"n=100": 250.0, "n=500": 1250.5}
+    for line, message in [
+        ('reference_floor = { "n=100" = "250" }', r"key 'objective.reference_floor.n=100'"),
+        ("reference_floor = 250", r"key 'objective.reference_floor'"),
+        ('reference_floor = { "n=100" = -5 }', r"reference_floor\['n=100'\] = -5: a floor must be a positive number"),
+        ('score = "gap_ratio"\nreference_floor = { "n=100" = 250 }',
+         r"reference_floor changes the gaps of mean-gap scores; score 'gap_ratio' has none"),
+    ]:
+        write(line)
+        with pytest.raises(UserError, match=message):
+            load_problem_spec(toml)
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("median_weight = 0.5", r"objective.median_weight = 0.5, but verifier .* computes its own score"),
+    ('reference_floor = { "a" = 5 }', r"objective.reference_floor is set, but verifier .* computes its own score"),
+])
+def test_a_fitness_option_on_a_verifier_with_its_own_score_is_refused(tmp_path: Path, line: str, message: str) -> None:
     import shutil
 
     from evolve.problem import load_problem
@@ -100,6 +125,7 @@ def test_median_weight_on_a_verifier_with_its_own_score_is_refused(tmp_path: Pat
     folder = tmp_path / "jssp"
     shutil.copytree(load_problem("jssp").dir, folder)
     toml = folder / "problem.toml"
-    toml.write_text(toml.read_text().replace('score = "gap_mean"', 'score = "gap_mean"\nmedian_weight = 0.5'))
-    with pytest.raises(UserError, match=r"objective.median_weight = 0.5, but verifier .* computes its own score"):
+    toml.write_text(toml.read_text().replace('score = "gap_mean"', f'score = "gap_mean"\n{line}'))
+    with pytest.raises(UserError, match=message):
         assert load_problem(str(folder)).verifier is None  # never reached: building it raises
+

@@ -247,3 +247,32 @@ def test_a_median_blend_in_the_objective_is_the_score_of_the_screen_and_of_the_s
     assert evaluation.score == pytest.approx(-blend, abs=1e-9)
     assert evaluation.score != pytest.approx(-metrics["gap_group_mean_pct"], abs=1e-6)  # the blend is not the mean
     assert Screen(problem, split="quick")(_trees(problem, trees)) == pytest.approx(evaluation.score, abs=1e-9)
+
+
+def test_a_reference_floor_in_the_objective_is_the_score_of_the_screen_and_of_the_sandbox(tmp_path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    folder = tmp_path / "smtt_rule"
+    shutil.copytree(load_problem("smtt_rule").dir, folder)
+    toml = folder / "problem.toml"
+    text = toml.read_text()
+    toml.write_text(text.replace('score = "gap_group_mean"\n', 'score = "gap_group_mean"\nreference_floor = { "n=20" = 1e6 }\n'))
+    problem = load_problem(str(folder))
+    trees = {"priority": "np.maximum(d, t + 1.1 * p)"}
+    evaluation = evolve.evaluate(str(folder), _program(problem, trees), split="quick")
+    # Quick's n = 20 references are far below the floor: each gap there is its difference over 1e6.
+    n20 = [r for r in evaluation.instances if r.group == "n=20" and r.gap is not None]
+    floored = sum((r.objective - r.reference) / 1e6 for r in n20) / len(n20)
+    assert evaluation.score == pytest.approx(-(100 * floored + evaluation.metrics["gap_mean_pct[n=50]"]) / 2, abs=1e-9)
+    assert evaluation.metrics["gap_mean_pct[n=20]"] > 100 * floored  # reported: the gap to the reference
+    assert Screen(problem, split="quick")(_trees(problem, trees)) == pytest.approx(evaluation.score, abs=1e-9)
+    # A floor for a group train does not have is a one-line error when a run starts.
+    toml.write_text(text.replace('score = "gap_group_mean"\n', 'score = "gap_group_mean"\nreference_floor = { "n=1000" = 5 }\n'))
+    done = subprocess.run([sys.executable, "-m", "evolve.cli", "run", str(folder), "--iterations", "1",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: {toml}: objective.reference_floor names group 'n=1000', which no train instance has "
+        "(its groups: n=20, n=50, n=100, n=200, n=500)")

@@ -102,3 +102,15 @@ def test_the_score_line_states_a_median_blend_when_the_problem_sets_one(toy_dir:
     text = score_text(load_problem(toy_dir))
     assert text.startswith("minus the mean, over the instances, of the relative gap")
     assert "blended with the median gap, 0.75 x mean + 0.25 x median" in text
+
+
+def test_the_score_line_states_a_reference_floor_when_the_problem_sets_one(toy_dir: Path) -> None:
+    from evolve.prompt_facts import score_text
+
+    assert "floor" not in score_text(load_problem(toy_dir))
+    toml = toy_dir / "problem.toml"
+    toml.write_text(toml.read_text().replace('direction = "minimize"',
+                                             'direction = "minimize"\nreference_floor = { "small" = 50 }'))
+    text = score_text(load_problem(toy_dir))
+    assert text.startswith("minus the mean, over the instances, of the relative gap")
+    assert "measured against max(reference, a floor) in the groups small: 50" in text

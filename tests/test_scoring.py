@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from evolve.scoring import gap_metrics
 from evolve.verifier import InstanceResult
 
@@ -62,3 +64,24 @@ def test_median_weight_blends_each_groups_mean_with_its_median_in_the_score_only
     assert median_only == -metrics["gap_median_pct"] == -10.0
     # One group: its own blend.
     assert abs(aggregate(results[:3], "minimize", "gap_group_mean", median_weight=0.5)[0] + 15.0) < 1e-9
+
+
+def test_a_reference_floor_measures_gaps_in_the_named_groups_against_it_in_the_score_only() -> None:
+    from evolve.scoring import aggregate
+
+    # Group a: reference 4 (10 late: 250 %) and 1000 (1 % late); group b: reference 10 (1 late: 10 %).
+    results = [InstanceResult("a0", "a", True, 14.0, 4.0, "optimal", 2.5),
+               InstanceResult("a1", "a", True, 1010.0, 1000.0, "optimal", 0.01),
+               InstanceResult("b0", "b", True, 11.0, 10.0, "optimal", 0.1)]
+    plain, metrics = aggregate(results, "minimize", "gap_group_mean")
+    floored, floored_metrics = aggregate(results, "minimize", "gap_group_mean", reference_floor={"a": 100.0})
+    assert plain == pytest.approx(-((250 + 1) / 2 + 10) / 2)
+    # a0's 10 units over max(4, 100); a1's reference is above the floor, and group b is not named.
+    assert floored == pytest.approx(-((10 + 1) / 2 + 10) / 2)
+    assert floored_metrics == metrics  # every reported gap stays the gap to the reference
+    # With the median blend the floored gaps are blended: group a's median of (10 %, 1 %) is their mean.
+    both = aggregate(results, "minimize", "gap_group_mean", median_weight=0.5, reference_floor={"a": 100.0})[0]
+    assert both == floored
+    assert aggregate(results, "minimize", "gap_mean", reference_floor={"a": 100.0, "b": 100.0})[0] == pytest.approx(-(10 + 1 + 1) / 3)
+    # The objective's score has no gaps to floor.
+    assert aggregate(results, "minimize", "objective", reference_floor={"a": 100.0})[0] == -(14 + 1010 + 11)

@@ -51,7 +51,8 @@ class Screen:
         custom = getattr(verifier, "aggregate", None)
         objective = problem.spec.objective
         self._aggregate = custom if callable(custom) else (
-            lambda results: aggregate(results, objective.direction, objective.score, objective.median_weight))
+            lambda results: aggregate(results, objective.direction, objective.score, objective.median_weight,
+                                      objective.reference_floor))
         self._memo: dict[tuple[Any, ...], float | None] = {}
         self.calls = 0
 
