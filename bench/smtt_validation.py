@@ -47,9 +47,16 @@ VALIDATION_SEED = 86420  # never used by the shipped splits (generator.py) nor b
 BASELINES = ("mdd", "mddc", "eddc")
 
 
+def draw(n: int, index: int, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(p, d) of the fresh set's instance `index` at size n: `stream` 0 is the set the docs' tables
+    use, another stream an independent set of the same design (a second opinion on a decision)."""
+    tf, rdd = GRID[index % len(GRID)]
+    key = [VALIDATION_SEED, n, index] if not stream else [VALIDATION_SEED, stream, n, index]
+    return generate(n, tf, rdd, np.random.default_rng(key))
+
+
 def instances(replicates: int, cache: Path, stream: int = 0) -> list[tuple[int, np.ndarray, np.ndarray, float]]:
-    """The fresh set: `stream` 0 is the one the docs' tables use; another stream is an independent
-    set of the same design (a second opinion on a decision made on the first)."""
+    """The fresh set of `stream` (draw()) with its proxy references, cached."""
     if cache.is_file():
         saved = np.load(cache)
         if int(saved["replicates"]) == replicates and int(saved["stream"] if "stream" in saved.files else 0) == stream:
@@ -60,9 +67,7 @@ def instances(replicates: int, cache: Path, stream: int = 0) -> list[tuple[int, 
     for n in SIZES:
         started = time.process_time()
         for index in range(replicates * len(GRID)):
-            tf, rdd = GRID[index % len(GRID)]
-            key = [VALIDATION_SEED, n, index] if not stream else [VALIDATION_SEED, stream, n, index]
-            p, d = generate(n, tf, rdd, np.random.default_rng(key))
+            p, d = draw(n, index, stream)
             if n <= 20:
                 ref = dp_optimum(p, d)[0]
             else:
