@@ -352,3 +352,19 @@ def test_a_driven_rule_finds_no_instance_anywhere_in_its_process(evaluator: Eval
     driven = evaluator.run_split(SEARCHES_ITS_PROCESS, quick, "quick")
     assert driven.ok, driven.feedback
     assert driven.solutions == evaluator.run_split(MWKR, quick, "quick").solutions
+
+
+# A program whose helper bears the GP's name and nests a sum of 1,500 terms: it compiles and runs,
+# but the exemption test compared the helper with the GP's through the recursive ast.dump, and
+# the RecursionError left Evaluator.run_split on the trusted side (`evolve eval` printed a
+# traceback; a search refuses such children earlier, evolve/edits/blocks.py MAX_NESTING).
+DEEP_HELPER = ("import numpy as np\n\n\ndef protected_div(a, b):\n    return " + " + ".join(["a"] * 1500)
+               + "\n\n\ndef priority(job_work_left, **_):\n    return job_work_left\n")
+
+
+def test_a_program_too_deep_for_the_exemption_test_is_judged_as_a_driven_rule(evaluator: Evaluator) -> None:
+    quick = load_problem("jssp").instances("quick")
+    assert evaluator._driven(DEEP_HELPER, "priority")
+    evaluation = evaluator.run_split(DEEP_HELPER, quick, "quick")
+    assert evaluation.ok, evaluation.feedback
+    assert evaluation.solutions == evaluator.run_split(MWKR, quick, "quick").solutions

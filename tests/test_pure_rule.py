@@ -92,3 +92,15 @@ def test_unparseable_and_huge_programs_are_simply_not_pure() -> None:
     assert not is_pure_rule("def priority(:\n", "priority")
     deep = "def priority(p):\n    return " + "(" * 5000 + "p" + ")" * 5000 + "\n"
     assert not is_pure_rule(deep, "priority")
+
+
+# A helper named as the GP's whose body is a sum of 1,500 terms: Python parses and compiles it
+# (up to ~2,900), but ast.dump, which compares it with the GP's helper, recursed past the limit,
+# and the RecursionError left is_pure_rule (and Evaluator.run_split, `evolve eval`) on the trusted side.
+DEEP_HELPER = PURE.replace("    return np.where(b == 0, a, a / np.where(b == 0, 1.0, b))",
+                           "    return " + " + ".join(["a"] * 1500))
+
+
+def test_a_helper_too_deep_to_compare_is_simply_not_pure() -> None:
+    compile(DEEP_HELPER, "candidate", "exec")  # a program that runs
+    assert not is_pure_rule(DEEP_HELPER, "priority")
