@@ -56,10 +56,10 @@ class Recording:
     def source(self) -> str:
         return self.session.source
 
-    def call(self, payload: Any) -> Any:
+    def call(self, payload: Any, reply_limit: int | None = None) -> Any:
         before = LOG[:]
         LOG.clear()
-        reply = self.session.call(payload)
+        reply = self.session.call(payload, reply_limit)
         value = reply.value
         gap = float((value[0] - np.floor(value[0])) * 1e6) if isinstance(value, np.ndarray) and value.size else None
         self.rows.append((before, gap))

@@ -59,8 +59,8 @@ class TimedSession:
     def source(self) -> str:
         return self.session.source
 
-    def call(self, payload: Any) -> Any:
-        reply = self.session.call(payload)
+    def call(self, payload: Any, reply_limit: int | None = None) -> Any:
+        reply = self.session.call(payload, reply_limit)
         self.wall.append(reply.wall_seconds)
         self.cpu.append(reply.cpu_seconds)
         return reply

@@ -216,8 +216,9 @@ class InteractiveVerifier(Verifier, Protocol):
     ``interact(instance, session) -> solution`` runs in the trusted process: it calls
     ``session.call(payload)`` as often as it likes (each ``Reply`` has ``value``,
     ``error``, and ``cpu_seconds`` measured from outside the candidate) and returns
-    the solution that ``score`` then judges.  The engine opens one session per split
-    and lets ``SessionEnded`` propagate; see docs/sandbox.md.  ``session.source`` is
+    the solution that ``score`` then judges (``session.call(payload, reply_limit=n)``:
+    a reply over n bytes ends the session unread, for answers known to be small).  The
+    engine opens one session per split and lets ``SessionEnded`` propagate; see docs/sandbox.md.  ``session.source`` is
     the program's text as the trusted side holds it.
     """
 

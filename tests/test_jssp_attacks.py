@@ -13,6 +13,7 @@ the shipped baselines build the same schedules either way.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import numpy as np
@@ -264,14 +265,17 @@ class _Reply:
 
 
 class _InProcess:
-    """The session's contract (``call(payload) -> reply``) with the rule in this process."""
+    """The session's contract (``call(payload) -> reply``) with the rule in this process; each
+    reply, as JSON, within the bound the builder gives the call."""
 
     def __init__(self, rule: object) -> None:
         self.rule, self.calls = rule, 0
 
-    def call(self, payload: dict) -> _Reply:
+    def call(self, payload: dict, reply_limit: int | None = None) -> _Reply:
         self.calls += 1
-        return _Reply(respond(self.rule, payload))  # type: ignore[arg-type]
+        value = respond(self.rule, payload)  # type: ignore[arg-type]
+        assert reply_limit is not None and len(json.dumps(value, separators=(",", ":"))) <= reply_limit
+        return _Reply(value)
 
 
 @pytest.mark.parametrize("scheme", ["non_delay", "active"])
@@ -295,7 +299,7 @@ def test_a_hostile_reply_fails_the_instance_it_answers(reply: object) -> None:
     instance = Instance(shop.name, shop.size, shop.payload("non_delay"))
 
     class Hostile:
-        def call(self, payload: dict) -> _Reply:
+        def call(self, payload: dict, reply_limit: int | None = None) -> _Reply:
             return _Reply(reply)
 
     [(solution, error)] = drive([instance], Hostile())
@@ -368,3 +372,40 @@ def test_a_program_too_deep_for_the_exemption_test_is_judged_as_a_driven_rule(ev
     evaluation = evaluator.run_split(DEEP_HELPER, quick, "quick")
     assert evaluation.ok, evaluation.feedback
     assert evaluation.solutions == evaluator.run_split(MWKR, quick, "quick").solutions
+
+
+def test_a_rule_with_a_long_error_sends_it_cut_within_the_calls_bound() -> None:
+    shop = taillard_like("t", 6, 6, 7)
+
+    def rule(proc_time: np.ndarray) -> np.ndarray:
+        raise ValueError("\U0001f600" * 100_000)  # 12 bytes each as JSON: the widest text there is
+
+    [(solution, error)] = drive([Instance(shop.name, shop.size, shop.payload("non_delay"))], _InProcess(rule))
+    assert solution is None and error is not None and error.startswith("ValueError: \U0001f600") and len(error) < 400
+
+
+# Every reply the builder reads costs the controller: JSON allows any amount of whitespace, so a
+# program that pads its replies (here by wrapping the sandbox side's json.dumps) to 60 MiB made
+# the controller count and parse 60 MiB per call, 6.1 s of its CPU (and GIL) on quick until the
+# split's wall limit, where an honest rule costs it a few milliseconds.
+PADDED = r'''
+import json
+_dumps = json.dumps
+
+def _padded(value, **kw):
+    text = _dumps(value, **kw)
+    if isinstance(value, list) and kw.get("separators") == (",", ":"):
+        return text[:-1] + " " * (60 << 20) + "]"
+    return text
+
+json.dumps = _padded
+
+def priority(job_work_left, **_):
+    return job_work_left
+'''
+
+
+def test_a_rule_padding_its_replies_ends_its_session_at_the_first_one(evaluator: Evaluator) -> None:
+    evaluation = evaluator.run_split(PADDED, load_problem("jssp").instances("quick"), "quick")
+    assert evaluation.status == "crash", evaluation.feedback
+    assert "killed: a reply over the" in evaluation.feedback and "bytes the call allows on call 1" in evaluation.feedback

@@ -266,3 +266,22 @@ def test_time_spent_only_on_the_judged_calls_is_counted() -> None:
     assert evaluation.ok, evaluation.feedback
     (result,) = evaluation.instances
     assert result.extra["runtime_ms"] == result.extra["cpu_ms"] >= 25, result.extra
+
+
+@pytest.mark.parametrize("config", ["v3", "tiny16"])
+def test_the_widest_placement_a_balancer_may_return_fits_its_calls_reply_bound(config: str) -> None:
+    """A call's reply is bounded by what a placement can hold (a reply padded past it ends the
+    session unread, tests/test_jssp_attacks.py): log2phy as wide as there are replicas, packed
+    by the sandbox side, fits with room to spare for the note a wrong answer becomes."""
+    import numpy as np
+
+    from evolve.evaluators.moe.candidate_side import pack
+    from evolve.evaluators.moe.configs import TINY, V3
+    from evolve.evaluators.moe.harness import reply_bytes
+
+    c = {"v3": V3, "tiny16": TINY}[config]
+    layers = 58 if config == "v3" else 2
+    weight = np.ones((layers, c.experts), dtype=np.int64)
+    widest = (np.zeros((layers, c.replicas), np.int64), np.full((layers, c.experts, c.replicas), -1, np.int64),
+              np.ones((layers, c.experts), np.int64))
+    assert pack(widest).nbytes <= reply_bytes(weight, c.replicas) < 64 << 20

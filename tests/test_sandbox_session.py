@@ -142,6 +142,21 @@ def test_a_reply_over_the_output_limit_ends_the_session(sandbox: Sandbox) -> Non
     assert (outcome.status, outcome.error) == ("crash", "killed: output limit 1 MiB exceeded on call 2")
 
 
+def test_a_reply_over_the_calls_own_limit_ends_the_session(sandbox: Sandbox) -> None:
+    """A verifier that knows its answer is small bounds what a call may read: a candidate that
+    pads its reply (JSON allows any amount of whitespace) cannot make this process count and
+    parse megabytes per call.  A bound above max_output_mb is max_output_mb."""
+    with sandbox.session("def f(x):\n    return 'y' * x\n", "f") as session:
+        assert session.call(100, reply_limit=200).value == "y" * 100
+        assert session.call(4000, reply_limit=10 << 20).value == "y" * 4000
+        with pytest.raises(SessionEnded) as info:
+            session.call(5000, reply_limit=200)
+    outcome = info.value.outcome
+    assert (outcome.status, outcome.error) == ("crash", "killed: a reply over the 200 bytes the call allows on call 3")
+    _, outcome = ended(sandbox, "def f(x):\n    return 'y' * (x * 1024 ** 2)\n", [2])
+    assert (outcome.status, outcome.error) == ("crash", "killed: output limit 1 MiB exceeded on call 1")
+
+
 CLOCKS = """
 import os, resource, time
 def f(x):

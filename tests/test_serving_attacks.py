@@ -253,9 +253,9 @@ class Recording:
     def source(self) -> str:
         return self.session.source
 
-    def call(self, payload: Any) -> Any:
+    def call(self, payload: Any, reply_limit: int | None = None) -> Any:
         self.sent.append(payload)
-        return self.session.call(payload)
+        return self.session.call(payload, reply_limit)
 
 
 def test_nothing_but_observations_crosses_to_the_sandbox(serving: Any) -> None:

@@ -200,9 +200,10 @@ def test_each_call_of_the_replay_shows_only_the_states_it_asks_about() -> None:
     sent: list[list[dict[str, Any]]] = []
 
     class Session:
-        def call(self, payload: dict[str, Any]) -> Any:
+        def call(self, payload: dict[str, Any], reply_limit: int | None = None) -> Any:
             sent.append(payload["states"])
             value = np.asarray(choices_at(rule, payload["states"]), dtype=np.int64)
+            assert reply_limit is not None and value.nbytes <= reply_limit
             return type("Reply", (), {"value": value, "error": None, "cpu_seconds": 0.0})
 
     assert Replay(lambda n: 0.1 + 0.002 * n, states=4).audit(instances, sequences, Session()) == [None] * 3

@@ -19,6 +19,8 @@ from evolve.evaluators.jssp.builder import (
 )
 from evolve.verifier import Instance
 
+MAX_REASON = 300  # characters of a rule's error sent (and quoted) per decision
+
 
 def solve(heuristic: Callable[..., Any], instance: Instance) -> Any:
     data = instance.data
@@ -37,5 +39,5 @@ def respond(heuristic: Callable[..., Any], payload: dict[str, Any]) -> list[int 
         try:
             out.append(ask(heuristic, features, wanted, len(features["proc_time"])))
         except Exception as err:  # the rule's own error, or NaN, a wrong shape: that instance's verdict
-            out.append(f"{type(err).__name__}: {err}")
+            out.append(f"{type(err).__name__}: {err}"[:MAX_REASON])
     return out

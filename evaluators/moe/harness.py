@@ -119,11 +119,20 @@ def run_workload(call: Call, windows: np.ndarray, args: tuple[int, int, int, int
     return {"placements": placements, "cpu_s": cpu, "wall_s": wall}
 
 
+def reply_bytes(weight: np.ndarray, replicas: int) -> int:
+    """The most a reply to ``weight`` ([layers, experts]) can hold: the packed placement with
+    log2phy as wide as there are replicas, and a short note.  Every byte is read and parsed on
+    the trusted side (a JSON reply padded to the sandbox's 64 MiB costs ~0.24 s of its CPU;
+    docs/sandbox.md, sixth red team); V3's bound is still 34 MiB."""
+    layers, experts = weight.shape[0], weight.shape[-1]
+    return 65536 + 8 * (16 + layers * (replicas + experts * replicas + experts))
+
+
 def session_call(session: Any) -> Call:
     """A ``Call`` answered by the candidate in a sandbox session."""
 
     def call(weight: np.ndarray, args: tuple[int, int, int, int]) -> Answer:
-        reply = session.call((weight, args))
+        reply = session.call((weight, args), reply_limit=reply_bytes(weight, args[0]))
         if reply.error:
             raise CallFailed(reply.error)
         return Answer(reply.value, reply.cpu_seconds, reply.wall_seconds)

@@ -38,6 +38,10 @@ STATES_PER_INSTANCE = 32
 # CPU per replayed decision: twice the run's budget per decision (cpu_budget_s(n) / n:
 # 2.2 ms at n = 500, 7 ms at n = 20), plus 5 ms per call.
 CALL_S = 0.005
+# What a reply may hold: one int64 per decision asked, as raw bytes.  Every byte is read here: a
+# reply padded to the sandbox's 64 MiB costs the controller ~0.24 s per call (docs/sandbox.md,
+# sixth red team).
+REPLY_BYTES = 65536
 
 
 @dataclass
@@ -104,7 +108,8 @@ class Replay:
                      if verdicts[k] is None and round_ < len(plan.steps)]
             if not asked:
                 break
-            reply = session.call({"states": [plan.state(step) for _, plan, step in asked]})
+            reply = session.call({"states": [plan.state(step) for _, plan, step in asked]},
+                                 reply_limit=REPLY_BYTES + 16 * len(asked))
             allowed = CALL_S + sum(2 * self.cpu_budget_s(len(plan.p)) / len(plan.p) for _, plan, _ in asked)
             failed = None
             if reply.error is not None:

@@ -92,6 +92,7 @@ class SandboxSession:
         self._deadline = 0.0
         self._started = False
         self._budget = 0
+        self._reply_limit: int | None = None  # the current call's own bound, if below max_output_mb
 
     @property
     def source(self) -> str:
@@ -122,8 +123,13 @@ class SandboxSession:
 
     # -- calls --------------------------------------------------------------------
 
-    def call(self, payload: Any) -> Reply:
+    def call(self, payload: Any, reply_limit: int | None = None) -> Reply:
         """Send ``payload`` to ``respond(heuristic, payload)`` in the child; its reply.
+
+        ``reply_limit``: the bytes this reply may hold, when the verifier knows its answer is
+        small (default and ceiling: ``max_output_mb``).  A reply over it ends the session before
+        more of it is read: every byte read costs this process (a 60 MiB reply padded with
+        spaces costs ~0.24 s of the controller's CPU and GIL to count and parse).
 
         Raises ``SessionEnded`` once the child cannot answer, never anything else
         for what the candidate does.
@@ -146,7 +152,7 @@ class SandboxSession:
                 channel.send(self._sock.fileno(), channel.PAYLOAD, seq, b"", data)
             except OSError:
                 raise _Ended(None) from None
-            reply = self._read_reply(seq)
+            reply = self._read_reply(seq, reply_limit)
             wall = time.perf_counter() - start
             self._reply_end_ns = self._cpu_ns()
             cpu = max(0, self._reply_end_ns - cpu0) / 1e9
@@ -165,8 +171,10 @@ class SandboxSession:
         except OSError:  # the child is gone: the next read says so
             return 0
 
-    def _read_reply(self, seq: int) -> tuple[Any, str | None]:
-        self._budget = self.limits.max_output_mb << 20  # bytes this call may read
+    def _read_reply(self, seq: int, limit: int | None) -> tuple[Any, str | None]:
+        ceiling = self.limits.max_output_mb << 20
+        self._reply_limit = limit if limit is not None and 0 <= limit < ceiling else None
+        self._budget = ceiling if self._reply_limit is None else self._reply_limit  # bytes this call may read
         while True:
             kind, got_seq, meta, blob = self._next_message()
             if self._take(kind, got_seq, meta) and got_seq == seq and kind in channel.REPLIES:
@@ -194,8 +202,8 @@ class SandboxSession:
             if kind == channel.MORE or meta_len > channel.MAX_META or end_meta > len(msg):
                 msg = self._recv(wait)
                 continue
-            if blob_len > self._budget:
-                raise _Ended("output")
+            if blob_len - (len(msg) - end_meta) > self._budget:  # what is still to come, before reading it
+                raise _Ended(self._over())
             meta, blob = msg[HEAD_SIZE:end_meta], bytearray(msg[end_meta:])
             while len(blob) < blob_len:
                 msg = self._recv(wait)
@@ -224,16 +232,21 @@ class SandboxSession:
                 raise _Ended(None) from None
             self._budget -= n
             if self._budget < 0:
-                raise _Ended("output")
+                raise _Ended(self._over())
             if n:
                 return self._buf[:n]  # type: ignore[return-value]
             if events[0][1] & (select.POLLHUP | select.POLLERR):
                 raise _Ended(None)  # the child and all its processes are gone
             # a zero-length message: forged, nothing to read
 
+    def _over(self) -> str:
+        """Why a call that read past its budget ends the session."""
+        return "output" if self._reply_limit is None or not self._in_call else "reply"
+
     def _drain(self) -> dict[str, Any] | None:
         """At a close between calls: what the child had said (load failure) without waiting."""
         self._budget = self.limits.max_output_mb << 20
+        self._reply_limit = None
         try:
             while True:
                 kind, seq, meta, _ = self._next_message(wait=False)
@@ -300,6 +313,8 @@ class SandboxSession:
                 self._sock = None
         if why == "output":
             facts["killed"] = "output"
+        elif why == "reply":
+            facts["killed"], facts["reply_limit"] = "reply", self._reply_limit
         elif why is None and fatal is None and self._in_call and facts.get("killed") == "ended":
             facts["killed"] = "hangup"  # alive, but it closed its channel in the middle of a call
         where = self._where()
