@@ -73,6 +73,14 @@ NOT_PURE = {
     "a_class": PURE + "\n\nclass Plan:\n    pass\n",
     "no_rule": PURE.replace("def priority", "def other_name"),
     "a_tuple": PURE.replace(BODY, "    return d, p\n"),
+    # the sixth red team's
+    "walrus": PURE.replace("np.max(p, axis=-1, keepdims=True)", "(p := d)"),
+    "a_keyword_only_default": PURE.replace("(t, p, d, **kwargs)", "(t, p, d, *, k=[])"),
+    "numpy_as_parameter": PURE.replace("(t, p, d, **kwargs)", "(t, p, d, numpy)"),
+    "helper_as_parameter": PURE.replace("(t, p, d, **kwargs)", "(t, p, d, protected_div)"),
+    "np_as_a_function": PURE + "\n\ndef np(x):\n    return x\n",
+    "an_attribute_of_an_input": PURE.replace("np.max(p, axis=-1, keepdims=True)", "p.base"),
+    "an_f_string_docstring": PURE.replace('"""A rule."""', 'f"""A rule {print(1)}."""'),
 }
 
 
