@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from evolve.sandbox.outcome import MAX_NESTING, MAX_VALUES, parse_lines, too_many_values
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,23 +74,35 @@ _calls = [0]
 _BOMB = b"[" + b"[]," * 2_100_000 + b"[]]"
 
 
-def schedule(p, d):
+def FUNCTION(*args):
     _calls[0] += 1
     _channel.send(3, _channel.JSON, _calls[0], b"", _BOMB)
-    return list(range(len(p)))
+    return list(range(len(args[0])))
 """
 
 
-def test_a_reply_of_millions_of_values_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+def test_a_reply_of_millions_of_values_is_refused_before_it_is_parsed() -> None:
+    """A call that bounds nothing (the sandbox's 64 MiB): every reply is refused on its own."""
+    from evolve.sandbox import Sandbox, SandboxLimits
+
+    with Sandbox("sandbox_fixtures:InteractiveVerifier", SandboxLimits(timeout_s=60), slot=23,
+                 extra_sys_path=[str(REPO / "tests")]) as sandbox, \
+            sandbox.session(FLAT_BOMB.replace("FUNCTION", "f"), "f", timeout_s=60) as session:
+        replies = [session.call([0, 1, 2]) for _ in range(3)]
+    assert [r.value for r in replies] == [None] * 3
+    assert all(f"reply holds more than {MAX_VALUES:,} JSON values" in (r.error or "") for r in replies), replies
+
+
+def test_a_reply_bomb_ends_an_smtt_session_unread(tmp_path: Path) -> None:
+    """smtt's calls bound their replies (a sequence: 64 KiB + 32 bytes per job), so the bomb
+    ends the session before the controller reads it; before, each of its 6 MiB was parsed."""
     program = tmp_path / "flat.py"
-    program.write_text(FLAT_BOMB)
+    program.write_text(FLAT_BOMB.replace("FUNCTION", "schedule"))
     done = subprocess.run([sys.executable, "-m", "evolve.cli", "eval", "smtt", str(program), "--split", "quick"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
-    # every call of the session was answered, each refused on its own
-    assert "6 of 6 instances failed" in done.stdout, done.stdout[-2000:]
-    assert f"reply holds more than {MAX_VALUES:,} JSON values" in done.stdout, done.stdout[-2000:]
+    assert "killed: a reply over the 66,176 bytes the call allows on call 1" in done.stdout, done.stdout[-2000:]
 
 
 def test_a_result_line_of_millions_of_values_fails_only_its_instance() -> None:
@@ -105,24 +119,31 @@ HUGE_SEQUENCE = """
 import numpy as np
 
 def schedule(p, d):
-    return np.arange(8_000_000)  # 61 MiB of int64: under the 64 MiB a reply may hold
+    return np.arange(p[0])  # 8 million: 61 MiB of int64, under the 64 MiB a reply may hold
 """
 
 
 def test_a_sequence_of_millions_is_refused_by_its_length_before_a_list_is_made() -> None:
     """smtt's ``interact`` made a Python list of a reply's array before ``score`` checked its
     length: 8 million numbers cost the controller ~300 MiB and a second per instance.  Now
-    the array stays one and ``score`` names its length (infeasible, as any wrong length)."""
+    the array stays one and ``score`` names its length (infeasible, as any wrong length), and a
+    reply beyond what a sequence can hold (64 KiB + 32 bytes per job) ends the session unread."""
     import numpy as np
 
     from evolve.evaluators.smtt.verifier import SmttVerifier
-    from evolve.sandbox import Sandbox, SandboxLimits
+    from evolve.sandbox import Sandbox, SandboxLimits, SessionEnded
     from evolve.verifier import Instance
 
-    instance = Instance("n5000", "n=5000", {"p": np.arange(1, 5001), "d": np.arange(5000)})  # 10 s of CPU allowed
+    def instance(entries: int) -> Instance:  # p[0] says how many entries the reply has
+        return Instance("n5000", "n=5000", {"p": np.r_[entries, np.arange(2, 5001)], "d": np.arange(5000)})
+
+    verifier = SmttVerifier(REPO / "problems" / "smtt", {})
     with Sandbox("evolve.evaluators.smtt:SmttVerifier", SandboxLimits(timeout_s=60)) as sandbox, \
-            sandbox.session(HUGE_SEQUENCE, "schedule", timeout_s=60) as session:
-        got = SmttVerifier.interact(instance, session)
-    assert isinstance(got, np.ndarray), type(got)  # not a list of 8 million
-    result = SmttVerifier(REPO / "problems" / "smtt", {}).score(instance, got)
-    assert not result.feasible and result.error == "sequence has 8000000 entries, expected 5000", result.error
+            sandbox.session(HUGE_SEQUENCE, "schedule", timeout_s=60) as session:  # 10 s of CPU allowed per call
+        got = SmttVerifier.interact(instance(20_000), session)
+        assert isinstance(got, np.ndarray), type(got)  # not a list
+        result = verifier.score(instance(20_000), got)
+        assert not result.feasible and result.error == "sequence has 20000 entries, expected 5000", result.error
+        with pytest.raises(SessionEnded) as ended:
+            SmttVerifier.interact(instance(8_000_000), session)
+    assert ended.value.outcome.error == "killed: a reply over the 225,536 bytes the call allows on call 2"

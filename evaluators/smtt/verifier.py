@@ -43,6 +43,12 @@ log = logging.getLogger(__name__)
 CPU_BUDGET_BASE_S = 0.1
 CPU_BUDGET_PER_JOB_S = 0.002
 BUDGET_TEXT = "0.1 s + 2 ms per job"
+# What a reply may hold: a sequence of n job indices (8 bytes each as an array, at most ~21 as
+# JSON) and a short note.  Every byte is read and parsed here: a reply padded with whitespace to
+# the sandbox's 64 MiB costs ~0.24 s of the controller's CPU per instance, some 156 s on smtt_rule's
+# train (docs/sandbox.md, sixth red team).
+REPLY_BYTES = 65536
+REPLY_BYTES_PER_JOB = 32
 
 
 def cpu_budget_s(n: int) -> float:
@@ -158,7 +164,7 @@ class SmttVerifier:
         reply's CPU time is the kernel's count for the candidate's process.
         """
         p, d = instance.data["p"], instance.data["d"]
-        reply = session.call({"p": p, "d": d})
+        reply = session.call({"p": p, "d": d}, reply_limit=REPLY_BYTES + REPLY_BYTES_PER_JOB * len(p))
         if reply.error is not None:  # the candidate raised, or answered with something unsendable
             raise CandidateError(reply.error.replace("reply is ", "solution is ", 1))
         allowed = cpu_budget_s(len(p))
