@@ -17,7 +17,7 @@ import socket
 import sys
 from typing import Any
 
-from evolve.sandbox import cgroups, isolation, nsdrop, oslevel, session_child, syscalls, view
+from evolve.sandbox import cgroups, isolation, oslevel, session_child, syscalls, view
 from evolve.sandbox.child import ChildSpec, run_child
 from evolve.sandbox.forker import Forker
 from evolve.sandbox.supervise import reap, tail
@@ -38,8 +38,6 @@ class Child:
     out_fd: int  # the zygote's own read-only fd of out_path, for the reply's output tail
     workdir_ino: int = 0  # the work dir the child was forked in (a path can be made to name another)
     reaped: bool = False  # supervise waited for its exit
-    group: int = 0  # which of the two cgroups it was born in
-    mnt_ns: int = -1  # a reference to its mount namespace (dropped by the helper after the reap)
 
     def workdir_moved(self) -> bool:
         """Whether ``workdir`` no longer names the dir the child was forked in."""
@@ -78,43 +76,9 @@ class ChildKeeper:
     base_ino: int
     spare: Child | None  # forked and locked down, waiting for its work order
     pending: Child | None  # ended, its clean-up not done yet
+    forker: Forker | None  # forks the children once set-up is done (forker.py)
     overlap: bool  # a spare is being forked while the last child may still count in the cgroup
-    tasks_limits: list[int]  # per cgroup: pids.max as last written (0: not yet)
-    cgroup2: cgroups.CandidateCgroup | None  # the second cgroup, children born in each in turn
-    forkers: list[Forker | None]  # one per cgroup, each in its own: forks the children (forker.py)
-    turn: int  # the cgroup of the last child forked
-    last_group: int  # the cgroup of the last child that got work: the next one gets the other
-    dropper: nsdrop.Dropper | None
-    drop_tokens: list[int]  # per cgroup: the dropper's token for its last child's namespace
-
-    def drop_later(self, child: Child) -> None:
-        """After the reap: the dead child's mount namespace goes in the helper, off the chain."""
-        fd, child.mnt_ns = child.mnt_ns, -1
-        if self.dropper is None:
-            os.close(fd)
-            return
-        try:
-            self.drop_tokens[child.group] = self.dropper.drop(fd)
-        except OSError:  # gone: the reference was closed here; wait for its own to go
-            self.dropper.stop(kill=True)
-            self.dropper = None
-            self.drop_tokens = [0, 0]
-
-    def ready(self, child: Child) -> None:
-        """Before ``child``'s order: the last candidate of its cgroup charges it nothing more
-        (its mount namespace, and with it its tmpfs, is gone); then take a reference to
-        ``child``'s own namespace, so that its exit does not wait for the teardown."""
-        token, self.drop_tokens[child.group] = self.drop_tokens[child.group], 0
-        self.last_group = child.group
-        if token and self.dropper is not None:
-            try:
-                self.dropper.wait(token)
-            except OSError:  # gone: once it is reaped, every reference it held is closed
-                self.dropper.stop(kill=True)
-                self.dropper = None
-                self.drop_tokens = [0, 0]
-        if self.dropper is not None and self.cgroup2 is not None:
-            child.mnt_ns = nsdrop.mount_namespace(child.pid)
+    tasks_limit: int  # pids.max as last written (0: not yet)
 
     def _take_child(self) -> Child:
         """The spare if it is still good (alive, forked after the last instance load), else a fresh fork."""
@@ -164,8 +128,6 @@ class ChildKeeper:
         which the child sets after reading its order).
         """
         self.counter += 1
-        self.turn = 1 - self.last_group if self.cgroup2 is not None else 0
-        self._current_forker()  # started (if need be) before this child's socket exists: it never holds it
         if "/tmp" in self.private_dirs:  # ours, but a candidate of the zygote's uid could change it
             self.base_ino = isolation.keep_dir(self.base, BASE_MODE, self.base_ino)
         workdir = os.path.join(self.base, f"run-{self.counter}")
@@ -189,13 +151,13 @@ class ChildKeeper:
             os.setpgid(pid, pid)
         # Opened after the fork, so the child never holds it (it holds only fds 0-3 anyway).
         read_fd = os.open(out_path, os.O_RDONLY | os.O_CLOEXEC)
-        return Child(pid, zsock, workdir, out_path, self.sets_version, read_fd, workdir_ino, group=self.turn)
+        return Child(pid, zsock, workdir, out_path, self.sets_version, read_fd, workdir_ino)
 
     def _spec(self, workdir: str, out_fd: int, channel_fd: int) -> ChildSpec:
         return ChildSpec(
             sets=self.sets, solve=self.solve, respond=self.respond, limits=self.limits,
             workdir=workdir, out_fd=out_fd, channel_fd=channel_fd, zygote_pid=self.pid, uid=self.uid,
-            seccomp=self.seccomp, cgroup=self.cgroup2 if self.turn else self.cgroup, drop_capabilities=self.uid is None and self.pid_namespace,
+            seccomp=self.seccomp, cgroup=self.cgroup, drop_capabilities=self.uid is None and self.pid_namespace,
             renewal=self.renewal,
         )
 
@@ -213,11 +175,6 @@ class ChildKeeper:
                 self._drop_forker()
         return self._fork_here(self._spec(workdir, out_fd, channel_fd))
 
-    @property
-    def forker(self) -> Forker | None:
-        """The forker of the cgroup whose turn it is."""
-        return self.forkers[self.turn]
-
     def _current_forker(self) -> Forker | None:
         """The forker if it has the current instance sets (else a new one); None before set-up ends."""
         forker = self.forker
@@ -226,37 +183,31 @@ class ChildKeeper:
             forker = None
         if forker is None and self.use_forker:
             try:
-                close = [self.chan] + [c.sock for c in (self.spare, self.pending, *self.forkers, self.dropper)
-                                       if c is not None]
-                forker = self.forkers[self.turn] = Forker.start(self._spec, self.pid_namespace, self.sets_version, close)
+                close = [self.chan] + [c.sock for c in (self.spare, self.pending) if c is not None]
+                forker = self.forker = Forker.start(self._spec, self.pid_namespace, self.sets_version, close)
             except OSError as exc:
                 print(f"zygote: no forker ({exc}); forking for myself", file=sys.stderr)
             self._limit_tasks()  # before its first fork: it joins the cgroup first thing
         return forker
 
-    def _drop_forker(self, both: bool = False) -> None:
-        """Stop the forker whose turn it is (``both``: the other one too)."""
-        for k in (0, 1) if both else (self.turn,):
-            forker, self.forkers[k] = self.forkers[k], None
-            if forker is not None:
-                forker.stop(alive=_is_child(forker.pid))
-        self._limit_tasks()
+    def _drop_forker(self) -> None:
+        forker, self.forker = self.forker, None
+        if forker is not None:
+            forker.stop(alive=_is_child(forker.pid))
+            self._limit_tasks()
 
     def _limit_tasks(self) -> None:
         """The cgroup's ``pids.max``: ``max_processes`` for the candidate, one more while the
         forker is in the cgroup (it joins it once, so that children are born there), and one
         more while a spare is forked before the last child's tasks are reaped (killed: none
         of them can fork). Lowered again before any work order is read."""
-        for k, group in enumerate((self.cgroup, self.cgroup2)):
-            if group is None:
-                continue
-            forker = self.forkers[k] is not None
-            count = self.limits.max_processes + forker + (forker and self.overlap)
-            if count == self.tasks_limits[k]:
-                continue
+        if self.cgroup is None:
+            return
+        count = self.limits.max_processes + (self.forker is not None) + (self.forker is not None and self.overlap)
+        if count != self.tasks_limit:
             try:
-                group.limit_tasks(count)
-                self.tasks_limits[k] = count
+                self.cgroup.limit_tasks(count)
+                self.tasks_limit = count
             except OSError as exc:  # not lowered: no spare may get work
                 raise OSError(exc.errno, f"could not set the cgroup's task limit to {count}: {exc}") from None
 
@@ -284,8 +235,6 @@ class ChildKeeper:
     def _report(self, child: Child) -> dict[str, Any]:
         """What the reply needs from the ended child; the rest of its clean-up comes after."""
         oom_kills = self.cgroup.oom_kills() if self.cgroup is not None else 0
-        if self.cgroup2 is not None:
-            oom_kills += self.cgroup2.oom_kills()
         return {"stderr_tail": tail(child.out_fd), "oom_kills": oom_kills}
 
     def finish_clean_up(self) -> None:
@@ -296,16 +245,13 @@ class ChildKeeper:
         if not child.reaped:  # its output was complete: it ends now, after the reply
             reap(child.pid)
         child.close()
-        if child.mnt_ns >= 0:
-            self.drop_later(child)
-        spare = self.spare
-        keep = {c.pid for c in (spare, *self.forkers, self.dropper) if c is not None}
+        spare, forker = self.spare, self.forker
+        keep = {c.pid for c in (spare, forker) if c is not None}
         escaped = isolation.sweep(child.pid, self.uid, keep=keep)
-        for k, forker in enumerate(self.forkers):
-            if forker is not None and not _is_child(forker.pid):  # it died and the sweep reaped it
-                forker.stop(alive=False)
-                self.forkers[k] = None
-                self._limit_tasks()
+        if forker is not None and not _is_child(forker.pid):  # it died and the sweep reaped it
+            forker.stop(alive=False)
+            self.forker = None
+            self._limit_tasks()
         with contextlib.suppress(OSError):
             os.unlink(child.out_path)
         isolation.remove_tree(child.workdir)
@@ -322,12 +268,10 @@ class ChildKeeper:
             kept = () if spare is None else (spare.workdir, spare.out_path)
             isolation.tidy_base(self.base, {os.path.basename(path) for path in kept})
         if isolation.scrub_shared(self.private_dirs, self.base, self.uid):
-            self._drop_forker(both=True)  # they and all they forked are in the IPC namespace just replaced
+            self._drop_forker()  # it and all it forked are in the IPC namespace just replaced
             if spare is not None:
                 self._discard(spare)
                 self.spare = None
-        if self.cgroup2 is not None:
-            self.cgroup2.oom_kills()
         if self.cgroup is not None:
             self.cgroup.oom_kills()  # OOM kills of its leftovers are not the next candidate's
 

@@ -147,7 +147,6 @@ class Sandbox:
         self.facts: dict[str, tuple[bool, str]] = {}
         self.worker_pid: int | None = None
         self.forker_pid: int | None = None  # the zygote's forker as of the last settle() (zygote's view)
-        self.helper_pids: list[int] = []  # its other forker and namespace dropper, as of the last settle()
         self.worker_modules: frozenset[str] = frozenset()  # what every candidate's process starts with
         self.worker_rss_kb: int | None = None  # the warm worker's resident size after its imports
         self._hide = [os.path.realpath(p) for p in hide_paths or []]
@@ -231,7 +230,6 @@ class Sandbox:
             raise SandboxError(f"sandbox worker failed ({exc}); it was restarted") from None
         forker = reply.get("forker")
         self.forker_pid = forker if isinstance(forker, int) else None
-        self.helper_pids = [pid for pid in reply.get("helpers", ()) if isinstance(pid, int)]
         spare = reply.get("spare")
         return spare if isinstance(spare, int) else None
 

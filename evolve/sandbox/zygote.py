@@ -27,7 +27,6 @@ from evolve.sandbox import (  # noqa: F401 (session_child: imported before isola
     cgroups,
     channel,
     isolation,
-    nsdrop,
     oslevel,
     session_child,
     syscalls,
@@ -72,8 +71,9 @@ class Zygote(ChildKeeper):
         self.sets_version = 0  # bumped by every load: a spare forked before lacks the new set
         self.spare: Child | None = None  # forked and locked down, waiting for its work order
         self.pending: Child | None = None  # ended, its clean-up not done yet
+        self.forker: Forker | None = None  # forks the children once set-up is done (forker.py)
         self.overlap = False  # a spare is being forked while the last child may still count in the cgroup
-        self.tasks_limits = [0, 0]  # each cgroup's pids.max as last written (0: as created)
+        self.tasks_limit = 0  # the cgroup's pids.max as last written (0: as created)
         self.use_forker = False
         self.counter = 0
         self.base_ino = 0  # the inode of the private work dirs' parent, once it exists
@@ -81,11 +81,6 @@ class Zygote(ChildKeeper):
         self.respond: Any = None
         self.seccomp: syscalls.Filter | None = None
         self.cgroup: cgroups.CandidateCgroup | None = None
-        self.cgroup2: cgroups.CandidateCgroup | None = None
-        self.forkers: list[Forker | None] = [None, None]  # forks the children once set-up is done (forker.py)
-        self.turn = self.last_group = 0
-        self.dropper: nsdrop.Dropper | None = None
-        self.drop_tokens = [0, 0]
         self.pid_namespace = False
         self.exit_requested = False
         # Kept open so the dir can be removed even once a private /tmp hides it.
@@ -111,8 +106,6 @@ class Zygote(ChildKeeper):
         report["seccomp"] = (programs is not None, note)
         self.cgroup, note = cgroups.create(self.limits.memory_mb, self.limits.max_processes)
         report["cgroup limits"] = (self.cgroup is not None, note)
-        if self.cgroup is not None:  # made now: the view hides /sys; used if the kernel allows (_two_cgroups)
-            self.cgroup2, _ = cgroups.create(self.limits.memory_mb, self.limits.max_processes)
         self.private_dirs, problem = isolation.enter_namespaces(
             self.limits.file_size_mb, self.hide_paths, packages, self.base, report)  # once for all
         if self.uid is None:
@@ -148,30 +141,12 @@ class Zygote(ChildKeeper):
         gc.collect()
         gc.freeze()  # keeps the collector from touching (and copying) shared pages in children
         self.use_forker = oslevel.clone_parent_is_safe()  # from now on (the probe above forked for itself)
-        self._two_cgroups(report)
         order = ("filesystem", "pid namespace", "network", "uid", "seccomp", "cgroup limits")
         facts = {name: report[name] for name in order if name in report}
         return {"ok": True, "pid": self.pid, "uid": self.uid, "facts": facts,
                 "isolation": [detail for _, detail in facts.values()],
                 "interactive": self.respond is not None, "modules": sorted(sys.modules),
                 "rss_kb": vm_kb("self", "VmRSS")}
-
-    def _two_cgroups(self, report: isolation.Report) -> None:
-        """A second cgroup and the namespace dropper, where the kernel gives a child's mount
-        namespace (else each child's exit tears it down, as before)."""
-        probe = nsdrop.mount_namespace(os.getpid())
-        if probe >= 0:
-            os.close(probe)
-        if probe >= 0 and self.cgroup2 is not None and self.use_forker and self.pid_namespace:
-            try:
-                self.dropper = nsdrop.Dropper.start([self.chan])
-                report["cgroup limits"] = (True, report["cgroup limits"][1] + nsdrop.NOTE)
-                return
-            except OSError as exc:
-                print(f"zygote: no namespace dropper ({exc})", file=sys.stderr)
-        if self.cgroup2 is not None:
-            self.cgroup2.remove()
-            self.cgroup2 = None
 
     def _probe_uid(self, report: isolation.Report) -> str | None:
         """Fork one trivial candidate.  As root, failing to drop privileges is fatal:
@@ -213,9 +188,7 @@ class Zygote(ChildKeeper):
                         return
                 elif op == "settle":  # the loop's top has cleaned up and forked the spare
                     send_reply(self.fout, {"ok": True, "spare": self.spare.pid if self.spare else None,
-                                           "forker": self.forker.pid if self.forker else None,
-                                           "helpers": [c.pid for c in (*self.forkers, self.dropper)
-                                                       if c is not None and c is not self.forker]})
+                                           "forker": self.forker.pid if self.forker else None})
                 elif op == "drop":
                     self.sets.pop(req["set"], None)
                 elif op == "load":
@@ -246,16 +219,12 @@ class Zygote(ChildKeeper):
             self._discard(self.spare)
             self.spare = None
         with contextlib.suppress(OSError):  # the cgroup's task limit: it is removed below
-            self._drop_forker(both=True)
+            self._drop_forker()
         isolation.sweep(None, self.uid)
         if self.uid is not None and self.solve is not None:
             isolation.kill_uid(self.uid)
-        if self.dropper is not None:
-            self.dropper.stop()
         if self.cgroup is not None:
             self.cgroup.remove()
-        if self.cgroup2 is not None:
-            self.cgroup2.remove()
         # The controller's temp dir goes too: if it died (orphaned), or if it asked us to exit and
         # is killed before its own clean-up (its rmtree after ours finds nothing, harmlessly).
         with contextlib.suppress(OSError):
@@ -274,7 +243,6 @@ class Zygote(ChildKeeper):
         lines = 1 + len(self.sets.get(set_id, ())) if set_id is not None else 1  # "loaded", then one per instance
         facts: dict[str, Any] = {"reaped": True}
         try:
-            self.ready(child)
             self._order(child.sock, Work("batch", source, function, limits.timeout_s, set_id))
             facts, blob = supervise(child.pid, child.sock.fileno(), self.fin, limits, self._controller_says, lines)
         finally:
@@ -294,7 +262,6 @@ class Zygote(ChildKeeper):
         child.reaped = True  # supervise waits for a session child's end
         facts: dict[str, Any] = {}
         try:
-            self.ready(child)
             self._order(child.sock, Work("session", req["source"], req["function"], limits.timeout_s))
             send_reply(self.fout, {"ok": True})
             pidfd = os.pidfd_open(child.pid)  # the controller learns the child's pid in its own namespace
