@@ -146,9 +146,10 @@ def main() -> None:
     parser.add_argument("--replicates", type=int, default=4)
     parser.add_argument("--cache", type=Path, default=None,
                         help="where the fresh set's references are kept (default runs/smtt-validation.npz, "
-                             "runs/smtt-validation-sK.npz for --stream K)")
-    parser.add_argument("--stream", type=int, default=0, metavar="K",
-                        help="another fresh set of the same design from its own seed stream (K >= 1)")
+                             "runs/smtt-validation-sK.npz for stream K; one stream only)")
+    parser.add_argument("--stream", default="0", metavar="K[,K...]",
+                        help="the fresh set's seed stream (0, the default: the docs' tables; K >= 1: another "
+                             "set of the same design), or several, pooled: 0,1 scores 200 instances per size")
     parser.add_argument("--on", choices=("fresh", "train", "valid", "smtt-train"), default="fresh",
                         help="the fresh set (default), or a shipped split with its references: "
                              "smtt_rule's train or valid, or smtt's train (smtt-train)")
@@ -158,12 +159,15 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=0, metavar="K",
                         help="score each run's K best programs on train instead of its reported best")
     args = parser.parse_args()
-    if args.cache is None:
-        args.cache = Path("runs/smtt-validation.npz" if not args.stream else f"runs/smtt-validation-s{args.stream}.npz")
+    streams = [int(k) for k in args.stream.split(",")]
     if args.on == "fresh":
-        cases = instances(args.replicates, args.cache, args.stream)
+        cases = []
+        for stream in streams:
+            cache = args.cache if args.cache is not None and len(streams) == 1 else Path(
+                "runs/smtt-validation.npz" if not stream else f"runs/smtt-validation-s{stream}.npz")
+            cases += instances(args.replicates, cache, stream)
         where = f"{len(cases)} fresh instances ({args.replicates} per TF/RDD point and size"
-        where += f", stream {args.stream})" if args.stream else ")"
+        where += f", streams {args.stream} pooled)" if len(streams) > 1 else (f", stream {streams[0]})" if streams[0] else ")")
     else:
         problem, split = ("smtt", "train") if args.on == "smtt-train" else ("smtt_rule", args.on)
         shipped = load_problem(problem).instances(split)
