@@ -129,12 +129,15 @@ def archive_rows(folder: Path, rule_spec, top: int):
     return rows
 
 
-def gaps(rule, cases, min_reference: float = 0.0) -> dict[int, float]:
+def gaps(rule, cases, min_reference: float = 0.0, floor: float = 0.0, floor_from: int = 100) -> dict[int, float]:
+    """Mean gap % per size; with `floor`, each gap at n >= floor_from is measured against
+    max(reference, floor x n) (what objective.reference_floor makes the search see)."""
     by_size: dict[int, list[float]] = {}
     for n, p, d, ref in cases:
         if ref > 0 and ref >= min_reference:
             value = total_tardiness(p, d, dispatch(rule, p.astype(float), d.astype(float)))
-            by_size.setdefault(n, []).append(100.0 * (value - ref) / ref)
+            over = max(ref, floor * n) if n >= floor_from else ref
+            by_size.setdefault(n, []).append(100.0 * (value - ref) / over)
     return {n: statistics.fmean(v) for n, v in sorted(by_size.items())}
 
 
@@ -156,6 +159,11 @@ def main() -> None:
     parser.add_argument("--min-reference", type=float, default=0.0, metavar="R",
                         help="leave out the instances whose reference is below R (what the few instances "
                              "with tiny optima do to each mean; docs/smtt.md, tenth round)")
+    parser.add_argument("--floor", type=float, default=0.0, metavar="F",
+                        help="measure each gap at n >= 100 against max(reference, F x n), as smtt_rule's "
+                             "objective.reference_floor does for the search (F = 2.5), instead of the reference")
+    parser.add_argument("--medians", action="store_true",
+                        help="every figure at three decimals, and after the rows each study's median (min-max) over its seeds")
     parser.add_argument("--top", type=int, default=0, metavar="K",
                         help="score each run's K best programs on train instead of its reported best")
     args = parser.parse_args()
@@ -187,13 +195,26 @@ def main() -> None:
                 rows.append((str(best.parent), tree_rule(tree)))
     if args.min_reference:
         where += f", those with a reference below {args.min_reference:g} left out"
+    if args.floor:
+        where += f"; gaps at n >= 100 against max(reference, {args.floor:g} n)"
     print(f"mean gap % on {where}")
     print("| rule | " + " | ".join(f"n={n}" for n in SIZES) + " | mean over sizes |")
     print("|---" * (len(SIZES) + 2) + "|")
+    studies: dict[str, list[dict[int, float]]] = {}
     for name, rule in rows:
-        by_size = gaps(rule, cases, args.min_reference)
-        print(f"| {name} | " + " | ".join(f"{by_size[n]:.2f}" for n in SIZES)
-              + f" | {statistics.fmean(by_size.values()):.2f} |", flush=True)
+        by_size = gaps(rule, cases, args.min_reference, args.floor)
+        digits = 3 if args.medians else 2
+        print(f"| {name} | " + " | ".join(f"{by_size[n]:.{digits}f}" for n in SIZES)
+              + f" | {statistics.fmean(by_size.values()):.{digits}f} |", flush=True)
+        if Path(name).name.startswith("seed-"):
+            studies.setdefault(str(Path(name).parent), []).append(by_size)
+    if args.medians:
+        print("| study, median (min-max) over seeds | " + " | ".join(f"n={n}" for n in SIZES) + " | mean over sizes |")
+        print("|---" * (len(SIZES) + 2) + "|")
+        for study, seeds in studies.items():
+            cells = [[s[n] for s in seeds] for n in SIZES] + [[statistics.fmean(s.values()) for s in seeds]]
+            print(f"| {study} ({len(seeds)} seeds) | " + " | ".join(
+                f"{statistics.median(c):.3f} ({min(c):.2f}-{max(c):.2f})" for c in cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -64,3 +64,11 @@ def test_another_stream_is_an_independent_fresh_set_of_the_same_design() -> None
             assert all(np.array_equal(a, b) for a, b in zip(first, old, strict=True))
             assert not np.array_equal(first[0], second[0]) and len(second[0]) == n
             assert draw(n, index, stream=1)[1].tolist() == second[1].tolist()  # the same draw every time
+
+
+def test_floor_measures_the_gaps_at_n_100_and_above_against_max_reference_floor_n() -> None:
+    every = _table()
+    floored = _table("--floor", "2.5")
+    assert floored["mdd"][:2] == every["mdd"][:2] and floored["mddc"][:2] == every["mddc"][:2]  # n = 20, 50
+    # valid n = 100: MDDC one unit late on an instance with optimum 2 is 50 % there, 0.4 % over 250.
+    assert float(floored["mddc"][2]) < float(every["mddc"][2]) - 1.0
