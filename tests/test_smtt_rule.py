@@ -250,19 +250,20 @@ def test_both_tracks_declare_the_dispatchers_inputs_for_the_offline_search(name:
     check_rules(problem.seed_code, problem.spec.rule, name)  # the seed takes exactly these inputs
 
 
-# MDDC as a GP tree (docs/smtt.md, "Experiment: the rule track started from MDDC"): a `[rule]
-# starts` entry for a search that starts from the published rule.
+# MDDC as a GP tree (docs/smtt.md, "Experiment: the rule track started from MDDC"): the last of
+# the shipped `[rule] starts` since issue 13's eleventh round.
 MDDC_TREE = ("np.maximum(1.1 * p + t, d) * (1 + np.minimum(p / (t + p_max), 1) ** 2 / (1 + np.minimum(p / (t + p_max), 1) ** 2))"
              " + p / (t + p_mean)")
 
 
-def test_mddc_written_as_a_gp_tree_is_the_published_mddc() -> None:
+def test_mddc_written_as_a_gp_tree_is_the_published_mddc_and_a_shipped_start() -> None:
     """The tree computes MDDC's first key exactly, so its sequences are the baseline's but for
     ties (input order, not d then p)."""
     from evolve.gp.codegen import parse
     from evolve.gp.tree import evaluate
 
     (rule,) = load_problem("smtt_rule").spec.rule
+    assert rule.starts[-1] == MDDC_TREE
     mddc = load_function(RULE_BASELINES / "mddc.py", "priority")
     tree = parse(MDDC_TREE, {i.name for i in rule.inputs})
     for p, d in mixed_instances(30, 11):
