@@ -22,6 +22,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 ReferenceKind = Literal["optimal", "best_known", "bound", "none"]
 Direction = Literal["minimize", "maximize"]
+# What any session reply may hold besides its answer (framing, a short note): a verifier's
+# ``session.call(payload, reply_limit=...)`` bound is this plus what its answer can hold.
+REPLY_NOTE_BYTES = 65536
 
 
 @dataclass(frozen=True)

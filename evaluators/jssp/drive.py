@@ -21,13 +21,12 @@ import numpy as np
 from evolve.evaluators.jssp.builder import FEATURES, build_steps, schedule_solution
 from evolve.evaluators.jssp.candidate_side import MAX_REASON
 from evolve.evaluators.jssp.model import shop_from_payload
-from evolve.verifier import Instance
+from evolve.verifier import REPLY_NOTE_BYTES, Instance
 
 # What a reply may hold: one position or one reason (MAX_REASON characters, up to 12 bytes each
 # as JSON escapes of a surrogate pair) per decision.  Every byte is read and parsed here: a rule padding its replies
 # with whitespace to the sandbox's 64 MiB made the controller spend 6.1 s of CPU on jssp's
 # quick split, where an honest rule costs it none to speak of (docs/sandbox.md, sixth red team).
-REPLY_BYTES = 65536
 REPLY_BYTES_PER_DECISION = 16 * MAX_REASON
 
 Steps = Generator[dict[str, Any], int, np.ndarray]
@@ -46,7 +45,7 @@ def drive(instances: list[Instance], session: Any) -> list[tuple[Any, str | None
     while pending:
         asked = list(pending.items())
         reply = session.call({"decisions": [features for _, (_, features) in asked]},
-                             reply_limit=REPLY_BYTES + REPLY_BYTES_PER_DECISION * len(asked))
+                             reply_limit=REPLY_NOTE_BYTES + REPLY_BYTES_PER_DECISION * len(asked))
         answers = _answers(reply, [len(features["proc_time"]) for _, (_, features) in asked])
         for (k, (steps, features)), answer in zip(asked, answers, strict=True):
             if isinstance(answer, str):

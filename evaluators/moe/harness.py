@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from evolve.evaluators.moe.candidate_side import NAMES
+from evolve.verifier import REPLY_NOTE_BYTES
 
 PERTURBATION_SIGMA = 0.05  # log-normal noise on each expert's load in timing-only calls
 NDIMS = (2, 3, 2)
@@ -125,7 +126,7 @@ def reply_bytes(weight: np.ndarray, replicas: int) -> int:
     the trusted side (a JSON reply padded to the sandbox's 64 MiB costs ~0.24 s of its CPU;
     docs/sandbox.md, sixth red team); V3's bound is still 34 MiB."""
     layers, experts = weight.shape[0], weight.shape[-1]
-    return 65536 + 8 * (16 + layers * (replicas + experts * replicas + experts))
+    return REPLY_NOTE_BYTES + 8 * (16 + layers * (replicas + experts * replicas + experts))
 
 
 def session_call(session: Any) -> Call:

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from evolve.evaluators.serving.policy import Observation, PolicyError
+from evolve.verifier import REPLY_NOTE_BYTES
 
 # What a reply may hold: one float per column of the observation (8 bytes as an array, a JSON
 # number at most ~24) and a short note.  Every byte is read and parsed here, in the process
 # that simulates every candidate's engine: a reply padded with whitespace to the sandbox's
 # 64 MiB cost ~0.24 s of its CPU (and GIL) per call (docs/sandbox.md, sixth red team).
-REPLY_BYTES = 65536
 REPLY_BYTES_PER_ANSWER = 32
 
 
@@ -39,7 +39,7 @@ def session_decide(session: Session, what: str) -> Callable[[Observation], Any]:
     """``decide(observation)`` answered by the candidate in the sandbox."""
 
     def decide(observation: Observation) -> Any:
-        reply = session.call(observation, reply_limit=REPLY_BYTES + REPLY_BYTES_PER_ANSWER * observation[0].shape[-1])
+        reply = session.call(observation, reply_limit=REPLY_NOTE_BYTES + REPLY_BYTES_PER_ANSWER * observation[0].shape[-1])
         if reply.error:
             raise PolicyError(f"raised {reply.error}")
         return reply.value

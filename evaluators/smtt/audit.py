@@ -29,6 +29,7 @@ import numpy as np
 
 from evolve.evaluators.smtt.dispatch import integral
 from evolve.evaluators.smtt.objective import sequence_violation
+from evolve.verifier import REPLY_NOTE_BYTES
 
 # 32, not 4: one departure from the rule per instance is caught with probability states / (n - 2),
 # and a search keeps the evaluations that escape.  With 4 a sequence departing at one decision on
@@ -41,7 +42,7 @@ CALL_S = 0.005
 # What a reply may hold: one int64 per decision asked, as raw bytes.  Every byte is read here: a
 # reply padded to the sandbox's 64 MiB costs the controller ~0.24 s per call (docs/sandbox.md,
 # sixth red team).
-REPLY_BYTES = 65536
+REPLY_BYTES_PER_STATE = 16
 
 
 @dataclass
@@ -109,7 +110,7 @@ class Replay:
             if not asked:
                 break
             reply = session.call({"states": [plan.state(step) for _, plan, step in asked]},
-                                 reply_limit=REPLY_BYTES + 16 * len(asked))
+                                 reply_limit=REPLY_NOTE_BYTES + REPLY_BYTES_PER_STATE * len(asked))
             allowed = CALL_S + sum(2 * self.cpu_budget_s(len(plan.p)) / len(plan.p) for _, plan, _ in asked)
             failed = None
             if reply.error is not None:

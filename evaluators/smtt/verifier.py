@@ -29,6 +29,7 @@ from evolve.evaluators.smtt.references import Budget, attains, compute_reference
 from evolve.options import VerifierOptions, read_options
 from evolve.references import ReferenceStore, ReferenceTask, StoredReference
 from evolve.verifier import (
+    REPLY_NOTE_BYTES,
     CandidateError,
     Direction,
     Instance,
@@ -47,7 +48,6 @@ BUDGET_TEXT = "0.1 s + 2 ms per job"
 # JSON) and a short note.  Every byte is read and parsed here: a reply padded with whitespace to
 # the sandbox's 64 MiB costs ~0.24 s of the controller's CPU per instance, some 156 s on smtt_rule's
 # train (docs/sandbox.md, sixth red team).
-REPLY_BYTES = 65536
 REPLY_BYTES_PER_JOB = 32
 
 
@@ -164,7 +164,7 @@ class SmttVerifier:
         reply's CPU time is the kernel's count for the candidate's process.
         """
         p, d = instance.data["p"], instance.data["d"]
-        reply = session.call({"p": p, "d": d}, reply_limit=REPLY_BYTES + REPLY_BYTES_PER_JOB * len(p))
+        reply = session.call({"p": p, "d": d}, reply_limit=REPLY_NOTE_BYTES + REPLY_BYTES_PER_JOB * len(p))
         if reply.error is not None:  # the candidate raised, or answered with something unsendable
             raise CandidateError(reply.error.replace("reply is ", "solution is ", 1))
         allowed = cpu_budget_s(len(p))
