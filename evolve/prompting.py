@@ -17,6 +17,7 @@ fit is named, not shown.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -64,10 +65,21 @@ NAMES = 8  # functions named for an inspiration whose code is not shown
 CACHED_VIEWS = 1024  # programs' views kept (parents and inspirations recur from prompt to prompt)
 
 
+_BACKTICKS = re.compile("`{3,}")
+
+
+def fence(code: str) -> str:
+    """A code fence no line of ``code`` can close: one backtick longer than its longest run of
+    three or more (Markdown's rule). Program text is the model's: a plain ``` line in a docstring
+    ended the prompt's fence, and what followed read as the prompt's own sections."""
+    longest = max((len(m.group()) for m in _BACKTICKS.finditer(code)), default=2)
+    return "`" * max(3, longest + 1)
+
+
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     folder = Path(prompt_package.__file__).resolve().parent
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(folder),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -75,6 +87,8 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         auto_reload=False,  # installed package files: no stat() of the template at every prompt
     )
+    env.filters["fence"] = fence
+    return env
 
 
 @dataclass(frozen=True)
