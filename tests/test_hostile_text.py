@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,30 @@ def test_texts_the_engine_cannot_read_cost_one_candidate_and_the_run_goes_on(tmp
     assert good is not None and good.program_id is not None
     best = archive.best()
     assert best is not None and best.id == good.program_id
+
+
+# A reply's lines are matched against patterns (its idea line, fences, "rest unchanged" comments)
+# by the controller, for the edit and again for every later prompt that lists the attempt. Runs
+# that overlap (spaces, then spaces or a word) backtracked quadratically on a long line that fails
+# at its end: a line of 16,000 spaces took 7.3 s of the controller's CPU in the idea pattern, and
+# a comment line of 32,000 characters of dots some 14 s in the elision one. Models do emit such
+# runs (a whitespace loop until max_tokens), and whitespace is cheap in tokens.
+LONG = 150_000  # four such lines: a reply is kept whole up to 1 MiB (evolve/records.py)
+STALLING_REPLY = (" " * LONG + "x\n" + " " * LONG + "```" + " " * LONG + "`\n"
+                  "Idea: the latest deadline last\n<<<<<<< SEARCH\n    return x * 1.0\n=======\n"
+                  "    # " + "..." * (LONG // 3) + "\n    # " + "same " * (LONG // 5) + "\n    return x * 1.0 + 0.0\n"
+                  ">>>>>>> REPLACE\n")
+
+
+def test_long_runs_in_a_reply_cost_the_controller_linear_time(toy_dir: Path, tmp_path: Path) -> None:
+    replies = tmp_path / "completions.jsonl"
+    replies.write_text("".join(json.dumps({"iteration": i, "model": "replayed", "text": STALLING_REPLY,
+                                           "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}) + "\n"
+                               for i in (1, 2, 3)))
+    # Linear: well under a second of matching. Quadratic, it ran for hours.
+    result = subprocess.run([sys.executable, "-m", "evolve.cli", "run", str(toy_dir), "--llm", f"replay:{replies}",
+                             "--iterations", "3", "--out", str(tmp_path / "run"), "--no-preflight"],
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    archive = Archive(tmp_path / "run" / "archive.sqlite", readonly=True)
+    assert archive.attempt(1).program_id is not None  # the edit applied (no elision: no word after the dots)

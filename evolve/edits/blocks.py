@@ -15,19 +15,31 @@ MARKER_RE = re.compile(r"^\s*#\s*EVOLVE-BLOCK-(START|END)\b")
 # Lines by which a model says "the rest stays as it was" instead of writing it:
 # a bare '...', a comment that is only '...', a comment with '...' and a word
 # of that kind, or "rest of the function". Plain comments never match.
-_ELISION_RES = [
-    re.compile(r"^\s*(?:#\s*)?(?:\.\.\.|…)\s*$"),
-    re.compile(r"^\s*#.*(?:\.\.\.|…).*\b(?:same|unchanged|existing|before|previous|rest|remaining|"
-               r"omitted|above|as is|original)\b", re.I),
-    re.compile(r"^\s*#.*\b(?:same|unchanged|existing|before|previous|rest|remaining|omitted|above|"
-               r"original)\b.*(?:\.\.\.|…)", re.I),
-    re.compile(r"^\s*#.*\b(?:rest|remainder) of (?:the )?(?:code|function|file|body|loop|program)\b",
-               re.I),
-]
+# A reply is hostile text: the comment's parts are searched one after the other (the first
+# '...', then a word after it) rather than by one pattern with two '.*', which backtracked
+# over every '...' of a line of dots (a 32,000-character line took ~14 s of the controller's CPU).
+_BARE_ELISION = re.compile(r"\s*+(?:#\s*+)?(?:\.\.\.|…)\s*$")
+_COMMENT = re.compile(r"\s*+#")
+_DOTS = re.compile(r"\.\.\.|…")
+_WORD_AFTER_DOTS = re.compile(r"\b(?:same|unchanged|existing|before|previous|rest|remaining|omitted|above|as is|"
+                              r"original)\b", re.I)
+_WORD_BEFORE_DOTS = re.compile(r"\b(?:same|unchanged|existing|before|previous|rest|remaining|omitted|above|"
+                               r"original)\b", re.I)
+_REST_OF = re.compile(r"\b(?:rest|remainder) of (?:the )?(?:code|function|file|body|loop|program)\b", re.I)
 
 
 def is_elision(line: str) -> bool:
-    return any(pattern.match(line) for pattern in _ELISION_RES)
+    if _BARE_ELISION.match(line):
+        return True
+    comment = _COMMENT.match(line)
+    if comment is None:
+        return False
+    at = comment.end()
+    dots = _DOTS.search(line, at)
+    if dots is not None and _WORD_AFTER_DOTS.search(line, dots.end()):
+        return True
+    word = _WORD_BEFORE_DOTS.search(line, at)
+    return (word is not None and _DOTS.search(line, word.end()) is not None) or _REST_OF.search(line, at) is not None
 
 
 class EditError(Exception):

@@ -25,10 +25,12 @@ _THINK_PAIRS = [
 _ORPHAN_CLOSE = re.compile(r"</(think|thinking|reasoning)>", re.I)
 _HARMONY_FINAL = re.compile(r"<\|start\|>\s*assistant\s*|<\|channel\|>\s*final\s*<\|message\|>"
                             r"|<\|(?:return|end)\|>", re.I)
-_FENCE_RE = re.compile(r"^\s*(`{3,}|~{3,})\s*([A-Za-z0-9_+.-]*)[^\n`]*$")
+# Possessive quantifiers (*+): a reply is hostile text, and overlapping runs (spaces, then
+# spaces or an info string) backtracked quadratically on a long line that fails at its end.
+_FENCE_RE = re.compile(r"^\s*+(`{3,}+|~{3,}+)\s*+([A-Za-z0-9_+.-]*+)[^\n`]*+$")
 _PY_LANGS = {"", "python", "py", "python3", "python 3"}
 _IDEA_RE = re.compile(
-    r"^\s*[#>*_\-\s]*(?:idea|rationale|change|summary|approach|plan)\s*[*_]*\s*:\s*[*_]*\s*(.+)$",
+    r"^[#>*_\-\s]*+(?:idea|rationale|change|summary|approach|plan)[\s*_]*+:\s*[*_]*\s*(.+)$",
     re.I)
 
 
