@@ -25,6 +25,11 @@ TRIED_ON_PARENT = 6  # attempts on the current program, newest first
 LATEST = 4  # the run's latest attempts on other programs
 IDEA_CHARS = 160  # of an attempt's idea line (the current program's own: ORIGIN_CHARS)
 ORIGIN_CHARS = 300
+# An edit error quotes the reply (a SEARCH line not found, a line that does not parse), and a
+# reply may hold 1 MiB: one quoted line of 200,000 characters made the next prompt 602,106
+# characters long, against TEXT_CHARS (seventh red team). Prompts show this much of an error.
+EDIT_ERROR_CHARS = 600
+RESULT_CHARS = 160  # of a failure's first line in an attempt's result
 
 
 @dataclass(frozen=True)
@@ -128,15 +133,14 @@ def _edited(parent: str, completion: str, mode: str) -> str | None:
 def _result(attempt: Attempt, child: Program | None, parent: Program, problem: Problem,
             name_parent: bool) -> str:
     if attempt.outcome == EDIT_ERROR:
-        return "not applied: " + (attempt.error or "").split(";")[0].split(". ")[0]
+        return "not applied: " + _cut((attempt.error or "").split(";")[0].split(". ")[0], RESULT_CHARS)
     if attempt.outcome == DUPLICATE:
-        return "not evaluated: " + (attempt.error or "a program already in the archive")
+        return "not evaluated: " + _cut(attempt.error or "a program already in the archive", RESULT_CHARS)
     if attempt.outcome != EVALUATED or child is None:
         return attempt.outcome
     if child.score is None:
         first = next((line.strip() for line in child.feedback.splitlines() if line.strip()), "")
-        first = first if len(first) <= 160 else first[:157] + "..."
-        return f"#{child.id} failed ({child.status}): {first}"
+        return f"#{child.id} failed ({child.status}): {_cut(first, RESULT_CHARS)}"
     text = f"#{child.id} score {child.score:.6g}" + gap_phrase(child.metrics, problem)
     if parent.score is not None:
         delta = child.score - parent.score
@@ -192,4 +196,8 @@ def why_parent(choice: ParentChoice | None, parent: Program, best: Program | Non
 def last_edit_error(archive: Archive, island: int) -> str | None:
     """The reason the island's latest answer could not be used, if it could not."""
     last = archive.last_attempt(island)
-    return last.error if last is not None and last.outcome == EDIT_ERROR else None
+    return _cut(last.error or "", EDIT_ERROR_CHARS) if last is not None and last.outcome == EDIT_ERROR else None
+
+
+def _cut(text: str, chars: int) -> str:
+    return text if len(text) <= chars else text[: chars - 3] + "..."
