@@ -89,6 +89,12 @@ def export_program(run_dir: Path, program_id: int | None = None, filename: str =
                           + ", which the problem's [export] append sources define too")
     lines.append(f"# requires:  {', '.join(third_party) or 'the Python standard library only'} (does not import evolve)")
     lines.append(f"# check it on held-out data: evolve eval {info.problem} {filename} --split test")
+    # The scores above were measured in evolve's sandbox, and so is that check; imported, the code
+    # runs with your rights, and code can tell the two apart with nothing a reader would flag
+    # (the order of a set of strings under the sandbox's hash seed: docs/sandbox.md, seventh team).
+    lines += _wrapped("trust:     ", "scored in evolve's sandbox (the check above runs there too); imported, "
+                      "it runs with your rights, and a program can behave differently outside the "
+                      "sandbox: read the code before you deploy it")
     lines.append(RULE)
     # The appended sources' `from __future__` imports (annotations naming their own classes) must
     # be the module's first statement: stated once, before the program's code.
