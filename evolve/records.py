@@ -1,12 +1,13 @@
 """What the controller commits: a program with its evaluation, an attempt with its model call.
 
-Also the two guards on what goes in: a model reply is capped in length, and an
-engine fault while judging a child becomes that child's failure.
+Also the two guards on what goes in: a model reply is capped in length (and made encodable),
+and an engine fault while judging a child becomes that child's failure.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Protocol
 
 from evolve.archive import Attempt, Program
@@ -20,6 +21,10 @@ from evolve.problem import Problem
 # A model reply longer than this is stored (and applied) truncated, with a note:
 # no real edit is that long, and a runaway reply must not bloat the archive.
 MAX_REPLY_CHARS = 1 << 20
+# A lone surrogate ("\ud800" in a server's JSON, as a JavaScript proxy writes half an emoji)
+# cannot be encoded: compile() raised UnicodeEncodeError out of the edit and stopped the run
+# with a traceback (seventh red team). Such a code point becomes U+FFFD.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Iteration(Protocol):
@@ -70,8 +75,12 @@ def safe_evaluate(
 
 
 def capped(completion: Completion) -> Completion:
-    """The completion, cut to MAX_REPLY_CHARS with a note saying so if it was longer."""
+    """The completion, cut to MAX_REPLY_CHARS with a note saying so if it was longer, its lone
+    surrogates (not encodable as UTF-8) replaced by U+FFFD."""
     text = completion.text
+    if _SURROGATE.search(text):
+        text = _SURROGATE.sub("\ufffd", text)
+        completion = dataclasses.replace(completion, text=text)
     if len(text) <= MAX_REPLY_CHARS:
         return completion
     note = f"\n[evolve: reply truncated from {len(text)} to {MAX_REPLY_CHARS} characters]\n"

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from llm_server import FakeLLMServer, ok
 
 from evolve.archive import Archive
 from evolve.config import resolve_settings
@@ -111,3 +112,59 @@ def test_long_runs_in_a_reply_cost_the_controller_linear_time(toy_dir: Path, tmp
     assert result.returncode == 0, result.stderr[-2000:]
     archive = Archive(tmp_path / "run" / "archive.sqlite", readonly=True)
     assert archive.attempt(1).program_id is not None  # the edit applied (no elision: no word after the dots)
+
+
+def test_a_lone_surrogate_in_a_servers_reply_costs_one_candidate_not_the_run(toy_dir: Path, tmp_path: Path) -> None:
+    """JSON may escape half a surrogate pair ("\\ud800"), and a JavaScript proxy writes one for half
+    an emoji: the reply's text then cannot be encoded, and compile() raised UnicodeEncodeError out
+    of the edit, which stopped the run with a traceback."""
+    edit = "<<<<<<< SEARCH\n    return x * 1.0\n=======\n    return -x  # bigger first {}\n>>>>>>> REPLACE\n"
+    with FakeLLMServer(default=ok("Idea: reversed\n" + edit.format(""))) as server:
+        server.enqueue(ok("Idea: bigger \ud83d first\n" + edit.format("\ude00")))
+        problem = load_problem(str(toy_dir))
+        settings = resolve_settings(problem.spec.run, None, {"iterations": 2, "islands": 1})
+        archive = Archive(tmp_path / "archive.sqlite", create=True)
+        llm = make_llm("openai/test", api_base=server.base_url)
+        progress = Controller(problem, settings, archive, llm, tmp_path).run()
+    assert progress.stop_reason == "iterations"
+    first = archive.attempt(1)
+    assert first is not None and first.completion is not None and "\ufffd" in first.completion
+    assert first.program_id is not None and "\ufffd" in archive.program(first.program_id).code
+
+
+SURROGATE_RAISE = 'import sys\n    sys.stderr.write(chr(0xDC80) * 3)\n    raise ValueError("bad " + chr(0xD800))'
+
+
+def test_a_candidates_lone_surrogate_costs_one_candidate_not_the_run(toy_dir: Path, tmp_path: Path) -> None:
+    """An exception message holding half a surrogate pair crosses as JSON ("\\ud800") and parsed to
+    a code point no UTF-8 encodes: the archive's write raised UnicodeEncodeError and the run stopped
+    with a traceback (exit 1). Now it is written out, as control characters are."""
+    raising = f"Idea: boom\n<<<<<<< SEARCH\n    return x * 1.0\n=======\n    {SURROGATE_RAISE}\n>>>>>>> REPLACE\n"
+    good = "Idea: bigger first\n<<<<<<< SEARCH\n    return x * 1.0\n=======\n    return -x\n>>>>>>> REPLACE\n"
+    replies = tmp_path / "completions.jsonl"
+    replies.write_text("".join(json.dumps({"iteration": i, "model": "replayed", "text": text, "prompt_tokens": 0,
+                                           "completion_tokens": 0, "cost_usd": 0.0}) + "\n"
+                               for i, text in enumerate([raising, good], start=1)))
+    done = subprocess.run([sys.executable, "-m", "evolve.cli", "run", str(toy_dir), "--llm", f"replay:{replies}",
+                           "--iterations", "2", "--out", str(tmp_path / "run"), "--no-preflight"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    archive = Archive(tmp_path / "run" / "archive.sqlite", readonly=True)
+    first = archive.attempt(1)
+    assert first is not None and first.program_id is not None
+    failed = archive.program(first.program_id)
+    assert failed.status == "error" and "bad \\ud800" in failed.feedback
+
+
+@pytest.mark.parametrize("problem, code", [
+    ("smtt", "def schedule(p, d):\n    return [chr(0xD800)] * len(p)\n"),  # a session reply's strings
+    ("smtt", f"def schedule(p, d):\n    {SURROGATE_RAISE}\n"),  # a session call's error
+])
+def test_evolve_eval_writes_a_lone_surrogate_out(tmp_path: Path, problem: str, code: str) -> None:
+    program = tmp_path / "program.py"
+    program.write_text(code)
+    done = subprocess.run([sys.executable, "-m", "evolve.cli", "eval", problem, str(program), "--split", "quick"],
+                          capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in done.stderr and "UnicodeEncodeError" not in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 1, done.stderr[-2000:]  # the program failed, and evolve eval said so
+    assert "\\ud800" in done.stdout

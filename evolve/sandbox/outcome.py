@@ -34,8 +34,11 @@ MEMORY_SIGN = 0.9  # a peak this close to the limit means the limit was hit
 
 
 # Control characters (but tab and newline) and bidirectional overrides: candidate text reaches
-# terminals (an ESC sequence could clear the screen and print a fake result) and pages.
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# terminals (an ESC sequence could clear the screen and print a fake result) and pages. Lone
+# surrogates too (JSON escapes them, "\ud800"): no UTF-8 encodes one, and an exception message
+# holding one stopped the run at the archive's write, and `evolve eval` at its print (seventh
+# red team).
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def printable(text: str) -> str:
@@ -69,9 +72,33 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# JSON's escape of half a surrogate pair ("\\ud800" with no "\\udc00" after it) parses to a lone
+# surrogate, which no UTF-8 encodes: in a solution or a reply it reached the verifiers' messages
+# and the archive's write (the run stopped). Only text holding such an escape is walked.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable(value: Any, raw: bytes | bytearray) -> Any:
+    """``value`` (parsed from ``raw``) with every lone surrogate in its strings written out."""
+    if not _SURROGATE_ESCAPE.search(raw):
+        return value
+    return _without_surrogates(value)
+
+
+def _without_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub(lambda m: repr(m.group())[1:-1], value)
+    if isinstance(value, list):
+        return [_without_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    return value
+
+
 def _parse(line: bytes) -> Any:
     try:
-        return json.loads(line, parse_constant=_no_constants)
+        return encodable(json.loads(line, parse_constant=_no_constants), line)
     except (ValueError, RecursionError, UnicodeDecodeError):
         return None
 

@@ -29,6 +29,7 @@ from evolve.sandbox.outcome import (
     MAX_NESTING,
     MAX_VALUES,
     classify,
+    encodable,
     one_line,
     too_deep,
     too_many_values,
@@ -356,6 +357,7 @@ def _fatal(meta: bytes) -> dict[str, Any]:
         obj = None
     if not isinstance(obj, dict):
         return {"fatal": "sandbox", "message": "malformed message from the sandbox"}
+    obj = encodable(obj, meta)
     return {"fatal": str(obj.get("fatal")), "message": str(obj.get("message"))[:MAX_ERROR_CHARS]}
 
 
@@ -368,7 +370,7 @@ def _decode(kind: int, meta: bytes, blob: bytearray) -> tuple[Any, str | None]:
             value = json.loads(blob, parse_constant=_reject_constant)
             if too_deep(value):
                 return None, f"reply is nested more than {MAX_NESTING} levels deep (lists in lists)"
-            return value, None
+            return encodable(value, blob), None
         if kind == channel.ERROR:
             error = json.loads(meta, parse_constant=_reject_constant)["error"]
             return None, one_line(error) or "error"
