@@ -7,6 +7,7 @@ alive across calls.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import threading
@@ -28,7 +29,7 @@ from llm_server import empty as empty_reply
 from test_llm_backends import KEY, MODEL, api_key, request  # noqa: F401 (api_key: autouse fixture)
 
 from evolve.llm import LLMError
-from evolve.llm.http_chat import ChatEndpoint, usable
+from evolve.llm.http_chat import ChatEndpoint, EndpointConnectionError, EndpointStatusError, usable
 from evolve.llm.openai_compat import OpenAICompatLLM
 from evolve.llm.retry import RetryPolicy
 
@@ -187,3 +188,114 @@ def test_a_proxy_in_the_environment_leaves_completions_to_the_openai_client(
     assert not usable("https://api.example.com/v1")
     monkeypatch.setenv("no_proxy", "api.example.com")
     assert usable("https://api.example.com/v1")
+
+
+def _raw_server(replies: list[bytes], close_after: set[int] = frozenset()) -> tuple[str, list[int], threading.Thread]:
+    """A server on 127.0.0.1 that answers the i-th request with ``replies[i]`` byte for byte (and
+    closes the connection after the replies in ``close_after``); the list names, for each request,
+    the connection it came on."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    connections: list[int] = []
+
+    def serve() -> None:
+        with listener:
+            served, accepted = 0, 0
+            while served < len(replies):
+                conn, _ = listener.accept()
+                accepted += 1
+                with conn:
+                    data = b""
+                    while served < len(replies):
+                        while b"\r\n\r\n" not in data:
+                            more = conn.recv(65536)
+                            if not more:
+                                break
+                            data += more
+                        if b"\r\n\r\n" not in data:
+                            break  # the client closed the connection
+                        head, data = data.split(b"\r\n\r\n", 1)
+                        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                          if line.lower().startswith(b"content-length")))
+                        while len(data) < length:
+                            data += conn.recv(65536)
+                        data = data[length:]
+                        conn.sendall(replies[served])
+                        connections.append(accepted)
+                        served += 1
+                        if served - 1 in close_after:
+                            break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{port}/v1", connections, thread
+
+
+def _content(text: str) -> bytes:
+    return json.dumps({"choices": [{"message": {"content": text}}]}).encode()
+
+
+def test_replies_of_every_http_framing_are_read_whole_and_keep_alive_only_where_allowed() -> None:
+    import gzip
+
+    chunked = _content("chunked")
+    zipped = gzip.compress(_content("zipped"))
+    replies = [
+        # chunked, with a chunk extension and a trailer: the connection stays
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x;ext=1\r\n" % 10 + chunked[:10] + b"\r\n" + b"%x\r\n" % (len(chunked) - 10) + chunked[10:]
+        + b"\r\n0\r\nX-Trailer: 1\r\n\r\n",
+        # an interim 100 Continue before the reply, gzip-encoded
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: "
+        + str(len(zipped)).encode() + b"\r\n\r\n" + zipped,
+        # HTTP/1.0 without a length: the body runs to the close, the next call needs a new connection
+        b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + _content("to the close"),
+        b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(_content("new"))).encode() + b"\r\n\r\n" + _content("new"),
+    ]
+    base, connections, thread = _raw_server(replies, close_after={2})
+    endpoint = ChatEndpoint(base, "EMPTY")
+    try:
+        texts = [endpoint.post({"model": "m", "messages": []}, timeout_s=5)["choices"][0]["message"]["content"]
+                 for _ in replies]
+    finally:
+        endpoint.close()
+    thread.join(5)
+    assert texts == ["chunked", "zipped", "to the close", "new"]
+    assert connections == [1, 1, 1, 2]
+
+
+@pytest.mark.parametrize("reply, cause", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{\"choices\": ", "IncompleteRead"),
+    (b"SMTP ready\r\n\r\n", "BadStatusLine"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "IncompleteRead"),
+    (b"", "RemoteDisconnected"),
+])
+def test_a_broken_reply_is_a_connection_error_and_its_connection_is_dropped(reply: bytes, cause: str) -> None:
+    good = b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(_content("ok"))).encode() + b"\r\n\r\n" + _content("ok")
+    base, connections, thread = _raw_server([reply, good], close_after={0})
+    endpoint = ChatEndpoint(base, "EMPTY")
+    try:
+        with pytest.raises(EndpointConnectionError, match=f"connection error: {cause}"):
+            endpoint.post({"model": "m", "messages": []}, timeout_s=5)
+        assert endpoint.post({"model": "m", "messages": []}, timeout_s=5)["choices"][0]["message"]["content"] == "ok"
+    finally:
+        endpoint.close()
+    thread.join(5)
+    assert connections == [1, 2]
+
+
+def test_an_error_status_carries_its_headers_case_insensitively() -> None:
+    body = b'{"error": {"message": "slow down"}}'
+    reply = (b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 3\r\nContent-Length: "
+             + str(len(body)).encode() + b"\r\n\r\n" + body)
+    base, _, thread = _raw_server([reply])
+    endpoint = ChatEndpoint(base, "EMPTY")
+    try:
+        with pytest.raises(EndpointStatusError) as caught:
+            endpoint.post({"model": "m", "messages": []}, timeout_s=5)
+    finally:
+        endpoint.close()
+    thread.join(5)
+    assert caught.value.status_code == 429
+    assert caught.value.response.headers.get("Retry-After") == "3"
+    assert caught.value.message == "Error code: 429 - slow down"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import io
 import json
 import select
 import socket
@@ -75,26 +76,33 @@ class ChatEndpoint:
     base_url: str
     api_key: str
     _parts: SplitResult = field(init=False, repr=False)
-    _path: str = field(init=False, repr=False)
-    _idle: list[http.client.HTTPConnection] = field(default_factory=list, init=False, repr=False)
+    _head: bytes = field(init=False, repr=False)
+    _idle: list[_Connection] = field(default_factory=list, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._parts = urlsplit(self.base_url)
-        self._path = self._parts.path.rstrip("/") + "/chat/completions"
+        path = self._parts.path.rstrip("/") + "/chat/completions"
+        host = self._parts.hostname or ""
+        if ":" in host:  # an IPv6 literal
+            host = f"[{host}]"
+        if self._parts.port is not None and self._parts.port != DEFAULT_PORTS[self._parts.scheme]:
+            host += f":{self._parts.port}"
+        # The request's head, made once: only Content-Length changes from call to call.
+        self._head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: identity\r\n"
+            f"Content-Type: application/json\r\nAccept: application/json\r\n"
+            f"Authorization: Bearer {self.api_key}\r\nUser-Agent: {USER_AGENT}\r\nContent-Length: "
+        ).encode("latin-1")
 
     def post(self, body: dict[str, Any], timeout_s: float) -> Any:
         """The parsed JSON reply of one request; raises as described in the module docstring."""
         data = json.dumps(body).encode()
-        headers = {
-            "Content-Type": "application/json", "Accept": "application/json",
-            "Authorization": f"Bearer {self.api_key}", "User-Agent": USER_AGENT,
-        }
         conn = self._connection(timeout_s)
         try:
-            conn.request("POST", self._path, data, headers)
-            response = conn.getresponse()
-            raw = _decoded(response, response.read())
+            conn.sock.sendall(self._head + str(len(data)).encode() + b"\r\n\r\n" + data)
+            reply = conn.response()
+            raw = _decoded(reply.header("content-encoding"), reply.body)
         except TimeoutError:  # before OSError, which it is
             conn.close()
             raise
@@ -103,20 +111,20 @@ class ChatEndpoint:
             if isinstance(exc, (ConnectionRefusedError, socket.gaierror)):
                 raise  # classify names these (permanent) from the exception itself
             raise EndpointConnectionError(f"connection error: {type(exc).__name__}: {exc}") from exc
-        except http.client.HTTPException as exc:  # RemoteDisconnected is an OSError too; these are not
+        except http.client.HTTPException as exc:  # a malformed reply (RemoteDisconnected is an OSError)
             conn.close()
             raise EndpointConnectionError(f"connection error: {type(exc).__name__}: {exc}") from exc
-        if response.will_close:
+        if reply.will_close:
             conn.close()
         else:
             self._release(conn)
-        if response.status >= 400:
+        if reply.status >= 400:
             text = raw.decode("utf-8", "replace").strip()
             try:
                 parsed: object = json.loads(text)
             except ValueError:
                 parsed = text
-            raise EndpointStatusError(response.status, parsed, response.headers)
+            raise EndpointStatusError(reply.status, parsed, reply.message())
         try:
             return json.loads(raw)
         except UnicodeDecodeError as exc:  # what the openai client reports for any unparsable body
@@ -128,24 +136,28 @@ class ChatEndpoint:
         for conn in idle:
             conn.close()
 
-    def _connection(self, timeout_s: float) -> http.client.HTTPConnection:
+    def _connection(self, timeout_s: float) -> _Connection:
         while True:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
                 break
-            if _still_open(conn):
-                conn.timeout = timeout_s
-                if conn.sock is not None:
-                    conn.sock.settimeout(timeout_s)
+            if conn.still_open():
+                conn.sock.settimeout(timeout_s)
                 return conn
             conn.close()  # the server closed it while idle (its keep-alive timeout)
-        host, port = self._parts.hostname or "", self._parts.port
-        if self._parts.scheme == "https":
-            return http.client.HTTPSConnection(host, port, timeout=timeout_s, context=_tls_context())
-        return http.client.HTTPConnection(host, port, timeout=timeout_s)
+        host, port = self._parts.hostname or "", self._parts.port or DEFAULT_PORTS[self._parts.scheme]
+        sock = socket.create_connection((host, port), timeout_s)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as http.client does
+            if self._parts.scheme == "https":
+                sock = _tls_context().wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+        return _Connection(sock)
 
-    def _release(self, conn: http.client.HTTPConnection) -> None:
+    def _release(self, conn: _Connection) -> None:
         with self._lock:
             if len(self._idle) < MAX_IDLE:
                 self._idle.append(conn)
@@ -153,20 +165,123 @@ class ChatEndpoint:
         conn.close()
 
 
-def _still_open(conn: http.client.HTTPConnection) -> bool:
-    """An idle connection is reusable if nothing is readable on it (EOF would be)."""
-    sock = conn.sock
-    if sock is None:
-        return False
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return not readable
+DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_LINE = 65536  # of a status line, a header line or a chunk's size line (as http.client)
+MAX_HEADERS = 100  # as http.client
 
 
-def _decoded(response: http.client.HTTPResponse, raw: bytes) -> bytes:
-    encoding = (response.getheader("Content-Encoding") or "").lower()
+@dataclass
+class _Reply:
+    status: int
+    headers: list[tuple[str, str]]  # (lower-cased name, value), in order
+    lines: list[bytes]  # the header lines as received, for an error's ``response.headers``
+    body: bytes
+    will_close: bool
+
+    def header(self, name: str) -> str:
+        return next((value for key, value in self.headers if key == name), "")
+
+    def message(self) -> http.client.HTTPMessage:
+        """The headers as http.client gives them (case-insensitive ``get``); made for errors only."""
+        return http.client.parse_headers(io.BytesIO(b"".join(self.lines) + b"\r\n"))
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection: a request out, its reply in (by Content-Length,
+    chunked, or up to the server's close), without http.client's objects per request and its
+    email-package header parser (about half of this client's CPU per call, ~0.09 ms)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = sock.makefile("rb")
+
+    def still_open(self) -> bool:
+        """An idle connection is reusable if nothing is readable on it (EOF would be)."""
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+    def response(self) -> _Reply:
+        while True:
+            status, version = self._status()
+            lines, headers = self._headers()
+            if not 100 <= status < 200:
+                break  # a 1xx (100 Continue): its headers read, the real reply follows
+        values = dict(headers)
+        connection = values.get("connection", "").lower()
+        will_close = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
+        if status in (204, 304):
+            body = b""
+        elif "chunked" in values.get("transfer-encoding", "").lower():
+            body = self._chunked()
+        elif "content-length" in values:
+            try:
+                length = int(values["content-length"])
+            except ValueError:
+                raise http.client.HTTPException(f"bad Content-Length {values['content-length']!r}") from None
+            body = self.reader.read(length) if length > 0 else b""
+            if len(body) < length:
+                raise http.client.IncompleteRead(body, length - len(body))
+        else:
+            body, will_close = self.reader.read(), True
+        return _Reply(status, headers, lines, body, will_close)
+
+    def _line(self) -> bytes:
+        line = self.reader.readline(MAX_LINE + 1)
+        if len(line) > MAX_LINE:
+            raise http.client.LineTooLong("header line")
+        return line
+
+    def _status(self) -> tuple[int, str]:
+        line = self._line()
+        if not line:
+            raise http.client.RemoteDisconnected("Remote end closed connection without response")
+        version, _, rest = line.decode("iso-8859-1").strip().partition(" ")
+        code = rest.partition(" ")[0]
+        if not version.startswith("HTTP/") or len(code) != 3 or not code.isdigit():
+            raise http.client.BadStatusLine(line.decode("iso-8859-1").strip())
+        return int(code), version
+
+    def _headers(self) -> tuple[list[bytes], list[tuple[str, str]]]:
+        lines: list[bytes] = []
+        headers: list[tuple[str, str]] = []
+        while True:
+            line = self._line()
+            if line in (b"\r\n", b"\n", b""):
+                return lines, headers
+            lines.append(line)
+            if len(lines) > MAX_HEADERS:
+                raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
+            name, sep, value = line.decode("iso-8859-1").partition(":")
+            if sep:
+                headers.append((name.strip().lower(), value.strip()))
+
+    def _chunked(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            try:
+                size = int(self._line().split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise http.client.IncompleteRead(b"".join(parts)) from None
+            if size == 0:
+                while self._line() not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                return b"".join(parts)
+            chunk = self.reader.read(size)
+            if len(chunk) < size:
+                raise http.client.IncompleteRead(b"".join(parts) + chunk, size - len(chunk))
+            parts.append(chunk)
+            self.reader.read(2)  # the CRLF after the chunk
+
+
+def _decoded(encoding: str, raw: bytes) -> bytes:
+    encoding = encoding.lower()
     if encoding == "gzip":
         return gzip.decompress(raw)
     if encoding == "deflate":
