@@ -2,8 +2,10 @@
 
 The openai client spends about 1.5 ms of CPU per call on a local server
 (request options, pydantic models, its HTTP stack): more than the rest of an
-evolve iteration. This one sends the JSON body on a pooled ``http.client``
-connection and returns the parsed JSON reply, about 0.2 ms.
+evolve iteration. This one sends a request head made once and the JSON body on a
+pooled keep-alive socket, reads the HTTP/1.1 reply itself (``_Connection``:
+http.client's objects and email-package header parser cost twice as much) and
+returns the parsed JSON reply: about 0.07 ms against a local server.
 
 Failures are raised as the exceptions ``retry.classify`` reads, carrying what
 the openai client's carry (``TimeoutError``; the ``OSError`` of a refused

@@ -3,7 +3,7 @@
 Used when the user passes ``--api-base``: talking to ``/v1/chat/completions``
 directly avoids litellm's multi-second import and its provider routing, which a
 local server does not need. Completions go through a plain keep-alive HTTP
-client (``http_chat``, ~0.2 ms of CPU per call against the openai client's ~1.6)
+client (``http_chat``, ~0.07 ms of CPU per call against the openai client's ~1.6)
 unless a proxy is configured for the endpoint; the preflight probe and the model
 list use the ``openai`` client. Either way our retry policy, error
 classification and pricing apply unchanged.
