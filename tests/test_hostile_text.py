@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from llm_server import FakeLLMServer, ok
+from llm_server import FakeLLMServer, http_error, ok
 
-from evolve.archive import Archive
+from evolve.archive import LLM_ERROR, Archive
 from evolve.config import resolve_settings
 from evolve.edits import EditError, apply_edit
 from evolve.gp.semantics import BehaviourKeys
@@ -168,3 +168,18 @@ def test_evolve_eval_writes_a_lone_surrogate_out(tmp_path: Path, problem: str, c
     assert "Traceback" not in done.stderr and "UnicodeEncodeError" not in done.stderr, done.stderr[-2000:]
     assert done.returncode == 1, done.stderr[-2000:]  # the program failed, and evolve eval said so
     assert "\\ud800" in done.stdout
+
+
+def test_a_lone_surrogate_in_a_servers_error_costs_one_attempt_not_the_run(toy_dir: Path, tmp_path: Path) -> None:
+    """A server's error body is read as JSON too, and its message reaches the failed attempt's row."""
+    good = "Idea: reversed\n<<<<<<< SEARCH\n    return x * 1.0\n=======\n    return -x\n>>>>>>> REPLACE\n"
+    with FakeLLMServer(default=ok(good)) as server:
+        server.enqueue(*[http_error(400, message="bad \ud800 request")] * 3)
+        problem = load_problem(str(toy_dir))
+        settings = resolve_settings(problem.spec.run, None, {"iterations": 3, "islands": 1})
+        archive = Archive(tmp_path / "archive.sqlite", create=True)
+        llm = make_llm("openai/test", api_base=server.base_url, retry_base_delay_s=0.01)
+        progress = Controller(problem, settings, archive, llm, tmp_path).run()
+    assert progress.stop_reason == "iterations"
+    first = archive.attempt(1)
+    assert first is not None and first.outcome == LLM_ERROR and "bad \\ud800 request" in (first.error or "")

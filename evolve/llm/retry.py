@@ -88,7 +88,9 @@ def redact(text: str, limit: int = 200) -> str:
         text = text.replace(secret, "***")
     for pattern in _KEY_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
-    text = " ".join(text.split())
+    # A lone surrogate (JSON's "\ud800" in an error body) is written out: none can enter the
+    # archive, and one stopped the run at the failed attempt's write (seventh red team).
+    text = " ".join(text.split()).encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
