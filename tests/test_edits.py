@@ -328,3 +328,31 @@ def test_normalize_falls_back_to_stripped_lines_for_unparsable_code() -> None:
     assert normalize_code("def f(:\n    # c\n    return 1\n") == normalize_code(
         "def f(:\n  return 1"
     )
+
+
+@pytest.mark.parametrize("terms, refused", [(60, False), (300, True)])
+def test_a_child_nesting_too_deep_is_refused_before_any_reader_recurses(terms: int, refused: bool) -> None:
+    """A sum of n terms nests n levels; past MAX_NESTING the edit is refused with its reason."""
+    from evolve.edits.blocks import MAX_NESTING, TOO_DEEP
+
+    deep = "    return " + " + ".join(["slack"] * terms) + "\n"
+    reply = ("<<<<<<< SEARCH\n    return slack  # EDD-like\n=======\n" + deep + ">>>>>>> REPLACE\n")
+    assert (terms > MAX_NESTING) is refused
+    if refused:
+        with pytest.raises(EditError, match="levels deep") as caught:
+            apply_edit(PARENT, reply, "diff")
+        assert str(caught.value) == TOO_DEEP
+    else:
+        assert deep in apply_edit(PARENT, reply, "diff")
+
+
+def test_nesting_counts_the_levels_of_the_tree() -> None:
+    import ast
+
+    from evolve.edits.blocks import nesting
+
+    assert nesting(ast.parse("pass")) == 2  # Module, Pass
+    assert nesting(ast.parse("x = 1")) == 4  # Module, Assign, Name, Store
+    # Module, If, If, the inner test's Name, its Load
+    assert nesting(ast.parse("if a:\n    if b:\n        pass\n")) == 5
+    assert nesting(ast.parse("y = " + "-" * 40 + "x")) == 44  # Module, Assign, 40 UnaryOps, Name, Load

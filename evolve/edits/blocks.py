@@ -165,15 +165,24 @@ TOO_DEEP = (f"the program nests expressions or blocks more than {MAX_NESTING} le
 
 
 def nesting(tree: ast.AST) -> int:
-    """The depth of ``tree`` (a module with one statement is 2), without recursion."""
-    deepest, stack = 0, [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-    return deepest
+    """The depth of ``tree`` (a module with one statement is 2), without recursion: level by
+    level, reading each node's fields as ``ast.iter_child_nodes`` does, without its generator."""
+    depth, level, node_type = 0, [tree], ast.AST
+    while level:
+        depth += 1
+        below: list[ast.AST] = []
+        for node in level:
+            for name in node._fields:
+                value = getattr(node, name, None)
+                if isinstance(value, node_type):
+                    below.append(value)
+                elif isinstance(value, list):
+                    below.extend(item for item in value if isinstance(item, node_type))
+        level = below
+    return depth
 
 
+@lru_cache(maxsize=16)
 def syntax_error(code: str) -> str | None:
     """Why ``code`` does not parse, naming the line, or nests too deeply; None if neither."""
     try:
