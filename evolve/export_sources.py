@@ -127,9 +127,13 @@ def _without_future(source: str, tree: ast.Module) -> str:
 
 
 def _bindings(tree: ast.Module) -> dict[str, str | None]:
-    """Top-level name -> what an import binds it to (``numpy``), or None for anything else."""
+    """Module-level name -> what an import binds it to (``numpy``), or None for anything else.
+
+    Statements inside top-level ``if``, ``try``, ``with``, ``for`` and ``while`` blocks bind
+    module names too: a helper defined in a ``try`` block was not seen, and the appended
+    dispatcher's function of the same name replaced it in the export (seventh red team)."""
     out: dict[str, str | None] = {}
-    for node in tree.body:
+    for node in _module_statements(tree.body):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 out[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
@@ -142,4 +146,26 @@ def _bindings(tree: ast.Module) -> dict[str, str | None]:
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
                     out[sub.id] = None
+    return out
+
+
+_BLOCKS = (ast.If, ast.Try, ast.TryStar, ast.With, ast.AsyncWith, ast.For, ast.AsyncFor, ast.While)
+
+
+def _module_statements(body: list[ast.stmt]) -> list[ast.stmt]:
+    """The statements that run at module level: ``body``'s, and those of its compound statements
+    (the header's own bindings, a ``for`` target or ``with ... as``, as the statement itself)."""
+    out: list[ast.stmt] = []
+    for node in body:
+        if not isinstance(node, _BLOCKS):
+            out.append(node)
+            continue
+        header = [getattr(node, "target", None), *[item.optional_vars for item in getattr(node, "items", [])]]
+        out += [ast.Expr(value=ast.Tuple(elts=[h for h in header if h is not None], ctx=ast.Store()))]
+        for field in ("body", "orelse", "finalbody"):
+            out += _module_statements(getattr(node, field, []))
+        for handler in getattr(node, "handlers", []):
+            if handler.name:
+                out.append(ast.Expr(value=ast.Name(id=handler.name, ctx=ast.Store())))
+            out += _module_statements(handler.body)
     return out

@@ -127,6 +127,13 @@ def test_a_program_defining_a_dispatcher_name_is_exported_without_the_dispatcher
     code = "import numpy as np\n\ndef choose(x):\n    return x\n\ndef priority(t, p, d):\n    return choose(d)\n"
     assert clashes(code, sources) == ["choose"]
     assert clashes("import numpy as np\nfrom typing import Any\n\ndef priority(p):\n    return p\n", sources) == []
+    # Module-level names bound inside blocks (seventh red team): a helper defined in a `try` was not
+    # seen, and the dispatcher's `choose` replaced it in the export (the rule then raised TypeError).
+    guarded = "try:\n    def choose(x):\n        return x\nexcept Exception:\n    pass\n\ndef priority(t, p, d):\n    return choose(d)\n"
+    assert clashes(guarded, sources) == ["choose"]
+    assert clashes("if True:\n    from math import floor as integral\n", sources) == ["integral"]
+    assert clashes("for _key in range(3):\n    pass\n", sources) == ["_key"]
+    assert clashes("def priority(t, p, d):\n    choose = 3\n    return d\n", sources) == []  # a local
 
 
 def test_an_unknown_export_source_is_a_one_line_error(tmp_path: Path) -> None:
