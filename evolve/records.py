@@ -7,7 +7,6 @@ and an engine fault while judging a child becomes that child's failure.
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Protocol
 
 from evolve.archive import Attempt, Program
@@ -15,16 +14,13 @@ from evolve.edits import block_text
 from evolve.evaluation import Evaluation
 from evolve.executors import Executor
 from evolve.llm.base import Completion
+from evolve.llm.reply import without_surrogates
 from evolve.population import feature_values
 from evolve.problem import Problem
 
 # A model reply longer than this is stored (and applied) truncated, with a note:
 # no real edit is that long, and a runaway reply must not bloat the archive.
 MAX_REPLY_CHARS = 1 << 20
-# A lone surrogate ("\ud800" in a server's JSON, as a JavaScript proxy writes half an emoji)
-# cannot be encoded: compile() raised UnicodeEncodeError out of the edit and stopped the run
-# with a traceback (seventh red team). Such a code point becomes U+FFFD.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Iteration(Protocol):
@@ -77,9 +73,8 @@ def safe_evaluate(
 def capped(completion: Completion) -> Completion:
     """The completion, cut to MAX_REPLY_CHARS with a note saying so if it was longer, its lone
     surrogates (not encodable as UTF-8) replaced by U+FFFD."""
-    text = completion.text
-    if _SURROGATE.search(text):
-        text = _SURROGATE.sub("\ufffd", text)
+    text = without_surrogates(completion.text)  # a replayed reply too (the servers' are, in extract_reply)
+    if text is not completion.text:
         completion = dataclasses.replace(completion, text=text)
     if len(text) <= MAX_REPLY_CHARS:
         return completion

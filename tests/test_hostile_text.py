@@ -124,12 +124,15 @@ def test_a_lone_surrogate_in_a_servers_reply_costs_one_candidate_not_the_run(toy
         problem = load_problem(str(toy_dir))
         settings = resolve_settings(problem.spec.run, None, {"iterations": 2, "islands": 1})
         archive = Archive(tmp_path / "archive.sqlite", create=True)
-        llm = make_llm("openai/test", api_base=server.base_url)
+        record = tmp_path / "record.jsonl"
+        llm = make_llm("openai/test", api_base=server.base_url, record=record)
         progress = Controller(problem, settings, archive, llm, tmp_path).run()
     assert progress.stop_reason == "iterations"
     first = archive.attempt(1)
     assert first is not None and first.completion is not None and "\ufffd" in first.completion
     assert first.program_id is not None and "\ufffd" in archive.program(first.program_id).code
+    # --record wrote it (its UTF-8 line had raised, and the reply was lost as a model error)
+    assert [json.loads(line)["iteration"] for line in record.read_text().splitlines()] == [1, 2]
 
 
 SURROGATE_RAISE = 'import sys\n    sys.stderr.write(chr(0xDC80) * 3)\n    raise ValueError("bad " + chr(0xD800))'

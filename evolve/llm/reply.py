@@ -8,6 +8,7 @@ when a server misbehaves; those become one-line ``LLMError`` s, never
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from evolve.llm.base import LLMError
@@ -24,6 +25,16 @@ def _get(obj: object, name: str) -> object:
     if isinstance(obj, dict):
         return obj.get(name)
     return getattr(obj, name, None)
+
+
+# A lone surrogate ("\ud800" in a server's JSON, as a JavaScript proxy writes half an emoji)
+# cannot be encoded: compile() raised UnicodeEncodeError out of the edit and stopped the run, and
+# --record's UTF-8 line lost the reply (seventh red team). Such a code point becomes U+FFFD.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(text: str) -> str:
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 def _int(value: object) -> int:
@@ -46,7 +57,7 @@ def extract_reply(response: object, model: str) -> Reply:
         raise LLMError(f"{model}: empty completion")
     usage = _get(response, "usage")
     return Reply(
-        text=content,
+        text=without_surrogates(content),
         prompt_tokens=_int(_get(usage, "prompt_tokens")) if usage is not None else 0,
         completion_tokens=_int(_get(usage, "completion_tokens")) if usage is not None else 0,
     )
