@@ -26,6 +26,7 @@ from evolve.cli_common import (
     SchemeFlag,
     app,
     example,
+    for_terminal,
     run_cli,
     step_progress,
     user_errors,
@@ -300,11 +301,11 @@ def prompt_(
 
     overrides = {**(read_toml(config) if config else {}), **({"edit_mode": edit_mode} if edit_mode else {})}
     request = next_prompt(problem, run, overrides)
-    if as_json:
+    if as_json:  # on a terminal, \u escapes for all but ASCII (bidirectional overrides, C1 controls)
         print(json.dumps({"iteration": request.iteration, "mode": request.mode,
-                          "messages": request.messages}, indent=2, ensure_ascii=False))
+                          "messages": request.messages}, indent=2, ensure_ascii=sys.stdout.isatty()))
     else:
-        print(as_text(request), end="")
+        print(for_terminal(as_text(request)), end="")
 
 
 # Registered after the core commands so that --help lists those first.

@@ -52,6 +52,14 @@ def verifier_options(option: list[str] | None, scheme: str | None) -> dict[str, 
     return options
 
 
+def for_terminal(text: str) -> str:
+    """Program text (the model's) as printed: on a terminal with its control characters written
+    out (an ESC sequence in a comment could clear the screen, retitle the window); piped, exact."""
+    from evolve.sandbox.outcome import printable
+
+    return printable(text) if sys.stdout.isatty() else text
+
+
 def user_errors(func: F) -> F:
     """A user's mistake is one line on stderr and exit code 2, never a traceback."""
 

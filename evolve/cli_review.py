@@ -17,6 +17,7 @@ from evolve.cli_common import (
     SchemeFlag,
     app,
     example,
+    for_terminal,
     step_progress,
     user_errors,
     verifier_options,
@@ -176,7 +177,7 @@ def export(
         raise UserError(f"{output}: is a folder, expected a module file path")
     text = api.open_run(run_dir).export(output, program_id)
     if output is None:
-        print(text, end="")
+        print(for_terminal(text), end="")
         return
     err_console.print(f"written to {output}")
 

@@ -21,6 +21,7 @@ from evolve.evaluation import Evaluation
 from evolve.formats import fmt, pct
 from evolve.llm import OFFLINE
 from evolve.review import RunReview
+from evolve.sandbox.outcome import printable
 from evolve.scoring import natural_key
 
 if TYPE_CHECKING:  # numpy-free import of the CLI
@@ -149,7 +150,8 @@ def show_review(review: RunReview, show_diff: bool = True) -> None:
     console.print(_usage_lines(review))
     diff = review.diff()
     if show_diff and diff:
-        console.print(Panel(Syntax(diff, "diff", theme="ansi_dark"), title="best vs seed", expand=False))
+        console.print(Panel(Syntax(printable(diff), "diff", theme="ansi_dark"), title="best vs seed",  # the model's text
+                            expand=False))
     elif show_diff:
         console.print("[dim]best is the seed: no diff[/]")
 

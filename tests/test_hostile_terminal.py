@@ -9,7 +9,13 @@ for batch runs (jssp) and sessions (smtt_rule); a control checks the text did ar
 
 from __future__ import annotations
 
+import json
+import os
+import pty
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +56,49 @@ def test_control_sequences_from_a_candidate_arrive_written_out(name: str, source
     assert "pwned" in evaluation.feedback and "\\x1b" in evaluation.feedback  # the control: it arrived
     for text in texts:
         assert not RAW.search(text), repr(text)
+
+
+# The program's own text (the model's) is printed too: `evolve review` shows the best program's
+# diff against the seed, `evolve prompt --run` the next prompt, `evolve export` without -o the
+# module. A comment holding control sequences reached the terminal raw from all three (seventh
+# red team); on a terminal they are written out now, piped the text is exact.
+HOSTILE_COMMENT = "# \x1b[2J\x1b[H\x1b]0;pwned\x07 \u202eevil \x9b"
+ACTIVE = ("\x1b[2J", "\x1b[H", "\x1b]0;", "\u202e", "\x9b")
+
+
+def on_a_terminal(args: list[str], cwd: Path) -> str:
+    """What ``args`` print on a pseudo-terminal (stdout and stderr)."""
+    master, slave = pty.openpty()
+    child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, cwd=cwd,
+                             env={**os.environ, "COLUMNS": "200"})
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert child.wait(timeout=120) == 0, out.decode(errors="replace")[-2000:]
+    return out.decode(errors="replace")
+
+
+def test_a_programs_control_sequences_reach_a_terminal_written_out(toy_dir: Path, tmp_path: Path) -> None:
+    reply = f"Idea: bigger first\n<<<<<<< SEARCH\n    return x * 1.0\n=======\n    {HOSTILE_COMMENT}\n    return -x\n>>>>>>> REPLACE\n"
+    replies = tmp_path / "completions.jsonl"
+    replies.write_text(json.dumps({"iteration": 1, "model": "replayed", "text": reply, "prompt_tokens": 0,
+                                   "completion_tokens": 0, "cost_usd": 0.0}) + "\n")
+    cli = [sys.executable, "-m", "evolve.cli"]
+    done = subprocess.run([*cli, "run", str(toy_dir), "--llm", f"replay:{replies}", "--iterations", "1",
+                           "--out", "run", "--no-preflight"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for command in (["review", "run"], ["prompt", "--run", "run"], ["prompt", "--run", "run", "--json"],
+                    ["export", "run"]):
+        shown = on_a_terminal([*cli, *command], tmp_path)
+        assert "pwned" in shown, command  # the control: the comment was printed
+        assert not [s for s in ACTIVE if s in shown], command
+    piped = subprocess.run([*cli, "export", "run"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert HOSTILE_COMMENT in piped.stdout  # to a file, the code is exact
