@@ -29,6 +29,7 @@ from evolve.holdout import Holdout, evaluate_holdout
 from evolve.problem import Problem
 from evolve.review import RunReview, problem_of, review_run
 from evolve.runs import RunInfo, load_run
+from evolve.sandbox.outcome import printable
 from evolve.scoring import headline_gap, natural_key
 from evolve.verifier import Instance
 
@@ -88,8 +89,8 @@ def build_report(
         "picture": picture,
         "lineage_rows": _lineage_rows(review),
         "programs_table": _programs_table(holdout),
-        "best_code": highlight(review.best.code if review.best else "", PythonLexer(), HtmlFormatter(noclasses=True)),
-        "best_diff": highlight(review.diff() or "(the best program is the seed)", DiffLexer(), HtmlFormatter(noclasses=True)),
+        "best_code": highlight(printable(review.best.code if review.best else ""), PythonLexer(), HtmlFormatter(noclasses=True)),
+        "best_diff": highlight(printable(review.diff() or "(the best program is the seed)"), DiffLexer(), HtmlFormatter(noclasses=True)),
         "generated": time.strftime("%Y-%m-%d %H:%M"),
         "run_dir": str(run_dir.resolve()),
     }
@@ -144,7 +145,7 @@ def _glance(review: RunReview, holdout: Holdout, strongest: str) -> dict[str, An
 def _lineage_rows(review: RunReview) -> list[dict[str, Any]]:
     return [
         {
-            "step": step, "diff_html": highlight(step.diff, DiffLexer(), HtmlFormatter(noclasses=True)) if step.diff else "",
+            "step": step, "diff_html": highlight(printable(step.diff), DiffLexer(), HtmlFormatter(noclasses=True)) if step.diff else "",
         }
         for step in review.lineage
     ]

@@ -35,6 +35,7 @@ from evolve.history import History, first_reason
 from evolve.report import TEMPLATES, Figure
 from evolve.review import diff_summary, problem_of, review_run, unified_diff
 from evolve.runs import LOCK, load_run
+from evolve.sandbox.outcome import printable
 
 RECENT = 15
 
@@ -130,7 +131,7 @@ class LiveView:
             **{k: attempt[k] for k in ("iteration", "island", "parent_id", "mode", "model", "program_id", "score")},
             "outcome": outcome, "reason": first_reason(reason) if reason else "", "delta": delta,
             "edit": diff_summary(diff) if diff else "", "age": time.time() - attempt["created_at"],
-            "diff_html": highlight(diff, DiffLexer(), HtmlFormatter(noclasses=True)) if diff else "",
+            "diff_html": highlight(printable(diff), DiffLexer(), HtmlFormatter(noclasses=True)) if diff else "",
         }
 
     def running(self) -> bool:

@@ -18,6 +18,9 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 INJECTED = ("<script>document.title='pwned-code'</script>", "<img src=x onerror=alert('pwned-error')>",
             "<script>alert('pwned-print')</script>")
+# A bidirectional override shows code in another order than it runs ("Trojan Source"), and the
+# page showed it raw, with control characters (seventh red team); now they are written out.
+TROJAN = "# \u202epwned-bidi\u2066 \x1b[2J\x07"
 SEED_BLOCK = re.compile(r"# EVOLVE-BLOCK-START\n.*?# EVOLVE-BLOCK-END", re.S)
 
 
@@ -31,7 +34,7 @@ def test_code_errors_and_printouts_are_escaped_in_the_report(tmp_path: Path) -> 
     seed = (problem / "seed.py").read_text()
     blocks = [
         f"def priority(x):\n    print({INJECTED[2]!r})\n    raise RuntimeError({INJECTED[1]!r})\n",
-        f"# {INJECTED[0]}\ndef priority(x):\n    return -x * 1.0\n",  # better than the seed: the best
+        f"# {INJECTED[0]}\n{TROJAN}\ndef priority(x):\n    return -x * 1.0\n",  # better than the seed: the best
     ]
     replies = tmp_path / "replies.jsonl"
     replies.write_text("".join(json.dumps({"iteration": k, "model": "replayed", "text": reply(seed, b),
@@ -48,5 +51,6 @@ def test_code_errors_and_printouts_are_escaped_in_the_report(tmp_path: Path) -> 
     page = page_path.read_text()
     for text in INJECTED:
         assert text not in page
-    for word in ("pwned-code", "pwned-error"):  # the control: the candidate's words are on the page
+    for word in ("pwned-code", "pwned-error", "pwned-bidi"):  # the control: the candidate's words are on the page
         assert word in page, word
+    assert not [c for c in "\u202e\u2066\x1b\x07" if c in page]
