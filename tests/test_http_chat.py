@@ -299,3 +299,34 @@ def test_an_error_status_carries_its_headers_case_insensitively() -> None:
     assert caught.value.status_code == 429
     assert caught.value.response.headers.get("Retry-After") == "3"
     assert caught.value.message == "Error code: 429 - slow down"
+
+
+def test_a_failure_while_connecting_is_the_call_s_connection_error() -> None:
+    """A TLS handshake with a server that answers in plain text fails inside the connect: a
+    retryable connection error, as any failure of the call after the socket is open; a port
+    nobody listens on stays the refused connection that classify calls permanent."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_in_plain_text() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)  # the ClientHello
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=answer_in_plain_text, daemon=True)
+    thread.start()
+    endpoint = ChatEndpoint(f"https://127.0.0.1:{port}/v1", "EMPTY")
+    try:
+        with pytest.raises(EndpointConnectionError, match="connection error: SSL"):
+            endpoint.post({"model": "m", "messages": []}, timeout_s=5)
+    finally:
+        endpoint.close()
+        listener.close()
+    thread.join(5)
+    assert not thread.is_alive()
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    with pytest.raises(ConnectionRefusedError):
+        ChatEndpoint(f"http://127.0.0.1:{port}/v1", "EMPTY").post({"model": "m"}, timeout_s=5)

@@ -100,21 +100,17 @@ class ChatEndpoint:
     def post(self, body: dict[str, Any], timeout_s: float) -> Any:
         """The parsed JSON reply of one request; raises as described in the module docstring."""
         data = json.dumps(body).encode()
-        conn = self._connection(timeout_s)
+        conn: _Connection | None = None
         try:
+            conn = self._connection(timeout_s)  # a new one connects here: its failures are the call's
             conn.sock.sendall(self._head + str(len(data)).encode() + b"\r\n\r\n" + data)
             reply = conn.response()
             raw = _decoded(reply.header("content-encoding"), reply.body)
-        except TimeoutError:  # before OSError, which it is
-            conn.close()
-            raise
-        except (OSError, zlib.error) as exc:
-            conn.close()
-            if isinstance(exc, (ConnectionRefusedError, socket.gaierror)):
-                raise  # classify names these (permanent) from the exception itself
-            raise EndpointConnectionError(f"connection error: {type(exc).__name__}: {exc}") from exc
-        except http.client.HTTPException as exc:  # a malformed reply (RemoteDisconnected is an OSError)
-            conn.close()
+        except (OSError, zlib.error, http.client.HTTPException) as exc:  # HTTPException: a malformed reply
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, (TimeoutError, ConnectionRefusedError, socket.gaierror)):
+                raise  # classify names these (a timeout; permanent causes) from the exception itself
             raise EndpointConnectionError(f"connection error: {type(exc).__name__}: {exc}") from exc
         if reply.will_close:
             conn.close()
