@@ -10,9 +10,11 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -683,3 +685,35 @@ def test_cpu_limit_is_a_timeout_and_kernel_kill_near_the_limit_is_memory() -> No
     assert out.status == "timeout" and "CPU time limit" in (out.error or "")
     out = build_outcome(facts(exit_code=None, signal=signal.SIGKILL, maxrss_kb=500 * 1024), blob, INSTANCES, LIMITS)
     assert out.status == "memory" and out.error is not None and "instance 'n1'" in out.error
+
+
+@pytest.mark.parametrize("blob_bytes", [0, 3000, 200_000])
+def test_a_reply_arrives_whole_and_a_small_one_in_one_write(blob_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The zygote's reply is a JSON header frame and a blob frame: read back as sent, and
+    written at once when small, so the controller's thread wakes once for it, not twice."""
+    from evolve.sandbox import frames
+
+    writes: list[int] = []
+    real_write = frames.os.write
+
+    def counted(fd: int, data: object) -> int:
+        done = real_write(fd, data)  # type: ignore[arg-type]
+        writes.append(done)
+        return done
+
+    ours, theirs = socket.socketpair()
+    blob = bytes(range(256)) * (blob_bytes // 256) + b"x" * (blob_bytes % 256)
+    reader = threading.Thread(target=lambda: got.append(frames.recv_reply(theirs.fileno(), None, 1 << 20)))
+    got: list[tuple[dict, bytes]] = []
+    reader.start()
+    monkeypatch.setattr(frames.os, "write", counted)
+    try:
+        frames.send_reply(ours.fileno(), {"ok": True, "note": "é"}, blob)
+    finally:
+        monkeypatch.undo()
+    reader.join(10)
+    ours.close()
+    theirs.close()
+    assert got == [({"ok": True, "note": "é"}, blob)]
+    if blob_bytes < 60_000:
+        assert len(writes) == 1
