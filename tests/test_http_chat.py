@@ -11,6 +11,7 @@ import json
 import re
 import socket
 import threading
+import zlib
 from collections.abc import Iterator
 
 import pytest
@@ -330,3 +331,32 @@ def test_a_failure_while_connecting_is_the_call_s_connection_error() -> None:
     closed.close()
     with pytest.raises(ConnectionRefusedError):
         ChatEndpoint(f"http://127.0.0.1:{port}/v1", "EMPTY").post({"model": "m"}, timeout_s=5)
+
+
+def _bomb(mib: int) -> bytes:
+    """A gzip body that inflates to ``mib`` MiB of zeros (about 1/1000 of that on the wire)."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1 << 20)
+    return b"".join([*(deflate.compress(block) for _ in range(mib)), deflate.flush()])
+
+
+@pytest.mark.parametrize("reply", [
+    # a gzip body of 1 MiB... inflating to 200 MiB: it was inflated whole, then refused as not JSON
+    b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(_bomb(200)) + _bomb(200),
+    # a Content-Length of a terabyte: the reader was asked for all of it
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n{}",
+    # a chunk of a terabyte
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\ne8d4a51000\r\n{}",
+], ids=["gzip bomb", "content-length", "chunk"])
+def test_a_reply_body_over_the_bound_is_a_connection_error(reply: bytes) -> None:
+    """A hostile or broken server's reply costs one failed call, never the controller's memory."""
+    good = b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(_content("ok"))).encode() + b"\r\n\r\n" + _content("ok")
+    base, _, thread = _raw_server([reply, good], close_after={0})
+    endpoint = ChatEndpoint(base, "EMPTY")
+    try:
+        with pytest.raises(EndpointConnectionError, match="reply body over 64 MiB"):
+            endpoint.post({"model": "m", "messages": []}, timeout_s=5)
+        assert endpoint.post({"model": "m", "messages": []}, timeout_s=5)["choices"][0]["message"]["content"] == "ok"
+    finally:
+        endpoint.close()
+    thread.join(5)

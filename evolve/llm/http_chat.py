@@ -21,7 +21,6 @@ says when the openai client (which honours them) must be used instead.
 
 from __future__ import annotations
 
-import gzip
 import http.client
 import io
 import json
@@ -166,6 +165,12 @@ class ChatEndpoint:
 DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_LINE = 65536  # of a status line, a header line or a chunk's size line (as http.client)
 MAX_HEADERS = 100  # as http.client
+# A reply body read, and decompressed, at most (a completion is some kilobytes, and evolve keeps
+# 1 MiB of its text): a server's 1 MiB gzip body of zeros took the controller to 1 GiB before it
+# was refused as not JSON, and a larger one, or a huge Content-Length, could end the run (seventh
+# red team).
+MAX_BODY = 64 << 20
+TOO_LARGE = f"reply body over {MAX_BODY >> 20} MiB"
 
 
 @dataclass
@@ -223,11 +228,15 @@ class _Connection:
                 length = int(values["content-length"])
             except ValueError:
                 raise http.client.HTTPException(f"bad Content-Length {values['content-length']!r}") from None
+            if length > MAX_BODY:
+                raise http.client.HTTPException(TOO_LARGE)
             body = self.reader.read(length) if length > 0 else b""
             if len(body) < length:
                 raise http.client.IncompleteRead(body, length - len(body))
         else:
-            body, will_close = self.reader.read(), True
+            body, will_close = self.reader.read(MAX_BODY + 1), True
+            if len(body) > MAX_BODY:
+                raise http.client.HTTPException(TOO_LARGE)
         return _Reply(status, headers, lines, body, will_close)
 
     def _line(self) -> bytes:
@@ -271,6 +280,8 @@ class _Connection:
                 while self._line() not in (b"\r\n", b"\n", b""):  # trailers
                     pass
                 return b"".join(parts)
+            if size > MAX_BODY - sum(map(len, parts)):
+                raise http.client.HTTPException(TOO_LARGE)
             chunk = self.reader.read(size)
             if len(chunk) < size:
                 raise http.client.IncompleteRead(b"".join(parts) + chunk, size - len(chunk))
@@ -280,11 +291,15 @@ class _Connection:
 
 def _decoded(encoding: str, raw: bytes) -> bytes:
     encoding = encoding.lower()
-    if encoding == "gzip":
-        return gzip.decompress(raw)
-    if encoding == "deflate":
-        return zlib.decompress(raw)
-    return raw
+    if encoding not in ("gzip", "deflate"):
+        return raw
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
+    out = inflate.decompress(raw, MAX_BODY + 1)
+    if len(out) > MAX_BODY:
+        raise http.client.HTTPException(TOO_LARGE)
+    if not inflate.eof:
+        raise zlib.error("incomplete or truncated stream")  # as gzip.decompress and zlib.decompress say
+    return out
 
 
 _context: Any = None
