@@ -17,7 +17,6 @@ fit is named, not shown.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,6 +27,7 @@ import jinja2
 from evolve import prompts as prompt_package
 from evolve.archive import Archive, Program
 from evolve.config import RunSettings
+from evolve.fences import fence
 from evolve.population import ParentChoice
 from evolve.problem import Problem
 from evolve.prompt_facts import direction, evaluation_setup, fixed_code
@@ -63,17 +63,6 @@ MIN_LISTED = 2
 _HEADER_SLACK = 120
 NAMES = 8  # functions named for an inspiration whose code is not shown
 CACHED_VIEWS = 1024  # programs' views kept (parents and inspirations recur from prompt to prompt)
-
-
-_BACKTICKS = re.compile("`{3,}")
-
-
-def fence(code: str) -> str:
-    """A code fence no line of ``code`` can close: one backtick longer than its longest run of
-    three or more (Markdown's rule). Program text is the model's: a plain ``` line in a docstring
-    ended the prompt's fence, and what followed read as the prompt's own sections."""
-    longest = max((len(m.group()) for m in _BACKTICKS.finditer(code)), default=2)
-    return "`" * max(3, longest + 1)
 
 
 @lru_cache(maxsize=1)

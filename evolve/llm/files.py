@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evolve.errors import UserError
+from evolve.fences import fenced
 from evolve.llm.base import Completion, LLMError, ProposalRequest
 
 CHARS_PER_TOKEN = 4
@@ -118,7 +119,7 @@ class FilesLLM:
         path = self.directory / outcome_name(iteration)
         text = f"<!-- evolve iteration {iteration}: what came of {reply_name(iteration)} -->\n\n{summary}\n"
         if details.strip() and details.strip() not in summary:  # a one-line error is said once
-            text += f"\n{details.strip()}\n"
+            text += f"\n{fenced(details.strip(), 'text')}\n"  # a candidate's output: it must not read as ours
         try:
             tmp = path.with_suffix(".md.tmp")
             tmp.write_text(text, encoding="utf-8")
