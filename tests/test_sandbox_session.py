@@ -157,6 +157,27 @@ def test_a_reply_over_the_calls_own_limit_ends_the_session(sandbox: Sandbox) -> 
     assert (outcome.status, outcome.error) == ("crash", "killed: output limit 1 MiB exceeded on call 1")
 
 
+
+FATAL_FORGER = """
+import os, struct
+HEAD = struct.Struct("<BQIQ")
+def f(x):
+    nest = b"[" * 700 + b"]" * 700  # parses; a walk of it with two frames a level would not
+    meta = b'{"fatal": "crash", "message": "forged \\\\ud800", "deep": ' + nest + b"}"
+    os.write(3, HEAD.pack(6, 0, len(meta), 0) + meta)
+    return x
+"""
+
+
+def test_a_forged_fatal_frame_ends_the_session_with_its_message_and_nothing_else(sandbox: Sandbox) -> None:
+    """The candidate shares its process with the sandbox side and can write a FATAL frame of its
+    own: deeply nested, with half a surrogate pair in its message. The session ends with that
+    message (written out), not with a RecursionError out of the trusted side (seventh red team's
+    encodable walk, mended by the lead)."""
+    _, outcome = ended(sandbox, FATAL_FORGER, [1])
+    assert outcome.status == "crash" and outcome.error is not None
+    assert "forged" in outcome.error and "\\ud800" in outcome.error
+
 CLOCKS = """
 import os, resource, time
 def f(x):

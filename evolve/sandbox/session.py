@@ -357,8 +357,10 @@ def _fatal(meta: bytes) -> dict[str, Any]:
         obj = None
     if not isinstance(obj, dict):
         return {"fatal": "sandbox", "message": "malformed message from the sandbox"}
-    obj = encodable(obj, meta)
-    return {"fatal": str(obj.get("fatal")), "message": str(obj.get("message"))[:MAX_ERROR_CHARS]}
+    # Only the two strings are made encodable: the meta can be the candidate's own forged frame,
+    # nested as deep as the parser allows, and walking all of it overflowed the stack here.
+    fatal, message = str(obj.get("fatal")), str(obj.get("message"))[:MAX_ERROR_CHARS]
+    return {"fatal": encodable(fatal, meta), "message": encodable(message, meta)}
 
 
 def _decode(kind: int, meta: bytes, blob: bytearray) -> tuple[Any, str | None]:
