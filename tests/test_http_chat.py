@@ -360,3 +360,23 @@ def test_a_reply_body_over_the_bound_is_a_connection_error(reply: bytes) -> None
     finally:
         endpoint.close()
     thread.join(5)
+
+
+def test_a_reply_in_many_small_chunks_is_read_whole_and_their_sum_is_bounded() -> None:
+    """20,000 one-byte chunks read back whole (their running sum, not a sum per chunk: 80,000 took
+    48 s of the controller's CPU before, `python bench/http_chunks.py`), and 65 chunks of 1 MiB
+    are refused at the 64 MiB bound like one large body."""
+    body = _content("x" * 19_940)
+    many = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"".join(b"1\r\n" + body[i:i + 1] + b"\r\n" for i in range(len(body))) + b"0\r\n\r\n")
+    mib = b"100000\r\n" + bytes(1 << 20) + b"\r\n"
+    over = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + mib * 65 + b"0\r\n\r\n"
+    base, _, thread = _raw_server([many, over], close_after={1})
+    endpoint = ChatEndpoint(base, "EMPTY")
+    try:
+        assert endpoint.post({"model": "m", "messages": []}, timeout_s=5)["choices"][0]["message"]["content"] == "x" * 19_940
+        with pytest.raises(EndpointConnectionError, match="reply body over 64 MiB"):
+            endpoint.post({"model": "m", "messages": []}, timeout_s=5)
+    finally:
+        endpoint.close()
+    thread.join(5)

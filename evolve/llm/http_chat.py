@@ -271,6 +271,7 @@ class _Connection:
 
     def _chunked(self) -> bytes:
         parts: list[bytes] = []
+        total = 0  # a running sum: summing the parts per chunk was quadratic in their count
         while True:
             try:
                 size = int(self._line().split(b";", 1)[0].strip(), 16)
@@ -280,12 +281,13 @@ class _Connection:
                 while self._line() not in (b"\r\n", b"\n", b""):  # trailers
                     pass
                 return b"".join(parts)
-            if size > MAX_BODY - sum(map(len, parts)):
+            if size > MAX_BODY - total:
                 raise http.client.HTTPException(TOO_LARGE)
             chunk = self.reader.read(size)
             if len(chunk) < size:
                 raise http.client.IncompleteRead(b"".join(parts) + chunk, size - len(chunk))
             parts.append(chunk)
+            total += size
             self.reader.read(2)  # the CRLF after the chunk
 
 
