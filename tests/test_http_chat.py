@@ -270,6 +270,12 @@ def test_replies_of_every_http_framing_are_read_whole_and_keep_alive_only_where_
     (b"SMTP ready\r\n\r\n", "BadStatusLine"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "IncompleteRead"),
     (b"", "RemoteDisconnected"),
+    # a server streaming interim replies or trailer lines kept the call reading as long as it
+    # liked (the socket's timeout is per read); a real reply after 17 of them is refused too
+    (b"HTTP/1.1 100 Continue\r\n\r\n" * 17 + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+     "HTTPException: more than 16 interim"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n" + b"X-T: 1\r\n" * 101 + b"\r\n",
+     "HTTPException: got more than 100 headers"),
 ])
 def test_a_broken_reply_is_a_connection_error_and_its_connection_is_dropped(reply: bytes, cause: str) -> None:
     good = b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(_content("ok"))).encode() + b"\r\n\r\n" + _content("ok")

@@ -164,7 +164,10 @@ class ChatEndpoint:
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_LINE = 65536  # of a status line, a header line or a chunk's size line (as http.client)
-MAX_HEADERS = 100  # as http.client
+MAX_HEADERS = 100  # as http.client; trailers too
+# http.client bounds neither the interim replies nor the trailer lines: a server streaming either
+# kept the call reading for as long as it liked (the socket's timeout is per read).
+MAX_INTERIM = 16  # 1xx replies before the real one
 # A reply body read, and decompressed, at most (a completion is some kilobytes, and evolve keeps
 # 1 MiB of its text): a server's 1 MiB gzip body of zeros took the controller to 1 GiB before it
 # was refused as not JSON, and a larger one, or a huge Content-Length, could end the run (seventh
@@ -211,11 +214,13 @@ class _Connection:
         self.sock.close()
 
     def response(self) -> _Reply:
-        while True:
+        for _ in range(MAX_INTERIM + 1):
             status, version = self._status()
             lines, headers = self._headers()
             if not 100 <= status < 200:
                 break  # a 1xx (100 Continue): its headers read, the real reply follows
+        else:
+            raise http.client.HTTPException(f"more than {MAX_INTERIM} interim (1xx) replies")
         values = dict(headers)
         connection = values.get("connection", "").lower()
         will_close = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
@@ -278,8 +283,7 @@ class _Connection:
             except ValueError:
                 raise http.client.IncompleteRead(b"".join(parts)) from None
             if size == 0:
-                while self._line() not in (b"\r\n", b"\n", b""):  # trailers
-                    pass
+                self._headers()  # the trailers, bounded as headers are
                 return b"".join(parts)
             if size > MAX_BODY - total:
                 raise http.client.HTTPException(TOO_LARGE)
