@@ -268,7 +268,10 @@ def test_replies_of_every_http_framing_are_read_whole_and_keep_alive_only_where_
 @pytest.mark.parametrize("reply, cause", [
     (b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{\"choices\": ", "IncompleteRead"),
     (b"SMTP ready\r\n\r\n", "BadStatusLine"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "IncompleteRead"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "HTTPException: bad chunk size b'zz'"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n", "IncompleteRead"),
+    # a negative size made the next read run to the close, past the 64 MiB bound
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n" + b" " * (1 << 20), "HTTPException: bad chunk size b'-1'"),
     (b"", "RemoteDisconnected"),
     # a server streaming interim replies or trailer lines kept the call reading as long as it
     # liked (the socket's timeout is per read); a real reply after 17 of them is refused too

@@ -278,10 +278,15 @@ class _Connection:
         parts: list[bytes] = []
         total = 0  # a running sum: summing the parts per chunk was quadratic in their count
         while True:
-            try:
-                size = int(self._line().split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise http.client.IncompleteRead(b"".join(parts)) from None
+            line = self._line()
+            digits = line.split(b";", 1)[0].strip()
+            if not line:
+                raise http.client.IncompleteRead(b"".join(parts))
+            # Hex digits only: int() also takes a sign ("-1" made the next read run to the close,
+            # past the bound), underscores and spaces.
+            if not digits or digits.strip(b"0123456789abcdefABCDEF"):
+                raise http.client.HTTPException(f"bad chunk size {digits[:40]!r}")
+            size = int(digits, 16)
             if size == 0:
                 self._headers()  # the trailers, bounded as headers are
                 return b"".join(parts)
