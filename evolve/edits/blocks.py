@@ -21,10 +21,9 @@ MARKER_RE = re.compile(r"^\s*#\s*EVOLVE-BLOCK-(START|END)\b")
 _BARE_ELISION = re.compile(r"\s*+(?:#\s*+)?(?:\.\.\.|…)\s*$")
 _COMMENT = re.compile(r"\s*+#")
 _DOTS = re.compile(r"\.\.\.|…")
-_WORD_AFTER_DOTS = re.compile(r"\b(?:same|unchanged|existing|before|previous|rest|remaining|omitted|above|as is|"
-                              r"original)\b", re.I)
-_WORD_BEFORE_DOTS = re.compile(r"\b(?:same|unchanged|existing|before|previous|rest|remaining|omitted|above|"
-                               r"original)\b", re.I)
+_KEPT = "same|unchanged|existing|before|previous|rest|remaining|omitted|above|original"
+_WORD_AFTER_DOTS = re.compile(rf"\b(?:{_KEPT}|as is)\b", re.I)  # "as is" counts only after the dots
+_WORD_BEFORE_DOTS = re.compile(rf"\b(?:{_KEPT})\b", re.I)
 _REST_OF = re.compile(r"\b(?:rest|remainder) of (?:the )?(?:code|function|file|body|loop|program)\b", re.I)
 
 

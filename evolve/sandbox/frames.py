@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 _LEN = struct.Struct(">Q")
+ONE_WRITE = 65536  # frames (or a reply's two) smaller than this go in one write
 
 
 class WorkerLost(Exception):
@@ -25,7 +26,7 @@ class WorkerLost(Exception):
 
 def write_frame(fd: int, payload: bytes) -> None:
     header = _LEN.pack(len(payload))
-    if len(payload) < 65536:  # one write for small frames
+    if len(payload) < ONE_WRITE:
         _write_all(fd, memoryview(header + payload))
     else:  # no extra copy of large ones
         _write_all(fd, memoryview(header))
@@ -77,7 +78,7 @@ def send_reply(fd: int, header: dict[str, Any], blob: bytes = b"") -> None:
     """The header's frame and the blob's; in one write when they are small together (one
     wake-up of the reader instead of two)."""
     head = json.dumps(header).encode()
-    if len(head) + len(blob) < 65536:
+    if len(head) + len(blob) < ONE_WRITE:
         _write_all(fd, memoryview(_LEN.pack(len(head)) + head + _LEN.pack(len(blob)) + blob))
         return
     write_frame(fd, head)
