@@ -285,3 +285,36 @@ def test_the_widest_placement_a_balancer_may_return_fits_its_calls_reply_bound(c
     widest = (np.zeros((layers, c.replicas), np.int64), np.full((layers, c.experts, c.replicas), -1, np.int64),
               np.ones((layers, c.experts), np.int64))
     assert pack(widest).nbytes <= reply_bytes(weight, c.replicas) < 64 << 20
+
+
+# A balancer that pays for one costly judged call and is cheap on the others (it could cache
+# or cheaply adjust what the costly call found).  Until 2026-12-06 runtime_ms was a median (over
+# all timed calls, floored by the judged calls' median), and a median of three or more judged
+# calls hides the costliest: here the first judged call does ~100 times the work of the others
+# and was charged as a cheap one.  The judged calls' mean CPU time is now a floor, and the wall
+# figure is never below it.  The work is a fixed count of steps, and the test compares the
+# kernel's CPU counts of the calls (the record's cpu_s), not how long anything took.
+ONE_COSTLY = BODY.split("def rebalance_experts")[0] + """
+_CALLS = []
+
+def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
+    _CALLS.append(1)
+    if len(_CALLS) == 2:  # the first judged call (after one warm-up call)
+        _CALLS.append(sum(i * i for i in range(3_000_000)))
+    return place(weight, num_replicas, num_gpus)
+"""
+
+
+def test_one_costly_judged_call_among_cheap_ones_is_charged() -> None:
+    problem = load_problem("moe").with_options({"timing_repeats": 2, "warmup_calls": 1})
+    chosen = problem.instances("quick", names=["quick-small64-0"])
+    with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
+        evaluation = evaluator.run_split("import numpy as np\n" + ONE_COSTLY, chosen, "quick")
+    assert evaluation.ok, evaluation.feedback
+    (result,), (record,) = evaluation.instances, evaluation.solutions
+    judged, cpu = len(record["placements"]), record["cpu_s"]
+    assert judged == 3 and len(cpu) == 5, record
+    assert cpu[0] > 10 * max(cpu[1:]), cpu  # the attack's shape: one costly call, the rest cheap
+    mean_ms = 1e3 * sum(cpu[:judged]) / judged
+    assert result.extra["runtime_ms"] == result.extra["cpu_ms"] >= mean_ms * (1 - 1e-9), (result.extra, cpu)
+    assert result.extra["wall_ms"] >= result.extra["cpu_ms"], result.extra
