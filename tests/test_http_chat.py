@@ -389,3 +389,27 @@ def test_a_reply_in_many_small_chunks_is_read_whole_and_their_sum_is_bounded() -
     finally:
         endpoint.close()
     thread.join(5)
+
+
+@pytest.mark.parametrize("reply", [
+    # a gzip body of 200 KiB inflating to 200 MiB: httpx inflated it whole (1 MiB of it took the
+    # controller to 3 GiB), then it was refused as not JSON
+    b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(_bomb(200)) + _bomb(200),
+    # the same as a redirect's body, which httpx reads whole before it follows the redirect
+    b"HTTP/1.1 307 Temporary Redirect\r\nLocation: /v1/chat/completions\r\nContent-Encoding: gzip\r\n"
+    b"Content-Length: %d\r\n\r\n" % len(_bomb(200)) + _bomb(200),
+    # 65 MiB of plain bytes: read whole, then refused as not JSON
+    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (65 << 20) + b" " * (65 << 20),
+], ids=["gzip bomb", "redirect's gzip bomb", "65 MiB"])
+def test_the_openai_client_bounds_a_reply_body_as_the_plain_client_does(reply: bytes) -> None:
+    """Where a proxy is configured completions go through the openai client: a hostile server's
+    reply costs one failed call (a connection error) there too, and the next call is answered."""
+    good = b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(_content("ok"))).encode() + b"\r\n\r\n" + _content("ok")
+    base, _, thread = _raw_server([reply, good], close_after={0})
+    llm = OpenAICompatLLM(MODEL, api_base=base, timeout_s=10.0, plain_http=False,
+                          retry=RetryPolicy(max_retries=0, base_delay_s=0.01))
+    with pytest.raises(LLMError) as failed:
+        llm.complete(request())
+    assert failed.value.kind == "connection" and "DecodingError" in str(failed.value), failed.value
+    assert llm.complete(request()).text == "ok"
+    thread.join(5)

@@ -104,7 +104,7 @@ class ChatEndpoint:
             conn = self._connection(timeout_s)  # a new one connects here: its failures are the call's
             conn.sock.sendall(self._head + str(len(data)).encode() + b"\r\n\r\n" + data)
             reply = conn.response()
-            raw = _decoded(reply.header("content-encoding"), reply.body)
+            raw = decoded(reply.header("content-encoding"), reply.body)
         except (OSError, zlib.error, http.client.HTTPException) as exc:  # HTTPException: a malformed reply
             if conn is not None:
                 conn.close()
@@ -300,7 +300,7 @@ class _Connection:
             self.reader.read(2)  # the CRLF after the chunk
 
 
-def _decoded(encoding: str, raw: bytes) -> bytes:
+def decoded(encoding: str, raw: bytes) -> bytes:
     encoding = encoding.lower()
     if encoding not in ("gzip", "deflate"):
         return raw

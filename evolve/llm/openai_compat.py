@@ -86,11 +86,14 @@ class OpenAICompatLLM:
     def _build_client(self) -> Any:
         import openai
 
+        from evolve.llm.openai_body import bounded_client
+
         client = openai.OpenAI(
             api_key=os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY,
             base_url=self.api_base,
             timeout=self.timeout_s,
             max_retries=0,  # ours are the only retries (see retry.py)
+            http_client=bounded_client(),  # a reply body bounded as the plain client's
         )
         _ = client.chat.completions  # resources are built lazily too; do it now
         return client
