@@ -9,8 +9,8 @@ as where a proxy is configured).
 
 from __future__ import annotations
 
+import http.server
 import resource
-import socket
 import sys
 import threading
 import time
@@ -29,26 +29,20 @@ def bomb(mib: int) -> bytes:
 
 
 def serve_once(reply: bytes) -> str:
-    listener = socket.create_server(("127.0.0.1", 0))
+    """A server that reads one request (http.server) and answers it with ``reply``, byte for byte."""
 
-    def serve() -> None:
-        with listener:
-            conn, _ = listener.accept()
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, rest = data.split(b"\r\n\r\n", 1)
-                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                  if line.lower().startswith(b"content-length")))
-                while len(rest) < length:
-                    rest += conn.recv(65536)
-                conn.sendall(reply)
-                conn.shutdown(socket.SHUT_WR)
-                conn.recv(1)  # until the client closes
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.wfile.write(reply)
+            self.close_connection = True
 
-    threading.Thread(target=serve, daemon=True).start()
-    return f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/v1"
 
 
 def main(mib: int) -> None:
