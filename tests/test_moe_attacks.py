@@ -207,8 +207,9 @@ def test_the_window_probe_finds_a_planted_window(moe: Any) -> None:
 # the candidate saw copies of the windows its placements are judged on before the timed calls:
 # at each timed call it finds the copy of its own window among those it was shown and balances
 # (LPT) on the copy that followed it.  On train with warmup_calls = 4 that scored 0.890
-# balancedness against LPT's 0.846.  Warm-up calls now copy window 0 only (the first timed
-# call's input), so it has nothing to find.
+# balancedness against LPT's 0.846.  Warm-up calls then copied window 0 only (the first timed
+# call's input), and since the eighth red team they are made-up windows (the last test), so it
+# has nothing to find.
 LPT = (Path(__file__).parents[1] / "problems" / "moe" / "baselines" / "lpt.py").read_text()
 WARMUP_MEMORY = LPT.replace("def rebalance_experts(", "def _lpt(") + """
 
@@ -305,11 +306,16 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
 """
 
 
-def test_one_costly_judged_call_among_cheap_ones_is_charged() -> None:
-    problem = load_problem("moe").with_options({"timing_repeats": 2, "warmup_calls": 1})
+def _on_small64(code: str, repeats: int, warmup: int) -> Any:
+    """``code`` evaluated on quick's small64 workload (3 judged calls) with these options."""
+    problem = load_problem("moe").with_options({"timing_repeats": repeats, "warmup_calls": warmup})
     chosen = problem.instances("quick", names=["quick-small64-0"])
     with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
-        evaluation = evaluator.run_split("import numpy as np\n" + ONE_COSTLY, chosen, "quick")
+        return evaluator.run_split("import numpy as np\n" + code, chosen, "quick")
+
+
+def test_one_costly_judged_call_among_cheap_ones_is_charged() -> None:
+    evaluation = _on_small64(ONE_COSTLY, repeats=2, warmup=1)
     assert evaluation.ok, evaluation.feedback
     (result,), (record,) = evaluation.instances, evaluation.solutions
     judged, cpu = len(record["placements"]), record["cpu_s"]
@@ -318,3 +324,36 @@ def test_one_costly_judged_call_among_cheap_ones_is_charged() -> None:
     mean_ms = 1e3 * sum(cpu[:judged]) / judged
     assert result.extra["runtime_ms"] == result.extra["cpu_ms"] >= mean_ms * (1 - 1e-9), (result.extra, cpu)
     assert result.extra["wall_ms"] >= result.extra["cpu_ms"], result.extra
+
+
+# A balancer that does its costly work in the untimed warm-up call and hands the result in at the
+# first judged call.  Until 2026-12-06 warm-up calls were noisy copies of window 0, the first
+# judged call's input (sigma 0.05): it could balance that copy for as long as it liked, uncharged,
+# and answer window 0 from it at the cost of a look-up.  Here it says so instead (the call fails
+# with the distance), so the test decides by the loads it was shown, not by any clock: every
+# warm-up input must be far from window 0, also after sorting each layer's loads by expert (a
+# permuted copy would be given back by the values).
+WARM_COPY = BODY.split("def rebalance_experts")[0] + """
+_WARM = []
+
+def _distance(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.abs(a - b).sum() / max(b.sum(), 1.0))
+
+def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
+    if len(_WARM) < 2:  # the two warm-up calls
+        _WARM.append(np.array(weight))
+    elif len(_WARM) == 2:  # the first judged call: window 0
+        _WARM.append(None)
+        for seen in _WARM[:2]:
+            near = _distance(seen, weight)
+            sorted_near = _distance(np.sort(seen, axis=1), np.sort(weight, axis=1))
+            if min(near, sorted_near) < 0.2:
+                raise RuntimeError(f"warm-up showed window 0: distance {near:.3f}, sorted {sorted_near:.3f}")
+    return place(weight, num_replicas, num_gpus)
+"""
+
+
+def test_warm_up_calls_show_nothing_of_the_first_judged_window() -> None:
+    evaluation = _on_small64(WARM_COPY, repeats=0, warmup=2)
+    assert evaluation.ok, evaluation.feedback

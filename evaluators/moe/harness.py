@@ -2,9 +2,10 @@
 
 For a workload of W windows, ``run_workload`` makes:
 
-1. ``warmup`` untimed calls on perturbed copies of window 0 (the first timed call's input:
-   a copy of any later window would show the candidate, ahead of time, a window one of its
-   placements is judged on);
+1. ``warmup`` untimed calls on made-up windows of window 0's shape and per-layer token totals,
+   loads drawn afresh (``warm_window``): a copy of any later window would show the candidate,
+   ahead of time, a window one of its placements is judged on, and a copy of window 0 let it
+   compute, untimed, the placement it returns at the first judged call;
 2. one timed call per window 0..W-2: its placement is scored on the next window;
 3. ``repeats`` more timed calls on fresh perturbed copies (outputs discarded).
 
@@ -106,7 +107,7 @@ def run_workload(call: Call, windows: np.ndarray, args: tuple[int, int, int, int
         return np.rint(noisy).astype(np.int64)
 
     for _ in range(warmup):
-        call(variant(0), args)
+        call(warm_window(windows[0], rng), args)
     inputs = [windows[k].copy() for k in range(transitions)] + [variant(k) for k in range(repeats)]
     placements: list[dict[str, Any]] = []
     cpu: list[float] = []
@@ -118,6 +119,21 @@ def run_workload(call: Call, windows: np.ndarray, args: tuple[int, int, int, int
         if k < transitions:
             placements.append(unpack(answer.value))
     return {"placements": placements, "cpu_s": cpu, "wall_s": wall}
+
+
+def warm_window(window: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A warm-up input: ``window``'s shape and per-layer token totals, every layer's loads drawn
+    afresh (multinomial over a skewed Dirichlet), so it exercises the same code on arrays of the
+    same size and scale and tells nothing of which experts are hot in any judged window.
+
+    Until 2026-12-06 warm-ups were noisy copies of window 0 (the first judged call's input): a
+    balancer could spend as long as it liked there, untimed, and return that placement at the
+    first judged call, charged as a cache look-up (``tests/test_moe_attacks.py``).  A permuted
+    copy would not do: the loads' values give the permutation back.
+    """
+    totals = np.asarray(window, dtype=np.int64).sum(axis=-1)
+    experts = window.shape[-1]
+    return np.stack([rng.multinomial(max(int(t), 0), rng.dirichlet(np.full(experts, 0.3))) for t in totals])
 
 
 def reply_bytes(weight: np.ndarray, replicas: int) -> int:
