@@ -40,6 +40,7 @@ from typing import Any, NoReturn
 from evolve.sandbox import channel, oslevel, syscalls, view
 from evolve.sandbox.cgroups import CandidateCgroup
 from evolve.sandbox.types import SandboxLimits
+from evolve.sandbox.wipe import wipe_sets
 
 try:
     import numpy as np
@@ -128,6 +129,8 @@ def run_child(spec: ChildSpec, run_session: SessionLoop) -> NoReturn:
             _fatal(work, "sandbox", failure)
         else:
             instances = spec.sets.get(work.set_id, []) if work.set_id is not None else []
+            if work.mode == "session":  # freed is not gone: a session sees no instance whole
+                wipe_sets(spec.sets)
             spec.sets.clear()  # other splits' instances are none of this candidate's business
             try:
                 _set_cpu_limit(work.timeout_s)

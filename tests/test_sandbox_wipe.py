@@ -1,0 +1,101 @@
+"""A session child finds no instance of the zygote's sets in its own memory.
+
+jssp runs its pure programs (the seed, every GP program) as a batch, so the worker's zygote holds
+the split's instances, and asks a model's rule one decision at a time in a session forked from
+that zygote.  The child used to drop the sets unread, which frees their arrays but leaves their
+bytes in its heap: a rule reading its own memory with ``ctypes`` (pages found with ``mincore``
+around the heap's top and its objects) found whole instances of the split it was driven on (1 of
+6 on quick, 6 of 40 on train), the future its protocol hides.  Session children now zero every
+array of every set first (``evolve/sandbox/wipe.py``).
+
+The probe carries the instances' durations shifted by one per byte, so its own source holds no
+copy, copies the memory it can reach, then looks for each.  The test decides by what is found,
+and a copy the probe frees itself is found (the probe works).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from evolve.config import RunSettings
+from evolve.evaluation import Evaluator
+from evolve.problem import load_problem
+
+PROBE = '''
+import ctypes
+import gc
+
+import numpy as np
+
+_SHIFTED = SHIFTED_HERE
+_PLANT = PLANT_HERE
+_DONE = []
+
+
+def _memory():
+    """A copy of every page reachable from the heap's top and from live objects."""
+    libc = ctypes.CDLL(None)
+    libc.sbrk.restype = ctypes.c_void_p
+    libc.sbrk.argtypes = [ctypes.c_ssize_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    vec = ctypes.create_string_buffer(1)
+
+    def mapped(address):
+        return libc.mincore(address, 4096, vec) == 0
+
+    pages = set()
+    for seed in {libc.sbrk(0) - 4096} | {id(o) for o in gc.get_objects()[::50]}:
+        base = seed & ~4095
+        if base in pages or not mapped(base):
+            continue
+        for step in (-4096, 4096):
+            address = base
+            while mapped(address) and address not in pages and len(pages) < 60000:
+                pages.add(address)
+                address += step
+    return b"".join(ctypes.string_at(address, 4096) for address in sorted(pages))
+
+
+def priority(job_work_left, **_):
+    if not _DONE:
+        _DONE.append(1)
+        if _PLANT:  # a copy of the first instance's durations, freed before the memory is read
+            planted = np.frombuffer(bytes((b - 1) % 256 for b in _PLANT), dtype=np.int64).copy()
+            del planted
+        memory = _memory()
+        found = sum(bytes((b - 1) % 256 for b in shifted[16:]) in memory for shifted in _SHIFTED)
+        raise RuntimeError(f"found {found} of {len(_SHIFTED)} instances")
+    return job_work_left
+'''
+
+
+def shifted(data: bytes) -> bytes:
+    return bytes((b + 1) % 256 for b in data)
+
+
+@pytest.fixture(scope="module")
+def probe() -> Any:
+    problem = load_problem("jssp")
+    quick = problem.instances("quick")
+    patterns = [shifted(instance.data["durations"].tobytes()) for instance in quick]
+    with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
+        seed = evaluator.run_split(problem.seed_code, quick, "quick")  # pure: a batch run loads the set
+        assert seed.ok, seed.feedback
+
+        def run(plant: bool) -> str:
+            code = PROBE.replace("SHIFTED_HERE", repr(patterns)).replace("PLANT_HERE", repr(patterns[0] if plant else b""))
+            evaluation = evaluator.run_split(code, quick, "quick")  # not pure: driven in a session
+            assert evaluation.status == "error", evaluation.feedback
+            return evaluation.feedback
+
+        yield run
+
+
+def test_a_driven_rule_finds_no_instance_of_the_split_in_its_memory(probe: Any) -> None:
+    assert "found 0 of 6 instances" in probe(plant=False)
+
+
+def test_the_memory_probe_finds_a_copy_it_freed_itself(probe: Any) -> None:
+    assert "found 1 of 6 instances" in probe(plant=True)
