@@ -75,7 +75,7 @@ def test_success_reports_text_usage_cost_and_sends_key_and_stripped_model(server
     assert (c.model, c.prompt_tokens, c.completion_tokens) == (MODEL, 100, 20)
     # gpt-4.1-mini is in litellm's price map: 100 * 4e-7 + 20 * 1.6e-6.
     assert c.cost_usd == pytest.approx(100 * 4e-7 + 20 * 1.6e-6)
-    assert 0 < c.seconds < 5
+    assert c.seconds > 0
     (req,) = server.requests
     assert req.path == "/v1/chat/completions"
     assert req.headers["authorization"] == f"Bearer {KEY}"
@@ -107,7 +107,7 @@ def test_retry_after_is_capped(server):
                           retry=RetryPolicy(base_delay_s=0.01, retry_after_cap_s=0.2))
     start = time.monotonic()
     assert llm.complete(request()).text == "fine"
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < 15  # the header's 30 s would be twice that (no machine is that slow)
 
 
 def test_500_then_success(server):
@@ -183,11 +183,11 @@ def test_connection_refused_fails_at_once_as_permanent():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     llm = make_llm(MODEL, api_base=f"http://127.0.0.1:{port}/v1", max_retries=3,
-                   retry_base_delay_s=1.0)
+                   retry_base_delay_s=10.0)
     start = time.monotonic()
     with pytest.raises(LLMConfigError) as info:
         llm.complete(request())
-    assert time.monotonic() - start < 1.0  # no backoff: it would refuse every retry too
+    assert time.monotonic() - start < 5.0  # no backoff: the first retry alone would wait 5-10 s
     assert str(info.value) == (f"{MODEL}: connection refused (nothing listens there: start the "
                                "server or fix --api-base)")
     assert info.value.kind == "connection_refused"

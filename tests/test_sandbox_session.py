@@ -249,7 +249,7 @@ def test_closing_the_sandbox_with_a_session_open_ends_both_at_once() -> None:
     zygote = sb.worker_pid
     start = time.monotonic()
     sb.close()
-    assert time.monotonic() - start < 3.0  # not the session's 60 s, nor the 5 s grace
+    assert time.monotonic() - start < 4.5  # not the session's 60 s, nor the 5 s grace
     assert not Path(f"/proc/{zygote}").exists() or "Z" in Path(f"/proc/{zygote}/stat").read_text().split()[2]
     session.__exit__(None, None, None)  # the with-block ends afterwards: no new worker is started
     assert session.outcome is not None and session.outcome.error == "the sandbox was closed during the session"

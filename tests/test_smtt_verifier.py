@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -231,17 +230,6 @@ def test_score_first_violation_in_position_order(verifier: SmttVerifier) -> None
 def test_score_zero_reference_has_no_gap(verifier: SmttVerifier) -> None:
     r = verifier.score(make_instance([1, 1], [5, 5], ref=0), [0, 1])
     assert r.feasible and r.objective == 0 and r.gap is None
-
-
-def test_score_is_fast(verifier: SmttVerifier) -> None:
-    rng = np.random.default_rng(0)
-    instances = [make_instance(list(rng.integers(1, 100, 500)), list(rng.integers(0, 20000, 500)), 1.0)
-                 for _ in range(100)]
-    solutions = [rng.permutation(500).tolist() for _ in range(100)]
-    started = time.perf_counter()
-    for inst, sol in zip(instances, solutions, strict=True):
-        assert verifier.score(inst, sol).feasible
-    assert time.perf_counter() - started < 1.0
 
 
 def test_respond_sends_plain_numbers_as_arrays_and_anything_else_as_it_is(verifier: SmttVerifier) -> None:
