@@ -221,9 +221,12 @@ def _raw_server(replies: list[bytes], close_after: set[int] = frozenset()) -> tu
                         while len(data) < length:
                             data += conn.recv(65536)
                         data = data[length:]
-                        conn.sendall(replies[served])
                         connections.append(accepted)
                         served += 1
+                        try:
+                            conn.sendall(replies[served - 1])
+                        except (BrokenPipeError, ConnectionResetError):
+                            break  # the client dropped a reply it refused mid-way (1 MiB of it)
                         if served - 1 in close_after:
                             break
 
