@@ -11,8 +11,9 @@ import json
 import re
 import socket
 import threading
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from llm_server import (
@@ -191,10 +192,11 @@ def test_a_proxy_in_the_environment_leaves_completions_to_the_openai_client(
     assert usable("https://api.example.com/v1")
 
 
-def _raw_server(replies: list[bytes], close_after: set[int] = frozenset()) -> tuple[str, list[int], threading.Thread]:
-    """A server on 127.0.0.1 that answers the i-th request with ``replies[i]`` byte for byte (and
-    closes the connection after the replies in ``close_after``); the list names, for each request,
-    the connection it came on."""
+def _raw_server(replies: list[bytes | Callable[[socket.socket], None]],
+                close_after: set[int] = frozenset()) -> tuple[str, list[int], threading.Thread]:
+    """A server on 127.0.0.1 that answers the i-th request with ``replies[i]`` byte for byte, or
+    by calling it with the connection (and closes the connection after the replies in
+    ``close_after``); the list names, for each request, the connection it came on."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     connections: list[int] = []
@@ -223,8 +225,9 @@ def _raw_server(replies: list[bytes], close_after: set[int] = frozenset()) -> tu
                         data = data[length:]
                         connections.append(accepted)
                         served += 1
+                        reply = replies[served - 1]
                         try:
-                            conn.sendall(replies[served - 1])
+                            reply(conn) if callable(reply) else conn.sendall(reply)
                         except (BrokenPipeError, ConnectionResetError):
                             break  # the client dropped a reply it refused mid-way (1 MiB of it)
                         if served - 1 in close_after:
@@ -416,3 +419,38 @@ def test_the_openai_client_bounds_a_reply_body_as_the_plain_client_does(reply: b
     assert failed.value.kind == "connection" and "DecodingError" in str(failed.value), failed.value
     assert llm.complete(request()).text == "ok"
     thread.join(5)
+
+
+class _Trickle:
+    """A reply whose 300-byte body comes a byte every 0.2 s (a minute in all): each read waits
+    far less than the call's timeout, the whole reply far more.  ``sent`` counts the body's
+    bytes the client took before it gave up."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def __call__(self, conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 300\r\n\r\n")
+        try:
+            for _ in range(300):
+                time.sleep(0.2)
+                conn.sendall(b" ")
+                self.sent += 1
+        except OSError:  # the client closed the connection
+            pass
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["plain client", "openai client"])
+def test_a_reply_trickling_in_is_the_call_s_timeout(plain: bool) -> None:
+    """A socket's (and httpx's) timeout is per read: a server sending a byte now and then held a
+    call as long as it liked.  The whole reply now gets the call's timeout; the test decides by
+    how much of the body the client took before it gave up, not by the clock."""
+    trickle = _Trickle()
+    base, _, thread = _raw_server([trickle], close_after={0})
+    llm = OpenAICompatLLM(MODEL, api_base=base, timeout_s=1.0, plain_http=plain,
+                          retry=RetryPolicy(max_retries=0, base_delay_s=0.01))
+    with pytest.raises(LLMError) as failed:
+        llm.complete(request())
+    assert failed.value.kind == "timeout", failed.value
+    thread.join(30)
+    assert trickle.sent < 150, trickle.sent

@@ -27,6 +27,7 @@ import json
 import select
 import socket
 import threading
+import time
 import urllib.request
 import zlib
 from dataclasses import dataclass, field
@@ -103,7 +104,7 @@ class ChatEndpoint:
         try:
             conn = self._connection(timeout_s)  # a new one connects here: its failures are the call's
             conn.sock.sendall(self._head + str(len(data)).encode() + b"\r\n\r\n" + data)
-            reply = conn.response()
+            reply = conn.response(timeout_s)
             raw = decoded(reply.header("content-encoding"), reply.body)
         except (OSError, zlib.error, http.client.HTTPException) as exc:  # HTTPException: a malformed reply
             if conn is not None:
@@ -199,7 +200,8 @@ class _Connection:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.reader = sock.makefile("rb")
+        self.clock = _Deadline(sock)
+        self.reader = io.BufferedReader(self.clock)
 
     def still_open(self) -> bool:
         """An idle connection is reusable if nothing is readable on it (EOF would be)."""
@@ -213,7 +215,9 @@ class _Connection:
         self.reader.close()
         self.sock.close()
 
-    def response(self) -> _Reply:
+    def response(self, timeout_s: float) -> _Reply:
+        """The reply, read within ``timeout_s`` in all (``_Deadline``)."""
+        self.clock.deadline = time.monotonic() + timeout_s
         for _ in range(MAX_INTERIM + 1):
             status, version = self._status()
             lines, headers = self._headers()
@@ -298,6 +302,29 @@ class _Connection:
             parts.append(chunk)
             total += size
             self.reader.read(2)  # the CRLF after the chunk
+
+
+class _Deadline(io.RawIOBase):
+    """The socket's bytes, every read within what is left of the reply's time.
+
+    A socket's timeout is per read: a server sending a byte now and then held a call as long as
+    it liked (a Content-Length of 64 MiB at a byte per 9 s is some 20 years; the openai client's
+    httpx does the same, ``openai_body.py``).  Each read here waits only for what is left of
+    the whole reply's ``timeout_s``, and past it is the call's ``TimeoutError``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.deadline = float("inf")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        self.sock.settimeout(left)
+        return self.sock.recv_into(buffer)
 
 
 def decoded(encoding: str, raw: bytes) -> bytes:

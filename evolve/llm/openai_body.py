@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import http.client
 import importlib
+import time
 import zlib
 from typing import Any
 
 from evolve.llm.http_chat import MAX_BODY, TOO_LARGE, decoded
 
 
-def bounded_client(**kwargs: Any) -> Any:
+def bounded_client(timeout_s: float, **kwargs: Any) -> Any:
     """An ``openai.DefaultHttpxClient`` (the openai client's own defaults: limits, redirects,
-    proxies from the environment) whose every response body is bounded as above."""
+    proxies from the environment) whose every response body is bounded as above, and read
+    within ``timeout_s`` once its head is in (httpx's timeout is per read: a server sending a
+    byte now and then held the call as long as it liked)."""
     import openai
 
     # The HTTP package this openai release is built on (httpx, or httpx2 in later ones).
@@ -34,11 +37,15 @@ def bounded_client(**kwargs: Any) -> Any:
 
     def bound(response: Any) -> None:
         original, raw = response.stream, bytearray()
+        deadline = time.monotonic() + timeout_s
         try:
             for part in original:
                 raw += part
                 if len(raw) > MAX_BODY:
                     raise httpx.DecodingError(TOO_LARGE, request=response.request)
+                if time.monotonic() > deadline:  # httpx's timeout is per read, as a socket's
+                    raise httpx.ReadTimeout("the reply body took longer than the call's timeout",
+                                            request=response.request)
         finally:
             original.close()
         try:

@@ -93,7 +93,7 @@ class OpenAICompatLLM:
             base_url=self.api_base,
             timeout=self.timeout_s,
             max_retries=0,  # ours are the only retries (see retry.py)
-            http_client=bounded_client(),  # a reply body bounded as the plain client's
+            http_client=bounded_client(self.timeout_s),  # a reply body bounded as the plain client's
         )
         _ = client.chat.completions  # resources are built lazily too; do it now
         return client
