@@ -411,3 +411,21 @@ def test_the_forker_is_used_only_where_raw_clone_is_safe(libc: tuple[str, str], 
     from evolve.sandbox import oslevel
 
     assert oslevel.clone_parent_is_safe(libc) is (safe and oslevel.SYS_CLONE is not None)
+
+
+@pytest.mark.parametrize("size", [0, 100, 16384 - 65, 16384 - 64, 16384, 3 * 16384 + 7])
+def test_a_kept_file_is_read_whole_whatever_its_size(tmp_path: Path, size: int) -> None:
+    """The zygote's sweep reads its children list (one pid per 8 bytes at most) with a small
+    first read and a whole one only if that may have been cut: every pid comes back."""
+    from evolve.sandbox import oslevel
+
+    data = os.urandom(size)
+    path = tmp_path / "kept"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert oslevel.pread_whole(fd) == data
+        assert oslevel.pread_whole(fd) == data  # from offset 0 again
+    finally:
+        os.close(fd)
+    assert oslevel.SMALL_READ == 16384

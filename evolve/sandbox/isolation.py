@@ -299,7 +299,8 @@ def _ipc_in_use(kind: str) -> bool:
         fd = _ipc_files.get(kind)
         if fd is None:
             fd = _ipc_files[kind] = oslevel.open_proc(f"sysvipc/{kind}")
-        return len(os.pread(fd, 1 << 20, 0).splitlines()) > 1  # a header, then one line each
+        # A header, then one line per object: any object shows in the first SMALL_READ bytes.
+        return len(os.pread(fd, oslevel.SMALL_READ, 0).splitlines()) > 1
     except OSError:
         return False
 
