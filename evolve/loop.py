@@ -30,7 +30,7 @@ from evolve.llm.base import LLM, Completion, LLMError, ProposalRequest
 from evolve.llm.preflight import members
 from evolve.loop_outcomes import LoopOutcomes
 from evolve.loop_setup import INSTANCES_META, RunSetup, resumed_progress
-from evolve.loop_task import Task
+from evolve.loop_task import Arrivals, Task
 from evolve.model_health import ModelHealth
 from evolve.population import Elite, Population, cell_key
 from evolve.problem import Problem
@@ -98,11 +98,13 @@ class Controller(LoopOutcomes, RunSetup):
         evaluators = ThreadPoolExecutor(settings.workers, thread_name_prefix="evaluate")
         in_flight: dict[Future, Task] = {}
         self._in_flight = in_flight  # the prompts report the iterations still in flight
-        done: queue.SimpleQueue[Future] = queue.SimpleQueue()  # futures as they finish
+        arrivals = Arrivals()  # futures as they finish
 
-        def track(future: Future, task: Task) -> None:
+        def track(future: Future, task: Task, park: bool = False) -> None:
             in_flight[future] = task
-            future.add_done_callback(done.put)
+            if park:  # a held proposal: its answer waits for the evaluation ahead (loop_task.py)
+                arrivals.park_until_unparked()
+            future.add_done_callback(arrivals.put_or_park if park else arrivals.put)
         # Iterations in flight (proposing or evaluating), and with lookahead one more proposal
         # while all of them are evaluations. With 1, each request is built after the previous
         # child is archived, or (lookahead) while it is evaluated, its answer then held until
@@ -132,12 +134,12 @@ class Controller(LoopOutcomes, RunSetup):
                         continue
                     if hold and in_flight:  # the look-ahead: the child's run gets going first
                         _wait_dispatched(in_flight)
-                    track(*self._launch(next_iteration, proposers))
+                    track(*self._launch(next_iteration, proposers), park=hold and _evaluating(in_flight))
                     next_iteration += 1
                 if not in_flight and not held:
                     break
                 self.progress.engine_seconds += time.thread_time() - busy_since
-                finished = _finished(done, in_flight, TICK_S)
+                finished = _finished(arrivals.queue, in_flight, TICK_S)
                 busy_since = time.thread_time()
                 if not finished:  # a tick: nothing finished, but time passed
                     self._check_model_health()
@@ -148,6 +150,8 @@ class Controller(LoopOutcomes, RunSetup):
                     if task.kind == "propose" and hold and _evaluating(in_flight):
                         held.append((future, task))  # its edit comes after the evaluation ahead is archived
                         continue
+                    if task.kind == "evaluate":  # answers parked meanwhile are held ones
+                        held += [(f, in_flight.pop(f)) for f in arrivals.unpark() if f in in_flight]
                     ready = [(future, task)] + (held if task.kind == "evaluate" else [])
                     if task.kind == "evaluate":
                         held = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from evolve.archive import EVALUATED, Archive
 from evolve.config import resolve_settings
 from evolve.llm import make_llm
 from evolve.loop import Controller
+from evolve.loop_task import Arrivals
 from evolve.problem import load_problem
 
 CURRENT = re.compile(r"^#+ Current program\b.*$", re.I | re.M)
@@ -87,3 +89,23 @@ def test_without_lookahead_each_request_sees_the_previous_result(toy_dir: Path, 
     programs, attempts, shown = _run(toy_dir, tmp_path / "off", model_delay_s=0.0, eval_delay_s=0.0,
                                      lookahead=False)
     assert len(attempts) == 14 and all("pending []" in line for line in shown)
+
+
+def test_an_answer_that_comes_while_the_evaluation_ahead_runs_waits_without_waking_the_loop() -> None:
+    """loop_task.Arrivals: a held proposal's answer is parked (the controller's thread, blocked
+    on the queue, is not woken for it) until the evaluation ahead arrives; then both are handed
+    over, the evaluation first, and a later answer arrives as usual."""
+    arrivals = Arrivals()
+    evaluation, answer, late = Future(), Future(), Future()
+    evaluation.add_done_callback(arrivals.put)
+    arrivals.park_until_unparked()
+    answer.add_done_callback(arrivals.put_or_park)
+    answer.set_result("answer")
+    assert arrivals.queue.empty()  # nothing to wake the loop for
+    evaluation.set_result("evaluated")
+    assert arrivals.queue.get_nowait() is evaluation and arrivals.queue.empty()
+    assert arrivals.unpark() == [answer]
+    assert arrivals.unpark() == []
+    late.add_done_callback(arrivals.put_or_park)  # after the evaluation: not parked
+    late.set_result("late")
+    assert arrivals.queue.get_nowait() is late
