@@ -233,6 +233,30 @@ def test_forged_bytes_on_the_channel_only_spoil_the_candidates_own_reply(sandbox
     assert session.outcome is not None and session.outcome.status == "ok"
 
 
+FLOODER = """
+import os
+def f(x):
+    for _ in range(x):
+        os.write(3, b"")  # an empty message: no byte of the call's budget
+    return x
+"""
+
+
+def test_a_flood_of_empty_messages_ends_the_session(sandbox: Sandbox) -> None:
+    """Each message costs this process a poll and a read: 200,000 empty ones per call took ~1 s of
+    the controller's CPU (and GIL) on moe's quick, and a candidate could go on for as long as the
+    session's wall clock allowed.  A call reads no more messages than its reply needs, and a few:
+    a handful of forged ones is still only the candidate's own business (the test above)."""
+    with sandbox.session(textwrap.dedent(FLOODER), "f") as session:
+        assert session.call(10).value == 10
+        with pytest.raises(SessionEnded) as info:
+            session.call(100_000, reply_limit=200)
+    outcome = info.value.outcome
+    assert (outcome.status, outcome.error) == ("crash", "killed: more messages than a reply needs on call 2")
+    _, outcome = ended(sandbox, FLOODER, [100_000])  # no limit of its own: the same
+    assert (outcome.status, outcome.error) == ("crash", "killed: more messages than a reply needs on call 1")
+
+
 def test_batch_runs_refuse_to_interleave_with_an_open_session(sandbox: Sandbox) -> None:
     with sandbox.session(ECHO, "f") as session:
         with pytest.raises(SandboxError, match="a session is open"):

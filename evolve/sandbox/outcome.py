@@ -192,6 +192,8 @@ def classify(
         return out("timeout", f"timed out after {limits.timeout_s:.1f} s {where}")
     if killed == "output":
         return out("crash", f"killed: output limit {limits.max_output_mb} MiB exceeded {where}")
+    if killed == "messages":  # more messages in one call than any reply needs (session.messages_allowed)
+        return out("crash", f"killed: more messages than a reply needs {where}")
     if killed == "reply":  # a session call's own bound (SandboxSession.call's reply_limit)
         return out("crash", f"killed: a reply over the {facts.get('reply_limit') or 0:,} bytes the call allows {where}")
     if fatal is not None:

@@ -75,6 +75,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+MESSAGES_TO_SPARE = 16  # per call, beyond what its reply needs (``messages_allowed``)
+
+
 class SandboxSession:
     """Created by ``Sandbox.session``; a context manager.  One thread at a time."""
 
@@ -93,6 +96,7 @@ class SandboxSession:
         self._deadline = 0.0
         self._started = False
         self._budget = 0
+        self._messages = 0  # messages this call may still read (``messages_allowed``)
         self._reply_limit: int | None = None  # the current call's own bound, if below max_output_mb
 
     @property
@@ -176,6 +180,7 @@ class SandboxSession:
         ceiling = self.limits.max_output_mb << 20
         self._reply_limit = limit if limit is not None and 0 <= limit < ceiling else None
         self._budget = ceiling if self._reply_limit is None else self._reply_limit  # bytes this call may read
+        self._messages = messages_allowed(self._budget)
         while True:
             kind, got_seq, meta, blob = self._next_message()
             if self._take(kind, got_seq, meta) and got_seq == seq and kind in channel.REPLIES:
@@ -232,8 +237,11 @@ class SandboxSession:
             except OSError:  # ECONNRESET: the child died with our payload unread
                 raise _Ended(None) from None
             self._budget -= n
+            self._messages -= 1
             if self._budget < 0:
                 raise _Ended(self._over())
+            if self._messages < 0:  # empty or tiny forged messages cost this process, not the budget
+                raise _Ended("messages")
             if n:
                 return self._buf[:n]  # type: ignore[return-value]
             if events[0][1] & (select.POLLHUP | select.POLLERR):
@@ -247,6 +255,7 @@ class SandboxSession:
     def _drain(self) -> dict[str, Any] | None:
         """At a close between calls: what the child had said (load failure) without waiting."""
         self._budget = self.limits.max_output_mb << 20
+        self._messages = messages_allowed(self._budget)
         self._reply_limit = None
         try:
             while True:
@@ -316,6 +325,8 @@ class SandboxSession:
             facts["killed"] = "output"
         elif why == "reply":
             facts["killed"], facts["reply_limit"] = "reply", self._reply_limit
+        elif why == "messages":
+            facts["killed"] = "messages"
         elif why is None and fatal is None and self._in_call and facts.get("killed") == "ended":
             facts["killed"] = "hangup"  # alive, but it closed its channel in the middle of a call
         where = self._where()
@@ -398,3 +409,15 @@ def _array(meta: Any, blob: bytearray) -> Any:
     if dtype.kind == "b" and array.size and array.view(np.uint8).max() > 1:
         raise ValueError("bool array with values other than 0 and 1")
     return array
+
+
+def messages_allowed(budget: int) -> int:
+    """Messages one call may read: a reply of ``budget`` bytes is its head and a ``MORE`` per
+    ``channel.CHUNK`` after the first; one more for the load report, and a few to spare.
+
+    Forged messages are skipped, but each costs this process a poll and a read, and an empty
+    one costs no byte of the budget: a candidate writing empty messages onto fd 3 kept the
+    controller's thread busy (and the GIL) for as long as the session's wall clock allowed,
+    ~1.6 us of its CPU per message (eighth red team; ``tests/test_sandbox_session.py``).
+    """
+    return 2 + -(-budget // channel.CHUNK) + MESSAGES_TO_SPARE
