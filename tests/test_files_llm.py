@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from evolve.archive import EDIT_ERROR, EVALUATED, Archive
+from evolve.archive_records import LLM_ERROR
 from evolve.config import resolve_settings
 from evolve.errors import UserError
 from evolve.llm import make_llm
@@ -238,3 +239,23 @@ def test_a_reply_whose_program_fails_in_the_sandbox_is_told_so_once(toy_dir: Pat
     assert said[1].startswith("files: reply_001.md: applied, sandbox failure: error: ") and "boom" in said[1]
     outcome = (folder / "outcome_001.md").read_text()
     assert said[1].removeprefix("files: reply_001.md: ") in outcome and "RuntimeError" in outcome
+
+
+def test_a_reply_file_over_64_mib_is_that_calls_error_unread(toy_dir: Path, tmp_path: Path) -> None:
+    """The person (or agent) answering is the model, and a model's reply is hostile input: a
+    sparse reply file of 1 GiB was read whole (the controller at 2.1 GB; 10 GiB would have taken
+    this machine's memory).  It is read to 64 MiB, as the HTTP clients read a body, and more is
+    that call's error; the next reply is read as usual."""
+    folder = tmp_path / "exchange"
+
+    def answer(n: int, _: str) -> str | None:
+        if n == 1:
+            with (folder / "reply_001.md").open("wb") as handle:
+                handle.truncate(1 << 30)  # sparse: costs no disk
+            return None
+        return GOOD_EDIT
+
+    with person(folder, answer):
+        _, archive = files_run(toy_dir, tmp_path, folder, iterations=2, islands=1)
+    assert archive.outcome_counts() == {LLM_ERROR: 1, EVALUATED: 1}
+    assert "reply_001.md is over 64 MiB" in (folder / "outcome_001.md").read_text()

@@ -12,6 +12,10 @@ console), and the same outcome with its details is written to
 ``DIR/outcome_NNN.md`` (``outcome``, called by the loop) for an agent to read
 before its next reply.
 
+A reply file is read up to 64 MiB, as the HTTP clients read a body (``http_chat.MAX_BODY``):
+a larger one is that call's error.  It was read whole: a sparse 1 GiB file took the controller
+to 2.1 GB, and one of 10 GiB would have taken this machine's memory (eighth red team).
+
 A resumed run finds the prompts it already wrote: a reply written for the same
 prompt is used as it is; a reply left from a different prompt (another run in
 the same folder) is set aside as ``reply_NNN.stale-<time>.md``, never used.
@@ -28,6 +32,7 @@ from pathlib import Path
 from evolve.errors import UserError
 from evolve.fences import fenced
 from evolve.llm.base import Completion, LLMError, ProposalRequest
+from evolve.llm.http_chat import MAX_BODY
 
 CHARS_PER_TOKEN = 4
 
@@ -146,5 +151,9 @@ class FilesLLM:
             if signature != last:
                 last, still_since = signature, now
             elif now - still_since >= self.settle_s and stat.st_size > 0:
-                return path.read_bytes().decode("utf-8", errors="replace")
+                with path.open("rb") as handle:  # a reply as large as the HTTP clients read, at most
+                    data = handle.read(MAX_BODY + 1)
+                if len(data) > MAX_BODY:
+                    raise LLMError(f"{self.name}: {path.name} is over {MAX_BODY >> 20} MiB")
+                return data.decode("utf-8", errors="replace")
             time.sleep(self.poll_s)
