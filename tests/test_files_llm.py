@@ -259,3 +259,19 @@ def test_a_reply_file_over_64_mib_is_that_calls_error_unread(toy_dir: Path, tmp_
         _, archive = files_run(toy_dir, tmp_path, folder, iterations=2, islands=1)
     assert archive.outcome_counts() == {LLM_ERROR: 1, EVALUATED: 1}
     assert "reply_001.md is over 64 MiB" in (folder / "outcome_001.md").read_text()
+
+
+def test_a_prompt_file_grown_huge_in_the_folder_is_not_read_on_resume(tmp_path: Path) -> None:
+    """A resumed run compares each prompt file with the prompt it would write; whoever writes the
+    folder can grow one (a sparse 1 GiB file), which was read whole: sizes are compared first.
+    Decided by the process's peak memory, not by time."""
+    import resource
+
+    llm = FilesLLM(tmp_path, poll_s=0.01, settle_s=0.05)
+    with (tmp_path / "prompt_006.md").open("wb") as handle:
+        handle.truncate(1 << 30)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with person(tmp_path, lambda n, _: "fresh answer" if n == 6 else None):
+        assert llm.complete(request(6)).text == "fresh answer"
+    assert (tmp_path / "prompt_006.md").read_text() == prompt_text(request(6))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 256 << 10  # KiB: under 256 MiB more

@@ -93,7 +93,9 @@ class FilesLLM:
         prompt = prompt_text(request)
         prompt_path = self.directory / prompt_name(request.iteration)
         reply_path = self.directory / reply_name(request.iteration)
-        same_prompt = prompt_path.is_file() and prompt_path.read_text(encoding="utf-8") == prompt
+        expected = prompt.encode("utf-8")  # sizes first: a prompt file the folder's writer grew is not read
+        same_prompt = (prompt_path.is_file() and prompt_path.stat().st_size == len(expected)
+                       and prompt_path.read_bytes() == expected)
         if reply_path.exists() and not same_prompt:
             stale = reply_path.with_name(f"{reply_path.stem}.stale-{time.strftime('%Y%m%d-%H%M%S')}.md")
             reply_path.rename(stale)
