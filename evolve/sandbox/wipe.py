@@ -8,7 +8,10 @@ model's rule one decision at a time (the trusted builder, ``evaluators/jssp/driv
 GP programs and the pure seed run as a batch in the same worker, and a rule scanning its heap
 found whole instances of the split it was being driven on (eighth red team,
 ``tests/test_sandbox_wipe.py``).  So a session child zeroes every array of every set first.
-Only sessions: a batch child runs its own set, whole, by design.
+Only sessions: a batch child runs its own set, whole, by design.  Only numpy arrays: Python
+numbers and strings cannot be written in place, so a plug-in whose instance data hold what a
+session must not see in lists of numbers keeps them in freed memory (every shipped problem's
+are arrays).
 """
 
 from __future__ import annotations
