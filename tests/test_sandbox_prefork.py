@@ -429,3 +429,20 @@ def test_a_kept_file_is_read_whole_whatever_its_size(tmp_path: Path, size: int) 
     finally:
         os.close(fd)
     assert oslevel.SMALL_READ == 16384
+
+
+def test_the_task_limit_written_again_and_again_through_one_kept_fd_is_each_time_the_new_one() -> None:
+    """The zygote writes ``pids.max`` twice per candidate through a file it keeps open."""
+    from evolve.sandbox import cgroups
+
+    group, why = cgroups.create(512, 1)
+    if group is None:
+        pytest.skip(why)
+    try:
+        for count in (3, 2, 3, 17, 2):
+            group.limit_tasks(count)
+            with open(os.path.join(group.dirs[-1], "pids.max")) as f:
+                assert f.read().strip() == str(count)
+    finally:
+        group.remove()
+    assert not any(os.path.exists(d) for d in group.dirs)

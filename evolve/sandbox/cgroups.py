@@ -36,6 +36,7 @@ class CandidateCgroup:
     fds: list[int] = field(default_factory=list)  # kept open: usable after the view hides /sys
     _kills: int = 0
     _events: int = -1  # the OOM count's file, kept open and read again from its start
+    _pids_max: int = -1  # pids.max, kept open: the zygote writes it twice per candidate
 
     def join(self) -> None:
         """Called by the forker once, or by a child the zygote forks itself (still privileged):
@@ -45,7 +46,9 @@ class CandidateCgroup:
 
     def limit_tasks(self, count: int) -> None:
         """``pids.max``: tasks in the cgroup at once (forks beyond it fail with EAGAIN)."""
-        _write_at(self.fds[-1], "pids.max", str(count))  # v1: [memory, pids]; v2: the one dir
+        if self._pids_max < 0:  # v1: [memory, pids]; v2: the one dir
+            self._pids_max = os.open("pids.max", os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.fds[-1])
+        os.write(self._pids_max, str(count).encode())  # each write is read whole, at any offset
 
     def oom_kills(self) -> int:
         """OOM kills inside this cgroup since the last call."""
@@ -62,10 +65,10 @@ class CandidateCgroup:
         return new
 
     def remove(self) -> None:
-        for fd in [*self.fds, self._events]:
+        for fd in [*self.fds, self._events, self._pids_max]:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self.fds, self._events = [], -1
+        self.fds, self._events, self._pids_max = [], -1, -1
         for d in self.dirs:
             with contextlib.suppress(OSError):
                 os.rmdir(d)
