@@ -717,3 +717,45 @@ def test_a_reply_arrives_whole_and_a_small_one_in_one_write(blob_bytes: int, mon
     assert got == [({"ok": True, "note": "é"}, blob)]
     if blob_bytes < 60_000:
         assert len(writes) == 1
+
+
+@pytest.mark.parametrize("blob_bytes", [0, 3000, 200_000])
+def test_a_reply_already_in_is_read_with_one_wait_and_never_past_its_end(
+    blob_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The controller reads a reply with its socket: what has come is taken without a select,
+    and nothing after the reply is read (a session's channel follows it, with its fds)."""
+    from evolve.sandbox import frames
+
+    waits: list[float] = []
+    real_select = frames.select.select
+
+    def counted(*args: object) -> object:
+        waits.append(1.0)
+        return real_select(*args)  # type: ignore[arg-type]
+
+    ours, theirs = socket.socketpair()
+    blob = bytes(range(256)) * (blob_bytes // 256) + b"x" * (blob_bytes % 256)
+    r, w = os.pipe()
+    try:
+        writer = threading.Thread(target=lambda: (
+            frames.send_reply(ours.fileno(), {"ok": True, "n": blob_bytes}, blob),
+            socket.send_fds(ours, [b"S"], [w])))
+        writer.start()
+        monkeypatch.setattr(frames.select, "select", counted)
+        got = frames.recv_reply(theirs.fileno(), time.monotonic() + 10, 1 << 20, theirs)
+        monkeypatch.undo()
+        writer.join(10)
+        assert got == ({"ok": True, "n": blob_bytes}, blob)
+        if blob_bytes < 60_000:  # in one write: one wait, for its first bytes
+            assert len(waits) == 1
+        msg, fds, _, _ = socket.recv_fds(theirs, 1, 1)
+        assert msg == b"S" and len(fds) == 1  # the channel that follows, intact
+        os.write(fds[0], b"ok")
+        assert os.read(r, 2) == b"ok"
+        os.close(fds[0])
+    finally:
+        for fd in (r, w):
+            os.close(fd)
+        ours.close()
+        theirs.close()

@@ -327,7 +327,8 @@ class Sandbox:
         frames.send_request(self._channel().fileno(), obj)
 
     def _recv(self, deadline: float, max_blob: int) -> tuple[dict[str, Any], bytes]:
-        return frames.recv_reply(self._channel().fileno(), deadline, max_blob)
+        sock = self._channel()
+        return frames.recv_reply(sock.fileno(), deadline, max_blob, sock)
 
     def _restart_worker(self) -> None:
         """After the zygote died or hung: a fresh one (SandboxError if it cannot come back)."""

@@ -12,12 +12,14 @@ import json
 import os
 import pickle
 import select
+import socket
 import struct
 import time
 from typing import Any
 
 _LEN = struct.Struct(">Q")
 ONE_WRITE = 65536  # frames (or a reply's two) smaller than this go in one write
+MAX_HEADER = 1 << 24  # a reply's JSON header
 
 
 class WorkerLost(Exception):
@@ -49,21 +51,36 @@ def read_frame(fd: int, deadline: float | None = None, max_bytes: int = 1 << 40)
     return _read_exact(fd, size, deadline)
 
 
-def _read_exact(fd: int, size: int, deadline: float | None) -> bytes:
+def _read_exact(fd: int, size: int, deadline: float | None, sock: socket.socket | None = None) -> bytes:
+    """``size`` bytes, never more (a session's channel follows its reply on the same socket).
+    With ``sock`` (the fd's socket), bytes already there are taken without a ``select``."""
     buf = bytearray()
     while len(buf) < size:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise WorkerLost("no reply in time")
-        try:
-            chunk = os.read(fd, min(size - len(buf), 1 << 20))
-        except OSError as exc:  # ECONNRESET from a socket whose other end died
-            raise WorkerLost(f"read failed: {exc}") from None
+        want = min(size - len(buf), 1 << 20)
+        chunk = _waiting(sock, want) if sock is not None else None
+        if chunk is None:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    raise WorkerLost("no reply in time")
+            try:
+                chunk = os.read(fd, want)
+            except OSError as exc:  # ECONNRESET from a socket whose other end died
+                raise WorkerLost(f"read failed: {exc}") from None
         if not chunk:
             raise WorkerLost("channel closed")
         buf += chunk
     return bytes(buf)
+
+
+def _waiting(sock: socket.socket, size: int) -> bytes | None:
+    """Up to ``size`` bytes already in the socket; None if there are none yet."""
+    try:
+        return sock.recv(size, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        raise WorkerLost(f"read failed: {exc}") from None
 
 
 def send_request(fd: int, obj: Any) -> None:
@@ -85,11 +102,24 @@ def send_reply(fd: int, header: dict[str, Any], blob: bytes = b"") -> None:
     write_frame(fd, blob)
 
 
-def recv_reply(fd: int, deadline: float | None, max_blob: int) -> tuple[dict[str, Any], bytes]:
+def recv_reply(
+    fd: int, deadline: float | None, max_blob: int, sock: socket.socket | None = None
+) -> tuple[dict[str, Any], bytes]:
+    """A reply: its header frame, then its blob frame (``send_reply``). Once the header's size is
+    in, the header and the blob's size are read together; with ``sock`` (the fd's socket) what
+    has come already is taken without a ``select`` (a small reply comes in one write): two reads
+    and one ``select`` where there were four of each."""
+    (size,) = _LEN.unpack(_read_exact(fd, _LEN.size, deadline))
+    if size > MAX_HEADER:
+        raise WorkerLost(f"frame of {size} bytes exceeds {MAX_HEADER}")
+    rest = _read_exact(fd, size + _LEN.size, deadline, sock)
     try:
-        header = json.loads(read_frame(fd, deadline, max_bytes=1 << 24))
+        header = json.loads(rest[:size])
     except ValueError as exc:
         raise WorkerLost(f"malformed reply: {exc}") from None
     if not isinstance(header, dict):
         raise WorkerLost("malformed reply")
-    return header, read_frame(fd, deadline, max_bytes=max_blob)
+    (blob_size,) = _LEN.unpack(rest[size:])
+    if blob_size > max_blob:
+        raise WorkerLost(f"frame of {blob_size} bytes exceeds {max_blob}")
+    return header, _read_exact(fd, blob_size, deadline, sock) if blob_size else b""
