@@ -270,8 +270,17 @@ def test_a_prompt_file_grown_huge_in_the_folder_is_not_read_on_resume(tmp_path: 
     llm = FilesLLM(tmp_path, poll_s=0.01, settle_s=0.05)
     with (tmp_path / "prompt_006.md").open("wb") as handle:
         handle.truncate(1 << 30)
+    prompt = tmp_path / "prompt_006.md"
+
+    def answer() -> None:  # once the prompt is written afresh (never reading the grown one)
+        while not prompt.exists() or prompt.stat().st_size >= 1 << 30:
+            time.sleep(0.01)
+        (tmp_path / "reply_006.md").write_text("fresh answer")
+
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with person(tmp_path, lambda n, _: "fresh answer" if n == 6 else None):
-        assert llm.complete(request(6)).text == "fresh answer"
+    writer = threading.Thread(target=answer, daemon=True)
+    writer.start()
+    assert llm.complete(request(6)).text == "fresh answer"
+    writer.join(5)
     assert (tmp_path / "prompt_006.md").read_text() == prompt_text(request(6))
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 256 << 10  # KiB: under 256 MiB more
