@@ -13,7 +13,10 @@ shipped train split instead, against its shipped references: what the search see
 each rule's mean gap per size and the mean over sizes: the published rules through the rule
 track's dispatcher (ties as published), and the best program of every run folder given (e.g.
 the seeds of `bench/offline_study.py`), or with `--top K` its K best programs on train, with
-the one its run reported marked. `--on valid` scores on smtt_rule's validation split;
+the one its run reported marked; with `--selections` too, what a choice among those K would report
+on this set: the run's own (the best on `valid`), the best per size on `valid`, and the best per
+size on this set itself (an oracle: no choice among the K can do better). `--on valid` scores on
+smtt_rule's validation split;
 `--min-reference R` leaves out the instances whose reference is below R. A `--rule`
 may be a tuple, `'np.maximum(d, t + p), d, p'`: compared lexicographically (ties by d, then p).
 """
@@ -40,7 +43,7 @@ from evolve.evaluators.smtt.local_search import iterated_descent, warm_start
 from evolve.evaluators.smtt.objective import total_tardiness
 from evolve.gp.codegen import parse
 from evolve.gp.program import rule_tree
-from evolve.gp.tree import evaluate
+from evolve.gp.tree import compile_tree
 from evolve.problem import load_problem
 
 VALIDATION_SEED = 86420  # never used by the shipped splits (generator.py) nor bench/smtt_train_split.py
@@ -92,8 +95,10 @@ def baseline(name: str):
 
 def tree_rule(tree, ties: tuple = ()):
     """The tree as a priority; with ``ties`` (trees too), a tuple compared lexicographically."""
+    run = {id(t): compile_tree(t) for t in (tree, *ties)}  # evaluate()'s values, without a call per node
+
     def value(t, kw):
-        return np.broadcast_to(np.asarray(evaluate(t, kw), dtype=float), kw["p"].shape)
+        return np.broadcast_to(np.asarray(run[id(t)](kw), dtype=float), kw["p"].shape)
 
     def priority(**kw):
         return (value(tree, kw), *(value(t, kw) for t in ties)) if ties else value(tree, kw)
@@ -127,6 +132,31 @@ def archive_rows(folder: Path, rule_spec, top: int):
                 mark = "*" if pid == chosen else ""
                 rows.append((f"{db_path.parent.name} {mark}#{pid} (train {score:.4f})", tree_rule(tree)))
     return rows
+
+
+SELECTIONS = ("best on valid (the run's choice)", "best per size on valid", "best per size on this set (oracle)")
+
+
+def selections(programs: dict[str, list[tuple[str, dict[int, float], dict[int, float]]]]) -> None:
+    """``--selections``: per run, the program each choice picks for each size among its top K, and
+    the study's median (min-max) over runs of the picked programs' gaps on the scored set.
+    ``programs``: per run, (name, gaps on `valid` floored as the run's choice sees them, gaps here)."""
+    picks: dict[str, list[dict[int, tuple[str, float]]]] = {label: [] for label in SELECTIONS}
+    for rows in programs.values():
+        # Train's order breaks ties, as evolve/selection.py does (rows come best on train first).
+        whole = min(rows, key=lambda r: statistics.fmean(r[1].values()))
+        picks[SELECTIONS[0]].append({n: (whole[0], whole[2][n]) for n in SIZES})
+        for label, on in ((SELECTIONS[1], 1), (SELECTIONS[2], 2)):
+            best = {n: min(rows, key=lambda r, n=n: r[on][n]) for n in SIZES}
+            picks[label].append({n: (best[n][0], best[n][2][n]) for n in SIZES})
+    print("| choice among each run's top programs, median (min-max) over runs | "
+          + " | ".join(f"n={n}" for n in SIZES) + " |")
+    print("|---" * (len(SIZES) + 1) + "|")
+    for label, runs in picks.items():
+        cells = [[run[n][1] for run in runs] for n in SIZES]
+        print(f"| {label} | " + " | ".join(f"{statistics.median(c):.3f} ({min(c):.2f}-{max(c):.2f})" for c in cells) + " |")
+    for label, runs in picks.items():
+        print(f"{label}: " + "; ".join(" ".join(sorted({run[n][0] for n in SIZES})) for run in runs))
 
 
 def gaps(rule, cases, min_reference: float = 0.0, floor: float = 0.0, floor_from: int = 100) -> dict[int, float]:
@@ -166,7 +196,12 @@ def main() -> None:
                         help="every figure at three decimals, and after the rows each study's median (min-max) over its seeds")
     parser.add_argument("--top", type=int, default=0, metavar="K",
                         help="score each run's K best programs on train instead of its reported best")
+    parser.add_argument("--selections", action="store_true",
+                        help="with --top: what choosing among each run's K on `valid` (floored at n >= 100 as "
+                             "smtt_rule's search sees it), or per size, would report here")
     args = parser.parse_args()
+    if args.selections and not args.top:
+        parser.error("--selections needs --top K")
     streams = [int(k) for k in args.stream.split(",")]
     if args.on == "fresh":
         cases = []
@@ -185,9 +220,13 @@ def main() -> None:
     rows = [(name, baseline(name)) for name in BASELINES]
     names = {i.name for i in rule_spec.inputs}
     rows += [(f"`{expr}`", expression_rule(expr, names)) for expr in args.rule]
+    run_of: dict[str, str] = {}  # --top's rows: the run each came from
     for folder in args.runs:
         if args.top:
-            rows += archive_rows(folder, rule_spec, args.top)
+            found = archive_rows(folder, rule_spec, args.top)
+            if args.selections:
+                run_of.update({name: f"{folder}/{name.split()[0]}" for name, _ in found})
+            rows += found
             continue
         for best in sorted(folder.glob("**/best.py")):
             tree = rule_tree(best.read_text(), rule_spec)
@@ -201,12 +240,17 @@ def main() -> None:
     print("| rule | " + " | ".join(f"n={n}" for n in SIZES) + " | mean over sizes |")
     print("|---" * (len(SIZES) + 2) + "|")
     studies: dict[str, list[dict[int, float]]] = {}
+    chosen: dict[str, list[tuple[str, dict[int, float], dict[int, float]]]] = {}
+    valid = [(len(i.data["p"]), i.data["p"], i.data["d"], float(i.reference.value))
+             for i in load_problem("smtt_rule").instances("valid")] if args.selections else []
     for name, rule in rows:
         by_size = gaps(rule, cases, args.min_reference, args.floor)
+        if name in run_of:
+            chosen.setdefault(run_of[name], []).append((name.split()[1], gaps(rule, valid, floor=2.5), by_size))
         digits = 3 if args.medians else 2
         print(f"| {name} | " + " | ".join(f"{by_size[n]:.{digits}f}" for n in SIZES)
               + f" | {statistics.fmean(by_size.values()):.{digits}f} |", flush=True)
-        if Path(name).name.startswith("seed-"):
+        if not args.top and Path(name).name.startswith("seed-"):  # --top: programs, not a study's seeds
             studies.setdefault(str(Path(name).parent), []).append(by_size)
     if args.medians:
         print("| study, median (min-max) over seeds | " + " | ".join(f"n={n}" for n in SIZES) + " | mean over sizes |")
@@ -215,6 +259,8 @@ def main() -> None:
             cells = [[s[n] for s in seeds] for n in SIZES] + [[statistics.fmean(s.values()) for s in seeds]]
             print(f"| {study} ({len(seeds)} seeds) | " + " | ".join(
                 f"{statistics.median(c):.3f} ({min(c):.2f}-{max(c):.2f})" for c in cells) + " |", flush=True)
+    if chosen:
+        selections(chosen)
 
 
 if __name__ == "__main__":
