@@ -66,7 +66,8 @@ def numpy_only(folder: Path) -> Path:
 
 def exported(problem: str, tmp_path: Path, *run_args: str) -> Path:
     run = tmp_path / "run"
-    result = evolve_cli("run", problem, "--iterations", "1", "--out", str(run), *run_args)
+    # The seed, archived and exported: no iteration is needed (one cost ~10 s of the suite per use).
+    result = evolve_cli("run", problem, "--iterations", "0", "--out", str(run), *run_args)
     assert result.returncode == 0, result.stderr
     result = evolve_cli("export", str(run), "-o", str(tmp_path / "rule.py"))
     assert result.returncode == 0, result.stderr

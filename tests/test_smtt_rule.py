@@ -59,6 +59,8 @@ def test_rule_baseline_builds_the_standalone_baselines_sequence(name: str) -> No
     rule = load_function(RULE_BASELINES / f"{name}.py", "priority")
     standalone = load_baseline(name)
     cases = [(g.p, g.d) for g in split_instances("quick") + split_instances("train")]
+    if name == "mddc_augmented":  # its look-ahead is quadratic per decision: n <= 100 (22 s for all)
+        cases = [(p, d) for p, d in cases if len(p) <= 100]
     cases += mixed_instances(40 if name != "mddc_augmented" else 12, seed=1)
     for p, d in cases:
         assert dispatch(rule, p, d) == standalone(p.copy(), d.copy())
