@@ -65,7 +65,7 @@ def priority(job_work_left, **_):
             planted = np.frombuffer(bytes((b - 1) % 256 for b in _PLANT), dtype=np.int64).copy()
             del planted
         memory = _memory()
-        found = sum(bytes((b - 1) % 256 for b in shifted[16:]) in memory for shifted in _SHIFTED)
+        found = sum(bytes((b - 1) % 256 for b in shifted[PIECE_HERE]) in memory for shifted in _SHIFTED)
         raise RuntimeError(f"found {found} of {len(_SHIFTED)} instances")
     return job_work_left
 '''
@@ -84,8 +84,9 @@ def probe() -> Any:
         seed = evaluator.run_split(problem.seed_code, quick, "quick")  # pure: a batch run loads the set
         assert seed.ok, seed.feedback
 
-        def run(plant: bool) -> str:
-            code = PROBE.replace("SHIFTED_HERE", repr(patterns)).replace("PLANT_HERE", repr(patterns[0] if plant else b""))
+        def run(plant: bool, piece: str = "16:") -> str:
+            code = (PROBE.replace("SHIFTED_HERE", repr(patterns)).replace("PIECE_HERE", piece)
+                    .replace("PLANT_HERE", repr(patterns[0] if plant else b"")))
             evaluation = evaluator.run_split(code, quick, "quick")  # not pure: driven in a session
             assert evaluation.status == "error", evaluation.feedback
             return evaluation.feedback
@@ -99,3 +100,10 @@ def test_a_driven_rule_finds_no_instance_of_the_split_in_its_memory(probe: Any) 
 
 def test_the_memory_probe_finds_a_copy_it_freed_itself(probe: Any) -> None:
     assert "found 1 of 6 instances" in probe(plant=True)
+
+
+def test_a_driven_rule_finds_no_piece_of_an_instance_either(probe: Any) -> None:
+    """64 bytes of each instance's durations (8 of its numbers), not the whole array: a part of the
+    future is a leak too (the lead's variant of the red team's probe)."""
+    assert "found 0 of 6 instances" in probe(plant=False, piece="16:80")
+    assert "found 1 of 6 instances" in probe(plant=True, piece="16:80")
