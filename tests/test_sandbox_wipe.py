@@ -107,3 +107,41 @@ def test_a_driven_rule_finds_no_piece_of_an_instance_either(probe: Any) -> None:
     future is a leak too (the lead's variant of the red team's probe)."""
     assert "found 0 of 6 instances" in probe(plant=False, piece="16:80")
     assert "found 1 of 6 instances" in probe(plant=True, piece="16:80")
+
+
+FRAMES = '''
+import sys
+
+_DONE = []
+
+
+def priority(job_work_left, **_):
+    if not _DONE:
+        _DONE.append(1)
+        held = 0
+        frame = sys._getframe()
+        while frame is not None:  # the stack this process was forked with, up to the zygote's loop
+            for value in frame.f_locals.values():
+                if isinstance(value, (bytes, bytearray, str)) and b'"end"' in (
+                        value.encode() if isinstance(value, str) else bytes(value)):
+                    held += 1
+            frame = frame.f_back
+        raise RuntimeError(f"schedules held by {held} frames")
+    return job_work_left
+'''
+
+
+def test_a_driven_rule_finds_no_batch_reply_in_the_frames_it_was_forked_with() -> None:
+    """The zygote's request loop kept the last batch reply in a local (``blob``) while it forked
+    the next forker, after the next instance load: every later child had the last batch run's
+    schedules on its stack (each operation's start and end: the durations), and a rule read them
+    off ``sys._getframe()``: 6 of 6 quick instances with the seed's quick run and a load after
+    it, as a search does (ninth red team).  The request's locals now end with its call."""
+    problem = load_problem("jssp")
+    quick = problem.instances("quick")
+    with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
+        assert evaluator.run_split(problem.seed_code, quick, "quick").ok  # a batch: the zygote relays it
+        assert evaluator.run_split(problem.seed_code, quick[:2], "quick").ok  # a load: a new forker
+        evaluation = evaluator.run_split(FRAMES, quick, "quick")  # not pure: driven in a session
+    assert evaluation.status == "error", evaluation.feedback
+    assert "schedules held by 0 frames" in evaluation.feedback, evaluation.feedback

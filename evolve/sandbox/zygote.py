@@ -169,48 +169,56 @@ class Zygote(ChildKeeper):
         while True:
             try:
                 self.prepare_spare()
-                frame = read_frame(self.fin)
-            except WorkerLost:
-                return
-            if os.getpid() != self.pid:  # never in a child, whatever a candidate did
-                os._exit(99)
-            try:
-                req = pickle.loads(frame)  # from the controller: trusted
-                del frame
-                op = req.get("op")
-                if op == "exit":
+                if not self._answer(read_frame(self.fin)):
                     return
-                if op == "end":  # a session that already ended by itself: nothing to do
-                    continue
-                if op == "session":
-                    self.session(req)
-                    if self.exit_requested:
-                        return
-                elif op == "settle":  # the loop's top has cleaned up and forked the spare
-                    send_reply(self.fout, {"ok": True, "spare": self.spare.pid if self.spare else None,
-                                           "forker": self.forker.pid if self.forker else None})
-                elif op == "drop":
-                    self.sets.pop(req["set"], None)
-                elif op == "load":
-                    self.sets[req["set"]] = req["instances"]
-                    self.sets_version += 1
-                    del req
-                    gc.freeze()
-                    send_reply(self.fout, {"ok": True})
-                elif op == "run":
-                    limits = self.limits
-                    if req.get("timeout_s"):
-                        limits = dataclasses.replace(limits, timeout_s=float(req["timeout_s"]))
-                    facts, blob = self.execute(req["source"], req["function"], req["set"], limits)
-                    send_reply(self.fout, {"ok": True, **facts}, blob)
-                    if facts["killed"] == "controller":
-                        return
-                else:
-                    send_reply(self.fout, {"ok": False, "error": f"unknown op {op!r}"})
             except WorkerLost:
                 return
-            except Exception as exc:
-                send_reply(self.fout, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+
+    def _answer(self, frame: bytes) -> bool:
+        """One request; False: stop serving.  Its frame, the request and the reply are locals of
+        this call, gone when it returns: the loop's top forks the next spare (and a new forker),
+        and every frame of this stack is in the child's.  A batch reply kept in ``serve``'s
+        frame was the last split's schedules, which a jssp rule driven in the next session read
+        off ``sys._getframe()`` (their ends less their starts are the durations; ninth red team)."""
+        if os.getpid() != self.pid:  # never in a child, whatever a candidate did
+            os._exit(99)
+        try:
+            req = pickle.loads(frame)  # from the controller: trusted
+            del frame
+            op = req.get("op")
+            if op == "exit":
+                return False
+            if op == "end":  # a session that already ended by itself: nothing to do
+                return True
+            if op == "session":
+                self.session(req)
+                return not self.exit_requested
+            if op == "settle":  # the loop's top has cleaned up and forked the spare
+                send_reply(self.fout, {"ok": True, "spare": self.spare.pid if self.spare else None,
+                                       "forker": self.forker.pid if self.forker else None})
+            elif op == "drop":
+                self.sets.pop(req["set"], None)
+            elif op == "load":
+                self.sets[req["set"]] = req["instances"]
+                self.sets_version += 1
+                del req
+                gc.freeze()
+                send_reply(self.fout, {"ok": True})
+            elif op == "run":
+                limits = self.limits
+                if req.get("timeout_s"):
+                    limits = dataclasses.replace(limits, timeout_s=float(req["timeout_s"]))
+                facts, blob = self.execute(req["source"], req["function"], req["set"], limits)
+                send_reply(self.fout, {"ok": True, **facts}, blob)
+                if facts["killed"] == "controller":
+                    return False
+            else:
+                send_reply(self.fout, {"ok": False, "error": f"unknown op {op!r}"})
+        except WorkerLost:
+            return False
+        except Exception as exc:
+            send_reply(self.fout, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        return True
 
     def shutdown(self) -> None:
         with contextlib.suppress(Exception):  # the sweep below kills what this leaves
