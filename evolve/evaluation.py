@@ -372,6 +372,11 @@ def describe(results: list[InstanceResult], metrics: dict[str, float], score_kin
     gap = headline_gap(metrics, score_kind)
     if gap is not None:
         lines.append(f"gap to reference: {gap:.3f}% over {len(results)} instances")
+    elif score_kind.startswith("gap") and results and all(r.reference == 0 for r in results):
+        # feasible, but no score: said, rather than an "infeasible" status with no reason
+        lines.append(f"no gap: the reference of every instance is 0, and a gap relative to 0 is undefined "
+                     f"(objective sum {metrics.get('objective_sum', 0.0):g}); score it on instances with a non-zero "
+                     "reference")
     groups = sorted((k[13:-1] for k in metrics if k.startswith("gap_mean_pct[")), key=natural_key)
     if groups:
         lines.append("per group: " + ", ".join(f"{g} {metrics[f'gap_mean_pct[{g}]']:.2f}%" for g in groups))

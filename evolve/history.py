@@ -84,12 +84,14 @@ class History:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def programs(self, gap_key: str = "gap_mean_pct") -> list[ProgramPoint]:
-        """Every program, oldest first, with the metric ``gap_key`` as its gap."""
+    def programs(self, gap_keys: tuple[str, ...] = ("gap_mean_pct",)) -> list[ProgramPoint]:
+        """Every program, oldest first, with the first of the metrics ``gap_keys`` it has as its
+        gap (``scoring.headline_gap_keys``: the gap review prints)."""
+        gap = " ".join(["COALESCE(", ", ".join(["json_extract(metrics, ?)"] * len(gap_keys)), ", NULL)"])
         rows = self._db.execute(
             "SELECT id, parent_id, island, iteration, origin, model, status, score, features, created_at,"
-            " json_extract(metrics, ?) FROM programs ORDER BY id",
-            (f"$.{json.dumps(gap_key)}",),
+            f" {gap} FROM programs ORDER BY id",
+            tuple(f"$.{json.dumps(key)}" for key in gap_keys),
         )
         return [
             ProgramPoint(

@@ -30,7 +30,7 @@ from evolve.problem import Problem
 from evolve.review import RunReview, problem_of, review_run
 from evolve.runs import RunInfo, load_run
 from evolve.sandbox.outcome import printable
-from evolve.scoring import headline_gap, natural_key
+from evolve.scoring import headline_gap, headline_gap_keys, natural_key
 from evolve.verifier import Instance
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -56,7 +56,7 @@ def build_report(
     holdout = evaluate_holdout(run_dir, split, workers, progress)
     score_kind = problem.spec.objective.score
     with History(info.archive_path) as history:
-        points = history.programs("gap_ratio_pct" if score_kind == "gap_ratio" else "gap_mean_pct")
+        points = history.programs(headline_gap_keys(score_kind))
         run_started = history.started_at() or 0.0
     seed_score = review.seed.score if review.seed else None
     best_id = review.best.id if review.best else None

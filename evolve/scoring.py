@@ -158,9 +158,14 @@ def _blend(metrics: dict[str, float], suffix: str, median_weight: float) -> floa
     return (1.0 - median_weight) * mean + median_weight * metrics[f"gap_median_pct{suffix}"]
 
 
+def headline_gap_keys(score_kind: str) -> tuple[str, ...]:
+    """The metrics that hold the headline gap, the first present wins (a single group has no
+    ``gap_group_mean_pct``: its mean is the group mean)."""
+    if score_kind == "gap_group_mean":
+        return ("gap_group_mean_pct", "gap_mean_pct")
+    return ("gap_ratio_pct",) if score_kind == "gap_ratio" else ("gap_mean_pct",)
+
+
 def headline_gap(metrics: dict[str, float], score_kind: str) -> float | None:
     """The gap (in %) a user reads next to the score."""
-    if score_kind == "gap_group_mean" and "gap_group_mean_pct" in metrics:
-        return metrics["gap_group_mean_pct"]
-    key = "gap_ratio_pct" if score_kind == "gap_ratio" else "gap_mean_pct"
-    return metrics.get(key)
+    return next((metrics[k] for k in headline_gap_keys(score_kind) if k in metrics), None)

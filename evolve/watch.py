@@ -36,6 +36,7 @@ from evolve.report import TEMPLATES, Figure
 from evolve.review import diff_summary, problem_of, review_run, unified_diff
 from evolve.runs import LOCK, load_run
 from evolve.sandbox.outcome import printable
+from evolve.scoring import headline_gap_keys
 
 RECENT = 15
 
@@ -90,9 +91,8 @@ class LiveView:
         from evolve import report_plots as plots
 
         review = review_run(self.run_dir, top=10)
-        gap_key = "gap_ratio_pct" if self.score_kind == "gap_ratio" else "gap_mean_pct"
         with History(self.info.archive_path) as history:
-            points = history.programs(gap_key)
+            points = history.programs(headline_gap_keys(self.score_kind))
             started = history.started_at() or time.time()
             recent = history.recent_attempts(self.recent)
         seed_score = review.seed.score if review.seed else None

@@ -1,0 +1,48 @@
+"""The gap the report and `watch` plot for each program is the headline gap review prints, and
+what an evaluation without one says.
+
+smtt scores by gap_group_mean (the mean over sizes): the progress plot drew the instance mean
+(gap_mean_pct) for every dot and the best-so-far line, next to the seed's line at its group
+mean, so a 3-iteration run showed its seed at 52.3 % on the line and 56.7 % in the legend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from test_archive import _program
+
+from evolve.archive import Archive
+from evolve.history import History
+from evolve.scoring import headline_gap, headline_gap_keys
+
+
+def test_history_gaps_are_the_headline_gap_of_each_score_kind(tmp_path: Path) -> None:
+    path = tmp_path / "archive.sqlite"
+    archive = Archive(path, create=True)
+    groups = {"gap_mean_pct": 52.33, "gap_group_mean_pct": 56.74, "gap_ratio_pct": 61.78}
+    archive.add_program(replace(_program("seed", -56.74, 0), metrics=groups))
+    one_group = {"gap_mean_pct": 7.0, "gap_ratio_pct": 3.0}  # a single group has no group mean
+    archive.add_program(replace(_program("child", -7.0, 1), metrics=one_group))
+    archive.close()
+    with History(path) as history:
+        for kind in ("gap_group_mean", "gap_mean", "gap_ratio"):
+            gaps = [p.gap for p in history.programs(headline_gap_keys(kind))]
+            assert gaps == [headline_gap(groups, kind), headline_gap(one_group, kind)], kind
+        assert [p.gap for p in history.programs(headline_gap_keys("gap_group_mean"))] == [56.74, 7.0]
+
+
+def test_a_feasible_evaluation_without_a_gap_says_why() -> None:
+    """An --instances file whose every reference is 0 (smtt with loose due dates) was reported
+    'infeasible: ' with nothing after it: every solution was feasible, the gap undefined."""
+    from evolve.evaluation import describe
+    from evolve.scoring import aggregate
+    from evolve.verifier import Instance, Reference, feasible
+
+    zero = [Instance(f"i{k}", "n=2", {}, Reference(0.0, "optimal", "dp", 0.0)) for k in range(2)]
+    results = [feasible(i, 0.0, "minimize") for i in zero]
+    score, metrics = aggregate(results, "minimize", "gap_mean")
+    assert score is None
+    assert describe(results, metrics, "gap_mean").startswith(
+        "no gap: the reference of every instance is 0, and a gap relative to 0 is undefined (objective sum 0)")
