@@ -24,6 +24,8 @@ def json_instance_rows(label: str, text: str) -> list[Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{label}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise UserError(f"{label}: JSON nested too deeply to be an instance file") from None
     if not isinstance(data, dict) or "instances" not in data:
         raise UserError(f'{label}: expected a JSON object {{"instances": [...]}}, got {render(data)}')
     extra = sorted(set(data) - {"instances"})

@@ -151,10 +151,33 @@ def test_taillard_format_reads_one_based_machines_and_header_bounds(tmp_path: Pa
     assert (first.shop.name, second.shop.name) == ("t-1", "t-2")
 
 
+def test_jsplib_taillard_specification_and_a_byte_order_mark_load(tmp_path: Path, verifier: JsspVerifier) -> None:
+    """JSPLIB's Taillard specification ('n m', the durations, the 1-based machines, no titles) was
+    an error ('an odd number of integers (15)' for ta01; silently misread for even m would need
+    machines < m); a UTF-8 byte-order mark before 'n m' made the header 'line 2'."""
+    times = "\n".join(" ".join(str(d) for _, d in job) for job in FT06.jobs())
+    machines = "\n".join(" ".join(str(m + 1) for m, _ in job) for job in FT06.jobs())
+    spec = f"{FT06.n_jobs} {FT06.n_machines}\n{times}\n\n{machines}\n"
+    [item] = parse_instance_file(write(tmp_path, "ft06_tai.txt", spec))
+    assert item.shop.jobs() == FT06.jobs()
+    [inst] = verifier.load_instances(tmp_path / "ft06_tai.txt")
+    assert (inst.reference.value, inst.reference.kind) == (55, "optimal")
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbf" + standard_text(FT06).encode())
+    assert parse_instance_file(bom)[0].shop.jobs() == FT06.jobs()
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps({"instances": [{"name": "a", "jobs": [[[0, 2]]]}]}).encode())
+    assert parse_instance_file(bom)[0].shop.name == "a"
+
+
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
         ("x.json", "{", "x.json: invalid JSON at line 1"),
+        ("x.json", '{"instances": ' + "[" * 100_000, "x.json: JSON nested too deeply"),  # was a RecursionError
+        # no gap can be measured against makespan 0 (was "infeasible" with no reason)
+        ("x.json", '{"instances": [{"name": "a", "jobs": [[[0, 0]], [[1, 0]]]}]}',
+         "x.json: instances[0]: instance 'a': every duration is 0"),
+        ("x.txt", "-2 2\n0 1 1 2\n", "x.txt: line 1: instance 'x': expected at least 1 job"),  # was skipped as text
         ("x.json", '{"instances": []}', "x.json: instances: expected a non-empty list"),
         ("x.json", '{"instances": [{"name": "a", "jobs": [[[0, 1]]]}], "v": 1}', "x.json: unknown key 'v'"),
         ("x.json", '{"instances": [{"name": "a"}]}', "x.json: instances[0]: missing key 'jobs'"),

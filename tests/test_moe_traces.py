@@ -97,6 +97,10 @@ def test_ilp_reference_for_small_traces(tmp_path: Path) -> None:
     ({"load_history": [{"logical_expert_load": [[1, 2]]}, {"logical_expert_load": [[1, 2, 3]]}]},
      "load_history[1].logical_expert_load: shape [1, 3] differs from load_history[0] [1, 2]"),
     ({"load_history": [{"logical_expert_load": [[1, 2]]}] * 3}, "need at least 2 windows"),
+    # beyond int64: was "(ragged or mixed values)"
+    ({"load_history": [{"logical_expert_load": [[1, 2]]}, {"logical_expert_load": [[1, 10**30]]}]},
+     "load_history[1].logical_expert_load: expected token counts from 0 to 1000000000000000, got 1000000000000"),
+    ("[" * 100_000, "JSON nested too deeply"),  # was a RecursionError
 ])
 def test_malformed_history_files_are_one_line_errors(tmp_path: Path, payload: object, message: str) -> None:
     path = tmp_path / "bad.json"
@@ -109,7 +113,7 @@ def test_malformed_history_files_are_one_line_errors(tmp_path: Path, payload: ob
 
 def test_malformed_npz_files(tmp_path: Path) -> None:
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(UserError, match="cannot read .npz trace"):
+    with pytest.raises(UserError, match="junk.npz: not an .npz file"):  # was "contains pickled (object) data"
         MoeVerifier(PROBLEM_DIR, {}).load_instances(tmp_path / "junk.npz")
     np.savez(tmp_path / "flat.npz", w=np.ones((3, 4)))
     with pytest.raises(UserError, match=r"array 'w': expected \[windows, layers, experts\]"):

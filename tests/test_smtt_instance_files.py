@@ -175,6 +175,31 @@ def test_a_value_below_a_proven_bound_is_refused(verifier: SmttVerifier, tmp_pat
 GOOD = {"name": "a", "p": [1, 2], "d": [0, 3]}
 
 
+def test_the_documented_example_file_states_true_references(verifier: SmttVerifier, tmp_path: Path) -> None:
+    """docs/smtt.md's example claimed optimum 8 for an instance whose optimum is 10: accepted while
+    nothing was cached, refused ('8 is below 10') once the same content had been computed."""
+    import re
+
+    text = (PROBLEM_DIR.parents[1] / "docs" / "smtt.md").read_text()
+    example = re.search(r"### Custom instances.*?```json\n(.*?)```", text, re.S)
+    assert example, "docs/smtt.md: the custom-instances example is gone"
+    rows = json.loads(example.group(1))["instances"]
+    for row in rows:
+        stated = row.get("optimum", row.get("upper_bound"))
+        assert stated == brute_force(np.array(row["p"]), np.array(row["d"])), row["name"]
+    path = write(tmp_path, example.group(1))
+    assert [i.reference.kind for i in verifier.load_instances(path)] == ["optimal", "optimal"]
+
+
+def test_a_byte_order_mark_is_read_and_deep_nesting_is_one_line(verifier: SmttVerifier, tmp_path: Path) -> None:
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"instances": [GOOD]}).encode())
+    assert [i.name for i in verifier.load_instances(path)] == ["a"]  # was "Unexpected UTF-8 BOM"
+    path.write_text('{"instances": ' + "[" * 100_000)
+    with pytest.raises(UserError, match="bom.json: JSON nested too deeply"):  # was a RecursionError
+        verifier.load_instances(path)
+
+
 @pytest.mark.parametrize(
     ("payload", "message"),
     [

@@ -9,7 +9,10 @@ Accepted, told apart by content:
   one file each start after an ``instance NAME`` line (as in jobshop1.txt);
 * Taillard's text: a ``Nb of jobs, Nb of Machines, ...`` header with the
   upper and lower bound, a ``Times`` matrix and a ``Machines`` matrix
-  (1-based); several instances may follow each other.
+  (1-based); several instances may follow each other;
+* JSPLIB's "Taillard specification": ``n m``, then n rows of m durations and
+  n rows of m machines (1-based), without the titles; told from the standard
+  format by its machine rows, each a permutation of 1..m.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def _nonneg_int(where: str, value: Any, maximum: int | None = None) -> int:
 def parse_instance_file(path: Path) -> list[FileInstance]:
     label = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark (Windows editors) is dropped
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{label}: cannot read instance file ({type(exc).__name__}: {exc})") from None
     if text.lstrip().startswith("{"):
@@ -67,6 +70,9 @@ def parse_instance_file(path: Path) -> list[FileInstance]:
         names[item.shop.name] = item.where
         if item.shop.n_operations > MAX_OPERATIONS:
             raise UserError(f"{item.where}: {item.shop.n_operations} operations, at most {MAX_OPERATIONS} supported")
+        if not item.shop.durations.any():
+            raise UserError(f"{item.where}: instance {item.shop.name!r}: every duration is 0, so every schedule has "
+                            "makespan 0 and no gap can be measured")
     return found
 
 
@@ -122,7 +128,8 @@ def _ints(label: str, number: int, line: str, what: str) -> list[int]:
 
 
 def _is_int_line(line: str) -> bool:
-    return bool(line.split()) and all(re.fullmatch(r"\d+", x) for x in line.split())
+    # signed: a header '-2 2' is an error naming it, not a line skipped as text
+    return bool(line.split()) and all(re.fullmatch(r"-?\d+", x) for x in line.split())
 
 
 def _parse_standard(label: str, stem: str, text: str) -> list[FileInstance]:
@@ -141,7 +148,8 @@ def _parse_standard(label: str, stem: str, text: str) -> list[FileInstance]:
                 raise UserError(f"{label}: line {i + 1}: expected the header 'jobs machines', got {render(line.strip())}")
             where = f"{label}: line {i + 1}"
             shop_name = name or (stem if not out else f"{stem}-{len(out)}")
-            shop, i = _standard_jobs(label, lines, i + 1, values[0], values[1], shop_name)
+            spec = _taillard_spec(label, lines, i + 1, values[0], values[1], shop_name)
+            shop, i = spec or _standard_jobs(label, lines, i + 1, values[0], values[1], shop_name)
             out.append(FileInstance(shop, where=where))
             name = None
             continue
@@ -173,6 +181,34 @@ def _standard_jobs(label: str, lines: list[str], i: int, n: int, m: int, name: s
                 raise UserError(f"{label}: line {i}: instance {name!r} job {j} operation {k // 2}: duration {duration} is outside 0..{MAX_DURATION}")
             ops.append((machine, duration))
         jobs.append(ops)
+    return JobShop.from_jobs(name, jobs, m), i
+
+
+def _taillard_spec(label: str, lines: list[str], i: int, n: int, m: int, name: str) -> tuple[JobShop, int] | None:
+    """JSPLIB's Taillard specification after the header ``n m`` at line ``i``: n rows of m
+    durations, then n rows of m 1-based machines, each a permutation of 1..m (which the
+    standard format, 0-based, never has); None when the rows are not that."""
+    if n < 1 or not 1 <= m <= MAX_MACHINES:
+        return None
+    rows: list[tuple[int, list[int]]] = []  # (line number, values)
+    while len(rows) < 2 * n and i < len(lines):
+        line = lines[i].split("#", 1)[0]
+        i += 1
+        if not line.strip():
+            continue
+        if not _is_int_line(line) or len(line.split()) != m:
+            return None
+        rows.append((i, [int(x) for x in line.split()]))
+    if len(rows) < 2 * n or any(sorted(values) != list(range(1, m + 1)) for _, values in rows[n:]):
+        return None
+    jobs = []
+    for j in range(n):
+        number, times = rows[j]
+        for k, duration in enumerate(times):
+            if not 0 <= duration <= MAX_DURATION:
+                raise UserError(f"{label}: line {number}: instance {name!r} job {j} operation {k}: duration {duration} "
+                                f"is outside 0..{MAX_DURATION}")
+        jobs.append([(machine - 1, duration) for machine, duration in zip(rows[n + j][1], times, strict=True)])
     return JobShop.from_jobs(name, jobs, m), i
 
 

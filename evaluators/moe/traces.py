@@ -41,6 +41,13 @@ def _counts(where: str, value: Any, ndim: int, what: str) -> np.ndarray:
         arr = np.asarray(value)
     except (ValueError, TypeError, OverflowError, RecursionError):
         raise UserError(f"{where}: expected {what} of non-negative integers (ragged or mixed values)") from None
+    if arr.dtype == object and arr.ndim == ndim and arr.size:  # ints beyond int64 are not "ragged"
+        flat = arr.ravel()
+        big = next((k for k, x in enumerate(flat)
+                    if isinstance(x, int) and not isinstance(x, bool) and not 0 <= x <= MAX_LOAD), None)
+        if big is not None:
+            at = [int(i) for i in np.unravel_index(big, arr.shape)]
+            raise UserError(f"{where}: expected token counts from 0 to {MAX_LOAD}, got {_render(flat[big])} at {at}")
     if arr.dtype.kind not in "iuf" or arr.ndim != ndim:
         shape = f"{arr.ndim}-d {arr.dtype.name}" if arr.dtype != object else "ragged or mixed values"
         raise UserError(f"{where}: expected {what} of non-negative integers, got {shape}")
@@ -59,11 +66,13 @@ def _counts(where: str, value: Any, ndim: int, what: str) -> np.ndarray:
 def _read_history(path: Path, interval: int) -> np.ndarray:
     label = str(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark is dropped
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{label}: cannot read trace file ({type(exc).__name__}: {exc})") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{label}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise UserError(f"{label}: JSON nested too deeply to be a load history") from None
     entries = data.get("load_history") if isinstance(data, dict) else data
     if not isinstance(entries, list):
         raise UserError(f'{label}: expected {{"load_history": [...]}} or a list of entries, got {_render(data)}')
@@ -90,6 +99,8 @@ def _read_history(path: Path, interval: int) -> np.ndarray:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     label = str(path)
+    if path.is_file() and not zipfile.is_zipfile(path):  # np.load would call it pickled data
+        raise UserError(f"{label}: not an .npz file (a zip archive of [windows, layers, experts] arrays, as numpy.savez writes)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}

@@ -109,7 +109,7 @@ def parse_instance_file(path: Path) -> list[InstanceSpec]:
     """Validate and read ``path``; raise UserError naming file, instance and field."""
     label = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark (Windows editors) is dropped
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{label}: cannot read instance file ({exc.__class__.__name__}: {exc})") from None
     seen: dict[str, int] = {}
