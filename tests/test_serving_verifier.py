@@ -141,16 +141,31 @@ def test_both_public_trace_formats_load(tmp_path: Path) -> None:
     assert arrival[1] == pytest.approx(4.314579) and prompt.tolist() == [4808, 3180]
 
 
+def test_azure_date_times_with_utc_offsets_load_in_absolute_time(tmp_path: Path) -> None:
+    """ISO date-times with offsets (a 'Z', +01:00, or none: UTC) were a pandas ValueError traceback
+    ('Mixed timezones detected') when the offsets differed."""
+    path = tmp_path / "tz.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16T18:15:46Z,300,5\n"
+                    "2023-11-16 19:15:50+01:00,200,5\n2023-11-16 18:15:48,100,5\n")
+    arrival, prompt, _, _ = read_trace(path)
+    assert arrival.tolist() == [0.0, 2.0, 4.0] and prompt.tolist() == [300, 100, 200]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("a,b,c\n1,2,3\n", "line 1: header 'a,b,c' has neither arrived_at"),
         ("arrived_at,num_prefill_tokens,num_decode_tokens\n0,12.5,3\n",
-         "line 2: field 'num_prefill_tokens': expected a whole number >= 0, got '12.5'"),
+         "line 2: field 'num_prefill_tokens': expected a whole number from 0 to 1,000,000,000, got '12.5'"),
         ("arrived_at,num_prefill_tokens,num_decode_tokens\n0,5,3\nx,1,1\n",
          "line 3: field 'arrived_at': expected seconds >= 0, got 'x'"),
         ("arrived_at,num_prefill_tokens,num_decode_tokens\n0,5\n",
-         "line 2: field .num_decode_tokens.: expected a whole number >= 0, got .."),
+         "line 2: field .num_decode_tokens.: expected a whole number from 0 to 1,000,000,000, got .."),
+        # beyond int64 once counted: the engine failed with a traceback (1e30) or took a wrapped value
+        ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,1e30,5\n",
+         "line 2: field 'ContextTokens': expected a whole number from 0 to 1,000,000,000, got '1e30'"),
+        ("arrived_at,num_prefill_tokens,num_decode_tokens\n0,5,99999999999999999999999\n",
+         "line 2: field 'num_decode_tokens': expected a whole number from 0 to 1,000,000,000, got '9999"),
         ("TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,5,5\n", "field 'TIMESTAMP': expected a date-time"),
         ("arrived_at,num_prefill_tokens,num_decode_tokens\n", "no requests after the header"),
     ],

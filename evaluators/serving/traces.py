@@ -33,6 +33,8 @@ FORMATS = {
     "azure": ("TIMESTAMP", "ContextTokens", "GeneratedTokens"),
 }
 EXPECTED = " or ".join(",".join(cols) for cols in FORMATS.values())
+# Token counts beyond this are not a request's (and would wrap around in int64 arithmetic).
+MAX_TOKENS = 10**9
 
 
 def read_trace(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -98,11 +100,13 @@ def _columns(frame: pd.DataFrame, fmt: str) -> _Columns:
             bad_t = ~np.isfinite(times) | (times < 0)
         what = "seconds >= 0"
     else:
-        stamps = pd.to_datetime(raw_t.astype(str).str.strip(), format="ISO8601", errors="coerce")
+        # utc: offsets may differ from row to row (or be absent: UTC); without it pandas refuses
+        # mixed offsets with a ValueError
+        stamps = pd.to_datetime(raw_t.astype(str).str.strip(), format="ISO8601", errors="coerce", utc=True)
         bad_t = stamps.isna().to_numpy()
         times = (stamps - stamps.min()).dt.total_seconds().to_numpy(dtype=float)
         what = "a date-time like 2023-11-16 18:15:46.6805900"
-    whole = "a whole number >= 0"
+    whole = f"a whole number from 0 to {MAX_TOKENS:,}"
     prompts, bad_p = _counts(frame[p_col], 1)
     outputs, bad_o = _counts(frame[o_col], 1)
     checks = [(t_col, raw_t, bad_t, what), (p_col, frame[p_col], bad_p, whole), (o_col, frame[o_col], bad_o, whole)]
@@ -115,12 +119,12 @@ def _columns(frame: pd.DataFrame, fmt: str) -> _Columns:
 
 
 def _counts(raw: pd.Series, low: int) -> tuple[np.ndarray, np.ndarray]:
-    """Whole numbers >= 0 (raised to ``low``), and which cells are not one."""
+    """Whole numbers from 0 to MAX_TOKENS (raised to ``low``), and which cells are not one."""
     import pandas as pd
 
     value = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(value) | (value < 0) | (value != np.floor(value))
+        bad = ~np.isfinite(value) | (value < 0) | (value != np.floor(value)) | (value > MAX_TOKENS)
     return np.maximum(np.where(bad, 0, value), low).astype(np.int64), bad
 
 
