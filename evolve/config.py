@@ -27,8 +27,10 @@ class Strict(BaseModel):
 class SandboxSettings(Strict):
     # Wall clock per instance: a run over N instances gets 2 s + N times this in
     # total (so eval on a large test split is not cut short by a train-sized limit).
-    instance_timeout_s: float = Field(default=1.0, gt=0)
-    memory_mb: int = Field(default=2048, ge=256)  # the warm worker alone maps ~150 MiB
+    # At most a day: a larger (or infinite) limit overflowed the sandbox's integer clocks.
+    instance_timeout_s: float = Field(default=1.0, gt=0, le=86_400)
+    # At most 1 TiB: more was an OverflowError in the sandbox's setup, not naming the key.
+    memory_mb: int = Field(default=2048, ge=256, le=1 << 20)  # the warm worker alone maps ~150 MiB
     max_processes: int = Field(default=1, ge=1)  # 1: a candidate may not fork (nor start threads)
     file_size_mb: int = Field(default=16, ge=1)
 
@@ -129,6 +131,14 @@ class RunSettings(Strict):
     sandbox: SandboxSettings = SandboxSettings()
     cascade: CascadeSettings = CascadeSettings()
     gp: GPSettings = GPSettings()
+
+    @model_validator(mode="after")
+    def _shares_of_parent_choice(self) -> RunSettings:
+        # the rest, 1 - exploitation - exploration, is the share of the best overall
+        if self.exploitation + self.exploration > 1 + 1e-9:
+            raise ValueError(f"exploitation ({self.exploitation:g}) + exploration ({self.exploration:g}) is above 1; "
+                             "they are shares of the parent choices, the rest going to the best overall")
+        return self
 
 
 # --- problem.toml -----------------------------------------------------------

@@ -8,9 +8,10 @@ from evolve.errors import UserError
 
 
 def read_text(path: Path, what: str = "file") -> str:
-    """The UTF-8 text of ``path``; a missing, unreadable or binary file is a ``UserError``."""
+    """The UTF-8 text of ``path`` (without a byte-order mark, which Windows editors write and TOML
+    refuses); a missing, unreadable or binary file is a ``UserError``."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except IsADirectoryError:
         raise UserError(f"{path}: is a folder, expected a {what}") from None
     except FileNotFoundError:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evolve.archive import Archive
-from evolve.config import RunSettings, offline_default, resolve_settings
+from evolve.config import RunSettings, offline_default, read_toml, resolve_settings
 from evolve.errors import UserError
 from evolve.files import check_output, write_atomic
 from evolve.llm import LLM, OFFLINE, make_llm
@@ -78,6 +78,13 @@ def plan_run(
         raise UserError(f"{config}: is a folder, expected a TOML file of run settings")
     base = as_problem(problem)
     settings = resolve_settings(base.spec.run, config, overrides, source=source)
+    if config is not None:
+        # the config file's own verifier_options are checked first, so that a bad one names the
+        # file, not the command line's --option
+        in_file = read_toml(config).get("verifier_options") or {}
+        given = overrides.get("verifier_options") or {}
+        base = base.configured({k: v for k, v in in_file.items() if k not in given},
+                               source=f"{config}: verifier_options")
     return _plan(base, settings, options_source, request)
 
 
@@ -129,6 +136,8 @@ def plan_resume(run_dir: Path, iterations: int | None = None, request: bool = Tr
     from evolve.archive import check_archive
     from evolve.review import problem_source
 
+    if iterations is not None and iterations < 0:  # was "for -5 more: --iterations -2"
+        raise UserError(f"--iterations {iterations}: expected the run's new target, a number of iterations >= 0")
     info = load_run(run_dir)
     check_archive(info.archive_path)
     settings = info.settings

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -64,11 +65,47 @@ def test_settings_layering_cli_over_config_over_problem(tmp_path: Path) -> None:
     assert settings.sandbox.instance_timeout_s == 3.0 and settings.sandbox.memory_mb == RunSettings().sandbox.memory_mb
 
 
+def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"  # as Notepad saves it: was "invalid TOML: Invalid statement (at line 1, column 1)"
+    config.write_bytes(b"\xef\xbb\xbfislands = 2\n")
+    assert resolve_settings({}, config, {}).islands == 2
+
+
 def test_config_file_unknown_key_names_the_file(tmp_path: Path) -> None:
     config = tmp_path / "run.toml"
     config.write_text("[sandbox]\ntimeout = 3\n")
     with pytest.raises(UserError, match=r"run.toml: unknown key 'sandbox.timeout' \(expected one of: .*instance_timeout_s"):
         resolve_settings({}, config, {})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # were accepted here and failed in the sandbox's setup, one line without the key
+        ("[sandbox]\nmemory_mb = 99999999999999\n", "key 'sandbox.memory_mb': Input should be less than or equal to"),
+        ("[sandbox]\ninstance_timeout_s = inf\n", "key 'sandbox.instance_timeout_s': Input should be less than or equal"),
+        # was accepted: the share of the best overall, 1 minus both, became negative
+        ("exploitation = 0.9\nexploration = 0.9\n", "exploitation (0.9) + exploration (0.9) is above 1"),
+    ],
+)
+def test_out_of_range_settings_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text(text)
+    with pytest.raises(UserError) as info:
+        resolve_settings({}, config, {})
+    assert str(info.value).startswith(f"{config}: ") and message in str(info.value)
+
+
+def test_a_config_files_verifier_option_is_named_with_the_file(tmp_path: Path) -> None:
+    """A bad verifier_options key in --config FILE was reported as '--option nope: ...'."""
+    from evolve.runner import plan_run
+
+    config = tmp_path / "run.toml"
+    config.write_text("verifier_options = { nope = 1 }\n")
+    with pytest.raises(UserError, match="^" + re.escape(f"{config}: verifier_options nope: unknown key")):
+        plan_run("smtt", {}, config, "--option", request=False)
+    with pytest.raises(UserError, match=r"^--option colour: unknown key"):  # the command line's, as before
+        plan_run("smtt", {"verifier_options": {"colour": 1}}, None, "--option", request=False)
 
 
 def test_negative_iterations_rejected() -> None:
