@@ -52,6 +52,16 @@ def compute_references(
     return refresh_references(spec, splits, time_limit_s, command, force=force, jobs=jobs, progress=progress)
 
 
+def _check_picture_format(path: Path) -> None:
+    """Before the evaluation: a suffix matplotlib cannot write was a ValueError after it."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = path.suffix.lstrip(".").lower()
+    if suffix and suffix not in formats:
+        raise UserError(f"{path}: cannot draw a picture as '.{suffix}' (expected one of: {', '.join(sorted(formats))})")
+
+
 def evaluate(
     problem: str | Path | Problem,
     program: str | Path,
@@ -86,6 +96,8 @@ def evaluate(
     draw = getattr(spec.verifier, "picture", None)
     if picture is not None and draw is None:
         raise UserError(f"problem '{spec.name}' has no picture of its solutions (--plot)")
+    if picture is not None:
+        _check_picture_format(picture)
     chosen, split_name = _instances(spec, split, instances, instance)
     with Evaluator(spec, _sandbox(spec)) as evaluator:
         evaluation = evaluator.run_split(code, chosen, split_name)

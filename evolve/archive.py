@@ -157,7 +157,11 @@ class Archive:
             row = self._db.execute(f"SELECT id, {columns} FROM programs WHERE id=?", (program_id,)).fetchone()
             if row is None:
                 raise UserError(f"{self.path}: no program with id {program_id}")
-            program = self._programs.put(key, program_from_row(row))
+            try:
+                record = program_from_row(row)
+            except (ValueError, TypeError) as err:  # a row damaged outside evolve (JSON, types)
+                raise UserError(f"{self.path}: program {program_id}: damaged record ({type(err).__name__}: {err})") from None
+            program = self._programs.put(key, record)
         return program
 
     def id_for_hash(self, code_hash: str) -> int | None:

@@ -152,7 +152,7 @@ def compare(
         }
         print(json.dumps(json_safe(document), indent=2))
         return
-    count = len(next(iter(evaluations.values())).instances)
+    count = result.overall.instances  # a program that could not start has no per-instance results
     print_metrics([(n, e.status, e.score, e.metrics) for n, e in evaluations.items()], (),
                   f"{spec.name}/{split_name} ({count} instances)")
     show_comparison(result, split_name, f"{spec.spec.objective.name}, {direction}")

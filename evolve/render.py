@@ -63,7 +63,7 @@ def metrics_tables(
     groups = _groups(rows)
     whole = _metrics_table(rows, headline, groups, with_summary=True)
     whole.title = title
-    if _width(whole) <= width:
+    if _width(whole) <= width or not groups:  # no group columns: nothing to move (was an empty table)
         return [whole]
     summary = _metrics_table(rows, headline, [], with_summary=True)
     summary.title = title
@@ -298,6 +298,9 @@ def show_comparison(comparison: Comparison, split: str, objective: str) -> None:
         [comparison], f"{comparison.a} vs {comparison.b} on {split}, paired per instance ({objective})"
     ))
     g = comparison.overall
+    if g.instances and g.failed_a == g.failed_b == g.instances:  # every tie a double failure: not "identical"
+        console.print(f"verdict: [red]nothing to compare[/]: both programs failed on all {g.instances} instances")
+        return
     console.print(
         f"{comparison.a} is [{VERDICT_STYLE[g.verdict]}]{g.verdict}[/] than {comparison.b}"
         if g.verdict in ("better", "worse") else f"verdict: [{VERDICT_STYLE[g.verdict]}]{g.verdict}[/]",

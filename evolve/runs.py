@@ -15,6 +15,7 @@ from typing import Any
 from evolve.archive import Archive, Program
 from evolve.config import RunSettings, validate
 from evolve.errors import UserError
+from evolve.files import read_text
 
 ARCHIVE = "archive.sqlite"
 CONFIG = "config.json"
@@ -63,9 +64,11 @@ def load_run(folder: Path) -> RunInfo:
     if not (folder / ARCHIVE).is_file() or not config.is_file():
         raise UserError(f"{folder}: not a run folder (expected {ARCHIVE} and {CONFIG})")
     try:
-        document: dict[str, Any] = json.loads(config.read_text())
+        document: dict[str, Any] = json.loads(read_text(config, "run config"))
     except json.JSONDecodeError as err:
         raise UserError(f"{config}: invalid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(document, dict):
+        raise UserError(f"{config}: expected a JSON object with problem, problem_dir and settings, got {type(document).__name__}")
     for key in ("problem", "problem_dir", "settings"):
         if key not in document:
             raise UserError(f"{config}: missing key '{key}'")

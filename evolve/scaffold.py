@@ -51,6 +51,10 @@ def scaffold(name: str, folder: Path) -> list[Path]:
     templates = sorted(p for p in TEMPLATES.rglob("*.tmpl") if p.is_file())
     if not templates:
         raise UserError(f"{TEMPLATES}: the new-problem templates are missing from this installation")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a folder under /proc, a read-only or not writable place: was a traceback
+        raise UserError(f"{folder}: cannot create the problem folder ({err.strerror or err})") from None
     written = []
     for template in templates:
         text = template.read_text()

@@ -98,6 +98,8 @@ def open_study(problem: Any, seeds: list[int], folder: Path) -> None:
     """Create the study folder and its ``study.json`` (the seeds' runs go in ``seed-<s>/``)."""
     if (folder / STUDY).exists():
         raise UserError(f"{folder}: already holds a study (review it with 'evolve review {folder}')")
+    if (folder / "archive.sqlite").exists():  # a study's seeds would nest inside a run's folder
+        raise UserError(f"{folder}: already holds a run, not a study (choose another --out)")
     folder.mkdir(parents=True, exist_ok=True)
     name = getattr(problem, "name", str(problem))
     document = {"problem": name, "seeds": seeds, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -54,3 +54,12 @@ def test_baselines_run_through_the_sandbox_and_bad_scheme_is_one_line() -> None:
     bad = evolve("eval", "jssp", str(SEED), "--split", "quick", "--scheme", "delay")
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "--option scheme: Input should be 'non_delay' or 'active' (got 'delay')" in bad.stderr
+
+
+def test_a_picture_format_matplotlib_cannot_write_is_refused_before_the_evaluation(tmp_path: Path) -> None:
+    """--gantt g.txt was a matplotlib ValueError traceback (exit 1) after the whole evaluation."""
+    done = evolve("eval", "jssp", str(SEED), "--split", "test", "--instance", "ta01", "--gantt", str(tmp_path / "g.txt"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: {tmp_path / 'g.txt'}: cannot draw a picture as '.txt' (expected one of: ")
+    assert "pdf, " in line and "png, " in line and "svg" in line

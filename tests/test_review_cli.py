@@ -116,6 +116,17 @@ def test_compare_agrees_with_an_independent_count(tmp_path: Path) -> None:
     assert overall["verdict"] == "better" and overall["p_value"] < 0.05
 
 
+def test_compare_of_two_programs_that_fail_everywhere_says_so(tmp_path: Path) -> None:
+    """Two files that are not programs: the table said '(0 instances)' and the verdict 'identical'."""
+    broken = tmp_path / "notes.txt"
+    broken.write_text("  instance ft06\n 6 6\n")
+    result = evolve("compare", str(broken), str(broken), "--problem", "smtt", "--split", "quick")
+    assert result.returncode == 0, result.stderr
+    assert "smtt/quick (6 instances)" in result.stdout
+    assert "nothing to compare: both programs failed on all 6 instances" in result.stdout
+    assert "verdict: identical" not in result.stdout
+
+
 def test_export_writes_a_standalone_module_with_a_header(toy_run: Path, tmp_path: Path) -> None:
     target = tmp_path / "rule.py"
     result = evolve("export", str(toy_run), "-o", str(target))
@@ -180,3 +191,7 @@ def test_wide_metric_tables_are_cut_to_the_terminal_width() -> None:
     assert all(t.columns[0].header == "program" for t in tables)
     wide = metrics_tables(rows, (), "", width=400)
     assert len(wide) == 1 and Console(width=400).measure(wide[0]).maximum <= 400
+    # no groups (moe on a trace file) in a narrow terminal: one table, not a second, empty
+    # "gap per instance group" with only the program column
+    plain = {"gap_mean_pct": 27.7, "gap_ratio_pct": 27.7, "balancedness": 0.72, "runtime_ms": 1.5}
+    assert len(metrics_tables([("seed.py", "ok", 26.1, plain)], ("balancedness", "runtime_ms"), "", width=40)) == 1

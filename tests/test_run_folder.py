@@ -65,6 +65,25 @@ def test_a_damaged_archive_is_a_one_line_error_naming_the_file(finished_run: Pat
     assert archive.stat().st_size == (0 if damage == "empty" else archive.stat().st_size)  # not "repaired"
 
 
+@pytest.mark.parametrize("damage", ["config-number", "config-binary", "metrics-row"])
+def test_a_damaged_config_or_archive_row_is_a_one_line_error_naming_the_file(
+        finished_run: Path, tmp_path: Path, damage: str) -> None:
+    """These were tracebacks: a config.json holding a number (TypeError), one not UTF-8
+    (UnicodeDecodeError), a program row whose metrics are not JSON (JSONDecodeError)."""
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    named = copy / "config.json"
+    if damage == "config-number":
+        named.write_text("5\n")
+    elif damage == "config-binary":
+        named.write_bytes(b"\xff\xfe{}")
+    else:
+        named = copy / "archive.sqlite"
+        with sqlite3.connect(named) as db:
+            db.execute("UPDATE programs SET metrics = 'not json'")
+    one_line_error(evolve("review", str(copy)), str(named))
+
+
 @pytest.mark.parametrize(
     "flags",
     [

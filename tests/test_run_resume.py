@@ -122,6 +122,14 @@ def test_resume_with_a_target_below_what_is_done_says_it_is_a_target(toy_dir: Pa
     archive.close()
 
 
+def test_a_negative_resume_target_is_refused_before_the_folder_is_read(tmp_path: Path) -> None:
+    from evolve.errors import UserError
+    from evolve.runner import plan_resume
+
+    with pytest.raises(UserError, match=r"^--iterations -5: expected the run's new target, a number of iterations >= 0$"):
+        plan_resume(tmp_path, -5)
+
+
 def test_parallel_evaluations_and_proposals_complete_every_iteration(toy_dir: Path, tmp_path: Path) -> None:
     problem = load_problem(str(toy_dir))
     settings = resolve_settings(problem.spec.run, None, {"iterations": 24, "workers": 2, "concurrency": 4})

@@ -96,6 +96,13 @@ def test_an_existing_folder_is_never_overwritten(tmp_path: Path) -> None:
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
 
 
+def test_a_folder_that_cannot_be_created_is_a_one_line_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a file where a parent folder should be (as /proc/x): was a traceback
+    with pytest.raises(UserError, match=r"file/new: cannot create the problem folder \(Not a directory\)"):
+        scaffold("new", blocker / "new")
+
+
 def test_scaffold_next_steps_run_as_printed(tmp_path: Path) -> None:
     """The 'next:' commands new-problem prints work when typed as printed: pytest through
     this interpreter (a bare `pytest` may be another Python's, without evolve) and the

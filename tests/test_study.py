@@ -23,6 +23,16 @@ def test_seed_lists_and_ranges_parse_and_bad_ones_are_one_line() -> None:
             parse_seeds(bad)
 
 
+def test_a_study_is_not_started_inside_a_run_folder(tmp_path: Path) -> None:
+    """`evolve run --seeds 0-1 --out RUN` wrote study.json and seed-0/ into an existing run's folder."""
+    from evolve.study import open_study
+
+    (tmp_path / "archive.sqlite").write_bytes(b"")
+    with pytest.raises(UserError, match="already holds a run, not a study"):
+        open_study("smtt", [0, 1], tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["archive.sqlite"]
+
+
 def test_a_study_runs_every_seed_into_one_folder_and_reviews_their_spread(toy_dir: Path, tmp_path: Path) -> None:
     folder = evolve.run_study(str(toy_dir), "0-2", parallel=2, out=tmp_path / "study", iterations=8)
     assert json.loads((folder / STUDY).read_text())["seeds"] == [0, 1, 2]
