@@ -240,6 +240,9 @@ class RuleSpec(Strict):
     # Known rules as expressions over the inputs (``np.maximum(d, t + p)``): the GP's fresh
     # starts try them next to random trees (checked against the inputs by ``check_rules``).
     starts: list[str] = []
+    # Derived terminals, expressions over the inputs (``(d_max - d_min) / remaining_work``): a
+    # random leaf of the GP may be one of them, written out in full (checked by ``check_rules``).
+    terminals: list[str] = []
 
     @model_validator(mode="after")
     def _check_inputs(self) -> RuleSpec:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import random
 
 import numpy as np
 import pytest
@@ -13,11 +14,11 @@ from evolve.errors import UserError
 from evolve.evaluators.smtt.dispatch import dispatch
 from evolve.evaluators.smtt.screen import dispatch_batch
 from evolve.gp import GPBackend, check_rules
-from evolve.gp.codegen import parse
+from evolve.gp.codegen import emit, parse
 from evolve.gp.constants import constant_paths, fit_constants
-from evolve.gp.program import rule_tree, with_rule
+from evolve.gp.program import rule_tree, signature_of, with_rule
 from evolve.gp.screen import Screen
-from evolve.gp.tree import evaluate, get, reads, simplify, size
+from evolve.gp.tree import evaluate, get, random_tree, reads, simplify, size, well_typed
 from evolve.llm.base import ProposalRequest
 from evolve.problem import load_problem
 
@@ -277,3 +278,25 @@ def test_a_reference_floor_in_the_objective_is_the_score_of_the_screen_and_of_th
     assert done.stderr.strip().splitlines()[-1] == (
         f"error: {toml}: objective.reference_floor names group 'n=1000', which no train instance has "
         "(its groups: n=20, n=50, n=100, n=200, n=500)")
+
+
+def test_derived_terminals_are_checked_and_grow_into_random_trees() -> None:
+    """[rule] terminals: each a one-line error unless it computes something over the inputs; a
+    rule that declares some grows trees that hold them whole, written out as plain numpy."""
+    problem = load_problem("smtt_rule")
+    (rule,) = problem.spec.rule
+    for bad, message in (("(d_max - due) / remaining_work", "'due' is not an input"),
+                         ("remaining_work", "bare input or constant"),
+                         ("np.maximum(d, t", "terminals\\[0\\]")):
+        with pytest.raises(UserError, match=message):
+            check_rules(problem.seed_code, [rule.model_copy(update={"terminals": [bad]})], "problem.toml")
+    share = "(t + remaining_work - d_max) / remaining_work"
+    with_terms = rule.model_copy(update={"terminals": [share]})
+    check_rules(problem.seed_code, [with_terms], "problem.toml")
+    sig = signature_of(with_terms)
+    term = parse(share, SMTT_INPUTS)
+    assert sig.derived == (term,) and signature_of(rule.model_copy(update={"terminals": []})).derived == ()
+    rng = random.Random(3)
+    trees = [random_tree(sig, rng, 3) for _ in range(200)]
+    holding = [t for t in trees if emit(term) in emit(t)]
+    assert 10 <= len(holding) < 200 and all(well_typed(t, sig) for t in trees)

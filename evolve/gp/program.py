@@ -17,7 +17,9 @@ from evolve.gp.tree import Signature, Tree, well_typed
 
 
 def signature_of(rule: RuleSpec) -> Signature:
-    return Signature(tuple((i.name, i.kind) for i in rule.inputs), rule.returns)
+    names = {i.name for i in rule.inputs}
+    return Signature(tuple((i.name, i.kind) for i in rule.inputs), rule.returns,
+                     tuple(parse(term, names) for term in rule.terminals))
 
 
 def return_expression(code: str, rule: RuleSpec, tree: ast.Module | None = None) -> str | None:

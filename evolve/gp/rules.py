@@ -15,7 +15,7 @@ from evolve.config import RuleSpec
 from evolve.edits import EditError, evolve_blocks
 from evolve.errors import UserError
 from evolve.gp.codegen import NotATree, parse
-from evolve.gp.tree import Signature, well_typed
+from evolve.gp.tree import Signature, kind, well_typed
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,18 @@ def check_rules(seed_code: str, rules: list[RuleSpec], source: str) -> None:
             raise UserError(f"{source}: [rule] function '{rule.function}': {what}; the inputs must "
                             f"be exactly its parameters ({', '.join(site.params)})")
         sig = Signature(tuple((i.name, i.kind) for i in rule.inputs), rule.returns)
-        for k, start in enumerate(rule.starts):
-            try:
-                tree = parse(start, set(declared))
-            except NotATree as err:
-                raise UserError(f"{source}: [rule] '{rule.function}' starts[{k}] = {start!r}: {err}; "
-                                "expected an expression of the GP's operators over the inputs") from None
-            if not well_typed(tree, sig):
-                raise UserError(f"{source}: [rule] '{rule.function}' starts[{k}] = {start!r}: must give "
-                                f"one value per candidate ({rule.returns})")
+        for field, exprs in (("starts", rule.starts), ("terminals", rule.terminals)):
+            for k, expr in enumerate(exprs):
+                where = f"{source}: [rule] '{rule.function}' {field}[{k}] = {expr!r}"
+                try:
+                    tree = parse(expr, set(declared))
+                except NotATree as err:
+                    raise UserError(f"{where}: {err}; expected an expression of the GP's operators "
+                                    "over the inputs") from None
+                if field == "starts" and not well_typed(tree, sig):
+                    raise UserError(f"{where}: must give one value per candidate ({rule.returns})")
+                if field == "terminals" and tree[0] in ("x", "c"):
+                    raise UserError(f"{where}: is a bare input or constant; a derived terminal must "
+                                    "compute something")
+                if field == "terminals" and not well_typed(tree, Signature(sig.inputs, kind(tree, sig))):
+                    raise UserError(f"{where}: not a well-typed expression over the inputs")

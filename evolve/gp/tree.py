@@ -56,6 +56,9 @@ class Signature:
 
     inputs: tuple[tuple[str, Kind], ...]
     returns: Kind = "array"
+    # Derived terminals: small trees over the inputs (``[rule] terminals``, e.g. the remaining
+    # problem's tardiness factor) that a random leaf may be, written out in full in the program.
+    derived: tuple[Tree, ...] = ()
 
     def names(self, kind: Kind) -> list[str]:
         return [n for n, k in self.inputs if k == kind]
@@ -138,7 +141,16 @@ def random_constant(rng: random.Random) -> Tree:
     return ("c", float(f"{rng.uniform(0.05, 5.0):.3g}"))
 
 
+# How often a leaf is one of the derived terminals, when the rule declares some (a draw taken only
+# then: a rule without them grows the same trees as before).
+DERIVED_P = 0.25
+
+
 def _terminal(want: Kind, sig: Signature, rng: random.Random) -> Tree:
+    if sig.derived and rng.random() < DERIVED_P:
+        fitting = [t for t in sig.derived if kind(t, sig) == want]
+        if fitting:
+            return rng.choice(fitting)
     if want == "array":
         return ("x", rng.choice(sig.names("array")))
     scalars = sig.names("scalar")
