@@ -7,6 +7,10 @@ evaluated program.  MAP-Elites cells live in ``elites`` and are updated
 incrementally.  All hot queries are indexed: their cost does not grow with the
 archive.  Programs and attempts are never changed once written, so the ones a
 prompt reads again and again are kept decoded (a bounded cache per ``Archive``).
+The run's writer (not a read-only ``Archive``, which may watch a live run) also keeps
+what every prompt asks of the history in memory -- the best program, each attempt's
+iteration by parent and island -- read once and updated as its own commits succeed:
+the file stays the record, and a resumed run reads it afresh.
 
 ``Archive`` is the store's reads and writes; the records and their rows are in
 ``archive_records.py``, the schema and the file check in ``archive_schema.py``, the
@@ -15,7 +19,9 @@ cache in ``record_cache.py``.  Every name this module had is still importable fr
 
 from __future__ import annotations
 
+import bisect
 import json
+import math
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +70,10 @@ class Archive:
         self._programs: RecordCache[tuple[int, bool], Program] = RecordCache(CACHED_ROWS)
         self._attempts: RecordCache[int, Attempt] = RecordCache(CACHED_ROWS)
         self._seed_id: int | None = None
+        # The writer's view of the history (None: not read yet, or a read-only archive).
+        self._readonly = readonly
+        self._best: tuple[float, int] | None = None  # (score, id) of the best program
+        self._index: _AttemptIndex | None = None
         if not readonly:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -104,11 +114,19 @@ class Archive:
             if attempt is not None:
                 attempt.program_id = program.id
                 self._insert_attempt(attempt)
+        # Committed: what the writer keeps in memory follows (SQLite keeps a NaN score as NULL).
+        score = program.score
+        if self._best is not None and score is not None and not math.isnan(score) and score > self._best[0]:
+            self._best = (score, program.id)
+        if attempt is not None and self._index is not None:
+            self._index.add(attempt)
         return program.id
 
     def add_attempt(self, attempt: Attempt) -> None:
         with self._transaction():
             self._insert_attempt(attempt)
+        if self._index is not None:
+            self._index.add(attempt)
 
     def _insert_attempt(self, a: Attempt) -> None:
         self._db.execute(
@@ -187,9 +205,16 @@ class Archive:
         return [program_from_row(r) for r in rows]
 
     def best(self) -> Program | None:
+        """The highest score, the oldest of equals (the writer reads it once, then follows its commits)."""
+        if self._best is not None:
+            return self.program(self._best[1])
         row = self._db.execute(
-            "SELECT id FROM programs WHERE score IS NOT NULL ORDER BY score DESC, id ASC LIMIT 1").fetchone()
-        return self.program(int(row[0])) if row else None
+            "SELECT id, score FROM programs WHERE score IS NOT NULL ORDER BY score DESC, id ASC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        if not self._readonly:
+            self._best = (float(row[1]), int(row[0]))
+        return self.program(int(row[0]))
 
     def elites(self) -> list[tuple[int, str, int, float]]:
         rows = self._db.execute("SELECT island, cell, program_id, score FROM elites").fetchall()
@@ -218,11 +243,24 @@ class Archive:
 
         The records are the archive's cached ones, not copies (every prompt reads a dozen):
         read them, never change them."""
+        index = self._attempt_index()
+        if index is not None:
+            return self._with_children(_newest(index.by_parent.get(parent_id, []), limit))
         return self._attempts_with_children("WHERE parent_id=?", (parent_id,), limit)
 
     def latest_attempts(self, limit: int) -> list[tuple[Attempt, Program | None]]:
         """The run's latest ``limit`` attempts, from any parent, newest first (as attempts_on)."""
+        index = self._attempt_index()
+        if index is not None:
+            return self._with_children(_newest(index.iterations, limit))
         return self._attempts_with_children("", (), limit)
+
+    def _attempt_index(self) -> _AttemptIndex | None:
+        """The writer's attempts by parent and island (read on first use); None for a reader."""
+        if self._index is None and not self._readonly:
+            rows = self._db.execute("SELECT iteration, parent_id, island FROM attempts ORDER BY iteration")
+            self._index = _AttemptIndex(rows)
+        return self._index
 
     def attempt(self, iteration: int) -> Attempt | None:
         attempt = self._attempt(iteration)
@@ -244,9 +282,12 @@ class Archive:
         rows = self._db.execute(
             f"SELECT iteration FROM attempts {where} ORDER BY iteration DESC LIMIT ?", (*args, limit),
         ).fetchall()
+        return self._with_children([int(row[0]) for row in rows])
+
+    def _with_children(self, iterations: list[int]) -> list[tuple[Attempt, Program | None]]:
         found = []
-        for row in rows:
-            attempt = self._attempt(int(row[0]))
+        for iteration in iterations:
+            attempt = self._attempt(iteration)
             if attempt is None:  # gone between the two reads: cannot happen to an append-only table
                 continue
             program = None
@@ -257,6 +298,10 @@ class Archive:
 
     def last_attempt(self, island: int) -> Attempt | None:
         """The island's most recent attempt (its next prompt reports an edit that failed)."""
+        index = self._attempt_index()
+        if index is not None:
+            iteration = index.by_island.get(island)
+            return self.attempt(iteration) if iteration is not None else None
         row = self._db.execute(
             f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE island=? ORDER BY iteration DESC LIMIT 1",
             (island,),
@@ -311,6 +356,39 @@ class Archive:
         """(id, iteration, score, created_at) for every program, oldest first."""
         for row in self._db.execute("SELECT id, iteration, score, created_at FROM programs ORDER BY id"):
             yield int(row[0]), int(row[1]), row[2], float(row[3])
+
+
+class _AttemptIndex:
+    """Every attempt's iteration, in order, in all and by parent, and each island's latest:
+    the writer's answer to "the latest attempts" without a query (ints only: ~100 bytes an
+    attempt). Attempts may be committed out of order (several workers): kept sorted."""
+
+    def __init__(self, rows: Iterator[tuple[int, int | None, int]]) -> None:
+        self.iterations: list[int] = []
+        self.by_parent: dict[int | None, list[int]] = {}
+        self.by_island: dict[int, int] = {}
+        for iteration, parent_id, island in rows:
+            self._add(int(iteration), parent_id, int(island))
+
+    def add(self, attempt: Attempt) -> None:
+        self._add(attempt.iteration, attempt.parent_id, attempt.island)
+
+    def _add(self, iteration: int, parent_id: int | None, island: int) -> None:
+        _insort(self.iterations, iteration)
+        _insort(self.by_parent.setdefault(parent_id, []), iteration)
+        if iteration > self.by_island.get(island, iteration - 1):
+            self.by_island[island] = iteration
+
+
+def _insort(values: list[int], value: int) -> None:
+    if not values or value > values[-1]:
+        values.append(value)  # the usual case: the newest iteration
+    else:
+        bisect.insort(values, value)
+
+
+def _newest(iterations: list[int], limit: int) -> list[int]:
+    return iterations[: -limit - 1: -1] if limit > 0 else []
 
 
 class _Transaction:

@@ -111,3 +111,39 @@ def test_the_seed_is_found_once_written_and_a_caller_changing_it_changes_nothing
     assert reader.seed().id == s
     reader.close()
     archive.close()
+
+
+def test_the_writers_history_in_memory_answers_as_the_file_does(tmp_path: Path) -> None:
+    """The writer keeps the best program and the attempts by parent and island in memory,
+    read on first use and updated by its own commits (several workers commit out of
+    iteration order; a NaN score is stored as NULL, so it is never the best); a read-only
+    archive on the file, and the writer reopened (a resume), give the same answers."""
+    path = tmp_path / "a.sqlite"
+    archive = Archive(path, create=True)
+    s = archive.add_program(_program("seed", -10.0, 0))
+    assert archive.best().id == s and archive.latest_attempts(3) == [] and archive.last_attempt(0) is None
+    c1 = archive.add_program(_program("c1", -4.0, 2, s), Attempt(2, 2, s, "diff", "m", EVALUATED))
+    archive.add_attempt(Attempt(4, 0, c1, "diff", "m", DUPLICATE))
+    nan = _program("nan", float("nan"), 1, s)
+    archive.add_program(nan, Attempt(1, 1, s, "diff", "m", EVALUATED))  # committed after 2 and 4
+    tie = archive.add_program(_program("tie", -4.0, 3, c1), Attempt(3, 3, c1, "diff", "m", EVALUATED))
+    archive.add_program(_program("tuned", -6.0, 3, tie))  # a tuned program has no attempt of its own
+
+    def answers(a: Archive) -> tuple[object, ...]:
+        return (a.best().id, [x.iteration for x, _ in a.latest_attempts(3)],
+                [(x.iteration, p.id if p else None) for x, p in a.attempts_on(s, 5)],
+                [x.iteration for x, _ in a.attempts_on(c1, 1)], a.attempts_on(c1, 0),
+                [(i, a.last_attempt(i).iteration if a.last_attempt(i) else None) for i in range(5)])
+
+    expected = (c1, [4, 3, 2], [(2, c1), (1, nan.id)], [4], [], [(0, 4), (1, 1), (2, 2), (3, 3), (4, None)])
+    assert answers(archive) == expected
+    top = archive.add_program(_program("top", -1.0, 5, tie), Attempt(5, 0, tie, "diff", "m", EVALUATED))
+    expected = (top, [5, 4, 3], *expected[2:5], [(0, 5), *expected[5][1:]])
+    assert answers(archive) == expected
+    reader = Archive(path, readonly=True)
+    assert answers(reader) == expected
+    reader.close()
+    archive.close()
+    resumed = Archive(path)
+    assert answers(resumed) == expected
+    resumed.close()
