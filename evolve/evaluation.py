@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from evolve.config import SandboxSettings
 from evolve.errors import UserError
+from evolve.instance_facets import facet_lines
 from evolve.problem import Problem, builtin_dir
 from evolve.pure_rule import is_pure_rule
 from evolve.sandbox import InstanceRun, Sandbox, SandboxLimits, SandboxOutcome, SessionEnded
@@ -367,7 +368,7 @@ _REFERENCE_WORDS = {"best_known": "best known", "bound": "bound", "none": "refer
 
 
 def describe(results: list[InstanceResult], metrics: dict[str, float], score_kind: str) -> str:
-    """Verifier feedback for the next prompt: headline, per group, worst instances."""
+    """Verifier feedback for the next prompt: headline, per group, per name facet, worst instances."""
     lines = []
     gap = headline_gap(metrics, score_kind)
     if gap is not None:
@@ -380,6 +381,7 @@ def describe(results: list[InstanceResult], metrics: dict[str, float], score_kin
     groups = sorted((k[13:-1] for k in metrics if k.startswith("gap_mean_pct[")), key=natural_key)
     if groups:
         lines.append("per group: " + ", ".join(f"{g} {metrics[f'gap_mean_pct[{g}]']:.2f}%" for g in groups))
+    lines.extend(facet_lines(results))
     worst = sorted((r for r in results if r.gap is not None), key=lambda r: r.gap or 0.0, reverse=True)[:3]
     if worst:
         lines.append(

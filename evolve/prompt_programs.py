@@ -18,6 +18,7 @@ from statistics import fmean
 from evolve.archive import Program
 from evolve.config import RunSettings
 from evolve.edits import block_text, evolve_blocks
+from evolve.instance_facets import FACET_PREFIX
 from evolve.problem import Problem
 from evolve.prompt_facts import gap_phrase
 from evolve.scoring import natural_key
@@ -54,7 +55,7 @@ class ProgramView:
     score: float | None
     headline: str  # "score -1.93 (gap 1.93%); median gap 0.00%, 12 ms per instance"
     results: str  # per group, worst instances, time against the budget (no repeated headline)
-    summary: str  # the results without the worst instances: what an inspiration shows
+    summary: str  # the results without the worst instances and facets: what an inspiration shows
     block: str  # its EVOLVE-BLOCK(s)
     lines: int  # of the block
 
@@ -87,7 +88,7 @@ def program_view(program: Program, problem: Problem, limits: TimeLimits) -> Prog
     if timing:
         lines.append(timing)
     block = block_text(program.code)
-    summary = [line for line in lines if not line.startswith(WORST)]
+    summary = [line for line in lines if not line.startswith((WORST, FACET_PREFIX))]
     return ProgramView(program.id, program.island, program.score, headline, "\n".join(lines),
                        "\n".join(summary), block, block.count("\n") + 1)
 
