@@ -454,3 +454,72 @@ def test_a_reply_trickling_in_is_the_call_s_timeout(plain: bool) -> None:
     assert failed.value.kind == "timeout", failed.value
     thread.join(30)
     assert trickle.sent < 150, trickle.sent
+
+
+class _SlowHead:
+    """A reply whose head never ends: ``interim`` sends a ``100 Continue`` every 0.05 s (httpx's
+    reader takes any number of them), otherwise the status line and a header come a byte every
+    0.05 s; either for 30 s, then a good reply.  ``sent`` counts what the client took."""
+
+    def __init__(self, interim: bool) -> None:
+        self.interim, self.sent = interim, 0
+
+    def __call__(self, conn: socket.socket) -> None:
+        pieces = ([b"HTTP/1.1 100 Continue\r\n\r\n"] * 600 if self.interim
+                  else [bytes([b]) for b in b"HTTP/1.1 200 OK\r\nX-Padding: " + b"x" * 560])
+        try:
+            for piece in pieces:
+                time.sleep(0.05)
+                conn.sendall(piece)
+                self.sent += 1
+            body = _content("ok")
+            if not self.interim:
+                conn.sendall(b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        except OSError:  # the client closed the connection
+            pass
+
+
+@pytest.mark.parametrize("interim", [True, False], ids=["interim replies", "head trickling"])
+@pytest.mark.parametrize("plain", [True, False], ids=["plain client", "openai client"])
+def test_a_reply_head_that_never_ends_is_the_call_s_failure(plain: bool, interim: bool) -> None:
+    """The openai client (completions behind a proxy, the preflight probe, the model list, and
+    litellm's OpenAI-compatible calls) read a reply's head with httpx's per-read timeout and took
+    ``100 Continue`` replies without end: 600 of them at 0.05 s, then the reply, and the call with
+    a 1 s timeout succeeded 30 s later (ninth red team).  Now the head, too, gets what is left of
+    the call's timeout (the plain client refuses the 17th interim reply).  Decided by how much of
+    the head the client took before it gave up."""
+    head = _SlowHead(interim)
+    base, _, thread = _raw_server([head], close_after={0})
+    llm = OpenAICompatLLM(MODEL, api_base=base, timeout_s=1.0, plain_http=plain,
+                          retry=RetryPolicy(max_retries=0, base_delay_s=0.01))
+    with pytest.raises(LLMError) as failed:
+        llm.complete(request())
+    assert failed.value.kind in ("timeout", "connection"), failed.value
+    thread.join(40)
+    assert head.sent < 300, head.sent
+
+
+@pytest.mark.parametrize("hostile", ["gzip bomb", "interim replies"])
+def test_litellm_s_openai_compatible_calls_are_bounded_as_the_openai_client_s(hostile: str) -> None:
+    """``--backend litellm`` (or a model string without ``--api-base``): litellm drives the openai
+    client with an HTTP client of its own, unbounded.  A 200 KiB gzip body was inflated to 200 MiB
+    and then, quoted in litellm's error, run through its secret-redacting patterns: over 2 minutes
+    of the controller's CPU for one call; ``100 Continue`` replies held a 1 s call for the 30 s the
+    server sent them (ninth red team).  litellm now gets ours (``litellm.client_session``); an
+    80 MiB bomb here, which is over the bound."""
+    from evolve.llm.litellm_backend import LiteLLMBackend
+
+    slow, body = _SlowHead(interim=True), _bomb(80)
+    bomb = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    base, _, thread = _raw_server([bomb if hostile == "gzip bomb" else slow], close_after={0})
+    llm = LiteLLMBackend("openai/x", api_base=base, timeout_s=1.0,
+                         retry=RetryPolicy(max_retries=0, base_delay_s=0.01))
+    llm.litellm()
+    before = time.process_time()
+    with pytest.raises(LLMError):
+        llm.complete(request())
+    thread.join(40)
+    assert slow.sent < 300, slow.sent
+    assert time.process_time() - before < 30, "the body was inflated and quoted"

@@ -82,6 +82,12 @@ class LiteLLMBackend:
     def litellm(self) -> Any:
         if self._litellm is None:
             self._litellm = import_litellm()
+            if self._litellm.client_session is None:
+                from evolve.llm.openai_body import bounded_client
+
+                # litellm's OpenAI-compatible calls go through the openai client with this HTTP
+                # client: a reply body bounded and read within the call's timeout, head too.
+                self._litellm.client_session = bounded_client(self.timeout_s)
         return self._litellm
 
     def probe(self, timeout_s: float) -> Any:
@@ -95,8 +101,7 @@ class LiteLLMBackend:
         return self.litellm().completion(**kwargs)
 
     def complete(self, request: ProposalRequest) -> Completion:
-        if self._litellm is None:
-            self._litellm = import_litellm()
+        self.litellm()
         kwargs = self._kwargs(request)
         return complete_with_retries(
             lambda: self._litellm.completion(**kwargs),

@@ -8,24 +8,33 @@ JSON (eighth red team; a few MiB more would have ended the run).  Here every res
 redirect's, is read as it arrives up to ``MAX_BODY`` raw bytes and inflated to ``MAX_BODY`` at
 most (``http_chat``'s own bound and inflater); more is the call's connection error (httpx's
 ``DecodingError``, which the openai client turns into ``APIConnectionError``).
+
+Every read, write and connect of a request also waits only for what is left of the call's
+timeout, counted from the request's start (``_Deadline``): httpx's timeout is per read, and its
+HTTP/1.1 reader takes interim (1xx) replies without end, so a server sending ``100 Continue``
+every second, or its head a byte now and then, held the call for ever (ninth red team).
 """
 
 from __future__ import annotations
 
 import http.client
 import importlib
+import threading
 import time
 import zlib
+from types import ModuleType
 from typing import Any
 
 from evolve.llm.http_chat import MAX_BODY, TOO_LARGE, decoded
 
+_calls = threading.local()  # .deadline: when the request this thread is making must be done
+
 
 def bounded_client(timeout_s: float, **kwargs: Any) -> Any:
     """An ``openai.DefaultHttpxClient`` (the openai client's own defaults: limits, redirects,
-    proxies from the environment) whose every response body is bounded as above, and read
-    within ``timeout_s`` once its head is in (httpx's timeout is per read: a server sending a
-    byte now and then held the call as long as it liked)."""
+    proxies from the environment) whose every response body is bounded as above, and whose every
+    request is read within ``timeout_s`` of its start, head and body (httpx's timeout is per
+    read: a server sending a byte now and then held the call as long as it liked)."""
     import openai
 
     # The HTTP package this openai release is built on (httpx, or httpx2 in later ones).
@@ -34,10 +43,11 @@ def bounded_client(timeout_s: float, **kwargs: Any) -> Any:
 
     def ask(request: Any) -> None:
         request.headers["Accept-Encoding"] = "gzip, deflate"  # what ``decoded`` inflates
+        _calls.deadline = time.monotonic() + timeout_s
 
     def bound(response: Any) -> None:
         original, raw = response.stream, bytearray()
-        deadline = time.monotonic() + timeout_s
+        deadline = getattr(_calls, "deadline", None) or time.monotonic() + timeout_s
         try:
             for part in original:
                 raw += part
@@ -59,4 +69,72 @@ def bounded_client(timeout_s: float, **kwargs: Any) -> Any:
         response.headers["content-length"] = str(len(body))
         response.stream = httpx.ByteStream(body)
 
-    return openai.DefaultHttpxClient(event_hooks={"request": [ask], "response": [bound]}, **kwargs)
+    client = openai.DefaultHttpxClient(event_hooks={"request": [ask], "response": [bound]}, **kwargs)
+    with_deadlines(client)
+    return client
+
+
+def with_deadlines(client: Any) -> None:
+    """Make every connection pool of an httpx client (its own and its proxies') connect, read and
+    write within the deadline of the request its thread is making (``_calls.deadline``, set by a
+    request hook).  httpx has no public way to reach the pool's network layer: its pools keep it
+    in ``_network_backend`` (httpcore's, as long as httpx has been built on it);
+    ``test_http_chat.py`` fails if that changes."""
+    for transport in (getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()):
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if backend is not None and not isinstance(backend, _Deadline):
+            core = importlib.import_module(type(pool).__module__.split(".")[0])
+            pool._network_backend = _Deadline(backend, core)
+
+
+def _left(timeout: float | None, error: type[Exception]) -> float | None:
+    deadline = getattr(_calls, "deadline", None)
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise error("the reply took longer than the call's timeout")
+    return left if timeout is None else min(timeout, left)
+
+
+class _Deadline:
+    """An httpcore network backend whose connections wait only for what is left of the call."""
+
+    def __init__(self, inner: Any, core: ModuleType) -> None:
+        self.inner, self.core = inner, core
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> Any:
+        stream = self.inner.connect_tcp(host, port, _left(timeout, self.core.ConnectTimeout),
+                                        local_address=local_address, socket_options=socket_options)
+        return _DeadlineStream(stream, self.core)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
+        stream = self.inner.connect_unix_socket(path, _left(timeout, self.core.ConnectTimeout),
+                                                socket_options=socket_options)
+        return _DeadlineStream(stream, self.core)
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
+class _DeadlineStream:
+    def __init__(self, inner: Any, core: ModuleType) -> None:
+        self.inner, self.core = inner, core
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.inner.read(max_bytes, _left(timeout, self.core.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.inner.write(buffer, _left(timeout, self.core.WriteTimeout))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None) -> Any:
+        stream = self.inner.start_tls(ssl_context, server_hostname, _left(timeout, self.core.ConnectTimeout))
+        return _DeadlineStream(stream, self.core)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.inner.get_extra_info(info)
