@@ -136,23 +136,26 @@ class PromptBuilder:
             why = why_parent(choice, parent, best, island, problem, ids)
             return template.render(**context, why=why, inspirations=shown).strip()
 
-        def text_room() -> int:
-            return TEXT_CHARS - len(self._system or "") - (len(render([])) - len(view.block))
+        def text_room() -> tuple[int, str]:
+            """The text left for inspirations, and the prompt without them (kept: it is the
+            prompt itself when none is shown, so it is not rendered twice)."""
+            bare = render([])
+            return TEXT_CHARS - len(self._system or "") - (len(bare) - len(view.block)), bare
 
         # The history gives way (oldest first) until inspirations have room for their headers.
-        room = text_room()
+        room, bare = text_room()
         while room < INSPIRATION_TEXT and (len(context["latest"]) > MIN_LISTED
                                            or len(context["tried"]) > MIN_LISTED):
             longer = "latest" if len(context["latest"]) >= len(context["tried"]) else "tried"
             context[longer] = context[longer][:-1]
-            room = text_room()
+            room, bare = text_room()
         ideas_listed = frozenset(t.iteration for t in [*context["tried"], *context["latest"]])
         chosen = self._fit(others, view, room, max(INSPIRATION_CODE, CODE_CHARS - len(view.block)),
                            ideas_listed)
-        user = render(chosen)
+        user = render(chosen) if chosen else bare
         while chosen and len(self._system) + len(user) > TEXT_CHARS + _code_chars(view, chosen):
             chosen = chosen[:-1]  # the estimate was short: the last inspiration goes
-            user = render(chosen)
+            user = render(chosen) if chosen else bare
         return [{"role": "system", "content": self._system}, {"role": "user", "content": user}]
 
     def _view(self, program: Program) -> ProgramView:
