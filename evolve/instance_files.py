@@ -20,6 +20,10 @@ def render(value: Any) -> str:
 
 def json_instance_rows(label: str, text: str) -> list[Any]:
     """The rows of a ``{"instances": [...]}`` document (not yet validated)."""
+    first = text.lstrip()[:1]
+    if first and first not in "{[":  # an OR-Library text file, a CSV: say what is expected, not "Expecting value"
+        line = text.lstrip().splitlines()[0]
+        raise UserError(f'{label}: not a JSON instance file (expected {{"instances": [...]}}), it starts with {render(line)}')
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,26 @@ def load_run(folder: Path) -> RunInfo:
         if key not in document:
             raise UserError(f"{config}: missing key '{key}'")
     settings = validate(RunSettings, document["settings"], str(config), prefix="settings.")
+    archived = _archived_problem(folder / ARCHIVE)
+    if archived is not None and archived != document["problem"]:  # review/export would mislabel every figure
+        raise UserError(f"{config}: problem {document['problem']!r}, but {folder / ARCHIVE} holds a run of "
+                        f"{archived!r} (a config.json from another run?)")
     return RunInfo(folder, document["problem"], document["problem_dir"], settings)
+
+
+def _archived_problem(path: Path) -> str | None:
+    """The problem the archive says its run was of (None: not recorded, or not readable here;
+    a damaged archive is reported by whoever opens it)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'problem'").fetchone()
+        finally:
+            db.close()
+        value = json.loads(row[0]) if row else None
+    except (sqlite3.Error, ValueError, TypeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def find_runs(root: Path, problem: str) -> list[Path]:

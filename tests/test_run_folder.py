@@ -65,7 +65,7 @@ def test_a_damaged_archive_is_a_one_line_error_naming_the_file(finished_run: Pat
     assert archive.stat().st_size == (0 if damage == "empty" else archive.stat().st_size)  # not "repaired"
 
 
-@pytest.mark.parametrize("damage", ["config-number", "config-binary", "metrics-row"])
+@pytest.mark.parametrize("damage", ["config-number", "config-binary", "metrics-row", "config-of-another-problem"])
 def test_a_damaged_config_or_archive_row_is_a_one_line_error_naming_the_file(
         finished_run: Path, tmp_path: Path, damage: str) -> None:
     """These were tracebacks: a config.json holding a number (TypeError), one not UTF-8
@@ -77,6 +77,8 @@ def test_a_damaged_config_or_archive_row_is_a_one_line_error_naming_the_file(
         named.write_text("5\n")
     elif damage == "config-binary":
         named.write_bytes(b"\xff\xfe{}")
+    elif damage == "config-of-another-problem":  # review --test scored the toy's programs on smtt
+        named.write_text(named.read_text().replace('"problem": "toy"', '"problem": "smtt"', 1))
     else:
         named = copy / "archive.sqlite"
         with sqlite3.connect(named) as db:

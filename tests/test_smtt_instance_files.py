@@ -204,6 +204,8 @@ def test_a_byte_order_mark_is_read_and_deep_nesting_is_one_line(verifier: SmttVe
     ("payload", "message"),
     [
         ("{not json", "instances.json: invalid JSON at line 1"),
+        # OR-Library's wt40.txt as users have it: was "invalid JSON at line 1 column 2: Expecting value"
+        ("   26   24   79   46   32\n", 'not a JSON instance file (expected {"instances": [...]}), it starts with "26   24'),
         ([], "expected a JSON object"),
         ({"instances": []}, "instances: expected a non-empty list"),
         ({"instances": [GOOD], "extra": 1}, "unknown key 'extra'"),
