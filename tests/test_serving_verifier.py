@@ -228,6 +228,17 @@ def test_target_load_sets_the_time_scale_from_capacity(tmp_path: Path, capsys: p
     assert busy.data["reference_decisions"] > 0  # queues form: the order matters
 
 
+def test_the_tie_warning_does_not_advise_a_target_load_already_set(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Two requests at target_load 0.9 were told 'set target_load (e.g. --option target_load=0.9)'."""
+    path = tmp_path / "two.csv"
+    path.write_text("arrived_at,num_prefill_tokens,num_decode_tokens\n0,300,5\n1,300,5\n")
+    ServingVerifier(PROBLEM, {"target_load": 0.9}).load_instances(path)
+    err = capsys.readouterr().err
+    assert "every policy ties exactly" in err and "with target_load = 0.9 already set" in err
+    assert "e.g. --option target_load=0.9" not in err
+
+
 def test_splits_are_reproducible_and_disjoint(verifier: ServingVerifier) -> None:
     train = verifier.instances("train")
     again = verifier.instances("train")

@@ -192,7 +192,7 @@ class RouterVerifier:
         line = (f"{report.requests:,} requests over {report.span_s:,.0f} s ({report.rate:.2f} req/s); offered "
                 f"load {report.rate / fleet:.2f} of the fleet's capacity ({fleet:.1f} req/s for these lengths)")
         # Round robin has a choice at every request, so the tie test is the load alone.
-        say_load(str(path), line, report.rate / fleet, len(trace), len(trace), "target_load")
+        say_load(str(path), line, report.rate / fleet, len(trace), len(trace), "target_load", self.opts.target_load)
         return [instance]
 
     def make_instance(self, name: str, group: str, trace: Trace, where: str) -> Instance:

@@ -115,16 +115,19 @@ def engine_for(opts: ServingOptions, trace: Trace, where: str) -> EngineConfig:
     return cfg
 
 
-def say_load(where: str, report_line: str, load: float, decisions: int, requests: int, knob: str) -> None:
-    """What ``--trace`` prints about the load: one line, and a warning when policies must tie."""
+def say_load(where: str, report_line: str, load: float, decisions: int, requests: int, knob: str,
+             given: float | None = None) -> None:
+    """What ``--trace`` prints about the load: one line, and a warning when policies must tie.
+    ``given``: the target_load already set (then the advice is not to set it)."""
     print(f"{where}: {report_line}", file=sys.stderr)
+    advice = (f"set {knob} (e.g. --option target_load=0.9)" if given is None else
+              f"with target_load = {given:g} already set, a longer trace or a higher target_load would differ")
     if decisions == 0:
         print(f"warning: {where}: at this load every policy ties exactly (FCFS never had two requests to "
-              f"order); set {knob} (e.g. --option target_load=0.9)", file=sys.stderr)
+              f"order); {advice}", file=sys.stderr)
     elif load < TIE_LOAD:
         print(f"warning: {where}: offered load {load:.2f} is low: FCFS had a choice at only {decisions} steps "
-              f"for {requests:,} requests, so policies differ little; set {knob} (e.g. "
-              "--option target_load=0.9)", file=sys.stderr)
+              f"for {requests:,} requests, so policies differ little; {advice}", file=sys.stderr)
 
 
 def table_of(trace: Trace, cfg: EngineConfig, record: dict[str, Any]) -> RequestTable:
@@ -167,7 +170,7 @@ class ServingVerifier:
         instance = self.make_instance(path.stem, "trace", trace, str(path))
         report = offered_load(EngineConfig.from_data(instance.data["engine"]), trace)
         say_load(str(path), report.describe(), report.load, instance.data["reference_decisions"], len(trace),
-                 "target_load")
+                 "target_load", self.opts.target_load)
         return [instance]
 
     def make_instance(self, name: str, group: str, trace: Trace, where: str) -> Instance:
