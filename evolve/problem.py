@@ -162,8 +162,10 @@ class Problem:
         if instances_file is not None:
             if instances_file.is_dir():
                 raise UserError(f"{instances_file}: is a folder, expected a file of instances")
-            if not instances_file.is_file():
+            if not instances_file.exists():
                 raise UserError(f"{instances_file}: file not found")
+            if not instances_file.is_file():  # /dev/null, a pipe (<(gunzip -c ...)): was "file not found"
+                raise UserError(f"{instances_file}: not a regular file (a device, pipe or socket); save it to a file first")
             if not isinstance(self.verifier, LoadsInstances):
                 raise UserError(f"{instances_file}: problem '{self.name}' reads no instance files "
                                 "(its verifier defines no load_instances)")

@@ -275,3 +275,13 @@ def test_a_public_style_file_through_the_cli_on_the_rule_track(tmp_path: Path) -
     assert got["beaten"]["reference_kind"] == "best_known" and got["beaten"]["objective"] == mdd_value
     assert got["beaten"]["gap"] == pytest.approx(-5 / (mdd_value + 5))
     assert got["true"]["reference_kind"] == "optimal" and got["true"]["gap"] >= 0
+
+
+def test_a_device_or_pipe_is_not_called_missing(tmp_path: Path) -> None:
+    """--instances /dev/null (or a pipe, <(gunzip -c ...)) said 'file not found'."""
+    from evolve.problem import load_problem
+
+    with pytest.raises(UserError, match=r"^/dev/null: not a regular file \(a device, pipe or socket\)"):
+        load_problem("smtt").instances("train", Path("/dev/null"))
+    with pytest.raises(UserError, match="nope.json: file not found"):
+        load_problem("smtt").instances("train", tmp_path / "nope.json")
