@@ -70,6 +70,8 @@ def test_npz_arrays_are_separate_workloads(tmp_path: Path) -> None:
     instances = MoeVerifier(PROBLEM_DIR, {}).load_instances(tmp_path / "loads.npz")
     assert [i.name for i in instances] == ["loads:a", "loads:b"]
     assert np.array_equal(instances[1].data["windows"], b)
+    (tmp_path / "loads.npz").rename(tmp_path / "LOADS.NPZ")  # was read as JSON
+    assert [i.name for i in MoeVerifier(PROBLEM_DIR, {}).load_instances(tmp_path / "LOADS.NPZ")] == ["LOADS:a", "LOADS:b"]
 
 
 def test_ilp_reference_for_small_traces(tmp_path: Path) -> None:

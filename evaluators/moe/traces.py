@@ -143,7 +143,7 @@ def _chunks(name: str, config: EpConfig, windows: np.ndarray, size: int) -> list
 
 def load_trace_file(path: Path, options: MoeOptions) -> list[Workload]:
     """Workloads from a load_history JSON or an .npz file."""
-    if path.suffix == ".npz":
+    if path.suffix.lower() == ".npz":  # TRACE.NPZ too (was read as JSON: "cannot read trace file")
         named = {f"{path.stem}:{key}": arr for key, arr in _read_npz(path).items()}
     else:
         named = {path.stem: _read_history(path, options.history_interval)}
