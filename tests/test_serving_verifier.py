@@ -228,6 +228,15 @@ def test_target_load_sets_the_time_scale_from_capacity(tmp_path: Path, capsys: p
     assert busy.data["reference_decisions"] > 0  # queues form: the order matters
 
 
+def test_a_trace_without_an_arrival_rate_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "one.csv"
+    path.write_text("arrived_at,num_prefill_tokens,num_decode_tokens\n0,300,5\n")
+    ServingVerifier(PROBLEM, {}).load_instances(path)
+    err = capsys.readouterr().err
+    assert "one.csv: 1 request: no arrival rate, so no offered load of the engine's capacity" in err
+    assert "inf" not in err  # was "1 requests over 0 s (inf req/s); offered load inf"
+
+
 def test_the_tie_warning_does_not_advise_a_target_load_already_set(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """Two requests at target_load 0.9 were told 'set target_load (e.g. --option target_load=0.9)'."""

@@ -31,9 +31,13 @@ class LoadReport:
     capacity: float  # requests per second the engine sustains for these lengths
     load: float  # rate / capacity
 
-    def describe(self) -> str:
+    def describe(self, whose: str = "engine") -> str:
+        capacity = f"of the {whose}'s capacity ({self.capacity:.1f} req/s for these lengths)"
+        if not self.span_s > 0:  # one request, or all at once: was "1 requests over 0 s (inf req/s); offered load inf"
+            what = "1 request" if self.requests == 1 else f"{self.requests:,} requests, all arriving at once"
+            return f"{what}: no arrival rate, so no offered load {capacity}"
         return (f"{self.requests:,} requests over {self.span_s:,.0f} s ({self.rate:.2f} req/s); offered load "
-                f"{self.load:.2f} of the engine's capacity ({self.capacity:.1f} req/s for these lengths)")
+                f"{self.load:.2f} {capacity}")
 
 
 def kv_token_steps(prompt: np.ndarray, output: np.ndarray) -> np.ndarray:

@@ -189,8 +189,7 @@ class RouterVerifier:
         instance = self.make_instance(path.stem, "trace", trace, str(path))
         report = offered_load(self.opts.engine, trace)
         fleet = self.fleet_capacity(trace, str(path))
-        line = (f"{report.requests:,} requests over {report.span_s:,.0f} s ({report.rate:.2f} req/s); offered "
-                f"load {report.rate / fleet:.2f} of the fleet's capacity ({fleet:.1f} req/s for these lengths)")
+        line = replace(report, capacity=fleet, load=report.rate / fleet).describe("fleet")
         # Round robin has a choice at every request, so the tie test is the load alone.
         say_load(str(path), line, report.rate / fleet, len(trace), len(trace), "target_load", self.opts.target_load)
         return [instance]
