@@ -17,6 +17,8 @@ import struct
 import time
 from typing import Any
 
+from evolve.sandbox.oslevel import scrub
+
 _LEN = struct.Struct(">Q")
 ONE_WRITE = 65536  # frames (or a reply's two) smaller than this go in one write
 MAX_HEADER = 1 << 24  # a reply's JSON header
@@ -43,15 +45,18 @@ def _write_all(fd: int, view: memoryview) -> None:
         raise WorkerLost(f"write failed: {exc}") from None
 
 
-def read_frame(fd: int, deadline: float | None = None, max_bytes: int = 1 << 40) -> bytes:
-    """One frame's payload; ``deadline`` is a ``time.monotonic()`` value."""
+def read_frame(fd: int, deadline: float | None = None, max_bytes: int = 1 << 40, *, wipe: bool = False) -> bytes:
+    """One frame's payload; ``deadline`` is a ``time.monotonic()`` value.  With ``wipe`` the
+    copies made on the way are zeroed (``oslevel.scrub``: the zygote's requests carry instance
+    sets, and its children are forked with its freed memory); the caller scrubs the payload."""
     (size,) = _LEN.unpack(_read_exact(fd, _LEN.size, deadline))
     if size > max_bytes:
         raise WorkerLost(f"frame of {size} bytes exceeds {max_bytes}")
-    return _read_exact(fd, size, deadline)
+    return _read_exact(fd, size, deadline, wipe=wipe)
 
 
-def _read_exact(fd: int, size: int, deadline: float | None, sock: socket.socket | None = None) -> bytes:
+def _read_exact(fd: int, size: int, deadline: float | None, sock: socket.socket | None = None,
+                wipe: bool = False) -> bytes:
     """``size`` bytes, never more (a session's channel follows its reply on the same socket).
     With ``sock`` (the fd's socket), bytes already there are taken without a ``select``."""
     buf = bytearray()
@@ -70,7 +75,13 @@ def _read_exact(fd: int, size: int, deadline: float | None, sock: socket.socket 
         if not chunk:
             raise WorkerLost("channel closed")
         buf += chunk
-    return bytes(buf)
+        if wipe:
+            scrub(chunk)
+    if not wipe:
+        return bytes(buf)
+    out = bytes(buf)
+    scrub(buf)
+    return out
 
 
 def _waiting(sock: socket.socket, size: int) -> bytes | None:
@@ -96,7 +107,10 @@ def send_reply(fd: int, header: dict[str, Any], blob: bytes = b"") -> None:
     wake-up of the reader instead of two)."""
     head = json.dumps(header).encode()
     if len(head) + len(blob) < ONE_WRITE:
-        _write_all(fd, memoryview(_LEN.pack(len(head)) + head + _LEN.pack(len(blob)) + blob))
+        message = _LEN.pack(len(head)) + head + _LEN.pack(len(blob)) + blob
+        _write_all(fd, memoryview(message))
+        if blob:  # a copy of the blob, which the caller scrubs (``Zygote._answer``)
+            scrub(message)
         return
     write_frame(fd, head)
     write_frame(fd, blob)

@@ -60,6 +60,19 @@ def _c() -> ctypes.CDLL:
     return _libc
 
 
+def scrub(data: bytes | bytearray) -> None:
+    """Zero ``data``'s bytes in place, just before its last reference is dropped: freed memory
+    keeps its bytes, and every child forked later has a copy of them (``Zygote._answer``).
+    Only for objects this process made and holds alone: a ``bytes`` is immutable to everyone
+    else.  Objects of 0 or 1 bytes are CPython's shared singletons and are left alone."""
+    if len(data) < 2:
+        return
+    if isinstance(data, bytearray):
+        ctypes.memset((ctypes.c_char * len(data)).from_buffer(data), 0, len(data))
+    else:
+        ctypes.memset(ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value, 0, len(data))
+
+
 def _check(rc: int, what: str) -> None:
     if rc != 0:
         err = ctypes.get_errno()

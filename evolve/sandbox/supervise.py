@@ -87,7 +87,7 @@ def supervise(
             if pidfd is None and not exited:
                 exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
         if complete and killed is None:
-            return _complete(start), b"".join(chunks)
+            return _complete(start), _joined(chunks)
         if killed is None and rfd is not None:  # exited: take what it wrote; descendants may hold the socket
             os.set_blocking(rfd, False)
             with contextlib.suppress(BlockingIOError, ConnectionResetError):
@@ -115,7 +115,20 @@ def supervise(
         "wall": time.monotonic() - start,
         "reaped": True,
     }
-    return facts, b"".join(chunks)[: max_bytes + 1]
+    return facts, _joined(chunks, max_bytes + 1)
+
+
+def _joined(chunks: list[bytes], limit: int | None = None) -> bytes:
+    """The chunks as one, each chunk zeroed once copied (``oslevel.scrub``: they held the batch's
+    results, and the zygote's freed memory is in every child forked later)."""
+    out = b"".join(chunks)
+    if limit is not None and len(out) > limit:
+        whole, out = out, out[:limit]
+        oslevel.scrub(whole)
+    if len(chunks) > 1 or (chunks and chunks[0] is not out):
+        for chunk in chunks:
+            oslevel.scrub(chunk)
+    return out
 
 
 def _complete(start: float) -> dict[str, Any]:

@@ -11,7 +11,9 @@ found whole instances of the split it was being driven on (eighth red team,
 Only sessions: a batch child runs its own set, whole, by design.  Only numpy arrays: Python
 numbers and strings cannot be written in place, so a plug-in whose instance data hold what a
 session must not see in lists of numbers keeps them in freed memory (every shipped problem's
-are arrays).
+are arrays; ``bench/list_remnants.py``: 96 of 10,000 floats found as lists, 0 as an array).
+The zygote's own copies (the frames it read the sets from, the batch replies it relayed) it
+zeroes itself (``oslevel.scrub``).
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ class Zygote(ChildKeeper):
         while True:
             try:
                 self.prepare_spare()
-                if not self._answer(read_frame(self.fin)):
+                if not self._answer(read_frame(self.fin, wipe=True)):
                     return
             except WorkerLost:
                 return
@@ -184,6 +184,7 @@ class Zygote(ChildKeeper):
             os._exit(99)
         try:
             req = pickle.loads(frame)  # from the controller: trusted
+            oslevel.scrub(frame)  # a load's frame is the set's pickle
             del frame
             op = req.get("op")
             if op == "exit":
@@ -210,6 +211,7 @@ class Zygote(ChildKeeper):
                     limits = dataclasses.replace(limits, timeout_s=float(req["timeout_s"]))
                 facts, blob = self.execute(req["source"], req["function"], req["set"], limits)
                 send_reply(self.fout, {"ok": True, **facts}, blob)
+                oslevel.scrub(blob)  # the batch's results: a jssp schedule gives its durations
                 if facts["killed"] == "controller":
                     return False
             else:

@@ -1,0 +1,74 @@
+"""The zygote zeroes its copies of what it relays and reads before it frees them.
+
+Every child is forked (by the forker, made again after each instance load, or by the zygote itself)
+with the zygote's memory, freed parts included.  A batch run's results pass through the zygote (the
+child's lines as read, their join, the reply's frame), and so does each load's pickled set: freed,
+their bytes stayed, and a jssp rule driven in a later session that read its heap and the 4 GiB below
+the C library found the seed's schedule of a quick instance in them (its ends less its starts are
+the durations; ``PYTHONPATH=. python bench/wipe_remnants.py --drive train``: 1 of 6, 0 after; ninth
+red team).  The zygote now scrubs them (``oslevel.scrub``).
+
+The test reads the zygote's own memory (``/proc/PID/mem``, as root: it is not dumpable) after its
+clean-up and counts what it still holds: of a reply the child computed (so no request carried it),
+and of a set it loaded (its live copy is one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evolve.sandbox import Sandbox, SandboxLimits
+from evolve.verifier import Instance, Reference
+
+TESTS = Path(__file__).resolve().parent
+LIMITS = SandboxLimits(timeout_s=30.0, memory_mb=1024, max_processes=1, file_size_mb=4, max_output_mb=4)
+REPLY = "".join(hashlib.sha256(b"%d" % i).hexdigest() for i in range(768)).encode()  # 48 KiB, no repeats
+ANSWER = "import hashlib\ndef f(x):\n    return ''.join(hashlib.sha256(b'%d' % i).hexdigest() for i in range(768))\n"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="reads the non-dumpable zygote's memory: root only")
+
+
+def held(pid: int, pieces: list[bytes]) -> list[int]:
+    """How many times each piece is in the process's writable anonymous memory and heap."""
+    counts = [0] * len(pieces)
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            if not fields[1].startswith("rw") or (len(fields) > 5 and fields[5] != "[heap]"):
+                continue
+            low, high = (int(x, 16) for x in fields[0].split("-"))
+            mem.seek(low)
+            try:
+                data = mem.read(high - low)
+            except OSError:
+                continue
+            for k, piece in enumerate(pieces):
+                counts[k] += data.count(piece)
+    return counts
+
+
+def test_the_zygote_keeps_no_copy_of_a_batch_reply_it_relayed() -> None:
+    pieces = [REPLY[i:i + 64] for i in range(0, len(REPLY) - 63, 6144)]
+    one = [Instance("a", "all", {"x": 1.0}, Reference(0.0, "optimal", "exact"))]
+    with Sandbox("sandbox_fixtures:InteractiveVerifier", LIMITS, slot=41, extra_sys_path=[str(TESTS)]) as sb:
+        batch = sb.run(ANSWER, "f", one)
+        assert batch.status == "ok" and batch.runs[0].solution == REPLY.decode(), batch
+        sb.settle()
+        assert held(sb.worker_pid, pieces) == [0] * len(pieces)  # 2-3 times each before
+
+
+def test_the_zygote_keeps_one_copy_of_a_set_it_loaded() -> None:
+    data = np.frombuffer(b"".join(hashlib.sha256(b"set %d" % i).digest() for i in range(512)), dtype=np.int64).copy()
+    raw = data.tobytes()
+    pieces = [raw[i:i + 64] for i in range(64, len(raw) - 63, 2048)]
+    one = [Instance("a", "all", {"x": 1.0, "data": data}, Reference(0.0, "optimal", "exact"))]
+    with Sandbox("sandbox_fixtures:InteractiveVerifier", LIMITS, slot=41, extra_sys_path=[str(TESTS)]) as sb:
+        assert sb.run("def f(x):\n    return x\n", "f", one).status == "ok"
+        sb.settle()
+        counts = held(sb.worker_pid, pieces)
+    assert counts == [1] * len(pieces), counts  # the set itself, and no copy of its frame
