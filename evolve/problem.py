@@ -172,8 +172,8 @@ class Problem:
             try:
                 with plugin_code(f"{instances_file}: the verifier's load_instances", self.plugin):
                     found = self.verifier.load_instances(instances_file)
-            except UnicodeDecodeError as err:  # whichever reader the verifier uses
-                raise UserError(f"{instances_file}: not UTF-8 text (byte {err.start})") from None
+            except UnicodeDecodeError:  # whichever reader the verifier uses (pandas' offset is in its buffer)
+                raise UserError(f"{instances_file}: not UTF-8 text ({_first_bad_byte(instances_file)})") from None
         elif split not in (*SPLITS, VALID):
             raise UserError(f"unknown split '{split}' (expected one of: {', '.join(SPLITS)}, or {VALID} "
                             "where the problem has one)")
@@ -294,3 +294,14 @@ def load_problem(name_or_path: str) -> Problem:
 
 def _is_known(name: str) -> bool:
     return (builtin_dir() / name / "problem.toml").is_file()
+
+
+def _first_bad_byte(path: Path) -> str:
+    """Where ``path`` stops being UTF-8: line and byte offset in the file (the error path only)."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        return f"line {line}, byte {err.start}: {raw[err.start:err.start + 1]!r}"
+    return "a byte the reader refused"

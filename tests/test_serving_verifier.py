@@ -434,3 +434,13 @@ def test_the_time_limit_grows_with_the_trace(tmp_path: Path) -> None:
     evaluator = Evaluator(problem, settings)  # no sandbox is started until a run
     assert evaluator._time_units(small) == 2.0 and evaluator._time_units([big]) == 4.0
     assert run_timeout(settings.instance_timeout_s, 4.0) == 2.0 + 4 * 6.0
+
+
+def test_a_trace_that_is_not_utf8_names_its_line_and_byte(tmp_path: Path) -> None:
+    """A Latin-1 byte on line 3 was reported as 'not UTF-8 text (byte 2)', an offset in pandas' buffer."""
+    from evolve.problem import load_problem
+
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,308,131\n2023-11-16 18:15:47,30\xe9,1\n")
+    with pytest.raises(UserError, match=r"latin1.csv: not UTF-8 text \(line 3, byte 90: b'\\xe9'\)$"):
+        load_problem("serving").instances("train", path)
