@@ -65,7 +65,8 @@ def build_report(
     figures = [
         Figure("progress", "Progress: the train gap over iterations and over time",
                plots.progress_figure(points, run_started, seed_score, references, review.gap(review.seed)),
-               "Dots: every evaluated program (train split), coloured by island. Black: the best so far. "
+               "Dots: every evaluated program (train split), coloured by island. Black: the best so far "
+               "by score (the archive's ranking), drawn at its gap. "
                "Horizontal lines: the seed and every baseline on the same split."),
         Figure("islands", "Score distribution per island", plots.islands_figure(points, seed_score)),
         Figure("grid", "MAP-Elites feature space", grid_uri, grid_caption),

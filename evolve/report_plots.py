@@ -76,6 +76,18 @@ def gap_limits(gaps: Sequence[float], seed: float | None = None) -> tuple[float,
     return max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad
 
 
+def best_so_far(ordered: Sequence[ProgramPoint], use_gap: bool) -> np.ndarray:
+    """After each program (in the order given), the best program so far as the archive ranks them,
+    by score; drawn as its gap when the plot shows gaps. The lowest gap so far is not it where the
+    score is more than the gap (serving: goodput; smtt_rule: a floored fitness)."""
+    out, best = [], None
+    for p in ordered:
+        if best is None or p.score > best.score:  # type: ignore[operator]
+            best = p
+        out.append(best.gap if use_gap else best.score)
+    return np.array(out, dtype=float)
+
+
 def progress_figure(
     points: list[ProgramPoint], started: float, seed_score: float | None,
     references: dict[str, float] | None = None, seed_gap: float | None = None,
@@ -111,8 +123,7 @@ def progress_figure(
         ys = np.array([value(p) for p in ordered], dtype=float)
         colours = [ISLAND_COLOURS(p.island % 10) for p in ordered]
         ax.scatter(xs, np.clip(ys, lo, hi), s=9, c=colours, alpha=0.45, linewidths=0, label="programs (colour: island)")
-        best = np.minimum.accumulate(ys) if use_gap else np.maximum.accumulate(ys)
-        ax.step(xs, best, where="post", color="black", lw=1.8, label="best so far")
+        ax.step(xs, best_so_far(ordered, use_gap), where="post", color="black", lw=1.8, label="best so far")
         for k, (name, level) in enumerate(lines.items()):
             if level is not None and lo <= level <= hi:
                 ax.axhline(level, color="0.35" if name == "seed" else plt.get_cmap("tab20b")(k % 20),

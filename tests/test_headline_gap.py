@@ -46,3 +46,17 @@ def test_a_feasible_evaluation_without_a_gap_says_why() -> None:
     assert score is None
     assert describe(results, metrics, "gap_mean").startswith(
         "no gap: the reference of every instance is 0, and a gap relative to 0 is undefined (objective sum 0)")
+
+
+def test_the_best_so_far_line_follows_the_archives_best_by_score() -> None:
+    """serving ranks by goodput - starved - 0.2 x latency gap: the lowest latency gap so far is not
+    the run's best. The line drew the lowest gap; it draws the gap of the best by score."""
+    from evolve.history import ProgramPoint
+    from evolve.report_plots import best_so_far
+
+    def point(k: int, score: float, gap: float) -> ProgramPoint:
+        return ProgramPoint(k, None, 0, k, "gp", "gp", "ok", score, None, float(k), gap)
+
+    ordered = [point(0, 90.0, 0.0), point(1, 80.0, -30.0), point(2, 95.0, -5.0), point(3, 95.0, -8.0)]
+    assert best_so_far(ordered, use_gap=True).tolist() == [0.0, 0.0, -5.0, -5.0]  # was [0, -30, -30, -30]
+    assert best_so_far(ordered, use_gap=False).tolist() == [90.0, 90.0, 95.0, 95.0]
