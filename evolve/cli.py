@@ -28,6 +28,7 @@ from evolve.cli_common import (
     example,
     for_terminal,
     run_cli,
+    split_of,
     step_progress,
     user_errors,
     verifier_options,
@@ -193,7 +194,8 @@ def _summary(result: Any) -> None:
 def eval_(
     problem: Annotated[str, typer.Argument(help="Problem name or folder.")],
     program: Annotated[Path, typer.Argument(help="Program file to score.")],
-    split: Annotated[str, typer.Option(help="quick, train or test (or valid, where the problem has a validation split).")] = "train",
+    split: Annotated[str | None, typer.Option(
+        help="quick, train (default) or test (or valid, where the problem has a validation split).")] = None,
     instances: InstancesFlag = None,
     instance: InstanceFlag = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON result.")] = False,
@@ -208,6 +210,7 @@ def eval_(
     """Score one program file with the problem's verifier (exit 1 if it fails)."""
     from evolve import api
 
+    split = split_of(split, instances, "train")
     spec = api.load(problem, verifier_options(option, scheme), "--option")
     evaluation = api.evaluate(spec, program, split=split, instances=instances, instance=instance,
                               solutions_out=solutions_out, plot=plot)
@@ -252,7 +255,8 @@ def doctor() -> None:
 @user_errors
 def baselines(
     problem: Annotated[str, typer.Argument(help="Problem name or folder.")],
-    split: Annotated[str, typer.Option(help="quick, train or test (or valid, where the problem has a validation split).")] = "train",
+    split: Annotated[str | None, typer.Option(
+        help="quick, train (default) or test (or valid, where the problem has a validation split).")] = None,
     instances: InstancesFlag = None,
     instance: InstanceFlag = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON result.")] = False,
@@ -263,6 +267,7 @@ def baselines(
     """Score every baseline of PROBLEM through the same sandbox and verifier as evolved programs."""
     from evolve import api
 
+    split = split_of(split, instances, "train")
     spec = api.load(problem, verifier_options(option, scheme), "--option")
     split_name = str(instances) if instances else split
     with step_progress(f"scoring the seed and {len(spec.baselines)} baselines on {spec.name}/{split_name}") as shown:

@@ -42,6 +42,15 @@ InstancesFlag = Annotated[
 ]
 
 
+def split_of(split: str | None, instances: Path | None, default: str) -> str:
+    """``--split``, or ``default``; with ``--instances`` too it is an error (the file replaces the
+    split, and a --split given with it was silently ignored)."""
+    if split is not None and instances is not None:
+        raise UserError(f"--split {split} and --instances {instances}: give one of them (the file's instances replace "
+                        "the split)")
+    return split if split is not None else default
+
+
 def verifier_options(option: list[str] | None, scheme: str | None) -> dict[str, Any]:
     """``--option KEY=VALUE`` flags (and ``--scheme``) as a dict."""
     from evolve.problem import parse_options

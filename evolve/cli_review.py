@@ -18,6 +18,7 @@ from evolve.cli_common import (
     app,
     example,
     for_terminal,
+    split_of,
     step_progress,
     user_errors,
     verifier_options,
@@ -124,7 +125,7 @@ def compare(
     a: Annotated[Path, typer.Argument(help="Program A.")],
     b: Annotated[Path, typer.Argument(help="Program B.")],
     problem: Annotated[str, typer.Option(help="Problem name or folder.")],
-    split: Annotated[str, typer.Option(help="quick, train or test.")] = "test",
+    split: Annotated[str | None, typer.Option(help="quick, train or test (default).")] = None,
     instances: InstancesFlag = None,
     instance: InstanceFlag = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stable JSON result.")] = False,
@@ -135,6 +136,7 @@ def compare(
     """Compare two programs instance by instance: gaps per group, wins/ties/losses, Wilcoxon test."""
     from evolve import api
 
+    split = split_of(split, instances, "test")
     spec = api.load(problem, verifier_options(option, scheme), "--option")
     split_name = str(instances) if instances else split
     with step_progress(f"evaluating 2 programs on {spec.name}/{split_name}") as shown:

@@ -112,6 +112,11 @@ def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> No
         (("eval", "serving", str(REPO / "problems" / "serving" / "seed.py"), "--trace", "{tmp}/latin1.csv"),
          "latin1.csv: not UTF-8 text"),
         (("eval", "smtt", str(SEED), "--instances", "{tmp}"), "is a folder, expected a file of instances"),
+        # both: the split was silently ignored
+        (("eval", "smtt", str(SEED), "--split", "test", "--instances", "{tmp}/i.json"),
+         "--split test and --instances {tmp}/i.json: give one of them"),
+        (("compare", str(SEED), str(SEED), "--problem", "smtt", "--split", "quick", "--instances", "{tmp}/i.json"),
+         "--split quick and --instances {tmp}/i.json: give one of them"),
         (("run", "smtt", "--option", "colour=3"), "--option colour: unknown key (expected one of "),
         (("run", "jssp", "--scheme", "sideways"), "--option scheme: Input should be 'non_delay' or 'active'"),
         (("run", "{tmp}/empty", "--iterations", "2"), "{tmp}/empty: no problem.toml in this folder"),
