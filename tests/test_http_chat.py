@@ -502,20 +502,21 @@ def test_a_reply_head_that_never_ends_is_the_call_s_failure(plain: bool, interim
 
 
 @pytest.mark.parametrize("hostile", ["gzip bomb", "interim replies"])
-def test_litellm_s_openai_compatible_calls_are_bounded_as_the_openai_client_s(hostile: str) -> None:
+@pytest.mark.parametrize("model", ["openai/x", "ollama/x"])
+def test_litellm_s_calls_are_bounded_as_the_openai_client_s(model: str, hostile: str) -> None:
     """``--backend litellm`` (or a model string without ``--api-base``): litellm drives the openai
-    client with an HTTP client of its own, unbounded.  A 200 KiB gzip body was inflated to 200 MiB
-    and then, quoted in litellm's error, run through its secret-redacting patterns: over 2 minutes
-    of the controller's CPU for one call; ``100 Continue`` replies held a 1 s call for the 30 s the
-    server sent them (ninth red team).  litellm now gets ours (``litellm.client_session``); an
+    client (``openai/``) or its own ``HTTPHandler`` (``ollama/``, ``anthropic/``, ...) with HTTP
+    clients of its own, unbounded.  A 200 KiB gzip body was inflated to 200 MiB and then, quoted in
+    litellm's error, run through its secret-redacting patterns: over 2 minutes of the controller's
+    CPU for one call; ``100 Continue`` replies held a 1 s call for the 30 s the server sent them,
+    both ways (ninth red team).  litellm's clients now get our bounds (``bound_litellm``); an
     80 MiB bomb here, which is over the bound."""
     from evolve.llm.litellm_backend import LiteLLMBackend
 
     slow, body = _SlowHead(interim=True), _bomb(80)
     bomb = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     base, _, thread = _raw_server([bomb if hostile == "gzip bomb" else slow], close_after={0})
-    llm = LiteLLMBackend("openai/x", api_base=base, timeout_s=1.0,
-                         retry=RetryPolicy(max_retries=0, base_delay_s=0.01))
+    llm = LiteLLMBackend(model, api_base=base, timeout_s=1.0, retry=RetryPolicy(max_retries=0, base_delay_s=0.01))
     llm.litellm()
     before = time.process_time()
     with pytest.raises(LLMError):

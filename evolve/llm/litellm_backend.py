@@ -35,6 +35,31 @@ def import_litellm() -> ModuleType:
     return litellm
 
 
+def bound_litellm(litellm: ModuleType, timeout_s: float) -> None:
+    """Every reply litellm reads bounded as the openai client's (``openai_body``): 64 MiB of body,
+    inflated to 64 MiB at most, head and body within the call's timeout.  Its OpenAI-compatible
+    calls take the openai client's HTTP client from ``client_session``; every other provider's
+    HTTP client is made by ``HTTPHandler.create_client``, which is wrapped here (litellm offers no
+    setting for it).  Without either, a hostile server's gzip bomb was inflated whole and run
+    through litellm's secret-redacting patterns, and ``100 Continue`` replies held a call for
+    ever (ninth red team; ``test_http_chat.py``)."""
+    from litellm.llms.custom_httpx.http_handler import HTTPHandler
+
+    from evolve.llm.openai_body import bound, bounded_client
+
+    if litellm.client_session is None:
+        litellm.client_session = bounded_client(timeout_s)
+    made = HTTPHandler.create_client
+    if getattr(made, "bounded", False):
+        return
+
+    def create_client(self: Any) -> Any:
+        return bound(made(self), timeout_s)
+
+    create_client.bounded = True  # type: ignore[attr-defined]
+    HTTPHandler.create_client = create_client
+
+
 @dataclass
 class LiteLLMBackend:
     model: str  # a litellm model string, e.g. "anthropic/claude-sonnet-4-5"
@@ -82,12 +107,7 @@ class LiteLLMBackend:
     def litellm(self) -> Any:
         if self._litellm is None:
             self._litellm = import_litellm()
-            if self._litellm.client_session is None:
-                from evolve.llm.openai_body import bounded_client
-
-                # litellm's OpenAI-compatible calls go through the openai client with this HTTP
-                # client: a reply body bounded and read within the call's timeout, head too.
-                self._litellm.client_session = bounded_client(self.timeout_s)
+            bound_litellm(self._litellm, self.timeout_s)
         return self._litellm
 
     def probe(self, timeout_s: float) -> Any:

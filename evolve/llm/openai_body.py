@@ -37,15 +37,22 @@ def bounded_client(timeout_s: float, **kwargs: Any) -> Any:
     read: a server sending a byte now and then held the call as long as it liked)."""
     import openai
 
-    # The HTTP package this openai release is built on (httpx, or httpx2 in later ones).
-    httpx = next(importlib.import_module(base.__module__.split(".")[0])
-                 for base in openai.DefaultHttpxClient.__mro__ if not base.__module__.startswith("openai"))
+    return bound(openai.DefaultHttpxClient(**kwargs), timeout_s)
+
+
+def bound(client: Any, timeout_s: float) -> Any:
+    """``client`` (an httpx client, of whichever httpx it was made with) with the bounds above:
+    hooks on every request and response, and deadlines in its connection pools."""
+    # The HTTP package the client is built on (httpx, or httpx2 in later openai releases; the
+    # openai client's class is its subclass).
+    httpx = next(package for package in (importlib.import_module(cls.__module__.split(".")[0])
+                                         for cls in type(client).__mro__) if hasattr(package, "ByteStream"))
 
     def ask(request: Any) -> None:
         request.headers["Accept-Encoding"] = "gzip, deflate"  # what ``decoded`` inflates
         _calls.deadline = time.monotonic() + timeout_s
 
-    def bound(response: Any) -> None:
+    def read(response: Any) -> None:
         original, raw = response.stream, bytearray()
         deadline = getattr(_calls, "deadline", None) or time.monotonic() + timeout_s
         try:
@@ -69,7 +76,9 @@ def bounded_client(timeout_s: float, **kwargs: Any) -> Any:
         response.headers["content-length"] = str(len(body))
         response.stream = httpx.ByteStream(body)
 
-    client = openai.DefaultHttpxClient(event_hooks={"request": [ask], "response": [bound]}, **kwargs)
+    hooks = client.event_hooks
+    client.event_hooks = {"request": [*hooks.get("request", []), ask],
+                          "response": [read, *hooks.get("response", [])]}
     with_deadlines(client)
     return client
 
