@@ -4,8 +4,8 @@
 child drops them; Python numbers cannot be written in place, so a plug-in whose instance data are
 lists of floats leaves them in the child's freed memory.  This loads one set of 20 instances, each
 either a list of 500 distinct floats or the same values as a float64 array, through a batch run,
-then opens a session whose program reads every page of its heap and of the 4 GiB below the C
-library (``bench/wipe_remnants.py``'s scan) and counts the values whose 8 bytes it finds.
+then opens a session whose program copies every page of its heap and of the 4 GiB below the C
+library into fresh mappings and counts the values whose 8 bytes it finds.
 
 Usage: PYTHONPATH=. python bench/list_remnants.py
 """
@@ -20,28 +20,69 @@ from pathlib import Path
 
 import numpy as np
 
+from evolve.sandbox import Sandbox, SandboxLimits
+from evolve.verifier import Instance, Reference
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-sys.path.insert(0, str(HERE))
 
-from wipe_remnants import PROBE  # noqa: E402
+SESSION = r'''
+import ctypes
+import mmap
+import os
 
-from evolve.sandbox import Sandbox, SandboxLimits  # noqa: E402
-from evolve.verifier import Instance, Reference  # noqa: E402
+libc = ctypes.CDLL(None)
+libc.sbrk.restype = ctypes.c_void_p
+libc.sbrk.argtypes = [ctypes.c_ssize_t]
+libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+libc.write.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+libc.write.restype = ctypes.c_ssize_t
+VEC = ctypes.create_string_buffer(1)
+PIPE = os.pipe()
 
-SCAN = PROBE[: PROBE.index("def priority(")].replace("_PATTERNS = PATTERNS_HERE\n", "")
-SESSION = SCAN + r'''
+
+def mapped(address):
+    return libc.mincore(address, 4096, VEC) == 0
+
+
+def spans():
+    top = libc.sbrk(0) & ~4095
+    bottom = top - 4096
+    while mapped(bottom):
+        bottom -= 4096
+    found = [(bottom + 4096, top)]
+    anchor = ctypes.cast(libc.mincore, ctypes.c_void_p).value & ~0xFFFF
+    coarse = anchor
+    while coarse > anchor - (4 << 30):  # anonymous mappings of 64 KiB and more, below the libraries
+        if mapped(coarse):
+            low, high = coarse, coarse + 4096
+            while mapped(low - 4096):
+                low -= 4096
+            while mapped(high) and high < anchor + (1 << 30):
+                high += 4096
+            found.append((low, high))
+            coarse = low & ~0xFFFF
+        coarse -= 64 << 10
+    return found
+
+
 def policy(payload):
-    # The values as Python ints (30-bit digits in memory, not the doubles' 8 bytes), made without
-    # ever holding the raw bytes: the probe leaves no copy of what it looks for.
+    # Pages are copied into new mappings (never a chunk of the heap, which would overwrite what
+    # is looked for), through a pipe (an unreadable page is EFAULT, not a crash); the values are
+    # held as Python ints (30-bit digits, not the doubles' bytes): no copy of what is looked for.
     shifted = bytes(payload)
     wanted = {sum(((shifted[i + j] - 1) % 256) << (8 * j) for j in range(8)) for i in range(0, len(shifted), 8)}
+    copies = []
+    for low, high in spans():  # all found first: a copy is a new mapping
+        block = mmap.mmap(-1, high - low)
+        view = memoryview(block)
+        for offset in range(0, high - low, 4096):
+            if libc.write(PIPE[1], low + offset, 4096) == 4096:
+                os.readv(PIPE[0], [view[offset:offset + 4096]])
+        copies.append(block)
     found = set()
-    for _, region in _regions():
-        for i in range(0, len(region) - 7, 8):  # CPython's floats and numpy's buffers are 8-aligned
-            value = int.from_bytes(region[i:i + 8], "little")
-            if value in wanted:
-                found.add(value)
+    for block in copies:
+        words = memoryview(block).cast("Q")  # CPython's floats and numpy's buffers are 8-aligned
+        found.update(value for value in words if value in wanted)
     return len(found)
 '''
 
@@ -49,10 +90,13 @@ def policy(payload):
 def main() -> int:
     rng = random.Random(7)
     limits = SandboxLimits(timeout_s=120.0, memory_mb=2048, max_processes=1)
-    for kind in ("list", "array"):
+    for kind in ("list", "array", "read-only array"):
         values = [[rng.random() for _ in range(500)] for _ in range(20)]
         instances = [Instance(f"i{k}", "all", {"x": 1.0, "values": v if kind == "list" else np.array(v)},
                               Reference(0.0, "optimal", "exact")) for k, v in enumerate(values)]
+        if kind == "read-only array":  # pickled as bytes, so the zygote's copy is read-only too
+            for instance in instances:
+                instance.data["values"].flags.writeable = False
         flat = b"".join(struct.pack("<d", x) for v in values for x in v)
         shifted = bytes((b + 1) % 256 for b in flat)
         with Sandbox("sandbox_fixtures:InteractiveVerifier", limits, slot=40,
@@ -61,7 +105,7 @@ def main() -> int:
             with sb.session(SESSION, "policy", timeout_s=120.0) as session:
                 reply = session.call(shifted, reply_limit=1 << 16)
         found = reply.value if reply.error is None else reply.error
-        print(f"{kind:5}: {found} of {len(values) * 500} values found in the session child's memory")
+        print(f"{kind:15}: {found} of {len(values) * 500} values found in the session child's memory")
         if not isinstance(found, int):
             print(re.sub(r"\s+", " ", str(found))[:300])
     return 0

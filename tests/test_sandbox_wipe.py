@@ -145,3 +145,25 @@ def test_a_driven_rule_finds_no_batch_reply_in_the_frames_it_was_forked_with() -
         evaluation = evaluator.run_split(FRAMES, quick, "quick")  # not pure: driven in a session
     assert evaluation.status == "error", evaluation.feedback
     assert "schedules held by 0 frames" in evaluation.feedback, evaluation.feedback
+
+
+def test_read_only_arrays_are_zeroed_too() -> None:
+    """A plug-in that marks an instance's arrays read-only has them pickled as bytes, and the
+    zygote's copies are read-only views of those bytes: the wipe skipped them, and a session child
+    found 404 of 10,000 such values in its freed memory (``bench/list_remnants.py``; ninth red
+    team).  Their bytes are the set's own copy, zeroed in place now."""
+    import pickle
+
+    import numpy as np
+
+    from evolve.sandbox.wipe import wipe_sets
+    from evolve.verifier import Instance, Reference
+
+    data = np.arange(1, 65, dtype=np.float64)
+    data.flags.writeable = False
+    instance = pickle.loads(pickle.dumps(Instance("a", "all", {"values": data, "rows": [data[::2]]},
+                                                  Reference(0.0, "optimal", "exact")), protocol=5))
+    held = instance.data["values"]
+    assert not held.flags.writeable  # as the zygote holds it
+    wipe_sets({1: [instance]})
+    assert not held.any()
