@@ -60,14 +60,15 @@ def build_report(
         run_started = history.started_at() or 0.0
     seed_score = review.seed.score if review.seed else None
     best_id = review.best.id if review.best else None
-    references = _train_references(run_dir, problem, info, score_kind, progress)
+    references, not_drawn = _train_references(run_dir, problem, info, score_kind, progress)
     grid_uri, grid_caption = plots.grid_figure(points, list(problem.spec.features), best_id)
     figures = [
         Figure("progress", "Progress: the train gap over iterations and over time",
                plots.progress_figure(points, run_started, seed_score, references, review.gap(review.seed)),
                "Dots: every evaluated program (train split), coloured by island. Black: the best so far "
                "by score (the archive's ranking), drawn at its gap. "
-               "Horizontal lines: the seed and every baseline on the same split."),
+               "Horizontal lines: the seed and every baseline on the same split."
+               + (f" Not drawn, failed on train: {'; '.join(not_drawn)}." if not_drawn else "")),
         Figure("islands", "Score distribution per island", plots.islands_figure(points, seed_score)),
         Figure("grid", "MAP-Elites feature space", grid_uri, grid_caption),
         Figure("lineage", "Lineage of the best program",
@@ -111,22 +112,25 @@ def build_report(
 
 def _train_references(
     run_dir: Path, problem: Problem, info: RunInfo, score_kind: str, progress: StepProgress | None,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], list[str]]:
     """Every baseline's headline gap (or score) on the train split, for the progress plot:
-    evaluated through the same path as the run's programs, cached in the run's archive."""
+    evaluated through the same path as the run's programs, cached in the run's archive; and
+    the baselines that failed there, each with its status (their lines were silently missing)."""
     if not problem.baselines:
-        return {}
+        return {}, []
     instances = problem.instances("train")
     cache = EvalCache(info.archive_path, problem, info.settings.sandbox, "train", instances)
     evaluations = evaluate_programs(problem, info.settings.sandbox, problem.baseline_programs(), instances, "train",
                                     1, cache, progress)
-    values = {}
+    values, failed = {}, []
     for name, evaluation in evaluations.items():
         gap = headline_gap(evaluation.metrics, score_kind)
         value = gap if gap is not None else evaluation.score
         if evaluation.ok and value is not None:
             values[name] = value
-    return values
+        elif not evaluation.ok:
+            failed.append(f"{name} ({evaluation.status})")
+    return values, failed
 
 
 def _glance(review: RunReview, holdout: Holdout, strongest: str) -> dict[str, Any]:

@@ -60,3 +60,19 @@ def test_the_best_so_far_line_follows_the_archives_best_by_score() -> None:
     ordered = [point(0, 90.0, 0.0), point(1, 80.0, -30.0), point(2, 95.0, -5.0), point(3, 95.0, -8.0)]
     assert best_so_far(ordered, use_gap=True).tolist() == [0.0, 0.0, -5.0, -5.0]  # was [0, -30, -30, -30]
     assert best_so_far(ordered, use_gap=False).tolist() == [90.0, 90.0, 95.0, 95.0]
+
+
+def test_a_baseline_that_fails_on_train_is_named_not_silently_left_out(toy_dir: Path, tmp_path: Path) -> None:
+    """A report drew no line for smtt's mddc_augmented when it exceeded its CPU budget on one
+    train instance at load 13, and said nothing; the caption names it now."""
+    import evolve
+    from evolve.problem import load_problem
+    from evolve.report import _train_references
+    from evolve.runs import load_run
+
+    (toy_dir / "baselines" / "broken.py").write_text("def order(x):\n    raise ValueError('no')\n")
+    run = evolve.run(str(toy_dir), iterations=0, out=tmp_path / "run")
+    info = load_run(run.dir)
+    references, failed = _train_references(run.dir, load_problem(str(toy_dir)), info, "gap_mean", None)
+    assert "descending" in references and "broken" not in references
+    assert failed == ["broken (error)"]
