@@ -35,7 +35,7 @@ from evolve.cli_common import (
 )
 from evolve.display import console, err_console
 from evolve.errors import UserError
-from evolve.formats import fmt, json_safe, pct
+from evolve.formats import count, fmt, json_safe, pct
 from evolve.render import evaluation_table, headline_of, print_metrics
 
 
@@ -279,9 +279,9 @@ def baselines(
         }
         print(json.dumps(json_safe(document), indent=2))
         return
-    count = len(next(iter(rows.values())).instances) if rows else 0
+    n_instances = len(next(iter(rows.values())).instances) if rows else 0
     print_metrics([(n, e.status, e.score, e.metrics) for n, e in rows.items()], headline_of(spec.verifier),
-                  f"baselines on {spec.name}/{split_name} ({count} instances)")
+                  f"baselines on {spec.name}/{split_name} ({count(n_instances, 'instance')})")
 
 
 @app.command(

@@ -25,7 +25,7 @@ from evolve.cli_common import (
 )
 from evolve.display import console, err_console
 from evolve.errors import UserError
-from evolve.formats import fmt, json_safe
+from evolve.formats import count, fmt, json_safe
 from evolve.render import metrics_table, print_metrics, show_comparison, show_holdout, show_review
 from evolve.sandbox.outcome import printable
 
@@ -154,9 +154,9 @@ def compare(
         }
         print(json.dumps(json_safe(document), indent=2))
         return
-    count = result.overall.instances  # a program that could not start has no per-instance results
+    n_instances = result.overall.instances  # a program that could not start has no per-instance results
     print_metrics([(n, e.status, e.score, e.metrics) for n, e in evaluations.items()], (),
-                  f"{spec.name}/{split_name} ({count} instances)")
+                  f"{spec.name}/{split_name} ({count(n_instances, 'instance')})")
     show_comparison(result, split_name, f"{spec.spec.objective.name}, {direction}")
 
 

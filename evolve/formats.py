@@ -13,6 +13,11 @@ def pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}%"
 
 
+def count(number: int, noun: str) -> str:
+    """``1 instance``, ``2 instances``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def json_safe(value: Any) -> Any:
     """NaN/inf are not JSON: map them to None for the stable --json contract."""
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):

@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from evolve.display import RunDisplay
+from evolve.formats import count
 from evolve.progress import Progress
 from evolve.stop import Stop, StopKind
 
@@ -96,3 +97,7 @@ def test_a_run_without_a_model_shows_no_token_or_cost_figures() -> None:
         with RunDisplay("smtt", out=Console(file=buf, force_terminal=terminal, width=200)) as shown:
             shown.update(progress(5, target=20))
         assert "tok 1.2k" in buf.getvalue() and "$0.01" in buf.getvalue()
+
+
+def test_counts_say_one_instance_and_two_instances() -> None:
+    assert [count(k, "instance") for k in (0, 1, 2)] == ["0 instances", "1 instance", "2 instances"]

@@ -357,6 +357,9 @@ def test_spec_parsing_keeps_model_tags_and_reads_weights():
     ("model-a:x,model-b:2", "'x' after the last colon of 'model-a:x' is not a weight; expected a "
                             r"positive number \(model-a:0.5\)"),
     ("ollama/qwen2.5-coder:7b,openai/b:2", r"explicit weight after it \(ollama/qwen2.5-coder:7b:1\)"),
+    ("GP", "'GP' is not a model; the offline backends are lower case: 'gp'"),
+    ("openai/a:0.5,Stub:0.5", "lower case: 'stub'"),
+    ("openai/", "'openai/' names a provider but no model; expected e.g. 'openai/gpt-4.1-mini'"),
 ])
 def test_bad_specs_are_one_line_user_errors(spec, fragment):
     with pytest.raises(UserError, match=fragment) as info:

@@ -79,6 +79,12 @@ def _parse_member(part: str, spec: str) -> Member:
     if any(ch.isspace() for ch in name):
         raise UserError(f"LLM spec {spec!r}: model name {name!r} contains whitespace; "
                         f"{_SPEC_HELP}")
+    if name.lower() in ("gp", "mutate", "stub", "auto") and name != name.lower():
+        raise UserError(f"LLM spec {spec!r}: {name!r} is not a model; the offline backends are "
+                        f"lower case: {name.lower()!r}")
+    if name.endswith("/"):
+        raise UserError(f"LLM spec {spec!r}: {name!r} names a provider but no model; expected "
+                        f"e.g. '{name}gpt-4.1-mini'")
     return Member(name, weight)
 
 
