@@ -178,13 +178,17 @@ class StudyReview:
     groups: list[str] = field(default_factory=list)
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # test metrics by name
     strongest: str | None = None
+    # The metric the problem's score reads its gap from (smtt: the mean over sizes), which the
+    # table's "mean" columns show, as each run's review does.
+    gap_key: str = "gap_mean_pct"
 
     def figure(self, split: str, key: str) -> Spread | None:
         rows = [r.train if split == "train" else r.test for r in self.runs]
         return spread([row.get(key) if row else None for row in rows])
 
     def to_json(self) -> dict[str, Any]:
-        keys = ["gap_mean_pct", "gap_median_pct", *[f"gap_mean_pct[{g}]" for g in self.groups]]
+        keys = list(dict.fromkeys([self.gap_key, "gap_mean_pct", "gap_median_pct",
+                                   *[f"gap_mean_pct[{g}]" for g in self.groups]]))
 
         def figures(split: str) -> dict[str, Any]:
             out = {}
@@ -196,6 +200,7 @@ class StudyReview:
 
         return {
             "problem": self.problem, "study_dir": str(self.dir), "seeds": [r.seed for r in self.runs],
+            "gap_key": self.gap_key,
             "runs": [
                 {"seed": r.seed, "run_dir": str(r.run_dir), "iterations": r.iterations, "best_id": r.best_id,
                  "best_chosen_on": r.chosen_on, "train": r.train, "test": r.test, "test_ok": r.test_ok,
@@ -215,7 +220,7 @@ def review_study(folder: Path, test: bool = False, workers: int = 1, progress: A
     from evolve.compare import compare, evaluate_programs
     from evolve.review import problem_of
     from evolve.runs import load_run
-    from evolve.scoring import natural_key
+    from evolve.scoring import headline_gap_keys, natural_key
     from evolve.selection import reported_best, selection_of
 
     document = read_study(folder)
@@ -242,10 +247,18 @@ def review_study(folder: Path, test: bool = False, workers: int = 1, progress: A
         raise UserError(f"{folder}: no seed of the study has started (run it with evolve run --seeds)")
     groups = sorted({k[len("gap_mean_pct["):-1] for r in runs for k in r.train if k.startswith("gap_mean_pct[")},
                     key=natural_key)
-    review = StudyReview(str(document.get("problem", info.problem)), folder, runs, groups)
-    if not test:
+    problem = None
+    try:
+        problem = problem_of(info)
+    except Exception:  # as a run's review: the seeds' archives alone when the problem is gone
+        if test:
+            raise
+    score_kind = problem.spec.objective.score if problem is not None else "gap_mean"
+    present = [k for k in headline_gap_keys(score_kind) if any(k in r.train for r in runs)]
+    review = StudyReview(str(document.get("problem", info.problem)), folder, runs, groups,
+                         gap_key=present[0] if present else "gap_mean_pct")
+    if not test or problem is None:
         return review
-    problem = problem_of(info)
     instances = problem.instances("test")
     programs = [(f"seed-{s}", code) for s, code in codes.items()]
     programs += [("seed program", problem.seed_code), *problem.baseline_programs()]

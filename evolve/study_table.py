@@ -33,11 +33,11 @@ def study_rows(review: StudyReview) -> tuple[list[str], list[str], list[Row]]:
     groups = review.groups if tested else []
     versus = "W/T/L vs strongest"
     summary = ["iters", "train mean", "train median", *(["test mean", "test median", versus] if tested else [])]
-    test_keys = {"test mean": "gap_mean_pct", "test median": "gap_median_pct",
+    test_keys = {"test mean": review.gap_key, "test median": "gap_median_pct",
                  **{g: f"gap_mean_pct[{g}]" for g in groups}}
     rows: list[Row] = []
     for run in review.runs:
-        cells = {"iters": str(run.iterations), "train mean": _num(run.train.get("gap_mean_pct")),
+        cells = {"iters": str(run.iterations), "train mean": _num(run.train.get(review.gap_key)),
                  "train median": _num(run.train.get("gap_median_pct"))}
         if tested:
             cells.update({column: _num(run.test.get(key)) if run.test else "-" for column, key in test_keys.items()})
@@ -45,7 +45,7 @@ def study_rows(review: StudyReview) -> tuple[list[str], list[str], list[Row]]:
             cells[versus] = (f"{wtl.get('wins', '-')}/{wtl.get('ties', '-')}/{wtl.get('losses', '-')}"
                              if run.test_ok else "failed")
         rows.append(Row(f"seed {run.seed}", cells))
-    train_keys = {"train mean": "gap_mean_pct", "train median": "gap_median_pct"}
+    train_keys = {"train mean": review.gap_key, "train median": "gap_median_pct"}
     for label in ("median", "min-max"):
         cells = {}
         for split, keys in (("train", train_keys), ("test", test_keys if tested else {})):

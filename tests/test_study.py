@@ -107,3 +107,23 @@ def test_study_review_fits_an_80_column_terminal(toy_dir: Path, tmp_path: Path) 
         assert f"{versus['wins']}/{versus['ties']}/{versus['losses']}" in shown.stdout
     for key, figure in document["test"].items():
         assert f"{figure['median']:.2f}" in shown.stdout, key
+
+
+def test_the_study_tables_mean_is_the_gap_the_problem_scores_by(toy_dir: Path, tmp_path: Path) -> None:
+    """smtt scores by the mean over sizes: the study's "train mean" said the per-instance mean,
+    which each run's own review does not show."""
+    from evolve.study import SeedRun, StudyReview
+    from evolve.study_table import study_rows
+
+    train = {"gap_group_mean_pct": 2.0, "gap_mean_pct": 3.0, "gap_median_pct": 1.0}
+    review = StudyReview("smtt", tmp_path, [SeedRun(0, tmp_path, 5, 1, train), SeedRun(1, tmp_path, 5, 2, train)],
+                         gap_key="gap_group_mean_pct")
+    rows = {row.label: row.cells for row in study_rows(review)[2]}
+    assert rows["seed 0"]["train mean"] == "2.00" and rows["median"]["train mean"] == "2.00"
+    document = review.to_json()
+    assert document["gap_key"] == "gap_group_mean_pct" and document["train"]["gap_group_mean_pct"]["median"] == 2.0
+    assert document["train"]["gap_mean_pct"]["median"] == 3.0  # the JSON keeps every key it had
+    toml = toy_dir / "problem.toml"
+    toml.write_text(toml.read_text().replace('direction = "minimize"\n', 'direction = "minimize"\nscore = "gap_group_mean"\n', 1))
+    folder = evolve.run_study(str(toy_dir), "0", parallel=1, out=tmp_path / "study", iterations=2)
+    assert review_study(folder).gap_key == "gap_group_mean_pct"
