@@ -356,3 +356,48 @@ def test_nesting_counts_the_levels_of_the_tree() -> None:
     # Module, If, If, the inner test's Name, its Load
     assert nesting(ast.parse("if a:\n    if b:\n        pass\n")) == 5
     assert nesting(ast.parse("y = " + "-" * 40 + "x")) == 44  # Module, Assign, 40 UnaryOps, Name, Load
+
+
+# Programs whose top-level statements the hash and the nesting check work out one by one.
+STATEMENT_CASES = [
+    '"""A module docstring (written apart by ast.unparse)."""\nimport math\n\n\ndef f(x):\n    return x\n',
+    "import numpy as np\nA = 1; B = (2 +\n     3)  # a comment\n@staticmethod\n@ dec(1)\ndef f(x):\n    'doc'\n"
+    "    return x\nclass C(object):\n    x: int = 1\n\n    async def g(self):\n        await h()\n"
+    "async def k():\n    pass\nif A:\n    pass\nelif B:\n    x = f'{A!r:>{B}}'\nelse:\n    pass\n",
+    "x = 1\r\ndef f():\r\n    return x\r\n",  # lines counted otherwise: worked out whole
+    "def f(x):\n    return x\n\n\ndef f(x):\n    return x\n",  # the same statement twice
+    "",
+]
+
+
+@pytest.mark.parametrize("code", STATEMENT_CASES)
+def test_the_hash_and_the_nesting_are_those_of_the_whole_module(code: str) -> None:
+    """normalize_code is ast.unparse of the module and the nesting check nesting() of it,
+    though both are worked out statement by statement (each kept by its exact source)."""
+    import ast
+
+    from evolve.edits.blocks import _module_nesting, nesting
+
+    tree = ast.parse(code)
+    for _ in range(2):  # worked out, then kept
+        assert normalize_code(code) == ast.unparse(tree)
+        assert _module_nesting(code, tree) == nesting(tree)
+
+
+def test_a_statement_kept_from_one_program_is_the_same_in_another_wherever_it_stands() -> None:
+    """A child moves its parent's statements to other lines (and may repeat a line's text with
+    other statements on it): each is found by its own source, never by another's."""
+    import ast
+
+    from evolve.edits.blocks import TOO_DEEP, syntax_error
+
+    parent = "def f(x):\n    return x\n\n\ndef g(y):\n    return y + 1\n"
+    child = "import math\n\n\ndef f(x):\n    return math.floor(x)\n\n\ndef g(y):\n    return y + 1\n"
+    assert normalize_code(parent) == ast.unparse(ast.parse(parent))
+    assert normalize_code(child) == ast.unparse(ast.parse(child))
+    # The same line, different statements on it.
+    assert normalize_code("a = 1; b = 2\n") == "a = 1\nb = 2"
+    assert normalize_code("b = 2; a = 1\n") == "b = 2\na = 1"
+    # A statement too deep stays too deep where a kept one is shallow.
+    deep = "def g(y):\n    return " + " + ".join(["y"] * 300) + "\n"
+    assert syntax_error(parent) is None and syntax_error("def f(x):\n    return x\n\n\n" + deep) == TOO_DEEP

@@ -6,6 +6,7 @@ import ast
 import hashlib
 import re
 from functools import lru_cache
+from typing import Any
 
 START_MARKER = "# EVOLVE-BLOCK-START"
 END_MARKER = "# EVOLVE-BLOCK-END"
@@ -131,10 +132,28 @@ def normalize_code(code: str) -> str:
     non-comment lines.
     """
     try:
-        return ast.unparse(_parsed(code))
+        return _unparsed(code)
     except (SyntaxError, ValueError):
         kept = (line.strip() for line in code.splitlines())
         return "\n".join(s for s in kept if s and not s.startswith("#"))
+
+
+def _unparsed(code: str) -> str:
+    """``ast.unparse(ast.parse(code))``. That is its top-level statements' own, each a line
+    after the one before, two (a blank line) before a def or a class: a child shares most of
+    them with its parent, so each is unparsed once."""
+    statements = _top_level(code)
+    if statements is None:
+        return ast.unparse(_parsed(code))
+    parts = []
+    for key, node in statements:
+        text = _UNPARSED.get(key)
+        if text is None:  # a module's docstring is written as one, alone in a module
+            text = _UNPARSED.put(key, ast.unparse(ast.Module([node], [])) if key[4] else ast.unparse(node))
+        if parts:
+            parts.append("\n\n" if isinstance(node, _DEFINITIONS) else "\n")
+        parts.append(text)
+    return "".join(parts)
 
 
 def code_hash(code: str) -> str:
@@ -144,6 +163,63 @@ def code_hash(code: str) -> str:
 
 # --------------------------------------------------------------------------
 # the child
+
+
+Key = tuple[str, int, int, int, bool]  # a top-level statement's (``_top_level``)
+
+
+class _Memo:
+    """What was worked out from a top-level statement, by its key (``_top_level``): at most
+    ``size`` entries, emptied when full (statements of older programs go), and none for a
+    statement over ``MEMO_CHARS`` characters (a model's reply is hostile text: up to 1 MiB)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: dict[Key, Any] = {}
+
+    def get(self, key: Key) -> Any:
+        return self._items.get(key)
+
+    def put(self, key: Key, value: Any) -> Any:
+        if len(key[0]) <= MEMO_CHARS:
+            if len(self._items) >= self.size:
+                self._items.clear()
+            self._items[key] = value
+        return value
+
+
+MEMO_CHARS = 20_000  # so the two memos hold at most ~20 MB, however large the programs
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_UNPARSED = _Memo(256)  # a top-level statement's ast.unparse
+_DEPTHS = _Memo(256)  # its nesting
+
+
+@lru_cache(maxsize=16)
+def _top_level(code: str) -> list[tuple[Key, ast.stmt]] | None:
+    """Each top-level statement of ``code`` (which parses) with a key naming its source
+    exactly: the text of the lines it spans (from its first decorator's), where it starts
+    and ends on them, and whether it is the module's docstring (which ast.unparse writes
+    apart). The same key is the same statement, wherever it stands (its line numbers are
+    not part of it), so what is worked out from a statement alone is kept by key. None
+    where the lines could be counted otherwise than by "\n" (a carriage return): worked
+    out whole, as before."""
+    body = _parsed(code).body
+    if "\r" in code:
+        return None
+    lines = code.split("\n")
+    found = []
+    for node in body:
+        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
+        end = node.end_lineno if node.end_lineno is not None else node.lineno
+        source = "\n".join(lines[first - 1: end])
+        docstring = not found and _docstring(node)
+        found.append(((source, node.lineno - first, node.col_offset, node.end_col_offset or 0, docstring), node))
+    return found
+
+
+def _docstring(node: ast.stmt) -> bool:
+    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str))
 
 
 @lru_cache(maxsize=16)
@@ -194,7 +270,21 @@ def syntax_error(code: str) -> str | None:
         if e.lineno is not None and 0 < e.lineno <= len(lines):
             where = f" at line {e.lineno}: {lines[e.lineno - 1].strip()!r}"
         return f"{e.msg}{where}"
-    return TOO_DEEP if nesting(tree) > MAX_NESTING else None
+    return TOO_DEEP if _module_nesting(code, tree) > MAX_NESTING else None
+
+
+def _module_nesting(code: str, tree: ast.Module) -> int:
+    """``nesting(tree)``: one level more than its deepest statement's, each worked out once."""
+    statements = _top_level(code)
+    if statements is None:
+        return nesting(tree)
+    deepest = 0
+    for key, node in statements:
+        depth = _DEPTHS.get(key)
+        if depth is None:
+            depth = _DEPTHS.put(key, nesting(node))
+        deepest = max(deepest, depth)
+    return 1 + deepest
 
 
 def check_child(parent: str, child: str) -> str:
