@@ -28,6 +28,7 @@ from evolve.model_health import ModelHealth
 from evolve.population import Elite, Population, cell_key
 from evolve.problem import Problem
 from evolve.progress import EDIT, EVALUATION, MODEL, Progress, first_line
+from evolve.prompt_programs import key_metrics
 from evolve.records import attempt_record, capped, program_record, safe_evaluate
 from evolve.scoring import headline_gap
 from evolve.stop import StopKind
@@ -180,8 +181,9 @@ class LoopOutcomes:
                                     f"{evaluation.status}: {first_line(evaluation.feedback)}")
         else:
             self._offer(task.island, program)
+        metrics = key_metrics(program.metrics, self.problem) if program.score is not None else ""
         self._tell(task, _judged(program, evaluation, self.problem.spec.objective.score, self.progress),
-                   program.feedback or "")
+                   "\n".join(part for part in (metrics, program.feedback) if part))
         self._maybe_migrate()
 
     def _tell(self, task: Task, summary: str, details: str = "") -> None:

@@ -77,11 +77,9 @@ def time_limits(problem: Problem, settings: RunSettings, instances: list[Instanc
 def program_view(program: Program, problem: Problem, limits: TimeLimits) -> ProgramView:
     assert program.id is not None
     metrics = program.metrics
-    keys = (*_KEY_METRICS, *getattr(problem.verifier, "headline_metrics", ()))
-    extra = [_metric(k, metrics) for k in keys if k in metrics]
+    extra = key_metrics(metrics, problem)
     score = f"score {program.score:.6g}" if program.score is not None else f"status {program.status}"
-    headline = score + gap_phrase(metrics, problem) + (
-        "; " + ", ".join(dict.fromkeys(extra)) if extra else "")
+    headline = score + gap_phrase(metrics, problem) + ("; " + extra if extra else "")
     lines = [line for line in program.feedback.strip().splitlines()
              if not line.startswith("gap to reference:")]  # the headline says it
     timing = time_against_limits(program, limits)
@@ -91,6 +89,12 @@ def program_view(program: Program, problem: Problem, limits: TimeLimits) -> Prog
     summary = [line for line in lines if not line.startswith((WORST, FACET_PREFIX))]
     return ProgramView(program.id, program.island, program.score, headline, "\n".join(lines),
                        "\n".join(summary), block, block.count("\n") + 1)
+
+
+def key_metrics(metrics: dict[str, float], problem: Problem) -> str:
+    """What a score is made of, how robust it is, what it costs: "goodput_pct 96.1, starved_pct 0"."""
+    keys = (*_KEY_METRICS, *getattr(problem.verifier, "headline_metrics", ()))
+    return ", ".join(dict.fromkeys(_metric(k, metrics) for k in keys if k in metrics))
 
 
 def _metric(key: str, metrics: dict[str, float]) -> str:
