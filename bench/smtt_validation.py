@@ -16,7 +16,8 @@ the seeds of `bench/offline_study.py`), or with `--top K` its K best programs on
 the one its run reported marked; with `--selections` too, what a choice among those K would report
 on this set: the run's own (the best on `valid`), the best per size on `valid`, and the best per
 size on this set itself (an oracle: no choice among the K can do better). `--on valid` scores on
-smtt_rule's validation split;
+smtt_rule's validation split; `--write-instances FILE` writes the fresh set as an instance file for
+`evolve eval/compare --instances` (programs that are not one expression, e.g. a model's);
 `--min-reference R` leaves out the instances whose reference is below R. A `--rule`
 may be a tuple, `'np.maximum(d, t + p), d, p'`: compared lexicographically (ties by d, then p).
 """
@@ -83,6 +84,18 @@ def instances(replicates: int, cache: Path, stream: int = 0) -> list[tuple[int, 
              d=np.concatenate([c[2] for c in out]), ref=[c[3] for c in out],
              cut=np.cumsum([c[0] for c in out])[:-1])
     return out
+
+
+def write_instances(cases: list[tuple[int, np.ndarray, np.ndarray, float]], path: Path, streams: str) -> None:
+    """The fresh set as an smtt instance file (docs/smtt.md, "Custom instances"): a program that is
+    not one GP expression (a model's) scores on it through the sandbox and the verifier."""
+    rows = []
+    for k, (n, p, d, ref) in enumerate(cases):
+        kind = "optimum" if n <= 20 else "best_known"  # the DP's optimum; a polished heuristic's value
+        rows.append({"name": f"fresh{streams.replace(',', '+')}-n{n}-{k}", "p": p.tolist(), "d": d.tolist(),
+                     kind: int(round(ref))})
+    path.write_text(json.dumps({"instances": rows}))
+    print(f"{len(rows)} instances written to {path}")
 
 
 def baseline(name: str):
@@ -199,6 +212,10 @@ def main() -> None:
     parser.add_argument("--selections", action="store_true",
                         help="with --top: what choosing among each run's K on `valid` (floored at n >= 100 as "
                              "smtt_rule's search sees it), or per size, would report here")
+    parser.add_argument("--write-instances", type=Path, default=None, metavar="FILE",
+                        help="write the fresh set with its references as an smtt instance file (optimum at "
+                             "n <= 20, best_known above) and stop: any program then scores on it through the "
+                             "sandbox, e.g. evolve compare A.py B.py --problem smtt_rule --instances FILE")
     args = parser.parse_args()
     if args.selections and not args.top:
         parser.error("--selections needs --top K")
@@ -209,6 +226,9 @@ def main() -> None:
             cache = args.cache if args.cache is not None and len(streams) == 1 else Path(
                 "runs/smtt-validation.npz" if not stream else f"runs/smtt-validation-s{stream}.npz")
             cases += instances(args.replicates, cache, stream)
+        if args.write_instances is not None:
+            write_instances(cases, args.write_instances, args.stream)
+            return
         where = f"{len(cases)} fresh instances ({args.replicates} per TF/RDD point and size"
         where += f", streams {args.stream} pooled)" if len(streams) > 1 else (f", stream {streams[0]})" if streams[0] else ")")
     else:

@@ -110,3 +110,30 @@ def test_selections_need_top() -> None:
     done = subprocess.run([sys.executable, str(SCRIPT), "--selections"], capture_output=True, text=True,
                           cwd=ROOT, timeout=300)
     assert done.returncode == 2 and "--selections needs --top K" in done.stderr
+
+
+def test_the_fresh_set_is_written_as_an_instance_file_any_program_scores_on(tmp_path: Path) -> None:
+    """--write-instances: a model's program (not one GP expression) scores on the fresh set through
+    the sandbox; the file holds the cached instances and references as they are."""
+    import json
+
+    import numpy as np
+
+    p = [np.array([3, 5, 2]), np.array([4, 1, 6, 2] * 6)]
+    d = [np.array([4, 0, 9]), np.array([5, 3, 20, 8] * 6)]
+    cache = tmp_path / "fresh.npz"
+    np.savez(cache, replicates=1, stream=0, n=[3, 24], p=np.concatenate(p), d=np.concatenate(d), ref=[10.0, 700.0],
+             cut=[3])
+    out = tmp_path / "fresh.json"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--replicates", "1", "--cache", str(cache),
+                           "--write-instances", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["instances"]
+    assert [(r["p"], r["d"], r.get("optimum"), r.get("best_known")) for r in rows] == [
+        ([3, 5, 2], [4, 0, 9], 10, None), ([4, 1, 6, 2] * 6, [5, 3, 20, 8] * 6, None, 700)]
+    mdd = ROOT / "problems" / "smtt_rule" / "baselines" / "mdd.py"
+    scored = subprocess.run([sys.executable, "-m", "evolve.cli", "eval", "smtt_rule", str(mdd), "--instances",
+                             str(out), "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert scored.returncode == 0, scored.stderr
+    results = json.loads(scored.stdout)["instances"]
+    assert [r["reference"] for r in results] == [10, 700] and all(r["feasible"] for r in results)
