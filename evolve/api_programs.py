@@ -187,7 +187,7 @@ def compare_programs(
     """Two programs instance by instance (``evolve compare``): their evaluations by name,
     and the paired comparison (wins/ties/losses per group, Wilcoxon signed-rank test)."""
     from evolve.compare import compare as paired
-    from evolve.compare import evaluate_programs
+    from evolve.compare import evaluate_programs, instance_score_of
 
     spec = load(problem, with_scheme(options, scheme), options_source)
     name_a, name_b = _label(a), _label(b)
@@ -197,7 +197,8 @@ def compare_programs(
     chosen, split_name = _instances(spec, split, instances, instance)
     evaluations = evaluate_programs(spec, _sandbox(spec), programs, chosen, split_name, workers, progress=progress)
     direction = spec.spec.objective.direction
-    return evaluations, paired(name_a, evaluations[name_a], name_b, evaluations[name_b], chosen, direction)
+    return evaluations, paired(name_a, evaluations[name_a], name_b, evaluations[name_b], chosen, direction,
+                               instance_score_of(spec))
 
 
 def program_code(program: str | Path) -> str:

@@ -11,6 +11,11 @@ minimising (-1 when maximising) and scale = |reference| when the instance has
 a non-zero reference (then d = gap_B - gap_A), else max(|A|, |B|).  d > 0 means
 A is better.  An instance one side fails and the other solves is the largest
 possible difference against the failing side; both failing is a tie.
+
+A verifier whose score is not minus a gap (serving: goodput - starved - 0.2 x the latency gap)
+says what an instance adds to its score, ``instance_score(result)`` (higher is better); then
+d = (score_A - score_B) / 100, so that the mean difference reads in score points, and the
+verdict is on what the search ranks by, not on the per-instance objective alone.
 """
 
 from __future__ import annotations
@@ -36,6 +41,13 @@ TIE_RTOL = 1e-9  # objectives this close (relatively) are a tie
 MIN_SIGNIFICANT_N = 6  # below this, even n wins out of n give p > 0.05 (2 / 2**5 = 0.0625)
 
 Verdict = Literal["better", "worse", "not significant", "identical"]
+InstanceScore = Callable[[InstanceResult], float]  # what an instance adds to the score, higher better
+
+
+def instance_score_of(problem: Problem) -> InstanceScore | None:
+    """The verifier's ``instance_score`` where it declares one (its score is not minus a gap)."""
+    found = getattr(problem.verifier, "instance_score", None)
+    return found if callable(found) else None
 
 
 # --- the Wilcoxon signed-rank test -------------------------------------------
@@ -104,7 +116,7 @@ class GroupComparison:
     losses: int
     gap_a_pct: float | None  # mean gap of A over the group's instances with a gap
     gap_b_pct: float | None
-    mean_diff_pct: float | None  # mean of d in percent (gap_B - gap_A with references)
+    mean_diff_pct: float | None  # mean of d in percent (gap_B - gap_A with references; score points)
     failed_a: int
     failed_b: int
     test: SignedRank
@@ -139,19 +151,24 @@ class Comparison:
     b: str
     overall: GroupComparison
     groups: list[GroupComparison] = field(default_factory=list)
+    basis: str = "gap"  # what d and mean_diff_pct are of: "gap" (in pp) or "score" (in points)
 
     def to_json(self) -> dict[str, Any]:
-        return {"a": self.a, "b": self.b, "overall": self.overall.to_json(),
+        return {"a": self.a, "b": self.b, "basis": self.basis, "overall": self.overall.to_json(),
                 "groups": [g.to_json() for g in self.groups]}
 
 
-def difference(a: InstanceResult | None, b: InstanceResult | None, direction: Direction) -> float:
+def difference(a: InstanceResult | None, b: InstanceResult | None, direction: Direction,
+               instance_score: InstanceScore | None = None) -> float:
     """The relative per-instance difference d (> 0: A better); see the module doc."""
     a_ok = a is not None and a.feasible and a.objective is not None
     b_ok = b is not None and b.feasible and b.objective is not None
     if not a_ok or not b_ok:
         return 0.0 if a_ok == b_ok else (math.inf if a_ok else -math.inf)
     assert a is not None and b is not None and a.objective is not None and b.objective is not None
+    if instance_score is not None:
+        sa, sb = instance_score(a), instance_score(b)
+        return 0.0 if abs(sa - sb) <= TIE_RTOL * max(1.0, abs(sa), abs(sb)) else (sa - sb) / 100.0
     va, vb = a.objective, b.objective
     if abs(va - vb) <= TIE_RTOL * max(1.0, abs(va), abs(vb)):
         return 0.0
@@ -168,19 +185,21 @@ def compare(
     b: Evaluation,
     instances: list[Instance],
     direction: Direction,
+    instance_score: InstanceScore | None = None,
 ) -> Comparison:
-    """Compare two evaluations of the same instances, overall and per group."""
+    """Compare two evaluations of the same instances, overall and per group (on the verifier's
+    ``instance_score`` where it has one: ``instance_score_of(problem)``)."""
     a_by = {r.name: r for r in a.instances}
     b_by = {r.name: r for r in b.instances}
     groups: dict[str, list[Instance]] = {}
     for instance in instances:
         groups.setdefault(instance.group, []).append(instance)
-    overall = _group("all", instances, a_by, b_by, direction)
+    overall = _group("all", instances, a_by, b_by, direction, instance_score)
     per_group = (
-        [_group(g, groups[g], a_by, b_by, direction) for g in sorted(groups, key=natural_key)]
+        [_group(g, groups[g], a_by, b_by, direction, instance_score) for g in sorted(groups, key=natural_key)]
         if len(groups) > 1 else []
     )
-    return Comparison(a_name, b_name, overall, per_group)
+    return Comparison(a_name, b_name, overall, per_group, "score" if instance_score is not None else "gap")
 
 
 def _group(
@@ -189,8 +208,9 @@ def _group(
     a_by: dict[str, InstanceResult],
     b_by: dict[str, InstanceResult],
     direction: Direction,
+    instance_score: InstanceScore | None = None,
 ) -> GroupComparison:
-    diffs = [difference(a_by.get(i.name), b_by.get(i.name), direction) for i in members]
+    diffs = [difference(a_by.get(i.name), b_by.get(i.name), direction, instance_score) for i in members]
     finite = [x for x in diffs if math.isfinite(x)]
     return GroupComparison(
         group=name,

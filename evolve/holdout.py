@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evolve.archive import Archive
-from evolve.compare import Comparison, StepProgress, compare, evaluate_programs
+from evolve.compare import Comparison, StepProgress, compare, evaluate_programs, instance_score_of
 from evolve.errors import UserError
 from evolve.evalcache import EvalCache
 from evolve.evaluation import Evaluation
@@ -159,7 +159,7 @@ def evaluate_holdout(
     evaluations = evaluate_programs(problem, info.settings.sandbox, programs, instances, split, workers, store, progress)
     direction = problem.spec.objective.direction
     comparisons = [
-        compare(best_name, evaluations[best_name], name, evaluation, instances, direction)
+        compare(best_name, evaluations[best_name], name, evaluation, instances, direction, instance_score_of(problem))
         for name, evaluation in evaluations.items()
         if name != best_name
     ]

@@ -252,7 +252,8 @@ def comparison_table(comparisons: list[Comparison], title: str) -> Table:
     """One section per opponent: the whole split first, then each instance group."""
     table = Table(title=title, title_justify="left")
     a = comparisons[0].a if comparisons else "A"
-    for column in ("vs", "group", f"{a} gap", "their gap", "Δ pp", "W/T/L", "p", "verdict"):
+    delta = "Δ score" if comparisons and comparisons[0].basis == "score" else "Δ pp"
+    for column in ("vs", "group", f"{a} gap", "their gap", delta, "W/T/L", "p", "verdict"):
         table.add_column(column, justify="left" if column in {"vs", "group", "verdict"} else "right")
     for c in comparisons:
         for k, g in enumerate([c.overall, *c.groups]):
@@ -268,6 +269,13 @@ def comparison_table(comparisons: list[Comparison], title: str) -> Table:
     return table
 
 
+def delta_legend(comparisons: list[Comparison]) -> str:
+    if comparisons and comparisons[0].basis == "score":
+        return ("Δ score: mean per-instance difference of what each instance adds to the score, in points; "
+                "wins, losses and p are on it too (positive: the best is better).")
+    return "Δ pp: mean per-instance gap difference (positive: the best is better)."
+
+
 def show_holdout(holdout: Holdout) -> None:
     rows = [(n, e.status, e.score, e.metrics) for n, e in holdout.evaluations.items()]
     print_metrics(rows, (), f"{holdout.split} split: {holdout.instances} held-out instances, never seen by the search")
@@ -275,11 +283,8 @@ def show_holdout(holdout: Holdout) -> None:
         holdout.comparisons,
         f"{holdout.best} against each program, paired per instance (Wilcoxon signed-rank, two-sided)",
     ))
-    console.print(
-        "[dim]W/T/L: instances where the best is better / equal / worse. Δ pp: mean per-instance "
-        "gap difference (positive: the best is better). verdict at p < 0.05, per row (not corrected "
-        "for multiple groups).[/]"
-    )
+    console.print(f"[dim]W/T/L: instances where the best is better / equal / worse. {delta_legend(holdout.comparisons)}"
+                  " verdict at p < 0.05, per row (not corrected for multiple groups).[/]")
     strongest = holdout.strongest_baseline()
     versus = holdout.comparison(strongest) if strongest else None
     if versus is not None:
@@ -294,9 +299,12 @@ def show_holdout(holdout: Holdout) -> None:
 
 
 def show_comparison(comparison: Comparison, split: str, objective: str) -> None:
+    basis = objective if comparison.basis == "gap" else "on what each instance adds to the score"
     console.print(comparison_table(
-        [comparison], f"{comparison.a} vs {comparison.b} on {split}, paired per instance ({objective})"
+        [comparison], f"{comparison.a} vs {comparison.b} on {split}, paired per instance ({basis})"
     ))
+    if comparison.basis == "score":
+        console.print(f"[dim]{delta_legend([comparison])}[/]")
     g = comparison.overall
     if g.instances and g.failed_a == g.failed_b == g.instances:  # every tie a double failure: not "identical"
         console.print(f"verdict: [red]nothing to compare[/]: both programs failed on all {g.instances} instances")

@@ -217,7 +217,7 @@ def review_study(folder: Path, test: bool = False, workers: int = 1, progress: A
     """Each seed's best (from its archive) and, with ``test``, all of them and the baselines
     evaluated on the held-out split through the usual sandbox and verifier."""
     from evolve.archive import Archive
-    from evolve.compare import compare, evaluate_programs
+    from evolve.compare import compare, evaluate_programs, instance_score_of
     from evolve.review import problem_of
     from evolve.runs import load_run
     from evolve.scoring import headline_gap_keys, natural_key
@@ -278,7 +278,7 @@ def review_study(folder: Path, test: bool = False, workers: int = 1, progress: A
         run.test, run.test_ok = _with_score(evaluation), evaluation.ok
         if review.strongest is not None:
             versus = compare(f"seed-{run.seed}", evaluation, review.strongest, baselines[review.strongest],
-                             instances, direction)
+                             instances, direction, instance_score_of(problem))
             o = versus.overall
             run.versus = {"baseline": review.strongest, "wins": o.wins, "ties": o.ties, "losses": o.losses,
                           "p_value": o.test.p_value, "verdict": o.verdict,

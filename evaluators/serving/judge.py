@@ -59,6 +59,13 @@ def verdict(instance: Instance, table: RequestTable, stats: dict[str, float], sl
     return feasible(instance, figures["e2e_mean_s"], "minimize", **figures)
 
 
+def instance_score(result: InstanceResult, latency_weight: float) -> float:
+    """What one instance adds to the score (the score is the mean of these over the instances):
+    the paired comparison of two policies judges on it (evolve/compare.py)."""
+    return (result.extra["goodput_pct"] - result.extra["starved_pct"]
+            - latency_weight * 100.0 * (result.gap or 0.0))
+
+
 def aggregate(results: list[InstanceResult], latency_weight: float) -> tuple[float | None, dict[str, float]]:
     """(score, metrics) of a fully feasible result set."""
     metrics = gap_metrics(results)

@@ -257,6 +257,9 @@ class RouterVerifier:
     def aggregate(self, results: list[InstanceResult]) -> tuple[float | None, dict[str, float]]:
         return judge.aggregate(results, self.opts.latency_weight)
 
+    def instance_score(self, result: InstanceResult) -> float:
+        return judge.instance_score(result, self.opts.latency_weight)
+
     def picture(self, instances: list[Instance], results: list[InstanceResult],
                 solutions: list[Any], path: Path) -> None:
         panels = []

@@ -255,6 +255,9 @@ class ServingVerifier:
     def aggregate(self, results: list[InstanceResult]) -> tuple[float | None, dict[str, float]]:
         return judge.aggregate(results, self.opts.latency_weight)
 
+    def instance_score(self, result: InstanceResult) -> float:
+        return judge.instance_score(result, self.opts.latency_weight)
+
     # -- picture ---------------------------------------------------------------------
 
     def picture(self, instances: list[Instance], results: list[InstanceResult],
