@@ -40,7 +40,7 @@ EXACT_MAX_N = 50  # exact null distribution up to this many non-tied pairs (as s
 TIE_RTOL = 1e-9  # objectives this close (relatively) are a tie
 MIN_SIGNIFICANT_N = 6  # below this, even n wins out of n give p > 0.05 (2 / 2**5 = 0.0625)
 
-Verdict = Literal["better", "worse", "not significant", "identical"]
+Verdict = Literal["better", "worse", "not significant", "identical", "nothing to compare"]
 InstanceScore = Callable[[InstanceResult], float]  # what an instance adds to the score, higher better
 
 
@@ -123,6 +123,8 @@ class GroupComparison:
 
     @property
     def verdict(self) -> Verdict:
+        if self.instances and self.failed_a == self.failed_b == self.instances:
+            return "nothing to compare"  # every tie a double failure: not "identical"
         if self.test.n == 0:
             return "identical"
         if self.test.p_value < ALPHA:

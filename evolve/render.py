@@ -233,7 +233,8 @@ def _usage_lines(review: RunReview) -> Group:
     return Group(*lines)
 
 
-VERDICT_STYLE = {"better": "green", "worse": "red", "not significant": "yellow", "identical": "dim"}
+VERDICT_STYLE = {"better": "green", "worse": "red", "not significant": "yellow", "identical": "dim",
+                 "nothing to compare": "red"}
 GENERALISATION_STYLE = {
     "generalises": "green", "inconclusive": "yellow", "overfit": "bold red", "fails on test": "bold red",
     "no improvement": "dim",
@@ -306,7 +307,7 @@ def show_comparison(comparison: Comparison, split: str, objective: str) -> None:
     if comparison.basis == "score":
         console.print(f"[dim]{delta_legend([comparison])}[/]")
     g = comparison.overall
-    if g.instances and g.failed_a == g.failed_b == g.instances:  # every tie a double failure: not "identical"
+    if g.verdict == "nothing to compare":
         console.print(f"verdict: [red]nothing to compare[/]: both programs failed on all {g.instances} instances")
         return
     console.print(

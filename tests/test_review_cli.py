@@ -127,6 +127,17 @@ def test_compare_of_two_programs_that_fail_everywhere_says_so(tmp_path: Path) ->
     assert "verdict: identical" not in result.stdout
 
 
+def test_compare_json_of_two_programs_that_fail_everywhere_says_so(tmp_path: Path) -> None:
+    """The JSON said verdict 'identical' where the text said 'nothing to compare'."""
+    broken = tmp_path / "notes.txt"
+    broken.write_text("  instance ft06\n 6 6\n")
+    result = evolve("compare", str(broken), str(broken), "--problem", "smtt", "--split", "quick", "--json")
+    assert result.returncode == 0, result.stderr
+    overall = json.loads(result.stdout)["comparison"]["overall"]
+    assert (overall["instances"], overall["failed_a"], overall["failed_b"]) == (6, 6, 6)
+    assert overall["verdict"] == "nothing to compare"
+
+
 def test_export_writes_a_standalone_module_with_a_header(toy_run: Path, tmp_path: Path) -> None:
     target = tmp_path / "rule.py"
     result = evolve("export", str(toy_run), "-o", str(target))
