@@ -75,7 +75,10 @@ def tune(
         print(json.dumps(json_safe(document), indent=2))
         return
     if not result.constants:
-        console.print(f"{program}: no numeric literal to fit inside the EVOLVE-BLOCK; nothing written")
+        from evolve.tuning import no_constants_reason
+
+        reason = no_constants_reason(program.read_text(encoding="utf-8", errors="replace"))
+        console.print(f"nothing written: {program}: {reason}", highlight=False, soft_wrap=True)
         return
     console.print(f"{len(result.constants)} constants, {len(result.trials)} trials on {spec.name}/{split}: "
                   f"score {fmt(result.start_score)} -> {fmt(result.score)}"

@@ -99,6 +99,21 @@ def _finite(value: float) -> bool:
         return False
 
 
+def no_constants_reason(code: str) -> str:
+    """Why :func:`tunable_constants` finds nothing in ``code``, in a few words."""
+    try:
+        ast.parse(code)
+    except SyntaxError as e:
+        return f"it does not parse (line {e.lineno}: {e.msg})"
+    try:
+        blocks = evolve_blocks(code)
+    except EditError as e:
+        return f"its EVOLVE-BLOCK markers are wrong: {e}"
+    if not blocks:
+        return "it has no EVOLVE-BLOCK (no '# EVOLVE-BLOCK-START' / '# EVOLVE-BLOCK-END' lines)"
+    return "no constants to tune in its EVOLVE-BLOCK (no numeric literal other than 0, indices, axes or counts)"
+
+
 def tunable_constants(code: str) -> list[Constant]:
     """Numeric literals inside the EVOLVE-BLOCK that act as weights (not 0, indices, axes, ...).
 

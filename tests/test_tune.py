@@ -17,7 +17,7 @@ from evolve.config import resolve_settings
 from evolve.llm import make_llm
 from evolve.loop import Controller
 from evolve.problem import load_problem
-from evolve.tuning import tunable_constants, tune_code, with_constants
+from evolve.tuning import no_constants_reason, tunable_constants, tune_code, with_constants
 
 BLOCK = '''import numpy as np
 
@@ -112,6 +112,23 @@ def test_tune_writes_nothing_when_no_trial_beats_the_original(toy_dir: Path, tmp
                                cwd=tmp_path).stdout)
     assert document["output"] is None and not document["improved"] and document["changes"] == []
     assert not (tmp_path / "rule.tuned.py").exists()
+
+
+def test_tune_says_why_there_is_nothing_to_tune(toy_dir: Path, tmp_path: Path) -> None:
+    """A program without EVOLVE-BLOCK markers was told 'no numeric literal to fit inside the
+    EVOLVE-BLOCK', though its rule has one: the message now names the actual reason."""
+    seed = (toy_dir / "seed.py").read_text()
+    program = tmp_path / "rule.py"
+    program.write_text("\n".join(line for line in seed.split("\n") if "EVOLVE-BLOCK" not in line))
+    said = _cli("tune", "rule.py", "--problem", str(toy_dir), "--budget", "6", cwd=tmp_path)
+    assert said.returncode == 0, said.stderr
+    assert said.stdout.splitlines()[-1] == (
+        "nothing written: rule.py: it has no EVOLVE-BLOCK (no '# EVOLVE-BLOCK-START' / '# EVOLVE-BLOCK-END' lines)")
+    assert not (tmp_path / "rule.tuned.py").exists()
+    no_literal = seed.replace("return x * 1.0", "return x")
+    assert no_constants_reason(no_literal).startswith("no constants to tune in its EVOLVE-BLOCK")
+    assert no_constants_reason(seed.replace("# EVOLVE-BLOCK-END", "")).startswith("its EVOLVE-BLOCK markers are wrong")
+    assert no_constants_reason("def f(:\n").startswith("it does not parse (line 1")
 
 
 def test_a_run_tunes_its_new_best_and_the_lineage_keeps_both(toy_dir: Path, tmp_path: Path) -> None:
