@@ -86,7 +86,7 @@ def evaluate(
     """
     import json
 
-    from evolve.evaluation import Evaluator
+    from evolve.evaluation import Evaluator, without_measurable_gap
     from evolve.formats import json_safe
 
     spec = load(problem, with_scheme(options, scheme), options_source)
@@ -100,12 +100,12 @@ def evaluate(
         _check_picture_format(picture)
     chosen, split_name = _instances(spec, split, instances, instance)
     with Evaluator(spec, _sandbox(spec)) as evaluator:
-        evaluation = evaluator.run_split(code, chosen, split_name)
+        evaluation = without_measurable_gap(evaluator.run_split(code, chosen, split_name))
     if out is not None:
         rows = [{"name": i.name, "solution": s} for i, s in zip(chosen, evaluation.solutions, strict=False)]
         out.write_text(json.dumps(json_safe(rows)) + "\n")
     if picture is not None:
-        if not evaluation.ok:
+        if evaluation.status != "ok":
             raise UserError(f"{_label(program)}: nothing to draw, the program failed ({evaluation.status})")
         draw(chosen, evaluation.instances, evaluation.solutions, picture)  # type: ignore[misc]
     return evaluation

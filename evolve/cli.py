@@ -207,7 +207,8 @@ def eval_(
     option: OptionFlag = None,
     scheme: SchemeFlag = None,
 ) -> None:
-    """Score one program file with the problem's verifier (exit 1 if it fails)."""
+    """Score one program file with the problem's verifier (exit 1 if it fails; a feasible
+    evaluation with no gap to measure, every reference 0, is status ok with score null)."""
     from evolve import api
 
     split = split_of(split, instances, "train")
@@ -225,9 +226,10 @@ def eval_(
     else:
         console.print(evaluation_table(f"{program} on {spec.name}/{split_name}", evaluation))
         print_metrics([(program.name, evaluation.status, evaluation.score, evaluation.metrics)], headline_of(spec.verifier))
-        if not evaluation.ok:
-            console.print(f"[red]{evaluation.status}[/]: {escape(evaluation.feedback)}", highlight=False)
-    if not evaluation.ok:
+        if not evaluation.ok:  # failed, or (status ok) solved with no gap to score: the feedback says which
+            colour = "yellow" if evaluation.status == "ok" else "red"
+            console.print(f"[{colour}]{evaluation.status}[/]: {escape(evaluation.feedback)}", highlight=False)
+    if evaluation.status != "ok":
         raise typer.Exit(1)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -323,6 +323,18 @@ class Evaluator:
                 result = infeasible(instance, f"solution could not be scored: {type(err).__name__}: {err}")
         result.seconds = getattr(run, "seconds", None)
         return result
+
+
+def without_measurable_gap(evaluation: Evaluation) -> Evaluation:
+    """``evolve eval``'s reading of an evaluation whose every instance was solved feasibly but
+    whose every reference is 0, so that no gap (and no gap score) exists: status ``ok`` with
+    score ``None`` (the objectives stand; ``ok`` stays False, as there is no score to rank by),
+    rather than ``infeasible``. The search keeps ``infeasible``: it ranks by the score."""
+    results = evaluation.instances
+    if (evaluation.status == "infeasible" and evaluation.score is None and results
+            and all(r.feasible and r.objective is not None and r.reference == 0 for r in results)):
+        return replace(evaluation, status="ok")
+    return evaluation
 
 
 def hidden_paths(paths: list[Path]) -> list[str]:

@@ -48,6 +48,32 @@ def test_a_feasible_evaluation_without_a_gap_says_why() -> None:
         "no gap: the reference of every instance is 0, and a gap relative to 0 is undefined (objective sum 0)")
 
 
+def test_eval_of_instances_whose_every_reference_is_0_is_ok_with_no_score(tmp_path: Path) -> None:
+    """Every solution feasible, every reference 0: `evolve eval` said status 'infeasible' and exit 1.
+    It is status ok, score null (no gap to measure), the objectives reported, exit 0."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    instances = tmp_path / "zero.json"
+    instances.write_text(json.dumps({"instances": [
+        {"name": "a", "p": [3, 5, 2], "d": [40, 40, 40], "optimum": 0},
+        {"name": "b", "p": [7, 2], "d": [30, 50], "optimum": 0}]}))
+    seed = str(REPO / "problems" / "smtt" / "seed.py")
+    command = [sys.executable, "-m", "evolve.cli", "eval", "smtt", seed, "--instances", str(instances)]
+    said = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120)
+    assert said.returncode == 0, said.stderr
+    document = json.loads(said.stdout)
+    assert (document["status"], document["score"], document["metrics"]["objective_sum"]) == ("ok", None, 0.0)
+    assert [(r["objective"], r["gap"], r["feasible"]) for r in document["instances"]] == [(0.0, None, True)] * 2
+    assert document["feedback"].startswith("no gap: the reference of every instance is 0")
+    text = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert text.returncode == 0, text.stderr
+    assert "ok: no gap: the reference of every instance is 0" in " ".join(text.stdout.split())
+
+
 def test_the_best_so_far_line_follows_the_archives_best_by_score() -> None:
     """serving ranks by goodput - starved - 0.2 x latency gap: the lowest latency gap so far is not
     the run's best. The line drew the lowest gap; it draws the gap of the best by score."""
