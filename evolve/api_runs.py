@@ -76,7 +76,7 @@ def run(
         options=options, scheme=scheme, executor=executor, ray_address=ray_address,
         options_source=options_source, preflight=preflight, **settings))
     folder, created = new_folder(Path(out) if out is not None else None, Path(runs_dir), plan.problem.name)
-    with owned(folder, created):
+    with owned(folder, created, show=progress is True):
         plan = start(plan, folder)
         final = drive(plan, folder, None if isinstance(progress, bool) else progress, progress is True)
     return Run(folder, final)
@@ -191,7 +191,7 @@ def resume(
 
     folder = Path(run_dir)
     plan, changed = plan_resume(folder, iterations, request=preflight)
-    with owned(folder, created=False):
+    with owned(folder, created=False, show=progress is True):
         if changed:
             save_config(folder, plan.problem.name, plan.problem.dir, plan.settings)
         final = drive(plan, folder, None if isinstance(progress, bool) else progress, progress is True)

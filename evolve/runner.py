@@ -174,9 +174,10 @@ def new_folder(out: Path | None, runs_dir: Path, problem: str) -> tuple[Path, bo
 
 
 @contextmanager
-def owned(folder: Path, created: bool) -> Iterator[RunLock]:
+def owned(folder: Path, created: bool, show: bool = False) -> Iterator[RunLock]:
     """Hold the folder's lock; if the body fails before anything was archived,
-    remove what this run put there (the whole folder if this call created it).
+    remove what this run put there (the whole folder if this call created it), and with
+    ``show`` say so (``drive`` has printed "run folder: X").
     Ctrl-C becomes ``RunInterrupted``, which says whether there is a run to resume."""
     lock = RunLock(folder)
     try:
@@ -186,6 +187,12 @@ def owned(folder: Path, created: bool) -> Iterator[RunLock]:
         if not kept:
             lock.release()
             _remove_traces(folder, created)
+            if show and not isinstance(err, KeyboardInterrupt):  # Ctrl-C says "no run folder kept" itself
+                from evolve.display import console
+
+                console.print(f"run folder {folder} removed: the run failed before any program was evaluated"
+                              if created else f"run folder {folder}: this run's files removed: the run failed "
+                              "before any program was evaluated", markup=False, highlight=False, soft_wrap=True)
         if isinstance(err, KeyboardInterrupt) and not isinstance(err, RunInterrupted):
             raise RunInterrupted(folder, kept) from err
         raise

@@ -108,5 +108,9 @@ def test_a_seed_that_fails_removes_the_folder_it_created(tmp_path: Path) -> None
     shutil.copytree(TESTS / "toy_problem", problem, ignore=shutil.ignore_patterns("__pycache__"))
     (problem / "seed.py").write_text("def order(x):\n    return [0] * len(x)\n")  # infeasible
     out = tmp_path / "new" / "run"
-    one_line_error(evolve("run", str(problem), "--out", str(out)), "the seed program fails")
+    result = evolve("run", str(problem), "--out", str(out))
+    one_line_error(result, "the seed program fails")
     assert not out.exists()
+    # It said "run folder: OUT" before the seed ran, and nothing after: it now says the folder went.
+    assert f"run folder: {out}" in result.stdout
+    assert result.stdout.rstrip().endswith(f"run folder {out} removed: the run failed before any program was evaluated")
