@@ -255,6 +255,29 @@ def test_computed_references_are_cached(verifier: SmttVerifier, tmp_path: Path) 
     assert list((tmp_path / "cache" / "evolve" / "references" / "smtt").glob("*.json"))
 
 
+def test_eval_says_on_stderr_while_it_computes_references(tmp_path: Path) -> None:
+    """A file without references took ~18 s of reference computation before the first program ran,
+    with nothing on stderr when piped: it says what it computes, then how long it took."""
+    import subprocess
+    import sys
+
+    rows = [{"name": "a", "p": [5, 1, 3, 2], "d": [3, 1, 4, 9]}, {"name": "b", "p": [4, 2, 6], "d": [1, 2, 3]},
+            {"name": "c", "p": [2, 2], "d": [9, 9], "optimum": 0}]
+    path = write(tmp_path, {"instances": rows})
+    command = [sys.executable, "-m", "evolve.cli", "eval", "smtt", str(PROBLEM_DIR / "seed.py"), "--instances",
+               str(path), "--json"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    lines = first.stderr.splitlines()
+    assert len(lines) == 2, first.stderr
+    assert lines[0].startswith(f"{path}: computing the references of 2 of 3 instances (none stated, shipped or cached")
+    assert lines[1].startswith(f"{path}: 2 references computed in ") and lines[1].endswith(" s and cached "
+                                                                                            "(the next use of the file reads them)")
+    got = [(r["name"], r["reference"], r["reference_kind"]) for r in json.loads(first.stdout)["instances"]]
+    assert got == [("a", 8.0, "optimal"), ("b", 14.0, "optimal"), ("c", 0.0, "optimal")]
+    assert len(list((tmp_path / "cache" / "evolve" / "references" / "smtt").glob("*.json"))) == 2
+
+
 def test_a_public_style_file_through_the_cli_on_the_rule_track(tmp_path: Path) -> None:
     import subprocess
     import sys
