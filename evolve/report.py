@@ -60,13 +60,15 @@ def build_report(
         run_started = history.started_at() or 0.0
     seed_score = review.seed.score if review.seed else None
     best_id = review.best.id if review.best else None
-    references, not_drawn = _train_references(run_dir, problem, info, score_kind, progress)
+    by_score = plots.plots_by_score(problem)
+    references, not_drawn = _train_references(run_dir, problem, info, score_kind, progress, by_score)
     grid_uri, grid_caption = plots.grid_figure(points, list(problem.spec.features), best_id)
+    drawn = "score" if by_score or not plots.axis_is_gap(points) else "gap"
     figures = [
-        Figure("progress", "Progress: the train gap over iterations and over time",
-               plots.progress_figure(points, run_started, seed_score, references, review.gap(review.seed)),
+        Figure("progress", f"Progress: the train {drawn} over iterations and over time",
+               plots.progress_figure(points, run_started, seed_score, references, review.gap(review.seed), by_score),
                "Dots: every evaluated program (train split), coloured by island. Black: the best so far "
-               "by score (the archive's ranking), drawn at its gap. "
+               f"by score (the archive's ranking), drawn at its {drawn}. "
                "Horizontal lines: the seed and every baseline on the same split."
                + (f" Not drawn, failed on train: {'; '.join(not_drawn)}." if not_drawn else "")),
         Figure("islands", "Score distribution per island", plots.islands_figure(points, seed_score)),
@@ -112,8 +114,9 @@ def build_report(
 
 def _train_references(
     run_dir: Path, problem: Problem, info: RunInfo, score_kind: str, progress: StepProgress | None,
+    by_score: bool = False,
 ) -> tuple[dict[str, float], list[str]]:
-    """Every baseline's headline gap (or score) on the train split, for the progress plot:
+    """Every baseline's headline gap (or score; always with ``by_score``) on the train split, for the progress plot:
     evaluated through the same path as the run's programs, cached in the run's archive; and
     the baselines that failed there, each with its status (their lines were silently missing)."""
     if not problem.baselines:
@@ -124,7 +127,7 @@ def _train_references(
                                     1, cache, progress)
     values, failed = {}, []
     for name, evaluation in evaluations.items():
-        gap = headline_gap(evaluation.metrics, score_kind)
+        gap = None if by_score else headline_gap(evaluation.metrics, score_kind)
         value = gap if gap is not None else evaluation.score
         if evaluation.ok and value is not None:
             values[name] = value

@@ -11,7 +11,7 @@ import base64
 import io
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -22,6 +22,9 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from evolve.config import FeatureSpec  # noqa: E402
 from evolve.history import ProgramPoint  # noqa: E402
+
+if TYPE_CHECKING:
+    from evolve.problem import Problem
 
 DPI = 110
 ISLAND_COLOURS = plt.get_cmap("tab10")
@@ -88,18 +91,34 @@ def best_so_far(ordered: Sequence[ProgramPoint], use_gap: bool) -> np.ndarray:
     return np.array(out, dtype=float)
 
 
+def plots_by_score(problem: Problem) -> bool:
+    """Whether the progress plot's y axis is the score: a verifier whose score is not minus a gap
+    (serving: goodput - starved - 0.2 x the latency gap) declares ``instance_score``, and its
+    gap metric (the latency gap) is not what the search ranks by."""
+    from evolve.compare import instance_score_of
+
+    return instance_score_of(problem) is not None
+
+
+def axis_is_gap(points: list[ProgramPoint], by_score: bool = False) -> bool:
+    """The progress plot draws the gap when every scored program has one and the score is a gap."""
+    scored = _scored(points)
+    return not by_score and bool(scored) and all(p.gap is not None and math.isfinite(p.gap) for p in scored)
+
+
 def progress_figure(
     points: list[ProgramPoint], started: float, seed_score: float | None,
-    references: dict[str, float] | None = None, seed_gap: float | None = None,
+    references: dict[str, float] | None = None, seed_gap: float | None = None, by_score: bool = False,
 ) -> str:
     """Every evaluated program and the best so far, against iteration and wall-clock time.
 
     When the problem's score is a gap, the y axis is that gap (lower is better) and
     ``references`` (name -> train gap of each baseline) are horizontal lines, with the
-    seed's; otherwise the score (higher is better) with the baselines' scores.
+    seed's; otherwise (or with ``by_score``: a score that is not minus a gap, see
+    ``plots_by_score``) the score (higher is better) with the baselines' scores.
     """
+    use_gap = axis_is_gap(points, by_score)
     with_gap = [p for p in _scored(points) if p.gap is not None and math.isfinite(p.gap)]
-    use_gap = bool(with_gap) and len(with_gap) == len(_scored(points))
     scored = with_gap if use_gap else _scored(points)
     value = (lambda p: p.gap) if use_gap else (lambda p: p.score)
     seed_line = seed_gap if use_gap else seed_score

@@ -50,11 +50,15 @@ class LiveView:
         check_archive(self.info.archive_path)
         self.recent, self.min_interval, self.poll_ms = recent, min_interval, poll_ms
         try:
+            from evolve.compare import instance_score_of
+
             problem = problem_of(self.info)
             self.score_kind, self.features = problem.spec.objective.score, list(problem.spec.features)
             self.title = problem.spec.title
+            self.by_score = instance_score_of(problem) is not None  # as report_plots.plots_by_score
         except Exception:  # the archive alone still makes a page
             self.score_kind, self.features, self.title = "gap_mean", [], self.info.problem
+            self.by_score = False
         self._lock = threading.Lock()
         self._cached: tuple[tuple[int, int, float], str] | None = None
         self._rendered_at = 0.0
@@ -101,8 +105,9 @@ class LiveView:
         if any(p.score is not None for p in points):
             grid_uri, grid_caption = plots.grid_figure(points, self.features, best_id)
             figures = [
-                Figure("progress", "The train gap over iterations and over time",
-                       plots.progress_figure(points, started, seed_score, None, review.gap(review.seed))),
+                Figure("progress", f"The train {'gap' if plots.axis_is_gap(points, self.by_score) else 'score'}"
+                       " over iterations and over time",
+                       plots.progress_figure(points, started, seed_score, None, review.gap(review.seed), self.by_score)),
                 Figure("islands", "Islands", plots.islands_figure(points, seed_score)),
                 Figure("grid", "MAP-Elites feature space", grid_uri, grid_caption),
                 Figure("lineage", "Lineage of the best program",

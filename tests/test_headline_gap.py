@@ -88,6 +88,21 @@ def test_the_best_so_far_line_follows_the_archives_best_by_score() -> None:
     assert best_so_far(ordered, use_gap=False).tolist() == [90.0, 90.0, 95.0, 95.0]
 
 
+def test_the_serving_progress_plot_draws_the_score_it_ranks_by() -> None:
+    """serving's y axis was the latency gap (every program has one), not goodput - starved - 0.2 x
+    that gap, which the search ranks by: a program could sit low on the plot and be the best."""
+    from evolve.history import ProgramPoint
+    from evolve.problem import load_problem
+    from evolve.report_plots import axis_is_gap, plots_by_score, progress_figure
+
+    assert plots_by_score(load_problem("serving")) and plots_by_score(load_problem("serving_router"))
+    assert not plots_by_score(load_problem("smtt")) and not plots_by_score(load_problem("jssp"))
+    points = [ProgramPoint(k, None, 0, k, "gp", "gp", "ok", score, None, float(k), gap)
+              for k, (score, gap) in enumerate([(69.3, 0.0), (80.0, -30.0), (95.0, -5.0)])]
+    assert axis_is_gap(points) and not axis_is_gap(points, by_score=True)
+    assert progress_figure(points, 0.0, 69.3, {"spf": 96.9}, 0.0, by_score=True).startswith("data:image/png;base64,")
+
+
 def test_a_baseline_that_fails_on_train_is_named_not_silently_left_out(toy_dir: Path, tmp_path: Path) -> None:
     """A report drew no line for smtt's mddc_augmented when it exceeded its CPU budget on one
     train instance at load 13, and said nothing; the caption names it now."""
