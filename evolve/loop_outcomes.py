@@ -181,9 +181,10 @@ class LoopOutcomes:
                                     f"{evaluation.status}: {first_line(evaluation.feedback)}")
         else:
             self._offer(task.island, program)
-        metrics = key_metrics(program.metrics, self.problem) if program.score is not None else ""
-        self._tell(task, _judged(program, evaluation, self.problem.spec.objective.score, self.progress),
-                   "\n".join(part for part in (metrics, program.feedback) if part))
+        if self._model_outcome is not None:  # only a files: model hears what came of its reply
+            metrics = key_metrics(program.metrics, self.problem) if program.score is not None else ""
+            self._tell(task, _judged(program, evaluation, self.problem.spec.objective.score, self.progress),
+                       "\n".join(part for part in (metrics, program.feedback) if part))
         self._maybe_migrate()
 
     def _tell(self, task: Task, summary: str, details: str = "") -> None:
