@@ -167,3 +167,23 @@ def test_read_only_arrays_are_zeroed_too() -> None:
     assert not held.flags.writeable  # as the zygote holds it
     wipe_sets({1: [instance]})
     assert not held.any()
+
+
+def test_a_set_the_zygote_dropped_is_zeroed_before_it_is_freed() -> None:
+    """The zygote keeps 8 instance sets and drops the oldest when a ninth is loaded; dropping freed
+    the set's arrays unzeroed in the zygote, and the forker made at the next load (and so every
+    session child) had their bytes: a driven rule found a train instance it never ran on whole,
+    after ten one-instance batch runs (a caller evaluating more than 8 instance lists in one worker;
+    tenth red team). The zygote now zeroes a set before it drops it."""
+    problem = load_problem("jssp")
+    quick, train = problem.instances("quick"), problem.instances("train")
+    patterns = [shifted(train[0].data["durations"].tobytes())]
+    code = (PROBE.replace("SHIFTED_HERE", repr(patterns)).replace("PIECE_HERE", "16:")
+            .replace("PLANT_HERE", repr(b"")))
+    with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
+        for instance in train[:10]:  # ten sets: the first is dropped at the ninth, then a new forker
+            assert evaluator.run_split(problem.seed_code, [instance], "quick").ok
+        evaluation = evaluator.run_split(code, quick, "quick")  # not pure: driven in a session
+    assert evaluation.status == "error", evaluation.feedback
+    assert "found 0 of 1 instances" in evaluation.feedback, evaluation.feedback
+

@@ -39,6 +39,7 @@ from evolve.sandbox.frames import WorkerLost, read_frame, recv_request, send_rep
 from evolve.sandbox.side import SandboxSide, load_side
 from evolve.sandbox.supervise import supervise, vm_kb
 from evolve.sandbox.types import SandboxLimits
+from evolve.sandbox.wipe import wipe_sets
 
 # Imported once here, so candidates get them for free (and can use them after
 # dropping to a uid that cannot read the Python installation).
@@ -197,8 +198,8 @@ class Zygote(ChildKeeper):
             if op == "settle":  # the loop's top has cleaned up and forked the spare
                 send_reply(self.fout, {"ok": True, "spare": self.spare.pid if self.spare else None,
                                        "forker": self.forker.pid if self.forker else None})
-            elif op == "drop":
-                self.sets.pop(req["set"], None)
+            elif op == "drop":  # zeroed first: freed, its bytes would reach every child forked later
+                wipe_sets({0: self.sets.pop(req["set"], [])})
             elif op == "load":
                 self.sets[req["set"]] = req["instances"]
                 self.sets_version += 1
