@@ -72,3 +72,32 @@ def test_the_zygote_keeps_one_copy_of_a_set_it_loaded() -> None:
         sb.settle()
         counts = held(sb.worker_pid, pieces)
     assert counts == [1] * len(pieces), counts  # the set itself, and no copy of its frame
+
+
+TAIL = "".join(hashlib.sha256(b"tail %d" % i).hexdigest() for i in range(32))  # 2 KiB, no repeats
+PRINTER = ("import hashlib, sys\n"
+           "def f(x):\n"
+           "    sys.stderr.write(''.join(hashlib.sha256(b'tail %d' % i).hexdigest() for i in range(32)))\n"
+           "    sys.stderr.flush()\n"
+           "    return 1\n")
+
+
+@pytest.mark.parametrize("mode", ["batch", "session"])
+def test_the_zygote_keeps_no_copy_of_a_candidates_output_tail(mode: str) -> None:
+    """The zygote reads the last 2 KiB of a candidate's stdout and stderr for its reply; it held 5-6
+    copies of them after its clean-up (the bytes read, the text decoded, the JSON header, its frame),
+    each in every child forked from it later: a note from one candidate to a later one, such as a
+    run to its own audit (ninth red team's open row, ``bench/tail_channel.py``). The tail now
+    crosses as raw bytes after the reply's blob, zeroed once sent; no text of it is made here."""
+    pieces = [TAIL[i:i + 64].encode() for i in range(0, len(TAIL) - 63, 256)]
+    one = [Instance("a", "all", {"x": 1.0}, Reference(0.0, "optimal", "exact"))]
+    with Sandbox("sandbox_fixtures:InteractiveVerifier", LIMITS, slot=41, extra_sys_path=[str(TESTS)]) as sb:
+        if mode == "batch":
+            outcome = sb.run(PRINTER, "f", one)
+        else:
+            with sb.session(PRINTER, "f") as session:
+                assert session.call(1).value == 1
+            outcome = session.outcome
+        assert outcome is not None and outcome.status == "ok" and TAIL in outcome.stderr_tail, outcome
+        sb.settle()
+        assert held(sb.worker_pid, pieces) == [0] * len(pieces)

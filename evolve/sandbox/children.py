@@ -20,6 +20,7 @@ from typing import Any
 from evolve.sandbox import cgroups, isolation, oslevel, session_child, syscalls, view
 from evolve.sandbox.child import ChildSpec, run_child
 from evolve.sandbox.forker import Forker
+from evolve.sandbox.frames import TAIL
 from evolve.sandbox.supervise import reap, tail
 from evolve.sandbox.types import SandboxLimits
 
@@ -235,7 +236,7 @@ class ChildKeeper:
     def _report(self, child: Child) -> dict[str, Any]:
         """What the reply needs from the ended child; the rest of its clean-up comes after."""
         oom_kills = self.cgroup.oom_kills() if self.cgroup is not None else 0
-        return {"stderr_tail": tail(child.out_fd), "oom_kills": oom_kills}
+        return {TAIL: tail(child.out_fd), "oom_kills": oom_kills}  # raw bytes: frames.send_reply
 
     def finish_clean_up(self) -> None:
         """After the reply: kill what the last child left, remove its files, scrub the shared dirs."""

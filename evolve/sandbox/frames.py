@@ -22,6 +22,8 @@ from evolve.sandbox.oslevel import scrub
 _LEN = struct.Struct(">Q")
 ONE_WRITE = 65536  # frames (or a reply's two) smaller than this go in one write
 MAX_HEADER = 1 << 24  # a reply's JSON header
+MAX_TAIL = 1 << 16  # a reply's output tail (the zygote reads 2 KiB)
+TAIL = "stderr_tail"  # the header key the tail's text is under once received
 
 
 class WorkerLost(Exception):
@@ -102,18 +104,28 @@ def recv_request(fd: int) -> Any:
     return pickle.loads(read_frame(fd))
 
 
-def send_reply(fd: int, header: dict[str, Any], blob: bytes = b"") -> None:
-    """The header's frame and the blob's; in one write when they are small together (one
-    wake-up of the reader instead of two)."""
+def send_reply(fd: int, header: dict[str, Any], blob: bytes = b"", tail: bytes = b"") -> None:
+    """The header's frame and the blob's, then the candidate's output ``tail`` as raw bytes (its
+    length in the header), zeroed once sent; in one write when they are small together (one
+    wake-up of the reader instead of two).
+
+    The tail is the candidate's own text: as a string in the header (decoded, JSON-encoded, its
+    frame) the zygote held 4-5 copies of it after its clean-up, and every child forked later had
+    them (tenth red team, ``tests/test_sandbox_scrub.py``).  Bytes can be zeroed; strings cannot."""
+    if tail:
+        header = {**header, "tail_bytes": len(tail)}
     head = json.dumps(header).encode()
-    if len(head) + len(blob) < ONE_WRITE:
-        message = _LEN.pack(len(head)) + head + _LEN.pack(len(blob)) + blob
+    if len(head) + len(blob) + len(tail) < ONE_WRITE:
+        message = _LEN.pack(len(head)) + head + _LEN.pack(len(blob)) + blob + tail
         _write_all(fd, memoryview(message))
-        if blob:  # a copy of the blob, which the caller scrubs (``Zygote._answer``)
+        if blob or tail:  # a copy of the blob, which the caller scrubs (``Zygote._answer``), and of the tail
             scrub(message)
-        return
-    write_frame(fd, head)
-    write_frame(fd, blob)
+    else:
+        write_frame(fd, head)
+        write_frame(fd, blob)
+        if tail:
+            _write_all(fd, memoryview(tail))
+    scrub(tail)
 
 
 def recv_reply(
@@ -136,4 +148,10 @@ def recv_reply(
     (blob_size,) = _LEN.unpack(rest[size:])
     if blob_size > max_blob:
         raise WorkerLost(f"frame of {blob_size} bytes exceeds {max_blob}")
-    return header, _read_exact(fd, blob_size, deadline, sock) if blob_size else b""
+    blob = _read_exact(fd, blob_size, deadline, sock) if blob_size else b""
+    tail_size = header.pop("tail_bytes", 0)
+    if type(tail_size) is not int or not 0 <= tail_size <= MAX_TAIL:
+        raise WorkerLost(f"malformed reply: tail of {tail_size!r} bytes")
+    if tail_size:
+        header[TAIL] = _read_exact(fd, tail_size, deadline, sock).decode("utf-8", "replace")
+    return header, blob

@@ -155,11 +155,12 @@ def vm_kb(pid: int | str, field: str) -> int | None:
     return None
 
 
-def tail(fd: int) -> str:
+def tail(fd: int) -> bytes:
     """The last ``TAIL_BYTES`` of the candidate's stdout+stderr file, read through the zygote's
-    own fd of it (opened while the child was a spare: no open on the way to the reply)."""
+    own fd of it (opened while the child was a spare: no open on the way to the reply).  Raw:
+    the controller decodes it (``frames.send_reply`` sends it after the blob and zeroes it)."""
     try:
         size = os.fstat(fd).st_size
-        return os.pread(fd, TAIL_BYTES, max(0, size - TAIL_BYTES)).decode("utf-8", "replace")
+        return os.pread(fd, TAIL_BYTES, max(0, size - TAIL_BYTES))
     except OSError:
-        return ""
+        return b""

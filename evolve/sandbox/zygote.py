@@ -35,7 +35,7 @@ from evolve.sandbox import (  # noqa: F401 (session_child: imported before isola
 from evolve.sandbox.child import Work
 from evolve.sandbox.children import BASE_MODE, Child, ChildKeeper
 from evolve.sandbox.forker import Forker
-from evolve.sandbox.frames import WorkerLost, read_frame, recv_request, send_reply
+from evolve.sandbox.frames import TAIL, WorkerLost, read_frame, recv_request, send_reply
 from evolve.sandbox.side import SandboxSide, load_side
 from evolve.sandbox.supervise import supervise, vm_kb
 from evolve.sandbox.types import SandboxLimits
@@ -211,7 +211,8 @@ class Zygote(ChildKeeper):
                 if req.get("timeout_s"):
                     limits = dataclasses.replace(limits, timeout_s=float(req["timeout_s"]))
                 facts, blob = self.execute(req["source"], req["function"], req["set"], limits)
-                send_reply(self.fout, {"ok": True, **facts}, blob)
+                tail = facts.pop(TAIL)
+                send_reply(self.fout, {"ok": True, **facts}, blob, tail)
                 oslevel.scrub(blob)  # the batch's results: a jssp schedule gives its durations
                 if facts["killed"] == "controller":
                     return False
@@ -288,8 +289,11 @@ class Zygote(ChildKeeper):
             facts.update(self._report(child))
         if facts["killed"] == "controller":
             raise WorkerLost("controller gone during a session")
+        tail = facts.pop(TAIL)
         if not self.exit_requested:
-            send_reply(self.fout, {"ok": True, **facts})
+            send_reply(self.fout, {"ok": True, **facts}, tail=tail)
+        else:
+            oslevel.scrub(tail)
 
     @staticmethod
     def _order(zsock: socket.socket, work: Work) -> None:
