@@ -239,6 +239,24 @@ def test_warm_up_calls_show_no_window_a_placement_is_judged_on() -> None:
     assert memory.metrics["balancedness"] <= honest.metrics["balancedness"] + 0.01, (memory.metrics, honest.metrics)
 
 
+def test_a_balancer_over_its_cpu_budget_pays_for_each_doubling(moe: Any) -> None:
+    """The problem's per-call CPU budget is 10 ms on small64: within it runtime costs nothing,
+    over it each doubling costs a point.  A balancer that burns 30 ms of CPU per call is charged
+    what the kernel counted for its process (at least the 30 ms it burnt), not less, and pays
+    log2(charged / 10 ms) of its score."""
+    import math
+
+    evaluation = moe(HONEST)
+    assert evaluation.ok, evaluation.feedback
+    (result,) = evaluation.instances
+    assert result.extra["runtime_budget_ms"] == 10.0 and result.extra["runtime_ms"] >= 25, result.extra
+    penalty = evaluation.metrics["runtime_penalty"]
+    assert penalty == pytest.approx(math.log2(result.extra["runtime_ms"] / 10.0)) and penalty > 1.3
+    metrics = evaluation.metrics
+    assert evaluation.score == pytest.approx(100 * (metrics["balancedness"] - 2 * metrics.get("lpt_shortfall", 0.0))
+                                             - penalty)
+
+
 # A balancer that spends its time only where it is judged.  The repeats (timed, not scored) are
 # noisy copies of windows it has just seen, so it knows them and answers from a cache: until
 # 2026-12-06 runtime_ms was the median over all timed calls, and with five repeats to three

@@ -23,7 +23,7 @@ from evolve.evaluators.moe.generator import (
 from evolve.evaluators.moe.harness import local_call, run_workload, unpack
 from evolve.evaluators.moe.options import MoeOptions
 from evolve.evaluators.moe.placement import check_placement, loads, parse_placement
-from evolve.evaluators.moe.scoring import combine
+from evolve.evaluators.moe.scoring import combine, runtime_budget_ms
 from evolve.evaluators.secret_seeds import load_secret
 from evolve.options import read_options
 from evolve.verifier import Instance, Reference, Verifier
@@ -369,6 +369,59 @@ def test_combined_score_formula(verifier: MoeVerifier) -> None:
     assert metrics["gap_ratio_pct"] == pytest.approx(100 * (1 - b))  # maximising: reference minus objective
     heavy = combine([r1, r2], read_options(MoeOptions, {"runtime_weight": 10, "runtime_scale_ms": 1}))[0]
     assert heavy == pytest.approx(100 * b - 10 * (1 + math.log2(31)) / 2)
+
+
+def test_runtime_within_the_budget_costs_nothing_and_each_doubling_over_it_a_point() -> None:
+    # The problem's budget, max(10 ms, 5 us x layers x slots): 10 ms for this 2-layer, 6-slot instance.
+    budgeted = MoeVerifier(PROBLEM_DIR, {"timing_repeats": 2, "runtime_budget_ms": 10,
+                                         "runtime_budget_us_per_slot": 5})
+    inst = make_instance()
+
+    def charged(ms: float) -> Any:
+        return budgeted.score(inst, {**solution(triple(GOOD, 4)), "cpu_s": [ms / 1e3] * 3})
+
+    # The same work measured at 7.0 and 9.6 ms (a clean-room agent's two programs in one run):
+    # without a budget 0.12 points apart, more than the balance gains the search ranks by.
+    fast, slow = charged(7.0), charged(9.6)
+    b = fast.objective
+    assert fast.extra["runtime_budget_ms"] == slow.extra["runtime_budget_ms"] == 10.0
+    assert budgeted.aggregate([fast])[0] == budgeted.aggregate([slow])[0] == pytest.approx(100 * b)
+    unbudgeted = MoeVerifier(PROBLEM_DIR, {"timing_repeats": 2})
+    apart = [unbudgeted.aggregate([unbudgeted.score(inst, {**solution(triple(GOOD, 4)), "cpu_s": [ms / 1e3] * 3})])[0]
+             for ms in (7.0, 9.6)]
+    assert apart[0] - apart[1] == pytest.approx(math.log2(1.96) - math.log2(1.7))
+    # Over the budget: one point per doubling, and the slowest instance's share of its budget.
+    score, metrics = budgeted.aggregate([charged(40.0), fast])
+    assert score == pytest.approx(100 * b - 2 / 2) and metrics["runtime_budget_use_max"] == pytest.approx(4.0)
+    # A balancer at 500 ms loses to one at 5 ms that balances as well: log2(500 / 10) points.
+    assert budgeted.aggregate([charged(500.0)])[0] == pytest.approx(budgeted.aggregate([charged(5.0)])[0]
+                                                                     - math.log2(50))
+    # The budget grows with the deployment (V3: 58 layers x 288 slots); none without the options.
+    assert runtime_budget_ms(58, 288, budgeted.options) == pytest.approx(83.52)
+    assert runtime_budget_ms(58, 288, MoeOptions()) is None and "runtime_budget_ms" not in unbudgeted.score(
+        inst, solution(triple(GOOD, 4))).extra
+
+
+def test_the_budget_the_model_is_told_is_the_verifiers() -> None:
+    """The contract, the score line and context.md state the budget per deployment; each figure
+    is the one the problem's verifier options give for that deployment's layers and slots."""
+    from evolve.problem import load_problem
+
+    problem = load_problem("moe")
+    options = problem.verifier.options
+    rule = f"max({options.runtime_budget_ms:g} ms, {options.runtime_budget_us_per_slot:g} us x layers x num_replicas)"
+    texts = {"contract": problem.spec.function.contract, "score": problem.spec.prompt.score,
+             "context": problem.context}
+    sizes = {i.group: (i.data["windows"].shape[1], i.data["replicas"]) for i in problem.instances("train")}
+    assert sorted(sizes) == ["qwen", "small64", "tiny16", "v3"]
+    for where, text in texts.items():
+        flat = " ".join(text.split())
+        assert rule in flat, where
+        for group, (layers, replicas) in sizes.items():
+            budget = runtime_budget_ms(layers, replicas, options)
+            assert budget is not None
+            figure = f"{budget:.1f}".removesuffix(".0") + " ms"
+            assert figure in flat and group in flat, (where, group, figure)
 
 
 def test_wall_clock_option(verifier: MoeVerifier) -> None:

@@ -10,9 +10,16 @@ from evolve.options import VerifierOptions
 
 
 class MoeOptions(VerifierOptions):
-    # score = balance_weight * balancedness - runtime_weight * mean_i log2(1 + runtime_ms_i / runtime_scale_ms)
+    # score = balance_weight * balancedness - runtime_weight * mean_i P_i (evaluators/moe/scoring.py)
     balance_weight: float = Field(100.0, ge=0, le=1e6)
     runtime_weight: float = Field(1.0, ge=0, le=1e6)
+    # The CPU budget of one call: budget_i = max(runtime_budget_ms, runtime_budget_us_per_slot x
+    # layers x num_replicas / 1000) ms; P_i = max(0, log2(runtime_ms_i / budget_i)), so runtime
+    # within the budget costs nothing and each doubling over it costs runtime_weight points.
+    # Both 0 (the options' own default; the problem sets them): no budget, and
+    # P_i = log2(1 + runtime_ms_i / runtime_scale_ms), the score before 2026-12-07.
+    runtime_budget_ms: float = Field(0.0, ge=0, le=1e9)
+    runtime_budget_us_per_slot: float = Field(0.0, ge=0, le=1e9)
     runtime_scale_ms: float = Field(10.0, ge=1e-6, le=1e9)
     # The guard: balancedness counts minus lpt_guard x the shortfall to LPT (LPT's balancedness
     # minus the program's, where positive), summed over deployments (0: off; docs/moe.md, "Score").

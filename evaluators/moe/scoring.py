@@ -3,16 +3,23 @@
     score = balance_weight * (B - lpt_guard * S) - runtime_weight * P
     B = mean over instances of balancedness (0..1)
     S = sum over deployments of max(0, LPT's mean balancedness there - the program's)
-    P = mean over instances of log2(1 + runtime_ms / runtime_scale_ms)
+    P = mean over instances of max(0, log2(runtime_ms / budget_ms))
+    budget_ms = max(runtime_budget_ms, runtime_budget_us_per_slot * layers * num_replicas / 1000)
 
-With the defaults (100, 1, 10 ms) a point of score is one percentage point of
-balancedness, and above ~10 ms every halving of the runtime is worth about one
-point; below the scale runtime hardly counts, so timing noise on a fast
-balancer cannot outweigh a real change in balance. The guard S (off with
-lpt_guard = 0; the problem's default is 2) makes a loss to LPT in one
-deployment cost more than the same gain on the mean brings, so the search does
-not trade one deployment for another; a program at or above LPT in every
-deployment scores as without it.
+runtime_ms is one call's CPU time as the harness charges it (``harness.charged_s``).  With the
+problem's defaults (100, 1, budget max(10 ms, 5 us per layer and slot)) a point of score is one
+percentage point of balancedness, a balancer within its per-call budget pays nothing for its
+runtime, and each doubling over the budget costs one point.  Within the budget the score does
+not depend on how busy the machine is: CPU time per call moves by 1.5-2x with the load (caches,
+the other hyperthread), which under the budget-free form below moved the score by more than the
+balancedness gains the search ranks by (docs/moe.md, "Score").
+
+Without a budget (both budget options 0, the options' own default) P is the mean of
+log2(1 + runtime_ms / runtime_scale_ms), the score before 2026-12-07: every millisecond counts,
+and so does the machine's load.  The guard S (off with lpt_guard = 0; the problem's default is 2)
+makes a loss to LPT in one deployment cost more than the same gain on the mean brings, so the
+search does not trade one deployment for another; a program at or above LPT in every deployment
+scores as without it.
 """
 
 from __future__ import annotations
@@ -26,8 +33,21 @@ from evolve.scoring import aggregate as gap_aggregate
 from evolve.verifier import InstanceResult
 
 
-def runtime_penalty(runtime_ms: float, options: MoeOptions) -> float:
-    return math.log2(1.0 + max(runtime_ms, 0.0) / options.runtime_scale_ms)
+def runtime_budget_ms(layers: int, replicas: int, options: MoeOptions) -> float | None:
+    """The CPU budget of one call on a deployment of ``layers`` x ``replicas`` slots, in ms;
+    None without a budget (both budget options 0)."""
+    if options.runtime_budget_ms <= 0 and options.runtime_budget_us_per_slot <= 0:
+        return None
+    return max(options.runtime_budget_ms, options.runtime_budget_us_per_slot * layers * replicas / 1e3)
+
+
+def runtime_penalty(runtime_ms: float, options: MoeOptions, budget_ms: float | None = None) -> float:
+    """One instance's runtime term: doublings over ``budget_ms``, or without a budget
+    log2(1 + runtime_ms / runtime_scale_ms)."""
+    runtime_ms = max(runtime_ms, 0.0)
+    if budget_ms is None:
+        return math.log2(1.0 + runtime_ms / options.runtime_scale_ms)
+    return math.log2(max(runtime_ms, budget_ms) / budget_ms)
 
 
 def combine(results: list[InstanceResult], options: MoeOptions) -> tuple[float | None, dict[str, float]]:
@@ -41,9 +61,13 @@ def combine(results: list[InstanceResult], options: MoeOptions) -> tuple[float |
     for r in scored:
         groups[r.group].append(r)
     balance = fmean(r.objective or 0.0 for r in scored)
-    penalty = fmean(runtime_penalty(r.extra["runtime_ms"], options) for r in scored)
+    penalty = fmean(runtime_penalty(r.extra["runtime_ms"], options, r.extra.get("runtime_budget_ms"))
+                    for r in scored)
     metrics["balancedness"] = balance
     metrics["runtime_penalty"] = penalty
+    budgets = [r.extra["runtime_ms"] / r.extra["runtime_budget_ms"] for r in scored if "runtime_budget_ms" in r.extra]
+    if budgets:  # how close the slowest instance came to its budget (above 1 costs)
+        metrics["runtime_budget_use_max"] = max(budgets)
     metrics["runtime_ms_max"] = max(r.extra["runtime_ms"] for r in scored)
     if len(groups) > 1:
         for group, members in sorted(groups.items()):

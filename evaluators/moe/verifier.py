@@ -22,7 +22,7 @@ from evolve.evaluators.moe.references import (
     ilp_tractable,
     trivial_reference,
 )
-from evolve.evaluators.moe.scoring import combine
+from evolve.evaluators.moe.scoring import combine, runtime_budget_ms
 from evolve.evaluators.moe.traces import load_trace_file
 from evolve.evaluators.secret_seeds import load_secret
 from evolve.options import read_options
@@ -168,7 +168,10 @@ class MoeVerifier:
             layer_balance.append(balance.layer)
         timing = read_timing(record)
         per_layer = np.concatenate(layer_balance)
-        guard = {"lpt_balancedness": self._lpt_of(config, windows)} if self.options.lpt_guard > 0 else {}
+        extra = {"lpt_balancedness": self._lpt_of(config, windows)} if self.options.lpt_guard > 0 else {}
+        budget = runtime_budget_ms(windows.shape[1], config.replicas, self.options)
+        if budget is not None:
+            extra["runtime_budget_ms"] = budget
         return feasible(
             instance, 1.0 if max_sum <= 0 else mean_sum / max_sum, self.direction,
             balancedness_layer_min=float(per_layer.min()),
@@ -177,7 +180,7 @@ class MoeVerifier:
             runtime_ms=timing.cpu_ms if self.options.runtime_clock == "cpu" else timing.wall_ms,
             wall_ms=timing.wall_ms,
             cpu_ms=timing.cpu_ms,
-            **guard,
+            **extra,
         )
 
     def _lpt_of(self, config: EpConfig, windows: np.ndarray) -> float:
