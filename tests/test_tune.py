@@ -77,7 +77,7 @@ def test_tune_fits_a_rule_of_every_shipped_problem(name: str) -> None:
     assert len(result.constants) == 1 and 1 <= len(result.trials) <= 2
     assert result.start_score is not None and result.score is not None and result.score >= result.start_score
     check = evolve.evaluate(name, result.code, split="quick")
-    # Scores that charge the program's own runtime (moe) move a little between evaluations.
+    # moe charges runtime only over its CPU budget per call; rel leaves room for a machine slow enough to cross it.
     assert check.ok and check.score == pytest.approx(result.score, rel=0.02)
 
 
