@@ -2,7 +2,7 @@
 
 Reads `evolve eval moe PROGRAM --solutions-out FILE` files (each instance's record holds the
 CPU seconds of every timed call) and prints, from the same calls, the mean runtime penalty
-(log2(1 + runtime_ms / 10), the default weights) under the old charge (the median, floored by
+(log2(1 + runtime_ms / 10), the budget-free term that was the default until 2026-12-07) under the old charge (the median, floored by
 the judged calls' median) and the new one (also floored by the judged calls' mean), and by how
 much the new charge moves the score.  Same calls on both sides, so machine noise cancels.
 

@@ -137,7 +137,8 @@ def test_cli_eval_json_heatmap_and_solutions(tmp_path: Path) -> None:
     assert document["status"] == "ok" and document["problem"] == "moe"
     metrics = document["metrics"]
     for key in ("balancedness", "runtime_ms", "wall_ms", "cpu_ms", "gap_mean_pct", "balancedness[v3]",
-                "runtime_ms[v3]", "balancedness_slot", "balancedness_layer_min"):
+                "runtime_ms[v3]", "balancedness_slot", "balancedness_layer_min", "runtime_budget_ms",
+                "runtime_budget_use_max"):
         assert key in metrics, key
     # The problem's lpt_guard (2): the seed is below LPT on quick, and pays twice its shortfall.
     assert metrics["lpt_shortfall"] > 0
