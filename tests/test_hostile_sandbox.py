@@ -466,6 +466,38 @@ def test_the_machines_memory_and_load_are_not_shown(sandbox: Sandbox) -> None:
     assert out["pages"] != os.sysconf("SC_PHYS_PAGES"), out
 
 
+
+def test_no_socket_but_a_unix_one(sandbox: Sandbox) -> None:
+    """The network namespace is empty, but not every address family is the network namespace's:
+    ``AF_VSOCK`` reaches the hypervisor's host from any namespace (this VM has a virtio vsock
+    transport: a candidate could have talked to whatever listens on the host), and ``AF_ALG``,
+    ``AF_NETLINK`` and the rest are kernel interface no heuristic needs; without a network
+    namespace (root without CAP_SYS_ADMIN) ``AF_INET`` reached the machine's network and its
+    loopback services. Only ``AF_UNIX`` sockets (the sandbox's own channel is a socketpair) may
+    be made now. The probe only creates sockets: it connects nowhere (tenth red team)."""
+    needs(sandbox, "seccomp")
+    source = """
+    import socket
+    def f(hints):
+        made = {}
+        for name in ("AF_UNIX", "AF_INET", "AF_INET6", "AF_VSOCK", "AF_NETLINK", "AF_ALG", "AF_PACKET"):
+            try:
+                kind = {"AF_VSOCK": socket.SOCK_STREAM, "AF_ALG": socket.SOCK_SEQPACKET}.get(name, socket.SOCK_DGRAM)
+                socket.socket(getattr(socket, name), kind).close()
+                made[name] = 0
+            except OSError as exc:
+                made[name] = exc.errno or -1
+        try:
+            socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            made["socketpair AF_UNIX"] = 0
+        except OSError as exc:
+            made["socketpair AF_UNIX"] = exc.errno or -1
+        return made
+    """
+    out = found(attack(sandbox, source))
+    assert out.pop("AF_UNIX") == 0 and out.pop("socketpair AF_UNIX") == 0
+    assert out == dict.fromkeys(out, 1), out  # EPERM
+
 def test_kill_minus_one_and_pid_sweeps_hurt_nobody_else(sandbox: Sandbox) -> None:
     zygote = sandbox.worker_pid
     source = f"""

@@ -14,7 +14,8 @@ perf events, ``userfaultfd``, ``io_uring``, modules, ``kexec``, reboot, swap,
 clock and host name changes, ``execve``/``execveat`` (a heuristic never starts
 a program: no shell, no ``git``), file handles, file locks and inotify/dnotify (channels
 between candidates through the shared files of the view), ``sysinfo`` (the machine's free and
-shared memory and load: a channel between concurrent candidates), and ``kill(-1)``.
+shared memory and load: a channel between concurrent candidates), ``kill(-1)``, and sockets of
+any family but ``AF_UNIX`` (``AF_VSOCK`` reaches the hypervisor's host from any network namespace).
 
 Two stacked filters make that set: all but ``ZYGOTE_NEEDS`` is installed once in
 the zygote itself after its set-up (it needs none of it again, and children
@@ -28,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +57,11 @@ DENIED = (
 # fcntl commands refused for the same reason: F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK,
 # F_OFD_SETLK, F_OFD_SETLKW (record locks) and F_NOTIFY (dnotify: DN_ACCESS reports reads).
 LOCK_FCNTL = (5, 6, 7, 36, 37, 38, 1026)
+# Sockets of any family but AF_UNIX (the sandbox's own channels are unix socketpairs): the network
+# namespace is empty, but AF_VSOCK is not the network namespace's (it reaches the hypervisor's
+# host: this VM's virtio vsock took a candidate's socket), AF_NETLINK, AF_ALG and the rest are
+# kernel interface no heuristic needs, and without a network namespace AF_INET is the network.
+SOCKET_CALLS = ("socket", "socketpair")
 NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
                    0x40000000, 0x00000080)  # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME
 # What the zygote itself still calls after its set-up: a pid namespace per candidate
@@ -95,7 +102,8 @@ def build() -> tuple[Programs | None, str]:
     except OSError as exc:
         return None, f"no seccomp filter: libseccomp failed ({exc})"
     return (Programs(whole, zygote, child),
-            f"seccomp filter (libseccomp): {refused} system calls refused, no namespaces, no exec")
+            f"seccomp filter (libseccomp): {refused} system calls refused, no namespaces, no exec, "
+            "no socket but a unix one")
 
 
 def _program(sc: Any, denied: tuple[str, ...], minus_one: tuple[str, ...], namespaces: bool) -> tuple[int, bytes]:
@@ -112,6 +120,8 @@ def _program(sc: Any, denied: tuple[str, ...], minus_one: tuple[str, ...], names
         _rule(sc, filt, sc.ERRNO(errno.ENOSYS), "clone3")  # its flags are behind a pointer
         for cmd in LOCK_FCNTL:
             _rule(sc, filt, eperm, "fcntl", sc.Arg(1, sc.EQ, cmd))
+        for name in SOCKET_CALLS:
+            _rule(sc, filt, eperm, name, sc.Arg(0, sc.NE, socket.AF_UNIX))
     low32 = 0xFFFFFFFF  # kill(-1): every process we may signal
     for name in minus_one:
         _rule(sc, filt, eperm, name, sc.Arg(0, sc.MASKED_EQ, low32, low32))
