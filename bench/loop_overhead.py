@@ -64,7 +64,7 @@ CURRENT = re.compile(r"^#+ Current Program\b.*$", re.I | re.M)
 MARKS = (100, 1000, 3000)  # populations at which the ratio is reported
 CPU_PARTS = (  # (key, what it is): CPU per iteration, from the kernel's clocks
     ("engine", "controller thread: sampling, prompt, edit, duplicate check, archive commit"),
-    ("client", "model calls: the HTTP client, in the proposal threads"),
+    ("client", "model calls in proposal threads (one sent ahead is sent and read by the controller thread)"),
     ("evaluation", "evaluation thread: driving the sandbox, trusted scoring"),
     ("controller", "controller process in all (the three above, other threads, GC)"),
     ("sandboxes", "sandbox: zygote and candidate children"),

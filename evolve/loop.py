@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from evolve.archive import Archive
 from evolve.autotune import AutoTuner
@@ -81,6 +82,11 @@ class Controller(LoopOutcomes, RunSetup):
         self._seen_keys: dict[str, int | None] = {}
         self._iteration = 0
         self._in_flight: dict[Future, Task] = {}
+        # With one iteration at a time, a backend that can (``begin``: the plain OpenAI-compatible
+        # client) gets the request that looks ahead from this thread, which reads the answer once
+        # the evaluation ahead is archived: no proposal thread to wake and to wait for.
+        self._begin: Callable[[ProposalRequest], Any] | None = getattr(llm, "begin", None)
+        self._deferred: dict[Future, Any] = {}  # such requests, by the future of their answer
         # Constant tuning of each new best every tune_every iterations (evolve/autotune.py).
         self._tuner = (AutoTuner(settings.tune_every, settings.tune_budget, settings.seed, archive)
                        if settings.tune_every else None)
@@ -134,7 +140,8 @@ class Controller(LoopOutcomes, RunSetup):
                         continue
                     if hold and in_flight:  # the look-ahead: the child's run gets going first
                         _wait_dispatched(in_flight)
-                    track(*self._launch(next_iteration, proposers), park=hold and _evaluating(in_flight))
+                    park = hold and _evaluating(in_flight)
+                    track(*self._launch(next_iteration, proposers, defer=park), park=park)
                     next_iteration += 1
                 if not in_flight and not held:
                     break
@@ -151,6 +158,7 @@ class Controller(LoopOutcomes, RunSetup):
                         held.append((future, task))  # its edit comes after the evaluation ahead is archived
                         continue
                     if task.kind == "evaluate":  # answers parked meanwhile are held ones
+                        self._settle_deferred(proposers)  # an answer read here is parked too
                         held += [(f, in_flight.pop(f)) for f in arrivals.unpark() if f in in_flight]
                     ready = [(future, task)] + (held if task.kind == "evaluate" else [])
                     if task.kind == "evaluate":
@@ -172,6 +180,9 @@ class Controller(LoopOutcomes, RunSetup):
             self.on_progress(self.progress)
             return self.progress
         finally:
+            for pending in self._deferred.values():
+                pending.discard()
+            self._deferred.clear()
             proposers.shutdown(wait=False, cancel_futures=True)
             evaluators.shutdown(wait=False, cancel_futures=True)
             executor.close()
@@ -192,9 +203,44 @@ class Controller(LoopOutcomes, RunSetup):
         request, _task = self.next_request(self.archive.max_iteration() + 1)
         return request
 
-    def _launch(self, iteration: int, pool: ThreadPoolExecutor, retry: int = 0) -> tuple[Future, Task]:
+    def _launch(self, iteration: int, pool: ThreadPoolExecutor, retry: int = 0,
+                defer: bool = False) -> tuple[Future, Task]:
+        """Build the request and send it: by a proposal thread, or (``defer``, a held proposal)
+        from this thread, its answer read by ``_settle_deferred``."""
         request, task = self.next_request(iteration, retry)
+        if defer and self._begin is not None:
+            try:
+                pending = self._begin(request)
+            except Exception:  # a backend bug: the proposal thread's call reports it
+                pending = None
+            if pending is not None:
+                future: Future = Future()
+                self._deferred[future] = pending
+                return future, task
         return pool.submit(self._propose, request), task
+
+    def _settle_deferred(self, pool: ThreadPoolExecutor) -> None:
+        """The evaluation ahead is in: each request sent from this thread gets its answer, read
+        here if the model has begun to answer (the future's callback parks it with the held
+        ones), else by a proposal thread, from which it arrives as any answer does."""
+        deferred, self._deferred = self._deferred, {}
+        for future, pending in deferred.items():
+            if not future.set_running_or_notify_cancel():  # abandoned after a model stop
+                pending.discard()
+            elif pending.answered():
+                future.set_result(self._finish(pending))
+            else:
+                pool.submit(self._finish, pending).add_done_callback(
+                    lambda done, answer=future: answer.set_result(done.result()))
+
+    def _finish(self, pending: Any) -> Completion | LLMError:
+        """``_propose`` for a request sent by ``begin``."""
+        try:
+            return pending.result()  # type: ignore[no-any-return]
+        except LLMError as err:
+            return err
+        except Exception as err:  # a backend bug costs one proposal, not the run
+            return LLMError(f"{type(err).__name__}: {err}")
 
     def next_request(self, iteration: int, retry: int = 0) -> tuple[ProposalRequest, Task]:
         """The request of ``iteration``: parent, inspirations, mode and the prompt.

@@ -55,10 +55,16 @@ def backend(server: FakeLLMServer, plain: bool, timeout_s: float = 10.0, **kw: o
                            retry=RetryPolicy(max_retries=1, base_delay_s=0.01), **kw)  # type: ignore[arg-type]
 
 
-def outcome(llm: OpenAICompatLLM) -> tuple[object, ...]:
-    """What a caller can observe of one completion: its fields, or the error's type, text and kind."""
+def outcome(llm: OpenAICompatLLM, ahead: bool = False) -> tuple[object, ...]:
+    """What a caller can observe of one completion: its fields, or the error's type, text and kind.
+    ``ahead``: sent by ``begin``, its answer read by ``result``."""
     try:
-        c = llm.complete(request())
+        if ahead:
+            pending = llm.begin(request())
+            assert pending is not None
+            c = pending.result()
+        else:
+            c = llm.complete(request())
     except LLMError as exc:
         return (type(exc).__name__, str(exc), exc.kind)
     return (c.text, c.model, c.prompt_tokens, c.completion_tokens, c.cost_usd)
@@ -97,6 +103,31 @@ def test_plain_client_and_openai_client_give_the_same_result(server: FakeLLMServ
                 for kind, text, k in seen]
     assert seen[0] == seen[1]
     assert KEY not in str(seen[0])
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_a_call_sent_ahead_and_read_later_ends_as_the_call_in_one_piece(server: FakeLLMServer, script: str) -> None:
+    """``begin`` then ``result`` (the loop's look-ahead from its own thread): the same result,
+    error and retries as ``complete``."""
+    seen = []
+    for ahead in (False, True):
+        server.enqueue(*SCRIPTS[script])
+        seen.append(outcome(backend(server, True, timeout_s=0.5 if script.startswith("timeout") else 10.0), ahead))
+        assert server.pending() == 0, "the same number of requests"
+    assert seen[0] == seen[1]
+
+
+def test_an_answer_read_after_its_deadline_is_the_answer_and_the_openai_client_is_not_split(
+        server: FakeLLMServer) -> None:
+    server.enqueue(ok("in time"))
+    llm = backend(server, True, timeout_s=0.3)
+    pending = llm.begin(request())
+    assert pending is not None
+    while not pending.answered():
+        time.sleep(0.01)
+    time.sleep(0.4)  # read past the call's 0.3 s: it came in time
+    assert pending.result().text == "in time"
+    assert backend(server, False).begin(request()) is None  # callers then call complete()
 
 
 def test_plain_client_sends_what_the_openai_client_sends(server: FakeLLMServer) -> None:

@@ -12,11 +12,13 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import pytest
 from llm_server import Behaviour, FakeLLMServer, ok
 
 from evolve.archive import EVALUATED, Archive
 from evolve.config import resolve_settings
 from evolve.llm import make_llm
+from evolve.llm.openai_compat import PendingCompletion
 from evolve.loop import Controller
 from evolve.loop_task import Arrivals
 from evolve.problem import load_problem
@@ -83,6 +85,28 @@ def test_a_run_looking_ahead_is_the_same_whichever_finishes_first(toy_dir: Path,
     assert 5 <= len(evaluated) < 14
     for iteration, line in enumerate(shown, start=1):
         assert line.endswith(f"pending {[str(iteration - 1)] if iteration - 1 in evaluated else []}"), line
+
+
+def test_the_loop_sends_the_request_ahead_itself_and_reads_an_answer_there_once_the_child_is_archived(
+        toy_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proposal thread for a held request (OpenAICompatLLM.begin): its answer is read by the
+    loop's thread if the model has begun to answer when the evaluation ahead is in, else by a
+    proposal thread; either way the run is the one above."""
+    readers: list[str] = []
+    result = PendingCompletion.result
+
+    def read(self: PendingCompletion) -> Any:
+        readers.append(threading.current_thread().name)
+        return result(self)
+
+    monkeypatch.setattr(PendingCompletion, "result", read)
+    slow_eval = _run(toy_dir, tmp_path / "slow-eval", model_delay_s=0.0, eval_delay_s=0.05)
+    loop_thread = threading.current_thread().name
+    assert len(readers) >= 5 and set(readers) == {loop_thread}
+    readers.clear()
+    slow_model = _run(toy_dir, tmp_path / "slow-model", model_delay_s=0.15, eval_delay_s=0.0)
+    assert len(readers) >= 5 and all(name.startswith("propose") for name in readers)
+    assert slow_eval == slow_model
 
 
 def test_without_lookahead_each_request_sees_the_previous_result(toy_dir: Path, tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from urllib.parse import SplitResult, urlsplit
 
 USER_AGENT = "evolve"
 MAX_IDLE = 8  # connections kept per endpoint (one per proposal thread in use)
+LATE_READ_S = 1.0  # to read a reply that came before it was asked for, its deadline past
 
 
 class EndpointConnectionError(ConnectionError):
@@ -99,12 +100,31 @@ class ChatEndpoint:
 
     def post(self, body: dict[str, Any], timeout_s: float) -> Any:
         """The parsed JSON reply of one request; raises as described in the module docstring."""
+        return self.receive(self.send(body, timeout_s))
+
+    def send(self, body: dict[str, Any], timeout_s: float) -> Sent:
+        """Send one request; ``receive`` reads its reply, within ``timeout_s`` of now, and raises
+        whatever the sending raised (``post`` is the two in a row)."""
         data = json.dumps(body).encode()
-        conn: _Connection | None = None
+        sent = Sent(time.monotonic() + timeout_s)
         try:
-            conn = self._connection(timeout_s)  # a new one connects here: its failures are the call's
-            conn.sock.sendall(self._head + str(len(data)).encode() + b"\r\n\r\n" + data)
-            reply = conn.response(timeout_s)
+            sent.conn = self._connection(timeout_s)  # a new one connects here: its failures are the call's
+            sent.conn.sock.sendall(self._head + str(len(data)).encode() + b"\r\n\r\n" + data)
+        except Exception as exc:  # raised by receive, where post raised it
+            sent.error = exc
+        return sent
+
+    def receive(self, sent: Sent) -> Any:
+        """The parsed JSON reply to ``sent`` (each ``Sent`` is received once)."""
+        conn = sent.conn
+        try:
+            if sent.error is not None:
+                raise sent.error
+            assert conn is not None
+            left = sent.deadline - time.monotonic()
+            if left <= 0 and sent.answered():  # read late, answered meanwhile: a second to read it
+                left = LATE_READ_S
+            reply = conn.response(left)
             raw = decoded(reply.header("content-encoding"), reply.body)
         except (OSError, zlib.error, http.client.HTTPException) as exc:  # HTTPException: a malformed reply
             if conn is not None:
@@ -191,6 +211,32 @@ class _Reply:
     def message(self) -> http.client.HTTPMessage:
         """The headers as http.client gives them (case-insensitive ``get``); made for errors only."""
         return http.client.parse_headers(io.BytesIO(b"".join(self.lines) + b"\r\n"))
+
+
+@dataclass
+class Sent:
+    """A request on its way (``ChatEndpoint.send``): its connection, when its reply is due, and
+    what went wrong while sending (raised by ``receive``)."""
+
+    deadline: float  # time.monotonic()
+    conn: _Connection | None = None
+    error: Exception | None = None
+
+    def answered(self) -> bool:
+        """Something to read (the reply's start, or the server's close) or an error to raise:
+        ``receive`` would not wait for the server to begin."""
+        if self.error is not None or self.conn is None:
+            return True
+        try:
+            readable, _, _ = select.select([self.conn.sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def discard(self) -> None:
+        """Never to be received: its connection is closed (a reply may still be on its way)."""
+        if self.conn is not None:
+            self.conn.close()
 
 
 class _Connection:

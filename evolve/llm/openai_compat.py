@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from evolve.llm.base import Completion, LLMError, ProposalRequest
-from evolve.llm.http_chat import ChatEndpoint, usable
+from evolve.llm.http_chat import ChatEndpoint, Sent, usable
 from evolve.llm.pricing import cost_usd
 from evolve.llm.retry import RetryPolicy, complete_with_retries
 
@@ -105,13 +107,18 @@ class OpenAICompatLLM:
                 self._endpoint = ChatEndpoint(self.api_base, os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY)
             return self._endpoint
 
-    def _attempt(self, request: ProposalRequest) -> Any:
+    def _body(self, request: ProposalRequest) -> dict[str, Any]:
+        return {"model": self.served_model, "messages": request.messages, "temperature": self.temperature,
+                "max_tokens": self.max_tokens, "seed": request.seed}
+
+    def _attempt(self, request: ProposalRequest, sent: Sent | None = None) -> Any:
+        """One try; ``sent``: the request was sent already (``begin``), only its reply is read."""
         endpoint = self._plain()
         if endpoint is not None:
-            body = {"model": self.served_model, "messages": request.messages, "temperature": self.temperature,
-                    "max_tokens": self.max_tokens, "seed": request.seed}
             try:
-                return endpoint.post(body, self.timeout_s)
+                if sent is not None:
+                    return endpoint.receive(sent)
+                return endpoint.post(self._body(request), self.timeout_s)
             except json.JSONDecodeError as exc:  # 200 with a body that is not JSON
                 raise LLMError(f"{self.model}: empty completion (malformed reply: {type(exc).__name__})") from None
         import openai
@@ -149,11 +156,53 @@ class OpenAICompatLLM:
         # Client set-up (importing openai, ~2 s once) is not the model's latency.
         if self._plain() is None:
             self._get_client()
+        return self._with_retries(lambda: self._attempt(request), request, time.monotonic())
+
+    def begin(self, request: ProposalRequest) -> PendingCompletion | None:
+        """``complete`` in two steps: the request is sent now, and ``PendingCompletion.result``
+        reads its reply (then retries as ``complete`` would) in whichever thread calls it. The
+        loop sends the next request while a child is evaluated and reads the answer once that
+        child is archived, with no proposal thread between. None where the plain client is not
+        used (the openai client's call is one piece): the caller then calls ``complete``."""
+        endpoint = self._plain()
+        if endpoint is None:
+            return None
+        started = time.monotonic()
+        return PendingCompletion(self, request, endpoint.send(self._body(request), self.timeout_s), started)
+
+    def _with_retries(self, attempt: Callable[[], Any], request: ProposalRequest, started: float) -> Completion:
         return complete_with_retries(
-            lambda: self._attempt(request),
+            attempt,
             model=self.model, policy=self.retry, timeout_s=self.timeout_s,
             seed=self.seed, iteration=request.iteration,
             cost=lambda _response, tokens_in, tokens_out: cost_usd(
                 self.provider, self.served_model, tokens_in, tokens_out
             ),
+            started=started,
         )
+
+
+@dataclass
+class PendingCompletion:
+    """A request ``OpenAICompatLLM.begin`` sent; ``result`` reads its reply, once."""
+
+    llm: OpenAICompatLLM
+    request: ProposalRequest
+    sent: Sent
+    started: float  # time.monotonic() when it was sent: the Completion's seconds count from it
+
+    def answered(self) -> bool:
+        """The reply has begun to arrive (or sending failed): ``result`` would not wait for the
+        server to start answering."""
+        return self.sent.answered()
+
+    def result(self) -> Completion:
+        """The completion, as ``complete`` gives it: the first try is the request already sent,
+        the retries (if it fails) are new requests."""
+        first = [self.sent]
+        return self.llm._with_retries(
+            lambda: self.llm._attempt(self.request, first.pop() if first else None), self.request, self.started)
+
+    def discard(self) -> None:
+        """Never to be read (the run stopped): its connection is closed."""
+        self.sent.discard()

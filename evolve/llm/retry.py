@@ -274,15 +274,17 @@ def complete_with_retries(
     seed: int,
     iteration: int,
     cost: Callable[[Any, int, int], float],
+    started: float | None = None,
 ) -> Completion:
     """One proposal: the call under our retry policy, parsed into a Completion.
 
     Backoff is seeded per (seed, iteration), so a resumed run backs off the
     same way; ``cost(response, prompt_tokens, completion_tokens)`` prices it.
+    ``started`` (``time.monotonic()``): when the first try was sent, if before this call.
     """
     from evolve.llm.reply import extract_reply
 
-    start = time.monotonic()
+    start = time.monotonic() if started is None else started
     rng = random.Random(f"backoff:{seed}:{iteration}")
     response = call_with_retries(call, model=model, policy=policy, timeout_s=timeout_s, rng=rng)
     reply = extract_reply(response, model)
