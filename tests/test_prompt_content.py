@@ -44,10 +44,17 @@ def program_code(seed: str, helpers: list[tuple[str, int]]) -> str:
     return head + MARK_START + new_block + MARK_END + tail
 
 
+_TRAIN: dict[str, list[tuple[str, str, int]]] = {}
+
+
 def instance_rows(problem: Problem, seconds: float) -> list[dict]:
-    return [{"name": i.name, "group": i.group, "objective": 1.0, "reference": 1.0, "reference_kind": "optimal",
-             "gap": 0.0, "feasible": True, "error": None, "seconds": seconds * len(i.data["p"]) / 500,
-             "extra": {}} for i in problem.instances("train")]
+    # The train split's names, groups and sizes are read once per problem: generating the split
+    # for each of a test's 60 programs was most of this file's time.
+    if problem.name not in _TRAIN:
+        _TRAIN[problem.name] = [(i.name, i.group, len(i.data["p"])) for i in problem.instances("train")]
+    return [{"name": name, "group": group, "objective": 1.0, "reference": 1.0, "reference_kind": "optimal",
+             "gap": 0.0, "feasible": True, "error": None, "seconds": seconds * n / 500,
+             "extra": {}} for name, group, n in _TRAIN[problem.name]]
 
 
 def add(archive: Archive, problem: Problem, code: str, parent: int | None, iteration: int, score: float,
