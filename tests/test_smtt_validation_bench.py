@@ -19,14 +19,25 @@ def _run(*args: str) -> str:
     return done.stdout
 
 
-def _table(*args: str) -> dict[str, list[str]]:
-    stdout = _run(*args)
+def _rows(stdout: str) -> dict[str, list[str]]:
     rows = [line.strip("|").split("|") for line in stdout.splitlines() if line.startswith("| ")]
     return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
 
 
-def test_a_tuple_rule_breaks_ties_lexicographically_as_the_published_mdd_does() -> None:
-    table = _table("--rule", "np.maximum(d, t + p), d, p", "--rule", "np.maximum(d, t + p)")
+def _table(*args: str) -> dict[str, list[str]]:
+    return _rows(_run(*args))
+
+
+@pytest.fixture(scope="module")
+def every() -> dict[str, list[str]]:
+    """The baselines on `valid` with no filter, plus two GP expressions (what the tuple test asks).
+    Rows are scored one by one, so the baselines' rows are what a table of them alone shows: the
+    filter tests compare against these instead of scoring the whole split once more each."""
+    return _table("--rule", "np.maximum(d, t + p), d, p", "--rule", "np.maximum(d, t + p)")
+
+
+def test_a_tuple_rule_breaks_ties_lexicographically_as_the_published_mdd_does(every: dict[str, list[str]]) -> None:
+    table = every
     assert table["`np.maximum(d, t + p), d, p`"] == table["mdd"]  # MDD as published: ties by d, then p
     assert len(table["mdd"]) == 6  # five sizes and the mean over them
     assert table["`np.maximum(d, t + p)`"] != table["mdd"]  # ties in input order: another sequence
@@ -46,15 +57,21 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_top_scores_an_archives_best_programs_on_train_and_marks_the_reported_one(study: Path) -> None:
-    table = _table(str(study), "--top", "3")
+@pytest.fixture(scope="module")
+def top3(study: Path) -> str:
+    """The study's top 3 programs' table and, after it, what each choice among them picks: one run
+    of the bench (--selections prints the --top table first, then its own)."""
+    return _run(str(study), "--top", "3", "--selections")
+
+
+def test_top_scores_an_archives_best_programs_on_train_and_marks_the_reported_one(top3: str) -> None:
+    table = _rows(top3)
     ours = [name for name in table if name.startswith("run ")]
     assert len(ours) == 3 and all("(train -" in name for name in ours)
     assert sum("*#" in name for name in ours) == 1  # the program the run reports (chosen on valid)
 
 
-def test_min_reference_leaves_out_the_instances_with_tiny_references() -> None:
-    every = _table()
+def test_min_reference_leaves_out_the_instances_with_tiny_references(every: dict[str, list[str]]) -> None:
     big = _table("--min-reference", "100")
     # valid n = 50 and 100: one instance each (optimum 4 and 2) that MDD schedules optimally and MDDC
     # one or two units late carries more than a point of MDDC's mean; without it MDDC's falls.
@@ -82,16 +99,15 @@ def test_another_stream_is_an_independent_fresh_set_of_the_same_design() -> None
             assert draw(n, index, stream=1)[1].tolist() == second[1].tolist()  # the same draw every time
 
 
-def test_floor_measures_the_gaps_at_n_100_and_above_against_max_reference_floor_n() -> None:
-    every = _table()
+def test_floor_measures_the_gaps_at_n_100_and_above_against_max_reference_floor_n(every: dict[str, list[str]]) -> None:
     floored = _table("--floor", "2.5")
     assert floored["mdd"][:2] == every["mdd"][:2] and floored["mddc"][:2] == every["mddc"][:2]  # n = 20, 50
     # valid n = 100: MDDC one unit late on an instance with optimum 2 is 50 % there, 0.4 % over 250.
     assert float(floored["mddc"][2]) < float(every["mddc"][2]) - 1.0
 
 
-def test_selections_reproduce_the_runs_own_choice_and_no_choice_beats_the_oracle(study: Path) -> None:
-    out = _run(str(study), "--top", "3", "--selections").splitlines()
+def test_selections_reproduce_the_runs_own_choice_and_no_choice_beats_the_oracle(top3: str) -> None:
+    out = top3.splitlines()
     picked = {line.split(": ")[0]: line.split(": ", 1)[1] for line in out if line.startswith(("best ", "best per"))}
     # The run chose its reported best on `valid` with the floor at n >= 100; the bench's copy of
     # that choice picks the same program (the one marked *), for every size.
