@@ -47,15 +47,17 @@ def get(url: str) -> str:
         return response.read().decode()
 
 
-@pytest.fixture
-def live_run(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen]]:
-    """A slowed-down toy run in progress (about 0.2 s per iteration)."""
+@pytest.fixture(scope="module")
+def live_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subprocess.Popen]]:
+    """A slowed-down toy run in progress (about 0.2 s per iteration), one for the module's tests
+    (each only reads it): it does not end before they do, its target being out of reach."""
+    tmp_path = tmp_path_factory.mktemp("watch")
     problem = tmp_path / "toy"
     shutil.copytree(TESTS / "toy_problem", problem, ignore=shutil.ignore_patterns("__pycache__"))
     toml = problem / "problem.toml"
     toml.write_text(toml.read_text().replace("delay_s = 0.0", "delay_s = 0.03"))
     out = tmp_path / "run"
-    run = subprocess.Popen([sys.executable, "-m", "evolve.cli", "run", str(problem), "--iterations", "400",
+    run = subprocess.Popen([sys.executable, "-m", "evolve.cli", "run", str(problem), "--iterations", "100000",
                             "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: programs_in(out / "archive.sqlite") >= 3, what="the run's first programs")
@@ -65,7 +67,7 @@ def live_run(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen]]:
         run.wait(30)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def server(live_run: tuple[Path, subprocess.Popen]) -> Iterator[str]:
     out, _ = live_run
     watch = subprocess.Popen([sys.executable, "-m", "evolve.cli", "watch", str(out), "--port", "0", "--interval", "0.3",
