@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,8 +34,18 @@ def test_a_study_is_not_started_inside_a_run_folder(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["archive.sqlite"]
 
 
-def test_a_study_runs_every_seed_into_one_folder_and_reviews_their_spread(toy_dir: Path, tmp_path: Path) -> None:
-    folder = evolve.run_study(str(toy_dir), "0-2", parallel=2, out=tmp_path / "study", iterations=8)
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three seeds of the toy, 8 iterations, two at a time: one study the tests below only review."""
+    root = tmp_path_factory.mktemp("study")
+    toy = root / "toy_problem"
+    shutil.copytree(Path(__file__).resolve().parent / "toy_problem", toy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return evolve.run_study(str(toy), "0-2", parallel=2, out=root / "study", iterations=8)
+
+
+def test_a_study_runs_every_seed_into_one_folder_and_reviews_their_spread(study: Path) -> None:
+    folder = study
     assert json.loads((folder / STUDY).read_text())["seeds"] == [0, 1, 2]
     seeds = sorted(load_run(sub).settings.seed for sub in folder.glob("seed-*"))
     assert seeds == [0, 1, 2]
@@ -87,12 +98,12 @@ def test_review_repeats_re_evaluates_the_top_programs_and_flags_ties(toy_dir: Pa
     assert run.review(repeats=1).noise is not None  # the API: RunReview.noise
 
 
-def test_study_review_fits_an_80_column_terminal(toy_dir: Path, tmp_path: Path) -> None:
+def test_study_review_fits_an_80_column_terminal(study: Path) -> None:
     """Every figure of `review STUDY --test` is readable at 80 columns (piped output is 80
     wide): the table splits into parts instead of cutting each number to '1.…'."""
     import os
 
-    folder = evolve.run_study(str(toy_dir), "0-1", parallel=2, out=tmp_path / "study", iterations=3)
+    folder = study
     env = {**os.environ, "COLUMNS": "80"}
     cli = [sys.executable, "-m", "evolve.cli", "review", str(folder), "--test"]
     shown = subprocess.run(cli, capture_output=True, text=True, timeout=600, env=env)
