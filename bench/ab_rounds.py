@@ -5,7 +5,8 @@ Each round runs the same bench on tree B (the base) then tree A, each with its o
 under the same load; it prints every run's figures with the load before it, then medians.
 
 * ``loop``: ``bench/loop_overhead.py --iterations 1000 --skip-openevolve`` (wall ms per
-  iteration, median window; CPU ms per iteration: evolve in all, controller process, sandbox);
+  iteration, median window; CPU ms per iteration: evolve in all, controller process, sandbox;
+  the controller process's voluntary context switches per iteration, where the tree prints them);
 * ``openevolve``: ``bench/loop_overhead.py --iterations 400`` run with ``--openevolve-python``
   (a venv with openevolve==0.4.0 and evolve installed editable from tree A), A only: OpenEvolve's
   best window over evolve's median window;
@@ -38,7 +39,8 @@ FIGURES = {
     "loop": (("wall ms", r"evolve's median window ([\d.]+) ms"),
              ("CPU ms", r"^\s*([\d.]+)\s+evolve in all"),
              ("controller ms", r"^\s*([\d.]+)\s+controller process in all"),
-             ("sandbox ms", r"^\s*([\d.]+)\s+sandbox: zygote")),
+             ("sandbox ms", r"^\s*([\d.]+)\s+sandbox: zygote"),
+             ("switches", r"^voluntary context switches per iteration.*; in all ([\d.]+)$")),
     "openevolve": (("OpenEvolve ms", r"OpenEvolve's best window .*?: ([\d.]+) ms;"),
                    ("evolve ms", r"evolve's median window: ([\d.]+) ms:"),
                    ("ratio", r"evolve's median window: [\d.]+ ms: ([\d.]+)x")),

@@ -93,6 +93,25 @@ def _cpu_of(executor: Any) -> tuple[float, float]:
     return 0.0, sum(zygote_cpu(sb.worker_pid) for sb in sandboxes if sb.worker_pid)
 
 
+ROLES = (("controller", "MainThread"), ("proposal", "propose"), ("evaluation", "evaluate"))
+
+
+def voluntary_switches() -> dict[str, int]:
+    """Voluntary context switches (sleeps: each a wake-up to come) of this process's threads so
+    far, by role: the controller's (main) thread, the proposal threads, the evaluation threads,
+    the rest. Counts, not times: the load does not move them."""
+    found = dict.fromkeys([role for role, _ in ROLES] + ["other"], 0)
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/status") as f:
+                line = next(x for x in f if x.startswith("voluntary_ctxt_switches:"))
+        except (OSError, StopIteration):
+            continue
+        role = next((r for r, prefix in ROLES if thread.name.startswith(prefix)), "other")
+        found[role] += int(line.split()[1])
+    return found
+
+
 def proc_faults(pid: int) -> int:
     """Minor (copy-on-write and first-touch) page faults of a process and its reaped children."""
     try:

@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from cpu_clocks import Observed, ThreadClock, proc_cpu, process_tree_cpu  # noqa: E402
+from cpu_clocks import Observed, ThreadClock, proc_cpu, process_tree_cpu, voluntary_switches  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
 from evolve import loop as loop_module  # noqa: E402
@@ -170,6 +170,7 @@ def run_loop(
     iterations: int, latency_ms: float = 0.0, concurrency: int = 1, workers: int = 1,
     window: int = 100, extra: dict | None = None, options: dict | None = None, step: float = 0.5,
     cpu: dict[str, float] | None = None, window_cpu: dict[int, float] | None = None,
+    switches: dict[str, float] | None = None,
 ) -> tuple[Progress, float, int, list[tuple[int, int, float, float, float]], list[float]]:
     """One run of the loop on the tiny problem against the mock model.
 
@@ -178,7 +179,8 @@ def run_loop(
     ``cpu``, if given, receives CPU seconds per iteration by part (see ``CPU_PARTS``),
     counted from the loop's start (after start-up and the seed's evaluation); ``window_cpu``
     the CPU milliseconds per iteration of each window (controller and sandbox processes,
-    not the model server), keyed by iterations done."""
+    not the model server), keyed by iterations done; ``switches`` the voluntary context switches
+    per iteration of the controller process's threads, by role (``voluntary_switches``)."""
     problem = load_problem(str(REPO / "bench" / "tiny_problem")).with_options(options or {})
     overrides = {"iterations": iterations, "concurrency": concurrency, "workers": workers, **(extra or {})}
     settings = resolve_settings(problem.spec.run, None, overrides)
@@ -189,6 +191,7 @@ def run_loop(
     observed, client = Observed(), ThreadClock()
     server = MockServer(latency_ms, step)
     start: dict[str, float] = {}
+    start_switches: dict[str, int] = {}
 
     def clocks(p: Progress) -> dict[str, float]:
         return {"engine": p.engine_seconds, "client": client.seconds, "evaluation": observed.evaluate.seconds,
@@ -197,11 +200,15 @@ def run_loop(
     def on_progress(p: Progress) -> None:
         if not start and p.loop_started is not None:  # the seed is in: the loop starts
             start.update(clocks(p), done=p.done)
+            start_switches.update(voluntary_switches())
             mark["cpu"] = process_tree_cpu(exclude=server.pid)
             observed.loop_starts()
         if cpu is not None and p.done == iterations:
             start["n"] = max(1, p.done - start.get("done", 0))
             cpu.update({k: (v - start.get(k, 0.0)) / start["n"] for k, v in clocks(p).items()})
+            if switches is not None:
+                switches.update({k: (v - start_switches.get(k, 0)) / start["n"]
+                                 for k, v in voluntary_switches().items()})
         if p.done == mark["done"] or p.done % window:
             return
         now, n = time.perf_counter(), p.done - mark["done"]
@@ -348,9 +355,10 @@ def main() -> None:
     print(machine_line())
     cpu: dict[str, float] = {}
     ours_cpu: dict[int, float] = {}
+    switches: dict[str, float] = {}
     progress, total, programs, rows, arrivals = run_loop(
         args.iterations, args.latency_ms, args.concurrency, args.workers, args.window, step=args.step, cpu=cpu,
-        window_cpu=ours_cpu, extra={"lookahead": not args.no_lookahead})
+        window_cpu=ours_cpu, switches=switches, extra={"lookahead": not args.no_lookahead})
     print(f"\nevolve: {progress.done} iterations in {total:.1f} s, {programs} programs archived, "
           f"model latency {args.latency_ms:g} ms, concurrency {args.concurrency}, workers {args.workers}, "
           f"lookahead {'off' if args.no_lookahead else 'on'}, "
@@ -366,6 +374,9 @@ def main() -> None:
         print(f"  {1000 * cpu.get(key, 0.0):6.2f}  {label}")
     print(f"  {1000 * (cpu.get('controller', 0.0) + cpu.get('sandboxes', 0.0)):6.2f}  evolve in all "
           "(controller process + sandbox)")
+    if switches:  # each a sleep, so a wake-up (a thread hand-off); counts, which the load does not move
+        print("voluntary context switches per iteration, controller process: " + ", ".join(
+            f"{role} {n:.2f}" for role, n in switches.items()) + f"; in all {sum(switches.values()):.2f}")
     walls = sorted(by_model.get(done, wall) for done, _, wall, *_ in rows)
     ours_median = walls[len(walls) // 2] if walls else float("nan")
     print(f"\nissue 14: evolve's median window {ours_median:.2f} ms per iteration (target <= 4 ms: "
