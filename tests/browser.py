@@ -25,12 +25,16 @@ def chromium() -> str:
     return found
 
 
-def dump_dom(url: str, profile: Path, budget_ms: int = 5000, timeout: float = 120) -> str:
-    """The DOM after the page's scripts ran for ``budget_ms`` of virtual time."""
+def dump_dom(url: str, profile: Path, budget_ms: int = 5000, timeout: float = 120,
+             screenshot: tuple[Path, str] | None = None) -> str:
+    """The DOM after the page's scripts ran for ``budget_ms`` of virtual time; with ``screenshot``
+    (a PNG path and a window size "W,H"), the same browser start also saves the page as a picture."""
+    shot = [] if screenshot is None else [f"--window-size={screenshot[1]}", f"--screenshot={screenshot[0]}"]
     done = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--virtual-time-budget={budget_ms}",
-                           f"--user-data-dir={profile}", "--dump-dom", url],
+                           f"--user-data-dir={profile}", *shot, "--dump-dom", url],
                           capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert screenshot is None or screenshot[0].is_file(), done.stderr[-2000:]
     return done.stdout
 
 

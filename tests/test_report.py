@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from browser import CHROMIUM_FLAGS, chromium, dump_dom, is_drawn, pixels
+from browser import dump_dom, is_drawn, pixels
 
 from evolve import instance_plots
 from evolve.evaluation import Evaluation
@@ -69,15 +69,11 @@ def test_report_plots_gaps_against_every_baseline_and_collapses_long_tables(repo
 
 
 def test_plots_render_in_headless_chromium(report: Path, tmp_path: Path) -> None:
-    common = [chromium(), *CHROMIUM_FLAGS, "--virtual-time-budget=5000"]
-    dom = dump_dom(report.as_uri(), tmp_path / "profile-dom")
+    shot = tmp_path / "report.png"  # taken by the same browser start as the DOM
+    dom = dump_dom(report.as_uri(), tmp_path / "profile", screenshot=(shot, "1280,3000"))
     loaded = re.search(r'data-plots="(\d+)/(\d+)"', dom)
     assert loaded, "the page's load script did not run"
     assert loaded.group(1) == loaded.group(2) and int(loaded.group(2)) >= 6, "some plots did not decode"
-    shot = tmp_path / "report.png"
-    taken = subprocess.run([*common, f"--user-data-dir={tmp_path / 'profile-shot'}", "--window-size=1280,3000",
-                            f"--screenshot={shot}", report.as_uri()], capture_output=True, text=True, timeout=120)
-    assert taken.returncode == 0 and shot.is_file(), taken.stderr[-2000:]
     image = pixels(shot.read_bytes())
     assert image.shape[1] == 1280 and is_drawn(image)
     # The first plot (progress) sits in the upper part of the page: that band is drawn, not blank.
