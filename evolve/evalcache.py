@@ -19,6 +19,7 @@ import json
 import logging
 import pickle
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,18 +40,21 @@ ENGINE_MODULES = ("evolve.evaluation", "evolve.scoring", "evolve.verifier", "evo
 
 
 def source_digest(problem: Problem) -> str:
-    """The verifier package's and the scoring path's source files, hashed."""
+    """The verifier package's and the scoring path's source files, hashed: the verifier's files
+    are those of the class actually built (two problem folders may both hold a verifier module
+    of one name; plugin_import keeps them apart, and so must the cache)."""
     digest = hashlib.sha256()
-    module = problem.spec.verifier.entry.partition(":")[0]
     files: list[Path] = []
-    for name in (module, *ENGINE_MODULES):
+    verifier_file = getattr(sys.modules.get(problem.verifier_class.__module__), "__file__", None)
+    if verifier_file:
+        files += sorted(Path(verifier_file).parent.glob("*.py"))
+    for name in ENGINE_MODULES:
         try:
             spec = importlib.util.find_spec(name)
         except (ImportError, ValueError):
             spec = None
         if spec is not None and spec.origin:
-            origin = Path(spec.origin)
-            files += sorted(origin.parent.glob("*.py")) if name == module else [origin]
+            files.append(Path(spec.origin))
     for file in files:
         digest.update(file.name.encode())
         digest.update(file.read_bytes())

@@ -105,7 +105,7 @@ class Evaluator:
 
     def _sandbox(self, slot: int) -> Sandbox:
         if slot not in self._sandboxes:
-            entry, path = self.problem.spec.verifier.entry, self.problem.sys_path
+            entry, path = self.problem.verifier_entry, self.problem.sys_path
             try:
                 sandbox = Sandbox(entry, self._limits, slot=slot, extra_sys_path=path, hide_paths=self._hide)
             except UserError as err:
@@ -115,7 +115,7 @@ class Evaluator:
                 self._hide = []
                 sandbox = Sandbox(entry, self._limits, slot=slot, extra_sys_path=path)
             self._sandboxes[slot] = sandbox
-            warn_once(sandbox.facts, whole_module_warning(entry, sandbox.side))
+            warn_once(sandbox.facts, whole_module_warning(self.problem.spec.verifier.entry, sandbox.side))
         return self._sandboxes[slot]
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from evolve.config import ProblemSpec, load_problem_spec
 from evolve.errors import UserError
 from evolve.files import read_text
 from evolve.options import OptionError
+from evolve.plugin_import import import_by_file
 from evolve.user_code import plugin_code, where_raised
 from evolve.verifier import Instance, LoadsInstances, Verifier
 
@@ -100,9 +101,21 @@ class Problem:
         return {p.stem: p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")}
 
     @cached_property
+    def verifier_class(self) -> type:
+        """The verifier's class; a problem folder's is imported from its own files (plugin_import)."""
+        own = [p for p in self.sys_path if Path(p).resolve() != self.dir.parent] if self.origin == "path" else None
+        return import_entry(self.spec.verifier.entry, self.sys_path, str(self.toml_path), own)
+
+    @property
+    def verifier_entry(self) -> str:
+        """``module:Class`` of the class actually used, importable in this process by that name."""
+        cls = self.verifier_class
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+    @cached_property
     def verifier(self) -> Verifier:
         """The verifier, built; a bad option is one line naming where it came from."""
-        cls = import_entry(self.spec.verifier.entry, self.sys_path, str(self.toml_path))
+        cls = self.verifier_class
         direction = self.spec.objective.direction  # the one source; a class may only agree
         declared = getattr(cls, "direction", None)
         if declared is not None and declared != direction:
@@ -209,14 +222,18 @@ def as_override_error(message: str, source: str) -> str:
     return f"{source}: {message}"
 
 
-def import_entry(entry: str, extra_path: list[str], source: str) -> Any:
-    """Import ``module:attr``; a failure is a one-line error naming the source."""
+def import_entry(entry: str, extra_path: list[str], source: str, own: list[str] | None = None) -> Any:
+    """Import ``module:attr``; a failure is a one-line error naming the source.  With ``own``
+    (a problem folder's folders), a module that ``extra_path`` holds is imported from that file
+    under a name of its folder's own, so that two folders' same-named verifiers never mix."""
     module_name, _, attr = entry.partition(":")
-    for path in extra_path:
-        if path not in sys.path:
-            sys.path.insert(0, path)
     try:
-        module = importlib.import_module(module_name)
+        module = import_by_file(module_name, extra_path, own) if own is not None else None
+        if module is None:
+            for path in extra_path:
+                if path not in sys.path:
+                    sys.path.insert(0, path)
+            module = importlib.import_module(module_name)
     except ImportError as err:
         raise UserError(f"{source}: verifier.entry '{entry}': cannot import {module_name} ({err})") from None
     except Exception as err:  # noqa: BLE001 - a syntax error or a failing statement of the module

@@ -137,7 +137,8 @@ class Sandbox:
         if not (sep and module and cls.isidentifier()):
             raise UserError(f"verifier entry {verifier_entry!r}: expected 'package.module:ClassName'")
         self.entry = verifier_entry
-        self._sys_path = [os.path.abspath(p or ".") for p in [*sys.path, *(extra_sys_path or [])]]
+        # The problem's folders first, as the trusted process imported its verifier (plugin_import).
+        self._sys_path = list(dict.fromkeys(os.path.abspath(p or ".") for p in [*(extra_sys_path or []), *sys.path]))
         self.side = _side(verifier_entry, self._sys_path)
         self.limits = limits or SandboxLimits()
         self.slot = slot

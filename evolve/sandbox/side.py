@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from dataclasses import dataclass
 from typing import Any
+
+PLUGIN_PREFIX = "evolve_plugin_"  # evolve.plugin_import.PREFIX, not imported: the worker holds none of it for built-in problems
 
 RECORDS = "evolve.verifier"  # Instance and Reference: how instance sets reach the worker
 
@@ -29,6 +32,10 @@ class SandboxSide:
     modules: tuple[str, ...]  # imported before isolation, in this order
     packages: tuple[str, ...]  # installed packages besides numpy that candidates may import
     verifier_module: str = ""  # where the verifier class is defined (trusted, unless solve is there too)
+    # A problem folder's modules, loaded from the files the trusted process used (plugin_import):
+    # (module, file) and (synthetic package, its folder).
+    files: tuple[tuple[str, str], ...] = ()
+    folders: tuple[tuple[str, str], ...] = ()
 
 
 def side_of(cls: type) -> SandboxSide:
@@ -42,7 +49,29 @@ def side_of(cls: type) -> SandboxSide:
             modules.append(entry.partition(":")[0])
     extra = tuple(getattr(cls, "sandbox_modules", ()))
     packages = tuple(getattr(cls, "sandbox_packages", ()))
-    return SandboxSide(solve, respond, (*modules, *extra), packages, cls.__module__)
+    files, folders = _files(cls, modules[1:])
+    return SandboxSide(solve, respond, (*modules, *extra), packages, cls.__module__, files, folders)
+
+
+def _files(cls: type, modules: list[str]) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """Where the side's modules come from, when a fresh interpreter would not find them by name:
+    a problem folder's modules under their synthetic package, and the plain-named modules of the
+    folder that its import took out of ``sys.modules`` again."""
+    files: list[tuple[str, str]] = []
+    folders: list[tuple[str, str]] = []
+    for name in modules:
+        fn = next((getattr(cls, n) for n in ("solve", "respond")
+                   if getattr(getattr(cls, n, None), "__module__", None) == name), None)
+        file = getattr(fn, "__globals__", {}).get("__file__") or getattr(sys.modules.get(name), "__file__", None)
+        if not file:
+            continue
+        top = name.partition(".")[0]
+        if top.startswith(PLUGIN_PREFIX):
+            folders.append((top, sys.modules[top].__path__[0]))
+            files.append((name, file))
+        elif "." not in name and getattr(sys.modules.get(name), "__file__", None) != file:
+            files.append((name, file))
+    return tuple(files), tuple(dict.fromkeys(folders))
 
 
 def _entry(cls: type, name: str) -> str | None:
@@ -62,6 +91,10 @@ def _entry(cls: type, name: str) -> str | None:
 
 def load_side(side: SandboxSide) -> tuple[Any, Any]:
     """In the worker, before isolation: import the side's modules; its (solve, respond)."""
+    if side.files or side.folders:
+        from evolve.plugin_import import load_files
+
+        load_files(side.files, side.folders)
     for name in side.modules:
         importlib.import_module(name)
     return _resolve(side.solve), _resolve(side.respond)
@@ -85,6 +118,7 @@ def whole_module_warning(entry: str, side: SandboxSide) -> str | None:
     module = side.verifier_module
     if not module or module not in (e.partition(":")[0] for e in (side.solve, side.respond) if e is not None):
         return None
-    return (f"sandbox: verifier {entry} defines solve/respond in its own module, so all of {module} (and what "
+    return (f"sandbox: verifier {entry} defines solve/respond in its own module, so all of "
+            f"{entry.partition(':')[0]} (and what "
             "it imports: references, solvers) is in every candidate's process; move them to a module of "
             "their own (docs/add-a-problem.md)")

@@ -1,0 +1,70 @@
+"""Problem folders whose verifier modules share a name (a problem copied and edited): each gets
+its own verifier, sandbox side and cache digest in one process, whichever was loaded first."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import evolve
+from evolve.evalcache import source_digest
+from evolve.formats import json_safe
+from evolve.problem import load_problem
+
+TESTS = Path(__file__).resolve().parent
+REVERSED_SIDE = "    return result.tolist() if hasattr(result, \"tolist\") else list(result)\n"
+
+
+def _copies(root: Path) -> dict[str, Path]:
+    """a: the toy; b: its sandbox side reverses the candidate's order and its instances are named
+    b-...; c: solve is written in the verifier's own module and reverses the order too."""
+    folders = {}
+    for name in "abc":
+        folders[name] = root / name / "toy_problem"
+        shutil.copytree(TESTS / "toy_problem", folders[name])
+    side = folders["b"] / "toy_side.py"
+    assert REVERSED_SIDE in side.read_text()
+    side.write_text(side.read_text().replace(REVERSED_SIDE, "    return [int(i) for i in result][::-1]\n"))
+    verifier = folders["b"] / "toy_verifier.py"
+    verifier.write_text(verifier.read_text().replace('Instance(f"{split}-{k}"', 'Instance(f"b-{split}-{k}"'))
+    verifier = folders["c"] / "toy_verifier.py"
+    text = verifier.read_text().replace("from toy_side import solve\n", "")
+    text = text.replace("    solve = staticmethod(solve)  # toy_side.py\n",
+                        "    @staticmethod\n    def solve(heuristic, instance):\n"
+                        "        return [int(i) for i in heuristic(instance.data['x'].copy())][::-1]\n")
+    verifier.write_text(text)
+    return folders
+
+
+def test_same_named_verifiers_in_two_folders_each_score_with_their_own(tmp_path: Path) -> None:
+    folders = _copies(tmp_path)
+    seed = (TESTS / "toy_problem" / "seed.py").read_text()  # ascending: the worst order; reversed: optimal
+    results = {name: evolve.evaluate(str(folders[name]), seed, split="quick") for name in ("a", "b", "c", "a2")
+               if name != "a2"}
+    results["a2"] = evolve.evaluate(str(folders["a"]), seed, split="quick")
+    assert results["a"].score < 0 and results["a2"].score == pytest.approx(results["a"].score)
+    assert [r.name for r in results["a"].instances] == ["quick-0", "quick-1"]
+    assert [r.name for r in results["b"].instances] == ["b-quick-0", "b-quick-1"]
+    assert results["b"].score == pytest.approx(0.0) and results["c"].score == pytest.approx(0.0)
+    problems = {name: load_problem(str(folder)) for name, folder in folders.items()}
+    assert problems["a"].verifier_class is not problems["b"].verifier_class
+    digests = {name: source_digest(problem) for name, problem in problems.items()}
+    assert len(set(digests.values())) == 3  # a cache entry of one never answers for another
+
+
+def test_a_run_reviewed_after_a_same_named_problem_reads_the_cache_its_command_wrote(tmp_path: Path) -> None:
+    folders = _copies(tmp_path)
+    evolve.evaluate(str(folders["b"]), (TESTS / "toy_problem" / "seed.py").read_text(), split="quick")
+    run = evolve.run(str(folders["a"]), iterations=2, seed=1, out=tmp_path / "run", islands=2)
+    printed = subprocess.run([sys.executable, "-m", "evolve.cli", "review", str(run.dir), "--test", "--json"],
+                             capture_output=True, text=True, timeout=300)
+    assert printed.returncode == 0, printed.stderr
+    held_out = run.review(test=True).to_json()["test"]  # the command's evaluations, from the cache
+    assert json_safe(held_out) == json.loads(printed.stdout)["test"]
+    assert run.seed.score < 0  # a's verifier: the ascending seed is the worst order, not b's optimal one
+    assert [r["name"] for r in run.program(run.seed.id).instances] == ["train-0", "train-1", "train-2", "train-3"]
