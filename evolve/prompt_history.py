@@ -30,6 +30,8 @@ ORIGIN_CHARS = 300
 # characters long, against TEXT_CHARS (seventh red team). Prompts show this much of an error.
 EDIT_ERROR_CHARS = 600
 RESULT_CHARS = 160  # of a failure's first line in an attempt's result
+UNJUDGED = "being evaluated when this prompt was written, outcome not known yet"
+UNANSWERED = "the model had not answered yet when this prompt was written"
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,9 @@ def latest_elsewhere(archive: Archive, parent: Program, problem: Problem, in_fli
 
 def _pending(job: InFlight, where: str) -> Tried:
     idea = _idea(job.completion, IDEA_CHARS) if job.completion else ""
-    state = "still being evaluated" if job.completion is not None else "waiting for the model"
+    # The prompt is written while these run (lookahead, concurrency), and read later: say what was
+    # true then, not "still", which a model reading after the outcome took for the present.
+    state = (UNJUDGED if job.completion is not None else UNANSWERED)
     return Tried(job.iteration, where, idea, "", state)
 
 

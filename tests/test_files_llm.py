@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -229,6 +230,12 @@ def test_the_cli_says_when_it_waits_and_what_came_of_each_reply_with_an_outcome_
     outcome = (folder / "outcome_002.md").read_text()
     assert outcome.splitlines()[2] == second.removeprefix("reply_002.md: ")
     assert "SEARCH text was not found" in outcome and outcome.count("SEARCH text was not found") == 1
+    # Prompt 2 was written while reply 1's program was evaluated (lookahead) and read after its
+    # outcome: it says what was true when written and where the outcome is, never "still".
+    prompt = (folder / "prompt_002.md").read_text()
+    assert "outcome_NNN.md" in prompt.splitlines()[0] and "still" not in prompt
+    assert re.search(r"^- iteration 1\b.*-> being evaluated when this prompt was written, outcome not known yet$",
+                     prompt, re.M)
 
 
 def test_a_reply_whose_program_fails_in_the_sandbox_is_told_so_once(toy_dir: Path, tmp_path: Path) -> None:

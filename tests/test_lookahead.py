@@ -26,7 +26,7 @@ from evolve.problem import load_problem
 CURRENT = re.compile(r"^#+ Current program\b.*$", re.I | re.M)
 PARENT = re.compile(r"^#+ Current program #(\d+)", re.I | re.M)
 CONSTANT = re.compile(r"^(\s*)return x \* (\S+)$", re.M)
-PENDING = re.compile(r"iteration (\d+)\b[^\n]*still being evaluated")
+PENDING = re.compile(r"iteration (\d+)\b[^\n]*being evaluated when this prompt was written")
 
 
 class StepModel:

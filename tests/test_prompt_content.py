@@ -122,9 +122,10 @@ def test_the_runs_latest_attempts_are_reported_whatever_the_parent(smtt: Problem
     in_flight = [InFlight(3, 2, b, "Idea: an insertion search in improve()."), InFlight(4, 3, a, None)]
     user = prompts.messages("diff", 0, archive.program(b), [], in_flight=in_flight)[1]["content"]
     tried = user.split("# Already tried on this program (newest first)")[1].split("\n# ")[0]
-    assert tried.strip() == "- iteration 3: an insertion search in improve(). -> still being evaluated"
+    assert tried.strip() == ("- iteration 3: an insertion search in improve(). -> being evaluated when this "
+                             "prompt was written, outcome not known yet")
     latest = user.split("# Latest attempts on other programs of the run (newest first)")[1].split("\n# ")[0]
-    assert "- iteration 4 (island 3, on #2) -> waiting for the model" in latest
+    assert "- iteration 4 (island 3, on #2) -> the model had not answered yet when this prompt was written" in latest
     assert ("- iteration 1 (island 0, on #1): MDD instead of EDD. [changed priority] -> #2 score -2.5 "
             "(gap 2.50%), better than #1 by 57.5") in latest
     # The attempt that made the current program is its "Made at" line, not listed again.

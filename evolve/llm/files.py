@@ -41,7 +41,9 @@ def prompt_text(request: ProposalRequest, header: str | None = None) -> str:
     """The prompt file: a one-line instruction (or ``header``), then every message under its role."""
     reply = reply_name(request.iteration)
     parts = [header or f"<!-- evolve iteration {request.iteration}: write the answer to {reply} in "
-                       "this folder; the whole file is the reply. -->"]
+                       "this folder; the whole file is the reply. What came of the reply to iteration "
+                       "NNN is in outcome_NNN.md here once it is judged, also for an attempt this prompt "
+                       "lists as not known yet. -->"]
     for message in request.messages:
         parts.append(f"# {message['role'].capitalize()}\n\n{message['content'].strip()}")
     return "\n\n".join(parts) + "\n"
