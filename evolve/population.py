@@ -32,6 +32,9 @@ class ParentChoice:
     how: str
     elites: int
     tournament: int
+    # The island's best when the tournament drew: its draws are with replacement, so the winner
+    # may be a worse program (3 draws from 2 programs miss the better one 1 time in 8).
+    island_best: int | None = None
 
 
 class Island:
@@ -111,7 +114,8 @@ class Population:
         if roll < exploitation:
             contenders = [grid.random_elite(rng) for _ in range(tournament)]
             winner = max(contenders, key=lambda e: e.score).program_id
-            return ParentChoice(winner, "tournament", len(grid), tournament)
+            return ParentChoice(winner, "tournament", len(grid), tournament,
+                                grid.best.program_id if grid.best is not None else None)
         if roll < exploitation + exploration:
             return ParentChoice(grid.random_elite(rng).program_id, "random", len(grid), tournament)
         best = self.global_best()

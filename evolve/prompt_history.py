@@ -179,7 +179,11 @@ def why_parent(choice: ParentChoice | None, parent: Program, best: Program | Non
     elif choice.how in ("tournament", "random") and choice.elites <= 1:
         how = f"the only program of island {island} so far"
     elif choice.how == "tournament":
-        how = f"the best of {choice.tournament} draws from island {island}'s {choice.elites} programs"
+        how = (f"the best of {choice.tournament} random draws (with replacement) from island {island}'s "
+               f"{choice.elites} programs")
+        if choice.island_best is not None:
+            how += (", here the island's best" if choice.island_best == parent.id
+                    else f", not the island's best (#{choice.island_best})")
     elif choice.how == "random":
         how = f"drawn at random from island {island}'s {choice.elites} programs, to explore"
     elif choice.how == "best":

@@ -4,6 +4,7 @@ time against the budget per group, references per group, the JSSP schedule build
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, Archive, Attempt, Program
 from evolve.config import resolve_settings
 from evolve.edits import code_hash
-from evolve.population import ParentChoice
+from evolve.population import Elite, ParentChoice, Population
 from evolve.problem import Problem, load_problem
 from evolve.prompt_facts import evaluation_setup
 from evolve.prompt_history import InFlight
@@ -154,6 +155,27 @@ def test_the_parent_choice_and_the_runs_best_are_explained(smtt: Problem, tmp_pa
     user = prompts.messages("diff", 2, archive.program(best), [], choice=ParentChoice(best, "best", 2, 3))[1]
     assert ("Why this program: the run's best program, which every island takes as its parent now and "
             "then.\n") in user["content"]
+
+
+def test_a_tournament_that_drew_only_the_worse_program_does_not_call_it_the_best(
+        smtt: Problem, tmp_path: Path) -> None:
+    """Tournament draws are with replacement: 3 draws from 2 programs miss the better 1 time in 8."""
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    seed = add(archive, smtt, smtt.seed_code, None, 0, -60.0)
+    better = add(archive, smtt, smtt.seed_code.replace("return d\n", "return d - p\n"), seed, 1, -5.0)
+    population = Population(1)
+    population.offer(0, Elite(seed, -60.0, "0"))
+    population.offer(0, Elite(better, -5.0, "1"))
+    choices = [population.choose_parent(0, random.Random(k), 1.0, 0.0, 3) for k in range(64)]
+    worse = next(c for c in choices if c.program_id == seed)
+    won = next(c for c in choices if c.program_id == better)
+    prompts = builder(smtt, archive)
+    user = prompts.messages("diff", 0, archive.program(seed), [], choice=worse)[1]["content"]
+    assert ("Why this program: the best of 3 random draws (with replacement) from island 0's 2 programs, "
+            "not the island's best (#2); the run's best so far is #2") in user
+    user = prompts.messages("diff", 0, archive.program(better), [], choice=won)[1]["content"]
+    assert ("Why this program: the best of 3 random draws (with replacement) from island 0's 2 programs, "
+            "here the island's best; it is the run's best so far.") in user
 
 
 def test_cpu_time_per_group_is_shown_against_the_budget(smtt: Problem, tmp_path: Path) -> None:
