@@ -102,6 +102,7 @@ class RunSetup:
                 f"{self.problem.dir / self.problem.spec.seed}: the seed program fails on the "
                 f"{full.stage} split ({full.status}): {full.feedback.splitlines()[0] if full.feedback else ''}"
             )
+        self._check_features(full.metrics)
         full.metrics["quick_score"] = first.score if first.score is not None else 0.0
         program = program_record(self.problem, code, code_hash(code), None, 0, 0, 0, "seed", None, full)
         self.archive.add_program(program)
@@ -109,6 +110,15 @@ class RunSetup:
         for island in range(self.settings.islands):
             self._offer(island, program)
         self._remember_key(code, program.id)
+
+    def _check_features(self, metrics: dict[str, float]) -> None:
+        """A MAP-Elites dimension the seed's evaluation does not measure would put every program in
+        one cell, silently (feature_values falls back to the range's minimum): a mistake in problem.toml."""
+        for k, feature in enumerate(self.problem.spec.features):
+            if feature.name != "code_length" and feature.name not in metrics:
+                known = ", ".join(sorted(m for m in metrics if "[" not in m)[:20])
+                raise UserError(f"{self.problem.toml_path}: features[{k}].name = '{feature.name}': the evaluation "
+                                f"measures no such metric (expected code_length or one of: {known})")
 
     def _restore_population(self) -> None:
         for island, cell, program_id, score in self.archive.elites():

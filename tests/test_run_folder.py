@@ -114,3 +114,16 @@ def test_a_seed_that_fails_removes_the_folder_it_created(tmp_path: Path) -> None
     # It said "run folder: OUT" before the seed ran, and nothing after: it now says the folder went.
     assert f"run folder: {out}" in result.stdout
     assert result.stdout.rstrip().endswith(f"run folder {out} removed: the run failed before any program was evaluated")
+
+
+def test_a_feature_the_evaluation_does_not_measure_is_named_before_the_search(tmp_path: Path) -> None:
+    """A [[features]] name no metric has put every program in one MAP-Elites cell, silently."""
+    problem = tmp_path / "toy"
+    shutil.copytree(TESTS / "toy_problem", problem, ignore=shutil.ignore_patterns("__pycache__"))
+    toml = problem / "problem.toml"
+    toml.write_text(toml.read_text().replace('name = "code_length"', 'name = "mean_gap"'))
+    out = tmp_path / "run"
+    result = evolve("run", str(problem), "--iterations", "2", "--out", str(out))
+    one_line_error(result, f"{toml}: features[0].name = 'mean_gap': the evaluation measures no such metric",
+                   "gap_mean_pct")
+    assert not out.exists()
