@@ -266,7 +266,8 @@ def baselines(
     option: OptionFlag = None,
     scheme: SchemeFlag = None,
 ) -> None:
-    """Score every baseline of PROBLEM through the same sandbox and verifier as evolved programs."""
+    """Score every baseline of PROBLEM through the same sandbox and verifier as evolved programs
+    (exit 1 if one fails; its reason on stderr)."""
     from evolve import api
 
     split = split_of(split, instances, "train")
@@ -280,10 +281,19 @@ def baselines(
             "baselines": [{"name": n, "status": e.status, "score": e.score, "metrics": e.metrics} for n, e in rows.items()],
         }
         print(json.dumps(json_safe(document), indent=2))
-        return
-    n_instances = len(next(iter(rows.values())).instances) if rows else 0
-    print_metrics([(n, e.status, e.score, e.metrics) for n, e in rows.items()], headline_of(spec.verifier),
-                  f"baselines on {spec.name}/{split_name} ({count(n_instances, 'instance')})")
+    else:
+        n_instances = len(next(iter(rows.values())).instances) if rows else 0
+        print_metrics([(n, e.status, e.score, e.metrics) for n, e in rows.items()], headline_of(spec.verifier),
+                      f"baselines on {spec.name}/{split_name} ({count(n_instances, 'instance')})")
+    # A baseline that fails (a file that does not parse, a wrong function name) showed as "error"
+    # in the table and nothing more, exit 0: its reason, one line each, and exit 1 as eval does.
+    failed = [(name, e) for name, e in rows.items() if e.status != "ok"]
+    for name, e in failed:
+        where = spec.baselines.get(name, spec.dir / spec.spec.seed)
+        reason = next((line.strip() for line in e.feedback.splitlines() if line.strip()), "")
+        err_console.print(f"{escape(str(where))}: {e.status}: {escape(reason)}", highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command(

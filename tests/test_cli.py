@@ -174,3 +174,16 @@ def test_run_then_review_then_best(tmp_path: Path) -> None:
     best = evolve("best", "smtt", "--json", cwd=tmp_path)
     assert best.returncode == 0, best.stderr
     assert json.loads(best.stdout)["score"] == doc["best"]["score"]
+
+
+def test_a_baseline_that_fails_says_why_and_exits_1(toy_dir: Path) -> None:
+    """It was an 'error' row in the table and exit 0, with no reason anywhere."""
+    (toy_dir / "baselines" / "broken.py").write_text("def order(x:\n")
+    (toy_dir / "baselines" / "misnamed.py").write_text("def ordr(x):\n    return list(range(len(x)))\n")
+    result = evolve("baselines", str(toy_dir), "--split", "quick")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"{toy_dir / 'baselines' / 'broken.py'}: error: SyntaxError: '(' was never closed (line 1)",
+        f"{toy_dir / 'baselines' / 'misnamed.py'}: error: program does not define a function 'order'",
+    ]
+    assert "descending" in result.stdout  # the others are scored and shown as before
