@@ -40,4 +40,12 @@ def check_output(path: Path, what: str = "output file") -> Path:
     parent = path.parent
     if not parent.is_dir():
         raise UserError(f"{path}: folder {parent} does not exist (create it first)")
+    existed = path.exists()
+    try:  # a folder that exists but takes no files (read-only, /proc): a traceback after the work
+        with path.open("a"):
+            pass
+    except OSError as err:
+        raise UserError(f"{path}: cannot write the {what} there ({err.strerror})") from None
+    if not existed:
+        path.unlink(missing_ok=True)
     return path

@@ -109,6 +109,9 @@ def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> No
         (("run", "smtt", "--config", "{tmp}/latin1.toml"), "latin1.toml: TOML file is not UTF-8 text"),
         (("eval", "smtt", "{tmp}/latin1.py"), "latin1.py: program is not UTF-8 text"),
         (("eval", "smtt", str(SEED), "--solutions-out", "{tmp}/missing/s.json"), "folder {tmp}/missing does not exist"),
+        # a folder that takes no files (procfs creates none, even for root): it was a traceback after the work
+        (("eval", "smtt", str(SEED), "--split", "quick", "--solutions-out", "/proc/s.json"),
+         "/proc/s.json: cannot write the solutions file there (No such file or directory)"),
         (("eval", "serving", str(REPO / "problems" / "serving" / "seed.py"), "--trace", "{tmp}/latin1.csv"),
          "latin1.csv: not UTF-8 text"),
         (("eval", "smtt", str(SEED), "--instances", "{tmp}"), "is a folder, expected a file of instances"),
