@@ -290,7 +290,10 @@ def baselines(
     failed = [(name, e) for name, e in rows.items() if e.status != "ok"]
     for name, e in failed:
         where = spec.baselines.get(name, spec.dir / spec.spec.seed)
-        reason = next((line.strip() for line in e.feedback.splitlines() if line.strip()), "")
+        lines = [line.strip() for line in e.feedback.splitlines() if line.strip()]
+        reason = lines[0] if lines else ""
+        if reason.endswith(":") and len(lines) > 1:  # "3 of 3 instances failed:" then one line each
+            reason += " " + lines[1].removeprefix("- ")
         err_console.print(f"{escape(str(where))}: {e.status}: {escape(reason)}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)

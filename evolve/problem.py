@@ -195,6 +195,12 @@ class Problem:
                 found = self.verifier.instances(split)
         if not found:
             raise UserError(f"problem '{self.name}': split '{split}' has no instances")
+        odd = next((x for x in found if not isinstance(x, Instance)), None) if isinstance(found, (list, tuple)) else found
+        if odd is not None:  # it failed later, as a traceback
+            what = "load_instances" if instances_file is not None else f"instances('{split}')"
+            raise UserError(f"problem '{self.name}': the verifier's {what} returned "
+                            + ("a list holding " if isinstance(found, (list, tuple)) else "")
+                            + f"{type(odd).__name__} {_short(odd)}; expected a list of evolve.verifier.Instance")
         if names:
             by_name = {i.name: i for i in found}
             missing = [n for n in names if n not in by_name]
@@ -203,6 +209,11 @@ class Problem:
                 raise UserError(f"no instance named '{missing[0]}' in {instances_file or split} (e.g. {sample})")
             found = [by_name[n] for n in names]
         return found
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _read(path: Path, what: str) -> str:

@@ -50,6 +50,11 @@ CASES = {
     "instances_raises": (VERIFIER, "first, count = SPLITS[split]", "first, count = SPLITS[split]; 1 / 0",
                          r"the verifier's instances\('quick'\) raised ZeroDivisionError: division by zero "
                          r"\(at .*late_jobs_verifier\.py:\d+, in instances\)"),
+    # It was a traceback (AttributeError deep in the engine) once the first instance was used.
+    "instances_returns_other_things": (VERIFIER, "            out.append(self._instance(f\"{split}-n{n}-{k}\", p, w))\n",
+                                       "            out.append((p, w))\n",
+                                       r"problem 'late-jobs': the verifier's instances\('quick'\) returned a list "
+                                       r"holding tuple \(array\(\[.*; expected a list of evolve\.verifier\.Instance"),
     "seed_does_not_parse": ("seed.py", "    return", "    retrun",
                             r"seed\.py:\d+: the seed program does not parse: invalid syntax"),
 }
