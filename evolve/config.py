@@ -336,6 +336,8 @@ def describe_error(source: str, model: type[BaseModel], err: ValidationError, pr
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1])
         hint = f" (expected one of: {', '.join(allowed)})" if allowed else ""
+        if key == "run" and model.__name__ == "RunSettings":  # problem.toml's [run] table, copied as it is
+            hint += "; a config file holds run settings at its top level: drop the [run] line"
         return f"{source}: unknown key '{key}'{hint}"
     if kind == "missing":
         return f"{source}: missing key '{key}'"

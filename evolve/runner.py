@@ -98,6 +98,11 @@ def _plan(base: Problem, settings: RunSettings, options_source: str, request: bo
         from evolve.executors import import_ray
 
         import_ray(settings.ray_address)
+    if settings.select_on:  # a validation split that cannot load fails now, before a run folder exists
+        try:
+            configured.instances(settings.select_on)
+        except UserError as err:  # the verifier's "unknown split 'valid'" named no setting
+            raise UserError(f"select_on = '{settings.select_on}': {err}") from None
     if settings.llm == "auto":  # saved resolved: a resumed run keeps the search it started with
         settings = settings.model_copy(update={"llm": offline_default(bool(configured.spec.rule))})
     if settings.llm == "gp" and configured.spec.rule:
@@ -270,8 +275,6 @@ def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: 
                           "reads only problem.toml's description and function contract (docs/add-a-problem.md)",
                           markup=False, highlight=False, soft_wrap=True)
         console.print(f"run folder: {folder}")
-    if plan.settings.select_on:  # a validation split that cannot load fails now, not after the search
-        plan.problem.instances(plan.settings.select_on)
     archive = Archive(folder / ARCHIVE)
     callbacks = [on_progress] if on_progress else []
 

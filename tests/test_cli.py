@@ -107,6 +107,12 @@ def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> No
         # files that are not what they should be, found before any work
         (("run", "smtt", "--config", "{tmp}"), "is a folder, expected a TOML file"),
         (("run", "smtt", "--config", "{tmp}/latin1.toml"), "latin1.toml: TOML file is not UTF-8 text"),
+        # problem.toml's [run] table copied into a config file as it is
+        (("run", "smtt", "--config", "{tmp}/run_table.toml"),
+         "; a config file holds run settings at its top level: drop the [run] line"),
+        # a validation split the problem does not have: the verifier's line named no setting
+        (("run", "jssp", "--config", "{tmp}/select.toml", "--iterations", "1"),
+         "error: select_on = 'valid': unknown split 'valid' for jssp"),
         (("eval", "smtt", "{tmp}/latin1.py"), "latin1.py: program is not UTF-8 text"),
         (("eval", "smtt", str(SEED), "--solutions-out", "{tmp}/missing/s.json"), "folder {tmp}/missing does not exist"),
         # a folder that takes no files (procfs creates none, even for root): it was a traceback after the work
@@ -134,6 +140,8 @@ def test_user_mistakes_are_one_line_errors_with_exit_2(
 ) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "latin1.toml").write_bytes("iterations = 3 # caf\xe9".encode("latin-1"))
+    (tmp_path / "run_table.toml").write_text("[run]\niterations = 5\n")
+    (tmp_path / "select.toml").write_text('select_on = "valid"\n')
     (tmp_path / "latin1.csv").write_bytes("arrived_at,num_prefill_tokens,num_decode_tokens\n0,1\xe9,2\n".encode("latin-1"))
     (tmp_path / "latin1.py").write_bytes("# caf\xe9\ndef schedule(p, d):\n    return list(range(len(p)))\n".encode("latin-1"))
     args = tuple(a.replace("{tmp}", str(tmp_path)) for a in args)
