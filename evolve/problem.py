@@ -201,6 +201,13 @@ class Problem:
             raise UserError(f"problem '{self.name}': the verifier's {what} returned "
                             + ("a list holding " if isinstance(found, (list, tuple)) else "")
                             + f"{type(odd).__name__} {_short(odd)}; expected a list of evolve.verifier.Instance")
+        seen: dict[str, int] = {}
+        for k, instance in enumerate(found):  # results, tables and paired tests go by name
+            if instance.name in seen:
+                where = instances_file if instances_file is not None else f"problem '{self.name}': split '{split}'"
+                raise UserError(f"{where}: instance name '{instance.name}' appears twice (instances "
+                                f"{seen[instance.name]} and {k}); expected unique names")
+            seen[instance.name] = k
         if names:
             by_name = {i.name: i for i in found}
             missing = [n for n in names if n not in by_name]

@@ -55,6 +55,10 @@ CASES = {
                                        "            out.append((p, w))\n",
                                        r"problem 'late-jobs': the verifier's instances\('quick'\) returned a list "
                                        r"holding tuple \(array\(\[.*; expected a list of evolve\.verifier\.Instance"),
+    # Names key every result, table and paired test: two alike were taken silently.
+    "instances_with_one_name": (VERIFIER, 'self._instance(f"{split}-n{n}-{k}", p, w)', 'self._instance(f"{split}", p, w)',
+                                r"problem 'late-jobs': split 'quick': instance name 'quick' appears twice \(instances 0 "
+                                r"and 1\); expected unique names"),
     "seed_does_not_parse": ("seed.py", "    return", "    retrun",
                             r"seed\.py:\d+: the seed program does not parse: invalid syntax"),
 }
