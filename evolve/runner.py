@@ -28,7 +28,7 @@ from evolve.problem import Problem, _from_dir, load_problem
 from evolve.runs import ARCHIVE, CONFIG, LOCK, RunLock, load_run, new_run_dir, save_config
 from evolve.selection import clear_selection, select_best
 from evolve.stop import StopKind
-from evolve.user_code import check_seed_parses
+from evolve.user_code import check_seed_blocks, check_seed_parses
 
 ProgressCallback = Callable[[Progress], None]
 PROBLEM_COPY = "problem"  # where a run keeps a copy of a problem defined in Python
@@ -91,6 +91,7 @@ def plan_run(
 def _plan(base: Problem, settings: RunSettings, options_source: str, request: bool) -> Plan:
     configured = base.configured(settings.verifier_options, source=options_source)
     check_seed_parses(configured.seed_code, configured.dir / configured.spec.seed)  # missing, binary, broken
+    check_seed_blocks(configured.seed_code, configured.dir / configured.spec.seed)
     _ = configured.context  # a context file problem.toml names but that is missing: one line, now
     if settings.record:
         check_output(Path(settings.record), "record file")

@@ -52,3 +52,17 @@ def check_seed_parses(code: str, path: Path) -> None:
         raise UserError(f"{path}:{err.lineno}: the seed program does not parse: {err.msg}") from None
     except ValueError as err:  # null bytes
         raise UserError(f"{path}: the seed program does not parse: {err}") from None
+
+
+def check_seed_blocks(code: str, path: Path) -> None:
+    """A seed without a well-formed EVOLVE-BLOCK leaves a search nothing it may change: every
+    proposal of the run failed ("the program has no EVOLVE-BLOCK") and the run ended as it began."""
+    from evolve.edits import EditError, evolve_blocks
+
+    try:
+        blocks = evolve_blocks(code)
+    except EditError as err:
+        raise UserError(f"{path}: the seed's EVOLVE-BLOCK markers: {err}") from None
+    if not blocks:
+        raise UserError(f"{path}: the seed has no EVOLVE-BLOCK, so a search could change nothing; put "
+                        "'# EVOLVE-BLOCK-START' and '# EVOLVE-BLOCK-END' lines around the code it may change")

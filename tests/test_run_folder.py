@@ -106,7 +106,8 @@ def test_a_run_that_fails_before_its_first_program_leaves_no_folder(tmp_path: Pa
 def test_a_seed_that_fails_removes_the_folder_it_created(tmp_path: Path) -> None:
     problem = tmp_path / "toy"
     shutil.copytree(TESTS / "toy_problem", problem, ignore=shutil.ignore_patterns("__pycache__"))
-    (problem / "seed.py").write_text("def order(x):\n    return [0] * len(x)\n")  # infeasible
+    (problem / "seed.py").write_text("# EVOLVE-BLOCK-START\ndef order(x):\n    return [0] * len(x)\n"
+                                     "# EVOLVE-BLOCK-END\n")  # infeasible
     out = tmp_path / "new" / "run"
     result = evolve("run", str(problem), "--out", str(out))
     one_line_error(result, "the seed program fails")
@@ -126,4 +127,20 @@ def test_a_feature_the_evaluation_does_not_measure_is_named_before_the_search(tm
     result = evolve("run", str(problem), "--iterations", "2", "--out", str(out))
     one_line_error(result, f"{toml}: features[0].name = 'mean_gap': the evaluation measures no such metric",
                    "gap_mean_pct")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("seed", "said"), [
+    ("def order(x):\n    return list(range(len(x)))\n", "the seed has no EVOLVE-BLOCK, so a search could change nothing"),
+    ("# EVOLVE-BLOCK-START\ndef order(x):\n    return list(range(len(x)))\n",
+     "the seed's EVOLVE-BLOCK markers: "),
+])
+def test_a_seed_without_a_block_is_named_before_the_search(tmp_path: Path, seed: str, said: str) -> None:
+    """Every proposal of such a run failed ("the program has no EVOLVE-BLOCK"), and it ended as it began."""
+    problem = tmp_path / "toy"
+    shutil.copytree(TESTS / "toy_problem", problem, ignore=shutil.ignore_patterns("__pycache__"))
+    (problem / "seed.py").write_text(seed)
+    out = tmp_path / "run"
+    result = evolve("run", str(problem), "--iterations", "2", "--out", str(out))
+    one_line_error(result, f"{problem / 'seed.py'}: {said}")
     assert not out.exists()
