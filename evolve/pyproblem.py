@@ -67,6 +67,13 @@ def define_problem(
     The problem is written to ``folder`` (default: a temporary folder removed
     at exit); pass a folder to keep it.
     """
+    if not isinstance(seed, str):  # it was a TypeError from compile()
+        raise UserError(f"define_problem: seed: expected the seed program's source code (a str), got "
+                        f"{type(seed).__name__}")
+    if baselines is not None and not (isinstance(baselines, Mapping) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in baselines.items())):  # it was a ValueError
+        raise UserError(f"define_problem: baselines: expected a dict of name -> source code (str), got "
+                        f"{type(baselines).__name__} {str(baselines)[:60]}")
     entry, module_root = verifier_entry(verifier)
     declared = getattr(verifier, "direction", None)
     if direction is not None and declared is not None and direction != declared:

@@ -138,3 +138,13 @@ def test_define_problem_takes_one_direction_and_refuses_a_mismatch() -> None:
     with pytest.raises(evolve.UserError, match="direction='maximize' but verifier CompletionVerifier declares "
                                                "direction = 'minimize'; make them agree"):
         evolve.define_problem("weights", CompletionVerifier, SEED, direction="maximize")
+
+
+def test_define_problem_names_a_seed_or_baselines_of_the_wrong_type() -> None:
+    """They were a TypeError from compile() and a ValueError from dict()."""
+    with pytest.raises(evolve.UserError, match=r"^define_problem: seed: expected the seed program's source code "
+                                               r"\(a str\), got PosixPath$"):
+        evolve.define_problem("weights", CompletionVerifier, TESTS / "toy_problem" / "seed.py")
+    with pytest.raises(evolve.UserError, match=r"^define_problem: baselines: expected a dict of name -> source code "
+                                               r"\(str\), got list \['shortest'\]$"):
+        evolve.define_problem("weights", CompletionVerifier, SEED, baselines=["shortest"])
