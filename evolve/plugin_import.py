@@ -4,9 +4,9 @@ Two problem folders may each hold a ``toy_verifier.py`` (a copy of a problem, ed
 by module name, the second would get the first's module from ``sys.modules``, and so the first's
 verifier, sandbox side and source digest.  Here a folder's modules are imported as submodules of
 a package named after the folder's resolved path (``evolve_plugin_<hash>``), and the plain-named
-modules they bring in from the folder (``from toy_side import solve``) leave ``sys.modules`` once
-imported, so the next folder's import finds its own.  The sandbox's worker, a fresh interpreter,
-loads the same files (``SandboxSide.files``, ``load_files``).
+modules of another folder that this folder also provides (``from toy_side import solve``) step
+aside from ``sys.modules`` before its import, so that it finds its own.  The sandbox's worker, a
+fresh interpreter, loads the same files (``SandboxSide.files``, ``load_files``).
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def module_file(module: str, folders: list[str]) -> str | None:
 def import_by_file(module: str, folders: list[str], own: list[str]) -> ModuleType | None:
     """``module`` from the first of ``folders`` holding it, as ``evolve_plugin_<hash>.module``;
     None when no folder holds it (an installed module: import it by name).  Plain-named modules
-    that its import brings in from the ``own`` folders (the problem's) are dropped from
-    ``sys.modules`` afterwards; the modules that imported them keep them."""
+    that the ``own`` folders (the problem's) provide and that ``sys.modules`` holds from elsewhere
+    (another folder's import) step aside first, so its sibling imports find its own files."""
     folder = module_file(module, folders)
     if folder is None:
         return None
@@ -70,14 +70,9 @@ def import_by_file(module: str, folders: list[str], own: list[str]) -> ModuleTyp
     stash = {n: m for n, m in sys.modules.items() if n.partition(".")[0] in provided and not _within(m, roots)}
     for name in stash:
         del sys.modules[name]
-    before = set(sys.modules)
-    try:
-        return importlib.import_module(f"{package}.{module}")
-    finally:
-        for name in [n for n in sys.modules if n not in before and not n.startswith((PREFIX, "evolve"))]:
-            if _within(sys.modules[name], roots):
-                del sys.modules[name]
-        sys.modules.update(stash)
+    # They stay aside: the names are this folder's now (its classes must pickle by them), as they
+    # were the other folder's after its own import.
+    return importlib.import_module(f"{package}.{module}")
 
 
 def _within(module: ModuleType, roots: list[Path]) -> bool:

@@ -68,3 +68,26 @@ def test_a_run_reviewed_after_a_same_named_problem_reads_the_cache_its_command_w
     assert json_safe(held_out) == json.loads(printed.stdout)["test"]
     assert run.seed.score < 0  # a's verifier: the ascending seed is the worst order, not b's optimal one
     assert [r["name"] for r in run.program(run.seed.id).instances] == ["train-0", "train-1", "train-2", "train-3"]
+
+
+def test_instance_data_of_a_class_of_the_verifiers_own_module_reaches_the_sandbox(tmp_path: Path) -> None:
+    """docs/add-a-problem.md: a module whose types the instance data hold goes in sandbox_modules,
+    by its file's name; the verifier's own module is imported under its folder's name now, and its
+    classes pickle by that name, which the worker must know."""
+    folder = tmp_path / "boxed" / "toy_problem"
+    shutil.copytree(TESTS / "toy_problem", folder)
+    verifier = folder / "toy_verifier.py"
+    text = verifier.read_text().replace(
+        "class ToyVerifier:\n    direction = \"minimize\"\n",
+        "class Box:\n    def __init__(self, x):\n        self.x = x\n\n\n"
+        "class ToyVerifier:\n    direction = \"minimize\"\n    sandbox_modules = (\"toy_verifier\",)\n")
+    text = text.replace('{"x": x, "delay_s": self.delay_s}', '{"x": x, "box": Box(x), "delay_s": self.delay_s}')
+    verifier.write_text(text)
+    side = folder / "toy_side.py"
+    side.write_text(side.read_text().replace('heuristic(instance.data["x"].copy())',
+                                             'heuristic(instance.data["box"].x.copy())'))
+    seed = (TESTS / "toy_problem" / "seed.py").read_text()
+    evaluation = evolve.evaluate(str(folder), seed, split="quick")
+    plain = evolve.evaluate(str(TESTS / "toy_problem"), seed, split="quick")
+    assert evaluation.ok, evaluation.feedback
+    assert evaluation.score == pytest.approx(plain.score)

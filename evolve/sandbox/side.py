@@ -47,16 +47,23 @@ def side_of(cls: type) -> SandboxSide:
     for entry in (solve, respond):
         if entry is not None and entry.partition(":")[0] not in modules:
             modules.append(entry.partition(":")[0])
-    extra = tuple(getattr(cls, "sandbox_modules", ()))
+    extra = tuple(_own_name(cls, name) for name in getattr(cls, "sandbox_modules", ()))
     packages = tuple(getattr(cls, "sandbox_packages", ()))
-    files, folders = _files(cls, modules[1:])
+    files, folders = _files(cls, [*modules[1:], *extra])
     return SandboxSide(solve, respond, (*modules, *extra), packages, cls.__module__, files, folders)
+
+
+def _own_name(cls: type, name: str) -> str:
+    """A ``sandbox_modules`` entry naming the verifier's own module by its file's name: the name it
+    was imported under (``evolve_plugin_<hash>.NAME``), which its classes pickle by."""
+    package, _, tail = cls.__module__.partition(".")
+    return cls.__module__ if package.startswith(PLUGIN_PREFIX) and tail == name else name
 
 
 def _files(cls: type, modules: list[str]) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
     """Where the side's modules come from, when a fresh interpreter would not find them by name:
     a problem folder's modules under their synthetic package, and the plain-named modules of the
-    folder that its import took out of ``sys.modules`` again."""
+    folder whose names another folder's import has taken since."""
     files: list[tuple[str, str]] = []
     folders: list[tuple[str, str]] = []
     for name in modules:
