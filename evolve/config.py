@@ -206,6 +206,13 @@ class FeatureSpec(Strict):
     min: float
     max: float
 
+    @model_validator(mode="after")
+    def _a_range(self) -> FeatureSpec:
+        # max <= min gave every program bin 0 (a zero or negative bin width), silently: one cell
+        if not (math.isfinite(self.min) and math.isfinite(self.max) and self.max > self.min):
+            raise ValueError(f"feature '{self.name}': max ({self.max:g}) must be a number above min ({self.min:g})")
+        return self
+
 
 def _first_repeated(names: list[str]) -> str | None:
     seen: set[str] = set()

@@ -166,3 +166,13 @@ def test_a_fitness_option_on_a_verifier_with_its_own_score_is_refused(tmp_path: 
     with pytest.raises(UserError, match=message):
         assert load_problem(str(folder)).verifier is None  # never reached: building it raises
 
+
+
+@pytest.mark.parametrize("bounds", ["min = 0\nmax = 0", "min = 10\nmax = 5", "min = 0\nmax = inf"])
+def test_a_feature_range_that_is_empty_is_named(toy_dir: Path, bounds: str) -> None:
+    """max <= min put every program in bin 0 (a zero or negative bin width): one cell, silently."""
+    toml = toy_dir / "problem.toml"
+    toml.write_text(toml.read_text().replace("min = 0\nmax = 800", bounds))
+    with pytest.raises(UserError, match=r"problem.toml: key 'features.0': feature 'code_length': max \(.*\) must "
+                                        r"be a number above min"):
+        load_problem_spec(toml)
