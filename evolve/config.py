@@ -8,6 +8,7 @@ the key instead of being silently ignored.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -187,12 +188,23 @@ class ObjectiveSpec(Strict):
         return self
 
 
+ENTRY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
 class VerifierSpec(Strict):
-    entry: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    entry: str
     options: dict[str, Any] = {}
     # A folder put on sys.path to import ``entry`` (absolute, or relative to the
     # problem folder): where a problem defined in Python keeps its verifier module.
     path: str | None = None
+
+    @field_validator("entry")
+    @classmethod
+    def _module_and_class(cls, entry: str) -> str:  # the pattern itself was the message
+        if not ENTRY.match(entry):
+            raise ValueError(f"'{entry}' is not 'module:ClassName' (e.g. 'my_verifier:MyVerifier', "
+                             "the module a .py file beside problem.toml)")
+        return entry
 
 
 DEFAULT_FEATURE: dict[str, Any] = {"name": "code_length", "bins": 8, "min": 0, "max": 4000}

@@ -116,6 +116,9 @@ class Problem:
     def verifier(self) -> Verifier:
         """The verifier, built; a bad option is one line naming where it came from."""
         cls = self.verifier_class
+        if not isinstance(cls, type):  # it was "building verifier ... raised TypeError" at our line
+            raise UserError(f"{self.toml_path}: verifier.entry '{self.spec.verifier.entry}' is a "
+                            f"{type(cls).__name__}, not a class; expected the verifier class")
         direction = self.spec.objective.direction  # the one source; a class may only agree
         declared = getattr(cls, "direction", None)
         if declared is not None and declared != direction:
@@ -272,7 +275,11 @@ def _from_dir(folder: Path, origin: str) -> Problem:
     # Verifiers shipped inside a plug-in folder import from that folder.
     sys_path = [] if origin == "builtin" else [str(folder), str(folder.parent)]
     if spec.verifier.path:
-        sys_path.insert(0, str((folder / spec.verifier.path).resolve()))
+        where = (folder / spec.verifier.path).resolve()
+        if not where.is_dir():  # it was put on sys.path as it was, and the import failed elsewhere or not at all
+            raise UserError(f"{folder / 'problem.toml'}: verifier.path = '{spec.verifier.path}': {where} is not a "
+                            "folder; expected the folder that holds the verifier's module")
+        sys_path.insert(0, str(where))
     return Problem(spec=spec, dir=folder.resolve(), origin=origin, sys_path=sys_path)
 
 

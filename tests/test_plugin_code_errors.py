@@ -59,6 +59,18 @@ CASES = {
     "instances_with_one_name": (VERIFIER, 'self._instance(f"{split}-n{n}-{k}", p, w)', 'self._instance(f"{split}", p, w)',
                                 r"problem 'late-jobs': split 'quick': instance name 'quick' appears twice \(instances 0 "
                                 r"and 1\); expected unique names"),
+    # problem.toml's verifier table: the regex was the message, a missing folder was ignored, and a
+    # name that is not a class failed "building" it at a line of ours
+    "entry_without_class": ("problem.toml", 'entry = "late_jobs_verifier:LateJobsVerifier"',
+                            'entry = "late_jobs_verifier"',
+                            r"problem\.toml: key 'verifier\.entry': 'late_jobs_verifier' is not 'module:ClassName'"),
+    "path_not_a_folder": ("problem.toml", 'entry = "late_jobs_verifier:LateJobsVerifier"',
+                          'entry = "late_jobs_verifier:LateJobsVerifier"\npath = "src"',
+                          r"problem\.toml: verifier\.path = 'src': .*/late-jobs/src is not a folder; expected the "
+                          r"folder that holds the verifier's module"),
+    "entry_not_a_class": ("problem.toml", 'entry = "late_jobs_verifier:LateJobsVerifier"',
+                          'entry = "late_jobs_verifier:SIZES"',
+                          r"problem\.toml: verifier\.entry 'late_jobs_verifier:SIZES' is a tuple, not a class"),
     "seed_does_not_parse": ("seed.py", "    return", "    retrun",
                             r"seed\.py:\d+: the seed program does not parse: invalid syntax"),
 }
