@@ -236,10 +236,12 @@ OPTIONS_SOURCE = "problem.toml: verifier.options"
 def as_override_error(message: str, source: str) -> str:
     """A hand-written option error (``OPTIONS_SOURCE...``: verifiers that do not use
     ``evolve.options``), re-aimed at where the override came from (``--option``)."""
-    if message.startswith(OPTIONS_SOURCE + "."):
-        return f"{source} {message[len(OPTIONS_SOURCE) + 1:]}"
-    if message.startswith(OPTIONS_SOURCE):
-        return source + message[len(OPTIONS_SOURCE):]
+    # The scaffold's verifier names its problem.toml by path (".../problem.toml: verifier.options"),
+    # which blamed the file for a value --option gave.
+    at = message.find(OPTIONS_SOURCE)
+    if at >= 0 and (at == 0 or message[:at].endswith("/")):
+        rest = message[at + len(OPTIONS_SOURCE):]
+        return f"{source} {rest[1:]}" if rest.startswith(".") else source + rest
     return f"{source}: {message}"
 
 

@@ -70,6 +70,24 @@ def test_a_bad_override_names_the_option_not_the_file(tmp_path: Path) -> None:
     assert problem.configured({"reference_workers": 3}).verifier.budget.workers == 3  # type: ignore[attr-defined]
 
 
+def test_a_scaffolded_verifiers_option_error_names_the_override_not_its_file(tmp_path: Path) -> None:
+    """The scaffold's verifier names its problem.toml by path; an override's bad value said
+    '--option: /.../problem.toml: verifier.options.max_weight: ...', blaming the file."""
+    from evolve.scaffold import scaffold
+
+    folder = tmp_path / "late-jobs"
+    scaffold("late-jobs", folder)
+    problem = load_problem(str(folder))
+    with pytest.raises(UserError) as info:
+        problem.configured({"max_weight": "heavy"})
+    assert str(info.value) == "--option max_weight: expected int, got 'heavy'"
+    toml = folder / "problem.toml"
+    toml.write_text(toml.read_text().replace("max_weight = 10", 'max_weight = "ten"'))
+    with pytest.raises(UserError) as info:
+        load_problem(str(folder)).configured({})
+    assert str(info.value) == f"{toml}: verifier.options.max_weight: expected int, got 'ten'"  # the file's own
+
+
 def test_a_cross_field_error_points_at_the_override_it_involves() -> None:
     with pytest.raises(UserError) as info:
         load_problem("serving").configured({"max_num_seqs": 100_000})
