@@ -75,7 +75,11 @@ class SmttVerifier:
     direction: Direction = "minimize"
     train: dict[int, int] | None = None  # the train split's grid repeats per size (None: generator's)
     validation = False  # whether the generator's validation split ("valid") is offered
-    secret_seeded = False  # whether every split but test draws from data/seeds.json (generator.py)
+    # Every split but test draws from data/seeds.json (generator.py): smtt's too, since a program
+    # carrying the public generator banked the CPU of cheap instances for the costly ones to come
+    # (docs/smtt.md, "Seeds"). smtt's seeds file holds smtt_rule's entropy, so its quick and train
+    # are the first replicates of smtt_rule's and share their references (a test checks).
+    secret_seeded = True
 
     def __init__(self, problem_dir: Path, options: Mapping[str, Any] | None = None) -> None:
         self.problem_dir = Path(problem_dir)
@@ -97,7 +101,7 @@ class SmttVerifier:
     def secret(self) -> bytes:
         """The seed of the splits the search sees (read when they are first asked for: the test
         split and users' files need none)."""
-        return load_secret(self.problem_dir, "the smtt_rule verifier seeds its quick, train and valid instances")
+        return load_secret(self.problem_dir, "the smtt verifiers seed their quick, train and valid instances")
 
     def compute_reference(self, task: ReferenceTask, time_limit_s: float | None) -> StoredReference:
         """Subset DP up to 20 jobs, else local search + CP-SAT within ``time_limit_s`` CPU
@@ -232,7 +236,6 @@ class SmttRuleVerifier(SmttVerifier):
     respond = staticmethod(respond_rule)
     train = RULE_TRAIN_REPLICATES  # more instances at n >= 100 (generator.py says why)
     validation = True  # a run may choose its reported best on it (select_on, evolve/selection.py)
-    secret_seeded = True  # a rule that recognised a public-seeded instance passed the audit (generator.py)
     time_budget_note = ("The verifier's dispatcher runs in that process and counts too: the rule is "
                         "called once per job, so the budget leaves it about 2 ms per call.")
 
