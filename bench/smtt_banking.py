@@ -1,21 +1,25 @@
-"""smtt: a program that banks CPU for the instances to come (tenth red team probe; open, sized).
+"""smtt: a program that banks CPU for the instances to come (tenth red team probe; closed 2026-12-07).
 
     PYTHONPATH=. python bench/smtt_banking.py [--small 60] [--large 5]
-    PYTHONPATH=. python bench/smtt_banking.py --session-cost [--calls 200]
+    PYTHONPATH=. python bench/smtt_banking.py --session-cost [--calls 200] [--rounds 3]
 
 smtt gives each instance a CPU budget (0.1 s + 2 ms per job, ``cpu_budget_s``), charged per call
-of one session for the whole split.  Its instances are made from public seeds by public code, so a
-program that carries the generator knows every instance of the split before it is asked.  BANKER
+of one session for the whole split.  Its instances were made from public seeds by public code, so
+a program that carried the generator knew every instance of the split before it was asked.  BANKER
 does: at each cheap instance (n < 200) it spends 15 % of its share on that instance and the rest
 on a local search of the costly instances to come (n = 200 and 500), which it then answers from
 that bank with their own share added.  HONEST is the same local search on each instance alone.
 Both spend 80 % of each instance's budget and never exceed it.  The split is train's first
 ``--small`` n = 20 instances, then its first ``--large`` n = 200 and n = 500 ones (train's own
 order: cheap ones first), scored through the sandbox and the verifier as a search scores.
+Before 2026-12-07 (public train): honest -0.3875, banker -0.3032.  Now smtt's quick and train
+are drawn from a secret (smtt_rule's): BANKER carries the old public generator, recognises
+nothing and banks nothing, so both are the same search (their scores differ by its randomness).
 
-``--session-cost`` prints what one fix would cost: a fresh session per instance (a budget per
-instance then a budget per process), against one session for all, with a trivial candidate.
-The other fix is secret seeds for smtt's quick, train and valid, as smtt_rule has.
+``--session-cost`` prints what the other fix costs, now done where instances are public (the test
+split, ``--instances`` files; ``SmttVerifier.shares_session``): a fresh session per call against
+one session for all, with a trivial candidate, and then the seed's evaluation on the test split
+(125 instances) both ways, interleaved, ``--rounds`` times.
 """
 
 from __future__ import annotations
@@ -166,7 +170,7 @@ def banking(small: int, large: int) -> None:
             print(f"{name}: {gaps(evaluation)} ({time.perf_counter() - started:.1f} s)", flush=True)
 
 
-def session_cost(calls: int) -> None:
+def session_cost(calls: int, rounds: int) -> None:
     limits = SandboxLimits(timeout_s=60.0, memory_mb=1024, max_processes=1)
     tests = str(Path(__file__).resolve().parent.parent / "tests")
     code = "def f(x):\n    return x\n"
@@ -185,6 +189,18 @@ def session_cost(calls: int) -> None:
             wall, cpu = (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
             print(f"{'a session per call' if fresh else 'one session'}: {wall * 1e3:.2f} ms wall per call, "
                   f"{cpu * 1e3:.2f} ms of the controller's CPU", flush=True)
+    problem = load_problem("smtt")
+    verifier, test = problem.verifier, problem.instances("test")
+    shipped = verifier.shares_session
+    with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
+        for _ in range(rounds):
+            for fresh in (False, True):
+                verifier.shares_session = shipped if fresh else (lambda instances: True)
+                started = time.perf_counter()
+                evaluation = evaluator.run_split(problem.seed_code, test, "test")
+                print(f"the seed on test ({len(test)} instances), "
+                      f"{'a session per instance' if fresh else 'one session'}: "
+                      f"{time.perf_counter() - started:.2f} s ({evaluation.status})", flush=True)
 
 
 def main() -> None:
@@ -193,9 +209,10 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=5, help="train's first n = 200 and n = 500 instances")
     parser.add_argument("--session-cost", action="store_true", help="the cost of a fresh session per instance")
     parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3, help="test-split evaluations each way")
     args = parser.parse_args()
     if args.session_cost:
-        session_cost(args.calls)
+        session_cost(args.calls, args.rounds)
     else:
         banking(args.small, args.large)
 

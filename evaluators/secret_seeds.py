@@ -11,8 +11,8 @@ on every installation.
 
 Each instance gets its own key, HMAC-SHA-256(secret, label), so knowing the
 random streams of one (the quick and train ones are seen by the search) tells
-nothing about another's (the test split's).  Used by the serving, MoE, JSSP
-and smtt_rule verifiers.  Trusted side only.
+nothing about another's (the test split's).  Used by the serving, MoE, JSSP,
+smtt and smtt_rule verifiers.  Trusted side only.
 """
 
 from __future__ import annotations

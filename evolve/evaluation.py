@@ -162,7 +162,30 @@ class Evaluator:
     def _interact(
         self, sandbox: Sandbox, code: str, function: str, instances: list[Instance], timeout: float
     ) -> SandboxOutcome:
-        """One session for the split; the trusted ``interact`` drives each instance."""
+        """One session for the split, or one per instance where the verifier's optional
+        ``shares_session(instances)`` says no: instances a program may know before it is asked
+        (public sets), where in one session a cheap instance's CPU could work for the costly
+        ones to come (docs/smtt.md, "Seeds").  The split's wall limit holds either way."""
+        shares = getattr(self.problem.verifier, "shares_session", None)
+        if not callable(shares) or shares(instances):
+            return self._session(sandbox, code, function, instances, timeout)
+        deadline = time.monotonic() + timeout
+        runs: list[InstanceRun] = []
+        wall, tail = 0.0, ""
+        for instance in instances:
+            own = run_timeout(self._instance_timeout_s, self._time_units([instance]))
+            left = max(0.001, min(own, deadline - time.monotonic()))
+            one = self._session(sandbox, code, function, [instance], left)
+            runs += one.runs
+            wall, tail = wall + one.wall_seconds, one.stderr_tail or tail
+            if one.status != "ok":
+                return SandboxOutcome(one.status, runs, one.error, tail, wall)
+        return SandboxOutcome("ok", runs, None, tail, wall)
+
+    def _session(
+        self, sandbox: Sandbox, code: str, function: str, instances: list[Instance], timeout: float
+    ) -> SandboxOutcome:
+        """One session for ``instances``; the trusted ``interact`` drives each instance."""
         interact = self.problem.verifier.interact
         runs: list[InstanceRun] = []
         with sandbox.session(code, function, timeout_s=timeout) as session:

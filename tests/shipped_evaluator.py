@@ -3,11 +3,15 @@ and the seeds-attack tests' way of running a probe beside the baselines it must 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from evolve.config import RunSettings
 from evolve.evaluation import Evaluation, Evaluator
+from evolve.evaluators.smtt.generator import split_instances
+from evolve.evaluators.smtt.local_search import warm_start
 from evolve.problem import Problem, load_problem
 from evolve.verifier import Instance
 
@@ -29,3 +33,14 @@ def run_each(evaluator: Evaluator, codes: dict[str, str], instances: list[Instan
 
 def objectives(evaluation: Evaluation) -> list[float]:
     return [float(r.objective) for r in evaluation.instances if r.objective is not None]
+
+
+def public_quick_file(folder: Path) -> Path:
+    """smtt's quick split under the old public seeding (both tracks' before the secret), as a
+    published set is given: a file, each instance with a stated best-known value (the best
+    shipped baseline, then insertion descent)."""
+    rows = [{"name": g.name, "p": g.p.tolist(), "d": g.d.tolist(), "best_known": int(warm_start(g.p, g.d)[0])}
+            for g in split_instances("quick")]
+    path = folder / "public_quick.json"
+    path.write_text(json.dumps({"instances": rows}))
+    return path

@@ -1,6 +1,6 @@
 """No candidate can read a problem's seeds file (docs/sandbox.md): one probe, every secret-seeded problem.
 
-The serving, serving_router, moe, jssp and smtt_rule verifiers seed their generated instances
+The serving, serving_router, moe, jssp, smtt and smtt_rule verifiers seed their generated instances
 from ``data/seeds.json`` (evaluators/secret_seeds.py). The probe below looks for that file where
 the checkout has it, and for the trusted modules that read it, at import in the candidate's
 process and raises what it saw. In the trusted process it reads the file (the control); through
@@ -45,6 +45,8 @@ CASES = [
     ("moe", "rebalance_experts(*_)", "evolve.evaluators.moe.", ("evolve.evaluators.moe.candidate_side",)),
     ("jssp", "priority(**_)", "evolve.evaluators.jssp.",
      ("evolve.evaluators.jssp.candidate_side", "evolve.evaluators.jssp.builder")),
+    ("smtt", "schedule(*_)", "evolve.evaluators.smtt.",
+     ("evolve.evaluators.smtt.candidate_side", "evolve.evaluators.smtt.dispatch")),
     ("smtt_rule", "priority(**_)", "evolve.evaluators.smtt.",
      ("evolve.evaluators.smtt.candidate_side", "evolve.evaluators.smtt.dispatch")),
 ]

@@ -10,23 +10,25 @@ and agrees: it passed the audit at 0.72 % mean gap on train against MDD's 1.54 %
 against 1.01 %).
 
 The probe runs here through the real sandbox, audit included: on the shipped instances it
-recognises nothing and dispatches exactly as MDD; handed the old public seeding's quick split
-(which ``smtt`` still ships: there the candidate plans freely anyway) it passes the audit and
-beats MDD, so the test cannot pass blind.
+recognises nothing and dispatches exactly as MDD; handed the old public seeding's quick split (as
+a file: smtt's quick is secret-seeded too since 2026-12-07, tests/test_smtt_seeds.py) it passes
+the audit and beats MDD, so the test cannot pass blind.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from shipped_evaluator import objectives, run_each, shipped_evaluator
+from shipped_evaluator import objectives, public_quick_file, run_each, shipped_evaluator
 
 from evolve.errors import UserError
 from evolve.evaluation import Evaluation
 from evolve.evaluators.secret_seeds import SEEDS_FILE, load_secret
 from evolve.evaluators.smtt.generator import BASE_SEED, SPLIT_IDS, generate, split_instances
+from evolve.evaluators.smtt.objective import content_hash
 from evolve.evaluators.smtt.verifier import SmttRuleVerifier
 from evolve.problem import load_problem
 from evolve.verifier import Instance
@@ -155,9 +157,11 @@ def test_the_recognising_planner_finds_nothing_on_the_shipped_instances(smtt_rul
     assert len(objectives(found["probe"])) == len(instances) == 6
 
 
-def test_under_the_old_public_seeding_it_passed_the_audit_and_beat_mdd(smtt_rule: Any) -> None:
-    # smtt keeps the public seeding, so its quick split is smtt_rule's quick before the fix.
-    old = load_problem("smtt").instances("quick")
+def test_under_the_old_public_seeding_it_passed_the_audit_and_beat_mdd(smtt_rule: Any, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    problem, _ = smtt_rule
+    old = problem.instances("quick", public_quick_file(tmp_path))  # a session per instance: a public set
     assert [i.data["p"].tolist() for i in old] == [g.p.tolist() for g in split_instances("quick")]
     found = tardiness(smtt_rule, old)
     planned, mdd = objectives(found["probe"]), objectives(found["mdd"])
@@ -185,13 +189,16 @@ def test_smtt_rule_draws_its_search_splits_from_the_secret_and_keeps_the_public_
     rule = load_problem("smtt_rule").verifier
     smtt = load_problem("smtt").verifier
     for split in ("quick", "train"):
-        assert not {t.key for t in rule.reference_tasks(split)} & {t.key for t in smtt.reference_tasks(split)}
+        public = {content_hash(g.p, g.d) for g in split_instances(split)}
+        ours = {t.key for t in rule.reference_tasks(split)}
+        assert not public & ours
+        assert {t.key for t in smtt.reference_tasks(split)} <= ours  # smtt's: the first replicates
     assert [t.key for t in rule.reference_tasks("test")] == [t.key for t in smtt.reference_tasks("test")]
     assert [t.key for t in SmttRuleVerifier(tmp_path, {}).reference_tasks("test")] == [
         t.key for t in smtt.reference_tasks("test")]  # the test split needs no seeds file
 
 
 def test_a_missing_smtt_rule_seeds_file_is_one_line(tmp_path: Any) -> None:
-    with pytest.raises(UserError, match="missing; the smtt_rule verifier seeds its quick, train and valid") as info:
+    with pytest.raises(UserError, match="missing; the smtt verifiers seed their quick, train and valid") as info:
         SmttRuleVerifier(tmp_path, {}).reference_tasks("train")
     assert "\n" not in str(info.value) and str(tmp_path / SEEDS_FILE) in str(info.value)

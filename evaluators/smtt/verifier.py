@@ -103,6 +103,26 @@ class SmttVerifier:
         split and users' files need none)."""
         return load_secret(self.problem_dir, "the smtt verifiers seed their quick, train and valid instances")
 
+    @cached_property
+    def _secret_keys(self) -> frozenset[str]:
+        """The content keys of the secret-seeded splits' instances (none without a seeds file:
+        then no instance of them can have been made either)."""
+        splits = [s for s in SPLIT_IDS if s != "test" and (s != "valid" or self.validation)]
+        try:
+            return frozenset(t.key for s in splits for t in self.reference_tasks(s)) if self.secret_seeded \
+                else frozenset()
+        except UserError:
+            return frozenset()
+
+    def shares_session(self, instances: list[Instance]) -> bool:
+        """(trusted, ``Evaluator``) Whether one sandbox session may serve all of ``instances``:
+        only when every one is of the secret-seeded splits. A program may carry a public set (the
+        test split, a published file) and know its instances before it is asked; in one session
+        a cheap instance's CPU would then work for the costly ones to come (docs/smtt.md,
+        "Seeds"), so there every instance gets a session, a fresh process, of its own."""
+        secret = self._secret_keys
+        return all(content_hash(i.data["p"], i.data["d"]) in secret for i in instances)
+
     def compute_reference(self, task: ReferenceTask, time_limit_s: float | None) -> StoredReference:
         """Subset DP up to 20 jobs, else local search + CP-SAT within ``time_limit_s`` CPU
         seconds (default: option reference_time_limit_s); references.py says how."""
