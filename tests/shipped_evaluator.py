@@ -35,6 +35,21 @@ def objectives(evaluation: Evaluation) -> list[float]:
     return [float(r.objective) for r in evaluation.instances if r.objective is not None]
 
 
+# A candidate's copy of evaluators/smtt/generator.py's old public seeding (the seeds attacks' probes).
+OLD_SMTT_GENERATOR = """
+_BASE, _IDS = 20250611, {"quick": 1, "train": 2, "test": 3}
+
+
+def _gen(split, n, index, tf, rdd):
+    rng = np.random.default_rng([_BASE, _IDS[split], n, index])
+    p = rng.integers(1, 100, size=n, endpoint=True, dtype=np.int64)
+    total = int(p.sum())
+    low = -(-(total * (20 - 2 * tf - rdd)) // 20)
+    high = total * (20 - 2 * tf + rdd) // 20
+    return p, np.maximum(rng.integers(low, high, size=n, endpoint=True, dtype=np.int64), 0)
+"""
+
+
 def public_quick_file(folder: Path) -> Path:
     """smtt's quick split under the old public seeding (both tracks' before the secret), as a
     published set is given: a file, each instance with a stated best-known value (the best

@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from shipped_evaluator import objectives, public_quick_file, run_each, shipped_evaluator
+from shipped_evaluator import (
+    OLD_SMTT_GENERATOR,
+    objectives,
+    public_quick_file,
+    run_each,
+    shipped_evaluator,
+)
 
 from evolve.errors import UserError
 from evolve.evaluation import Evaluation
@@ -41,7 +47,6 @@ PROBE = """
 import numpy as np
 
 # A copy of evaluators/smtt/generator.py's old public seeding (quick and smtt_rule's train).
-_BASE, _IDS = 20250611, {"quick": 1, "train": 2}
 _T = (2, 4, 6, 8, 10)
 _GRID = [(tf, rdd) for tf in _T for rdd in _T]
 _QUICK = ((20, 6, 2), (20, 8, 4), (20, 4, 6), (50, 6, 2), (50, 8, 4), (50, 4, 6))
@@ -50,15 +55,7 @@ _index = {}   # (n, p of job 0..2, d of job 0..2) prefix pairs -> instance key
 _known = {}   # instance key -> (p, d)
 _plans = {}   # instance key -> position of each job in the plan
 
-
-def _gen(split, n, index, tf, rdd):
-    rng = np.random.default_rng([_BASE, _IDS[split], n, index])
-    p = rng.integers(1, 100, size=n, endpoint=True, dtype=np.int64)
-    total = int(p.sum())
-    low = -(-(total * (20 - 2 * tf - rdd)) // 20)
-    high = total * (20 - 2 * tf + rdd) // 20
-    d = np.maximum(rng.integers(low, high, size=n, endpoint=True, dtype=np.int64), 0)
-    return p, d
+""" + OLD_SMTT_GENERATOR + """
 
 
 def _build(n, split):

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from shipped_evaluator import objectives, public_quick_file, run_each, shipped_evaluator
+from shipped_evaluator import (
+    OLD_SMTT_GENERATOR,
+    objectives,
+    public_quick_file,
+    run_each,
+    shipped_evaluator,
+)
 
 from evolve.evaluators.secret_seeds import SEEDS_FILE, load_secret
 from evolve.evaluators.smtt.generator import split_instances
@@ -36,20 +42,12 @@ BANKER = MDD.replace("def schedule(", "def _mdd(") + '''
 import time
 
 # A copy of evaluators/smtt/generator.py's public seeding: quick, smtt's train and test.
-_BASE, _IDS = 20250611, {"quick": 1, "train": 2, "test": 3}
 _T = (2, 4, 6, 8, 10)
 _GRID = [(tf, rdd) for tf in _T for rdd in _T]
 _QUICK = ((20, 6, 2), (20, 8, 4), (20, 4, 6), (50, 6, 2), (50, 8, 4), (50, 4, 6))
 _TRAIN = {20: 12, 50: 3, 100: 3, 200: 1, 500: 1}
 
-
-def _gen(split, n, index, tf, rdd):
-    rng = np.random.default_rng([_BASE, _IDS[split], n, index])
-    p = rng.integers(1, 100, size=n, endpoint=True, dtype=np.int64)
-    total = int(p.sum())
-    low = -(-(total * (20 - 2 * tf - rdd)) // 20)
-    high = total * (20 - 2 * tf + rdd) // 20
-    return p, np.maximum(rng.integers(low, high, size=n, endpoint=True, dtype=np.int64), 0)
+''' + OLD_SMTT_GENERATOR + '''
 
 
 def _public():
