@@ -13,8 +13,9 @@ Both spend 80 % of each instance's budget and never exceed it.  The split is tra
 ``--small`` n = 20 instances, then its first ``--large`` n = 200 and n = 500 ones (train's own
 order: cheap ones first), scored through the sandbox and the verifier as a search scores.
 Before 2026-12-07 (public train): honest -0.3875, banker -0.3032.  Now smtt's quick and train
-are drawn from a secret (smtt_rule's): BANKER carries the old public generator, recognises
-nothing and banks nothing, so both are the same search (their scores differ by its randomness).
+are drawn from a secret (smtt_rule's): BANKER carries the old public generator, recognises none
+of the instances it is asked and spends 85 % of each share on public ones that never come:
+honest -0.8561, banker -1.7212 (other instances than before, so other figures; load 12-13).
 
 ``--session-cost`` prints what the other fix costs, now done where instances are public (the test
 split, ``--instances`` files; ``SmttVerifier.shares_session``): a fresh session per call against
