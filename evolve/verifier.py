@@ -221,7 +221,8 @@ class InteractiveVerifier(Verifier, Protocol):
     ``error``, and ``cpu_seconds`` measured from outside the candidate) and returns
     the solution that ``score`` then judges (``session.call(payload, reply_limit=n)``:
     a reply over n bytes ends the session unread, for answers known to be small).  The
-    engine opens one session per split and lets ``SessionEnded`` propagate; see docs/sandbox.md.  ``session.source`` is
+    engine opens one session per split (per instance where ``SharesSessions`` says so) and lets
+    ``SessionEnded`` propagate; see docs/sandbox.md.  ``session.source`` is
     the program's text as the trusted side holds it.
     """
 
@@ -306,6 +307,18 @@ class Audits(Protocol):
     them all."""
 
     def audit(self, instances: list[Instance], solutions: list[Any], session: Any) -> list[str | None]: ...
+
+
+@runtime_checkable
+class SharesSessions(Protocol):
+    """Whether one session may serve all of a split's instances (``interact`` verifiers).
+
+    Where ``shares_session(instances)`` says no, each instance gets a fresh session of its
+    own, within the split's wall clock: for instances a program may know before it is asked
+    (public sets), where in one session a cheap instance's CPU could work for the costly
+    ones to come (smtt: yes only for its secret-seeded splits).  Without it: one session."""
+
+    def shares_session(self, instances: list[Instance]) -> bool: ...
 
 
 @runtime_checkable

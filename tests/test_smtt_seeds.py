@@ -34,6 +34,7 @@ from evolve.evaluators.smtt.generator import split_instances
 from evolve.evaluators.smtt.objective import content_hash
 from evolve.problem import load_problem
 from evolve.references import read_file
+from evolve.verifier import SharesSessions
 
 ROOT = Path(__file__).resolve().parents[1]
 MDD = (ROOT / "problems" / "smtt" / "baselines" / "mdd.py").read_text() + "\n# as a candidate\n"
@@ -165,6 +166,7 @@ def test_the_test_split_and_files_get_a_session_per_instance_and_the_search_spli
     for name in ("smtt", "smtt_rule"):
         problem = load_problem(name)
         verifier = problem.verifier
+        assert isinstance(verifier, SharesSessions)
         assert verifier.shares_session(problem.instances("quick"))
         assert verifier.shares_session(problem.instances("train"))
         assert not verifier.shares_session(problem.instances("test"))
