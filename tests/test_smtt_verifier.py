@@ -146,6 +146,9 @@ def test_unknown_split(verifier: SmttVerifier) -> None:
 
 def test_missing_shipped_reference_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
+    with pytest.raises(UserError, match="no reference for instance test-n20.*--split test"):
+        SmttVerifier(tmp_path, {}).instances("test")  # the test split needs no seeds file
+    (tmp_path / "data" / "seeds.json").write_text((PROBLEM_DIR / "data" / "seeds.json").read_text())
     with pytest.raises(UserError, match="no reference for instance quick-n20.*--split quick"):
         SmttVerifier(tmp_path, {}).instances("quick")
 
