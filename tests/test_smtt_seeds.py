@@ -229,3 +229,23 @@ def schedule(p, d):
     errors = [r.error or "" for r in shared.instances]
     assert errors[0] == "" and all(e for e in errors[1:])
     assert all("saw global cwd home tempfile tmp var_tmp dev_shm" in e for e in errors[1:]), errors
+
+
+def test_work_at_import_is_charged_to_each_fresh_sessions_instance(smtt: Any, tmp_path: Path) -> None:
+    # A session per instance loads the program once per instance: what its module does at import
+    # (a search of every public instance, say) counts against that instance's budget.
+    problem, evaluator = smtt
+    busy = '''import time
+
+_t = time.process_time()
+while time.process_time() - _t < 0.3:
+    pass
+
+
+def schedule(p, d):
+    return list(range(len(p)))
+'''
+    public = problem.instances("quick", public_quick_file(tmp_path))[:3]  # n = 20: 0.14 s each
+    found = evaluator.run_split(busy, public, "public")
+    assert not found.ok
+    assert all("CPU budget exceeded" in (r.error or "") for r in found.instances), found.feedback
