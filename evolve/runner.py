@@ -106,7 +106,7 @@ def _plan(base: Problem, settings: RunSettings, options_source: str, request: bo
             raise UserError(f"select_on = '{settings.select_on}': {err}") from None
     if settings.llm == "auto":  # saved resolved: a resumed run keeps the search it started with
         settings = settings.model_copy(update={"llm": offline_default(bool(configured.spec.rule))})
-    if settings.llm == "gp" and configured.spec.rule:
+    if configured.spec.rule:  # a model's prompt states the [rule] inputs too: a wrong table misleads any search
         from evolve.gp import check_rules
 
         check_rules(configured.seed_code, configured.spec.rule, str(configured.toml_path))

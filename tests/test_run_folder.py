@@ -144,3 +144,16 @@ def test_a_seed_without_a_block_is_named_before_the_search(tmp_path: Path, seed:
     result = evolve("run", str(problem), "--iterations", "2", "--out", str(out))
     one_line_error(result, f"{problem / 'seed.py'}: {said}")
     assert not out.exists()
+
+
+def test_a_rule_table_that_does_not_match_the_seed_is_named_whatever_the_search(tmp_path: Path) -> None:
+    """A model's prompt states the [rule] inputs too; the table was checked only for the GP."""
+    problem = tmp_path / "toy"
+    shutil.copytree(TESTS / "toy_problem", problem, ignore=shutil.ignore_patterns("__pycache__"))
+    toml = problem / "problem.toml"
+    toml.write_text(toml.read_text().replace("[objective]", '[rule]\nfunction = "prio"\ninputs = [{ name = "x", '
+                                                            'kind = "array", doc = "the numbers" }]\n\n[objective]'))
+    out = tmp_path / "run"
+    result = evolve("run", str(problem), "--llm", "mutate", "--iterations", "2", "--out", str(out))
+    one_line_error(result, f"{toml}: [rule] function 'prio' is not a top-level function inside the seed's EVOLVE-BLOCK")
+    assert not out.exists()
