@@ -73,6 +73,9 @@ class GPSettings(Strict):
     # Weight of insertion mutation next to the other operators' (evolve/gp/operators.py, WEIGHTS
     # sum to 1; 0: off): T -> T * (1 + c * g) or T + c * g, with g a small new term and c small.
     insert: float = Field(default=0.0, ge=0.0, le=10.0)
+    # Weight of gated insertion (0: off; needs [rule] gates): T -> T + where(G > 0, c1, c2) * g,
+    # a new term whose coefficient the constant fit tunes on each side of a declared gate G.
+    gate: float = Field(default=0.0, ge=0.0, le=10.0)
 
 
 class RunSettings(Strict):
@@ -262,6 +265,10 @@ class RuleSpec(Strict):
     # Derived terminals, expressions over the inputs (``(d_max - d_min) / remaining_work``): a
     # random leaf of the GP may be one of them, written out in full (checked by ``check_rules``).
     terminals: list[str] = []
+    # Gates, scalar expressions over the inputs whose sign splits the decisions (``n - 75``: the
+    # instances above 75 jobs from the others): gated insertion gives a new term one coefficient
+    # on each side (checked by ``check_rules``; used only where [run.gp] gate > 0).
+    gates: list[str] = []
 
     @model_validator(mode="after")
     def _check_inputs(self) -> RuleSpec:

@@ -13,7 +13,7 @@ from evolve.edits import apply_edit
 from evolve.errors import UserError
 from evolve.gp import BehaviourKeys, GPBackend, check_rules
 from evolve.gp.codegen import HELPER_SOURCE, emit, parse
-from evolve.gp.operators import WEIGHTS, Limits, insert, vary
+from evolve.gp.operators import WEIGHTS, Limits, gate, insert, vary
 from evolve.gp.program import rule_tree, with_rule
 from evolve.gp.semantics import sample_inputs
 from evolve.gp.tree import (
@@ -283,6 +283,73 @@ def test_insertion_is_drawn_only_when_the_run_weighs_it() -> None:
     made = [vary(parent, [], SIG, random.Random(s), Limits(), fresh=False, weights=weighted) for s in range(200)]
     share = sum(c is not None and c.operator == "insert" for c in made) / len(made)
     assert 0.3 < share < 0.6  # without inspirations (no crossover) 0.5 / 1.08 of the draws
+
+
+def test_gated_insertion_gives_a_new_term_a_coefficient_on_each_side_of_a_declared_gate() -> None:
+    parent = ("max", ("x", "d"), ("add", ("x", "t"), ("x", "p")))
+    share = ("div", ("x", "t"), ("add", ("x", "t"), ("c", 7.0)))  # a derived scalar terminal
+    gate_tree = ("sub", ("x", "t"), ("c", 75.0))
+    sig = Signature(SIG.inputs, "array", (share,), (gate_tree,))
+    assert gate(parent, SIG, random.Random(0)) is None  # no gate declared: nothing to gate
+    rng = random.Random(5)
+    roots = products = with_share = 0
+    for _ in range(300):
+        child = gate(parent, sig, rng)
+        assert child is not None and child.operator == "gate" and well_typed(child.tree, sig)
+        # Somewhere a subtree T of the parent became T + where(gate > 0, c1, c2) * g.
+        (site,) = [t for t in _subtrees(child.tree) if t[0] == "add" and t[2][0] == "mul" and t[2][1][0] == "ifpos"]
+        t_tree, (_, (_, condition, (_, c1), (_, c2)), term) = site[1], site[2]
+        assert t_tree in set(_subtrees(parent)) and condition == gate_tree
+        assert 0.03 <= abs(c1) <= 1.0
+        assert c2 == pytest.approx(c1 / 2, rel=0.01) or c2 == pytest.approx(2 * c1, rel=0.01)
+        roots += t_tree == parent
+        products += term[0] == "mul" and kind(term[1], sig) == "scalar" and term[2][0] == "x"
+        with_share += term in (("mul", share, ("x", "p")), ("mul", share, ("x", "d")))
+    # The whole rule half of the time and again when the drawn node is the root (this parent has
+    # two internal nodes); a feature times a job attribute about half the time, half of those the
+    # derived terminal.
+    assert 150 < roots < 250 and products > 120 and 40 < with_share < 110
+    # Above the gate the child computes T + c1 * g, below it T + c2 * g.
+    child = gate(parent, sig, random.Random(1))
+    assert child is not None
+    (site,) = [t for t in _subtrees(child.tree) if t[0] == "add" and t[2][0] == "mul" and t[2][1][0] == "ifpos"]
+    c1, c2, term = site[2][1][2][1], site[2][1][3][1], site[2][2]
+    env = {**_env(), "t": np.array([[10.0], [10.0], [100.0], [100.0], [300.0]])}
+    value, plain = evaluate(site, env), evaluate(site[1], env)
+    g = np.broadcast_to(evaluate(term, env), np.shape(value))
+    high = env["t"].reshape(-1) > 75.0
+    assert np.allclose(value[high], (plain + c1 * g)[high]) and np.allclose(value[~high], (plain + c2 * g)[~high])
+
+
+def test_gated_insertion_is_drawn_only_when_the_run_weighs_it_and_the_rule_has_gates(tmp_path: Path) -> None:
+    parent = ("max", ("x", "d"), ("add", ("x", "t"), ("x", "p")))
+    sig = Signature(SIG.inputs, "array", (), (("sub", ("x", "t"), ("c", 75.0)),))
+    plain = [vary(parent, [], sig, random.Random(s), Limits(), fresh=False) for s in range(200)]
+    assert all(c is not None and c.operator != "gate" for c in plain)
+    weighted = {**WEIGHTS, "gate": 0.5}
+    made = [vary(parent, [], sig, random.Random(s), Limits(), fresh=False, weights=weighted) for s in range(200)]
+    assert 0.3 < sum(c is not None and c.operator == "gate" for c in made) / len(made) < 0.6
+    ungated = [vary(parent, [], SIG, random.Random(s), Limits(), fresh=False, weights=weighted) for s in range(200)]
+    assert all(c is not None and c.operator != "gate" for c in ungated)
+    good = tmp_path / "good.toml"
+    good.write_text("[gp]\ngate = 0.25\n")
+    assert resolve_settings({}, good, {}).gp.gate == 0.25
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gp]\ngate = -1\n")
+    with pytest.raises(UserError, match="gate"):
+        resolve_settings({}, bad, {})
+
+
+@pytest.mark.parametrize(("gate_expr", "message"), [
+    ("p - 75", "a gate must be a scalar expression"),
+    ("75 - 1", "a gate must be a scalar expression"),
+    ("t - ", r"gates\[0\]"),
+])
+def test_check_rules_refuses_a_gate_that_is_not_a_scalar_of_the_inputs(gate_expr: str, message: str) -> None:
+    rule = SMTT_LIKE.model_copy(update={"gates": [gate_expr]})
+    with pytest.raises(UserError, match=message):
+        check_rules(PROGRAM, [rule], "x.toml")
+    check_rules(PROGRAM, [rule.model_copy(update={"gates": ["t - 75"]})], "x.toml")
 
 
 def test_gp_settings_take_racing_and_insertion_and_refuse_bad_values(tmp_path: Path) -> None:

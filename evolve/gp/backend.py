@@ -58,7 +58,8 @@ class GPBackend:
         self.climb = settings.climb if screen is not None else 0
         self.fit_sweeps = settings.fit_constants if screen is not None else 0
         self.fit_race = settings.fit_race
-        self.weights = {**WEIGHTS, "insert": settings.insert} if settings.insert > 0 else WEIGHTS
+        extra = {name: w for name, w in (("insert", settings.insert), ("gate", settings.gate)) if w > 0}
+        self.weights = {**WEIGHTS, **extra} if extra else WEIGHTS
         self.screen = screen
         self.starts = {r.function: [parse(s, {i.name for i in r.inputs}) for s in r.starts] for r in rules}
 

@@ -155,10 +155,38 @@ def insert(parent: Tree, sig: Signature, rng: random.Random) -> Child:
     return Child(replace(parent, at, new), "insert", f"insertion: {how} with a new term g of size {size(term)}")
 
 
+def gate(parent: Tree, sig: Signature, rng: random.Random) -> Child | None:
+    """Gated insertion: a subtree T (the whole rule half of the time) becomes
+    T + np.where(G > 0, c1, c2) * g, with G one of the rule's gates (``[rule] gates``, e.g.
+    ``n - 75``), g a new term and c1, c2 small (c2 half or twice c1). Below the gate the child
+    is an ordinary insertion (so a screen on the small instances ranks it as one), and the
+    constant fit then tunes the term on each side on its own: a term that pays on large
+    instances and costs on small ones, and its gate, in one step instead of two that must
+    coincide. Half the time g is a state feature times a job attribute (a scalar terminal,
+    half of those a derived one, times an array input): the form of the surcharges that
+    dispatching rules add (a tardy share of the schedule times p)."""
+    if not sig.gates:
+        return None
+    at = () if rng.random() < 0.5 else _pick_node(parent, rng, 0.5)
+    node = get(parent, at)
+    derived = [t for t in sig.derived if kind(t, sig) == "scalar"]
+    arrays = sig.names("array")
+    if arrays and rng.random() < 0.5:
+        feature = rng.choice(derived) if derived and rng.random() < 0.5 else random_tree(sig, rng, 0, want="scalar")
+        term: Tree = ("mul", feature, ("x", rng.choice(arrays)))
+    else:
+        term = random_tree(sig, rng, rng.randint(0, 2), full=False, want="array" if rng.random() < 0.7 else "scalar")
+    c1 = rng.choice((-1, 1)) * 10 ** rng.uniform(-1.5, 0.0)
+    c2 = c1 * rng.choice((0.5, 2.0))
+    coefficient = ("ifpos", rng.choice(sig.gates), ("c", float(f"{c1:.3g}")), ("c", float(f"{c2:.3g}")))
+    return Child(replace(parent, at, ("add", node, ("mul", coefficient, term))), "gate",
+                 f"gated insertion: T + where(gate > 0, c1, c2) * g with a new term g of size {size(term)}")
+
+
 def vary(parent: Tree | None, donors: list[Tree], sig: Signature, rng: random.Random, limits: Limits,
          fresh: bool, attempts: int = 50, weights: dict[str, float] = WEIGHTS) -> Child | None:
     """A valid, simplified child different from the parent, or None after ``attempts`` tries.
-    ``weights``: the operators' (WEIGHTS, and ``insert`` where the run enables it)."""
+    ``weights``: the operators' (WEIGHTS, and ``insert`` and ``gate`` where the run enables them)."""
     base = simplify(parent) if parent is not None else None
     for _ in range(attempts):
         if fresh or parent is None:
@@ -174,6 +202,7 @@ def vary(parent: Tree | None, donors: list[Tree], sig: Signature, rng: random.Ra
                 "hoist": lambda: hoist(parent, sig, rng),
                 "wrap": lambda: wrap(parent, sig, rng),
                 "insert": lambda: insert(parent, sig, rng),
+                "gate": lambda: gate(parent, sig, rng),
             }[operator]()
         if child is None:
             continue

@@ -19,7 +19,8 @@ from evolve.gp.tree import Signature, Tree, well_typed
 def signature_of(rule: RuleSpec) -> Signature:
     names = {i.name for i in rule.inputs}
     return Signature(tuple((i.name, i.kind) for i in rule.inputs), rule.returns,
-                     tuple(parse(term, names) for term in rule.terminals))
+                     tuple(parse(term, names) for term in rule.terminals),
+                     tuple(parse(gate, names) for gate in rule.gates))
 
 
 def return_expression(code: str, rule: RuleSpec, tree: ast.Module | None = None) -> str | None:

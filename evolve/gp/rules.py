@@ -15,7 +15,7 @@ from evolve.config import RuleSpec
 from evolve.edits import EditError, evolve_blocks
 from evolve.errors import UserError
 from evolve.gp.codegen import NotATree, parse
-from evolve.gp.tree import Signature, kind, well_typed
+from evolve.gp.tree import Signature, kind, reads, well_typed
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def check_rules(seed_code: str, rules: list[RuleSpec], source: str) -> None:
             raise UserError(f"{source}: [rule] function '{rule.function}': {what}; the inputs must "
                             f"be exactly its parameters ({', '.join(site.params)})")
         sig = Signature(tuple((i.name, i.kind) for i in rule.inputs), rule.returns)
-        for field, exprs in (("starts", rule.starts), ("terminals", rule.terminals)):
+        for field, exprs in (("starts", rule.starts), ("terminals", rule.terminals), ("gates", rule.gates)):
             for k, expr in enumerate(exprs):
                 where = f"{source}: [rule] '{rule.function}' {field}[{k}] = {expr!r}"
                 try:
@@ -87,3 +87,6 @@ def check_rules(seed_code: str, rules: list[RuleSpec], source: str) -> None:
                                     "compute something")
                 if field == "terminals" and not well_typed(tree, Signature(sig.inputs, kind(tree, sig))):
                     raise UserError(f"{where}: not a well-typed expression over the inputs")
+                if field == "gates" and (not reads(tree) or not well_typed(tree, Signature(sig.inputs, "scalar"))):
+                    raise UserError(f"{where}: a gate must be a scalar expression that reads an input "
+                                    "(one value per decision, whose sign splits them), e.g. 'n - 75'")

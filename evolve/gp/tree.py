@@ -59,6 +59,9 @@ class Signature:
     # Derived terminals: small trees over the inputs (``[rule] terminals``, e.g. the remaining
     # problem's tardiness factor) that a random leaf may be, written out in full in the program.
     derived: tuple[Tree, ...] = ()
+    # Gates: scalar trees whose sign splits the decisions (``[rule] gates``, e.g. ``n - 75``),
+    # the conditions of gated insertion's coefficients.
+    gates: tuple[Tree, ...] = ()
 
     def names(self, kind: Kind) -> list[str]:
         return [n for n, k in self.inputs if k == kind]
