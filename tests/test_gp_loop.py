@@ -69,11 +69,11 @@ def test_a_gp_run_repeats_exactly_and_a_resumed_one_matches_it(toy_dir: Path, tm
 def test_a_stalled_island_restarts_and_the_restart_is_persisted(toy_dir: Path, tmp_path: Path) -> None:
     toy = _toy_with_rule(toy_dir)
     settings = {"gp": {"init": 1, "restart_after": 2, "children": 2}}
-    archive, _ = _run(toy, tmp_path / "r", 40, **settings)
-    epochs = archive.get_meta(EPOCHS_META)
+    straight, _ = _run(toy, tmp_path / "r", 40, **settings)
+    epochs = straight.get_meta(EPOCHS_META)
     assert epochs is not None and any(start > island + 1 for island, start in enumerate(epochs))
-    # The resumed run reads the epochs back and plans as the live one did.
-    straight, _ = _run(toy, tmp_path / "s", 40, **settings)
+    # The resumed run reads the epochs back and plans as the live one did (runs repeat exactly:
+    # test_a_gp_run_repeats_exactly_and_a_resumed_one_matches_it).
     _run(toy, tmp_path / "t", 17, **settings)
     resumed, _ = _run(toy, tmp_path / "t", 40, **settings)
     assert _history(resumed) == _history(straight)
