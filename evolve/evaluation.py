@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -330,7 +331,9 @@ class Evaluator:
             score, metrics = aggregate(results, spec.objective.direction, spec.objective.score,
                                        spec.objective.median_weight, spec.objective.reference_floor)
         status: Status = "ok" if score is not None else "infeasible"
-        feedback = describe(results, metrics, spec.objective.score)
+        instance_score = getattr(verifier, "instance_score", None)
+        feedback = describe(results, metrics, spec.objective.score,
+                            instance_score if callable(instance_score) else None)
         return Evaluation(status, score, metrics, results, feedback, stage, 0.0, solutions)
 
     def _score_one(self, instance: Instance, run: object) -> InstanceResult:
@@ -402,8 +405,14 @@ def cascade_floor(parent_quick_score: float | None, tolerance: float) -> float |
 _REFERENCE_WORDS = {"best_known": "best known", "bound": "bound", "none": "reference"}
 
 
-def describe(results: list[InstanceResult], metrics: dict[str, float], score_kind: str) -> str:
-    """Verifier feedback for the next prompt: headline, per group, per name facet, worst instances."""
+def describe(results: list[InstanceResult], metrics: dict[str, float], score_kind: str,
+             instance_score: Callable[[InstanceResult], float] | None = None) -> str:
+    """Verifier feedback for the next prompt: headline, per group, per name facet, worst instances.
+
+    Where the score is a mean of what each instance adds to it (``instance_score``, e.g. serving's
+    goodput - starved - 0.2 x latency gap), the groups' scores come first and the worst instances
+    are those that add the least: ranked by their gap alone, the "worst" were the ones with the
+    worst tie-breaker (an agent playing the model read them so)."""
     lines = []
     gap = headline_gap(metrics, score_kind)
     if gap is not None:
@@ -414,9 +423,24 @@ def describe(results: list[InstanceResult], metrics: dict[str, float], score_kin
                      f"(objective sum {metrics.get('objective_sum', 0.0):g}); score it on instances with a non-zero "
                      "reference")
     groups = sorted((k[13:-1] for k in metrics if k.startswith("gap_mean_pct[")), key=natural_key)
+    scored = {id(r): instance_score(r) for r in results if r.feasible} if instance_score is not None else {}
+    if scored:
+        by_group: dict[str, list[float]] = {}
+        for r in results:
+            if id(r) in scored:
+                by_group.setdefault(r.group, []).append(scored[id(r)])
+        lines.append("score per group: " + ", ".join(
+            f"{g} {sum(v) / len(v):.2f}" for g, v in sorted(by_group.items(), key=lambda kv: natural_key(kv[0]))))
     if groups:
-        lines.append("per group: " + ", ".join(f"{g} {metrics[f'gap_mean_pct[{g}]']:.2f}%" for g in groups))
+        lines.append(("gap per group: " if scored else "per group: ")
+                     + ", ".join(f"{g} {metrics[f'gap_mean_pct[{g}]']:.2f}%" for g in groups))
     lines.extend(facet_lines(results))
+    if scored:
+        lowest = sorted((r for r in results if id(r) in scored), key=lambda r: scored[id(r)])[:3]
+        lines.append("worst instances (the lowest scores): " + "; ".join(
+            f"{r.name} score {scored[id(r)]:.2f}" + (f", gap {100 * r.gap:.2f}%" if r.gap is not None else "")
+            for r in lowest))
+        return "\n".join(lines)
     worst = sorted((r for r in results if r.gap is not None), key=lambda r: r.gap or 0.0, reverse=True)[:3]
     if worst:
         lines.append(

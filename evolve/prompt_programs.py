@@ -31,7 +31,7 @@ _KEY_METRICS = ("gap_median_pct", "optimal_hits", "ms_per_instance", "goodput_pc
 # An instance this close to its time budget is one a slower moment could push over it.
 NEAR_BUDGET = 0.9
 CHANGE_CHARS = 100  # a longer list of changed functions is given as counts
-WORST = "worst instances:"  # the feedback line an inspiration leaves out (the current program's says it)
+WORST = "worst instances"  # the feedback line an inspiration leaves out (the current program's says it)
 
 
 @dataclass(frozen=True)

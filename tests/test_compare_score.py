@@ -10,7 +10,7 @@ import pytest
 from shipped_evaluator import shipped_evaluator
 
 from evolve.compare import compare, instance_score_of
-from evolve.evaluation import Evaluation
+from evolve.evaluation import Evaluation, describe
 from evolve.verifier import Instance, InstanceResult, Reference
 
 
@@ -47,5 +47,34 @@ def test_servings_instance_scores_average_to_its_score_and_other_problems_have_n
     score = instance_score_of(problem)
     assert score is not None
     assert fmean(score(r) for r in ran.instances) == pytest.approx(ran.score)
+    # The feedback a model reads leads with the score per group and names the instances that add the
+    # least to the score, not the ones with the worst latency gap.
+    lines = ran.feedback.splitlines()
+    assert any(line.startswith("score per group: ") for line in lines), ran.feedback
+    worst = next(line for line in lines if line.startswith("worst instances"))
+    lowest = sorted(ran.instances, key=score)[:3]
+    assert worst == "worst instances (the lowest scores): " + "; ".join(
+        f"{r.name} score {score(r):.2f}, gap {100 * (r.gap or 0):.2f}%" for r in lowest)
     with shipped_evaluator("smtt") as (smtt, _):
         assert instance_score_of(smtt) is None  # score = minus a gap: the relative gap difference
+
+
+def test_the_worst_instances_a_model_is_shown_are_those_adding_least_to_the_score() -> None:
+    # "slow" has the worst latency gap but full goodput; "missed" is faster and loses goodput: with
+    # serving's score it is the worse instance, and the feedback must say so.
+    slow, missed, fine = served("slow", 12.0, 99.0), served("missed", 10.5, 70.0), served("fine", 10.0, 98.0)
+    slow.group = missed.group = "code"
+
+    def score(r: InstanceResult) -> float:
+        return r.extra["goodput_pct"] - r.extra["starved_pct"] - 0.2 * 100.0 * (r.gap or 0.0)
+
+    metrics = {"gap_mean_pct[code]": 12.5, "gap_mean_pct[g]": 0.0}
+    text = describe([slow, missed, fine], metrics, "custom", score)
+    assert text.splitlines() == [
+        "score per group: code 82.00, g 98.00",
+        "gap per group: code 12.50%, g 0.00%",
+        "worst instances (the lowest scores): missed score 69.00, gap 5.00%; slow score 95.00, gap 20.00%; "
+        "fine score 98.00, gap 0.00%",
+    ]
+    plain = describe([slow, missed, fine], metrics, "custom")
+    assert plain.splitlines()[-1].startswith("worst instances: slow gap 20.00%")  # without it: by gap

@@ -28,6 +28,9 @@ def test_evolve_prompt_prints_a_new_runs_first_request_and_leaves_nothing_behind
     assert out.startswith("<!-- the request of iteration 1, asking for a diff -->")
     system, user = out.split("# System\n\n")[1].split("\n\n# User\n\n")
     assert "# How a program is judged" in system and "held-out test split" in system
+    # What the verifier computes is said without a direction that could contradict the score's own
+    # ("the mean E2E latency (minimize)" above "higher is better" read as a contradiction).
+    assert "computes each instance's" in system and "(minimize)" not in system and "(maximize)" not in system
     assert user.startswith('Answer with one line "Idea: ..."')  # the format comes first
     assert "# Direction for this island" in user and user.rstrip().endswith("exactly, including indentation.")
     assert list(tmp_path.iterdir()) == [toy_dir]  # no run folder, no archive
