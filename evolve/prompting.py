@@ -142,12 +142,15 @@ class PromptBuilder:
             bare = render([])
             return TEXT_CHARS - len(self._system or "") - (len(bare) - len(view.block)), bare
 
-        # The history gives way (oldest first) until inspirations have room for their headers.
+        # The history gives way (oldest first) until inspirations have room for their headers;
+        # the prompt says how many it left out, so a model does not take the rest for all there was.
+        context["tried_cut"] = context["latest_cut"] = 0
         room, bare = text_room()
         while room < INSPIRATION_TEXT and (len(context["latest"]) > MIN_LISTED
                                            or len(context["tried"]) > MIN_LISTED):
             longer = "latest" if len(context["latest"]) >= len(context["tried"]) else "tried"
             context[longer] = context[longer][:-1]
+            context[f"{longer}_cut"] += 1
             room, bare = text_room()
         ideas_listed = frozenset(t.iteration for t in [*context["tried"], *context["latest"]])
         chosen = self._fit(others, view, room, max(INSPIRATION_CODE, CODE_CHARS - len(view.block)),

@@ -16,7 +16,7 @@ from evolve.edits import code_hash
 from evolve.population import Elite, ParentChoice, Population
 from evolve.problem import Problem, load_problem
 from evolve.prompt_facts import evaluation_setup
-from evolve.prompt_history import InFlight
+from evolve.prompt_history import InFlight, latest_elsewhere, tried_on
 from evolve.prompt_programs import changed_functions
 from evolve.prompting import CODE_CHARS, INSPIRATION_CODE, TEXT_CHARS, PromptBuilder
 from evolve.scoring import natural_key
@@ -110,6 +110,16 @@ def test_a_prompt_stays_within_its_size_budget_at_any_archive_size(smtt: Problem
     # The near-identical inspirations come as diffs, never as a second copy of the same code.
     assert user.count("def _helper_3(seq, p, d):") <= 2 and "```diff" in user
     assert user.count("\n- iteration ") <= 10
+    # What the history left out for room is said, so the model does not take the rest for all there was.
+    cut = 0
+    for title, full in (("Already tried on this program", tried_on(archive, parent, smtt, [])),
+                        ("Latest attempts on other programs of the run", latest_elsewhere(archive, parent, smtt, []))):
+        header = re.search(rf"# {title} \(newest first(?:; (\d+) older left out for room)?\)\n", user)
+        assert header is not None, title
+        listed = user[header.end():].split("\n\n")[0].count("- iteration ")
+        assert listed + int(header.group(1) or 0) == len(full), (title, listed, len(full))
+        cut += int(header.group(1) or 0)
+    assert cut > 0  # this prompt had to leave some out
 
 
 def test_the_runs_latest_attempts_are_reported_whatever_the_parent(smtt: Problem, tmp_path: Path) -> None:
