@@ -50,7 +50,9 @@ def ended(sandbox: Sandbox, source: str, payloads: list[object], timeout_s: floa
 
 def test_many_calls_answer_in_order_and_the_session_ends_ok(sandbox: Sandbox) -> None:
     source = "calls = []\ndef f(x):\n    calls.append(x)\n    return {'x': x, 'seen': len(calls)}\n"
-    with sandbox.session(source, "f") as session:
+    # Order, not speed, is checked: the whole session gets a minute (about a second here when the
+    # machine is idle; at load 12 the limits' 3 s + 15 s of grace ran out before call 2000).
+    with sandbox.session(source, "f", timeout_s=60) as session:
         replies = [session.call(k) for k in range(2000)]
     assert [r.value for r in replies] == [{"x": k, "seen": k + 1} for k in range(2000)]
     assert all(r.error is None and r.wall_seconds > 0 and r.cpu_seconds >= 0 for r in replies)
