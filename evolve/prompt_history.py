@@ -183,7 +183,7 @@ def why_parent(choice: ParentChoice | None, parent: Program, best: Program | Non
                f"{choice.elites} programs")
         if choice.island_best is not None:
             how += (", here the island's best" if choice.island_best == parent.id
-                    else f", not the island's best (#{choice.island_best})")
+                    else f"; no draw hit the island's best, #{choice.island_best}, so it is not the parent")
     elif choice.how == "random":
         how = f"drawn at random from island {island}'s {choice.elites} programs, to explore"
     elif choice.how == "best":

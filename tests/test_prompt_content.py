@@ -181,8 +181,8 @@ def test_a_tournament_that_drew_only_the_worse_program_does_not_call_it_the_best
     won = next(c for c in choices if c.program_id == better)
     prompts = builder(smtt, archive)
     user = prompts.messages("diff", 0, archive.program(seed), [], choice=worse)[1]["content"]
-    assert ("Why this program: the best of 3 random draws (with replacement) from island 0's 2 programs, "
-            "not the island's best (#2); the run's best so far is #2") in user
+    assert ("Why this program: the best of 3 random draws (with replacement) from island 0's 2 programs; "
+            "no draw hit the island's best, #2, so it is not the parent; the run's best so far is #2") in user
     user = prompts.messages("diff", 0, archive.program(better), [], choice=won)[1]["content"]
     assert ("Why this program: the best of 3 random draws (with replacement) from island 0's 2 programs, "
             "here the island's best; it is the run's best so far.") in user
