@@ -197,13 +197,29 @@ def test_smtts_search_splits_are_smtt_rules_first_replicates_with_its_references
 def test_nothing_carries_over_between_the_sessions_of_one_candidate(smtt: Any, tmp_path: Path) -> None:
     """Each session is a fresh process with a fresh work dir ($HOME, $TMPDIR, cwd) and fresh
     /tmp, /var/tmp and /dev/shm: a program leaving notes everywhere it may write finds none of
-    them at its next instance. In one session it finds them all (the probe can see)."""
+    them at its next instance, nor a counter in a System V shared memory segment. In one session
+    it finds them all (the probe can see)."""
     problem, evaluator = smtt
     marks = MDD.replace("def schedule(", "def _mdd(") + '''
+import ctypes
 import os
 import tempfile
 
 _CALLS = []
+
+
+def _shm_count():
+    """A counter in a System V shared memory segment, which outlives the process that made it
+    unless the IPC namespace goes with it; None where the sandbox refuses the segment."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    shmid = libc.shmget(0x5EED, 4096, 0o1600)  # IPC_CREAT | 0600
+    addr = libc.shmat(shmid, None, 0) if shmid >= 0 else None
+    if addr in (None, ctypes.c_void_p(-1).value):
+        return None
+    counter = ctypes.c_int.from_address(addr)
+    counter.value += 1
+    return counter.value - 1
 _PLACES = {"cwd": ".", "home": os.environ.get("HOME", "."), "tempfile": tempfile.gettempdir(),
            "tmp": "/tmp", "var_tmp": "/var/tmp", "dev_shm": "/dev/shm"}
 
@@ -216,9 +232,12 @@ def schedule(p, d):
             seen.append(where)
         with open(note, "w") as f:
             f.write("here before")
+    shm = _shm_count()
+    if shm:
+        seen.append("sysv_shm")
     _CALLS.append(1)
     if seen:
-        raise RuntimeError("saw " + " ".join(seen))
+        raise RuntimeError("saw " + " ".join(seen) + (" (shm refused)" if shm is None else ""))
     return _mdd(p, d)
 '''
     public = problem.instances("quick", public_quick_file(tmp_path))
@@ -229,6 +248,9 @@ def schedule(p, d):
     errors = [r.error or "" for r in shared.instances]
     assert errors[0] == "" and all(e for e in errors[1:])
     assert all("saw global cwd home tempfile tmp var_tmp dev_shm" in e for e in errors[1:]), errors
+    # A System V segment too, where the sandbox grants one (this machine does): seen within a
+    # session, never across the fresh ones above.
+    assert all(" sysv_shm" in e or "(shm refused)" in e for e in errors[1:]), errors
 
 
 def test_work_at_import_is_charged_to_each_fresh_sessions_instance(smtt: Any, tmp_path: Path) -> None:
