@@ -7,16 +7,26 @@ a package named after the folder's resolved path (``evolve_plugin_<hash>``), and
 modules of another folder that this folder also provides (``from toy_side import solve``) step
 aside from ``sys.modules`` before its import, so that it finds its own.  The sandbox's worker, a
 fresh interpreter, loads the same files (``SandboxSide.files``, ``load_files``).
+
+An import that runs later (``import helper`` inside ``score()``) must find its own folder's file
+too, whichever folder was loaded last: every module loaded from a problem's folders gets an
+``__import__`` of that problem's (a builtins dict of its own, set before the module runs, so its
+functions keep it) that does the same stepping aside for its folders' plain names first.
+``importlib.import_module("helper")`` in such a module is not covered (it bypasses ``__import__``).
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 PREFIX = "evolve_plugin_"  # also evolve.sandbox.side.PLUGIN_PREFIX
 
@@ -59,20 +69,88 @@ def import_by_file(module: str, folders: list[str], own: list[str]) -> ModuleTyp
     resolved = str(Path(folder).resolve())
     package = package_name(resolved)
     ensure_package(package, resolved)
-    for path in reversed(folders):  # sibling imports (from toy_side import solve) find this folder first
+    roots = [Path(p).resolve() for p in own]
+    _register(roots, folders)
+    # Sibling imports (from toy_side import solve) find this folder's files first.
+    _prefer(_provided(roots), roots, folders)
+    # The stepped-aside modules stay aside: the names are this folder's now (its classes must
+    # pickle by them), as they were the other folder's after its own import.
+    return importlib.import_module(f"{package}.{module}")
+
+
+def _provided(roots: list[Path]) -> frozenset[str]:
+    """The plain module names that files or packages of ``roots`` provide."""
+    return frozenset({f.stem if f.suffix == ".py" else f.name for root in roots if root.is_dir()
+                      for f in root.iterdir() if f.suffix == ".py" or (f / "__init__.py").is_file()} - {"evolve"})
+
+
+def _prefer(names: frozenset[str], roots: list[Path], folders: list[str]) -> None:
+    """The next import of any of ``names`` finds the ``roots``' own file: modules of those names
+    from elsewhere (another folder's import) step aside, and ``folders`` go first on sys.path."""
+    for path in reversed(folders):
         if path in sys.path:
             sys.path.remove(path)
         sys.path.insert(0, path)
-    roots = [Path(p).resolve() for p in own]
-    # A module of the same name from elsewhere (another folder's, imported by name) steps aside.
-    provided = {f.stem if f.suffix == ".py" else f.name for root in roots if root.is_dir()
-                for f in root.iterdir() if f.suffix == ".py" or (f / "__init__.py").is_file()} - {"evolve"}
-    stash = {n: m for n, m in sys.modules.items() if n.partition(".")[0] in provided and not _within(m, roots)}
+    stash = [n for n, m in sys.modules.items() if n.partition(".")[0] in names and not _within(m, roots)]
     for name in stash:
         del sys.modules[name]
-    # They stay aside: the names are this folder's now (its classes must pickle by them), as they
-    # were the other folder's after its own import.
-    return importlib.import_module(f"{package}.{module}")
+
+
+# Resolved folder -> the builtins of the modules loaded from it (their own __import__).
+_BUILTINS: dict[Path, dict[str, Any]] = {}
+
+
+def _register(roots: list[Path], folders: list[str]) -> None:
+    """Modules loaded from ``roots`` from now on import plain names of ``roots`` from ``roots``."""
+    names = _provided(roots)
+
+    def own_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        top = name.partition(".")[0]
+        if level == 0 and top in names:
+            present = sys.modules.get(top)
+            if present is None or not _within(present, roots):
+                _prefer(frozenset({top}), roots, folders)
+        return builtins.__import__(name, globals, locals, fromlist, level)
+
+    table = dict(builtins.__dict__, __import__=own_import)
+    for root in roots:
+        _BUILTINS.setdefault(root, table)
+    if not any(isinstance(f, _OwnBuiltins) for f in sys.meta_path):
+        # Just before PathFinder: built-in and frozen modules keep precedence, as without it.
+        at = next((k for k, f in enumerate(sys.meta_path) if f is importlib.machinery.PathFinder), len(sys.meta_path))
+        sys.meta_path.insert(at, _OwnBuiltins())
+
+
+class _OwnBuiltins(importlib.abc.MetaPathFinder):
+    """Finds what PathFinder finds; a module whose file lies in a registered folder gets that
+    folder's builtins before it runs."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is None or spec.loader is None or not spec.origin or not spec.has_location:
+            return None
+        origin = Path(spec.origin).resolve()
+        roots = [root for root in _BUILTINS if origin.is_relative_to(root)]
+        if not roots:
+            return None
+        spec.loader = _WithBuiltins(spec.loader, _BUILTINS[max(roots, key=lambda r: len(r.parts))])
+        return spec
+
+
+class _WithBuiltins(importlib.abc.Loader):
+    def __init__(self, loader: Any, table: dict[str, Any]) -> None:
+        self.loader = loader
+        self.table = table
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__builtins__ = self.table  # type: ignore[attr-defined]
+        self.loader.exec_module(module)
+
+    def __getattr__(self, name: str) -> Any:  # get_source, get_filename, ...: the file's loader's
+        return getattr(self.loader, name)
 
 
 def _within(module: ModuleType, roots: list[Path]) -> bool:

@@ -70,11 +70,9 @@ def test_a_run_reviewed_after_a_same_named_problem_reads_the_cache_its_command_w
     assert [r["name"] for r in run.program(run.seed.id).instances] == ["train-0", "train-1", "train-2", "train-3"]
 
 
-def test_instance_data_of_a_class_of_the_verifiers_own_module_reaches_the_sandbox(tmp_path: Path) -> None:
-    """docs/add-a-problem.md: a module whose types the instance data hold goes in sandbox_modules,
-    by its file's name; the verifier's own module is imported under its folder's name now, and its
-    classes pickle by that name, which the worker must know."""
-    folder = tmp_path / "boxed" / "toy_problem"
+def _boxed(root: Path) -> Path:
+    """The toy whose instance data hold a ``Box``, a class of the verifier's own module."""
+    folder = root / "boxed" / "toy_problem"
     shutil.copytree(TESTS / "toy_problem", folder)
     verifier = folder / "toy_verifier.py"
     text = verifier.read_text().replace(
@@ -86,8 +84,56 @@ def test_instance_data_of_a_class_of_the_verifiers_own_module_reaches_the_sandbo
     side = folder / "toy_side.py"
     side.write_text(side.read_text().replace('heuristic(instance.data["x"].copy())',
                                              'heuristic(instance.data["box"].x.copy())'))
+    return folder
+
+
+def test_instance_data_of_a_class_of_the_verifiers_own_module_reaches_the_sandbox(tmp_path: Path) -> None:
+    """docs/add-a-problem.md: a module whose types the instance data hold goes in sandbox_modules,
+    by its file's name; the verifier's own module is imported under its folder's name now, and its
+    classes pickle by that name, which the worker must know."""
+    folder = _boxed(tmp_path)
     seed = (TESTS / "toy_problem" / "seed.py").read_text()
     evaluation = evolve.evaluate(str(folder), seed, split="quick")
     plain = evolve.evaluate(str(TESTS / "toy_problem"), seed, split="quick")
     assert evaluation.ok, evaluation.feedback
     assert evaluation.score == pytest.approx(plain.score)
+
+
+def _lazy_copies(root: Path) -> dict[str, Path]:
+    """a and b: the toy, each with its own ``scaled.py`` (a: factor 1, b: factor 1000) that the
+    verifier imports by its plain name only inside score(), after both folders were loaded."""
+    folders = {}
+    for name, factor in (("a", 1), ("b", 1000)):
+        folders[name] = root / name / "toy_problem"
+        shutil.copytree(TESTS / "toy_problem", folders[name])
+        (folders[name] / "scaled.py").write_text(f"FACTOR = {factor}\n")
+        verifier = folders[name] / "toy_verifier.py"
+        text = verifier.read_text()
+        lazy = ("        import scaled  # lazy: imported at the first score, not with the verifier\n\n"
+                "        value = float(np.sum(np.arange(len(x)) * x[np.asarray(solution)])) * scaled.FACTOR\n")
+        old = "        value = float(np.sum(np.arange(len(x)) * x[np.asarray(solution)]))\n"
+        assert old in text
+        verifier.write_text(text.replace(old, lazy).replace('Reference(best, "optimal"',
+                                                            f'Reference(best * {factor}, "optimal"'))
+    return folders
+
+
+def test_a_lazy_plain_named_import_in_a_verifier_finds_its_own_folders_module(tmp_path: Path) -> None:
+    """Both verifiers loaded first, then each scores (in both orders): a lazy ``import scaled``
+    inside score() gets its own folder's scaled.py, not the one of the folder loaded last or the
+    one another folder's score imported first."""
+    folders = _lazy_copies(tmp_path)
+    seed = (TESTS / "toy_problem" / "seed.py").read_text()
+    problems = {name: load_problem(str(folder)) for name, folder in folders.items()}
+    for problem in problems.values():
+        assert problem.verifier_class is not None  # both imported before either scores
+    plain = evolve.evaluate(str(TESTS / "toy_problem"), seed, split="quick")
+    values = {}
+    for name in ("a", "b", "a", "b"):
+        evaluation = evolve.evaluate(problems[name], seed, split="quick")
+        assert evaluation.ok, evaluation.feedback
+        values[name] = [r.objective for r in evaluation.instances]
+        assert evaluation.score == pytest.approx(plain.score)  # the gap: value and reference scaled alike
+    assert values["b"] == pytest.approx([1000 * v for v in values["a"]])
+    assert values["a"] == pytest.approx([r.objective for r in plain.instances])
+
