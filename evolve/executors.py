@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import queue
 import socket
 import time
@@ -31,6 +32,20 @@ def problem_reference(problem: Problem) -> str:
     """How another process loads the same problem: built-in and plug-in problems by
     name; a problem given as a folder by its path (which must exist there)."""
     return problem.name if problem.origin != "path" else str(problem.dir)
+
+
+def pack_splits(splits: dict[str, list[Instance]]) -> bytes:
+    """The instance sets as one pickle, which the receiving process opens only after loading the
+    problem (``unpack_splits``): the instance data of a problem given as a folder may hold classes of
+    its verifier's module, which pickle by the folder's package name (``evolve_plugin_<hash>``,
+    evolve/plugin_import.py), a name that exists there only once the verifier is imported."""
+    return pickle.dumps(splits, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack_splits(problem: Problem, packed: bytes) -> dict[str, list[Instance]]:
+    _ = problem.verifier_class  # imports the verifier: its folder's package exists from here on
+    splits: dict[str, list[Instance]] = pickle.loads(packed)
+    return splits
 
 
 class Executor(Protocol):
@@ -92,12 +107,11 @@ class _EvaluatorActor:
 
     def __init__(
         self, problem_ref: str, options: dict[str, Any], sandbox: dict[str, Any],
-        quick: list[Instance], train: list[Instance], hide: list[str],
+        splits: bytes, hide: list[str],
     ) -> None:
         problem = load_problem(problem_ref).with_options(options)
         settings = SandboxSettings.model_validate(sandbox)
-        self._local = LocalExecutor(problem, settings, 1, {"quick": quick, "train": train},
-                                    [Path(p) for p in hide])
+        self._local = LocalExecutor(problem, settings, 1, unpack_splits(problem, splits), [Path(p) for p in hide])
 
     def evaluate(
         self, code: str, parent_quick_score: float | None, tolerance: float, cascade: bool
@@ -130,11 +144,11 @@ class RayExecutor(SlotCalls):
         # given as a folder must exist at the same path there (shared storage).
         reference = problem_reference(problem)
         actor_class = ray.remote(num_cpus=1)(_EvaluatorActor)
-        quick, train = ray.put(splits["quick"]), ray.put(splits["train"])
+        packed = ray.put(pack_splits({"quick": splits["quick"], "train": splits["train"]}))
         self._actors = [
             actor_class.remote(
                 reference, dict(problem.spec.verifier.options), settings.sandbox.model_dump(),
-                quick, train, [str(p) for p in hide or []],
+                packed, [str(p) for p in hide or []],
             )
             for _ in range(settings.workers)
         ]

@@ -35,7 +35,15 @@ from typing import Any
 from evolve.config import RunSettings, SandboxSettings
 from evolve.errors import UserError
 from evolve.evaluation import Evaluation, warn_once
-from evolve.executors import Executor, LocalExecutor, RayExecutor, SlotCalls, problem_reference
+from evolve.executors import (
+    Executor,
+    LocalExecutor,
+    RayExecutor,
+    SlotCalls,
+    pack_splits,
+    problem_reference,
+    unpack_splits,
+)
 from evolve.problem import Problem
 from evolve.verifier import Instance
 
@@ -55,7 +63,7 @@ class WorkerSpec:
     problem: str  # a name or a folder (problem_reference)
     options: dict[str, Any]
     sandbox: dict[str, Any]  # SandboxSettings, as plain data
-    splits: dict[str, list[Instance]]
+    splits: bytes  # pack_splits: opened after the problem is loaded
     hide: list[str]
     slot: int
     sys_path: list[str] = field(default_factory=list)
@@ -146,7 +154,7 @@ class WorkerProcesses(SlotCalls):
         splits: dict[str, list[Instance]], hide: list[Path] | None = None,
     ) -> None:
         base = WorkerSpec(problem_reference(problem), dict(problem.spec.verifier.options),
-                          settings.model_dump(), splits, [str(p) for p in hide or []], 0,
+                          settings.model_dump(), pack_splits(splits), [str(p) for p in hide or []], 0,
                           [os.path.abspath(p or ".") for p in sys.path])
         self._workers: list[_Worker] = []
         self._free: queue.Queue[_Worker] = queue.Queue()
@@ -226,7 +234,8 @@ def _serve(conn: Connection) -> None:
     sys.path[:] = spec.sys_path
     try:
         problem = load_problem(spec.problem).with_options(spec.options)
-        local = LocalExecutor(problem, SandboxSettings.model_validate(spec.sandbox), 1, spec.splits,
+        splits = unpack_splits(problem, spec.splits)
+        local = LocalExecutor(problem, SandboxSettings.model_validate(spec.sandbox), 1, splits,
                               [Path(p) for p in spec.hide], first_slot=spec.slot)
         facts = local.start()
     except Exception as exc:  # UserError, SandboxError: raised again by the controller

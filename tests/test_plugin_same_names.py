@@ -137,3 +137,17 @@ def test_a_lazy_plain_named_import_in_a_verifier_finds_its_own_folders_module(tm
     assert values["b"] == pytest.approx([1000 * v for v in values["a"]])
     assert values["a"] == pytest.approx([r.objective for r in plain.instances])
 
+
+def test_instance_data_of_a_class_of_the_verifiers_own_module_reach_trusted_worker_processes(tmp_path: Path) -> None:
+    """--workers 2: the instances travel pickled to each trusted worker process, where the class
+    is known by its folder's package name (evolve_plugin_<hash>.toy_verifier.Box) only once the
+    worker has loaded the problem."""
+    folder = _boxed(tmp_path)
+    run = evolve.run(str(folder), iterations=3, seed=1, out=tmp_path / "run", islands=2, workers=2)
+    plain = evolve.evaluate(str(TESTS / "toy_problem"), (TESTS / "toy_problem" / "seed.py").read_text(),
+                            split="train")
+    assert run.seed.score == pytest.approx(plain.score)
+    attempts = run.attempts()
+    assert len(attempts) == 3
+    assert list(attempts["outcome"]) == ["evaluated"] * 3, attempts.to_dict("records")
+    assert set(run.programs()["status"]) == {"ok"}  # every child scored by a worker, none crashed
