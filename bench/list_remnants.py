@@ -3,8 +3,10 @@
 ``evolve/sandbox/wipe.py`` zeroes the numpy arrays of the zygote's instance sets before a session
 child drops them; until the tenth red team it left Python numbers alone, so a plug-in whose instance
 data are lists of floats left them in the child's freed memory (732 of 10,000 found; 0 now that the
-floats only the set holds are zeroed too; ``tests/test_sandbox_wipe.py`` runs this probe).  This loads one set of 20 instances, each
-either a list of 500 distinct floats or the same values as a float64 array, through a batch run,
+floats only the set holds are zeroed too; ``tests/test_sandbox_wipe.py`` runs this probe), and
+strings and numpy scalars until the eleventh.  This loads one set of 20 instances, each a list of
+500 distinct floats, the same values as a float64 array or as ``np.float64`` scalars, or a list of
+500 strings, through a batch run,
 then opens a session whose program copies every page of its heap and of the 4 GiB below the C
 library into fresh mappings and counts the values whose 8 bytes it finds.
 
@@ -91,14 +93,22 @@ def policy(payload):
 def main() -> int:
     rng = random.Random(7)
     limits = SandboxLimits(timeout_s=120.0, memory_mb=2048, max_processes=1)
-    for kind in ("list", "array", "read-only array"):
+    for kind in ("list", "array", "read-only array", "np.float64", "str"):
         values = [[rng.random() for _ in range(500)] for _ in range(20)]
-        instances = [Instance(f"i{k}", "all", {"x": 1.0, "values": v if kind == "list" else np.array(v)},
-                              Reference(0.0, "optimal", "exact")) for k, v in enumerate(values)]
+        flat = b"".join(struct.pack("<d", x) for v in values for x in v)
+        held: list = values
+        if kind in ("array", "read-only array"):
+            held = [np.array(v) for v in values]
+        elif kind == "np.float64":
+            held = [[np.float64(x) for x in v] for v in values]
+        elif kind == "str":  # 16 letters each, looked for by their first 8
+            held = [["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(16)) for _ in v] for v in values]
+            flat = b"".join(s.encode()[:8] for v in held for s in v)
+        instances = [Instance(f"i{k}", "all", {"x": 1.0, "values": v}, Reference(0.0, "optimal", "exact"))
+                     for k, v in enumerate(held)]
         if kind == "read-only array":  # pickled as bytes, so the zygote's copy is read-only too
             for instance in instances:
                 instance.data["values"].flags.writeable = False
-        flat = b"".join(struct.pack("<d", x) for v in values for x in v)
         shifted = bytes((b + 1) % 256 for b in flat)
         with Sandbox("sandbox_fixtures:InteractiveVerifier", limits, slot=40,
                      extra_sys_path=[str(HERE.parent / "tests")]) as sb:
@@ -106,7 +116,7 @@ def main() -> int:
             with sb.session(SESSION, "policy", timeout_s=120.0) as session:
                 reply = session.call(shifted, reply_limit=1 << 16)
         found = reply.value if reply.error is None else reply.error
-        print(f"{kind:15}: {found} of {len(values) * 500} values found in the session child's memory")
+        print(f"{kind:15}: {found} of {len(flat) // 8} values found in the session child's memory")
         if not isinstance(found, int):
             print(re.sub(r"\s+", " ", str(found))[:300])
     return 0

@@ -39,7 +39,7 @@ from evolve.sandbox.frames import TAIL, WorkerLost, read_frame, recv_request, se
 from evolve.sandbox.side import SandboxSide, load_side
 from evolve.sandbox.supervise import supervise, vm_kb
 from evolve.sandbox.types import SandboxLimits
-from evolve.sandbox.wipe import wipe_sets
+from evolve.sandbox.wipe import loads, wipe_sets
 
 # Imported once here, so candidates get them for free (and can use them after
 # dropping to a uid that cannot read the Python installation).
@@ -184,7 +184,7 @@ class Zygote(ChildKeeper):
         if os.getpid() != self.pid:  # never in a child, whatever a candidate did
             os._exit(99)
         try:
-            req = pickle.loads(frame)  # from the controller: trusted
+            req = loads(frame)  # from the controller: trusted (numpy scalars: wipe.loads)
             oslevel.scrub(frame)  # a load's frame is the set's pickle
             del frame
             op = req.get("op")
