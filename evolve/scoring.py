@@ -67,9 +67,11 @@ def _gaps(results: list[InstanceResult], suffix: str, direction: Direction) -> d
 def time_metrics(results: list[InstanceResult]) -> dict[str, float]:
     """Mean time per instance in ms, overall and per group (shown next to the gaps).
 
-    What ``seconds`` is depends on how the instance ran: the kernel's count of
-    the candidate's CPU time in a session, the candidate's own wall clock in a
-    batch run.
+    ``seconds`` is always the kernel's count of the candidate process's CPU time, read from
+    outside it: per call in a session, shared evenly over the split in a driven one, and in a
+    batch run read by the zygote as each result line arrives (``sandbox.outcome.trusted_seconds``).
+    Nothing the candidate writes about its time is read, and waiting (load, sleep) is not
+    counted, so a feature dimension on these figures does not move with the machine's load.
     """
     out: dict[str, float] = {}
     groups: dict[str, list[float]] = defaultdict(list)

@@ -6,7 +6,8 @@ from the socket, so a child could be forked and locked down before its work is
 known.  Then, for a batch run, it writes one JSON line per event:
 
 * ``{"event": "loaded"}`` -- the program compiled and defines the function;
-* ``{"solution": ..., "error": ..., "seconds": ...}`` -- one per instance, in order;
+* ``{"solution": ..., "error": ...}`` -- one per instance, in order (the time each took is
+  read from outside, by the zygote: ``supervise``'s ``line_cpu_ns``);
 * ``{"fatal": "error"|"memory"|"sandbox", "message": ...}`` -- and nothing more.
 
 For a session it answers one message per call instead (``session_child``).
@@ -30,7 +31,6 @@ import select
 import signal
 import sys
 import tempfile
-import time
 import traceback
 import types
 from collections.abc import Callable
@@ -160,7 +160,7 @@ def rehearse() -> None:
         work = Work(*marshal.loads(_REHEARSAL_ORDER))
         fn, _ = load_candidate(work.source, work.function)
         if fn is not None:
-            _encode(fn(0.5), None, time.perf_counter() - time.perf_counter())
+            _encode(fn(0.5), None)
     module = sys.modules.pop("candidate", None)
     if module is not None:
         module.__dict__.clear()  # breaks the function <-> globals cycle: freed now, not at a collection
@@ -339,7 +339,6 @@ def run_candidate(spec: ChildSpec, work: Work, instances: list[Any]) -> None:
     _write(LOADED_LINE)
     shown = False
     for instance in instances:
-        start = time.perf_counter()
         try:
             solution, error = spec.solve(fn, instance), None
         except MemoryError:
@@ -350,9 +349,8 @@ def run_candidate(spec: ChildSpec, work: Work, instances: list[Any]) -> None:
             solution, error = None, describe(exc)
             if not shown:  # one traceback is enough feedback
                 shown = show_traceback(exc)
-        seconds = time.perf_counter() - start
         try:
-            line = _encode(solution, error, seconds)
+            line = _encode(solution, error)
         except MemoryError:
             release(reserve)
             _emit({"fatal": "memory", "message": "MemoryError while encoding the solution"})
@@ -373,8 +371,8 @@ def release(reserve: list[mmap.mmap]) -> None:
     reserve.clear()
 
 
-def _encode(solution: Any, error: str | None, seconds: float) -> bytes:
-    record = {"solution": solution, "error": error, "seconds": seconds}
+def _encode(solution: Any, error: str | None) -> bytes:
+    record = {"solution": solution, "error": error}
     try:
         text = json.dumps(record, default=plain, allow_nan=False, separators=(",", ":"))
     except MemoryError:
@@ -382,8 +380,7 @@ def _encode(solution: Any, error: str | None, seconds: float) -> bytes:
     except BaseException as exc:
         # NaN/inf never cross the boundary (strict JSON); say so in plain words.
         why = "it contains NaN or infinity" if "Out of range float" in str(exc) else describe(exc)
-        record = {"solution": None, "error": f"solution is not JSON-serialisable: {why}",
-                  "seconds": seconds}
+        record = {"solution": None, "error": f"solution is not JSON-serialisable: {why}"}
         text = json.dumps(record)
     return text.encode()
 

@@ -104,39 +104,90 @@ def _parse(line: bytes) -> Any:
 
 
 def parse_lines(blob: bytes, count: int) -> tuple[bool, list[InstanceRun], dict[str, Any] | None]:
-    """(loaded, runs, fatal) from the complete lines of ``blob``."""
-    loaded, runs, fatal = False, [], None
-    for line in blob.split(b"\n")[:-1]:  # the last piece is unterminated (or empty)
+    """(loaded, runs, fatal) from the complete lines of ``blob``; every run's ``seconds`` is 0.0
+    (``build_outcome`` charges the trusted clock's)."""
+    loaded_at, runs, _, fatal = _parse_indexed(blob, count)
+    return loaded_at is not None, runs, fatal
+
+
+def _parse_indexed(
+    blob: bytes, count: int,
+) -> tuple[int | None, list[InstanceRun], list[int], dict[str, Any] | None]:
+    """(index of the load report's line or None, runs, each run's line index, fatal)."""
+    loaded_at: int | None = None
+    runs: list[InstanceRun] = []
+    where: list[int] = []
+    fatal = None
+    for index, line in enumerate(blob.split(b"\n")[:-1]):  # the last piece is unterminated (or empty)
+        taken = loaded_at is not None and len(runs) < count
         if too_many_values(line):  # never our own lines (the load report, a fatal line)
-            if loaded and len(runs) < count:
+            if taken:
                 runs.append(InstanceRun(None, TOO_MANY, 0.0))
+                where.append(index)
             continue
         obj = _parse(line)
         if not isinstance(obj, dict):
-            if loaded and len(runs) < count:
+            if taken:
                 runs.append(InstanceRun(None, "malformed result line from the sandbox", 0.0))
+                where.append(index)
             continue
         if "fatal" in obj:
             fatal = obj
             break
         if obj.get("event") == "loaded":
-            loaded = True
-        elif loaded and len(runs) < count:
+            loaded_at = index if loaded_at is None else loaded_at
+        elif taken:
             runs.append(_instance_run(obj))
-    return loaded, runs, fatal
+            where.append(index)
+    return loaded_at, runs, where, fatal
 
 
 def _instance_run(obj: dict[str, Any]) -> InstanceRun:
+    """An instance's line. A ``seconds`` in it is the candidate's word and is ignored."""
     error = obj.get("error")
     if error is not None:
         error = one_line(error) or "error"
-    seconds = obj.get("seconds")
-    ok_seconds = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
-    seconds = float(seconds) if ok_seconds and math.isfinite(seconds) and seconds >= 0 else 0.0
     solution = None if error else obj.get("solution")
     if too_deep(solution):
-        return InstanceRun(None, TOO_DEEP, seconds)
-    return InstanceRun(solution, error, seconds)
+        return InstanceRun(None, TOO_DEEP, 0.0)
+    return InstanceRun(solution, error, 0.0)
+
+
+def trusted_seconds(marks: Any, fallback_cpu: Any, loaded_at: int | None, where: list[int],
+                    count: int) -> list[float]:
+    """Each run's CPU seconds from the zygote's clock (``supervise``'s ``line_cpu_ns``: the
+    child's CPU time at the work order, then as each line arrived), never from the lines.
+
+    A run is charged the CPU between the line before its own and its own, plus an even share
+    (1/``count``) of the CPU spent before the load report (compiling and running the program's
+    module). A line that arrived in the same read as the one before it is charged 0 and that
+    one the pair's CPU; a candidate that holds its lines back moves its own time between its
+    instances, never out of the sum. Readings missing (the child had exited) take the child's
+    total CPU (``fallback_cpu``, from its rusage), or the reading before.
+    """
+    if not isinstance(marks, list) or not marks or loaded_at is None:
+        return [0.0] * len(where)
+    total = fallback_cpu * 1e9 if isinstance(fallback_cpu, int | float) and math.isfinite(fallback_cpu) else None
+    clock: list[float] = []  # clock[k + 1]: after line k; clock[0]: the work order
+    for mark in marks:
+        if _plain_int(mark):
+            clock.append(float(mark))
+        else:  # the child had exited: its rusage total, else no CPU since the reading before
+            clock.append(total if total is not None and clock else (clock[-1] if clock else 0.0))
+
+    def at(line: int) -> float:
+        return clock[min(line + 1, len(clock) - 1)]
+
+    load = max(0.0, at(loaded_at) - clock[0]) / max(1, count)
+    out, before = [], loaded_at
+    for index in where:
+        out.append((max(0.0, at(index) - at(before)) + load) / 1e9)
+        before = index
+    return out
+
+
+def _plain_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _where(loaded: bool, done: int, instances: list[Any]) -> str:
@@ -161,7 +212,11 @@ def build_outcome(
     facts: dict[str, Any], blob: bytes, instances: list[Any], limits: SandboxLimits
 ) -> SandboxOutcome:
     """A batch run's outcome from the zygote's facts and the child's result lines."""
-    loaded, runs, fatal = parse_lines(blob, len(instances))
+    loaded_at, runs, where, fatal = _parse_indexed(blob, len(instances))
+    seconds = trusted_seconds(facts.get("line_cpu_ns"), facts.get("cpu"), loaded_at, where, len(instances))
+    for run, charged in zip(runs, seconds, strict=True):
+        run.seconds = charged
+    loaded = loaded_at is not None
     done = loaded and len(runs) >= len(instances)
     return classify(facts, fatal, _where(loaded, len(runs), instances), done, limits, runs)
 

@@ -20,11 +20,22 @@ from evolve.sandbox import channel, oslevel
 from evolve.sandbox.types import SandboxLimits
 
 TAIL_BYTES = 2048
+_CPUCLOCK_SCHED = 2  # the kernel's process-wide CPU clock of another process (clock_getcpuclockid)
+
+
+def cpu_ns(pid: int) -> int | None:
+    """The process ``pid``'s CPU time (all its threads) as the kernel counts it, in ns; None
+    once it has exited. Read from outside: nothing the candidate does in its process changes it."""
+    try:
+        return time.clock_gettime_ns(((~pid) << 3) | _CPUCLOCK_SCHED)
+    except OSError:
+        return None
 
 
 def supervise(
     pid: int, rfd: int | None, fin: int, limits: SandboxLimits,
     controller_says: Callable[[int, bool], str | None], lines: int | None = None,
+    cpu_from: int | None = None,
 ) -> tuple[dict[str, Any], bytes]:
     """Until the child exits, the deadline passes or output overflows, collect its
     batch output (``rfd``); in a session (no ``rfd``) also until the controller ends it.
@@ -37,6 +48,10 @@ def supervise(
     that its exit (a millisecond of page-table and namespace teardown) follows
     the reply instead of preceding it.  Extra lines a candidate forges only
     complete its own batch early, with what it wrote.
+
+    In a batch, ``facts["line_cpu_ns"]`` is the child's CPU time (``cpu_ns``) read as each line's
+    newline arrived, after ``cpu_from`` (its CPU time when the work order went out): the
+    trusted clock of the batch (``outcome.trusted_seconds``). None where it had exited.
     """
     start = time.monotonic()
     deadline = start + limits.timeout_s
@@ -58,6 +73,7 @@ def supervise(
         poller.register(pidfd, select.POLLIN)
     exited = complete = False
     newlines = 0
+    marks: list[int | None] = [cpu_from]
     try:
         while not exited and not complete and killed is None:
             left = deadline - time.monotonic()
@@ -80,6 +96,7 @@ def supervise(
                     elif lines is not None:
                         newlines += data.count(b"\n")
                         complete = newlines >= lines
+                        _mark(marks, pid, min(newlines, lines) + 1)
                 elif fd == fin:
                     killed = controller_says(ev, rfd is None)
                 else:
@@ -87,13 +104,16 @@ def supervise(
             if pidfd is None and not exited:
                 exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
         if complete and killed is None:
-            return _complete(start), _joined(chunks)
+            return {**_complete(start), "line_cpu_ns": marks}, _joined(chunks)
         if killed is None and rfd is not None:  # exited: take what it wrote; descendants may hold the socket
             os.set_blocking(rfd, False)
             with contextlib.suppress(BlockingIOError, ConnectionResetError):
                 while total <= max_bytes and (data := os.read(rfd, channel.READ_SIZE)):
                     total += len(data)
                     chunks.append(data)
+                    if lines is not None:
+                        newlines += data.count(b"\n")
+                        _mark(marks, pid, min(newlines, lines) + 1)
             if total > max_bytes:
                 killed = "output"
         elif killed is not None:
@@ -115,7 +135,17 @@ def supervise(
         "wall": time.monotonic() - start,
         "reaped": True,
     }
+    if rfd is not None:
+        facts["line_cpu_ns"] = marks
     return facts, _joined(chunks, max_bytes + 1)
+
+
+def _mark(marks: list[int | None], pid: int, upto: int) -> None:
+    """One CPU reading of the child for every newline that arrived since the last read
+    (``marks[0]`` is the work order's): lines that arrive together share it."""
+    if len(marks) < upto:
+        now = cpu_ns(pid)
+        marks.extend([now] * (upto - len(marks)))
 
 
 def _joined(chunks: list[bytes], limit: int | None = None) -> bytes:

@@ -37,7 +37,7 @@ from evolve.sandbox.children import BASE_MODE, Child, ChildKeeper
 from evolve.sandbox.forker import Forker
 from evolve.sandbox.frames import TAIL, WorkerLost, read_frame, recv_request, send_reply
 from evolve.sandbox.side import SandboxSide, load_side
-from evolve.sandbox.supervise import supervise, vm_kb
+from evolve.sandbox.supervise import cpu_ns, supervise, vm_kb
 from evolve.sandbox.types import SandboxLimits
 from evolve.sandbox.wipe import loads, wipe_sets
 
@@ -255,8 +255,10 @@ class Zygote(ChildKeeper):
         lines = 1 + len(self.sets.get(set_id, ())) if set_id is not None else 1  # "loaded", then one per instance
         facts: dict[str, Any] = {"reaped": True}
         try:
+            cpu_from = cpu_ns(child.pid)  # the batch's CPU is counted from here, by us (line_cpu_ns)
             self._order(child.sock, Work("batch", source, function, limits.timeout_s, set_id))
-            facts, blob = supervise(child.pid, child.sock.fileno(), self.fin, limits, self._controller_says, lines)
+            facts, blob = supervise(child.pid, child.sock.fileno(), self.fin, limits, self._controller_says, lines,
+                                    cpu_from)
         finally:
             child.sock.close()
             child.reaped = facts["reaped"]
