@@ -126,6 +126,27 @@ def test_exit_in_a_call_ends_the_session_as_crash(sandbox: Sandbox) -> None:
     assert (outcome.status, outcome.error) == ("crash", "exited with status 3 on call 1")
 
 
+@pytest.mark.parametrize("first", ["session", "session after a System V leftover"])
+def test_a_crash_in_the_first_session_of_a_forker_ends_it_as_crash(first: str) -> None:
+    """A forker is made (or made again, after an instance load) inside the zygote's fork of the
+    next child, after that child's socket pair was opened: it held both ends for its lifetime, so
+    the child's death closed nothing and the controller, waiting for its end to hang up, waited
+    out the session's wall clock and its grace (18 s here, 45 s at 30 s), then called the worker
+    dead and restarted it. A program that crashes (or runs out of memory) in the first session of
+    each worker, of each worker after that restart, or after a session that left a System V object
+    cost that much each (eleventh red team)."""
+    source = "import ctypes\ndef f(x):\n    return ctypes.string_at(0)\n"
+    with Sandbox("sandbox_fixtures:InteractiveVerifier", LIMITS, slot=25, extra_sys_path=[str(TESTS)]) as sb:
+        if first != "session":  # a leftover the zygote removes by replacing the IPC namespace, and the forker
+            leaver = "import ctypes\ndef f(x):\n    return ctypes.CDLL(None).shmget(0, 4096, 0o1600) >= 0\n"
+            with sb.session(leaver, "f") as session:
+                assert session.call(1).value is True
+        _, outcome = ended(sb, source, [1])
+        assert (outcome.status, outcome.error) == ("crash", "killed by SIGSEGV (Segmentation fault) on call 1")
+        _, outcome = ended(sb, "import os\ndef f(x):\n    os._exit(3)\n", [1])  # and the next
+    assert (outcome.status, outcome.error) == ("crash", "exited with status 3 on call 1")
+
+
 def test_a_memory_bomb_ends_the_session_as_memory(sandbox: Sandbox) -> None:
     replies, outcome = ended(sandbox, "def f(x):\n    return len(bytearray(x * 1024 ** 3))\n", [0, 50])
     assert replies[0].value == 0

@@ -127,7 +127,13 @@ class ChildKeeper:
 
         Nothing here depends on the work (run limits only lower the CPU limit,
         which the child sets after reading its order).
+
+        The forker is made (or made again) first: one forked after this child's socket pair
+        and output file were opened would hold them for its lifetime, and a session child's
+        death would then not hang up the controller's end (it waited out the session's wall
+        clock and called the worker dead; eleventh red team).
         """
+        self._current_forker()
         self.counter += 1
         if "/tmp" in self.private_dirs:  # ours, but a candidate of the zygote's uid could change it
             self.base_ino = isolation.keep_dir(self.base, BASE_MODE, self.base_ino)
