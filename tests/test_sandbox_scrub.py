@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from evolve.sandbox import Sandbox, SandboxLimits
+from evolve.sandbox import Sandbox, SandboxLimits, SessionEnded
 from evolve.verifier import Instance, Reference
 
 TESTS = Path(__file__).resolve().parent
@@ -36,6 +37,14 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="reads the non-dumpabl
 def held(pid: int, pieces: list[bytes]) -> list[int]:
     """How many times each piece is in the process's writable anonymous memory and heap."""
     counts = [0] * len(pieces)
+    for data in memory(pid):
+        for k, piece in enumerate(pieces):
+            counts[k] += data.count(piece)
+    return counts
+
+
+def memory(pid: int) -> Iterator[bytes]:
+    """Each of the process's writable anonymous mappings and its heap."""
     with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
         for line in maps:
             fields = line.split()
@@ -44,12 +53,9 @@ def held(pid: int, pieces: list[bytes]) -> list[int]:
             low, high = (int(x, 16) for x in fields[0].split("-"))
             mem.seek(low)
             try:
-                data = mem.read(high - low)
+                yield mem.read(high - low)
             except OSError:
                 continue
-            for k, piece in enumerate(pieces):
-                counts[k] += data.count(piece)
-    return counts
 
 
 def test_the_zygote_keeps_no_copy_of_a_batch_reply_it_relayed() -> None:
@@ -61,6 +67,24 @@ def test_the_zygote_keeps_no_copy_of_a_batch_reply_it_relayed() -> None:
         sb.settle()
         assert held(sb.worker_pid, pieces) == [0] * len(pieces)  # 2-3 times each before
 
+
+
+def test_the_zygote_keeps_no_copy_of_a_small_batch_reply_with_output() -> None:
+    """A reply under ``ONE_WRITE`` goes in one write, built as ``len + head + len + blob + tail``:
+    each ``+`` made a new bytes object, and with any output tail (a print, a numpy warning) the
+    one holding the header and the whole blob was freed unzeroed (1 copy of each piece of a 2 KiB
+    reply before; eleventh red team). It is now one join."""
+    small = REPLY[:2048]
+    answer = ("import sys\n" + ANSWER.replace("range(768)", "range(32)")
+              .replace("def f(x):\n", "def f(x):\n    print('a warning', file=sys.stderr)\n"))
+    pieces = [small[i:i + 64] for i in range(0, len(small) - 63, 256)]
+    one = [Instance("a", "all", {"x": 1.0}, Reference(0.0, "optimal", "exact"))]
+    with Sandbox("sandbox_fixtures:InteractiveVerifier", LIMITS, slot=41, extra_sys_path=[str(TESTS)]) as sb:
+        batch = sb.run(answer, "f", one)
+        assert batch.status == "ok" and batch.runs[0].solution == small.decode(), batch
+        assert "a warning" in batch.stderr_tail
+        sb.settle()
+        assert held(sb.worker_pid, pieces) == [0] * len(pieces)
 
 def test_the_zygote_keeps_one_copy_of_a_set_it_loaded() -> None:
     data = np.frombuffer(b"".join(hashlib.sha256(b"set %d" % i).digest() for i in range(512)), dtype=np.int64).copy()
@@ -101,3 +125,33 @@ def test_the_zygote_keeps_no_copy_of_a_candidates_output_tail(mode: str) -> None
         assert outcome is not None and outcome.status == "ok" and TAIL in outcome.stderr_tail, outcome
         sb.settle()
         assert held(sb.worker_pid, pieces) == [0] * len(pieces)
+
+
+EXITER = ("import os\n"
+          "def f(x):\n"
+          "    block = bytearray(48 << 20)  # a peak memory of its choosing\n"
+          "    os._exit(173)\n")
+
+
+@pytest.mark.parametrize("mode", ["batch", "session"])
+def test_the_zygote_keeps_no_copy_of_a_candidates_exit_facts(mode: str) -> None:
+    """The facts of a child's end (its exit status, peak memory, CPU and wall time) are numbers the
+    candidate chooses: it exits with a status of its choosing after allocating what it likes. The
+    zygote sent them as the reply's JSON header and freed its copies unzeroed (the text, its bytes,
+    the numbers, the kernel's usage record), so every child forked from it later had them: a few
+    bits from one candidate to the next (the tenth red team's open row). They are zeroed once sent."""
+    import re
+
+    one = [Instance("a", "all", {"x": 1.0}, Reference(0.0, "optimal", "exact"))]
+    with Sandbox("sandbox_fixtures:InteractiveVerifier", LIMITS, slot=41, extra_sys_path=[str(TESTS)]) as sb:
+        if mode == "batch":
+            outcome = sb.run(EXITER, "f", one)
+        else:
+            with sb.session(EXITER, "f", timeout_s=10.0) as session, pytest.raises(SessionEnded):
+                session.call(1)
+            outcome = session.outcome
+        assert outcome is not None and outcome.status == "crash" and "173" in (outcome.error or ""), outcome
+        sb.settle()
+        found = [hit for data in memory(sb.worker_pid)
+                 for hit in re.findall(rb'"exit_code": 173|"maxrss_kb": \d+|"cpu": [\d.e-]+', data)]
+    assert found == [], found

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from evolve.sandbox.oslevel import scrub
+from evolve.sandbox.wipe import zero_text
 
 _LEN = struct.Struct(">Q")
 ONE_WRITE = 65536  # frames (or a reply's two) smaller than this go in one write
@@ -111,21 +112,25 @@ def send_reply(fd: int, header: dict[str, Any], blob: bytes = b"", tail: bytes =
 
     The tail is the candidate's own text: as a string in the header (decoded, JSON-encoded, its
     frame) the zygote held 4-5 copies of it after its clean-up, and every child forked later had
-    them (tenth red team, ``tests/test_sandbox_scrub.py``).  Bytes can be zeroed; strings cannot."""
+    them (tenth red team, ``tests/test_sandbox_scrub.py``).  The header's text is zeroed once sent too."""
     if tail:
         header = {**header, "tail_bytes": len(tail)}
-    head = json.dumps(header).encode()
+    text = json.dumps(header)
+    head = text.encode()
     if len(head) + len(blob) + len(tail) < ONE_WRITE:
-        message = _LEN.pack(len(head)) + head + _LEN.pack(len(blob)) + blob + tail
+        message = b"".join((_LEN.pack(len(head)), head, _LEN.pack(len(blob)), blob, tail))  # no partial sums
         _write_all(fd, memoryview(message))
-        if blob or tail:  # a copy of the blob, which the caller scrubs (``Zygote._answer``), and of the tail
-            scrub(message)
+        scrub(message)  # a copy of the header, of the blob (the caller scrubs it: ``Zygote._answer``), of the tail
     else:
         write_frame(fd, head)
         write_frame(fd, blob)
         if tail:
             _write_all(fd, memoryview(tail))
     scrub(tail)
+    # The header's numbers are the candidate's choice (its exit status, peak memory, CPU and wall
+    # time: a few bits to every child forked from this memory later; eleventh red team).
+    scrub(head)
+    zero_text(text)
 
 
 def recv_reply(

@@ -125,6 +125,11 @@ def _state(value: str) -> int:
     return ctypes.c_uint32.from_address(id(value) + _STR_STATE).value
 
 
+def zero_text(value: str) -> None:
+    """Zero a str this process made and alone holds (a compact one: ``json.dumps``'s result)."""
+    _zero_str(value)
+
+
 def _zero_str(value: str) -> bool:
     state = _state(value)
     if _STR_DATA is None or state & 3 or not state & (1 << 5):  # interned, or not compact
