@@ -95,6 +95,9 @@ class RunSettings(Strict):
     llm_outage_minutes: float = Field(default=10.0, gt=0)
     # The one-request check of every model before the run starts (--no-preflight skips it).
     llm_preflight_timeout_s: float = Field(default=15.0, gt=0)
+    # --llm files:DIR: a reply is read once its size and time held still this long (an editor or
+    # an agent writing in parts is not read half-way); an agent that writes at once may lower it.
+    files_settle_s: float = Field(default=1.0, ge=0)
     # Iterations in flight (model call or evaluation); at least ``workers``.
     # 1 (with workers = 1) makes a run exactly reproducible from its seed.
     concurrency: int = Field(default=1, ge=1)

@@ -121,7 +121,7 @@ def build_llm(settings: RunSettings, problem: Problem | None = None) -> LLM:
         max_tokens=settings.max_tokens, timeout_s=settings.llm_timeout_s, max_retries=settings.llm_retries,
         record=Path(settings.record) if settings.record else None,
         rules=problem.spec.rule if problem is not None else None, gp=settings.gp,
-        screen=_screen_factory(problem),
+        screen=_screen_factory(problem), files_settle_s=settings.files_settle_s,
     )
 
 

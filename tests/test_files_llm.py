@@ -24,6 +24,7 @@ from evolve.llm.files import FilesLLM, prompt_text
 from evolve.llm.preflight import preflight
 from evolve.loop import Controller
 from evolve.problem import load_problem
+from evolve.runner import build_llm
 
 GOOD_EDIT = """Idea: bigger numbers first.
 <<<<<<< SEARCH
@@ -78,6 +79,23 @@ def files_run(toy_dir: Path, run_dir: Path, folder: Path, settle_s: float = 0.2,
         llm.poll_s, llm.settle_s = 0.05, settle_s
         llm.notify = said.append if said is not None else None
     return Controller(problem, settings, archive, llm, run_dir).run(), archive
+
+
+def settled_config(folder: Path) -> Path:
+    """A run config whose files: replies are read 0.2 s after their last write (the person here
+    writes each reply at once), not the default 1 s."""
+    path = folder / "settle.toml"
+    path.write_text("files_settle_s = 0.2\n")
+    return path
+
+
+def test_the_settle_time_comes_from_the_run_settings_and_is_checked(tmp_path: Path) -> None:
+    settings = resolve_settings({}, settled_config(tmp_path), {"llm": f"files:{tmp_path}"})
+    llm = build_llm(settings)
+    assert isinstance(llm, FilesLLM) and llm.settle_s == 0.2
+    assert make_llm(f"files:{tmp_path}").settle_s == 1.0  # type: ignore[attr-defined]
+    with pytest.raises(UserError, match="files_settle_s"):
+        resolve_settings({}, None, {"files_settle_s": -1})
 
 
 def test_prompts_are_written_and_replies_read_with_the_same_archive_and_zero_cost(
@@ -178,7 +196,8 @@ def test_a_files_member_of_an_ensemble_hears_what_came_of_its_own_replies(
     folder, log = tmp_path / "exchange", tmp_path / "stdout.txt"
     with log.open("w") as out, person(folder, lambda n, _: GOOD_EDIT if n % 2 else "Idea: none\nno edit"):
         run = subprocess.run([sys.executable, "-m", "evolve.cli", "run", str(toy_dir), "--llm",
-                              f"mutate:1,files:{folder}:1", "--iterations", "8", "--out", str(tmp_path / "run")],
+                              f"mutate:1,files:{folder}:1", "--iterations", "8", "--out", str(tmp_path / "run"),
+                              "--config", str(settled_config(tmp_path))],
                              stdout=out, stderr=subprocess.PIPE, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     said = [line.removeprefix("files: ") for line in log.read_text().splitlines() if line.startswith("files: ")]
@@ -213,7 +232,8 @@ def test_the_cli_says_when_it_waits_and_what_came_of_each_reply_with_an_outcome_
 
     with log.open("w") as out, person(folder, answer):
         run = subprocess.run([sys.executable, "-m", "evolve.cli", "run", str(toy_dir), "--llm", f"files:{folder}",
-                              "--iterations", "2", "--out", str(tmp_path / "run")],
+                              "--iterations", "2", "--out", str(tmp_path / "run"),
+                              "--config", str(settled_config(tmp_path))],
                              stdout=out, stderr=subprocess.PIPE, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     lines = log.read_text().splitlines()

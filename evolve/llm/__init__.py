@@ -165,12 +165,12 @@ def _make_stub(seed: int) -> LLM:
     return StubLLM(seed=seed)
 
 
-def _make_files(folder: str, spec: str) -> LLM:
+def _make_files(folder: str, spec: str, settle_s: float) -> LLM:
     if not folder:
         raise UserError(f"LLM spec {spec!r} names no folder; expected 'files:DIR'")
     from evolve.llm.files import FilesLLM
 
-    return FilesLLM(Path(folder))
+    return FilesLLM(Path(folder), settle_s=settle_s)
 
 
 def make_llm(
@@ -188,6 +188,7 @@ def make_llm(
     rules: list[RuleSpec] | None = None,
     gp: GPSettings | None = None,
     screen: Callable[[], Any] | None = None,
+    files_settle_s: float = 1.0,
 ) -> LLM:
     """Build the backend for ``spec``; bad input raises a one-line ``UserError``.
 
@@ -196,6 +197,7 @@ def make_llm(
     ``record`` appends every completion to a JSONL file (see ``record.py``).
     ``rules`` (the problem's ``[rule]`` tables) and ``gp`` configure ``gp``; ``screen`` builds
     its brood screen (``evolve/gp/screen.py``), called only when ``gp`` is used.
+    ``files_settle_s``: how long a ``files:DIR`` reply must hold still before it is read.
     """
     _check_settings(api_base, temperature, max_tokens, timeout_s, max_retries,
                     retry_base_delay_s, backend)
@@ -206,7 +208,7 @@ def make_llm(
 
     def one(model: str) -> LLM:
         if model.startswith("files:"):  # a person answers this member's share of the prompts
-            return _make_files(model[len("files:"):].strip(), spec)
+            return _make_files(model[len("files:"):].strip(), spec, files_settle_s)
         if model in ("stub", "mutate"):
             return _make_stub(seed)
         if model == "gp":
@@ -232,7 +234,7 @@ def make_llm(
             raise UserError(f"record file {record} is the replay file; expected a different path")
         llm = ReplayLLM(path)
     elif text.startswith("files:") and ("," not in text or Path(rest).is_dir()):  # a folder named a,b
-        llm = _make_files(rest, spec)
+        llm = _make_files(rest, spec, files_settle_s)
     else:
         members = parse_spec(text)
         if len(members) == 1:

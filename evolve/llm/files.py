@@ -53,6 +53,8 @@ def prompt_name(iteration: int) -> str:
     return f"prompt_{iteration:03d}.md"
 
 
+FIRST_NAP_S = 0.02  # the first wait between looks at a reply file; then doubled up to poll_s
+
 def reply_name(iteration: int) -> str:
     return f"reply_{iteration:03d}.md"
 
@@ -66,7 +68,7 @@ class FilesLLM:
     """Writes prompts to files and waits for the replies, however long that takes."""
 
     directory: Path
-    poll_s: float = 0.5
+    poll_s: float = 0.5  # the longest nap between looks at a reply file
     settle_s: float = 1.0  # a reply is read once its size and mtime held still this long
     name: str = ""
     # Where the one-line news goes (the run's console); None: nowhere (the files still say it).
@@ -141,14 +143,20 @@ class FilesLLM:
             self.notify(f"files: {line}")  # the folder is in the line (or was, at the start)
 
     def _wait_for(self, path: Path) -> str:
+        """The reply once it has held still ``settle_s``. The naps between looks start at
+        FIRST_NAP_S and double up to ``poll_s`` (an agent that answers in a second is read in
+        about ``settle_s``, a person an hour later costs a look every ``poll_s``); a nap never
+        runs past the moment the reply will have held still long enough."""
         last: tuple[int, int] | None = None
         still_since = 0.0
+        nap = FIRST_NAP_S
         while True:
             try:
                 stat = path.stat()
             except FileNotFoundError:
                 last = None
-                time.sleep(self.poll_s)
+                time.sleep(nap)
+                nap = min(self.poll_s, 2 * nap)
                 continue
             signature = (stat.st_size, stat.st_mtime_ns)
             now = time.monotonic()
@@ -160,4 +168,6 @@ class FilesLLM:
                 if len(data) > MAX_BODY:
                     raise LLMError(f"{self.name}: {path.name} is over {MAX_BODY >> 20} MiB")
                 return data.decode("utf-8", errors="replace")
-            time.sleep(self.poll_s)
+            settled_in = still_since + self.settle_s - now
+            time.sleep(min(nap, settled_in) if stat.st_size > 0 and settled_in > 0 else nap)
+            nap = min(self.poll_s, 2 * nap)
