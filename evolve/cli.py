@@ -36,7 +36,6 @@ from evolve.cli_common import (
 from evolve.display import console, err_console
 from evolve.errors import UserError
 from evolve.formats import count, fmt, json_safe, pct
-from evolve.render import evaluation_table, headline_of, print_metrics
 
 
 @app.command(epilog=example("evolve problems"))
@@ -224,6 +223,8 @@ def eval_(
         console.print(f"{escape(str(program))} on {spec.name}/{split_name}: no instance was run", highlight=False)
         console.print(f"[red]{evaluation.status}[/]: {escape(evaluation.feedback)}", highlight=False)
     else:
+        from evolve.render import evaluation_table, headline_of, print_metrics
+
         console.print(evaluation_table(f"{program} on {spec.name}/{split_name}", evaluation))
         print_metrics([(program.name, evaluation.status, evaluation.score, evaluation.metrics)], headline_of(spec.verifier))
         if not evaluation.ok:  # failed, or (status ok) solved with no gap to score: the feedback says which
@@ -282,6 +283,8 @@ def baselines(
         }
         print(json.dumps(json_safe(document), indent=2))
     else:
+        from evolve.render import headline_of, print_metrics
+
         n_instances = len(next(iter(rows.values())).instances) if rows else 0
         print_metrics([(n, e.status, e.score, e.metrics) for n, e in rows.items()], headline_of(spec.verifier),
                       f"baselines on {spec.name}/{split_name} ({count(n_instances, 'instance')})")

@@ -26,8 +26,6 @@ from evolve.cli_common import (
 from evolve.display import console, err_console
 from evolve.errors import UserError
 from evolve.formats import count, fmt, json_safe
-from evolve.render import metrics_table, print_metrics, show_comparison, show_holdout, show_review
-from evolve.sandbox.outcome import printable
 
 
 @app.command(
@@ -77,6 +75,8 @@ def review(
     if as_json:
         print(json.dumps(json_safe(result.to_json()), indent=2))
         return
+    from evolve.render import show_holdout, show_review
+
     show_review(result)
     if result.test is not None:
         show_holdout(result.test)
@@ -96,7 +96,9 @@ def best(
     """The best program archived for PROBLEM across all runs, with its metrics."""
     from rich.syntax import Syntax
 
+    from evolve.render import metrics_table
     from evolve.runs import best_across_runs
+    from evolve.sandbox.outcome import printable
 
     found = best_across_runs(runs_dir, problem)
     if found is None:
@@ -154,6 +156,8 @@ def compare(
         }
         print(json.dumps(json_safe(document), indent=2))
         return
+    from evolve.render import print_metrics, show_comparison
+
     n_instances = result.overall.instances  # a program that could not start has no per-instance results
     print_metrics([(n, e.status, e.score, e.metrics) for n, e in evaluations.items()], (),
                   f"{spec.name}/{split_name} ({count(n_instances, 'instance')})")
