@@ -172,8 +172,9 @@ def loads(frame: bytes) -> Any:
     ``scalar`` is swapped for the call (the zygote is one thread): an ``Unpickler`` subclass
     with its own ``find_class`` reads from a file, and the C unpickler copies each 64 KiB frame
     of a file into a bytes object it frees unzeroed."""
-    import numpy as np
-
+    np = sys.modules.get("numpy")  # the zygote preloads it where it is installed
+    if np is None:
+        return pickle.loads(frame)
     made = np.float64(0.0).__reduce__()[0]
     module = sys.modules[made.__module__]
     module.scalar = _zeroing(made)
