@@ -487,16 +487,48 @@ def test_no_socket_but_a_unix_one(sandbox: Sandbox) -> None:
                 made[name] = 0
             except OSError as exc:
                 made[name] = exc.errno or -1
-        try:
-            socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            made["socketpair AF_UNIX"] = 0
-        except OSError as exc:
-            made["socketpair AF_UNIX"] = exc.errno or -1
+        for kind in ("SOCK_STREAM", "SOCK_SEQPACKET", "SOCK_DGRAM"):
+            try:
+                socket.socketpair(socket.AF_UNIX, getattr(socket, kind) | socket.SOCK_CLOEXEC)
+                made["socketpair " + kind] = 0
+            except OSError as exc:
+                made["socketpair " + kind] = exc.errno or -1
         return made
     """
     out = found(attack(sandbox, source))
-    assert out.pop("AF_UNIX") == 0 and out.pop("socketpair AF_UNIX") == 0
+    assert out.pop("socketpair SOCK_STREAM") == 0 and out.pop("socketpair SOCK_SEQPACKET") == 0
     assert out == dict.fromkeys(out, 1), out  # EPERM
+
+
+def test_no_unix_socket_that_could_reach_the_file_system(sandbox: Sandbox) -> None:
+    """Without a mount namespace (root without CAP_SYS_ADMIN, a user without user namespaces)
+    the machine's unix sockets are in the candidate's file system: an ssh or gpg agent, a session
+    bus, a container runtime's. A new ``AF_UNIX`` socket connects to one, and a datagram
+    socketpair sends to one (``sendto`` with a path); both were allowed (the tenth red team's open
+    row, for datagram sockets). Now refused (EPERM); a connected stream or seqpacket pair, which
+    reaches no one else, is not (``multiprocessing.Pipe``). The probe binds a datagram socket of
+    its own in its work dir (the view shows no other) and sends to it (eleventh red team)."""
+    needs(sandbox, "seccomp")
+    source = """
+    import os
+    import socket
+    def f(hints):
+        made = {}
+        path = os.path.join(os.getcwd(), "s")
+        try:
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            server.bind(path)
+            made["bound"] = 0
+        except OSError as exc:
+            made["bound"] = exc.errno or -1
+        try:
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            made["sent"] = 0 if a.sendto(b"x", path) == 1 else -2
+        except OSError as exc:
+            made["sent"] = exc.errno or -1
+        return made
+    """
+    assert found(attack(sandbox, source)) == {"bound": 1, "sent": 1}  # EPERM both
 
 def test_kill_minus_one_and_pid_sweeps_hurt_nobody_else(sandbox: Sandbox) -> None:
     zygote = sandbox.worker_pid

@@ -409,7 +409,7 @@ def test_candidate_has_no_network(sandbox: Sandbox) -> None:
     def f(x):
         socket.create_connection(("1.1.1.1", 53), timeout=1)
     """, INSTANCES[:1])
-    # Refused by the seccomp filter (no socket but a unix one) where there is one, else unreachable.
+    # Refused by the seccomp filter (no socket at all: a unix socketpair only) where there is one, else unreachable.
     error = (outcome.runs[0].error or "").lower()
     assert "unreachable" in error or "operation not permitted" in error, error
 

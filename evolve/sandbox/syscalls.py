@@ -14,8 +14,9 @@ perf events, ``userfaultfd``, ``io_uring``, modules, ``kexec``, reboot, swap,
 clock and host name changes, ``execve``/``execveat`` (a heuristic never starts
 a program: no shell, no ``git``), file handles, file locks and inotify/dnotify (channels
 between candidates through the shared files of the view), ``sysinfo`` (the machine's free and
-shared memory and load: a channel between concurrent candidates), ``kill(-1)``, and sockets of
-any family but ``AF_UNIX`` (``AF_VSOCK`` reaches the hypervisor's host from any network namespace).
+shared memory and load: a channel between concurrent candidates), ``kill(-1)``, sockets of
+any family but ``AF_UNIX`` (``AF_VSOCK`` reaches the hypervisor's host from any network namespace),
+and for candidates any new socket but a stream or seqpacket unix socketpair.
 
 Two stacked filters make that set: all but ``ZYGOTE_NEEDS`` is installed once in
 the zygote itself after its set-up (it needs none of it again, and children
@@ -62,6 +63,12 @@ LOCK_FCNTL = (5, 6, 7, 36, 37, 38, 1026)
 # host: this VM's virtio vsock took a candidate's socket), AF_NETLINK, AF_ALG and the rest are
 # kernel interface no heuristic needs, and without a network namespace AF_INET is the network.
 SOCKET_CALLS = ("socket", "socketpair")
+# And for candidates, no socket() at all and no datagram socketpair: without a mount namespace
+# (root without CAP_SYS_ADMIN, a user without user namespaces) the machine's unix sockets are in
+# the file system (an ssh or gpg agent, a session bus, a container runtime's), and a new socket
+# connects to one, as a datagram socketpair sends to one (sendto with a path). A connected stream
+# or seqpacket pair reaches no one else (eleventh red team); fd 3 is made by the zygote.
+SOCK_TYPE_MASK = 0xF
 NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
                    0x40000000, 0x00000080)  # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME
 # What the zygote itself still calls after its set-up: a pid namespace per candidate
@@ -96,19 +103,21 @@ def build() -> tuple[Programs | None, str]:
     except (ImportError, OSError) as exc:  # the module, or libseccomp.so.2 under it
         return None, f"no seccomp filter: {exc} (install libseccomp2 and pyseccomp)"
     try:
-        refused, whole = _program(sc, DENIED, MINUS_ONE, namespaces=True)
+        refused, whole = _program(sc, DENIED, MINUS_ONE, namespaces=True, candidate=True)
         _, zygote = _program(sc, tuple(n for n in DENIED if n not in ZYGOTE_NEEDS), (), namespaces=True)
-        _, child = _program(sc, ZYGOTE_NEEDS, MINUS_ONE, namespaces=False)
+        _, child = _program(sc, ZYGOTE_NEEDS, MINUS_ONE, namespaces=False, candidate=True)
     except OSError as exc:
         return None, f"no seccomp filter: libseccomp failed ({exc})"
     return (Programs(whole, zygote, child),
             f"seccomp filter (libseccomp): {refused} system calls refused, no namespaces, no exec, "
-            "no socket but a unix one")
+            "no socket but a unix socketpair")
 
 
-def _program(sc: Any, denied: tuple[str, ...], minus_one: tuple[str, ...], namespaces: bool) -> tuple[int, bytes]:
+def _program(sc: Any, denied: tuple[str, ...], minus_one: tuple[str, ...], namespaces: bool,
+             candidate: bool = False) -> tuple[int, bytes]:
     """(calls refused, BPF bytes) of a filter refusing ``denied``, ``minus_one`` with pid -1,
-    and (``namespaces``) clone with a namespace flag and clone3."""
+    (``namespaces``) clone with a namespace flag and clone3, and (``candidate``) every
+    ``socket`` and datagram ``socketpair``."""
     filt = sc.SyscallFilter(sc.ALLOW)
     eperm = sc.ERRNO(errno.EPERM)
     refused = 0
@@ -122,6 +131,9 @@ def _program(sc: Any, denied: tuple[str, ...], minus_one: tuple[str, ...], names
             _rule(sc, filt, eperm, "fcntl", sc.Arg(1, sc.EQ, cmd))
         for name in SOCKET_CALLS:
             _rule(sc, filt, eperm, name, sc.Arg(0, sc.NE, socket.AF_UNIX))
+    if candidate:
+        _rule(sc, filt, eperm, "socket")
+        _rule(sc, filt, eperm, "socketpair", sc.Arg(1, sc.MASKED_EQ, SOCK_TYPE_MASK, socket.SOCK_DGRAM))
     low32 = 0xFFFFFFFF  # kill(-1): every process we may signal
     for name in minus_one:
         _rule(sc, filt, eperm, name, sc.Arg(0, sc.MASKED_EQ, low32, low32))
