@@ -105,8 +105,8 @@ class RunSettings(Strict):
     # One more request built and sent while every slot evaluates, so that a slot that frees
     # finds its next child ready. With concurrency 1 and workers 1 the request sees the
     # child being evaluated as in flight (not its result), in a fixed order: a run still
-    # repeats exactly from its seed. Not with the GP backend or tune_every; false: a request
-    # waits for a free slot (evolve/loop.py).
+    # repeats exactly from its seed. Not with the GP backend, tune_every or files: (a person
+    # answers; its record and replay follow); false: a request waits for a free slot (loop.py).
     lookahead: bool = True
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None  # an existing cluster; None starts a local Ray

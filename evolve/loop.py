@@ -29,6 +29,7 @@ from evolve.gp.semantics import BehaviourKeys
 from evolve.llm import OFFLINE
 from evolve.llm.base import LLM, Completion, LLMError, ProposalRequest
 from evolve.llm.preflight import members
+from evolve.llm.record import RecordingLLM
 from evolve.loop_outcomes import LoopOutcomes
 from evolve.loop_setup import INSTANCES_META, RunSetup, resumed_progress
 from evolve.loop_task import Arrivals, Task
@@ -117,6 +118,8 @@ class Controller(LoopOutcomes, RunSetup):
         # that child is archived: either way in a fixed order, so a run repeats exactly.
         in_flight_limit = max(settings.concurrency, settings.workers)
         lookahead = self._lookahead()
+        if isinstance(self.llm, RecordingLLM):  # so that its replay runs the same schedule
+            self.llm.lookahead = lookahead
         hold = lookahead and in_flight_limit == 1
         held: list[tuple[Future, Task]] = []  # proposals that finished before the evaluation ahead
         try:
@@ -318,8 +321,12 @@ class Controller(LoopOutcomes, RunSetup):
 
     def _lookahead(self) -> bool:
         """Build and send the next request while every slot evaluates (the GP plans its
-        islands and the tuner its tunings without it)."""
-        return self.settings.lookahead and self._policy is None and self._tuner is None
+        islands and the tuner its tunings without it). Not with a backend that says
+        ``lookahead = False``: ``files:``, where a person or an agent answers in minutes, so the
+        look-ahead would save the seconds of one evaluation and show it as not known yet in a
+        prompt read long after it was judged; and the replay of a run recorded without it."""
+        return (self.settings.lookahead and self._policy is None and self._tuner is None
+                and all(getattr(backend, "lookahead", True) for backend in members(self.llm)))
 
     def _check_model_health(self) -> None:
         stop = self._model_health.stop(self.progress.last_failure.get(MODEL, ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -136,6 +137,13 @@ def test_a_recorded_files_run_replays_without_anyone_answering(toy_dir: Path, tm
     Controller(problem, settings, second, make_llm(f"replay:{record}"), tmp_path / "b").run()
     assert first.outcome_counts() == second.outcome_counts()
     assert first.best().code == second.best().code
+    # A person answered, so no request went ahead (iteration 2's parent is iteration 1's child),
+    # and the record says so for its replay; an older record without the key replays with it.
+    assert all(json.loads(line)["lookahead"] is False for line in record.read_text().splitlines())
+    assert make_llm(f"replay:{record}").lookahead is False
+    older = tmp_path / "older.jsonl"
+    older.write_text(record.read_text().replace(', "lookahead": false', ""))
+    assert make_llm(f"replay:{older}").lookahead is True
 
 
 def request(iteration: int, text: str = "improve it") -> ProposalRequest:
@@ -250,12 +258,12 @@ def test_the_cli_says_when_it_waits_and_what_came_of_each_reply_with_an_outcome_
     outcome = (folder / "outcome_002.md").read_text()
     assert outcome.splitlines()[2] == second.removeprefix("reply_002.md: ")
     assert "SEARCH text was not found" in outcome and outcome.count("SEARCH text was not found") == 1
-    # Prompt 2 was written while reply 1's program was evaluated (lookahead) and read after its
-    # outcome: it says what was true when written and where the outcome is, never "still".
+    # Prompt 2 is written once reply 1's program is judged (no look-ahead when a person answers:
+    # a clean-room agent found its prompts a step behind the outcome files): it shows the verdict.
     prompt = (folder / "prompt_002.md").read_text()
-    assert "outcome_NNN.md" in prompt.splitlines()[0] and "still" not in prompt
-    assert re.search(r"^- iteration 1\b.*-> being evaluated when this prompt was written, outcome not known yet$",
-                     prompt, re.M)
+    assert "outcome_NNN.md" in prompt.splitlines()[0] and "not known yet" not in prompt
+    program = re.search(r"as program #(\d+)", first)
+    assert program and re.search(rf"(Current program|iteration 1\b.*->) #{program[1]}\b", prompt)
 
 
 def test_a_reply_whose_program_fails_in_the_sandbox_is_told_so_once(toy_dir: Path, tmp_path: Path) -> None:

@@ -315,6 +315,7 @@ def test_a_replay_iteration_missing_inside_the_recording_is_an_ordinary_failure(
      '"text": "t"}\n', "line 2: 'iteration' is '1'"),
     ('{"iteration": 0, "model": "m"}\n', "'text' is missing"),
     ('{"iteration": 0, "model": "m", "text": "t", "cost_usd": -1}\n', "'cost_usd' is -1"),
+    ('{"iteration": 0, "model": "m", "text": "t", "lookahead": "no"}\n', "'lookahead' is 'no', not true or false"),
 ])
 def test_malformed_replay_file_is_a_user_error(tmp_path, content, fragment):
     path = tmp_path / "bad.jsonl"

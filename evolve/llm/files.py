@@ -41,9 +41,10 @@ def prompt_text(request: ProposalRequest, header: str | None = None) -> str:
     """The prompt file: a one-line instruction (or ``header``), then every message under its role."""
     reply = reply_name(request.iteration)
     parts = [header or f"<!-- evolve iteration {request.iteration}: write the answer to {reply} in "
-                       "this folder; the whole file is the reply. What came of the reply to iteration "
-                       "NNN is in outcome_NNN.md here once it is judged, also for an attempt this prompt "
-                       "lists as not known yet. -->"]
+                       "this folder; the whole file is the reply, read once it has not changed for a "
+                       "second (write it in one go, or under another name and rename it). What came of "
+                       "the reply to iteration NNN is in outcome_NNN.md here once it is judged (also for one "
+                       "this prompt lists as being evaluated). -->"]
     for message in request.messages:
         parts.append(f"# {message['role'].capitalize()}\n\n{message['content'].strip()}")
     return "\n\n".join(parts) + "\n"
@@ -71,6 +72,8 @@ class FilesLLM:
     poll_s: float = 0.5  # the longest nap between looks at a reply file
     settle_s: float = 1.0  # a reply is read once its size and mtime held still this long
     name: str = ""
+    # The loop writes the next prompt only once the evaluation ahead is judged (loop.py).
+    lookahead = False
     # Where the one-line news goes (the run's console); None: nowhere (the files still say it).
     notify: Callable[[str], None] | None = field(default=None, repr=False)
     _asked: set[int] = field(default_factory=set, init=False, repr=False)

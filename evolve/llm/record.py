@@ -2,8 +2,10 @@
 
 A record line is ``{"iteration", "model", "text", "prompt_tokens",
 "completion_tokens", "cost_usd"}`` -- never the prompt (which may quote user
-data) and never a key. Replaying returns the recorded cost, so a replayed run
-reports what the original run spent.
+data) and never a key -- plus ``"lookahead": false`` when the run sent no request
+ahead (``files:``, or ``lookahead = false``), so that its replay does not either:
+the parents, and so the programs, depend on it. Replaying returns the recorded
+cost, so a replayed run reports what the original run spent.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class RecordingLLM:
     inner: LLM
     path: Path
     name: str = ""
+    lookahead: bool = True  # the loop's, set as the run starts
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _file: IO[str] | None = field(default=None, init=False, repr=False)
 
@@ -38,14 +41,17 @@ class RecordingLLM:
     def complete(self, request: ProposalRequest) -> Completion:
         # Failures propagate unrecorded: replaying that iteration then fails too.
         completion = self.inner.complete(request)
-        line = json.dumps({
+        record = {
             "iteration": request.iteration,
             "model": completion.model,
             "text": completion.text,
             "prompt_tokens": completion.prompt_tokens,
             "completion_tokens": completion.completion_tokens,
             "cost_usd": completion.cost_usd,
-        }, ensure_ascii=False)
+        }
+        if not self.lookahead:
+            record["lookahead"] = False
+        line = json.dumps(record, ensure_ascii=False)
         with self._lock:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,6 +90,8 @@ def _parse_record(path: Path, lineno: int, raw: str) -> dict[str, Any]:
         value = rec.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise _bad_line(path, lineno, f"'{key}' is {value!r}, not a non-negative integer")
+    if not isinstance(rec.get("lookahead", True), bool):
+        raise _bad_line(path, lineno, f"'lookahead' is {rec['lookahead']!r}, not true or false")
     cost = rec.get("cost_usd", 0.0)
     if (not isinstance(cost, (int, float)) or isinstance(cost, bool) or cost < 0
             or not math.isfinite(cost)):
@@ -137,6 +145,11 @@ class ReplayLLM:
     def __post_init__(self) -> None:
         self.name = self.name or f"replay:{self.path}"
         self._records = load_records(self.path)  # validate eagerly: a bad file is a UserError
+
+    @property
+    def lookahead(self) -> bool:
+        """The recorded run's: a replay sends requests ahead only if it did."""
+        return all(rec.get("lookahead", True) for recs in self._records.values() for rec in recs)
 
     def complete(self, request: ProposalRequest) -> Completion:
         with self._lock:
