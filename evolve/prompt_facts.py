@@ -117,15 +117,19 @@ def time_line(problem: Problem, settings: RunSettings, instances: list[Instance]
     verifier = problem.verifier
     sandbox = settings.sandbox
     session = callable(getattr(verifier, "interact", None))
+    driven = callable(getattr(verifier, "drive", None))
     budget = getattr(verifier, "time_budget_s", None)
     weight = getattr(verifier, "time_weight", None)
     weighted = callable(weight) and any(weight(i) > 1 for i in instances)
     text = ("Time: each split runs in one sandboxed process, "
             + ("forked from a worker that has already imported numpy (not counted); it loads the "
-               "program once, then the verifier sends it the instances one after another"
+               "program once, then the verifier sends it the instances one after another, so "
+               "module-level state persists from one call to the next."
                if session else "which has already imported numpy; it loads the program once and "
-               "solves the instances one after another")
-            + ", so module-level state persists from one call to the next.")
+               "the verifier's builder asks it one decision at a time, the split's instances "
+               "interleaved." if driven else "which has already imported numpy; it loads the "
+               "program once and solves the instances one after another, so module-level state "
+               "persists from one call to the next."))
     if sandbox.max_processes == 1:
         text += " It may not start threads or other processes: one core is all a program has."
     if session and callable(budget) and instances:

@@ -37,9 +37,10 @@ WORST = "worst instances"  # the feedback line an inspiration leaves out (the cu
 @dataclass(frozen=True)
 class TimeLimits:
     """Each instance's time limit, by instance name. ``clock`` is how an instance's time is
-    measured: "CPU" (the kernel's count for a session verifier's call) or "wall" (inside the
-    sandbox otherwise); ``kind`` is the limit's: "budget" (CPU, enforced per instance by the
-    verifier) or "wall limit" (the instance's share of the sandbox's limit)."""
+    measured: "CPU" (the kernel's count, read by trusted code: a session verifier's call, a
+    batch run's line as it arrives, a driven split's share); ``kind`` is the limit's: "budget"
+    (CPU, enforced per instance by the verifier) or "wall limit" (the instance's share of the
+    sandbox's limit)."""
 
     clock: str
     kind: str
@@ -65,7 +66,7 @@ def time_limits(problem: Problem, settings: RunSettings, instances: list[Instanc
     one, else the instance's share of the sandbox's wall-time limit (its weight where it has one)."""
     verifier = problem.verifier
     budget = getattr(verifier, "time_budget_s", None)
-    clock = "CPU" if callable(getattr(verifier, "interact", None)) else "wall"
+    clock = "CPU"  # every path charges the kernel's count (evaluation.py, sandbox/outcome.py)
     if callable(budget):
         return TimeLimits(clock, "budget", {i.name: float(budget(i)) for i in instances})
     weight = getattr(verifier, "time_weight", None)
@@ -118,6 +119,12 @@ def time_against_limits(program: Program, limits: TimeLimits) -> str:
             groups[row.get("group", "")].append((float(seconds), limit))
     if not groups:
         return ""
+    every = [s for runs in groups.values() for s, _ in runs]
+    if len(every) > 1 and len(set(every)) == 1:  # a driven split: its CPU shared out evenly
+        limits_ms = sorted({_ms(b) for runs in groups.values() for _, b in runs}, key=float)
+        return (f"{limits.clock} ms per instance: {_ms(every[0])} each, the split's {limits.clock} "
+                f"shared evenly (its instances are built together, so no instance has a time of its "
+                f"own); {limits.kind} {'-'.join(limits_ms[::max(1, len(limits_ms) - 1)])} ms per instance")
     parts = []
     for group in sorted(groups, key=natural_key):
         runs = groups[group]

@@ -32,6 +32,7 @@ from evolve.population import ParentChoice
 from evolve.problem import Problem
 from evolve.prompt_facts import direction, evaluation_setup, fixed_code
 from evolve.prompt_history import (
+    IDEA_CHARS,
     InFlight,
     last_edit_error,
     latest_elsewhere,
@@ -128,6 +129,7 @@ class PromptBuilder:
             "latest": latest_elsewhere(archive, parent, problem, list(in_flight)),
             "edit_error": last_edit_error(archive, island),
             "direction": direction(problem, island) if parent.origin == "seed" else None,
+            "idea_chars": IDEA_CHARS,
         }
         template = environment().get_template(f"{mode}.jinja")
 

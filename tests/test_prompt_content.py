@@ -214,6 +214,12 @@ def test_the_system_message_states_references_time_and_the_fixed_code_once(smtt:
     jssp_lines = evaluation_setup(jssp, resolve_settings(jssp.spec.run, None, {}), [], jssp.instances("train"),
                                   None)
     assert any(x.startswith("Schedule builder: non-delay") and "held-out test split" in x for x in jssp_lines)
+    # jssp's builder is trusted and interleaves the instances: no claim that state carries over,
+    # nor of a replay audit that no longer exists (a clean-room agent read the two as a contradiction).
+    jssp_time = next(x for x in jssp_lines if x.startswith("Time: "))
+    assert "one decision at a time, the split's instances interleaved" in jssp_time
+    assert "state persists" not in jssp_time
+    assert "fresh process" not in jssp.spec.function.contract and "keep no state" in jssp.spec.function.contract
     active = jssp.configured({"scheme": "active"})
     assert any(x.startswith("Schedule builder: active (Giffler-Thompson)")
                for x in evaluation_setup(active, settings, [], [], None))
@@ -228,19 +234,28 @@ def test_an_edit_is_summed_up_by_the_functions_it_changed() -> None:
         "comments or layout only"
 
 
-def test_without_a_cpu_budget_wall_time_per_group_is_shown_against_the_sandbox_limit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("even", [True, False])
+def test_without_a_cpu_budget_cpu_time_is_shown_against_the_sandbox_limit(tmp_path: Path, even: bool) -> None:
+    """Per group where instances have times of their own; one figure where a driven split's CPU
+    is shared out evenly (a clean-room agent read ten identical per-group figures as a placeholder)."""
     jssp = load_problem("jssp")
     archive = Archive(tmp_path / "archive.sqlite", create=True)
     rows = [{"name": i.name, "group": i.group, "objective": 1.0, "reference": 1.0, "reference_kind": "optimal",
-             "gap": 0.0, "feasible": True, "error": None, "seconds": 0.012, "extra": {}}
-            for i in jssp.instances("train")]
+             "gap": 0.0, "feasible": True, "error": None, "seconds": 0.012 if even else 0.001 * (1 + k % 3),
+             "extra": {}}
+            for k, i in enumerate(jssp.instances("train"))]
     seed = Program(code=jssp.seed_code, code_hash=code_hash(jssp.seed_code), parent_id=None, island=0,
                    iteration=0, generation=0, origin="seed", model=None, status="ok", score=-14.0, stage="train",
                    metrics={"gap_mean_pct": 14.0}, instances=rows, feedback="per group: ...", features=None,
                    eval_seconds=1.0)
     program = archive.program(archive.add_program(seed, None))
     user = builder(jssp, archive).messages("diff", 0, program, [])[1]["content"]
-    line = next(x for x in user.splitlines() if x.startswith("wall ms per instance, mean/max/wall limit"))
+    (line,) = [x for x in user.splitlines() if x.startswith("CPU ms per instance")]
     limit = resolve_settings(jssp.spec.run, None, {}).sandbox.instance_timeout_s
-    first = sorted({i.group for i in jssp.instances("train")}, key=natural_key)[0]
-    assert line.startswith(f"wall ms per instance, mean/max/wall limit: {first} 12/12/{1000 * limit:.0f},")
+    if even:
+        assert line == (f"CPU ms per instance: 12 each, the split's CPU shared evenly (its instances are built "
+                        f"together, so no instance has a time of its own); wall limit {1000 * limit:.0f} ms "
+                        "per instance")
+    else:
+        first = sorted({i.group for i in jssp.instances("train")}, key=natural_key)[0]
+        assert line.startswith(f"CPU ms per instance, mean/max/wall limit: {first} 1.75/3/{1000 * limit:.0f},")
