@@ -25,6 +25,17 @@ def test_problems_lists_smtt_with_baselines() -> None:
     assert "smtt" in result.stdout and "mdd" in result.stdout
 
 
+def test_the_command_line_starts_without_the_engine() -> None:
+    """`evolve --help` and every command's parsing need typer and rich only: the tables, the
+    evaluation, the GP (numpy) and the settings (pydantic) load when a command uses them."""
+    probe = ("import sys, evolve.cli; heavy = ('numpy', 'pydantic', 'evolve.render', 'evolve.evaluation', "
+             "'evolve.config', 'evolve.gp', 'evolve.sandbox', 'litellm'); print([m for m in heavy if m in sys.modules])")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
+    shown = evolve("--help")
+    assert shown.returncode == 0 and "eval" in shown.stdout and "review" in shown.stdout
+
+
 @pytest.mark.parametrize("command", ["run", "resume", "eval", "baselines", "review", "best", "problems"])
 def test_every_command_help_shows_an_example(command: str) -> None:
     result = evolve(command, "--help")
