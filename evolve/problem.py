@@ -13,6 +13,8 @@ and a context text.  Problems are found in three places, in this order:
 from __future__ import annotations
 
 import importlib
+import os
+import pickle
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ SPLITS = ("quick", "train", "test")
 # A split a verifier may add: instances drawn like train, disjoint from train and test, on which a
 # run can choose its reported best (``select_on``, evolve/selection.py); the search never scores it.
 VALID = "valid"
+SIGNED_FILES = 2000  # a problem folder with more files has its splits built at every call
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -62,6 +65,10 @@ class Problem:
     # Keys of spec.verifier.options that override problem.toml, and who gave them ("--option").
     overrides: dict[str, Any] = field(default_factory=dict)
     override_source: str = "--option"
+    # split -> (the problem folder's files as found then, the split's instances pickled): see
+    # ``_split_instances``. Never compared, printed or passed on by ``with_options``.
+    _built: dict[str, tuple[tuple[Any, ...], bytes]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -194,8 +201,7 @@ class Problem:
             raise UserError(f"unknown split '{split}' (expected one of: {', '.join(SPLITS)}, or {VALID} "
                             "where the problem has one)")
         else:
-            with plugin_code(f"problem '{self.name}': the verifier's instances('{split}')", self.plugin):
-                found = self.verifier.instances(split)
+            found = self._split_instances(split)
         if not found:
             raise UserError(f"problem '{self.name}': split '{split}' has no instances")
         odd = next((x for x in found if not isinstance(x, Instance)), None) if isinstance(found, (list, tuple)) else found
@@ -219,6 +225,57 @@ class Problem:
                 raise UserError(f"no instance named '{missing[0]}' in {instances_file or split} (e.g. {sample})")
             found = [by_name[n] for n in names]
         return found
+
+
+    def _split_instances(self, split: str) -> Any:
+        """The verifier's ``instances(split)``, built once per ``Problem`` (a run asks for its
+        splits several times; smtt_rule's train costs ~40 ms, serving_router's test ~170 ms) and
+        again whenever a file in the problem's folder changed (``data/seeds.json``,
+        ``data/references.json``, ``problem.toml``). Every call gets its own copy, unpickled from
+        the first build (0.1-5 ms), so no caller can change the instances the next one gets.
+        The options cannot change under a ``Problem`` (``with_options`` makes a new one, with
+        its own verifier). A verifier whose instances depend on anything else (files outside its
+        folder, the clock) is rebuilt only with a new ``Problem``; one whose instances do not
+        pickle is never cached (the sandbox could not take them either), nor are those of a
+        folder of more than SIGNED_FILES files (looking at them all would cost what it saves)."""
+        files = _folder_signature(self.dir)
+        built = self._built.get(split)
+        if built is not None and files is not None and built[0] == files:
+            return pickle.loads(built[1])
+        with plugin_code(f"problem '{self.name}': the verifier's instances('{split}')", self.plugin):
+            found = self.verifier.instances(split)
+        if files is None:
+            return found
+        try:
+            self._built[split] = (files, pickle.dumps(found, protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception:  # noqa: BLE001 - whatever pickling raises, the instances are still good
+            self._built.pop(split, None)
+        return found
+
+
+def _folder_signature(folder: Path) -> tuple[Any, ...] | None:
+    """(path, inode, size, mtime) of every file below ``folder`` but ``__pycache__``: what a
+    change shows in (a file replaced, grown or written); None past SIGNED_FILES files."""
+    out: list[tuple[str, int, int, int]] = []
+    stack = [str(folder)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name != "__pycache__":
+                    stack.append(entry.path)
+            else:
+                try:
+                    stat = entry.stat()
+                except OSError:
+                    continue
+                out.append((entry.path, stat.st_ino, stat.st_size, stat.st_mtime_ns))
+                if len(out) > SIGNED_FILES:
+                    return None
+    return tuple(sorted(out))
 
 
 def _short(value: Any) -> str:
