@@ -555,3 +555,24 @@ def test_litellm_s_calls_are_bounded_as_the_openai_client_s(model: str, hostile:
     thread.join(40)
     assert slow.sent < 300, slow.sent
     assert time.process_time() - before < 30, "the body was inflated and quoted"
+
+
+def test_litellm_s_databricks_token_request_is_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With Databricks' OAuth M2M credentials, litellm asks the workspace that serves the model for
+    a token with ``requests`` (30 s per read, the body read whole), past every bound of
+    ``bound_litellm``: a host trickling its reply held a call with a 1 s timeout until the whole
+    reply was in (the tenth red team's open row; eleventh red team). It now goes through our
+    bounded client. Decided by how much of the body the client took before it gave up."""
+    from evolve.llm.litellm_backend import LiteLLMBackend
+
+    monkeypatch.setenv("DATABRICKS_CLIENT_ID", "client")
+    monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", "secret")
+    trickle = _Trickle()
+    base, _, thread = _raw_server([trickle], close_after={0})
+    llm = LiteLLMBackend("databricks/x", api_base=base + "/serving-endpoints", timeout_s=1.0,
+                         retry=RetryPolicy(max_retries=0, base_delay_s=0.01))
+    with pytest.raises(LLMError) as failed:
+        llm.complete(request())
+    thread.join(70)
+    assert trickle.sent < 150, trickle.sent  # 300 before: the whole minute
+    assert "OAuth M2M token request failed" in str(failed.value), failed.value

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from evolve.llm.base import Completion, ProposalRequest
 from evolve.llm.openai_compat import (
@@ -49,6 +50,7 @@ def bound_litellm(litellm: ModuleType, timeout_s: float) -> None:
 
     if litellm.client_session is None:
         litellm.client_session = bounded_client(timeout_s)
+    bound_databricks_token(timeout_s)
     made = HTTPHandler.create_client
     if getattr(made, "bounded", False):
         return
@@ -129,3 +131,41 @@ class LiteLLMBackend:
             seed=self.seed, iteration=request.iteration,
             cost=lambda response, _in, _out: self._cost(response),
         )
+
+
+def bound_databricks_token(timeout_s: float) -> None:
+    """Databricks' OAuth M2M token request (with ``DATABRICKS_CLIENT_ID`` and ``_SECRET``) made
+    through our bounded client.  litellm makes it with ``requests`` (30 s per read, the body read
+    whole) to the workspace that serves the model: a host dripping its reply held a call with a
+    1 s timeout for as long as it liked (eleventh red team; ``test_http_chat.py``).  The same
+    request, form and errors as litellm's own (1.110); left alone where litellm has no such
+    method.  Google's and AWS's token requests go to their identity services, not to the host
+    that serves the model, and stay as they are."""
+    try:
+        from litellm.llms.databricks import common_utils
+    except ImportError:
+        return
+    base = getattr(common_utils, "DatabricksBase", None)
+    made = getattr(base, "get_oauth_m2m_token_and_lifetime", None)
+    if made is None or getattr(made, "bounded", False):
+        return
+
+    def token(self: Any, api_base: str, client_id: str, client_secret: str) -> Any:
+        from evolve.llm.openai_body import bounded_client
+
+        parts = urlsplit(api_base)
+        url = common_utils.join_api_base(urlunsplit((parts.scheme, parts.netloc, "", "", "")), "oidc/v1/token")
+        try:
+            with bounded_client(timeout_s) as client:
+                response = client.post(url, data={"grant_type": "client_credentials", "scope": "all-apis"},
+                                       auth=(client_id, client_secret), timeout=timeout_s)
+        except Exception as exc:  # httpx's or httpx2's errors (whichever the openai client uses), as litellm's RequestException
+            raise common_utils.DatabricksException(
+                status_code=500, message=f"OAuth M2M token request failed: {exc}") from None
+        if response.status_code != 200:
+            raise common_utils.DatabricksException(
+                status_code=response.status_code, message=f"OAuth M2M token request failed: {response.text}")
+        return common_utils.OAuthM2MToken.model_validate(response.json())
+
+    token.bounded = True  # type: ignore[attr-defined]
+    base.get_oauth_m2m_token_and_lifetime = token
