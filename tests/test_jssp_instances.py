@@ -193,6 +193,11 @@ def test_jsplib_taillard_specification_and_a_byte_order_mark_load(tmp_path: Path
         ("x.json", '{"instances": [{"name": "a", "jobs": [[[0, 1]]]}, {"name": "a", "jobs": [[[0, 1]]]}]}',
          "duplicate instance name 'a'"),
         ("x.txt", "2 2\n0 1 1 2\n0 1 1\n", "x.txt: line 3: instance 'x' job 1: expected 'machine duration' pairs"),
+        # a short or long job line was read as a job of fewer or more operations, silently
+        ("x.txt", "2 2\n0 1\n0 1 1 1\n", "x.txt: line 2: instance 'x' job 0: expected 2 'machine duration' pairs "
+         "(one per machine, 4 integers), got 1 (2 integers)"),
+        ("x.txt", "instance a\n2 3\n0 1 1 1 2 1\n\n0 1 1 1 2 1 0 1\n", "x.txt: line 5: instance 'a' job 1: "
+         "expected 3 'machine duration' pairs (one per machine, 6 integers), got 4 (8 integers)"),
         ("x.txt", "2 2\n0 1 5 2\n0 1 1 1\n", "x.txt: line 2: instance 'x' job 0 operation 1: machine 5 is outside 0..1"),
         ("x.txt", "2 2\n0 1 1 2\n", "x.txt: instance 'x': expected 2 job lines, the file ends after 1"),
         ("x.txt", "2 2\n0 1 1 a\n0 1 1 1\n", "x.txt: line 2: expected job 0 as 'machine duration' pairs (integers)"),

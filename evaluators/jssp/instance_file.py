@@ -172,6 +172,9 @@ def _standard_jobs(label: str, lines: list[str], i: int, n: int, m: int, name: s
         values = _ints(label, i, line, f"job {j} as 'machine duration' pairs")
         if len(values) % 2:
             raise UserError(f"{label}: line {i}: instance {name!r} job {j}: expected 'machine duration' pairs, got an odd number of integers ({len(values)})")
+        if len(values) != 2 * m:  # a short line (a wrapped or cut one) was read as a shorter job
+            raise UserError(f"{label}: line {i}: instance {name!r} job {j}: expected {m} 'machine duration' pairs "
+                            f"(one per machine, {2 * m} integers), got {len(values) // 2} ({len(values)} integers)")
         ops = []
         for k in range(0, len(values), 2):
             machine, duration = values[k], values[k + 1]
