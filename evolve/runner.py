@@ -25,13 +25,24 @@ from evolve.llm import LLM, OFFLINE, make_llm
 from evolve.llm.preflight import Checked, members, preflight
 from evolve.loop import Controller, Progress
 from evolve.problem import Problem, _from_dir, load_problem
-from evolve.runs import ARCHIVE, CONFIG, LOCK, RunLock, load_run, new_run_dir, save_config
+from evolve.runs import (
+    ARCHIVE,
+    CONFIG,
+    LOCK,
+    RunLock,
+    load_run,
+    new_run_dir,
+    refuse_foreign_contents,
+    save_config,
+)
 from evolve.selection import clear_selection, select_best
 from evolve.stop import StopKind
 from evolve.user_code import check_seed_blocks, check_seed_parses
 
 ProgressCallback = Callable[[Progress], None]
 PROBLEM_COPY = "problem"  # where a run keeps a copy of a problem defined in Python
+# What a run writes in its folder (what a failed start leaves and removes): the only things an --out may hold.
+RUN_FILES = {ARCHIVE, f"{ARCHIVE}-wal", f"{ARCHIVE}-shm", CONFIG, LOCK, "best.py", PROBLEM_COPY}
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -171,6 +182,7 @@ def new_folder(out: Path | None, runs_dir: Path, problem: str) -> tuple[Path, bo
         raise UserError(f"{out}: exists and is not a folder")
     if (out / ARCHIVE).exists():
         raise UserError(f"{out}: already holds a run (use 'evolve resume {out}' to continue it)")
+    refuse_foreign_contents(out, RUN_FILES, "run")
     existed = out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -227,7 +239,7 @@ def _remove_traces(folder: Path, created: bool) -> None:
     if created:
         shutil.rmtree(folder, ignore_errors=True)
         return
-    for name in (ARCHIVE, f"{ARCHIVE}-wal", f"{ARCHIVE}-shm", CONFIG, LOCK, "best.py", PROBLEM_COPY):
+    for name in sorted(RUN_FILES):
         target = folder / name
         if target.is_dir():
             shutil.rmtree(target, ignore_errors=True)

@@ -42,11 +42,17 @@ def new_run_dir(root: Path, problem: str) -> Path:
     return folder
 
 
-def prepare_out_dir(out: Path) -> Path:
-    if (out / ARCHIVE).exists():
-        raise UserError(f"{out}: already holds a run (use 'evolve resume {out}' to continue it)")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def refuse_foreign_contents(folder: Path, own: set[str], what: str) -> None:
+    """``--out`` names a new or empty folder (or one holding only ``own`` files, a run's traces):
+    a run or a study written into a folder of other things mixes with them, and removing a failed
+    run's traces would not give the folder back as it was."""
+    if not folder.is_dir():
+        return
+    others = sorted(p.name for p in folder.iterdir() if p.name not in own)
+    if others:
+        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+        raise UserError(f"{folder}: not empty and not a {what} folder (it holds {others[0]!r}{more}); "
+                        f"expected a new or empty folder for the {what}: choose another --out")
 
 
 def save_config(folder: Path, problem: str, problem_dir: Path, settings: RunSettings) -> None:

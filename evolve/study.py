@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from evolve.errors import UserError
+from evolve.runs import refuse_foreign_contents
 
 STUDY = "study.json"
 _SEEDS = re.compile(r"^\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?$")
@@ -100,6 +101,7 @@ def open_study(problem: Any, seeds: list[int], folder: Path) -> None:
         raise UserError(f"{folder}: already holds a study (review it with 'evolve review {folder}')")
     if (folder / "archive.sqlite").exists():  # a study's seeds would nest inside a run's folder
         raise UserError(f"{folder}: already holds a run, not a study (choose another --out)")
+    refuse_foreign_contents(folder, {p.name for p in folder.glob("seed-*")}, "study")  # its seeds' own names
     folder.mkdir(parents=True, exist_ok=True)
     name = getattr(problem, "name", str(problem))
     document = {"problem": name, "seeds": seeds, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -157,3 +157,27 @@ def test_a_rule_table_that_does_not_match_the_seed_is_named_whatever_the_search(
     result = evolve("run", str(problem), "--llm", "mutate", "--iterations", "2", "--out", str(out))
     one_line_error(result, f"{toml}: [rule] function 'prio' is not a top-level function inside the seed's EVOLVE-BLOCK")
     assert not out.exists()
+
+
+def test_an_out_folder_holding_other_things_is_refused_in_one_line_and_left_as_it_was(tmp_path: Path) -> None:
+    """--out into a folder of other files (a checkout, a home folder, '.') was accepted: the run's
+    files mixed with them. A new or empty folder, or a run's own traces, are what --out takes."""
+    problem = tmp_path / "toy"
+    shutil.copytree(TESTS / "toy_problem", problem, ignore=shutil.ignore_patterns("__pycache__"))
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine\n")
+    (busy / "data").mkdir()
+    before = sorted(p.name for p in busy.iterdir())
+    result = evolve("run", str(problem), "--iterations", "1", "--out", str(busy))
+    one_line_error(result, f"{busy}: not empty and not a run folder (it holds 'data' and 1 more)",
+                   "expected a new or empty folder for the run")
+    study = evolve("run", str(problem), "--iterations", "1", "--seeds", "0-1", "--out", str(busy))
+    one_line_error(study, f"{busy}: not empty and not a study folder (it holds 'data' and 1 more)")
+    assert sorted(p.name for p in busy.iterdir()) == before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    made = evolve("run", str(problem), "--iterations", "1", "--out", str(empty))
+    assert made.returncode == 0, made.stderr
+    again = evolve("run", str(problem), "--iterations", "1", "--out", str(empty))
+    one_line_error(again, f"already holds a run (use 'evolve resume {empty}' to continue it)")
