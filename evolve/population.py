@@ -32,8 +32,9 @@ class ParentChoice:
     how: str
     elites: int
     tournament: int
-    # The island's best when the tournament drew: its draws are with replacement, so the winner
-    # may be a worse program (3 draws from 2 programs miss the better one 1 time in 8).
+    # The island's best when the tournament or a random draw chose: the tournament's draws are with
+    # replacement, so the winner may be a worse program (3 draws from 2 programs miss the better
+    # one 1 time in 8); a prompt shows the island's best beside such a parent.
     island_best: int | None = None
 
 
@@ -117,7 +118,8 @@ class Population:
             return ParentChoice(winner, "tournament", len(grid), tournament,
                                 grid.best.program_id if grid.best is not None else None)
         if roll < exploitation + exploration:
-            return ParentChoice(grid.random_elite(rng).program_id, "random", len(grid), tournament)
+            return ParentChoice(grid.random_elite(rng).program_id, "random", len(grid), tournament,
+                                grid.best.program_id if grid.best is not None else None)
         best = self.global_best()
         assert best is not None
         return ParentChoice(best.program_id, "best", len(grid), tournament)
@@ -141,18 +143,19 @@ class Population:
     ) -> list[int]:
         """Inspirations worth a model's reading: the best program of the whole run, the
         island's best, then other cells of the island, then other islands' bests -- never
-        the parent, never a program in ``avoid`` (the seed, which every prompt already shows
-        through the parent's lineage)."""
+        the parent, never a program in ``avoid`` (the seed, whose results the system message
+        states) unless it is the island's best: what the parent competes with is shown."""
         chosen: list[int] = []
 
-        def take(elite: Elite | None) -> None:
-            if elite is not None and elite.program_id != parent_id and elite.program_id not in avoid \
+        def take(elite: Elite | None, avoided: bool = False) -> None:
+            if elite is not None and elite.program_id != parent_id and (avoided or elite.program_id not in avoid) \
                     and elite.program_id not in chosen and len(chosen) < count:
                 chosen.append(elite.program_id)
 
-        take(self.global_best())
         grid = self.islands[island]
-        take(grid.best)
+        best = self.global_best()
+        take(best, avoided=best is grid.best)
+        take(grid.best, avoided=True)
         for _ in range(4 * count):
             if len(chosen) >= count or not len(grid):
                 break

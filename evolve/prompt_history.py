@@ -183,9 +183,12 @@ def why_parent(choice: ParentChoice | None, parent: Program, best: Program | Non
                f"{choice.elites} programs")
         if choice.island_best is not None:
             how += (", here the island's best" if choice.island_best == parent.id
-                    else f"; no draw hit the island's best, #{choice.island_best}, so it is not the parent")
+                    else f"; no draw hit the island's best, #{choice.island_best}"
+                         f"{_shown(choice.island_best, shown)}, so it is not the parent")
     elif choice.how == "random":
         how = f"drawn at random from island {island}'s {choice.elites} programs, to explore"
+        if choice.island_best is not None and choice.island_best != parent.id:
+            how += f"; the island's best is #{choice.island_best}{_shown(choice.island_best, shown)}"
     elif choice.how == "best":
         how = "the run's best program, which every island takes as its parent now and then"
     else:
@@ -199,6 +202,10 @@ def why_parent(choice: ParentChoice | None, parent: Program, best: Program | Non
         where = (f"the run's best so far is #{best.id} (island {best.island}, score {best.score:.6g}"
                  + (f", {gap}" if gap else "") + ")" + (", shown below" if best.id in shown else ""))
     return f"Why this program: {how}; {where}."
+
+
+def _shown(program_id: int, shown: set[int]) -> str:
+    return " (shown below)" if program_id in shown else " (not shown in this prompt)"
 
 
 def last_edit_error(archive: Archive, island: int) -> str | None:

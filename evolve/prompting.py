@@ -18,7 +18,7 @@ fit is named, not shown.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -87,6 +87,7 @@ class Inspiration:
     origin: str  # how it came about
     shown: Shown | None  # its code, or None when it did not fit
     note: str  # what stands for the code when it is not shown
+    role: str = ""  # "the run's best", "island 0's best": what the current program competes with
 
 
 class PromptBuilder:
@@ -133,7 +134,12 @@ class PromptBuilder:
         }
         template = environment().get_template(f"{mode}.jinja")
 
+        roles = {best.id: "the run's best"} if best is not None else {}
+        if choice is not None and choice.island_best is not None:
+            roles.setdefault(choice.island_best, f"island {island}'s best")
+
         def render(shown: list[Inspiration]) -> str:
+            shown = [replace(i, role=roles.get(i.view.id, "")) for i in shown]
             ids = {i.view.id for i in shown}
             why = why_parent(choice, parent, best, island, problem, ids)
             return template.render(**context, why=why, inspirations=shown).strip()

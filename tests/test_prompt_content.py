@@ -158,7 +158,7 @@ def test_the_parent_choice_and_the_runs_best_are_explained(smtt: Problem, tmp_pa
     assert "Porting their ideas into the current program is welcome." in user
     assert "It is a suggestion: where another change would clearly help more" in user
     # A one-line change is shown as a diff against the current program, not as a second copy.
-    inspiration = user.split("## Program #2 (island 1)")[1]
+    inspiration = user.split("## Program #2 (island 1, the run's best)")[1]
     assert "as a diff against the current program" in inspiration and "```diff" in inspiration
     assert "-    return d\n+    return d - p" in inspiration
     # The run's best as the parent is said once.
@@ -182,10 +182,43 @@ def test_a_tournament_that_drew_only_the_worse_program_does_not_call_it_the_best
     prompts = builder(smtt, archive)
     user = prompts.messages("diff", 0, archive.program(seed), [], choice=worse)[1]["content"]
     assert ("Why this program: the best of 3 random draws (with replacement) from island 0's 2 programs; "
-            "no draw hit the island's best, #2, so it is not the parent; the run's best so far is #2") in user
+            "no draw hit the island's best, #2 (not shown in this prompt), so it is not the parent; the run's best so far is #2") in user
     user = prompts.messages("diff", 0, archive.program(better), [], choice=won)[1]["content"]
     assert ("Why this program: the best of 3 random draws (with replacement) from island 0's 2 programs, "
             "here the island's best; it is the run's best so far.") in user
+
+
+def test_the_islands_best_is_shown_beside_a_parent_that_is_not_it_even_when_it_is_the_seed(
+        smtt: Problem, tmp_path: Path) -> None:
+    """An agent playing the model wanted to see what the parent competes with: the island's best.
+    It was left out when it was the seed (never shown again, as every prompt 'shows it through
+    the lineage', which it did not), and never named as the island's best when shown."""
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    seed = add(archive, smtt, smtt.seed_code, None, 0, -5.0)  # the island's best, and the run's
+    worse = add(archive, smtt, smtt.seed_code.replace("return d\n", "return d - p\n"), seed, 1, -60.0)
+    other = add(archive, smtt, smtt.seed_code.replace("return d\n", "return d + p\n"), seed, 2, -30.0, island=1)
+    population = Population(2)
+    population.offer(0, Elite(seed, -5.0, "0"))
+    population.offer(0, Elite(worse, -60.0, "1"))
+    population.offer(1, Elite(other, -30.0, "1"))
+    chosen = population.prompt_inspirations(0, worse, random.Random(0), 3, avoid={seed})
+    assert chosen[0] == seed and other in chosen  # the seed only as this island's best
+    assert seed not in population.prompt_inspirations(1, other, random.Random(0), 3, avoid={seed})
+    prompts = builder(smtt, archive)
+    tournament = next(c for c in (population.choose_parent(0, random.Random(k), 1.0, 0.0, 3) for k in range(64))
+                      if c.program_id == worse)
+    explore = next(c for c in (population.choose_parent(0, random.Random(k), 0.0, 1.0, 3) for k in range(64))
+                   if c.program_id == worse)
+    shown = [archive.program(i) for i in chosen]
+    user = prompts.messages("diff", 0, archive.program(worse), shown, choice=tournament)[1]["content"]
+    assert "no draw hit the island's best, #1 (shown below), so it is not the parent" in user
+    assert "## Program #1 (island 0, the run's best): score -5" in user
+    assert "## Program #3 (island 1): score -30" in user
+    user = prompts.messages("diff", 0, archive.program(worse), shown, choice=explore)[1]["content"]
+    assert ("Why this program: drawn at random from island 0's 2 programs, to explore; the island's best "
+            "is #1 (shown below); the run's best so far is #1") in user
+    user = prompts.messages("diff", 0, archive.program(worse), [], choice=explore)[1]["content"]
+    assert "the island's best is #1 (not shown in this prompt)" in user
 
 
 def test_cpu_time_per_group_is_shown_against_the_budget(smtt: Problem, tmp_path: Path) -> None:
