@@ -206,8 +206,9 @@ def eval_(
     option: OptionFlag = None,
     scheme: SchemeFlag = None,
 ) -> None:
-    """Score one program file with the problem's verifier (exit 1 if it fails; a feasible
-    evaluation with no gap to measure, every reference 0, is status ok with score null)."""
+    """Score one program file with the problem's verifier (exit 1 if it fails).
+
+    A feasible evaluation with no gap to measure (every reference 0) is status ok with score null."""
     from evolve import api
 
     split = split_of(split, instances, "train")
@@ -267,8 +268,9 @@ def baselines(
     option: OptionFlag = None,
     scheme: SchemeFlag = None,
 ) -> None:
-    """Score every baseline of PROBLEM through the same sandbox and verifier as evolved programs
-    (exit 1 if one fails; its reason on stderr)."""
+    """Score every baseline of PROBLEM through the same sandbox and verifier as evolved programs.
+
+    Exit 1 if one fails, its reason on stderr."""
     from evolve import api
 
     split = split_of(split, instances, "train")

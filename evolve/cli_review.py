@@ -46,8 +46,9 @@ def review(
     workers: Annotated[int, typer.Option(min=1, help="Parallel evaluations for --test.")] = 1,
     repeats: Annotated[int | None, typer.Option(min=1, help="Re-evaluate the top 3 programs this many times and flag a best within noise of the runner-up (default: no re-evaluation).")] = None,
 ) -> None:
-    """Leaderboard, the best program's diff and lineage, failures by kind, tokens and cost;
-    with --test, paired per-instance comparisons on held-out instances and an overfitting check;
+    """Leaderboard, the best program's diff and lineage, failures by kind, tokens and cost.
+
+    With --test, paired per-instance comparisons on held-out instances and an overfitting check;
     with --repeats R, the top programs' spread over R re-evaluations."""
     from evolve import api
     from evolve.study import is_study
@@ -236,8 +237,9 @@ def watch(
         float, typer.Option(min=0.0, help="Re-render the page (plots) at most this often, in seconds: its CPU cost.")
     ] = 5.0,
 ) -> None:
-    """Serve a live view of a run on 127.0.0.1 (gap over time, recent proposals, failures,
-    islands, MAP-Elites), refreshed as the run writes; read-only, from the archive."""
+    """Serve a live view of a run on 127.0.0.1, refreshed as the run writes; read-only.
+
+    It shows the gap over time, recent proposals, failures, islands and the MAP-Elites grid, from the archive."""
     from evolve.watch import LiveView, make_server
 
     view = LiveView(run_dir, min_interval=render_every, poll_ms=int(interval * 1000))

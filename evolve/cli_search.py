@@ -35,8 +35,9 @@ def tune(
     option: OptionFlag = None,
     scheme: SchemeFlag = None,
 ) -> None:
-    """Fit the numeric literals inside PROGRAM's EVOLVE-BLOCK with CMA-ES; every trial runs
-    in the sandbox and is scored by the trusted verifier."""
+    """Fit the numeric literals inside PROGRAM's EVOLVE-BLOCK with CMA-ES.
+
+    Every trial runs in the sandbox and is scored by the trusted verifier."""
     from evolve import api
     from evolve.errors import UserError
     from evolve.files import check_output

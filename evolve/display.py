@@ -49,6 +49,12 @@ class _RunBar(Progress):
             yield Text(note, style="dim", no_wrap=True, overflow="ellipsis")
 
 
+def rate(evals_per_s: float) -> str:
+    """Evaluations per second, never "0.0" for a run that evaluates: a slow one (one evaluation
+    every 38 s, a large problem or a loaded machine) shows two significant digits, 0.026."""
+    return f"{evals_per_s:.1f}" if evals_per_s >= 0.95 or evals_per_s == 0 else f"{evals_per_s:.2g}"
+
+
 class RunDisplay:
     """Progress of a run: a live bar in a terminal, plain log lines otherwise.
 
@@ -108,7 +114,7 @@ class RunDisplay:
             self._task,
             total=p.target,
             completed=p.done,
-            rate=f"{p.evals_per_s:.1f}",
+            rate=rate(p.evals_per_s),
             best=fmt(p.best_score),
             gap=pct(p.best_gap),
             failures=failure_counts(p),
@@ -135,7 +141,7 @@ class RunDisplay:
         line = (
             f"[{time.strftime('%H:%M:%S')}] {self._problem} {p.done}/{p.target}{share} | "
             f"best {fmt(p.best_score)} (gap {pct(p.best_gap)}) | failures {failure_counts(p)}"
-            f" | duplicates {p.duplicates} | {p.evals_per_s:.1f} eval/s | "
+            f" | duplicates {p.duplicates} | {rate(p.evals_per_s)} eval/s | "
             + (f"tok {_tokens(p.prompt_tokens + p.completion_tokens)} ${p.cost_usd:.2f} | " if self._model else "")
             + f"elapsed {duration(time.time() - p.started)} eta {duration(p.eta_s)}"
         )

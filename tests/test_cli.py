@@ -42,6 +42,23 @@ def test_every_command_help_shows_an_example(command: str) -> None:
     assert result.returncode == 0 and "Examples" in result.stdout and "$ evolve" in result.stdout
 
 
+def test_the_command_list_gives_each_command_a_summary_that_does_not_break_mid_sentence() -> None:
+    """`evolve --help` lists each command by the first paragraph of its help, line breaks kept:
+    'Score one program file ... a feasible' then 'evaluation with no gap ...' on a row of its own
+    read as broken text to a newcomer. The summary is one line; details follow a blank line."""
+    import typer.main
+
+    from evolve.cli import app
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    assert len(commands) >= 15
+    for name, command in commands.items():
+        summary = (command.help or "").strip().split("\n\n")[0]
+        assert summary and "\n" not in summary, (name, summary)
+    listing = evolve("--help").stdout
+    assert "a feasible" not in listing and "the same sandbox and" in listing  # eval's details stay on its page
+
+
 def test_eval_json_follows_the_documented_contract() -> None:
     result = evolve("eval", "smtt", str(SEED), "--split", "quick", "--json")
     assert result.returncode == 0, result.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from evolve.display import RunDisplay
+from evolve.display import RunDisplay, rate
 from evolve.formats import count
 from evolve.progress import Progress
 from evolve.stop import Stop, StopKind
@@ -39,6 +39,18 @@ def test_live_bar_shows_failures_by_kind_the_last_reasons_and_an_eta() -> None:
     assert "last model failure: iteration 3: openai/x: HTTP 503 server error: overloaded" in out
     assert "last edit failure: iteration 4" in out
     assert "eta 0:30" in out  # 5 done in ~10 s, 15 to go
+
+
+def test_a_slow_run_shows_its_evaluation_rate_not_zero() -> None:
+    """A newcomer's first run on a loaded machine read "0.0 eval/s" while it evaluated one program
+    every 30 to 40 s."""
+    buf = io.StringIO()
+    display = RunDisplay("smtt", out=Console(file=buf, force_terminal=False, width=200))
+    with display:
+        display.update(progress(1, target=3, started=time.time() - 38))
+    line = next(x for x in buf.getvalue().splitlines() if " smtt " in x)
+    assert "| 0.026 eval/s |" in line or "| 0.025 eval/s |" in line  # 1 in 38 s (39 on a slow machine)
+    assert rate(0.0) == "0.0" and rate(2.345) == "2.3" and rate(0.35) == "0.35"
 
 
 def test_outside_a_terminal_a_plain_line_every_5_percent_with_new_failure_reasons() -> None:
