@@ -1,8 +1,8 @@
-"""How long a model's prompts are: `python bench/prompt_sizes.py [smtt|jssp] [--out DIR]`.
+"""How long a model's prompts are: `python bench/prompt_sizes.py [smtt|jssp|serving] [--out DIR]`.
 
 Replays the replies of a clean-room check (a person-like agent that had never seen the
 repository answered SMTT and JSSP prompts through `--llm files:DIR`; its replies are in
-`bench/data/promptcheck_*.jsonl`, in `--record` format) through a real run -- the same
+`bench/data/promptcheck_*.jsonl`, in `--record` format; serving's, `cleanroom_serving.jsonl`) through a real run -- the same
 seed and settings as the check: 4 islands, one proposal at a time, SEARCH/REPLACE -- and
 prints the size of every prompt the run builds: system and user message, the program code
 the user message shows (its ``` fences: blocks, diffs), and the rest ("text"). With `--out DIR` the prompts are written there as `files:DIR`
@@ -30,7 +30,8 @@ from evolve.loop import Controller
 from evolve.problem import load_problem
 
 DATA = Path(__file__).resolve().parent / "data"
-ITERATIONS = {"smtt": 10, "jssp": 5}
+ITERATIONS = {"smtt": 10, "jssp": 5, "serving": 8}
+REPLIES = {"smtt": "promptcheck_smtt", "jssp": "promptcheck_jssp", "serving": "cleanroom_serving"}
 FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.M | re.S)
 
 
@@ -58,7 +59,7 @@ def replay(problem_name: str, out: Path | None) -> None:
     settings = resolve_settings(problem.spec.run, None, {
         "iterations": iterations, "seed": 0, "islands": 4, "concurrency": 1, "workers": 1,
         "edit_mode": "diff"})
-    llm = Capturing(DATA / f"promptcheck_{problem_name}.jsonl")
+    llm = Capturing(DATA / f"{REPLIES[problem_name]}.jsonl")
     with tempfile.TemporaryDirectory(prefix="bench-prompt-sizes-") as scratch:
         archive = Archive(Path(scratch) / "archive.sqlite", create=True)
         Controller(problem, settings, archive, llm, Path(scratch)).run()  # type: ignore[arg-type]
@@ -85,12 +86,12 @@ def replay(problem_name: str, out: Path | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("problems", nargs="*", metavar="PROBLEM", help="smtt and/or jssp (default: both)")
+    parser.add_argument("problems", nargs="*", metavar="PROBLEM", help="smtt, jssp and/or serving (default: smtt and jssp)")
     parser.add_argument("--out", type=Path, help="write the prompts here (one folder per problem)")
     args = parser.parse_args()
     for name in args.problems:
         if name not in ITERATIONS:
-            parser.error(f"unknown problem {name!r}; expected smtt or jssp")
+            parser.error(f"unknown problem {name!r}; expected smtt, jssp or serving")
     print(f"machine: {cpu_model()}")
     for name in args.problems or ["smtt", "jssp"]:
         replay(name, args.out / name if args.out else None)

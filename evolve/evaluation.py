@@ -334,6 +334,9 @@ class Evaluator:
         instance_score = getattr(verifier, "instance_score", None)
         feedback = describe(results, metrics, spec.objective.score,
                             instance_score if callable(instance_score) else None)
+        more = getattr(verifier, "feedback_lines", None)
+        if callable(more):
+            feedback = "\n".join([feedback, *more(results)])
         return Evaluation(status, score, metrics, results, feedback, stage, 0.0, solutions)
 
     def _score_one(self, instance: Instance, run: object) -> InstanceResult:

@@ -170,6 +170,9 @@ def evaluation_setup(problem: Problem, settings: RunSettings, quick: list[Instan
     facts = getattr(problem.verifier, "prompt_facts", None)
     if callable(facts):
         lines.extend(facts())
+    after = getattr(problem.verifier, "train_facts", None)
+    if callable(after) and train:
+        lines.extend(after(train))
     if cascade.enabled and quick:
         lines.append(f"Screening: each new program first runs on {len(quick)} quick instances; one "
                      f"that scores more than {cascade.tolerance:g} x |parent score| below its parent "

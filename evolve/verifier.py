@@ -282,6 +282,24 @@ class PromptFacts(Protocol):
 
 
 @runtime_checkable
+class TrainFacts(Protocol):
+    """Figures about the train split a model may read, worked out after the fact (serving: the
+    reference policy's slowest request per trace, the spread of prompt and output lengths per
+    group): stated in the run's system prompt, one sentence each. Only aggregates a program
+    is never given while it decides; never the test split's (it is not passed)."""
+
+    def train_facts(self, instances: list[Instance]) -> list[str]: ...
+
+
+@runtime_checkable
+class FeedbackLines(Protocol):
+    """Lines added to a program's feedback (what its prompt shows of its results), from its
+    trusted per-instance results (serving: how often KV memory bound, per group)."""
+
+    def feedback_lines(self, results: list[InstanceResult]) -> list[str]: ...
+
+
+@runtime_checkable
 class Drives(Protocol):
     """Builds a split's solutions on the trusted side, asking the candidate one question at a
     time, for programs that are neither the problem's baselines nor provably one pure

@@ -157,3 +157,8 @@ def test_the_shipped_verifiers_optional_parts_match_their_protocols() -> None:
     jssp = load_problem("jssp").verifier
     assert isinstance(jssp, BatchVerifier) and isinstance(jssp, Aggregates) and isinstance(jssp, PromptFacts)
     assert not isinstance(jssp, InteractiveVerifier)
+    from evolve.verifier import FeedbackLines, TrainFacts
+
+    serving = load_problem("serving").verifier
+    assert isinstance(serving, TrainFacts) and isinstance(serving, FeedbackLines)
+    assert not isinstance(jssp, TrainFacts) and not isinstance(jssp, FeedbackLines)

@@ -205,3 +205,16 @@ def test_a_stuck_policy_is_reported_with_the_request() -> None:
     trace = random_trace(20, seed=7, rate=10.0)
     with pytest.raises(EngineError, match=r"request \d+ never finished: still .* after the step limit of 5"):
         run_engine(config(), trace, decider(fcfs_priority, trace.predicted), 5)
+
+
+@pytest.mark.parametrize("event_driven", [True, False])
+def test_kv_bound_steps_count_memory_not_the_batch_limits(event_driven: bool) -> None:
+    """A step is KV-bound when KV memory refused an admission with a slot and budget left, or
+    forced a preemption: with ample memory and a sequence cap that binds, none are."""
+    trace = random_trace(400, seed=2, rate=60.0)
+    capped = run(config(max_num_seqs=4), trace, event_driven=event_driven)
+    assert capped.kv_bound_steps == 0 and capped.preempted_total == 0
+    assert capped.finish.max() - trace.arrival[-1] > 10  # requests waited: the cap bound
+    tight = run(config(kv_blocks=600, max_num_seqs=64), trace, srpt, event_driven=event_driven)
+    assert tight.preempted_total > 10
+    assert tight.kv_bound_steps >= 10 and tight.kv_bound_steps <= tight.steps

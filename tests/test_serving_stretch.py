@@ -18,7 +18,7 @@ from evolve.evaluators.serving.router import run_router
 B0, B1, B2, B3 = PROFILES["h100-llama3.1-8b"].seconds()
 EXACT = ("first_token", "finish", "client_tokens", "admit_seq", "preemptions", "generated", "state")
 SCALARS = ("now", "busy_s", "kv_block_s", "steps", "decode_tokens", "prefill_tokens", "preempted_total",
-           "free", "finished")
+           "free", "finished", "kv_bound_steps")
 
 
 def config(**changes: Any) -> EngineConfig:

@@ -444,3 +444,48 @@ def test_a_trace_that_is_not_utf8_names_its_line_and_byte(tmp_path: Path) -> Non
     path.write_bytes(b"TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,308,131\n2023-11-16 18:15:47,30\xe9,1\n")
     with pytest.raises(UserError, match=r"latin1.csv: not UTF-8 text \(line 3, byte 90: b'\\xe9'\)$"):
         load_problem("serving").instances("train", path)
+
+
+def test_prompts_get_train_figures_after_the_fact_and_each_programs_kv_bound_steps(
+        small: ServingVerifier, instance: Instance, solution: dict[str, Any]) -> None:
+    """What an agent playing the model asked for: FCFS's slowest request per trace (the starvation
+    line), how often KV memory binds, and the spread of prompt and output lengths per group; all
+    figures of the trusted side after the runs, never among what the policy is given."""
+    calm = small.make_instance("calm", "code", generate(WorkloadSpec("code", "poisson", 0.5, 200, 3),
+                                                         small.opts.engine, 0.85, PUBLIC), "test")
+    [line] = small.train_facts([instance, calm])
+    ref = instance.data["reference"]
+    assert "kv_bound_pct" not in ref  # instance data pin a run: resuming one of older code still works
+    fcfs = small.reference(EngineConfig.from_data(instance.data["engine"]), Trace.from_data(instance.data["trace"]))
+    assert 0 < fcfs.kv_bound_pct <= 100 and ref["preemptions"] > 0  # the small cache binds under FCFS
+    assert f"small {ref['e2e_max_s']:.1f} s, {fcfs.kv_bound_pct:.1f}%, {ref['preemptions']:.0f};" in line
+    prompt, output = instance.data["trace"]["prompt"], instance.data["trace"]["output"]
+    spread = "/".join(f"{v:,.0f}" for v in np.percentile(output, [10, 50, 90]))
+    assert line.endswith(f"true output tokens (programs see predicted_len): code "
+                         f"{'/'.join(f'{v:,.0f}' for v in np.percentile(calm.data['trace']['output'], [10, 50, 90]))}"
+                         f", mixed {spread}.")
+    assert "mixed " + "/".join(f"{v:,.0f}" for v in np.percentile(prompt, [10, 50, 90])) in line
+    result = small.score(instance, solution)
+    assert 0 < result.extra["kv_bound_pct"] <= 100
+    assert small.feedback_lines([result]) == [
+        f"KV-bound steps and preemptions per trace, mean per group: mixed {result.extra['kv_bound_pct']:.1f}%, "
+        f"{result.extra['preemptions']:.0f}"]
+    assert not set(ARRAY_FEATURES + SCALAR_FEATURES) & {"kv_bound_pct", "e2e_max_s", "output"}  # not the policy's
+    from evolve.config import resolve_settings
+    from evolve.problem import load_problem
+    from evolve.prompt_facts import evaluation_setup
+
+    problem = load_problem("serving")
+    setup = evaluation_setup(problem, resolve_settings(problem.spec.run, None, {}), [], [instance, calm], None)
+    assert line in setup  # the system message states it, for the train split it is given
+
+
+def test_the_program_feedback_a_prompt_shows_says_how_often_kv_memory_bound() -> None:
+    import evolve
+
+    seed = (PROBLEM / "seed.py").read_text()
+    evaluation = evolve.evaluate("serving", seed, split="quick")
+    assert evaluation.ok, evaluation.feedback
+    last = evaluation.feedback.splitlines()[-1]
+    assert last.startswith("KV-bound steps and preemptions per trace, mean per group: ")
+    assert all(f"{r.extra['kv_bound_pct']:.1f}%" in last for r in evaluation.instances)

@@ -50,6 +50,24 @@ def fit_prefix(cfg: EngineConfig, prompt: np.ndarray, generated: np.ndarray, ord
     return k, tokens[:k], blocks[:k]
 
 
+def refused_for_kv(cfg: EngineConfig, prompt: np.ndarray, generated: np.ndarray, order: np.ndarray, k: int,
+                   tokens: np.ndarray, blocks: np.ndarray, room: Room) -> bool:
+    """Was ``order[k]``, the first request ``fit_prefix`` did not admit, refused for want of free KV
+    blocks alone: with a sequence slot and enough token budget left for it (its first chunk)?"""
+    slots, budget, free = room
+    if k >= slots:
+        return False
+    budget_left, free_left = budget - int(tokens.sum()), free - int(blocks.sum())
+    need = int(prompt[order[k]] + generated[order[k]])
+    if cfg.chunked_prefill:
+        if budget_left <= 0:
+            return False
+        need = min(need, budget_left)
+    elif need > budget_left:
+        return False
+    return -(-need // cfg.block_size) > free_left
+
+
 def fits_alone(cfg: EngineConfig, need: np.ndarray, budget: int, free: int) -> np.ndarray:
     """Which requests, needing ``need`` tokens each, could be admitted first with this budget and free KV."""
     if cfg.chunked_prefill:

@@ -108,11 +108,15 @@ class Engine:
         self.prefill_tokens = 0
         self.decode_tokens = 0
         self.preempted_total = 0
+        # steps at which KV memory bound: a preemption, or an admission refused for want of free
+        # blocks while a sequence slot and token budget were left (the memory, not the batch, was full)
+        self.kv_bound_steps = 0
         # the current step's plan
         self._budget = 0
         self._plan_tokens = self._plan_blocks = empty
         self._plan_token_sum = self._plan_block_sum = 0
         self._preempted_now = False
+        self._kv_refused = False
         self._admitted = self._admit_tokens = self._admit_blocks = empty
 
     # -- arrivals ----------------------------------------------------------------
@@ -180,7 +184,12 @@ class Engine:
 
     def fit_prefix(self, order: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         """How many of ``order`` (waiting ids) the engine admits, with which chunks (``admission.py``)."""
-        return admission.fit_prefix(self.cfg, self.prompt, self.generated, order, self.admission_room())
+        room = self.admission_room()
+        k, tokens, blocks = admission.fit_prefix(self.cfg, self.prompt, self.generated, order, room)
+        if k < order.size:
+            self._kv_refused = admission.refused_for_kv(self.cfg, self.prompt, self.generated, order, k, tokens,
+                                                        blocks, room)
+        return k, tokens, blocks
 
     def order_matters(self, waiting: np.ndarray) -> bool:
         """Would admitting ``waiting`` in another order admit other requests (or other chunks)?"""
@@ -204,7 +213,7 @@ class Engine:
 
     def step(self, decider: Decider) -> None:
         """Run one engine iteration; ``now`` advances by its duration."""
-        self._preempted_now = False
+        self._preempted_now = self._kv_refused = False
         self._admitted = self._admit_tokens = self._admit_blocks = NONE
         self._budget = self.cfg.max_num_batched_tokens
         if self.cfg.chunked_prefill:
@@ -224,6 +233,8 @@ class Engine:
                 self._plan()
                 if self.shortage() > 0:
                     decider.preempt(self)
+        if self._preempted_now or self._kv_refused:
+            self.kv_bound_steps += 1
         self._execute()
 
     def _join(self, ids: np.ndarray) -> None:

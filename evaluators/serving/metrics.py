@@ -70,6 +70,13 @@ def engine_stats(engines: list[Engine]) -> dict[str, float]:
     }
 
 
+def kv_bound_pct(engines: list[Engine]) -> float:
+    """% of engine steps at which KV memory bound (``Engine.kv_bound_steps``).  Not one of
+    ``engine_stats``: those are part of each instance's reference figures, which pin a run's
+    instances (a resumed run of older code must find them unchanged)."""
+    return 100.0 * sum(e.kv_bound_steps for e in engines) / max(1, sum(e.steps for e in engines))
+
+
 def summary(table: RequestTable, arrival: np.ndarray, output: np.ndarray, slo: Slo) -> dict[str, float]:
     """Figures of one simulated trace (seconds unless named otherwise)."""
     good = (table.ttft <= slo.ttft_s) & (table.tpot <= slo.tpot_s)

@@ -27,6 +27,7 @@ from evolve.evaluators.serving.metrics import (
     RequestTable,
     engine_stats,
     isolated_latency,
+    kv_bound_pct,
     request_table,
 )
 from evolve.evaluators.serving.options import parse_options
@@ -239,7 +240,8 @@ class RouterVerifier:
             return {"error": str(err), "policy_calls": calls[0]}
         first, finish = replica_times(engines, route, len(trace))
         return {"route": route.tolist(), "ttft": (first - trace.arrival).tolist(),
-                "e2e": (finish - trace.arrival).tolist(), **engine_stats(engines), "policy_calls": calls[0]}
+                "e2e": (finish - trace.arrival).tolist(), **engine_stats(engines),
+                "kv_bound_pct": kv_bound_pct(engines), "policy_calls": calls[0]}
 
     def table(self, instance: Instance, record: dict[str, Any]) -> RequestTable:
         trace = Trace.from_data(instance.data["trace"])
@@ -251,7 +253,7 @@ class RouterVerifier:
         if not isinstance(record, dict) or "error" in record or "e2e" not in record:
             why = record.get("error") if isinstance(record, dict) else None
             return infeasible(instance, str(why or "no simulation record"))
-        stats = {k: float(record[k]) for k in ("preemptions", "kv_util_pct", "steps", "busy_s")}
+        stats = {k: float(record[k]) for k in ("preemptions", "kv_util_pct", "kv_bound_pct", "steps", "busy_s")}
         return judge.verdict(instance, self.table(instance, record), stats, self.opts.slo, False)
 
     def aggregate(self, results: list[InstanceResult]) -> tuple[float | None, dict[str, float]]:

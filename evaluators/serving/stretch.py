@@ -45,6 +45,9 @@ def decode_stretch(eng: Engine, next_arrival: float, max_steps: int) -> int:
     waiting = eng.waiting.size > 0
     if waiting and _admission_possible(eng, n, int(np.count_nonzero(computed % bs == 0))):
         return 0
+    # Requests wait while a slot and budget are left: KV memory holds them back at every step (as
+    # Engine.step counts it: the first in arrival order is refused for want of blocks).
+    kv_bound = waiting and eng.cfg.max_num_seqs > n and _admission_budget(eng, n) > 0
     left = eng.r_output - generated  # decode steps until each request finishes (>= 1)
     horizon = min(int(left.min() if waiting else left.max()), max_steps - eng.steps)
     shortest = cfg.b0 + cfg.b2  # no step of the stretch is shorter (one decode at least)
@@ -96,6 +99,8 @@ def decode_stretch(eng: Engine, next_arrival: float, max_steps: int) -> int:
     else:
         eng.client_tokens[0] += 2 * int(steps.sum())
     eng.steps += k
+    if kv_bound:
+        eng.kv_bound_steps += k
     eng.free = int(free_start[k - 1] - new[k - 1] + freed[k - 1])
     eng.r_computed = computed + steps
     eng.r_generated = generated + steps
@@ -108,6 +113,11 @@ def decode_stretch(eng: Engine, next_arrival: float, max_steps: int) -> int:
     return k
 
 
+def _admission_budget(eng: Engine, n: int) -> int:
+    """The token budget admissions have in a step where ``n`` requests decode."""
+    return eng.cfg.max_num_batched_tokens - n if eng.cfg.chunked_prefill else eng.cfg.max_num_batched_tokens
+
+
 def _admission_possible(eng: Engine, n: int, first_new_blocks: int) -> bool:
     """Could any waiting request be admitted (alone) in the stretch's first step?
 
@@ -115,10 +125,9 @@ def _admission_possible(eng: Engine, n: int, first_new_blocks: int) -> bool:
     frees) and slots and budget stay put, so "no" at the first step holds for all.
     """
     cfg = eng.cfg
-    if cfg.chunked_prefill:
-        slots, budget, free = cfg.max_num_seqs - n, cfg.max_num_batched_tokens - n, eng.free - first_new_blocks
-    else:  # prefill-first: admission is tried before the decodes are planned
-        slots, budget, free = cfg.max_num_seqs - n, cfg.max_num_batched_tokens, eng.free
+    slots, budget = cfg.max_num_seqs - n, _admission_budget(eng, n)
+    # prefill-first: admission is tried before the decodes are planned
+    free = eng.free - first_new_blocks if cfg.chunked_prefill else eng.free
     if slots <= 0 or budget <= 0:
         return False
     return bool(eng.fits_alone(eng.waiting, budget, free).any())

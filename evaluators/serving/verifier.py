@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from evolve.errors import UserError
-from evolve.evaluators.serving import judge
+from evolve.evaluators.serving import facts, judge
 from evolve.evaluators.serving.candidate_side import respond_priority
 from evolve.evaluators.serving.engine import EngineError, run_engine
 from evolve.evaluators.serving.load import TIE_LOAD, offered_load
@@ -27,6 +27,7 @@ from evolve.evaluators.serving.metrics import (
     RequestTable,
     engine_stats,
     engine_table,
+    kv_bound_pct,
     request_table,
 )
 from evolve.evaluators.serving.options import ServingOptions, parse_options
@@ -194,7 +195,8 @@ class ServingVerifier:
             engine = run_engine(cfg, trace, decider, 10**9)
             figures = judge.reference_figures(engine_table(engine), trace.arrival, trace.output,
                                               self.opts.slo, engine_stats([engine]))
-            return ReferenceRun(figures, engine.first_token, engine.finish, engine.steps, decider.calls)
+            return ReferenceRun(figures, engine.first_token, engine.finish, engine.steps, decider.calls,
+                                kv_bound_pct([engine]))
 
         return cached(trace_key(trace, [cfg], ("fcfs", self.opts.slo)), compute)
 
@@ -203,6 +205,16 @@ class ServingVerifier:
         return [f"Engine of this run, on every split: {self.opts.describe()}; SLOs: time to first token "
                 f"<= {self.opts.slo.ttft_s:g} s, time per output token <= {self.opts.slo.tpot_s:g} s; "
                 f"predicted_len has log-normal noise of sigma {self.opts.predictor_noise:g}, in whole tokens."]
+
+    def train_facts(self, instances: list[Instance]) -> list[str]:
+        """After-the-fact figures of the train traces for the system prompt (facts.py)."""
+        kv_bound = [self.reference(EngineConfig.from_data(i.data["engine"]), Trace.from_data(i.data["trace"]))
+                    .kv_bound_pct for i in instances]  # FCFS's: its run is cached from building the instance
+        return facts.train_facts(instances, kv_bound)
+
+    def feedback_lines(self, results: list[InstanceResult]) -> list[str]:
+        """How often KV memory bound in a program's runs, per group (facts.py)."""
+        return facts.feedback_lines(results)
 
     def time_weight(self, instance: Instance) -> float:
         """How many instance time limits this instance gets: one per 2,500 requests (at least one)."""
@@ -230,6 +242,7 @@ class ServingVerifier:
             "ttft": table.ttft.tolist(),
             "e2e": table.e2e.tolist(),
             **engine_stats([engine]),
+            "kv_bound_pct": kv_bound_pct([engine]),
             "policy_calls": decider.calls,
             "oracle": oracle,
         }
@@ -249,7 +262,7 @@ class ServingVerifier:
         data = instance.data
         trace = Trace.from_data(data["trace"])
         table = table_of(trace, EngineConfig.from_data(data["engine"]), record)
-        stats = {k: float(record[k]) for k in ("preemptions", "kv_util_pct", "steps", "busy_s")}
+        stats = {k: float(record[k]) for k in ("preemptions", "kv_util_pct", "kv_bound_pct", "steps", "busy_s")}
         return judge.verdict(instance, table, stats, self.opts.slo, record.get("oracle") is True)
 
     def aggregate(self, results: list[InstanceResult]) -> tuple[float | None, dict[str, float]]:

@@ -1,0 +1,60 @@
+"""What a model's prompt may know about the train traces and a program's runs beyond the score.
+
+Both are after-the-fact figures of the trusted side, never given to a program while it
+decides (problems/serving/context.md says so):
+
+* ``train_facts``: per train trace, FCFS's slowest request end to end (past it a request counts
+  as starved), the share of FCFS's steps at which KV memory bound and its preemptions; per group,
+  the spread of prompt lengths and of the true output lengths (a program sees only each
+  request's noisy ``predicted_len``; the spread over a whole split is workload knowledge, not a
+  request's future);
+* ``feedback_lines``: per group, how often KV memory bound in the program's own runs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from evolve.scoring import natural_key
+from evolve.verifier import Instance, InstanceResult
+
+
+def _spread(values: np.ndarray) -> str:
+    p10, p50, p90 = np.percentile(values, [10, 50, 90])
+    return f"{p10:,.0f}/{p50:,.0f}/{p90:,.0f}"
+
+
+def _groups(items: list, group: str = "group") -> dict[str, list]:
+    out: dict[str, list] = defaultdict(list)
+    for item in items:
+        out[getattr(item, group)].append(item)
+    return dict(sorted(out.items(), key=lambda kv: natural_key(kv[0])))
+
+
+def train_facts(instances: list[Instance], kv_bound: list[float]) -> list[str]:
+    """``kv_bound``: FCFS's ``kv_bound_pct`` on each instance."""
+    if not instances:
+        return []
+    fcfs = "; ".join(
+        f"{i.name} {i.data['reference']['e2e_max_s']:.1f} s, {bound:.1f}%, {i.data['reference']['preemptions']:.0f}"
+        for i, bound in zip(instances, kv_bound, strict=True))
+    groups = _groups(instances)
+    prompts = ", ".join(f"{g} {_spread(np.concatenate([i.data['trace']['prompt'] for i in rows]))}"
+                        for g, rows in groups.items())
+    outputs = ", ".join(f"{g} {_spread(np.concatenate([i.data['trace']['output'] for i in rows]))}"
+                        for g, rows in groups.items())
+    return [f"Train traces after the fact (given to no program): FCFS's slowest request end to end (slower is "
+            f"starved), % of its steps KV-bound, its preemptions: {fcfs}. Prompt tokens p10/median/p90 per group: "
+            f"{prompts}; true output tokens (programs see predicted_len): {outputs}."]
+
+
+def feedback_lines(results: list[InstanceResult]) -> list[str]:
+    rows = [r for r in results if r.feasible and "kv_bound_pct" in r.extra]
+    if not rows:
+        return []
+    parts = [f"{g} {np.mean([r.extra['kv_bound_pct'] for r in rs]):.1f}%, "
+             f"{np.mean([r.extra.get('preemptions', 0.0) for r in rs]):.0f}"
+             for g, rs in _groups(rows).items()]
+    return ["KV-bound steps and preemptions per trace, mean per group: " + "; ".join(parts)]
