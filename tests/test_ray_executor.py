@@ -79,3 +79,23 @@ def test_executor_ray_without_ray_installed_is_a_one_line_error(tmp_path: Path, 
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --executor ray needs Ray: pip install -e '.[ray]'"
     assert not (tmp_path / "r").exists()
+
+
+def test_instance_data_holding_a_class_of_a_folder_verifiers_module_reach_ray_actors(
+        local_ray: None, tmp_path: Path) -> None:
+    """The instances travel to each actor once; their Box class pickles by the folder's package
+    name (evolve_plugin_<hash>.toy_verifier), which an actor knows only once it has loaded the
+    problem: they are opened after that (evolve/executors.py, unpack_splits)."""
+    from test_plugin_same_names import TESTS, _boxed  # tests/ is on sys.path
+
+    folder = _boxed(tmp_path)
+    problem = load_problem(str(folder))
+    settings = resolve_settings(problem.spec.run, None, {"iterations": 2, "workers": 2, "executor": "ray"})
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    progress = Controller(problem, settings, archive, make_llm("stub"), tmp_path).run()
+    assert progress.stop_reason == "iterations" and archive.attempt_count() == 2
+    plain = load_problem(str(TESTS / "toy_problem"))
+    import evolve
+
+    seed = evolve.evaluate(plain, plain.seed_code, split="train")
+    assert archive.seed().score == pytest.approx(seed.score)
