@@ -169,8 +169,9 @@ class ChildKeeper:
         )
 
     def _spawn(self, workdir: str, out_fd: int, channel_fd: int) -> int:
-        """The child's pid: forked by the forker (made or remade as needed), else by us."""
-        forker = self._current_forker()
+        """The child's pid: forked by the forker (made current by ``_fork_child``, before this
+        child's fds were opened: never here, where a new forker would hold them), else by us."""
+        forker = self.forker
         if forker is not None:
             try:
                 # The next child's work dir, if nothing else is forked before it: the forker
