@@ -3,6 +3,7 @@
     python bench/moe_validation.py                       # LPT against the shipped [rule] starts
     python bench/moe_validation.py runs/moe/RUN/best.py  # ... and each program's rules (GP trees)
     python bench/moe_validation.py --rules "load / count;item_load;gpu_load + 0.5 * group_load"
+    python bench/moe_validation.py --deployments qwen --scale 25   # 200 qwen workloads per set
 
 The search sees the train split; choosing the search's settings by its own train figure
 rewards luck, and the test split must not be looked at while tuning. This script draws fresh
@@ -12,7 +13,9 @@ drift, more hot-set shifts; a stress test of hedging, not the test split's setti
 scores each rule triple (replica_priority; item_order; gpu_cost as GP expressions) by the
 seed's frame (``evaluators/moe/screen.place``), on the next window, as the verifier does. It
 prints, per set, the mean balancedness over workloads, the mean difference to LPT overall and
-per deployment, and wins/losses of workloads against LPT. Nothing is timed.
+per deployment, and wins/losses of workloads against LPT, with the standard error of the mean
+difference (over workloads). ``--deployments`` keeps some deployments only, ``--scale K`` draws K
+times as many workloads of each (the first ones are the default set's). Nothing is timed.
 """
 
 from __future__ import annotations
@@ -52,16 +55,26 @@ FAST_DRIFT = dataclasses.replace(TRAIN_DRIFT, skew_sigma=0.8, hot_experts=8, hot
 LPT = "load / count;item_load;gpu_load"
 
 
-def workloads(drift: Drift, offset: int, forecasts: list[np.ndarray] | None = None) -> list[Workload]:
+def workloads(drift: Drift, offset: int, forecasts: list[np.ndarray] | None = None, scale: int = 1,
+              deployments: tuple[str, ...] | None = None) -> list[Workload]:
     """The validation set; ``forecasts``, when given, receives each workload's clairvoyant
-    forecast of its next windows (``generate(expected=...)``, for bench/moe_headroom.py)."""
+    forecast of its next windows (``generate(expected=...)``, for bench/moe_headroom.py);
+    ``scale`` draws that many times as many workloads of each deployment (``deployments``,
+    default all), the default set's first."""
     out = []
     for split_id in VALIDATION_IDS:
         index = 0
+        extra = 1000  # the scaled set's further workloads: indices no default set uses
         for spec in SPECS:
-            for k in range(spec.count):
-                rng = np.random.default_rng([BASE_SEED, split_id + offset, index])
-                index += 1
+            for k in range(spec.count * scale):
+                if k < spec.count:
+                    rng = np.random.default_rng([BASE_SEED, split_id + offset, index])
+                    index += 1
+                else:
+                    rng = np.random.default_rng([BASE_SEED, split_id + offset, extra])
+                    extra += 1
+                if deployments is not None and spec.config.name not in deployments:
+                    continue
                 expected = None if forecasts is None else np.empty((spec.windows, spec.layers, spec.config.experts))
                 out.append(Workload(f"val{split_id}-{spec.config.name}-{k}", spec.config,
                                     generate(spec.config, spec.layers, spec.windows, drift, rng, expected=expected)))
@@ -110,6 +123,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("programs", nargs="*", type=Path)
     parser.add_argument("--rules", action="append", default=[], help="'replica_priority;item_order;gpu_cost'")
+    parser.add_argument("--deployments", nargs="+", help="only these deployments (qwen, small64, tiny16, v3)")
+    parser.add_argument("--scale", type=int, default=1, help="K times as many workloads of each deployment")
     args = parser.parse_args()
     problem = load_problem("moe")
     starts = [r.starts for r in problem.spec.rule]
@@ -119,19 +134,22 @@ def main() -> None:
                   if f"{a};{b};{c}" != LPT}
     candidates.update({text: triple(problem, text) for text in args.rules})
     candidates.update({str(path): from_program(problem, path) for path in args.programs})
-    print(f"load {os.getloadavg()[0]:.1f}; {sum(s.count for s in SPECS) * len(VALIDATION_IDS)} workloads per set")
+    kept = tuple(args.deployments) if args.deployments else None
+    count = sum(s.count for s in SPECS if kept is None or s.config.name in kept) * args.scale * len(VALIDATION_IDS)
+    print(f"load {os.getloadavg()[0]:.1f}; {count} workloads per set")
     for label, drift, offset in (("train drift", TRAIN_DRIFT, 0), ("faster drift", FAST_DRIFT, 10)):
-        sets = workloads(drift, offset)
+        sets = workloads(drift, offset, scale=args.scale, deployments=kept)
         names = sorted({w.config.name for w in sets})
 
         base = scores(triple(problem, LPT), sets)
         print(f"\n{label}: LPT {base.mean():.4f}")
-        print("| rules | balancedness | vs LPT | wins/losses | " + " | ".join(names) + " |")
+        print("| rules | balancedness | vs LPT (s.e.) | wins/losses | " + " | ".join(names) + " |")
         print("|---" * (4 + len(names)) + "|")
         for name, trees in candidates.items():
             diff = scores(trees, sets) - base
             per = [diff[[w.config.name == n for w in sets]].mean() for n in names]
-            print(f"| {name} | {base.mean() + diff.mean():.4f} | {diff.mean():+.4f} | "
+            error = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+            print(f"| {name} | {base.mean() + diff.mean():.4f} | {diff.mean():+.4f} ({error:.4f}) | "
                   f"{int((diff > 1e-12).sum())}/{int((diff < -1e-12).sum())} | "
                   + " | ".join(f"{p:+.4f}" for p in per) + " |")
 

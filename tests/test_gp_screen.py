@@ -70,6 +70,7 @@ def test_a_rule_answering_nan_screens_as_undefined() -> None:
     ("smtt", {"priority": "np.log1p(np.abs(p)) + np.maximum(d - p - t, 0) / (2 * p_mean)"}),
     ("moe", {"item_order": "item_load", "gpu_cost": "gpu_load + 0.5 * item_load"}),
     ("moe", {"item_order": "item_load", "gpu_cost": "gpu_load + 0.5 * group_load"}),
+    ("moe", {"item_order": "item_load", "gpu_cost": "gpu_load + 3 * own_load"}),
     ("serving", {"rule": "prompt_len + generated - computed"}),
 ])
 def test_the_screen_gives_the_score_the_sandboxed_verifier_gives(name: str, trees: dict[str, str]) -> None:

@@ -1,4 +1,5 @@
-"""gpu_cost's group_load input: the load the replica's expert group already has on each GPU."""
+"""gpu_cost's group_load and own_load inputs: the load the replica's expert group, and its own
+expert, already have on each GPU."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import numpy as np
 from evolve.evaluators.moe.screen import place
 
 
-def _recording(calls: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+def _recording(calls: list[dict[str, np.ndarray]], own: float = 0.0) -> dict[str, Any]:
     def gpu_cost(env: dict[str, Any]) -> np.ndarray:
-        calls.append({k: np.array(env[k], dtype=float) for k in ("gpu_load", "group_load", "item_load")})
-        return env["gpu_load"]
+        calls.append({k: np.array(env[k], dtype=float) for k in ("gpu_load", "group_load", "item_load", "own_load")})
+        return env["gpu_load"] + own * env["own_load"]
 
     return {"replica_priority": (lambda env: env["load"] / env["count"], set()),
             "item_order": (lambda env: env["item_load"], set()),
@@ -42,3 +43,19 @@ def test_with_one_group_group_load_is_gpu_load_and_with_one_expert_a_group_its_o
             else:  # only replicas of the item's own expert (each of load item_load) count
                 ratio = c["group_load"] / c["item_load"]
                 assert np.allclose(ratio, np.rint(ratio)) and (c["group_load"] <= c["gpu_load"]).all()
+
+
+def test_own_load_keeps_an_experts_replicas_apart_where_lpt_puts_them_together() -> None:
+    # Loads 17, 13, 10, 6 on 2 GPUs x 3 slots, one group: experts 0 and 1 get two replicas each
+    # (8.5, 8.5, 6.5, 6.5), packed in LPT order 10, 8.5, 8.5, 6.5, 6.5, 6. LPT fills GPU 1 with both
+    # replicas of expert 0 and GPU 0 with both of expert 1 (23 and 23 on this window: any drift of
+    # expert 0 or 1 lands on one GPU twice); gpu_load + own_load puts each on both GPUs (25 and 21).
+    weight = np.array([[17, 13, 10, 6]])
+    lpt: list[dict[str, np.ndarray]] = []
+    assert place(_recording(lpt), weight, 6, 2)[0].tolist() == [[2, 1, 1, 0, 0, 3]]
+    calls: list[dict[str, np.ndarray]] = []
+    phy2log, _, count = place(_recording(calls, own=1.0), weight, 6, 2)
+    assert phy2log.tolist() == [[2, 0, 1, 0, 1, 3]] and count.tolist() == [[2, 2, 1, 1]]
+    assert [c["item_load"][0, 0] for c in calls] == [10, 8.5, 8.5, 6.5, 6.5, 6]
+    assert [c["own_load"][0].tolist() for c in calls] == [[0, 0], [0, 0], [0, 8.5], [0, 0], [0, 6.5], [0, 0]]
+    assert all(np.array_equal(c["group_load"], c["gpu_load"]) for c in calls)  # one group

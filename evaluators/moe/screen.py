@@ -53,6 +53,7 @@ def place(rules: Rules, weight: np.ndarray, num_replicas: int, num_gpus: int,
     order = np.argsort(-key, axis=1, kind="stable")
     gpu_load = np.zeros((layers, num_gpus))
     gpu_group_load = np.zeros((layers, num_gpus, int(group_of[-1]) + 1))
+    gpu_expert_load = np.zeros((layers, num_gpus, experts))
     gpu_free = np.full((layers, num_gpus), per_gpu)
     mean_gpu_load = load.sum(axis=1, keepdims=True) / num_gpus
     phy2log = np.empty((layers, num_replicas), dtype=np.int64)
@@ -61,17 +62,19 @@ def place(rules: Rules, weight: np.ndarray, num_replicas: int, num_gpus: int,
     for j in range(num_replicas):
         item = order[:, j]
         size = item_load[rows, item][:, None]
-        group = group_of[items[rows, item]]
+        expert = items[rows, item]
+        group = group_of[expert]
         cost = _call(rules, "gpu_cost", gpu_load.shape, gpu_load=gpu_load, gpu_free=gpu_free, item_load=size,
                      mean_gpu_load=mean_gpu_load, max_gpu_load=max_gpu_load, items_left=float(num_replicas - j - 1),
-                     group_load=gpu_group_load[rows, :, group])
+                     group_load=gpu_group_load[rows, :, group], own_load=gpu_expert_load[rows, :, expert])
         cost = np.nan_to_num(cost, nan=big, posinf=big, neginf=-big)
         cost = np.where(gpu_free > 0, cost, np.inf)
         gpu = np.argmin(cost, axis=1)
         slot = gpu * per_gpu + per_gpu - gpu_free[rows, gpu]
-        phy2log[rows, slot] = items[rows, item]
+        phy2log[rows, slot] = expert
         gpu_load[rows, gpu] += size[:, 0]
         gpu_group_load[rows, gpu, group] += size[:, 0]
+        gpu_expert_load[rows, gpu, expert] += size[:, 0]
         gpu_free[rows, gpu] -= 1
         max_gpu_load = np.maximum(max_gpu_load, gpu_load[rows, gpu][:, None])
     width = int(count.max())

@@ -34,7 +34,7 @@ def item_order(item_load, expert, mean_load, count, expert_load):
     return -expert
 
 
-def gpu_cost(gpu_load, gpu_free, item_load, mean_gpu_load, max_gpu_load, items_left, group_load):
+def gpu_cost(gpu_load, gpu_free, item_load, mean_gpu_load, max_gpu_load, items_left, group_load, own_load):
     """Cost of putting the next replica on each GPU; the cheapest GPU with a free slot wins.
 
     gpu_load, gpu_free: [layers, gpus] load so far and free slots;
@@ -42,7 +42,8 @@ def gpu_cost(gpu_load, gpu_free, item_load, mean_gpu_load, max_gpu_load, items_l
     GPU load; max_gpu_load: [layers, 1] the most loaded GPU so far; items_left: replicas
     still to pack after this one (number); group_load: [layers, gpus] the part of gpu_load
     that experts of the replica's expert group put there (the group's experts drift together;
-    with one group it is gpu_load).
+    with one group it is gpu_load); own_load: [layers, gpus] the part that the replica's own
+    expert (its replicas placed so far) put there.
     """
     return gpu_load
 # EVOLVE-BLOCK-END
@@ -75,6 +76,7 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
     order = np.argsort(-key, axis=1, kind="stable")
     gpu_load = np.zeros((layers, num_gpus))
     gpu_group_load = np.zeros((layers, num_gpus, int(group_of[-1]) + 1))
+    gpu_expert_load = np.zeros((layers, num_gpus, experts))
     gpu_free = np.full((layers, num_gpus), per_gpu)
     mean_gpu_load = load.sum(axis=1, keepdims=True) / num_gpus
     phy2log = np.empty((layers, num_replicas), dtype=np.int64)
@@ -83,17 +85,19 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
     for j in range(num_replicas):
         item = order[:, j]
         size = item_load[rows, item][:, None]
-        group = group_of[items[rows, item]]
+        expert = items[rows, item]
+        group = group_of[expert]
         cost = gpu_cost(gpu_load, gpu_free, size, mean_gpu_load, max_gpu_load, float(num_replicas - j - 1),
-                        gpu_group_load[rows, :, group])
+                        gpu_group_load[rows, :, group], gpu_expert_load[rows, :, expert])
         cost = np.asarray(cost, dtype=np.float64)
         cost = np.nan_to_num(np.broadcast_to(cost, gpu_load.shape), nan=big, posinf=big, neginf=-big)
         cost = np.where(gpu_free > 0, cost, np.inf)  # full GPUs are never chosen
         gpu = np.argmin(cost, axis=1)
         slot = gpu * per_gpu + per_gpu - gpu_free[rows, gpu]
-        phy2log[rows, slot] = items[rows, item]
+        phy2log[rows, slot] = expert
         gpu_load[rows, gpu] += size[:, 0]
         gpu_group_load[rows, gpu, group] += size[:, 0]
+        gpu_expert_load[rows, gpu, expert] += size[:, 0]
         gpu_free[rows, gpu] -= 1
         max_gpu_load = np.maximum(max_gpu_load, gpu_load[rows, gpu][:, None])
 
