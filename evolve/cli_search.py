@@ -205,7 +205,8 @@ def show_noise(check: object) -> None:
     for column in ("program", "archived", "re-evaluations", "range"):
         view.add_column(column, justify="left" if column in ("program", "re-evaluations") else "right")
     for row in check.programs:
-        view.add_row(f"#{row.program_id}", fmt(row.archived), ", ".join(fmt(s) for s in row.scores),
+        archived = fmt(row.archived) + (" (older score, not in the range)" if row.archived_stale else "")
+        view.add_row(f"#{row.program_id}", archived, ", ".join(fmt(s) for s in row.scores),
                      f"{fmt(row.low)} .. {fmt(row.high)}")
     console.print(view)
     colour = "yellow" if check.within_noise else "green"

@@ -17,7 +17,7 @@ from typing import Any
 from evolve.archive import Archive
 from evolve.compare import evaluate_programs
 from evolve.errors import UserError
-from evolve.review import problem_of
+from evolve.review import problem_of, stale_scores
 from evolve.runs import load_run
 
 
@@ -26,10 +26,11 @@ class Repeated:
     program_id: int
     archived: float | None  # the score the archive ranked it by
     scores: list[float | None]  # the re-evaluations
+    archived_stale: bool = False  # the archived score is an older score's: not in the spread
 
     @property
     def kept(self) -> list[float]:
-        return [s for s in [self.archived, *self.scores] if s is not None]
+        return [s for s in [None if self.archived_stale else self.archived, *self.scores] if s is not None]
 
     @property
     def low(self) -> float | None:
@@ -40,8 +41,8 @@ class Repeated:
         return max(self.kept) if self.kept else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.program_id, "archived": self.archived, "scores": self.scores,
-                "low": self.low, "high": self.high}
+        return {"id": self.program_id, "archived": self.archived, "archived_stale": self.archived_stale,
+                "scores": self.scores, "low": self.low, "high": self.high}
 
 
 @dataclass(frozen=True)
@@ -96,5 +97,6 @@ def noise_check(folder: Path, repeats: int = 3, top: int = 3, workers: int = 1,
     rows = []
     for p in leaders:
         scores = [results[f"#{p.id} run {k}"] for k in range(repeats)]
-        rows.append(Repeated(int(p.id or 0), p.score, [e.score if e.ok else None for e in scores]))
+        rows.append(Repeated(int(p.id or 0), p.score, [e.score if e.ok else None for e in scores],
+                             stale_scores(problem, p) is not None))
     return NoiseCheck(split, repeats, rows)

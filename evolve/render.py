@@ -142,6 +142,8 @@ def show_review(review: RunReview, show_diff: bool = True) -> None:
         + (f"\n      {escape(review.selection.describe())}" if review.selection is not None else "")
     )
     console.print(Panel(header, title="run", expand=False))
+    if review.stale:
+        console.print(f"[yellow]note: {escape(review.stale)}[/]", highlight=False)
     for table in _leaderboard(review):
         console.print(table)
     if review.lineage:

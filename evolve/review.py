@@ -92,6 +92,8 @@ class RunReview:
     noise: NoiseCheck | None = None
     # How the reported best was chosen, when a validation split chose it (``select_on``).
     selection: Selection | None = None
+    # Why the archive's scores are an older score than the problem's verifier gives now, or None.
+    stale: str | None = None
 
     @property
     def chosen_on(self) -> str:
@@ -156,6 +158,7 @@ class RunReview:
                 for u in self.usage_by_model
             ],
             "diff": self.diff(),
+            "stale_scores": self.stale,
             **({"test": self.test.to_json()} if self.test is not None else {}),
             **({"noise": self.noise.to_json()} if self.noise is not None else {}),
         }
@@ -196,10 +199,24 @@ def problem_of(info: RunInfo) -> Any:
     return load_problem(problem_source(info)).with_options(info.settings.verifier_options)
 
 
+def stale_scores(problem: Any, program: Program | None) -> str | None:
+    """A note when ``program``'s archived score is an older score than the problem's verifier
+    computes now (its ``stale_scores``, ``ScoreEras``): re-evaluations do not compare with it."""
+    check = getattr(getattr(problem, "verifier", None), "stale_scores", None)
+    why = check(program.metrics) if program is not None and callable(check) else None
+    if why is None:
+        return None
+    return (f"this run's archived scores were made {why}; re-evaluations (review --test, --repeats, "
+            f"report) use the current score, so do not compare the two (`evolve eval {problem.name} "
+            f"PROGRAM.py --split train` re-scores a program)")
+
+
 def review_run(folder: Path, top: int = 10) -> RunReview:
     info = load_run(folder)
+    problem = None
     try:
-        spec = problem_of(info).spec
+        problem = problem_of(info)
+        spec = problem.spec
         score_kind, features = spec.objective.score, [f.name for f in spec.features]
     except Exception:  # review works on archives alone when the problem is gone
         score_kind, features = "gap_mean", []
@@ -222,6 +239,7 @@ def review_run(folder: Path, top: int = 10) -> RunReview:
             lineage=lineage_steps(archive, best, score_kind),
             feature_names=features,
             selection=selection_of(archive),
+            stale=stale_scores(problem, best),
         )
     finally:
         archive.close()

@@ -15,7 +15,7 @@ A verifier has three parts so that only one of them ever touches untrusted code:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -347,3 +347,13 @@ class TimeBudget(Protocol):
     time_budget_text: str
 
     def time_budget_s(self, instance: Instance) -> float: ...
+
+
+@runtime_checkable
+class ScoreEras(Protocol):
+    """Which score made an archived evaluation: ``stale_scores(metrics)`` says why metrics an
+    archive kept were scored by an older score than this verifier computes now (a term added
+    since), or None.  ``review`` and ``report`` show it, and ``review --repeats`` leaves such an
+    archived score out of the spread, since re-evaluations use the current score."""
+
+    def stale_scores(self, metrics: Mapping[str, float]) -> str | None: ...

@@ -150,7 +150,7 @@ def test_every_shipped_verifier_agrees_with_its_problem_toml() -> None:
 
 def test_the_shipped_verifiers_optional_parts_match_their_protocols() -> None:
     """What each shipped verifier adds is typed: the Protocols see exactly those parts."""
-    from evolve.verifier import Aggregates, InteractiveVerifier, PromptFacts, TimeBudget
+    from evolve.verifier import Aggregates, InteractiveVerifier, PromptFacts, ScoreEras, TimeBudget
 
     smtt = load_problem("smtt").verifier
     assert isinstance(smtt, InteractiveVerifier) and isinstance(smtt, LoadsInstances) and isinstance(smtt, TimeBudget)
@@ -162,3 +162,5 @@ def test_the_shipped_verifiers_optional_parts_match_their_protocols() -> None:
     serving = load_problem("serving").verifier
     assert isinstance(serving, TrainFacts) and isinstance(serving, FeedbackLines)
     assert not isinstance(jssp, TrainFacts) and not isinstance(jssp, FeedbackLines)
+    # moe says which archived scores predate its score's terms (review, report); jssp has no such term
+    assert isinstance(load_problem("moe").verifier, ScoreEras) and not isinstance(jssp, ScoreEras)

@@ -192,6 +192,17 @@ class MoeVerifier:
     def aggregate(self, results: list[InstanceResult]) -> tuple[float | None, dict[str, float]]:
         return combine(results, self.options)
 
+    def stale_scores(self, metrics: Mapping[str, float]) -> str | None:
+        """Why an archived evaluation's score is an older moe score than these options give: each
+        term added since leaves a metric that older evaluations lack (``ScoreEras``)."""
+        older = []
+        if self.options.lpt_guard > 0 and "lpt_shortfall" not in metrics:
+            older.append("before the guard against LPT (2026-12-06)")
+        if runtime_budget_ms(1, 1, self.options) is not None and "runtime_budget_ms" not in metrics:
+            older.append("before the CPU budget per call (2026-12-07), when every program paid "
+                         "log2(1 + runtime_ms / 10) points for its runtime")
+        return " and ".join(older) if older else None
+
     def picture(self, instances: list[Instance], results: list[InstanceResult], solutions: list[Any],
                 path: Path) -> None:
         from evolve.evaluators.moe.picture import draw
