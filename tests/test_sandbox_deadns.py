@@ -1,0 +1,200 @@
+"""A dead candidate's mount namespace, taken off its exit, still leaves the next one nothing.
+
+Each child's writable dirs are a fresh tmpfs in a mount namespace of its own; where the
+kernel gives that namespace through a pidfd, the zygote holds it so that the child's exit
+tears nothing down, empties it once the child is reaped, and the forker lets it go
+(``evolve/sandbox/deadns.py``). What a candidate wrote there is charged to the candidates'
+cgroup until it is removed: it must be gone before the next candidate gets its order.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_sandbox import assert_nothing_left
+
+from evolve.sandbox import Sandbox, SandboxLimits, deadns
+from evolve.verifier import Instance
+
+TESTS = Path(__file__).resolve().parent
+LIMITS = SandboxLimits(timeout_s=10.0, memory_mb=512, file_size_mb=32, max_output_mb=1)
+# One list for every run: loaded once, so each candidate gets the spare forked after the last
+# one ended (a new list is a new load, and a fresh fork that lets the last namespace go first).
+ONE = [Instance("a", "g", {"x": 0})]
+
+FILL = textwrap.dedent("""
+    import os
+    def f(x):
+        block = b"x" * (25 << 20)
+        for d in ("/tmp", "/var/tmp", "/dev/shm"):
+            for k in range(4):  # 100 MiB of each 128 MiB tmpfs: 300 MiB in all
+                with open(os.path.join(d, f"fill-{k}"), "wb") as out:
+                    out.write(block)
+        os.makedirs("/tmp/a/b/c", exist_ok=True)
+        with open("/tmp/a/b/c/deep", "wb") as out:
+            out.write(block)
+        return "filled"
+""")
+EAT = textwrap.dedent("""
+    def f(x):
+        block = bytearray(360 << 20)  # with the 300 MiB above, far over the 512 MiB limit
+        for k in range(0, len(block), 4096):
+            block[k] = 1  # really resident
+        return "ate"
+""")
+LOOK = textwrap.dedent("""
+    import os
+    def f(x):
+        found = []
+        for d in ("/tmp", "/var/tmp", "/dev/shm"):
+            for root, dirs, files in os.walk(d):
+                found += [os.path.join(root, n) for n in dirs + files]
+        return sorted(found) + [os.path.join(os.getcwd(), n) for n in os.listdir(".")]
+""")
+# A tree no recursion or fd per level could remove: 1,500 dirs deep, with 120 MiB at the
+# bottom, and 60 MiB in a dir the candidate closed to everyone (with EAT: over the limit).
+DEEP = textwrap.dedent("""
+    import os
+    def f(x):
+        os.chdir("/dev/shm")
+        for k in range(1500):
+            os.mkdir("d")
+            os.chdir("d")
+        for k in range(4):
+            with open(f"bottom-{k}", "wb") as out:
+                out.write(b"y" * (30 << 20))
+        os.chdir("/tmp")
+        os.mkdir("closed")
+        for k in range(2):
+            with open(f"closed/inside-{k}", "wb") as out:
+                out.write(b"z" * (30 << 20))
+        os.symlink("/usr", "/tmp/link")
+        os.chmod("closed", 0)
+        return "deep"
+""")
+
+
+def kernel_gives_mount_namespaces() -> bool:
+    fd = deadns.mount_namespace(os.getpid())
+    if fd < 0:
+        return False
+    os.close(fd)
+    return True
+
+
+def run(sb: Sandbox, source: str) -> object:
+    outcome = sb.run(source, "f", ONE)
+    assert outcome.status == "ok", outcome
+    return outcome.runs[0].solution
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox("sandbox_fixtures:EchoVerifier", LIMITS, slot=19, extra_sys_path=[str(TESTS)]) as sb:
+        if not (sb.facts["cgroup limits"][0] and sb.facts["filesystem"][0]):
+            pytest.skip(f"no cgroup or no private writable dirs here: {sb.facts}")
+        yield sb
+
+
+def test_the_kernel_here_gives_a_mount_namespace_through_a_pidfd() -> None:
+    """Else the tests below check only the old way (each exit tears its namespace down)."""
+    if os.uname().release.split(".")[:2] >= ["6", "11"] and os.geteuid() == 0:
+        assert kernel_gives_mount_namespaces()
+
+
+def test_a_candidate_filling_its_tmpfs_leaves_the_next_one_its_whole_memory_limit(sandbox: Sandbox) -> None:
+    """Fails if the dead namespace is held without being emptied: the eater is killed ('memory')."""
+    for source in (FILL, EAT, FILL, EAT, EAT, FILL, FILL, EAT):
+        assert run(sandbox, source) in ("filled", "ate")
+    assert_nothing_left(sandbox)
+
+
+def test_a_deep_closed_tree_is_emptied_too(sandbox: Sandbox) -> None:
+    for source in (DEEP, EAT, DEEP, DEEP, EAT, DEEP, LOOK):
+        found = run(sandbox, source)
+        assert found in ("deep", "ate") or only_its_work_dir(found)
+    assert_nothing_left(sandbox)
+
+
+def only_its_work_dir(found: object) -> bool:
+    """The work dirs' parent (which candidates may not list) and an empty work dir: nothing else."""
+    return found == ["/tmp/evolve-runs"]
+
+
+def test_the_next_candidate_finds_only_its_own_work_dir(sandbox: Sandbox) -> None:
+    run(sandbox, FILL)
+    found = run(sandbox, LOOK)
+    assert only_its_work_dir(found), found
+
+
+# A grandchild that outlives its parent and writes into the dead namespace after the reply:
+# it must be dead (with the candidate's whole pid namespace) before the namespace is
+# emptied, or what it writes after stays charged while the namespace is held.
+LINGER = textwrap.dedent("""
+    import os, time
+    def f(x):
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                time.sleep(0.3)
+                block = b"w" * (25 << 20)
+                for k in range(12):
+                    with open(f"/dev/shm/late-{k}", "wb") as out:
+                        out.write(block)
+            os._exit(0)
+        return "lingering"
+""")
+
+
+def test_a_grandchild_writing_after_the_reply_is_dead_before_the_next_candidate_runs() -> None:
+    limits = SandboxLimits(timeout_s=10.0, memory_mb=512, file_size_mb=32, max_output_mb=1, max_processes=8)
+    with Sandbox("sandbox_fixtures:EchoVerifier", limits, slot=19, extra_sys_path=[str(TESTS)]) as sb:
+        if not sb.facts["pid namespace"][0]:
+            pytest.skip(f"no pid namespace here: {sb.facts}")
+        for source in (LINGER, EAT, LINGER, LOOK, EAT):
+            found = run(sb, source)
+            assert found in ("lingering", "ate") or only_its_work_dir(found), found
+        assert_nothing_left(sb)
+
+
+@pytest.fixture
+def tmpfs_dir(tmp_path: Path) -> Iterator[Path]:
+    """A dir on a tmpfs where there is one (the walk's case, and fast), else ``tmp_path``."""
+    if not os.path.isdir("/dev/shm"):
+        yield tmp_path
+        return
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as d:
+        yield Path(d)
+
+
+def test_the_tree_walk_removes_every_kind_of_entry_without_following_links(tmpfs_dir: Path) -> None:
+    tmp_path = tmpfs_dir
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("kept")
+    top = tmp_path / "top"
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1100):  # deeper than Python's recursion limit and PATH_MAX
+        os.mkdir("d", dir_fd=fd)
+        fd, parent = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+        os.close(parent)
+    os.close(os.open("bottom", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd))
+    os.close(fd)
+    (top / "closed").mkdir()
+    (top / "closed" / "inside").write_text("in")
+    (top / "closed").chmod(0)
+    (top / "link").symlink_to(outside, target_is_directory=True)
+    (top / "d" / "link").symlink_to(outside / "keep")
+    os.mkfifo(top / "fifo")
+    (top / ".dead-1").mkdir()  # the names the walk hoists entries to, taken
+    (top / ".dead-1" / "x").write_text("x")
+    (top / ".dead-2").write_text("file")
+    assert deadns.empty_tmpfs(str(top))
+    assert os.listdir(top) == []
+    assert (outside / "keep").read_text() == "kept"
