@@ -83,11 +83,15 @@ def program_view(program: Program, problem: Problem, limits: TimeLimits) -> Prog
     headline = score + gap_phrase(metrics, problem) + ("; " + extra if extra else "")
     lines = [line for line in program.feedback.strip().splitlines()
              if not line.startswith("gap to reference:")]  # the headline says it
+    # The verifier's own lines (feedback_lines) follow the worst instances: like them, they are
+    # the current program's details, which an inspiration's summary leaves out for room.
+    worst = next((k for k, line in enumerate(lines) if line.startswith(WORST)), len(lines))
+    summary = [line for line in lines[:worst] if not line.startswith(FACET_PREFIX)]
     timing = time_against_limits(program, limits)
     if timing:
         lines.append(timing)
+        summary.append(timing)
     block = block_text(program.code)
-    summary = [line for line in lines if not line.startswith((WORST, FACET_PREFIX))]
     return ProgramView(program.id, program.island, program.score, headline, "\n".join(lines),
                        "\n".join(summary), block, block.count("\n") + 1)
 

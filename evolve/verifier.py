@@ -294,7 +294,8 @@ class TrainFacts(Protocol):
 @runtime_checkable
 class FeedbackLines(Protocol):
     """Lines added to a program's feedback (what its prompt shows of its results), from its
-    trusted per-instance results (serving: how often KV memory bound, per group)."""
+    trusted per-instance results (serving: how often KV memory bound, per group). Shown with
+    the current program; an inspiration's summary leaves them out, as its worst instances."""
 
     def feedback_lines(self, results: list[InstanceResult]) -> list[str]: ...
 

@@ -292,3 +292,19 @@ def test_without_a_cpu_budget_cpu_time_is_shown_against_the_sandbox_limit(tmp_pa
     else:
         first = sorted({i.group for i in jssp.instances("train")}, key=natural_key)[0]
         assert line.startswith(f"CPU ms per instance, mean/max/wall limit: {first} 1.75/3/{1000 * limit:.0f},")
+
+
+def test_an_inspiration_leaves_out_the_verifiers_own_feedback_lines_as_it_does_the_worst_instances(
+        smtt: Problem, tmp_path: Path) -> None:
+    """A verifier's feedback_lines (serving: KV-bound steps per group) follow the worst instances:
+    the current program's details. Measured on the clean-room serving replies, an inspiration
+    that carried them too crowded other inspirations out of prompts."""
+    from evolve.prompt_programs import TimeLimits, program_view
+
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    seed = archive.program(add(archive, smtt, smtt.seed_code, None, 0, -60.0))
+    seed.feedback += "\nKV-bound steps and preemptions per trace, mean per group: code 1.0%, 2"
+    view = program_view(seed, smtt, TimeLimits("CPU", "budget", {}))
+    assert view.results.endswith("KV-bound steps and preemptions per trace, mean per group: code 1.0%, 2")
+    assert "KV-bound" not in view.summary and "worst instances" not in view.summary
+    assert view.summary.startswith("per group: n=20 0.00%")

@@ -456,9 +456,10 @@ def test_prompts_get_train_figures_after_the_fact_and_each_programs_kv_bound_ste
     [line] = small.train_facts([instance, calm])
     ref = instance.data["reference"]
     assert "kv_bound_pct" not in ref  # instance data pin a run: resuming one of older code still works
-    fcfs = small.reference(EngineConfig.from_data(instance.data["engine"]), Trace.from_data(instance.data["trace"]))
-    assert 0 < fcfs.kv_bound_pct <= 100 and ref["preemptions"] > 0  # the small cache binds under FCFS
-    assert f"small {ref['e2e_max_s']:.1f} s, {fcfs.kv_bound_pct:.1f}%, {ref['preemptions']:.0f};" in line
+    assert ref["preemptions"] > 0  # the small cache binds under FCFS (the seed, whose results say how often)
+    calm_ref = calm.data["reference"]
+    assert (f"(slower is starved): code calm {calm_ref['e2e_max_s']:.1f} s; mixed small {ref['e2e_max_s']:.1f} s."
+            in line)  # by group; a trace by the last part of its name
     prompt, output = instance.data["trace"]["prompt"], instance.data["trace"]["output"]
     spread = "/".join(f"{v:,.0f}" for v in np.percentile(output, [10, 50, 90]))
     assert line.endswith(f"true output tokens (programs see predicted_len): code "

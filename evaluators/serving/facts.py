@@ -4,7 +4,7 @@ Both are after-the-fact figures of the trusted side, never given to a program wh
 decides (problems/serving/context.md says so):
 
 * ``train_facts``: per train trace, FCFS's slowest request end to end (past it a request counts
-  as starved), the share of FCFS's steps at which KV memory bound and its preemptions; per group,
+  as starved); per group,
   the spread of prompt lengths and of the true output lengths (a program sees only each
   request's noisy ``predicted_len``; the spread over a whole split is workload knowledge, not a
   request's future);
@@ -33,21 +33,24 @@ def _groups(items: list, group: str = "group") -> dict[str, list]:
     return dict(sorted(out.items(), key=lambda kv: natural_key(kv[0])))
 
 
-def train_facts(instances: list[Instance], kv_bound: list[float]) -> list[str]:
-    """``kv_bound``: FCFS's ``kv_bound_pct`` on each instance."""
+def train_facts(instances: list[Instance]) -> list[str]:
+    """(FCFS's KV-bound steps and preemptions are the seed's results: the seed is FCFS.)"""
     if not instances:
         return []
-    fcfs = "; ".join(
-        f"{i.name} {i.data['reference']['e2e_max_s']:.1f} s, {bound:.1f}%, {i.data['reference']['preemptions']:.0f}"
-        for i, bound in zip(instances, kv_bound, strict=True))
     groups = _groups(instances)
+    # A trace by the last part of its name (s203) where that tells the traces apart: room is short.
+    short = [i.name.rsplit("-", 1)[-1] for i in instances]
+    label = dict(zip((i.name for i in instances), short if len(set(short)) == len(short) else
+                     [i.name for i in instances], strict=True))
+    fcfs = "; ".join(f"{g} " + ", ".join(f"{label[i.name]} {i.data['reference']['e2e_max_s']:.1f} s" for i in rows)
+                     for g, rows in groups.items())
     prompts = ", ".join(f"{g} {_spread(np.concatenate([i.data['trace']['prompt'] for i in rows]))}"
                         for g, rows in groups.items())
     outputs = ", ".join(f"{g} {_spread(np.concatenate([i.data['trace']['output'] for i in rows]))}"
                         for g, rows in groups.items())
     return [f"Train traces after the fact (given to no program): FCFS's slowest request end to end (slower is "
-            f"starved), % of its steps KV-bound, its preemptions: {fcfs}. Prompt tokens p10/median/p90 per group: "
-            f"{prompts}; true output tokens (programs see predicted_len): {outputs}."]
+            f"starved): {fcfs}. Prompt tokens p10/median/p90: {prompts}; true output tokens (programs see "
+            f"predicted_len): {outputs}."]
 
 
 def feedback_lines(results: list[InstanceResult]) -> list[str]:

@@ -29,7 +29,6 @@ class ReferenceRun:
     finish: np.ndarray
     steps: int
     decisions: int  # steps at which the reference policy's order could change the outcome
-    kv_bound_pct: float = 0.0  # metrics.kv_bound_pct of its run (not in figures: instance data)
 
 
 _CACHE: OrderedDict[str, ReferenceRun] = OrderedDict()

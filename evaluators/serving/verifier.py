@@ -195,8 +195,7 @@ class ServingVerifier:
             engine = run_engine(cfg, trace, decider, 10**9)
             figures = judge.reference_figures(engine_table(engine), trace.arrival, trace.output,
                                               self.opts.slo, engine_stats([engine]))
-            return ReferenceRun(figures, engine.first_token, engine.finish, engine.steps, decider.calls,
-                                kv_bound_pct([engine]))
+            return ReferenceRun(figures, engine.first_token, engine.finish, engine.steps, decider.calls)
 
         return cached(trace_key(trace, [cfg], ("fcfs", self.opts.slo)), compute)
 
@@ -208,9 +207,7 @@ class ServingVerifier:
 
     def train_facts(self, instances: list[Instance]) -> list[str]:
         """After-the-fact figures of the train traces for the system prompt (facts.py)."""
-        kv_bound = [self.reference(EngineConfig.from_data(i.data["engine"]), Trace.from_data(i.data["trace"]))
-                    .kv_bound_pct for i in instances]  # FCFS's: its run is cached from building the instance
-        return facts.train_facts(instances, kv_bound)
+        return facts.train_facts(instances)
 
     def feedback_lines(self, results: list[InstanceResult]) -> list[str]:
         """How often KV memory bound in a program's runs, per group (facts.py)."""
