@@ -198,3 +198,86 @@ def test_the_tree_walk_removes_every_kind_of_entry_without_following_links(tmpfs
     assert deadns.empty_tmpfs(str(top))
     assert os.listdir(top) == []
     assert (outside / "keep").read_text() == "kept"
+
+
+LEAVE_ALL = """
+import os
+def f(x):
+    made = []
+    for d in (os.getcwd(), "/tmp", "/var/tmp", "/dev/shm"):
+        try:
+            p = os.path.join(d, "mark-file")
+            with open(p, "wb") as fh:
+                fh.write(b"x" * 4096)
+            if d == "/dev/shm":
+                for k in range(4):
+                    with open(os.path.join(d, f"mark-big-{k}"), "wb") as fh:
+                        fh.write(b"x" * (60 << 20))
+            os.link(p, os.path.join(d, "mark-link"))
+            os.symlink("/etc/passwd", os.path.join(d, "mark-sym"))
+            os.mkfifo(os.path.join(d, "mark-fifo"))
+            deep = os.path.join(d, "mark-deep")
+            os.makedirs(deep + "/a/b/c/d")
+            os.chmod(deep + "/a/b", 0)
+            try:
+                os.setxattr(d if d != os.getcwd() else p, "user.mark", b"v" * 64)
+            except OSError:
+                pass
+            made.append(d)
+        except OSError as exc:
+            made.append(f"{d}: {exc}")
+    pid = os.fork()
+    if pid == 0:  # a child that outlives the answer and keeps writing
+        import time
+        for k in range(400):
+            for d in ("/tmp", "/dev/shm"):
+                try:
+                    with open(os.path.join(d, f"late-{k}"), "w") as fh:
+                        fh.write("late")
+                except OSError:
+                    pass
+            time.sleep(0.01)
+        os._exit(0)
+    return made
+"""
+FIND_ALL = """
+import os
+def f(x):
+    found = []
+    for d in (os.getcwd(), "/tmp", "/var/tmp", "/dev/shm"):
+        for root, dirs, files in os.walk(d):
+            found += [os.path.join(root, n) for n in dirs + files if "mark" in n or "late" in n]
+        try:
+            if os.listxattr(d):
+                found.append(d + " xattr")
+        except OSError:
+            pass
+    block = b"\x01" * (320 << 20)  # memory_mb 512: fits only if the last one's 240 MiB is not charged
+    return found
+"""
+
+
+@pytest.mark.parametrize("mode", ["batch", "session"])
+def test_every_kind_of_leftover_and_a_writer_outliving_the_answer_reach_no_later_candidate(mode: str) -> None:
+    """The eleventh red team's attack on the held namespaces, batch and session: a candidate
+    leaves in its work dir, /tmp, /var/tmp and /dev/shm a file, a hard link to it (the fast check
+    counts inodes), a symbolic link out, a FIFO, a tree with a dir closed to everyone, an
+    extended attribute, 240 MiB of files in /dev/shm, and a forked process that goes on writing
+    after the answer. The next candidate finds none of it, and gets the memory those 240 MiB
+    took (320 MiB more under a 512 MiB limit). Held on the first try (2a0260f). The batch case
+    is the one whose namespace is still held while the next runs (its spare is forked before the
+    clean-up): with the emptying skipped it fails ('memory'); a session's is handed over first."""
+    limits = SandboxLimits(timeout_s=30.0, memory_mb=512, max_processes=4, file_size_mb=64, max_output_mb=1)
+    with Sandbox("sandbox_fixtures:InteractiveVerifier", limits, slot=48, extra_sys_path=[str(TESTS)]) as sb:
+        for _ in range(2):
+            if mode == "batch":
+                left = sb.run(LEAVE_ALL, "f", ONE)
+                assert left.status == "ok" and left.runs[0].solution[1:] == ["/tmp", "/var/tmp", "/dev/shm"], left
+                found = sb.run(FIND_ALL, "f", ONE)
+                assert found.status == "ok" and found.runs[0].solution == [], found
+            else:
+                with sb.session(LEAVE_ALL, "f") as session:
+                    assert session.call(1).value[1:] == ["/tmp", "/var/tmp", "/dev/shm"]
+                with sb.session(FIND_ALL, "f") as session:
+                    reply = session.call(1)
+                assert (reply.value, reply.error) == ([], None)
