@@ -126,8 +126,10 @@ def _state(value: str) -> int:
 
 
 def zero_text(value: str) -> None:
-    """Zero a str this process made and alone holds (a compact one: ``json.dumps``'s result)."""
-    _zero_str(value)
+    """Zero a str this process made and alone holds (a compact one: ``json.dumps``'s result):
+    nothing but the caller's name for it (and this call) refers to it, else it is left alone."""
+    if sys.getrefcount(value) <= 3:  # the caller's name, the parameter, getrefcount's argument
+        _zero_str(value)
 
 
 def _zero_str(value: str) -> bool:
