@@ -131,10 +131,17 @@ def resume(
 ) -> None:
     """Continue a stopped run (Ctrl-C or kill -9) up to its iteration target."""
     from evolve import api
+    from evolve.runs import ARCHIVE
 
+    finished = iterations is None and (run_dir / ARCHIVE).is_file() and \
+        api.open_run(run_dir).stop_reason == "iterations"  # "resume" read as "do more"
     with _interruptible():
         result = api.resume(run_dir, iterations=iterations, progress=True, preflight=not no_preflight)
     _summary(result)
+    if finished:
+        target = result.settings.iterations
+        console.print(f"it had already done its {target} iterations; to go on, give a new target: "
+                      f"evolve resume {run_dir} --iterations {2 * target}")
 
 
 @contextmanager

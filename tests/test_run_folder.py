@@ -44,6 +44,11 @@ def test_a_second_process_cannot_drive_a_run_folder_in_use(finished_run: Path) -
                        str(finished_run), "in use by another evolve process")
     resumed = evolve("resume", str(finished_run), "--iterations", "5")  # released: free again
     assert resumed.returncode == 0, resumed.stderr
+    assert "already done" not in resumed.stdout
+    again = evolve("resume", str(finished_run))  # nothing left to do: say how to go on
+    assert again.returncode == 0, again.stderr
+    assert (f"it had already done its 5 iterations; to go on, give a new target: evolve resume {finished_run} "
+            "--iterations 10") in again.stdout.replace("\n", "")
 
 
 @pytest.mark.parametrize("damage", ["empty", "garbage", "foreign"])
