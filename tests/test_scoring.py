@@ -26,6 +26,8 @@ def test_time_per_instance_is_reported_overall_and_per_group_next_to_the_gaps() 
     table = metrics_table([("a", "ok", -10.0, metrics)])
     assert [c.header for c in table.columns] == ["program", "status", "score", "gap mean", "ms/inst", "gap ratio",
                                                   "n=20", "n=100"]
+    assert table.caption == ("gap mean: the mean of the instances' gaps; gap ratio: (sum of objectives - sum of "
+                             "references) / sum of references; ms/inst: CPU per instance")
     one_group = aggregate(results[:2], "minimize", "gap_mean")[1]
     assert "ms_per_instance[n=20]" not in one_group  # a single group repeats the overall figure
 
