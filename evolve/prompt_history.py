@@ -10,7 +10,7 @@ text itself: thinking sections are never sent back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, LLM_ERROR, Archive, Attempt, Program
@@ -39,7 +39,7 @@ class Tried:
     """One earlier attempt, as a prompt reports it."""
 
     iteration: int
-    where: str  # "" on the current program; "island 2, on #7" elsewhere
+    where: str  # "island 2, on #7" elsewhere; on the current program "" or "island 2" (another island's)
     idea: str
     change: str  # "changed improve; added _tt"
     result: str
@@ -56,13 +56,19 @@ class InFlight:
 
 
 def tried_on(archive: Archive, parent: Program, problem: Problem, in_flight: list[InFlight],
-             limit: int = TRIED_ON_PARENT) -> list[Tried]:
+             limit: int = TRIED_ON_PARENT, island: int | None = None) -> list[Tried]:
     """What was already tried from ``parent`` and what came of it, newest first (those still
-    in flight first)."""
+    in flight first). An attempt made from another island than ``island`` says whose it was:
+    new islands all start from the seed, and a model took other islands' attempts on it for its
+    own island's."""
     assert parent.id is not None
-    out = [_pending(job, "") for job in sorted(in_flight, key=lambda j: -j.iteration)
-           if job.parent_id == parent.id][:limit]
-    out += [_tried(attempt, child, parent, problem, "")
+
+    def whose(other: int) -> str:
+        return f"island {other}" if island is not None and other != island else ""
+
+    out = [replace(_pending(job, ""), where=whose(job.island))
+           for job in sorted(in_flight, key=lambda j: -j.iteration) if job.parent_id == parent.id][:limit]
+    out += [replace(_tried(attempt, child, parent, problem, ""), where=whose(attempt.island))
             for attempt, child in archive.attempts_on(parent.id, limit)
             if attempt.outcome != LLM_ERROR]
     return out[:limit]

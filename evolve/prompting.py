@@ -126,7 +126,7 @@ class PromptBuilder:
         context = {
             "parent": view,
             "origin": origin_of(archive, parent),
-            "tried": tried_on(archive, parent, problem, list(in_flight)),
+            "tried": tried_on(archive, parent, problem, list(in_flight), island=island),
             "latest": latest_elsewhere(archive, parent, problem, list(in_flight)),
             "edit_error": last_edit_error(archive, island),
             "direction": direction(problem, island) if parent.origin == "seed" else None,

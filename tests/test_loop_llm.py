@@ -195,4 +195,4 @@ def test_prompts_report_what_was_tried_and_give_islands_different_directions(
     # Island 1 starts from the seed too: the attempt island 0 made from it is reported.
     assert "# Already tried" not in first
     tried = second.split("# Already tried on this program")[1].split("\n# ")[0]
-    assert "iteration 1: flip the sign. [changed priority] -> #2 score 0 (gap 0.00%), better by" in tried
+    assert "iteration 1 (island 0): flip the sign. [changed priority] -> #2 score 0 (gap 0.00%), better by" in tried

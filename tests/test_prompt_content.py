@@ -133,8 +133,8 @@ def test_the_runs_latest_attempts_are_reported_whatever_the_parent(smtt: Problem
     in_flight = [InFlight(3, 2, b, "Idea: an insertion search in improve()."), InFlight(4, 3, a, None)]
     user = prompts.messages("diff", 0, archive.program(b), [], in_flight=in_flight)[1]["content"]
     tried = user.split("# Already tried on this program (newest first)")[1].split("\n# ")[0]
-    assert tried.strip() == ("- iteration 3: an insertion search in improve(). -> being evaluated when this "
-                             "prompt was written, outcome not known yet")
+    assert tried.strip() == ("- iteration 3 (island 2): an insertion search in improve(). -> being evaluated "
+                             "when this prompt was written, outcome not known yet")
     latest = user.split("# Latest attempts on other programs of the run (newest first)")[1].split("\n# ")[0]
     assert "- iteration 4 (island 3, on #2) -> the model had not answered yet when this prompt was written" in latest
     assert ("- iteration 1 (island 0, on #1): MDD instead of EDD. [changed priority] -> #2 score -2.5 "
@@ -308,3 +308,19 @@ def test_an_inspiration_leaves_out_the_verifiers_own_feedback_lines_as_it_does_t
     assert view.results.endswith("KV-bound steps and preemptions per trace, mean per group: code 1.0%, 2")
     assert "KV-bound" not in view.summary and "worst instances" not in view.summary
     assert view.summary.startswith("per group: n=20 0.00%")
+
+
+def test_attempts_on_the_current_program_from_another_island_say_whose_they_were(smtt: Problem,
+                                                                                tmp_path: Path) -> None:
+    """New islands all start from the seed: a clean-room agent took island 1's attempt on it for
+    its own island's. An attempt from the island the prompt is for stays unmarked."""
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    seed = add(archive, smtt, smtt.seed_code, None, 0, -60.0)
+    mdd = smtt.seed_code.replace("    return d\n", "    return np.maximum(d, t + p)\n")
+    add(archive, smtt, mdd, seed, 1, -2.5, island=1, completion="Idea: MDD instead of EDD.")
+    add(archive, smtt, mdd.replace("t + p)", "t + 2 * p)"), seed, 2, -3.0, island=2,
+        completion="Idea: a doubled surcharge.")
+    user = builder(smtt, archive).messages("diff", 2, archive.program(seed), [])[1]["content"]
+    tried = user.split("# Already tried on this program (newest first)")[1].split("\n# ")[0]
+    assert "- iteration 2: a doubled surcharge." in tried
+    assert "- iteration 1 (island 1): MDD instead of EDD." in tried
