@@ -363,6 +363,17 @@ def test_gp_settings_take_racing_and_insertion_and_refuse_bad_values(tmp_path: P
         resolve_settings({}, bad, {})
 
 
+def test_gp_settings_take_a_fit_scope_and_ties_and_refuse_an_unknown_scope(tmp_path: Path) -> None:
+    assert (resolve_settings({}, None, {}).gp.fit_scope, resolve_settings({}, None, {}).gp.fit_ties) == ("all", False)
+    good = tmp_path / "good.toml"
+    good.write_text('[gp]\nfit_scope = "gated"\nfit_ties = true\n')
+    assert (resolve_settings({}, good, {}).gp.fit_scope, resolve_settings({}, good, {}).gp.fit_ties) == ("gated", True)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[gp]\nfit_scope = "new"\n')
+    with pytest.raises(UserError, match="fit_scope"):
+        resolve_settings({}, bad, {})
+
+
 def test_gp_spec_needs_rules_and_auto_picks_gp_only_with_rules() -> None:
     with pytest.raises(UserError, match=r"\[rule\]"):
         make_llm("gp")

@@ -15,10 +15,11 @@ from evolve.evaluators.smtt.dispatch import dispatch
 from evolve.evaluators.smtt.screen import dispatch_batch
 from evolve.gp import GPBackend, check_rules
 from evolve.gp.codegen import emit, parse
-from evolve.gp.constants import constant_paths, fit_constants
+from evolve.gp.constants import constant_paths, fit_constants, gated_constant_paths
 from evolve.gp.program import rule_tree, signature_of, with_rule
 from evolve.gp.screen import Screen
 from evolve.gp.tree import evaluate, get, random_tree, reads, simplify, size, well_typed
+from evolve.gp.tree import replace as _replace
 from evolve.llm.base import ProposalRequest
 from evolve.problem import load_problem
 
@@ -199,6 +200,77 @@ def test_racing_scores_only_the_best_trials_of_the_cheaper_screen_and_fits_as_we
     start = score(tree)
     misled, misled_value, _ = fit_constants(tree, score, start, sweeps=3, pre=lambda t: -bowl(t), race=2)
     assert misled_value >= start and misled_value == bowl(misled)
+
+
+def test_racing_with_ties_scores_every_trial_the_cheaper_screen_cannot_tell_apart() -> None:
+    # c1 acts only above the gate (n > 75), which the cheaper screen (instances up to n = 50)
+    # never sees: its trials all tie there. Racing takes the first two (x 0.5, x 0.8), so c1
+    # can only shrink; with ties the tied trials all reach the full score.
+    tree = parse("np.maximum(d, t + p) + np.where(n - 75 > 0, 0.4, 0.2) * p", SMTT_INPUTS)
+    at_c1, at_c2 = gated_constant_paths(tree, (parse("n - 75", SMTT_INPUTS),))
+
+    def score(candidate):
+        return -((get(candidate, at_c1)[1] - 0.7) ** 2) - (get(candidate, at_c2)[1] - 0.3) ** 2
+
+    def pre(candidate):
+        return -((get(candidate, at_c2)[1] - 0.3) ** 2)
+
+    fitted, value, _ = fit_constants(tree, score, score(tree), sweeps=6, pre=pre, race=2, ties=True)
+    assert abs(get(fitted, at_c1)[1] - 0.7) < 0.1 and abs(get(fitted, at_c2)[1] - 0.3) < 0.05
+    assert value == score(fitted) and size(fitted) == size(tree)
+    shrunk, _, _ = fit_constants(tree, score, score(tree), sweeps=6, pre=pre, race=2)  # the default
+    assert get(shrunk, at_c1)[1] == 0.4 and abs(get(shrunk, at_c2)[1] - 0.3) < 0.05
+
+
+def test_a_gated_fit_tunes_the_gated_coefficients_and_leaves_the_rest_alone() -> None:
+    gate_tree = parse("n - 75", SMTT_INPUTS)
+    tree = parse("np.maximum(d, t + 1.1 * p) * 0.95 + np.where(n - 75 > 0, 0.4, 0.2) * p", SMTT_INPUTS)
+    where = gated_constant_paths(tree, (gate_tree,))
+    assert [get(tree, at)[1] for at in where] == [0.4, 0.2]
+    assert gated_constant_paths(tree, (parse("n - 50", SMTT_INPUTS),)) == []  # not a declared gate
+
+    def score(candidate):  # every constant wants to move: 1.1 -> 1.5, 0.95 -> 1.2, 75 -> 150, c1 -> 0.7, c2 -> 0.1
+        want = {1.1: 1.5, 0.95: 1.2, 75.0: 150.0, 0.4: 0.7, 0.2: 0.1}
+        return -sum((get(candidate, at)[1] - w) ** 2 for at, w in zip(constant_paths(tree), want.values(), strict=True)
+                    if at in constant_paths(candidate))
+
+    everything, _, _ = fit_constants(tree, score, score(tree), sweeps=6)
+    gated, value, _ = fit_constants(tree, score, score(tree), sweeps=6,
+                                    where=lambda t: gated_constant_paths(t, (gate_tree,)))
+    assert value > score(tree) and value == score(gated)
+    moved = [at for at in constant_paths(tree) if get(gated, at) != get(tree, at)]
+    assert moved == where  # only c1 and c2 moved
+    assert len([at for at in constant_paths(tree) if get(everything, at) != get(tree, at)]) > 2
+
+
+def test_a_screened_answer_fitted_on_its_gated_coefficients_differs_from_the_unfitted_only_there() -> None:
+    problem = load_problem("smtt_rule")
+    screen = Screen(problem, split="quick")
+    (rule,) = problem.spec.rule
+    gates = signature_of(rule).gates
+    code = with_rule(problem.seed_code, rule, parse("np.maximum(d, t + 1.3 * p)", SMTT_INPUTS))
+    common = dict(brood=10, gate=1.0, max_size=64, max_depth=10)
+    plain = GPBackend(problem.spec.rule, seed=1, settings=GPSettings(**common), screen=screen)
+    fitting = GPBackend(problem.spec.rule, seed=1, settings=GPSettings(**common, fit_constants=2, fit_race=2,
+                                                                       fit_scope="gated", fit_ties=True), screen=screen)
+
+    def blank(tree):  # the tree with its gated coefficients replaced by one placeholder
+        for at in gated_constant_paths(tree, gates):
+            tree = _replace(tree, at, ("c", -1.0))
+        return tree
+
+    fitted_gated = 0
+    for iteration in range(6):
+        request = ProposalRequest(messages=[], iteration=iteration, seed=0, mode="diff", parent_code=code)
+        first = rule_tree(evolve.edits.apply_edit(code, plain.complete(request).text, "diff"), rule)
+        answer = fitting.complete(request).text
+        fitted = rule_tree(evolve.edits.apply_edit(code, answer, "diff"), rule)
+        assert blank(fitted) == blank(first)  # nothing outside the gated coefficients moved
+        assert screen({"priority": fitted}) >= screen({"priority": first})
+        if "constants fitted" in answer:
+            assert gated_constant_paths(fitted, gates) and fitted != first
+            fitted_gated += 1
+    assert fitted_gated > 0
 
 
 def test_a_fit_never_answers_a_worse_tree_nor_one_whose_constant_folded_away() -> None:

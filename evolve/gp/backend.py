@@ -19,7 +19,7 @@ import random
 from evolve.config import GPSettings, RuleSpec
 from evolve.edits import EditError, apply_edit
 from evolve.gp.codegen import parse
-from evolve.gp.constants import fit_constants
+from evolve.gp.constants import constant_paths, fit_constants, gated_constant_paths
 from evolve.gp.operators import WEIGHTS, Child, Limits, vary
 from evolve.gp.program import rule_tree, signature_of, with_rule
 from evolve.gp.rules import find_rule
@@ -58,6 +58,8 @@ class GPBackend:
         self.climb = settings.climb if screen is not None else 0
         self.fit_sweeps = settings.fit_constants if screen is not None else 0
         self.fit_race = settings.fit_race
+        self.fit_scope = settings.fit_scope
+        self.fit_ties = settings.fit_ties
         extra = {name: w for name, w in (("insert", settings.insert), ("gate", settings.gate)) if w > 0}
         self.weights = {**WEIGHTS, **extra} if extra else WEIGHTS
         self.screen = screen
@@ -148,11 +150,14 @@ class GPBackend:
         if self.fit_sweeps:
             screen = self.screen
             race = self.fit_race if screen.has_pre else 0
+            gates = tuple({g for gate in sig.gates for g in (gate, simplify(gate))})
             tuned, tuned_value, _ = fit_constants(
                 best.tree, lambda tree: screen({**others, rule.function: tree}),  # type: ignore[dict-item]
                 value, self.fit_sweeps,
                 pre=lambda tree: screen.pre_score({**others, rule.function: tree}),  # type: ignore[dict-item]
-                race=race)
+                race=race,
+                where=constant_paths if self.fit_scope == "all" else lambda tree: gated_constant_paths(tree, gates),
+                ties=self.fit_ties)
             if tuned_value > value:
                 note += f", constants fitted ({value:.4g} -> {tuned_value:.4g})"
                 best, value = Child(tuned, best.operator, best.description), tuned_value

@@ -29,20 +29,38 @@ def constant_paths(tree: Tree) -> list[tuple[int, ...]]:
     return [p for p in paths(tree) if get(tree, p)[0] == "c"]
 
 
+def gated_constant_paths(tree: Tree, gates: tuple[Tree, ...]) -> list[tuple[int, ...]]:
+    """The two coefficients of every gated term, ``np.where(G > 0, c1, c2)`` with G one of the
+    rule's gates (what gated insertion writes): the constants ``fit_scope = "gated"`` fits. The
+    gate's own constants (``75`` in ``n - 75``) and every other constant are left alone."""
+    out = []
+    for at in paths(tree):
+        node = get(tree, at)
+        if node[0] == "ifpos" and node[1] in gates:
+            out += [(*at, i) for i in (2, 3) if node[i][0] == "c"]
+    return out
+
+
 def fit_constants(tree: Tree, score: Callable[[Tree], float | None], value: float,
                   sweeps: int, pre: Callable[[Tree], float | None] | None = None,
-                  race: int = 0) -> tuple[Tree, float, int]:
+                  race: int = 0, where: Callable[[Tree], list[tuple[int, ...]]] = constant_paths,
+                  ties: bool = False) -> tuple[Tree, float, int]:
     """(tree, its score, trees scored): the best found from ``tree`` (score ``value``, higher is
-    better) by at most ``sweeps`` sweeps of coordinate search over its constants.
+    better) by at most ``sweeps`` sweeps of coordinate search over its constants (those
+    ``where`` lists: all of them by default).
 
     With ``pre`` (a cheaper score that ranks like ``score``) and ``race`` > 0, the trials of
     each constant are ranked by ``pre`` first and only the best ``race`` are scored (racing:
-    a constant is still changed only where ``score`` improves)."""
+    a constant is still changed only where ``score`` improves). With ``ties``, trials that tie
+    with the last of those on ``pre`` are scored too: a cut that cannot tell trials apart does
+    not choose among them. Without it (the default, so runs repeat as before) a coefficient that
+    acts only on instances the cut leaves out ties on every trial, and the first two trials in
+    FACTORS' order (x 0.5, x 0.8) are the only ones scored: it can only shrink."""
     scored = 0
     for _ in range(sweeps):
         improved = False
-        for at in constant_paths(tree):
-            if at not in constant_paths(tree):
+        for at in where(tree):
+            if at not in where(tree):
                 continue  # an earlier change in this sweep folded this constant away
             old = get(tree, at)[1]
             best: tuple[float, Tree] | None = None
@@ -58,7 +76,9 @@ def fit_constants(tree: Tree, score: Callable[[Tree], float | None], value: floa
             if pre is not None and race and len(trials) > race:
                 first = [pre(trial) for trial in trials]
                 order = sorted((i for i, v in enumerate(first) if v is not None), key=lambda i: -first[i])  # type: ignore[operator]
-                trials = [trials[i] for i in sorted(order[:race])]
+                cut = first[order[race - 1]] if len(order) >= race else None
+                keep = order[:race] + [i for i in order[race:] if ties and first[i] == cut]
+                trials = [trials[i] for i in sorted(keep)]
             for trial in trials:
                 scored += 1
                 result = score(trial)
