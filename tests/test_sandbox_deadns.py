@@ -1,16 +1,14 @@
-"""A dead candidate's mount namespace, taken off its exit, still leaves the next one nothing.
+"""A dead candidate's writable dirs leave the next one nothing: no file, no memory charge.
 
-Each child's writable dirs are a fresh tmpfs in a mount namespace of its own; where the
-kernel gives that namespace through a pidfd, the zygote holds it so that the child's exit
-tears nothing down, empties it once the child is reaped, and the forker lets it go
-(``evolve/sandbox/deadns.py``). What a candidate wrote there is charged to the candidates'
-cgroup until it is removed: it must be gone before the next candidate gets its order.
+Each child's writable dirs are a fresh tmpfs in a mount namespace of its own, torn down
+when it exits. What a candidate wrote there is charged to the candidates' cgroup until it is
+removed: it must be gone before the next candidate gets its order. (speed16's held
+namespaces, 2a0260f, were reverted: 0.25 ms slower per iteration on a quiet machine; these
+tests, written against them, pass on either.)
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_sandbox import assert_nothing_left
 
-from evolve.sandbox import Sandbox, SandboxLimits, deadns
+from evolve.sandbox import Sandbox, SandboxLimits
 from evolve.verifier import Instance
 
 TESTS = Path(__file__).resolve().parent
@@ -79,14 +77,6 @@ DEEP = textwrap.dedent("""
 """)
 
 
-def kernel_gives_mount_namespaces() -> bool:
-    fd = deadns.mount_namespace(os.getpid())
-    if fd < 0:
-        return False
-    os.close(fd)
-    return True
-
-
 def run(sb: Sandbox, source: str) -> object:
     outcome = sb.run(source, "f", ONE)
     assert outcome.status == "ok", outcome
@@ -99,12 +89,6 @@ def sandbox() -> Iterator[Sandbox]:
         if not (sb.facts["cgroup limits"][0] and sb.facts["filesystem"][0]):
             pytest.skip(f"no cgroup or no private writable dirs here: {sb.facts}")
         yield sb
-
-
-def test_the_kernel_here_gives_a_mount_namespace_through_a_pidfd() -> None:
-    """Else the tests below check only the old way (each exit tears its namespace down)."""
-    if os.uname().release.split(".")[:2] >= ["6", "11"] and os.geteuid() == 0:
-        assert kernel_gives_mount_namespaces()
 
 
 def test_a_candidate_filling_its_tmpfs_leaves_the_next_one_its_whole_memory_limit(sandbox: Sandbox) -> None:
@@ -160,44 +144,6 @@ def test_a_grandchild_writing_after_the_reply_is_dead_before_the_next_candidate_
             found = run(sb, source)
             assert found in ("lingering", "ate") or only_its_work_dir(found), found
         assert_nothing_left(sb)
-
-
-@pytest.fixture
-def tmpfs_dir(tmp_path: Path) -> Iterator[Path]:
-    """A dir on a tmpfs where there is one (the walk's case, and fast), else ``tmp_path``."""
-    if not os.path.isdir("/dev/shm"):
-        yield tmp_path
-        return
-    with tempfile.TemporaryDirectory(dir="/dev/shm") as d:
-        yield Path(d)
-
-
-def test_the_tree_walk_removes_every_kind_of_entry_without_following_links(tmpfs_dir: Path) -> None:
-    tmp_path = tmpfs_dir
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "keep").write_text("kept")
-    top = tmp_path / "top"
-    top.mkdir()
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    for _ in range(1100):  # deeper than Python's recursion limit and PATH_MAX
-        os.mkdir("d", dir_fd=fd)
-        fd, parent = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
-        os.close(parent)
-    os.close(os.open("bottom", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd))
-    os.close(fd)
-    (top / "closed").mkdir()
-    (top / "closed" / "inside").write_text("in")
-    (top / "closed").chmod(0)
-    (top / "link").symlink_to(outside, target_is_directory=True)
-    (top / "d" / "link").symlink_to(outside / "keep")
-    os.mkfifo(top / "fifo")
-    (top / ".dead-1").mkdir()  # the names the walk hoists entries to, taken
-    (top / ".dead-1" / "x").write_text("x")
-    (top / ".dead-2").write_text("file")
-    assert deadns.empty_tmpfs(str(top))
-    assert os.listdir(top) == []
-    assert (outside / "keep").read_text() == "kept"
 
 
 LEAVE_ALL = """

@@ -17,7 +17,7 @@ import socket
 import sys
 from typing import Any
 
-from evolve.sandbox import cgroups, deadns, isolation, oslevel, session_child, syscalls, view
+from evolve.sandbox import cgroups, isolation, oslevel, session_child, syscalls, view
 from evolve.sandbox.child import ChildSpec, run_child
 from evolve.sandbox.forker import Forker
 from evolve.sandbox.frames import TAIL
@@ -80,18 +80,15 @@ class ChildKeeper:
     forker: Forker | None  # forks the children once set-up is done (forker.py)
     overlap: bool  # a spare is being forked while the last child may still count in the cgroup
     tasks_limit: int  # pids.max as last written (0: not yet)
-    dead_views: deadns.Holder | None  # takes each child's mount namespace off its exit (deadns.py)
 
     def _take_child(self) -> Child:
         """The spare if it is still good (alive, forked after the last instance load), else a fresh fork."""
         spare, self.spare = self.spare, None
-        if spare is None or spare.sets_version != self.sets_version or not _alive(spare.pid):
-            if spare is not None:
-                self._discard(spare)
-            spare = self._fork_child()
-        if self.dead_views is not None:  # its exit then tears nothing down (deadns.py)
-            self.dead_views.take(spare.pid)
-        return spare
+        if spare is not None:
+            if spare.sets_version == self.sets_version and _alive(spare.pid):
+                return spare
+            self._discard(spare)
+        return self._fork_child()
 
     def prepare_spare(self) -> None:
         """Finish the last child's clean-up and fork and lock down the next one (idle time).
@@ -180,10 +177,7 @@ class ChildKeeper:
                 # The next child's work dir, if nothing else is forked before it: the forker
                 # sets its environment up after this fork, off the way to the next candidate.
                 upcoming = os.path.join(self.base, f"run-{self.counter + 1}")
-                pid = forker.fork(workdir, out_fd, channel_fd, upcoming)
-                if self.dead_views is not None:  # after the clone: never in a child's fds
-                    forker.drop(self.dead_views.hand_over())
-                return pid
+                return forker.fork(workdir, out_fd, channel_fd, upcoming)
             except OSError as exc:
                 print(f"zygote: {exc}; forking for myself", file=sys.stderr)
                 self._drop_forker()
@@ -198,8 +192,7 @@ class ChildKeeper:
         if forker is None and self.use_forker:
             try:
                 close = [self.chan] + [c.sock for c in (self.spare, self.pending) if c is not None]
-                held = self.dead_views.fds() if self.dead_views is not None else ()
-                forker = self.forker = Forker.start(self._spec, self.pid_namespace, self.sets_version, close, held)
+                forker = self.forker = Forker.start(self._spec, self.pid_namespace, self.sets_version, close)
             except OSError as exc:
                 print(f"zygote: no forker ({exc}); forking for myself", file=sys.stderr)
             self._limit_tasks()  # before its first fork: it joins the cgroup first thing
@@ -263,8 +256,6 @@ class ChildKeeper:
         spare, forker = self.spare, self.forker
         keep = {c.pid for c in (spare, forker) if c is not None}
         escaped = isolation.sweep(child.pid, self.uid, keep=keep)
-        if self.dead_views is not None:  # reaped with its pid namespace: nothing can write there now
-            self.dead_views.dead()
         if forker is not None and not _is_child(forker.pid):  # it died and the sweep reaped it
             forker.stop(alive=False)
             self.forker = None

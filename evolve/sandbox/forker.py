@@ -44,8 +44,6 @@ SpecMaker = Callable[[str, int, int], ChildSpec]  # (work dir, output fd, channe
 _PID = struct.Struct("i")
 _FDS = struct.Struct("ii")  # the child's output file and socket
 _FDS_SPACE = socket.CMSG_SPACE(_FDS.size)
-_FD = struct.Struct("i")
-_DROP = b"\0"  # a message of its own: one fd to close (a dead child's emptied mount namespace)
 _RIGHTS = (socket.SOL_SOCKET, socket.SCM_RIGHTS)
 
 
@@ -57,9 +55,8 @@ class Forker:
 
     @classmethod
     def start(cls, make_spec: SpecMaker, pid_namespace: bool, sets_version: int,
-              close: list[socket.socket], close_fds: tuple[int, ...] = ()) -> Forker:
-        """Fork the forker from the zygote; ``close``, ``close_fds``: sockets and fds of the
-        zygote it must not hold (a dead child's mount namespace would live as long as it)."""
+              close: list[socket.socket]) -> Forker:
+        """Fork the forker from the zygote; ``close``: sockets of the zygote it must not hold."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         parent = os.getpid()
         sys.stderr.flush()
@@ -75,8 +72,6 @@ class Forker:
                 ours.close()
                 for sock in close:
                     sock.close()
-                for fd in close_fds:
-                    os.close(fd)
                 _serve(theirs, make_spec, pid_namespace, parent)
             finally:
                 exit_(0)
@@ -97,20 +92,6 @@ class Forker:
         if pid <= 0:
             raise OSError(-pid, f"the forker could not fork: {os.strerror(-pid)}")
         return pid
-
-    def drop(self, fd: int) -> None:
-        """Hand ``fd`` (a dead child's emptied mount namespace; -1: none) to the forker, which
-        closes it, and close ours. Sent after a fork's reply and read before the next request,
-        it is never in the forker's fd table at a clone: no child holds it, so no child's exit
-        or fd clean-up is ever the last close, which waits for the kernel's teardown."""
-        if fd < 0:
-            return
-        try:
-            socket.send_fds(self.sock, [_DROP], [fd])
-        except OSError:
-            pass  # the forker is gone: ours is the last reference, and the teardown is ours
-        finally:
-            os.close(fd)  # the message holds the namespace now
 
     def stop(self, alive: bool) -> None:
         """Close its socket (it exits); ``alive``: still our child (not reaped), so kill and reap it."""
@@ -150,7 +131,6 @@ def _serve(sock: socket.socket, make_spec: SpecMaker, pid_namespace: bool, zygot
     # Bound once: every page the loop writes after a clone is a copy-on-write fault (the new
     # child shares it), so it makes as few objects and runs as little Python as it can.
     recvmsg, send, close, unpack, pack = sock.recvmsg, sock.send, os.close, _FDS.unpack, _PID.pack
-    one_fd, unpack_fd = _FD.size, _FD.unpack
     try:
         clone, reseed = _cloner(pid_namespace), oslevel.reseeder()
     except OSError:
@@ -160,12 +140,7 @@ def _serve(sock: socket.socket, make_spec: SpecMaker, pid_namespace: bool, zygot
             msg, ancillary, _, _ = recvmsg(4096, _FDS_SPACE)
         except OSError:
             return
-        if not msg or len(ancillary) != 1 or ancillary[0][:2] != _RIGHTS:
-            return
-        if msg == _DROP and len(ancillary[0][2]) == one_fd:  # the last close: the kernel's
-            close(*unpack_fd(ancillary[0][2]))  # teardown (a grace period) waits here, not on the way
-            continue
-        if len(ancillary[0][2]) != _FDS.size:
+        if not msg or len(ancillary) != 1 or ancillary[0][:2] != _RIGHTS or len(ancillary[0][2]) != _FDS.size:
             return
         out_fd, channel_fd = unpack(ancillary[0][2])
         workdir, _, upcoming = msg.decode().partition("\0")

@@ -36,7 +36,6 @@ def supervise(
     pid: int, rfd: int | None, fin: int, limits: SandboxLimits,
     controller_says: Callable[[int, bool], str | None], lines: int | None = None,
     cpu_from: int | None = None,
-    on_output: Callable[[], None] | None = None,
 ) -> tuple[dict[str, Any], bytes]:
     """Until the child exits, the deadline passes or output overflows, collect its
     batch output (``rfd``); in a session (no ``rfd``) also until the controller ends it.
@@ -48,8 +47,7 @@ def supervise(
     running, ``facts["reaped"]`` is False, and the caller must ``reap`` it, so
     that its exit (a millisecond of page-table and namespace teardown) follows
     the reply instead of preceding it.  Extra lines a candidate forges only
-    complete its own batch early, with what it wrote.  ``on_output`` is called once,
-    when the first batch output arrives (the child is alive and set up).
+    complete its own batch early, with what it wrote.
 
     In a batch, ``facts["line_cpu_ns"]`` is the child's CPU time (``cpu_ns``) read as each line's
     newline arrived, after ``cpu_from`` (its CPU time when the work order went out): the
@@ -93,9 +91,6 @@ def supervise(
                         poller.unregister(rfd)
                     total += len(data)
                     chunks.append(data)
-                    if on_output is not None and data:
-                        on_output()
-                        on_output = None
                     if total > max_bytes:
                         killed = "output"
                     elif lines is not None:

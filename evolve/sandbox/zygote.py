@@ -21,13 +21,11 @@ import select
 import shutil
 import socket
 import sys
-from functools import partial
 from typing import Any
 
 from evolve.sandbox import (  # noqa: F401 (session_child: imported before isolation)
     cgroups,
     channel,
-    deadns,
     isolation,
     oslevel,
     session_child,
@@ -78,7 +76,6 @@ class Zygote(ChildKeeper):
         self.overlap = False  # a spare is being forked while the last child may still count in the cgroup
         self.tasks_limit = 0  # the cgroup's pids.max as last written (0: as created)
         self.use_forker = False
-        self.dead_views: deadns.Holder | None = None
         self.counter = 0
         self.base_ino = 0  # the inode of the private work dirs' parent, once it exists
         self.solve: Any = None
@@ -145,15 +142,6 @@ class Zygote(ChildKeeper):
         gc.collect()
         gc.freeze()  # keeps the collector from touching (and copying) shared pages in children
         self.use_forker = oslevel.clone_parent_is_safe()  # from now on (the probe above forked for itself)
-        renewal = self.renewal
-        if self.use_forker and self.pid_namespace and renewal is not None and not any(h for _, h in renewal.mounts):
-            # (a view mount inside a renewed dir, a runtime under /tmp: each exit tears down as before)
-            dirs = tuple(d for d, _ in renewal.mounts)
-            # renew's dirs: the work dirs' parents (root's) and the work dir; a candidate of the
-            # zygote's own uid could swap them for its own files: then every namespace is walked
-            made = len(renewal.parents) + 1 if renewal.parents else 0
-            skeleton = tuple(1 + made * renewal.parents[0].startswith(d + "/") if made else 1 for d in dirs)
-            self.dead_views = deadns.Holder.start(dirs, skeleton if self.uid is not None else None)
         order = ("filesystem", "pid namespace", "network", "uid", "seccomp", "cgroup limits")
         facts = {name: report[name] for name in order if name in report}
         return {"ok": True, "pid": self.pid, "uid": self.uid, "facts": facts,
@@ -244,8 +232,6 @@ class Zygote(ChildKeeper):
             self.spare = None
         with contextlib.suppress(OSError):  # the cgroup's task limit: it is removed below
             self._drop_forker()
-        if self.dead_views is not None:
-            self.dead_views.close()
         isolation.sweep(None, self.uid)
         if self.uid is not None and self.solve is not None:
             isolation.kill_uid(self.uid)
@@ -271,10 +257,8 @@ class Zygote(ChildKeeper):
         try:
             cpu_from = cpu_ns(child.pid)  # the batch's CPU is counted from here, by us (line_cpu_ns)
             self._order(child.sock, Work("batch", source, function, limits.timeout_s, set_id))
-            views = self.dead_views
-            late = partial(views.take, child.pid) if views is not None and views.held < 0 else None
             facts, blob = supervise(child.pid, child.sock.fileno(), self.fin, limits, self._controller_says, lines,
-                                    cpu_from, late)  # late: it had not renewed its mounts at its order
+                                    cpu_from)
         finally:
             child.sock.close()
             child.reaped = facts["reaped"]
