@@ -125,10 +125,11 @@ def time_against_limits(program: Program, limits: TimeLimits) -> str:
         return ""
     every = [s for runs in groups.values() for s, _ in runs]
     if len(every) > 1 and len(set(every)) == 1:  # a driven split: its CPU shared out evenly
-        limits_ms = sorted({_ms(b) for runs in groups.values() for _, b in runs}, key=float)
+        bounds = [b for runs in groups.values() for _, b in runs]
+        low, high = _ms(min(bounds)), _ms(max(bounds))
         return (f"{limits.clock} ms per instance: {_ms(every[0])} each, the split's {limits.clock} "
                 f"shared evenly (its instances are built together, so no instance has a time of its "
-                f"own); {limits.kind} {'-'.join(limits_ms[::max(1, len(limits_ms) - 1)])} ms per instance")
+                f"own); {limits.kind} {low if low == high else f'{low}-{high}'} ms per instance")
     parts = []
     for group in sorted(groups, key=natural_key):
         runs = groups[group]
