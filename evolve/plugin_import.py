@@ -12,7 +12,10 @@ An import that runs later (``import helper`` inside ``score()``) must find its o
 too, whichever folder was loaded last: every module loaded from a problem's folders gets an
 ``__import__`` of that problem's (a builtins dict of its own, set before the module runs, so its
 functions keep it) that does the same stepping aside for its folders' plain names first.
-``importlib.import_module("helper")`` in such a module is not covered (it bypasses ``__import__``).
+``importlib.import_module("helper")`` bypasses ``__import__``: such a module's ``import importlib``
+(or ``from importlib import import_module``) gets an ``importlib`` whose ``import_module`` steps
+aside first too.  A module that reached importlib another way (``sys.modules["importlib"]``) is
+not covered.
 """
 
 from __future__ import annotations
@@ -104,13 +107,31 @@ def _register(roots: list[Path], folders: list[str]) -> None:
     """Modules loaded from ``roots`` from now on import plain names of ``roots`` from ``roots``."""
     names = _provided(roots)
 
-    def own_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+    def step_aside(name: str) -> None:
         top = name.partition(".")[0]
-        if level == 0 and top in names:
+        if top in names:
             present = sys.modules.get(top)
             if present is None or not _within(present, roots):
                 _prefer(frozenset({top}), roots, folders)
-        return builtins.__import__(name, globals, locals, fromlist, level)
+
+    def own_import_module(name: str, package: str | None = None) -> ModuleType:
+        if not name.startswith("."):
+            step_aside(name)
+        return importlib.import_module(name, package)
+
+    # importlib.import_module("helper") bypasses __import__: the folder's modules get an importlib
+    # whose import_module steps aside first too (the rest is the real importlib's).
+    own_importlib = ModuleType("importlib", importlib.__doc__)
+    own_importlib.import_module = own_import_module  # type: ignore[attr-defined]
+    own_importlib.__getattr__ = lambda attribute: getattr(importlib, attribute)  # type: ignore[attr-defined]
+
+    def own_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        if level == 0:
+            step_aside(name)
+        module = builtins.__import__(name, globals, locals, fromlist, level)
+        if level == 0 and module is importlib:
+            return own_importlib  # import importlib, from importlib import import_module, import importlib.util
+        return module
 
     table = dict(builtins.__dict__, __import__=own_import)
     for root in roots:

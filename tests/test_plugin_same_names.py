@@ -99,9 +99,17 @@ def test_instance_data_of_a_class_of_the_verifiers_own_module_reaches_the_sandbo
     assert evaluation.score == pytest.approx(plain.score)
 
 
-def _lazy_copies(root: Path) -> dict[str, Path]:
+LAZY_IMPORTS = {
+    "statement": "        import scaled  # lazy: imported at the first score, not with the verifier\n",
+    "import_module": "        import importlib\n\n        scaled = importlib.import_module(\"scaled\")\n",
+    "from_importlib": "        from importlib import import_module\n\n        scaled = import_module(\"scaled\")\n",
+}
+
+
+def _lazy_copies(root: Path, form: str = "statement") -> dict[str, Path]:
     """a and b: the toy, each with its own ``scaled.py`` (a: factor 1, b: factor 1000) that the
-    verifier imports by its plain name only inside score(), after both folders were loaded."""
+    verifier imports by its plain name only inside score(), after both folders were loaded, by
+    an import statement or by ``importlib.import_module`` (``form``)."""
     folders = {}
     for name, factor in (("a", 1), ("b", 1000)):
         folders[name] = root / name / "toy_problem"
@@ -109,7 +117,7 @@ def _lazy_copies(root: Path) -> dict[str, Path]:
         (folders[name] / "scaled.py").write_text(f"FACTOR = {factor}\n")
         verifier = folders[name] / "toy_verifier.py"
         text = verifier.read_text()
-        lazy = ("        import scaled  # lazy: imported at the first score, not with the verifier\n\n"
+        lazy = (LAZY_IMPORTS[form] + "\n"
                 "        value = float(np.sum(np.arange(len(x)) * x[np.asarray(solution)])) * scaled.FACTOR\n")
         old = "        value = float(np.sum(np.arange(len(x)) * x[np.asarray(solution)]))\n"
         assert old in text
@@ -118,11 +126,12 @@ def _lazy_copies(root: Path) -> dict[str, Path]:
     return folders
 
 
-def test_a_lazy_plain_named_import_in_a_verifier_finds_its_own_folders_module(tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", sorted(LAZY_IMPORTS))
+def test_a_lazy_plain_named_import_in_a_verifier_finds_its_own_folders_module(tmp_path: Path, form: str) -> None:
     """Both verifiers loaded first, then each scores (in both orders): a lazy ``import scaled``
-    inside score() gets its own folder's scaled.py, not the one of the folder loaded last or the
-    one another folder's score imported first."""
-    folders = _lazy_copies(tmp_path)
+    (or ``importlib.import_module("scaled")``) inside score() gets its own folder's scaled.py,
+    not the one of the folder loaded last or the one another folder's score imported first."""
+    folders = _lazy_copies(tmp_path, form)
     seed = (TESTS / "toy_problem" / "seed.py").read_text()
     problems = {name: load_problem(str(folder)) for name, folder in folders.items()}
     for problem in problems.values():
