@@ -1,8 +1,9 @@
 """What keeping one placement costs a moe balancer under drift (eleventh red team).
 
-moe's per-call CPU budget is held against the judged calls' mean (``harness.charged_s``), so one
-call may spend the budgets of all judged calls at no cost if the others are near-free: a costly
-placement once, then kept.  This sizes the price of keeping: LPT (the shipped baseline) on every
+moe's per-call CPU budget was held against the judged calls' mean (``harness.charged_s``), so one
+call could spend the budgets of all judged calls at no cost if the others were near-free: a costly
+placement once, then kept (since the twelfth red team each judged call is charged on its own,
+``scoring.call_penalty``).  This sizes the price of keeping: LPT (the shipped baseline) on every
 window against LPT's placement for the first judged window kept for all of them, on the trusted
 side (``local_call``), per instance of a split.  A costlier solve of one window pays only if it
 gains more than keeping loses.

@@ -344,6 +344,42 @@ def test_one_costly_judged_call_among_cheap_ones_is_charged() -> None:
     assert result.extra["wall_ms"] >= result.extra["cpu_ms"], result.extra
 
 
+# The same shape under the per-call budget (10 ms on small64): the first judged call spends 25 ms,
+# two and a half budgets, the others well under one.  Until the twelfth red team the budget was
+# held against the judged calls' mean (~9 ms here) and such a balancer paid nothing, as if every
+# call had stayed within its budget; now each judged call is charged on its own, so the costly
+# one pays log2(25 / 10) points, shared over the three judged calls.  Decided on the kernel's
+# CPU counts of the calls (the record's cpu_s), not on how long anything took.
+BANKED = BURN + BODY.split("def rebalance_experts")[0] + """
+_CALLS = []
+
+def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
+    _CALLS.append(1)
+    if len(_CALLS) == 2:  # the first judged call (after one warm-up call)
+        burn(0.025)
+    return place(weight, num_replicas, num_gpus)
+"""
+
+
+def test_the_budget_of_cheap_judged_calls_does_not_pay_for_a_costly_one() -> None:
+    import math
+
+    evaluation = _on_small64(BANKED, repeats=2, warmup=1)
+    assert evaluation.ok, evaluation.feedback
+    (result,), (record,) = evaluation.instances, evaluation.solutions
+    judged, cpu = len(record["placements"]), record["cpu_s"]
+    budget = result.extra["runtime_budget_ms"]
+    assert judged == 3 and budget == 10.0, (record, result.extra)
+    assert 1e3 * cpu[0] >= 25 and 1e3 * sum(cpu[:judged]) / judged < budget, cpu  # the attack's shape
+    assert result.extra["runtime_ms"] < budget  # the judged mean: under the budget, free before
+    expected = sum(math.log2(max(1e3 * c, budget) / budget) for c in cpu[:judged]) / judged
+    assert expected >= math.log2(2.5) / 3
+    assert evaluation.metrics["runtime_penalty"] == pytest.approx(expected), (evaluation.metrics, cpu)
+    metrics = evaluation.metrics
+    assert evaluation.score == pytest.approx(100 * (metrics["balancedness"] - 2 * metrics.get("lpt_shortfall", 0.0))
+                                             - expected)
+
+
 # A balancer that does its costly work in the untimed warm-up call and hands the result in at the
 # first judged call.  Until 2026-12-06 warm-up calls were noisy copies of window 0, the first
 # judged call's input (sigma 0.05): it could balance that copy for as long as it liked, uncharged,

@@ -67,12 +67,17 @@ def test_review_of_a_run_scored_before_the_budget_and_the_guard_says_its_scores_
 def test_only_the_terms_the_run_was_scored_without_are_named() -> None:
     problem = load_problem("moe")
     budget_only = {"balancedness": 0.8, "lpt_shortfall": 0.0}
-    guard_only = {"balancedness": 0.8, "runtime_budget_ms": 30.0}
+    guard_only = {"balancedness": 0.8, "runtime_budget_ms": 30.0, "runtime_call_penalty": 0.0}
     assert "CPU budget" in (stale_scores(problem, _program(budget_only)) or "")
     assert "guard" not in (stale_scores(problem, _program(budget_only)) or "")
     assert "guard against LPT" in (stale_scores(problem, _program(guard_only)) or "")
     assert "CPU budget" not in (stale_scores(problem, _program(guard_only)) or "")
     assert stale_scores(problem, _program({**budget_only, **guard_only})) is None
+    # scored with the budget, but with the judged calls' mean held against it (before the twelfth
+    # red team): one costly call among cheap ones could pay nothing
+    pooled = {**budget_only, "runtime_budget_ms": 30.0}
+    assert "each judged call was charged" in (stale_scores(problem, _program(pooled)) or "")
+    assert "CPU budget per call" not in (stale_scores(problem, _program(pooled)) or "")
     # a run made with the guard and the budget switched off has nothing to miss
     plain = problem.with_options({"lpt_guard": 0, "runtime_budget_ms": 0, "runtime_budget_us_per_slot": 0})
     assert stale_scores(plain, _program({"balancedness": 0.8})) is None

@@ -402,6 +402,35 @@ def test_runtime_within_the_budget_costs_nothing_and_each_doubling_over_it_a_poi
         inst, solution(triple(GOOD, 4))).extra
 
 
+def test_each_judged_call_is_charged_against_the_budget_on_its_own() -> None:
+    """The budget is per call.  A balancer that spends the budgets of all its judged calls in one
+    of them (27 ms against 10, then 1 ms twice: a costly placement once, cached or cheaply
+    adjusted after) had a judged mean of 9.7 ms and paid nothing until the twelfth red team; now
+    that call pays its own doublings over the budget, shared over the three judged calls."""
+    budgeted = MoeVerifier(PROBLEM_DIR, {"timing_repeats": 2, "runtime_budget_ms": 10,
+                                         "runtime_budget_us_per_slot": 5})
+    inst = make_instance(np.concatenate([WINDOWS, WINDOWS]))  # 4 windows: 3 judged calls
+    record = {"placements": [triple(GOOD, 4)] * 3, "cpu_s": [0.027, 0.001, 0.001, 0.001, 0.001],
+              "wall_s": [0.028, 0.002, 0.002, 0.002, 0.002]}
+    banked = budgeted.score(inst, record)
+    assert banked.feasible and banked.extra["runtime_ms"] == pytest.approx(29 / 3)  # under the budget
+    assert banked.extra["runtime_call_max_ms"] == pytest.approx(27.0)
+    score, metrics = budgeted.aggregate([banked])
+    assert banked.extra["runtime_call_penalty"] == pytest.approx(math.log2(2.7) / 3)
+    assert metrics["runtime_penalty"] == pytest.approx(math.log2(2.7) / 3)
+    assert score == pytest.approx(100 * banked.objective - math.log2(2.7) / 3)
+    # Spread evenly within the budget it costs nothing; the charged runtime stays a floor (the
+    # mean of the calls' logarithms is below the logarithm of their mean when all are over).
+    even = budgeted.score(inst, {**record, "cpu_s": [0.0097] * 3 + [0.001] * 2})
+    assert budgeted.aggregate([even])[1]["runtime_penalty"] == 0.0
+    over = budgeted.score(inst, {**record, "cpu_s": [0.160, 0.020, 0.020, 0.001, 0.001]})
+    assert budgeted.aggregate([over])[1]["runtime_penalty"] == pytest.approx(math.log2(200 / 30))
+    # Without a budget nothing changes: log2(1 + ms / 10) of the charged runtime.
+    plain = MoeVerifier(PROBLEM_DIR, {"timing_repeats": 2})
+    assert plain.aggregate([plain.score(inst, record)])[1]["runtime_penalty"] == pytest.approx(
+        math.log2(1 + 29 / 3 / 10))
+
+
 def test_the_budget_the_model_is_told_is_the_verifiers() -> None:
     """The contract, the score line and context.md state the budget per deployment; each figure
     is the one the problem's verifier options give for that deployment's layers and slots."""

@@ -205,6 +205,16 @@ def charged_s(cpu: list[float], judged: int) -> float:
     return max(typical, float(np.mean(cpu[:judged]))) if 0 < judged <= len(cpu) else typical
 
 
+def judged_calls_s(record: dict[str, Any], clock: str) -> list[float]:
+    """Seconds of each judged call (those whose placements are scored) on the runtime clock:
+    its CPU time, or with ``clock = "wall"`` its round trip, never below its CPU time."""
+    judged = len(record["placements"])
+    cpu = [float(c) for c in record["cpu_s"][:judged]]
+    if clock == "cpu":
+        return cpu
+    return [max(float(w), c) for w, c in zip(record["wall_s"][:judged], cpu, strict=True)]
+
+
 def read_timing(record: dict[str, Any]) -> Timing:
     cpu, wall = record["cpu_s"], record["wall_s"]
     judged = len(record["placements"])

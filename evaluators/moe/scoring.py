@@ -3,10 +3,13 @@
     score = balance_weight * (B - lpt_guard * S) - runtime_weight * P
     B = mean over instances of balancedness (0..1)
     S = sum over deployments of max(0, LPT's mean balancedness there - the program's)
-    P = mean over instances of max(0, log2(runtime_ms / budget_ms))
+    P = mean over instances of max(P(runtime_ms), mean over judged calls c of P(c's ms))
+    P(ms) = max(0, log2(ms / budget_ms))
     budget_ms = max(runtime_budget_ms, runtime_budget_us_per_slot * layers * num_replicas / 1000)
 
-runtime_ms is one call's CPU time as the harness charges it (``harness.charged_s``).  With the
+runtime_ms is one call's CPU time as the harness charges it (``harness.charged_s``); each judged
+call (one whose placement is scored) is also charged its own CPU time against the budget
+(``call_penalty``), so a budget unused in some calls cannot pay for another's.  With the
 problem's defaults (100, 1, budget max(10 ms, 5 us per layer and slot)) a point of score is one
 percentage point of balancedness, a balancer within its per-call budget pays nothing for its
 runtime, and each doubling over the budget costs one point.  Within the budget the score does
@@ -50,6 +53,28 @@ def runtime_penalty(runtime_ms: float, options: MoeOptions, budget_ms: float | N
     return math.log2(max(runtime_ms, budget_ms) / budget_ms)
 
 
+def call_penalty(calls_ms: list[float], budget_ms: float) -> float:
+    """The mean over an instance's judged calls of each call's own doublings over the budget.
+
+    The budget is per call.  Held against the judged calls' mean CPU time alone, a balancer
+    could spend the budgets of all W judged calls in one of them and next to nothing in the
+    others (a costly placement once, then a cache or cheap adjustments) and pay nothing; now that
+    call pays its own doublings, divided by W as every call's (docs/sandbox.md, twelfth red
+    team).  ``combine`` charges an instance the larger of this and its runtime_ms's doublings.
+    Without a budget there is no such term: the mean of the calls' log2(1 + ms / scale) is never
+    above that of their mean (the logarithm is concave), which the charged runtime already is.
+    """
+    return fmean(math.log2(max(ms, budget_ms) / budget_ms) for ms in calls_ms) if calls_ms else 0.0
+
+
+def instance_penalty(result: InstanceResult, options: MoeOptions) -> float:
+    """One instance's runtime term: ``runtime_penalty`` of its charged runtime_ms, with a budget
+    never below its judged calls' ``call_penalty``."""
+    budget = result.extra.get("runtime_budget_ms")
+    own = runtime_penalty(result.extra["runtime_ms"], options, budget)
+    return max(own, result.extra.get("runtime_call_penalty", 0.0)) if budget is not None else own
+
+
 def combine(results: list[InstanceResult], options: MoeOptions) -> tuple[float | None, dict[str, float]]:
     """(score, metrics) for fully feasible results."""
     _, metrics = gap_aggregate(results, "maximize", "gap_mean")
@@ -61,8 +86,7 @@ def combine(results: list[InstanceResult], options: MoeOptions) -> tuple[float |
     for r in scored:
         groups[r.group].append(r)
     balance = fmean(r.objective or 0.0 for r in scored)
-    penalty = fmean(runtime_penalty(r.extra["runtime_ms"], options, r.extra.get("runtime_budget_ms"))
-                    for r in scored)
+    penalty = fmean(instance_penalty(r, options) for r in scored)
     metrics["balancedness"] = balance
     metrics["runtime_penalty"] = penalty
     budgets = [r.extra["runtime_ms"] / r.extra["runtime_budget_ms"] for r in scored if "runtime_budget_ms" in r.extra]

@@ -13,7 +13,14 @@ from evolve.evaluators.moe.candidate_side import respond
 from evolve.evaluators.moe.configs import EpConfig
 from evolve.evaluators.moe.generator import SPLIT_IDS, Workload, split_workloads
 from evolve.evaluators.moe.guard import lpt_balancedness
-from evolve.evaluators.moe.harness import Call, CallFailed, read_timing, run_workload, session_call
+from evolve.evaluators.moe.harness import (
+    Call,
+    CallFailed,
+    judged_calls_s,
+    read_timing,
+    run_workload,
+    session_call,
+)
 from evolve.evaluators.moe.options import MoeOptions
 from evolve.evaluators.moe.placement import check_placement, loads, parse_placement
 from evolve.evaluators.moe.references import (
@@ -22,7 +29,7 @@ from evolve.evaluators.moe.references import (
     ilp_tractable,
     trivial_reference,
 )
-from evolve.evaluators.moe.scoring import combine, runtime_budget_ms
+from evolve.evaluators.moe.scoring import call_penalty, combine, runtime_budget_ms
 from evolve.evaluators.moe.traces import load_trace_file
 from evolve.evaluators.secret_seeds import load_secret
 from evolve.options import read_options
@@ -170,8 +177,11 @@ class MoeVerifier:
         per_layer = np.concatenate(layer_balance)
         extra = {"lpt_balancedness": self._lpt_of(config, windows)} if self.options.lpt_guard > 0 else {}
         budget = runtime_budget_ms(windows.shape[1], config.replicas, self.options)
+        calls_ms = [1e3 * s for s in judged_calls_s(record, self.options.runtime_clock)]
         if budget is not None:
             extra["runtime_budget_ms"] = budget
+            # every judged call against the budget on its own (scoring.call_penalty)
+            extra["runtime_call_penalty"] = call_penalty(calls_ms, budget)
         return feasible(
             instance, 1.0 if max_sum <= 0 else mean_sum / max_sum, self.direction,
             balancedness_layer_min=float(per_layer.min()),
@@ -180,6 +190,7 @@ class MoeVerifier:
             runtime_ms=timing.cpu_ms if self.options.runtime_clock == "cpu" else timing.wall_ms,
             wall_ms=timing.wall_ms,
             cpu_ms=timing.cpu_ms,
+            runtime_call_max_ms=max(calls_ms),  # the costliest judged call
             **extra,
         )
 
@@ -198,9 +209,13 @@ class MoeVerifier:
         older = []
         if self.options.lpt_guard > 0 and "lpt_shortfall" not in metrics:
             older.append("before the guard against LPT (2026-12-06)")
-        if runtime_budget_ms(1, 1, self.options) is not None and "runtime_budget_ms" not in metrics:
-            older.append("before the CPU budget per call (2026-12-07), when every program paid "
-                         "log2(1 + runtime_ms / 10) points for its runtime")
+        if runtime_budget_ms(1, 1, self.options) is not None:
+            if "runtime_budget_ms" not in metrics:
+                older.append("before the CPU budget per call (2026-12-07), when every program paid "
+                             "log2(1 + runtime_ms / 10) points for its runtime")
+            elif "runtime_call_penalty" not in metrics:
+                older.append("before each judged call was charged against the budget (2026-12-07), "
+                             "when one costly call among cheap ones could pay nothing")
         return " and ".join(older) if older else None
 
     def picture(self, instances: list[Instance], results: list[InstanceResult], solutions: list[Any],
