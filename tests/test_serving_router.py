@@ -157,3 +157,26 @@ def test_picture(verifier: RouterVerifier, instance: Instance, tmp_path: Path) -
     out = tmp_path / "router.png"
     verifier.picture([instance], [verifier.score(instance, solution)], [solution], out)
     assert out.stat().st_size > 10_000
+
+
+def test_prompts_get_the_router_figures_serving_prompts_get(verifier: RouterVerifier, instance: Instance) -> None:
+    """As for one engine (facts.py): round robin's slowest request per train trace and the
+    spreads of lengths in the system message; each program's goodput and starved shares and
+    KV-bound steps in its results."""
+    [line] = verifier.train_facts([instance])
+    ref = instance.data["reference"]
+    assert line.startswith(f"Train traces after the fact (given to no program): round robin's slowest request end "
+                           f"to end (slower is starved): mixed small {ref['e2e_max_s']:.1f} s. Prompt tokens")
+    result = verifier.score(instance, route(verifier, instance, least_outstanding))
+    shares = f"{result.extra['goodput_pct']:.1f}/{result.extra['starved_pct']:.1f}"
+    assert verifier.feedback_lines([result]) == [
+        f"Goodput % / starved % per group (mean of its traces) and per trace: mixed {shares} (small {shares})",
+        f"KV-bound steps and preemptions per trace, mean per group: mixed {result.extra['kv_bound_pct']:.1f}%, "
+        f"{result.extra['preemptions']:.0f}"]
+    from evolve.config import resolve_settings
+    from evolve.problem import load_problem
+    from evolve.prompt_facts import evaluation_setup
+
+    problem = load_problem(str(PROBLEM))
+    setup = evaluation_setup(problem, resolve_settings(problem.spec.run, None, {}), [], [instance], None)
+    assert line in setup  # the system message states it, for the train split it is given

@@ -468,9 +468,9 @@ def test_prompts_get_train_figures_after_the_fact_and_each_programs_kv_bound_ste
     assert "mixed " + "/".join(f"{v:,.0f}" for v in np.percentile(prompt, [10, 50, 90])) in line
     result = small.score(instance, solution)
     assert 0 < result.extra["kv_bound_pct"] <= 100
-    assert small.feedback_lines([result]) == [
+    assert small.feedback_lines([result])[-1] == (
         f"KV-bound steps and preemptions per trace, mean per group: mixed {result.extra['kv_bound_pct']:.1f}%, "
-        f"{result.extra['preemptions']:.0f}"]
+        f"{result.extra['preemptions']:.0f}")
     assert not set(ARRAY_FEATURES + SCALAR_FEATURES) & {"kv_bound_pct", "e2e_max_s", "output"}  # not the policy's
     from evolve.config import resolve_settings
     from evolve.problem import load_problem
@@ -490,3 +490,21 @@ def test_the_program_feedback_a_prompt_shows_says_how_often_kv_memory_bound() ->
     last = evaluation.feedback.splitlines()[-1]
     assert last.startswith("KV-bound steps and preemptions per trace, mean per group: ")
     assert all(f"{r.extra['kv_bound_pct']:.1f}%" in last for r in evaluation.instances)
+
+
+def test_the_program_feedback_a_prompt_shows_gives_goodput_and_starved_shares_per_group_and_trace(
+        small: ServingVerifier, instance: Instance, solution: dict[str, Any]) -> None:
+    """What an agent playing the model asked for: the score folds goodput and the starved share
+    into one number per trace; the feedback says each, per group (mean of its traces) and per trace."""
+    other = small.make_instance("mixed-poisson-s7", "mixed", generate(WorkloadSpec("mixed", "poisson", 1.1, 200, 7),
+                                                                     small.opts.engine, 0.85, PUBLIC), "test")
+    calm = small.make_instance("code-poisson-s3", "code", generate(WorkloadSpec("code", "poisson", 0.5, 200, 3),
+                                                                  small.opts.engine, 0.85, PUBLIC), "test")
+    results = [small.score(i, run(small, i, srpt)) for i in (instance, other, calm)]
+    shares = [(r.extra["goodput_pct"], r.extra["starved_pct"]) for r in results]
+    assert shares[0] != shares[1]  # the traces of one group differ: a mean alone would hide it
+    line = small.feedback_lines(results)[0]
+    mixed = (f"{(shares[0][0] + shares[1][0]) / 2:.1f}/{(shares[0][1] + shares[1][1]) / 2:.1f} "
+             f"(small {shares[0][0]:.1f}/{shares[0][1]:.1f}, s7 {shares[1][0]:.1f}/{shares[1][1]:.1f})")
+    assert line == (f"Goodput % / starved % per group (mean of its traces) and per trace: code "
+                    f"{shares[2][0]:.1f}/{shares[2][1]:.1f} (s3 {shares[2][0]:.1f}/{shares[2][1]:.1f}); mixed {mixed}")

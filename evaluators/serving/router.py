@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from evolve.errors import UserError
-from evolve.evaluators.serving import judge
+from evolve.evaluators.serving import facts, judge
 from evolve.evaluators.serving.candidate_side import ROUTER_ARRAYS, ROUTER_SCALARS, respond_route
 from evolve.evaluators.serving.engine import Engine, EngineError
 from evolve.evaluators.serving.load import offered_load
@@ -221,6 +221,15 @@ class RouterVerifier:
                 f"first token <= {self.opts.slo.ttft_s:g} s, time per output token <= "
                 f"{self.opts.slo.tpot_s:g} s; predicted_len has log-normal noise of sigma "
                 f"{self.opts.predictor_noise:g}, in whole tokens."]
+
+    def train_facts(self, instances: list[Instance]) -> list[str]:
+        """After-the-fact figures of the train traces for the system prompt (facts.py)."""
+        return facts.train_facts(instances, "round robin")
+
+    def feedback_lines(self, results: list[InstanceResult]) -> list[str]:
+        """A program's goodput and starved shares per group and trace, and how often KV memory
+        bound in its runs (facts.py)."""
+        return facts.feedback_lines(results)
 
     def time_weight(self, instance: Instance) -> float:
         """Instance time limits for this instance: one per 2,500 requests (at least one)."""

@@ -210,7 +210,8 @@ class ServingVerifier:
         return facts.train_facts(instances)
 
     def feedback_lines(self, results: list[InstanceResult]) -> list[str]:
-        """How often KV memory bound in a program's runs, per group (facts.py)."""
+        """A program's goodput and starved shares per group and trace, and how often KV memory
+        bound in its runs (facts.py)."""
         return facts.feedback_lines(results)
 
     def time_weight(self, instance: Instance) -> float:
