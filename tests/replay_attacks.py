@@ -12,9 +12,14 @@ from evolve.problem import load_problem
 from evolve.verifier import Instance
 
 
-def problem_evaluator(name: str) -> Iterator[Evaluator]:
+def problem_evaluator(name: str, instance_timeout_s: float | None = None) -> Iterator[Evaluator]:
+    """The problem's evaluator with its run's sandbox settings; ``instance_timeout_s`` replaces
+    the problem's wall-clock (and CPU) limit per instance where a test's own attack is slow."""
     problem = load_problem(name)
-    with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as ev:
+    settings = RunSettings.model_validate(problem.spec.run).sandbox
+    if instance_timeout_s is not None:
+        settings = settings.model_copy(update={"instance_timeout_s": instance_timeout_s})
+    with Evaluator(problem, settings) as ev:
         yield ev
 
 
