@@ -25,7 +25,7 @@ from typing import Any
 from evolve.errors import UserError
 from evolve.sandbox import frames, oslevel
 from evolve.sandbox.frames import WorkerLost
-from evolve.sandbox.outcome import build_outcome
+from evolve.sandbox.outcome import build_outcome, malformed_facts
 from evolve.sandbox.session import SandboxSession
 from evolve.sandbox.side import SandboxSide, side_of
 from evolve.sandbox.types import SandboxError, SandboxLimits, SandboxOutcome
@@ -208,11 +208,13 @@ class Sandbox:
                         "timeout_s": limits.timeout_s})
             deadline = time.monotonic() + limits.timeout_s + GRACE_S
             header, blob = self._recv(deadline, (limits.max_output_mb << 20) + 1)
+            if header.get("ok") is not False and (why := malformed_facts(header)) is not None:
+                raise WorkerLost(f"malformed reply: {why}")
         except WorkerLost as exc:
             self._restart_worker()  # once; SandboxError if it cannot come back
             return SandboxOutcome("crash", [], f"sandbox worker failed ({exc}); it was restarted",
                                   "", time.monotonic() - start)
-        if not header.get("ok"):
+        if header.get("ok") is not True:
             raise SandboxError(f"sandbox worker refused the run: {header.get('error')}")
         return build_outcome(header, blob, instances, limits)
 

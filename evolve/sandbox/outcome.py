@@ -208,6 +208,52 @@ def _signal_name(signum: int) -> str:
     return f"{name} ({desc})" if desc else name
 
 
+def _count(value: Any) -> bool:  # an int and nothing else: not a bool, a float, a string
+    return type(value) is int
+
+
+def _seconds(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value) and value >= 0
+
+
+# What each fact of a run's or a session's end may be (``supervise``, ``ChildKeeper._report``,
+# ``frames.recv_reply``'s tail), as the zygote's JSON header gives it: exactly these types.
+_FACTS: dict[str, Any] = {
+    "ok": lambda v: v is True,
+    "killed": lambda v: v is None or (type(v) is str and len(v) <= 40),
+    "exit_code": lambda v: v is None or (_count(v) and 0 <= v <= 255),
+    "signal": lambda v: v is None or (_count(v) and 0 < v < 128),
+    "maxrss_kb": lambda v: v is None or (_count(v) and v >= 0),
+    "vm_peak_kb": lambda v: v is None or (_count(v) and v >= 0),
+    "cpu": lambda v: v is None or _seconds(v),
+    "wall": _seconds,
+    "reaped": lambda v: type(v) is bool,
+    "oom_kills": _count,
+    "line_cpu_ns": lambda v: type(v) is list and all(m is None or (_count(m) and m >= 0) for m in v),
+    "stderr_tail": lambda v: type(v) is str,
+}
+
+
+def malformed_facts(facts: Any) -> str | None:
+    """Why the zygote's facts of a finished run or session are not what it sends (a fact of
+    another type, a missing or unknown one), or None.
+
+    The status comes from these facts, so every one must be exactly its type: ``{}`` as an exit
+    status is false and read as a clean exit, ``"0"`` OOM kills are true and read as an OOM kill,
+    and a string, list or object where a number is compared raised ``TypeError`` out of
+    ``Sandbox.run``, which never raises for anything a candidate does (twelfth red team)."""
+    if type(facts) is not dict:
+        return "not an object"
+    for key, value in facts.items():
+        check = _FACTS.get(key)
+        if check is None:
+            return f"unknown fact {str(key)[:40]!r}"
+        if not check(value):
+            return f"{key} is {type(value).__name__} {str(value)[:40]!r}"
+    missing = [key for key in ("ok", "killed", "exit_code", "signal", "wall", "reaped") if key not in facts]
+    return f"{missing[0]} missing" if missing else None
+
+
 def build_outcome(
     facts: dict[str, Any], blob: bytes, instances: list[Any], limits: SandboxLimits
 ) -> SandboxOutcome:

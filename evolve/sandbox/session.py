@@ -30,6 +30,7 @@ from evolve.sandbox.outcome import (
     MAX_VALUES,
     classify,
     encodable,
+    malformed_facts,
     one_line,
     too_deep,
     too_many_values,
@@ -308,6 +309,8 @@ class SandboxSession:
             # child idle between calls cannot mistake the close for a normal end.
             sb._send({"op": "end"})  # ignored if the child already ended
             facts, _ = sb._recv(time.monotonic() + GRACE_S + 5.0, 0)
+            if (malformed := malformed_facts(facts)) is not None:
+                raise WorkerLost(f"malformed reply: {malformed}")
         except WorkerLost as exc:
             if sb._closed:  # Sandbox.close() ended the session with the worker
                 self.outcome = SandboxOutcome("crash", [], "the sandbox was closed during the session")
