@@ -170,6 +170,8 @@ class SeedRun:
     test_ok: bool = True
     versus: dict[str, Any] | None = None  # wins/ties/losses against the strongest baseline
     chosen_on: str = "train"  # the split that chose the best: train, or the validation split
+    # Why its archived scores are an older score than the problem's verifier gives now, or None.
+    stale: str | None = None
 
 
 @dataclass
@@ -183,6 +185,17 @@ class StudyReview:
     # The metric the problem's score reads its gap from (smtt: the mean over sizes), which the
     # table's "mean" columns show, as each run's review does.
     gap_key: str = "gap_mean_pct"
+
+    @property
+    def stale(self) -> list[str]:
+        """One line per distinct stale-score note (review.stale_scores), naming its seeds."""
+        seeds: dict[str, list[int]] = {}
+        for run in self.runs:
+            if run.stale:
+                seeds.setdefault(run.stale, []).append(run.seed)
+        whole = len(self.runs)
+        return [("every seed" if len(s) == whole else ("seed " if len(s) == 1 else "seeds ")
+                 + ", ".join(map(str, s))) + ": " + note for note, s in seeds.items()]
 
     def figure(self, split: str, key: str) -> Spread | None:
         rows = [r.train if split == "train" else r.test for r in self.runs]
@@ -206,12 +219,13 @@ class StudyReview:
             "runs": [
                 {"seed": r.seed, "run_dir": str(r.run_dir), "iterations": r.iterations, "best_id": r.best_id,
                  "best_chosen_on": r.chosen_on, "train": r.train, "test": r.test, "test_ok": r.test_ok,
-                 "versus_strongest": r.versus}
+                 "versus_strongest": r.versus, "stale_scores": r.stale}
                 for r in self.runs
             ],
             "train": figures("train"),
             "test": figures("test") if any(r.test for r in self.runs) else None,
             "baselines": self.baselines, "strongest_baseline": self.strongest,
+            "stale_scores": self.stale,
         }
 
 
@@ -220,7 +234,7 @@ def review_study(folder: Path, test: bool = False, workers: int = 1, progress: A
     evaluated on the held-out split through the usual sandbox and verifier."""
     from evolve.archive import Archive
     from evolve.compare import compare, evaluate_programs, instance_score_of
-    from evolve.review import problem_of
+    from evolve.review import problem_of, stale_scores
     from evolve.runs import load_run
     from evolve.scoring import headline_gap_keys, natural_key
     from evolve.selection import reported_best, selection_of
@@ -228,6 +242,7 @@ def review_study(folder: Path, test: bool = False, workers: int = 1, progress: A
     document = read_study(folder)
     runs: list[SeedRun] = []
     codes: dict[int, str] = {}
+    bests = {}
     info = None
     for seed in document["seeds"]:
         sub = seed_dir(folder, int(seed))
@@ -243,6 +258,7 @@ def review_study(folder: Path, test: bool = False, workers: int = 1, progress: A
                                 chosen_on=selection.split if selection is not None else "train"))
             if best is not None:
                 codes[int(seed)] = best.code
+                bests[int(seed)] = best
         finally:
             archive.close()
     if info is None:
@@ -256,6 +272,9 @@ def review_study(folder: Path, test: bool = False, workers: int = 1, progress: A
         if test:
             raise
     score_kind = problem.spec.objective.score if problem is not None else "gap_mean"
+    if problem is not None:  # as a run's review says when its archived scores are an older score's
+        for run in runs:
+            run.stale = stale_scores(problem, bests.get(run.seed))
     present = [k for k in headline_gap_keys(score_kind) if any(k in r.train for r in runs)]
     review = StudyReview(str(document.get("problem", info.problem)), folder, runs, groups,
                          gap_key=present[0] if present else "gap_mean_pct")

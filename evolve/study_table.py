@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.markup import escape
 from rich.table import Table
 
 from evolve.display import console
@@ -110,6 +111,8 @@ def show_study(review: object) -> None:
     # The title is a line of its own: a table's title is cut to the table's width, and the path must stay whole.
     console.print(f"study {review.dir}: {review.problem}, {len(review.runs)} seeds (gap %, lower is better)",
                   highlight=False)
+    for note in review.stale:
+        console.print(f"[yellow]note: {escape(note)}[/]", highlight=False)
     for table in study_tables(review):
         console.print(table)
     chosen = [r for r in review.runs if r.chosen_on != "train"]

@@ -109,3 +109,23 @@ def _program(metrics: dict[str, float]) -> Program:  # the archive's record, as 
     return Program(code="", code_hash="", parent_id=None, island=0, iteration=0, generation=0, origin="seed",
                    model=None, status="ok", score=1.0, stage="train", metrics=metrics, instances=[], feedback="",
                    features=None, eval_seconds=0.0)
+
+
+def test_review_of_a_study_says_which_seeds_were_scored_under_an_older_score(
+        runs: tuple[Path, Path], tmp_path: Path) -> None:
+    """A study's review shows the note a run's review shows (f88034d), naming the seeds: here
+    seed 1 is the old run, seed 2 today's."""
+    current, old = runs
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "study.json").write_text(json.dumps({"problem": "moe", "seeds": [1, 2], "runs": ["seed-1", "seed-2"]}))
+    shutil.copytree(old, study / "seed-1")
+    shutil.copytree(current, study / "seed-2")
+    text = evolve("review", str(study))
+    assert text.returncode == 0, text.stderr
+    assert "note: seed 1: this run's archived scores were made before the guard against LPT" in " ".join(
+        text.stdout.split())
+    document = json.loads(evolve("review", str(study), "--json").stdout)
+    [line] = document["stale_scores"]
+    assert line.startswith("seed 1: ") and "before the CPU budget per call" in line
+    assert [r["stale_scores"] is not None for r in document["runs"]] == [True, False]
