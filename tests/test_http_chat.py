@@ -576,3 +576,80 @@ def test_litellm_s_databricks_token_request_is_bounded_too(monkeypatch: pytest.M
     thread.join(70)
     assert trickle.sent < 150, trickle.sent  # 300 before: the whole minute
     assert "OAuth M2M token request failed" in str(failed.value), failed.value
+
+
+def test_litellm_s_bedrock_sts_request_is_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a role to assume (``AWS_ROLE_NAME``), litellm asks STS for credentials through botocore
+    (urllib3: 60 s per read, the body read whole), past every bound of ``bound_litellm``: an
+    ``AWS_STS_ENDPOINT`` trickling its reply held a call with a 1 s timeout for the whole minute
+    (300 of 300 bytes, 63 s; twelfth red team). botocore's requests now go through our bounded
+    client. The role is not an ARN, so litellm asks no other STS whether it already has it."""
+    from evolve.llm.litellm_backend import LiteLLMBackend
+
+    trickle = _Trickle()
+    base, _, thread = _raw_server([trickle], close_after={0})
+    for name, value in {"AWS_ACCESS_KEY_ID": "AKIAEVOLVETEST", "AWS_SECRET_ACCESS_KEY": "secret",
+                        "AWS_REGION_NAME": "us-east-1", "AWS_ROLE_NAME": "evolve-test-role-not-an-arn",
+                        "AWS_SESSION_NAME": "evolve-test", "AWS_STS_ENDPOINT": base}.items():
+        monkeypatch.setenv(name, value)
+    llm = LiteLLMBackend("bedrock/anthropic.claude-3-haiku-20240307-v1:0", timeout_s=1.0,
+                         retry=RetryPolicy(max_retries=0, base_delay_s=0.01))
+    with pytest.raises(LLMError):
+        llm.complete(request())
+    thread.join(70)
+    assert 0 < trickle.sent < 150, trickle.sent  # 300 before: the whole minute
+
+
+def test_litellm_s_vertex_token_refresh_is_bounded_too() -> None:
+    """litellm refreshes Vertex credentials with google-auth's ``requests`` transport (120 s per
+    read) at the credentials' token endpoint: a service account's ``token_uri`` trickling its
+    reply held a call with a 1 s timeout for the whole minute (300 of 300 bytes, 79 s; twelfth
+    red team). The refresh now gets a transport through our bounded client; credentials that ask
+    the token endpoint as google-auth's do stand in here, so google-auth need not be installed."""
+    from litellm.llms.vertex_ai.vertex_llm_base import VertexBase
+
+    from evolve.llm.litellm_backend import LiteLLMBackend
+
+    LiteLLMBackend("vertex_ai/gemini-1.5-flash", timeout_s=1.0).litellm()  # bounds litellm
+    trickle = _Trickle()
+    base, _, thread = _raw_server([trickle], close_after={0})
+
+    class Credentials:
+        def refresh(self, transport: Callable[..., object]) -> None:
+            transport(url=base + "/token", method="POST", body=b"grant_type=x&assertion=y",
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+    try:
+        from google.auth.exceptions import TransportError as expected
+    except ImportError:
+        expected = ConnectionError
+    with pytest.raises(expected):
+        VertexBase().refresh_auth(Credentials())
+    thread.join(70)
+    assert 0 < trickle.sent < 150, trickle.sent
+
+
+def test_litellm_s_vertex_call_with_a_service_account_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same through a whole call: ``VERTEXAI_CREDENTIALS`` a service account whose
+    ``token_uri`` trickles (google-auth signs its assertion, so it and cryptography are needed)."""
+    pytest.importorskip("google.auth")
+    pytest.importorskip("cryptography")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from evolve.llm.litellm_backend import LiteLLMBackend
+
+    trickle = _Trickle()
+    base, _, thread = _raw_server([trickle], close_after={0})
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    account = {"type": "service_account", "project_id": "p", "private_key_id": "k", "private_key": key,
+               "client_email": "a@p.iam.gserviceaccount.com", "client_id": "1", "token_uri": base + "/token"}
+    monkeypatch.setenv("VERTEXAI_CREDENTIALS", json.dumps(account))
+    monkeypatch.setenv("VERTEXAI_PROJECT", "p")
+    monkeypatch.setenv("VERTEXAI_LOCATION", "us-central1")
+    llm = LiteLLMBackend("vertex_ai/gemini-1.5-flash", timeout_s=1.0, retry=RetryPolicy(max_retries=0, base_delay_s=0.01))
+    with pytest.raises(LLMError):
+        llm.complete(request())
+    thread.join(70)
+    assert 0 < trickle.sent < 150, trickle.sent  # 300 before

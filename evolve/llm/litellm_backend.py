@@ -47,10 +47,13 @@ def bound_litellm(litellm: ModuleType, timeout_s: float) -> None:
     from litellm.llms.custom_httpx.http_handler import HTTPHandler
 
     from evolve.llm.openai_body import bound, bounded_client
+    from evolve.llm.token_requests import bound_aws_requests, bound_google_token
 
     if litellm.client_session is None:
         litellm.client_session = bounded_client(timeout_s)
     bound_databricks_token(timeout_s)
+    bound_aws_requests(timeout_s)  # Bedrock's STS and credential requests (botocore)
+    bound_google_token(timeout_s)  # Vertex's token refresh (google-auth)
     made = HTTPHandler.create_client
     if getattr(made, "bounded", False):
         return
