@@ -180,3 +180,24 @@ def test_prompts_get_the_router_figures_serving_prompts_get(verifier: RouterVeri
     problem = load_problem(str(PROBLEM))
     setup = evaluation_setup(problem, resolve_settings(problem.spec.run, None, {}), [], [instance], None)
     assert line in setup  # the system message states it, for the train split it is given
+
+
+def test_the_fine_print_context_md_gives_about_the_routers_arguments_is_what_the_simulator_does(
+        verifier: RouterVerifier, instance: Instance) -> None:
+    """problems/serving_router/context.md, "Fine print": called for every request before it joins
+    a replica, with the replicas' state as their steps left it."""
+    seen: list[dict[str, Any]] = []
+
+    def record(**kw: Any) -> np.ndarray:
+        seen.append({k: np.array(v, copy=True) for k, v in kw.items()})
+        return least_outstanding(**kw)
+
+    record_ = route(verifier, instance, record)
+    assert len(seen) == len(instance.data["trace"]["arrival"]) == record_["policy_calls"]
+    assert [int(kw["arrival_index"]) for kw in seen] == list(range(len(seen)))
+    first = seen[0]
+    assert (first["queued_tokens"] == 0).all() and (first["free_blocks"] == first["total_blocks"]).all()
+    assert all((kw["waiting"] + kw["running"] == kw["outstanding"]).all() for kw in seen)
+    text = " ".join((PROBLEM / "context.md").read_text().split())
+    assert "Called for every request, before it joins a replica" in text
+    assert "queued_tokens = the waiting requests' whole prompts" in text

@@ -508,3 +508,37 @@ def test_the_program_feedback_a_prompt_shows_gives_goodput_and_starved_shares_pe
              f"(small {shares[0][0]:.1f}/{shares[0][1]:.1f}, s7 {shares[1][0]:.1f}/{shares[1][1]:.1f})")
     assert line == (f"Goodput % / starved % per group (mean of its traces) and per trace: code "
                     f"{shares[2][0]:.1f}/{shares[2][1]:.1f} (s3 {shares[2][0]:.1f}/{shares[2][1]:.1f}); mixed {mixed}")
+
+
+def test_the_fine_print_context_md_gives_about_the_rules_arguments_is_what_the_simulator_does(
+        small: ServingVerifier, instance: Instance) -> None:
+    """What clean-room agents asked (problems/serving/context.md, "Fine print"): blocks_needed is
+    the whole prompt's (plus generated tokens) less the blocks held, not the next chunk's; waited is
+    the age since arrival, running requests' too; the rule is asked only with two or more waiting
+    requests or two or more running ones. Checked on every call of a run with a small KV cache."""
+    seen: list[dict[str, Any]] = []
+
+    def record(**kw: Any) -> np.ndarray:
+        seen.append({k: np.array(v, copy=True) for k, v in kw.items()})
+        return srpt(**kw)
+
+    run(small, instance, record)
+    assert len(seen) > 20
+    chunked = decoding = 0
+    for kw in seen:
+        waiting, running = kw["running"] == 0, kw["running"] == 1
+        need = -(-(kw["prompt_len"] + kw["generated"]) // 16) - kw["blocks_held"]
+        assert np.array_equal(kw["blocks_needed"], need)
+        assert (kw["blocks_held"][waiting] == 0).all() and (kw["computed"][waiting] == 0).all()
+        chunked += int((waiting & (kw["prompt_len"] > small.opts.engine.max_num_batched_tokens)).sum())
+        decode = running & (kw["computed"] == kw["prompt_len"] + kw["generated"] - 1)
+        decoding += int(decode.sum())
+        assert set(kw["blocks_needed"][decode].tolist()) <= {0, 1}
+        assert np.allclose(kw["waited"], kw["now"] - kw["arrival"])  # running ones too: their age
+        assert kw["queue_len"] >= 2 or kw["num_running"] >= 2
+    assert chunked and decoding  # whole prompts beyond one chunk were seen waiting; decodes running
+    text = " ".join((PROBLEM / "context.md").read_text().split())
+    for said in ("blocks_needed = ceil((prompt_len + generated) / 16) - blocks_held", "not of its next chunk",
+                 "waited = now - arrival for every request, running ones too",
+                 "Not called at a step where no waiting request fits alone"):
+        assert said in text
