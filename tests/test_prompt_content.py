@@ -156,6 +156,10 @@ def test_the_parent_choice_and_the_runs_best_are_explained(smtt: Problem, tmp_pa
     assert ("Why this program: drawn at random from island 2's 2 programs, to explore; the run's best "
             "so far is #2 (island 1, score -5, gap 5.00%), shown below.") in user
     assert "Porting their ideas into the current program is welcome." in user
+    # ... and the task's "one focused change" says that a port is one (an agent playing the model,
+    # given the seed and a far better program, read the two as contradicting each other)
+    assert ("a fix for a weakness its results show, or an idea taken from the programs above (porting one "
+            "counts as one change, however many lines it takes).") in user
     assert "It is a suggestion: where another change would clearly help more" in user
     # A one-line change is shown as a diff against the current program, not as a second copy.
     inspiration = user.split("## Program #2 (island 1, the run's best)")[1]
