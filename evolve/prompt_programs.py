@@ -143,6 +143,35 @@ def time_against_limits(program: Program, limits: TimeLimits) -> str:
     return f"{limits.clock} ms per instance, mean/max/{limits.kind}: " + ", ".join(parts)
 
 
+def against_parent(program: Program, parent: Program | None) -> str:
+    """Where the change that made ``program`` helped or hurt: its mean gap per group beside its
+    parent's, how many instances got better or worse, and the instance most helped and most hurt
+    ("" without a parent evaluated on the same instances, or without gaps)."""
+    if parent is None or parent.id is None or program.stage != parent.stage:
+        return ""
+    theirs = {r.get("name"): r for r in parent.instances if r.get("feasible") and r.get("gap") is not None}
+    pairs = [(r, theirs[r.get("name")]) for r in program.instances
+             if r.get("feasible") and r.get("gap") is not None and r.get("name") in theirs]
+    if not pairs:
+        return ""
+    groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for mine, other in pairs:
+        groups[mine.get("group", "")].append((100 * mine["gap"], 100 * other["gap"]))
+    per_group = ", ".join(f"{g} {fmean(a for a, _ in rows):.2f}% ({fmean(b for _, b in rows):.2f}%)"
+                          for g, rows in sorted(groups.items(), key=lambda kv: natural_key(kv[0])) if g)
+    moved = sorted(((100 * (m["gap"] - o["gap"]), m["name"], 100 * o["gap"], 100 * m["gap"]) for m, o in pairs),
+                   key=lambda row: row[0])
+    better, worse = sum(1 for d, *_ in moved if d < -1e-9), sum(1 for d, *_ in moved if d > 1e-9)
+    text = f"Against its parent #{parent.id} (gap, the parent's in brackets):"
+    text += (f" per group {per_group};" if per_group else "")
+    text += f" {better} instances better, {worse} worse, {len(moved) - better - worse} the same"
+    if better:
+        text += f"; most helped {moved[0][1]} {moved[0][2]:.2f}% -> {moved[0][3]:.2f}%"
+    if worse:
+        text += f"; most hurt {moved[-1][1]} {moved[-1][2]:.2f}% -> {moved[-1][3]:.2f}%"
+    return text
+
+
 def _ms(seconds: float) -> str:
     """Milliseconds, to three digits at most: 0.84, 41.2, 1100."""
     ms = 1000 * seconds

@@ -44,6 +44,7 @@ from evolve.prompt_programs import (
     ProgramView,
     Shown,
     TimeLimits,
+    against_parent,
     defined_names,
     program_view,
     shortest_form,
@@ -126,6 +127,8 @@ class PromptBuilder:
         context = {
             "parent": view,
             "origin": origin_of(archive, parent),
+            "versus_parent": against_parent(parent, archive.program(parent.parent_id)
+                                             if parent.parent_id is not None else None),
             "tried": tried_on(archive, parent, problem, list(in_flight), island=island),
             "latest": latest_elsewhere(archive, parent, problem, list(in_flight)),
             "edit_error": last_edit_error(archive, island),

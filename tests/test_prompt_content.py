@@ -328,3 +328,42 @@ def test_attempts_on_the_current_program_from_another_island_say_whose_they_were
     tried = user.split("# Already tried on this program (newest first)")[1].split("\n# ")[0]
     assert "- iteration 2: a doubled surcharge." in tried
     assert "- iteration 1 (island 1): MDD instead of EDD." in tried
+
+
+def test_the_current_program_is_set_against_its_parent_per_group_and_instance(tmp_path: Path) -> None:
+    """What an agent playing the model asked for on jssp: where the change that made the current
+    program helped or hurt, per size group and by instance, not only its own gaps."""
+    jssp = load_problem("jssp")
+    train = jssp.instances("train")
+    groups = sorted({i.group for i in train}, key=natural_key)
+    helped = next(i for i in train if i.group == groups[-1])
+    hurt = next(i for i in train if i.group == groups[0])
+
+    def rows(gaps: dict[str, float]) -> list[dict]:
+        return [{"name": i.name, "group": i.group, "objective": 1.0, "reference": 1.0, "reference_kind": "best_known",
+                 "gap": gaps.get(i.name, 0.05), "feasible": True, "error": None, "seconds": 0.01, "extra": {}}
+                for i in train]
+
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    ids = []
+    for k, gaps in enumerate(({helped.name: 0.20}, {hurt.name: 0.08})):
+        code = jssp.seed_code.replace(MARK_END, f"_VARIANT = {k}\n" + MARK_END)
+        program = Program(code=code, code_hash=code_hash(code),
+                          parent_id=ids[-1] if ids else None, island=0, iteration=k, generation=k,
+                          origin="llm" if k else "seed", model=None, status="ok", score=-5.0, stage="train",
+                          metrics={"gap_mean_pct": 5.0}, instances=rows(gaps), feedback="per group: ...",
+                          features=None, eval_seconds=1.0)
+        attempt = Attempt(k, 0, ids[-1], "diff", "m", EVALUATED, completion="Idea: x\n") if ids else None
+        ids.append(archive.add_program(program, attempt))
+    prompts = builder(jssp, archive)
+    user = prompts.messages("diff", 0, archive.program(ids[1]), [])[1]["content"]
+    line = next(x for x in user.splitlines() if x.startswith("Against its parent"))
+    members = {g: sum(1 for i in train if i.group == g) for g in groups}
+    first, last = groups[0], groups[-1]
+    assert line.startswith(f"Against its parent #{ids[0]} (gap, the parent's in brackets): per group "
+                           f"{first} {100 * (0.05 * (members[first] - 1) + 0.08) / members[first]:.2f}% (5.00%), ")
+    assert f", {last} 5.00% ({100 * (0.05 * (members[last] - 1) + 0.20) / members[last]:.2f}%);" in line
+    assert line.endswith(f"; 1 instances better, 1 worse, {len(train) - 2} the same; most helped {helped.name} "
+                         f"20.00% -> 5.00%; most hurt {hurt.name} 5.00% -> 8.00%")
+    seed_prompt = prompts.messages("diff", 0, archive.program(ids[0]), [])[1]["content"]
+    assert "Against its parent" not in seed_prompt  # the seed has none
