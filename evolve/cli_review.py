@@ -215,6 +215,14 @@ def report(
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"{target.parent}: cannot create the report's folder ({err.strerror})") from None
+    try:  # before minutes of evaluations, not after them
+        existed = target.exists()
+        with open(target, "a"):
+            pass
+        if not existed:
+            target.unlink()
+    except OSError as err:
+        raise UserError(f"{target}: cannot write the report ({err.strerror})") from None
     started = time.perf_counter()
     with step_progress(f"evaluating the best, the seed and every baseline on the {split} split") as shown:
         run.report(target, split=split, workers=workers, progress=shown)

@@ -206,3 +206,21 @@ def test_wide_metric_tables_are_cut_to_the_terminal_width() -> None:
     # "gap per instance group" with only the program column
     plain = {"gap_mean_pct": 27.7, "gap_ratio_pct": 27.7, "balancedness": 0.72, "runtime_ms": 1.5}
     assert len(metrics_tables([("seed.py", "ok", 26.1, plain)], ("balancedness", "runtime_ms"), "", width=40)) == 1
+
+
+def test_a_report_it_cannot_write_is_a_one_line_error_before_any_evaluation(toy_run: Path, tmp_path: Path) -> None:
+    """Before, the report evaluated the best, the seed and every baseline (minutes on a real
+    problem) and only then found it could not write its file."""
+    import sqlite3
+
+    run = tmp_path / "run"
+    shutil.copytree(toy_run, run, ignore=shutil.ignore_patterns("run.lock"))
+    with sqlite3.connect(run / "archive.sqlite") as db:
+        db.execute("DROP TABLE IF EXISTS split_evaluations")
+    result = evolve("report", str(run), "-o", "/proc/report.html")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: /proc/report.html: cannot write the report "
+                                                  "(No such file or directory)"]
+    with sqlite3.connect(run / "archive.sqlite") as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "split_evaluations" not in tables  # nothing was evaluated
