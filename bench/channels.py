@@ -2,12 +2,14 @@
 
     PYTHONPATH=. python bench/channels.py shm --slot 0.1 --bits 80
     PYTHONPATH=. python bench/channels.py cpu --slot 0.2 --bits 40
+    PYTHONPATH=. python bench/channels.py cpu --slot 0.2 --bits 40 --pin 0
 
 A sender and a receiver agree on slots of the wall clock (both read ``time.time()``).  ``shm``:
 per 1 bit the sender fills its private /dev/shm with 45 MiB for the slot, and the receiver reads
 ``sysinfo()``'s shared and free memory in the middle of each slot (refused since 2026-12-06: the
 receiver's error is printed).  ``cpu``: per 1 bit the sender spins, per 0 it sleeps, and the
-receiver counts the turns of its own loop.  Bits are decoded against the median; a random
+receiver counts the turns of its own loop; with ``--pin CPU`` both first pin themselves to that
+CPU (``sched_setaffinity``, which candidates may call; twelfth red team).  Bits are decoded against the median; a random
 pattern (seed 7) is sent.  Prints the bits right out of the bits sent.
 """
 
@@ -45,6 +47,8 @@ def info():
 '''
 SENDER = SYSINFO + r'''
 def f(h):
+    if h.get("pin") is not None:
+        os.sched_setaffinity(0, {h["pin"]})
     start, slot, bits, mode = h["start"], h["slot"], h["bits"], h["mode"]
     block = b"x" * (1 << 20)
     for i, bit in enumerate(bits):
@@ -70,6 +74,8 @@ def f(h):
 '''
 RECEIVER = SYSINFO + r'''
 def f(h):
+    if h.get("pin") is not None:
+        os.sched_setaffinity(0, {h["pin"]})
     start, slot, n, mode = h["start"], h["slot"], h["n"], h["mode"]
     out = []
     for i in range(n):
@@ -99,11 +105,12 @@ def main() -> None:
     parser.add_argument("mode", choices=("shm", "cpu"))
     parser.add_argument("--slot", type=float, default=0.1, help="seconds per bit")
     parser.add_argument("--bits", type=int, default=80)
+    parser.add_argument("--pin", type=int, default=None, help="both pin themselves to this CPU")
     args = parser.parse_args()
     rnd = random.Random(7)
     bits = [rnd.randint(0, 1) for _ in range(args.bits)]
     limits = SandboxLimits(timeout_s=args.bits * args.slot + 20, memory_mb=1024, file_size_mb=16, max_output_mb=4)
-    hints = {"start": time.time() + 3.0, "slot": args.slot, "mode": args.mode}
+    hints = {"start": time.time() + 3.0, "slot": args.slot, "mode": args.mode, "pin": args.pin}
     outcomes = {}
     with Sandbox("sandbox_fixtures:EchoVerifier", limits, slot=31, extra_sys_path=[TESTS]) as a, \
             Sandbox("sandbox_fixtures:EchoVerifier", limits, slot=32, extra_sys_path=[TESTS]) as b:
@@ -124,7 +131,8 @@ def main() -> None:
             return
     seen = np.array(outcomes["receiver"].runs[0].solution, dtype=float)
     if args.mode == "cpu":
-        print(f"cpu: {right(seen[:, 0], bits, False)} of {args.bits} bits right at {args.slot} s per bit")
+        pinned = "" if args.pin is None else f", both pinned to CPU {args.pin}"
+        print(f"cpu: {right(seen[:, 0], bits, False)} of {args.bits} bits right at {args.slot} s per bit{pinned}")
     else:
         print(f"sharedram: {right(seen[:, 0], bits, True)} of {args.bits} bits right, "
               f"freeram: {right(seen[:, 1], bits, False)}, at {args.slot} s per bit")
