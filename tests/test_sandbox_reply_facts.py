@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from evolve.sandbox import Sandbox, SandboxLimits, frames
+from evolve.sandbox import Sandbox, SandboxLimits, SessionEnded, frames
 from evolve.verifier import Instance
 
 TESTS = Path(__file__).resolve().parent
@@ -117,3 +117,28 @@ def test_every_fact_a_real_run_sends_is_accepted(sandbox: Sandbox, monkeypatch: 
         session.call(1)
     assert len(seen) == 6 and all(malformed_facts(facts) is None for facts in seen), seen
     assert any(facts.get("stderr_tail") for facts in seen) and any(facts.get("signal") for facts in seen)
+
+
+@pytest.mark.parametrize("ok", ["yes", 1, {}, None])
+def test_any_reply_whose_ok_is_not_a_bool_is_a_lost_worker(
+        sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, ok: Any) -> None:
+    """The same for the other replies (an instance set loaded, a session opened): their ``ok``
+    was read for its truth, so "yes" or 1 went on as a yes. A fresh instance list makes the
+    next run load it; the session is opened after."""
+    real = frames.recv_reply
+
+    def recv(*args: Any, **kwargs: Any) -> tuple[dict[str, Any], bytes]:
+        header, blob = real(*args, **kwargs)
+        if set(header) == {"ok"}:  # the load's and the session's opening reply
+            header["ok"] = ok
+        return header, blob
+
+    with monkeypatch.context() as patch:
+        patch.setattr(frames, "recv_reply", recv)
+        outcome = sandbox.run(ECHO, "f", [Instance("fresh", "g", {"x": 3})])
+        with sandbox.session(ECHO, "f") as session, pytest.raises(SessionEnded) as ended:
+            session.call(4)
+    assert outcome.status == "crash" and "malformed reply: ok is" in (outcome.error or ""), outcome
+    assert ended.value.outcome.status == "crash" and "malformed reply: ok is" in (ended.value.outcome.error or "")
+    again = sandbox.run(ECHO, "f", [Instance("a", "g", {"x": 5})])
+    assert again.status == "ok" and again.runs[0].solution == 5, again

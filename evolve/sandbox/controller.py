@@ -232,9 +232,9 @@ class Sandbox:
             self._restart_worker()
             raise SandboxError(f"sandbox worker failed ({exc}); it was restarted") from None
         forker = reply.get("forker")
-        self.forker_pid = forker if isinstance(forker, int) else None
+        self.forker_pid = forker if type(forker) is int else None
         spare = reply.get("spare")
-        return spare if isinstance(spare, int) else None
+        return spare if type(spare) is int else None
 
     def session(self, source: str, function: str, timeout_s: float | None = None) -> SandboxSession:
         """Load ``source`` once in a fresh child and answer calls one at a time.
@@ -331,7 +331,10 @@ class Sandbox:
 
     def _recv(self, deadline: float, max_blob: int) -> tuple[dict[str, Any], bytes]:
         sock = self._channel()
-        return frames.recv_reply(sock.fileno(), deadline, max_blob, sock)
+        header, blob = frames.recv_reply(sock.fileno(), deadline, max_blob, sock)
+        if type(header.get("ok")) is not bool:  # every reply says ok or not, as a bool (twelfth red team)
+            raise WorkerLost(f"malformed reply: ok is {type(header.get('ok')).__name__}")
+        return header, blob
 
     def _restart_worker(self) -> None:
         """After the zygote died or hung: a fresh one (SandboxError if it cannot come back)."""
