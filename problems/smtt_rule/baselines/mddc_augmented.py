@@ -26,9 +26,12 @@ def _move_to_end(seq, p, d):
     ps, ds = p[seq], d[seq]
     c = np.cumsum(ps)
     tard = np.maximum(c - ds, 0.0)
-    later = np.triu(np.ones((len(seq), len(seq)), dtype=bool), k=1)
-    shifted = np.maximum(c[None, :] - ps[:, None] - ds[None, :], 0.0) - tard[None, :]
-    delta = (shifted * later).sum(axis=1) + np.maximum(c[-1] - ds, 0.0) - tard
+    # Job i to the end: each later job k finishes p_i earlier, min(tard_k, p_i) less
+    # tardy; only late jobs gain (problems/smtt/baselines/mddc_augmented.py).
+    late = np.flatnonzero(tard)
+    after = late[None, :] > np.arange(len(seq))[:, None]
+    saved = (np.minimum(tard[late][None, :], ps[:, None]) * after).sum(axis=1)
+    delta = np.maximum(c[-1] - ds, 0.0) - tard - saved
     delta[-1] = 0.0
     i = int(np.argmin(delta))
     if delta[i] < -1e-9:
