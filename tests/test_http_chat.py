@@ -606,11 +606,10 @@ def test_litellm_s_vertex_token_refresh_is_bounded_too() -> None:
     reply held a call with a 1 s timeout for the whole minute (300 of 300 bytes, 79 s; twelfth
     red team). The refresh now gets a transport through our bounded client; credentials that ask
     the token endpoint as google-auth's do stand in here, so google-auth need not be installed."""
-    from litellm.llms.vertex_ai.vertex_llm_base import VertexBase
-
     from evolve.llm.litellm_backend import LiteLLMBackend
 
-    LiteLLMBackend("vertex_ai/gemini-1.5-flash", timeout_s=1.0).litellm()  # bounds litellm
+    LiteLLMBackend("vertex_ai/gemini-1.5-flash", timeout_s=1.0).litellm()  # imports litellm offline, bounds it
+    from litellm.llms.vertex_ai.vertex_llm_base import VertexBase
     trickle = _Trickle()
     base, _, thread = _raw_server([trickle], close_after={0})
 
@@ -653,3 +652,53 @@ def test_litellm_s_vertex_call_with_a_service_account_is_bounded(monkeypatch: py
         llm.complete(request())
     thread.join(70)
     assert 0 < trickle.sent < 150, trickle.sent  # 300 before
+
+
+def _reply(body: bytes, content_type: str) -> bytes:
+    return (f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body)
+
+
+def test_a_real_sts_reply_still_gives_bedrock_its_credentials() -> None:
+    """Through the bounded client, botocore still parses STS's answer: the credentials litellm
+    signs Bedrock calls with are the ones the endpoint gave."""
+    from evolve.llm.litellm_backend import LiteLLMBackend
+
+    LiteLLMBackend("bedrock/x", timeout_s=5.0).litellm()  # imports litellm offline, bounds it
+    from litellm.llms.bedrock.base_aws_llm import BaseAWSLLM
+    xml = (b'<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult>'
+           b"<AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/r/s</Arn><AssumedRoleId>AROA:s"
+           b"</AssumedRoleId></AssumedRoleUser><Credentials><AccessKeyId>ASIAFROMTHESTS</AccessKeyId>"
+           b"<SecretAccessKey>secret</SecretAccessKey><SessionToken>token</SessionToken>"
+           b"<Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleResult>"
+           b"<ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></AssumeRoleResponse>")
+    base, _, thread = _raw_server([_reply(xml, "text/xml")], close_after={0})
+    credentials = BaseAWSLLM().get_credentials(
+        aws_access_key_id="AKIAEVOLVETEST", aws_secret_access_key="secret", aws_role_name="evolve-test-role-not-an-arn",
+        aws_session_name="evolve-test", aws_region_name="us-east-1", aws_sts_endpoint=base)
+    thread.join(10)
+    assert (credentials.access_key, credentials.token) == ("ASIAFROMTHESTS", "token")
+
+
+def test_a_real_token_reply_still_refreshes_vertex_credentials() -> None:
+    pytest.importorskip("google.auth")
+    pytest.importorskip("cryptography")
+    import google.oauth2.service_account
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from evolve.llm.litellm_backend import LiteLLMBackend
+
+    LiteLLMBackend("vertex_ai/x", timeout_s=5.0).litellm()  # imports litellm offline, bounds it
+    from litellm.llms.vertex_ai.vertex_llm_base import VertexBase
+    body = json.dumps({"access_token": "ya29.from-the-endpoint", "expires_in": 3600, "token_type": "Bearer"})
+    base, _, thread = _raw_server([_reply(body.encode(), "application/json")], close_after={0})
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    credentials = google.oauth2.service_account.Credentials.from_service_account_info(
+        {"type": "service_account", "project_id": "p", "private_key_id": "k", "private_key": key,
+         "client_email": "a@p.iam.gserviceaccount.com", "client_id": "1", "token_uri": base + "/token"},
+        scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    VertexBase().refresh_auth(credentials)
+    thread.join(10)
+    assert credentials.token == "ya29.from-the-endpoint" and credentials.valid

@@ -28,6 +28,12 @@ def _bounded(timeout_s: float, method: str, url: str, body: Any, headers: Any, v
 
     if hasattr(body, "read"):  # a file-like upload (not an STS or token request: small anyway)
         body = body.read()
+    if isinstance(verify, str):  # botocore's CA bundle (a file, or a dir of certificates)
+        import os
+        import ssl
+
+        verify = (ssl.create_default_context(capath=verify) if os.path.isdir(verify)
+                  else ssl.create_default_context(cafile=verify))
     limit = timeout_s if timeout is None else min(timeout_s, float(timeout))
     with bounded_client(timeout_s, verify=verify) as client:
         response = client.request(method, url, content=body, headers=dict(headers or {}), timeout=limit)
