@@ -119,3 +119,34 @@ def test_the_generators_forecast_draws_nothing_and_sums_to_the_windows_tokens(co
     hottest = windows.argmax(axis=2)
     assert (np.take_along_axis(expected, hottest[..., None], axis=2)[..., 0]
             > np.median(expected, axis=2)).all()
+
+
+def test_the_feedback_names_each_deployments_shortfall_to_lpt_and_what_the_guard_took() -> None:
+    """The prompt's lines say, per deployment, how far the program is from LPT and what that cost
+    (a clean-room agent had to work the charged deployment out by subtraction)."""
+    verifier = MoeVerifier(PROBLEM_DIR, {"lpt_guard": 2.0})
+    parts = [(TINY, 2), (QWEN, 4)]
+    lines = {}
+    for name in ("seed", "lpt"):
+        program = module(name)
+        results = [verifier.score(instance(c, w, f"{c.name}-{i}"), record(program, c, w))
+                   for i, (c, layers) in enumerate(parts)
+                   for w in [generate(c, layers, 3, TRAIN_DRIFT, np.random.default_rng(3 + i))]]
+        _, metrics = verifier.aggregate(results)
+        lines[name] = verifier.feedback_lines(results)
+        by_group = {r.group: r for r in results}
+        if name == "seed":
+            seed_metrics, seed_results = metrics, by_group
+    seed, lpt = lines["seed"], lines["lpt"]
+    assert seed[0].startswith("against LPT per deployment") and lpt[0].startswith("against LPT per deployment")
+    costs = 0.0
+    for group in ("qwen", "tiny16"):
+        r = seed_results[group]
+        diff = r.objective - r.extra["lpt_balancedness"]
+        assert diff < 0  # the seed packs in expert order, below LPT everywhere
+        assert f"{group} {r.objective:.4f} vs {r.extra['lpt_balancedness']:.4f} ({diff:+.4f}, costs {-200 * diff:.2f} points)" in seed[0]
+        costs += -200 * diff
+    assert costs == pytest.approx(200 * seed_metrics["lpt_shortfall"])
+    assert seed[1].startswith("furthest below LPT: ") and "qwen-1" in seed[1] and "tiny16-0" in seed[1]
+    assert "costs" not in lpt[0] and "(+0.0000)" in lpt[0]
+    assert lpt[1] == "furthest below LPT: none (every instance at or above LPT's balancedness)"

@@ -11,6 +11,7 @@ import numpy as np
 from evolve.errors import UserError
 from evolve.evaluators.moe.candidate_side import respond
 from evolve.evaluators.moe.configs import EpConfig
+from evolve.evaluators.moe.feedback import feedback_lines, train_facts
 from evolve.evaluators.moe.generator import SPLIT_IDS, Workload, split_workloads
 from evolve.evaluators.moe.guard import lpt_balancedness
 from evolve.evaluators.moe.harness import (
@@ -202,6 +203,26 @@ class MoeVerifier:
 
     def aggregate(self, results: list[InstanceResult]) -> tuple[float | None, dict[str, float]]:
         return combine(results, self.options)
+
+    def prompt_facts(self) -> list[str]:
+        """The exact order of calls in a workload (harness.run_workload), from this run's options:
+        a clean-room agent writing a stateful balancer had to guess it."""
+        warm, repeats = self.options.warmup_calls, self.options.timing_repeats
+        return [f"Calls, per workload of W windows: {warm} untimed warm-up call{'s' if warm != 1 else ''} on "
+                "made-up loads of window 0's shape; then one call per window 0..W-2 in time order, each "
+                f"placement judged on the next window; then {repeats} timing-only call{'s' if repeats != 1 else ''} "
+                "on noisy copies of windows already sent (placements discarded). The next workload follows in "
+                "the same process. LPT, the bar, is the fixed code with replica_priority = load / count, "
+                "item_order = item_load and gpu_cost = gpu_load (ties: the lower index)."]
+
+    def train_facts(self, instances: list[Instance]) -> list[str]:
+        """How much the drift costs LPT on the train workloads, and how far shares move (feedback.py)."""
+        return train_facts(instances, config_of)
+
+    def feedback_lines(self, results: list[InstanceResult]) -> list[str]:
+        """Per deployment: the program against LPT with what the guard took, and the judged calls'
+        CPU against the budget (feedback.py)."""
+        return feedback_lines(results, self.options)
 
     def stale_scores(self, metrics: Mapping[str, float]) -> str | None:
         """Why an archived evaluation's score is an older moe score than these options give: each
