@@ -8,11 +8,14 @@ run's latest attempts elsewhere, the last edit failure of its island, a
 direction for an island's first prompts, and inspirations. Its first line
 states the answer format, its last the details.
 
-Size, whatever the archive's: at most ``TEXT_CHARS`` characters of text and
-``CODE_CHARS`` of program code (the current program's block is always shown
-whole). The history lists are bounded and give way first; inspirations get what
-is left, each as the shortest of its block and its diffs, and code that does not
-fit is named, not shown.
+Size, whatever the archive's: the user message holds at most ``TEXT_CHARS``
+characters of text and ``CODE_CHARS`` of program code (the current program's
+block is always shown whole). The system message is fixed for a run and is not
+counted against them: counted, moe's 9,700 characters of system text left no
+room, and jssp's and serving's little, so their prompts showed no other
+program's code at all. The history lists are bounded and give way first;
+inspirations get what is left, each as the shortest of its block and its diffs,
+and code that does not fit is named, not shown.
 """
 
 from __future__ import annotations
@@ -52,9 +55,10 @@ from evolve.prompt_programs import (
 )
 from evolve.verifier import Instance
 
-# A prompt's size, whatever the archive's: TEXT_CHARS of text (both messages, all but program
-# code) and CODE_CHARS of program code (the current block, always whole, and inspirations' code).
-TEXT_CHARS = 11_000
+# The user message's size, whatever the archive's: TEXT_CHARS of text (all but program code) and
+# CODE_CHARS of program code (the current block, always whole, and inspirations' code). The
+# system message is the run's own and fixed, so it does not take from them.
+TEXT_CHARS = 6_000
 CODE_CHARS = 8_000
 # Inspirations' code gets what the current block leaves of CODE_CHARS, and at least this.
 INSPIRATION_CODE = 2_500
@@ -151,7 +155,7 @@ class PromptBuilder:
             """The text left for inspirations, and the prompt without them (kept: it is the
             prompt itself when none is shown, so it is not rendered twice)."""
             bare = render([])
-            return TEXT_CHARS - len(self._system or "") - (len(bare) - len(view.block)), bare
+            return TEXT_CHARS - (len(bare) - len(view.block)), bare
 
         # The history gives way (oldest first) until inspirations have room for their headers;
         # the prompt says how many it left out, so a model does not take the rest for all there was.
@@ -167,7 +171,7 @@ class PromptBuilder:
         chosen = self._fit(others, view, room, max(INSPIRATION_CODE, CODE_CHARS - len(view.block)),
                            ideas_listed)
         user = render(chosen) if chosen else bare
-        while chosen and len(self._system) + len(user) > TEXT_CHARS + _code_chars(view, chosen):
+        while chosen and len(user) > TEXT_CHARS + _code_chars(view, chosen):
             chosen = chosen[:-1]  # the estimate was short: the last inspiration goes
             user = render(chosen) if chosen else bare
         return [{"role": "system", "content": self._system}, {"role": "user", "content": user}]

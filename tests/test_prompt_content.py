@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from evolve import prompting
 from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, Archive, Attempt, Program
 from evolve.config import resolve_settings
 from evolve.edits import code_hash
@@ -84,7 +85,11 @@ def code_in(text: str) -> int:
     return sum(len(m.group(1)) for m in re.finditer(r"^```[a-z]*\n(.*?)^```", text, re.M | re.S))
 
 
-def test_a_prompt_stays_within_its_size_budget_at_any_archive_size(smtt: Problem, tmp_path: Path) -> None:
+@pytest.mark.parametrize("text_chars", [TEXT_CHARS, 4_000])
+def test_a_prompt_stays_within_its_size_budget_at_any_archive_size(smtt: Problem, tmp_path: Path, text_chars: int,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """(A smaller budget than the shipped one makes the history give way, and say so.)"""
+    monkeypatch.setattr(prompting, "TEXT_CHARS", text_chars)
     archive = Archive(tmp_path / "archive.sqlite", create=True)
     seed = add(archive, smtt, smtt.seed_code, None, 0, -60.0)
     ids = []
@@ -105,7 +110,7 @@ def test_a_prompt_stays_within_its_size_budget_at_any_archive_size(smtt: Problem
     block = parent.code.split(MARK_START)[1].split(MARK_END)[0].strip()
     assert block in user and len(block) > 8_000  # the current program: whole, once
     code = code_in(user)
-    assert len(system) + len(user) - code <= TEXT_CHARS
+    assert len(user) - code <= text_chars
     assert code <= max(CODE_CHARS, len(block) + INSPIRATION_CODE)
     # The near-identical inspirations come as diffs, never as a second copy of the same code.
     assert user.count("def _helper_3(seq, p, d):") <= 2 and "```diff" in user
@@ -119,7 +124,7 @@ def test_a_prompt_stays_within_its_size_budget_at_any_archive_size(smtt: Problem
         listed = user[header.end():].split("\n\n")[0].count("- iteration ")
         assert listed + int(header.group(1) or 0) == len(full), (title, listed, len(full))
         cut += int(header.group(1) or 0)
-    assert cut > 0  # this prompt had to leave some out
+    assert cut > 0 or text_chars == TEXT_CHARS  # the smaller budget had to leave some out
 
 
 def test_the_runs_latest_attempts_are_reported_whatever_the_parent(smtt: Problem, tmp_path: Path) -> None:
@@ -367,3 +372,38 @@ def test_the_current_program_is_set_against_its_parent_per_group_and_instance(tm
                          f"20.00% -> 5.00%; most hurt {hurt.name} 5.00% -> 8.00%")
     seed_prompt = prompts.messages("diff", 0, archive.program(ids[0]), [])[1]["content"]
     assert "Against its parent" not in seed_prompt  # the seed has none
+
+
+def test_a_problem_with_a_long_system_message_still_shows_other_programs_code(tmp_path: Path) -> None:
+    """moe's system message holds 9,700 characters of text (the fixed code aside): counted against
+    the prompt's text budget, it left no room for inspirations, and a clean-room agent playing the
+    model never saw the run's best program's code. The system message is fixed per run and now
+    takes nothing from the user message's budget."""
+    moe = load_problem("moe")
+    rows = [{"name": i.name, "group": i.group, "objective": 0.85, "reference": 1.0, "reference_kind": "bound",
+             "gap": 0.15, "feasible": True, "error": None, "seconds": 0.05, "extra": {}}
+            for i in moe.instances("train")]
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+
+    def put(code: str, parent: int | None, iteration: int, score: float, island: int) -> int:
+        program = Program(code=code, code_hash=code_hash(code), parent_id=parent, island=island, iteration=iteration,
+                          generation=0 if parent is None else 1, origin="seed" if parent is None else "llm",
+                          model=None, status="ok", score=score, stage="train", metrics={"balancedness": score / 100},
+                          instances=rows, feedback="per group: qwen 15%", features=None, eval_seconds=1.0)
+        attempt = None if parent is None else Attempt(iteration, island, parent, "diff", "m", EVALUATED,
+                                                      completion=f"Idea: variant {iteration}\n")
+        return archive.add_program(program, attempt)
+
+    seed = put(moe.seed_code, None, 0, 14.7, 0)
+    lpt = moe.seed_code.replace("    return -expert\n", "    return item_load\n")
+    assert lpt != moe.seed_code
+    parent = put(lpt, seed, 1, 84.6, 0)
+    best = put(lpt.replace("    return gpu_load\n", "    return gpu_load + 0.5 * own_load\n"), seed, 2, 85.4, 1)
+    prompts = builder(moe, archive)
+    system, user = (m["content"] for m in prompts.messages(
+        "diff", 0, archive.program(parent), [archive.program(best)],
+        choice=ParentChoice(parent, "tournament", 2, 1)))
+    text = len(system) - code_in(system)
+    assert text > 9_000  # the premise: a long system message
+    assert "# Other programs of this run, for inspiration" in user
+    assert f"## Program #{best}" in user and "+ 0.5 * own_load" in user  # the run's best, with its code
