@@ -25,7 +25,7 @@ from evolve.sandbox import InstanceRun, Sandbox, SandboxLimits, SandboxOutcome, 
 from evolve.sandbox.outcome import printable
 from evolve.sandbox.side import whole_module_warning
 from evolve.scoring import aggregate, headline_gap, natural_key
-from evolve.verifier import CandidateError, Instance, InstanceResult, infeasible
+from evolve.verifier import CandidateError, Instance, InstanceResult, charges_cpu, infeasible
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,6 +89,10 @@ class Evaluator:
         first_slot: int = 0,
     ) -> None:
         self.problem = problem
+        if settings.max_processes > 1 and charges_cpu(problem.verifier):
+            raise UserError(
+                f"{problem.name} counts a program's CPU time, and a process it forks works off that clock: "
+                f"run it with [run.sandbox] max_processes = 1 (it is {settings.max_processes})")
         # Candidates must not read the problem's data (references, certificates)
         # or the run's archive: hidden where the sandbox can (root + mount ns).
         self._hide = hidden_paths([problem.dir, *(hide or [])])

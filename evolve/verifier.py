@@ -351,6 +351,22 @@ class TimeBudget(Protocol):
 
 
 @runtime_checkable
+class ChargesCpu(Protocol):
+    """A verifier whose score or feasibility counts the candidate's CPU time (a session call's
+    ``cpu_seconds``: moe's runtime term) sets ``charges_cpu = True``; a ``TimeBudget`` counts it
+    too.  Such a problem runs with ``max_processes = 1``, which the ``Evaluator`` holds it to:
+    the clock is the candidate's process's, and a helper it forked works off that clock (twelfth
+    red team: smtt with ``max_processes = 4`` charged 2.6 ms for 0.5 s of a helper's CPU)."""
+
+    charges_cpu: bool
+
+
+def charges_cpu(verifier: Any) -> bool:
+    """Whether ``verifier`` counts the candidate's CPU time (``ChargesCpu``, ``TimeBudget``)."""
+    return bool(getattr(verifier, "charges_cpu", False)) or callable(getattr(verifier, "time_budget_s", None))
+
+
+@runtime_checkable
 class ScoreEras(Protocol):
     """Which score made an archived evaluation: ``stale_scores(metrics)`` says why metrics an
     archive kept were scored by an older score than this verifier computes now (a term added

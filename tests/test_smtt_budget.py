@@ -131,3 +131,56 @@ def test_large_instances_get_wall_time_in_proportion_to_their_budget() -> None:
     for cls in (SmttVerifier, SmttRuleVerifier):
         assert cls.time_weight(sized(20)) == cls.time_weight(sized(500)) == 1.0
         assert cls.time_weight(sized(2000)) == pytest.approx(cpu_budget_s(2000) / cpu_budget_s(500))
+
+
+# A program whose work is done by a process it forked: the CPU clock is the candidate process's,
+# so the helper's CPU is not counted. With the problems' max_processes = 1 the fork fails; a
+# run configured with more processes (``[run.sandbox] max_processes = 4``) charged such a program
+# 2.6 ms per instance for 0.5 s of its helper's CPU, within smtt's 0.14 s budget (twelfth red
+# team). The Evaluator now refuses that setting for every problem that counts CPU time.
+FORKED_HELPER = """
+import os
+import time
+import numpy as np
+
+
+def schedule(p, d):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        end = time.process_time() + 0.5
+        while time.process_time() < end:
+            pass
+        os.write(w, np.argsort(d, kind="stable").astype(np.int64).tobytes())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return np.frombuffer(data, dtype=np.int64).tolist()
+"""
+
+
+@pytest.mark.parametrize("name", ["smtt", "smtt_rule", "moe"])
+def test_a_problem_that_counts_cpu_time_refuses_more_than_one_process(name: str) -> None:
+    from evolve.errors import UserError
+
+    problem = load_problem(name)
+    settings = RunSettings.model_validate({**problem.spec.run, "sandbox": {
+        **problem.spec.run.get("sandbox", {}), "max_processes": 4}}).sandbox
+    with pytest.raises(UserError, match="max_processes = 1 \\(it is 4\\)"):
+        Evaluator(problem, settings)
+    if name == "smtt":  # the default: the helper's fork fails, and the program with it
+        default = RunSettings.model_validate(problem.spec.run).sandbox
+        with Evaluator(problem, default) as evaluator:
+            evaluation = evaluator.run_split(FORKED_HELPER, problem.instances("quick")[:1], "quick")
+        assert evaluation.status == "error" and "BlockingIOError" in evaluation.feedback, evaluation.feedback
+
+
+def test_a_problem_that_does_not_count_cpu_time_may_have_more_processes() -> None:
+    problem = load_problem("serving")
+    settings = RunSettings.model_validate({**problem.spec.run, "sandbox": {
+        **problem.spec.run.get("sandbox", {}), "max_processes": 4}}).sandbox
+    Evaluator(problem, settings).close()

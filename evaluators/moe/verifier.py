@@ -55,6 +55,7 @@ class MoeVerifier:
     # Shown next to the score in eval/baselines tables.
     headline_metrics = ("balancedness", "runtime_ms")
     direction: Direction = "maximize"
+    charges_cpu = True  # the runtime term is the candidate process's CPU time (max_processes = 1)
 
     def __init__(self, problem_dir: Path, options: Mapping[str, Any] | None = None) -> None:
         self.problem_dir = Path(problem_dir)
