@@ -131,8 +131,10 @@ class PromptBuilder:
         context = {
             "parent": view,
             "origin": origin_of(archive, parent),
-            "versus_parent": against_parent(parent, archive.program(parent.parent_id)
-                                             if parent.parent_id is not None else None),
+            # In gaps: not where the score is made of something else per instance (serving's
+            # instance_score; its goodput and starved shares per trace say where a change went).
+            "versus_parent": "" if callable(getattr(problem.verifier, "instance_score", None)) else
+            against_parent(parent, archive.program(parent.parent_id) if parent.parent_id is not None else None),
             "tried": tried_on(archive, parent, problem, list(in_flight), island=island),
             "latest": latest_elsewhere(archive, parent, problem, list(in_flight)),
             "edit_error": last_edit_error(archive, island),

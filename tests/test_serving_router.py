@@ -170,7 +170,7 @@ def test_prompts_get_the_router_figures_serving_prompts_get(verifier: RouterVeri
     result = verifier.score(instance, route(verifier, instance, least_outstanding))
     shares = f"{result.extra['goodput_pct']:.1f}/{result.extra['starved_pct']:.1f}"
     assert verifier.feedback_lines([result]) == [
-        f"Goodput % / starved % per group (mean of its traces) and per trace: mixed {shares} (small {shares})",
+        f"Goodput % / starved % per trace: mixed small {shares}",
         f"KV-bound steps and preemptions per trace, mean per group: mixed {result.extra['kv_bound_pct']:.1f}%, "
         f"{result.extra['preemptions']:.0f}"]
     from evolve.config import resolve_settings
@@ -199,5 +199,5 @@ def test_the_fine_print_context_md_gives_about_the_routers_arguments_is_what_the
     assert (first["queued_tokens"] == 0).all() and (first["free_blocks"] == first["total_blocks"]).all()
     assert all((kw["waiting"] + kw["running"] == kw["outstanding"]).all() for kw in seen)
     text = " ".join((PROBLEM / "context.md").read_text().split())
-    assert "Called for every request, before it joins a replica" in text
-    assert "queued_tokens = the waiting requests' whole prompts" in text
+    assert "called for every request, before it joins a replica" in text
+    assert "queued_tokens = waiting requests' whole prompts" in text

@@ -8,7 +8,7 @@ decides (problems/serving/context.md says so):
   the spread of prompt lengths and of the true output lengths (a program sees only each
   request's noisy ``predicted_len``; the spread over a whole split is workload knowledge, not a
   request's future);
-* ``feedback_lines``: the program's own goodput and starved shares per group and per trace (the
+* ``feedback_lines``: the program's own goodput and starved shares per trace, by group (the
   score folds them into one number), and per group how often KV memory bound in its runs.
 """
 
@@ -63,13 +63,9 @@ def feedback_lines(results: list[InstanceResult]) -> list[str]:
     if shares:
         label = _labels([r.name for r in shares])
 
-        def pair(rs: list[InstanceResult]) -> str:
-            return (f"{np.mean([r.extra['goodput_pct'] for r in rs]):.1f}/"
-                    f"{np.mean([r.extra['starved_pct'] for r in rs]):.1f}")
-
-        parts = [f"{g} {pair(rs)} (" + ", ".join(f"{label[r.name]} {pair([r])}" for r in rs) + ")"
-                 for g, rs in _groups(shares).items()]
-        lines.append("Goodput % / starved % per group (mean of its traces) and per trace: " + "; ".join(parts))
+        parts = [f"{g} " + ", ".join(f"{label[r.name]} {r.extra['goodput_pct']:.1f}/{r.extra['starved_pct']:.1f}"
+                                     for r in rs) for g, rs in _groups(shares).items()]
+        lines.append("Goodput % / starved % per trace: " + "; ".join(parts))
     rows = [r for r in results if r.feasible and "kv_bound_pct" in r.extra]
     if rows:
         parts = [f"{g} {np.mean([r.extra['kv_bound_pct'] for r in rs]):.1f}%, "

@@ -227,7 +227,7 @@ class RouterVerifier:
         return facts.train_facts(instances, "round robin")
 
     def feedback_lines(self, results: list[InstanceResult]) -> list[str]:
-        """A program's goodput and starved shares per group and trace, and how often KV memory
+        """A program's goodput and starved shares per trace, and how often KV memory
         bound in its runs (facts.py)."""
         return facts.feedback_lines(results)
 

@@ -210,7 +210,7 @@ class ServingVerifier:
         return facts.train_facts(instances)
 
     def feedback_lines(self, results: list[InstanceResult]) -> list[str]:
-        """A program's goodput and starved shares per group and trace, and how often KV memory
+        """A program's goodput and starved shares per trace, and how often KV memory
         bound in its runs (facts.py)."""
         return facts.feedback_lines(results)
 
