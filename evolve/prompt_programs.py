@@ -144,9 +144,10 @@ def time_against_limits(program: Program, limits: TimeLimits) -> str:
 
 
 def against_parent(program: Program, parent: Program | None) -> str:
-    """Where the change that made ``program`` helped or hurt: its mean gap per group beside its
-    parent's, how many instances got better or worse, and the instance most helped and most hurt
-    ("" without a parent evaluated on the same instances, or without gaps)."""
+    """Where the change that made ``program`` helped or hurt: how its mean gap per group moved
+    from its parent's (its own gaps are on the line above), how many instances got better or
+    worse, and the instance most helped and most hurt ("" without a parent evaluated on the
+    same instances, or without gaps)."""
     if parent is None or parent.id is None or program.stage != parent.stage:
         return ""
     theirs = {r.get("name"): r for r in parent.instances if r.get("feasible") and r.get("gap") is not None}
@@ -157,13 +158,13 @@ def against_parent(program: Program, parent: Program | None) -> str:
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for mine, other in pairs:
         groups[mine.get("group", "")].append((100 * mine["gap"], 100 * other["gap"]))
-    per_group = ", ".join(f"{g} {fmean(a for a, _ in rows):.2f}% ({fmean(b for _, b in rows):.2f}%)"
+    per_group = ", ".join(f"{g} {fmean(a - b for a, b in rows):+.2f}"
                           for g, rows in sorted(groups.items(), key=lambda kv: natural_key(kv[0])) if g)
     moved = sorted(((100 * (m["gap"] - o["gap"]), m["name"], 100 * o["gap"], 100 * m["gap"]) for m, o in pairs),
                    key=lambda row: row[0])
     better, worse = sum(1 for d, *_ in moved if d < -1e-9), sum(1 for d, *_ in moved if d > 1e-9)
-    text = f"Against its parent #{parent.id} (gap, the parent's in brackets):"
-    text += (f" per group {per_group};" if per_group else "")
+    text = f"Against its parent #{parent.id}:"
+    text += (f" gap change per group in points (negative: better) {per_group};" if per_group else "")
     text += f" {better} instances better, {worse} worse, {len(moved) - better - worse} the same"
     if better:
         text += f"; most helped {moved[0][1]} {moved[0][2]:.2f}% -> {moved[0][3]:.2f}%"

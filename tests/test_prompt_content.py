@@ -365,9 +365,9 @@ def test_the_current_program_is_set_against_its_parent_per_group_and_instance(tm
     line = next(x for x in user.splitlines() if x.startswith("Against its parent"))
     members = {g: sum(1 for i in train if i.group == g) for g in groups}
     first, last = groups[0], groups[-1]
-    assert line.startswith(f"Against its parent #{ids[0]} (gap, the parent's in brackets): per group "
-                           f"{first} {100 * (0.05 * (members[first] - 1) + 0.08) / members[first]:.2f}% (5.00%), ")
-    assert f", {last} 5.00% ({100 * (0.05 * (members[last] - 1) + 0.20) / members[last]:.2f}%);" in line
+    assert line.startswith(f"Against its parent #{ids[0]}: gap change per group in points (negative: better) "
+                           f"{first} {+3.0 / members[first]:+.2f}, ")
+    assert f", {last} {-15.0 / members[last]:+.2f};" in line
     assert line.endswith(f"; 1 instances better, 1 worse, {len(train) - 2} the same; most helped {helped.name} "
                          f"20.00% -> 5.00%; most hurt {hurt.name} 5.00% -> 8.00%")
     seed_prompt = prompts.messages("diff", 0, archive.program(ids[0]), [])[1]["content"]
