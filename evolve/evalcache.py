@@ -9,6 +9,13 @@ problem's spec (with its verifier options), the split and a digest of its
 instances (data and references), the sandbox limits, and the source of the
 verifier's package and of the engine's scoring path.  Change any of them and
 the entry is simply not found; nothing is ever invalidated by hand.
+
+Because the key never names the run, an entry of another run in the same folder (the other
+runs of ``runs/<problem>/``, the other seeds of a study) answers too: the seed and the
+baselines are the same programs in every run of a problem, so a run's report after the first
+evaluates little more than its best program (a fresh smtt run's report: 123 s at load 12, of
+which its 14 baseline evaluations took ~60 s).  Such an entry is copied into this run's
+archive, so the run folder stays whole on its own.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS split_evaluations (
     key TEXT PRIMARY KEY, name TEXT NOT NULL, split TEXT NOT NULL,
     evaluation TEXT NOT NULL, created_at REAL NOT NULL)"""
 # pure_rule decides which programs skip the audit, with the GP's parser (gp.codegen).
+NEIGHBOURS = 50  # other runs' archives a lookup reads at most (the newest)
 ENGINE_MODULES = ("evolve.evaluation", "evolve.scoring", "evolve.verifier", "evolve.pure_rule", "evolve.gp.codegen")
 
 
@@ -87,31 +95,57 @@ class EvalCache:
         return hashlib.sha256(f"{self._base}\0{code}".encode()).hexdigest()
 
     def get(self, code: str) -> Evaluation | None:
+        key = self.key(code)
+        row = _lookup(self.archive, key)
+        if row is None:
+            for other in self._neighbours():
+                row = _lookup(other, key)
+                if row is not None:
+                    self._store(key, row[0], row[1], row[2])  # this run's own copy
+                    break
+        return from_json(json.loads(row[1])) if row else None
+
+    def _neighbours(self) -> list[Path]:
+        """The archives of the other runs in this run's folder, newest first (at most NEIGHBOURS)."""
+        own = Path(self.archive).resolve()
         try:
-            db = sqlite3.connect(f"file:{self.archive}?mode=ro", uri=True)
-            try:
-                row = db.execute("SELECT evaluation FROM split_evaluations WHERE key=?", (self.key(code),)).fetchone()
-            finally:
-                db.close()
-        except sqlite3.OperationalError:  # no such table yet
-            return None
-        return from_json(json.loads(row[0])) if row else None
+            found = [p for p in Path(own).parent.parent.glob("*/archive.sqlite") if p.resolve() != own]
+            found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        except OSError:
+            return []
+        return found[:NEIGHBOURS]
 
     def put(self, name: str, code: str, evaluation: Evaluation) -> None:
         if evaluation.status in ("timeout", "crash", "memory"):
             return  # may be the machine's fault (load): measure again next time
-        text = json.dumps(json_safe(to_json(evaluation)))
+        self._store(self.key(code), name, json.dumps(json_safe(to_json(evaluation))), time.time())
+
+    def _store(self, key: str, name: str, text: str, created: float) -> None:
         try:
             db = sqlite3.connect(self.archive, timeout=30)
             try:
                 with db:
                     db.execute(SCHEMA)
                     db.execute("INSERT OR REPLACE INTO split_evaluations VALUES (?, ?, ?, ?, ?)",
-                               (self.key(code), name, self.split, text, time.time()))
+                               (key, name, self.split, text, created))
             finally:
                 db.close()
         except sqlite3.OperationalError as err:  # a read-only run folder: no cache, same results
             log.info("cannot cache the evaluation in %s: %s", self.archive, err)
+
+
+def _lookup(archive: Path, key: str) -> tuple[str, str, float] | None:
+    """(name, evaluation JSON, created_at) of ``key`` in ``archive``'s cache, or None."""
+    try:
+        db = sqlite3.connect(f"file:{archive}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT name, evaluation, created_at FROM split_evaluations WHERE key=?",
+                             (key,)).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:  # no such table yet, or not an archive we can read
+        return None
+    return (str(row[0]), str(row[1]), float(row[2])) if row else None
 
 
 def to_json(evaluation: Evaluation) -> dict[str, Any]:

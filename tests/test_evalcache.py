@@ -64,3 +64,31 @@ def test_the_cache_key_changes_with_code_options_split_and_limits(run_dir: Path)
     assert EvalCache(info.archive_path, problem, info.settings.sandbox, "quick", problem.instances("quick")).get(code) is None
     tighter = info.settings.sandbox.model_copy(update={"memory_mb": 999})
     assert EvalCache(info.archive_path, problem, tighter, "test", test).get(code) is None
+
+
+def test_another_run_of_the_problem_in_the_same_folder_reuses_the_seed_and_baselines(
+        run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seed and the baselines are the same programs in every run of a problem: a second run
+    beside the first (runs/<problem>/...) evaluates only its own best; the others are copied
+    from the first run's archive into its own, so the folder stays whole."""
+    first = evaluate_holdout(run_dir)  # fills (or reads) the first run's cache
+    second_dir = evolve.run(str(run_dir.parent / "toy"), iterations=3, seed=7, out=run_dir.parent / "second").dir
+    evaluated: list[str] = []
+    real = Evaluator.run_split
+
+    def counting(self: Evaluator, code: str, *args: object, **kwargs: object) -> object:
+        evaluated.append(code)
+        return real(self, code, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Evaluator, "run_split", counting)
+    second = evaluate_holdout(second_dir)
+    shared = {name for name in second.evaluations if not name.startswith("best #")}
+    assert shared == {name for name in first.evaluations if not name.startswith("best #")}
+    for name in shared:
+        assert second.evaluations[name].score == first.evaluations[name].score
+    # its best alone, unless it is the seed (then nothing): never the seed or a baseline again
+    problem = problem_of(load_run(second_dir))
+    shared_codes = {problem.seed_code, *(code for _, code in problem.baseline_programs())}
+    assert len(evaluated) <= 1 and not shared_codes & set(evaluated), len(evaluated)
+    assert cached_rows(second_dir) >= len(shared)  # its own copies (the best shares the seed's if it is it)
+    shutil.rmtree(second_dir)  # the module's other tests see the first run alone
