@@ -540,3 +540,8 @@ def test_the_fine_print_context_md_gives_about_the_rules_arguments_is_what_the_s
                  "the next chunk's)", "waited = now - arrival, running requests' too",
                  "Not called when no waiting request fits alone"):
         assert said in text
+    from evolve.problem import load_problem
+
+    docs = {i.name: i.doc for rule in load_problem("serving").spec.rule for i in rule.inputs}  # the GP's inputs
+    assert docs["waited"] == "time since each request arrived (s), running ones too"
+    assert docs["blocks_needed"] == "KV blocks its whole prompt and generated tokens lack"
