@@ -76,11 +76,16 @@ class GPSettings(Strict):
     # Weight of gated insertion (0: off; needs [rule] gates): T -> T + where(G > 0, c1, c2) * g,
     # a new term whose coefficient the constant fit tunes on each side of a declared gate G.
     gate: float = Field(default=0.0, ge=0.0, le=10.0)
+    # Weight of a split at a gate (0: off; needs [rule] gates): the whole rule T becomes
+    # where(G > 0, T + c1 * g, T + c2 * g), and from then on its children vary only the side
+    # below the gate: the rule above it is kept from mutation (evolve/gp/operators.py).
+    split: float = Field(default=0.0, ge=0.0, le=10.0)
     # Which constants the fit tunes: "all", or "gated": only the two coefficients of each gated
     # term (c1, c2 of where(G > 0, c1, c2)), so the fit leaves the rest of the rule (a start's
     # constants, the gate's threshold) as selection and mutation left them; a tree without a
-    # gated term is not fitted.
-    fit_scope: Literal["all", "gated"] = "all"
+    # gated term is not fitted. "sides": a rule split at a gate has c1 above the gate and every
+    # constant below it fitted; any other tree as "gated".
+    fit_scope: Literal["all", "gated", "sides"] = "all"
     # With racing, also screen on all of train the trials that tie at the race's cut (a
     # coefficient acting only above a gate ties on every trial; without this only its x 0.5 and
     # x 0.8 trials are screened). Off: the shipped searches repeat as before.

@@ -13,7 +13,7 @@ from evolve.edits import apply_edit
 from evolve.errors import UserError
 from evolve.gp import BehaviourKeys, GPBackend, check_rules
 from evolve.gp.codegen import HELPER_SOURCE, emit, parse
-from evolve.gp.operators import WEIGHTS, Limits, gate, insert, vary
+from evolve.gp.operators import WEIGHTS, Limits, gate, insert, split, split_sides, vary
 from evolve.gp.program import rule_tree, with_rule
 from evolve.gp.semantics import sample_inputs
 from evolve.gp.tree import (
@@ -337,6 +337,61 @@ def test_gated_insertion_is_drawn_only_when_the_run_weighs_it_and_the_rule_has_g
     bad = tmp_path / "bad.toml"
     bad.write_text("[gp]\ngate = -1\n")
     with pytest.raises(UserError, match="gate"):
+        resolve_settings({}, bad, {})
+
+
+def test_a_split_at_a_gate_makes_two_sides_and_later_children_vary_only_the_side_below() -> None:
+    parent = ("max", ("x", "d"), ("add", ("x", "t"), ("x", "p")))
+    gate_tree = ("sub", ("x", "t"), ("c", 75.0))
+    sig = Signature(SIG.inputs, "array", (), (gate_tree,))
+    assert split(parent, SIG, random.Random(0)) is None  # no gate declared
+    child = split(parent, sig, random.Random(3))
+    assert child is not None and child.operator == "split" and well_typed(child.tree, sig)
+    g_tree, above, below = split_sides(child.tree, sig)
+    # where(G > 0, T + c1 * g, T + c2 * g): the whole parent on both sides, the same new term.
+    assert g_tree == gate_tree and above[1] == below[1] == parent and above[2][2] == below[2][2]
+    c1, c2 = above[2][1][1], below[2][1][1]
+    assert c2 == pytest.approx(c1 / 2, rel=0.01) or c2 == pytest.approx(2 * c1, rel=0.01)
+    assert split(child.tree, sig, random.Random(0)) is None  # a split rule is not split again
+    env = {**_env(), "t": np.array([[10.0], [10.0], [100.0], [100.0], [300.0]])}
+    value, high = evaluate(child.tree, env), env["t"].reshape(-1) > 75.0
+    assert np.allclose(value[high], np.broadcast_to(evaluate(above, env), value.shape)[high])
+    assert np.allclose(value[~high], np.broadcast_to(evaluate(below, env), value.shape)[~high])
+    # Where the run splits, every child of a split rule keeps the gate and the side above it,
+    # whatever the operator (crossover with a split donor takes from the donor's side below).
+    weights = {**WEIGHTS, "split": 0.5, "gate": 0.5}
+    donor = split(("sub", ("x", "d"), ("x", "p")), sig, random.Random(4)).tree
+    kids = [vary(child.tree, [donor, parent], sig, random.Random(s), Limits(), fresh=False, weights=weights)
+            for s in range(300)]
+    kept = [split_sides(k.tree, sig) for k in kids if k is not None]
+    assert len(kept) > 250 and all(k is not None and k[:2] == (gate_tree, above) for k in kept)
+    assert len({k[2] for k in kept}) > 100  # the side below does vary
+    assert {k.operator for k in kids if k is not None} >= {"crossover", "point", "constant", "subtree"}
+    # Without split in the weights (every shipped run), the same tree is varied anywhere.
+    plain = [vary(child.tree, [], sig, random.Random(s), Limits(20, 80), fresh=False) for s in range(300)]
+    assert any(c is not None and (split_sides(c.tree, sig) or (None, None))[1] != above for c in plain)
+
+
+def test_a_split_rule_is_within_the_limits_side_by_side() -> None:
+    # Each side may be as large as a rule; the split rule as a whole may be larger.
+    parent = random_tree(SIG, random.Random(2), 4, full=True)
+    sig = Signature(SIG.inputs, "array", (), (("sub", ("x", "t"), ("c", 75.0)),))
+    limits = Limits(max_depth=depth(parent) + 3, max_size=size(parent) + 8)
+    made = [vary(parent, [], sig, random.Random(s), limits, fresh=False, weights={"split": 1.0}) for s in range(50)]
+    splits = [c for c in made if c is not None and c.operator == "split"]
+    assert splits and all(size(c.tree) > limits.max_size for c in splits)
+    assert all(size(side) <= limits.max_size and depth(side) <= limits.max_depth
+               for c in splits for side in split_sides(c.tree, sig)[1:])
+
+
+def test_gp_settings_take_a_split_weight_and_the_sides_scope(tmp_path: Path) -> None:
+    assert resolve_settings({}, None, {}).gp.split == 0.0
+    good = tmp_path / "good.toml"
+    good.write_text('[gp]\nsplit = 0.25\nfit_scope = "sides"\n')
+    assert (resolve_settings({}, good, {}).gp.split, resolve_settings({}, good, {}).gp.fit_scope) == (0.25, "sides")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gp]\nsplit = -1\n")
+    with pytest.raises(UserError, match="split"):
         resolve_settings({}, bad, {})
 
 

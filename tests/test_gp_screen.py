@@ -15,7 +15,13 @@ from evolve.evaluators.smtt.dispatch import dispatch
 from evolve.evaluators.smtt.screen import dispatch_batch
 from evolve.gp import GPBackend, check_rules
 from evolve.gp.codegen import emit, parse
-from evolve.gp.constants import constant_paths, fit_constants, gated_constant_paths
+from evolve.gp.constants import (
+    constant_paths,
+    fit_constants,
+    gated_constant_paths,
+    side_constant_paths,
+)
+from evolve.gp.operators import split_sides
 from evolve.gp.program import rule_tree, signature_of, with_rule
 from evolve.gp.screen import Screen
 from evolve.gp.tree import evaluate, get, random_tree, reads, simplify, size, well_typed
@@ -271,6 +277,51 @@ def test_a_screened_answer_fitted_on_its_gated_coefficients_differs_from_the_unf
             assert gated_constant_paths(fitted, gates) and fitted != first
             fitted_gated += 1
     assert fitted_gated > 0
+
+
+def test_a_fit_of_the_sides_tunes_c1_and_the_side_below_and_leaves_the_rule_above_alone() -> None:
+    gate_tree = parse("n - 75", SMTT_INPUTS)
+    tree = parse("np.where(n - 75 > 0, np.maximum(d, t + 1.1 * p) * 0.95 + 0.4 * (d * p), "
+                 "np.maximum(d, t + 1.1 * p) * 0.95 + 0.2 * (d * p))", SMTT_INPUTS)
+    where = side_constant_paths(tree, (gate_tree,))
+    # c1 above, then the side below's three constants; never the gate's 75 nor 1.1 and 0.95 above.
+    assert [get(tree, at)[1] for at in where] == [0.4, 1.1, 0.95, 0.2] and where[0] == (2, 2, 1)
+    assert all(at[0] == 3 for at in where[1:])
+    # A tree that is not split: its gated coefficients, as the "gated" scope.
+    gated = parse("np.maximum(d, t + 1.1 * p) + np.where(n - 75 > 0, 0.4, 0.2) * p", SMTT_INPUTS)
+    assert side_constant_paths(gated, (gate_tree,)) == gated_constant_paths(gated, (gate_tree,))
+
+    def score(candidate):  # every constant wants to move
+        return -sum((get(candidate, at)[1] * 1.3 - get(tree, at)[1]) ** 2 for at in constant_paths(tree))
+
+    fitted, value, _ = fit_constants(tree, score, score(tree), sweeps=4,
+                                     where=lambda t: side_constant_paths(t, (gate_tree,)))
+    moved = [at for at in constant_paths(tree) if get(fitted, at) != get(tree, at)]
+    assert value > score(tree) and moved == where
+
+
+def test_a_screened_answer_to_a_split_rule_keeps_its_gate_and_the_rule_above() -> None:
+    problem = load_problem("smtt_rule")
+    screen = Screen(problem, split="quick")
+    (rule,) = problem.spec.rule
+    sig = signature_of(rule)
+    parent = parse("np.where(n - 75 > 0, np.maximum(d, t + 1.1 * p) + 0.7 * (np.maximum((t + remaining_work - d_max)"
+                   " / remaining_work, 0) * p), np.maximum(d, t + 1.3 * p) + 0.3 * (d * p))", SMTT_INPUTS)
+    code = with_rule(problem.seed_code, rule, parent)
+    backend = GPBackend(problem.spec.rule, seed=1, settings=GPSettings(
+        brood=10, split=0.25, max_size=64, max_depth=10, fit_constants=2, fit_race=2, fit_scope="sides",
+        fit_ties=True), screen=screen)
+    fitted = 0
+    for iteration in range(4):
+        request = ProposalRequest(messages=[], iteration=iteration, seed=0, mode="diff", parent_code=code)
+        answer = backend.complete(request).text
+        child = rule_tree(evolve.edits.apply_edit(code, answer, "diff"), rule)
+        gate_tree, above, below = split_sides(child, sig)
+        # Above the gate: the parent's rule, but for c1, which only the fit may move.
+        assert gate_tree == parent[1] and _replace(child, (2, 2, 1), ("c", 0.7))[2] == parent[2]
+        assert below != parent[3] and screen({"priority": child}) >= screen({"priority": parent})
+        fitted += "constants fitted" in answer
+    assert fitted > 0
 
 
 def test_a_fit_never_answers_a_worse_tree_nor_one_whose_constant_folded_away() -> None:

@@ -19,7 +19,12 @@ import random
 from evolve.config import GPSettings, RuleSpec
 from evolve.edits import EditError, apply_edit
 from evolve.gp.codegen import parse
-from evolve.gp.constants import constant_paths, fit_constants, gated_constant_paths
+from evolve.gp.constants import (
+    constant_paths,
+    fit_constants,
+    gated_constant_paths,
+    side_constant_paths,
+)
 from evolve.gp.operators import WEIGHTS, Child, Limits, vary
 from evolve.gp.program import rule_tree, signature_of, with_rule
 from evolve.gp.rules import find_rule
@@ -60,7 +65,8 @@ class GPBackend:
         self.fit_race = settings.fit_race
         self.fit_scope = settings.fit_scope
         self.fit_ties = settings.fit_ties
-        extra = {name: w for name, w in (("insert", settings.insert), ("gate", settings.gate)) if w > 0}
+        extra = {name: w for name, w in (("insert", settings.insert), ("gate", settings.gate),
+                                         ("split", settings.split)) if w > 0}
         self.weights = {**WEIGHTS, **extra} if extra else WEIGHTS
         self.screen = screen
         self.starts = {r.function: [parse(s, {i.name for i in r.inputs}) for s in r.starts] for r in rules}
@@ -156,7 +162,8 @@ class GPBackend:
                 value, self.fit_sweeps,
                 pre=lambda tree: screen.pre_score({**others, rule.function: tree}),  # type: ignore[dict-item]
                 race=race,
-                where=constant_paths if self.fit_scope == "all" else lambda tree: gated_constant_paths(tree, gates),
+                where={"all": constant_paths, "gated": lambda tree: gated_constant_paths(tree, gates),
+                       "sides": lambda tree: side_constant_paths(tree, gates)}[self.fit_scope],
                 ties=self.fit_ties)
             if tuned_value > value:
                 note += f", constants fitted ({value:.4g} -> {tuned_value:.4g})"

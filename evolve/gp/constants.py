@@ -41,6 +41,18 @@ def gated_constant_paths(tree: Tree, gates: tuple[Tree, ...]) -> list[tuple[int,
     return out
 
 
+def side_constant_paths(tree: Tree, gates: tuple[Tree, ...]) -> list[tuple[int, ...]]:
+    """What ``fit_scope = "sides"`` fits. A rule split at its root by a gate,
+    ``np.where(G > 0, T + c1 * g, B)`` (operators.split): c1, the one coefficient above the gate,
+    and every constant of B, the side below it; T (the rule above the gate as the split found
+    it), g and the gate stay as they are. Any other tree: its gated coefficients, as "gated"."""
+    if tree[0] == "ifpos" and tree[1] in gates:
+        above = tree[2]
+        out = [(2, 2, 1)] if above[0] == "add" and above[2][0] == "mul" and above[2][1][0] == "c" else []
+        return out + [(3, *at) for at in constant_paths(tree[3])]
+    return gated_constant_paths(tree, gates)
+
+
 def fit_constants(tree: Tree, score: Callable[[Tree], float | None], value: float,
                   sweeps: int, pre: Callable[[Tree], float | None] | None = None,
                   race: int = 0, where: Callable[[Tree], list[tuple[int, ...]]] = constant_paths,
