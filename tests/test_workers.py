@@ -127,3 +127,44 @@ def test_an_interactive_verifier_drives_its_sessions_from_the_worker(tmp_path: P
         here = local.run_split(problem.seed_code, splits["train"], "train")
     assert remote.status == here.status == "ok" and remote.score == here.score
     assert remote.feedback == here.feedback
+
+
+EXIT_VERIFIER = '''
+import atexit
+import os
+from pathlib import Path
+
+from toy_verifier import ToyVerifier
+
+# The workers inherit these; the zygote's environment has neither; the test's process is left out.
+MARKS = os.environ.get("EVOLVE_TEST_EXIT_DIR")
+if MARKS and os.environ.get("EVOLVE_TEST_PARENT") != str(os.getpid()):
+    atexit.register(lambda: (Path(MARKS) / str(os.getpid())).write_text("exited"))
+
+
+class ExitVerifier(ToyVerifier):
+    pass
+'''
+
+
+def test_closing_the_workers_runs_each_ones_exit_handlers_and_reaps_them(
+    toy_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker skips the interpreter's teardown once its slot is closed, but not the exit
+    # handlers (a Python problem's temp dirs are removed by one).
+    (toy_dir / "exit_verifier.py").write_text(EXIT_VERIFIER)
+    toml = toy_dir / "problem.toml"
+    toml.write_text(toml.read_text().replace("toy_verifier:ToyVerifier", "exit_verifier:ExitVerifier"))
+    marks = tmp_path / "exited"
+    marks.mkdir()
+    monkeypatch.setenv("EVOLVE_TEST_EXIT_DIR", str(marks))
+    monkeypatch.setenv("EVOLVE_TEST_PARENT", str(os.getpid()))
+    problem = load_problem(str(toy_dir))
+    workers = WorkerProcesses(problem, SandboxSettings(), 2, splits_of(toy_dir))
+    procs = [w.proc for w in workers._workers]
+    try:
+        assert workers.run_split(problem.seed_code, "quick").status == "ok"
+    finally:
+        workers.close()
+    assert [p.returncode for p in procs] == [0, 0]
+    assert sorted(m.name for m in marks.iterdir()) == sorted(str(p.pid) for p in procs)
