@@ -10,6 +10,7 @@ child and is killed after the run.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import gc
@@ -355,6 +356,15 @@ def main() -> None:
             zygote.serve()
     finally:
         zygote.shutdown()
+    # Everything of ours is gone by now (children swept, the uid's processes killed, the
+    # cgroup and the temp dir removed); the interpreter's own teardown (numpy, the verifier,
+    # the instances) would only delay the controller's close, which waits for this exit.
+    # Exit handlers still run, as at a normal exit.
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
