@@ -64,16 +64,28 @@ class Observed:
         self.make = worker_processes.make_executor
         self._executor: Any = None
         self._baseline = (0.0, 0.0)
+        self.spans: list[tuple[float, float]] = []  # each evaluation's (start, end), perf_counter
+        self.close_wall = 0.0  # the executor's close: the worker processes' or sandboxes' exit
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         executor = self._executor = self.make(*args, **kwargs)
-        executor.evaluate = self.evaluate.wrap(executor.evaluate)
+        evaluate = self.evaluate.wrap(executor.evaluate)
+
+        def spanned(*args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return evaluate(*args, **kwargs)
+            finally:
+                self.spans.append((began, time.perf_counter()))
+        executor.evaluate = spanned
         close = executor.close
 
         def observed_close() -> None:
             workers, sandboxes = _cpu_of(executor)
             self.workers_cpu, self.sandbox_cpu = workers - self._baseline[0], sandboxes - self._baseline[1]
+            began = time.perf_counter()
             close()
+            self.close_wall = time.perf_counter() - began
         executor.close = observed_close
         return executor
 
@@ -81,6 +93,7 @@ class Observed:
         """After start-up and the seed's evaluation: what the processes spent so far is not the loop's."""
         self._baseline = _cpu_of(self._executor)
         self.evaluate.seconds = self.evaluate.wall = 0.0
+        self.spans = []
 
 
 def _cpu_of(executor: Any) -> tuple[float, float]:

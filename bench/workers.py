@@ -26,6 +26,11 @@ the start of the loop (after start-up and the seed's evaluation), and stay
 meaningful on a busy machine; wall-clock speed-ups need an otherwise idle one
 with at least as many cores as workers.
 
+Then the loop's two ends, which no worker count shares out: the time to the first
+evaluation (the first prompts and model calls), the last evaluation running while the other
+slots have nothing left, and after it the executor's close (each worker process closes its
+sandbox and exits), all inside the loop's wall as a user waits for them.
+
 Then the machine's own ceiling: the same CPU-bound work as a candidate's (the
 problem's sandbox-side solve with its seed program over the train instances, in
 plain processes, no sandbox, no engine) in 1 process alone and in N independent
@@ -122,7 +127,8 @@ def run(problem_name: str, iterations: int, workers: int, llm_spec: str, seed: i
                     observed.loop_starts()
             controller.on_progress = on_progress
             progress = controller.run()
-            total = time.perf_counter() - started
+            ended = time.perf_counter()
+            total = ended - started
             process_cpu = time.process_time() - mark["cpu"]
             archive.close()
     finally:
@@ -130,7 +136,13 @@ def run(problem_name: str, iterations: int, workers: int, llm_spec: str, seed: i
         loop_module.make_executor = original
     loop_wall = total - (mark["t"] - started)
     n = max(1, progress.done)
+    ends = sorted(end for _, end in observed.spans) or [ended]
     return {
+        # the loop's ends: to the first evaluation's start; the last one's with fewer slots busy
+        # (from the end of the last evaluation of another slot); after it, the executor's close
+        "first": min((b for b, _ in observed.spans), default=ended) - mark["t"],
+        "fewer": ends[-1] - ends[-workers] if workers > 1 and len(ends) >= workers else 0.0,
+        "after": ended - ends[-1], "close": observed.close_wall,
         "workers": workers, "iterations": progress.done, "wall": total, "loop_wall": loop_wall,
         "engine": (progress.engine_seconds - mark["engine"]) / n,
         "proposals": (proposals.seconds - mark["proposals"]) / n,
@@ -273,6 +285,13 @@ def main() -> None:
         print(f"workers {r['workers']}: serial {1000 * serial:.2f} of {1000 * total:.2f} ms CPU per iteration "
               f"({100 * share:.1f} %): at most {ceiling:.2f}x with {r['workers']} cores (Amdahl)")
     speedup_parts(rows)
+    print("\nthe loop's two ends (s): to the first evaluation; the last one running with fewer than all "
+          "slots busy; after it (of which the executor's close: worker processes or sandboxes exiting)")
+    print(f"{'workers':>7} {'loop s':>7} {'first':>6} {'fewer':>6} {'after':>6} {'close':>6} {'share':>6}")
+    for r in rows:
+        lost = r["first"] + r["fewer"] * (r["workers"] - 1) / r["workers"] + r["after"]
+        print(f"{r['workers']:>7} {r['loop_wall']:>7.2f} {r['first']:>6.3f} {r['fewer']:>6.3f} {r['after']:>6.3f} "
+              f"{r['close']:>6.3f} {100 * lost / r['loop_wall']:>5.1f}%")
     most = max(args.workers)
     if args.ceiling_passes > 0 and args.ceiling_rounds > 0 and most > 1:
         machine_ceiling(args.problem, args.ceiling_passes, args.ceiling_rounds, most)
