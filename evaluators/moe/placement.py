@@ -205,3 +205,23 @@ def loads(p: Placement, config: EpConfig, load: np.ndarray) -> Balance:
         slot_mean_sum=float(slot_load.mean(axis=1).sum()), slot_max_sum=float(slot_load.max(axis=1).sum()),
         gpu_load=gpu,
     )
+
+
+def shape(p: Placement, config: EpConfig, seen: np.ndarray) -> dict[str, float]:
+    """Deterministic measures of a valid placement, means over layers; never a time, so the
+    search's MAP-Elites cell (``colocated_share``) repeats run to run.
+
+    colocated_share: of the redundant slots (replicas - experts), the share that hold a second
+    (third, ...) replica of an expert on a GPU it is already on: 0 spreads every expert's
+    replicas (the hedge against drift), LPT stacks 7 % here.  fit_balancedness: balancedness
+    on ``seen``, the window the placement was made from (how hard it fits the past).
+    """
+    R, E = config.replicas, config.experts
+    gpu_of_slot = np.arange(R) // config.slots_per_gpu
+    pairs = np.sort(p.phy2log * config.gpus + gpu_of_slot[None, :], axis=1)
+    distinct = 1 + (np.diff(pairs, axis=1) != 0).sum(axis=1)
+    colocated = (R - distinct) / max(R - E, 1)
+    return {
+        "colocated_share": float(colocated.mean()),
+        "fit_balancedness": loads(p, config, seen).balancedness,
+    }

@@ -23,7 +23,7 @@ from evolve.evaluators.moe.harness import (
     session_call,
 )
 from evolve.evaluators.moe.options import MoeOptions
-from evolve.evaluators.moe.placement import check_placement, loads, parse_placement
+from evolve.evaluators.moe.placement import check_placement, loads, parse_placement, shape
 from evolve.evaluators.moe.references import (
     compute_reference,
     content_hash,
@@ -157,6 +157,7 @@ class MoeVerifier:
             return infeasible(instance, f"harness: {len(placements)} placements for {transitions} windows")
         mean_sum = max_sum = slot_mean = slot_max = 0.0
         layer_balance = []
+        shapes: list[dict[str, float]] = []
         for k, raw in enumerate(placements):
             if "returned" in raw:
                 return infeasible(instance, f"window {k}: shapes: rebalance_experts returned a {raw['returned']}, "
@@ -175,6 +176,7 @@ class MoeVerifier:
             slot_mean += balance.slot_mean_sum
             slot_max += balance.slot_max_sum
             layer_balance.append(balance.layer)
+            shapes.append(shape(placement, config, windows[k]))
         timing = read_timing(record)
         per_layer = np.concatenate(layer_balance)
         extra = {"lpt_balancedness": self._lpt_of(config, windows)} if self.options.lpt_guard > 0 else {}
@@ -193,6 +195,7 @@ class MoeVerifier:
             wall_ms=timing.wall_ms,
             cpu_ms=timing.cpu_ms,
             runtime_call_max_ms=max(calls_ms),  # the costliest judged call
+            **{key: float(np.mean([s[key] for s in shapes])) for key in shapes[0]},
             **extra,
         )
 
