@@ -206,3 +206,13 @@ def _active(jobs: np.ndarray, ks: np.ndarray, machines: np.ndarray, s: np.ndarra
                     f"fits into the idle gap [{gap_a[g]}, {gap_b[g]}) of machine {machine} "
                     f"before its start at {s[i]}")
     return None
+
+
+def schedule_shape(shop: JobShop, checked: Checked) -> dict[str, float]:
+    """A deterministic measure of a valid schedule's shape, the search's MAP-Elites feature
+    (never a time, so a run repeats): completion_share, the mean job's completion time over the
+    makespan. Rules that favour the work remaining (MWKR, MOPNR) finish the jobs together (0.87-0.88
+    on train), FIFO 0.82, SPT 0.74, LWKR 0.65."""
+    valid = np.arange(checked.start.shape[1])[None, :] < shop.lengths[:, None]
+    ends = np.where(valid, checked.start + shop.durations, 0)
+    return {"completion_share": float(ends.max(axis=1).mean() / max(checked.makespan, 1))}

@@ -16,7 +16,7 @@ from evolve.errors import UserError
 from evolve.evaluators.jssp.benchmarks import by_content, test_split_benchmarks
 from evolve.evaluators.jssp.builder import build_schedule
 from evolve.evaluators.jssp.candidate_side import respond, solve
-from evolve.evaluators.jssp.check import check_schedule
+from evolve.evaluators.jssp.check import check_schedule, schedule_shape
 from evolve.evaluators.jssp.drive import drive
 from evolve.evaluators.jssp.generator import generated_split
 from evolve.evaluators.jssp.instance_file import FileInstance, parse_instance_file
@@ -179,7 +179,7 @@ class JsspVerifier:
         reason, checked = check_schedule(shop, solution, instance.data["scheme"])
         if reason is not None or checked is None:
             return infeasible(instance, reason or "invalid schedule")
-        extra: dict[str, float] = {}
+        extra: dict[str, float] = schedule_shape(shop, checked)
         bound = instance.reference.bound
         if bound:  # makespan vs a proven lower bound: the most the true gap can be
             extra["gap_to_bound_pct"] = 100.0 * (checked.makespan - bound) / bound
