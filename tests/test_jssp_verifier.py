@@ -17,7 +17,7 @@ from evolve.errors import UserError
 from evolve.evaluators.jssp import JsspVerifier
 from evolve.evaluators.jssp.benchmarks import load_benchmarks
 from evolve.evaluators.jssp.builder import FEATURES, build_schedule, schedule_solution
-from evolve.evaluators.jssp.check import check_schedule
+from evolve.evaluators.jssp.check import check_schedule, schedule_shape
 from evolve.evaluators.jssp.generator import taillard_like
 from evolve.evaluators.jssp.model import JobShop
 from evolve.problem import builtin_dir
@@ -316,3 +316,13 @@ def test_makespan_is_computed_here_not_taken_from_the_answer(verifier: JsspVerif
     expected = max(e for row in solution["end"] for e in row)
     assert result.objective == expected
     assert math.isclose(result.gap, (expected - 9) / 9)
+
+
+def test_completion_share_is_the_mean_jobs_completion_over_the_makespan() -> None:
+    # Job 0: machine 0 for 3, then machine 1 for 2; job 1: machine 1 for 4. Job 1 holds machine 1
+    # until 4, so job 0 ends at 6 (the makespan) and job 1 at 4: the mean job ends at 5/6 of it.
+    shop = JobShop.from_jobs("toy", [[(0, 3), (1, 2)], [(1, 4)]])
+    solution = {"scheme": None, "start": [[0, 4], [0]], "end": [[3, 6], [4]]}
+    reason, checked = check_schedule(shop, solution, None)
+    assert reason is None and checked is not None and checked.makespan == 6
+    assert schedule_shape(shop, checked) == {"completion_share": 5 / 6}

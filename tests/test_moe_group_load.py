@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from evolve.evaluators.moe.configs import EpConfig
+from evolve.evaluators.moe.placement import Placement, shape
 from evolve.evaluators.moe.screen import place
 
 
@@ -59,3 +61,17 @@ def test_own_load_keeps_an_experts_replicas_apart_where_lpt_puts_them_together()
     assert [c["item_load"][0, 0] for c in calls] == [10, 8.5, 8.5, 6.5, 6.5, 6]
     assert [c["own_load"][0].tolist() for c in calls] == [[0, 0], [0, 0], [0, 8.5], [0, 0], [0, 6.5], [0, 0]]
     assert all(np.array_equal(c["group_load"], c["gpu_load"]) for c in calls)  # one group
+
+
+def test_colocated_share_counts_the_redundant_replicas_stacked_on_their_experts_gpu() -> None:
+    # The placements of the test above: LPT stacks both redundant replicas (of experts 0 and 1) on
+    # a GPU their expert already has, own_load none; on the window seen LPT's GPUs are 23 and 23,
+    # own_load's 25 and 21 (the search's MAP-Elites feature and a trusted figure beside it).
+    config = EpConfig("toy", experts=4, replicas=6, groups=1, nodes=1, gpus=2)
+    weight = np.array([[17, 13, 10, 6]])
+    measured = []
+    for own in (0.0, 1.0):
+        phy2log, log2phy, count = place(_recording([], own=own), weight, 6, 2)
+        measured.append(shape(Placement(phy2log, log2phy, count), config, weight))
+    assert measured == [{"colocated_share": 1.0, "fit_balancedness": 1.0},
+                        {"colocated_share": 0.0, "fit_balancedness": 23 / 25}]
