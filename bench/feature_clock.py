@@ -1,11 +1,12 @@
-"""Is jssp's time feature the machine's load or the program's? `PYTHONPATH=. python bench/feature_clock.py`.
+"""Is jssp's time metric the machine's load or the program's? `PYTHONPATH=. python bench/feature_clock.py`.
 
 Evaluates the seed (MWKR, one pure expression: a batch run, builder and rule in the candidate's
 process) and the same rule written so that it is not pure (driven: the trusted side builds,
 the rule is asked per decision) on jssp's train split, REPEATS times each in one sandbox, and
-prints ``ms_per_instance`` (the MAP-Elites dimension), its cell (6 bins over 0-60 ms), the wall
-time of the evaluation and the machine's load. Run it quiet and under load (`--hogs N` starts N
-busy processes for the duration) and compare: the feature should not move with the load.
+prints ``ms_per_instance`` (a MAP-Elites dimension until 2026-12-07, now a metric), the program's
+cell (code length and ``completion_share``, both deterministic), the wall time of the evaluation
+and the machine's load. Run it quiet and under load (`--hogs N` starts N busy processes for the
+duration) and compare: the time should move little with the load, the cell not at all.
 """
 
 from __future__ import annotations
