@@ -455,3 +455,38 @@ def test_preflight_without_the_request_makes_no_call(server):
 
     checked = preflight(llm_for(server), request=False)
     assert [(c.model, c.seconds) for c in checked] == [(MODEL, None)] and not server.requests
+
+
+def test_the_price_table_is_read_once_when_several_threads_price_their_first_replies_at_once(monkeypatch):
+    import threading
+    import types
+
+    from evolve.llm import pricing
+
+    reads = []
+    started = threading.Barrier(4)
+
+    def slow_loads(text, **kwargs):
+        reads.append(threading.get_ident())
+        threading.Event().wait(0.05)  # a wide window for a second reader to come in
+        return json.loads(text, **kwargs)
+
+    monkeypatch.setattr(pricing, "json", types.SimpleNamespace(loads=slow_loads))
+    monkeypatch.delitem(sys.modules, "litellm", raising=False)  # the bundled file, not litellm's live map
+    pricing._read_price_file.cache_clear()
+    costs = []
+
+    def price() -> None:
+        started.wait()
+        costs.append(pricing.cost_usd("openai", "gpt-4o", 1000, 100))
+
+    threads = [threading.Thread(target=price) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        pricing._read_price_file.cache_clear()
+    assert len(reads) == 1
+    assert len(costs) == 4 and len(set(costs)) == 1 and costs[0] > 0

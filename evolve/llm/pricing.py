@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,18 @@ LOCAL_PROVIDERS = frozenset(
 )
 
 
-@lru_cache(maxsize=1)
+_READING = threading.Lock()
+
+
 def _bundled_price_map() -> dict[str, Any]:
+    """The bundled table, read once per process: the first replies of a run come in on
+    several proposal threads at once, and each parse of its 3.5 MB holds the GIL ~20 ms."""
+    with _READING:
+        return _read_price_file()
+
+
+@lru_cache(maxsize=1)
+def _read_price_file() -> dict[str, Any]:
     spec = importlib.util.find_spec("litellm")
     locations = list(spec.submodule_search_locations or []) if spec else []
     for location in locations:
