@@ -79,16 +79,17 @@ def test_a_loss_in_one_deployment_costs_the_guard_times_the_shortfall() -> None:
     assert "lpt_shortfall" not in metrics and score == pytest.approx(100 * b - math.log2(1.1))
 
 
+def scored(verifier: MoeVerifier, name: str) -> list[InstanceResult]:
+    """The seed's or a baseline's results on a tiny16 and a qwen workload (3 windows each)."""
+    program = module(name)
+    return [verifier.score(instance(c, w, f"{c.name}-{i}"), record(program, c, w))
+            for i, (c, layers) in enumerate([(TINY, 2), (QWEN, 4)])
+            for w in [generate(c, layers, 3, TRAIN_DRIFT, np.random.default_rng(3 + i))]]
+
+
 def test_the_seed_pays_for_its_shortfall_and_lpt_does_not() -> None:
     verifier = MoeVerifier(PROBLEM_DIR, {"lpt_guard": 2.0})
-    parts = [(TINY, 2), (QWEN, 4)]
-    scores = {}
-    for name in ("seed", "lpt"):
-        program = module(name)
-        results = [verifier.score(instance(c, w, f"{c.name}-{i}"), record(program, c, w))
-                   for i, (c, layers) in enumerate(parts)
-                   for w in [generate(c, layers, 3, TRAIN_DRIFT, np.random.default_rng(3 + i))]]
-        scores[name] = verifier.aggregate(results)
+    scores = {name: verifier.aggregate(scored(verifier, name)) for name in ("seed", "lpt")}
     (seed_score, seed), (lpt_score, lpt) = scores["seed"], scores["lpt"]
     assert lpt["lpt_shortfall"] == 0.0
     assert seed["lpt_shortfall"] > 0
@@ -125,19 +126,10 @@ def test_the_feedback_names_each_deployments_shortfall_to_lpt_and_what_the_guard
     """The prompt's lines say, per deployment, how far the program is from LPT and what that cost
     (a clean-room agent had to work the charged deployment out by subtraction)."""
     verifier = MoeVerifier(PROBLEM_DIR, {"lpt_guard": 2.0})
-    parts = [(TINY, 2), (QWEN, 4)]
-    lines = {}
-    for name in ("seed", "lpt"):
-        program = module(name)
-        results = [verifier.score(instance(c, w, f"{c.name}-{i}"), record(program, c, w))
-                   for i, (c, layers) in enumerate(parts)
-                   for w in [generate(c, layers, 3, TRAIN_DRIFT, np.random.default_rng(3 + i))]]
-        _, metrics = verifier.aggregate(results)
-        lines[name] = verifier.feedback_lines(results)
-        by_group = {r.group: r for r in results}
-        if name == "seed":
-            seed_metrics, seed_results = metrics, by_group
-    seed, lpt = lines["seed"], lines["lpt"]
+    seed_list = scored(verifier, "seed")
+    _, seed_metrics = verifier.aggregate(seed_list)
+    seed_results = {r.group: r for r in seed_list}
+    seed, lpt = verifier.feedback_lines(seed_list), verifier.feedback_lines(scored(verifier, "lpt"))
     assert seed[0].startswith("against LPT per deployment") and lpt[0].startswith("against LPT per deployment")
     costs = 0.0
     for group in ("qwen", "tiny16"):
