@@ -29,6 +29,7 @@ from evolve.population import Elite, Population, cell_key
 from evolve.problem import Problem
 from evolve.progress import EDIT, EVALUATION, MODEL, Progress, first_line
 from evolve.prompt_programs import key_metrics
+from evolve.prompting import PromptBuilder
 from evolve.records import attempt_record, capped, program_record, safe_evaluate
 from evolve.scoring import headline_gap
 from evolve.stop import StopKind
@@ -42,6 +43,7 @@ class LoopOutcomes:
     problem: Problem
     settings: RunSettings
     archive: Archive
+    prompts: PromptBuilder
     run_dir: Path
     population: Population
     progress: Progress
@@ -183,8 +185,11 @@ class LoopOutcomes:
             self._offer(task.island, program)
         if self._model_outcome is not None:  # only a files: model hears what came of its reply
             metrics = key_metrics(program.metrics, self.problem) if program.score is not None else ""
+            # with the time against the limits, which a program that fails its budget fails on (a
+            # clean-room agent saw it only in the next prompt, never for its last reply)
+            timing = self.prompts.time_line(program) if program.score is not None else ""
             self._tell(task, _judged(program, evaluation, self.problem.spec.objective.score, self.progress),
-                       "\n".join(part for part in (metrics, program.feedback) if part))
+                       "\n".join(part for part in (metrics, program.feedback, timing) if part))
         self._maybe_migrate()
 
     def _tell(self, task: Task, summary: str, details: str = "") -> None:

@@ -51,6 +51,7 @@ from evolve.prompt_programs import (
     defined_names,
     program_view,
     shortest_form,
+    time_against_limits,
     time_limits,
 )
 from evolve.verifier import Instance
@@ -177,6 +178,10 @@ class PromptBuilder:
             chosen = chosen[:-1]  # the estimate was short: the last inspiration goes
             user = render(chosen) if chosen else bare
         return [{"role": "system", "content": self._system}, {"role": "user", "content": user}]
+
+    def time_line(self, program: Program) -> str:
+        """The program's time per instance against its limits, as its prompts show it."""
+        return time_against_limits(program, self._limits)
 
     def _view(self, program: Program) -> ProgramView:
         assert program.id is not None

@@ -255,6 +255,8 @@ def test_the_cli_says_when_it_waits_and_what_came_of_each_reply_with_an_outcome_
     assert len(said) == 4  # nothing else, however long the person took
     assert read_first and read_first[0].splitlines()[2] == first.removeprefix("reply_001.md: ")
     assert "median gap " in read_first[0]  # what the score is made of, as a prompt's headline says it
+    # and its time against the limits, as the next prompt would show it (the last reply has no next)
+    assert re.search(r"^CPU ms per instance[,:] ", read_first[0], re.M), read_first[0]
     outcome = (folder / "outcome_002.md").read_text()
     assert outcome.splitlines()[2] == second.removeprefix("reply_002.md: ")
     assert "SEARCH text was not found" in outcome and outcome.count("SEARCH text was not found") == 1
