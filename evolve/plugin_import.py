@@ -14,8 +14,16 @@ too, whichever folder was loaded last: every module loaded from a problem's fold
 functions keep it) that does the same stepping aside for its folders' plain names first.
 ``importlib.import_module("helper")`` bypasses ``__import__``: such a module's ``import importlib``
 (or ``from importlib import import_module``) gets an ``importlib`` whose ``import_module`` steps
-aside first too.  A module that reached importlib another way (``sys.modules["importlib"]``) is
-not covered.
+aside first too.
+
+Every other spelling (``sys.modules["importlib"].import_module``, ``builtins.__import__``,
+``importlib.__import__``, ``sys.modules["helper"]``) reaches the process's one ``sys.modules``,
+which cannot know who asks.  So the names are switched where evolve reaches a problem's code:
+``Problem.verifier`` calls ``activate``, which steps the other folders' same-named modules aside
+and brings this folder's back (the very module objects loaded before, not fresh copies, so their
+classes still pickle and their state stays), with its folders first on ``sys.path``.  Two plug-in
+verifiers that share a plain module name and run interleaved in threads of one process are not
+kept apart (evolve never does that: a trusted worker process scores one problem).
 """
 
 from __future__ import annotations
@@ -96,7 +104,30 @@ def _prefer(names: frozenset[str], roots: list[Path], folders: list[str]) -> Non
         sys.path.insert(0, path)
     stash = [n for n, m in sys.modules.items() if n.partition(".")[0] in names and not _within(m, roots)]
     for name in stash:
-        del sys.modules[name]
+        _ASIDE.setdefault(name, []).append(sys.modules.pop(name))
+    # This folder's own modules stepped aside earlier come back as they were.
+    for name in [n for n in _ASIDE if n.partition(".")[0] in names and n not in sys.modules]:
+        own = next((m for m in _ASIDE[name] if _within(m, roots)), None)
+        if own is not None:
+            _ASIDE[name].remove(own)
+            sys.modules[name] = own
+
+
+# Plain name -> the modules of other folders stepped aside under it, until their folder's turn.
+_ASIDE: dict[str, list[ModuleType]] = {}
+
+
+def activate(own: list[str], folders: list[str]) -> None:
+    """Plain names that ``own`` folders provide are theirs again, in ``sys.modules`` and on
+    ``sys.path`` (``folders`` first): called where evolve reaches the problem's verifier, so that
+    an import inside it finds its folder's module whichever way it is spelt."""
+    roots = [Path(p).resolve() for p in own]
+    names = _provided(roots)
+    if sys.path[:len(folders)] == folders and not any(
+            (m := sys.modules.get(n)) is not None and not _within(m, roots) or
+            (m is None and any(_within(a, roots) for a in _ASIDE.get(n, ()))) for n in names):
+        return  # already this folder's: nothing to step aside, nothing to bring back
+    _prefer(names, roots, folders)
 
 
 # Resolved folder -> the builtins of the modules loaded from it (their own __import__).

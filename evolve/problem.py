@@ -29,7 +29,7 @@ from evolve.config import ProblemSpec, load_problem_spec
 from evolve.errors import UserError
 from evolve.files import read_text
 from evolve.options import OptionError
-from evolve.plugin_import import import_by_file
+from evolve.plugin_import import activate, import_by_file
 from evolve.user_code import plugin_code, where_raised
 from evolve.verifier import Instance, LoadsInstances, Verifier
 
@@ -110,7 +110,7 @@ class Problem:
     @cached_property
     def verifier_class(self) -> type:
         """The verifier's class; a problem folder's is imported from its own files (plugin_import)."""
-        own = [p for p in self.sys_path if Path(p).resolve() != self.dir.parent] if self.origin == "path" else None
+        own = self._own_folders if self.origin == "path" else None
         return import_entry(self.spec.verifier.entry, self.sys_path, str(self.toml_path), own)
 
     @property
@@ -119,8 +119,21 @@ class Problem:
         cls = self.verifier_class
         return f"{cls.__module__}:{cls.__qualname__}"
 
-    @cached_property
+    @property
     def verifier(self) -> Verifier:
+        """The verifier, built; a problem folder's plain module names are its own again (so an
+        import inside the verifier finds its folder's module however it is spelt)."""
+        verifier = self._verifier
+        if self.origin == "path":
+            activate(self._own_folders, self.sys_path)
+        return verifier
+
+    @property
+    def _own_folders(self) -> list[str]:
+        return [p for p in self.sys_path if Path(p).resolve() != self.dir.parent]
+
+    @cached_property
+    def _verifier(self) -> Verifier:
         """The verifier, built; a bad option is one line naming where it came from."""
         cls = self.verifier_class
         if not isinstance(cls, type):  # it was "building verifier ... raised TypeError" at our line

@@ -103,6 +103,9 @@ LAZY_IMPORTS = {
     "statement": "        import scaled  # lazy: imported at the first score, not with the verifier\n",
     "import_module": "        import importlib\n\n        scaled = importlib.import_module(\"scaled\")\n",
     "from_importlib": "        from importlib import import_module\n\n        scaled = import_module(\"scaled\")\n",
+    "sys_modules_importlib": "        import sys\n\n        scaled = sys.modules[\"importlib\"].import_module(\"scaled\")\n",
+    "builtins_import": "        import builtins\n\n        scaled = builtins.__import__(\"scaled\")\n",
+    "importlib_dunder_import": "        import importlib\n\n        scaled = importlib.__import__(\"scaled\")\n",
 }
 
 
