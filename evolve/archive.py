@@ -40,7 +40,7 @@ from evolve.archive_records import (
     attempt_from_row,
     program_from_row,
 )
-from evolve.archive_schema import SCHEMA, SCHEMA_VERSION, check_archive
+from evolve.archive_schema import SCHEMA, SCHEMA_VERSION, check_archive, sqlite_uri
 from evolve.errors import UserError
 from evolve.record_cache import RecordCache, clone
 
@@ -63,7 +63,7 @@ class Archive:
             raise UserError(f"{path}: no archive here (expected a run folder with archive.sqlite)")
         if not create:
             check_archive(path)
-        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        uri = sqlite_uri(path, readonly=readonly)
         self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         # Rows never change once written: decoded copies, keyed by (id, with results) / iteration.

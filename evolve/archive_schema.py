@@ -64,6 +64,13 @@ CREATE TABLE IF NOT EXISTS elites (
 """
 
 
+def sqlite_uri(path: Path | str, *, readonly: bool = False) -> str:
+    """``path`` as an SQLite URI, quoted: a folder named ``run#1`` or ``a?b`` is that folder (an
+    unquoted ``file:.../run#1/archive.sqlite`` opened, and created, the file ``.../run``)."""
+    uri = Path(path).absolute().as_uri()
+    return f"{uri}?mode=ro" if readonly else uri
+
+
 def check_archive(path: Path) -> None:
     """An existing archive must be an evolve archive: a zero-byte or corrupt file is a
     one-line error naming it, never a silent fresh start (SQLite would happily treat
@@ -72,7 +79,7 @@ def check_archive(path: Path) -> None:
     if size == 0:
         raise UserError(f"{path}: empty file (0 bytes), not an evolve archive; the run cannot be read or resumed")
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = sqlite3.connect(sqlite_uri(path, readonly=True), uri=True)
         try:
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             db.execute("SELECT id FROM programs LIMIT 1").fetchone()

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evolve.archive_schema import sqlite_uri
 from evolve.config import SandboxSettings
 from evolve.evaluation import Evaluation
 from evolve.formats import json_safe
@@ -137,7 +138,7 @@ class EvalCache:
 def _lookup(archive: Path, key: str) -> tuple[str, str, float] | None:
     """(name, evaluation JSON, created_at) of ``key`` in ``archive``'s cache, or None."""
     try:
-        db = sqlite3.connect(f"file:{archive}?mode=ro", uri=True)
+        db = sqlite3.connect(sqlite_uri(archive, readonly=True), uri=True)
         try:
             row = db.execute("SELECT name, evaluation, created_at FROM split_evaluations WHERE key=?",
                              (key,)).fetchone()

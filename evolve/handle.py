@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evolve.archive import Archive, Program
+from evolve.archive_schema import sqlite_uri
 from evolve.compare import StepProgress
 from evolve.errors import UserError
 from evolve.runs import RunInfo, load_run
@@ -202,7 +203,7 @@ class Run:
         program, tokens, cost, model seconds, created_at."""
         import pandas as pd
 
-        db = sqlite3.connect(f"file:{self.info.archive_path}?mode=ro", uri=True)
+        db = sqlite3.connect(sqlite_uri(self.info.archive_path, readonly=True), uri=True)
         try:
             return pd.read_sql_query(
                 "SELECT iteration, island, parent_id AS parent, mode, model, outcome, error, program_id AS program,"

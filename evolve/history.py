@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evolve.archive_schema import sqlite_uri
+
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 # Proposal outcomes and evaluation statuses that are failures, in display order.
 ATTEMPT_FAILURES = ("edit_error", "llm_error")
@@ -73,7 +75,7 @@ class ModelUsage:
 
 class History:
     def __init__(self, archive_path: Path) -> None:
-        self._db = sqlite3.connect(f"file:{archive_path}?mode=ro", uri=True)
+        self._db = sqlite3.connect(sqlite_uri(archive_path, readonly=True), uri=True)
 
     def close(self) -> None:
         self._db.close()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evolve.archive import Archive
+from evolve.archive_schema import sqlite_uri
 from evolve.config import RunSettings, offline_default, read_toml, resolve_settings
 from evolve.errors import UserError
 from evolve.files import check_output, write_atomic
@@ -224,7 +225,7 @@ def _has_work(archive: Path) -> bool:
     import sqlite3
 
     try:
-        db = sqlite3.connect(f"file:{archive}?mode=ro", uri=True)
+        db = sqlite3.connect(sqlite_uri(archive, readonly=True), uri=True)
         try:
             programs = db.execute("SELECT COUNT(*) FROM programs").fetchone()[0]
             attempts = db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0]

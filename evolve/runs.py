@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from evolve.archive import Archive, Program
+from evolve.archive_schema import sqlite_uri
 from evolve.config import RunSettings, validate
 from evolve.errors import UserError
 from evolve.files import read_text
@@ -91,7 +92,7 @@ def _archived_problem(path: Path) -> str | None:
     """The problem the archive says its run was of (None: not recorded, or not readable here;
     a damaged archive is reported by whoever opens it)."""
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = sqlite3.connect(sqlite_uri(path, readonly=True), uri=True)
         try:
             row = db.execute("SELECT value FROM meta WHERE key = 'problem'").fetchone()
         finally:

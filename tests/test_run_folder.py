@@ -186,3 +186,23 @@ def test_an_out_folder_holding_other_things_is_refused_in_one_line_and_left_as_i
     assert made.returncode == 0, made.stderr
     again = evolve("run", str(problem), "--iterations", "1", "--out", str(empty))
     one_line_error(again, f"already holds a run (use 'evolve resume {empty}' to continue it)")
+
+
+@pytest.mark.parametrize("name", ["run#1", "a?b", "50%"])
+def test_a_run_folder_named_with_uri_characters_holds_its_own_archive(tmp_path: Path, name: str) -> None:
+    """SQLite opens archives by URI: an unquoted ``file:.../run#1/archive.sqlite`` was the file
+    ``.../run`` (created there, empty), so the run wrote its archive beside its folder and its
+    review read nothing."""
+    shutil.copytree(TESTS / "toy_problem", tmp_path / "toy", ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "runs" / name
+    made = evolve("run", str(tmp_path / "toy"), "--iterations", "2", "--out", str(out))
+    assert made.returncode == 0, made.stderr
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [name]  # nothing beside it
+    db = sqlite3.connect(out / "archive.sqlite")
+    try:
+        assert db.execute("SELECT COUNT(*) FROM programs").fetchone()[0] >= 1
+    finally:
+        db.close()
+    review = evolve("review", str(out), "--test")
+    assert review.returncode == 0, review.stderr
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [name]
