@@ -6,6 +6,7 @@ not an evolve archive before anything reads or resumes it.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -64,6 +65,10 @@ CREATE TABLE IF NOT EXISTS elites (
 """
 
 
+ARCHIVE = "archive.sqlite"  # a run folder's archive and config (evolve.runs)
+CONFIG = "config.json"
+
+
 def sqlite_uri(path: Path | str, *, readonly: bool = False) -> str:
     """``path`` as an SQLite URI, quoted: a folder named ``run#1`` or ``a?b`` is that folder (an
     unquoted ``file:.../run#1/archive.sqlite`` opened, and created, the file ``.../run``)."""
@@ -90,3 +95,18 @@ def check_archive(path: Path) -> None:
         raise UserError(f"{path}: not a readable evolve archive ({err})") from None
     if row is None:
         raise UserError(f"{path}: not an evolve archive (no schema version)")
+
+
+def archived_problem(path: Path) -> str | None:
+    """The problem the archive says its run was of (None: not recorded, or not readable here;
+    a damaged archive is reported by whoever opens it)."""
+    try:
+        db = sqlite3.connect(sqlite_uri(path, readonly=True), uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'problem'").fetchone()
+        finally:
+            db.close()
+        value = json.loads(row[0]) if row else None
+    except (sqlite3.Error, ValueError, TypeError):
+        return None
+    return value if isinstance(value, str) else None

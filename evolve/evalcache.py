@@ -16,6 +16,12 @@ baselines are the same programs in every run of a problem, so a run's report aft
 evaluates little more than its best program (a fresh smtt run's report: 123 s at load 12, of
 which its 14 baseline evaluations took ~60 s).  Such an entry is copied into this run's
 archive, so the run folder stays whole on its own.
+
+Only evolve runs of the same problem are read: a sibling folder holding a ``config.json`` that
+names this run's problem and an ``archive.sqlite`` (a regular file) whose own record names it
+too; the newest ``NEIGHBOURS`` of them, found once per cache.  A run under ``/tmp`` thus never
+reads another program's ``*/archive.sqlite`` there, and a sibling that cannot be read (a foreign
+or damaged SQLite file, a config that is not JSON, an entry that does not decode) is passed over.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evolve.archive_schema import sqlite_uri
+from evolve.archive_schema import ARCHIVE, CONFIG, archived_problem, sqlite_uri
 from evolve.config import SandboxSettings
 from evolve.evaluation import Evaluation
 from evolve.formats import json_safe
@@ -45,6 +51,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS split_evaluations (
     evaluation TEXT NOT NULL, created_at REAL NOT NULL)"""
 # pure_rule decides which programs skip the audit, with the GP's parser (gp.codegen).
 NEIGHBOURS = 50  # other runs' archives a lookup reads at most (the newest)
+MAX_CONFIG = 1 << 20  # a sibling's config.json larger than this is not a run's
 ENGINE_MODULES = ("evolve.evaluation", "evolve.scoring", "evolve.verifier", "evolve.pure_rule", "evolve.gp.codegen")
 
 
@@ -85,6 +92,8 @@ class EvalCache:
     ) -> None:
         self.archive = archive
         self.split = split
+        self._problem = problem.name
+        self._others: list[Path] | None = None
         base = hashlib.sha256()
         for part in (problem.spec.model_dump_json(), sandbox.model_dump_json(), split,
                      instances_digest(instances), source_digest(problem)):
@@ -98,23 +107,22 @@ class EvalCache:
     def get(self, code: str) -> Evaluation | None:
         key = self.key(code)
         row = _lookup(self.archive, key)
-        if row is None:
-            for other in self._neighbours():
-                row = _lookup(other, key)
-                if row is not None:
-                    self._store(key, row[0], row[1], row[2])  # this run's own copy
-                    break
-        return from_json(json.loads(row[1])) if row else None
+        if row is not None:
+            return from_json(json.loads(row[1]))
+        for other in self._neighbours():
+            row = _lookup(other, key)
+            found = _decoded(row[1]) if row is not None else None
+            if found is not None:
+                self._store(key, row[0], row[1], row[2])  # this run's own copy
+                return found
+        return None
 
     def _neighbours(self) -> list[Path]:
-        """The archives of the other runs in this run's folder, newest first (at most NEIGHBOURS)."""
-        own = Path(self.archive).resolve()
-        try:
-            found = [p for p in Path(own).parent.parent.glob("*/archive.sqlite") if p.resolve() != own]
-            found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-        except OSError:
-            return []
-        return found[:NEIGHBOURS]
+        """The archives of the other runs of this problem in this run's folder, newest first (at
+        most NEIGHBOURS), found once."""
+        if self._others is None:
+            self._others = _runs_of(self._problem, Path(self.archive))
+        return self._others
 
     def put(self, name: str, code: str, evaluation: Evaluation) -> None:
         if evaluation.status in ("timeout", "crash", "memory"):
@@ -133,6 +141,45 @@ class EvalCache:
                 db.close()
         except sqlite3.OperationalError as err:  # a read-only run folder: no cache, same results
             log.info("cannot cache the evaluation in %s: %s", self.archive, err)
+
+
+def _runs_of(problem: str, archive: Path) -> list[Path]:
+    """The archives of the evolve runs of ``problem`` beside ``archive``'s run, newest first, at
+    most NEIGHBOURS: folders with a config.json naming ``problem`` and an archive.sqlite (a
+    regular file) recording it too."""
+    own = archive.resolve()
+    found: list[tuple[float, Path]] = []
+    try:
+        folders = [p for p in own.parent.parent.iterdir() if p != own.parent]
+    except OSError:
+        return []
+    for folder in folders:
+        try:
+            path, config = folder / ARCHIVE, folder / CONFIG
+            if path.is_file() and config.is_file() and config.stat().st_size <= MAX_CONFIG:
+                found.append((path.stat().st_mtime, path))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    found.sort(reverse=True)
+    runs = []
+    for _, path in found:
+        if len(runs) == NEIGHBOURS:
+            break
+        try:
+            document = json.loads((path.parent / CONFIG).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(document, dict) and document.get("problem") == problem and archived_problem(path) == problem:
+            runs.append(path)
+    return runs
+
+
+def _decoded(text: str) -> Evaluation | None:
+    """Another run's entry, or None where it does not decode (a damaged or foreign row)."""
+    try:
+        return from_json(json.loads(text))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def _lookup(archive: Path, key: str) -> tuple[str, str, float] | None:

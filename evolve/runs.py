@@ -7,20 +7,17 @@ import fcntl
 import json
 import os
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from evolve.archive import Archive, Program
-from evolve.archive_schema import sqlite_uri
+from evolve.archive_schema import ARCHIVE, CONFIG, archived_problem
 from evolve.config import RunSettings, validate
 from evolve.errors import UserError
 from evolve.files import read_text
 
-ARCHIVE = "archive.sqlite"
-CONFIG = "config.json"
 LOCK = "run.lock"
 
 
@@ -81,26 +78,11 @@ def load_run(folder: Path) -> RunInfo:
         if key not in document:
             raise UserError(f"{config}: missing key '{key}'")
     settings = validate(RunSettings, document["settings"], str(config), prefix="settings.")
-    archived = _archived_problem(folder / ARCHIVE)
+    archived = archived_problem(folder / ARCHIVE)
     if archived is not None and archived != document["problem"]:  # review/export would mislabel every figure
         raise UserError(f"{config}: problem {document['problem']!r}, but {folder / ARCHIVE} holds a run of "
                         f"{archived!r} (a config.json from another run?)")
     return RunInfo(folder, document["problem"], document["problem_dir"], settings)
-
-
-def _archived_problem(path: Path) -> str | None:
-    """The problem the archive says its run was of (None: not recorded, or not readable here;
-    a damaged archive is reported by whoever opens it)."""
-    try:
-        db = sqlite3.connect(sqlite_uri(path, readonly=True), uri=True)
-        try:
-            row = db.execute("SELECT value FROM meta WHERE key = 'problem'").fetchone()
-        finally:
-            db.close()
-        value = json.loads(row[0]) if row else None
-    except (sqlite3.Error, ValueError, TypeError):
-        return None
-    return value if isinstance(value, str) else None
 
 
 def find_runs(root: Path, problem: str) -> list[Path]:
