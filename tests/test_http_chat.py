@@ -32,6 +32,7 @@ from test_llm_backends import KEY, MODEL, api_key, request  # noqa: F401 (api_ke
 
 from evolve.llm import LLMError
 from evolve.llm.http_chat import ChatEndpoint, EndpointConnectionError, EndpointStatusError, usable
+from evolve.llm.openai_body import call_timeout
 from evolve.llm.openai_compat import OpenAICompatLLM
 from evolve.llm.retry import RetryPolicy
 
@@ -541,9 +542,12 @@ def test_litellm_s_calls_are_bounded_as_the_openai_client_s(model: str, hostile:
     litellm's error, run through its secret-redacting patterns: over 2 minutes of the controller's
     CPU for one call; ``100 Continue`` replies held a 1 s call for the 30 s the server sent them,
     both ways (ninth red team).  litellm's clients now get our bounds (``bound_litellm``); an
-    80 MiB bomb here, which is over the bound."""
+    80 MiB bomb here, which is over the bound.  The bounds are set once per process, by the first
+    backend: a backend with a longer timeout made first (another test's, a run's) had this 1 s call
+    read the interim replies for 30 s; each call's own timeout reaches them now."""
     from evolve.llm.litellm_backend import LiteLLMBackend
 
+    LiteLLMBackend(model, timeout_s=600.0).litellm()  # bounds litellm, as the first backend of a process
     slow, body = _SlowHead(interim=True), _bomb(80)
     bomb = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     base, _, thread = _raw_server([bomb if hostile == "gzip bomb" else slow], close_after={0})
@@ -622,7 +626,7 @@ def test_litellm_s_vertex_token_refresh_is_bounded_too() -> None:
         from google.auth.exceptions import TransportError as expected
     except ImportError:
         expected = ConnectionError
-    with pytest.raises(expected):
+    with pytest.raises(expected), call_timeout(1.0):  # as inside a 1 s backend's call
         VertexBase().refresh_auth(Credentials())
     thread.join(70)
     assert 0 < trickle.sent < 150, trickle.sent

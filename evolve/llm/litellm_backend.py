@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from evolve.llm.base import Completion, ProposalRequest
+from evolve.llm.openai_body import call_timeout
 from evolve.llm.openai_compat import (
     OPENAI_COMPATIBLE_PREFIXES,
     PLACEHOLDER_KEY,
@@ -123,13 +124,21 @@ class LiteLLMBackend:
         kwargs.update(max_tokens=PROBE_MAX_TOKENS, timeout=timeout_s)
         for key in ("temperature", "seed"):
             kwargs.pop(key)
-        return self.litellm().completion(**kwargs)
+        litellm = self.litellm()
+        with call_timeout(timeout_s):
+            return litellm.completion(**kwargs)
+
+    def _completion(self, kwargs: dict[str, Any]) -> Any:
+        # litellm's clients are bounded once per process (bound_litellm, by the first backend):
+        # this call's timeout reaches them here.
+        with call_timeout(self.timeout_s):
+            return self._litellm.completion(**kwargs)
 
     def complete(self, request: ProposalRequest) -> Completion:
         self.litellm()
         kwargs = self._kwargs(request)
         return complete_with_retries(
-            lambda: self._litellm.completion(**kwargs),
+            lambda: self._completion(kwargs),
             model=self.model, policy=self.retry, timeout_s=self.timeout_s,
             seed=self.seed, iteration=request.iteration,
             cost=lambda response, _in, _out: self._cost(response),

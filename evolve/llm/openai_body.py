@@ -22,12 +22,30 @@ import importlib
 import threading
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import ModuleType
 from typing import Any
 
 from evolve.llm.http_chat import MAX_BODY, TOO_LARGE, decoded
 
 _calls = threading.local()  # .deadline: when the request this thread is making must be done
+# The timeout of the model call being made (``call_timeout``): litellm's HTTP clients and token
+# requests are bounded once per process, by the first backend, so the call's own timeout must
+# reach them at call time (a 1 s call after a 120 s backend's was bounded at 120 s).
+_call_timeout: ContextVar[float | None] = ContextVar("evolve_call_timeout", default=None)
+
+
+@contextmanager
+def call_timeout(timeout_s: float) -> Iterator[None]:
+    """Requests made inside are bounded by ``timeout_s`` from their start, whatever the client's
+    own bound (``bound``): a backend wraps each call of a library that shares clients."""
+    token = _call_timeout.set(timeout_s)
+    try:
+        yield
+    finally:
+        _call_timeout.reset(token)
 
 
 def bounded_client(timeout_s: float, **kwargs: Any) -> Any:
@@ -50,7 +68,8 @@ def bound(client: Any, timeout_s: float) -> Any:
 
     def ask(request: Any) -> None:
         request.headers["Accept-Encoding"] = "gzip, deflate"  # what ``decoded`` inflates
-        _calls.deadline = time.monotonic() + timeout_s
+        within = _call_timeout.get()
+        _calls.deadline = time.monotonic() + (timeout_s if within is None else within)
 
     def read(response: Any) -> None:
         original, raw = response.stream, bytearray()
