@@ -90,6 +90,12 @@ class GPSettings(Strict):
     # coefficient acting only above a gate ties on every trial; without this only its x 0.5 and
     # x 0.8 trials are screened). Off: the shipped searches repeat as before.
     fit_ties: bool = False
+    # Whether trees may reduce an array over the candidates (np.max, np.min, np.mean of p, d or
+    # any array term). Off for a problem whose rule must be an index rule, each job's priority a
+    # function of its own inputs and the scalar arguments only (smtt_rule's audit asks the rule
+    # again with a subset of the jobs): random trees, point mutation and crossover then never
+    # make a reduction, and a [rule] start or terminal that holds one is an error.
+    reductions: bool = True
 
 
 class RunSettings(Strict):

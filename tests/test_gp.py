@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evolve.config import RuleSpec, load_problem_spec, resolve_settings
+from evolve.config import GPSettings, RuleSpec, load_problem_spec, resolve_settings
 from evolve.edits import apply_edit
 from evolve.errors import UserError
 from evolve.gp import BehaviourKeys, GPBackend, check_rules
@@ -283,6 +283,55 @@ def test_insertion_is_drawn_only_when_the_run_weighs_it() -> None:
     made = [vary(parent, [], SIG, random.Random(s), Limits(), fresh=False, weights=weighted) for s in range(200)]
     share = sum(c is not None and c.operator == "insert" for c in made) / len(made)
     assert 0.3 < share < 0.6  # without inspirations (no crossover) 0.5 / 1.08 of the draws
+
+
+def _reduces(tree) -> bool:
+    return tree[0] not in ("x", "c") and (tree[0] in ("rmax", "rmin", "rmean") or any(_reduces(c) for c in tree[1:]))
+
+
+def test_without_reductions_no_tree_or_child_reduces_over_the_candidates() -> None:
+    # smtt_rule's audit asks a rule again with a subset of the jobs: np.mean(p) is p_mean in a
+    # real call and not in the subset's, so its GP must not write reductions.
+    index_only = Signature(SIG.inputs, "array", reductions=False)
+    rng_on, rng_off = random.Random(5), random.Random(5)
+    with_them = [random_tree(SIG, rng_on, rng_on.randint(0, 4)) for _ in range(300)]
+    without = [random_tree(index_only, rng_off, rng_off.randint(0, 4)) for _ in range(300)]
+    assert any(_reduces(t) for t in with_them)  # the default still draws them
+    assert not any(_reduces(t) for t in without) and all(well_typed(t, index_only) for t in without)
+    mean_of_p = ("sub", ("x", "d"), ("rmean", ("x", "p")))
+    assert well_typed(mean_of_p, SIG) and not well_typed(mean_of_p, index_only)
+    # nor do children: mutation, and crossover from an inspiration that holds a reduction
+    parent = ("max", ("x", "d"), ("add", ("x", "t"), ("x", "p")))
+    donor = ("add", ("x", "d"), ("mul", ("rmax", ("x", "p")), ("x", "p")))
+    children = [vary(parent, [donor], index_only, random.Random(s), Limits(), fresh=False) for s in range(300)]
+    assert all(c is not None and not _reduces(c.tree) for c in children)
+    assert any(c.operator == "crossover" for c in children if c is not None)
+    assert any(_reduces(c.tree) for s in range(300)
+               if (c := vary(parent, [donor], SIG, random.Random(s), Limits(), fresh=False)) is not None)
+
+
+def test_gp_settings_reductions_is_a_strict_boolean_and_smtt_rule_turns_it_off(tmp_path: Path) -> None:
+    assert resolve_settings({}, None, {}).gp.reductions is True
+    good = tmp_path / "good.toml"
+    good.write_text("[gp]\nreductions = false\n")
+    assert resolve_settings({}, good, {}).gp.reductions is False
+    for text, key in (('[gp]\nreductions = "no"\n', "reductions"), ("[gp]\nreduction = false\n", "reduction")):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(UserError, match=key):
+            resolve_settings({}, bad, {})
+    off = {name for name in RULES_PROBLEMS if not resolve_settings(load_problem(name).spec.run, None, {}).gp.reductions}
+    assert off == {"smtt_rule"}  # every other problem's search draws as before
+
+
+def test_backend_refuses_a_rule_table_that_reduces_when_reductions_are_off() -> None:
+    rule = SMTT_LIKE.model_copy(update={"starts": ["d", "d - np.max(p, axis=-1, keepdims=True)"]})
+    GPBackend([rule], settings=GPSettings(reductions=True))
+    with pytest.raises(UserError, match=r"starts\[1\] = 'd - np.max\(p, .*reductions = false"):
+        GPBackend([rule], settings=GPSettings(reductions=False))
+    terminal = SMTT_LIKE.model_copy(update={"terminals": ["t / np.mean(d, axis=-1, keepdims=True)"]})
+    with pytest.raises(UserError, match=r"terminals\[0\]"):
+        GPBackend([terminal], settings=GPSettings(reductions=False))
 
 
 def test_gated_insertion_gives_a_new_term_a_coefficient_on_each_side_of_a_declared_gate() -> None:

@@ -18,6 +18,7 @@ import random
 
 from evolve.config import GPSettings, RuleSpec
 from evolve.edits import EditError, apply_edit
+from evolve.errors import UserError
 from evolve.gp.codegen import parse
 from evolve.gp.constants import (
     constant_paths,
@@ -29,7 +30,7 @@ from evolve.gp.operators import WEIGHTS, Child, Limits, vary
 from evolve.gp.program import rule_tree, signature_of, with_rule
 from evolve.gp.rules import find_rule
 from evolve.gp.screen import Screen
-from evolve.gp.tree import Tree, simplify, size
+from evolve.gp.tree import Tree, reduces, simplify, size
 from evolve.llm.base import Completion, LLMError, ProposalRequest
 
 __all__ = ["GPBackend"]
@@ -65,11 +66,20 @@ class GPBackend:
         self.fit_race = settings.fit_race
         self.fit_scope = settings.fit_scope
         self.fit_ties = settings.fit_ties
+        self.reductions = settings.reductions
         extra = {name: w for name, w in (("insert", settings.insert), ("gate", settings.gate),
                                          ("split", settings.split)) if w > 0}
         self.weights = {**WEIGHTS, **extra} if extra else WEIGHTS
         self.screen = screen
         self.starts = {r.function: [parse(s, {i.name for i in r.inputs}) for s in r.starts] for r in rules}
+        if not self.reductions:
+            for r in rules:
+                for field, exprs in (("starts", r.starts), ("terminals", r.terminals), ("gates", r.gates)):
+                    for k, expr in enumerate(exprs):
+                        if reduces(parse(expr, {i.name for i in r.inputs})):
+                            raise UserError(f"[rule] '{r.function}' {field}[{k}] = {expr!r} reduces over the "
+                                            "candidates (np.max, np.min or np.mean of an array), which "
+                                            "[run.gp] reductions = false excludes")
 
     def complete(self, request: ProposalRequest) -> Completion:
         parent = request.parent_code
@@ -112,7 +122,7 @@ class GPBackend:
     def _brood(self, parent: str, rule: RuleSpec, parent_tree: Tree | None, donors: list[Tree],
                rng: random.Random, fresh: bool) -> list[Child]:
         """Children to answer with, best first (one unscreened child without a screen)."""
-        sig = signature_of(rule)
+        sig = signature_of(rule, self.reductions)
         made: dict[Tree, Child] = {}
         if fresh or parent_tree is None:
             starts = [simplify(t) for t in self.starts[rule.function]]

@@ -94,7 +94,8 @@ def point_mutation(parent: Tree, sig: Signature, rng: random.Random) -> Child | 
     if node[0] == "c":
         return Child(replace(parent, at, random_constant(rng)), "point", "point mutation: a new constant")
     op = OPS[node[0]]
-    peers = [n for n, o in OPS.items() if o.arity == op.arity and o.reduce == op.reduce and n != op.name]
+    peers = [n for n, o in OPS.items() if o.arity == op.arity and o.reduce == op.reduce and n != op.name
+             and (sig.reductions or not o.reduce)]
     if not peers:
         return None
     new_op = rng.choice(peers)

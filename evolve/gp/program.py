@@ -16,11 +16,13 @@ from evolve.gp.rules import find_rule
 from evolve.gp.tree import Signature, Tree, well_typed
 
 
-def signature_of(rule: RuleSpec) -> Signature:
+def signature_of(rule: RuleSpec, reductions: bool = True) -> Signature:
+    """What the rule's trees may read; ``reductions``: as ``[run.gp] reductions`` (a rule read out
+    of a program is read with them, so a parent is a tree whatever the setting)."""
     names = {i.name for i in rule.inputs}
     return Signature(tuple((i.name, i.kind) for i in rule.inputs), rule.returns,
                      tuple(parse(term, names) for term in rule.terminals),
-                     tuple(parse(gate, names) for gate in rule.gates))
+                     tuple(parse(gate, names) for gate in rule.gates), reductions)
 
 
 def return_expression(code: str, rule: RuleSpec, tree: ast.Module | None = None) -> str | None:

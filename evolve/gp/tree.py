@@ -62,6 +62,10 @@ class Signature:
     # Gates: scalar trees whose sign splits the decisions (``[rule] gates``, e.g. ``n - 75``),
     # the conditions of gated insertion's coefficients.
     gates: tuple[Tree, ...] = ()
+    # Whether a tree may reduce an array over the candidates (rmax, rmin, rmean): off
+    # (``[run.gp] reductions = false``) for a problem that asks for an index rule, each
+    # candidate's value a function of its own entries and the scalars only.
+    reductions: bool = True
 
     def names(self, kind: Kind) -> list[str]:
         return [n for n, k in self.inputs if k == kind]
@@ -121,8 +125,16 @@ def reads(tree: Tree) -> set[str]:
     return set().union(*(reads(c) for c in tree[1:]))
 
 
+def reduces(tree: Tree) -> bool:
+    """Whether the tree reduces an array over the candidates anywhere (rmax, rmin, rmean)."""
+    if tree[0] in ("x", "c"):
+        return False
+    return OPS[tree[0]].reduce or any(reduces(c) for c in tree[1:])
+
+
 def well_typed(tree: Tree, sig: Signature) -> bool:
-    """Every input exists, every reduction reads an array, the root has the declared kind."""
+    """Every input exists, every reduction reads an array (and the signature allows
+    reductions), the root has the declared kind."""
     def ok(t: Tree) -> bool:
         if t[0] == "x":
             return sig.kind_of(t[1]) is not None
@@ -131,7 +143,7 @@ def well_typed(tree: Tree, sig: Signature) -> bool:
         op = OPS.get(t[0])
         if op is None or len(t) != op.arity + 1 or not all(ok(c) for c in t[1:]):
             return False
-        return not op.reduce or kind(t[1], sig) == "array"
+        return not op.reduce or (sig.reductions and kind(t[1], sig) == "array")
     return ok(tree) and kind(tree, sig) == sig.returns
 
 
@@ -162,8 +174,8 @@ def _terminal(want: Kind, sig: Signature, rng: random.Random) -> Tree:
     return random_constant(rng)
 
 
-def _pick_op(want: Kind, rng: random.Random) -> Op:
-    names = [n for n in OPS if not (OPS[n].reduce and want == "array")]
+def _pick_op(want: Kind, sig: Signature, rng: random.Random) -> Op:
+    names = [n for n in OPS if not (OPS[n].reduce and (want == "array" or not sig.reductions))]
     return OPS[rng.choices(names, [OP_WEIGHTS[n] for n in names])[0]]
 
 
@@ -179,7 +191,7 @@ def random_tree(sig: Signature, rng: random.Random, max_depth: int, full: bool =
         raise ValueError("an array-valued tree needs an array input")
     if max_depth <= 0 or (not full and rng.random() < 0.3):
         return _terminal(want, sig, rng)
-    op = _pick_op(want, rng)
+    op = _pick_op(want, sig, rng)
     if op.reduce:
         return (op.name, random_tree(sig, rng, max_depth - 1, full, "array"))
     kinds: list[Kind] = ["scalar" if rng.random() < 0.3 else "array" for _ in range(op.arity)]
