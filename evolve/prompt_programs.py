@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -158,19 +159,29 @@ def against_parent(program: Program, parent: Program | None) -> str:
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for mine, other in pairs:
         groups[mine.get("group", "")].append((100 * mine["gap"], 100 * other["gap"]))
-    per_group = ", ".join(f"{g} {fmean(a - b for a, b in rows):+.2f}"
-                          for g, rows in sorted(groups.items(), key=lambda kv: natural_key(kv[0])) if g)
+    named = sorted((g for g in groups if g), key=natural_key)
+    # jssp's ten groups all start "non_delay/": said once, the line was ~490 characters.
+    shared = os.path.commonprefix(named) if len(named) > 1 else ""
+    shared = shared[:shared.rfind("/") + 1]
+    per_group = ", ".join(f"{g[len(shared):]} {_points(fmean(a - b for a, b in groups[g]))}" for g in named)
     moved = sorted(((100 * (m["gap"] - o["gap"]), m["name"], 100 * o["gap"], 100 * m["gap"]) for m, o in pairs),
                    key=lambda row: row[0])
     better, worse = sum(1 for d, *_ in moved if d < -1e-9), sum(1 for d, *_ in moved if d > 1e-9)
-    text = f"Against its parent #{parent.id}:"
-    text += (f" gap change per group in points (negative: better) {per_group};" if per_group else "")
-    text += f" {better} instances better, {worse} worse, {len(moved) - better - worse} the same"
+    lines = [f"Against its parent #{parent.id} (gap change in points; negative: better):"]
+    if per_group:
+        lines.append(f"- per group{f' ({shared}...)' if shared else ''}: {per_group}")
+    lines.append(f"- instances: {better} better, {worse} worse, {len(moved) - better - worse} the same")
     if better:
-        text += f"; most helped {moved[0][1]} {moved[0][2]:.2f}% -> {moved[0][3]:.2f}%"
+        lines.append(f"- most helped: {moved[0][1]} {moved[0][2]:.2f}% -> {moved[0][3]:.2f}%")
     if worse:
-        text += f"; most hurt {moved[-1][1]} {moved[-1][2]:.2f}% -> {moved[-1][3]:.2f}%"
-    return text
+        lines.append(f"- most hurt: {moved[-1][1]} {moved[-1][2]:.2f}% -> {moved[-1][3]:.2f}%")
+    return "\n".join(lines)
+
+
+def _points(change: float) -> str:
+    """A change of a gap in points: +0.75, -3.75, 0 (not +0.00 or -0.00)."""
+    text = f"{change:+.2f}"
+    return "0" if text in ("+0.00", "-0.00") else text
 
 
 def _ms(seconds: float) -> str:
