@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 
+import evolve
 from evolve.evaluators.moe.configs import EpConfig
 from evolve.evaluators.moe.placement import Placement, shape
 from evolve.evaluators.moe.screen import place
+from evolve.problem import load_problem
 
 
 def _recording(calls: list[dict[str, np.ndarray]], own: float = 0.0) -> dict[str, Any]:
@@ -75,3 +77,43 @@ def test_colocated_share_counts_the_redundant_replicas_stacked_on_their_experts_
         measured.append(shape(Placement(phy2log, log2phy, count), config, weight))
     assert measured == [{"colocated_share": 1.0, "fit_balancedness": 1.0},
                         {"colocated_share": 0.0, "fit_balancedness": 23 / 25}]
+
+
+def test_gpu_cost_gets_the_deployments_group_count() -> None:
+    """A model asked for num_groups in gpu_cost (the frame had it, the rule did not)."""
+    for groups in (1, 4):
+        seen: list[float] = []
+
+        def gpu_cost(env: dict[str, Any], seen: list[float] = seen) -> np.ndarray:
+            seen.append(env["num_groups"])
+            return env["gpu_load"]
+
+        rules = {**_recording([]), "gpu_cost": (gpu_cost, set())}
+        place(rules, np.random.default_rng(1).integers(1, 100, size=(2, 8)), 12, 4, num_groups=groups)
+        assert seen == [float(groups)] * 12
+
+
+def _seed_without_num_groups(seed: str) -> str:
+    """The seed as it was before gpu_cost took num_groups (frame and function alike)."""
+    old = seed.replace("own_load,\n             num_groups):", "own_load):")
+    old = old.replace(", float(num_groups))", ")")
+    assert old != seed and "num_groups):" not in old and "float(num_groups)" not in old
+    return old
+
+
+def test_a_program_may_use_num_groups_and_one_written_before_still_scores_the_same() -> None:
+    """The seed's gpu_cost gets num_groups; a program whose gpu_cost uses it is scored (group
+    spreading only where there is more than one group), and a program written before it (eight
+    inputs, its own frame passing eight) places exactly as the seed does."""
+    moe = load_problem("moe")
+    seed = moe.seed_code
+    assert "def gpu_cost(" in seed and "num_groups):" in seed
+    using = seed.replace("    return gpu_load\n# EVOLVE-BLOCK-END",
+                         "    return gpu_load + (num_groups > 1) * group_load\n# EVOLVE-BLOCK-END")
+    assert using != seed
+    scored = {name: evolve.evaluate(moe, code, split="quick")
+              for name, code in (("seed", seed), ("old", _seed_without_num_groups(seed)), ("using", using))}
+    for name, evaluation in scored.items():
+        assert evaluation.ok, (name, evaluation.feedback)
+    assert scored["old"].metrics["balancedness"] == scored["seed"].metrics["balancedness"]
+    assert [r.objective for r in scored["old"].instances] == [r.objective for r in scored["seed"].instances]

@@ -66,7 +66,8 @@ def place(rules: Rules, weight: np.ndarray, num_replicas: int, num_gpus: int,
         group = group_of[expert]
         cost = _call(rules, "gpu_cost", gpu_load.shape, gpu_load=gpu_load, gpu_free=gpu_free, item_load=size,
                      mean_gpu_load=mean_gpu_load, max_gpu_load=max_gpu_load, items_left=float(num_replicas - j - 1),
-                     group_load=gpu_group_load[rows, :, group], own_load=gpu_expert_load[rows, :, expert])
+                     group_load=gpu_group_load[rows, :, group], own_load=gpu_expert_load[rows, :, expert],
+                     num_groups=float(num_groups))
         cost = np.nan_to_num(cost, nan=big, posinf=big, neginf=-big)
         cost = np.where(gpu_free > 0, cost, np.inf)
         gpu = np.argmin(cost, axis=1)

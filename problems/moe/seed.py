@@ -34,7 +34,8 @@ def item_order(item_load, expert, mean_load, count, expert_load):
     return -expert
 
 
-def gpu_cost(gpu_load, gpu_free, item_load, mean_gpu_load, max_gpu_load, items_left, group_load, own_load):
+def gpu_cost(gpu_load, gpu_free, item_load, mean_gpu_load, max_gpu_load, items_left, group_load, own_load,
+             num_groups):
     """Cost of putting the next replica on each GPU; the cheapest GPU with a free slot wins.
 
     gpu_load, gpu_free: [layers, gpus] load so far and free slots;
@@ -43,7 +44,8 @@ def gpu_cost(gpu_load, gpu_free, item_load, mean_gpu_load, max_gpu_load, items_l
     still to pack after this one (number); group_load: [layers, gpus] the part of gpu_load
     that experts of the replica's expert group put there (the group's experts drift together;
     with one group it is gpu_load); own_load: [layers, gpus] the part that the replica's own
-    expert (its replicas placed so far) put there.
+    expert (its replicas placed so far) put there; num_groups: the model's expert groups
+    (number; 1: group_load is gpu_load).
     """
     return gpu_load
 # EVOLVE-BLOCK-END
@@ -88,7 +90,7 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
         expert = items[rows, item]
         group = group_of[expert]
         cost = gpu_cost(gpu_load, gpu_free, size, mean_gpu_load, max_gpu_load, float(num_replicas - j - 1),
-                        gpu_group_load[rows, :, group], gpu_expert_load[rows, :, expert])
+                        gpu_group_load[rows, :, group], gpu_expert_load[rows, :, expert], float(num_groups))
         cost = np.asarray(cost, dtype=np.float64)
         cost = np.nan_to_num(np.broadcast_to(cost, gpu_load.shape), nan=big, posinf=big, neginf=-big)
         cost = np.where(gpu_free > 0, cost, np.inf)  # full GPUs are never chosen
