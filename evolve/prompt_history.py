@@ -185,12 +185,13 @@ def why_parent(choice: ParentChoice | None, parent: Program, best: Program | Non
     elif choice.how in ("tournament", "random") and choice.elites <= 1:
         how = f"the only program of island {island} so far"
     elif choice.how == "tournament":
-        how = (f"the best of {choice.tournament} random draws (with replacement) from island {island}'s "
-               f"{choice.elites} programs")
-        if choice.island_best is not None:
-            how += (", here the island's best" if choice.island_best == parent.id
-                    else f"; no draw hit the island's best, #{choice.island_best}"
-                         f"{_shown(choice.island_best, shown)}, so it is not the parent")
+        draws = f"{choice.tournament} random draws"
+        if choice.island_best == parent.id:
+            how = f"island {island}'s best, the winner of {draws} from its {choice.elites} programs"
+        else:
+            how = f"the best of {draws} from island {island}'s {choice.elites} programs"
+            if choice.island_best is not None:
+                how += f", which missed its best, #{choice.island_best}{_shown(choice.island_best, shown)}"
     elif choice.how == "random":
         how = f"drawn at random from island {island}'s {choice.elites} programs, to explore"
         if choice.island_best is not None and choice.island_best != parent.id:

@@ -190,11 +190,11 @@ def test_a_tournament_that_drew_only_the_worse_program_does_not_call_it_the_best
     won = next(c for c in choices if c.program_id == better)
     prompts = builder(smtt, archive)
     user = prompts.messages("diff", 0, archive.program(seed), [], choice=worse)[1]["content"]
-    assert ("Why this program: the best of 3 random draws (with replacement) from island 0's 2 programs; "
-            "no draw hit the island's best, #2 (not shown in this prompt), so it is not the parent; the run's best so far is #2") in user
+    assert ("Why this program: the best of 3 random draws from island 0's 2 programs, which missed its best, "
+            "#2 (not shown in this prompt); the run's best so far is #2") in user
     user = prompts.messages("diff", 0, archive.program(better), [], choice=won)[1]["content"]
-    assert ("Why this program: the best of 3 random draws (with replacement) from island 0's 2 programs, "
-            "here the island's best; it is the run's best so far.") in user
+    assert ("Why this program: island 0's best, the winner of 3 random draws from its 2 programs; "
+            "it is the run's best so far.") in user
 
 
 def test_the_islands_best_is_shown_beside_a_parent_that_is_not_it_even_when_it_is_the_seed(
@@ -220,7 +220,7 @@ def test_the_islands_best_is_shown_beside_a_parent_that_is_not_it_even_when_it_i
                    if c.program_id == worse)
     shown = [archive.program(i) for i in chosen]
     user = prompts.messages("diff", 0, archive.program(worse), shown, choice=tournament)[1]["content"]
-    assert "no draw hit the island's best, #1 (shown below), so it is not the parent" in user
+    assert "the best of 3 random draws from island 0's 2 programs, which missed its best, #1 (shown below);" in user
     assert "## Program #1 (island 0, the run's best): score -5" in user
     assert "## Program #3 (island 1): score -30" in user
     user = prompts.messages("diff", 0, archive.program(worse), shown, choice=explore)[1]["content"]
