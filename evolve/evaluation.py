@@ -242,8 +242,10 @@ class Evaluator:
         builder (``drive``): the problem's own baselines (trusted files, some knowingly outside
         the contract, such as smtt_rule's EDDC that plans at its first call, run only to be
         compared with; a candidate that copies one byte for byte is that baseline), and a
-        program that is provably one pure expression (``pure_rule.py``: every GP program)."""
-        return code in self._baseline_texts or is_pure_rule(code, function)
+        program that is provably one pure expression (``pure_rule.py``: every GP program; where
+        the verifier's audit checks for index rules, ``index_rules``, one that reduces no array)."""
+        reductions = not getattr(self.problem.verifier, "index_rules", False)
+        return code in self._baseline_texts or is_pure_rule(code, function, reductions)
 
     def _audited(self, code: str, function: str) -> bool:
         """Whether the verifier's ``audit`` re-checks this program (not an exempt one)."""
@@ -256,23 +258,42 @@ class Evaluator:
     def _audit(self, sandbox: Sandbox, code: str, function: str, instances: list[Instance],
                runs: list[InstanceRun], timeout: float) -> list[InstanceRun]:
         """The verifier's ``audit`` of the split's solutions, in a fresh session: a process that
-        kept nothing of the run.  A failed audit, or a session that ends, fails the instance."""
+        kept nothing of the run; then its ``reaudit`` in each of ``reaudits`` more fresh sessions,
+        with the solutions that still stand (``Audits``).  A failed audit, or a session that
+        ends, fails the instance."""
+        verifier = self.problem.verifier
         solutions = [run.solution if run.error is None else None for run in runs]
-        with sandbox.session(code, function, timeout_s=timeout) as session:
-            try:
-                reasons = list(self.problem.verifier.audit(instances[:len(runs)], solutions, session))
-                if len(reasons) != len(runs):
-                    raise ValueError(f"audit() gave {len(reasons)} verdicts for {len(runs)} instances")
-            except SessionEnded as err:
-                why = f"the re-check session ended: {err.outcome.error or err.outcome.status}"
-                reasons = [why] * len(runs)
-            except CandidateError as err:
-                reasons = [str(err)] * len(runs)
-            except Exception as err:  # a hostile reply the audit did not foresee, or a bug: fail closed
-                reasons = [f"could not be re-checked: {type(err).__name__}: {err}"] * len(runs)
+        reasons = self._audit_session(sandbox, code, function, verifier.audit, instances[:len(runs)], solutions,
+                                      timeout)
+        for _ in range(int(getattr(verifier, "reaudits", 0))):
+            standing = [s if r is None else None for s, r in zip(solutions, reasons, strict=True)]
+            if all(s is None for s in standing):
+                break
+            again = self._audit_session(sandbox, code, function, verifier.reaudit, instances[:len(runs)], standing,
+                                        timeout)
+            reasons = [r if r is not None or s is None else a
+                       for r, s, a in zip(reasons, standing, again, strict=True)]
         return [run if reason is None or solution is None
                 else InstanceRun(None, f"solution rejected on re-check: {reason}", run.seconds)
                 for run, solution, reason in zip(runs, solutions, reasons, strict=True)]
+
+    @staticmethod
+    def _audit_session(sandbox: Sandbox, code: str, function: str, check: Callable[..., Any],
+                       instances: list[Instance], solutions: list[Any], timeout: float) -> list[str | None]:
+        """One verdict per instance from ``check`` (the verifier's audit or reaudit) in a new session."""
+        with sandbox.session(code, function, timeout_s=timeout) as session:
+            try:
+                reasons = list(check(instances, solutions, session))
+                if len(reasons) != len(solutions):
+                    raise ValueError(f"the audit gave {len(reasons)} verdicts for {len(solutions)} instances")
+            except SessionEnded as err:
+                why = f"the re-check session ended: {err.outcome.error or err.outcome.status}"
+                reasons = [why] * len(solutions)
+            except CandidateError as err:
+                reasons = [str(err)] * len(solutions)
+            except Exception as err:  # a hostile reply the audit did not foresee, or a bug: fail closed
+                reasons = [f"could not be re-checked: {type(err).__name__}: {err}"] * len(solutions)
+        return reasons
 
     def evaluate(
         self,

@@ -323,7 +323,14 @@ class Audits(Protocol):
     its solution (None where the run failed): one verdict per instance, None or the reason it
     fails (``smtt_rule``: the rule, asked again at a few decisions, must make the same
     choices).  The problem's own baselines are not audited.  ``SessionEnded`` fails
-    them all."""
+    them all.
+
+    Optional: ``reaudits`` (an int) more fresh sessions, each given to ``reaudit`` (same
+    signature) with the solutions that still stand, None for the others: for checks whose
+    every question must reach a process that has seen nothing else of the instance
+    (``smtt_rule``'s subset check, one decision per instance and process).  ``index_rules``
+    True: the audit checks that a job's priority is a function of its own inputs and the
+    scalars, so a pure expression that reduces an array is audited too (``pure_rule.py``)."""
 
     def audit(self, instances: list[Instance], solutions: list[Any], session: Any) -> list[str | None]: ...
 
