@@ -12,6 +12,8 @@ import random
 
 import pytest
 
+from evolve.config import SandboxSettings
+from evolve.evaluation import Evaluator
 from evolve.gp.operators import Limits, ramped
 from evolve.gp.program import signature_of, with_rule
 from evolve.problem import load_problem
@@ -112,3 +114,18 @@ DEEP_HELPER = PURE.replace("    return np.where(b == 0, a, a / np.where(b == 0, 
 def test_a_helper_too_deep_to_compare_is_simply_not_pure() -> None:
     compile(DEEP_HELPER, "candidate", "exec")  # a program that runs
     assert not is_pure_rule(DEEP_HELPER, "priority")
+
+
+def test_a_reduction_makes_an_expression_audited_where_the_audit_checks_for_index_rules() -> None:
+    """np.max(p, ...) makes every job's priority depend on the others: in smtt_rule (whose audit
+    asks with jobs removed, ``index_rules``) such an expression is audited, in jssp it stays exempt;
+    without a reduction it is exempt in both."""
+    assert "np.max(p, axis=-1, keepdims=True)" in PURE
+    without = PURE.replace("np.max(p, axis=-1, keepdims=True)", "p_max").replace("**kwargs", "p_max")
+    assert is_pure_rule(PURE, "priority") and not is_pure_rule(PURE, "priority", reductions=False)
+    assert is_pure_rule(without, "priority", reductions=False)
+    for name, exempt in (("smtt_rule", False), ("jssp", True)):
+        problem = load_problem(name)
+        with Evaluator(problem, SandboxSettings()) as evaluator:
+            assert evaluator._exempt(PURE, "priority") is exempt, name
+            assert evaluator._exempt(without, "priority"), name

@@ -11,7 +11,10 @@ and the shipped baselines pass.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -23,10 +26,13 @@ from replay_attacks import (
 )
 
 from evolve.evaluation import Evaluator
-from evolve.evaluators.smtt.audit import Replay
+from evolve.evaluators.smtt.audit import SUBSET_MIN_JOBS, SUBSET_SESSIONS, Replay
 from evolve.evaluators.smtt.dispatch import RULE_INPUTS, choices_at, dispatch, inputs_at, integral
 from evolve.evaluators.smtt.generator import generate
+from evolve.gp.operators import Limits, ramped
+from evolve.gp.program import signature_of, with_rule
 from evolve.problem import load_problem
+from evolve.review import stale_scores
 from evolve.verifier import Instance, Reference
 
 # A local search (the best of three rules' sequences, then adjacent interchanges to a local
@@ -207,7 +213,10 @@ def test_each_call_of_the_replay_shows_only_the_states_it_asks_about() -> None:
             return type("Reply", (), {"value": value, "error": None, "cpu_seconds": 0.0})
 
     assert Replay(lambda n: 0.1 + 0.002 * n, states=4).audit(instances, sequences, Session()) == [None] * 3
-    assert [len(call) for call in sent] == [3, 2, 2, 2]  # n = 3 has one decision to replay
+    # The subset check first (n = 12 and 40; test_a_subset_check_is_the_first_call...), then
+    # the run's order, where n = 3 has one decision to replay.
+    assert [len(call) for call in sent] == [2, 3, 2, 2, 2]
+    assert all("scalars" in state for state in sent.pop(0))
     assert set(sent[0][0]) == {"p", "d", "t", "n", "integral_due"}
     for k, (p, _) in enumerate(cases):
         sizes = [len(call[k - (3 - len(call))]["p"]) for call in sent if len(call) > k - (3 - len(call)) >= 0
@@ -269,3 +278,180 @@ def test_a_rule_departing_at_one_decision_per_instance_is_refused_wherever_it_de
         evaluator: Evaluator, monkeypatch: pytest.MonkeyPatch) -> None:
     small = [i for i in load_problem("smtt_rule").instances("train") if len(i.data["p"]) == 20][:30]
     assert_refused_wherever_it_departs(evaluator, ONE_DEPARTURE, MDD, small, monkeypatch)
+
+
+# -- the subset check: only index rules (EDD, MDD, ATC, MDDC's class) pass ----------------------
+
+PILOT = (Path(__file__).parent / "programs" / "smtt_rule_pilot_method.txt").read_text()
+_PILOT_AS_HELPER = PILOT.replace("def priority(t, p, d, n, p_mean, **kwargs):", "def _pilot(t, p, d, n, p_mean, **kwargs):")
+
+# The pilot, but MDD wherever it can tell that jobs were removed.
+PILOT_BUT_MDD_ON_SUBSETS = _PILOT_AS_HELPER + '''
+
+def priority(t, p, d, n, p_mean, jobs_left, **kwargs):
+    if len(p) != jobs_left:
+        return np.maximum(d, t + p)
+    return _pilot(t, p, d, n, p_mean)
+'''
+
+# The pilot, with the removed jobs replaced by as many phantom jobs of their mean p and d (both
+# follow from the full state's remaining_work, d_mean and jobs_left).
+PILOT_WITH_PHANTOMS = _PILOT_AS_HELPER + '''
+
+def priority(t, p, d, n, p_mean, d_mean, jobs_left, remaining_work, **kwargs):
+    removed = int(round(jobs_left)) - len(p)
+    if removed <= 0:
+        return _pilot(t, p, d, n, p_mean)
+    pp = np.concatenate([p, np.full(removed, (remaining_work - p.sum()) / removed)])
+    dd = np.concatenate([d, np.full(removed, (d_mean * jobs_left - d.sum()) / removed)])
+    return _pilot(t, pp, dd, n, p_mean)[:len(p)]
+'''
+
+# ATC (k = 2) with its own mean of p where the track passes p_mean: the same in a run.
+ATC = "import numpy as np\n\ndef priority(t, p, d, p_mean):\n    scale = 2 * p_mean\n" \
+      "    return np.log1p(p) + np.maximum(d - p - t, 0) / scale\n"
+ATC_OWN_MEAN = ATC.replace("p_mean):", "):").replace("2 * p_mean", "2 * np.mean(p)")
+# The same as one pure expression, which the GP's parser reads as a tree (np.mean with axis=-1).
+ATC_OWN_MEAN_PURE = ("import numpy as np\n\ndef priority(t, p, d):\n    return np.log1p(np.abs(p)) + "
+                     "np.maximum(d - p - t, 0) / (2 * np.mean(p, axis=-1, keepdims=True))\n")
+NOT_INDEX = "so it is not an index rule"
+
+
+@pytest.fixture(scope="module")
+def mid_sizes() -> list[Instance]:
+    """Thirty of train's instances at n = 50 and n = 100, where the pilot leaves MDD's choice at
+    a few decisions of most instances (each failed instance fails the evaluation)."""
+    train = load_problem("smtt_rule").instances("train")
+    return [i for i in train if i.group == "n=50"][:15] + [i for i in train if i.group == "n=100"][:15]
+
+
+def _refused_as_not_an_index_rule(evaluation: Any) -> list[str]:
+    assert not evaluation.ok and evaluation.score is None
+    errors = [r.error or "" for r in evaluation.instances if not r.feasible]
+    assert errors and all("asked again in a fresh process" in e for e in errors), evaluation.feedback
+    return [e for e in errors if NOT_INDEX in e]
+
+
+@pytest.mark.parametrize("attack", [PILOT, PILOT_BUT_MDD_ON_SUBSETS, PILOT_WITH_PHANTOMS],
+                         ids=["pilot", "mdd_on_subsets", "phantoms"])
+def test_a_look_ahead_that_beats_mdd_is_refused_as_not_an_index_rule(
+        attack: str, evaluator: Evaluator, mid_sizes: list[Instance], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clean-room model's pilot method, and two variants that see the subset call coming
+    (jobs_left != len(p)): each beats MDD without the audit, and is refused with it for a
+    choice that changed when jobs it was not choosing were removed."""
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluator.problem.verifier, "audit", None)
+        paid = evaluator.run_split(attack, mid_sizes, "quick")
+    fair = evaluator.run_split(MDD, mid_sizes, "quick")
+    assert paid.ok and fair.ok and paid.score is not None and fair.score is not None and paid.score > fair.score
+    assert _refused_as_not_an_index_rule(evaluator.run_split(attack, mid_sizes, "quick"))
+
+
+def test_a_rule_that_computes_its_own_mean_of_p_is_refused_and_told_to_use_p_mean(
+        evaluator: Evaluator, mid_sizes: list[Instance]) -> None:
+    """np.mean(p) equals p_mean in every call of a run, not with jobs removed: the written and
+    the pure form (a GP tree with a reduction, exempt from the audit before) are refused, and
+    the message names the scalars to use; ATC with p_mean passes."""
+    assert evaluator.run_split(ATC, mid_sizes, "quick").ok
+    for attack in (ATC_OWN_MEAN, ATC_OWN_MEAN_PURE):
+        refused = _refused_as_not_an_index_rule(evaluator.run_split(attack, mid_sizes, "quick"))
+        assert refused and all("use p_mean, jobs_left" in e for e in refused)
+
+
+@pytest.mark.parametrize("name", ["edd", "mdd", "mddc", "edd_spt_ties", "spt"])
+def test_the_published_rules_written_as_candidates_pass_the_subset_check(
+        name: str, evaluator: Evaluator, quick: list[Instance]) -> None:
+    """A line added, the baseline is a candidate (no longer exempt, and tuples are not a pure
+    expression): audited, subsets included, it passes."""
+    source = evaluator.problem.baselines[name].read_text() + "\n_AUDITED = True\n"
+    assert evaluator._audited(source, "priority")
+    evaluation = evaluator.run_split(source, quick, "quick")
+    assert evaluation.ok, evaluation.feedback
+
+
+def test_every_rule_the_gp_writes_without_reductions_passes_the_subset_check() -> None:
+    """150 random trees over smtt_rule's inputs (no reductions: the GP of this track draws
+    none), asked at subsets in every way the audit asks: none is refused, so the check holds
+    no false alarm from floating point; a tree with np.mean(p) in it is refused (control)."""
+    problem = load_problem("smtt_rule")
+    rule = problem.spec.rule[0]
+    instances = problem.instances("quick") + [i for i in problem.instances("train") if i.group == "n=100"][:6]
+    rng = random.Random(5)
+    checked = 0
+    while checked < 150:
+        tree = ramped(signature_of(rule), rng, Limits())
+        if any(tag in str(tree) for tag in ("'rmax'", "'rmin'", "'rmean'")):
+            continue
+        checked += 1
+        assert _subset_verdicts(with_rule(problem.seed_code, rule, tree), instances) == [None] * len(instances)
+    assert any(_subset_verdicts(ATC_OWN_MEAN_PURE, instances))
+
+
+def _subset_verdicts(source: str, instances: list[Instance]) -> list[str | None]:
+    """The audit's and its reaudits' verdicts, the rule asked in this process."""
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<rule>", "exec"), namespace)  # noqa: S102 - the search's own trees
+    rule = namespace["priority"]
+
+    class Session:
+        def call(self, payload: dict[str, Any], reply_limit: int | None = None) -> Any:
+            value = np.asarray(choices_at(rule, payload["states"]), dtype=np.int64)
+            return type("Reply", (), {"value": value, "error": None, "cpu_seconds": 0.0})
+
+    sequences = [dispatch(rule, i.data["p"], i.data["d"]) for i in instances]
+    replay = Replay(lambda n: 1.0)
+    verdicts = replay.audit(instances, sequences, Session())
+    for _ in range(SUBSET_SESSIONS - 1):
+        verdicts = [a or b for a, b in zip(verdicts, replay.subsets(instances, sequences, Session()), strict=True)]
+    return verdicts
+
+
+def test_a_subset_check_is_the_first_call_of_its_process_and_shows_one_state_per_instance() -> None:
+    """Nothing before it in the process shows the jobs it removes: in the audit's session it is
+    the first call, a reaudit's session holds it alone; the run's job is shown, at least four
+    jobs are not, and the scalars are the full state's, float for float."""
+    rng = np.random.default_rng(11)
+    cases = [generate(n, 6, 4, rng) for n in (7, 8, 30, 60)]
+    instances = [Instance(f"x{k}", "g", {"p": p, "d": d}, Reference(None, "none", "", None))
+                 for k, (p, d) in enumerate(cases)]
+    rule = eval("lambda p, d, t, p_mean: np.maximum(d, t + p) + p / p_mean", {"np": np})  # noqa: S307
+    sequences = [dispatch(rule, p, d) for p, d in cases]
+    sent: list[list[dict[str, Any]]] = []
+
+    class Session:
+        def call(self, payload: dict[str, Any], reply_limit: int | None = None) -> Any:
+            sent.append(payload["states"])
+            value = np.asarray(choices_at(rule, payload["states"]), dtype=np.int64)
+            return type("Reply", (), {"value": value, "error": None, "cpu_seconds": 0.0})
+
+    replay = Replay(lambda n: 1.0, states=4)
+    assert replay.audit(instances, sequences, Session()) == [None] * 4
+    assert all("scalars" in state for state in sent[0]) and len(sent[0]) == 3  # n = 7 is too small
+    assert not any("scalars" in state for call in sent[1:] for state in call)
+    sent.clear()
+    assert replay.subsets(instances, sequences, Session()) == [None] * 4
+    assert len(sent) == 1 and len(sent[0]) == 3
+    for (p, d), sequence, state in zip(cases[1:], sequences[1:], sent[0], strict=True):
+        scalars = state["scalars"]
+        left = int(scalars["jobs_left"])
+        step = len(p) - left
+        assert left >= SUBSET_MIN_JOBS and left - len(state["p"]) == (left - 1) - (left - 1) // 2 >= 4
+        unscheduled = np.ones(len(p), bool)
+        unscheduled[sequence[:step]] = False
+        full = inputs_at(set(RULE_INPUTS) - {"p", "d"}, np.asarray(p, np.int64)[unscheduled],
+                         np.asarray(d, np.float64)[unscheduled], int(p[~unscheduled].sum()), len(p), integral(d))
+        assert scalars == full and all(type(v) is float for v in scalars.values())
+        chosen = sequence[step]
+        assert np.any((state["p"] == p[chosen]) & (state["d"] == d[chosen]))
+
+
+def test_scores_archived_before_the_subset_check_are_said_to_be_older(
+        evaluator: Evaluator, quick: list[Instance]) -> None:
+    """A look-ahead kept its score before the audit refused it: review and report say so for an
+    archive whose metrics lack the mark every evaluation now carries."""
+    metrics = evaluator.run_split(MDD, quick, "quick").metrics
+    problem = evaluator.problem
+    assert stale_scores(problem, SimpleNamespace(metrics=metrics)) is None
+    older = {k: v for k, v in metrics.items() if k != "index_rule_audit"}
+    note = stale_scores(problem, SimpleNamespace(metrics=older)) or ""
+    assert "before the audit admitted only index rules" in note and "re-evaluations" in note

@@ -214,12 +214,16 @@ def inputs_at(wanted: set[str], p: np.ndarray, d: np.ndarray, t: int, n: int, in
 
 def choices_at(rule: Callable[..., Any], states: list[dict[str, Any]]) -> list[int]:
     """Sandbox side of the trusted replay (``audit.py``): the rule's choice (a position among
-    the unscheduled jobs) at each state, each asked as ``dispatch`` would have asked it there."""
+    the jobs shown) at each state, each asked as ``dispatch`` would have asked it there.  A
+    state with ``scalars`` shows only some of the unscheduled jobs and carries the full state's
+    scalar inputs, which the rule gets instead of the shown jobs' (the subset check)."""
     wanted = set(accepted_inputs(rule))
     out = []
     for state in states:
         p = np.asarray(state["p"], dtype=np.int64)
-        inputs = inputs_at(wanted, p, np.array(state["d"], dtype=np.float64), int(state["t"]), int(state["n"]),
-                           bool(state["integral_due"]))
-        out.append(choose(rule(**inputs), len(p)))
+        scalars = {name: float(value) for name, value in state.get("scalars", {}).items() if name in wanted}
+        inputs = inputs_at(wanted - scalars.keys(), p, np.array(state["d"], dtype=np.float64), int(state["t"]),
+                           int(state["n"]), bool(state["integral_due"]))
+        inputs.update(scalars)
+        out.append(choose(rule(**{name: inputs[name] for name in RULE_INPUTS if name in inputs}), len(p)))
     return out

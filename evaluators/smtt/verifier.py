@@ -15,7 +15,7 @@ from pydantic import Field
 
 from evolve.errors import UserError
 from evolve.evaluators.secret_seeds import load_secret
-from evolve.evaluators.smtt.audit import Replay
+from evolve.evaluators.smtt.audit import SUBSET_SESSIONS, Replay
 from evolve.evaluators.smtt.candidate_side import (
     respond_rule,
     respond_schedule,
@@ -50,6 +50,10 @@ BUDGET_TEXT = "0.1 s + 2 ms per job"
 # the sandbox's 64 MiB costs ~0.24 s of the controller's CPU per instance, some 156 s on smtt_rule's
 # train (docs/sandbox.md, sixth red team).
 REPLY_BYTES_PER_JOB = 32
+
+
+# A metric every smtt_rule evaluation made since the subset check carries (1.0).
+INDEX_RULE_MARK = "index_rule_audit"
 
 
 def cpu_budget_s(n: int) -> float:
@@ -263,7 +267,31 @@ class SmttRuleVerifier(SmttVerifier):
         super().__init__(problem_dir, options)
         self.replay = Replay(cpu_budget_s)
 
+    reaudits = SUBSET_SESSIONS - 1  # more fresh sessions, one subset check per instance each
+    index_rules = True  # a GP expression with np.max/min/mean of p or d is audited too
+
     def audit(self, instances: list[Instance], solutions: list[Any], session: Any) -> list[str | None]:
         """(trusted) A few decisions of each instance asked again in a fresh session: a rule
-        that kept state or replaced the dispatcher fails here (``audit.py``)."""
+        that kept state or replaced the dispatcher fails here, and so does one whose choice
+        changes when jobs it was not choosing are removed (``audit.py``)."""
         return self.replay.audit(instances, solutions, session)
+
+    def reaudit(self, instances: list[Instance], solutions: list[Any], session: Any) -> list[str | None]:
+        """(trusted) One more subset check per instance, in a fresh session of its own."""
+        return self.replay.subsets(instances, solutions, session)
+
+    def score(self, instance: Instance, solution: Any) -> InstanceResult:
+        """As smtt's, with a mark that the audit refusing look-aheads (the subset check) was in
+        force: scores archived before it lack the mark (``stale_scores``)."""
+        result = super().score(instance, solution)
+        if result.feasible:
+            result.extra[INDEX_RULE_MARK] = 1.0
+        return result
+
+    @staticmethod
+    def stale_scores(metrics: Mapping[str, float]) -> str | None:
+        """Why an archived evaluation's score may not hold under today's audit (``ScoreEras``)."""
+        if INDEX_RULE_MARK in metrics:
+            return None
+        return ("before the audit admitted only index rules (2026-12-07), when a look-ahead over the other "
+                "jobs or a rule reducing p or d (np.mean(p)) kept its score; such a program fails now")
