@@ -174,7 +174,7 @@ def evaluation_setup(problem: Problem, settings: RunSettings, quick: list[Instan
     if callable(after) and train:
         lines.extend(after(train))
     if cascade.enabled and quick:
-        lines.append(f"Screening: each new program first runs on {len(quick)} quick instances; one "
+        lines.append(f"Screening: each new program first runs on {len(quick)} quick instances{_groups(quick)}; one "
                      f"that scores more than {cascade.tolerance:g} x |parent score| below its parent "
                      "there is not run on the train split.")
     lines.append(time_line(problem, settings, [*quick, *train]))
