@@ -11,8 +11,10 @@ under the same load; it prints every run's figures with the load before it, then
   (a venv with openevolve==0.4.0 and evolve installed editable from tree A), A only: OpenEvolve's
   best window over evolve's median window;
 * ``workers``: ``bench/workers.py --workers 1 2 1 2 1 2 --iterations 80`` (each two-worker
-  pass's speed-up against the run's first one-worker pass; the machine's ceiling for plain
-  processes).
+  pass's speed-up against the run's first one-worker pass; the controller process's CPU per
+  iteration at two workers, which competes with the two slots for the cores and which the load
+  moves much less than the speed-ups; the machine's ceiling for plain processes; where the tree's
+  bench has it, the executors' ceiling: the first run's evaluations replayed without the engine).
 
     python bench/ab_rounds.py loop|openevolve|workers --a TREE[:PYTHON] [--b TREE[:PYTHON]]
                               [--rounds 3] [--openevolve-python PATH] [--nice 10]
@@ -44,7 +46,8 @@ FIGURES = {
     "openevolve": (("OpenEvolve ms", r"OpenEvolve's best window .*?: ([\d.]+) ms;"),
                    ("evolve ms", r"evolve's median window: ([\d.]+) ms:"),
                    ("ratio", r"evolve's median window: [\d.]+ ms: ([\d.]+)x")),
-    "workers": (("ceiling", r"^median: ([\d.]+)x of the ideal"),),
+    "workers": (("ceiling", r"^median: ([\d.]+)x of the ideal"),
+                ("executors", r"^executors' median: ([\d.]+)x of the ideal")),
 }
 
 
@@ -72,6 +75,13 @@ def figures(bench: str, output: str) -> dict[str, list[float]]:
     if bench == "workers":  # the rows of the speed-up table: "      2    19.6    17.1   4.68     1.36x"
         rows = re.findall(r"^\s+(\d+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+([\d.]+)x$", output, re.M)
         found["speed-ups at 2"] = [float(x) for w, x in rows if w == "2"]
+        # the controller's CPU per iteration at 2 workers (the engine, the model calls, the hand-offs):
+        # what competes with the two slots for the two cores; the load moves it much less than a wall
+        heads = re.search(r"^\s+((?:\s+w=\d+)+)$", output, re.M)
+        line = re.search(r"^controller process in all((?:\s+[\d.]+)+)$", output, re.M)
+        if heads and line:
+            columns = zip(heads.group(1).split(), line.group(1).split(), strict=False)
+            found["controller ms at 2"] = [float(v) for w, v in columns if w == "w=2"]
     return found
 
 

@@ -65,6 +65,7 @@ class Observed:
         self._executor: Any = None
         self._baseline = (0.0, 0.0)
         self.spans: list[tuple[float, float]] = []  # each evaluation's (start, end), perf_counter
+        self.calls: list[tuple[Any, ...]] = []  # each evaluation's arguments, in the order they began
         self.close_wall = 0.0  # the executor's close: the worker processes' or sandboxes' exit
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -72,6 +73,7 @@ class Observed:
         evaluate = self.evaluate.wrap(executor.evaluate)
 
         def spanned(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(args)
             began = time.perf_counter()
             try:
                 return evaluate(*args, **kwargs)
@@ -94,6 +96,7 @@ class Observed:
         self._baseline = _cpu_of(self._executor)
         self.evaluate.seconds = self.evaluate.wall = 0.0
         self.spans = []
+        self.calls = []
 
 
 def _cpu_of(executor: Any) -> tuple[float, float]:

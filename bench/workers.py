@@ -38,8 +38,16 @@ processes at once, in interleaved rounds. Its speed-up bounds what any --workers
 can reach here: on a shared VM two busy cores each run slower than one (the
 hypervisor, shared caches, other tenants), whatever the program does.
 
+Then the executors' ceiling: the first run's evaluations (the same children, the same
+parents' quick scores, the same cascade) replayed by the loop's own executor with 1 slot,
+then with N slots at once (worker processes, full sandbox), from N threads as the loop's
+evaluation threads, with no engine and no model. The loop's speed-up against this one is
+what the engine and the model cost on the same cores; this one against the plain ceiling,
+what an evaluation's own processes cost there (the sandbox's forks and clean-ups, which with
+one slot run on the idle core, and the trusted side's turns with the candidate).
+
     python bench/workers.py [--problem jssp] [--iterations 120] [--workers 1 2 4] [--llm mock|mutate|gp]
-                            [--ceiling-passes 15] [--ceiling-rounds 3] [--no-lookahead]
+                            [--ceiling-passes 15] [--ceiling-rounds 3] [--replay 40] [--no-lookahead]
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +105,9 @@ class RuleModel(MockModel):
 
 
 def run(problem_name: str, iterations: int, workers: int, llm_spec: str, seed: int,
-        lookahead: bool = True) -> dict[str, float]:
+        lookahead: bool = True, replay: list[tuple[Any, ...]] | None = None) -> dict[str, float]:
+    """One run of the loop; ``replay``, if given, receives the arguments of its evaluations."""
+    replay = [] if replay is None else replay
     problem = load_problem(problem_name)
     settings = resolve_settings(problem.spec.run, None, {
         "iterations": iterations, "workers": workers, "concurrency": workers, "seed": seed,
@@ -137,6 +148,7 @@ def run(problem_name: str, iterations: int, workers: int, llm_spec: str, seed: i
     loop_wall = total - (mark["t"] - started)
     n = max(1, progress.done)
     ends = sorted(end for _, end in observed.spans) or [ended]
+    replay.extend(observed.calls)
     return {
         # the loop's ends: to the first evaluation's start; the last one's with fewer slots busy
         # (from the end of the last evaluation of another slot); after it, the executor's close
@@ -215,6 +227,50 @@ def machine_ceiling(problem_name: str, passes: int, rounds: int, most: int) -> N
           "not the program, are slower)")
 
 
+def _replay_once(problem_name: str, workers: int, calls: list[tuple[Any, ...]]) -> tuple[float, float]:
+    """(wall, CPU of the slots) of ``calls`` evaluated by the loop's own executor for ``workers``
+    (in this process for 1, worker processes for more), from ``workers`` threads as the loop's
+    evaluation threads: everything an evaluation costs, without the engine or a model."""
+    problem = load_problem(problem_name)
+    settings = resolve_settings(problem.spec.run, None, {"workers": workers, "concurrency": workers})
+    splits = {"quick": problem.instances("quick"), "train": problem.instances("train")}
+    observed = Observed()
+    with tempfile.TemporaryDirectory() as tmp:
+        executor = observed(problem, settings, splits, [Path(tmp)])
+        try:
+            with ThreadPoolExecutor(workers) as pool:  # each slot warm, as after the seed's evaluation
+                list(pool.map(lambda _: executor.run_split(problem.seed_code, "quick"), range(workers)))
+                observed.loop_starts()
+                started, cpu = time.perf_counter(), time.process_time()
+                list(pool.map(lambda args: executor.evaluate(*args), calls))
+                wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        finally:
+            executor.close()
+    return wall, cpu + observed.workers_cpu + observed.sandbox_cpu
+
+
+def executor_ceiling(problem_name: str, calls: list[tuple[Any, ...]], rounds: int, most: int) -> None:
+    """Print the speed-up of the loop's executors alone: the first run's evaluations (the same
+    children, parents' quick scores and cascade) replayed by 1 slot, then by ``most`` slots at
+    once, interleaved ``rounds`` times. The sandbox, its processes and the trusted scoring are
+    in it; the engine, the model and their CPU on the same cores are not: the loop's speed-up
+    over this one is what the engine costs, this one under the plain ceiling what the
+    evaluation's own processes (the zygote's forks and clean-ups, the trusted side's turns) do."""
+    print(f"\nthe executors' ceiling: the first run's {len(calls)} evaluations replayed by the loop's executor "
+          f"(full sandbox), 1 slot then {most} at once, no engine and no model, {rounds} interleaved rounds")
+    print(f"{'round':>5} {'load':>5} {'1: wall s':>10} {'CPU s':>6} {f'{most}: wall s':>10} {'CPU s':>6} "
+          f"{'speed-up':>9} {'CPU vs alone':>13}")
+    speedups = []
+    for k in range(1, rounds + 1):
+        load = os.getloadavg()[0]
+        alone_wall, alone_cpu = _replay_once(problem_name, 1, calls)
+        wall, cpu = _replay_once(problem_name, most, calls)
+        speedups.append(alone_wall / wall)
+        print(f"{k:>5} {load:>5.2f} {alone_wall:>10.2f} {alone_cpu:>6.2f} {wall:>10.2f} {cpu:>6.2f} "
+              f"{alone_wall / wall:>8.2f}x {100 * (cpu / alone_cpu - 1):>+12.1f}%")
+    print(f"executors' median: {statistics.median(speedups):.2f}x of the ideal {most}x")
+
+
 def speedup_parts(rows: list[dict[str, float]]) -> None:
     """Split each speed-up over the first row into its factors, exactly:
     N x (slots busy, against the first row's) x (wall of one evaluation, the first row's over this
@@ -250,6 +306,9 @@ def main() -> None:
     parser.add_argument("--ceiling-passes", type=int, default=15,
                         help="passes over the train split per process in the machine's ceiling (0: skip it)")
     parser.add_argument("--ceiling-rounds", type=int, default=3)
+    parser.add_argument("--replay", type=int, default=40,
+                        help="evaluations of the first run replayed by the executors alone, 1 slot then the most "
+                             "(0: skip it); as many rounds as --ceiling-rounds")
     parser.add_argument("--no-lookahead", action="store_true",
                         help="no request sent ahead while every slot evaluates (the loop before lookahead)")
     args = parser.parse_args()
@@ -257,9 +316,11 @@ def main() -> None:
     print(f"\n{args.problem}, {args.iterations} iterations, --llm {args.llm}, concurrency = workers, "
           f"lookahead {'off' if args.no_lookahead else 'on'}, no constant tuning; the loop's time excludes "
           "the seed's evaluation and start-up")
-    rows = []
+    rows: list[dict[str, float]] = []
+    calls: list[tuple[Any, ...]] = []
     for workers in args.workers:
-        rows.append(run(args.problem, args.iterations, workers, args.llm, args.seed, not args.no_lookahead))
+        rows.append(run(args.problem, args.iterations, workers, args.llm, args.seed, not args.no_lookahead,
+                        None if calls else calls))
         print(f"  workers {workers}: done, load {os.getloadavg()[0]:.2f}", flush=True)
     base = rows[0]["iterations"] / rows[0]["loop_wall"]
     print(f"\n{'workers':>7} {'wall s':>7} {'loop s':>7} {'it/s':>6} {'speed-up':>9}")
@@ -295,6 +356,8 @@ def main() -> None:
     most = max(args.workers)
     if args.ceiling_passes > 0 and args.ceiling_rounds > 0 and most > 1:
         machine_ceiling(args.problem, args.ceiling_passes, args.ceiling_rounds, most)
+    if args.replay > 0 and args.ceiling_rounds > 0 and most > 1 and calls:
+        executor_ceiling(args.problem, calls[:args.replay], args.ceiling_rounds, most)
 
 
 if __name__ == "__main__":
