@@ -431,12 +431,16 @@ def resolve_settings(
     overrides: dict[str, Any],
     source: str = "run settings",
 ) -> RunSettings:
-    """Defaults < problem.toml [run] < --config FILE < command-line flags."""
+    """Defaults < problem.toml [run] < --config FILE < command-line flags.
+
+    The file is checked before the flags go over it: a wrong value in it is named with the file
+    even where a flag overrides that key (it was silently replaced), and a wrong flag is named as
+    ``source`` (the command line), not as the file (a good file was blamed for ``--iterations -1``)."""
     merged: dict[str, Any] = {}
     _merge(merged, problem_defaults)
     if config_file is not None:
         _merge(merged, read_toml(config_file))
-        source = str(config_file)
+        validate(RunSettings, merged, str(config_file))
     _merge(merged, {k: v for k, v in overrides.items() if v is not None})
     return validate(RunSettings, merged, source)
 

@@ -138,6 +138,12 @@ def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> No
         # problem.toml's [run] table copied into a config file as it is
         (("run", "smtt", "--config", "{tmp}/run_table.toml"),
          "; a config file holds run settings at its top level: drop the [run] line"),
+        # a wrong value in the file was silently replaced by the flag of the same key
+        (("run", "smtt", "--config", "{tmp}/five.toml", "--iterations", "1"),
+         "five.toml: key 'iterations': Input should be a valid integer (got 'five')"),
+        # a wrong flag beside a good file: the file was blamed ("good.toml: key 'iterations'")
+        (("run", "smtt", "--config", "{tmp}/good.toml", "--iterations", "-1"),
+         "error: command line: key 'iterations': Input should be greater than or equal to 0 (got -1)"),
         # a validation split the problem does not have: the verifier's line named no setting
         (("run", "jssp", "--config", "{tmp}/select.toml", "--iterations", "1"),
          "error: select_on = 'valid': unknown split 'valid' for jssp"),
@@ -170,6 +176,8 @@ def test_user_mistakes_are_one_line_errors_with_exit_2(
     (tmp_path / "latin1.toml").write_bytes("iterations = 3 # caf\xe9".encode("latin-1"))
     (tmp_path / "run_table.toml").write_text("[run]\niterations = 5\n")
     (tmp_path / "select.toml").write_text('select_on = "valid"\n')
+    (tmp_path / "five.toml").write_text('iterations = "five"\n')
+    (tmp_path / "good.toml").write_text("islands = 2\n")
     (tmp_path / "latin1.csv").write_bytes("arrived_at,num_prefill_tokens,num_decode_tokens\n0,1\xe9,2\n".encode("latin-1"))
     (tmp_path / "latin1.py").write_bytes("# caf\xe9\ndef schedule(p, d):\n    return list(range(len(p)))\n".encode("latin-1"))
     args = tuple(a.replace("{tmp}", str(tmp_path)) for a in args)
