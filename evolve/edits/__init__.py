@@ -33,6 +33,7 @@ from evolve.edits.blocks import (
     code_hash,
     evolve_blocks,
     normalize_code,
+    parse_module,
 )
 from evolve.edits.code import has_markers, merge_definitions, splice_program
 from evolve.edits.diff import apply_pairs
@@ -52,6 +53,7 @@ __all__ = [
     "edit_child",
     "evolve_blocks",
     "normalize_code",
+    "parse_module",
     "parse_diff",
 ]
 

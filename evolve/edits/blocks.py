@@ -222,6 +222,12 @@ def _docstring(node: ast.stmt) -> bool:
             and isinstance(node.value.value, str))
 
 
+def parse_module(code: str) -> ast.Module:
+    """``ast.parse(code)``, shared with the edit's check and the hash of the same code: the tree
+    must only be read."""
+    return _parsed(code)
+
+
 @lru_cache(maxsize=16)
 def _parsed(code: str) -> ast.Module:
     """``ast.parse(code)``, kept for the few codes in hand: a child is checked after its edit

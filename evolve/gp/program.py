@@ -11,8 +11,16 @@ import ast
 
 from evolve.config import RuleSpec
 from evolve.edits import evolve_blocks
-from evolve.gp.codegen import DIV_HELPER, HELPER_SOURCE, NotATree, emit, parse, uses_division
-from evolve.gp.rules import find_rule
+from evolve.gp.codegen import (
+    DIV_HELPER,
+    HELPER_SOURCE,
+    NotATree,
+    emit,
+    from_ast,
+    parse,
+    uses_division,
+)
+from evolve.gp.rules import RuleSite, find_rule
 from evolve.gp.tree import Signature, Tree, well_typed
 
 
@@ -28,22 +36,32 @@ def signature_of(rule: RuleSpec, reductions: bool = True) -> Signature:
 def return_expression(code: str, rule: RuleSpec, tree: ast.Module | None = None) -> str | None:
     """The source of ``return EXPR`` when that is the rule's whole body (after its docstring)."""
     site = find_rule(code, rule.function, tree)
-    if site is None:
-        return None
+    node = None if site is None else _returned(site)
+    return None if node is None else ast.unparse(node)
+
+
+def _returned(site: RuleSite) -> ast.expr | None:
+    """``EXPR`` of ``return EXPR`` when that is the rule's whole body (after its docstring)."""
     body = site.node.body[1:] if site.docstring is not None else site.node.body
     if len(body) != 1 or not isinstance(body[0], ast.Return) or body[0].value is None:
         return None
-    return ast.unparse(body[0].value)
+    return body[0].value
 
 
 def rule_tree(code: str, rule: RuleSpec, tree: ast.Module | None = None) -> Tree | None:
     """The rule as a well-typed tree, or None when its body is anything else."""
-    source = return_expression(code, rule, tree)
-    if source is None:
+    site = find_rule(code, rule.function, tree)
+    return None if site is None else site_tree(site, rule)
+
+
+def site_tree(site: RuleSite, rule: RuleSpec) -> Tree | None:
+    """``rule_tree`` of a rule already found, read from its parsed expression."""
+    node = _returned(site)
+    if node is None:
         return None
     sig = signature_of(rule)
     try:
-        parsed = parse(source, {n for n, _ in sig.inputs})
+        parsed = from_ast(node, {n for n, _ in sig.inputs})
     except NotATree:
         return None
     return parsed if well_typed(parsed, sig) else None

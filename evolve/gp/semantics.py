@@ -11,7 +11,6 @@ normalised source, so that case falls back to exact-duplicate detection.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import warnings
 from typing import Any
@@ -19,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from evolve.config import RuleSpec
-from evolve.edits import EditError, normalize_code
+from evolve.edits import EditError, normalize_code, parse_module
 from evolve.gp.codegen import DIV_HELPER
-from evolve.gp.program import rule_tree
+from evolve.gp.program import site_tree
 from evolve.gp.rules import find_rule
 from evolve.gp.tree import Tree, evaluate, simplify
 
@@ -68,7 +67,7 @@ class BehaviourKeys:
     def key(self, code: str) -> str | None:
         """The behaviour key, or None when the code does not parse."""
         try:
-            module = ast.parse(code)
+            module = parse_module(code)  # the child's parse, already made for its edit and hash
         except SyntaxError:
             return None
         digest = hashlib.sha256()
@@ -79,7 +78,7 @@ class BehaviourKeys:
             if site is None:
                 continue
             drop.append((site.first, site.last))
-            tree = rule_tree(code, rule, module)
+            tree = site_tree(site, rule)
             if tree is None:
                 body = "\n".join(lines[site.body_first: site.last + 1])
                 digest.update(b"src:" + _normal(body).encode())
@@ -88,7 +87,8 @@ class BehaviourKeys:
         helper = find_rule(code, DIV_HELPER, module)
         if helper is not None:
             drop.append((helper.first, helper.last))
-        kept = [line for i, line in enumerate(lines) if not any(a <= i <= b for a, b in drop)]
+        dropped = {i for a, b in drop for i in range(a, b + 1)}
+        kept = [line for i, line in enumerate(lines) if i not in dropped]
         digest.update(b"rest:" + _normal("\n".join(kept)).encode())
         return digest.hexdigest()
 
