@@ -19,8 +19,9 @@ def where_raised(err: BaseException) -> str:
     """``ZeroDivisionError: division by zero (at night_shift_verifier.py:60, in instances)``:
     the exception and the innermost frame it was raised in."""
     if isinstance(err, SyntaxError):
-        place = f"{err.filename}:{err.lineno}" if err.filename else f"line {err.lineno}"
-        return f"SyntaxError: {err.msg} (at {place})"
+        line = f":{err.lineno}" if err.lineno else ""  # none for a null byte
+        place = f"{err.filename}{line}" if err.filename else f"line {err.lineno}" if err.lineno else ""
+        return f"SyntaxError: {err.msg}" + (f" (at {place})" if place else "")
     frames = traceback.extract_tb(err.__traceback__)
     text = f"{type(err).__name__}: {err}".rstrip(": ")
     if not frames:
@@ -49,7 +50,8 @@ def check_seed_parses(code: str, path: Path) -> None:
     try:
         compile(code, str(path), "exec", dont_inherit=True)
     except SyntaxError as err:
-        raise UserError(f"{path}:{err.lineno}: the seed program does not parse: {err.msg}") from None
+        at = f"{path}:{err.lineno}" if err.lineno else str(path)  # a null byte has no line ("seed.py:None:")
+        raise UserError(f"{at}: the seed program does not parse: {err.msg}") from None
     except ValueError as err:  # null bytes
         raise UserError(f"{path}: the seed program does not parse: {err}") from None
 

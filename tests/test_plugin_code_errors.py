@@ -73,6 +73,12 @@ CASES = {
                           r"problem\.toml: verifier\.entry 'late_jobs_verifier:SIZES' is a tuple, not a class"),
     "seed_does_not_parse": ("seed.py", "    return", "    retrun",
                             r"seed\.py:\d+: the seed program does not parse: invalid syntax"),
+    # a null byte has no line: it was "seed.py:None: the seed program does not parse"
+    "seed_with_a_null_byte": ("seed.py", "    return", "    return\x00",
+                              r"seed\.py: the seed program does not parse: source code string cannot contain null"),
+    "verifier_with_a_null_byte": (VERIFIER, "import json\n", "import json\x00\n",
+                                  r"importing late_jobs_verifier raised SyntaxError: source code string cannot "
+                                  r"contain null bytes( \(at [^)]*late_jobs_verifier\.py\))?$"),
 }
 
 
