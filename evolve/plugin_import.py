@@ -35,6 +35,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
+from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -121,8 +122,7 @@ def activate(own: list[str], folders: list[str]) -> None:
     """Plain names that ``own`` folders provide are theirs again, in ``sys.modules`` and on
     ``sys.path`` (``folders`` first): called where evolve reaches the problem's verifier, so that
     an import inside it finds its folder's module whichever way it is spelt."""
-    roots = [Path(p).resolve() for p in own]
-    names = _provided(roots)
+    roots, names = _own(tuple(own))
     if sys.path[:len(folders)] == folders and not any(
             (m := sys.modules.get(n)) is not None and not _within(m, roots) or
             (m is None and any(_within(a, roots) for a in _ASIDE.get(n, ()))) for n in names):
@@ -205,9 +205,22 @@ class _WithBuiltins(importlib.abc.Loader):
         return getattr(self.loader, name)
 
 
+@lru_cache(maxsize=64)
+def _own(own: tuple[str, ...]) -> tuple[list[Path], frozenset[str]]:
+    """The resolved folders and the plain names they provide (read once, as ``_register`` does):
+    ``activate`` runs at every ``Problem.verifier``, ~460 us a time without this."""
+    roots = [Path(p).resolve() for p in own]
+    return roots, _provided(roots)
+
+
+@lru_cache(maxsize=4096)
+def _resolved(file: str) -> Path:
+    return Path(file).resolve()
+
+
 def _within(module: ModuleType, roots: list[Path]) -> bool:
     file = getattr(module, "__file__", None)
-    return bool(file) and any(Path(file).resolve().is_relative_to(root) for root in roots)
+    return bool(file) and any(_resolved(file).is_relative_to(root) for root in roots)
 
 
 def load_files(files: tuple[tuple[str, str], ...], packages: tuple[tuple[str, str], ...]) -> None:

@@ -128,7 +128,7 @@ class Problem:
             activate(self._own_folders, self.sys_path)
         return verifier
 
-    @property
+    @cached_property
     def _own_folders(self) -> list[str]:
         return [p for p in self.sys_path if Path(p).resolve() != self.dir.parent]
 
