@@ -96,8 +96,9 @@ class Archive:
         return json.loads(row[0]) if row else default
 
     # --- writes -----------------------------------------------------------
-    def add_program(self, program: Program, attempt: Attempt | None = None) -> int:
-        """Commit a program (and the attempt that made it) atomically."""
+    def add_program(self, program: Program, attempt: Attempt | None = None, instances_json: str | None = None) -> int:
+        """Commit a program (and the attempt that made it) atomically. ``instances_json``:
+        ``json.dumps(program.instances)`` if already made (``Evaluation.instances_json``)."""
         with self._transaction():
             cursor = self._db.execute(
                 f"INSERT INTO programs({PROGRAM_COLUMNS}) VALUES ({', '.join('?' * 17)})",
@@ -105,7 +106,7 @@ class Archive:
                     program.code, program.code_hash, program.parent_id, program.island,
                     program.iteration, program.generation, program.origin, program.model,
                     program.status, program.score, program.stage, json.dumps(program.metrics),
-                    json.dumps(program.instances), program.feedback,
+                    json.dumps(program.instances) if instances_json is None else instances_json, program.feedback,
                     json.dumps(program.features) if program.features is not None else None,
                     program.eval_seconds, program.created_at,
                 ),

@@ -7,6 +7,7 @@ only children that pass it reach the full ``train`` split.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import time
@@ -46,6 +47,9 @@ class Evaluation:
     stage: str
     seconds: float
     solutions: list[object] = field(default_factory=list, repr=False)
+    # ``results_json(instances)``, made where the instances were scored when that is a worker
+    # process (evolve/workers.py): the controller then commits it as it came, off its own CPU.
+    instances_json: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -66,6 +70,11 @@ class Evaluation:
 
         return pd.DataFrame([{**{k: v for k, v in r.to_json().items() if k != "extra"}, **r.extra}
                              for r in self.instances])
+
+
+def results_json(results: list[InstanceResult]) -> str:
+    """Per-instance results as the archive keeps them (``programs.instances``)."""
+    return json.dumps([r.to_json() for r in results])
 
 
 def limits_from(settings: SandboxSettings) -> SandboxLimits:

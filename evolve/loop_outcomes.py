@@ -169,7 +169,7 @@ class LoopOutcomes:
             evaluation,
         )
         attempt = attempt_record(task, EVALUATED, None, completion)
-        self.archive.add_program(program, attempt)
+        self.archive.add_program(program, attempt, evaluation.instances_json)
         if task.child_key is not None:
             self._seen_keys[task.child_key] = program.id
         if self._policy is not None:

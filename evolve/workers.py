@@ -35,7 +35,7 @@ from typing import Any
 
 from evolve.config import RunSettings, SandboxSettings
 from evolve.errors import UserError
-from evolve.evaluation import Evaluation, warn_once
+from evolve.evaluation import Evaluation, results_json, warn_once
 from evolve.executors import (
     Executor,
     LocalExecutor,
@@ -265,6 +265,7 @@ def _serve(conn: Connection) -> None:
             try:
                 evaluation: Evaluation = getattr(local, method)(*args)
                 evaluation.solutions = []  # the loop keeps per-instance results, not solutions
+                evaluation.instances_json = results_json(evaluation.instances)  # as committed
                 reply: tuple[str, Any] = ("ok", evaluation)
             except Exception as exc:
                 reply = ("error", exc)

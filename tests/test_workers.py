@@ -6,17 +6,22 @@ evaluation, trusted scoring included, off the controller's GIL.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from evolve.archive import Archive
 from evolve.config import SandboxSettings, resolve_settings
+from evolve.edits import code_hash
 from evolve.errors import UserError
-from evolve.evaluation import Evaluator
+from evolve.evaluation import Evaluator, results_json
 from evolve.executors import LocalExecutor
 from evolve.problem import load_problem
+from evolve.records import program_record
 from evolve.workers import WorkerProcesses, make_executor
 
 PID_VERIFIER = '''
@@ -71,6 +76,26 @@ def test_each_slot_is_a_worker_process_whose_sandbox_starts_at_launch_and_which_
         here = local.evaluate(problem.seed_code, problem.instances("quick"), problem.instances("train"), None, 0.05)
     assert [r.score for r in results] == [here.score] * 4
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)  # closed and reaped
+
+
+def test_a_worker_encodes_its_results_and_the_archive_commits_them_as_the_controller_would(
+        toy_dir: Path, tmp_path: Path) -> None:
+    problem = load_problem(str(toy_dir))
+    workers = WorkerProcesses(problem, SandboxSettings(), 1, splits_of(toy_dir))
+    try:
+        evaluation = workers.evaluate(problem.seed_code, None, 0.05, True)
+    finally:
+        workers.close()
+    assert evaluation.status == "ok" and evaluation.instances
+    assert evaluation.instances_json == results_json(evaluation.instances)
+    code = problem.seed_code
+    program = program_record(problem, code, code_hash(code), None, 0, 1, 0, "llm", None, evaluation)
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    archive.add_program(program, None, evaluation.instances_json)
+    archive.close()
+    with sqlite3.connect(tmp_path / "archive.sqlite") as db:
+        (stored,) = db.execute("SELECT instances FROM programs WHERE id=?", (program.id,)).fetchone()
+    assert stored == json.dumps(program.instances)  # byte for byte what the controller writes itself
 
 
 def test_a_worker_that_dies_costs_one_crash_and_its_slot_gets_a_new_one(toy_dir: Path) -> None:
