@@ -493,3 +493,9 @@ def test_scores_archived_before_the_subset_check_are_said_to_be_older(
     older = {k: v for k, v in metrics.items() if k != "index_rule_audit"}
     note = stale_scores(problem, SimpleNamespace(metrics=older)) or ""
     assert "before the audit admitted only index rules" in note and "re-evaluations" in note
+    # Half an hour later the check asked decisions with 4 to 7 jobs left too (LAST_JOBS' test):
+    # scores of the half hour between carry 1.0 and are older too.
+    assert metrics["index_rule_audit"] == 2.0
+    between = {**metrics, "index_rule_audit": 1.0}
+    note = stale_scores(problem, SimpleNamespace(metrics=between)) or ""
+    assert "8 or more jobs left" in note and "re-evaluations" in note

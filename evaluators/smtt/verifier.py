@@ -52,8 +52,11 @@ BUDGET_TEXT = "0.1 s + 2 ms per job"
 REPLY_BYTES_PER_JOB = 32
 
 
-# A metric every smtt_rule evaluation made since the subset check carries (1.0).
+# A metric every smtt_rule evaluation made since the subset check carries: its era.  1.0 while the
+# check asked only decisions with 8 or more jobs left (2026-12-07, ed70f9b to ca3a14a), 2.0 since
+# it asks those with 4 or more (audit.SUBSET_MIN_JOBS: thirteenth red team, docs/sandbox.md).
 INDEX_RULE_MARK = "index_rule_audit"
+INDEX_RULE_ERA = 2.0
 
 
 def cpu_budget_s(n: int) -> float:
@@ -285,13 +288,18 @@ class SmttRuleVerifier(SmttVerifier):
         force: scores archived before it lack the mark (``stale_scores``)."""
         result = super().score(instance, solution)
         if result.feasible:
-            result.extra[INDEX_RULE_MARK] = 1.0
+            result.extra[INDEX_RULE_MARK] = INDEX_RULE_ERA
         return result
 
     @staticmethod
     def stale_scores(metrics: Mapping[str, float]) -> str | None:
         """Why an archived evaluation's score may not hold under today's audit (``ScoreEras``)."""
-        if INDEX_RULE_MARK in metrics:
-            return None
-        return ("before the audit admitted only index rules (2026-12-07), when a look-ahead over the other "
-                "jobs or a rule reducing p or d (np.mean(p)) kept its score; such a program fails now")
+        era = metrics.get(INDEX_RULE_MARK)
+        if era is None:
+            return ("before the audit admitted only index rules (2026-12-07), when a look-ahead over the other "
+                    "jobs or a rule reducing p or d (np.mean(p)) kept its score; such a program fails now")
+        if era < INDEX_RULE_ERA:
+            return ("while the audit's subset check asked only decisions with 8 or more jobs left (2026-12-07), "
+                    "when a rule ordering the last seven jobs by trying every order kept its score; such a "
+                    "program fails now")
+        return None
