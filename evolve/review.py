@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evolve.archive import Archive, Program
+from evolve.errors import UserError
 from evolve.history import FailureKind, History, ModelUsage
-from evolve.runs import RunInfo, load_run
+from evolve.runs import CONFIG, RunInfo, load_run
 from evolve.scoring import headline_gap
 from evolve.selection import Selection, reported_best, selection_of
 
@@ -194,9 +195,23 @@ def problem_source(info: RunInfo) -> str:
 
 def problem_of(info: RunInfo) -> Any:
     """The run's problem with the run's verifier options (folder first, then name)."""
+    return run_problem(info).with_options(info.settings.verifier_options)
+
+
+def run_problem(info: RunInfo) -> Any:
+    """The run's problem (folder first, then name); a plug-in folder that moved away is named,
+    with the way back (it was "unknown problem 'night-shift' (known: jssp, ...)")."""
     from evolve.problem import load_problem
 
-    return load_problem(problem_source(info)).with_options(info.settings.verifier_options)
+    source = problem_source(info)
+    try:
+        return load_problem(source)
+    except UserError:
+        if source != info.problem or not info.problem_dir:
+            raise
+        raise UserError(f"{info.dir / CONFIG}: the run's problem folder {info.problem_dir} holds no problem.toml any "
+                        f"more and '{info.problem}' is not an installed problem; move the folder back, or set "
+                        "problem_dir in that file to where it is now") from None
 
 
 def stale_scores(problem: Any, program: Program | None) -> str | None:

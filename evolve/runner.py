@@ -152,7 +152,7 @@ def _screen_factory(problem: Problem | None) -> Callable[[], Any] | None:
 def plan_resume(run_dir: Path, iterations: int | None = None, request: bool = True) -> tuple[Plan, bool]:
     """The plan of an existing run (and whether its settings changed)."""
     from evolve.archive import check_archive
-    from evolve.review import problem_source
+    from evolve.review import run_problem
 
     if iterations is not None and iterations < 0:  # was "for -5 more: --iterations -2"
         raise UserError(f"--iterations {iterations}: expected the run's new target, a number of iterations >= 0")
@@ -171,7 +171,7 @@ def plan_resume(run_dir: Path, iterations: int | None = None, request: bool = Tr
     changed = iterations is not None and iterations != settings.iterations
     if changed:
         settings = settings.model_copy(update={"iterations": iterations})
-    base = load_problem(problem_source(info))
+    base = run_problem(info)
     return _plan(base, settings, f"{run_dir / CONFIG}: settings.verifier_options", request), changed
 
 

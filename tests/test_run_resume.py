@@ -168,3 +168,21 @@ def test_resume_refuses_a_run_whose_search_instances_changed(toy_dir: Path, tmp_
     archive = Archive(out / "archive.sqlite", readonly=True)
     assert archive.attempt_count() == 3  # nothing was added on the new instances
     archive.close()
+
+
+def test_a_run_whose_problem_folder_moved_says_where_it_looked_and_how_to_go_on(toy_dir: Path, tmp_path: Path) -> None:
+    """A plug-in folder renamed after its run: resume said "unknown problem 'toy' (known: jssp,
+    ...)", naming neither the folder it looked in nor the file that records it."""
+    out = tmp_path / "run"
+    assert _evolve("run", str(toy_dir), "--iterations", "2", "--out", str(out)).wait(120) == 0
+    moved = toy_dir.with_name("moved")
+    toy_dir.rename(moved)
+    proc = _evolve("resume", str(out), "--iterations", "3")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and stderr.count("\n") == 1 and "Traceback" not in stderr, stderr
+    assert stderr.startswith(f"error: {out / 'config.json'}: the run's problem folder {toy_dir} holds no "
+                             "problem.toml any more"), stderr
+    assert "set problem_dir in that file to where it is now" in stderr
+    config = out / "config.json"
+    config.write_text(config.read_text().replace(f'"problem_dir": "{toy_dir}"', f'"problem_dir": "{moved}"'))
+    assert _evolve("resume", str(out), "--iterations", "3").wait(120) == 0  # as the message says
