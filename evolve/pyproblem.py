@@ -192,7 +192,8 @@ def _function_of(seed: str, function: str | None) -> tuple[str, str]:
     try:
         tree = ast.parse(seed)
     except SyntaxError as err:
-        raise UserError(f"seed: does not parse (line {err.lineno}: {err.msg})") from None
+        line = f"line {err.lineno}: " if err.lineno else ""  # a null byte has no line
+        raise UserError(f"seed: does not parse ({line}{err.msg})") from None
     defs = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
     if function:
         chosen = next((d for d in defs if d.name == function), None)

@@ -134,6 +134,13 @@ def test_unknown_settings_and_options_are_user_errors_before_any_folder(tmp_path
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_define_problem_names_a_seed_with_a_null_byte_without_a_line() -> None:
+    """Python's SyntaxError for a null byte has no line: it was "(line None: ...)"."""
+    with pytest.raises(evolve.UserError) as failed:
+        evolve.define_problem("weights", CompletionVerifier, SEED + "\x00")
+    assert "does not parse (source code string cannot contain null bytes)" in str(failed.value), failed.value
+
+
 def test_define_problem_takes_one_direction_and_refuses_a_mismatch() -> None:
     with pytest.raises(evolve.UserError, match="direction='maximize' but verifier CompletionVerifier declares "
                                                "direction = 'minimize'; make them agree"):

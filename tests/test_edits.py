@@ -234,6 +234,16 @@ def test_edit_that_breaks_syntax_reports_line_and_message() -> None:
         apply_diff(PARENT, diff(("    return slack  # EDD-like", "    return slack +")))
 
 
+@pytest.mark.parametrize("mode", ["rewrite", "diff"])
+def test_an_answer_with_a_null_byte_is_named_without_a_line_it_does_not_have(mode: str) -> None:
+    """Python's SyntaxError for a null byte has no line: the model read "at its line None"."""
+    reply = "```python\ndef priority(p, d, t):\n    return d\x00\n```"
+    with pytest.raises(EditError) as failed:
+        apply_edit(PARENT, reply, mode)
+    assert str(failed.value).startswith("the code in the answer does not parse: source code string cannot contain "
+                                        "null bytes; check brackets"), failed.value
+
+
 def test_multiple_edits_apply_in_order_on_the_updated_text() -> None:
     completion = diff(
         ("    slack = d - t", "    slack = d - t - p"),

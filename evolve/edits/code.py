@@ -134,7 +134,8 @@ def _parse_answer_code(code: str) -> str:
     try:
         ast.parse(text)
     except SyntaxError as e:
-        raise EditError(f"the code in the answer does not parse: {e.msg} at its line {e.lineno}; "
+        where = f" at its line {e.lineno}" if e.lineno else ""  # a null byte has no line
+        raise EditError(f"the code in the answer does not parse: {e.msg}{where}; "
                         "check brackets, colons and indentation") from None
     return text
 
