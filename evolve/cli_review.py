@@ -101,18 +101,24 @@ def best(
     from evolve.runs import best_across_runs
     from evolve.sandbox.outcome import printable
 
-    found = best_across_runs(runs_dir, problem)
-    if found is None:
-        raise UserError(f"no evaluated program for '{problem}' under {runs_dir}/{problem}/ (run: evolve run {problem})")
-    folder, program = found
+    across = best_across_runs(runs_dir, problem)
+    if across.found is None:
+        older = (f"; runs left out ({len(across.stale)}): their scores were made {across.stale[0][1]}"
+                 if across.stale else "")
+        raise UserError(f"no evaluated program for '{problem}' under {runs_dir}/{problem}/{older} "
+                        f"(run: evolve run {problem})")
+    folder, program = across.found
     if as_json:
         document = {
             "problem": problem, "run_dir": str(folder), "id": program.id,
             "score": program.score, "metrics": program.metrics, "code": program.code,
+            "stale_runs": [str(f) for f, _ in across.stale],
         }
         print(json.dumps(json_safe(document), indent=2))
         return
     console.print(f"[bold]best {problem} program[/]: #{program.id} of {folder}, score {fmt(program.score)}")
+    if across.stale:
+        console.print(f"runs left out ({len(across.stale)}): their scores were made {across.stale[0][1]}", markup=False)
     console.print(Syntax(printable(program.code), "python", theme="ansi_dark"))  # the model's text
     console.print(metrics_table([(f"#{program.id}", program.status, program.score, program.metrics)]))
 

@@ -214,11 +214,16 @@ def run_problem(info: RunInfo) -> Any:
                         "problem_dir in that file to where it is now") from None
 
 
+def stale_reason(problem: Any, program: Program | None) -> str | None:
+    """The verifier's own words (``stale_scores``) when ``program``'s score is older than it computes now."""
+    check = getattr(getattr(problem, "verifier", None), "stale_scores", None)
+    return check(program.metrics) if program is not None and callable(check) else None
+
+
 def stale_scores(problem: Any, program: Program | None) -> str | None:
     """A note when ``program``'s archived score is an older score than the problem's verifier
     computes now (its ``stale_scores``, ``ScoreEras``): re-evaluations do not compare with it."""
-    check = getattr(getattr(problem, "verifier", None), "stale_scores", None)
-    why = check(program.metrics) if program is not None and callable(check) else None
+    why = stale_reason(problem, program)
     if why is None:
         return None
     return (f"this run's archived scores were made {why}; re-evaluations (review --test, --repeats, "

@@ -89,12 +89,25 @@ def find_runs(root: Path, problem: str) -> list[Path]:
     return sorted(p.parent for p in (root / problem).glob(f"*/{ARCHIVE}"))
 
 
-def best_across_runs(root: Path, problem: str) -> tuple[Path, Program] | None:
+@dataclass(frozen=True)
+class BestAcross:
+    """``best_across_runs``: the best (run folder, program), and the runs left out because their
+    scores are older than the problem's verifier computes now (folder, why)."""
+
+    found: tuple[Path, Program] | None
+    stale: tuple[tuple[Path, str], ...]
+
+
+def best_across_runs(root: Path, problem: str) -> BestAcross:
     """The best program archived for ``problem`` in any run under ``root`` (each run's reported
-    best: the one its validation split chose, where it has one)."""
-    from evolve.selection import reported_best  # the evaluation path: only when asked
+    best: the one its validation split chose, where it has one).  A run whose scores the verifier
+    calls older (its ``stale_scores``: smtt_rule's before its audit admitted only index rules,
+    when a look-ahead kept its score) is left out: its score does not compare with the others'."""
+    from evolve.review import problem_of, stale_reason  # the evaluation path: only when asked
+    from evolve.selection import reported_best
 
     best: tuple[Path, Program] | None = None
+    stale: list[tuple[Path, str]] = []
     for folder in find_runs(root, problem):
         archive = Archive(folder / ARCHIVE, readonly=True)
         try:
@@ -103,9 +116,15 @@ def best_across_runs(root: Path, problem: str) -> tuple[Path, Program] | None:
             archive.close()
         if program is None or program.score is None:
             continue
-        if best is None or program.score > (best[1].score or float("-inf")):
+        try:
+            why = stale_reason(problem_of(load_run(folder)), program)
+        except UserError:  # its problem or config is gone: the score is all there is to go by
+            why = None
+        if why is not None:
+            stale.append((folder, why))
+        elif best is None or program.score > (best[1].score or float("-inf")):
             best = (folder, program)
-    return best
+    return BestAcross(best, tuple(stale))
 
 
 class RunLock:

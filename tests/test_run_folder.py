@@ -3,6 +3,7 @@ before archiving anything leaves no folder behind (real subprocesses, real SQLit
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -206,3 +207,29 @@ def test_a_run_folder_named_with_uri_characters_holds_its_own_archive(tmp_path: 
     review = evolve("review", str(out), "--test")
     assert review.returncode == 0, review.stderr
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [name]
+
+
+def test_the_best_across_runs_leaves_out_a_run_its_verifier_calls_older(tmp_path: Path) -> None:
+    """A run scored by an older verifier (smtt_rule's before its audit admitted only index rules,
+    when a look-ahead kept its score) is not the problem's best across runs, however high its
+    score: it does not compare.  `evolve best` names the runs it leaves out (it had reported it)."""
+    toy = tmp_path / "toy"
+    shutil.copytree(TESTS / "toy_problem", toy, ignore=shutil.ignore_patterns("__pycache__"))
+    with (toy / "toy_verifier.py").open("a") as verifier:  # ToyVerifier is the file's last class
+        verifier.write("\n    @staticmethod\n    def stale_scores(metrics):\n"
+                       "        return 'by an older verifier (a test)' if 'older' in metrics else None\n")
+    runs = tmp_path / "runs"
+    for name in ("a", "b"):
+        made = evolve("run", str(toy), "--iterations", "2", "--out", str(runs / "toy" / name))
+        assert made.returncode == 0, made.stderr
+    with sqlite3.connect(runs / "toy" / "b" / "archive.sqlite") as db:  # b: an archive of that older verifier
+        db.execute("UPDATE programs SET score = score + 1000, metrics = json_set(metrics, '$.older', 1.0) "
+                   "WHERE score IS NOT NULL")
+    found = evolve("best", "toy", "--runs-dir", str(runs), "--json")
+    assert found.returncode == 0, found.stderr
+    document = json.loads(found.stdout)
+    assert document["run_dir"] == str(runs / "toy" / "a") and document["stale_runs"] == [str(runs / "toy" / "b")]
+    said = evolve("best", "toy", "--runs-dir", str(runs))
+    assert "runs left out (1): their scores were made by an older verifier (a test)" in " ".join(said.stdout.split())
+    shutil.rmtree(runs / "toy" / "a")
+    one_line_error(evolve("best", "toy", "--runs-dir", str(runs)), "runs left out (1): their scores were made by")
