@@ -288,7 +288,8 @@ def baselines(
     if as_json:
         document = {
             "problem": spec.name, "split": split_name,
-            "baselines": [{"name": n, "status": e.status, "score": e.score, "metrics": e.metrics} for n, e in rows.items()],
+            "baselines": [{"name": n, "status": e.status, "score": e.score, "metrics": e.metrics,
+                           "other_class": n in spec.spec.other_class_baselines} for n, e in rows.items()],
         }
         print(json.dumps(json_safe(document), indent=2))
     else:
@@ -297,6 +298,9 @@ def baselines(
         n_instances = len(next(iter(rows.values())).instances) if rows else 0
         print_metrics([(n, e.status, e.score, e.metrics) for n, e in rows.items()], headline_of(spec.verifier),
                       f"baselines on {spec.name}/{split_name} ({count(n_instances, 'instance')})")
+        if spec.spec.other_class_baselines:
+            console.print(f"[dim]not this problem's class of program: {', '.join(spec.spec.other_class_baselines)} "
+                          "(problem.toml other_class_baselines)[/]")
     # A baseline that fails (a file that does not parse, a wrong function name) showed as "error"
     # in the table and nothing more, exit 0: its reason, one line each, and exit 1 as eval does.
     failed = [(name, e) for name, e in rows.items() if e.status != "ok"]

@@ -330,6 +330,10 @@ class ProblemSpec(Strict):
     seed: str = "seed.py"
     context: str = "context.md"
     baselines: str = "baselines"
+    # Baselines outside the class of program the problem admits (smtt_rule: orders that keep
+    # state, not dispatching rules): scored and shown like the others, but a run's best is never
+    # held against one as "the strongest baseline", which would compare across classes.
+    other_class_baselines: list[str] = []
     function: FunctionSpec
     objective: ObjectiveSpec
     verifier: VerifierSpec

@@ -67,12 +67,15 @@ class Holdout:
     generalisation: Generalisation
     objective: str
     instance_list: list[Instance] = field(default_factory=list, repr=False)
+    # Baselines of another class than the problem admits (problem.toml other_class_baselines).
+    other_class: tuple[str, ...] = ()
 
     def strongest_baseline(self) -> str | None:
-        """The baseline with the highest score on the split (not the seed)."""
+        """The baseline with the highest score on the split (not the seed, nor one of another
+        class than the run's programs)."""
         scored = [
             (e.score, name) for name, e in self.evaluations.items()
-            if name not in (self.best, "seed") and e.ok and e.score is not None
+            if name not in (self.best, "seed", *self.other_class) and e.ok and e.score is not None
         ]
         return max(scored)[1] if scored else None
 
@@ -91,6 +94,7 @@ class Holdout:
             ],
             "comparisons": [c.to_json() for c in self.comparisons],
             "strongest_baseline": self.strongest_baseline(),
+            "other_class_baselines": list(self.other_class),
             "generalisation": self.generalisation.to_json(),
         }
 
@@ -168,4 +172,6 @@ def evaluate_holdout(
         best.score, seed.score, evaluations[best_name], evaluations["seed"], versus_seed, best.id == seed.id
     )
     objective = f"{problem.spec.objective.name} ({direction})"
-    return Holdout(split, len(instances), best_name, evaluations, comparisons, generalisation, objective, instances)
+    other_class = tuple(n for n in problem.spec.other_class_baselines if n in evaluations)
+    return Holdout(split, len(instances), best_name, evaluations, comparisons, generalisation, objective, instances,
+                   other_class)

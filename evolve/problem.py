@@ -105,7 +105,12 @@ class Problem:
         folder = self.dir / self.spec.baselines
         if not folder.is_dir():
             return {}
-        return {p.stem: p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")}
+        found = {p.stem: p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")}
+        for name in self.spec.other_class_baselines:
+            if name not in found:
+                raise UserError(f"{self.toml_path}: other_class_baselines: {name!r} is not a baseline; expected "
+                                f"one of {sorted(found)} (the .py files in {folder})")
+        return found
 
     @cached_property
     def verifier_class(self) -> type:

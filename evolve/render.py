@@ -301,6 +301,9 @@ def show_holdout(holdout: Holdout) -> None:
             f"{pct(g.gap_b_pct)}, {g.wins} wins / {g.ties} ties / {g.losses} losses, {p_phrase(g.test.p_value)}: "
             f"[{VERDICT_STYLE[g.verdict]}]{g.verdict}[/]"
         )
+    if holdout.other_class:
+        console.print(f"[dim]not this problem's class of program, so never the strongest baseline: "
+                      f"{', '.join(holdout.other_class)} (problem.toml other_class_baselines)[/]")
     gen = holdout.generalisation
     console.print(f"generalisation: [{GENERALISATION_STYLE[gen.verdict]}]{gen.verdict.upper()}[/]: {gen.message}")
 

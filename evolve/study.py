@@ -287,7 +287,9 @@ def review_study(folder: Path, test: bool = False, workers: int = 1, progress: A
                                     progress=progress)
     baselines = {n: e for n, e in evaluations.items() if not n.startswith("seed-")}
     review.baselines = {n: _with_score(e) for n, e in baselines.items() if e.ok}
-    scored = [(e.score, n) for n, e in baselines.items() if n != "seed program" and e.ok and e.score is not None]
+    other_class = set(problem.spec.other_class_baselines)  # never the strongest (problem.toml)
+    scored = [(e.score, n) for n, e in baselines.items()
+              if n != "seed program" and n not in other_class and e.ok and e.score is not None]
     review.strongest = max(scored)[1] if scored else None
     review.groups = sorted({k[len("gap_mean_pct["):-1] for e in evaluations.values() for k in e.metrics
                             if k.startswith("gap_mean_pct[")}, key=natural_key)
