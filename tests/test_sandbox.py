@@ -77,17 +77,16 @@ def alive(pid: int) -> bool:
 
 
 def assert_nothing_left(sb: Sandbox) -> None:
-    """Nothing of the last candidate survives: the zygote's only children are the spares
-    forked for the next candidates (two where a candidate may not fork), and its forker."""
+    """Nothing of the last candidate survives: the zygote's only children are the fresh
+    spare forked for the next candidate after the clean-up, and its forker."""
     assert sb.worker_pid is not None
-    sb.settle()
-    spares = set(sb.spare_pids)
-    ours = spares | {pid for pid in (sb.forker_pid,) if pid}
+    spare = sb.settle()
+    ours = {pid for pid in (spare, sb.forker_pid) if pid}
     children = [int(p) for p in Path(f"/proc/{sb.worker_pid}/task/{sb.worker_pid}/children").read_text().split()]
     if sb.uid is not None:  # root: the zygote shares our pid namespace, so pids compare
         assert sorted(children) == sorted(ours)
-        # A spare may still be dropping its privileges: then it is not the uid's yet.
-        assert set(processes_of(sb.uid)) <= spares
+        # The spare may still be dropping its privileges: then it is not the uid's yet.
+        assert set(processes_of(sb.uid)) <= ({spare} if spare else set())
     else:
         assert len(children) == len(ours)
 

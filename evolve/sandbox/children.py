@@ -25,7 +25,6 @@ from evolve.sandbox.supervise import reap, tail
 from evolve.sandbox.types import SandboxLimits
 
 BASE_MODE = 0o711  # the private work dirs' parent: candidates may enter it, not list or change it
-SPARE_NICE = 19  # a spare's lock-down and rehearsal wait for idle CPU until it is taken (``_wake``)
 
 
 @dataclasses.dataclass
@@ -76,38 +75,20 @@ class ChildKeeper:
     use_forker: bool
     counter: int
     base_ino: int
-    spares: list[Child]  # forked and locked down, waiting for their work orders, oldest first
+    spare: Child | None  # forked and locked down, waiting for its work order
     pending: Child | None  # ended, its clean-up not done yet
     forker: Forker | None  # forks the children once set-up is done (forker.py)
     overlap: bool  # a spare is being forked while the last child may still count in the cgroup
     tasks_limit: int  # pids.max as last written (0: not yet)
-    renice: bool  # spares wait at SPARE_NICE and are set back to ``nice`` when taken (``_wake``)
-    nice: int  # the zygote's own nice value: its candidates' (never a higher priority)
-
-    def _ahead(self) -> int:
-        """How many spares to keep. Two where a candidate may not fork (``max_processes`` 1,
-        the default): the next one is then locked down and rehearsed while the candidate before
-        it runs, off the way from one reply to the next candidate's first line. One where it may
-        fork: RLIMIT_NPROC counts the uid's processes, and a spare of that uid would take one of
-        the candidate's."""
-        return 2 if self.limits.max_processes == 1 else 1
 
     def _take_child(self) -> Child:
-        """The oldest spare that is still good (alive, forked after the last instance load), else a fresh fork."""
-        while self.spares:
-            spare = self.spares.pop(0)
+        """The spare if it is still good (alive, forked after the last instance load), else a fresh fork."""
+        spare, self.spare = self.spare, None
+        if spare is not None:
             if spare.sets_version == self.sets_version and _alive(spare.pid):
-                return self._wake(spare)
+                return spare
             self._discard(spare)
-        return self._wake(self._fork_child())
-
-    def _wake(self, child: Child) -> Child:
-        """A spare that waited at ``SPARE_NICE`` set back to the zygote's priority before its
-        work order is sent (one still locking down finishes at full priority)."""
-        if self.renice and self._ahead() > 1:
-            with contextlib.suppress(OSError):  # died meanwhile: supervision tells
-                os.setpriority(os.PRIO_PROCESS, child.pid, self.nice)
-        return child
+        return self._fork_child()
 
     def prepare_spare(self) -> None:
         """Finish the last child's clean-up and fork and lock down the next one (idle time).
@@ -117,9 +98,7 @@ class ChildKeeper:
         teardown) runs on the other core; it is then reaped and swept, and the spare's
         work dir emptied, before the spare can get any work. Leftovers of the last
         candidate cannot name the spare (another pid namespace), and the IPC namespace,
-        if it had to be replaced, is not the spare's: then it is forked again. With two spares
-        (``_ahead``) the next candidate's child was forked a candidate earlier and is ready now;
-        the one forked here waits behind it.
+        if it had to be replaced, is not the spare's: then it is forked again.
         """
         child = self.pending
         if child is not None and not child.reaped and self.pid_namespace:
@@ -127,26 +106,21 @@ class ChildKeeper:
             oslevel.kill_quietly(child.pid)
             self.overlap = True  # its tasks count until they are reaped
             self._limit_tasks()
-            self._refresh_spares()
+            self._refresh_spare()
         self.finish_clean_up()
         self.overlap = False
-        self._refresh_spares()
+        self._refresh_spare()
         self._limit_tasks()
 
-    def _refresh_spares(self) -> None:
-        for spare in [s for s in self.spares if s.sets_version != self.sets_version]:
-            self._discard(spare)
-            self.spares.remove(spare)
-        while len(self.spares) < self._ahead():
+    def _refresh_spare(self) -> None:
+        if self.spare is not None and self.spare.sets_version != self.sets_version:
+            self._discard(self.spare)
+            self.spare = None
+        if self.spare is None:
             try:
-                spare = self._fork_child()
+                self.spare = self._fork_child()
             except OSError as exc:  # the next run forks for itself and reports what fails
                 print(f"zygote: could not fork a spare child: {exc}", file=sys.stderr)
-                return
-            if self.renice and self._ahead() > 1:  # it has a candidate's time to get ready in
-                with contextlib.suppress(OSError):
-                    os.setpriority(os.PRIO_PROCESS, spare.pid, SPARE_NICE)
-            self.spares.append(spare)
 
     def _fork_child(self) -> Child:
         """A locked-down child waiting for its work order on a fresh seqpacket socket.
@@ -217,7 +191,7 @@ class ChildKeeper:
             forker = None
         if forker is None and self.use_forker:
             try:
-                close = [self.chan] + [c.sock for c in (*self.spares, self.pending) if c is not None]
+                close = [self.chan] + [c.sock for c in (self.spare, self.pending) if c is not None]
                 forker = self.forker = Forker.start(self._spec, self.pid_namespace, self.sets_version, close)
             except OSError as exc:
                 print(f"zygote: no forker ({exc}); forking for myself", file=sys.stderr)
@@ -232,14 +206,12 @@ class ChildKeeper:
 
     def _limit_tasks(self) -> None:
         """The cgroup's ``pids.max``: ``max_processes`` for the candidate, one more while the
-        forker is in the cgroup (it joins it once, so that children are born there), one more
-        for the second spare born there (``_ahead``), which waits while the candidate runs, and
-        one more while a spare is forked before the last child's tasks are reaped (killed: none
+        forker is in the cgroup (it joins it once, so that children are born there), and one
+        more while a spare is forked before the last child's tasks are reaped (killed: none
         of them can fork). Lowered again before any work order is read."""
         if self.cgroup is None:
             return
-        forker = self.forker is not None
-        count = self.limits.max_processes + forker + (forker and self.overlap) + forker * (self._ahead() - 1)
+        count = self.limits.max_processes + (self.forker is not None) + (self.forker is not None and self.overlap)
         if count != self.tasks_limit:
             try:
                 self.cgroup.limit_tasks(count)
@@ -281,8 +253,8 @@ class ChildKeeper:
         if not child.reaped:  # its output was complete: it ends now, after the reply
             reap(child.pid)
         child.close()
-        forker = self.forker
-        keep = {c.pid for c in (*self.spares, forker) if c is not None}
+        spare, forker = self.spare, self.forker
+        keep = {c.pid for c in (spare, forker) if c is not None}
         escaped = isolation.sweep(child.pid, self.uid, keep=keep)
         if forker is not None and not _is_child(forker.pid):  # it died and the sweep reaped it
             forker.stop(alive=False)
@@ -291,23 +263,23 @@ class ChildKeeper:
         with contextlib.suppress(OSError):
             os.unlink(child.out_path)
         isolation.remove_tree(child.workdir)
-        for spare in list(self.spares):  # the next one waited beside the candidate, the other was forked since
+        if spare is not None:
             reaped = not _is_child(spare.pid)  # the sweep reaped it
             # Killed with the slot uid's processes, or its work dir renamed away (with its
             # contents: emptying the path would miss them) by a candidate of the zygote's uid.
             if reaped or (escaped and self.uid is not None) or spare.workdir_moved():
                 self._discard(spare, reaped=reaped)  # perhaps still dying: waited for
-                self.spares.remove(spare)
+                self.spare = spare = None
             else:
-                isolation.empty_dir(spare.workdir)  # what the candidate or leftovers may have written there
-        if "/tmp" in self.private_dirs:  # the work dirs' parent is ours: only the spares' files stay
-            kept = [path for spare in self.spares for path in (spare.workdir, spare.out_path)]
+                isolation.empty_dir(spare.workdir)  # what leftovers may have written there
+        if "/tmp" in self.private_dirs:  # the work dirs' parent is ours: only the spare's files stay
+            kept = () if spare is None else (spare.workdir, spare.out_path)
             isolation.tidy_base(self.base, {os.path.basename(path) for path in kept})
         if isolation.scrub_shared(self.private_dirs, self.base, self.uid):
             self._drop_forker()  # it and all it forked are in the IPC namespace just replaced
-            for spare in self.spares:
+            if spare is not None:
                 self._discard(spare)
-            self.spares = []
+                self.spare = None
         if self.cgroup is not None:
             self.cgroup.oom_kills()  # OOM kills of its leftovers are not the next candidate's
 
@@ -316,7 +288,6 @@ class ChildKeeper:
         gone already, and its pid may be another process's now."""
         child.close()
         if not reaped:
-            self._wake(child)  # its exit is waited for: not at a spare's priority
             oslevel.kill_quietly(child.pid, group=True)
             oslevel.kill_quietly(child.pid)
             with contextlib.suppress(ChildProcessError):

@@ -148,7 +148,6 @@ class Sandbox:
         self.facts: dict[str, tuple[bool, str]] = {}
         self.worker_pid: int | None = None
         self.forker_pid: int | None = None  # the zygote's forker as of the last settle() (zygote's view)
-        self.spare_pids: list[int] = []  # its spares as of the last settle(), the next one's first
         self.worker_modules: frozenset[str] = frozenset()  # what every candidate's process starts with
         self.worker_rss_kb: int | None = None  # the warm worker's resident size after its imports
         self._hide = [os.path.realpath(p) for p in hide_paths or []]
@@ -234,9 +233,8 @@ class Sandbox:
             raise SandboxError(f"sandbox worker failed ({exc}); it was restarted") from None
         forker = reply.get("forker")
         self.forker_pid = forker if type(forker) is int else None
-        spares = reply.get("spares")
-        self.spare_pids = [pid for pid in spares if type(pid) is int] if isinstance(spares, list) else []
-        return self.spare_pids[0] if self.spare_pids else None
+        spare = reply.get("spare")
+        return spare if type(spare) is int else None
 
     def session(self, source: str, function: str, timeout_s: float | None = None) -> SandboxSession:
         """Load ``source`` once in a fresh child and answer calls one at a time.

@@ -128,21 +128,6 @@ def drop_capabilities() -> None:
     _check(_c().syscall(ctypes.c_long(SYS_CAPSET), header, data), "capset")
 
 
-CAP_SYS_NICE = 23
-
-
-def may_raise_priority() -> bool:
-    """Whether this process may lower a nice value again (CAP_SYS_NICE in its effective set)."""
-    try:
-        status = read_proc("self/status")
-    except OSError:
-        return False
-    for line in status.splitlines():
-        if line.startswith("CapEff:"):
-            return bool(int(line.split()[1], 16) >> CAP_SYS_NICE & 1)
-    return False
-
-
 _proc_fd = -1  # the host's /proc, kept open by the zygote: its view has no /proc
 
 

@@ -34,7 +34,7 @@ from evolve.sandbox import (  # noqa: F401 (session_child: imported before isola
     view,
 )
 from evolve.sandbox.child import Work
-from evolve.sandbox.children import BASE_MODE, SPARE_NICE, Child, ChildKeeper
+from evolve.sandbox.children import BASE_MODE, Child, ChildKeeper
 from evolve.sandbox.forker import Forker
 from evolve.sandbox.frames import TAIL, WorkerLost, read_frame, recv_request, send_reply
 from evolve.sandbox.side import SandboxSide, load_side
@@ -71,14 +71,11 @@ class Zygote(ChildKeeper):
         self.renewal: view.Renewal | None = None
         self.sets: dict[int, list[Any]] = {}
         self.sets_version = 0  # bumped by every load: a spare forked before lacks the new set
-        self.spares: list[Child] = []  # forked and locked down, waiting for their work orders
+        self.spare: Child | None = None  # forked and locked down, waiting for its work order
         self.pending: Child | None = None  # ended, its clean-up not done yet
         self.forker: Forker | None = None  # forks the children once set-up is done (forker.py)
         self.overlap = False  # a spare is being forked while the last child may still count in the cgroup
         self.tasks_limit = 0  # the cgroup's pids.max as last written (0: as created)
-        # Spares wait at a low priority where the zygote may raise a child's again (children.py).
-        self.nice = os.getpriority(os.PRIO_PROCESS, 0)
-        self.renice = self.nice < SPARE_NICE and oslevel.may_raise_priority()
         self.use_forker = False
         self.counter = 0
         self.base_ino = 0  # the inode of the private work dirs' parent, once it exists
@@ -200,7 +197,7 @@ class Zygote(ChildKeeper):
                 self.session(req)
                 return not self.exit_requested
             if op == "settle":  # the loop's top has cleaned up and forked the spare
-                send_reply(self.fout, {"ok": True, "spares": [spare.pid for spare in self.spares],
+                send_reply(self.fout, {"ok": True, "spare": self.spare.pid if self.spare else None,
                                        "forker": self.forker.pid if self.forker else None})
             elif op == "drop":  # zeroed first: freed, its bytes would reach every child forked later
                 wipe_sets({0: self.sets.pop(req["set"], [])})
@@ -231,9 +228,9 @@ class Zygote(ChildKeeper):
     def shutdown(self) -> None:
         with contextlib.suppress(Exception):  # the sweep below kills what this leaves
             self.finish_clean_up()
-        for spare in self.spares:
-            self._discard(spare)
-        self.spares = []
+        if self.spare is not None:
+            self._discard(self.spare)
+            self.spare = None
         with contextlib.suppress(OSError):  # the cgroup's task limit: it is removed below
             self._drop_forker()
         isolation.sweep(None, self.uid)
