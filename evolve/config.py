@@ -100,7 +100,7 @@ class GPSettings(Strict):
 
 class RunSettings(Strict):
     iterations: int = Field(default=200, ge=0)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)  # numpy's generators take no negative seed
     # "auto": the GP for problems with a [rule] table, else the blind mutator ("mutate").
     llm: str = "auto"
     api_base: str | None = None

@@ -25,7 +25,7 @@ from evolve.errors import UserError
 from evolve.runs import refuse_foreign_contents
 
 STUDY = "study.json"
-_SEEDS = re.compile(r"^\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?$")
+_SEEDS = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")  # seeds are >= 0, as --seed
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -34,7 +34,7 @@ def parse_seeds(text: str) -> list[int]:
     for part in text.split(","):
         m = _SEEDS.match(part)
         if not m:
-            raise UserError(f"--seeds {text!r}: expected seeds like '0-4' or '1,3,7'")
+            raise UserError(f"--seeds {text!r}: expected seeds >= 0 like '0-4' or '1,3,7'")
         low, high = int(m.group(1)), int(m.group(2) if m.group(2) is not None else m.group(1))
         if high < low or high - low >= 1000:
             raise UserError(f"--seeds {text!r}: '{part.strip()}' is not an increasing range of at most 1000 seeds")

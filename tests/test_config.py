@@ -176,3 +176,11 @@ def test_a_feature_range_that_is_empty_is_named(toy_dir: Path, bounds: str) -> N
     with pytest.raises(UserError, match=r"problem.toml: key 'features.0': feature 'code_length': max \(.*\) must "
                                         r"be a number above min"):
         load_problem_spec(toml)
+
+
+def test_a_negative_seed_is_one_line_naming_the_key(toy_dir: Path) -> None:
+    """numpy's generators refuse a negative seed; `--seed -1` ran (and `--seeds -1` made seed--1/)."""
+    toml = toy_dir / "problem.toml"
+    toml.write_text(toml.read_text().replace("iterations = 20", "iterations = 20\nseed = -1"))
+    with pytest.raises(UserError, match=r"key 'run.seed'.*greater than or equal to 0"):
+        load_problem_spec(toml)

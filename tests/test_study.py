@@ -19,7 +19,7 @@ from evolve.study import STUDY, parse_seeds, review_study
 def test_seed_lists_and_ranges_parse_and_bad_ones_are_one_line() -> None:
     assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
     assert parse_seeds("3, 1,1 ,7-8") == [3, 1, 7, 8]
-    for bad in ("", "a", "4-2", "1-", "0-5000"):
+    for bad in ("", "a", "4-2", "1-", "0-5000", "-1", "-3-2"):  # -1 made a folder seed--1
         with pytest.raises(UserError, match="--seeds"):
             parse_seeds(bad)
 
