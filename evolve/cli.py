@@ -135,6 +135,7 @@ def resume(
 
     finished = iterations is None and (run_dir / ARCHIVE).is_file() and \
         api.open_run(run_dir).stop_reason == "iterations"  # "resume" read as "do more"
+    _say_if_stale(run_dir)
     with _interruptible():
         result = api.resume(run_dir, iterations=iterations, progress=True, preflight=not no_preflight)
     _summary(result)
@@ -142,6 +143,20 @@ def resume(
         target = result.settings.iterations
         console.print(f"it had already done its {target} iterations; to go on, give a new target: "
                       f"evolve resume {run_dir} --iterations {2 * target}")
+
+
+def _say_if_stale(run_dir: Path) -> None:
+    """A run scored by an older verifier goes on comparing new children with those scores (its
+    best, maybe a program the verifier now refuses, stays the best): say so before resuming."""
+    from evolve.runs import ARCHIVE, reported_best_staleness
+
+    if not (run_dir / ARCHIVE).is_file():
+        return  # resume itself says what is wrong
+    best, why = reported_best_staleness(run_dir)
+    if best is not None and why is not None:
+        console.print(f"[yellow]note[/]: this run's scores were made {why}; its programs keep them, so its best "
+                      f"(#{best.id}) and its parents are compared with children scored now. To search under the "
+                      f"current verifier, start a new run.")
 
 
 @contextmanager

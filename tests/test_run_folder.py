@@ -233,3 +233,22 @@ def test_the_best_across_runs_leaves_out_a_run_its_verifier_calls_older(tmp_path
     assert "runs left out (1): their scores were made by an older verifier (a test)" in " ".join(said.stdout.split())
     shutil.rmtree(runs / "toy" / "a")
     one_line_error(evolve("best", "toy", "--runs-dir", str(runs)), "runs left out (1): their scores were made by")
+
+
+def test_resuming_a_run_its_verifier_calls_older_says_so_first(tmp_path: Path) -> None:
+    """`evolve resume` of a run scored by an older verifier kept comparing children with those
+    scores (its best, maybe a program the verifier now refuses, stayed the best) without a word."""
+    toy = tmp_path / "toy"
+    shutil.copytree(TESTS / "toy_problem", toy, ignore=shutil.ignore_patterns("__pycache__"))
+    with (toy / "toy_verifier.py").open("a") as verifier:  # ToyVerifier is the file's last class
+        verifier.write("\n    @staticmethod\n    def stale_scores(metrics):\n"
+                       "        return 'by an older verifier (a test)' if 'older' in metrics else None\n")
+    run = tmp_path / "run"
+    assert evolve("run", str(toy), "--iterations", "2", "--out", str(run)).returncode == 0
+    fresh = evolve("resume", str(run), "--iterations", "3")
+    assert fresh.returncode == 0 and "older verifier" not in fresh.stdout, fresh.stderr
+    with sqlite3.connect(run / "archive.sqlite") as db:
+        db.execute("UPDATE programs SET metrics = json_set(metrics, '$.older', 1.0) WHERE score IS NOT NULL")
+    said = evolve("resume", str(run), "--iterations", "4")
+    assert said.returncode == 0, said.stderr
+    assert "this run's scores were made by an older verifier (a test); its programs keep them" in " ".join(said.stdout.split())
