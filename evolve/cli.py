@@ -148,7 +148,8 @@ def resume(
 def _say_if_stale(run_dir: Path) -> None:
     """A run scored by an older verifier goes on comparing new children with those scores (its
     best, maybe a program the verifier now refuses, stays the best): say so before resuming."""
-    from evolve.runs import ARCHIVE, reported_best_staleness
+    from evolve.review import reported_best_staleness
+    from evolve.runs import ARCHIVE
 
     if not (run_dir / ARCHIVE).is_file():
         return  # resume itself says what is wrong

@@ -98,7 +98,7 @@ def best(
     from rich.syntax import Syntax
 
     from evolve.render import metrics_table
-    from evolve.runs import best_across_runs
+    from evolve.review import best_across_runs
     from evolve.sandbox.outcome import printable
 
     across = best_across_runs(runs_dir, problem)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from evolve.archive import Archive, Program
 from evolve.errors import UserError
 from evolve.history import FailureKind, History, ModelUsage
-from evolve.runs import CONFIG, RunInfo, load_run
+from evolve.runs import ARCHIVE, CONFIG, RunInfo, find_runs, load_run
 from evolve.scoring import headline_gap
 from evolve.selection import Selection, reported_best, selection_of
 
@@ -267,3 +267,46 @@ def review_run(folder: Path, top: int = 10) -> RunReview:
         review.failures = history.failures()
         review.usage_by_model = history.usage_by_model()
     return review
+
+
+@dataclass(frozen=True)
+class BestAcross:
+    """``best_across_runs``: the best (run folder, program), and the runs left out because their
+    scores are older than the problem's verifier computes now (folder, why)."""
+
+    found: tuple[Path, Program] | None
+    stale: tuple[tuple[Path, str], ...]
+
+
+def best_across_runs(root: Path, problem: str) -> BestAcross:
+    """The best program archived for ``problem`` in any run under ``root`` (each run's reported
+    best: the one its validation split chose, where it has one).  A run whose scores the verifier
+    calls older (its ``stale_scores``: smtt_rule's before its audit admitted only index rules,
+    when a look-ahead kept its score) is left out: its score does not compare with the others'."""
+    best: tuple[Path, Program] | None = None
+    stale: list[tuple[Path, str]] = []
+    for folder in find_runs(root, problem):
+        program, why = reported_best_staleness(folder)
+        if program is None or program.score is None:
+            continue
+        if why is not None:
+            stale.append((folder, why))
+        elif best is None or program.score > (best[1].score or float("-inf")):
+            best = (folder, program)
+    return BestAcross(best, tuple(stale))
+
+
+def reported_best_staleness(folder: Path) -> tuple[Program | None, str | None]:
+    """A run's reported best, and the verifier's words when its score is older than the verifier
+    computes now (``stale_scores``), else None; None too when the run's problem is gone."""
+    archive = Archive(folder / ARCHIVE, readonly=True)
+    try:
+        program = reported_best(archive)
+    finally:
+        archive.close()
+    if program is None:
+        return None, None
+    try:
+        return program, stale_reason(problem_of(load_run(folder)), program)
+    except UserError:  # its problem or config is gone: the score is all there is to go by
+        return program, None

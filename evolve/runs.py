@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evolve.archive import Archive, Program
 from evolve.archive_schema import ARCHIVE, CONFIG, archived_problem
 from evolve.config import RunSettings, validate
 from evolve.errors import UserError
@@ -87,52 +86,6 @@ def load_run(folder: Path) -> RunInfo:
 
 def find_runs(root: Path, problem: str) -> list[Path]:
     return sorted(p.parent for p in (root / problem).glob(f"*/{ARCHIVE}"))
-
-
-@dataclass(frozen=True)
-class BestAcross:
-    """``best_across_runs``: the best (run folder, program), and the runs left out because their
-    scores are older than the problem's verifier computes now (folder, why)."""
-
-    found: tuple[Path, Program] | None
-    stale: tuple[tuple[Path, str], ...]
-
-
-def best_across_runs(root: Path, problem: str) -> BestAcross:
-    """The best program archived for ``problem`` in any run under ``root`` (each run's reported
-    best: the one its validation split chose, where it has one).  A run whose scores the verifier
-    calls older (its ``stale_scores``: smtt_rule's before its audit admitted only index rules,
-    when a look-ahead kept its score) is left out: its score does not compare with the others'."""
-    best: tuple[Path, Program] | None = None
-    stale: list[tuple[Path, str]] = []
-    for folder in find_runs(root, problem):
-        program, why = reported_best_staleness(folder)
-        if program is None or program.score is None:
-            continue
-        if why is not None:
-            stale.append((folder, why))
-        elif best is None or program.score > (best[1].score or float("-inf")):
-            best = (folder, program)
-    return BestAcross(best, tuple(stale))
-
-
-def reported_best_staleness(folder: Path) -> tuple[Program | None, str | None]:
-    """A run's reported best, and the verifier's words when its score is older than the verifier
-    computes now (``stale_scores``), else None; None too when the run's problem is gone."""
-    from evolve.review import problem_of, stale_reason  # the evaluation path: only when asked
-    from evolve.selection import reported_best
-
-    archive = Archive(folder / ARCHIVE, readonly=True)
-    try:
-        program = reported_best(archive)
-    finally:
-        archive.close()
-    if program is None:
-        return None, None
-    try:
-        return program, stale_reason(problem_of(load_run(folder)), program)
-    except UserError:  # its problem or config is gone: the score is all there is to go by
-        return program, None
 
 
 class RunLock:
