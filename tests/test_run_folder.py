@@ -209,15 +209,21 @@ def test_a_run_folder_named_with_uri_characters_holds_its_own_archive(tmp_path: 
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [name]
 
 
-def test_the_best_across_runs_leaves_out_a_run_its_verifier_calls_older(tmp_path: Path) -> None:
-    """A run scored by an older verifier (smtt_rule's before its audit admitted only index rules,
-    when a look-ahead kept its score) is not the problem's best across runs, however high its
-    score: it does not compare.  `evolve best` names the runs it leaves out (it had reported it)."""
+def toy_with_older_scores(tmp_path: Path) -> Path:
+    """The toy problem whose verifier calls a score older when its metrics hold 'older'."""
     toy = tmp_path / "toy"
     shutil.copytree(TESTS / "toy_problem", toy, ignore=shutil.ignore_patterns("__pycache__"))
     with (toy / "toy_verifier.py").open("a") as verifier:  # ToyVerifier is the file's last class
         verifier.write("\n    @staticmethod\n    def stale_scores(metrics):\n"
                        "        return 'by an older verifier (a test)' if 'older' in metrics else None\n")
+    return toy
+
+
+def test_the_best_across_runs_leaves_out_a_run_its_verifier_calls_older(tmp_path: Path) -> None:
+    """A run scored by an older verifier (smtt_rule's before its audit admitted only index rules,
+    when a look-ahead kept its score) is not the problem's best across runs, however high its
+    score: it does not compare.  `evolve best` names the runs it leaves out (it had reported it)."""
+    toy = toy_with_older_scores(tmp_path)
     runs = tmp_path / "runs"
     for name in ("a", "b"):
         made = evolve("run", str(toy), "--iterations", "2", "--out", str(runs / "toy" / name))
@@ -238,11 +244,7 @@ def test_the_best_across_runs_leaves_out_a_run_its_verifier_calls_older(tmp_path
 def test_resuming_a_run_its_verifier_calls_older_says_so_first(tmp_path: Path) -> None:
     """`evolve resume` of a run scored by an older verifier kept comparing children with those
     scores (its best, maybe a program the verifier now refuses, stayed the best) without a word."""
-    toy = tmp_path / "toy"
-    shutil.copytree(TESTS / "toy_problem", toy, ignore=shutil.ignore_patterns("__pycache__"))
-    with (toy / "toy_verifier.py").open("a") as verifier:  # ToyVerifier is the file's last class
-        verifier.write("\n    @staticmethod\n    def stale_scores(metrics):\n"
-                       "        return 'by an older verifier (a test)' if 'older' in metrics else None\n")
+    toy = toy_with_older_scores(tmp_path)
     run = tmp_path / "run"
     assert evolve("run", str(toy), "--iterations", "2", "--out", str(run)).returncode == 0
     fresh = evolve("resume", str(run), "--iterations", "3")

@@ -194,23 +194,35 @@ def test_honest_rules_pass_the_replay_and_the_shipped_planners_are_exempt(
         assert not evaluator.run_split(source + "\n# edited\n", quick, "quick").ok
 
 
-def test_each_call_of_the_replay_shows_only_the_states_it_asks_about() -> None:
-    """One decision of each instance per call, in the run's order, never the first: no call
-    shows an instance's scheduled jobs, or which job ran at a decision it asks about."""
-    rng = np.random.default_rng(3)
-    cases = [generate(n, 6, 4, rng) for n in (3, 12, 40)]
+def dispatched(rule: Any, sizes: tuple[int, ...], seed: int) -> tuple[list[Any], list[Instance], list[list[int]]]:
+    """Random instances of the given sizes, as Instances, and the rule's sequence of each."""
+    rng = np.random.default_rng(seed)
+    cases = [generate(n, 6, 4, rng) for n in sizes]
     instances = [Instance(f"x{k}", "g", {"p": p, "d": d}, Reference(None, "none", "", None))
                  for k, (p, d) in enumerate(cases)]
-    rule = eval("lambda p, d, t: np.maximum(d, t + p)", {"np": np})  # noqa: S307
-    sequences = [dispatch(rule, p, d) for p, d in cases]
-    sent: list[list[dict[str, Any]]] = []
+    return cases, instances, [dispatch(rule, p, d) for p, d in cases]
+
+
+def recording_session(rule: Any, sent: list[list[dict[str, Any]]], limit_required: bool = False) -> type:
+    """A session class answering every call with the rule's choices, keeping what each call showed."""
 
     class Session:
         def call(self, payload: dict[str, Any], reply_limit: int | None = None) -> Any:
             sent.append(payload["states"])
             value = np.asarray(choices_at(rule, payload["states"]), dtype=np.int64)
-            assert reply_limit is not None and value.nbytes <= reply_limit
+            assert not limit_required or (reply_limit is not None and value.nbytes <= reply_limit)
             return type("Reply", (), {"value": value, "error": None, "cpu_seconds": 0.0})
+
+    return Session
+
+
+def test_each_call_of_the_replay_shows_only_the_states_it_asks_about() -> None:
+    """One decision of each instance per call, in the run's order, never the first: no call
+    shows an instance's scheduled jobs, or which job ran at a decision it asks about."""
+    rule = eval("lambda p, d, t: np.maximum(d, t + p)", {"np": np})  # noqa: S307
+    cases, instances, sequences = dispatched(rule, (3, 12, 40), seed=3)
+    sent: list[list[dict[str, Any]]] = []
+    Session = recording_session(rule, sent, limit_required=True)
 
     assert Replay(lambda n: 0.1 + 0.002 * n, states=4).audit(instances, sequences, Session()) == [None] * 3
     # The subset check first (n = 12 and 40; test_a_subset_check_is_the_first_call...), then
@@ -448,19 +460,10 @@ def test_a_subset_check_is_the_first_call_of_its_process_and_shows_one_state_per
     """Nothing before it in the process shows the jobs it removes: in the audit's session it is
     the first call, a reaudit's session holds it alone; the run's job is shown, at least four
     jobs are not, and the scalars are the full state's, float for float."""
-    rng = np.random.default_rng(11)
-    cases = [generate(n, 6, 4, rng) for n in (3, 8, 30, 60)]
-    instances = [Instance(f"x{k}", "g", {"p": p, "d": d}, Reference(None, "none", "", None))
-                 for k, (p, d) in enumerate(cases)]
     rule = eval("lambda p, d, t, p_mean: np.maximum(d, t + p) + p / p_mean", {"np": np})  # noqa: S307
-    sequences = [dispatch(rule, p, d) for p, d in cases]
+    cases, instances, sequences = dispatched(rule, (3, 8, 30, 60), seed=11)
     sent: list[list[dict[str, Any]]] = []
-
-    class Session:
-        def call(self, payload: dict[str, Any], reply_limit: int | None = None) -> Any:
-            sent.append(payload["states"])
-            value = np.asarray(choices_at(rule, payload["states"]), dtype=np.int64)
-            return type("Reply", (), {"value": value, "error": None, "cpu_seconds": 0.0})
+    Session = recording_session(rule, sent)
 
     replay = Replay(lambda n: 1.0, states=4)
     assert replay.audit(instances, sequences, Session()) == [None] * 4
