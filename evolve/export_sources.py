@@ -85,7 +85,8 @@ def imported_modules(code: str, where: str) -> set[str]:
     try:
         tree = ast.parse(code)
     except SyntaxError as err:
-        raise UserError(f"{where}: does not parse (line {err.lineno}: {err.msg})") from None
+        line = f"line {err.lineno}: " if err.lineno else ""  # none for a null byte
+        raise UserError(f"{where}: does not parse ({line}{err.msg})") from None
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -182,3 +182,16 @@ def test_future_imports_go_first_after_the_docstring_once() -> None:
     plain = with_future("import numpy as np\n", {"annotations"})
     assert plain.splitlines()[0] == "from __future__ import annotations"
     compile(plain, "x", "exec")
+
+
+def test_a_source_with_a_null_byte_is_named_without_a_line_it_does_not_have() -> None:
+    """A null byte has no line: the error read 'does not parse (line None: ...)'."""
+    from evolve.errors import UserError
+    from evolve.export_sources import imported_modules
+
+    with pytest.raises(UserError) as info:
+        imported_modules("x = 1\x00", "f.py")
+    assert str(info.value) == "f.py: does not parse (source code string cannot contain null bytes)"
+    with pytest.raises(UserError, match=r"^f.py: does not parse \(line 1: "):
+        imported_modules("x = (", "f.py")
+
