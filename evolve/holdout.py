@@ -73,11 +73,7 @@ class Holdout:
     def strongest_baseline(self) -> str | None:
         """The baseline with the highest score on the split (not the seed, nor one of another
         class than the run's programs)."""
-        scored = [
-            (e.score, name) for name, e in self.evaluations.items()
-            if name not in (self.best, "seed", *self.other_class) and e.ok and e.score is not None
-        ]
-        return max(scored)[1] if scored else None
+        return strongest_of(self.evaluations, (self.best, "seed", *self.other_class))
 
     def comparison(self, other: str) -> Comparison | None:
         return next((c for c in self.comparisons if c.b == other), None)
@@ -97,6 +93,13 @@ class Holdout:
             "other_class_baselines": list(self.other_class),
             "generalisation": self.generalisation.to_json(),
         }
+
+
+def strongest_of(evaluations: dict[str, Evaluation], excluded: tuple[str, ...]) -> str | None:
+    """The name of the highest-scoring evaluation that succeeded, leaving out ``excluded``."""
+    scored = [(e.score, name) for name, e in evaluations.items()
+              if name not in excluded and e.ok and e.score is not None]
+    return max(scored)[1] if scored else None
 
 
 def improvement(best: float | None, seed: float | None) -> float | None:

@@ -234,6 +234,7 @@ def review_study(folder: Path, test: bool = False, workers: int = 1, progress: A
     evaluated on the held-out split through the usual sandbox and verifier."""
     from evolve.archive import Archive
     from evolve.compare import compare, evaluate_programs, instance_score_of
+    from evolve.holdout import strongest_of
     from evolve.review import problem_of, stale_scores
     from evolve.runs import load_run
     from evolve.scoring import headline_gap_keys, natural_key
@@ -287,10 +288,8 @@ def review_study(folder: Path, test: bool = False, workers: int = 1, progress: A
                                     progress=progress)
     baselines = {n: e for n, e in evaluations.items() if not n.startswith("seed-")}
     review.baselines = {n: _with_score(e) for n, e in baselines.items() if e.ok}
-    other_class = set(problem.spec.other_class_baselines)  # never the strongest (problem.toml)
-    scored = [(e.score, n) for n, e in baselines.items()
-              if n != "seed program" and n not in other_class and e.ok and e.score is not None]
-    review.strongest = max(scored)[1] if scored else None
+    # never the seed, nor a baseline of another class (problem.toml other_class_baselines)
+    review.strongest = strongest_of(baselines, ("seed program", *problem.spec.other_class_baselines))
     review.groups = sorted({k[len("gap_mean_pct["):-1] for e in evaluations.values() for k in e.metrics
                             if k.startswith("gap_mean_pct[")}, key=natural_key)
     direction = problem.spec.objective.direction
