@@ -21,9 +21,17 @@ Every other spelling (``sys.modules["importlib"].import_module``, ``builtins.__i
 which cannot know who asks.  So the names are switched where evolve reaches a problem's code:
 ``Problem.verifier`` calls ``activate``, which steps the other folders' same-named modules aside
 and brings this folder's back (the very module objects loaded before, not fresh copies, so their
-classes still pickle and their state stays), with its folders first on ``sys.path``.  Two plug-in
-verifiers that share a plain module name and run interleaved in threads of one process are not
-kept apart (evolve never does that: a trusted worker process scores one problem).
+classes still pickle and their state stays), with its folders first on ``sys.path``.
+
+Threads (the Python API called from two threads): stepping aside and the import that follows it
+are one step under ``_LOCK``, in ``import_by_file``, ``activate`` and the folders' own
+``__import__``/``import_module``, so a folder's import never gets the module another thread's
+folder just put under the shared name (it did: two folders' verifiers loaded at once, the second
+got the first's ``toy_side``).  What stays shared is ``sys.modules`` itself: a verifier that reaches
+a plain-named module through it at score time (``sys.modules["helper"]``, ``builtins.__import__``,
+``importlib.__import__``, ``sys.modules["importlib"].import_module``) while another thread scores a
+same-named folder's problem may get the other's (evolve's own commands never do that: a trusted
+worker process scores one problem; an import statement or ``importlib.import_module`` is safe).
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
+import threading
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
@@ -78,6 +87,11 @@ def import_by_file(module: str, folders: list[str], own: list[str]) -> ModuleTyp
     folder = module_file(module, folders)
     if folder is None:
         return None
+    with _LOCK:  # another thread's folder must not swap the shared names mid-import
+        return _import_by_file(module, folder, folders, own)
+
+
+def _import_by_file(module: str, folder: str, folders: list[str], own: list[str]) -> ModuleType:
     resolved = str(Path(folder).resolve())
     package = package_name(resolved)
     ensure_package(package, resolved)
@@ -103,7 +117,8 @@ def _prefer(names: frozenset[str], roots: list[Path], folders: list[str]) -> Non
         if path in sys.path:
             sys.path.remove(path)
         sys.path.insert(0, path)
-    stash = [n for n, m in sys.modules.items() if n.partition(".")[0] in names and not _within(m, roots)]
+    # A copy: another thread's import (numpy's, say) may add to sys.modules meanwhile.
+    stash = [n for n, m in list(sys.modules.items()) if n.partition(".")[0] in names and not _within(m, roots)]
     for name in stash:
         _ASIDE.setdefault(name, []).append(sys.modules.pop(name))
     # This folder's own modules stepped aside earlier come back as they were.
@@ -116,6 +131,9 @@ def _prefer(names: frozenset[str], roots: list[Path], folders: list[str]) -> Non
 
 # Plain name -> the modules of other folders stepped aside under it, until their folder's turn.
 _ASIDE: dict[str, list[ModuleType]] = {}
+# Held while plain names are switched and the import that wanted them runs (re-entrant: a module
+# being imported imports its siblings).
+_LOCK = threading.RLock()
 
 
 def activate(own: list[str], folders: list[str]) -> None:
@@ -123,6 +141,11 @@ def activate(own: list[str], folders: list[str]) -> None:
     ``sys.path`` (``folders`` first): called where evolve reaches the problem's verifier, so that
     an import inside it finds its folder's module whichever way it is spelt."""
     roots, names = _own(tuple(own))
+    with _LOCK:
+        _activate(roots, names, folders)
+
+
+def _activate(roots: list[Path], names: frozenset[str], folders: list[str]) -> None:
     if sys.path[:len(folders)] == folders and not any(
             (m := sys.modules.get(n)) is not None and not _within(m, roots) or
             (m is None and any(_within(a, roots) for a in _ASIDE.get(n, ()))) for n in names):
@@ -146,9 +169,10 @@ def _register(roots: list[Path], folders: list[str]) -> None:
                 _prefer(frozenset({top}), roots, folders)
 
     def own_import_module(name: str, package: str | None = None) -> ModuleType:
-        if not name.startswith("."):
-            step_aside(name)
-        return importlib.import_module(name, package)
+        with _LOCK:
+            if not name.startswith("."):
+                step_aside(name)
+            return importlib.import_module(name, package)
 
     # importlib.import_module("helper") bypasses __import__: the folder's modules get an importlib
     # whose import_module steps aside first too (the rest is the real importlib's).
@@ -157,9 +181,10 @@ def _register(roots: list[Path], folders: list[str]) -> None:
     own_importlib.__getattr__ = lambda attribute: getattr(importlib, attribute)  # type: ignore[attr-defined]
 
     def own_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
-        if level == 0:
-            step_aside(name)
-        module = builtins.__import__(name, globals, locals, fromlist, level)
+        with _LOCK:
+            if level == 0:
+                step_aside(name)
+            module = builtins.__import__(name, globals, locals, fromlist, level)
         if level == 0 and module is importlib:
             return own_importlib  # import importlib, from importlib import import_module, import importlib.util
         return module

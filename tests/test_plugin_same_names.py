@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,34 @@ def test_instance_data_of_a_class_of_the_verifiers_own_module_reach_trusted_work
     assert len(attempts) == 3
     assert list(attempts["outcome"]) == ["evaluated"] * 3, attempts.to_dict("records")
     assert set(run.programs()["status"]) == {"ok"}  # every child scored by a worker, none crashed
+
+
+def test_two_threads_loading_same_named_folders_at_once_each_get_their_own_helper(tmp_path: Path) -> None:
+    """The Python API from two threads: a's and b's verifiers (each importing its own toy_side,
+    b's reversing the order) loaded at the same time. b got a's toy_side (it scored -92.46, a's
+    worst order, instead of 0.0) while a's import of it was under way; the import of a helper
+    now waits for the other thread's. Each toy_side sleeps 0.5 s on import so that the two
+    imports overlap."""
+    folders = _copies(tmp_path)
+    for folder in folders.values():
+        side = folder / "toy_side.py"
+        side.write_text(side.read_text().replace("from typing import Any\n", "from typing import Any\n\ntime.sleep(0.5)\n"))
+    seed = (TESTS / "toy_problem" / "seed.py").read_text()
+    results: dict[str, object] = {}
+
+    def evaluate(name: str) -> None:
+        try:
+            results[name] = evolve.evaluate(str(folders[name]), seed, split="quick")
+        except BaseException as error:  # reported below, with the thread's name
+            results[name] = error
+
+    threads = [threading.Thread(target=evaluate, args=(name,)) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    a, b = results["a"], results["b"]
+    assert isinstance(a, evolve.Evaluation) and isinstance(b, evolve.Evaluation), results
+    assert a.score < 0 and [r.name for r in a.instances] == ["quick-0", "quick-1"]
+    assert b.score == pytest.approx(0.0) and [r.name for r in b.instances] == ["b-quick-0", "b-quick-1"]
+
