@@ -26,6 +26,7 @@ from evolve.export_sources import (
 )
 from evolve.review import lineage_steps, problem_of
 from evolve.runs import load_run
+from evolve.sandbox.outcome import printable
 from evolve.scoring import headline_gap, natural_key
 from evolve.selection import reported_best
 
@@ -96,6 +97,10 @@ def export_program(run_dir: Path, program_id: int | None = None, filename: str =
                       "it runs with your rights, and a program can behave differently outside the "
                       "sandbox: read the code before you deploy it")
     lines.append(RULE)
+    # Each header line is one comment, whatever the archive's texts hold (a model name, a run's
+    # path): a line break in one put code above the program, run when the module was imported
+    # (fourteenth red team); control characters are written out, as on a terminal.
+    lines = [printable(line).replace("\n", "\\n") for line in lines]
     # The appended sources' `from __future__` imports (annotations naming their own classes) must
     # be the module's first statement: stated once, before the program's code.
     code = with_future(program.code, {f for a in appended for f in a.future})

@@ -86,6 +86,12 @@ def _parse_record(path: Path, lineno: int, raw: str) -> dict[str, Any]:
     for key in ("model", "text"):
         if not isinstance(rec.get(key), str):
             raise _bad_line(path, lineno, f"'{key}' is missing or not a string")
+    if not rec["model"].isprintable():
+        # The archive keeps it as the programs' model, and `evolve export` writes it into the
+        # module's comment header: a line break there put code above the program, run when the
+        # exported rule was imported (fourteenth red team); `evolve review` printed its escapes raw.
+        raise _bad_line(path, lineno, f"'model' is {rec['model'][:60]!r}, which holds a line break "
+                                      "or control character; a model name is one printable line")
     for key in ("prompt_tokens", "completion_tokens"):
         value = rec.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
