@@ -64,6 +64,26 @@ def test_a_forged_result_line_nested_too_deeply_fails_only_its_instance() -> Non
     assert runs[1].solution == shallow and runs[1].error is None
 
 
+def _nested(levels: int) -> object:
+    """Objects and lists in turn, ``levels`` deep, each (but the innermost) beside numbers and a
+    flat list."""
+    value: object = 7
+    for level in range(levels):
+        value = [1, value, [2, 3]] if level % 2 else {"a": [4] if level else 4, "v": value, "n": 5}
+    return value
+
+
+@pytest.mark.parametrize(("levels", "refused"), [(MAX_NESTING, False), (MAX_NESTING + 1, True)])
+def test_a_result_line_is_refused_from_the_first_level_past_the_limit(levels: int, refused: bool) -> None:
+    # ``levels`` in all: the wide list, then the nested part, after and before many numbers
+    wide = list(range(5000)) + [_nested(levels - 1)] + list(range(5000))
+    blob = b'{"event": "loaded"}\n' + _line(wide)
+    loaded, runs, fatal = parse_lines(blob, 1)
+    assert loaded and fatal is None
+    assert (runs[0].error is not None and runs[0].error.startswith("solution is nested")) is refused
+    assert (runs[0].solution is None) is refused
+
+
 # Each call's reply forged onto the channel ahead of the real one (a well-formed forged reply for
 # the current call replaces it): just over MAX_VALUES empty lists, 6 MiB.
 FLAT_BOMB = """
