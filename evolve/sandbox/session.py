@@ -12,7 +12,6 @@ child, outside the candidate's reach.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import pickle
@@ -32,6 +31,7 @@ from evolve.sandbox.outcome import (
     encodable,
     malformed_facts,
     one_line,
+    strict_json,
     too_deep,
     too_many_values,
 )
@@ -70,10 +70,6 @@ class _Ended(Exception):
     def __init__(self, why: str | None, fatal: dict[str, Any] | None = None) -> None:
         super().__init__(why)
         self.why, self.fatal = why, fatal
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 MESSAGES_TO_SPARE = 16  # per call, beyond what its reply needs (``messages_allowed``)
@@ -366,7 +362,7 @@ def _receive_socket(chan: socket.socket, deadline: float) -> tuple[socket.socket
 
 def _fatal(meta: bytes) -> dict[str, Any]:
     try:
-        obj = json.loads(meta, parse_constant=_reject_constant)
+        obj = strict_json(meta)
     except (ValueError, RecursionError):
         obj = None
     if not isinstance(obj, dict):
@@ -383,15 +379,15 @@ def _decode(kind: int, meta: bytes, blob: bytearray) -> tuple[Any, str | None]:
         if kind == channel.JSON:
             if too_many_values(blob):
                 return None, f"reply holds more than {MAX_VALUES:,} JSON values (items, lists and objects)"
-            value = json.loads(blob, parse_constant=_reject_constant)
+            value = strict_json(blob)
             if too_deep(value):
                 return None, f"reply is nested more than {MAX_NESTING} levels deep (lists in lists)"
             return encodable(value, blob), None
         if kind == channel.ERROR:
-            error = json.loads(meta, parse_constant=_reject_constant)["error"]
+            error = strict_json(meta)["error"]
             return None, one_line(error) or "error"
         if kind == channel.ARRAY:
-            return _array(json.loads(meta, parse_constant=_reject_constant), blob), None
+            return _array(strict_json(meta), blob), None
     except (ValueError, TypeError, KeyError, RecursionError, UnicodeDecodeError):
         pass
     return None, "malformed reply from the sandbox"
