@@ -245,6 +245,10 @@ def test_zero_duration_operation_of_orb07_takes_no_machine_time(verifier: JsspVe
         (lambda s: {**s, "start": [[10**30, 3], *s["start"][1:]]}, "outside [0, 2**53]"),
         (lambda s: {**s, "start": [[-1, 3], *s["start"][1:]]}, "outside [0, 2**53]"),
         (lambda s: {**s, "end": "x"}, "'end' must be a list"),
+        # In the last job, after plain ints (checked together first): still named by place.
+        (lambda s: {**s, "end": [*s["end"][:-1], [*s["end"][-1][:-1], False]]}, "'end'[2][1] must be an integer time"),
+        (lambda s: {**s, "start": [*s["start"][:-1], [s["start"][-1][0], 2**53 + 1]]}, "'start'[2][1] = 9007"),
+        (lambda s: {**s, "start": [[3, 0.5], s["start"][1][:1], *s["start"][2:]]}, "'start'[0][1] must be an integer"),
     ],
 )
 def test_hostile_solutions_are_infeasible_with_the_reason(verifier: JsspVerifier, mutate, message: str) -> None:
@@ -253,6 +257,14 @@ def test_hostile_solutions_are_infeasible_with_the_reason(verifier: JsspVerifier
     result = verifier.score(inst, mutate(copy.deepcopy(good)))
     assert not result.feasible
     assert message in result.error
+
+
+def test_integral_floats_in_a_schedule_score_as_its_ints(verifier: JsspVerifier) -> None:
+    inst = instance_of(TINY, ref=10)
+    good = JsspVerifier.solve(mwkr, inst)
+    floats = {**good, "start": [[float(x) for x in row] for row in good["start"]]}
+    assert verifier.score(inst, floats) == verifier.score(inst, good)
+    assert verifier.score(inst, good).feasible
 
 
 def test_each_constraint_is_named_when_violated(verifier: JsspVerifier) -> None:

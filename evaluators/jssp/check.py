@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ import numpy as np
 from evolve.evaluators.jssp.model import JobShop
 
 MAX_TIME = 2**53  # beyond this float64 stops being exact for integers
+_INTS = frozenset((int,))  # exactly int: not bool, not a float, not a subclass
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,16 @@ def _int_matrix(shop: JobShop, rows: Any, key: str) -> tuple[str | None, np.ndar
     if not isinstance(rows, list) or len(rows) != shop.n_jobs:
         got = f"{len(rows)} entries" if isinstance(rows, list) else _render(rows)
         return f"'{key}' must be a list with one list per job ({shop.n_jobs}), got {got}", out
+    lengths = shop.lengths.tolist()
+    if all(isinstance(row, list) and len(row) == length for row, length in zip(rows, lengths, strict=True)):
+        flat = list(chain.from_iterable(rows))
+        if _INTS.issuperset(map(type, flat)) and (not flat or (min(flat) >= 0 and max(flat) <= MAX_TIME)):
+            # Plain ints in range, as a schedule sent as JSON gives: checked and copied in C, row by row
+            # (the mask's True cells in row-major order). Anything else: the loop below names it.
+            out[np.arange(out.shape[1])[None, :] < shop.lengths[:, None]] = flat
+            return None, out
     for j, row in enumerate(rows):
-        length = int(shop.lengths[j])
+        length = lengths[j]
         if not isinstance(row, list) or len(row) != length:
             got = f"{len(row)} entries" if isinstance(row, list) else _render(row)
             return f"'{key}'[{j}] must list the {length} operations of job {j}, got {got}", out
