@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -322,3 +323,41 @@ def test_a_prompt_file_grown_huge_in_the_folder_is_not_read_on_resume(tmp_path: 
     writer.join(5)
     assert (tmp_path / "prompt_006.md").read_text() == prompt_text(request(6))
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 256 << 10  # KiB: under 256 MiB more
+
+
+def test_links_planted_in_the_folder_reach_no_file_outside_it(toy_dir: Path, tmp_path: Path) -> None:
+    """Whoever writes the folder (the model: a person or an agent, perhaps confined to it) could
+    plant symbolic links where the backend writes and reads: its temporary prompt and outcome
+    files and the write check were opened through them, so the run overwrote files outside the
+    folder with text a model controls (the prompt quotes its programs, the outcome its programs'
+    output), and a reply linked to a file outside was read into the archive and the next prompt
+    (fourteenth red team). Now nothing in the folder is followed: a planted link is replaced,
+    and a reply that is not a regular file of the folder is that call's error, unread."""
+    folder = tmp_path / "exchange"
+    folder.mkdir()
+    victims = {name: tmp_path / f"victim-{k}.txt" for k, name in
+               enumerate(["prompt_001.md.tmp", "outcome_001.md.tmp", "prompt_002.md.tmp", ".evolve-write-check"])}
+    for name, victim in victims.items():
+        victim.write_text("precious")
+        (folder / name).symlink_to(victim)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-0123456789\n" + GOOD_EDIT)
+    FilesLLM(folder).preflight()
+
+    def link(n: int, _: str) -> str | None:  # the first answer is a link to a file outside the folder
+        if n == 1:
+            (folder / "outcome_001.md.tmp").unlink(missing_ok=True)
+            (folder / "outcome_001.md.tmp").symlink_to(victims["outcome_001.md.tmp"])
+            (folder / "reply_001.md").symlink_to(secret)
+            return None
+        return GOOD_EDIT
+
+    with person(folder, link):
+        _, archive = files_run(toy_dir, tmp_path, folder, iterations=2, islands=1)
+    assert [v.read_text() for v in victims.values()] == ["precious"] * 4
+    assert archive.outcome_counts() == {LLM_ERROR: 1, EVALUATED: 1}  # the control: reply 2 was read
+    assert "reply_001.md is not a regular file" in (folder / "outcome_001.md").read_text()
+    with sqlite3.connect(tmp_path / "archive.sqlite") as db:
+        kept = " ".join(str(row) for row in db.execute("SELECT * FROM attempts"))
+    assert "SECRET-0123456789" not in kept and "SECRET-0123456789" not in (folder / "prompt_002.md").read_text()
+    assert not (folder / "prompt_001.md").is_symlink() and not (folder / "outcome_001.md").is_symlink()

@@ -16,6 +16,13 @@ A reply file is read up to 64 MiB, as the HTTP clients read a body (``http_chat.
 a larger one is that call's error.  It was read whole: a sparse 1 GiB file took the controller
 to 2.1 GB, and one of 10 GiB would have taken this machine's memory (eighth red team).
 
+Nothing in the folder is followed: whoever writes it (the model) could plant symbolic links
+where the backend writes its temporary prompt and outcome files, which were opened through them
+(files outside the folder overwritten with text the model controls), or answer with a link to a
+file outside it, which was read into the archive and the next prompt (fourteenth red team).  So
+the backend writes only files it creates afresh (``O_EXCL | O_NOFOLLOW``) and reads a reply only
+if it is a regular file of the folder; another kind is that call's error, unread.
+
 A resumed run finds the prompts it already wrote: a reply written for the same
 prompt is used as it is; a reply left from a different prompt (another run in
 the same folder) is set aside as ``reply_NNN.stale-<time>.md``, never used.
@@ -24,6 +31,7 @@ the same folder) is set aside as ``reply_NNN.stale-<time>.md``, never used.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +56,31 @@ def prompt_text(request: ProposalRequest, header: str | None = None) -> str:
     for message in request.messages:
         parts.append(f"# {message['role'].capitalize()}\n\n{message['content'].strip()}")
     return "\n\n".join(parts) + "\n"
+
+
+def write_new(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` as a file made now: whatever the folder's writer left there (a
+    link to a file outside the folder, a FIFO) is removed, never opened; one planted again
+    before the create makes it fail (FileExistsError)."""
+    path.unlink(missing_ok=True)  # a link itself, never its target
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def read_regular(path: Path, limit: int) -> bytes | None:
+    """Up to ``limit`` bytes of ``path`` if it is a regular file (not a link, a FIFO or a
+    device), else None; FileNotFoundError if there is nothing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        return None  # ELOOP: a symbolic link; ENXIO and the like: not a file
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return handle.read(limit)
 
 
 def prompt_name(iteration: int) -> str:
@@ -86,7 +119,7 @@ class FilesLLM:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             probe = self.directory / ".evolve-write-check"
-            probe.write_text("")
+            write_new(probe, "")
             probe.unlink()
         except OSError as err:
             raise UserError(f"{self.name}: cannot write prompts to {self.directory} "
@@ -100,19 +133,24 @@ class FilesLLM:
         prompt = prompt_text(request)
         prompt_path = self.directory / prompt_name(request.iteration)
         reply_path = self.directory / reply_name(request.iteration)
-        expected = prompt.encode("utf-8")  # sizes first: a prompt file the folder's writer grew is not read
-        same_prompt = (prompt_path.is_file() and prompt_path.stat().st_size == len(expected)
-                       and prompt_path.read_bytes() == expected)
-        if reply_path.exists() and not same_prompt:
+        expected = prompt.encode("utf-8")  # at most its size: a prompt file the folder's writer grew is not read
+        try:
+            same_prompt = read_regular(prompt_path, len(expected) + 1) == expected
+        except FileNotFoundError:
+            same_prompt = False
+        if os.path.lexists(reply_path) and not same_prompt:
             stale = reply_path.with_name(f"{reply_path.stem}.stale-{time.strftime('%Y%m%d-%H%M%S')}.md")
             reply_path.rename(stale)
         if not same_prompt:
             (self.directory / outcome_name(request.iteration)).unlink(missing_ok=True)  # another prompt's
             tmp = prompt_path.with_suffix(".md.tmp")
-            tmp.write_text(prompt, encoding="utf-8")
+            try:
+                write_new(tmp, prompt)
+            except OSError as err:
+                raise LLMError(f"{self.name}: cannot write {tmp.name} ({err.strerror})") from None
             os.replace(tmp, prompt_path)
         self._asked.add(request.iteration)
-        if not reply_path.exists():
+        if not os.path.lexists(reply_path):
             self._say(f"waiting for {reply_path}")
         text = self._wait_for(reply_path)
         if not text.strip():
@@ -136,7 +174,7 @@ class FilesLLM:
             text += f"\n{fenced(details.strip(), 'text')}\n"  # a candidate's output: it must not read as ours
         try:
             tmp = path.with_suffix(".md.tmp")
-            tmp.write_text(text, encoding="utf-8")
+            write_new(tmp, text)
             os.replace(tmp, path)
         except OSError as err:  # the folder went away: the console line has said it
             self._say(f"cannot write {path} ({err.strerror})")
@@ -144,6 +182,10 @@ class FilesLLM:
     def _say(self, line: str) -> None:
         if self.notify is not None:
             self.notify(f"files: {line}")  # the folder is in the line (or was, at the start)
+
+    def _not_a_file(self, path: Path) -> str:
+        return (f"{self.name}: {path.name} is not a regular file (a symbolic link, a FIFO or a device), "
+                "so it was not read; write the reply itself into the folder")
 
     def _wait_for(self, path: Path) -> str:
         """The reply once it has held still ``settle_s``. The naps between looks start at
@@ -155,22 +197,29 @@ class FilesLLM:
         nap = FIRST_NAP_S
         while True:
             try:
-                stat = path.stat()
+                found = os.lstat(path)  # the name itself: a link is not followed
             except FileNotFoundError:
                 last = None
                 time.sleep(nap)
                 nap = min(self.poll_s, 2 * nap)
                 continue
-            signature = (stat.st_size, stat.st_mtime_ns)
+            if not stat.S_ISREG(found.st_mode):
+                raise LLMError(self._not_a_file(path))
+            signature = (found.st_size, found.st_mtime_ns)
             now = time.monotonic()
             if signature != last:
                 last, still_since = signature, now
-            elif now - still_since >= self.settle_s and stat.st_size > 0:
-                with path.open("rb") as handle:  # a reply as large as the HTTP clients read, at most
-                    data = handle.read(MAX_BODY + 1)
+            elif now - still_since >= self.settle_s and found.st_size > 0:
+                try:  # a reply as large as the HTTP clients read, at most
+                    data = read_regular(path, MAX_BODY + 1)
+                except FileNotFoundError:
+                    last = None
+                    continue
+                if data is None:  # replaced by a link or a FIFO since the look above
+                    raise LLMError(self._not_a_file(path))
                 if len(data) > MAX_BODY:
                     raise LLMError(f"{self.name}: {path.name} is over {MAX_BODY >> 20} MiB")
                 return data.decode("utf-8", errors="replace")
             settled_in = still_since + self.settle_s - now
-            time.sleep(min(nap, settled_in) if stat.st_size > 0 and settled_in > 0 else nap)
+            time.sleep(min(nap, settled_in) if found.st_size > 0 and settled_in > 0 else nap)
             nap = min(self.poll_s, 2 * nap)
