@@ -3,14 +3,20 @@ expert, already have on each GPU."""
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 import numpy as np
 
 import evolve
+from evolve.config import resolve_settings
+from evolve.edits import apply_edit
 from evolve.evaluators.moe.configs import EpConfig
 from evolve.evaluators.moe.placement import Placement, shape
 from evolve.evaluators.moe.screen import place
+from evolve.gp.backend import GPBackend
+from evolve.gp.rules import find_rule
+from evolve.llm.base import ProposalRequest
 from evolve.problem import load_problem
 
 
@@ -117,3 +123,32 @@ def test_a_program_may_use_num_groups_and_one_written_before_still_scores_the_sa
         assert evaluation.ok, (name, evaluation.feedback)
     assert scored["old"].metrics["balancedness"] == scored["seed"].metrics["balancedness"]
     assert [r.objective for r in scored["old"].instances] == [r.objective for r in scored["seed"].instances]
+
+
+def test_the_gp_never_makes_an_old_programs_gpu_cost_read_num_groups_it_does_not_take() -> None:
+    """A run archived before gpu_cost took num_groups, resumed with the GP: a child keeps its
+    parent's def line and frame, so a gpu_cost body reading num_groups failed with a NameError
+    (45 of 300 children of the old seed, with an inspiration that reads it). Children of an old
+    program read only what its gpu_cost takes, and score like any program; a current program's
+    children may still read num_groups."""
+    moe = load_problem("moe")
+    old = _seed_without_num_groups(moe.seed_code)
+    reading = moe.seed_code.replace("    return gpu_load\n# EVOLVE-BLOCK-END",
+                                    "    return gpu_load * num_groups + group_load\n# EVOLVE-BLOCK-END")
+    gp = GPBackend(moe.spec.rule, seed=1, settings=resolve_settings(moe.spec.run, None, {}).gp)
+    reads_it = {"old": 0, "current": 0}
+    children = []
+    for iteration in range(1, 121):
+        for name, parent in (("old", old), ("current", moe.seed_code)):
+            request = ProposalRequest([], iteration, 0, "diff", parent, [reading], fresh=iteration % 5 == 0)  # type: ignore[arg-type]
+            child = apply_edit(parent, gp.complete(request).text, "diff")
+            site = find_rule(child, "gpu_cost")
+            assert site is not None
+            if "num_groups" in ast.unparse(site.node.body[-1]):
+                reads_it[name] += 1
+            if name == "old":
+                children.append((ast.unparse(site.node.body[-1]), child))
+    assert reads_it["old"] == 0 and reads_it["current"] > 0, reads_it
+    changed = next(child for body, child in children if body != "return gpu_load")  # the old gpu_cost, varied
+    evaluation = evolve.evaluate(moe, changed, split="quick")
+    assert evaluation.ok, evaluation.feedback

@@ -27,10 +27,10 @@ from evolve.gp.constants import (
     side_constant_paths,
 )
 from evolve.gp.operators import WEIGHTS, Child, Limits, vary
-from evolve.gp.program import rule_tree, signature_of, with_rule
+from evolve.gp.program import rule_tree, signature_of, taken_by, with_rule
 from evolve.gp.rules import find_rule
 from evolve.gp.screen import Screen
-from evolve.gp.tree import Tree, reduces, simplify, size
+from evolve.gp.tree import Tree, reduces, simplify, size, well_typed
 from evolve.llm.base import Completion, LLMError, ProposalRequest
 
 __all__ = ["GPBackend"]
@@ -122,11 +122,14 @@ class GPBackend:
     def _brood(self, parent: str, rule: RuleSpec, parent_tree: Tree | None, donors: list[Tree],
                rng: random.Random, fresh: bool) -> list[Child]:
         """Children to answer with, best first (one unscreened child without a screen)."""
+        site = find_rule(parent, rule.function)
         sig = signature_of(rule, self.reductions)
+        sig = taken_by(sig, site.params) if site is not None else sig
         made: dict[Tree, Child] = {}
         if fresh or parent_tree is None:
             starts = [simplify(t) for t in self.starts[rule.function]]
-            starts = [t for t in starts if parent_tree is None or t != simplify(parent_tree)]
+            starts = [t for t in starts if (parent_tree is None or t != simplify(parent_tree))
+                      and well_typed(t, sig)]  # a start may read an input the parent's rule does not take
             if self.screen is None and starts and rng.random() < 0.5:
                 # Unscreened: half the fresh starts are a known rule (a duplicate is asked again).
                 return [Child(rng.choice(starts), "start", "a known rule from [rule] starts")]

@@ -8,6 +8,7 @@ something, and review's diffs and lineage read like a model's edits.
 from __future__ import annotations
 
 import ast
+import dataclasses
 
 from evolve.config import RuleSpec
 from evolve.edits import evolve_blocks
@@ -21,7 +22,7 @@ from evolve.gp.codegen import (
     uses_division,
 )
 from evolve.gp.rules import RuleSite, find_rule
-from evolve.gp.tree import Signature, Tree, well_typed
+from evolve.gp.tree import Signature, Tree, reads, well_typed
 
 
 def signature_of(rule: RuleSpec, reductions: bool = True) -> Signature:
@@ -31,6 +32,19 @@ def signature_of(rule: RuleSpec, reductions: bool = True) -> Signature:
     return Signature(tuple((i.name, i.kind) for i in rule.inputs), rule.returns,
                      tuple(parse(term, names) for term in rule.terminals),
                      tuple(parse(gate, names) for gate in rule.gates), reductions)
+
+
+def taken_by(sig: Signature, params: tuple[str, ...]) -> Signature:
+    """``sig`` narrowed to the inputs a program's rule function takes.  A child keeps its parent's
+    ``def`` line (and the frame that calls it), so a parent written before an input was declared
+    (moe's ``gpu_cost`` before ``num_groups``, an archive resumed) must get children that do not
+    read it: they failed with a NameError, every one of them a lost iteration."""
+    missing = {name for name, _ in sig.inputs} - set(params)
+    if not missing:
+        return sig
+    return dataclasses.replace(sig, inputs=tuple(i for i in sig.inputs if i[0] not in missing),
+                               derived=tuple(t for t in sig.derived if not reads(t) & missing),
+                               gates=tuple(t for t in sig.gates if not reads(t) & missing))
 
 
 def return_expression(code: str, rule: RuleSpec, tree: ast.Module | None = None) -> str | None:
