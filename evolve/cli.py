@@ -35,7 +35,7 @@ from evolve.cli_common import (
 )
 from evolve.display import console, err_console
 from evolve.errors import UserError
-from evolve.formats import count, fmt, json_safe, pct
+from evolve.formats import count, fmt, gap_words, json_safe, pct
 
 
 @app.command(epilog=example("evolve problems"))
@@ -182,6 +182,7 @@ def _summary(result: Any) -> None:
 
     progress = result.last_progress
     best, seed = result.best, result.seed
+    against = result.gap_against  # serving: "12.65% below FCFS's mean E2E latency", not "gap -12.65%"
     stop = progress.stop if progress else None
     code = stop.exit_code if stop is not None else EXIT_OK
     if code != EXIT_OK:
@@ -189,7 +190,8 @@ def _summary(result: Any) -> None:
                           f"(exit {code})", highlight=False)
     console.print(
         f"stopped: {progress.stop_reason if progress else result.stop_reason}. best score {fmt(best.score)} "
-        f"(gap {pct(best.gap_pct)}; seed {pct(seed.gap_pct)}) on the train split\n"
+        + (f"({gap_words(best.gap_pct, against)}; seed {gap_words(seed.gap_pct, against)})" if against
+           else f"(gap {pct(best.gap_pct)}; seed {pct(seed.gap_pct)})") + " on the train split\n"
         f"best program: {result.dir / 'best.py'}\nreview it with: evolve review {result.dir}\n"
         f"against the baselines on held-out instances: evolve review {result.dir} --test"
         + (f"\nonce fixed, continue with: evolve resume {result.dir}" if code != EXIT_OK else "")

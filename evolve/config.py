@@ -190,6 +190,10 @@ class ObjectiveSpec(Strict):
     # gap_ratio = -(ratio-of-sums gap, in %)
     # objective = -/+ sum of objectives (minimize/maximize)
     score: Literal["gap_mean", "gap_group_mean", "gap_ratio", "objective"] = "gap_mean"
+    # What the gaps are measured against when it is a baseline's value, not an optimum (serving:
+    # "FCFS's mean E2E latency"): review, report and the run's last line then say "12.65% below
+    # FCFS's mean E2E latency" instead of "gap -12.65%". Empty: a reference (optimal, best known).
+    reference: str = ""
     # The search's fitness only (the archive's score, the GP's screen, the choice on a validation
     # split), never a reported gap: with gap_mean or gap_group_mean, each group's mean gap is
     # blended with its median gap, (1 - median_weight) * mean + median_weight * median (0: the

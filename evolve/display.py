@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from evolve.formats import fmt, pct
+from evolve.formats import fmt, gap_words
 from evolve.progress import Progress as RunProgress
 
 # soft_wrap: paths and commands stay copy-pasteable. emoji=False: user and candidate text
@@ -66,8 +66,9 @@ class RunDisplay:
     """
 
     def __init__(self, problem: str, out: Console | None = None, interval_s: float = 30.0,
-                 model: bool = True) -> None:
+                 model: bool = True, against: str = "") -> None:
         self._problem = problem
+        self._against = against  # [objective] reference: "12.65% below FCFS's ...", not "gap -12.65%"
         # No model (the offline search): its estimated "tokens" and $0 would read as model use.
         self._model = model
         self._out = out or console
@@ -82,7 +83,7 @@ class RunDisplay:
             BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]} eval/s"),
-            TextColumn("best [bold green]{task.fields[best]}[/] (gap {task.fields[gap]})"),
+            TextColumn("best [bold green]{task.fields[best]}[/] ({task.fields[gap]})"),
             TextColumn("fail {task.fields[failures]}"),
             *([TextColumn("tok {task.fields[tokens]}"), TextColumn("${task.fields[cost]}")] if model else []),
             TimeElapsedColumn(),
@@ -90,7 +91,7 @@ class RunDisplay:
             console=self._out,
             transient=False,
         )
-        self._task = self._bar.add_task("run", total=None, rate="0.0", best="-", gap="-", failures="0",
+        self._task = self._bar.add_task("run", total=None, rate="0.0", best="-", gap=gap_words(None, against), failures="0",
                                         tokens=0, cost="0.00", eta="-")
 
     def __enter__(self) -> RunDisplay:
@@ -116,7 +117,7 @@ class RunDisplay:
             completed=p.done,
             rate=rate(p.evals_per_s),
             best=fmt(p.best_score),
-            gap=pct(p.best_gap),
+            gap=gap_words(p.best_gap, self._against),
             failures=failure_counts(p),
             tokens=_tokens(p.prompt_tokens + p.completion_tokens),
             cost=f"{p.cost_usd:.2f}",
@@ -140,7 +141,7 @@ class RunDisplay:
         share = f" ({100 * p.done / p.target:.0f}%)" if p.target else ""
         line = (
             f"[{time.strftime('%H:%M:%S')}] {self._problem} {p.done}/{p.target}{share} | "
-            f"best {fmt(p.best_score)} (gap {pct(p.best_gap)}) | failures {failure_counts(p)}"
+            f"best {fmt(p.best_score)} ({gap_words(p.best_gap, self._against)}) | failures {failure_counts(p)}"
             f" | duplicates {p.duplicates} | {rate(p.evals_per_s)} eval/s | "
             + (f"tok {_tokens(p.prompt_tokens + p.completion_tokens)} ${p.cost_usd:.2f} | " if self._model else "")
             + f"elapsed {duration(time.time() - p.started)} eta {duration(p.eta_s)}"

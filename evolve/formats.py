@@ -13,6 +13,25 @@ def pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}%"
 
 
+def gap_words(value: float | None, against: str = "") -> str:
+    """A program's headline gap in words: ``gap 1.17%`` against an optimum or best known; against
+    a baseline named by the problem (``[objective] reference``, serving's "FCFS's mean E2E
+    latency"), which a good program beats, ``12.65% below FCFS's mean E2E latency``, never
+    ``gap -12.65%``, which read as a loss."""
+    if not against:
+        return f"gap {pct(value)}"
+    return f"{side_of(value)} {against}" if value is not None else f"- against {against}"
+
+
+def side_of(value: float | None) -> str:
+    """``12.65% below``, ``3.10% above``, ``level with``: a signed gap to a baseline, in words."""
+    if value is None:
+        return "-"
+    if round(value, 2) == 0:
+        return "level with"
+    return f"{abs(value):.2f}% {'below' if value < 0 else 'above'}"
+
+
 def count(number: int, noun: str) -> str:
     """``1 instance``, ``2 instances``."""
     return f"{number} {noun}{'' if number == 1 else 's'}"

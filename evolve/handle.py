@@ -77,6 +77,16 @@ class Run:
         except UserError:  # the problem is gone: the archive alone still reads
             return "gap_mean"
 
+    @cached_property
+    def gap_against(self) -> str:
+        """What the run's gaps are measured against when it is a baseline (``[objective] reference``), else ""."""
+        from evolve.review import problem_of
+
+        try:
+            return str(problem_of(self.info).spec.objective.reference)
+        except UserError:
+            return ""
+
     def _archive(self) -> Archive:
         return Archive(self.info.archive_path, readonly=True)
 

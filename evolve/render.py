@@ -18,7 +18,7 @@ from rich.text import Text
 
 from evolve.display import console
 from evolve.evaluation import Evaluation
-from evolve.formats import fmt, pct
+from evolve.formats import fmt, pct, side_of
 from evolve.llm import OFFLINE
 from evolve.review import RunReview
 from evolve.sandbox.outcome import printable
@@ -141,8 +141,8 @@ def show_review(review: RunReview, show_diff: bool = True) -> None:
     header = (
         f"[bold]{review.problem}[/]  {review.run_dir}\n"
         f"iterations {review.iterations}/{review.target}, programs {review.programs}\n"
-        f"seed  #{seed.id if seed else '-'}: score {fmt(seed.score if seed else None)}  gap {pct(review.gap(seed))}\n"
-        f"best  #{best.id if best else '-'}: score {fmt(best.score if best else None)}  gap {pct(review.gap(best))}"
+        f"seed  #{seed.id if seed else '-'}: score {fmt(seed.score if seed else None)}  {review.gap_words(seed)}\n"
+        f"best  #{best.id if best else '-'}: score {fmt(best.score if best else None)}  {review.gap_words(best)}"
         + (f"\n      {escape(review.selection.describe())}" if review.selection is not None else "")
     )
     console.print(Panel(header, title="run", expand=False))
@@ -176,14 +176,16 @@ def _leaderboard(review: RunReview) -> list[Table]:
 def _leaderboard_table(review: RunReview, extra: list[str], with_run: bool) -> Table:
     board = Table(title="leaderboard (train split)", title_justify="left")
     labels = {"gap_ratio_pct": "gap ratio", "ms_per_instance": "ms/inst"}
-    run_columns = ("score", "gap", "iter", "island", "parent", "model") if with_run else ()
+    gap = f"vs {review.gap_against}" if review.gap_against else "gap"  # -12.65%: below it
+    run_columns = ("score", gap, "iter", "island", "parent", "model") if with_run else ()
     for column in ("#", "id", *run_columns[:2], *[labels.get(k, k) for k in extra], *run_columns[2:]):
         board.add_column(column, justify="right" if column not in {"model"} else "left")
     for rank, p in enumerate(review.leaderboard, 1):
         metrics = review.key_metrics(p)
         cells = [pct(metrics[k]) if k.endswith("_pct") else fmt(metrics[k], 3) for k in extra]
         if with_run:
-            board.add_row(str(rank), str(p.id), fmt(p.score), pct(metrics["gap_pct"]), *cells, str(p.iteration),
+            gap = side_of(metrics["gap_pct"]) if review.gap_against else pct(metrics["gap_pct"])
+            board.add_row(str(rank), str(p.id), fmt(p.score), gap, *cells, str(p.iteration),
                           str(p.island), str(p.parent_id if p.parent_id is not None else "-"), p.model or "seed")
         else:
             board.add_row(str(rank), str(p.id), *cells)

@@ -24,6 +24,7 @@ from evolve.compare import StepProgress, evaluate_programs
 from evolve.errors import UserError
 from evolve.evalcache import EvalCache
 from evolve.evaluation import Evaluation
+from evolve.formats import side_of
 from evolve.history import History
 from evolve.holdout import Holdout, evaluate_holdout
 from evolve.problem import Problem
@@ -102,7 +103,11 @@ def build_report(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True,
     )
-    environment.filters.update(pct=_pct, num=_num, pval=_pval, p_phrase=_p_phrase)
+    against = problem.spec.objective.reference  # serving: a baseline's latency, which a good policy is below
+    environment.filters.update(pct=_pct, num=_num, pval=_pval, p_phrase=_p_phrase,
+                               side=lambda v: "–" if v is None else side_of(v),
+                               gap=lambda v: _pct(v) if not against or v is None else side_of(v))
+    context["gap_header"] = f"vs {against}" if against else "gap"
     page = environment.get_template("report.html.jinja").render(**context, seconds=time.perf_counter() - started)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from evolve.archive import Archive, Program
 from evolve.errors import UserError
+from evolve.formats import gap_words
 from evolve.history import FailureKind, History, ModelUsage
 from evolve.runs import ARCHIVE, CONFIG, RunInfo, find_runs, load_run
 from evolve.scoring import headline_gap
@@ -95,6 +96,8 @@ class RunReview:
     selection: Selection | None = None
     # Why the archive's scores are an older score than the problem's verifier gives now, or None.
     stale: str | None = None
+    # What the gaps are against when it is a baseline's value (``[objective] reference``), else "".
+    gap_against: str = ""
 
     @property
     def chosen_on(self) -> str:
@@ -108,6 +111,10 @@ class RunReview:
 
     def gap(self, program: Program | None) -> float | None:
         return headline_gap(program.metrics, self.score_kind) if program else None
+
+    def gap_words(self, program: Program | None) -> str:
+        """``gap 1.17%``, or ``12.65% below FCFS's mean E2E latency`` (formats.gap_words)."""
+        return gap_words(self.gap(program), self.gap_against)
 
     def key_metrics(self, program: Program) -> dict[str, float | None]:
         """Headline gap, gap ratio, speed and the MAP-Elites feature metrics."""
@@ -238,8 +245,9 @@ def review_run(folder: Path, top: int = 10) -> RunReview:
         problem = problem_of(info)
         spec = problem.spec
         score_kind, features = spec.objective.score, [f.name for f in spec.features]
+        against = spec.objective.reference
     except Exception:  # review works on archives alone when the problem is gone
-        score_kind, features = "gap_mean", []
+        score_kind, features, against = "gap_mean", [], ""
     archive = Archive(info.archive_path, readonly=True)
     try:
         best = reported_best(archive)
@@ -260,6 +268,7 @@ def review_run(folder: Path, top: int = 10) -> RunReview:
             feature_names=features,
             selection=selection_of(archive),
             stale=stale_scores(problem, best),
+            gap_against=against,
         )
     finally:
         archive.close()

@@ -301,7 +301,8 @@ def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: 
         for backend in members(plan.llm):  # files:DIR says when it waits, what came of a reply
             if show and hasattr(backend, "notify"):
                 backend.notify = lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)
-        with RunDisplay(plan.problem.name, model=model) if show else nullcontext() as display:
+        with RunDisplay(plan.problem.name, model=model,
+                                    against=plan.problem.spec.objective.reference) if show else nullcontext() as display:
             if display is not None:
                 callbacks.append(display.update)
             controller = Controller(plan.problem, plan.settings, archive, plan.llm, folder, on_progress=report)

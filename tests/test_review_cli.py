@@ -224,3 +224,33 @@ def test_a_report_it_cannot_write_is_a_one_line_error_before_any_evaluation(toy_
     with sqlite3.connect(run / "archive.sqlite") as db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "split_evaluations" not in tables  # nothing was evaluated
+
+
+def test_a_gap_to_a_baseline_reads_as_below_or_above_it_in_the_run_review_and_report(tmp_path: Path) -> None:
+    """serving's gaps are to FCFS's latency, which a good policy is below: review and report
+    printed "gap -12.65%", which reads as a loss. With ``[objective] reference`` they say what the
+    number is: "12.65% below FCFS's mean E2E latency" (here the toy against twice its optimum)."""
+    problem = tmp_path / "toy_problem"
+    shutil.copytree(TESTS / "toy_problem", problem, ignore=shutil.ignore_patterns("__pycache__"))
+    toml = problem / "problem.toml"
+    toml.write_text(toml.read_text().replace('direction = "minimize"\n', 'direction = "minimize"\n'
+                                             'reference = "twice the optimum"\n', 1))
+    verifier = problem / "toy_verifier.py"
+    verifier.write_text(verifier.read_text().replace('Reference(best, "optimal", "sorting")',
+                                                     'Reference(2 * best, "none", "twice the optimum")'))
+    out = tmp_path / "run"
+    ran = evolve("run", str(problem), "--iterations", "4", "--out", str(out))
+    assert ran.returncode == 0, ran.stderr
+    reviewed = evolve("review", str(out))
+    assert reviewed.returncode == 0, reviewed.stderr
+    report = tmp_path / "report.html"
+    reported = evolve("report", str(out), "-o", str(report))
+    assert reported.returncode == 0, reported.stderr
+    html = report.read_text()
+    for text in (ran.stdout, reviewed.stdout):
+        assert "% below twice the optimum" in text and "gap -" not in text
+    assert "against twice the optimum" in html and "% below</b>" in html and "gap -" not in html
+    assert "vs twice the optimum" in reviewed.stdout and "vs twice the optimum" in html  # the columns' headers
+    plain = evolve("review", str(out), "--json")  # the stable JSON keeps the signed number
+    best = json.loads(plain.stdout)["best"]
+    assert best["gap_pct"] < 0
