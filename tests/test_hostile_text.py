@@ -186,3 +186,56 @@ def test_a_lone_surrogate_in_a_servers_error_costs_one_attempt_not_the_run(toy_d
     assert progress.stop_reason == "iterations"
     first = archive.attempt(1)
     assert first is not None and first.outcome == LLM_ERROR and "bad \\ud800 request" in (first.error or "")
+
+
+# The same half pair as raw bytes: the sandbox side writes JSON in ASCII (escapes), but the
+# candidate shares that process and can forge its replies and lines (UTF-8 ED A0 80 is a lone
+# surrogate that only "surrogatepass" decodes). The escape check above let it through, and a moe
+# program's forged reply stopped `evolve eval` and `evolve run` with a traceback at the print and
+# the archive's write (fourteenth red team).
+RAW_HALF_PAIR_REPLY = '''import sys
+
+_child, _channel = sys.modules["evolve.sandbox.session_child"], sys.modules["evolve.sandbox.channel"]
+_child.encode = lambda value: (_channel.JSON, b"", b'{"returned": "\\xed\\xa0\\x80 half a pair"}')
+
+
+def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
+    return None
+'''
+
+RAW_HALF_PAIR_LINE = '''import sys
+
+_child = sys.modules["evolve.sandbox.child"]
+_child._encode = lambda solution, error: b'{"solution": "\\xed\\xa0\\x80 half a pair", "error": null}'
+
+
+def f(x):
+    return x
+'''
+
+
+def test_half_a_surrogate_pair_as_raw_bytes_in_a_session_reply_costs_one_candidate(tmp_path: Path) -> None:
+    program = tmp_path / "program.py"
+    program.write_text(RAW_HALF_PAIR_REPLY)
+    done = subprocess.run([sys.executable, "-m", "evolve.cli", "eval", "moe", str(program), "--split", "quick"],
+                          capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in done.stderr and "UnicodeEncodeError" not in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 1, done.stderr[-2000:]  # the program failed, and evolve eval said so
+    assert "malformed reply from the sandbox" in done.stdout
+
+
+def test_half_a_surrogate_pair_as_raw_bytes_in_a_batch_line_is_malformed() -> None:
+    from evolve.sandbox import Sandbox, SandboxLimits
+    from evolve.verifier import Instance
+
+    tests = str(Path(__file__).resolve().parent)
+    with Sandbox("sandbox_fixtures:EchoVerifier", SandboxLimits(timeout_s=5.0, memory_mb=512), slot=18,
+                 extra_sys_path=[tests]) as sb:
+        forged = sb.run(RAW_HALF_PAIR_LINE, "f", [Instance("a", "g", {"x": 1})])
+        honest = sb.run(RAW_HALF_PAIR_LINE.replace("_child._encode =", "_unused ="), "f",
+                        [Instance("a", "g", {"x": 1})])
+    assert honest.status == "ok" and honest.runs[0].solution == 1  # the control
+    assert forged.status == "ok" and len(forged.runs) == 1
+    run = forged.runs[0]
+    assert run.solution is None and "malformed" in (run.error or ""), run
+    json.dumps(run.error, ensure_ascii=False).encode()  # no lone surrogate anywhere

@@ -93,8 +93,14 @@ _STRICT = json.JSONDecoder(parse_constant=_no_constants)
 def strict_json(raw: bytes | bytearray) -> Any:
     """``json.loads(raw, parse_constant=...)`` refusing NaN and infinities, with one decoder made
     once: ``json.loads`` with an argument makes a decoder (and its scanner) per call, a fifth of
-    a short line's parse (a session's reply, every call)."""
-    return _STRICT.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    a short line's parse (a session's reply, every call).
+
+    Decoded strictly, not with ``json.loads``'s "surrogatepass": the bytes of half a surrogate
+    pair (UTF-8 ``ED A0 80``, which only a forged line holds: the sandbox side writes ASCII) made
+    a lone surrogate that ``encodable``, looking for JSON's escape of one, let through, and a moe
+    program's forged reply stopped the run at the archive's write (fourteenth red team); now such
+    bytes are a UnicodeDecodeError, a malformed reply."""
+    return _STRICT.decode(raw.decode(json.detect_encoding(raw)))
 
 
 # JSON's escape of half a surrogate pair ("\\ud800" with no "\\udc00" after it) parses to a lone
