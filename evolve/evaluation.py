@@ -384,6 +384,12 @@ class Evaluator:
                 result = self.problem.verifier.score(instance, getattr(run, "solution", None))
             except Exception as err:  # hostile output must not break the trusted side
                 result = infeasible(instance, f"solution could not be scored: {type(err).__name__}: {err}")
+        if result.error:
+            # A verdict may quote the candidate's own values (moe's "returned a ..." is the reply's
+            # string): written out like every candidate text that reaches a terminal or a page; a
+            # forged moe reply's escape sequences reached `evolve eval`'s terminal raw (fourteenth
+            # red team).
+            result.error = printable(result.error)
         result.seconds = getattr(run, "seconds", None)
         return result
 

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_hostile_text import forged_moe_program
 
 from evolve.config import RunSettings
 from evolve.evaluation import Evaluator
@@ -102,3 +103,18 @@ def test_a_programs_control_sequences_reach_a_terminal_written_out(toy_dir: Path
         assert not [s for s in ACTIVE if s in shown], command
     piped = subprocess.run([*cli, "export", "run"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert HOSTILE_COMMENT in piped.stdout  # to a file, the code is exact
+
+
+# A verifier's verdict may quote the candidate's reply: moe names what rebalance_experts
+# "returned", a string the program can forge (it shares the process with the reply's encoder).
+FORGED_MOE = forged_moe_program(b'{"returned": "\\u001b]0;pwned\\u0007\\u001b[2J\\u202eevil"}')
+
+
+def test_a_verdict_quoting_a_forged_reply_reaches_the_terminal_written_out(tmp_path: Path) -> None:
+    program = tmp_path / "program.py"
+    program.write_text(FORGED_MOE)
+    done = subprocess.run([sys.executable, "-m", "evolve.cli", "eval", "moe", str(program), "--split", "quick"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "returned a \\x1b]0;pwned" in done.stdout  # the control: the verdict quoted it
+    assert not RAW.search(done.stdout.replace("\n", "")), repr(done.stdout[-600:])

@@ -193,15 +193,21 @@ def test_a_lone_surrogate_in_a_servers_error_costs_one_attempt_not_the_run(toy_d
 # surrogate that only "surrogatepass" decodes). The escape check above let it through, and a moe
 # program's forged reply stopped `evolve eval` and `evolve run` with a traceback at the print and
 # the archive's write (fourteenth red team).
-RAW_HALF_PAIR_REPLY = '''import sys
+def forged_moe_program(reply: bytes) -> str:
+    """A moe program whose every reply is the JSON ``reply``: it replaces the reply encoder of the
+    sandbox side, which runs in its own process."""
+    return f'''import sys
 
 _child, _channel = sys.modules["evolve.sandbox.session_child"], sys.modules["evolve.sandbox.channel"]
-_child.encode = lambda value: (_channel.JSON, b"", b'{"returned": "\\xed\\xa0\\x80 half a pair"}')
+_child.encode = lambda value: (_channel.JSON, b"", {reply!r})
 
 
 def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
     return None
 '''
+
+
+RAW_HALF_PAIR_REPLY = forged_moe_program(b'{"returned": "\xed\xa0\x80 half a pair"}')
 
 RAW_HALF_PAIR_LINE = '''import sys
 
