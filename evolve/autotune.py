@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from evolve.archive import Archive, Program
 from evolve.evaluation import Evaluation
 from evolve.executors import Executor
-from evolve.tuning import tunable_constants, tune_code
+from evolve.tuning import too_many_constants, tunable_constants, tune_code
 
 TUNED_META = "tuned_program_ids"
 TUNED = "tuned"
@@ -51,7 +51,8 @@ class AutoTuner:
         best = archive.best()
         if best is None or best.id is None or best.origin == TUNED or best.id in self._done:
             return None
-        if not tunable_constants(best.code):
+        count = len(tunable_constants(best.code))
+        if not count or too_many_constants(count):
             self._done.add(best.id)
             return None
         return best

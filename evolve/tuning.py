@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from evolve.edits import EditError, evolve_blocks
+from evolve.errors import UserError
 from evolve.gp.codegen import DIV_HELPER, format_constant
 
 # Calls whose integer arguments are counts or indices, not weights.
@@ -114,6 +115,20 @@ def no_constants_reason(code: str) -> str:
     return "no constants to tune in its EVOLVE-BLOCK (no numeric literal other than 0, indices, axes or counts)"
 
 
+# CMA-ES keeps an N x N covariance and decomposes it: one generation over 1,000 constants took
+# 25 s of the controller's CPU here, over 4,000 more than 4 minutes (a model's rule holding a
+# table of literals; fourteenth red team). Shipped and model-written rules have at most ~50.
+MAX_CONSTANTS = 200
+
+
+def too_many_constants(count: int) -> str | None:
+    """Why ``count`` constants are not tuned, or None."""
+    if count <= MAX_CONSTANTS:
+        return None
+    return (f"it has {count} constants in its EVOLVE-BLOCK; tuning fits at most {MAX_CONSTANTS} (CMA-ES keeps "
+            f"a {count} x {count} covariance: write a table as data the rule reads, not as literals to fit)")
+
+
 def tunable_constants(code: str) -> list[Constant]:
     """Numeric literals inside the EVOLVE-BLOCK that act as weights (not 0, indices, axes, ...).
 
@@ -182,6 +197,9 @@ def tune_code(
     from cmaes import CMA
 
     constants = tunable_constants(code)
+    why = too_many_constants(len(constants))
+    if why is not None:
+        raise UserError(why)
     start = tuple(c.value for c in constants)
     if start_score is None:
         start_score = evaluate(code)

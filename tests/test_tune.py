@@ -147,3 +147,35 @@ def test_a_run_tunes_its_new_best_and_the_lineage_keeps_both(toy_dir: Path, tmp_
         assert parent.origin != TUNED and program.score > parent.score  # type: ignore[operator]
         assert program.model == "cmaes" and program.feedback.startswith("constants tuned")
     assert set(archive.get_meta(TUNED_META)) >= {p.parent_id for p in tuned}
+
+
+def test_a_rule_with_more_constants_than_tuning_fits_is_refused_before_any_trial(toy_dir: Path,
+                                                                                  tmp_path: Path) -> None:
+    """A model's rule may hold a table of literals; CMA-ES over all of them keeps an N x N
+    covariance and decomposes it, and one generation over 1,000 took 25 s of the controller's CPU
+    (4,000: minutes; fourteenth red team). More than MAX_CONSTANTS is a one-line error for `evolve
+    tune`, and a run's tune_every passes such a best over."""
+    from evolve.autotune import AutoTuner
+    from evolve.tuning import MAX_CONSTANTS
+
+    seed = (toy_dir / "seed.py").read_text()
+    table = ", ".join(f"{k + 1.5}" for k in range(MAX_CONSTANTS + 1))
+    wide = seed.replace("    return x * 1.0", f"    w = [{table}]\n    return x * w[0]")
+    assert len(tunable_constants(wide)) == MAX_CONSTANTS + 1
+    assert len(tunable_constants(wide.replace("1.5, ", "", 1))) == MAX_CONSTANTS  # the control: at the cap
+    (tmp_path / "wide.py").write_text(wide)
+    said = _cli("tune", "wide.py", "--problem", str(toy_dir), "--budget", "6", cwd=tmp_path)
+    assert said.returncode == 2 and "Traceback" not in said.stderr, said.stderr
+    assert f"it has {MAX_CONSTANTS + 1} constants in its EVOLVE-BLOCK; tuning fits at most {MAX_CONSTANTS}" \
+        in said.stderr.strip().splitlines()[-1]
+    with pytest.raises(evolve.UserError, match="constants in its EVOLVE-BLOCK"):
+        tune_code(wide, lambda code: pytest.fail("no trial may run"), budget=6)
+    for size, due in ((MAX_CONSTANTS, True), (MAX_CONSTANTS + 1, False)):  # at the cap, the control; over it
+        (toy_dir / "seed.py").write_text(wide if size > MAX_CONSTANTS else wide.replace("1.5, ", "", 1))
+        archive = Archive(tmp_path / f"archive-{size}.sqlite", create=True)
+        problem = load_problem(str(toy_dir))
+        settings = resolve_settings(problem.spec.run, None, {"iterations": 1, "islands": 1})
+        Controller(problem, settings, archive, make_llm("mutate"), tmp_path).run()
+        best = archive.best()
+        assert best is not None and len(tunable_constants(best.code)) == size
+        assert (AutoTuner(every=1, budget=6, seed=0, archive=archive).due(2, archive) is not None) == due
