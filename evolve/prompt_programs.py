@@ -19,6 +19,7 @@ from statistics import fmean
 from evolve.archive import Program
 from evolve.config import RunSettings
 from evolve.edits import block_text, evolve_blocks
+from evolve.edits.blocks import StatementMemo, block_statements
 from evolve.instance_facets import FACET_PREFIX
 from evolve.problem import Problem
 from evolve.prompt_facts import gap_phrase
@@ -274,9 +275,34 @@ def _units(block: str) -> tuple[tuple[str, str], ...]:
 
 
 @lru_cache(maxsize=4096)
+def _block_units(code: str) -> tuple[tuple[str, str], ...]:
+    """``_units(block_text(code))``, from the statements of the code's own parse (the edit's
+    check and its hash parsed it already) where its blocks hold whole top-level statements, each
+    statement's dump worked out once (a child shares all but its edited ones with its parent)."""
+    statements = block_statements(code)
+    if statements is None:
+        return _units(block_text(code))
+    units, other = [], []
+    for key, node in statements:
+        dumped = _DUMPS.get(key)
+        if dumped is None:
+            dumped = _DUMPS.put(key, ast.dump(node))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            units.append((node.name, dumped))
+        else:
+            other.append(dumped)
+    if other:
+        units.append(("", "\n".join(other)))
+    return tuple(units)
+
+
+_DUMPS = StatementMemo(1024)  # a top-level statement's ast.dump, by its source (edits/blocks.py)
+
+
+@lru_cache(maxsize=4096)
 def changed_functions(before: str, after: str) -> str:
     """What an edit changed, by name: "changed improve; added _tt" ("" when unknown)."""
-    old, new = dict(_units(block_text(before))), dict(_units(block_text(after)))
+    old, new = dict(_block_units(before)), dict(_block_units(after))
     if not old or not new:
         return ""
 

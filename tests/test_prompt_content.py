@@ -276,6 +276,42 @@ def test_an_edit_is_summed_up_by_the_functions_it_changed() -> None:
         "comments or layout only"
 
 
+_FRAME = "import numpy as np\n\n\n"
+_AROUND = "\n\ndef f(x):\n    return value(x)\n"
+
+
+@pytest.mark.parametrize(("code", "own_parse"), [
+    # blocks of whole top-level statements: read off the code's own parse
+    (_FRAME + MARK_START + '"""Doc."""\n@dec\ndef value(x):\n    """Its doc."""\n    return x * 2  # c\n'
+     "\n\nK = 3\nclass C:\n    pass\n" + MARK_END + _AROUND, True),
+    (MARK_START + "def a():\n    return 1\n" + MARK_END + "X = 1\n" + MARK_START + "Y = (1,\n     2)\n"
+     "def b():\n    return 2\n" + MARK_END, True),
+    (_FRAME + MARK_START + MARK_END + _AROUND, True),
+    # a block inside a function, a statement across a marker, markers in a string, a carriage return
+    ("def value(x):\n    " + MARK_START + "    return x * 2\n    " + MARK_END, False),
+    (MARK_START + "X = [1,\n" + MARK_END + "     2]\n", False),
+    ('S = """\n' + MARK_START + "Y = 1\n" + MARK_END + '"""\n', False),
+    (MARK_START + "def a():\r\n    return 1\n" + MARK_END, False),
+    (MARK_START + "def a(:\n" + MARK_END, False),
+])
+def test_what_an_edit_changed_is_read_off_the_codes_own_parse_only_where_that_is_exact(
+        code: str, own_parse: bool) -> None:
+    """The functions an edit changed, listed in every later prompt, come from the statements the
+    edit's check parsed already where its blocks hold whole top-level statements: the same units
+    as a parse of the block text alone, and that parse where they do not."""
+    from evolve.edits import block_text
+    from evolve.edits.blocks import block_statements
+    from evolve.prompt_programs import _block_units, _units
+
+    assert (block_statements(code) is not None) is own_parse
+    assert _block_units(code) == _units(block_text(code))
+    if own_parse and "def value" in code:
+        edited = code.replace("return x * 2", "return x * 3")
+        assert _block_units(edited) == _units(block_text(edited))
+        assert changed_functions(code, edited) == "changed value"
+        assert changed_functions(code, code.replace("# c", "# d")) == "comments or layout only"
+
+
 @pytest.mark.parametrize("even", [True, False])
 def test_without_a_cpu_budget_cpu_time_is_shown_against_the_sandbox_limit(tmp_path: Path, even: bool) -> None:
     """Per group where instances have times of their own; one figure where a driven split's CPU

@@ -168,7 +168,7 @@ def code_hash(code: str) -> str:
 Key = tuple[str, int, int, int, bool]  # a top-level statement's (``_top_level``)
 
 
-class _Memo:
+class StatementMemo:
     """What was worked out from a top-level statement, by its key (``_top_level``): at most
     ``size`` entries, emptied when full (statements of older programs go), and none for a
     statement over ``MEMO_CHARS`` characters (a model's reply is hostile text: up to 1 MiB)."""
@@ -190,8 +190,8 @@ class _Memo:
 
 MEMO_CHARS = 20_000  # so the two memos hold at most ~20 MB, however large the programs
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-_UNPARSED = _Memo(256)  # a top-level statement's ast.unparse
-_DEPTHS = _Memo(256)  # its nesting
+_UNPARSED = StatementMemo(256)  # a top-level statement's ast.unparse
+_DEPTHS = StatementMemo(256)  # its nesting
 
 
 @lru_cache(maxsize=16)
@@ -215,6 +215,32 @@ def _top_level(code: str) -> list[tuple[Key, ast.stmt]] | None:
         docstring = not found and _docstring(node)
         found.append(((source, node.lineno - first, node.col_offset, node.end_col_offset or 0, docstring), node))
     return found
+
+
+def block_statements(code: str) -> list[tuple[Key, ast.stmt]] | None:
+    """The top-level statements inside ``code``'s EVOLVE-BLOCKs, in order, each with its key
+    (``_top_level``), where every top-level statement lies wholly inside a block or wholly outside
+    them all: they are then the statements of ``ast.parse(block_text(code))``, the same but for
+    their line numbers, without a parse of their own. None where that is not so (a statement
+    across a marker, a block inside a function), where the code does not parse, its markers are
+    wrong or it holds a carriage return. The nodes are shared: only read them."""
+    try:
+        blocks = _blocks(code)
+        statements = _top_level(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError, EditError):
+        return None
+    if statements is None:
+        return None
+    inside = []
+    for key, node in statements:
+        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
+        last = node.end_lineno if node.end_lineno is not None else node.lineno
+        # a block (s, e) holds the 1-based lines s + 1 .. e
+        if any(s < first and last <= e for s, e in blocks):
+            inside.append((key, node))
+        elif any(first <= e and s < last for s, e in blocks):
+            return None  # partly inside a block
+    return inside
 
 
 def _docstring(node: ast.stmt) -> bool:
