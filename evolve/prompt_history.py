@@ -56,11 +56,11 @@ class InFlight:
 
 
 def tried_on(archive: Archive, parent: Program, problem: Problem, in_flight: list[InFlight],
-             limit: int = TRIED_ON_PARENT, island: int | None = None) -> list[Tried]:
+             limit: int = TRIED_ON_PARENT, island: int | None = None, memo: TriedMemo | None = None) -> list[Tried]:
     """What was already tried from ``parent`` and what came of it, newest first (those still
     in flight first). An attempt made from another island than ``island`` says whose it was:
     new islands all start from the seed, and a model took other islands' attempts on it for its
-    own island's."""
+    own island's. ``memo``: one run's attempts as listed before (``TriedMemo``)."""
     assert parent.id is not None
 
     def whose(other: int) -> str:
@@ -68,16 +68,16 @@ def tried_on(archive: Archive, parent: Program, problem: Problem, in_flight: lis
 
     out = [replace(_pending(job, ""), where=whose(job.island))
            for job in sorted(in_flight, key=lambda j: -j.iteration) if job.parent_id == parent.id][:limit]
-    out += [replace(_tried(attempt, child, parent, problem, ""), where=whose(attempt.island))
+    out += [_tried(attempt, child, parent, problem, whose(attempt.island), False, memo)
             for attempt, child in archive.attempts_on(parent.id, limit)
             if attempt.outcome != LLM_ERROR]
     return out[:limit]
 
 
 def latest_elsewhere(archive: Archive, parent: Program, problem: Problem, in_flight: list[InFlight],
-                     limit: int = LATEST) -> list[Tried]:
+                     limit: int = LATEST, memo: TriedMemo | None = None) -> list[Tried]:
     """The run's latest attempts on programs other than ``parent`` (the ones on it are listed
-    apart), with those still in flight first, newest first."""
+    apart), with those still in flight first, newest first (``memo`` as for ``tried_on``)."""
     out = [_pending(job, _where(job.island, job.parent_id))
            for job in sorted(in_flight, key=lambda j: -j.iteration) if job.parent_id != parent.id][:limit]
     parents: dict[int, Program] = {}
@@ -90,7 +90,7 @@ def latest_elsewhere(archive: Archive, parent: Program, problem: Problem, in_fli
         if attempt.parent_id not in parents:
             parents[attempt.parent_id] = archive.program(attempt.parent_id, results=False)
         out.append(_tried(attempt, child, parents[attempt.parent_id], problem,
-                          _where(attempt.island, attempt.parent_id)))
+                          _where(attempt.island, attempt.parent_id), True, memo))
     return out
 
 
@@ -106,11 +106,41 @@ def _where(island: int, parent_id: int | None) -> str:
     return f"island {island}" + (f", on #{parent_id}" if parent_id is not None else "")
 
 
-def _tried(attempt: Attempt, child: Program | None, parent: Program, problem: Problem, where: str) -> Tried:
+class TriedMemo:
+    """One run's archived attempts as a prompt lists them, by (iteration, parent, where, whether
+    the parent is named): an attempt, its child and its parent never change once archived, and
+    the same ones are listed by prompt after prompt (the run's latest, those on a popular parent).
+    At most ``size`` entries, emptied when full. One per run (``PromptBuilder``): the iterations
+    are the run's own."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._items: dict[tuple[int, int | None, str, bool], Tried] = {}
+
+    def get(self, key: tuple[int, int | None, str, bool]) -> Tried | None:
+        return self._items.get(key)
+
+    def put(self, key: tuple[int, int | None, str, bool], tried: Tried) -> Tried:
+        if len(self._items) >= self.size:
+            self._items.clear()
+        self._items[key] = tried
+        return tried
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+def _tried(attempt: Attempt, child: Program | None, parent: Program, problem: Problem, where: str,
+           name_parent: bool, memo: TriedMemo | None = None) -> Tried:
+    key = (attempt.iteration, parent.id, where, name_parent)
+    found = memo.get(key) if memo is not None else None
+    if found is not None:
+        return found
     code = child.code if child is not None else _replay_edit(parent, attempt)
     change = _change(parent.code, code) if code is not None else ""
-    return Tried(attempt.iteration, where, _idea(attempt.completion or "", IDEA_CHARS), change,
-                 _result(attempt, child, parent, problem, bool(where)))
+    tried = Tried(attempt.iteration, where, _idea(attempt.completion or "", IDEA_CHARS), change,
+                  _result(attempt, child, parent, problem, name_parent))
+    return memo.put(key, tried) if memo is not None else tried
 
 
 # The same attempts are listed by prompt after prompt (the run's latest, those on a popular

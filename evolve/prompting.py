@@ -21,7 +21,7 @@ and code that does not fit is named, not shown.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from evolve.prompt_facts import direction, evaluation_setup, fixed_code
 from evolve.prompt_history import (
     IDEA_CHARS,
     InFlight,
+    TriedMemo,
     last_edit_error,
     latest_elsewhere,
     origin_of,
@@ -105,8 +106,13 @@ class PromptBuilder:
         self.archive = archive
         self._system: str | None = None
         self._limits = TimeLimits("CPU", "budget", {})
-        # Programs never change once archived: each one's view is worked out once per run.
+        # Programs never change once archived: each one's view is worked out once per run, and
+        # each attempt's line in the history lists once per way it is listed.
         self._views: dict[tuple[int, int], ProgramView] = {}
+        self._tried = TriedMemo()
+        # Whether the score is made of something else per instance than gaps (serving's
+        # instance_score): asked once, not of the verifier at every prompt.
+        self._own_instance_score = False
 
     def prepare(self, quick: list[Instance], train: list[Instance]) -> None:
         """Render the system message once the seed is archived (its figures are part of it)."""
@@ -120,6 +126,8 @@ class PromptBuilder:
         ).strip()
         self._limits = time_limits(self.problem, self.settings, [*quick, *train])
         self._views.clear()
+        self._tried.clear()
+        self._own_instance_score = callable(getattr(self.problem.verifier, "instance_score", None))
 
     def messages(self, mode: str, island: int, parent: Program, inspirations: list[Program], *,
                  choice: ParentChoice | None = None,
@@ -134,10 +142,10 @@ class PromptBuilder:
             "origin": origin_of(archive, parent),
             # In gaps: not where the score is made of something else per instance (serving's
             # instance_score; its goodput and starved shares per trace say where a change went).
-            "versus_parent": "" if callable(getattr(problem.verifier, "instance_score", None)) else
+            "versus_parent": "" if self._own_instance_score else
             against_parent(parent, archive.program(parent.parent_id) if parent.parent_id is not None else None),
-            "tried": tried_on(archive, parent, problem, list(in_flight), island=island),
-            "latest": latest_elsewhere(archive, parent, problem, list(in_flight)),
+            "tried": tried_on(archive, parent, problem, list(in_flight), island=island, memo=self._tried),
+            "latest": latest_elsewhere(archive, parent, problem, list(in_flight), memo=self._tried),
             "edit_error": last_edit_error(archive, island),
             "direction": direction(problem, island) if parent.origin == "seed" else None,
             "idea_chars": IDEA_CHARS,
@@ -149,7 +157,7 @@ class PromptBuilder:
             roles.setdefault(choice.island_best, f"island {island}'s best")
 
         def render(shown: list[Inspiration]) -> str:
-            shown = [replace(i, role=roles.get(i.view.id, "")) for i in shown]
+            shown = [Inspiration(i.view, i.origin, i.shown, i.note, roles.get(i.view.id, "")) for i in shown]
             ids = {i.view.id for i in shown}
             why = why_parent(choice, parent, best, island, problem, ids)
             return template.render(**context, why=why, inspirations=shown).strip()

@@ -127,6 +127,42 @@ def test_a_prompt_stays_within_its_size_budget_at_any_archive_size(smtt: Problem
     assert cut > 0 or text_chars == TEXT_CHARS  # the smaller budget had to leave some out
 
 
+def test_a_prompt_is_the_same_whatever_its_builder_listed_before(smtt: Problem, tmp_path: Path) -> None:
+    """Each attempt's line in the history is worked out once per run (``TriedMemo``): a builder
+    that built other prompts first gives, byte for byte, the prompt a fresh one gives, with
+    attempts listed on their parent and elsewhere, edit errors and duplicates among them."""
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    ids = [add(archive, smtt, smtt.seed_code, None, 0, -60.0)]
+    for i in range(1, 16):
+        helpers = [(f"_helper_{k}", k + (i if k == i % 5 else 0)) for k in range(5)]
+        ids.append(add(archive, smtt, program_code(smtt.seed_code, helpers), ids[i // 2], i, -1.0 / i,
+                       island=i % 4, completion=f"Idea: helper {i % 5} again."))
+        if i % 3 == 0:
+            archive.add_attempt(Attempt(100 + i, i % 4, ids[i // 2], "diff", "m", EDIT_ERROR,
+                                        error="edit 1: its SEARCH text was not found", completion=LONG_IDEA))
+            archive.add_attempt(Attempt(200 + i, i % 4, ids[i // 2], "diff", "m", DUPLICATE,
+                                        error="same program", completion=LONG_IDEA))
+    settings = resolve_settings(smtt.spec.run, None, {})
+    quick, train = smtt.instances("quick"), smtt.instances("train")
+
+    def fresh() -> PromptBuilder:
+        prompts = PromptBuilder(smtt, settings, archive)
+        prompts.prepare(quick, train)
+        return prompts
+
+    def prompt(prompts: PromptBuilder, parent: Program, island: int) -> list[dict[str, str]]:
+        return prompts.messages("diff", island, parent, [archive.program(ids[-1])],
+                                choice=ParentChoice(parent.id or 0, "tournament", 9, 3))
+
+    used = fresh()
+    asked = [(archive.program(i), island) for i in ids for island in (0, 1)]  # on its own island or not
+    first = [prompt(used, parent, island) for parent, island in asked]
+    assert sum("\n- iteration " in m[1]["content"] for m in first) > 20
+    assert sum("(island 1)" in m[1]["content"] for m in first) > 3
+    for (parent, island), before in zip(reversed(asked), reversed(first), strict=True):
+        assert prompt(used, parent, island) == prompt(fresh(), parent, island) == before
+
+
 def test_the_runs_latest_attempts_are_reported_whatever_the_parent(smtt: Problem, tmp_path: Path) -> None:
     archive = Archive(tmp_path / "archive.sqlite", create=True)
     seed = add(archive, smtt, smtt.seed_code, None, 0, -60.0)
