@@ -3,7 +3,7 @@
     PYTHONPATH=. python bench/reply_padding.py [--split quick] [--mib 60]
 
 JSON allows any amount of whitespace, and the controller reads, counts and parses every byte of
-a reply.  The program here is MWKR for jssp, with the sandbox side's ``json.dumps`` wrapped so
+a reply.  The program here is MWKR for jssp, with the sandbox side's JSON encoder wrapped so
 that each reply to the trusted builder is padded to ``--mib`` MiB (under ``max_output_mb``).
 Printed for MWKR and for the padded program: the evaluation's status, the controller's own CPU
 time (``getrusage(RUSAGE_SELF)``: this process, not the sandbox's), the wall time and the
@@ -24,16 +24,18 @@ from evolve.problem import load_problem
 
 MWKR = "def priority(job_work_left, **_):\n    return job_work_left\n"
 PADDED = r'''
-import json
-_dumps = json.dumps
+import sys
 
-def _padded(value, **kw):
-    text = _dumps(value, **kw)
-    if isinstance(value, list) and kw.get("separators") == (",", ":"):
+_side = sys.modules["evolve.sandbox.session_child"]  # loaded in every candidate's process
+_encode = _side.encode_json
+
+def _padded(value):
+    text = _encode(value)
+    if isinstance(value, list):
         return text[:-1] + " " * (MIB << 20) + "]"
     return text
 
-json.dumps = _padded
+_side.encode_json = _padded
 
 def priority(job_work_left, **_):
     return job_work_left

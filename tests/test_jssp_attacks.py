@@ -390,20 +390,22 @@ def test_a_rule_with_a_long_error_sends_it_cut_within_the_calls_bound() -> None:
 
 
 # Every reply the builder reads costs the controller: JSON allows any amount of whitespace, so a
-# program that pads its replies (here by wrapping the sandbox side's json.dumps) to 60 MiB made
+# program that pads its replies (here by wrapping the sandbox side's JSON encoder) to 60 MiB made
 # the controller count and parse 60 MiB per call, 6.1 s of its CPU (and GIL) on quick until the
 # split's wall limit, where an honest rule costs it a few milliseconds.
 PADDED = r'''
-import json
-_dumps = json.dumps
+import sys
 
-def _padded(value, **kw):
-    text = _dumps(value, **kw)
-    if isinstance(value, list) and kw.get("separators") == (",", ":"):
+_side = sys.modules["evolve.sandbox.session_child"]  # loaded in every candidate's process
+_encode = _side.encode_json
+
+def _padded(value):
+    text = _encode(value)
+    if isinstance(value, list):
         return text[:-1] + " " * (60 << 20) + "]"
     return text
 
-json.dumps = _padded
+_side.encode_json = _padded
 
 def priority(job_work_left, **_):
     return job_work_left

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from evolve.sandbox import channel
-from evolve.sandbox.child import RESERVE_BYTES, RESULT_FD, describe, plain, release, show_traceback
+from evolve.sandbox.child import (
+    RESERVE_BYTES,
+    RESULT_FD,
+    describe,
+    encode_json,
+    release,
+    show_traceback,
+)
 
 if TYPE_CHECKING:
     from evolve.sandbox.child import ChildSpec, Work
@@ -73,7 +80,7 @@ def encode(value: Any) -> tuple[int, bytes, bytes]:
         meta = json.dumps({"dtype": dtype, "shape": list(array.shape)}).encode()
         return channel.ARRAY, meta, array.tobytes()
     try:
-        text = json.dumps(value, default=plain, allow_nan=False, separators=(",", ":"))
+        text = encode_json(value)
     except (TypeError, ValueError) as exc:
         why = "it contains NaN or infinity" if "Out of range float" in str(exc) else describe(exc)
         return channel.ERROR, json.dumps({"error": f"reply is not JSON-serialisable: {why}"}).encode(), b""
