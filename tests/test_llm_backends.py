@@ -236,6 +236,18 @@ def test_backoff_is_seeded_exponential_with_jitter():
     for k, d in enumerate(a):
         assert 2**k / 2 <= d <= 2**k
 
+    def seeded(seed: str) -> list[float]:  # the generator made at the first backoff, from its seed
+        slept: list[float] = []
+
+        def always_503() -> None:
+            raise TimeoutError
+        with pytest.raises(LLMError):
+            call_with_retries(always_503, model="m", policy=RetryPolicy(max_retries=4),
+                              timeout_s=1, rng=seed, sleep=slept.append)
+        return slept
+
+    assert seeded("x") == a and seeded("y") == delays("y")
+
 
 def test_redact_masks_env_secrets_and_key_shapes(monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "abcdef-secret-value")
