@@ -26,6 +26,7 @@ from evolve.sandbox import InstanceRun, Sandbox, SandboxLimits, SandboxOutcome, 
 from evolve.sandbox.outcome import printable
 from evolve.sandbox.side import whole_module_warning
 from evolve.scoring import aggregate, headline_gap, natural_key
+from evolve.user_code import where_raised
 from evolve.verifier import CandidateError, Instance, InstanceResult, charges_cpu, infeasible
 
 if TYPE_CHECKING:
@@ -383,7 +384,9 @@ class Evaluator:
             try:
                 result = self.problem.verifier.score(instance, getattr(run, "solution", None))
             except Exception as err:  # hostile output must not break the trusted side
-                result = infeasible(instance, f"solution could not be scored: {type(err).__name__}: {err}")
+                # where in the verifier: a plug-in's own bug reads as one, not as the program's fault
+                result = infeasible(instance, f"solution could not be scored: the verifier's score() raised "
+                                              f"{where_raised(err)}")
         if result.error:
             # A verdict may quote the candidate's own values (moe's "returned a ..." is the reply's
             # string): written out like every candidate text that reaches a terminal or a page; a

@@ -27,6 +27,17 @@ from evolve.verifier import Instance
 INSTANCES_META = "search_instances"  # digest of the quick and train instances a run is scored on
 
 
+def _first_reason(feedback: str) -> str:
+    """The feedback's first line, on one line: "3 of 3 instances failed:" is followed by the
+    reasons on the next lines, so the first of them comes with it (it ended at the colon)."""
+    lines = [line for line in (feedback or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0][:-1]}, the first: {lines[1].lstrip('- ')}"
+    return lines[0]
+
+
 def resumed_progress(archive: Archive, settings: RunSettings) -> Progress:
     """The run's progress as its archive left it (nothing done, for a new run)."""
     usage = archive.usage()
@@ -100,7 +111,7 @@ class RunSetup:
         if not full.ok:
             raise UserError(
                 f"{self.problem.dir / self.problem.spec.seed}: the seed program fails on the "
-                f"{full.stage} split ({full.status}): {full.feedback.splitlines()[0] if full.feedback else ''}"
+                f"{full.stage} split ({full.status}): {_first_reason(full.feedback)}"
             )
         self._check_features(full.metrics)
         full.metrics["quick_score"] = first.score if first.score is not None else 0.0

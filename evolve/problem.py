@@ -408,6 +408,12 @@ def load_problem(name_or_path: str) -> Problem:
         raise UserError(f"{path}: no problem.toml in this folder (a problem folder holds problem.toml, seed.py, "
                         "...; evolve new-problem NAME makes one)")
     known = sorted({p.parent.name for p in builtin_dir().glob("*/problem.toml")} | set(plugins))
+    if path.is_file():  # a program or another file where the problem goes (evolve run rule.py)
+        raise UserError(f"{path}: a file, not a problem; expected a problem name ({', '.join(known) or 'none'}) "
+                        "or a folder with problem.toml")
+    if len(path.parts) > 1 or name_or_path.startswith("."):  # a path, not a name: say it is missing
+        raise UserError(f"{name_or_path}: no such folder; expected a problem folder with problem.toml, or a problem "
+                        f"name ({', '.join(known) or 'none'})")
     raise UserError(f"unknown problem '{name_or_path}' (known: {', '.join(known) or 'none'}; or give a folder with problem.toml)")
 
 

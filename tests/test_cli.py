@@ -120,6 +120,9 @@ def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> No
     [
         (("eval", "smtt", "missing.py"), "missing.py: program not found"),
         (("run", "nope"), "unknown problem 'nope'"),
+        # a path that is not there, or a program where the problem goes: they read "unknown problem"
+        (("run", "./no-such-problem"), "./no-such-problem: no such folder; expected a problem folder with problem.toml"),
+        (("run", str(SEED)), f"{SEED}: a file, not a problem; expected a problem name (jssp, "),
         (("eval", "smtt", str(SEED), "--split", "valid"), "unknown split 'valid'"),
         (("review", "no/such/run"), "not a run folder"),
         (("run", "smtt", "--edit-mode", "patch"), "key 'edit_mode'"),

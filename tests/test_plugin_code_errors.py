@@ -76,6 +76,12 @@ CASES = {
     # a null byte has no line: it was "seed.py:None: the seed program does not parse"
     "seed_with_a_null_byte": ("seed.py", "    return", "    return\x00",
                               r"seed\.py: the seed program does not parse: source code string cannot contain null"),
+    # score() raising was "3 of 3 instances failed:" and nothing after the colon (the reasons were on
+    # the next lines), and the reason named no file: it read as the seed's fault
+    "score_raises": (VERIFIER, 'p, w = instance.data["p"], instance.data["w"]', 'p, w = instance.data["q"], None',
+                     r"seed\.py: the seed program fails on the quick split \(infeasible\): 3 of 3 instances failed, "
+                     r"the first: quick-n10-0: solution could not be scored: the verifier's score\(\) raised KeyError: "
+                     r"'q' \(at .*late_jobs_verifier\.py:\d+, in score\)$"),
     "verifier_with_a_null_byte": (VERIFIER, "import json\n", "import json\x00\n",
                                   r"importing late_jobs_verifier raised SyntaxError: source code string cannot "
                                   r"contain null bytes( \(at [^)]*late_jobs_verifier\.py\))?$"),
