@@ -90,7 +90,7 @@ def review(
 @app.command(epilog=example("evolve best smtt", "evolve best smtt --json"))
 @user_errors
 def best(
-    problem: Annotated[str, typer.Argument(help="Problem name.")],
+    problem: Annotated[str, typer.Argument(help="Problem name, or a problem folder.")],
     runs_dir: Annotated[Path, typer.Option(help="Where runs are kept.")] = RUNS_ROOT,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -100,6 +100,13 @@ def best(
     from evolve.render import metrics_table
     from evolve.review import best_across_runs
     from evolve.sandbox.outcome import printable
+
+    if "/" in problem or Path(problem, "problem.toml").is_file():
+        # a folder, as `evolve run ./my-problem` takes it: its runs are under runs/<its name>/
+        # (an absolute path looked in runs//abs/path/)
+        from evolve.problem import load_problem
+
+        problem = load_problem(problem).name
 
     across = best_across_runs(runs_dir, problem)
     if across.found is None:

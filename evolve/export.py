@@ -24,6 +24,7 @@ from evolve.export_sources import (
     imported_modules,
     with_future,
 )
+from evolve.formats import side_of
 from evolve.review import lineage_steps, problem_of
 from evolve.runs import load_run
 from evolve.sandbox.outcome import printable
@@ -77,7 +78,7 @@ def export_program(run_dir: Path, program_id: int | None = None, filename: str =
         f"# program:   #{program.id}, iteration {program.iteration}, island {program.island}, "
         f"generation {program.generation}, {program.origin}" + (f" ({program.model})" if program.model else "")
     )
-    lines += _score_lines(program, score_kind)
+    lines += _score_lines(program, score_kind, spec.objective.reference if spec is not None else "")
     lines.append("# lineage (seed first; score change; the edit):")
     for step in steps:
         change = "" if step.delta is None else f" ({step.delta:+.4g})"
@@ -123,14 +124,14 @@ def write_export(text: str, output: Path) -> None:
         raise UserError(f"{output}: cannot write ({err.strerror})") from None
 
 
-def _score_lines(program: Program, score_kind: str) -> list[str]:
+def _score_lines(program: Program, score_kind: str, against: str = "") -> list[str]:
     if program.score is None:
         return [f"# score:     none: this program failed ({program.status}) on the {program.stage} split"]
     gap = headline_gap(program.metrics, score_kind)
     lines = [
         f"# score:     {_num(program.score)} on the {program.stage} split "
         f"(higher is better; objective.score = {score_kind})"
-        + (f", gap to the references {gap:.3f}%" if gap is not None else "")
+        + ("" if gap is None else f", {side_of(gap)} {against}" if against else f", gap to the references {gap:.3f}%")
     ]
     groups = sorted((k for k in program.metrics if k.startswith("gap_mean_pct[")), key=natural_key)
     if groups:

@@ -254,3 +254,20 @@ def test_a_gap_to_a_baseline_reads_as_below_or_above_it_in_the_run_review_and_re
     plain = evolve("review", str(out), "--json")  # the stable JSON keeps the signed number
     best = json.loads(plain.stdout)["best"]
     assert best["gap_pct"] < 0
+
+
+def test_best_takes_a_problem_folder_as_run_does(tmp_path: Path) -> None:
+    """`evolve run /abs/my-problem` keeps its run under runs/<name>/; `evolve best /abs/my-problem`
+    looked under runs//abs/my-problem/ and found nothing."""
+    problem = tmp_path / "toy_problem"
+    shutil.copytree(TESTS / "toy_problem", problem, ignore=shutil.ignore_patterns("__pycache__"))
+    ran = evolve("run", str(problem), "--iterations", "2", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    for spelling in (str(problem), "./toy_problem", "toy_problem"):
+        found = evolve("best", spelling, "--json", cwd=tmp_path)
+        assert found.returncode == 0, (spelling, found.stderr)
+        document = json.loads(found.stdout)
+        assert document["problem"] == "toy" and Path(document["run_dir"]).parent == Path("runs") / "toy"
+    missing = evolve("best", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    assert "nowhere: no such folder" in missing.stderr
