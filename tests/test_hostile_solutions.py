@@ -16,6 +16,7 @@ controller past the session's deadline.  Now a reply or line that may hold more 
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -23,7 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from evolve.sandbox.outcome import MAX_NESTING, MAX_VALUES, parse_lines, too_many_values
+from evolve.sandbox.outcome import (
+    MAX_NESTING,
+    MAX_VALUES,
+    encoding_of,
+    parse_lines,
+    too_many_values,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,6 +69,17 @@ def test_a_forged_result_line_nested_too_deeply_fails_only_its_instance() -> Non
     assert loaded and fatal is None
     assert runs[0].solution is None and runs[0].error is not None and runs[0].error.startswith("solution is nested")
     assert runs[1].solution == shallow and runs[1].error is None
+
+
+def test_a_line_is_read_in_the_encoding_json_itself_would_detect() -> None:
+    # Every text of up to 4 bytes made of those json's tests of byte-order marks and UTF-16/32 look at.
+    telling = (0x00, 0x01, 0x22, 0x5B, 0x7F, 0x80, 0xBB, 0xBF, 0xEF, 0xFE, 0xFF)
+    short = [bytes(p) for n in range(5) for p in itertools.product(telling, repeat=n)]
+    encoded = [text.encode(codec) for text in ('["x"]', "7") for codec in
+               ("utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be")]
+    for raw in short + encoded:
+        assert encoding_of(raw) == json.detect_encoding(raw), raw
+        assert encoding_of(bytearray(raw)) == json.detect_encoding(raw), raw
 
 
 def _nested(levels: int) -> object:
