@@ -135,6 +135,12 @@ class GroupComparison:
     def verdict_text(self) -> str:
         if self.verdict == "not significant" and self.test.n < MIN_SIGNIFICANT_N:
             return f"not significant (only {self.test.n} differ)"
+        against = self.mean_diff_pct is not None and self.mean_diff_pct != 0 and (
+            (self.mean_diff_pct < 0) == (self.verdict == "better")) and self.verdict in ("better", "worse")
+        if against:  # the test ranks the differences: many small wins can outweigh a few large losses
+            assert self.mean_diff_pct is not None
+            side = "worse" if self.mean_diff_pct < 0 else "better"
+            return f"{self.verdict} by rank, though {abs(self.mean_diff_pct):.2f} pp {side} on the mean"
         return self.verdict
 
     def to_json(self) -> dict[str, Any]:

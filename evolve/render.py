@@ -301,7 +301,7 @@ def show_holdout(holdout: Holdout) -> None:
         console.print(
             f"best vs the strongest baseline on {holdout.split} ([bold]{strongest}[/]): gap {pct(g.gap_a_pct)} vs "
             f"{pct(g.gap_b_pct)}, {g.wins} wins / {g.ties} ties / {g.losses} losses, {p_phrase(g.test.p_value)}: "
-            f"[{VERDICT_STYLE[g.verdict]}]{g.verdict}[/]"
+            f"[{VERDICT_STYLE[g.verdict]}]{g.verdict_text}[/]"
         )
     if holdout.other_class:
         console.print(f"[dim]not this problem's class of program, so never the strongest baseline: "
@@ -322,7 +322,7 @@ def show_comparison(comparison: Comparison, split: str, objective: str) -> None:
         console.print(f"verdict: [red]nothing to compare[/]: both programs failed on all {g.instances} instances")
         return
     console.print(
-        f"{comparison.a} is [{VERDICT_STYLE[g.verdict]}]{g.verdict}[/] than {comparison.b}"
+        f"{comparison.a} is [{VERDICT_STYLE[g.verdict]}]{g.verdict}[/] than {comparison.b}{g.verdict_text[len(g.verdict):]}"
         if g.verdict in ("better", "worse") else f"verdict: [{VERDICT_STYLE[g.verdict]}]{g.verdict}[/]",
         f"({g.wins} wins / {g.ties} ties / {g.losses} losses, {p_phrase(g.test.p_value)}, {g.test.method} test)",
     )

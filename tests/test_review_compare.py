@@ -162,3 +162,20 @@ def test_failure_reasons_name_the_first_failed_instance() -> None:
     assert first_reason(feedback) == "job 4 appears twice"
     assert first_reason("edit outside the EVOLVE-BLOCK\nline 3") == "edit outside the EVOLVE-BLOCK"
     assert first_reason("") == "(no message)"
+
+
+def test_a_verdict_by_rank_against_the_mean_says_so() -> None:
+    """Review of a 2-iteration smtt_rule run: 'best vs the strongest baseline (mddc): gap 1.32%
+    vs 1.25%, 31 wins / 83 ties / 11 losses, p = 0.023: better', which read as a contradiction.
+    The signed-rank test ranks the differences, so many small wins outweigh a few large losses;
+    where the mean says the other way, the verdict's text says both."""
+    instances = [Instance(f"i{k}", "g", {}, Reference(100.0, "optimal")) for k in range(27)]
+    a = evaluation([result(f"i{k}", 100.0 if k < 25 else 120.0) for k in range(27)])  # 25 small wins, 2 large losses
+    b = evaluation([result(f"i{k}", 101.0 if k < 25 else 100.0) for k in range(27)])
+    overall = compare("A", a, "B", b, instances, "minimize").overall
+    assert (overall.wins, overall.losses) == (25, 2) and overall.mean_diff_pct is not None and overall.mean_diff_pct < 0
+    assert overall.verdict == "better"  # the stable JSON keeps the test's verdict
+    assert overall.verdict_text == f"better by rank, though {abs(overall.mean_diff_pct):.2f} pp worse on the mean"
+    agreeing = compare("A", a, "B", evaluation([result(f"i{k}", 130.0) for k in range(27)]), instances,
+                       "minimize").overall
+    assert agreeing.verdict == agreeing.verdict_text == "better"  # mean and ranks agree: no caveat
