@@ -1,6 +1,6 @@
 """The sandbox's own CPU per batch run, by process: what a slot spends beside the candidate.
 
-    python bench/sandbox_side.py [--runs 300] [--instances 40] [--ints 400] [--rounds 3]
+    python bench/sandbox_side.py [--runs 300] [--instances 40] [--ints 400] [--rounds 3] [--session-calls N]
 
 A verifier whose ``solve`` returns a list of ``--ints`` numbers per instance (a line of a few
 KiB, about a jssp schedule's) runs a trivial candidate over ``--instances`` instances, ``--runs``
@@ -12,6 +12,8 @@ the run, the line encoding), and the controller's thread (``Sandbox.run``: the o
 reply's parse). At one worker the zygote's and the forker's part run beside the slot on the
 idle core; at two workers they take the two slots' cores, so each millisecond of it lowers
 ``--workers 2``'s speed-up (bench/workers.py) by about half a millisecond per evaluation.
+With ``--session-calls N``, each round then makes N calls of one session (``[1, 2.5, 3]`` sent and
+answered back) and prints the CPU per call of the controller's thread and of the session child.
 To compare two trees, run it with each tree's Python in turn (each imports its own ``evolve``).
 """
 
@@ -27,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_clocks import proc_cpu  # noqa: E402
+from cpu_clocks import child_pids, proc_cpu  # noqa: E402
 
 from evolve.sandbox import Sandbox, SandboxLimits  # noqa: E402
 from evolve.verifier import Instance  # noqa: E402
@@ -37,8 +39,13 @@ class Echo:
     @staticmethod
     def solve(heuristic, instance):
         return [heuristic(k) for k in range(instance.data["n"])]
+
+    @staticmethod
+    def respond(heuristic, payload):
+        return heuristic(payload)
 '''
 CANDIDATE = "def f(x):\n    return x * 7 + 3\n"
+ECHO = "def f(x):\n    return x\n"
 
 
 def own_cpu(pid: int, reaped: bool = False) -> float:
@@ -74,12 +81,32 @@ def one_round(verifier_dir: str, runs: int, instances: int, ints: int) -> dict[s
     return ms
 
 
+def session_round(verifier_dir: str, calls: int) -> dict[str, float]:
+    """CPU per call of a session answering ``[1, 2.5, 3]`` back: the controller's thread
+    (``SandboxSession.call``: the request, the reply's parse) and the session child (the
+    request's unpickling, the reply's encoding), in us."""
+    limits = SandboxLimits(timeout_s=600)
+    with Sandbox("side_verifier:Echo", limits, slot=0, extra_sys_path=[verifier_dir]) as sb, \
+            sb.session(ECHO, "f") as session:
+        for _ in range(500):
+            session.call([1, 2.5, 3])
+        kids = child_pids(sb.worker_pid or 0)  # the forker, the spare and the session's child
+        before, thread0 = [proc_cpu(pid, children=False) for pid in kids], time.thread_time()
+        for _ in range(calls):
+            session.call([1, 2.5, 3])
+        thread = time.thread_time() - thread0
+        child_cpu = max(proc_cpu(pid, children=False) - cpu for pid, cpu in zip(kids, before, strict=True))
+    return {"thread": thread * 1e6 / calls, "child": child_cpu * 1e6 / calls}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--instances", type=int, default=40)
     parser.add_argument("--ints", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--session-calls", type=int, default=0,
+                        help="then, per round, this many calls of one session (0: none)")
     args = parser.parse_args()
     import evolve
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -99,6 +126,11 @@ def main() -> None:
             rows.append(ms)
             print(f"{k + 1:>5} {load_now:>5.1f} {ms['zygote']:>7.3f} {ms['forker']:>7.3f} {ms['children']:>9.3f} "
                   f"{ms['thread']:>10.3f} {ms['wall']:>7.3f}", flush=True)
+        for k in range(args.rounds if args.session_calls else 0):
+            load_now = os.getloadavg()[0]
+            us = session_round(tmp, args.session_calls)
+            print(f"session round {k + 1}, load {load_now:.1f}: CPU per call {us['thread']:.1f} us of the "
+                  f"controller's thread, {us['child']:.1f} us of the session child", flush=True)
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     print(f"median: zygote {med['zygote']:.3f}, forker {med['forker']:.3f}, children {med['children']:.3f}, "
           f"controller thread {med['thread']:.3f}, wall {med['wall']:.3f} ms per run")
