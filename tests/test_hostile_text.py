@@ -93,7 +93,8 @@ def test_texts_the_engine_cannot_read_cost_one_candidate_and_the_run_goes_on(tmp
 # at its end: a line of 16,000 spaces took 7.3 s of the controller's CPU in the idea pattern, and
 # a comment line of 32,000 characters of dots some 14 s in the elision one. Models do emit such
 # runs (a whitespace loop until max_tokens), and whitespace is cheap in tokens.
-LONG = 150_000  # four such lines: a reply is kept whole up to 1 MiB (evolve/records.py)
+LONG = 100_000  # four such lines: a reply is kept whole up to 1 MiB (evolve/records.py), and its child,
+# two of them, under the 256 KiB a program may have (blocks.MAX_PROGRAM_CHARS); quadratic, 16,000 spaces took 7.3 s
 STALLING_REPLY = (" " * LONG + "x\n" + " " * LONG + "```" + " " * LONG + "`\n"
                   "Idea: the latest deadline last\n<<<<<<< SEARCH\n    return x * 1.0\n=======\n"
                   "    # " + "..." * (LONG // 3) + "\n    # " + "same " * (LONG // 5) + "\n    return x * 1.0 + 0.0\n"
@@ -245,3 +246,48 @@ def test_half_a_surrogate_pair_as_raw_bytes_in_a_batch_line_is_malformed() -> No
     run = forged.runs[0]
     assert run.solution is None and "malformed" in (run.error or ""), run
     json.dumps(run.error, ensure_ascii=False).encode()  # no lone surrogate anywhere
+
+
+def test_code_too_large_to_parse_is_an_edit_error_before_any_parse(toy_dir: Path, tmp_path: Path) -> None:
+    """A model's code is parsed as Python in the trusted process, several times: the parser holds
+    about 1 KB per literal, and a 9.5 MiB list of numbers took 12 s and 4.7 GB (a 64 MiB reply, as
+    the HTTP clients and files: read, would have taken the machine's memory; fourteenth red team).
+    Code longer than MAX_PROGRAM_CHARS is not parsed, in every form a reply can take."""
+    from evolve.edits import MAX_PROGRAM_CHARS, edit_child
+
+    parent = (toy_dir / "seed.py").read_text()
+    table = "1, " * (MAX_PROGRAM_CHARS // 3 + 10)
+    function = f"def priority(x):\n    w = [{table}]\n    return x * w[0]\n"
+    forms = {
+        "diff": f"<<<<<<< SEARCH\n    return x * 1.0\n=======\n    w = [{table}]\n    return x * w[0]\n>>>>>>> REPLACE\n",
+        "definitions": f"```python\n{function}```\n",
+        "program": f"```python\n{parent.replace('    return x * 1.0', f'    w = [{table}]')}```\n",
+        "unfenced": function,
+    }
+    for form, reply in forms.items():  # unfenced code that long is not read as code at all
+        said = "holds no SEARCH/REPLACE block" if form == "unfenced" else f"at most {MAX_PROGRAM_CHARS:,} are read"
+        with pytest.raises(EditError, match=said):
+            edit_child(parent, reply, "rewrite" if form != "diff" else "diff")
+    runaway = forms["diff"].replace(f"w = [{table}]\n    return x * w[0]", "return -x") + "x" * (3 << 19)
+    assert "return -x" in edit_child(parent, runaway, "diff").code  # the control: prose is not parsed
+    replies = tmp_path / "completions.jsonl"
+    replies.write_text(json.dumps({"iteration": 1, "model": "replayed", "text": forms["diff"], "prompt_tokens": 0,
+                                   "completion_tokens": 0, "cost_usd": 0.0}) + "\n")
+    done = subprocess.run([sys.executable, "-m", "evolve.cli", "run", str(toy_dir), "--llm", f"replay:{replies}",
+                           "--iterations", "1", "--out", str(tmp_path / "run"), "--no-preflight"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    attempt = Archive(tmp_path / "run" / "archive.sqlite", readonly=True).attempt(1)
+    assert attempt is not None and attempt.program_id is None and "are read" in (attempt.error or "")
+
+
+def test_a_program_grown_past_the_bound_by_small_edits_is_an_edit_error() -> None:
+    from evolve.edits import MAX_PROGRAM_CHARS, edit_child
+
+    table = "1, " * (MAX_PROGRAM_CHARS // 3 - 100)
+    parent = f"import numpy as np\n\n# EVOLVE-BLOCK-START\nW = [{table}]\n\n\ndef priority(x):\n    return x * 1.0\n# EVOLVE-BLOCK-END\n"
+    assert len(parent) < MAX_PROGRAM_CHARS
+    grow = "<<<<<<< SEARCH\n    return x * 1.0\n=======\n    return x * W[0] + " + " + ".join(["1.0"] * 200) + "\n>>>>>>> REPLACE\n"
+    with pytest.raises(EditError, match=f"the edited program is .* characters; at most {MAX_PROGRAM_CHARS:,} are read"):
+        edit_child(parent, grow, "diff")
+    assert "W[0] + 1.0" in edit_child(parent, grow.replace(" + ".join(["1.0"] * 200), "1.0"), "diff").code  # control

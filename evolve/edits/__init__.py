@@ -25,6 +25,7 @@ from typing import Literal
 
 from evolve.edits.blocks import (
     END_MARKER,
+    MAX_PROGRAM_CHARS,
     START_MARKER,
     TOO_DEEP,
     EditError,
@@ -99,6 +100,8 @@ def _definitions(parent: str, answer: str) -> tuple[str, list[str]] | None:
 def _looks_like_code(text: str) -> bool:
     import ast
 
+    if len(text) > MAX_PROGRAM_CHARS:  # not parsed: no program is that long (blocks.MAX_PROGRAM_CHARS)
+        return False
     try:
         tree = ast.parse(text)
     except SyntaxError:

@@ -291,7 +291,10 @@ def nesting(tree: ast.AST) -> int:
 
 @lru_cache(maxsize=16)
 def syntax_error(code: str) -> str | None:
-    """Why ``code`` does not parse, naming the line, or nests too deeply; None if neither."""
+    """Why ``code`` does not parse, naming the line, nests too deeply or is too long to read (it is
+    not parsed then); None if none of these."""
+    if (why := too_large(code)) is not None:
+        return why
     try:
         tree = _parsed(code)
     except (RecursionError, MemoryError):  # deeper than Python's own parser goes
@@ -319,8 +322,26 @@ def _module_nesting(code: str, tree: ast.Module) -> int:
     return 1 + deepest
 
 
+# Code from a model's answer is parsed in the trusted process (the edit's readings, the child's
+# check, hash, behaviour key, pure_rule, prompts), and the parser holds about 1 KB per literal: a
+# reply inserting a 9.5 MiB list of numbers took 12 s and 4.7 GB there, and the HTTP clients and
+# files: read replies up to 64 MiB (fourteenth red team). Longer code is not parsed; whole programs
+# written by models here are under 20 KB.
+MAX_PROGRAM_CHARS = 256 * 1024
+
+
+def too_large(code: str, what: str = "the edited program") -> str | None:
+    """Why ``code`` is not parsed (longer than MAX_PROGRAM_CHARS), or None."""
+    if len(code) <= MAX_PROGRAM_CHARS:
+        return None
+    return (f"{what} is {len(code):,} characters; at most {MAX_PROGRAM_CHARS:,} are read: write a table of "
+            "thousands of numbers as a formula or a short loop, not as literals")
+
+
 def check_child(parent: str, child: str) -> str:
     """The child, if it differs from the parent, parses, and keeps the parent's frame."""
+    if (why := too_large(child)) is not None:
+        raise EditError(why)
     if child == parent:
         raise EditError(
             "the edit does not change the program; propose a change to the code inside "

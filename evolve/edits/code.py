@@ -24,6 +24,7 @@ from evolve.edits.blocks import (
     EditError,
     evolve_blocks,
     is_elision,
+    too_large,
 )
 
 
@@ -39,6 +40,8 @@ class Unit:
 
 
 def units(source: str) -> list[Unit]:
+    if (why := too_large(source, "the code in the answer")) is not None:
+        raise EditError(why)
     tree = ast.parse(source)
     found: list[Unit] = []
     for index, node in enumerate(tree.body):
@@ -131,6 +134,8 @@ def _outside_helpers(parent: str, program: str, blocks: list[tuple[int, int]]) -
 
 def _parse_answer_code(code: str) -> str:
     text = textwrap.dedent(code).strip("\n")
+    if (why := too_large(text, "the code in the answer")) is not None:
+        raise EditError(why)
     try:
         ast.parse(text)
     except SyntaxError as e:
@@ -205,6 +210,8 @@ def _check_complete(unit: Unit, body: list[str]) -> None:
 
 
 def _ellipsis_statement(source: str) -> bool:
+    if too_large(source) is not None:  # a unit of code that was parsed, so never here
+        return False
     try:
         tree = ast.parse(textwrap.dedent(source))
     except SyntaxError:
