@@ -288,8 +288,14 @@ def new_problem(
     folder: Annotated[Path | None, typer.Option("--dir", help="Folder to create (default ./NAME).")] = None,
 ) -> None:
     """Scaffold a working problem: problem.toml, seed, baseline, verifier, context and a test."""
+    from evolve.problem import builtin_dir
     from evolve.scaffold import scaffold
 
+    if (builtin_dir() / name / "problem.toml").is_file():
+        # `evolve run smtt` runs the shipped problem whatever folder ./smtt holds: the newcomer's
+        # edits to the scaffold would have no effect, and its `next:` lines would run the other one
+        raise UserError(f"problem name '{name}': a shipped problem has that name, and `evolve run {name}` would "
+                        "run it, not this folder; choose another name")
     target = folder or Path(name)
     created = scaffold(name, target)
     for path in created:

@@ -116,3 +116,12 @@ def test_scaffold_next_steps_run_as_printed_and_its_generated_tests_pass(tmp_pat
         assert done.returncode == 0, f"{' '.join(command)}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
         if command[0] == "python":  # the generated tests: they ran, and none failed
             assert " passed" in done.stdout and "failed" not in done.stdout, done.stdout[-3000:]
+
+
+def test_a_shipped_problems_name_is_refused_as_its_run_would_run_the_shipped_one(tmp_path: Path) -> None:
+    """`evolve new-problem smtt` made ./smtt and said `evolve run smtt`, which runs the shipped
+    smtt whatever ./smtt holds: a newcomer's edits would have had no effect."""
+    result = evolve("new-problem", "smtt", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "problem name 'smtt': a shipped problem has that name" in result.stderr
+    assert not (tmp_path / "smtt").exists()
