@@ -23,3 +23,12 @@ def toy_dir(tmp_path: Path) -> Path:
     target = tmp_path / "toy_problem"
     shutil.copytree(TESTS / "toy_problem", target)
     return target
+
+
+@pytest.fixture(scope="session")
+def evolve_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel of this checkout, built once for the tests that install it (each into a venv of
+    its own: they only read the file)."""
+    from nested_venv import NOT_SHIPPED, build_wheel
+
+    return build_wheel(REPO, NOT_SHIPPED, tmp_path_factory.mktemp("wheel"))

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+# Top-level folders of the checkout that are no part of the package (left out of the wheel's source copy).
+NOT_SHIPPED = [".git", "runs", ".pytest_cache", ".ruff_cache", "tests", "bench", "docs", ".ci", ".venv", "venv", ".tox"]
+
 
 def run(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}

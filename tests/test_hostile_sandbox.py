@@ -687,13 +687,13 @@ def schedule(p, d):
 """
 
 
-def test_a_wheel_install_shows_candidates_nothing_of_evolve(tmp_path: Path) -> None:
+def test_a_wheel_install_shows_candidates_nothing_of_evolve(evolve_wheel: Path, tmp_path: Path) -> None:
     """Installed from a wheel, problems/*/data lies in site-packages next to numpy: masked."""
-    from nested_venv import build_wheel, fresh_venv, install, see_this_environment, site_packages
+    from nested_venv import fresh_venv, install, see_this_environment, site_packages
 
     with Sandbox("sandbox_fixtures:EchoVerifier", LIMITS, slot=19, extra_sys_path=[str(TESTS)]) as probe:
         needs(probe, "filesystem")
-    wheel = build_wheel(REPO, [".git", "runs", "tests", "bench", "docs", ".ci"], tmp_path / "wheel")
+    wheel = evolve_wheel  # the checkout's, built once for this test and tests/test_wheel.py
     python = fresh_venv(tmp_path / "venv")
     install(python, wheel, tmp_path)
     see_this_environment(python)

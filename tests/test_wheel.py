@@ -7,15 +7,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from nested_venv import build_wheel, fresh_venv, install, run, see_this_environment, site_packages
-
-REPO = Path(__file__).resolve().parents[1]
-NOT_SHIPPED = [".git", "runs", ".pytest_cache", ".ruff_cache", "tests", "bench", "docs", ".ci", ".venv", "venv", ".tox"]
+from nested_venv import fresh_venv, install, run, see_this_environment, site_packages
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_wheel(REPO, NOT_SHIPPED, tmp_path_factory.mktemp("wheel"))
+@pytest.fixture
+def wheel(evolve_wheel: Path) -> Path:
+    """The checkout's wheel (conftest.py builds it once; tests/test_hostile_sandbox.py installs it too)."""
+    return evolve_wheel
 
 
 def test_the_wheel_holds_only_the_evolve_package_with_its_data(wheel: Path) -> None:
