@@ -12,6 +12,7 @@ from evolve.errors import UserError
 from evolve.formats import gap_words
 from evolve.history import FailureKind, History, ModelUsage
 from evolve.runs import ARCHIVE, CONFIG, RunInfo, find_runs, load_run
+from evolve.sandbox.outcome import printable
 from evolve.scoring import headline_gap
 from evolve.selection import Selection, reported_best, selection_of
 
@@ -35,7 +36,10 @@ def diff_summary(diff: str, width: int = 70) -> str:
     if not removed and not added:
         return "(no change)"
     if len(removed) <= 1 and len(added) <= 1:
-        text = f"{removed[0] if removed else '∅'}  →  {added[0] if added else '∅'}"
+        # The model's own line, shown as the step's summary in the report, the live view and the
+        # lineage: written out as the diffs below it are (a bidi override or an escape showed raw
+        # in the page's summary; fourteenth red team).
+        text = printable(f"{removed[0] if removed else '∅'}  →  {added[0] if added else '∅'}")
         return text if len(text) <= width else text[: width - 1] + "…"
     return f"+{len(added)} / -{len(removed)} lines"
 

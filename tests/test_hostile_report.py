@@ -54,3 +54,28 @@ def test_code_errors_and_printouts_are_escaped_in_the_report(tmp_path: Path) -> 
     for word in ("pwned-code", "pwned-error", "pwned-bidi"):  # the control: the candidate's words are on the page
         assert word in page, word
     assert not [c for c in "\u202e\u2066\x1b\x07" if c in page]
+
+
+def test_a_one_line_edit_is_summarised_written_out_in_the_report_and_the_live_view(tmp_path: Path) -> None:
+    """A lineage step and a live proposal are summarised by their edit when it is one line: the
+    summary showed a bidirectional override and escapes raw (the diff below it was written out;
+    fourteenth red team)."""
+    from evolve.watch import LiveView
+
+    problem = tmp_path / "toy_problem"
+    shutil.copytree(TESTS / "toy_problem", problem, ignore=shutil.ignore_patterns("__pycache__"))
+    edit = "<<<<<<< SEARCH\n    return x * 1.0\n=======\n    return -x * 1.0  " + TROJAN + "\n>>>>>>> REPLACE\n"
+    replies = tmp_path / "replies.jsonl"
+    replies.write_text(json.dumps({"iteration": 1, "model": "replayed", "text": edit, "prompt_tokens": 0,
+                                   "completion_tokens": 0, "cost_usd": 0.0}) + "\n")
+    run, page_path = tmp_path / "run", tmp_path / "report.html"
+    cli = [sys.executable, "-m", "evolve.cli"]
+    made = subprocess.run([*cli, "run", str(problem), "--llm", f"replay:{replies}", "--iterations", "1",
+                           "--out", str(run)], capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    built = subprocess.run([*cli, "report", str(run), "-o", str(page_path)], capture_output=True, text=True,
+                           timeout=300)
+    assert built.returncode == 0, built.stderr
+    for page in (page_path.read_text(), LiveView(run).fragment()[1]):
+        assert "pwned-bidi" in page  # the control: the edit is shown
+        assert not [c for c in "\u202e\u2066\x1b\x07" if c in page]
