@@ -19,7 +19,7 @@ from statistics import fmean
 from evolve.archive import Program
 from evolve.config import RunSettings
 from evolve.edits import block_text, evolve_blocks
-from evolve.edits.blocks import StatementMemo, block_statements
+from evolve.edits.blocks import block_statements, statement_text
 from evolve.instance_facets import FACET_PREFIX
 from evolve.problem import Problem
 from evolve.prompt_facts import gap_phrase
@@ -257,46 +257,40 @@ def defined_names(code: str) -> list[str]:
 
 @lru_cache(maxsize=4096)
 def _units(block: str) -> tuple[tuple[str, str], ...]:
-    """(name, AST dump) of every top-level definition of a block; other top-level statements
-    together as one unit named "" (imports, constants)."""
+    """(name, text) of every top-level definition of a block; other top-level statements
+    together as one unit named "" (imports, constants). The text is ``ast.unparse``'s, as the
+    program's hash has it: two units are the same code when their texts are."""
     try:
         tree = ast.parse(block)
-    except SyntaxError:
+        return _units_of([(ast.unparse(node), node) for node in tree.body])
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return ()
+
+
+def _units_of(statements: list[tuple[str, ast.stmt]]) -> tuple[tuple[str, str], ...]:
     units, other = [], []
-    for node in tree.body:
+    for text, node in statements:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            units.append((node.name, ast.dump(node)))
+            units.append((node.name, text))
         else:
-            other.append(ast.dump(node))
-    if other:
-        units.append(("", "\n".join(other)))
+            other.append(text)
+    if other:  # unparsed code never holds a NUL (a string's is escaped): the texts stay apart
+        units.append(("", "\0".join(other)))
     return tuple(units)
 
 
 @lru_cache(maxsize=4096)
 def _block_units(code: str) -> tuple[tuple[str, str], ...]:
-    """``_units(block_text(code))``, from the statements of the code's own parse (the edit's
-    check and its hash parsed it already) where its blocks hold whole top-level statements, each
-    statement's dump worked out once (a child shares all but its edited ones with its parent)."""
+    """``_units(block_text(code))``, from the statements of the code's own parse where its
+    blocks hold whole top-level statements, with the text its hash unparsed already (the edit's
+    check parsed the child, its hash unparsed its new statements): nothing worked out again."""
     statements = block_statements(code)
     if statements is None:
         return _units(block_text(code))
-    units, other = [], []
-    for key, node in statements:
-        dumped = _DUMPS.get(key)
-        if dumped is None:
-            dumped = _DUMPS.put(key, ast.dump(node))
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            units.append((node.name, dumped))
-        else:
-            other.append(dumped)
-    if other:
-        units.append(("", "\n".join(other)))
-    return tuple(units)
-
-
-_DUMPS = StatementMemo(1024)  # a top-level statement's ast.dump, by its source (edits/blocks.py)
+    try:
+        return _units_of([(statement_text(key, node), node) for key, node in statements])
+    except (ValueError, RecursionError, MemoryError):
+        return ()
 
 
 @lru_cache(maxsize=4096)

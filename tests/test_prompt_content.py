@@ -323,6 +323,7 @@ _AROUND = "\n\ndef f(x):\n    return value(x)\n"
     (MARK_START + "def a():\n    return 1\n" + MARK_END + "X = 1\n" + MARK_START + "Y = (1,\n     2)\n"
      "def b():\n    return 2\n" + MARK_END, True),
     (_FRAME + MARK_START + MARK_END + _AROUND, True),
+    (MARK_START + '"""The module docstring."""\nX = 1\n' + MARK_END + _AROUND, True),
     # a block inside a function, a statement across a marker, markers in a string, a carriage return
     ("def value(x):\n    " + MARK_START + "    return x * 2\n    " + MARK_END, False),
     (MARK_START + "X = [1,\n" + MARK_END + "     2]\n", False),
@@ -346,6 +347,10 @@ def test_what_an_edit_changed_is_read_off_the_codes_own_parse_only_where_that_is
         assert _block_units(edited) == _units(block_text(edited))
         assert changed_functions(code, edited) == "changed value"
         assert changed_functions(code, code.replace("# c", "# d")) == "comments or layout only"
+        # the same code as its hash sees it: quotes, parentheses, how a literal is spelt
+        assert changed_functions(code, code.replace('"""Its doc."""', "'Its doc.'")
+                                 .replace("return x * 2", "return (x * 0x2)")) == "comments or layout only"
+        assert changed_functions(code, code.replace("return x * 2", "return x * 2.0")) == "changed value"
 
 
 @pytest.mark.parametrize("even", [True, False])

@@ -243,6 +243,19 @@ def block_statements(code: str) -> list[tuple[Key, ast.stmt]] | None:
     return inside
 
 
+def statement_text(key: Key, node: ast.stmt) -> str:
+    """``ast.unparse(node)`` of a top-level statement keyed as ``block_statements`` keys it,
+    kept by its key as the hash keeps it (a child's statements are unparsed once, for its hash
+    and for what its edit changed); a module's docstring, which the hash writes as one, is
+    unparsed here as any statement."""
+    if key[4]:
+        return ast.unparse(node)
+    text = _UNPARSED.get(key)
+    if text is None:
+        text = _UNPARSED.put(key, ast.unparse(node))
+    return text  # type: ignore[no-any-return]
+
+
 def _docstring(node: ast.stmt) -> bool:
     return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
             and isinstance(node.value.value, str))
