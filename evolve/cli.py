@@ -252,7 +252,8 @@ def eval_(
         from evolve.render import evaluation_table, headline_of, print_metrics
 
         console.print(evaluation_table(f"{program} on {spec.name}/{split_name}", evaluation))
-        print_metrics([(program.name, evaluation.status, evaluation.score, evaluation.metrics)], headline_of(spec.verifier))
+        print_metrics([(program.name, evaluation.status, evaluation.score, evaluation.metrics)], headline_of(spec.verifier),
+                      against=spec.spec.objective.reference)
         if not evaluation.ok:  # failed, or (status ok) solved with no gap to score: the feedback says which
             colour = "yellow" if evaluation.status == "ok" else "red"
             console.print(f"[{colour}]{evaluation.status}[/]: {escape(evaluation.feedback)}", highlight=False)
@@ -315,7 +316,8 @@ def baselines(
 
         n_instances = len(next(iter(rows.values())).instances) if rows else 0
         print_metrics([(n, e.status, e.score, e.metrics) for n, e in rows.items()], headline_of(spec.verifier),
-                      f"baselines on {spec.name}/{split_name} ({count(n_instances, 'instance')})")
+                      f"baselines on {spec.name}/{split_name} ({count(n_instances, 'instance')})",
+                      against=spec.spec.objective.reference)
         if spec.spec.other_class_baselines:
             console.print(f"[dim]not this problem's class of program: {', '.join(spec.spec.other_class_baselines)} "
                           "(problem.toml other_class_baselines)[/]")

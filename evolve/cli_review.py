@@ -80,7 +80,7 @@ def review(
 
     show_review(result)
     if result.test is not None:
-        show_holdout(result.test)
+        show_holdout(result.test, result.gap_against)
     if result.noise is not None:
         from evolve.cli_search import show_noise
 
@@ -174,7 +174,7 @@ def compare(
 
     n_instances = result.overall.instances  # a program that could not start has no per-instance results
     print_metrics([(n, e.status, e.score, e.metrics) for n, e in evaluations.items()], (),
-                  f"{spec.name}/{split_name} ({count(n_instances, 'instance')})")
+                  f"{spec.name}/{split_name} ({count(n_instances, 'instance')})", against=spec.spec.objective.reference)
     show_comparison(result, split_name, f"{spec.spec.objective.name}, {direction}")
 
 

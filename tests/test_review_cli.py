@@ -251,6 +251,8 @@ def test_a_gap_to_a_baseline_reads_as_below_or_above_it_in_the_run_review_and_re
         assert "% below twice the optimum" in text and "gap -" not in text
     assert "against twice the optimum" in html and "% below</b>" in html and "gap -" not in html
     assert "vs twice the optimum" in reviewed.stdout and "vs twice the optimum" in html  # the columns' headers
+    scored = evolve("eval", str(problem), str(problem / "seed.py"), "--split", "quick")  # its tables' caption
+    assert scored.returncode == 0 and "every gap is against twice the optimum (negative: below it)" in scored.stdout
     plain = evolve("review", str(out), "--json")  # the stable JSON keeps the signed number
     best = json.loads(plain.stdout)["best"]
     assert best["gap_pct"] < 0
