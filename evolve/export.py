@@ -8,6 +8,7 @@ import evolve: it has to work where evolve is not installed.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import textwrap
 import time
@@ -65,7 +66,9 @@ def export_program(run_dir: Path, program_id: int | None = None, filename: str =
     lines = [RULE, f"# Exported by evolve {_version()} on {time.strftime('%Y-%m-%d %H:%M')}"]
     lines.append(f"# run:       {run_dir.resolve()}")
     if spec is not None:
-        lines.append(f"# problem:   {info.problem}: {spec.title}")
+        # A scaffold's title starts with its name already ("my-problem: ..."): say it once.
+        named = spec.title.startswith(f"{info.problem}:") or spec.title == info.problem
+        lines.append(f"# problem:   {spec.title if named else f'{info.problem}: {spec.title}'}")
         lines += _wrapped("function:  ", " ".join(spec.function.signature.split()))  # may span lines
         lines += _wrapped("contract:  ", " ".join(spec.function.contract.split()))
         lines.append(f"# objective: {spec.objective.name} ({spec.objective.direction})")
@@ -90,7 +93,9 @@ def export_program(run_dir: Path, program_id: int | None = None, filename: str =
         lines += _wrapped("appended:  ", "nothing: the program defines " + ", ".join(clash)
                           + ", which the problem's [export] append sources define too")
     lines.append(f"# requires:  {', '.join(third_party) or 'the Python standard library only'} (does not import evolve)")
-    lines.append(f"# check it on held-out data: evolve eval {info.problem} {filename} --split test")
+    # A plug-in folder's name is not a problem `evolve eval` can find by name: give its folder.
+    where = str(problem.dir) if problem is not None and problem.origin == "path" else info.problem
+    lines.append(f"# check it on held-out data: evolve eval {shlex.quote(where)} {filename} --split test")
     # The scores above were measured in evolve's sandbox, and so is that check; imported, the code
     # runs with your rights, and code can tell the two apart with nothing a reader would flag
     # (the order of a set of strings under the sandbox's hash seed: docs/sandbox.md, seventh team).

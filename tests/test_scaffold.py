@@ -42,6 +42,15 @@ def test_scaffold_runs_offline_and_improves_on_its_seed(problem_dir: Path, tmp_p
     review = json.loads(evolve("review", str(out), "--json", cwd=tmp_path).stdout)
     assert review["problem"] == "night-shift" and review["iterations"] == 40
     assert review["best"]["score"] > review["seed"]["score"]  # SPT ignores the weights: the stub finds better
+    header = evolve("export", str(out), "-o", str(tmp_path / "rule.py"), cwd=tmp_path).returncode == 0 and (
+        tmp_path / "rule.py").read_text()
+    # The scaffold's title starts with its name: the header says it once, not "night-shift: night-shift: ...".
+    assert "# problem:   night-shift: weighted completion time" in header and "night-shift: night-shift" not in header
+    # The check the header suggests runs as printed: a plug-in is named by its folder, not by its name.
+    check = next(line for line in header.splitlines() if "evolve eval" in line).split("check it on held-out data: ")[1]
+    assert check.split()[2] == str(problem_dir.resolve())
+    result = evolve(*check.split()[1:-2], "--split", "quick", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
 
 
 def test_scaffold_gp_run_finds_the_optimal_rule(problem_dir: Path, tmp_path: Path) -> None:
