@@ -116,8 +116,9 @@ def no_constants_reason(code: str) -> str:
 
 
 # CMA-ES keeps an N x N covariance and decomposes it: one generation over 1,000 constants took
-# 25 s of the controller's CPU here, over 4,000 more than 4 minutes (a model's rule holding a
-# table of literals; fourteenth red team). Shipped and model-written rules have at most ~50.
+# 9.8 s of the controller's CPU here, over 4,000 more than 4 minutes (a model's rule holding a
+# table of literals; bench/literal_tables.py; fourteenth red team). Shipped and model-written
+# rules have at most ~50.
 MAX_CONSTANTS = 200
 
 

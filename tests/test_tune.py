@@ -152,7 +152,7 @@ def test_a_run_tunes_its_new_best_and_the_lineage_keeps_both(toy_dir: Path, tmp_
 def test_a_rule_with_more_constants_than_tuning_fits_is_refused_before_any_trial(toy_dir: Path,
                                                                                   tmp_path: Path) -> None:
     """A model's rule may hold a table of literals; CMA-ES over all of them keeps an N x N
-    covariance and decomposes it, and one generation over 1,000 took 25 s of the controller's CPU
+    covariance and decomposes it, and one generation over 1,000 took 9.8 s of the controller's CPU
     (4,000: minutes; fourteenth red team). More than MAX_CONSTANTS is a one-line error for `evolve
     tune`, and a run's tune_every passes such a best over."""
     from evolve.autotune import AutoTuner
