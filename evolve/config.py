@@ -153,6 +153,13 @@ class RunSettings(Strict):
     # (None: the best on train). Only a problem's validation split, never test (evolve/selection.py).
     select_on: Literal["valid"] | None = None
     select_among: int = Field(default=8, ge=2)
+    # Once the reported best is chosen, fit the coefficients that act only above the rule's gate
+    # (c1 of a rule split at a gate, or of its gated terms) on this split's gaps against the
+    # references themselves, the floor left out, and report the refitted rule (evolve/refit.py).
+    # Only a problem's "fit" split (smtt_rule), never test; None: no refit.
+    refit_on: Literal["fit"] | None = None
+    # Sweeps of the coordinate search over those coefficients (evolve/gp/constants.py).
+    refit_sweeps: int = Field(default=4, ge=1, le=20)
     # Overrides of the problem's [verifier.options] (``--option KEY=VALUE``).
     verifier_options: dict[str, Any] = {}
     sandbox: SandboxSettings = SandboxSettings()

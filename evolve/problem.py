@@ -38,6 +38,9 @@ SPLITS = ("quick", "train", "test")
 # A split a verifier may add: instances drawn like train, disjoint from train and test, on which a
 # run can choose its reported best (``select_on``, evolve/selection.py); the search never scores it.
 VALID = "valid"
+# Another such split, on which a run refits its reported best's coefficients (``refit_on``,
+# evolve/refit.py); the search never scores it either.
+FIT = "fit"
 SIGNED_FILES = 2000  # a problem folder with more files has its splits built at every call
 
 
@@ -215,8 +218,8 @@ class Problem:
                     found = self.verifier.load_instances(instances_file)
             except UnicodeDecodeError:  # whichever reader the verifier uses (pandas' offset is in its buffer)
                 raise UserError(f"{instances_file}: not UTF-8 text ({_first_bad_byte(instances_file)})") from None
-        elif split not in (*SPLITS, VALID):
-            raise UserError(f"unknown split '{split}' (expected one of: {', '.join(SPLITS)}, or {VALID} "
+        elif split not in (*SPLITS, VALID, FIT):
+            raise UserError(f"unknown split '{split}' (expected one of: {', '.join(SPLITS)}, or {VALID} or {FIT} "
                             "where the problem has one)")
         else:
             found = self._split_instances(split)

@@ -9,6 +9,7 @@ Computing every split drops the entries of instances no split has any more.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evolve.errors import UserError
-from evolve.problem import SPLITS, VALID, Problem, load_problem
+from evolve.problem import FIT, SPLITS, VALID, Problem, load_problem
 from evolve.references import (
     ComputesReferences,
     ReferenceTask,
@@ -43,12 +44,12 @@ class RefreshOutcome:
 
 
 def parse_splits(text: str) -> list[str]:
-    """``all`` or a comma list of split names (``valid`` too, where the verifier has one);
-    UserError naming a bad one."""
+    """``all`` or a comma list of split names (``valid`` and ``fit`` too, where the verifier has
+    them); UserError naming a bad one."""
     names = list(SPLITS) if text == "all" else [s.strip() for s in text.split(",") if s.strip()]
-    bad = [s for s in names if s not in (*SPLITS, VALID)] or ([] if names else [text])
+    bad = [s for s in names if s not in (*SPLITS, VALID, FIT)] or ([] if names else [text])
     if bad:
-        raise UserError(f"--split {bad[0]!r}: expected one of {', '.join((*SPLITS, VALID))}, a comma list, or all")
+        raise UserError(f"--split {bad[0]!r}: expected one of {', '.join((*SPLITS, VALID, FIT))}, a comma list, or all")
     return names
 
 
@@ -101,10 +102,11 @@ def refresh_references(problem: Problem, splits: list[str], time_limit_s: float 
 
 
 def _valid_tasks(verifier: ComputesReferences) -> list[ReferenceTask]:
-    try:
-        return verifier.reference_tasks(VALID)
-    except (UserError, KeyError):  # the verifier has no validation split
-        return []
+    out = []
+    for split in (VALID, FIT):
+        with contextlib.suppress(UserError, KeyError):  # the verifier has no such split
+            out += verifier.reference_tasks(split)
+    return out
 
 
 def _computed(problem: Problem, verifier: ComputesReferences, todo: list[ReferenceTask],

@@ -149,6 +149,7 @@ def show_review(review: RunReview, show_diff: bool = True) -> None:
         f"seed  #{seed.id if seed else '-'}: score {fmt(seed.score if seed else None)}  {review.gap_words(seed)}\n"
         f"best  #{best.id if best else '-'}: score {fmt(best.score if best else None)}  {review.gap_words(best)}"
         + (f"\n      {escape(review.selection.describe())}" if review.selection is not None else "")
+        + (f"\n      {escape(review.refit.describe())}" if review.refit is not None else "")
     )
     console.print(Panel(header, title="run", expand=False))
     if review.stale:

@@ -11,10 +11,11 @@ from evolve.archive import Archive, Program
 from evolve.errors import UserError
 from evolve.formats import gap_words
 from evolve.history import FailureKind, History, ModelUsage
+from evolve.refit import Refit
 from evolve.runs import ARCHIVE, CONFIG, RunInfo, find_runs, load_run
 from evolve.sandbox.outcome import printable
 from evolve.scoring import headline_gap
-from evolve.selection import Selection, reported_best, selection_of
+from evolve.selection import Selection, refit_of, reported_best, selection_of
 
 if TYPE_CHECKING:  # holdout and noise import this module
     from evolve.holdout import Holdout
@@ -98,6 +99,8 @@ class RunReview:
     noise: NoiseCheck | None = None
     # How the reported best was chosen, when a validation split chose it (``select_on``).
     selection: Selection | None = None
+    # The chosen program refitted above its gate, reported in its place (``refit_on``).
+    refit: Refit | None = None
     # Why the archive's scores are an older score than the problem's verifier gives now, or None.
     stale: str | None = None
     # What the gaps are against when it is a baseline's value (``[objective] reference``), else "".
@@ -146,6 +149,7 @@ class RunReview:
             "best": brief(self.best),
             "best_chosen_on": self.chosen_on,
             "selection": self.selection.to_json() if self.selection is not None else None,
+            "refit": self.refit.to_json() if self.refit is not None else None,
             "leaderboard": [
                 {
                     "id": p.id, "score": p.score, "gap_pct": self.gap(p), "iteration": p.iteration,
@@ -271,6 +275,7 @@ def review_run(folder: Path, top: int = 10) -> RunReview:
             lineage=lineage_steps(archive, best, score_kind),
             feature_names=features,
             selection=selection_of(archive),
+            refit=refit_of(archive),
             stale=stale_scores(problem, best),
             gap_against=against,
         )

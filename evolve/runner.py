@@ -36,7 +36,7 @@ from evolve.runs import (
     refuse_foreign_contents,
     save_config,
 )
-from evolve.selection import clear_selection, select_best
+from evolve.selection import clear_selection, refit_reported, select_best
 from evolve.stop import StopKind
 from evolve.user_code import check_seed_blocks, check_seed_parses
 
@@ -116,6 +116,11 @@ def _plan(base: Problem, settings: RunSettings, options_source: str, request: bo
             configured.instances(settings.select_on)
         except UserError as err:  # the verifier's "unknown split 'valid'" named no setting
             raise UserError(f"select_on = '{settings.select_on}': {err}") from None
+    if settings.refit_on:  # as select_on: a fit split that cannot load fails now
+        try:
+            configured.instances(settings.refit_on)
+        except UserError as err:
+            raise UserError(f"refit_on = '{settings.refit_on}': {err}") from None
     if settings.llm == "auto":  # saved resolved: a resumed run keeps the search it started with
         settings = settings.model_copy(update={"llm": offline_default(bool(configured.spec.rule))})
     if configured.spec.rule:  # a model's prompt states the [rule] inputs too: a wrong table misleads any search
@@ -321,6 +326,13 @@ def drive(plan: Plan, folder: Path, on_progress: ProgressCallback | None, show: 
                 write_atomic(folder / "best.py", archive.program(selection.program_id).code)
                 if show:
                     console.print(f"best: {selection.describe()}", highlight=False)
+        if plan.settings.refit_on and progress.stop is not None and progress.stop.kind in (
+                StopKind.COMPLETED, StopKind.BUDGET):
+            refitted = refit_reported(plan.problem, plan.settings, archive)
+            if refitted is not None:
+                write_atomic(folder / "best.py", archive.program(refitted.program_id).code)
+                if show:
+                    console.print(f"best: {refitted.describe()}", highlight=False)
     finally:
         archive.close()
     return progress

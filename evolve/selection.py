@@ -28,8 +28,10 @@ from evolve.config import RunSettings
 from evolve.errors import UserError
 from evolve.evalcache import EvalCache
 from evolve.problem import Problem
+from evolve.refit import Refit, refit
 
 SELECTION_META = "best_selection"
+REFIT_META = "best_refit"  # the chosen program refitted above its gate (``refit_on``, evolve/refit.py)
 
 
 @dataclass(frozen=True)
@@ -109,14 +111,35 @@ def selection_of(archive: Archive) -> Selection | None:
     return Selection.from_json(saved) if isinstance(saved, dict) else None
 
 
+def refit_reported(problem: Problem, settings: RunSettings, archive: Archive) -> Refit | None:
+    """Refit the program the run reports so far (``refit_on``, evolve/refit.py); the refit is
+    stored in the archive's meta and reported from then on. None where nothing was refitted."""
+    chosen = reported_best(archive)
+    refitted = refit(problem, settings, archive, chosen) if chosen is not None else None
+    if refitted is not None:
+        archive.set_meta(REFIT_META, refitted.to_json())
+    return refitted
+
+
+def refit_of(archive: Archive) -> Refit | None:
+    saved = archive.get_meta(REFIT_META)
+    return Refit.from_json(saved) if isinstance(saved, dict) else None
+
+
 def clear_selection(archive: Archive) -> None:
     """The loop runs again: a choice made among the old top programs no longer holds."""
-    if archive.get_meta(SELECTION_META) is not None:
-        archive.set_meta(SELECTION_META, None)
+    for key in (SELECTION_META, REFIT_META):
+        if archive.get_meta(key) is not None:
+            archive.set_meta(key, None)
 
 
 def reported_best(archive: Archive) -> Program | None:
-    """The program a run reports: the one its selection chose, else the best on train."""
+    """The program a run reports: its refit (``refit_on``), else the one its selection chose,
+    else the best on train."""
+    refitted = refit_of(archive)
+    if refitted is not None:
+        with contextlib.suppress(UserError):
+            return archive.program(refitted.program_id)
     selection = selection_of(archive)
     if selection is not None:
         with contextlib.suppress(UserError):  # an archive edited by hand: the search's own ranking

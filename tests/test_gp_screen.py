@@ -375,6 +375,7 @@ def test_a_median_blend_in_the_objective_is_the_score_of_the_screen_and_of_the_s
 
 
 def test_a_reference_floor_in_the_objective_is_the_score_of_the_screen_and_of_the_sandbox(tmp_path) -> None:
+    """And a screen asked for no floor scores the gaps against the references."""
     import shutil
     import subprocess
     import sys
@@ -394,6 +395,9 @@ def test_a_reference_floor_in_the_objective_is_the_score_of_the_screen_and_of_th
     assert evaluation.score == pytest.approx(-(100 * floored + evaluation.metrics["gap_mean_pct[n=50]"]) / 2, abs=1e-9)
     assert evaluation.metrics["gap_mean_pct[n=20]"] > 100 * floored  # reported: the gap to the reference
     assert Screen(problem, split="quick")(_trees(problem, trees)) == pytest.approx(evaluation.score, abs=1e-9)
+    # Without the floor (refit_on's screen, evolve/refit.py): the gaps a run reports.
+    reported = -(evaluation.metrics["gap_mean_pct[n=20]"] + evaluation.metrics["gap_mean_pct[n=50]"]) / 2
+    assert Screen(problem, "quick", floor=False)(_trees(problem, trees)) == pytest.approx(reported, abs=1e-9)
     # A floor for a group train does not have is a one-line error when a run starts.
     toml.write_text(text.replace('score = "gap_group_mean"\n', 'score = "gap_group_mean"\nreference_floor = { "n=1000" = 5 }\n'))
     done = subprocess.run([sys.executable, "-m", "evolve.cli", "run", str(folder), "--iterations", "1",

@@ -202,6 +202,6 @@ def test_smtt_rule_draws_its_search_splits_from_the_secret_and_keeps_the_public_
 
 
 def test_a_missing_smtt_rule_seeds_file_is_one_line(tmp_path: Any) -> None:
-    with pytest.raises(UserError, match="missing; the smtt verifiers seed their quick, train and valid") as info:
+    with pytest.raises(UserError, match="missing; the smtt verifiers seed their quick, train, valid and fit") as info:
         SmttRuleVerifier(tmp_path, {}).reference_tasks("train")
     assert "\n" not in str(info.value) and str(tmp_path / SEEDS_FILE) in str(info.value)

@@ -9,7 +9,7 @@ TF (tardiness factor) and RDD (relative range of due dates) take the values
 Every instance draws from its own numpy Generator, so instances are reproducible across numpy
 versions that keep the PCG64 stream and the splits never share a stream.  By default (``smtt``,
 where the candidate plans freely and nothing is audited, and every problem's test split) it is
-seeded with (BASE_SEED, split id, n, index): public.  ``smtt_rule``'s quick, train and valid
+seeded with (BASE_SEED, split id, n, index): public.  ``smtt_rule``'s quick, train, valid and fit
 instances (the ones its search sees) are seeded by a secret instead (``secret`` below,
 ``evolve.evaluators.secret_seeds``: HMAC-SHA-256 of the entropy in
 problems/smtt_rule/data/seeds.json and the label "instance <split> n<n> <index>"): with public
@@ -29,7 +29,8 @@ from evolve.evaluators.secret_seeds import streams
 BASE_SEED = 20250611
 TENTHS = (2, 4, 6, 8, 10)
 GRID: tuple[tuple[int, int], ...] = tuple((tf, rdd) for tf in TENTHS for rdd in TENTHS)
-SPLIT_IDS = {"quick": 1, "train": 2, "test": 3, "valid": 4}
+SPLIT_IDS = {"quick": 1, "train": 2, "test": 3, "valid": 4, "fit": 5}
+VALIDATION_SPLITS = ("valid", "fit")  # smtt_rule's only: drawn like train, never scored by the search
 SIZES = (20, 50, 100, 200, 500)
 # Train: the whole TF/RDD grid at every size, three times over where instances are cheap and
 # small optima frequent (bench/smtt_train_split.py: the design whose best rule was best on a
@@ -47,6 +48,12 @@ RULE_TRAIN_REPLICATES = {**TRAIN_REPLICATES, 100: 6, 200: 3, 500: 2}
 # search's fitness (train) is not also the judge of which program it reports. Smaller than train:
 # it ranks a run's few top programs, it does not steer the search.
 VALID_REPLICATES = {20: 4, 50: 2, 100: 2, 200: 2, 500: 1}
+# fit: drawn like train from its own stream (split id 5), disjoint from every other split, at
+# n >= 100 only: where a run refits its reported best's coefficient above the size gate on gaps
+# measured against the reference itself (``refit_on``, evolve/refit.py). Larger than train there:
+# a mean of relative gaps at n = 200 is carried by the few instances with small optima, and
+# train's 75 and valid's 50 rank the coefficient by noise (docs/smtt.md, nineteenth round).
+FIT_REPLICATES = {100: 8, 200: 12, 500: 2}
 # quick: small and all with non-zero tardiness, so every gap is defined.
 QUICK = ((20, 6, 2), (20, 8, 4), (20, 4, 6), (50, 6, 2), (50, 8, 4), (50, 4, 6))
 
@@ -101,6 +108,9 @@ def split_instances(split: str, train: dict[int, int] | None = None,
     if split == "valid":
         return [_make("valid", n, rep * len(GRID) + k, tf, rdd, secret)
                 for n in SIZES for rep in range(VALID_REPLICATES[n]) for k, (tf, rdd) in enumerate(GRID)]
+    if split == "fit":
+        return [_make("fit", n, rep * len(GRID) + k, tf, rdd, secret)
+                for n, reps in FIT_REPLICATES.items() for rep in range(reps) for k, (tf, rdd) in enumerate(GRID)]
     if split == "test":
         return [_make("test", n, k, tf, rdd) for n in SIZES for k, (tf, rdd) in enumerate(GRID)]
     raise KeyError(split)

@@ -23,7 +23,12 @@ from evolve.evaluators.smtt.candidate_side import (
     solve_schedule,
 )
 from evolve.evaluators.smtt.claims import refuted_summary, stated_reference, with_file_bound
-from evolve.evaluators.smtt.generator import RULE_TRAIN_REPLICATES, SPLIT_IDS, split_instances
+from evolve.evaluators.smtt.generator import (
+    RULE_TRAIN_REPLICATES,
+    SPLIT_IDS,
+    VALIDATION_SPLITS,
+    split_instances,
+)
 from evolve.evaluators.smtt.instance_file import parse_instance_file
 from evolve.evaluators.smtt.objective import array_shape_violation, content_hash, sequence_violation
 from evolve.evaluators.smtt.references import Budget, attains, compute_reference, refresh_bound
@@ -81,7 +86,7 @@ class SmttVerifier:
 
     direction: Direction = "minimize"
     train: dict[int, int] | None = None  # the train split's grid repeats per size (None: generator's)
-    validation = False  # whether the generator's validation split ("valid") is offered
+    validation = False  # whether the generator's validation splits ("valid", "fit") are offered
     # Every split but test draws from data/seeds.json (generator.py): smtt's too, since a program
     # carrying the public generator banked the CPU of cheap instances for the costly ones to come
     # (docs/smtt.md, "Seeds"). smtt's seeds file holds smtt_rule's entropy, so its quick and train
@@ -97,7 +102,7 @@ class SmttVerifier:
     # -- instances and their references (trusted) ----------------------------------------
 
     def reference_tasks(self, split: str) -> list[ReferenceTask]:
-        splits = [s for s in SPLIT_IDS if s != "valid" or self.validation]
+        splits = [s for s in SPLIT_IDS if s not in VALIDATION_SPLITS or self.validation]
         if split not in splits:
             raise UserError(f"unknown split {split!r} for smtt (expected one of {', '.join(splits)})")
         secret = self.secret if self.secret_seeded and split != "test" else None
@@ -108,13 +113,13 @@ class SmttVerifier:
     def secret(self) -> bytes:
         """The seed of the splits the search sees (read when they are first asked for: the test
         split and users' files need none)."""
-        return load_secret(self.problem_dir, "the smtt verifiers seed their quick, train and valid instances")
+        return load_secret(self.problem_dir, "the smtt verifiers seed their quick, train, valid and fit instances")
 
     @cached_property
     def _secret_keys(self) -> frozenset[str]:
         """The content keys of the secret-seeded splits' instances (none without a seeds file:
         then no instance of them can have been made either)."""
-        splits = [s for s in SPLIT_IDS if s != "test" and (s != "valid" or self.validation)]
+        splits = [s for s in SPLIT_IDS if s != "test" and (s not in VALIDATION_SPLITS or self.validation)]
         try:
             return frozenset(t.key for s in splits for t in self.reference_tasks(s)) if self.secret_seeded \
                 else frozenset()

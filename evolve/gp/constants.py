@@ -53,6 +53,15 @@ def side_constant_paths(tree: Tree, gates: tuple[Tree, ...]) -> list[tuple[int, 
     return gated_constant_paths(tree, gates)
 
 
+def above_gate_paths(tree: Tree, gates: tuple[Tree, ...]) -> list[tuple[int, ...]]:
+    """The coefficients that act only where a gate is positive: c1 of a rule split at its root,
+    ``np.where(G > 0, T + c1 * g, B)``, else c1 of every gated term ``np.where(G > 0, c1, c2)``
+    (what ``refit_on`` fits, evolve/refit.py)."""
+    if tree[0] == "ifpos" and tree[1] in gates:
+        return [p for p in side_constant_paths(tree, gates) if p[0] == 2]
+    return [p for p in gated_constant_paths(tree, gates) if p[-1] == 2]
+
+
 def fit_constants(tree: Tree, score: Callable[[Tree], float | None], value: float,
                   sweeps: int, pre: Callable[[Tree], float | None] | None = None,
                   race: int = 0, where: Callable[[Tree], list[tuple[int, ...]]] = constant_paths,

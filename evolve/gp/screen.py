@@ -44,15 +44,18 @@ FINALISTS = 4
 class Screen:
     """Train score (higher is better) of a set of rule trees, memoised; None if undefined."""
 
-    def __init__(self, problem: Any, split: str = "train") -> None:
+    def __init__(self, problem: Any, split: str = "train", floor: bool = True) -> None:
+        """``floor``: rank by the objective's ``reference_floor`` as the search does; False: by
+        the gaps against the references themselves, as a reported gap reads (evolve/refit.py)."""
         verifier = problem.verifier
         instances: list[Instance] = problem.instances(split)
         self.inner: ProblemScreen = verifier.gp_screen(instances, verifier.score)
         custom = getattr(verifier, "aggregate", None)
         objective = problem.spec.objective
+        floors = objective.reference_floor if floor else {}
         self._aggregate = custom if callable(custom) else (
             lambda results: aggregate(results, objective.direction, objective.score, objective.median_weight,
-                                      objective.reference_floor))
+                                      floors))
         self._memo: dict[tuple[Any, ...], float | None] = {}
         self.calls = 0
 

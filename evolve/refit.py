@@ -1,0 +1,110 @@
+"""Refitting the reported best's coefficient above a gate on unfloored gaps (``refit_on``).
+
+The search ranks rules by gaps measured against ``max(reference, floor)`` (``reference_floor``):
+without the floor the few instances with small optima carry a size's mean and the search does not
+find the structure (the late share's surcharge, docs/smtt.md). But the floor also hides what a
+coefficient costs on those instances, so the search picks it too large where a reported gap
+(against the reference itself) would not. With ``refit_on = "fit"``, once the reported best is
+chosen (``select_on``), the coefficients that act only above the rule's gate (``c1`` of a rule
+split at a gate, or of its gated terms; ``constants.above_gate_paths``) are fitted alone, by the
+GP's coordinate search, on the gaps of the ``fit`` split against its references: instances drawn
+like train at the sizes above the gate, disjoint from every other split and more of them than
+train has there. The structure is left as the search found it.
+
+The fit runs on the trusted screen (trees only: candidate code never runs here). A refitted rule
+that scores better there is then evaluated on train through the sandbox and the verifier like
+every program, archived as the chosen one's child (origin ``refit``), and reported in its place.
+Nothing is refitted on the test split, and the fit split is not a selection split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from evolve.archive import Archive, Program
+from evolve.compare import evaluate_programs
+from evolve.config import RunSettings
+from evolve.edits import code_hash
+from evolve.gp.constants import above_gate_paths, fit_constants
+from evolve.gp.program import rule_tree, signature_of, with_rule
+from evolve.gp.screen import Screen
+from evolve.gp.tree import get, simplify
+from evolve.problem import Problem
+from evolve.records import program_record
+
+REFIT = "refit"
+
+
+@dataclass(frozen=True)
+class Refit:
+    """The refitted program and what the fit split said of it and of the program it refits."""
+
+    program_id: int
+    split: str
+    before: float
+    after: float
+    changes: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"program_id": self.program_id, "split": self.split, "before": self.before,
+                "after": self.after, "changes": self.changes}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Refit:
+        return cls(int(data["program_id"]), str(data["split"]), float(data["before"]), float(data["after"]),
+                   str(data["changes"]))
+
+    def describe(self) -> str:
+        return (f"refitted above the gate on the {self.split} split (gaps against the references): "
+                f"#{self.program_id}, {self.changes}, {self.split} score {self.before:.4g} -> {self.after:.4g}")
+
+
+def refit(problem: Problem, settings: RunSettings, archive: Archive, chosen: Program) -> Refit | None:
+    """Fit ``chosen``'s coefficients above its gate on ``settings.refit_on``, unfloored; archive
+    a better rule as its child. None where there is nothing to fit or the fit finds nothing better."""
+    split = settings.refit_on
+    if split is None or chosen.id is None:
+        return None
+    rules = [(r, rule_tree(chosen.code, r)) for r in problem.spec.rule]
+    rules = [(r, t) for r, t in rules if t is not None]
+    if not rules or len(rules) != len(problem.spec.rule):
+        return None  # a rule that is not one expression: the screen cannot run the program
+    trees = {r.function: t for r, t in rules}
+    screen: Screen | None = None
+    code, before, after, changes = chosen.code, None, None, []
+    for rule, tree in rules:
+        sig = signature_of(rule)
+        gates = tuple({g for gate in sig.gates for g in (gate, simplify(gate))})
+        where = above_gate_paths(tree, gates)
+        if not where:
+            continue
+        if screen is None:
+            if not callable(getattr(problem.verifier, "gp_screen", None)):
+                return None
+            screen = Screen(problem, split, floor=False)
+        value = screen(trees)
+        if value is None:
+            continue
+        before = value if before is None else before
+        tuned, tuned_value, _ = fit_constants(
+            tree, lambda t, f=rule.function, s=screen: s({**trees, f: t}), value, settings.refit_sweeps,  # type: ignore[misc]
+            where=lambda t, gates=gates: above_gate_paths(t, gates))
+        if tuned_value > value:
+            changes += [f"{get(tree, at)[1]:g} -> {get(tuned, at)[1]:g}" for at in where
+                        if get(tree, at) != get(tuned, at)]
+            trees[rule.function] = tuned
+            code = with_rule(code, rule, tuned)
+            after = tuned_value
+    if after is None or before is None or archive.id_for_hash(code_hash(code)) is not None:
+        return None
+    evaluation = evaluate_programs(problem, settings.sandbox, [(REFIT, code)], problem.instances("train"),
+                                   "train", workers=1)[REFIT]
+    program = program_record(problem, code, code_hash(code), chosen.id, chosen.island, chosen.iteration,
+                             chosen.generation + 1, REFIT, "gp", evaluation)
+    program.feedback = (f"coefficient above the gate refitted on the {split} split against its references: "
+                        f"{', '.join(changes)} ({split} score {before:.4g} -> {after:.4g})\n{program.feedback}")
+    archive.add_program(program)
+    if program.id is None or program.score is None:
+        return None  # the sandbox or the verifier refused it: the chosen program stays the reported one
+    return Refit(int(program.id), split, before, after, ", ".join(changes))
