@@ -14,7 +14,7 @@ from evolve.errors import UserError
 from evolve.gp import BehaviourKeys, GPBackend, check_rules
 from evolve.gp.codegen import HELPER_SOURCE, emit, parse
 from evolve.gp.operators import WEIGHTS, Limits, gate, insert, split, split_sides, vary
-from evolve.gp.program import rule_tree, with_rule
+from evolve.gp.program import rule_tree, signature_of, with_rule
 from evolve.gp.semantics import sample_inputs
 from evolve.gp.tree import (
     Signature,
@@ -215,7 +215,11 @@ def test_backend_answers_apply_cleanly_and_chain(name: str, mode: str) -> None:
         assert child != code and completion.model == "gp"
         for rule in problem.spec.rule:
             tree = rule_tree(child, rule)
-            assert tree is not None and depth(tree) <= limits.max_depth and size(tree) <= limits.max_size
+            assert tree is not None
+            # A rule split at a gate (smtt_rule's split) has the limits on each side.
+            sides = split_sides(tree, signature_of(rule, limits.reductions))
+            for part in (sides[1], sides[2]) if sides is not None else (tree,):
+                assert depth(part) <= limits.max_depth and size(part) <= limits.max_size
         archive.append(child)
         code = child
     compile(code, "child.py", "exec")
