@@ -208,8 +208,9 @@ def origin_of(archive: Archive, program: Program, listed: frozenset[int] = froze
 
 
 def why_parent(choice: ParentChoice | None, parent: Program, best: Program | None,
-               island: int, problem: Problem, shown: set[int]) -> str:
-    """Why this program is the one to improve, and where the run's best is."""
+               island: int, problem: Problem, shown: set[int], island_best: Program | None = None) -> str:
+    """Why this program is the one to improve, and where the run's best is (and the island's,
+    with its score, when the draw missed it: ``island_best``)."""
     if choice is None:
         how = f"chosen for island {island}"
     elif choice.how in ("tournament", "random") and choice.elites <= 1:
@@ -221,11 +222,11 @@ def why_parent(choice: ParentChoice | None, parent: Program, best: Program | Non
         else:
             how = f"the best of {draws} from island {island}'s {choice.elites} programs"
             if choice.island_best is not None:
-                how += f", which missed its best, #{choice.island_best}{_shown(choice.island_best, shown)}"
+                how += f", which missed its best, #{choice.island_best}{_scored(choice.island_best, island_best, problem, shown)}"
     elif choice.how == "random":
         how = f"drawn at random from island {island}'s {choice.elites} programs, to explore"
         if choice.island_best is not None and choice.island_best != parent.id:
-            how += f"; the island's best is #{choice.island_best}{_shown(choice.island_best, shown)}"
+            how += f"; the island's best is #{choice.island_best}{_scored(choice.island_best, island_best, problem, shown)}"
     elif choice.how == "best":
         how = "the run's best program, which every island takes as its parent now and then"
     else:
@@ -243,6 +244,33 @@ def why_parent(choice: ParentChoice | None, parent: Program, best: Program | Non
 
 def _shown(program_id: int, shown: set[int]) -> str:
     return " (shown below)" if program_id in shown else " (not shown in this prompt)"
+
+
+def _scored(program_id: int, program: Program | None, problem: Problem, shown: set[int]) -> str:
+    """`` (score -1.37, gap 1.37%; shown below)``: an island's best beside a parent that is not it."""
+    if program is None or program.id != program_id or program.score is None:
+        return _shown(program_id, shown)
+    gap = gap_phrase(program.metrics, problem).strip(" ()")
+    where = "shown below" if program.id in shown else "not shown in this prompt"
+    return f" (score {program.score:.6g}" + (f", {gap}" if gap else "") + f"; {where})"
+
+
+# A parent this far below the run's best (by more than this share of its own score's size, the
+# cascade's default bar) is told that a small change will not catch up and that a rewrite is one
+# change (an agent playing the model, handed the seed beside a far better program, read "make one
+# focused change" as forbidding the rewrite it needed, and rewrote the block each time anyway).
+FAR_BEHIND = 0.5
+
+
+def far_behind(parent: Program, best: Program | None, problem: Problem) -> str | None:
+    """``scores -57.63 (gap 57.63%), far below the run's best, #5 (score -1.24, gap 1.24%)``, or None."""
+    if best is None or best.id == parent.id or parent.score is None or best.score is None:
+        return None
+    if best.score - parent.score <= FAR_BEHIND * max(abs(parent.score), abs(best.score)):
+        return None
+    mine, theirs = (gap_phrase(p.metrics, problem).strip(" ()") for p in (parent, best))
+    return (f"scores {parent.score:.6g}" + (f" ({mine})" if mine else "")
+            + f", far below the run's best, #{best.id} (score {best.score:.6g}" + (f", {theirs}" if theirs else "") + ")")
 
 
 def last_edit_error(archive: Archive, island: int) -> str | None:

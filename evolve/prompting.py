@@ -38,6 +38,7 @@ from evolve.prompt_history import (
     IDEA_CHARS,
     InFlight,
     TriedMemo,
+    far_behind,
     last_edit_error,
     latest_elsewhere,
     origin_of,
@@ -149,17 +150,20 @@ class PromptBuilder:
             "edit_error": last_edit_error(archive, island),
             "direction": direction(problem, island) if parent.origin == "seed" else None,
             "idea_chars": IDEA_CHARS,
+            "behind": far_behind(parent, best, problem),
         }
         template = environment().get_template(f"{mode}.jinja")
 
         roles = {best.id: "the run's best"} if best is not None else {}
         if choice is not None and choice.island_best is not None:
             roles.setdefault(choice.island_best, f"island {island}'s best")
+        island_best = (archive.program(choice.island_best, results=False)
+                       if choice is not None and choice.island_best not in (None, parent.id) else None)
 
         def render(shown: list[Inspiration]) -> str:
             shown = [Inspiration(i.view, i.origin, i.shown, i.note, roles.get(i.view.id, "")) for i in shown]
             ids = {i.view.id for i in shown}
-            why = why_parent(choice, parent, best, island, problem, ids)
+            why = why_parent(choice, parent, best, island, problem, ids, island_best)
             return template.render(**context, why=why, inspirations=shown).strip()
 
         def text_room() -> tuple[int, str]:

@@ -197,10 +197,18 @@ def test_the_parent_choice_and_the_runs_best_are_explained(smtt: Problem, tmp_pa
     assert ("Why this program: drawn at random from island 2's 2 programs, to explore; the run's best "
             "so far is #2 (island 1, score -5, gap 5.00%), shown below.") in user
     assert "Porting their ideas into the current program is welcome." in user
-    # ... and the task's "one focused change" says that a port is one (an agent playing the model,
-    # given the seed and a far better program, read the two as contradicting each other)
-    assert ("a fix for a weakness its results show, or an idea taken from the programs above (porting one "
-            "counts as one change, however many lines it takes).") in user
+    # ... and a parent far below the run's best is not asked for "one focused change" (an agent
+    # playing the model, given the seed beside a far better program, read the two as contradicting
+    # each other, and rewrote the whole block each time): the task says a rewrite is one change.
+    task = user.split("# Task\n")[1]
+    assert task.startswith("The current program scores -60 (gap 60.00%), far below the run's best, #2 "
+                           "(score -5, gap 5.00%): a small change to it will not catch up. Make the change "
+                           "that raises its score most, however large, and different from what was already "
+                           "tried on it: a new approach (this island's "
+                           "direction above), or a better program's ideas ported whole. Rewriting the whole "
+                           "EVOLVE-BLOCK counts as one change: one SEARCH/REPLACE block whose SEARCH part is "
+                           "the whole current block.")
+    assert "focused" not in task
     assert "It is a suggestion: where another change would clearly help more" in user
     # A one-line change is shown as a diff against the current program, not as a second copy.
     inspiration = user.split("## Program #2 (island 1, the run's best)")[1]
@@ -210,6 +218,26 @@ def test_the_parent_choice_and_the_runs_best_are_explained(smtt: Problem, tmp_pa
     user = prompts.messages("diff", 2, archive.program(best), [], choice=ParentChoice(best, "best", 2, 3))[1]
     assert ("Why this program: the run's best program, which every island takes as its parent now and "
             "then.\n") in user["content"]
+
+
+def test_a_parent_close_to_the_runs_best_is_asked_for_one_focused_change(smtt: Problem, tmp_path: Path) -> None:
+    """Within half its score's size of the run's best (-6 against -5), the task stays one focused
+    change, and a port of the best counts as one; rewrite mode never says "far below"."""
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    seed = add(archive, smtt, smtt.seed_code, None, 0, -60.0)
+    near = add(archive, smtt, smtt.seed_code.replace("return d\n", "return d + p\n"), seed, 1, -6.0)
+    best = add(archive, smtt, smtt.seed_code.replace("return d\n", "return d - p\n"), seed, 2, -5.0, island=1)
+    prompts = builder(smtt, archive)
+    user = prompts.messages("diff", 0, archive.program(near), [archive.program(best)],
+                            choice=ParentChoice(near, "tournament", 2, 3, near))[1]["content"]
+    task = user.split("# Task\n")[1]
+    assert task.startswith("Make one focused change that raises the current program's score: a new idea, a fix "
+                           "for a weakness its results show, or an idea taken from the programs above (porting "
+                           "one counts as one change, however many lines it takes).")
+    assert "far below" not in user
+    user = prompts.messages("rewrite", 0, archive.program(seed), [archive.program(best)],
+                            choice=ParentChoice(seed, "random", 2, 3, near))[1]["content"]
+    assert "Rewrite the code of the EVOLVE-BLOCK" in user and "far below" not in user
 
 
 def test_a_tournament_that_drew_only_the_worse_program_does_not_call_it_the_best(
@@ -227,7 +255,7 @@ def test_a_tournament_that_drew_only_the_worse_program_does_not_call_it_the_best
     prompts = builder(smtt, archive)
     user = prompts.messages("diff", 0, archive.program(seed), [], choice=worse)[1]["content"]
     assert ("Why this program: the best of 3 random draws from island 0's 2 programs, which missed its best, "
-            "#2 (not shown in this prompt); the run's best so far is #2") in user
+            "#2 (score -5, gap 5.00%; not shown in this prompt); the run's best so far is #2") in user
     user = prompts.messages("diff", 0, archive.program(better), [], choice=won)[1]["content"]
     assert ("Why this program: island 0's best, the winner of 3 random draws from its 2 programs; "
             "it is the run's best so far.") in user
@@ -256,14 +284,15 @@ def test_the_islands_best_is_shown_beside_a_parent_that_is_not_it_even_when_it_i
                    if c.program_id == worse)
     shown = [archive.program(i) for i in chosen]
     user = prompts.messages("diff", 0, archive.program(worse), shown, choice=tournament)[1]["content"]
-    assert "the best of 3 random draws from island 0's 2 programs, which missed its best, #1 (shown below);" in user
+    assert ("the best of 3 random draws from island 0's 2 programs, which missed its best, #1 (score -5, gap "
+            "5.00%; shown below);") in user
     assert "## Program #1 (island 0, the run's best): score -5" in user
     assert "## Program #3 (island 1): score -30" in user
     user = prompts.messages("diff", 0, archive.program(worse), shown, choice=explore)[1]["content"]
     assert ("Why this program: drawn at random from island 0's 2 programs, to explore; the island's best "
-            "is #1 (shown below); the run's best so far is #1") in user
+            "is #1 (score -5, gap 5.00%; shown below); the run's best so far is #1") in user
     user = prompts.messages("diff", 0, archive.program(worse), [], choice=explore)[1]["content"]
-    assert "the island's best is #1 (not shown in this prompt)" in user
+    assert "the island's best is #1 (score -5, gap 5.00%; not shown in this prompt)" in user
 
 
 def test_cpu_time_per_group_is_shown_against_the_budget(smtt: Problem, tmp_path: Path) -> None:
