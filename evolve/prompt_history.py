@@ -11,7 +11,6 @@ text itself: thinking sections are never sent back.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, LLM_ERROR, Archive, Attempt, Program
 from evolve.edits import EditError, edit_child
@@ -20,6 +19,7 @@ from evolve.population import ParentChoice
 from evolve.problem import Problem
 from evolve.prompt_facts import gap_phrase
 from evolve.prompt_programs import changed_functions
+from evolve.text_cache import CACHED_TEXT_CHARS, text_cache
 
 TRIED_ON_PARENT = 6  # attempts on the current program, newest first
 LATEST = 4  # the run's latest attempts on other programs
@@ -146,12 +146,12 @@ def _tried(attempt: Attempt, child: Program | None, parent: Program, problem: Pr
 # The same attempts are listed by prompt after prompt (the run's latest, those on a popular
 # parent): their idea lines and changes are worked out once. The archive's cache hands back
 # the same strings, so their hashes are computed once too.
-@lru_cache(maxsize=4096)
+@text_cache(maxsize=4096, max_chars=CACHED_TEXT_CHARS)
 def _idea(completion: str, chars: int) -> str:
     return idea_of(split_thinking(completion).answer, chars)
 
 
-@lru_cache(maxsize=4096)
+@text_cache(maxsize=4096, max_chars=CACHED_TEXT_CHARS)
 def _change(parent_code: str, code: str) -> str:
     return changed_functions(parent_code, code)
 
@@ -162,7 +162,7 @@ def _replay_edit(parent: Program, attempt: Attempt) -> str | None:
     return _edited(parent.code, attempt.completion, attempt.mode)
 
 
-@lru_cache(maxsize=1024)
+@text_cache(maxsize=1024, max_chars=CACHED_TEXT_CHARS)
 def _edited(parent: str, completion: str, mode: str) -> str | None:
     try:
         return edit_child(parent, completion, mode).code  # type: ignore[arg-type]

@@ -13,7 +13,6 @@ import difflib
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
 from statistics import fmean
 
 from evolve.archive import Program
@@ -24,6 +23,7 @@ from evolve.instance_facets import FACET_PREFIX
 from evolve.problem import Problem
 from evolve.prompt_facts import gap_phrase
 from evolve.scoring import natural_key
+from evolve.text_cache import CACHED_TEXT_CHARS, text_cache
 from evolve.verifier import Instance
 
 # Metrics shown next to a program's score when the problem has them (beyond the
@@ -213,14 +213,14 @@ def shortest_form(view: ProgramView, bases: list[tuple[str, ProgramView]]) -> Sh
     return best
 
 
-@lru_cache(maxsize=1024)
+@text_cache(maxsize=1024, max_chars=CACHED_TEXT_CHARS)
 def block_diff(before: str, after: str) -> str:
     """A unified diff of two blocks with two lines of context, without the file header."""
     lines = difflib.unified_diff(before.split("\n"), after.split("\n"), lineterm="", n=2)
     return "\n".join(line for line in lines if not line.startswith(("---", "+++")))
 
 
-@lru_cache(maxsize=2048)
+@text_cache(maxsize=2048, max_chars=CACHED_TEXT_CHARS)
 def _docstrings(source: str) -> dict[str, tuple[int, int, str]]:
     """Function name -> (first line, last line, text) of its docstring (0-based lines), for the
     top-level functions and classes and their methods (cached: programs never change)."""
@@ -255,7 +255,7 @@ def defined_names(code: str) -> list[str]:
     return [name for name, _ in _units(block_text(code) if evolve_blocks(code) else code) if name]
 
 
-@lru_cache(maxsize=4096)
+@text_cache(maxsize=4096, max_chars=CACHED_TEXT_CHARS)
 def _units(block: str) -> tuple[tuple[str, str], ...]:
     """(name, text) of every top-level definition of a block; other top-level statements
     together as one unit named "" (imports, constants). The text is ``ast.unparse``'s, as the
@@ -279,7 +279,7 @@ def _units_of(statements: list[tuple[str, ast.stmt]]) -> tuple[tuple[str, str], 
     return tuple(units)
 
 
-@lru_cache(maxsize=4096)
+@text_cache(maxsize=4096, max_chars=CACHED_TEXT_CHARS)
 def _block_units(code: str) -> tuple[tuple[str, str], ...]:
     """``_units(block_text(code))``, from the statements of the code's own parse where its
     blocks hold whole top-level statements, with the text its hash unparsed already (the edit's
@@ -293,7 +293,7 @@ def _block_units(code: str) -> tuple[tuple[str, str], ...]:
         return ()
 
 
-@lru_cache(maxsize=4096)
+@text_cache(maxsize=4096, max_chars=CACHED_TEXT_CHARS)
 def changed_functions(before: str, after: str) -> str:
     """What an edit changed, by name: "changed improve; added _tt" ("" when unknown)."""
     old, new = dict(_block_units(before)), dict(_block_units(after))

@@ -8,6 +8,8 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from evolve.text_cache import text_cache
+
 START_MARKER = "# EVOLVE-BLOCK-START"
 END_MARKER = "# EVOLVE-BLOCK-END"
 
@@ -189,12 +191,16 @@ class StatementMemo:
 
 
 MEMO_CHARS = 20_000  # so the two memos hold at most ~20 MB, however large the programs
+# The characters of code whose parse (and top-level statements) are kept: a tree holds 60-350
+# bytes per character of its code (a 256 KiB program of 'a;' 90 MB), and 16 trees of the largest
+# programs held 1.4 GB (fifteenth red team). Two of those now, ~180 MB; 16 programs of up to 32 KB.
+TREE_CHARS = 512 * 1024
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _UNPARSED = StatementMemo(256)  # a top-level statement's ast.unparse
 _DEPTHS = StatementMemo(256)  # its nesting
 
 
-@lru_cache(maxsize=16)
+@text_cache(maxsize=16, max_chars=TREE_CHARS)
 def _top_level(code: str) -> list[tuple[Key, ast.stmt]] | None:
     """Each top-level statement of ``code`` (which parses) with a key naming its source
     exactly: the text of the lines it spans (from its first decorator's), where it starts
@@ -267,7 +273,7 @@ def parse_module(code: str) -> ast.Module:
     return _parsed(code)
 
 
-@lru_cache(maxsize=16)
+@text_cache(maxsize=16, max_chars=TREE_CHARS)
 def _parsed(code: str) -> ast.Module:
     """``ast.parse(code)``, kept for the few codes in hand: a child is checked after its edit
     is applied, checked again as a child, then hashed (one parse instead of three). The tree

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+
+from evolve.text_cache import CACHED_TEXT_CHARS, text_cache
 
 # (opening, closing) tag patterns, case-insensitive.
 _THINK_PAIRS = [
@@ -44,7 +45,7 @@ def normalise_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-@lru_cache(maxsize=64)
+@text_cache(maxsize=64, max_chars=CACHED_TEXT_CHARS)
 def split_thinking(text: str) -> Reply:
     """Separate the thinking sections from the answer (kept for the replies in hand: the edit
     reads one, then the prompts its idea line)."""
