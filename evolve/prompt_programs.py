@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -171,12 +172,32 @@ def against_parent(program: Program, parent: Program | None) -> str:
     lines = [f"Against its parent #{parent.id} (gap change in points; negative: better):"]
     if per_group:
         lines.append(f"- per group{f' ({shared}...)' if shared else ''}: {per_group}")
-    lines.append(f"- instances: {better} better, {worse} worse, {len(moved) - better - worse} the same")
+    lines.append(f"- instances: {better} better, {worse} worse, {len(moved) - better - worse} the same"
+                 + (f" (sign test: {_p_value(sign_test(better, worse))})" if better + worse >= SIGN_TEST_MIN else ""))
     if better:
         lines.append(f"- most helped: {moved[0][1]} {moved[0][2]:.2f}% -> {moved[0][3]:.2f}%")
     if worse:
         lines.append(f"- most hurt: {moved[-1][1]} {moved[-1][2]:.2f}% -> {moved[-1][3]:.2f}%")
     return "\n".join(lines)
+
+
+# Below this many instances that moved, a sign test says nothing worth a line (p >= 0.06 at 5 of 5).
+SIGN_TEST_MIN = 6
+
+
+def sign_test(better: int, worse: int) -> float:
+    """Two-sided sign test: how often a split of the moved instances at least this uneven would
+    come by chance if the change helped and hurt alike (an agent playing the model asked for
+    enough to tell a change from noise; the instances' counts alone did not say it)."""
+    moved, fewer = better + worse, min(better, worse)
+    if moved == 0:
+        return 1.0
+    tail = sum(math.comb(moved, k) for k in range(fewer + 1)) / 2 ** moved
+    return min(1.0, 2 * tail)
+
+
+def _p_value(p: float) -> str:
+    return f"p = {p:.2g}" if p >= 0.001 else "p < 0.001"
 
 
 def _points(change: float) -> str:

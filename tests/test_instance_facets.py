@@ -30,10 +30,27 @@ def smtt_like() -> list[InstanceResult]:
 def test_each_facet_every_name_carries_gets_its_mean_gap_per_value() -> None:
     rows = smtt_like()
     lines = facet_lines(rows)
-    assert [line.split(":")[0] for line in lines] == ["gap by tf", "gap by rdd"]  # n20 is the groups again
+    assert [line.split(":")[0] for line in lines[:2]] == ["gap by tf", "gap by rdd"]  # n20 is the groups again
     by_tf = fmean(100 * (r.gap or 0) for r in rows if "-tf0.2-" in r.name)
     assert lines[0] == f"gap by tf: 0.2 {by_tf:.2f}%, 0.6 {fmean(100 * (r.gap or 0) for r in rows if '-tf0.6-' in r.name):.2f}%"
     assert all(line.startswith(FACET_PREFIX) for line in lines)
+
+
+def test_the_first_two_facets_are_crossed_with_each_cells_mean_and_count() -> None:
+    """A rule may lose only where tight due dates meet a narrow range: neither facet's own line
+    shows it (an agent playing the model asked for the tf x rdd gaps)."""
+    rows = smtt_like()
+    rows.append(result("train-n20-tf0.6-rdd0.6-97", "n=20", None))  # failed: no gap, not counted
+    lines = facet_lines(rows)
+    assert lines[2:] == ["gap by tf0.2 x rdd: 0.2 7.50% (4), 0.6 15.50% (4)",
+                         "gap by tf0.6 x rdd: 0.2 15.50% (4), 0.6 39.50% (4)"]
+    cell = [100 * (r.gap or 0) for r in rows if "-tf0.6-rdd0.6-" in r.name and r.gap is not None]
+    assert f"0.6 {fmean(cell):.2f}% ({len(cell)})" in lines[3]
+    # a cell with no scored instance is left out, not shown as 0
+    rows = [r for r in smtt_like() if "-tf0.2-rdd0.6-" not in r.name]
+    assert facet_lines(rows)[2] == "gap by tf0.2 x rdd: 0.2 7.50% (4)"
+    # one facet: nothing to cross
+    assert len(facet_lines([r for r in smtt_like() if "-rdd0.2-" in r.name])) == 1
 
 
 def test_no_line_without_a_facet_that_sorts_the_instances_into_classes() -> None:
@@ -41,13 +58,13 @@ def test_no_line_without_a_facet_that_sorts_the_instances_into_classes() -> None
     assert facet_lines(classic) == []
     rows = smtt_like()
     rows.append(result("train-n20-tf0.9-rdd0.2-99", "n=20", 0.5))  # tf0.9 has a single instance
-    assert [line.split(":")[0] for line in facet_lines(rows)] == ["gap by rdd"]
+    assert [line.split(":")[0] for line in facet_lines(rows)] == ["gap by rdd"]  # one facet: not crossed
     rows = smtt_like()
     rows.append(result("train-n20-x-99", "n=20", 0.5))  # a name without the facets: none is shared
     assert facet_lines(rows) == []
     rows = smtt_like()
     rows.append(result("train-n20-tf5.0-rdd0.2-98", "n=20", None))  # failed: no gap, not counted
-    assert len(facet_lines(rows)) == 2
+    assert len(facet_lines(rows)) == 4  # tf, rdd and tf x rdd's two rows
     many = [result(f"train-k{v}-{i}", "all", 0.01 * v) for v in range(12) for i in range(2)]
     assert facet_lines(many) == []  # 12 values: more than a line should list
 
@@ -64,10 +81,15 @@ def test_a_real_smtt_evaluation_says_where_a_rule_loses_and_an_inspiration_leave
         ["0.2", "0.4", "0.6", "0.8", "1.0"]
     assert any(line.startswith("gap by rdd: ") for line in lines)
     assert not any(line.startswith("gap by n:") for line in lines)
+    crossed = [line for line in lines if " x rdd: " in line]
+    assert [line.split(" x ")[0] for line in crossed] == [f"gap by tf{v}" for v in ("0.2", "0.4", "0.6", "0.8", "1.0")]
+    assert sum(int(cell.rsplit("(", 1)[1].rstrip(")")) for line in crossed for cell in line.split(": ")[1].split(", ")) \
+        == sum(1 for r in evaluation.instances if r.gap is not None)
     program = Program(code=problem.seed_code, code_hash=code_hash(problem.seed_code), parent_id=None, island=0,
                       iteration=0, generation=0, origin="seed", model=None, status="ok", score=-1.0,
                       stage="train", metrics=evaluation.metrics, instances=[], feedback=evaluation.feedback,
                       features=None, eval_seconds=1.0, id=1)
     view = program_view(program, problem, TimeLimits("wall", "wall limit", {}))
     assert tf in view.results.splitlines()  # the current program shows it ...
+    assert crossed[0] in view.results.splitlines()
     assert "gap by" not in view.summary and "per group:" in view.summary  # ... an inspiration does not

@@ -522,3 +522,27 @@ def test_a_problem_with_a_long_system_message_still_shows_other_programs_code(tm
     assert text > 9_000  # the premise: a long system message
     assert "# Other programs of this run, for inspiration" in user
     assert f"## Program #{best}" in user and "+ 0.5 * own_load" in user  # the run's best, with its code
+
+
+def test_the_change_against_the_parent_says_whether_its_split_of_instances_could_be_chance(
+        smtt: Problem, tmp_path: Path) -> None:
+    """An agent playing the model wanted enough to tell a change from noise: "9 better, 1 worse"
+    and "56 better, 76 worse" read alike without a test. Below 6 instances moved, no p-value."""
+    def program(gaps: list[float], parent: int | None) -> Program:
+        rows = [{"name": f"train-n20-tf0.2-rdd0.2-{k}", "group": "n=20", "objective": 1.0, "reference": 1.0,
+                 "reference_kind": "optimal", "gap": g, "feasible": True, "error": None, "seconds": 0.01,
+                 "extra": {}} for k, g in enumerate(gaps)]
+        return Program(code="x", code_hash=str(len(gaps)) + str(gaps[:3]), parent_id=parent, island=0, iteration=0,
+                       generation=0, origin="llm", model=None, status="ok", score=-1.0, stage="train",
+                       metrics={}, instances=rows, feedback="", features=None, eval_seconds=1.0,
+                       id=2 if parent else 1)
+    parent = program([0.10] * 20, None)
+    lines = prompting.against_parent(program([0.05] * 9 + [0.20] + [0.10] * 10, 1), parent).splitlines()
+    assert lines[2] == "- instances: 9 better, 1 worse, 10 the same (sign test: p = 0.021)"
+    lines = prompting.against_parent(program([0.05] * 60 + [0.2] * 40 + [0.1] * 20, 1),
+                                     program([0.10] * 120, None)).splitlines()
+    assert lines[2] == "- instances: 60 better, 40 worse, 20 the same (sign test: p = 0.057)"
+    lines = prompting.against_parent(program([0.05] * 3 + [0.2] * 2 + [0.1] * 15, 1), parent).splitlines()
+    assert lines[2] == "- instances: 3 better, 2 worse, 15 the same"
+    lines = prompting.against_parent(program([0.0] * 20, 1), parent).splitlines()
+    assert lines[2] == "- instances: 20 better, 0 worse, 0 the same (sign test: p < 0.001)"
