@@ -30,7 +30,13 @@ def json_instance_rows(label: str, text: str) -> list[Any]:
         raise UserError(f"{label}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
         raise UserError(f"{label}: JSON nested too deeply to be an instance file") from None
-    if not isinstance(data, dict) or "instances" not in data:
+    if isinstance(data, list):  # the rows alone: "got list" after "expected a JSON object" read as a riddle
+        raise UserError(f'{label}: a JSON list at the top; wrap the instances as {{"instances": [...]}}')
+    if isinstance(data, dict) and "instances" not in data:
+        keys = ", ".join(render(k) for k in sorted(data)[:3]) + (", ..." if len(data) > 3 else "")
+        raise UserError(f"{label}: no key 'instances' (expected {{\"instances\": [...]}}"
+                        + (f"; it has {keys})" if keys else "; it is empty)"))
+    if not isinstance(data, dict):  # unreachable from text starting with { or [; kept for safety
         raise UserError(f'{label}: expected a JSON object {{"instances": [...]}}, got {render(data)}')
     extra = sorted(set(data) - {"instances"})
     if extra:

@@ -206,7 +206,11 @@ def test_a_byte_order_mark_is_read_and_deep_nesting_is_one_line(verifier: SmttVe
         ("{not json", "instances.json: invalid JSON at line 1"),
         # OR-Library's wt40.txt as users have it: was "invalid JSON at line 1 column 2: Expecting value"
         ("   26   24   79   46   32\n", 'not a JSON instance file (expected {"instances": [...]}), it starts with "26   24'),
-        ([], "expected a JSON object"),
+        # the rows alone, or a document without 'instances': "expected a JSON object ..., got dict" (QA)
+        ([GOOD], 'a JSON list at the top; wrap the instances as {"instances": [...]}'),
+        ({"jobs": [GOOD]}, """no key 'instances' (expected {"instances": [...]}; it has "jobs")"""),
+        ({}, "no key 'instances' (expected {\"instances\": [...]}; it is empty)"),
+        (7, 'not a JSON instance file (expected {"instances": [...]}), it starts with "7"'),
         ({"instances": []}, "instances: expected a non-empty list"),
         ({"instances": [GOOD], "extra": 1}, "unknown key 'extra'"),
         ({"instances": [GOOD, 3]}, "instances[1]: expected an object"),
