@@ -12,6 +12,7 @@ before the first iteration (instances pinned, seed, population restored) and
 
 from __future__ import annotations
 
+import gc
 import queue
 import random
 import time
@@ -122,10 +123,12 @@ class Controller(LoopOutcomes, RunSetup):
             self.llm.lookahead = lookahead
         hold = lookahead and in_flight_limit == 1
         held: list[tuple[Future, Task]] = []  # proposals that finished before the evaluation ahead
+        frozen = False
         try:
             self._restore_population()
             self._ensure_seed(executor)
             self.prompts.prepare(quick, train)
+            frozen = _freeze_start_up()
             next_iteration = self.archive.max_iteration() + 1
             self.progress.loop_started = time.time()
             self.on_progress(self.progress)
@@ -189,6 +192,8 @@ class Controller(LoopOutcomes, RunSetup):
             proposers.shutdown(wait=False, cancel_futures=True)
             evaluators.shutdown(wait=False, cancel_futures=True)
             executor.close()
+            if frozen:
+                gc.unfreeze()
 
     def preview(self, executor: Executor | None = None) -> ProposalRequest:
         """The request a model would be sent next, without running anything.
@@ -358,6 +363,21 @@ class Controller(LoopOutcomes, RunSetup):
 
 def _evaluating(in_flight: dict[Future, Task]) -> bool:
     return any(task.kind == "evaluate" for task in in_flight.values())
+
+
+def _freeze_start_up() -> bool:
+    """Move what exists before the first iteration (the modules, the instances, the archive's
+    and the prompts' state: ~45,000 objects on the tiny problem) out of the cyclic collector's
+    reach while the loop runs, after one full collection. The loop's collections then walk only
+    what the loop made: in 1,000 iterations of the tiny problem (load ~10) they took 15 us per
+    iteration against 138, most of it one full collection of ~0.1 s of wall at once. What
+    the collector finds decides nothing of a run. Undone when the loop ends (``gc.unfreeze``);
+    False, and nothing done, where the collector is off or this process froze objects already."""
+    if not gc.isenabled() or gc.get_freeze_count():
+        return False
+    gc.collect()
+    gc.freeze()
+    return True
 
 
 def _may_look_ahead(in_flight: dict[Future, Task], held: list[tuple[Future, Task]], limit: int) -> bool:
