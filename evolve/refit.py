@@ -11,7 +11,12 @@ GP's coordinate search, on the gaps of the ``fit`` split against its references:
 like train at the sizes above the gate, disjoint from every other split and more of them than
 train has there. The structure is left as the search found it.
 
-The fit runs on the trusted screen (trees only: candidate code never runs here). A refitted rule
+The fit runs on the trusted screen (trees only: candidate code never runs here), so only a program
+that is provably its rule's one expression and nothing else (``evolve/pure_rule.py``: every GP
+program) is refitted: another program's module could rebind the rule or the numpy it calls, and
+the sandbox would then run something else than the tree the fit chose a coefficient for. A rule of
+more than ``REFIT_CONSTANTS`` coefficients above its gate, or of more than ``MAX_TREE_SIZE`` nodes
+(not read as a tree), is not refitted either: the fit's CPU in the controller stays bounded. A refitted rule
 that scores better there is then evaluated on train through the sandbox and the verifier like
 every program, archived as the chosen one's child (origin ``refit``), and reported in its place.
 Nothing is refitted on the test split, and the fit split is not a selection split.
@@ -31,9 +36,15 @@ from evolve.gp.program import rule_tree, signature_of, with_rule
 from evolve.gp.screen import Screen
 from evolve.gp.tree import get, simplify
 from evolve.problem import Problem
+from evolve.pure_rule import is_pure_rule
 from evolve.records import program_record
 
 REFIT = "refit"
+# The most coefficients above the gate a refit fits. Each costs up to 8 trials a sweep, each trial
+# a screen of the fit split in the controller (~0.12 s of CPU for a GP rule of smtt_rule): a model's
+# rule with 200 gated terms (9 KB) would have cost 6,400 screens of 2.7 s (fifteenth red team). The
+# GP writes one (a split at the gate) or a few (gated insertion); more: not refitted.
+REFIT_CONSTANTS = 8
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,8 @@ def refit(problem: Problem, settings: RunSettings, archive: Archive, chosen: Pro
     split = settings.refit_on
     if split is None or chosen.id is None:
         return None
+    if len(problem.spec.rule) != 1 or not is_pure_rule(chosen.code, problem.spec.rule[0].function):
+        return None  # the screen runs the rule's tree alone: only a program that is nothing else
     rules = [(r, rule_tree(chosen.code, r)) for r in problem.spec.rule]
     rules = [(r, t) for r, t in rules if t is not None]
     if not rules or len(rules) != len(problem.spec.rule):
@@ -77,7 +90,7 @@ def refit(problem: Problem, settings: RunSettings, archive: Archive, chosen: Pro
         sig = signature_of(rule)
         gates = tuple({g for gate in sig.gates for g in (gate, simplify(gate))})
         where = above_gate_paths(tree, gates)
-        if not where:
+        if not where or len(where) > REFIT_CONSTANTS:
             continue
         if screen is None:
             if not callable(getattr(problem.verifier, "gp_screen", None)):

@@ -22,7 +22,15 @@ from evolve.gp.codegen import (
     uses_division,
 )
 from evolve.gp.rules import RuleSite, find_rule
-from evolve.gp.tree import Signature, Tree, reads, well_typed
+from evolve.gp.tree import Signature, Tree, reads, size, well_typed
+
+# The most nodes a rule read out of a program may have to be read as a tree. Trees run in the
+# controller (the GP's screen, a refit, behaviour keys), once per decision of every instance: a
+# model's 9 KB rule of 1,800 nodes took 2.7 s of the controller's CPU per screen of smtt_rule's fit
+# split, and 256 KiB of code hold ~65,000 (fifteenth red team). The GP's own trees are at most twice
+# its largest max_size (400: a rule split at a gate, each side within it) and a gate; a larger rule
+# is read as code, as any rule that is not one expression: the sandbox runs it, nothing screens it.
+MAX_TREE_SIZE = 1000
 
 
 def signature_of(rule: RuleSpec, reductions: bool = True) -> Signature:
@@ -78,7 +86,7 @@ def site_tree(site: RuleSite, rule: RuleSpec) -> Tree | None:
         parsed = from_ast(node, {n for n, _ in sig.inputs})
     except NotATree:
         return None
-    return parsed if well_typed(parsed, sig) else None
+    return parsed if size(parsed) <= MAX_TREE_SIZE and well_typed(parsed, sig) else None
 
 
 def with_rule(code: str, rule: RuleSpec, tree: Tree) -> str:
