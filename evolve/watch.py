@@ -167,6 +167,12 @@ class _Handler(BaseHTTPRequestHandler):
     view: LiveView  # set on the subclass made by ``serve``
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+        if not _loopback_host(self.headers.get("Host")):
+            # DNS rebinding: a web page the user visits points its own name at 127.0.0.1 and its
+            # script reads the run's programs and proposals from this page, as the same origin.
+            # A browser names that page's host in Host; ours are 127.0.0.1 and localhost.
+            self.send_error(HTTPStatus.FORBIDDEN, "evolve watch answers only to 127.0.0.1 and localhost")
+            return
         path = self.path.split("?", 1)[0]
         if path == "/":
             self._send(self.view.page(), "text/html; charset=utf-8")
@@ -193,6 +199,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet: no line per poll
         pass
+
+
+def _loopback_host(host: str | None) -> bool:
+    """Whether a request's Host header names this machine's loopback ("127.0.0.1:8765",
+    "localhost", "[::1]:8765"); a request without one (not a browser's) is answered."""
+    if host is None:
+        return True
+    name = host.strip().lower()
+    name = name[1: name.index("]")] if name.startswith("[") and "]" in name else name.rsplit(":", 1)[0]
+    return name.rstrip(".") in ("127.0.0.1", "localhost", "::1")
 
 
 def make_server(view: LiveView, port: int = 8765, host: str = "127.0.0.1") -> ThreadingHTTPServer:

@@ -116,3 +116,19 @@ def test_the_page_refreshes_itself_in_headless_chromium(live_run: tuple[Path, su
     plots = re.findall(r'<img class="plot" src="data:image/png;base64,([^"]+)"', dom)
     assert len(plots) == 4 and all(is_drawn(pixels(base64.b64decode(p))) for p in plots)
     assert "Recent proposals" in dom and re.search(r"<td class=\"l (better|worse|identical)\">", dom)
+
+
+def test_a_page_that_rebinds_its_name_to_127_0_0_1_is_refused(server: str) -> None:
+    """DNS rebinding: a web page the user visits points its own name at 127.0.0.1, and its script
+    reads the live view (programs, proposals, scores) as the same origin; its requests name that
+    page's host in Host. The viewer answered them (fifteenth red team); now only 127.0.0.1 and
+    localhost are answered, on every path."""
+    port = server.rsplit(":", 1)[1].rstrip("/")
+    for path in ("", "fragment", "version"):
+        request = urllib.request.Request(server + path, headers={"Host": f"attacker.example:{port}"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 403
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}"):  # the control: what a browser here sends
+            with urllib.request.urlopen(urllib.request.Request(server + path, headers={"Host": host}), timeout=30) as ok:
+                assert ok.status == 200
