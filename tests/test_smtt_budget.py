@@ -172,11 +172,11 @@ def test_a_problem_that_counts_cpu_time_refuses_more_than_one_process(name: str)
         **problem.spec.run.get("sandbox", {}), "max_processes": 4}}).sandbox
     with pytest.raises(UserError, match="max_processes = 1 \\(it is 4\\)"):
         Evaluator(problem, settings)
-    if name == "smtt":  # the default: the helper's fork fails, and the program with it
+    if name == "smtt":  # the default: the helper's pipe (refused) or fork fails, and the program with it
         default = RunSettings.model_validate(problem.spec.run).sandbox
         with Evaluator(problem, default) as evaluator:
             evaluation = evaluator.run_split(FORKED_HELPER, problem.instances("quick")[:1], "quick")
-        assert evaluation.status == "error" and "BlockingIOError" in evaluation.feedback, evaluation.feedback
+        assert evaluation.status == "error" and "PermissionError" in evaluation.feedback, evaluation.feedback
 
 
 def test_a_problem_that_does_not_count_cpu_time_may_have_more_processes() -> None:

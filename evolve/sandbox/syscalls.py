@@ -16,8 +16,8 @@ a program: no shell, no ``git``), file handles, file locks and inotify/dnotify (
 between candidates through the shared files of the view), ``sysinfo`` (the machine's free and
 shared memory and load: a channel between concurrent candidates), ``kill(-1)``, sockets of
 any family but ``AF_UNIX`` (``AF_VSOCK`` reaches the hypervisor's host from any network namespace),
-and for candidates any new socket but a stream or seqpacket unix socketpair, and ``memfd_create``
-(memory outside every limit but the cgroup's).
+and for candidates any new socket, socketpair or pipe (the machine's inode counter for them is a
+channel between candidates) and ``memfd_create`` (memory outside every limit but the cgroup's).
 
 Two stacked filters make that set: all but ``ZYGOTE_NEEDS`` is installed once in
 the zygote itself after its set-up (it needs none of it again, and children
@@ -64,18 +64,24 @@ LOCK_FCNTL = (5, 6, 7, 36, 37, 38, 1026)
 # host: this VM's virtio vsock took a candidate's socket), AF_NETLINK, AF_ALG and the rest are
 # kernel interface no heuristic needs, and without a network namespace AF_INET is the network.
 SOCKET_CALLS = ("socket", "socketpair")
-# And for candidates, no socket() at all and no datagram socketpair: without a mount namespace
-# (root without CAP_SYS_ADMIN, a user without user namespaces) the machine's unix sockets are in
-# the file system (an ssh or gpg agent, a session bus, a container runtime's), and a new socket
-# connects to one, as a datagram socketpair sends to one (sendto with a path). A connected stream
-# or seqpacket pair reaches no one else (eleventh red team); fd 3 is made by the zygote.
-SOCK_TYPE_MASK = 0xF
+# And for candidates, no socket() at all: without a mount namespace (root without CAP_SYS_ADMIN, a
+# user without user namespaces) the machine's unix sockets are in the file system (an ssh or gpg
+# agent, a session bus, a container runtime's), and a new socket connects to one, as a datagram
+# socketpair sends to one (sendto with a path; eleventh red team). No socketpair either (below);
+# fd 3 is made by the zygote.
 # And for candidates, no memfd: a memfd's pages are in no address space until mapped, so RLIMIT_AS
 # does not see them; only the cgroup counts them. Without one (docs/sandbox.md, "Machines without
 # cgroup controllers") a candidate as an unprivileged uid held 249 open memfds of 16 MiB
 # (RLIMIT_FSIZE, RLIMIT_NOFILE) and parked 400 more in flight in a socketpair (SCM_RIGHTS,
 # then ETOOMANYREFS): some 10 GiB against memory_mb 2048 (bench/memfd_limits.py). No heuristic needs one.
-CANDIDATE_DENIED = ("memfd_create", "memfd_secret")
+# And no pipe or socketpair: each takes inode numbers from the kernel's one counter for pipes and
+# sockets (get_next_ino, the whole machine's), which a later candidate reads off any fd of its own
+# (fd 3, made after the last candidate ended): a candidate made pipes until the counter's bits 12-15
+# were its message, and the next read them, 16 of 16 4-bit messages at 0.1-0.3 s each (fifteenth red
+# team; also from a run to its audit's fresh process). Nothing a candidate may call takes a number
+# from that counter now (eventfd, timerfd, epoll share one inode; tmpfs numbers its own). No
+# heuristic needs either (asyncio's event loop makes a socketpair: not available to candidates).
+CANDIDATE_DENIED = ("memfd_create", "memfd_secret", "pipe", "pipe2", "socketpair")
 NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
                    0x40000000, 0x00000080)  # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME
 # What the zygote itself still calls after its set-up: a pid namespace per candidate
@@ -117,14 +123,14 @@ def build() -> tuple[Programs | None, str]:
         return None, f"no seccomp filter: libseccomp failed ({exc})"
     return (Programs(whole, zygote, child),
             f"seccomp filter (libseccomp): {refused} system calls refused, no namespaces, no exec, "
-            "no socket but a unix socketpair")
+            "no new socket or pipe")
 
 
 def _program(sc: Any, denied: tuple[str, ...], minus_one: tuple[str, ...], namespaces: bool,
              candidate: bool = False) -> tuple[int, bytes]:
     """(calls refused, BPF bytes) of a filter refusing ``denied``, ``minus_one`` with pid -1,
     (``namespaces``) clone with a namespace flag and clone3, and (``candidate``) every
-    ``socket`` and datagram ``socketpair``."""
+    ``socket`` and what ``CANDIDATE_DENIED`` names."""
     filt = sc.SyscallFilter(sc.ALLOW)
     eperm = sc.ERRNO(errno.EPERM)
     refused = 0
@@ -142,7 +148,6 @@ def _program(sc: Any, denied: tuple[str, ...], minus_one: tuple[str, ...], names
         for name in CANDIDATE_DENIED:
             refused += _rule(sc, filt, eperm, name)
         _rule(sc, filt, eperm, "socket")
-        _rule(sc, filt, eperm, "socketpair", sc.Arg(1, sc.MASKED_EQ, SOCK_TYPE_MASK, socket.SOCK_DGRAM))
     low32 = 0xFFFFFFFF  # kill(-1): every process we may signal
     for name in minus_one:
         _rule(sc, filt, eperm, name, sc.Arg(0, sc.MASKED_EQ, low32, low32))
