@@ -353,8 +353,8 @@ def test_the_zygotes_forks_carry_no_bit_to_the_next_candidate_through_the_pid_co
     """A pidfd's inode number is its pid's unique id, a counter of every process the machine made.
     A candidate that leaves a System V object makes the zygote replace the IPC namespace and fork
     the next spare again: the next candidate's pidfd read 5 more than the previous one's instead of 3,
-    a bit per candidate (33 of 35 pairs at load 9; fifteenth red team). pidfd_open is refused to
-    candidates now."""
+    a bit per candidate (39 of 40 pairs read right at load 9.5; fifteenth red team). pidfd_open is
+    refused to candidates now."""
     needs(sandbox, "seccomp")
     program = textwrap.dedent("""
     import ctypes, os

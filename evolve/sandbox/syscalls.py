@@ -84,8 +84,8 @@ SOCKET_CALLS = ("socket", "socketpair")
 # And no pidfd_open: a pidfd's inode number is its pid's unique id, a counter of every process the
 # machine made, and a candidate moves the zygote's count of forks by one bit: one that leaves a
 # System V object makes it replace the IPC namespace and fork the next spare again, and the next
-# candidate's pidfd read 5 more than the one before's instead of 3 (33 of 35 pairs at load 9;
-# fifteenth red team). A candidate has no other use for one (it may signal only itself).
+# candidate's pidfd read 5 more than the one before's instead of 3 (39 of 40 pairs read right at
+# load 9.5; fifteenth red team). A candidate has no other use for one (it may signal only itself).
 CANDIDATE_DENIED = ("memfd_create", "memfd_secret", "pipe", "pipe2", "socketpair", "pidfd_open")
 NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
                    0x40000000, 0x00000080)  # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME
