@@ -174,9 +174,13 @@ def evaluation_setup(problem: Problem, settings: RunSettings, quick: list[Instan
     if callable(after) and train:
         lines.extend(after(train))
     if cascade.enabled and quick:
+        # The floor is cascade_floor's: max(1, ...), so near a score of 0 a child within the tolerance
+        # itself passes; "0.5 x |parent score|" read as rejecting any child a little worse than a
+        # parent at -0.07, and the parent's score there (quick) is not the one prompts show (train).
         lines.append(f"Screening: each new program first runs on {len(quick)} quick instances{_groups(quick)}; one "
-                     f"that scores more than {cascade.tolerance:g} x |parent score| below its parent "
-                     "there is not run on the train split.")
+                     f"that scores there more than {cascade.tolerance:g} x max(1, |its parent's score there|) "
+                     "below its parent's score there is not run on the train split (a filter for broken "
+                     f"programs: with a parent near 0, a child within {cascade.tolerance:g} of it passes).")
     lines.append(time_line(problem, settings, [*quick, *train]))
     if seed is not None and seed.score is not None:
         lines.append(f"The seed program, where the run started, scores {seed.score:.6g} on the train "

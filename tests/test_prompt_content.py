@@ -332,6 +332,23 @@ def test_the_system_message_states_references_time_and_the_fixed_code_once(smtt:
                for x in evaluation_setup(active, settings, [], [], None))
 
 
+def test_the_screening_line_states_the_floor_the_cascade_applies(smtt: Problem) -> None:
+    """The line said "more than 0.5 x |parent score| below its parent": read with a parent at
+    -0.07 (the prompts' train score), any child a little worse seemed stopped, while the floor is
+    0.5 x max(1, |the parent's quick score|) below it: near 0, a child within 0.5 passes."""
+    from evolve.evaluation import cascade_floor
+
+    settings = resolve_settings(smtt.spec.run, None, {})
+    lines = evaluation_setup(smtt, settings, smtt.instances("quick"), smtt.instances("train"), None)
+    screening = next(x for x in lines if x.startswith("Screening: "))
+    assert ("one that scores there more than 0.5 x max(1, |its parent's score there|) below its parent's score "
+            "there is not run on the train split (a filter for broken programs: with a parent near 0, a child "
+            "within 0.5 of it passes).") in screening
+    assert settings.cascade.tolerance == 0.5
+    assert cascade_floor(-0.07, 0.5) == pytest.approx(-0.57)  # what the line says, as the cascade applies it
+    assert cascade_floor(-76.0, 0.5) == pytest.approx(-114.0)
+
+
 def test_an_edit_is_summed_up_by_the_functions_it_changed() -> None:
     before = "# EVOLVE-BLOCK-START\ndef f(x):\n    return x\n\n\ndef g(y):\n    return y\n# EVOLVE-BLOCK-END\n"
     after = before.replace("return x\n", "return -x\n").replace("def g", "import math\n\n\ndef h(z):\n"
