@@ -205,7 +205,8 @@ def test_the_parent_choice_and_the_runs_best_are_explained(smtt: Problem, tmp_pa
                            "(score -5, gap 5.00%): a small change to it will not catch up. Make the change "
                            "that raises its score most, however large, and different from what was already "
                            "tried on it: a new approach (this island's "
-                           "direction above), or a better program's ideas ported whole. Rewriting the whole "
+                           "direction above), or a better program's ideas ported whole with a gain of your own "
+                           "(the same program again is a duplicate, not evaluated). Rewriting the whole "
                            "EVOLVE-BLOCK counts as one change: one SEARCH/REPLACE block whose SEARCH part is "
                            "the whole current block.")
     assert "focused" not in task
