@@ -411,3 +411,44 @@ def test_a_statement_kept_from_one_program_is_the_same_in_another_wherever_it_st
     # A statement too deep stays too deep where a kept one is shallow.
     deep = "def g(y):\n    return " + " + ".join(["y"] * 300) + "\n"
     assert syntax_error(parent) is None and syntax_error("def f(x):\n    return x\n\n\n" + deep) == TOO_DEEP
+
+
+LONG = "x" * 70  # past unparse.MIN_MEMO_CHARS: from the memo the second time
+LITERAL_CASES = [
+    f'def f():\n    """{LONG}\n    second line, a tab:\t, ends in a quote: x"\n    """\n    return 1\n',
+    f"def f():\n    '''{LONG} with \"\"\" inside and a backslash \\\\ and \\x00'''\n    return 1\n",
+    f"x = '{LONG} every quote: \\' \" \"\"\" \\'\\'\\' and a newline \\n'\n",  # repr's fallback
+    f"x = f'{LONG} {{y!r:>{{w}}}} and {LONG}\\n'\n",  # an f-string's constant parts
+    f"x = '{LONG} ünïcødé and \\u2028 and \\r'\n",
+    f"class C:\n    u'{LONG} a u-prefixed docstring'\n    y = b'{LONG}'\n",
+]
+
+
+@pytest.mark.parametrize("code", LITERAL_CASES)
+def test_long_string_literals_are_written_as_ast_unparse_writes_them(code: str) -> None:
+    """The hash's unparser keeps each long literal's escaped text; what it writes is
+    ast.unparse's to the character, the first time and from the memo."""
+    import ast
+
+    from evolve.edits.unparse import unparse
+
+    tree = ast.parse(code)
+    assert unparse(tree) == ast.unparse(tree)
+    assert unparse(tree) == ast.unparse(tree)
+    for node in tree.body:
+        assert unparse(node) == ast.unparse(node)
+
+
+def test_the_shipped_programs_hash_as_ast_unparse_writes_them() -> None:
+    import ast
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = sorted([*root.glob("problems/*/seed.py"), *root.glob("problems/*/baselines/*.py")])
+    assert len(files) > 10
+    for path in files:
+        code = path.read_text()
+        for _ in range(2):
+            expected = hashlib.sha256(ast.unparse(ast.parse(code)).encode("utf-8")).hexdigest()
+            assert code_hash(code) == expected, path

@@ -8,6 +8,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from evolve.edits.unparse import unparse
 from evolve.text_cache import text_cache
 
 START_MARKER = "# EVOLVE-BLOCK-START"
@@ -146,12 +147,12 @@ def _unparsed(code: str) -> str:
     them with its parent, so each is unparsed once."""
     statements = _top_level(code)
     if statements is None:
-        return ast.unparse(_parsed(code))
+        return unparse(_parsed(code))
     parts = []
     for key, node in statements:
         text = _UNPARSED.get(key)
         if text is None:  # a module's docstring is written as one, alone in a module
-            text = _UNPARSED.put(key, ast.unparse(ast.Module([node], [])) if key[4] else ast.unparse(node))
+            text = _UNPARSED.put(key, unparse(ast.Module([node], [])) if key[4] else unparse(node))
         if parts:
             parts.append("\n\n" if isinstance(node, _DEFINITIONS) else "\n")
         parts.append(text)
@@ -255,10 +256,10 @@ def statement_text(key: Key, node: ast.stmt) -> str:
     and for what its edit changed); a module's docstring, which the hash writes as one, is
     unparsed here as any statement."""
     if key[4]:
-        return ast.unparse(node)
+        return unparse(node)
     text = _UNPARSED.get(key)
     if text is None:
-        text = _UNPARSED.put(key, ast.unparse(node))
+        text = _UNPARSED.put(key, unparse(node))
     return text  # type: ignore[no-any-return]
 
 
