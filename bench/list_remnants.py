@@ -37,10 +37,10 @@ libc = ctypes.CDLL(None)
 libc.sbrk.restype = ctypes.c_void_p
 libc.sbrk.argtypes = [ctypes.c_ssize_t]
 libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-libc.write.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
-libc.write.restype = ctypes.c_ssize_t
+libc.pwrite.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long]
+libc.pwrite.restype = ctypes.c_ssize_t
 VEC = ctypes.create_string_buffer(1)
-PIPE = os.pipe()
+PAGE = os.open("page", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)  # candidates have no pipe
 
 
 def mapped(address):
@@ -70,7 +70,8 @@ def spans():
 
 def policy(payload):
     # Pages are copied into new mappings (never a chunk of the heap, which would overwrite what
-    # is looked for), through a pipe (an unreadable page is EFAULT, not a crash); the values are
+    # is looked for), through a file in the work dir (an unreadable page is EFAULT, not a crash;
+    # a pipe until pipes were refused to candidates, fifteenth red team); the values are
     # held as Python ints (30-bit digits, not the doubles' bytes): no copy of what is looked for.
     shifted = bytes(payload)
     wanted = {sum(((shifted[i + j] - 1) % 256) << (8 * j) for j in range(8)) for i in range(0, len(shifted), 8)}
@@ -79,8 +80,8 @@ def policy(payload):
         block = mmap.mmap(-1, high - low)
         view = memoryview(block)
         for offset in range(0, high - low, 4096):
-            if libc.write(PIPE[1], low + offset, 4096) == 4096:
-                os.readv(PIPE[0], [view[offset:offset + 4096]])
+            if libc.pwrite(PAGE, low + offset, 4096, 0) == 4096:
+                os.preadv(PAGE, [view[offset:offset + 4096]], 0)
         copies.append(block)
     found = set()
     for block in copies:
