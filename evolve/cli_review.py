@@ -112,6 +112,13 @@ def best(
     if across.found is None:
         older = (f"; runs left out ({len(across.stale)}): their scores were made {across.stale[0][1]}"
                  if across.stale else "")
+        if not (runs_dir / problem).exists():
+            from evolve.problem import load_problem
+
+            try:
+                load_problem(problem)
+            except UserError as unknown:  # neither runs nor a problem by that name: say so, not "run it"
+                raise UserError(f"no runs under {runs_dir}/{problem}/, and {unknown}") from None
         raise UserError(f"no evaluated program for '{problem}' under {runs_dir}/{problem}/{older} "
                         f"(run: evolve run {problem})")
     folder, program = across.found

@@ -273,3 +273,14 @@ def test_best_takes_a_problem_folder_as_run_does(tmp_path: Path) -> None:
     missing = evolve("best", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert "nowhere: no such folder" in missing.stderr
+
+
+def test_best_of_an_unknown_name_says_it_is_unknown_not_run_it(tmp_path: Path) -> None:
+    """`evolve best nosuch` said "(run: evolve run nosuch)", a command that fails: no runs and no
+    problem by that name is now said as such; a shipped problem without runs keeps the advice."""
+    unknown = evolve("best", "nosuch", cwd=tmp_path)
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1, unknown.stderr
+    assert "no runs under runs/nosuch/" in unknown.stderr and "unknown problem 'nosuch'" in unknown.stderr
+    assert "evolve run nosuch" not in unknown.stderr
+    shipped = evolve("best", "jssp", cwd=tmp_path)
+    assert shipped.returncode == 2 and "(run: evolve run jssp)" in shipped.stderr, shipped.stderr
