@@ -13,6 +13,7 @@ from evolve.config import GPSettings
 from evolve.errors import UserError
 from evolve.evaluators.smtt.dispatch import dispatch
 from evolve.evaluators.smtt.screen import dispatch_batch
+from evolve.evaluators.smtt.screen import screen as smtt_screen
 from evolve.gp import GPBackend, check_rules
 from evolve.gp.codegen import emit, parse
 from evolve.gp.constants import (
@@ -24,7 +25,16 @@ from evolve.gp.constants import (
 from evolve.gp.operators import split_sides
 from evolve.gp.program import rule_tree, signature_of, with_rule
 from evolve.gp.screen import Screen
-from evolve.gp.tree import evaluate, get, random_tree, reads, simplify, size, well_typed
+from evolve.gp.tree import (
+    compile_tree,
+    evaluate,
+    get,
+    random_tree,
+    reads,
+    simplify,
+    size,
+    well_typed,
+)
 from evolve.gp.tree import replace as _replace
 from evolve.llm.base import ProposalRequest
 from evolve.problem import load_problem
@@ -65,6 +75,40 @@ def test_batched_dispatch_builds_the_sequences_the_verifiers_dispatcher_builds(e
         [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in sorted(SMTT_INPUTS)])
     for row in range(6):
         assert batch[row].tolist() == dispatch(rule, p[row], d[row])
+
+
+def test_a_split_rule_dispatches_again_only_the_sizes_on_the_side_its_child_changed() -> None:
+    instances = [i for i in load_problem("smtt_rule").instances("train") if len(i.data["p"]) in (20, 50, 100)]
+    instances = [i for n in (20, 50, 100) for i in instances if len(i.data["p"]) == n][::20]
+    whole = smtt_screen(instances)
+    assert whole.pre is not None and whole.pre.cache is whole.cache
+
+    def split(above: str, below: str) -> tuple:
+        return parse(f"np.where(n - 75 > 0, {above}, {below})", SMTT_INPUTS)
+
+    def compiled(screen, tree):  # every size dispatched, both sides of np.where computed
+        return [r.to_json() for r in screen.results({"priority": (compile_tree(tree), reads(tree))})]
+
+    mdd, mddc = "np.maximum(d, t + p)", "np.maximum(1.1 * p + t, d) + p / (t + p_mean)"
+    first = split(mdd, mddc)
+    assert [r.to_json() for r in whole.tree_results({"priority": first})] == compiled(whole, first)
+    assert len(whole.cache) == 3  # one outcome per size
+    # A child that changes the side below the gate: only n = 20 and 50 are dispatched again,
+    # and the figures are those of every size dispatched anew.
+    below = split(mdd, mddc.replace("1.1", "1.3"))
+    assert [r.to_json() for r in whole.tree_results({"priority": below})] == compiled(whole, below)
+    assert len(whole.cache) == 5
+    # The cut on the small sizes reads the same outcomes: nothing new for either child.
+    assert [r.to_json() for r in whole.pre.tree_results({"priority": below})] == compiled(whole.pre, below)
+    assert len(whole.cache) == 5
+    # Above the gate: only n = 100 again.
+    above = split("np.maximum(d, t + 1.2 * p)", mddc)
+    assert [r.to_json() for r in whole.tree_results({"priority": above})] == compiled(whole, above)
+    assert len(whole.cache) == 6
+    # A NaN on one side is undefined where that side acts, as np.where has it.
+    nan = split(mdd, "p * 1e308 * 10.0 * 0.0")
+    assert whole.tree_results({"priority": nan}) is None
+    assert whole.results({"priority": (compile_tree(nan), reads(nan))}) is None
 
 
 def test_a_rule_answering_nan_screens_as_undefined() -> None:

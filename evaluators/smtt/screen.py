@@ -19,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from evolve.gp.tree import Tree, compile_tree, fold_known, reads
 from evolve.verifier import Instance, InstanceResult, feasible
 
 Rule = Callable[[Mapping[str, Any]], Any]
+Batch = tuple[list[Instance], np.ndarray, np.ndarray]  # instances of one size, their p and d
 
 _AGGREGATES: dict[str, tuple[str, Callable[..., np.ndarray]]] = {
     "p_max": ("p", np.max), "p_min": ("p", np.min), "p_mean": ("p", np.mean),
@@ -75,35 +77,81 @@ PRE_MAX_N = 50
 def screen(instances: list[Instance]) -> SmttScreen:
     """The screen on ``instances``, with a first cut on the small ones."""
     whole = SmttScreen(instances)
-    small = [i for i in instances if len(i.data["p"]) <= PRE_MAX_N]
-    if small and len(small) < len(instances):
-        whole.pre = SmttScreen(small)
+    small = [batch for batch in whole.batches if batch[1].shape[1] <= PRE_MAX_N]
+    if small and len(small) < len(whole.batches):
+        whole.pre = SmttScreen([], batches=small, cache=whole.cache)
     return whole
 
 
-class SmttScreen:
-    """Scores a priority tree on a fixed set of instances as the verifier scores a sequence."""
+# Sizes' results kept per screen (one entry per size and folded tree, two small arrays each);
+# past it the cache starts again.
+CACHE_ENTRIES = 100_000
 
-    def __init__(self, instances: list[Instance]) -> None:
+Outcome = tuple[np.ndarray, np.ndarray] | None  # total tardiness and tardy jobs per instance; None: NaN
+
+
+class SmttScreen:
+    """Scores a priority tree on a fixed set of instances as the verifier scores a sequence.
+
+    Instances of one size form a batch; a batch's outcome is kept per tree folded at its size
+    (``fold_known``: a rule split at the gate ``n - 75`` is, at each size, the side it takes
+    there). A child that changes only the side below the gate, or only c1 above it, therefore
+    dispatches again only the sizes on that side, with the same figures (``tree_results``).
+    ``pre``, the cut on the small sizes, shares the batches and the cache."""
+
+    def __init__(self, instances: list[Instance], batches: list[Batch] | None = None,
+                 cache: dict[tuple[int, Tree], Outcome] | None = None) -> None:
         self.pre: SmttScreen | None = None
-        by_size: dict[int, list[Instance]] = {}
-        for inst in instances:
-            by_size.setdefault(len(inst.data["p"]), []).append(inst)
-        self.batches = [(group, np.stack([i.data["p"] for i in group]), np.stack([i.data["d"] for i in group]))
-                        for _, group in sorted(by_size.items())]
+        if batches is None:
+            by_size: dict[int, list[Instance]] = {}
+            for inst in instances:
+                by_size.setdefault(len(inst.data["p"]), []).append(inst)
+            batches = [(group, np.stack([i.data["p"] for i in group]), np.stack([i.data["d"] for i in group]))
+                       for _, group in sorted(by_size.items())]
+        self.batches = batches
+        self.cache: dict[tuple[int, Tree], Outcome] = {} if cache is None else cache
 
     def results(self, rules: Mapping[str, tuple[Rule, set[str]]]) -> list[InstanceResult] | None:
-        rule, reads = rules["priority"]
-        out: list[InstanceResult] = []
-        for group, p, d in self.batches:
-            sequences = dispatch_batch(rule, reads, p, d)
-            if sequences is None:
+        rule, reads_ = rules["priority"]
+        outcomes = []
+        for _, p, d in self.batches:
+            outcome = _outcome(rule, reads_, p, d)
+            if outcome is None:
                 return None
-            # The verifier's score, vectorised over the batch: the sequences are permutations
-            # by construction (a test checks the figures against the sandboxed verifier's).
-            completion = np.cumsum(np.take_along_axis(p, sequences, axis=1), axis=1)
-            tardiness = np.maximum(completion - np.take_along_axis(d, sequences, axis=1), 0)
-            totals, tardy = tardiness.sum(axis=1), np.count_nonzero(tardiness, axis=1)
+            outcomes.append(outcome)
+        return self._results(outcomes)
+
+    def tree_results(self, trees: Mapping[str, Tree]) -> list[InstanceResult] | None:
+        """``results`` of a tree, each size's outcome computed once per tree folded at it."""
+        tree = trees["priority"]
+        outcomes = []
+        for _, p, d in self.batches:
+            n = p.shape[1]
+            key = (n, fold_known(tree, {"n": float(n)}))
+            if key not in self.cache:
+                if len(self.cache) >= CACHE_ENTRIES:
+                    self.cache.clear()
+                self.cache[key] = _outcome(compile_tree(key[1]), reads(key[1]), p, d)
+            outcome = self.cache[key]
+            if outcome is None:
+                return None
+            outcomes.append(outcome)
+        return self._results(outcomes)
+
+    def _results(self, outcomes: list[tuple[np.ndarray, np.ndarray]]) -> list[InstanceResult]:
+        out: list[InstanceResult] = []
+        for (group, _, _), (totals, tardy) in zip(self.batches, outcomes, strict=True):
             out += [feasible(inst, float(total), "minimize", tardy_jobs=float(late))
                     for inst, total, late in zip(group, totals, tardy, strict=True)]
         return out
+
+
+def _outcome(rule: Rule, reads_: set[str], p: np.ndarray, d: np.ndarray) -> Outcome:
+    sequences = dispatch_batch(rule, reads_, p, d)
+    if sequences is None:
+        return None
+    # The verifier's score, vectorised over the batch: the sequences are permutations by
+    # construction (a test checks the figures against the sandboxed verifier's).
+    completion = np.cumsum(np.take_along_axis(p, sequences, axis=1), axis=1)
+    tardiness = np.maximum(completion - np.take_along_axis(d, sequences, axis=1), 0)
+    return tardiness.sum(axis=1), np.count_nonzero(tardiness, axis=1)

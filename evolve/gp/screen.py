@@ -90,10 +90,16 @@ class Screen:
         return self._memo[key]
 
     def _score(self, inner: ProblemScreen, trees: Mapping[str, Tree]) -> float | None:
-        rules = {name: (compile_tree(tree), reads(tree)) for name, tree in trees.items()}
+        # A screen that takes the trees themselves (``tree_results``) may keep what parts of
+        # its instances gave for a tree's part that acts there (smtt's sizes on either side of
+        # a gate); the others get the trees compiled.
+        by_tree = getattr(inner, "tree_results", None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            results = inner.results(rules)
+            if callable(by_tree):
+                results = by_tree(trees)
+            else:
+                results = inner.results({name: (compile_tree(tree), reads(tree)) for name, tree in trees.items()})
         if results is None or not all(r.feasible for r in results):
             return None
         score, _ = self._aggregate(results)

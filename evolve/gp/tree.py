@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -263,6 +263,32 @@ def compile_tree(tree: Tree) -> Callable[[dict[str, Any]], Any]:
         # Deeper than CPython's parser nests (about 200 calls): a tree parsed from a program,
         # not one the GP grew. It runs node by node instead, with the same values.
         return lambda env: evaluate(tree, env)
+
+
+def fold_known(tree: Tree, known: Mapping[str, float]) -> Tree:
+    """``tree`` where the inputs ``known`` are fixed (``n`` over a batch of instances of one size):
+    every ``ifpos`` whose condition reads only those inputs and constants is replaced by the
+    branch the condition picks, the condition computed as ``evaluate`` computes it.
+
+    The kept branch's values are the ones ``np.where`` would have taken from it, so a screen
+    of the folded tree gives the same scores; the other branch is not computed, and a rule
+    split at a gate screens the same at every size as its side there (a cache key,
+    ``evaluators/smtt/screen.py``). A tree that reduces over the candidates is left whole: a
+    branch folded to one value per decision would be reduced over one entry, not all of them.
+    """
+    if reduces(tree):
+        return tree
+
+    def fold(t: Tree) -> Tree:
+        if t[0] in ("x", "c"):
+            return t
+        if t[0] == "ifpos" and reads(t[1]) <= known.keys():
+            with np.errstate(all="ignore"):
+                picked = bool(np.asarray(evaluate(t[1], dict(known))) > 0)
+            return fold(t[2] if picked else t[3])
+        return (t[0], *(fold(c) for c in t[1:]))
+
+    return fold(tree)
 
 
 # --- simplification -------------------------------------------------------------
