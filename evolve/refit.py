@@ -40,9 +40,9 @@ from evolve.pure_rule import is_pure_rule
 from evolve.records import program_record
 
 REFIT = "refit"
-# The most coefficients above the gate a refit fits. Each costs up to 8 trials a sweep, each trial
+# The most coefficients above the gate a refit fits. Each costs up to 9 trials a sweep (FACTORS), each trial
 # a screen of the fit split in the controller (~0.12 s of CPU for a GP rule of smtt_rule): a model's
-# rule with 200 gated terms (9 KB) would have cost 6,400 screens of 2.7 s (fifteenth red team). The
+# rule with 200 gated terms (9 KB) would have cost up to 7,200 screens of 2.7 s (fifteenth red team). The
 # GP writes one (a split at the gate) or a few (gated insertion); more: not refitted.
 REFIT_CONSTANTS = 8
 

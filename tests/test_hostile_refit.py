@@ -64,7 +64,7 @@ TWENTY_GATED_TERMS = _program(
 def test_a_rule_too_large_to_refit_is_left_as_it_is_without_a_screen(tmp_path: Path, code: str,
                                                                      screened: list[int]) -> None:
     """A 9 KB rule of 200 gated terms (1,807 nodes) took 2.7 s of the controller's CPU per screen of
-    the fit split, and the refit would have screened up to 200 x 8 x 4 trials of it: hours at the
+    the fit split, and the refit would have screened up to 200 x 9 x 4 trials of it: hours at the
     run's end. Twenty gated terms (186 nodes) are 640 trials. Neither is refitted now, and nothing is
     screened for them."""
     problem = load_problem("smtt_rule")
