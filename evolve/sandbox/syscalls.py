@@ -17,7 +17,9 @@ between candidates through the shared files of the view), ``sysinfo`` (the machi
 shared memory and load: a channel between concurrent candidates), ``kill(-1)``, sockets of
 any family but ``AF_UNIX`` (``AF_VSOCK`` reaches the hypervisor's host from any network namespace),
 and for candidates any new socket, socketpair or pipe (the machine's inode counter for them is a
-channel between candidates) and ``memfd_create`` (memory outside every limit but the cgroup's).
+channel between candidates), pidfds, System V objects and mount ids (the machine's pid and mount
+counters, which a candidate moved through the zygote, were another) and ``memfd_create`` (memory
+outside every limit but the cgroup's).
 
 Two stacked filters make that set: all but ``ZYGOTE_NEEDS`` is installed once in
 the zygote itself after its set-up (it needs none of it again, and children
@@ -31,6 +33,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import platform
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +96,13 @@ SOCKET_CALLS = ("socket", "socketpair")
 # needs one (POSIX message queues are refused by RLIMIT_MSGQUEUE).
 CANDIDATE_DENIED = ("memfd_create", "memfd_secret", "pipe", "pipe2", "socketpair", "pidfd_open",
                     "shmget", "semget", "msgget")
+# And no mount id, the reading of that channel: statx's STATX_MNT_ID (0x1000) and STATX_MNT_ID_UNIQUE
+# (0x4000, a 64-bit counter of the whole machine), statmount and listmount (which this libseccomp
+# may not know by name: by number where it is the same on x86_64 and aarch64). Whatever else a
+# candidate may do to what the zygote does next (a crash, a timeout, a memory bomb), the next one
+# cannot count the mounts it made. Python's os.stat calls fstatat, not statx.
+STATX_MOUNT_BITS = (0x1000, 0x4000)
+MOUNT_ID_CALLS = (("statmount", 457), ("listmount", 458))
 NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
                    0x40000000, 0x00000080)  # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME
 # What the zygote itself still calls after its set-up: a pid namespace per candidate
@@ -158,6 +168,13 @@ def _program(sc: Any, denied: tuple[str, ...], minus_one: tuple[str, ...], names
     if candidate:
         for name in CANDIDATE_DENIED:
             refused += _rule(sc, filt, eperm, name)
+        for bit in STATX_MOUNT_BITS:
+            _rule(sc, filt, eperm, "statx", sc.Arg(3, sc.MASKED_EQ, bit, bit))
+        for name, number in MOUNT_ID_CALLS:
+            known = _rule(sc, filt, eperm, name)
+            if not known and platform.machine() in ("x86_64", "aarch64"):
+                known = _rule(sc, filt, eperm, number)
+            refused += known
         _rule(sc, filt, eperm, "socket")
     low32 = 0xFFFFFFFF  # kill(-1): every process we may signal
     for name in minus_one:
@@ -171,7 +188,7 @@ def _program(sc: Any, denied: tuple[str, ...], minus_one: tuple[str, ...], names
         os.close(fd)
 
 
-def _rule(sc: Any, filt: Any, action: int, name: str, *args: Any) -> int:
+def _rule(sc: Any, filt: Any, action: int, name: str | int, *args: Any) -> int:
     try:
         filt.add_rule(action, name, *args)
     except (OSError, ValueError):  # a call this architecture does not have
