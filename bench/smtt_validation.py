@@ -18,7 +18,10 @@ on this set: the run's own (the best on `valid`), the best per size on `valid`, 
 size on this set itself (an oracle: no choice among the K can do better). `--on valid` scores on
 smtt_rule's validation split; `--write-instances FILE` writes the fresh set as an instance file for
 `evolve eval/compare --instances` (programs that are not one expression, e.g. a model's);
-`--min-reference R` leaves out the instances whose reference is below R. A `--rule`
+`--min-reference R` leaves out the instances whose reference is below R. `--subsets` also scores every
+rule per subset of the test split's design (a stream's replicate r: one instance per TF/RDD point,
+25 per size) and counts the subsets where it is above MDD and where it is above MDDC: how often a
+25-instance set disagrees with the pooled verdict. A `--rule`
 may be a tuple, `'np.maximum(d, t + p), d, p'`: compared lexicographically (ties by d, then p).
 """
 
@@ -172,16 +175,65 @@ def selections(programs: dict[str, list[tuple[str, dict[int, float], dict[int, f
         print(f"{label}: " + "; ".join(" ".join(sorted({run[n][0] for n in SIZES})) for run in runs))
 
 
-def gaps(rule, cases, min_reference: float = 0.0, floor: float = 0.0, floor_from: int = 100) -> dict[int, float]:
-    """Mean gap % per size; with `floor`, each gap at n >= floor_from is measured against
-    max(reference, floor x n) (what objective.reference_floor makes the search see)."""
-    by_size: dict[int, list[float]] = {}
+def instance_gaps(rule, cases, min_reference: float = 0.0, floor: float = 0.0,
+                  floor_from: int = 100) -> list[float | None]:
+    """Gap % of every case (None where its reference is 0 or below `min_reference`: no mean counts
+    it); with `floor`, each gap at n >= floor_from is measured against max(reference, floor x n)
+    (what objective.reference_floor makes the search see)."""
+    out: list[float | None] = []
     for n, p, d, ref in cases:
         if ref > 0 and ref >= min_reference:
             value = total_tardiness(p, d, dispatch(rule, p.astype(float), d.astype(float)))
             over = max(ref, floor * n) if n >= floor_from else ref
-            by_size.setdefault(n, []).append(100.0 * (value - ref) / over)
-    return {n: statistics.fmean(v) for n, v in sorted(by_size.items())}
+            out.append(100.0 * (value - ref) / over)
+        else:
+            out.append(None)
+    return out
+
+
+def by_size(cases, values: list[float | None], keep=lambda k: True) -> dict[int, float]:
+    """Mean gap % per size over the cases whose position `keep` accepts."""
+    sized: dict[int, list[float]] = {}
+    for k, ((n, *_), value) in enumerate(zip(cases, values, strict=True)):
+        if value is not None and keep(k):
+            sized.setdefault(n, []).append(value)
+    return {n: statistics.fmean(v) for n, v in sorted(sized.items())}
+
+
+def gaps(rule, cases, min_reference: float = 0.0, floor: float = 0.0, floor_from: int = 100) -> dict[int, float]:
+    """Mean gap % per size (instance_gaps)."""
+    return by_size(cases, instance_gaps(rule, cases, min_reference, floor, floor_from))
+
+
+def subsets_table(cases, labels: list[tuple[int, int]], rows: list[tuple[str, list[float | None]]]) -> None:
+    """``--subsets``: each rule's mean gap per subset of the test split's design (one instance per
+    TF/RDD point: a stream's replicate r, 25 instances per size), median (min-max) over the
+    subsets, and in how many subsets it is above MDD there, and above MDDC; for a study, its
+    median over seeds."""
+    keys = sorted(set(labels))
+    sizes = sorted({case[0] for case in cases})
+    means = {name: {key: by_size(cases, values, lambda k, key=key: labels[k] == key) for key in keys}
+             for name, values in rows}
+    studies: dict[str, list[str]] = {}
+    for name, _ in rows:
+        if Path(name).name.startswith("seed-"):
+            studies.setdefault(str(Path(name).parent), []).append(name)
+    for study, seeds in studies.items():
+        means[f"{study}, median over its {len(seeds)} seeds"] = {
+            key: {n: statistics.median(means[s][key][n] for s in seeds) for n in sizes} for key in keys}
+    print(f"mean gap % per subset of the test split's design ({len(keys)} subsets: a stream's replicate r, "
+          "one instance per TF/RDD point and size), median (min-max) over the subsets; in brackets, the "
+          "subsets where the rule is above MDD, and above MDDC, of all")
+    print("| rule | " + " | ".join(f"n={n}" for n in sizes) + " |")
+    print("|---" * (len(sizes) + 1) + "|")
+    for name, per_key in means.items():
+        cells = []
+        for n in sizes:
+            values = [per_key[key][n] for key in keys]
+            above = [sum(per_key[key][n] > means[rule][key][n] for key in keys) for rule in ("mdd", "mddc")]
+            cells.append(f"{statistics.median(values):.3f} ({min(values):.2f}-{max(values):.2f}) "
+                         f"[{above[0]}, {above[1]} / {len(keys)}]")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
 def main() -> None:
@@ -212,6 +264,9 @@ def main() -> None:
     parser.add_argument("--selections", action="store_true",
                         help="with --top: what choosing among each run's K on `valid` (floored at n >= 100 as "
                              "smtt_rule's search sees it), or per size, would report here")
+    parser.add_argument("--subsets", action="store_true",
+                        help="also each rule's mean gap per subset of the test split's design (a stream's "
+                             "replicate r: one instance per TF/RDD point and size), and how often it is above MDD and MDDC")
     parser.add_argument("--write-instances", type=Path, default=None, metavar="FILE",
                         help="write the fresh set with its references as an smtt instance file (optimum at "
                              "n <= 20, best_known above) and stop: any program then scores on it through the "
@@ -219,13 +274,18 @@ def main() -> None:
     args = parser.parse_args()
     if args.selections and not args.top:
         parser.error("--selections needs --top K")
+    if args.subsets and args.on != "fresh":
+        parser.error("--subsets needs the fresh set (--on fresh)")
     streams = [int(k) for k in args.stream.split(",")]
     if args.on == "fresh":
         cases = []
+        labels: list[tuple[int, int]] = []  # (stream, replicate) of every case: --subsets
         for stream in streams:
             cache = args.cache if args.cache is not None and len(streams) == 1 else Path(
                 "runs/smtt-validation.npz" if not stream else f"runs/smtt-validation-s{stream}.npz")
-            cases += instances(args.replicates, cache, stream)
+            drawn = instances(args.replicates, cache, stream)
+            labels += [(stream, index % (args.replicates * len(GRID)) // len(GRID)) for index in range(len(drawn))]
+            cases += drawn
         if args.write_instances is not None:
             write_instances(cases, args.write_instances, args.stream)
             return
@@ -256,31 +316,37 @@ def main() -> None:
         where += f", those with a reference below {args.min_reference:g} left out"
     if args.floor:
         where += f"; gaps at n >= 100 against max(reference, {args.floor:g} n)"
+    present = sorted({case[0] for case in cases})  # the sizes scored (all five but in a hand-made --cache)
     print(f"mean gap % on {where}")
-    print("| rule | " + " | ".join(f"n={n}" for n in SIZES) + " | mean over sizes |")
-    print("|---" * (len(SIZES) + 2) + "|")
+    print("| rule | " + " | ".join(f"n={n}" for n in present) + " | mean over sizes |")
+    print("|---" * (len(present) + 2) + "|")
     studies: dict[str, list[dict[int, float]]] = {}
     chosen: dict[str, list[tuple[str, dict[int, float], dict[int, float]]]] = {}
     valid = [(len(i.data["p"]), i.data["p"], i.data["d"], float(i.reference.value))
              for i in load_problem("smtt_rule").instances("valid")] if args.selections else []
+    per_instance: list[tuple[str, list[float | None]]] = []
     for name, rule in rows:
-        by_size = gaps(rule, cases, args.min_reference, args.floor)
+        values = instance_gaps(rule, cases, args.min_reference, args.floor)
+        per_instance.append((name, values))
+        sizes = by_size(cases, values)
         if name in run_of:
-            chosen.setdefault(run_of[name], []).append((name.split()[1], gaps(rule, valid, floor=2.5), by_size))
+            chosen.setdefault(run_of[name], []).append((name.split()[1], gaps(rule, valid, floor=2.5), sizes))
         digits = 3 if args.medians else 2
-        print(f"| {name} | " + " | ".join(f"{by_size[n]:.{digits}f}" for n in SIZES)
-              + f" | {statistics.fmean(by_size.values()):.{digits}f} |", flush=True)
+        print(f"| {name} | " + " | ".join(f"{sizes[n]:.{digits}f}" for n in present)
+              + f" | {statistics.fmean(sizes.values()):.{digits}f} |", flush=True)
         if not args.top and Path(name).name.startswith("seed-"):  # --top: programs, not a study's seeds
-            studies.setdefault(str(Path(name).parent), []).append(by_size)
+            studies.setdefault(str(Path(name).parent), []).append(sizes)
     if args.medians:
-        print("| study, median (min-max) over seeds | " + " | ".join(f"n={n}" for n in SIZES) + " | mean over sizes |")
-        print("|---" * (len(SIZES) + 2) + "|")
+        print("| study, median (min-max) over seeds | " + " | ".join(f"n={n}" for n in present) + " | mean over sizes |")
+        print("|---" * (len(present) + 2) + "|")
         for study, seeds in studies.items():
-            cells = [[s[n] for s in seeds] for n in SIZES] + [[statistics.fmean(s.values()) for s in seeds]]
+            cells = [[s[n] for s in seeds] for n in present] + [[statistics.fmean(s.values()) for s in seeds]]
             print(f"| {study} ({len(seeds)} seeds) | " + " | ".join(
                 f"{statistics.median(c):.3f} ({min(c):.2f}-{max(c):.2f})" for c in cells) + " |", flush=True)
     if chosen:
         selections(chosen)
+    if args.subsets:
+        subsets_table(cases, labels, per_instance)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""bench/smtt_validation.py: tuple rules (tie-breaks), the valid split, and an archive's top programs."""
+"""bench/smtt_validation.py: tuple rules (tie-breaks), the valid split, an archive's top programs, subsets."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -153,3 +154,40 @@ def test_the_fresh_set_is_written_as_an_instance_file_any_program_scores_on(tmp_
     assert scored.returncode == 0, scored.stderr
     results = json.loads(scored.stdout)["instances"]
     assert [r["reference"] for r in results] == [10, 700] and all(r["feasible"] for r in results)
+
+
+def test_subsets_split_the_fresh_set_by_replicate_into_sets_of_the_test_splits_design(tmp_path: Path) -> None:
+    """--subsets: one subset per replicate (one instance per TF/RDD point), each rule's mean per
+    subset and how often it is above MDD and MDDC there. Two replicates of 25 instances each: their two
+    means average to the pooled mean, and neither MDD nor MDDC is ever above itself."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from smtt_validation import GRID
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    rng = np.random.default_rng(3)
+    count, n = 2 * len(GRID), 8
+    p = rng.integers(1, 10, size=(count, n))
+    d = rng.integers(0, 40, size=(count, n))
+    cache = tmp_path / "fresh.npz"
+    np.savez(cache, replicates=2, stream=0, n=[n] * count, p=p.ravel(), d=d.ravel(), ref=[50.0] * count,
+             cut=np.cumsum([n] * count)[:-1])
+    done = subprocess.run([sys.executable, str(SCRIPT), "--replicates", "2", "--cache", str(cache), "--subsets"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    pooled, _, per_subset = done.stdout.partition("per subset of the test split's design (2 subsets")
+    assert per_subset, done.stdout
+    whole = {row[0].strip(): float(row[1]) for row in (line.strip("|").split("|") for line in pooled.splitlines()
+                                               if line.startswith("| ") and "n=" not in line)}
+    cells = {line.strip("|").split("|")[0].strip(): line.strip("|").split("|")[1].strip()
+             for line in per_subset.splitlines() if line.startswith("| ") and "n=" not in line}
+    assert set(cells) == {"mdd", "mddc", "eddc"}
+    for name, cell in cells.items():
+        found = re.fullmatch(r"(-?[\d.]+) \((-?[\d.]+)-(-?[\d.]+)\) \[([012]), ([012]) / 2\]", cell)
+        assert found, cell
+        median, low, high = (float(x) for x in found.groups()[:3])
+        assert low <= median <= high
+        assert found[4 if name == "mdd" else 5] == "0" or name == "eddc"  # never above itself
+        assert abs(median - whole[name.strip()]) < 0.01  # the mean of two equal halves
