@@ -58,6 +58,11 @@ DENIED = (
     # a candidate of another worker, which read 68 of 80 bits right at load 9 (freeram and the
     # load averages carry the same, more noisily). There is no /proc/meminfo or /proc/loadavg.
     "sysinfo",
+    # Counters of the whole kernel a candidate moved for the next one (fifteenth red team; below,
+    # CANDIDATE_DENIED): pipes (inode numbers) and System V objects (the zygote's forks and mounts).
+    # Here, in the zygote's own filter, which it never needs again and every child inherits: each
+    # child's own filter is built and loaded per candidate (~2 us an instruction).
+    "pipe", "pipe2", "shmget", "semget", "msgget",
 )
 # fcntl commands refused for the same reason: F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK,
 # F_OFD_SETLK, F_OFD_SETLKW (record locks) and F_NOTIFY (dnotify: DN_ACCESS reports reads).
@@ -94,13 +99,13 @@ SOCKET_CALLS = ("socket", "socketpair")
 # machine's mount ids (statx, STATX_MNT_ID_UNIQUE: a step of 73 from the sender's against 48, 40 of
 # 40 read right by parity at load 7-8; fifteenth red team) as in its pids (above). No heuristic
 # needs one (POSIX message queues are refused by RLIMIT_MSGQUEUE).
-CANDIDATE_DENIED = ("memfd_create", "memfd_secret", "pipe", "pipe2", "socketpair", "pidfd_open",
-                    "shmget", "semget", "msgget")
+CANDIDATE_DENIED = ("memfd_create", "memfd_secret", "socketpair", "pidfd_open")  # the zygote uses the last two
 # And no mount id, the reading of that channel: statx's STATX_MNT_ID (0x1000) and STATX_MNT_ID_UNIQUE
 # (0x4000, a 64-bit counter of the whole machine), statmount and listmount (which this libseccomp
 # may not know by name: by number where it is the same on x86_64 and aarch64). Whatever else a
 # candidate may do to what the zygote does next (a crash, a timeout, a memory bomb), the next one
-# cannot count the mounts it made. Python's os.stat calls fstatat, not statx.
+# cannot count the mounts it made. Python's os.stat calls fstatat, not statx. In the zygote's filter
+# too (it reads no mount id).
 STATX_MOUNT_BITS = (0x1000, 0x4000)
 MOUNT_ID_CALLS = (("statmount", 457), ("listmount", 458))
 NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
@@ -150,7 +155,7 @@ def build() -> tuple[Programs | None, str]:
 def _program(sc: Any, denied: tuple[str, ...], minus_one: tuple[str, ...], namespaces: bool,
              candidate: bool = False) -> tuple[int, bytes]:
     """(calls refused, BPF bytes) of a filter refusing ``denied``, ``minus_one`` with pid -1,
-    (``namespaces``) clone with a namespace flag and clone3, and (``candidate``) every
+    (``namespaces``: the zygote's) clone with a namespace flag, clone3 and mount ids, and (``candidate``) every
     ``socket`` and what ``CANDIDATE_DENIED`` names."""
     filt = sc.SyscallFilter(sc.ALLOW)
     eperm = sc.ERRNO(errno.EPERM)
@@ -165,9 +170,6 @@ def _program(sc: Any, denied: tuple[str, ...], minus_one: tuple[str, ...], names
             _rule(sc, filt, eperm, "fcntl", sc.Arg(1, sc.EQ, cmd))
         for name in SOCKET_CALLS:
             _rule(sc, filt, eperm, name, sc.Arg(0, sc.NE, socket.AF_UNIX))
-    if candidate:
-        for name in CANDIDATE_DENIED:
-            refused += _rule(sc, filt, eperm, name)
         for bit in STATX_MOUNT_BITS:
             _rule(sc, filt, eperm, "statx", sc.Arg(3, sc.MASKED_EQ, bit, bit))
         for name, number in MOUNT_ID_CALLS:
@@ -175,6 +177,9 @@ def _program(sc: Any, denied: tuple[str, ...], minus_one: tuple[str, ...], names
             if not known and platform.machine() in ("x86_64", "aarch64"):
                 known = _rule(sc, filt, eperm, number)
             refused += known
+    if candidate:
+        for name in CANDIDATE_DENIED:
+            refused += _rule(sc, filt, eperm, name)
         _rule(sc, filt, eperm, "socket")
     low32 = 0xFFFFFFFF  # kill(-1): every process we may signal
     for name in minus_one:
