@@ -17,6 +17,7 @@ from evolve.gp.operators import WEIGHTS, Limits, gate, insert, split, split_side
 from evolve.gp.program import rule_tree, signature_of, with_rule
 from evolve.gp.semantics import sample_inputs
 from evolve.gp.tree import (
+    _NUMPY,
     Signature,
     compile_tree,
     depth,
@@ -81,6 +82,36 @@ def test_a_compiled_tree_gives_bit_identical_values_to_evaluate() -> None:
             expected = np.broadcast_to(evaluate(tree, env), (5, 7))
             got = np.broadcast_to(compile_tree(tree)(env), (5, 7))
             assert expected.tobytes() == got.tobytes(), tree
+
+
+def test_a_subtree_that_occurs_twice_is_computed_once_with_the_same_values() -> None:
+    # MDDC as the [rule] starts write it: np.minimum(p / (t + p_max), 1) twice.
+    mddc = parse("np.maximum(1.1 * p + t, d) * (1 + np.minimum(p / (t + p_max), 1) ** 2 / (1 + np.minimum("
+                 "p / (t + p_max), 1) ** 2)) + p / (t + p_mean)", {"p", "d", "t", "p_max", "p_mean"})
+    env = _env()
+    env["p"][0, :3] = 0.0
+    env["p_max"], env["p_mean"] = env["p"].max(axis=1, keepdims=True), env["p"].mean(axis=1, keepdims=True)
+    calls: list[str] = []
+
+    def counted(name: str, f):
+        def call(*args):
+            calls.append(name)
+            return f(*args)
+        return call
+
+    counting = {name: counted(name, f) for name, f in _NUMPY.items()}
+    with np.errstate(all="ignore"):
+        expected = evaluate(mddc, env)
+        rule = compile_tree(mddc)
+        assert rule(env).tobytes() == expected.tobytes()
+        old = dict(_NUMPY)
+        _NUMPY.update(counting)
+        try:
+            rule(env)
+        finally:
+            _NUMPY.update(old)
+    # 18 operator nodes, of which np.minimum(p / (t + p_max), 1) ** 2 (4 nodes) twice.
+    assert len(calls) == 18 - 4
 
 
 def test_a_tree_deeper_than_the_parser_nests_still_compiles_to_the_same_values() -> None:

@@ -238,15 +238,30 @@ def evaluate(tree: Tree, env: dict[str, Any]) -> Any:
 
 
 def compile_tree(tree: Tree) -> Callable[[dict[str, Any]], Any]:
-    """``evaluate(tree, env)`` as one compiled expression: the same numpy calls on the same
-    arguments in the same order, so the same values, without a Python call per node.
+    """``evaluate(tree, env)`` as one compiled function: the same numpy calls on the same
+    arguments, so the same values, without a Python call per node.
 
     The GP's screen evaluates a tree once per dispatching decision (870 decisions per
-    screen of smtt_rule's train, each over a batch of instances).
+    screen of smtt_rule's train, each over a batch of instances). A subtree that occurs more
+    than once is computed once, into a local (MDDC computes ``np.minimum(p / (t + p_max), 1)``
+    twice): its value is the same wherever it is used, as every operator is a pure function of
+    its arguments.
     Only trees the engine built or ``codegen.parse`` accepted: names and constants enter the
     source only as subscripts of tables, never as text of their own.
     """
     constants: list[Any] = []
+    seen: dict[Tree, int] = {}
+
+    def count(t: Tree) -> None:
+        if t[0] in ("x", "c"):
+            return
+        seen[t] = seen.get(t, 0) + 1
+        if seen[t] == 1:
+            for c in t[1:]:
+                count(c)
+
+    shared: dict[Tree, str] = {}
+    lines: list[str] = []
 
     def source(t: Tree) -> str:
         if t[0] == "x":
@@ -254,11 +269,21 @@ def compile_tree(tree: Tree) -> Callable[[dict[str, Any]], Any]:
         if t[0] == "c":
             constants.append(t[1])
             return f"_c[{len(constants) - 1}]"
-        return f"_f[{t[0]!r}]({', '.join(source(c) for c in t[1:])})"
+        if t in shared:
+            return shared[t]
+        expr = f"_f[{t[0]!r}]({', '.join(source(c) for c in t[1:])})"
+        if seen[t] > 1:
+            shared[t] = f"_v{len(shared)}"
+            lines.append(f"    {shared[t]} = {expr}\n")
+            return shared[t]
+        return expr
 
     try:
+        count(tree)
         body = source(tree)
-        return eval(f"lambda env: {body}", {"_f": _NUMPY, "_c": constants})  # noqa: S307 (built above)
+        scope = {"_f": _NUMPY, "_c": constants}
+        exec(f"def _rule(env):\n{''.join(lines)}    return {body}\n", scope)  # noqa: S102 (built above)
+        return scope["_rule"]  # type: ignore[return-value]
     except (SyntaxError, RecursionError, MemoryError):
         # Deeper than CPython's parser nests (about 200 calls): a tree parsed from a program,
         # not one the GP grew. It runs node by node instead, with the same values.
