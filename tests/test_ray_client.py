@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +45,9 @@ def free_port() -> int:
 def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A local head with its client server; yields the ray:// address and its token file."""
     folder = tmp_path_factory.mktemp("ray-head")
+    # Ray's session dir holds AF_UNIX sockets (at most 107 bytes a path): under pytest's basetemp
+    # (/tmp/pytest-of-USER/pytest-N/, plus popen-gwK/ under xdist) plasma_store's path was 111.
+    sessions = Path(tempfile.mkdtemp(prefix="ray-"))
     token = folder / "auth_token"
     token.write_text(secrets.token_hex(32))
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
@@ -51,7 +56,7 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
     head = subprocess.Popen(
         [str(RAY), "start", "--head", f"--port={free_port()}", f"--ray-client-server-port={client_port}",
          f"--dashboard-port={free_port()}", "--include-dashboard=false", "--num-cpus=2",
-         f"--temp-dir={folder}", "--disable-usage-stats", "--block"],
+         f"--temp-dir={sessions}", "--disable-usage-stats", "--block"],
         stdout=(folder / "head.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True, env=env,
     )
     try:
@@ -71,6 +76,7 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(sessions, ignore_errors=True)
 
 
 def test_a_run_through_the_ray_client_archives_every_iteration(
