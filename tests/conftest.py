@@ -32,3 +32,17 @@ def evolve_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from nested_venv import NOT_SHIPPED, build_wheel
 
     return build_wheel(REPO, NOT_SHIPPED, tmp_path_factory.mktemp("wheel"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """pyproject.toml's addopts run the suite in two processes, a test file at a time each
+    (`-n 2 --dist loadfile`: pytest-xdist, in the [test] extra). Where xdist is not installed the
+    same command runs the suite in one process: the two options are then accepted and unused."""
+    try:
+        import xdist  # noqa: F401
+    except ImportError:
+        group = parser.getgroup("xdist", "not installed (pip install -e '.[test]'): -n and --dist do nothing")
+        # pytest reserves lowercase short options for itself and its plugins: xdist registers -n
+        # through the same private call.
+        group._addoption("-n", "--numprocesses", dest="numprocesses", default=None, help="unused")
+        group.addoption("--dist", dest="dist", default="no", help="unused")
