@@ -10,11 +10,19 @@ prints what the reader saw against what the sender did.
   not (which decides whether the zygote replaces the IPC namespace and forks the next spare again);
   the reader's pidfd number minus the sender's is the step.
 * ``mount``: the same lever, read through ``statx``'s STATX_MNT_ID_UNIQUE on the reader's ``/tmp``.
+* ``aio``: the inode counter again, moved by ``io_setup`` (an AIO context's ring takes a number from it;
+  so do ``mq_open`` and ``mmap`` with MAP_HUGETLB, refused or not) and read off fd 3 alone, which the
+  zygote makes for the next candidate. The counter is per CPU, its number within a batch of 1,024 one
+  more per inode made on that CPU: the sender reads its own fd 3 and makes, on each CPU, as many
+  contexts as put the next fd 3 (the zygote's few inodes in between, calibrated first on pairs that
+  send nothing) at its message x 64 + 32 within the batch; the reader takes bits 6-9. It fails where
+  the zygote made the two fds on different CPUs or other processes made inodes on that one between
+  (sixteenth red team).
 
-Since the fifteenth red team candidates may make no pipe, socketpair, pidfd or System V object:
-the probes then print what was refused.
+Since the fifteenth red team candidates may make no pipe, socketpair, pidfd or System V object, and
+since the sixteenth no AIO context: the probes then print what was refused.
 
-Usage: PYTHONPATH=.:tests python bench/kernel_counters.py inode|pid|mount [--pairs N] [--seed S]
+Usage: PYTHONPATH=.:tests python bench/kernel_counters.py inode|pid|mount|aio [--pairs N] [--seed S]
 """
 
 from __future__ import annotations
@@ -64,6 +72,30 @@ def f(x):
     return number
 """
 
+AIO_SENDER = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+def f(x):
+    here = os.fstat(3).st_ino
+    if x["message"] is None:
+        return here
+    made = (x["message"] * 64 + 32 - here - x["step"]) % 1024
+    ctx = ctypes.c_ulong(0)
+    for cpu in (0, 1):
+        os.sched_setaffinity(0, {cpu})
+        for _ in range(made):
+            ctx.value = 0
+            if libc.syscall(206, 1, ctypes.byref(ctx)) != 0:  # io_setup (x86_64)
+                raise PermissionError(ctypes.get_errno(), "io_setup refused")
+            libc.syscall(207, ctx.value)  # io_destroy
+    return here
+"""
+FD3_READER = """
+import os
+def f(x):
+    return os.fstat(3).st_ino
+"""
+
 
 def run(sb: Sandbox, source: str, x: object) -> object:
     outcome = sb.run(textwrap.dedent(source), "f", [Instance("probe", "g", {"x": x})])
@@ -74,7 +106,7 @@ def run(sb: Sandbox, source: str, x: object) -> object:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("probe", choices=["inode", "pid", "mount"])
+    parser.add_argument("probe", choices=["inode", "pid", "mount", "aio"])
     parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
@@ -90,6 +122,9 @@ def main() -> None:
                 print(f"sent {message:2d} ({sent} pipes)  read {got}")
             print(f"{right} of {args.pairs} 4-bit messages read right")
             return
+        if args.probe == "aio":
+            aio(sb, rng, args.pairs)
+            return
         steps: dict[bool, list[object]] = {False: [], True: []}
         for _ in range(args.pairs):
             sysv = rng.random() < 0.5
@@ -100,6 +135,24 @@ def main() -> None:
             numbers = sorted(s for s in found if isinstance(s, int))
             median = statistics.median(numbers) if numbers else None
             print(f"sender {'left' if sysv else 'did not leave'} a System V segment: median step {median}, {found}")
+
+
+def aio(sb: Sandbox, rng: random.Random, pairs: int) -> None:
+    calibration = []
+    for _ in range(8):
+        sent, got = run(sb, AIO_SENDER, {"message": None, "step": 0}), run(sb, FD3_READER, None)
+        if isinstance(sent, int) and isinstance(got, int):
+            calibration.append(got - sent)
+    step = int(statistics.median(calibration)) if calibration else 0
+    print(f"fd 3 steps with nothing sent: {calibration}, taken as {step}")
+    right = 0
+    for _ in range(pairs):
+        message = rng.randrange(16)
+        sent, got = run(sb, AIO_SENDER, {"message": message, "step": step}), run(sb, FD3_READER, None)
+        read = (got % 1024) // 64 if isinstance(got, int) and isinstance(sent, int) else sent
+        right += read == message
+        print(f"sent {message:2d}  read {read}")
+    print(f"{right} of {pairs} 4-bit messages read right")
 
 
 if __name__ == "__main__":

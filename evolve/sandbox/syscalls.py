@@ -19,7 +19,8 @@ any family but ``AF_UNIX`` (``AF_VSOCK`` reaches the hypervisor's host from any 
 and for candidates any new socket, socketpair or pipe (the machine's inode counter for them is a
 channel between candidates), pidfds, System V objects and mount ids (the machine's pid and mount
 counters, which a candidate moved through the zygote, were another) and ``memfd_create`` (memory
-outside every limit but the cgroup's).
+outside every limit but the cgroup's); AIO, POSIX message queues and ``mmap`` with MAP_HUGETLB (more
+numbers from that inode counter) and ``ustat`` (every file system's free space by device number).
 
 Two stacked filters make that set: all but ``ZYGOTE_NEEDS`` is installed once in
 the zygote itself after its set-up (it needs none of it again, and children
@@ -63,7 +64,19 @@ DENIED = (
     # Here, in the zygote's own filter, which it never needs again and every child inherits: each
     # child's own filter is built and loaded per candidate (~2 us an instruction).
     "pipe", "pipe2", "shmget", "semget", "msgget",
+    # More calls that take a number from that inode counter, made or refused (sixteenth red team): an
+    # AIO context (its ring is an anonymous file), a POSIX message queue (its inode is made before
+    # RLIMIT_MSGQUEUE refuses it) and mmap with MAP_HUGETLB (below: a file on the kernel's hugetlbfs,
+    # made before ENOMEM). With io_setup a sender put 4 bits in the next candidate's fd 3 inode, 16 of
+    # 20 at load 6.6. io_setup also shows the machine's AIO events in use (aio-nr) to the event, and
+    # ustat(dev) any file system's free blocks and inodes by device number, in the view or not (other
+    # sandboxes' private /tmp): channels between concurrent candidates, as sysinfo was.
+    "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
+    "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr", "ustat",
 )
+# mmap's flag (arg 3): 0x40000 on x86, arm, riscv, powerpc, s390 (asm-generic), not on mips, parisc or alpha
+MAP_HUGETLB = {"mips": 0x80000, "mips64": 0x80000, "parisc": 0x80000, "parisc64": 0x80000,
+               "alpha": 0x100000}.get(platform.machine(), 0x40000)
 # fcntl commands refused for the same reason: F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK,
 # F_OFD_SETLK, F_OFD_SETLKW (record locks) and F_NOTIFY (dnotify: DN_ACCESS reports reads).
 LOCK_FCNTL = (5, 6, 7, 36, 37, 38, 1026)
@@ -170,6 +183,8 @@ def _program(sc: Any, denied: tuple[str, ...], minus_one: tuple[str, ...], names
             _rule(sc, filt, eperm, "fcntl", sc.Arg(1, sc.EQ, cmd))
         for name in SOCKET_CALLS:
             _rule(sc, filt, eperm, name, sc.Arg(0, sc.NE, socket.AF_UNIX))
+        for name in ("mmap", "mmap2"):
+            _rule(sc, filt, eperm, name, sc.Arg(3, sc.MASKED_EQ, MAP_HUGETLB, MAP_HUGETLB))
         for bit in STATX_MOUNT_BITS:
             _rule(sc, filt, eperm, "statx", sc.Arg(3, sc.MASKED_EQ, bit, bit))
         for name, number in MOUNT_ID_CALLS:
