@@ -216,7 +216,7 @@ def why_parent(choice: ParentChoice | None, parent: Program, best: Program | Non
     elif choice.how in ("tournament", "random") and choice.elites <= 1:
         how = f"the only program of island {island} so far"
     elif choice.how == "tournament":
-        draws = f"{choice.tournament} random draws"
+        draws = f"{choice.tournament} random draws, with replacement,"
         if choice.island_best == parent.id:
             how = f"island {island}'s best, the winner of {draws} from its {choice.elites} programs"
         else:

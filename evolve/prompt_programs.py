@@ -132,7 +132,8 @@ def time_against_limits(program: Program, limits: TimeLimits) -> str:
         low, high = _ms(min(bounds)), _ms(max(bounds))
         return (f"{limits.clock} ms per instance: {_ms(every[0])} each, the split's {limits.clock} "
                 f"shared evenly (its instances are built together, so no instance has a time of its "
-                f"own); {limits.kind} {low if low == high else f'{low}-{high}'} ms per instance")
+                f"own; a program that is one numpy expression runs as a batch and is timed per "
+                f"instance); {limits.kind} {low if low == high else f'{low}-{high}'} ms per instance")
     parts = []
     for group in sorted(groups, key=natural_key):
         runs = groups[group]

@@ -82,3 +82,28 @@ def test_a_rule_naming_only_some_features_gets_only_those() -> None:
     for rule in (old_rule, strict):
         start = build_schedule(rule, shop.machines, shop.durations, shop.lengths, shop.n_machines, "non_delay")
         assert np.all(start >= 0)
+
+
+def _first_call(scheme: str, durations: list[list[int]], machines: list[list[int]]) -> list[int]:
+    calls: list[list[int]] = []
+
+    def recorder(proc_time, **_):
+        calls.append([int(x) for x in proc_time])
+        return -proc_time
+
+    d, m = np.array(durations), np.array(machines)
+    build_schedule(recorder, m, d, np.full(len(d), d.shape[1]), int(m.max()) + 1, scheme)
+    return calls[0]
+
+
+def test_the_machine_offered_first_is_the_one_the_prompt_names() -> None:
+    # SCHEME_FACTS tells a model which machine's operations a call offers when several machines
+    # have a decision at once (a rule reading shop totals can see the order). Jobs 0 and 1 wait
+    # for machine 1, jobs 2 and 3 for machine 0; each job's length names it.
+    machines = [[1, 0], [1, 0], [0, 1], [0, 1]]
+    # Non-delay: the machine of the lowest job index among those that can start at `now`.
+    assert _first_call("non_delay", [[5, 1], [7, 1], [3, 1], [9, 1]], machines) == [5, 7]
+    # Active: the machine of the operation that would end first (job 2, ending at 3) ...
+    assert _first_call("active", [[5, 1], [7, 1], [3, 1], [9, 1]], machines) == [3, 9]
+    # ... and the lowest job index when two would end at once (jobs 0 and 2 at 3).
+    assert _first_call("active", [[3, 1], [7, 1], [3, 1], [9, 1]], machines) == [3, 7]

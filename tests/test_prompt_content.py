@@ -255,10 +255,10 @@ def test_a_tournament_that_drew_only_the_worse_program_does_not_call_it_the_best
     won = next(c for c in choices if c.program_id == better)
     prompts = builder(smtt, archive)
     user = prompts.messages("diff", 0, archive.program(seed), [], choice=worse)[1]["content"]
-    assert ("Why this program: the best of 3 random draws from island 0's 2 programs, which missed its best, "
+    assert ("Why this program: the best of 3 random draws, with replacement, from island 0's 2 programs, which missed its best, "
             "#2 (score -5, gap 5.00%; not shown in this prompt); the run's best so far is #2") in user
     user = prompts.messages("diff", 0, archive.program(better), [], choice=won)[1]["content"]
-    assert ("Why this program: island 0's best, the winner of 3 random draws from its 2 programs; "
+    assert ("Why this program: island 0's best, the winner of 3 random draws, with replacement, from its 2 programs; "
             "it is the run's best so far.") in user
 
 
@@ -285,7 +285,7 @@ def test_the_islands_best_is_shown_beside_a_parent_that_is_not_it_even_when_it_i
                    if c.program_id == worse)
     shown = [archive.program(i) for i in chosen]
     user = prompts.messages("diff", 0, archive.program(worse), shown, choice=tournament)[1]["content"]
-    assert ("the best of 3 random draws from island 0's 2 programs, which missed its best, #1 (score -5, gap "
+    assert ("the best of 3 random draws, with replacement, from island 0's 2 programs, which missed its best, #1 (score -5, gap "
             "5.00%; shown below);") in user
     assert "## Program #1 (island 0, the run's best): score -5" in user
     assert "## Program #3 (island 1): score -30" in user
@@ -420,7 +420,8 @@ def test_without_a_cpu_budget_cpu_time_is_shown_against_the_sandbox_limit(tmp_pa
     limit = resolve_settings(jssp.spec.run, None, {}).sandbox.instance_timeout_s
     if even:
         assert line == (f"CPU ms per instance: 12 each, the split's CPU shared evenly (its instances are built "
-                        f"together, so no instance has a time of its own); wall limit {1000 * limit:.0f} ms "
+                        f"together, so no instance has a time of its own; a program that is one numpy expression runs "
+                        f"as a batch and is timed per instance); wall limit {1000 * limit:.0f} ms "
                         "per instance")
     else:
         first = sorted({i.group for i in jssp.instances("train")}, key=natural_key)[0]

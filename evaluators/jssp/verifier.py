@@ -38,8 +38,12 @@ SPLITS = ("quick", "train", "test")
 # What a model is told about the schedule builder of its run (prompt_facts).
 SCHEME_FACTS = {
     "non_delay": "non-delay: a machine never idles while an operation waits for it, so every "
-                 "candidate of a call can start at `now` (earliest_start == now)",
-    "active": "active (Giffler-Thompson): a candidate may start later than `now` (earliest_start > "
+                 "candidate of a call can start at `now` (earliest_start == now); when operations "
+                 "of several machines can start at `now`, the machine offered first is that of the "
+                 "lowest job index among them",
+    "active": "active (Giffler-Thompson): the machine offered is that of the waiting operation that "
+              "would end first (the lowest job index on ties), and the candidates are its operations "
+              "that can start before that end; a candidate may start later than `now` (earliest_start > "
               "now); choosing it keeps the machine idle on purpose, which can pay off when that "
               "operation is on the critical path",
 }
