@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from evolve.config import SandboxSettings
 from evolve.errors import UserError
+from evolve.formats import pct
 from evolve.instance_facets import facet_lines
 from evolve.problem import Problem, builtin_dir
 from evolve.pure_rule import is_pure_rule
@@ -479,12 +480,12 @@ def describe(results: list[InstanceResult], metrics: dict[str, float], score_kin
             f"{g} {sum(v) / len(v):.2f}" for g, v in sorted(by_group.items(), key=lambda kv: natural_key(kv[0]))))
     if groups:
         lines.append(("gap per group: " if scored else "per group: ")
-                     + ", ".join(f"{g} {metrics[f'gap_mean_pct[{g}]']:.2f}%" for g in groups))
+                     + ", ".join(f"{g} {pct(metrics[f'gap_mean_pct[{g}]'])}" for g in groups))
     lines.extend(facet_lines(results))
     if scored:
         lowest = sorted((r for r in results if id(r) in scored), key=lambda r: scored[id(r)])[:3]
         lines.append("worst instances (the lowest scores): " + "; ".join(
-            f"{r.name} score {scored[id(r)]:.2f}" + (f", gap {100 * r.gap:.2f}%" if r.gap is not None else "")
+            f"{r.name} score {scored[id(r)]:.2f}" + (f", gap {pct(100 * r.gap)}" if r.gap is not None else "")
             for r in lowest))
         return "\n".join(lines)
     worst = sorted((r for r in results if r.gap is not None), key=lambda r: r.gap or 0.0, reverse=True)[:3]
@@ -492,7 +493,7 @@ def describe(results: list[InstanceResult], metrics: dict[str, float], score_kin
         lines.append(
             "worst instances: "
             + "; ".join(
-                f"{r.name} gap {100 * (r.gap or 0):.2f}% ({r.objective:g} vs "
+                f"{r.name} gap {pct(100 * (r.gap or 0))} ({r.objective:g} vs "
                 f"{_REFERENCE_WORDS.get(r.reference_kind, r.reference_kind)} {r.reference:g})"
                 for r in worst
             )

@@ -25,7 +25,7 @@ from evolve.export_sources import (
     imported_modules,
     with_future,
 )
-from evolve.formats import side_of
+from evolve.formats import pct, side_of
 from evolve.review import lineage_steps, problem_of
 from evolve.runs import load_run
 from evolve.sandbox.outcome import printable
@@ -140,7 +140,7 @@ def _score_lines(program: Program, score_kind: str, against: str = "") -> list[s
     ]
     groups = sorted((k for k in program.metrics if k.startswith("gap_mean_pct[")), key=natural_key)
     if groups:
-        per_group = ", ".join(f"{k[13:-1]} {program.metrics[k]:.2f}%" for k in groups)
+        per_group = ", ".join(f"{k[13:-1]} {pct(program.metrics[k])}" for k in groups)
         lines += _wrapped("per group: ", per_group)
     return lines
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+# Near zero, two decimals hide what matters: a gap of 0.003 % printed "0.00%", and one of -0.004 %
+# (below a best-known reference) "-0.00%" (an agent playing the model could not tell its programs
+# apart). Below 0.1 in size a figure keeps two significant digits, up to this many places.
+NEAR_ZERO_PLACES = 6
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -10,7 +16,21 @@ def fmt(value: float | None, digits: int = 4) -> str:
 
 
 def pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}%"
+    """A percentage: ``1.17%``, ``0.0031%``, ``-0.00042%``, ``0.00%`` (exactly zero, or below a millionth)."""
+    return "-" if value is None else f"{figure(value)}%"
+
+
+def figure(value: float, signed: bool = False) -> str:
+    """Two decimals (``1.17``), but two significant digits below 0.1 in size (``0.0031``,
+    ``-0.00042``), so that a figure near zero is not shown as ``0.00`` or ``-0.00``; a value
+    under a millionth in size is ``0.00`` (``+0.00`` signed). ``signed``: always a sign."""
+    sign = "+" if signed else ""
+    if value != value or value in (math.inf, -math.inf):
+        return f"{value:{sign}}"
+    size = abs(value)
+    places = 2 if size >= 0.1 or size == 0 else min(NEAR_ZERO_PLACES, 1 - math.floor(math.log10(size)))
+    text = f"{value:{sign}.{places}f}"
+    return f"{0.0:{sign}.2f}" if float(text) == 0 else text
 
 
 def gap_words(value: float | None, against: str = "") -> str:

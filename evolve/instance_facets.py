@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from statistics import fmean
 
+from evolve.formats import pct
 from evolve.verifier import InstanceResult
 
 FACET_PREFIX = "gap by "  # the lines' start: an inspiration's summary leaves them out
@@ -60,7 +61,7 @@ def facet_lines(results: Sequence[InstanceResult]) -> list[str]:
         if all(len(g) == 1 for g in groups.values()) and len(set.union(*groups.values())) == len(gaps):
             continue  # the groups again under another name
         values = sorted(gaps, key=float)
-        lines.append(FACET_PREFIX + f"{key}: " + ", ".join(f"{v} {fmean(gaps[v]):.2f}%" for v in values))
+        lines.append(FACET_PREFIX + f"{key}: " + ", ".join(f"{v} {pct(fmean(gaps[v]))}" for v in values))
         kept.append(key)
         if len(lines) == MAX_FACETS:
             break
@@ -75,5 +76,5 @@ def _crossed(scored: list[InstanceResult], tokens: list[dict[str, str]], rows: s
     for result, found in zip(scored, tokens, strict=True):
         cells[found[rows]][found[columns]].append(100 * (result.gap or 0.0))
     return [FACET_PREFIX + f"{rows}{r} x {columns}: " + ", ".join(
-                f"{c} {fmean(cells[r][c]):.2f}% ({len(cells[r][c])})" for c in sorted(cells[r], key=float))
+                f"{c} {pct(fmean(cells[r][c]))} ({len(cells[r][c])})" for c in sorted(cells[r], key=float))
             for r in sorted(cells, key=float)]

@@ -16,6 +16,7 @@ from evolve.archive import Program
 from evolve.config import RunSettings
 from evolve.edits import evolve_blocks
 from evolve.evaluation import SPLIT_GRACE_S
+from evolve.formats import pct
 from evolve.problem import Problem
 from evolve.scoring import headline_gap, natural_key
 from evolve.verifier import Instance
@@ -72,7 +73,7 @@ def score_text(problem: Problem) -> str:
 
 def gap_phrase(metrics: dict[str, float], problem: Problem) -> str:
     gap = headline_gap(metrics, problem.spec.objective.score)
-    return f" (gap {gap:.2f}%)" if gap is not None else ""
+    return f" (gap {pct(gap)})" if gap is not None else ""
 
 
 def _groups(instances: list[Instance]) -> str:

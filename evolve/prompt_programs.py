@@ -20,6 +20,7 @@ from evolve.archive import Program
 from evolve.config import RunSettings
 from evolve.edits import block_text, evolve_blocks
 from evolve.edits.blocks import block_statements, statement_text
+from evolve.formats import figure, pct
 from evolve.instance_facets import FACET_PREFIX
 from evolve.problem import Problem
 from evolve.prompt_facts import gap_phrase
@@ -43,11 +44,13 @@ class TimeLimits:
     measured: "CPU" (the kernel's count, read by trusted code: a session verifier's call, a
     batch run's line as it arrives, a driven split's share); ``kind`` is the limit's: "budget"
     (CPU, enforced per instance by the verifier) or "wall limit" (the instance's share of the
-    sandbox's limit)."""
+    sandbox's limit). ``scored``: the score itself counts the time (moe's runtime term), so
+    less time is better, not only time within the limit."""
 
     clock: str
     kind: str
     seconds: dict[str, float]
+    scored: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,8 @@ def time_limits(problem: Problem, settings: RunSettings, instances: list[Instanc
     weight = getattr(verifier, "time_weight", None)
     per = settings.sandbox.instance_timeout_s
     return TimeLimits(clock, "wall limit",
-                      {i.name: per * (float(weight(i)) if callable(weight) else 1.0) for i in instances})
+                      {i.name: per * (float(weight(i)) if callable(weight) else 1.0) for i in instances},
+                      scored=bool(getattr(verifier, "charges_cpu", False)))
 
 
 def program_view(program: Program, problem: Problem, limits: TimeLimits) -> ProgramView:
@@ -92,7 +96,7 @@ def program_view(program: Program, problem: Problem, limits: TimeLimits) -> Prog
     summary = [line for line in lines[:worst] if not line.startswith(FACET_PREFIX)]
     timing = time_against_limits(program, limits)
     if timing:
-        lines.append(timing)
+        lines.append(timing + near_limit_rule(timing, limits))
         summary.append(timing)
     block = block_text(program.code)
     return ProgramView(program.id, program.island, program.score, headline, "\n".join(lines),
@@ -108,7 +112,7 @@ def key_metrics(metrics: dict[str, float], problem: Problem) -> str:
 def _metric(key: str, metrics: dict[str, float]) -> str:
     value = metrics[key]
     if key == "gap_median_pct":
-        return f"median gap {value:.2f}%"
+        return f"median gap {pct(value)}"
     if key == "optimal_hits":
         return f"optimal on {value:.0f} of {metrics.get('instances', 0):.0f}"
     if key == "ms_per_instance":
@@ -147,6 +151,24 @@ def time_against_limits(program: Program, limits: TimeLimits) -> str:
     return f"{limits.clock} ms per instance, mean/max/{limits.kind}: " + ", ".join(parts)
 
 
+def near_limit_rule(timing: str, limits: TimeLimits) -> str:
+    """What the "(k of m over 90%)" flags of the current program's time line mean, and the rule
+    past 100 % ("" without a flag). An agent playing the model could not tell from "(21 of 25
+    over 90%)" whether it was a warning, a penalty, or what happens past the limit."""
+    if f" over {NEAR_BUDGET:.0%})" not in timing:
+        return ""
+    share = f"over {NEAR_BUDGET:.0%}"
+    if limits.kind == "budget":
+        rule = (f"{share}: a warning that these instances came close to the budget, which they kept; an "
+                f"instance over its budget fails the whole program")
+    else:
+        rule = (f"{share}: a warning that these instances took most of their share of the split's wall-time "
+                f"limit; the program fails only if the whole split runs past that limit")
+    scored = ("the score counts the CPU time too (the Score line says how)" if limits.scored else
+              "the CPU time itself is not scored: within the limit, faster scores the same")
+    return f" ({rule}; {scored})"
+
+
 def against_parent(program: Program, parent: Program | None) -> str:
     """Where the change that made ``program`` helped or hurt: how its mean gap per group moved
     from its parent's (its own gaps are on the line above), how many instances got better or
@@ -176,9 +198,9 @@ def against_parent(program: Program, parent: Program | None) -> str:
     lines.append(f"- instances: {better} better, {worse} worse, {len(moved) - better - worse} the same"
                  + (f" (sign test: {_p_value(sign_test(better, worse))})" if better + worse >= SIGN_TEST_MIN else ""))
     if better:
-        lines.append(f"- most helped: {moved[0][1]} {moved[0][2]:.2f}% -> {moved[0][3]:.2f}%")
+        lines.append(f"- most helped: {moved[0][1]} {pct(moved[0][2])} -> {pct(moved[0][3])}")
     if worse:
-        lines.append(f"- most hurt: {moved[-1][1]} {moved[-1][2]:.2f}% -> {moved[-1][3]:.2f}%")
+        lines.append(f"- most hurt: {moved[-1][1]} {pct(moved[-1][2])} -> {pct(moved[-1][3])}")
     return "\n".join(lines)
 
 
@@ -202,9 +224,9 @@ def _p_value(p: float) -> str:
 
 
 def _points(change: float) -> str:
-    """A change of a gap in points: +0.75, -3.75, 0 (not +0.00 or -0.00)."""
-    text = f"{change:+.2f}"
-    return "0" if text in ("+0.00", "-0.00") else text
+    """A change of a gap in points: +0.75, -3.75, -0.0031, 0 (not +0.00 or -0.00)."""
+    text = figure(change, signed=True)
+    return "0" if text == "+0.00" else text
 
 
 def _ms(seconds: float) -> str:

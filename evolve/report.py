@@ -24,7 +24,7 @@ from evolve.compare import StepProgress, evaluate_programs
 from evolve.errors import UserError
 from evolve.evalcache import EvalCache
 from evolve.evaluation import Evaluation
-from evolve.formats import side_of
+from evolve.formats import pct, side_of
 from evolve.history import History
 from evolve.holdout import Holdout, evaluate_holdout
 from evolve.problem import Problem
@@ -225,7 +225,7 @@ def _generic(holdout: Holdout, strongest: str) -> str | None:
 
 
 def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}%"
+    return "–" if value is None else pct(value)
 
 
 def _num(value: float | None, digits: int = 4) -> str:

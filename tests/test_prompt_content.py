@@ -14,13 +14,17 @@ from evolve import prompting
 from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, Archive, Attempt, Program
 from evolve.config import resolve_settings
 from evolve.edits import code_hash
+from evolve.evaluation import describe
+from evolve.formats import figure, pct
+from evolve.instance_facets import facet_lines
 from evolve.population import Elite, ParentChoice, Population
 from evolve.problem import Problem, load_problem
-from evolve.prompt_facts import evaluation_setup
+from evolve.prompt_facts import evaluation_setup, gap_phrase
 from evolve.prompt_history import InFlight, latest_elsewhere, tried_on
 from evolve.prompt_programs import changed_functions
 from evolve.prompting import CODE_CHARS, INSPIRATION_CODE, TEXT_CHARS, PromptBuilder
 from evolve.scoring import natural_key
+from evolve.verifier import InstanceResult
 
 MARK_START, MARK_END = "# EVOLVE-BLOCK-START\n", "# EVOLVE-BLOCK-END\n"
 LONG_IDEA = "Idea: " + "a long explanation of the change and of why it should help at n=500 " * 9
@@ -60,12 +64,12 @@ def instance_rows(problem: Problem, seconds: float) -> list[dict]:
 
 
 def add(archive: Archive, problem: Problem, code: str, parent: int | None, iteration: int, score: float,
-        island: int = 0, completion: str = LONG_IDEA) -> int:
+        island: int = 0, completion: str = LONG_IDEA, seconds: float = 1.0) -> int:
     program = Program(code=code, code_hash=code_hash(code), parent_id=parent, island=island,
                       iteration=iteration, generation=0 if parent is None else 1,
                       origin="seed" if parent is None else "llm", model=None, status="ok", score=score,
                       stage="train", metrics={"gap_mean_pct": -score, "ms_per_instance": 300.0},
-                      instances=instance_rows(problem, 1.0),
+                      instances=instance_rows(problem, seconds),
                       feedback="gap to reference: 1%\nper group: n=20 0.00%, n=500 0.55%\n"
                                "worst instances: a gap 1.43% (975208 vs best_known 961452)",
                       features=None, eval_seconds=1.0)
@@ -202,15 +206,20 @@ def test_the_parent_choice_and_the_runs_best_are_explained(smtt: Problem, tmp_pa
     # each other, and rewrote the whole block each time): the task says a rewrite is one change.
     task = user.split("# Task\n")[1]
     assert task.startswith("The current program scores -60 (gap 60.00%), far below the run's best, #2 "
-                           "(score -5, gap 5.00%): a small change to it will not catch up. Make the change "
+                           "(score -5, gap 5.00%): a small change to it will not catch up. Make the one change "
                            "that raises its score most, however large, and different from what was already "
-                           "tried on it: a new approach (this island's "
-                           "direction above), or a better program's ideas ported whole with a gain of your own "
-                           "(the same program again is a duplicate, not evaluated). Rewriting the whole "
-                           "EVOLVE-BLOCK counts as one change: one SEARCH/REPLACE block whose SEARCH part is "
-                           "the whole current block.")
+                           "tried on it: a new approach along this island's "
+                           "direction above, or a better program's ideas ported whole with a gain of your own "
+                           "in this island's direction (the same program again is a duplicate, not evaluated). "
+                           + ONE_CHANGE)
     assert "focused" not in task
-    assert "It is a suggestion: where another change would clearly help more" in user
+    # The seed's island direction beside a far better best: porting the best alone made every
+    # island a copy (a clean-room agent's directions had no effect), so the direction is asked for.
+    direction = user.split("# Direction for this island\n")[1].split("\n#")[0]
+    assert ("The run's best is far ahead of this program, and porting it alone would make this island a "
+            "copy of another: take its ideas where they help, but build this island's direction into the "
+            "change, so that the islands stay different.") in direction
+    assert "It is a suggestion" not in direction
     # A one-line change is shown as a diff against the current program, not as a second copy.
     inspiration = user.split("## Program #2 (island 1, the run's best)")[1]
     assert "as a diff against the current program" in inspiration and "```diff" in inspiration
@@ -221,9 +230,16 @@ def test_the_parent_choice_and_the_runs_best_are_explained(smtt: Problem, tmp_pa
             "then.\n") in user["content"]
 
 
-def test_a_parent_close_to_the_runs_best_is_asked_for_one_focused_change(smtt: Problem, tmp_path: Path) -> None:
-    """Within half its score's size of the run's best (-6 against -5), the task stays one focused
-    change, and a port of the best counts as one; rewrite mode never says "far below"."""
+# What one change is, said the same way near the run's best and far below it (a clean-room agent
+# read "one focused change" in the first prompts against "a rewrite counts as one" in later ones).
+ONE_CHANGE = ("One change is one idea, however many lines it takes: porting another program's idea counts "
+              "as one, and so does rewriting the whole EVOLVE-BLOCK (one SEARCH/REPLACE block whose SEARCH "
+              "part is the whole current block).")
+
+
+def test_a_parent_close_to_the_runs_best_is_asked_for_one_change(smtt: Problem, tmp_path: Path) -> None:
+    """Within half its score's size of the run's best (-6 against -5), the task is one change, defined
+    as far below it (a port or a rewrite counts as one); rewrite mode never says "far below"."""
     archive = Archive(tmp_path / "archive.sqlite", create=True)
     seed = add(archive, smtt, smtt.seed_code, None, 0, -60.0)
     near = add(archive, smtt, smtt.seed_code.replace("return d\n", "return d + p\n"), seed, 1, -6.0)
@@ -232,10 +248,10 @@ def test_a_parent_close_to_the_runs_best_is_asked_for_one_focused_change(smtt: P
     user = prompts.messages("diff", 0, archive.program(near), [archive.program(best)],
                             choice=ParentChoice(near, "tournament", 2, 3, near))[1]["content"]
     task = user.split("# Task\n")[1]
-    assert task.startswith("Make one focused change that raises the current program's score: a new idea, a fix "
-                           "for a weakness its results show, or an idea taken from the programs above (porting "
-                           "one counts as one change, however many lines it takes).")
-    assert "far below" not in user
+    assert task.startswith("Make one change that raises the current program's score: a new idea, a fix "
+                           "for a weakness its results show, or an idea taken from the programs above. "
+                           + ONE_CHANGE)
+    assert "far below" not in user and "focused" not in user
     user = prompts.messages("rewrite", 0, archive.program(seed), [archive.program(best)],
                             choice=ParentChoice(seed, "random", 2, 3, near))[1]["content"]
     assert "Rewrite the code of the EVOLVE-BLOCK" in user and "far below" not in user
@@ -303,7 +319,17 @@ def test_cpu_time_per_group_is_shown_against_the_budget(smtt: Problem, tmp_path:
     line = next(x for x in user.splitlines() if x.startswith("CPU ms per instance"))
     assert line.startswith("CPU ms per instance, mean/max/budget: n=20 40/40/140,")
     large = sum(1 for i in smtt.instances("train") if i.group == "n=500")
-    assert line.endswith(f"n=500 1000/1000/1100 ({large} of {large} over 90%)")
+    assert f"n=500 1000/1000/1100 ({large} of {large} over 90%) (" in line
+    # What the flags mean and the rule past 100 %, once, on the current program's line: a clean-room
+    # agent could not tell a warning from a penalty, nor whether CPU time is scored.
+    assert line.endswith("(over 90%: a warning that these instances came close to the budget, which they kept; "
+                         "an instance over its budget fails the whole program; the CPU time itself is not "
+                         "scored: within the limit, faster scores the same)")
+    quiet = add(archive, smtt, smtt.seed_code.replace("return d\n", "return d - p\n"), seed, 1, -50.0,
+                seconds=0.001)
+    user = builder(smtt, archive).messages("diff", 0, archive.program(quiet), [])[1]["content"]
+    line = next(x for x in user.splitlines() if x.startswith("CPU ms per instance"))
+    assert "over 90%" not in line and "not scored" not in line  # said only where a flag needs it
 
 
 def test_the_system_message_states_references_time_and_the_fixed_code_once(smtt: Problem) -> None:
@@ -565,3 +591,56 @@ def test_the_change_against_the_parent_says_whether_its_split_of_instances_could
     assert lines[2] == "- instances: 3 better, 2 worse, 15 the same"
     lines = prompting.against_parent(program([0.0] * 20, 1), parent).splitlines()
     assert lines[2] == "- instances: 20 better, 0 worse, 0 the same (sign test: p < 0.001)"
+
+
+def test_gaps_near_zero_keep_two_significant_digits(smtt: Problem, tmp_path: Path) -> None:
+    """A clean-room agent near the references saw "gap -0.00%" and "0.00% -> 0.00%": below 0.1 in
+    size a gap keeps two significant digits, in the headline, the parent comparison, the facets
+    and the stored feedback."""
+    assert [pct(v) for v in (57.634, 0.1, 0.0512, 0.00312, -0.00042, -1e-12, 0.0)] == [
+        "57.63%", "0.10%", "0.051%", "0.0031%", "-0.00042%", "0.00%", "0.00%"]
+    assert figure(-0.0031, signed=True) == "-0.0031" and figure(0.0, signed=True) == "+0.00"
+    names = [f"train-n20-tf0.2-rdd{r}-{k}" for r in ("0.2", "0.4") for k in range(3)]
+
+    def program(gaps: list[float], parent: int | None) -> Program:
+        rows = [{"name": name, "group": "n=20", "objective": 1.0, "reference": 1.0, "reference_kind": "optimal",
+                 "gap": g, "feasible": True, "error": None, "seconds": 0.01, "extra": {}}
+                for name, g in zip(names, gaps, strict=True)]
+        mean = 100 * sum(gaps) / len(gaps)
+        return Program(code="x", code_hash=str(gaps), parent_id=parent, island=0, iteration=0, generation=0,
+                       origin="llm", model=None, status="ok", score=-mean, stage="train",
+                       metrics={"gap_mean_pct": mean}, instances=rows, feedback="", features=None,
+                       eval_seconds=1.0, id=2 if parent else 1)
+    parent = program([0.0004, 0.0001, 0.0, 0.0, 0.0, 0.0], None)
+    child = program([0.00004, 0.0001, 0.00002, 0.0, 0.0, -0.00003], 1)
+    assert gap_phrase(child.metrics, smtt) == " (gap 0.0022%)"
+    lines = prompting.against_parent(child, parent).splitlines()
+    assert lines[1] == "- per group: n=20 -0.0062"
+    assert lines[3:] == [f"- most helped: {names[0]} 0.040% -> 0.0040%", f"- most hurt: {names[2]} 0.00% -> 0.0020%"]
+    results = [InstanceResult(name, "n=20", True, 1.0, 1.0, "optimal", g)
+               for name, g in zip(names, (0.00004, 0.0001, 0.00002, 0.0, 0.0, -0.00003), strict=True)]
+    assert facet_lines(results) == ["gap by rdd: 0.2 0.0053%, 0.4 -0.0010%"]
+    text = describe(results, {"gap_mean_pct[n=20]": 0.0018}, "gap_group_mean")
+    assert "per group: n=20 0.0018%" in text and f"{names[1]} gap 0.010% (1 vs optimal 1)" in text
+
+
+def test_smtt_states_when_the_clock_starts_against_the_order_it_calls_the_evolving_code(smtt: Problem) -> None:
+    """A clean-room agent could not learn from the prompt when its improve() search's clock had
+    started (schedule() is fixed code, improve() runs after the whole dispatch): the Time line
+    states the call order as a contract and where to measure from; nothing is passed in."""
+    settings = resolve_settings(smtt.spec.run, None, {})
+    lines = evaluation_setup(smtt, settings, smtt.instances("quick"), smtt.instances("train"), None)
+    time = next(x for x in lines if x.startswith("Time: "))
+    assert ("the verifier calls schedule(p, d) once, just after it sends the instance; schedule() (fixed code) "
+            "calls priority() once per job in dispatch order, the first time with t = 0 and jobs_left = n, then "
+            "improve(sequence, p, d) once") in time
+    assert "a search in improve() should measure from the first priority() call (jobs_left == n" in time
+    assert "measure from the function's entry" not in time
+    # The order stated is the fixed code's: the seed's schedule() calls priority() n times, then improve().
+    namespace: dict = {}
+    exec(compile(smtt.seed_code, "seed.py", "exec"), namespace)
+    calls: list[tuple[str, float]] = []
+    namespace["priority"] = lambda t, d, jobs_left, **rest: (calls.append(("priority", jobs_left)), d)[1]
+    namespace["improve"] = lambda sequence, p, d: (calls.append(("improve", len(sequence))), sequence)[1]
+    namespace["schedule"]([3, 1, 2], [5, 2, 9])
+    assert calls == [("priority", 3.0), ("priority", 2.0), ("priority", 1.0), ("improve", 3)]

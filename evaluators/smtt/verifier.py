@@ -195,6 +195,20 @@ class SmttVerifier:
     # -- interact (trusted): one session call per instance, timed by the kernel ----------
 
     time_budget_text = BUDGET_TEXT  # the budget's rule, as prompts state it
+    # When the clock starts, against the order in which the fixed schedule() calls the evolving
+    # code: improve() is entered only after the whole dispatch, so "measure from the function's
+    # entry" did not say where an improve() search should measure from (an agent playing the
+    # model found the answer by reading the fixed code and relied on it, undocumented).
+    time_budget_note = (
+        "A search should stop on time.process_time() (the same clock), with a margin, never on the "
+        "wall clock, so that its result does not depend on how busy the machine is. The call order "
+        "per instance is a contract: the verifier calls schedule(p, d) once, just after it sends the "
+        "instance; schedule() (fixed code) calls priority() once per job in dispatch order, the first "
+        "time with t = 0 and jobs_left = n, then improve(sequence, p, d) once, and returns what "
+        "improve() returns. So the instance's clock starts just before its first priority() call, and "
+        "improve() is entered only after all n of them: a search in improve() should measure from the "
+        "first priority() call (jobs_left == n; keep time.process_time() there in a module variable), "
+        "or count the dispatch's time as spent. Nothing else marks the start, and nothing is passed in.")
 
     @staticmethod
     def time_budget_s(instance: Instance) -> float:
