@@ -54,6 +54,16 @@ def own_cpu(pid: int, reaped: bool = False) -> float:
     return proc_cpu(pid) - alone if reaped else alone
 
 
+def own_faults(pid: int, reaped: bool = False) -> int:
+    """Minor page faults of ``pid`` itself, or (``reaped``) of the children it has reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[8 if reaped else 7])
+
+
 def one_round(verifier_dir: str, runs: int, instances: int, ints: int) -> dict[str, float]:
     sets = [Instance(f"i{k}", "bench", {"n": ints}) for k in range(instances)]
     limits = SandboxLimits(timeout_s=10)
@@ -64,21 +74,25 @@ def one_round(verifier_dir: str, runs: int, instances: int, ints: int) -> dict[s
         sb.settle()
         zygote, forker = sb.worker_pid, sb.forker_pid
         assert zygote is not None
-        start = {"zygote": own_cpu(zygote), "children": own_cpu(zygote, reaped=True),
-                 "forker": own_cpu(forker) if forker else 0.0, "thread": time.thread_time(),
-                 "wall": time.perf_counter()}
+        start = sample(zygote, forker)
         for _ in range(runs):
             sb.run(CANDIDATE, "f", sets)
         sb.settle()
         # The forker lives on (its CPU is its own; the children are the zygote's: CLONE_PARENT).
         # The spare forked last is alive and not counted; the one alive at the start is, in full.
-        end = {"zygote": own_cpu(zygote), "children": own_cpu(zygote, reaped=True),
-               "forker": own_cpu(forker) if forker else 0.0, "thread": time.thread_time(),
-               "wall": time.perf_counter()}
+        end = sample(zygote, forker)
         if sb.forker_pid != forker:
             print("  (the forker was replaced during the round: the old one's CPU is under children)")
-    ms = {k: (end[k] - start[k]) * 1e3 / runs for k in start}
+    ms = {k: (end[k] - start[k]) * (1 if k.endswith(" faults") else 1e3) / runs for k in start}
     return ms
+
+
+def sample(zygote: int, forker: int | None) -> dict[str, float]:
+    """The clocks and fault counts ``one_round`` takes before and after its runs."""
+    return {"zygote": own_cpu(zygote), "children": own_cpu(zygote, reaped=True),
+            "forker": own_cpu(forker) if forker else 0.0, "thread": time.thread_time(),
+            "wall": time.perf_counter(), "zygote faults": own_faults(zygote),
+            "forker faults": own_faults(forker) if forker else 0, "children faults": own_faults(zygote, reaped=True)}
 
 
 def session_round(verifier_dir: str, calls: int) -> dict[str, float]:
@@ -115,7 +129,7 @@ def main() -> None:
     print(f"{args.runs} batch runs per round, {args.instances} instances of {args.ints} numbers each; "
           "CPU ms per run (user + system)")
     print(f"{'round':>5} {'load':>5} {'zygote':>7} {'forker':>7} {'children':>9} "
-          f"{'controller':>10} {'wall':>7}")
+          f"{'controller':>10} {'wall':>7}   page faults per run: {'zygote':>6} {'forker':>6} {'children':>8}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "side_verifier.py").write_text(VERIFIER)
@@ -125,7 +139,8 @@ def main() -> None:
             ms = one_round(tmp, args.runs, args.instances, args.ints)
             rows.append(ms)
             print(f"{k + 1:>5} {load_now:>5.1f} {ms['zygote']:>7.3f} {ms['forker']:>7.3f} {ms['children']:>9.3f} "
-                  f"{ms['thread']:>10.3f} {ms['wall']:>7.3f}", flush=True)
+                  f"{ms['thread']:>10.3f} {ms['wall']:>7.3f}   {'':>21}{ms['zygote faults']:>6.0f} "
+                  f"{ms['forker faults']:>6.0f} {ms['children faults']:>8.0f}", flush=True)
         for k in range(args.rounds if args.session_calls else 0):
             load_now = os.getloadavg()[0]
             us = session_round(tmp, args.session_calls)
@@ -133,7 +148,8 @@ def main() -> None:
                   f"controller's thread, {us['child']:.1f} us of the session child", flush=True)
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     print(f"median: zygote {med['zygote']:.3f}, forker {med['forker']:.3f}, children {med['children']:.3f}, "
-          f"controller thread {med['thread']:.3f}, wall {med['wall']:.3f} ms per run")
+          f"controller thread {med['thread']:.3f}, wall {med['wall']:.3f} ms per run; page faults per run: "
+          f"zygote {med['zygote faults']:.0f}, forker {med['forker faults']:.0f}, children {med['children faults']:.0f}")
 
 
 if __name__ == "__main__":
