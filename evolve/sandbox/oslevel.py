@@ -187,11 +187,59 @@ def write_proc(relative: str, text: str) -> None:
 
 def close_fds_from(low: int) -> None:
     """Close every fd >= low: one close_range(2) call instead of a loop over RLIMIT_NOFILE."""
-    try:
-        _check(_c().syscall(ctypes.c_long(SYS_CLOSE_RANGE), ctypes.c_uint(low),
-                            ctypes.c_uint(0xFFFFFFFF), ctypes.c_uint(0)), "close_range")
-    except OSError:
-        os.closerange(low, max(os.sysconf("SC_OPEN_MAX"), 4096))
+    fd_closer(low)()
+
+
+def fd_closer(low: int) -> Callable[[], None]:
+    """``close_fds_from(low)`` with its ctypes arguments made once (``prepared``)."""
+    close_range = prepared("syscall", ctypes.c_long(SYS_CLOSE_RANGE), ctypes.c_uint(low),
+                           ctypes.c_uint(0xFFFFFFFF), ctypes.c_uint(0), what="close_range")
+
+    def close() -> None:
+        try:
+            close_range()
+        except OSError:
+            os.closerange(low, max(os.sysconf("SC_OPEN_MAX"), 4096))
+
+    return close
+
+
+def prepared(name: str, *args: Any, what: str = "") -> Callable[[], None]:
+    """``libc.<name>(*args)`` as a call that raises OSError if it returns non-zero; ``args`` are
+    ctypes values (or bytes) made once, here.
+
+    For a candidate child's lock-down, whose calls the zygote prepares before it forks: every
+    object the child makes writes pages it shares with the forker (copy-on-write faults). Made in
+    the child, a ``prctl`` built five ctypes objects and its error text each time: its first in
+    a fresh child cost ~65 faults and ~0.2 ms of CPU, a prepared one ~20 and ~0.05 ms.
+    """
+    fn, get_errno, strerror, label = getattr(_c(), name), ctypes.get_errno, os.strerror, what or name
+
+    def call() -> None:
+        if fn(*args) != 0:
+            err = get_errno()
+            raise OSError(err, f"{label}: {strerror(err)}")
+
+    return call
+
+
+def prctl_call(option: int, arg: int = 0) -> Callable[[], None]:
+    """``prctl(option, arg)``, prepared (``prepared``)."""
+    c_ul = ctypes.c_ulong
+    return prepared("prctl", ctypes.c_int(option), c_ul(arg), c_ul(0), c_ul(0), c_ul(0), what=f"prctl({option})")
+
+
+def unshare_call(flags: int) -> Callable[[], None]:
+    """``unshare(flags)``, prepared (``prepared``)."""
+    return prepared("unshare", ctypes.c_int(flags))
+
+
+def mount_call(source: str | bytes, target: str | bytes, fstype: str | bytes | None, flags: int,
+               data: str | bytes | None) -> Callable[[], None]:
+    """``mount(...)``, prepared (``prepared``); its error names the target, as ``mount`` does."""
+    enc = os.fsencode
+    return prepared("mount", enc(source), enc(target), enc(fstype) if fstype else None, ctypes.c_ulong(flags),
+                    enc(data) if data else None, what=f"mount {os.fsdecode(target)}")
 
 
 _libc_py: Any = None  # libc through ctypes.PyDLL: the GIL stays held across fork, as in os.fork

@@ -27,6 +27,7 @@ import site
 import sys
 import sysconfig
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +157,10 @@ class Renewal:
     mounts: tuple[tuple[str, tuple[tuple[str, str, bool], ...]], ...]  # (dir, its view mounts held aside)
     data: bytes  # the tmpfs options
     parents: tuple[str, ...]  # the work dirs' parent and the dirs above it inside a renewed dir, to make
+    # The calls, their ctypes arguments made once too (oslevel.prepared): unshare(CLONE_NEWNS),
+    # then each dir's fresh tmpfs, in the order of ``mounts``.
+    enter: Callable[[], None]
+    fresh: tuple[Callable[[], None], ...]
 
 
 def renewal(dirs: tuple[str, ...], file_size_mb: int, base: str) -> Renewal:
@@ -178,7 +183,9 @@ def renewal(dirs: tuple[str, ...], file_size_mb: int, base: str) -> Renewal:
         parents.insert(0, path)
         path = os.path.dirname(path)
     size = max(64, 4 * file_size_mb)
-    return Renewal(tuple(mounts), f"size={size}m,nr_inodes=4096,mode=1777".encode(), tuple(parents))
+    data = f"size={size}m,nr_inodes=4096,mode=1777".encode()
+    fresh = tuple(oslevel.mount_call(b"tmpfs", d, b"tmpfs", _FLAGS, data) for d, _ in mounts)
+    return Renewal(tuple(mounts), data, tuple(parents), oslevel.unshare_call(oslevel.CLONE_NEWNS), fresh)
 
 
 def renew(plan: Renewal, workdir: str, uid: int | None) -> None:
@@ -192,12 +199,12 @@ def renew(plan: Renewal, workdir: str, uid: int | None) -> None:
     view's mounts inside such a dir (a runtime or package in a venv under /tmp) are moved
     aside while it gets its fresh tmpfs and then back, so that dir is renewed too.
     """
-    oslevel.unshare(oslevel.CLONE_NEWNS)
-    for d, held in plan.mounts:
+    plan.enter()
+    for (_, held), mount in zip(plan.mounts, plan.fresh, strict=True):
         for path, spot, is_dir in held:
             _make_spot(spot, is_dir)
             oslevel.mount(path, spot, None, oslevel.MS_MOVE, None)
-        oslevel.mount(b"tmpfs", d, b"tmpfs", _FLAGS, plan.data)
+        mount()
         if held:
             umask = os.umask(0o022)  # the forker's umask would make the way to them root's alone
             try:

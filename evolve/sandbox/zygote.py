@@ -33,7 +33,7 @@ from evolve.sandbox import (  # noqa: F401 (session_child: imported before isola
     syscalls,
     view,
 )
-from evolve.sandbox.child import Work
+from evolve.sandbox.child import Work, lock_down_calls
 from evolve.sandbox.children import BASE_MODE, Child, ChildKeeper
 from evolve.sandbox.forker import Forker
 from evolve.sandbox.frames import TAIL, WorkerLost, read_frame, recv_request, send_reply
@@ -95,6 +95,7 @@ class Zygote(ChildKeeper):
     def setup(self) -> dict[str, Any]:
         report: isolation.Report = {}
         oslevel.prctl(oslevel.PR_SET_CHILD_SUBREAPER, 1)
+        lock_down_calls()  # made here once, inherited by every child
         # Imports first: after isolation the checkout and site-packages are out of sight.
         for name in PRELOAD:
             with contextlib.suppress(ImportError):
