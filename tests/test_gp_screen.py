@@ -77,6 +77,29 @@ def test_batched_dispatch_builds_the_sequences_the_verifiers_dispatcher_builds(e
         assert batch[row].tolist() == dispatch(rule, p[row], d[row])
 
 
+
+def test_the_screens_memos_are_bounded_by_the_nodes_of_their_trees() -> None:
+    """Both memos keep trees for a whole run: the screen's score per brood member (bounded by
+    nothing before) and smtt's outcome per size and folded tree (a copy, ~32 bytes a node; bounded by
+    100,000 entries before). At [run.gp] max_size 400 the two held ~1 MiB more per proposal, GBs
+    over a long run (sixteenth red team). Past their bound on nodes they start again, and every
+    figure is the one a fresh screen gives."""
+    problem = load_problem("smtt_rule")
+    bounded, fresh = Screen(problem, "quick"), Screen(problem, "quick")
+    bounded._memo.nodes = bounded.inner.cache.nodes = 2_000
+
+    def rule(k: int) -> tuple:
+        terms = " + ".join(f"np.minimum(p, {1 + (k * 50 + j) / 1000:.3f} * d)" for j in range(40))
+        return parse(f"np.maximum(d, t + p) + 0.001 * ({terms})", SMTT_INPUTS)
+
+    trees = [rule(k) for k in range(10)]
+    assert all(size(tree) > 200 for tree in trees)
+    for tree in trees:
+        assert bounded({"priority": tree}) == Screen(problem, "quick")({"priority": tree})
+        assert bounded._memo.held_nodes <= 2_000 and bounded.inner.cache.held_nodes <= 2_000
+    assert bounded({"priority": trees[-1]}) == fresh({"priority": trees[-1]})  # kept: the last one
+    assert len(bounded._memo) < 10 and bounded.calls == 10
+
 def test_a_split_rule_dispatches_again_only_the_sizes_on_the_side_its_child_changed() -> None:
     instances = [i for i in load_problem("smtt_rule").instances("train") if len(i.data["p"]) in (20, 50, 100)]
     instances = [i for n in (20, 50, 100) for i in instances if len(i.data["p"]) == n][::20]

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from evolve.gp.tree import Tree, compile_tree, fold_known, reads
+from evolve.gp.memo import MISSING, TreeMemo
+from evolve.gp.tree import Tree, compile_tree, fold_known, reads, size
 from evolve.verifier import Instance, InstanceResult, feasible
 
 Rule = Callable[[Mapping[str, Any]], Any]
@@ -83,8 +84,8 @@ def screen(instances: list[Instance]) -> SmttScreen:
     return whole
 
 
-# Sizes' results kept per screen (one entry per size and folded tree, two small arrays each);
-# past it the cache starts again.
+# Sizes' results kept per screen (one entry per size and folded tree, two small arrays each), and
+# the folded trees' nodes (evolve/gp/memo.py's bound: each is a copy); past either the cache starts again.
 CACHE_ENTRIES = 100_000
 
 Outcome = tuple[np.ndarray, np.ndarray] | None  # total tardiness and tardy jobs per instance; None: NaN
@@ -100,7 +101,7 @@ class SmttScreen:
     ``pre``, the cut on the small sizes, shares the batches and the cache."""
 
     def __init__(self, instances: list[Instance], batches: list[Batch] | None = None,
-                 cache: dict[tuple[int, Tree], Outcome] | None = None) -> None:
+                 cache: TreeMemo[Outcome] | None = None) -> None:
         self.pre: SmttScreen | None = None
         if batches is None:
             by_size: dict[int, list[Instance]] = {}
@@ -109,7 +110,7 @@ class SmttScreen:
             batches = [(group, np.stack([i.data["p"] for i in group]), np.stack([i.data["d"] for i in group]))
                        for _, group in sorted(by_size.items())]
         self.batches = batches
-        self.cache: dict[tuple[int, Tree], Outcome] = {} if cache is None else cache
+        self.cache: TreeMemo[Outcome] = TreeMemo(CACHE_ENTRIES) if cache is None else cache
 
     def results(self, rules: Mapping[str, tuple[Rule, set[str]]]) -> list[InstanceResult] | None:
         rule, reads_ = rules["priority"]
@@ -128,11 +129,9 @@ class SmttScreen:
         for _, p, d in self.batches:
             n = p.shape[1]
             key = (n, fold_known(tree, {"n": float(n)}))
-            if key not in self.cache:
-                if len(self.cache) >= CACHE_ENTRIES:
-                    self.cache.clear()
-                self.cache[key] = _outcome(compile_tree(key[1]), reads(key[1]), p, d)
-            outcome = self.cache[key]
+            outcome = self.cache.get(key, MISSING)
+            if outcome is MISSING:  # None is kept too: a NaN at that size
+                outcome = self.cache.put(key, _outcome(compile_tree(key[1]), reads(key[1]), p, d), size(key[1]))
             if outcome is None:
                 return None
             outcomes.append(outcome)

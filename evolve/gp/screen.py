@@ -21,7 +21,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from evolve.gp.tree import Tree, compile_tree, reads
+from evolve.gp.memo import MISSING, TreeMemo
+from evolve.gp.tree import Tree, compile_tree, reads, size
 from evolve.scoring import aggregate
 from evolve.verifier import Instance, InstanceResult
 
@@ -39,6 +40,8 @@ class ProblemScreen(Protocol):
 
 
 FINALISTS = 4
+# Screens kept (a score each, keyed by the trees screened; evolve/gp/memo.py bounds their nodes too).
+MEMO_ENTRIES = 100_000
 
 
 class Screen:
@@ -56,7 +59,7 @@ class Screen:
         self._aggregate = custom if callable(custom) else (
             lambda results: aggregate(results, objective.direction, objective.score, objective.median_weight,
                                       floors))
-        self._memo: dict[tuple[Any, ...], float | None] = {}
+        self._memo: TreeMemo[float | None] = TreeMemo(MEMO_ENTRIES)
         self.calls = 0
 
     def __call__(self, trees: Mapping[str, Tree]) -> float | None:
@@ -84,10 +87,11 @@ class Screen:
 
     def _cached(self, inner: ProblemScreen, trees: Mapping[str, Tree]) -> float | None:
         key = (id(inner), *sorted(trees.items()))
-        if key not in self._memo:
-            self.calls += 1
-            self._memo[key] = self._score(inner, trees)
-        return self._memo[key]
+        found = self._memo.get(key, MISSING)
+        if found is not MISSING:
+            return found  # type: ignore[return-value]
+        self.calls += 1
+        return self._memo.put(key, self._score(inner, trees), sum(size(tree) for tree in trees.values()))
 
     def _score(self, inner: ProblemScreen, trees: Mapping[str, Tree]) -> float | None:
         # A screen that takes the trees themselves (``tree_results``) may keep what parts of
