@@ -57,6 +57,15 @@ def test_the_warm_worker_holds_only_the_sandbox_side(workers, name: str) -> None
     assert rss_kb is not None and rss_kb / 1024 < RSS_BOUND_MIB, f"{name}: worker RSS {rss_kb} kB"
 
 
+@pytest.mark.parametrize("name", sorted(SANDBOX_SIDES))
+def test_the_warm_worker_holds_no_module_only_its_view_needed(workers, name: str) -> None:
+    """The allowed packages' files are found with importlib.metadata (and email, zipfile) by the
+    trusted process: in the worker they would only grow every candidate's fork."""
+    modules, _ = workers[name]
+    setup_only = {m for m in modules if m.split(".")[0] == "email" or m.startswith("importlib.metadata")}
+    assert not setup_only, f"{name}: the worker holds {sorted(setup_only)}"
+
+
 def test_the_sandbox_side_is_where_solve_and_respond_are_defined() -> None:
     smtt = side_of(type(load_problem("smtt_rule").verifier))
     assert (smtt.solve, smtt.respond) == ("evolve.evaluators.smtt.candidate_side:solve_rule",

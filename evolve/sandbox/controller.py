@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from evolve.errors import UserError
-from evolve.sandbox import frames, oslevel
+from evolve.sandbox import frames, oslevel, view
 from evolve.sandbox.frames import WorkerLost
 from evolve.sandbox.outcome import build_outcome, malformed_facts
 from evolve.sandbox.session import SandboxSession
@@ -302,8 +302,9 @@ class Sandbox:
         finally:
             theirs.close()
             os.close(log)
-        init = {"sys_path": self._sys_path, "side": self.side, "base": base,
-                "limits": self.limits, "uid": self._uid_wanted, "hide_paths": self._hide}
+        roots = view.package_roots((*view.DEFAULT_PACKAGES, *self.side.packages), self._sys_path)
+        init = {"sys_path": self._sys_path, "side": self.side, "base": base, "limits": self.limits,
+                "uid": self._uid_wanted, "hide_paths": self._hide, "package_roots": roots}
         try:
             self._send(init)
             reply, _ = self._recv(time.monotonic() + START_TIMEOUT_S, 0)

@@ -26,10 +26,12 @@ Report = dict[str, tuple[bool, str]]  # what is in force: name -> (yes/no, how o
 
 
 def enter_namespaces(file_size_mb: int, hide_paths: tuple[str, ...], packages: tuple[str, ...],
-                     scratch: str, report: Report) -> tuple[tuple[str, ...], str | None]:
+                     roots: list[str], scratch: str, report: Report) -> tuple[tuple[str, ...], str | None]:
     """Own network, IPC and mount namespaces (as root, or in a fresh user namespace),
     then the allow-list filesystem view.  Called once by the zygote, so children pay
-    nothing.  Returns (private writable dirs, why a requested path could not be hidden).
+    nothing.  ``packages``: the names of those a candidate may import, ``roots`` their files
+    (``view.package_roots``).  Returns (private writable dirs, why a requested path could not
+    be hidden).
     """
     flags = oslevel.CLONE_NEWNS | oslevel.CLONE_NEWIPC
     own_proc = False
@@ -73,7 +75,7 @@ def enter_namespaces(file_size_mb: int, hide_paths: tuple[str, ...], packages: t
         oslevel.keep_proc()
     report["pid namespace"] = _probe_pid_namespace()
     try:
-        private = view.enter_view(scratch, file_size_mb, packages, hide_paths)
+        private = view.enter_view(scratch, file_size_mb, roots, hide_paths)
     except OSError as exc:
         report["filesystem"] = (False, f"NOT isolated: the view could not be built ({exc.strerror}); "
                                        "candidates can read every world-readable file")

@@ -20,8 +20,6 @@ owner of a fresh user namespace).
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
-import importlib.util
 import os
 import site
 import sys
@@ -29,6 +27,7 @@ import sysconfig
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.machinery import PathFinder
 from pathlib import Path
 
 from evolve.sandbox import oslevel, viewcopy
@@ -46,16 +45,25 @@ _ST_TO_MS = ((os.ST_NOSUID, oslevel.MS_NOSUID), (os.ST_NODEV, oslevel.MS_NODEV),
              (os.ST_RELATIME, 1 << 21))
 
 
-def package_roots(names: tuple[str, ...]) -> list[str]:
-    """The top-level files and dirs of each installed distribution (numpy, numpy.libs, ...)."""
+def package_roots(names: tuple[str, ...], path: list[str]) -> list[str]:
+    """The top-level files and dirs of each installed distribution (numpy, numpy.libs, ...),
+    looked up on ``path`` (the worker's ``sys.path``).
+
+    Worked out by the trusted process (``Sandbox``), which sends the worker the result:
+    ``importlib.metadata`` and what it imports (``email``, ``zipfile``: 31 modules, ~1.5 MiB
+    of the worker's heap) would otherwise stay in the warm worker, whose every page of heap
+    each candidate's fork copies a page-table entry of and its exit drops again.
+    """
+    from importlib import metadata  # here, not at the top: see above
+
     roots: set[str] = set()
     for name in names:
-        try:
-            dist = importlib.metadata.distribution(name)
+        dist = next(iter(metadata.distributions(name=name, path=path)), None)
+        if dist is not None:
             tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
             roots.update(str(dist.locate_file(top)) for top in tops if not top.endswith(".dist-info"))
-        except importlib.metadata.PackageNotFoundError:
-            spec = importlib.util.find_spec(name)
+        else:
+            spec = PathFinder.find_spec(name, path)
             if spec is not None and spec.submodule_search_locations:
                 roots.update(spec.submodule_search_locations)
             elif spec is not None and spec.origin:
@@ -105,12 +113,14 @@ def plan(binds: list[str], masks: list[str]) -> list[tuple[str, str]]:
     return ops
 
 
-def enter_view(scratch: str, file_size_mb: int, packages: tuple[str, ...],
+def enter_view(scratch: str, file_size_mb: int, roots: list[str],
                hide: tuple[str, ...]) -> tuple[str, ...]:
-    """Build the view under ``scratch`` and pivot into it; returns the writable dirs."""
+    """Build the view under ``scratch`` and pivot into it; returns the writable dirs.
+    ``roots``: the allowed packages' files and dirs (``package_roots``)."""
     root = tempfile.mkdtemp(prefix="view-", dir=scratch)
     oslevel.mount("tmpfs", root, "tmpfs", _FLAGS, "size=1m,nr_inodes=4096,mode=755")
-    trees = runtime_paths() + package_roots(packages) + [f for f in ETC_FILES if os.path.exists(f)]
+    trees = runtime_paths() + [os.path.abspath(r) for r in roots if os.path.exists(r)] \
+        + [f for f in ETC_FILES if os.path.exists(f)]
     binds = [d for d in SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)] + trees
     hidden = masked_dirs(hide)
     ops = plan(binds, hidden)

@@ -67,6 +67,7 @@ class Zygote(ChildKeeper):
         self.limits: SandboxLimits = init["limits"]
         self.uid: int | None = init["uid"]
         self.hide_paths: tuple[str, ...] = tuple(init.get("hide_paths") or ())
+        self.package_roots: list[str] = list(init["package_roots"])  # view.package_roots, worked out by Sandbox
         self.private_dirs: tuple[str, ...] = ()
         self.renewal: view.Renewal | None = None
         self.sets: dict[int, list[Any]] = {}
@@ -109,8 +110,8 @@ class Zygote(ChildKeeper):
         report["seccomp"] = (programs is not None, note)
         self.cgroup, note = cgroups.create(self.limits.memory_mb, self.limits.max_processes)
         report["cgroup limits"] = (self.cgroup is not None, note)
-        self.private_dirs, problem = isolation.enter_namespaces(
-            self.limits.file_size_mb, self.hide_paths, packages, self.base, report)  # once for all
+        self.private_dirs, problem = isolation.enter_namespaces(  # once for all
+            self.limits.file_size_mb, self.hide_paths, packages, self.package_roots, self.base, report)
         if self.uid is None:
             # Same uid as the candidates: refuse them ptrace and /proc/<pid>/{mem,fd,environ}.
             # (After the user namespace's id maps: they are written through /proc/self.)
