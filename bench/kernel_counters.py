@@ -87,7 +87,7 @@ def f(x):
             ctx.value = 0
             if libc.syscall(206, 1, ctypes.byref(ctx)) != 0:  # io_setup (x86_64)
                 raise PermissionError(ctypes.get_errno(), "io_setup refused")
-            libc.syscall(207, ctx.value)  # io_destroy
+            libc.syscall(207, ctypes.c_ulong(ctx.value))  # io_destroy
     return here
 """
 FD3_READER = """

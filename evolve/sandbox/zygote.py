@@ -325,9 +325,11 @@ def _filter_self(programs: syscalls.Programs) -> syscalls.Filter:
     try:
         oslevel.prctl(oslevel.PR_SET_NO_NEW_PRIVS, 1)  # needed without CAP_SYS_ADMIN; we never exec
         syscalls.Filter(programs.zygote).install()
+        if programs.newer is not None:
+            syscalls.Filter(programs.newer).install()
     except OSError as exc:
         print(f"zygote: no seccomp filter of its own ({exc}); each child loads the whole one", file=sys.stderr)
-        return syscalls.Filter(programs.whole)
+        return syscalls.Filter(programs.whole, programs.newer)
     return syscalls.Filter(programs.child)
 
 
