@@ -45,7 +45,7 @@ def compute_references(
     from evolve.reference_refresh import parse_splits, refresh_command, refresh_references
 
     spec = load(problem, options, options_source)
-    splits = parse_splits(split)
+    splits = parse_splits(split, spec)
     if time_limit_s is not None and not 0 < time_limit_s < 1e6:
         raise UserError(f"--time-limit {time_limit_s:g}: expected a positive number of seconds")
     command = refresh_command(spec.name, splits, time_limit_s, dict(options or {}))

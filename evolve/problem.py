@@ -12,6 +12,7 @@ and a context text.  Problems are found in three places, in this order:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import pickle
@@ -219,8 +220,7 @@ class Problem:
             except UnicodeDecodeError:  # whichever reader the verifier uses (pandas' offset is in its buffer)
                 raise UserError(f"{instances_file}: not UTF-8 text ({_first_bad_byte(instances_file)})") from None
         elif split not in (*SPLITS, VALID, FIT):
-            raise UserError(f"unknown split '{split}' (expected one of: {', '.join(SPLITS)}, or {VALID} or {FIT} "
-                            "where the problem has one)")
+            raise UserError(f"unknown split '{split}' (expected one of: {', '.join(self.split_names())})")
         else:
             found = self._split_instances(split)
         if not found:
@@ -247,6 +247,16 @@ class Problem:
             found = [by_name[n] for n in names]
         return found
 
+
+    def split_names(self) -> list[str]:
+        """The splits this problem has: quick, train, test, and ``valid`` and ``fit`` where its
+        verifier makes them (asked, so only for a message: an error listed them for every problem)."""
+        extra = []
+        for split in (VALID, FIT):
+            with contextlib.suppress(UserError, KeyError):  # the verifier has no such split
+                if self._split_instances(split):
+                    extra.append(split)
+        return [*SPLITS, *extra]
 
     def _split_instances(self, split: str) -> Any:
         """The verifier's ``instances(split)``, built once per ``Problem`` (a run asks for its

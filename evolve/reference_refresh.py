@@ -43,13 +43,15 @@ class RefreshOutcome:
     dropped: int
 
 
-def parse_splits(text: str) -> list[str]:
+def parse_splits(text: str, problem: Problem | None = None) -> list[str]:
     """``all`` or a comma list of split names (``valid`` and ``fit`` too, where the verifier has
-    them); UserError naming a bad one."""
+    them); UserError naming a bad one and the splits ``problem`` has (smtt's message listed
+    valid and fit, which it does not have)."""
     names = list(SPLITS) if text == "all" else [s.strip() for s in text.split(",") if s.strip()]
     bad = [s for s in names if s not in (*SPLITS, VALID, FIT)] or ([] if names else [text])
     if bad:
-        raise UserError(f"--split {bad[0]!r}: expected one of {', '.join((*SPLITS, VALID, FIT))}, a comma list, or all")
+        known = [*SPLITS, VALID, FIT] if problem is None else problem.split_names()
+        raise UserError(f"--split {bad[0]!r}: expected one of {', '.join(known)}, a comma list, or all")
     return names
 
 

@@ -168,7 +168,10 @@ def test_eval_writes_solutions_and_reads_an_instances_file(tmp_path: Path) -> No
         (("run", "{tmp}/empty", "--iterations", "2"), "{tmp}/empty: no problem.toml in this folder"),
         (("eval", "smtt", "{tmp}/rule:x:.py"), "{tmp}/rule:x:.py: program not found"),  # as written, no emoji
         # commands with a progress bar on stderr: no blank line left before the error
-        (("baselines", "smtt", "--split", "nope"), "unknown split 'nope'"),
+        (("baselines", "smtt", "--split", "nope"), "unknown split 'nope' (expected one of: quick, train, test)"),
+        # only the splits the problem has (valid and fit were listed for every problem)
+        (("eval", "smtt_rule", str(SEED), "--split", "nope"),
+         "unknown split 'nope' (expected one of: quick, train, test, valid, fit)"),
         (("compare", "{tmp}/a.py", str(SEED), "--problem", "smtt"), "a.py: program not found"),
     ],
 )

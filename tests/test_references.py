@@ -105,7 +105,10 @@ def test_cli_computes_missing_references_and_names_itself_in_the_file(smtt_copy:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["smtt", "--split", "bogus"], "error: --split 'bogus': expected one of quick, train, test"),
+    # Only the splits the problem has: smtt's message listed valid and fit, which only smtt_rule has.
+    (["smtt", "--split", "bogus"], "error: --split 'bogus': expected one of quick, train, test, a comma list, or all\n"),
+    (["smtt_rule", "--split", "train,bogus"], "error: --split 'bogus': expected one of quick, train, test, valid, fit, "
+                                              "a comma list, or all\n"),
     (["smtt", "--time-limit", "0"], "error: --time-limit 0: expected a positive number of seconds"),
     (["nope"], "error: unknown problem 'nope'"),
     (["serving"], "error: problem 'serving': its verifier (evolve.evaluators.serving:ServingVerifier) keeps no "
