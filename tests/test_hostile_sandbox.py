@@ -25,7 +25,7 @@ from test_sandbox import assert_nothing_left
 
 from evolve.sandbox import Sandbox, SandboxError, SandboxLimits, SandboxOutcome
 from evolve.sandbox.doctor import weaknesses
-from evolve.sandbox.view import plan
+from evolve.sandbox.view import package_roots, plan
 from evolve.verifier import Instance
 
 TESTS = Path(__file__).resolve().parent
@@ -974,6 +974,22 @@ def schedule(p, d):
     raise RuntimeError("seen: " + repr(seen))
 """
 
+
+
+def test_a_package_whose_record_names_an_absolute_path_brings_only_its_own_files(tmp_path: Path) -> None:
+    """The view holds the files of the allowed packages, read from their distributions' RECORD. A
+    RECORD may name a file outside the distribution's dir by an absolute path (a legacy install's
+    data file): its first part, '/', became a root of the view, the whole machine (sixteenth red
+    team). Such entries are passed over, as '../' ones were."""
+    site = tmp_path / "site"
+    (site / "plugpkg").mkdir(parents=True)
+    (site / "plugpkg" / "__init__.py").write_text("")
+    info = site / "plugpkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: plugpkg\nVersion: 1.0\n")
+    (info / "RECORD").write_text("plugpkg/__init__.py,,\n/etc/hostname,,\n../../../bin/plug,,\n"
+                                 "plugpkg-1.0.dist-info/RECORD,,\n")
+    assert package_roots(("plugpkg",), [str(site)]) == [str(site / "plugpkg")]  # before: also '/'
 
 def test_a_wheel_install_shows_candidates_nothing_of_evolve(evolve_wheel: Path, tmp_path: Path) -> None:
     """Installed from a wheel, problems/*/data lies in site-packages next to numpy: masked."""

@@ -60,7 +60,11 @@ def package_roots(names: tuple[str, ...], path: list[str]) -> list[str]:
     for name in names:
         dist = next(iter(metadata.distributions(name=name, path=path)), None)
         if dist is not None:
-            tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
+            # Only what lies under the distribution's own dir: a RECORD may name files elsewhere,
+            # '../../../bin/f2py', or an absolute path (a legacy install's data file), whose first
+            # part '/' was a root: the whole machine in the view (sixteenth red team).
+            tops = {Path(str(f)).parts[0] for f in dist.files or []
+                    if not str(f).startswith("..") and not Path(str(f)).is_absolute()}
             roots.update(str(dist.locate_file(top)) for top in tops if not top.endswith(".dist-info"))
         else:
             spec = PathFinder.find_spec(name, path)
