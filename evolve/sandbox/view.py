@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import site
+import stat
 import sys
 import sysconfig
 import tempfile
@@ -122,10 +123,12 @@ def enter_view(scratch: str, file_size_mb: int, roots: list[str],
     """Build the view under ``scratch`` and pivot into it; returns the writable dirs.
     ``roots``: the allowed packages' files and dirs (``package_roots``)."""
     root = tempfile.mkdtemp(prefix="view-", dir=scratch)
-    oslevel.mount("tmpfs", root, "tmpfs", _FLAGS, "size=1m,nr_inodes=4096,mode=755")
-    trees = runtime_paths() + [os.path.abspath(r) for r in roots if os.path.exists(r)] \
-        + [f for f in ETC_FILES if os.path.exists(f)]
-    binds = [d for d in SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)] + trees
+    etc = [f for f in ETC_FILES if os.path.exists(f)]
+    room = 1 + sum(os.stat(f).st_size for f in etc) // (1 << 20)  # MiB: the skeleton, and the /etc files
+    oslevel.mount("tmpfs", root, "tmpfs", _FLAGS, f"size={room}m,nr_inodes=4096,mode=755")
+    shown = runtime_paths() + [os.path.abspath(r) for r in roots if os.path.exists(r)]
+    trees = shown + etc
+    binds = [d for d in SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)] + shown
     hidden = masked_dirs(hide)
     ops = plan(binds, hidden)
     NESTED[:] = [path for path, _ in ops if any(_within(path, d) for d in WRITABLE)]
@@ -149,6 +152,8 @@ def enter_view(scratch: str, file_size_mb: int, roots: list[str],
             masks.append(target)
         elif os.path.lexists(store + path):  # not there: nothing of it is needed (or it is mapped)
             _bind_readonly(store + path, target)
+    for path in etc:  # copied into the root itself: a bind each was a mount in every child's namespace
+        _copy_file(store + path, root + path)
     oslevel.umount_detach(store)  # the binds keep its files; the dir must not stay a mount point
     os.rmdir(store)  # (the zygote removes the controller's temp dir it lies in)
     _make_dev(root, file_size_mb)
@@ -276,13 +281,45 @@ def _bind_readonly(source: str, target: str, device: bool = False) -> None:
     oslevel.mount("none", target, None, flags, None)
 
 
+def _copy_file(source: str, target: str) -> None:
+    """A copy of ``source`` (its bytes and mode) at ``target``, its parents made as the view
+    makes them (the view's root is made read-only after)."""
+    os.makedirs(os.path.dirname(target), 0o755, exist_ok=True)
+    with open(source, "rb") as f:
+        data, mode = f.read(), stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+    fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
 def _make_dev(root: str, file_size_mb: int) -> None:
+    """``/dev``: the five devices, ``fd`` and the std links, a private ``shm``.
+
+    As root each device is a node of its own (``mknod``, the host's numbers and mode) on the
+    ``/dev`` tmpfs, read-only once made; where that is refused (a user namespace: its tmpfs
+    takes no device) a read-only bind of the host's node. A bind was a mount that every child's
+    mount namespace copied at its ``unshare`` and dropped at its exit: five of the view's 20.
+    """
     dev = root + "/dev"
     os.makedirs(dev, 0o755)
     oslevel.mount("tmpfs", dev, "tmpfs", oslevel.MS_NOSUID | oslevel.MS_NOEXEC, "size=64k,nr_inodes=64,mode=755")
     for name in DEVICES:
         if os.path.exists(f"/dev/{name}"):
-            _bind_readonly(f"/dev/{name}", f"{dev}/{name}", device=True)
+            host = os.stat(f"/dev/{name}")
+            try:
+                if not stat.S_ISCHR(host.st_mode):
+                    raise OSError(f"/dev/{name} is not a character device")
+                os.mknod(f"{dev}/{name}", host.st_mode, host.st_rdev)
+                os.chmod(f"{dev}/{name}", stat.S_IMODE(host.st_mode))  # the umask took bits
+            except OSError:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{dev}/{name}")
+                _bind_readonly(f"/dev/{name}", f"{dev}/{name}", device=True)
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{dev}/{name}")
