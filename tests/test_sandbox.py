@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -664,6 +665,32 @@ def test_root_without_cap_sys_admin_still_drops_uid_and_cleans_up(tmp_path: Path
     assert find == ["ok", None, [[False, False]]] and spied[0] == "ok"
     assert not os.path.exists("/tmp/leftover-c0ffee")
 
+
+
+DEEP = """
+import os
+def f(x):
+    os.chdir(os.environ["HOME"])
+    for made in range(3000):
+        os.mkdir("d")
+        os.chdir("d")
+    return made + 1
+"""
+
+
+@pytest.mark.skipif(not SETPRIV, reason="needs root and setpriv")
+def test_a_tree_thousands_of_dirs_deep_is_removed_and_spoils_no_other_candidate(tmp_path: Path) -> None:
+    """Without a mount namespace (Docker's default profile) the work dir is on the machine's /tmp,
+    and the zygote removes it after the candidate. A chain of 3,000 dirs made there raised
+    RecursionError in CPython 3.11's shutil.rmtree: the zygote died, so the next candidate's run
+    came back 'crash: sandbox worker failed', and Sandbox.close raised it in the controller
+    (sixteenth red team). Both remove trees without recursion now."""
+    tmp_path.chmod(0o755)
+    prefix = ["setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin"]
+    uid, isolation, deep, good = controller_elsewhere(prefix, sys.executable, [DEEP, GOOD], tmp_path)
+    assert uid is not None and "NOT isolated: no mount namespace" in " ".join(isolation)
+    assert deep == ["ok", None, [3000]] and good == ["ok", None, [2]], (deep, good)  # before: good a crash
+    assert not list(Path(tempfile.gettempdir()).glob("evolve-sandbox-12-*/run-*/d"))
 
 # -- classification of what came back (no subprocess) -----------------------------------
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -111,7 +110,7 @@ class _Resources:
 
     def release(self) -> None:
         self.stop_worker()
-        shutil.rmtree(self.base, ignore_errors=True)
+        oslevel.rmtree(self.base)  # a candidate's tree may be thousands of dirs deep (no recursion)
         if self.lock_fd is not None:
             os.close(self.lock_fd)
             self.lock_fd = None

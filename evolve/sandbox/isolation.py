@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import shutil
 import signal
 import sys
 import time
@@ -357,7 +356,7 @@ def remove_tree(path: str) -> None:
     with contextlib.suppress(OSError):
         os.rmdir(path)  # most work dirs are empty: no tree walk
         return
-    shutil.rmtree(path, ignore_errors=True)
+    oslevel.rmtree(path)  # no recursion: a candidate's tree may be thousands of dirs deep
     if os.path.lexists(path) and os.geteuid() != 0:
         # Same-uid candidates can chmod their dirs to 000; give ourselves access
         # back (they are dead, so nothing can swap a dir for a symlink meanwhile).
@@ -367,4 +366,4 @@ def remove_tree(path: str) -> None:
             with contextlib.suppress(OSError):
                 os.chmod(d, 0o700)
                 stack.extend(e.path for e in os.scandir(d) if e.is_dir(follow_symlinks=False))
-        shutil.rmtree(path, ignore_errors=True)
+        oslevel.rmtree(path)

@@ -19,7 +19,6 @@ import json
 import os
 import pickle
 import select
-import shutil
 import socket
 import sys
 from typing import Any
@@ -242,8 +241,7 @@ class Zygote(ChildKeeper):
             self.cgroup.remove()
         # The controller's temp dir goes too: if it died (orphaned), or if it asked us to exit and
         # is killed before its own clean-up (its rmtree after ours finds nothing, harmlessly).
-        with contextlib.suppress(OSError):
-            shutil.rmtree(os.path.basename(self.controller_base), dir_fd=self.base_parent_fd)
+        oslevel.rmtree(os.path.basename(self.controller_base), dir_fd=self.base_parent_fd)
 
     # -- one candidate ------------------------------------------------------------
     #
