@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from evolve.errors import UserError
-from evolve.sandbox import Sandbox, SandboxError, SandboxLimits, SandboxOutcome
+from evolve.sandbox import Sandbox, SandboxError, SandboxLimits, SandboxOutcome, oslevel
 from evolve.sandbox.outcome import build_outcome
 from evolve.verifier import Instance, Reference
 
@@ -691,6 +691,28 @@ def test_a_tree_thousands_of_dirs_deep_is_removed_and_spoils_no_other_candidate(
     assert uid is not None and "NOT isolated: no mount namespace" in " ".join(isolation)
     assert deep == ["ok", None, [3000]] and good == ["ok", None, [2]], (deep, good)  # before: good a crash
     assert not list(Path(tempfile.gettempdir()).glob("evolve-sandbox-12-*/run-*/d"))
+
+
+def test_trees_are_removed_without_recursion_and_through_no_symlink(tmp_path: Path) -> None:
+    """oslevel.rmtree, as the zygote and the controller remove what candidates left: a chain deeper
+    than Python's recursion limit goes, and a symlink to a dir outside is removed, not followed."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("kept")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(2000):  # deeper than Python's recursion limit (1,000 here)
+        os.mkdir("d", dir_fd=fd)
+        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(os.open("file", os.O_CREAT | os.O_WRONLY, 0o600, dir_fd=fd))
+    os.close(fd)
+    (tree / "link").symlink_to(outside)
+    (tree / "d" / "link").symlink_to(outside / "keep")
+    oslevel.rmtree(str(tree))
+    assert not tree.exists() and (outside / "keep").read_text() == "kept"
 
 # -- classification of what came back (no subprocess) -----------------------------------
 

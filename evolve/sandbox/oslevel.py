@@ -196,9 +196,11 @@ def rmtree(path: str, dir_fd: int | None = None) -> None:
     in its work dir (where there is no mount namespace: root without CAP_SYS_ADMIN, as in Docker)
     raised RecursionError out of the zygote's clean-up, which died (the next candidate's run came
     back a crash, "sandbox worker failed"), and out of ``Sandbox.close`` in the controller
-    (sixteenth red team). Here one dir fd is open at a time, opened by name from the one above and
-    left through '..' (the tree's writers are dead by then); no symlink is followed, and what
-    cannot be removed stays, as with ``ignore_errors``.
+    (sixteenth red team). Here one dir fd is open at a time, opened by name from the one above
+    (never through a symlink) and left through '..', which must be the very dir it came from
+    (device and inode): where something moved the tree meanwhile, the removal stops there, so it
+    never acts in a dir it did not open on the way down. What cannot be removed stays, as with
+    ``ignore_errors``.
     """
     try:
         fd = os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
@@ -206,10 +208,11 @@ def rmtree(path: str, dir_fd: int | None = None) -> None:
         with contextlib.suppress(OSError):
             os.unlink(path, dir_fd=dir_fd)  # not a dir (or gone)
         return
-    below = [("", _clear(fd))]  # (name in the dir above, dirs left to remove inside)
+    # (name in the dir above, dirs left to remove inside, (st_dev, st_ino) of this dir)
+    below = [("", _clear(fd), _identity(fd))]
     try:
         while True:
-            name, todo = below[-1]
+            name, todo, _ = below[-1]
             if todo:
                 sub = todo.pop()
                 try:
@@ -218,7 +221,7 @@ def rmtree(path: str, dir_fd: int | None = None) -> None:
                     continue  # gone, or not ours to open: it stays
                 os.close(fd)
                 fd = inner
-                below.append((sub, _clear(fd)))
+                below.append((sub, _clear(fd), _identity(fd)))
                 continue
             below.pop()
             if not below:
@@ -226,14 +229,21 @@ def rmtree(path: str, dir_fd: int | None = None) -> None:
             up = os.open("..", _DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = up
+            if _identity(fd) != below[-1][2]:
+                return  # moved meanwhile: not the dir we came down from
             with contextlib.suppress(OSError):
                 os.rmdir(name, dir_fd=fd)
     except OSError:
-        pass  # as ignore_errors: what is left stays
+        return  # as ignore_errors: what is left stays
     finally:
         os.close(fd)
     with contextlib.suppress(OSError):
         os.rmdir(path, dir_fd=dir_fd)
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
 
 
 def _clear(fd: int) -> list[str]:
