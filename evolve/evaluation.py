@@ -204,9 +204,13 @@ class Evaluator:
         """One session for ``instances``; the trusted ``interact`` drives each instance."""
         interact = self.problem.verifier.interact
         runs: list[InstanceRun] = []
+        last: tuple[Instance, Any, str | None, float] | None = None  # waiting for its settled CPU
         with sandbox.session(code, function, timeout_s=timeout) as session:
             try:
                 for instance in instances:
+                    if last is not None:
+                        runs.append(self._settled(session, *last))
+                        last = None
                     cpu = session.cpu_seconds
                     try:
                         solution, error = interact(instance, session), None
@@ -216,11 +220,29 @@ class Evaluator:
                         solution, error = None, str(err)
                     except Exception as err:  # the verifier's own verdict on a bad reply, or a bug
                         solution, error = None, f"solution could not be obtained: {type(err).__name__}: {err}"
-                    runs.append(InstanceRun(solution, error, session.cpu_seconds - cpu))
+                    last = (instance, solution, error, cpu)
+                if last is not None:
+                    runs.append(self._settled(session, *last))
             except SessionEnded:
                 pass  # the outcome says why; the instances finished before keep their results
         end = session.close()
         return SandboxOutcome(end.status, runs, end.error, end.stderr_tail, end.wall_seconds)
+
+    def _settled(self, session: Any, instance: Instance, solution: Any, error: str | None,
+                 cpu: float) -> InstanceRun:
+        """An instance's run with its CPU counted until the next instance is sent (or the split
+        ends): ``settle`` charges back what the reading at its answer missed, and where the
+        verifier has a CPU budget, an instance the settled figure puts over it fails, as one
+        that ``interact`` caught at its answer does."""
+        session.settle()
+        used = session.cpu_seconds - cpu
+        budget = getattr(self.problem.verifier, "time_budget_s", None)
+        if error is None and callable(budget) and used > (allowed := float(budget(instance))):
+            rule = getattr(self.problem.verifier, "time_budget_text", "")
+            return InstanceRun(None, f"CPU budget exceeded: {used:.3f} s of CPU, {allowed:.3f} s allowed"
+                                     + (f" ({rule})" if rule else "")
+                                     + ", counted until the next instance was sent", used)
+        return InstanceRun(solution, error, used)
 
     def _drive(
         self, sandbox: Sandbox, code: str, function: str, instances: list[Instance], timeout: float
@@ -234,6 +256,7 @@ class Evaluator:
                 built = list(self.problem.verifier.drive(instances, session))
                 if len(built) != len(instances):
                     raise ValueError(f"drive() gave {len(built)} results for {len(instances)} instances")
+                session.settle()  # the last call's CPU that its reading missed
                 share = session.cpu_seconds / max(1, len(instances))
                 # A reason may quote the rule's own words (its exception, sent as a value, not as
                 # the call's error): written out like every candidate text that reaches a terminal.

@@ -19,7 +19,7 @@ from evolve.evaluation import SPLIT_GRACE_S
 from evolve.formats import pct
 from evolve.problem import Problem
 from evolve.scoring import headline_gap, natural_key
-from evolve.verifier import Instance
+from evolve.verifier import CLOCK_ADVICE, Instance
 
 # Used when a problem names no [prompt] directions: one per island for its first
 # prompts, so the islands do not all start with the same request.
@@ -107,9 +107,9 @@ def references_line(instances: list[Instance]) -> str | None:
             + "".join(notes[k] for k in kinds if k in notes))
 
 
-SEARCH_ADVICE = ("A search should stop on time.process_time() (the same clock; measure from the "
-                 "function's entry) with a margin, never on the wall clock, so that its result does not "
-                 "depend on how busy the machine is.")
+SEARCH_ADVICE = (f"A search should stop on {CLOCK_ADVICE}, measured from the function's entry, with a "
+                 "margin, never on the wall clock, so that its result does not depend on how busy the "
+                 "machine is.")
 
 
 def time_line(problem: Problem, settings: RunSettings, instances: list[Instance]) -> str:
@@ -141,9 +141,10 @@ def time_line(problem: Problem, settings: RunSettings, instances: list[Instance]
         rule = getattr(verifier, "time_budget_text", "")
         text += (" Budget per instance: " + (f"{rule} of CPU time ({figures})" if rule else
                                              f"{figures} of CPU time")
-                 + ", counted by the kernel from when the instance is sent until the answer is back "
-                 "(the first instance also pays for loading the program); an instance over it fails "
-                 "the program. " + getattr(verifier, "time_budget_note", SEARCH_ADVICE))
+                 + ", counted by the kernel from when the instance is sent until the next one is, or the "
+                 "split ends (the first instance also pays for loading the program, and whatever the "
+                 "process does after answering counts to the instance it answered); an instance over it "
+                 "fails the program. " + getattr(verifier, "time_budget_note", SEARCH_ADVICE))
     per = f"{sandbox.instance_timeout_s:g} s per instance" + (
         " (long instances count as several)" if weighted else "")
     text += (f" The sandbox's safety net: the split may take at most {SPLIT_GRACE_S:g} s + {per} of "

@@ -347,6 +347,15 @@ class SharesSessions(Protocol):
     def shares_session(self, instances: list[Instance]) -> bool: ...
 
 
+# Which clock a budgeted search should stop on. In the sandbox time.process_time() advances in steps
+# of a scheduler tick (RLIMIT_CPU makes the kernel keep a process-wide CPU timer, read at its last
+# update), so a search that stops on it runs up to a tick past its mark; thread_time() is the one
+# thread's own clock, exact, and a program may start no thread (bench/smtt_call_overhead.py).
+CLOCK_ADVICE = ("time.thread_time() (the program's only thread, so the same count, exact to the microsecond; "
+                "time.process_time() advances here in steps of up to 4 ms, a scheduler tick, so a search "
+                "that stops on it runs up to 4 ms past its mark)")
+
+
 @runtime_checkable
 class TimeBudget(Protocol):
     """A CPU-time budget per instance that ``interact`` enforces (``CandidateError``); prompts

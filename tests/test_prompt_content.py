@@ -636,6 +636,11 @@ def test_smtt_states_when_the_clock_starts_against_the_order_it_calls_the_evolvi
             "improve(sequence, p, d) once") in time
     assert "a search in improve() should measure from the first priority() call (jobs_left == n" in time
     assert "measure from the function's entry" not in time
+    # Counted until the next instance is sent (what the process does after answering is that
+    # instance's), and a search stops on thread_time(): process_time() moves in 4 ms steps here.
+    assert "counted by the kernel from when the instance is sent until the next one is, or the split ends" in time
+    assert "A search should stop on time.thread_time() (the program's only thread" in time
+    assert "keep time.thread_time() there in a module variable" in time
     # The order stated is the fixed code's: the seed's schedule() calls priority() n times, then improve().
     namespace: dict = {}
     exec(compile(smtt.seed_code, "seed.py", "exec"), namespace)

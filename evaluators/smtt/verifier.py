@@ -35,6 +35,7 @@ from evolve.evaluators.smtt.references import Budget, attains, compute_reference
 from evolve.options import VerifierOptions, read_options
 from evolve.references import ReferenceStore, ReferenceTask, StoredReference
 from evolve.verifier import (
+    CLOCK_ADVICE,
     REPLY_NOTE_BYTES,
     CandidateError,
     Direction,
@@ -200,14 +201,14 @@ class SmttVerifier:
     # entry" did not say where an improve() search should measure from (an agent playing the
     # model found the answer by reading the fixed code and relied on it, undocumented).
     time_budget_note = (
-        "A search should stop on time.process_time() (the same clock), with a margin, never on the "
-        "wall clock, so that its result does not depend on how busy the machine is. The call order "
+        f"A search should stop on {CLOCK_ADVICE}, with a margin, never on the wall clock, so that its "
+        "result does not depend on how busy the machine is. The call order "
         "per instance is a contract: the verifier calls schedule(p, d) once, just after it sends the "
         "instance; schedule() (fixed code) calls priority() once per job in dispatch order, the first "
         "time with t = 0 and jobs_left = n, then improve(sequence, p, d) once, and returns what "
         "improve() returns. So the instance's clock starts just before its first priority() call, and "
         "improve() is entered only after all n of them: a search in improve() should measure from the "
-        "first priority() call (jobs_left == n; keep time.process_time() there in a module variable), "
+        "first priority() call (jobs_left == n; keep time.thread_time() there in a module variable), "
         "or count the dispatch's time as spent. Nothing else marks the start, and nothing is passed in.")
 
     @staticmethod

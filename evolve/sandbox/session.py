@@ -146,8 +146,9 @@ class SandboxSession:
         seq = self.calls
         self._in_call = True
         try:
-            # From the end of the last reply: a child is idle between calls, but a timer's
-            # signal handler runs while it waits, and its work must count somewhere.
+            # From the end of the last reply, or from ``settle``'s later reading: a child is idle
+            # between calls, but a timer's signal handler runs while it waits, and its work must
+            # count somewhere.
             cpu0 = self._cpu_ns() if self._reply_end_ns is None else self._reply_end_ns
             start = time.perf_counter()
             try:
@@ -166,6 +167,29 @@ class SandboxSession:
         self.cpu_seconds += cpu
         value, error = reply
         return Reply(value, error, cpu, wall)
+
+    def settle(self) -> float:
+        """Re-read the child's CPU clock between calls and charge what the last call's reading
+        missed to that call (``cpu_seconds``); the seconds added, 0.0 before the first call and
+        once the session is over.
+
+        The kernel's clock of another process is current only to its last scheduler tick (or
+        context switch) while that process runs, so the reading taken as a reply comes in can lag
+        by up to a tick (~4 ms here) while the child finishes sending it. Read again before the
+        next call is sent, when the child is idle waiting for it, the clock holds that lag; the
+        next call counts from there (``call`` starts from this reading), so each call is charged
+        its own CPU, from when it was sent until the next one is (bench/smtt_call_overhead.py).
+        The candidate learns nothing from it, and cannot move CPU from one call to another:
+        whatever its process does between two calls is the earlier call's."""
+        if self._reply_end_ns is None or self.outcome is not None or self._in_call:
+            return 0.0
+        now = self._cpu_ns()
+        if now <= self._reply_end_ns:  # nothing missed, or the child is gone (0)
+            return 0.0
+        lag = (now - self._reply_end_ns) / 1e9
+        self._reply_end_ns = now
+        self.cpu_seconds += lag
+        return lag
 
     def _cpu_ns(self) -> int:
         try:
