@@ -15,6 +15,17 @@ def fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value + 0.0:.{digits}g}"  # + 0.0 turns -0.0 into 0
 
 
+def digits_to_tell_apart(values: list[float | None], least: int = 4, most: int = 8) -> int:
+    """The fewest significant digits, from ``least`` to ``most``, at which the different values
+    print differently (``fmt``): a leaderboard of -1.16951 and -1.16996 showed "-1.17" below
+    "-1.169", and six rows of "-1.171" that were not equal."""
+    distinct = sorted({v + 0.0 for v in values if v is not None})
+    for digits in range(least, most + 1):
+        if len({fmt(v, digits) for v in distinct}) == len(distinct):
+            return digits
+    return most
+
+
 def pct(value: float | None) -> str:
     """A percentage: ``1.17%``, ``0.0031%``, ``-0.00042%``, ``0.00%`` (exactly zero, or below a millionth)."""
     return "-" if value is None else f"{figure(value)}%"

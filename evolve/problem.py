@@ -108,6 +108,12 @@ class Problem:
     def baselines(self) -> dict[str, Path]:
         folder = self.dir / self.spec.baselines
         if not folder.is_dir():
+            # A folder that problem.toml names is a mistake when it is not there (its baselines
+            # were silently left out); the default baselines/ is optional, as context.md is.
+            if "baselines" in self.spec.model_fields_set:
+                raise UserError(f"{self.toml_path}: baselines = {self.spec.baselines!r}: {folder} is not a folder; "
+                                "expected a folder of baseline programs beside problem.toml (or leave the key "
+                                "out: baselines/ is optional)")
             return {}
         found = {p.stem: p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")}
         for name in self.spec.other_class_baselines:

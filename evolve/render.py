@@ -18,7 +18,7 @@ from rich.text import Text
 
 from evolve.display import console
 from evolve.evaluation import Evaluation
-from evolve.formats import fmt, pct, side_of
+from evolve.formats import digits_to_tell_apart, fmt, pct, side_of
 from evolve.llm import OFFLINE
 from evolve.review import RunReview
 from evolve.sandbox.outcome import printable
@@ -186,12 +186,13 @@ def _leaderboard_table(review: RunReview, extra: list[str], with_run: bool) -> T
     run_columns = ("score", gap, "iter", "island", "parent", "model") if with_run else ()
     for column in ("#", "id", *run_columns[:2], *[labels.get(k, k) for k in extra], *run_columns[2:]):
         board.add_column(column, justify="right" if column not in {"model"} else "left")
+    digits = digits_to_tell_apart([p.score for p in review.leaderboard])
     for rank, p in enumerate(review.leaderboard, 1):
         metrics = review.key_metrics(p)
         cells = [pct(metrics[k]) if k.endswith("_pct") else fmt(metrics[k], 3) for k in extra]
         if with_run:
             gap = side_of(metrics["gap_pct"]) if review.gap_against else pct(metrics["gap_pct"])
-            board.add_row(str(rank), str(p.id), fmt(p.score), gap, *cells, str(p.iteration),
+            board.add_row(str(rank), str(p.id), fmt(p.score, digits), gap, *cells, str(p.iteration),
                           str(p.island), str(p.parent_id if p.parent_id is not None else "-"), p.model or "seed")
         else:
             board.add_row(str(rank), str(p.id), *cells)

@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from evolve.display import RunDisplay, rate
-from evolve.formats import count
+from evolve.formats import count, digits_to_tell_apart, fmt
 from evolve.progress import Progress
 from evolve.stop import Stop, StopKind
 
@@ -113,3 +113,14 @@ def test_a_run_without_a_model_shows_no_token_or_cost_figures() -> None:
 
 def test_counts_say_one_instance_and_two_instances() -> None:
     assert [count(k, "instance") for k in (0, 1, 2)] == ["0 instances", "1 instance", "2 instances"]
+
+
+def test_a_leaderboard_prints_scores_with_the_digits_that_tell_them_apart() -> None:
+    """QA as a new user: `evolve review` of a default smtt run showed "-1.169", "-1.169", "-1.17"
+    (below them), then six rows of "-1.171" that were not all equal: four significant digits."""
+    scores = [-1.168994, -1.169031, -1.169870, -1.170610, -1.170610, -1.170662]
+    digits = digits_to_tell_apart(scores)
+    assert digits == 6 and [fmt(s, digits) for s in scores] == [
+        "-1.16899", "-1.16903", "-1.16987", "-1.17061", "-1.17061", "-1.17066"]
+    assert digits_to_tell_apart([-57.63, -1.2, None]) == 4  # four when they already differ
+    assert digits_to_tell_apart([1.0, 1.0 + 1e-12]) == 8  # at most eight

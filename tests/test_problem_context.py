@@ -51,3 +51,16 @@ def test_a_context_file_named_in_problem_toml_but_missing_is_a_one_line_error(tm
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert f"{toml}: context = 'ctx.md': {toy / 'ctx.md'} does not exist" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_baselines_folder_named_in_problem_toml_but_missing_is_a_one_line_error(tmp_path: Path) -> None:
+    """QA as a new user: `baselines = "nobaselines"` showed the seed alone, as if the problem had
+    no baselines. A folder problem.toml names must exist; the default baselines/ stays optional."""
+    toy = _toy(tmp_path)
+    toml = toy / "problem.toml"
+    toml.write_text(toml.read_text().replace('baselines = "baselines"\n', 'baselines = "nobaselines"\n', 1))
+    assert 'baselines = "nobaselines"' in toml.read_text()
+    result = evolve("baselines", "toy", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert f"{toml}: baselines = 'nobaselines': {toy / 'nobaselines'} is not a folder" in result.stderr
