@@ -220,6 +220,7 @@ def test_the_parent_choice_and_the_runs_best_are_explained(smtt: Problem, tmp_pa
             "copy of another: take its ideas where they help, but build this island's direction into the "
             "change, so that the islands stay different.") in direction
     assert "It is a suggestion" not in direction
+    assert "say so in the Idea line.\n\n# " in user  # a blank line before the next section, as before
     # A one-line change is shown as a diff against the current program, not as a second copy.
     inspiration = user.split("## Program #2 (island 1, the run's best)")[1]
     assert "as a diff against the current program" in inspiration and "```diff" in inspiration
