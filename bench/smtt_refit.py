@@ -18,7 +18,7 @@ from evolve.archive import Archive
 from evolve.files import write_atomic
 from evolve.problem import load_problem
 from evolve.runs import load_run
-from evolve.selection import refit_reported, reported_best
+from evolve.selection import REFIT_META, refit_reported, reported_best
 
 
 def main() -> None:
@@ -26,6 +26,12 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="run folders or studies")
     parser.add_argument("--problem", default="smtt_rule", help="the problem whose fit split refits (default smtt_rule)")
     parser.add_argument("--sweeps", type=int, default=None, help="refit_sweeps (default: the setting's default)")
+    parser.add_argument("--below", choices=("fit", "fit+train", "none"), default=None,
+                        help="refit_below: also fit the side below the gate on fit, or on fit and train "
+                             "(default: the run's setting)")
+    parser.add_argument("--again", action="store_true",
+                        help="refit the program the run chose (select_on), not its earlier refit: drop the refit "
+                             "the archive reports and fit from the chosen one again")
     args = parser.parse_args()
     problem = load_problem(args.problem)
     for folder in args.runs:
@@ -34,9 +40,13 @@ def main() -> None:
             update: dict[str, object] = {"refit_on": "fit"}
             if args.sweeps is not None:
                 update["refit_sweeps"] = args.sweeps
+            if args.below is not None:
+                update["refit_below"] = None if args.below == "none" else args.below
             settings = info.settings.model_copy(update=update)
             archive = Archive(path)
             try:
+                if args.again:
+                    archive.set_meta(REFIT_META, None)
                 before = reported_best(archive)
                 refitted = refit_reported(problem, settings, archive)
                 if refitted is None:

@@ -160,6 +160,11 @@ class RunSettings(Strict):
     refit_on: Literal["fit"] | None = None
     # Sweeps of the coordinate search over those coefficients (evolve/gp/constants.py).
     refit_sweeps: int = Field(default=4, ge=1, le=20)
+    # With refit_on, then also fit the constants that act only below the gate (every constant of
+    # the side below a split, or c2 of gated terms), after those above it: on the fit split ("fit",
+    # where it holds sizes below the gate: smtt_rule's n = 20 and 50), or on the mean of its score
+    # and train's, both against the references themselves ("fit+train"). None: above only.
+    refit_below: Literal["fit", "fit+train"] | None = None
     # Overrides of the problem's [verifier.options] (``--option KEY=VALUE``).
     verifier_options: dict[str, Any] = {}
     sandbox: SandboxSettings = SandboxSettings()

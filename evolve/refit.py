@@ -24,6 +24,7 @@ Nothing is refitted on the test split, and the fit split is not a selection spli
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +32,10 @@ from evolve.archive import Archive, Program
 from evolve.compare import evaluate_programs
 from evolve.config import RunSettings
 from evolve.edits import code_hash
-from evolve.gp.constants import above_gate_paths, fit_constants
+from evolve.gp.constants import above_gate_paths, below_gate_paths, fit_constants
 from evolve.gp.program import rule_tree, signature_of, with_rule
 from evolve.gp.screen import Screen
-from evolve.gp.tree import get, simplify
+from evolve.gp.tree import Tree, get, simplify
 from evolve.problem import Problem
 from evolve.pure_rule import is_pure_rule
 from evolve.records import program_record
@@ -45,6 +46,9 @@ REFIT = "refit"
 # rule with 200 gated terms (9 KB) would have cost up to 7,200 screens of 2.7 s (fifteenth red team). The
 # GP writes one (a split at the gate) or a few (gated insertion); more: not refitted.
 REFIT_CONSTANTS = 8
+# The most constants below the gate ``refit_below`` fits (the whole side below a split: a GP side
+# has up to about a dozen; each trial screens only the sizes below the gate, those above are cached).
+REFIT_BELOW_CONSTANTS = 16
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,17 @@ class Refit:
                    str(data["changes"]))
 
     def describe(self) -> str:
-        return (f"refitted above the gate on the {self.split} split (gaps against the references): "
+        sides = "above and below the gate" if "below the gate:" in self.changes else "above the gate"
+        return (f"refitted {sides} on the {self.split} split (gaps against the references): "
                 f"#{self.program_id}, {self.changes}, {self.split} score {self.before:.4g} -> {self.after:.4g}")
+
+
+def _mean_of(first: Screen, second: Screen) -> Callable[[Mapping[str, Tree]], float | None]:
+    """The mean of two screens' scores; None where either is undefined."""
+    def score(trees: Mapping[str, Tree]) -> float | None:
+        a, b = first(trees), second(trees)
+        return None if a is None or b is None else (a + b) / 2
+    return score
 
 
 def refit(problem: Problem, settings: RunSettings, archive: Archive, chosen: Program) -> Refit | None:
@@ -86,29 +99,43 @@ def refit(problem: Problem, settings: RunSettings, archive: Archive, chosen: Pro
     trees = {r.function: t for r, t in rules}
     screen: Screen | None = None
     code, before, after, changes = chosen.code, None, None, []
-    for rule, tree in rules:
+    sides = [("above", above_gate_paths, REFIT_CONSTANTS)]
+    if settings.refit_below is not None:
+        sides.append(("below", below_gate_paths, REFIT_BELOW_CONSTANTS))
+    train: Screen | None = None
+    for rule, _ in rules:
         sig = signature_of(rule)
         gates = tuple({g for gate in sig.gates for g in (gate, simplify(gate))})
-        where = above_gate_paths(tree, gates)
-        if not where or len(where) > REFIT_CONSTANTS:
-            continue
-        if screen is None:
-            if not callable(getattr(problem.verifier, "gp_screen", None)):
-                return None
-            screen = Screen(problem, split, floor=False)
-        value = screen(trees)
-        if value is None:
-            continue
-        before = value if before is None else before
-        tuned, tuned_value, _ = fit_constants(
-            tree, lambda t, f=rule.function, s=screen: s({**trees, f: t}), value, settings.refit_sweeps,  # type: ignore[misc]
-            where=lambda t, gates=gates: above_gate_paths(t, gates))
-        if tuned_value > value:
-            changes += [f"{get(tree, at)[1]:g} -> {get(tuned, at)[1]:g}" for at in where
-                        if get(tree, at) != get(tuned, at)]
-            trees[rule.function] = tuned
-            code = with_rule(code, rule, tuned)
-            after = tuned_value
+        for side, paths_of, most in sides:
+            tree = trees[rule.function]
+            where = paths_of(tree, gates)
+            if not where or len(where) > most:
+                continue
+            if screen is None:
+                if not callable(getattr(problem.verifier, "gp_screen", None)):
+                    return None
+                screen = Screen(problem, split, floor=False)
+            value = screen(trees)
+            if value is None:
+                continue
+            before = value if before is None else before
+            score = screen
+            if side == "below" and settings.refit_below == "fit+train":
+                train = train or Screen(problem, "train", floor=False)
+                score = _mean_of(screen, train)
+                value = score(trees)
+                if value is None:
+                    continue
+            tuned, tuned_value, _ = fit_constants(
+                tree, lambda t, f=rule.function, s=score: s({**trees, f: t}), value,  # type: ignore[misc]
+                settings.refit_sweeps, where=lambda t, gates=gates, paths_of=paths_of: paths_of(t, gates))
+            if tuned_value > value:
+                moved = [f"{get(tree, at)[1]:g} -> {get(tuned, at)[1]:g}" for at in where
+                         if get(tree, at) != get(tuned, at)]
+                changes += [f"{side} the gate: {', '.join(moved)}"] if settings.refit_below else moved
+                trees[rule.function] = tuned
+                code = with_rule(code, rule, tuned)
+                after = screen(trees)  # the fit split's score, whichever the side was fitted on
     if after is None or before is None or archive.id_for_hash(code_hash(code)) is not None:
         return None
     evaluation = evaluate_programs(problem, settings.sandbox, [(REFIT, code)], problem.instances("train"),

@@ -2,7 +2,7 @@
 
 The GP's screen and smtt_rule's refit (``refit_on = "fit"``, the default) evaluate a rule read out
 of a program as a tree, in the controller, once per decision of every instance: the refit on the
-550 instances of the fit split, with a coordinate search over the coefficients above the gate. A
+1,150 instances of the fit split, with a coordinate search over the coefficients above the gate. A
 model writes the program the run reports, so it chooses that tree's size, how many coefficients
 the refit searches, and what else its module does.
 """

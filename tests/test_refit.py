@@ -17,7 +17,7 @@ from evolve.config import resolve_settings
 from evolve.errors import UserError
 from evolve.evaluators.smtt.generator import RULE_TRAIN_REPLICATES, split_instances
 from evolve.gp.codegen import parse
-from evolve.gp.constants import above_gate_paths
+from evolve.gp.constants import above_gate_paths, below_gate_paths
 from evolve.gp.program import rule_tree, with_rule
 from evolve.gp.screen import Screen
 from evolve.gp.tree import get, replace
@@ -44,9 +44,21 @@ def test_only_the_coefficients_that_act_above_the_gate_are_refitted() -> None:
     assert above_gate_paths(parse(MDDC, SMTT_INPUTS), (GATE,)) == []  # no gate: nothing to refit
 
 
-def test_the_fit_split_is_new_instances_at_n_100_and_above_with_shipped_references() -> None:
+def test_refit_below_fits_every_constant_of_the_side_below_the_gate_and_nothing_above() -> None:
+    split = parse(f"np.where(n - 75 > 0, {MDDC} + 1.5 * ({PHI} * p), np.maximum(d, t + 1.04 * p) + 0.2 * p)",
+                  SMTT_INPUTS)
+    assert sorted(get(split, at)[1] for at in below_gate_paths(split, (GATE,))) == [0.2, 1.04]
+    assert all(at[0] == 3 for at in below_gate_paths(split, (GATE,)))  # the side below, never T nor c1
+    gated = parse("np.maximum(d, t + 1.1 * p) + np.where(n - 75 > 0, 0.4, 0.2) * p"
+                  " + np.where(n - 75 > 0, 0.3, 0.7) * d", SMTT_INPUTS)
+    assert sorted(get(gated, at)[1] for at in below_gate_paths(gated, (GATE,))) == [0.2, 0.7]
+    assert below_gate_paths(parse(MDDC, SMTT_INPUTS), (GATE,)) == []
+
+
+def test_the_fit_split_is_new_instances_at_every_size_with_shipped_references() -> None:
     fit = split_instances("fit")
-    assert len(fit) == 550 and {g.group for g in fit} == {"n=100", "n=200", "n=500"}
+    sizes = {group: sum(g.group == group for g in fit) for group in {g.group for g in fit}}
+    assert sizes == {"n=20": 500, "n=50": 100, "n=100": 200, "n=200": 300, "n=500": 50}
     others = {(g.p.tobytes(), g.d.tobytes()) for split in ("train", "valid", "test", "quick")
               for g in split_instances(split, RULE_TRAIN_REPLICATES)}
     assert not {(g.p.tobytes(), g.d.tobytes()) for g in fit} & others
@@ -92,6 +104,33 @@ def test_a_refit_moves_only_c1_reports_the_child_and_a_new_loop_clears_it(tmp_pa
         assert archive.get_meta(REFIT_META) is None and reported_best(archive).id == chosen.id  # best on train
     finally:
         archive.close()
+
+
+def test_refit_below_moves_the_side_below_the_gate_after_c1_and_the_default_leaves_it(tmp_path: Path) -> None:
+    problem = load_problem("smtt_rule")
+    rule = problem.spec.rule[0]
+    # Above the gate c1 far too strong; below it MDD with a surcharge on long jobs far too strong.
+    tree = parse(f"np.where(n - 75 > 0, {MDDC} + 6.0 * ({PHI} * p), np.maximum(d, t + p) + 4.0 * p)", SMTT_INPUTS)
+    code = with_rule(problem.seed_code, rule, tree)
+    below = below_gate_paths(tree, (GATE,))
+    for refit_below in (None, "fit+train"):
+        archive, chosen = _archive_with(tmp_path / f"below-{refit_below is not None}.sqlite", code)
+        settings = resolve_settings({}, None, {"refit_on": "fit", "refit_sweeps": 2, "refit_below": refit_below})
+        try:
+            done = refit(problem, settings, archive, chosen)
+            assert done is not None and done.after > done.before
+            refitted = rule_tree(archive.program(done.program_id).code, rule)
+            assert 0 < get(refitted, (2, 2, 1))[1] < 6.0  # c1 refitted either way
+            moved = [at for at in below if get(refitted, at) != get(tree, at)]
+            # The figure reported is the fit split's, whatever the side below was fitted on.
+            assert Screen(problem, "fit", floor=False)({"priority": refitted}) == pytest.approx(done.after)
+            if refit_below:
+                assert moved and "below the gate" in done.changes and "above the gate" in done.changes
+            else:
+                assert moved == [] and refitted[3] == tree[3]  # the default: the side below as the search left it
+            assert refitted[2][1] == tree[2][1] and refitted[1] == tree[1]  # T and the gate never change
+        finally:
+            archive.close()
 
 
 def test_a_rule_without_a_gate_is_not_refitted(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -156,10 +157,9 @@ def test_the_fresh_set_is_written_as_an_instance_file_any_program_scores_on(tmp_
     assert [r["reference"] for r in results] == [10, 700] and all(r["feasible"] for r in results)
 
 
-def test_subsets_split_the_fresh_set_by_replicate_into_sets_of_the_test_splits_design(tmp_path: Path) -> None:
-    """--subsets: one subset per replicate (one instance per TF/RDD point), each rule's mean per
-    subset and how often it is above MDD and MDDC there. Two replicates of 25 instances each: their two
-    means average to the pooled mean, and neither MDD nor MDDC is ever above itself."""
+def _two_sets(tmp_path: Path, seed: int, due: int, stream: int, refs: Callable[[int], float]) -> Path:
+    """A hand-made fresh stream of two replicates of the grid at n = 8 (random p and d, the
+    references ``refs(k)``), cached as bench/smtt_validation.py keeps a stream: its file."""
     import numpy as np
 
     sys.path.insert(0, str(ROOT / "bench"))
@@ -167,13 +167,21 @@ def test_subsets_split_the_fresh_set_by_replicate_into_sets_of_the_test_splits_d
         from smtt_validation import GRID
     finally:
         sys.path.remove(str(ROOT / "bench"))
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     count, n = 2 * len(GRID), 8
     p = rng.integers(1, 10, size=(count, n))
-    d = rng.integers(0, 40, size=(count, n))
+    d = rng.integers(0, due, size=(count, n))
     cache = tmp_path / "fresh.npz"
-    np.savez(cache, replicates=2, stream=0, n=[n] * count, p=p.ravel(), d=d.ravel(), ref=[50.0] * count,
-             cut=np.cumsum([n] * count)[:-1])
+    np.savez(cache, replicates=2, stream=stream, n=[n] * count, p=p.ravel(), d=d.ravel(),
+             ref=[refs(k) for k in range(count)], cut=np.cumsum([n] * count)[:-1])
+    return cache
+
+
+def test_subsets_split_the_fresh_set_by_replicate_into_sets_of_the_test_splits_design(tmp_path: Path) -> None:
+    """--subsets: one subset per replicate (one instance per TF/RDD point), each rule's mean per
+    subset and how often it is above MDD and MDDC there. Two replicates of 25 instances each: their two
+    means average to the pooled mean, and neither MDD nor MDDC is ever above itself."""
+    cache = _two_sets(tmp_path, seed=3, due=40, stream=0, refs=lambda k: 50.0)
     done = subprocess.run([sys.executable, str(SCRIPT), "--replicates", "2", "--cache", str(cache), "--subsets"],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -191,3 +199,39 @@ def test_subsets_split_the_fresh_set_by_replicate_into_sets_of_the_test_splits_d
         assert low <= median <= high
         assert found[4 if name == "mdd" else 5] == "0" or name == "eddc"  # never above itself
         assert abs(median - whole[name.strip()]) < 0.01  # the mean of two equal halves
+
+
+def test_subset_losses_names_the_sets_a_study_loses_and_the_instances_that_carry_them(tmp_path: Path) -> None:
+    """bench/smtt_subset_losses.py on a hand-made stream of two sets and a one-seed study whose rule
+    is SPT: the sets where it is above MDD are marked and explained instance by instance, and each
+    pooled mean is the sum of its parts by reference."""
+    from evolve.gp.codegen import parse
+    from evolve.gp.program import with_rule
+    from evolve.problem import load_problem
+
+    n = 8
+    # References are proxies: all that matters is that they are the same for every rule.
+    cache = _two_sets(tmp_path, seed=5, due=30, stream=3, refs=lambda k: 5.0 if k % 2 else 400.0)
+    problem = load_problem("smtt_rule")
+    inputs = {i.name for i in problem.spec.rule[0].inputs}
+    (tmp_path / "study" / "seed-0").mkdir(parents=True)
+    (tmp_path / "study" / "seed-0" / "best.py").write_text(
+        with_rule(problem.seed_code, problem.spec.rule[0], parse("p", inputs)))
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "smtt_subset_losses.py"), str(tmp_path / "study"),
+                           "--size", str(n), "--stream", "3", "--replicates", "2", "--cache", str(cache)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    sets = [line for line in lines if line.startswith("| (3, ")]
+    assert [line.split("|")[1].strip() for line in sets] == ["(3, 0)", "(3, 1)"]
+    losing = [line.split("|")[1].strip() for line in sets if line.rstrip(" |").endswith("*")]
+    assert losing == [line.split(":")[0].removeprefix("set ") for line in lines if line.startswith("set (")]
+    assert losing  # SPT ignores due dates: above MDD in some set of 25 random instances
+    shares = {line.split("|")[1].strip(): [float(c) for c in line.split("|")[2:-1]]
+              for line in lines if line.startswith(("| mdd |", "| mddc |", f"| {tmp_path}"))}
+    assert len(shares) == 3 and all(abs(sum(v[:-1]) - v[-1]) < 0.002 for v in shares.values())
+    assert "| train | 0 |" in done.stdout  # no shipped split has instances of 8 jobs
+    wrong = subprocess.run([sys.executable, str(ROOT / "bench" / "smtt_subset_losses.py"), str(tmp_path / "study"),
+                            "--size", "9", "--stream", "3", "--replicates", "2", "--cache", str(cache)],
+                           capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert wrong.returncode == 2 and "no instance of size 9" in wrong.stderr

@@ -62,6 +62,15 @@ def above_gate_paths(tree: Tree, gates: tuple[Tree, ...]) -> list[tuple[int, ...
     return [p for p in gated_constant_paths(tree, gates) if p[-1] == 2]
 
 
+def below_gate_paths(tree: Tree, gates: tuple[Tree, ...]) -> list[tuple[int, ...]]:
+    """The constants that act only where every gate is not positive: every constant of B, the side
+    below the gate of a rule split at its root, ``np.where(G > 0, T + c1 * g, B)``, else c2 of every
+    gated term ``np.where(G > 0, c1, c2)`` (what ``refit_below`` fits, evolve/refit.py)."""
+    if tree[0] == "ifpos" and tree[1] in gates:
+        return [p for p in side_constant_paths(tree, gates) if p[0] == 3]
+    return [p for p in gated_constant_paths(tree, gates) if p[-1] == 3]
+
+
 def fit_constants(tree: Tree, score: Callable[[Tree], float | None], value: float,
                   sweeps: int, pre: Callable[[Tree], float | None] | None = None,
                   race: int = 0, where: Callable[[Tree], list[tuple[int, ...]]] = constant_paths,
