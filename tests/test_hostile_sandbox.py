@@ -418,7 +418,7 @@ def test_no_count_of_the_whole_machine_is_shown_to_concurrent_candidates(sandbox
     reads what every other process holds exactly (here 4,321, held by this process; a sender holds n
     of them for as long as it runs); and ustat(dev) answers the free blocks and inodes of any file
     system by its device number, mounted in the candidate's view or not: every other sandbox's
-    private /tmp, /var/tmp and /dev/shm (a sender that makes k files there is read as 4,095 - k free
+    private /tmp, /var/tmp and /dev/shm (a sender that made k files there would read as 4,095 - k free
     inodes; sixteenth red team). Both are refused (EPERM)."""
     needs(sandbox, "seccomp")
     source = """
