@@ -124,7 +124,7 @@ def enter_view(scratch: str, file_size_mb: int, roots: list[str],
     ``roots``: the allowed packages' files and dirs (``package_roots``)."""
     root = tempfile.mkdtemp(prefix="view-", dir=scratch)
     etc = [f for f in ETC_FILES if os.path.exists(f)]
-    room = 1 + sum(os.stat(f).st_size for f in etc) // (1 << 20)  # MiB: the skeleton, and the /etc files
+    room = 1 + -(-sum(os.stat(f).st_size for f in etc) // (1 << 20))  # MiB: the skeleton, and the /etc files
     oslevel.mount("tmpfs", root, "tmpfs", _FLAGS, f"size={room}m,nr_inodes=4096,mode=755")
     shown = runtime_paths() + [os.path.abspath(r) for r in roots if os.path.exists(r)]
     trees = shown + etc
