@@ -50,7 +50,7 @@ TARGETS: dict[str, Target] = {
     "smtt": Target(45, "gap_mean_pct", True, ("mdd", "mddc"), "below MDD at every n"),
     "smtt_rule": Target(15, "gap_mean_pct", True, ("mdd", "mddc"), "below MDD at every n, and MDDC at n >= 100",
                         (("mddc", ("n=100", "n=200", "n=500")),)),
-    "jssp": Target(300, "gap_mean_pct", True, ("fdd_mwkr", "mwkr"), "below FDD/MWKR in every group (non-delay)"),
+    "jssp": Target(600, "gap_mean_pct", True, ("fdd_mwkr", "mwkr"), "below FDD/MWKR in every group (non-delay)"),
     "moe": Target(30, "balancedness", False, ("lpt", "deepseek_eplb"), "above LPT's balancedness"),
     "serving": Target(15, "score", False, ("shortest_prompt", "fcfs"), "above shortest-prompt-first's score"),
 }
