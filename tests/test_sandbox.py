@@ -557,10 +557,11 @@ def test_bad_verifier_entry_and_too_little_memory_are_user_errors() -> None:
         make(limits=SandboxLimits(memory_mb=64))
 
 
-def controller_elsewhere(prefix: list[str], python: str, sources: list[str], cwd: Path) -> list:
+def controller_elsewhere(prefix: list[str], python: str, sources: list[str], cwd: Path,
+                         tmpdir: Path | None = None) -> list:
     """Run a Sandbox in a separate controller process (as another user, or with fewer
-    capabilities), with the fake keys in its real environment; returns
-    [uid, isolation, [status, error, solutions] per source]."""
+    capabilities), with the fake keys in its real environment (and ``TMPDIR``, where given);
+    returns [uid, isolation, [status, error, solutions] per source]."""
     script = textwrap.dedent(f"""
         import json, sys
         from evolve.sandbox import Sandbox, SandboxLimits
@@ -571,7 +572,8 @@ def controller_elsewhere(prefix: list[str], python: str, sources: list[str], cwd
             res = [sb.run(src, "f", inst) for src in sys.argv[1:]]
             print(json.dumps([sb.uid, sb.isolation] + [[o.status, o.error, [r.solution for r in o.runs]] for o in res]))
     """)
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(TESTS.parent), **SECRETS, "HOME": str(cwd)}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(TESTS.parent), **SECRETS, "HOME": str(cwd),
+           **({"TMPDIR": str(tmpdir)} if tmpdir is not None else {})}
     done = subprocess.run([*prefix, python, "-c", script, *sources], env=env, capture_output=True,
                           text=True, timeout=60, cwd=cwd)
     if done.returncode != 0 and "Permission denied" in done.stderr:
@@ -686,11 +688,19 @@ def test_a_tree_thousands_of_dirs_deep_is_removed_and_spoils_no_other_candidate(
     came back 'crash: sandbox worker failed', and Sandbox.close raised it in the controller
     (sixteenth red team). Both remove trees without recursion now."""
     tmp_path.chmod(0o755)
-    prefix = ["setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin"]
-    uid, isolation, deep, good = controller_elsewhere(prefix, sys.executable, [DEEP, GOOD], tmp_path)
-    assert uid is not None and "NOT isolated: no mount namespace" in " ".join(isolation)
-    assert deep == ["ok", None, [3000]] and good == ["ok", None, [2]], (deep, good)  # before: good a crash
-    assert not list(Path(tempfile.gettempdir()).glob("evolve-sandbox-12-*/run-*/d"))
+    # The controller's own temp dir, so that another run of this test (a colleague's, on a shared
+    # machine) cannot leave its tree where this one looks; under /tmp, which the candidate's uid
+    # can traverse (pytest's basetemp is 0700).
+    own_tmp = Path(tempfile.mkdtemp(prefix="evolve-deep-"))
+    own_tmp.chmod(0o1777)
+    try:
+        prefix = ["setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin"]
+        uid, isolation, deep, good = controller_elsewhere(prefix, sys.executable, [DEEP, GOOD], tmp_path, own_tmp)
+        assert uid is not None and "NOT isolated: no mount namespace" in " ".join(isolation)
+        assert deep == ["ok", None, [3000]] and good == ["ok", None, [2]], (deep, good)  # before: good a crash
+        assert list(own_tmp.iterdir()) == []  # the controller removed its dir, and all below it
+    finally:
+        oslevel.rmtree(str(own_tmp))
 
 
 def test_trees_are_removed_without_recursion_and_through_no_symlink(tmp_path: Path) -> None:
