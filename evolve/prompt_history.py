@@ -179,8 +179,7 @@ def _result(attempt: Attempt, child: Program | None, parent: Program, problem: P
     if attempt.outcome != EVALUATED or child is None:
         return attempt.outcome
     if child.score is None:
-        first = next((line.strip() for line in child.feedback.splitlines() if line.strip()), "")
-        return f"#{child.id} failed ({child.status}): {_cut(first, RESULT_CHARS)}"
+        return f"#{child.id} failed ({child.status}): {_cut(failure_summary(child.feedback), RESULT_CHARS)}"
     text = f"#{child.id} score {child.score:.6g}" + gap_phrase(child.metrics, problem)
     if parent.score is not None:
         delta = child.score - parent.score
@@ -188,6 +187,17 @@ def _result(attempt: Attempt, child: Program | None, parent: Program, problem: P
         text += (f", better{than} by {delta:.4g}" if delta > 0 else f", worse{than} by {-delta:.4g}"
                  if delta < 0 else f", the same as #{parent.id}")
     return text
+
+
+def failure_summary(feedback: str) -> str:
+    """A failed program's feedback in one line: its first line, and where that only announces a
+    list ("1 of 6 instances failed:"), the list's first entry too, which holds the reason."""
+    lines = [line.strip() for line in feedback.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[1].removeprefix('- ')}"
+    return lines[0]
 
 
 def origin_of(archive: Archive, program: Program, listed: frozenset[int] = frozenset()) -> str:

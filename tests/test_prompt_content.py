@@ -650,3 +650,16 @@ def test_smtt_states_when_the_clock_starts_against_the_order_it_calls_the_evolvi
     namespace["improve"] = lambda sequence, p, d: (calls.append(("improve", len(sequence))), sequence)[1]
     namespace["schedule"]([3, 1, 2], [5, 2, 9])
     assert calls == [("priority", 3.0), ("priority", 2.0), ("priority", 1.0), ("improve", 3)]
+
+
+def test_a_failure_in_the_tried_list_keeps_its_reason() -> None:
+    # A clean-room agent read "-> #4 failed (error): 1 of 6 instances failed:" in the tried list:
+    # the reason (a CPU budget exceeded) was on the feedback's next line and was cut.
+    from evolve.prompt_history import failure_summary
+
+    feedback = ("1 of 6 instances failed:\n- quick-n20-0: raised CPU budget exceeded: 0.145 s of CPU for n = 20, "
+                "0.140 s allowed\n- quick-n50-1: another\n")
+    assert failure_summary(feedback) == ("1 of 6 instances failed: quick-n20-0: raised CPU budget exceeded: "
+                                         "0.145 s of CPU for n = 20, 0.140 s allowed")
+    assert failure_summary("SyntaxError: invalid syntax (line 3)\nmore\n") == "SyntaxError: invalid syntax (line 3)"
+    assert failure_summary("") == ""
