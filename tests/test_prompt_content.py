@@ -333,6 +333,13 @@ def test_cpu_time_per_group_is_shown_against_the_budget(smtt: Problem, tmp_path:
     assert "over 90%" not in line and "not scored" not in line  # said only where a flag needs it
 
 
+def _smtt_setup_line(smtt: Problem, prefix: str) -> str:
+    """The line of smtt's evaluation set-up (the system message's facts) that starts with ``prefix``."""
+    settings = resolve_settings(smtt.spec.run, None, {})
+    lines = evaluation_setup(smtt, settings, smtt.instances("quick"), smtt.instances("train"), None)
+    return next(x for x in lines if x.startswith(prefix))
+
+
 def test_the_system_message_states_references_time_and_the_fixed_code_once(smtt: Problem) -> None:
     settings = resolve_settings(smtt.spec.run, None, {})
     lines = evaluation_setup(smtt, settings, smtt.instances("quick"), smtt.instances("train"), None)
@@ -629,9 +636,7 @@ def test_smtt_states_when_the_clock_starts_against_the_order_it_calls_the_evolvi
     """A clean-room agent could not learn from the prompt when its improve() search's clock had
     started (schedule() is fixed code, improve() runs after the whole dispatch): the Time line
     states the call order as a contract and where to measure from; nothing is passed in."""
-    settings = resolve_settings(smtt.spec.run, None, {})
-    lines = evaluation_setup(smtt, settings, smtt.instances("quick"), smtt.instances("train"), None)
-    time = next(x for x in lines if x.startswith("Time: "))
+    time = _smtt_setup_line(smtt, "Time: ")
     assert ("the verifier calls schedule(p, d) once, just after it sends the instance; schedule() (fixed code) "
             "calls priority() once per job in dispatch order, the first time with t = 0 and jobs_left = n, then "
             "improve(sequence, p, d) once") in time
