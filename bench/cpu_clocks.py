@@ -17,14 +17,19 @@ from evolve import workers as worker_processes
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu(pid: int, children: bool = True) -> float:
-    """CPU seconds of a process (and of its reaped children) from /proc."""
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), None if it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+            return f.read().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return sum(int(x) for x in fields[11 : 15 if children else 13]) / TICK
+        return None
+
+
+def proc_cpu(pid: int, children: bool = True) -> float:
+    """CPU seconds of a process (and of its reaped children) from /proc."""
+    fields = stat_fields(pid)
+    return 0.0 if fields is None else sum(int(x) for x in fields[11 : 15 if children else 13]) / TICK
 
 
 def child_pids(pid: int) -> list[int]:

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_clocks import child_pids, proc_cpu  # noqa: E402
+from cpu_clocks import child_pids, proc_cpu, stat_fields  # noqa: E402
 
 from evolve.sandbox import Sandbox, SandboxLimits  # noqa: E402
 from evolve.verifier import Instance  # noqa: E402
@@ -56,12 +56,8 @@ def own_cpu(pid: int, reaped: bool = False) -> float:
 
 def own_faults(pid: int, reaped: bool = False) -> int:
     """Minor page faults of ``pid`` itself, or (``reaped``) of the children it has reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[8 if reaped else 7])
+    fields = stat_fields(pid)
+    return 0 if fields is None else int(fields[8 if reaped else 7])
 
 
 def one_round(verifier_dir: str, runs: int, instances: int, ints: int) -> dict[str, float]:
