@@ -26,6 +26,7 @@ this process builds from the program's return expression ever run here, never th
     python bench/jssp_validation.py --replicates 4 --families abz-wide
     python bench/jssp_validation.py /tmp/study --subsets 20000   # and how often five abz-like instances
                                                                  # put the median above FDD/MWKR
+    python bench/jssp_validation.py /tmp/study --first 20        # fresh draws (20-39): a final check
 """
 
 from __future__ import annotations
@@ -75,15 +76,16 @@ def draw(secret: bytes, family: str, n: int, m: int, index: int) -> JobShop:
 
 
 def instances(families: list[str], replicates: dict[str, int], cache: Path,
-              time_limit: float) -> list[tuple[str, JobShop, StoredReference]]:
-    """The validation set with its CP-SAT references (computed once into ``cache``)."""
+              time_limit: float, first: int = 0) -> list[tuple[str, JobShop, StoredReference]]:
+    """The validation set with its CP-SAT references (computed once into ``cache``): draws
+    ``first`` .. ``first + replicates - 1`` of every family and size."""
     secret = load_secret(PROBLEM_DIR, "the validation set is drawn")
     seen = {s.content_hash() for split in ("quick", "train") for s in generated_split(split, secret)}
     saved = json.loads(cache.read_text()) if cache.is_file() else {}
     out = []
     for family in families:
         for n, m in FAMILIES[family][0]:
-            for i in range(replicates[family]):
+            for i in range(first, first + replicates[family]):
                 shop = draw(secret, family, n, m, i)
                 key = shop.content_hash()
                 if key in seen:
@@ -214,6 +216,9 @@ def main() -> None:
     parser.add_argument("--other-replicates", type=int, default=6, help="instances per ta and yn size (default 6)")
     parser.add_argument("--time-limit", type=float, default=10.0,
                         help="CP-SAT seconds at 600 operations, a share below, at least 5 (default 10)")
+    parser.add_argument("--first", type=int, default=0, metavar="K",
+                        help="index of each size's first draw (default 0); a fresh set that no choice has seen "
+                             "starts past the draws already read (--first 20: abz 20-39, ta and yn 20-25)")
     parser.add_argument("--scheme", default="non_delay", choices=("non_delay", "active"))
     cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     parser.add_argument("--cache", type=Path, default=cache_home / "evolve" / "jssp-validation.json")
@@ -229,7 +234,9 @@ def main() -> None:
     replicates = {f: args.replicates if f.startswith("abz") else args.other_replicates for f in families}
 
     started = time.perf_counter()
-    cases = instances(families, replicates, args.cache, args.time_limit)
+    if args.first < 0:
+        parser.error(f"--first: expected 0 or more, got {args.first}")
+    cases = instances(families, replicates, args.cache, args.time_limit, args.first)
     optimal = {g: 0 for g in groups_of(cases)}
     for family, shop, record in cases:
         optimal[f"{family} {shop.size}"] += record.kind == "optimal"

@@ -79,3 +79,21 @@ def test_the_written_instance_file_scores_the_same_through_evolve_eval(made) -> 
 def test_an_unknown_family_is_one_line_naming_it() -> None:
     done = _run("--families", "abz-wide,orb")
     assert done.returncode == 2 and "--families: unknown orb" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_first_draws_past_the_read_ones_and_reuses_the_overlap(made, tmp_path: Path) -> None:
+    folder, _ = made
+    cache = tmp_path / "cache.json"
+    cache.write_text((folder / "cache.json").read_text())
+    later = _run(*ARGS, "--first", "1", "--cache", str(cache), "--write-instances", str(tmp_path / "sets"))
+    assert later.returncode == 0, later.stderr
+    # draw 1 was read before (cached), draw 2 is fresh: only it needs CP-SAT
+    assert later.stderr.count("CP-SAT valid-abz-wide-10x10-") == 1 and "CP-SAT valid-abz-wide-10x10-2 " in later.stderr
+    names = [row["name"] for row in json.loads((tmp_path / "sets" / "abz-wide.json").read_text())["instances"]]
+    assert names == ["valid-abz-wide-10x10-1", "valid-abz-wide-10x10-2"]
+    assert len(json.loads(cache.read_text())) == 3
+
+
+def test_a_negative_first_is_one_line_naming_it() -> None:
+    done = _run(*ARGS, "--first", "-1")
+    assert done.returncode == 2 and "--first: expected 0 or more, got -1" in done.stderr and "Traceback" not in done.stderr
