@@ -38,7 +38,7 @@ from evolve.model_health import ModelHealth
 from evolve.population import Elite, Population, cell_key
 from evolve.problem import Problem
 from evolve.progress import MODEL, Progress
-from evolve.prompt_history import InFlight
+from evolve.prompt_history import InFlight, seed_far_behind
 from evolve.prompting import PromptBuilder
 from evolve.stop import Stop, StopKind
 from evolve.workers import make_executor
@@ -282,6 +282,8 @@ class Controller(LoopOutcomes, RunSetup):
         mode = s.edit_mode
         if mode == "mixed":
             mode = "rewrite" if rng.random() < s.rewrite_fraction else "diff"
+        if not self._offline and seed_far_behind(parent, self.archive.best(), self.problem):
+            mode = "rewrite"  # a new island's first program, whole (docs/llm.md, item 7)
         # Offline backends read the structured fields, never a prompt: none is rendered for them.
         messages = [] if self._offline else self.prompts.messages(
             mode, island, parent, inspirations, choice=choice, in_flight=self._pending())

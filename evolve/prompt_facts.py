@@ -182,7 +182,8 @@ def evaluation_setup(problem: Problem, settings: RunSettings, quick: list[Instan
         lines.append(f"Screening: each new program first runs on {len(quick)} quick instances{_groups(quick)}; one "
                      f"that scores there more than {cascade.tolerance:g} x max(1, |its parent's score there|) "
                      "below its parent's score there is not run on the train split (a filter for broken "
-                     f"programs: with a parent near 0, a child within {cascade.tolerance:g} of it passes).")
+                     f"programs: with a parent near 0, a child within {cascade.tolerance:g} of it passes); the request "
+                     "gives the current program's score there and the bar its child must reach.")
     lines.append(time_line(problem, settings, [*quick, *train]))
     if seed is not None and seed.score is not None:
         lines.append(f"The seed program, where the run started, scores {seed.score:.6g} on the train "

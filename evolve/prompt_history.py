@@ -283,6 +283,15 @@ def far_behind(parent: Program, best: Program | None, problem: Problem) -> str |
             + f", far below the run's best, #{best.id} (score {best.score:.6g}" + (f", {theirs}" if theirs else "") + ")")
 
 
+def seed_far_behind(parent: Program, best: Program | None, problem: Problem) -> bool:
+    """Whether ``parent`` is the seed, far below the run's best: an island's first prompt late in
+    a run. Its request asks for the island's first program whole (a rewrite, whatever the edit
+    mode): every answer that could catch up replaces the seed's block, which a diff could only do
+    by copying that block into one SEARCH part (a clean-room agent read the diff request there as
+    a rewrite request in disguise)."""
+    return parent.origin == "seed" and far_behind(parent, best, problem) is not None
+
+
 def last_edit_error(archive: Archive, island: int) -> str | None:
     """The reason the island's latest answer could not be used, if it could not."""
     last = archive.last_attempt(island)

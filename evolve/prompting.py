@@ -30,6 +30,7 @@ import jinja2
 from evolve import prompts as prompt_package
 from evolve.archive import Archive, Program
 from evolve.config import RunSettings
+from evolve.evaluation import cascade_floor
 from evolve.fences import fence
 from evolve.population import ParentChoice
 from evolve.problem import Problem
@@ -151,6 +152,8 @@ class PromptBuilder:
             "direction": direction(problem, island) if parent.origin == "seed" else None,
             "idea_chars": IDEA_CHARS,
             "behind": far_behind(parent, best, problem),
+            "screen": self._screen_line(parent),
+            "island_start": parent.origin == "seed",
         }
         template = environment().get_template(f"{mode}.jinja")
 
@@ -190,6 +193,18 @@ class PromptBuilder:
             chosen = chosen[:-1]  # the estimate was short: the last inspiration goes
             user = render(chosen) if chosen else bare
         return [{"role": "system", "content": self._system}, {"role": "user", "content": user}]
+
+    def _screen_line(self, parent: Program) -> str:
+        """What a child of ``parent`` must score on the quick split to be run on train: the
+        number the cascade compares it with (a clean-room agent asked for it: the parent's quick
+        score is not the train score the prompt shows)."""
+        cascade = self.settings.cascade
+        quick = parent.metrics.get("quick_score") if parent.metrics else None
+        if not cascade.enabled or not isinstance(quick, (int, float)):
+            return ""
+        floor = cascade_floor(float(quick), cascade.tolerance)
+        return (f"Screening (the system message's rule): it scored {quick:.6g} on the quick instances, "
+                f"so a child of it that scores below {floor:.6g} there is not run on the train split.")
 
     def time_line(self, program: Program) -> str:
         """The program's time per instance against its limits, as its prompts show it."""

@@ -186,13 +186,21 @@ def test_prompts_report_what_was_tried_and_give_islands_different_directions(
         toy_dir: Path, tmp_path: Path) -> None:
     with FakeLLMServer(default=ok("Idea: flip the sign.\n" + GOOD_EDIT)) as server:
         # lookahead off: each request is built after the previous child's result is in
-        _run(toy_dir, tmp_path, "openai/toy-model", server.base_url, iterations=4, islands=2,
-             concurrency=1, lookahead=False)
+        _, archive = _run(toy_dir, tmp_path, "openai/toy-model", server.base_url, iterations=4, islands=2,
+                          concurrency=1, lookahead=False)
         first, second, third, fourth = (r.body["messages"][1]["content"] for r in server.chat_requests())
     # Both islands start from the seed, each with its own direction.
     assert "# Direction for this island" in first and "# Direction for this island" in second
     assert first.split("# Direction")[1] != second.split("# Direction")[1]
     # Island 1 starts from the seed too: the attempt island 0 made from it is reported.
     assert "# Already tried" not in first
+    # ... and with the run's best far ahead of the seed, its request asks for the island's first
+    # program whole (a clean-room agent read a diff request there as a rewrite in disguise); the
+    # model's SEARCH/REPLACE answer is still read (the same edit as iteration 1's: a duplicate,
+    # not an edit error).
+    assert "so this request asks for the island's first program whole" in second.lower()
+    assert "<<<<<<< SEARCH" not in second and "<<<<<<< SEARCH" in first
+    assert tuple(archive._db.execute("SELECT mode, outcome FROM attempts WHERE iteration = 2").fetchone()) == \
+        ("rewrite", DUPLICATE)
     tried = second.split("# Already tried on this program")[1].split("\n# ")[0]
     assert "iteration 1 (island 0): flip the sign. [changed priority] -> #2 score 0 (gap 0.00%), better by" in tried

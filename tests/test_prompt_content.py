@@ -253,9 +253,62 @@ def test_a_parent_close_to_the_runs_best_is_asked_for_one_change(smtt: Problem, 
                            "for a weakness its results show, or an idea taken from the programs above. "
                            + ONE_CHANGE)
     assert "far below" not in user and "focused" not in user
-    user = prompts.messages("rewrite", 0, archive.program(seed), [archive.program(best)],
-                            choice=ParentChoice(seed, "random", 2, 3, near))[1]["content"]
+    user = prompts.messages("rewrite", 0, archive.program(near), [archive.program(best)],
+                            choice=ParentChoice(near, "tournament", 2, 3, near))[1]["content"]
     assert "Rewrite the code of the EVOLVE-BLOCK" in user and "far below" not in user
+
+
+def test_a_new_islands_seed_far_behind_the_best_is_asked_for_its_first_program_whole(
+        smtt: Problem, tmp_path: Path) -> None:
+    """The seed of an island, far below the run's best, is asked for a rewrite (the loop's choice,
+    seed_far_behind), which says so; a program far behind that is not a seed is not."""
+    from evolve.prompt_history import seed_far_behind
+
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    seed = add(archive, smtt, smtt.seed_code, None, 0, -60.0)
+    weak = add(archive, smtt, smtt.seed_code.replace("return d\n", "return d + p\n"), seed, 1, -50.0)
+    best = add(archive, smtt, smtt.seed_code.replace("return d\n", "return d - p\n"), seed, 2, -5.0, island=1)
+    top = archive.program(best)
+    assert seed_far_behind(archive.program(seed), top, smtt)
+    assert not seed_far_behind(archive.program(weak), top, smtt)  # far behind, but not a seed
+    assert not seed_far_behind(archive.program(seed), archive.program(weak), smtt)  # not far behind
+    prompts = builder(smtt, archive)
+    user = prompts.messages("rewrite", 2, archive.program(seed), [top],
+                            choice=ParentChoice(seed, "random", 1, 3))[1]["content"]
+    task = user.split("# Task\n")[1]
+    assert task.startswith("The current program is the seed, where this island starts; it scores -60 (gap "
+                           "60.00%), far below the run's best, #3 (score -5, gap 5.00%). So this request asks "
+                           "for the island's first program whole, not for an edit of the seed: write the "
+                           "EVOLVE-BLOCK that scores highest along this island's direction above")
+    assert "# Direction for this island" in user and "## Program #3 (island 1, the run's best)" in user
+    user = prompts.messages("rewrite", 0, archive.program(weak), [top],
+                            choice=ParentChoice(weak, "random", 2, 3))[1]["content"]
+    assert "Rewrite the code of the EVOLVE-BLOCK" in user and "island starts" not in user
+
+
+def test_the_request_states_the_quick_score_a_child_is_screened_against(smtt: Problem, tmp_path: Path) -> None:
+    """A clean-room agent could not tell what screening compares a child with: its parent's score
+    on the quick split, which the prompt did not show. The request states it and the bar."""
+    from evolve.evaluation import cascade_floor
+
+    archive = Archive(tmp_path / "archive.sqlite", create=True)
+    seed = add(archive, smtt, smtt.seed_code, None, 0, -60.0)
+    archive._db.execute("UPDATE programs SET metrics = ? WHERE id = ?",
+                        ('{"gap_mean_pct": 60.0, "ms_per_instance": 300.0, "quick_score": -76.0904}', seed))
+    archive._db.commit()
+    prompts = builder(smtt, archive)
+    system, user = (m["content"] for m in prompts.messages(
+        "diff", 0, archive.program(seed), [], choice=ParentChoice(seed, "random", 1, 3)))
+    assert cascade_floor(-76.0904, 0.5) == pytest.approx(-114.1356)
+    assert ("Screening (the system message's rule): it scored -76.0904 on the quick instances, so a child of "
+            "it that scores below -114.136 there is not run on the train split.") in user
+    assert "the request gives the current program's score there and the bar its child must reach." in system
+    # Without the cascade, no bar is stated.
+    settings = resolve_settings(smtt.spec.run, None, {"cascade": {"enabled": False}})
+    plain = PromptBuilder(smtt, settings, archive)
+    plain.prepare(smtt.instances("quick"), smtt.instances("train"))
+    user = plain.messages("diff", 0, archive.program(seed), [], choice=ParentChoice(seed, "random", 1, 3))[1]
+    assert "Screening" not in user["content"]
 
 
 def test_a_tournament_that_drew_only_the_worse_program_does_not_call_it_the_best(
@@ -378,7 +431,8 @@ def test_the_screening_line_states_the_floor_the_cascade_applies(smtt: Problem) 
     screening = next(x for x in lines if x.startswith("Screening: "))
     assert ("one that scores there more than 0.5 x max(1, |its parent's score there|) below its parent's score "
             "there is not run on the train split (a filter for broken programs: with a parent near 0, a child "
-            "within 0.5 of it passes).") in screening
+            "within 0.5 of it passes); the request gives the current program's score there and the bar its child "
+            "must reach.") in screening
     assert settings.cascade.tolerance == 0.5
     assert cascade_floor(-0.07, 0.5) == pytest.approx(-0.57)  # what the line says, as the cascade applies it
     assert cascade_floor(-76.0, 0.5) == pytest.approx(-114.0)
