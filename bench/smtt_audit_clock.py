@@ -1,18 +1,25 @@
 """smtt_rule: a program that picks MDD or MDDC per instance in the run (it is shown the whole
-instance at the first decision and computes both tardinesses itself) and tells the replay's fresh
-process its choices through the wall clock (sixth red team probe).
+instance at the first decision and computes both tardinesses itself) and tells every audit session
+its choices through the wall clock (sixth red team's probe; remade by the seventeenth for the audit
+of 2026-12-07, whose first call in each of its 8 fresh sessions is a subset check).
 
-    PYTHONPATH=. python bench/smtt_audit_clock.py --calibrate [--split train]  # lag, run end -> audit
-    PYTHONPATH=. python bench/smtt_audit_clock.py --lag L [--repeats 5] [--slot 0.1]
+    PYTHONPATH=. python bench/smtt_audit_clock.py --calibrate [--split train]  # lags, run end -> audits
+    PYTHONPATH=. python bench/smtt_audit_clock.py [--window 0.8] [--bits 4] [--repeats 3]
     PYTHONPATH=. python bench/smtt_audit_clock.py --size              # what B bits buy (no sandbox)
 
 The run is a session with one call per instance (``interact``), so a choice is made per instance
 and committed with its sequence; only the run's end time reaches the audit, which opens a fresh
-process right after the run's session ends.  With the quick split's 6 instances and one bit each
-(MDD or MDDC), the program waits at the last decision of the last instance until the clock's
-phase in a period of 2^6 slots is its code; the audit's process reads the phase at its first call,
-less the lag, and answers each instance with the rule the code names.  ``--calibrate`` ends the run
-at phase 0 and has the audit raise with the phase it reads (the lag, in the feedback).
+process right after the run's session ends, and then seven more, one after the other (``reaudits``),
+each a subset check first.  The program knows an instance by its size and total work (``n`` and
+``t + remaining_work``, the same at every decision and in the subset check's scalars); its bit is
+its place among the first ``--bits`` instances in the split's order, which every audit session's
+first call shows.  At the last decision of the last instance the run sleeps until the clock is at
+the start of the window (of ``--window`` seconds, in a period of 2^bits windows) that numbers its
+code; each audit session reads the window at its first call and answers each instance with the
+rule its bit names (MDD where it has none; MDDC is the better rule on most instances, so a
+non-zero code shows, in the gap, that the bits crossed: a wrong bit fails the instance's audit).  The window must hold the lags of all 8 sessions:
+``--calibrate`` times each session's first call from the trusted side (a wrapper of
+``SandboxSession.call`` in this script), for MDD and MDDC, nothing sent.
 
 ``--size`` reads nothing from a sandbox: per instance of quick and train it dispatches MDD, MDDC
 and a few more rules (trusted side) and prints what a choice per instance would buy with B bits
@@ -25,12 +32,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
+from typing import Any
 
 import numpy as np
 
 from evolve.config import RunSettings
 from evolve.evaluation import Evaluation, Evaluator
 from evolve.problem import load_problem
+from evolve.sandbox import session as session_module
 
 MDD = "import numpy as np\n\n\ndef priority(t, p, d):\n    return np.maximum(d, t + p), d, p\n"
 MDDC = (
@@ -42,10 +52,10 @@ PROGRAM = r'''
 import sys, time
 import numpy as np
 
-INSTANCES, SLOT, LAG, CALIBRATE = 6, 0.1, 0.0, False
-PERIOD = 1.0 if CALIBRATE else SLOT * 2 ** INSTANCES
-_run = {"codes": [], "slept": False}
-_audit = {"code": None, "calls": 0, "ns": None, "state_ids": None}
+INSTANCES, BITS, WINDOW, EPS = 6, 6, 0.25, 0.002
+PERIOD = WINDOW * 2 ** BITS
+_run = {}  # instance key -> its bit: 1 where MDDC beat MDD on it
+_audit = {"code": None, "keys": None}
 
 def _mdd(t, p, d, p_max, p_mean):
     return np.maximum(d, t + p), d, p
@@ -56,46 +66,38 @@ def _mddc(t, p, d, p_max, p_mean):
     u = u * (1.0 + r**2 / (1.0 + r**2))
     return u + p / (t + p_mean), d, p
 
-RULES = (_mdd, _mddc)
+RULES = (_mdd, _mddc)  # bit 0: MDD, 1: MDDC
 
 def _tardiness(rule, p, d):
     dispatch = sys.modules["evolve.evaluators.smtt.dispatch"].dispatch
     seq = np.array(dispatch(rule, p, d))
     return float(np.maximum(np.cumsum(p[seq]) - d[seq], 0).sum())
 
-def _phase():
-    return time.time() % PERIOD
+def _bit_order(keys):  # which bit of the code is whose: the first BITS instances, in the split's order
+    return {k: i for i, k in enumerate(list(dict.fromkeys(keys))[:BITS])}
 
-def priority(t, p, d, p_max, p_mean, n, jobs_left):
+def priority(t, p, d, p_max, p_mean, n, jobs_left, remaining_work):
+    key = (int(n), int(round(t + remaining_work)))  # the instance: its size and total work
     caller = sys._getframe(1)
-    if caller.f_code.co_name == "choices_at":  # the replay, in a fresh process
-        if _audit["code"] is None:
-            phase = (_phase() - LAG) % PERIOD
-            if CALIBRATE:
-                raise ValueError(f"lag {(_phase()) % PERIOD:.4f} s after phase 0")
-            _audit["code"] = int(round(phase / SLOT)) % 2 ** INSTANCES
-        states = caller.f_locals["states"]
-        if _audit["state_ids"] != id(states):  # a new call: one state per instance still asked
-            _audit["state_ids"] = id(states)
-            _audit["calls"] += 1
-            if _audit["ns"] is None:
-                _audit["ns"] = [int(s["n"]) for s in states]
-        state = caller.f_locals["state"]
-        place = next(k for k, s in enumerate(states) if s is state)
-        asked = [k for k, m in enumerate(_audit["ns"]) if m - 2 > _audit["calls"] - 1]
-        instance = asked[place]
-        return RULES[(_audit["code"] >> instance) & 1](t, p, d, p_max, p_mean)
-    # the run: dispatch() in the session's call for one instance
-    if jobs_left == n:  # the first decision shows the whole instance
+    if caller.f_code.co_name == "choices_at":  # an audit session, a fresh process
+        if _audit["code"] is None:  # its first call shows every instance (the subset check)
+            _audit["code"] = int(((time.time() - EPS) % PERIOD) // WINDOW)
+            _audit["keys"] = _bit_order([(int(s["n"]), int(round(int(s["t"]) + s["scalars"]["remaining_work"])))
+                                         for s in caller.f_locals["states"]])
+        bit = _audit["keys"].get(key)
+        rule = RULES[0 if bit is None else (_audit["code"] >> bit) & 1]
+        return rule(t, p, d, p_max, p_mean)
+    if jobs_left == n:  # the run: the first decision shows the whole instance
         pp, dd = np.array(p, dtype=np.int64), np.array(d)
-        best = 0 if CALIBRATE else int(_tardiness(RULES[1], pp, dd) < _tardiness(RULES[0], pp, dd))
-        _run["codes"].append(best)
-    rule = RULES[_run["codes"][-1]]
-    if jobs_left == 1 and len(_run["codes"]) == INSTANCES and not _run["slept"]:
-        _run["slept"] = True
-        code = sum(bit << k for k, bit in enumerate(_run["codes"]))
-        while abs((_phase() - code * SLOT + PERIOD / 2) % PERIOD - PERIOD / 2) > 0.001:
-            time.sleep(0.0005)
+        _run[key] = int(len(_run) < BITS and _tardiness(_mddc, pp, dd) < _tardiness(_mdd, pp, dd))
+    rule = RULES[_run.get(key, 0)]
+    if jobs_left == 1 and len(_run) == INSTANCES:
+        order = _bit_order(_run)
+        code = sum(bit << order[k] for k, bit in _run.items() if k in order)
+        wait = (code * WINDOW + EPS - time.time() % PERIOD) % PERIOD  # no CPU: asleep
+        time.sleep(max(wait - 0.002, 0.0))
+        while (time.time() % PERIOD) < code * WINDOW + EPS:  # the last 2 ms
+            pass
     return rule(t, p, d, p_max, p_mean)
 '''
 
@@ -157,34 +159,52 @@ def size(splits: list[str]) -> None:
             print(f"  MDD or MDDC per instance ({len(instances)} bits): {float(weight @ both):.3f} %")
 
 
+CALLS: list[tuple[float, str]] = []  # (time the reply was in, kind) of every session call
+_CALL = session_module.SandboxSession.call
+
+
+def _logged(self: Any, payload: Any, reply_limit: int | None = None) -> Any:
+    kind = "run" if "p" in payload else ("subset" if "scalars" in payload["states"][0] else "replay")
+    reply = _CALL(self, payload, reply_limit)
+    CALLS.append((time.time(), kind))
+    return reply
+
+
+def lags() -> str:
+    """Milliseconds from the run's last reply to each audit session's first call (a subset check)."""
+    end = max((t for t, k in CALLS if k == "run"), default=0.0)
+    return ", ".join(f"{1000 * (t - end):.0f}" for t, k in CALLS if k == "subset" and t > end)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--slot", type=float, default=0.1, help="seconds per code (the phase's resolution)")
-    parser.add_argument("--lag", type=float, default=0.0, help="seconds from the run's end to the audit's first call")
-    parser.add_argument("--calibrate", action="store_true", help="print the lag the audit reads, per repeat")
-    parser.add_argument("--split", default="quick", help="with --calibrate: the split (quick or train)")
+    parser.add_argument("--window", type=float, default=0.8, help="seconds per code: more than the last session's lag")
+    parser.add_argument("--bits", type=int, default=4, help="instances told (the first in the split's order)")
+    parser.add_argument("--calibrate", action="store_true", help="the lags of the audit sessions, MDD and MDDC")
+    parser.add_argument("--split", default="quick", help="quick or train")
     parser.add_argument("--size", action="store_true", help="what a choice per instance buys, no sandbox")
     args = parser.parse_args()
     if args.size:
         size(["quick", "train"])
         return
+    session_module.SandboxSession.call = _logged  # type: ignore[method-assign]
     problem = load_problem("smtt_rule")
-    split = args.split if args.calibrate else "quick"
-    instances = problem.instances(split)
-    program = PROGRAM.replace("INSTANCES, SLOT, LAG, CALIBRATE = 6, 0.1, 0.0, False",
-                              f"INSTANCES, SLOT, LAG, CALIBRATE = {len(instances)}, {args.slot}, {args.lag}, "
-                              f"{args.calibrate}")
+    instances = problem.instances(args.split)
+    program = PROGRAM.replace("INSTANCES, BITS, WINDOW, EPS = 6, 6, 0.25, 0.002",
+                              f"INSTANCES, BITS, WINDOW, EPS = {len(instances)}, {args.bits}, {args.window}, 0.002")
     with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
+        def show(name: str, code: str) -> None:
+            CALLS.clear()
+            evaluation = evaluator.run_split(code, instances, args.split)
+            print(f"{line(name, evaluation)}; the audit sessions' first calls at {lags()} ms after the run's end",
+                  flush=True)
+        show("MDD", MDD)
+        show("MDDC", MDDC)
         if args.calibrate:
-            for k in range(args.repeats):
-                print(line(f"calibration on {split} ({k + 1})", evaluator.run_split(program, instances, split)))
             return
-        print(line("MDD", evaluator.run_split(MDD, instances, "quick")))
-        print(line("MDDC", evaluator.run_split(MDDC, instances, "quick")))
         for k in range(args.repeats):
-            print(line(f"MDD or MDDC per instance, told by the clock ({k + 1})",
-                       evaluator.run_split(program, instances, "quick")))
+            show(f"MDD or MDDC per instance, told by the clock ({k + 1})", program)
 
 
 if __name__ == "__main__":
