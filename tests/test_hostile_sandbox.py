@@ -841,6 +841,34 @@ def test_kill_minus_one_and_pid_sweeps_hurt_nobody_else(sandbox: Sandbox) -> Non
     assert sandbox.worker_pid == zygote and os.getpid() > 0  # we are alive, the zygote too
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="starts a process as another uid")
+def test_processes_of_another_uid_cannot_be_found_by_that_uid(sandbox: Sandbox) -> None:
+    """getpriority(PRIO_USER, uid) and ioprio_get(IOPRIO_WHO_USER, uid) look for every process of a
+    uid, which a candidate of another sandbox (another slot uid) could use as a message (its own nice
+    or I/O priority, which any process may lower). The kernel counts only the processes the caller's
+    pid namespace shows, so here: none (ESRCH), while this machine sees one at nice 19 (seventeenth
+    red team; a concurrent candidate at nice 7 was not found either)."""
+    needs(sandbox, "pid namespace")
+    uid = 61099  # no sandbox's: slot uids are 61000 + slot
+    other = subprocess.Popen(["sleep", "60"], user=uid, preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, 19))
+    try:
+        assert os.getpriority(os.PRIO_USER, uid) == 19  # the reading works outside
+        source = f"""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        def f(hints):
+            out = []
+            for call, which in ((140, 2), (252, 3)):  # getpriority(PRIO_USER), ioprio_get(IOPRIO_WHO_USER)
+                ctypes.set_errno(0)
+                out.append([libc.syscall(call, which, {uid}), ctypes.get_errno()])
+            return out
+        """
+        assert found(attack(sandbox, source)) == [[-1, 3], [-1, 3]]  # ESRCH: no such process
+    finally:
+        other.kill()
+        other.wait()
+
+
 # -- limits for the candidate as a whole ------------------------------------------------------
 
 
