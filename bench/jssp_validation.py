@@ -27,6 +27,7 @@ this process builds from the program's return expression ever run here, never th
     python bench/jssp_validation.py /tmp/study --subsets 20000   # and how often five abz-like instances
                                                                  # put the median above FDD/MWKR
     python bench/jssp_validation.py /tmp/study --first 20        # fresh draws (20-39): a final check
+    python bench/jssp_validation.py /tmp/study --scale 2         # every time x2: scale-free rules gap the same
 """
 
 from __future__ import annotations
@@ -105,6 +106,25 @@ def instances(families: list[str], replicates: dict[str, int], cache: Path,
                     cache.parent.mkdir(parents=True, exist_ok=True)
                     cache.write_text(json.dumps(saved))
                 out.append((family, shop, record))
+    return out
+
+
+def scaled(cases, factor: int):
+    """Every processing time times ``factor``: the same instances on another time scale. Their
+    references scale exactly (each schedule's start times times ``factor`` attain them), so a rule
+    that reads only ratios of times (FDD/MWKR, MWKR) gaps the same, and one that adds counts or
+    constants to times (``n_machines + proc_time``) may not: how much a rule's figure on a family
+    owes to that family's time scale."""
+    if factor == 1:
+        return cases
+    out = []
+    for family, shop, record in cases:
+        jobs = [[(m, d * factor) for m, d in job] for job in shop.jobs()]
+        witness = None if record.witness is None else [[t * factor for t in row] for row in record.witness]
+        out.append((family, JobShop.from_jobs(shop.name, jobs),
+                    StoredReference(record.name, record.value * factor, record.kind,
+                                    None if record.bound is None else record.bound * factor,
+                                    f"{record.source}, times x{factor}", record.seconds, witness)))
     return out
 
 
@@ -219,6 +239,9 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=0, metavar="K",
                         help="index of each size's first draw (default 0); a fresh set that no choice has seen "
                              "starts past the draws already read (--first 20: abz 20-39, ta and yn 20-25)")
+    parser.add_argument("--scale", type=int, default=1, metavar="K",
+                        help="every processing time times K (references scale exactly): does a rule's figure "
+                             "depend on the family's time scale? (default 1)")
     parser.add_argument("--scheme", default="non_delay", choices=("non_delay", "active"))
     cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     parser.add_argument("--cache", type=Path, default=cache_home / "evolve" / "jssp-validation.json")
@@ -236,12 +259,19 @@ def main() -> None:
     started = time.perf_counter()
     if args.first < 0:
         parser.error(f"--first: expected 0 or more, got {args.first}")
+    if args.scale < 1:
+        parser.error(f"--scale: expected 1 or more, got {args.scale}")
     cases = instances(families, replicates, args.cache, args.time_limit, args.first)
     optimal = {g: 0 for g in groups_of(cases)}
     for family, shop, record in cases:
         optimal[f"{family} {shop.size}"] += record.kind == "optimal"
     print(f"{len(cases)} instances ({time.perf_counter() - started:.0f} s with references); proved optimal: "
           + ", ".join(f"{g} {k}/{sum(1 for f, s, _ in cases if f'{f} {s.size}' == g)}" for g, k in optimal.items()))
+    cases = scaled(cases, args.scale)
+    if args.scale != 1:
+        if not all(attained_by_schedule(record, shop) for _, shop, record in cases):
+            raise SystemExit(f"--scale {args.scale}: a scaled reference is not attained by its scaled schedule")
+        print(f"every processing time x{args.scale}, references too")
     if args.write_instances:
         write_instances(cases, args.write_instances)
 

@@ -97,3 +97,15 @@ def test_first_draws_past_the_read_ones_and_reuses_the_overlap(made, tmp_path: P
 def test_a_negative_first_is_one_line_naming_it() -> None:
     done = _run(*ARGS, "--first", "-1")
     assert done.returncode == 2 and "--first: expected 0 or more, got -1" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_scaled_times_leave_scale_free_rules_where_they_were(made) -> None:
+    folder, done = made
+    twice = _run(*ARGS, "--scale", "3", "--cache", str(folder / "cache.json"), str(folder / "study"))
+    assert twice.returncode == 0, twice.stderr
+    assert "every processing time x3, references too" in twice.stdout and "CP-SAT" not in twice.stderr
+    before, after = _rows(done.stdout), _rows(twice.stdout)
+    # FDD/MWKR and MWKR read only ratios and orders of times: the same gaps on every time scale
+    assert after["fdd_mwkr"] == before["fdd_mwkr"] and after["mwkr"] == before["mwkr"] == after["seed-0"]
+    refused = _run(*ARGS, "--scale", "0")
+    assert refused.returncode == 2 and "--scale: expected 1 or more, got 0" in refused.stderr
