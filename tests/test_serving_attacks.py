@@ -271,6 +271,7 @@ def test_nothing_but_observations_crosses_to_the_sandbox(serving: Any) -> None:
     for payload in recording.sent:
         matrix, scalars = payload
         assert isinstance(matrix, np.ndarray) and matrix.dtype == np.float64 and len(scalars) == len(SCALAR_FEATURES)
+        assert all(isinstance(v, float) for v in scalars)  # the counts too, as the contract says
         obs = features(payload, ARRAY_FEATURES, SCALAR_FEATURES)
         ids = np.searchsorted(trace["arrival"], obs["arrival"])
         assert np.array_equal(obs["predicted_len"], trace["predicted"][ids])  # the prediction, never the truth
