@@ -15,6 +15,17 @@ last evaluation:
 
 A program whose result does not depend on time scores the same every time: its noise is 0.
 Nothing here is the candidate's word: scores are the verifier's.
+
+``--problem jssp|moe|serving`` measures the other problems' programs the same way (the seed and
+shipped baselines; jssp's ``fdd_mwkr`` is a composite rule with a fitted-looking weight, as a
+learned rule would be). A second table says what difference between two programs is within
+the noise of the *instances* rather than of the evaluation: for each program against the seed,
+the standard error of the score difference, from the per-instance gap differences within each
+group (score = minus the mean over groups of each group's mean gap, so the difference's variance
+is the sum over groups of var_g / n_g, over the number of groups squared). Two programs whose
+scores differ by less than about two such errors could change order on a fresh draw of
+instances of the same kind. From each instance's gap (smtt, jssp), or its own
+score term (serving, one group); not for moe, whose LPT shortfall term is per deployment.
 """
 
 from __future__ import annotations
@@ -23,8 +34,11 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_model  # noqa: E402  (bench/machine.py)
@@ -36,37 +50,91 @@ from evolve.problem import load_problem  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 
-def programs() -> dict[str, str]:
-    problem = load_problem("smtt")
-    mddc = next(code for name, code in problem.baseline_programs() if name == "mddc")
+# The programs measured per problem: the seed and shipped baselines (smtt adds the clean-room ILS).
+BASELINES = {"jssp": ("mwkr", "fdd_mwkr", "mopnr"), "moe": ("lpt", "deepseek_eplb"),
+             "serving": ("sjf_predicted", "edf_ttft")}
+
+
+def programs(name: str = "smtt") -> dict[str, str]:
+    problem = load_problem(name)
+    shipped = dict(problem.baseline_programs())
+    if name != "smtt":
+        return {"seed": problem.seed_code, **{b: shipped[b] for b in BASELINES[name]}}
     replies = [json.loads(line) for line in (HERE / "data" / "promptcheck_smtt.jsonl").read_text().splitlines()]
     ils = apply_edit(problem.seed_code, replies[1]["text"], "diff")
-    return {"seed": problem.seed_code, "mddc": mddc, "ils": ils}
+    return {"seed": problem.seed_code, "mddc": shipped["mddc"], "ils": ils}
+
+
+def paired_error(a: list, b: list, value: Callable[[Any], float | None], grouped: bool) -> float | None:
+    """The standard error, in points, of score(b) - score(a) from the instances' differences in
+    what each adds to the score (``value``): per group, each group weighing the same, where the
+    score is a mean over groups (``grouped``), else over all instances at once."""
+    first = {i.name: value(i) for i in a}
+    groups: dict[str, list[float]] = {}
+    for i in b:
+        mine, theirs = value(i), first.get(i.name)
+        if mine is None or theirs is None:
+            continue
+        groups.setdefault(i.group if grouped else "all", []).append(mine - theirs)
+    if not groups or any(len(v) < 2 for v in groups.values()):
+        return None
+    variance = sum(statistics.variance(v) / len(v) for v in groups.values())
+    return variance ** 0.5 / len(groups)
+
+
+def per_instance(problem_name: str) -> tuple[Callable[[Any], float | None], bool] | None:
+    """What an instance adds to the score and whether the score averages groups first, or None
+    where the score is not a mean of per-instance terms (moe: its LPT term is per deployment)."""
+    if problem_name == "moe":
+        return None
+    if problem_name == "serving":
+        verifier = load_problem("serving").verifier
+        return (lambda i: verifier.instance_score(i) if i.feasible else None), False
+    return (lambda i: None if i.gap is None else -100.0 * i.gap), True  # gaps are fractions; scores %
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--split", default="train")
-    parser.add_argument("--only", nargs="*", help="program names (seed, mddc, ils)")
+    parser.add_argument("--problem", default="smtt", choices=["smtt", *BASELINES])
+    parser.add_argument("--only", nargs="*", help="program names (smtt: seed, mddc, ils; else seed and "
+                                                  "the baselines of BASELINES)")
     args = parser.parse_args()
     print(f"python {platform.python_version()}, {platform.system()} {platform.machine()}, {cpu_model()}, "
-          f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f} at the start; smtt {args.split}, "
+          f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f} at the start; {args.problem} {args.split}, "
           f"{args.repeats} evaluations each")
     print("| program | scores | spread (max - min) | instances whose objective changed (first vs last) |")
     print("|---|---|---|---|")
-    for name, code in programs().items():
+    firsts = {}
+    for name, code in programs(args.problem).items():
         if args.only and name not in args.only:
             continue
-        runs = [evolve.evaluate("smtt", code, split=args.split) for _ in range(args.repeats)]
+        runs = [evolve.evaluate(args.problem, code, split=args.split) for _ in range(args.repeats)]
         scores = [r.score for r in runs]
         if any(s is None for s in scores):
             print(f"| {name} | {[r.status for r in runs]} | - | - |", flush=True)
             continue
+        firsts[name] = runs[0]
         first = {i.name: i.objective for i in runs[0].instances}
         moved = sum(1 for i in runs[-1].instances if first.get(i.name) != i.objective)
         print(f"| {name} | {', '.join(f'{s:.6f}' for s in scores)} | {max(scores) - min(scores):.6f} | "
               f"{moved} of {len(runs[-1].instances)} |", flush=True)
+    base = firsts.get("seed")
+    if base is not None and len(firsts) > 1:
+        print("\n| program | score difference to the seed (first evaluations) | its standard error over "
+              "the instances (points) |")
+        print("|---|---|---|")
+        terms = per_instance(args.problem)
+        for name, run in firsts.items():
+            if name == "seed":
+                continue
+            error = None if terms is None else paired_error(base.instances, run.instances, *terms)
+            print(f"| {name} | {run.score - base.score:+.4f} | "
+                  f"{'-' if error is None else f'{error:.4f}'} |")
+        if terms is None:
+            print("(moe's score is not a mean of per-instance terms (its LPT shortfall is per "
+                  "deployment): no standard error)")
     print(f"load {os.getloadavg()[0]:.1f} at the end")
 
 
