@@ -5,6 +5,7 @@ of 2026-12-07, whose first call in each of its 8 fresh sessions is a subset chec
 
     PYTHONPATH=. python bench/smtt_audit_clock.py --calibrate [--split train]  # lags, run end -> audits
     PYTHONPATH=. python bench/smtt_audit_clock.py [--window 0.8] [--bits 4] [--repeats 3]
+    PYTHONPATH=. python bench/smtt_audit_clock.py --relay 0.04 --window 0.2 --bits 5
     PYTHONPATH=. python bench/smtt_audit_clock.py --size              # what B bits buy (no sandbox)
 
 The run is a session with one call per instance (``interact``), so a choice is made per instance
@@ -19,7 +20,11 @@ code; each audit session reads the window at its first call and answers each ins
 rule its bit names (MDD where it has none; MDDC is the better rule on most instances, so a
 non-zero code shows, in the gap, that the bits crossed: a wrong bit fails the instance's audit).  The window must hold the lags of all 8 sessions:
 ``--calibrate`` times each session's first call from the trusted side (a wrapper of
-``SandboxSession.call`` in this script), for MDD and MDDC, nothing sent.
+``SandboxSession.call`` in this script), for MDD and MDDC, nothing sent.  With ``--relay HOP``
+each audit session also ends at the code's window (it sleeps before its first reply and before
+the last reply it can know is its last: a reaudit's first, the replay's last round, counted from
+the instances' sizes), and the next session reads the window HOP seconds after it, rounded: a
+window then holds one hop's spread, not all eight sessions'.
 
 ``--size`` reads nothing from a sandbox: per instance of quick and train it dispatches MDD, MDDC
 and a few more rules (trusted side) and prints what a choice per instance would buy with B bits
@@ -52,10 +57,10 @@ PROGRAM = r'''
 import sys, time
 import numpy as np
 
-INSTANCES, BITS, WINDOW, EPS = 6, 6, 0.25, 0.002
+INSTANCES, BITS, WINDOW, EPS, RELAY, HOP = 6, 6, 0.25, 0.002, False, 0.0
 PERIOD = WINDOW * 2 ** BITS
 _run = {}  # instance key -> its bit: 1 where MDDC beat MDD on it
-_audit = {"code": None, "keys": None}
+_audit = {"code": None, "keys": None, "calls": 0, "rounds": 0}
 
 def _mdd(t, p, d, p_max, p_mean):
     return np.maximum(d, t + p), d, p
@@ -80,12 +85,21 @@ def priority(t, p, d, p_max, p_mean, n, jobs_left, remaining_work):
     key = (int(n), int(round(t + remaining_work)))  # the instance: its size and total work
     caller = sys._getframe(1)
     if caller.f_code.co_name == "choices_at":  # an audit session, a fresh process
+        states, done = caller.f_locals["states"], len(caller.f_locals["out"])
         if _audit["code"] is None:  # its first call shows every instance (the subset check)
-            _audit["code"] = int(((time.time() - EPS) % PERIOD) // WINDOW)
+            if RELAY:  # the session before (or the run) ended at the code's window, HOP ago
+                _audit["code"] = int(round(((time.time() - EPS - HOP) % PERIOD) / WINDOW)) % 2 ** BITS
+            else:
+                _audit["code"] = int(((time.time() - EPS) % PERIOD) // WINDOW)
             _audit["keys"] = _bit_order([(int(s["n"]), int(round(int(s["t"]) + s["scalars"]["remaining_work"])))
-                                         for s in caller.f_locals["states"]])
+                                         for s in states])
+            _audit["rounds"] = max(min(32, int(s["n"]) - 2) for s in states)  # the replay's, if it follows
+        if done == 0:
+            _audit["calls"] += 1
         bit = _audit["keys"].get(key)
         rule = RULES[0 if bit is None else (_audit["code"] >> bit) & 1]
+        if RELAY and done == len(states) - 1 and _audit["calls"] in (1, 1 + _audit["rounds"]):
+            _align(_audit["code"])  # this session's last reply, if it is one: the next session reads it
         return rule(t, p, d, p_max, p_mean)
     if jobs_left == n:  # the run: the first decision shows the whole instance
         pp, dd = np.array(p, dtype=np.int64), np.array(d)
@@ -94,11 +108,15 @@ def priority(t, p, d, p_max, p_mean, n, jobs_left, remaining_work):
     if jobs_left == 1 and len(_run) == INSTANCES:
         order = _bit_order(_run)
         code = sum(bit << order[k] for k, bit in _run.items() if k in order)
-        wait = (code * WINDOW + EPS - time.time() % PERIOD) % PERIOD  # no CPU: asleep
-        time.sleep(max(wait - 0.002, 0.0))
-        while (time.time() % PERIOD) < code * WINDOW + EPS:  # the last 2 ms
-            pass
+        _align(code)
     return rule(t, p, d, p_max, p_mean)
+
+def _align(code):
+    """Return at the start of the code's window (asleep, but for the last 2 ms)."""
+    wait = (code * WINDOW + EPS - time.time() % PERIOD) % PERIOD
+    time.sleep(max(wait - 0.002, 0.0))
+    while (time.time() % PERIOD) < code * WINDOW + EPS:
+        pass
 '''
 
 
@@ -171,7 +189,8 @@ def _logged(self: Any, payload: Any, reply_limit: int | None = None) -> Any:
 
 
 def lags() -> str:
-    """Milliseconds from the run's last reply to each audit session's first call (a subset check)."""
+    """Milliseconds from the run's last reply to each audit session's reply to its first call (a subset
+    check): with ``--relay`` that reply waits for the code's window too."""
     end = max((t for t, k in CALLS if k == "run"), default=0.0)
     return ", ".join(f"{1000 * (t - end):.0f}" for t, k in CALLS if k == "subset" and t > end)
 
@@ -181,6 +200,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--window", type=float, default=0.8, help="seconds per code: more than the last session's lag")
     parser.add_argument("--bits", type=int, default=4, help="instances told (the first in the split's order)")
+    parser.add_argument("--relay", type=float, default=None, metavar="HOP",
+                        help="each session ends at the code's window too; the next reads it HOP s later")
     parser.add_argument("--calibrate", action="store_true", help="the lags of the audit sessions, MDD and MDDC")
     parser.add_argument("--split", default="quick", help="quick or train")
     parser.add_argument("--size", action="store_true", help="what a choice per instance buys, no sandbox")
@@ -191,13 +212,14 @@ def main() -> None:
     session_module.SandboxSession.call = _logged  # type: ignore[method-assign]
     problem = load_problem("smtt_rule")
     instances = problem.instances(args.split)
-    program = PROGRAM.replace("INSTANCES, BITS, WINDOW, EPS = 6, 6, 0.25, 0.002",
-                              f"INSTANCES, BITS, WINDOW, EPS = {len(instances)}, {args.bits}, {args.window}, 0.002")
+    program = PROGRAM.replace("INSTANCES, BITS, WINDOW, EPS, RELAY, HOP = 6, 6, 0.25, 0.002, False, 0.0",
+                              f"INSTANCES, BITS, WINDOW, EPS, RELAY, HOP = {len(instances)}, {args.bits}, "
+                              f"{args.window}, 0.002, {args.relay is not None}, {args.relay or 0.0}")
     with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
         def show(name: str, code: str) -> None:
             CALLS.clear()
             evaluation = evaluator.run_split(code, instances, args.split)
-            print(f"{line(name, evaluation)}; the audit sessions' first calls at {lags()} ms after the run's end",
+            print(f"{line(name, evaluation)}; the audit sessions' first replies at {lags()} ms after the run's end",
                   flush=True)
         show("MDD", MDD)
         show("MDDC", MDDC)
