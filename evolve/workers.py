@@ -46,6 +46,7 @@ from evolve.executors import (
     unpack_splits,
 )
 from evolve.problem import Problem
+from evolve.sandbox.controller import wait_for_exit
 from evolve.verifier import Instance
 
 START_TIMEOUT_S = 300.0  # importing numpy and a verifier, then starting a sandbox, on a cold disk
@@ -148,7 +149,7 @@ class _Worker:
             self.stop()
         self.conn.close()
         try:
-            self.proc.wait(CLOSE_TIMEOUT_S if graceful else 0.1)
+            wait_for_exit(self.proc, CLOSE_TIMEOUT_S if graceful else 0.1)
         except subprocess.TimeoutExpired:
             self.proc.kill()  # its sandbox's zygote sees its channel close and cleans up
             self.proc.wait()

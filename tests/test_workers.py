@@ -10,6 +10,8 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from evolve.evaluation import Evaluator, results_json
 from evolve.executors import LocalExecutor
 from evolve.problem import load_problem
 from evolve.records import program_record
+from evolve.sandbox.controller import wait_for_exit
 from evolve.workers import WorkerProcesses, make_executor
 
 PID_VERIFIER = '''
@@ -193,3 +196,20 @@ def test_closing_the_workers_runs_each_ones_exit_handlers_and_reaps_them(
         workers.close()
     assert [p.returncode for p in procs] == [0, 0]
     assert sorted(m.name for m in marks.iterdir()) == sorted(str(p.pid) for p in procs)
+
+
+def test_waiting_for_a_worker_to_exit_gives_its_status_or_times_out_leaving_it_unreaped() -> None:
+    # How the controller waits for a closing worker (and a worker for its zygote): woken by the
+    # process's exit, not by polling; a timeout raises as Popen.wait's does.
+    done = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    assert wait_for_exit(done, 60.0) == 3
+    assert wait_for_exit(done, 0.0) == 3  # reaped already: its status again
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            wait_for_exit(slow, 0.05)
+        assert slow.poll() is None  # still running, still ours to reap
+    finally:
+        slow.kill()
+        slow.wait()
+    assert slow.returncode == -signal.SIGKILL
