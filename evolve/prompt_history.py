@@ -71,7 +71,10 @@ def tried_on(archive: Archive, parent: Program, problem: Problem, in_flight: lis
     out += [_tried(attempt, child, parent, problem, whose(attempt.island), False, memo)
             for attempt, child in archive.attempts_on(parent.id, limit)
             if attempt.outcome != LLM_ERROR]
-    return out[:limit]
+    out = out[:limit]
+    if any(t.where for t in out):  # a mixed list names every entry's island (an agent read an untagged one as a slip)
+        out = [t if t.where else replace(t, where=f"island {island}, this one") for t in out]
+    return out
 
 
 def latest_elsewhere(archive: Archive, parent: Program, problem: Problem, in_flight: list[InFlight],

@@ -535,7 +535,8 @@ def test_an_inspiration_leaves_out_the_verifiers_own_feedback_lines_as_it_does_t
 def test_attempts_on_the_current_program_from_another_island_say_whose_they_were(smtt: Problem,
                                                                                 tmp_path: Path) -> None:
     """New islands all start from the seed: a clean-room agent took island 1's attempt on it for
-    its own island's. An attempt from the island the prompt is for stays unmarked."""
+    its own island's. In a list that names another island, the prompt's own island is named too
+    (a later agent read an untagged entry among tagged ones as a slip)."""
     archive = Archive(tmp_path / "archive.sqlite", create=True)
     seed = add(archive, smtt, smtt.seed_code, None, 0, -60.0)
     mdd = smtt.seed_code.replace("    return d\n", "    return np.maximum(d, t + p)\n")
@@ -544,8 +545,13 @@ def test_attempts_on_the_current_program_from_another_island_say_whose_they_were
         completion="Idea: a doubled surcharge.")
     user = builder(smtt, archive).messages("diff", 2, archive.program(seed), [])[1]["content"]
     tried = user.split("# Already tried on this program (newest first)")[1].split("\n# ")[0]
-    assert "- iteration 2: a doubled surcharge." in tried
+    assert "- iteration 2 (island 2, this one): a doubled surcharge." in tried
     assert "- iteration 1 (island 1): MDD instead of EDD." in tried
+    alone = Archive(tmp_path / "alone.sqlite", create=True)  # only its own island's: no tags
+    seed = add(alone, smtt, smtt.seed_code, None, 0, -60.0)
+    add(alone, smtt, mdd, seed, 1, -2.5, island=2, completion="Idea: MDD instead of EDD.")
+    user = builder(smtt, alone).messages("diff", 2, alone.program(seed), [])[1]["content"]
+    assert "- iteration 1: MDD instead of EDD." in user
 
 
 def test_the_current_program_is_set_against_its_parent_per_group_and_instance(tmp_path: Path) -> None:
