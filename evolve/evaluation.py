@@ -28,7 +28,15 @@ from evolve.sandbox.outcome import printable
 from evolve.sandbox.side import whole_module_warning
 from evolve.scoring import aggregate, headline_gap, natural_key
 from evolve.user_code import where_raised
-from evolve.verifier import CandidateError, Instance, InstanceResult, charges_cpu, infeasible
+from evolve.verifier import (
+    CandidateError,
+    Instance,
+    InstanceResult,
+    allowance_text,
+    charges_cpu,
+    infeasible,
+    over_budget,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -237,10 +245,11 @@ class Evaluator:
         session.settle()
         used = session.cpu_seconds - cpu
         budget = getattr(self.problem.verifier, "time_budget_s", None)
-        if error is None and callable(budget) and used > (allowed := float(budget(instance))):
+        if error is None and callable(budget) and over_budget(used, allowed := float(budget(instance))):
             rule = getattr(self.problem.verifier, "time_budget_text", "")
             return InstanceRun(None, f"CPU budget exceeded: {used:.3f} s of CPU, {allowed:.3f} s allowed"
-                                     + (f" ({rule})" if rule else "")
+                                     + (f" ({rule}; {allowance_text(allowed)})" if rule
+                                        else f" ({allowance_text(allowed)})")
                                      + ", counted until the next instance was sent", used)
         return InstanceRun(solution, error, used)
 

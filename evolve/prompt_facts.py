@@ -19,7 +19,7 @@ from evolve.evaluation import SPLIT_GRACE_S
 from evolve.formats import pct
 from evolve.problem import Problem
 from evolve.scoring import headline_gap, natural_key
-from evolve.verifier import CLOCK_ADVICE, Instance
+from evolve.verifier import BUDGET_ALLOWANCE, CLOCK_ADVICE, Instance
 
 # Used when a problem names no [prompt] directions: one per island for its first
 # prompts, so the islands do not all start with the same request.
@@ -143,8 +143,10 @@ def time_line(problem: Problem, settings: RunSettings, instances: list[Instance]
                                              f"{figures} of CPU time")
                  + ", counted by the kernel from when the instance is sent until the next one is, or the "
                  "split ends (the first instance also pays for loading the program, and whatever the "
-                 "process does after answering counts to the instance it answered); an instance over it "
-                 "fails the program. " + getattr(verifier, "time_budget_note", SEARCH_ADVICE))
+                 "process does after answering counts to the instance it answered); an instance charged "
+                 f"more than {BUDGET_ALLOWANCE * 100:g} % over it fails the program (that {BUDGET_ALLOWANCE * 100:g} % "
+                 "is an allowance for a busy machine, whose interrupts and cache refills the kernel "
+                 "counts to the running program, not more time: aim at the budget). " + getattr(verifier, "time_budget_note", SEARCH_ADVICE))
     per = f"{sandbox.instance_timeout_s:g} s per instance" + (
         " (long instances count as several)" if weighted else "")
     text += (f" The sandbox's safety net: the split may take at most {SPLIT_GRACE_S:g} s + {per} of "

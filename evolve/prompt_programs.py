@@ -26,7 +26,7 @@ from evolve.problem import Problem
 from evolve.prompt_facts import gap_phrase
 from evolve.scoring import natural_key
 from evolve.text_cache import CACHED_TEXT_CHARS, text_cache
-from evolve.verifier import Instance
+from evolve.verifier import BUDGET_ALLOWANCE, Instance
 
 # Metrics shown next to a program's score when the problem has them (beyond the
 # feedback's gap lines): what its score is made of, how robust it is, what it costs.
@@ -160,7 +160,7 @@ def near_limit_rule(timing: str, limits: TimeLimits) -> str:
     share = f"over {NEAR_BUDGET:.0%}"
     if limits.kind == "budget":
         rule = (f"{share}: a warning that these instances came close to the budget, which they kept; an "
-                f"instance over its budget fails the whole program")
+                f"instance charged more than {BUDGET_ALLOWANCE * 100:g} % over its budget fails the whole program")
     else:
         rule = (f"{share}: a warning that these instances took most of their share of the split's wall-time "
                 f"limit; the program fails only if the whole split runs past that limit")

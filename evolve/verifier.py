@@ -366,6 +366,32 @@ class TimeBudget(Protocol):
     def time_budget_s(self, instance: Instance) -> float: ...
 
 
+# How far over its budget an instance's charged CPU may go before the instance fails: the
+# allowance for a busy machine. The kernel's count of a process's CPU also holds work that is
+# not the candidate's (interrupts served while it runs: this kernel has no IRQ time accounting;
+# cache and TLB refills after other processes ran), and a clean-room agent's search, timed to
+# stop at 95 % of the budget less 12 ms, was charged 126.8 ms of a 140 ms budget quiet and 145 ms
+# beside other work (docs/smtt.md, "A fair verdict under load"). It is the same for every
+# program and stated in the prompt, so it is no lever: it moves the line, which a program is
+# told to stay well inside of (the budget is what to aim at).
+BUDGET_ALLOWANCE = 0.10
+
+
+def over_budget(used_s: float, budget_s: float) -> bool:
+    """Whether ``used_s`` of charged CPU fails an instance whose budget is ``budget_s``."""
+    return used_s > budget_limit(budget_s)
+
+
+def budget_limit(budget_s: float) -> float:
+    """The charge past which an instance with budget ``budget_s`` fails (the allowance added)."""
+    return budget_s * (1.0 + BUDGET_ALLOWANCE)
+
+
+def allowance_text(budget_s: float) -> str:
+    """``its 10 % allowance for a busy machine: 0.154 s`` (what a failure names)."""
+    return f"its {BUDGET_ALLOWANCE * 100:g} % allowance for a busy machine: {budget_limit(budget_s):.3f} s"
+
+
 @runtime_checkable
 class ChargesCpu(Protocol):
     """A verifier whose score or feasibility counts the candidate's CPU time (a session call's

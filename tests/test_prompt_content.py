@@ -377,7 +377,7 @@ def test_cpu_time_per_group_is_shown_against_the_budget(smtt: Problem, tmp_path:
     # What the flags mean and the rule past 100 %, once, on the current program's line: a clean-room
     # agent could not tell a warning from a penalty, nor whether CPU time is scored.
     assert line.endswith("(over 90%: a warning that these instances came close to the budget, which they kept; "
-                         "an instance over its budget fails the whole program; the CPU time itself is not "
+                         "an instance charged more than 10 % over its budget fails the whole program; the CPU time itself is not "
                          "scored: within the limit, faster scores the same)")
     quiet = add(archive, smtt, smtt.seed_code.replace("return d\n", "return d - p\n"), seed, 1, -50.0,
                 seconds=0.001)

@@ -41,8 +41,10 @@ from evolve.verifier import (
     Direction,
     Instance,
     InstanceResult,
+    allowance_text,
     feasible,
     infeasible,
+    over_budget,
 )
 
 log = logging.getLogger(__name__)
@@ -229,9 +231,9 @@ class SmttVerifier:
         if reply.error is not None:  # the candidate raised, or answered with something unsendable
             raise CandidateError(reply.error.replace("reply is ", "solution is ", 1))
         allowed = cpu_budget_s(len(p))
-        if reply.cpu_seconds > allowed:
+        if over_budget(reply.cpu_seconds, allowed):
             raise CandidateError(f"CPU budget exceeded: {reply.cpu_seconds:.3f} s of CPU for n = {len(p)}, "
-                                 f"{allowed:.3f} s allowed ({BUDGET_TEXT})")
+                                 f"{allowed:.3f} s allowed ({BUDGET_TEXT}; {allowance_text(allowed)})")
         # A solution is plain data (JSON for --solutions-out, lists for pictures), made only of a
         # sequence of the right length: a reply may hold 8 million numbers (max_output_mb), and
         # a list of them cost the controller ~300 MiB and a second before score() saw the length.
