@@ -63,9 +63,18 @@ def save_config(folder: Path, problem: str, problem_dir: Path, settings: RunSett
     (folder / CONFIG).write_text(json.dumps(document, indent=2) + "\n")
 
 
+STUDY_FILE = "study.json"  # evolve.study.STUDY (that module imports this one)
+
+
 def load_run(folder: Path) -> RunInfo:
     config = folder / CONFIG
     if not (folder / ARCHIVE).is_file() or not config.is_file():
+        runs = sorted((p.name for p in folder.glob("seed-*") if (p / ARCHIVE).is_file()),
+                      key=lambda name: (len(name), name)) if (folder / STUDY_FILE).is_file() else []
+        if runs:  # a newcomer gives report, export or resume the study folder that review takes
+            raise UserError(f"{folder}: a study of {len(runs)} runs, not one run: give one of them "
+                            f"({', '.join(str(folder / r) for r in runs[:3])}{', ...' if len(runs) > 3 else ''}); "
+                            "evolve review takes the whole study")
         raise UserError(f"{folder}: not a run folder (expected {ARCHIVE} and {CONFIG})")
     try:
         document: dict[str, Any] = json.loads(read_text(config, "run config"))

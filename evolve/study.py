@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from evolve.errors import UserError
-from evolve.runs import refuse_foreign_contents
+from evolve.runs import STUDY_FILE, refuse_foreign_contents
 
-STUDY = "study.json"
+STUDY = STUDY_FILE
 _SEEDS = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")  # seeds are >= 0, as --seed
 
 

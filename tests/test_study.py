@@ -75,6 +75,15 @@ def test_run_with_seeds_on_the_command_line_then_review_json(toy_dir: Path, tmp_
     both = subprocess.run([*cli, "run", str(toy_dir), "--seeds", "1", "--seed", "3"], capture_output=True,
                           text=True, timeout=600)
     assert both.returncode == 2 and "--seeds" in both.stderr
+    # report, export, resume and prompt take one run: given the study, they name its runs in one line
+    # (a newcomer gave `evolve report STUDY` the folder review takes, and read "not a run folder").
+    for command in (["report", str(out), "-o", str(tmp_path / "r.html")], ["export", str(out)],
+                    ["resume", str(out)], ["prompt", "--run", str(out)]):
+        refused = subprocess.run([*cli, *command], capture_output=True, text=True, timeout=600)
+        assert refused.returncode == 2, (command, refused.stderr)
+        assert refused.stderr.strip() == (f"error: {out}: a study of 2 runs, not one run: give one of them "
+                                          f"({out / 'seed-1'}, {out / 'seed-2'}); evolve review takes the whole "
+                                          "study"), command
 
 
 def test_review_repeats_re_evaluates_the_top_programs_and_flags_ties(toy_dir: Path, tmp_path: Path) -> None:
