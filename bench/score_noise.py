@@ -16,16 +16,16 @@ last evaluation:
 A program whose result does not depend on time scores the same every time: its noise is 0.
 Nothing here is the candidate's word: scores are the verifier's.
 
-``--problem jssp|moe|serving`` measures the other problems' programs the same way (the seed and
+``--problem jssp|moe|serving|serving_router|smtt_rule`` measures the other problems' programs the same way (the seed and
 shipped baselines; jssp's ``fdd_mwkr`` is a composite rule with a fitted-looking weight, as a
 learned rule would be). A second table says what difference between two programs is within
-the noise of the *instances* rather than of the evaluation: for each program against the seed,
+the noise of the *instances* rather than of the evaluation: for each program against the seed (or ``--against NAME``),
 the standard error of the score difference, from the per-instance gap differences within each
 group (score = minus the mean over groups of each group's mean gap, so the difference's variance
 is the sum over groups of var_g / n_g, over the number of groups squared). Two programs whose
 scores differ by less than about two such errors could change order on a fresh draw of
 instances of the same kind. From each instance's gap (smtt, jssp), or its own
-score term (serving, one group); not for moe, whose LPT shortfall term is per deployment.
+score term (serving and serving_router, one group); not for moe, whose LPT shortfall term is per deployment.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ HERE = Path(__file__).resolve().parent
 
 # The programs measured per problem: the seed and shipped baselines (smtt adds the clean-room ILS).
 BASELINES = {"jssp": ("mwkr", "fdd_mwkr", "mopnr"), "moe": ("lpt", "deepseek_eplb"),
-             "serving": ("sjf_predicted", "edf_ttft")}
+             "serving": ("sjf_predicted", "edf_ttft"), "serving_router": ("least_outstanding", "least_kv"),
+             "smtt_rule": ("mdd", "mddc")}
 
 
 def programs(name: str = "smtt") -> dict[str, str]:
@@ -87,8 +88,8 @@ def per_instance(problem_name: str) -> tuple[Callable[[Any], float | None], bool
     where the score is not a mean of per-instance terms (moe: its LPT term is per deployment)."""
     if problem_name == "moe":
         return None
-    if problem_name == "serving":
-        verifier = load_problem("serving").verifier
+    if problem_name in ("serving", "serving_router"):
+        verifier = load_problem(problem_name).verifier
         return (lambda i: verifier.instance_score(i) if i.feasible else None), False
     return (lambda i: None if i.gap is None else -100.0 * i.gap), True  # gaps are fractions; scores %
 
@@ -98,6 +99,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--split", default="train")
     parser.add_argument("--problem", default="smtt", choices=["smtt", *BASELINES])
+    parser.add_argument("--against", default="seed", help="the program the differences are taken to")
     parser.add_argument("--only", nargs="*", help="program names (smtt: seed, mddc, ils; else seed and "
                                                   "the baselines of BASELINES)")
     args = parser.parse_args()
@@ -120,14 +122,14 @@ def main() -> None:
         moved = sum(1 for i in runs[-1].instances if first.get(i.name) != i.objective)
         print(f"| {name} | {', '.join(f'{s:.6f}' for s in scores)} | {max(scores) - min(scores):.6f} | "
               f"{moved} of {len(runs[-1].instances)} |", flush=True)
-    base = firsts.get("seed")
+    base = firsts.get(args.against)
     if base is not None and len(firsts) > 1:
-        print("\n| program | score difference to the seed (first evaluations) | its standard error over "
-              "the instances (points) |")
+        print(f"\n| program | score difference to {args.against} (first evaluations) | its standard error "
+              "over the instances (points) |")
         print("|---|---|---|")
         terms = per_instance(args.problem)
         for name, run in firsts.items():
-            if name == "seed":
+            if name == args.against:
                 continue
             error = None if terms is None else paired_error(base.instances, run.instances, *terms)
             print(f"| {name} | {run.score - base.score:+.4f} | "
