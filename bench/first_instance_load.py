@@ -15,6 +15,8 @@ two neighbour processes of each kind running meanwhile, the kinds interleaved ro
 * ``faults``: two loops that map 256 MiB, touch every page and unmap it (page faults, zeroing);
 * ``sandboxes``: two loops evaluating the seed on quick through their own sandboxes (forks,
   namespaces, mounts, short-lived processes);
+* ``loopback``: two processes each streaming 64 KiB blocks to itself over TCP on 127.0.0.1
+  (network softirqs, which this kernel, without IRQ time accounting, counts to whatever runs);
 * ``io``: two loops writing 32 MiB and fsync-ing it (block-device interrupts).
 
 It prints, per kind, the first instance's charge (the verifier's trusted CPU time, the figure the
@@ -51,6 +53,12 @@ NEIGHBOURS = {
                "    for k in range(0, 256 << 20, 4096):\n        m[k] = 1\n    m.close()\n"),
     "sandboxes": ("import evolve\nfrom evolve.problem import load_problem\ncode = load_problem('smtt').seed_code\n"
                   "while True:\n    evolve.evaluate('smtt', code, split='quick')\n"),
+    "loopback": ("import socket, threading\nserver = socket.socket()\nserver.bind(('127.0.0.1', 0))\n"
+                 "server.listen()\nport = server.getsockname()[1]\n"
+                 "def sink():\n    conn, _ = server.accept()\n    while conn.recv(1 << 16):\n        pass\n"
+                 "threading.Thread(target=sink, daemon=True).start()\n"
+                 "client = socket.create_connection(('127.0.0.1', port))\nblock = bytes(1 << 16)\n"
+                 "while True:\n    client.sendall(block)\n"),
     "io": ("import os, tempfile\nblock = os.urandom(1 << 20)\nwhile True:\n"
            "    with tempfile.TemporaryFile() as f:\n        for _ in range(32):\n            f.write(block)\n"
            "        f.flush()\n        os.fsync(f.fileno())\n"),
