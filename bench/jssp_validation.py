@@ -28,11 +28,13 @@ this process builds from the program's return expression ever run here, never th
                                                                  # put the median above FDD/MWKR
     python bench/jssp_validation.py /tmp/study --first 20        # fresh draws (20-39): a final check
     python bench/jssp_validation.py /tmp/study --scale 2         # every time x2: scale-free rules gap the same
+    python bench/jssp_validation.py /tmp/study --top 24          # the range over each run's 24 best on train
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -201,6 +203,23 @@ def abz_subsets(cases, baseline_gaps: list[float], evolved: list[list[float]], d
           + ", ".join(f"{100.0 * k / draws:.1f} %" for k in seeds_above))
 
 
+def top_on_train(folder: Path, cases, scheme: str, k: int, rule_spec) -> str:
+    """The range over a run's ``k`` best programs on train (its archive) of each family's mean gap:
+    how far a choice among them on another split could move the run's reported figure."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{folder / 'archive.sqlite'}?mode=ro", uri=True)) as db:
+        codes = [c for (c,) in db.execute("SELECT code FROM programs WHERE score IS NOT NULL AND stage = 'train' "
+                                          "ORDER BY score DESC, id LIMIT ?", (k,))]
+    trees = [t for t in (rule_tree(code, rule_spec) for code in codes) if t is not None]
+    rows = [gaps(cases, instance_gaps(tree_rule(t), cases, scheme)) for t in trees]
+    if not rows:
+        return f"{folder.name}: none of its {len(codes)} best on train is one GP expression"
+    columns = [c for c in rows[0] if " " not in c or c == "abz (2:3)"]  # families, not sizes
+    spans = ", ".join(f"{c} {min(r[c] for r in rows):.2f}-{max(r[c] for r in rows):.2f}" for c in columns)
+    return f"{folder.name}: its {len(rows)} best on train (of {len(codes)} read): {spans}"
+
+
 def run_folders(paths: list[Path]) -> list[Path]:
     found = []
     for path in paths:
@@ -248,6 +267,8 @@ def main() -> None:
     parser.add_argument("--subsets", type=int, default=0, metavar="K",
                         help="draw K abz-like groups of five (as the test split's) and count where the median is "
                              "at or above FDD/MWKR")
+    parser.add_argument("--top", type=int, default=0, metavar="K",
+                        help="also the range of each family's gap over each run's K best programs on train")
     parser.add_argument("--write-instances", type=Path, default=None, metavar="DIR")
     args = parser.parse_args()
     families = [f.strip() for f in args.families.split(",") if f.strip()]
@@ -297,6 +318,10 @@ def main() -> None:
     print("|---" * (len(columns) + 1) + "|")
     for name, row in rows:
         print(f"| {name} | " + " | ".join(f"{row[c]:.2f}" for c in columns) + " |")
+    if args.top > 0:
+        print(f"\nthe {args.top} best programs on train of each run (gap % ranges)")
+        for folder in run_folders(args.runs):
+            print(top_on_train(folder, cases, args.scheme, args.top, rule_spec))
     if args.subsets and per_instance and {"abz-wide", "abz-narrow"} <= set(families):
         abz_subsets(cases, base[BASELINES[0]], per_instance, args.subsets)
 

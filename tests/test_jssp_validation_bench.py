@@ -109,3 +109,18 @@ def test_scaled_times_leave_scale_free_rules_where_they_were(made) -> None:
     assert after["fdd_mwkr"] == before["fdd_mwkr"] and after["mwkr"] == before["mwkr"] == after["seed-0"]
     refused = _run(*ARGS, "--scale", "0")
     assert refused.returncode == 2 and "--scale: expected 1 or more, got 0" in refused.stderr
+
+
+def test_top_reads_a_runs_best_programs_on_train_from_its_archive(made, tmp_path: Path) -> None:
+    """A real run's archive (SQLite): --top scores its best programs on train as trees."""
+    folder, _ = made
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "evolve.cli", "run", "jssp", "--iterations", "6", "--seed", "1",
+                           "--out", str(run)], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert done.returncode == 0, done.stderr
+    scored = _run(*ARGS, "--cache", str(folder / "cache.json"), "--top", "3", str(run))
+    assert scored.returncode == 0, scored.stderr
+    line = next(x for x in scored.stdout.splitlines() if x.startswith("run: its "))
+    assert "best on train (of 3 read): abz-wide " in line
+    low, high = (float(v) for v in line.rsplit("abz-wide ", 1)[1].split("-"))
+    assert low <= float(_rows(scored.stdout)["run"][0]) <= high  # the run's best is one of them
