@@ -5,8 +5,8 @@ tiny problem at one worker; ``workers``: ``bench/workers.py``'s ``run("jssp", N,
 waits ``--settle`` seconds into it, then records the kernel's scheduler events on every CPU for
 ``--seconds`` (``perf record -e sched:sched_switch,sched_wakeup,...``, as root) and splits that
 window's wall by the number of the bench's own tasks that wanted a core at each instant (running,
-or runnable and waiting): none (all of ours asleep: waiting on a timer or the kernel's deferred
-work), one (the serial part: which one, by role), two or more (overlapped). Roles: the
+or runnable and waiting): none (all of ours asleep, by the last of them to go to sleep and its
+state: D is a wait in the kernel, such as an exit's teardown), one (the serial part: which one, by role), two or more (overlapped). Roles: the
 controller's main thread, its other threads (evaluation, proposals), the model server, worker
 processes, the zygote, the forker, candidate children. Also: what of ours ran on the cores
 (ms per iteration, the kernel's switch times), what else ran there (other users' processes,
@@ -138,13 +138,14 @@ def analyse(data: str, roles: dict[int, str]) -> None:
     on_cpu: collections.Counter[str] = collections.Counter()
     waited = 0.0
     start, last = events[0][0], events[0][0]
+    last_asleep = "?"  # the role and state of the last of ours to go to sleep
 
     role = roles.get
     for t, kind, trace, cpu, who, _tid in events:
         dt = t - last
         ours_wanting = [role(x) for x in wanting]
         n = len(ours_wanting)
-        split["none of ours wants a core" if n == 0 else
+        split[f"none of ours wants a core (the last to sleep: {last_asleep})" if n == 0 else
               f"one: {ours_wanting[0]}" if n == 1 else "two or more (overlapped)"] += dt
         running_roles = [role(x) or _kind(comm.get(x, ""), x) for x in running.values()]
         for r in running_roles:
@@ -162,6 +163,7 @@ def analyse(data: str, roles: dict[int, str]) -> None:
             comm[nxt] = cm.group(1) if cm else ""
             if prev in roles and not state.startswith("R"):
                 wanting.discard(prev)
+                last_asleep = f"{role(prev)}, state {state}"  # D: in the kernel, uninterruptible
             running[cpu] = nxt
             if nxt in roles:
                 wanting.add(nxt)
