@@ -35,7 +35,7 @@ from evolve.cli_common import (
 )
 from evolve.display import console, err_console
 from evolve.errors import UserError
-from evolve.formats import count, fmt, gap_words, json_safe, pct
+from evolve.formats import count, failure_summary, fmt, gap_words, json_safe, pct
 
 
 @app.command(epilog=example("evolve problems"))
@@ -326,10 +326,7 @@ def baselines(
     failed = [(name, e) for name, e in rows.items() if e.status != "ok"]
     for name, e in failed:
         where = spec.baselines.get(name, spec.dir / spec.spec.seed)
-        lines = [line.strip() for line in e.feedback.splitlines() if line.strip()]
-        reason = lines[0] if lines else ""
-        if reason.endswith(":") and len(lines) > 1:  # "3 of 3 instances failed:" then one line each
-            reason += " " + lines[1].removeprefix("- ")
+        reason = failure_summary(e.feedback)  # "3 of 3 instances failed:" then the first of them
         err_console.print(f"{escape(str(where))}: {e.status}: {escape(reason)}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from evolve.cli_common import (
     RUNS_ROOT,
@@ -25,7 +26,7 @@ from evolve.cli_common import (
 )
 from evolve.display import console, err_console
 from evolve.errors import UserError
-from evolve.formats import count, fmt, json_safe
+from evolve.formats import count, failure_summary, fmt, json_safe
 
 
 @app.command(
@@ -183,6 +184,11 @@ def compare(
     print_metrics([(n, e.status, e.score, e.metrics) for n, e in evaluations.items()], (),
                   f"{spec.name}/{split_name} ({count(n_instances, 'instance')})", against=spec.spec.objective.reference)
     show_comparison(result, split_name, f"{spec.spec.objective.name}, {direction}")
+    # A program that failed showed as "error" in the table and nothing more: its reason, one line.
+    for name, e in evaluations.items():
+        if e.status != "ok":
+            err_console.print(f"{escape(name)}: {e.status}: {escape(failure_summary(e.feedback))}",
+                              highlight=False, soft_wrap=True)
 
 
 @app.command(

@@ -79,3 +79,14 @@ def json_safe(value: Any) -> Any:
     if type(value).__name__ == "ndarray":  # numpy arrays in solutions, without importing numpy here
         return json_safe(value.tolist())
     return value
+
+
+def failure_summary(feedback: str) -> str:
+    """A failed program's feedback in one line: its first line, and where that only announces a
+    list ("1 of 6 instances failed:"), the list's first entry too, which holds the reason."""
+    lines = [line.strip() for line in feedback.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[1].removeprefix('- ')}"
+    return lines[0]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from evolve.archive import DUPLICATE, EDIT_ERROR, EVALUATED, LLM_ERROR, Archive, Attempt, Program
 from evolve.edits import EditError, edit_child
 from evolve.edits.reply import idea_of, split_thinking
+from evolve.formats import failure_summary
 from evolve.population import ParentChoice
 from evolve.problem import Problem
 from evolve.prompt_facts import gap_phrase
@@ -190,17 +191,6 @@ def _result(attempt: Attempt, child: Program | None, parent: Program, problem: P
         text += (f", better{than} by {delta:.4g}" if delta > 0 else f", worse{than} by {-delta:.4g}"
                  if delta < 0 else f", the same as #{parent.id}")
     return text
-
-
-def failure_summary(feedback: str) -> str:
-    """A failed program's feedback in one line: its first line, and where that only announces a
-    list ("1 of 6 instances failed:"), the list's first entry too, which holds the reason."""
-    lines = [line.strip() for line in feedback.splitlines() if line.strip()]
-    if not lines:
-        return ""
-    if lines[0].endswith(":") and len(lines) > 1:
-        return f"{lines[0]} {lines[1].removeprefix('- ')}"
-    return lines[0]
 
 
 def origin_of(archive: Archive, program: Program, listed: frozenset[int] = frozenset()) -> str:

@@ -125,6 +125,9 @@ def test_compare_of_two_programs_that_fail_everywhere_says_so(tmp_path: Path) ->
     assert "smtt/quick (6 instances)" in result.stdout
     assert "nothing to compare: both programs failed on all 6 instances" in result.stdout
     assert "verdict: identical" not in result.stdout
+    # and why, one line each (the table said only "error"; a newcomer could not tell what was wrong)
+    reasons = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert reasons == [f"{broken}: error: IndentationError: unexpected indent (line 1)"], result.stderr
 
 
 def test_compare_json_of_two_programs_that_fail_everywhere_says_so(tmp_path: Path) -> None:
