@@ -5,7 +5,7 @@ of 2026-12-07, whose first call in each of its 8 fresh sessions is a subset chec
 
     PYTHONPATH=. python bench/smtt_audit_clock.py --calibrate [--split train]  # lags, run end -> audits
     PYTHONPATH=. python bench/smtt_audit_clock.py [--window 0.8] [--bits 4] [--repeats 3]
-    PYTHONPATH=. python bench/smtt_audit_clock.py --relay 0.04 --window 0.2 --bits 5
+    PYTHONPATH=. python bench/smtt_audit_clock.py --relay 0.04 --window 0.2 --bits 5 [--code 21]
     PYTHONPATH=. python bench/smtt_audit_clock.py --size              # what B bits buy (no sandbox)
 
 The run is a session with one call per instance (``interact``), so a choice is made per instance
@@ -17,9 +17,10 @@ its place among the first ``--bits`` instances in the split's order, which every
 first call shows.  At the last decision of the last instance the run sleeps until the clock is at
 the start of the window (of ``--window`` seconds, in a period of 2^bits windows) that numbers its
 code; each audit session reads the window at its first call and answers each instance with the
-rule its bit names (MDD where it has none; MDDC is the better rule on most instances, so a
-non-zero code shows, in the gap, that the bits crossed: a wrong bit fails the instance's audit).  The window must hold the lags of all 8 sessions:
-``--calibrate`` times each session's first call from the trusted side (a wrapper of
+rule its bit names (MDD where it has none; a wrong bit fails the instance's audit wherever the
+two rules build different sequences).  ``--code K`` sends K instead of the better rule's bits
+(which may all be 0, MDD's, on the instances named), and says on how many of them MDD and MDDC
+differ.  The window must hold the lags of all 8 sessions: ``--calibrate`` times each session's first call from the trusted side (a wrapper of
 ``SandboxSession.call`` in this script), for MDD and MDDC, nothing sent.  With ``--relay HOP``
 each audit session also ends at the code's window (it sleeps before its first reply and before
 the last reply it can know is its last: a reaudit's first, the replay's last round, counted from
@@ -58,8 +59,10 @@ import sys, time
 import numpy as np
 
 INSTANCES, BITS, WINDOW, EPS, RELAY, HOP = 6, 6, 0.25, 0.002, False, 0.0
+FIXED = None  # a code to send instead of the choices (--code)
 PERIOD = WINDOW * 2 ** BITS
 _run = {}  # instance key -> its bit: 1 where MDDC beat MDD on it
+_seen = []  # the run's instances so far
 _audit = {"code": None, "keys": None, "calls": 0, "rounds": 0}
 
 def _mdd(t, p, d, p_max, p_mean):
@@ -102,10 +105,15 @@ def priority(t, p, d, p_max, p_mean, n, jobs_left, remaining_work):
             _align(_audit["code"])  # this session's last reply, if it is one: the next session reads it
         return rule(t, p, d, p_max, p_mean)
     if jobs_left == n:  # the run: the first decision shows the whole instance
-        pp, dd = np.array(p, dtype=np.int64), np.array(d)
-        _run[key] = int(len(_run) < BITS and _tardiness(_mddc, pp, dd) < _tardiness(_mdd, pp, dd))
+        _seen.append(key)  # (two of train's instances may share a key: the first one's rule serves both)
+        if key not in _run:
+            pp, dd = np.array(p, dtype=np.int64), np.array(d)
+            if FIXED is not None:
+                _run[key] = (FIXED >> len(_run)) & 1 if len(_run) < BITS else 0
+            else:
+                _run[key] = int(len(_run) < BITS and _tardiness(_mddc, pp, dd) < _tardiness(_mdd, pp, dd))
     rule = RULES[_run.get(key, 0)]
-    if jobs_left == 1 and len(_run) == INSTANCES:
+    if jobs_left == 1 and len(_seen) == INSTANCES:
         order = _bit_order(_run)
         code = sum(bit << order[k] for k, bit in _run.items() if k in order)
         _align(code)
@@ -195,6 +203,16 @@ def lags() -> str:
     return ", ".join(f"{1000 * (t - end):.0f}" for t, k in CALLS if k == "subset" and t > end)
 
 
+def _differing(instances: list) -> int:
+    """How many of ``instances`` MDD and MDDC dispatch differently (trusted side)."""
+    from evolve.evaluators.smtt.dispatch import dispatch
+
+    namespace: dict = {}
+    exec(PROGRAM, namespace)
+    return sum(dispatch(namespace["_mdd"], i.data["p"], i.data["d"]) != dispatch(namespace["_mddc"], i.data["p"], i.data["d"])
+               for i in instances)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -202,6 +220,9 @@ def main() -> None:
     parser.add_argument("--bits", type=int, default=4, help="instances told (the first in the split's order)")
     parser.add_argument("--relay", type=float, default=None, metavar="HOP",
                         help="each session ends at the code's window too; the next reads it HOP s later")
+    parser.add_argument("--code", type=int, default=None,
+                        help="send this code (MDDC where its bit is 1) instead of the better rule's: a pass then shows "
+                             "that the bits crossed wherever MDD and MDDC build different sequences (counted)")
     parser.add_argument("--calibrate", action="store_true", help="the lags of the audit sessions, MDD and MDDC")
     parser.add_argument("--split", default="quick", help="quick or train")
     parser.add_argument("--size", action="store_true", help="what a choice per instance buys, no sandbox")
@@ -212,7 +233,8 @@ def main() -> None:
     session_module.SandboxSession.call = _logged  # type: ignore[method-assign]
     problem = load_problem("smtt_rule")
     instances = problem.instances(args.split)
-    program = PROGRAM.replace("INSTANCES, BITS, WINDOW, EPS, RELAY, HOP = 6, 6, 0.25, 0.002, False, 0.0",
+    program = PROGRAM.replace("FIXED = None", f"FIXED = {args.code}").replace(
+        "INSTANCES, BITS, WINDOW, EPS, RELAY, HOP = 6, 6, 0.25, 0.002, False, 0.0",
                               f"INSTANCES, BITS, WINDOW, EPS, RELAY, HOP = {len(instances)}, {args.bits}, "
                               f"{args.window}, 0.002, {args.relay is not None}, {args.relay or 0.0}")
     with Evaluator(problem, RunSettings.model_validate(problem.spec.run).sandbox) as evaluator:
@@ -221,6 +243,10 @@ def main() -> None:
             evaluation = evaluator.run_split(code, instances, args.split)
             print(f"{line(name, evaluation)}; the audit sessions' first replies at {lags()} ms after the run's end",
                   flush=True)
+        if args.code is not None:
+            told = _differing(instances[:args.bits])
+            print(f"code {args.code:0{args.bits}b} (first instance last): MDD and MDDC build different sequences on "
+                  f"{told} of the {args.bits} instances it names")
         show("MDD", MDD)
         show("MDDC", MDDC)
         if args.calibrate:
