@@ -135,6 +135,7 @@ def analyse(data: str, roles: dict[int, str]) -> None:
     wanting: set[int] = set()  # our tasks running or runnable
     comm: dict[int, str] = {}
     split: collections.Counter[str] = collections.Counter()
+    on_cores: collections.Counter[str] = collections.Counter()  # by how many of ours ran
     on_cpu: collections.Counter[str] = collections.Counter()
     waited = 0.0
     start, last = events[0][0], events[0][0]
@@ -151,6 +152,9 @@ def analyse(data: str, roles: dict[int, str]) -> None:
         for r in running_roles:
             on_cpu[r] += dt
         ours_running = sum(1 for x in running.values() if x in roles)
+        ours_on = [role(x) for x in running.values() if x in roles]
+        on_cores["none" if not ours_on else f"one: {ours_on[0]}" if len(ours_on) == 1
+                 else "two or more"] += dt
         waited += dt * max(0, n - ours_running)
         last = t
         if kind == "sched_switch":
@@ -186,6 +190,9 @@ def analyse(data: str, roles: dict[int, str]) -> None:
           f"{wall * 1e3 / per:.3f} ms of wall per child")
     print("\nthe wall, by how many of our tasks wanted a core (running or runnable), ms per child:")
     for name, dt in sorted(split.items(), key=lambda kv: -kv[1]):
+        print(f"  {dt * 1e3 / per:8.3f}  {100 * dt / wall:5.1f} %  {name}")
+    print("\nthe wall, by how many of our tasks were on a core, ms per child:")
+    for name, dt in sorted(on_cores.items(), key=lambda kv: -kv[1]):
         print(f"  {dt * 1e3 / per:8.3f}  {100 * dt / wall:5.1f} %  {name}")
     print(f"\nour tasks waited, runnable, for a core: {waited * 1e3 / per:.3f} ms per child (task-ms)")
     print("\nwhat ran on the cores, ms per child (the kernel's switch times):")
