@@ -123,7 +123,9 @@ def order(x):
     calls.append(1)
     if len(calls) == 1:
         signal.signal(signal.SIGALRM, _work)
-        signal.setitimer(signal.ITIMER_REAL, 0.001)  # once, just after the first answer
+        # once, 20 ms after the first answer: with 1 ms, a busy machine let the handler run before the
+        # trusted side read the answer's CPU, which then failed the instance at the answer instead
+        signal.setitimer(signal.ITIMER_REAL, 0.02)
     return [int(k) for k in np.argsort(-x, kind="stable")]
 '''
 
