@@ -29,6 +29,7 @@ this process builds from the program's return expression ever run here, never th
     python bench/jssp_validation.py /tmp/study --first 20        # fresh draws (20-39): a final check
     python bench/jssp_validation.py /tmp/study --scale 2         # every time x2: scale-free rules gap the same
     python bench/jssp_validation.py /tmp/study --top 24          # the range over each run's 24 best on train
+    python bench/jssp_validation.py /tmp/study --per-instance    # every instance's gap, one row each
 """
 
 from __future__ import annotations
@@ -267,6 +268,7 @@ def main() -> None:
     parser.add_argument("--subsets", type=int, default=0, metavar="K",
                         help="draw K abz-like groups of five (as the test split's) and count where the median is "
                              "at or above FDD/MWKR")
+    parser.add_argument("--per-instance", action="store_true", help="also every instance's gap, one row each")
     parser.add_argument("--top", type=int, default=0, metavar="K",
                         help="also the range of each family's gap over each run's K best programs on train")
     parser.add_argument("--write-instances", type=Path, default=None, metavar="DIR")
@@ -299,13 +301,14 @@ def main() -> None:
     rule_spec = load_problem("jssp").spec.rule[0]
     base = {name: instance_gaps(baseline(name), cases, args.scheme) for name in BASELINES}
     rows: list[tuple[str, dict[str, float]]] = [(name, gaps(cases, base[name])) for name in BASELINES]
-    evolved, per_instance = [], []
+    evolved, per_instance, names = [], [], []
     for folder in run_folders(args.runs):
         tree = rule_tree((folder / "best.py").read_text(), rule_spec)
         if tree is None:
             print(f"{folder}: best.py is not one GP expression; score it with --write-instances and evolve eval")
             continue
         per_instance.append(instance_gaps(tree_rule(tree), cases, args.scheme))
+        names.append(folder.name)
         row = gaps(cases, per_instance[-1])
         evolved.append(row)
         rows.append((folder.name, row))
@@ -318,6 +321,13 @@ def main() -> None:
     print("|---" * (len(columns) + 1) + "|")
     for name, row in rows:
         print(f"| {name} | " + " | ".join(f"{row[c]:.2f}" for c in columns) + " |")
+    if args.per_instance:
+        print(f"\ngap % per instance ({args.scheme}; reference kind)")
+        print("| instance | " + " | ".join([*BASELINES, *names]) + " |")
+        print("|---" * (len(BASELINES) + len(names) + 1) + "|")
+        for i, (_, shop, record) in enumerate(cases):
+            cells = [base[b][i] for b in BASELINES] + [g[i] for g in per_instance]
+            print(f"| {shop.name} ({record.kind}) | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
     if args.top > 0:
         print(f"\nthe {args.top} best programs on train of each run (gap % ranges)")
         for folder in run_folders(args.runs):

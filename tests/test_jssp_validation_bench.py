@@ -124,3 +124,14 @@ def test_top_reads_a_runs_best_programs_on_train_from_its_archive(made, tmp_path
     assert "best on train (of 3 read): abz-wide " in line
     low, high = (float(v) for v in line.rsplit("abz-wide ", 1)[1].split("-"))
     assert low <= float(_rows(scored.stdout)["run"][0]) <= high  # the run's best is one of them
+
+
+def test_per_instance_rows_average_to_the_table(made) -> None:
+    folder, done = made
+    again = _run(*ARGS, "--cache", str(folder / "cache.json"), "--per-instance", str(folder / "study"))
+    assert again.returncode == 0, again.stderr
+    rows = {k: v for k, v in _rows(again.stdout).items() if k.startswith("valid-abz-wide-10x10-")}
+    assert len(rows) == 2 and all(len(v) == 3 for v in rows.values())  # fdd_mwkr, mwkr, seed-0
+    for column, name in enumerate(("fdd_mwkr", "mwkr", "seed-0")):
+        mean = sum(float(v[column]) for v in rows.values()) / 2
+        assert abs(mean - float(_rows(done.stdout)[name][0])) <= 0.01
