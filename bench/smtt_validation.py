@@ -16,7 +16,7 @@ the seeds of `bench/offline_study.py`), or with `--top K` its K best programs on
 the one its run reported marked; with `--selections` too, what a choice among those K would report
 on this set: the run's own (the best on `valid`), the best per size on `valid`, and the best per
 size on this set itself (an oracle: no choice among the K can do better). `--on valid` scores on
-smtt_rule's validation split; `--write-instances FILE` writes the fresh set as an instance file for
+smtt_rule's validation split, `--on fit` on its fit split (what `refit_on` fits on); `--write-instances FILE` writes the fresh set as an instance file for
 `evolve eval/compare --instances` (programs that are not one expression, e.g. a model's);
 `--min-reference R` leaves out the instances whose reference is below R. `--subsets` also scores every
 rule per subset of the test split's design (a stream's replicate r: one instance per TF/RDD point,
@@ -132,15 +132,17 @@ def expression_rule(expr: str, names: set[str]):
     return tree_rule(trees[0], tuple(trees[1:]))
 
 
-def archive_rows(folder: Path, rule_spec, top: int):
-    """The ``top`` best programs on train of every run under ``folder`` (* marks the reported one)."""
+def archive_rows(folder: Path, rule_spec, top: int, chosen_among: bool = False):
+    """The ``top`` best programs on train of every run under ``folder`` (* marks the one `valid`
+    chose). With ``chosen_among``, only those the run's choice chose among: a refit of the chosen
+    one (``refit_on``, origin ``refit``) is made after the choice and is left out."""
     rows = []
     for db_path in sorted(folder.glob("**/archive.sqlite")):
         db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
         saved = db.execute("SELECT value FROM meta WHERE key = 'best_selection'").fetchone()
         chosen = json.loads(saved[0]).get("program_id") if saved and saved[0] != "null" else None
-        programs = db.execute("SELECT id, score, code FROM programs WHERE score IS NOT NULL "
-                              "ORDER BY score DESC, id LIMIT ?", (top,)).fetchall()
+        programs = db.execute("SELECT id, score, code FROM programs WHERE score IS NOT NULL AND origin != ? "
+                              "ORDER BY score DESC, id LIMIT ?", ("refit" if chosen_among else "", top)).fetchall()
         db.close()
         for pid, score, code in programs:
             tree = rule_tree(code, rule_spec)
@@ -248,9 +250,9 @@ def main() -> None:
     parser.add_argument("--stream", default="0", metavar="K[,K...]",
                         help="the fresh set's seed stream (0, the default: the docs' tables; K >= 1: another "
                              "set of the same design), or several, pooled: 0,1 scores 200 instances per size")
-    parser.add_argument("--on", choices=("fresh", "train", "valid", "smtt-train"), default="fresh",
+    parser.add_argument("--on", choices=("fresh", "train", "valid", "fit", "smtt-train"), default="fresh",
                         help="the fresh set (default), or a shipped split with its references: "
-                             "smtt_rule's train or valid, or smtt's train (smtt-train)")
+                             "smtt_rule's train, valid or fit (refit_on's), or smtt's train (smtt-train)")
     parser.add_argument("--min-reference", type=float, default=0.0, metavar="R",
                         help="leave out the instances whose reference is below R (what the few instances "
                              "with tiny optima do to each mean; docs/smtt.md, tenth round)")
@@ -303,7 +305,7 @@ def main() -> None:
     run_of: dict[str, str] = {}  # --top's rows: the run each came from
     for folder in args.runs:
         if args.top:
-            found = archive_rows(folder, rule_spec, args.top)
+            found = archive_rows(folder, rule_spec, args.top, chosen_among=args.selections)
             if args.selections:
                 run_of.update({name: f"{folder}/{name.split()[0]}" for name, _ in found})
             rows += found

@@ -268,7 +268,7 @@ def test_mddc_written_as_a_gp_tree_is_the_published_mddc_and_a_shipped_start() -
     from evolve.gp.tree import evaluate
 
     (rule,) = load_problem("smtt_rule").spec.rule
-    assert rule.starts[-1] == MDDC_TREE and SCALED_MDDC_TREE not in rule.starts
+    assert rule.starts[-2] == MDDC_TREE and SCALED_MDDC_TREE not in rule.starts
     mddc = load_function(RULE_BASELINES / "mddc.py", "priority")
     tree = parse(MDDC_TREE, {i.name for i in rule.inputs})
     for p, d in mixed_instances(30, 11):
@@ -276,6 +276,44 @@ def test_mddc_written_as_a_gp_tree_is_the_published_mddc_and_a_shipped_start() -
         t = float(np.random.default_rng(len(p)).integers(0, 500))
         env = {"t": t, "p": p, "d": d, "p_max": p.max(), "p_mean": p.mean()}
         np.testing.assert_allclose(evaluate(tree, env), mddc(**env)[0], rtol=1e-12)
+
+
+def test_the_split_start_is_mddc_plus_the_squared_late_share_above_the_gate_and_mdd_plus_it_below() -> None:
+    """The last start (issue 13's twenty-second round): split at the gate, so mutation varies only
+    the side below it and the refit fits only c1; above the gate it computes MDDC's first key plus
+    c1 phi^2 p, below it MDD plus c2 phi p (phi the late share, a derived terminal, as is its square)."""
+    from evolve.gp.codegen import parse
+    from evolve.gp.constants import above_gate_paths
+    from evolve.gp.operators import split_sides
+    from evolve.gp.program import signature_of
+    from evolve.gp.tree import evaluate, get, simplify
+
+    (rule,) = load_problem("smtt_rule").spec.rule
+    names = {i.name for i in rule.inputs}
+    phi = "np.maximum((t + remaining_work - d_max) / remaining_work, 0)"
+    assert phi in rule.terminals and f"np.square({phi})" in rule.terminals
+    sig = signature_of(rule)
+    tree = simplify(parse(rule.starts[-1], names))
+    gate, above, below = split_sides(tree, sig)
+    assert gate == simplify(parse("n - 75", names))
+    (c1,) = above_gate_paths(tree, (gate,))
+    assert c1 == (2, 2, 1) and get(tree, c1)[1] > 0
+    mddc = load_function(RULE_BASELINES / "mddc.py", "priority")
+    mdd = load_function(RULE_BASELINES / "mdd.py", "priority")
+    for p, d in mixed_instances(30, 12):
+        p, d = p.astype(float), d.astype(float)
+        for t in (0.0, float(p.sum()) / 3):
+            work = float(p.sum()) - t / 2  # a state whose latest due date may be before the work's end
+            late = max((t + work - d.max()) / work, 0.0)
+            env = {"t": t, "p": p, "d": d, "remaining_work": work, "jobs_left": float(len(p)), "p_max": p.max(),
+                   "p_mean": p.mean(), "p_min": p.min(), "d_min": d.min(), "d_mean": d.mean(), "d_max": d.max()}
+            np.testing.assert_allclose(evaluate(above, {**env, "n": 100.0}),
+                                       mddc(t=t, p=p, d=d, p_max=p.max(), p_mean=p.mean())[0]
+                                       + get(tree, c1)[1] * late**2 * p, rtol=1e-12)
+            c2 = below[2][1][1]
+            np.testing.assert_allclose(evaluate(below, {**env, "n": 20.0}),
+                                       mdd(t=t, p=p, d=d)[0] + c2 * late * p, rtol=1e-12)
+            np.testing.assert_allclose(evaluate(tree, {**env, "n": 20.0}), evaluate(below, {**env, "n": 20.0}))
 
 
 def test_the_docs_baseline_table_runs_every_baseline_through_the_sandbox() -> None:

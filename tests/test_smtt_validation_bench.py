@@ -101,6 +101,16 @@ def test_another_stream_is_an_independent_fresh_set_of_the_same_design() -> None
             assert draw(n, index, stream=1)[1].tolist() == second[1].tolist()  # the same draw every time
 
 
+def test_on_fit_scores_the_fit_split_the_refit_reads(every: dict[str, list[str]]) -> None:
+    """`--on fit`: the split `refit_on` and `refit_below` fit on (the last `--on` given wins), at every size."""
+    from evolve.evaluators.smtt.generator import split_instances
+
+    out = _run("--on", "fit")
+    assert f"the {len(split_instances('fit'))} instances of smtt_rule's fit split" in out
+    table = _rows(out)
+    assert len(table["mdd"]) == 6 and table["mdd"] != every["mdd"]  # five sizes and the mean; not valid's
+
+
 def test_floor_measures_the_gaps_at_n_100_and_above_against_max_reference_floor_n(every: dict[str, list[str]]) -> None:
     floored = _table("--floor", "2.5")
     assert floored["mdd"][:2] == every["mdd"][:2] and floored["mddc"][:2] == every["mddc"][:2]  # n = 20, 50
