@@ -213,3 +213,23 @@ def test_waiting_for_a_worker_to_exit_gives_its_status_or_times_out_leaving_it_u
         slow.kill()
         slow.wait()
     assert slow.returncode == -signal.SIGKILL
+
+
+def test_waiting_for_exit_works_when_the_waiter_holds_over_a_thousand_fds() -> None:
+    # select() refuses an fd numbered 1024 or more: a controller with many open files (workers,
+    # archives, sockets) got its pidfd past that line, and closing a worker raised ValueError.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert max(held) >= 1024
+        done = subprocess.Popen([sys.executable, "-c", "raise SystemExit(4)"])
+        assert wait_for_exit(done, 60.0) == 4
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

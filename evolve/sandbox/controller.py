@@ -91,8 +91,10 @@ def wait_for_exit(proc: subprocess.Popen[Any], timeout: float) -> int:
         except (AttributeError, OSError):
             pidfd = None  # no pidfds here (Linux < 5.3): Popen's own polling
         if pidfd is not None:
-            try:
-                exited, _, _ = select.select([pidfd], [], [], timeout)
+            try:  # poll, not select: a pidfd numbered past FD_SETSIZE (1024) is fine here
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                exited = poller.poll(max(timeout, 0.0) * 1000.0)
             finally:
                 os.close(pidfd)
             if not exited:
